@@ -1,0 +1,3 @@
+//! Integration tests of dashflow-graph.
+
+mod derive;

@@ -1,0 +1,69 @@
+//! Where the tasks of a superstep run.
+//!
+//! The executor turns each task of a superstep into a `'static` future and hands it to a
+//! [`Scheduler`]. The trait is deliberately tiny and object-safe, so a compiled graph can hold
+//! an `Arc<dyn Scheduler>` chosen at run time: the default [`TokioScheduler`] spawns each
+//! task onto the ambient tokio runtime; a work-stealing pool for CPU-heavy or blocking nodes
+//! implements the same trait.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use dashflow_scheduler::{Scheduler, TokioScheduler};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let scheduler: Arc<dyn Scheduler> = Arc::new(TokioScheduler);
+//! let (tx, rx) = tokio::sync::oneshot::channel();
+//! scheduler.spawn(Box::pin(async move {
+//!     let _ = tx.send(21 * 2);
+//! }));
+//! assert_eq!(rx.await.unwrap(), 42);
+//! # }
+//! ```
+//!
+//! This crate has no feature flags.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+
+/// A unit of work: one task of a superstep, already wrapped so that it reports its own result.
+pub type Task = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+
+/// Runs the tasks of a superstep.
+///
+/// A task reports its result through a channel captured inside it, so a scheduler only has
+/// to drive it to completion. Panics are caught inside the task by the executor; a scheduler
+/// may assume tasks do not unwind.
+pub trait Scheduler: Send + Sync + fmt::Debug + 'static {
+    /// Starts `task`; it must eventually be polled to completion.
+    fn spawn(&self, task: Task);
+
+    /// Whether a superstep with a single task may run that task inline on the caller's task
+    /// instead of through [`Scheduler::spawn`].
+    ///
+    /// Inline execution saves a spawn and a cross-thread wake per node in sequential graphs.
+    /// A scheduler that exists to move work off the async runtime (a blocking or CPU pool)
+    /// returns `false`.
+    fn runs_single_tasks_inline(&self) -> bool {
+        true
+    }
+}
+
+/// The default scheduler: every task is a tokio task on the current runtime.
+///
+/// Tasks of one superstep run in parallel on a multi-threaded runtime and interleave on a
+/// current-thread runtime.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TokioScheduler;
+
+impl Scheduler for TokioScheduler {
+    fn spawn(&self, task: Task) {
+        // The join handle is dropped on purpose: the task reports through its own channel,
+        // and detaching keeps it running even if the superstep's caller goes away mid-step.
+        drop(tokio::spawn(task));
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,148 @@
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+
+use crate::RunIds;
+
+/// One thing that happened during a run.
+///
+/// Events are small: names are shared `Arc<str>`s and nothing here holds graph state, so
+/// building one on the hot path costs a few reference-count increments.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// The run (and its place in the execution stack) the event belongs to.
+    pub run: RunIds,
+    /// Wall-clock time the event was created.
+    pub at: SystemTime,
+    /// What happened.
+    pub kind: EventKind,
+}
+
+impl Event {
+    /// An event of `kind` for `run`, stamped now.
+    pub fn now(run: RunIds, kind: EventKind) -> Self {
+        Self { run, at: SystemTime::now(), kind }
+    }
+}
+
+/// How a run ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum RunOutcome {
+    /// The run reached `END` on every branch.
+    Completed,
+    /// The run stopped with an error.
+    Failed,
+    /// The run was paused (for a person's decision or a configured interrupt).
+    Interrupted,
+}
+
+impl fmt::Display for RunOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+            Self::Interrupted => "interrupted",
+        })
+    }
+}
+
+/// What an [`Event`] reports.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum EventKind {
+    /// A run began.
+    RunStarted {
+        /// The graph's name.
+        graph: Arc<str>,
+        /// The thread the run belongs to, if any.
+        thread_id: Option<Arc<str>>,
+    },
+    /// A run ended.
+    RunFinished {
+        /// How it ended.
+        outcome: RunOutcome,
+        /// Supersteps executed.
+        steps: u64,
+        /// Wall time of the whole run.
+        duration: Duration,
+        /// The error, for a failed run.
+        error: Option<String>,
+    },
+    /// A superstep began with these tasks.
+    SuperstepStarted {
+        /// 1-based superstep number.
+        step: u64,
+        /// The nodes of the step's tasks, in frontier order.
+        nodes: Vec<Arc<str>>,
+    },
+    /// A superstep's merged update was applied to the state.
+    SuperstepFinished {
+        /// 1-based superstep number.
+        step: u64,
+        /// Wall time of the step, tasks and merge included.
+        duration: Duration,
+    },
+    /// One attempt of a task began.
+    TaskStarted {
+        /// Superstep of the task.
+        step: u64,
+        /// The node the task runs.
+        node: Arc<str>,
+        /// 1 for the first attempt.
+        attempt: u32,
+    },
+    /// One attempt of a task ended.
+    TaskFinished {
+        /// Superstep of the task.
+        step: u64,
+        /// The node the task ran.
+        node: Arc<str>,
+        /// 1 for the first attempt.
+        attempt: u32,
+        /// Wall time of this attempt.
+        duration: Duration,
+        /// The error, for a failed attempt.
+        error: Option<String>,
+    },
+    /// A conditional edge chose where to go.
+    Routed {
+        /// Superstep whose result was routed.
+        step: u64,
+        /// The node whose conditional edge ran.
+        from: Arc<str>,
+        /// The label the router returned.
+        label: Arc<str>,
+        /// The node (or `__end__`) the label maps to.
+        target: Arc<str>,
+    },
+    /// A node wrote a custom value through its context.
+    Custom {
+        /// Superstep of the writing task.
+        step: u64,
+        /// The writing node.
+        node: Arc<str>,
+        /// The value.
+        value: serde_json::Value,
+    },
+}
+
+/// A sink for run events.
+///
+/// `on_event` runs on the executor's hot path, inline: an implementation must return quickly
+/// and must not block. Sinks that do I/O hand the event to a channel and write it elsewhere.
+pub trait EventCallback: Send + Sync + 'static {
+    /// Receives one event.
+    fn on_event(&self, event: &Event);
+}
+
+impl<F> EventCallback for F
+where
+    F: Fn(&Event) + Send + Sync + 'static,
+{
+    fn on_event(&self, event: &Event) {
+        self(event)
+    }
+}

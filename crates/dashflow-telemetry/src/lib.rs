@@ -1,0 +1,34 @@
+//! Run identities and the events a DashFlow run emits.
+//!
+//! The executor describes what happens during a run as small [`Event`] values (run start and
+//! end, supersteps, task start and end, routing decisions, custom values) and hands each one
+//! to every registered [`EventCallback`]. This crate owns only the vocabulary: it depends on no
+//! other DashFlow crate, so sinks (the write-ahead log, metrics, a user's monitoring) can be
+//! written against it without pulling in the runtime.
+//!
+//! ```
+//! use std::sync::{Arc, Mutex};
+//! use dashflow_telemetry::{Event, EventCallback, EventKind};
+//!
+//! #[derive(Default)]
+//! struct FailedTasks(Mutex<Vec<String>>);
+//!
+//! impl EventCallback for FailedTasks {
+//!     fn on_event(&self, event: &Event) {
+//!         if let EventKind::TaskFinished { node, error: Some(error), .. } = &event.kind {
+//!             self.0.lock().unwrap().push(format!("{node}: {error}"));
+//!         }
+//!     }
+//! }
+//!
+//! let sink: Arc<dyn EventCallback> = Arc::new(FailedTasks::default());
+//! # let _ = sink;
+//! ```
+//!
+//! This crate has no feature flags.
+
+mod event;
+mod ids;
+
+pub use event::{Event, EventCallback, EventKind, RunOutcome};
+pub use ids::{RunId, RunIds};
