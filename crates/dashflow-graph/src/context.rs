@@ -1,0 +1,162 @@
+//! What a running node knows about its run, and how it talks back to it.
+
+use std::any::Any;
+use std::fmt;
+use std::sync::Arc;
+
+use dashflow_telemetry::{RunId, RunIds};
+use futures::future::BoxFuture;
+
+use crate::NodeName;
+
+/// The runtime side of a [`NodeContext`], implemented by the executor.
+///
+/// Graph code never implements this; it exists so that this crate can define the context
+/// without depending on the executor.
+pub trait RunScope: Send + Sync + 'static {
+    /// Whether anyone listens to custom values; when not, `emit` skips building them.
+    fn custom_enabled(&self) -> bool;
+
+    /// Delivers a custom value written by `task`; resolves once the value is accepted (a full
+    /// stream buffer makes the node wait, which is how backpressure reaches producers).
+    fn emit_custom(&self, task: &TaskId, value: serde_json::Value) -> BoxFuture<'static, ()>;
+
+    /// The concrete scope, for runtimes that nest runs (subgraphs).
+    fn as_any(&self) -> &dyn Any;
+}
+
+/// Identifies one task of a run: the superstep, the node and the task's place in the frontier.
+///
+/// It is stable across re-executions of the same step (retries, resumes), which makes it a
+/// good idempotency key for a node's outside effects.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct TaskId {
+    /// 1-based superstep.
+    pub step: u64,
+    /// The node the task runs.
+    pub node: NodeName,
+    /// Position of the task in the superstep's frontier.
+    pub index: u32,
+}
+
+impl fmt::Display for TaskId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.step, self.node, self.index)
+    }
+}
+
+/// Passed to nodes that take a second argument: who and where they are, and a way to write
+/// custom values to the run's stream while they work.
+#[derive(Clone)]
+pub struct NodeContext {
+    task: TaskId,
+    attempt: u32,
+    run: RunIds,
+    thread_id: Option<Arc<str>>,
+    scope: Arc<dyn RunScope>,
+}
+
+impl NodeContext {
+    /// A context for `task`; called by the executor.
+    pub fn new(
+        task: TaskId,
+        attempt: u32,
+        run: RunIds,
+        thread_id: Option<Arc<str>>,
+        scope: Arc<dyn RunScope>,
+    ) -> Self {
+        Self { task, attempt, run, thread_id, scope }
+    }
+
+    /// A context outside any run, for calling a node function directly in a unit test:
+    /// step 1, attempt 1, a fresh run id, and custom values discarded.
+    pub fn detached(node: impl Into<NodeName>) -> Self {
+        let task = TaskId { step: 1, node: node.into(), index: 0 };
+        Self::new(task, 1, RunIds::root(RunId::new()), None, Arc::new(DetachedScope))
+    }
+
+    /// The node this task runs.
+    pub fn node(&self) -> &NodeName {
+        &self.task.node
+    }
+
+    /// The 1-based superstep.
+    pub fn step(&self) -> u64 {
+        self.task.step
+    }
+
+    /// The 1-based attempt (above 1 when the retry policy re-runs the task).
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+
+    /// The task's id.
+    pub fn task_id(&self) -> &TaskId {
+        &self.task
+    }
+
+    /// This run's place in the execution stack (its id, parent, root and depth).
+    pub fn run(&self) -> &RunIds {
+        &self.run
+    }
+
+    /// The thread the run belongs to, if the run was given one.
+    pub fn thread_id(&self) -> Option<&str> {
+        self.thread_id.as_deref()
+    }
+
+    /// A key that names this task across retries and resumes (thread, or run when there is
+    /// no thread, plus task id): pass it to outside services so that a repeated task does
+    /// not repeat its effect.
+    pub fn idempotency_key(&self) -> String {
+        match &self.thread_id {
+            Some(thread) => format!("{thread}/{}", self.task),
+            None => format!("{}/{}", self.run.run_id, self.task),
+        }
+    }
+
+    /// Whether custom values reach anyone; lets a node skip building expensive ones.
+    pub fn custom_enabled(&self) -> bool {
+        self.scope.custom_enabled()
+    }
+
+    /// Writes a custom value (progress, LLM tokens, ...) to the run's stream
+    /// (`StreamMode::Custom`) and event callbacks. Waits while the stream's buffer is full.
+    pub async fn emit(&self, value: impl Into<serde_json::Value>) {
+        if self.scope.custom_enabled() {
+            self.scope.emit_custom(&self.task, value.into()).await;
+        }
+    }
+
+    /// The runtime's scope; for runtimes that nest runs.
+    pub fn scope(&self) -> &Arc<dyn RunScope> {
+        &self.scope
+    }
+}
+
+impl fmt::Debug for NodeContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NodeContext")
+            .field("task", &self.task)
+            .field("attempt", &self.attempt)
+            .field("run", &self.run)
+            .field("thread_id", &self.thread_id)
+            .finish_non_exhaustive()
+    }
+}
+
+struct DetachedScope;
+
+impl RunScope for DetachedScope {
+    fn custom_enabled(&self) -> bool {
+        false
+    }
+
+    fn emit_custom(&self, _task: &TaskId, _value: serde_json::Value) -> BoxFuture<'static, ()> {
+        Box::pin(async {})
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}

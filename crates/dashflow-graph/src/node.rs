@@ -1,0 +1,183 @@
+//! Nodes: the async functions a graph runs, and how they are registered.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::FutureExt;
+use futures::future::BoxFuture;
+
+use crate::{Command, GraphState, NodeContext, NodeError, RetryPolicy};
+
+/// A node's name. Shared, so events and results name nodes without copying strings.
+pub type NodeName = Arc<str>;
+
+/// What one execution of a node produced.
+pub enum NodeOutput<S: GraphState> {
+    /// A partial update of the state.
+    Update(S::Update),
+    /// An update plus routing.
+    Command(Command<S>),
+}
+
+impl<S: GraphState> fmt::Debug for NodeOutput<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Update(_) => f.write_str("Update(..)"),
+            Self::Command(command) => command.fmt(f),
+        }
+    }
+}
+
+/// The future a node returns, boxed so that nodes of every shape share one type.
+pub type NodeFuture<S> = BoxFuture<'static, Result<NodeOutput<S>, NodeError>>;
+
+type NodeFnBox<S> = dyn Fn(Arc<S>, NodeContext) -> NodeFuture<S> + Send + Sync;
+
+/// A registered node: a type-erased async function of the state snapshot and the context.
+pub struct Node<S: GraphState> {
+    run: Arc<NodeFnBox<S>>,
+    routes_itself: bool,
+}
+
+impl<S: GraphState> Node<S> {
+    /// A node from a function that returns a boxed future. `routes_itself` says whether the
+    /// node may return a [`Command`] (so validation cannot know where it goes).
+    pub fn from_boxed(
+        routes_itself: bool,
+        run: impl Fn(Arc<S>, NodeContext) -> NodeFuture<S> + Send + Sync + 'static,
+    ) -> Self {
+        Self { run: Arc::new(run), routes_itself }
+    }
+
+    /// Starts one execution of the node.
+    pub fn call(&self, state: Arc<S>, ctx: NodeContext) -> NodeFuture<S> {
+        (self.run)(state, ctx)
+    }
+
+    /// Whether the node may route itself with a [`Command`].
+    pub fn routes_itself(&self) -> bool {
+        self.routes_itself
+    }
+}
+
+impl<S: GraphState> Clone for Node<S> {
+    fn clone(&self) -> Self {
+        Self { run: Arc::clone(&self.run), routes_itself: self.routes_itself }
+    }
+}
+
+impl<S: GraphState> fmt::Debug for Node<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Node").field("routes_itself", &self.routes_itself).finish_non_exhaustive()
+    }
+}
+
+/// Anything `add_node` accepts: async functions and closures of `Arc<S>` (and optionally a
+/// [`NodeContext`]) returning `Result<S::Update, NodeError>` or
+/// `Result<Command<S>, NodeError>`, a ready [`Node`], or a compiled subgraph.
+///
+/// `M` is a marker that tells the shapes apart (the way axum tells handlers apart); callers
+/// never name it.
+pub trait IntoNode<S: GraphState, M>: Send + Sync + 'static {
+    /// The type-erased node.
+    fn into_node(self) -> Node<S>;
+}
+
+/// Marker types for [`IntoNode`]; not meant to be named.
+pub mod markers {
+    /// `Fn(Arc<S>) -> Future<Output = Result<S::Update, NodeError>>`.
+    #[derive(Debug)]
+    pub enum StateToUpdate {}
+    /// `Fn(Arc<S>, NodeContext) -> Future<Output = Result<S::Update, NodeError>>`.
+    #[derive(Debug)]
+    pub enum ContextToUpdate {}
+    /// `Fn(Arc<S>) -> Future<Output = Result<Command<S>, NodeError>>`.
+    #[derive(Debug)]
+    pub enum StateToCommand {}
+    /// `Fn(Arc<S>, NodeContext) -> Future<Output = Result<Command<S>, NodeError>>`.
+    #[derive(Debug)]
+    pub enum ContextToCommand {}
+    /// A ready `Node<S>`.
+    #[derive(Debug)]
+    pub enum Ready {}
+}
+
+impl<S, F, Fut> IntoNode<S, markers::StateToUpdate> for F
+where
+    S: GraphState,
+    F: Fn(Arc<S>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<S::Update, NodeError>> + Send + 'static,
+{
+    fn into_node(self) -> Node<S> {
+        Node::from_boxed(false, move |state, _ctx| self(state).map(|r| r.map(NodeOutput::Update)).boxed())
+    }
+}
+
+impl<S, F, Fut> IntoNode<S, markers::ContextToUpdate> for F
+where
+    S: GraphState,
+    F: Fn(Arc<S>, NodeContext) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<S::Update, NodeError>> + Send + 'static,
+{
+    fn into_node(self) -> Node<S> {
+        Node::from_boxed(false, move |state, ctx| self(state, ctx).map(|r| r.map(NodeOutput::Update)).boxed())
+    }
+}
+
+impl<S, F, Fut> IntoNode<S, markers::StateToCommand> for F
+where
+    S: GraphState,
+    F: Fn(Arc<S>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Command<S>, NodeError>> + Send + 'static,
+{
+    fn into_node(self) -> Node<S> {
+        Node::from_boxed(true, move |state, _ctx| self(state).map(|r| r.map(NodeOutput::Command)).boxed())
+    }
+}
+
+impl<S, F, Fut> IntoNode<S, markers::ContextToCommand> for F
+where
+    S: GraphState,
+    F: Fn(Arc<S>, NodeContext) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Command<S>, NodeError>> + Send + 'static,
+{
+    fn into_node(self) -> Node<S> {
+        Node::from_boxed(true, move |state, ctx| self(state, ctx).map(|r| r.map(NodeOutput::Command)).boxed())
+    }
+}
+
+impl<S: GraphState> IntoNode<S, markers::Ready> for Node<S> {
+    fn into_node(self) -> Node<S> {
+        self
+    }
+}
+
+/// Per-node limits: a timeout per attempt and a retry policy.
+#[derive(Clone, Debug, Default)]
+pub struct NodeOptions {
+    /// Cancels an attempt that runs longer than this.
+    pub timeout: Option<Duration>,
+    /// Retries failed attempts; without one a failure fails the run.
+    pub retry: Option<RetryPolicy>,
+}
+
+impl NodeOptions {
+    /// No timeout, no retries.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Cancels an attempt after `timeout`.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Retries failed attempts with `policy`.
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = Some(policy);
+        self
+    }
+}
