@@ -1,1 +1,58 @@
-//! placeholder
+//! The DashFlow executor: `CompiledGraph<S>` and the superstep loop behind every run.
+//!
+//! A run proceeds in supersteps. The frontier's tasks all read the same state snapshot and
+//! run concurrently (a lone task runs inline, several go to the [`Scheduler`]); their
+//! updates merge in frontier order, then the edges of the finished nodes give the next
+//! frontier. `invoke`, `invoke_sequential`, `stream` and subgraph nodes all drive this one loop.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use dashflow_executor::{CompileExt, RunConfig};
+//! use dashflow_graph::{GraphState, NodeError, StateGraph, END, START};
+//!
+//! #[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize, GraphState)]
+//! struct Tally {
+//!     #[reduce(add)]
+//!     total: u64,
+//! }
+//!
+//! async fn add_one(_: Arc<Tally>) -> Result<TallyUpdate, NodeError> {
+//!     Ok(TallyUpdate::default().total(1u64))
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), dashflow_executor::Error> {
+//! let mut graph = StateGraph::<Tally>::new();
+//! graph
+//!     .add_node("left", add_one)
+//!     .add_node("right", add_one)
+//!     .add_parallel_edges(START, ["left", "right"])
+//!     .add_edge("left", END)
+//!     .add_edge("right", END);
+//! let app = graph.compile()?;
+//! let result = app.invoke(Tally::default(), RunConfig::new()).await?;
+//! assert_eq!(result.state.total, 2);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! This crate has no feature flags.
+//!
+//! [`Scheduler`]: dashflow_scheduler::Scheduler
+
+mod compiled;
+mod config;
+mod error;
+mod hub;
+mod result;
+mod run;
+mod stream;
+mod subgraph;
+mod task;
+
+pub use compiled::{CompileExt, CompiledGraph};
+pub use config::{Durability, RunConfig, StreamMode, StreamModes};
+pub use error::{Error, Result};
+pub use result::{ExecutionResult, NodeRun, RunStatus};
+pub use stream::{CustomValue, RunStream, StreamEvent};
+pub use subgraph::{Subgraph, SubgraphMarker};

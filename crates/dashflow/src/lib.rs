@@ -1,1 +1,48 @@
-//! placeholder
+#![doc = include_str!("../README.md")]
+//!
+//! ## Crates
+//!
+//! The facade re-exports the golden path; each layer is also usable alone:
+//! [`graph`] (state, nodes, edges, validation), [`executor`] (the run loop),
+//! [`scheduler`] (where tasks run) and [`telemetry`] (events).
+//!
+//! ## Feature flags
+//!
+//! None yet: every part re-exported here is always on.
+
+pub use dashflow_executor as executor;
+pub use dashflow_graph as graph;
+pub use dashflow_scheduler as scheduler;
+pub use dashflow_telemetry as telemetry;
+
+pub use dashflow_executor::{
+    CompileExt, CompiledGraph, CustomValue, Durability, Error, ExecutionResult, NodeRun, RunConfig, RunStatus,
+    RunStream, StreamEvent, StreamMode, StreamModes, Subgraph,
+};
+pub use dashflow_graph::{
+    Command, END, GraphError, GraphSchema, GraphState, Message, MessageLike, MergeableState, NodeContext, NodeError,
+    NodeErrorKind, NodeOptions, RetryPolicy, Role, START, Send, StateGraph, reducers,
+};
+pub use dashflow_telemetry::{Event, EventCallback, EventKind, RunId, RunIds, RunOutcome};
+
+/// Everything a typical graph needs: `use dashflow::prelude::*;`.
+///
+/// `Send` (map-reduce tasks) is left out on purpose: a glob import of a type called `Send`
+/// would shadow the standard marker trait. Write `dashflow::Send`.
+pub mod prelude {
+    pub use std::sync::Arc;
+
+    pub use dashflow_executor::{
+        CompileExt, CompiledGraph, Durability, ExecutionResult, RunConfig, StreamEvent, StreamMode, Subgraph,
+    };
+    pub use dashflow_graph::{
+        Command, END, GraphState, Message, MergeableState, NodeContext, NodeError, NodeOptions, RetryPolicy, Role,
+        START, StateGraph,
+    };
+    pub use futures::StreamExt;
+    pub use serde::{Deserialize, Serialize};
+    pub use serde_json::json;
+
+    /// The result of a node function: `async fn node(s: Arc<S>) -> Result<SUpdate>`.
+    pub type Result<T, E = NodeError> = std::result::Result<T, E>;
+}

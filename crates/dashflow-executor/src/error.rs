@@ -1,0 +1,122 @@
+//! Why a run failed.
+
+use std::error::Error as StdError;
+use std::sync::Arc;
+use std::time::Duration;
+
+use dashflow_graph::{GraphError, NodeErrorKind, NodeName};
+
+/// A failed compile or run.
+///
+/// Cheap to clone (sources are shared), so a stream can report the error and still return it
+/// from `RunStream::result`.
+#[derive(Clone, Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The graph is invalid.
+    #[error(transparent)]
+    Graph(#[from] GraphError),
+    /// A node failed on its last allowed attempt (error, timeout or panic).
+    #[error("node `{node}` failed at step {step} after {attempts} attempt(s) ({kind:?}): {source}")]
+    NodeFailed {
+        /// The node.
+        node: NodeName,
+        /// The superstep.
+        step: u64,
+        /// Attempts made.
+        attempts: u32,
+        /// Error, timeout or panic.
+        kind: NodeErrorKind,
+        /// What the node reported.
+        #[source]
+        source: Arc<dyn StdError + Send + Sync + 'static>,
+    },
+    /// Two tasks of one superstep wrote the same overwrite field.
+    #[error(
+        "nodes `{first}` and `{second}` both wrote field `{field}` in step {step}: give the field a reducer \
+         (e.g. #[reduce(append)]) or let only one branch write it"
+    )]
+    StateConflict {
+        /// The field.
+        field: &'static str,
+        /// The earlier writer in frontier order.
+        first: NodeName,
+        /// The later writer.
+        second: NodeName,
+        /// The superstep.
+        step: u64,
+    },
+    /// A router returned a label its mapping does not have.
+    #[error("the router of `{node}` returned label `{label}`, which its mapping lacks (known labels: {known})")]
+    UnknownLabel {
+        /// The node whose conditional edge ran.
+        node: NodeName,
+        /// The unknown label.
+        label: String,
+        /// The mapped labels, comma-separated.
+        known: String,
+    },
+    /// A `Command` or `Send` named a node that does not exist.
+    #[error("node `{node}` routed to `{target}`, which is not a node of the graph")]
+    UnknownTarget {
+        /// The routing node.
+        node: NodeName,
+        /// The missing target.
+        target: String,
+    },
+    /// The run needed more supersteps than its recursion limit.
+    #[error(
+        "the run reached its recursion limit of {limit} supersteps without finishing: \
+         check for a loop without exit, or raise RunConfig::recursion_limit"
+    )]
+    RecursionLimit {
+        /// The limit in force.
+        limit: u32,
+    },
+    /// The run exceeded `RunConfig::timeout`.
+    #[error("the run exceeded its timeout of {timeout:?} during step {step}")]
+    RunTimeout {
+        /// The limit.
+        timeout: Duration,
+        /// The superstep in progress.
+        step: u64,
+    },
+    /// A superstep ran several tasks in a run that cannot merge updates.
+    #[error(
+        "step {step} runs {count} tasks in parallel, starting with `{first}`, but invoke_sequential cannot merge \
+         updates: use invoke (the state must implement MergeableState)"
+    )]
+    ParallelStepInSequentialRun {
+        /// The superstep.
+        step: u64,
+        /// Tasks in the step.
+        count: usize,
+        /// The first task's node.
+        first: NodeName,
+    },
+    /// The scheduler dropped a task without running it to completion.
+    #[error("the scheduler dropped the task of node `{node}` in step {step} before it finished")]
+    TaskLost {
+        /// The node.
+        node: NodeName,
+        /// The superstep.
+        step: u64,
+    },
+}
+
+impl Error {
+    /// The node at fault, for errors that have one.
+    pub fn node(&self) -> Option<&str> {
+        match self {
+            Self::NodeFailed { node, .. }
+            | Self::UnknownLabel { node, .. }
+            | Self::UnknownTarget { node, .. }
+            | Self::TaskLost { node, .. } => Some(node),
+            Self::StateConflict { second, .. } => Some(second),
+            _ => None,
+        }
+    }
+}
+
+/// `Result` with [`Error`] as the default error.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

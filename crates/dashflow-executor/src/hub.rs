@@ -1,0 +1,111 @@
+//! Where a run's events go: callbacks, the stream, and the parent run of a subgraph.
+
+use std::any::Any;
+use std::sync::Arc;
+
+use dashflow_graph::{RunScope, TaskId};
+use dashflow_telemetry::{Event, EventCallback, EventKind, RunIds};
+use futures::future::BoxFuture;
+
+use crate::config::{StreamMode, StreamModes};
+use crate::stream::CustomValue;
+
+/// The untyped part of a run's stream: what subgraph runs (of any state type) can forward to.
+pub(crate) trait UntypedSink: Send + Sync + 'static {
+    fn send_event(&self, event: Event) -> BoxFuture<'static, ()>;
+    fn send_custom(&self, value: CustomValue) -> BoxFuture<'static, ()>;
+}
+
+/// Fans events out to callbacks and, for the modes that are on, to the stream.
+///
+/// Built once per run. `enabled` is computed up front so that a run nobody observes pays one
+/// branch per would-be event and builds nothing.
+pub(crate) struct EventHub {
+    callbacks: Vec<Arc<dyn EventCallback>>,
+    sink: Option<Arc<dyn UntypedSink>>,
+    stream_events: bool,
+    stream_custom: bool,
+    enabled: bool,
+}
+
+impl EventHub {
+    pub(crate) fn new(callbacks: Vec<Arc<dyn EventCallback>>, sink: Option<Arc<dyn UntypedSink>>, modes: StreamModes) -> Self {
+        let stream_events = sink.is_some() && modes.contains(StreamMode::Events);
+        let stream_custom = sink.is_some() && modes.contains(StreamMode::Custom);
+        let enabled = !callbacks.is_empty() || stream_events;
+        Self { callbacks, sink, stream_events, stream_custom, enabled }
+    }
+
+    /// The hub of a subgraph run started from a node of the run that owns `self`: the child
+    /// graph's own callbacks, then everything the parent forwards to.
+    pub(crate) fn nested(&self, child_callbacks: &[Arc<dyn EventCallback>]) -> Self {
+        let callbacks = child_callbacks.iter().chain(&self.callbacks).map(Arc::clone).collect();
+        let enabled = !child_callbacks.is_empty() || self.enabled;
+        Self {
+            callbacks,
+            sink: self.sink.clone(),
+            stream_events: self.stream_events,
+            stream_custom: self.stream_custom,
+            enabled,
+        }
+    }
+
+    /// Whether any event would reach anyone.
+    pub(crate) fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    pub(crate) fn custom_enabled(&self) -> bool {
+        self.enabled || self.stream_custom
+    }
+
+    /// Delivers an event; waits only when the stream's buffer is full.
+    pub(crate) async fn emit(&self, run: RunIds, kind: EventKind) {
+        if !self.enabled {
+            return;
+        }
+        let event = Event::now(run, kind);
+        for callback in &self.callbacks {
+            callback.on_event(&event);
+        }
+        if self.stream_events {
+            if let Some(sink) = &self.sink {
+                sink.send_event(event).await;
+            }
+        }
+    }
+
+    async fn emit_custom(&self, run: RunIds, task: &TaskId, value: serde_json::Value) {
+        if self.stream_custom {
+            if let Some(sink) = &self.sink {
+                let custom = CustomValue { run, step: task.step, node: task.node.clone(), value: value.clone() };
+                sink.send_custom(custom).await;
+            }
+        }
+        let kind = EventKind::Custom { step: task.step, node: task.node.clone(), value };
+        self.emit(run, kind).await;
+    }
+}
+
+/// The executor's side of every `NodeContext` of one run.
+pub(crate) struct ExecScope {
+    pub(crate) hub: Arc<EventHub>,
+    pub(crate) run: RunIds,
+}
+
+impl RunScope for ExecScope {
+    fn custom_enabled(&self) -> bool {
+        self.hub.custom_enabled()
+    }
+
+    fn emit_custom(&self, task: &TaskId, value: serde_json::Value) -> BoxFuture<'static, ()> {
+        let hub = Arc::clone(&self.hub);
+        let run = self.run;
+        let task = task.clone();
+        Box::pin(async move { hub.emit_custom(run, &task, value).await })
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
