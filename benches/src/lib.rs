@@ -1,1 +1,116 @@
-//! The benchmark workloads B1-B4, shared by the criterion benches.
+//! The benchmark workloads of `shared/BENCHMARKS.md`, built once and shared by the criterion
+//! benches (and by anyone who wants to profile them).
+//!
+//! - B1 `chain100`: 100 nodes in a line, each adds 1 to a counter.
+//! - B2 `fanout16`: START -> split -> 16 parallel branches that each append their index ->
+//!   join (total = sum) -> END.
+//! - B3 `loop1000`: one node adds 1 and loops back to itself while the counter is below 1000.
+
+use std::sync::Arc;
+
+use dashflow::prelude::*;
+
+/// State of B1 and B3.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, GraphState)]
+pub struct Counter {
+    /// Incremented by every node.
+    #[reduce(add)]
+    pub counter: u64,
+}
+
+/// State of B2.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, GraphState)]
+pub struct Fanout {
+    /// Each branch appends its index.
+    #[reduce(append)]
+    pub items: Vec<u64>,
+    /// Written by the join node.
+    pub total: u64,
+}
+
+async fn increment(_: Arc<Counter>) -> Result<CounterUpdate> {
+    Ok(CounterUpdate::default().counter(1u64))
+}
+
+/// B1: 100 nodes in a line.
+pub fn chain100() -> CompiledGraph<Counter> {
+    let mut graph = StateGraph::<Counter>::named("chain100");
+    let names: Vec<String> = (0..100).map(|i| format!("n{i}")).collect();
+    for name in &names {
+        graph.add_node(name.as_str(), increment);
+    }
+    graph.add_edge(START, names[0].as_str());
+    for pair in names.windows(2) {
+        graph.add_edge(pair[0].as_str(), pair[1].as_str());
+    }
+    graph.add_edge(names[99].as_str(), END);
+    compile(graph)
+}
+
+/// B2: a fan-out of 16 branches joined into one.
+pub fn fanout16() -> CompiledGraph<Fanout> {
+    let mut graph = StateGraph::<Fanout>::named("fanout16");
+    graph.add_node("split", |_: Arc<Fanout>| async { Ok(FanoutUpdate::default()) });
+    let branches: Vec<String> = (0..16).map(|i| format!("branch{i}")).collect();
+    for (index, name) in (0u64..).zip(&branches) {
+        graph.add_node(name.as_str(), move |_: Arc<Fanout>| async move {
+            Ok(FanoutUpdate::default().items(vec![index]))
+        });
+    }
+    graph.add_node("join", |state: Arc<Fanout>| async move {
+        Ok(FanoutUpdate::default().total(state.items.iter().sum::<u64>()))
+    });
+    graph
+        .add_edge(START, "split")
+        .add_parallel_edges("split", branches.iter().map(String::as_str))
+        .add_join(branches.iter().map(String::as_str), "join")
+        .add_edge("join", END);
+    compile(graph)
+}
+
+/// B3: one node looping on itself 1000 times.
+pub fn loop1000() -> CompiledGraph<Counter> {
+    let mut graph = StateGraph::<Counter>::named("loop1000");
+    graph
+        .add_node("inc", increment)
+        .add_edge(START, "inc")
+        .add_conditional_edges(
+            "inc",
+            |state: &Counter| if state.counter < 1000 { "again" } else { "done" },
+            [("again", "inc"), ("done", END)],
+        );
+    compile(graph)
+}
+
+/// The run configuration of B1: enough supersteps for 100 nodes.
+pub fn chain100_config() -> RunConfig {
+    RunConfig::new().recursion_limit(100)
+}
+
+/// The run configuration of B3: enough supersteps for 1000 iterations.
+pub fn loop1000_config() -> RunConfig {
+    RunConfig::new().recursion_limit(1000)
+}
+
+/// Runs each workload once and checks its result, so a benchmark never times a failing run.
+pub async fn verify_workloads() -> Result<(), String> {
+    let b1 = chain100().invoke(Counter::default(), chain100_config()).await.map_err(|e| format!("B1: {e}"))?;
+    check("B1 counter", b1.state.counter, 100)?;
+    let b2 = fanout16().invoke(Fanout::default(), RunConfig::new()).await.map_err(|e| format!("B2: {e}"))?;
+    check("B2 total", b2.state.total, (0..16).sum())?;
+    check("B2 items", b2.state.items.len() as u64, 16)?;
+    let b3 = loop1000().invoke(Counter::default(), loop1000_config()).await.map_err(|e| format!("B3: {e}"))?;
+    check("B3 counter", b3.state.counter, 1000)
+}
+
+fn check(what: &str, got: u64, expected: u64) -> Result<(), String> {
+    if got == expected { Ok(()) } else { Err(format!("{what} is {got}, expected {expected}")) }
+}
+
+fn compile<S: GraphState>(graph: StateGraph<S>) -> CompiledGraph<S> {
+    match graph.compile() {
+        Ok(app) => app,
+        // The workloads are fixed graphs; failing to compile one is a bug in this file.
+        Err(error) => panic!("a benchmark graph is invalid: {error}"),
+    }
+}

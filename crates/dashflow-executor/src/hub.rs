@@ -87,10 +87,11 @@ impl EventHub {
     }
 }
 
-/// The executor's side of every `NodeContext` of one run.
+/// The executor's side of every `NodeContext` of one run, and what its tasks share.
 pub(crate) struct ExecScope {
     pub(crate) hub: Arc<EventHub>,
     pub(crate) run: RunIds,
+    pub(crate) thread_id: Option<Arc<str>>,
 }
 
 impl RunScope for ExecScope {
@@ -103,6 +104,10 @@ impl RunScope for ExecScope {
         let run = self.run;
         let task = task.clone();
         Box::pin(async move { hub.emit_custom(run, &task, value).await })
+    }
+
+    fn thread_id(&self) -> Option<&str> {
+        self.thread_id.as_deref()
     }
 
     fn as_any(&self) -> &dyn Any {

@@ -4,29 +4,30 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use dashflow_graph::{Goto, GraphState, MergeableState, NodeId, NodeName, NodeOutput, Route, RunScope, Send as SendTask, Target, TaskId};
+use dashflow_graph::{Goto, GraphNode, GraphState, MergeableState, NodeId, NodeName, NodeOutput, Route, Send as SendTask, Target, TaskId};
 use dashflow_telemetry::{EventKind, RunIds, RunOutcome};
 use tokio::sync::oneshot;
-use tracing::Instrument;
+use tracing::{Instrument, Level};
 
 use crate::compiled::Inner;
 use crate::hub::{EventHub, ExecScope};
 use crate::stream::{StreamEvent, StreamSender};
-use crate::task::{TaskOutcome, TaskSpec};
+use crate::task::{TaskOutcome, run_task};
 use crate::{Error, NodeRun, RunConfig, StreamMode};
 
-/// Combines the updates of one superstep, in frontier order.
-pub(crate) type MergeFn<S> = fn(Vec<(NodeName, <S as GraphState>::Update)>, u64) -> Result<Option<<S as GraphState>::Update>, Error>;
+/// Combines the updates of one superstep, in frontier order, draining `updates`.
+pub(crate) type MergeFn<S> =
+    fn(&mut Vec<(NodeName, <S as GraphState>::Update)>, u64) -> Result<Option<<S as GraphState>::Update>, Error>;
 
 /// Merges the updates of parallel tasks; two writers of one overwrite field are an error.
 pub(crate) fn merge_parallel<S: MergeableState>(
-    updates: Vec<(NodeName, S::Update)>,
+    updates: &mut Vec<(NodeName, S::Update)>,
     step: u64,
 ) -> Result<Option<S::Update>, Error> {
     if updates.len() > 1 {
-        check_overwrite_conflicts::<S>(&updates, step)?;
+        check_overwrite_conflicts::<S>(updates, step)?;
     }
-    let mut updates = updates.into_iter();
+    let mut updates = updates.drain(..);
     let Some((_, mut merged)) = updates.next() else { return Ok(None) };
     for (_, update) in updates {
         S::merge(&mut merged, update);
@@ -60,8 +61,11 @@ fn check_overwrite_conflicts<S: MergeableState>(updates: &[(NodeName, S::Update)
 }
 
 /// Takes the only update of a step; `invoke_sequential` refuses parallel steps before they run.
-pub(crate) fn merge_single<S: GraphState>(updates: Vec<(NodeName, S::Update)>, _step: u64) -> Result<Option<S::Update>, Error> {
-    Ok(updates.into_iter().next().map(|(_, update)| update))
+pub(crate) fn merge_single<S: GraphState>(
+    updates: &mut Vec<(NodeName, S::Update)>,
+    _step: u64,
+) -> Result<Option<S::Update>, Error> {
+    Ok(updates.pop().map(|(_, update)| update))
 }
 
 /// Everything one run needs besides its input.
@@ -107,7 +111,11 @@ pub(crate) async fn execute<S: GraphState>(params: RunParams<S>, input: Arc<S>) 
     );
     let node_count = params.inner.graph.node_count();
     let join_count = params.inner.graph.joins().len();
-    let scope: Arc<dyn RunScope> = Arc::new(ExecScope { hub: Arc::clone(&params.hub), run: params.ids });
+    let scope = Arc::new(ExecScope {
+        hub: Arc::clone(&params.hub),
+        run: params.ids,
+        thread_id: params.config.thread_id.clone(),
+    });
     let run = Loop {
         state: input,
         step: 0,
@@ -116,6 +124,9 @@ pub(crate) async fn execute<S: GraphState>(params: RunParams<S>, input: Arc<S>) 
         scheduled: vec![false; node_count],
         join_seen: params.inner.graph.joins().iter().map(|join| vec![false; join.predecessors.len()]).collect(),
         nodes: Vec::new(),
+        updates: Vec::new(),
+        finished: Vec::new(),
+        first_error: None,
         composed: None,
         scope,
         params,
@@ -135,8 +146,12 @@ struct Loop<S: GraphState> {
     /// Per join, which predecessors finished since the join last fired.
     join_seen: Vec<Vec<bool>>,
     nodes: Vec<NodeRun>,
+    /// This step's updates and finished tasks; buffers reused across steps.
+    updates: Vec<(NodeName, S::Update)>,
+    finished: Vec<Finished<S>>,
+    first_error: Option<Error>,
     composed: Option<S::Update>,
-    scope: Arc<dyn RunScope>,
+    scope: Arc<ExecScope>,
 }
 
 impl<S: GraphState> Loop<S> {
@@ -167,10 +182,9 @@ impl<S: GraphState> Loop<S> {
                 return Err(Error::RecursionLimit { limit: self.params.config.recursion_limit });
             }
             self.step += 1;
-            let span = tracing::debug_span!("dashflow.superstep", step = self.step, tasks = self.frontier.len());
             match deadline {
-                None => self.superstep().instrument(span).await?,
-                Some((timeout, at)) => match tokio::time::timeout_at(at, self.superstep().instrument(span)).await {
+                None => self.traced_superstep().await?,
+                Some((timeout, at)) => match tokio::time::timeout_at(at, self.traced_superstep()).await {
                     Ok(result) => result?,
                     Err(_) => return Err(Error::RunTimeout { timeout, step: self.step }),
                 },
@@ -179,8 +193,20 @@ impl<S: GraphState> Loop<S> {
         Ok(())
     }
 
+    /// A superstep inside a `dashflow.superstep` span, when anyone records debug spans; the
+    /// check keeps untraced runs from paying for the span and the move into `Instrumented`.
+    async fn traced_superstep(&mut self) -> Result<(), Error> {
+        if tracing::enabled!(Level::DEBUG) {
+            let span = tracing::debug_span!("dashflow.superstep", step = self.step, tasks = self.frontier.len());
+            self.superstep().instrument(span).await
+        } else {
+            self.superstep().await
+        }
+    }
+
     async fn superstep(&mut self) -> Result<(), Error> {
-        let step_started = Instant::now();
+        let observed = self.params.hub.enabled();
+        let step_started = observed.then(Instant::now);
         let frontier = std::mem::take(&mut self.frontier);
         let inner = Arc::clone(&self.params.inner);
         let graph = &inner.graph;
@@ -191,53 +217,19 @@ impl<S: GraphState> Loop<S> {
                 first: graph.node(frontier[0].node).name.clone(),
             });
         }
-        if self.params.hub.enabled() {
+        if observed {
             let nodes = frontier.iter().map(|task| graph.node(task.node).name.clone()).collect();
             self.params.hub.emit(self.params.ids, EventKind::SuperstepStarted { step: self.step, nodes }).await;
         }
-        let outcomes = self.execute_tasks(&frontier).await;
-
-        let mut updates = Vec::with_capacity(outcomes.len());
-        let mut finished = Vec::with_capacity(outcomes.len());
-        let mut first_error = None;
-        for (task, outcome) in frontier.iter().zip(outcomes) {
-            let name = &graph.node(task.node).name;
-            let outcome = match outcome {
-                Some(outcome) => outcome,
-                None => {
-                    first_error.get_or_insert(Error::TaskLost { node: name.clone(), step: self.step });
-                    continue;
-                }
-            };
-            self.nodes.push(NodeRun { node: name.clone(), step: self.step, attempts: outcome.attempts, duration: outcome.duration });
-            match outcome.result {
-                Ok(NodeOutput::Update(update)) => {
-                    updates.push((name.clone(), update));
-                    finished.push(Finished { node: task.node, gotos: Vec::new() });
-                }
-                Ok(NodeOutput::Command(command)) => {
-                    if let Some(update) = command.update {
-                        updates.push((name.clone(), update));
-                    }
-                    finished.push(Finished { node: task.node, gotos: command.goto });
-                }
-                Err(error) => {
-                    first_error.get_or_insert_with(|| Error::NodeFailed {
-                        node: name.clone(),
-                        step: self.step,
-                        attempts: outcome.attempts,
-                        kind: error.kind(),
-                        source: error.into_shared(),
-                    });
-                }
-            }
-        }
+        self.execute_tasks(&inner, &frontier).await;
         // Siblings have all finished by now; the first failure in frontier order fails the step.
-        if let Some(error) = first_error {
+        if let Some(error) = self.first_error.take() {
+            self.updates.clear();
+            self.finished.clear();
             return Err(error);
         }
-        self.send_updates(&updates).await;
-        if let Some(merged) = (self.params.merge)(updates, self.step)? {
+        self.send_updates().await;
+        if let Some(merged) = (self.params.merge)(&mut self.updates, self.step)? {
             if let Some(compose) = self.params.compose {
                 match &mut self.composed {
                     Some(composed) => compose(composed, merged.clone()),
@@ -247,9 +239,11 @@ impl<S: GraphState> Loop<S> {
             Arc::make_mut(&mut self.state).apply(merged);
         }
         self.commit_step(step_started).await;
-        for Finished { node, gotos } in finished {
+        let mut finished = std::mem::take(&mut self.finished);
+        for Finished { node, gotos } in finished.drain(..) {
             self.route(Some(node), gotos).await?;
         }
+        self.finished = finished;
         self.advance_frontier();
         // Reuse the old frontier's allocation for the next step's routing.
         let mut recycled = frontier;
@@ -260,52 +254,77 @@ impl<S: GraphState> Loop<S> {
 
     /// The one place a superstep's result becomes final: the state now includes the step's
     /// merged update. Durable runs persist it here.
-    async fn commit_step(&mut self, step_started: Instant) {
-        if self.params.hub.enabled() {
-            let kind = EventKind::SuperstepFinished { step: self.step, duration: step_started.elapsed() };
+    async fn commit_step(&mut self, step_started: Option<Instant>) {
+        if let Some(started) = step_started {
+            let kind = EventKind::SuperstepFinished { step: self.step, duration: started.elapsed() };
             self.params.hub.emit(self.params.ids, kind).await;
         }
         self.send_values().await;
     }
 
-    /// Runs the frontier's tasks: a lone task inline on this task, several through the
-    /// scheduler. Returns outcomes in frontier order; `None` for a task the scheduler lost.
-    async fn execute_tasks(&self, frontier: &[PendingTask<S>]) -> Vec<Option<TaskOutcome<S>>> {
-        let scheduler = &self.params.inner.scheduler;
+    /// Runs the frontier's tasks (a lone task inline on this task, several through the
+    /// scheduler) and records their outcomes in frontier order.
+    async fn execute_tasks(&mut self, inner: &Arc<Inner<S>>, frontier: &[PendingTask<S>]) {
         if let [task] = frontier {
-            if scheduler.runs_single_tasks_inline() {
-                return vec![Some(self.task_spec(0, task).run().await)];
+            if inner.scheduler.runs_single_tasks_inline() {
+                let node = inner.graph.node(task.node);
+                let input = task.input.clone().unwrap_or_else(|| Arc::clone(&self.state));
+                let outcome = run_task(&self.scope, inner, node, self.task_id(node, 0), input).await;
+                self.record(task.node, &node.name, Some(outcome));
+                return;
             }
         }
         let mut receivers = Vec::with_capacity(frontier.len());
         for (index, task) in frontier.iter().enumerate() {
-            let spec = self.task_spec(index, task);
             let (tx, rx) = oneshot::channel();
-            scheduler.spawn(Box::pin(async move {
-                let _ = tx.send(spec.run().await);
+            let node_id = task.node;
+            let task_id = self.task_id(inner.graph.node(node_id), index);
+            let input = task.input.clone().unwrap_or_else(|| Arc::clone(&self.state));
+            let scope = Arc::clone(&self.scope);
+            let owned_inner = Arc::clone(inner);
+            inner.scheduler.spawn(Box::pin(async move {
+                let node = owned_inner.graph.node(node_id);
+                let _ = tx.send(run_task(&scope, &owned_inner, node, task_id, input).await);
             }));
             receivers.push(rx);
         }
-        let mut outcomes = Vec::with_capacity(receivers.len());
-        for rx in receivers {
-            outcomes.push(rx.await.ok());
+        for (task, rx) in frontier.iter().zip(receivers) {
+            let node = inner.graph.node(task.node);
+            self.record(task.node, &node.name, rx.await.ok());
         }
-        outcomes
     }
 
-    fn task_spec(&self, index: usize, task: &PendingTask<S>) -> TaskSpec<S> {
-        let inner = &self.params.inner;
-        let node = inner.graph.node(task.node);
-        TaskSpec {
-            node: node.node.clone(),
-            task: TaskId { step: self.step, node: node.name.clone(), index: u32::try_from(index).unwrap_or(u32::MAX) },
-            input: task.input.clone().unwrap_or_else(|| Arc::clone(&self.state)),
-            timeout: node.options.timeout.or(inner.node_timeout),
-            retry: node.options.retry.clone().or_else(|| inner.retry.clone()),
-            run: self.params.ids,
-            thread_id: self.params.config.thread_id.clone(),
-            scope: Arc::clone(&self.scope),
-            hub: Arc::clone(&self.params.hub),
+    fn task_id(&self, node: &GraphNode<S>, index: usize) -> TaskId {
+        TaskId { step: self.step, node: node.name.clone(), index: u32::try_from(index).unwrap_or(u32::MAX) }
+    }
+
+    /// Files one task's outcome: its update and routing, or the step's first error.
+    fn record(&mut self, id: NodeId, name: &NodeName, outcome: Option<TaskOutcome<S>>) {
+        let Some(outcome) = outcome else {
+            self.first_error.get_or_insert(Error::TaskLost { node: name.clone(), step: self.step });
+            return;
+        };
+        self.nodes.push(NodeRun { node: name.clone(), step: self.step, attempts: outcome.attempts, duration: outcome.duration });
+        match outcome.result {
+            Ok(NodeOutput::Update(update)) => {
+                self.updates.push((name.clone(), update));
+                self.finished.push(Finished { node: id, gotos: Vec::new() });
+            }
+            Ok(NodeOutput::Command(command)) => {
+                if let Some(update) = command.update {
+                    self.updates.push((name.clone(), update));
+                }
+                self.finished.push(Finished { node: id, gotos: command.goto });
+            }
+            Err(error) => {
+                self.first_error.get_or_insert_with(|| Error::NodeFailed {
+                    node: name.clone(),
+                    step: self.step,
+                    attempts: outcome.attempts,
+                    kind: error.kind(),
+                    source: error.into_shared(),
+                });
+            }
         }
     }
 
@@ -313,9 +332,13 @@ impl<S: GraphState> Loop<S> {
     async fn route(&mut self, from: Option<NodeId>, gotos: Vec<Goto<S>>) -> Result<(), Error> {
         let inner = Arc::clone(&self.params.inner);
         let graph = &inner.graph;
-        let (from_name, routes): (NodeName, _) = match from {
-            Some(id) => (graph.node(id).name.clone(), graph.node(id).routes.as_slice()),
-            None => (dashflow_graph::START.into(), graph.start_routes()),
+        let start_name: NodeName;
+        let (from_name, routes) = match from {
+            Some(id) => (&graph.node(id).name, graph.node(id).routes.as_slice()),
+            None => {
+                start_name = dashflow_graph::START.into();
+                (&start_name, graph.start_routes())
+            }
         };
         for route in routes {
             match route {
@@ -343,7 +366,7 @@ impl<S: GraphState> Loop<S> {
                 }
                 Route::Send(router) => {
                     for send in router(&self.state) {
-                        self.schedule_send(&from_name, send)?;
+                        self.schedule_send(from_name, send)?;
                     }
                 }
             }
@@ -352,9 +375,9 @@ impl<S: GraphState> Loop<S> {
             match goto {
                 Goto::Node(name) => match graph.target(&name) {
                     Some(target) => self.schedule(target),
-                    None => return Err(Error::UnknownTarget { node: from_name, target: name.to_string() }),
+                    None => return Err(Error::UnknownTarget { node: from_name.clone(), target: name.to_string() }),
                 },
-                Goto::Send(send) => self.schedule_send(&from_name, send)?,
+                Goto::Send(send) => self.schedule_send(from_name, send)?,
             }
         }
         if let Some(id) = from {
@@ -406,10 +429,10 @@ impl<S: GraphState> Loop<S> {
         }
     }
 
-    async fn send_updates(&self, updates: &[(NodeName, S::Update)]) {
+    async fn send_updates(&self) {
         if let Some(stream) = &self.params.stream {
             if self.params.config.stream_modes.contains(StreamMode::Updates) {
-                for (node, update) in updates {
+                for (node, update) in &self.updates {
                     stream.send(StreamEvent::Updates { step: self.step, node: node.clone(), update: update.clone() }).await;
                 }
             }

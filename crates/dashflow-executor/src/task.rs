@@ -5,25 +5,13 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use dashflow_graph::{GraphState, Node, NodeContext, NodeError, NodeErrorKind, NodeOutput, RetryPolicy, RunScope, TaskId};
-use dashflow_telemetry::{EventKind, RunIds};
+use dashflow_graph::{GraphNode, GraphState, NodeContext, NodeError, NodeErrorKind, NodeOutput, RunScope, TaskId};
+use dashflow_telemetry::EventKind;
 use futures::FutureExt;
-use tracing::Instrument;
+use tracing::{Instrument, Level};
 
-use crate::hub::EventHub;
-
-/// Everything a task needs, owned, so it can run inline or be spawned.
-pub(crate) struct TaskSpec<S: GraphState> {
-    pub(crate) node: Node<S>,
-    pub(crate) task: TaskId,
-    pub(crate) input: Arc<S>,
-    pub(crate) timeout: Option<Duration>,
-    pub(crate) retry: Option<RetryPolicy>,
-    pub(crate) run: RunIds,
-    pub(crate) thread_id: Option<Arc<str>>,
-    pub(crate) scope: Arc<dyn RunScope>,
-    pub(crate) hub: Arc<EventHub>,
-}
+use crate::compiled::Inner;
+use crate::hub::ExecScope;
 
 /// How a task ended.
 pub(crate) struct TaskOutcome<S: GraphState> {
@@ -32,59 +20,86 @@ pub(crate) struct TaskOutcome<S: GraphState> {
     pub(crate) duration: Duration,
 }
 
-impl<S: GraphState> TaskSpec<S> {
-    /// Runs attempts until one succeeds or the retry policy gives up.
-    pub(crate) async fn run(self) -> TaskOutcome<S> {
-        let started = Instant::now();
-        let mut attempt = 1;
-        loop {
-            let result = self.attempt(attempt).await;
-            match result {
-                Err(error) if self.retry.as_ref().is_some_and(|policy| policy.should_retry(attempt, &error)) => {
-                    if let Some(policy) = &self.retry {
-                        tokio::time::sleep(policy.delay_after(attempt, fastrand::f64())).await;
-                    }
-                    attempt += 1;
-                }
-                result => return TaskOutcome { result, attempts: attempt, duration: started.elapsed() },
+/// Runs attempts of `task` until one succeeds or the retry policy gives up.
+///
+/// Everything is borrowed, so a lone task runs inline without cloning the run's shared
+/// parts; a spawned task owns `Arc`s of them and borrows from those.
+pub(crate) async fn run_task<S: GraphState>(
+    scope: &Arc<ExecScope>,
+    inner: &Inner<S>,
+    node: &GraphNode<S>,
+    task: TaskId,
+    input: Arc<S>,
+) -> TaskOutcome<S> {
+    let started = Instant::now();
+    let timeout = node.options.timeout.or(inner.node_timeout);
+    let retry = node.options.retry.as_ref().or(inner.retry.as_ref());
+    let mut attempt = 1;
+    loop {
+        let result = run_attempt(scope, node, &task, Arc::clone(&input), attempt, timeout).await;
+        match (result, retry) {
+            (Err(error), Some(policy)) if policy.should_retry(attempt, &error) => {
+                tokio::time::sleep(policy.delay_after(attempt, fastrand::f64())).await;
+                attempt += 1;
             }
+            (result, _) => return TaskOutcome { result, attempts: attempt, duration: started.elapsed() },
         }
     }
+}
 
-    async fn attempt(&self, attempt: u32) -> Result<NodeOutput<S>, NodeError> {
-        let node_name = &self.task.node;
-        let observed = self.hub.enabled();
-        if observed {
-            let kind = EventKind::TaskStarted { step: self.task.step, node: node_name.clone(), attempt };
-            self.hub.emit(self.run, kind).await;
-        }
-        let started = observed.then(Instant::now);
-        let ctx = NodeContext::new(self.task.clone(), attempt, self.run, self.thread_id.clone(), Arc::clone(&self.scope));
-        let span = tracing::debug_span!("dashflow.node", node = %node_name, step = self.task.step, attempt);
-        // Unwinding out of a node is caught here so that one panicking task fails alone;
-        // the node's future is dropped afterwards and never polled again.
-        let call = AssertUnwindSafe(self.node.call(Arc::clone(&self.input), ctx)).catch_unwind().instrument(span);
-        let result = match self.timeout {
-            None => call.await,
-            // Dropping the future on timeout cancels the node: a late result cannot arrive.
-            Some(limit) => match tokio::time::timeout(limit, call).await {
-                Ok(result) => result,
-                Err(_) => Ok(Err(timed_out(node_name, limit))),
-            },
-        };
-        let result = result.unwrap_or_else(|payload| Err(panicked(node_name, payload.as_ref())));
-        if let Some(started) = started {
-            let kind = EventKind::TaskFinished {
-                step: self.task.step,
-                node: node_name.clone(),
-                attempt,
-                duration: started.elapsed(),
-                error: result.as_ref().err().map(|error| format!("{error:#}")),
-            };
-            self.hub.emit(self.run, kind).await;
-        }
-        result
+async fn run_attempt<S: GraphState>(
+    scope: &Arc<ExecScope>,
+    node: &GraphNode<S>,
+    task: &TaskId,
+    input: Arc<S>,
+    attempt: u32,
+    timeout: Option<Duration>,
+) -> Result<NodeOutput<S>, NodeError> {
+    let hub = &scope.hub;
+    let observed = hub.enabled();
+    if observed {
+        let kind = EventKind::TaskStarted { step: task.step, node: node.name.clone(), attempt };
+        hub.emit(scope.run, kind).await;
     }
+    let started = observed.then(Instant::now);
+    let ctx_scope: Arc<dyn RunScope> = Arc::clone(scope) as Arc<dyn RunScope>;
+    let ctx = NodeContext::new(task.clone(), attempt, scope.run, ctx_scope);
+    // Unwinding out of a node is caught here so that one panicking task fails alone; the
+    // node's future is dropped afterwards and never polled again.
+    let call = AssertUnwindSafe(node.node.call(input, ctx)).catch_unwind();
+    let result = if tracing::enabled!(Level::DEBUG) {
+        let span = tracing::debug_span!("dashflow.node", node = %node.name, step = task.step, attempt);
+        with_timeout(call.instrument(span), timeout, &node.name).await
+    } else {
+        with_timeout(call, timeout, &node.name).await
+    };
+    if let Some(started) = started {
+        let kind = EventKind::TaskFinished {
+            step: task.step,
+            node: node.name.clone(),
+            attempt,
+            duration: started.elapsed(),
+            error: result.as_ref().err().map(|error| format!("{error:#}")),
+        };
+        hub.emit(scope.run, kind).await;
+    }
+    result
+}
+
+async fn with_timeout<S: GraphState>(
+    call: impl Future<Output = std::thread::Result<Result<NodeOutput<S>, NodeError>>>,
+    timeout: Option<Duration>,
+    node: &str,
+) -> Result<NodeOutput<S>, NodeError> {
+    let result = match timeout {
+        None => call.await,
+        // Dropping the future on timeout cancels the node: a late result cannot arrive.
+        Some(limit) => match tokio::time::timeout(limit, call).await {
+            Ok(result) => result,
+            Err(_) => return Err(timed_out(node, limit)),
+        },
+    };
+    result.unwrap_or_else(|payload| Err(panicked(node, payload.as_ref())))
 }
 
 fn timed_out(node: &str, limit: Duration) -> NodeError {
@@ -99,3 +114,4 @@ fn panicked(node: &str, payload: &(dyn Any + Send)) -> NodeError {
         .unwrap_or_else(|| "a non-string panic payload".to_owned());
     NodeError::msg(format!("node `{node}` panicked: {message}")).with_kind(NodeErrorKind::Panicked)
 }
+

@@ -21,6 +21,9 @@ pub trait RunScope: Send + Sync + 'static {
     /// stream buffer makes the node wait, which is how backpressure reaches producers).
     fn emit_custom(&self, task: &TaskId, value: serde_json::Value) -> BoxFuture<'static, ()>;
 
+    /// The thread the run belongs to, if any.
+    fn thread_id(&self) -> Option<&str>;
+
     /// The concrete scope, for runtimes that nest runs (subgraphs).
     fn as_any(&self) -> &dyn Any;
 }
@@ -52,27 +55,20 @@ pub struct NodeContext {
     task: TaskId,
     attempt: u32,
     run: RunIds,
-    thread_id: Option<Arc<str>>,
     scope: Arc<dyn RunScope>,
 }
 
 impl NodeContext {
     /// A context for `task`; called by the executor.
-    pub fn new(
-        task: TaskId,
-        attempt: u32,
-        run: RunIds,
-        thread_id: Option<Arc<str>>,
-        scope: Arc<dyn RunScope>,
-    ) -> Self {
-        Self { task, attempt, run, thread_id, scope }
+    pub fn new(task: TaskId, attempt: u32, run: RunIds, scope: Arc<dyn RunScope>) -> Self {
+        Self { task, attempt, run, scope }
     }
 
     /// A context outside any run, for calling a node function directly in a unit test:
     /// step 1, attempt 1, a fresh run id, and custom values discarded.
     pub fn detached(node: impl Into<NodeName>) -> Self {
         let task = TaskId { step: 1, node: node.into(), index: 0 };
-        Self::new(task, 1, RunIds::root(RunId::new()), None, Arc::new(DetachedScope))
+        Self::new(task, 1, RunIds::root(RunId::new()), Arc::new(DetachedScope))
     }
 
     /// The node this task runs.
@@ -102,14 +98,14 @@ impl NodeContext {
 
     /// The thread the run belongs to, if the run was given one.
     pub fn thread_id(&self) -> Option<&str> {
-        self.thread_id.as_deref()
+        self.scope.thread_id()
     }
 
     /// A key that names this task across retries and resumes (thread, or run when there is
     /// no thread, plus task id): pass it to outside services so that a repeated task does
     /// not repeat its effect.
     pub fn idempotency_key(&self) -> String {
-        match &self.thread_id {
+        match self.scope.thread_id() {
             Some(thread) => format!("{thread}/{}", self.task),
             None => format!("{}/{}", self.run.run_id, self.task),
         }
@@ -140,7 +136,7 @@ impl fmt::Debug for NodeContext {
             .field("task", &self.task)
             .field("attempt", &self.attempt)
             .field("run", &self.run)
-            .field("thread_id", &self.thread_id)
+            .field("thread_id", &self.thread_id())
             .finish_non_exhaustive()
     }
 }
@@ -154,6 +150,10 @@ impl RunScope for DetachedScope {
 
     fn emit_custom(&self, _task: &TaskId, _value: serde_json::Value) -> BoxFuture<'static, ()> {
         Box::pin(async {})
+    }
+
+    fn thread_id(&self) -> Option<&str> {
+        None
     }
 
     fn as_any(&self) -> &dyn Any {
