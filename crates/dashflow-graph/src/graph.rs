@@ -165,11 +165,17 @@ impl<S: GraphState> Graph<S> {
             .enumerate()
             .map(|(index, spec)| (spec.name.clone(), NodeId::from_index(index)))
             .collect();
-        let mut indexer = Indexer { by_name: &by_name, start: Vec::new(), routes: nodes.iter().map(|_| Vec::new()).collect(), joins: Vec::new() };
+        let mut indexer = Indexer {
+            by_name: &by_name,
+            start: Vec::new(),
+            routes: nodes.iter().map(|_| Vec::new()).collect(),
+            joins: Vec::new(),
+            sends: SendTargets { start: Vec::new(), nodes: nodes.iter().map(|_| Vec::new()).collect() },
+        };
         for edge in edges {
             indexer.add(edge)?;
         }
-        let Indexer { start, routes, joins, .. } = indexer;
+        let Indexer { start, routes, joins, sends, .. } = indexer;
         if start.is_empty() {
             return Err(GraphError::NoEntryPoint);
         }
@@ -185,7 +191,7 @@ impl<S: GraphState> Graph<S> {
         }
         let graph = Self { name, nodes: graph_nodes, start, joins, by_name, schema };
         graph.check_dead_ends()?;
-        graph.check_reachability()?;
+        graph.check_reachability(&sends)?;
         Ok(graph)
     }
 
@@ -196,7 +202,7 @@ impl<S: GraphState> Graph<S> {
         }
     }
 
-    fn check_reachability(&self) -> Result<(), GraphError> {
+    fn check_reachability(&self, sends: &SendTargets) -> Result<(), GraphError> {
         let mut reached = vec![false; self.nodes.len()];
         let mut queue: Vec<NodeId> = Vec::new();
         let visit = |targets: Vec<NodeId>, reached: &mut Vec<bool>, queue: &mut Vec<NodeId>| {
@@ -208,6 +214,7 @@ impl<S: GraphState> Graph<S> {
             }
         };
         visit(self.route_targets(&self.start), &mut reached, &mut queue);
+        visit(sends.start.clone(), &mut reached, &mut queue);
         while let Some(id) = queue.pop() {
             let node = self.node(id);
             if node.node.routes_itself() {
@@ -215,6 +222,7 @@ impl<S: GraphState> Graph<S> {
                 return Ok(());
             }
             visit(self.route_targets(&node.routes), &mut reached, &mut queue);
+            visit(sends.nodes[id.index()].clone(), &mut reached, &mut queue);
             let ready_joins = node
                 .joins
                 .iter()
@@ -240,10 +248,11 @@ impl<S: GraphState> Graph<S> {
                     Target::Node(id) => Some(*id),
                     Target::End => None,
                 })),
+                // A send router's declared targets are kept apart (`SendTargets`): the route
+                // itself holds only the router.
                 Route::Send(_) => {}
             }
         }
-        // Send edges declare their possible targets only in the schema.
         targets
     }
 }
@@ -254,12 +263,19 @@ impl<S: GraphState> fmt::Debug for Graph<S> {
     }
 }
 
+/// The nodes each send edge declares it may send to, by source; only reachability needs them.
+struct SendTargets {
+    start: Vec<NodeId>,
+    nodes: Vec<Vec<NodeId>>,
+}
+
 /// Resolves edge specs to ids while validating their endpoints.
 struct Indexer<'a, S> {
     by_name: &'a HashMap<NodeName, NodeId>,
     start: Vec<Route<S>>,
     routes: Vec<Vec<Route<S>>>,
     joins: Vec<Join>,
+    sends: SendTargets,
 }
 
 impl<S> Indexer<'_, S> {
@@ -294,10 +310,14 @@ impl<S> Indexer<'_, S> {
             }
             EdgeSpec::Send { from, router, targets } => {
                 let what = || format!("the send edge from `{from}`");
-                for name in &targets {
-                    self.node(name, what)?;
+                let targets = targets.iter().map(|name| self.node(name, what)).collect::<Result<Vec<_>, _>>()?;
+                self.push(&from, Route::Send(router), what)?;
+                // `push` accepted `from`: it is START or a known node.
+                match self.by_name.get(&from) {
+                    Some(id) => self.sends.nodes[id.index()].extend(targets),
+                    None => self.sends.start.extend(targets),
                 }
-                self.push(&from, Route::Send(router), what)
+                Ok(())
             }
             EdgeSpec::Join { from, to } => {
                 let what = || format!("the join into `{to}`");

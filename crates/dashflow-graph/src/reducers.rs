@@ -59,7 +59,7 @@ pub fn messages<M: MessageLike>(acc: &mut Vec<M>, new: Vec<M>) {
     for message in new {
         let existing = message
             .message_id()
-            .and_then(|id| acc.iter().position(|m| m.message_id() == Some(id)));
+            .and_then(|id| acc.iter().rposition(|m| m.message_id() == Some(id)));
         match existing {
             Some(index) => acc[index] = message,
             None => acc.push(message),
