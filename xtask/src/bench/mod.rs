@@ -1,0 +1,136 @@
+//! `cargo xtask bench`: runs the criterion workloads (BENCHMARKS.md), prints their medians
+//! against the targets, and optionally compares them with the same graphs in LangGraph.
+
+mod bencher;
+mod doc;
+mod langgraph;
+mod report;
+#[cfg(test)]
+mod tests;
+
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+
+use anyhow::{Context, Result, bail};
+
+use self::bencher::Measurement;
+use crate::{process, workspace};
+
+/// Criterion flags for `--quick`: enough samples to see the order of magnitude.
+const QUICK_CRITERION_FLAGS: [&str; 4] = ["--warm-up-time", "1", "--measurement-time", "2"];
+
+/// The flags of `cargo xtask bench`.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Options {
+    quick: bool,
+    compare_langgraph: bool,
+    write_doc: bool,
+}
+
+impl Options {
+    pub(crate) fn parse(flags: &[String]) -> Result<Options> {
+        let mut options = Options::default();
+        let mut flags = flags.iter();
+        while let Some(flag) = flags.next() {
+            match flag.as_str() {
+                "--quick" => options.quick = true,
+                "--write-doc" => options.write_doc = true,
+                "--compare" => {
+                    let baseline = flags.next().context("`--compare` needs a baseline: `--compare langgraph`")?;
+                    options.set_baseline(baseline)?;
+                }
+                other => match other.strip_prefix("--compare=") {
+                    Some(baseline) => options.set_baseline(baseline)?,
+                    None => bail!("unknown flag `{other}` for `bench`"),
+                },
+            }
+        }
+        Ok(options)
+    }
+
+    fn set_baseline(&mut self, baseline: &str) -> Result<()> {
+        match baseline {
+            "langgraph" => {
+                self.compare_langgraph = true;
+                Ok(())
+            }
+            other => bail!("unknown baseline `{other}`; the only one is `langgraph`"),
+        }
+    }
+
+    /// The command line these options came from, for the doc.
+    fn command_line(&self) -> String {
+        let mut line = "cargo xtask bench".to_owned();
+        if self.quick {
+            line.push_str(" --quick");
+        }
+        if self.compare_langgraph {
+            line.push_str(" --compare langgraph");
+        }
+        line
+    }
+}
+
+pub(crate) fn run(options: &Options) -> Result<()> {
+    let measurements = run_criterion(options.quick)?;
+    let targets = report::targets_table(&measurements).render();
+    println!("\nDashFlow, median per invoke:\n\n{targets}");
+
+    let mut tables = Vec::new();
+    let mut versions = None;
+    if options.compare_langgraph {
+        let langgraph = langgraph::run(options.quick)?;
+        let comparison = report::comparison_table(&measurements, &langgraph).render();
+        println!(
+            "\nDashFlow vs LangGraph {} (Python {}), median per invoke:\n\n{comparison}",
+            langgraph.langgraph_version, langgraph.python_version
+        );
+        tables.push(comparison);
+        versions = Some(format!("Python {}, LangGraph {}", langgraph.python_version, langgraph.langgraph_version));
+    }
+    tables.push(targets);
+
+    if options.write_doc {
+        let machine = doc::Machine::describe_current()?;
+        doc::write(&doc::section(&options.command_line(), &machine, versions.as_deref(), &tables))?;
+    }
+    Ok(())
+}
+
+/// Runs the criterion workloads, echoing their output, and returns the parsed medians.
+fn run_criterion(quick: bool) -> Result<Vec<Measurement>> {
+    let mut command = workspace::cargo();
+    command.args(["bench", "-p", "dashflow-benches", "--bench", "workloads", "--", "--output-format", "bencher"]);
+    if quick {
+        command.args(QUICK_CRITERION_FLAGS);
+    }
+    println!("==> DashFlow: criterion workloads\n$ {}", process::display(&command));
+    let output = echo_and_capture_stdout(&mut command)?;
+    let measurements = bencher::parse(&output);
+    if measurements.is_empty() {
+        bail!("`cargo bench` printed no results in bencher format (`test NAME ... bench: N ns/iter`)");
+    }
+    Ok(measurements)
+}
+
+/// Runs `command`, passing its stdout through line by line so progress stays visible, and
+/// returns that stdout.
+fn echo_and_capture_stdout(command: &mut std::process::Command) -> Result<String> {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("could not start `{}`", process::display(command)))?;
+    let stdout = child.stdout.take().context("the child's stdout was not captured")?;
+    let mut captured = String::new();
+    for line in BufReader::new(stdout).lines() {
+        let line = line.context("could not read the benchmark output")?;
+        println!("{line}");
+        captured.push_str(&line);
+        captured.push('\n');
+    }
+    let status = child.wait()?;
+    if !status.success() {
+        bail!("`{}` failed ({status})", process::display(command));
+    }
+    Ok(captured)
+}

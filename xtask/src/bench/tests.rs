@@ -1,0 +1,135 @@
+use std::collections::BTreeMap;
+
+use super::Options;
+use super::bencher::{self, Measurement};
+use super::doc::replace_section;
+use super::langgraph::{LangGraphResults, parse_report};
+use super::report::{comparison_table, format_ratio, format_us, targets_table, with_thousands};
+
+fn flags(words: &[&str]) -> Vec<String> {
+    words.iter().map(|word| (*word).to_owned()).collect()
+}
+
+fn measurement(id: &str, median_ns: f64) -> Measurement {
+    Measurement { id: id.to_owned(), median_ns }
+}
+
+const CRITERION_OUTPUT: &str = "\
+Gnuplot not found, using plotters backend
+test b1_chain100 ... bench:       12,345 ns/iter (+/- 678)
+test b1_chain100/telemetry_off ... bench:        9,870 ns/iter (+/- 12)
+
+test b3_loop1000 ... bench:      250,001 ns/iter (+/- 9,999)
+test result: ok. 0 passed
+";
+
+#[test]
+fn bencher_lines_are_parsed_and_other_lines_ignored() {
+    let measurements = bencher::parse(CRITERION_OUTPUT);
+    assert_eq!(
+        measurements,
+        vec![
+            measurement("b1_chain100", 12_345.0),
+            measurement("b1_chain100/telemetry_off", 9_870.0),
+            measurement("b3_loop1000", 250_001.0),
+        ]
+    );
+    assert_eq!(measurements[1].workload(), "b1_chain100");
+}
+
+#[test]
+fn targets_table_says_whether_each_target_is_met() {
+    let table = targets_table(&bencher::parse(CRITERION_OUTPUT)).render();
+    let row =
+        |id: &str| table.lines().find(|line| line.starts_with(&format!("| {id} "))).unwrap_or_default().to_owned();
+    assert!(row("b1_chain100 ").contains("12.3") && row("b1_chain100 ").contains("yes"), "{table}");
+    assert!(row("b1_chain100/telemetry_off").contains("<= 20.0"), "{table}");
+    assert!(row("b3_loop1000").contains("250") && row("b3_loop1000").contains("NO"), "{table}");
+}
+
+#[test]
+fn workloads_without_a_target_show_a_dash() {
+    let table = targets_table(&[measurement("b2_fanout16", 30_000.0)]).render();
+    assert!(
+        table.lines().any(|line| line.starts_with("| b2_fanout16") && line.trim_end().ends_with("| -   |")),
+        "{table}"
+    );
+}
+
+#[test]
+fn comparison_puts_langgraph_next_to_each_variant_of_a_workload() {
+    let langgraph = LangGraphResults {
+        medians_us: BTreeMap::from([("b1_chain100".to_owned(), 39_000.0), ("b2_fanout16".to_owned(), 12_000.0)]),
+        python_version: "3.11.7".to_owned(),
+        langgraph_version: "1.2.24".to_owned(),
+    };
+    let measurements = [
+        measurement("b1_chain100", 20_000.0),
+        measurement("b1_chain100/telemetry_off", 10_000.0),
+        measurement("b4_chain100_sqlite", 500_000.0),
+    ];
+    let table = comparison_table(&measurements, &langgraph).render();
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(lines[0].contains("DashFlow µs") && lines[0].contains("LangGraph µs") && lines[0].contains("ratio"));
+    assert!(lines[2].contains("39,000") && lines[2].contains("1,950x"), "{table}");
+    assert!(lines[3].contains("3,900x"), "{table}");
+    assert!(lines[4].trim_end().ends_with("- |"), "{table}");
+    assert!(lines[5].starts_with("| b2_fanout16") && lines[5].contains("12,000"), "{table}");
+    assert_eq!(lines.len(), 6, "{table}");
+}
+
+#[test]
+fn numbers_are_formatted_for_people() {
+    assert_eq!(with_thousands(0), "0");
+    assert_eq!(with_thousands(999), "999");
+    assert_eq!(with_thousands(1_000), "1,000");
+    assert_eq!(with_thousands(1_234_567), "1,234,567");
+    assert_eq!(format_us(0.04), "0.040");
+    assert_eq!(format_us(12.34), "12.3");
+    assert_eq!(format_us(343_040.6), "343,041");
+    assert_eq!(format_ratio(1_949.6), "1,950x");
+    assert_eq!(format_ratio(3.21), "3.2x");
+}
+
+#[test]
+fn langgraph_report_keeps_numeric_medians_and_versions() -> anyhow::Result<()> {
+    let stdout = "some warning\n{\"b1_chain100\": 26082.8, \"b3_loop1000\": 343040.6, \
+                  \"samples\": {\"b1_chain100\": 56}, \"python\": \"3.11.7\", \"langgraph\": \"1.2.24\"}\n";
+    let results = parse_report(stdout)?;
+    assert_eq!(results.median_us("b1_chain100"), Some(26_082.8));
+    assert_eq!(results.median_us("samples"), None);
+    assert_eq!(results.medians_us.len(), 2);
+    assert_eq!(results.langgraph_version, "1.2.24");
+    Ok(())
+}
+
+#[test]
+fn the_section_is_replaced_and_the_rest_of_the_document_kept() {
+    let document = "# Benchmarks\n\nIntro.\n\n## Latest comparison\n\nold table\n\n## Method\n\nHow.\n";
+    let updated = replace_section(document, "## Latest comparison\n\nnew table\n");
+    assert_eq!(updated, "# Benchmarks\n\nIntro.\n\n## Latest comparison\n\nnew table\n\n## Method\n\nHow.\n");
+}
+
+#[test]
+fn the_section_is_appended_when_missing_and_the_file_created_when_empty() {
+    let appended = replace_section("# Benchmarks\n\nIntro.\n", "## Latest comparison\n\nt\n");
+    assert_eq!(appended, "# Benchmarks\n\nIntro.\n\n## Latest comparison\n\nt\n");
+    let created = replace_section("", "## Latest comparison\n\nt\n");
+    assert_eq!(created, "# Benchmarks\n\n## Latest comparison\n\nt\n");
+}
+
+#[test]
+fn subheadings_inside_the_section_are_replaced_with_it() {
+    let document = "## Latest comparison\n\n### Details\n\nold\n";
+    assert_eq!(replace_section(document, "## Latest comparison\n\nnew\n"), "## Latest comparison\n\nnew\n");
+}
+
+#[test]
+fn bench_flags_are_parsed() -> anyhow::Result<()> {
+    let options = Options::parse(&flags(&["--quick", "--compare", "langgraph", "--write-doc"]))?;
+    assert_eq!(options.command_line(), "cargo xtask bench --quick --compare langgraph");
+    assert!(options.write_doc);
+    assert!(Options::parse(&flags(&["--compare=pydantic"])).is_err());
+    assert!(Options::parse(&flags(&["--fast"])).is_err());
+    Ok(())
+}

@@ -1,0 +1,35 @@
+use super::{Options, Step};
+
+fn flags(words: &[&str]) -> Vec<String> {
+    words.iter().map(|word| (*word).to_owned()).collect()
+}
+
+#[test]
+fn no_flags_run_every_step_in_order() -> anyhow::Result<()> {
+    let options = Options::parse(&[])?;
+    assert_eq!(options.steps_to_run(), Step::ALL.to_vec());
+    Ok(())
+}
+
+#[test]
+fn skip_takes_a_comma_separated_list_in_either_spelling() -> anyhow::Result<()> {
+    let spaced = Options::parse(&flags(&["--skip", "fmt,clippy"]))?;
+    let joined = Options::parse(&flags(&["--skip=fmt,clippy"]))?;
+    assert_eq!(spaced, joined);
+    assert_eq!(spaced.steps_to_run(), vec![Step::Tests, Step::Doc, Step::Lint]);
+    Ok(())
+}
+
+#[test]
+fn unknown_step_names_are_rejected() {
+    let error = Options::parse(&flags(&["--skip", "fmt,lints"])).err();
+    assert!(error.is_some_and(|error| error.to_string().contains("unknown ci step `lints`")));
+}
+
+#[test]
+fn no_nextest_is_a_flag_of_its_own() -> anyhow::Result<()> {
+    let options = Options::parse(&flags(&["--no-nextest"]))?;
+    assert!(options.no_nextest);
+    assert_eq!(options.steps_to_run().len(), Step::ALL.len());
+    Ok(())
+}
