@@ -56,7 +56,7 @@ impl EventHub {
     }
 
     pub(crate) fn custom_enabled(&self) -> bool {
-        self.enabled || self.stream_custom
+        !self.callbacks.is_empty() || self.stream_custom
     }
 
     /// Delivers an event; waits only when the stream's buffer is full.
@@ -82,8 +82,14 @@ impl EventHub {
                 sink.send_custom(custom).await;
             }
         }
-        let kind = EventKind::Custom { step: task.step, node: task.node.clone(), value };
-        self.emit(run, kind).await;
+        // Callbacks hear custom values as events. The stream reports each one once, as
+        // `StreamEvent::Custom` when that mode is on, and never again as an `Events` item.
+        if !self.callbacks.is_empty() {
+            let event = Event::now(run, EventKind::Custom { step: task.step, node: task.node.clone(), value });
+            for callback in &self.callbacks {
+                callback.on_event(&event);
+            }
+        }
     }
 }
 
@@ -92,6 +98,8 @@ pub(crate) struct ExecScope {
     pub(crate) hub: Arc<EventHub>,
     pub(crate) run: RunIds,
     pub(crate) thread_id: Option<Arc<str>>,
+    /// The run's recursion limit, which subgraph runs started from its nodes inherit.
+    pub(crate) recursion_limit: u32,
 }
 
 impl RunScope for ExecScope {

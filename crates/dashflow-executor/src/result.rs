@@ -22,8 +22,9 @@ pub struct NodeRun {
     pub step: u64,
     /// Attempts made (above 1 after retries).
     pub attempts: u32,
-    /// Wall time, all attempts and backoff included.
-    pub duration: Duration,
+    /// Wall time, all attempts and backoff included; measured when the run is observed
+    /// (an event callback or an `Events` stream), `None` otherwise.
+    pub duration: Option<Duration>,
 }
 
 /// The outcome of a run.

@@ -4,7 +4,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use dashflow_graph::{Goto, GraphNode, GraphState, MergeableState, NodeId, NodeName, NodeOutput, Route, Send as SendTask, Target, TaskId};
+use dashflow_graph::{
+    Goto, Graph, GraphNode, GraphState, MergeableState, NodeId, NodeName, NodeOutput, Route, Send as SendTask, Target,
+    TaskId,
+};
 use dashflow_telemetry::{EventKind, RunIds, RunOutcome};
 use tokio::sync::oneshot;
 use tracing::{Instrument, Level};
@@ -12,21 +15,26 @@ use tracing::{Instrument, Level};
 use crate::compiled::Inner;
 use crate::hub::{EventHub, ExecScope};
 use crate::stream::{StreamEvent, StreamSender};
-use crate::task::{TaskOutcome, run_task};
+use crate::task::{TaskOutcome, is_bare, run_bare, run_task};
 use crate::{Error, NodeRun, RunConfig, StreamMode};
 
-/// Combines the updates of one superstep, in frontier order, draining `updates`.
+/// The updates of one superstep, in frontier order, tagged with the node that wrote each.
+type StepUpdates<S> = Vec<(NodeId, <S as GraphState>::Update)>;
+
+/// Combines the updates of one superstep in frontier order, draining them.
 pub(crate) type MergeFn<S> =
-    fn(&mut Vec<(NodeName, <S as GraphState>::Update)>, u64) -> Result<Option<<S as GraphState>::Update>, Error>;
+    fn(&mut StepUpdates<S>, &Graph<S>, u64) -> Result<Option<<S as GraphState>::Update>, Error>;
 
 /// Merges the updates of parallel tasks; two writers of one overwrite field are an error.
 pub(crate) fn merge_parallel<S: MergeableState>(
-    updates: &mut Vec<(NodeName, S::Update)>,
+    updates: &mut StepUpdates<S>,
+    graph: &Graph<S>,
     step: u64,
 ) -> Result<Option<S::Update>, Error> {
-    if updates.len() > 1 {
-        check_overwrite_conflicts::<S>(updates, step)?;
+    if updates.len() <= 1 {
+        return Ok(updates.pop().map(|(_, update)| update));
     }
+    check_overwrite_conflicts::<S>(updates, graph, step)?;
     let mut updates = updates.drain(..);
     let Some((_, mut merged)) = updates.next() else { return Ok(None) };
     for (_, update) in updates {
@@ -35,25 +43,25 @@ pub(crate) fn merge_parallel<S: MergeableState>(
     Ok(Some(merged))
 }
 
-fn check_overwrite_conflicts<S: MergeableState>(updates: &[(NodeName, S::Update)], step: u64) -> Result<(), Error> {
-    let mut writers: Vec<(&'static str, usize)> = Vec::new();
+fn check_overwrite_conflicts<S: MergeableState>(updates: &StepUpdates<S>, graph: &Graph<S>, step: u64) -> Result<(), Error> {
+    let mut writers: Vec<(&'static str, NodeId)> = Vec::new();
     let mut conflict = None;
-    for (index, (_, update)) in updates.iter().enumerate() {
+    for (node, update) in updates {
         S::for_each_overwrite(update, |field| {
             if conflict.is_some() {
                 return;
             }
             match writers.iter().find(|(written, _)| *written == field) {
-                Some(&(_, first)) => conflict = Some((field, first, index)),
-                None => writers.push((field, index)),
+                Some(&(_, first)) => conflict = Some((field, first, *node)),
+                None => writers.push((field, *node)),
             }
         });
     }
     match conflict {
         Some((field, first, second)) => Err(Error::StateConflict {
             field,
-            first: updates[first].0.clone(),
-            second: updates[second].0.clone(),
+            first: graph.node(first).name.clone(),
+            second: graph.node(second).name.clone(),
             step,
         }),
         None => Ok(()),
@@ -62,7 +70,8 @@ fn check_overwrite_conflicts<S: MergeableState>(updates: &[(NodeName, S::Update)
 
 /// Takes the only update of a step; `invoke_sequential` refuses parallel steps before they run.
 pub(crate) fn merge_single<S: GraphState>(
-    updates: &mut Vec<(NodeName, S::Update)>,
+    updates: &mut StepUpdates<S>,
+    _graph: &Graph<S>,
     _step: u64,
 ) -> Result<Option<S::Update>, Error> {
     Ok(updates.pop().map(|(_, update)| update))
@@ -109,49 +118,62 @@ pub(crate) async fn execute<S: GraphState>(params: RunParams<S>, input: Arc<S>) 
         run_id = %params.ids.run_id,
         depth = params.ids.depth,
     );
-    let node_count = params.inner.graph.node_count();
-    let join_count = params.inner.graph.joins().len();
     let scope = Arc::new(ExecScope {
         hub: Arc::clone(&params.hub),
         run: params.ids,
         thread_id: params.config.thread_id.clone(),
+        recursion_limit: params.config.recursion_limit,
     });
+    let graph = &params.inner.graph;
     let run = Loop {
         state: input,
         step: 0,
         frontier: Vec::new(),
-        next: Vec::new(),
-        scheduled: vec![false; node_count],
-        join_seen: params.inner.graph.joins().iter().map(|join| vec![false; join.predecessors.len()]).collect(),
-        nodes: Vec::new(),
-        updates: Vec::new(),
-        finished: Vec::new(),
-        first_error: None,
+        routing: Routing {
+            next: Vec::new(),
+            scheduled: vec![false; graph.node_count()],
+            join_seen: graph.joins().iter().map(|join| vec![false; join.predecessors.len()]).collect(),
+            events: Vec::new(),
+        },
+        results: StepResults { updates: Vec::new(), finished: Vec::new(), first_error: None, nodes: Vec::new() },
         composed: None,
         scope,
         params,
     };
-    debug_assert_eq!(run.join_seen.len(), join_count);
     run.run().instrument(span).await
 }
 
+/// One run's mutable progress. Split into parts so that the hot path can borrow the graph
+/// (inside `params`) while it updates the others, without cloning the `Arc` that holds it.
 struct Loop<S: GraphState> {
     params: RunParams<S>,
     state: Arc<S>,
     step: u64,
     frontier: Vec<PendingTask<S>>,
+    routing: Routing<S>,
+    results: StepResults<S>,
+    composed: Option<S::Update>,
+    scope: Arc<ExecScope>,
+}
+
+/// Where the run goes next: the next frontier under construction, and join progress.
+struct Routing<S> {
     next: Vec<PendingTask<S>>,
     /// Which nodes `next` already holds, so a node reached twice runs once.
     scheduled: Vec<bool>,
     /// Per join, which predecessors finished since the join last fired.
     join_seen: Vec<Vec<bool>>,
-    nodes: Vec<NodeRun>,
-    /// This step's updates and finished tasks; buffers reused across steps.
-    updates: Vec<(NodeName, S::Update)>,
+    /// `Routed` events of this step, for observers; filled only when the run is observed.
+    events: Vec<EventKind>,
+}
+
+/// What the current step's tasks produced; buffers reused from step to step.
+struct StepResults<S: GraphState> {
+    updates: StepUpdates<S>,
     finished: Vec<Finished<S>>,
     first_error: Option<Error>,
-    composed: Option<S::Update>,
-    scope: Arc<ExecScope>,
+    /// Every task execution of the run, in order.
+    nodes: Vec<NodeRun>,
 }
 
 impl<S: GraphState> Loop<S> {
@@ -169,12 +191,14 @@ impl<S: GraphState> Loop<S> {
         let kind = EventKind::RunFinished { outcome, steps: self.step, duration, error };
         self.params.hub.emit(self.params.ids, kind).await;
         result?;
-        Ok(RunOutput { state: self.state, composed: self.composed, steps: self.step, nodes: self.nodes, duration })
+        Ok(RunOutput { state: self.state, composed: self.composed, steps: self.step, nodes: self.results.nodes, duration })
     }
 
     async fn steps(&mut self) -> Result<(), Error> {
         self.send_values().await;
-        self.route(None, Vec::new()).await?;
+        let observed = self.params.hub.enabled();
+        self.routing.route(&self.params.inner.graph, &self.state, 0, observed, None, Vec::new())?;
+        self.emit_routing_events().await;
         self.advance_frontier();
         let deadline = self.params.config.timeout.map(|timeout| (timeout, tokio::time::Instant::now() + timeout));
         while !self.frontier.is_empty() {
@@ -208,8 +232,7 @@ impl<S: GraphState> Loop<S> {
         let observed = self.params.hub.enabled();
         let step_started = observed.then(Instant::now);
         let frontier = std::mem::take(&mut self.frontier);
-        let inner = Arc::clone(&self.params.inner);
-        let graph = &inner.graph;
+        let graph = &self.params.inner.graph;
         if frontier.len() > 1 && !self.params.parallel_allowed {
             return Err(Error::ParallelStepInSequentialRun {
                 step: self.step,
@@ -221,15 +244,18 @@ impl<S: GraphState> Loop<S> {
             let nodes = frontier.iter().map(|task| graph.node(task.node).name.clone()).collect();
             self.params.hub.emit(self.params.ids, EventKind::SuperstepStarted { step: self.step, nodes }).await;
         }
-        self.execute_tasks(&inner, &frontier).await;
+        execute_tasks(&self.params.inner, &self.scope, &self.state, self.step, &frontier, &mut self.results).await;
         // Siblings have all finished by now; the first failure in frontier order fails the step.
-        if let Some(error) = self.first_error.take() {
-            self.updates.clear();
-            self.finished.clear();
+        if let Some(error) = self.results.first_error.take() {
+            self.results.updates.clear();
+            self.results.finished.clear();
             return Err(error);
         }
-        self.send_updates().await;
-        if let Some(merged) = (self.params.merge)(&mut self.updates, self.step)? {
+        if self.params.stream.is_some() {
+            self.send_updates().await;
+        }
+        let graph = &self.params.inner.graph;
+        if let Some(merged) = (self.params.merge)(&mut self.results.updates, graph, self.step)? {
             if let Some(compose) = self.params.compose {
                 match &mut self.composed {
                     Some(composed) => compose(composed, merged.clone()),
@@ -238,17 +264,21 @@ impl<S: GraphState> Loop<S> {
             }
             Arc::make_mut(&mut self.state).apply(merged);
         }
-        self.commit_step(step_started).await;
-        let mut finished = std::mem::take(&mut self.finished);
-        for Finished { node, gotos } in finished.drain(..) {
-            self.route(Some(node), gotos).await?;
+        if observed || self.params.stream.is_some() {
+            self.commit_step(step_started).await;
         }
-        self.finished = finished;
+        let graph = &self.params.inner.graph;
+        for Finished { node, gotos } in self.results.finished.drain(..) {
+            self.routing.route(graph, &self.state, self.step, observed, Some(node), gotos)?;
+        }
+        if !self.routing.events.is_empty() {
+            self.emit_routing_events().await;
+        }
         self.advance_frontier();
         // Reuse the old frontier's allocation for the next step's routing.
         let mut recycled = frontier;
         recycled.clear();
-        self.next = recycled;
+        self.routing.next = recycled;
         Ok(())
     }
 
@@ -262,64 +292,115 @@ impl<S: GraphState> Loop<S> {
         self.send_values().await;
     }
 
-    /// Runs the frontier's tasks (a lone task inline on this task, several through the
-    /// scheduler) and records their outcomes in frontier order.
-    async fn execute_tasks(&mut self, inner: &Arc<Inner<S>>, frontier: &[PendingTask<S>]) {
-        if let [task] = frontier {
-            if inner.scheduler.runs_single_tasks_inline() {
-                let node = inner.graph.node(task.node);
-                let input = task.input.clone().unwrap_or_else(|| Arc::clone(&self.state));
-                let outcome = run_task(&self.scope, inner, node, self.task_id(node, 0), input).await;
-                self.record(task.node, &node.name, Some(outcome));
-                return;
+    /// Sends the routing decisions `route` recorded.
+    async fn emit_routing_events(&mut self) {
+        for kind in std::mem::take(&mut self.routing.events) {
+            self.params.hub.emit(self.params.ids, kind).await;
+        }
+    }
+
+    /// Makes the routed tasks the frontier and clears the dedup marks.
+    fn advance_frontier(&mut self) {
+        for task in &self.routing.next {
+            self.routing.scheduled[task.node.index()] = false;
+        }
+        std::mem::swap(&mut self.frontier, &mut self.routing.next);
+        self.routing.next.clear();
+    }
+
+    async fn send_values(&self) {
+        if let Some(stream) = &self.params.stream {
+            if self.params.config.stream_modes.contains(StreamMode::Values) {
+                stream.send(StreamEvent::Values { step: self.step, state: Arc::clone(&self.state) }).await;
             }
         }
-        let mut receivers = Vec::with_capacity(frontier.len());
-        for (index, task) in frontier.iter().enumerate() {
-            let (tx, rx) = oneshot::channel();
-            let node_id = task.node;
-            let task_id = self.task_id(inner.graph.node(node_id), index);
-            let input = task.input.clone().unwrap_or_else(|| Arc::clone(&self.state));
-            let scope = Arc::clone(&self.scope);
-            let owned_inner = Arc::clone(inner);
-            inner.scheduler.spawn(Box::pin(async move {
-                let node = owned_inner.graph.node(node_id);
-                let _ = tx.send(run_task(&scope, &owned_inner, node, task_id, input).await);
-            }));
-            receivers.push(rx);
-        }
-        for (task, rx) in frontier.iter().zip(receivers) {
-            let node = inner.graph.node(task.node);
-            self.record(task.node, &node.name, rx.await.ok());
-        }
     }
 
-    fn task_id(&self, node: &GraphNode<S>, index: usize) -> TaskId {
-        TaskId { step: self.step, node: node.name.clone(), index: u32::try_from(index).unwrap_or(u32::MAX) }
+    async fn send_updates(&self) {
+        if let Some(stream) = &self.params.stream {
+            if self.params.config.stream_modes.contains(StreamMode::Updates) {
+                let graph = &self.params.inner.graph;
+                for (node, update) in &self.results.updates {
+                    let node = graph.node(*node).name.clone();
+                    stream.send(StreamEvent::Updates { step: self.step, node, update: update.clone() }).await;
+                }
+            }
+        }
     }
+}
 
-    /// Files one task's outcome: its update and routing, or the step's first error.
-    fn record(&mut self, id: NodeId, name: &NodeName, outcome: Option<TaskOutcome<S>>) {
+/// Runs the frontier's tasks (a lone task inline on this task, several through the
+/// scheduler) and records their outcomes in frontier order.
+async fn execute_tasks<S: GraphState>(
+    inner: &Arc<Inner<S>>,
+    scope: &Arc<ExecScope>,
+    state: &Arc<S>,
+    step: u64,
+    frontier: &[PendingTask<S>],
+    results: &mut StepResults<S>,
+) {
+    let graph = &inner.graph;
+    if let [task] = frontier {
+        if inner.scheduler.runs_single_tasks_inline() {
+            let node = graph.node(task.node);
+            let input = task.input.clone().unwrap_or_else(|| Arc::clone(state));
+            let task_id = task_id(node, step, 0);
+            let outcome = if is_bare(scope, inner, node) {
+                run_bare(scope, node, task_id, input).await
+            } else {
+                run_task(scope, inner, node, task_id, input).await
+            };
+            results.record(task.node, node, step, Some(outcome));
+            return;
+        }
+    }
+    let mut receivers = Vec::with_capacity(frontier.len());
+    for (index, task) in frontier.iter().enumerate() {
+        let (tx, rx) = oneshot::channel();
+        let node_id = task.node;
+        let task_id = task_id(graph.node(node_id), step, index);
+        let input = task.input.clone().unwrap_or_else(|| Arc::clone(state));
+        let scope = Arc::clone(scope);
+        let owned_inner = Arc::clone(inner);
+        inner.scheduler.spawn(Box::pin(async move {
+            let node = owned_inner.graph.node(node_id);
+            let _ = tx.send(run_task(&scope, &owned_inner, node, task_id, input).await);
+        }));
+        receivers.push(rx);
+    }
+    for (task, rx) in frontier.iter().zip(receivers) {
+        results.record(task.node, graph.node(task.node), step, rx.await.ok());
+    }
+}
+
+fn task_id<S: GraphState>(node: &GraphNode<S>, step: u64, index: usize) -> TaskId {
+    TaskId { step, node: node.name.clone(), index: u32::try_from(index).unwrap_or(u32::MAX) }
+}
+
+impl<S: GraphState> StepResults<S> {
+    /// Files one task's outcome: its update and routing, or the step's first error. `None`
+    /// is a task the scheduler dropped.
+    fn record(&mut self, id: NodeId, node: &GraphNode<S>, step: u64, outcome: Option<TaskOutcome<S>>) {
         let Some(outcome) = outcome else {
-            self.first_error.get_or_insert(Error::TaskLost { node: name.clone(), step: self.step });
+            self.first_error.get_or_insert(Error::TaskLost { node: node.name.clone(), step });
             return;
         };
-        self.nodes.push(NodeRun { node: name.clone(), step: self.step, attempts: outcome.attempts, duration: outcome.duration });
+        self.nodes.push(NodeRun { node: node.name.clone(), step, attempts: outcome.attempts, duration: outcome.duration });
         match outcome.result {
             Ok(NodeOutput::Update(update)) => {
-                self.updates.push((name.clone(), update));
+                self.updates.push((id, update));
                 self.finished.push(Finished { node: id, gotos: Vec::new() });
             }
             Ok(NodeOutput::Command(command)) => {
                 if let Some(update) = command.update {
-                    self.updates.push((name.clone(), update));
+                    self.updates.push((id, update));
                 }
                 self.finished.push(Finished { node: id, gotos: command.goto });
             }
             Err(error) => {
                 self.first_error.get_or_insert_with(|| Error::NodeFailed {
-                    node: name.clone(),
-                    step: self.step,
+                    node: node.name.clone(),
+                    step,
                     attempts: outcome.attempts,
                     kind: error.kind(),
                     source: error.into_shared(),
@@ -327,11 +408,20 @@ impl<S: GraphState> Loop<S> {
             }
         }
     }
+}
 
-    /// Adds to `next` where the run goes after `from` (or after `START`).
-    async fn route(&mut self, from: Option<NodeId>, gotos: Vec<Goto<S>>) -> Result<(), Error> {
-        let inner = Arc::clone(&self.params.inner);
-        let graph = &inner.graph;
+impl<S: GraphState> Routing<S> {
+    /// Adds to `next` where the run goes after `from` (or after `START`). Synchronous, so the
+    /// common case pays for no future.
+    fn route(
+        &mut self,
+        graph: &Graph<S>,
+        state: &S,
+        step: u64,
+        observed: bool,
+        from: Option<NodeId>,
+        gotos: Vec<Goto<S>>,
+    ) -> Result<(), Error> {
         let start_name: NodeName;
         let (from_name, routes) = match from {
             Some(id) => (&graph.node(id).name, graph.node(id).routes.as_slice()),
@@ -344,7 +434,7 @@ impl<S: GraphState> Loop<S> {
             match route {
                 Route::Direct(target) => self.schedule(*target),
                 Route::Conditional(conditional) => {
-                    let labels = conditional.route(&self.state);
+                    let labels = conditional.route(state);
                     for label in labels.iter() {
                         let Some((label, target)) = conditional.resolve(label) else {
                             return Err(Error::UnknownLabel {
@@ -353,20 +443,24 @@ impl<S: GraphState> Loop<S> {
                                 known: conditional.labels().collect::<Vec<_>>().join(", "),
                             });
                         };
-                        if self.params.hub.enabled() {
+                        if observed {
                             let target_name = match target {
                                 Target::Node(id) => graph.node(id).name.clone(),
                                 Target::End => dashflow_graph::END.into(),
                             };
-                            let kind = EventKind::Routed { step: self.step, from: from_name.clone(), label: label.clone(), target: target_name };
-                            self.params.hub.emit(self.params.ids, kind).await;
+                            self.events.push(EventKind::Routed {
+                                step,
+                                from: from_name.clone(),
+                                label: label.clone(),
+                                target: target_name,
+                            });
                         }
                         self.schedule(target);
                     }
                 }
                 Route::Send(router) => {
-                    for send in router(&self.state) {
-                        self.schedule_send(from_name, send)?;
+                    for send in router(state) {
+                        self.schedule_send(graph, from_name, send)?;
                     }
                 }
             }
@@ -377,7 +471,7 @@ impl<S: GraphState> Loop<S> {
                     Some(target) => self.schedule(target),
                     None => return Err(Error::UnknownTarget { node: from_name.clone(), target: name.to_string() }),
                 },
-                Goto::Send(send) => self.schedule_send(from_name, send)?,
+                Goto::Send(send) => self.schedule_send(graph, from_name, send)?,
             }
         }
         if let Some(id) = from {
@@ -402,40 +496,13 @@ impl<S: GraphState> Loop<S> {
         }
     }
 
-    fn schedule_send(&mut self, from: &NodeName, send: SendTask<S>) -> Result<(), Error> {
-        match self.params.inner.graph.node_id(&send.node) {
+    fn schedule_send(&mut self, graph: &Graph<S>, from: &NodeName, send: SendTask<S>) -> Result<(), Error> {
+        match graph.node_id(&send.node) {
             Some(id) => {
                 self.next.push(PendingTask { node: id, input: Some(send.input) });
                 Ok(())
             }
             None => Err(Error::UnknownTarget { node: from.clone(), target: send.node.to_string() }),
-        }
-    }
-
-    /// Makes `next` the frontier and clears the dedup marks.
-    fn advance_frontier(&mut self) {
-        for task in &self.next {
-            self.scheduled[task.node.index()] = false;
-        }
-        std::mem::swap(&mut self.frontier, &mut self.next);
-        self.next.clear();
-    }
-
-    async fn send_values(&self) {
-        if let Some(stream) = &self.params.stream {
-            if self.params.config.stream_modes.contains(StreamMode::Values) {
-                stream.send(StreamEvent::Values { step: self.step, state: Arc::clone(&self.state) }).await;
-            }
-        }
-    }
-
-    async fn send_updates(&self) {
-        if let Some(stream) = &self.params.stream {
-            if self.params.config.stream_modes.contains(StreamMode::Updates) {
-                for (node, update) in &self.updates {
-                    stream.send(StreamEvent::Updates { step: self.step, node: node.clone(), update: update.clone() }).await;
-                }
-            }
         }
     }
 }

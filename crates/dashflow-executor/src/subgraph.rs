@@ -87,6 +87,10 @@ impl<S: MergeableState> CompiledGraph<S> {
         };
         let mut config = RunConfig::new();
         config.thread_id = ctx.thread_id().map(Arc::from);
+        // A child counts its own supersteps, under the limit its parent run was given.
+        if let Some(scope) = parent {
+            config.recursion_limit = scope.recursion_limit;
+        }
         let params = RunParams {
             inner: Arc::clone(&self.inner),
             config,

@@ -17,7 +17,28 @@ use crate::hub::ExecScope;
 pub(crate) struct TaskOutcome<S: GraphState> {
     pub(crate) result: Result<NodeOutput<S>, NodeError>,
     pub(crate) attempts: u32,
-    pub(crate) duration: Duration,
+    /// Measured only when the run is observed: reading the clock twice per task would be a
+    /// large share of an unobserved sequential step.
+    pub(crate) duration: Option<Duration>,
+}
+
+/// Whether a task can skip the attempt loop: no observers, no timeout, no retry policy.
+pub(crate) fn is_bare<S: GraphState>(scope: &ExecScope, inner: &Inner<S>, node: &GraphNode<S>) -> bool {
+    !scope.hub.enabled()
+        && node.options.timeout.is_none()
+        && inner.node_timeout.is_none()
+        && node.options.retry.is_none()
+        && inner.retry.is_none()
+}
+
+/// Runs a bare task (see [`is_bare`]): one attempt, panics still caught, nothing measured.
+pub(crate) async fn run_bare<S: GraphState>(scope: &Arc<ExecScope>, node: &GraphNode<S>, task: TaskId, input: Arc<S>) -> TaskOutcome<S> {
+    let ctx = NodeContext::new(task, 1, scope.run, Arc::clone(scope) as Arc<dyn RunScope>);
+    let result = match AssertUnwindSafe(node.node.call(input, ctx)).catch_unwind().await {
+        Ok(result) => result,
+        Err(payload) => Err(panicked(&node.name, payload.as_ref())),
+    };
+    TaskOutcome { result, attempts: 1, duration: None }
 }
 
 /// Runs attempts of `task` until one succeeds or the retry policy gives up.
@@ -31,7 +52,7 @@ pub(crate) async fn run_task<S: GraphState>(
     task: TaskId,
     input: Arc<S>,
 ) -> TaskOutcome<S> {
-    let started = Instant::now();
+    let started = scope.hub.enabled().then(Instant::now);
     let timeout = node.options.timeout.or(inner.node_timeout);
     let retry = node.options.retry.as_ref().or(inner.retry.as_ref());
     let mut attempt = 1;
@@ -42,7 +63,7 @@ pub(crate) async fn run_task<S: GraphState>(
                 tokio::time::sleep(policy.delay_after(attempt, fastrand::f64())).await;
                 attempt += 1;
             }
-            (result, _) => return TaskOutcome { result, attempts: attempt, duration: started.elapsed() },
+            (result, _) => return TaskOutcome { result, attempts: attempt, duration: started.map(|at| at.elapsed()) },
         }
     }
 }
