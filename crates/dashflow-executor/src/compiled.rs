@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use dashflow_graph::{Graph, GraphSchema, GraphState, MergeableState, RetryPolicy, StateGraph};
 use dashflow_scheduler::{Scheduler, TokioScheduler};
-use dashflow_telemetry::{EventCallback, RunId, RunIds};
+use dashflow_telemetry::{EventCallback, RunIds};
 use tokio::sync::mpsc;
 
 use crate::hub::{EventHub, UntypedSink};
@@ -134,7 +134,7 @@ impl<S: GraphState> CompiledGraph<S> {
         parallel_allowed: bool,
         streaming: bool,
     ) -> RunStream<S> {
-        let ids = RunIds::root(config.run_id.unwrap_or_else(RunId::new));
+        let ids = RunIds::root(config.run_id.unwrap_or_default());
         let (stream, events) = if streaming && !config.stream_modes.is_empty() {
             let (tx, rx) = mpsc::channel(config.stream_capacity.max(1));
             (Some(StreamSender(tx)), Some(rx))

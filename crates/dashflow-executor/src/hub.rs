@@ -68,20 +68,18 @@ impl EventHub {
         for callback in &self.callbacks {
             callback.on_event(&event);
         }
-        if self.stream_events {
-            if let Some(sink) = &self.sink {
+        if self.stream_events
+            && let Some(sink) = &self.sink {
                 sink.send_event(event).await;
             }
-        }
     }
 
     async fn emit_custom(&self, run: RunIds, task: &TaskId, value: serde_json::Value) {
-        if self.stream_custom {
-            if let Some(sink) = &self.sink {
+        if self.stream_custom
+            && let Some(sink) = &self.sink {
                 let custom = CustomValue { run, step: task.step, node: task.node.clone(), value: value.clone() };
                 sink.send_custom(custom).await;
             }
-        }
         // Callbacks hear custom values as events. The stream reports each one once, as
         // `StreamEvent::Custom` when that mode is on, and never again as an `Events` item.
         if !self.callbacks.is_empty() {

@@ -18,6 +18,9 @@ use crate::stream::{StreamEvent, StreamSender};
 use crate::task::{TaskOutcome, is_bare, run_bare, run_task};
 use crate::{Error, NodeRun, RunConfig, StreamMode};
 
+/// Folds a later update into an earlier one (`MergeableState::merge`).
+pub(crate) type ComposeFn<S> = fn(&mut <S as GraphState>::Update, <S as GraphState>::Update);
+
 /// The updates of one superstep, in frontier order, tagged with the node that wrote each.
 type StepUpdates<S> = Vec<(NodeId, <S as GraphState>::Update)>;
 
@@ -87,7 +90,7 @@ pub(crate) struct RunParams<S: GraphState> {
     pub(crate) merge: MergeFn<S>,
     pub(crate) parallel_allowed: bool,
     /// Whether to fold every step's update into one (for a subgraph node's result).
-    pub(crate) compose: Option<fn(&mut S::Update, S::Update)>,
+    pub(crate) compose: Option<ComposeFn<S>>,
 }
 
 /// What a finished run hands back to its entry point.
@@ -309,23 +312,21 @@ impl<S: GraphState> Loop<S> {
     }
 
     async fn send_values(&self) {
-        if let Some(stream) = &self.params.stream {
-            if self.params.config.stream_modes.contains(StreamMode::Values) {
+        if let Some(stream) = &self.params.stream
+            && self.params.config.stream_modes.contains(StreamMode::Values) {
                 stream.send(StreamEvent::Values { step: self.step, state: Arc::clone(&self.state) }).await;
             }
-        }
     }
 
     async fn send_updates(&self) {
-        if let Some(stream) = &self.params.stream {
-            if self.params.config.stream_modes.contains(StreamMode::Updates) {
+        if let Some(stream) = &self.params.stream
+            && self.params.config.stream_modes.contains(StreamMode::Updates) {
                 let graph = &self.params.inner.graph;
                 for (node, update) in &self.results.updates {
                     let node = graph.node(*node).name.clone();
                     stream.send(StreamEvent::Updates { step: self.step, node, update: update.clone() }).await;
                 }
             }
-        }
     }
 }
 
@@ -340,8 +341,8 @@ async fn execute_tasks<S: GraphState>(
     results: &mut StepResults<S>,
 ) {
     let graph = &inner.graph;
-    if let [task] = frontier {
-        if inner.scheduler.runs_single_tasks_inline() {
+    if let [task] = frontier
+        && inner.scheduler.runs_single_tasks_inline() {
             let node = graph.node(task.node);
             let input = task.input.clone().unwrap_or_else(|| Arc::clone(state));
             let task_id = task_id(node, step, 0);
@@ -353,7 +354,6 @@ async fn execute_tasks<S: GraphState>(
             results.record(task.node, node, step, Some(outcome));
             return;
         }
-    }
     let mut receivers = Vec::with_capacity(frontier.len());
     for (index, task) in frontier.iter().enumerate() {
         let (tx, rx) = oneshot::channel();
@@ -488,12 +488,11 @@ impl<S: GraphState> Routing<S> {
     }
 
     fn schedule(&mut self, target: Target) {
-        if let Target::Node(id) = target {
-            if !self.scheduled[id.index()] {
+        if let Target::Node(id) = target
+            && !self.scheduled[id.index()] {
                 self.scheduled[id.index()] = true;
                 self.next.push(PendingTask { node: id, input: None });
             }
-        }
     }
 
     fn schedule_send(&mut self, graph: &Graph<S>, from: &NodeName, send: SendTask<S>) -> Result<(), Error> {
