@@ -1,0 +1,59 @@
+//! The `Checkpointer` trait every backend implements.
+
+use std::fmt;
+
+use async_trait::async_trait;
+
+use crate::{CheckpointId, CheckpointRecord, ListOptions, LoadedCheckpoint, PendingWrite, Result};
+
+/// Durable storage of checkpoints, over bytes.
+///
+/// Object-safe: runs hold an `Arc<dyn Checkpointer>`. Backends never see graph or state
+/// types; they store records as given and answer the questions below. The contract, checked
+/// for every backend by `dashflow-checkpoint-conformance`:
+///
+/// - A put names the head it expects (`None` for an empty thread/namespace). If another
+///   writer moved the head, the put fails with `Conflict` and stores nothing: one writer per
+///   thread, across tasks, processes and hosts.
+/// - A put is atomic: after a crash either the whole record is visible or none of it.
+/// - `list` returns newest first (by checkpoint id).
+#[async_trait]
+pub trait Checkpointer: Send + Sync + fmt::Debug + 'static {
+    /// Stores `record` as the new head of its thread and namespace, if the head is still
+    /// `expected_head`.
+    async fn put(&self, record: CheckpointRecord, expected_head: Option<&CheckpointId>) -> Result<()>;
+
+    /// Stores writes of tasks that finished after checkpoint `checkpoint_id` while their
+    /// superstep as a whole did not; later writes with the same task id replace earlier ones.
+    async fn put_writes(
+        &self,
+        thread_id: &str,
+        namespace: &str,
+        checkpoint_id: &CheckpointId,
+        writes: Vec<PendingWrite>,
+    ) -> Result<()>;
+
+    /// The checkpoint `id` (the head when `None`) with the chain of records needed to rebuild
+    /// it and its pending writes; `None` when the thread, namespace or id does not exist.
+    async fn load(&self, thread_id: &str, namespace: &str, id: Option<&CheckpointId>)
+    -> Result<Option<LoadedCheckpoint>>;
+
+    /// Checkpoints of a thread, newest first.
+    async fn list(&self, thread_id: &str, options: &ListOptions) -> Result<Vec<CheckpointRecord>>;
+
+    /// Deletes a thread: every namespace, checkpoint and pending write.
+    async fn delete_thread(&self, thread_id: &str) -> Result<()>;
+
+    /// Copies every checkpoint and pending write of thread `from` into the empty thread `to`
+    /// (`Conflict` if `to` has checkpoints).
+    async fn copy_thread(&self, from: &str, to: &str) -> Result<()>;
+
+    /// Deletes the checkpoints of a thread's namespace older than `keep_from`, and their
+    /// pending writes; returns how many checkpoints went. Used after a snapshot was written at
+    /// `keep_from`, so nothing still needed is lost.
+    async fn delete_before(&self, thread_id: &str, namespace: &str, keep_from: &CheckpointId) -> Result<u64>;
+
+    /// Deletes every thread whose newest checkpoint was created before `cutoff_ms`
+    /// (milliseconds since the Unix epoch); returns their ids.
+    async fn delete_idle_threads(&self, cutoff_ms: i64) -> Result<Vec<String>>;
+}
