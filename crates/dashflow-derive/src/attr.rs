@@ -113,12 +113,8 @@ pub(crate) fn parse_container(attrs: &[Attribute], errors: &mut Errors) -> Conta
                 syn::parenthesized!(content in meta.input);
                 let paths = Punctuated::<Path, Token![,]>::parse_terminated(&content)?;
                 for path in &paths {
-                    let last = path
-                        .segments
-                        .last()
-                        .map(|segment| segment.ident.to_string());
-                    if let Some(name) = last.filter(|name| ALWAYS_DERIVED.contains(&name.as_str()))
-                    {
+                    let last = path.segments.last().map(|segment| segment.ident.to_string());
+                    if let Some(name) = last.filter(|name| ALWAYS_DERIVED.contains(&name.as_str())) {
                         errors.push(syn::Error::new_spanned(
                             path,
                             format!(
@@ -163,20 +159,14 @@ fn parse_update_name(input: ParseStream<'_>) -> syn::Result<Ident> {
     const EXPECTED: &str = "expected the name of the update struct: `update = \"StateUpdate\"`";
     if input.peek(LitStr) {
         let lit: LitStr = input.parse()?;
-        lit.parse::<Ident>()
-            .map_err(|_| syn::Error::new(lit.span(), EXPECTED))
+        lit.parse::<Ident>().map_err(|_| syn::Error::new(lit.span(), EXPECTED))
     } else {
-        input
-            .parse::<Ident>()
-            .map_err(|error| syn::Error::new(error.span(), EXPECTED))
+        input.parse::<Ident>().map_err(|error| syn::Error::new(error.span(), EXPECTED))
     }
 }
 
 /// Parses the attributes of one field: its `#[reduce(...)]`, if any.
-pub(crate) fn parse_field<'a>(
-    attrs: &'a [Attribute],
-    errors: &mut Errors,
-) -> Option<ReduceAttr<'a>> {
+pub(crate) fn parse_field<'a>(attrs: &'a [Attribute], errors: &mut Errors) -> Option<ReduceAttr<'a>> {
     let mut found: Option<ReduceAttr<'a>> = None;
     for attr in attrs {
         if attr.path().is_ident("graph_state") {
@@ -199,10 +189,8 @@ pub(crate) fn parse_field<'a>(
         match parsed {
             // A well-formed second reducer: name the attribute itself.
             Ok(_) if found.is_some() => {
-                errors.push(syn::Error::new_spanned(
-                    attr,
-                    "duplicate `#[reduce(...)]`: a field has exactly one reducer",
-                ));
+                errors
+                    .push(syn::Error::new_spanned(attr, "duplicate `#[reduce(...)]`: a field has exactly one reducer"));
             }
             Ok(reducer) => found = Some(ReduceAttr { reducer, attr }),
             Err(error) => errors.push(error),
@@ -216,21 +204,15 @@ fn parse_reducer(input: ParseStream<'_>) -> syn::Result<Reducer> {
     if input.is_empty() {
         return Err(input.error(format!("expected a reducer kind: one of {VALID_KINDS}")));
     }
-    let kind: Ident = input.parse().map_err(|error| {
-        syn::Error::new(
-            error.span(),
-            format!("expected a reducer kind: one of {VALID_KINDS}"),
-        )
-    })?;
+    let kind: Ident = input
+        .parse()
+        .map_err(|error| syn::Error::new(error.span(), format!("expected a reducer kind: one of {VALID_KINDS}")))?;
     let reducer = if kind == "with" {
         parse_with(input, &kind)?
     } else if kind == "overwrite" {
         Reducer::Overwrite
     } else if let Some((_, function)) = BUILTINS.iter().find(|(name, _)| kind == name) {
-        Reducer::Builtin {
-            function,
-            span: kind.span(),
-        }
+        Reducer::Builtin { function, span: kind.span() }
     } else {
         return Err(syn::Error::new(
             kind.span(),
@@ -238,9 +220,7 @@ fn parse_reducer(input: ParseStream<'_>) -> syn::Result<Reducer> {
         ));
     };
     if !input.is_empty() {
-        return Err(input.error(
-            "unexpected tokens after the reducer: `#[reduce(...)]` takes exactly one kind",
-        ));
+        return Err(input.error("unexpected tokens after the reducer: `#[reduce(...)]` takes exactly one kind"));
     }
     Ok(reducer)
 }
@@ -254,12 +234,9 @@ fn parse_with(input: ParseStream<'_>, with: &Ident) -> syn::Result<Reducer> {
     input.parse::<Token![=]>()?;
     let path = if input.peek(LitStr) {
         let lit: LitStr = input.parse()?;
-        lit.parse::<ExprPath>()
-            .map_err(|_| syn::Error::new(lit.span(), EXPECTED))?
+        lit.parse::<ExprPath>().map_err(|_| syn::Error::new(lit.span(), EXPECTED))?
     } else {
-        input
-            .parse::<ExprPath>()
-            .map_err(|error| syn::Error::new(error.span(), EXPECTED))?
+        input.parse::<ExprPath>().map_err(|error| syn::Error::new(error.span(), EXPECTED))?
     };
     Ok(Reducer::With(path))
 }

@@ -9,8 +9,8 @@ use quote::{ToTokens, format_ident, quote, quote_spanned};
 use syn::ext::IdentExt;
 use syn::spanned::Spanned;
 use syn::{
-    Attribute, Data, DeriveInput, Fields, GenericArgument, GenericParam, Generics, Ident,
-    PathArguments, Type, Visibility, WherePredicate, parse_quote,
+    Attribute, Data, DeriveInput, Fields, GenericArgument, GenericParam, Generics, Ident, PathArguments, Type,
+    Visibility, WherePredicate, parse_quote,
 };
 
 use crate::attr::{self, Container, Errors, Reducer};
@@ -54,22 +54,43 @@ pub(crate) fn derive(input: &DeriveInput) -> syn::Result<TokenStream> {
             ident,
             vis: &field.vis,
             ty: &field.ty,
-            cfgs: field
-                .attrs
-                .iter()
-                .filter(|attr| attr.path().is_ident("cfg"))
-                .collect(),
+            cfgs: field.attrs.iter().filter(|attr| attr.path().is_ident("cfg")).collect(),
             reducer: reduce.map_or(Reducer::Overwrite, |reduce| reduce.reducer),
         });
     }
     errors.finish()?;
 
     let krate = graph_crate();
-    Ok(if container.whole {
-        expand_whole(input, &krate)
-    } else {
-        expand_fields(input, &container, &fields, &krate)
+    let expanded =
+        if container.whole { expand_whole(input, &krate) } else { expand_fields(input, &container, &fields, &krate) };
+    let hash = schema_hash(input, container.whole, &fields);
+    let name = &input.ident;
+    let (impl_generics, ty_generics, where_clause) = input.generics.split_for_impl();
+    Ok(quote! {
+        #expanded
+
+        #[automatically_derived]
+        impl #impl_generics #krate::SchemaHash for #name #ty_generics #where_clause {
+            const SCHEMA_HASH: u64 = #hash;
+        }
     })
+}
+
+/// A fingerprint of the state's shape: its name, and each field's name, type and reducer, in
+/// order. Checkpoints carry it, so a blob written by another shape of the state is refused
+/// instead of decoded. Docs and other attributes do not count.
+fn schema_hash(input: &DeriveInput, whole: bool, fields: &[Field<'_>]) -> u64 {
+    let mut shape = format!("{}{};whole={whole}", input.ident, input.generics.to_token_stream());
+    for field in fields {
+        let reducer = match &field.reducer {
+            Reducer::Overwrite => "overwrite".to_owned(),
+            Reducer::Builtin { function, .. } => (*function).to_owned(),
+            Reducer::With(path) => path.to_token_stream().to_string(),
+        };
+        shape.push_str(&format!(";{}:{}:{reducer}", field.name(), field.ty.to_token_stream()));
+    }
+    // FNV-1a: stable across compilers and releases, unlike `std`'s hasher.
+    shape.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3))
 }
 
 /// The named fields of `input`, or an error pointing at an input that has none.
@@ -132,10 +153,7 @@ fn expand_whole(input: &DeriveInput, krate: &TokenStream) -> TokenStream {
     let mut generics = input.generics.clone();
     if !generics.params.is_empty() {
         let bounds = state_bounds(krate);
-        generics
-            .make_where_clause()
-            .predicates
-            .push(parse_quote!(#name #ty_generics: #bounds));
+        generics.make_where_clause().predicates.push(parse_quote!(#name #ty_generics: #bounds));
     }
     let (impl_generics, _, where_clause) = generics.split_for_impl();
     quote! {
@@ -165,31 +183,17 @@ fn expand_whole(input: &DeriveInput, krate: &TokenStream) -> TokenStream {
 }
 
 /// The default mode: an update struct with one `Option` per field.
-fn expand_fields(
-    input: &DeriveInput,
-    container: &Container,
-    fields: &[Field<'_>],
-    krate: &TokenStream,
-) -> TokenStream {
+fn expand_fields(input: &DeriveInput, container: &Container, fields: &[Field<'_>], krate: &TokenStream) -> TokenStream {
     let name = &input.ident;
-    let update = container
-        .update
-        .clone()
-        .unwrap_or_else(|| format_ident!("{}Update", name));
+    let update = container.update.clone().unwrap_or_else(|| format_ident!("{}Update", name));
     let generics = &input.generics;
     let (impl_generics, ty_generics, where_clause) = generics.split_for_impl();
 
     let update_struct = update_struct(input, container, fields, &update, krate);
 
     let builders = fields.iter().map(|field| {
-        let Field {
-            ident, ty, cfgs, ..
-        } = field;
-        let doc = format!(
-            "Sets the update of `{}` ({}).",
-            field.name(),
-            describe(&field.reducer)
-        );
+        let Field { ident, ty, cfgs, .. } = field;
+        let doc = format!("Sets the update of `{}` ({}).", field.name(), describe(&field.reducer));
         quote! {
             #(#cfgs)*
             #[doc = #doc]
@@ -200,15 +204,10 @@ fn expand_fields(
             }
         }
     });
-    let nones = fields
-        .iter()
-        .map(|Field { ident, cfgs, .. }| quote!(#(#cfgs)* #ident: ::core::option::Option::None,));
-    let checks = fields.iter().map(|Field { ident, cfgs, .. }| {
-        quote!(#(#cfgs)* { if self.#ident.is_some() { return false; } })
-    });
-    let empty_doc = format!(
-        "Whether this update sets no field, so that applying it leaves a [`{name}`] unchanged."
-    );
+    let nones = fields.iter().map(|Field { ident, cfgs, .. }| quote!(#(#cfgs)* #ident: ::core::option::Option::None,));
+    let checks =
+        fields.iter().map(|Field { ident, cfgs, .. }| quote!(#(#cfgs)* { if self.#ident.is_some() { return false; } }));
+    let empty_doc = format!("Whether this update sets no field, so that applying it leaves a [`{name}`] unchanged.");
 
     let trait_generics = trait_generics(input, fields, &update, krate);
     let (trait_impl_generics, _, trait_where_clause) = trait_generics.split_for_impl();
@@ -265,11 +264,8 @@ fn expand_fields(
     } else {
         (quote!(update), quote!(acc), quote!(later))
     };
-    let (overwrite_update_param, f_param) = if overwrites.is_empty() {
-        (quote!(_update), quote!(_f))
-    } else {
-        (quote!(update), quote!(mut f))
-    };
+    let (overwrite_update_param, f_param) =
+        if overwrites.is_empty() { (quote!(_update), quote!(_f)) } else { (quote!(update), quote!(mut f)) };
 
     quote! {
         #update_struct
@@ -348,18 +344,8 @@ fn update_struct(
          methods named after the fields."
     );
     let update_fields = fields.iter().map(|field| {
-        let Field {
-            ident,
-            vis,
-            ty,
-            cfgs,
-            ..
-        } = field;
-        let doc = format!(
-            "Update of `{}`; {}.",
-            field.name(),
-            describe(&field.reducer)
-        );
+        let Field { ident, vis, ty, cfgs, .. } = field;
+        let doc = format!("Update of `{}`; {}.", field.name(), describe(&field.reducer));
         quote! {
             #(#cfgs)*
             #[doc = #doc]
@@ -381,12 +367,7 @@ fn update_struct(
 
 /// The generics of the trait impls: the struct's, plus for a generic struct the bounds that
 /// `GraphState` and the reducers need, so that the impls hold exactly when those do.
-fn trait_generics(
-    input: &DeriveInput,
-    fields: &[Field<'_>],
-    update: &Ident,
-    krate: &TokenStream,
-) -> Generics {
+fn trait_generics(input: &DeriveInput, fields: &[Field<'_>], update: &Ident, krate: &TokenStream) -> Generics {
     let mut generics = input.generics.clone();
     if generics.params.is_empty() {
         // Without parameters the bounds are fixed facts; leaving them out lets rustc report a
@@ -397,10 +378,8 @@ fn trait_generics(
     let (_, ty_generics, _) = input.generics.split_for_impl();
     let params = param_names(&input.generics);
     let bounds = state_bounds(krate);
-    let mut predicates: Vec<WherePredicate> = vec![
-        parse_quote!(#name #ty_generics: #bounds),
-        parse_quote!(#update #ty_generics: #bounds),
-    ];
+    let mut predicates: Vec<WherePredicate> =
+        vec![parse_quote!(#name #ty_generics: #bounds), parse_quote!(#update #ty_generics: #bounds)];
     predicates.extend(
         fields
             .iter()
@@ -495,21 +474,9 @@ fn describe(reducer: &Reducer) -> String {
         Reducer::Overwrite => "replaces the current value".to_owned(),
         Reducer::Builtin { function, .. } => format!("applied with the `{function}` reducer"),
         Reducer::With(path) => {
-            let leading = if path.path.leading_colon.is_some() {
-                "::"
-            } else {
-                ""
-            };
-            let segments: Vec<String> = path
-                .path
-                .segments
-                .iter()
-                .map(|segment| segment.ident.to_string())
-                .collect();
-            format!(
-                "applied with the custom reducer `{leading}{}`",
-                segments.join("::")
-            )
+            let leading = if path.path.leading_colon.is_some() { "::" } else { "" };
+            let segments: Vec<String> = path.path.segments.iter().map(|segment| segment.ident.to_string()).collect();
+            format!("applied with the custom reducer `{leading}{}`", segments.join("::"))
         }
     }
 }

@@ -96,7 +96,5 @@ use syn::{DeriveInput, parse_macro_input};
 #[proc_macro_derive(GraphState, attributes(reduce, graph_state))]
 pub fn derive_graph_state(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);
-    expand::derive(&input)
-        .unwrap_or_else(syn::Error::into_compile_error)
-        .into()
+    expand::derive(&input).unwrap_or_else(syn::Error::into_compile_error).into()
 }

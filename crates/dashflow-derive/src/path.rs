@@ -9,10 +9,7 @@ mod tests;
 
 /// The path of the `dashflow_graph` crate as the deriving crate sees it.
 pub(crate) fn graph_crate() -> TokenStream {
-    resolve(
-        crate_name("dashflow-graph").ok(),
-        crate_name("dashflow").ok(),
-    )
+    resolve(crate_name("dashflow-graph").ok(), crate_name("dashflow").ok())
 }
 
 /// Chooses the path from what the deriving crate's manifest says about the two crates.
@@ -49,9 +46,7 @@ fn resolve(graph: Option<FoundCrate>, facade: Option<FoundCrate>) -> TokenStream
 /// `name` as an identifier, or `None` if it is not one (so that `Ident::new` cannot panic).
 fn ident(name: &str) -> Option<Ident> {
     let mut chars = name.chars();
-    let valid = chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+    let valid = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
     valid.then(|| Ident::new(name, Span::call_site()))
 }

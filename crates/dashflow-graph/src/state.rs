@@ -11,12 +11,35 @@ use serde::de::DeserializeOwned;
 ///
 /// Usually derived with `#[derive(GraphState)]`, which generates an update struct with one
 /// `Option` per field and the per-field reducers named by `#[reduce(...)]` attributes.
-pub trait GraphState: Clone + Send + Sync + Serialize + DeserializeOwned + 'static {
+pub trait GraphState: SchemaHash + Clone + Send + Sync + Serialize + DeserializeOwned + 'static {
     /// A partial change to the state, as returned by one node.
     type Update: Clone + Send + Sync + Serialize + DeserializeOwned + 'static;
 
     /// Folds `update` into the state using each field's reducer.
     fn apply(&mut self, update: Self::Update);
+}
+
+/// A fingerprint of a state type's shape, stored in every checkpoint blob so that a blob
+/// written by another shape of the state is refused instead of decoded into garbage.
+///
+/// `#[derive(GraphState)]` implements it from the type's name and each field's name, type and
+/// reducer. For a hand-written state, pick any constant and change it whenever the serialized
+/// shape changes; [`whole_state!`](crate::whole_state) derives one from the type's name.
+pub trait SchemaHash {
+    /// The fingerprint.
+    const SCHEMA_HASH: u64;
+}
+
+/// FNV-1a of `text`: a hash that is the same on every compiler and release.
+pub const fn fnv1a(text: &str) -> u64 {
+    let bytes = text.as_bytes();
+    let mut hash = 0xcbf2_9ce4_8422_2325_u64;
+    let mut index = 0;
+    while index < bytes.len() {
+        hash = (hash ^ bytes[index] as u64).wrapping_mul(0x0100_0000_01b3);
+        index += 1;
+    }
+    hash
 }
 
 /// A state whose updates can be combined, which graphs with parallel steps need.
@@ -63,6 +86,10 @@ macro_rules! whole_state {
             fn apply(&mut self, update: Self::Update) {
                 *self = update;
             }
+        }
+
+        impl $crate::SchemaHash for $ty {
+            const SCHEMA_HASH: u64 = $crate::fnv1a(concat!("whole_state:", stringify!($ty)));
         }
 
         impl $crate::MergeableState for $ty {

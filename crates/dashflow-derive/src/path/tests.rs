@@ -25,18 +25,12 @@ fn a_direct_dependency_is_named_as_renamed_even_next_to_the_facade() {
 fn facade_users_reach_the_graph_crate_through_its_graph_module() {
     assert_eq!(resolved(None, name("dashflow")), "::dashflow::graph");
     assert_eq!(resolved(None, name("df")), "::df::graph");
-    assert_eq!(
-        resolved(None, Some(FoundCrate::Itself)),
-        "::dashflow::graph"
-    );
+    assert_eq!(resolved(None, Some(FoundCrate::Itself)), "::dashflow::graph");
 }
 
 #[test]
 fn unusable_or_missing_names_fall_back_to_the_crate_name() {
     assert_eq!(resolved(None, None), "::dashflow_graph");
     assert_eq!(resolved(None, name("not an ident")), "::dashflow_graph");
-    assert_eq!(
-        resolved(name("9lives"), name("dashflow")),
-        "::dashflow::graph"
-    );
+    assert_eq!(resolved(name("9lives"), name("dashflow")), "::dashflow::graph");
 }
