@@ -39,6 +39,7 @@ pub mod prelude {
         Command, END, GraphState, Message, MergeableState, NodeContext, NodeError, NodeOptions, RetryPolicy, Role,
         START, StateGraph,
     };
+    pub use dashflow_telemetry::{Event, EventKind};
     pub use futures::StreamExt;
     pub use serde::{Deserialize, Serialize};
     pub use serde_json::json;
@@ -46,3 +47,7 @@ pub mod prelude {
     /// The result of a node function: `async fn node(s: Arc<S>) -> Result<SUpdate>`.
     pub type Result<T, E = NodeError> = std::result::Result<T, E>;
 }
+
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/guide.md")]
+mod guide {}

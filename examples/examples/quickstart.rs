@@ -1,0 +1,284 @@
+//! Support-ticket triage: classify a ticket, run three checks in parallel, draft a reply, and
+//! let a reviewer send the draft back until it says everything the checks require.
+//!
+//! ```text
+//! cargo run --release --example quickstart               # triage three sample tickets
+//! cargo run --release --example quickstart -- --mermaid  # print the graph as Mermaid
+//! ```
+//!
+//! The tools are deterministic local stand-ins (`dashflow_examples::support`): no network, no
+//! LLM, the same output every run.
+#![allow(clippy::print_stdout, reason = "examples print their results")]
+
+use dashflow::EventKind;
+use dashflow::prelude::*;
+use dashflow_examples::support::{self, AccountStatus};
+
+/// Drafts the reviewer asks for before giving up and leaving the ticket to a person.
+const MAX_DRAFTS: u32 = 3;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+enum Category {
+    Billing,
+    Account,
+    HowTo,
+}
+
+impl Category {
+    /// Keyword rules; the first that matches wins.
+    fn of(text: &str) -> Self {
+        let text = text.to_lowercase();
+        let mentions = |words: &[&str]| words.iter().any(|word| text.contains(word));
+        if mentions(&["charge", "invoice", "refund", "bill"]) {
+            Self::Billing
+        } else if mentions(&["log in", "login", "password", "locked"]) {
+            Self::Account
+        } else {
+            Self::HowTo
+        }
+    }
+}
+
+/// What one check found. `must_say` is a sentence the reply has to contain.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Finding {
+    summary: String,
+    must_say: Option<String>,
+}
+
+impl Finding {
+    fn note(summary: impl Into<String>) -> Self {
+        Self { summary: summary.into(), must_say: None }
+    }
+
+    fn action(summary: impl Into<String>, must_say: impl Into<String>) -> Self {
+        Self { summary: summary.into(), must_say: Some(must_say.into()) }
+    }
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, GraphState)]
+struct Ticket {
+    id: String,
+    customer: String,
+    text: String,
+    category: Option<Category>,
+    /// The parallel checks all append here, so their updates merge without conflict.
+    #[reduce(append)]
+    findings: Vec<Finding>,
+    draft: String,
+    #[reduce(add)]
+    drafts: u32,
+    /// What the reviewer found missing from the latest draft.
+    missing: Vec<String>,
+    sent: bool,
+}
+
+async fn classify(ticket: Arc<Ticket>) -> Result<TicketUpdate> {
+    Ok(TicketUpdate::default().category(Category::of(&ticket.text)))
+}
+
+async fn billing(ticket: Arc<Ticket>, ctx: NodeContext) -> Result<TicketUpdate> {
+    let invoices = support::invoices(&ticket.customer).await;
+    ctx.emit(json!({ "progress": format!("checking {} invoices", invoices.len()) })).await;
+    let finding = match support::duplicate_charge(&invoices) {
+        Some(dup) => Finding::action(
+            format!("{} is a duplicate charge of {}", dup.id, dup.amount()),
+            format!("We have refunded the duplicate charge of {}.", dup.amount()),
+        ),
+        None => Finding::note(format!("{} invoices, all in order", invoices.len())),
+    };
+    Ok(TicketUpdate::default().findings(vec![finding]))
+}
+
+async fn account(ticket: Arc<Ticket>, ctx: NodeContext) -> Result<TicketUpdate> {
+    ctx.emit(json!({ "progress": format!("looking up {}'s account", ticket.customer) })).await;
+    let Some(account) = support::account(&ticket.customer).await else {
+        // Retrying cannot make an unknown customer known: fail the run with a clear error.
+        return Err(NodeError::permanent_msg(format!("no account for `{}`", ticket.customer)));
+    };
+    let finding = match account.status {
+        AccountStatus::Active => Finding::note(format!("{} plan, active", account.plan)),
+        AccountStatus::Locked { failed_logins } => Finding::action(
+            format!("locked after {failed_logins} failed logins"),
+            "We have unlocked your account and emailed you a password reset link.",
+        ),
+    };
+    Ok(TicketUpdate::default().findings(vec![finding]))
+}
+
+async fn urgency(ticket: Arc<Ticket>) -> Result<TicketUpdate> {
+    let score = support::urgency(&ticket.text);
+    let finding = if score >= 5 {
+        Finding::action(format!("urgency {score}/10"), "Your ticket has top priority with our team.")
+    } else {
+        Finding::note(format!("urgency {score}/10"))
+    };
+    Ok(TicketUpdate::default().findings(vec![finding]))
+}
+
+/// A stand-in for an LLM call: the first draft sticks to the category's template; each
+/// redraft works in what the reviewer found missing.
+async fn draft(ticket: Arc<Ticket>) -> Result<TicketUpdate> {
+    let opening = match ticket.category {
+        Some(Category::Billing) => "I'm sorry about the trouble with your bill.",
+        Some(Category::Account) => "I'm sorry you can't get into your account.",
+        Some(Category::HowTo) | None => {
+            "Thanks for asking! Our help centre at help.example.com has a step-by-step guide."
+        }
+    };
+    let mut reply = format!("Hi {},\n\n{opening}", ticket.customer);
+    for sentence in &ticket.missing {
+        reply.push(' ');
+        reply.push_str(sentence);
+    }
+    reply.push_str(&format!("\n\nBest,\nThe support team ({})", ticket.id));
+    Ok(TicketUpdate::default().draft(reply).drafts(1u32))
+}
+
+/// The quality gate: every sentence a check requires must appear in the draft.
+async fn review(ticket: Arc<Ticket>) -> Result<TicketUpdate> {
+    let missing: Vec<String> = ticket
+        .findings
+        .iter()
+        .filter_map(|finding| finding.must_say.clone())
+        .filter(|sentence| !ticket.draft.contains(sentence.as_str()))
+        .collect();
+    Ok(TicketUpdate::default().missing(missing))
+}
+
+async fn send(ticket: Arc<Ticket>, ctx: NodeContext) -> Result<TicketUpdate> {
+    // A real mailer would get `ctx.idempotency_key()`, so that a retried send mails only once.
+    ctx.emit(json!({ "progress": format!("emailing {}", ticket.customer) })).await;
+    Ok(TicketUpdate::default().sent(true))
+}
+
+fn after_review(ticket: &Ticket) -> &'static str {
+    if ticket.missing.is_empty() {
+        "approved"
+    } else if ticket.drafts < MAX_DRAFTS {
+        "redraft"
+    } else {
+        "give_up"
+    }
+}
+
+fn triage() -> Result<CompiledGraph<Ticket>, dashflow::Error> {
+    let mut graph = StateGraph::<Ticket>::named("triage");
+    graph
+        .add_node("classify", classify)
+        .add_node("billing", billing)
+        .add_node("account", account)
+        .add_node("urgency", urgency)
+        .add_node("draft", draft)
+        .add_node("review", review)
+        .add_node("send", send)
+        .add_edge(START, "classify")
+        .add_parallel_edges("classify", ["billing", "account", "urgency"])
+        .add_join(["billing", "account", "urgency"], "draft")
+        .add_edge("draft", "review")
+        // Human approval belongs between "approved" and "send": once checkpointing lands,
+        // `interrupt_before(["send"])` will pause the run here until a person resumes it.
+        .add_conditional_edges("review", after_review, [("approved", "send"), ("redraft", "draft"), ("give_up", END)])
+        .add_edge("send", END);
+    graph.compile()
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let app = triage()?;
+    if std::env::args().any(|arg| arg == "--mermaid") {
+        println!("{}", app.to_mermaid());
+        return Ok(());
+    }
+
+    for ticket in sample_tickets() {
+        println!("== {} from {}: {:?}", ticket.id, ticket.customer, ticket.text);
+        // Updates: what each node changed. Custom: what nodes emit while they work. Events:
+        // routing decisions and task timings (which `ExecutionResult::nodes` then carries).
+        let modes = [StreamMode::Updates, StreamMode::Custom, StreamMode::Events];
+        let config = RunConfig::thread(ticket.id.clone()).stream_modes(modes);
+        let mut events = app.stream(ticket, config);
+        while let Some(event) = events.next().await {
+            match event? {
+                StreamEvent::Updates { step, node, update } => println!("  [{step}] {node:<8} {}", describe(&update)),
+                StreamEvent::Custom(custom) => {
+                    let progress = custom.value["progress"].as_str().unwrap_or_default();
+                    println!("  [{}] {:<8} ... {progress}", custom.step, custom.node);
+                }
+                StreamEvent::Event(event) => {
+                    if let EventKind::Routed { step, from, label, target } = event.kind {
+                        println!("  [{step}] {from:<8} -> {label} ({target})");
+                    }
+                }
+                _ => {}
+            }
+        }
+        let result = events.result().await?;
+        report(&result);
+    }
+    Ok(())
+}
+
+/// One line per node update: what changed, not a dump of the update.
+fn describe(update: &TicketUpdate) -> String {
+    if let Some(Some(category)) = &update.category {
+        format!("category: {category:?}")
+    } else if let Some(findings) = &update.findings {
+        findings.iter().map(|finding| finding.summary.as_str()).collect::<Vec<_>>().join("; ")
+    } else if let Some(draft) = &update.draft {
+        format!("drafted {} words", draft.split_whitespace().count())
+    } else if let Some(missing) = &update.missing {
+        match missing.len() {
+            0 => "says everything it must".to_owned(),
+            1 => "1 required sentence missing".to_owned(),
+            n => format!("{n} required sentences missing"),
+        }
+    } else if update.sent == Some(true) {
+        "sent".to_owned()
+    } else {
+        "no change".to_owned()
+    }
+}
+
+fn report(result: &ExecutionResult<Ticket>) {
+    let ticket = &result.state;
+    let outcome = if ticket.sent { "sent" } else { "NOT sent: left for a person" };
+    println!("  reply after {} draft(s), {outcome}:", ticket.drafts);
+    for line in ticket.draft.lines() {
+        println!("    | {line}");
+    }
+    // Total time per node, in the order nodes first ran (draft and review may run twice).
+    let mut totals: Vec<(&str, u32, std::time::Duration)> = Vec::new();
+    for run in &result.nodes {
+        let took = run.duration.unwrap_or_default();
+        match totals.iter_mut().find(|(node, ..)| *node == &*run.node) {
+            Some((_, runs, total)) => (*runs, *total) = (*runs + 1, *total + took),
+            None => totals.push((&run.node, 1, took)),
+        }
+    }
+    let timings: Vec<String> = totals
+        .iter()
+        .map(|(node, runs, total)| match runs {
+            1 => format!("{node} {total:.1?}"),
+            n => format!("{node} {n}x {total:.1?}"),
+        })
+        .collect();
+    println!("  timings: {}", timings.join(", "));
+    println!("  run: {} steps in {:.1?}\n", result.steps, result.duration);
+}
+
+fn sample_tickets() -> Vec<Ticket> {
+    [
+        ("T-1001", "Dana", "I was charged twice for March! Please refund the duplicate."),
+        ("T-1002", "Lee", "How do I export my projects to CSV?"),
+        ("T-1003", "Sam", "My account is locked and I can't log in. URGENT, I have a demo within the hour!"),
+    ]
+    .into_iter()
+    .map(|(id, customer, text)| Ticket {
+        id: id.into(),
+        customer: customer.into(),
+        text: text.into(),
+        ..Ticket::default()
+    })
+    .collect()
+}
