@@ -4,15 +4,18 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use dashflow_graph::{Graph, GraphSchema, GraphState, MergeableState, RetryPolicy, StateGraph};
+use dashflow_checkpoint::{Checkpointer, Codec};
+use dashflow_graph::{Command, Graph, GraphError, GraphSchema, GraphState, MergeableState, RetryPolicy, StateGraph};
 use dashflow_scheduler::{Scheduler, TokioScheduler};
 use dashflow_telemetry::{EventCallback, RunIds};
 use tokio::sync::mpsc;
 
+use crate::durable::{CheckpointSettings, Durable, Restored, Source, checkpoint_error, rebuild};
 use crate::hub::{EventHub, UntypedSink};
-use crate::run::{MergeFn, RunParams, execute, merge_parallel, merge_single};
+use crate::payload::{RESUME, StoredWrite};
+use crate::run::{MergeFn, RunParams, Start, execute, merge_parallel, merge_single};
 use crate::stream::{RunStream, StreamSender};
-use crate::{Error, ExecutionResult, RunConfig, RunStatus};
+use crate::{Error, ExecutionResult, RunConfig};
 
 /// What every run of one compiled graph shares.
 pub(crate) struct Inner<S: GraphState> {
@@ -21,6 +24,12 @@ pub(crate) struct Inner<S: GraphState> {
     pub(crate) callbacks: Vec<Arc<dyn EventCallback>>,
     pub(crate) node_timeout: Option<Duration>,
     pub(crate) retry: Option<RetryPolicy>,
+    pub(crate) checkpoints: Option<CheckpointSettings>,
+    /// Per node: pause before it runs / after it ran.
+    pub(crate) interrupt_before: Vec<bool>,
+    pub(crate) interrupt_after: Vec<bool>,
+    /// A setting that named an unknown node, reported by every run.
+    pub(crate) setting_error: Option<GraphError>,
 }
 
 impl<S: GraphState> Clone for Inner<S> {
@@ -31,6 +40,10 @@ impl<S: GraphState> Clone for Inner<S> {
             callbacks: self.callbacks.clone(),
             node_timeout: self.node_timeout,
             retry: self.retry.clone(),
+            checkpoints: self.checkpoints.clone(),
+            interrupt_before: self.interrupt_before.clone(),
+            interrupt_after: self.interrupt_after.clone(),
+            setting_error: self.setting_error.clone(),
         }
     }
 }
@@ -64,12 +77,17 @@ impl<S: GraphState> CompileExt<S> for StateGraph<S> {
 impl<S: GraphState> CompiledGraph<S> {
     /// Wraps a validated graph.
     pub fn new(graph: Graph<S>) -> Self {
+        let nodes = graph.node_count();
         let inner = Inner {
             graph: Arc::new(graph),
             scheduler: Arc::new(TokioScheduler),
             callbacks: Vec::new(),
             node_timeout: None,
             retry: None,
+            checkpoints: None,
+            interrupt_before: vec![false; nodes],
+            interrupt_after: vec![false; nodes],
+            setting_error: None,
         };
         Self { inner: Arc::new(inner) }
     }
@@ -100,6 +118,64 @@ impl<S: GraphState> CompiledGraph<S> {
         self.configure(|inner| inner.retry = Some(policy))
     }
 
+    /// Checkpoints every run that has a thread id into `checkpointer`, making runs durable,
+    /// resumable and inspectable (`get_state`, `get_state_history`, time travel).
+    pub fn with_checkpointer(self, checkpointer: impl Checkpointer) -> Self {
+        self.with_shared_checkpointer(Arc::new(checkpointer))
+    }
+
+    /// Like [`CompiledGraph::with_checkpointer`], for a checkpointer shared with other graphs.
+    pub fn with_shared_checkpointer(self, checkpointer: Arc<dyn Checkpointer>) -> Self {
+        self.configure(|inner| {
+            let (codec, max_chain) = inner.checkpoints.as_ref().map_or((Codec::default(), 1000), |s| (s.codec, s.max_chain));
+            inner.checkpoints = Some(CheckpointSettings { checkpointer, codec, max_chain });
+        })
+    }
+
+    /// Encodes checkpoints with `codec` (bincode by default; JSON is readable by any tool).
+    /// Set it after `with_checkpointer`.
+    pub fn with_codec(self, codec: Codec) -> Self {
+        self.configure(|inner| {
+            if let Some(settings) = &mut inner.checkpoints {
+                settings.codec = codec;
+            }
+        })
+    }
+
+    /// Writes a full snapshot after at most `deltas` delta checkpoints (default 1000), bounding
+    /// the replay work of a load. Snapshots are also written whenever the deltas since the
+    /// last one outweigh it. Set it after `with_checkpointer`.
+    pub fn with_max_delta_chain(self, deltas: u32) -> Self {
+        self.configure(|inner| {
+            if let Some(settings) = &mut inner.checkpoints {
+                settings.max_chain = deltas.max(1);
+            }
+        })
+    }
+
+    /// Pauses runs before any of `nodes` runs; `resume` continues. Needs a checkpointer.
+    pub fn interrupt_before<I>(self, nodes: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: AsRef<str>,
+    {
+        self.configure(|inner| mark_nodes(inner, nodes, "interrupt_before", |inner| &mut inner.interrupt_before))
+    }
+
+    /// Pauses runs after any of `nodes` ran; `resume` continues. Needs a checkpointer.
+    pub fn interrupt_after<I>(self, nodes: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: AsRef<str>,
+    {
+        self.configure(|inner| mark_nodes(inner, nodes, "interrupt_after", |inner| &mut inner.interrupt_after))
+    }
+
+    /// The checkpointer, if any.
+    pub fn checkpointer(&self) -> Option<&Arc<dyn Checkpointer>> {
+        self.inner.checkpoints.as_ref().map(|settings| &settings.checkpointer)
+    }
+
     /// The validated graph.
     pub fn graph(&self) -> &Graph<S> {
         &self.inner.graph
@@ -123,12 +199,12 @@ impl<S: GraphState> CompiledGraph<S> {
     /// Runs to the end without merging: for states whose updates cannot be combined (a
     /// superstep with several tasks is an error naming them).
     pub async fn invoke_sequential(&self, input: S, config: RunConfig) -> Result<ExecutionResult<S>, Error> {
-        self.launch(input, config, merge_single::<S>, false, false).result().await
+        self.launch(Begin::Fresh(input), config, merge_single::<S>, false, false).result().await
     }
 
     pub(crate) fn launch(
         &self,
-        input: S,
+        begin: Begin<S>,
         config: RunConfig,
         merge: MergeFn<S>,
         parallel_allowed: bool,
@@ -144,25 +220,18 @@ impl<S: GraphState> CompiledGraph<S> {
         let callbacks: Vec<_> = self.inner.callbacks.iter().chain(&config.callbacks).map(Arc::clone).collect();
         let sink = stream.as_ref().map(|s: &StreamSender<S>| Arc::new(StreamSender(s.0.clone())) as Arc<dyn UntypedSink>);
         let hub = Arc::new(EventHub::new(callbacks, sink, config.stream_modes));
-        let params = RunParams {
-            inner: Arc::clone(&self.inner),
-            config,
-            ids,
-            hub,
-            stream,
-            merge,
-            parallel_allowed,
-            compose: None,
-        };
+        let inner = Arc::clone(&self.inner);
         let driver = Box::pin(async move {
-            let output = execute(params, Arc::new(input)).await?;
+            let (durable, start) = prepare(&inner, &config, begin, ids).await?;
+            let params = RunParams { inner, config, ids, hub, stream, merge, parallel_allowed, compose: None, durable };
+            let output = execute(params, start).await?;
             Ok(ExecutionResult {
                 state: Arc::unwrap_or_clone(output.state),
-                status: RunStatus::Completed,
+                status: output.status,
                 run_id: ids.run_id,
                 steps: output.steps,
                 nodes: output.nodes,
-                checkpoint_id: None,
+                checkpoint_id: output.checkpoint_id,
                 duration: output.duration,
             })
         });
@@ -170,18 +239,147 @@ impl<S: GraphState> CompiledGraph<S> {
     }
 }
 
+/// How a run begins.
+pub(crate) enum Begin<S: GraphState> {
+    /// From `START` with this state (a thread's history continues behind it).
+    Fresh(S),
+    /// From `START` with the thread's state after this update.
+    Update(S::Update),
+    /// From the thread's checkpoint, with a resume value and/or an update.
+    Resume(Command<S>),
+}
+
+fn mark_nodes<S: GraphState, I>(
+    inner: &mut Inner<S>,
+    nodes: I,
+    setting: &'static str,
+    flags: impl Fn(&mut Inner<S>) -> &mut Vec<bool>,
+) where
+    I: IntoIterator,
+    I::Item: AsRef<str>,
+{
+    for name in nodes {
+        match inner.graph.node_id(name.as_ref()) {
+            Some(id) => flags(inner)[id.index()] = true,
+            None => {
+                let node = name.as_ref().into();
+                inner.setting_error.get_or_insert(GraphError::UnknownNodeInSetting { node, setting });
+            }
+        }
+    }
+}
+
+/// Resolves where a run starts and how it is checkpointed: loads the thread's checkpoint
+/// when resuming, forking or updating, and applies a resume command's update and answers.
+async fn prepare<S: GraphState>(
+    inner: &Inner<S>,
+    config: &RunConfig,
+    begin: Begin<S>,
+    ids: RunIds,
+) -> Result<(Option<Durable>, Start<S>), Error> {
+    if let Some(error) = &inner.setting_error {
+        return Err(error.clone().into());
+    }
+    let interrupts = inner.interrupt_before.iter().chain(&inner.interrupt_after).any(|flag| *flag);
+    let operation = match &begin {
+        Begin::Fresh(_) if interrupts => Some("interrupt_before/interrupt_after"),
+        Begin::Fresh(_) => None,
+        Begin::Update(_) => Some("invoke_update"),
+        Begin::Resume(_) => Some("resume"),
+    };
+    let (settings, thread_id) = match (&inner.checkpoints, &config.thread_id) {
+        (Some(settings), Some(thread_id)) => (settings, thread_id),
+        (None, _) => match (operation, begin) {
+            (None, Begin::Fresh(input)) => return Ok((None, Start::Fresh(Arc::new(input)))),
+            (operation, _) => return Err(Error::NoCheckpointer { operation: operation.unwrap_or("this run") }),
+        },
+        (Some(_), None) => match (operation, begin) {
+            (None, Begin::Fresh(input)) => return Ok((None, Start::Fresh(Arc::new(input)))),
+            (operation, _) => return Err(Error::NoThread { operation: operation.unwrap_or("this run") }),
+        },
+    };
+    let checkpointer = &settings.checkpointer;
+    let head = checkpointer.load(thread_id, "", None).await.map_err(checkpoint_error)?;
+    let head_id = head.as_ref().and_then(|loaded| loaded.head()).map(|record| record.checkpoint_id.clone());
+    let target = match &config.checkpoint_id {
+        Some(id) if Some(id) != head_id.as_ref() => checkpointer.load(thread_id, "", Some(id)).await.map_err(checkpoint_error)?,
+        _ => head,
+    };
+    let not_found = || Error::ThreadNotFound {
+        thread_id: thread_id.to_string(),
+        checkpoint_id: config.checkpoint_id.as_ref().map(ToString::to_string),
+    };
+    if config.checkpoint_id.is_some() && target.is_none() {
+        return Err(not_found());
+    }
+    let target_id = target.as_ref().and_then(|loaded| loaded.head()).map(|record| record.checkpoint_id.clone());
+    let mut durable =
+        Durable::new(settings.clone(), Arc::clone(thread_id), config.durability, ids.run_id.to_string(), target_id, head_id);
+    let start = match begin {
+        Begin::Fresh(input) => Start::Fresh(Arc::new(input)),
+        Begin::Update(update) => {
+            let loaded = target.ok_or_else(not_found)?;
+            let (mut state, _) = rebuild::<S>(&loaded)?;
+            state.apply(update);
+            Start::Fresh(Arc::new(state))
+        }
+        Begin::Resume(command) => {
+            let loaded = target.ok_or_else(not_found)?;
+            let (mut state, position) = rebuild::<S>(&loaded)?;
+            let mut restored = Restored::<S>::decode(&loaded.pending_writes)?;
+            if let Some(update) = command.update {
+                state.apply(update.clone());
+                durable.commit(Source::Update, &state, Some(&update), &position).await?;
+            }
+            if let Some(answer) = command.resume {
+                let mut writes = Vec::new();
+                for task_id in restored.interrupts.keys() {
+                    let values = restored.resumes.entry(task_id.clone()).or_default();
+                    values.push(answer.clone());
+                    let node = task_id.split(':').nth(1).unwrap_or_default();
+                    let write: StoredWrite<S, S::Update> = StoredWrite::Resume { values: values.clone() };
+                    writes.push(durable.pending_write::<S>(task_id, node, RESUME, &write)?);
+                }
+                durable.put_writes(writes).await?;
+            }
+            Start::Restored { state: Arc::new(state), position, restored }
+        }
+    };
+    Ok((Some(durable), start))
+}
+
 impl<S: MergeableState> CompiledGraph<S> {
-    /// Runs to the end and returns the final state.
+    /// Runs to the end (or to an interrupt) and returns the final state.
     ///
     /// The same loop as [`CompiledGraph::stream`] with no stream modes: `invoke` is a stream
-    /// drained to its result.
+    /// drained to its result. With a checkpointer and `RunConfig::thread`, the run is
+    /// checkpointed and continues the thread's history.
     pub async fn invoke(&self, input: S, config: RunConfig) -> Result<ExecutionResult<S>, Error> {
-        self.launch(input, config, merge_parallel::<S>, true, false).result().await
+        self.launch(Begin::Fresh(input), config, merge_parallel::<S>, true, false).result().await
     }
 
     /// Runs while the returned stream is polled, yielding what `config.stream_modes` asks for.
     pub fn stream(&self, input: S, config: RunConfig) -> RunStream<S> {
-        self.launch(input, config, merge_parallel::<S>, true, true)
+        self.launch(Begin::Fresh(input), config, merge_parallel::<S>, true, true)
+    }
+
+    /// Continues the thread's run from its latest checkpoint (or `RunConfig::checkpoint_id`):
+    /// after an interrupt, a crash or a failure. `Command::resume(value)` answers a pending
+    /// `NodeContext::interrupt`; a command's update is applied first; `Command::new()` just
+    /// continues. Tasks whose results were stored are not run again.
+    pub async fn resume(&self, command: Command<S>, config: RunConfig) -> Result<ExecutionResult<S>, Error> {
+        self.launch(Begin::Resume(command), config, merge_parallel::<S>, true, false).result().await
+    }
+
+    /// [`CompiledGraph::resume`], streamed.
+    pub fn resume_stream(&self, command: Command<S>, config: RunConfig) -> RunStream<S> {
+        self.launch(Begin::Resume(command), config, merge_parallel::<S>, true, true)
+    }
+
+    /// Starts a new run of the thread from `START`, on the thread's state with `update`
+    /// applied: how a conversation continues with the next message.
+    pub async fn invoke_update(&self, update: S::Update, config: RunConfig) -> Result<ExecutionResult<S>, Error> {
+        self.launch(Begin::Update(update), config, merge_parallel::<S>, true, false).result().await
     }
 }
 

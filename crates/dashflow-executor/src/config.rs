@@ -4,6 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use dashflow_checkpoint::CheckpointId;
 use dashflow_telemetry::{EventCallback, RunId};
 
 /// When a run's checkpoints must be durable, once a checkpointer is attached.
@@ -106,7 +107,10 @@ pub struct RunConfig {
     pub thread_id: Option<Arc<str>>,
     /// The run's id; a fresh one when unset.
     pub run_id: Option<RunId>,
-    /// Most supersteps the run may take (default 25); exceeding it is an error.
+    /// Resume or fork from this checkpoint of the thread instead of its latest.
+    pub checkpoint_id: Option<CheckpointId>,
+    /// Most supersteps this invocation may take (default 25); exceeding it is an error, after
+    /// which a durable thread can resume with a higher limit.
     pub recursion_limit: u32,
     /// When checkpoints must be durable (with a checkpointer attached).
     pub durability: Durability,
@@ -128,6 +132,7 @@ impl RunConfig {
         Self {
             thread_id: None,
             run_id: None,
+            checkpoint_id: None,
             recursion_limit: 25,
             durability: Durability::default(),
             stream_modes: StreamModes::NONE,
@@ -146,6 +151,12 @@ impl RunConfig {
     /// Sets the run id.
     pub fn run_id(mut self, run_id: RunId) -> Self {
         self.run_id = Some(run_id);
+        self
+    }
+
+    /// Resumes or forks from checkpoint `id` of the thread (time travel) instead of its latest.
+    pub fn checkpoint_id(mut self, id: CheckpointId) -> Self {
+        self.checkpoint_id = Some(id);
         self
     }
 
@@ -209,6 +220,7 @@ impl fmt::Debug for RunConfig {
         f.debug_struct("RunConfig")
             .field("thread_id", &self.thread_id)
             .field("run_id", &self.run_id)
+            .field("checkpoint_id", &self.checkpoint_id)
             .field("recursion_limit", &self.recursion_limit)
             .field("durability", &self.durability)
             .field("stream_modes", &self.stream_modes)

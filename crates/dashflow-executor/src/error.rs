@@ -94,6 +94,38 @@ pub enum Error {
         /// The first task's node.
         first: NodeName,
     },
+    /// Storing or loading a checkpoint failed.
+    #[error("checkpoint storage failed: {0}")]
+    Checkpoint(#[source] dashflow_checkpoint::CheckpointError),
+    /// Another run advanced the thread first: one writer per thread.
+    #[error("thread `{thread_id}` is busy: another run wrote it first; retry when that run has finished")]
+    ThreadBusy {
+        /// The thread.
+        thread_id: String,
+    },
+    /// The background checkpoint writer stopped without reporting why.
+    #[error("the background checkpoint writer stopped; the last checkpoints may not be stored")]
+    CheckpointWriterStopped,
+    /// The operation needs a checkpointer and the graph has none.
+    #[error("{operation} needs a checkpointer: attach one with CompiledGraph::with_checkpointer")]
+    NoCheckpointer {
+        /// The operation.
+        operation: &'static str,
+    },
+    /// The operation needs a thread and the run configuration has none.
+    #[error("{operation} needs a thread: use RunConfig::thread(id)")]
+    NoThread {
+        /// The operation.
+        operation: &'static str,
+    },
+    /// The thread (or the checkpoint asked for) has no checkpoint.
+    #[error("thread `{thread_id}` has no checkpoint{}", checkpoint_id.as_ref().map(|id| format!(" {id}")).unwrap_or_default())]
+    ThreadNotFound {
+        /// The thread.
+        thread_id: String,
+        /// The checkpoint asked for, if any.
+        checkpoint_id: Option<String>,
+    },
     /// The scheduler dropped a task without running it to completion.
     #[error("the scheduler dropped the task of node `{node}` in step {step} before it finished")]
     TaskLost {

@@ -1,6 +1,7 @@
 //! Where a run's events go: callbacks, the stream, and the parent run of a subgraph.
 
 use std::any::Any;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use dashflow_graph::{RunScope, TaskId};
@@ -98,6 +99,8 @@ pub(crate) struct ExecScope {
     pub(crate) thread_id: Option<Arc<str>>,
     /// The run's recursion limit, which subgraph runs started from its nodes inherit.
     pub(crate) recursion_limit: u32,
+    /// Answers to interrupts, by task id, delivered by a resume.
+    pub(crate) resumes: HashMap<String, Vec<serde_json::Value>>,
 }
 
 impl RunScope for ExecScope {
@@ -114,6 +117,13 @@ impl RunScope for ExecScope {
 
     fn thread_id(&self) -> Option<&str> {
         self.thread_id.as_deref()
+    }
+
+    fn resume_value(&self, task: &TaskId, index: u32) -> Option<serde_json::Value> {
+        if self.resumes.is_empty() {
+            return None;
+        }
+        self.resumes.get(&task.to_string())?.get(index as usize).cloned()
     }
 
     fn as_any(&self) -> &dyn Any {

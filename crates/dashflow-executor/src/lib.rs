@@ -42,8 +42,11 @@
 
 mod compiled;
 mod config;
+mod durable;
 mod error;
 mod hub;
+mod inspect;
+mod payload;
 mod result;
 mod run;
 mod stream;
@@ -53,6 +56,7 @@ mod task;
 pub use compiled::{CompileExt, CompiledGraph};
 pub use config::{Durability, RunConfig, StreamMode, StreamModes};
 pub use error::{Error, Result};
+pub use inspect::StateSnapshot;
 pub use result::{ExecutionResult, NodeRun, RunStatus};
 pub use stream::{CustomValue, RunStream, StreamEvent};
 pub use subgraph::{Subgraph, SubgraphMarker};

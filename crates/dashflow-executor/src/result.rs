@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use dashflow_checkpoint::CheckpointId;
 use dashflow_graph::NodeName;
 use dashflow_telemetry::RunId;
 
@@ -11,6 +12,14 @@ use dashflow_telemetry::RunId;
 pub enum RunStatus {
     /// Every branch reached `END`.
     Completed,
+    /// The run paused before, after or inside `node` and waits for `resume`; `value` is what
+    /// the node passed to `NodeContext::interrupt` (none for `interrupt_before`/`after`).
+    Interrupted {
+        /// The node.
+        node: NodeName,
+        /// The interrupt's value.
+        value: Option<serde_json::Value>,
+    },
 }
 
 /// One task execution, in the order tasks finished their supersteps.
@@ -41,8 +50,8 @@ pub struct ExecutionResult<S> {
     pub steps: u64,
     /// Task executions in order (frontier order within a superstep).
     pub nodes: Vec<NodeRun>,
-    /// The last checkpoint written, when a checkpointer is attached.
-    pub checkpoint_id: Option<String>,
+    /// The thread's checkpoint this run ended at, when it was checkpointed.
+    pub checkpoint_id: Option<CheckpointId>,
     /// Wall time of the run.
     pub duration: Duration,
 }

@@ -9,14 +9,19 @@ use dashflow_graph::{
     TaskId,
 };
 use dashflow_telemetry::{EventKind, RunIds, RunOutcome};
+use std::collections::HashMap;
 use tokio::sync::oneshot;
 use tracing::{Instrument, Level};
 
+use dashflow_checkpoint::{CheckpointError, CheckpointId, PendingWrite};
+
 use crate::compiled::Inner;
+use crate::durable::{Durable, Restored, Source};
 use crate::hub::{EventHub, ExecScope};
+use crate::payload::{INTERRUPT, OUTPUT, Position, StoredGoto, StoredTask, StoredWrite};
 use crate::stream::{StreamEvent, StreamSender};
 use crate::task::{TaskOutcome, is_bare, run_bare, run_task};
-use crate::{Error, NodeRun, RunConfig, StreamMode};
+use crate::{Durability, Error, NodeRun, RunConfig, RunStatus, StreamMode};
 
 /// Folds a later update into an earlier one (`MergeableState::merge`).
 pub(crate) type ComposeFn<S> = fn(&mut <S as GraphState>::Update, <S as GraphState>::Update);
@@ -91,14 +96,26 @@ pub(crate) struct RunParams<S: GraphState> {
     pub(crate) parallel_allowed: bool,
     /// Whether to fold every step's update into one (for a subgraph node's result).
     pub(crate) compose: Option<ComposeFn<S>>,
+    /// Checkpointing of this run, when the graph has a checkpointer and the run a thread.
+    pub(crate) durable: Option<Durable>,
+}
+
+/// Where a run begins.
+pub(crate) enum Start<S: GraphState> {
+    /// From `START`, with this state.
+    Fresh(Arc<S>),
+    /// From a stored checkpoint: its state, its position, and the step's pending writes.
+    Restored { state: Arc<S>, position: Position<S>, restored: Restored<S> },
 }
 
 /// What a finished run hands back to its entry point.
 pub(crate) struct RunOutput<S: GraphState> {
     pub(crate) state: Arc<S>,
+    pub(crate) status: RunStatus,
     pub(crate) composed: Option<S::Update>,
     pub(crate) steps: u64,
     pub(crate) nodes: Vec<NodeRun>,
+    pub(crate) checkpoint_id: Option<CheckpointId>,
     pub(crate) duration: Duration,
 }
 
@@ -108,29 +125,46 @@ struct PendingTask<S> {
     input: Option<Arc<S>>,
 }
 
-struct Finished<S: GraphState> {
+/// A task that finished: its update and where it wants to go.
+struct Done<S: GraphState> {
+    index: u32,
     node: NodeId,
+    update: Option<S::Update>,
     gotos: Vec<Goto<S>>,
 }
 
-/// Runs a graph from `input` to the end, or to the first error.
-pub(crate) async fn execute<S: GraphState>(params: RunParams<S>, input: Arc<S>) -> Result<RunOutput<S>, Error> {
+/// How a superstep ended.
+enum Flow {
+    Continue,
+    /// The run pauses: `writes` (finished siblings, interrupt values) must be stored.
+    Interrupted { node: NodeName, value: Option<serde_json::Value>, writes: Vec<PendingWrite> },
+}
+
+/// Runs a graph from `start` to the end, an interrupt, or the first error.
+pub(crate) async fn execute<S: GraphState>(mut params: RunParams<S>, start: Start<S>) -> Result<RunOutput<S>, Error> {
     let span = tracing::info_span!(
         "dashflow.run",
         graph = %params.inner.graph.name(),
         run_id = %params.ids.run_id,
         depth = params.ids.depth,
     );
+    let (state, start_position, restored) = match start {
+        Start::Fresh(state) => (state, None, Restored::default()),
+        Start::Restored { state, position, restored } => (state, Some(position), restored),
+    };
     let scope = Arc::new(ExecScope {
         hub: Arc::clone(&params.hub),
         run: params.ids,
         thread_id: params.config.thread_id.clone(),
         recursion_limit: params.config.recursion_limit,
+        resumes: restored.resumes.clone(),
     });
+    let durable = params.durable.take();
     let graph = &params.inner.graph;
     let run = Loop {
-        state: input,
+        state,
         step: 0,
+        steps_this_run: 0,
         frontier: Vec::new(),
         routing: Routing {
             next: Vec::new(),
@@ -138,12 +172,21 @@ pub(crate) async fn execute<S: GraphState>(params: RunParams<S>, input: Arc<S>) 
             join_seen: graph.joins().iter().map(|join| vec![false; join.predecessors.len()]).collect(),
             events: Vec::new(),
         },
-        results: StepResults { updates: Vec::new(), finished: Vec::new(), first_error: None, nodes: Vec::new() },
+        results: StepResults {
+            updates: Vec::new(),
+            done: Vec::new(),
+            first_error: None,
+            interrupts: Vec::new(),
+            nodes: Vec::new(),
+        },
         composed: None,
         scope,
+        durable,
+        restored,
+        skip_interrupt_before: start_position.is_some(),
         params,
     };
-    run.run().instrument(span).await
+    run.run(start_position).instrument(span).await
 }
 
 /// One run's mutable progress. Split into parts so that the hot path can borrow the graph
@@ -151,12 +194,20 @@ pub(crate) async fn execute<S: GraphState>(params: RunParams<S>, input: Arc<S>) 
 struct Loop<S: GraphState> {
     params: RunParams<S>,
     state: Arc<S>,
+    /// The last completed superstep (continuing a thread's numbering).
     step: u64,
+    /// Supersteps run by this invocation, counted against the recursion limit.
+    steps_this_run: u32,
     frontier: Vec<PendingTask<S>>,
     routing: Routing<S>,
     results: StepResults<S>,
     composed: Option<S::Update>,
     scope: Arc<ExecScope>,
+    durable: Option<Durable>,
+    /// Pending writes of the step being resumed; used by its first superstep only.
+    restored: Restored<S>,
+    /// A resumed run does not stop again before the nodes it stopped before.
+    skip_interrupt_before: bool,
 }
 
 /// Where the run goes next: the next frontier under construction, and join progress.
@@ -173,56 +224,172 @@ struct Routing<S> {
 /// What the current step's tasks produced; buffers reused from step to step.
 struct StepResults<S: GraphState> {
     updates: StepUpdates<S>,
-    finished: Vec<Finished<S>>,
+    done: Vec<Done<S>>,
     first_error: Option<Error>,
+    /// Tasks that paused with `interrupt`: frontier index, node, value.
+    interrupts: Vec<(u32, NodeId, serde_json::Value)>,
     /// Every task execution of the run, in order.
     nodes: Vec<NodeRun>,
 }
 
 impl<S: GraphState> Loop<S> {
-    async fn run(mut self) -> Result<RunOutput<S>, Error> {
+    async fn run(mut self, start: Option<Position<S>>) -> Result<RunOutput<S>, Error> {
         let started = Instant::now();
         let graph_name = Arc::clone(self.params.inner.graph.name());
         let kind = EventKind::RunStarted { graph: graph_name, thread_id: self.params.config.thread_id.clone() };
         self.params.hub.emit(self.params.ids, kind).await;
-        let result = self.steps().await;
+        let mut result = self.steps(start).await;
+        if result.is_ok() {
+            if let Err(error) = self.finish_durable(matches!(result, Ok(RunStatus::Completed))).await {
+                result = Err(error);
+            }
+        }
         let (outcome, error) = match &result {
-            Ok(()) => (RunOutcome::Completed, None),
+            Ok(RunStatus::Completed) => (RunOutcome::Completed, None),
+            Ok(_) => (RunOutcome::Interrupted, None),
             Err(error) => (RunOutcome::Failed, Some(error.to_string())),
         };
         let duration = started.elapsed();
         let kind = EventKind::RunFinished { outcome, steps: self.step, duration, error };
         self.params.hub.emit(self.params.ids, kind).await;
-        result?;
-        Ok(RunOutput { state: self.state, composed: self.composed, steps: self.step, nodes: self.results.nodes, duration })
+        let status = result?;
+        Ok(RunOutput {
+            state: self.state,
+            status,
+            composed: self.composed,
+            steps: self.step,
+            nodes: self.results.nodes,
+            checkpoint_id: self.durable.as_ref().and_then(|durable| durable.head().cloned()),
+            duration,
+        })
     }
 
-    async fn steps(&mut self) -> Result<(), Error> {
-        self.send_values().await;
-        let observed = self.params.hub.enabled();
-        self.routing.route(&self.params.inner.graph, &self.state, 0, observed, None, Vec::new())?;
-        self.emit_routing_events().await;
-        self.advance_frontier();
+    async fn steps(&mut self, start: Option<Position<S>>) -> Result<RunStatus, Error> {
+        match start {
+            None => {
+                self.send_values().await;
+                let observed = self.params.hub.enabled();
+                self.routing.route(&self.params.inner.graph, &self.state, 0, observed, None, Vec::new())?;
+                self.emit_routing_events().await;
+                self.advance_frontier();
+                self.commit(Source::Input, None).await?;
+            }
+            Some(position) => self.restore(position)?,
+        }
         let deadline = self.params.config.timeout.map(|timeout| (timeout, tokio::time::Instant::now() + timeout));
         while !self.frontier.is_empty() {
-            if self.step >= u64::from(self.params.config.recursion_limit) {
+            if let Some(status) = self.interrupt_before() {
+                return Ok(status);
+            }
+            if self.steps_this_run >= self.params.config.recursion_limit {
                 return Err(Error::RecursionLimit { limit: self.params.config.recursion_limit });
             }
+            if let Some(error) = self.durable.as_ref().and_then(Durable::background_error) {
+                return Err(error);
+            }
             self.step += 1;
-            match deadline {
+            self.steps_this_run += 1;
+            let flow = match deadline {
                 None => self.traced_superstep().await?,
                 Some((timeout, at)) => match tokio::time::timeout_at(at, self.traced_superstep()).await {
                     Ok(result) => result?,
                     Err(_) => return Err(Error::RunTimeout { timeout, step: self.step }),
                 },
+            };
+            if let Flow::Interrupted { node, value, writes } = flow {
+                let position = self.position();
+                if let Some(durable) = &mut self.durable {
+                    if durable.durability() == Durability::Exit {
+                        durable.commit(Source::Exit, &*self.state, None, &position).await?;
+                    }
+                    durable.put_writes(writes).await?;
+                }
+                return Ok(RunStatus::Interrupted { node, value });
             }
+            if let Some(node) = self.interrupt_after() {
+                return Ok(RunStatus::Interrupted { node, value: None });
+            }
+        }
+        Ok(RunStatus::Completed)
+    }
+
+    /// Continues from a stored position: its frontier, join progress and step number.
+    fn restore(&mut self, position: Position<S>) -> Result<(), Error> {
+        let graph = &self.params.inner.graph;
+        let foreign = |detail: String| {
+            Error::Checkpoint(CheckpointError::VersionMismatch {
+                detail: format!("{detail}; the checkpoint was written by another version of graph `{}`", graph.name()),
+            })
+        };
+        if position.join_seen.len() != self.routing.join_seen.len()
+            || position.join_seen.iter().zip(&self.routing.join_seen).any(|(stored, ours)| stored.len() != ours.len())
+        {
+            return Err(foreign("its joins differ from this graph's".into()));
+        }
+        self.routing.join_seen = position.join_seen;
+        self.step = position.step;
+        for task in position.frontier {
+            let node = graph.node_id(&task.node).ok_or_else(|| foreign(format!("it names node `{}`", task.node)))?;
+            self.frontier.push(PendingTask { node, input: task.input });
         }
         Ok(())
     }
 
+    /// The run's position for a checkpoint: next frontier, joins, step.
+    fn position(&self) -> Position<S> {
+        let graph = &self.params.inner.graph;
+        Position {
+            step: self.step,
+            frontier: self
+                .frontier
+                .iter()
+                .map(|task| StoredTask { node: graph.node(task.node).name.clone(), input: task.input.clone() })
+                .collect(),
+            join_seen: self.routing.join_seen.clone(),
+        }
+    }
+
+    /// Writes a checkpoint of the current state and position, unless durability is `Exit`.
+    async fn commit(&mut self, source: Source, update: Option<&S::Update>) -> Result<(), Error> {
+        let position = match &self.durable {
+            Some(durable) if durable.durability() != Durability::Exit => self.position(),
+            _ => return Ok(()),
+        };
+        if let Some(durable) = &mut self.durable {
+            durable.commit(source, &*self.state, update, &position).await?;
+        }
+        Ok(())
+    }
+
+    /// At the end of a run: the final checkpoint for `Exit` durability, then waits until
+    /// every checkpoint is committed.
+    async fn finish_durable(&mut self, completed: bool) -> Result<(), Error> {
+        let position = self.position();
+        let Some(durable) = &mut self.durable else { return Ok(()) };
+        if completed && durable.durability() == Durability::Exit {
+            durable.commit(Source::Exit, &*self.state, None, &position).await?;
+        }
+        durable.flush().await
+    }
+
+    fn interrupt_before(&mut self) -> Option<RunStatus> {
+        if std::mem::take(&mut self.skip_interrupt_before) {
+            return None;
+        }
+        let inner = &self.params.inner;
+        let task = self.frontier.iter().find(|task| inner.interrupt_before.get(task.node.index()).copied().unwrap_or(false))?;
+        Some(RunStatus::Interrupted { node: inner.graph.node(task.node).name.clone(), value: None })
+    }
+
+    fn interrupt_after(&self) -> Option<NodeName> {
+        let inner = &self.params.inner;
+        let done = self.results.done.iter().find(|done| inner.interrupt_after.get(done.node.index()).copied().unwrap_or(false))?;
+        Some(inner.graph.node(done.node).name.clone())
+    }
+
     /// A superstep inside a `dashflow.superstep` span, when anyone records debug spans; the
     /// check keeps untraced runs from paying for the span and the move into `Instrumented`.
-    async fn traced_superstep(&mut self) -> Result<(), Error> {
+    async fn traced_superstep(&mut self) -> Result<Flow, Error> {
         if tracing::enabled!(Level::DEBUG) {
             let span = tracing::debug_span!("dashflow.superstep", step = self.step, tasks = self.frontier.len());
             self.superstep().instrument(span).await
@@ -231,7 +398,7 @@ impl<S: GraphState> Loop<S> {
         }
     }
 
-    async fn superstep(&mut self) -> Result<(), Error> {
+    async fn superstep(&mut self) -> Result<Flow, Error> {
         let observed = self.params.hub.enabled();
         let step_started = observed.then(Instant::now);
         let frontier = std::mem::take(&mut self.frontier);
@@ -247,18 +414,44 @@ impl<S: GraphState> Loop<S> {
             let nodes = frontier.iter().map(|task| graph.node(task.node).name.clone()).collect();
             self.params.hub.emit(self.params.ids, EventKind::SuperstepStarted { step: self.step, nodes }).await;
         }
-        execute_tasks(&self.params.inner, &self.scope, &self.state, self.step, &frontier, &mut self.results).await;
+        self.results.done.clear();
+        let timed = observed || self.params.stream.is_some();
+        let restored = std::mem::take(&mut self.restored.outputs);
+        execute_tasks(&self.params.inner, &self.scope, &self.state, self.step, &frontier, timed, restored, &mut self.results)
+            .await;
         // Siblings have all finished by now; the first failure in frontier order fails the step.
         if let Some(error) = self.results.first_error.take() {
-            self.results.updates.clear();
-            self.results.finished.clear();
+            let writes = self.pending_writes(&frontier)?;
+            self.results.interrupts.clear();
+            if let Some(durable) = &mut self.durable {
+                if durable.durability() != Durability::Exit && !writes.is_empty() {
+                    durable.put_writes(writes).await?;
+                }
+            }
             return Err(error);
         }
+        if !self.results.interrupts.is_empty() {
+            let writes = self.pending_writes(&frontier)?;
+            let (_, node, value) = self.results.interrupts.swap_remove(0);
+            self.results.interrupts.clear();
+            let node = self.params.inner.graph.node(node).name.clone();
+            // The step did not happen: the run stands where it stood before it.
+            self.frontier = frontier;
+            self.step -= 1;
+            return Ok(Flow::Interrupted { node, value: Some(value), writes });
+        }
+        self.results.updates.extend(
+            self.results.done.iter_mut().filter_map(|done| done.update.take().map(|update| (done.node, update))),
+        );
         if self.params.stream.is_some() {
             self.send_updates().await;
         }
         let graph = &self.params.inner.graph;
-        if let Some(merged) = (self.params.merge)(&mut self.results.updates, graph, self.step)? {
+        let merged = (self.params.merge)(&mut self.results.updates, graph, self.step)?;
+        // A delta checkpoint stores the merged update; keep it past `apply` only when needed.
+        let keep = self.durable.as_ref().is_some_and(|durable| durable.durability() != Durability::Exit);
+        let delta = if keep { merged.clone() } else { None };
+        if let Some(merged) = merged {
             if let Some(compose) = self.params.compose {
                 match &mut self.composed {
                     Some(composed) => compose(composed, merged.clone()),
@@ -267,12 +460,17 @@ impl<S: GraphState> Loop<S> {
             }
             Arc::make_mut(&mut self.state).apply(merged);
         }
-        if observed || self.params.stream.is_some() {
-            self.commit_step(step_started).await;
+        if let Some(started) = step_started {
+            let kind = EventKind::SuperstepFinished { step: self.step, duration: started.elapsed() };
+            self.params.hub.emit(self.params.ids, kind).await;
+        }
+        if self.params.stream.is_some() {
+            self.send_values().await;
         }
         let graph = &self.params.inner.graph;
-        for Finished { node, gotos } in self.results.finished.drain(..) {
-            self.routing.route(graph, &self.state, self.step, observed, Some(node), gotos)?;
+        for done in &mut self.results.done {
+            let gotos = std::mem::take(&mut done.gotos);
+            self.routing.route(graph, &self.state, self.step, observed, Some(done.node), gotos)?;
         }
         if !self.routing.events.is_empty() {
             self.emit_routing_events().await;
@@ -282,17 +480,41 @@ impl<S: GraphState> Loop<S> {
         let mut recycled = frontier;
         recycled.clear();
         self.routing.next = recycled;
-        Ok(())
+        self.commit_step(delta).await?;
+        Ok(Flow::Continue)
     }
 
-    /// The one place a superstep's result becomes final: the state now includes the step's
-    /// merged update. Durable runs persist it here.
-    async fn commit_step(&mut self, step_started: Option<Instant>) {
-        if let Some(started) = step_started {
-            let kind = EventKind::SuperstepFinished { step: self.step, duration: started.elapsed() };
-            self.params.hub.emit(self.params.ids, kind).await;
+    /// The pending writes of a step that did not complete: the results of its finished
+    /// tasks and the values of its interrupts, so a resume re-runs only what must run again.
+    fn pending_writes(&self, frontier: &[PendingTask<S>]) -> Result<Vec<PendingWrite>, Error> {
+        let Some(durable) = &self.durable else { return Ok(Vec::new()) };
+        let graph = &self.params.inner.graph;
+        let task_id = |index: u32, node: NodeId| task_id(graph.node(node), self.step, index as usize).to_string();
+        let mut writes = Vec::new();
+        for done in &self.results.done {
+            let output: StoredWrite<S, S::Update> = StoredWrite::Output {
+                update: done.update.clone(),
+                gotos: done.gotos.iter().map(stored_goto).collect(),
+            };
+            let node = &graph.node(done.node).name;
+            writes.push(durable.pending_write::<S>(&task_id(done.index, done.node), node, OUTPUT, &output)?);
         }
-        self.send_values().await;
+        for (index, node, value) in &self.results.interrupts {
+            let interrupt: StoredWrite<S, S::Update> = StoredWrite::Interrupt { value: value.clone() };
+            let name = &graph.node(*node).name;
+            writes.push(durable.pending_write::<S>(&task_id(*index, *node), name, INTERRUPT, &interrupt)?);
+        }
+        debug_assert!(frontier.len() >= writes.len());
+        Ok(writes)
+    }
+
+    /// The one place a superstep's result becomes final: the state includes the step's
+    /// merged update and `frontier` holds the next step. Durable runs persist both here.
+    async fn commit_step(&mut self, delta: Option<S::Update>) -> Result<(), Error> {
+        if self.durable.is_some() {
+            self.commit(Source::Loop, delta.as_ref()).await?;
+        }
+        Ok(())
     }
 
     /// Sends the routing decisions `route` recorded.
@@ -313,63 +535,98 @@ impl<S: GraphState> Loop<S> {
 
     async fn send_values(&self) {
         if let Some(stream) = &self.params.stream
-            && self.params.config.stream_modes.contains(StreamMode::Values) {
-                stream.send(StreamEvent::Values { step: self.step, state: Arc::clone(&self.state) }).await;
-            }
+            && self.params.config.stream_modes.contains(StreamMode::Values)
+        {
+            stream.send(StreamEvent::Values { step: self.step, state: Arc::clone(&self.state) }).await;
+        }
     }
 
     async fn send_updates(&self) {
         if let Some(stream) = &self.params.stream
-            && self.params.config.stream_modes.contains(StreamMode::Updates) {
-                let graph = &self.params.inner.graph;
-                for (node, update) in &self.results.updates {
-                    let node = graph.node(*node).name.clone();
-                    stream.send(StreamEvent::Updates { step: self.step, node, update: update.clone() }).await;
-                }
+            && self.params.config.stream_modes.contains(StreamMode::Updates)
+        {
+            let graph = &self.params.inner.graph;
+            for (node, update) in &self.results.updates {
+                let node = graph.node(*node).name.clone();
+                stream.send(StreamEvent::Updates { step: self.step, node, update: update.clone() }).await;
             }
+        }
+    }
+}
+
+fn stored_goto<S>(goto: &Goto<S>) -> StoredGoto<S> {
+    match goto {
+        Goto::Node(node) => StoredGoto::Node(node.clone()),
+        Goto::Send(send) => StoredGoto::Send(send.node.clone(), Arc::clone(&send.input)),
+    }
+}
+
+fn restored_goto<S>(goto: StoredGoto<S>) -> Goto<S> {
+    match goto {
+        StoredGoto::Node(node) => Goto::Node(node),
+        StoredGoto::Send(node, input) => Goto::Send(SendTask { node, input }),
     }
 }
 
 /// Runs the frontier's tasks (a lone task inline on this task, several through the
-/// scheduler) and records their outcomes in frontier order.
+/// scheduler) and records their outcomes in frontier order. Tasks whose output a resumed
+/// step already stored are not run again.
+#[allow(clippy::too_many_arguments, reason = "the loop's disjoint parts, borrowed separately")]
 async fn execute_tasks<S: GraphState>(
     inner: &Arc<Inner<S>>,
     scope: &Arc<ExecScope>,
     state: &Arc<S>,
     step: u64,
     frontier: &[PendingTask<S>],
+    timed: bool,
+    mut restored: HashMap<String, StoredWrite<S, S::Update>>,
     results: &mut StepResults<S>,
 ) {
     let graph = &inner.graph;
-    if let [task] = frontier
-        && inner.scheduler.runs_single_tasks_inline() {
-            let node = graph.node(task.node);
-            let input = task.input.clone().unwrap_or_else(|| Arc::clone(state));
-            let task_id = task_id(node, step, 0);
-            let outcome = if is_bare(scope, inner, node) {
-                run_bare(scope, node, task_id, input).await
-            } else {
-                run_task(scope, inner, node, task_id, input).await
-            };
-            results.record(task.node, node, step, Some(outcome));
-            return;
-        }
+    if restored.is_empty()
+        && let [task] = frontier
+        && inner.scheduler.runs_single_tasks_inline()
+    {
+        let node = graph.node(task.node);
+        let input = task.input.clone().unwrap_or_else(|| Arc::clone(state));
+        let task_id = task_id(node, step, 0);
+        let outcome = if !timed && is_bare(scope, inner, node) {
+            run_bare(scope, node, task_id, input).await
+        } else {
+            run_task(scope, inner, node, task_id, input, timed).await
+        };
+        results.record(0, task.node, node, step, Some(outcome));
+        return;
+    }
     let mut receivers = Vec::with_capacity(frontier.len());
     for (index, task) in frontier.iter().enumerate() {
-        let (tx, rx) = oneshot::channel();
         let node_id = task.node;
         let task_id = task_id(graph.node(node_id), step, index);
+        if let Some(StoredWrite::Output { update, gotos }) = restored.remove(&task_id.to_string()) {
+            receivers.push(Err((update, gotos)));
+            continue;
+        }
+        let (tx, rx) = oneshot::channel();
         let input = task.input.clone().unwrap_or_else(|| Arc::clone(state));
         let scope = Arc::clone(scope);
         let owned_inner = Arc::clone(inner);
         inner.scheduler.spawn(Box::pin(async move {
             let node = owned_inner.graph.node(node_id);
-            let _ = tx.send(run_task(&scope, &owned_inner, node, task_id, input).await);
+            let _ = tx.send(run_task(&scope, &owned_inner, node, task_id, input, timed).await);
         }));
-        receivers.push(rx);
+        receivers.push(Ok(rx));
     }
-    for (task, rx) in frontier.iter().zip(receivers) {
-        results.record(task.node, graph.node(task.node), step, rx.await.ok());
+    for ((index, task), receiver) in frontier.iter().enumerate().zip(receivers) {
+        let index = u32::try_from(index).unwrap_or(u32::MAX);
+        match receiver {
+            Ok(rx) => results.record(index, task.node, graph.node(task.node), step, rx.await.ok()),
+            Err((update, gotos)) => results.done.push(Done {
+                index,
+                node: task.node,
+                update,
+                gotos: gotos.into_iter().map(restored_goto).collect(),
+            }),
+        }
     }
 }
 
@@ -378,9 +635,9 @@ fn task_id<S: GraphState>(node: &GraphNode<S>, step: u64, index: usize) -> TaskI
 }
 
 impl<S: GraphState> StepResults<S> {
-    /// Files one task's outcome: its update and routing, or the step's first error. `None`
-    /// is a task the scheduler dropped.
-    fn record(&mut self, id: NodeId, node: &GraphNode<S>, step: u64, outcome: Option<TaskOutcome<S>>) {
+    /// Files one task's outcome: its update and routing, an interrupt, or the step's first
+    /// error. `None` is a task the scheduler dropped.
+    fn record(&mut self, index: u32, id: NodeId, node: &GraphNode<S>, step: u64, outcome: Option<TaskOutcome<S>>) {
         let Some(outcome) = outcome else {
             self.first_error.get_or_insert(Error::TaskLost { node: node.name.clone(), step });
             return;
@@ -388,16 +645,16 @@ impl<S: GraphState> StepResults<S> {
         self.nodes.push(NodeRun { node: node.name.clone(), step, attempts: outcome.attempts, duration: outcome.duration });
         match outcome.result {
             Ok(NodeOutput::Update(update)) => {
-                self.updates.push((id, update));
-                self.finished.push(Finished { node: id, gotos: Vec::new() });
+                self.done.push(Done { index, node: id, update: Some(update), gotos: Vec::new() });
             }
             Ok(NodeOutput::Command(command)) => {
-                if let Some(update) = command.update {
-                    self.updates.push((id, update));
-                }
-                self.finished.push(Finished { node: id, gotos: command.goto });
+                self.done.push(Done { index, node: id, update: command.update, gotos: command.goto });
             }
             Err(error) => {
+                if let Some(interrupt) = error.interrupt() {
+                    self.interrupts.push((index, id, interrupt.value.clone()));
+                    return;
+                }
                 self.first_error.get_or_insert_with(|| Error::NodeFailed {
                     node: node.name.clone(),
                     step,
@@ -504,4 +761,27 @@ impl<S: GraphState> Routing<S> {
             None => Err(Error::UnknownTarget { node: from.clone(), target: send.node.to_string() }),
         }
     }
+}
+
+/// Where a run goes after `node` wrote to `state`, as if it had just finished: the next
+/// frontier and join progress of a position. For `update_state(as_node)`.
+pub(crate) fn position_after<S: GraphState>(
+    graph: &Graph<S>,
+    state: &S,
+    node: NodeId,
+    position: Position<S>,
+) -> Result<Position<S>, Error> {
+    let mut routing = Routing {
+        next: Vec::new(),
+        scheduled: vec![false; graph.node_count()],
+        join_seen: position.join_seen,
+        events: Vec::new(),
+    };
+    routing.route(graph, state, position.step, false, Some(node), Vec::new())?;
+    let frontier = routing
+        .next
+        .into_iter()
+        .map(|task| StoredTask { node: graph.node(task.node).name.clone(), input: task.input })
+        .collect();
+    Ok(Position { step: position.step, frontier, join_seen: routing.join_seen })
 }

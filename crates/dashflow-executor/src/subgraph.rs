@@ -8,7 +8,7 @@ use dashflow_telemetry::RunId;
 use futures::FutureExt;
 
 use crate::hub::{EventHub, ExecScope};
-use crate::run::{RunOutput, RunParams, execute, merge_parallel};
+use crate::run::{RunOutput, RunParams, Start, execute, merge_parallel};
 use crate::{CompiledGraph, Error, RunConfig, StreamModes};
 
 /// Marker for [`IntoNode`] implementations of subgraphs; never named by callers.
@@ -100,7 +100,8 @@ impl<S: MergeableState> CompiledGraph<S> {
             merge: merge_parallel::<S>,
             parallel_allowed: true,
             compose: compose.then_some(S::merge as fn(&mut S::Update, S::Update)),
+            durable: None,
         };
-        execute(params, input).await
+        execute(params, Start::Fresh(input)).await
     }
 }

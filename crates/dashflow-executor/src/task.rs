@@ -17,8 +17,8 @@ use crate::hub::ExecScope;
 pub(crate) struct TaskOutcome<S: GraphState> {
     pub(crate) result: Result<NodeOutput<S>, NodeError>,
     pub(crate) attempts: u32,
-    /// Measured only when the run is observed: reading the clock twice per task would be a
-    /// large share of an unobserved sequential step.
+    /// Measured only when the run is observed or streamed: reading the clock twice per task
+    /// would be a large share of an unobserved sequential step.
     pub(crate) duration: Option<Duration>,
 }
 
@@ -51,8 +51,9 @@ pub(crate) async fn run_task<S: GraphState>(
     node: &GraphNode<S>,
     task: TaskId,
     input: Arc<S>,
+    timed: bool,
 ) -> TaskOutcome<S> {
-    let started = scope.hub.enabled().then(Instant::now);
+    let started = timed.then(Instant::now);
     let timeout = node.options.timeout.or(inner.node_timeout);
     let retry = node.options.retry.as_ref().or(inner.retry.as_ref());
     let mut attempt = 1;

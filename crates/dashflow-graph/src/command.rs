@@ -81,22 +81,30 @@ pub struct Command<S: GraphState> {
     pub update: Option<S::Update>,
     /// Where to go next.
     pub goto: Vec<Goto<S>>,
+    /// For `CompiledGraph::resume`: the answer delivered to the interrupted node's
+    /// `NodeContext::interrupt` call.
+    pub resume: Option<serde_json::Value>,
 }
 
 impl<S: GraphState> Command<S> {
     /// A command that neither updates nor routes.
     pub fn new() -> Self {
-        Self { update: None, goto: Vec::new() }
+        Self { update: None, goto: Vec::new(), resume: None }
     }
 
     /// Applies `update`.
     pub fn update(update: S::Update) -> Self {
-        Self { update: Some(update), goto: Vec::new() }
+        Self { update: Some(update), goto: Vec::new(), resume: None }
     }
 
     /// Goes to `node` (or `END`) next.
     pub fn goto(node: impl Into<NodeName>) -> Self {
         Self::new().and_goto(node)
+    }
+
+    /// Resumes an interrupted run, answering its pending `interrupt` with `value`.
+    pub fn resume(value: impl Into<serde_json::Value>) -> Self {
+        Self { resume: Some(value.into()), ..Self::new() }
     }
 
     /// Runs `send` next.
@@ -131,7 +139,7 @@ impl<S: GraphState> Default for Command<S> {
 
 impl<S: GraphState> Clone for Command<S> {
     fn clone(&self) -> Self {
-        Self { update: self.update.clone(), goto: self.goto.clone() }
+        Self { update: self.update.clone(), goto: self.goto.clone(), resume: self.resume.clone() }
     }
 }
 
@@ -140,6 +148,7 @@ impl<S: GraphState> fmt::Debug for Command<S> {
         f.debug_struct("Command")
             .field("update", &self.update.as_ref().map(|_| ".."))
             .field("goto", &self.goto)
+            .field("resume", &self.resume)
             .finish()
     }
 }

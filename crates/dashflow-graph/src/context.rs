@@ -3,11 +3,12 @@
 use std::any::Any;
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use dashflow_telemetry::{RunId, RunIds};
 use futures::future::BoxFuture;
 
-use crate::NodeName;
+use crate::{Interrupt, NodeError, NodeErrorKind, NodeName};
 
 /// The runtime side of a [`NodeContext`], implemented by the executor.
 ///
@@ -23,6 +24,9 @@ pub trait RunScope: Send + Sync + 'static {
 
     /// The thread the run belongs to, if any.
     fn thread_id(&self) -> Option<&str>;
+
+    /// The value a resume delivered for the `index`-th `interrupt` call of `task`, if any.
+    fn resume_value(&self, task: &TaskId, index: u32) -> Option<serde_json::Value>;
 
     /// The concrete scope, for runtimes that nest runs (subgraphs).
     fn as_any(&self) -> &dyn Any;
@@ -50,18 +54,19 @@ impl fmt::Display for TaskId {
 
 /// Passed to nodes that take a second argument: who and where they are, and a way to write
 /// custom values to the run's stream while they work.
-#[derive(Clone)]
 pub struct NodeContext {
     task: TaskId,
     attempt: u32,
     run: RunIds,
     scope: Arc<dyn RunScope>,
+    /// How many times this task called `interrupt`, to match calls with resume values.
+    interrupts: AtomicU32,
 }
 
 impl NodeContext {
     /// A context for `task`; called by the executor.
     pub fn new(task: TaskId, attempt: u32, run: RunIds, scope: Arc<dyn RunScope>) -> Self {
-        Self { task, attempt, run, scope }
+        Self { task, attempt, run, scope, interrupts: AtomicU32::new(0) }
     }
 
     /// A context outside any run, for calling a node function directly in a unit test:
@@ -124,9 +129,44 @@ impl NodeContext {
         }
     }
 
+    /// Pauses the run for a person's input, or returns the input once the run was resumed.
+    ///
+    /// The first time, this returns an error of kind `Interrupted` carrying `value`: return it
+    /// with `?`, and the run stops with `RunStatus::Interrupted` after checkpointing the
+    /// finished sibling tasks. Resuming the thread with `Command::resume(input)` runs the node
+    /// again from its start; this call then returns `Ok(input)`. A node may interrupt several
+    /// times; each call is matched with the resume values in order. Needs a checkpointer.
+    ///
+    /// ```no_run
+    /// # use dashflow_graph::{NodeContext, NodeError};
+    /// # async fn approve(ctx: NodeContext) -> Result<bool, NodeError> {
+    /// let answer = ctx.interrupt(serde_json::json!({ "question": "send this reply?" }))?;
+    /// Ok(answer == "yes")
+    /// # }
+    /// ```
+    pub fn interrupt(&self, value: impl Into<serde_json::Value>) -> Result<serde_json::Value, NodeError> {
+        let index = self.interrupts.fetch_add(1, Ordering::Relaxed);
+        match self.scope.resume_value(&self.task, index) {
+            Some(input) => Ok(input),
+            None => Err(NodeError::new(Interrupt { value: value.into() }).with_kind(NodeErrorKind::Interrupted)),
+        }
+    }
+
     /// The runtime's scope; for runtimes that nest runs.
     pub fn scope(&self) -> &Arc<dyn RunScope> {
         &self.scope
+    }
+}
+
+impl Clone for NodeContext {
+    fn clone(&self) -> Self {
+        Self {
+            task: self.task.clone(),
+            attempt: self.attempt,
+            run: self.run,
+            scope: Arc::clone(&self.scope),
+            interrupts: AtomicU32::new(self.interrupts.load(Ordering::Relaxed)),
+        }
     }
 }
 
@@ -153,6 +193,10 @@ impl RunScope for DetachedScope {
     }
 
     fn thread_id(&self) -> Option<&str> {
+        None
+    }
+
+    fn resume_value(&self, _task: &TaskId, _index: u32) -> Option<serde_json::Value> {
         None
     }
 

@@ -65,7 +65,7 @@ pub use error::{GraphError, Result};
 pub use graph::{ConditionalRoute, Graph, GraphNode, Join, NodeId, Route, Target};
 pub use message::{Message, MessageLike, Role};
 pub use node::{IntoNode, Node, NodeFuture, NodeName, NodeOptions, NodeOutput, markers};
-pub use node_error::{NodeError, NodeErrorKind};
+pub use node_error::{Interrupt, NodeError, NodeErrorKind};
 pub use retry::RetryPolicy;
 pub use schema::{EdgeKind, EdgeSchema, GraphSchema, NodeSchema};
 pub use state::{GraphState, MergeableState, SchemaHash, fnv1a};

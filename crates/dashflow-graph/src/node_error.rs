@@ -16,7 +16,26 @@ pub enum NodeErrorKind {
     Timeout,
     /// The node panicked; never retried by default, since a panic is a bug.
     Panicked,
+    /// The node paused the run for a person's input (`NodeContext::interrupt`); not a
+    /// failure, never retried. The source is an [`Interrupt`] carrying the value.
+    Interrupted,
 }
+
+/// The value a node passed to `NodeContext::interrupt`, carried as the source of a
+/// [`NodeError`] of kind `Interrupted` until the executor turns it into an interrupted run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Interrupt {
+    /// What the node asks the person (shown in `RunStatus::Interrupted`).
+    pub value: serde_json::Value,
+}
+
+impl fmt::Display for Interrupt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "the node is waiting for input: {}", self.value)
+    }
+}
+
+impl StdError for Interrupt {}
 
 /// The error type of node functions: any error, plus how to treat it.
 ///
@@ -81,6 +100,11 @@ impl NodeError {
     /// Whether the node timed out.
     pub fn is_timeout(&self) -> bool {
         self.kind == NodeErrorKind::Timeout
+    }
+
+    /// The interrupt, when the node paused the run.
+    pub fn interrupt(&self) -> Option<&Interrupt> {
+        if self.kind == NodeErrorKind::Interrupted { self.downcast_ref::<Interrupt>() } else { None }
     }
 
     /// Whether the node panicked.

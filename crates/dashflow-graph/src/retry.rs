@@ -71,8 +71,9 @@ impl RetryPolicy {
     }
 
     /// Whether a task that failed with `error` on attempt `attempt` (1-based) runs again.
+    /// An interrupt is a pause, not a failure: it is never retried, whatever the predicate.
     pub fn should_retry(&self, attempt: u32, error: &NodeError) -> bool {
-        attempt < self.max_attempts && (self.retry_on)(error)
+        attempt < self.max_attempts && error.kind() != NodeErrorKind::Interrupted && (self.retry_on)(error)
     }
 
     /// The wait before attempt `attempt + 1`; `unit` in `[0, 1)` randomises it when jitter is
@@ -106,5 +107,5 @@ impl fmt::Debug for RetryPolicy {
 }
 
 fn default_retry_on(error: &NodeError) -> bool {
-    !matches!(error.kind(), NodeErrorKind::Permanent | NodeErrorKind::Panicked)
+    !matches!(error.kind(), NodeErrorKind::Permanent | NodeErrorKind::Panicked | NodeErrorKind::Interrupted)
 }

@@ -1,0 +1,335 @@
+//! Checkpointing a run: writing each superstep's delta (or a snapshot), pending writes of a
+//! step that did not complete, and rebuilding state from a stored chain.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use dashflow_checkpoint::{
+    CheckpointError, CheckpointId, CheckpointKind, CheckpointRecord, Checkpointer, Codec, LoadedCheckpoint, Metadata,
+    PendingWrite, now_ms, open, seal,
+};
+use dashflow_graph::GraphState;
+use parking_lot::Mutex;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::payload::{
+    Delta, DeltaRef, INTERRUPT, OUTPUT, Position, RESUME, Snapshot, SnapshotRef, StoredWrite, split_write_id, write_id,
+};
+use crate::{Durability, Error};
+
+/// How a compiled graph checkpoints: where, in which format, how long delta chains may grow.
+#[derive(Clone, Debug)]
+pub(crate) struct CheckpointSettings {
+    pub(crate) checkpointer: Arc<dyn Checkpointer>,
+    pub(crate) codec: Codec,
+    /// Most deltas between two snapshots, bounding the replay work of a load.
+    pub(crate) max_chain: u32,
+}
+
+/// Why a checkpoint was written, stored in its metadata under `source`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Source {
+    Input,
+    Loop,
+    Update,
+    Exit,
+}
+
+impl Source {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Input => "input",
+            Self::Loop => "loop",
+            Self::Update => "update",
+            Self::Exit => "exit",
+        }
+    }
+}
+
+/// Turns a backend error into the executor's, naming a busy thread as such.
+pub(crate) fn checkpoint_error(error: CheckpointError) -> Error {
+    match error {
+        CheckpointError::Conflict { thread_id, .. } => Error::ThreadBusy { thread_id },
+        other => Error::Checkpoint(other),
+    }
+}
+
+/// The pending writes of a checkpoint, decoded and grouped by task id.
+pub(crate) struct Restored<S: GraphState> {
+    pub(crate) outputs: HashMap<String, StoredWrite<S, S::Update>>,
+    pub(crate) interrupts: HashMap<String, serde_json::Value>,
+    pub(crate) resumes: HashMap<String, Vec<serde_json::Value>>,
+}
+
+impl<S: GraphState> Default for Restored<S> {
+    fn default() -> Self {
+        Self { outputs: HashMap::new(), interrupts: HashMap::new(), resumes: HashMap::new() }
+    }
+}
+
+impl<S: GraphState> Restored<S> {
+    pub(crate) fn decode(writes: &[PendingWrite]) -> Result<Self, Error> {
+        let mut restored = Self::default();
+        for write in writes {
+            let Some((task_id, kind)) = split_write_id(&write.task_id) else { continue };
+            let decoded: StoredWrite<S, S::Update> = open(&write.blob, S::SCHEMA_HASH).map_err(Error::Checkpoint)?;
+            match (kind, decoded) {
+                (OUTPUT, output @ StoredWrite::Output { .. }) => {
+                    restored.outputs.insert(task_id.to_owned(), output);
+                }
+                (INTERRUPT, StoredWrite::Interrupt { value }) => {
+                    restored.interrupts.insert(task_id.to_owned(), value);
+                }
+                (RESUME, StoredWrite::Resume { values }) => {
+                    restored.resumes.insert(task_id.to_owned(), values);
+                }
+                _ => {
+                    return Err(Error::Checkpoint(CheckpointError::Corrupt {
+                        detail: format!("pending write `{}` does not hold what its id says", write.task_id),
+                    }));
+                }
+            }
+        }
+        Ok(restored)
+    }
+}
+
+/// Rebuilds the state and position of the last record of `loaded`: the snapshot first, then
+/// every delta applied in order.
+pub(crate) fn rebuild<S: GraphState>(loaded: &LoadedCheckpoint) -> Result<(S, Position<S>), Error> {
+    let corrupt = |detail: &str| Error::Checkpoint(CheckpointError::Corrupt { detail: detail.to_owned() });
+    let mut records = loaded.chain.iter();
+    let first = records.next().ok_or_else(|| corrupt("the checkpoint chain is empty"))?;
+    if first.kind != CheckpointKind::Snapshot {
+        return Err(corrupt("the checkpoint chain does not start with a snapshot"));
+    }
+    let Snapshot { mut state, mut position } = open::<Snapshot<S>>(&first.blob, S::SCHEMA_HASH).map_err(Error::Checkpoint)?;
+    for record in records {
+        match record.kind {
+            CheckpointKind::Delta => {
+                let delta: Delta<S, S::Update> = open(&record.blob, S::SCHEMA_HASH).map_err(Error::Checkpoint)?;
+                if let Some(update) = delta.update {
+                    state.apply(update);
+                }
+                position = delta.position;
+            }
+            CheckpointKind::Snapshot => {
+                let snapshot: Snapshot<S> = open(&record.blob, S::SCHEMA_HASH).map_err(Error::Checkpoint)?;
+                state = snapshot.state;
+                position = snapshot.position;
+            }
+        }
+    }
+    Ok((state, position))
+}
+
+/// Writes one run's checkpoints in order, each conditional on the previous one.
+pub(crate) struct Durable {
+    settings: CheckpointSettings,
+    pub(crate) thread_id: Arc<str>,
+    namespace: String,
+    durability: Durability,
+    run_id: String,
+    /// The lineage parent of the next checkpoint.
+    parent: Option<CheckpointId>,
+    /// The head the storage must have for the next put to succeed.
+    expected_head: Option<CheckpointId>,
+    deltas_since_snapshot: u32,
+    delta_bytes_since_snapshot: usize,
+    last_snapshot_bytes: usize,
+    writer: Option<AsyncWriter>,
+}
+
+impl Durable {
+    pub(crate) fn new(
+        settings: CheckpointSettings,
+        thread_id: Arc<str>,
+        durability: Durability,
+        run_id: String,
+        parent: Option<CheckpointId>,
+        expected_head: Option<CheckpointId>,
+    ) -> Self {
+        Self {
+            settings,
+            thread_id,
+            namespace: String::new(),
+            durability,
+            run_id,
+            parent,
+            expected_head,
+            deltas_since_snapshot: 0,
+            delta_bytes_since_snapshot: 0,
+            last_snapshot_bytes: 0,
+            writer: None,
+        }
+    }
+
+    /// The last checkpoint this run wrote (or continued from).
+    pub(crate) fn head(&self) -> Option<&CheckpointId> {
+        self.parent.as_ref()
+    }
+
+    pub(crate) fn durability(&self) -> Durability {
+        self.durability
+    }
+
+    /// Whether the next commit should be a snapshot: when the deltas since the last one
+    /// outweigh it (so bytes written stay proportional to updates), or the chain is long.
+    fn wants_snapshot(&self) -> bool {
+        self.parent.is_none()
+            || self.deltas_since_snapshot >= self.settings.max_chain
+            || self.delta_bytes_since_snapshot >= self.last_snapshot_bytes
+    }
+
+    /// Writes the checkpoint after a superstep: the merged update as a delta, or the whole
+    /// state when a snapshot is due.
+    pub(crate) async fn commit<S: GraphState>(
+        &mut self,
+        source: Source,
+        state: &S,
+        update: Option<&S::Update>,
+        position: &Position<S>,
+    ) -> Result<CheckpointId, Error> {
+        let snapshot = update.is_none() && matches!(source, Source::Input | Source::Exit) || self.wants_snapshot();
+        let codec = self.settings.codec;
+        let (kind, blob) = if snapshot {
+            let blob = seal(codec, S::SCHEMA_HASH, &SnapshotRef { state, position }).map_err(Error::Checkpoint)?;
+            self.last_snapshot_bytes = blob.len();
+            self.deltas_since_snapshot = 0;
+            self.delta_bytes_since_snapshot = 0;
+            (CheckpointKind::Snapshot, blob)
+        } else {
+            let blob = seal(codec, S::SCHEMA_HASH, &DeltaRef { update, position }).map_err(Error::Checkpoint)?;
+            self.deltas_since_snapshot += 1;
+            self.delta_bytes_since_snapshot += blob.len();
+            (CheckpointKind::Delta, blob)
+        };
+        self.put(source, position, kind, blob).await
+    }
+
+    async fn put<S>(&mut self, source: Source, position: &Position<S>, kind: CheckpointKind, blob: Vec<u8>) -> Result<CheckpointId, Error> {
+        let id = CheckpointId::new();
+        let mut metadata = Metadata::new();
+        metadata.insert("source".into(), source.as_str().into());
+        metadata.insert("step".into(), position.step.into());
+        if matches!(source, Source::Input) {
+            metadata.insert("run_id".into(), self.run_id.clone().into());
+        }
+        let record = CheckpointRecord {
+            thread_id: self.thread_id.to_string(),
+            namespace: self.namespace.clone(),
+            checkpoint_id: id.clone(),
+            parent_id: self.parent.clone(),
+            step: i64::try_from(position.step).unwrap_or(i64::MAX),
+            kind,
+            blob,
+            metadata,
+            next_nodes: position.frontier.iter().map(|task| task.node.to_string()).collect(),
+            created_at_ms: now_ms(),
+        };
+        let expected = self.expected_head.replace(id.clone());
+        self.parent = Some(id.clone());
+        match self.durability {
+            Durability::Async => self.async_writer().send(record, expected).await?,
+            _ => self.settings.checkpointer.put(record, expected.as_ref()).await.map_err(checkpoint_error)?,
+        }
+        Ok(id)
+    }
+
+    fn async_writer(&mut self) -> &mut AsyncWriter {
+        let checkpointer = Arc::clone(&self.settings.checkpointer);
+        self.writer.get_or_insert_with(|| AsyncWriter::start(checkpointer))
+    }
+
+    /// Waits until every checkpoint queued so far is committed; reports the first failure.
+    pub(crate) async fn flush(&mut self) -> Result<(), Error> {
+        match self.writer.take() {
+            Some(writer) => writer.finish().await,
+            None => Ok(()),
+        }
+    }
+
+    /// Stores the outputs of tasks that finished in a step that did not complete, after every
+    /// queued checkpoint (the writes refer to the head).
+    pub(crate) async fn put_writes(&mut self, writes: Vec<PendingWrite>) -> Result<(), Error> {
+        self.flush().await?;
+        let Some(head) = self.parent.clone() else { return Ok(()) };
+        self.settings
+            .checkpointer
+            .put_writes(&self.thread_id, &self.namespace, &head, writes)
+            .await
+            .map_err(checkpoint_error)
+    }
+
+    /// Encodes one pending write of task `task_id`.
+    pub(crate) fn pending_write<S: GraphState>(
+        &self,
+        task_id: &str,
+        node: &str,
+        kind: &str,
+        write: &StoredWrite<S, S::Update>,
+    ) -> Result<PendingWrite, Error> {
+        let blob = seal(self.settings.codec, S::SCHEMA_HASH, write).map_err(Error::Checkpoint)?;
+        Ok(PendingWrite { task_id: write_id(task_id, kind), node: node.to_owned(), blob })
+    }
+
+    /// The first failure of a background write so far, without waiting.
+    pub(crate) fn background_error(&self) -> Option<Error> {
+        self.writer.as_ref().and_then(AsyncWriter::error)
+    }
+}
+
+/// `Async` durability: a task that commits queued checkpoints in order while the run goes on.
+struct AsyncWriter {
+    tx: mpsc::Sender<(CheckpointRecord, Option<CheckpointId>)>,
+    task: JoinHandle<()>,
+    failure: Arc<Mutex<Option<Error>>>,
+}
+
+impl AsyncWriter {
+    /// Checkpoints queued but not yet committed; a full queue makes the run wait.
+    const QUEUE: usize = 64;
+
+    fn start(checkpointer: Arc<dyn Checkpointer>) -> Self {
+        let (tx, mut rx) = mpsc::channel::<(CheckpointRecord, Option<CheckpointId>)>(Self::QUEUE);
+        let failure = Arc::new(Mutex::new(None));
+        let failed = Arc::clone(&failure);
+        let task = tokio::spawn(async move {
+            while let Some((record, expected)) = rx.recv().await {
+                if let Err(error) = checkpointer.put(record, expected.as_ref()).await {
+                    *failed.lock() = Some(checkpoint_error(error));
+                    // Later records chain onto the failed one; writing them would fork history.
+                    return;
+                }
+            }
+        });
+        Self { tx, task, failure }
+    }
+
+    async fn send(&mut self, record: CheckpointRecord, expected: Option<CheckpointId>) -> Result<(), Error> {
+        if let Some(error) = self.error() {
+            return Err(error);
+        }
+        if self.tx.send((record, expected)).await.is_err() {
+            // The writer stopped after a failure; report it.
+            return Err(self.error().unwrap_or(Error::CheckpointWriterStopped));
+        }
+        Ok(())
+    }
+
+    fn error(&self) -> Option<Error> {
+        self.failure.lock().clone()
+    }
+
+    async fn finish(self) -> Result<(), Error> {
+        drop(self.tx);
+        if self.task.await.is_err() {
+            return Err(Error::CheckpointWriterStopped);
+        }
+        match self.failure.lock().take() {
+            Some(error) => Err(error),
+            None => Ok(()),
+        }
+    }
+}
