@@ -66,9 +66,42 @@ pub(crate) enum StoredWrite<S, U> {
     /// A task that finished while a sibling failed or paused: its result, reused on resume.
     Output { update: Option<U>, gotos: Vec<StoredGoto<S>> },
     /// A task that paused with `interrupt(value)`.
-    Interrupt { value: serde_json::Value },
+    Interrupt {
+        #[serde(with = "json_text")]
+        value: serde_json::Value,
+    },
     /// Answers given to a task's interrupts so far, in order.
-    Resume { values: Vec<serde_json::Value> },
+    Resume {
+        #[serde(with = "json_texts")]
+        values: Vec<serde_json::Value>,
+    },
+}
+
+/// JSON values travel as JSON text: binary codecs cannot encode a self-describing value.
+mod json_text {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub(crate) fn serialize<S: Serializer>(value: &serde_json::Value, serializer: S) -> Result<S::Ok, S::Error> {
+        value.to_string().serialize(serializer)
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<serde_json::Value, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        serde_json::from_str(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+mod json_texts {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub(crate) fn serialize<S: Serializer>(values: &[serde_json::Value], serializer: S) -> Result<S::Ok, S::Error> {
+        values.iter().map(ToString::to_string).collect::<Vec<_>>().serialize(serializer)
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<serde_json::Value>, D::Error> {
+        let texts = Vec::<String>::deserialize(deserializer)?;
+        texts.iter().map(|text| serde_json::from_str(text).map_err(serde::de::Error::custom)).collect()
+    }
 }
 
 /// Suffixes that keep a task's kinds of pending write apart (a put with the same id replaces).

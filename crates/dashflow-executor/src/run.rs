@@ -239,10 +239,10 @@ impl<S: GraphState> Loop<S> {
         let kind = EventKind::RunStarted { graph: graph_name, thread_id: self.params.config.thread_id.clone() };
         self.params.hub.emit(self.params.ids, kind).await;
         let mut result = self.steps(start).await;
-        if result.is_ok() {
-            if let Err(error) = self.finish_durable(matches!(result, Ok(RunStatus::Completed))).await {
-                result = Err(error);
-            }
+        // Even a failed run returns only once its queued checkpoints are committed.
+        let flushed = self.finish_durable(matches!(result, Ok(RunStatus::Completed))).await;
+        if let (Ok(_), Err(error)) = (&result, flushed) {
+            result = Err(error);
         }
         let (outcome, error) = match &result {
             Ok(RunStatus::Completed) => (RunOutcome::Completed, None),

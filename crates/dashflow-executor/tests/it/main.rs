@@ -1,1 +1,19 @@
-//! Integration tests of dashflow-executor.
+//! Integration tests of dashflow-executor: graphs built with dashflow-graph, run through
+//! `CompiledGraph`, checked by their final state, errors, streams and events.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
+
+mod callbacks;
+mod command;
+mod common;
+mod concurrency;
+mod context;
+mod durable;
+mod edges;
+mod failures;
+mod limits;
+mod reducers;
+mod send;
+mod sequential;
+mod stream;
+mod subgraph;

@@ -1,0 +1,87 @@
+//! What a node learns from its `NodeContext`, and run identity.
+
+use std::sync::{Arc, Mutex};
+
+use dashflow_executor::{CompileExt, RunConfig};
+use dashflow_graph::{END, NodeContext, START, StateGraph, TaskId};
+use dashflow_telemetry::{RunId, RunIds};
+
+use crate::common::{Trail, TrailUpdate};
+
+/// What one node execution saw in its context.
+#[derive(Clone, Debug)]
+struct Seen {
+    step: u64,
+    attempt: u32,
+    task: TaskId,
+    key: String,
+    thread: Option<String>,
+    run: RunIds,
+}
+
+type Sightings = Arc<Mutex<Vec<Seen>>>;
+
+fn observer(
+    sightings: &Sightings,
+) -> impl Fn(Arc<Trail>, NodeContext) -> std::future::Ready<Result<TrailUpdate, dashflow_graph::NodeError>>
++ Send
++ Sync
++ 'static {
+    let sightings = Arc::clone(sightings);
+    move |_, ctx| {
+        sightings.lock().unwrap().push(Seen {
+            step: ctx.step(),
+            attempt: ctx.attempt(),
+            task: ctx.task_id().clone(),
+            key: ctx.idempotency_key(),
+            thread: ctx.thread_id().map(str::to_owned),
+            run: *ctx.run(),
+        });
+        std::future::ready(Ok(TrailUpdate::default()))
+    }
+}
+
+#[tokio::test]
+async fn node_context_reports_step_attempt_task_thread_and_an_idempotency_key() {
+    let sightings = Sightings::default();
+    let mut graph = StateGraph::<Trail>::new();
+    graph
+        .add_node("first", observer(&sightings))
+        .add_node("x", observer(&sightings))
+        .add_node("y", observer(&sightings))
+        .add_edge(START, "first")
+        .add_parallel_edges("first", ["x", "y"])
+        .add_edge("x", END)
+        .add_edge("y", END);
+    let result = graph.compile().unwrap().invoke(Trail::default(), RunConfig::thread("thread-7")).await.unwrap();
+
+    let mut seen = sightings.lock().unwrap().clone();
+    seen.sort_by_key(|seen| (seen.task.step, seen.task.index));
+    let tasks: Vec<(u64, &str, u32)> = seen.iter().map(|s| (s.task.step, &*s.task.node, s.task.index)).collect();
+    assert_eq!(tasks, [(1, "first", 0), (2, "x", 0), (2, "y", 1)]);
+    for s in &seen {
+        assert_eq!(s.step, s.task.step);
+        assert_eq!(s.attempt, 1);
+        assert_eq!(s.thread.as_deref(), Some("thread-7"));
+        assert_eq!(s.run, RunIds::root(result.run_id));
+        assert!(s.key.contains("thread-7"), "{}", s.key);
+    }
+    assert_eq!(seen[2].key, "thread-7/2:y:1");
+    // Keys tell tasks apart.
+    assert_ne!(seen[1].key, seen[2].key);
+}
+
+#[tokio::test]
+async fn without_a_thread_the_idempotency_key_names_the_run() {
+    let sightings = Sightings::default();
+    let mut graph = StateGraph::<Trail>::new();
+    graph.add_node("only", observer(&sightings)).add_edge(START, "only").add_edge("only", END);
+    let run_id = RunId::new();
+    let result = graph.compile().unwrap().invoke(Trail::default(), RunConfig::new().run_id(run_id)).await.unwrap();
+
+    assert_eq!(result.run_id, run_id);
+    let seen = sightings.lock().unwrap()[0].clone();
+    assert_eq!(seen.thread, None);
+    assert_eq!(seen.key, format!("{run_id}/1:only:0"));
+    assert_eq!(seen.run, RunIds::root(run_id));
+}

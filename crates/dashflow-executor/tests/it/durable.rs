@@ -1,0 +1,523 @@
+//! Checkpointed runs: resume after failures and interrupts, durability modes, history, time
+//! travel, schema checks, one writer per thread, and bytes written per step.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+
+use async_trait::async_trait;
+use dashflow_checkpoint::{
+    CheckpointError, CheckpointId, CheckpointKind, CheckpointRecord, Checkpointer, ListOptions, LoadedCheckpoint,
+    PendingWrite,
+};
+use dashflow_checkpoint_memory::MemoryCheckpointer;
+use dashflow_executor::{CompileExt, CompiledGraph, Durability, Error, RunConfig, RunStatus};
+use dashflow_graph::{Command, END, GraphState, NodeContext, NodeError, START, StateGraph};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::common::{Ledger, Trail, TrailUpdate, strings};
+
+fn memory() -> Arc<dyn Checkpointer> {
+    Arc::new(MemoryCheckpointer::new())
+}
+
+/// A node that logs `name` and records each execution in `ledger`.
+fn recorded(
+    name: &'static str,
+    ledger: &Ledger,
+) -> impl Fn(Arc<Trail>) -> std::future::Ready<Result<TrailUpdate, NodeError>> + Send + Sync + 'static {
+    let ledger = ledger.clone();
+    move |_| {
+        ledger.push(name);
+        std::future::ready(Ok(TrailUpdate::default().log(vec![name.to_owned()])))
+    }
+}
+
+/// START -> {a, b, flaky} -> join -> END; `flaky` fails while `fail` is set.
+fn fan_out_with_flaky(ledger: &Ledger, fail: &Arc<AtomicBool>, checkpointer: Arc<dyn Checkpointer>) -> CompiledGraph<Trail> {
+    let mut graph = StateGraph::<Trail>::new();
+    let (flaky_ledger, fail) = (ledger.clone(), Arc::clone(fail));
+    graph
+        .add_node("a", recorded("a", ledger))
+        .add_node("b", recorded("b", ledger))
+        .add_node("flaky", move |_: Arc<Trail>| {
+            flaky_ledger.push("flaky");
+            let failing = fail.load(Ordering::SeqCst);
+            async move {
+                if failing {
+                    return Err(NodeError::msg("service down"));
+                }
+                Ok(TrailUpdate::default().log(vec!["flaky".to_owned()]))
+            }
+        })
+        .add_node("join", recorded("join", ledger))
+        .add_parallel_edges(START, ["a", "b", "flaky"])
+        .add_join(["a", "b", "flaky"], "join")
+        .add_edge("join", END);
+    graph.compile().unwrap().with_shared_checkpointer(checkpointer)
+}
+
+#[tokio::test]
+async fn resume_reruns_only_the_failed_task_and_reuses_its_siblings_writes() {
+    let (ledger, fail) = (Ledger::default(), Arc::new(AtomicBool::new(true)));
+    let app = fan_out_with_flaky(&ledger, &fail, memory());
+    let config = RunConfig::thread("r2").durability(Durability::Sync);
+
+    let error = app.invoke(Trail::default(), config.clone()).await.unwrap_err();
+    assert!(matches!(&error, Error::NodeFailed { node, .. } if &**node == "flaky"), "{error}");
+    assert_eq!(ledger.sorted(), strings(&["a", "b", "flaky"]));
+
+    fail.store(false, Ordering::SeqCst);
+    let result = app.resume(Command::new(), config).await.unwrap();
+    assert_eq!(result.status, RunStatus::Completed);
+    // The siblings did not run again; only the failed task and what follows did.
+    assert_eq!(ledger.sorted(), strings(&["a", "b", "flaky", "flaky", "join"]));
+    assert_eq!(result.state.log, strings(&["a", "b", "flaky", "join"]));
+}
+
+#[tokio::test]
+async fn interrupt_before_pauses_and_resume_continues_without_stopping_again() {
+    let ledger = Ledger::default();
+    let mut graph = StateGraph::<Trail>::new();
+    graph
+        .add_node("draft", recorded("draft", &ledger))
+        .add_node("send", recorded("send", &ledger))
+        .add_edge(START, "draft")
+        .add_edge("draft", "send")
+        .add_edge("send", END);
+    let app = graph.compile().unwrap().with_shared_checkpointer(memory()).interrupt_before(["send"]);
+    let config = RunConfig::thread("approve-1");
+
+    let paused = app.invoke(Trail::default(), config.clone()).await.unwrap();
+    assert_eq!(paused.status, RunStatus::Interrupted { node: "send".into(), value: None });
+    assert_eq!(paused.state.log, strings(&["draft"]));
+    let state = app.get_state(&config).await.unwrap().unwrap();
+    assert_eq!(state.next, strings(&["send"]));
+
+    let done = app.resume(Command::new(), config.clone()).await.unwrap();
+    assert_eq!(done.status, RunStatus::Completed);
+    assert_eq!(done.state.log, strings(&["draft", "send"]));
+    assert_eq!(ledger.entries(), strings(&["draft", "send"]));
+    assert!(app.get_state(&config).await.unwrap().unwrap().next.is_empty());
+}
+
+#[tokio::test]
+async fn interrupt_after_pauses_once_the_node_ran() {
+    let ledger = Ledger::default();
+    let mut graph = StateGraph::<Trail>::new();
+    graph
+        .add_node("draft", recorded("draft", &ledger))
+        .add_node("send", recorded("send", &ledger))
+        .add_edge(START, "draft")
+        .add_edge("draft", "send")
+        .add_edge("send", END);
+    let app = graph.compile().unwrap().with_shared_checkpointer(memory()).interrupt_after(["draft"]);
+    let config = RunConfig::thread("after-1");
+    let paused = app.invoke(Trail::default(), config.clone()).await.unwrap();
+    assert_eq!(paused.status, RunStatus::Interrupted { node: "draft".into(), value: None });
+    let done = app.resume(Command::new(), config).await.unwrap();
+    assert_eq!(done.state.log, strings(&["draft", "send"]));
+}
+
+#[tokio::test]
+async fn a_node_interrupt_returns_the_resume_value_when_the_run_continues() {
+    let ledger = Ledger::default();
+    let approvals = ledger.clone();
+    let mut graph = StateGraph::<Trail>::new();
+    graph
+        .add_node("review", move |_: Arc<Trail>, ctx: NodeContext| {
+            let approvals = approvals.clone();
+            async move {
+                let answer = ctx.interrupt(json!({ "question": "send it?" }))?;
+                approvals.push(format!("answer {answer}"));
+                Ok(TrailUpdate::default().note(answer.as_str().unwrap_or_default()))
+            }
+        })
+        .add_edge(START, "review")
+        .add_edge("review", END);
+    let app = graph.compile().unwrap().with_shared_checkpointer(memory());
+    let config = RunConfig::thread("hitl-1");
+
+    let paused = app.invoke(Trail::default(), config.clone()).await.unwrap();
+    assert_eq!(paused.status, RunStatus::Interrupted { node: "review".into(), value: Some(json!({ "question": "send it?" })) });
+    let pending = app.get_state(&config).await.unwrap().unwrap();
+    assert_eq!(pending.interrupts.len(), 1);
+    assert_eq!(pending.interrupts[0].1, json!({ "question": "send it?" }));
+
+    let done = app.resume(Command::resume("approved"), config).await.unwrap();
+    assert_eq!(done.status, RunStatus::Completed);
+    assert_eq!(done.state.note, "approved");
+    assert_eq!(ledger.entries(), strings(&["answer \"approved\""]));
+}
+
+#[tokio::test]
+async fn interrupts_without_a_checkpointer_are_refused_up_front() {
+    let mut graph = StateGraph::<Trail>::new();
+    graph.add_node("a", crate::common::tick).add_edge(START, "a").add_edge("a", END);
+    let app = graph.compile().unwrap().interrupt_before(["a"]);
+    let error = app.invoke(Trail::default(), RunConfig::thread("t")).await.unwrap_err();
+    assert!(matches!(error, Error::NoCheckpointer { .. }), "{error}");
+    let app = app.with_shared_checkpointer(memory());
+    let error = app.invoke(Trail::default(), RunConfig::new()).await.unwrap_err();
+    assert!(matches!(error, Error::NoThread { .. }), "{error}");
+}
+
+#[tokio::test]
+async fn an_interrupt_setting_naming_an_unknown_node_is_a_typed_error() {
+    let mut graph = StateGraph::<Trail>::new();
+    graph.add_node("a", crate::common::tick).add_edge(START, "a").add_edge("a", END);
+    let app = graph.compile().unwrap().with_shared_checkpointer(memory()).interrupt_before(["ghost"]);
+    let error = app.invoke(Trail::default(), RunConfig::thread("t")).await.unwrap_err();
+    assert!(error.to_string().contains("ghost"), "{error}");
+}
+
+/// A chain a -> b -> c -> d where `c` fails while `fail` is set.
+fn chain_failing_at_c(fail: &Arc<AtomicBool>, checkpointer: Arc<dyn Checkpointer>) -> CompiledGraph<Trail> {
+    let fail = Arc::clone(fail);
+    let mut graph = StateGraph::<Trail>::new();
+    graph
+        .add_node("a", crate::common::log("a"))
+        .add_node("b", crate::common::log("b"))
+        .add_node("c", move |_: Arc<Trail>| {
+            let failing = fail.load(Ordering::SeqCst);
+            async move {
+                if failing {
+                    Err(NodeError::msg("crash"))
+                } else {
+                    Ok(TrailUpdate::default().log(vec!["c".to_owned()]))
+                }
+            }
+        })
+        .add_node("d", crate::common::log("d"))
+        .add_edge(START, "a")
+        .add_edge("a", "b")
+        .add_edge("b", "c")
+        .add_edge("c", "d")
+        .add_edge("d", END);
+    graph.compile().unwrap().with_shared_checkpointer(checkpointer)
+}
+
+#[tokio::test]
+async fn sync_and_async_durability_resume_from_the_last_completed_step_and_exit_from_the_start() {
+    for durability in [Durability::Sync, Durability::Async, Durability::Exit] {
+        let fail = Arc::new(AtomicBool::new(true));
+        let app = chain_failing_at_c(&fail, memory());
+        let config = RunConfig::thread("r3").durability(durability);
+        app.invoke(Trail::default(), config.clone()).await.unwrap_err();
+        let stored = app.get_state(&config).await.unwrap();
+        fail.store(false, Ordering::SeqCst);
+        match durability {
+            Durability::Exit => {
+                // Nothing was written: the run can only start over.
+                assert!(stored.is_none());
+                let error = app.resume(Command::new(), config).await.unwrap_err();
+                assert!(matches!(error, Error::ThreadNotFound { .. }), "{error}");
+            }
+            _ => {
+                let stored = stored.unwrap();
+                assert_eq!(stored.state.log, strings(&["a", "b"]), "{durability:?}");
+                assert_eq!(stored.next, strings(&["c"]));
+                let done = app.resume(Command::new(), config).await.unwrap();
+                assert_eq!(done.state.log, strings(&["a", "b", "c", "d"]), "{durability:?}");
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn history_lists_every_checkpoint_newest_first_and_time_travel_forks_from_the_past() {
+    let fail = Arc::new(AtomicBool::new(false));
+    let app = chain_failing_at_c(&fail, memory());
+    let config = RunConfig::thread("history").durability(Durability::Sync);
+    let done = app.invoke(Trail::default(), config.clone()).await.unwrap();
+    assert_eq!(done.state.log, strings(&["a", "b", "c", "d"]));
+
+    let history = app.get_state_history(&config, None).await.unwrap();
+    // The input checkpoint and one per step.
+    assert_eq!(history.len(), 5);
+    let logs: Vec<usize> = history.iter().map(|snapshot| snapshot.state.log.len()).collect();
+    assert_eq!(logs, [4, 3, 2, 1, 0]);
+    assert_eq!(history[0].checkpoint_id, done.checkpoint_id.clone().unwrap());
+    assert!(history.windows(2).all(|pair| pair[0].parent_id.as_ref() == Some(&pair[1].checkpoint_id)));
+
+    // Fork after `b`: edit the state as if `b` wrote the edit, then run from there.
+    let after_b = history.iter().find(|snapshot| snapshot.state.log.len() == 2).unwrap();
+    let fork = config.clone().checkpoint_id(after_b.checkpoint_id.clone());
+    let edited = app.update_state(&fork, TrailUpdate::default().note("edited"), Some("b")).await.unwrap();
+    let forked = app.resume(Command::new(), config.clone().checkpoint_id(edited.clone())).await.unwrap();
+    assert_eq!(forked.state.log, strings(&["a", "b", "c", "d"]));
+    assert_eq!(forked.state.note, "edited");
+    // The thread's head is now the fork's end, and its lineage passes through the edit.
+    let head = app.get_state(&config).await.unwrap().unwrap();
+    assert_eq!(Some(head.checkpoint_id), forked.checkpoint_id);
+    let lineage = app.get_state_history(&config, None).await.unwrap();
+    let edit = lineage.iter().find(|snapshot| snapshot.checkpoint_id == edited).unwrap();
+    assert_eq!(edit.parent_id.as_ref(), Some(&after_b.checkpoint_id));
+    assert_eq!(edit.metadata.get("source"), Some(&json!("update")));
+}
+
+#[tokio::test]
+async fn invoke_update_continues_a_thread_with_new_input() {
+    let mut graph = StateGraph::<Trail>::new();
+    graph.add_node("count", crate::common::tick).add_edge(START, "count").add_edge("count", END);
+    let app = graph.compile().unwrap().with_shared_checkpointer(memory());
+    let config = RunConfig::thread("chat");
+    app.invoke(Trail::default(), config.clone()).await.unwrap();
+    let second = app.invoke_update(TrailUpdate::default().log(vec!["hello".to_owned()]), config.clone()).await.unwrap();
+    assert_eq!(second.state.count, 2);
+    assert_eq!(second.state.log, strings(&["hello"]));
+}
+
+#[tokio::test]
+async fn a_recursion_limit_stop_can_resume_with_a_higher_limit() {
+    let mut graph = StateGraph::<Trail>::new();
+    graph.add_node("inc", crate::common::tick).add_edge(START, "inc").add_conditional_edges(
+        "inc",
+        |state: &Trail| if state.count < 40 { "again" } else { "done" },
+        [("again", "inc"), ("done", END)],
+    );
+    let app = graph.compile().unwrap().with_shared_checkpointer(memory());
+    let config = RunConfig::thread("r16").durability(Durability::Sync);
+    let error = app.invoke(Trail::default(), config.clone()).await.unwrap_err();
+    assert!(matches!(error, Error::RecursionLimit { limit: 25 }), "{error}");
+    assert_eq!(app.get_state(&config).await.unwrap().unwrap().state.count, 25);
+    let done = app.resume(Command::new(), config.recursion_limit(100)).await.unwrap();
+    assert_eq!(done.state.count, 40);
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, GraphState)]
+struct Other {
+    #[reduce(add)]
+    total: i32,
+}
+
+#[tokio::test]
+async fn a_checkpoint_of_another_state_schema_is_a_version_mismatch() {
+    let checkpointer = memory();
+    let mut graph = StateGraph::<Trail>::new();
+    graph.add_node("a", crate::common::tick).add_edge(START, "a").add_edge("a", END);
+    let app = graph.compile().unwrap().with_shared_checkpointer(Arc::clone(&checkpointer));
+    app.invoke(Trail::default(), RunConfig::thread("shared")).await.unwrap();
+
+    let mut other = StateGraph::<Other>::new();
+    other.add_node("a", |_: Arc<Other>| async { Ok(OtherUpdate::default().total(1)) }).add_edge(START, "a").add_edge("a", END);
+    let other = other.compile().unwrap().with_shared_checkpointer(checkpointer);
+    let error = other.get_state(&RunConfig::thread("shared")).await.unwrap_err();
+    assert!(matches!(error, Error::Checkpoint(CheckpointError::VersionMismatch { .. })), "{error}");
+    let error = other.resume(Command::new(), RunConfig::thread("shared")).await.unwrap_err();
+    assert!(matches!(error, Error::Checkpoint(CheckpointError::VersionMismatch { .. })), "{error}");
+}
+
+#[tokio::test]
+async fn a_corrupted_blob_is_a_corruption_error_not_garbage_state() {
+    let checkpointer = memory();
+    let record = CheckpointRecord {
+        thread_id: "bad".into(),
+        namespace: String::new(),
+        checkpoint_id: CheckpointId::new(),
+        parent_id: None,
+        step: 0,
+        kind: CheckpointKind::Snapshot,
+        blob: b"DFCP\x01\x01garbage that is not a state".to_vec(),
+        metadata: Default::default(),
+        next_nodes: Vec::new(),
+        created_at_ms: 0,
+    };
+    checkpointer.put(record, None).await.unwrap();
+    let mut graph = StateGraph::<Trail>::new();
+    graph.add_node("a", crate::common::tick).add_edge(START, "a").add_edge("a", END);
+    let app = graph.compile().unwrap().with_shared_checkpointer(checkpointer);
+    let error = app.get_state(&RunConfig::thread("bad")).await.unwrap_err();
+    assert!(
+        matches!(error, Error::Checkpoint(CheckpointError::Corrupt { .. } | CheckpointError::VersionMismatch { .. })),
+        "{error}"
+    );
+}
+
+/// Wraps a checkpointer and counts the blob bytes of every put.
+#[derive(Debug)]
+struct Counting {
+    inner: Arc<dyn Checkpointer>,
+    puts: AtomicUsize,
+    bytes: AtomicU64,
+    snapshots: AtomicUsize,
+    snapshot_bytes: AtomicU64,
+}
+
+#[async_trait]
+impl Checkpointer for Counting {
+    async fn put(&self, record: CheckpointRecord, expected: Option<&CheckpointId>) -> Result<(), CheckpointError> {
+        self.puts.fetch_add(1, Ordering::SeqCst);
+        self.bytes.fetch_add(record.blob.len() as u64, Ordering::SeqCst);
+        if record.kind == CheckpointKind::Snapshot {
+            self.snapshots.fetch_add(1, Ordering::SeqCst);
+            self.snapshot_bytes.fetch_add(record.blob.len() as u64, Ordering::SeqCst);
+        }
+        self.inner.put(record, expected).await
+    }
+    async fn put_writes(&self, t: &str, ns: &str, id: &CheckpointId, w: Vec<PendingWrite>) -> Result<(), CheckpointError> {
+        self.inner.put_writes(t, ns, id, w).await
+    }
+    async fn load(&self, t: &str, ns: &str, id: Option<&CheckpointId>) -> Result<Option<LoadedCheckpoint>, CheckpointError> {
+        self.inner.load(t, ns, id).await
+    }
+    async fn list(&self, t: &str, options: &ListOptions) -> Result<Vec<CheckpointRecord>, CheckpointError> {
+        self.inner.list(t, options).await
+    }
+    async fn delete_thread(&self, t: &str) -> Result<(), CheckpointError> {
+        self.inner.delete_thread(t).await
+    }
+    async fn copy_thread(&self, from: &str, to: &str) -> Result<(), CheckpointError> {
+        self.inner.copy_thread(from, to).await
+    }
+    async fn delete_before(&self, t: &str, ns: &str, keep: &CheckpointId) -> Result<u64, CheckpointError> {
+        self.inner.delete_before(t, ns, keep).await
+    }
+    async fn delete_idle_threads(&self, cutoff: i64) -> Result<Vec<String>, CheckpointError> {
+        self.inner.delete_idle_threads(cutoff).await
+    }
+}
+
+#[tokio::test]
+async fn a_large_state_growing_by_small_items_writes_bytes_proportional_to_the_items() {
+    let counting = Arc::new(Counting {
+        inner: memory(),
+        puts: AtomicUsize::new(0),
+        bytes: AtomicU64::new(0),
+        snapshots: AtomicUsize::new(0),
+        snapshot_bytes: AtomicU64::new(0),
+    });
+    let mut graph = StateGraph::<Trail>::new();
+    graph
+        .add_node("grow", |state: Arc<Trail>| async move {
+            Ok(TrailUpdate::default().log(vec![format!("item {}", state.log.len())]).count(1_u64))
+        })
+        .add_edge(START, "grow")
+        .add_conditional_edges("grow", |s: &Trail| if s.count < 200 { "again" } else { "done" }, [("again", "grow"), ("done", END)]);
+    let app = graph.compile().unwrap().with_shared_checkpointer(Arc::clone(&counting) as Arc<dyn Checkpointer>);
+    // About 1 MB of state to begin with.
+    let big = Trail { log: (0..10_000).map(|i| format!("{i:0>96}")).collect(), ..Trail::default() };
+    let config = RunConfig::thread("big").durability(Durability::Sync).recursion_limit(500);
+    let done = app.invoke(big, config.clone()).await.unwrap();
+    assert_eq!(done.state.count, 200);
+
+    let puts = counting.puts.load(Ordering::SeqCst) as u64;
+    let bytes = counting.bytes.load(Ordering::SeqCst);
+    // One ~1 MB snapshot for the input, then deltas of a few dozen bytes each.
+    assert_eq!(counting.snapshots.load(Ordering::SeqCst), 1);
+    let snapshot = counting.snapshot_bytes.load(Ordering::SeqCst);
+    assert!(snapshot > 900_000, "the input snapshot holds the whole state ({snapshot} bytes)");
+    let per_step = (bytes - snapshot) / (puts - 1);
+    assert!(per_step < 200, "{per_step} bytes per step for a 10-byte item");
+    // Loading replays the deltas onto the snapshot.
+    let stored = app.get_state(&config).await.unwrap().unwrap();
+    assert_eq!(stored.state.log.len(), 10_200);
+    assert_eq!(stored.state.log.last().unwrap(), "item 10199");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_runs_resuming_one_thread_at_once_let_exactly_one_advance() {
+    let barrier = Arc::new(tokio::sync::Barrier::new(2));
+    let gate = Arc::clone(&barrier);
+    let armed = Arc::new(AtomicBool::new(false));
+    let waiting = Arc::clone(&armed);
+    let mut graph = StateGraph::<Trail>::new();
+    graph
+        .add_node("work", move |_: Arc<Trail>| {
+            let (gate, waiting) = (Arc::clone(&gate), waiting.load(Ordering::SeqCst));
+            async move {
+                // Both resumed runs are inside the step before either commits.
+                if waiting {
+                    gate.wait().await;
+                }
+                Ok(TrailUpdate::default().count(1_u64))
+            }
+        })
+        .add_edge(START, "work")
+        .add_edge("work", END);
+    let app = graph.compile().unwrap().with_shared_checkpointer(memory()).interrupt_before(["work"]);
+    let config = RunConfig::thread("r13").durability(Durability::Sync);
+    app.invoke(Trail::default(), config.clone()).await.unwrap();
+    armed.store(true, Ordering::SeqCst);
+
+    let (first, second) = tokio::join!(
+        app.resume(Command::new(), config.clone()),
+        app.resume(Command::new(), config.clone())
+    );
+    let outcomes = [first, second];
+    let advanced = outcomes.iter().filter(|outcome| outcome.is_ok()).count();
+    let busy = outcomes.iter().filter(|outcome| matches!(outcome, Err(Error::ThreadBusy { .. }))).count();
+    assert_eq!((advanced, busy), (1, 1), "{outcomes:?}");
+    // History stays linear: one step after the input checkpoint.
+    let history = app.get_state_history(&config, None).await.unwrap();
+    assert_eq!(history.len(), 2);
+    assert_eq!(history[0].state.count, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_concurrent_threads_on_one_graph_keep_their_histories_apart() {
+    let mut graph = StateGraph::<Trail>::new();
+    graph
+        .add_node("first", |state: Arc<Trail>| async move { Ok(TrailUpdate::default().log(vec![format!("{}-1", state.note)])) })
+        .add_node("second", |state: Arc<Trail>| async move { Ok(TrailUpdate::default().log(vec![format!("{}-2", state.note)])) })
+        .add_edge(START, "first")
+        .add_edge("first", "second")
+        .add_edge("second", END);
+    let app = graph.compile().unwrap().with_shared_checkpointer(memory());
+    let runs = (0..1000).map(|i| {
+        let app = app.clone();
+        tokio::spawn(async move {
+            let note = format!("t{i}");
+            let input = Trail { note: note.clone(), ..Trail::default() };
+            app.invoke(input, RunConfig::thread(note).durability(Durability::Async)).await
+        })
+    });
+    let results = futures::future::join_all(runs).await;
+    for (i, result) in results.into_iter().enumerate() {
+        let result = result.unwrap().unwrap();
+        assert_eq!(result.state.log, vec![format!("t{i}-1"), format!("t{i}-2")]);
+        let history = app.get_state_history(&RunConfig::thread(format!("t{i}")), None).await.unwrap();
+        let steps: Vec<i64> = history.iter().map(|snapshot| snapshot.step).collect();
+        assert_eq!(steps, [2, 1, 0], "thread t{i}");
+    }
+}
+
+#[tokio::test]
+async fn dropping_a_run_mid_step_leaves_no_half_written_checkpoint_and_the_thread_resumes() {
+    let block = Arc::new(AtomicBool::new(true));
+    let (entered_tx, entered_rx) = tokio::sync::oneshot::channel::<()>();
+    let entered = Arc::new(parking_lot::Mutex::new(Some(entered_tx)));
+    let blocking = Arc::clone(&block);
+    let mut graph = StateGraph::<Trail>::new();
+    graph
+        .add_node("a", crate::common::log("a"))
+        .add_node("slow", move |_: Arc<Trail>| {
+            let (blocking, entered) = (blocking.load(Ordering::SeqCst), entered.lock().take());
+            async move {
+                if blocking {
+                    if let Some(entered) = entered {
+                        let _ = entered.send(());
+                    }
+                    std::future::pending::<()>().await;
+                }
+                Ok(TrailUpdate::default().log(vec!["slow".to_owned()]))
+            }
+        })
+        .add_edge(START, "a")
+        .add_edge("a", "slow")
+        .add_edge("slow", END);
+    let app = graph.compile().unwrap().with_shared_checkpointer(memory());
+    let config = RunConfig::thread("r19").durability(Durability::Sync);
+    let run = app.invoke(Trail::default(), config.clone());
+    tokio::select! {
+        _ = run => panic!("the run cannot finish while `slow` blocks"),
+        _ = entered_rx => {}
+    }
+    // The run future is dropped here, inside step 2.
+    let stored = app.get_state(&config).await.unwrap().unwrap();
+    assert_eq!(stored.state.log, strings(&["a"]));
+    assert_eq!(stored.next, strings(&["slow"]));
+    block.store(false, Ordering::SeqCst);
+    let done = app.resume(Command::new(), config).await.unwrap();
+    assert_eq!(done.state.log, strings(&["a", "slow"]));
+}
