@@ -1,0 +1,143 @@
+//! One suite of contract checks that every DashFlow checkpoint backend runs.
+//!
+//! The [`Checkpointer`] contract (conditional puts, parent-linked chains, pending writes,
+//! newest-first listing, thread copy and retention) is written down once, here, as
+//! `pub async fn` checks grouped by operation: [`checks::put::conflict_when_head_moved`],
+//! [`checks::list::newest_first`], [`checks::load::chain_follows_parent_links_across_a_fork`],
+//! and so on. [`cases`] lists them all; [`trials`] turns them into one libtest-mimic trial per
+//! case, named `{backend}/{group}/{case}` (`sqlite/list/newest_first`), each on a fresh,
+//! empty checkpointer from the backend's factory and on its own tokio runtime, so trials run
+//! in parallel and never share state. Checks report a broken contract as [`Error::Contract`]
+//! with what was expected and what came back, and assert error *kinds* (a `Conflict` is a
+//! `Conflict` on every backend).
+//!
+//! A backend runs the suite from an integration test with `harness = false`:
+//!
+//! ```no_run
+//! // tests/conformance.rs of a backend crate; Cargo.toml has
+//! // [[test]] name = "conformance", harness = false
+//! use std::sync::Arc;
+//!
+//! use dashflow_checkpoint::Checkpointer;
+//! # #[derive(Debug, Default)] struct MyCheckpointer;
+//! # #[async_trait::async_trait] impl Checkpointer for MyCheckpointer {
+//! #   async fn put(&self, _: dashflow_checkpoint::CheckpointRecord, _: Option<&dashflow_checkpoint::CheckpointId>) -> dashflow_checkpoint::Result<()> { Ok(()) }
+//! #   async fn put_writes(&self, _: &str, _: &str, _: &dashflow_checkpoint::CheckpointId, _: Vec<dashflow_checkpoint::PendingWrite>) -> dashflow_checkpoint::Result<()> { Ok(()) }
+//! #   async fn load(&self, _: &str, _: &str, _: Option<&dashflow_checkpoint::CheckpointId>) -> dashflow_checkpoint::Result<Option<dashflow_checkpoint::LoadedCheckpoint>> { Ok(None) }
+//! #   async fn list(&self, _: &str, _: &dashflow_checkpoint::ListOptions) -> dashflow_checkpoint::Result<Vec<dashflow_checkpoint::CheckpointRecord>> { Ok(vec![]) }
+//! #   async fn delete_thread(&self, _: &str) -> dashflow_checkpoint::Result<()> { Ok(()) }
+//! #   async fn copy_thread(&self, _: &str, _: &str) -> dashflow_checkpoint::Result<()> { Ok(()) }
+//! #   async fn delete_before(&self, _: &str, _: &str, _: &dashflow_checkpoint::CheckpointId) -> dashflow_checkpoint::Result<u64> { Ok(0) }
+//! #   async fn delete_idle_threads(&self, _: i64) -> dashflow_checkpoint::Result<Vec<String>> { Ok(vec![]) }
+//! # }
+//!
+//! fn main() {
+//!     let trials = dashflow_checkpoint_conformance::trials("mine", || async {
+//!         Arc::new(MyCheckpointer::default()) as Arc<dyn Checkpointer>
+//!     });
+//!     dashflow_checkpoint_conformance::run(trials).exit();
+//! }
+//! ```
+//!
+//! A single check can also be called directly, e.g. from a `#[tokio::test]`:
+//! `checks::put::conflict_when_head_moved(Arc::new(my_checkpointer)).await?`.
+//!
+//! The suite is shown to fail: this crate's own tests run it against deliberately broken
+//! wrappers of the memory backend (one ignores the expected head, one lists oldest first,
+//! one builds chains by id order, ...) and assert that the matching checks fail.
+//!
+//! This crate has no feature flags.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use dashflow_checkpoint::Checkpointer;
+use futures::future::BoxFuture;
+use libtest_mimic::{Arguments, Conclusion, Failed, Trial};
+
+pub mod checks;
+mod error;
+mod fixture;
+
+pub use error::{Error, Result};
+
+/// One check of the contract: a group (`put`, `list`, ...), a name, and the check itself.
+#[derive(Clone, Copy)]
+pub struct Case {
+    group: &'static str,
+    name: &'static str,
+    check: fn(Arc<dyn Checkpointer>) -> BoxFuture<'static, Result<()>>,
+}
+
+impl Case {
+    /// The operation the case is about, e.g. `put`.
+    pub fn group(&self) -> &'static str {
+        self.group
+    }
+
+    /// The case within its group, e.g. `conflict_when_head_moved`.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// `group/name`, e.g. `put/conflict_when_head_moved`.
+    pub fn path(&self) -> String {
+        format!("{}/{}", self.group, self.name)
+    }
+
+    /// Runs the check against `checkpointer`, which should be fresh and empty.
+    pub async fn run(&self, checkpointer: Arc<dyn Checkpointer>) -> Result<()> {
+        (self.check)(checkpointer).await
+    }
+}
+
+impl std::fmt::Debug for Case {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Case").field(&self.path()).finish()
+    }
+}
+
+/// Every case of the suite, grouped by operation.
+pub fn cases() -> &'static [Case] {
+    checks::CASES
+}
+
+/// One libtest-mimic trial per case, named `{backend}/{group}/{case}`.
+///
+/// Each trial builds its own multi-threaded tokio runtime (two workers), awaits `factory` on
+/// it for a fresh, empty checkpointer, and runs the case; trials never share a checkpointer,
+/// so they may run in parallel. A factory that cannot set up (say, no database) may panic:
+/// the trial fails with the panic message.
+pub fn trials<F, Fut>(backend: &str, factory: F) -> Vec<Trial>
+where
+    F: Fn() -> Fut + Send + Sync + Clone + 'static,
+    Fut: Future<Output = Arc<dyn Checkpointer>> + Send,
+{
+    cases()
+        .iter()
+        .map(|case| {
+            let (case, factory) = (*case, factory.clone());
+            Trial::test(format!("{backend}/{}", case.path()), move || run_trial(case, factory))
+        })
+        .collect()
+}
+
+fn run_trial<F, Fut>(case: Case, factory: F) -> Result<(), Failed>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Arc<dyn Checkpointer>>,
+{
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|source| Failed::from(Error::Runtime { source }.report()))?;
+    runtime.block_on(async { case.run(factory().await).await }).map_err(|error| Failed::from(error.report()))
+}
+
+/// Runs `trials` with the command line's arguments (filters, `--list`, `--test-threads`, ...)
+/// and returns the conclusion; call `.exit()` on it at the end of `main`, after cleaning up
+/// anything the factory needed (temporary directories, databases).
+pub fn run(trials: Vec<Trial>) -> Conclusion {
+    libtest_mimic::run(&Arguments::from_args(), trials)
+}
