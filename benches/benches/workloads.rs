@@ -5,7 +5,9 @@ use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use dashflow::RunConfig;
-use dashflow_benches::{Counter, Fanout, chain100, chain100_config, fanout16, loop1000, loop1000_config, verify_workloads};
+use dashflow_benches::{
+    Counter, Fanout, chain100, chain100_config, fanout16, loop1000, loop1000_config, verify_workloads,
+};
 
 fn runtime() -> tokio::runtime::Runtime {
     // Two workers, as on the reference machine; B2's branches run on both.

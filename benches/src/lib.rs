@@ -53,9 +53,10 @@ pub fn fanout16() -> CompiledGraph<Fanout> {
     graph.add_node("split", |_: Arc<Fanout>| async { Ok(FanoutUpdate::default()) });
     let branches: Vec<String> = (0..16).map(|i| format!("branch{i}")).collect();
     for (index, name) in (0u64..).zip(&branches) {
-        graph.add_node(name.as_str(), move |_: Arc<Fanout>| async move {
-            Ok(FanoutUpdate::default().items(vec![index]))
-        });
+        graph.add_node(
+            name.as_str(),
+            move |_: Arc<Fanout>| async move { Ok(FanoutUpdate::default().items(vec![index])) },
+        );
     }
     graph.add_node("join", |state: Arc<Fanout>| async move {
         Ok(FanoutUpdate::default().total(state.items.iter().sum::<u64>()))
@@ -71,14 +72,11 @@ pub fn fanout16() -> CompiledGraph<Fanout> {
 /// B3: one node looping on itself 1000 times.
 pub fn loop1000() -> CompiledGraph<Counter> {
     let mut graph = StateGraph::<Counter>::named("loop1000");
-    graph
-        .add_node("inc", increment)
-        .add_edge(START, "inc")
-        .add_conditional_edges(
-            "inc",
-            |state: &Counter| if state.counter < 1000 { "again" } else { "done" },
-            [("again", "inc"), ("done", END)],
-        );
+    graph.add_node("inc", increment).add_edge(START, "inc").add_conditional_edges(
+        "inc",
+        |state: &Counter| if state.counter < 1000 { "again" } else { "done" },
+        [("again", "inc"), ("done", END)],
+    );
     compile(graph)
 }
 

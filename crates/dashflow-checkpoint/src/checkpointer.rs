@@ -35,8 +35,12 @@ pub trait Checkpointer: Send + Sync + fmt::Debug + 'static {
 
     /// The checkpoint `id` (the head when `None`) with the chain of records needed to rebuild
     /// it and its pending writes; `None` when the thread, namespace or id does not exist.
-    async fn load(&self, thread_id: &str, namespace: &str, id: Option<&CheckpointId>)
-    -> Result<Option<LoadedCheckpoint>>;
+    async fn load(
+        &self,
+        thread_id: &str,
+        namespace: &str,
+        id: Option<&CheckpointId>,
+    ) -> Result<Option<LoadedCheckpoint>>;
 
     /// Checkpoints of a thread, newest first.
     async fn list(&self, thread_id: &str, options: &ListOptions) -> Result<Vec<CheckpointRecord>>;

@@ -127,7 +127,8 @@ impl<S: GraphState> CompiledGraph<S> {
     /// Like [`CompiledGraph::with_checkpointer`], for a checkpointer shared with other graphs.
     pub fn with_shared_checkpointer(self, checkpointer: Arc<dyn Checkpointer>) -> Self {
         self.configure(|inner| {
-            let (codec, max_chain) = inner.checkpoints.as_ref().map_or((Codec::default(), 1000), |s| (s.codec, s.max_chain));
+            let (codec, max_chain) =
+                inner.checkpoints.as_ref().map_or((Codec::default(), 1000), |s| (s.codec, s.max_chain));
             inner.checkpoints = Some(CheckpointSettings { checkpointer, codec, max_chain });
         })
     }
@@ -218,7 +219,8 @@ impl<S: GraphState> CompiledGraph<S> {
             (None, None)
         };
         let callbacks: Vec<_> = self.inner.callbacks.iter().chain(&config.callbacks).map(Arc::clone).collect();
-        let sink = stream.as_ref().map(|s: &StreamSender<S>| Arc::new(StreamSender(s.0.clone())) as Arc<dyn UntypedSink>);
+        let sink =
+            stream.as_ref().map(|s: &StreamSender<S>| Arc::new(StreamSender(s.0.clone())) as Arc<dyn UntypedSink>);
         let hub = Arc::new(EventHub::new(callbacks, sink, config.stream_modes));
         let inner = Arc::clone(&self.inner);
         let driver = Box::pin(async move {
@@ -302,7 +304,9 @@ async fn prepare<S: GraphState>(
     let head = checkpointer.load(thread_id, "", None).await.map_err(checkpoint_error)?;
     let head_id = head.as_ref().and_then(|loaded| loaded.head()).map(|record| record.checkpoint_id.clone());
     let target = match &config.checkpoint_id {
-        Some(id) if Some(id) != head_id.as_ref() => checkpointer.load(thread_id, "", Some(id)).await.map_err(checkpoint_error)?,
+        Some(id) if Some(id) != head_id.as_ref() => {
+            checkpointer.load(thread_id, "", Some(id)).await.map_err(checkpoint_error)?
+        }
         _ => head,
     };
     let not_found = || Error::ThreadNotFound {
@@ -313,8 +317,14 @@ async fn prepare<S: GraphState>(
         return Err(not_found());
     }
     let target_id = target.as_ref().and_then(|loaded| loaded.head()).map(|record| record.checkpoint_id.clone());
-    let mut durable =
-        Durable::new(settings.clone(), Arc::clone(thread_id), config.durability, ids.run_id.to_string(), target_id, head_id);
+    let mut durable = Durable::new(
+        settings.clone(),
+        Arc::clone(thread_id),
+        config.durability,
+        ids.run_id.to_string(),
+        target_id,
+        head_id,
+    );
     let start = match begin {
         Begin::Fresh(input) => Start::Fresh(Arc::new(input)),
         Begin::Update(update) => {

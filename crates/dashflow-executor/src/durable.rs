@@ -104,7 +104,8 @@ pub(crate) fn rebuild<S: GraphState>(loaded: &LoadedCheckpoint) -> Result<(S, Po
     if first.kind != CheckpointKind::Snapshot {
         return Err(corrupt("the checkpoint chain does not start with a snapshot"));
     }
-    let Snapshot { mut state, mut position } = open::<Snapshot<S>>(&first.blob, S::SCHEMA_HASH).map_err(Error::Checkpoint)?;
+    let Snapshot { mut state, mut position } =
+        open::<Snapshot<S>>(&first.blob, S::SCHEMA_HASH).map_err(Error::Checkpoint)?;
     for record in records {
         match record.kind {
             CheckpointKind::Delta => {
@@ -208,7 +209,13 @@ impl Durable {
         self.put(source, position, kind, blob).await
     }
 
-    async fn put<S>(&mut self, source: Source, position: &Position<S>, kind: CheckpointKind, blob: Vec<u8>) -> Result<CheckpointId, Error> {
+    async fn put<S>(
+        &mut self,
+        source: Source,
+        position: &Position<S>,
+        kind: CheckpointKind,
+        blob: Vec<u8>,
+    ) -> Result<CheckpointId, Error> {
         let id = CheckpointId::new();
         let mut metadata = Metadata::new();
         metadata.insert("source".into(), source.as_str().into());

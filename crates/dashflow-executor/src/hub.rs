@@ -30,7 +30,11 @@ pub(crate) struct EventHub {
 }
 
 impl EventHub {
-    pub(crate) fn new(callbacks: Vec<Arc<dyn EventCallback>>, sink: Option<Arc<dyn UntypedSink>>, modes: StreamModes) -> Self {
+    pub(crate) fn new(
+        callbacks: Vec<Arc<dyn EventCallback>>,
+        sink: Option<Arc<dyn UntypedSink>>,
+        modes: StreamModes,
+    ) -> Self {
         let stream_events = sink.is_some() && modes.contains(StreamMode::Events);
         let stream_custom = sink.is_some() && modes.contains(StreamMode::Custom);
         let enabled = !callbacks.is_empty() || stream_events;
@@ -70,17 +74,19 @@ impl EventHub {
             callback.on_event(&event);
         }
         if self.stream_events
-            && let Some(sink) = &self.sink {
-                sink.send_event(event).await;
-            }
+            && let Some(sink) = &self.sink
+        {
+            sink.send_event(event).await;
+        }
     }
 
     async fn emit_custom(&self, run: RunIds, task: &TaskId, value: serde_json::Value) {
         if self.stream_custom
-            && let Some(sink) = &self.sink {
-                let custom = CustomValue { run, step: task.step, node: task.node.clone(), value: value.clone() };
-                sink.send_custom(custom).await;
-            }
+            && let Some(sink) = &self.sink
+        {
+            let custom = CustomValue { run, step: task.step, node: task.node.clone(), value: value.clone() };
+            sink.send_custom(custom).await;
+        }
         // Callbacks hear custom values as events. The stream reports each one once, as
         // `StreamEvent::Custom` when that mode is on, and never again as an `Events` item.
         if !self.callbacks.is_empty() {

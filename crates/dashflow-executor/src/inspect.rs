@@ -42,7 +42,11 @@ impl<S: GraphState> CompiledGraph<S> {
         Ok((settings, thread_id))
     }
 
-    async fn load_target(&self, config: &RunConfig, operation: &'static str) -> Result<Option<LoadedCheckpoint>, Error> {
+    async fn load_target(
+        &self,
+        config: &RunConfig,
+        operation: &'static str,
+    ) -> Result<Option<LoadedCheckpoint>, Error> {
         let (settings, thread_id) = self.thread_settings(config, operation)?;
         settings.checkpointer.load(thread_id, "", config.checkpoint_id.as_ref()).await.map_err(checkpoint_error)
     }
@@ -57,7 +61,11 @@ impl<S: GraphState> CompiledGraph<S> {
     }
 
     /// The thread's checkpoints, newest first, each with its state (at most `limit`).
-    pub async fn get_state_history(&self, config: &RunConfig, limit: Option<usize>) -> Result<Vec<StateSnapshot<S>>, Error> {
+    pub async fn get_state_history(
+        &self,
+        config: &RunConfig,
+        limit: Option<usize>,
+    ) -> Result<Vec<StateSnapshot<S>>, Error> {
         let (settings, thread_id) = self.thread_settings(config, "get_state_history")?;
         let mut options = ListOptions::new().namespace("");
         if let Some(limit) = limit {
@@ -108,10 +116,9 @@ impl<S: GraphState> CompiledGraph<S> {
         let position = match as_node {
             Some(name) => {
                 let graph = &self.inner.graph;
-                let node = graph.node_id(name).ok_or_else(|| Error::UnknownTarget {
-                    node: "update_state".into(),
-                    target: name.to_owned(),
-                })?;
+                let node = graph
+                    .node_id(name)
+                    .ok_or_else(|| Error::UnknownTarget { node: "update_state".into(), target: name.to_owned() })?;
                 position_after(graph, &state, node, position)?
             }
             None => position,
@@ -125,7 +132,8 @@ impl<S: GraphState> CompiledGraph<S> {
 fn snapshot_of<S: GraphState>(loaded: &LoadedCheckpoint) -> Result<StateSnapshot<S>, Error> {
     let (state, _) = rebuild::<S>(loaded)?;
     let restored = Restored::<S>::decode(&loaded.pending_writes)?;
-    let record = loaded.head().ok_or_else(|| Error::ThreadNotFound { thread_id: String::new(), checkpoint_id: None })?;
+    let record =
+        loaded.head().ok_or_else(|| Error::ThreadNotFound { thread_id: String::new(), checkpoint_id: None })?;
     let mut interrupts: Vec<_> = restored.interrupts.into_iter().collect();
     interrupts.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(StateSnapshot {

@@ -61,7 +61,10 @@ pub(crate) enum StoredGoto<S> {
 
 /// What a pending write holds.
 #[derive(Serialize, Deserialize)]
-#[serde(bound(serialize = "S: Serialize, U: Serialize", deserialize = "S: serde::de::DeserializeOwned, U: serde::de::DeserializeOwned"))]
+#[serde(bound(
+    serialize = "S: Serialize, U: Serialize",
+    deserialize = "S: serde::de::DeserializeOwned, U: serde::de::DeserializeOwned"
+))]
 pub(crate) enum StoredWrite<S, U> {
     /// A task that finished while a sibling failed or paused: its result, reused on resume.
     Output { update: Option<U>, gotos: Vec<StoredGoto<S>> },

@@ -51,7 +51,11 @@ pub(crate) fn merge_parallel<S: MergeableState>(
     Ok(Some(merged))
 }
 
-fn check_overwrite_conflicts<S: MergeableState>(updates: &StepUpdates<S>, graph: &Graph<S>, step: u64) -> Result<(), Error> {
+fn check_overwrite_conflicts<S: MergeableState>(
+    updates: &StepUpdates<S>,
+    graph: &Graph<S>,
+    step: u64,
+) -> Result<(), Error> {
     let mut writers: Vec<(&'static str, NodeId)> = Vec::new();
     let mut conflict = None;
     for (node, update) in updates {
@@ -137,7 +141,11 @@ struct Done<S: GraphState> {
 enum Flow {
     Continue,
     /// The run pauses: `writes` (finished siblings, interrupt values) must be stored.
-    Interrupted { node: NodeName, value: Option<serde_json::Value>, writes: Vec<PendingWrite> },
+    Interrupted {
+        node: NodeName,
+        value: Option<serde_json::Value>,
+        writes: Vec<PendingWrite>,
+    },
 }
 
 /// Runs a graph from `start` to the end, an interrupt, or the first error.
@@ -377,13 +385,20 @@ impl<S: GraphState> Loop<S> {
             return None;
         }
         let inner = &self.params.inner;
-        let task = self.frontier.iter().find(|task| inner.interrupt_before.get(task.node.index()).copied().unwrap_or(false))?;
+        let task = self
+            .frontier
+            .iter()
+            .find(|task| inner.interrupt_before.get(task.node.index()).copied().unwrap_or(false))?;
         Some(RunStatus::Interrupted { node: inner.graph.node(task.node).name.clone(), value: None })
     }
 
     fn interrupt_after(&self) -> Option<NodeName> {
         let inner = &self.params.inner;
-        let done = self.results.done.iter().find(|done| inner.interrupt_after.get(done.node.index()).copied().unwrap_or(false))?;
+        let done = self
+            .results
+            .done
+            .iter()
+            .find(|done| inner.interrupt_after.get(done.node.index()).copied().unwrap_or(false))?;
         Some(inner.graph.node(done.node).name.clone())
     }
 
@@ -417,16 +432,26 @@ impl<S: GraphState> Loop<S> {
         self.results.done.clear();
         let timed = observed || self.params.stream.is_some();
         let restored = std::mem::take(&mut self.restored.outputs);
-        execute_tasks(&self.params.inner, &self.scope, &self.state, self.step, &frontier, timed, restored, &mut self.results)
-            .await;
+        execute_tasks(
+            &self.params.inner,
+            &self.scope,
+            &self.state,
+            self.step,
+            &frontier,
+            timed,
+            restored,
+            &mut self.results,
+        )
+        .await;
         // Siblings have all finished by now; the first failure in frontier order fails the step.
         if let Some(error) = self.results.first_error.take() {
             let writes = self.pending_writes(&frontier)?;
             self.results.interrupts.clear();
-            if let Some(durable) = &mut self.durable {
-                if durable.durability() != Durability::Exit && !writes.is_empty() {
-                    durable.put_writes(writes).await?;
-                }
+            if let Some(durable) = &mut self.durable
+                && durable.durability() != Durability::Exit
+                && !writes.is_empty()
+            {
+                durable.put_writes(writes).await?;
             }
             return Err(error);
         }
@@ -642,7 +667,12 @@ impl<S: GraphState> StepResults<S> {
             self.first_error.get_or_insert(Error::TaskLost { node: node.name.clone(), step });
             return;
         };
-        self.nodes.push(NodeRun { node: node.name.clone(), step, attempts: outcome.attempts, duration: outcome.duration });
+        self.nodes.push(NodeRun {
+            node: node.name.clone(),
+            step,
+            attempts: outcome.attempts,
+            duration: outcome.duration,
+        });
         match outcome.result {
             Ok(NodeOutput::Update(update)) => {
                 self.done.push(Done { index, node: id, update: Some(update), gotos: Vec::new() });
@@ -746,10 +776,11 @@ impl<S: GraphState> Routing<S> {
 
     fn schedule(&mut self, target: Target) {
         if let Target::Node(id) = target
-            && !self.scheduled[id.index()] {
-                self.scheduled[id.index()] = true;
-                self.next.push(PendingTask { node: id, input: None });
-            }
+            && !self.scheduled[id.index()]
+        {
+            self.scheduled[id.index()] = true;
+            self.next.push(PendingTask { node: id, input: None });
+        }
     }
 
     fn schedule_send(&mut self, graph: &Graph<S>, from: &NodeName, send: SendTask<S>) -> Result<(), Error> {

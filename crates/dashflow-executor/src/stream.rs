@@ -57,7 +57,9 @@ impl<S: GraphState> Clone for StreamEvent<S> {
     fn clone(&self) -> Self {
         match self {
             Self::Values { step, state } => Self::Values { step: *step, state: Arc::clone(state) },
-            Self::Updates { step, node, update } => Self::Updates { step: *step, node: node.clone(), update: update.clone() },
+            Self::Updates { step, node, update } => {
+                Self::Updates { step: *step, node: node.clone(), update: update.clone() }
+            }
             Self::Event(event) => Self::Event(event.clone()),
             Self::Custom(custom) => Self::Custom(custom.clone()),
         }

@@ -32,7 +32,12 @@ pub(crate) fn is_bare<S: GraphState>(scope: &ExecScope, inner: &Inner<S>, node: 
 }
 
 /// Runs a bare task (see [`is_bare`]): one attempt, panics still caught, nothing measured.
-pub(crate) async fn run_bare<S: GraphState>(scope: &Arc<ExecScope>, node: &GraphNode<S>, task: TaskId, input: Arc<S>) -> TaskOutcome<S> {
+pub(crate) async fn run_bare<S: GraphState>(
+    scope: &Arc<ExecScope>,
+    node: &GraphNode<S>,
+    task: TaskId,
+    input: Arc<S>,
+) -> TaskOutcome<S> {
     let ctx = NodeContext::new(task, 1, scope.run, Arc::clone(scope) as Arc<dyn RunScope>);
     let result = match AssertUnwindSafe(node.node.call(input, ctx)).catch_unwind().await {
         Ok(result) => result,
@@ -125,7 +130,8 @@ async fn with_timeout<S: GraphState>(
 }
 
 fn timed_out(node: &str, limit: Duration) -> NodeError {
-    NodeError::msg(format!("node `{node}` timed out after {limit:?} and was cancelled")).with_kind(NodeErrorKind::Timeout)
+    NodeError::msg(format!("node `{node}` timed out after {limit:?} and was cancelled"))
+        .with_kind(NodeErrorKind::Timeout)
 }
 
 fn panicked(node: &str, payload: &(dyn Any + Send)) -> NodeError {
@@ -136,4 +142,3 @@ fn panicked(node: &str, payload: &(dyn Any + Send)) -> NodeError {
         .unwrap_or_else(|| "a non-string panic payload".to_owned());
     NodeError::msg(format!("node `{node}` panicked: {message}")).with_kind(NodeErrorKind::Panicked)
 }
-

@@ -3,9 +3,9 @@
 use std::fmt;
 use std::sync::Arc;
 
+use crate::command::Send as SendTask;
 use crate::graph::Graph;
 use crate::route::{IntoLabels, Labels, MappingEntry};
-use crate::command::Send as SendTask;
 use crate::{END, GraphError, GraphState, IntoNode, Node, NodeName, NodeOptions, START};
 
 pub(crate) type RouterFn<S> = Arc<dyn Fn(&S) -> Labels + Send + Sync>;
@@ -140,12 +140,7 @@ impl<S: GraphState> StateGraph<S> {
     /// `mapping` lists `(label, target)` pairs (a target is a node or `END`), or bare node
     /// names that are their own labels. A label the router returns that the mapping lacks is
     /// a run-time error naming the label.
-    pub fn add_conditional_edges<R, L, I>(
-        &mut self,
-        from: impl Into<NodeName>,
-        router: R,
-        mapping: I,
-    ) -> &mut Self
+    pub fn add_conditional_edges<R, L, I>(&mut self, from: impl Into<NodeName>, router: R, mapping: I) -> &mut Self
     where
         R: Fn(&S) -> L + Send + Sync + 'static,
         L: IntoLabels,

@@ -160,11 +160,8 @@ impl<S: GraphState> Graph<S> {
             return Err(errors.swap_remove(0));
         }
         let schema = GraphSchema::describe(&name, &nodes, &edges);
-        let by_name: HashMap<NodeName, NodeId> = nodes
-            .iter()
-            .enumerate()
-            .map(|(index, spec)| (spec.name.clone(), NodeId::from_index(index)))
-            .collect();
+        let by_name: HashMap<NodeName, NodeId> =
+            nodes.iter().enumerate().map(|(index, spec)| (spec.name.clone(), NodeId::from_index(index))).collect();
         let mut indexer = Indexer {
             by_name: &by_name,
             start: Vec::new(),
@@ -182,7 +179,13 @@ impl<S: GraphState> Graph<S> {
         let mut graph_nodes: Vec<GraphNode<S>> = nodes
             .into_iter()
             .zip(routes)
-            .map(|(NodeSpec { name, node, options }, routes)| GraphNode { name, node, options, routes, joins: Vec::new() })
+            .map(|(NodeSpec { name, node, options }, routes)| GraphNode {
+                name,
+                node,
+                options,
+                routes,
+                joins: Vec::new(),
+            })
             .collect();
         for (join_index, join) in joins.iter().enumerate() {
             for (position, pred) in join.predecessors.iter().enumerate() {
@@ -244,10 +247,12 @@ impl<S: GraphState> Graph<S> {
             match route {
                 Route::Direct(Target::Node(id)) => targets.push(*id),
                 Route::Direct(Target::End) => {}
-                Route::Conditional(conditional) => targets.extend(conditional.mapping.iter().filter_map(|(_, t)| match t {
-                    Target::Node(id) => Some(*id),
-                    Target::End => None,
-                })),
+                Route::Conditional(conditional) => {
+                    targets.extend(conditional.mapping.iter().filter_map(|(_, t)| match t {
+                        Target::Node(id) => Some(*id),
+                        Target::End => None,
+                    }))
+                }
                 // A send router's declared targets are kept apart (`SendTargets`): the route
                 // itself holds only the router.
                 Route::Send(_) => {}
@@ -357,10 +362,7 @@ impl<S> Indexer<'_, S> {
         if name == START || name == END {
             return Err(GraphError::InvalidEndpoint { edge: what() });
         }
-        self.by_name
-            .get(name)
-            .copied()
-            .ok_or_else(|| GraphError::UnknownNode { node: name.into(), edge: what() })
+        self.by_name.get(name).copied().ok_or_else(|| GraphError::UnknownNode { node: name.into(), edge: what() })
     }
 }
 

@@ -154,9 +154,6 @@ impl fmt::Display for NodeError {
 
 impl fmt::Debug for NodeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("NodeError")
-            .field("kind", &self.kind)
-            .field("source", &self.source)
-            .finish()
+        f.debug_struct("NodeError").field("kind", &self.kind).field("source", &self.source).finish()
     }
 }

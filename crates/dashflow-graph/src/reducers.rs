@@ -57,9 +57,7 @@ where
 /// replaces it in place, so a node can edit an earlier message by re-sending its id.
 pub fn messages<M: MessageLike>(acc: &mut Vec<M>, new: Vec<M>) {
     for message in new {
-        let existing = message
-            .message_id()
-            .and_then(|id| acc.iter().rposition(|m| m.message_id() == Some(id)));
+        let existing = message.message_id().and_then(|id| acc.iter().rposition(|m| m.message_id() == Some(id)));
         match existing {
             Some(index) => acc[index] = message,
             None => acc.push(message),

@@ -29,35 +29,23 @@ fn the_builder_collects_every_naming_mistake_and_build_reports_the_first() {
     assert_eq!(
         graph.errors,
         [
-            GraphError::InvalidNodeName {
-                node: START.into(),
-                reason: "START and END are reserved"
-            },
+            GraphError::InvalidNodeName { node: START.into(), reason: "START and END are reserved" },
             GraphError::DuplicateNode { node: "a".into() },
-            GraphError::InvalidNodeName {
-                node: "".into(),
-                reason: "node names must not be empty"
-            },
+            GraphError::InvalidNodeName { node: "".into(), reason: "node names must not be empty" },
         ],
     );
     // A rejected node is not added, so the graph keeps only the first `a`.
     assert_eq!(graph.nodes.len(), 1);
     assert_eq!(
         graph.build().err(),
-        Some(GraphError::InvalidNodeName {
-            node: START.into(),
-            reason: "START and END are reserved"
-        }),
+        Some(GraphError::InvalidNodeName { node: START.into(), reason: "START and END are reserved" }),
     );
 }
 
 #[test]
 fn edges_are_recorded_as_written_and_only_checked_by_build() {
     let mut graph = StateGraph::<Doc>::new();
-    graph
-        .add_edge("nowhere", "ghost")
-        .add_parallel_edges("a", ["b", "c"])
-        .add_join(["b", "c"], "d");
+    graph.add_edge("nowhere", "ghost").add_parallel_edges("a", ["b", "c"]).add_join(["b", "c"], "d");
     assert!(graph.errors.is_empty());
     assert_eq!(graph.edges.len(), 3);
 }

@@ -57,11 +57,6 @@ impl RunIds {
 
     /// The ids of a run started by a node of `self`.
     pub fn child(&self, run_id: RunId) -> Self {
-        Self {
-            run_id,
-            parent_run_id: Some(self.run_id),
-            root_run_id: self.root_run_id,
-            depth: self.depth + 1,
-        }
+        Self { run_id, parent_run_id: Some(self.run_id), root_run_id: self.root_run_id, depth: self.depth + 1 }
     }
 }

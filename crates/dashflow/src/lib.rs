@@ -20,7 +20,7 @@ pub use dashflow_executor::{
     RunStream, StreamEvent, StreamMode, StreamModes, Subgraph,
 };
 pub use dashflow_graph::{
-    Command, END, GraphError, GraphSchema, GraphState, Message, MessageLike, MergeableState, NodeContext, NodeError,
+    Command, END, GraphError, GraphSchema, GraphState, MergeableState, Message, MessageLike, NodeContext, NodeError,
     NodeErrorKind, NodeOptions, RetryPolicy, Role, START, Send, StateGraph, reducers,
 };
 pub use dashflow_telemetry::{Event, EventCallback, EventKind, RunId, RunIds, RunOutcome};
@@ -36,7 +36,7 @@ pub mod prelude {
         CompileExt, CompiledGraph, Durability, ExecutionResult, RunConfig, StreamEvent, StreamMode, Subgraph,
     };
     pub use dashflow_graph::{
-        Command, END, GraphState, Message, MergeableState, NodeContext, NodeError, NodeOptions, RetryPolicy, Role,
+        Command, END, GraphState, MergeableState, Message, NodeContext, NodeError, NodeOptions, RetryPolicy, Role,
         START, StateGraph,
     };
     pub use dashflow_telemetry::{Event, EventKind};

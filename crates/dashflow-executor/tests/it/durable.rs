@@ -34,7 +34,11 @@ fn recorded(
 }
 
 /// START -> {a, b, flaky} -> join -> END; `flaky` fails while `fail` is set.
-fn fan_out_with_flaky(ledger: &Ledger, fail: &Arc<AtomicBool>, checkpointer: Arc<dyn Checkpointer>) -> CompiledGraph<Trail> {
+fn fan_out_with_flaky(
+    ledger: &Ledger,
+    fail: &Arc<AtomicBool>,
+    checkpointer: Arc<dyn Checkpointer>,
+) -> CompiledGraph<Trail> {
     let mut graph = StateGraph::<Trail>::new();
     let (flaky_ledger, fail) = (ledger.clone(), Arc::clone(fail));
     graph
@@ -139,7 +143,10 @@ async fn a_node_interrupt_returns_the_resume_value_when_the_run_continues() {
     let config = RunConfig::thread("hitl-1");
 
     let paused = app.invoke(Trail::default(), config.clone()).await.unwrap();
-    assert_eq!(paused.status, RunStatus::Interrupted { node: "review".into(), value: Some(json!({ "question": "send it?" })) });
+    assert_eq!(
+        paused.status,
+        RunStatus::Interrupted { node: "review".into(), value: Some(json!({ "question": "send it?" })) }
+    );
     let pending = app.get_state(&config).await.unwrap().unwrap();
     assert_eq!(pending.interrupts.len(), 1);
     assert_eq!(pending.interrupts[0].1, json!({ "question": "send it?" }));
@@ -300,7 +307,10 @@ async fn a_checkpoint_of_another_state_schema_is_a_version_mismatch() {
     app.invoke(Trail::default(), RunConfig::thread("shared")).await.unwrap();
 
     let mut other = StateGraph::<Other>::new();
-    other.add_node("a", |_: Arc<Other>| async { Ok(OtherUpdate::default().total(1)) }).add_edge(START, "a").add_edge("a", END);
+    other
+        .add_node("a", |_: Arc<Other>| async { Ok(OtherUpdate::default().total(1)) })
+        .add_edge(START, "a")
+        .add_edge("a", END);
     let other = other.compile().unwrap().with_shared_checkpointer(checkpointer);
     let error = other.get_state(&RunConfig::thread("shared")).await.unwrap_err();
     assert!(matches!(error, Error::Checkpoint(CheckpointError::VersionMismatch { .. })), "{error}");
@@ -355,10 +365,21 @@ impl Checkpointer for Counting {
         }
         self.inner.put(record, expected).await
     }
-    async fn put_writes(&self, t: &str, ns: &str, id: &CheckpointId, w: Vec<PendingWrite>) -> Result<(), CheckpointError> {
+    async fn put_writes(
+        &self,
+        t: &str,
+        ns: &str,
+        id: &CheckpointId,
+        w: Vec<PendingWrite>,
+    ) -> Result<(), CheckpointError> {
         self.inner.put_writes(t, ns, id, w).await
     }
-    async fn load(&self, t: &str, ns: &str, id: Option<&CheckpointId>) -> Result<Option<LoadedCheckpoint>, CheckpointError> {
+    async fn load(
+        &self,
+        t: &str,
+        ns: &str,
+        id: Option<&CheckpointId>,
+    ) -> Result<Option<LoadedCheckpoint>, CheckpointError> {
         self.inner.load(t, ns, id).await
     }
     async fn list(&self, t: &str, options: &ListOptions) -> Result<Vec<CheckpointRecord>, CheckpointError> {
@@ -393,7 +414,11 @@ async fn a_large_state_growing_by_small_items_writes_bytes_proportional_to_the_i
             Ok(TrailUpdate::default().log(vec![format!("item {}", state.log.len())]).count(1_u64))
         })
         .add_edge(START, "grow")
-        .add_conditional_edges("grow", |s: &Trail| if s.count < 200 { "again" } else { "done" }, [("again", "grow"), ("done", END)]);
+        .add_conditional_edges(
+            "grow",
+            |s: &Trail| if s.count < 200 { "again" } else { "done" },
+            [("again", "grow"), ("done", END)],
+        );
     let app = graph.compile().unwrap().with_shared_checkpointer(Arc::clone(&counting) as Arc<dyn Checkpointer>);
     // About 1 MB of state to begin with.
     let big = Trail { log: (0..10_000).map(|i| format!("{i:0>96}")).collect(), ..Trail::default() };
@@ -440,10 +465,8 @@ async fn two_runs_resuming_one_thread_at_once_let_exactly_one_advance() {
     app.invoke(Trail::default(), config.clone()).await.unwrap();
     armed.store(true, Ordering::SeqCst);
 
-    let (first, second) = tokio::join!(
-        app.resume(Command::new(), config.clone()),
-        app.resume(Command::new(), config.clone())
-    );
+    let (first, second) =
+        tokio::join!(app.resume(Command::new(), config.clone()), app.resume(Command::new(), config.clone()));
     let outcomes = [first, second];
     let advanced = outcomes.iter().filter(|outcome| outcome.is_ok()).count();
     let busy = outcomes.iter().filter(|outcome| matches!(outcome, Err(Error::ThreadBusy { .. }))).count();
@@ -458,8 +481,12 @@ async fn two_runs_resuming_one_thread_at_once_let_exactly_one_advance() {
 async fn a_thousand_concurrent_threads_on_one_graph_keep_their_histories_apart() {
     let mut graph = StateGraph::<Trail>::new();
     graph
-        .add_node("first", |state: Arc<Trail>| async move { Ok(TrailUpdate::default().log(vec![format!("{}-1", state.note)])) })
-        .add_node("second", |state: Arc<Trail>| async move { Ok(TrailUpdate::default().log(vec![format!("{}-2", state.note)])) })
+        .add_node("first", |state: Arc<Trail>| async move {
+            Ok(TrailUpdate::default().log(vec![format!("{}-1", state.note)]))
+        })
+        .add_node("second", |state: Arc<Trail>| async move {
+            Ok(TrailUpdate::default().log(vec![format!("{}-2", state.note)]))
+        })
         .add_edge(START, "first")
         .add_edge("first", "second")
         .add_edge("second", END);

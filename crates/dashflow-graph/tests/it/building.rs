@@ -5,16 +5,14 @@ use std::time::Duration;
 
 use dashflow_graph::route::Labels;
 use dashflow_graph::{
-    ConditionalRoute, END, Graph, Join, NodeContext, NodeId, NodeOptions, NodeOutput, RetryPolicy,
-    Route, START, Send as SendTask, StateGraph, Target,
+    ConditionalRoute, END, Graph, Join, NodeContext, NodeId, NodeOptions, NodeOutput, RetryPolicy, Route, START,
+    Send as SendTask, StateGraph, Target,
 };
 
 use crate::support::{Doc, graph_with, jump};
 
 fn id(graph: &Graph<Doc>, name: &str) -> NodeId {
-    graph
-        .node_id(name)
-        .unwrap_or_else(|| panic!("no node `{name}`"))
+    graph.node_id(name).unwrap_or_else(|| panic!("no node `{name}`"))
 }
 
 fn node(graph: &Graph<Doc>, name: &str) -> Target {
@@ -41,27 +39,13 @@ fn only_conditional(routes: &[Route<Doc>]) -> &ConditionalRoute<Doc> {
 
 /// Each item of the doc's text, as its own task for `worker`.
 fn fan_out(doc: &Doc) -> Vec<SendTask<Doc>> {
-    doc.text
-        .split(',')
-        .map(|item| {
-            SendTask::new(
-                "worker",
-                Doc {
-                    text: item.to_owned(),
-                },
-            )
-        })
-        .collect()
+    doc.text.split(',').map(|item| SendTask::new("worker", Doc { text: item.to_owned() })).collect()
 }
 
 #[test]
 fn a_chain_builds_and_indexes_nodes_in_the_order_they_were_added() {
     let mut graph = graph_with(&["a", "b", "c"]);
-    graph
-        .add_edge(START, "a")
-        .add_edge("a", "b")
-        .add_edge("b", "c")
-        .add_edge("c", END);
+    graph.add_edge(START, "a").add_edge("a", "b").add_edge("b", "c").add_edge("c", END);
     let graph = graph.build().unwrap();
 
     assert_eq!(&**graph.name(), "test");
@@ -73,18 +57,9 @@ fn a_chain_builds_and_indexes_nodes_in_the_order_they_were_added() {
         assert_eq!(&*graph.node(id(&graph, name)).name, *name);
     }
     assert_eq!(direct_targets(graph.start_routes()), [node(&graph, "a")]);
-    assert_eq!(
-        direct_targets(&graph.node(id(&graph, "a")).routes),
-        [node(&graph, "b")]
-    );
-    assert_eq!(
-        direct_targets(&graph.node(id(&graph, "b")).routes),
-        [node(&graph, "c")]
-    );
-    assert_eq!(
-        direct_targets(&graph.node(id(&graph, "c")).routes),
-        [Target::End]
-    );
+    assert_eq!(direct_targets(&graph.node(id(&graph, "a")).routes), [node(&graph, "b")]);
+    assert_eq!(direct_targets(&graph.node(id(&graph, "b")).routes), [node(&graph, "c")]);
+    assert_eq!(direct_targets(&graph.node(id(&graph, "c")).routes), [Target::End]);
     assert!(graph.joins().is_empty());
 }
 
@@ -94,10 +69,7 @@ fn entry_and_finish_points_are_edges_from_start_and_to_end() {
     graph.set_entry_point("only").set_finish_point("only");
     let graph = graph.build().unwrap();
     assert_eq!(direct_targets(graph.start_routes()), [node(&graph, "only")]);
-    assert_eq!(
-        direct_targets(&graph.node(id(&graph, "only")).routes),
-        [Target::End]
-    );
+    assert_eq!(direct_targets(&graph.node(id(&graph, "only")).routes), [Target::End]);
 }
 
 #[test]
@@ -124,16 +96,10 @@ fn a_fan_out_and_join_builds_and_records_each_predecessor_position() {
         .add_edge("merge", END);
     let graph = graph.build().unwrap();
 
-    assert_eq!(
-        direct_targets(&graph.node(id(&graph, "plan")).routes),
-        [node(&graph, "left"), node(&graph, "right")],
-    );
+    assert_eq!(direct_targets(&graph.node(id(&graph, "plan")).routes), [node(&graph, "left"), node(&graph, "right")],);
     assert_eq!(
         graph.joins(),
-        [Join {
-            predecessors: vec![id(&graph, "left"), id(&graph, "right")],
-            target: id(&graph, "merge"),
-        }],
+        [Join { predecessors: vec![id(&graph, "left"), id(&graph, "right")], target: id(&graph, "merge") }],
     );
     // A join predecessor needs no other outgoing edge, and knows its place in the join.
     assert!(graph.node(id(&graph, "left")).routes.is_empty());
@@ -183,22 +149,11 @@ fn a_loop_with_a_conditional_exit_builds_and_resolves_its_labels() {
     let conditional = only_conditional(&graph.node(id(&graph, "write")).routes);
     let labels: Vec<&str> = conditional.labels().collect();
     assert_eq!(labels, ["more", "done"]);
-    assert_eq!(
-        conditional.resolve("more").map(|(_, t)| t),
-        Some(node(&graph, "write"))
-    );
-    assert_eq!(
-        conditional.resolve("done").map(|(_, t)| t),
-        Some(Target::End)
-    );
+    assert_eq!(conditional.resolve("more").map(|(_, t)| t), Some(node(&graph, "write")));
+    assert_eq!(conditional.resolve("done").map(|(_, t)| t), Some(Target::End));
     assert!(conditional.resolve("unknown").is_none());
-    assert_eq!(
-        conditional.route(&Doc::default()),
-        Labels::One("more".into())
-    );
-    let long = Doc {
-        text: "long enough".to_owned(),
-    };
+    assert_eq!(conditional.route(&Doc::default()), Labels::One("more".into()));
+    let long = Doc { text: "long enough".to_owned() };
     assert_eq!(conditional.route(&long), Labels::One("done".into()));
 }
 
@@ -213,26 +168,17 @@ fn a_router_may_choose_several_labels() {
     let graph = graph.build().unwrap();
     let conditional = only_conditional(&graph.node(id(&graph, "a")).routes);
     let chosen = conditional.route(&Doc::default());
-    let targets: Vec<Option<Target>> = chosen
-        .iter()
-        .map(|label| conditional.resolve(label).map(|(_, t)| t))
-        .collect();
+    let targets: Vec<Option<Target>> = chosen.iter().map(|label| conditional.resolve(label).map(|(_, t)| t)).collect();
     assert_eq!(targets, [Some(node(&graph, "b")), Some(node(&graph, "c"))]);
 }
 
 #[test]
 fn a_conditional_edge_may_leave_start() {
     let mut graph = graph_with(&["a", "b"]);
-    graph
-        .add_conditional_edges(START, |_: &Doc| "a", ["a", "b"])
-        .add_edge("a", END)
-        .add_edge("b", END);
+    graph.add_conditional_edges(START, |_: &Doc| "a", ["a", "b"]).add_edge("a", END).add_edge("b", END);
     let graph = graph.build().unwrap();
     let conditional = only_conditional(graph.start_routes());
-    assert_eq!(
-        conditional.resolve("b").map(|(_, t)| t),
-        Some(node(&graph, "b"))
-    );
+    assert_eq!(conditional.resolve("b").map(|(_, t)| t), Some(node(&graph, "b")));
 }
 
 #[test]
@@ -251,13 +197,8 @@ fn a_send_edge_builds_and_keeps_its_router() {
     let Route::Send(router) = &routes[0] else {
         panic!("the first route of `plan` should be its send edge");
     };
-    let sends = router(&Doc {
-        text: "x,y".to_owned(),
-    });
-    let tasks: Vec<(&str, &str)> = sends
-        .iter()
-        .map(|send| (&*send.node, send.input.text.as_str()))
-        .collect();
+    let sends = router(&Doc { text: "x,y".to_owned() });
+    let tasks: Vec<(&str, &str)> = sends.iter().map(|send| (&*send.node, send.input.text.as_str())).collect();
     assert_eq!(tasks, [("worker", "x"), ("worker", "y")]);
 }
 
@@ -265,23 +206,15 @@ fn a_send_edge_builds_and_keeps_its_router() {
 fn a_node_reached_only_through_a_send_edge_is_reachable() {
     // The textbook map-reduce graph: `plan` sends one task per item to `worker`.
     let mut graph = graph_with(&["plan", "worker"]);
-    graph
-        .add_edge(START, "plan")
-        .add_send_edges("plan", fan_out, ["worker"])
-        .add_edge("worker", END);
+    graph.add_edge(START, "plan").add_send_edges("plan", fan_out, ["worker"]).add_edge("worker", END);
     let graph = graph.build().unwrap();
-    assert!(matches!(
-        graph.node(id(&graph, "plan")).routes[..],
-        [Route::Send(_)]
-    ));
+    assert!(matches!(graph.node(id(&graph, "plan")).routes[..], [Route::Send(_)]));
 }
 
 #[test]
 fn a_send_edge_may_leave_start() {
     let mut graph = graph_with(&["worker"]);
-    graph
-        .add_send_edges(START, fan_out, ["worker"])
-        .add_edge("worker", END);
+    graph.add_send_edges(START, fan_out, ["worker"]).add_edge("worker", END);
     let graph = graph.build().unwrap();
     assert!(matches!(graph.start_routes(), [Route::Send(_)]));
 }
@@ -300,11 +233,7 @@ fn a_node_behind_a_send_target_is_reachable_too() {
 #[test]
 fn a_command_node_builds_with_or_without_static_edges() {
     let mut graph = StateGraph::<Doc>::new();
-    graph
-        .add_node("route", jump)
-        .add_node("next", jump)
-        .add_edge(START, "route")
-        .add_edge("route", "next");
+    graph.add_node("route", jump).add_node("next", jump).add_edge(START, "route").add_edge("route", "next");
     let graph = graph.build().unwrap();
     assert!(graph.node(id(&graph, "route")).node.routes_itself());
     assert!(graph.node(id(&graph, "next")).routes.is_empty());
@@ -314,21 +243,12 @@ fn a_command_node_builds_with_or_without_static_edges() {
 fn node_options_are_kept_on_the_indexed_node() {
     let mut graph = StateGraph::<Doc>::new();
     graph
-        .add_node_with(
-            "fetch",
-            jump,
-            NodeOptions::new()
-                .timeout(Duration::from_secs(2))
-                .retry(RetryPolicy::new(5)),
-        )
+        .add_node_with("fetch", jump, NodeOptions::new().timeout(Duration::from_secs(2)).retry(RetryPolicy::new(5)))
         .add_edge(START, "fetch");
     let graph = graph.build().unwrap();
     let options = &graph.node(id(&graph, "fetch")).options;
     assert_eq!(options.timeout, Some(Duration::from_secs(2)));
-    assert_eq!(
-        options.retry.as_ref().map(RetryPolicy::max_attempts),
-        Some(5)
-    );
+    assert_eq!(options.retry.as_ref().map(RetryPolicy::max_attempts), Some(5));
 }
 
 #[test]
@@ -347,15 +267,8 @@ async fn a_built_node_can_be_called_directly() {
     let mut graph = graph_with(&["a"]);
     graph.add_edge(START, "a").add_edge("a", END);
     let graph = graph.build().unwrap();
-    let doc = Arc::new(Doc {
-        text: "hi".to_owned(),
-    });
-    let output = graph
-        .node(id(&graph, "a"))
-        .node
-        .call(doc, NodeContext::detached("a"))
-        .await
-        .unwrap();
+    let doc = Arc::new(Doc { text: "hi".to_owned() });
+    let output = graph.node(id(&graph, "a")).node.call(doc, NodeContext::detached("a")).await.unwrap();
     match output {
         NodeOutput::Update(doc) => assert_eq!(doc.text, "hi"),
         NodeOutput::Command(_) => panic!("`step` returns an update"),

@@ -5,9 +5,7 @@ use dashflow_graph::{Command, END, Goto, Send as SendTask};
 use crate::support::Doc;
 
 fn doc(text: &str) -> Doc {
-    Doc {
-        text: text.to_owned(),
-    }
+    Doc { text: text.to_owned() }
 }
 
 /// Where a command goes, as `node` or `send:node:input`.
@@ -32,25 +30,15 @@ fn a_new_command_neither_updates_nor_routes() {
 
 #[test]
 fn a_command_collects_its_destinations_in_order() {
-    let command = Command::goto("review")
-        .and_send(SendTask::new("worker", doc("x")))
-        .and_goto(END);
+    let command = Command::goto("review").and_send(SendTask::new("worker", doc("x"))).and_goto(END);
     assert!(command.update.is_none());
-    assert_eq!(
-        destinations(&command),
-        ["review", "send:worker:x", "__end__"]
-    );
-    assert_eq!(
-        destinations(&Command::send(SendTask::new("worker", doc("y")))),
-        ["send:worker:y"]
-    );
+    assert_eq!(destinations(&command), ["review", "send:worker:x", "__end__"]);
+    assert_eq!(destinations(&Command::send(SendTask::new("worker", doc("y")))), ["send:worker:y"]);
 }
 
 #[test]
 fn the_last_update_given_wins() {
-    let command = Command::update(doc("first"))
-        .with_update(doc("second"))
-        .and_goto(END);
+    let command = Command::update(doc("first")).with_update(doc("second")).and_goto(END);
     assert_eq!(command.update, Some(doc("second")));
     assert_eq!(destinations(&command), ["__end__"]);
 }

@@ -57,10 +57,7 @@ fn strings(items: &[&str]) -> Vec<String> {
 
 /// A fresh state; `factor` starts at 1, the identity of its reducer.
 fn fresh() -> Research {
-    Research {
-        factor: 1,
-        ..Research::default()
-    }
+    Research { factor: 1, ..Research::default() }
 }
 
 /// A state with every field already set, including a message the updates can replace.
@@ -109,9 +106,7 @@ fn overwrites(update: &ResearchUpdate) -> Vec<&'static str> {
 #[test]
 fn overwrite_field_takes_the_latest_value_and_unset_fields_keep_theirs() {
     let state = applied([
-        ResearchUpdate::default()
-            .topic("rust")
-            .status("drafting".to_owned()),
+        ResearchUpdate::default().topic("rust").status("drafting".to_owned()),
         ResearchUpdate::default().topic("graphs"),
     ]);
     assert_eq!(state.topic, "graphs");
@@ -153,39 +148,25 @@ fn union_field_collects_distinct_elements() {
         ResearchUpdate::default().tags(BTreeSet::from(["a".to_owned(), "b".to_owned()])),
         ResearchUpdate::default().tags(BTreeSet::from(["b".to_owned(), "c".to_owned()])),
     ]);
-    assert_eq!(
-        state.tags,
-        BTreeSet::from(["a".to_owned(), "b".to_owned(), "c".to_owned()])
-    );
+    assert_eq!(state.tags, BTreeSet::from(["a".to_owned(), "b".to_owned(), "c".to_owned()]));
 }
 
 #[test]
 fn merge_field_inserts_entries_and_the_later_value_of_a_key_wins() {
     let state = applied([
-        ResearchUpdate::default()
-            .scores(BTreeMap::from([("x".to_owned(), 1), ("y".to_owned(), 2)])),
-        ResearchUpdate::default()
-            .scores(BTreeMap::from([("y".to_owned(), 20), ("z".to_owned(), 3)])),
+        ResearchUpdate::default().scores(BTreeMap::from([("x".to_owned(), 1), ("y".to_owned(), 2)])),
+        ResearchUpdate::default().scores(BTreeMap::from([("y".to_owned(), 20), ("z".to_owned(), 3)])),
     ]);
-    let expected = BTreeMap::from([
-        ("x".to_owned(), 1),
-        ("y".to_owned(), 20),
-        ("z".to_owned(), 3),
-    ]);
+    let expected = BTreeMap::from([("x".to_owned(), 1), ("y".to_owned(), 20), ("z".to_owned(), 3)]);
     assert_eq!(state.scores, expected);
 }
 
 #[test]
 fn messages_field_replaces_a_message_with_a_known_id_in_place() {
     let state = applied([
-        ResearchUpdate::default().messages(vec![
-            Message::user("question").with_id("q"),
-            Message::assistant("draft").with_id("a"),
-        ]),
-        ResearchUpdate::default().messages(vec![
-            Message::assistant("final").with_id("a"),
-            Message::user("thanks"),
-        ]),
+        ResearchUpdate::default()
+            .messages(vec![Message::user("question").with_id("q"), Message::assistant("draft").with_id("a")]),
+        ResearchUpdate::default().messages(vec![Message::assistant("final").with_id("a"), Message::user("thanks")]),
     ]);
     let contents: Vec<&str> = state.messages.iter().map(|m| m.content.as_str()).collect();
     assert_eq!(contents, ["question", "final", "thanks"]);
@@ -223,10 +204,7 @@ fn sample_updates() -> Vec<ResearchUpdate> {
             .balance(-5_i64)
             .earliest(-1_i32)
             .scores(BTreeMap::from([("k".to_owned(), 2)]))
-            .messages(vec![
-                Message::assistant("m2"),
-                Message::user("m1 edited").with_id("m"),
-            ]),
+            .messages(vec![Message::assistant("m2"), Message::user("m1 edited").with_id("m")]),
         ResearchUpdate::default()
             .topic("three")
             .status(None::<String>)
@@ -239,10 +217,7 @@ fn sample_updates() -> Vec<ResearchUpdate> {
             .longest("xyz")
             .factor(5_u64),
         ResearchUpdate::default()
-            .messages(vec![
-                Message::assistant("m3").with_id("n"),
-                Message::user("m1 again").with_id("m"),
-            ])
+            .messages(vec![Message::assistant("m3").with_id("n"), Message::user("m1 again").with_id("m")])
             .longest("q"),
     ]
 }
@@ -277,33 +252,17 @@ fn merging_is_associative() {
 
 #[test]
 fn merge_lets_the_later_overwrite_win_and_folds_reduced_fields() {
-    let acc = ResearchUpdate::default()
-        .topic("early")
-        .findings(strings(&["a"]))
-        .best(7_u32);
-    let later = ResearchUpdate::default()
-        .topic("late")
-        .findings(strings(&["b"]))
-        .tokens(2_u64);
+    let acc = ResearchUpdate::default().topic("early").findings(strings(&["a"])).best(7_u32);
+    let later = ResearchUpdate::default().topic("late").findings(strings(&["b"])).tokens(2_u64);
     let combined = merged(acc, [later]);
-    let expected = ResearchUpdate::default()
-        .topic("late")
-        .findings(strings(&["a", "b"]))
-        .best(7_u32)
-        .tokens(2_u64);
+    let expected = ResearchUpdate::default().topic("late").findings(strings(&["a", "b"])).best(7_u32).tokens(2_u64);
     assert_eq!(combined, expected);
 }
 
 #[test]
 fn merge_keeps_an_earlier_overwrite_that_the_later_update_leaves_unset() {
-    let combined = merged(
-        ResearchUpdate::default().topic("early"),
-        [ResearchUpdate::default().tokens(1_u64)],
-    );
-    assert_eq!(
-        combined,
-        ResearchUpdate::default().topic("early").tokens(1_u64)
-    );
+    let combined = merged(ResearchUpdate::default().topic("early"), [ResearchUpdate::default().tokens(1_u64)]);
+    assert_eq!(combined, ResearchUpdate::default().topic("early").tokens(1_u64));
 }
 
 #[test]
@@ -315,19 +274,13 @@ fn for_each_overwrite_reports_the_set_overwrite_fields_only() {
         .tokens(1_u64)
         .longest("l");
     assert_eq!(overwrites(&update), ["topic", "status"]);
-    assert_eq!(
-        overwrites(&ResearchUpdate::default().status(None::<String>)),
-        ["status"]
-    );
+    assert_eq!(overwrites(&ResearchUpdate::default().status(None::<String>)), ["status"]);
     assert!(overwrites(&ResearchUpdate::default().findings(strings(&["a"]))).is_empty());
 }
 
 #[test]
 fn builder_methods_convert_their_argument_with_into() {
-    let update = ResearchUpdate::default()
-        .topic("from a &str")
-        .status("from a String".to_owned())
-        .tokens(3_u8);
+    let update = ResearchUpdate::default().topic("from a &str").status("from a String".to_owned()).tokens(3_u8);
     assert_eq!(update.topic.as_deref(), Some("from a &str"));
     assert_eq!(update.status, Some(Some("from a String".to_owned())));
     assert_eq!(update.tokens, Some(3_u64));
@@ -345,10 +298,8 @@ fn is_empty_is_true_only_until_some_field_is_set() {
 
 #[test]
 fn update_round_trips_through_serde_json_with_unset_fields_as_null() -> serde_json::Result<()> {
-    let update = ResearchUpdate::default()
-        .topic("t")
-        .findings(strings(&["a"]))
-        .messages(vec![Message::user("hi").with_id("m")]);
+    let update =
+        ResearchUpdate::default().topic("t").findings(strings(&["a"])).messages(vec![Message::user("hi").with_id("m")]);
     let json = serde_json::to_value(&update)?;
     // Unset fields are written, not skipped: bincode cannot read a struct with fields missing.
     assert_eq!(json.get("tokens"), Some(&serde_json::Value::Null));
@@ -372,40 +323,13 @@ struct Counter {
 
 #[test]
 fn whole_state_updates_replace_the_state_and_report_one_overwrite() {
-    let mut state = Counter {
-        value: 1,
-        label: "start".to_owned(),
-    };
-    state.apply(Counter {
-        value: 2,
-        label: String::new(),
-    });
-    assert_eq!(
-        state,
-        Counter {
-            value: 2,
-            label: String::new()
-        }
-    );
+    let mut state = Counter { value: 1, label: "start".to_owned() };
+    state.apply(Counter { value: 2, label: String::new() });
+    assert_eq!(state, Counter { value: 2, label: String::new() });
 
-    let mut acc = Counter {
-        value: 3,
-        label: "early".to_owned(),
-    };
-    Counter::merge(
-        &mut acc,
-        Counter {
-            value: 4,
-            label: "late".to_owned(),
-        },
-    );
-    assert_eq!(
-        acc,
-        Counter {
-            value: 4,
-            label: "late".to_owned()
-        }
-    );
+    let mut acc = Counter { value: 3, label: "early".to_owned() };
+    Counter::merge(&mut acc, Counter { value: 4, label: "late".to_owned() });
+    assert_eq!(acc, Counter { value: 4, label: "late".to_owned() });
 
     let mut names = Vec::new();
     Counter::for_each_overwrite(&acc, |name| names.push(name));
@@ -449,11 +373,7 @@ fn generic_state_gets_a_generic_update_and_reducers_over_its_parameter() {
     let names = fold(
         &mut state,
         vec![
-            TallyUpdate::default()
-                .total(1.5)
-                .items(vec![1.5])
-                .peak(1.5)
-                .last(1.5),
+            TallyUpdate::default().total(1.5).items(vec![1.5]).peak(1.5).last(1.5),
             TallyUpdate::default()
                 .total(2.0_f32)
                 .items(vec![2.0])
@@ -487,10 +407,7 @@ fn renamed_update_is_generated_under_the_given_name() -> serde_json::Result<()> 
     let mut names = Vec::new();
     Renamed::for_each_overwrite(&delta, |name| names.push(name));
     assert_eq!(names, ["type"]);
-    assert_eq!(
-        serde_json::to_string(&delta)?,
-        r#"{"count":2,"type":"kind"}"#
-    );
+    assert_eq!(serde_json::to_string(&delta)?, r#"{"count":2,"type":"kind"}"#);
     state.apply(delta);
     assert_eq!((state.count, state.r#type.as_str()), (2, "kind"));
     Ok(())
@@ -526,41 +443,20 @@ fn update_derive_replaces_the_default_debug() {
     // (implements `Debug`, implements `PartialEq`) of each update.
     let derives = [
         // Default: `Debug` only.
-        (
-            DebugProbe::<PlainUpdate>::DEBUG,
-            EqProbe::<PlainUpdate>::PARTIAL_EQ,
-        ),
+        (DebugProbe::<PlainUpdate>::DEBUG, EqProbe::<PlainUpdate>::PARTIAL_EQ),
         // `update_derive(Debug, PartialEq)`.
-        (
-            DebugProbe::<ResearchUpdate>::DEBUG,
-            EqProbe::<ResearchUpdate>::PARTIAL_EQ,
-        ),
+        (DebugProbe::<ResearchUpdate>::DEBUG, EqProbe::<ResearchUpdate>::PARTIAL_EQ),
         // `update_derive()`: neither.
         (DebugProbe::<Delta>::DEBUG, EqProbe::<Delta>::PARTIAL_EQ),
         // The probes themselves tell the two apart.
         (DebugProbe::<u8>::DEBUG, EqProbe::<u8>::PARTIAL_EQ),
-        (
-            DebugProbe::<EqProbe<u8>>::DEBUG,
-            EqProbe::<EqProbe<u8>>::PARTIAL_EQ,
-        ),
+        (DebugProbe::<EqProbe<u8>>::DEBUG, EqProbe::<EqProbe<u8>>::PARTIAL_EQ),
     ];
-    assert_eq!(
-        derives,
-        [
-            (true, false),
-            (true, true),
-            (false, false),
-            (true, true),
-            (false, false)
-        ]
-    );
+    assert_eq!(derives, [(true, false), (true, true), (false, false), (true, true), (false, false)]);
 
     let mut plain = Plain::default();
     plain.apply(PlainUpdate::default().value(4_u8));
-    assert_eq!(
-        format!("{:?}", PlainUpdate::default().value(1_u8)),
-        "PlainUpdate { value: Some(1) }"
-    );
+    assert_eq!(format!("{:?}", PlainUpdate::default().value(1_u8)), "PlainUpdate { value: Some(1) }");
     assert_eq!(plain.value, 4);
 }
 

@@ -21,11 +21,7 @@ struct ReadError {
 }
 
 fn load_error() -> LoadError {
-    LoadError {
-        cause: ReadError {
-            cause: io::Error::new(io::ErrorKind::PermissionDenied, "permission denied"),
-        },
-    }
+    LoadError { cause: ReadError { cause: io::Error::new(io::ErrorKind::PermissionDenied, "permission denied") } }
 }
 
 fn parse(text: &str) -> Result<u32, NodeError> {
@@ -64,10 +60,7 @@ fn downcast_ref_reaches_the_original_error_and_only_its_type() {
 fn alternate_display_prints_the_chain_of_causes() {
     let error = NodeError::from(load_error());
     assert_eq!(error.to_string(), "could not load the config");
-    assert_eq!(
-        format!("{error:#}"),
-        "could not load the config: could not read `settings.toml`: permission denied",
-    );
+    assert_eq!(format!("{error:#}"), "could not load the config: could not read `settings.toml`: permission denied",);
 }
 
 #[test]

@@ -65,43 +65,21 @@ fn union_inserts_every_new_element_once() {
 fn merge_inserts_new_entries_and_the_later_value_wins_for_a_shared_key() {
     let mut scores = BTreeMap::from([("alice", 1), ("bob", 2)]);
     merge(&mut scores, BTreeMap::from([("bob", 20), ("carol", 3)]));
-    assert_eq!(
-        scores,
-        BTreeMap::from([("alice", 1), ("bob", 20), ("carol", 3)])
-    );
+    assert_eq!(scores, BTreeMap::from([("alice", 1), ("bob", 20), ("carol", 3)]));
 }
 
 #[test]
 fn messages_appends_messages_without_an_id() {
     let mut history = vec![Message::user("hi")];
-    messages(
-        &mut history,
-        vec![Message::assistant("hello"), Message::user("hi")],
-    );
-    assert_eq!(
-        history,
-        [
-            Message::user("hi"),
-            Message::assistant("hello"),
-            Message::user("hi")
-        ]
-    );
+    messages(&mut history, vec![Message::assistant("hello"), Message::user("hi")]);
+    assert_eq!(history, [Message::user("hi"), Message::assistant("hello"), Message::user("hi")]);
 }
 
 #[test]
 fn messages_replaces_a_message_with_a_known_id_in_place() {
-    let mut history = vec![
-        Message::system("be brief"),
-        Message::assistant("draft").with_id("a1"),
-        Message::user("thanks"),
-    ];
-    messages(
-        &mut history,
-        vec![
-            Message::assistant("final").with_id("a1"),
-            Message::assistant("new").with_id("a2"),
-        ],
-    );
+    let mut history =
+        vec![Message::system("be brief"), Message::assistant("draft").with_id("a1"), Message::user("thanks")];
+    messages(&mut history, vec![Message::assistant("final").with_id("a1"), Message::assistant("new").with_id("a2")]);
     assert_eq!(
         history,
         [
@@ -118,29 +96,16 @@ fn messages_with_one_id_in_one_batch_keep_the_last() {
     let mut history = Vec::new();
     messages(
         &mut history,
-        vec![
-            Message::assistant("v1").with_id("a"),
-            Message::user("between"),
-            Message::assistant("v2").with_id("a"),
-        ],
+        vec![Message::assistant("v1").with_id("a"), Message::user("between"), Message::assistant("v2").with_id("a")],
     );
-    assert_eq!(
-        history,
-        [
-            Message::assistant("v2").with_id("a"),
-            Message::user("between")
-        ]
-    );
+    assert_eq!(history, [Message::assistant("v2").with_id("a"), Message::user("between")]);
 }
 
 #[test]
 fn merging_an_update_that_repeats_an_id_agrees_with_applying_it() {
     // One update may carry two versions of a message; a later update then replaces the
     // version that is applied last, so merging first must replace that one too.
-    let first = vec![
-        Message::assistant("v1").with_id("a"),
-        Message::assistant("v2").with_id("a"),
-    ];
+    let first = vec![Message::assistant("v1").with_id("a"), Message::assistant("v2").with_id("a")];
     let later = vec![Message::assistant("v3").with_id("a")];
 
     let mut applied = Vec::new();
@@ -196,10 +161,7 @@ fn messages_is_associative_so_parallel_updates_can_be_merged_first() {
                 let mut merged_first = state.clone();
                 messages(&mut merged_first, combined);
 
-                assert_eq!(
-                    sequential, merged_first,
-                    "state {state:?}, a {a:?}, b {b:?}"
-                );
+                assert_eq!(sequential, merged_first, "state {state:?}, a {a:?}, b {b:?}");
             }
         }
     }
@@ -223,14 +185,7 @@ fn messages_works_with_any_message_like_type() {
     let event = |key, body| Event { key, body };
     let mut log = vec![event(Some("k"), "old"), event(None, "note")];
     messages(&mut log, vec![event(Some("k"), "new"), event(None, "note")]);
-    assert_eq!(
-        log,
-        [
-            event(Some("k"), "new"),
-            event(None, "note"),
-            event(None, "note")
-        ]
-    );
+    assert_eq!(log, [event(Some("k"), "new"), event(None, "note"), event(None, "note")]);
 }
 
 #[test]
@@ -266,10 +221,7 @@ fn a_message_displays_as_role_and_content() {
 fn a_message_serializes_with_a_snake_case_role_and_round_trips() {
     let message = Message::tool("calc", "4").with_id("t1");
     let json = serde_json::to_value(&message).unwrap();
-    assert_eq!(
-        json,
-        serde_json::json!({ "id": "t1", "role": "tool", "content": "4", "name": "calc" })
-    );
+    assert_eq!(json, serde_json::json!({ "id": "t1", "role": "tool", "content": "4", "name": "calc" }));
     assert_eq!(serde_json::from_value::<Message>(json).unwrap(), message);
     assert_eq!(serde_json::to_value(Role::Assistant).unwrap(), "assistant");
 }

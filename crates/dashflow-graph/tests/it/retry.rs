@@ -14,24 +14,9 @@ fn error_of(kind: NodeErrorKind) -> NodeError {
 
 #[test]
 fn without_jitter_the_delay_doubles_from_the_initial_interval_up_to_the_cap() {
-    let policy = RetryPolicy::new(10)
-        .backoff(ms(100), 2.0, ms(1000))
-        .without_jitter();
-    let delays: Vec<Duration> = (1..=7)
-        .map(|attempt| policy.delay_after(attempt, 0.9))
-        .collect();
-    assert_eq!(
-        delays,
-        [
-            ms(100),
-            ms(200),
-            ms(400),
-            ms(800),
-            ms(1000),
-            ms(1000),
-            ms(1000)
-        ]
-    );
+    let policy = RetryPolicy::new(10).backoff(ms(100), 2.0, ms(1000)).without_jitter();
+    let delays: Vec<Duration> = (1..=7).map(|attempt| policy.delay_after(attempt, 0.9)).collect();
+    assert_eq!(delays, [ms(100), ms(200), ms(400), ms(800), ms(1000), ms(1000), ms(1000)]);
 }
 
 #[test]
@@ -47,44 +32,30 @@ fn the_default_backoff_starts_at_half_a_second_and_caps_at_128_seconds() {
 
 #[test]
 fn the_delay_stays_at_the_cap_for_huge_attempt_numbers() {
-    let policy = RetryPolicy::new(3)
-        .backoff(ms(100), 3.0, Duration::from_secs(60))
-        .without_jitter();
+    let policy = RetryPolicy::new(3).backoff(ms(100), 3.0, Duration::from_secs(60)).without_jitter();
     for attempt in [40, 1_000, 100_000, u32::MAX] {
-        assert_eq!(
-            policy.delay_after(attempt, 0.5),
-            Duration::from_secs(60),
-            "attempt {attempt}"
-        );
+        assert_eq!(policy.delay_after(attempt, 0.5), Duration::from_secs(60), "attempt {attempt}");
     }
 }
 
 #[test]
 fn attempt_zero_waits_the_initial_interval() {
-    let policy = RetryPolicy::new(3)
-        .backoff(ms(250), 2.0, ms(1000))
-        .without_jitter();
+    let policy = RetryPolicy::new(3).backoff(ms(250), 2.0, ms(1000)).without_jitter();
     assert_eq!(policy.delay_after(0, 0.5), ms(250));
 }
 
 #[test]
 fn a_factor_below_one_or_not_finite_keeps_the_delay_constant() {
     for factor in [0.5, 0.0, -2.0, f64::NAN, f64::INFINITY] {
-        let policy = RetryPolicy::new(5)
-            .backoff(ms(300), factor, ms(10_000))
-            .without_jitter();
-        let delays: Vec<Duration> = (1..=4)
-            .map(|attempt| policy.delay_after(attempt, 0.5))
-            .collect();
+        let policy = RetryPolicy::new(5).backoff(ms(300), factor, ms(10_000)).without_jitter();
+        let delays: Vec<Duration> = (1..=4).map(|attempt| policy.delay_after(attempt, 0.5)).collect();
         assert_eq!(delays, [ms(300); 4], "factor {factor}");
     }
 }
 
 #[test]
 fn an_initial_interval_above_the_cap_is_capped() {
-    let policy = RetryPolicy::new(3)
-        .backoff(ms(5000), 2.0, ms(1000))
-        .without_jitter();
+    let policy = RetryPolicy::new(3).backoff(ms(5000), 2.0, ms(1000)).without_jitter();
     assert_eq!(policy.delay_after(1, 0.5), ms(1000));
 }
 
@@ -177,11 +148,7 @@ fn a_cloned_policy_keeps_its_predicate() {
 #[test]
 fn debug_output_shows_the_settings() {
     let debug = format!("{:?}", RetryPolicy::new(4).without_jitter());
-    for needle in [
-        "max_attempts: 4",
-        "initial_interval: 500ms",
-        "jitter: false",
-    ] {
+    for needle in ["max_attempts: 4", "initial_interval: 500ms", "jitter: false"] {
         assert!(debug.contains(needle), "{debug}");
     }
 }

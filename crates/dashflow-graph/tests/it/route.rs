@@ -17,10 +17,7 @@ fn one_label_from_a_static_str_a_string_or_a_cow() {
     assert_eq!(borrowed, Labels::One(Cow::Borrowed("next")));
     assert!(matches!(borrowed, Labels::One(Cow::Borrowed(_))));
     assert_eq!(String::from("next").into_labels(), borrowed);
-    assert_eq!(
-        Cow::<'static, str>::Owned("next".to_owned()).into_labels(),
-        borrowed
-    );
+    assert_eq!(Cow::<'static, str>::Owned("next".to_owned()).into_labels(), borrowed);
     assert_eq!(labels(&borrowed), ["next"]);
 }
 
@@ -42,26 +39,14 @@ fn labels_convert_into_themselves() {
 
 #[test]
 fn a_pair_maps_a_label_to_a_target() {
-    assert_eq!(
-        ("done", END).into_entry(),
-        ("done".to_owned(), "__end__".to_owned())
-    );
-    assert_eq!(
-        (String::from("more"), "write").into_entry(),
-        ("more".to_owned(), "write".to_owned())
-    );
+    assert_eq!(("done", END).into_entry(), ("done".to_owned(), "__end__".to_owned()));
+    assert_eq!((String::from("more"), "write").into_entry(), ("more".to_owned(), "write".to_owned()));
 }
 
 #[test]
 fn a_bare_name_maps_to_itself() {
-    assert_eq!(
-        "review".into_entry(),
-        ("review".to_owned(), "review".to_owned())
-    );
-    assert_eq!(
-        String::from("review").into_entry(),
-        ("review".to_owned(), "review".to_owned())
-    );
+    assert_eq!("review".into_entry(), ("review".to_owned(), "review".to_owned()));
+    assert_eq!(String::from("review").into_entry(), ("review".to_owned(), "review".to_owned()));
 }
 
 #[test]
@@ -69,11 +54,7 @@ fn bare_names_in_a_mapping_become_labels_of_the_same_name() {
     let mut graph = graph_with(&["a", "b", "c"]);
     graph
         .add_edge(START, "a")
-        .add_conditional_edges(
-            "a",
-            |_: &Doc| "b",
-            vec![String::from("b"), String::from("c")],
-        )
+        .add_conditional_edges("a", |_: &Doc| "b", vec![String::from("b"), String::from("c")])
         .add_edge("b", END)
         .add_edge("c", END);
     let schema = graph.build().unwrap().schema().clone();

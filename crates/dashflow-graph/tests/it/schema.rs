@@ -3,24 +3,17 @@
 use std::time::Duration;
 
 use dashflow_graph::{
-    END, EdgeKind, EdgeSchema, GraphSchema, NodeOptions, NodeSchema, RetryPolicy, START,
-    Send as SendTask,
+    END, EdgeKind, EdgeSchema, GraphSchema, NodeOptions, NodeSchema, RetryPolicy, START, Send as SendTask,
 };
 
 use crate::support::{Doc, graph_with, jump, step};
 
 fn edge(from: &str, to: &str, kind: EdgeKind) -> EdgeSchema {
-    EdgeSchema {
-        from: from.to_owned(),
-        to: to.to_owned(),
-        kind,
-    }
+    EdgeSchema { from: from.to_owned(), to: to.to_owned(), kind }
 }
 
 fn conditional(label: &str) -> EdgeKind {
-    EdgeKind::Conditional {
-        label: label.to_owned(),
-    }
+    EdgeKind::Conditional { label: label.to_owned() }
 }
 
 fn no_sends(_: &Doc) -> Vec<SendTask<Doc>> {
@@ -34,9 +27,7 @@ fn every_kind() -> GraphSchema {
         .add_node_with(
             "worker",
             step,
-            NodeOptions::new()
-                .timeout(Duration::from_millis(1500))
-                .retry(RetryPolicy::new(4)),
+            NodeOptions::new().timeout(Duration::from_millis(1500)).retry(RetryPolicy::new(4)),
         )
         .add_node("route", jump)
         .add_edge(START, "plan")
@@ -45,12 +36,7 @@ fn every_kind() -> GraphSchema {
         .add_conditional_edges(
             "merge",
             |_: &Doc| "ship",
-            [
-                ("again", "plan"),
-                ("fix", "worker"),
-                ("ask", "route"),
-                ("ship", END),
-            ],
+            [("again", "plan"), ("fix", "worker"), ("ask", "route"), ("ship", END)],
         )
         .add_send_edges("plan", no_sends, ["worker"])
         .add_edge("worker", END);
@@ -61,12 +47,8 @@ fn every_kind() -> GraphSchema {
 fn the_schema_lists_nodes_in_the_order_they_were_added() {
     let schema = every_kind();
     assert_eq!(schema.name, "test");
-    let plain = |name: &str| NodeSchema {
-        name: name.to_owned(),
-        routes_itself: false,
-        timeout_ms: None,
-        max_attempts: None,
-    };
+    let plain =
+        |name: &str| NodeSchema { name: name.to_owned(), routes_itself: false, timeout_ms: None, max_attempts: None };
     assert_eq!(
         schema.nodes,
         [
@@ -74,15 +56,8 @@ fn the_schema_lists_nodes_in_the_order_they_were_added() {
             plain("left"),
             plain("right"),
             plain("merge"),
-            NodeSchema {
-                timeout_ms: Some(1500),
-                max_attempts: Some(4),
-                ..plain("worker")
-            },
-            NodeSchema {
-                routes_itself: true,
-                ..plain("route")
-            },
+            NodeSchema { timeout_ms: Some(1500), max_attempts: Some(4), ..plain("worker") },
+            NodeSchema { routes_itself: true, ..plain("route") },
         ],
     );
 }
@@ -96,13 +71,7 @@ fn the_schema_lists_edges_in_the_order_they_were_added_with_their_kinds() {
             edge(START, "plan", EdgeKind::Direct),
             edge("plan", "left", EdgeKind::Parallel),
             edge("plan", "right", EdgeKind::Parallel),
-            edge(
-                "left",
-                "merge",
-                EdgeKind::Join {
-                    group: group.clone()
-                }
-            ),
+            edge("left", "merge", EdgeKind::Join { group: group.clone() }),
             edge("right", "merge", EdgeKind::Join { group }),
             edge("merge", "plan", conditional("again")),
             edge("merge", "worker", conditional("fix")),
@@ -126,19 +95,11 @@ fn the_schema_survives_a_json_round_trip() {
 fn edge_kinds_serialize_as_snake_case_tagged_objects() {
     let cases = [
         (EdgeKind::Direct, serde_json::json!({ "type": "direct" })),
-        (
-            EdgeKind::Parallel,
-            serde_json::json!({ "type": "parallel" }),
-        ),
-        (
-            conditional("more"),
-            serde_json::json!({ "type": "conditional", "label": "more" }),
-        ),
+        (EdgeKind::Parallel, serde_json::json!({ "type": "parallel" })),
+        (conditional("more"), serde_json::json!({ "type": "conditional", "label": "more" })),
         (EdgeKind::Send, serde_json::json!({ "type": "send" })),
         (
-            EdgeKind::Join {
-                group: vec!["a".to_owned(), "b".to_owned()],
-            },
+            EdgeKind::Join { group: vec!["a".to_owned(), "b".to_owned()] },
             serde_json::json!({ "type": "join", "group": ["a", "b"] }),
         ),
     ];
@@ -159,10 +120,7 @@ fn graph_to_mermaid_is_its_schema_rendered() {
 #[test]
 fn a_chain_renders_as_a_complete_flowchart() {
     let mut graph = graph_with(&["a", "b"]);
-    graph
-        .add_edge(START, "a")
-        .add_edge("a", "b")
-        .add_edge("b", END);
+    graph.add_edge(START, "a").add_edge("a", "b").add_edge("b", END);
     let expected = "\
 flowchart TD
     __start__([START])
@@ -191,15 +149,9 @@ fn each_edge_kind_renders_with_its_own_arrow() {
         "plan -. send .-> worker",
         "worker --> __end__",
     ] {
-        assert!(
-            lines.contains(&expected),
-            "missing {expected:?} in\n{mermaid}"
-        );
+        assert!(lines.contains(&expected), "missing {expected:?} in\n{mermaid}");
     }
-    assert_eq!(
-        lines.len(),
-        1 + 2 + every_kind().nodes.len() + every_kind().edges.len()
-    );
+    assert_eq!(lines.len(), 1 + 2 + every_kind().nodes.len() + every_kind().edges.len());
 }
 
 #[test]
@@ -230,10 +182,7 @@ fn names_with_spaces_or_punctuation_get_safe_ids_and_keep_their_labels() {
         "    n_say_20__22_hi_22_ --> n_a_2e_b\n",
         "    n_caf_e9_ --> __end__\n",
     ] {
-        assert!(
-            mermaid.contains(expected),
-            "missing {expected:?} in\n{mermaid}"
-        );
+        assert!(mermaid.contains(expected), "missing {expected:?} in\n{mermaid}");
     }
 }
 
@@ -257,31 +206,19 @@ fn names_mermaid_reserves_are_prefixed_whatever_their_case() {
         "    n_subgraph --> ok_name\n",
         "    ok_name --> __end__\n",
     ] {
-        assert!(
-            mermaid.contains(expected),
-            "missing {expected:?} in\n{mermaid}"
-        );
+        assert!(mermaid.contains(expected), "missing {expected:?} in\n{mermaid}");
     }
     // A bare `end` would close the flowchart early, so no id may be spelled that way.
-    let mut tokens = mermaid
-        .lines()
-        .flat_map(|line| line.split(|c: char| c.is_whitespace() || c == '['));
+    let mut tokens = mermaid.lines().flat_map(|line| line.split(|c: char| c.is_whitespace() || c == '['));
     assert!(tokens.all(|token| token != "end"), "{mermaid}");
 }
 
 #[test]
 fn conditional_labels_with_quotes_are_escaped() {
     let mut graph = graph_with(&["a"]);
-    graph.add_edge(START, "a").add_conditional_edges(
-        "a",
-        |_: &Doc| "done",
-        [("say \"done\"", END)],
-    );
+    graph.add_edge(START, "a").add_conditional_edges("a", |_: &Doc| "done", [("say \"done\"", END)]);
     let mermaid = graph.build().unwrap().to_mermaid();
-    assert!(
-        mermaid.contains("    a -. \"say #quot;done#quot;\" .-> __end__\n"),
-        "{mermaid}"
-    );
+    assert!(mermaid.contains("    a -. \"say #quot;done#quot;\" .-> __end__\n"), "{mermaid}");
 }
 
 /// KNOWN BUG: Mermaid ids can collide. An escaped name gets `n_` plus its plain characters,
@@ -291,23 +228,12 @@ fn conditional_labels_with_quotes_are_escaped() {
 #[test]
 #[should_panic(expected = "two nodes share the Mermaid id")]
 fn known_bug_an_escaped_name_can_collide_with_a_plain_one() {
-    let node = |name: &str| NodeSchema {
-        name: name.to_owned(),
-        routes_itself: false,
-        timeout_ms: None,
-        max_attempts: None,
-    };
-    let schema = GraphSchema {
-        name: "collide".to_owned(),
-        nodes: vec![node("end"), node("n_end")],
-        edges: Vec::new(),
-    };
+    let node =
+        |name: &str| NodeSchema { name: name.to_owned(), routes_itself: false, timeout_ms: None, max_attempts: None };
+    let schema = GraphSchema { name: "collide".to_owned(), nodes: vec![node("end"), node("n_end")], edges: Vec::new() };
     let mermaid = schema.to_mermaid();
-    let ids: Vec<&str> = mermaid
-        .lines()
-        .filter(|line| line.ends_with("\"]"))
-        .filter_map(|line| line.trim().split('[').next())
-        .collect();
+    let ids: Vec<&str> =
+        mermaid.lines().filter(|line| line.ends_with("\"]")).filter_map(|line| line.trim().split('[').next()).collect();
     assert_eq!(ids.len(), 2, "{mermaid}");
     assert_ne!(ids[0], ids[1], "two nodes share the Mermaid id {}", ids[0]);
 }
