@@ -1,4 +1,6 @@
-//! Run identities and the events a DashFlow run emits.
+//! Run identities, the events a DashFlow run emits, and two built-in sinks: run and node
+//! metrics through the `metrics` facade ([`MetricsCallback`]) and the registry of runs in
+//! progress ([`LiveRuns`]).
 //!
 //! The executor describes what happens during a run as small [`Event`] values (run start and
 //! end, supersteps, task start and end, routing decisions, custom values) and hands each one
@@ -29,6 +31,13 @@
 
 mod event;
 mod ids;
+mod live;
+mod metrics_sink;
 
 pub use event::{Event, EventCallback, EventKind, RunOutcome};
 pub use ids::{RunId, RunIds};
+pub use live::{LiveRun, LiveRuns};
+pub use metrics_sink::MetricsCallback;
+
+#[cfg(test)]
+mod tests;

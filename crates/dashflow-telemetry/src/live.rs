@@ -1,0 +1,105 @@
+//! The runs in progress in this process, for live introspection.
+
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
+use std::time::SystemTime;
+
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+
+use crate::{Event, EventCallback, EventKind, RunIds};
+
+/// One run in progress.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LiveRun {
+    /// The run's place in the execution stack.
+    pub run: RunIds,
+    /// The graph.
+    pub graph: Arc<str>,
+    /// The thread, if any.
+    pub thread_id: Option<Arc<str>>,
+    /// When it started.
+    pub started_at: SystemTime,
+    /// The superstep in progress (0 before the first).
+    pub step: u64,
+    /// The nodes running now.
+    pub running: Vec<Arc<str>>,
+}
+
+/// Tracks runs from their events: started, which step, which nodes are running, finished.
+///
+/// Register it as an event callback (the facade registers [`LiveRuns::global`] by default)
+/// and ask [`LiveRuns::snapshot`] what is running. Each event takes a short lock; nothing is
+/// held across an await.
+#[derive(Debug, Default)]
+pub struct LiveRuns {
+    runs: Mutex<HashMap<crate::RunId, LiveRun>>,
+}
+
+impl LiveRuns {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The process-wide registry.
+    pub fn global() -> Arc<LiveRuns> {
+        static GLOBAL: OnceLock<Arc<LiveRuns>> = OnceLock::new();
+        Arc::clone(GLOBAL.get_or_init(|| Arc::new(LiveRuns::new())))
+    }
+
+    /// The runs in progress, oldest first.
+    pub fn snapshot(&self) -> Vec<LiveRun> {
+        let mut runs: Vec<LiveRun> = self.runs.lock().values().cloned().collect();
+        runs.sort_by_key(|run| (run.started_at, run.run.run_id));
+        runs
+    }
+}
+
+impl EventCallback for LiveRuns {
+    fn on_event(&self, event: &Event) {
+        let mut runs = self.runs.lock();
+        match &event.kind {
+            EventKind::RunStarted { graph, thread_id } => {
+                runs.insert(
+                    event.run.run_id,
+                    LiveRun {
+                        run: event.run,
+                        graph: Arc::clone(graph),
+                        thread_id: thread_id.clone(),
+                        started_at: event.at,
+                        step: 0,
+                        running: Vec::new(),
+                    },
+                );
+            }
+            EventKind::RunFinished { .. } => {
+                runs.remove(&event.run.run_id);
+            }
+            EventKind::SuperstepStarted { step, .. } => {
+                if let Some(run) = runs.get_mut(&event.run.run_id) {
+                    run.step = *step;
+                }
+            }
+            EventKind::TaskStarted { node, .. } => {
+                if let Some(run) = runs.get_mut(&event.run.run_id) {
+                    run.running.push(Arc::clone(node));
+                }
+            }
+            EventKind::TaskFinished { node, .. } => {
+                if let Some(run) = runs.get_mut(&event.run.run_id)
+                    && let Some(index) = run.running.iter().position(|running| running == node)
+                {
+                    run.running.swap_remove(index);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+impl EventCallback for Arc<LiveRuns> {
+    fn on_event(&self, event: &Event) {
+        LiveRuns::on_event(self, event);
+    }
+}

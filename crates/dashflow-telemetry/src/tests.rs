@@ -1,0 +1,71 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::*;
+
+fn event(run: RunIds, kind: EventKind) -> Event {
+    Event::now(run, kind)
+}
+
+#[test]
+fn live_runs_follow_a_run_from_start_to_finish() {
+    let live = LiveRuns::new();
+    let run = RunIds::root(RunId::new());
+    let node: Arc<str> = Arc::from("fetch");
+    live.on_event(&event(run, EventKind::RunStarted { graph: "g".into(), thread_id: Some("t".into()) }));
+    live.on_event(&event(run, EventKind::SuperstepStarted { step: 3, nodes: vec![Arc::clone(&node)] }));
+    live.on_event(&event(run, EventKind::TaskStarted { step: 3, node: Arc::clone(&node), attempt: 1 }));
+    let snapshot = live.snapshot();
+    assert_eq!(snapshot.len(), 1);
+    assert_eq!((snapshot[0].step, snapshot[0].running.clone()), (3, vec![Arc::clone(&node)]));
+    assert_eq!(snapshot[0].thread_id.as_deref(), Some("t"));
+    let finished = EventKind::TaskFinished { step: 3, node, attempt: 1, duration: Duration::ZERO, error: None };
+    live.on_event(&event(run, finished));
+    assert!(live.snapshot()[0].running.is_empty());
+    let end =
+        EventKind::RunFinished { outcome: RunOutcome::Completed, steps: 3, duration: Duration::ZERO, error: None };
+    live.on_event(&event(run, end));
+    assert!(live.snapshot().is_empty());
+}
+
+#[test]
+fn metrics_callback_counts_runs_and_tasks_per_graph_and_node() {
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    metrics::with_local_recorder(&recorder, || {
+        let sink = MetricsCallback::new();
+        let run = RunIds::root(RunId::new());
+        sink.on_event(&event(run, EventKind::RunStarted { graph: "triage".into(), thread_id: None }));
+        for error in [None, Some("boom".to_owned())] {
+            let kind =
+                EventKind::TaskFinished { step: 1, node: "fetch".into(), attempt: 1, duration: Duration::ZERO, error };
+            sink.on_event(&event(run, kind));
+        }
+        let end =
+            EventKind::RunFinished { outcome: RunOutcome::Failed, steps: 1, duration: Duration::ZERO, error: None };
+        sink.on_event(&event(run, end));
+    });
+    let counters: Vec<(String, Vec<(String, String)>, u64)> = snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .filter_map(|(key, _, _, value)| match value {
+            DebugValue::Counter(count) => {
+                let labels = key.key().labels().map(|l| (l.key().to_owned(), l.value().to_owned())).collect();
+                Some((key.key().name().to_owned(), labels, count))
+            }
+            _ => None,
+        })
+        .collect();
+    let tasks: Vec<_> = counters.iter().filter(|(name, _, _)| name == "dashflow_tasks_total").collect();
+    assert_eq!(tasks.len(), 2, "{counters:?}");
+    for (_, labels, count) in tasks {
+        assert_eq!(*count, 1);
+        assert!(labels.contains(&("graph".into(), "triage".into())));
+        assert!(labels.contains(&("node".into(), "fetch".into())));
+    }
+    let finished = counters.iter().find(|(name, _, _)| name == "dashflow_runs_finished_total").unwrap();
+    assert!(finished.1.contains(&("outcome".into(), "failed".into())));
+}
