@@ -47,7 +47,8 @@ fn metrics_callback_counts_runs_and_tasks_per_graph_and_node() {
             EventKind::RunFinished { outcome: RunOutcome::Failed, steps: 1, duration: Duration::ZERO, error: None };
         sink.on_event(&event(run, end));
     });
-    let counters: Vec<(String, Vec<(String, String)>, u64)> = snapshotter
+    type Counter = (String, Vec<(String, String)>, u64);
+    let counters: Vec<Counter> = snapshotter
         .snapshot()
         .into_vec()
         .into_iter()
