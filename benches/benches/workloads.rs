@@ -1,4 +1,5 @@
-//! Criterion benches of workloads B1-B3 (µs per invoke). Run through `cargo xtask bench`.
+//! Criterion benches of workloads B1-B3 (µs per invoke), each with the default observers and
+//! with none (`/telemetry_off`). Run through `cargo xtask bench`.
 #![allow(missing_docs, reason = "criterion_group! generates an undocumented function")]
 
 use std::hint::black_box;
@@ -6,7 +7,7 @@ use std::hint::black_box;
 use criterion::{Criterion, criterion_group, criterion_main};
 use dashflow::RunConfig;
 use dashflow_benches::{
-    Counter, Fanout, chain100, chain100_config, fanout16, loop1000, loop1000_config, verify_workloads,
+    Counter, Fanout, Telemetry, chain100, chain100_config, fanout16, loop1000, loop1000_config, verify_workloads,
 };
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -22,30 +23,31 @@ fn workloads(c: &mut Criterion) {
     if let Err(error) = rt.block_on(verify_workloads()) {
         panic!("a workload gives the wrong result, so timing it would mislead: {error}");
     }
+    for (suffix, telemetry) in [("", Telemetry::Defaults), ("/telemetry_off", Telemetry::Off)] {
+        let app = chain100(telemetry);
+        c.bench_function(&format!("b1_chain100{suffix}"), |b| {
+            b.to_async(&rt).iter(|| async {
+                let result = app.invoke(Counter::default(), chain100_config()).await;
+                black_box(result.map(|r| r.state.counter))
+            })
+        });
 
-    let app = chain100();
-    c.bench_function("b1_chain100", |b| {
-        b.to_async(&rt).iter(|| async {
-            let result = app.invoke(Counter::default(), chain100_config()).await;
-            black_box(result.map(|r| r.state.counter))
-        })
-    });
+        let app = fanout16(telemetry);
+        c.bench_function(&format!("b2_fanout16{suffix}"), |b| {
+            b.to_async(&rt).iter(|| async {
+                let result = app.invoke(Fanout::default(), RunConfig::new()).await;
+                black_box(result.map(|r| r.state.total))
+            })
+        });
 
-    let app = fanout16();
-    c.bench_function("b2_fanout16", |b| {
-        b.to_async(&rt).iter(|| async {
-            let result = app.invoke(Fanout::default(), RunConfig::new()).await;
-            black_box(result.map(|r| r.state.total))
-        })
-    });
-
-    let app = loop1000();
-    c.bench_function("b3_loop1000", |b| {
-        b.to_async(&rt).iter(|| async {
-            let result = app.invoke(Counter::default(), loop1000_config()).await;
-            black_box(result.map(|r| r.state.counter))
-        })
-    });
+        let app = loop1000(telemetry);
+        c.bench_function(&format!("b3_loop1000{suffix}"), |b| {
+            b.to_async(&rt).iter(|| async {
+                let result = app.invoke(Counter::default(), loop1000_config()).await;
+                black_box(result.map(|r| r.state.counter))
+            })
+        });
+    }
 }
 
 criterion_group!(benches, workloads);

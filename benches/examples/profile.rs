@@ -6,32 +6,37 @@
 //! perf record -g target/release/examples/profile b1 20000
 //! ```
 //!
-//! Arguments: the workload (`b1`, `b2` or `b3`) and how many invokes (default 1000).
+//! Arguments: the workload (`b1`, `b2` or `b3`), how many invokes (default 1000), and `off`
+//! to run without the default observers.
 
 use dashflow::RunConfig;
-use dashflow_benches::{Counter, Fanout, chain100, chain100_config, fanout16, loop1000, loop1000_config};
+use dashflow_benches::{Counter, Fanout, Telemetry, chain100, chain100_config, fanout16, loop1000, loop1000_config};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let workload = args.next().unwrap_or_else(|| "b1".to_owned());
     let invokes: usize = args.next().map(|n| n.parse()).transpose()?.unwrap_or(1000);
+    let telemetry = match args.next().as_deref() {
+        Some("off") => Telemetry::Off,
+        _ => Telemetry::Defaults,
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     runtime.block_on(async {
         match workload.as_str() {
             "b1" => {
-                let app = chain100();
+                let app = chain100(telemetry);
                 for _ in 0..invokes {
                     app.invoke(Counter::default(), chain100_config()).await?;
                 }
             }
             "b2" => {
-                let app = fanout16();
+                let app = fanout16(telemetry);
                 for _ in 0..invokes {
                     app.invoke(Fanout::default(), RunConfig::new()).await?;
                 }
             }
             "b3" => {
-                let app = loop1000();
+                let app = loop1000(telemetry);
                 for _ in 0..invokes {
                     app.invoke(Counter::default(), loop1000_config()).await?;
                 }

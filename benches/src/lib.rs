@@ -32,8 +32,18 @@ async fn increment(_: Arc<Counter>) -> Result<CounterUpdate> {
     Ok(CounterUpdate::default().counter(1u64))
 }
 
+/// Whether a workload runs with the default observers (`compile()` of the facade) or with
+/// none (`DASHFLOW_TRACE=0 DASHFLOW_WAL=0`, the executor's own `compile()`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Telemetry {
+    /// The facade's defaults.
+    Defaults,
+    /// No observers at all.
+    Off,
+}
+
 /// B1: 100 nodes in a line.
-pub fn chain100() -> CompiledGraph<Counter> {
+pub fn chain100(telemetry: Telemetry) -> CompiledGraph<Counter> {
     let mut graph = StateGraph::<Counter>::named("chain100");
     let names: Vec<String> = (0..100).map(|i| format!("n{i}")).collect();
     for name in &names {
@@ -44,11 +54,11 @@ pub fn chain100() -> CompiledGraph<Counter> {
         graph.add_edge(pair[0].as_str(), pair[1].as_str());
     }
     graph.add_edge(names[99].as_str(), END);
-    compile(graph)
+    compile(graph, telemetry)
 }
 
 /// B2: a fan-out of 16 branches joined into one.
-pub fn fanout16() -> CompiledGraph<Fanout> {
+pub fn fanout16(telemetry: Telemetry) -> CompiledGraph<Fanout> {
     let mut graph = StateGraph::<Fanout>::named("fanout16");
     graph.add_node("split", |_: Arc<Fanout>| async { Ok(FanoutUpdate::default()) });
     let branches: Vec<String> = (0..16).map(|i| format!("branch{i}")).collect();
@@ -66,18 +76,18 @@ pub fn fanout16() -> CompiledGraph<Fanout> {
         .add_parallel_edges("split", branches.iter().map(String::as_str))
         .add_join(branches.iter().map(String::as_str), "join")
         .add_edge("join", END);
-    compile(graph)
+    compile(graph, telemetry)
 }
 
 /// B3: one node looping on itself 1000 times.
-pub fn loop1000() -> CompiledGraph<Counter> {
+pub fn loop1000(telemetry: Telemetry) -> CompiledGraph<Counter> {
     let mut graph = StateGraph::<Counter>::named("loop1000");
     graph.add_node("inc", increment).add_edge(START, "inc").add_conditional_edges(
         "inc",
         |state: &Counter| if state.counter < 1000 { "again" } else { "done" },
         [("again", "inc"), ("done", END)],
     );
-    compile(graph)
+    compile(graph, telemetry)
 }
 
 /// The run configuration of B1: enough supersteps for 100 nodes.
@@ -92,12 +102,21 @@ pub fn loop1000_config() -> RunConfig {
 
 /// Runs each workload once and checks its result, so a benchmark never times a failing run.
 pub async fn verify_workloads() -> Result<(), String> {
-    let b1 = chain100().invoke(Counter::default(), chain100_config()).await.map_err(|e| format!("B1: {e}"))?;
+    let b1 = chain100(Telemetry::Defaults)
+        .invoke(Counter::default(), chain100_config())
+        .await
+        .map_err(|e| format!("B1: {e}"))?;
     check("B1 counter", b1.state.counter, 100)?;
-    let b2 = fanout16().invoke(Fanout::default(), RunConfig::new()).await.map_err(|e| format!("B2: {e}"))?;
+    let b2 = fanout16(Telemetry::Defaults)
+        .invoke(Fanout::default(), RunConfig::new())
+        .await
+        .map_err(|e| format!("B2: {e}"))?;
     check("B2 total", b2.state.total, (0..16).sum())?;
     check("B2 items", b2.state.items.len() as u64, 16)?;
-    let b3 = loop1000().invoke(Counter::default(), loop1000_config()).await.map_err(|e| format!("B3: {e}"))?;
+    let b3 = loop1000(Telemetry::Defaults)
+        .invoke(Counter::default(), loop1000_config())
+        .await
+        .map_err(|e| format!("B3: {e}"))?;
     check("B3 counter", b3.state.counter, 1000)
 }
 
@@ -105,8 +124,12 @@ fn check(what: &str, got: u64, expected: u64) -> Result<(), String> {
     if got == expected { Ok(()) } else { Err(format!("{what} is {got}, expected {expected}")) }
 }
 
-fn compile<S: GraphState>(graph: StateGraph<S>) -> CompiledGraph<S> {
-    match graph.compile() {
+fn compile<S: GraphState>(graph: StateGraph<S>, telemetry: Telemetry) -> CompiledGraph<S> {
+    let compiled = match telemetry {
+        Telemetry::Defaults => graph.compile(),
+        Telemetry::Off => dashflow::executor::CompileExt::compile(graph),
+    };
+    match compiled {
         Ok(app) => app,
         // The workloads are fixed graphs; failing to compile one is a bug in this file.
         Err(error) => panic!("a benchmark graph is invalid: {error}"),

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use dashflow_graph::{RunScope, TaskId};
-use dashflow_telemetry::{Event, EventCallback, EventKind, RunIds};
+use dashflow_telemetry::{Event, EventCallback, EventKind, Interest, RunIds};
 use futures::future::BoxFuture;
 
 use crate::config::{StreamMode, StreamModes};
@@ -26,7 +26,8 @@ pub(crate) struct EventHub {
     sink: Option<Arc<dyn UntypedSink>>,
     stream_events: bool,
     stream_custom: bool,
-    enabled: bool,
+    /// What anyone listens to: the callbacks' interests, or everything for an `Events` stream.
+    interest: Interest,
 }
 
 impl EventHub {
@@ -37,27 +38,37 @@ impl EventHub {
     ) -> Self {
         let stream_events = sink.is_some() && modes.contains(StreamMode::Events);
         let stream_custom = sink.is_some() && modes.contains(StreamMode::Custom);
-        let enabled = !callbacks.is_empty() || stream_events;
-        Self { callbacks, sink, stream_events, stream_custom, enabled }
+        let interest = interest_of(&callbacks, stream_events);
+        Self { callbacks, sink, stream_events, stream_custom, interest }
     }
 
     /// The hub of a subgraph run started from a node of the run that owns `self`: the child
     /// graph's own callbacks, then everything the parent forwards to.
     pub(crate) fn nested(&self, child_callbacks: &[Arc<dyn EventCallback>]) -> Self {
-        let callbacks = child_callbacks.iter().chain(&self.callbacks).map(Arc::clone).collect();
-        let enabled = !child_callbacks.is_empty() || self.enabled;
+        let callbacks: Vec<_> = child_callbacks.iter().chain(&self.callbacks).map(Arc::clone).collect();
+        let interest = interest_of(&callbacks, self.stream_events);
         Self {
             callbacks,
             sink: self.sink.clone(),
             stream_events: self.stream_events,
             stream_custom: self.stream_custom,
-            enabled,
+            interest,
         }
     }
 
-    /// Whether any event would reach anyone.
-    pub(crate) fn enabled(&self) -> bool {
-        self.enabled
+    /// Whether anyone wants superstep events.
+    pub(crate) fn steps(&self) -> bool {
+        self.interest.steps
+    }
+
+    /// Whether anyone wants task events (and so task durations).
+    pub(crate) fn tasks(&self) -> bool {
+        self.interest.tasks
+    }
+
+    /// Whether anyone wants routing decisions.
+    pub(crate) fn routing(&self) -> bool {
+        self.interest.routing
     }
 
     pub(crate) fn custom_enabled(&self) -> bool {
@@ -66,12 +77,14 @@ impl EventHub {
 
     /// Delivers an event; waits only when the stream's buffer is full.
     pub(crate) async fn emit(&self, run: RunIds, kind: EventKind) {
-        if !self.enabled {
+        if !self.interest.covers(&kind) {
             return;
         }
         let event = Event::now(run, kind);
         for callback in &self.callbacks {
-            callback.on_event(&event);
+            if callback.interest().covers(&event.kind) {
+                callback.on_event(&event);
+            }
         }
         if self.stream_events
             && let Some(sink) = &self.sink
@@ -96,6 +109,11 @@ impl EventHub {
             }
         }
     }
+}
+
+fn interest_of(callbacks: &[Arc<dyn EventCallback>], stream_events: bool) -> Interest {
+    let base = if stream_events { Interest::ALL } else { Interest::NONE };
+    callbacks.iter().fold(base, |interest, callback| interest.union(callback.interest()))
 }
 
 /// The executor's side of every `NodeContext` of one run, and what its tasks share.

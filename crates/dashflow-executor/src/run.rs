@@ -276,8 +276,8 @@ impl<S: GraphState> Loop<S> {
         match start {
             None => {
                 self.send_values().await;
-                let observed = self.params.hub.enabled();
-                self.routing.route(&self.params.inner.graph, &self.state, 0, observed, None, Vec::new())?;
+                let routing = self.params.hub.routing();
+                self.routing.route(&self.params.inner.graph, &self.state, 0, routing, None, Vec::new())?;
                 self.emit_routing_events().await;
                 self.advance_frontier();
                 self.commit(Source::Input, None).await?;
@@ -414,7 +414,7 @@ impl<S: GraphState> Loop<S> {
     }
 
     async fn superstep(&mut self) -> Result<Flow, Error> {
-        let observed = self.params.hub.enabled();
+        let observed = self.params.hub.steps();
         let step_started = observed.then(Instant::now);
         let frontier = std::mem::take(&mut self.frontier);
         let graph = &self.params.inner.graph;
@@ -430,7 +430,7 @@ impl<S: GraphState> Loop<S> {
             self.params.hub.emit(self.params.ids, EventKind::SuperstepStarted { step: self.step, nodes }).await;
         }
         self.results.done.clear();
-        let timed = observed || self.params.stream.is_some();
+        let timed = self.params.hub.tasks() || self.params.stream.is_some();
         let restored = std::mem::take(&mut self.restored.outputs);
         execute_tasks(
             &self.params.inner,
@@ -493,9 +493,10 @@ impl<S: GraphState> Loop<S> {
             self.send_values().await;
         }
         let graph = &self.params.inner.graph;
+        let routing = self.params.hub.routing();
         for done in &mut self.results.done {
             let gotos = std::mem::take(&mut done.gotos);
-            self.routing.route(graph, &self.state, self.step, observed, Some(done.node), gotos)?;
+            self.routing.route(graph, &self.state, self.step, routing, Some(done.node), gotos)?;
         }
         if !self.routing.events.is_empty() {
             self.emit_routing_events().await;

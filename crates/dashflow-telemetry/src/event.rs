@@ -129,6 +129,50 @@ pub enum EventKind {
     },
 }
 
+/// Which kinds of event a sink needs; the executor does not build the others.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Interest {
+    /// `RunStarted`, `RunFinished`.
+    pub runs: bool,
+    /// `SuperstepStarted`, `SuperstepFinished`.
+    pub steps: bool,
+    /// `TaskStarted`, `TaskFinished` (with durations: two clock reads per task).
+    pub tasks: bool,
+    /// `Routed`.
+    pub routing: bool,
+    /// `Custom`.
+    pub custom: bool,
+}
+
+impl Interest {
+    /// Every event.
+    pub const ALL: Self = Self { runs: true, steps: true, tasks: true, routing: true, custom: true };
+    /// No event.
+    pub const NONE: Self = Self { runs: false, steps: false, tasks: false, routing: false, custom: false };
+
+    /// Both sets together.
+    pub fn union(self, other: Self) -> Self {
+        Self {
+            runs: self.runs || other.runs,
+            steps: self.steps || other.steps,
+            tasks: self.tasks || other.tasks,
+            routing: self.routing || other.routing,
+            custom: self.custom || other.custom,
+        }
+    }
+
+    /// Whether `kind` is of interest.
+    pub fn covers(self, kind: &EventKind) -> bool {
+        match kind {
+            EventKind::RunStarted { .. } | EventKind::RunFinished { .. } => self.runs,
+            EventKind::SuperstepStarted { .. } | EventKind::SuperstepFinished { .. } => self.steps,
+            EventKind::TaskStarted { .. } | EventKind::TaskFinished { .. } => self.tasks,
+            EventKind::Routed { .. } => self.routing,
+            EventKind::Custom { .. } => self.custom,
+        }
+    }
+}
+
 /// A sink for run events.
 ///
 /// `on_event` runs on the executor's hot path, inline: an implementation must return quickly
@@ -136,6 +180,12 @@ pub enum EventKind {
 pub trait EventCallback: Send + Sync + 'static {
     /// Receives one event.
     fn on_event(&self, event: &Event);
+
+    /// Which events this sink needs (all by default). The executor builds an event only when
+    /// some sink needs it, so a narrow interest makes observed runs cheaper.
+    fn interest(&self) -> Interest {
+        Interest::ALL
+    }
 }
 
 impl<F> EventCallback for F

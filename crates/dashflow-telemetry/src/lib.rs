@@ -34,7 +34,7 @@ mod ids;
 mod live;
 mod metrics_sink;
 
-pub use event::{Event, EventCallback, EventKind, RunOutcome};
+pub use event::{Event, EventCallback, EventKind, Interest, RunOutcome};
 pub use ids::{RunId, RunIds};
 pub use live::{LiveRun, LiveRuns};
 pub use metrics_sink::MetricsCallback;

@@ -7,7 +7,7 @@ use std::time::SystemTime;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
-use crate::{Event, EventCallback, EventKind, RunIds};
+use crate::{Event, EventCallback, EventKind, Interest, RunIds};
 
 /// One run in progress.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -22,7 +22,7 @@ pub struct LiveRun {
     pub started_at: SystemTime,
     /// The superstep in progress (0 before the first).
     pub step: u64,
-    /// The nodes running now.
+    /// The nodes of the superstep in progress.
     pub running: Vec<Arc<str>>,
 }
 
@@ -76,30 +76,33 @@ impl EventCallback for LiveRuns {
             EventKind::RunFinished { .. } => {
                 runs.remove(&event.run.run_id);
             }
-            EventKind::SuperstepStarted { step, .. } => {
+            EventKind::SuperstepStarted { step, nodes } => {
                 if let Some(run) = runs.get_mut(&event.run.run_id) {
                     run.step = *step;
+                    run.running.clone_from(nodes);
                 }
             }
-            EventKind::TaskStarted { node, .. } => {
+            EventKind::SuperstepFinished { .. } => {
                 if let Some(run) = runs.get_mut(&event.run.run_id) {
-                    run.running.push(Arc::clone(node));
-                }
-            }
-            EventKind::TaskFinished { node, .. } => {
-                if let Some(run) = runs.get_mut(&event.run.run_id)
-                    && let Some(index) = run.running.iter().position(|running| running == node)
-                {
-                    run.running.swap_remove(index);
+                    run.running.clear();
                 }
             }
             _ => {}
         }
+    }
+
+    /// Runs and supersteps are enough: a step's nodes are the ones running.
+    fn interest(&self) -> Interest {
+        Interest { runs: true, steps: true, ..Interest::NONE }
     }
 }
 
 impl EventCallback for Arc<LiveRuns> {
     fn on_event(&self, event: &Event) {
         LiveRuns::on_event(self, event);
+    }
+
+    fn interest(&self) -> Interest {
+        LiveRuns::interest(self)
     }
 }

@@ -66,6 +66,17 @@ impl EventCallback for MetricsCallback {
             _ => {}
         }
     }
+
+    fn interest(&self) -> crate::Interest {
+        Self::recorded()
+    }
+}
+
+impl MetricsCallback {
+    /// The events it records.
+    pub fn recorded() -> crate::Interest {
+        crate::Interest { runs: true, tasks: true, routing: true, ..crate::Interest::NONE }
+    }
 }
 
 fn outcome_label(outcome: RunOutcome) -> &'static str {

@@ -14,13 +14,11 @@ fn live_runs_follow_a_run_from_start_to_finish() {
     let node: Arc<str> = Arc::from("fetch");
     live.on_event(&event(run, EventKind::RunStarted { graph: "g".into(), thread_id: Some("t".into()) }));
     live.on_event(&event(run, EventKind::SuperstepStarted { step: 3, nodes: vec![Arc::clone(&node)] }));
-    live.on_event(&event(run, EventKind::TaskStarted { step: 3, node: Arc::clone(&node), attempt: 1 }));
     let snapshot = live.snapshot();
     assert_eq!(snapshot.len(), 1);
-    assert_eq!((snapshot[0].step, snapshot[0].running.clone()), (3, vec![Arc::clone(&node)]));
+    assert_eq!((snapshot[0].step, snapshot[0].running.clone()), (3, vec![node]));
     assert_eq!(snapshot[0].thread_id.as_deref(), Some("t"));
-    let finished = EventKind::TaskFinished { step: 3, node, attempt: 1, duration: Duration::ZERO, error: None };
-    live.on_event(&event(run, finished));
+    live.on_event(&event(run, EventKind::SuperstepFinished { step: 3, duration: Duration::ZERO }));
     assert!(live.snapshot()[0].running.is_empty());
     let end =
         EventKind::RunFinished { outcome: RunOutcome::Completed, steps: 3, duration: Duration::ZERO, error: None };

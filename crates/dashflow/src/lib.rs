@@ -15,15 +15,18 @@ pub use dashflow_graph as graph;
 pub use dashflow_scheduler as scheduler;
 pub use dashflow_telemetry as telemetry;
 
+mod defaults;
+
 pub use dashflow_executor::{
-    CompileExt, CompiledGraph, CustomValue, Durability, Error, ExecutionResult, NodeRun, RunConfig, RunStatus,
-    RunStream, StreamEvent, StreamMode, StreamModes, Subgraph,
+    CompiledGraph, CustomValue, Durability, Error, ExecutionResult, NodeRun, RunConfig, RunStatus, RunStream,
+    StreamEvent, StreamMode, StreamModes, Subgraph,
 };
 pub use dashflow_graph::{
     Command, END, GraphError, GraphSchema, GraphState, MergeableState, Message, MessageLike, NodeContext, NodeError,
     NodeErrorKind, NodeOptions, RetryPolicy, Role, START, Send, StateGraph, reducers,
 };
 pub use dashflow_telemetry::{Event, EventCallback, EventKind, RunId, RunIds, RunOutcome};
+pub use defaults::{CompileExt, live_runs, with_default_observers};
 
 /// Everything a typical graph needs: `use dashflow::prelude::*;`.
 ///
@@ -32,8 +35,9 @@ pub use dashflow_telemetry::{Event, EventCallback, EventKind, RunId, RunIds, Run
 pub mod prelude {
     pub use std::sync::Arc;
 
+    pub use crate::CompileExt;
     pub use dashflow_executor::{
-        CompileExt, CompiledGraph, Durability, ExecutionResult, RunConfig, StreamEvent, StreamMode, Subgraph,
+        CompiledGraph, Durability, ExecutionResult, RunConfig, StreamEvent, StreamMode, Subgraph,
     };
     pub use dashflow_graph::{
         Command, END, GraphState, MergeableState, Message, NodeContext, NodeError, NodeOptions, RetryPolicy, Role,
