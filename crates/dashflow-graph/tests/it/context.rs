@@ -81,8 +81,12 @@ impl RunScope for Recorder {
 }
 
 fn context_with(enabled: bool, thread: Option<&str>) -> (NodeContext, Arc<Recorder>) {
-    let recorder =
-        Arc::new(Recorder { enabled, thread: thread.map(ToOwned::to_owned), values: Mutex::new(Vec::new()), answer: None });
+    let recorder = Arc::new(Recorder {
+        enabled,
+        thread: thread.map(ToOwned::to_owned),
+        values: Mutex::new(Vec::new()),
+        answer: None,
+    });
     let task = TaskId { step: 4, node: "summarize".into(), index: 2 };
     let scope: Arc<dyn RunScope> = Arc::<Recorder>::clone(&recorder);
     let ctx = NodeContext::new(task, 3, RunIds::root(RunId::new()), scope);
