@@ -61,9 +61,9 @@ impl EventHub {
         self.interest.steps
     }
 
-    /// Whether anyone wants task events (and so task durations).
-    pub(crate) fn tasks(&self) -> bool {
-        self.interest.tasks
+    /// Whether anyone wants the timing events (task start/end, step end, with durations).
+    pub(crate) fn timings(&self) -> bool {
+        self.interest.timings
     }
 
     /// Whether anyone wants routing decisions.

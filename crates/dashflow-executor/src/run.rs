@@ -415,7 +415,7 @@ impl<S: GraphState> Loop<S> {
 
     async fn superstep(&mut self) -> Result<Flow, Error> {
         let observed = self.params.hub.steps();
-        let step_started = observed.then(Instant::now);
+        let step_started = self.params.hub.timings().then(Instant::now);
         let frontier = std::mem::take(&mut self.frontier);
         let graph = &self.params.inner.graph;
         if frontier.len() > 1 && !self.params.parallel_allowed {
@@ -430,7 +430,7 @@ impl<S: GraphState> Loop<S> {
             self.params.hub.emit(self.params.ids, EventKind::SuperstepStarted { step: self.step, nodes }).await;
         }
         self.results.done.clear();
-        let timed = self.params.hub.tasks() || self.params.stream.is_some();
+        let timed = self.params.hub.timings() || self.params.stream.is_some();
         let restored = std::mem::take(&mut self.restored.outputs);
         execute_tasks(
             &self.params.inner,

@@ -24,7 +24,7 @@ pub(crate) struct TaskOutcome<S: GraphState> {
 
 /// Whether a task can skip the attempt loop: no observers, no timeout, no retry policy.
 pub(crate) fn is_bare<S: GraphState>(scope: &ExecScope, inner: &Inner<S>, node: &GraphNode<S>) -> bool {
-    !scope.hub.tasks()
+    !scope.hub.timings()
         && node.options.timeout.is_none()
         && inner.node_timeout.is_none()
         && node.options.retry.is_none()
@@ -83,7 +83,7 @@ async fn run_attempt<S: GraphState>(
     timeout: Option<Duration>,
 ) -> Result<NodeOutput<S>, NodeError> {
     let hub = &scope.hub;
-    let observed = hub.tasks();
+    let observed = hub.timings();
     if observed {
         let kind = EventKind::TaskStarted { step: task.step, node: node.name.clone(), attempt };
         hub.emit(scope.run, kind).await;

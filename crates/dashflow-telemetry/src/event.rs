@@ -134,10 +134,11 @@ pub enum EventKind {
 pub struct Interest {
     /// `RunStarted`, `RunFinished`.
     pub runs: bool,
-    /// `SuperstepStarted`, `SuperstepFinished`.
+    /// `SuperstepStarted`: which step runs which nodes.
     pub steps: bool,
-    /// `TaskStarted`, `TaskFinished` (with durations: two clock reads per task).
-    pub tasks: bool,
+    /// The timing events: `TaskStarted`, `TaskFinished` and `SuperstepFinished`, with
+    /// durations (clock reads per task and step).
+    pub timings: bool,
     /// `Routed`.
     pub routing: bool,
     /// `Custom`.
@@ -146,16 +147,16 @@ pub struct Interest {
 
 impl Interest {
     /// Every event.
-    pub const ALL: Self = Self { runs: true, steps: true, tasks: true, routing: true, custom: true };
+    pub const ALL: Self = Self { runs: true, steps: true, timings: true, routing: true, custom: true };
     /// No event.
-    pub const NONE: Self = Self { runs: false, steps: false, tasks: false, routing: false, custom: false };
+    pub const NONE: Self = Self { runs: false, steps: false, timings: false, routing: false, custom: false };
 
     /// Both sets together.
     pub fn union(self, other: Self) -> Self {
         Self {
             runs: self.runs || other.runs,
             steps: self.steps || other.steps,
-            tasks: self.tasks || other.tasks,
+            timings: self.timings || other.timings,
             routing: self.routing || other.routing,
             custom: self.custom || other.custom,
         }
@@ -165,8 +166,10 @@ impl Interest {
     pub fn covers(self, kind: &EventKind) -> bool {
         match kind {
             EventKind::RunStarted { .. } | EventKind::RunFinished { .. } => self.runs,
-            EventKind::SuperstepStarted { .. } | EventKind::SuperstepFinished { .. } => self.steps,
-            EventKind::TaskStarted { .. } | EventKind::TaskFinished { .. } => self.tasks,
+            EventKind::SuperstepStarted { .. } => self.steps,
+            EventKind::SuperstepFinished { .. } | EventKind::TaskStarted { .. } | EventKind::TaskFinished { .. } => {
+                self.timings
+            }
             EventKind::Routed { .. } => self.routing,
             EventKind::Custom { .. } => self.custom,
         }

@@ -1,6 +1,7 @@
 //! The runs in progress in this process, for live introspection.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
@@ -22,7 +23,7 @@ pub struct LiveRun {
     pub started_at: SystemTime,
     /// The superstep in progress (0 before the first).
     pub step: u64,
-    /// The nodes of the superstep in progress.
+    /// The nodes of the superstep in progress (or of the last one, between steps).
     pub running: Vec<Arc<str>>,
 }
 
@@ -33,7 +34,28 @@ pub struct LiveRun {
 /// held across an await.
 #[derive(Debug, Default)]
 pub struct LiveRuns {
-    runs: Mutex<HashMap<crate::RunId, LiveRun>>,
+    runs: Mutex<HashMap<crate::RunId, LiveRun, BuildHasherDefault<RunIdHasher>>>,
+}
+
+/// Run ids end in 80 random bits: hashing them again would only cost time.
+#[derive(Default)]
+struct RunIdHasher(u64);
+
+impl Hasher for RunIdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*byte);
+        }
+    }
+
+    fn write_u128(&mut self, value: u128) {
+        // The low 64 bits of a ULID are random.
+        self.0 ^= value as u64;
+    }
 }
 
 impl LiveRuns {
@@ -80,11 +102,6 @@ impl EventCallback for LiveRuns {
                 if let Some(run) = runs.get_mut(&event.run.run_id) {
                     run.step = *step;
                     run.running.clone_from(nodes);
-                }
-            }
-            EventKind::SuperstepFinished { .. } => {
-                if let Some(run) = runs.get_mut(&event.run.run_id) {
-                    run.running.clear();
                 }
             }
             _ => {}

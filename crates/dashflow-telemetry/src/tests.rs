@@ -18,7 +18,7 @@ fn live_runs_follow_a_run_from_start_to_finish() {
     assert_eq!(snapshot.len(), 1);
     assert_eq!((snapshot[0].step, snapshot[0].running.clone()), (3, vec![node]));
     assert_eq!(snapshot[0].thread_id.as_deref(), Some("t"));
-    live.on_event(&event(run, EventKind::SuperstepFinished { step: 3, duration: Duration::ZERO }));
+    live.on_event(&event(run, EventKind::SuperstepStarted { step: 4, nodes: Vec::new() }));
     assert!(live.snapshot()[0].running.is_empty());
     let end =
         EventKind::RunFinished { outcome: RunOutcome::Completed, steps: 3, duration: Duration::ZERO, error: None };
