@@ -1,10 +1,17 @@
-//! Support-ticket triage: classify a ticket, run three checks in parallel, draft a reply, and
-//! let a reviewer send the draft back until it says everything the checks require.
+//! Support-ticket triage: classify a ticket, run three checks in parallel, draft a reply, let
+//! a reviewer send the draft back until it says everything the checks require, then pause for
+//! a person to approve the reply before it is sent.
 //!
 //! ```text
-//! cargo run --release --example quickstart               # triage three sample tickets
-//! cargo run --release --example quickstart -- --mermaid  # print the graph as Mermaid
+//! cargo run --release --example quickstart                         # triage three sample tickets
+//! cargo run --release --example quickstart -- approve T-1001       # send the reply of T-1001
+//! cargo run --release --example quickstart -- reject T-1003        # close T-1003 without sending
+//! cargo run --release --example quickstart -- history T-1001       # the thread's checkpoints
+//! cargo run --release --example quickstart -- --mermaid            # print the graph as Mermaid
 //! ```
+//!
+//! Every run is checkpointed to SQLite in `.dashflow/quickstart.db`, so a paused ticket can be
+//! approved by a later process, a day later.
 //!
 //! The tools are deterministic local stand-ins (`dashflow_examples::support`): no network, no
 //! LLM, the same output every run.
@@ -162,7 +169,10 @@ fn after_review(ticket: &Ticket) -> &'static str {
     }
 }
 
-fn triage() -> Result<CompiledGraph<Ticket>, dashflow::Error> {
+/// Where the quickstart keeps its checkpoints.
+const DATABASE: &str = ".dashflow/quickstart.db";
+
+async fn triage() -> anyhow::Result<CompiledGraph<Ticket>> {
     let mut graph = StateGraph::<Ticket>::named("triage");
     graph
         .add_node("classify", classify)
@@ -176,46 +186,75 @@ fn triage() -> Result<CompiledGraph<Ticket>, dashflow::Error> {
         .add_parallel_edges("classify", ["billing", "account", "urgency"])
         .add_join(["billing", "account", "urgency"], "draft")
         .add_edge("draft", "review")
-        // Human approval belongs between "approved" and "send": once checkpointing lands,
-        // `interrupt_before(["send"])` will pause the run here until a person resumes it.
         .add_conditional_edges("review", after_review, [("approved", "send"), ("redraft", "draft"), ("give_up", END)])
         .add_edge("send", END);
-    graph.compile()
+    // A person approves every reply: runs pause before `send` until resumed.
+    Ok(graph.compile()?.with_checkpointer(SqliteCheckpointer::open(DATABASE).await?).interrupt_before(["send"]))
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let app = triage()?;
-    if std::env::args().any(|arg| arg == "--mermaid") {
-        println!("{}", app.to_mermaid());
-        return Ok(());
-    }
-
-    for ticket in sample_tickets() {
-        println!("== {} from {}: {:?}", ticket.id, ticket.customer, ticket.text);
-        // Updates: what each node changed. Custom: what nodes emit while they work. Events:
-        // routing decisions and task timings (which `ExecutionResult::nodes` then carries).
-        let modes = [StreamMode::Updates, StreamMode::Custom, StreamMode::Events];
-        let config = RunConfig::thread(ticket.id.clone()).stream_modes(modes);
-        let mut events = app.stream(ticket, config);
-        while let Some(event) = events.next().await {
-            match event? {
-                StreamEvent::Updates { step, node, update } => println!("  [{step}] {node:<8} {}", describe(&update)),
-                StreamEvent::Custom(custom) => {
-                    let progress = custom.value["progress"].as_str().unwrap_or_default();
-                    println!("  [{}] {:<8} ... {progress}", custom.step, custom.node);
-                }
-                StreamEvent::Event(event) => {
-                    if let EventKind::Routed { step, from, label, target } = event.kind {
-                        println!("  [{step}] {from:<8} -> {label} ({target})");
-                    }
-                }
-                _ => {}
+    let app = triage().await?;
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+        ["--mermaid"] => println!("{}", app.to_mermaid()),
+        [] => {
+            println!("checkpoints: {DATABASE}\n");
+            for ticket in sample_tickets() {
+                println!("== {} from {}: {:?}", ticket.id, ticket.customer, ticket.text);
+                let config = config(&ticket.id);
+                show(app.stream(ticket, config)).await?;
             }
         }
-        let result = events.result().await?;
-        report(&result);
+        ["approve", id] => {
+            println!("== {id}: approved");
+            show(app.resume_stream(Command::new(), config(id))).await?;
+        }
+        ["reject", id] => {
+            // Record the decision as if `send` ran and sent nothing: the run is then complete.
+            app.update_state(&config(id), TicketUpdate::default().sent(false), Some("send")).await?;
+            println!("== {id}: rejected, closed without sending");
+        }
+        ["history", id] => {
+            for snapshot in app.get_state_history(&config(id), None).await? {
+                let source = snapshot.metadata.get("source").and_then(|s| s.as_str()).unwrap_or("?");
+                println!(
+                    "  step {:>2} {:<6} next {:?}  {}",
+                    snapshot.step, source, snapshot.next, snapshot.checkpoint_id
+                );
+            }
+        }
+        _ => anyhow::bail!("usage: quickstart [approve ID | reject ID | history ID | --mermaid]"),
     }
+    Ok(())
+}
+
+/// One thread per ticket; streams what nodes change, what they report while they work, and
+/// routing decisions with task timings.
+fn config(ticket: &str) -> RunConfig {
+    let modes = [StreamMode::Updates, StreamMode::Custom, StreamMode::Events];
+    RunConfig::thread(ticket).stream_modes(modes)
+}
+
+/// Prints a run's progress as it happens, then its outcome.
+async fn show(mut events: dashflow::RunStream<Ticket>) -> anyhow::Result<()> {
+    while let Some(event) = events.next().await {
+        match event? {
+            StreamEvent::Updates { step, node, update } => println!("  [{step}] {node:<8} {}", describe(&update)),
+            StreamEvent::Custom(custom) => {
+                let progress = custom.value["progress"].as_str().unwrap_or_default();
+                println!("  [{}] {:<8} ... {progress}", custom.step, custom.node);
+            }
+            StreamEvent::Event(event) => {
+                if let EventKind::Routed { step, from, label, target } = event.kind {
+                    println!("  [{step}] {from:<8} -> {label} ({target})");
+                }
+            }
+            _ => {}
+        }
+    }
+    let result = events.result().await?;
+    report(&result);
     Ok(())
 }
 
@@ -242,7 +281,12 @@ fn describe(update: &TicketUpdate) -> String {
 
 fn report(result: &ExecutionResult<Ticket>) {
     let ticket = &result.state;
-    let outcome = if ticket.sent { "sent" } else { "NOT sent: left for a person" };
+    let waiting = matches!(result.status, RunStatus::Interrupted { .. });
+    let outcome = match (waiting, ticket.sent) {
+        (true, _) => "waiting for approval",
+        (false, true) => "sent",
+        (false, false) => "NOT sent: left for a person",
+    };
     println!("  reply after {} draft(s), {outcome}:", ticket.drafts);
     for line in ticket.draft.lines() {
         println!("    | {line}");
@@ -264,7 +308,12 @@ fn report(result: &ExecutionResult<Ticket>) {
         })
         .collect();
     println!("  timings: {}", timings.join(", "));
-    println!("  run: {} steps in {:.1?}\n", result.steps, result.duration);
+    println!("  run: {} steps in {:.1?}", result.steps, result.duration);
+    if waiting {
+        println!("  approve: cargo run --release --example quickstart -- approve {}", ticket.id);
+        println!("  reject:  cargo run --release --example quickstart -- reject {}", ticket.id);
+    }
+    println!();
 }
 
 fn sample_tickets() -> Vec<Ticket> {

@@ -84,12 +84,7 @@ pub(crate) async fn put_expecting(
     expected: Option<&CheckpointId>,
 ) -> Result<()> {
     checkpointer.put(record.clone(), expected).await.context(|| {
-        format!(
-            "put of {} into thread `{}` expecting head {}",
-            label(record),
-            record.thread_id,
-            spell(expected)
-        )
+        format!("put of {} into thread `{}` expecting head {}", label(record), record.thread_id, spell(expected))
     })
 }
 
@@ -121,10 +116,16 @@ pub(crate) async fn put_conflicts(
     actual: Option<&CheckpointId>,
 ) -> Result<()> {
     let result = checkpointer.put(record.clone(), expected).await;
-    let what = format!("put of {} expecting head {} while the head is {}", label(record), spell(expected), spell(actual));
+    let what =
+        format!("put of {} expecting head {} while the head is {}", label(record), spell(expected), spell(actual));
     match result {
         Ok(()) => return Err(contract(format!("{what} succeeded; it must fail with Conflict"))),
-        Err(CheckpointError::Conflict { thread_id, namespace, expected: reported_expected, actual: reported_actual }) => {
+        Err(CheckpointError::Conflict {
+            thread_id,
+            namespace,
+            expected: reported_expected,
+            actual: reported_actual,
+        }) => {
             let wanted = (record.thread_id.clone(), record.namespace.clone(), spell(expected), spell(actual));
             let got = (thread_id, namespace, reported_expected, reported_actual);
             ensure!(

@@ -127,7 +127,8 @@ impl MemoryCheckpointer {
 
     fn put_sync(&self, record: CheckpointRecord, expected_head: Option<&CheckpointId>) -> Result<()> {
         let mut store = self.store.lock();
-        let namespace = store.threads.get(&record.thread_id).and_then(|thread| thread.namespaces.get(&record.namespace));
+        let namespace =
+            store.threads.get(&record.thread_id).and_then(|thread| thread.namespaces.get(&record.namespace));
         let head = namespace.and_then(|namespace| namespace.head.as_ref());
         let exists = namespace.is_some_and(|namespace| namespace.checkpoints.contains_key(&record.checkpoint_id));
         // A stored checkpoint is never overwritten: the same id twice means two writers.
@@ -178,7 +179,12 @@ impl MemoryCheckpointer {
         }
     }
 
-    fn load_sync(&self, thread_id: &str, namespace: &str, id: Option<&CheckpointId>) -> Result<Option<LoadedCheckpoint>> {
+    fn load_sync(
+        &self,
+        thread_id: &str,
+        namespace: &str,
+        id: Option<&CheckpointId>,
+    ) -> Result<Option<LoadedCheckpoint>> {
         let store = self.store.lock();
         let Some(namespace) = store.threads.get(thread_id).and_then(|thread| thread.namespaces.get(namespace)) else {
             return Ok(None);

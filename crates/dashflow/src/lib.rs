@@ -8,8 +8,16 @@
 //!
 //! ## Feature flags
 //!
-//! None yet: every part re-exported here is always on.
+//! - `sqlite` (default): [`SqliteCheckpointer`], the embedded checkpointer.
+//! - `all-backends`: every checkpoint backend (for CI).
+//!
+//! [`MemoryCheckpointer`] is always available.
 
+pub use dashflow_checkpoint as checkpoint;
+pub use dashflow_checkpoint::{CheckpointError, CheckpointId, Checkpointer, Codec};
+pub use dashflow_checkpoint_memory::MemoryCheckpointer;
+#[cfg(feature = "sqlite")]
+pub use dashflow_checkpoint_sqlite::SqliteCheckpointer;
 pub use dashflow_executor as executor;
 pub use dashflow_graph as graph;
 pub use dashflow_scheduler as scheduler;
@@ -19,7 +27,7 @@ mod defaults;
 
 pub use dashflow_executor::{
     CompiledGraph, CustomValue, Durability, Error, ExecutionResult, NodeRun, RunConfig, RunStatus, RunStream,
-    StreamEvent, StreamMode, StreamModes, Subgraph,
+    StateSnapshot, StreamEvent, StreamMode, StreamModes, Subgraph,
 };
 pub use dashflow_graph::{
     Command, END, GraphError, GraphSchema, GraphState, MergeableState, Message, MessageLike, NodeContext, NodeError,
@@ -36,8 +44,12 @@ pub mod prelude {
     pub use std::sync::Arc;
 
     pub use crate::CompileExt;
+    pub use dashflow_checkpoint_memory::MemoryCheckpointer;
+    #[cfg(feature = "sqlite")]
+    pub use dashflow_checkpoint_sqlite::SqliteCheckpointer;
     pub use dashflow_executor::{
-        CompiledGraph, Durability, ExecutionResult, RunConfig, StreamEvent, StreamMode, Subgraph,
+        CompiledGraph, Durability, ExecutionResult, RunConfig, RunStatus, StateSnapshot, StreamEvent, StreamMode,
+        Subgraph,
     };
     pub use dashflow_graph::{
         Command, END, GraphState, MergeableState, Message, NodeContext, NodeError, NodeOptions, RetryPolicy, Role,

@@ -27,7 +27,8 @@ fn ensure_same_bytes(actual: &[u8], expected: &[u8], what: &str) -> Result<()> {
     if actual == expected {
         return Ok(());
     }
-    let first_difference = actual.iter().zip(expected).position(|(a, b)| a != b).unwrap_or(actual.len().min(expected.len()));
+    let first_difference =
+        actual.iter().zip(expected).position(|(a, b)| a != b).unwrap_or(actual.len().min(expected.len()));
     Err(contract(format!(
         "{what}: {} bytes came back for {} stored, first difference at byte {first_difference}",
         actual.len(),

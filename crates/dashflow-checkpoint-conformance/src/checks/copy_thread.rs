@@ -40,11 +40,19 @@ pub async fn copies_checkpoints_and_writes(checkpointer: Arc<dyn Checkpointer>) 
     copy_thread(cp, "from", "to").await?;
     let source_list = list(cp, "from", &ListOptions::new()).await?;
     let expected: Vec<CheckpointRecord> = source_list.iter().map(|record| in_thread(record, "to")).collect();
-    ensure_records(&list(cp, "to", &ListOptions::new()).await?, &expected.iter().collect::<Vec<_>>(), "list of the copy")?;
+    ensure_records(
+        &list(cp, "to", &ListOptions::new()).await?,
+        &expected.iter().collect::<Vec<_>>(),
+        "list of the copy",
+    )?;
     let latest = load_some(cp, "to", "", None).await?;
     let chain = [&root[0], &root[1], &root[3]].map(|record| in_thread(record, "to"));
     ensure_chain(&latest, &chain.iter().collect::<Vec<_>>(), "latest of the copy (a forked line)")?;
-    ensure_eq!(latest.pending_writes, vec![write("task-1", "one"), write("task-2", "two")], "pending writes of the copy");
+    ensure_eq!(
+        latest.pending_writes,
+        vec![write("task-1", "one"), write("task-2", "two")],
+        "pending writes of the copy"
+    );
     let abandoned = load_some(cp, "to", "", Some(&root[2].checkpoint_id)).await?;
     let chain = [&root[0], &root[1], &root[2]].map(|record| in_thread(record, "to"));
     ensure_chain(&abandoned, &chain.iter().collect::<Vec<_>>(), "the abandoned branch in the copy")?;
@@ -52,7 +60,11 @@ pub async fn copies_checkpoints_and_writes(checkpointer: Arc<dyn Checkpointer>) 
     let chain = [&child[0], &child[1]].map(|record| in_thread(record, "to"));
     ensure_chain(&child_latest, &chain.iter().collect::<Vec<_>>(), "latest of the copy's child namespace")?;
     let child_first = load_some(cp, "to", "child", Some(&child[0].checkpoint_id)).await?;
-    ensure_eq!(child_first.pending_writes, vec![write("task-3", "three")], "pending writes of the copy's child namespace");
+    ensure_eq!(
+        child_first.pending_writes,
+        vec![write("task-3", "three")],
+        "pending writes of the copy's child namespace"
+    );
     Ok(())
 }
 
@@ -107,7 +119,11 @@ pub async fn conflict_when_target_not_empty(checkpointer: Arc<dyn Checkpointer>)
             return Err(contract(format!("copy_thread into a non-empty thread returned {other:?}; expected Conflict")));
         }
     }
-    ensure_records(&list(cp, "to", &ListOptions::new()).await?, &[&to[0]], "list of the target after the refused copy")?;
+    ensure_records(
+        &list(cp, "to", &ListOptions::new()).await?,
+        &[&to[0]],
+        "list of the target after the refused copy",
+    )?;
     ensure_records(
         &list(cp, "from", &ListOptions::new()).await?,
         &[&from[1], &from[0]],

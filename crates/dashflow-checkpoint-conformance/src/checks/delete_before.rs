@@ -19,7 +19,9 @@ async fn delete_before(cp: &dyn Checkpointer, thread: &str, namespace: &str, kee
 pub async fn keeps_keep_from_and_newer(checkpointer: Arc<dyn Checkpointer>) -> Result<()> {
     let cp = checkpointer.as_ref();
     let r = line(cp, "t", "", "SDDSD").await?;
-    cp.put_writes("t", "", &r[1].checkpoint_id, vec![write("old", "gone")]).await.context(|| "put_writes".to_owned())?;
+    cp.put_writes("t", "", &r[1].checkpoint_id, vec![write("old", "gone")])
+        .await
+        .context(|| "put_writes".to_owned())?;
     let kept_writes = vec![write("new", "kept")];
     cp.put_writes("t", "", &r[4].checkpoint_id, kept_writes.clone()).await.context(|| "put_writes".to_owned())?;
     let deleted = delete_before(cp, "t", "", &r[3].checkpoint_id).await?;
@@ -46,7 +48,11 @@ pub async fn other_namespaces_and_threads_are_untouched(checkpointer: Arc<dyn Ch
     let child = line(cp, "t", "child", "SD").await?;
     let other = line(cp, "other", "", "SD").await?;
     let root = line(cp, "t", "", "SDS").await?;
-    ensure_eq!(delete_before(cp, "t", "", &root[2].checkpoint_id).await?, 2, "checkpoints deleted in the root namespace");
+    ensure_eq!(
+        delete_before(cp, "t", "", &root[2].checkpoint_id).await?,
+        2,
+        "checkpoints deleted in the root namespace"
+    );
     let listed = list(cp, "t", &ListOptions::new().namespace("child")).await?;
     ensure_records(&listed, &[&child[1], &child[0]], "list of namespace `child` after pruning the root namespace")?;
     let listed = list(cp, "other", &ListOptions::new()).await?;
@@ -57,6 +63,10 @@ pub async fn other_namespaces_and_threads_are_untouched(checkpointer: Arc<dyn Ch
 pub async fn unknown_thread_deletes_nothing(checkpointer: Arc<dyn Checkpointer>) -> Result<()> {
     let cp = checkpointer.as_ref();
     let r = line(cp, "t", "", "SD").await?;
-    ensure_eq!(delete_before(cp, "nobody", "", &r[1].checkpoint_id).await?, 0, "checkpoints deleted of an unknown thread");
+    ensure_eq!(
+        delete_before(cp, "nobody", "", &r[1].checkpoint_id).await?,
+        0,
+        "checkpoints deleted of an unknown thread"
+    );
     ensure_records(&list(cp, "t", &ListOptions::new()).await?, &[&r[1], &r[0]], "list after pruning an unknown thread")
 }

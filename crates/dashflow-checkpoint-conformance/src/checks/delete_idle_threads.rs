@@ -21,7 +21,8 @@ async fn aged(cp: &dyn Checkpointer, thread: &str, namespace: &str, times: &[i64
 }
 
 async fn delete_idle_threads(cp: &dyn Checkpointer, cutoff_ms: i64) -> Result<Vec<String>> {
-    let mut deleted = cp.delete_idle_threads(cutoff_ms).await.context(|| format!("delete_idle_threads({cutoff_ms})"))?;
+    let mut deleted =
+        cp.delete_idle_threads(cutoff_ms).await.context(|| format!("delete_idle_threads({cutoff_ms})"))?;
     deleted.sort();
     Ok(deleted)
 }

@@ -72,6 +72,10 @@ pub async fn thread_ids_match_exactly(checkpointer: Arc<dyn Checkpointer>) -> Re
     delete_thread(cp, "a%").await?;
     delete_thread(cp, "ABC").await?;
     ensure_records(&list(cp, "abc", &ListOptions::new()).await?, &[&abc[0]], "list of `abc` after deleting `a_c`")?;
-    ensure_records(&list(cp, "a_cd", &ListOptions::new()).await?, &[&longer[0]], "list of `a_cd` after deleting `a_c`")?;
+    ensure_records(
+        &list(cp, "a_cd", &ListOptions::new()).await?,
+        &[&longer[0]],
+        "list of `a_cd` after deleting `a_c`",
+    )?;
     ensure_records(&list(cp, "a_c", &ListOptions::new()).await?, &[], "list of the deleted `a_c`")
 }

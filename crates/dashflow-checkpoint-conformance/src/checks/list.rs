@@ -107,8 +107,13 @@ pub async fn filters_combine_before_the_limit(checkpointer: Arc<dyn Checkpointer
     }
     let other_namespace = line(cp, "t", "other", "SS").await?;
     let r = &records;
-    let options = ListOptions::new().namespace("").metadata("parity", "even").before(r[6].checkpoint_id.clone()).limit(2);
-    ensure_records(&list(cp, "t", &options).await?, &[&r[4], &r[2]], "list of even checkpoints before the 7th, limit 2")?;
+    let options =
+        ListOptions::new().namespace("").metadata("parity", "even").before(r[6].checkpoint_id.clone()).limit(2);
+    ensure_records(
+        &list(cp, "t", &options).await?,
+        &[&r[4], &r[2]],
+        "list of even checkpoints before the 7th, limit 2",
+    )?;
     let options = ListOptions::new().metadata("source", "input").limit(3);
     ensure_records(
         &list(cp, "t", &options).await?,

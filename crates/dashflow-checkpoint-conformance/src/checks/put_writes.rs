@@ -31,10 +31,7 @@ pub async fn same_task_id_replaces(checkpointer: Arc<dyn Checkpointer>) -> Resul
     let writes = &loaded.pending_writes;
     ensure_eq!(writes.len(), 2, "number of pending writes after task-1 wrote twice: {writes:?}");
     let task_1: Vec<&PendingWrite> = writes.iter().filter(|w| w.task_id == "task-1").collect();
-    ensure!(
-        task_1 == [&write("task-1", "second")],
-        "task-1's second write did not replace its first: {writes:?}"
-    );
+    ensure!(task_1 == [&write("task-1", "second")], "task-1's second write did not replace its first: {writes:?}");
     ensure!(writes.contains(&write("task-2", "other")), "task-2's write went missing: {writes:?}");
     Ok(())
 }
@@ -64,6 +61,10 @@ pub async fn namespaces_are_separate(checkpointer: Arc<dyn Checkpointer>) -> Res
     let root_writes = [write("root-task", "r")];
     put_writes(cp, "t", "", &root[0].checkpoint_id, &root_writes).await?;
     ensure_eq!(load_some(cp, "t", "", None).await?.pending_writes, root_writes.to_vec(), "root namespace's writes");
-    ensure_eq!(load_some(cp, "t", "child", None).await?.pending_writes, child_writes.to_vec(), "namespace `child`'s writes");
+    ensure_eq!(
+        load_some(cp, "t", "child", None).await?.pending_writes,
+        child_writes.to_vec(),
+        "namespace `child`'s writes"
+    );
     Ok(())
 }

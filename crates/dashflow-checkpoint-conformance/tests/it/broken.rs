@@ -1,0 +1,141 @@
+//! Wrappers of the memory backend that each break one rule of the contract.
+
+use async_trait::async_trait;
+use dashflow_checkpoint::{
+    CheckpointId, CheckpointKind, CheckpointRecord, Checkpointer, ListOptions, LoadedCheckpoint, PendingWrite, Result,
+};
+use dashflow_checkpoint_memory::MemoryCheckpointer;
+
+/// The one rule a [`Broken`] checkpointer breaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Fault {
+    /// None: an honest pass-through, the control group.
+    Honest,
+    /// Puts against whatever the head is, ignoring the head the writer expects.
+    IgnoresExpectedHead,
+    /// Lists oldest first.
+    ListsOldestFirst,
+    /// Builds chains from the nearest snapshot by id order instead of following parent links.
+    ChainsByIdOrder,
+    /// Accepts pending writes and forgets them.
+    DropsPendingWrites,
+    /// Loses the last byte of blobs over 64 KiB.
+    TruncatesLargeBlobs,
+    /// Copies over a thread that has checkpoints instead of refusing.
+    CopiesOverNonEmptyThreads,
+    /// Prunes `keep_from` along with the older checkpoints.
+    DeletesKeepFromToo,
+}
+
+/// The memory backend with one [`Fault`].
+#[derive(Debug)]
+pub(crate) struct Broken {
+    inner: MemoryCheckpointer,
+    fault: Fault,
+}
+
+impl Broken {
+    pub(crate) fn new(fault: Fault) -> Self {
+        Self { inner: MemoryCheckpointer::new(), fault }
+    }
+
+    async fn namespace_oldest_first(&self, thread_id: &str, namespace: &str) -> Result<Vec<CheckpointRecord>> {
+        let mut records = self.inner.list(thread_id, &ListOptions::new().namespace(namespace)).await?;
+        records.reverse();
+        Ok(records)
+    }
+}
+
+const LARGE: usize = 64 * 1024;
+
+#[async_trait]
+impl Checkpointer for Broken {
+    async fn put(&self, mut record: CheckpointRecord, expected_head: Option<&CheckpointId>) -> Result<()> {
+        match self.fault {
+            Fault::IgnoresExpectedHead => {
+                let head = self.inner.load(&record.thread_id, &record.namespace, None).await?;
+                let head = head.and_then(|loaded| loaded.head().map(|record| record.checkpoint_id.clone()));
+                self.inner.put(record, head.as_ref()).await
+            }
+            Fault::TruncatesLargeBlobs => {
+                if record.blob.len() > LARGE {
+                    record.blob.pop();
+                }
+                self.inner.put(record, expected_head).await
+            }
+            _ => self.inner.put(record, expected_head).await,
+        }
+    }
+
+    async fn put_writes(
+        &self,
+        thread_id: &str,
+        namespace: &str,
+        checkpoint_id: &CheckpointId,
+        mut writes: Vec<PendingWrite>,
+    ) -> Result<()> {
+        match self.fault {
+            Fault::DropsPendingWrites => Ok(()),
+            Fault::TruncatesLargeBlobs => {
+                for write in writes.iter_mut().filter(|write| write.blob.len() > LARGE) {
+                    write.blob.pop();
+                }
+                self.inner.put_writes(thread_id, namespace, checkpoint_id, writes).await
+            }
+            _ => self.inner.put_writes(thread_id, namespace, checkpoint_id, writes).await,
+        }
+    }
+
+    async fn load(
+        &self,
+        thread_id: &str,
+        namespace: &str,
+        id: Option<&CheckpointId>,
+    ) -> Result<Option<LoadedCheckpoint>> {
+        let Some(honest) = self.inner.load(thread_id, namespace, id).await? else { return Ok(None) };
+        if self.fault != Fault::ChainsByIdOrder {
+            return Ok(Some(honest));
+        }
+        let Some(target) = honest.head().map(|record| record.checkpoint_id.clone()) else { return Ok(Some(honest)) };
+        let mut records = self.namespace_oldest_first(thread_id, namespace).await?;
+        records.retain(|record| record.checkpoint_id <= target);
+        let start = records.iter().rposition(|record| record.kind == CheckpointKind::Snapshot).unwrap_or(0);
+        Ok(Some(LoadedCheckpoint { chain: records.split_off(start), pending_writes: honest.pending_writes }))
+    }
+
+    async fn list(&self, thread_id: &str, options: &ListOptions) -> Result<Vec<CheckpointRecord>> {
+        if self.fault != Fault::ListsOldestFirst {
+            return self.inner.list(thread_id, options).await;
+        }
+        let mut unlimited = options.clone();
+        unlimited.limit = None;
+        let mut records = self.inner.list(thread_id, &unlimited).await?;
+        records.reverse();
+        records.truncate(options.limit.unwrap_or(usize::MAX));
+        Ok(records)
+    }
+
+    async fn delete_thread(&self, thread_id: &str) -> Result<()> {
+        self.inner.delete_thread(thread_id).await
+    }
+
+    async fn copy_thread(&self, from: &str, to: &str) -> Result<()> {
+        if self.fault == Fault::CopiesOverNonEmptyThreads {
+            self.inner.delete_thread(to).await?;
+        }
+        self.inner.copy_thread(from, to).await
+    }
+
+    async fn delete_before(&self, thread_id: &str, namespace: &str, keep_from: &CheckpointId) -> Result<u64> {
+        if self.fault != Fault::DeletesKeepFromToo {
+            return self.inner.delete_before(thread_id, namespace, keep_from).await;
+        }
+        let records = self.namespace_oldest_first(thread_id, namespace).await?;
+        let next = records.iter().map(|record| &record.checkpoint_id).find(|id| *id > keep_from);
+        self.inner.delete_before(thread_id, namespace, next.unwrap_or(keep_from)).await
+    }
+
+    async fn delete_idle_threads(&self, cutoff_ms: i64) -> Result<Vec<String>> {
+        self.inner.delete_idle_threads(cutoff_ms).await
+    }
+}

@@ -1,0 +1,121 @@
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use dashflow_checkpoint::Checkpointer;
+use dashflow_checkpoint_conformance::cases;
+
+use crate::broken::{Broken, Fault};
+
+/// Runs every case against a fresh checkpointer with `fault`; returns the failed cases'
+/// paths with their reports.
+async fn failures(fault: Fault) -> BTreeMap<String, String> {
+    let mut failed = BTreeMap::new();
+    for case in cases() {
+        let checkpointer: Arc<dyn Checkpointer> = Arc::new(Broken::new(fault));
+        if let Err(error) = case.run(checkpointer).await {
+            failed.insert(case.path(), error.report());
+        }
+    }
+    failed
+}
+
+/// Asserts that `fault` fails at least the `expected` cases.
+async fn assert_fails(fault: Fault, expected: &[&str]) -> BTreeMap<String, String> {
+    let failed = failures(fault).await;
+    for path in expected {
+        assert!(cases().iter().any(|case| case.path() == *path), "`{path}` is not a case of the suite; fix the test");
+        assert!(failed.contains_key(*path), "{fault:?} passed `{path}`; it must fail it. Failed: {failed:#?}");
+    }
+    failed
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_honest_wrapper_passes_every_check() {
+    let failed = failures(Fault::Honest).await;
+    assert!(failed.is_empty(), "the honest wrapper failed: {failed:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ignoring_the_expected_head_fails_the_conflict_checks() {
+    let failed = assert_fails(
+        Fault::IgnoresExpectedHead,
+        &[
+            "put/conflict_when_head_moved",
+            "put/conflict_when_expecting_none_on_a_non_empty_thread",
+            "put/conflict_when_expecting_a_head_on_an_empty_thread",
+            "put/namespaces_have_independent_heads",
+            "put/threads_have_independent_heads",
+            "put/fork_names_a_past_parent_and_expects_the_head",
+            "put/head_is_the_last_put_not_the_greatest_id",
+            "copy_thread/copies_the_head_not_the_greatest_id",
+        ],
+    )
+    .await;
+    let report = &failed["put/conflict_when_head_moved"];
+    assert!(report.contains("succeeded; it must fail with Conflict"), "unhelpful report: {report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listing_oldest_first_fails_the_list_checks() {
+    assert_fails(
+        Fault::ListsOldestFirst,
+        &["list/newest_first", "list/newest_first_across_namespaces", "list/before", "list/limit"],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn building_chains_by_id_order_fails_the_fork_checks() {
+    assert_fails(
+        Fault::ChainsByIdOrder,
+        &["load/chain_follows_parent_links_across_a_fork", "load/chain_ignores_snapshots_of_other_branches"],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_pending_writes_fails_the_write_checks() {
+    assert_fails(
+        Fault::DropsPendingWrites,
+        &[
+            "load/pending_writes_come_with_their_checkpoint",
+            "put_writes/same_task_id_replaces",
+            "put_writes/order_is_kept",
+            "put_writes/namespaces_are_separate",
+            "copy_thread/copies_checkpoints_and_writes",
+            "blob/pending_write_blobs_round_trip",
+        ],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn truncating_large_blobs_fails_the_blob_checks() {
+    let failed =
+        assert_fails(Fault::TruncatesLargeBlobs, &["blob/one_mib", "blob/pending_write_blobs_round_trip"]).await;
+    assert!(!failed.contains_key("blob/byte_exact"), "a small blob was not truncated, so byte_exact must pass");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copying_over_a_non_empty_thread_fails_the_copy_conflict_check() {
+    assert_fails(Fault::CopiesOverNonEmptyThreads, &["copy_thread/conflict_when_target_not_empty"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pruning_keep_from_too_fails_the_delete_before_check() {
+    assert_fails(Fault::DeletesKeepFromToo, &["delete_before/keeps_keep_from_and_newer"]).await;
+}
+
+#[test]
+fn trials_are_named_backend_group_case() {
+    let trials = dashflow_checkpoint_conformance::trials("mock", || async {
+        Arc::new(Broken::new(Fault::Honest)) as Arc<dyn Checkpointer>
+    });
+    assert_eq!(trials.len(), cases().len());
+    assert!(trials.iter().any(|trial| trial.name() == "mock/list/newest_first"));
+    assert!(trials.iter().any(|trial| trial.name() == "mock/put/conflict_when_head_moved"));
+    let mut names: Vec<&str> = trials.iter().map(|trial| trial.name()).collect();
+    names.sort_unstable();
+    names.dedup();
+    assert_eq!(names.len(), trials.len(), "two cases share a name");
+}

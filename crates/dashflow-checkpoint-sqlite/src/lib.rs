@@ -1,0 +1,239 @@
+//! [`SqliteCheckpointer`]: DashFlow's embedded default checkpoint backend.
+//!
+//! One SQLite file holds every thread's checkpoints, pending writes and heads. The file is
+//! created (with its parent directories) and its schema created or migrated on open; it runs
+//! in WAL journal mode with `synchronous=NORMAL`, so a commit is one append to the log and
+//! survives a crash of the process. Several processes may open the same file: a put checks
+//! the thread's head and writes in one `IMMEDIATE` transaction, so of two writers racing on
+//! one thread exactly one wins and the other gets `CheckpointError::Conflict`.
+//!
+//! SQLite is driven through rusqlite (bundled SQLite, no system library needed): measured on
+//! the reference machine, one-row autocommit inserts ran at ~90,000/s through rusqlite and
+//! 3,600-9,500/s through sqlx's SQLite driver. The connection lives on a dedicated worker
+//! thread fed by a channel, so blocking SQLite calls never block the async runtime.
+//!
+//! ```
+//! use dashflow_checkpoint::{CheckpointId, CheckpointKind, CheckpointRecord, Checkpointer, ListOptions, now_ms};
+//! use dashflow_checkpoint_sqlite::SqliteCheckpointer;
+//!
+//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+//! let dir = tempfile::tempdir().unwrap();
+//! let checkpointer = SqliteCheckpointer::open(dir.path().join(".dashflow/tickets.db")).await?;
+//! let first = CheckpointRecord {
+//!     thread_id: "ticket-42".into(),
+//!     namespace: String::new(),
+//!     checkpoint_id: CheckpointId::new(),
+//!     parent_id: None,
+//!     step: -1,
+//!     kind: CheckpointKind::Snapshot,
+//!     blob: b"state".to_vec(),
+//!     metadata: Default::default(),
+//!     next_nodes: vec!["classify".into()],
+//!     created_at_ms: now_ms(),
+//! };
+//! checkpointer.put(first.clone(), None).await?;
+//! // A second writer that still expects an empty thread loses.
+//! let stale = CheckpointRecord { checkpoint_id: CheckpointId::new(), ..first.clone() };
+//! assert!(checkpointer.put(stale, None).await.unwrap_err().is_conflict());
+//! assert_eq!(checkpointer.list("ticket-42", &ListOptions::new()).await?, vec![first]);
+//! # Ok::<(), dashflow_checkpoint::CheckpointError>(())
+//! # }).unwrap();
+//! ```
+//!
+//! Errors are `CheckpointError`s: a busy database (another process held the lock past the
+//! busy timeout) is `Unavailable { retryable: true }`; a full disk or size limit
+//! (`SQLITE_FULL`) is `Unavailable { retryable: false }` and leaves the database as it was; a
+//! damaged file is `Corrupt`; a file from a newer schema is `VersionMismatch`.
+//!
+//! This crate has no feature flags.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use dashflow_checkpoint::{
+    CheckpointId, CheckpointRecord, Checkpointer, ListOptions, LoadedCheckpoint, PendingWrite, Result,
+};
+
+mod error;
+mod ops;
+mod schema;
+mod worker;
+
+use worker::Worker;
+
+/// When SQLite syncs the database to disk.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Synchronous {
+    /// Sync at WAL checkpoints only: a commit survives a crash of the process, a power loss
+    /// may lose the last commits but never corrupts the database. The default.
+    #[default]
+    Normal,
+    /// Sync the log at every commit: a commit also survives a power loss, at the cost of one
+    /// fsync per put.
+    Full,
+}
+
+/// How [`SqliteCheckpointer::open_with`] opens a database.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SqliteOptions {
+    /// How long a write waits for another process's lock before failing as retryable
+    /// `Unavailable` (default 5 s).
+    pub busy_timeout: Duration,
+    /// When to sync to disk (default [`Synchronous::Normal`]).
+    pub synchronous: Synchronous,
+    /// A cap on the database's size; a put that would grow it further fails with
+    /// `Unavailable { retryable: false }` and writes nothing (default: no cap).
+    pub max_size_bytes: Option<u64>,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        Self { busy_timeout: Duration::from_secs(5), synchronous: Synchronous::Normal, max_size_bytes: None }
+    }
+}
+
+impl SqliteOptions {
+    /// The defaults: 5 s busy timeout, `synchronous=NORMAL`, no size cap.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets the busy timeout.
+    pub fn busy_timeout(mut self, timeout: Duration) -> Self {
+        self.busy_timeout = timeout;
+        self
+    }
+
+    /// Sets when SQLite syncs.
+    pub fn synchronous(mut self, synchronous: Synchronous) -> Self {
+        self.synchronous = synchronous;
+        self
+    }
+
+    /// Caps the database at `bytes`.
+    pub fn max_size_bytes(mut self, bytes: u64) -> Self {
+        self.max_size_bytes = Some(bytes);
+        self
+    }
+}
+
+/// Checkpoints in a SQLite database (see the [crate] docs).
+pub struct SqliteCheckpointer {
+    worker: Worker,
+    path: Option<PathBuf>,
+}
+
+impl SqliteCheckpointer {
+    /// Opens (creating it and its parent directories if needed) the database at `path` with
+    /// the default [`SqliteOptions`], and creates or migrates its schema.
+    pub async fn open(path: impl AsRef<Path>) -> Result<Self> {
+        Self::open_with(path, SqliteOptions::default()).await
+    }
+
+    /// Opens the database at `path` with `options`.
+    pub async fn open_with(path: impl AsRef<Path>, options: SqliteOptions) -> Result<Self> {
+        let path = path.as_ref().to_owned();
+        let target = path.clone();
+        let worker = Worker::start(move || schema::open(Some(&target), &options)).await?;
+        Ok(Self { worker, path: Some(path) })
+    }
+
+    /// A private database in memory, gone when the checkpointer is dropped; for tests.
+    pub async fn open_in_memory() -> Result<Self> {
+        let worker = Worker::start(|| schema::open(None, &SqliteOptions::default())).await?;
+        Ok(Self { worker, path: None })
+    }
+
+    /// The database file, `None` for an in-memory database.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// The database's size in bytes (pages in use or free, counting pages still in the WAL).
+    pub async fn database_bytes(&self) -> Result<u64> {
+        Ok(self.worker.call(ops::database_bytes).await?)
+    }
+
+    /// Sets or lifts (`None`) the cap on the database's size, e.g. after freeing space.
+    pub async fn set_max_size(&self, max_size_bytes: Option<u64>) -> Result<()> {
+        Ok(self.worker.call(move |connection| schema::set_max_size(connection, max_size_bytes)).await?)
+    }
+
+    /// Closes the connection after the operations already started, and waits until it is
+    /// closed (dropping the checkpointer closes it too, without waiting).
+    pub async fn close(self) {
+        self.worker.close().await;
+    }
+}
+
+impl fmt::Debug for SqliteCheckpointer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqliteCheckpointer").field("path", &self.path).finish_non_exhaustive()
+    }
+}
+
+#[async_trait]
+impl Checkpointer for SqliteCheckpointer {
+    async fn put(&self, record: CheckpointRecord, expected_head: Option<&CheckpointId>) -> Result<()> {
+        let expected = expected_head.map(|id| id.as_str().to_owned());
+        Ok(self.worker.call(move |connection| ops::put(connection, &record, expected.as_deref())).await?)
+    }
+
+    async fn put_writes(
+        &self,
+        thread_id: &str,
+        namespace: &str,
+        checkpoint_id: &CheckpointId,
+        writes: Vec<PendingWrite>,
+    ) -> Result<()> {
+        let (thread_id, namespace, checkpoint_id) =
+            (thread_id.to_owned(), namespace.to_owned(), checkpoint_id.as_str().to_owned());
+        Ok(self
+            .worker
+            .call(move |connection| ops::put_writes(connection, &thread_id, &namespace, &checkpoint_id, &writes))
+            .await?)
+    }
+
+    async fn load(
+        &self,
+        thread_id: &str,
+        namespace: &str,
+        id: Option<&CheckpointId>,
+    ) -> Result<Option<LoadedCheckpoint>> {
+        let (thread_id, namespace) = (thread_id.to_owned(), namespace.to_owned());
+        let id = id.map(|id| id.as_str().to_owned());
+        Ok(self.worker.call(move |connection| ops::load(connection, &thread_id, &namespace, id.as_deref())).await?)
+    }
+
+    async fn list(&self, thread_id: &str, options: &ListOptions) -> Result<Vec<CheckpointRecord>> {
+        let (thread_id, options) = (thread_id.to_owned(), options.clone());
+        Ok(self.worker.call(move |connection| ops::list(connection, &thread_id, &options)).await?)
+    }
+
+    async fn delete_thread(&self, thread_id: &str) -> Result<()> {
+        let thread_id = thread_id.to_owned();
+        Ok(self.worker.call(move |connection| ops::delete_thread(connection, &thread_id)).await?)
+    }
+
+    async fn copy_thread(&self, from: &str, to: &str) -> Result<()> {
+        let (from, to) = (from.to_owned(), to.to_owned());
+        Ok(self.worker.call(move |connection| ops::copy_thread(connection, &from, &to)).await?)
+    }
+
+    async fn delete_before(&self, thread_id: &str, namespace: &str, keep_from: &CheckpointId) -> Result<u64> {
+        let (thread_id, namespace, keep_from) =
+            (thread_id.to_owned(), namespace.to_owned(), keep_from.as_str().to_owned());
+        Ok(self
+            .worker
+            .call(move |connection| ops::delete_before(connection, &thread_id, &namespace, &keep_from))
+            .await?)
+    }
+
+    async fn delete_idle_threads(&self, cutoff_ms: i64) -> Result<Vec<String>> {
+        Ok(self.worker.call(move |connection| ops::delete_idle_threads(connection, cutoff_ms)).await?)
+    }
+}
