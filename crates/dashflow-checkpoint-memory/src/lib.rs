@@ -314,4 +314,23 @@ impl Checkpointer for MemoryCheckpointer {
     async fn delete_idle_threads(&self, cutoff_ms: i64) -> Result<Vec<String>> {
         Ok(self.delete_idle_threads_sync(cutoff_ms))
     }
+
+    async fn rewrite_as_snapshot(
+        &self,
+        thread_id: &str,
+        namespace: &str,
+        id: &CheckpointId,
+        blob: Vec<u8>,
+    ) -> Result<()> {
+        let mut store = self.store.lock();
+        let record = store
+            .threads
+            .get_mut(thread_id)
+            .and_then(|thread| thread.namespaces.get_mut(namespace))
+            .and_then(|namespace| namespace.checkpoints.get_mut(id))
+            .ok_or_else(|| CheckpointError::NotFound { what: format!("checkpoint {id} of thread `{thread_id}`") })?;
+        record.kind = CheckpointKind::Snapshot;
+        record.blob = blob;
+        Ok(())
+    }
 }

@@ -59,6 +59,7 @@ use dashflow_checkpoint::{
 mod error;
 mod ops;
 mod schema;
+mod wal;
 mod worker;
 
 use worker::Worker;
@@ -222,6 +223,20 @@ impl Checkpointer for SqliteCheckpointer {
     async fn copy_thread(&self, from: &str, to: &str) -> Result<()> {
         let (from, to) = (from.to_owned(), to.to_owned());
         Ok(self.worker.call(move |connection| ops::copy_thread(connection, &from, &to)).await?)
+    }
+
+    async fn rewrite_as_snapshot(
+        &self,
+        thread_id: &str,
+        namespace: &str,
+        id: &CheckpointId,
+        blob: Vec<u8>,
+    ) -> Result<()> {
+        let (thread_id, namespace, id) = (thread_id.to_owned(), namespace.to_owned(), id.as_str().to_owned());
+        Ok(self
+            .worker
+            .call(move |connection| ops::rewrite_as_snapshot(connection, &thread_id, &namespace, &id, &blob))
+            .await?)
     }
 
     async fn delete_before(&self, thread_id: &str, namespace: &str, keep_from: &CheckpointId) -> Result<u64> {

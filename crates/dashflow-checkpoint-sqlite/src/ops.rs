@@ -333,6 +333,28 @@ pub(crate) fn copy_thread(connection: &mut Connection, from: &str, to: &str) -> 
 
 /// Deletes the checkpoints of a namespace older than `keep_from` and their pending writes,
 /// never the head.
+/// Turns checkpoint `id` into a snapshot with `blob`, in place.
+pub(crate) fn rewrite_as_snapshot(
+    connection: &mut Connection,
+    thread_id: &str,
+    namespace: &str,
+    id: &str,
+    blob: &[u8],
+) -> Result<()> {
+    let changed = connection
+        .prepare_cached(
+            "UPDATE checkpoints SET kind = 0, blob = ?4
+             WHERE thread_id = ?1 AND namespace = ?2 AND checkpoint_id = ?3",
+        )?
+        .execute(params![thread_id, namespace, id, blob])?;
+    if changed == 0 {
+        return Err(Error::Checkpoint(CheckpointError::NotFound {
+            what: format!("checkpoint {id} of thread `{thread_id}`"),
+        }));
+    }
+    Ok(())
+}
+
 pub(crate) fn delete_before(
     connection: &mut Connection,
     thread_id: &str,

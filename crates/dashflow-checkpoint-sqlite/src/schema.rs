@@ -77,6 +77,9 @@ pub(crate) fn open(path: Option<&Path>, options: &SqliteOptions) -> Result<Conne
     };
     configure(&connection, options)?;
     migrate(&mut connection)?;
+    if let Some(path) = path {
+        crate::wal::install(&connection, path, synchronous(options))?;
+    }
     Ok(connection)
 }
 
@@ -96,15 +99,18 @@ fn configure(connection: &Connection, options: &SqliteOptions) -> Result<()> {
     // NORMAL in WAL mode: a commit is durable against a crash of the process (the log is
     // written before the call returns) and syncs only at checkpoints; a power loss may lose
     // the last commits but never corrupts the database. FULL syncs every commit.
-    let synchronous = match options.synchronous {
-        Synchronous::Normal => "NORMAL",
-        Synchronous::Full => "FULL",
-    };
-    connection.pragma_update(None, "synchronous", synchronous)?;
+    connection.pragma_update(None, "synchronous", synchronous(options))?;
     // Keep the log from staying large after a burst of big snapshots.
     connection.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
     set_max_size(connection, options.max_size_bytes)?;
     Ok(())
+}
+
+fn synchronous(options: &SqliteOptions) -> &'static str {
+    match options.synchronous {
+        Synchronous::Normal => "NORMAL",
+        Synchronous::Full => "FULL",
+    }
 }
 
 /// Caps the database at `max_size_bytes` (rounded down to whole pages; `None` lifts the cap).

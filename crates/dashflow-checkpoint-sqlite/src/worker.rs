@@ -114,9 +114,12 @@ fn serve(mut connection: Connection, receiver: &mpsc::Receiver<Message>) {
             }
             Message::Close(closed) => {
                 drop(connection);
+                crate::wal::shutdown();
                 let _ = closed.send(());
                 return;
             }
         }
     }
+    drop(connection);
+    crate::wal::shutdown();
 }

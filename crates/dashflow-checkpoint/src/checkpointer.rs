@@ -57,6 +57,21 @@ pub trait Checkpointer: Send + Sync + fmt::Debug + 'static {
     /// `keep_from`, so nothing still needed is lost.
     async fn delete_before(&self, thread_id: &str, namespace: &str, keep_from: &CheckpointId) -> Result<u64>;
 
+    /// Replaces the blob of checkpoint `id` with `blob`, a snapshot of the same state and
+    /// position, and marks it a snapshot: the checkpoint's id, parent, step and metadata stay.
+    /// Retention calls it before deleting what the checkpoint's delta chain needed. Backends
+    /// that cannot do it keep the default, and retention then keeps more checkpoints instead.
+    async fn rewrite_as_snapshot(
+        &self,
+        thread_id: &str,
+        namespace: &str,
+        id: &CheckpointId,
+        blob: Vec<u8>,
+    ) -> Result<()> {
+        let _ = (thread_id, namespace, id, blob);
+        Err(crate::CheckpointError::NotSupported { operation: "rewrite_as_snapshot" })
+    }
+
     /// Deletes every thread whose newest checkpoint was created before `cutoff_ms`
     /// (milliseconds since the Unix epoch); returns their ids.
     async fn delete_idle_threads(&self, cutoff_ms: i64) -> Result<Vec<String>>;

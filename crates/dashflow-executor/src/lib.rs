@@ -48,6 +48,7 @@ mod hub;
 mod inspect;
 mod payload;
 mod result;
+mod retention;
 mod run;
 mod stream;
 mod subgraph;

@@ -548,3 +548,79 @@ async fn dropping_a_run_mid_step_leaves_no_half_written_checkpoint_and_the_threa
     let done = app.resume(Command::new(), config).await.unwrap();
     assert_eq!(done.state.log, strings(&["a", "slow"]));
 }
+
+/// A 40-step counting loop on a state big enough that no snapshot follows the input one.
+fn counting_loop(checkpointer: Arc<dyn Checkpointer>) -> CompiledGraph<Trail> {
+    let mut graph = StateGraph::<Trail>::new();
+    graph.add_node("inc", crate::common::tick).add_edge(START, "inc").add_conditional_edges(
+        "inc",
+        |state: &Trail| if state.count < 40 { "again" } else { "done" },
+        [("again", "inc"), ("done", END)],
+    );
+    graph.compile().unwrap().with_shared_checkpointer(checkpointer)
+}
+
+fn padded() -> Trail {
+    Trail { log: (0..200).map(|i| format!("{i:0>64}")).collect(), ..Trail::default() }
+}
+
+#[tokio::test]
+async fn pruning_keeps_the_last_checkpoints_and_folds_their_deltas_into_a_snapshot() {
+    let app = counting_loop(memory());
+    let config = RunConfig::thread("prune").durability(Durability::Sync).recursion_limit(100);
+    app.invoke(padded(), config.clone()).await.unwrap();
+    assert_eq!(app.get_state_history(&config, None).await.unwrap().len(), 41);
+
+    let deleted = app.prune_thread("prune", 5).await.unwrap();
+    assert_eq!(deleted, 36);
+    let history = app.get_state_history(&config, None).await.unwrap();
+    let counts: Vec<u64> = history.iter().map(|snapshot| snapshot.state.count).collect();
+    assert_eq!(counts, [40, 39, 38, 37, 36]);
+    assert!(history.iter().all(|snapshot| snapshot.state.log.len() == 200));
+    // The thread still resumes and continues from its head.
+    let more = app.invoke_update(TrailUpdate::default().count(1_u64), config.recursion_limit(5)).await.unwrap();
+    assert_eq!(more.state.count, 42);
+}
+
+#[tokio::test]
+async fn pruning_on_a_backend_that_cannot_rewrite_keeps_what_the_chains_need() {
+    let counting = Arc::new(Counting {
+        inner: memory(),
+        puts: AtomicUsize::new(0),
+        bytes: AtomicU64::new(0),
+        snapshots: AtomicUsize::new(0),
+        snapshot_bytes: AtomicU64::new(0),
+    });
+    // `Counting` does not forward `rewrite_as_snapshot`, so it is not supported.
+    let app = counting_loop(counting);
+    let config = RunConfig::thread("keep").durability(Durability::Sync).recursion_limit(100);
+    app.invoke(padded(), config.clone()).await.unwrap();
+    app.prune_thread("keep", 5).await.unwrap();
+    let history = app.get_state_history(&config, None).await.unwrap();
+    assert!(history.len() >= 5);
+    assert_eq!(history[0].state.count, 40);
+    assert_eq!(history[4].state.count, 36);
+}
+
+#[tokio::test]
+async fn idle_threads_are_deleted_after_their_time_to_live() {
+    let checkpointer = memory();
+    let app = counting_loop(Arc::clone(&checkpointer));
+    app.invoke(Trail::default(), RunConfig::thread("fresh").recursion_limit(100)).await.unwrap();
+    let stale = CheckpointRecord {
+        thread_id: "stale".into(),
+        namespace: String::new(),
+        checkpoint_id: CheckpointId::new(),
+        parent_id: None,
+        step: 0,
+        kind: CheckpointKind::Snapshot,
+        blob: Vec::new(),
+        metadata: Default::default(),
+        next_nodes: Vec::new(),
+        created_at_ms: 0,
+    };
+    checkpointer.put(stale, None).await.unwrap();
+    let deleted = app.delete_idle_threads(std::time::Duration::from_secs(3600)).await.unwrap();
+    assert_eq!(deleted, ["stale"]);
+    assert!(app.get_state(&RunConfig::thread("fresh")).await.unwrap().is_some());
+}
