@@ -1,0 +1,233 @@
+//! Compaction: rewriting the sealed segments without the records of runs whose start
+//! retention removed, packed into as few segments as the segment size allows.
+//!
+//! Crash safety: the new segments are written and synced in `compact.tmp/`, then a `PLAN`
+//! file naming the input segments is renamed into place; from then on the compaction is
+//! committed and [`finish_interrupted`] (run by every open) completes it. Output `i` takes the
+//! name of input `i`, so the log keeps its order and stays before the active segment; an input
+//! is replaced only while its output is still in `compact.tmp/`, which makes finishing
+//! idempotent. Before the `PLAN` exists, an interrupted compaction is simply discarded.
+
+use std::collections::HashSet;
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use dashflow_telemetry::EventKind;
+
+use crate::error::{Result, WalError};
+use crate::frame;
+use crate::record::{Payload, decode_payload};
+use crate::segment::{ReadStep, list_segments, open_reader, segment_path};
+use crate::storage::Storage;
+use crate::wal::{Check, Wal};
+
+const TMP_DIR: &str = "compact.tmp";
+const PLAN: &str = "PLAN";
+
+/// What [`Wal::compact`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CompactReport {
+    /// Sealed segments read.
+    pub segments_before: u64,
+    /// Segments they were rewritten into (equal to `segments_before` when nothing changed).
+    pub segments_after: u64,
+    /// Records kept.
+    pub records_kept: u64,
+    /// Records dropped because their run's start is gone.
+    pub records_dropped: u64,
+    /// Bytes of the sealed segments before.
+    pub bytes_before: u64,
+    /// Bytes after.
+    pub bytes_after: u64,
+}
+
+/// One output segment being written.
+struct Output {
+    path: PathBuf,
+    writer: BufWriter<File>,
+    len: u64,
+}
+
+impl Wal {
+    /// Rewrites the sealed segments: drops the records of runs whose start retention removed
+    /// (the runs the index marks `partial`) and merges small segments. The active segment is
+    /// left alone. The index is rebuilt afterwards.
+    ///
+    /// Readers that are in the middle of reading a sealed segment may see it replaced; run
+    /// compaction when nobody is reading (the CLI's `wal compact` is such a moment).
+    pub fn compact(&mut self) -> Result<CompactReport> {
+        let _guard = self.lock_dir()?;
+        let report = self.prepare_compaction()?;
+        if report.segments_after != report.segments_before || report.records_dropped > 0 {
+            finish_interrupted(&self.dir, &*self.config.storage)?;
+            self.index.clear()?;
+            self.catch_up(Check::FromHighWater)?;
+        }
+        Ok(report)
+    }
+
+    /// Writes the compacted segments and commits the plan, but replaces nothing yet. Runs
+    /// under the directory lock.
+    pub(crate) fn prepare_compaction(&mut self) -> Result<CompactReport> {
+        self.catch_up(Check::FromHighWater)?;
+        let segments = list_segments(&self.dir)?;
+        let Some((_active, sealed)) = segments.split_last() else { return Ok(CompactReport::default()) };
+        let mut report = CompactReport {
+            segments_before: sealed.len() as u64,
+            segments_after: sealed.len() as u64,
+            ..CompactReport::default()
+        };
+        if sealed.is_empty() {
+            return Ok(report);
+        }
+        let tmp = self.dir.join(TMP_DIR);
+        remove_dir_if_exists(&tmp)?;
+        std::fs::create_dir(&tmp).map_err(|e| WalError::io("create", &tmp, e))?;
+
+        let outputs = self.rewrite(sealed, &tmp, &mut report)?;
+        if report.records_dropped == 0 && outputs.len() == sealed.len() {
+            // Nothing to gain: keep the segments as they are.
+            drop(outputs);
+            remove_dir_if_exists(&tmp)?;
+            report.bytes_after = report.bytes_before;
+            return Ok(report);
+        }
+        report.segments_after = outputs.len() as u64;
+        let storage = &*self.config.storage;
+        for output in outputs {
+            let file = output.writer.into_inner().map_err(|e| WalError::io("write", &output.path, e.into_error()))?;
+            storage.sync(&file).map_err(|e| WalError::io("fsync", &output.path, e))?;
+            report.bytes_after += output.len;
+        }
+        let plan: String = sealed.iter().map(|seq| format!("{seq}\n")).collect();
+        let plan = format!("{}\n{plan}", report.segments_after);
+        let plan_new = tmp.join("PLAN.new");
+        write_durably(&plan_new, plan.as_bytes(), storage)?;
+        // The rename commits the compaction.
+        std::fs::rename(&plan_new, tmp.join(PLAN)).map_err(|e| WalError::io("rename", &plan_new, e))?;
+        storage.sync_dir(&tmp).map_err(|e| WalError::io("fsync", &tmp, e))?;
+        Ok(report)
+    }
+
+    /// Copies the records to keep from `sealed` into new segments in `tmp`.
+    fn rewrite(&self, sealed: &[u64], tmp: &Path, report: &mut CompactReport) -> Result<Vec<Output>> {
+        let mut started = HashSet::new();
+        let mut outputs: Vec<Output> = Vec::new();
+        let mut frame_buf = Vec::new();
+        for &seq in sealed {
+            let path = segment_path(&self.dir, seq);
+            let Some((mut reader, len)) = open_reader(&self.dir, seq, 0, self.config.max_record_size)? else {
+                return Err(WalError::MissingSegment { segment: path });
+            };
+            report.bytes_before += len;
+            loop {
+                let payload = match reader.next_record().map_err(|e| WalError::io("read", &path, e))? {
+                    ReadStep::Record { payload, .. } => payload,
+                    ReadStep::End => break,
+                    ReadStep::Damaged { offset, damage } => {
+                        return Err(WalError::Corrupt { segment: path, offset, damage });
+                    }
+                };
+                // Records this version cannot read are kept: never drop what is not understood.
+                let keep = match decode_payload(payload) {
+                    Ok(Payload::Event(event)) => {
+                        if matches!(event.kind, EventKind::RunStarted { .. }) {
+                            started.insert(event.run.run_id);
+                        }
+                        started.contains(&event.run.run_id)
+                    }
+                    Ok(_) | Err(_) => true,
+                };
+                if !keep {
+                    report.records_dropped += 1;
+                    continue;
+                }
+                report.records_kept += 1;
+                frame_buf.clear();
+                frame::encode(payload, &mut frame_buf);
+                let frame_len = frame_buf.len() as u64;
+                // Never more outputs than inputs: each output takes an input's name.
+                let rotate = match outputs.last() {
+                    None => true,
+                    Some(out) => out.len > 0 && out.len + frame_len > self.config.segment_size,
+                };
+                if rotate && outputs.len() < sealed.len() {
+                    let out_path = tmp.join(format!("{}.out", outputs.len()));
+                    let file = OpenOptions::new()
+                        .create_new(true)
+                        .write(true)
+                        .open(&out_path)
+                        .map_err(|e| WalError::io("create", &out_path, e))?;
+                    outputs.push(Output { path: out_path, writer: BufWriter::with_capacity(1 << 20, file), len: 0 });
+                }
+                if let Some(out) = outputs.last_mut() {
+                    out.writer.write_all(&frame_buf).map_err(|e| WalError::io("write", &out.path, e))?;
+                    out.len += frame_len;
+                }
+            }
+        }
+        Ok(outputs)
+    }
+}
+
+/// Completes a committed compaction (one whose `PLAN` exists) or discards an uncommitted one.
+/// Returns whether segments were replaced, in which case the index must be rebuilt.
+pub(crate) fn finish_interrupted(dir: &Path, storage: &dyn Storage) -> Result<bool> {
+    let tmp = dir.join(TMP_DIR);
+    if !tmp.is_dir() {
+        return Ok(false);
+    }
+    let plan_path = tmp.join(PLAN);
+    let plan = match std::fs::read_to_string(&plan_path) {
+        Ok(plan) => plan,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            remove_dir_if_exists(&tmp)?;
+            return Ok(false);
+        }
+        Err(e) => return Err(WalError::io("read", plan_path, e)),
+    };
+    let bad_plan = || WalError::BadCompactionPlan { path: plan_path.clone() };
+    let mut lines = plan.lines();
+    let outputs: usize = lines.next().and_then(|n| n.parse().ok()).ok_or_else(bad_plan)?;
+    let inputs: Vec<u64> = lines.map(|l| l.parse().map_err(|_| bad_plan())).collect::<Result<_>>()?;
+
+    for (i, &seq) in inputs.iter().enumerate() {
+        let target = segment_path(dir, seq);
+        let output = tmp.join(format!("{i}.out"));
+        if i >= outputs {
+            remove_file_if_exists(&target)?;
+        } else if output.exists() {
+            // Output `i` not moved yet, so `target` (if present) is still the old input.
+            remove_file_if_exists(&target)?;
+            std::fs::rename(&output, &target).map_err(|e| WalError::io("rename", &output, e))?;
+        }
+    }
+    storage.sync_dir(dir).map_err(|e| WalError::io("fsync", dir, e))?;
+    remove_dir_if_exists(&tmp)?;
+    Ok(true)
+}
+
+fn write_durably(path: &Path, bytes: &[u8], storage: &dyn Storage) -> Result<()> {
+    let mut file = File::create(path).map_err(|e| WalError::io("create", path, e))?;
+    file.write_all(bytes).map_err(|e| WalError::io("write", path, e))?;
+    storage.sync(&file).map_err(|e| WalError::io("fsync", path, e))
+}
+
+fn remove_file_if_exists(path: &Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(WalError::io("remove", path, e)),
+        _ => Ok(()),
+    }
+}
+
+fn remove_dir_if_exists(path: &Path) -> Result<()> {
+    match std::fs::remove_dir_all(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(WalError::io("remove", path, e)),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests;

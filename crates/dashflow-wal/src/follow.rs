@@ -1,0 +1,108 @@
+//! Following the WAL as it grows, like `tail -f`, from any process.
+
+use std::path::{Path, PathBuf};
+
+use dashflow_telemetry::Event;
+
+use crate::error::{Result, WalError};
+use crate::frame::Damage;
+use crate::record::decode_event;
+use crate::segment::{Position, ReadStep, list_segments, open_reader, record_end, segment_path};
+
+/// Reads the records appended to a WAL directory from a position on, as they arrive.
+///
+/// It takes no lock and never writes: call [`poll`](Self::poll) whenever you want what is new
+/// (the CLI's `tail` polls on a timer). A record still being written at the end of the last
+/// segment is not returned until it is complete. Records of kinds this version does not know,
+/// or cannot decode, are skipped and counted.
+///
+/// ```
+/// use dashflow_telemetry::{Event, EventKind, RunId, RunIds};
+/// use dashflow_wal::{Position, Wal, WalConfig};
+///
+/// let dir = tempfile::tempdir()?;
+/// let mut wal = Wal::open(dir.path(), WalConfig::default())?;
+/// let mut follower = wal.follow(Position::START);
+/// assert!(follower.poll(100)?.is_empty());
+///
+/// let run = RunIds::root(RunId::new());
+/// wal.append(&[Event::now(run, EventKind::RunStarted { graph: "g".into(), thread_id: None })])?;
+/// assert_eq!(follower.poll(100)?.len(), 1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct Follower {
+    dir: PathBuf,
+    position: Position,
+    max_record_size: u32,
+    skipped: u64,
+}
+
+impl Follower {
+    /// Follows the WAL in `dir` from `from`.
+    pub fn new(dir: impl AsRef<Path>, from: Position, max_record_size: u32) -> Self {
+        Self { dir: dir.as_ref().to_owned(), position: from, max_record_size, skipped: 0 }
+    }
+
+    /// Where the next record will be read from.
+    pub fn position(&self) -> Position {
+        self.position
+    }
+
+    /// Records skipped because they could not be decoded.
+    pub fn skipped(&self) -> u64 {
+        self.skipped
+    }
+
+    /// Returns up to `max` records appended since the last call, with their positions.
+    ///
+    /// When retention removed the segment the follower was in, it goes on with the oldest
+    /// segment left. Damage other than an incomplete last record is an error.
+    pub fn poll(&mut self, max: usize) -> Result<Vec<(Position, Event)>> {
+        let mut out = Vec::new();
+        while out.len() < max {
+            // Listed before reading: a segment that had a successor at this moment was sealed
+            // (complete) before the read below, so its end is final.
+            let segments = list_segments(&self.dir)?;
+            let Some(&seq) = segments.iter().find(|&&seq| seq >= self.position.segment) else { break };
+            if seq != self.position.segment {
+                self.position = Position::new(seq, 0);
+            }
+            let next = segments.iter().copied().find(|&s| s > seq);
+            let Some((mut reader, _)) = open_reader(&self.dir, seq, self.position.offset, self.max_record_size)? else {
+                // Removed by retention since the listing: list again.
+                continue;
+            };
+            let path = segment_path(&self.dir, seq);
+            loop {
+                if out.len() >= max {
+                    return Ok(out);
+                }
+                match reader.next_record().map_err(|e| WalError::io("read", &path, e))? {
+                    ReadStep::Record { offset, payload } => {
+                        match decode_event(payload) {
+                            Ok(Some(event)) => out.push((Position::new(seq, offset), event)),
+                            Ok(None) | Err(_) => self.skipped += 1,
+                        }
+                        self.position = Position::new(seq, record_end(offset, payload));
+                    }
+                    ReadStep::End => break,
+                    ReadStep::Damaged { offset, damage } => {
+                        let intact_after = matches!(damage, Damage::Checksum { .. })
+                            && matches!(reader.next_record(), Ok(ReadStep::Record { .. }));
+                        if next.is_some() || intact_after {
+                            return Err(WalError::Corrupt { segment: path, offset, damage });
+                        }
+                        // A record still being written (or a torn tail the next writer cuts).
+                        return Ok(out);
+                    }
+                }
+            }
+            match next {
+                Some(next) => self.position = Position::new(next, 0),
+                None => break,
+            }
+        }
+        Ok(out)
+    }
+}

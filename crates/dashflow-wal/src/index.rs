@@ -1,0 +1,431 @@
+//! The SQLite index of runs: one row per run, fed from the events as they are appended.
+//!
+//! The index is a cache of the segments: everything in it is derived from the records, so it
+//! can be deleted and rebuilt at any time. It stores a high-water mark, the position just past
+//! the last record it has seen, in the same transaction as the rows that record changed; a
+//! writer that crashed between appending to a segment and updating the index leaves the mark
+//! behind the segments, and the next writer replays the difference.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use dashflow_telemetry::{Event, EventKind, RunId, RunIds};
+use rusqlite::types::Value;
+use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, params, params_from_iter};
+
+use crate::error::{Result, WalError};
+use crate::runs::{RunFilter, RunStatus, RunSummary};
+use crate::segment::Position;
+
+/// The index's file name inside the WAL directory.
+pub(crate) const INDEX_FILE: &str = "index.sqlite";
+
+/// Bumped whenever the schema changes; an index of another version is dropped and rebuilt.
+const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE runs (
+    run_id        TEXT PRIMARY KEY,
+    parent_run_id TEXT,
+    root_run_id   TEXT NOT NULL,
+    depth         INTEGER NOT NULL,
+    graph         TEXT,
+    thread_id     TEXT,
+    status        TEXT NOT NULL,
+    started_at_ms INTEGER,
+    ended_at_ms   INTEGER,
+    duration_ms   INTEGER,
+    error         TEXT,
+    steps         INTEGER NOT NULL,
+    events        INTEGER NOT NULL,
+    partial       INTEGER NOT NULL,
+    first_segment INTEGER NOT NULL,
+    first_offset  INTEGER NOT NULL,
+    last_segment  INTEGER NOT NULL,
+    last_offset   INTEGER NOT NULL
+);
+CREATE INDEX runs_by_start ON runs (started_at_ms);
+CREATE INDEX runs_by_thread ON runs (thread_id, started_at_ms);
+CREATE INDEX runs_by_graph ON runs (graph, started_at_ms);
+CREATE INDEX runs_by_root ON runs (root_run_id);
+CREATE INDEX runs_by_last_segment ON runs (last_segment);
+CREATE TABLE segments (
+    segment     INTEGER PRIMARY KEY,
+    records     INTEGER NOT NULL,
+    first_at_ms INTEGER NOT NULL,
+    last_at_ms  INTEGER NOT NULL
+);
+";
+
+const UPSERT_RUN: &str = "
+INSERT INTO runs (run_id, parent_run_id, root_run_id, depth, graph, thread_id, status, started_at_ms,
+                  ended_at_ms, duration_ms, error, steps, events, partial, first_segment, first_offset,
+                  last_segment, last_offset)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, COALESCE(?7, 'running'), ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)
+ON CONFLICT (run_id) DO UPDATE SET
+    graph = COALESCE(excluded.graph, graph),
+    thread_id = COALESCE(excluded.thread_id, thread_id),
+    status = COALESCE(?7, status),
+    started_at_ms = COALESCE(excluded.started_at_ms, started_at_ms),
+    ended_at_ms = CASE WHEN ?7 = 'running' THEN NULL ELSE COALESCE(excluded.ended_at_ms, ended_at_ms) END,
+    duration_ms = CASE WHEN ?7 = 'running' THEN NULL ELSE COALESCE(excluded.duration_ms, duration_ms) END,
+    error = CASE WHEN ?7 = 'running' THEN NULL ELSE COALESCE(excluded.error, error) END,
+    steps = MAX(steps, excluded.steps),
+    events = events + excluded.events,
+    partial = partial AND excluded.partial,
+    last_segment = excluded.last_segment,
+    last_offset = excluded.last_offset
+";
+
+const UPSERT_SEGMENT: &str = "
+INSERT INTO segments (segment, records, first_at_ms, last_at_ms) VALUES (?1, ?2, ?3, ?4)
+ON CONFLICT (segment) DO UPDATE SET
+    records = records + excluded.records,
+    first_at_ms = MIN(first_at_ms, excluded.first_at_ms),
+    last_at_ms = MAX(last_at_ms, excluded.last_at_ms)
+";
+
+const SELECT_RUN: &str = "
+SELECT run_id, parent_run_id, root_run_id, depth, graph, thread_id, status, started_at_ms, ended_at_ms,
+       duration_ms, error, steps, events, partial, first_segment, first_offset, last_segment, last_offset
+FROM runs";
+
+/// What the index knows about one segment, for retention by age.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct SegmentStats {
+    pub(crate) segment: u64,
+    pub(crate) last_at_ms: i64,
+}
+
+/// The changes one batch of records makes to one run.
+#[derive(Debug)]
+struct RunDelta<'e> {
+    ids: RunIds,
+    first: Position,
+    last: Position,
+    events: u64,
+    steps: u64,
+    saw_start: bool,
+    graph: Option<&'e str>,
+    thread_id: Option<&'e str>,
+    started_at_ms: Option<i64>,
+    status: Option<&'static str>,
+    ended_at_ms: Option<i64>,
+    duration_ms: Option<i64>,
+    error: Option<&'e str>,
+}
+
+impl<'e> RunDelta<'e> {
+    fn new(ids: RunIds, at: Position) -> Self {
+        Self {
+            ids,
+            first: at,
+            last: at,
+            events: 0,
+            steps: 0,
+            saw_start: false,
+            graph: None,
+            thread_id: None,
+            started_at_ms: None,
+            status: None,
+            ended_at_ms: None,
+            duration_ms: None,
+            error: None,
+        }
+    }
+
+    fn add(&mut self, at: Position, event: &'e Event) {
+        self.last = at;
+        self.events += 1;
+        let at_ms = system_time_to_ms(event.at);
+        match &event.kind {
+            EventKind::RunStarted { graph, thread_id } => {
+                self.saw_start = true;
+                self.graph = Some(&**graph);
+                self.thread_id = thread_id.as_deref();
+                self.started_at_ms = Some(at_ms);
+                self.status = Some(RunStatus::Running.as_str());
+                (self.ended_at_ms, self.duration_ms, self.error) = (None, None, None);
+            }
+            EventKind::RunFinished { outcome, steps, duration, error } => {
+                self.status = Some(RunStatus::of_outcome(*outcome));
+                self.ended_at_ms = Some(at_ms);
+                self.duration_ms = Some(i64::try_from(duration.as_millis()).unwrap_or(i64::MAX));
+                self.error = error.as_deref();
+                self.steps = self.steps.max(*steps);
+            }
+            EventKind::SuperstepStarted { step, .. }
+            | EventKind::SuperstepFinished { step, .. }
+            | EventKind::TaskStarted { step, .. }
+            | EventKind::TaskFinished { step, .. }
+            | EventKind::Routed { step, .. }
+            | EventKind::Custom { step, .. } => self.steps = self.steps.max(*step),
+            _ => {}
+        }
+    }
+}
+
+/// The run index of one WAL directory.
+#[derive(Debug)]
+pub(crate) struct Index {
+    conn: Connection,
+}
+
+impl Index {
+    /// Opens (or creates) the index in `dir`. A file that is not a readable index of this
+    /// schema version is replaced by an empty one, which the caller then rebuilds.
+    pub(crate) fn open(dir: &Path) -> Result<Self> {
+        let path = dir.join(INDEX_FILE);
+        match Self::open_file(&path) {
+            Err(WalError::Index { source })
+                if matches!(source.sqlite_error_code(), Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt)) =>
+            {
+                tracing::warn!(path = %path.display(), error = %source, "replacing an unreadable WAL index");
+                for suffix in ["", "-wal", "-shm"] {
+                    let file = PathBuf::from(format!("{}{suffix}", path.display()));
+                    match std::fs::remove_file(&file) {
+                        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                            return Err(WalError::io("remove", file, e));
+                        }
+                        _ => {}
+                    }
+                }
+                Self::open_file(&path)
+            }
+            other => other,
+        }
+    }
+
+    fn open_file(path: &Path) -> Result<Self> {
+        let conn = Connection::open(path)?;
+        // Other processes write the same index; wait for their short transactions.
+        conn.busy_timeout(Duration::from_secs(10))?;
+        let _mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
+        // The index is rebuildable, so commits need not wait for the disk.
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+        if version != SCHEMA_VERSION {
+            conn.execute_batch(&format!(
+                "BEGIN IMMEDIATE;
+                 DROP TABLE IF EXISTS meta; DROP TABLE IF EXISTS runs; DROP TABLE IF EXISTS segments;
+                 {SCHEMA}
+                 PRAGMA user_version = {SCHEMA_VERSION};
+                 COMMIT;"
+            ))?;
+        }
+        Ok(Self { conn })
+    }
+
+    /// The position just past the last record applied, `None` for an empty index.
+    pub(crate) fn high_water(&self) -> Result<Option<Position>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT (SELECT value FROM meta WHERE key = 'hw_segment'), (SELECT value FROM meta WHERE key = 'hw_offset')",
+        )?;
+        let (segment, offset): (Option<i64>, Option<i64>) = stmt.query_row([], |row| Ok((row.get(0)?, row.get(1)?)))?;
+        Ok(segment
+            .zip(offset)
+            .map(|(segment, offset)| Position { segment: from_sql(segment), offset: from_sql(offset) }))
+    }
+
+    /// Applies a batch of records in one transaction and moves the high-water mark to `hw`.
+    pub(crate) fn apply<'e>(
+        &mut self,
+        entries: impl IntoIterator<Item = (Position, &'e Event)>,
+        hw: Position,
+    ) -> Result<()> {
+        let mut runs: HashMap<RunId, RunDelta<'e>> = HashMap::new();
+        let mut segments: HashMap<u64, (u64, i64, i64)> = HashMap::new();
+        for (at, event) in entries {
+            runs.entry(event.run.run_id).or_insert_with(|| RunDelta::new(event.run, at)).add(at, event);
+            let at_ms = system_time_to_ms(event.at);
+            let seg = segments.entry(at.segment).or_insert((0, at_ms, at_ms));
+            *seg = (seg.0 + 1, seg.1.min(at_ms), seg.2.max(at_ms));
+        }
+        let tx = self.conn.transaction()?;
+        {
+            let mut upsert = tx.prepare_cached(UPSERT_RUN)?;
+            for delta in runs.values() {
+                upsert.execute(params![
+                    delta.ids.run_id.to_string(),
+                    delta.ids.parent_run_id.map(|id| id.to_string()),
+                    delta.ids.root_run_id.to_string(),
+                    delta.ids.depth,
+                    delta.graph,
+                    delta.thread_id,
+                    delta.status,
+                    delta.started_at_ms,
+                    delta.ended_at_ms,
+                    delta.duration_ms,
+                    delta.error,
+                    to_sql(delta.steps),
+                    to_sql(delta.events),
+                    !delta.saw_start,
+                    to_sql(delta.first.segment),
+                    to_sql(delta.first.offset),
+                    to_sql(delta.last.segment),
+                    to_sql(delta.last.offset),
+                ])?;
+            }
+            let mut upsert = tx.prepare_cached(UPSERT_SEGMENT)?;
+            for (segment, (records, first, last)) in &segments {
+                upsert.execute(params![to_sql(*segment), to_sql(*records), first, last])?;
+            }
+            set_high_water(&tx, hw)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Empties the index (before a rebuild).
+    pub(crate) fn clear(&mut self) -> Result<()> {
+        self.conn
+            .execute_batch("BEGIN IMMEDIATE; DELETE FROM runs; DELETE FROM segments; DELETE FROM meta; COMMIT;")?;
+        Ok(())
+    }
+
+    /// Forgets everything in segments before `first_kept`: runs that lay wholly there are
+    /// removed, runs that began there are marked partial and start at `first_kept`.
+    ///
+    /// Returns how many runs were removed.
+    pub(crate) fn forget_segments_before(&mut self, first_kept: u64) -> Result<u64> {
+        let first_kept = to_sql(first_kept);
+        let tx = self.conn.transaction()?;
+        let removed = tx.execute("DELETE FROM runs WHERE last_segment < ?1", [first_kept])?;
+        tx.execute(
+            "UPDATE runs SET partial = 1, first_segment = ?1, first_offset = 0 WHERE first_segment < ?1",
+            [first_kept],
+        )?;
+        tx.execute("DELETE FROM segments WHERE segment < ?1", [first_kept])?;
+        tx.commit()?;
+        Ok(removed as u64)
+    }
+
+    /// The newest record time of every segment the index has seen records in.
+    pub(crate) fn segment_stats(&self) -> Result<Vec<SegmentStats>> {
+        let mut stmt = self.conn.prepare_cached("SELECT segment, last_at_ms FROM segments ORDER BY segment")?;
+        let rows =
+            stmt.query_map([], |row| Ok(SegmentStats { segment: from_sql(row.get(0)?), last_at_ms: row.get(1)? }))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// One run.
+    pub(crate) fn get(&self, run_id: RunId) -> Result<Option<RunSummary>> {
+        let mut stmt = self.conn.prepare_cached(&format!("{SELECT_RUN} WHERE run_id = ?1"))?;
+        let row = stmt.query_row([run_id.to_string()], |row| Ok(read_row(row))).optional()?;
+        row.transpose()
+    }
+
+    /// Runs matching `filter`, newest first.
+    pub(crate) fn list(&self, filter: &RunFilter) -> Result<Vec<RunSummary>> {
+        let mut conditions = Vec::new();
+        let mut values = Vec::new();
+        if let Some(status) = filter.status {
+            conditions.push("status = ?");
+            values.push(Value::Text(status.as_str().to_owned()));
+        }
+        if let Some(graph) = &filter.graph {
+            conditions.push("graph = ?");
+            values.push(Value::Text(graph.clone()));
+        }
+        if let Some(thread_id) = &filter.thread_id {
+            conditions.push("thread_id = ?");
+            values.push(Value::Text(thread_id.clone()));
+        }
+        if let Some(since) = filter.since {
+            conditions.push("started_at_ms >= ?");
+            values.push(Value::Integer(system_time_to_ms(since)));
+        }
+        if let Some(root) = filter.root_run_id {
+            conditions.push("root_run_id = ?");
+            values.push(Value::Text(root.to_string()));
+        }
+        let mut sql = SELECT_RUN.to_owned();
+        if !conditions.is_empty() {
+            sql.push_str(" WHERE ");
+            sql.push_str(&conditions.join(" AND "));
+        }
+        sql.push_str(" ORDER BY started_at_ms IS NULL, started_at_ms DESC, run_id DESC");
+        if let Some(limit) = filter.limit {
+            sql.push_str(" LIMIT ?");
+            values.push(Value::Integer(i64::try_from(limit).unwrap_or(i64::MAX)));
+        }
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let rows = stmt.query_map(params_from_iter(values), |row| Ok(read_row(row)))?;
+        let mut runs = Vec::new();
+        for row in rows {
+            runs.push(row??);
+        }
+        Ok(runs)
+    }
+}
+
+fn set_high_water(conn: &Connection, hw: Position) -> Result<()> {
+    let mut stmt = conn.prepare_cached("INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)")?;
+    stmt.execute(params!["hw_segment", to_sql(hw.segment)])?;
+    stmt.execute(params!["hw_offset", to_sql(hw.offset)])?;
+    Ok(())
+}
+
+/// Reads a `runs` row; the outer `Result` is SQLite's, the inner one the row's contents.
+fn read_row(row: &Row<'_>) -> Result<RunSummary> {
+    let run_id: String = row.get(0)?;
+    let parent: Option<String> = row.get(1)?;
+    let root: String = row.get(2)?;
+    let status: String = row.get(6)?;
+    let ids = RunIds {
+        run_id: parse_run_id(&run_id)?,
+        parent_run_id: parent.as_deref().map(parse_run_id).transpose()?,
+        root_run_id: parse_run_id(&root)?,
+        depth: row.get(3)?,
+    };
+    let duration_ms: Option<i64> = row.get(9)?;
+    Ok(RunSummary {
+        ids,
+        graph: row.get(4)?,
+        thread_id: row.get(5)?,
+        status: status.parse().unwrap_or(RunStatus::Unknown),
+        started_at: row.get::<_, Option<i64>>(7)?.map(ms_to_system_time),
+        ended_at: row.get::<_, Option<i64>>(8)?.map(ms_to_system_time),
+        duration: duration_ms.map(|ms| Duration::from_millis(u64::try_from(ms).unwrap_or(0))),
+        error: row.get(10)?,
+        steps: from_sql(row.get(11)?),
+        events: from_sql(row.get(12)?),
+        partial: row.get(13)?,
+        first: Position { segment: from_sql(row.get(14)?), offset: from_sql(row.get(15)?) },
+        last: Position { segment: from_sql(row.get(16)?), offset: from_sql(row.get(17)?) },
+    })
+}
+
+/// SQLite integers are `i64`; positions and counters never come near `i64::MAX`.
+fn to_sql(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+fn from_sql(value: i64) -> u64 {
+    u64::try_from(value).unwrap_or(0)
+}
+
+fn parse_run_id(text: &str) -> Result<RunId> {
+    text.parse().map_err(|e| WalError::Index {
+        source: rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e)),
+    })
+}
+
+/// Milliseconds since the Unix epoch (negative before it).
+pub(crate) fn system_time_to_ms(at: SystemTime) -> i64 {
+    match at.duration_since(UNIX_EPOCH) {
+        Ok(after) => i64::try_from(after.as_millis()).unwrap_or(i64::MAX),
+        Err(before) => i64::try_from(before.duration().as_millis()).map_or(i64::MIN, |ms| -ms),
+    }
+}
+
+pub(crate) fn ms_to_system_time(ms: i64) -> SystemTime {
+    let magnitude = Duration::from_millis(ms.unsigned_abs());
+    let at = if ms >= 0 { UNIX_EPOCH.checked_add(magnitude) } else { UNIX_EPOCH.checked_sub(magnitude) };
+    at.unwrap_or(UNIX_EPOCH)
+}
+
+#[cfg(test)]
+mod tests;

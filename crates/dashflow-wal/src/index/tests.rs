@@ -1,0 +1,201 @@
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use dashflow_telemetry::{Event, RunOutcome};
+
+use super::*;
+use crate::testing::{finished, root, started, task, whole_run};
+
+fn open() -> (tempfile::TempDir, Index) {
+    let dir = tempfile::tempdir().unwrap();
+    let index = Index::open(dir.path()).unwrap();
+    (dir, index)
+}
+
+/// Applies `events` as if they were records 100 bytes apart in segment 1.
+fn apply(index: &mut Index, events: &[Event]) {
+    let entries: Vec<_> = events.iter().enumerate().map(|(i, e)| (Position::new(1, i as u64 * 100), e)).collect();
+    index.apply(entries, Position::new(1, events.len() as u64 * 100)).unwrap();
+}
+
+#[test]
+fn a_new_index_has_no_high_water_mark() {
+    let (_dir, index) = open();
+    assert_eq!(index.high_water().unwrap(), None);
+    assert!(index.list(&RunFilter::all()).unwrap().is_empty());
+}
+
+#[test]
+fn applying_records_moves_the_high_water_mark() {
+    let (_dir, mut index) = open();
+    apply(&mut index, &whole_run(root(), "g", 1));
+    assert_eq!(index.high_water().unwrap(), Some(Position::new(1, 300)));
+    index.apply([], Position::new(2, 0)).unwrap();
+    assert_eq!(index.high_water().unwrap(), Some(Position::new(2, 0)));
+}
+
+#[test]
+fn a_finished_run_has_its_status_timings_error_and_steps() {
+    let (_dir, mut index) = open();
+    let run = root();
+    let events = [
+        started(run, "triage", Some("t-1")),
+        task(run, 1, "a"),
+        task(run, 2, "b"),
+        finished(run, RunOutcome::Failed, 2, Some("boom")),
+    ];
+    apply(&mut index, &events);
+    let summary = index.get(run.run_id).unwrap().unwrap();
+    assert_eq!(summary.ids, run);
+    assert_eq!(summary.graph.as_deref(), Some("triage"));
+    assert_eq!(summary.thread_id.as_deref(), Some("t-1"));
+    assert_eq!(summary.status, RunStatus::Failed);
+    assert_eq!(summary.error.as_deref(), Some("boom"));
+    assert_eq!(summary.steps, 2);
+    assert_eq!(summary.events, 4);
+    assert_eq!(summary.duration, Some(Duration::from_millis(40)));
+    assert!(summary.started_at.is_some() && summary.ended_at.is_some());
+    assert!(!summary.partial);
+    assert_eq!((summary.first, summary.last), (Position::new(1, 0), Position::new(1, 300)));
+}
+
+#[test]
+fn a_run_seen_across_batches_keeps_its_first_position_and_adds_up_its_events() {
+    let (_dir, mut index) = open();
+    let run = root();
+    index.apply([(Position::new(1, 0), &started(run, "g", None))], Position::new(1, 50)).unwrap();
+    assert_eq!(index.get(run.run_id).unwrap().unwrap().status, RunStatus::Running);
+    index.apply([(Position::new(2, 0), &task(run, 4, "n"))], Position::new(2, 50)).unwrap();
+    index
+        .apply([(Position::new(2, 50), &finished(run, RunOutcome::Interrupted, 4, None))], Position::new(2, 90))
+        .unwrap();
+    let summary = index.get(run.run_id).unwrap().unwrap();
+    assert_eq!(summary.status, RunStatus::Interrupted);
+    assert_eq!((summary.first, summary.last), (Position::new(1, 0), Position::new(2, 50)));
+    assert_eq!((summary.events, summary.steps), (3, 4));
+    assert_eq!(summary.graph.as_deref(), Some("g"));
+}
+
+#[test]
+fn a_run_whose_start_the_index_never_saw_is_partial() {
+    let (_dir, mut index) = open();
+    let run = root();
+    apply(&mut index, &[task(run, 3, "n")]);
+    let summary = index.get(run.run_id).unwrap().unwrap();
+    assert!(summary.partial);
+    assert_eq!(summary.graph, None);
+    assert_eq!(summary.status, RunStatus::Running);
+}
+
+#[test]
+fn list_filters_by_status_graph_thread_since_root_and_limit() {
+    let (_dir, mut index) = open();
+    let (a, b, c) = (root(), root(), root());
+    let child = a.child(dashflow_telemetry::RunId::new());
+    let mut events = vec![started(a, "triage", Some("t-1")), finished(a, RunOutcome::Completed, 1, None)];
+    events.extend([started(child, "sub", Some("t-1")), finished(child, RunOutcome::Completed, 1, None)]);
+    events.extend([started(b, "triage", Some("t-2")), finished(b, RunOutcome::Failed, 1, Some("x"))]);
+    events.push(started(c, "billing", None));
+    apply(&mut index, &events);
+    let ids = |filter: RunFilter| -> Vec<_> {
+        let mut ids: Vec<_> = index.list(&filter).unwrap().into_iter().map(|r| r.ids.run_id).collect();
+        ids.sort();
+        ids
+    };
+    let sorted = |mut v: Vec<dashflow_telemetry::RunId>| {
+        v.sort();
+        v
+    };
+    assert_eq!(ids(RunFilter::all()).len(), 4);
+    assert_eq!(ids(RunFilter::all().status(RunStatus::Failed)), vec![b.run_id]);
+    assert_eq!(ids(RunFilter::all().status(RunStatus::Running)), vec![c.run_id]);
+    assert_eq!(ids(RunFilter::all().graph("triage")), sorted(vec![a.run_id, b.run_id]));
+    assert_eq!(ids(RunFilter::all().thread_id("t-1")), sorted(vec![a.run_id, child.run_id]));
+    assert_eq!(ids(RunFilter::all().root_run_id(a.run_id)), sorted(vec![a.run_id, child.run_id]));
+    assert_eq!(ids(RunFilter::all().graph("triage").status(RunStatus::Completed)), vec![a.run_id]);
+    assert_eq!(ids(RunFilter::all().limit(2)).len(), 2);
+    assert!(ids(RunFilter::all().since(SystemTime::now() + Duration::from_secs(3600))).is_empty());
+    assert_eq!(ids(RunFilter::all().since(UNIX_EPOCH)).len(), 4);
+}
+
+#[test]
+fn list_returns_the_newest_runs_first() {
+    let (_dir, mut index) = open();
+    let (old, new) = (root(), root());
+    let mut early = started(old, "g", None);
+    early.at = UNIX_EPOCH + Duration::from_secs(1_000);
+    let mut late = started(new, "g", None);
+    late.at = UNIX_EPOCH + Duration::from_secs(2_000);
+    apply(&mut index, &[early, late]);
+    let runs = index.list(&RunFilter::all()).unwrap();
+    assert_eq!(runs.iter().map(|r| r.ids.run_id).collect::<Vec<_>>(), vec![new.run_id, old.run_id]);
+    assert_eq!(index.list(&RunFilter::all().limit(1)).unwrap()[0].ids.run_id, new.run_id);
+}
+
+#[test]
+fn forgetting_segments_removes_whole_runs_and_marks_cut_ones_partial() {
+    let (_dir, mut index) = open();
+    let (gone, cut, kept) = (root(), root(), root());
+    let entries = [
+        (Position::new(1, 0), started(gone, "g", None)),
+        (Position::new(1, 10), finished(gone, RunOutcome::Completed, 0, None)),
+        (Position::new(1, 20), started(cut, "g", None)),
+        (Position::new(2, 0), finished(cut, RunOutcome::Completed, 0, None)),
+        (Position::new(2, 10), started(kept, "g", None)),
+    ];
+    index.apply(entries.iter().map(|(at, e)| (*at, e)), Position::new(2, 20)).unwrap();
+    assert_eq!(index.forget_segments_before(2).unwrap(), 1);
+    assert_eq!(index.get(gone.run_id).unwrap(), None);
+    let cut = index.get(cut.run_id).unwrap().unwrap();
+    assert!(cut.partial);
+    assert_eq!(cut.first, Position::new(2, 0));
+    assert_eq!(cut.graph.as_deref(), Some("g"), "what was learned before the cut is kept");
+    assert!(!index.get(kept.run_id).unwrap().unwrap().partial);
+    assert_eq!(index.segment_stats().unwrap().iter().map(|s| s.segment).collect::<Vec<_>>(), vec![2]);
+}
+
+#[test]
+fn clearing_empties_runs_segments_and_the_high_water_mark() {
+    let (_dir, mut index) = open();
+    apply(&mut index, &whole_run(root(), "g", 2));
+    index.clear().unwrap();
+    assert_eq!(index.high_water().unwrap(), None);
+    assert!(index.list(&RunFilter::all()).unwrap().is_empty());
+    assert!(index.segment_stats().unwrap().is_empty());
+}
+
+#[test]
+fn an_unreadable_index_file_is_replaced_by_an_empty_one() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join(INDEX_FILE), vec![0x5A; 8192]).unwrap();
+    let index = Index::open(dir.path()).unwrap();
+    assert_eq!(index.high_water().unwrap(), None);
+}
+
+#[test]
+fn an_index_of_another_schema_version_is_recreated_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut index = Index::open(dir.path()).unwrap();
+        apply(&mut index, &whole_run(root(), "g", 1));
+        index.conn.execute_batch("PRAGMA user_version = 99").unwrap();
+    }
+    let index = Index::open(dir.path()).unwrap();
+    assert_eq!(index.high_water().unwrap(), None);
+    assert!(index.list(&RunFilter::all()).unwrap().is_empty());
+}
+
+#[test]
+fn times_round_trip_through_milliseconds_on_both_sides_of_the_epoch() {
+    for ms in [0, 1, 1_700_000_000_123, -1, -86_400_000] {
+        assert_eq!(system_time_to_ms(ms_to_system_time(ms)), ms);
+    }
+}
+
+#[test]
+fn run_status_parses_what_it_prints() {
+    for status in [RunStatus::Running, RunStatus::Completed, RunStatus::Failed, RunStatus::Interrupted] {
+        assert_eq!(status.to_string().parse::<RunStatus>().unwrap(), status);
+    }
+    let error = "done".parse::<RunStatus>().unwrap_err().to_string();
+    assert!(error.contains("running, completed, failed or interrupted"), "{error}");
+}

@@ -1,0 +1,173 @@
+use std::ffi::OsString;
+use std::fs::File;
+use std::io::{self, Write};
+use std::sync::mpsc::{Receiver, Sender, channel};
+
+use dashflow_telemetry::RunOutcome;
+
+use super::*;
+use crate::config::Retention;
+use crate::runs::{RunFilter, RunStatus};
+use crate::storage::Storage;
+use crate::testing::{finished, root, started, task, whole_run};
+
+fn config() -> StoreConfig {
+    StoreConfig::default().wal(WalConfig::default().retention(Retention::KEEP_ALL))
+}
+
+fn reopen(dir: &Path) -> Wal {
+    Wal::open(dir, WalConfig::default().retention(Retention::KEEP_ALL)).unwrap()
+}
+
+#[test]
+fn flush_makes_every_event_handed_over_before_it_readable() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EventStore::open(dir.path(), config()).unwrap();
+    let run = root();
+    for event in whole_run(run, "g", 10) {
+        store.on_event(&event);
+    }
+    store.flush().unwrap();
+    assert_eq!(store.stats(), StoreStats { written: 12, dropped: 0, failed: 0 });
+    // The store's own writer still holds the WAL open; a reader opens it alongside.
+    let wal = reopen(dir.path());
+    assert_eq!(wal.run_events(run.run_id).unwrap(), whole_run_events_of(&wal, run));
+    assert_eq!(wal.run(run.run_id).unwrap().unwrap().status, RunStatus::Completed);
+}
+
+fn whole_run_events_of(wal: &Wal, run: dashflow_telemetry::RunIds) -> Vec<Event> {
+    wal.follow(crate::Position::START)
+        .poll(usize::MAX)
+        .unwrap()
+        .into_iter()
+        .map(|(_, e)| e)
+        .filter(|e| e.run == run)
+        .collect()
+}
+
+#[test]
+fn dropping_the_store_writes_what_is_still_queued() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = root();
+    {
+        let store = EventStore::open(dir.path(), config()).unwrap();
+        for event in whole_run(run, "g", 50) {
+            store.on_event(&event);
+        }
+    }
+    assert_eq!(reopen(dir.path()).run_events(run.run_id).unwrap().len(), 52);
+}
+
+#[test]
+fn close_writes_everything_and_reports_success() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EventStore::open(dir.path(), config()).unwrap();
+    let run = root();
+    store.on_event(&started(run, "g", None));
+    store.on_event(&finished(run, RunOutcome::Completed, 0, None));
+    store.close().unwrap();
+    assert_eq!(reopen(dir.path()).list_runs(&RunFilter::all()).unwrap().len(), 1);
+}
+
+/// Blocks every append until the test sends a go-ahead, and says when one is waiting.
+#[derive(Debug)]
+struct Gate {
+    entered: Mutex<Sender<()>>,
+    release: Mutex<Receiver<()>>,
+}
+
+impl Storage for Gate {
+    fn append(&self, file: &mut File, buf: &[u8]) -> io::Result<()> {
+        self.entered.lock().unwrap().send(()).unwrap();
+        self.release.lock().unwrap().recv().unwrap();
+        file.write_all(buf)
+    }
+}
+
+#[test]
+fn a_full_queue_drops_and_counts_events_instead_of_blocking_the_caller() {
+    let dir = tempfile::tempdir().unwrap();
+    let (entered_tx, entered) = channel();
+    let (release, release_rx) = channel();
+    let gate = Arc::new(Gate { entered: Mutex::new(entered_tx), release: Mutex::new(release_rx) });
+    let wal = WalConfig::default().retention(Retention::KEEP_ALL).storage(gate);
+    let store = EventStore::open(dir.path(), StoreConfig::default().wal(wal).capacity(2).max_batch(1)).unwrap();
+    let run = root();
+    store.on_event(&task(run, 1, "n"));
+    // The writer holds event 1 inside the gate; the queue has room for two more.
+    entered.recv().unwrap();
+    for step in 2..=10 {
+        store.on_event(&task(run, step, "n"));
+    }
+    assert_eq!(store.stats().dropped, 7);
+    for _ in 0..3 {
+        release.send(()).unwrap();
+    }
+    store.flush().unwrap();
+    assert_eq!(store.stats(), StoreStats { written: 3, dropped: 7, failed: 0 });
+    drop(release);
+}
+
+#[derive(Debug)]
+struct BrokenSync;
+
+impl Storage for BrokenSync {
+    fn sync(&self, _file: &File) -> io::Result<()> {
+        Err(io::Error::other("disk on fire"))
+    }
+}
+
+#[test]
+fn a_failed_fsync_is_reported_by_flush_and_by_every_later_flush() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = WalConfig::default().retention(Retention::KEEP_ALL).storage(Arc::new(BrokenSync));
+    let store = EventStore::open(dir.path(), StoreConfig::default().wal(wal)).unwrap();
+    let run = root();
+    store.on_event(&started(run, "g", None));
+    let error = store.flush().unwrap_err();
+    assert!(matches!(error, WalError::Poisoned { action: "fsync", .. }), "{error}");
+    assert!(error.to_string().contains("disk on fire"));
+    store.on_event(&task(run, 1, "n"));
+    assert!(matches!(store.flush().unwrap_err(), WalError::Poisoned { .. }));
+    assert!(matches!(store.flush().unwrap_err(), WalError::Poisoned { .. }), "even with nothing new to write");
+    assert_eq!(store.stats().failed, 2);
+    assert_eq!(store.stats().written, 0);
+    assert!(store.close().is_err());
+}
+
+#[test]
+fn the_global_store_is_one_per_directory() {
+    let home = tempfile::tempdir().unwrap();
+    let home_path = OsString::from(home.path());
+    let vars = |name: &str| (name == "DASHFLOW_HOME").then(|| home_path.clone());
+    let first = EventStore::global_from(vars).unwrap().unwrap();
+    let second = EventStore::global_from(vars).unwrap().unwrap();
+    assert!(Arc::ptr_eq(&first, &second));
+    assert_eq!(first.dir(), home.path().join("wal"));
+    let run = root();
+    first.on_event(&started(run, "g", None));
+    first.flush().unwrap();
+    assert_eq!(reopen(&home.path().join("wal")).list_runs(&RunFilter::all()).unwrap().len(), 1);
+}
+
+#[test]
+fn the_global_store_is_absent_when_dashflow_wal_is_off() {
+    let vars = |name: &str| (name == "DASHFLOW_WAL").then(|| OsString::from("0"));
+    assert!(EventStore::global_from(vars).unwrap().is_none());
+}
+
+#[test]
+fn a_store_can_be_registered_as_an_event_callback() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(EventStore::open(dir.path(), config()).unwrap());
+    let callback: Arc<dyn EventCallback> = store.clone();
+    callback.on_event(&started(root(), "g", None));
+    store.flush().unwrap();
+    assert_eq!(store.stats().written, 1);
+}
+
+#[test]
+fn a_zero_capacity_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(matches!(EventStore::open(dir.path(), config().capacity(0)), Err(WalError::InvalidConfig { .. })));
+}

@@ -1,0 +1,420 @@
+//! The WAL: a directory of segments written by one or more processes, and its run index.
+//!
+//! Writers in several processes may share a directory. Every append takes an exclusive lock
+//! on the directory's `LOCK` file, checks that the segments still end where this writer last
+//! left them (and catches up with the index if another writer moved on, or stopped between
+//! appending and indexing), appends, syncs per the policy, updates the index and unlocks.
+//! Readers take no lock: sealed segments never change, and a record at the very end of the
+//! last segment that does not check out yet is treated as not written yet.
+
+mod read;
+mod recovery;
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use dashflow_telemetry::Event;
+
+use crate::config::{FsyncPolicy, WalConfig};
+use crate::error::{Result, WalError};
+use crate::frame::HEADER_LEN;
+use crate::index::Index;
+use crate::record::encode_event;
+use crate::segment::{Position, file_len, segment_path};
+
+pub use self::read::{DamagedRecord, RecordLocation, VerifyReport};
+pub(crate) use self::recovery::Check;
+pub use self::recovery::{RecoveryReport, TornTail};
+
+/// The lock file that serializes writers of one WAL directory.
+pub(crate) const LOCK_FILE: &str = "LOCK";
+
+/// The write-ahead log of run events in one directory.
+///
+/// Opening recovers: an interrupted compaction is finished, every record of the last segment
+/// is checked and a torn tail is cut at the last intact record, and records the index has not
+/// seen are indexed (see [`RecoveryReport`]). Damage anywhere else is an error naming the
+/// segment and byte offset. Sealed segments are not read on open (that would make opening
+/// cost as much as the whole history); reads and [`Wal::verify`] check them.
+///
+/// ```
+/// use dashflow_telemetry::{Event, EventKind, RunId, RunIds};
+/// use dashflow_wal::{RunFilter, Wal, WalConfig};
+///
+/// let dir = tempfile::tempdir()?;
+/// let mut wal = Wal::open(dir.path(), WalConfig::default())?;
+/// let run = RunIds::root(RunId::new());
+/// wal.append(&[Event::now(run, EventKind::RunStarted { graph: "triage".into(), thread_id: None })])?;
+///
+/// let runs = wal.list_runs(&RunFilter::all().graph("triage"))?;
+/// assert_eq!(runs[0].ids.run_id, run.run_id);
+/// assert_eq!(wal.run_events(run.run_id)?.len(), 1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct Wal {
+    pub(crate) dir: PathBuf,
+    pub(crate) config: WalConfig,
+    lock: Arc<File>,
+    pub(crate) index: Index,
+    /// The segment appends go to; `None` until the first segment exists.
+    active: Option<Active>,
+    /// Where this writer last left the index's high-water mark.
+    indexed: Option<Position>,
+    poison: Option<Poison>,
+    /// Records appended since the last sync.
+    unsynced: u64,
+    last_sync: Instant,
+    recovery: RecoveryReport,
+    /// Reused encoding buffer.
+    scratch: Vec<u8>,
+}
+
+#[derive(Debug)]
+struct Active {
+    seq: u64,
+    path: PathBuf,
+    file: File,
+    len: u64,
+}
+
+/// The first failed write or sync, kept to refuse every later append.
+#[derive(Clone, Debug)]
+struct Poison {
+    action: &'static str,
+    path: PathBuf,
+    source: Arc<io::Error>,
+}
+
+impl Poison {
+    fn error(&self) -> WalError {
+        WalError::Poisoned { action: self.action, path: self.path.clone(), source: Arc::clone(&self.source) }
+    }
+}
+
+/// Holds the directory lock until dropped.
+pub(crate) struct DirLock(Arc<File>);
+
+impl DirLock {
+    fn acquire(file: &Arc<File>, dir: &Path) -> Result<Self> {
+        file.lock().map_err(|e| WalError::io("lock", dir.join(LOCK_FILE), e))?;
+        Ok(Self(Arc::clone(file)))
+    }
+}
+
+impl Drop for DirLock {
+    fn drop(&mut self) {
+        // Closing the file would release the lock too; an unlock error leaves nothing to do.
+        let _ = self.0.unlock();
+    }
+}
+
+impl Wal {
+    /// Opens the WAL in `dir` (created if missing) and recovers it.
+    pub fn open(dir: impl AsRef<Path>, config: WalConfig) -> Result<Self> {
+        config.validate()?;
+        let dir = dir.as_ref().to_owned();
+        std::fs::create_dir_all(&dir).map_err(|e| WalError::io("create", &dir, e))?;
+        let lock_path = dir.join(LOCK_FILE);
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| WalError::io("create", &lock_path, e))?;
+        let lock = Arc::new(lock);
+        let _guard = DirLock::acquire(&lock, &dir)?;
+
+        let compaction_finished = crate::compact::finish_interrupted(&dir, &*config.storage)?;
+        let index = Index::open(&dir)?;
+        let mut wal = Self {
+            dir,
+            config,
+            lock,
+            index,
+            active: None,
+            indexed: None,
+            poison: None,
+            unsynced: 0,
+            last_sync: Instant::now(),
+            recovery: RecoveryReport::default(),
+            scratch: Vec::new(),
+        };
+        if compaction_finished {
+            // Compaction moved records; the index's positions are stale.
+            wal.index.clear()?;
+        }
+        wal.recovery = wal.catch_up(Check::WholeLastSegment)?;
+        wal.forget_missing_segments()?;
+        wal.retain(SystemTime::now());
+        Ok(wal)
+    }
+
+    /// The WAL's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The configuration it was opened with.
+    pub fn config(&self) -> &WalConfig {
+        &self.config
+    }
+
+    /// What opening found and repaired.
+    pub fn recovery(&self) -> &RecoveryReport {
+        &self.recovery
+    }
+
+    /// The position after the last record this writer knows of.
+    pub fn end(&self) -> Position {
+        self.active.as_ref().map_or(Position::START, |a| Position::new(a.seq, a.len))
+    }
+
+    /// The first write or sync error, if one poisoned this writer.
+    pub fn poisoned(&self) -> Option<WalError> {
+        self.poison.as_ref().map(Poison::error)
+    }
+
+    /// Appends `events` as one batch and indexes them; returns where each record starts.
+    ///
+    /// The batch is synced before returning when the fsync policy says so. Once a write or
+    /// sync fails, this and every later call returns [`WalError::Poisoned`]. An
+    /// [`WalError::Index`] error means the records are in the segments but not yet in the
+    /// index; the next append (or open) indexes them.
+    pub fn append(&mut self, events: &[Event]) -> Result<Vec<Position>> {
+        if let Some(poison) = &self.poison {
+            return Err(poison.error());
+        }
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Encode before taking the lock: other writers wait only for the I/O.
+        let mut buf = std::mem::take(&mut self.scratch);
+        let frames = self.encode(events, &mut buf);
+        let result = frames.and_then(|frames| {
+            let _guard = DirLock::acquire(&self.lock, &self.dir)?;
+            self.append_locked(&buf, &frames, events)
+        });
+        buf.clear();
+        self.scratch = buf;
+        result
+    }
+
+    /// Syncs the active segment now, whatever the policy.
+    pub fn sync(&mut self) -> Result<()> {
+        if let Some(poison) = &self.poison {
+            return Err(poison.error());
+        }
+        self.sync_active()
+    }
+
+    /// Syncs what the policy has not synced yet (unless the policy is [`FsyncPolicy::Never`])
+    /// and closes the WAL.
+    pub fn close(mut self) -> Result<()> {
+        self.sync_for_close()
+    }
+
+    /// Rebuilds the index from the segments.
+    pub fn rebuild_index(&mut self) -> Result<RecoveryReport> {
+        let _guard = DirLock::acquire(&self.lock, &self.dir)?;
+        self.index.clear()?;
+        let report = self.catch_up(Check::WholeLastSegment)?;
+        self.forget_missing_segments()?;
+        Ok(report)
+    }
+
+    /// Applies retention on the way (on open, after sealing a segment): a failure to delete
+    /// old history must not stop new history from being recorded, so it is only logged.
+    fn retain(&mut self, now: SystemTime) {
+        if let Err(error) = self.apply_retention_locked(now) {
+            tracing::warn!(dir = %self.dir.display(), %error, "WAL retention failed; it is retried when the next segment is sealed");
+        }
+    }
+
+    pub(crate) fn lock_dir(&self) -> Result<DirLock> {
+        DirLock::acquire(&self.lock, &self.dir)
+    }
+
+    /// Frames every event into `buf`, returning each frame's byte range.
+    fn encode(&self, events: &[Event], buf: &mut Vec<u8>) -> Result<Vec<Range<usize>>> {
+        let max = self.config.max_record_size;
+        let mut frames = Vec::with_capacity(events.len());
+        for event in events {
+            let start = buf.len();
+            buf.extend_from_slice(&[0; HEADER_LEN]);
+            encode_event(event, buf)?;
+            let size = buf.len() - start - HEADER_LEN;
+            let len = u32::try_from(size).ok().filter(|&len| len <= max);
+            let Some(len) = len else {
+                return Err(WalError::RecordTooLarge { size, max });
+            };
+            let (header, payload) = buf[start..].split_at_mut(HEADER_LEN);
+            header[..4].copy_from_slice(&len.to_le_bytes());
+            header[4..].copy_from_slice(&crc32c::crc32c(payload).to_le_bytes());
+            frames.push(start..buf.len());
+        }
+        Ok(frames)
+    }
+
+    fn append_locked(&mut self, buf: &[u8], frames: &[Range<usize>], events: &[Event]) -> Result<Vec<Position>> {
+        if !self.in_sync()? {
+            self.catch_up(Check::FromHighWater)?;
+        }
+        let (positions, sealed) = self.write_frames(buf, frames)?;
+        self.unsynced += frames.len() as u64;
+        let due = match self.config.fsync {
+            FsyncPolicy::Always => true,
+            FsyncPolicy::EveryN(n) => self.unsynced >= u64::from(n),
+            FsyncPolicy::Interval(interval) => self.last_sync.elapsed() >= interval,
+            FsyncPolicy::Never => false,
+        };
+        if due {
+            self.sync_active()?;
+        }
+        let end = self.end();
+        self.index.apply(positions.iter().copied().zip(events), end)?;
+        self.indexed = Some(end);
+        if sealed {
+            self.retain(SystemTime::now());
+        }
+        Ok(positions)
+    }
+
+    /// Whether the segments and the index still end where this writer left them, so no other
+    /// writer appended (or crashed mid-way) since.
+    fn in_sync(&self) -> Result<bool> {
+        let Some(active) = &self.active else { return Ok(false) };
+        if self.indexed != Some(self.end()) {
+            return Ok(false);
+        }
+        let len = active.file.metadata().map_err(|e| WalError::io("inspect", &active.path, e))?.len();
+        Ok(len == active.len && file_len(&segment_path(&self.dir, active.seq + 1))?.is_none())
+    }
+
+    /// Writes the frames, rotating segments as they fill up. Returns each record's position
+    /// and whether a segment was sealed.
+    fn write_frames(&mut self, buf: &[u8], frames: &[Range<usize>]) -> Result<(Vec<Position>, bool)> {
+        let segment_size = self.config.segment_size;
+        let mut positions = Vec::with_capacity(frames.len());
+        let mut sealed = false;
+        let mut next = 0;
+        while next < frames.len() {
+            let first_len = frames[next].len() as u64;
+            match &self.active {
+                None => self.create_segment(1)?,
+                Some(active) if active.len > 0 && active.len + first_len > segment_size => {
+                    let seq = active.seq + 1;
+                    self.seal_active()?;
+                    self.create_segment(seq)?;
+                    sealed = true;
+                }
+                Some(_) => {}
+            }
+            let storage = Arc::clone(&self.config.storage);
+            let Some(active) = self.active.as_mut() else {
+                // `create_segment` either set the active segment or returned an error.
+                continue;
+            };
+            // As many frames as fit; the first one always goes in (it may be larger than a
+            // whole segment).
+            let mut len = active.len;
+            let chunk_start = frames[next].start;
+            let mut chunk_end = chunk_start;
+            while let Some(frame) = frames.get(next) {
+                let frame_len = frame.len() as u64;
+                if chunk_end > chunk_start && len + frame_len > segment_size {
+                    break;
+                }
+                positions.push(Position::new(active.seq, len));
+                len += frame_len;
+                chunk_end = frame.end;
+                next += 1;
+            }
+            if let Err(e) = storage.append(&mut active.file, &buf[chunk_start..chunk_end]) {
+                let path = active.path.clone();
+                return Err(self.poison("write", path, e));
+            }
+            active.len = len;
+        }
+        Ok((positions, sealed))
+    }
+
+    /// Creates segment `seq` and makes it the active one.
+    fn create_segment(&mut self, seq: u64) -> Result<()> {
+        let path = segment_path(&self.dir, seq);
+        let file = OpenOptions::new()
+            .create_new(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| WalError::io("create", &path, e))?;
+        if self.config.fsync != FsyncPolicy::Never
+            && let Err(e) = self.config.storage.sync_dir(&self.dir)
+        {
+            return Err(self.poison("fsync", self.dir.clone(), e));
+        }
+        self.active = Some(Active { seq, path, file, len: 0 });
+        Ok(())
+    }
+
+    /// Syncs the active segment before a new one is started, under every policy: a crash
+    /// can then tear only the last segment.
+    fn seal_active(&mut self) -> Result<()> {
+        let Some(active) = &self.active else { return Ok(()) };
+        if let Err(e) = self.config.storage.sync(&active.file) {
+            let path = active.path.clone();
+            return Err(self.poison("fsync", path, e));
+        }
+        self.unsynced = 0;
+        self.last_sync = Instant::now();
+        Ok(())
+    }
+
+    fn sync_active(&mut self) -> Result<()> {
+        if self.unsynced == 0 {
+            return Ok(());
+        }
+        self.seal_active()
+    }
+
+    fn sync_for_close(&mut self) -> Result<()> {
+        if let Some(poison) = &self.poison {
+            return Err(poison.error());
+        }
+        if self.config.fsync == FsyncPolicy::Never { Ok(()) } else { self.sync_active() }
+    }
+
+    fn poison(&mut self, action: &'static str, path: PathBuf, source: io::Error) -> WalError {
+        tracing::error!(action, path = %path.display(), error = %source, "WAL write failed; refusing further appends");
+        let poison = Poison { action, path, source: Arc::new(source) };
+        let error = poison.error();
+        self.poison = Some(poison);
+        error
+    }
+
+    /// Reopens the active segment at `end` (after recovery moved it).
+    fn set_active(&mut self, end: Option<Position>) -> Result<()> {
+        self.active = None;
+        self.indexed = end;
+        let Some(end) = end else { return Ok(()) };
+        let path = segment_path(&self.dir, end.segment);
+        let file = OpenOptions::new().append(true).open(&path).map_err(|e| WalError::io("open", &path, e))?;
+        self.active = Some(Active { seq: end.segment, path, file, len: end.offset });
+        Ok(())
+    }
+}
+
+impl Drop for Wal {
+    fn drop(&mut self) {
+        if self.poison.is_none() && self.unsynced > 0 {
+            // Best effort: `close` is the way to see this error.
+            let _ = self.sync_for_close();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,197 @@
+//! Recovery: cutting a torn tail and bringing the index up to the segments.
+
+use std::fs::OpenOptions;
+use std::path::{Path, PathBuf};
+
+use dashflow_telemetry::Event;
+
+use super::Wal;
+use crate::error::{Result, WalError};
+use crate::frame::Damage;
+use crate::index::Index;
+use crate::record::decode_event;
+use crate::segment::{Position, ReadStep, list_segments, open_reader, record_end, segment_path};
+use crate::storage::Storage;
+
+/// Records indexed per transaction while replaying.
+const REPLAY_BATCH: usize = 1024;
+
+/// What recovery found and did when the WAL was opened (or its index rebuilt).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RecoveryReport {
+    /// Records added to the index that it had not seen: written by a writer that stopped
+    /// between appending and indexing, or all records when the index was rebuilt.
+    pub replayed: u64,
+    /// Intact records whose payload could not be decoded; the index skips them.
+    pub undecodable: u64,
+    /// The torn tail cut from the last segment, if there was one.
+    pub truncated: Option<TornTail>,
+    /// The index was rebuilt from the segments: it was new, unreadable, of another schema
+    /// version, or ahead of the segments (after a machine crash with a lax fsync policy).
+    pub rebuilt: bool,
+}
+
+/// A torn write at the end of the last segment, cut on recovery.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TornTail {
+    /// The segment file.
+    pub segment: PathBuf,
+    /// Where the segment now ends: the end of its last intact record.
+    pub offset: u64,
+    /// How many bytes were cut.
+    pub bytes: u64,
+    /// What the first cut record looked like.
+    pub damage: Damage,
+}
+
+enum Replayed {
+    /// The index now covers every record; the log ends at `end`.
+    Done { end: Option<Position>, report: RecoveryReport },
+    /// The index's high-water mark lies past the end of the intact records (after cutting a
+    /// torn tail that the index had already seen, if `truncated`).
+    IndexAhead { truncated: Option<TornTail> },
+}
+
+/// How much of the last segment recovery reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Check {
+    /// From the high-water mark on: between appends of a running writer, whose own records
+    /// before the mark are known to be intact.
+    FromHighWater,
+    /// The whole last segment: on open. After a machine crash under a lax fsync policy the
+    /// index may have seen records whose bytes never reached the disk (zeros or garbage), and
+    /// bit rot can hit the tail after a clean close; either must be cut before anything is
+    /// appended behind it.
+    WholeLastSegment,
+}
+
+impl Wal {
+    /// Indexes every record past the index's high-water mark, cutting a torn tail of the last
+    /// segment, and makes the last segment the active one. Runs under the directory lock.
+    pub(crate) fn catch_up(&mut self, check: Check) -> Result<RecoveryReport> {
+        let max = self.config.max_record_size;
+        let storage = &*self.config.storage;
+        let from = self.index.high_water()?;
+        let (end, report) = match replay(&self.dir, &mut self.index, from, check, max, storage)? {
+            Replayed::Done { end, report } => (end, report),
+            Replayed::IndexAhead { truncated } => {
+                tracing::warn!(dir = %self.dir.display(), "the WAL index is ahead of the segments; rebuilding it");
+                self.index.clear()?;
+                match replay(&self.dir, &mut self.index, None, check, max, storage)? {
+                    Replayed::Done { end, mut report } => {
+                        report.rebuilt = true;
+                        report.truncated = report.truncated.or(truncated);
+                        (end, report)
+                    }
+                    // From the start there is no high-water mark to be ahead of.
+                    Replayed::IndexAhead { .. } => return Err(WalError::MissingSegment { segment: self.dir.clone() }),
+                }
+            }
+        };
+        if let Some(torn) = &report.truncated {
+            tracing::warn!(
+                segment = %torn.segment.display(), offset = torn.offset, bytes = torn.bytes, damage = %torn.damage,
+                "cut a torn tail from the WAL"
+            );
+        }
+        self.set_active(end)?;
+        Ok(report)
+    }
+
+    /// Drops index entries of segments that no longer exist (retention deleted them, then the
+    /// process stopped before it updated the index).
+    pub(super) fn forget_missing_segments(&mut self) -> Result<()> {
+        if let Some(&first) = list_segments(&self.dir)?.first() {
+            self.index.forget_segments_before(first)?;
+        }
+        Ok(())
+    }
+}
+
+/// Replays the records from `from` (the start when `None`) into `index`.
+fn replay(
+    dir: &Path,
+    index: &mut Index,
+    from: Option<Position>,
+    check: Check,
+    max_record_size: u32,
+    storage: &dyn Storage,
+) -> Result<Replayed> {
+    let segments = list_segments(dir)?;
+    let (first, high_water) = match from {
+        None => (0, 0),
+        Some(hw) => match segments.iter().position(|&seq| seq == hw.segment) {
+            Some(i) => (i, hw.offset),
+            None => return Ok(Replayed::IndexAhead { truncated: None }),
+        },
+    };
+    let mut report = RecoveryReport { rebuilt: from.is_none() && !segments.is_empty(), ..Default::default() };
+    let mut end = None;
+    for (i, &seq) in segments.iter().enumerate().skip(first) {
+        let is_last = i + 1 == segments.len();
+        // Records before `indexed` are in the index already; they are only checked.
+        let indexed = if i == first { high_water } else { 0 };
+        let start = if is_last && check == Check::WholeLastSegment { 0 } else { indexed };
+        let path = segment_path(dir, seq);
+        let Some((mut reader, len)) = open_reader(dir, seq, start, max_record_size)? else {
+            return Err(WalError::MissingSegment { segment: path });
+        };
+        if indexed > len {
+            return Ok(Replayed::IndexAhead { truncated: None });
+        }
+        let mut batch: Vec<(Position, Event)> = Vec::new();
+        let mut good_end = start;
+        loop {
+            match reader.next_record().map_err(|e| WalError::io("read", &path, e))? {
+                ReadStep::Record { offset, payload } => {
+                    good_end = record_end(offset, payload);
+                    if offset < indexed {
+                        continue;
+                    }
+                    report.replayed += 1;
+                    match decode_event(payload) {
+                        Ok(Some(event)) => batch.push((Position::new(seq, offset), event)),
+                        Ok(None) => {}
+                        Err(_) => report.undecodable += 1,
+                    }
+                    if batch.len() >= REPLAY_BATCH {
+                        index.apply(batch.iter().map(|(at, event)| (*at, event)), Position::new(seq, good_end))?;
+                        batch.clear();
+                    }
+                }
+                ReadStep::End => break,
+                ReadStep::Damaged { offset, damage } => {
+                    // A writer only appends, so damage can be a torn write only at the very
+                    // end of the last segment. An intact record after a bad checksum proves
+                    // the damage is in the middle of the data.
+                    let intact_after = matches!(damage, Damage::Checksum { .. })
+                        && matches!(reader.next_record(), Ok(ReadStep::Record { .. }));
+                    if !is_last || intact_after {
+                        return Err(WalError::Corrupt { segment: path, offset, damage });
+                    }
+                    truncate(&path, offset, storage)?;
+                    let torn = TornTail { segment: path.clone(), offset, bytes: len - offset, damage };
+                    if offset < indexed {
+                        // The index has seen records that are gone now.
+                        return Ok(Replayed::IndexAhead { truncated: Some(torn) });
+                    }
+                    report.truncated = Some(torn);
+                    good_end = offset;
+                    break;
+                }
+            }
+        }
+        index.apply(batch.iter().map(|(at, event)| (*at, event)), Position::new(seq, good_end))?;
+        end = Some(Position::new(seq, good_end));
+    }
+    Ok(Replayed::Done { end, report })
+}
+
+/// Cuts `path` to `len` bytes and makes that durable before anything is appended after it.
+fn truncate(path: &Path, len: u64, storage: &dyn Storage) -> Result<()> {
+    let file = OpenOptions::new().write(true).open(path).map_err(|e| WalError::io("open", path, e))?;
+    file.set_len(len).map_err(|e| WalError::io("truncate", path, e))?;
+    storage.sync(&file).map_err(|e| WalError::io("fsync", path, e))
+}

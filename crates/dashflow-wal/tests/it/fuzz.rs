@@ -1,0 +1,100 @@
+//! R12: arbitrary bytes into the record reader, and into segment files that are then opened:
+//! no panic, bounded memory.
+
+use std::io::Cursor;
+
+use dashflow_wal::{Decoded, Position, ReadStep, RecordReader, Wal, decode_frame, decode_payload};
+use proptest::prelude::*;
+
+use crate::common::*;
+
+const MAX_RECORD: u32 = 4096;
+
+/// Bytes that are mostly garbage, sometimes with intact frames and plausible headers mixed in,
+/// so the reader gets past the first header often enough to be exercised.
+fn hostile_bytes() -> impl Strategy<Value = Vec<u8>> {
+    let chunk = prop_oneof![
+        prop::collection::vec(any::<u8>(), 0..64),
+        prop::collection::vec(any::<u8>(), 1..200).prop_map(|payload| {
+            let mut out = Vec::new();
+            dashflow_wal::encode_frame(&payload, &mut out);
+            out
+        }),
+        (any::<u32>(), any::<u32>()).prop_map(|(len, crc)| [len.to_le_bytes(), crc.to_le_bytes()].concat()),
+        (0u32..300, any::<u32>()).prop_map(|(len, crc)| [len.to_le_bytes(), crc.to_le_bytes()].concat()),
+        Just(vec![0; 16]),
+    ];
+    prop::collection::vec(chunk, 0..12).prop_map(|chunks| chunks.concat())
+}
+
+proptest! {
+    #[test]
+    fn decoding_arbitrary_bytes_never_panics(bytes in hostile_bytes()) {
+        match decode_frame(&bytes, MAX_RECORD) {
+            Decoded::Record(payload) => {
+                prop_assert!(payload.len() <= MAX_RECORD as usize);
+                let _ = decode_payload(payload);
+            }
+            Decoded::End => prop_assert!(bytes.is_empty()),
+            Decoded::Damaged(_) => {}
+        }
+    }
+
+    #[test]
+    fn reading_arbitrary_bytes_terminates_without_panicking_in_bounded_memory(bytes in hostile_bytes()) {
+        let mut reader = RecordReader::new(Cursor::new(&bytes), 0, bytes.len() as u64, MAX_RECORD);
+        // Every step consumes at least one header, or ends the reading.
+        let mut steps = 0;
+        loop {
+            steps += 1;
+            prop_assert!(steps <= bytes.len() / 8 + 2, "the reader does not advance");
+            match reader.next_record().unwrap() {
+                ReadStep::Record { payload, .. } => {
+                    let _ = decode_payload(payload);
+                }
+                ReadStep::Damaged { .. } => {}
+                ReadStep::End => break,
+            }
+        }
+        prop_assert!(reader.buffer_capacity() <= MAX_RECORD as usize);
+        prop_assert!(reader.offset() <= bytes.len() as u64);
+    }
+}
+
+proptest! {
+    // Each case opens an SQLite index: fewer, larger cases.
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn a_last_segment_ending_in_arbitrary_bytes_keeps_every_intact_record(tail in hostile_bytes()) {
+        let dir = tempfile::tempdir().unwrap();
+        let events = whole_run(root(), "g", 2);
+        open(dir.path()).append(&events).unwrap();
+        append_bytes(&segment(dir.path(), 1), &tail);
+        match Wal::open(dir.path(), config().max_record_size(MAX_RECORD)) {
+            Ok(mut wal) => {
+                let read = all_events(&wal);
+                prop_assert_eq!(&read[..events.len()], &events[..]);
+                wal.append(&[task(root(), 1, "after")]).unwrap();
+                prop_assert_eq!(all_events(&wal).len(), read.len() + 1);
+            }
+            // Possible only when the tail holds an intact frame right after a bad one.
+            Err(error) => prop_assert!(error.is_corruption(), "{}", error),
+        }
+    }
+
+    #[test]
+    fn a_sealed_segment_of_arbitrary_bytes_is_read_or_refused_cleanly(bytes in hostile_bytes()) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(segment(dir.path(), 1), &bytes).unwrap();
+        std::fs::write(segment(dir.path(), 2), b"").unwrap();
+        match Wal::open(dir.path(), config().max_record_size(MAX_RECORD)) {
+            Ok(wal) => {
+                let _ = wal.verify().unwrap();
+                let mut follower = wal.follow(Position::START);
+                let _ = follower.poll(usize::MAX);
+            }
+            Err(error) => prop_assert!(error.is_corruption(), "{}", error),
+        }
+    }
+}

@@ -1,0 +1,19 @@
+//! Integration tests of dashflow-wal through its public API, including the reliability cases
+//! R6, R7, R8, R10, R11 and R12 of RELIABILITY.md.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "helpers outside #[test] fns report failure by panicking too"
+)]
+
+mod common;
+mod compaction;
+mod fuzz;
+mod hostile_lengths;
+mod poison;
+mod reading;
+mod reconcile;
+mod retention;
+mod shared_directory;
+mod torn_tail;

@@ -1,0 +1,212 @@
+//! The reading API the CLI uses: list runs, one run's events, follow, verify.
+
+use std::time::{Duration, SystemTime};
+
+use dashflow_telemetry::RunOutcome;
+use dashflow_wal::{Damage, Follower, Position, RunFilter, RunStatus, TAG_EVENT_JSON, Wal, WalError, encode_frame};
+
+use crate::common::*;
+
+#[test]
+fn list_runs_filters_by_status_graph_thread_and_since_newest_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut wal = open(dir.path());
+    let (a, b, c) = (root(), root(), root());
+    let mut old_start = started(a, "triage", Some("t-1"));
+    old_start.at = SystemTime::now() - Duration::from_secs(7200);
+    wal.append(&[old_start, finished(a, RunOutcome::Completed, 2, None)]).unwrap();
+    wal.append(&[started(b, "triage", Some("t-2")), finished(b, RunOutcome::Failed, 1, Some("boom"))]).unwrap();
+    wal.append(&[started(c, "billing", Some("t-1"))]).unwrap();
+
+    let ids = |filter: RunFilter| wal.list_runs(&filter).unwrap().into_iter().map(|r| r.ids.run_id).collect::<Vec<_>>();
+    assert_eq!(ids(RunFilter::all()), vec![c.run_id, b.run_id, a.run_id]);
+    assert_eq!(ids(RunFilter::all().status(RunStatus::Running)), vec![c.run_id]);
+    assert_eq!(ids(RunFilter::all().graph("triage")), vec![b.run_id, a.run_id]);
+    assert_eq!(ids(RunFilter::all().thread_id("t-1")), vec![c.run_id, a.run_id]);
+    assert_eq!(ids(RunFilter::all().since(SystemTime::now() - Duration::from_secs(3600))), vec![c.run_id, b.run_id]);
+    assert_eq!(ids(RunFilter::all().limit(1)), vec![c.run_id]);
+    let failed = wal.run(b.run_id).unwrap().unwrap();
+    assert_eq!((failed.status, failed.error.as_deref()), (RunStatus::Failed, Some("boom")));
+}
+
+#[test]
+fn run_events_returns_one_runs_events_in_order_among_interleaved_runs_across_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut wal = Wal::open(dir.path(), config().segment_size(1500)).unwrap();
+    let (a, b) = (root(), root());
+    let (mut a_events, mut b_events) = (vec![started(a, "g", None)], vec![started(b, "g", None)]);
+    wal.append(&[a_events[0].clone(), b_events[0].clone()]).unwrap();
+    for step in 1..=10 {
+        let (ea, eb) = (task(a, step, "x"), task(b, step, "y"));
+        wal.append(&[ea.clone(), eb.clone()]).unwrap();
+        a_events.push(ea);
+        b_events.push(eb);
+    }
+    let end = finished(a, RunOutcome::Completed, 10, None);
+    wal.append(std::slice::from_ref(&end)).unwrap();
+    a_events.push(end);
+
+    assert!(wal.end().segment > 3);
+    assert_eq!(wal.run_events(a.run_id).unwrap(), a_events);
+    assert_eq!(wal.run_events(b.run_id).unwrap(), b_events);
+    let a_run = wal.run(a.run_id).unwrap().unwrap();
+    assert_eq!((a_run.events, a_run.steps, a_run.first.segment), (12, 10, 1));
+}
+
+#[test]
+fn the_events_of_an_unknown_run_are_not_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = open(dir.path());
+    let missing = root().run_id;
+    let error = wal.run_events(missing).unwrap_err();
+    assert!(matches!(error, WalError::RunNotFound { run_id } if run_id == missing), "{error}");
+    assert!(wal.run(missing).unwrap().is_none());
+}
+
+#[test]
+fn a_follower_sees_new_records_across_segment_rotations() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut wal = Wal::open(dir.path(), config().segment_size(1000)).unwrap();
+    let mut follower = Follower::new(dir.path(), Position::START, 1 << 20);
+    assert!(follower.poll(100).unwrap().is_empty());
+    let run = root();
+    let mut seen = Vec::new();
+    for step in 0..20 {
+        let event = task(run, step, "n");
+        wal.append(std::slice::from_ref(&event)).unwrap();
+        if step % 3 == 0 {
+            seen.extend(follower.poll(100).unwrap());
+        }
+        assert!(follower.position() <= wal.end());
+    }
+    seen.extend(follower.poll(100).unwrap());
+    assert_eq!(seen.len(), 20);
+    assert!(seen.windows(2).all(|w| w[0].0 < w[1].0));
+    assert!(seen.last().unwrap().0.segment > 3);
+    assert_eq!(follower.position(), wal.end());
+}
+
+#[test]
+fn a_follower_polls_at_most_the_number_asked_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut wal = open(dir.path());
+    wal.append(&whole_run(root(), "g", 8)).unwrap();
+    let mut follower = wal.follow(Position::START);
+    assert_eq!(follower.poll(4).unwrap().len(), 4);
+    assert_eq!(follower.poll(100).unwrap().len(), 6);
+    assert!(follower.poll(100).unwrap().is_empty());
+}
+
+#[test]
+fn a_follower_from_the_end_sees_only_new_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut wal = open(dir.path());
+    wal.append(&whole_run(root(), "g", 3)).unwrap();
+    let mut follower = wal.follow(wal.end());
+    assert!(follower.poll(100).unwrap().is_empty());
+    let new = started(root(), "new", None);
+    wal.append(std::slice::from_ref(&new)).unwrap();
+    let got = follower.poll(100).unwrap();
+    assert_eq!(got.into_iter().map(|(_, e)| e).collect::<Vec<_>>(), vec![new]);
+}
+
+#[test]
+fn a_follower_waits_at_a_record_still_being_written_and_returns_it_once_complete() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut wal = open(dir.path());
+    let run = root();
+    wal.append(&[started(run, "g", None)]).unwrap();
+    drop(wal);
+    let mut follower = Follower::new(dir.path(), Position::START, 1 << 20);
+    assert_eq!(follower.poll(100).unwrap().len(), 1);
+
+    let next = task(run, 1, "n");
+    let bytes = frames(std::slice::from_ref(&next));
+    let (first_half, second_half) = bytes.split_at(bytes.len() / 2);
+    append_bytes(&segment(dir.path(), 1), first_half);
+    assert!(follower.poll(100).unwrap().is_empty());
+    append_bytes(&segment(dir.path(), 1), second_half);
+    assert_eq!(follower.poll(100).unwrap().into_iter().map(|(_, e)| e).collect::<Vec<_>>(), vec![next]);
+}
+
+#[test]
+fn readers_skip_records_of_kinds_they_do_not_know() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = root();
+    open(dir.path()).append(&[started(run, "g", None)]).unwrap();
+    let mut unknown = Vec::new();
+    encode_frame(&[TAG_EVENT_JSON + 100, b'{', b'}'], &mut unknown);
+    append_bytes(&segment(dir.path(), 1), &unknown);
+    let mut wal = open(dir.path());
+    wal.append(&[finished(run, RunOutcome::Completed, 0, None)]).unwrap();
+
+    assert_eq!(wal.run_events(run.run_id).unwrap().len(), 2);
+    let mut follower = wal.follow(Position::START);
+    assert_eq!(follower.poll(100).unwrap().len(), 2);
+    assert_eq!(follower.skipped(), 1);
+    assert!(wal.verify().unwrap().is_clean());
+}
+
+#[test]
+fn an_intact_record_that_does_not_decode_is_a_decode_error_naming_its_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = root();
+    open(dir.path()).append(&[started(run, "g", None)]).unwrap();
+    let offset = std::fs::metadata(segment(dir.path(), 1)).unwrap().len();
+    let mut garbage = Vec::new();
+    encode_frame(&[TAG_EVENT_JSON, b'{', b'x'], &mut garbage);
+    append_bytes(&segment(dir.path(), 1), &garbage);
+    let mut wal = open(dir.path());
+    assert_eq!(wal.recovery().undecodable, 1);
+    wal.append(&[finished(run, RunOutcome::Completed, 0, None)]).unwrap();
+
+    let report = wal.verify().unwrap();
+    assert_eq!(report.undecodable.len(), 1);
+    assert_eq!(report.undecodable[0].offset, offset);
+    // Reading the run's range meets the record and says where it is.
+    let error = wal.run_events(run.run_id).unwrap_err();
+    assert!(matches!(&error, WalError::Decode { offset: o, .. } if *o == offset), "{error}");
+}
+
+#[test]
+fn verify_reports_a_healthy_wal_as_clean() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut wal = Wal::open(dir.path(), config().segment_size(1000)).unwrap();
+    for _ in 0..4 {
+        wal.append(&whole_run(root(), "g", 2)).unwrap();
+    }
+    let report = wal.verify().unwrap();
+    assert!(report.is_clean(), "{report:?}");
+    assert_eq!(report.records, 16);
+    assert_eq!(report.segments, wal.end().segment);
+    assert!(report.index_up_to_date);
+}
+
+#[test]
+fn verify_reports_a_torn_tail_and_a_sealed_checksum_mismatch_with_segment_and_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut wal = Wal::open(dir.path(), config().segment_size(1000)).unwrap();
+    let positions = wal.append(&whole_run(root(), "g", 6)).unwrap();
+    let sealed_record = positions[1];
+    assert_eq!(sealed_record.segment, 1);
+    let last = wal.end();
+    let seg1 = segment(dir.path(), 1);
+    let mut bytes = std::fs::read(&seg1).unwrap();
+    bytes[sealed_record.offset as usize + 12] ^= 0x04;
+    std::fs::write(&seg1, bytes).unwrap();
+    append_bytes(&segment(dir.path(), last.segment), &[0; 40]);
+
+    let report = wal.verify().unwrap();
+    assert_eq!(report.damaged.len(), 2, "{report:?}");
+    let (sealed, tail) = (&report.damaged[0], &report.damaged[1]);
+    assert_eq!(
+        (sealed.segment.as_path(), sealed.offset, sealed.torn_tail),
+        (seg1.as_path(), sealed_record.offset, false)
+    );
+    assert!(matches!(sealed.damage, Damage::Checksum { .. }));
+    assert_eq!(sealed.unreadable_bytes, 0);
+    assert_eq!((tail.offset, tail.torn_tail, tail.damage), (last.offset, true, Damage::ZeroLength));
+    assert_eq!(tail.unreadable_bytes, 40);
+    assert!(report.index_up_to_date);
+    assert!(!report.is_clean());
+}
