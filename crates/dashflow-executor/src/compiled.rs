@@ -30,6 +30,8 @@ pub(crate) struct Inner<S: GraphState> {
     pub(crate) interrupt_after: Vec<bool>,
     /// A setting that named an unknown node, reported by every run.
     pub(crate) setting_error: Option<GraphError>,
+    /// The graph's schema as JSON, made once and shared by every run's `GraphDefined` event.
+    pub(crate) schema_json: Arc<serde_json::Value>,
 }
 
 impl<S: GraphState> Clone for Inner<S> {
@@ -44,6 +46,7 @@ impl<S: GraphState> Clone for Inner<S> {
             interrupt_before: self.interrupt_before.clone(),
             interrupt_after: self.interrupt_after.clone(),
             setting_error: self.setting_error.clone(),
+            schema_json: Arc::clone(&self.schema_json),
         }
     }
 }
@@ -78,6 +81,8 @@ impl<S: GraphState> CompiledGraph<S> {
     /// Wraps a validated graph.
     pub fn new(graph: Graph<S>) -> Self {
         let nodes = graph.node_count();
+        // A schema is plain data (strings, numbers, lists): serializing it cannot fail.
+        let schema_json = Arc::new(serde_json::to_value(graph.schema()).unwrap_or_default());
         let inner = Inner {
             graph: Arc::new(graph),
             scheduler: Arc::new(TokioScheduler),
@@ -88,6 +93,7 @@ impl<S: GraphState> CompiledGraph<S> {
             interrupt_before: vec![false; nodes],
             interrupt_after: vec![false; nodes],
             setting_error: None,
+            schema_json,
         };
         Self { inner: Arc::new(inner) }
     }

@@ -244,6 +244,8 @@ impl<S: GraphState> Loop<S> {
     async fn run(mut self, start: Option<Position<S>>) -> Result<RunOutput<S>, Error> {
         let started = Instant::now();
         let graph_name = Arc::clone(self.params.inner.graph.name());
+        let schema = Arc::clone(&self.params.inner.schema_json);
+        self.params.hub.emit(self.params.ids, EventKind::GraphDefined { graph: Arc::clone(&graph_name), schema }).await;
         let kind = EventKind::RunStarted { graph: graph_name, thread_id: self.params.config.thread_id.clone() };
         self.params.hub.emit(self.params.ids, kind).await;
         let mut result = self.steps(start).await;

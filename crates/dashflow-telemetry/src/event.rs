@@ -60,6 +60,16 @@ pub enum EventKind {
         /// The thread the run belongs to, if any.
         thread_id: Option<Arc<str>>,
     },
+    /// The shape of the graph a run is about to use, sent before its `RunStarted`: nodes and
+    /// edges as a serialized `GraphSchema`, shared by every run of one compiled graph (the
+    /// event clones a reference, not the schema). Sinks that persist runs store it once per
+    /// graph, so tools can draw the graph a run used.
+    GraphDefined {
+        /// The graph's name.
+        graph: Arc<str>,
+        /// The serialized `GraphSchema`.
+        schema: Arc<serde_json::Value>,
+    },
     /// A run ended.
     RunFinished {
         /// How it ended.
@@ -165,7 +175,7 @@ impl Interest {
     /// Whether `kind` is of interest.
     pub fn covers(self, kind: &EventKind) -> bool {
         match kind {
-            EventKind::RunStarted { .. } | EventKind::RunFinished { .. } => self.runs,
+            EventKind::RunStarted { .. } | EventKind::RunFinished { .. } | EventKind::GraphDefined { .. } => self.runs,
             EventKind::SuperstepStarted { .. } => self.steps,
             EventKind::SuperstepFinished { .. } | EventKind::TaskStarted { .. } | EventKind::TaskFinished { .. } => {
                 self.timings

@@ -8,7 +8,9 @@
 //!
 //! ## Feature flags
 //!
-//! - `sqlite` (default): [`SqliteCheckpointer`], the embedded checkpointer.
+//! - `sqlite` (default): `SqliteCheckpointer`, the embedded checkpointer.
+//! - `postgres`: `PostgresCheckpointer`, for servers and many processes on one database;
+//!   switching is one line: `.with_checkpointer(PostgresCheckpointer::connect(url).await?)`.
 //! - `all-backends`: every checkpoint backend (for CI).
 //!
 //! [`MemoryCheckpointer`] is always available.
@@ -16,6 +18,8 @@
 pub use dashflow_checkpoint as checkpoint;
 pub use dashflow_checkpoint::{CheckpointError, CheckpointId, Checkpointer, Codec};
 pub use dashflow_checkpoint_memory::MemoryCheckpointer;
+#[cfg(feature = "postgres")]
+pub use dashflow_checkpoint_postgres::PostgresCheckpointer;
 #[cfg(feature = "sqlite")]
 pub use dashflow_checkpoint_sqlite::SqliteCheckpointer;
 pub use dashflow_executor as executor;

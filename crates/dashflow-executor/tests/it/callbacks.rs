@@ -88,3 +88,27 @@ async fn callbacks_hear_how_a_failed_run_ended() {
     let last = recorder.events().pop().unwrap();
     assert!(matches!(last.kind, EventKind::RunFinished { outcome: RunOutcome::Failed, .. }));
 }
+
+#[tokio::test]
+async fn every_run_first_describes_its_graph_with_the_schema_of_nodes_and_edges() {
+    let events = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = std::sync::Arc::clone(&events);
+    let mut graph = dashflow_graph::StateGraph::<crate::common::Trail>::named("described");
+    graph
+        .add_node("only", crate::common::tick)
+        .add_edge(dashflow_graph::START, "only")
+        .add_edge("only", dashflow_graph::END);
+    let app = dashflow_executor::CompileExt::compile(graph).unwrap().with_callback(
+        move |event: &dashflow_telemetry::Event| {
+            seen.lock().unwrap().push(event.kind.clone());
+        },
+    );
+    app.invoke(crate::common::Trail::default(), dashflow_executor::RunConfig::new()).await.unwrap();
+    let events = events.lock().unwrap();
+    let dashflow_telemetry::EventKind::GraphDefined { graph, schema } = &events[0] else {
+        panic!("the first event is {:?}", events[0]);
+    };
+    assert_eq!(&**graph, "described");
+    assert_eq!(schema["nodes"][0]["name"], "only");
+    assert!(matches!(events[1], dashflow_telemetry::EventKind::RunStarted { .. }));
+}

@@ -1,0 +1,92 @@
+//! DashFlow's server checkpoint backend: [`PostgresCheckpointer`] stores checkpoints in
+//! PostgreSQL through an sqlx pool, for many worker processes on many hosts sharing one
+//! database.
+//!
+//! It implements [`dashflow_checkpoint::Checkpointer`] over bytes and never sees graph or
+//! state types. Swapping it for the SQLite backend is one line where the checkpointer is
+//! built.
+//!
+//! ```no_run
+//! use dashflow_checkpoint::{CheckpointId, CheckpointKind, CheckpointRecord, Checkpointer, ListOptions, now_ms};
+//! use dashflow_checkpoint_postgres::PostgresCheckpointer;
+//!
+//! # async fn example() -> dashflow_checkpoint::Result<()> {
+//! let checkpointer = PostgresCheckpointer::connect("postgres://dashflow@db.internal/dashflow").await?;
+//!
+//! let first = CheckpointRecord {
+//!     thread_id: "ticket-42".into(),
+//!     namespace: String::new(),
+//!     checkpoint_id: CheckpointId::new(),
+//!     parent_id: None,
+//!     step: -1,
+//!     kind: CheckpointKind::Snapshot,
+//!     blob: b"the executor's sealed state".to_vec(),
+//!     metadata: Default::default(),
+//!     next_nodes: vec!["classify".into()],
+//!     created_at_ms: now_ms(),
+//! };
+//! // A put names the head it expects (none: the thread is new). If another process moved
+//! // the head first, this fails with `CheckpointError::Conflict` and stores nothing.
+//! checkpointer.put(first.clone(), None).await?;
+//!
+//! let latest = checkpointer.load("ticket-42", "", None).await?.expect("just stored");
+//! assert_eq!(latest.head(), Some(&first));
+//! let history = checkpointer.list("ticket-42", &ListOptions::new().limit(10)).await?;
+//! # let _ = history;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Schema and migrations
+//!
+//! Four tables in the first schema of the connections' `search_path` (set it with
+//! `PgConnectOptions::options([("search_path", "dashflow")])` to keep them apart from the
+//! application's): `dashflow_checkpoints` (one row per record; the blob as `bytea`, metadata
+//! and next nodes as `jsonb`), `dashflow_checkpoint_writes` (pending writes, deleted with
+//! their checkpoint), `dashflow_checkpoint_heads` (the head of each thread and namespace:
+//! the last put, which after a fork is not the greatest id) and `dashflow_schema_migrations`.
+//!
+//! Every constructor migrates: pending migrations run in one transaction under an advisory
+//! lock, so processes starting together on several hosts apply each migration once. A
+//! database migrated by a newer build is refused rather than written with an older schema.
+//!
+//! # Concurrency
+//!
+//! One writer per thread holds across processes and hosts. A put moves the head row with a
+//! conditional `UPDATE ... WHERE head_id = $expected` (or inserts it with
+//! `ON CONFLICT DO NOTHING` for a new namespace) and inserts the record in the same
+//! statement: concurrent writers queue on the head row, exactly one matches, the others
+//! store nothing and get [`dashflow_checkpoint::CheckpointError::Conflict`] naming the head
+//! they expected and the one they found. History never forks silently. A stored checkpoint
+//! is never overwritten: putting an id that exists is a `Conflict` too.
+//!
+//! Deleting a thread, copying into one and pruning idle ones lock the thread first: its head
+//! rows, and an advisory lock that a first put into a new namespace takes shared. A put
+//! racing them lands either before (and is deleted or copied whole) or after (and conflicts
+//! or starts afresh), never half-way.
+//!
+//! # Failures and retries
+//!
+//! A killed connection, a server restart, a deadlock, a serialization failure or a pool
+//! timeout is retried a few times with jittered backoff ([`PostgresCheckpointer::with_max_attempts`]);
+//! what still fails is `Unavailable { retryable: true }`. Reads, puts, pending writes and
+//! thread deletion are retried even when the connection broke around a commit (a retried
+//! put recognizes its own record); copying and pruning only when the server certainly
+//! rolled back. Other database errors are `Unavailable { retryable: false }`, rows that do
+//! not decode are `Corrupt`, and text PostgreSQL cannot hold (a NUL character) is `Encode`.
+//!
+//! # Feature flags
+//!
+//! - `testing`: `testing::TestDatabase`, a throwaway schema per test on the server named
+//!   by `DASHFLOW_TEST_POSTGRES_URL`, with a skip line when it is unset and a failure instead
+//!   when `DASHFLOW_TEST_POSTGRES_REQUIRED=1`. Off by default.
+
+mod checkpointer;
+mod error;
+mod migrate;
+mod retry;
+mod sql;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use checkpointer::PostgresCheckpointer;
