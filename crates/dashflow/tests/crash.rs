@@ -1,4 +1,4 @@
-//! R1 of `shared/RELIABILITY.md`: a child process runs a multi-step graph with a fan-out and is
+//! R1 and R13 (across processes) of `shared/RELIABILITY.md`. R1: a child process runs a multi-step graph with a fan-out and is
 //! killed with SIGKILL at a chosen moment (one trial per seed); a new process resumes the
 //! thread from the SQLite checkpoints. The final state must equal the uninterrupted run's, and
 //! a ledger of node side effects (keyed by each task's idempotency key) shows that no task of
@@ -99,6 +99,114 @@ fn workflow(child: Arc<Child>) -> StateGraph<Work> {
 
 const THREAD: &str = "crash-thread";
 
+/// R13 across processes: START -> work -> END, paused before `work`. In a contending child,
+/// `work` announces itself on stdout and waits for a line on stdin, so the parent can hold
+/// two processes inside the same step before either commits.
+fn contended(gate: bool) -> StateGraph<Work> {
+    let mut graph = StateGraph::<Work>::named("contended");
+    graph
+        .add_node("work", move |_: Arc<Work>| async move {
+            if gate {
+                println!("entered");
+                let _ = std::io::stdout().flush();
+                let mut line = String::new();
+                let _ = std::io::stdin().read_line(&mut line);
+            }
+            Ok(WorkUpdate::default().log(vec![format!("work by {}", std::process::id())]))
+        })
+        .add_edge(START, "work")
+        .add_edge("work", END);
+    graph
+}
+
+const CONTENDED: &str = "contended-thread";
+
+/// A contending child: resumes the paused thread; exit 3 means the thread was busy.
+fn contend_main(db: &Path) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    runtime.block_on(async {
+        let app = contended(true).compile()?.with_checkpointer(SqliteCheckpointer::open(db).await?);
+        let config = RunConfig::thread(CONTENDED).durability(Durability::Sync);
+        match app.resume(Command::new(), config).await {
+            Ok(result) => {
+                println!("done {}", serde_json::to_string(&result.state)?);
+                Ok(())
+            }
+            Err(dashflow::Error::ThreadBusy { .. }) => {
+                println!("busy");
+                std::process::exit(3)
+            }
+            Err(error) => Err(error.into()),
+        }
+    })
+}
+
+fn r13_trial() -> Trial {
+    Trial::test("r13/two_processes_resuming_one_thread_let_exactly_one_advance", || {
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let db = dir.path().join("checkpoints.db");
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+        runtime.block_on(async {
+            let app = contended(false)
+                .compile()
+                .map_err(|e| e.to_string())?
+                .with_checkpointer(SqliteCheckpointer::open(&db).await.map_err(|e| e.to_string())?)
+                .interrupt_before(["work"]);
+            app.invoke(Work::default(), RunConfig::thread(CONTENDED)).await.map_err(|e| e.to_string())?;
+            Ok::<_, String>(())
+        })?;
+        let spawn = || {
+            Process::new(std::env::current_exe().map_err(|e| e.to_string())?)
+                .env("DASHFLOW_CRASH_CHILD", "contend")
+                .env("DASHFLOW_CRASH_DB", &db)
+                .env("DASHFLOW_TRACE", "0")
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .map_err(|e| format!("cannot start a contender: {e}"))
+        };
+        let mut children = [spawn()?, spawn()?];
+        // Both are inside `work` (each loaded the same head) before either may finish.
+        let mut readers = Vec::new();
+        for child in &mut children {
+            let stdout = child.stdout.take().ok_or("no stdout")?;
+            let mut reader = std::io::BufReader::new(stdout);
+            let mut line = String::new();
+            std::io::BufRead::read_line(&mut reader, &mut line).map_err(|e| e.to_string())?;
+            if line.trim() != "entered" {
+                return Err(format!("a contender said {line:?} instead of entering the step").into());
+            }
+            readers.push(reader);
+        }
+        for child in &mut children {
+            let mut stdin = child.stdin.take().ok_or("no stdin")?;
+            stdin.write_all(b"go\n").map_err(|e| e.to_string())?;
+        }
+        let mut outcomes = Vec::new();
+        for (child, mut reader) in children.into_iter().zip(readers) {
+            let mut rest = String::new();
+            std::io::Read::read_to_string(&mut reader, &mut rest).map_err(|e| e.to_string())?;
+            let status = child.wait_with_output().map_err(|e| e.to_string())?.status;
+            outcomes.push((status.code(), rest.trim().to_owned()));
+        }
+        let advanced = outcomes.iter().filter(|(code, out)| *code == Some(0) && out.starts_with("done")).count();
+        let busy = outcomes.iter().filter(|(code, out)| *code == Some(3) && out == "busy").count();
+        if (advanced, busy) != (1, 1) {
+            return Err(format!("expected one winner and one busy thread, got {outcomes:?}").into());
+        }
+        // History never forks: the input checkpoint and one step.
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+        let records = runtime.block_on(async {
+            let db = SqliteCheckpointer::open(&db).await.map_err(|e| e.to_string())?;
+            db.list(CONTENDED, &dashflow::checkpoint::ListOptions::new()).await.map_err(|e| e.to_string())
+        })?;
+        if records.len() != 2 || records[0].parent_id.as_ref() != Some(&records[1].checkpoint_id) {
+            return Err(format!("the thread's history is not one linear step: {} records", records.len()).into());
+        }
+        Ok(())
+    })
+}
+
 /// The child: `run` starts the thread, `resume` continues it; both print the final state.
 fn child_main(phase: &str) -> anyhow::Result<()> {
     let db = PathBuf::from(std::env::var("DASHFLOW_CRASH_DB")?);
@@ -192,7 +300,13 @@ fn trial(crash_at: &'static str, expected: String) -> Trial {
 
 fn main() {
     if let Ok(phase) = std::env::var("DASHFLOW_CRASH_CHILD") {
-        if let Err(error) = child_main(&phase) {
+        let outcome = match phase.as_str() {
+            "contend" => std::env::var("DASHFLOW_CRASH_DB")
+                .map_err(anyhow::Error::from)
+                .and_then(|db| contend_main(Path::new(&db))),
+            _ => child_main(&phase),
+        };
+        if let Err(error) = outcome {
             eprintln!("child failed: {error:#}");
             std::process::exit(2);
         }
@@ -209,6 +323,7 @@ fn main() {
         "1:before", "1:after", "2:before", "2:after", "3:after", "4:before", "4:after", "5:before", "5:after",
         "6:before", "6:after", "7:after", "8:before", "8:after",
     ];
-    let trials = points.into_iter().map(|point| trial(point, expected.clone())).collect();
+    let mut trials: Vec<Trial> = points.into_iter().map(|point| trial(point, expected.clone())).collect();
+    trials.push(r13_trial());
     libtest_mimic::run(&arguments, trials).exit();
 }
