@@ -79,12 +79,13 @@ async fn main() -> anyhow::Result<()> {
     latencies.sort_unstable();
     let at = |quantile: f64| latencies[((latencies.len() as f64 * quantile) as usize).min(latencies.len() - 1)];
     println!(
-        "one writer:  median {:.0} puts/s; put latency p50 {:?} p90 {:?} p99 {:?} max {:?}; puts over 1 ms take {:.0}% of the time",
+        "one writer:  median {:.0} puts/s; put latency p50 {:?} p90 {:?} p99 {:?} max {:?}; {} puts over 1 ms take {:.0}% of the time",
         median(&mut rates),
         at(0.5),
         at(0.9),
         at(0.99),
         at(1.0),
+        latencies.iter().filter(|latency| latency.as_millis() >= 1).count(),
         slow.as_secs_f64() * 100.0 / spent.as_secs_f64()
     );
     println!(

@@ -331,9 +331,7 @@ pub(crate) fn copy_thread(connection: &mut Connection, from: &str, to: &str) -> 
     Ok(())
 }
 
-/// Deletes the checkpoints of a namespace older than `keep_from` and their pending writes,
-/// never the head.
-/// Turns checkpoint `id` into a snapshot with `blob`, in place.
+/// Turns checkpoint `id` into a snapshot with `blob`, in place (one statement, so atomic).
 pub(crate) fn rewrite_as_snapshot(
     connection: &mut Connection,
     thread_id: &str,
@@ -355,6 +353,8 @@ pub(crate) fn rewrite_as_snapshot(
     Ok(())
 }
 
+/// Deletes the checkpoints of a namespace older than `keep_from` and their pending writes,
+/// never the head.
 pub(crate) fn delete_before(
     connection: &mut Connection,
     thread_id: &str,

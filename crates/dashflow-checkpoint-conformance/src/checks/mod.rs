@@ -16,6 +16,7 @@ pub mod list;
 pub mod load;
 pub mod put;
 pub mod put_writes;
+pub mod rewrite_as_snapshot;
 
 /// Names each check `group/name` after its module and function.
 macro_rules! cases {
@@ -77,6 +78,8 @@ cases! {
     delete_before::keeps_keep_from_and_newer,
     delete_before::other_namespaces_and_threads_are_untouched,
     delete_before::unknown_thread_deletes_nothing,
+    rewrite_as_snapshot::turns_a_delta_into_a_snapshot_in_place,
+    rewrite_as_snapshot::unknown_checkpoint_is_not_found,
     delete_idle_threads::by_cutoff,
     delete_idle_threads::none_when_all_are_fresh,
     blob::byte_exact,

@@ -25,6 +25,8 @@ pub(crate) enum Fault {
     CopiesOverNonEmptyThreads,
     /// Prunes `keep_from` along with the older checkpoints.
     DeletesKeepFromToo,
+    /// Marks a rewritten checkpoint a snapshot but keeps its old blob.
+    RewritesTheKindOnly,
 }
 
 /// The memory backend with one [`Fault`].
@@ -137,5 +139,21 @@ impl Checkpointer for Broken {
 
     async fn delete_idle_threads(&self, cutoff_ms: i64) -> Result<Vec<String>> {
         self.inner.delete_idle_threads(cutoff_ms).await
+    }
+
+    async fn rewrite_as_snapshot(
+        &self,
+        thread_id: &str,
+        namespace: &str,
+        id: &CheckpointId,
+        blob: Vec<u8>,
+    ) -> Result<()> {
+        let blob = if self.fault == Fault::RewritesTheKindOnly {
+            let loaded = self.inner.load(thread_id, namespace, Some(id)).await?;
+            loaded.and_then(|loaded| loaded.head().map(|record| record.blob.clone())).unwrap_or(blob)
+        } else {
+            blob
+        };
+        self.inner.rewrite_as_snapshot(thread_id, namespace, id, blob).await
     }
 }

@@ -106,6 +106,11 @@ async fn pruning_keep_from_too_fails_the_delete_before_check() {
     assert_fails(Fault::DeletesKeepFromToo, &["delete_before/keeps_keep_from_and_newer"]).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rewriting_only_the_kind_fails_the_rewrite_check() {
+    assert_fails(Fault::RewritesTheKindOnly, &["rewrite_as_snapshot/turns_a_delta_into_a_snapshot_in_place"]).await;
+}
+
 #[test]
 fn trials_are_named_backend_group_case() {
     let trials = dashflow_checkpoint_conformance::trials("mock", || async {
@@ -118,4 +123,11 @@ fn trials_are_named_backend_group_case() {
     names.sort_unstable();
     names.dedup();
     assert_eq!(names.len(), trials.len(), "two cases share a name");
+}
+
+#[test]
+fn ignored_trials_name_every_case_and_are_ignored() {
+    let trials = dashflow_checkpoint_conformance::ignored_trials("absent");
+    assert_eq!(trials.len(), cases().len());
+    assert!(trials.iter().all(|trial| trial.has_ignored_flag() && trial.name().starts_with("absent/")));
 }

@@ -114,3 +114,21 @@ async fn a_tiny_delta_costs_at_most_300_database_bytes() {
     let per_checkpoint = (checkpointer.database_bytes().await.unwrap() - before) / puts;
     assert!(per_checkpoint <= 300, "{per_checkpoint} database bytes per checkpoint of a 20-byte delta");
 }
+
+#[tokio::test]
+async fn the_write_ahead_log_stays_bounded_under_a_steady_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bounded.db");
+    let checkpointer = SqliteCheckpointer::open(&path).await.unwrap();
+    let mut head = record("t", None, 2048);
+    checkpointer.put(head.clone(), None).await.unwrap();
+    // About four 1 KiB log pages per put: some 16 MiB of log in all.
+    for _ in 0..4_000 {
+        let next = record("t", Some(&head), 2048);
+        checkpointer.put(next.clone(), Some(&head.checkpoint_id)).await.unwrap();
+        head = next;
+    }
+    let wal = std::fs::metadata(dir.path().join("bounded.db-wal")).unwrap().len();
+    assert!(wal < 10 * 1024 * 1024, "the log grew to {wal} bytes; it must rewind at about 8 MiB");
+    assert_eq!(checkpointer.load("t", "", None).await.unwrap().unwrap().head(), Some(&head));
+}
