@@ -26,6 +26,7 @@ pub use dashflow_executor as executor;
 pub use dashflow_graph as graph;
 pub use dashflow_scheduler as scheduler;
 pub use dashflow_telemetry as telemetry;
+pub use dashflow_wal as wal;
 
 mod defaults;
 
@@ -38,7 +39,7 @@ pub use dashflow_graph::{
     NodeErrorKind, NodeOptions, RetryPolicy, Role, START, Send, StateGraph, reducers,
 };
 pub use dashflow_telemetry::{Event, EventCallback, EventKind, RunId, RunIds, RunOutcome};
-pub use defaults::{CompileExt, live_runs, with_default_observers};
+pub use defaults::{CompileExt, flush_observers, live_runs, with_default_observers};
 
 /// Everything a typical graph needs: `use dashflow::prelude::*;`.
 ///
