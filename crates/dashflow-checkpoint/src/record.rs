@@ -55,7 +55,7 @@ pub struct CheckpointRecord {
     pub step: i64,
     /// Snapshot or delta.
     pub kind: CheckpointKind,
-    /// The encoded content, in the envelope of [`crate::envelope`].
+    /// The encoded content, sealed in the envelope of [`crate::seal`].
     pub blob: Vec<u8>,
     /// Filterable facts.
     pub metadata: Metadata,
