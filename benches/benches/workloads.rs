@@ -1,14 +1,44 @@
-//! Criterion benches of workloads B1-B3 (µs per invoke), each with the default observers and
-//! with none (`/telemetry_off`). Run through `cargo xtask bench`.
+//! Criterion benches of workloads B1-B4 (µs per invoke), each with the default observers and
+//! with none (`/telemetry_off`); B4 (B1 checkpointed into SQLite) in `Async` durability
+//! (`b4_chain100_sqlite`) and in `Sync` (`b4_chain100_sqlite/sync`). Run through
+//! `cargo xtask bench`.
+//!
+//! Before timing, this prints what B4 and the large-state workload store, measured in fixed
+//! runs on new databases (with the default observers), as lines `cargo xtask bench` reads:
+//!
+//! ```text
+//! metric b4_chain100_sqlite checkpoints_per_invoke 101.0
+//! metric b4_chain100_sqlite db_bytes_per_step 150.1
+//! ```
 #![allow(missing_docs, reason = "criterion_group! generates an undocumented function")]
 
+use std::fmt::Display;
 use std::hint::black_box;
+use std::path::Path;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use dashflow::RunConfig;
+use dashflow::{Durability, RunConfig};
+use dashflow_benches::durable::{
+    LargeStateStorage, Storage, Threads, b4_storage, chain100_checkpointed, large_state_storage, open_sqlite,
+};
 use dashflow_benches::{
     Counter, Fanout, Telemetry, chain100, chain100_config, fanout16, loop1000, loop1000_config, verify_workloads,
 };
+
+/// B4 invokes of the fixed run that measures database bytes per step.
+const B4_STORAGE_INVOKES: u64 = 200;
+
+/// Large-state runs on new threads, whose supersteps are measured.
+const LARGE_STATE_THREADS: u64 = 5;
+
+/// Large-state runs continuing a thread, measured whole.
+const LARGE_STATE_CONTINUING: u64 = 3;
+
+/// B4 in both durability modes: benchmark id suffix and mode.
+const B4_MODES: [(&str, Durability); 2] = [("", Durability::Async), ("/sync", Durability::Sync)];
+
+/// Every workload with the default observers and with none: benchmark id suffix and setting.
+const TELEMETRY: [(&str, Telemetry); 2] = [("", Telemetry::Defaults), ("/telemetry_off", Telemetry::Off)];
 
 fn runtime() -> tokio::runtime::Runtime {
     // Two workers, as on the reference machine; B2's branches run on both.
@@ -23,7 +53,7 @@ fn workloads(c: &mut Criterion) {
     if let Err(error) = rt.block_on(verify_workloads()) {
         panic!("a workload gives the wrong result, so timing it would mislead: {error}");
     }
-    for (suffix, telemetry) in [("", Telemetry::Defaults), ("/telemetry_off", Telemetry::Off)] {
+    for (suffix, telemetry) in TELEMETRY {
         let app = chain100(telemetry);
         c.bench_function(&format!("b1_chain100{suffix}"), |b| {
             b.to_async(&rt).iter(|| async {
@@ -50,5 +80,88 @@ fn workloads(c: &mut Criterion) {
     }
 }
 
+fn durable_workloads(c: &mut Criterion) {
+    let rt = runtime();
+    // Removed when this function returns, after each bench has dropped its checkpointer.
+    let dir = or_panic(tempfile::tempdir(), "cannot create a temporary directory");
+    report_storage(&rt, dir.path());
+    for (telemetry_suffix, telemetry) in TELEMETRY {
+        for (suffix, durability) in B4_MODES {
+            bench_b4(
+                c,
+                &rt,
+                dir.path(),
+                &format!("b4_chain100_sqlite{suffix}{telemetry_suffix}"),
+                telemetry,
+                durability,
+            );
+        }
+    }
+}
+
+/// Times B4 on a new database, a new thread per invoke.
+fn bench_b4(
+    c: &mut Criterion,
+    rt: &tokio::runtime::Runtime,
+    dir: &Path,
+    id: &str,
+    telemetry: Telemetry,
+    durability: Durability,
+) {
+    let checkpointer = or_panic(rt.block_on(open_sqlite(&dir.join(format!("{}.db", id.replace('/', "-"))))), "B4");
+    let app = chain100_checkpointed(telemetry, checkpointer);
+    let threads = Threads::new();
+    c.bench_function(id, |b| {
+        b.to_async(rt).iter(|| async {
+            let result = app.invoke(Counter::default(), threads.next_config(durability)).await;
+            black_box(result.map(|r| r.state.counter))
+        })
+    });
+}
+
+/// Runs the fixed storage measurements on fresh databases and prints their `metric` lines.
+fn report_storage(rt: &tokio::runtime::Runtime, dir: &Path) {
+    for (suffix, durability) in B4_MODES {
+        let id = format!("b4_chain100_sqlite{suffix}");
+        let path = dir.join(format!("storage-{}.db", id.replace('/', "-")));
+        let storage: Storage = or_panic(rt.block_on(b4_storage(&path, durability, B4_STORAGE_INVOKES)), "B4 storage");
+        metric(&id, "checkpoints_per_invoke", storage.checkpoints_per_invoke());
+        metric(&id, "db_bytes_per_step", storage.bytes_per_step());
+        metric(&id, "fixed_run_us_per_invoke", storage.us_per_invoke());
+    }
+    let path = dir.join("storage-large_state_sqlite.db");
+    let large: LargeStateStorage = or_panic(
+        rt.block_on(large_state_storage(&path, LARGE_STATE_THREADS, LARGE_STATE_CONTINUING)),
+        "large-state storage",
+    );
+    let id = "large_state_sqlite";
+    metric(id, "state_bytes", large.state_bytes as f64);
+    metric(id, "item_bytes", large.item_bytes as f64);
+    metric(id, "snapshot_bytes", large.snapshot_bytes as f64);
+    metric(id, "steps_measured", large.steps.checkpoints as f64);
+    metric(id, "db_bytes_per_step", large.steps.bytes_per_step());
+    metric(id, "fixed_run_us_per_invoke", large.steps.us_per_invoke());
+    metric(id, "continuing_checkpoints_per_invoke", large.continuing.checkpoints_per_invoke());
+    metric(id, "continuing_db_bytes_per_step", large.continuing.bytes_per_step());
+}
+
+#[allow(clippy::print_stdout, reason = "`cargo xtask bench` reads these lines from stdout")]
+fn metric(id: &str, name: &str, value: f64) {
+    println!("metric {id} {name} {value:.1}");
+}
+
+fn or_panic<T, E: Display>(result: Result<T, E>, what: &str) -> T {
+    match result {
+        Ok(value) => value,
+        Err(error) => panic!("{what}: {error}"),
+    }
+}
+
 criterion_group!(benches, workloads);
-criterion_main!(benches);
+criterion_group! {
+    name = durable;
+    // One B4 invoke takes milliseconds: 20 samples (210 invokes) fit `--quick`'s 2 s.
+    config = Criterion::default().sample_size(20);
+    targets = durable_workloads
+}
+criterion_main!(benches, durable);

@@ -6,10 +6,12 @@
 //! perf record -g target/release/examples/profile b1 20000
 //! ```
 //!
-//! Arguments: the workload (`b1`, `b2` or `b3`), how many invokes (default 1000), and `off`
-//! to run without the default observers.
+//! Arguments: the workload (`b1`, `b2`, `b3`, or `b4` and `b4sync` for B4 in `Async` and
+//! `Sync` durability, on a database in a temporary directory), how many invokes (default
+//! 1000), and `off` to run without the default observers.
 
-use dashflow::RunConfig;
+use dashflow::{Durability, RunConfig};
+use dashflow_benches::durable::{Threads, chain100_checkpointed, open_sqlite};
 use dashflow_benches::{Counter, Fanout, Telemetry, chain100, chain100_config, fanout16, loop1000, loop1000_config};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -41,7 +43,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     app.invoke(Counter::default(), loop1000_config()).await?;
                 }
             }
-            other => return Err(format!("unknown workload `{other}`: use b1, b2 or b3").into()),
+            "b4" | "b4sync" => {
+                let durability = if workload == "b4" { Durability::Async } else { Durability::Sync };
+                let dir = tempfile::tempdir()?;
+                let app = chain100_checkpointed(telemetry, open_sqlite(&dir.path().join("b4.db")).await?);
+                let threads = Threads::new();
+                for _ in 0..invokes {
+                    app.invoke(Counter::default(), threads.next_config(durability)).await?;
+                }
+            }
+            other => return Err(format!("unknown workload `{other}`: use b1, b2, b3, b4 or b4sync").into()),
         }
         Ok(())
     })

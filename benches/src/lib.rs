@@ -5,10 +5,14 @@
 //! - B2 `fanout16`: START -> split -> 16 parallel branches that each append their index ->
 //!   join (total = sum) -> END.
 //! - B3 `loop1000`: one node adds 1 and loops back to itself while the counter is below 1000.
+//! - B4 `chain100_sqlite`: B1 checkpointed into a SQLite file, a new thread per invoke (see
+//!   [`durable`], which also has the large-state workload).
 
 use std::sync::Arc;
 
 use dashflow::prelude::*;
+
+pub mod durable;
 
 /// State of B1 and B3.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, GraphState)]

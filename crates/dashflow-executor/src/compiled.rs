@@ -111,7 +111,13 @@ impl<S: GraphState> CompiledGraph<S> {
 
     /// Sends every run's events to `callback` too.
     pub fn with_callback(self, callback: impl EventCallback) -> Self {
-        self.configure(|inner| inner.callbacks.push(Arc::new(callback)))
+        self.with_shared_callback(Arc::new(callback))
+    }
+
+    /// Like [`CompiledGraph::with_callback`], for a sink shared with other graphs: a subgraph
+    /// whose parent has the same sink reports each event to it once, not twice.
+    pub fn with_shared_callback(self, callback: Arc<dyn EventCallback>) -> Self {
+        self.configure(|inner| inner.callbacks.push(callback))
     }
 
     /// Cancels any node attempt that runs longer than `timeout`, unless the node sets its own.

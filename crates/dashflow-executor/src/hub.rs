@@ -45,7 +45,10 @@ impl EventHub {
     /// The hub of a subgraph run started from a node of the run that owns `self`: the child
     /// graph's own callbacks, then everything the parent forwards to.
     pub(crate) fn nested(&self, child_callbacks: &[Arc<dyn EventCallback>]) -> Self {
-        let callbacks: Vec<_> = child_callbacks.iter().chain(&self.callbacks).map(Arc::clone).collect();
+        // A sink both graphs share (the facade's defaults) must hear each event once.
+        let inherited =
+            self.callbacks.iter().filter(|parent| !child_callbacks.iter().any(|child| Arc::ptr_eq(child, parent)));
+        let callbacks: Vec<_> = child_callbacks.iter().chain(inherited).map(Arc::clone).collect();
         let interest = interest_of(&callbacks, self.stream_events);
         Self {
             callbacks,

@@ -8,10 +8,17 @@ use serde::{Deserialize, Serialize};
 #[serde(transparent)]
 pub struct RunId(ulid::Ulid);
 
+static GENERATOR: std::sync::Mutex<Option<ulid::Generator>> = std::sync::Mutex::new(None);
+
 impl RunId {
-    /// A fresh id; ids made later in the same process sort after earlier ones.
+    /// A fresh id; ids made later in the same process sort after earlier ones, even within one
+    /// millisecond (the random part is incremented).
     pub fn new() -> Self {
-        Self(ulid::Ulid::new())
+        let mut generator = GENERATOR.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let generator = generator.get_or_insert_with(ulid::Generator::new);
+        // The monotonic generator fails only after 2^80 ids in one millisecond; a plain ULID
+        // keeps the id unique in that impossible case.
+        Self(generator.generate().unwrap_or_else(|_| ulid::Ulid::new()))
     }
 }
 

@@ -137,6 +137,19 @@ pub enum WalError {
         /// The run looked for.
         run_id: RunId,
     },
+    /// A trace file is not a readable trace.
+    #[error(
+        "the trace file `{}` cannot be read as a trace: {source}; it was cut short by a crash or written by \
+         another DashFlow version; the run's trace record in the WAL (`Wal::trace`) or its events remain",
+        path.display()
+    )]
+    BadTrace {
+        /// The trace file.
+        path: PathBuf,
+        /// The deserializer's error.
+        #[source]
+        source: serde_json::Error,
+    },
     /// The event store's background writer has stopped.
     #[error("the event store's background writer has stopped (it panicked or the store was closed); open a new store")]
     Closed,

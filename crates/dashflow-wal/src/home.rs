@@ -1,4 +1,4 @@
-//! Where the WAL lives, and whether it is on, from the environment.
+//! Where the WAL and the trace files live, and whether they are on, from the environment.
 //!
 //! Every function has a `_from` twin that reads variables through a closure, so tests (and
 //! embedders with their own configuration source) need not touch the process environment.
@@ -14,6 +14,13 @@ pub const HOME_VAR: &str = "DASHFLOW_HOME";
 pub const WAL_VAR: &str = "DASHFLOW_WAL";
 /// The WAL's directory inside the home.
 pub const WAL_DIR: &str = "wal";
+/// `0`, `false`, `off` or `no` (any case) turns trace persistence off.
+pub const TRACE_VAR: &str = "DASHFLOW_TRACE";
+/// The base directory of trace files (default: the working directory); traces go to
+/// `$DASHFLOW_TRACE_DIR/.dashflow/traces/`.
+pub const TRACE_DIR_VAR: &str = "DASHFLOW_TRACE_DIR";
+/// The trace files' directory inside their base directory.
+pub const TRACES_DIR: &str = ".dashflow/traces";
 
 /// The DashFlow home: `DASHFLOW_HOME` if set and not empty, else `$HOME/.dashflow`.
 pub fn home_dir() -> Result<PathBuf> {
@@ -36,14 +43,25 @@ pub fn wal_enabled() -> bool {
 
 /// [`wal_enabled`] reading variables through `var`.
 pub fn wal_enabled_from(var: impl Fn(&str) -> Option<OsString>) -> bool {
-    match var(WAL_VAR) {
-        None => true,
-        Some(value) => {
-            let value = value.to_string_lossy();
-            let value = value.trim();
-            !["0", "false", "off", "no"].iter().any(|off| value.eq_ignore_ascii_case(off))
-        }
-    }
+    !var(WAL_VAR).is_some_and(|value| is_off(&value))
+}
+
+/// Whether trace persistence is on: it is unless `DASHFLOW_TRACE` says `0`, `false`, `off`
+/// or `no`.
+pub fn trace_enabled() -> bool {
+    trace_enabled_from(|name| std::env::var_os(name))
+}
+
+/// [`trace_enabled`] reading variables through `var`.
+pub fn trace_enabled_from(var: impl Fn(&str) -> Option<OsString>) -> bool {
+    !var(TRACE_VAR).is_some_and(|value| is_off(&value))
+}
+
+/// Whether an opt-out variable's value turns its feature off.
+fn is_off(value: &std::ffi::OsStr) -> bool {
+    let value = value.to_string_lossy();
+    let value = value.trim();
+    ["0", "false", "off", "no"].iter().any(|off| value.eq_ignore_ascii_case(off))
 }
 
 /// The WAL directory of `home`: `home/wal`.
@@ -62,6 +80,40 @@ pub fn wal_dir_from(var: impl Fn(&str) -> Option<OsString>) -> Result<Option<Pat
         return Ok(None);
     }
     home_dir_from(var).map(|home| Some(wal_dir(&home)))
+}
+
+/// The trace files' directory of base directory `base`: `base/.dashflow/traces`.
+pub fn traces_dir(base: &Path) -> PathBuf {
+    base.join(TRACES_DIR)
+}
+
+/// The base directory of trace files: `DASHFLOW_TRACE_DIR` if set and not empty, else the
+/// working directory.
+pub fn trace_base_dir() -> Result<PathBuf> {
+    trace_base_dir_from(|name| std::env::var_os(name))
+}
+
+/// [`trace_base_dir`] reading variables through `var` (the working directory is still the
+/// process's).
+pub fn trace_base_dir_from(var: impl Fn(&str) -> Option<OsString>) -> Result<PathBuf> {
+    match var(TRACE_DIR_VAR).filter(|value| !value.is_empty()) {
+        Some(base) => Ok(PathBuf::from(base)),
+        None => std::env::current_dir().map_err(|e| WalError::io("read the working directory", ".", e)),
+    }
+}
+
+/// The trace files' directory the environment asks for, or `None` when `DASHFLOW_TRACE`
+/// turns trace persistence off: where the CLI looks for trace files.
+pub fn traces_dir_from_env() -> Result<Option<PathBuf>> {
+    traces_dir_from(|name| std::env::var_os(name))
+}
+
+/// [`traces_dir_from_env`] reading variables through `var`.
+pub fn traces_dir_from(var: impl Fn(&str) -> Option<OsString>) -> Result<Option<PathBuf>> {
+    if !trace_enabled_from(&var) {
+        return Ok(None);
+    }
+    trace_base_dir_from(var).map(|base| Some(traces_dir(&base)))
 }
 
 #[cfg(test)]

@@ -22,7 +22,7 @@ use crate::segment::Position;
 pub(crate) const INDEX_FILE: &str = "index.sqlite";
 
 /// Bumped whenever the schema changes; an index of another version is dropped and rebuilt.
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
@@ -44,7 +44,9 @@ CREATE TABLE runs (
     first_segment INTEGER NOT NULL,
     first_offset  INTEGER NOT NULL,
     last_segment  INTEGER NOT NULL,
-    last_offset   INTEGER NOT NULL
+    last_offset   INTEGER NOT NULL,
+    trace_segment INTEGER,
+    trace_offset  INTEGER
 );
 CREATE INDEX runs_by_start ON runs (started_at_ms);
 CREATE INDEX runs_by_thread ON runs (thread_id, started_at_ms);
@@ -89,8 +91,36 @@ ON CONFLICT (segment) DO UPDATE SET
 
 const SELECT_RUN: &str = "
 SELECT run_id, parent_run_id, root_run_id, depth, graph, thread_id, status, started_at_ms, ended_at_ms,
-       duration_ms, error, steps, events, partial, first_segment, first_offset, last_segment, last_offset
+       duration_ms, error, steps, events, partial, first_segment, first_offset, last_segment, last_offset,
+       trace_segment, trace_offset
 FROM runs";
+
+/// Where a run's trace record is; a run the index does not know (yet) is left alone.
+const SET_TRACE: &str = "UPDATE runs SET trace_segment = ?2, trace_offset = ?3 WHERE run_id = ?1";
+
+/// What one record tells the index.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Entry<'e> {
+    /// A run event.
+    Event(&'e Event),
+    /// The trace record of a run.
+    Trace(RunId),
+}
+
+impl<'e> From<&'e Event> for Entry<'e> {
+    fn from(event: &'e Event) -> Self {
+        Self::Event(event)
+    }
+}
+
+impl<'e> From<&'e crate::record::Indexed> for Entry<'e> {
+    fn from(record: &'e crate::record::Indexed) -> Self {
+        match record {
+            crate::record::Indexed::Event(event) => Self::Event(event),
+            crate::record::Indexed::Trace(run_id) => Self::Trace(*run_id),
+        }
+    }
+}
 
 /// What the index knows about one segment, for retention by age.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -230,14 +260,22 @@ impl Index {
     }
 
     /// Applies a batch of records in one transaction and moves the high-water mark to `hw`.
-    pub(crate) fn apply<'e>(
+    pub(crate) fn apply<'e, E: Into<Entry<'e>>>(
         &mut self,
-        entries: impl IntoIterator<Item = (Position, &'e Event)>,
+        entries: impl IntoIterator<Item = (Position, E)>,
         hw: Position,
     ) -> Result<()> {
         let mut runs: HashMap<RunId, RunDelta<'e>> = HashMap::new();
         let mut segments: HashMap<u64, (u64, i64, i64)> = HashMap::new();
-        for (at, event) in entries {
+        let mut traces: Vec<(RunId, Position)> = Vec::new();
+        for (at, entry) in entries {
+            let event = match entry.into() {
+                Entry::Event(event) => event,
+                Entry::Trace(run_id) => {
+                    traces.push((run_id, at));
+                    continue;
+                }
+            };
             runs.entry(event.run.run_id).or_insert_with(|| RunDelta::new(event.run, at)).add(at, event);
             let at_ms = system_time_to_ms(event.at);
             let seg = segments.entry(at.segment).or_insert((0, at_ms, at_ms));
@@ -272,6 +310,11 @@ impl Index {
             for (segment, (records, first, last)) in &segments {
                 upsert.execute(params![to_sql(*segment), to_sql(*records), first, last])?;
             }
+            // After the runs: a trace follows its run's events, often in the same batch.
+            let mut set_trace = tx.prepare_cached(SET_TRACE)?;
+            for (run_id, at) in &traces {
+                set_trace.execute(params![run_id.to_string(), to_sql(at.segment), to_sql(at.offset)])?;
+            }
             set_high_water(&tx, hw)?;
         }
         tx.commit()?;
@@ -297,6 +340,7 @@ impl Index {
             "UPDATE runs SET partial = 1, first_segment = ?1, first_offset = 0 WHERE first_segment < ?1",
             [first_kept],
         )?;
+        tx.execute("UPDATE runs SET trace_segment = NULL, trace_offset = NULL WHERE trace_segment < ?1", [first_kept])?;
         tx.execute("DELETE FROM segments WHERE segment < ?1", [first_kept])?;
         tx.commit()?;
         Ok(removed as u64)
@@ -341,6 +385,15 @@ impl Index {
             conditions.push("root_run_id = ?");
             values.push(Value::Text(root.to_string()));
         }
+        if let Some(prefix) = &filter.run_id_prefix {
+            // A range on the primary key rather than LIKE, which would need escaping and
+            // could not use the index. Ids are ASCII, so every id with the prefix sorts
+            // before the prefix followed by the greatest character.
+            let low = prefix.to_ascii_uppercase();
+            let high = format!("{low}{}", char::MAX);
+            conditions.push("run_id >= ? AND run_id < ?");
+            values.extend([Value::Text(low), Value::Text(high)]);
+        }
         let mut sql = SELECT_RUN.to_owned();
         if !conditions.is_empty() {
             sql.push_str(" WHERE ");
@@ -381,6 +434,8 @@ fn read_row(row: &Row<'_>) -> Result<RunSummary> {
         depth: row.get(3)?,
     };
     let duration_ms: Option<i64> = row.get(9)?;
+    let trace_segment: Option<i64> = row.get(18)?;
+    let trace_offset: Option<i64> = row.get(19)?;
     Ok(RunSummary {
         ids,
         graph: row.get(4)?,
@@ -395,6 +450,9 @@ fn read_row(row: &Row<'_>) -> Result<RunSummary> {
         partial: row.get(13)?,
         first: Position { segment: from_sql(row.get(14)?), offset: from_sql(row.get(15)?) },
         last: Position { segment: from_sql(row.get(16)?), offset: from_sql(row.get(17)?) },
+        trace: trace_segment
+            .zip(trace_offset)
+            .map(|(segment, offset)| Position { segment: from_sql(segment), offset: from_sql(offset) }),
     })
 }
 

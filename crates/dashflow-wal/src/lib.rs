@@ -18,16 +18,27 @@
 //! - **[`EventStore`]**: the [`EventCallback`](dashflow_telemetry::EventCallback) that feeds it.
 //!   `on_event` clones the event into a bounded queue and returns; a background thread writes
 //!   batches. One store per process ([`EventStore::global`]), opened on first use.
-//! - **Reading**: [`Wal::list_runs`], [`Wal::run_events`], [`Follower`] (tail from any
-//!   process), [`Wal::verify`].
+//! - **Traces.** The store's background thread also builds one [`ExecutionTrace`] per run
+//!   ([`TraceBuilder`]: tasks in order with every attempt's duration and error, routing
+//!   decisions, status, the error or interrupt) and, when the run finishes (failed and
+//!   interrupted runs included), appends it to the WAL as a trace record
+//!   ([`TAG_TRACE_JSON`]) and writes it atomically to `{base}/.dashflow/traces/{run_id}.json`
+//!   ([`TraceConfig`], retention by count and age: [`TraceRetention`]). A run that never
+//!   finishes (its process died) has no trace; the index shows it `running`.
+//! - **Reading**: [`Wal::list_runs`], [`Wal::run_events`], [`Wal::trace`], [`Wal::traces`],
+//!   [`read_trace`] and [`list_traces`] (trace files), [`Follower`] (tail from any process),
+//!   [`Wal::verify`].
 //!
 //! ```
 //! use dashflow_telemetry::{Event, EventCallback, EventKind, RunId, RunIds, RunOutcome};
-//! use dashflow_wal::{EventStore, RunFilter, RunStatus, StoreConfig, Wal, WalConfig};
+//! use dashflow_wal::{EventStore, RunFilter, RunStatus, StoreConfig, TraceConfig, TraceStatus, Wal, WalConfig};
 //! use std::time::Duration;
 //!
 //! let dir = tempfile::tempdir()?;
-//! let store = EventStore::open(dir.path(), StoreConfig::default())?;
+//! // The global store writes traces to `./.dashflow/traces` (or `$DASHFLOW_TRACE_DIR/...`);
+//! // a store opened by hand persists them where its configuration says.
+//! let config = StoreConfig::default().traces(TraceConfig::files_in(dir.path()));
+//! let store = EventStore::open(dir.path().join("wal"), config)?;
 //!
 //! // The executor calls this for every event of every run.
 //! let run = RunIds::root(RunId::new());
@@ -35,14 +46,20 @@
 //! store.on_event(&Event::now(run, EventKind::RunFinished {
 //!     outcome: RunOutcome::Completed, steps: 3, duration: Duration::from_millis(12), error: None,
 //! }));
-//! store.flush()?; // written and synced
+//! store.flush()?; // written and synced, the run's trace too
 //!
 //! // Any process can read it back.
-//! let wal = Wal::open(dir.path(), WalConfig::default())?;
+//! let wal = Wal::open(dir.path().join("wal"), WalConfig::default())?;
 //! let runs = wal.list_runs(&RunFilter::all().status(RunStatus::Completed))?;
 //! assert_eq!(runs.len(), 1);
 //! assert_eq!(runs[0].steps, 3);
 //! assert_eq!(wal.run_events(run.run_id)?.len(), 2);
+//!
+//! // The run's trace, from the WAL or from its file.
+//! let trace = wal.trace(run.run_id)?.expect("the run finished");
+//! assert_eq!(trace.status, TraceStatus::Completed);
+//! let traces_dir = store.traces_dir().expect("trace files are on");
+//! assert_eq!(dashflow_wal::read_trace(traces_dir, run.run_id)?, Some(trace));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
@@ -53,16 +70,27 @@
 //! | `DASHFLOW_HOME` | The DashFlow home directory; the WAL lives in `$DASHFLOW_HOME/wal/`. Default `$HOME/.dashflow`. |
 //! | `HOME` | Used for the default home when `DASHFLOW_HOME` is unset. |
 //! | `DASHFLOW_WAL` | `0`, `false`, `off` or `no` (any case) turns the WAL off: [`EventStore::global`] returns `None`. |
+//! | `DASHFLOW_TRACE` | `0`, `false`, `off` or `no` (any case) turns trace persistence off: no trace files and no trace records in the WAL. Events still go to the WAL unless `DASHFLOW_WAL` is off. |
+//! | `DASHFLOW_TRACE_DIR` | The base directory of trace files, which go to `$DASHFLOW_TRACE_DIR/.dashflow/traces/`. Default: the working directory when the store opens, so traces land next to a project's `.dashflow/` checkpoints. |
 //!
-//! `DASHFLOW_TRACE=0`, which turns off trace persistence, is read by the trace writer, not by
-//! this crate. [`Wal::open`] and [`EventStore::open`] take their directory explicitly and read
-//! no variable.
+//! [`EventStore::global`] (what the `dashflow` facade wires in) reads them all, and takes the
+//! working directory for trace files when it opens. [`Wal::open`] and [`EventStore::open`]
+//! take their directory and configuration explicitly and read no variable
+//! ([`StoreConfig::traces`] is off unless set; [`TraceConfig::from_env`] gives the global
+//! store's). Every reader has a `_from` twin that takes the variables through a closure.
 //!
 //! # Files in the WAL directory
 //!
 //! `*.wal` segments, `index.sqlite` (plus SQLite's `-wal`/`-shm` files), `LOCK` (taken by
 //! writers for each batch, so several processes can share one directory), and `compact.tmp/`
 //! while a compaction runs.
+//!
+//! # Trace files
+//!
+//! `{base}/.dashflow/traces/{run_id}.json`, one per finished run, pretty-printed
+//! [`ExecutionTrace`] JSON; `.{run_id}.{pid}-{n}.tmp` while one is written. Retention keeps
+//! the 10,000 most recent runs' files and none older than 30 days by default, applied when
+//! the store opens and every 1,000 traces.
 //!
 //! # Feature flags
 //!
@@ -81,6 +109,8 @@ mod runs;
 mod segment;
 mod storage;
 mod store;
+mod trace;
+mod trace_files;
 mod wal;
 
 #[cfg(test)]
@@ -92,13 +122,21 @@ pub use error::{Result, WalError};
 pub use follow::Follower;
 pub use frame::{DEFAULT_MAX_RECORD_SIZE, Damage, Decoded, HEADER_LEN, decode as decode_frame, encode as encode_frame};
 pub use home::{
-    HOME_VAR, WAL_DIR, WAL_VAR, home_dir, home_dir_from, wal_dir, wal_dir_from, wal_dir_from_env, wal_enabled,
-    wal_enabled_from,
+    HOME_VAR, TRACE_DIR_VAR, TRACE_VAR, TRACES_DIR, WAL_DIR, WAL_VAR, home_dir, home_dir_from, trace_base_dir,
+    trace_base_dir_from, trace_enabled, trace_enabled_from, traces_dir, traces_dir_from, traces_dir_from_env, wal_dir,
+    wal_dir_from, wal_dir_from_env, wal_enabled, wal_enabled_from,
 };
-pub use record::{Payload, TAG_EVENT_JSON, decode_payload, encode_event};
+pub use record::{Payload, TAG_EVENT_JSON, TAG_TRACE_JSON, decode_payload, encode_event, encode_trace};
 pub use retention::RetentionReport;
 pub use runs::{ParseRunStatusError, RunFilter, RunStatus, RunSummary};
 pub use segment::{Position, ReadStep, RecordReader, segment_file_name};
 pub use storage::{OsStorage, Storage};
 pub use store::{EventStore, StoreConfig, StoreStats};
-pub use wal::{DamagedRecord, RecordLocation, RecoveryReport, TornTail, VerifyReport, Wal};
+pub use trace::{
+    ExecutionTrace, TraceAttempt, TraceBuilder, TraceCollector, TraceInterrupt, TraceRoute, TraceStatus, TraceTask,
+};
+pub use trace_files::{
+    TraceConfig, TraceFile, TraceRetention, TraceRetentionReport, apply_trace_retention, list_traces, read_trace,
+    trace_file_name, write_trace,
+};
+pub use wal::{DamagedRecord, RecordLocation, RecoveryReport, TornTail, TraceRecords, VerifyReport, Wal};

@@ -1,15 +1,20 @@
 //! Record payloads: one tag byte saying what the record holds, then its body.
 //!
-//! Tag [`TAG_EVENT_JSON`] is a telemetry [`Event`] as JSON. A reader skips records with a tag
-//! it does not know, so a newer DashFlow can add record kinds (traces, say) that an older CLI
-//! still steps over.
+//! Tag [`TAG_EVENT_JSON`] is a telemetry [`Event`] as JSON, tag [`TAG_TRACE_JSON`] the
+//! [`ExecutionTrace`] of a finished run as JSON (appended after the run's events). A reader
+//! skips records with a tag it does not know, so a newer DashFlow can add record kinds that an
+//! older CLI still steps over.
 
-use dashflow_telemetry::Event;
+use dashflow_telemetry::{Event, RunId, RunIds};
+use serde::Deserialize;
 
 use crate::error::{Result, WalError};
+use crate::trace::ExecutionTrace;
 
 /// Tag of a record holding one [`Event`] as JSON.
 pub const TAG_EVENT_JSON: u8 = 1;
+/// Tag of a record holding one [`ExecutionTrace`] as JSON.
+pub const TAG_TRACE_JSON: u8 = 2;
 
 /// What a record holds.
 #[derive(Debug)]
@@ -17,6 +22,8 @@ pub const TAG_EVENT_JSON: u8 = 1;
 pub enum Payload {
     /// A run event.
     Event(Box<Event>),
+    /// The trace of a finished run.
+    Trace(Box<ExecutionTrace>),
     /// A record of a kind this version does not know; readers skip it.
     Unknown {
         /// The record's tag byte.
@@ -30,20 +37,58 @@ pub fn encode_event(event: &Event, out: &mut Vec<u8>) -> Result<()> {
     serde_json::to_writer(&mut *out, event).map_err(|source| WalError::Encode { source })
 }
 
+/// Appends the payload of `trace` (tag and JSON) to `out`.
+pub fn encode_trace(trace: &ExecutionTrace, out: &mut Vec<u8>) -> Result<()> {
+    out.push(TAG_TRACE_JSON);
+    serde_json::to_writer(&mut *out, trace).map_err(|source| WalError::Encode { source })
+}
+
 /// Decodes a payload. The error is the JSON error of a known tag; the caller adds the location.
 pub fn decode_payload(payload: &[u8]) -> Result<Payload, serde_json::Error> {
     match payload.split_first() {
         Some((&TAG_EVENT_JSON, body)) => serde_json::from_slice(body).map(|e| Payload::Event(Box::new(e))),
+        Some((&TAG_TRACE_JSON, body)) => serde_json::from_slice(body).map(|t| Payload::Trace(Box::new(t))),
         Some((&tag, _)) => Ok(Payload::Unknown { tag }),
         // Frames are never empty; an empty slice is a caller's bug, read as an unknown record.
         None => Ok(Payload::Unknown { tag: 0 }),
     }
 }
 
-/// The event a record holds, `None` for a record of an unknown kind.
+/// The event a record holds, `None` for a record of another kind. Only event bodies are
+/// parsed: a reader of events is never stopped by a trace it does not need.
 pub(crate) fn decode_event(payload: &[u8]) -> Result<Option<Event>, serde_json::Error> {
-    Ok(match decode_payload(payload)? {
-        Payload::Event(event) => Some(*event),
-        Payload::Unknown { .. } => None,
-    })
+    match payload.split_first() {
+        Some((&TAG_EVENT_JSON, body)) => serde_json::from_slice(body).map(Some),
+        _ => Ok(None),
+    }
+}
+
+/// Whether a record holds a trace (readers of events step over it without counting it as
+/// unknown).
+pub(crate) fn is_trace(payload: &[u8]) -> bool {
+    payload.first() == Some(&TAG_TRACE_JSON)
+}
+
+/// What the index learns from a record: the event, or the run a trace belongs to.
+#[derive(Debug)]
+pub(crate) enum Indexed {
+    Event(Event),
+    Trace(RunId),
+}
+
+/// The part of a trace the index needs; the rest of the body is skipped, not kept.
+#[derive(Deserialize)]
+struct TraceHead {
+    run: RunIds,
+}
+
+/// Decodes what the index needs of a record, `None` for a record of an unknown kind.
+pub(crate) fn decode_indexed(payload: &[u8]) -> Result<Option<Indexed>, serde_json::Error> {
+    match payload.split_first() {
+        Some((&TAG_EVENT_JSON, body)) => serde_json::from_slice(body).map(|e| Some(Indexed::Event(e))),
+        Some((&TAG_TRACE_JSON, body)) => {
+            serde_json::from_slice::<TraceHead>(body).map(|head| Some(Indexed::Trace(head.run.run_id)))
+        }
+        _ => Ok(None),
+    }
 }

@@ -105,6 +105,9 @@ pub struct RunSummary {
     pub first: Position,
     /// The run's last record.
     pub last: Position,
+    /// Where the run's trace record is ([`Wal::trace`](crate::Wal::trace) reads it); `None`
+    /// while the run is in progress, or when trace persistence is off.
+    pub trace: Option<Position>,
 }
 
 /// Which runs [`Wal::list_runs`](crate::Wal::list_runs) returns. Unset fields match every run.
@@ -121,6 +124,9 @@ pub struct RunFilter {
     pub since: Option<SystemTime>,
     /// Only runs of this execution stack (the root run and its subgraph runs).
     pub root_run_id: Option<RunId>,
+    /// Only runs whose id starts with this prefix, in any case (ids print as uppercase
+    /// Crockford base32): how the CLI resolves the short ids people type.
+    pub run_id_prefix: Option<String>,
     /// At most this many runs (the newest).
     pub limit: Option<usize>,
 }
@@ -158,6 +164,12 @@ impl RunFilter {
     /// Only the runs of the stack rooted at `root`.
     pub fn root_run_id(mut self, root: RunId) -> Self {
         self.root_run_id = Some(root);
+        self
+    }
+
+    /// Only runs whose id starts with `prefix` (in any case).
+    pub fn run_id_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.run_id_prefix = Some(prefix.into());
         self
     }
 

@@ -12,6 +12,13 @@
 //! The writer takes whatever is queued (up to [`StoreConfig::max_batch`] events) as one batch:
 //! one write, at most one fsync and one index transaction per batch, so the busier the
 //! process, the larger and cheaper the batches (group commit).
+//!
+//! The same thread builds each run's [`ExecutionTrace`](crate::ExecutionTrace) from the events
+//! it writes and, in the batch that holds a run's `RunFinished`, appends the trace to the WAL
+//! after the events and then writes the trace file ([`TraceConfig`]): trace persistence
+//! costs the executor nothing beyond the events it sends anyway.
+
+mod traces;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -20,13 +27,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
+use std::time::SystemTime;
 
-use dashflow_telemetry::{Event, EventCallback};
+use dashflow_telemetry::{Event, EventCallback, RunId};
 
+use self::traces::TraceSink;
 use crate::config::{FsyncPolicy, WalConfig};
 use crate::error::{Result, WalError};
 use crate::home;
-use crate::wal::Wal;
+use crate::trace_files::TraceConfig;
+use crate::wal::{Record, Wal};
 
 /// Configuration of an [`EventStore`].
 #[derive(Clone, Debug)]
@@ -38,11 +48,16 @@ pub struct StoreConfig {
     pub capacity: usize,
     /// The most events written as one batch. Default 4,096.
     pub max_batch: usize,
+    /// Where the trace of each finished run goes. Default [`TraceConfig::off`]: a store you
+    /// open yourself persists exactly what you configure and reads no environment.
+    /// [`EventStore::global`] uses [`TraceConfig::from_env`] instead: files under the working
+    /// directory or `DASHFLOW_TRACE_DIR`, records in the WAL, nothing with `DASHFLOW_TRACE=0`.
+    pub traces: TraceConfig,
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        Self { wal: WalConfig::default(), capacity: 16 * 1024, max_batch: 4096 }
+        Self { wal: WalConfig::default(), capacity: 16 * 1024, max_batch: 4096, traces: TraceConfig::off() }
     }
 }
 
@@ -64,6 +79,12 @@ impl StoreConfig {
         self.max_batch = max_batch;
         self
     }
+
+    /// Sets [`traces`](Self::traces).
+    pub fn traces(mut self, traces: TraceConfig) -> Self {
+        self.traces = traces;
+        self
+    }
 }
 
 /// Counters of an [`EventStore`].
@@ -77,6 +98,11 @@ pub struct StoreStats {
     pub dropped: u64,
     /// Events lost because writing them failed (see [`EventStore::flush`] for the error).
     pub failed: u64,
+    /// Traces of finished runs written everywhere the [`TraceConfig`] sends them.
+    pub traces_written: u64,
+    /// Traces of finished runs that could not be written somewhere (a trace file or the WAL
+    /// record); the first failure is logged as a warning.
+    pub traces_failed: u64,
 }
 
 #[derive(Debug, Default)]
@@ -84,6 +110,8 @@ struct Counters {
     written: AtomicU64,
     dropped: AtomicU64,
     failed: AtomicU64,
+    traces_written: AtomicU64,
+    traces_failed: AtomicU64,
 }
 
 enum Command {
@@ -107,6 +135,7 @@ enum Command {
 /// wires in), or [`EventStore::open`] for a store of your own (tests, tools).
 pub struct EventStore {
     dir: PathBuf,
+    traces_dir: Option<PathBuf>,
     sender: SyncSender<Command>,
     counters: Arc<Counters>,
     writer: Mutex<Option<JoinHandle<()>>>,
@@ -122,27 +151,35 @@ static GLOBAL: OnceLock<Mutex<HashMap<PathBuf, Arc<EventStore>>>> = OnceLock::ne
 
 impl EventStore {
     /// Opens the WAL in `dir` (recovering it, on the calling thread, so errors show here) and
-    /// starts the background writer.
+    /// starts the background writer, which persists traces as [`StoreConfig::traces`] says
+    /// (and applies trace file retention first thing).
     pub fn open(dir: impl AsRef<Path>, config: StoreConfig) -> Result<Self> {
         if config.capacity == 0 || config.max_batch == 0 {
             return Err(WalError::InvalidConfig {
                 detail: "StoreConfig capacity and max_batch must be at least 1".into(),
             });
         }
+        let traces = TraceSink::new(config.traces);
+        let traces_dir = traces.as_ref().and_then(|sink| sink.dir().map(Path::to_owned));
         let wal = Wal::open(dir.as_ref(), config.wal)?;
         let (sender, receiver) = mpsc::sync_channel(config.capacity);
         let counters = Arc::new(Counters::default());
         let writer =
-            Writer { wal, receiver, counters: Arc::clone(&counters), max_batch: config.max_batch, error: None };
+            Writer { wal, receiver, counters: Arc::clone(&counters), max_batch: config.max_batch, error: None, traces };
         let handle = std::thread::Builder::new()
             .name("dashflow-wal".into())
             .spawn(move || writer.run())
             .map_err(|e| WalError::io("start the writer thread for", dir.as_ref(), e))?;
-        Ok(Self { dir: dir.as_ref().to_owned(), sender, counters, writer: Mutex::new(Some(handle)) })
+        Ok(Self { dir: dir.as_ref().to_owned(), traces_dir, sender, counters, writer: Mutex::new(Some(handle)) })
     }
 
     /// The process's store for the WAL the environment names (see the crate docs for the
     /// variables), opened on first use; `None` when `DASHFLOW_WAL` turns the WAL off.
+    ///
+    /// Its traces follow [`TraceConfig::from_env`], read when it opens: files under the
+    /// working directory (or `DASHFLOW_TRACE_DIR`) and records in the WAL, unless
+    /// `DASHFLOW_TRACE` turns them off. When the working directory cannot be read, traces go
+    /// to the WAL only.
     ///
     /// Stores are kept per directory for the life of the process and never dropped, so call
     /// [`flush`](Self::flush) before exiting to be sure queued events are written.
@@ -152,12 +189,16 @@ impl EventStore {
 
     /// [`global`](Self::global) reading variables through `var`.
     pub fn global_from(var: impl Fn(&str) -> Option<std::ffi::OsString>) -> Result<Option<Arc<EventStore>>> {
-        let Some(dir) = home::wal_dir_from(var)? else { return Ok(None) };
+        let Some(dir) = home::wal_dir_from(&var)? else { return Ok(None) };
         let mut stores = GLOBAL.get_or_init(Default::default).lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some(store) = stores.get(&dir) {
             return Ok(Some(Arc::clone(store)));
         }
-        let store = Arc::new(Self::open(&dir, StoreConfig::default())?);
+        let traces = TraceConfig::from_env_with(&var).unwrap_or_else(|error| {
+            tracing::warn!(%error, "no trace files: their directory is unknown; set DASHFLOW_TRACE_DIR");
+            TraceConfig::wal_only()
+        });
+        let store = Arc::new(Self::open(&dir, StoreConfig::default().traces(traces))?);
         stores.insert(dir, Arc::clone(&store));
         Ok(Some(store))
     }
@@ -167,11 +208,20 @@ impl EventStore {
         &self.dir
     }
 
+    /// The directory trace files go to (`{base}/.dashflow/traces`), `None` when none are
+    /// written.
+    pub fn traces_dir(&self) -> Option<&Path> {
+        self.traces_dir.as_deref()
+    }
+
     /// Blocks until every event handed over before this call is written and, unless the
-    /// fsync policy is [`FsyncPolicy::Never`], synced.
+    /// fsync policy is [`FsyncPolicy::Never`], synced, and the traces of the runs those
+    /// events finished are written too.
     ///
     /// Returns the first write error since the last flush, or [`WalError::Poisoned`] if the
-    /// WAL refuses writes; it never reports success for events that were not written.
+    /// WAL refuses writes; it never reports success for events that were not written. Trace
+    /// file failures are not errors here (the events, and the WAL's trace records, are what
+    /// a flush promises); they are counted in [`StoreStats::traces_failed`].
     pub fn flush(&self) -> Result<()> {
         self.request(Command::Flush)
     }
@@ -182,6 +232,8 @@ impl EventStore {
             written: self.counters.written.load(Ordering::Relaxed),
             dropped: self.counters.dropped.load(Ordering::Relaxed),
             failed: self.counters.failed.load(Ordering::Relaxed),
+            traces_written: self.counters.traces_written.load(Ordering::Relaxed),
+            traces_failed: self.counters.traces_failed.load(Ordering::Relaxed),
         }
     }
 
@@ -237,10 +289,15 @@ struct Writer {
     max_batch: usize,
     /// The first write error since the last flush.
     error: Option<WalError>,
+    /// Trace persistence, `None` when it is off.
+    traces: Option<TraceSink>,
 }
 
 impl Writer {
     fn run(mut self) {
+        if let Some(traces) = &mut self.traces {
+            traces.retain(SystemTime::now());
+        }
         let mut batch = Vec::with_capacity(self.max_batch);
         // Blocks for the first command, then takes whatever else is queued without waiting.
         while let Ok(first) = self.receiver.recv() {
@@ -274,9 +331,21 @@ impl Writer {
             return;
         }
         let count = batch.len() as u64;
-        match self.wal.append(batch) {
-            Ok(_) => {
+        let finished = self.traces.as_mut().map(|traces| traces.collect(batch)).unwrap_or_default();
+        let traces_in_wal = self.traces.as_ref().is_some_and(TraceSink::in_wal);
+        // The traces go after the events, so a trace record follows its run's `RunFinished`.
+        let mut records: Vec<Record<'_>> = batch.iter().map(Record::Event).collect();
+        if traces_in_wal {
+            records.extend(finished.iter().map(Record::Trace));
+        }
+        let mut failed_in_wal: Vec<RunId> = Vec::new();
+        match self.wal.append_records(&records) {
+            Ok(appended) => {
                 self.counters.written.fetch_add(count, Ordering::Relaxed);
+                for (run_id, error) in appended.skipped {
+                    tracing::warn!(%run_id, %error, "cannot append a run's trace to the WAL; its events are there");
+                    failed_in_wal.push(run_id);
+                }
             }
             // The records are in the segments; the next append or open indexes them.
             Err(WalError::Index { source }) => {
@@ -285,11 +354,18 @@ impl Writer {
             }
             Err(error) => {
                 self.counters.failed.fetch_add(count, Ordering::Relaxed);
+                if traces_in_wal {
+                    failed_in_wal.extend(finished.iter().map(|trace| trace.run.run_id));
+                }
                 if self.error.is_none() {
                     tracing::warn!(%error, "cannot write events to the WAL");
                     self.error = Some(error);
                 }
             }
+        }
+        drop(records);
+        if let Some(traces) = &mut self.traces {
+            traces.persist(&finished, &failed_in_wal, &self.counters);
         }
         batch.clear();
     }

@@ -9,6 +9,7 @@
 
 mod read;
 mod recovery;
+mod traces;
 
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -17,18 +18,20 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use dashflow_telemetry::Event;
+use dashflow_telemetry::{Event, RunId};
 
 use crate::config::{FsyncPolicy, WalConfig};
 use crate::error::{Result, WalError};
 use crate::frame::HEADER_LEN;
-use crate::index::Index;
-use crate::record::encode_event;
+use crate::index::{Entry, Index};
+use crate::record::{encode_event, encode_trace};
 use crate::segment::{Position, file_len, segment_path};
+use crate::trace::ExecutionTrace;
 
 pub use self::read::{DamagedRecord, RecordLocation, VerifyReport};
 pub(crate) use self::recovery::Check;
 pub use self::recovery::{RecoveryReport, TornTail};
+pub use self::traces::TraceRecords;
 
 /// The lock file that serializes writers of one WAL directory.
 pub(crate) const LOCK_FILE: &str = "LOCK";
@@ -94,6 +97,32 @@ impl Poison {
     fn error(&self) -> WalError {
         WalError::Poisoned { action: self.action, path: self.path.clone(), source: Arc::clone(&self.source) }
     }
+}
+
+/// One record to append.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Record<'a> {
+    Event(&'a Event),
+    Trace(&'a ExecutionTrace),
+}
+
+/// What an append of records did.
+#[derive(Debug)]
+pub(crate) struct Appended {
+    /// Where each appended record starts.
+    pub(crate) positions: Vec<Position>,
+    /// Traces left out of the batch, with why.
+    pub(crate) skipped: Vec<(RunId, WalError)>,
+}
+
+/// The frames of a batch, encoded.
+struct Encoded<'a> {
+    /// Each appended record's byte range in the buffer.
+    frames: Vec<Range<usize>>,
+    /// What each appended record tells the index.
+    entries: Vec<Entry<'a>>,
+    /// Traces left out of the batch, with why.
+    skipped: Vec<(RunId, WalError)>,
 }
 
 /// Holds the directory lock until dropped.
@@ -186,18 +215,44 @@ impl Wal {
     /// [`WalError::Index`] error means the records are in the segments but not yet in the
     /// index; the next append (or open) indexes them.
     pub fn append(&mut self, events: &[Event]) -> Result<Vec<Position>> {
+        let records: Vec<Record<'_>> = events.iter().map(Record::Event).collect();
+        self.append_records(&records).map(|appended| appended.positions)
+    }
+
+    /// Appends the trace of a finished run as a trace record (tag
+    /// [`TAG_TRACE_JSON`](crate::TAG_TRACE_JSON)) and notes its position in the run's index
+    /// entry; returns where the record starts. The [`EventStore`](crate::EventStore) does this
+    /// for every run it sees finish, in the batch of the run's last events.
+    pub fn append_trace(&mut self, trace: &ExecutionTrace) -> Result<Position> {
+        let Appended { positions, skipped } = self.append_records(&[Record::Trace(trace)])?;
+        match (positions.first(), skipped.into_iter().next()) {
+            (_, Some((_, error))) => Err(error),
+            (Some(&position), None) => Ok(position),
+            // Not reached: one record in gives one position or one skipped trace out.
+            (None, None) => Err(WalError::InvalidConfig { detail: "the trace record was not appended".into() }),
+        }
+    }
+
+    /// Appends events and then traces as one batch. A trace that cannot be encoded (or is
+    /// larger than the maximum record size) is left out and returned with its error instead
+    /// of failing the events; an event that cannot be encoded fails the batch.
+    pub(crate) fn append_records(&mut self, records: &[Record<'_>]) -> Result<Appended> {
         if let Some(poison) = &self.poison {
             return Err(poison.error());
         }
-        if events.is_empty() {
-            return Ok(Vec::new());
+        if records.is_empty() {
+            return Ok(Appended { positions: Vec::new(), skipped: Vec::new() });
         }
         // Encode before taking the lock: other writers wait only for the I/O.
         let mut buf = std::mem::take(&mut self.scratch);
-        let frames = self.encode(events, &mut buf);
-        let result = frames.and_then(|frames| {
+        let encoded = self.encode(records, &mut buf);
+        let result = encoded.and_then(|encoded| {
+            if encoded.frames.is_empty() {
+                return Ok(Appended { positions: Vec::new(), skipped: encoded.skipped });
+            }
             let _guard = DirLock::acquire(&self.lock, &self.dir)?;
-            self.append_locked(&buf, &frames, events)
+            let positions = self.append_locked(&buf, &encoded.frames, &encoded.entries)?;
+            Ok(Appended { positions, skipped: encoded.skipped })
         });
         buf.clear();
         self.scratch = buf;
@@ -239,28 +294,52 @@ impl Wal {
         DirLock::acquire(&self.lock, &self.dir)
     }
 
-    /// Frames every event into `buf`, returning each frame's byte range.
-    fn encode(&self, events: &[Event], buf: &mut Vec<u8>) -> Result<Vec<Range<usize>>> {
-        let max = self.config.max_record_size;
-        let mut frames = Vec::with_capacity(events.len());
-        for event in events {
+    /// Frames every record into `buf`.
+    fn encode<'a>(&self, records: &[Record<'a>], buf: &mut Vec<u8>) -> Result<Encoded<'a>> {
+        let mut encoded = Encoded {
+            frames: Vec::with_capacity(records.len()),
+            entries: Vec::with_capacity(records.len()),
+            skipped: Vec::new(),
+        };
+        for record in records {
             let start = buf.len();
-            buf.extend_from_slice(&[0; HEADER_LEN]);
-            encode_event(event, buf)?;
-            let size = buf.len() - start - HEADER_LEN;
-            let len = u32::try_from(size).ok().filter(|&len| len <= max);
-            let Some(len) = len else {
-                return Err(WalError::RecordTooLarge { size, max });
-            };
-            let (header, payload) = buf[start..].split_at_mut(HEADER_LEN);
-            header[..4].copy_from_slice(&len.to_le_bytes());
-            header[4..].copy_from_slice(&crc32c::crc32c(payload).to_le_bytes());
-            frames.push(start..buf.len());
+            let framed = self.encode_one(record, buf);
+            match (framed, record) {
+                (Ok(()), Record::Event(event)) => encoded.entries.push(Entry::Event(event)),
+                (Ok(()), Record::Trace(trace)) => encoded.entries.push(Entry::Trace(trace.run.run_id)),
+                (Err(error), Record::Event(_)) => return Err(error),
+                (Err(error), Record::Trace(trace)) => {
+                    buf.truncate(start);
+                    encoded.skipped.push((trace.run.run_id, error));
+                    continue;
+                }
+            }
+            encoded.frames.push(start..buf.len());
         }
-        Ok(frames)
+        Ok(encoded)
     }
 
-    fn append_locked(&mut self, buf: &[u8], frames: &[Range<usize>], events: &[Event]) -> Result<Vec<Position>> {
+    /// Appends one frame (header and payload) to `buf`.
+    fn encode_one(&self, record: &Record<'_>, buf: &mut Vec<u8>) -> Result<()> {
+        let max = self.config.max_record_size;
+        let start = buf.len();
+        buf.extend_from_slice(&[0; HEADER_LEN]);
+        match record {
+            Record::Event(event) => encode_event(event, buf)?,
+            Record::Trace(trace) => encode_trace(trace, buf)?,
+        }
+        let size = buf.len() - start - HEADER_LEN;
+        let len = u32::try_from(size).ok().filter(|&len| len <= max);
+        let Some(len) = len else {
+            return Err(WalError::RecordTooLarge { size, max });
+        };
+        let (header, payload) = buf[start..].split_at_mut(HEADER_LEN);
+        header[..4].copy_from_slice(&len.to_le_bytes());
+        header[4..].copy_from_slice(&crc32c::crc32c(payload).to_le_bytes());
+        Ok(())
+    }
+
+    fn append_locked(&mut self, buf: &[u8], frames: &[Range<usize>], entries: &[Entry<'_>]) -> Result<Vec<Position>> {
         if !self.in_sync()? {
             self.catch_up(Check::FromHighWater)?;
         }
@@ -276,7 +355,7 @@ impl Wal {
             self.sync_active()?;
         }
         let end = self.end();
-        self.index.apply(positions.iter().copied().zip(events), end)?;
+        self.index.apply(positions.iter().copied().zip(entries.iter().copied()), end)?;
         self.indexed = Some(end);
         if sealed {
             self.retain(SystemTime::now());

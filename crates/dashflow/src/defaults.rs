@@ -2,7 +2,7 @@
 
 use dashflow_executor::{CompiledGraph, Error};
 use dashflow_graph::{GraphState, StateGraph};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use dashflow_telemetry::{Event, EventCallback, Interest, LiveRuns};
 use dashflow_wal::EventStore;
@@ -17,10 +17,14 @@ use dashflow_wal::EventStore;
 ///   background thread under `$DASHFLOW_HOME/wal` (default `~/.dashflow/wal`), which the
 ///   `dashflow` CLI reads. Call [`flush_observers`] before the process exits.
 ///
-/// `DASHFLOW_TRACE=0` turns the default observers off, `DASHFLOW_WAL=0` the write-ahead log
-/// alone. A graph compiled through `dashflow::executor::CompileExt` has none of them. A WAL
-/// that cannot be opened (an unwritable home, say) is reported once through `tracing` and the
-/// graph runs without it.
+/// - Execution traces: one JSON file per finished run under `./.dashflow/traces/` (or
+///   `$DASHFLOW_TRACE_DIR/.dashflow/traces/`) and in the WAL, written by the same background
+///   thread.
+///
+/// `DASHFLOW_WAL=0` turns the write-ahead log (and with it the traces) off, `DASHFLOW_TRACE=0`
+/// the traces alone. A graph compiled through `dashflow::executor::CompileExt` has no
+/// observers at all. A WAL that cannot be opened (an unwritable home, say) is reported once
+/// through `tracing` and the graph runs without it.
 pub trait CompileExt<S: GraphState> {
     /// Validates the graph, makes it runnable and attaches the default observers.
     fn compile(self) -> Result<CompiledGraph<S>, Error>;
@@ -35,15 +39,27 @@ impl<S: GraphState> CompileExt<S> for StateGraph<S> {
 
 /// Attaches the default observers to `app`, unless the environment turns them off.
 pub fn with_default_observers<S: GraphState>(app: CompiledGraph<S>) -> CompiledGraph<S> {
-    if !enabled("DASHFLOW_TRACE") {
-        return app;
-    }
-    let app = app.with_callback(LiveRuns::global());
-    match wal_store() {
-        Some(store) => app.with_callback(SharedStore::new(store)),
+    let app = app.with_shared_callback(live_runs_sink());
+    match shared_store() {
+        Some(store) => app.with_shared_callback(store),
         None => app,
     }
 }
+
+/// The process's `LiveRuns`, as one shared sink for every graph.
+fn live_runs_sink() -> Arc<dyn EventCallback> {
+    static SINK: OnceLock<Arc<dyn EventCallback>> = OnceLock::new();
+    Arc::clone(SINK.get_or_init(|| Arc::new(LiveRuns::global())))
+}
+
+/// The process's WAL store behind one shared burst buffer, so that graphs nested in each
+/// other share it (and each event is written once).
+fn shared_store() -> Option<Arc<dyn EventCallback>> {
+    let store = SHARED_STORE.get_or_init(|| wal_store().map(|store| Arc::new(SharedStore::new(store))));
+    store.as_ref().map(|store| Arc::clone(store) as Arc<dyn EventCallback>)
+}
+
+static SHARED_STORE: OnceLock<Option<Arc<SharedStore>>> = OnceLock::new();
 
 /// The process's event store, or `None` when the WAL is off or cannot be opened.
 fn wal_store() -> Option<Arc<EventStore>> {
@@ -60,6 +76,9 @@ fn wal_store() -> Option<Arc<EventStore>> {
 /// Blocks until the events of every run so far are in the write-ahead log; call it before
 /// the process exits (the log's writer runs in the background).
 pub fn flush_observers() -> Result<(), dashflow_wal::WalError> {
+    if let Some(Some(sink)) = SHARED_STORE.get() {
+        sink.hand_over();
+    }
     match EventStore::global()? {
         Some(store) => store.flush(),
         None => Ok(()),
@@ -94,6 +113,21 @@ impl SharedStore {
     }
 }
 
+impl SharedStore {
+    /// Hands everything buffered to the store now.
+    fn hand_over(&self) {
+        let burst = std::mem::replace(&mut *self.buffer.lock(), Vec::with_capacity(Self::BURST));
+        self.send(&burst);
+    }
+
+    fn send(&self, burst: &[Event]) {
+        // Outside the lock: the store's queue is bounded and never blocks.
+        for event in burst {
+            self.store.on_event(event);
+        }
+    }
+}
+
 impl EventCallback for SharedStore {
     fn on_event(&self, event: &Event) {
         let burst = {
@@ -104,23 +138,11 @@ impl EventCallback for SharedStore {
             }
             std::mem::replace(&mut *buffer, Vec::with_capacity(Self::BURST))
         };
-        // Outside the lock: the store's queue is bounded and never blocks.
-        for event in &burst {
-            self.store.on_event(event);
-        }
+        self.send(&burst);
     }
 
     fn interest(&self) -> Interest {
         self.store.interest()
-    }
-}
-
-/// Whether an opt-out variable leaves its feature on: unset, or anything but `0`, `false`,
-/// `off` or `no`.
-pub(crate) fn enabled(variable: &str) -> bool {
-    match std::env::var(variable) {
-        Ok(value) => !matches!(value.trim().to_ascii_lowercase().as_str(), "0" | "false" | "off" | "no"),
-        Err(_) => true,
     }
 }
 

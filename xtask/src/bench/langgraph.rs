@@ -7,16 +7,19 @@ use std::process::Command;
 use anyhow::{Context, Result};
 use serde::Deserialize;
 
+use super::metrics::Metrics;
 use crate::{process, workspace};
 
 const VENV_DIR: &str = "target/langgraph-venv";
 const REQUIREMENTS: &str = "benches/langgraph/requirements.txt";
 const SCRIPT: &str = "benches/langgraph/bench.py";
 
-/// What `bench.py` reports: median µs per invoke by workload id, and the versions it ran on.
+/// What `bench.py` reports: median µs per invoke by workload id, other figures (B4's
+/// checkpoints per invoke and database bytes per step), and the versions it ran on.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct LangGraphResults {
     pub(crate) medians_us: BTreeMap<String, f64>,
+    pub(crate) metrics: Metrics,
     pub(crate) python_version: String,
     pub(crate) langgraph_version: String,
 }
@@ -65,6 +68,9 @@ fn install_requirements(python: &Path, requirements: &Path) -> Result<()> {
 struct Report {
     python: String,
     langgraph: String,
+    /// Figures other than times, by workload id and name.
+    #[serde(default)]
+    metrics: BTreeMap<String, BTreeMap<String, f64>>,
     /// The workload medians, plus entries such as `samples` that are not numbers.
     #[serde(flatten)]
     rest: BTreeMap<String, serde_json::Value>,
@@ -80,5 +86,10 @@ pub(crate) fn parse_report(stdout: &str) -> Result<LangGraphResults> {
         .into_iter()
         .filter_map(|(workload, value)| value.as_f64().map(|median| (workload, median)))
         .collect();
-    Ok(LangGraphResults { medians_us, python_version: report.python, langgraph_version: report.langgraph })
+    Ok(LangGraphResults {
+        medians_us,
+        metrics: report.metrics.into(),
+        python_version: report.python,
+        langgraph_version: report.langgraph,
+    })
 }

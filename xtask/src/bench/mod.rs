@@ -1,9 +1,12 @@
 //! `cargo xtask bench`: runs the criterion workloads (BENCHMARKS.md), prints their medians
-//! against the targets, and optionally compares them with the same graphs in LangGraph.
+//! against the targets (and B4's checkpoints per second and database bytes per step, and the
+//! large-state workload's bytes per step), and optionally compares them with the same graphs in
+//! LangGraph.
 
 mod bencher;
 mod doc;
 mod langgraph;
+mod metrics;
 mod report;
 #[cfg(test)]
 mod tests;
@@ -14,6 +17,7 @@ use std::process::Stdio;
 use anyhow::{Context, Result, bail};
 
 use self::bencher::Measurement;
+use self::metrics::Metrics;
 use crate::{process, workspace};
 
 /// Criterion flags for `--quick`: enough samples to see the order of magnitude.
@@ -72,9 +76,22 @@ impl Options {
 }
 
 pub(crate) fn run(options: &Options) -> Result<()> {
-    let measurements = run_criterion(options.quick)?;
+    let (measurements, metrics) = run_criterion(options.quick)?;
     let targets = report::targets_table(&measurements).render();
     println!("\nDashFlow, median per invoke:\n\n{targets}");
+    let b4 = report::b4_table(&measurements, &metrics).map(|table| table.render());
+    if let Some(b4) = &b4 {
+        println!(
+            "\nB4 with SQLite: checkpoints per second (checkpoints per invoke over the median) and database bytes per step:\n\n{b4}"
+        );
+    }
+    let large_state = report::large_state_table(&metrics).map(|table| table.render());
+    if let Some(large_state) = &large_state {
+        println!(
+            "\nA ~1 MB state growing by one short line per step, SQLite: database bytes per step within a run \
+             (the run's input snapshot excluded) and over whole continuing runs (included):\n\n{large_state}"
+        );
+    }
 
     let mut tables = Vec::new();
     let mut versions = None;
@@ -86,9 +103,19 @@ pub(crate) fn run(options: &Options) -> Result<()> {
             langgraph.langgraph_version, langgraph.python_version
         );
         tables.push(comparison);
+        if let Some(b4_comparison) = report::b4_comparison_table(&measurements, &metrics, &langgraph) {
+            let b4_comparison = b4_comparison.render();
+            println!(
+                "\nB4, DashFlow SqliteCheckpointer vs LangGraph SqliteSaver (ratios: how many times better DashFlow \
+                 does):\n\n{b4_comparison}"
+            );
+            tables.push(b4_comparison);
+        }
         versions = Some(format!("Python {}, LangGraph {}", langgraph.python_version, langgraph.langgraph_version));
     }
     tables.push(targets);
+    tables.extend(b4);
+    tables.extend(large_state);
 
     if options.write_doc {
         let machine = doc::Machine::describe_current()?;
@@ -97,8 +124,9 @@ pub(crate) fn run(options: &Options) -> Result<()> {
     Ok(())
 }
 
-/// Runs the criterion workloads, echoing their output, and returns the parsed medians.
-fn run_criterion(quick: bool) -> Result<Vec<Measurement>> {
+/// Runs the criterion workloads, echoing their output, and returns the parsed medians and the
+/// `metric` lines.
+fn run_criterion(quick: bool) -> Result<(Vec<Measurement>, Metrics)> {
     let mut command = workspace::cargo();
     command.args(["bench", "-p", "dashflow-benches", "--bench", "workloads", "--", "--output-format", "bencher"]);
     if quick {
@@ -110,7 +138,7 @@ fn run_criterion(quick: bool) -> Result<Vec<Measurement>> {
     if measurements.is_empty() {
         bail!("`cargo bench` printed no results in bencher format (`test NAME ... bench: N ns/iter`)");
     }
-    Ok(measurements)
+    Ok((measurements, metrics::parse(&output)))
 }
 
 /// Runs `command`, passing its stdout through line by line so progress stays visible, and

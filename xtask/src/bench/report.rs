@@ -3,6 +3,7 @@
 
 use super::bencher::Measurement;
 use super::langgraph::LangGraphResults;
+use super::metrics::Metrics;
 
 /// Targets from BENCHMARKS.md, in µs per invoke. B1 has 20 µs with telemetry off and twice that
 /// with telemetry at its defaults; B3 has 200 µs either way.
@@ -16,6 +17,23 @@ const TARGETS_US: &[(&str, f64)] = &[
 fn target_us(benchmark_id: &str) -> Option<f64> {
     TARGETS_US.iter().find(|(id, _)| *id == benchmark_id).map(|(_, target)| *target)
 }
+
+/// B4's workload id; its variants are `b4_chain100_sqlite` (`Async`) and `/sync`.
+const B4: &str = "b4_chain100_sqlite";
+
+/// B4's targets from BENCHMARKS.md: checkpoints per second (at least) in `Async` durability
+/// (`b4_chain100_sqlite`) and in `Sync` (ids with `/sync`), with or without telemetry.
+const B4_CHECKPOINTS_PER_S_ASYNC: f64 = 50_000.0;
+const B4_CHECKPOINTS_PER_S_SYNC: f64 = 20_000.0;
+
+/// The suffix of the benchmarks that run without observers.
+const TELEMETRY_OFF: &str = "/telemetry_off";
+
+/// B4's target from BENCHMARKS.md: database bytes per step (at most), in any durability.
+const B4_DB_BYTES_PER_STEP_TARGET: f64 = 300.0;
+
+/// The large-state workload's id in the `metric` lines.
+const LARGE_STATE: &str = "large_state_sqlite";
 
 #[derive(Debug, Clone, Copy)]
 enum Align {
@@ -97,12 +115,11 @@ pub(crate) fn targets_table(measurements: &[Measurement]) -> Table {
 pub(crate) fn comparison_table(measurements: &[Measurement], langgraph: &LangGraphResults) -> Table {
     let mut rows: Vec<Vec<String>> = measurements
         .iter()
-        .map(|measurement| comparison_row(measurement, langgraph.median_us(measurement.workload())))
+        .map(|measurement| comparison_row(measurement, langgraph_median_us(langgraph, measurement)))
         .collect();
-    let unmatched_langgraph = langgraph
-        .medians_us
-        .iter()
-        .filter(|(workload, _)| !measurements.iter().any(|measurement| measurement.workload() == *workload));
+    let unmatched_langgraph = langgraph.medians_us.iter().filter(|(workload, _)| {
+        !measurements.iter().any(|measurement| lookup_ids(measurement).contains(&workload.as_str()))
+    });
     rows.extend(
         unmatched_langgraph
             .map(|(workload, us)| vec![workload.clone(), "-".to_owned(), format_us(*us), "-".to_owned()]),
@@ -118,6 +135,25 @@ pub(crate) fn comparison_table(measurements: &[Measurement], langgraph: &LangGra
     }
 }
 
+/// The ids whose figures stand for `measurement`'s, best first: its own, the same without
+/// `/telemetry_off` (LangGraph has no such variant, and B4's storage does not depend on it),
+/// then its workload's (`b1_chain100` for `b1_chain100/telemetry_off`).
+fn lookup_ids(measurement: &Measurement) -> [&str; 3] {
+    let id = measurement.id.as_str();
+    [id, id.strip_suffix(TELEMETRY_OFF).unwrap_or(id), measurement.workload()]
+}
+
+/// LangGraph's median for the closest benchmark id (see [`lookup_ids`]), so that
+/// `b4_chain100_sqlite/sync/telemetry_off` pairs with LangGraph's `b4_chain100_sqlite/sync`.
+fn langgraph_median_us(langgraph: &LangGraphResults, measurement: &Measurement) -> Option<f64> {
+    lookup_ids(measurement).into_iter().find_map(|id| langgraph.median_us(id))
+}
+
+/// A figure of `measurement` from `metrics`, under the closest benchmark id (see [`lookup_ids`]).
+fn metric(metrics: &Metrics, measurement: &Measurement, name: &str) -> Option<f64> {
+    lookup_ids(measurement).into_iter().find_map(|id| metrics.get(id, name))
+}
+
 fn comparison_row(measurement: &Measurement, langgraph_us: Option<f64>) -> Vec<String> {
     let dash = || "-".to_owned();
     vec![
@@ -128,15 +164,164 @@ fn comparison_row(measurement: &Measurement, langgraph_us: Option<f64>) -> Vec<S
     ]
 }
 
+/// Checkpoints per second of a B4 benchmark: the checkpoints one invoke writes (its
+/// `checkpoints_per_invoke` metric) over criterion's median time per invoke.
+pub(crate) fn checkpoints_per_s(measurement: &Measurement, metrics: &Metrics) -> Option<f64> {
+    let per_invoke = metric(metrics, measurement, "checkpoints_per_invoke")?;
+    (measurement.median_ns > 0.0).then(|| per_invoke * 1e9 / measurement.median_ns)
+}
+
+fn is_b4(measurement: &Measurement) -> bool {
+    measurement.workload() == B4
+}
+
+fn b4_checkpoints_per_s_target(measurement: &Measurement) -> f64 {
+    if measurement.id.split('/').any(|part| part == "sync") {
+        B4_CHECKPOINTS_PER_S_SYNC
+    } else {
+        B4_CHECKPOINTS_PER_S_ASYNC
+    }
+}
+
+/// `yes` or `NO` for a measured figure, `-` when it is missing.
+fn verdict(value: Option<f64>, met: impl Fn(f64) -> bool) -> String {
+    match value {
+        Some(value) => if met(value) { "yes" } else { "NO" }.to_owned(),
+        None => "-".to_owned(),
+    }
+}
+
+/// A count (bytes, checkpoints per second) as a whole number with thousands separators.
+fn format_optional(value: Option<f64>) -> String {
+    value.map_or_else(|| "-".to_owned(), |value| with_thousands(value.max(0.0).round() as u64))
+}
+
+/// B4 against its targets: checkpoints per second (from criterion's median) and database
+/// bytes per step (from the bench's fixed run on a new database). `None` without B4 results.
+pub(crate) fn b4_table(measurements: &[Measurement], metrics: &Metrics) -> Option<Table> {
+    let rows: Vec<Vec<String>> = measurements
+        .iter()
+        .filter(|measurement| is_b4(measurement))
+        .map(|measurement| {
+            let per_s = checkpoints_per_s(measurement, metrics);
+            let per_s_target = b4_checkpoints_per_s_target(measurement);
+            let bytes = metric(metrics, measurement, "db_bytes_per_step");
+            vec![
+                measurement.id.clone(),
+                format_us(measurement.median_us()),
+                format_optional(per_s),
+                format!(">= {}", format_optional(Some(per_s_target))),
+                verdict(per_s, |value| value >= per_s_target),
+                format_optional(bytes),
+                format!("<= {}", format_optional(Some(B4_DB_BYTES_PER_STEP_TARGET))),
+                verdict(bytes, |value| value <= B4_DB_BYTES_PER_STEP_TARGET),
+            ]
+        })
+        .collect();
+    (!rows.is_empty()).then(|| Table {
+        columns: vec![
+            ("workload", Align::Left),
+            ("µs per invoke", Align::Right),
+            ("checkpoints/s", Align::Right),
+            ("target", Align::Right),
+            ("met", Align::Left),
+            ("db bytes per step", Align::Right),
+            ("target", Align::Right),
+            ("met", Align::Left),
+        ],
+        rows,
+    })
+}
+
+/// The large-state workload: what a step of a ~1 MB state costs in the database, within a run
+/// and over whole continuing runs. `None` if the bench did not report it.
+pub(crate) fn large_state_table(metrics: &Metrics) -> Option<Table> {
+    if !metrics.has(LARGE_STATE) {
+        return None;
+    }
+    let get = |name: &str| format_optional(metrics.get(LARGE_STATE, name));
+    Some(Table {
+        columns: vec![
+            ("workload", Align::Left),
+            ("state bytes", Align::Right),
+            ("item bytes", Align::Right),
+            ("snapshot bytes", Align::Right),
+            ("db bytes per step", Align::Right),
+            ("db bytes per step, continuing runs", Align::Right),
+        ],
+        rows: vec![vec![
+            LARGE_STATE.to_owned(),
+            get("state_bytes"),
+            get("item_bytes"),
+            get("snapshot_bytes"),
+            get("db_bytes_per_step"),
+            get("continuing_db_bytes_per_step"),
+        ]],
+    })
+}
+
+/// B4's checkpoints per second and database bytes per step, DashFlow and LangGraph side by
+/// side; each ratio is how many times better DashFlow does (more checkpoints per second,
+/// fewer bytes per step). `None` without B4 results.
+pub(crate) fn b4_comparison_table(
+    measurements: &[Measurement],
+    metrics: &Metrics,
+    langgraph: &LangGraphResults,
+) -> Option<Table> {
+    let rows: Vec<Vec<String>> = measurements
+        .iter()
+        .filter(|measurement| is_b4(measurement))
+        .map(|measurement| {
+            let lookup = |name: &str| metric(&langgraph.metrics, measurement, name);
+            let per_s = checkpoints_per_s(measurement, metrics);
+            let langgraph_per_s = langgraph_median_us(langgraph, measurement)
+                .zip(lookup("checkpoints_per_invoke"))
+                .map(|(us, per_invoke)| per_invoke * 1e6 / us);
+            let bytes = metric(metrics, measurement, "db_bytes_per_step");
+            let langgraph_bytes = lookup("db_bytes_per_step");
+            let ratio = |better: Option<f64>, worse: Option<f64>| match (better, worse) {
+                (Some(better), Some(worse)) if worse > 0.0 => format_ratio(better / worse),
+                _ => "-".to_owned(),
+            };
+            vec![
+                measurement.id.clone(),
+                format_optional(per_s),
+                format_optional(langgraph_per_s),
+                ratio(per_s, langgraph_per_s),
+                format_optional(bytes),
+                format_optional(langgraph_bytes),
+                ratio(langgraph_bytes, bytes),
+            ]
+        })
+        .collect();
+    (!rows.is_empty()).then(|| Table {
+        columns: vec![
+            ("workload", Align::Left),
+            ("DashFlow checkpoints/s", Align::Right),
+            ("LangGraph checkpoints/s", Align::Right),
+            ("ratio", Align::Right),
+            ("DashFlow db bytes/step", Align::Right),
+            ("LangGraph db bytes/step", Align::Right),
+            ("ratio", Align::Right),
+        ],
+        rows,
+    })
+}
+
 /// Nanosecond precision below 1 µs, one decimal below 100 µs, whole microseconds with
 /// thousands separators above.
 pub(crate) fn format_us(us: f64) -> String {
-    if us < 1.0 {
-        format!("{us:.3}")
-    } else if us < 100.0 {
-        format!("{us:.1}")
+    format_number(us)
+}
+
+/// Three decimals below 1, one below 100, whole numbers with thousands separators above.
+pub(crate) fn format_number(value: f64) -> String {
+    if value < 1.0 {
+        format!("{value:.3}")
+    } else if value < 100.0 {
+        format!("{value:.1}")
     } else {
-        with_thousands(us.round() as u64)
+        with_thousands(value.round() as u64)
     }
 }
 

@@ -4,7 +4,11 @@ use super::Options;
 use super::bencher::{self, Measurement};
 use super::doc::replace_section;
 use super::langgraph::{LangGraphResults, parse_report};
-use super::report::{comparison_table, format_ratio, format_us, targets_table, with_thousands};
+use super::metrics::{self, Metrics};
+use super::report::{
+    b4_comparison_table, b4_table, comparison_table, format_ratio, format_us, large_state_table, targets_table,
+    with_thousands,
+};
 
 fn flags(words: &[&str]) -> Vec<String> {
     words.iter().map(|word| (*word).to_owned()).collect()
@@ -60,6 +64,7 @@ fn workloads_without_a_target_show_a_dash() {
 fn comparison_puts_langgraph_next_to_each_variant_of_a_workload() {
     let langgraph = LangGraphResults {
         medians_us: BTreeMap::from([("b1_chain100".to_owned(), 39_000.0), ("b2_fanout16".to_owned(), 12_000.0)]),
+        metrics: Metrics::default(),
         python_version: "3.11.7".to_owned(),
         langgraph_version: "1.2.24".to_owned(),
     };
@@ -132,4 +137,135 @@ fn bench_flags_are_parsed() -> anyhow::Result<()> {
     assert!(Options::parse(&flags(&["--compare=pydantic"])).is_err());
     assert!(Options::parse(&flags(&["--fast"])).is_err());
     Ok(())
+}
+
+const B4_OUTPUT: &str = "\
+metric b4_chain100_sqlite checkpoints_per_invoke 101.0
+metric b4_chain100_sqlite db_bytes_per_step 150.1
+metric b4_chain100_sqlite/sync checkpoints_per_invoke 101.0
+metric b4_chain100_sqlite/sync db_bytes_per_step 350.0
+metric large_state_sqlite state_bytes 1000000.0
+metric large_state_sqlite db_bytes_per_step 120.4
+metric large_state_sqlite continuing_db_bytes_per_step 10327.2
+test b4_chain100_sqlite ... bench:       1,010,000 ns/iter (+/- 5)
+test b4_chain100_sqlite/sync ... bench:       10,100,000 ns/iter (+/- 5)
+";
+
+fn row<'a>(table: &'a str, id: &str) -> &'a str {
+    table.lines().find(|line| line.starts_with(&format!("| {id} "))).unwrap_or_default()
+}
+
+#[test]
+fn metric_lines_are_parsed_and_other_lines_ignored() {
+    let metrics = metrics::parse(B4_OUTPUT);
+    assert_eq!(metrics.get("b4_chain100_sqlite", "db_bytes_per_step"), Some(150.1));
+    assert_eq!(metrics.get("b4_chain100_sqlite/sync", "checkpoints_per_invoke"), Some(101.0));
+    assert_eq!(metrics.get("b4_chain100_sqlite", "ns/iter"), None);
+    assert!(metrics.has("large_state_sqlite"));
+    for malformed in ["metric a b", "metric a b c d", "metric a b NaN", "metric a b twelve", " metrics a b 1"] {
+        assert!(!metrics::parse(malformed).has("a"), "{malformed}");
+    }
+}
+
+#[test]
+fn b4_table_computes_checkpoints_per_second_and_checks_both_targets() {
+    let table =
+        b4_table(&bencher::parse(B4_OUTPUT), &metrics::parse(B4_OUTPUT)).map(|t| t.render()).unwrap_or_default();
+    // 101 checkpoints in 1.01 ms: 100,000/s against >= 50,000; 150 bytes against <= 300.
+    let fast = row(&table, "b4_chain100_sqlite");
+    assert!(fast.contains("100,000") && fast.contains(">= 50,000") && fast.contains("150"), "{table}");
+    assert_eq!(fast.matches("| yes ").count(), 2, "{table}");
+    // 101 checkpoints in 10.1 ms: 10,000/s against >= 20,000; 350 bytes against <= 300.
+    let slow = row(&table, "b4_chain100_sqlite/sync");
+    assert!(slow.contains("10,000") && slow.contains(">= 20,000") && slow.contains("<= 300"), "{table}");
+    assert_eq!(slow.matches("| NO ").count(), 2, "{table}");
+    assert!(b4_table(&bencher::parse(CRITERION_OUTPUT), &Metrics::default()).is_none());
+}
+
+#[test]
+fn b4_without_its_metrics_shows_dashes_not_verdicts() {
+    let measurements = [measurement("b4_chain100_sqlite", 2_000_000.0)];
+    let table = b4_table(&measurements, &Metrics::default()).map(|t| t.render()).unwrap_or_default();
+    let line = row(&table, "b4_chain100_sqlite");
+    assert!(line.contains("2,000") && !line.contains("yes") && !line.contains("NO"), "{table}");
+}
+
+#[test]
+fn large_state_table_shows_bytes_per_step_within_and_across_runs() {
+    let table = large_state_table(&metrics::parse(B4_OUTPUT)).map(|t| t.render()).unwrap_or_default();
+    let line = row(&table, "large_state_sqlite");
+    assert!(line.contains("1,000,000") && line.contains("120") && line.contains("10,327"), "{table}");
+    assert!(large_state_table(&Metrics::default()).is_none());
+}
+
+#[test]
+fn b4_comparison_uses_langgraph_figures_of_the_same_durability() {
+    let mut langgraph_metrics = Metrics::default();
+    langgraph_metrics.insert("b4_chain100_sqlite", "checkpoints_per_invoke", 101.0);
+    langgraph_metrics.insert("b4_chain100_sqlite", "db_bytes_per_step", 9_006.0);
+    langgraph_metrics.insert("b4_chain100_sqlite/sync", "checkpoints_per_invoke", 101.0);
+    langgraph_metrics.insert("b4_chain100_sqlite/sync", "db_bytes_per_step", 3_501.0);
+    let langgraph = LangGraphResults {
+        medians_us: BTreeMap::from([
+            ("b4_chain100_sqlite".to_owned(), 101_000.0),
+            ("b4_chain100_sqlite/sync".to_owned(), 202_000.0),
+        ]),
+        metrics: langgraph_metrics,
+        python_version: "3.11.7".to_owned(),
+        langgraph_version: "1.2.24".to_owned(),
+    };
+    let measurements = bencher::parse(B4_OUTPUT);
+    let metrics = metrics::parse(B4_OUTPUT);
+    let table = b4_comparison_table(&measurements, &metrics, &langgraph).map(|t| t.render()).unwrap_or_default();
+    // Async: 100,000/s vs 1,000/s; 150.1 vs 9,006 bytes (60x fewer).
+    let fast = row(&table, "b4_chain100_sqlite");
+    assert!(fast.contains("100,000") && fast.contains("1,000") && fast.contains("100x"), "{table}");
+    assert!(fast.contains("9,006") && fast.contains("60x"), "{table}");
+    // Sync is compared with LangGraph's sync run, not its async one: 10,000/s vs 500/s.
+    let slow = row(&table, "b4_chain100_sqlite/sync");
+    assert!(slow.contains("500") && slow.contains("20x") && slow.contains("3,501") && slow.contains("10x"), "{table}");
+    // The time comparison, too, pairs the sync runs.
+    let times = comparison_table(&measurements, &langgraph).render();
+    assert!(row(&times, "b4_chain100_sqlite/sync").contains("202,000"), "{times}");
+    assert_eq!(times.lines().count(), 4, "{times}");
+}
+
+#[test]
+fn langgraph_report_keeps_its_metrics() -> anyhow::Result<()> {
+    let stdout = "{\"b4_chain100_sqlite\": 120000.0, \"metrics\": {\"b4_chain100_sqlite\": \
+                  {\"checkpoints_per_invoke\": 101, \"db_bytes_per_step\": 9006.3}}, \
+                  \"python\": \"3.11.7\", \"langgraph\": \"1.2.24\"}\n";
+    let results = parse_report(stdout)?;
+    assert_eq!(results.median_us("b4_chain100_sqlite"), Some(120_000.0));
+    assert_eq!(results.medians_us.len(), 1);
+    assert_eq!(results.metrics.get("b4_chain100_sqlite", "db_bytes_per_step"), Some(9_006.3));
+    Ok(())
+}
+
+#[test]
+fn b4_without_telemetry_uses_the_figures_and_targets_of_its_durability() {
+    let measurements = [
+        measurement("b4_chain100_sqlite/telemetry_off", 1_010_000.0),
+        measurement("b4_chain100_sqlite/sync/telemetry_off", 10_100_000.0),
+    ];
+    let metrics = metrics::parse(B4_OUTPUT);
+    let table = b4_table(&measurements, &metrics).map(|t| t.render()).unwrap_or_default();
+    let fast = row(&table, "b4_chain100_sqlite/telemetry_off");
+    assert!(fast.contains("100,000") && fast.contains(">= 50,000") && fast.contains("150"), "{table}");
+    let slow = row(&table, "b4_chain100_sqlite/sync/telemetry_off");
+    assert!(slow.contains("10,000") && slow.contains(">= 20,000") && slow.contains("350"), "{table}");
+
+    let langgraph = LangGraphResults {
+        medians_us: BTreeMap::from([
+            ("b4_chain100_sqlite".to_owned(), 101_000.0),
+            ("b4_chain100_sqlite/sync".to_owned(), 202_000.0),
+        ]),
+        metrics: Metrics::default(),
+        python_version: "3.11.7".to_owned(),
+        langgraph_version: "1.2.24".to_owned(),
+    };
+    let times = comparison_table(&measurements, &langgraph).render();
+    assert!(row(&times, "b4_chain100_sqlite/telemetry_off").contains("101,000"), "{times}");
+    assert!(row(&times, "b4_chain100_sqlite/sync/telemetry_off").contains("202,000"), "{times}");
+    assert_eq!(times.lines().count(), 4, "{times}");
 }

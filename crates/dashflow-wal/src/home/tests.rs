@@ -46,3 +46,21 @@ fn the_wal_is_on_unless_dashflow_wal_turns_it_off() {
 fn a_disabled_wal_has_no_directory_even_without_a_home() {
     assert_eq!(wal_dir_from(env(&[("DASHFLOW_WAL", "0")])).unwrap(), None);
 }
+
+#[test]
+fn trace_persistence_is_on_unless_dashflow_trace_turns_it_off() {
+    assert!(trace_enabled_from(env(&[])));
+    assert!(trace_enabled_from(env(&[("DASHFLOW_TRACE", "1")])));
+    for off in ["0", "false", "Off", " no "] {
+        assert!(!trace_enabled_from(env(&[("DASHFLOW_TRACE", off)])), "{off:?}");
+    }
+}
+
+#[test]
+fn trace_files_go_under_dashflow_trace_dir_else_the_working_directory() {
+    let vars = [("DASHFLOW_TRACE_DIR", "/srv/app")];
+    assert_eq!(traces_dir_from(env(&vars)).unwrap(), Some(PathBuf::from("/srv/app/.dashflow/traces")));
+    let cwd = std::env::current_dir().unwrap();
+    assert_eq!(traces_dir_from(env(&[])).unwrap(), Some(cwd.join(".dashflow/traces")));
+    assert_eq!(traces_dir_from(env(&[("DASHFLOW_TRACE", "0"), ("DASHFLOW_TRACE_DIR", "/srv/app")])).unwrap(), None);
+}

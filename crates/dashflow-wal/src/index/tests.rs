@@ -29,7 +29,7 @@ fn applying_records_moves_the_high_water_mark() {
     let (_dir, mut index) = open();
     apply(&mut index, &whole_run(root(), "g", 1));
     assert_eq!(index.high_water().unwrap(), Some(Position::new(1, 300)));
-    index.apply([], Position::new(2, 0)).unwrap();
+    index.apply([] as [(Position, &Event); 0], Position::new(2, 0)).unwrap();
     assert_eq!(index.high_water().unwrap(), Some(Position::new(2, 0)));
 }
 
@@ -115,6 +115,23 @@ fn list_filters_by_status_graph_thread_since_root_and_limit() {
     assert_eq!(ids(RunFilter::all().limit(2)).len(), 2);
     assert!(ids(RunFilter::all().since(SystemTime::now() + Duration::from_secs(3600))).is_empty());
     assert_eq!(ids(RunFilter::all().since(UNIX_EPOCH)).len(), 4);
+}
+
+#[test]
+fn list_filters_by_a_run_id_prefix_in_any_case() {
+    let (_dir, mut index) = open();
+    let runs = [root(), root(), root()];
+    let events: Vec<_> = runs.iter().map(|&run| started(run, "g", None)).collect();
+    apply(&mut index, &events);
+    let matching = |prefix: &str| -> Vec<_> {
+        index.list(&RunFilter::all().run_id_prefix(prefix)).unwrap().into_iter().map(|r| r.ids.run_id).collect()
+    };
+    let id = runs[1].run_id.to_string();
+    assert_eq!(matching(&id), vec![runs[1].run_id]);
+    assert_eq!(matching(&id[..20].to_ascii_lowercase()), vec![runs[1].run_id]);
+    assert_eq!(matching("").len(), 3);
+    assert!(matching("ZZZZ").is_empty());
+    assert!(matching(&format!("{id}0")).is_empty());
 }
 
 #[test]

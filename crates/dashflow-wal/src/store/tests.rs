@@ -11,8 +11,9 @@ use crate::runs::{RunFilter, RunStatus};
 use crate::storage::Storage;
 use crate::testing::{finished, root, started, task, whole_run};
 
+/// No retention, and trace records in the WAL but no trace files.
 fn config() -> StoreConfig {
-    StoreConfig::default().wal(WalConfig::default().retention(Retention::KEEP_ALL))
+    StoreConfig::default().wal(WalConfig::default().retention(Retention::KEEP_ALL)).traces(TraceConfig::wal_only())
 }
 
 fn reopen(dir: &Path) -> Wal {
@@ -28,7 +29,7 @@ fn flush_makes_every_event_handed_over_before_it_readable() {
         store.on_event(&event);
     }
     store.flush().unwrap();
-    assert_eq!(store.stats(), StoreStats { written: 12, dropped: 0, failed: 0 });
+    assert_eq!(store.stats(), StoreStats { written: 12, dropped: 0, failed: 0, traces_written: 1, traces_failed: 0 });
     // The store's own writer still holds the WAL open; a reader opens it alongside.
     let wal = reopen(dir.path());
     assert_eq!(wal.run_events(run.run_id).unwrap(), whole_run_events_of(&wal, run));
@@ -91,7 +92,7 @@ fn a_full_queue_drops_and_counts_events_instead_of_blocking_the_caller() {
     let (release, release_rx) = channel();
     let gate = Arc::new(Gate { entered: Mutex::new(entered_tx), release: Mutex::new(release_rx) });
     let wal = WalConfig::default().retention(Retention::KEEP_ALL).storage(gate);
-    let store = EventStore::open(dir.path(), StoreConfig::default().wal(wal).capacity(2).max_batch(1)).unwrap();
+    let store = EventStore::open(dir.path(), config().wal(wal).capacity(2).max_batch(1)).unwrap();
     let run = root();
     store.on_event(&task(run, 1, "n"));
     // The writer holds event 1 inside the gate; the queue has room for two more.
@@ -104,7 +105,7 @@ fn a_full_queue_drops_and_counts_events_instead_of_blocking_the_caller() {
         release.send(()).unwrap();
     }
     store.flush().unwrap();
-    assert_eq!(store.stats(), StoreStats { written: 3, dropped: 7, failed: 0 });
+    assert_eq!(store.stats(), StoreStats { written: 3, dropped: 7, failed: 0, traces_written: 0, traces_failed: 0 });
     drop(release);
 }
 
@@ -121,7 +122,7 @@ impl Storage for BrokenSync {
 fn a_failed_fsync_is_reported_by_flush_and_by_every_later_flush() {
     let dir = tempfile::tempdir().unwrap();
     let wal = WalConfig::default().retention(Retention::KEEP_ALL).storage(Arc::new(BrokenSync));
-    let store = EventStore::open(dir.path(), StoreConfig::default().wal(wal)).unwrap();
+    let store = EventStore::open(dir.path(), config().wal(wal)).unwrap();
     let run = root();
     store.on_event(&started(run, "g", None));
     let error = store.flush().unwrap_err();
@@ -139,11 +140,12 @@ fn a_failed_fsync_is_reported_by_flush_and_by_every_later_flush() {
 fn the_global_store_is_one_per_directory() {
     let home = tempfile::tempdir().unwrap();
     let home_path = OsString::from(home.path());
-    let vars = |name: &str| (name == "DASHFLOW_HOME").then(|| home_path.clone());
+    let vars = |name: &str| ["DASHFLOW_HOME", "DASHFLOW_TRACE_DIR"].contains(&name).then(|| home_path.clone());
     let first = EventStore::global_from(vars).unwrap().unwrap();
     let second = EventStore::global_from(vars).unwrap().unwrap();
     assert!(Arc::ptr_eq(&first, &second));
     assert_eq!(first.dir(), home.path().join("wal"));
+    assert_eq!(first.traces_dir(), Some(home.path().join(".dashflow/traces").as_path()));
     let run = root();
     first.on_event(&started(run, "g", None));
     first.flush().unwrap();
@@ -170,4 +172,34 @@ fn a_store_can_be_registered_as_an_event_callback() {
 fn a_zero_capacity_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     assert!(matches!(EventStore::open(dir.path(), config().capacity(0)), Err(WalError::InvalidConfig { .. })));
+}
+
+#[test]
+fn a_store_opened_with_the_default_configuration_persists_no_traces() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EventStore::open(dir.path(), StoreConfig::default()).unwrap();
+    assert_eq!(store.traces_dir(), None);
+    let run = root();
+    store.on_event(&started(run, "g", None));
+    store.on_event(&finished(run, RunOutcome::Completed, 0, None));
+    store.flush().unwrap();
+    assert_eq!((store.stats().traces_written, store.stats().traces_failed), (0, 0));
+    assert_eq!(reopen(dir.path()).trace(run.run_id).unwrap(), None);
+}
+
+#[test]
+fn a_run_finished_in_a_batch_gets_its_trace_record_right_after_its_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EventStore::open(dir.path(), config()).unwrap();
+    let run = root();
+    for event in whole_run(run, "g", 3) {
+        store.on_event(&event);
+    }
+    store.flush().unwrap();
+    let wal = reopen(dir.path());
+    let summary = wal.run(run.run_id).unwrap().unwrap();
+    let trace = wal.trace(run.run_id).unwrap().unwrap();
+    assert_eq!(trace.tasks.len(), 3);
+    assert_eq!(summary.trace.map(|at| at > summary.last), Some(true));
+    assert_eq!(store.stats().traces_written, 1);
 }

@@ -8,7 +8,7 @@ use super::Wal;
 use crate::error::{Result, WalError};
 use crate::follow::Follower;
 use crate::frame::Damage;
-use crate::record::decode_event;
+use crate::record::{decode_event, decode_payload};
 use crate::runs::{RunFilter, RunSummary};
 use crate::segment::{Position, ReadStep, list_segments, open_reader, record_end, segment_path};
 
@@ -124,7 +124,7 @@ impl Wal {
                 match step {
                     ReadStep::Record { offset, payload } => {
                         report.records += 1;
-                        if decode_event(payload).is_err() {
+                        if decode_payload(payload).is_err() {
                             report.undecodable.push(RecordLocation { segment: path.clone(), offset });
                         }
                     }

@@ -3,13 +3,11 @@
 use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
 
-use dashflow_telemetry::Event;
-
 use super::Wal;
 use crate::error::{Result, WalError};
 use crate::frame::Damage;
 use crate::index::Index;
-use crate::record::decode_event;
+use crate::record::{Indexed, decode_indexed};
 use crate::segment::{Position, ReadStep, list_segments, open_reader, record_end, segment_path};
 use crate::storage::Storage;
 
@@ -141,7 +139,7 @@ fn replay(
         if indexed > len {
             return Ok(Replayed::IndexAhead { truncated: None });
         }
-        let mut batch: Vec<(Position, Event)> = Vec::new();
+        let mut batch: Vec<(Position, Indexed)> = Vec::new();
         let mut good_end = start;
         loop {
             match reader.next_record().map_err(|e| WalError::io("read", &path, e))? {
@@ -151,13 +149,13 @@ fn replay(
                         continue;
                     }
                     report.replayed += 1;
-                    match decode_event(payload) {
-                        Ok(Some(event)) => batch.push((Position::new(seq, offset), event)),
+                    match decode_indexed(payload) {
+                        Ok(Some(record)) => batch.push((Position::new(seq, offset), record)),
                         Ok(None) => {}
                         Err(_) => report.undecodable += 1,
                     }
                     if batch.len() >= REPLAY_BATCH {
-                        index.apply(batch.iter().map(|(at, event)| (*at, event)), Position::new(seq, good_end))?;
+                        index.apply(batch.iter().map(|(at, record)| (*at, record)), Position::new(seq, good_end))?;
                         batch.clear();
                     }
                 }
@@ -183,7 +181,7 @@ fn replay(
                 }
             }
         }
-        index.apply(batch.iter().map(|(at, event)| (*at, event)), Position::new(seq, good_end))?;
+        index.apply(batch.iter().map(|(at, record)| (*at, record)), Position::new(seq, good_end))?;
         end = Some(Position::new(seq, good_end));
     }
     Ok(Replayed::Done { end, report })

@@ -17,3 +17,4 @@ mod reconcile;
 mod retention;
 mod shared_directory;
 mod torn_tail;
+mod traces;

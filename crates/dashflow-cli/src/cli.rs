@@ -1,0 +1,181 @@
+//! The command line as clap types; the doc comments are the `--help` text.
+
+use std::path::PathBuf;
+use std::time::SystemTime;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use dashflow_wal::RunStatus;
+
+/// Inspect DashFlow runs: what ran, how long each node took, where it failed, what is
+/// running now.
+///
+/// Reads the write-ahead log that graphs write to `<home>/wal` and the checkpoint databases
+/// that durable graphs write to. Exit codes: 0 success, 1 failure (an error, or damage found
+/// by `wal verify`), 2 a usage error.
+#[derive(Debug, Parser)]
+#[command(name = "dashflow", version)]
+pub struct Cli {
+    /// The DashFlow home directory; the WAL is `<DIR>/wal`. [default: $DASHFLOW_HOME, else
+    /// $HOME/.dashflow]
+    // Not clap's `env`: an empty DASHFLOW_HOME means unset, as it does for the writers.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub home: Option<PathBuf>,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List runs or show one run as a timeline.
+    #[command(subcommand)]
+    Runs(RunsCommand),
+    /// Follow new events as graphs write them, one line per event (Ctrl-C to stop).
+    Tail(TailArgs),
+    /// Show a thread's checkpoints.
+    #[command(subcommand)]
+    Threads(ThreadsCommand),
+    /// Print the graph a run used, as Mermaid or JSON.
+    Graph(GraphArgs),
+    /// Check or compact the write-ahead log.
+    #[command(subcommand)]
+    Wal(WalCommand),
+}
+
+/// `dashflow runs ...`.
+#[derive(Debug, Subcommand)]
+pub enum RunsCommand {
+    /// List runs, newest first.
+    List(ListArgs),
+    /// Show one run: its summary, then every task in order with its duration as a bar,
+    /// errors in place and the routing decisions between steps.
+    Show(ShowArgs),
+}
+
+/// `dashflow runs list`.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Only runs with this status: running, completed, failed or interrupted.
+    #[arg(long, value_name = "STATUS")]
+    pub status: Option<RunStatus>,
+    /// Only runs of this graph.
+    #[arg(long, value_name = "NAME")]
+    pub graph: Option<String>,
+    /// Only runs of this thread.
+    #[arg(long, value_name = "THREAD")]
+    pub thread: Option<String>,
+    /// Only runs started since then: a duration back from now (30m, 2h, 7d, 1h30m) or a UTC
+    /// timestamp (2025-01-31, 2025-01-31T08:00:00Z).
+    #[arg(long, value_name = "WHEN", value_parser = parse_since)]
+    pub since: Option<SystemTime>,
+    /// At most this many runs (0 for all).
+    #[arg(long, value_name = "N", default_value_t = 50)]
+    pub limit: usize,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `dashflow runs show`.
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// The run's id, or any prefix of it that names one run.
+    #[arg(value_name = "RUN_ID")]
+    pub run: String,
+    /// Print JSON instead of a timeline.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `dashflow tail`.
+#[derive(Debug, Args)]
+pub struct TailArgs {
+    /// Only events of runs of this graph.
+    #[arg(long, value_name = "NAME")]
+    pub graph: Option<String>,
+    /// Replay every event in the WAL first, instead of starting with the next new one.
+    #[arg(long)]
+    pub from_start: bool,
+    /// Stop after printing this many events.
+    #[arg(long, value_name = "N")]
+    pub max_events: Option<u64>,
+    /// Stop as soon as there is nothing new to print, instead of waiting for more.
+    #[arg(long)]
+    pub exit_when_idle: bool,
+    /// How often to look for new events, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 200)]
+    pub interval_ms: u64,
+    /// Print each event as one line of JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `dashflow threads ...`.
+#[derive(Debug, Subcommand)]
+pub enum ThreadsCommand {
+    /// List a thread's checkpoints, newest first: id, parent, step, kind, source, next nodes,
+    /// blob size and time. States are not decoded (the CLI does not know their types).
+    History(HistoryArgs),
+}
+
+/// `dashflow threads history`.
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// The thread's id.
+    #[arg(value_name = "THREAD")]
+    pub thread: String,
+    /// The checkpoint database: a SQLite file (`path` or `sqlite://path`) or a PostgreSQL URL
+    /// (`postgres://user:password@host/db`, `?options=-csearch_path%3Dschema` selects a
+    /// schema).
+    #[arg(long, value_name = "URL")]
+    pub db: String,
+    /// For PostgreSQL: the schema holding the checkpoint tables (sets `search_path`).
+    #[arg(long, value_name = "SCHEMA")]
+    pub schema: Option<String>,
+    /// Only this namespace (`""` is the top-level graph; subgraphs have their own).
+    #[arg(long, value_name = "NS")]
+    pub namespace: Option<String>,
+    /// At most this many checkpoints (0 for all).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub limit: usize,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `dashflow graph`.
+#[derive(Debug, Args)]
+pub struct GraphArgs {
+    /// The run's id, or any prefix of it that names one run.
+    #[arg(value_name = "RUN_ID")]
+    pub run: String,
+    /// What to print.
+    #[arg(long, value_enum, default_value_t = GraphFormat::Mermaid)]
+    pub format: GraphFormat,
+}
+
+/// The output of `dashflow graph`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum GraphFormat {
+    /// A Mermaid flowchart.
+    Mermaid,
+    /// The graph's schema as JSON: nodes and edges.
+    Json,
+}
+
+/// `dashflow wal ...`.
+#[derive(Debug, Subcommand)]
+pub enum WalCommand {
+    /// Read every segment and report each damaged record with its segment and byte offset;
+    /// exit code 1 when anything is damaged.
+    Verify,
+    /// Rewrite the sealed segments without the records of runs whose start retention removed,
+    /// merging small segments. Run it while no graph is writing.
+    Compact,
+}
+
+fn parse_since(text: &str) -> Result<SystemTime, String> {
+    crate::time::parse_since(text, SystemTime::now())
+}

@@ -1,0 +1,8 @@
+//! One module per command. Each takes its parsed arguments and writes to `out`.
+
+pub(crate) mod graph;
+pub(crate) mod runs_list;
+pub(crate) mod runs_show;
+pub(crate) mod tail;
+pub(crate) mod threads;
+pub(crate) mod wal;

@@ -1,0 +1,220 @@
+//! `dashflow runs show`: one run as a timeline of its tasks, built from its events.
+
+use std::collections::{HashMap, VecDeque};
+use std::io::Write;
+use std::time::Duration;
+
+use anyhow::Result;
+use dashflow_telemetry::{Event, EventKind, RunOutcome};
+use dashflow_wal::{RunFilter, RunStatus, RunSummary, Wal};
+use serde_json::{Value, json};
+
+use crate::cli::ShowArgs;
+use crate::commands::runs_list::{indexed_duration, millis, run_json};
+use crate::render::{self, BAR_WIDTH, Table};
+use crate::store;
+use crate::time::format_utc;
+
+/// One line of the timeline.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Entry {
+    /// One attempt of a task.
+    Task(Task),
+    /// A conditional edge's decision after a step.
+    Routed { step: u64, from: String, label: String, target: String },
+    /// The run paused after `step` (for a person, or a configured interrupt).
+    Interrupted { step: u64 },
+}
+
+/// One attempt of one task.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Task {
+    pub(crate) step: u64,
+    pub(crate) node: String,
+    pub(crate) attempt: u32,
+    /// `None` while no `TaskFinished` was seen: still running, or its process died.
+    pub(crate) duration: Option<Duration>,
+    pub(crate) error: Option<String>,
+}
+
+/// The timeline of a run's events, in the order they happened: tasks in the order they
+/// started, each routing decision after the step it routed.
+pub(crate) fn timeline(events: &[Event]) -> Vec<Entry> {
+    let mut entries = Vec::new();
+    // Tasks started but not finished, by step, node and attempt; parallel tasks of one node
+    // (a map-reduce fan-out) finish in any order, so the earliest unfinished one is matched.
+    let mut open: HashMap<(u64, &str, u32), VecDeque<usize>> = HashMap::new();
+    for event in events {
+        match &event.kind {
+            EventKind::TaskStarted { step, node, attempt } => {
+                open.entry((*step, &**node, *attempt)).or_default().push_back(entries.len());
+                let task = Task { step: *step, node: node.to_string(), attempt: *attempt, duration: None, error: None };
+                entries.push(Entry::Task(task));
+            }
+            EventKind::TaskFinished { step, node, attempt, duration, error } => {
+                let started = open.get_mut(&(*step, &**node, *attempt)).and_then(VecDeque::pop_front);
+                match started.and_then(|at| entries.get_mut(at)) {
+                    Some(Entry::Task(task)) => {
+                        task.duration = Some(*duration);
+                        task.error.clone_from(error);
+                    }
+                    // The start is not in the WAL (retention cut the run): the end still counts.
+                    _ => entries.push(Entry::Task(Task {
+                        step: *step,
+                        node: node.to_string(),
+                        attempt: *attempt,
+                        duration: Some(*duration),
+                        error: error.clone(),
+                    })),
+                }
+            }
+            EventKind::Routed { step, from, label, target } => entries.push(Entry::Routed {
+                step: *step,
+                from: from.to_string(),
+                label: label.to_string(),
+                target: target.to_string(),
+            }),
+            EventKind::RunFinished { outcome: RunOutcome::Interrupted, steps, .. } => {
+                entries.push(Entry::Interrupted { step: *steps });
+            }
+            _ => {}
+        }
+    }
+    entries
+}
+
+pub(crate) fn run(wal: &Wal, args: &ShowArgs, out: &mut dyn Write) -> Result<()> {
+    let run = store::resolve_run(wal, &args.run)?;
+    let events = wal.run_events(run.ids.run_id)?;
+    let entries = timeline(&events);
+    let children: Vec<RunSummary> = wal
+        .list_runs(&RunFilter::all().root_run_id(run.ids.root_run_id))?
+        .into_iter()
+        .filter(|child| child.ids.parent_run_id == Some(run.ids.run_id))
+        .rev()
+        .collect();
+    if args.json {
+        let value = json!({
+            "run": run_json(&run),
+            "timeline": entries.iter().map(entry_json).collect::<Vec<_>>(),
+            "subgraph_runs": children.iter().map(run_json).collect::<Vec<_>>(),
+        });
+        writeln!(out, "{}", serde_json::to_string_pretty(&value)?)?;
+        return Ok(());
+    }
+    // The run's own event has the duration to the microsecond; the index keeps milliseconds.
+    let duration = events.iter().rev().find_map(|event| match event.kind {
+        EventKind::RunFinished { duration, .. } => Some(render::duration(duration)),
+        _ => None,
+    });
+    write_header(&run, duration.or_else(|| run.duration.map(indexed_duration)), out)?;
+    writeln!(out)?;
+    write_timeline(&entries, run.status, out)?;
+    if !children.is_empty() {
+        writeln!(out, "\nsubgraph runs:")?;
+        let mut table = Table::new(&["RUN", "GRAPH", "STATUS", ">DURATION"]);
+        for child in &children {
+            table.row(vec![
+                child.ids.run_id.to_string(),
+                render::or_dash(child.graph.as_deref()),
+                child.status.to_string(),
+                render::or_dash(child.duration.map(indexed_duration)),
+            ]);
+        }
+        table.write(out)?;
+    }
+    Ok(())
+}
+
+fn write_header(run: &RunSummary, duration: Option<String>, out: &mut dyn Write) -> Result<()> {
+    let mut field = |name: &str, value: &str| writeln!(out, "{name:<9} {value}");
+    field("run", &run.ids.run_id.to_string())?;
+    field("graph", run.graph.as_deref().unwrap_or("?"))?;
+    field("thread", run.thread_id.as_deref().unwrap_or("-"))?;
+    field("status", run.status.as_str())?;
+    field("started", &run.started_at.map_or_else(|| "-".to_owned(), |at| format!("{} UTC", format_utc(at))))?;
+    field("duration", &render::or_dash(duration))?;
+    field("steps", &run.steps.to_string())?;
+    if let Some(parent) = run.ids.parent_run_id {
+        field("parent", &format!("{parent} (root {}, depth {})", run.ids.root_run_id, run.ids.depth))?;
+    }
+    if let Some(error) = &run.error {
+        field("error", error)?;
+    }
+    if run.partial {
+        field(
+            "note",
+            "the WAL lacks the run's start (removed by retention, or never written); the timeline may be incomplete",
+        )?;
+    }
+    Ok(())
+}
+
+fn write_timeline(entries: &[Entry], status: RunStatus, out: &mut dyn Write) -> Result<()> {
+    let tasks = || entries.iter().filter_map(|entry| if let Entry::Task(task) = entry { Some(task) } else { None });
+    if entries.is_empty() {
+        writeln!(out, "no tasks recorded")?;
+        return Ok(());
+    }
+    let longest = tasks().filter_map(|task| task.duration).max().unwrap_or_default();
+    let node_width = tasks().map(|task| task.node.chars().count()).max().unwrap_or(0).max("NODE".len());
+    let duration_width = "DURATION".len();
+    writeln!(out, "STEP  {:<node_width$}  TRY  {:>duration_width$}", "NODE", "DURATION")?;
+    // Where notes after the bar start, and where the continuation lines of an error start.
+    let indent = " ".repeat(4 + 2 + node_width + 2 + 3 + 2 + duration_width + 2 + BAR_WIDTH + 2 + 2);
+    for entry in entries {
+        match entry {
+            Entry::Task(task) => {
+                let (took, bar) = match task.duration {
+                    Some(took) => (render::duration(took), render::bar(took, longest, BAR_WIDTH)),
+                    None => ("…".to_owned(), String::new()),
+                };
+                let note = match (&task.error, task.duration) {
+                    (Some(error), _) => {
+                        let mark = if error.contains("waiting for input") { "⏸" } else { "✗" };
+                        format!("{mark} {}", error.replace('\n', &format!("\n{indent}")))
+                    }
+                    (None, None) if status == RunStatus::Running => "running".to_owned(),
+                    (None, None) => "no end recorded (its process may have died)".to_owned(),
+                    (None, Some(_)) => String::new(),
+                };
+                let bar_pad = BAR_WIDTH.saturating_sub(bar.chars().count());
+                let line = format!(
+                    "{:>4}  {:<node_width$}  {:>3}  {took:>duration_width$}  {bar}{}  {note}",
+                    task.step,
+                    task.node,
+                    task.attempt,
+                    " ".repeat(bar_pad),
+                );
+                writeln!(out, "{}", line.trim_end())?;
+            }
+            Entry::Routed { from, label, target, .. } => {
+                writeln!(out, "      ↳ {from} chose \"{label}\" → {target}")?;
+            }
+            Entry::Interrupted { step } => {
+                writeln!(out, "      ⏸ interrupted after step {step}; resuming the thread continues the run")?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn entry_json(entry: &Entry) -> Value {
+    match entry {
+        Entry::Task(task) => json!({
+            "type": "task",
+            "step": task.step,
+            "node": task.node,
+            "attempt": task.attempt,
+            "duration_ms": task.duration.map(millis),
+            "error": task.error,
+        }),
+        Entry::Routed { step, from, label, target } => {
+            json!({ "type": "routed", "step": step, "from": from, "label": label, "target": target })
+        }
+        Entry::Interrupted { step } => json!({ "type": "interrupted", "step": step }),
+    }
+}
+
+#[cfg(test)]
+mod tests;

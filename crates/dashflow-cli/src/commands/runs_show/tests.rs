@@ -1,0 +1,108 @@
+use std::time::Duration;
+
+use dashflow_telemetry::{Event, EventKind, RunId, RunIds, RunOutcome};
+
+use super::*;
+
+fn events(kinds: Vec<EventKind>) -> Vec<Event> {
+    let run = RunIds::root(RunId::new());
+    kinds.into_iter().map(|kind| Event::now(run, kind)).collect()
+}
+
+fn started(step: u64, node: &str, attempt: u32) -> EventKind {
+    EventKind::TaskStarted { step, node: node.into(), attempt }
+}
+
+fn finished(step: u64, node: &str, attempt: u32, ms: u64, error: Option<&str>) -> EventKind {
+    EventKind::TaskFinished {
+        step,
+        node: node.into(),
+        attempt,
+        duration: Duration::from_millis(ms),
+        error: error.map(Into::into),
+    }
+}
+
+fn task(step: u64, node: &str, attempt: u32, ms: Option<u64>, error: Option<&str>) -> Entry {
+    Entry::Task(Task {
+        step,
+        node: node.into(),
+        attempt,
+        duration: ms.map(Duration::from_millis),
+        error: error.map(Into::into),
+    })
+}
+
+#[test]
+fn tasks_appear_in_the_order_they_started_with_their_finish_filled_in() {
+    let timeline = timeline(&events(vec![
+        started(1, "a", 1),
+        started(1, "b", 1),
+        finished(1, "b", 1, 5, None),
+        finished(1, "a", 1, 9, Some("boom")),
+    ]));
+    assert_eq!(timeline, vec![task(1, "a", 1, Some(9), Some("boom")), task(1, "b", 1, Some(5), None)]);
+}
+
+#[test]
+fn parallel_tasks_of_one_node_are_matched_first_started_first_finished() {
+    let timeline = timeline(&events(vec![
+        started(2, "worker", 1),
+        started(2, "worker", 1),
+        finished(2, "worker", 1, 3, None),
+        finished(2, "worker", 1, 4, None),
+    ]));
+    assert_eq!(timeline, vec![task(2, "worker", 1, Some(3), None), task(2, "worker", 1, Some(4), None)]);
+}
+
+#[test]
+fn retries_are_separate_rows_and_unfinished_tasks_have_no_duration() {
+    let timeline = timeline(&events(vec![
+        started(1, "flaky", 1),
+        finished(1, "flaky", 1, 2, Some("timeout")),
+        started(1, "flaky", 2),
+    ]));
+    assert_eq!(timeline, vec![task(1, "flaky", 1, Some(2), Some("timeout")), task(1, "flaky", 2, None, None)]);
+}
+
+#[test]
+fn routing_decisions_and_interrupts_sit_between_the_steps_they_follow() {
+    let timeline = timeline(&events(vec![
+        started(1, "review", 1),
+        finished(1, "review", 1, 1, None),
+        EventKind::Routed { step: 1, from: "review".into(), label: "approved".into(), target: "send".into() },
+        EventKind::RunFinished {
+            outcome: RunOutcome::Interrupted,
+            steps: 1,
+            duration: Duration::from_millis(3),
+            error: None,
+        },
+    ]));
+    assert_eq!(
+        timeline,
+        vec![
+            task(1, "review", 1, Some(1), None),
+            Entry::Routed { step: 1, from: "review".into(), label: "approved".into(), target: "send".into() },
+            Entry::Interrupted { step: 1 },
+        ]
+    );
+}
+
+#[test]
+fn a_finish_without_its_start_still_makes_a_row() {
+    let timeline = timeline(&events(vec![finished(3, "late", 1, 7, None)]));
+    assert_eq!(timeline, vec![task(3, "late", 1, Some(7), None)]);
+}
+
+#[test]
+fn the_timeline_draws_bars_scaled_to_the_longest_task_and_errors_in_place() {
+    let entries = vec![task(1, "fast", 1, Some(10), None), task(1, "slow", 1, Some(40), Some("it broke"))];
+    let mut out = Vec::new();
+    write_timeline(&entries, RunStatus::Failed, &mut out).unwrap();
+    let text = String::from_utf8(out).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "STEP  NODE  TRY  DURATION");
+    assert!(lines[1].starts_with("   1  fast    1    10.0ms  ███████▌"), "{text}");
+    assert!(lines[2].contains(&"█".repeat(BAR_WIDTH)), "{text}");
+    assert!(lines[2].ends_with("✗ it broke"), "{text}");
+}

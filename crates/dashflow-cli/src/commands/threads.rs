@@ -1,0 +1,175 @@
+//! `dashflow threads history`: a thread's checkpoint records, newest first.
+//!
+//! The CLI does not know the state types of the graphs that wrote them, so it shows what the
+//! records say (ids, lineage, step, kind, metadata, next nodes, size), never the state.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::{Duration, UNIX_EPOCH};
+
+use anyhow::{Context, Result, bail};
+use dashflow_checkpoint::{CheckpointRecord, Checkpointer, ListOptions};
+use dashflow_checkpoint_postgres::PostgresCheckpointer;
+use dashflow_checkpoint_sqlite::SqliteCheckpointer;
+use serde_json::{Value, json};
+use sqlx::Connection as _;
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions};
+
+use crate::cli::HistoryArgs;
+use crate::render::{self, Table};
+use crate::time::{format_rfc3339, format_utc};
+
+/// How long to wait for a PostgreSQL connection: a command line tool should say the server
+/// is unreachable sooner than a pool's default 30 seconds.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where the checkpoints are.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Database {
+    Sqlite(PathBuf),
+    Postgres(String),
+}
+
+impl Database {
+    /// `postgres://...` or `postgresql://...` is PostgreSQL; `sqlite://path`, `sqlite:path`
+    /// or a plain path is a SQLite file.
+    pub(crate) fn parse(url: &str) -> Self {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Self::Postgres(url.to_owned());
+        }
+        let path = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or(url);
+        Self::Sqlite(PathBuf::from(path))
+    }
+}
+
+pub(crate) fn run(args: &HistoryArgs, out: &mut dyn Write) -> Result<()> {
+    let database = Database::parse(&args.db);
+    if args.schema.is_some() && matches!(database, Database::Sqlite(_)) {
+        bail!("--schema applies to PostgreSQL only, and `{}` is a SQLite database", args.db);
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime for the checkpoint database")?;
+    let records = runtime.block_on(async {
+        let checkpointer = open(&database, args.schema.as_deref()).await?;
+        let mut options = ListOptions::new();
+        if let Some(namespace) = &args.namespace {
+            options = options.namespace(namespace);
+        }
+        if args.limit > 0 {
+            options = options.limit(args.limit);
+        }
+        checkpointer
+            .list(&args.thread, &options)
+            .await
+            .with_context(|| format!("cannot list the checkpoints of thread `{}`", args.thread))
+    })?;
+    if records.is_empty() {
+        bail!("thread `{}` has no checkpoints in {}", args.thread, describe(&database));
+    }
+    if args.json {
+        let records: Vec<Value> = records.iter().map(record_json).collect();
+        writeln!(out, "{}", serde_json::to_string_pretty(&records)?)?;
+        return Ok(());
+    }
+    let namespaces = records.iter().any(|record| !record.namespace.is_empty());
+    let mut headers = vec!["CHECKPOINT", "PARENT"];
+    if namespaces {
+        headers.push("NAMESPACE");
+    }
+    headers.extend([">STEP", "KIND", "SOURCE", ">BLOB", "CREATED (UTC)", "NEXT"]);
+    let mut table = Table::new(&headers);
+    for record in &records {
+        let mut row = vec![record.checkpoint_id.to_string(), render::or_dash(record.parent_id.as_ref())];
+        if namespaces {
+            row.push(if record.namespace.is_empty() { "(top)".to_owned() } else { record.namespace.clone() });
+        }
+        let source = record.metadata.get("source").map(|source| match source {
+            Value::String(text) => text.clone(),
+            other => other.to_string(),
+        });
+        let next = if record.next_nodes.is_empty() { "(done)".to_owned() } else { record.next_nodes.join(", ") };
+        row.extend([
+            record.step.to_string(),
+            record.kind.as_str().to_owned(),
+            render::or_dash(source),
+            render::bytes(record.blob.len() as u64),
+            format_utc(created_at(record)),
+            next,
+        ]);
+        table.row(row);
+    }
+    table.write(out)?;
+    Ok(())
+}
+
+async fn open(database: &Database, schema: Option<&str>) -> Result<Box<dyn Checkpointer>> {
+    Ok(match database {
+        Database::Sqlite(path) => {
+            // Opening would create a missing file: a mistyped path must not look like an
+            // empty database.
+            if !path.is_file() {
+                bail!("no checkpoint database at {}: pass the file a graph's SqliteCheckpointer wrote", path.display());
+            }
+            Box::new(SqliteCheckpointer::open(path).await.with_context(|| format!("cannot open {}", path.display()))?)
+        }
+        Database::Postgres(url) => {
+            // The URL is not repeated in errors: it may hold a password.
+            let mut options: PgConnectOptions = url.parse().context("the --db URL is not a valid PostgreSQL URL")?;
+            if let Some(schema) = schema {
+                options = options.options([("search_path", schema)]);
+            }
+            // One connection first: a pool that cannot connect reports only that it timed
+            // out, while this says why (refused, no such database, bad password).
+            let probe = match tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&options)).await {
+                Ok(connected) => connected.context("cannot connect to the PostgreSQL server of --db")?,
+                Err(_) => bail!(
+                    "cannot connect to the PostgreSQL server of --db: no answer within {} seconds",
+                    CONNECT_TIMEOUT.as_secs()
+                ),
+            };
+            // Closing it politely is a courtesy; the command does not depend on it.
+            let _ = probe.close().await;
+            let pool = PgPoolOptions::new()
+                .max_connections(1)
+                .acquire_timeout(CONNECT_TIMEOUT)
+                .connect_with(options)
+                .await
+                .context("cannot connect to the PostgreSQL server of --db")?;
+            Box::new(PostgresCheckpointer::from_pool(pool).await.context("cannot open the PostgreSQL checkpoints")?)
+        }
+    })
+}
+
+fn describe(database: &Database) -> String {
+    match database {
+        Database::Sqlite(path) => path.display().to_string(),
+        Database::Postgres(_) => "the PostgreSQL database".to_owned(),
+    }
+}
+
+fn created_at(record: &CheckpointRecord) -> std::time::SystemTime {
+    let magnitude = Duration::from_millis(record.created_at_ms.unsigned_abs());
+    let at =
+        if record.created_at_ms >= 0 { UNIX_EPOCH.checked_add(magnitude) } else { UNIX_EPOCH.checked_sub(magnitude) };
+    at.unwrap_or(UNIX_EPOCH)
+}
+
+fn record_json(record: &CheckpointRecord) -> Value {
+    json!({
+        "checkpoint_id": record.checkpoint_id.to_string(),
+        "parent_id": record.parent_id.as_ref().map(ToString::to_string),
+        "thread_id": record.thread_id,
+        "namespace": record.namespace,
+        "step": record.step,
+        "kind": record.kind.as_str(),
+        "metadata": record.metadata,
+        "next_nodes": record.next_nodes,
+        "blob_bytes": record.blob.len(),
+        "created_at": format_rfc3339(created_at(record)),
+    })
+}
+
+#[cfg(test)]
+mod tests;

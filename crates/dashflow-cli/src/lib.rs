@@ -1,0 +1,122 @@
+//! The `dashflow` command: ask the stores DashFlow writes what ran, how long each node took,
+//! where it failed, and what is running now.
+//!
+//! ```text
+//! dashflow runs list [--status S] [--graph G] [--thread T] [--since 2h] [--limit N] [--json]
+//! dashflow runs show RUN_ID [--json]       # a timeline; any unique prefix of the id works
+//! dashflow tail [--graph G] [--from-start] # follow new events live; Ctrl-C stops
+//! dashflow threads history THREAD --db .dashflow/app.db      # or --db postgres://...
+//! dashflow graph RUN_ID [--format mermaid|json]
+//! dashflow wal verify                      # exit code 1 when a record is damaged
+//! dashflow wal compact
+//! ```
+//!
+//! Runs, timelines, `tail` and `graph` read the write-ahead log in `<home>/wal`, where the
+//! home is `--home`, else `$DASHFLOW_HOME`, else `~/.dashflow` (see `dashflow_wal` for the
+//! variables). The CLI opens it with retention off, so looking never deletes history. `threads
+//! history` reads a checkpoint database (SQLite or PostgreSQL) and shows records, not states:
+//! it does not know the graphs' state types.
+//!
+//! Exit codes: 0 success; 1 failure (an error such as a missing store or an unknown run id,
+//! or damage found by `wal verify`); 2 a usage error. Errors go to stderr as one sentence that
+//! says what to do.
+//!
+//! The logic lives in this library so that it can be called in-process; `main.rs` only
+//! parses the arguments and prints errors.
+//!
+//! ```
+//! use clap::Parser;
+//! use dashflow_cli::Cli;
+//!
+//! let home = tempfile::tempdir()?;
+//! let cli = Cli::try_parse_from(["dashflow", "--home", &home.path().display().to_string(), "runs", "list"])?;
+//! let mut out = Vec::new();
+//! let error = dashflow_cli::run(&cli, &mut out).unwrap_err();
+//! assert!(error.to_string().starts_with("no DashFlow store at"));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Feature flags
+//!
+//! This crate has no feature flags: both checkpoint backends are always built in.
+
+mod cli;
+mod commands;
+mod render;
+mod store;
+mod time;
+
+use std::io::{self, Write};
+use std::process::ExitCode;
+
+use clap::Parser;
+
+pub use cli::{
+    Cli, Command, GraphArgs, GraphFormat, HistoryArgs, ListArgs, RunsCommand, ShowArgs, TailArgs, ThreadsCommand,
+    WalCommand,
+};
+
+/// Runs the command `cli` describes, writing its output to `out`.
+///
+/// Returns the exit code for outcomes that are not errors (`wal verify` finding damage is
+/// [`ExitCode::FAILURE`]); an error means exit code 1 after printing it.
+pub fn run(cli: &Cli, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
+    let home = cli.home.as_deref();
+    match &cli.command {
+        Command::Runs(RunsCommand::List(args)) => commands::runs_list::run(&store::open(home)?, args, out)?,
+        Command::Runs(RunsCommand::Show(args)) => commands::runs_show::run(&store::open(home)?, args, out)?,
+        Command::Tail(args) => commands::tail::run(&store::open(home)?, args, out)?,
+        Command::Threads(ThreadsCommand::History(args)) => commands::threads::run(args, out)?,
+        Command::Graph(args) => commands::graph::run(&store::open(home)?, args, out)?,
+        Command::Wal(WalCommand::Verify) => return commands::wal::verify(home, out),
+        Command::Wal(WalCommand::Compact) => return commands::wal::compact(home, out),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The binary: parses the process's arguments, runs the command on stdout and reports an
+/// error on stderr.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let stdout = io::stdout();
+    let mut out = stdout.lock();
+    let result = run(&cli, &mut out).and_then(|code| {
+        out.flush()?;
+        Ok(code)
+    });
+    match result {
+        Ok(code) => code,
+        // A reader that went away (`dashflow tail | head`) is not a failure of the command.
+        Err(error) if is_broken_pipe(&error) => ExitCode::SUCCESS,
+        Err(error) => {
+            let _ = writeln!(io::stderr(), "error: {}", describe(&error));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The error and its causes on one line, like `{:#}`, leaving out a cause that its parent's
+/// message already quotes (sqlx and the OS error of an I/O failure otherwise appear twice).
+fn describe(error: &anyhow::Error) -> String {
+    let mut message = String::new();
+    let mut previous = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if !previous.is_empty() && previous.contains(&text) {
+            continue;
+        }
+        if !message.is_empty() {
+            message.push_str(": ");
+        }
+        message.push_str(&text);
+        previous = text;
+    }
+    message
+}
+
+fn is_broken_pipe(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| cause.downcast_ref::<io::Error>().is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe))
+}
+
+#[cfg(test)]
+mod tests;

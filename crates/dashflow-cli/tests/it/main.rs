@@ -1,0 +1,15 @@
+//! End-to-end tests: the `dashflow` binary against stores the tests fill by running graphs.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "helpers outside #[test] fns report failure by panicking too"
+)]
+
+mod common;
+mod errors;
+mod graph;
+mod runs;
+mod tail;
+mod threads;
+mod wal;

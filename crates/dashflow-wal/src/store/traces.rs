@@ -1,0 +1,97 @@
+//! The event store's trace persistence: the writer thread builds a trace per run from the
+//! events it writes anyway, and persists it when the run finishes.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::time::SystemTime;
+
+use dashflow_telemetry::{Event, RunId};
+
+use super::Counters;
+use crate::trace::{ExecutionTrace, TraceCollector};
+use crate::trace_files::{TraceConfig, TraceRetention, apply_trace_retention, write_trace};
+
+/// The trace half of the writer thread.
+pub(super) struct TraceSink {
+    collector: TraceCollector,
+    /// Where trace files go, `None` for none.
+    dir: Option<PathBuf>,
+    wal: bool,
+    retention: TraceRetention,
+    retention_every: u64,
+    /// Files written since the last retention pass.
+    since_retention: u64,
+    /// Whether a failed file write was reported; a broken directory would otherwise log a
+    /// warning for every run.
+    warned: bool,
+}
+
+impl TraceSink {
+    /// The sink `config` asks for, `None` when traces go nowhere.
+    pub(super) fn new(config: TraceConfig) -> Option<Self> {
+        if !config.is_on() {
+            return None;
+        }
+        Some(Self {
+            collector: TraceCollector::new(),
+            dir: config.traces_dir(),
+            wal: config.wal,
+            retention: config.retention,
+            retention_every: config.retention_every.max(1),
+            since_retention: 0,
+            warned: false,
+        })
+    }
+
+    /// The trace files' directory.
+    pub(super) fn dir(&self) -> Option<&Path> {
+        self.dir.as_deref()
+    }
+
+    /// Whether traces go into the WAL.
+    pub(super) fn in_wal(&self) -> bool {
+        self.wal
+    }
+
+    /// Feeds a batch of events to the runs' builders; returns the traces of the runs that
+    /// finished in it.
+    pub(super) fn collect(&mut self, batch: &[Event]) -> Vec<ExecutionTrace> {
+        batch.iter().filter_map(|event| self.collector.push(event)).collect()
+    }
+
+    /// Writes the trace files of `traces` and counts every trace as written or failed;
+    /// `failed_in_wal` are the runs whose trace record could not be appended.
+    pub(super) fn persist(&mut self, traces: &[ExecutionTrace], failed_in_wal: &[RunId], counters: &Counters) {
+        for trace in traces {
+            let mut ok = !failed_in_wal.contains(&trace.run.run_id);
+            if let Some(dir) = &self.dir {
+                match write_trace(dir, trace) {
+                    Ok(_) => self.since_retention += 1,
+                    Err(error) => {
+                        ok = false;
+                        if !std::mem::replace(&mut self.warned, true) {
+                            tracing::warn!(%error, "cannot write trace files; further failures are logged at debug level");
+                        } else {
+                            tracing::debug!(%error, "cannot write a trace file");
+                        }
+                    }
+                }
+            }
+            let counter = if ok { &counters.traces_written } else { &counters.traces_failed };
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+        if self.since_retention >= self.retention_every {
+            self.retain(SystemTime::now());
+        }
+    }
+
+    /// Applies the trace file retention; a failure is logged, never fatal: old files piling
+    /// up must not stop new runs from being traced.
+    pub(super) fn retain(&mut self, now: SystemTime) {
+        self.since_retention = 0;
+        let Some(dir) = &self.dir else { return };
+        if let Err(error) = apply_trace_retention(dir, &self.retention, now) {
+            tracing::warn!(dir = %dir.display(), %error, "trace file retention failed; it is retried later");
+        }
+    }
+}
