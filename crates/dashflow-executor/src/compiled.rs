@@ -341,12 +341,14 @@ async fn prepare<S: GraphState>(
         Begin::Fresh(input) => Start::Fresh(Arc::new(input)),
         Begin::Update(update) => {
             let loaded = target.ok_or_else(not_found)?;
+            durable = durable.continuing(&loaded);
             let (mut state, _) = rebuild::<S>(&loaded)?;
-            state.apply(update);
-            Start::Fresh(Arc::new(state))
+            state.apply(update.clone());
+            Start::Updated { state: Arc::new(state), update }
         }
         Begin::Resume(command) => {
             let loaded = target.ok_or_else(not_found)?;
+            durable = durable.continuing(&loaded);
             let (mut state, position) = rebuild::<S>(&loaded)?;
             let mut restored = Restored::<S>::decode(&loaded.pending_writes)?;
             if let Some(update) = command.update {

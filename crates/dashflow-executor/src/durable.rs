@@ -166,6 +166,20 @@ impl Durable {
         }
     }
 
+    /// Continues the snapshot bookkeeping of the chain a run starts from, so that a run
+    /// continuing a thread writes deltas, not a fresh snapshot of a state that is on disk.
+    pub(crate) fn continuing(mut self, chain: &LoadedCheckpoint) -> Self {
+        let mut records = chain.chain.iter();
+        if let Some(snapshot) = records.next() {
+            self.last_snapshot_bytes = snapshot.blob.len();
+            for delta in records {
+                self.deltas_since_snapshot += 1;
+                self.delta_bytes_since_snapshot += delta.blob.len();
+            }
+        }
+        self
+    }
+
     /// The last checkpoint this run wrote (or continued from).
     pub(crate) fn head(&self) -> Option<&CheckpointId> {
         self.parent.as_ref()

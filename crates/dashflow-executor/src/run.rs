@@ -108,6 +108,9 @@ pub(crate) struct RunParams<S: GraphState> {
 pub(crate) enum Start<S: GraphState> {
     /// From `START`, with this state.
     Fresh(Arc<S>),
+    /// From `START`, with the thread's state after `update` (already applied to `state`); the
+    /// input checkpoint stores just the update.
+    Updated { state: Arc<S>, update: S::Update },
     /// From a stored checkpoint: its state, its position, and the step's pending writes.
     Restored { state: Arc<S>, position: Position<S>, restored: Restored<S> },
 }
@@ -156,9 +159,10 @@ pub(crate) async fn execute<S: GraphState>(mut params: RunParams<S>, start: Star
         run_id = %params.ids.run_id,
         depth = params.ids.depth,
     );
-    let (state, start_position, restored) = match start {
-        Start::Fresh(state) => (state, None, Restored::default()),
-        Start::Restored { state, position, restored } => (state, Some(position), restored),
+    let (state, start_position, restored, input_update) = match start {
+        Start::Fresh(state) => (state, None, Restored::default(), None),
+        Start::Updated { state, update } => (state, None, Restored::default(), Some(update)),
+        Start::Restored { state, position, restored } => (state, Some(position), restored, None),
     };
     let scope = Arc::new(ExecScope {
         hub: Arc::clone(&params.hub),
@@ -194,7 +198,7 @@ pub(crate) async fn execute<S: GraphState>(mut params: RunParams<S>, start: Star
         skip_interrupt_before: start_position.is_some(),
         params,
     };
-    run.run(start_position).instrument(span).await
+    run.run(start_position, input_update).instrument(span).await
 }
 
 /// One run's mutable progress. Split into parts so that the hot path can borrow the graph
@@ -241,14 +245,14 @@ struct StepResults<S: GraphState> {
 }
 
 impl<S: GraphState> Loop<S> {
-    async fn run(mut self, start: Option<Position<S>>) -> Result<RunOutput<S>, Error> {
+    async fn run(mut self, start: Option<Position<S>>, input_update: Option<S::Update>) -> Result<RunOutput<S>, Error> {
         let started = Instant::now();
         let graph_name = Arc::clone(self.params.inner.graph.name());
         let schema = Arc::clone(&self.params.inner.schema_json);
         self.params.hub.emit(self.params.ids, EventKind::GraphDefined { graph: Arc::clone(&graph_name), schema }).await;
         let kind = EventKind::RunStarted { graph: graph_name, thread_id: self.params.config.thread_id.clone() };
         self.params.hub.emit(self.params.ids, kind).await;
-        let mut result = self.steps(start).await;
+        let mut result = self.steps(start, input_update).await;
         // Even a failed run returns only once its queued checkpoints are committed.
         let flushed = self.finish_durable(matches!(result, Ok(RunStatus::Completed))).await;
         if let (Ok(_), Err(error)) = (&result, flushed) {
@@ -274,7 +278,7 @@ impl<S: GraphState> Loop<S> {
         })
     }
 
-    async fn steps(&mut self, start: Option<Position<S>>) -> Result<RunStatus, Error> {
+    async fn steps(&mut self, start: Option<Position<S>>, input_update: Option<S::Update>) -> Result<RunStatus, Error> {
         match start {
             None => {
                 self.send_values().await;
@@ -282,7 +286,7 @@ impl<S: GraphState> Loop<S> {
                 self.routing.route(&self.params.inner.graph, &self.state, 0, routing, None, Vec::new())?;
                 self.emit_routing_events().await;
                 self.advance_frontier();
-                self.commit(Source::Input, None).await?;
+                self.commit(Source::Input, input_update.as_ref()).await?;
             }
             Some(position) => self.restore(position)?,
         }

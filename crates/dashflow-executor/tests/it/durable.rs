@@ -438,6 +438,15 @@ async fn a_large_state_growing_by_small_items_writes_bytes_proportional_to_the_i
     let stored = app.get_state(&config).await.unwrap().unwrap();
     assert_eq!(stored.state.log.len(), 10_200);
     assert_eq!(stored.state.log.last().unwrap(), "item 10199");
+
+    // A run continuing the thread writes deltas too, not a new snapshot of the whole state.
+    let before = counting.bytes.load(Ordering::SeqCst);
+    let more = app.invoke_update(TrailUpdate::default().note("again"), config.clone()).await.unwrap();
+    assert_eq!(more.state.log.len(), 10_201);
+    let written = counting.bytes.load(Ordering::SeqCst) - before;
+    assert!(written < 1_000, "a continuing run wrote {written} bytes");
+    assert_eq!(counting.snapshots.load(Ordering::SeqCst), 1);
+    assert_eq!(app.get_state(&config).await.unwrap().unwrap().state.note, "again");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
