@@ -51,9 +51,9 @@ impl Retention {
 }
 
 impl Default for Retention {
-    /// 30 days and 1 GiB.
+    /// 30 days and 256 MiB: a log for looking back at recent runs, not an archive.
     fn default() -> Self {
-        Self { max_age: Some(Duration::from_secs(30 * 24 * 60 * 60)), max_total_bytes: Some(1024 * 1024 * 1024) }
+        Self { max_age: Some(Duration::from_secs(30 * 24 * 60 * 60)), max_total_bytes: Some(256 * 1024 * 1024) }
     }
 }
 
