@@ -188,6 +188,12 @@ impl Checkpointer for SqliteCheckpointer {
         Ok(self.worker.call(move |connection| ops::put(connection, &record, expected.as_deref())).await?)
     }
 
+    async fn put_batch(&self, records: Vec<(CheckpointRecord, Option<CheckpointId>)>) -> Result<()> {
+        let records: Vec<_> =
+            records.into_iter().map(|(record, expected)| (record, expected.map(|id| id.as_str().to_owned()))).collect();
+        Ok(self.worker.call(move |connection| ops::put_batch(connection, &records)).await?)
+    }
+
     async fn put_writes(
         &self,
         thread_id: &str,

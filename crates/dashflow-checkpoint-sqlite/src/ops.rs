@@ -35,7 +35,7 @@ fn immediate(connection: &mut Connection) -> Result<Transaction<'_>> {
     Ok(connection.transaction_with_behavior(TransactionBehavior::Immediate)?)
 }
 
-fn head(transaction: &Transaction<'_>, thread_id: &str, namespace: &str) -> Result<Option<String>> {
+fn head(transaction: &Connection, thread_id: &str, namespace: &str) -> Result<Option<String>> {
     Ok(transaction
         .prepare_cached("SELECT head FROM heads WHERE thread_id = ?1 AND namespace = ?2")?
         .query_row(params![thread_id, namespace], |row| row.get(0))
@@ -47,9 +47,38 @@ fn head(transaction: &Transaction<'_>, thread_id: &str, namespace: &str) -> Resu
 /// The head moves first, by a statement that only matches the expected head, then the record
 /// goes in; if either fails the transaction rolls back, so a put is all or nothing.
 pub(crate) fn put(connection: &mut Connection, record: &CheckpointRecord, expected: Option<&str>) -> Result<()> {
+    let transaction = immediate(connection)?;
+    put_in(&transaction, record, expected)?;
+    transaction.commit()?;
+    Ok(())
+}
+
+/// Stores `records` in order in one transaction, each conditional on its expected head; stops
+/// at the first failure, keeping the records before it (as separate puts would).
+pub(crate) fn put_batch(connection: &mut Connection, records: &[(CheckpointRecord, Option<String>)]) -> Result<()> {
+    let mut transaction = immediate(connection)?;
+    let mut failure = None;
+    for (record, expected) in records {
+        // A savepoint per record: a failed record leaves no half (a moved head without it).
+        let savepoint = transaction.savepoint()?;
+        match put_in(&savepoint, record, expected.as_deref()) {
+            Ok(()) => savepoint.commit()?,
+            Err(error) => {
+                drop(savepoint);
+                failure = Some(error);
+                break;
+            }
+        }
+    }
+    transaction.commit()?;
+    failure.map_or(Ok(()), Err)
+}
+
+/// The statements of one put, inside the caller's transaction.
+fn put_in(connection: &Connection, record: &CheckpointRecord, expected: Option<&str>) -> Result<()> {
     let metadata = serde_json::to_string(&record.metadata).map_err(|error| encode_error("metadata", &error))?;
     let next_nodes = serde_json::to_string(&record.next_nodes).map_err(|error| encode_error("next_nodes", &error))?;
-    let transaction = immediate(connection)?;
+    let transaction = connection;
     let (thread_id, namespace, id) = (&record.thread_id, &record.namespace, record.checkpoint_id.as_str());
     let moved = match expected {
         Some(expected) => transaction
@@ -66,7 +95,7 @@ pub(crate) fn put(connection: &mut Connection, record: &CheckpointRecord, expect
             .execute(params![thread_id, namespace, id, record.created_at_ms])?,
     };
     if moved == 0 {
-        let actual = head(&transaction, thread_id, namespace)?;
+        let actual = head(transaction, thread_id, namespace)?;
         return Err(conflict(record, expected, actual.as_deref()));
     }
     let inserted = transaction
@@ -97,7 +126,6 @@ pub(crate) fn put(connection: &mut Connection, record: &CheckpointRecord, expect
         }
         Err(error) => return Err(error.into()),
     }
-    transaction.commit()?;
     Ok(())
 }
 

@@ -23,6 +23,17 @@ pub trait Checkpointer: Send + Sync + fmt::Debug + 'static {
     /// `expected_head`.
     async fn put(&self, record: CheckpointRecord, expected_head: Option<&CheckpointId>) -> Result<()>;
 
+    /// Stores `records` in order, each as [`Checkpointer::put`] would with its expected head;
+    /// stops at the first failure and returns it, keeping the records before it. Backends
+    /// that can commit several records at once (one transaction) override it; the `Async`
+    /// durability writer hands over everything queued in one call.
+    async fn put_batch(&self, records: Vec<(CheckpointRecord, Option<CheckpointId>)>) -> Result<()> {
+        for (record, expected) in records {
+            self.put(record, expected.as_ref()).await?;
+        }
+        Ok(())
+    }
+
     /// Stores writes of tasks that finished after checkpoint `checkpoint_id` while their
     /// superstep as a whole did not; later writes with the same task id replace earlier ones.
     async fn put_writes(

@@ -317,8 +317,16 @@ impl AsyncWriter {
         let failure = Arc::new(Mutex::new(None));
         let failed = Arc::clone(&failure);
         let task = tokio::spawn(async move {
-            while let Some((record, expected)) = rx.recv().await {
-                if let Err(error) = checkpointer.put(record, expected.as_ref()).await {
+            while let Some(first) = rx.recv().await {
+                // Everything queued meanwhile goes in one batch: one transaction, not one each.
+                let mut batch = vec![first];
+                while batch.len() < Self::QUEUE {
+                    match rx.try_recv() {
+                        Ok(next) => batch.push(next),
+                        Err(_) => break,
+                    }
+                }
+                if let Err(error) = checkpointer.put_batch(batch).await {
                     *failed.lock() = Some(checkpoint_error(error));
                     // Later records chain onto the failed one; writing them would fork history.
                     return;

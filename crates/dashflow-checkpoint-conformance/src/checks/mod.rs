@@ -15,6 +15,7 @@ pub mod ids;
 pub mod list;
 pub mod load;
 pub mod put;
+pub mod put_batch;
 pub mod put_writes;
 pub mod rewrite_as_snapshot;
 
@@ -78,6 +79,8 @@ cases! {
     delete_before::keeps_keep_from_and_newer,
     delete_before::other_namespaces_and_threads_are_untouched,
     delete_before::unknown_thread_deletes_nothing,
+    put_batch::stores_a_chain_in_order,
+    put_batch::stops_at_the_first_conflict_keeping_what_came_before,
     rewrite_as_snapshot::turns_a_delta_into_a_snapshot_in_place,
     rewrite_as_snapshot::unknown_checkpoint_is_not_found,
     delete_idle_threads::by_cutoff,
