@@ -85,7 +85,7 @@ fn finish<T>(result: Result<(T, usize), bincode::error::DecodeError>, len: usize
 pub const MAGIC: [u8; 4] = *b"DFCP";
 
 /// The envelope layout version this build writes and reads.
-pub const FORMAT_VERSION: u8 = 1;
+pub const FORMAT_VERSION: u8 = 2;
 
 const HEADER_LEN: usize = MAGIC.len() + 1 + 1 + 8;
 

@@ -125,6 +125,21 @@ pub(crate) fn rebuild<S: GraphState>(loaded: &LoadedCheckpoint) -> Result<(S, Po
     Ok((state, position))
 }
 
+/// What a subgraph run started from a durable run needs to checkpoint under it.
+#[derive(Clone, Debug)]
+pub(crate) struct Nesting {
+    pub(crate) settings: CheckpointSettings,
+    pub(crate) namespace: String,
+    pub(crate) durability: Durability,
+}
+
+impl Nesting {
+    /// The namespace of the subgraph run of task `task_id`: one per task, below this one.
+    pub(crate) fn child_namespace(&self, task_id: &str) -> String {
+        if self.namespace.is_empty() { task_id.to_owned() } else { format!("{}|{task_id}", self.namespace) }
+    }
+}
+
 /// Writes one run's checkpoints in order, each conditional on the previous one.
 pub(crate) struct Durable {
     settings: CheckpointSettings,
@@ -164,6 +179,17 @@ impl Durable {
             last_snapshot_bytes: 0,
             writer: None,
         }
+    }
+
+    /// Writes into `namespace` of the thread instead of the top-level one (`""`).
+    pub(crate) fn in_namespace(mut self, namespace: String) -> Self {
+        self.namespace = namespace;
+        self
+    }
+
+    /// The checkpoint settings, namespace and durability, for runs nested in this one.
+    pub(crate) fn nesting(&self) -> Nesting {
+        Nesting { settings: self.settings.clone(), namespace: self.namespace.clone(), durability: self.durability }
     }
 
     /// Continues the snapshot bookkeeping of the chain a run starts from, so that a run
@@ -281,6 +307,11 @@ impl Durable {
             .put_writes(&self.thread_id, &self.namespace, &head, writes)
             .await
             .map_err(checkpoint_error)
+    }
+
+    /// Seals `value` with this run's codec and `S`'s schema hash.
+    pub(crate) fn seal<S: GraphState, T: serde::Serialize + ?Sized>(&self, value: &T) -> Result<Vec<u8>, Error> {
+        seal(self.settings.codec, S::SCHEMA_HASH, value).map_err(Error::Checkpoint)
     }
 
     /// Encodes one pending write of task `task_id`.

@@ -128,6 +128,8 @@ pub(crate) struct ExecScope {
     pub(crate) recursion_limit: u32,
     /// Answers to interrupts, by task id, delivered by a resume.
     pub(crate) resumes: HashMap<String, Vec<serde_json::Value>>,
+    /// How the run is checkpointed, so that subgraph runs checkpoint under it.
+    pub(crate) nesting: Option<crate::durable::Nesting>,
 }
 
 impl RunScope for ExecScope {

@@ -21,6 +21,9 @@ pub(crate) struct Position<S> {
     pub(crate) step: u64,
     pub(crate) frontier: Vec<StoredTask<S>>,
     pub(crate) join_seen: Vec<Vec<bool>>,
+    /// For a subgraph run sharing its parent's state: every update of the run so far, folded
+    /// into one and sealed, so a resumed child still hands its parent the whole run's update.
+    pub(crate) composed: Option<Vec<u8>>,
 }
 
 /// A snapshot blob: the whole state and the position.

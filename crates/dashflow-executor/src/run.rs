@@ -104,7 +104,8 @@ pub(crate) struct RunParams<S: GraphState> {
     pub(crate) durable: Option<Durable>,
 }
 
-/// Where a run begins.
+/// Where a run begins. Made once per run, so the size of the restored variant does not matter.
+#[allow(clippy::large_enum_variant, reason = "built once per run and consumed at once")]
 pub(crate) enum Start<S: GraphState> {
     /// From `START`, with this state.
     Fresh(Arc<S>),
@@ -164,14 +165,15 @@ pub(crate) async fn execute<S: GraphState>(mut params: RunParams<S>, start: Star
         Start::Updated { state, update } => (state, None, Restored::default(), Some(update)),
         Start::Restored { state, position, restored } => (state, Some(position), restored, None),
     };
+    let durable = params.durable.take();
     let scope = Arc::new(ExecScope {
         hub: Arc::clone(&params.hub),
         run: params.ids,
         thread_id: params.config.thread_id.clone(),
         recursion_limit: params.config.recursion_limit,
         resumes: restored.resumes.clone(),
+        nesting: durable.as_ref().map(Durable::nesting),
     });
-    let durable = params.durable.take();
     let graph = &params.inner.graph;
     let run = Loop {
         state,
@@ -341,6 +343,9 @@ impl<S: GraphState> Loop<S> {
             return Err(foreign("its joins differ from this graph's".into()));
         }
         self.routing.join_seen = position.join_seen;
+        if let (Some(composed), Some(_)) = (&position.composed, self.params.compose) {
+            self.composed = Some(dashflow_checkpoint::open(composed, S::SCHEMA_HASH).map_err(Error::Checkpoint)?);
+        }
         self.step = position.step;
         for task in position.frontier {
             let node = graph.node_id(&task.node).ok_or_else(|| foreign(format!("it names node `{}`", task.node)))?;
@@ -360,16 +365,21 @@ impl<S: GraphState> Loop<S> {
                 .map(|task| StoredTask { node: graph.node(task.node).name.clone(), input: task.input.clone() })
                 .collect(),
             join_seen: self.routing.join_seen.clone(),
+            composed: None,
         }
     }
 
     /// Writes a checkpoint of the current state and position, unless durability is `Exit`.
     async fn commit(&mut self, source: Source, update: Option<&S::Update>) -> Result<(), Error> {
-        let position = match &self.durable {
+        let mut position = match &self.durable {
             Some(durable) if durable.durability() != Durability::Exit => self.position(),
             _ => return Ok(()),
         };
         if let Some(durable) = &mut self.durable {
+            if self.params.compose.is_some() {
+                position.composed =
+                    self.composed.as_ref().map(|composed| durable.seal::<S, _>(composed)).transpose()?;
+            }
             durable.commit(source, &*self.state, update, &position).await?;
         }
         Ok(())
@@ -821,5 +831,5 @@ pub(crate) fn position_after<S: GraphState>(
         .into_iter()
         .map(|task| StoredTask { node: graph.node(task.node).name.clone(), input: task.input })
         .collect();
-    Ok(Position { step: position.step, frontier, join_seen: routing.join_seen })
+    Ok(Position { step: position.step, frontier, join_seen: routing.join_seen, composed: position.composed })
 }

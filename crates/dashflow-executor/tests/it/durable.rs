@@ -633,3 +633,91 @@ async fn idle_threads_are_deleted_after_their_time_to_live() {
     assert_eq!(deleted, ["stale"]);
     assert!(app.get_state(&RunConfig::thread("fresh")).await.unwrap().is_some());
 }
+
+/// A child graph: `prepare` -> `ask` (interrupts once for an answer, or fails while `fail`
+/// is set) -> `finish`, each recorded in the ledger.
+fn child_graph(ledger: &Ledger, fail: &Arc<AtomicBool>) -> CompiledGraph<Trail> {
+    let (asks, fail) = (ledger.clone(), Arc::clone(fail));
+    let mut child = StateGraph::<Trail>::named("child");
+    child
+        .add_node("prepare", recorded("prepare", ledger))
+        .add_node("ask", move |_: Arc<Trail>, ctx: NodeContext| {
+            let (asks, failing) = (asks.clone(), fail.load(Ordering::SeqCst));
+            async move {
+                asks.push("ask");
+                if failing {
+                    return Err(NodeError::msg("the reviewer service is down"));
+                }
+                let answer = ctx.interrupt(json!("approve the plan?"))?;
+                Ok(TrailUpdate::default().note(answer.as_str().unwrap_or_default()))
+            }
+        })
+        .add_node("finish", recorded("finish", ledger))
+        .add_edge(START, "prepare")
+        .add_edge("prepare", "ask")
+        .add_edge("ask", "finish")
+        .add_edge("finish", END);
+    child.compile().unwrap()
+}
+
+fn parent_graph(
+    child: CompiledGraph<Trail>,
+    ledger: &Ledger,
+    checkpointer: Arc<dyn Checkpointer>,
+) -> CompiledGraph<Trail> {
+    let mut parent = StateGraph::<Trail>::named("parent");
+    parent
+        .add_node("intro", recorded("intro", ledger))
+        .add_node("plan", child)
+        .add_node("outro", recorded("outro", ledger))
+        .add_edge(START, "intro")
+        .add_edge("intro", "plan")
+        .add_edge("plan", "outro")
+        .add_edge("outro", END);
+    parent.compile().unwrap().with_shared_checkpointer(checkpointer)
+}
+
+#[tokio::test]
+async fn an_interrupt_inside_a_subgraph_pauses_the_parent_and_the_answer_reaches_the_child() {
+    let (ledger, fail) = (Ledger::default(), Arc::new(AtomicBool::new(false)));
+    let checkpointer = memory();
+    let app = parent_graph(child_graph(&ledger, &fail), &ledger, Arc::clone(&checkpointer));
+    let config = RunConfig::thread("nested-hitl").durability(Durability::Sync);
+
+    let paused = app.invoke(Trail::default(), config.clone()).await.unwrap();
+    assert_eq!(paused.status, RunStatus::Interrupted { node: "plan".into(), value: Some(json!("approve the plan?")) });
+    // The child checkpointed in its own namespace of the thread, not in the parent's history.
+    let namespaces: Vec<String> = checkpointer
+        .list("nested-hitl", &ListOptions::new())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|record| record.namespace)
+        .filter(|namespace| !namespace.is_empty())
+        .collect();
+    assert!(!namespaces.is_empty() && namespaces.iter().all(|ns| ns == "2:plan:0"), "{namespaces:?}");
+    assert!(app.get_state_history(&config, None).await.unwrap().iter().all(|s| s.next != strings(&["finish"])));
+
+    let done = app.resume(Command::resume("approved"), config).await.unwrap();
+    assert_eq!(done.status, RunStatus::Completed);
+    assert_eq!(done.state.note, "approved");
+    assert_eq!(done.state.log, strings(&["intro", "prepare", "finish", "outro"]));
+    // `prepare` ran once: the child resumed from its checkpoint instead of starting over.
+    assert_eq!(ledger.entries(), strings(&["intro", "prepare", "ask", "ask", "finish", "outro"]));
+}
+
+#[tokio::test]
+async fn a_failure_inside_a_subgraph_resumes_the_child_from_its_last_checkpoint() {
+    let (ledger, fail) = (Ledger::default(), Arc::new(AtomicBool::new(true)));
+    let app = parent_graph(child_graph(&ledger, &fail), &ledger, memory());
+    let config = RunConfig::thread("nested-failure").durability(Durability::Sync);
+    let error = app.invoke(Trail::default(), config.clone()).await.unwrap_err();
+    assert!(matches!(&error, Error::NodeFailed { node, .. } if &**node == "plan"), "{error}");
+
+    fail.store(false, Ordering::SeqCst);
+    let paused = app.resume(Command::new(), config.clone()).await.unwrap();
+    assert!(matches!(paused.status, RunStatus::Interrupted { .. }));
+    let done = app.resume(Command::resume("ok"), config).await.unwrap();
+    assert_eq!(done.state.log, strings(&["intro", "prepare", "finish", "outro"]));
+    assert_eq!(ledger.entries().iter().filter(|entry| *entry == "prepare").count(), 1);
+}
