@@ -39,11 +39,32 @@ impl<S: GraphState> CompileExt<S> for StateGraph<S> {
 
 /// Attaches the default observers to `app`, unless the environment turns them off.
 pub fn with_default_observers<S: GraphState>(app: CompiledGraph<S>) -> CompiledGraph<S> {
-    let app = app.with_shared_callback(live_runs_sink());
+    let mut app = app.with_shared_callback(live_runs_sink());
+    if metrics_enabled() {
+        app = app.with_shared_callback(metrics_sink());
+    }
     match shared_store() {
         Some(store) => app.with_shared_callback(store),
         None => app,
     }
+}
+
+/// Whether `serve_prometheus` asked graphs to record metrics.
+fn metrics_enabled() -> bool {
+    #[cfg(feature = "prometheus")]
+    {
+        crate::metrics::METRICS.load(std::sync::atomic::Ordering::Acquire)
+    }
+    #[cfg(not(feature = "prometheus"))]
+    {
+        false
+    }
+}
+
+/// One metrics sink shared by every graph (so nested graphs count each event once).
+fn metrics_sink() -> Arc<dyn EventCallback> {
+    static SINK: OnceLock<Arc<dyn EventCallback>> = OnceLock::new();
+    Arc::clone(SINK.get_or_init(|| Arc::new(dashflow_telemetry::MetricsCallback::new())))
 }
 
 /// The process's `LiveRuns`, as one shared sink for every graph.
@@ -88,8 +109,9 @@ pub fn flush_observers() -> Result<(), dashflow_wal::WalError> {
 /// The shared process store as a callback, handing events over in bursts.
 ///
 /// Handing each event to the store's writer thread separately would wake that thread once per
-/// event (a system call on the run's hot path). Events are buffered here instead and handed
-/// over together when a run ends, when many have accumulated, or when the oldest has waited
+/// event (a system call on the run's hot path) and clone each event twice. Events are cloned
+/// once into a buffer here instead and the buffer is handed over as one message
+/// ([`EventStore::send_batch`]) when a run ends, when many have accumulated, or when the oldest has waited
 /// [`SharedStore::MAX_DELAY`], so a follower still sees live runs promptly.
 struct SharedStore {
     store: Arc<EventStore>,
@@ -117,14 +139,7 @@ impl SharedStore {
     /// Hands everything buffered to the store now.
     fn hand_over(&self) {
         let burst = std::mem::replace(&mut *self.buffer.lock(), Vec::with_capacity(Self::BURST));
-        self.send(&burst);
-    }
-
-    fn send(&self, burst: &[Event]) {
-        // Outside the lock: the store's queue is bounded and never blocks.
-        for event in burst {
-            self.store.on_event(event);
-        }
+        self.store.send_batch(burst);
     }
 }
 
@@ -138,7 +153,8 @@ impl EventCallback for SharedStore {
             }
             std::mem::replace(&mut *buffer, Vec::with_capacity(Self::BURST))
         };
-        self.send(&burst);
+        // Outside the lock, as one message: the store's queue is bounded and never blocks.
+        self.store.send_batch(burst);
     }
 
     fn interest(&self) -> Interest {

@@ -12,6 +12,7 @@
 //! - `postgres`: `PostgresCheckpointer`, for servers and many processes on one database;
 //!   switching is one line: `.with_checkpointer(PostgresCheckpointer::connect(url).await?)`.
 //! - `all-backends`: every checkpoint backend (for CI).
+//! - `prometheus`: `serve_prometheus`, run and node metrics on a scrape endpoint.
 //!
 //! [`MemoryCheckpointer`] is always available.
 
@@ -29,6 +30,11 @@ pub use dashflow_telemetry as telemetry;
 pub use dashflow_wal as wal;
 
 mod defaults;
+#[cfg(feature = "prometheus")]
+mod metrics;
+
+#[cfg(feature = "prometheus")]
+pub use metrics::{PrometheusError, serve_prometheus};
 
 pub use dashflow_executor::{
     CompiledGraph, CustomValue, Durability, Error, ExecutionResult, NodeRun, RunConfig, RunStatus, RunStream,
