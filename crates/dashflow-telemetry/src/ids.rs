@@ -20,6 +20,17 @@ impl RunId {
         // keeps the id unique in that impossible case.
         Self(generator.generate().unwrap_or_else(|_| ulid::Ulid::new()))
     }
+
+    /// The id's 128 bits, for compact binary encodings ([`from_u128`](Self::from_u128)
+    /// reverses it).
+    pub fn to_u128(self) -> u128 {
+        self.0.0
+    }
+
+    /// The id with these 128 bits (any value is a valid id).
+    pub fn from_u128(bits: u128) -> Self {
+        Self(ulid::Ulid(bits))
+    }
 }
 
 impl Default for RunId {

@@ -4,7 +4,9 @@
 //!
 //! - **Segments.** Events are appended as framed records (`length u32 LE | CRC32C u32 LE |
 //!   payload`) to segment files named by sequence number (`00000000000000000001.wal`), sealed
-//!   and rotated at a size limit. The fsync policy ([`FsyncPolicy`]) is configurable.
+//!   and rotated at a size limit. The fsync policy ([`FsyncPolicy`]) is configurable. Event
+//!   payloads use a compact binary layout ([`TAG_EVENT_BIN`]); the JSON event records of
+//!   earlier versions ([`TAG_EVENT_JSON`]) are still read.
 //! - **Recovery.** On open, a torn tail of the last segment (a short header or payload, a bad
 //!   checksum, zero-filled space) is cut at the last intact record. Damage in a sealed segment,
 //!   or before intact data, is [`WalError::Corrupt`] naming the file and byte offset: it is
@@ -126,7 +128,10 @@ pub use home::{
     trace_base_dir_from, trace_enabled, trace_enabled_from, traces_dir, traces_dir_from, traces_dir_from_env, wal_dir,
     wal_dir_from, wal_dir_from_env, wal_enabled, wal_enabled_from,
 };
-pub use record::{Payload, TAG_EVENT_JSON, TAG_TRACE_JSON, decode_payload, encode_event, encode_trace};
+pub use record::{
+    Payload, TAG_EVENT_BIN, TAG_EVENT_JSON, TAG_TRACE_JSON, decode_payload, encode_event, encode_event_json,
+    encode_trace,
+};
 pub use retention::RetentionReport;
 pub use runs::{ParseRunStatusError, RunFilter, RunStatus, RunSummary};
 pub use segment::{Position, ReadStep, RecordReader, segment_file_name};

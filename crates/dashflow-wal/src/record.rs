@@ -1,9 +1,15 @@
 //! Record payloads: one tag byte saying what the record holds, then its body.
 //!
-//! Tag [`TAG_EVENT_JSON`] is a telemetry [`Event`] as JSON, tag [`TAG_TRACE_JSON`] the
-//! [`ExecutionTrace`] of a finished run as JSON (appended after the run's events). A reader
-//! skips records with a tag it does not know, so a newer DashFlow can add record kinds that an
-//! older CLI still steps over.
+//! Tag [`TAG_EVENT_BIN`] is a telemetry [`Event`] in a compact binary layout (what the WAL
+//! writes; see [`encode_event`]), tag [`TAG_EVENT_JSON`] an event as JSON (what earlier
+//! versions wrote, still read, and still written for an event the binary layout cannot hold),
+//! tag [`TAG_TRACE_JSON`] the [`ExecutionTrace`] of a finished run as JSON (appended after the
+//! run's events). A reader skips records with a tag it does not know, so a newer DashFlow can
+//! add record kinds that an older CLI still steps over.
+
+mod binary;
+
+pub(crate) use binary::SchemaCache;
 
 use dashflow_telemetry::{Event, RunId, RunIds};
 use serde::Deserialize;
@@ -15,6 +21,10 @@ use crate::trace::ExecutionTrace;
 pub const TAG_EVENT_JSON: u8 = 1;
 /// Tag of a record holding one [`ExecutionTrace`] as JSON.
 pub const TAG_TRACE_JSON: u8 = 2;
+/// Tag of a record holding one [`Event`] in the compact binary layout: ids as 16 raw bytes,
+/// integers as varints, strings length-prefixed, JSON values (a graph's schema, a custom
+/// value) as JSON text. About a fifth of the JSON's size and far cheaper to write.
+pub const TAG_EVENT_BIN: u8 = 3;
 
 /// What a record holds.
 #[derive(Debug)]
@@ -31,10 +41,36 @@ pub enum Payload {
     },
 }
 
-/// Appends the payload of `event` (tag and JSON) to `out`.
+/// Appends the payload of `event` to `out`: tag [`TAG_EVENT_BIN`] and the binary body, or,
+/// for an event the binary layout cannot hold (a time before the Unix epoch, an event kind
+/// newer than this layout), [`encode_event_json`]'s.
 pub fn encode_event(event: &Event, out: &mut Vec<u8>) -> Result<()> {
+    encode_event_cached(event, out, &mut SchemaCache::default())
+}
+
+/// [`encode_event`], reusing the text of a graph schema encoded just before.
+pub(crate) fn encode_event_cached(event: &Event, out: &mut Vec<u8>, cache: &mut SchemaCache) -> Result<()> {
+    out.push(TAG_EVENT_BIN);
+    if binary::encode(event, out, cache) {
+        return Ok(());
+    }
+    out.pop();
+    encode_event_json(event, out)
+}
+
+/// Appends the payload of `event` as JSON (tag [`TAG_EVENT_JSON`]) to `out`, the encoding of
+/// earlier versions, which every reader still decodes.
+pub fn encode_event_json(event: &Event, out: &mut Vec<u8>) -> Result<()> {
     out.push(TAG_EVENT_JSON);
     serde_json::to_writer(&mut *out, event).map_err(|source| WalError::Encode { source })
+}
+
+/// Decodes a binary event body; a malformed one is reported as a (custom) JSON error, the
+/// error type of every record decoder here.
+fn decode_binary(body: &[u8]) -> Result<Event, serde_json::Error> {
+    binary::decode(body).map_err(|binary::Malformed(what)| {
+        <serde_json::Error as serde::de::Error>::custom(format_args!("malformed binary event record: {what}"))
+    })
 }
 
 /// Appends the payload of `trace` (tag and JSON) to `out`.
@@ -47,6 +83,7 @@ pub fn encode_trace(trace: &ExecutionTrace, out: &mut Vec<u8>) -> Result<()> {
 pub fn decode_payload(payload: &[u8]) -> Result<Payload, serde_json::Error> {
     match payload.split_first() {
         Some((&TAG_EVENT_JSON, body)) => serde_json::from_slice(body).map(|e| Payload::Event(Box::new(e))),
+        Some((&TAG_EVENT_BIN, body)) => decode_binary(body).map(|e| Payload::Event(Box::new(e))),
         Some((&TAG_TRACE_JSON, body)) => serde_json::from_slice(body).map(|t| Payload::Trace(Box::new(t))),
         Some((&tag, _)) => Ok(Payload::Unknown { tag }),
         // Frames are never empty; an empty slice is a caller's bug, read as an unknown record.
@@ -59,6 +96,7 @@ pub fn decode_payload(payload: &[u8]) -> Result<Payload, serde_json::Error> {
 pub(crate) fn decode_event(payload: &[u8]) -> Result<Option<Event>, serde_json::Error> {
     match payload.split_first() {
         Some((&TAG_EVENT_JSON, body)) => serde_json::from_slice(body).map(Some),
+        Some((&TAG_EVENT_BIN, body)) => decode_binary(body).map(Some),
         _ => Ok(None),
     }
 }
@@ -86,9 +124,13 @@ struct TraceHead {
 pub(crate) fn decode_indexed(payload: &[u8]) -> Result<Option<Indexed>, serde_json::Error> {
     match payload.split_first() {
         Some((&TAG_EVENT_JSON, body)) => serde_json::from_slice(body).map(|e| Some(Indexed::Event(e))),
+        Some((&TAG_EVENT_BIN, body)) => decode_binary(body).map(|e| Some(Indexed::Event(e))),
         Some((&TAG_TRACE_JSON, body)) => {
             serde_json::from_slice::<TraceHead>(body).map(|head| Some(Indexed::Trace(head.run.run_id)))
         }
         _ => Ok(None),
     }
 }
+
+#[cfg(test)]
+mod tests;

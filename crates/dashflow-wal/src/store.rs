@@ -23,7 +23,7 @@ mod traces;
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
@@ -112,10 +112,13 @@ struct Counters {
     failed: AtomicU64,
     traces_written: AtomicU64,
     traces_failed: AtomicU64,
+    /// Events in the queue (sent, not yet taken by the writer), bounded by the capacity.
+    queued: AtomicUsize,
 }
 
 enum Command {
     Event(Event),
+    Events(Vec<Event>),
     Flush(SyncSender<Result<()>>),
     Shutdown(SyncSender<Result<()>>),
 }
@@ -138,6 +141,7 @@ pub struct EventStore {
     traces_dir: Option<PathBuf>,
     sender: SyncSender<Command>,
     counters: Arc<Counters>,
+    capacity: usize,
     writer: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -170,7 +174,14 @@ impl EventStore {
             .name("dashflow-wal".into())
             .spawn(move || writer.run())
             .map_err(|e| WalError::io("start the writer thread for", dir.as_ref(), e))?;
-        Ok(Self { dir: dir.as_ref().to_owned(), traces_dir, sender, counters, writer: Mutex::new(Some(handle)) })
+        Ok(Self {
+            dir: dir.as_ref().to_owned(),
+            traces_dir,
+            sender,
+            counters,
+            capacity: config.capacity,
+            writer: Mutex::new(Some(handle)),
+        })
     }
 
     /// The process's store for the WAL the environment names (see the crate docs for the
@@ -253,6 +264,40 @@ impl EventStore {
         result
     }
 
+    /// Hands over a burst of events as one message, in order, as if each had been passed to
+    /// [`on_event`](EventCallback::on_event): one wake-up of the writer and no clone per
+    /// event. Like `on_event` it never blocks; when the queue cannot take the whole burst it
+    /// is dropped and counted in [`StoreStats::dropped`].
+    pub fn send_batch(&self, events: Vec<Event>) {
+        let count = events.len();
+        if count == 0 {
+            return;
+        }
+        if !self.reserve(count) {
+            self.counters.dropped.fetch_add(count as u64, Ordering::Relaxed);
+            return;
+        }
+        if self.sender.try_send(Command::Events(events)).is_err() {
+            self.counters.queued.fetch_sub(count, Ordering::Relaxed);
+            self.counters.dropped.fetch_add(count as u64, Ordering::Relaxed);
+        }
+    }
+
+    /// Reserves room for `count` events in the queue.
+    fn reserve(&self, count: usize) -> bool {
+        let queued = &self.counters.queued;
+        let mut current = queued.load(Ordering::Relaxed);
+        loop {
+            if current.saturating_add(count) > self.capacity {
+                return false;
+            }
+            match queued.compare_exchange_weak(current, current + count, Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => return true,
+                Err(actual) => current = actual,
+            }
+        }
+    }
+
     fn request(&self, command: impl FnOnce(SyncSender<Result<()>>) -> Command) -> Result<()> {
         let (reply, response) = mpsc::sync_channel(1);
         // Blocks while the queue is full: the caller asked to wait, unlike `on_event`.
@@ -264,9 +309,14 @@ impl EventStore {
 impl EventCallback for EventStore {
     fn on_event(&self, event: &Event) {
         // Hot path: one clone (shared names are `Arc`s) and a non-blocking send, no I/O.
+        if !self.reserve(1) {
+            self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         match self.sender.try_send(Command::Event(event.clone())) {
             Ok(()) => {}
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                self.counters.queued.fetch_sub(1, Ordering::Relaxed);
                 self.counters.dropped.fetch_add(1, Ordering::Relaxed);
             }
         }
@@ -305,7 +355,25 @@ impl Writer {
             while let Some(command) = next.take() {
                 match command {
                     Command::Event(event) => {
+                        self.counters.queued.fetch_sub(1, Ordering::Relaxed);
                         batch.push(event);
+                        if batch.len() >= self.max_batch {
+                            self.write(&mut batch);
+                        }
+                    }
+                    Command::Events(events) => {
+                        self.counters.queued.fetch_sub(events.len(), Ordering::Relaxed);
+                        if batch.is_empty() && events.len() <= self.max_batch {
+                            // Reuse the burst's buffer rather than copy it.
+                            batch = events;
+                        } else {
+                            for event in events {
+                                batch.push(event);
+                                if batch.len() >= self.max_batch {
+                                    self.write(&mut batch);
+                                }
+                            }
+                        }
                         if batch.len() >= self.max_batch {
                             self.write(&mut batch);
                         }

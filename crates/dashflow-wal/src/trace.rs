@@ -250,9 +250,9 @@ pub struct TraceInterrupt {
 pub struct TraceBuilder {
     trace: ExecutionTrace,
     /// Indices into `trace.tasks` of the tasks of each step and node, in arrival order.
-    by_node: HashMap<(u64, Arc<str>), Vec<usize>>,
+    by_node: FastMap<(u64, Arc<str>), Vec<usize>>,
     /// The frontier of each step, from `SuperstepStarted`: the order tasks are reported in.
-    frontiers: HashMap<u64, Vec<Arc<str>>>,
+    frontiers: FastMap<u64, Vec<Arc<str>>>,
     /// Attempts and routes recorded, against [`MAX_ITEMS`].
     items: usize,
     /// The highest step any event named, the run's step count until `RunFinished` says.
@@ -265,8 +265,8 @@ impl TraceBuilder {
     pub fn new(run: RunIds) -> Self {
         Self {
             trace: empty_trace(run),
-            by_node: HashMap::new(),
-            frontiers: HashMap::new(),
+            by_node: FastMap::default(),
+            frontiers: FastMap::default(),
             items: 0,
             max_step: 0,
             finished: false,
@@ -478,7 +478,7 @@ impl TraceBuilder {
 /// [`abandoned`](Self::abandoned).
 #[derive(Clone, Debug)]
 pub struct TraceCollector {
-    runs: HashMap<RunId, TraceBuilder>,
+    runs: FastMap<RunId, TraceBuilder>,
     max_open: usize,
     abandoned: u64,
 }
@@ -495,7 +495,7 @@ impl TraceCollector {
 
     /// A collector tracking up to [`DEFAULT_MAX_OPEN`](Self::DEFAULT_MAX_OPEN) runs at once.
     pub fn new() -> Self {
-        Self { runs: HashMap::new(), max_open: Self::DEFAULT_MAX_OPEN, abandoned: 0 }
+        Self { runs: FastMap::default(), max_open: Self::DEFAULT_MAX_OPEN, abandoned: 0 }
     }
 
     /// Tracks at most `max_open` runs at once (at least 1).
@@ -606,6 +606,65 @@ mod micros {
         pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
             Ok(Option::<u64>::deserialize(d)?.map(Duration::from_micros))
         }
+    }
+}
+
+/// A map keyed by data of the writer's own runs (step numbers, node names, run ids), hashed
+/// with a fast non-cryptographic hash: building traces hashes a key or two per event, and
+/// SipHash's protection against crafted collisions buys nothing for these keys.
+type FastMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<FxHasher>>;
+
+/// The multiply-rotate hash of rustc (`FxHasher`).
+#[derive(Default)]
+struct FxHasher(u64);
+
+impl FxHasher {
+    const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(Self::SEED);
+    }
+}
+
+impl std::hash::Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            let mut word = [0; 8];
+            word.copy_from_slice(chunk);
+            self.add(u64::from_le_bytes(word));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut word = [0; 8];
+            word[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(word));
+        }
+    }
+
+    fn write_u8(&mut self, n: u8) {
+        self.add(u64::from(n));
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        self.add(u64::from(n));
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.add(n);
+    }
+
+    fn write_u128(&mut self, n: u128) {
+        self.add(n as u64);
+        self.add((n >> 64) as u64);
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.add(n as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
     }
 }
 

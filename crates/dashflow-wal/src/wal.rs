@@ -24,7 +24,7 @@ use crate::config::{FsyncPolicy, WalConfig};
 use crate::error::{Result, WalError};
 use crate::frame::HEADER_LEN;
 use crate::index::{Entry, Index};
-use crate::record::{encode_event, encode_trace};
+use crate::record::{SchemaCache, encode_event_cached, encode_trace};
 use crate::segment::{Position, file_len, segment_path};
 use crate::trace::ExecutionTrace;
 
@@ -75,6 +75,8 @@ pub struct Wal {
     recovery: RecoveryReport,
     /// Reused encoding buffer.
     scratch: Vec<u8>,
+    /// The last graph schema encoded, reused by the next run of the same graph.
+    schemas: SchemaCache,
 }
 
 #[derive(Debug)]
@@ -172,6 +174,7 @@ impl Wal {
             last_sync: Instant::now(),
             recovery: RecoveryReport::default(),
             scratch: Vec::new(),
+            schemas: SchemaCache::default(),
         };
         if compaction_finished {
             // Compaction moved records; the index's positions are stale.
@@ -245,7 +248,9 @@ impl Wal {
         }
         // Encode before taking the lock: other writers wait only for the I/O.
         let mut buf = std::mem::take(&mut self.scratch);
-        let encoded = self.encode(records, &mut buf);
+        let mut schemas = std::mem::take(&mut self.schemas);
+        let encoded = self.encode(records, &mut buf, &mut schemas);
+        self.schemas = schemas;
         let result = encoded.and_then(|encoded| {
             if encoded.frames.is_empty() {
                 return Ok(Appended { positions: Vec::new(), skipped: encoded.skipped });
@@ -295,7 +300,7 @@ impl Wal {
     }
 
     /// Frames every record into `buf`.
-    fn encode<'a>(&self, records: &[Record<'a>], buf: &mut Vec<u8>) -> Result<Encoded<'a>> {
+    fn encode<'a>(&self, records: &[Record<'a>], buf: &mut Vec<u8>, schemas: &mut SchemaCache) -> Result<Encoded<'a>> {
         let mut encoded = Encoded {
             frames: Vec::with_capacity(records.len()),
             entries: Vec::with_capacity(records.len()),
@@ -303,7 +308,7 @@ impl Wal {
         };
         for record in records {
             let start = buf.len();
-            let framed = self.encode_one(record, buf);
+            let framed = self.encode_one(record, buf, schemas);
             match (framed, record) {
                 (Ok(()), Record::Event(event)) => encoded.entries.push(Entry::Event(event)),
                 (Ok(()), Record::Trace(trace)) => encoded.entries.push(Entry::Trace(trace.run.run_id)),
@@ -320,12 +325,12 @@ impl Wal {
     }
 
     /// Appends one frame (header and payload) to `buf`.
-    fn encode_one(&self, record: &Record<'_>, buf: &mut Vec<u8>) -> Result<()> {
+    fn encode_one(&self, record: &Record<'_>, buf: &mut Vec<u8>, schemas: &mut SchemaCache) -> Result<()> {
         let max = self.config.max_record_size;
         let start = buf.len();
         buf.extend_from_slice(&[0; HEADER_LEN]);
         match record {
-            Record::Event(event) => encode_event(event, buf)?,
+            Record::Event(event) => encode_event_cached(event, buf, schemas)?,
             Record::Trace(trace) => encode_trace(trace, buf)?,
         }
         let size = buf.len() - start - HEADER_LEN;

@@ -115,7 +115,32 @@ pub fn flush_observers() -> Result<(), dashflow_wal::WalError> {
 /// [`SharedStore::MAX_DELAY`], so a follower still sees live runs promptly.
 struct SharedStore {
     store: Arc<EventStore>,
-    buffer: parking_lot::Mutex<Vec<Event>>,
+    buffer: parking_lot::Mutex<Burst>,
+}
+
+/// The events buffered so far, and when they are due at the latest.
+struct Burst {
+    events: Vec<Event>,
+    /// The first event's time plus [`SharedStore::MAX_DELAY`], set with the first event (one
+    /// time comparison per later event).
+    due: Option<std::time::SystemTime>,
+}
+
+impl Burst {
+    fn new() -> Self {
+        Self { events: Vec::with_capacity(SharedStore::BURST), due: None }
+    }
+
+    /// Buffers `event`; whether the burst should be handed over now.
+    fn push(&mut self, event: &Event) -> bool {
+        if self.events.is_empty() {
+            self.due = event.at.checked_add(SharedStore::MAX_DELAY);
+        }
+        self.events.push(event.clone());
+        self.events.len() >= SharedStore::BURST
+            || matches!(event.kind, dashflow_telemetry::EventKind::RunFinished { .. })
+            || self.due.is_some_and(|due| event.at >= due)
+    }
 }
 
 impl SharedStore {
@@ -123,23 +148,13 @@ impl SharedStore {
     const MAX_DELAY: std::time::Duration = std::time::Duration::from_millis(50);
 
     fn new(store: Arc<EventStore>) -> Self {
-        Self { store, buffer: parking_lot::Mutex::new(Vec::with_capacity(Self::BURST)) }
+        Self { store, buffer: parking_lot::Mutex::new(Burst::new()) }
     }
 
-    fn due(buffer: &[Event], latest: &Event) -> bool {
-        buffer.len() >= Self::BURST
-            || matches!(latest.kind, dashflow_telemetry::EventKind::RunFinished { .. })
-            || buffer
-                .first()
-                .is_some_and(|first| latest.at.duration_since(first.at).is_ok_and(|d| d >= Self::MAX_DELAY))
-    }
-}
-
-impl SharedStore {
     /// Hands everything buffered to the store now.
     fn hand_over(&self) {
-        let burst = std::mem::replace(&mut *self.buffer.lock(), Vec::with_capacity(Self::BURST));
-        self.store.send_batch(burst);
+        let burst = std::mem::replace(&mut *self.buffer.lock(), Burst::new());
+        self.store.send_batch(burst.events);
     }
 }
 
@@ -147,14 +162,13 @@ impl EventCallback for SharedStore {
     fn on_event(&self, event: &Event) {
         let burst = {
             let mut buffer = self.buffer.lock();
-            buffer.push(event.clone());
-            if !Self::due(&buffer, event) {
+            if !buffer.push(event) {
                 return;
             }
-            std::mem::replace(&mut *buffer, Vec::with_capacity(Self::BURST))
+            std::mem::replace(&mut *buffer, Burst::new())
         };
         // Outside the lock, as one message: the store's queue is bounded and never blocks.
-        self.store.send_batch(burst);
+        self.store.send_batch(burst.events);
     }
 
     fn interest(&self) -> Interest {

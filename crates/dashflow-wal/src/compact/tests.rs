@@ -5,7 +5,7 @@ use crate::segment::Position;
 use crate::testing::{root, whole_run};
 
 fn config() -> WalConfig {
-    WalConfig::default().retention(Retention::KEEP_ALL).segment_size(1000)
+    WalConfig::default().retention(Retention::KEEP_ALL).segment_size(250)
 }
 
 /// A WAL of small segments whose first one retention then removes, so compaction has records

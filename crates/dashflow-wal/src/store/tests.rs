@@ -3,7 +3,7 @@ use std::fs::File;
 use std::io::{self, Write};
 use std::sync::mpsc::{Receiver, Sender, channel};
 
-use dashflow_telemetry::RunOutcome;
+use dashflow_telemetry::{EventKind, RunOutcome};
 
 use super::*;
 use crate::config::Retention;
@@ -106,6 +106,57 @@ fn a_full_queue_drops_and_counts_events_instead_of_blocking_the_caller() {
     }
     store.flush().unwrap();
     assert_eq!(store.stats(), StoreStats { written: 3, dropped: 7, failed: 0, traces_written: 0, traces_failed: 0 });
+    drop(release);
+}
+
+#[test]
+fn a_burst_handed_over_at_once_is_written_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EventStore::open(dir.path(), config().max_batch(3)).unwrap();
+    let run = root();
+    let events = whole_run(run, "g", 10);
+    store.send_batch(events[..5].to_vec());
+    store.send_batch(Vec::new());
+    store.on_event(&events[5]);
+    store.send_batch(events[6..].to_vec());
+    store.flush().unwrap();
+    assert_eq!(store.stats().written, events.len() as u64);
+    assert_eq!(store.stats().dropped, 0);
+    assert_eq!(reopen(dir.path()).run_events(run.run_id).unwrap(), events);
+}
+
+#[test]
+fn a_burst_the_queue_cannot_take_is_dropped_whole_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let (entered_tx, entered) = channel();
+    let (release, release_rx) = channel();
+    let gate = Arc::new(Gate { entered: Mutex::new(entered_tx), release: Mutex::new(release_rx) });
+    let wal = WalConfig::default().retention(Retention::KEEP_ALL).storage(gate);
+    let store = EventStore::open(dir.path(), config().wal(wal).capacity(4).max_batch(1)).unwrap();
+    let run = root();
+    store.on_event(&task(run, 1, "n"));
+    // The writer holds event 1 inside the gate; the queue has room for four more.
+    entered.recv().unwrap();
+    store.send_batch((2..=4).map(|step| task(run, step, "n")).collect());
+    store.send_batch((5..=6).map(|step| task(run, step, "n")).collect());
+    assert_eq!(store.stats().dropped, 2, "a burst is taken whole or not at all");
+    store.on_event(&task(run, 7, "n"));
+    assert_eq!(store.stats().dropped, 2);
+    for _ in 0..5 {
+        release.send(()).unwrap();
+    }
+    store.flush().unwrap();
+    assert_eq!(store.stats().written, 5);
+    let steps: Vec<u64> = reopen(dir.path())
+        .run_events(run.run_id)
+        .unwrap()
+        .iter()
+        .map(|event| match event.kind {
+            EventKind::TaskFinished { step, .. } => step,
+            _ => 0,
+        })
+        .collect();
+    assert_eq!(steps, vec![1, 2, 3, 4, 7]);
     drop(release);
 }
 

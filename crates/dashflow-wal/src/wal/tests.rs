@@ -52,7 +52,7 @@ fn positions_point_at_each_record_in_order() {
 #[test]
 fn segments_rotate_before_a_record_would_pass_the_size_limit() {
     let dir = tempfile::tempdir().unwrap();
-    let mut wal = Wal::open(dir.path(), config().segment_size(1000)).unwrap();
+    let mut wal = Wal::open(dir.path(), config().segment_size(200)).unwrap();
     let run = root();
     for step in 0..40 {
         wal.append(&[task(run, step, "n")]).unwrap();
@@ -62,14 +62,14 @@ fn segments_rotate_before_a_record_would_pass_the_size_limit() {
     assert_eq!(segments, (1..=segments.len() as u64).collect::<Vec<_>>());
     for seq in segments {
         let len = segment_bytes(dir.path(), seq).len();
-        assert!(len <= 1000 && len > 0, "segment {seq} has {len} bytes");
+        assert!(len <= 200 && len > 0, "segment {seq} has {len} bytes");
     }
 }
 
 #[test]
 fn a_batch_spanning_several_segments_splits_at_record_boundaries() {
     let dir = tempfile::tempdir().unwrap();
-    let mut wal = Wal::open(dir.path(), config().segment_size(1000)).unwrap();
+    let mut wal = Wal::open(dir.path(), config().segment_size(200)).unwrap();
     let run = root();
     let events: Vec<_> = (0..40).map(|step| task(run, step, "n")).collect();
     let positions = wal.append(&events).unwrap();
@@ -140,7 +140,7 @@ fn fsync_never_syncs_only_when_a_segment_is_sealed() {
     let dir = tempfile::tempdir().unwrap();
     let storage = Arc::new(CountingStorage::default());
     let mut wal =
-        Wal::open(dir.path(), config().fsync(FsyncPolicy::Never).segment_size(500).storage(storage.clone())).unwrap();
+        Wal::open(dir.path(), config().fsync(FsyncPolicy::Never).segment_size(120).storage(storage.clone())).unwrap();
     let run = root();
     wal.append(&[task(run, 1, "n")]).unwrap();
     assert_eq!(storage.syncs(), 0);

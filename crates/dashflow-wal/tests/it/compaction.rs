@@ -16,7 +16,7 @@ fn segment_count(dir: &std::path::Path) -> usize {
 #[test]
 fn compaction_drops_the_rest_of_runs_cut_by_retention_and_keeps_everything_else() {
     let dir = tempfile::tempdir().unwrap();
-    let mut wal = Wal::open(dir.path(), config().segment_size(1000)).unwrap();
+    let mut wal = Wal::open(dir.path(), config().segment_size(120)).unwrap();
     let runs: Vec<_> = (0..5)
         .map(|_| {
             let run = root();
@@ -27,7 +27,7 @@ fn compaction_drops_the_rest_of_runs_cut_by_retention_and_keeps_everything_else(
     // Retention takes the first segment: the first run loses its start.
     std::fs::remove_file(segment(dir.path(), 1)).unwrap();
     drop(wal);
-    let mut wal = Wal::open(dir.path(), config().segment_size(1000)).unwrap();
+    let mut wal = Wal::open(dir.path(), config().segment_size(120)).unwrap();
     assert!(wal.run(runs[0].run_id).unwrap().unwrap().partial);
     let left_of_cut_run = events_of(&wal, runs[0]).len() as u64;
     assert!(left_of_cut_run > 0);
@@ -55,7 +55,7 @@ fn events_of(wal: &Wal, run: dashflow_telemetry::RunIds) -> Vec<dashflow_telemet
 fn compaction_merges_small_segments_into_fewer_full_ones() {
     let dir = tempfile::tempdir().unwrap();
     let before = {
-        let mut wal = Wal::open(dir.path(), config().segment_size(700)).unwrap();
+        let mut wal = Wal::open(dir.path(), config().segment_size(140)).unwrap();
         for _ in 0..4 {
             wal.append(&whole_run(root(), "g", 2)).unwrap();
         }
@@ -63,7 +63,7 @@ fn compaction_merges_small_segments_into_fewer_full_ones() {
     };
     let segments_before = segment_count(dir.path());
     // A larger segment size now: the old two-record segments can be merged.
-    let mut wal = Wal::open(dir.path(), config().segment_size(4000)).unwrap();
+    let mut wal = Wal::open(dir.path(), config().segment_size(800)).unwrap();
     let report = wal.compact().unwrap();
     assert_eq!(report.records_dropped, 0);
     assert!(report.segments_after < report.segments_before, "{report:?}");
@@ -76,7 +76,7 @@ fn compaction_merges_small_segments_into_fewer_full_ones() {
 #[test]
 fn compaction_with_nothing_to_drop_or_merge_leaves_the_segments_alone() {
     let dir = tempfile::tempdir().unwrap();
-    let mut wal = Wal::open(dir.path(), config().segment_size(1000)).unwrap();
+    let mut wal = Wal::open(dir.path(), config().segment_size(200)).unwrap();
     for _ in 0..3 {
         wal.append(&whole_run(root(), "g", 2)).unwrap();
     }
@@ -91,7 +91,7 @@ fn compaction_with_nothing_to_drop_or_merge_leaves_the_segments_alone() {
 #[test]
 fn compaction_after_retention_by_size_frees_the_space_of_cut_runs() {
     let dir = tempfile::tempdir().unwrap();
-    let config = config().segment_size(1000).retention(Retention::new(None, Some(2500)));
+    let config = config().segment_size(200).retention(Retention::new(None, Some(500)));
     let mut wal = Wal::open(dir.path(), config).unwrap();
     for _ in 0..6 {
         wal.append(&whole_run(root(), "g", 2)).unwrap();

@@ -23,11 +23,58 @@ fn hostile_bytes() -> impl Strategy<Value = Vec<u8>> {
         (any::<u32>(), any::<u32>()).prop_map(|(len, crc)| [len.to_le_bytes(), crc.to_le_bytes()].concat()),
         (0u32..300, any::<u32>()).prop_map(|(len, crc)| [len.to_le_bytes(), crc.to_le_bytes()].concat()),
         Just(vec![0; 16]),
+        // Framed binary event records with a garbled body, so the binary decoder sees
+        // plausible tags, flags, ids and lengths.
+        prop::collection::vec(any::<u8>(), 0..120).prop_map(|body| {
+            let mut out = Vec::new();
+            dashflow_wal::encode_frame(&[&[dashflow_wal::TAG_EVENT_BIN][..], &body].concat(), &mut out);
+            out
+        }),
     ];
     prop::collection::vec(chunk, 0..12).prop_map(|chunks| chunks.concat())
 }
 
+/// A real binary event record with some bytes changed, cut or added.
+fn mutated_binary_record() -> impl Strategy<Value = Vec<u8>> {
+    let event =
+        (0u64..1000, ".{0,12}", prop::option::of(".{0,12}"), any::<u32>()).prop_map(|(step, node, error, attempt)| {
+            let kind = dashflow_telemetry::EventKind::TaskFinished {
+                step,
+                node: node.as_str().into(),
+                attempt,
+                duration: std::time::Duration::from_micros(step),
+                error,
+            };
+            let mut payload = Vec::new();
+            dashflow_wal::encode_event(&dashflow_telemetry::Event::now(root(), kind), &mut payload).unwrap();
+            payload
+        });
+    (
+        event,
+        prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..6),
+        any::<prop::sample::Index>(),
+        0usize..3,
+    )
+        .prop_map(|(mut payload, changes, cut, mode)| {
+            for (at, byte) in changes {
+                let i = at.index(payload.len());
+                payload[i] = byte;
+            }
+            match mode {
+                0 => payload.truncate(cut.index(payload.len()).max(1)),
+                1 => payload.extend_from_slice(&[0x80; 9]),
+                _ => {}
+            }
+            payload
+        })
+}
+
 proptest! {
+    #[test]
+    fn decoding_mutated_binary_event_records_never_panics(payload in mutated_binary_record()) {
+        let _ = decode_payload(&payload);
+    }
+
     #[test]
     fn decoding_arbitrary_bytes_never_panics(bytes in hostile_bytes()) {
         match decode_frame(&bytes, MAX_RECORD) {

@@ -91,11 +91,9 @@ fn a_failed_write_poisons_the_wal_and_reopening_cuts_the_partial_record() {
 fn a_failed_fsync_when_sealing_a_segment_poisons_the_wal() {
     let dir = tempfile::tempdir().unwrap();
     let disk = Arc::new(FlakyDisk::default());
-    let mut wal = Wal::open(
-        dir.path(),
-        config().segment_size(1000).fsync(dashflow_wal::FsyncPolicy::Never).storage(disk.clone()),
-    )
-    .unwrap();
+    let mut wal =
+        Wal::open(dir.path(), config().segment_size(200).fsync(dashflow_wal::FsyncPolicy::Never).storage(disk.clone()))
+            .unwrap();
     let run = root();
     wal.append(&[task(run, 1, "n")]).unwrap();
     disk.fail_sync.store(true, Ordering::SeqCst);

@@ -32,7 +32,7 @@ fn list_runs_filters_by_status_graph_thread_and_since_newest_first() {
 #[test]
 fn run_events_returns_one_runs_events_in_order_among_interleaved_runs_across_segments() {
     let dir = tempfile::tempdir().unwrap();
-    let mut wal = Wal::open(dir.path(), config().segment_size(1500)).unwrap();
+    let mut wal = Wal::open(dir.path(), config().segment_size(300)).unwrap();
     let (a, b) = (root(), root());
     let (mut a_events, mut b_events) = (vec![started(a, "g", None)], vec![started(b, "g", None)]);
     wal.append(&[a_events[0].clone(), b_events[0].clone()]).unwrap();
@@ -66,7 +66,7 @@ fn the_events_of_an_unknown_run_are_not_found() {
 #[test]
 fn a_follower_sees_new_records_across_segment_rotations() {
     let dir = tempfile::tempdir().unwrap();
-    let mut wal = Wal::open(dir.path(), config().segment_size(1000)).unwrap();
+    let mut wal = Wal::open(dir.path(), config().segment_size(200)).unwrap();
     let mut follower = Follower::new(dir.path(), Position::START, 1 << 20);
     assert!(follower.poll(100).unwrap().is_empty());
     let run = root();
@@ -171,7 +171,7 @@ fn an_intact_record_that_does_not_decode_is_a_decode_error_naming_its_place() {
 #[test]
 fn verify_reports_a_healthy_wal_as_clean() {
     let dir = tempfile::tempdir().unwrap();
-    let mut wal = Wal::open(dir.path(), config().segment_size(1000)).unwrap();
+    let mut wal = Wal::open(dir.path(), config().segment_size(200)).unwrap();
     for _ in 0..4 {
         wal.append(&whole_run(root(), "g", 2)).unwrap();
     }
@@ -185,7 +185,7 @@ fn verify_reports_a_healthy_wal_as_clean() {
 #[test]
 fn verify_reports_a_torn_tail_and_a_sealed_checksum_mismatch_with_segment_and_offset() {
     let dir = tempfile::tempdir().unwrap();
-    let mut wal = Wal::open(dir.path(), config().segment_size(1000)).unwrap();
+    let mut wal = Wal::open(dir.path(), config().segment_size(200)).unwrap();
     let positions = wal.append(&whole_run(root(), "g", 6)).unwrap();
     let sealed_record = positions[1];
     assert_eq!(sealed_record.segment, 1);
@@ -209,4 +209,62 @@ fn verify_reports_a_torn_tail_and_a_sealed_checksum_mismatch_with_segment_and_of
     assert_eq!(tail.unreadable_bytes, 40);
     assert!(report.index_up_to_date);
     assert!(!report.is_clean());
+}
+
+/// The frames of `events` as earlier versions wrote them: JSON event records.
+fn json_frames(events: &[dashflow_telemetry::Event]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for event in events {
+        let mut payload = Vec::new();
+        dashflow_wal::encode_event_json(event, &mut payload).unwrap();
+        encode_frame(&payload, &mut out);
+    }
+    out
+}
+
+#[test]
+fn a_wal_written_with_json_event_records_reads_as_before_and_takes_binary_ones_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = root();
+    let old_events = whole_run(old, "legacy", 3);
+    // A segment written by an earlier version: JSON event records, no index yet.
+    append_bytes(&segment(dir.path(), 1), &json_frames(&old_events));
+    let mut wal = open(dir.path());
+    let new = root();
+    let new_events = whole_run(new, "current", 2);
+    wal.append(&new_events).unwrap();
+
+    // The index was built from the old records on open.
+    let runs = wal.list_runs(&RunFilter::all().graph("legacy")).unwrap();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].status, RunStatus::Completed);
+    assert_eq!(runs[0].steps, 3);
+    assert_eq!(wal.run_events(old.run_id).unwrap(), old_events);
+    assert_eq!(wal.run_events(new.run_id).unwrap(), new_events);
+    let followed: Vec<_> = wal.follow(Position::START).poll(usize::MAX).unwrap().into_iter().map(|(_, e)| e).collect();
+    assert_eq!(followed, [old_events.clone(), new_events].concat());
+    assert!(wal.verify().unwrap().is_clean());
+
+    // A rebuilt index reads both kinds too.
+    drop(wal);
+    remove_index(dir.path());
+    let wal = open(dir.path());
+    assert_eq!(wal.run(old.run_id).unwrap().unwrap().events, old_events.len() as u64);
+    assert_eq!(wal.run(new.run_id).unwrap().unwrap().status, RunStatus::Completed);
+}
+
+#[test]
+fn an_intact_binary_record_that_does_not_decode_is_a_decode_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = root();
+    open(dir.path()).append(&[started(run, "g", None)]).unwrap();
+    let offset = std::fs::metadata(segment(dir.path(), 1)).unwrap().len();
+    let mut garbage = Vec::new();
+    encode_frame(&[dashflow_wal::TAG_EVENT_BIN, 0, 1, 2], &mut garbage);
+    append_bytes(&segment(dir.path(), 1), &garbage);
+    let wal = open(dir.path());
+    assert_eq!(wal.recovery().undecodable, 1);
+    let report = wal.verify().unwrap();
+    assert_eq!(report.undecodable.len(), 1);
+    assert_eq!(report.undecodable[0].offset, offset);
 }

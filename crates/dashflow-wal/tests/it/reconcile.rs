@@ -39,13 +39,13 @@ fn records_appended_without_an_index_update_are_indexed_on_reopen() {
 fn a_crash_after_rotating_to_a_new_segment_is_reconciled() {
     let dir = tempfile::tempdir().unwrap();
     let (a, b) = (root(), root());
-    let mut wal = Wal::open(dir.path(), config().segment_size(2000)).unwrap();
+    let mut wal = Wal::open(dir.path(), config().segment_size(400)).unwrap();
     wal.append(&whole_run(a, "g", 4)).unwrap();
     let next = wal.end().segment + 1;
     drop(wal);
     append_bytes(&segment(dir.path(), next), &frames(&whole_run(b, "g", 1)));
 
-    let mut wal = Wal::open(dir.path(), config().segment_size(2000)).unwrap();
+    let mut wal = Wal::open(dir.path(), config().segment_size(400)).unwrap();
     assert_eq!(wal.recovery().replayed, 3);
     assert_eq!(wal.end().segment, next);
     assert_eq!(wal.run(b.run_id).unwrap().unwrap().first.segment, next);
@@ -94,7 +94,7 @@ fn an_index_ahead_of_the_segments_is_rebuilt() {
 fn a_deleted_index_is_rebuilt_identically() {
     let dir = tempfile::tempdir().unwrap();
     let before = {
-        let mut wal = Wal::open(dir.path(), config().segment_size(3000)).unwrap();
+        let mut wal = Wal::open(dir.path(), config().segment_size(600)).unwrap();
         for i in 0..8 {
             let run = root();
             wal.append(&[started(run, &format!("g{}", i % 3), Some("t"))]).unwrap();
@@ -103,7 +103,7 @@ fn a_deleted_index_is_rebuilt_identically() {
         wal.list_runs(&RunFilter::all()).unwrap()
     };
     remove_index(dir.path());
-    let wal = Wal::open(dir.path(), config().segment_size(3000)).unwrap();
+    let wal = Wal::open(dir.path(), config().segment_size(600)).unwrap();
     assert!(wal.recovery().rebuilt);
     assert_eq!(wal.recovery().replayed, 24);
     assert_eq!(wal.list_runs(&RunFilter::all()).unwrap(), before);

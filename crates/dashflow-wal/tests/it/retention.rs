@@ -31,7 +31,7 @@ fn total_bytes(dir: &std::path::Path) -> u64 {
 #[test]
 fn retention_by_size_removes_the_oldest_sealed_segments_whenever_one_is_sealed() {
     let dir = tempfile::tempdir().unwrap();
-    let config = config().segment_size(1000).retention(Retention::new(None, Some(3000)));
+    let config = config().segment_size(200).retention(Retention::new(None, Some(600)));
     let mut wal = Wal::open(dir.path(), config).unwrap();
     let runs = append_runs(&mut wal, 8, SystemTime::now());
 
@@ -53,7 +53,7 @@ fn retention_by_size_removes_the_oldest_sealed_segments_whenever_one_is_sealed()
 fn retention_by_age_removes_segments_whose_newest_record_is_older_than_the_limit() {
     let dir = tempfile::tempdir().unwrap();
     let day = Duration::from_secs(86_400);
-    let config = config().segment_size(1000).retention(Retention::new(Some(day), None));
+    let config = config().segment_size(200).retention(Retention::new(Some(day), None));
     let mut wal = Wal::open(dir.path(), config).unwrap();
     let now = SystemTime::now();
     let old = append_runs(&mut wal, 3, now - 10 * day);
@@ -80,7 +80,7 @@ fn retention_by_age_removes_segments_whose_newest_record_is_older_than_the_limit
 #[test]
 fn the_active_segment_is_never_removed() {
     let dir = tempfile::tempdir().unwrap();
-    let config = config().segment_size(1000).retention(Retention::new(Some(Duration::ZERO), Some(0)));
+    let config = config().segment_size(200).retention(Retention::new(Some(Duration::ZERO), Some(0)));
     let mut wal = Wal::open(dir.path(), config).unwrap();
     append_runs(&mut wal, 4, SystemTime::now() - Duration::from_secs(60));
     wal.apply_retention(SystemTime::now()).unwrap();
@@ -95,7 +95,7 @@ fn the_active_segment_is_never_removed() {
 #[test]
 fn keep_all_removes_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let mut wal = Wal::open(dir.path(), config().segment_size(1000)).unwrap();
+    let mut wal = Wal::open(dir.path(), config().segment_size(200)).unwrap();
     append_runs(&mut wal, 4, SystemTime::UNIX_EPOCH);
     let report = wal.apply_retention(SystemTime::now()).unwrap();
     assert_eq!(report.segments_removed, 0);
@@ -107,12 +107,12 @@ fn segments_deleted_before_the_index_was_updated_are_forgotten_on_open() {
     // Retention deletes the files first; a crash before the index update leaves stale rows.
     let dir = tempfile::tempdir().unwrap();
     let runs = {
-        let mut wal = Wal::open(dir.path(), config().segment_size(1000)).unwrap();
+        let mut wal = Wal::open(dir.path(), config().segment_size(200)).unwrap();
         append_runs(&mut wal, 4, SystemTime::now())
     };
     std::fs::remove_file(segment(dir.path(), 1)).unwrap();
     std::fs::remove_file(segment(dir.path(), 2)).unwrap();
-    let wal = Wal::open(dir.path(), config().segment_size(1000)).unwrap();
+    let wal = Wal::open(dir.path(), config().segment_size(200)).unwrap();
     assert!(wal.run(runs[0].run_id).unwrap().is_none());
     for run in wal.list_runs(&RunFilter::all()).unwrap() {
         assert!(run.first >= Position::new(3, 0));

@@ -12,8 +12,8 @@ use crate::common::*;
 #[test]
 fn two_writers_taking_turns_lose_no_records_and_keep_one_index() {
     let dir = tempfile::tempdir().unwrap();
-    let mut a = Wal::open(dir.path(), config().segment_size(1200)).unwrap();
-    let mut b = Wal::open(dir.path(), config().segment_size(1200)).unwrap();
+    let mut a = Wal::open(dir.path(), config().segment_size(240)).unwrap();
+    let mut b = Wal::open(dir.path(), config().segment_size(240)).unwrap();
     let (run_a, run_b) = (root(), root());
     let (events_a, events_b) = (whole_run(run_a, "a", 8), whole_run(run_b, "b", 8));
     for (ea, eb) in events_a.iter().zip(&events_b) {
@@ -39,7 +39,7 @@ fn writers_on_two_threads_lose_no_records() {
         for &run in &runs {
             let path = dir.path();
             scope.spawn(move || {
-                let mut wal = Wal::open(path, config().segment_size(4000)).unwrap();
+                let mut wal = Wal::open(path, config().segment_size(800)).unwrap();
                 for batch in 0..25 {
                     wal.append(&[task(run, batch * 2, "n"), task(run, batch * 2 + 1, "n")]).unwrap();
                 }

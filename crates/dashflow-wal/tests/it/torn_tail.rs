@@ -95,7 +95,7 @@ fn a_flipped_bit_anywhere_in_the_last_record_is_treated_as_a_torn_tail() {
 
 /// Several sealed segments of small runs; returns the runs with their positions.
 fn sealed_fixture(dir: &Path) -> Vec<(RunIds, Vec<Position>)> {
-    let mut wal = Wal::open(dir, config().segment_size(2000)).unwrap();
+    let mut wal = Wal::open(dir, config().segment_size(400)).unwrap();
     let runs: Vec<_> = (0..6)
         .map(|_| {
             let run = root();
@@ -123,7 +123,7 @@ fn a_flipped_bit_in_a_sealed_segment_is_an_error_naming_the_segment_and_offset()
             if *segment == path && *offset == damaged_at.offset)
     };
     // The index has the run: reading it hits the damage.
-    let wal = Wal::open(dir.path(), config().segment_size(2000)).unwrap();
+    let wal = Wal::open(dir.path(), config().segment_size(400)).unwrap();
     let error = wal.run_events(victim.run_id).unwrap_err();
     assert!(is_the_damage(&error), "{error}");
     let message = error.to_string();

@@ -1,0 +1,333 @@
+//! The compact binary body of an event record ([`TAG_EVENT_BIN`](super::TAG_EVENT_BIN)).
+//!
+//! Layout, integers as unsigned LEB128 varints unless noted:
+//!
+//! ```text
+//! flags u8            bit 0: parent present, bit 1: root differs from the run id
+//! run_id u128 LE      16 bytes
+//! [parent u128 LE]    if bit 0
+//! [root u128 LE]      if bit 1
+//! depth               varint
+//! at                  seconds since the Unix epoch (varint), nanoseconds (varint)
+//! kind u8             0 GraphDefined .. 8 Custom (the constants below), then its fields:
+//!   string            varint length, UTF-8 bytes
+//!   option            u8 0 (none) or 1, then the value
+//!   duration          seconds (varint), nanoseconds (varint)
+//!   outcome           u8 0 completed, 1 failed, 2 interrupted
+//!   JSON value        a string holding the value as JSON text
+//! ```
+//!
+//! The body must be consumed exactly; anything else (a short body, trailing bytes, an unknown
+//! kind, a bad string, an out-of-range number) is a decode error, never a panic.
+
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use dashflow_telemetry::{Event, EventKind, RunId, RunIds, RunOutcome};
+
+const PARENT: u8 = 1;
+const ROOT: u8 = 2;
+
+const GRAPH_DEFINED: u8 = 0;
+const RUN_STARTED: u8 = 1;
+const RUN_FINISHED: u8 = 2;
+const SUPERSTEP_STARTED: u8 = 3;
+const SUPERSTEP_FINISHED: u8 = 4;
+const TASK_STARTED: u8 = 5;
+const TASK_FINISHED: u8 = 6;
+const ROUTED: u8 = 7;
+const CUSTOM: u8 = 8;
+
+/// Appends the binary body of `event` to `out`. `false` (with `out` unchanged) for an event
+/// this layout cannot hold: a time before the Unix epoch or an event kind newer than it. The
+/// caller then writes the event as JSON.
+pub(super) fn encode(event: &Event, out: &mut Vec<u8>, cache: &mut SchemaCache) -> bool {
+    let start = out.len();
+    let Ok(since_epoch) = event.at.duration_since(UNIX_EPOCH) else { return false };
+    let run = &event.run;
+    let mut flags = 0;
+    if run.parent_run_id.is_some() {
+        flags |= PARENT;
+    }
+    if run.root_run_id != run.run_id {
+        flags |= ROOT;
+    }
+    out.push(flags);
+    out.extend_from_slice(&run.run_id.to_u128().to_le_bytes());
+    if let Some(parent) = run.parent_run_id {
+        out.extend_from_slice(&parent.to_u128().to_le_bytes());
+    }
+    if flags & ROOT != 0 {
+        out.extend_from_slice(&run.root_run_id.to_u128().to_le_bytes());
+    }
+    varint(out, u64::from(run.depth));
+    duration(out, since_epoch);
+    match &event.kind {
+        EventKind::GraphDefined { graph, schema } => {
+            out.push(GRAPH_DEFINED);
+            string(out, graph);
+            cache.write(schema, out);
+        }
+        EventKind::RunStarted { graph, thread_id } => {
+            out.push(RUN_STARTED);
+            string(out, graph);
+            option(out, thread_id.as_deref(), string);
+        }
+        EventKind::RunFinished { outcome, steps, duration: d, error } => {
+            let outcome = match outcome {
+                RunOutcome::Completed => 0,
+                RunOutcome::Failed => 1,
+                RunOutcome::Interrupted => 2,
+                _ => {
+                    out.truncate(start);
+                    return false;
+                }
+            };
+            out.push(RUN_FINISHED);
+            out.push(outcome);
+            varint(out, *steps);
+            duration(out, *d);
+            option(out, error.as_deref(), string);
+        }
+        EventKind::SuperstepStarted { step, nodes } => {
+            out.push(SUPERSTEP_STARTED);
+            varint(out, *step);
+            varint(out, nodes.len() as u64);
+            for node in nodes {
+                string(out, node);
+            }
+        }
+        EventKind::SuperstepFinished { step, duration: d } => {
+            out.push(SUPERSTEP_FINISHED);
+            varint(out, *step);
+            duration(out, *d);
+        }
+        EventKind::TaskStarted { step, node, attempt } => {
+            out.push(TASK_STARTED);
+            varint(out, *step);
+            string(out, node);
+            varint(out, u64::from(*attempt));
+        }
+        EventKind::TaskFinished { step, node, attempt, duration: d, error } => {
+            out.push(TASK_FINISHED);
+            varint(out, *step);
+            string(out, node);
+            varint(out, u64::from(*attempt));
+            duration(out, *d);
+            option(out, error.as_deref(), string);
+        }
+        EventKind::Routed { step, from, label, target } => {
+            out.push(ROUTED);
+            varint(out, *step);
+            string(out, from);
+            string(out, label);
+            string(out, target);
+        }
+        EventKind::Custom { step, node, value } => {
+            out.push(CUSTOM);
+            varint(out, *step);
+            string(out, node);
+            json(out, value);
+        }
+        _ => {
+            out.truncate(start);
+            return false;
+        }
+    }
+    true
+}
+
+fn varint(out: &mut Vec<u8>, mut value: u64) {
+    while value >= 0x80 {
+        out.push((value as u8) | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
+}
+
+fn duration(out: &mut Vec<u8>, d: Duration) {
+    varint(out, d.as_secs());
+    varint(out, u64::from(d.subsec_nanos()));
+}
+
+fn string(out: &mut Vec<u8>, s: &str) {
+    varint(out, s.len() as u64);
+    out.extend_from_slice(s.as_bytes());
+}
+
+fn option<T: ?Sized>(out: &mut Vec<u8>, value: Option<&T>, write: fn(&mut Vec<u8>, &T)) {
+    match value {
+        None => out.push(0),
+        Some(value) => {
+            out.push(1);
+            write(out, value);
+        }
+    }
+}
+
+fn json(out: &mut Vec<u8>, value: &serde_json::Value) {
+    // Serializing a `Value` cannot fail: its map keys are strings.
+    let text = serde_json::to_string(value).unwrap_or_else(|_| "null".to_owned());
+    string(out, &text);
+}
+
+/// The JSON text of the last graph schema encoded. Every run of one compiled graph sends the
+/// same shared schema (one `Arc`) in its `GraphDefined` event, so a writer serializes it once
+/// and copies the text for each later run.
+#[derive(Debug, Default)]
+pub(crate) struct SchemaCache {
+    last: Option<(Arc<serde_json::Value>, Vec<u8>)>,
+}
+
+impl SchemaCache {
+    fn write(&mut self, schema: &Arc<serde_json::Value>, out: &mut Vec<u8>) {
+        match &self.last {
+            Some((cached, text)) if Arc::ptr_eq(cached, schema) => {
+                varint(out, text.len() as u64);
+                out.extend_from_slice(text);
+            }
+            _ => {
+                // Serializing a `Value` cannot fail: its map keys are strings.
+                let text = serde_json::to_vec(&**schema).unwrap_or_else(|_| b"null".to_vec());
+                varint(out, text.len() as u64);
+                out.extend_from_slice(&text);
+                self.last = Some((Arc::clone(schema), text));
+            }
+        }
+    }
+}
+
+/// Why a binary body did not decode.
+#[derive(Debug)]
+pub(super) struct Malformed(pub(super) &'static str);
+
+/// Decodes a binary body written by [`encode`].
+pub(super) fn decode(body: &[u8]) -> Result<Event, Malformed> {
+    let mut r = Reader { rest: body };
+    let flags = r.byte()?;
+    if flags & !(PARENT | ROOT) != 0 {
+        return Err(Malformed("unknown flags"));
+    }
+    let run_id = r.run_id()?;
+    let parent_run_id = if flags & PARENT != 0 { Some(r.run_id()?) } else { None };
+    let root_run_id = if flags & ROOT != 0 { r.run_id()? } else { run_id };
+    let depth = u32::try_from(r.varint()?).map_err(|_| Malformed("depth out of range"))?;
+    let at = UNIX_EPOCH.checked_add(r.duration()?).ok_or(Malformed("time out of range"))?;
+    let kind = match r.byte()? {
+        GRAPH_DEFINED => EventKind::GraphDefined { graph: r.string()?, schema: Arc::new(r.json()?) },
+        RUN_STARTED => EventKind::RunStarted { graph: r.string()?, thread_id: r.option(Reader::string)? },
+        RUN_FINISHED => {
+            let outcome = match r.byte()? {
+                0 => RunOutcome::Completed,
+                1 => RunOutcome::Failed,
+                2 => RunOutcome::Interrupted,
+                _ => return Err(Malformed("unknown run outcome")),
+            };
+            EventKind::RunFinished {
+                outcome,
+                steps: r.varint()?,
+                duration: r.duration()?,
+                error: r.option(|r| r.string().map(|s| s.to_string()))?,
+            }
+        }
+        SUPERSTEP_STARTED => {
+            let step = r.varint()?;
+            let count = r.varint()?;
+            // Each node takes at least one byte: a count beyond the body is a lie.
+            if count > r.rest.len() as u64 {
+                return Err(Malformed("node count beyond the record"));
+            }
+            let nodes = (0..count).map(|_| r.string()).collect::<Result<_, _>>()?;
+            EventKind::SuperstepStarted { step, nodes }
+        }
+        SUPERSTEP_FINISHED => EventKind::SuperstepFinished { step: r.varint()?, duration: r.duration()? },
+        TASK_STARTED => EventKind::TaskStarted { step: r.varint()?, node: r.string()?, attempt: r.attempt()? },
+        TASK_FINISHED => EventKind::TaskFinished {
+            step: r.varint()?,
+            node: r.string()?,
+            attempt: r.attempt()?,
+            duration: r.duration()?,
+            error: r.option(|r| r.string().map(|s| s.to_string()))?,
+        },
+        ROUTED => EventKind::Routed { step: r.varint()?, from: r.string()?, label: r.string()?, target: r.string()? },
+        CUSTOM => EventKind::Custom { step: r.varint()?, node: r.string()?, value: r.json()? },
+        _ => return Err(Malformed("unknown event kind")),
+    };
+    if !r.rest.is_empty() {
+        return Err(Malformed("trailing bytes"));
+    }
+    Ok(Event { run: RunIds { run_id, parent_run_id, root_run_id, depth }, at, kind })
+}
+
+struct Reader<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], Malformed> {
+        if n > self.rest.len() {
+            return Err(Malformed("record ends early"));
+        }
+        let (head, tail) = self.rest.split_at(n);
+        self.rest = tail;
+        Ok(head)
+    }
+
+    fn byte(&mut self) -> Result<u8, Malformed> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn run_id(&mut self) -> Result<RunId, Malformed> {
+        let mut bytes = [0; 16];
+        bytes.copy_from_slice(self.take(16)?);
+        Ok(RunId::from_u128(u128::from_le_bytes(bytes)))
+    }
+
+    fn varint(&mut self) -> Result<u64, Malformed> {
+        let mut value = 0u64;
+        for shift in (0..64).step_by(7) {
+            let byte = self.byte()?;
+            let bits = u64::from(byte & 0x7f);
+            if shift == 63 && bits > 1 {
+                return Err(Malformed("varint out of range"));
+            }
+            value |= bits << shift;
+            if byte & 0x80 == 0 {
+                return Ok(value);
+            }
+        }
+        Err(Malformed("varint out of range"))
+    }
+
+    fn attempt(&mut self) -> Result<u32, Malformed> {
+        u32::try_from(self.varint()?).map_err(|_| Malformed("attempt out of range"))
+    }
+
+    fn duration(&mut self) -> Result<Duration, Malformed> {
+        let secs = self.varint()?;
+        let nanos = u32::try_from(self.varint()?).ok().filter(|&n| n < 1_000_000_000);
+        let nanos = nanos.ok_or(Malformed("nanoseconds out of range"))?;
+        Ok(Duration::new(secs, nanos))
+    }
+
+    fn str(&mut self) -> Result<&'a str, Malformed> {
+        let len = usize::try_from(self.varint()?).map_err(|_| Malformed("string length out of range"))?;
+        std::str::from_utf8(self.take(len)?).map_err(|_| Malformed("string is not UTF-8"))
+    }
+
+    fn string(&mut self) -> Result<Arc<str>, Malformed> {
+        self.str().map(Arc::from)
+    }
+
+    fn json(&mut self) -> Result<serde_json::Value, Malformed> {
+        serde_json::from_str(self.str()?).map_err(|_| Malformed("JSON value does not parse"))
+    }
+
+    fn option<T>(&mut self, read: impl FnOnce(&mut Self) -> Result<T, Malformed>) -> Result<Option<T>, Malformed> {
+        match self.byte()? {
+            0 => Ok(None),
+            1 => read(self).map(Some),
+            _ => Err(Malformed("bad option marker")),
+        }
+    }
+}

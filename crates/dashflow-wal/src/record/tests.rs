@@ -1,0 +1,172 @@
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use dashflow_telemetry::{Event, EventKind, RunId, RunIds, RunOutcome};
+use serde_json::json;
+
+use super::*;
+
+fn every_kind() -> Vec<EventKind> {
+    vec![
+        EventKind::GraphDefined {
+            graph: "g".into(),
+            schema: Arc::new(json!({"nodes": ["a", "b"], "edges": [[1, 2]]})),
+        },
+        EventKind::RunStarted { graph: "triage".into(), thread_id: None },
+        EventKind::RunStarted { graph: "triage".into(), thread_id: Some("thread-é".into()) },
+        EventKind::RunFinished { outcome: RunOutcome::Completed, steps: 3, duration: Duration::new(1, 5), error: None },
+        EventKind::RunFinished {
+            outcome: RunOutcome::Failed,
+            steps: u64::MAX,
+            duration: Duration::new(u64::MAX, 999_999_999),
+            error: Some("boom".into()),
+        },
+        EventKind::RunFinished { outcome: RunOutcome::Interrupted, steps: 0, duration: Duration::ZERO, error: None },
+        EventKind::SuperstepStarted { step: 1, nodes: vec![] },
+        EventKind::SuperstepStarted { step: 2, nodes: vec!["a".into(), "".into(), "ü".into()] },
+        EventKind::SuperstepFinished { step: 300, duration: Duration::from_micros(17) },
+        EventKind::TaskStarted { step: 1, node: "a".into(), attempt: u32::MAX },
+        EventKind::TaskFinished {
+            step: 1,
+            node: "a".into(),
+            attempt: 2,
+            duration: Duration::from_nanos(123_456),
+            error: Some("retry me".into()),
+        },
+        EventKind::TaskFinished { step: 1, node: "a".into(), attempt: 1, duration: Duration::ZERO, error: None },
+        EventKind::Routed { step: 4, from: "a".into(), label: "again".into(), target: "__end__".into() },
+        EventKind::Custom { step: 5, node: "a".into(), value: json!({"progress": 0.5, "note": null}) },
+    ]
+}
+
+fn runs() -> Vec<RunIds> {
+    let root = RunIds::root(RunId::new());
+    let child = root.child(RunId::new());
+    let grandchild = child.child(RunId::from_u128(u128::MAX));
+    vec![root, child, grandchild, RunIds { depth: u32::MAX, ..grandchild }]
+}
+
+#[test]
+fn every_event_kind_round_trips_through_the_binary_record() {
+    let times = [UNIX_EPOCH, UNIX_EPOCH + Duration::new(1_700_000_000, 123_456_789), SystemTime::now()];
+    for run in runs() {
+        for at in times {
+            for kind in every_kind() {
+                let event = Event { run, at, kind };
+                let mut payload = Vec::new();
+                encode_event(&event, &mut payload).unwrap();
+                assert_eq!(payload[0], TAG_EVENT_BIN, "{event:?}");
+                assert_eq!(decode_event(&payload).unwrap().as_ref(), Some(&event));
+                let Payload::Event(decoded) = decode_payload(&payload).unwrap() else { panic!("an event") };
+                assert_eq!(*decoded, event);
+                let Some(Indexed::Event(indexed)) = decode_indexed(&payload).unwrap() else { panic!("an event") };
+                assert_eq!(indexed, event);
+            }
+        }
+    }
+}
+
+#[test]
+fn binary_records_are_much_smaller_than_json() {
+    let run = RunIds::root(RunId::new());
+    let event = Event::now(
+        run,
+        EventKind::TaskFinished {
+            step: 7,
+            node: "n7".into(),
+            attempt: 1,
+            duration: Duration::from_micros(3),
+            error: None,
+        },
+    );
+    let (mut binary, mut json) = (Vec::new(), Vec::new());
+    encode_event(&event, &mut binary).unwrap();
+    encode_event_json(&event, &mut json).unwrap();
+    assert!(binary.len() * 3 < json.len(), "{} vs {} bytes", binary.len(), json.len());
+}
+
+#[test]
+fn json_event_records_of_earlier_versions_still_decode() {
+    for run in runs() {
+        for kind in every_kind() {
+            let event = Event::now(run, kind);
+            let mut payload = Vec::new();
+            encode_event_json(&event, &mut payload).unwrap();
+            assert_eq!(payload[0], TAG_EVENT_JSON);
+            assert_eq!(decode_event(&payload).unwrap().as_ref(), Some(&event));
+            assert!(matches!(decode_payload(&payload).unwrap(), Payload::Event(e) if *e == event));
+        }
+    }
+}
+
+#[test]
+fn an_event_before_the_epoch_is_written_as_json() {
+    let run = RunIds::root(RunId::new());
+    let at = UNIX_EPOCH - Duration::from_secs(1);
+    let event = Event { run, at, kind: EventKind::SuperstepFinished { step: 1, duration: Duration::ZERO } };
+    let mut payload = Vec::new();
+    // JSON cannot hold it either (serde rejects times before the epoch): an encode error,
+    // never a wrong record.
+    match encode_event(&event, &mut payload) {
+        Ok(()) => {
+            assert_eq!(payload[0], TAG_EVENT_JSON);
+            assert_eq!(decode_event(&payload).unwrap().as_ref(), Some(&event));
+        }
+        Err(WalError::Encode { .. }) => {}
+        Err(other) => panic!("unexpected error {other}"),
+    }
+}
+
+#[test]
+fn truncated_or_extended_binary_records_are_errors_not_panics() {
+    let run = RunIds::root(RunId::new()).child(RunId::new());
+    for kind in every_kind() {
+        let mut payload = Vec::new();
+        encode_event(&Event::now(run, kind), &mut payload).unwrap();
+        for len in 0..payload.len() {
+            if len == 0 {
+                continue;
+            }
+            assert!(decode_event(&payload[..len]).is_err(), "a prefix of {len} bytes decoded");
+        }
+        payload.push(0);
+        assert!(decode_event(&payload).is_err(), "trailing bytes decoded");
+    }
+}
+
+#[test]
+fn malformed_binary_fields_are_errors() {
+    let run = RunIds::root(RunId::new());
+    let event = Event::now(run, EventKind::TaskStarted { step: 1, node: "a".into(), attempt: 1 });
+    let mut payload = Vec::new();
+    encode_event(&event, &mut payload).unwrap();
+    // Unknown flags.
+    let mut bad = payload.clone();
+    bad[1] = 0x80;
+    assert!(decode_event(&bad).is_err());
+    // An unknown kind: the byte after the ids, depth and time.
+    let kind_at = payload.iter().rposition(|&b| b == 5).unwrap();
+    let mut bad = payload.clone();
+    bad[kind_at] = 200;
+    assert!(decode_event(&bad).is_err());
+    // A varint that never ends.
+    let mut bad = payload[..18].to_vec();
+    bad.extend_from_slice(&[0xff; 11]);
+    assert!(decode_event(&bad).is_err());
+}
+
+#[test]
+fn a_cached_schema_is_written_as_its_own_text_for_each_graph() {
+    let run = RunIds::root(RunId::new());
+    let first = Arc::new(json!({"nodes": ["a"]}));
+    let second = Arc::new(json!({"nodes": ["b", "c"]}));
+    let mut cache = SchemaCache::default();
+    for schema in [&first, &first, &second, &first] {
+        let event = Event::now(run, EventKind::GraphDefined { graph: "g".into(), schema: Arc::clone(schema) });
+        let (mut cached, mut fresh) = (Vec::new(), Vec::new());
+        encode_event_cached(&event, &mut cached, &mut cache).unwrap();
+        encode_event(&event, &mut fresh).unwrap();
+        assert_eq!(cached, fresh);
+        assert_eq!(decode_event(&cached).unwrap(), Some(event));
+    }
+}
