@@ -354,6 +354,19 @@ struct Counting {
     snapshot_bytes: AtomicU64,
 }
 
+impl Counting {
+    /// A counting wrapper over a fresh memory checkpointer.
+    fn over_memory() -> Arc<Self> {
+        Arc::new(Counting {
+            inner: memory(),
+            puts: AtomicUsize::new(0),
+            bytes: AtomicU64::new(0),
+            snapshots: AtomicUsize::new(0),
+            snapshot_bytes: AtomicU64::new(0),
+        })
+    }
+}
+
 #[async_trait]
 impl Checkpointer for Counting {
     async fn put(&self, record: CheckpointRecord, expected: Option<&CheckpointId>) -> Result<(), CheckpointError> {
@@ -401,13 +414,7 @@ impl Checkpointer for Counting {
 
 #[tokio::test]
 async fn a_large_state_growing_by_small_items_writes_bytes_proportional_to_the_items() {
-    let counting = Arc::new(Counting {
-        inner: memory(),
-        puts: AtomicUsize::new(0),
-        bytes: AtomicU64::new(0),
-        snapshots: AtomicUsize::new(0),
-        snapshot_bytes: AtomicU64::new(0),
-    });
+    let counting = Counting::over_memory();
     let mut graph = StateGraph::<Trail>::new();
     graph
         .add_node("grow", |state: Arc<Trail>| async move {
@@ -593,13 +600,7 @@ async fn pruning_keeps_the_last_checkpoints_and_folds_their_deltas_into_a_snapsh
 
 #[tokio::test]
 async fn pruning_on_a_backend_that_cannot_rewrite_keeps_what_the_chains_need() {
-    let counting = Arc::new(Counting {
-        inner: memory(),
-        puts: AtomicUsize::new(0),
-        bytes: AtomicU64::new(0),
-        snapshots: AtomicUsize::new(0),
-        snapshot_bytes: AtomicU64::new(0),
-    });
+    let counting = Counting::over_memory();
     // `Counting` does not forward `rewrite_as_snapshot`, so it is not supported.
     let app = counting_loop(counting);
     let config = RunConfig::thread("keep").durability(Durability::Sync).recursion_limit(100);
