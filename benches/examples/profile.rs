@@ -54,6 +54,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
             other => return Err(format!("unknown workload `{other}`: use b1, b2, b3, b4 or b4sync").into()),
         }
-        Ok(())
-    })
+        Ok::<_, Box<dyn std::error::Error>>(())
+    })?;
+    // What the write-ahead log's writer made of it: how long it still needed, and whether it
+    // kept up (dropped events mean it fell behind).
+    let started = std::time::Instant::now();
+    dashflow::flush_observers()?;
+    if let Some(store) = dashflow::wal::EventStore::global()? {
+        eprintln!("flushed in {:?}: {:?}", started.elapsed(), store.stats());
+    }
+    Ok(())
 }

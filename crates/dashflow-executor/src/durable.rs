@@ -9,10 +9,12 @@ use dashflow_checkpoint::{
     PendingWrite, now_ms, open, seal,
 };
 use dashflow_graph::GraphState;
+use dashflow_telemetry::{EventKind, RunIds};
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::hub::EventHub;
 use crate::payload::{
     Delta, DeltaRef, INTERRUPT, OUTPUT, Position, RESUME, Snapshot, SnapshotRef, StoredWrite, split_write_id, write_id,
 };
@@ -155,6 +157,46 @@ pub(crate) struct Durable {
     delta_bytes_since_snapshot: usize,
     last_snapshot_bytes: usize,
     writer: Option<AsyncWriter>,
+    /// Who hears `CheckpointCommitted`, when anyone listens.
+    observer: Option<CommitObserver>,
+}
+
+/// Where `CheckpointCommitted` events go: the run's hub, under the run's ids.
+#[derive(Clone)]
+pub(crate) struct CommitObserver {
+    hub: Arc<EventHub>,
+    run: RunIds,
+}
+
+impl CommitObserver {
+    async fn committed(&self, commit: Committed) {
+        let kind = EventKind::CheckpointCommitted {
+            step: commit.step,
+            checkpoint_id: Arc::from(commit.id.as_str()),
+            snapshot: commit.kind == CheckpointKind::Snapshot,
+            bytes: commit.bytes,
+        };
+        self.hub.emit(self.run, kind).await;
+    }
+}
+
+/// What a `CheckpointCommitted` event reports of a record, kept while the record is written.
+struct Committed {
+    step: u64,
+    id: CheckpointId,
+    kind: CheckpointKind,
+    bytes: u64,
+}
+
+impl Committed {
+    fn of(record: &CheckpointRecord) -> Self {
+        Self {
+            step: u64::try_from(record.step).unwrap_or(0),
+            id: record.checkpoint_id.clone(),
+            kind: record.kind,
+            bytes: record.blob.len() as u64,
+        }
+    }
 }
 
 impl Durable {
@@ -178,7 +220,16 @@ impl Durable {
             delta_bytes_since_snapshot: 0,
             last_snapshot_bytes: 0,
             writer: None,
+            observer: None,
         }
+    }
+
+    /// Reports each committed checkpoint to `hub` as run `run`'s, if anyone listens.
+    pub(crate) fn observed_by(mut self, hub: &Arc<EventHub>, run: RunIds) -> Self {
+        if hub.interest().checkpoints {
+            self.observer = Some(CommitObserver { hub: Arc::clone(hub), run });
+        }
+        self
     }
 
     /// Writes into `namespace` of the thread instead of the top-level one (`""`).
@@ -279,14 +330,21 @@ impl Durable {
         self.parent = Some(id.clone());
         match self.durability {
             Durability::Async => self.async_writer().send(record, expected).await?,
-            _ => self.settings.checkpointer.put(record, expected.as_ref()).await.map_err(checkpoint_error)?,
+            _ => {
+                let committed = self.observer.as_ref().map(|_| Committed::of(&record));
+                self.settings.checkpointer.put(record, expected.as_ref()).await.map_err(checkpoint_error)?;
+                if let (Some(observer), Some(committed)) = (&self.observer, committed) {
+                    observer.committed(committed).await;
+                }
+            }
         }
         Ok(id)
     }
 
     fn async_writer(&mut self) -> &mut AsyncWriter {
         let checkpointer = Arc::clone(&self.settings.checkpointer);
-        self.writer.get_or_insert_with(|| AsyncWriter::start(checkpointer))
+        let observer = self.observer.clone();
+        self.writer.get_or_insert_with(|| AsyncWriter::start(checkpointer, observer))
     }
 
     /// Waits until every checkpoint queued so far is committed; reports the first failure.
@@ -343,7 +401,7 @@ impl AsyncWriter {
     /// Checkpoints queued but not yet committed; a full queue makes the run wait.
     const QUEUE: usize = 64;
 
-    fn start(checkpointer: Arc<dyn Checkpointer>) -> Self {
+    fn start(checkpointer: Arc<dyn Checkpointer>, observer: Option<CommitObserver>) -> Self {
         let (tx, mut rx) = mpsc::channel::<(CheckpointRecord, Option<CheckpointId>)>(Self::QUEUE);
         let failure = Arc::new(Mutex::new(None));
         let failed = Arc::clone(&failure);
@@ -357,10 +415,19 @@ impl AsyncWriter {
                         Err(_) => break,
                     }
                 }
+                let committed: Vec<Committed> = match &observer {
+                    Some(_) => batch.iter().map(|(record, _)| Committed::of(record)).collect(),
+                    None => Vec::new(),
+                };
                 if let Err(error) = checkpointer.put_batch(batch).await {
                     *failed.lock() = Some(checkpoint_error(error));
                     // Later records chain onto the failed one; writing them would fork history.
                     return;
+                }
+                if let Some(observer) = &observer {
+                    for commit in committed {
+                        observer.committed(commit).await;
+                    }
                 }
             }
         });

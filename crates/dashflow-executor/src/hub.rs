@@ -3,6 +3,9 @@
 use std::any::Any;
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::SystemTime;
+
+use quanta::Instant;
 
 use dashflow_graph::{RunScope, TaskId};
 use dashflow_telemetry::{Event, EventCallback, EventKind, Interest, RunIds};
@@ -19,15 +22,39 @@ pub(crate) trait UntypedSink: Send + Sync + 'static {
 
 /// Fans events out to callbacks and, for the modes that are on, to the stream.
 ///
-/// Built once per run. `enabled` is computed up front so that a run nobody observes pays one
+/// Built once per run. `interest` is computed up front so that a run nobody observes pays one
 /// branch per would-be event and builds nothing.
 pub(crate) struct EventHub {
     callbacks: Vec<Arc<dyn EventCallback>>,
+    /// Each callback's interest, asked once per run rather than once per event.
+    interests: Vec<Interest>,
     sink: Option<Arc<dyn UntypedSink>>,
     stream_events: bool,
     stream_custom: bool,
     /// What anyone listens to: the callbacks' interests, or everything for an `Events` stream.
     interest: Interest,
+    clock: RunClock,
+}
+
+/// Turns the monotonic clock readings the executor takes for durations into event times.
+///
+/// One reading then serves both an event's time and a duration: reading the wall clock for
+/// every event as well cost about as much as the rest of the event. A run's event times follow
+/// the monotonic clock from its start, so they never go backwards within a run even if the
+/// system clock is adjusted meanwhile.
+struct RunClock {
+    wall: SystemTime,
+    mono: Instant,
+}
+
+impl RunClock {
+    fn new() -> Self {
+        Self { wall: SystemTime::now(), mono: Instant::now() }
+    }
+
+    fn wall_time(&self, at: Instant) -> SystemTime {
+        self.wall + at.saturating_duration_since(self.mono)
+    }
 }
 
 impl EventHub {
@@ -38,8 +65,9 @@ impl EventHub {
     ) -> Self {
         let stream_events = sink.is_some() && modes.contains(StreamMode::Events);
         let stream_custom = sink.is_some() && modes.contains(StreamMode::Custom);
+        let interests = callbacks.iter().map(|callback| callback.interest()).collect();
         let interest = interest_of(&callbacks, stream_events);
-        Self { callbacks, sink, stream_events, stream_custom, interest }
+        Self { callbacks, interests, sink, stream_events, stream_custom, interest, clock: RunClock::new() }
     }
 
     /// The hub of a subgraph run started from a node of the run that owns `self`: the child
@@ -49,24 +77,22 @@ impl EventHub {
         let inherited =
             self.callbacks.iter().filter(|parent| !child_callbacks.iter().any(|child| Arc::ptr_eq(child, parent)));
         let callbacks: Vec<_> = child_callbacks.iter().chain(inherited).map(Arc::clone).collect();
+        let interests = callbacks.iter().map(|callback| callback.interest()).collect();
         let interest = interest_of(&callbacks, self.stream_events);
         Self {
             callbacks,
+            interests,
             sink: self.sink.clone(),
             stream_events: self.stream_events,
             stream_custom: self.stream_custom,
             interest,
+            clock: RunClock::new(),
         }
     }
 
-    /// Whether anyone wants superstep events.
-    pub(crate) fn steps(&self) -> bool {
-        self.interest.steps
-    }
-
-    /// Whether anyone wants the timing events (task start/end, step end, with durations).
-    pub(crate) fn timings(&self) -> bool {
-        self.interest.timings
+    /// The events anyone wants.
+    pub(crate) fn interest(&self) -> Interest {
+        self.interest
     }
 
     /// Whether anyone wants routing decisions.
@@ -75,17 +101,24 @@ impl EventHub {
     }
 
     pub(crate) fn custom_enabled(&self) -> bool {
-        !self.callbacks.is_empty() || self.stream_custom
+        self.interest.custom || self.stream_custom
     }
 
-    /// Delivers an event; waits only when the stream's buffer is full.
+    /// Delivers an event that happens now; waits only when the stream's buffer is full.
     pub(crate) async fn emit(&self, run: RunIds, kind: EventKind) {
+        if self.interest.covers(&kind) {
+            self.emit_at(run, kind, Instant::now()).await;
+        }
+    }
+
+    /// Delivers an event that happened at `at` (a clock reading the caller took anyway).
+    pub(crate) async fn emit_at(&self, run: RunIds, kind: EventKind, at: Instant) {
         if !self.interest.covers(&kind) {
             return;
         }
-        let event = Event::now(run, kind);
-        for callback in &self.callbacks {
-            if callback.interest().covers(&event.kind) {
+        let event = Event::at(run, self.clock.wall_time(at), kind);
+        for (callback, interest) in self.callbacks.iter().zip(&self.interests) {
+            if interest.covers(&event.kind) {
                 callback.on_event(&event);
             }
         }
@@ -105,10 +138,13 @@ impl EventHub {
         }
         // Callbacks hear custom values as events. The stream reports each one once, as
         // `StreamEvent::Custom` when that mode is on, and never again as an `Events` item.
-        if !self.callbacks.is_empty() {
-            let event = Event::now(run, EventKind::Custom { step: task.step, node: task.node.clone(), value });
-            for callback in &self.callbacks {
-                callback.on_event(&event);
+        if self.interest.custom {
+            let at = self.clock.wall_time(Instant::now());
+            let event = Event::at(run, at, EventKind::Custom { step: task.step, node: task.node.clone(), value });
+            for (callback, interest) in self.callbacks.iter().zip(&self.interests) {
+                if interest.custom {
+                    callback.on_event(&event);
+                }
             }
         }
     }

@@ -2,13 +2,15 @@
 //! nodes) drives a run through here.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use quanta::Instant;
 
 use dashflow_graph::{
     Goto, Graph, GraphNode, GraphState, MergeableState, NodeId, NodeName, NodeOutput, Route, Send as SendTask, Target,
     TaskId,
 };
-use dashflow_telemetry::{EventKind, RunIds, RunOutcome};
+use dashflow_telemetry::{EventKind, InterruptReason, RunIds, RunOutcome};
 use std::collections::HashMap;
 use tokio::sync::oneshot;
 use tracing::{Instrument, Level};
@@ -165,7 +167,7 @@ pub(crate) async fn execute<S: GraphState>(mut params: RunParams<S>, start: Star
         Start::Updated { state, update } => (state, None, Restored::default(), Some(update)),
         Start::Restored { state, position, restored } => (state, Some(position), restored, None),
     };
-    let durable = params.durable.take();
+    let durable = params.durable.take().map(|durable| durable.observed_by(&params.hub, params.ids));
     let scope = Arc::new(ExecScope {
         hub: Arc::clone(&params.hub),
         run: params.ids,
@@ -294,8 +296,8 @@ impl<S: GraphState> Loop<S> {
         }
         let deadline = self.params.config.timeout.map(|timeout| (timeout, tokio::time::Instant::now() + timeout));
         while !self.frontier.is_empty() {
-            if let Some(status) = self.interrupt_before() {
-                return Ok(status);
+            if let Some(node) = self.interrupt_before() {
+                return Ok(self.paused(node, InterruptReason::Before, None).await);
             }
             if self.steps_this_run >= self.params.config.recursion_limit {
                 return Err(Error::RecursionLimit { limit: self.params.config.recursion_limit });
@@ -320,10 +322,10 @@ impl<S: GraphState> Loop<S> {
                     }
                     durable.put_writes(writes).await?;
                 }
-                return Ok(RunStatus::Interrupted { node, value });
+                return Ok(self.paused(node, InterruptReason::Node, value).await);
             }
             if let Some(node) = self.interrupt_after() {
-                return Ok(RunStatus::Interrupted { node, value: None });
+                return Ok(self.paused(node, InterruptReason::After, None).await);
             }
         }
         Ok(RunStatus::Completed)
@@ -396,7 +398,8 @@ impl<S: GraphState> Loop<S> {
         durable.flush().await
     }
 
-    fn interrupt_before(&mut self) -> Option<RunStatus> {
+    /// The node of the frontier the graph pauses before, if any.
+    fn interrupt_before(&mut self) -> Option<NodeName> {
         if std::mem::take(&mut self.skip_interrupt_before) {
             return None;
         }
@@ -405,7 +408,21 @@ impl<S: GraphState> Loop<S> {
             .frontier
             .iter()
             .find(|task| inner.interrupt_before.get(task.node.index()).copied().unwrap_or(false))?;
-        Some(RunStatus::Interrupted { node: inner.graph.node(task.node).name.clone(), value: None })
+        Some(inner.graph.node(task.node).name.clone())
+    }
+
+    /// Reports the pause (everything it needs to resume is stored by now) and returns it.
+    async fn paused(&self, node: NodeName, reason: InterruptReason, value: Option<serde_json::Value>) -> RunStatus {
+        if self.params.hub.interest().runs {
+            let kind = EventKind::Interrupted {
+                step: self.step,
+                node: Arc::clone(&node),
+                reason,
+                value: value.clone().map(Arc::new),
+            };
+            self.params.hub.emit(self.params.ids, kind).await;
+        }
+        RunStatus::Interrupted { node, value }
     }
 
     fn interrupt_after(&self) -> Option<NodeName> {
@@ -430,8 +447,8 @@ impl<S: GraphState> Loop<S> {
     }
 
     async fn superstep(&mut self) -> Result<Flow, Error> {
-        let observed = self.params.hub.steps();
-        let step_started = self.params.hub.timings().then(Instant::now);
+        let interest = self.params.hub.interest();
+        let step_started = (interest.steps_started || interest.steps_finished).then(Instant::now);
         let frontier = std::mem::take(&mut self.frontier);
         let graph = &self.params.inner.graph;
         if frontier.len() > 1 && !self.params.parallel_allowed {
@@ -441,12 +458,18 @@ impl<S: GraphState> Loop<S> {
                 first: graph.node(frontier[0].node).name.clone(),
             });
         }
-        if observed {
-            let nodes = frontier.iter().map(|task| graph.node(task.node).name.clone()).collect();
-            self.params.hub.emit(self.params.ids, EventKind::SuperstepStarted { step: self.step, nodes }).await;
+        if let Some(at) = step_started
+            && interest.steps_started
+        {
+            let nodes = match &*frontier {
+                [task] => Arc::clone(&self.params.inner.lone_frontiers[task.node.index()]),
+                tasks => tasks.iter().map(|task| graph.node(task.node).name.clone()).collect(),
+            };
+            let kind = EventKind::SuperstepStarted { step: self.step, nodes };
+            self.params.hub.emit_at(self.params.ids, kind, at).await;
         }
         self.results.done.clear();
-        let timed = self.params.hub.timings() || self.params.stream.is_some();
+        let timed = interest.tasks() || self.params.stream.is_some();
         let restored = std::mem::take(&mut self.restored.outputs);
         execute_tasks(
             &self.params.inner,
@@ -501,9 +524,12 @@ impl<S: GraphState> Loop<S> {
             }
             Arc::make_mut(&mut self.state).apply(merged);
         }
-        if let Some(started) = step_started {
-            let kind = EventKind::SuperstepFinished { step: self.step, duration: started.elapsed() };
-            self.params.hub.emit(self.params.ids, kind).await;
+        if let Some(started) = step_started
+            && interest.steps_finished
+        {
+            let ended = Instant::now();
+            let kind = EventKind::SuperstepFinished { step: self.step, duration: ended - started };
+            self.params.hub.emit_at(self.params.ids, kind, ended).await;
         }
         if self.params.stream.is_some() {
             self.send_values().await;

@@ -3,7 +3,9 @@
 use std::any::Any;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use quanta::Instant;
 
 use dashflow_graph::{GraphNode, GraphState, NodeContext, NodeError, NodeErrorKind, NodeOutput, RunScope, TaskId};
 use dashflow_telemetry::EventKind;
@@ -22,9 +24,10 @@ pub(crate) struct TaskOutcome<S: GraphState> {
     pub(crate) duration: Option<Duration>,
 }
 
-/// Whether a task can skip the attempt loop: no observers, no timeout, no retry policy.
+/// Whether a task can skip the attempt loop: no task events wanted, no timeout, no retry
+/// policy.
 pub(crate) fn is_bare<S: GraphState>(scope: &ExecScope, inner: &Inner<S>, node: &GraphNode<S>) -> bool {
-    !scope.hub.timings()
+    !scope.hub.interest().tasks()
         && node.options.timeout.is_none()
         && inner.node_timeout.is_none()
         && node.options.retry.is_none()
@@ -49,7 +52,9 @@ pub(crate) async fn run_bare<S: GraphState>(
 /// Runs attempts of `task` until one succeeds or the retry policy gives up.
 ///
 /// Everything is borrowed, so a lone task runs inline without cloning the run's shared
-/// parts; a spawned task owns `Arc`s of them and borrows from those.
+/// parts; a spawned task owns `Arc`s of them and borrows from those. With `timed`, the clock
+/// is read once when each attempt starts and once when it ends; those readings give the
+/// attempts' durations, the task's, and the times of its events.
 pub(crate) async fn run_task<S: GraphState>(
     scope: &Arc<ExecScope>,
     inner: &Inner<S>,
@@ -62,33 +67,42 @@ pub(crate) async fn run_task<S: GraphState>(
     let timeout = node.options.timeout.or(inner.node_timeout);
     let retry = node.options.retry.as_ref().or(inner.retry.as_ref());
     let mut attempt = 1;
+    let mut attempt_started = started;
     loop {
-        let result = run_attempt(scope, node, &task, Arc::clone(&input), attempt, timeout).await;
+        let (result, ended) =
+            run_attempt(scope, node, &task, Arc::clone(&input), attempt, attempt_started, timeout).await;
         match (result, retry) {
             (Err(error), Some(policy)) if policy.should_retry(attempt, &error) => {
                 tokio::time::sleep(policy.delay_after(attempt, fastrand::f64())).await;
                 attempt += 1;
+                attempt_started = timed.then(Instant::now);
             }
-            (result, _) => return TaskOutcome { result, attempts: attempt, duration: started.map(|at| at.elapsed()) },
+            (result, _) => {
+                let duration = started.zip(ended).map(|(started, ended)| ended.saturating_duration_since(started));
+                return TaskOutcome { result, attempts: attempt, duration };
+            }
         }
     }
 }
 
+/// One attempt; with `started` (the clock reading of its start), also its end's reading.
 async fn run_attempt<S: GraphState>(
     scope: &Arc<ExecScope>,
     node: &GraphNode<S>,
     task: &TaskId,
     input: Arc<S>,
     attempt: u32,
+    started: Option<Instant>,
     timeout: Option<Duration>,
-) -> Result<NodeOutput<S>, NodeError> {
+) -> (Result<NodeOutput<S>, NodeError>, Option<Instant>) {
     let hub = &scope.hub;
-    let observed = hub.timings();
-    if observed {
+    let interest = hub.interest();
+    if let Some(at) = started
+        && interest.tasks_started
+    {
         let kind = EventKind::TaskStarted { step: task.step, node: node.name.clone(), attempt };
-        hub.emit(scope.run, kind).await;
+        hub.emit_at(scope.run, kind, at).await;
     }
-    let started = observed.then(Instant::now);
     let ctx_scope: Arc<dyn RunScope> = Arc::clone(scope) as Arc<dyn RunScope>;
     let ctx = NodeContext::new(task.clone(), attempt, scope.run, ctx_scope);
     // Unwinding out of a node is caught here so that one panicking task fails alone; the
@@ -100,17 +114,20 @@ async fn run_attempt<S: GraphState>(
     } else {
         with_timeout(call, timeout, &node.name).await
     };
-    if let Some(started) = started {
+    let ended = started.map(|_| Instant::now());
+    if let Some((started, ended)) = started.zip(ended)
+        && interest.tasks_finished
+    {
         let kind = EventKind::TaskFinished {
             step: task.step,
             node: node.name.clone(),
             attempt,
-            duration: started.elapsed(),
+            duration: ended.saturating_duration_since(started),
             error: result.as_ref().err().map(|error| format!("{error:#}")),
         };
-        hub.emit(scope.run, kind).await;
+        hub.emit_at(scope.run, kind, ended).await;
     }
-    result
+    (result, ended)
 }
 
 async fn with_timeout<S: GraphState>(

@@ -25,6 +25,33 @@ impl Event {
     pub fn now(run: RunIds, kind: EventKind) -> Self {
         Self { run, at: SystemTime::now(), kind }
     }
+
+    /// An event of `kind` for `run` that happened at `at`.
+    pub fn at(run: RunIds, at: SystemTime, kind: EventKind) -> Self {
+        Self { run, at, kind }
+    }
+}
+
+/// Why a run paused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum InterruptReason {
+    /// The graph pauses before this node (`interrupt_before`).
+    Before,
+    /// The graph pauses after this node (`interrupt_after`).
+    After,
+    /// The node called `interrupt` and waits for an answer.
+    Node,
+}
+
+impl fmt::Display for InterruptReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Before => "before",
+            Self::After => "after",
+            Self::Node => "node",
+        })
+    }
 }
 
 /// How a run ended.
@@ -85,8 +112,9 @@ pub enum EventKind {
     SuperstepStarted {
         /// 1-based superstep number.
         step: u64,
-        /// The nodes of the step's tasks, in frontier order.
-        nodes: Vec<Arc<str>>,
+        /// The nodes of the step's tasks, in frontier order (shared: a step of one task
+        /// reuses its node's list, built once per graph).
+        nodes: Arc<[Arc<str>]>,
     },
     /// A superstep's merged update was applied to the state.
     SuperstepFinished {
@@ -128,6 +156,30 @@ pub enum EventKind {
         /// The node (or `__end__`) the label maps to.
         target: Arc<str>,
     },
+    /// A checkpoint of the run was committed to its checkpointer. In `Async` durability it
+    /// arrives when the write commits, which may be after later steps' events.
+    CheckpointCommitted {
+        /// The superstep the checkpoint ends (0 for the run's input).
+        step: u64,
+        /// The checkpoint's id.
+        checkpoint_id: Arc<str>,
+        /// Whether it holds the whole state (a snapshot) or the step's merged update (a delta).
+        snapshot: bool,
+        /// Size of the stored, encoded state or update.
+        bytes: u64,
+    },
+    /// The run paused for a person's decision; its `RunFinished` (outcome `Interrupted`)
+    /// follows. Resume it with `Command::resume`.
+    Interrupted {
+        /// The last completed superstep.
+        step: u64,
+        /// The node the run paused at.
+        node: Arc<str>,
+        /// Before, after or inside the node.
+        reason: InterruptReason,
+        /// What the node passed to `interrupt`, for [`InterruptReason::Node`].
+        value: Option<Arc<serde_json::Value>>,
+    },
     /// A node wrote a custom value through its context.
     Custom {
         /// Superstep of the writing task.
@@ -140,48 +192,88 @@ pub enum EventKind {
 }
 
 /// Which kinds of event a sink needs; the executor does not build the others.
+///
+/// Every kind costs the run something: building the event, handing it to each sink, and for
+/// the timed kinds a clock read. A sink that asks only for what it uses keeps observed runs
+/// cheap: `TaskFinished` carries its duration, so a sink that records tasks rarely needs
+/// `TaskStarted` too.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Interest {
-    /// `RunStarted`, `RunFinished`.
+    /// `RunStarted`, `RunFinished`, `GraphDefined` and `Interrupted`.
     pub runs: bool,
     /// `SuperstepStarted`: which step runs which nodes.
-    pub steps: bool,
-    /// The timing events: `TaskStarted`, `TaskFinished` and `SuperstepFinished`, with
-    /// durations (clock reads per task and step).
-    pub timings: bool,
+    pub steps_started: bool,
+    /// `SuperstepFinished`, with the step's duration.
+    pub steps_finished: bool,
+    /// `TaskStarted`.
+    pub tasks_started: bool,
+    /// `TaskFinished`, with the attempt's duration and error.
+    pub tasks_finished: bool,
     /// `Routed`.
     pub routing: bool,
     /// `Custom`.
     pub custom: bool,
+    /// `CheckpointCommitted`.
+    pub checkpoints: bool,
 }
 
 impl Interest {
     /// Every event.
-    pub const ALL: Self = Self { runs: true, steps: true, timings: true, routing: true, custom: true };
+    pub const ALL: Self = Self {
+        runs: true,
+        steps_started: true,
+        steps_finished: true,
+        tasks_started: true,
+        tasks_finished: true,
+        routing: true,
+        custom: true,
+        checkpoints: true,
+    };
     /// No event.
-    pub const NONE: Self = Self { runs: false, steps: false, timings: false, routing: false, custom: false };
+    pub const NONE: Self = Self {
+        runs: false,
+        steps_started: false,
+        steps_finished: false,
+        tasks_started: false,
+        tasks_finished: false,
+        routing: false,
+        custom: false,
+        checkpoints: false,
+    };
 
     /// Both sets together.
     pub fn union(self, other: Self) -> Self {
         Self {
             runs: self.runs || other.runs,
-            steps: self.steps || other.steps,
-            timings: self.timings || other.timings,
+            steps_started: self.steps_started || other.steps_started,
+            steps_finished: self.steps_finished || other.steps_finished,
+            tasks_started: self.tasks_started || other.tasks_started,
+            tasks_finished: self.tasks_finished || other.tasks_finished,
             routing: self.routing || other.routing,
             custom: self.custom || other.custom,
+            checkpoints: self.checkpoints || other.checkpoints,
         }
+    }
+
+    /// Whether any event of a task (start or end) is wanted: the executor then times tasks.
+    pub fn tasks(self) -> bool {
+        self.tasks_started || self.tasks_finished
     }
 
     /// Whether `kind` is of interest.
     pub fn covers(self, kind: &EventKind) -> bool {
         match kind {
-            EventKind::RunStarted { .. } | EventKind::RunFinished { .. } | EventKind::GraphDefined { .. } => self.runs,
-            EventKind::SuperstepStarted { .. } => self.steps,
-            EventKind::SuperstepFinished { .. } | EventKind::TaskStarted { .. } | EventKind::TaskFinished { .. } => {
-                self.timings
-            }
+            EventKind::RunStarted { .. }
+            | EventKind::RunFinished { .. }
+            | EventKind::GraphDefined { .. }
+            | EventKind::Interrupted { .. } => self.runs,
+            EventKind::SuperstepStarted { .. } => self.steps_started,
+            EventKind::SuperstepFinished { .. } => self.steps_finished,
+            EventKind::TaskStarted { .. } => self.tasks_started,
+            EventKind::TaskFinished { .. } => self.tasks_finished,
             EventKind::Routed { .. } => self.routing,
             EventKind::Custom { .. } => self.custom,
+            EventKind::CheckpointCommitted { .. } => self.checkpoints,
         }
     }
 }

@@ -3,7 +3,8 @@
 //! progress ([`LiveRuns`]).
 //!
 //! The executor describes what happens during a run as small [`Event`] values (run start and
-//! end, supersteps, task start and end, routing decisions, custom values) and hands each one
+//! end, supersteps, task start and end, routing decisions, checkpoints, interrupts, custom
+//! values) and hands each one
 //! to every registered [`EventCallback`]. This crate owns only the vocabulary: it depends on no
 //! other DashFlow crate, so sinks (the write-ahead log, metrics, a user's monitoring) can be
 //! written against it without pulling in the runtime.
@@ -34,7 +35,7 @@ mod ids;
 mod live;
 mod metrics_sink;
 
-pub use event::{Event, EventCallback, EventKind, Interest, RunOutcome};
+pub use event::{Event, EventCallback, EventKind, Interest, InterruptReason, RunOutcome};
 pub use ids::{RunId, RunIds};
 pub use live::{LiveRun, LiveRuns};
 pub use metrics_sink::MetricsCallback;

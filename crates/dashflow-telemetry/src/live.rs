@@ -24,7 +24,7 @@ pub struct LiveRun {
     /// The superstep in progress (0 before the first).
     pub step: u64,
     /// The nodes of the superstep in progress (or of the last one, between steps).
-    pub running: Vec<Arc<str>>,
+    pub running: Arc<[Arc<str>]>,
 }
 
 /// Tracks runs from their events: started, which step, which nodes are running, finished.
@@ -91,7 +91,7 @@ impl EventCallback for LiveRuns {
                         thread_id: thread_id.clone(),
                         started_at: event.at,
                         step: 0,
-                        running: Vec::new(),
+                        running: Arc::from([]),
                     },
                 );
             }
@@ -101,7 +101,7 @@ impl EventCallback for LiveRuns {
             EventKind::SuperstepStarted { step, nodes } => {
                 if let Some(run) = runs.get_mut(&event.run.run_id) {
                     run.step = *step;
-                    run.running.clone_from(nodes);
+                    run.running = Arc::clone(nodes);
                 }
             }
             _ => {}
@@ -110,7 +110,7 @@ impl EventCallback for LiveRuns {
 
     /// Runs and supersteps are enough: a step's nodes are the ones running.
     fn interest(&self) -> Interest {
-        Interest { runs: true, steps: true, ..Interest::NONE }
+        Interest { runs: true, steps_started: true, ..Interest::NONE }
     }
 }
 

@@ -75,7 +75,7 @@ impl EventCallback for MetricsCallback {
 impl MetricsCallback {
     /// The events it records.
     pub fn recorded() -> crate::Interest {
-        crate::Interest { runs: true, timings: true, routing: true, ..crate::Interest::NONE }
+        crate::Interest { runs: true, tasks_finished: true, routing: true, ..crate::Interest::NONE }
     }
 }
 

@@ -13,12 +13,12 @@ fn live_runs_follow_a_run_from_start_to_finish() {
     let run = RunIds::root(RunId::new());
     let node: Arc<str> = Arc::from("fetch");
     live.on_event(&event(run, EventKind::RunStarted { graph: "g".into(), thread_id: Some("t".into()) }));
-    live.on_event(&event(run, EventKind::SuperstepStarted { step: 3, nodes: vec![Arc::clone(&node)] }));
+    live.on_event(&event(run, EventKind::SuperstepStarted { step: 3, nodes: Arc::from([Arc::clone(&node)]) }));
     let snapshot = live.snapshot();
     assert_eq!(snapshot.len(), 1);
-    assert_eq!((snapshot[0].step, snapshot[0].running.clone()), (3, vec![node]));
+    assert_eq!((snapshot[0].step, snapshot[0].running.to_vec()), (3, vec![node]));
     assert_eq!(snapshot[0].thread_id.as_deref(), Some("t"));
-    live.on_event(&event(run, EventKind::SuperstepStarted { step: 4, nodes: Vec::new() }));
+    live.on_event(&event(run, EventKind::SuperstepStarted { step: 4, nodes: Arc::from([]) }));
     assert!(live.snapshot()[0].running.is_empty());
     let end =
         EventKind::RunFinished { outcome: RunOutcome::Completed, steps: 3, duration: Duration::ZERO, error: None };

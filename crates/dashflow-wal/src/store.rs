@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::SystemTime;
 
-use dashflow_telemetry::{Event, EventCallback, RunId};
+use dashflow_telemetry::{Event, EventCallback, Interest, RunId};
 
 use self::traces::TraceSink;
 use crate::config::{FsyncPolicy, WalConfig};
@@ -320,6 +320,14 @@ impl EventCallback for EventStore {
                 self.counters.dropped.fetch_add(1, Ordering::Relaxed);
             }
         }
+    }
+
+    /// Everything but `TaskStarted` and `SuperstepFinished`: a `TaskFinished` carries its
+    /// duration (so its start), and `SuperstepStarted` names the tasks a step starts, so
+    /// those two would only double the events a step hands over. A run killed mid-step
+    /// still shows which tasks were running: its last `SuperstepStarted`.
+    fn interest(&self) -> Interest {
+        Interest { tasks_started: false, steps_finished: false, ..Interest::ALL }
     }
 }
 

@@ -212,13 +212,15 @@ pub struct TraceRoute {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct TraceInterrupt {
-    /// The node that paused the run, when the events name it: a node that asked for input
-    /// (its task ended with the interrupt in the step the run then stood before). A
-    /// configured interrupt before or after a node shows in the events only as the run
-    /// stopping between steps, so this is `None` for it.
+    /// The node that paused the run, from its `Interrupted` event (or, for runs recorded
+    /// before that event existed, the node whose task ended with the interrupt).
     pub node: Option<String>,
-    /// What the node asked, as its task reported it.
+    /// What the node asked: the value it passed to `interrupt`, as JSON text, or as its task
+    /// reported it.
     pub message: Option<String>,
+    /// `before`, `after` or `node` (the node asked), when the `Interrupted` event says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// Builds the [`ExecutionTrace`] of one run from its events, in the order they were emitted.
@@ -252,11 +254,13 @@ pub struct TraceBuilder {
     /// Indices into `trace.tasks` of the tasks of each step and node, in arrival order.
     by_node: FastMap<(u64, Arc<str>), Vec<usize>>,
     /// The frontier of each step, from `SuperstepStarted`: the order tasks are reported in.
-    frontiers: FastMap<u64, Vec<Arc<str>>>,
+    frontiers: FastMap<u64, Arc<[Arc<str>]>>,
     /// Attempts and routes recorded, against [`MAX_ITEMS`].
     items: usize,
     /// The highest step any event named, the run's step count until `RunFinished` says.
     max_step: u64,
+    /// Where the run paused, from its `Interrupted` event.
+    interrupt: Option<TraceInterrupt>,
     finished: bool,
 }
 
@@ -269,6 +273,7 @@ impl TraceBuilder {
             frontiers: FastMap::default(),
             items: 0,
             max_step: 0,
+            interrupt: None,
             finished: false,
         }
     }
@@ -308,7 +313,7 @@ impl TraceBuilder {
             }
             EventKind::SuperstepStarted { step, nodes } => {
                 self.saw_step(*step);
-                self.frontiers.insert(*step, nodes.clone());
+                self.frontiers.insert(*step, Arc::clone(nodes));
             }
             EventKind::SuperstepFinished { step, .. } | EventKind::Custom { step, .. } => self.saw_step(*step),
             EventKind::TaskStarted { step, node, attempt } => {
@@ -318,6 +323,13 @@ impl TraceBuilder {
             EventKind::TaskFinished { step, node, attempt, duration, error } => {
                 self.saw_step(*step);
                 self.attempt_finished(*step, node, *attempt, at, *duration, error.as_deref());
+            }
+            EventKind::Interrupted { node, reason, value, .. } => {
+                self.interrupt = Some(TraceInterrupt {
+                    node: Some(node.to_string()),
+                    message: value.as_ref().map(|value| value.to_string()),
+                    reason: Some(reason.to_string()),
+                });
             }
             EventKind::Routed { step, from, label, target } => {
                 self.saw_step(*step);
@@ -358,7 +370,11 @@ impl TraceBuilder {
         if !self.finished {
             trace.steps = self.max_step;
         }
-        if trace.status == TraceStatus::Interrupted {
+        if trace.status == TraceStatus::Interrupted
+            && let Some(interrupt) = &self.interrupt
+        {
+            trace.interrupt = Some(interrupt.clone());
+        } else if trace.status == TraceStatus::Interrupted {
             // A node's interrupt rolls its step back: the run reports the steps before it, and
             // the interrupting task is the one that ended with an error in the step after.
             let stopped = trace.steps;
@@ -366,6 +382,7 @@ impl TraceBuilder {
             trace.interrupt = Some(TraceInterrupt {
                 node: node.map(|task| task.node.clone()),
                 message: node.and_then(|task| task.error().map(str::to_owned)),
+                reason: None,
             });
         }
     }

@@ -22,8 +22,9 @@ pub(crate) enum Entry {
     Task(Task),
     /// A conditional edge's decision after a step.
     Routed { step: u64, from: String, label: String, target: String },
-    /// The run paused after `step` (for a person, or a configured interrupt).
-    Interrupted { step: u64 },
+    /// The run paused after `step` (for a person, or a configured interrupt), at `node`
+    /// (`before` it, `after` it, or inside it: `node`) when the WAL says so.
+    Interrupted { step: u64, node: Option<String>, reason: Option<String> },
 }
 
 /// One attempt of one task.
@@ -37,35 +38,53 @@ pub(crate) struct Task {
     pub(crate) error: Option<String>,
 }
 
-/// The timeline of a run's events, in the order they happened: tasks in the order they
-/// started, each routing decision after the step it routed.
+/// The timeline of a run's events, in the order they happened: tasks in the order their
+/// steps started them, each routing decision after the step it routed.
+///
+/// A step's `SuperstepStarted` lists its tasks, so a task shows even when only its end is
+/// recorded (the WAL does not ask for `TaskStarted`) or when it never ended (its process
+/// died). `TaskStarted` events, where a store has them, are matched to the same rows.
 pub(crate) fn timeline(events: &[Event]) -> Vec<Entry> {
     let mut entries = Vec::new();
-    // Tasks started but not finished, by step, node and attempt; parallel tasks of one node
-    // (a map-reduce fan-out) finish in any order, so the earliest unfinished one is matched.
+    // Rows of a step's tasks not yet matched to a start or an end, by step and node.
+    let mut planned: HashMap<(u64, &str), VecDeque<usize>> = HashMap::new();
+    // Rows of tasks started but not finished, by step, node and attempt; parallel tasks of one
+    // node (a map-reduce fan-out) finish in any order, so the earliest unfinished one is matched.
     let mut open: HashMap<(u64, &str, u32), VecDeque<usize>> = HashMap::new();
+    let new_task = |step: u64, node: &str, attempt: u32| {
+        Entry::Task(Task { step, node: node.to_owned(), attempt, duration: None, error: None })
+    };
     for event in events {
         match &event.kind {
+            EventKind::SuperstepStarted { step, nodes } => {
+                for node in nodes.iter() {
+                    planned.entry((*step, &**node)).or_default().push_back(entries.len());
+                    entries.push(new_task(*step, node, 1));
+                }
+            }
             EventKind::TaskStarted { step, node, attempt } => {
-                open.entry((*step, &**node, *attempt)).or_default().push_back(entries.len());
-                let task = Task { step: *step, node: node.to_string(), attempt: *attempt, duration: None, error: None };
-                entries.push(Entry::Task(task));
+                let row = (*attempt == 1)
+                    .then(|| planned.get_mut(&(*step, &**node)).and_then(VecDeque::pop_front))
+                    .flatten()
+                    .unwrap_or_else(|| {
+                        entries.push(new_task(*step, node, *attempt));
+                        entries.len() - 1
+                    });
+                open.entry((*step, &**node, *attempt)).or_default().push_back(row);
             }
             EventKind::TaskFinished { step, node, attempt, duration, error } => {
                 let started = open.get_mut(&(*step, &**node, *attempt)).and_then(VecDeque::pop_front);
-                match started.and_then(|at| entries.get_mut(at)) {
-                    Some(Entry::Task(task)) => {
-                        task.duration = Some(*duration);
-                        task.error.clone_from(error);
-                    }
-                    // The start is not in the WAL (retention cut the run): the end still counts.
-                    _ => entries.push(Entry::Task(Task {
-                        step: *step,
-                        node: node.to_string(),
-                        attempt: *attempt,
-                        duration: Some(*duration),
-                        error: error.clone(),
-                    })),
+                let planned_row = || {
+                    (*attempt == 1).then(|| planned.get_mut(&(*step, &**node)).and_then(VecDeque::pop_front)).flatten()
+                };
+                let row = started.or_else(planned_row).unwrap_or_else(|| {
+                    // A retry, or a start the WAL lacks (retention cut the run): the end still counts.
+                    entries.push(new_task(*step, node, *attempt));
+                    entries.len() - 1
+                });
+                if let Some(Entry::Task(task)) = entries.get_mut(row) {
+                    task.duration = Some(*duration);
+                    task.error.clone_from(error);
                 }
             }
             EventKind::Routed { step, from, label, target } => entries.push(Entry::Routed {
@@ -74,8 +93,16 @@ pub(crate) fn timeline(events: &[Event]) -> Vec<Entry> {
                 label: label.to_string(),
                 target: target.to_string(),
             }),
-            EventKind::RunFinished { outcome: RunOutcome::Interrupted, steps, .. } => {
-                entries.push(Entry::Interrupted { step: *steps });
+            EventKind::Interrupted { step, node, reason, .. } => entries.push(Entry::Interrupted {
+                step: *step,
+                node: Some(node.to_string()),
+                reason: Some(reason.to_string()),
+            }),
+            // Older stores only have the run's outcome.
+            EventKind::RunFinished { outcome: RunOutcome::Interrupted, steps, .. }
+                if !entries.iter().any(|entry| matches!(entry, Entry::Interrupted { .. })) =>
+            {
+                entries.push(Entry::Interrupted { step: *steps, node: None, reason: None });
             }
             _ => {}
         }
@@ -191,8 +218,14 @@ fn write_timeline(entries: &[Entry], status: RunStatus, out: &mut dyn Write) -> 
             Entry::Routed { from, label, target, .. } => {
                 writeln!(out, "      ↳ {from} chose \"{label}\" → {target}")?;
             }
-            Entry::Interrupted { step } => {
-                writeln!(out, "      ⏸ interrupted after step {step}; resuming the thread continues the run")?;
+            Entry::Interrupted { step, node, reason } => {
+                let at = match (node, reason.as_deref()) {
+                    (Some(node), Some("before")) => format!(" before {node}"),
+                    (Some(node), Some("after")) => format!(" after {node}"),
+                    (Some(node), _) => format!(" in {node}"),
+                    (None, _) => String::new(),
+                };
+                writeln!(out, "      ⏸ interrupted{at} after step {step}; resuming the thread continues the run")?;
             }
         }
     }
@@ -212,7 +245,9 @@ fn entry_json(entry: &Entry) -> Value {
         Entry::Routed { step, from, label, target } => {
             json!({ "type": "routed", "step": step, "from": from, "label": label, "target": target })
         }
-        Entry::Interrupted { step } => json!({ "type": "interrupted", "step": step }),
+        Entry::Interrupted { step, node, reason } => {
+            json!({ "type": "interrupted", "step": step, "node": node, "reason": reason })
+        }
     }
 }
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Result;
-use dashflow_telemetry::{Event, EventKind, RunId};
+use dashflow_telemetry::{Event, EventKind, InterruptReason, RunId};
 use dashflow_wal::{Position, Wal};
 
 use crate::cli::TailArgs;
@@ -141,6 +141,21 @@ fn describe(kind: &EventKind) -> String {
         }
         EventKind::Custom { step, node, value } => {
             format!("step {step} {node} emitted {}", render::excerpt(&value.to_string(), EXCERPT))
+        }
+        EventKind::CheckpointCommitted { step, checkpoint_id, snapshot, bytes } => {
+            let kind = if *snapshot { "snapshot" } else { "delta" };
+            format!("step {step} checkpoint {checkpoint_id} committed ({kind}, {bytes} bytes)")
+        }
+        EventKind::Interrupted { step, node, reason, value } => {
+            let at = match reason {
+                InterruptReason::Before => format!("before {node}"),
+                InterruptReason::After => format!("after {node}"),
+                _ => format!("in {node}"),
+            };
+            match value {
+                Some(value) => format!("step {step} paused {at}: {}", render::excerpt(&value.to_string(), EXCERPT)),
+                None => format!("step {step} paused {at}"),
+            }
         }
         _ => "an event this version of the CLI does not know".to_owned(),
     }

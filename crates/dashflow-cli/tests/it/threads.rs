@@ -94,7 +94,10 @@ fn an_interrupted_run_shows_where_it_paused() {
     let out = home.dashflow(&["runs", "show", &paused.to_string()]);
     let text = out.ok();
     assert!(text.contains("status    interrupted"), "{text}");
-    assert!(text.trim_end().ends_with("⏸ interrupted after step 2; resuming the thread continues the run"), "{text}");
+    assert!(
+        text.trim_end().ends_with("⏸ interrupted before answer after step 2; resuming the thread continues the run"),
+        "{text}"
+    );
 }
 
 #[test]

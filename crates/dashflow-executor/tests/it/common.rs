@@ -118,6 +118,13 @@ pub(crate) fn describe(kind: &EventKind) -> String {
         },
         EventKind::Routed { step, from, label, target } => format!("route {step} {from} -{label}-> {target}"),
         EventKind::Custom { step, node, value } => format!("custom event {step} {node} {value}"),
+        EventKind::CheckpointCommitted { step, snapshot, .. } => {
+            format!("checkpoint {step} {}", if *snapshot { "snapshot" } else { "delta" })
+        }
+        EventKind::Interrupted { step, node, reason, value } => match value {
+            Some(value) => format!("interrupted {step} {reason} {node}: {value}"),
+            None => format!("interrupted {step} {reason} {node}"),
+        },
         other => format!("other {other:?}"),
     }
 }

@@ -10,6 +10,7 @@ mod concurrency;
 mod context;
 mod durable;
 mod edges;
+mod events;
 mod failures;
 mod limits;
 mod reducers;

@@ -9,11 +9,13 @@
 //! [root u128 LE]      if bit 1
 //! depth               varint
 //! at                  seconds since the Unix epoch (varint), nanoseconds (varint)
-//! kind u8             0 GraphDefined .. 8 Custom (the constants below), then its fields:
+//! kind u8             0 GraphDefined .. 10 Interrupted (the constants below), then its fields:
 //!   string            varint length, UTF-8 bytes
 //!   option            u8 0 (none) or 1, then the value
 //!   duration          seconds (varint), nanoseconds (varint)
 //!   outcome           u8 0 completed, 1 failed, 2 interrupted
+//!   reason            u8 0 before, 1 after, 2 node (of an interrupt)
+//!   bool              u8 0 or 1
 //!   JSON value        a string holding the value as JSON text
 //! ```
 //!
@@ -23,7 +25,7 @@
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
-use dashflow_telemetry::{Event, EventKind, RunId, RunIds, RunOutcome};
+use dashflow_telemetry::{Event, EventKind, InterruptReason, RunId, RunIds, RunOutcome};
 
 const PARENT: u8 = 1;
 const ROOT: u8 = 2;
@@ -37,6 +39,8 @@ const TASK_STARTED: u8 = 5;
 const TASK_FINISHED: u8 = 6;
 const ROUTED: u8 = 7;
 const CUSTOM: u8 = 8;
+const CHECKPOINT_COMMITTED: u8 = 9;
+const INTERRUPTED: u8 = 10;
 
 /// Appends the binary body of `event` to `out`. `false` (with `out` unchanged) for an event
 /// this layout cannot hold: a time before the Unix epoch or an event kind newer than it. The
@@ -93,7 +97,7 @@ pub(super) fn encode(event: &Event, out: &mut Vec<u8>, cache: &mut SchemaCache) 
             out.push(SUPERSTEP_STARTED);
             varint(out, *step);
             varint(out, nodes.len() as u64);
-            for node in nodes {
+            for node in nodes.iter() {
                 string(out, node);
             }
         }
@@ -128,6 +132,29 @@ pub(super) fn encode(event: &Event, out: &mut Vec<u8>, cache: &mut SchemaCache) 
             varint(out, *step);
             string(out, node);
             json(out, value);
+        }
+        EventKind::CheckpointCommitted { step, checkpoint_id, snapshot, bytes } => {
+            out.push(CHECKPOINT_COMMITTED);
+            varint(out, *step);
+            string(out, checkpoint_id);
+            out.push(u8::from(*snapshot));
+            varint(out, *bytes);
+        }
+        EventKind::Interrupted { step, node, reason, value } => {
+            let reason = match reason {
+                InterruptReason::Before => 0,
+                InterruptReason::After => 1,
+                InterruptReason::Node => 2,
+                _ => {
+                    out.truncate(start);
+                    return false;
+                }
+            };
+            out.push(INTERRUPTED);
+            varint(out, *step);
+            string(out, node);
+            out.push(reason);
+            option(out, value.as_deref(), json);
         }
         _ => {
             out.truncate(start);
@@ -251,6 +278,23 @@ pub(super) fn decode(body: &[u8]) -> Result<Event, Malformed> {
         },
         ROUTED => EventKind::Routed { step: r.varint()?, from: r.string()?, label: r.string()?, target: r.string()? },
         CUSTOM => EventKind::Custom { step: r.varint()?, node: r.string()?, value: r.json()? },
+        CHECKPOINT_COMMITTED => EventKind::CheckpointCommitted {
+            step: r.varint()?,
+            checkpoint_id: r.string()?,
+            snapshot: r.bool()?,
+            bytes: r.varint()?,
+        },
+        INTERRUPTED => EventKind::Interrupted {
+            step: r.varint()?,
+            node: r.string()?,
+            reason: match r.byte()? {
+                0 => InterruptReason::Before,
+                1 => InterruptReason::After,
+                2 => InterruptReason::Node,
+                _ => return Err(Malformed("unknown interrupt reason")),
+            },
+            value: r.option(|r| r.json().map(Arc::new))?,
+        },
         _ => return Err(Malformed("unknown event kind")),
     };
     if !r.rest.is_empty() {
@@ -275,6 +319,14 @@ impl<'a> Reader<'a> {
 
     fn byte(&mut self) -> Result<u8, Malformed> {
         Ok(self.take(1)?[0])
+    }
+
+    fn bool(&mut self) -> Result<bool, Malformed> {
+        match self.byte()? {
+            0 => Ok(false),
+            1 => Ok(true),
+            _ => Err(Malformed("bad boolean")),
+        }
     }
 
     fn run_id(&mut self) -> Result<RunId, Malformed> {

@@ -1,7 +1,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use dashflow_telemetry::{Event, EventKind, RunId, RunIds, RunOutcome};
+use dashflow_telemetry::{Event, EventKind, InterruptReason, RunId, RunIds, RunOutcome};
 use serde_json::json;
 
 use super::*;
@@ -22,8 +22,8 @@ fn every_kind() -> Vec<EventKind> {
             error: Some("boom".into()),
         },
         EventKind::RunFinished { outcome: RunOutcome::Interrupted, steps: 0, duration: Duration::ZERO, error: None },
-        EventKind::SuperstepStarted { step: 1, nodes: vec![] },
-        EventKind::SuperstepStarted { step: 2, nodes: vec!["a".into(), "".into(), "ü".into()] },
+        EventKind::SuperstepStarted { step: 1, nodes: Arc::from([]) },
+        EventKind::SuperstepStarted { step: 2, nodes: Arc::from(["a".into(), "".into(), "ü".into()]) },
         EventKind::SuperstepFinished { step: 300, duration: Duration::from_micros(17) },
         EventKind::TaskStarted { step: 1, node: "a".into(), attempt: u32::MAX },
         EventKind::TaskFinished {
@@ -36,6 +36,16 @@ fn every_kind() -> Vec<EventKind> {
         EventKind::TaskFinished { step: 1, node: "a".into(), attempt: 1, duration: Duration::ZERO, error: None },
         EventKind::Routed { step: 4, from: "a".into(), label: "again".into(), target: "__end__".into() },
         EventKind::Custom { step: 5, node: "a".into(), value: json!({"progress": 0.5, "note": null}) },
+        EventKind::CheckpointCommitted { step: 0, checkpoint_id: "01J0".into(), snapshot: true, bytes: u64::MAX },
+        EventKind::CheckpointCommitted { step: 9, checkpoint_id: "".into(), snapshot: false, bytes: 20 },
+        EventKind::Interrupted { step: 2, node: "send".into(), reason: InterruptReason::Before, value: None },
+        EventKind::Interrupted { step: 0, node: "".into(), reason: InterruptReason::After, value: None },
+        EventKind::Interrupted {
+            step: 3,
+            node: "review".into(),
+            reason: InterruptReason::Node,
+            value: Some(Arc::new(json!({"question": "approve?"}))),
+        },
     ]
 }
 

@@ -1,6 +1,8 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use dashflow_telemetry::{Event, EventKind, RunId, RunIds, RunOutcome};
+use std::sync::Arc;
+
+use dashflow_telemetry::{Event, EventKind, InterruptReason, RunId, RunIds, RunOutcome};
 
 use super::*;
 use crate::testing::{finished, root, started};
@@ -122,7 +124,7 @@ fn an_interrupt_inside_a_node_names_the_node_from_the_rolled_back_step() {
 }
 
 #[test]
-fn a_configured_interrupt_between_steps_has_no_node() {
+fn a_configured_interrupt_between_steps_without_its_event_has_no_node() {
     let run = root();
     let trace = build(
         run,
@@ -134,7 +136,42 @@ fn a_configured_interrupt_between_steps_has_no_node() {
     )
     .finish()
     .unwrap();
-    assert_eq!(trace.interrupt, Some(TraceInterrupt { node: None, message: None }));
+    assert_eq!(trace.interrupt, Some(TraceInterrupt { node: None, message: None, reason: None }));
+}
+
+#[test]
+fn the_interrupt_event_names_node_reason_and_value() {
+    let run = root();
+    let interrupted = |node: &str, reason, value| {
+        Event::now(run, EventKind::Interrupted { step: 1, node: node.into(), reason, value })
+    };
+    for (event, expected) in [
+        (
+            interrupted("send", InterruptReason::Before, None),
+            TraceInterrupt { node: Some("send".into()), message: None, reason: Some("before".into()) },
+        ),
+        (
+            interrupted("review", InterruptReason::Node, Some(Arc::new(serde_json::json!({"q": "ok?"})))),
+            TraceInterrupt {
+                node: Some("review".into()),
+                message: Some("{\"q\":\"ok?\"}".into()),
+                reason: Some("node".into()),
+            },
+        ),
+    ] {
+        let trace = build(
+            run,
+            &[
+                started(run, "g", None),
+                task_finished(run, 1, "a", 1, 2, None),
+                event,
+                finished(run, RunOutcome::Interrupted, 1, None),
+            ],
+        )
+        .finish()
+        .unwrap();
+        assert_eq!(trace.interrupt, Some(expected));
+    }
 }
 
 #[test]

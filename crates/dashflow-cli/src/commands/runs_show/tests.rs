@@ -1,6 +1,8 @@
 use std::time::Duration;
 
-use dashflow_telemetry::{Event, EventKind, RunId, RunIds, RunOutcome};
+use std::sync::Arc;
+
+use dashflow_telemetry::{Event, EventKind, InterruptReason, RunId, RunIds, RunOutcome};
 
 use super::*;
 
@@ -83,9 +85,76 @@ fn routing_decisions_and_interrupts_sit_between_the_steps_they_follow() {
         vec![
             task(1, "review", 1, Some(1), None),
             Entry::Routed { step: 1, from: "review".into(), label: "approved".into(), target: "send".into() },
-            Entry::Interrupted { step: 1 },
+            Entry::Interrupted { step: 1, node: None, reason: None },
         ]
     );
+}
+
+fn step(step: u64, nodes: &[&str]) -> EventKind {
+    EventKind::SuperstepStarted { step, nodes: nodes.iter().map(|node| Arc::from(*node)).collect() }
+}
+
+#[test]
+fn a_step_lists_its_tasks_so_ends_alone_fill_them_in_and_unfinished_ones_show() {
+    // What the WAL stores: steps and task ends, no task starts.
+    let timeline = timeline(&events(vec![
+        step(1, &["a"]),
+        finished(1, "a", 1, 4, None),
+        step(2, &["b", "c", "b"]),
+        finished(2, "b", 1, 3, None),
+        finished(2, "c", 1, 8, Some("boom")),
+        finished(2, "c", 2, 1, None),
+    ]));
+    assert_eq!(
+        timeline,
+        vec![
+            task(1, "a", 1, Some(4), None),
+            task(2, "b", 1, Some(3), None),
+            task(2, "c", 1, Some(8), Some("boom")),
+            task(2, "b", 1, None, None),
+            task(2, "c", 2, Some(1), None),
+        ]
+    );
+}
+
+#[test]
+fn task_starts_take_the_rows_their_step_planned_instead_of_adding_rows() {
+    let timeline = timeline(&events(vec![
+        step(1, &["a", "b"]),
+        started(1, "b", 1),
+        started(1, "a", 1),
+        finished(1, "a", 1, 2, None),
+        started(1, "b", 2),
+    ]));
+    assert_eq!(
+        timeline,
+        vec![task(1, "a", 1, Some(2), None), task(1, "b", 1, None, None), task(1, "b", 2, None, None)]
+    );
+}
+
+#[test]
+fn an_interrupt_event_names_the_node_and_reason_once() {
+    let timeline = timeline(&events(vec![
+        step(1, &["draft"]),
+        finished(1, "draft", 1, 1, None),
+        EventKind::Interrupted { step: 1, node: "send".into(), reason: InterruptReason::Before, value: None },
+        EventKind::RunFinished {
+            outcome: RunOutcome::Interrupted,
+            steps: 1,
+            duration: Duration::from_millis(2),
+            error: None,
+        },
+    ]));
+    assert_eq!(
+        timeline,
+        vec![
+            task(1, "draft", 1, Some(1), None),
+            Entry::Interrupted { step: 1, node: Some("send".into()), reason: Some("before".into()) },
+        ]
+    );
+    let mut out = Vec::new();
+    write_timeline(&timeline, RunStatus::Interrupted, &mut out).unwrap();
+    assert!(String::from_utf8(out).unwrap().contains("⏸ interrupted before send after step 1"));
 }
 
 #[test]
