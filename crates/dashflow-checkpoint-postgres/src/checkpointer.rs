@@ -27,12 +27,14 @@ const MAX_CHAIN: i32 = 100_000;
 /// Cloning is cheap and shares the pool. Construction migrates the schema (see the crate
 /// docs); the tables live in the first schema of the connections' `search_path`.
 ///
-/// Operations that fail transiently (a killed connection, a deadlock, a serialization
-/// failure, a pool timeout) are retried a few times with backoff; puts are retried even
-/// when the connection broke around the commit, because a retried put recognizes its own
-/// earlier success. What still fails reaches the caller as
+/// Operations that fail transiently (a killed connection, a server restart, a deadlock, a
+/// serialization failure) are retried a few times with backoff; puts are retried even when
+/// the connection broke around the commit, because a retried put recognizes its own earlier
+/// success. A retry waits in the pool for the server, up to the pool's acquire timeout; a
+/// pool timeout is not retried, so a call on a server that stays down fails after about one
+/// acquire timeout. What still fails reaches the caller as
 /// [`CheckpointError::Unavailable`](dashflow_checkpoint::CheckpointError::Unavailable) with
-/// `retryable: true`.
+/// `retryable: true`, and the same checkpointer works again once the server is back.
 #[derive(Clone, Debug)]
 pub struct PostgresCheckpointer {
     pool: PgPool,
@@ -46,8 +48,9 @@ impl PostgresCheckpointer {
     /// Options the URL cannot express (pool size, `search_path`, `application_name`) are set
     /// through [`PostgresCheckpointer::connect_with`] or [`PostgresCheckpointer::from_pool`].
     /// A server that does not answer is retried for sqlx's acquire timeout (30 seconds by
-    /// default; choose another with `PgPoolOptions` and `from_pool`), then reported as a
-    /// retryable `Unavailable`.
+    /// default; choose another with `PgPoolOptions::acquire_timeout` and `from_pool`), then
+    /// reported as a retryable `Unavailable`. The same timeout bounds every later call while
+    /// the server is down.
     pub async fn connect(url: &str) -> Result<Self> {
         let options: PgConnectOptions = url.parse().map_err(|source| Error::Connect { source })?;
         Self::connect_with(options).await

@@ -100,6 +100,10 @@ pub(crate) enum Retry {
     /// Retryable, but the operation may have committed before the connection was lost: only
     /// operations that are idempotent (or check for their own earlier success) run again.
     InDoubt,
+    /// Retryable by the caller, not here: the pool already spent its whole acquire timeout
+    /// waiting for a connection (the server is down or unreachable, or every connection is
+    /// busy), so another try would only wait as long again. Nothing reached the database.
+    Later,
 }
 
 /// What a failed sqlx call means for the caller.
@@ -146,7 +150,9 @@ pub(crate) fn classify_sqlx(error: &sqlx::Error, may_have_committed: bool) -> Cl
         },
         // The connection broke mid-conversation: whether the statement committed is unknown.
         sqlx::Error::Io(_) | sqlx::Error::Protocol(_) | sqlx::Error::WorkerCrashed => Class::Transient(Retry::InDoubt),
-        sqlx::Error::PoolTimedOut => Class::Transient(Retry::RolledBack),
+        // The pool kept trying to connect (or waited for a busy connection) for its whole
+        // acquire timeout: the caller's patience is spent.
+        sqlx::Error::PoolTimedOut => Class::Transient(Retry::Later),
         sqlx::Error::ColumnDecode { .. }
         | sqlx::Error::Decode(_)
         | sqlx::Error::ColumnNotFound(_)
@@ -158,7 +164,7 @@ pub(crate) fn classify_sqlx(error: &sqlx::Error, may_have_committed: bool) -> Cl
         _ => Class::Permanent,
     };
     match class {
-        Class::Transient(_) if !may_have_committed => Class::Transient(Retry::RolledBack),
+        Class::Transient(Retry::InDoubt) if !may_have_committed => Class::Transient(Retry::RolledBack),
         class => class,
     }
 }

@@ -67,9 +67,14 @@
 //!
 //! # Failures and retries
 //!
-//! A killed connection, a server restart, a deadlock, a serialization failure or a pool
-//! timeout is retried a few times with jittered backoff ([`PostgresCheckpointer::with_max_attempts`]);
-//! what still fails is `Unavailable { retryable: true }`. Reads, puts, pending writes and
+//! A killed connection, a server restart, a deadlock or a serialization failure is retried a
+//! few times with jittered backoff ([`PostgresCheckpointer::with_max_attempts`]); what still
+//! fails is `Unavailable { retryable: true }`. A retry waits in the pool for the server to
+//! accept connections again, for up to the pool's acquire timeout (sqlx's default is 30
+//! seconds): a restart shorter than that is ridden out, and while the server stays down each
+//! call fails after about one acquire timeout. A pool timeout is not retried here, since the
+//! pool has already waited that long. The pool replaces dead connections by itself, so the
+//! same checkpointer works again once the server is back. Reads, puts, pending writes and
 //! thread deletion are retried even when the connection broke around a commit (a retried
 //! put recognizes its own record); copying and pruning only when the server certainly
 //! rolled back. Other database errors are `Unavailable { retryable: false }`, rows that do
@@ -79,7 +84,9 @@
 //!
 //! - `testing`: `testing::TestDatabase`, a throwaway schema per test on the server named
 //!   by `DASHFLOW_TEST_POSTGRES_URL`, with a skip line when it is unset and a failure instead
-//!   when `DASHFLOW_TEST_POSTGRES_REQUIRED=1`. Off by default.
+//!   when `DASHFLOW_TEST_POSTGRES_REQUIRED=1`; and `testing::TestServer`, a PostgreSQL
+//!   server of a test's own (from the local installation's binaries) that the test may stop
+//!   and restart. Off by default.
 
 mod checkpointer;
 mod error;

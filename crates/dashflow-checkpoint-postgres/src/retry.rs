@@ -19,8 +19,10 @@ pub(crate) struct RetryPolicy {
 impl Default for RetryPolicy {
     fn default() -> Self {
         // Five tries over about half a second ride out a killed connection, a deadlock or a
-        // serialization failure; longer outages (a server restart) reach the caller as a
-        // retryable error, for the run's own retry policy to handle.
+        // serialization failure. A retry after a lost connection waits in the pool for the
+        // server, so a restart shorter than the pool's acquire timeout is ridden out too;
+        // longer outages reach the caller as a retryable error, for the run's own retry
+        // policy to handle.
         Self { attempts: 5, base_delay: Duration::from_millis(20), max_delay: Duration::from_millis(500) }
     }
 }
@@ -57,6 +59,9 @@ impl RetryPolicy {
                 Retry::No => false,
                 Retry::RolledBack => true,
                 Retry::InDoubt => idempotence == Idempotence::Idempotent,
+                // Retrying a pool timeout would multiply the pool's acquire timeout by the
+                // number of tries: a server down for longer than that is the caller's call.
+                Retry::Later => false,
             };
             if !again || number >= self.attempts {
                 return Err(error);

@@ -1,4 +1,5 @@
-//! Test support (feature `testing`): a throwaway PostgreSQL schema per test.
+//! Test support (feature `testing`): a throwaway PostgreSQL schema per test, and a
+//! PostgreSQL server of a test's own for tests that stop or restart it.
 //!
 //! Tests that need a server read its URL from `DASHFLOW_TEST_POSTGRES_URL` (e.g.
 //! `postgres://postgres@127.0.0.1:5432/test`). When it is unset, [`TestDatabase::from_env`]
@@ -21,6 +22,14 @@
 //! assert!(checkpointer.list("t", &ListOptions::new()).await.unwrap().is_empty());
 //! # }
 //! ```
+//!
+//! Tests that take the server away (R21's server restart) cannot do that to the shared
+//! server, which other tests use at the same time. [`TestServer`] runs a cluster of their own
+//! in a temporary directory; it needs no URL, prints a skip line when this machine cannot run
+//! one (no PostgreSQL binaries, root without a `postgres` user) and fails instead under
+//! `DASHFLOW_TEST_POSTGRES_REQUIRED=1`.
+
+mod server;
 
 use std::io::Write as _;
 use std::ops::Deref;
@@ -34,6 +43,8 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{AssertSqlSafe, Connection as _, PgConnection, PgPool};
 
 use crate::PostgresCheckpointer;
+
+pub use server::TestServer;
 
 /// The variable naming the test server.
 pub const URL_VAR: &str = "DASHFLOW_TEST_POSTGRES_URL";

@@ -30,7 +30,7 @@ fn a_broken_connection_is_in_doubt_but_a_failed_acquire_is_not() {
     let io = || sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::UnexpectedEof));
     assert_eq!(classify_sqlx(&io(), true), Class::Transient(Retry::InDoubt));
     assert_eq!(classify_sqlx(&io(), false), Class::Transient(Retry::RolledBack));
-    assert_eq!(classify_sqlx(&sqlx::Error::PoolTimedOut, false), Class::Transient(Retry::RolledBack));
+    assert_eq!(classify_sqlx(&sqlx::Error::PoolTimedOut, false), Class::Transient(Retry::Later));
     assert_eq!(classify_sqlx(&sqlx::Error::Protocol("garbage".into()), true), Class::Transient(Retry::InDoubt));
     let in_transaction = Error::Uncommitted { operation: "copy a thread", source: io() };
     assert_eq!(in_transaction.retry(), Retry::RolledBack);

@@ -4,12 +4,13 @@ use std::time::Duration;
 use super::*;
 
 fn transient(in_doubt: bool) -> Error {
-    let source = if in_doubt {
-        sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionReset))
+    if in_doubt {
+        let source = sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+        Error::Statement { operation: "test", source }
     } else {
-        sqlx::Error::PoolTimedOut
-    };
-    Error::Statement { operation: "test", source }
+        let source = sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        Error::Acquire { operation: "test", source }
+    }
 }
 
 fn quick(attempts: u32) -> RetryPolicy {
@@ -52,6 +53,19 @@ async fn an_operation_that_may_have_committed_is_retried_only_when_idempotent() 
         })
         .await;
     assert!(result.is_err());
+    assert_eq!(tries.get(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_pool_timeout_is_returned_at_once_because_the_pool_already_waited() {
+    let tries = Cell::new(0);
+    let result: Result<(), Error> = quick(5)
+        .run("test", Idempotence::Idempotent, |_| {
+            tries.set(tries.get() + 1);
+            async { Err(Error::Acquire { operation: "test", source: sqlx::Error::PoolTimedOut }) }
+        })
+        .await;
+    assert_eq!(result.unwrap_err().retry(), Retry::Later);
     assert_eq!(tries.get(), 1);
 }
 

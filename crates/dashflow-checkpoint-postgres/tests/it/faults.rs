@@ -7,9 +7,11 @@ use std::collections::HashMap;
 use dashflow_checkpoint::{CheckpointError, CheckpointId, CheckpointKind, CheckpointRecord, Checkpointer, ListOptions};
 use dashflow_checkpoint_postgres::PostgresCheckpointer;
 use dashflow_checkpoint_postgres::testing::TestDatabase;
-use sqlx::{Connection, PgConnection};
+use sqlx::Connection;
 
-use crate::support::{assert_linear, committed_head, committed_record, database, noise, record};
+use crate::support::{
+    assert_linear, committed_head, committed_record, database, hold_key_of, noise, record, session_waiting_on_a_lock,
+};
 
 /// The head as stored, reloading through transient failures (bounded).
 async fn reload_head(checkpointer: &PostgresCheckpointer, thread: &str) -> Option<CheckpointRecord> {
@@ -120,41 +122,6 @@ async fn killing_sessions_during_writes_without_retries_gives_only_typed_retryab
     write_through_kills(&db, &checkpointer, "unretried").await;
 }
 
-/// Inserts, in an open transaction on `blocker`, a row with `record`'s key, so that a put of
-/// `record` waits on it inside its own statement (after moving the head).
-async fn hold_key_of(blocker: &mut PgConnection, record: &CheckpointRecord) {
-    sqlx::query("BEGIN").execute(&mut *blocker).await.unwrap();
-    sqlx::query(
-        "INSERT INTO dashflow_checkpoints
-            (thread_id, namespace, checkpoint_id, parent_id, step, kind, blob, metadata, next_nodes, created_at_ms)
-         VALUES ($1, $2, $3, NULL, 0, 'snapshot', '', '{}', '[]', 0)",
-    )
-    .bind(&record.thread_id)
-    .bind(&record.namespace)
-    .bind(record.checkpoint_id.as_str())
-    .execute(&mut *blocker)
-    .await
-    .unwrap();
-}
-
-/// The server session of this test's pools that waits on a lock, once there is one. Polls
-/// `pg_stat_activity`: the server does not announce it.
-async fn session_waiting_on_a_lock(db: &TestDatabase, observer: &mut PgConnection) -> i32 {
-    for _ in 0..100_000 {
-        let waiting: Option<i32> = sqlx::query_scalar(
-            "SELECT pid FROM pg_stat_activity WHERE application_name = $1 AND wait_event_type = 'Lock' LIMIT 1",
-        )
-        .bind(db.schema())
-        .fetch_optional(&mut *observer)
-        .await
-        .unwrap();
-        if let Some(pid) = waiting {
-            return pid;
-        }
-    }
-    panic!("the put never waited on the held key");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_put_killed_inside_its_transaction_leaves_neither_the_record_nor_the_head_change() {
     let db = database!("a_put_killed_inside_its_transaction_leaves_neither_the_record_nor_the_head_change");
@@ -170,7 +137,7 @@ async fn a_put_killed_inside_its_transaction_leaves_neither_the_record_nor_the_h
         let (checkpointer, next, expected) = (checkpointer.clone(), next.clone(), first.checkpoint_id.clone());
         async move { checkpointer.put(next, Some(&expected)).await }
     });
-    let pid = session_waiting_on_a_lock(&db, &mut observer).await;
+    let pid = session_waiting_on_a_lock(&mut observer, db.schema()).await;
     // The put has moved the head inside its statement and now waits to insert the record.
     let terminated: bool =
         sqlx::query_scalar("SELECT pg_terminate_backend($1)").bind(pid).fetch_one(&mut observer).await.unwrap();
@@ -206,7 +173,7 @@ async fn a_put_whose_future_is_dropped_mid_statement_is_applied_whole_or_not_at_
         let (checkpointer, next, expected) = (checkpointer.clone(), next.clone(), first.checkpoint_id.clone());
         async move { checkpointer.put(next, Some(&expected)).await }
     });
-    session_waiting_on_a_lock(&db, &mut observer).await;
+    session_waiting_on_a_lock(&mut observer, db.schema()).await;
     put.abort();
     assert!(put.await.unwrap_err().is_cancelled());
     assert_eq!(committed_head(&mut observer, "r19", "").await, Some(first.checkpoint_id.to_string()));

@@ -115,3 +115,38 @@ pub(crate) fn assert_linear(records: &[CheckpointRecord], head: &CheckpointId) {
     }
     assert_eq!(walked, records.len(), "records off the head's line");
 }
+
+/// Inserts, in an open transaction on `blocker`, a row with `record`'s key, so that a put of
+/// `record` waits on it inside its own statement (after moving the head).
+pub(crate) async fn hold_key_of(blocker: &mut PgConnection, record: &CheckpointRecord) {
+    sqlx::query("BEGIN").execute(&mut *blocker).await.unwrap();
+    sqlx::query(
+        "INSERT INTO dashflow_checkpoints
+            (thread_id, namespace, checkpoint_id, parent_id, step, kind, blob, metadata, next_nodes, created_at_ms)
+         VALUES ($1, $2, $3, NULL, 0, 'snapshot', '', '{}', '[]', 0)",
+    )
+    .bind(&record.thread_id)
+    .bind(&record.namespace)
+    .bind(record.checkpoint_id.as_str())
+    .execute(&mut *blocker)
+    .await
+    .unwrap();
+}
+
+/// The server session named `application_name` that waits on a lock, once there is one.
+/// Polls `pg_stat_activity`: the server does not announce it.
+pub(crate) async fn session_waiting_on_a_lock(observer: &mut PgConnection, application_name: &str) -> i32 {
+    for _ in 0..100_000 {
+        let waiting: Option<i32> = sqlx::query_scalar(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = $1 AND wait_event_type = 'Lock' LIMIT 1",
+        )
+        .bind(application_name)
+        .fetch_optional(&mut *observer)
+        .await
+        .unwrap();
+        if let Some(pid) = waiting {
+            return pid;
+        }
+    }
+    panic!("the put never waited on the held key");
+}
