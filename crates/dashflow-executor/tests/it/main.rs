@@ -17,3 +17,4 @@ mod send;
 mod sequential;
 mod stream;
 mod subgraph;
+mod subgraph_state;
