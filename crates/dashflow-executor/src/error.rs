@@ -126,6 +126,31 @@ pub enum Error {
         /// The checkpoint asked for, if any.
         checkpoint_id: Option<String>,
     },
+    /// A subgraph namespace (or the checkpoint asked for in it) has no checkpoint in the thread.
+    #[error(
+        "thread `{thread_id}` has no checkpoint{} in subgraph namespace `{namespace}`: take namespaces from the \
+         pending tasks of get_state (SnapshotTask::subgraph)",
+        checkpoint_id.as_ref().map(|id| format!(" {id}")).unwrap_or_default()
+    )]
+    SubgraphNotFound {
+        /// The thread.
+        thread_id: String,
+        /// The namespace asked for.
+        namespace: String,
+        /// The checkpoint asked for, if any.
+        checkpoint_id: Option<String>,
+    },
+    /// `update_subgraph_state` on a subgraph run that has finished: no run would read the edit.
+    #[error(
+        "the subgraph run in namespace `{namespace}` of thread `{thread_id}` has finished, so no run would read \
+         an edit of its state: update the parent's state with update_state instead"
+    )]
+    SubgraphFinished {
+        /// The thread.
+        thread_id: String,
+        /// The namespace.
+        namespace: String,
+    },
     /// The scheduler dropped a task without running it to completion.
     #[error("the scheduler dropped the task of node `{node}` in step {step} before it finished")]
     TaskLost {

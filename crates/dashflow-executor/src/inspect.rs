@@ -1,11 +1,14 @@
-//! Looking into a thread: its state now, its history, and edits to it (`update_state`).
+//! Looking into a thread: its state now, its history, and edits to it (`update_state`), for
+//! the top-level graph and for the subgraph runs checkpointed in the thread's namespaces.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use dashflow_checkpoint::{CheckpointId, ListOptions, LoadedCheckpoint, Metadata};
-use dashflow_graph::GraphState;
+use dashflow_checkpoint::{CheckpointId, ListOptions, LoadedCheckpoint, Metadata, PendingWrite, open, seal};
+use dashflow_graph::{GraphState, MergeableState, TaskId};
 
-use crate::durable::{CheckpointSettings, Durable, Restored, Source, checkpoint_error, rebuild};
+use crate::durable::{CheckpointSettings, Durable, Nesting, Restored, Source, checkpoint_error, rebuild};
+use crate::payload::{INTERRUPT, OUTPUT, Position, RESUME, split_write_id};
 use crate::run::position_after;
 use crate::{CompiledGraph, Durability, Error, RunConfig};
 
@@ -29,9 +32,33 @@ pub struct StateSnapshot<S> {
     pub created_at_ms: i64,
     /// Pending interrupts: (task id, the value the node passed to `interrupt`).
     pub interrupts: Vec<(String, serde_json::Value)>,
+    /// The tasks of the superstep that runs next, in order: one per entry of `next`.
+    pub tasks: Vec<SnapshotTask>,
+}
+
+/// A task of the superstep that runs next from a checkpoint.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct SnapshotTask {
+    /// The task's id, `step:node:index`: what `NodeContext::task_id` says when it runs.
+    pub id: String,
+    /// The node it runs.
+    pub node: String,
+    /// The value it paused on with `interrupt`, waiting for `Command::resume`; for a subgraph
+    /// node, the value its subgraph run paused on. `None` when the task is not paused.
+    pub interrupt: Option<serde_json::Value>,
+    /// The checkpoint namespace of the unfinished subgraph run under this task (paused at an
+    /// interrupt, or stopped by a failure), which the task continues when it runs again; `None`
+    /// for a task that is not a subgraph, has not started its run, or has finished. Read it
+    /// with [`CompiledGraph::get_subgraph_state`].
+    ///
+    /// Filled by `get_state` and `get_subgraph_state`; `get_state_history` leaves it `None`,
+    /// since a namespace holds the latest run of its task, not the run of every past checkpoint.
+    pub subgraph: Option<String>,
 }
 
 impl<S: GraphState> CompiledGraph<S> {
+    /// The checkpoint settings and thread an inspection needs, or the error naming what is missing.
     fn thread_settings<'a>(
         &'a self,
         config: &'a RunConfig,
@@ -42,20 +69,24 @@ impl<S: GraphState> CompiledGraph<S> {
         Ok((settings, thread_id))
     }
 
-    async fn load_target(
-        &self,
-        config: &RunConfig,
+    /// Namespace `namespace` of the thread `config` names.
+    fn namespace<'a>(
+        &'a self,
+        config: &'a RunConfig,
+        namespace: &'a str,
         operation: &'static str,
-    ) -> Result<Option<LoadedCheckpoint>, Error> {
+    ) -> Result<Namespace<'a>, Error> {
         let (settings, thread_id) = self.thread_settings(config, operation)?;
-        settings.checkpointer.load(thread_id, "", config.checkpoint_id.as_ref()).await.map_err(checkpoint_error)
+        Ok(Namespace { settings, thread_id, namespace })
     }
 
     /// The thread's state at its latest checkpoint (or `RunConfig::checkpoint_id`); `None`
-    /// for a thread without checkpoints.
+    /// for a thread without checkpoints. Its tasks name the namespaces of subgraph runs paused
+    /// under them, for [`CompiledGraph::get_subgraph_state`].
     pub async fn get_state(&self, config: &RunConfig) -> Result<Option<StateSnapshot<S>>, Error> {
-        match self.load_target(config, "get_state").await? {
-            Some(loaded) => snapshot_of(&loaded).map(Some),
+        let at = self.namespace(config, "", "get_state")?;
+        match at.load(config.checkpoint_id.as_ref()).await? {
+            Some(loaded) => at.snapshot(&loaded).await.map(Some),
             None => Ok(None),
         }
     }
@@ -66,74 +97,279 @@ impl<S: GraphState> CompiledGraph<S> {
         config: &RunConfig,
         limit: Option<usize>,
     ) -> Result<Vec<StateSnapshot<S>>, Error> {
-        let (settings, thread_id) = self.thread_settings(config, "get_state_history")?;
-        let mut options = ListOptions::new().namespace("");
-        if let Some(limit) = limit {
-            options = options.limit(limit);
-        }
-        let records = settings.checkpointer.list(thread_id, &options).await.map_err(checkpoint_error)?;
-        let mut history = Vec::with_capacity(records.len());
-        for record in records {
-            let loaded = settings
-                .checkpointer
-                .load(thread_id, "", Some(&record.checkpoint_id))
-                .await
-                .map_err(checkpoint_error)?
-                .ok_or_else(|| Error::ThreadNotFound {
-                    thread_id: thread_id.to_string(),
-                    checkpoint_id: Some(record.checkpoint_id.to_string()),
-                })?;
-            history.push(snapshot_of(&loaded)?);
-        }
-        Ok(history)
+        self.namespace(config, "", "get_state_history")?.history(limit).await
     }
 
     /// Applies `update` to the thread's state as a new checkpoint, as if node `as_node` had
     /// written it (the next nodes are then that node's successors); without `as_node` the
-    /// next nodes stay as they were. From `RunConfig::checkpoint_id`, this forks history.
-    /// Returns the new checkpoint's id.
+    /// next nodes stay as they were, and so do their pending interrupts: a `resume` still
+    /// answers them. From `RunConfig::checkpoint_id`, this forks history. Returns the new
+    /// checkpoint's id.
     pub async fn update_state(
         &self,
         config: &RunConfig,
         update: S::Update,
         as_node: Option<&str>,
     ) -> Result<CheckpointId, Error> {
-        let (settings, thread_id) = self.thread_settings(config, "update_state")?;
-        let checkpointer = &settings.checkpointer;
-        let head = checkpointer.load(thread_id, "", None).await.map_err(checkpoint_error)?;
-        let head_id = head.as_ref().and_then(LoadedCheckpoint::head).map(|record| record.checkpoint_id.clone());
-        let target = match &config.checkpoint_id {
-            Some(id) => checkpointer.load(thread_id, "", Some(id)).await.map_err(checkpoint_error)?,
-            None => head,
-        };
-        let loaded = target.ok_or_else(|| Error::ThreadNotFound {
-            thread_id: thread_id.to_string(),
-            checkpoint_id: config.checkpoint_id.as_ref().map(ToString::to_string),
-        })?;
-        let (mut state, position) = rebuild::<S>(&loaded)?;
-        let target_id = loaded.head().map(|record| record.checkpoint_id.clone());
+        let at = self.namespace(config, "", "update_state")?;
+        let base = at.base(config.checkpoint_id.as_ref()).await?;
+        let (mut state, position) = rebuild::<S>(&base.loaded)?;
         state.apply(update.clone());
-        let position = match as_node {
-            Some(name) => {
-                let graph = &self.inner.graph;
-                let node = graph
-                    .node_id(name)
-                    .ok_or_else(|| Error::UnknownTarget { node: "update_state".into(), target: name.to_owned() })?;
-                position_after(graph, &state, node, position)?
-            }
-            None => position,
+        let Some(name) = as_node else {
+            return at.write(&base, &state, &update, &position, Pending::Keep).await;
         };
-        let mut durable =
-            Durable::new(settings.clone(), Arc::clone(thread_id), Durability::Sync, String::new(), target_id, head_id);
-        durable.commit(Source::Update, &state, Some(&update), &position).await
+        let graph = &self.inner.graph;
+        let node = graph
+            .node_id(name)
+            .ok_or_else(|| Error::UnknownTarget { node: "update_state".into(), target: name.to_owned() })?;
+        let position = position_after(graph, &state, node, position)?;
+        at.write(&base, &state, &update, &position, Pending::Discard).await
+    }
+
+    /// The state of the subgraph run checkpointed in `namespace` of the thread, as a snapshot
+    /// of its own state type `C`: `app.get_subgraph_state::<Research>(&config, ns)`.
+    ///
+    /// Under a checkpointed parent, each subgraph run checkpoints in its own namespace of the
+    /// parent's thread: the parent task's id (`"2:research:0"`), below the parent's namespace
+    /// for deeper levels (`"2:research:0|1:search:0"`). [`SnapshotTask::subgraph`] names the
+    /// namespace of each unfinished subgraph run under a pending task, in the parent's
+    /// snapshot and in each subgraph's snapshot in turn, so nested subgraphs are read the same way.
+    ///
+    /// This is a method of the parent, typed by the caller, because the namespace belongs to
+    /// the parent's thread and was written with the parent's checkpointer (the child graph
+    /// needs none of its own), while the parent knows its nodes only as functions, not the
+    /// state type a subgraph node runs on. A wrong `C` is a
+    /// `CheckpointError::VersionMismatch` (every blob carries its state's schema hash), never
+    /// garbage; an unknown namespace is [`Error::SubgraphNotFound`].
+    ///
+    /// `RunConfig::checkpoint_id`, when set, names a checkpoint of that namespace (one of
+    /// [`CompiledGraph::get_subgraph_state_history`]) instead of its latest.
+    pub async fn get_subgraph_state<C: GraphState>(
+        &self,
+        config: &RunConfig,
+        namespace: &str,
+    ) -> Result<StateSnapshot<C>, Error> {
+        let at = self.namespace(config, namespace, "get_subgraph_state")?;
+        let from = config.checkpoint_id.as_ref();
+        let loaded = at.load(from).await?.ok_or_else(|| at.not_found(from))?;
+        at.snapshot(&loaded).await
+    }
+
+    /// The checkpoints of the subgraph runs in `namespace` of the thread, newest first, each
+    /// with its state as `C` (at most `limit`). See [`CompiledGraph::get_subgraph_state`].
+    pub async fn get_subgraph_state_history<C: GraphState>(
+        &self,
+        config: &RunConfig,
+        namespace: &str,
+        limit: Option<usize>,
+    ) -> Result<Vec<StateSnapshot<C>>, Error> {
+        let at = self.namespace(config, namespace, "get_subgraph_state_history")?;
+        let history = at.history(limit).await?;
+        if history.is_empty() {
+            return Err(at.not_found(None));
+        }
+        Ok(history)
+    }
+
+    /// Applies `update` to the state of the unfinished subgraph run in `namespace` of the
+    /// thread (its latest checkpoint, or `RunConfig::checkpoint_id` of that namespace) as a
+    /// new checkpoint of that namespace. When the parent resumes, the subgraph continues from
+    /// the edited state; its next nodes and pending interrupts stay as they were, so
+    /// `Command::resume` still answers them. A subgraph on the parent's own state type hands
+    /// the edit to the parent with the rest of its run's update.
+    ///
+    /// Unlike [`CompiledGraph::update_state`] there is no `as_node`: routing as a node of the
+    /// subgraph needs the subgraph's graph, which the parent does not hold. A run that has
+    /// finished is [`Error::SubgraphFinished`], since nothing would read the edit; an unknown
+    /// namespace is [`Error::SubgraphNotFound`]. Returns the new checkpoint's id.
+    pub async fn update_subgraph_state<C: MergeableState>(
+        &self,
+        config: &RunConfig,
+        namespace: &str,
+        update: C::Update,
+    ) -> Result<CheckpointId, Error> {
+        let at = self.namespace(config, namespace, "update_subgraph_state")?;
+        let base = at.base(config.checkpoint_id.as_ref()).await?;
+        if !unfinished(&base.loaded) {
+            return Err(Error::SubgraphFinished {
+                thread_id: at.thread_id.to_string(),
+                namespace: namespace.to_owned(),
+            });
+        }
+        let (mut state, mut position) = rebuild::<C>(&base.loaded)?;
+        state.apply(update.clone());
+        position.composed = Some(at.compose::<C>(position.composed.as_deref(), update.clone())?);
+        at.write(&base, &state, &update, &position, Pending::Keep).await
     }
 }
 
+/// One namespace of a thread: `""` for the top-level graph, else a subgraph run's.
+#[derive(Clone, Copy)]
+struct Namespace<'a> {
+    settings: &'a CheckpointSettings,
+    thread_id: &'a Arc<str>,
+    namespace: &'a str,
+}
+
+/// The checkpoint an update applies to, and the head it must not race with.
+struct Base {
+    loaded: LoadedCheckpoint,
+    head_id: Option<CheckpointId>,
+}
+
+/// What happens to the pending interrupts (and answers so far) of the checkpoint an update
+/// applies to.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Pending {
+    /// The same tasks run next: their interrupts still wait for an answer.
+    Keep,
+    /// The next tasks are new ones: nothing of the old ones is pending.
+    Discard,
+}
+
+impl Namespace<'_> {
+    async fn load(&self, id: Option<&CheckpointId>) -> Result<Option<LoadedCheckpoint>, Error> {
+        self.settings.checkpointer.load(self.thread_id, self.namespace, id).await.map_err(checkpoint_error)
+    }
+
+    /// The error for a checkpoint (or any checkpoint) this namespace does not have.
+    fn not_found(&self, checkpoint_id: Option<&CheckpointId>) -> Error {
+        let thread_id = self.thread_id.to_string();
+        let checkpoint_id = checkpoint_id.map(ToString::to_string);
+        if self.namespace.is_empty() {
+            Error::ThreadNotFound { thread_id, checkpoint_id }
+        } else {
+            Error::SubgraphNotFound { thread_id, namespace: self.namespace.to_owned(), checkpoint_id }
+        }
+    }
+
+    /// The snapshot of `loaded`, with the namespace of the unfinished subgraph run under each
+    /// of its tasks.
+    async fn snapshot<T: GraphState>(&self, loaded: &LoadedCheckpoint) -> Result<StateSnapshot<T>, Error> {
+        let mut snapshot = snapshot_of::<T>(loaded)?;
+        if snapshot.tasks.is_empty() {
+            return Ok(snapshot);
+        }
+        // The rule a subgraph run names its namespace by.
+        let nesting = Nesting {
+            settings: self.settings.clone(),
+            namespace: self.namespace.to_owned(),
+            durability: Durability::Sync,
+        };
+        let finished = finished_tasks(loaded);
+        for task in snapshot.tasks.iter_mut().filter(|task| !finished.contains(task.id.as_str())) {
+            let namespace = nesting.child_namespace(&task.id);
+            let child = Namespace { namespace: &namespace, ..*self };
+            // The same test a re-run task applies before it continues its subgraph run.
+            if child.load(None).await?.is_some_and(|loaded| unfinished(&loaded)) {
+                task.subgraph = Some(namespace);
+            }
+        }
+        Ok(snapshot)
+    }
+
+    /// The namespace's checkpoints, newest first, each with its state (at most `limit`).
+    async fn history<T: GraphState>(&self, limit: Option<usize>) -> Result<Vec<StateSnapshot<T>>, Error> {
+        let mut options = ListOptions::new().namespace(self.namespace);
+        if let Some(limit) = limit {
+            options = options.limit(limit);
+        }
+        let records = self.settings.checkpointer.list(self.thread_id, &options).await.map_err(checkpoint_error)?;
+        let mut history = Vec::with_capacity(records.len());
+        for record in records {
+            let id = Some(&record.checkpoint_id);
+            let loaded = self.load(id).await?.ok_or_else(|| self.not_found(id))?;
+            history.push(snapshot_of(&loaded)?);
+        }
+        Ok(history)
+    }
+
+    /// Loads the checkpoint an update applies to: `from`, else the head.
+    async fn base(&self, from: Option<&CheckpointId>) -> Result<Base, Error> {
+        let head = self.load(None).await?;
+        let head_id = head.as_ref().and_then(LoadedCheckpoint::head).map(|record| record.checkpoint_id.clone());
+        let target = match from {
+            Some(id) => self.load(Some(id)).await?,
+            None => head,
+        };
+        let loaded = target.ok_or_else(|| self.not_found(from))?;
+        Ok(Base { loaded, head_id })
+    }
+
+    /// Writes `state`, made by applying `update` to `base`, as a new checkpoint after it.
+    async fn write<T: GraphState>(
+        &self,
+        base: &Base,
+        state: &T,
+        update: &T::Update,
+        position: &Position<T>,
+        pending: Pending,
+    ) -> Result<CheckpointId, Error> {
+        let target_id = base.loaded.head().map(|record| record.checkpoint_id.clone());
+        let mut durable = Durable::new(
+            self.settings.clone(),
+            Arc::clone(self.thread_id),
+            Durability::Sync,
+            String::new(),
+            target_id,
+            base.head_id.clone(),
+        )
+        .in_namespace(self.namespace.to_owned());
+        let id = durable.commit(Source::Update, state, Some(update), position).await?;
+        let kept: Vec<PendingWrite> = match pending {
+            Pending::Keep => base.loaded.pending_writes.iter().filter(|write| awaits_answer(write)).cloned().collect(),
+            Pending::Discard => Vec::new(),
+        };
+        if !kept.is_empty() {
+            // Interrupts and answers are keyed by task id, which the new checkpoint shares.
+            durable.put_writes(kept).await?;
+        }
+        Ok(id)
+    }
+
+    /// Folds `update` into the sealed update of a subgraph run so far, so that a subgraph on
+    /// its parent's state hands an edit of its state to the parent too. Subgraphs with their
+    /// own state type never read it.
+    fn compose<T: MergeableState>(&self, composed: Option<&[u8]>, update: T::Update) -> Result<Vec<u8>, Error> {
+        let update = match composed {
+            Some(blob) => {
+                let mut composed: T::Update = open(blob, T::SCHEMA_HASH).map_err(Error::Checkpoint)?;
+                T::merge(&mut composed, update);
+                composed
+            }
+            None => update,
+        };
+        seal(self.settings.codec, T::SCHEMA_HASH, &update).map_err(Error::Checkpoint)
+    }
+}
+
+/// Whether a run stopped at this checkpoint before its end (paused, or failed).
+fn unfinished(loaded: &LoadedCheckpoint) -> bool {
+    loaded.head().is_some_and(|record| !record.next_nodes.is_empty())
+}
+
+/// The tasks whose output a checkpoint's pending writes hold: they do not run again.
+fn finished_tasks(loaded: &LoadedCheckpoint) -> HashSet<&str> {
+    loaded
+        .pending_writes
+        .iter()
+        .filter_map(|write| split_write_id(&write.task_id))
+        .filter_map(|(task_id, kind)| (kind == OUTPUT).then_some(task_id))
+        .collect()
+}
+
+/// Whether a pending write is an interrupt, or an answer to one: state of the next tasks that
+/// an edit of the state does not change. Finished tasks' outputs are not: they read the old state.
+fn awaits_answer(write: &PendingWrite) -> bool {
+    matches!(split_write_id(&write.task_id), Some((_, INTERRUPT | RESUME)))
+}
+
 fn snapshot_of<S: GraphState>(loaded: &LoadedCheckpoint) -> Result<StateSnapshot<S>, Error> {
-    let (state, _) = rebuild::<S>(loaded)?;
+    let (state, position) = rebuild::<S>(loaded)?;
     let restored = Restored::<S>::decode(&loaded.pending_writes)?;
     let record =
         loaded.head().ok_or_else(|| Error::ThreadNotFound { thread_id: String::new(), checkpoint_id: None })?;
+    let tasks = tasks_of(&position, &restored.interrupts);
     let mut interrupts: Vec<_> = restored.interrupts.into_iter().collect();
     interrupts.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(StateSnapshot {
@@ -145,5 +381,18 @@ fn snapshot_of<S: GraphState>(loaded: &LoadedCheckpoint) -> Result<StateSnapshot
         metadata: record.metadata.clone(),
         created_at_ms: record.created_at_ms,
         interrupts,
+        tasks,
     })
+}
+
+/// The tasks of the step after `position`, with the ids the run will give them.
+fn tasks_of<S>(position: &Position<S>, interrupts: &HashMap<String, serde_json::Value>) -> Vec<SnapshotTask> {
+    let step = position.step + 1;
+    (0..)
+        .zip(&position.frontier)
+        .map(|(index, task)| {
+            let id = TaskId { step, node: task.node.clone(), index }.to_string();
+            SnapshotTask { interrupt: interrupts.get(&id).cloned(), id, node: task.node.to_string(), subgraph: None }
+        })
+        .collect()
 }

@@ -57,7 +57,7 @@ mod task;
 pub use compiled::{CompileExt, CompiledGraph};
 pub use config::{Durability, RunConfig, StreamMode, StreamModes};
 pub use error::{Error, Result};
-pub use inspect::StateSnapshot;
+pub use inspect::{SnapshotTask, StateSnapshot};
 pub use result::{ExecutionResult, NodeRun, RunStatus};
 pub use stream::{CustomValue, RunStream, StreamEvent};
 pub use subgraph::{Subgraph, SubgraphMarker};

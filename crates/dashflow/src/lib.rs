@@ -38,7 +38,7 @@ pub use metrics::{PrometheusError, serve_prometheus};
 
 pub use dashflow_executor::{
     CompiledGraph, CustomValue, Durability, Error, ExecutionResult, NodeRun, RunConfig, RunStatus, RunStream,
-    StateSnapshot, StreamEvent, StreamMode, StreamModes, Subgraph,
+    SnapshotTask, StateSnapshot, StreamEvent, StreamMode, StreamModes, Subgraph,
 };
 pub use dashflow_graph::{
     Command, END, GraphError, GraphSchema, GraphState, MergeableState, Message, MessageLike, NodeContext, NodeError,

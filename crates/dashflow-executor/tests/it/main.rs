@@ -18,3 +18,4 @@ mod send;
 mod sequential;
 mod stream;
 mod subgraph;
+mod subgraph_state;
