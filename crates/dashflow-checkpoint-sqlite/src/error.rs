@@ -85,6 +85,19 @@ fn chain(error: &dyn std::error::Error) -> String {
     text
 }
 
+impl Error {
+    /// Whether another connection held a lock this one needed (and nothing was written).
+    pub(crate) fn is_busy(&self) -> bool {
+        match self {
+            Self::Busy(_) => true,
+            Self::Sqlite(sqlite) => {
+                matches!(sqlite.sqlite_error_code(), Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked))
+            }
+            _ => false,
+        }
+    }
+}
+
 impl From<Error> for CheckpointError {
     fn from(error: Error) -> Self {
         match error {

@@ -7,6 +7,7 @@
 //! refused rather than misread.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use rusqlite::{Connection, TransactionBehavior};
 
@@ -63,8 +64,12 @@ pub(crate) const MIGRATIONS: &[&str] = &[V1];
 /// The schema version this build creates.
 pub(crate) const VERSION: usize = MIGRATIONS.len();
 
-/// Opens (creating parent directories) and configures a connection, then migrates.
-pub(crate) fn open(path: Option<&Path>, options: &SqliteOptions) -> Result<Connection> {
+/// Opens (creating parent directories) and configures a connection, then migrates; a file's
+/// connection comes with its background WAL checkpointer.
+pub(crate) fn open(
+    path: Option<&Path>,
+    options: &SqliteOptions,
+) -> Result<(Connection, Option<Arc<crate::wal::Background>>)> {
     let mut connection = match path {
         Some(path) => {
             if let Some(parent) = path.parent().filter(|parent| !parent.as_os_str().is_empty()) {
@@ -77,10 +82,8 @@ pub(crate) fn open(path: Option<&Path>, options: &SqliteOptions) -> Result<Conne
     };
     configure(&connection, options)?;
     migrate(&mut connection)?;
-    if let Some(path) = path {
-        crate::wal::install(&connection, path, synchronous(options))?;
-    }
-    Ok(connection)
+    let background = path.map(|path| crate::wal::install(&connection, path, synchronous(options))).transpose()?;
+    Ok((connection, background))
 }
 
 fn configure(connection: &Connection, options: &SqliteOptions) -> Result<()> {
