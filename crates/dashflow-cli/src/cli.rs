@@ -47,7 +47,8 @@ pub enum Command {
 /// `dashflow runs ...`.
 #[derive(Debug, Subcommand)]
 pub enum RunsCommand {
-    /// List runs, newest first.
+    /// List runs, newest first. A run whose process died before it finished is listed as
+    /// `abandoned`, not `running`.
     List(ListArgs),
     /// Show one run: its summary, then every task in order with its duration as a bar,
     /// errors in place and the routing decisions between steps.
@@ -57,7 +58,12 @@ pub enum RunsCommand {
 /// `dashflow runs list`.
 #[derive(Debug, Args)]
 pub struct ListArgs {
-    /// Only runs with this status: running, completed, failed or interrupted.
+    /// Only runs with this status: running, abandoned, completed, failed or interrupted.
+    ///
+    /// `abandoned` runs started and never finished, and the process executing them is gone
+    /// (killed, crashed, or the machine restarted); they are not `running`. A run whose
+    /// process cannot be checked (written by an older DashFlow, on another host or outside
+    /// Linux) stays `running`.
     #[arg(long, value_name = "STATUS")]
     pub status: Option<RunStatus>,
     /// Only runs of this graph.

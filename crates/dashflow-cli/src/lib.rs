@@ -13,9 +13,17 @@
 //!
 //! Runs, timelines, `tail` and `graph` read the write-ahead log in `<home>/wal`, where the
 //! home is `--home`, else `$DASHFLOW_HOME`, else `~/.dashflow` (see `dashflow_wal` for the
-//! variables). The CLI opens it with retention off, so looking never deletes history. `threads
-//! history` reads a checkpoint database (SQLite or PostgreSQL) and shows records, not states:
-//! it does not know the graphs' state types.
+//! variables). The CLI opens it with retention off, so looking never deletes history.
+//!
+//! A run's status is `running`, `completed`, `failed`, `interrupted`, or `abandoned`: started,
+//! never finished, and its process is gone (killed, crashed, or the machine restarted), so
+//! `runs list --status running` answers "what is running now?" and `--status abandoned`
+//! lists the runs that died; `runs show` names the process and the time of the run's last
+//! event. The WAL records which process executes each run (on Linux); a run that cannot be
+//! checked (written by an older DashFlow, on another host, or outside Linux) stays `running`.
+//!
+//! `threads history` reads a checkpoint database (SQLite or PostgreSQL) and shows records, not
+//! states: it does not know the graphs' state types.
 //!
 //! Exit codes: 0 success; 1 failure (an error such as a missing store or an unknown run id,
 //! or damage found by `wal verify`); 2 a usage error. Errors go to stderr as one sentence that

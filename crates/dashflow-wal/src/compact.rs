@@ -1,5 +1,5 @@
 //! Compaction: rewriting the sealed segments without the records of runs whose start
-//! retention removed, packed into as few segments as the segment size allows.
+//! retention removed (and the process records that only named such runs), packed into as few segments as the segment size allows.
 //!
 //! Crash safety: the new segments are written and synced in `compact.tmp/`, then a `PLAN`
 //! file naming the input segments is renamed into place; from then on the compaction is
@@ -138,6 +138,8 @@ impl Wal {
                         }
                         started.contains(&event.run.run_id)
                     }
+                    // It follows its runs' starts: kept while one of them is.
+                    Ok(Payload::Process(record)) => record.runs.iter().any(|run| started.contains(run)),
                     Ok(_) | Err(_) => true,
                 };
                 if !keep {

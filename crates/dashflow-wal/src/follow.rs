@@ -6,7 +6,7 @@ use dashflow_telemetry::Event;
 
 use crate::error::{Result, WalError};
 use crate::frame::Damage;
-use crate::record::{decode_event, is_trace};
+use crate::record::{decode_event, is_known_non_event};
 use crate::segment::{Position, ReadStep, list_segments, open_reader, record_end, segment_path};
 
 /// Reads the records appended to a WAL directory from a position on, as they arrive.
@@ -14,8 +14,8 @@ use crate::segment::{Position, ReadStep, list_segments, open_reader, record_end,
 /// It takes no lock and never writes: call [`poll`](Self::poll) whenever you want what is new
 /// (the CLI's `tail` polls on a timer). A record still being written at the end of the last
 /// segment is not returned until it is complete. Trace records are stepped over (read them with
-/// [`Wal::traces`](crate::Wal::traces)); records of kinds this version does not know, or
-/// cannot decode, are skipped and counted.
+/// [`Wal::traces`](crate::Wal::traces)), and so are process records (the index reads them);
+/// records of kinds this version does not know, or cannot decode, are skipped and counted.
 ///
 /// ```
 /// use dashflow_telemetry::{Event, EventKind, RunId, RunIds};
@@ -83,8 +83,9 @@ impl Follower {
                     ReadStep::Record { offset, payload } => {
                         match decode_event(payload) {
                             Ok(Some(event)) => out.push((Position::new(seq, offset), event)),
-                            // Traces are read with `Wal::traces`; they are not unknown.
-                            Ok(None) if is_trace(payload) => {}
+                            // Traces are read with `Wal::traces`, process records through the
+                            // index; they are not unknown.
+                            Ok(None) if is_known_non_event(payload) => {}
                             Ok(None) | Err(_) => self.skipped += 1,
                         }
                         self.position = Position::new(seq, record_end(offset, payload));

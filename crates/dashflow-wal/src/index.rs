@@ -5,6 +5,13 @@
 //! the last record it has seen, in the same transaction as the rows that record changed; a
 //! writer that crashed between appending to a segment and updating the index leaves the mark
 //! behind the segments, and the next writer replays the difference.
+//!
+//! The one thing not derived from the records is whether a run's process is gone: the
+//! `processes` table (filled from process records) keeps a `gone` flag, set by readers that
+//! find the process no longer exists. A process that is gone never comes back (its identity
+//! includes its start time and boot), so the flag only ever goes from 0 to 1, and a run is
+//! reported `abandoned` while it is `running` and its process is gone. A rebuilt index
+//! starts with every flag at 0 and readers set them again.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -15,6 +22,8 @@ use rusqlite::types::Value;
 use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, params, params_from_iter};
 
 use crate::error::{Result, WalError};
+use crate::process::{Liveness, ProcessIdentity};
+use crate::record::ProcessRecord;
 use crate::runs::{RunFilter, RunStatus, RunSummary};
 use crate::segment::Position;
 
@@ -22,7 +31,7 @@ use crate::segment::Position;
 pub(crate) const INDEX_FILE: &str = "index.sqlite";
 
 /// Bumped whenever the schema changes; an index of another version is dropped and rebuilt.
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA: &str = "
 CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
@@ -46,26 +55,39 @@ CREATE TABLE runs (
     last_segment  INTEGER NOT NULL,
     last_offset   INTEGER NOT NULL,
     trace_segment INTEGER,
-    trace_offset  INTEGER
+    trace_offset  INTEGER,
+    last_at_ms    INTEGER,
+    process       INTEGER
 );
 CREATE INDEX runs_by_start ON runs (started_at_ms);
 CREATE INDEX runs_by_thread ON runs (thread_id, started_at_ms);
 CREATE INDEX runs_by_graph ON runs (graph, started_at_ms);
 CREATE INDEX runs_by_root ON runs (root_run_id);
 CREATE INDEX runs_by_last_segment ON runs (last_segment);
+CREATE INDEX running_runs_by_process ON runs (process) WHERE status = 'running';
 CREATE TABLE segments (
     segment     INTEGER PRIMARY KEY,
     records     INTEGER NOT NULL,
     first_at_ms INTEGER NOT NULL,
     last_at_ms  INTEGER NOT NULL
 );
+CREATE TABLE processes (
+    id            INTEGER PRIMARY KEY,
+    pid           INTEGER NOT NULL,
+    start_ticks   INTEGER NOT NULL,
+    boot_id       TEXT NOT NULL,
+    pid_namespace INTEGER NOT NULL,
+    host          TEXT NOT NULL,
+    gone          INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (pid, start_ticks, boot_id, pid_namespace, host)
+);
 ";
 
 const UPSERT_RUN: &str = "
 INSERT INTO runs (run_id, parent_run_id, root_run_id, depth, graph, thread_id, status, started_at_ms,
                   ended_at_ms, duration_ms, error, steps, events, partial, first_segment, first_offset,
-                  last_segment, last_offset)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, COALESCE(?7, 'running'), ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)
+                  last_segment, last_offset, last_at_ms)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, COALESCE(?7, 'running'), ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)
 ON CONFLICT (run_id) DO UPDATE SET
     graph = COALESCE(excluded.graph, graph),
     thread_id = COALESCE(excluded.thread_id, thread_id),
@@ -78,7 +100,8 @@ ON CONFLICT (run_id) DO UPDATE SET
     events = events + excluded.events,
     partial = partial AND excluded.partial,
     last_segment = excluded.last_segment,
-    last_offset = excluded.last_offset
+    last_offset = excluded.last_offset,
+    last_at_ms = MAX(COALESCE(last_at_ms, excluded.last_at_ms), excluded.last_at_ms)
 ";
 
 const UPSERT_SEGMENT: &str = "
@@ -89,11 +112,32 @@ ON CONFLICT (segment) DO UPDATE SET
     last_at_ms = MAX(last_at_ms, excluded.last_at_ms)
 ";
 
+/// A run with its status as readers see it: `running` becomes `abandoned` once its process is
+/// known to be gone.
 const SELECT_RUN: &str = "
-SELECT run_id, parent_run_id, root_run_id, depth, graph, thread_id, status, started_at_ms, ended_at_ms,
-       duration_ms, error, steps, events, partial, first_segment, first_offset, last_segment, last_offset,
-       trace_segment, trace_offset
-FROM runs";
+SELECT r.run_id, r.parent_run_id, r.root_run_id, r.depth, r.graph, r.thread_id,
+       CASE WHEN r.status = 'running' AND p.gone = 1 THEN 'abandoned' ELSE r.status END,
+       r.started_at_ms, r.ended_at_ms, r.duration_ms, r.error, r.steps, r.events, r.partial, r.first_segment,
+       r.first_offset, r.last_segment, r.last_offset, r.trace_segment, r.trace_offset, r.last_at_ms,
+       p.pid, p.start_ticks, p.boot_id, p.pid_namespace, p.host
+FROM runs r LEFT JOIN processes p ON p.id = r.process";
+
+/// The process row of an identity, created if new.
+const UPSERT_PROCESS: &str = "
+INSERT INTO processes (pid, start_ticks, boot_id, pid_namespace, host) VALUES (?1, ?2, ?3, ?4, ?5)
+ON CONFLICT (pid, start_ticks, boot_id, pid_namespace, host) DO UPDATE SET pid = excluded.pid
+RETURNING id";
+
+/// A run's process; a run the index does not know (yet) is left alone, like for traces.
+const SET_PROCESS: &str = "UPDATE runs SET process = ?2 WHERE run_id = ?1";
+
+/// Processes not known to be gone that still have running runs: the ones worth checking.
+const PROCESSES_TO_CHECK: &str = "
+SELECT id, pid, start_ticks, boot_id, pid_namespace, host FROM processes p
+WHERE gone = 0 AND EXISTS (SELECT 1 FROM runs r WHERE r.process = p.id AND r.status = 'running')";
+
+const CLEAR: &str =
+    "BEGIN IMMEDIATE; DELETE FROM runs; DELETE FROM segments; DELETE FROM processes; DELETE FROM meta; COMMIT;";
 
 /// Where a run's trace record is; a run the index does not know (yet) is left alone.
 const SET_TRACE: &str = "UPDATE runs SET trace_segment = ?2, trace_offset = ?3 WHERE run_id = ?1";
@@ -105,6 +149,8 @@ pub(crate) enum Entry<'e> {
     Event(&'e Event),
     /// The trace record of a run.
     Trace(RunId),
+    /// The process executing some runs.
+    Process(&'e ProcessRecord),
 }
 
 impl<'e> From<&'e Event> for Entry<'e> {
@@ -118,6 +164,7 @@ impl<'e> From<&'e crate::record::Indexed> for Entry<'e> {
         match record {
             crate::record::Indexed::Event(event) => Self::Event(event),
             crate::record::Indexed::Trace(run_id) => Self::Trace(*run_id),
+            crate::record::Indexed::Process(record) => Self::Process(record),
         }
     }
 }
@@ -141,6 +188,7 @@ struct RunDelta<'e> {
     graph: Option<&'e str>,
     thread_id: Option<&'e str>,
     started_at_ms: Option<i64>,
+    last_at_ms: i64,
     status: Option<&'static str>,
     ended_at_ms: Option<i64>,
     duration_ms: Option<i64>,
@@ -159,6 +207,7 @@ impl<'e> RunDelta<'e> {
             graph: None,
             thread_id: None,
             started_at_ms: None,
+            last_at_ms: i64::MIN,
             status: None,
             ended_at_ms: None,
             duration_ms: None,
@@ -170,6 +219,7 @@ impl<'e> RunDelta<'e> {
         self.last = at;
         self.events += 1;
         let at_ms = system_time_to_ms(event.at);
+        self.last_at_ms = self.last_at_ms.max(at_ms);
         match &event.kind {
             EventKind::RunStarted { graph, thread_id } => {
                 self.saw_start = true;
@@ -240,6 +290,7 @@ impl Index {
             conn.execute_batch(&format!(
                 "BEGIN IMMEDIATE;
                  DROP TABLE IF EXISTS meta; DROP TABLE IF EXISTS runs; DROP TABLE IF EXISTS segments;
+                 DROP TABLE IF EXISTS processes;
                  {SCHEMA}
                  PRAGMA user_version = {SCHEMA_VERSION};
                  COMMIT;"
@@ -268,11 +319,16 @@ impl Index {
         let mut runs: HashMap<RunId, RunDelta<'e>> = HashMap::new();
         let mut segments: HashMap<u64, (u64, i64, i64)> = HashMap::new();
         let mut traces: Vec<(RunId, Position)> = Vec::new();
+        let mut processes: Vec<&ProcessRecord> = Vec::new();
         for (at, entry) in entries {
             let event = match entry.into() {
                 Entry::Event(event) => event,
                 Entry::Trace(run_id) => {
                     traces.push((run_id, at));
+                    continue;
+                }
+                Entry::Process(record) => {
+                    processes.push(record);
                     continue;
                 }
             };
@@ -304,6 +360,7 @@ impl Index {
                     to_sql(delta.first.offset),
                     to_sql(delta.last.segment),
                     to_sql(delta.last.offset),
+                    delta.last_at_ms,
                 ])?;
             }
             let mut upsert = tx.prepare_cached(UPSERT_SEGMENT)?;
@@ -315,6 +372,25 @@ impl Index {
             for (run_id, at) in &traces {
                 set_trace.execute(params![run_id.to_string(), to_sql(at.segment), to_sql(at.offset)])?;
             }
+            // After the runs too: a process record follows the starts of its runs.
+            let mut upsert_process = tx.prepare_cached(UPSERT_PROCESS)?;
+            let mut set_process = tx.prepare_cached(SET_PROCESS)?;
+            for record in &processes {
+                let process = &record.process;
+                let id: i64 = upsert_process.query_row(
+                    params![
+                        process.pid,
+                        to_sql(process.start_ticks),
+                        process.boot_id,
+                        to_sql(process.pid_namespace),
+                        process.host
+                    ],
+                    |row| row.get(0),
+                )?;
+                for run_id in &record.runs {
+                    set_process.execute(params![run_id.to_string(), id])?;
+                }
+            }
             set_high_water(&tx, hw)?;
         }
         tx.commit()?;
@@ -323,8 +399,7 @@ impl Index {
 
     /// Empties the index (before a rebuild).
     pub(crate) fn clear(&mut self) -> Result<()> {
-        self.conn
-            .execute_batch("BEGIN IMMEDIATE; DELETE FROM runs; DELETE FROM segments; DELETE FROM meta; COMMIT;")?;
+        self.conn.execute_batch(CLEAR)?;
         Ok(())
     }
 
@@ -342,6 +417,7 @@ impl Index {
         )?;
         tx.execute("UPDATE runs SET trace_segment = NULL, trace_offset = NULL WHERE trace_segment < ?1", [first_kept])?;
         tx.execute("DELETE FROM segments WHERE segment < ?1", [first_kept])?;
+        tx.execute("DELETE FROM processes WHERE id NOT IN (SELECT process FROM runs WHERE process IS NOT NULL)", [])?;
         tx.commit()?;
         Ok(removed as u64)
     }
@@ -356,7 +432,7 @@ impl Index {
 
     /// One run.
     pub(crate) fn get(&self, run_id: RunId) -> Result<Option<RunSummary>> {
-        let mut stmt = self.conn.prepare_cached(&format!("{SELECT_RUN} WHERE run_id = ?1"))?;
+        let mut stmt = self.conn.prepare_cached(&format!("{SELECT_RUN} WHERE r.run_id = ?1"))?;
         let row = stmt.query_row([run_id.to_string()], |row| Ok(read_row(row))).optional()?;
         row.transpose()
     }
@@ -365,24 +441,30 @@ impl Index {
     pub(crate) fn list(&self, filter: &RunFilter) -> Result<Vec<RunSummary>> {
         let mut conditions = Vec::new();
         let mut values = Vec::new();
-        if let Some(status) = filter.status {
-            conditions.push("status = ?");
-            values.push(Value::Text(status.as_str().to_owned()));
+        match filter.status {
+            None => {}
+            // Both are stored as `running`; the process tells them apart.
+            Some(RunStatus::Running) => conditions.push("r.status = 'running' AND p.gone IS NOT 1"),
+            Some(RunStatus::Abandoned) => conditions.push("r.status = 'running' AND p.gone = 1"),
+            Some(status) => {
+                conditions.push("r.status = ?");
+                values.push(Value::Text(status.as_str().to_owned()));
+            }
         }
         if let Some(graph) = &filter.graph {
-            conditions.push("graph = ?");
+            conditions.push("r.graph = ?");
             values.push(Value::Text(graph.clone()));
         }
         if let Some(thread_id) = &filter.thread_id {
-            conditions.push("thread_id = ?");
+            conditions.push("r.thread_id = ?");
             values.push(Value::Text(thread_id.clone()));
         }
         if let Some(since) = filter.since {
-            conditions.push("started_at_ms >= ?");
+            conditions.push("r.started_at_ms >= ?");
             values.push(Value::Integer(system_time_to_ms(since)));
         }
         if let Some(root) = filter.root_run_id {
-            conditions.push("root_run_id = ?");
+            conditions.push("r.root_run_id = ?");
             values.push(Value::Text(root.to_string()));
         }
         if let Some(prefix) = &filter.run_id_prefix {
@@ -391,7 +473,7 @@ impl Index {
             // before the prefix followed by the greatest character.
             let low = prefix.to_ascii_uppercase();
             let high = format!("{low}{}", char::MAX);
-            conditions.push("run_id >= ? AND run_id < ?");
+            conditions.push("r.run_id >= ? AND r.run_id < ?");
             values.extend([Value::Text(low), Value::Text(high)]);
         }
         let mut sql = SELECT_RUN.to_owned();
@@ -399,7 +481,7 @@ impl Index {
             sql.push_str(" WHERE ");
             sql.push_str(&conditions.join(" AND "));
         }
-        sql.push_str(" ORDER BY started_at_ms IS NULL, started_at_ms DESC, run_id DESC");
+        sql.push_str(" ORDER BY r.started_at_ms IS NULL, r.started_at_ms DESC, r.run_id DESC");
         if let Some(limit) = filter.limit {
             sql.push_str(" LIMIT ?");
             values.push(Value::Integer(i64::try_from(limit).unwrap_or(i64::MAX)));
@@ -412,6 +494,53 @@ impl Index {
         }
         Ok(runs)
     }
+
+    /// Marks gone the processes that have running runs and no longer exist, as seen from the
+    /// process `me` (the reader; `None` when its identity is unknown, which tells nothing).
+    ///
+    /// Only a process certainly gone is marked: its runs then read `abandoned`.
+    pub(crate) fn mark_gone_processes(&self, me: Option<&ProcessIdentity>) -> Result<()> {
+        if me.is_none() {
+            return Ok(());
+        }
+        let mut gone = Vec::new();
+        {
+            let mut stmt = self.conn.prepare_cached(PROCESSES_TO_CHECK)?;
+            let rows = stmt.query_map([], |row| Ok((row.get::<_, i64>(0)?, read_process(row, 1)?)))?;
+            for row in rows {
+                if let (id, Some(process)) = row?
+                    && process.liveness_from(me) == Liveness::Gone
+                {
+                    gone.push(id);
+                }
+            }
+        }
+        if gone.is_empty() {
+            return Ok(());
+        }
+        let tx = self.conn.unchecked_transaction()?;
+        {
+            let mut mark = tx.prepare_cached("UPDATE processes SET gone = 1 WHERE id = ?1")?;
+            for id in &gone {
+                mark.execute([id])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+}
+
+/// Reads a process identity from the five columns starting at `first` (pid, start ticks, boot
+/// id, pid namespace, host); `None` when they are null (a run without a process record).
+fn read_process(row: &Row<'_>, first: usize) -> rusqlite::Result<Option<ProcessIdentity>> {
+    let Some(pid) = row.get::<_, Option<u32>>(first)? else { return Ok(None) };
+    Ok(Some(ProcessIdentity {
+        pid,
+        start_ticks: from_sql(row.get(first + 1)?),
+        boot_id: row.get(first + 2)?,
+        pid_namespace: from_sql(row.get(first + 3)?),
+        host: row.get(first + 4)?,
+    }))
 }
 
 fn set_high_water(conn: &Connection, hw: Position) -> Result<()> {
@@ -453,6 +582,8 @@ fn read_row(row: &Row<'_>) -> Result<RunSummary> {
         trace: trace_segment
             .zip(trace_offset)
             .map(|(segment, offset)| Position { segment: from_sql(segment), offset: from_sql(offset) }),
+        last_event_at: row.get::<_, Option<i64>>(20)?.map(ms_to_system_time),
+        process: read_process(row, 21)?,
     })
 }
 

@@ -26,7 +26,17 @@
 //!   interrupted runs included), appends it to the WAL as a trace record
 //!   ([`TAG_TRACE_JSON`]) and writes it atomically to `{base}/.dashflow/traces/{run_id}.json`
 //!   ([`TraceConfig`], retention by count and age: [`TraceRetention`]). A run that never
-//!   finishes (its process died) has no trace; the index shows it `running`.
+//!   finishes (its process died) has no trace.
+//! - **Runs whose process died.** A batch that starts runs is followed by a process record
+//!   ([`TAG_PROCESS`], [`ProcessRecord`]) naming the appending process, which executes them:
+//!   its pid, start time since boot, boot id, pid namespace and host ([`ProcessIdentity`]).
+//!   It costs the hot path nothing: the store's background thread writes it with the batch.
+//!   When [`Wal::list_runs`] or [`Wal::run`] find a run `running` whose process is
+//!   certainly gone (no such pid, a pid reused by a later process, an exited zombie, an
+//!   earlier boot of this host), the run reads [`RunStatus::Abandoned`]; the index remembers
+//!   the dead process, and a run that does record its end later takes its real status. Every
+//!   doubt leaves a run `running`: logs written before process records existed, another host
+//!   or pid namespace, and platforms other than Linux, where no process is recorded.
 //! - **Reading**: [`Wal::list_runs`], [`Wal::run_events`], [`Wal::trace`], [`Wal::traces`],
 //!   [`read_trace`] and [`list_traces`] (trace files), [`Follower`] (tail from any process),
 //!   [`Wal::verify`].
@@ -105,6 +115,7 @@ mod follow;
 mod frame;
 mod home;
 mod index;
+mod process;
 mod record;
 mod retention;
 mod runs;
@@ -128,9 +139,10 @@ pub use home::{
     trace_base_dir_from, trace_enabled, trace_enabled_from, traces_dir, traces_dir_from, traces_dir_from_env, wal_dir,
     wal_dir_from, wal_dir_from_env, wal_enabled, wal_enabled_from,
 };
+pub use process::ProcessIdentity;
 pub use record::{
-    Payload, TAG_EVENT_BIN, TAG_EVENT_JSON, TAG_TRACE_JSON, decode_payload, encode_event, encode_event_json,
-    encode_trace,
+    Payload, ProcessRecord, TAG_EVENT_BIN, TAG_EVENT_JSON, TAG_PROCESS, TAG_TRACE_JSON, decode_payload, encode_event,
+    encode_event_json, encode_process, encode_trace,
 };
 pub use retention::RetentionReport;
 pub use runs::{ParseRunStatusError, RunFilter, RunStatus, RunSummary};

@@ -6,14 +6,22 @@ use std::time::{Duration, SystemTime};
 
 use dashflow_telemetry::{RunId, RunIds, RunOutcome};
 
+use crate::process::ProcessIdentity;
 use crate::segment::Position;
 
 /// Where a run stands, as far as the WAL knows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum RunStatus {
-    /// Started and not (yet) finished; a run whose process died stays here.
+    /// Started and not (yet) finished, and its process is alive, or cannot be checked: the
+    /// run was recorded before process records existed, on a platform other than Linux, on
+    /// another host, or in another pid namespace (container).
     Running,
+    /// Started and never finished, and the process that executed it is gone: killed, crashed,
+    /// or the machine restarted. Derived when the index is read, never written to the log: a
+    /// run stays `running` while its process lives, and a run that does record its end later
+    /// takes that status.
+    Abandoned,
     /// Reached `END`.
     Completed,
     /// Stopped with an error.
@@ -25,10 +33,12 @@ pub enum RunStatus {
 }
 
 impl RunStatus {
-    /// The status as stored and printed: `running`, `completed`, `failed`, `interrupted`.
+    /// The status as printed: `running`, `abandoned`, `completed`, `failed`, `interrupted`,
+    /// `unknown`.
     pub fn as_str(&self) -> &'static str {
         match self {
             Self::Running => "running",
+            Self::Abandoned => "abandoned",
             Self::Completed => "completed",
             Self::Failed => "failed",
             Self::Interrupted => "interrupted",
@@ -54,7 +64,7 @@ impl fmt::Display for RunStatus {
 
 /// A string that is not a run status.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("unknown run status `{0}`; use running, completed, failed or interrupted")]
+#[error("unknown run status `{0}`; use running, abandoned, completed, failed or interrupted")]
 pub struct ParseRunStatusError(String);
 
 impl FromStr for RunStatus {
@@ -63,6 +73,7 @@ impl FromStr for RunStatus {
     fn from_str(s: &str) -> Result<Self, ParseRunStatusError> {
         Ok(match s {
             "running" => Self::Running,
+            "abandoned" => Self::Abandoned,
             "completed" => Self::Completed,
             "failed" => Self::Failed,
             "interrupted" => Self::Interrupted,
@@ -89,6 +100,9 @@ pub struct RunSummary {
     pub started_at: Option<SystemTime>,
     /// When the run finished.
     pub ended_at: Option<SystemTime>,
+    /// The time of the run's latest event: for an abandoned run, about when its process
+    /// died.
+    pub last_event_at: Option<SystemTime>,
     /// The run's wall time, as the executor measured it.
     pub duration: Option<Duration>,
     /// The error of a failed run.
@@ -105,6 +119,9 @@ pub struct RunSummary {
     pub first: Position,
     /// The run's last record.
     pub last: Position,
+    /// The process that executes (or executed) the run, when the WAL recorded it (see
+    /// [`RunStatus::Abandoned`]).
+    pub process: Option<ProcessIdentity>,
     /// Where the run's trace record is ([`Wal::trace`](crate::Wal::trace) reads it); `None`
     /// while the run is in progress, or when trace persistence is off.
     pub trace: Option<Position>,

@@ -64,3 +64,40 @@ impl CountingStorage {
         self.syncs.load(std::sync::atomic::Ordering::SeqCst)
     }
 }
+
+/// A child process, running until it is passed to [`reap`]: `cat` waiting on its input.
+#[cfg(target_os = "linux")]
+pub(crate) fn spawn_child() -> std::process::Child {
+    use std::process::{Command, Stdio};
+    Command::new("cat").stdin(Stdio::piped()).stdout(Stdio::null()).spawn().expect("spawn `cat`")
+}
+
+/// Ends `child` (closing its input lets `cat` exit) and waits for it: its pid then names no
+/// process, or a later one.
+#[cfg(target_os = "linux")]
+pub(crate) fn reap(mut child: std::process::Child) {
+    drop(child.stdin.take());
+    child.wait().expect("wait for the child");
+}
+
+/// The identity of a process that existed and is gone: a child, read while it ran, then
+/// ended and reaped.
+#[cfg(target_os = "linux")]
+pub(crate) fn dead_process() -> crate::ProcessIdentity {
+    let child = spawn_child();
+    let identity = crate::process::identity_of(child.id()).expect("the running child's identity");
+    reap(child);
+    identity
+}
+
+/// A process identity of fixed size, for tests whose segment layout must not depend on the
+/// machine's host name or pid.
+pub(crate) fn some_process() -> crate::ProcessIdentity {
+    crate::ProcessIdentity {
+        pid: 4242,
+        start_ticks: 1_000,
+        boot_id: "00000000-0000-0000-0000-000000000000".into(),
+        pid_namespace: 4_026_531_836,
+        host: "test-host".into(),
+    }
+}

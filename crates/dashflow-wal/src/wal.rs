@@ -6,6 +6,11 @@
 //! appending and indexing), appends, syncs per the policy, updates the index and unlocks.
 //! Readers take no lock: sealed segments never change, and a record at the very end of the
 //! last segment that does not check out yet is treated as not written yet.
+//!
+//! A batch that starts runs also gets a process record naming the appending process (on
+//! Linux), after its events: the process that appends a run's `RunStarted` is the one
+//! executing it, and readers use the record to tell a run whose process died from a run in
+//! progress.
 
 mod read;
 mod recovery;
@@ -18,13 +23,16 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use dashflow_telemetry::{Event, RunId};
+use dashflow_telemetry::{Event, EventKind, RunId};
 
 use crate::config::{FsyncPolicy, WalConfig};
 use crate::error::{Result, WalError};
 use crate::frame::HEADER_LEN;
 use crate::index::{Entry, Index};
-use crate::record::{SchemaCache, encode_event_cached, encode_trace};
+use crate::process::ProcessIdentity;
+use crate::record::{
+    ProcessRecord, SchemaCache, encode_event_cached, encode_process, encode_trace, process_record_capacity,
+};
 use crate::segment::{Position, file_len, segment_path};
 use crate::trace::ExecutionTrace;
 
@@ -77,6 +85,9 @@ pub struct Wal {
     scratch: Vec<u8>,
     /// The last graph schema encoded, reused by the next run of the same graph.
     schemas: SchemaCache,
+    /// This process, named in a process record after the events of every batch that starts
+    /// runs; `None` where it cannot be known, and then no record is written.
+    pub(crate) process: Option<ProcessIdentity>,
 }
 
 #[derive(Debug)]
@@ -106,6 +117,7 @@ impl Poison {
 pub(crate) enum Record<'a> {
     Event(&'a Event),
     Trace(&'a ExecutionTrace),
+    Process(&'a ProcessRecord),
 }
 
 /// What an append of records did.
@@ -125,6 +137,8 @@ struct Encoded<'a> {
     entries: Vec<Entry<'a>>,
     /// Traces left out of the batch, with why.
     skipped: Vec<(RunId, WalError)>,
+    /// Process records framed, the last frames of the batch.
+    processes: usize,
 }
 
 /// Holds the directory lock until dropped.
@@ -175,6 +189,7 @@ impl Wal {
             recovery: RecoveryReport::default(),
             scratch: Vec::new(),
             schemas: SchemaCache::default(),
+            process: ProcessIdentity::current(),
         };
         if compaction_finished {
             // Compaction moved records; the index's positions are stale.
@@ -211,7 +226,11 @@ impl Wal {
         self.poison.as_ref().map(Poison::error)
     }
 
-    /// Appends `events` as one batch and indexes them; returns where each record starts.
+    /// Appends `events` as one batch and indexes them; returns where each event's record
+    /// starts.
+    ///
+    /// The calling process is recorded as the one executing the runs whose `RunStarted` is
+    /// among `events` (see [`RunStatus::Abandoned`](crate::RunStatus::Abandoned)).
     ///
     /// The batch is synced before returning when the fsync policy says so. Once a write or
     /// sync fails, this and every later call returns [`WalError::Poisoned`]. An
@@ -236,9 +255,11 @@ impl Wal {
         }
     }
 
-    /// Appends events and then traces as one batch. A trace that cannot be encoded (or is
-    /// larger than the maximum record size) is left out and returned with its error instead
-    /// of failing the events; an event that cannot be encoded fails the batch.
+    /// Appends events and then traces as one batch, and after them the process records of
+    /// the runs the batch starts. A trace that cannot be encoded (or is larger than the
+    /// maximum record size) is left out and returned with its error instead of failing the
+    /// events; an event that cannot be encoded fails the batch. The positions returned are
+    /// those of the given records.
     pub(crate) fn append_records(&mut self, records: &[Record<'_>]) -> Result<Appended> {
         if let Some(poison) = &self.poison {
             return Err(poison.error());
@@ -246,17 +267,22 @@ impl Wal {
         if records.is_empty() {
             return Ok(Appended { positions: Vec::new(), skipped: Vec::new() });
         }
+        let processes = self.process_records(records);
+        let mut all: Vec<Record<'_>> = records.to_vec();
+        all.extend(processes.iter().map(Record::Process));
         // Encode before taking the lock: other writers wait only for the I/O.
         let mut buf = std::mem::take(&mut self.scratch);
         let mut schemas = std::mem::take(&mut self.schemas);
-        let encoded = self.encode(records, &mut buf, &mut schemas);
+        let encoded = self.encode(&all, &mut buf, &mut schemas);
         self.schemas = schemas;
         let result = encoded.and_then(|encoded| {
             if encoded.frames.is_empty() {
                 return Ok(Appended { positions: Vec::new(), skipped: encoded.skipped });
             }
             let _guard = DirLock::acquire(&self.lock, &self.dir)?;
-            let positions = self.append_locked(&buf, &encoded.frames, &encoded.entries)?;
+            let mut positions = self.append_locked(&buf, &encoded.frames, &encoded.entries)?;
+            // The process records come last.
+            positions.truncate(positions.len() - encoded.processes);
             Ok(Appended { positions, skipped: encoded.skipped })
         });
         buf.clear();
@@ -305,6 +331,7 @@ impl Wal {
             frames: Vec::with_capacity(records.len()),
             entries: Vec::with_capacity(records.len()),
             skipped: Vec::new(),
+            processes: 0,
         };
         for record in records {
             let start = buf.len();
@@ -312,7 +339,18 @@ impl Wal {
             match (framed, record) {
                 (Ok(()), Record::Event(event)) => encoded.entries.push(Entry::Event(event)),
                 (Ok(()), Record::Trace(trace)) => encoded.entries.push(Entry::Trace(trace.run.run_id)),
+                (Ok(()), Record::Process(process)) => {
+                    encoded.entries.push(Entry::Process(process));
+                    encoded.processes += 1;
+                }
                 (Err(error), Record::Event(_)) => return Err(error),
+                // Only with a tiny maximum record size; the runs then read `running` forever, as
+                // runs did before process records existed.
+                (Err(error), Record::Process(_)) => {
+                    buf.truncate(start);
+                    tracing::warn!(%error, "cannot name this process in the WAL; its runs will not be seen to die");
+                    continue;
+                }
                 (Err(error), Record::Trace(trace)) => {
                     buf.truncate(start);
                     encoded.skipped.push((trace.run.run_id, error));
@@ -332,6 +370,7 @@ impl Wal {
         match record {
             Record::Event(event) => encode_event_cached(event, buf, schemas)?,
             Record::Trace(trace) => encode_trace(trace, buf)?,
+            Record::Process(process) => encode_process(process, buf),
         }
         let size = buf.len() - start - HEADER_LEN;
         let len = u32::try_from(size).ok().filter(|&len| len <= max);
@@ -342,6 +381,21 @@ impl Wal {
         header[..4].copy_from_slice(&len.to_le_bytes());
         header[4..].copy_from_slice(&crc32c::crc32c(payload).to_le_bytes());
         Ok(())
+    }
+
+    /// The process records of the runs `records` start: this process executes them. As many
+    /// records as the maximum record size needs (one, but for a tiny maximum).
+    fn process_records(&self, records: &[Record<'_>]) -> Vec<ProcessRecord> {
+        let Some(process) = &self.process else { return Vec::new() };
+        let started: Vec<RunId> = records
+            .iter()
+            .filter_map(|record| match record {
+                Record::Event(Event { run, kind: EventKind::RunStarted { .. }, .. }) => Some(run.run_id),
+                _ => None,
+            })
+            .collect();
+        let per_record = process_record_capacity(process, self.config.max_record_size);
+        started.chunks(per_record).map(|runs| ProcessRecord::new(process.clone(), runs.to_vec())).collect()
     }
 
     fn append_locked(&mut self, buf: &[u8], frames: &[Range<usize>], entries: &[Entry<'_>]) -> Result<Vec<Position>> {

@@ -75,11 +75,13 @@ pub(crate) fn run_json(run: &RunSummary) -> Value {
         "status": run.status.as_str(),
         "started_at": run.started_at.map(format_rfc3339),
         "ended_at": run.ended_at.map(format_rfc3339),
+        "last_event_at": run.last_event_at.map(format_rfc3339),
         "duration_ms": run.duration.map(millis),
         "steps": run.steps,
         "events": run.events,
         "error": run.error,
         "partial": run.partial,
+        "process": run.process.as_ref().map(|process| json!({ "pid": process.pid, "host": process.host })),
     })
 }
 

@@ -2,7 +2,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::io::Write;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use anyhow::Result;
 use dashflow_telemetry::{Event, EventKind, RunOutcome};
@@ -13,7 +13,7 @@ use crate::cli::ShowArgs;
 use crate::commands::runs_list::{indexed_duration, millis, run_json};
 use crate::render::{self, BAR_WIDTH, Table};
 use crate::store;
-use crate::time::format_utc;
+use crate::time::{format_utc, format_utc_millis};
 
 /// One line of the timeline.
 #[derive(Clone, Debug, PartialEq)]
@@ -158,7 +158,10 @@ fn write_header(run: &RunSummary, duration: Option<String>, out: &mut dyn Write)
     field("run", &run.ids.run_id.to_string())?;
     field("graph", run.graph.as_deref().unwrap_or("?"))?;
     field("thread", run.thread_id.as_deref().unwrap_or("-"))?;
-    field("status", run.status.as_str())?;
+    match run.status {
+        RunStatus::Abandoned => field("status", "abandoned: its process died before the run finished")?,
+        status => field("status", status.as_str())?,
+    }
     field("started", &run.started_at.map_or_else(|| "-".to_owned(), |at| format!("{} UTC", format_utc(at))))?;
     field("duration", &render::or_dash(duration))?;
     field("steps", &run.steps.to_string())?;
@@ -168,6 +171,15 @@ fn write_header(run: &RunSummary, duration: Option<String>, out: &mut dyn Write)
     if let Some(error) = &run.error {
         field("error", error)?;
     }
+    if matches!(run.status, RunStatus::Running | RunStatus::Abandoned) {
+        if let Some(process) = &run.process {
+            let gone = if run.status == RunStatus::Abandoned { " (gone)" } else { "" };
+            field("process", &format!("pid {} on {}{gone}", process.pid, process.host))?;
+        }
+        if let Some(last) = run.last_event_at {
+            field("last seen", &last_seen(last, run.started_at))?;
+        }
+    }
     if run.partial {
         field(
             "note",
@@ -175,6 +187,18 @@ fn write_header(run: &RunSummary, duration: Option<String>, out: &mut dyn Write)
         )?;
     }
     Ok(())
+}
+
+/// When a run's latest event happened, and how long after its start: for an abandoned run,
+/// about when its process died.
+fn last_seen(last: SystemTime, started: Option<SystemTime>) -> String {
+    let after = started.and_then(|started| last.duration_since(started).ok());
+    match after {
+        Some(after) => {
+            format!("{} UTC (the last event, {} after the start)", format_utc_millis(last), indexed_duration(after))
+        }
+        None => format!("{} UTC (the last event)", format_utc_millis(last)),
+    }
 }
 
 fn write_timeline(entries: &[Entry], status: RunStatus, out: &mut dyn Write) -> Result<()> {
@@ -202,6 +226,7 @@ fn write_timeline(entries: &[Entry], status: RunStatus, out: &mut dyn Write) -> 
                         format!("{mark} {}", error.replace('\n', &format!("\n{indent}")))
                     }
                     (None, None) if status == RunStatus::Running => "running".to_owned(),
+                    (None, None) if status == RunStatus::Abandoned => "never finished: its process died".to_owned(),
                     (None, None) => "no end recorded (its process may have died)".to_owned(),
                     (None, Some(_)) => String::new(),
                 };

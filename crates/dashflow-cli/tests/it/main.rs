@@ -6,6 +6,8 @@
     reason = "helpers outside #[test] fns report failure by panicking too"
 )]
 
+#[cfg(target_os = "linux")]
+mod abandoned;
 mod common;
 mod errors;
 mod graph;

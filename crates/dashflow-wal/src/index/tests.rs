@@ -172,6 +172,37 @@ fn forgetting_segments_removes_whole_runs_and_marks_cut_ones_partial() {
     assert_eq!(index.segment_stats().unwrap().iter().map(|s| s.segment).collect::<Vec<_>>(), vec![2]);
 }
 
+fn process_rows(index: &Index) -> i64 {
+    index.conn.query_row("SELECT COUNT(*) FROM processes", [], |row| row.get(0)).unwrap()
+}
+
+#[test]
+fn a_process_record_names_the_process_of_its_runs_and_goes_when_they_go() {
+    let (_dir, mut index) = open();
+    let (first, second, later) = (root(), root(), root());
+    let process = crate::testing::some_process();
+    let other = ProcessIdentity { pid: 7, ..process.clone() };
+    let first_records = ProcessRecord::new(process.clone(), vec![first.run_id, second.run_id]);
+    let later_records = ProcessRecord::new(other.clone(), vec![later.run_id]);
+    let (a, b, c) = (started(first, "g", None), started(second, "g", None), started(later, "g", None));
+    let entries = [
+        (Position::new(1, 0), Entry::Event(&a)),
+        (Position::new(1, 10), Entry::Event(&b)),
+        (Position::new(1, 20), Entry::Process(&first_records)),
+        (Position::new(2, 0), Entry::Event(&c)),
+        (Position::new(2, 10), Entry::Process(&later_records)),
+    ];
+    index.apply(entries, Position::new(2, 20)).unwrap();
+    assert_eq!(index.get(first.run_id).unwrap().unwrap().process.as_ref(), Some(&process));
+    assert_eq!(index.get(second.run_id).unwrap().unwrap().process.as_ref(), Some(&process));
+    assert_eq!(index.get(later.run_id).unwrap().unwrap().process, Some(other));
+    assert_eq!(process_rows(&index), 2);
+    index.forget_segments_before(2).unwrap();
+    assert_eq!(process_rows(&index), 1, "the process of removed runs only is forgotten");
+    index.clear().unwrap();
+    assert_eq!(process_rows(&index), 0);
+}
+
 #[test]
 fn clearing_empties_runs_segments_and_the_high_water_mark() {
     let (_dir, mut index) = open();
@@ -212,9 +243,11 @@ fn times_round_trip_through_milliseconds_on_both_sides_of_the_epoch() {
 
 #[test]
 fn run_status_parses_what_it_prints() {
-    for status in [RunStatus::Running, RunStatus::Completed, RunStatus::Failed, RunStatus::Interrupted] {
+    let statuses =
+        [RunStatus::Running, RunStatus::Abandoned, RunStatus::Completed, RunStatus::Failed, RunStatus::Interrupted];
+    for status in statuses {
         assert_eq!(status.to_string().parse::<RunStatus>().unwrap(), status);
     }
     let error = "done".parse::<RunStatus>().unwrap_err().to_string();
-    assert!(error.contains("running, completed, failed or interrupted"), "{error}");
+    assert!(error.contains("running, abandoned, completed, failed or interrupted"), "{error}");
 }

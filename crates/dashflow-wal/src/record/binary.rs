@@ -164,7 +164,7 @@ pub(super) fn encode(event: &Event, out: &mut Vec<u8>, cache: &mut SchemaCache) 
     true
 }
 
-fn varint(out: &mut Vec<u8>, mut value: u64) {
+pub(super) fn varint(out: &mut Vec<u8>, mut value: u64) {
     while value >= 0x80 {
         out.push((value as u8) | 0x80);
         value >>= 7;
@@ -177,7 +177,7 @@ fn duration(out: &mut Vec<u8>, d: Duration) {
     varint(out, u64::from(d.subsec_nanos()));
 }
 
-fn string(out: &mut Vec<u8>, s: &str) {
+pub(super) fn string(out: &mut Vec<u8>, s: &str) {
     varint(out, s.len() as u64);
     out.extend_from_slice(s.as_bytes());
 }
@@ -303,8 +303,8 @@ pub(super) fn decode(body: &[u8]) -> Result<Event, Malformed> {
     Ok(Event { run: RunIds { run_id, parent_run_id, root_run_id, depth }, at, kind })
 }
 
-struct Reader<'a> {
-    rest: &'a [u8],
+pub(super) struct Reader<'a> {
+    pub(super) rest: &'a [u8],
 }
 
 impl<'a> Reader<'a> {
@@ -317,7 +317,7 @@ impl<'a> Reader<'a> {
         Ok(head)
     }
 
-    fn byte(&mut self) -> Result<u8, Malformed> {
+    pub(super) fn byte(&mut self) -> Result<u8, Malformed> {
         Ok(self.take(1)?[0])
     }
 
@@ -329,13 +329,13 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn run_id(&mut self) -> Result<RunId, Malformed> {
+    pub(super) fn run_id(&mut self) -> Result<RunId, Malformed> {
         let mut bytes = [0; 16];
         bytes.copy_from_slice(self.take(16)?);
         Ok(RunId::from_u128(u128::from_le_bytes(bytes)))
     }
 
-    fn varint(&mut self) -> Result<u64, Malformed> {
+    pub(super) fn varint(&mut self) -> Result<u64, Malformed> {
         let mut value = 0u64;
         for shift in (0..64).step_by(7) {
             let byte = self.byte()?;
@@ -362,7 +362,7 @@ impl<'a> Reader<'a> {
         Ok(Duration::new(secs, nanos))
     }
 
-    fn str(&mut self) -> Result<&'a str, Malformed> {
+    pub(super) fn str(&mut self) -> Result<&'a str, Malformed> {
         let len = usize::try_from(self.varint()?).map_err(|_| Malformed("string length out of range"))?;
         std::str::from_utf8(self.take(len)?).map_err(|_| Malformed("string is not UTF-8"))
     }

@@ -180,3 +180,56 @@ fn a_cached_schema_is_written_as_its_own_text_for_each_graph() {
         assert_eq!(decode_event(&cached).unwrap(), Some(event));
     }
 }
+
+fn process_record(runs: usize) -> ProcessRecord {
+    let process = crate::testing::some_process();
+    ProcessRecord::new(process, (0..runs).map(|_| RunId::new()).collect())
+}
+
+#[test]
+fn process_records_round_trip() {
+    for runs in [0, 1, 7] {
+        let record = process_record(runs);
+        let mut payload = Vec::new();
+        encode_process(&record, &mut payload);
+        assert_eq!(payload[0], TAG_PROCESS);
+        assert!(matches!(decode_payload(&payload).unwrap(), Payload::Process(decoded) if decoded == record));
+        assert!(matches!(decode_indexed(&payload).unwrap(), Some(Indexed::Process(decoded)) if decoded == record));
+        // Not an event, and not unknown to readers of events.
+        assert_eq!(decode_event(&payload).unwrap(), None);
+        assert!(is_known_non_event(&payload));
+    }
+}
+
+#[test]
+fn truncated_or_extended_process_records_are_errors_not_panics() {
+    let mut payload = Vec::new();
+    encode_process(&process_record(2), &mut payload);
+    for len in 1..payload.len() {
+        assert!(decode_payload(&payload[..len]).is_err(), "a prefix of {len} bytes decoded");
+    }
+    payload.push(0);
+    assert!(decode_payload(&payload).is_err(), "trailing bytes decoded");
+}
+
+#[test]
+fn a_process_record_of_a_later_layout_is_skipped_as_unknown() {
+    let mut payload = Vec::new();
+    encode_process(&process_record(1), &mut payload);
+    payload[1] = 2;
+    assert!(matches!(decode_payload(&payload).unwrap(), Payload::Unknown { tag: TAG_PROCESS }));
+    assert!(decode_indexed(&payload).unwrap().is_none());
+}
+
+#[test]
+fn the_runs_a_process_record_can_name_fit_in_the_maximum_record_size() {
+    let process = crate::testing::some_process();
+    for max in [200, 1000, 16 * 1024 * 1024] {
+        let capacity = process_record_capacity(&process, max);
+        let record = ProcessRecord::new(process.clone(), (0..capacity).map(|_| RunId::new()).collect());
+        let mut payload = Vec::new();
+        encode_process(&record, &mut payload);
+        assert!(payload.len() <= max as usize, "{} bytes for at most {max}", payload.len());
+    }
+    assert_eq!(process_record_capacity(&process, 10), 1, "at least one, refused when framed");
+}

@@ -8,6 +8,7 @@ use super::Wal;
 use crate::error::{Result, WalError};
 use crate::follow::Follower;
 use crate::frame::Damage;
+use crate::process::ProcessIdentity;
 use crate::record::{decode_event, decode_payload};
 use crate::runs::{RunFilter, RunSummary};
 use crate::segment::{Position, ReadStep, list_segments, open_reader, record_end, segment_path};
@@ -67,13 +68,25 @@ pub struct RecordLocation {
 
 impl Wal {
     /// Runs matching `filter`, newest first.
+    ///
+    /// Before listing, the processes of running runs are checked: a run whose process is gone
+    /// is listed [`RunStatus::Abandoned`](crate::RunStatus::Abandoned), not `running` (the
+    /// index remembers which processes are gone, so each is found dead once).
     pub fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunSummary>> {
+        self.check_processes()?;
         self.index.list(filter)
     }
 
-    /// One run's summary, `None` if the index does not know it.
+    /// One run's summary, `None` if the index does not know it. Its status is checked like
+    /// [`list_runs`](Self::list_runs)'.
     pub fn run(&self, run_id: RunId) -> Result<Option<RunSummary>> {
+        self.check_processes()?;
         self.index.get(run_id)
+    }
+
+    /// Marks gone the processes of running runs that no longer exist, seen from this process.
+    fn check_processes(&self) -> Result<()> {
+        self.index.mark_gone_processes(ProcessIdentity::current().as_ref())
     }
 
     /// Every event of one run still in the WAL, in the order they were appended.

@@ -46,6 +46,12 @@ fn positions_point_at_each_record_in_order() {
         assert_eq!(offset, at.offset);
         assert_eq!(crate::record::decode_event(payload).unwrap().as_ref(), Some(event));
     }
+    // The batch started a run: a record naming this process follows the events.
+    if let Some(process) = ProcessIdentity::current() {
+        let ReadStep::Record { payload, .. } = reader.next_record().unwrap() else { panic!("process record expected") };
+        let Ok(crate::Payload::Process(record)) = crate::decode_payload(payload) else { panic!("a process record") };
+        assert_eq!(record, ProcessRecord::new(process, vec![events[0].run.run_id]));
+    }
     assert_eq!(reader.next_record().unwrap(), ReadStep::End);
 }
 
@@ -83,9 +89,9 @@ fn a_record_larger_than_a_segment_gets_a_segment_of_its_own() {
     let dir = tempfile::tempdir().unwrap();
     let mut wal = Wal::open(dir.path(), config().segment_size(100)).unwrap();
     let run = root();
-    wal.append(&[started(run, "g", None)]).unwrap();
-    wal.append(&[started(run, &"x".repeat(500), None)]).unwrap();
     wal.append(&[task(run, 1, "n")]).unwrap();
+    wal.append(&[task(run, 2, &"x".repeat(500))]).unwrap();
+    wal.append(&[task(run, 3, "n")]).unwrap();
     assert_eq!(list_segments(dir.path()).unwrap(), vec![1, 2, 3]);
 }
 
@@ -173,4 +179,146 @@ fn appending_nothing_writes_nothing() {
     let mut wal = Wal::open(dir.path(), config()).unwrap();
     assert!(wal.append(&[]).unwrap().is_empty());
     assert!(list_segments(dir.path()).unwrap().is_empty());
+}
+
+/// Runs whose process died: written with the identity of a process that is gone, they read
+/// `abandoned`; runs of a live process stay `running`.
+#[cfg(target_os = "linux")]
+mod abandoned {
+    use dashflow_telemetry::{RunIds, RunOutcome};
+
+    use super::*;
+    use crate::index::system_time_to_ms;
+    use crate::runs::{RunFilter, RunStatus};
+    use crate::testing::{dead_process, finished, reap, spawn_child};
+
+    fn ids(wal: &Wal, filter: RunFilter) -> Vec<RunId> {
+        wal.list_runs(&filter).unwrap().into_iter().map(|run| run.ids.run_id).collect()
+    }
+
+    /// Appends `events` as if `process` had written them.
+    fn append_as(wal: &mut Wal, process: &ProcessIdentity, events: &[Event]) {
+        let me = wal.process.replace(process.clone());
+        wal.append(events).unwrap();
+        wal.process = me;
+    }
+
+    #[test]
+    fn a_run_whose_process_is_gone_is_abandoned_not_running() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut wal = Wal::open(dir.path(), config()).unwrap();
+        let (dead, live) = (root(), root());
+        let dead_process = dead_process();
+        let last = task(dead, 1, "n");
+        append_as(&mut wal, &dead_process, &[started(dead, "g", Some("t-1")), last.clone()]);
+        wal.append(&[started(live, "g", None)]).unwrap();
+
+        let run = wal.run(dead.run_id).unwrap().unwrap();
+        assert_eq!(run.status, RunStatus::Abandoned);
+        assert_eq!(run.process, Some(dead_process));
+        assert_eq!(run.last_event_at.map(system_time_to_ms), Some(system_time_to_ms(last.at)));
+        assert_eq!((run.ended_at, run.duration), (None, None));
+        assert_eq!(wal.run(live.run_id).unwrap().unwrap().status, RunStatus::Running);
+        assert_eq!(ids(&wal, RunFilter::all().status(RunStatus::Running)), vec![live.run_id]);
+        assert_eq!(ids(&wal, RunFilter::all().status(RunStatus::Abandoned)), vec![dead.run_id]);
+        assert_eq!(ids(&wal, RunFilter::all().status(RunStatus::Abandoned).limit(1)), vec![dead.run_id]);
+    }
+
+    #[test]
+    fn a_run_of_a_live_process_stays_running_until_the_process_is_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut wal = Wal::open(dir.path(), config()).unwrap();
+        let run = root();
+        let child = spawn_child();
+        let process = crate::process::identity_of(child.id()).unwrap();
+        append_as(&mut wal, &process, &[started(run, "g", None)]);
+        for _ in 0..2 {
+            assert_eq!(wal.run(run.run_id).unwrap().unwrap().status, RunStatus::Running);
+            assert_eq!(ids(&wal, RunFilter::all().status(RunStatus::Running)), vec![run.run_id]);
+            assert!(ids(&wal, RunFilter::all().status(RunStatus::Abandoned)).is_empty());
+        }
+        reap(child);
+        assert_eq!(wal.run(run.run_id).unwrap().unwrap().status, RunStatus::Abandoned);
+        assert!(ids(&wal, RunFilter::all().status(RunStatus::Running)).is_empty());
+    }
+
+    #[test]
+    fn the_current_process_records_itself_and_its_runs_stay_running() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut wal = Wal::open(dir.path(), config()).unwrap();
+        let run = root();
+        wal.append(&[started(run, "g", None), task(run, 1, "n")]).unwrap();
+        let summary = wal.run(run.run_id).unwrap().unwrap();
+        assert_eq!(summary.status, RunStatus::Running);
+        assert_eq!(summary.process, ProcessIdentity::current());
+        assert!(summary.process.is_some());
+        // Another reader of the directory agrees.
+        let reader = Wal::open(dir.path(), config()).unwrap();
+        assert_eq!(ids(&reader, RunFilter::all().status(RunStatus::Running)), vec![run.run_id]);
+    }
+
+    #[test]
+    fn an_abandoned_run_that_records_its_end_after_all_takes_its_real_status() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut wal = Wal::open(dir.path(), config()).unwrap();
+        let run = root();
+        append_as(&mut wal, &dead_process(), &[started(run, "g", None)]);
+        assert_eq!(wal.run(run.run_id).unwrap().unwrap().status, RunStatus::Abandoned);
+        wal.append(&[finished(run, RunOutcome::Failed, 1, Some("late"))]).unwrap();
+        let summary = wal.run(run.run_id).unwrap().unwrap();
+        assert_eq!(summary.status, RunStatus::Failed);
+        assert_eq!(summary.error.as_deref(), Some("late"));
+        assert!(ids(&wal, RunFilter::all().status(RunStatus::Abandoned)).is_empty());
+    }
+
+    #[test]
+    fn abandoned_runs_are_found_again_after_the_index_is_rebuilt_or_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut wal = Wal::open(dir.path(), config()).unwrap();
+        let (dead, live) = (root(), root());
+        append_as(&mut wal, &dead_process(), &[started(dead, "g", None)]);
+        wal.append(&[started(live, "g", None)]).unwrap();
+        let before = wal.list_runs(&RunFilter::all()).unwrap();
+        wal.rebuild_index().unwrap();
+        assert_eq!(wal.list_runs(&RunFilter::all()).unwrap(), before);
+        drop(wal);
+        for name in ["index.sqlite", "index.sqlite-wal", "index.sqlite-shm"] {
+            let _ = std::fs::remove_file(dir.path().join(name));
+        }
+        let wal = Wal::open(dir.path(), config()).unwrap();
+        assert_eq!(wal.list_runs(&RunFilter::all()).unwrap(), before);
+        assert_eq!(ids(&wal, RunFilter::all().status(RunStatus::Abandoned)), vec![dead.run_id]);
+    }
+
+    #[test]
+    fn a_run_without_a_process_record_stays_running() {
+        // What logs written before process records existed hold, and what a writer that
+        // cannot know its identity writes.
+        let dir = tempfile::tempdir().unwrap();
+        let mut wal = Wal::open(dir.path(), config()).unwrap();
+        wal.process = None;
+        let run = root();
+        wal.append(&[started(run, "g", None)]).unwrap();
+        let summary = wal.run(run.run_id).unwrap().unwrap();
+        assert_eq!((summary.status, summary.process), (RunStatus::Running, None));
+    }
+
+    #[test]
+    fn a_batch_starting_many_runs_names_them_in_as_many_process_records_as_the_record_size_needs() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut wal = Wal::open(dir.path(), config().max_record_size(400)).unwrap();
+        let runs: Vec<RunIds> = (0..50).map(|_| root()).collect();
+        let events: Vec<Event> = runs.iter().map(|&run| started(run, "g", None)).collect();
+        append_as(&mut wal, &dead_process(), &events);
+        let abandoned = ids(&wal, RunFilter::all().status(RunStatus::Abandoned));
+        assert_eq!(abandoned.len(), runs.len());
+        let bytes = segment_bytes(dir.path(), 1);
+        let mut reader = RecordReader::new(Cursor::new(&bytes), 0, bytes.len() as u64, 400);
+        let mut process_records = 0;
+        while let ReadStep::Record { payload, .. } = reader.next_record().unwrap() {
+            process_records += usize::from(payload[0] == crate::TAG_PROCESS);
+        }
+        assert!(process_records > 1, "{process_records} process records");
+        assert!(wal.verify().unwrap().is_clean());
+    }
 }

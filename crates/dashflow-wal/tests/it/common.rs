@@ -42,6 +42,12 @@ pub(crate) fn whole_run(run: RunIds, graph: &str, steps: u64) -> Vec<Event> {
     events
 }
 
+/// The process records `batches` appends that start runs add to the log: one each where the
+/// writer knows its identity (Linux), none elsewhere.
+pub(crate) fn process_records(batches: u64) -> u64 {
+    if cfg!(target_os = "linux") { batches } else { 0 }
+}
+
 /// The default configuration without retention, so old test events are kept.
 pub(crate) fn config() -> WalConfig {
     WalConfig::default().retention(Retention::KEEP_ALL)
