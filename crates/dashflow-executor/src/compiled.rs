@@ -17,6 +17,7 @@ use crate::hub::{EventHub, UntypedSink};
 use crate::payload::{RESUME, StoredWrite};
 use crate::run::{MergeFn, RunParams, Start, execute, merge_parallel, merge_single};
 use crate::stream::{RunStream, StreamSender};
+use crate::subgraph::{STEP_START, step_start_of};
 use crate::{Error, ExecutionResult, RunConfig};
 
 /// What every run of one compiled graph shares.
@@ -37,6 +38,9 @@ pub(crate) struct Inner<S: GraphState> {
     /// Per node, the node list of a superstep that runs it alone, shared by the
     /// `SuperstepStarted` events of such steps (most steps of most graphs).
     pub(crate) lone_frontiers: Vec<Arc<[NodeName]>>,
+    /// Whether a node runs a subgraph: durable runs then tell each step's tasks which
+    /// checkpoint the step started from.
+    pub(crate) has_subgraphs: bool,
 }
 
 impl<S: GraphState> Clone for Inner<S> {
@@ -53,6 +57,7 @@ impl<S: GraphState> Clone for Inner<S> {
             setting_error: self.setting_error.clone(),
             schema_json: Arc::clone(&self.schema_json),
             lone_frontiers: self.lone_frontiers.clone(),
+            has_subgraphs: self.has_subgraphs,
         }
     }
 }
@@ -91,6 +96,7 @@ impl<S: GraphState> CompiledGraph<S> {
         // A schema is plain data (strings, numbers, lists): serializing it cannot fail.
         let schema_json = Arc::new(serde_json::to_value(graph.schema()).unwrap_or_default());
         let lone_frontiers = graph.nodes().iter().map(|node| Arc::from([Arc::clone(&node.name)])).collect();
+        let has_subgraphs = graph.nodes().iter().any(|node| node.node.is_subgraph());
         let inner = Inner {
             graph: Arc::new(graph),
             scheduler: Arc::new(TokioScheduler),
@@ -103,6 +109,7 @@ impl<S: GraphState> CompiledGraph<S> {
             setting_error: None,
             schema_json,
             lone_frontiers,
+            has_subgraphs,
         };
         Self { inner: Arc::new(inner) }
     }
@@ -360,9 +367,13 @@ async fn prepare<S: GraphState>(
             durable = durable.continuing(&loaded);
             let (mut state, position) = rebuild::<S>(&loaded)?;
             let mut restored = Restored::<S>::decode(&loaded.pending_writes)?;
+            let step_start = step_start_of(&loaded)?;
             if let Some(update) = command.update {
                 state.apply(update.clone());
+                // The step restarts from the edit: its subgraph runs still belong to it.
+                durable.tag(STEP_START, step_start.as_ref());
                 durable.commit(Source::Update, &state, Some(&update), &position).await?;
+                durable.tag(STEP_START, None);
             }
             if let Some(answer) = command.resume {
                 let mut writes = Vec::new();
@@ -375,7 +386,7 @@ async fn prepare<S: GraphState>(
                 }
                 durable.put_writes(writes).await?;
             }
-            Start::Restored { state: Arc::new(state), position, restored }
+            Start::Restored { state: Arc::new(state), position, restored, step_start }
         }
     };
     Ok((Some(durable), start))

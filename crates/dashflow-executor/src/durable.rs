@@ -156,6 +156,9 @@ pub(crate) struct Durable {
     deltas_since_snapshot: u32,
     delta_bytes_since_snapshot: usize,
     last_snapshot_bytes: usize,
+    /// Metadata every checkpoint written from now on carries, besides `source` and `step`
+    /// (see `subgraph::PARENT_CHECKPOINT` and `subgraph::STEP_START`); empty for most runs.
+    tags: Metadata,
     writer: Option<AsyncWriter>,
     /// Who hears `CheckpointCommitted`, when anyone listens.
     observer: Option<CommitObserver>,
@@ -219,6 +222,7 @@ impl Durable {
             deltas_since_snapshot: 0,
             delta_bytes_since_snapshot: 0,
             last_snapshot_bytes: 0,
+            tags: Metadata::new(),
             writer: None,
             observer: None,
         }
@@ -255,6 +259,15 @@ impl Durable {
             }
         }
         self
+    }
+
+    /// Sets `key` to `value` in the metadata of the checkpoints written from now on; `None`
+    /// removes it.
+    pub(crate) fn tag(&mut self, key: &str, value: Option<&CheckpointId>) {
+        match value {
+            Some(id) => self.tags.insert(key.to_owned(), id.as_str().into()),
+            None => self.tags.remove(key),
+        };
     }
 
     /// The last checkpoint this run wrote (or continued from).
@@ -308,7 +321,7 @@ impl Durable {
         blob: Vec<u8>,
     ) -> Result<CheckpointId, Error> {
         let id = CheckpointId::new();
-        let mut metadata = Metadata::new();
+        let mut metadata = self.tags.clone();
         metadata.insert("source".into(), source.as_str().into());
         metadata.insert("step".into(), position.step.into());
         if matches!(source, Source::Input) {

@@ -166,6 +166,9 @@ pub(crate) struct ExecScope {
     pub(crate) resumes: HashMap<String, Vec<serde_json::Value>>,
     /// How the run is checkpointed, so that subgraph runs checkpoint under it.
     pub(crate) nesting: Option<crate::durable::Nesting>,
+    /// The parent checkpoint the current step started from, for its subgraph runs; only
+    /// for durable runs of graphs with subgraph nodes.
+    pub(crate) step_starts: Option<crate::subgraph::StepStarts>,
 }
 
 impl RunScope for ExecScope {

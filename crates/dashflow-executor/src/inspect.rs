@@ -10,6 +10,7 @@ use dashflow_graph::{GraphState, MergeableState, TaskId};
 use crate::durable::{CheckpointSettings, Durable, Nesting, Restored, Source, checkpoint_error, rebuild};
 use crate::payload::{INTERRUPT, OUTPUT, Position, RESUME, split_write_id};
 use crate::run::position_after;
+use crate::subgraph::{PARENT_CHECKPOINT, STEP_START, find_run, metadata_id, step_start_of, unfinished};
 use crate::{CompiledGraph, Durability, Error, RunConfig};
 
 /// A thread's state at one checkpoint.
@@ -48,13 +49,20 @@ pub struct SnapshotTask {
     /// node, the value its subgraph run paused on. `None` when the task is not paused.
     pub interrupt: Option<serde_json::Value>,
     /// The checkpoint namespace of the unfinished subgraph run under this task (paused at an
-    /// interrupt, or stopped by a failure), which the task continues when it runs again; `None`
-    /// for a task that is not a subgraph, has not started its run, or has finished. Read it
-    /// with [`CompiledGraph::get_subgraph_state`].
+    /// interrupt, or stopped by a failure), which the task continues when it runs again from
+    /// this checkpoint; `None` for a task that is not a subgraph, has not started its run, or
+    /// has finished. Read it with [`CompiledGraph::get_subgraph_state`].
     ///
-    /// Filled by `get_state` and `get_subgraph_state`; `get_state_history` leaves it `None`,
-    /// since a namespace holds the latest run of its task, not the run of every past checkpoint.
+    /// A namespace belongs to a task id, which repeats when the thread runs again from
+    /// `START` or is forked, so it can hold several runs: only a run started from this very
+    /// checkpoint's step is named here, never a stale one.
+    ///
+    /// Filled by `get_state` and `get_subgraph_state`; `get_state_history` leaves it `None`.
     pub subgraph: Option<String>,
+    /// The latest checkpoint of that subgraph run: the namespace's latest, unless a later run
+    /// of the same task id came after it (the thread was forked back to this checkpoint).
+    /// Pass it as `RunConfig::checkpoint_id` to read or edit exactly that run.
+    pub subgraph_checkpoint_id: Option<CheckpointId>,
 }
 
 impl<S: GraphState> CompiledGraph<S> {
@@ -134,6 +142,8 @@ impl<S: GraphState> CompiledGraph<S> {
     /// for deeper levels (`"2:research:0|1:search:0"`). [`SnapshotTask::subgraph`] names the
     /// namespace of each unfinished subgraph run under a pending task, in the parent's
     /// snapshot and in each subgraph's snapshot in turn, so nested subgraphs are read the same way.
+    /// Each checkpoint of a subgraph run names the parent checkpoint its task's step started
+    /// from in its metadata, under `parent_checkpoint`.
     ///
     /// This is a method of the parent, typed by the caller, because the namespace belongs to
     /// the parent's thread and was written with the parent's checkpointer (the child graph
@@ -157,6 +167,12 @@ impl<S: GraphState> CompiledGraph<S> {
 
     /// The checkpoints of the subgraph runs in `namespace` of the thread, newest first, each
     /// with its state as `C` (at most `limit`). See [`CompiledGraph::get_subgraph_state`].
+    ///
+    /// A namespace holds every run of its parent task id: the thread run again from `START`,
+    /// or forked, runs the task id again, and a run that does not continue an unfinished run
+    /// of its own parent step starts a new one. Each run begins with a checkpoint of source
+    /// `input` whose parent is the previous run's last checkpoint, and its checkpoints carry
+    /// the same `parent_checkpoint` metadata.
     pub async fn get_subgraph_state_history<C: GraphState>(
         &self,
         config: &RunConfig,
@@ -256,12 +272,16 @@ impl Namespace<'_> {
             namespace: self.namespace.to_owned(),
             durability: Durability::Sync,
         };
+        // The step these tasks run in, when the run continues from `loaded`, starts under this.
+        let step_start = step_start_of(loaded)?;
         let finished = finished_tasks(loaded);
         for task in snapshot.tasks.iter_mut().filter(|task| !finished.contains(task.id.as_str())) {
             let namespace = nesting.child_namespace(&task.id);
-            let child = Namespace { namespace: &namespace, ..*self };
             // The same test a re-run task applies before it continues its subgraph run.
-            if child.load(None).await?.is_some_and(|loaded| unfinished(&loaded)) {
+            let checkpointer = &*self.settings.checkpointer;
+            let found = find_run(checkpointer, self.thread_id, &namespace, step_start.as_ref(), true).await?;
+            if let Some(run) = found.run.filter(unfinished) {
+                task.subgraph_checkpoint_id = run.head().map(|record| record.checkpoint_id.clone());
                 task.subgraph = Some(namespace);
             }
         }
@@ -315,6 +335,14 @@ impl Namespace<'_> {
             base.head_id.clone(),
         )
         .in_namespace(self.namespace.to_owned());
+        if let Some(record) = base.loaded.head() {
+            // The edit stays in the subgraph run it edits, and, when the same tasks run next,
+            // in the parent step their subgraph runs started under.
+            durable.tag(PARENT_CHECKPOINT, metadata_id(record, PARENT_CHECKPOINT)?.as_ref());
+            if pending == Pending::Keep {
+                durable.tag(STEP_START, step_start_of(&base.loaded)?.as_ref());
+            }
+        }
         let id = durable.commit(Source::Update, state, Some(update), position).await?;
         let kept: Vec<PendingWrite> = match pending {
             Pending::Keep => base.loaded.pending_writes.iter().filter(|write| awaits_answer(write)).cloned().collect(),
@@ -341,11 +369,6 @@ impl Namespace<'_> {
         };
         seal(self.settings.codec, T::SCHEMA_HASH, &update).map_err(Error::Checkpoint)
     }
-}
-
-/// Whether a run stopped at this checkpoint before its end (paused, or failed).
-fn unfinished(loaded: &LoadedCheckpoint) -> bool {
-    loaded.head().is_some_and(|record| !record.next_nodes.is_empty())
 }
 
 /// The tasks whose output a checkpoint's pending writes hold: they do not run again.
@@ -392,7 +415,13 @@ fn tasks_of<S>(position: &Position<S>, interrupts: &HashMap<String, serde_json::
         .zip(&position.frontier)
         .map(|(index, task)| {
             let id = TaskId { step, node: task.node.clone(), index }.to_string();
-            SnapshotTask { interrupt: interrupts.get(&id).cloned(), id, node: task.node.to_string(), subgraph: None }
+            SnapshotTask {
+                interrupt: interrupts.get(&id).cloned(),
+                id,
+                node: task.node.to_string(),
+                subgraph: None,
+                subgraph_checkpoint_id: None,
+            }
         })
         .collect()
 }

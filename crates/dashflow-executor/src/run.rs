@@ -22,6 +22,7 @@ use crate::durable::{Durable, Restored, Source};
 use crate::hub::{EventHub, ExecScope};
 use crate::payload::{INTERRUPT, OUTPUT, Position, StoredGoto, StoredTask, StoredWrite};
 use crate::stream::{StreamEvent, StreamSender};
+use crate::subgraph::{STEP_START, StepStarts};
 use crate::task::{TaskOutcome, is_bare, run_bare, run_task};
 use crate::{Durability, Error, NodeRun, RunConfig, RunStatus, StreamMode};
 
@@ -114,8 +115,9 @@ pub(crate) enum Start<S: GraphState> {
     /// From `START`, with the thread's state after `update` (already applied to `state`); the
     /// input checkpoint stores just the update.
     Updated { state: Arc<S>, update: S::Update },
-    /// From a stored checkpoint: its state, its position, and the step's pending writes.
-    Restored { state: Arc<S>, position: Position<S>, restored: Restored<S> },
+    /// From a stored checkpoint: its state, its position, the step's pending writes, and the
+    /// parent checkpoint its subgraph runs started under (`subgraph::step_start_of`).
+    Restored { state: Arc<S>, position: Position<S>, restored: Restored<S>, step_start: Option<CheckpointId> },
 }
 
 /// What a finished run hands back to its entry point.
@@ -162,12 +164,15 @@ pub(crate) async fn execute<S: GraphState>(mut params: RunParams<S>, start: Star
         run_id = %params.ids.run_id,
         depth = params.ids.depth,
     );
-    let (state, start_position, restored, input_update) = match start {
-        Start::Fresh(state) => (state, None, Restored::default(), None),
-        Start::Updated { state, update } => (state, None, Restored::default(), Some(update)),
-        Start::Restored { state, position, restored } => (state, Some(position), restored, None),
+    let (state, start_position, restored, input_update, step_start) = match start {
+        Start::Fresh(state) => (state, None, Restored::default(), None, None),
+        Start::Updated { state, update } => (state, None, Restored::default(), Some(update), None),
+        Start::Restored { state, position, restored, step_start } => {
+            (state, Some(position), restored, None, step_start)
+        }
     };
     let durable = params.durable.take().map(|durable| durable.observed_by(&params.hub, params.ids));
+    let step_starts = (params.inner.has_subgraphs && durable.is_some()).then(|| StepStarts::new(step_start));
     let scope = Arc::new(ExecScope {
         hub: Arc::clone(&params.hub),
         run: params.ids,
@@ -175,6 +180,7 @@ pub(crate) async fn execute<S: GraphState>(mut params: RunParams<S>, start: Star
         recursion_limit: params.config.recursion_limit,
         resumes: restored.resumes.clone(),
         nesting: durable.as_ref().map(Durable::nesting),
+        step_starts,
     });
     let graph = &params.inner.graph;
     let run = Loop {
@@ -305,6 +311,9 @@ impl<S: GraphState> Loop<S> {
             if let Some(error) = self.durable.as_ref().and_then(Durable::background_error) {
                 return Err(error);
             }
+            if let (Some(starts), Some(durable)) = (&self.scope.step_starts, &self.durable) {
+                starts.begin(durable);
+            }
             self.step += 1;
             self.steps_this_run += 1;
             let flow = match deadline {
@@ -315,9 +324,17 @@ impl<S: GraphState> Loop<S> {
                 },
             };
             if let Flow::Interrupted { node, value, writes } = flow {
-                let position = self.position();
+                let mut position = self.position();
                 if let Some(durable) = &mut self.durable {
                     if durable.durability() == Durability::Exit {
+                        // The step's subgraph runs recorded the name of its start, stored here.
+                        let step_start = self.scope.step_starts.as_ref().and_then(StepStarts::current);
+                        durable.tag(STEP_START, step_start.as_ref().map(|start| &start.checkpoint));
+                        // A paused same-state subgraph hands its steps so far to its parent
+                        // only when it finishes: keep them, as `commit` does for other modes.
+                        if self.params.compose.is_some() {
+                            position.composed = self.composed.as_ref().map(|c| durable.seal::<S, _>(c)).transpose()?;
+                        }
                         durable.commit(Source::Exit, &*self.state, None, &position).await?;
                     }
                     durable.put_writes(writes).await?;

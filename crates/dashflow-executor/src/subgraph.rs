@@ -3,18 +3,33 @@
 use std::fmt;
 use std::sync::Arc;
 
-use dashflow_checkpoint::LoadedCheckpoint;
+use dashflow_checkpoint::{
+    CheckpointError, CheckpointId, CheckpointRecord, Checkpointer, ListOptions, LoadedCheckpoint,
+};
 use dashflow_graph::{
     Command, GraphState, Interrupt, IntoNode, MergeableState, Node, NodeContext, NodeError, NodeErrorKind, NodeOutput,
 };
 use dashflow_telemetry::RunId;
 use futures::FutureExt;
+use parking_lot::Mutex;
 
 use crate::durable::{Durable, Nesting, Restored, checkpoint_error, rebuild};
 use crate::hub::{EventHub, ExecScope};
 use crate::payload::{RESUME, StoredWrite};
 use crate::run::{RunOutput, RunParams, Start, execute, merge_parallel};
-use crate::{CompiledGraph, Error, RunConfig, RunStatus, StreamModes};
+use crate::{CompiledGraph, Durability, Error, RunConfig, RunStatus, StreamModes};
+
+/// Metadata of every checkpoint of a subgraph run: the parent checkpoint its parent task's
+/// step started from (see [`StepStarts`]). A task that runs again continues only a run
+/// recorded under its own step's, so a thread run again from `START`, or forked to an
+/// earlier checkpoint, never continues a stale run of the same task id.
+pub(crate) const PARENT_CHECKPOINT: &str = "parent_checkpoint";
+
+/// Metadata of a checkpoint that stores a position an earlier checkpoint stored first (an
+/// edit that keeps the next nodes), or a step's start that no checkpoint stored before (the
+/// exit checkpoint of a step paused under `Exit` durability): the name subgraph runs of that
+/// step recorded as their `parent_checkpoint`.
+pub(crate) const STEP_START: &str = "step_start";
 
 /// Marker for [`IntoNode`] implementations of subgraphs; never named by callers.
 #[derive(Debug)]
@@ -61,6 +76,7 @@ impl<P: GraphState, C: MergeableState> IntoNode<P, SubgraphMarker> for Subgraph<
             }
             .boxed()
         })
+        .subgraph()
     }
 }
 
@@ -78,6 +94,7 @@ impl<S: MergeableState> IntoNode<S, SubgraphMarker> for CompiledGraph<S> {
             }
             .boxed()
         })
+        .subgraph()
     }
 }
 
@@ -86,11 +103,14 @@ impl<S: MergeableState> CompiledGraph<S> {
     /// whose events reach the parent's callbacks and stream.
     ///
     /// Under a checkpointed parent the child checkpoints into its own namespace of the
-    /// parent's thread (one per parent task), with the parent's checkpointer and durability.
-    /// When the parent task runs again (a resume after an interrupt, a failure or a crash
-    /// inside the child), the child continues from its last checkpoint instead of starting
-    /// over, and an answer given to the parent reaches the child's pending interrupt. A child
-    /// that pauses pauses its parent: the node fails with the child's interrupt.
+    /// parent's thread (one per parent task id), with the parent's checkpointer and
+    /// durability, each checkpoint naming the parent checkpoint the task's step started from.
+    /// When the parent task runs again from that same checkpoint (a resume after an interrupt,
+    /// a failure or a crash inside the child), the child continues from its last checkpoint
+    /// instead of starting over, and an answer given to the parent reaches the child's pending
+    /// interrupt; a run of the same task id from anywhere else (the thread run again from
+    /// `START`, a fork) starts a fresh child run. A child that pauses pauses its parent: the
+    /// node fails with the child's interrupt.
     async fn run_nested(&self, input: Arc<S>, ctx: &NodeContext, compose: bool) -> Result<RunOutput<S>, NodeError> {
         let parent = ctx.scope().as_any().downcast_ref::<ExecScope>();
         let hub = match parent {
@@ -106,7 +126,8 @@ impl<S: MergeableState> CompiledGraph<S> {
         let ids = ctx.run().child(RunId::new());
         let (durable, start) = match (parent.and_then(|scope| scope.nesting.as_ref()), &config.thread_id) {
             (Some(nesting), Some(thread_id)) => {
-                nested_start(nesting, thread_id, ids.run_id, input, ctx).await.map_err(NodeError::new)?
+                let step = parent.and_then(|scope| scope.step_starts.as_ref()).and_then(StepStarts::current);
+                nested_start(nesting, step, thread_id, ids.run_id, input, ctx).await.map_err(NodeError::new)?
             }
             _ => (None, Start::Fresh(input)),
         };
@@ -132,29 +153,44 @@ impl<S: MergeableState> CompiledGraph<S> {
     }
 }
 
-/// Where a subgraph run under a durable parent starts: from its namespace's last checkpoint
-/// when that run did not finish, else from `input`.
+/// Where a subgraph run under a durable parent starts: from the last checkpoint of the run
+/// its task started under the same parent step, when that run did not finish; else from
+/// `input`, as a new run of the namespace.
+///
+/// A new run in a namespace that holds older runs chains onto the namespace's head, the way
+/// a thread run again from `START` chains onto its last checkpoint; its `parent_checkpoint`
+/// tells the runs apart. Without a `step` (a subgraph node the parent graph does not know as
+/// one) nothing ties a stored run to this call, so the run starts fresh.
 async fn nested_start<S: GraphState>(
     nesting: &Nesting,
+    step: Option<StepStart>,
     thread_id: &Arc<str>,
     run_id: RunId,
     input: Arc<S>,
     ctx: &NodeContext,
 ) -> Result<(Option<Durable>, Start<S>), Error> {
     let namespace = nesting.child_namespace(&ctx.task_id().to_string());
-    let checkpointer = &nesting.settings.checkpointer;
-    let head = checkpointer.load(thread_id, &namespace, None).await.map_err(checkpoint_error)?;
-    let head_id = head.as_ref().and_then(LoadedCheckpoint::head).map(|record| record.checkpoint_id.clone());
-    let durable = Durable::new(
+    let checkpointer = &*nesting.settings.checkpointer;
+    let parent = step.as_ref().map(|step| &step.checkpoint);
+    // Only the step a parent run continued from a checkpoint can have runs of earlier parent
+    // runs under it; a step this run started has none to look for.
+    let search = step.as_ref().is_some_and(|step| step.inherited);
+    let found = find_run(checkpointer, thread_id, &namespace, parent, search).await?;
+    let continued = found.run.filter(unfinished);
+    // A continued run chains onto its own last checkpoint (forking the namespace when that
+    // is not the head), a new one onto the head; either way the put expects the head.
+    let lineage = continued.as_ref().and_then(LoadedCheckpoint::head).map(|record| record.checkpoint_id.clone());
+    let mut durable = Durable::new(
         nesting.settings.clone(),
         Arc::clone(thread_id),
         nesting.durability,
         run_id.to_string(),
-        head_id.clone(),
-        head_id,
+        lineage.or_else(|| found.head.clone()),
+        found.head,
     )
     .in_namespace(namespace);
-    let Some(loaded) = head.filter(|loaded| loaded.head().is_some_and(|record| !record.next_nodes.is_empty())) else {
+    durable.tag(PARENT_CHECKPOINT, parent);
+    let Some(loaded) = continued else {
         return Ok((Some(durable), Start::Fresh(input)));
     };
     let mut durable = durable.continuing(&loaded);
@@ -173,5 +209,128 @@ async fn nested_start<S: GraphState>(
         }
         durable.put_writes(writes).await?;
     }
-    Ok((Some(durable), Start::Restored { state: Arc::new(state), position, restored }))
+    let step_start = step_start_of(&loaded)?;
+    Ok((Some(durable), Start::Restored { state: Arc::new(state), position, restored, step_start }))
+}
+
+/// Whether a run stopped at this checkpoint before its end (paused, or failed).
+pub(crate) fn unfinished(loaded: &LoadedCheckpoint) -> bool {
+    loaded.head().is_some_and(|record| !record.next_nodes.is_empty())
+}
+
+/// The parent checkpoint each step of a durable run with subgraph nodes starts under, which
+/// the step's subgraph runs record as their `parent_checkpoint`: the checkpoint that stored
+/// the step's start, so a resume that restarts the step from there finds them again.
+///
+/// Shared with the step's tasks through `ExecScope`, and updated once per step; runs of
+/// graphs without subgraph nodes, or without a checkpointer, have none.
+pub(crate) struct StepStarts {
+    state: Mutex<StepStartsState>,
+}
+
+struct StepStartsState {
+    current: Option<StepStart>,
+    /// What the first step of a run continued from a checkpoint starts under, until it starts.
+    resumed: Option<CheckpointId>,
+}
+
+/// The parent checkpoint one step starts under.
+#[derive(Clone, Debug)]
+pub(crate) struct StepStart {
+    pub(crate) checkpoint: CheckpointId,
+    /// Whether runs before this one may have started subgraph runs under it: true only for
+    /// the step a run continues from a stored checkpoint.
+    pub(crate) inherited: bool,
+}
+
+impl StepStarts {
+    /// For a run whose first step starts under `resumed` (a run continued from a checkpoint),
+    /// or under the checkpoint the run writes first.
+    pub(crate) fn new(resumed: Option<CheckpointId>) -> Self {
+        Self { state: Mutex::new(StepStartsState { current: None, resumed }) }
+    }
+
+    /// Called as each step starts, with the run's checkpoints written so far.
+    pub(crate) fn begin(&self, durable: &Durable) {
+        let mut state = self.state.lock();
+        let start = match state.resumed.take() {
+            Some(checkpoint) => StepStart { checkpoint, inherited: true },
+            None => match (durable.durability(), durable.head()) {
+                (Durability::Sync | Durability::Async, Some(head)) => {
+                    StepStart { checkpoint: head.clone(), inherited: false }
+                }
+                // Under `Exit` durability no checkpoint stores the step's start (unless the
+                // step pauses, and then it is written later): the step gets a name of its own.
+                _ => StepStart { checkpoint: CheckpointId::new(), inherited: false },
+            },
+        };
+        state.current = Some(start);
+    }
+
+    /// What the current step starts under.
+    pub(crate) fn current(&self) -> Option<StepStart> {
+        self.state.lock().current.clone()
+    }
+}
+
+/// A namespace's subgraph run of one parent step, if it has one, and the namespace's head.
+pub(crate) struct FoundRun {
+    pub(crate) run: Option<LoadedCheckpoint>,
+    pub(crate) head: Option<CheckpointId>,
+}
+
+/// Finds the latest checkpoint of the subgraph run in `namespace` started under parent
+/// checkpoint `parent`: the namespace's head in the common case; with `search`, also an older
+/// run behind the head (a fork of the parent from before later runs of the same task).
+pub(crate) async fn find_run(
+    checkpointer: &dyn Checkpointer,
+    thread_id: &str,
+    namespace: &str,
+    parent: Option<&CheckpointId>,
+    search: bool,
+) -> Result<FoundRun, Error> {
+    let head = checkpointer.load(thread_id, namespace, None).await.map_err(checkpoint_error)?;
+    let head_id = head.as_ref().and_then(LoadedCheckpoint::head).map(|record| record.checkpoint_id.clone());
+    let Some(parent) = parent else { return Ok(FoundRun { run: None, head: head_id }) };
+    let Some(head) = head else { return Ok(FoundRun { run: None, head: None }) };
+    if head.head().is_some_and(|record| started_under(record, parent)) {
+        return Ok(FoundRun { run: Some(head), head: head_id });
+    }
+    if !search {
+        return Ok(FoundRun { run: None, head: head_id });
+    }
+    let options = ListOptions::new().namespace(namespace).metadata(PARENT_CHECKPOINT, parent.as_str()).limit(1);
+    let newest = checkpointer.list(thread_id, &options).await.map_err(checkpoint_error)?.into_iter().next();
+    let run = match newest {
+        Some(record) => {
+            checkpointer.load(thread_id, namespace, Some(&record.checkpoint_id)).await.map_err(checkpoint_error)?
+        }
+        None => None,
+    };
+    Ok(FoundRun { run, head: head_id })
+}
+
+fn started_under(record: &CheckpointRecord, parent: &CheckpointId) -> bool {
+    record.metadata.get(PARENT_CHECKPOINT).and_then(serde_json::Value::as_str) == Some(parent.as_str())
+}
+
+/// The parent checkpoint the step after `loaded` starts under, when a run continues from it:
+/// the one its `step_start` names, else itself.
+pub(crate) fn step_start_of(loaded: &LoadedCheckpoint) -> Result<Option<CheckpointId>, Error> {
+    let Some(record) = loaded.head() else { return Ok(None) };
+    match metadata_id(record, STEP_START)? {
+        Some(id) => Ok(Some(id)),
+        None => Ok(Some(record.checkpoint_id.clone())),
+    }
+}
+
+/// The checkpoint id stored under `key` in `record`'s metadata.
+pub(crate) fn metadata_id(record: &CheckpointRecord, key: &str) -> Result<Option<CheckpointId>, Error> {
+    let Some(value) = record.metadata.get(key) else { return Ok(None) };
+    match value.as_str().map(str::parse::<CheckpointId>) {
+        Some(Ok(id)) => Ok(Some(id)),
+        _ => Err(Error::Checkpoint(CheckpointError::Corrupt {
+            detail: format!("metadata `{key}` of checkpoint {} is not a checkpoint id: {value}", record.checkpoint_id),
+        })),
+    }
 }

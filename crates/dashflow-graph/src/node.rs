@@ -39,6 +39,7 @@ type NodeFnBox<S> = dyn Fn(Arc<S>, NodeContext) -> NodeFuture<S> + Send + Sync;
 pub struct Node<S: GraphState> {
     run: Arc<NodeFnBox<S>>,
     routes_itself: bool,
+    subgraph: bool,
 }
 
 impl<S: GraphState> Node<S> {
@@ -48,7 +49,17 @@ impl<S: GraphState> Node<S> {
         routes_itself: bool,
         run: impl Fn(Arc<S>, NodeContext) -> NodeFuture<S> + Send + Sync + 'static,
     ) -> Self {
-        Self { run: Arc::new(run), routes_itself }
+        Self { run: Arc::new(run), routes_itself, subgraph: false }
+    }
+
+    /// Marks the node as one that runs a graph inside the run that calls it (a subgraph). The
+    /// executor then tells it, for each call, which checkpoint of the calling run the call
+    /// belongs to; graphs without such nodes pay nothing for it. Compiled graphs used as
+    /// nodes are marked already.
+    #[must_use]
+    pub fn subgraph(mut self) -> Self {
+        self.subgraph = true;
+        self
     }
 
     /// Starts one execution of the node.
@@ -60,17 +71,25 @@ impl<S: GraphState> Node<S> {
     pub fn routes_itself(&self) -> bool {
         self.routes_itself
     }
+
+    /// Whether the node runs a subgraph (see [`Node::subgraph`]).
+    pub fn is_subgraph(&self) -> bool {
+        self.subgraph
+    }
 }
 
 impl<S: GraphState> Clone for Node<S> {
     fn clone(&self) -> Self {
-        Self { run: Arc::clone(&self.run), routes_itself: self.routes_itself }
+        Self { run: Arc::clone(&self.run), routes_itself: self.routes_itself, subgraph: self.subgraph }
     }
 }
 
 impl<S: GraphState> fmt::Debug for Node<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Node").field("routes_itself", &self.routes_itself).finish_non_exhaustive()
+        f.debug_struct("Node")
+            .field("routes_itself", &self.routes_itself)
+            .field("subgraph", &self.subgraph)
+            .finish_non_exhaustive()
     }
 }
 

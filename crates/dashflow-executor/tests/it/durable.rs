@@ -708,17 +708,59 @@ async fn an_interrupt_inside_a_subgraph_pauses_the_parent_and_the_answer_reaches
 }
 
 #[tokio::test]
-async fn a_failure_inside_a_subgraph_resumes_the_child_from_its_last_checkpoint() {
-    let (ledger, fail) = (Ledger::default(), Arc::new(AtomicBool::new(true)));
+async fn a_same_state_subgraph_paused_under_exit_durability_keeps_its_earlier_steps_for_the_parent() {
+    let (ledger, fail) = (Ledger::default(), Arc::new(AtomicBool::new(false)));
     let app = parent_graph(child_graph(&ledger, &fail), &ledger, memory());
-    let config = RunConfig::thread("nested-failure").durability(Durability::Sync);
-    let error = app.invoke(Trail::default(), config.clone()).await.unwrap_err();
-    assert!(matches!(&error, Error::NodeFailed { node, .. } if &**node == "plan"), "{error}");
-
-    fail.store(false, Ordering::SeqCst);
-    let paused = app.resume(Command::new(), config.clone()).await.unwrap();
+    let config = RunConfig::thread("nested-exit").durability(Durability::Exit);
+    let paused = app.invoke(Trail::default(), config.clone()).await.unwrap();
     assert!(matches!(paused.status, RunStatus::Interrupted { .. }));
-    let done = app.resume(Command::resume("ok"), config).await.unwrap();
+
+    let done = app.resume(Command::resume("approved"), config).await.unwrap();
+    // `prepare` ran before the pause, once; its update still reaches the parent.
     assert_eq!(done.state.log, strings(&["intro", "prepare", "finish", "outro"]));
-    assert_eq!(ledger.entries().iter().filter(|entry| *entry == "prepare").count(), 1);
+    assert_eq!(ledger.entries(), strings(&["intro", "prepare", "ask", "ask", "finish", "outro"]));
+}
+
+#[tokio::test]
+async fn a_failure_inside_a_subgraph_resumes_the_child_from_its_last_checkpoint() {
+    // `Exit` durability stores nothing of a failed run, so there is nothing to continue.
+    for durability in [Durability::Sync, Durability::Async] {
+        let (ledger, fail) = (Ledger::default(), Arc::new(AtomicBool::new(true)));
+        let app = parent_graph(child_graph(&ledger, &fail), &ledger, memory());
+        let config = RunConfig::thread(format!("nested-failure-{durability:?}")).durability(durability);
+        let error = app.invoke(Trail::default(), config.clone()).await.unwrap_err();
+        assert!(matches!(&error, Error::NodeFailed { node, .. } if &**node == "plan"), "{error}");
+
+        fail.store(false, Ordering::SeqCst);
+        let paused = app.resume(Command::new(), config.clone()).await.unwrap();
+        assert!(matches!(paused.status, RunStatus::Interrupted { .. }), "{durability:?}");
+        let done = app.resume(Command::resume("ok"), config).await.unwrap();
+        assert_eq!(done.state.log, strings(&["intro", "prepare", "finish", "outro"]), "{durability:?}");
+        assert_eq!(ledger.entries().iter().filter(|entry| *entry == "prepare").count(), 1, "{durability:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_subgraph_that_fails_after_a_resume_that_edited_its_parent_is_continued_by_the_next_resume() {
+    for durability in [Durability::Sync, Durability::Async, Durability::Exit] {
+        let (ledger, fail) = (Ledger::default(), Arc::new(AtomicBool::new(false)));
+        let app = parent_graph(child_graph(&ledger, &fail), &ledger, memory());
+        let config = RunConfig::thread(format!("edit-then-fail-{durability:?}")).durability(durability);
+        let paused = app.invoke(Trail::default(), config.clone()).await.unwrap();
+        assert!(matches!(paused.status, RunStatus::Interrupted { .. }), "{durability:?}");
+
+        // The resume stores its edit as a checkpoint of the parent, then the child fails.
+        fail.store(true, Ordering::SeqCst);
+        let command = Command::resume("ok").with_update(TrailUpdate::default().count(1_u64));
+        let error = app.resume(command, config.clone()).await.unwrap_err();
+        assert!(matches!(&error, Error::NodeFailed { node, .. } if &**node == "plan"), "{error}");
+
+        // Restarted from the edit, the step is still the one the child run belongs to.
+        fail.store(false, Ordering::SeqCst);
+        let done = app.resume(Command::new(), config).await.unwrap();
+        assert_eq!(done.status, RunStatus::Completed, "{durability:?}");
+        assert_eq!((done.state.note.as_str(), done.state.count), ("ok", 1), "{durability:?}");
+        assert_eq!(done.state.log, strings(&["intro", "prepare", "finish", "outro"]), "{durability:?}");
+        assert_eq!(ledger.entries().iter().filter(|entry| *entry == "prepare").count(), 1, "{durability:?}");
+    }
 }

@@ -2,11 +2,14 @@
 //! tasks, read and edited through their namespaces with their own state types.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use dashflow_checkpoint::{CheckpointError, Checkpointer};
 use dashflow_checkpoint_memory::MemoryCheckpointer;
-use dashflow_executor::{CompileExt, CompiledGraph, Durability, Error, RunConfig, RunStatus, SnapshotTask, Subgraph};
-use dashflow_graph::{Command, END, GraphState, NodeContext, START, StateGraph};
+use dashflow_executor::{
+    CompileExt, CompiledGraph, Durability, Error, RunConfig, RunStatus, SnapshotTask, StateSnapshot, Subgraph,
+};
+use dashflow_graph::{Command, END, GraphState, NodeContext, NodeError, START, StateGraph};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -441,4 +444,220 @@ async fn editing_a_finished_subgraph_run_is_refused() {
         "{error:?}"
     );
     assert_eq!(app.get_subgraph_state_history::<Draft>(&config, "2:review:0", None).await.unwrap().len(), 4);
+}
+
+/// Every durability: where checkpoints are written differs, which subgraph run a task
+/// continues must not.
+const DURABILITIES: [Durability; 3] = [Durability::Sync, Durability::Async, Durability::Exit];
+
+fn topic(note: &str) -> Trail {
+    Trail { note: note.into(), ..Trail::default() }
+}
+
+/// How `reviewing` pauses when its drafting run asks about `topic`.
+fn asks_about(topic: &str) -> RunStatus {
+    RunStatus::Interrupted { node: "review".into(), value: Some(json!({ "approve": topic })) }
+}
+
+/// The parent checkpoint a snapshot's next step starts under: what the subgraph runs of that
+/// step record.
+fn step_start(snapshot: &StateSnapshot<Trail>) -> Value {
+    snapshot.metadata.get("step_start").cloned().unwrap_or_else(|| json!(snapshot.checkpoint_id.as_str()))
+}
+
+#[tokio::test]
+async fn a_thread_run_again_from_start_starts_its_paused_subgraph_afresh_from_the_new_input() {
+    for durability in DURABILITIES {
+        let ledger = Ledger::default();
+        let app = reviewing(&ledger, memory());
+        let config = RunConfig::thread(format!("again-{durability:?}")).durability(durability);
+        assert_eq!(app.invoke(topic("rust"), config.clone()).await.unwrap().status, asks_about("rust"));
+
+        // The same task id runs again: a new drafting run, on the new topic.
+        let again = app.invoke(topic("go"), config.clone()).await.unwrap();
+        assert_eq!(again.status, asks_about("go"), "{durability:?}");
+        assert_eq!(ledger.entries(), strings(&["prepare", "prepare"]), "{durability:?}");
+        let parent = app.get_state(&config).await.unwrap().unwrap();
+        let task = only_task(&parent.tasks);
+        assert_eq!(task.subgraph.as_deref(), Some("2:review:0"), "{durability:?}");
+        let child = app.get_subgraph_state::<Draft>(&config, "2:review:0").await.unwrap();
+        assert_eq!(child.state, Draft { topic: "go".into(), steps: strings(&["prepare"]), verdict: String::new() });
+        assert_eq!(task.subgraph_checkpoint_id.as_ref(), Some(&child.checkpoint_id));
+
+        // The namespace holds both runs: the new one chained onto the old one's last
+        // checkpoint, each run's checkpoints naming the parent step it ran under.
+        let history = app.get_subgraph_state_history::<Draft>(&config, "2:review:0", None).await.unwrap();
+        let split = history.iter().position(|snapshot| snapshot.state.topic == "rust").unwrap();
+        let (go, rust) = history.split_at(split);
+        assert!(rust.iter().all(|snapshot| snapshot.state.topic == "rust"), "{durability:?}");
+        assert_eq!(go.last().unwrap().parent_id.as_ref(), Some(&rust[0].checkpoint_id), "{durability:?}");
+        assert!(go.iter().all(|snapshot| snapshot.metadata["parent_checkpoint"] == step_start(&parent)));
+        assert!(
+            rust.iter().all(|snapshot| snapshot.metadata["parent_checkpoint"] == rust[0].metadata["parent_checkpoint"])
+        );
+        assert_ne!(rust[0].metadata["parent_checkpoint"], step_start(&parent), "{durability:?}");
+
+        let done = app.resume(Command::resume("yes"), config).await.unwrap();
+        assert_eq!(done.state.log, strings(&["intro", "prepare", "ask", "finish go yes", "outro"]), "{durability:?}");
+        assert_eq!(ledger.entries(), strings(&["prepare", "prepare"]), "{durability:?}");
+    }
+}
+
+#[tokio::test]
+async fn subgraphs_two_levels_deep_start_afresh_when_the_thread_runs_again_and_continue_on_resume() {
+    for durability in DURABILITIES {
+        let ledger = Ledger::default();
+        let app = nested(&ledger, memory());
+        let config = RunConfig::thread(format!("nested-again-{durability:?}")).durability(durability);
+        let paused = app.invoke(topic("rust"), config.clone()).await.unwrap();
+        assert_eq!(paused.status, RunStatus::Interrupted { node: "plan".into(), value: Some(approve_rust()) });
+
+        let again = app.invoke(topic("go"), config.clone()).await.unwrap();
+        let asks_go = Some(json!({ "approve": "go" }));
+        assert_eq!(again.status, RunStatus::Interrupted { node: "plan".into(), value: asks_go }, "{durability:?}");
+        let done = app.resume(Command::resume("yes"), config).await.unwrap();
+        assert_eq!(done.state.log, strings(&["prepare", "ask", "finish go yes"]), "{durability:?}");
+        assert_eq!(ledger.entries(), strings(&["prepare", "prepare"]), "{durability:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_fork_from_before_the_subgraph_step_starts_the_subgraph_afresh() {
+    // `Exit` durability stores no checkpoint before the step that pauses, so there is no
+    // earlier checkpoint to fork from.
+    for durability in [Durability::Sync, Durability::Async] {
+        let ledger = Ledger::default();
+        let app = reviewing(&ledger, memory());
+        let config = RunConfig::thread(format!("fork-before-{durability:?}")).durability(durability);
+        app.invoke(topic("rust"), config.clone()).await.unwrap();
+        let history = app.get_state_history(&config, None).await.unwrap();
+        let input = history.iter().find(|snapshot| snapshot.next == strings(&["intro"])).unwrap();
+
+        let fork = config.clone().checkpoint_id(input.checkpoint_id.clone());
+        let forked = app.resume(Command::update(TrailUpdate::default().note("go")), fork).await.unwrap();
+        assert_eq!(forked.status, asks_about("go"), "{durability:?}");
+        assert_eq!(ledger.entries(), strings(&["prepare", "prepare"]), "{durability:?}");
+        let done = app.resume(Command::resume("yes"), config).await.unwrap();
+        assert_eq!(done.state.log, strings(&["intro", "prepare", "ask", "finish go yes", "outro"]), "{durability:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_fork_back_to_a_paused_subgraph_step_continues_that_run_behind_later_runs_of_its_task() {
+    for durability in DURABILITIES {
+        let ledger = Ledger::default();
+        let app = reviewing(&ledger, memory());
+        let config = RunConfig::thread(format!("fork-back-{durability:?}")).durability(durability);
+        app.invoke(topic("rust"), config.clone()).await.unwrap();
+        let rust_paused = app.get_state(&config).await.unwrap().unwrap();
+        let rust_run = only_task(&rust_paused.tasks).subgraph_checkpoint_id.clone().unwrap();
+        assert_eq!(app.invoke(topic("go"), config.clone()).await.unwrap().status, asks_about("go"));
+
+        // Seen from the rust pause, the task's run is the rust one, behind the go run.
+        let fork = config.clone().checkpoint_id(rust_paused.checkpoint_id.clone());
+        let then = app.get_state(&fork).await.unwrap().unwrap();
+        let task = only_task(&then.tasks);
+        assert_eq!(task.subgraph.as_deref(), Some("2:review:0"), "{durability:?}");
+        assert_eq!(task.subgraph_checkpoint_id.as_ref(), Some(&rust_run), "{durability:?}");
+        let latest = app.get_subgraph_state::<Draft>(&config, "2:review:0").await.unwrap();
+        assert_eq!(latest.state.topic, "go");
+        let exact = config.clone().checkpoint_id(rust_run.clone());
+        let rust = app.get_subgraph_state::<Draft>(&exact, "2:review:0").await.unwrap();
+        assert_eq!((rust.state.topic.as_str(), rust.next.clone()), ("rust", strings(&["ask"])));
+
+        let done = app.resume(Command::resume("yes"), fork).await.unwrap();
+        assert_eq!(done.status, RunStatus::Completed, "{durability:?}");
+        assert_eq!(done.state.log, strings(&["intro", "prepare", "ask", "finish rust yes", "outro"]), "{durability:?}");
+        // The rust run went on from where it paused: no third `prepare`.
+        assert_eq!(ledger.entries(), strings(&["prepare", "prepare"]), "{durability:?}");
+        let continued = app.get_subgraph_state::<Draft>(&config, "2:review:0").await.unwrap();
+        assert_eq!(continued.state.steps, strings(&["prepare", "ask", "finish rust yes"]), "{durability:?}");
+    }
+}
+
+#[tokio::test]
+async fn get_state_names_no_subgraph_run_of_an_earlier_run_of_the_thread() {
+    // Under `Exit` durability a pause before a node stores nothing to look at.
+    for durability in [Durability::Sync, Durability::Async] {
+        let (ledger, checkpointer) = (Ledger::default(), memory());
+        let app = reviewing(&ledger, Arc::clone(&checkpointer));
+        let stopping = reviewing(&ledger, checkpointer).interrupt_before(["review"]);
+        let config = RunConfig::thread(format!("earlier-{durability:?}")).durability(durability);
+        app.invoke(topic("rust"), config.clone()).await.unwrap();
+        let before_review = stopping.invoke(topic("go"), config.clone()).await.unwrap();
+        assert_eq!(before_review.status, RunStatus::Interrupted { node: "review".into(), value: None });
+
+        // The unfinished rust run is still in the task's namespace, but not the task's.
+        let parent = app.get_state(&config).await.unwrap().unwrap();
+        let task = only_task(&parent.tasks);
+        assert_eq!(task.id, "2:review:0");
+        assert_eq!((task.subgraph.as_ref(), task.subgraph_checkpoint_id.as_ref()), (None, None), "{durability:?}");
+        let stale = app.get_subgraph_state::<Draft>(&config, "2:review:0").await.unwrap();
+        assert_eq!((stale.state.topic.as_str(), stale.next.clone()), ("rust", strings(&["ask"])));
+
+        let resumed = app.resume(Command::new(), config.clone()).await.unwrap();
+        assert_eq!(resumed.status, asks_about("go"), "{durability:?}");
+        let parent = app.get_state(&config).await.unwrap().unwrap();
+        assert_eq!(only_task(&parent.tasks).subgraph.as_deref(), Some("2:review:0"), "{durability:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_resume_that_edits_the_parent_still_answers_its_paused_subgraph() {
+    for durability in DURABILITIES {
+        let ledger = Ledger::default();
+        let app = reviewing(&ledger, memory());
+        let config = RunConfig::thread(format!("edit-resume-{durability:?}")).durability(durability);
+        app.invoke(rust_topic(), config.clone()).await.unwrap();
+        app.update_state(&config, TrailUpdate::default().count(5_u64), None).await.unwrap();
+        let edited = app.get_state(&config).await.unwrap().unwrap();
+        assert_eq!(only_task(&edited.tasks).subgraph.as_deref(), Some("2:review:0"), "{durability:?}");
+
+        let command = Command::resume("yes").with_update(TrailUpdate::default().count(1_u64));
+        let done = app.resume(command, config).await.unwrap();
+        assert_eq!(done.state.log, strings(&["intro", "prepare", "ask", "finish rust yes", "outro"]), "{durability:?}");
+        assert_eq!(done.state.count, 6);
+        assert_eq!(ledger.entries(), strings(&["prepare"]), "{durability:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_subgraph_run_left_paused_by_a_failed_step_is_not_continued_by_the_next_run_of_the_thread() {
+    for durability in DURABILITIES {
+        let (ledger, fail) = (Ledger::default(), Arc::new(AtomicBool::new(false)));
+        let failing = Arc::clone(&fail);
+        let mut graph = StateGraph::<Trail>::named("review-and-check");
+        graph
+            .add_node("review", draft_node(&ledger))
+            .add_node("check", move |_: Arc<Trail>| {
+                let failing = failing.load(Ordering::SeqCst);
+                async move {
+                    if failing {
+                        return Err(NodeError::msg("the checker is down"));
+                    }
+                    Ok(TrailUpdate::default().count(1_u64))
+                }
+            })
+            .add_parallel_edges(START, ["review", "check"])
+            .add_edge("review", END)
+            .add_edge("check", END);
+        let app = graph.compile().unwrap().with_shared_checkpointer(memory());
+        let config = RunConfig::thread(format!("failed-step-{durability:?}")).durability(durability);
+        assert_eq!(app.invoke(topic("rust"), config.clone()).await.unwrap().status, asks_about("rust"));
+
+        // The go run's step fails while its drafting run is paused: the parent stores no new
+        // step (nothing at all under `Exit`), the drafting run stays behind, unfinished.
+        fail.store(true, Ordering::SeqCst);
+        let error = app.invoke(topic("go"), config.clone()).await.unwrap_err();
+        assert!(matches!(&error, Error::NodeFailed { node, .. } if &**node == "check"), "{error}");
+        let stale = app.get_subgraph_state::<Draft>(&config, "1:review:0").await.unwrap();
+        assert_eq!((stale.state.topic.as_str(), stale.next.clone()), ("go", strings(&["ask"])), "{durability:?}");
+
+        fail.store(false, Ordering::SeqCst);
+        let next = app.invoke(topic("zig"), config.clone()).await.unwrap();
+        assert_eq!(next.status, asks_about("zig"), "{durability:?}");
+        let done = app.resume(Command::resume("yes"), config).await.unwrap();
+        assert_eq!(done.state.log, strings(&["prepare", "ask", "finish zig yes"]), "{durability:?}");
+        assert_eq!(ledger.entries(), strings(&["prepare", "prepare", "prepare"]), "{durability:?}");
+    }
 }
