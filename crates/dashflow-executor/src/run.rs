@@ -303,6 +303,7 @@ impl<S: GraphState> Loop<S> {
         let deadline = self.params.config.timeout.map(|timeout| (timeout, tokio::time::Instant::now() + timeout));
         while !self.frontier.is_empty() {
             if let Some(node) = self.interrupt_before() {
+                self.checkpoint_exit_pause().await?;
                 return Ok(self.paused(node, InterruptReason::Before, None).await);
             }
             if self.steps_this_run >= self.params.config.recursion_limit {
@@ -342,10 +343,26 @@ impl<S: GraphState> Loop<S> {
                 return Ok(self.paused(node, InterruptReason::Node, value).await);
             }
             if let Some(node) = self.interrupt_after() {
+                self.checkpoint_exit_pause().await?;
                 return Ok(self.paused(node, InterruptReason::After, None).await);
             }
         }
         Ok(RunStatus::Completed)
+    }
+
+    /// Under `Exit` durability, the one checkpoint of a run that pauses between steps
+    /// (`interrupt_before`/`interrupt_after`): without it, a resume would find nothing.
+    async fn checkpoint_exit_pause(&mut self) -> Result<(), Error> {
+        let mut position = self.position();
+        let Some(durable) = &mut self.durable else { return Ok(()) };
+        if durable.durability() != Durability::Exit {
+            return Ok(());
+        }
+        if self.params.compose.is_some() {
+            position.composed = self.composed.as_ref().map(|c| durable.seal::<S, _>(c)).transpose()?;
+        }
+        durable.commit(Source::Exit, &*self.state, None, &position).await?;
+        Ok(())
     }
 
     /// Continues from a stored position: its frontier, join progress and step number.

@@ -106,6 +106,34 @@ async fn interrupt_before_pauses_and_resume_continues_without_stopping_again() {
 }
 
 #[tokio::test]
+async fn pauses_between_steps_under_exit_durability_store_the_one_checkpoint_a_resume_needs() {
+    for before in [true, false] {
+        let ledger = Ledger::default();
+        let mut graph = StateGraph::<Trail>::new();
+        graph
+            .add_node("draft", recorded("draft", &ledger))
+            .add_node("send", recorded("send", &ledger))
+            .add_edge(START, "draft")
+            .add_edge("draft", "send")
+            .add_edge("send", END);
+        let app = graph.compile().unwrap().with_shared_checkpointer(memory());
+        let app = if before { app.interrupt_before(["send"]) } else { app.interrupt_after(["draft"]) };
+        let config = RunConfig::thread("exit-pause").durability(Durability::Exit);
+
+        app.invoke(Trail::default(), config.clone()).await.unwrap();
+        let state = app.get_state(&config).await.unwrap().expect("the pause is stored");
+        assert_eq!((state.state.log.clone(), state.next.clone()), (strings(&["draft"]), strings(&["send"])));
+        let history = app.get_state_history(&config, None).await.unwrap();
+        assert_eq!(history.len(), 1, "Exit durability writes one checkpoint");
+
+        let done = app.resume(Command::new(), config).await.unwrap();
+        assert_eq!(done.status, RunStatus::Completed);
+        assert_eq!(done.state.log, strings(&["draft", "send"]));
+        assert_eq!(ledger.entries(), strings(&["draft", "send"]), "nothing ran twice");
+    }
+}
+
+#[tokio::test]
 async fn interrupt_after_pauses_once_the_node_ran() {
     let ledger = Ledger::default();
     let mut graph = StateGraph::<Trail>::new();
