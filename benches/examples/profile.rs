@@ -23,22 +23,26 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         _ => Telemetry::Defaults,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let mut started = std::time::Instant::now();
     runtime.block_on(async {
         match workload.as_str() {
             "b1" => {
                 let app = chain100(telemetry);
+                started = std::time::Instant::now();
                 for _ in 0..invokes {
                     app.invoke(Counter::default(), chain100_config()).await?;
                 }
             }
             "b2" => {
                 let app = fanout16(telemetry);
+                started = std::time::Instant::now();
                 for _ in 0..invokes {
                     app.invoke(Fanout::default(), RunConfig::new()).await?;
                 }
             }
             "b3" => {
                 let app = loop1000(telemetry);
+                started = std::time::Instant::now();
                 for _ in 0..invokes {
                     app.invoke(Counter::default(), loop1000_config()).await?;
                 }
@@ -48,6 +52,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 let dir = tempfile::tempdir()?;
                 let app = chain100_checkpointed(telemetry, open_sqlite(&dir.path().join("b4.db")).await?);
                 let threads = Threads::new();
+                started = std::time::Instant::now();
                 for _ in 0..invokes {
                     app.invoke(Counter::default(), threads.next_config(durability)).await?;
                 }
@@ -56,6 +61,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         Ok::<_, Box<dyn std::error::Error>>(())
     })?;
+    // The invokes alone, without building the graph (and opening the default observers).
+    let took = started.elapsed();
+    eprintln!("{workload}: {invokes} invokes in {took:?}, {:.1} µs each", took.as_secs_f64() * 1e6 / invokes as f64);
     // What the write-ahead log's writer made of it: how long it still needed, and whether it
     // kept up (dropped events mean it fell behind).
     let started = std::time::Instant::now();

@@ -91,7 +91,7 @@ impl<S: GraphState> CompileExt<S> for StateGraph<S> {
 impl<S: GraphState> CompiledGraph<S> {
     /// Wraps a validated graph.
     pub fn new(graph: Graph<S>) -> Self {
-        warm_clock();
+        crate::clock::warm_up();
         let nodes = graph.node_count();
         // A schema is plain data (strings, numbers, lists): serializing it cannot fail.
         let schema_json = Arc::new(serde_json::to_value(graph.schema()).unwrap_or_default());
@@ -425,19 +425,6 @@ impl<S: MergeableState> CompiledGraph<S> {
     pub async fn invoke_update(&self, update: S::Update, config: RunConfig) -> Result<ExecutionResult<S>, Error> {
         self.launch(Begin::Update(update), config, merge_parallel::<S>, true, false).result().await
     }
-}
-
-/// Calibrates the clock that times tasks, once per process and in the background, so that
-/// the first observed run does not wait for it (the calibration of its TSC source takes about
-/// a millisecond, at most 200 ms).
-fn warm_clock() {
-    static WARM: std::sync::Once = std::sync::Once::new();
-    WARM.call_once(|| {
-        // Without the thread, the first run calibrates instead: slower, never wrong.
-        let _ = std::thread::Builder::new().name("dashflow-clock".to_owned()).spawn(|| {
-            quanta::Instant::now();
-        });
-    });
 }
 
 impl<S: GraphState> fmt::Debug for CompiledGraph<S> {

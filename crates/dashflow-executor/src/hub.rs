@@ -3,14 +3,12 @@
 use std::any::Any;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::SystemTime;
-
-use quanta::Instant;
 
 use dashflow_graph::{RunScope, TaskId};
 use dashflow_telemetry::{Event, EventCallback, EventKind, Interest, RunIds};
 use futures::future::BoxFuture;
 
+use crate::clock::{RunClock, Tick};
 use crate::config::{StreamMode, StreamModes};
 use crate::stream::CustomValue;
 
@@ -34,27 +32,6 @@ pub(crate) struct EventHub {
     /// What anyone listens to: the callbacks' interests, or everything for an `Events` stream.
     interest: Interest,
     clock: RunClock,
-}
-
-/// Turns the monotonic clock readings the executor takes for durations into event times.
-///
-/// One reading then serves both an event's time and a duration: reading the wall clock for
-/// every event as well cost about as much as the rest of the event. A run's event times follow
-/// the monotonic clock from its start, so they never go backwards within a run even if the
-/// system clock is adjusted meanwhile.
-struct RunClock {
-    wall: SystemTime,
-    mono: Instant,
-}
-
-impl RunClock {
-    fn new() -> Self {
-        Self { wall: SystemTime::now(), mono: Instant::now() }
-    }
-
-    fn wall_time(&self, at: Instant) -> SystemTime {
-        self.wall + at.saturating_duration_since(self.mono)
-    }
 }
 
 impl EventHub {
@@ -107,14 +84,23 @@ impl EventHub {
     /// Delivers an event that happens now; waits only when the stream's buffer is full.
     pub(crate) async fn emit(&self, run: RunIds, kind: EventKind) {
         if self.interest.covers(&kind) {
-            self.emit_at(run, kind, Instant::now()).await;
+            self.emit_at(run, kind, Tick::now()).await;
         }
     }
 
     /// Delivers an event that happened at `at` (a clock reading the caller took anyway).
-    pub(crate) async fn emit_at(&self, run: RunIds, kind: EventKind, at: Instant) {
+    pub(crate) async fn emit_at(&self, run: RunIds, kind: EventKind, at: Tick) {
+        if let Some(event) = self.notify(run, kind, at) {
+            self.stream(event).await;
+        }
+    }
+
+    /// Hands an event to the callbacks that want it, and returns it if the stream wants it
+    /// too (see [`EventHub::stream`]). Not `async`: a caller that is not streamed awaits
+    /// nothing, and its future does not carry the event.
+    pub(crate) fn notify(&self, run: RunIds, kind: EventKind, at: Tick) -> Option<Event> {
         if !self.interest.covers(&kind) {
-            return;
+            return None;
         }
         let event = Event::at(run, self.clock.wall_time(at), kind);
         for (callback, interest) in self.callbacks.iter().zip(&self.interests) {
@@ -122,9 +108,13 @@ impl EventHub {
                 callback.on_event(&event);
             }
         }
-        if self.stream_events
-            && let Some(sink) = &self.sink
-        {
+        self.stream_events.then_some(event)
+    }
+
+    /// Sends an event [`EventHub::notify`] returned to the stream; waits only when its
+    /// buffer is full.
+    pub(crate) async fn stream(&self, event: Event) {
+        if let Some(sink) = &self.sink {
             sink.send_event(event).await;
         }
     }
@@ -139,7 +129,7 @@ impl EventHub {
         // Callbacks hear custom values as events. The stream reports each one once, as
         // `StreamEvent::Custom` when that mode is on, and never again as an `Events` item.
         if self.interest.custom {
-            let at = self.clock.wall_time(Instant::now());
+            let at = self.clock.wall_time(Tick::now());
             let event = Event::at(run, at, EventKind::Custom { step: task.step, node: task.node.clone(), value });
             for (callback, interest) in self.callbacks.iter().zip(&self.interests) {
                 if interest.custom {

@@ -40,6 +40,7 @@
 //!
 //! [`Scheduler`]: dashflow_scheduler::Scheduler
 
+mod clock;
 mod compiled;
 mod config;
 mod durable;

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use quanta::Instant;
+use crate::clock::Tick;
 
 use dashflow_graph::{
     Goto, Graph, GraphNode, GraphState, MergeableState, NodeId, NodeName, NodeOutput, Route, Send as SendTask, Target,
@@ -256,7 +256,7 @@ struct StepResults<S: GraphState> {
 
 impl<S: GraphState> Loop<S> {
     async fn run(mut self, start: Option<Position<S>>, input_update: Option<S::Update>) -> Result<RunOutput<S>, Error> {
-        let started = Instant::now();
+        let started = Tick::now();
         let graph_name = Arc::clone(self.params.inner.graph.name());
         let schema = Arc::clone(&self.params.inner.schema_json);
         self.params.hub.emit(self.params.ids, EventKind::GraphDefined { graph: Arc::clone(&graph_name), schema }).await;
@@ -482,7 +482,7 @@ impl<S: GraphState> Loop<S> {
 
     async fn superstep(&mut self) -> Result<Flow, Error> {
         let interest = self.params.hub.interest();
-        let step_started = (interest.steps_started || interest.steps_finished).then(Instant::now);
+        let step_started = (interest.steps_started || interest.steps_finished).then(Tick::now);
         let frontier = std::mem::take(&mut self.frontier);
         let graph = &self.params.inner.graph;
         if frontier.len() > 1 && !self.params.parallel_allowed {
@@ -500,7 +500,9 @@ impl<S: GraphState> Loop<S> {
                 tasks => tasks.iter().map(|task| graph.node(task.node).name.clone()).collect(),
             };
             let kind = EventKind::SuperstepStarted { step: self.step, nodes };
-            self.params.hub.emit_at(self.params.ids, kind, at).await;
+            if let Some(event) = self.params.hub.notify(self.params.ids, kind, at) {
+                self.params.hub.stream(event).await;
+            }
         }
         self.results.done.clear();
         let timed = interest.tasks() || self.params.stream.is_some();
@@ -561,9 +563,11 @@ impl<S: GraphState> Loop<S> {
         if let Some(started) = step_started
             && interest.steps_finished
         {
-            let ended = Instant::now();
-            let kind = EventKind::SuperstepFinished { step: self.step, duration: ended - started };
-            self.params.hub.emit_at(self.params.ids, kind, ended).await;
+            let ended = Tick::now();
+            let kind = EventKind::SuperstepFinished { step: self.step, duration: started.until(ended) };
+            if let Some(event) = self.params.hub.notify(self.params.ids, kind, ended) {
+                self.params.hub.stream(event).await;
+            }
         }
         if self.params.stream.is_some() {
             self.send_values().await;
@@ -621,8 +625,12 @@ impl<S: GraphState> Loop<S> {
 
     /// Sends the routing decisions `route` recorded.
     async fn emit_routing_events(&mut self) {
-        for kind in std::mem::take(&mut self.routing.events) {
-            self.params.hub.emit(self.params.ids, kind).await;
+        // One reading for the step's decisions, and the buffer kept for the next step.
+        let at = Tick::now();
+        for kind in self.routing.events.drain(..) {
+            if let Some(event) = self.params.hub.notify(self.params.ids, kind, at) {
+                self.params.hub.stream(event).await;
+            }
         }
     }
 

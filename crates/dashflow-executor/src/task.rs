@@ -5,7 +5,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
-use quanta::Instant;
+use crate::clock::Tick;
 
 use dashflow_graph::{GraphNode, GraphState, NodeContext, NodeError, NodeErrorKind, NodeOutput, RunScope, TaskId};
 use dashflow_telemetry::EventKind;
@@ -63,22 +63,28 @@ pub(crate) async fn run_task<S: GraphState>(
     input: Arc<S>,
     timed: bool,
 ) -> TaskOutcome<S> {
-    let started = timed.then(Instant::now);
+    let started = timed.then(Tick::now);
     let timeout = node.options.timeout.or(inner.node_timeout);
     let retry = node.options.retry.as_ref().or(inner.retry.as_ref());
+    let Some(retry) = retry else {
+        // One attempt: the input moves into it, no retry bookkeeping.
+        let (result, ended) = run_attempt(scope, node, &task, input, 1, started, timeout).await;
+        let duration = started.zip(ended).map(|(started, ended)| started.until(ended));
+        return TaskOutcome { result, attempts: 1, duration };
+    };
     let mut attempt = 1;
     let mut attempt_started = started;
     loop {
         let (result, ended) =
             run_attempt(scope, node, &task, Arc::clone(&input), attempt, attempt_started, timeout).await;
-        match (result, retry) {
-            (Err(error), Some(policy)) if policy.should_retry(attempt, &error) => {
-                tokio::time::sleep(policy.delay_after(attempt, fastrand::f64())).await;
+        match result {
+            Err(error) if retry.should_retry(attempt, &error) => {
+                tokio::time::sleep(retry.delay_after(attempt, fastrand::f64())).await;
                 attempt += 1;
-                attempt_started = timed.then(Instant::now);
+                attempt_started = timed.then(Tick::now);
             }
-            (result, _) => {
-                let duration = started.zip(ended).map(|(started, ended)| ended.saturating_duration_since(started));
+            result => {
+                let duration = started.zip(ended).map(|(started, ended)| started.until(ended));
                 return TaskOutcome { result, attempts: attempt, duration };
             }
         }
@@ -92,16 +98,18 @@ async fn run_attempt<S: GraphState>(
     task: &TaskId,
     input: Arc<S>,
     attempt: u32,
-    started: Option<Instant>,
+    started: Option<Tick>,
     timeout: Option<Duration>,
-) -> (Result<NodeOutput<S>, NodeError>, Option<Instant>) {
+) -> (Result<NodeOutput<S>, NodeError>, Option<Tick>) {
     let hub = &scope.hub;
     let interest = hub.interest();
     if let Some(at) = started
         && interest.tasks_started
     {
         let kind = EventKind::TaskStarted { step: task.step, node: node.name.clone(), attempt };
-        hub.emit_at(scope.run, kind, at).await;
+        if let Some(event) = hub.notify(scope.run, kind, at) {
+            hub.stream(event).await;
+        }
     }
     let ctx_scope: Arc<dyn RunScope> = Arc::clone(scope) as Arc<dyn RunScope>;
     let ctx = NodeContext::new(task.clone(), attempt, scope.run, ctx_scope);
@@ -114,7 +122,7 @@ async fn run_attempt<S: GraphState>(
     } else {
         with_timeout(call, timeout, &node.name).await
     };
-    let ended = started.map(|_| Instant::now());
+    let ended = started.map(|_| Tick::now());
     if let Some((started, ended)) = started.zip(ended)
         && interest.tasks_finished
     {
@@ -122,10 +130,12 @@ async fn run_attempt<S: GraphState>(
             step: task.step,
             node: node.name.clone(),
             attempt,
-            duration: ended.saturating_duration_since(started),
+            duration: started.until(ended),
             error: result.as_ref().err().map(|error| format!("{error:#}")),
         };
-        hub.emit_at(scope.run, kind, ended).await;
+        if let Some(event) = hub.notify(scope.run, kind, ended) {
+            hub.stream(event).await;
+        }
     }
     (result, ended)
 }

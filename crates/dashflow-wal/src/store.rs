@@ -27,7 +27,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use dashflow_telemetry::{Event, EventCallback, Interest, RunId};
 
@@ -42,9 +42,15 @@ use crate::wal::{Record, Wal};
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct StoreConfig {
-    /// How the WAL writes.
+    /// How the WAL writes. Default: [`WalConfig::default`] with
+    /// [`FsyncPolicy::Interval`] of [`StoreConfig::SYNC_INTERVAL`]: events are observability,
+    /// not state (checkpoints are), so a machine crash may lose the last second of them, and
+    /// a process crash none. Syncing every batch instead cost more than the runs themselves
+    /// in tight loops of short runs (an fsync takes about a millisecond on the reference
+    /// machine's disk).
     pub wal: WalConfig,
-    /// Events the queue holds before new ones are dropped. Default 16,384.
+    /// Events the queue holds before new ones are dropped. Default 65,536 (a burst of runs
+    /// the writer can catch up with).
     pub capacity: usize,
     /// The most events written as one batch. Default 4,096.
     pub max_batch: usize,
@@ -57,11 +63,19 @@ pub struct StoreConfig {
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        Self { wal: WalConfig::default(), capacity: 16 * 1024, max_batch: 4096, traces: TraceConfig::off() }
+        Self {
+            wal: WalConfig::default().fsync(FsyncPolicy::Interval(Self::SYNC_INTERVAL)),
+            capacity: 64 * 1024,
+            max_batch: 4096,
+            traces: TraceConfig::off(),
+        }
     }
 }
 
 impl StoreConfig {
+    /// The default store's longest time between syncs.
+    pub const SYNC_INTERVAL: Duration = Duration::from_secs(1);
+
     /// Sets [`wal`](Self::wal).
     pub fn wal(mut self, wal: WalConfig) -> Self {
         self.wal = wal;
@@ -103,6 +117,11 @@ pub struct StoreStats {
     /// Traces of finished runs that could not be written somewhere (a trace file or the WAL
     /// record); the first failure is logged as a warning.
     pub traces_failed: u64,
+    /// Runs not traced because the writer was behind when they started (more than a quarter
+    /// of the queue's capacity waiting, counting the batch in hand): their events are all in the WAL (`dashflow runs show` reads
+    /// them), but no trace file or trace record was built, so that the writer catches up
+    /// with the events rather than drop them.
+    pub traces_skipped: u64,
 }
 
 #[derive(Debug, Default)]
@@ -112,6 +131,7 @@ struct Counters {
     failed: AtomicU64,
     traces_written: AtomicU64,
     traces_failed: AtomicU64,
+    traces_skipped: AtomicU64,
     /// Events in the queue (sent, not yet taken by the writer), bounded by the capacity.
     queued: AtomicUsize,
 }
@@ -168,8 +188,15 @@ impl EventStore {
         let wal = Wal::open(dir.as_ref(), config.wal)?;
         let (sender, receiver) = mpsc::sync_channel(config.capacity);
         let counters = Arc::new(Counters::default());
-        let writer =
-            Writer { wal, receiver, counters: Arc::clone(&counters), max_batch: config.max_batch, error: None, traces };
+        let writer = Writer {
+            wal,
+            receiver,
+            counters: Arc::clone(&counters),
+            max_batch: config.max_batch,
+            capacity: config.capacity,
+            error: None,
+            traces,
+        };
         let handle = std::thread::Builder::new()
             .name("dashflow-wal".into())
             .spawn(move || writer.run())
@@ -209,7 +236,16 @@ impl EventStore {
             tracing::warn!(%error, "no trace files: their directory is unknown; set DASHFLOW_TRACE_DIR");
             TraceConfig::wal_only()
         });
-        let store = Arc::new(Self::open(&dir, StoreConfig::default().traces(traces))?);
+        let mut config = StoreConfig::default().traces(traces);
+        match fsync_from_env(&var) {
+            Ok(Some(policy)) => config.wal = config.wal.fsync(policy),
+            Ok(None) => {}
+            Err(value) => tracing::warn!(
+                %value,
+                "ignoring DASHFLOW_WAL_FSYNC: use `always`, `never` or a number of milliseconds between syncs"
+            ),
+        }
+        let store = Arc::new(Self::open(&dir, config)?);
         stores.insert(dir, Arc::clone(&store));
         Ok(Some(store))
     }
@@ -245,6 +281,7 @@ impl EventStore {
             failed: self.counters.failed.load(Ordering::Relaxed),
             traces_written: self.counters.traces_written.load(Ordering::Relaxed),
             traces_failed: self.counters.traces_failed.load(Ordering::Relaxed),
+            traces_skipped: self.counters.traces_skipped.load(Ordering::Relaxed),
         }
     }
 
@@ -339,12 +376,31 @@ impl Drop for EventStore {
     }
 }
 
+/// The fsync policy `DASHFLOW_WAL_FSYNC` asks for: `always`, `never` or a number of
+/// milliseconds between syncs; `Ok(None)` when unset, `Err` with the value when unreadable.
+fn fsync_from_env(
+    var: &impl Fn(&str) -> Option<std::ffi::OsString>,
+) -> std::result::Result<Option<FsyncPolicy>, String> {
+    let Some(value) = var("DASHFLOW_WAL_FSYNC") else { return Ok(None) };
+    let value = value.to_string_lossy().trim().to_ascii_lowercase();
+    match value.as_str() {
+        "always" => Ok(Some(FsyncPolicy::Always)),
+        "never" => Ok(Some(FsyncPolicy::Never)),
+        millis => millis
+            .parse::<u64>()
+            .map(|millis| Some(FsyncPolicy::Interval(Duration::from_millis(millis))))
+            .map_err(|_| value.clone()),
+    }
+}
+
 /// The background half: owns the WAL.
 struct Writer {
     wal: Wal,
     receiver: Receiver<Command>,
     counters: Arc<Counters>,
     max_batch: usize,
+    /// The queue's capacity, to tell when the writer is behind.
+    capacity: usize,
     /// The first write error since the last flush.
     error: Option<WalError>,
     /// Trace persistence, `None` when it is off.
@@ -407,7 +463,11 @@ impl Writer {
             return;
         }
         let count = batch.len() as u64;
-        let finished = self.traces.as_mut().map(|traces| traces.collect(batch)).unwrap_or_default();
+        // Events wait behind this batch: start no new traces until the writer catches up.
+        let backlogged = batch.len() + self.counters.queued.load(Ordering::Relaxed) > self.capacity / 4;
+        let counters = &self.counters;
+        let finished =
+            self.traces.as_mut().map(|traces| traces.collect(batch, backlogged, counters)).unwrap_or_default();
         let traces_in_wal = self.traces.as_ref().is_some_and(TraceSink::in_wal);
         // The traces go after the events, so a trace record follows its run's `RunFinished`.
         let mut records: Vec<Record<'_>> = batch.iter().map(Record::Event).collect();

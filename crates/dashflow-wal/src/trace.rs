@@ -539,6 +539,11 @@ impl TraceCollector {
         self.runs.remove(&run_id).and_then(TraceBuilder::finish)
     }
 
+    /// Whether run `run_id` is being traced (an event of it arrived and it has not finished).
+    pub fn tracks(&self, run_id: RunId) -> bool {
+        self.runs.contains_key(&run_id)
+    }
+
     /// The traces so far of the runs that have not finished, oldest first.
     pub fn in_progress(&self) -> Vec<ExecutionTrace> {
         let mut traces: Vec<_> = self.runs.values().map(TraceBuilder::build).collect();

@@ -29,7 +29,10 @@ fn flush_makes_every_event_handed_over_before_it_readable() {
         store.on_event(&event);
     }
     store.flush().unwrap();
-    assert_eq!(store.stats(), StoreStats { written: 12, dropped: 0, failed: 0, traces_written: 1, traces_failed: 0 });
+    assert_eq!(
+        store.stats(),
+        StoreStats { written: 12, dropped: 0, failed: 0, traces_written: 1, traces_failed: 0, traces_skipped: 0 }
+    );
     // The store's own writer still holds the WAL open; a reader opens it alongside.
     let wal = reopen(dir.path());
     assert_eq!(wal.run_events(run.run_id).unwrap(), whole_run_events_of(&wal, run));
@@ -105,7 +108,11 @@ fn a_full_queue_drops_and_counts_events_instead_of_blocking_the_caller() {
         release.send(()).unwrap();
     }
     store.flush().unwrap();
-    assert_eq!(store.stats(), StoreStats { written: 3, dropped: 7, failed: 0, traces_written: 0, traces_failed: 0 });
+    assert_eq!(
+        store.stats(),
+        // Behind as it was, the writer did not start a trace of the run either.
+        StoreStats { written: 3, dropped: 7, failed: 0, traces_written: 0, traces_failed: 0, traces_skipped: 1 }
+    );
     drop(release);
 }
 
@@ -253,4 +260,55 @@ fn a_run_finished_in_a_batch_gets_its_trace_record_right_after_its_events() {
     assert_eq!(trace.tasks.len(), 3);
     assert_eq!(summary.trace.map(|at| at > summary.last), Some(true));
     assert_eq!(store.stats().traces_written, 1);
+}
+
+#[test]
+fn the_default_store_syncs_at_most_once_a_second_and_the_environment_can_change_that() {
+    assert_eq!(StoreConfig::default().wal.fsync, FsyncPolicy::Interval(Duration::from_secs(1)));
+    let read = |value: Option<&str>| {
+        fsync_from_env(&|name: &str| {
+            assert_eq!(name, "DASHFLOW_WAL_FSYNC");
+            value.map(OsString::from)
+        })
+    };
+    assert_eq!(read(None), Ok(None));
+    assert_eq!(read(Some("always")), Ok(Some(FsyncPolicy::Always)));
+    assert_eq!(read(Some(" Never ")), Ok(Some(FsyncPolicy::Never)));
+    assert_eq!(read(Some("250")), Ok(Some(FsyncPolicy::Interval(Duration::from_millis(250)))));
+    assert_eq!(read(Some("sometimes")), Err("sometimes".to_owned()));
+}
+
+#[test]
+fn a_writer_behind_skips_the_traces_of_runs_starting_meanwhile_and_keeps_every_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let (entered_tx, entered) = channel();
+    let (release, release_rx) = channel();
+    let gate = Arc::new(Gate { entered: Mutex::new(entered_tx), release: Mutex::new(release_rx) });
+    let wal = WalConfig::default().retention(Retention::KEEP_ALL).storage(gate);
+    let store = EventStore::open(dir.path(), config().wal(wal).capacity(16).max_batch(64)).unwrap();
+    let (early, late, after) = (root(), root(), root());
+    store.on_event(&started(early, "g", None));
+    // The writer holds the first run's start inside the gate, tracing it; meanwhile a whole
+    // run and the first run's end pile up: more than a quarter of the queue.
+    entered.recv().unwrap();
+    let piled = whole_run(late, "g", 3);
+    store.send_batch(piled.clone());
+    store.on_event(&finished(early, RunOutcome::Completed, 0, None));
+    release.send(()).unwrap();
+    // The pile is the writer's next batch.
+    entered.recv().unwrap();
+    release.send(()).unwrap();
+    store.flush().unwrap();
+    // Caught up: a short run is traced again.
+    let short = vec![started(after, "g", None), finished(after, RunOutcome::Completed, 0, None)];
+    store.send_batch(short);
+    entered.recv().unwrap();
+    release.send(()).unwrap();
+    store.flush().unwrap();
+
+    let stats = store.stats();
+    assert_eq!((stats.written, stats.dropped), (piled.len() as u64 + 4, 0), "{stats:?}");
+    assert_eq!((stats.traces_written, stats.traces_skipped), (2, 1), "{stats:?}");
+    assert_eq!(reopen(dir.path()).run_events(late.run_id).unwrap(), piled, "the skipped run's events are all kept");
+    drop(release);
 }

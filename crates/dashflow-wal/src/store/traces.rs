@@ -1,11 +1,12 @@
 //! The event store's trace persistence: the writer thread builds a trace per run from the
 //! events it writes anyway, and persists it when the run finishes.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::time::SystemTime;
 
-use dashflow_telemetry::{Event, RunId};
+use dashflow_telemetry::{Event, EventKind, RunId};
 
 use super::Counters;
 use crate::trace::{ExecutionTrace, TraceCollector};
@@ -24,6 +25,8 @@ pub(super) struct TraceSink {
     /// Whether a failed file write was reported; a broken directory would otherwise log a
     /// warning for every run.
     warned: bool,
+    /// Runs in progress that are not traced (they started while the writer was behind).
+    skipped: HashSet<RunId>,
 }
 
 impl TraceSink {
@@ -40,6 +43,7 @@ impl TraceSink {
             retention_every: config.retention_every.max(1),
             since_retention: 0,
             warned: false,
+            skipped: HashSet::new(),
         })
     }
 
@@ -54,9 +58,31 @@ impl TraceSink {
     }
 
     /// Feeds a batch of events to the runs' builders; returns the traces of the runs that
-    /// finished in it.
-    pub(super) fn collect(&mut self, batch: &[Event]) -> Vec<ExecutionTrace> {
-        batch.iter().filter_map(|event| self.collector.push(event)).collect()
+    /// finished in it. With `backlogged`, runs that start in the batch are not traced (see
+    /// [`StoreStats::traces_skipped`](super::StoreStats::traces_skipped)); runs already
+    /// traced go on.
+    pub(super) fn collect(&mut self, batch: &[Event], backlogged: bool, counters: &Counters) -> Vec<ExecutionTrace> {
+        let mut finished = Vec::new();
+        for event in batch {
+            let run_id = event.run.run_id;
+            if !self.collector.tracks(run_id) {
+                if self.skipped.contains(&run_id) {
+                    if matches!(event.kind, EventKind::RunFinished { .. }) {
+                        self.skipped.remove(&run_id);
+                    }
+                    continue;
+                }
+                if backlogged {
+                    counters.traces_skipped.fetch_add(1, Ordering::Relaxed);
+                    if !matches!(event.kind, EventKind::RunFinished { .. }) {
+                        self.skipped.insert(run_id);
+                    }
+                    continue;
+                }
+            }
+            finished.extend(self.collector.push(event));
+        }
+        finished
     }
 
     /// Writes the trace files of `traces` and counts every trace as written or failed;

@@ -1,0 +1,68 @@
+//! The clock that times tasks and steps, and stamps their events.
+//!
+//! A reading is the raw time-stamp counter (through quanta, which calibrates it against the
+//! monotonic clock and falls back to that clock where the counter is unreliable), scaled to
+//! nanoseconds only when a duration is needed. On the reference machine a raw reading costs
+//! about 14 ns against ~37 ns for `std::time::Instant::now`, and an observed step takes three.
+
+use std::sync::OnceLock;
+use std::time::{Duration, SystemTime};
+
+static CLOCK: OnceLock<quanta::Clock> = OnceLock::new();
+
+fn clock() -> &'static quanta::Clock {
+    CLOCK.get_or_init(quanta::Clock::new)
+}
+
+/// One clock reading.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Tick(u64);
+
+impl Tick {
+    pub(crate) fn now() -> Self {
+        Self(clock().raw())
+    }
+
+    /// The time from `self` to `later` (zero if `later` is not later).
+    pub(crate) fn until(self, later: Tick) -> Duration {
+        clock().delta(self.0, later.0)
+    }
+
+    /// The time since `self`.
+    pub(crate) fn elapsed(self) -> Duration {
+        self.until(Tick::now())
+    }
+}
+
+/// Calibrates the clock, once per process and in the background, so that the first observed
+/// run does not wait for it (calibration takes about a millisecond here, at most 200 ms).
+pub(crate) fn warm_up() {
+    static WARM: std::sync::Once = std::sync::Once::new();
+    WARM.call_once(|| {
+        // Without the thread, the first run calibrates instead: slower, never wrong.
+        let _ = std::thread::Builder::new().name("dashflow-clock".to_owned()).spawn(|| {
+            clock();
+        });
+    });
+}
+
+/// Turns readings into wall-clock times for events.
+///
+/// One reading then serves both an event's time and a duration: reading the wall clock for
+/// every event as well cost about as much as the rest of the event. A run's event times follow
+/// the monotonic clock from its start, so they never go backwards within a run even if the
+/// system clock is adjusted meanwhile.
+pub(crate) struct RunClock {
+    wall: SystemTime,
+    start: Tick,
+}
+
+impl RunClock {
+    pub(crate) fn new() -> Self {
+        Self { wall: SystemTime::now(), start: Tick::now() }
+    }
+
+    pub(crate) fn wall_time(&self, at: Tick) -> SystemTime {
+        self.wall + self.start.until(at)
+    }
+}
