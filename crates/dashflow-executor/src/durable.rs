@@ -412,7 +412,7 @@ struct AsyncWriter {
 
 impl AsyncWriter {
     /// Checkpoints queued but not yet committed; a full queue makes the run wait.
-    const QUEUE: usize = 64;
+    const QUEUE: usize = 256;
 
     fn start(checkpointer: Arc<dyn Checkpointer>, observer: Option<CommitObserver>) -> Self {
         let (tx, mut rx) = mpsc::channel::<(CheckpointRecord, Option<CheckpointId>)>(Self::QUEUE);

@@ -103,7 +103,16 @@ impl EventHub {
             return None;
         }
         let event = Event::at(run, self.clock.wall_time(at), kind);
-        for (callback, interest) in self.callbacks.iter().zip(&self.interests) {
+        // The last callback that wants the event takes it, unless the stream needs it too.
+        let last = match self.stream_events {
+            true => None,
+            false => self.interests.iter().rposition(|interest| interest.covers(&event.kind)),
+        };
+        for (index, (callback, interest)) in self.callbacks.iter().zip(&self.interests).enumerate() {
+            if Some(index) == last {
+                callback.take_event(event);
+                return None;
+            }
             if interest.covers(&event.kind) {
                 callback.on_event(&event);
             }

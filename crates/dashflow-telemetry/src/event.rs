@@ -291,6 +291,14 @@ pub trait EventCallback: Send + Sync + 'static {
     fn interest(&self) -> Interest {
         Interest::ALL
     }
+
+    /// Receives one event that nobody else needs afterwards, by value: a sink that keeps
+    /// events (a buffer, a queue) can then keep this one without cloning it. The executor
+    /// calls it for the last sink that wants an event when no stream does; the default
+    /// passes it to [`on_event`](Self::on_event).
+    fn take_event(&self, event: Event) {
+        self.on_event(&event);
+    }
 }
 
 impl<F> EventCallback for F

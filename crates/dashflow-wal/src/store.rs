@@ -345,12 +345,17 @@ impl EventStore {
 
 impl EventCallback for EventStore {
     fn on_event(&self, event: &Event) {
-        // Hot path: one clone (shared names are `Arc`s) and a non-blocking send, no I/O.
+        // Shared names are `Arc`s: the clone is a few reference counts.
+        self.take_event(event.clone());
+    }
+
+    /// Hot path: a non-blocking send, no I/O.
+    fn take_event(&self, event: Event) {
         if !self.reserve(1) {
             self.counters.dropped.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        match self.sender.try_send(Command::Event(event.clone())) {
+        match self.sender.try_send(Command::Event(event)) {
             Ok(()) => {}
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
                 self.counters.queued.fetch_sub(1, Ordering::Relaxed);

@@ -132,14 +132,14 @@ impl Burst {
     }
 
     /// Buffers `event`; whether the burst should be handed over now.
-    fn push(&mut self, event: &Event) -> bool {
+    fn push(&mut self, event: Event) -> bool {
         if self.events.is_empty() {
             self.due = event.at.checked_add(SharedStore::MAX_DELAY);
         }
-        self.events.push(event.clone());
-        self.events.len() >= SharedStore::BURST
-            || matches!(event.kind, dashflow_telemetry::EventKind::RunFinished { .. })
-            || self.due.is_some_and(|due| event.at >= due)
+        let hand_over = matches!(event.kind, dashflow_telemetry::EventKind::RunFinished { .. })
+            || self.due.is_some_and(|due| event.at >= due);
+        self.events.push(event);
+        hand_over || self.events.len() >= SharedStore::BURST
     }
 }
 
@@ -160,6 +160,12 @@ impl SharedStore {
 
 impl EventCallback for SharedStore {
     fn on_event(&self, event: &Event) {
+        self.take_event(event.clone());
+    }
+
+    /// The usual way in: the store's sink is the last default observer, so it keeps the
+    /// executor's event instead of a clone.
+    fn take_event(&self, event: Event) {
         let burst = {
             let mut buffer = self.buffer.lock();
             if !buffer.push(event) {

@@ -246,3 +246,39 @@ async fn exit_durability_reports_the_one_checkpoint_it_writes_at_the_pause() {
         ["checkpoint 1", "interrupted 1 node review: {\"question\":\"send it?\"}", "interrupted after 1"]
     );
 }
+
+/// Counts how each event arrived: by reference or handed over.
+#[derive(Clone, Default)]
+struct Taker {
+    borrowed: Arc<Mutex<u32>>,
+    taken: Arc<Mutex<u32>>,
+}
+
+impl EventCallback for Taker {
+    fn on_event(&self, _: &Event) {
+        *self.borrowed.lock().unwrap() += 1;
+    }
+
+    fn take_event(&self, _: Event) {
+        *self.taken.lock().unwrap() += 1;
+    }
+}
+
+#[tokio::test]
+async fn the_last_sink_that_wants_an_event_takes_it_unless_a_stream_needs_it() {
+    let (first, last) = (Taker::default(), Taker::default());
+    let app = fan_out().with_callback(first.clone()).with_callback(last.clone());
+    app.invoke(Trail::default(), RunConfig::new()).await.unwrap();
+    let events = *first.borrowed.lock().unwrap();
+    assert!(events > 0);
+    assert_eq!((*first.taken.lock().unwrap(), *last.borrowed.lock().unwrap()), (0, 0));
+    assert_eq!(*last.taken.lock().unwrap(), events, "the last sink takes every event");
+
+    // An events stream keeps the event, so every sink borrows it.
+    let streamed = Taker::default();
+    let config = RunConfig::new().callback(streamed.clone()).stream_modes([dashflow_executor::StreamMode::Events]);
+    let mut stream = fan_out().stream(Trail::default(), config);
+    while futures::StreamExt::next(&mut stream).await.is_some() {}
+    assert_eq!(*streamed.taken.lock().unwrap(), 0);
+    assert!(*streamed.borrowed.lock().unwrap() > 0);
+}
