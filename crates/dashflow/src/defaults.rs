@@ -4,7 +4,7 @@ use dashflow_executor::{CompiledGraph, Error};
 use dashflow_graph::{GraphState, StateGraph};
 use std::sync::{Arc, OnceLock};
 
-use dashflow_telemetry::{Event, EventCallback, Interest, LiveRuns};
+use dashflow_telemetry::{Event, EventCallback, EventKind, Interest, LiveRuns};
 use dashflow_wal::EventStore;
 
 /// `compile()` for the golden path: validates the graph (see
@@ -136,10 +136,28 @@ impl Burst {
         if self.events.is_empty() {
             self.due = event.at.checked_add(SharedStore::MAX_DELAY);
         }
-        let hand_over = matches!(event.kind, dashflow_telemetry::EventKind::RunFinished { .. })
-            || self.due.is_some_and(|due| event.at >= due);
+        let hand_over =
+            matches!(event.kind, EventKind::RunFinished { .. }) || self.due.is_some_and(|due| event.at >= due);
+        if self.events.last().is_some_and(|last| starts_lone_task_of(last, &event)) {
+            // Nobody has seen the step's start yet, and the task's end says all it said (the
+            // step, the node, and with its duration, when it began): the WAL keeps the end
+            // alone, one record instead of two for most steps.
+            self.events.pop();
+        }
         self.events.push(event);
         hand_over || self.events.len() >= SharedStore::BURST
+    }
+}
+
+/// Whether `start` is the `SuperstepStarted` of a step of one task that `end` (its first
+/// attempt's `TaskFinished`) ends, in the same run.
+fn starts_lone_task_of(start: &Event, end: &Event) -> bool {
+    match (&start.kind, &end.kind) {
+        (
+            EventKind::SuperstepStarted { step, nodes },
+            EventKind::TaskFinished { step: ended, node, attempt: 1, .. },
+        ) => start.run.run_id == end.run.run_id && step == ended && matches!(&**nodes, [only] if only == node),
+        _ => false,
     }
 }
 
@@ -185,4 +203,66 @@ impl EventCallback for SharedStore {
 /// The runs in progress in this process, oldest first.
 pub fn live_runs() -> Vec<dashflow_telemetry::LiveRun> {
     LiveRuns::global().snapshot()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use dashflow_telemetry::{RunId, RunIds};
+
+    use super::*;
+
+    fn step(run: RunIds, step: u64, nodes: &[&str]) -> Event {
+        Event::now(
+            run,
+            EventKind::SuperstepStarted { step, nodes: nodes.iter().map(|node| Arc::from(*node)).collect() },
+        )
+    }
+
+    fn finished(run: RunIds, step: u64, node: &str, attempt: u32) -> Event {
+        let kind = EventKind::TaskFinished {
+            step,
+            node: node.into(),
+            attempt,
+            duration: Duration::from_micros(3),
+            error: None,
+        };
+        Event::now(run, kind)
+    }
+
+    fn buffered(events: Vec<Event>) -> Vec<Event> {
+        let mut burst = Burst::new();
+        for event in events {
+            burst.push(event);
+        }
+        burst.events
+    }
+
+    #[test]
+    fn a_one_task_step_still_buffered_keeps_only_its_task_end() {
+        let run = RunIds::root(RunId::new());
+        let end = finished(run, 1, "a", 1);
+        assert_eq!(buffered(vec![step(run, 1, &["a"]), end.clone()]), vec![end]);
+    }
+
+    #[test]
+    fn starts_that_say_more_than_the_end_are_kept() {
+        let (run, other) = (RunIds::root(RunId::new()), RunIds::root(RunId::new()));
+        let cases = [
+            // Two tasks: the start names the one still running.
+            vec![step(run, 1, &["a", "b"]), finished(run, 1, "a", 1)],
+            // A retry's end: the step's start belongs to the first attempt.
+            vec![step(run, 1, &["a"]), finished(run, 1, "a", 2)],
+            // Another run's task, or another step's.
+            vec![step(run, 1, &["a"]), finished(other, 1, "a", 1)],
+            vec![step(run, 1, &["a"]), finished(run, 2, "a", 1)],
+            // Something happened in between (a subgraph run, say).
+            vec![step(run, 1, &["a"]), step(other, 1, &["c"]), finished(run, 1, "a", 1)],
+        ];
+        for events in cases {
+            assert_eq!(buffered(events.clone()), events);
+        }
+    }
 }
