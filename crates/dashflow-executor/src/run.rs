@@ -23,7 +23,7 @@ use crate::hub::{EventHub, ExecScope};
 use crate::payload::{INTERRUPT, OUTPUT, Position, StoredGoto, StoredTask, StoredWrite};
 use crate::stream::{StreamEvent, StreamSender};
 use crate::subgraph::{STEP_START, StepStarts};
-use crate::task::{TaskOutcome, is_bare, run_bare, run_task};
+use crate::task::{TaskOutcome, run_any};
 use crate::{Durability, Error, NodeRun, RunConfig, RunStatus, StreamMode};
 
 /// Folds a later update into an earlier one (`MergeableState::merge`).
@@ -700,11 +700,7 @@ async fn execute_tasks<S: GraphState>(
         let node = graph.node(task.node);
         let input = task.input.clone().unwrap_or_else(|| Arc::clone(state));
         let task_id = task_id(node, step, 0);
-        let outcome = if !timed && is_bare(scope, inner, node) {
-            run_bare(scope, node, task_id, input).await
-        } else {
-            run_task(scope, inner, node, task_id, input, timed).await
-        };
+        let outcome = run_any(scope, inner, node, task_id, input, timed).await;
         results.record(0, task.node, node, step, Some(outcome));
         return;
     }
@@ -722,7 +718,7 @@ async fn execute_tasks<S: GraphState>(
         let owned_inner = Arc::clone(inner);
         inner.scheduler.spawn(Box::pin(async move {
             let node = owned_inner.graph.node(node_id);
-            let _ = tx.send(run_task(&scope, &owned_inner, node, task_id, input, timed).await);
+            let _ = tx.send(run_any(&scope, &owned_inner, node, task_id, input, timed).await);
         }));
         receivers.push(Ok(rx));
     }

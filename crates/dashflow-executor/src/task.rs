@@ -24,17 +24,70 @@ pub(crate) struct TaskOutcome<S: GraphState> {
     pub(crate) duration: Option<Duration>,
 }
 
-/// Whether a task can skip the attempt loop: no task events wanted, no timeout, no retry
-/// policy.
-pub(crate) fn is_bare<S: GraphState>(scope: &ExecScope, inner: &Inner<S>, node: &GraphNode<S>) -> bool {
-    !scope.hub.interest().tasks()
-        && node.options.timeout.is_none()
+/// Whether a task can skip the attempt loop: no timeout, no retry policy. It then runs as
+/// [`run_bare`] when nothing times it, else as [`run_timed`] unless debug spans are on.
+pub(crate) fn is_plain<S: GraphState>(inner: &Inner<S>, node: &GraphNode<S>) -> bool {
+    node.options.timeout.is_none()
         && inner.node_timeout.is_none()
         && node.options.retry.is_none()
         && inner.retry.is_none()
 }
 
-/// Runs a bare task (see [`is_bare`]): one attempt, panics still caught, nothing measured.
+/// Runs a task in the cheapest way its graph and run allow.
+pub(crate) async fn run_any<S: GraphState>(
+    scope: &Arc<ExecScope>,
+    inner: &Inner<S>,
+    node: &GraphNode<S>,
+    task: TaskId,
+    input: Arc<S>,
+    timed: bool,
+) -> TaskOutcome<S> {
+    if !is_plain(inner, node) || (timed && tracing::enabled!(Level::DEBUG)) {
+        run_task(scope, inner, node, task, input, timed).await
+    } else if timed {
+        run_timed(scope, node, task, input).await
+    } else {
+        run_bare(scope, node, task, input).await
+    }
+}
+
+/// Runs a plain task (see [`is_plain`]) that is timed for its events or the stream: one
+/// attempt, two clock readings, no attempt loop or timeout wrapper.
+pub(crate) async fn run_timed<S: GraphState>(
+    scope: &Arc<ExecScope>,
+    node: &GraphNode<S>,
+    task: TaskId,
+    input: Arc<S>,
+) -> TaskOutcome<S> {
+    let hub = &scope.hub;
+    let interest = hub.interest();
+    let step = task.step;
+    let started = Tick::now();
+    if interest.tasks_started {
+        let kind = EventKind::TaskStarted { step, node: node.name.clone(), attempt: 1 };
+        if let Some(event) = hub.notify(scope.run, kind, started) {
+            hub.stream(event).await;
+        }
+    }
+    let ctx = NodeContext::new(task, 1, scope.run, Arc::clone(scope) as Arc<dyn RunScope>);
+    let result = match AssertUnwindSafe(node.node.call(input, ctx)).catch_unwind().await {
+        Ok(result) => result,
+        Err(payload) => Err(panicked(&node.name, payload.as_ref())),
+    };
+    let ended = Tick::now();
+    let duration = started.until(ended);
+    if interest.tasks_finished {
+        let error = result.as_ref().err().map(|error| format!("{error:#}"));
+        let kind = EventKind::TaskFinished { step, node: node.name.clone(), attempt: 1, duration, error };
+        if let Some(event) = hub.notify(scope.run, kind, ended) {
+            hub.stream(event).await;
+        }
+    }
+    TaskOutcome { result, attempts: 1, duration: Some(duration) }
+}
+
+/// Runs a plain task (see [`is_plain`]) nothing times: one attempt, panics still caught,
+/// nothing measured.
 pub(crate) async fn run_bare<S: GraphState>(
     scope: &Arc<ExecScope>,
     node: &GraphNode<S>,
