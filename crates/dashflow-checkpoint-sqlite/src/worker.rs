@@ -123,12 +123,10 @@ impl Worker {
         T: Send + 'static,
         F: FnMut(&mut Connection) -> Result<T> + Send + 'static,
     {
-        if let Some(mut connection) = self.shared.connection.try_lock() {
-            // Fail at once instead of waiting for another process's lock: waiting is the
-            // thread's job, so that a busy database never stalls the caller's thread.
-            connection.busy_timeout(Duration::ZERO)?;
-            let result = self.shared.run(&mut connection, &mut job);
-            connection.busy_timeout(self.shared.busy_timeout)?;
+        if let Some(connection) = self.shared.connection.try_lock() {
+            let mut inline = NoWait::new(connection, self.shared.busy_timeout)?;
+            let result = self.shared.run(&mut inline.connection, &mut job);
+            drop(inline);
             match result {
                 Err(error) if error.is_busy() => {}
                 result => return result,
@@ -146,6 +144,28 @@ impl Worker {
         }
         // The last reference: closes the connection and stops the background checkpointer.
         drop(self.shared);
+    }
+}
+
+/// The connection held for an inline call, set to fail at once instead of waiting for another
+/// process's lock (waiting is the thread's job, so that a busy database never stalls the
+/// caller's thread); the busy timeout comes back when the call ends, even by a panic.
+struct NoWait<'a> {
+    connection: parking_lot::MutexGuard<'a, Connection>,
+    busy_timeout: Duration,
+}
+
+impl<'a> NoWait<'a> {
+    fn new(connection: parking_lot::MutexGuard<'a, Connection>, busy_timeout: Duration) -> Result<Self> {
+        connection.busy_timeout(Duration::ZERO)?;
+        Ok(Self { connection, busy_timeout })
+    }
+}
+
+impl Drop for NoWait<'_> {
+    fn drop(&mut self) {
+        // Setting a busy timeout cannot fail on an open connection.
+        let _ = self.connection.busy_timeout(self.busy_timeout);
     }
 }
 

@@ -88,6 +88,37 @@ async fn a_locked_database_is_a_retryable_unavailable_and_the_put_succeeds_once_
     assert_eq!(checkpointer.list("t", &ListOptions::new()).await.unwrap(), vec![first]);
 }
 
+#[tokio::test(flavor = "current_thread")]
+async fn a_put_behind_another_writers_lock_waits_off_the_callers_thread_and_commits_once_released() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("waiting.db");
+    let options = SqliteOptions::new().busy_timeout(std::time::Duration::from_secs(30));
+    let checkpointer = SqliteCheckpointer::open_with(&path, options).await.unwrap();
+    let first = record("t", None, 20);
+    // Another connection (another process, as far as SQLite can tell) holds the write lock.
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    let (locked, is_locked) = std::sync::mpsc::channel::<()>();
+    let holder = std::thread::spawn({
+        let path = path.clone();
+        move || {
+            let raw = rusqlite::Connection::open(&path).unwrap();
+            raw.execute_batch("BEGIN IMMEDIATE").unwrap();
+            locked.send(()).unwrap();
+            released.recv().unwrap();
+            raw.execute_batch("COMMIT").unwrap();
+        }
+    });
+    is_locked.recv().unwrap();
+    let mut put = Box::pin(checkpointer.put(first.clone(), None));
+    // The put cannot run inline, so it waits on the connection's thread: this runtime's only
+    // thread is free (a put waiting here would come back only after the busy timeout, failed).
+    assert!(futures::poll!(&mut put).is_pending());
+    release.send(()).unwrap();
+    put.await.unwrap();
+    holder.join().unwrap();
+    assert_eq!(checkpointer.list("t", &ListOptions::new()).await.unwrap(), vec![first]);
+}
+
 #[tokio::test]
 async fn an_in_memory_database_keeps_the_contract_for_its_lifetime() {
     let checkpointer = SqliteCheckpointer::open_in_memory().await.unwrap();
