@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::clock::Tick;
 
 use dashflow_graph::{GraphNode, GraphState, NodeContext, NodeError, NodeErrorKind, NodeOutput, RunScope, TaskId};
-use dashflow_telemetry::EventKind;
+use dashflow_telemetry::{Event, EventKind};
 use futures::FutureExt;
 use tracing::{Instrument, Level};
 
@@ -59,15 +59,10 @@ pub(crate) async fn run_timed<S: GraphState>(
     task: TaskId,
     input: Arc<S>,
 ) -> TaskOutcome<S> {
-    let hub = &scope.hub;
-    let interest = hub.interest();
     let step = task.step;
     let started = Tick::now();
-    if interest.tasks_started {
-        let kind = EventKind::TaskStarted { step, node: node.name.clone(), attempt: 1 };
-        if let Some(event) = hub.notify(scope.run, kind, started) {
-            hub.stream(event).await;
-        }
+    if let Some(event) = report_started(scope, node, step, 1, started) {
+        scope.hub.stream(event).await;
     }
     let ctx = NodeContext::new(task, 1, scope.run, Arc::clone(scope) as Arc<dyn RunScope>);
     let result = match AssertUnwindSafe(node.node.call(input, ctx)).catch_unwind().await {
@@ -75,15 +70,10 @@ pub(crate) async fn run_timed<S: GraphState>(
         Err(payload) => Err(panicked(&node.name, payload.as_ref())),
     };
     let ended = Tick::now();
-    let duration = started.until(ended);
-    if interest.tasks_finished {
-        let error = result.as_ref().err().map(|error| format!("{error:#}"));
-        let kind = EventKind::TaskFinished { step, node: node.name.clone(), attempt: 1, duration, error };
-        if let Some(event) = hub.notify(scope.run, kind, ended) {
-            hub.stream(event).await;
-        }
+    if let Some(event) = report_finished(scope, node, step, 1, (started, ended), &result) {
+        scope.hub.stream(event).await;
     }
-    TaskOutcome { result, attempts: 1, duration: Some(duration) }
+    TaskOutcome { result, attempts: 1, duration: Some(started.until(ended)) }
 }
 
 /// Runs a plain task (see [`is_plain`]) nothing times: one attempt, panics still caught,
@@ -100,6 +90,42 @@ pub(crate) async fn run_bare<S: GraphState>(
         Err(payload) => Err(panicked(&node.name, payload.as_ref())),
     };
     TaskOutcome { result, attempts: 1, duration: None }
+}
+
+/// Reports that an attempt began at `at` to the callbacks, when any listens; returns the
+/// event if the stream wants it too. Synchronous, like [`EventHub::notify`], so a task's
+/// future awaits only when it is streamed.
+///
+/// [`EventHub::notify`]: crate::hub::EventHub::notify
+fn report_started<S: GraphState>(
+    scope: &ExecScope,
+    node: &GraphNode<S>,
+    step: u64,
+    attempt: u32,
+    at: Tick,
+) -> Option<Event> {
+    let interest = scope.hub.interest();
+    let kind = interest.tasks_started.then(|| EventKind::TaskStarted { step, node: node.name.clone(), attempt })?;
+    scope.hub.notify(scope.run, kind, at)
+}
+
+/// Reports that an attempt running from `span.0` to `span.1` ended with `result`, as
+/// [`report_started`] does its start.
+fn report_finished<S: GraphState>(
+    scope: &ExecScope,
+    node: &GraphNode<S>,
+    step: u64,
+    attempt: u32,
+    (started, ended): (Tick, Tick),
+    result: &Result<NodeOutput<S>, NodeError>,
+) -> Option<Event> {
+    if !scope.hub.interest().tasks_finished {
+        return None;
+    }
+    let error = result.as_ref().err().map(|error| format!("{error:#}"));
+    let kind =
+        EventKind::TaskFinished { step, node: node.name.clone(), attempt, duration: started.until(ended), error };
+    scope.hub.notify(scope.run, kind, ended)
 }
 
 /// Runs attempts of `task` until one succeeds or the retry policy gives up.
@@ -154,15 +180,8 @@ async fn run_attempt<S: GraphState>(
     started: Option<Tick>,
     timeout: Option<Duration>,
 ) -> (Result<NodeOutput<S>, NodeError>, Option<Tick>) {
-    let hub = &scope.hub;
-    let interest = hub.interest();
-    if let Some(at) = started
-        && interest.tasks_started
-    {
-        let kind = EventKind::TaskStarted { step: task.step, node: node.name.clone(), attempt };
-        if let Some(event) = hub.notify(scope.run, kind, at) {
-            hub.stream(event).await;
-        }
+    if let Some(event) = started.and_then(|at| report_started(scope, node, task.step, attempt, at)) {
+        scope.hub.stream(event).await;
     }
     let ctx_scope: Arc<dyn RunScope> = Arc::clone(scope) as Arc<dyn RunScope>;
     let ctx = NodeContext::new(task.clone(), attempt, scope.run, ctx_scope);
@@ -176,19 +195,10 @@ async fn run_attempt<S: GraphState>(
         with_timeout(call, timeout, &node.name).await
     };
     let ended = started.map(|_| Tick::now());
-    if let Some((started, ended)) = started.zip(ended)
-        && interest.tasks_finished
+    if let Some(event) =
+        started.zip(ended).and_then(|span| report_finished(scope, node, task.step, attempt, span, &result))
     {
-        let kind = EventKind::TaskFinished {
-            step: task.step,
-            node: node.name.clone(),
-            attempt,
-            duration: started.until(ended),
-            error: result.as_ref().err().map(|error| format!("{error:#}")),
-        };
-        if let Some(event) = hub.notify(scope.run, kind, ended) {
-            hub.stream(event).await;
-        }
+        scope.hub.stream(event).await;
     }
     (result, ended)
 }
