@@ -14,7 +14,6 @@ use tokio::sync::mpsc;
 
 use crate::durable::{CheckpointSettings, Durable, Restored, Source, checkpoint_error, rebuild};
 use crate::hub::{EventHub, UntypedSink};
-use crate::payload::{RESUME, StoredWrite};
 use crate::run::{MergeFn, RunParams, Start, execute, merge_parallel, merge_single};
 use crate::stream::{RunStream, StreamSender};
 use crate::subgraph::{STEP_START, step_start_of};
@@ -376,15 +375,7 @@ async fn prepare<S: GraphState>(
                 durable.tag(STEP_START, None);
             }
             if let Some(answer) = command.resume {
-                let mut writes = Vec::new();
-                for task_id in restored.interrupts.keys() {
-                    let values = restored.resumes.entry(task_id.clone()).or_default();
-                    values.push(answer.clone());
-                    let node = task_id.split(':').nth(1).unwrap_or_default();
-                    let write: StoredWrite<S, S::Update> = StoredWrite::Resume { values: values.clone() };
-                    writes.push(durable.pending_write::<S>(task_id, node, RESUME, &write)?);
-                }
-                durable.put_writes(writes).await?;
+                durable.answer_interrupts(&mut restored, &answer).await?;
             }
             Start::Restored { state: Arc::new(state), position, restored, step_start }
         }

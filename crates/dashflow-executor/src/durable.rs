@@ -380,6 +380,24 @@ impl Durable {
             .map_err(checkpoint_error)
     }
 
+    /// Gives `answer` to every pending interrupt of `restored` (after the answers they were
+    /// given before) and stores the answers, so a crash before they are used loses none.
+    pub(crate) async fn answer_interrupts<S: GraphState>(
+        &mut self,
+        restored: &mut Restored<S>,
+        answer: &serde_json::Value,
+    ) -> Result<(), Error> {
+        let mut writes = Vec::new();
+        for task_id in restored.interrupts.keys() {
+            let values = restored.resumes.entry(task_id.clone()).or_default();
+            values.push(answer.clone());
+            let node = task_id.split(':').nth(1).unwrap_or_default();
+            let write: StoredWrite<S, S::Update> = StoredWrite::Resume { values: values.clone() };
+            writes.push(self.pending_write::<S>(task_id, node, RESUME, &write)?);
+        }
+        self.put_writes(writes).await
+    }
+
     /// Seals `value` with this run's codec and `S`'s schema hash.
     pub(crate) fn seal<S: GraphState, T: serde::Serialize + ?Sized>(&self, value: &T) -> Result<Vec<u8>, Error> {
         seal(self.settings.codec, S::SCHEMA_HASH, value).map_err(Error::Checkpoint)

@@ -15,7 +15,6 @@ use parking_lot::Mutex;
 
 use crate::durable::{Durable, Nesting, Restored, checkpoint_error, rebuild};
 use crate::hub::{EventHub, ExecScope};
-use crate::payload::{RESUME, StoredWrite};
 use crate::run::{RunOutput, RunParams, Start, execute, merge_parallel};
 use crate::{CompiledGraph, Durability, Error, RunConfig, RunStatus, StreamModes};
 
@@ -199,15 +198,7 @@ async fn nested_start<S: GraphState>(
     // The newest answer the parent task was given is for the child's pending interrupts.
     let answer = (0..).map_while(|index| ctx.scope().resume_value(ctx.task_id(), index)).last();
     if let Some(answer) = answer {
-        let mut writes = Vec::new();
-        for task_id in restored.interrupts.keys() {
-            let values = restored.resumes.entry(task_id.clone()).or_default();
-            values.push(answer.clone());
-            let node = task_id.split(':').nth(1).unwrap_or_default();
-            let write: StoredWrite<S, S::Update> = StoredWrite::Resume { values: values.clone() };
-            writes.push(durable.pending_write::<S>(task_id, node, RESUME, &write)?);
-        }
-        durable.put_writes(writes).await?;
+        durable.answer_interrupts(&mut restored, &answer).await?;
     }
     let step_start = step_start_of(&loaded)?;
     Ok((Some(durable), Start::Restored { state: Arc::new(state), position, restored, step_start }))
