@@ -79,17 +79,22 @@ async fn resume_reruns_only_the_failed_task_and_reuses_its_siblings_writes() {
     assert_eq!(result.state.log, strings(&["a", "b", "flaky", "join"]));
 }
 
-#[tokio::test]
-async fn interrupt_before_pauses_and_resume_continues_without_stopping_again() {
-    let ledger = Ledger::default();
+/// `draft` -> `send`, each recorded in `ledger`, checkpointed in memory.
+fn draft_then_send(ledger: &Ledger) -> CompiledGraph<Trail> {
     let mut graph = StateGraph::<Trail>::new();
     graph
-        .add_node("draft", recorded("draft", &ledger))
-        .add_node("send", recorded("send", &ledger))
+        .add_node("draft", recorded("draft", ledger))
+        .add_node("send", recorded("send", ledger))
         .add_edge(START, "draft")
         .add_edge("draft", "send")
         .add_edge("send", END);
-    let app = graph.compile().unwrap().with_shared_checkpointer(memory()).interrupt_before(["send"]);
+    graph.compile().unwrap().with_shared_checkpointer(memory())
+}
+
+#[tokio::test]
+async fn interrupt_before_pauses_and_resume_continues_without_stopping_again() {
+    let ledger = Ledger::default();
+    let app = draft_then_send(&ledger).interrupt_before(["send"]);
     let config = RunConfig::thread("approve-1");
 
     let paused = app.invoke(Trail::default(), config.clone()).await.unwrap();
@@ -109,14 +114,7 @@ async fn interrupt_before_pauses_and_resume_continues_without_stopping_again() {
 async fn pauses_between_steps_under_exit_durability_store_the_one_checkpoint_a_resume_needs() {
     for before in [true, false] {
         let ledger = Ledger::default();
-        let mut graph = StateGraph::<Trail>::new();
-        graph
-            .add_node("draft", recorded("draft", &ledger))
-            .add_node("send", recorded("send", &ledger))
-            .add_edge(START, "draft")
-            .add_edge("draft", "send")
-            .add_edge("send", END);
-        let app = graph.compile().unwrap().with_shared_checkpointer(memory());
+        let app = draft_then_send(&ledger);
         let app = if before { app.interrupt_before(["send"]) } else { app.interrupt_after(["draft"]) };
         let config = RunConfig::thread("exit-pause").durability(Durability::Exit);
 
@@ -136,14 +134,7 @@ async fn pauses_between_steps_under_exit_durability_store_the_one_checkpoint_a_r
 #[tokio::test]
 async fn interrupt_after_pauses_once_the_node_ran() {
     let ledger = Ledger::default();
-    let mut graph = StateGraph::<Trail>::new();
-    graph
-        .add_node("draft", recorded("draft", &ledger))
-        .add_node("send", recorded("send", &ledger))
-        .add_edge(START, "draft")
-        .add_edge("draft", "send")
-        .add_edge("send", END);
-    let app = graph.compile().unwrap().with_shared_checkpointer(memory()).interrupt_after(["draft"]);
+    let app = draft_then_send(&ledger).interrupt_after(["draft"]);
     let config = RunConfig::thread("after-1");
     let paused = app.invoke(Trail::default(), config.clone()).await.unwrap();
     assert_eq!(paused.status, RunStatus::Interrupted { node: "draft".into(), value: None });

@@ -137,6 +137,13 @@ fn memory() -> Arc<dyn Checkpointer> {
     Arc::new(MemoryCheckpointer::new())
 }
 
+/// `a` -> `b`, named `name`, checkpointed in memory.
+fn a_then_b(name: &str) -> CompiledGraph<Trail> {
+    let mut graph = StateGraph::<Trail>::named(name);
+    graph.add_node("a", log("a")).add_node("b", log("b")).add_edge(START, "a").add_edge("a", "b").add_edge("b", END);
+    graph.compile().unwrap().with_shared_checkpointer(memory())
+}
+
 /// The run-level part of what a recorder heard: checkpoints (by step; whether one is a
 /// snapshot depends on sizes), interrupts, the outcome.
 fn milestones(recorder: &Recorder) -> Vec<String> {
@@ -152,14 +159,7 @@ fn milestones(recorder: &Recorder) -> Vec<String> {
 async fn every_committed_checkpoint_is_reported_with_the_id_history_shows_in_both_durabilities() {
     for durability in [Durability::Sync, Durability::Async] {
         let recorder = Recorder::default();
-        let mut graph = StateGraph::<Trail>::named("chain");
-        graph
-            .add_node("a", log("a"))
-            .add_node("b", log("b"))
-            .add_edge(START, "a")
-            .add_edge("a", "b")
-            .add_edge("b", END);
-        let app = graph.compile().unwrap().with_shared_checkpointer(memory()).with_callback(recorder.clone());
+        let app = a_then_b("chain").with_callback(recorder.clone());
         let config = RunConfig::thread("t").durability(durability);
         app.invoke(Trail::default(), config.clone()).await.unwrap();
 
@@ -219,14 +219,7 @@ async fn a_node_interrupt_is_reported_with_its_value_after_what_resuming_needs_i
 async fn pauses_before_and_after_a_node_are_reported_with_their_reason() {
     for (before, expected) in [(true, "interrupted 1 before b"), (false, "interrupted 1 after a")] {
         let recorder = Recorder::default();
-        let mut graph = StateGraph::<Trail>::named("pause");
-        graph
-            .add_node("a", log("a"))
-            .add_node("b", log("b"))
-            .add_edge(START, "a")
-            .add_edge("a", "b")
-            .add_edge("b", END);
-        let app = graph.compile().unwrap().with_shared_checkpointer(memory()).with_callback(recorder.clone());
+        let app = a_then_b("pause").with_callback(recorder.clone());
         let app = if before { app.interrupt_before(["b"]) } else { app.interrupt_after(["a"]) };
         app.invoke(Trail::default(), RunConfig::thread("p")).await.unwrap();
         let interrupts: Vec<String> =
