@@ -27,11 +27,6 @@ impl Tick {
     pub(crate) fn until(self, later: Tick) -> Duration {
         clock().delta(self.0, later.0)
     }
-
-    /// The time since `self`.
-    pub(crate) fn elapsed(self) -> Duration {
-        self.until(Tick::now())
-    }
 }
 
 /// Calibrates the clock, once per process and in the background, so that the first observed

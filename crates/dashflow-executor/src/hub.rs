@@ -82,15 +82,12 @@ impl EventHub {
     }
 
     /// Delivers an event that happens now; waits only when the stream's buffer is full.
+    /// Events at boundaries the caller timed anyway go through [`EventHub::notify`] with that
+    /// reading instead.
     pub(crate) async fn emit(&self, run: RunIds, kind: EventKind) {
-        if self.interest.covers(&kind) {
-            self.emit_at(run, kind, Tick::now()).await;
-        }
-    }
-
-    /// Delivers an event that happened at `at` (a clock reading the caller took anyway).
-    pub(crate) async fn emit_at(&self, run: RunIds, kind: EventKind, at: Tick) {
-        if let Some(event) = self.notify(run, kind, at) {
+        if self.interest.covers(&kind)
+            && let Some(event) = self.notify(run, kind, Tick::now())
+        {
             self.stream(event).await;
         }
     }

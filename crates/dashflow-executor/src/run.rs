@@ -273,7 +273,7 @@ impl<S: GraphState> Loop<S> {
             Ok(_) => (RunOutcome::Interrupted, None),
             Err(error) => (RunOutcome::Failed, Some(error.to_string())),
         };
-        let duration = started.elapsed();
+        let duration = started.until(Tick::now());
         let kind = EventKind::RunFinished { outcome, steps: self.step, duration, error };
         self.params.hub.emit(self.params.ids, kind).await;
         let status = result?;
