@@ -9,6 +9,11 @@
 //! by value (no allocation per event), and the writer drains it far faster than runs fill it
 //! except in bursts.
 //!
+//! Handing events over does not wake the writer each time (a wake-up is a system call and
+//! an interrupt to another core, dearer than a short run): while the process is busy the
+//! writer looks at the queue every few milliseconds, and only after a second with nothing
+//! does it sleep until the next hand-over wakes it.
+//!
 //! The writer takes whatever is queued (up to [`StoreConfig::max_batch`] events) as one batch:
 //! one write, at most one fsync and one index transaction per batch, so the busier the
 //! process, the larger and cheaper the batches (group commit).
@@ -19,12 +24,13 @@
 //! costs the executor nothing beyond the events it sends anyway.
 
 mod traces;
+mod wake;
 
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError, TrySendError};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
@@ -32,6 +38,7 @@ use std::time::{Duration, SystemTime};
 use dashflow_telemetry::{Event, EventCallback, Interest, RunId};
 
 use self::traces::TraceSink;
+use self::wake::{Doorbell, Idle, Wait};
 use crate::config::{FsyncPolicy, WalConfig};
 use crate::error::{Result, WalError};
 use crate::home;
@@ -162,6 +169,8 @@ pub struct EventStore {
     sender: SyncSender<Command>,
     counters: Arc<Counters>,
     capacity: usize,
+    /// How a hand-over tells the writer there is work, without waking it each time.
+    doorbell: Arc<Doorbell>,
     writer: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -188,9 +197,11 @@ impl EventStore {
         let wal = Wal::open(dir.as_ref(), config.wal)?;
         let (sender, receiver) = mpsc::sync_channel(config.capacity);
         let counters = Arc::new(Counters::default());
+        let doorbell = Arc::new(Doorbell::new());
         let writer = Writer {
             wal,
             receiver,
+            doorbell: Arc::clone(&doorbell),
             counters: Arc::clone(&counters),
             max_batch: config.max_batch,
             capacity: config.capacity,
@@ -201,12 +212,14 @@ impl EventStore {
             .name("dashflow-wal".into())
             .spawn(move || writer.run())
             .map_err(|e| WalError::io("start the writer thread for", dir.as_ref(), e))?;
+        doorbell.attach(handle.thread().clone());
         Ok(Self {
             dir: dir.as_ref().to_owned(),
             traces_dir,
             sender,
             counters,
             capacity: config.capacity,
+            doorbell,
             writer: Mutex::new(Some(handle)),
         })
     }
@@ -302,8 +315,8 @@ impl EventStore {
     }
 
     /// Hands over a burst of events as one message, in order, as if each had been passed to
-    /// [`on_event`](EventCallback::on_event): one wake-up of the writer and no clone per
-    /// event. Like `on_event` it never blocks; when the queue cannot take the whole burst it
+    /// [`on_event`](EventCallback::on_event): one message and no clone per event, and no
+    /// wake-up of the writer unless it sleeps (see the module docs). Like `on_event` it never blocks; when the queue cannot take the whole burst it
     /// is dropped and counted in [`StoreStats::dropped`].
     pub fn send_batch(&self, events: Vec<Event>) {
         let count = events.len();
@@ -314,10 +327,20 @@ impl EventStore {
             self.counters.dropped.fetch_add(count as u64, Ordering::Relaxed);
             return;
         }
-        if self.sender.try_send(Command::Events(events)).is_err() {
-            self.counters.queued.fetch_sub(count, Ordering::Relaxed);
-            self.counters.dropped.fetch_add(count as u64, Ordering::Relaxed);
+        match self.sender.try_send(Command::Events(events)) {
+            Ok(()) => self.ring(),
+            Err(_) => {
+                self.counters.queued.fetch_sub(count, Ordering::Relaxed);
+                self.counters.dropped.fetch_add(count as u64, Ordering::Relaxed);
+            }
         }
+    }
+
+    /// Tells the writer events are queued: a wake-up only when it sleeps with nothing to do,
+    /// or when the queue fills up while it waits for its next look.
+    fn ring(&self) {
+        let backlogged = self.counters.queued.load(Ordering::Relaxed) > self.capacity / 4;
+        self.doorbell.ring(backlogged);
     }
 
     /// Reserves room for `count` events in the queue.
@@ -337,8 +360,11 @@ impl EventStore {
 
     fn request(&self, command: impl FnOnce(SyncSender<Result<()>>) -> Command) -> Result<()> {
         let (reply, response) = mpsc::sync_channel(1);
-        // Blocks while the queue is full: the caller asked to wait, unlike `on_event`.
+        // Blocks while the queue is full: the caller asked to wait, unlike `on_event`. The
+        // writer is woken before (to drain a full queue) and after (to see the request).
+        self.doorbell.wake();
         self.sender.send(command(reply)).map_err(|_| WalError::Closed)?;
+        self.doorbell.wake();
         response.recv().map_err(|_| WalError::Closed)?
     }
 }
@@ -356,7 +382,7 @@ impl EventCallback for EventStore {
             return;
         }
         match self.sender.try_send(Command::Event(event)) {
-            Ok(()) => {}
+            Ok(()) => self.ring(),
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
                 self.counters.queued.fetch_sub(1, Ordering::Relaxed);
                 self.counters.dropped.fetch_add(1, Ordering::Relaxed);
@@ -402,6 +428,7 @@ fn fsync_from_env(
 struct Writer {
     wal: Wal,
     receiver: Receiver<Command>,
+    doorbell: Arc<Doorbell>,
     counters: Arc<Counters>,
     max_batch: usize,
     /// The queue's capacity, to tell when the writer is behind.
@@ -418,8 +445,25 @@ impl Writer {
             traces.retain(SystemTime::now());
         }
         let mut batch = Vec::with_capacity(self.max_batch);
-        // Blocks for the first command, then takes whatever else is queued without waiting.
-        while let Ok(first) = self.receiver.recv() {
+        let mut idle = Idle::default();
+        loop {
+            // Takes whatever is queued; with nothing queued, writes what it holds and looks
+            // again a little later (see `wake`): hand-overs do not wake it one by one.
+            let first = match self.receiver.try_recv() {
+                Ok(command) => command,
+                Err(TryRecvError::Empty) => {
+                    self.write(&mut batch);
+                    let wait = idle.next();
+                    if wait == Wait::Sleep {
+                        self.sync_before_sleep();
+                    }
+                    let queued = &self.counters.queued;
+                    self.doorbell.wait(wait, || queued.load(Ordering::Relaxed) > 0);
+                    continue;
+                }
+                Err(TryRecvError::Disconnected) => break,
+            };
+            idle = Idle::default();
             let mut next = Some(first);
             while let Some(command) = next.take() {
                 match command {
@@ -459,7 +503,20 @@ impl Writer {
                 }
                 next = self.receiver.try_recv().ok();
             }
-            self.write(&mut batch);
+        }
+        self.write(&mut batch);
+    }
+
+    /// Before sleeping until the next hand-over: syncs what the interval policy would sync
+    /// at the next write, so an idle process does not leave its last events unsynced.
+    fn sync_before_sleep(&mut self) {
+        if matches!(self.wal.config().fsync, FsyncPolicy::Interval(_))
+            && self.wal.poisoned().is_none()
+            && let Err(error) = self.wal.sync()
+            && self.error.is_none()
+        {
+            tracing::warn!(%error, "cannot sync the WAL");
+            self.error = Some(error);
         }
     }
 

@@ -1,0 +1,182 @@
+//! How the writer waits for work without costing every hand-over a wake-up.
+//!
+//! Waking a parked thread is a system call and, when the other core is idle, an interrupt to
+//! it: on the reference machine that costs more than a whole run of a hundred short nodes.
+//! Runs hand their events over once per run (or per burst), so waking the writer for each
+//! would put that price on every run. Instead, once the queue is empty, the writer looks
+//! again after a pause that grows while nothing comes ([`Idle`]: 1 ms, doubling up to
+//! 32 ms), and sleeps until woken only after a second with nothing. A hand-over wakes it
+//! only then, or when the queue fills past a quarter of its capacity during a pause; flushes
+//! always wake it.
+
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU8, Ordering, fence};
+use std::thread::{self, Thread};
+use std::time::{Duration, Instant};
+
+/// The writer's first pause after finding the queue empty.
+const FIRST_PAUSE: Duration = Duration::from_millis(1);
+/// The longest pause: at most this long between a hand-over and its write while the
+/// process is busy. The queue (64 Ki events) takes longer than this to fill in the tightest
+/// loops measured, and a backlogged hand-over wakes the writer anyway.
+const LONGEST_PAUSE: Duration = Duration::from_millis(32);
+/// How long the queue stays empty before the writer sleeps until a hand-over wakes it.
+const SLEEP_AFTER: Duration = Duration::from_secs(1);
+
+const WORKING: u8 = 0;
+const PAUSED: u8 = 1;
+const ASLEEP: u8 = 2;
+
+/// Shared by the producers and the writer: what the writer is doing, and its thread.
+pub(super) struct Doorbell {
+    state: AtomicU8,
+    writer: OnceLock<Thread>,
+}
+
+impl Doorbell {
+    pub(super) fn new() -> Self {
+        Self { state: AtomicU8::new(WORKING), writer: OnceLock::new() }
+    }
+
+    /// Names the writer's thread, once it runs.
+    pub(super) fn attach(&self, writer: Thread) {
+        let _ = self.writer.set(writer);
+    }
+
+    /// After queueing events: wakes the writer if it sleeps, or if it pauses while the queue
+    /// is `backlogged`; otherwise costs one fence and one load.
+    pub(super) fn ring(&self, backlogged: bool) {
+        // Pairs with the fence in `sleep`: either the writer sees the queued events before it
+        // parks, or this sees that it sleeps.
+        fence(Ordering::SeqCst);
+        let wake = match self.state.load(Ordering::Relaxed) {
+            WORKING => false,
+            PAUSED => backlogged,
+            _ => true,
+        };
+        if wake && self.state.swap(WORKING, Ordering::AcqRel) != WORKING {
+            self.unpark();
+        }
+    }
+
+    /// Wakes the writer whatever it is doing (a flush or shutdown asks for it).
+    pub(super) fn wake(&self) {
+        self.state.store(WORKING, Ordering::SeqCst);
+        self.unpark();
+    }
+
+    fn unpark(&self) {
+        if let Some(writer) = self.writer.get() {
+            writer.unpark();
+        }
+    }
+
+    /// On the writer's thread, with the queue found empty: pauses, or sleeps until woken
+    /// unless `pending` says events were queued meanwhile.
+    pub(super) fn wait(&self, wait: Wait, pending: impl FnOnce() -> bool) {
+        match wait {
+            Wait::Pause(pause) => {
+                self.state.store(PAUSED, Ordering::Relaxed);
+                thread::park_timeout(pause);
+            }
+            Wait::Sleep => {
+                self.state.store(ASLEEP, Ordering::Relaxed);
+                fence(Ordering::SeqCst);
+                if !pending() {
+                    // May return early (an old wake-up): the writer looks and comes back.
+                    thread::park();
+                }
+            }
+        }
+        self.state.store(WORKING, Ordering::Relaxed);
+    }
+}
+
+/// What the writer does next with nothing queued.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Wait {
+    /// Look again after this long.
+    Pause(Duration),
+    /// Sleep until a hand-over or request wakes it.
+    Sleep,
+}
+
+/// How long the writer has found nothing to do.
+#[derive(Debug, Default)]
+pub(super) struct Idle {
+    since: Option<Instant>,
+    pause: Duration,
+}
+
+impl Idle {
+    /// The wait after finding the queue empty once more.
+    pub(super) fn next(&mut self) -> Wait {
+        self.next_at(Instant::now())
+    }
+
+    fn next_at(&mut self, now: Instant) -> Wait {
+        let since = *self.since.get_or_insert(now);
+        if now.saturating_duration_since(since) >= SLEEP_AFTER {
+            return Wait::Sleep;
+        }
+        self.pause = (self.pause * 2).clamp(FIRST_PAUSE, LONGEST_PAUSE);
+        Wait::Pause(self.pause)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicBool;
+
+    use super::*;
+
+    #[test]
+    fn pauses_grow_to_the_longest_then_the_writer_sleeps() {
+        let start = Instant::now();
+        let mut idle = Idle::default();
+        let pauses: Vec<Wait> = (0..8).map(|_| idle.next_at(start)).collect();
+        let millis = |ms| Wait::Pause(Duration::from_millis(ms));
+        assert_eq!(
+            pauses,
+            [millis(1), millis(2), millis(4), millis(8), millis(16), millis(32), millis(32), millis(32)]
+        );
+        assert_eq!(idle.next_at(start + SLEEP_AFTER), Wait::Sleep);
+        // Work resets it: the writer starts a fresh `Idle`.
+        assert_eq!(Idle::default().next_at(start + SLEEP_AFTER), millis(1));
+    }
+
+    #[test]
+    fn a_ring_wakes_a_sleeping_writer() {
+        let bell = Arc::new(Doorbell::new());
+        let queued = Arc::new(AtomicBool::new(false));
+        let writer = {
+            let (bell, queued) = (Arc::clone(&bell), Arc::clone(&queued));
+            thread::spawn(move || {
+                // Sleeps until the ring below: without it this test never ends.
+                while !queued.load(Ordering::SeqCst) {
+                    bell.wait(Wait::Sleep, || queued.load(Ordering::SeqCst));
+                }
+            })
+        };
+        bell.attach(writer.thread().clone());
+        queued.store(true, Ordering::SeqCst);
+        bell.ring(false);
+        writer.join().unwrap();
+    }
+
+    #[test]
+    fn a_ring_leaves_a_working_or_pausing_writer_alone_unless_backlogged() {
+        let bell = Doorbell::new();
+        bell.ring(true);
+        assert_eq!(bell.state.load(Ordering::SeqCst), WORKING);
+        bell.state.store(PAUSED, Ordering::SeqCst);
+        bell.ring(false);
+        assert_eq!(bell.state.load(Ordering::SeqCst), PAUSED, "a quiet hand-over waits for the writer's next look");
+        bell.ring(true);
+        assert_eq!(bell.state.load(Ordering::SeqCst), WORKING, "a backlog wakes it");
+        bell.state.store(ASLEEP, Ordering::SeqCst);
+        bell.ring(false);
+        assert_eq!(bell.state.load(Ordering::SeqCst), WORKING);
+    }
+}
