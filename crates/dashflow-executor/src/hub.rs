@@ -3,6 +3,10 @@
 use std::any::Any;
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime};
+
+use parking_lot::Mutex;
 
 use dashflow_graph::{RunScope, TaskId};
 use dashflow_telemetry::{Event, EventCallback, EventKind, Interest, RunIds};
@@ -21,11 +25,15 @@ pub(crate) trait UntypedSink: Send + Sync + 'static {
 /// Fans events out to callbacks and, for the modes that are on, to the stream.
 ///
 /// Built once per run. `interest` is computed up front so that a run nobody observes pays one
-/// branch per would-be event and builds nothing.
+/// branch per would-be event and builds nothing. Callbacks that take events in batches
+/// ([`EventCallback::batches`]) get them through the run's [`Batcher`]; the others one by one.
 pub(crate) struct EventHub {
+    /// The callbacks that take events one by one.
     callbacks: Vec<Arc<dyn EventCallback>>,
     /// Each callback's interest, asked once per run rather than once per event.
     interests: Vec<Interest>,
+    /// The batching callbacks' buffer, shared with subgraph runs that have the same ones.
+    batcher: Option<Arc<Batcher>>,
     sink: Option<Arc<dyn UntypedSink>>,
     stream_events: bool,
     stream_custom: bool,
@@ -42,28 +50,67 @@ impl EventHub {
     ) -> Self {
         let stream_events = sink.is_some() && modes.contains(StreamMode::Events);
         let stream_custom = sink.is_some() && modes.contains(StreamMode::Custom);
+        let (batching, callbacks) = split_batching(callbacks);
+        let batcher = Batcher::new(batching).map(Arc::new);
+        Self::with(callbacks, batcher, sink, stream_events, stream_custom)
+    }
+
+    fn with(
+        callbacks: Vec<Arc<dyn EventCallback>>,
+        batcher: Option<Arc<Batcher>>,
+        sink: Option<Arc<dyn UntypedSink>>,
+        stream_events: bool,
+        stream_custom: bool,
+    ) -> Self {
         let interests = callbacks.iter().map(|callback| callback.interest()).collect();
-        let interest = interest_of(&callbacks, stream_events);
-        Self { callbacks, interests, sink, stream_events, stream_custom, interest, clock: RunClock::new() }
+        let base = if stream_events { Interest::ALL } else { Interest::NONE };
+        let interest = callbacks
+            .iter()
+            .map(|callback| callback.interest())
+            .chain(batcher.as_ref().map(|batcher| batcher.interest))
+            .fold(base, Interest::union);
+        Self { callbacks, interests, batcher, sink, stream_events, stream_custom, interest, clock: RunClock::new() }
     }
 
     /// The hub of a subgraph run started from a node of the run that owns `self`: the child
     /// graph's own callbacks, then everything the parent forwards to.
     pub(crate) fn nested(&self, child_callbacks: &[Arc<dyn EventCallback>]) -> Self {
         // A sink both graphs share (the facade's defaults) must hear each event once.
-        let inherited =
-            self.callbacks.iter().filter(|parent| !child_callbacks.iter().any(|child| Arc::ptr_eq(child, parent)));
+        let parents = self.callbacks.iter().chain(self.batcher.iter().flat_map(|batcher| &batcher.sinks));
+        let inherited: Vec<_> =
+            parents.filter(|parent| !child_callbacks.iter().any(|child| Arc::ptr_eq(child, parent))).collect();
         let callbacks: Vec<_> = child_callbacks.iter().chain(inherited).map(Arc::clone).collect();
-        let interests = callbacks.iter().map(|callback| callback.interest()).collect();
-        let interest = interest_of(&callbacks, self.stream_events);
-        Self {
-            callbacks,
-            interests,
-            sink: self.sink.clone(),
-            stream_events: self.stream_events,
-            stream_custom: self.stream_custom,
-            interest,
-            clock: RunClock::new(),
+        let (batching, callbacks) = split_batching(callbacks);
+        let batcher = match &self.batcher {
+            // The usual case: the child's events join the parent's in one buffer, in order.
+            Some(parent) if same_sinks(&parent.sinks, &batching) => Some(Arc::clone(parent)),
+            _ => {
+                // What the parent buffered goes first, so each sink hears the parent's
+                // events up to here before the child's.
+                if let Some(parent) = &self.batcher {
+                    parent.flush();
+                }
+                Batcher::new(batching).map(Arc::new)
+            }
+        };
+        Self::with(callbacks, batcher, self.sink.clone(), self.stream_events, self.stream_custom)
+    }
+
+    /// The run's future returned `Pending`: batching sinks get what is buffered now, and
+    /// events come to them at once until [`EventHub::run_resumes`].
+    pub(crate) fn run_waits(&self) {
+        if let Some(batcher) = &self.batcher {
+            batcher.waiting.store(true, Ordering::Relaxed);
+            batcher.flush();
+        }
+    }
+
+    /// The run's future is polled again.
+    pub(crate) fn run_resumes(&self) {
+        if let Some(batcher) = &self.batcher
+            && batcher.waiting.load(Ordering::Relaxed)
+        {
+            batcher.waiting.store(false, Ordering::Relaxed);
         }
     }
 
@@ -100,8 +147,10 @@ impl EventHub {
             return None;
         }
         let event = Event::at(run, self.clock.wall_time(at), kind);
-        // The last callback that wants the event takes it, unless the stream needs it too.
-        let last = match self.stream_events {
+        let batcher = self.batcher.as_ref().filter(|batcher| batcher.interest.covers(&event.kind));
+        // The last callback that wants the event takes it, unless the stream or the batching
+        // sinks need it too.
+        let last = match self.stream_events || batcher.is_some() {
             true => None,
             false => self.interests.iter().rposition(|interest| interest.covers(&event.kind)),
         };
@@ -114,7 +163,17 @@ impl EventHub {
                 callback.on_event(&event);
             }
         }
-        self.stream_events.then_some(event)
+        match batcher {
+            Some(batcher) if self.stream_events => {
+                batcher.push(event.clone());
+                Some(event)
+            }
+            Some(batcher) => {
+                batcher.push(event);
+                None
+            }
+            None => self.stream_events.then_some(event),
+        }
     }
 
     /// Sends an event [`EventHub::notify`] returned to the stream; waits only when its
@@ -142,13 +201,123 @@ impl EventHub {
                     callback.on_event(&event);
                 }
             }
+            if let Some(batcher) = self.batcher.as_ref().filter(|batcher| batcher.interest.custom) {
+                batcher.push(event);
+            }
         }
     }
 }
 
-fn interest_of(callbacks: &[Arc<dyn EventCallback>], stream_events: bool) -> Interest {
-    let base = if stream_events { Interest::ALL } else { Interest::NONE };
-    callbacks.iter().fold(base, |interest, callback| interest.union(callback.interest()))
+type Sinks = Vec<Arc<dyn EventCallback>>;
+
+/// Splits callbacks into those that take batches and the others.
+fn split_batching(callbacks: Sinks) -> (Sinks, Sinks) {
+    callbacks.into_iter().partition(|callback| callback.batches())
+}
+
+fn same_sinks(a: &[Arc<dyn EventCallback>], b: &[Arc<dyn EventCallback>]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(a, b)| Arc::ptr_eq(a, b))
+}
+
+/// A run's events for the callbacks that take them in batches (see
+/// [`EventCallback::batches`]).
+///
+/// Handing each event to each sink costs a call, and for a shared sink a lock every run
+/// takes; here an event costs a push under a lock only this run (its tasks, its subgraph
+/// runs) takes. The buffer goes to the sinks, in order, when the run waits, ends, or has
+/// buffered [`Batcher::CAPACITY`] events or held one for [`Batcher::MAX_DELAY`]; whatever is
+/// left when the run is dropped goes then.
+pub(crate) struct Batcher {
+    sinks: Vec<Arc<dyn EventCallback>>,
+    /// What any of the sinks wants.
+    interest: Interest,
+    buffer: Mutex<Buffer>,
+    /// Set while the run's future waits: events then go out as they come.
+    waiting: AtomicBool,
+}
+
+struct Buffer {
+    events: Vec<Event>,
+    /// The first buffered event's time plus [`Batcher::MAX_DELAY`].
+    due: Option<SystemTime>,
+}
+
+impl Batcher {
+    /// Events buffered before they go out: a few kilobytes per running run, and a tight loop
+    /// of short steps hands over about once per thirty steps.
+    const CAPACITY: usize = 64;
+    /// The longest an event waits in the buffer while the run keeps going without waiting.
+    const MAX_DELAY: Duration = Duration::from_millis(50);
+
+    fn new(sinks: Vec<Arc<dyn EventCallback>>) -> Option<Self> {
+        if sinks.is_empty() {
+            return None;
+        }
+        let interest = sinks.iter().fold(Interest::NONE, |interest, sink| interest.union(sink.interest()));
+        Some(Self {
+            sinks,
+            interest,
+            buffer: Mutex::new(Buffer { events: Vec::new(), due: None }),
+            waiting: AtomicBool::new(false),
+        })
+    }
+
+    fn push(&self, event: Event) {
+        let mut buffer = self.buffer.lock();
+        if buffer.events.is_empty() {
+            buffer.due = event.at.checked_add(Self::MAX_DELAY);
+            buffer.events.reserve_exact(Self::CAPACITY);
+        }
+        let hand_over = matches!(event.kind, EventKind::RunFinished { .. })
+            || self.waiting.load(Ordering::Relaxed)
+            || buffer.due.is_some_and(|due| event.at >= due);
+        if buffer.events.last().is_some_and(|last| starts_lone_task_of(last, &event)) {
+            // Nobody has seen the step's start yet, and the task's end says all it said: one
+            // event instead of two for most steps.
+            buffer.events.pop();
+        }
+        buffer.events.push(event);
+        if hand_over || buffer.events.len() >= Self::CAPACITY {
+            self.deliver(std::mem::take(&mut buffer.events));
+        }
+    }
+
+    /// Hands over what is buffered.
+    fn flush(&self) {
+        let mut buffer = self.buffer.lock();
+        if !buffer.events.is_empty() {
+            self.deliver(std::mem::take(&mut buffer.events));
+        }
+    }
+
+    /// Under the buffer's lock, so that batches of a run reach each sink in order. The
+    /// sinks do no I/O and never block here (see `EventCallback::batches`).
+    fn deliver(&self, events: Vec<Event>) {
+        if let Some((last, others)) = self.sinks.split_last() {
+            for sink in others {
+                sink.on_events(&events);
+            }
+            last.take_events(events);
+        }
+    }
+}
+
+impl Drop for Batcher {
+    fn drop(&mut self) {
+        self.flush();
+    }
+}
+
+/// Whether `start` is the `SuperstepStarted` of a step of one task that `end` (its first
+/// attempt's `TaskFinished`) ends, in the same run.
+fn starts_lone_task_of(start: &Event, end: &Event) -> bool {
+    match (&start.kind, &end.kind) {
+        (
+            EventKind::SuperstepStarted { step, nodes },
+            EventKind::TaskFinished { step: ended, node, attempt: 1, .. },
+        ) => start.run.run_id == end.run.run_id && step == ended && matches!(&**nodes, [only] if only == node),
+        _ => false,
+    }
 }
 
 /// The executor's side of every `NodeContext` of one run, and what its tasks share.

@@ -208,7 +208,19 @@ pub(crate) async fn execute<S: GraphState>(mut params: RunParams<S>, start: Star
         skip_interrupt_before: start_position.is_some(),
         params,
     };
-    run.run(start_position, input_update).instrument(span).await
+    let hub = Arc::clone(&run.params.hub);
+    let mut run = std::pin::pin!(run.run(start_position, input_update).instrument(span));
+    // Whenever the run waits (a node's I/O, a checkpoint write, a slow stream reader), its
+    // batching sinks get what it buffered, so they are current while it waits.
+    std::future::poll_fn(|cx| {
+        hub.run_resumes();
+        let poll = run.as_mut().poll(cx);
+        if poll.is_pending() {
+            hub.run_waits();
+        }
+        poll
+    })
+    .await
 }
 
 /// One run's mutable progress. Split into parts so that the hot path can borrow the graph

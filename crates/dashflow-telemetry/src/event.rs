@@ -299,6 +299,47 @@ pub trait EventCallback: Send + Sync + 'static {
     fn take_event(&self, event: Event) {
         self.on_event(&event);
     }
+
+    /// Whether this sink takes a run's events in batches ([`on_events`](Self::on_events) and
+    /// [`take_events`](Self::take_events)) rather than one by one. Default `false`.
+    ///
+    /// A run keeps the events of batching sinks in a buffer of its own, with no lock shared
+    /// with other runs and no call per event, and hands it over whenever the run waits (its
+    /// future returns `Pending`: a node awaits I/O, a checkpoint write, a slow stream reader),
+    /// ends, has buffered a few dozen events or has held the oldest for 50 ms. So a batching
+    /// sink is current whenever a run waits, and costs a tight loop of short steps almost
+    /// nothing per event.
+    ///
+    /// Batches are handed over under a lock of the run's buffer (that keeps them in order):
+    /// take them without blocking or I/O, as [`on_event`](Self::on_event) should.
+    ///
+    /// What a batching sink must accept:
+    /// - A batch holds events of one run and of the subgraph runs it started, each run's in
+    ///   order; batches of one run arrive in order. Batches of different runs interleave.
+    /// - A batch may hold events outside [`interest`](Self::interest) (another batching
+    ///   sink of the run wanted them): skip those.
+    /// - The `SuperstepStarted` of a step of one task may be left out when that task's first
+    ///   attempt's `TaskFinished` follows it in the same batch: the end says what the start
+    ///   did (the step, the node, and with its duration, when it began).
+    fn batches(&self) -> bool {
+        false
+    }
+
+    /// Receives a batch of events (see [`batches`](Self::batches)). The default passes each
+    /// event the sink is interested in to [`on_event`](Self::on_event).
+    fn on_events(&self, events: &[Event]) {
+        let interest = self.interest();
+        for event in events.iter().filter(|event| interest.covers(&event.kind)) {
+            self.on_event(event);
+        }
+    }
+
+    /// Receives a batch nobody needs afterwards, by value (see
+    /// [`take_event`](Self::take_event)). The default passes it to
+    /// [`on_events`](Self::on_events).
+    fn take_events(&self, events: Vec<Event>) {
+        self.on_events(&events);
+    }
 }
 
 impl<F> EventCallback for F

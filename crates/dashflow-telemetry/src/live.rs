@@ -30,11 +30,12 @@ pub struct LiveRun {
 /// Tracks runs from their events: started, which step, which nodes are running, finished.
 ///
 /// Register it as an event callback (the facade registers [`LiveRuns::global`] by default)
-/// and ask [`LiveRuns::snapshot`] what is running. Each event takes a short lock; nothing is
-/// held across an await.
+/// and ask [`LiveRuns::snapshot`] what is running. It takes a run's events in batches (see
+/// [`EventCallback::batches`]), each under one short lock, so it is current whenever a run
+/// waits; nothing is held across an await.
 #[derive(Debug, Default)]
 pub struct LiveRuns {
-    runs: Mutex<HashMap<crate::RunId, LiveRun, BuildHasherDefault<RunIdHasher>>>,
+    runs: Mutex<Runs>,
 }
 
 /// Run ids end in 80 random bits: hashing them again would only cost time.
@@ -78,9 +79,9 @@ impl LiveRuns {
     }
 }
 
-impl EventCallback for LiveRuns {
-    fn on_event(&self, event: &Event) {
-        let mut runs = self.runs.lock();
+impl LiveRuns {
+    /// Applies one event to the registry.
+    fn apply(runs: &mut Runs, event: &Event) {
         match &event.kind {
             EventKind::RunStarted { graph, thread_id } => {
                 runs.insert(
@@ -104,13 +105,59 @@ impl EventCallback for LiveRuns {
                     run.running = Arc::clone(nodes);
                 }
             }
+            // In a batch, a step of one task may show only as its task's end (see
+            // `EventCallback::batches`): a later step than the one known began and ended.
+            EventKind::TaskFinished { step, node, .. } => {
+                if let Some(run) = runs.get_mut(&event.run.run_id)
+                    && *step > run.step
+                {
+                    run.step = *step;
+                    run.running = Arc::from([Arc::clone(node)]);
+                }
+            }
             _ => {}
         }
+    }
+
+    /// Whether `event` says where a run stands, and only that (so of a run of such events
+    /// only the last one matters).
+    fn is_progress(event: &Event) -> bool {
+        matches!(event.kind, EventKind::SuperstepStarted { .. } | EventKind::TaskFinished { .. })
+    }
+}
+
+type Runs = HashMap<crate::RunId, LiveRun, BuildHasherDefault<RunIdHasher>>;
+
+impl EventCallback for LiveRuns {
+    fn on_event(&self, event: &Event) {
+        Self::apply(&mut self.runs.lock(), event);
     }
 
     /// Runs and supersteps are enough: a step's nodes are the ones running.
     fn interest(&self) -> Interest {
         Interest { runs: true, steps_started: true, ..Interest::NONE }
+    }
+
+    /// A tight loop of steps then takes one lock per batch, not one per step.
+    fn batches(&self) -> bool {
+        true
+    }
+
+    fn on_events(&self, events: &[Event]) {
+        // Of a run's progress events in the batch only the last says where it stands: the
+        // others are skipped (a tight loop batches dozens of steps).
+        let mut last_progress: Vec<(crate::RunId, usize)> = Vec::new();
+        for (index, event) in events.iter().enumerate().rev() {
+            if Self::is_progress(event) && !last_progress.iter().any(|(run, _)| *run == event.run.run_id) {
+                last_progress.push((event.run.run_id, index));
+            }
+        }
+        let mut runs = self.runs.lock();
+        for (index, event) in events.iter().enumerate() {
+            if !Self::is_progress(event) || last_progress.contains(&(event.run.run_id, index)) {
+                Self::apply(&mut runs, event);
+            }
+        }
     }
 }
 
@@ -121,5 +168,13 @@ impl EventCallback for Arc<LiveRuns> {
 
     fn interest(&self) -> Interest {
         LiveRuns::interest(self)
+    }
+
+    fn batches(&self) -> bool {
+        LiveRuns::batches(self)
+    }
+
+    fn on_events(&self, events: &[Event]) {
+        LiveRuns::on_events(self, events);
     }
 }

@@ -26,6 +26,43 @@ fn live_runs_follow_a_run_from_start_to_finish() {
     assert!(live.snapshot().is_empty());
 }
 
+fn finished(step: u64, node: &str) -> EventKind {
+    EventKind::TaskFinished { step, node: node.into(), attempt: 1, duration: Duration::ZERO, error: None }
+}
+
+fn running(live: &LiveRuns) -> Vec<(u64, Vec<String>)> {
+    live.snapshot().iter().map(|run| (run.step, run.running.iter().map(|node| node.to_string()).collect())).collect()
+}
+
+#[test]
+fn live_runs_read_batches_where_one_task_steps_show_only_as_their_task_ends() {
+    let live = LiveRuns::new();
+    let (run, other) = (RunIds::root(RunId::new()), RunIds::root(RunId::new()));
+    let start = |run| event(run, EventKind::RunStarted { graph: "g".into(), thread_id: None });
+    let routed = EventKind::Routed { step: 2, from: "b".into(), label: "again".into(), target: "a".into() };
+    live.on_events(&[
+        start(run),
+        event(run, finished(1, "a")),
+        start(other),
+        event(run, finished(2, "b")),
+        event(other, EventKind::SuperstepStarted { step: 1, nodes: Arc::from([Arc::from("x"), Arc::from("y")]) }),
+        event(run, routed),
+    ]);
+    let mut now = running(&live);
+    now.sort();
+    assert_eq!(now, [(1, vec!["x".to_owned(), "y".to_owned()]), (2, vec!["b".to_owned()])]);
+
+    // An end of a step already known (its start came one by one, or in an earlier batch)
+    // changes nothing.
+    let other_only = LiveRuns::new();
+    other_only.on_events(&[
+        start(other),
+        event(other, EventKind::SuperstepStarted { step: 1, nodes: Arc::from([Arc::from("x"), Arc::from("y")]) }),
+    ]);
+    other_only.on_events(&[event(other, finished(1, "x"))]);
+    assert_eq!(running(&other_only), [(1, vec!["x".to_owned(), "y".to_owned()])]);
+}
+
 #[test]
 fn metrics_callback_counts_runs_and_tasks_per_graph_and_node() {
     use metrics_util::debugging::{DebugValue, DebuggingRecorder};

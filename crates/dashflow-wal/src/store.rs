@@ -390,6 +390,23 @@ impl EventCallback for EventStore {
         }
     }
 
+    /// Runs hand their events over in batches (see [`EventCallback::batches`]): one message
+    /// per batch, which the writer then writes with others.
+    fn batches(&self) -> bool {
+        true
+    }
+
+    fn on_events(&self, events: &[Event]) {
+        let interest = self.interest();
+        self.send_batch(events.iter().filter(|event| interest.covers(&event.kind)).cloned().collect());
+    }
+
+    fn take_events(&self, mut events: Vec<Event>) {
+        let interest = self.interest();
+        events.retain(|event| interest.covers(&event.kind));
+        self.send_batch(events);
+    }
+
     /// Everything but `TaskStarted` and `SuperstepFinished`: a `TaskFinished` carries its
     /// duration (so its start), and `SuperstepStarted` names the tasks a step starts, so
     /// those two would only double the events a step hands over. A run killed mid-step

@@ -1,0 +1,187 @@
+//! Sinks that take a run's events in batches: the same events as one by one (a one-task
+//! step's start folded into its end), current whenever the run waits, one buffer for a run
+//! and its subgraph runs.
+
+use std::sync::{Arc, Mutex};
+
+use dashflow_executor::{CompileExt, RunConfig};
+use dashflow_graph::{END, START, StateGraph};
+use dashflow_telemetry::{Event, EventCallback, EventKind, Interest};
+use tokio::sync::oneshot;
+
+use crate::common::{Recorder, Trail, TrailUpdate, describe, log};
+
+/// What the write-ahead log asks for: no task starts, no step ends.
+const NARROW: Interest = Interest { tasks_started: false, steps_finished: false, ..Interest::ALL };
+
+/// Keeps each batch it gets.
+#[derive(Clone, Default)]
+struct Batches(Arc<Mutex<Vec<Vec<Event>>>>);
+
+impl Batches {
+    fn events(&self) -> Vec<Event> {
+        self.0.lock().unwrap().iter().flatten().cloned().collect()
+    }
+
+    fn described(&self) -> Vec<String> {
+        self.events()
+            .iter()
+            .filter(|event| !matches!(event.kind, EventKind::GraphDefined { .. }))
+            .map(|event| describe(&event.kind))
+            .collect()
+    }
+}
+
+impl EventCallback for Batches {
+    fn on_event(&self, _: &Event) {
+        panic!("a batching sink gets batches only");
+    }
+
+    fn interest(&self) -> Interest {
+        NARROW
+    }
+
+    fn batches(&self) -> bool {
+        true
+    }
+
+    fn take_events(&self, events: Vec<Event>) {
+        assert!(!events.is_empty(), "no empty batches");
+        self.0.lock().unwrap().push(events);
+    }
+}
+
+/// Keeps only the events of `NARROW`, one by one.
+#[derive(Clone, Default)]
+struct OneByOne(Recorder);
+
+impl EventCallback for OneByOne {
+    fn on_event(&self, event: &Event) {
+        self.0.on_event(event);
+    }
+
+    fn interest(&self) -> Interest {
+        NARROW
+    }
+}
+
+/// `a -> (b, c) -> d -> END`: two one-task steps around a two-task step.
+fn diamond() -> StateGraph<Trail> {
+    let mut graph = StateGraph::<Trail>::named("diamond");
+    graph
+        .add_node("a", log("a"))
+        .add_node("b", log("b"))
+        .add_node("c", log("c"))
+        .add_node("d", log("d"))
+        .add_edge(START, "a")
+        .add_edge("a", "b")
+        .add_edge("a", "c")
+        .add_edge("b", "d")
+        .add_edge("c", "d")
+        .add_edge("d", END);
+    graph
+}
+
+#[tokio::test]
+async fn a_batching_sink_gets_the_events_a_one_by_one_sink_gets_with_one_task_steps_folded() {
+    let (batches, one_by_one) = (Batches::default(), OneByOne::default());
+    let app = diamond().compile().unwrap().with_callback(batches.clone()).with_callback(one_by_one.clone());
+    app.invoke(Trail::default(), RunConfig::new()).await.unwrap();
+
+    let recorder = one_by_one.0;
+    let one_by_one = recorder.described();
+    assert_eq!(
+        one_by_one,
+        [
+            "run diamond",
+            "step 1 [\"a\"]",
+            "finish 1 a #1",
+            "step 2 [\"b\", \"c\"]",
+            "finish 2 b #1",
+            "finish 2 c #1",
+            "step 3 [\"d\"]",
+            "finish 3 d #1",
+            "completed after 3",
+        ]
+    );
+    // The ends of `a` and `d` say what their steps' starts said; the two-task step's start
+    // names a task still running when `b` ends, so it stays.
+    let folded: Vec<&String> =
+        one_by_one.iter().filter(|event| !["step 1 [\"a\"]", "step 3 [\"d\"]"].contains(&event.as_str())).collect();
+    assert_eq!(batches.described().iter().collect::<Vec<_>>(), folded);
+    // The very events, times and durations included.
+    let ends = |events: Vec<Event>| {
+        events.into_iter().filter(|event| matches!(event.kind, EventKind::TaskFinished { .. })).collect::<Vec<_>>()
+    };
+    assert_eq!(ends(batches.events()), ends(recorder.events()));
+}
+
+#[tokio::test]
+async fn a_batching_sink_has_heard_the_step_a_waiting_node_runs_in() {
+    let (entered_tx, entered) = oneshot::channel::<()>();
+    let (release, release_rx) = oneshot::channel::<()>();
+    let gate = Arc::new(Mutex::new(Some((entered_tx, release_rx))));
+    let mut graph = StateGraph::<Trail>::named("waits");
+    graph
+        .add_node("quick", log("quick"))
+        .add_node("slow", move |_: Arc<Trail>| {
+            let gate = gate.lock().unwrap().take();
+            async move {
+                let (entered, release) = gate.expect("`slow` runs once");
+                entered.send(()).unwrap();
+                release.await.unwrap();
+                Ok(TrailUpdate::default().log(vec!["slow".to_owned()]))
+            }
+        })
+        .add_edge(START, "quick")
+        .add_edge("quick", "slow")
+        .add_edge("slow", END);
+    let batches = Batches::default();
+    let app = graph.compile().unwrap().with_callback(batches.clone());
+    let run = tokio::spawn(async move { app.invoke(Trail::default(), RunConfig::new()).await });
+
+    entered.await.unwrap();
+    // `slow` waits for us: everything before it has been handed over, its step included.
+    assert_eq!(batches.described(), ["run waits", "finish 1 quick #1", "step 2 [\"slow\"]"]);
+    release.send(()).unwrap();
+    run.await.unwrap().unwrap();
+    assert_eq!(
+        batches.described(),
+        ["run waits", "finish 1 quick #1", "step 2 [\"slow\"]", "finish 2 slow #1", "completed after 2"]
+    );
+}
+
+#[tokio::test]
+async fn a_run_and_its_subgraph_runs_share_one_buffer_and_each_event_arrives_once_in_order() {
+    let recorded = Batches::default();
+    let batches: Arc<dyn EventCallback> = Arc::new(recorded.clone());
+    let mut inner = StateGraph::<Trail>::named("inner");
+    inner.add_node("x", log("x")).add_node("y", log("y")).add_edge(START, "x").add_edge("x", "y").add_edge("y", END);
+    let inner = inner.compile().unwrap().with_shared_callback(Arc::clone(&batches));
+    let mut outer = StateGraph::<Trail>::named("outer");
+    outer
+        .add_node("before", log("before"))
+        .add_node("sub", inner)
+        .add_edge(START, "before")
+        .add_edge("before", "sub")
+        .add_edge("sub", END);
+    let app = outer.compile().unwrap().with_shared_callback(Arc::clone(&batches));
+    app.invoke(Trail::default(), RunConfig::new()).await.unwrap();
+
+    assert_eq!(
+        recorded.described(),
+        [
+            "run outer",
+            "finish 1 before #1",
+            // The subgraph node's step starts, then the child runs inside it.
+            "step 2 [\"sub\"]",
+            "run inner",
+            "finish 1 x #1",
+            "finish 2 y #1",
+            "completed after 2",
+            "finish 2 sub #1",
+            "completed after 2",
+        ]
+    );
+    assert_eq!(recorded.0.lock().unwrap().len(), 2, "the child's end hands over once, the parent's once more");
+}
