@@ -5,11 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dashflow_checkpoint::{Checkpointer, Codec};
-use dashflow_graph::{
-    Command, Graph, GraphError, GraphSchema, GraphState, MergeableState, NodeName, RetryPolicy, StateGraph,
-};
+use dashflow_graph::{Command, Graph, GraphError, GraphSchema, GraphState, MergeableState, RetryPolicy, StateGraph};
 use dashflow_scheduler::{Scheduler, TokioScheduler};
-use dashflow_telemetry::{EventCallback, RunIds};
+use dashflow_telemetry::{EventCallback, NodeNames, RunIds};
 use tokio::sync::mpsc;
 
 use crate::durable::{CheckpointSettings, Durable, Restored, Source, checkpoint_error, rebuild};
@@ -34,9 +32,9 @@ pub(crate) struct Inner<S: GraphState> {
     pub(crate) setting_error: Option<GraphError>,
     /// The graph's schema as JSON, made once and shared by every run's `GraphDefined` event.
     pub(crate) schema_json: Arc<serde_json::Value>,
-    /// Per node, the node list of a superstep that runs it alone, shared by the
-    /// `SuperstepStarted` events of such steps (most steps of most graphs).
-    pub(crate) lone_frontiers: Vec<Arc<[NodeName]>>,
+    /// The node names by index, each also as the node list of a superstep that runs it
+    /// alone (most steps of most graphs), shared by every run's events.
+    pub(crate) names: Arc<NodeNames>,
     /// Whether a node runs a subgraph: durable runs then tell each step's tasks which
     /// checkpoint the step started from.
     pub(crate) has_subgraphs: bool,
@@ -55,7 +53,7 @@ impl<S: GraphState> Clone for Inner<S> {
             interrupt_after: self.interrupt_after.clone(),
             setting_error: self.setting_error.clone(),
             schema_json: Arc::clone(&self.schema_json),
-            lone_frontiers: self.lone_frontiers.clone(),
+            names: Arc::clone(&self.names),
             has_subgraphs: self.has_subgraphs,
         }
     }
@@ -90,11 +88,11 @@ impl<S: GraphState> CompileExt<S> for StateGraph<S> {
 impl<S: GraphState> CompiledGraph<S> {
     /// Wraps a validated graph.
     pub fn new(graph: Graph<S>) -> Self {
-        crate::clock::warm_up();
+        dashflow_telemetry::clock::warm_up();
         let nodes = graph.node_count();
         // A schema is plain data (strings, numbers, lists): serializing it cannot fail.
         let schema_json = Arc::new(serde_json::to_value(graph.schema()).unwrap_or_default());
-        let lone_frontiers = graph.nodes().iter().map(|node| Arc::from([Arc::clone(&node.name)])).collect();
+        let names = Arc::new(NodeNames::new(graph.nodes().iter().map(|node| Arc::clone(&node.name))));
         let has_subgraphs = graph.nodes().iter().any(|node| node.node.is_subgraph());
         let inner = Inner {
             graph: Arc::new(graph),
@@ -107,7 +105,7 @@ impl<S: GraphState> CompiledGraph<S> {
             interrupt_after: vec![false; nodes],
             setting_error: None,
             schema_json,
-            lone_frontiers,
+            names,
             has_subgraphs,
         };
         Self { inner: Arc::new(inner) }
@@ -248,7 +246,7 @@ impl<S: GraphState> CompiledGraph<S> {
         let callbacks: Vec<_> = self.inner.callbacks.iter().chain(&config.callbacks).map(Arc::clone).collect();
         let sink =
             stream.as_ref().map(|s: &StreamSender<S>| Arc::new(StreamSender(s.0.clone())) as Arc<dyn UntypedSink>);
-        let hub = Arc::new(EventHub::new(callbacks, sink, config.stream_modes));
+        let hub = Arc::new(EventHub::new(callbacks, sink, config.stream_modes, (ids, &self.inner.names)));
         let inner = Arc::clone(&self.inner);
         let driver = Box::pin(async move {
             let (durable, start) = prepare(&inner, &config, begin, ids).await?;

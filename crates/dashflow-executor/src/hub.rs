@@ -4,15 +4,15 @@ use std::any::Any;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use parking_lot::Mutex;
 
-use dashflow_graph::{RunScope, TaskId};
-use dashflow_telemetry::{Event, EventCallback, EventKind, Interest, RunIds};
+use dashflow_graph::{NodeId, RunScope, TaskId};
+use dashflow_telemetry::clock::{RunClock, Tick};
+use dashflow_telemetry::{Event, EventBatch, EventCallback, EventKind, Interest, NodeNames, RunContext, RunIds};
 use futures::future::BoxFuture;
 
-use crate::clock::{RunClock, Tick};
 use crate::config::{StreamMode, StreamModes};
 use crate::stream::CustomValue;
 
@@ -40,41 +40,75 @@ pub(crate) struct EventHub {
     /// What anyone listens to: the callbacks' interests, or everything for an `Events` stream.
     interest: Interest,
     clock: RunClock,
+    /// The run, its clock and its graph's node names, for the batcher's compact entries.
+    context: Arc<RunContext>,
+    /// Which of a step's common events only the batcher wants: those are recorded as
+    /// compact entries instead of built (see [`EventBatch`]).
+    compact: Compact,
+}
+
+/// The events a run records compactly (see [`EventHub::compact`]).
+#[derive(Clone, Copy)]
+struct Compact {
+    starts: bool,
+    ends: bool,
+    routes: bool,
 }
 
 impl EventHub {
+    /// The hub of the run `ids` of a graph whose nodes are `names`.
     pub(crate) fn new(
         callbacks: Vec<Arc<dyn EventCallback>>,
         sink: Option<Arc<dyn UntypedSink>>,
         modes: StreamModes,
+        (ids, names): (RunIds, &Arc<NodeNames>),
     ) -> Self {
         let stream_events = sink.is_some() && modes.contains(StreamMode::Events);
         let stream_custom = sink.is_some() && modes.contains(StreamMode::Custom);
         let (batching, callbacks) = split_batching(callbacks);
         let batcher = Batcher::new(batching).map(Arc::new);
-        Self::with(callbacks, batcher, sink, stream_events, stream_custom)
+        Self::with(callbacks, batcher, sink, (stream_events, stream_custom), (ids, names))
     }
 
     fn with(
         callbacks: Vec<Arc<dyn EventCallback>>,
         batcher: Option<Arc<Batcher>>,
         sink: Option<Arc<dyn UntypedSink>>,
-        stream_events: bool,
-        stream_custom: bool,
+        (stream_events, stream_custom): (bool, bool),
+        (ids, names): (RunIds, &Arc<NodeNames>),
     ) -> Self {
-        let interests = callbacks.iter().map(|callback| callback.interest()).collect();
+        let interests: Vec<Interest> = callbacks.iter().map(|callback| callback.interest()).collect();
         let base = if stream_events { Interest::ALL } else { Interest::NONE };
-        let interest = callbacks
-            .iter()
-            .map(|callback| callback.interest())
-            .chain(batcher.as_ref().map(|batcher| batcher.interest))
-            .fold(base, Interest::union);
-        Self { callbacks, interests, batcher, sink, stream_events, stream_custom, interest, clock: RunClock::new() }
+        let direct = interests.iter().copied().fold(base, Interest::union);
+        let batched = batcher.as_ref().map_or(Interest::NONE, |batcher| batcher.interest);
+        let compact = Compact {
+            starts: batched.steps_started && !direct.steps_started,
+            ends: batched.tasks_finished && !direct.tasks_finished,
+            routes: batched.routing && !direct.routing,
+        };
+        let clock = RunClock::new();
+        Self {
+            callbacks,
+            interests,
+            batcher,
+            sink,
+            stream_events,
+            stream_custom,
+            interest: direct.union(batched),
+            clock,
+            context: Arc::new(RunContext::new(ids, clock, Arc::clone(names))),
+            compact,
+        }
     }
 
-    /// The hub of a subgraph run started from a node of the run that owns `self`: the child
-    /// graph's own callbacks, then everything the parent forwards to.
-    pub(crate) fn nested(&self, child_callbacks: &[Arc<dyn EventCallback>]) -> Self {
+    /// The hub of the subgraph run `ids` (of a graph whose nodes are `names`) started from a
+    /// node of the run that owns `self`: the child graph's own callbacks, then everything the
+    /// parent forwards to.
+    pub(crate) fn nested(
+        &self,
+        child_callbacks: &[Arc<dyn EventCallback>],
+        (ids, names): (RunIds, &Arc<NodeNames>),
+    ) -> Self {
         // A sink both graphs share (the facade's defaults) must hear each event once.
         let parents = self.callbacks.iter().chain(self.batcher.iter().flat_map(|batcher| &batcher.sinks));
         let inherited: Vec<_> =
@@ -93,7 +127,7 @@ impl EventHub {
                 Batcher::new(batching).map(Arc::new)
             }
         };
-        Self::with(callbacks, batcher, self.sink.clone(), self.stream_events, self.stream_custom)
+        Self::with(callbacks, batcher, self.sink.clone(), (self.stream_events, self.stream_custom), (ids, names))
     }
 
     /// The run's future returned `Pending`: batching sinks get what is buffered now, and
@@ -165,15 +199,70 @@ impl EventHub {
         }
         match batcher {
             Some(batcher) if self.stream_events => {
-                batcher.push(event.clone());
+                batcher.record(at, |batch| batch.push_event(event.clone()));
                 Some(event)
             }
             Some(batcher) => {
-                batcher.push(event);
+                batcher.record(at, |batch| batch.push_event(event));
                 None
             }
             None => self.stream_events.then_some(event),
         }
+    }
+
+    /// Reports that step `step` of `run` started at `at` with the tasks of `nodes`, which
+    /// are node `lone`'s one task if `lone` is set (see [`EventHub::notify`]).
+    pub(crate) fn step_started(
+        &self,
+        run: RunIds,
+        step: u64,
+        (nodes, lone): (&Arc<[Arc<str>]>, Option<NodeId>),
+        at: Tick,
+    ) -> Option<Event> {
+        if let (Some(batcher), Some(node), true) = (&self.batcher, lone, self.compact.starts) {
+            batcher.record(at, |batch| batch.push_step_started(&self.context, step, node_index(node), at));
+            return None;
+        }
+        self.notify(run, EventKind::SuperstepStarted { step, nodes: Arc::clone(nodes) }, at)
+    }
+
+    /// Reports that attempt `attempt` of node `node`'s task (named `name`) in step `step`
+    /// ran from `started` to `ended` and failed with `error`, if it did.
+    pub(crate) fn task_finished(
+        &self,
+        run: RunIds,
+        (step, node, name, attempt): (u64, NodeId, &Arc<str>, u32),
+        (started, ended): (Tick, Tick),
+        error: Option<String>,
+    ) -> Option<Event> {
+        if let (Some(batcher), true) = (&self.batcher, self.compact.ends) {
+            let task = (step, node_index(node), attempt);
+            batcher.record(ended, |batch| batch.push_task_finished(&self.context, task, (started, ended), error));
+            return None;
+        }
+        let kind =
+            EventKind::TaskFinished { step, node: Arc::clone(name), attempt, duration: started.until(ended), error };
+        self.notify(run, kind, ended)
+    }
+
+    /// Reports a routing decision after step `step`: node `from`'s conditional edge (`None`:
+    /// `START`'s) chose `label`, leading to node `target` (`None`: the end). `names` names
+    /// both, when the decision is built as an event.
+    pub(crate) fn routed(
+        &self,
+        run: RunIds,
+        step: u64,
+        (from, label, target): (Option<NodeId>, Arc<str>, Option<NodeId>),
+        at: Tick,
+        names: impl FnOnce(Option<NodeId>, Option<NodeId>) -> (Arc<str>, Arc<str>),
+    ) -> Option<Event> {
+        if let (Some(batcher), Some(from), Some(target), true) = (&self.batcher, from, target, self.compact.routes) {
+            let route = (node_index(from), label, node_index(target));
+            batcher.record(at, |batch| batch.push_routed(&self.context, step, route, at));
+            return None;
+        }
+        let (from, target) = names(from, target);
+        self.notify(run, EventKind::Routed { step, from, label, target }, at)
     }
 
     /// Sends an event [`EventHub::notify`] returned to the stream; waits only when its
@@ -202,10 +291,14 @@ impl EventHub {
                 }
             }
             if let Some(batcher) = self.batcher.as_ref().filter(|batcher| batcher.interest.custom) {
-                batcher.push(event);
+                batcher.record(Tick::now(), |batch| batch.push_event(event));
             }
         }
     }
+}
+
+fn node_index(node: NodeId) -> u32 {
+    u32::try_from(node.index()).unwrap_or(u32::MAX)
 }
 
 type Sinks = Vec<Arc<dyn EventCallback>>;
@@ -224,7 +317,8 @@ fn same_sinks(a: &[Arc<dyn EventCallback>], b: &[Arc<dyn EventCallback>]) -> boo
 ///
 /// Handing each event to each sink costs a call, and for a shared sink a lock every run
 /// takes; here an event costs a push under a lock only this run (its tasks, its subgraph
-/// runs) takes. The buffer goes to the sinks, in order, when the run waits, ends, or has
+/// runs) takes, and a step's common events are a few numbers, not built events (see
+/// [`EventBatch`]). The buffer goes to the sinks, in order, when the run waits, ends, or has
 /// buffered [`Batcher::CAPACITY`] events or held one for [`Batcher::MAX_DELAY`]; whatever is
 /// left when the run is dropped goes then.
 pub(crate) struct Batcher {
@@ -236,15 +330,16 @@ pub(crate) struct Batcher {
     waiting: AtomicBool,
 }
 
+#[derive(Default)]
 struct Buffer {
-    events: Vec<Event>,
-    /// The first buffered event's time plus [`Batcher::MAX_DELAY`].
-    due: Option<SystemTime>,
+    batch: EventBatch,
+    /// When the first buffered event happened.
+    since: Option<Tick>,
 }
 
 impl Batcher {
-    /// Events buffered before they go out: a few kilobytes per running run, and a tight loop
-    /// of short steps hands over about once per thirty steps.
+    /// Events buffered before they go out: a tight loop of short steps hands over about once
+    /// per sixty steps, and a running run holds a few kilobytes.
     const CAPACITY: usize = 64;
     /// The longest an event waits in the buffer while the run keeps going without waiting.
     const MAX_DELAY: Duration = Duration::from_millis(50);
@@ -254,50 +349,47 @@ impl Batcher {
             return None;
         }
         let interest = sinks.iter().fold(Interest::NONE, |interest, sink| interest.union(sink.interest()));
-        Some(Self {
-            sinks,
-            interest,
-            buffer: Mutex::new(Buffer { events: Vec::new(), due: None }),
-            waiting: AtomicBool::new(false),
-        })
+        Some(Self { sinks, interest, buffer: Mutex::new(Buffer::default()), waiting: AtomicBool::new(false) })
     }
 
-    fn push(&self, event: Event) {
+    /// Records an event that happened at `at` with `push`, and hands the buffer over if it
+    /// is due.
+    #[inline]
+    fn record(&self, at: Tick, push: impl FnOnce(&mut EventBatch)) {
         let mut buffer = self.buffer.lock();
-        if buffer.events.is_empty() {
-            buffer.due = event.at.checked_add(Self::MAX_DELAY);
-            buffer.events.reserve_exact(Self::CAPACITY);
+        if buffer.batch.is_empty() {
+            buffer.batch = EventBatch::with_capacity(Self::CAPACITY);
+            buffer.since = Some(at);
         }
-        let hand_over = matches!(event.kind, EventKind::RunFinished { .. })
+        push(&mut buffer.batch);
+        let len = buffer.batch.len();
+        // The age is checked every eighth event: turning readings into a duration is dearer
+        // than the rest of a push.
+        let due = len >= Self::CAPACITY
             || self.waiting.load(Ordering::Relaxed)
-            || buffer.due.is_some_and(|due| event.at >= due);
-        if buffer.events.last().is_some_and(|last| starts_lone_task_of(last, &event)) {
-            // Nobody has seen the step's start yet, and the task's end says all it said: one
-            // event instead of two for most steps.
-            buffer.events.pop();
-        }
-        buffer.events.push(event);
-        if hand_over || buffer.events.len() >= Self::CAPACITY {
-            self.deliver(std::mem::take(&mut buffer.events));
+            || buffer.batch.ends_a_run()
+            || (len.is_multiple_of(8) && buffer.since.is_some_and(|since| since.until(at) >= Self::MAX_DELAY));
+        if due {
+            self.deliver(std::mem::take(&mut buffer.batch));
         }
     }
 
     /// Hands over what is buffered.
     fn flush(&self) {
         let mut buffer = self.buffer.lock();
-        if !buffer.events.is_empty() {
-            self.deliver(std::mem::take(&mut buffer.events));
+        if !buffer.batch.is_empty() {
+            self.deliver(std::mem::take(&mut buffer.batch));
         }
     }
 
     /// Under the buffer's lock, so that batches of a run reach each sink in order. The
     /// sinks do no I/O and never block here (see `EventCallback::batches`).
-    fn deliver(&self, events: Vec<Event>) {
+    fn deliver(&self, batch: EventBatch) {
         if let Some((last, others)) = self.sinks.split_last() {
             for sink in others {
-                sink.on_events(&events);
+                sink.on_batch(&batch);
             }
-            last.take_events(events);
+            last.take_batch(batch);
         }
     }
 }
@@ -305,18 +397,6 @@ impl Batcher {
 impl Drop for Batcher {
     fn drop(&mut self) {
         self.flush();
-    }
-}
-
-/// Whether `start` is the `SuperstepStarted` of a step of one task that `end` (its first
-/// attempt's `TaskFinished`) ends, in the same run.
-fn starts_lone_task_of(start: &Event, end: &Event) -> bool {
-    match (&start.kind, &end.kind) {
-        (
-            EventKind::SuperstepStarted { step, nodes },
-            EventKind::TaskFinished { step: ended, node, attempt: 1, .. },
-        ) => start.run.run_id == end.run.run_id && step == ended && matches!(&**nodes, [only] if only == node),
-        _ => false,
     }
 }
 

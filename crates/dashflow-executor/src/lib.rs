@@ -40,7 +40,6 @@
 //!
 //! [`Scheduler`]: dashflow_scheduler::Scheduler
 
-mod clock;
 mod compiled;
 mod config;
 mod durable;

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::clock::Tick;
+use dashflow_telemetry::clock::Tick;
 
 use dashflow_graph::{
     Goto, Graph, GraphNode, GraphState, MergeableState, NodeId, NodeName, NodeOutput, Route, Send as SendTask, Target,
@@ -251,8 +251,17 @@ struct Routing<S> {
     scheduled: Vec<bool>,
     /// Per join, which predecessors finished since the join last fired.
     join_seen: Vec<Vec<bool>>,
-    /// `Routed` events of this step, for observers; filled only when the run is observed.
-    events: Vec<EventKind>,
+    /// Routing decisions of this step, for observers; filled only when the run is observed.
+    events: Vec<Decision>,
+}
+
+/// One routing decision: a conditional edge of `from` (`None`: of `START`) chose `label`,
+/// which leads to `target`.
+struct Decision {
+    step: u64,
+    from: Option<NodeId>,
+    label: Arc<str>,
+    target: Target,
 }
 
 /// What the current step's tasks produced; buffers reused from step to step.
@@ -507,12 +516,21 @@ impl<S: GraphState> Loop<S> {
         if let Some(at) = step_started
             && interest.steps_started
         {
-            let nodes = match &*frontier {
-                [task] => Arc::clone(&self.params.inner.lone_frontiers[task.node.index()]),
-                tasks => tasks.iter().map(|task| graph.node(task.node).name.clone()).collect(),
+            let many: Arc<[Arc<str>]>;
+            let (nodes, lone) = match &*frontier {
+                [task] => match self.params.inner.names.lone(node_index(task.node)) {
+                    Some(lone) => (lone, Some(task.node)),
+                    None => {
+                        many = Arc::from([graph.node(task.node).name.clone()]);
+                        (&many, None)
+                    }
+                },
+                tasks => {
+                    many = tasks.iter().map(|task| graph.node(task.node).name.clone()).collect();
+                    (&many, None)
+                }
             };
-            let kind = EventKind::SuperstepStarted { step: self.step, nodes };
-            if let Some(event) = self.params.hub.notify(self.params.ids, kind, at) {
+            if let Some(event) = self.params.hub.step_started(self.params.ids, self.step, (nodes, lone), at) {
                 self.params.hub.stream(event).await;
             }
         }
@@ -525,7 +543,7 @@ impl<S: GraphState> Loop<S> {
             &self.state,
             self.step,
             &frontier,
-            timed,
+            (timed, step_started),
             restored,
             &mut self.results,
         )
@@ -639,8 +657,21 @@ impl<S: GraphState> Loop<S> {
     async fn emit_routing_events(&mut self) {
         // One reading for the step's decisions, and the buffer kept for the next step.
         let at = Tick::now();
-        for kind in self.routing.events.drain(..) {
-            if let Some(event) = self.params.hub.notify(self.params.ids, kind, at) {
+        let graph = &self.params.inner.graph;
+        for Decision { step, from, label, target } in self.routing.events.drain(..) {
+            let target = match target {
+                Target::Node(id) => Some(id),
+                Target::End => None,
+            };
+            let names = |node: Option<NodeId>, otherwise: &str| match node {
+                Some(id) => graph.node(id).name.clone(),
+                None => Arc::from(otherwise),
+            };
+            let decision = (from, label, target);
+            let event = self.params.hub.routed(self.params.ids, step, decision, at, |from, target| {
+                (names(from, dashflow_graph::START), names(target, dashflow_graph::END))
+            });
+            if let Some(event) = event {
                 self.params.hub.stream(event).await;
             }
         }
@@ -700,7 +731,7 @@ async fn execute_tasks<S: GraphState>(
     state: &Arc<S>,
     step: u64,
     frontier: &[PendingTask<S>],
-    timed: bool,
+    (timed, step_started): (bool, Option<Tick>),
     mut restored: HashMap<String, StoredWrite<S, S::Update>>,
     results: &mut StepResults<S>,
 ) {
@@ -712,7 +743,7 @@ async fn execute_tasks<S: GraphState>(
         let node = graph.node(task.node);
         let input = task.input.clone().unwrap_or_else(|| Arc::clone(state));
         let task_id = task_id(node, step, 0);
-        let outcome = run_any(scope, inner, node, task_id, input, timed).await;
+        let outcome = run_any(scope, inner, (task.node, node), task_id, input, timed, step_started).await;
         results.record(0, task.node, node, step, Some(outcome));
         return;
     }
@@ -730,7 +761,7 @@ async fn execute_tasks<S: GraphState>(
         let owned_inner = Arc::clone(inner);
         inner.scheduler.spawn(Box::pin(async move {
             let node = owned_inner.graph.node(node_id);
-            let _ = tx.send(run_any(&scope, &owned_inner, node, task_id, input, timed).await);
+            let _ = tx.send(run_any(&scope, &owned_inner, (node_id, node), task_id, input, timed, None).await);
         }));
         receivers.push(Ok(rx));
     }
@@ -824,16 +855,7 @@ impl<S: GraphState> Routing<S> {
                             });
                         };
                         if observed {
-                            let target_name = match target {
-                                Target::Node(id) => graph.node(id).name.clone(),
-                                Target::End => dashflow_graph::END.into(),
-                            };
-                            self.events.push(EventKind::Routed {
-                                step,
-                                from: from_name.clone(),
-                                label: label.clone(),
-                                target: target_name,
-                            });
+                            self.events.push(Decision { step, from, label: label.clone(), target });
                         }
                         self.schedule(target);
                     }
@@ -908,4 +930,8 @@ pub(crate) fn position_after<S: GraphState>(
         .map(|task| StoredTask { node: graph.node(task.node).name.clone(), input: task.input })
         .collect();
     Ok(Position { step: position.step, frontier, join_seen: routing.join_seen, composed: position.composed })
+}
+
+fn node_index(node: NodeId) -> u32 {
+    u32::try_from(node.index()).unwrap_or(u32::MAX)
 }

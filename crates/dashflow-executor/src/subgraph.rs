@@ -112,9 +112,10 @@ impl<S: MergeableState> CompiledGraph<S> {
     /// node fails with the child's interrupt.
     async fn run_nested(&self, input: Arc<S>, ctx: &NodeContext, compose: bool) -> Result<RunOutput<S>, NodeError> {
         let parent = ctx.scope().as_any().downcast_ref::<ExecScope>();
+        let ids = ctx.run().child(RunId::new());
         let hub = match parent {
-            Some(scope) => scope.hub.nested(&self.inner.callbacks),
-            None => EventHub::new(self.inner.callbacks.clone(), None, StreamModes::NONE),
+            Some(scope) => scope.hub.nested(&self.inner.callbacks, (ids, &self.inner.names)),
+            None => EventHub::new(self.inner.callbacks.clone(), None, StreamModes::NONE, (ids, &self.inner.names)),
         };
         let mut config = RunConfig::new();
         config.thread_id = ctx.thread_id().map(Arc::from);
@@ -122,7 +123,6 @@ impl<S: MergeableState> CompiledGraph<S> {
         if let Some(scope) = parent {
             config.recursion_limit = scope.recursion_limit;
         }
-        let ids = ctx.run().child(RunId::new());
         let (durable, start) = match (parent.and_then(|scope| scope.nesting.as_ref()), &config.thread_id) {
             (Some(nesting), Some(thread_id)) => {
                 let step = parent.and_then(|scope| scope.step_starts.as_ref()).and_then(StepStarts::current);

@@ -5,9 +5,11 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::clock::Tick;
+use dashflow_telemetry::clock::Tick;
 
-use dashflow_graph::{GraphNode, GraphState, NodeContext, NodeError, NodeErrorKind, NodeOutput, RunScope, TaskId};
+use dashflow_graph::{
+    GraphNode, GraphState, NodeContext, NodeError, NodeErrorKind, NodeId, NodeOutput, RunScope, TaskId,
+};
 use dashflow_telemetry::{Event, EventKind};
 use futures::FutureExt;
 use tracing::{Instrument, Level};
@@ -33,34 +35,39 @@ pub(crate) fn is_plain<S: GraphState>(inner: &Inner<S>, node: &GraphNode<S>) -> 
         && inner.retry.is_none()
 }
 
-/// Runs a task in the cheapest way its graph and run allow.
+/// Runs a task in the cheapest way its graph and run allow. `now` is a clock reading taken
+/// just before, if the caller has one (a lone task's step start): a timed task starts from
+/// it instead of reading the clock again.
 pub(crate) async fn run_any<S: GraphState>(
     scope: &Arc<ExecScope>,
     inner: &Inner<S>,
-    node: &GraphNode<S>,
+    (id, node): (NodeId, &GraphNode<S>),
     task: TaskId,
     input: Arc<S>,
     timed: bool,
+    now: Option<Tick>,
 ) -> TaskOutcome<S> {
     if !is_plain(inner, node) || (timed && tracing::enabled!(Level::DEBUG)) {
-        run_task(scope, inner, node, task, input, timed).await
+        run_task(scope, inner, (id, node), task, input, timed).await
     } else if timed {
-        run_timed(scope, node, task, input).await
+        run_timed(scope, (id, node), task, input, now).await
     } else {
         run_bare(scope, node, task, input).await
     }
 }
 
 /// Runs a plain task (see [`is_plain`]) that is timed for its events or the stream: one
-/// attempt, two clock readings, no attempt loop or timeout wrapper.
+/// attempt, at most two clock readings (one when the caller passes `now`), no attempt loop
+/// or timeout wrapper.
 pub(crate) async fn run_timed<S: GraphState>(
     scope: &Arc<ExecScope>,
-    node: &GraphNode<S>,
+    (id, node): (NodeId, &GraphNode<S>),
     task: TaskId,
     input: Arc<S>,
+    now: Option<Tick>,
 ) -> TaskOutcome<S> {
     let step = task.step;
-    let started = Tick::now();
+    let started = now.unwrap_or_else(Tick::now);
     if let Some(event) = report_started(scope, node, step, 1, started) {
         scope.hub.stream(event).await;
     }
@@ -70,7 +77,7 @@ pub(crate) async fn run_timed<S: GraphState>(
         Err(payload) => Err(panicked(&node.name, payload.as_ref())),
     };
     let ended = Tick::now();
-    if let Some(event) = report_finished(scope, node, step, 1, (started, ended), &result) {
+    if let Some(event) = report_finished(scope, (id, node), (step, 1), (started, ended), &result) {
         scope.hub.stream(event).await;
     }
     TaskOutcome { result, attempts: 1, duration: Some(started.until(ended)) }
@@ -113,19 +120,16 @@ fn report_started<S: GraphState>(
 /// [`report_started`] does its start.
 fn report_finished<S: GraphState>(
     scope: &ExecScope,
-    node: &GraphNode<S>,
-    step: u64,
-    attempt: u32,
-    (started, ended): (Tick, Tick),
+    (id, node): (NodeId, &GraphNode<S>),
+    (step, attempt): (u64, u32),
+    span: (Tick, Tick),
     result: &Result<NodeOutput<S>, NodeError>,
 ) -> Option<Event> {
     if !scope.hub.interest().tasks_finished {
         return None;
     }
     let error = result.as_ref().err().map(|error| format!("{error:#}"));
-    let kind =
-        EventKind::TaskFinished { step, node: node.name.clone(), attempt, duration: started.until(ended), error };
-    scope.hub.notify(scope.run, kind, ended)
+    scope.hub.task_finished(scope.run, (step, id, &node.name, attempt), span, error)
 }
 
 /// Runs attempts of `task` until one succeeds or the retry policy gives up.
@@ -137,7 +141,7 @@ fn report_finished<S: GraphState>(
 pub(crate) async fn run_task<S: GraphState>(
     scope: &Arc<ExecScope>,
     inner: &Inner<S>,
-    node: &GraphNode<S>,
+    (id, node): (NodeId, &GraphNode<S>),
     task: TaskId,
     input: Arc<S>,
     timed: bool,
@@ -147,7 +151,7 @@ pub(crate) async fn run_task<S: GraphState>(
     let retry = node.options.retry.as_ref().or(inner.retry.as_ref());
     let Some(retry) = retry else {
         // One attempt: the input moves into it, no retry bookkeeping.
-        let (result, ended) = run_attempt(scope, node, &task, input, 1, started, timeout).await;
+        let (result, ended) = run_attempt(scope, (id, node), &task, input, 1, started, timeout).await;
         let duration = started.zip(ended).map(|(started, ended)| started.until(ended));
         return TaskOutcome { result, attempts: 1, duration };
     };
@@ -155,7 +159,7 @@ pub(crate) async fn run_task<S: GraphState>(
     let mut attempt_started = started;
     loop {
         let (result, ended) =
-            run_attempt(scope, node, &task, Arc::clone(&input), attempt, attempt_started, timeout).await;
+            run_attempt(scope, (id, node), &task, Arc::clone(&input), attempt, attempt_started, timeout).await;
         match result {
             Err(error) if retry.should_retry(attempt, &error) => {
                 tokio::time::sleep(retry.delay_after(attempt, fastrand::f64())).await;
@@ -173,7 +177,7 @@ pub(crate) async fn run_task<S: GraphState>(
 /// One attempt; with `started` (the clock reading of its start), also its end's reading.
 async fn run_attempt<S: GraphState>(
     scope: &Arc<ExecScope>,
-    node: &GraphNode<S>,
+    (id, node): (NodeId, &GraphNode<S>),
     task: &TaskId,
     input: Arc<S>,
     attempt: u32,
@@ -196,7 +200,7 @@ async fn run_attempt<S: GraphState>(
     };
     let ended = started.map(|_| Tick::now());
     if let Some(event) =
-        started.zip(ended).and_then(|span| report_finished(scope, node, task.step, attempt, span, &result))
+        started.zip(ended).and_then(|span| report_finished(scope, (id, node), (task.step, attempt), span, &result))
     {
         scope.hub.stream(event).await;
     }

@@ -4,7 +4,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
-use crate::RunIds;
+use crate::{EventBatch, RunIds};
 
 /// One thing that happened during a run.
 ///
@@ -300,15 +300,17 @@ pub trait EventCallback: Send + Sync + 'static {
         self.on_event(&event);
     }
 
-    /// Whether this sink takes a run's events in batches ([`on_events`](Self::on_events) and
-    /// [`take_events`](Self::take_events)) rather than one by one. Default `false`.
+    /// Whether this sink takes a run's events in batches ([`on_batch`](Self::on_batch) and
+    /// [`take_batch`](Self::take_batch)) rather than one by one. Default `false`.
     ///
     /// A run keeps the events of batching sinks in a buffer of its own, with no lock shared
     /// with other runs and no call per event, and hands it over whenever the run waits (its
     /// future returns `Pending`: a node awaits I/O, a checkpoint write, a slow stream reader),
     /// ends, has buffered a few dozen events or has held the oldest for 50 ms. So a batching
     /// sink is current whenever a run waits, and costs a tight loop of short steps almost
-    /// nothing per event.
+    /// nothing per event: the common events of a step are recorded compactly and become
+    /// [`Event`]s only when the sink asks ([`EventBatch::events`],
+    /// [`EventBatch::into_events`]), on whatever thread it asks.
     ///
     /// Batches are handed over under a lock of the run's buffer (that keeps them in order):
     /// take them without blocking or I/O, as [`on_event`](Self::on_event) should.
@@ -325,20 +327,20 @@ pub trait EventCallback: Send + Sync + 'static {
         false
     }
 
-    /// Receives a batch of events (see [`batches`](Self::batches)). The default passes each
-    /// event the sink is interested in to [`on_event`](Self::on_event).
-    fn on_events(&self, events: &[Event]) {
+    /// Receives a batch of events (see [`batches`](Self::batches)). The default builds each
+    /// event the sink is interested in and passes it to [`on_event`](Self::on_event).
+    fn on_batch(&self, batch: &EventBatch) {
         let interest = self.interest();
-        for event in events.iter().filter(|event| interest.covers(&event.kind)) {
-            self.on_event(event);
+        for event in batch.events().filter(|event| interest.covers(&event.kind)) {
+            self.on_event(&event);
         }
     }
 
     /// Receives a batch nobody needs afterwards, by value (see
     /// [`take_event`](Self::take_event)). The default passes it to
-    /// [`on_events`](Self::on_events).
-    fn take_events(&self, events: Vec<Event>) {
-        self.on_events(&events);
+    /// [`on_batch`](Self::on_batch).
+    fn take_batch(&self, batch: EventBatch) {
+        self.on_batch(&batch);
     }
 }
 

@@ -30,11 +30,14 @@
 //!
 //! This crate has no feature flags.
 
+mod batch;
+pub mod clock;
 mod event;
 mod ids;
 mod live;
 mod metrics_sink;
 
+pub use batch::{EventBatch, NodeNames, RunContext};
 pub use event::{Event, EventCallback, EventKind, Interest, InterruptReason, RunOutcome};
 pub use ids::{RunId, RunIds};
 pub use live::{LiveRun, LiveRuns};

@@ -8,7 +8,7 @@ use std::time::SystemTime;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
-use crate::{Event, EventCallback, EventKind, Interest, RunIds};
+use crate::{Event, EventBatch, EventCallback, EventKind, Interest, RunIds};
 
 /// One run in progress.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -99,30 +99,26 @@ impl LiveRuns {
             EventKind::RunFinished { .. } => {
                 runs.remove(&event.run.run_id);
             }
-            EventKind::SuperstepStarted { step, nodes } => {
-                if let Some(run) = runs.get_mut(&event.run.run_id) {
-                    run.step = *step;
-                    run.running = Arc::clone(nodes);
-                }
-            }
-            // In a batch, a step of one task may show only as its task's end (see
-            // `EventCallback::batches`): a later step than the one known began and ended.
-            EventKind::TaskFinished { step, node, .. } => {
-                if let Some(run) = runs.get_mut(&event.run.run_id)
-                    && *step > run.step
-                {
-                    run.step = *step;
-                    run.running = Arc::from([Arc::clone(node)]);
-                }
+            EventKind::SuperstepStarted { step, nodes } => Self::advance(runs, &event.run, *step, nodes, false),
+            EventKind::TaskFinished { step, node, .. }
+                if runs.get(&event.run.run_id).is_some_and(|live| *step > live.step) =>
+            {
+                Self::advance(runs, &event.run, *step, &Arc::from([Arc::clone(node)]), true);
             }
             _ => {}
         }
     }
 
-    /// Whether `event` says where a run stands, and only that (so of a run of such events
-    /// only the last one matters).
-    fn is_progress(event: &Event) -> bool {
-        matches!(event.kind, EventKind::SuperstepStarted { .. } | EventKind::TaskFinished { .. })
+    /// Records that `run` stands at `step` running `nodes`. A task's end (`ended`) moves a
+    /// run only to a later step: in a batch a step of one task may show only as its task's
+    /// end (see `EventCallback::batches`).
+    fn advance(runs: &mut Runs, run: &RunIds, step: u64, nodes: &Arc<[Arc<str>]>, ended: bool) {
+        if let Some(live) = runs.get_mut(&run.run_id)
+            && (!ended || step > live.step)
+        {
+            live.step = step;
+            live.running = Arc::clone(nodes);
+        }
     }
 }
 
@@ -143,19 +139,21 @@ impl EventCallback for LiveRuns {
         true
     }
 
-    fn on_events(&self, events: &[Event]) {
-        // Of a run's progress events in the batch only the last says where it stands: the
-        // others are skipped (a tight loop batches dozens of steps).
-        let mut last_progress: Vec<(crate::RunId, usize)> = Vec::new();
-        for (index, event) in events.iter().enumerate().rev() {
-            if Self::is_progress(event) && !last_progress.iter().any(|(run, _)| *run == event.run.run_id) {
-                last_progress.push((event.run.run_id, index));
+    fn on_batch(&self, batch: &EventBatch) {
+        // The events kept whole in order (runs starting and ending), then where each run's
+        // last compact step says it stands, unless a kept event said so later: a tight loop
+        // batches dozens of steps, of which only the last matters here.
+        let mut runs = self.runs.lock();
+        let mut later: Vec<(crate::RunId, u32)> = Vec::new();
+        for (index, event) in batch.kept_events() {
+            Self::apply(&mut runs, event);
+            if matches!(event.kind, EventKind::SuperstepStarted { .. } | EventKind::TaskFinished { .. }) {
+                later.push((event.run.run_id, index));
             }
         }
-        let mut runs = self.runs.lock();
-        for (index, event) in events.iter().enumerate() {
-            if !Self::is_progress(event) || last_progress.contains(&(event.run.run_id, index)) {
-                Self::apply(&mut runs, event);
+        for last in batch.last_steps() {
+            if !later.iter().any(|&(run, index)| run == last.run.run_id && index > last.index) {
+                Self::advance(&mut runs, last.run, last.step, last.nodes, last.ended);
             }
         }
     }
@@ -174,7 +172,7 @@ impl EventCallback for Arc<LiveRuns> {
         LiveRuns::batches(self)
     }
 
-    fn on_events(&self, events: &[Event]) {
-        LiveRuns::on_events(self, events);
+    fn on_batch(&self, batch: &EventBatch) {
+        LiveRuns::on_batch(self, batch);
     }
 }

@@ -40,14 +40,14 @@ fn live_runs_read_batches_where_one_task_steps_show_only_as_their_task_ends() {
     let (run, other) = (RunIds::root(RunId::new()), RunIds::root(RunId::new()));
     let start = |run| event(run, EventKind::RunStarted { graph: "g".into(), thread_id: None });
     let routed = EventKind::Routed { step: 2, from: "b".into(), label: "again".into(), target: "a".into() };
-    live.on_events(&[
+    live.on_batch(&EventBatch::from_events(vec![
         start(run),
         event(run, finished(1, "a")),
         start(other),
         event(run, finished(2, "b")),
         event(other, EventKind::SuperstepStarted { step: 1, nodes: Arc::from([Arc::from("x"), Arc::from("y")]) }),
         event(run, routed),
-    ]);
+    ]));
     let mut now = running(&live);
     now.sort();
     assert_eq!(now, [(1, vec!["x".to_owned(), "y".to_owned()]), (2, vec!["b".to_owned()])]);
@@ -55,11 +55,11 @@ fn live_runs_read_batches_where_one_task_steps_show_only_as_their_task_ends() {
     // An end of a step already known (its start came one by one, or in an earlier batch)
     // changes nothing.
     let other_only = LiveRuns::new();
-    other_only.on_events(&[
+    other_only.on_batch(&EventBatch::from_events(vec![
         start(other),
         event(other, EventKind::SuperstepStarted { step: 1, nodes: Arc::from([Arc::from("x"), Arc::from("y")]) }),
-    ]);
-    other_only.on_events(&[event(other, finished(1, "x"))]);
+    ]));
+    other_only.on_batch(&EventBatch::from_events(vec![event(other, finished(1, "x"))]));
     assert_eq!(running(&other_only), [(1, vec!["x".to_owned(), "y".to_owned()])]);
 }
 

@@ -35,7 +35,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
 
-use dashflow_telemetry::{Event, EventCallback, Interest, RunId};
+use dashflow_telemetry::{Event, EventBatch, EventCallback, Interest, RunId};
 
 use self::traces::TraceSink;
 use self::wake::{Doorbell, Idle, Wait};
@@ -146,6 +146,8 @@ struct Counters {
 enum Command {
     Event(Event),
     Events(Vec<Event>),
+    /// A run's batch, its events still to be built.
+    Batch(EventBatch),
     Flush(SyncSender<Result<()>>),
     Shutdown(SyncSender<Result<()>>),
 }
@@ -396,25 +398,42 @@ impl EventCallback for EventStore {
         true
     }
 
-    fn on_events(&self, events: &[Event]) {
+    fn on_batch(&self, batch: &EventBatch) {
         let interest = self.interest();
-        self.send_batch(events.iter().filter(|event| interest.covers(&event.kind)).cloned().collect());
+        self.send_batch(batch.events().filter(|event| interest.covers(&event.kind)).collect());
     }
 
-    fn take_events(&self, mut events: Vec<Event>) {
-        let interest = self.interest();
-        events.retain(|event| interest.covers(&event.kind));
-        self.send_batch(events);
+    /// The usual way in: the store is the last batching sink, so the batch moves to the
+    /// writer as it is and its events are built there, off the run's thread.
+    fn take_batch(&self, batch: EventBatch) {
+        let count = batch.len();
+        if count == 0 {
+            return;
+        }
+        if !self.reserve(count) {
+            self.counters.dropped.fetch_add(count as u64, Ordering::Relaxed);
+            return;
+        }
+        match self.sender.try_send(Command::Batch(batch)) {
+            Ok(()) => self.ring(),
+            Err(_) => {
+                self.counters.queued.fetch_sub(count, Ordering::Relaxed);
+                self.counters.dropped.fetch_add(count as u64, Ordering::Relaxed);
+            }
+        }
     }
 
-    /// Everything but `TaskStarted` and `SuperstepFinished`: a `TaskFinished` carries its
-    /// duration (so its start), and `SuperstepStarted` names the tasks a step starts, so
-    /// those two would only double the events a step hands over. A run killed mid-step
-    /// still shows which tasks were running: its last `SuperstepStarted`.
+    /// See [`STORED`].
     fn interest(&self) -> Interest {
-        Interest { tasks_started: false, steps_finished: false, ..Interest::ALL }
+        STORED
     }
 }
+
+/// What the store keeps: everything but `TaskStarted` and `SuperstepFinished`. A
+/// `TaskFinished` carries its duration (so its start), and `SuperstepStarted` names the tasks
+/// a step starts, so those two would only double the events a step hands over. A run killed
+/// mid-step still shows which tasks were running: its last `SuperstepStarted`.
+const STORED: Interest = Interest { tasks_started: false, steps_finished: false, ..Interest::ALL };
 
 impl Drop for EventStore {
     fn drop(&mut self) {
@@ -489,6 +508,17 @@ impl Writer {
                         batch.push(event);
                         if batch.len() >= self.max_batch {
                             self.write(&mut batch);
+                        }
+                    }
+                    Command::Batch(events) => {
+                        self.counters.queued.fetch_sub(events.len(), Ordering::Relaxed);
+                        for event in events.into_events() {
+                            if STORED.covers(&event.kind) {
+                                batch.push(event);
+                                if batch.len() >= self.max_batch {
+                                    self.write(&mut batch);
+                                }
+                            }
                         }
                     }
                     Command::Events(events) => {

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use dashflow_executor::{CompileExt, RunConfig};
 use dashflow_graph::{END, START, StateGraph};
-use dashflow_telemetry::{Event, EventCallback, EventKind, Interest};
+use dashflow_telemetry::{Event, EventBatch, EventCallback, EventKind, Interest};
 use tokio::sync::oneshot;
 
 use crate::common::{Recorder, Trail, TrailUpdate, describe, log};
@@ -45,9 +45,9 @@ impl EventCallback for Batches {
         true
     }
 
-    fn take_events(&self, events: Vec<Event>) {
-        assert!(!events.is_empty(), "no empty batches");
-        self.0.lock().unwrap().push(events);
+    fn take_batch(&self, batch: EventBatch) {
+        assert!(!batch.is_empty(), "no empty batches");
+        self.0.lock().unwrap().push(batch.into_events());
     }
 }
 
@@ -184,4 +184,105 @@ async fn a_run_and_its_subgraph_runs_share_one_buffer_and_each_event_arrives_onc
         ]
     );
     assert_eq!(recorded.0.lock().unwrap().len(), 2, "the child's end hands over once, the parent's once more");
+}
+
+/// `count` three times around its own conditional edge, then the end.
+fn counting_loop() -> StateGraph<Trail> {
+    let mut graph = StateGraph::<Trail>::named("loop");
+    graph.add_node("count", crate::common::tick).add_edge(START, "count").add_conditional_edges(
+        "count",
+        |state: &Trail| if state.count < 3 { "again" } else { "done" },
+        [("again", "count"), ("done", END)],
+    );
+    graph
+}
+
+#[tokio::test]
+async fn a_batching_sink_alone_gets_compact_entries_that_build_the_events_a_one_by_one_sink_hears() {
+    // Alone, the batching sink's steps, task ends and routing decisions are recorded as
+    // compact entries; next to a one-by-one sink that wants them too, they would be built.
+    let batches = Batches::default();
+    counting_loop()
+        .compile()
+        .unwrap()
+        .with_callback(batches.clone())
+        .invoke(Trail::default(), RunConfig::new())
+        .await
+        .unwrap();
+    let one_by_one = OneByOne::default();
+    counting_loop()
+        .compile()
+        .unwrap()
+        .with_callback(one_by_one.clone())
+        .invoke(Trail::default(), RunConfig::new())
+        .await
+        .unwrap();
+
+    let heard = one_by_one.0.described();
+    assert_eq!(
+        heard,
+        [
+            "run loop",
+            "step 1 [\"count\"]",
+            "finish 1 count #1",
+            "route 1 count -again-> count",
+            "step 2 [\"count\"]",
+            "finish 2 count #1",
+            "route 2 count -again-> count",
+            "step 3 [\"count\"]",
+            "finish 3 count #1",
+            "route 3 count -done-> __end__",
+            "completed after 3",
+        ]
+    );
+    let folded: Vec<&String> = heard.iter().filter(|event| !event.starts_with("step ")).collect();
+    assert_eq!(batches.described().iter().collect::<Vec<_>>(), folded);
+
+    // Built from clock readings, the events still tell a consistent story: one run's ids,
+    // times that never go backwards, and each task ending its duration after the run began.
+    let events = batches.events();
+    assert!(events.iter().all(|event| event.run == events[0].run));
+    assert!(events.windows(2).all(|pair| pair[0].at <= pair[1].at), "times go forward");
+    for event in &events {
+        if let EventKind::TaskFinished { duration, .. } = &event.kind {
+            assert!(event.at.checked_sub(*duration).is_some_and(|began| began >= events[0].at));
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_waiting_run_hands_over_a_one_task_steps_start_built_from_its_compact_entry() {
+    // The same as `a_batching_sink_has_heard_the_step_a_waiting_node_runs_in`, through the
+    // compact start (no one-by-one sink wants steps here either): the live view of a run
+    // waiting in a node names that node.
+    let (entered_tx, entered) = oneshot::channel::<()>();
+    let (release, release_rx) = oneshot::channel::<()>();
+    let gate = Arc::new(Mutex::new(Some((entered_tx, release_rx))));
+    let mut graph = StateGraph::<Trail>::named("live");
+    graph
+        .add_node("slow", move |_: Arc<Trail>| {
+            let gate = gate.lock().unwrap().take();
+            async move {
+                let (entered, release) = gate.expect("`slow` runs once");
+                entered.send(()).unwrap();
+                release.await.unwrap();
+                Ok(TrailUpdate::default())
+            }
+        })
+        .add_edge(START, "slow")
+        .add_edge("slow", END);
+    let live = Arc::new(dashflow_telemetry::LiveRuns::new());
+    let app = graph.compile().unwrap().with_shared_callback(Arc::clone(&live) as Arc<dyn EventCallback>);
+    let run = tokio::spawn(async move { app.invoke(Trail::default(), RunConfig::new()).await });
+
+    entered.await.unwrap();
+    let running: Vec<(u64, Vec<String>)> = live
+        .snapshot()
+        .iter()
+        .map(|run| (run.step, run.running.iter().map(|node| node.to_string()).collect()))
+        .collect();
+    assert_eq!(running, [(1, vec!["slow".to_owned()])]);
+    release.send(()).unwrap();
+    run.await.unwrap().unwrap();
+    assert!(live.snapshot().is_empty());
 }

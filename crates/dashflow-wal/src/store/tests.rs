@@ -312,3 +312,35 @@ fn a_writer_behind_skips_the_traces_of_runs_starting_meanwhile_and_keeps_every_e
     assert_eq!(reopen(dir.path()).run_events(late.run_id).unwrap(), piled, "the skipped run's events are all kept");
     drop(release);
 }
+
+#[test]
+fn a_compact_batch_is_built_on_the_writer_and_stored_like_the_events_it_stands_for() {
+    use dashflow_telemetry::clock::{RunClock, Tick};
+    use dashflow_telemetry::{NodeNames, RunContext};
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = EventStore::open(dir.path(), config()).unwrap();
+    let run = root();
+    let names = Arc::new(NodeNames::new(["a", "b"].map(Arc::from)));
+    let context = Arc::new(RunContext::new(run, RunClock::new(), names));
+    let events = whole_run(run, "g", 0);
+    let mut batch = EventBatch::new();
+    batch.push_event(events[0].clone());
+    let (t0, t1) = (Tick::now(), Tick::now());
+    batch.push_step_started(&context, 1, 0, t0);
+    batch.push_task_finished(&context, (1, 0, 1), (t0, t1), None);
+    batch.push_routed(&context, 1, (0, Arc::from("next"), 1), t1);
+    // Not stored: the store asks for no task starts.
+    batch.push_event(Event::now(run, EventKind::TaskStarted { step: 2, node: "b".into(), attempt: 1 }));
+    batch.push_task_finished(&context, (2, 1, 1), (t1, t1), Some("boom".to_owned()));
+    batch.push_event(events.last().unwrap().clone());
+    let expected: Vec<Event> =
+        batch.events().filter(|event| !matches!(event.kind, EventKind::TaskStarted { .. })).collect();
+    assert_eq!(expected.len(), 5, "the lone step's start folded into its task's end");
+
+    store.take_batch(batch);
+    store.flush().unwrap();
+    assert_eq!(store.stats().written, 5);
+    let wal = reopen(dir.path());
+    assert_eq!(wal.run_events(run.run_id).unwrap(), expected);
+}

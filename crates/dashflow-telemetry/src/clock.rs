@@ -1,4 +1,6 @@
-//! The clock that times tasks and steps, and stamps their events.
+//! The clock that times tasks and steps and stamps their events, shared by the executor
+//! (which reads it) and [`EventBatch`](crate::EventBatch) (which turns its readings into
+//! event times and durations).
 //!
 //! A reading is the raw time-stamp counter (through quanta, which calibrates it against the
 //! monotonic clock and falls back to that clock where the counter is unreliable), scaled to
@@ -14,24 +16,25 @@ fn clock() -> &'static quanta::Clock {
     CLOCK.get_or_init(quanta::Clock::new)
 }
 
-/// One clock reading.
+/// One clock reading: cheap to take, turned into a duration or a time only when needed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) struct Tick(u64);
+pub struct Tick(u64);
 
 impl Tick {
-    pub(crate) fn now() -> Self {
+    /// Reads the clock.
+    pub fn now() -> Self {
         Self(clock().raw())
     }
 
     /// The time from `self` to `later` (zero if `later` is not later).
-    pub(crate) fn until(self, later: Tick) -> Duration {
+    pub fn until(self, later: Tick) -> Duration {
         clock().delta(self.0, later.0)
     }
 }
 
 /// Calibrates the clock, once per process and in the background, so that the first observed
 /// run does not wait for it (calibration takes about a millisecond here, at most 200 ms).
-pub(crate) fn warm_up() {
+pub fn warm_up() {
     static WARM: std::sync::Once = std::sync::Once::new();
     WARM.call_once(|| {
         // Without the thread, the first run calibrates instead: slower, never wrong.
@@ -47,17 +50,26 @@ pub(crate) fn warm_up() {
 /// every event as well cost about as much as the rest of the event. A run's event times follow
 /// the monotonic clock from its start, so they never go backwards within a run even if the
 /// system clock is adjusted meanwhile.
-pub(crate) struct RunClock {
+#[derive(Clone, Copy, Debug)]
+pub struct RunClock {
     wall: SystemTime,
     start: Tick,
 }
 
 impl RunClock {
-    pub(crate) fn new() -> Self {
+    /// A clock anchored now.
+    pub fn new() -> Self {
         Self { wall: SystemTime::now(), start: Tick::now() }
     }
 
-    pub(crate) fn wall_time(&self, at: Tick) -> SystemTime {
+    /// The wall-clock time of the reading `at`.
+    pub fn wall_time(&self, at: Tick) -> SystemTime {
         self.wall + self.start.until(at)
+    }
+}
+
+impl Default for RunClock {
+    fn default() -> Self {
+        Self::new()
     }
 }

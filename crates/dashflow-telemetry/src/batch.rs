@@ -1,0 +1,400 @@
+//! A run's events as the executor records them for sinks that take batches
+//! ([`EventCallback::batches`](crate::EventCallback::batches)): compact entries that become
+//! [`Event`]s only when a sink asks for them, on the sink's thread.
+//!
+//! Building an `Event` (copying the run's ids, converting a clock reading to wall-clock time,
+//! cloning shared names) cost more than the step it reported in a tight loop of short steps.
+//! So the events every step has (a one-task step's start, a task's end, a routing decision)
+//! are recorded as a few numbers instead: the node by its index in the graph, times as raw
+//! clock readings. A [`RunContext`] per run holds what turns them into events. Other events
+//! are kept as they are.
+
+use std::sync::Arc;
+
+use crate::clock::{RunClock, Tick};
+use crate::{Event, EventKind, RunIds};
+
+/// One graph's node names by node index, and each as a one-node list (what a one-task step's
+/// `SuperstepStarted` names), built once per compiled graph.
+#[derive(Debug)]
+pub struct NodeNames {
+    names: Box<[Arc<str>]>,
+    lone: Box<[Arc<[Arc<str>]>]>,
+}
+
+impl NodeNames {
+    /// The names of a graph's nodes, in node index order.
+    pub fn new(names: impl IntoIterator<Item = Arc<str>>) -> Self {
+        let names: Box<[Arc<str>]> = names.into_iter().collect();
+        let lone = names.iter().map(|name| Arc::from([Arc::clone(name)])).collect();
+        Self { names, lone }
+    }
+
+    /// The name of node `index`.
+    pub fn name(&self, index: u32) -> Option<&Arc<str>> {
+        self.names.get(index as usize)
+    }
+
+    /// Node `index` as a one-node list.
+    pub fn lone(&self, index: u32) -> Option<&Arc<[Arc<str>]>> {
+        self.lone.get(index as usize)
+    }
+
+    fn name_or_unknown(&self, index: u32) -> Arc<str> {
+        self.name(index).cloned().unwrap_or_else(|| Arc::from("?"))
+    }
+
+    fn lone_or_unknown(&self, index: u32) -> Arc<[Arc<str>]> {
+        self.lone(index).cloned().unwrap_or_else(|| Arc::from([Arc::from("?")]))
+    }
+}
+
+/// What the compact entries of one run refer to: the run's ids, the clock its readings come
+/// from, and its graph's node names.
+#[derive(Debug)]
+pub struct RunContext {
+    ids: RunIds,
+    clock: RunClock,
+    names: Arc<NodeNames>,
+}
+
+impl RunContext {
+    /// The context of the run `ids`, timed by `clock`, of a graph with `names`.
+    pub fn new(ids: RunIds, clock: RunClock, names: Arc<NodeNames>) -> Self {
+        Self { ids, clock, names }
+    }
+
+    /// The run.
+    pub fn ids(&self) -> &RunIds {
+        &self.ids
+    }
+}
+
+/// One recorded event.
+#[derive(Debug)]
+enum Entry {
+    Event(Event),
+    /// A one-task step began: `SuperstepStarted` naming `node` alone.
+    StepStarted {
+        run: u32,
+        step: u64,
+        node: u32,
+        at: Tick,
+    },
+    /// `TaskFinished`, timed by two readings.
+    TaskFinished {
+        run: u32,
+        step: u64,
+        node: u32,
+        attempt: u32,
+        started: Tick,
+        ended: Tick,
+        error: Option<String>,
+    },
+    /// `Routed` from one node to another.
+    Routed {
+        run: u32,
+        step: u64,
+        from: u32,
+        label: Arc<str>,
+        target: u32,
+        at: Tick,
+    },
+}
+
+/// Events of a run (and of the subgraph runs it started) in the order they happened, for the
+/// sinks that take batches. Turn them into [`Event`]s with [`EventBatch::events`] or
+/// [`EventBatch::into_events`]: that work is done by whoever asks, where it is asked.
+#[derive(Debug, Default)]
+pub struct EventBatch {
+    entries: Vec<Entry>,
+    runs: Vec<Arc<RunContext>>,
+    /// Per context in `runs`, the index of its last compact step start or task end: where
+    /// the run stands, for [`LiveRuns`](crate::LiveRuns), without a pass over the batch.
+    last_step: Vec<u32>,
+    /// The indices of the entries kept as events.
+    events_at: Vec<u32>,
+    /// The index in `runs` of the context used last (most entries are the same run's).
+    last_run: u32,
+}
+
+impl EventBatch {
+    /// An empty batch.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// An empty batch with room for `capacity` events.
+    pub fn with_capacity(capacity: usize) -> Self {
+        Self { entries: Vec::with_capacity(capacity), ..Self::default() }
+    }
+
+    /// A batch of these events.
+    pub fn from_events(events: Vec<Event>) -> Self {
+        let mut batch = Self::with_capacity(events.len());
+        for event in events {
+            batch.push_event(event);
+        }
+        batch
+    }
+
+    /// How many events it holds.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether it holds none.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Whether the last event is a run's end (`RunFinished`).
+    pub fn ends_a_run(&self) -> bool {
+        matches!(self.entries.last(), Some(Entry::Event(Event { kind: EventKind::RunFinished { .. }, .. })))
+    }
+
+    /// Adds an event. A first attempt's `TaskFinished` right after its one-task step's
+    /// `SuperstepStarted` replaces it, as in [`push_task_finished`](Self::push_task_finished).
+    pub fn push_event(&mut self, event: Event) {
+        if let Some(Entry::Event(last)) = self.entries.last()
+            && starts_lone_task_of(last, &event)
+        {
+            self.entries.pop();
+            self.events_at.pop();
+        }
+        self.events_at.push(self.next_index());
+        self.entries.push(Entry::Event(event));
+    }
+
+    fn next_index(&self) -> u32 {
+        u32::try_from(self.entries.len()).unwrap_or(u32::MAX)
+    }
+
+    /// Adds the start of step `step` of `run`, whose one task runs node `node`, at `at`.
+    pub fn push_step_started(&mut self, run: &Arc<RunContext>, step: u64, node: u32, at: Tick) {
+        let run = self.run_index(run);
+        self.last_step[run as usize] = self.next_index();
+        self.entries.push(Entry::StepStarted { run, step, node, at });
+    }
+
+    /// Adds the end of attempt `attempt` of node `node`'s task in step `step` of `run`, which
+    /// ran from `started` to `ended`, with its error if it failed. The end of a first attempt
+    /// right after its one-task step's start replaces that start (see
+    /// [`EventCallback::batches`](crate::EventCallback::batches)).
+    pub fn push_task_finished(
+        &mut self,
+        run: &Arc<RunContext>,
+        (step, node, attempt): (u64, u32, u32),
+        (started, ended): (Tick, Tick),
+        error: Option<String>,
+    ) {
+        let run = self.run_index(run);
+        if attempt == 1
+            && let Some(Entry::StepStarted { run: start_run, step: start_step, node: start_node, .. }) =
+                self.entries.last()
+            && (*start_run, *start_step, *start_node) == (run, step, node)
+        {
+            self.entries.pop();
+        }
+        self.last_step[run as usize] = self.next_index();
+        self.entries.push(Entry::TaskFinished { run, step, node, attempt, started, ended, error });
+    }
+
+    /// Adds the routing decision after step `step` of `run`: node `from`'s conditional edge
+    /// chose `label`, which leads to node `target`.
+    pub fn push_routed(
+        &mut self,
+        run: &Arc<RunContext>,
+        step: u64,
+        (from, label, target): (u32, Arc<str>, u32),
+        at: Tick,
+    ) {
+        let run = self.run_index(run);
+        self.entries.push(Entry::Routed { run, step, from, label, target, at });
+    }
+
+    fn run_index(&mut self, run: &Arc<RunContext>) -> u32 {
+        if let Some(last) = self.runs.get(self.last_run as usize)
+            && Arc::ptr_eq(last, run)
+        {
+            return self.last_run;
+        }
+        let index = match self.runs.iter().position(|known| Arc::ptr_eq(known, run)) {
+            Some(index) => index,
+            None => {
+                self.runs.push(Arc::clone(run));
+                self.last_step.push(u32::MAX);
+                self.runs.len() - 1
+            }
+        };
+        self.last_run = u32::try_from(index).unwrap_or(u32::MAX);
+        self.last_run
+    }
+
+    /// The events, built one by one.
+    pub fn events(&self) -> impl Iterator<Item = Event> + '_ {
+        self.entries.iter().map(|entry| match entry {
+            Entry::TaskFinished { error, .. } => self.build(entry, error.clone()),
+            entry => self.build(entry, None),
+        })
+    }
+
+    /// The events, built.
+    pub fn into_events(mut self) -> Vec<Event> {
+        let entries = std::mem::take(&mut self.entries);
+        entries
+            .into_iter()
+            .map(|entry| match entry {
+                Entry::Event(event) => event,
+                mut entry => {
+                    let error = match &mut entry {
+                        Entry::TaskFinished { error, .. } => error.take(),
+                        _ => None,
+                    };
+                    self.build(&entry, error)
+                }
+            })
+            .collect()
+    }
+
+    /// The event `entry` stands for; `error` is a failed task's error.
+    fn build(&self, entry: &Entry, error: Option<String>) -> Event {
+        match entry {
+            Entry::Event(event) => event.clone(),
+            Entry::StepStarted { run, step, node, at } => {
+                let run = &self.runs[*run as usize];
+                let kind = EventKind::SuperstepStarted { step: *step, nodes: run.names.lone_or_unknown(*node) };
+                Event::at(run.ids, run.clock.wall_time(*at), kind)
+            }
+            Entry::TaskFinished { run, step, node, attempt, started, ended, .. } => {
+                let run = &self.runs[*run as usize];
+                let kind = EventKind::TaskFinished {
+                    step: *step,
+                    node: run.names.name_or_unknown(*node),
+                    attempt: *attempt,
+                    duration: started.until(*ended),
+                    error,
+                };
+                Event::at(run.ids, run.clock.wall_time(*ended), kind)
+            }
+            Entry::Routed { run, step, from, label, target, at } => {
+                let run = &self.runs[*run as usize];
+                let kind = EventKind::Routed {
+                    step: *step,
+                    from: run.names.name_or_unknown(*from),
+                    label: Arc::clone(label),
+                    target: run.names.name_or_unknown(*target),
+                };
+                Event::at(run.ids, run.clock.wall_time(*at), kind)
+            }
+        }
+    }
+
+    /// The events kept as they are, with their places in the batch, in order.
+    pub(crate) fn kept_events(&self) -> impl Iterator<Item = (u32, &Event)> + '_ {
+        self.events_at.iter().filter_map(|&index| match self.entries.get(index as usize) {
+            Some(Entry::Event(event)) => Some((index, event)),
+            _ => None,
+        })
+    }
+
+    /// Per run with compact steps in the batch, where its last one says it stands.
+    pub(crate) fn last_steps(&self) -> impl Iterator<Item = LastStep<'_>> + '_ {
+        self.runs.iter().zip(&self.last_step).filter_map(|(run, &index)| {
+            let (step, node, ended) = match self.entries.get(index as usize)? {
+                Entry::StepStarted { step, node, .. } => (*step, *node, false),
+                Entry::TaskFinished { step, node, .. } => (*step, *node, true),
+                _ => return None,
+            };
+            Some(LastStep { index, run: &run.ids, step, nodes: run.names.lone(node)?, ended })
+        })
+    }
+}
+
+/// Where a run's last compact step in a batch says it stands (see
+/// [`EventBatch::last_steps`]): its place in the batch, the run, the step, its one node,
+/// and whether the step's task ended there.
+pub(crate) struct LastStep<'a> {
+    pub(crate) index: u32,
+    pub(crate) run: &'a RunIds,
+    pub(crate) step: u64,
+    pub(crate) nodes: &'a Arc<[Arc<str>]>,
+    pub(crate) ended: bool,
+}
+
+/// Whether `start` is the `SuperstepStarted` of a step of one task that `end` (its first
+/// attempt's `TaskFinished`) ends, in the same run.
+fn starts_lone_task_of(start: &Event, end: &Event) -> bool {
+    match (&start.kind, &end.kind) {
+        (
+            EventKind::SuperstepStarted { step, nodes },
+            EventKind::TaskFinished { step: ended, node, attempt: 1, .. },
+        ) => start.run.run_id == end.run.run_id && step == ended && matches!(&**nodes, [only] if only == node),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::RunId;
+
+    fn context(names: &[&str]) -> Arc<RunContext> {
+        let names = Arc::new(NodeNames::new(names.iter().map(|name| Arc::from(*name))));
+        Arc::new(RunContext::new(RunIds::root(RunId::new()), RunClock::new(), names))
+    }
+
+    #[test]
+    fn entries_become_the_events_they_stand_for_in_order() {
+        let run = context(&["a", "b"]);
+        let (t0, t1) = (Tick::now(), Tick::now());
+        let mut batch = EventBatch::new();
+        batch.push_event(Event::now(*run.ids(), EventKind::RunStarted { graph: "g".into(), thread_id: None }));
+        batch.push_step_started(&run, 1, 0, t0);
+        batch.push_routed(&run, 1, (0, Arc::from("next"), 1), t1);
+        batch.push_task_finished(&run, (2, 1, 2), (t0, t1), Some("boom".to_owned()));
+        let built = batch.events().collect::<Vec<_>>();
+        assert_eq!(built, batch.into_events());
+        let kinds: Vec<EventKind> = built.iter().map(|event| event.kind.clone()).collect();
+        assert_eq!(
+            kinds[1..],
+            [
+                EventKind::SuperstepStarted { step: 1, nodes: Arc::from([Arc::from("a")]) },
+                EventKind::Routed { step: 1, from: "a".into(), label: "next".into(), target: "b".into() },
+                EventKind::TaskFinished {
+                    step: 2,
+                    node: "b".into(),
+                    attempt: 2,
+                    duration: t0.until(t1),
+                    error: Some("boom".to_owned())
+                },
+            ]
+        );
+        assert!(built.iter().all(|event| event.run == *run.ids()));
+        assert!(built[1].at <= built[2].at, "times follow the readings");
+        assert!(t0.until(t1) < Duration::from_secs(60));
+    }
+
+    #[test]
+    fn a_first_attempts_end_replaces_its_lone_steps_start_and_nothing_else_does() {
+        let (run, other) = (context(&["a", "b"]), context(&["a", "b"]));
+        let t = Tick::now();
+        let ends = |batch: EventBatch| -> Vec<String> {
+            batch.into_events().iter().map(|event| format!("{:?}", std::mem::discriminant(&event.kind))).collect()
+        };
+        let mut folded = EventBatch::new();
+        folded.push_step_started(&run, 1, 0, t);
+        folded.push_task_finished(&run, (1, 0, 1), (t, t), None);
+        assert_eq!(folded.len(), 1);
+
+        for (step, node, attempt, by) in [(2, 0, 1, &run), (1, 1, 1, &run), (1, 0, 2, &run), (1, 0, 1, &other)] {
+            let mut kept = EventBatch::new();
+            kept.push_step_started(&run, 1, 0, t);
+            kept.push_task_finished(by, (step, node, attempt), (t, t), None);
+            assert_eq!(kept.len(), 2, "step {step}, node {node}, attempt {attempt}");
+            assert_eq!(ends(kept).len(), 2);
+        }
+    }
+}
