@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dashflow_checkpoint::{Checkpointer, Codec};
-use dashflow_graph::{Command, Graph, GraphError, GraphSchema, GraphState, MergeableState, RetryPolicy, StateGraph};
+use dashflow_graph::{
+    Command, Graph, GraphError, GraphSchema, GraphState, MergeableState, RetryPolicy, Route, StateGraph,
+};
 use dashflow_scheduler::{Scheduler, TokioScheduler};
 use dashflow_telemetry::{EventCallback, NodeNames, RunIds};
 use tokio::sync::mpsc;
@@ -92,7 +94,15 @@ impl<S: GraphState> CompiledGraph<S> {
         let nodes = graph.node_count();
         // A schema is plain data (strings, numbers, lists): serializing it cannot fail.
         let schema_json = Arc::new(serde_json::to_value(graph.schema()).unwrap_or_default());
-        let names = Arc::new(NodeNames::new(graph.nodes().iter().map(|node| Arc::clone(&node.name))));
+        let labels = graph.nodes().iter().map(|node| {
+            let edge_labels = |route: &Route<S>| match route {
+                Route::Conditional(conditional) => conditional.labels().map(Arc::from).collect(),
+                _ => Vec::new(),
+            };
+            node.routes.iter().map(edge_labels).collect()
+        });
+        let names = NodeNames::new(graph.nodes().iter().map(|node| Arc::clone(&node.name))).with_labels(labels);
+        let names = Arc::new(names);
         let has_subgraphs = graph.nodes().iter().any(|node| node.node.is_subgraph());
         let inner = Inner {
             graph: Arc::new(graph),

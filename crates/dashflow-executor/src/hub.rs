@@ -245,6 +245,24 @@ impl EventHub {
         self.notify(run, kind, ended)
     }
 
+    /// Records, as a compact entry, that node `from`'s conditional edge chose `label`, leading
+    /// to node `target`, if only batching sinks want routing decisions; `false` if the
+    /// decision must go through [`EventHub::routed`] instead.
+    pub(crate) fn record_route(
+        &self,
+        step: u64,
+        from: NodeId,
+        (edge, position): (usize, usize),
+        target: NodeId,
+    ) -> bool {
+        let (Some(batcher), true) = (&self.batcher, self.compact.routes) else { return false };
+        let Some(label) = self.context.names().label_index(node_index(from), edge, position) else { return false };
+        let at = Tick::now();
+        let route = (node_index(from), label, node_index(target));
+        batcher.record(at, |batch| batch.push_routed(&self.context, step, route, at));
+        true
+    }
+
     /// Reports a routing decision after step `step`: node `from`'s conditional edge (`None`:
     /// `START`'s) chose `label`, leading to node `target` (`None`: the end). `names` names
     /// both, when the decision is built as an event.
@@ -256,11 +274,6 @@ impl EventHub {
         at: Tick,
         names: impl FnOnce(Option<NodeId>, Option<NodeId>) -> (Arc<str>, Arc<str>),
     ) -> Option<Event> {
-        if let (Some(batcher), Some(from), Some(target), true) = (&self.batcher, from, target, self.compact.routes) {
-            let route = (node_index(from), label, node_index(target));
-            batcher.record(at, |batch| batch.push_routed(&self.context, step, route, at));
-            return None;
-        }
         let (from, target) = names(from, target);
         self.notify(run, EventKind::Routed { step, from, label, target }, at)
     }

@@ -313,8 +313,8 @@ impl<S: GraphState> Loop<S> {
         match start {
             None => {
                 self.send_values().await;
-                let routing = self.params.hub.routing();
-                self.routing.route(&self.params.inner.graph, &self.state, 0, routing, None, Vec::new())?;
+                let observer = self.params.hub.routing().then_some(&*self.params.hub);
+                self.routing.route(&self.params.inner.graph, &self.state, 0, observer, None, Vec::new())?;
                 self.emit_routing_events().await;
                 self.advance_frontier();
                 self.commit(Source::Input, input_update.as_ref()).await?;
@@ -603,10 +603,10 @@ impl<S: GraphState> Loop<S> {
             self.send_values().await;
         }
         let graph = &self.params.inner.graph;
-        let routing = self.params.hub.routing();
+        let observer = self.params.hub.routing().then_some(&*self.params.hub);
         for done in &mut self.results.done {
             let gotos = std::mem::take(&mut done.gotos);
-            self.routing.route(graph, &self.state, self.step, routing, Some(done.node), gotos)?;
+            self.routing.route(graph, &self.state, self.step, observer, Some(done.node), gotos)?;
         }
         if !self.routing.events.is_empty() {
             self.emit_routing_events().await;
@@ -829,7 +829,7 @@ impl<S: GraphState> Routing<S> {
         graph: &Graph<S>,
         state: &S,
         step: u64,
-        observed: bool,
+        observer: Option<&EventHub>,
         from: Option<NodeId>,
         gotos: Vec<Goto<S>>,
     ) -> Result<(), Error> {
@@ -841,21 +841,29 @@ impl<S: GraphState> Routing<S> {
                 (&start_name, graph.start_routes())
             }
         };
-        for route in routes {
+        for (edge, route) in routes.iter().enumerate() {
             match route {
                 Route::Direct(target) => self.schedule(*target),
                 Route::Conditional(conditional) => {
                     let labels = conditional.route(state);
                     for label in labels.iter() {
-                        let Some((label, target)) = conditional.resolve(label) else {
+                        let Some((position, label, target)) = conditional.resolve_at(label) else {
                             return Err(Error::UnknownLabel {
                                 node: from_name.clone(),
                                 label: label.to_owned(),
                                 known: conditional.labels().collect::<Vec<_>>().join(", "),
                             });
                         };
-                        if observed {
-                            self.events.push(Decision { step, from, label: label.clone(), target });
+                        if let Some(hub) = observer {
+                            // A decision between two nodes only batching sinks want is
+                            // recorded now; others are built after the step's routing.
+                            let recorded = match (from, target) {
+                                (Some(from), Target::Node(to)) => hub.record_route(step, from, (edge, position), to),
+                                _ => false,
+                            };
+                            if !recorded {
+                                self.events.push(Decision { step, from, label: label.clone(), target });
+                            }
                         }
                         self.schedule(target);
                     }
@@ -923,7 +931,7 @@ pub(crate) fn position_after<S: GraphState>(
         join_seen: position.join_seen,
         events: Vec::new(),
     };
-    routing.route(graph, state, position.step, false, Some(node), Vec::new())?;
+    routing.route(graph, state, position.step, None, Some(node), Vec::new())?;
     let frontier = routing
         .next
         .into_iter()

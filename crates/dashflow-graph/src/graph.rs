@@ -48,7 +48,16 @@ impl<S> ConditionalRoute<S> {
 
     /// The target of `label`, with the label as the mapping spells it.
     pub fn resolve(&self, label: &str) -> Option<(&NodeName, Target)> {
-        self.mapping.iter().find(|(known, _)| &**known == label).map(|(known, target)| (known, *target))
+        self.resolve_at(label).map(|(_, known, target)| (known, target))
+    }
+
+    /// [`resolve`](Self::resolve), with the label's place among [`labels`](Self::labels).
+    pub fn resolve_at(&self, label: &str) -> Option<(usize, &NodeName, Target)> {
+        self.mapping
+            .iter()
+            .enumerate()
+            .find(|(_, (known, _))| &**known == label)
+            .map(|(index, (known, target))| (index, known, *target))
     }
 
     /// Every label the mapping knows, for error messages.

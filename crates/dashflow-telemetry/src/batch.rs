@@ -20,14 +20,54 @@ use crate::{Event, EventKind, RunIds};
 pub struct NodeNames {
     names: Box<[Arc<str>]>,
     lone: Box<[Arc<[Arc<str>]>]>,
+    /// Every label of every conditional edge, numbered node by node, edge by edge.
+    labels: Box<[Arc<str>]>,
+    /// Per node and edge, the number of the edge's first label.
+    first_label: Box<[Box<[u32]>]>,
 }
 
 impl NodeNames {
     /// The names of a graph's nodes, in node index order.
+    ///
+    /// The names are copied: events built from them on a sink's thread then touch no
+    /// reference count the run's thread touches (the graph's own names are cloned for every
+    /// task), so the two threads do not contend for those cache lines.
     pub fn new(names: impl IntoIterator<Item = Arc<str>>) -> Self {
-        let names: Box<[Arc<str>]> = names.into_iter().collect();
+        let names: Box<[Arc<str>]> = names.into_iter().map(|name| Arc::from(&*name)).collect();
         let lone = names.iter().map(|name| Arc::from([Arc::clone(name)])).collect();
-        Self { names, lone }
+        Self { names, lone, labels: Box::default(), first_label: Box::default() }
+    }
+
+    /// Adds the labels of the graph's conditional edges: per node (in index order), per
+    /// outgoing edge (in order), the edge's labels (none for an edge that is not
+    /// conditional). Copied, like the names.
+    pub fn with_labels(mut self, per_node: impl IntoIterator<Item = Vec<Vec<Arc<str>>>>) -> Self {
+        let mut labels = Vec::new();
+        let mut first_label = Vec::new();
+        for edges in per_node {
+            let mut firsts = Vec::with_capacity(edges.len());
+            for edge in edges {
+                firsts.push(u32::try_from(labels.len()).unwrap_or(u32::MAX));
+                labels.extend(edge.iter().map(|label| Arc::from(&**label)));
+            }
+            first_label.push(firsts.into_boxed_slice());
+        }
+        self.labels = labels.into_boxed_slice();
+        self.first_label = first_label.into_boxed_slice();
+        self
+    }
+
+    /// The number of label `position` of edge `edge` of node `node` (see
+    /// [`with_labels`](Self::with_labels)).
+    pub fn label_index(&self, node: u32, edge: usize, position: usize) -> Option<u32> {
+        let first = *self.first_label.get(node as usize)?.get(edge)?;
+        let index = first.checked_add(u32::try_from(position).ok()?)?;
+        ((index as usize) < self.labels.len()).then_some(index)
+    }
+
+    /// Label number `index`.
+    pub fn label(&self, index: u32) -> Option<&Arc<str>> {
+        self.labels.get(index as usize)
     }
 
     /// The name of node `index`.
@@ -68,7 +108,19 @@ impl RunContext {
     pub fn ids(&self) -> &RunIds {
         &self.ids
     }
+
+    /// Its graph's names.
+    pub fn names(&self) -> &Arc<NodeNames> {
+        &self.names
+    }
 }
+
+/// Emptied entry buffers, for the next batches: a batch is filled on a run's thread and
+/// emptied on a sink's (the WAL's writer), and freeing it there, into the allocator arena of
+/// the run's thread, made the two threads contend for that arena. At most
+/// [`SPARE_BUFFERS`] are kept.
+static SPARE: parking_lot::Mutex<Vec<Vec<Entry>>> = parking_lot::Mutex::new(Vec::new());
+const SPARE_BUFFERS: usize = 64;
 
 /// One recorded event.
 #[derive(Debug)]
@@ -96,7 +148,7 @@ enum Entry {
         run: u32,
         step: u64,
         from: u32,
-        label: Arc<str>,
+        label: u32,
         target: u32,
         at: Tick,
     },
@@ -126,7 +178,14 @@ impl EventBatch {
 
     /// An empty batch with room for `capacity` events.
     pub fn with_capacity(capacity: usize) -> Self {
-        Self { entries: Vec::with_capacity(capacity), ..Self::default() }
+        let entries = match SPARE.lock().pop() {
+            Some(mut spare) => {
+                spare.reserve(capacity);
+                spare
+            }
+            None => Vec::with_capacity(capacity),
+        };
+        Self { entries, ..Self::default() }
     }
 
     /// A batch of these events.
@@ -201,14 +260,9 @@ impl EventBatch {
     }
 
     /// Adds the routing decision after step `step` of `run`: node `from`'s conditional edge
-    /// chose `label`, which leads to node `target`.
-    pub fn push_routed(
-        &mut self,
-        run: &Arc<RunContext>,
-        step: u64,
-        (from, label, target): (u32, Arc<str>, u32),
-        at: Tick,
-    ) {
+    /// chose label number `label` (see [`NodeNames::label_index`]), which leads to node
+    /// `target`.
+    pub fn push_routed(&mut self, run: &Arc<RunContext>, step: u64, (from, label, target): (u32, u32, u32), at: Tick) {
         let run = self.run_index(run);
         self.entries.push(Entry::Routed { run, step, from, label, target, at });
     }
@@ -241,9 +295,9 @@ impl EventBatch {
 
     /// The events, built.
     pub fn into_events(mut self) -> Vec<Event> {
-        let entries = std::mem::take(&mut self.entries);
-        entries
-            .into_iter()
+        let mut entries = std::mem::take(&mut self.entries);
+        let events = entries
+            .drain(..)
             .map(|entry| match entry {
                 Entry::Event(event) => event,
                 mut entry => {
@@ -254,7 +308,12 @@ impl EventBatch {
                     self.build(&entry, error)
                 }
             })
-            .collect()
+            .collect();
+        let mut spare = SPARE.lock();
+        if spare.len() < SPARE_BUFFERS {
+            spare.push(entries);
+        }
+        events
     }
 
     /// The event `entry` stands for; `error` is a failed task's error.
@@ -282,7 +341,7 @@ impl EventBatch {
                 let kind = EventKind::Routed {
                     step: *step,
                     from: run.names.name_or_unknown(*from),
-                    label: Arc::clone(label),
+                    label: run.names.label(*label).cloned().unwrap_or_else(|| Arc::from("?")),
                     target: run.names.name_or_unknown(*target),
                 };
                 Event::at(run.ids, run.clock.wall_time(*at), kind)
@@ -342,7 +401,8 @@ mod tests {
     use crate::RunId;
 
     fn context(names: &[&str]) -> Arc<RunContext> {
-        let names = Arc::new(NodeNames::new(names.iter().map(|name| Arc::from(*name))));
+        let labels = names.iter().map(|_| vec![vec![Arc::from("next"), Arc::from("done")]]);
+        let names = Arc::new(NodeNames::new(names.iter().map(|name| Arc::from(*name))).with_labels(labels));
         Arc::new(RunContext::new(RunIds::root(RunId::new()), RunClock::new(), names))
     }
 
@@ -353,7 +413,10 @@ mod tests {
         let mut batch = EventBatch::new();
         batch.push_event(Event::now(*run.ids(), EventKind::RunStarted { graph: "g".into(), thread_id: None }));
         batch.push_step_started(&run, 1, 0, t0);
-        batch.push_routed(&run, 1, (0, Arc::from("next"), 1), t1);
+        let next = run.names().label_index(0, 0, 0).unwrap();
+        assert_eq!(run.names().label_index(1, 0, 1).map(|index| &**run.names().label(index).unwrap()), Some("done"));
+        assert_eq!(run.names().label_index(1, 1, 0), None, "node `b` has one edge");
+        batch.push_routed(&run, 1, (0, next, 1), t1);
         batch.push_task_finished(&run, (2, 1, 2), (t0, t1), Some("boom".to_owned()));
         let built = batch.events().collect::<Vec<_>>();
         assert_eq!(built, batch.into_events());

@@ -321,7 +321,8 @@ fn a_compact_batch_is_built_on_the_writer_and_stored_like_the_events_it_stands_f
     let dir = tempfile::tempdir().unwrap();
     let store = EventStore::open(dir.path(), config()).unwrap();
     let run = root();
-    let names = Arc::new(NodeNames::new(["a", "b"].map(Arc::from)));
+    let labels = [vec![vec![Arc::from("next")]], vec![]];
+    let names = Arc::new(NodeNames::new(["a", "b"].map(Arc::from)).with_labels(labels));
     let context = Arc::new(RunContext::new(run, RunClock::new(), names));
     let events = whole_run(run, "g", 0);
     let mut batch = EventBatch::new();
@@ -329,7 +330,7 @@ fn a_compact_batch_is_built_on_the_writer_and_stored_like_the_events_it_stands_f
     let (t0, t1) = (Tick::now(), Tick::now());
     batch.push_step_started(&context, 1, 0, t0);
     batch.push_task_finished(&context, (1, 0, 1), (t0, t1), None);
-    batch.push_routed(&context, 1, (0, Arc::from("next"), 1), t1);
+    batch.push_routed(&context, 1, (0, 0, 1), t1);
     // Not stored: the store asks for no task starts.
     batch.push_event(Event::now(run, EventKind::TaskStarted { step: 2, node: "b".into(), attempt: 1 }));
     batch.push_task_finished(&context, (2, 1, 1), (t1, t1), Some("boom".to_owned()));
