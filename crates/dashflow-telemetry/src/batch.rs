@@ -125,33 +125,15 @@ const SPARE_BUFFERS: usize = 64;
 /// One recorded event.
 #[derive(Debug)]
 enum Entry {
-    Event(Event),
+    /// Boxed: an event is three times the size of the other entries, and every entry
+    /// would be copied at that size.
+    Event(Box<Event>),
     /// A one-task step began: `SuperstepStarted` naming `node` alone.
-    StepStarted {
-        run: u32,
-        step: u64,
-        node: u32,
-        at: Tick,
-    },
+    StepStarted { run: u32, step: u64, node: u32, at: Tick },
     /// `TaskFinished`, timed by two readings.
-    TaskFinished {
-        run: u32,
-        step: u64,
-        node: u32,
-        attempt: u32,
-        started: Tick,
-        ended: Tick,
-        error: Option<String>,
-    },
+    TaskFinished { run: u32, step: u64, node: u32, attempt: u32, started: Tick, ended: Tick, error: Option<Box<str>> },
     /// `Routed` from one node to another.
-    Routed {
-        run: u32,
-        step: u64,
-        from: u32,
-        label: u32,
-        target: u32,
-        at: Tick,
-    },
+    Routed { run: u32, step: u64, from: u32, label: u32, target: u32, at: Tick },
 }
 
 /// Events of a run (and of the subgraph runs it started) in the order they happened, for the
@@ -209,7 +191,7 @@ impl EventBatch {
 
     /// Whether the last event is a run's end (`RunFinished`).
     pub fn ends_a_run(&self) -> bool {
-        matches!(self.entries.last(), Some(Entry::Event(Event { kind: EventKind::RunFinished { .. }, .. })))
+        matches!(self.entries.last(), Some(Entry::Event(event)) if matches!(event.kind, EventKind::RunFinished { .. }))
     }
 
     /// Adds an event. A first attempt's `TaskFinished` right after its one-task step's
@@ -222,7 +204,7 @@ impl EventBatch {
             self.events_at.pop();
         }
         self.events_at.push(self.next_index());
-        self.entries.push(Entry::Event(event));
+        self.entries.push(Entry::Event(Box::new(event)));
     }
 
     fn next_index(&self) -> u32 {
@@ -253,9 +235,10 @@ impl EventBatch {
                 self.entries.last()
             && (*start_run, *start_step, *start_node) == (run, step, node)
         {
-            self.entries.pop();
+            self.entries.truncate(self.entries.len() - 1);
         }
         self.last_step[run as usize] = self.next_index();
+        let error = error.map(String::into_boxed_str);
         self.entries.push(Entry::TaskFinished { run, step, node, attempt, started, ended, error });
     }
 
@@ -288,7 +271,7 @@ impl EventBatch {
     /// The events, built one by one.
     pub fn events(&self) -> impl Iterator<Item = Event> + '_ {
         self.entries.iter().map(|entry| match entry {
-            Entry::TaskFinished { error, .. } => self.build(entry, error.clone()),
+            Entry::TaskFinished { error, .. } => self.build(entry, error.as_deref().map(str::to_owned)),
             entry => self.build(entry, None),
         })
     }
@@ -299,10 +282,10 @@ impl EventBatch {
         let events = entries
             .drain(..)
             .map(|entry| match entry {
-                Entry::Event(event) => event,
+                Entry::Event(event) => *event,
                 mut entry => {
                     let error = match &mut entry {
-                        Entry::TaskFinished { error, .. } => error.take(),
+                        Entry::TaskFinished { error, .. } => error.take().map(String::from),
                         _ => None,
                     };
                     self.build(&entry, error)
@@ -319,7 +302,7 @@ impl EventBatch {
     /// The event `entry` stands for; `error` is a failed task's error.
     fn build(&self, entry: &Entry, error: Option<String>) -> Event {
         match entry {
-            Entry::Event(event) => event.clone(),
+            Entry::Event(event) => (**event).clone(),
             Entry::StepStarted { run, step, node, at } => {
                 let run = &self.runs[*run as usize];
                 let kind = EventKind::SuperstepStarted { step: *step, nodes: run.names.lone_or_unknown(*node) };
@@ -352,7 +335,7 @@ impl EventBatch {
     /// The events kept as they are, with their places in the batch, in order.
     pub(crate) fn kept_events(&self) -> impl Iterator<Item = (u32, &Event)> + '_ {
         self.events_at.iter().filter_map(|&index| match self.entries.get(index as usize) {
-            Some(Entry::Event(event)) => Some((index, event)),
+            Some(Entry::Event(event)) => Some((index, &**event)),
             _ => None,
         })
     }
@@ -438,6 +421,11 @@ mod tests {
         assert!(built.iter().all(|event| event.run == *run.ids()));
         assert!(built[1].at <= built[2].at, "times follow the readings");
         assert!(t0.until(t1) < Duration::from_secs(60));
+    }
+
+    #[test]
+    fn entries_stay_small_so_recording_one_copies_little() {
+        assert!(std::mem::size_of::<Entry>() <= 64, "{} bytes", std::mem::size_of::<Entry>());
     }
 
     #[test]
