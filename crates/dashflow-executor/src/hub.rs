@@ -3,7 +3,7 @@
 use std::any::Any;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use parking_lot::Mutex;
@@ -41,10 +41,25 @@ pub(crate) struct EventHub {
     interest: Interest,
     clock: RunClock,
     /// The run, its clock and its graph's node names, for the batcher's compact entries.
-    context: Arc<RunContext>,
+    context: RunContext,
     /// Which of a step's common events only the batcher wants: those are recorded as
     /// compact entries instead of built (see [`EventBatch`]).
     compact: Compact,
+    /// The start of this run's current one-task step, not recorded yet (see
+    /// [`EventHub::step_started`]).
+    lone_start: LoneStart,
+}
+
+/// A one-task step's start, held back: its task's end usually comes next and says all the
+/// start would have, so the start is recorded only if anything else comes first (an event,
+/// the run waiting, a subgraph run starting). Atomics, not a lock: holding it back must
+/// cost less than recording it.
+#[derive(Default)]
+struct LoneStart {
+    /// The step, 0 when none is held (steps count from 1).
+    step: AtomicU64,
+    node: AtomicU32,
+    at: AtomicU64,
 }
 
 /// The events a run records compactly (see [`EventHub::compact`]).
@@ -96,8 +111,9 @@ impl EventHub {
             stream_custom,
             interest: direct.union(batched),
             clock,
-            context: Arc::new(RunContext::new(ids, clock, Arc::clone(names))),
+            context: RunContext::new(ids, clock, Arc::clone(names)),
             compact,
+            lone_start: LoneStart::default(),
         }
     }
 
@@ -115,6 +131,8 @@ impl EventHub {
             parents.filter(|parent| !child_callbacks.iter().any(|child| Arc::ptr_eq(child, parent))).collect();
         let callbacks: Vec<_> = child_callbacks.iter().chain(inherited).map(Arc::clone).collect();
         let (batching, callbacks) = split_batching(callbacks);
+        // The child runs inside the parent's current step: that step's start goes first.
+        self.settle_start();
         let batcher = match &self.batcher {
             // The usual case: the child's events join the parent's in one buffer, in order.
             Some(parent) if same_sinks(&parent.sinks, &batching) => Some(Arc::clone(parent)),
@@ -133,6 +151,7 @@ impl EventHub {
     /// The run's future returned `Pending`: batching sinks get what is buffered now, and
     /// events come to them at once until [`EventHub::run_resumes`].
     pub(crate) fn run_waits(&self) {
+        self.settle_start();
         if let Some(batcher) = &self.batcher {
             batcher.waiting.store(true, Ordering::Relaxed);
             batcher.flush();
@@ -182,6 +201,9 @@ impl EventHub {
         }
         let event = Event::at(run, self.clock.wall_time(at), kind);
         let batcher = self.batcher.as_ref().filter(|batcher| batcher.interest.covers(&event.kind));
+        if batcher.is_some() {
+            self.settle_start();
+        }
         // The last callback that wants the event takes it, unless the stream or the batching
         // sinks need it too.
         let last = match self.stream_events || batcher.is_some() {
@@ -220,10 +242,43 @@ impl EventHub {
         at: Tick,
     ) -> Option<Event> {
         if let (Some(batcher), Some(node), true) = (&self.batcher, lone, self.compact.starts) {
-            batcher.record(at, |batch| batch.push_step_started(&self.context, step, node_index(node), at));
+            if self.compact.ends && step > 0 {
+                self.settle_start();
+                self.lone_start.node.store(node_index(node), Ordering::Relaxed);
+                self.lone_start.at.store(at.raw(), Ordering::Relaxed);
+                self.lone_start.step.store(step, Ordering::Release);
+            } else {
+                batcher.record(at, |batch| batch.push_step_started(&self.context, step, node_index(node), at));
+            }
             return None;
         }
         self.notify(run, EventKind::SuperstepStarted { step, nodes: Arc::clone(nodes) }, at)
+    }
+
+    /// Records the held-back step start, if any, unless `ended` (step, node, attempt) is its
+    /// task's first attempt's end, which stands for it.
+    #[inline]
+    fn settle_start_unless(&self, ended: Option<(u64, u32, u32)>) {
+        let step = self.lone_start.step.swap(0, Ordering::AcqRel);
+        if step == 0 {
+            return;
+        }
+        let node = self.lone_start.node.load(Ordering::Relaxed);
+        if ended == Some((step, node, 1)) {
+            return;
+        }
+        if let Some(batcher) = &self.batcher {
+            let at = Tick::from_raw(self.lone_start.at.load(Ordering::Relaxed));
+            batcher.record(at, |batch| batch.push_step_started(&self.context, step, node, at));
+        }
+    }
+
+    /// Records the held-back step start, if any: something else is about to be recorded.
+    #[inline]
+    fn settle_start(&self) {
+        if self.lone_start.step.load(Ordering::Relaxed) != 0 {
+            self.settle_start_unless(None);
+        }
     }
 
     /// Reports that attempt `attempt` of node `node`'s task (named `name`) in step `step`
@@ -237,6 +292,7 @@ impl EventHub {
     ) -> Option<Event> {
         if let (Some(batcher), true) = (&self.batcher, self.compact.ends) {
             let task = (step, node_index(node), attempt);
+            self.settle_start_unless(Some(task));
             batcher.record(ended, |batch| batch.push_task_finished(&self.context, task, (started, ended), error));
             return None;
         }
@@ -257,6 +313,7 @@ impl EventHub {
     ) -> bool {
         let (Some(batcher), true) = (&self.batcher, self.compact.routes) else { return false };
         let Some(label) = self.context.names().label_index(node_index(from), edge, position) else { return false };
+        self.settle_start();
         let at = Tick::now();
         let route = (node_index(from), label, node_index(target));
         batcher.record(at, |batch| batch.push_routed(&self.context, step, route, at));
@@ -304,6 +361,7 @@ impl EventHub {
                 }
             }
             if let Some(batcher) = self.batcher.as_ref().filter(|batcher| batcher.interest.custom) {
+                self.settle_start();
                 batcher.record(Tick::now(), |batch| batch.push_event(event));
             }
         }

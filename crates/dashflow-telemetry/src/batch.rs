@@ -90,8 +90,9 @@ impl NodeNames {
 }
 
 /// What the compact entries of one run refer to: the run's ids, the clock its readings come
-/// from, and its graph's node names.
-#[derive(Debug)]
+/// from, and its graph's node names. A batch keeps a copy per run (no allocation: the names
+/// are shared).
+#[derive(Clone, Debug)]
 pub struct RunContext {
     ids: RunIds,
     clock: RunClock,
@@ -115,19 +116,60 @@ impl RunContext {
     }
 }
 
-/// Emptied entry buffers, for the next batches: a batch is filled on a run's thread and
-/// emptied on a sink's (the WAL's writer), and freeing it there, into the allocator arena of
-/// the run's thread, made the two threads contend for that arena. At most
-/// [`SPARE_BUFFERS`] are kept.
-static SPARE: parking_lot::Mutex<Vec<Vec<Entry>>> = parking_lot::Mutex::new(Vec::new());
+/// Emptied batch buffers, for the next batches. A batch is filled on a run's thread and
+/// emptied on a sink's (the WAL's writer); freeing its memory there, into the allocator arena
+/// of the run's thread, made the two threads contend for that arena's lock (a futex wake-up
+/// per run). So nothing a batch allocates is freed where it is emptied: its buffers come back
+/// here, at most [`SPARE_BUFFERS`] of them.
+static SPARE: parking_lot::Mutex<Vec<Storage>> = parking_lot::Mutex::new(Vec::new());
 const SPARE_BUFFERS: usize = 64;
+
+/// A batch's buffers.
+#[derive(Debug, Default)]
+struct Storage {
+    entries: Vec<Entry>,
+    /// The events kept whole, in order, and where each is among the entries.
+    events: Vec<Event>,
+    events_at: Vec<u32>,
+    runs: Vec<RunContext>,
+    /// Per run in `runs`, the index of its last compact step start or task end: where the
+    /// run stands, for [`LiveRuns`](crate::LiveRuns), without a pass over the batch.
+    last_step: Vec<u32>,
+}
+
+impl Storage {
+    fn spare(capacity: usize) -> Self {
+        match SPARE.lock().pop() {
+            Some(mut spare) => {
+                spare.entries.reserve(capacity);
+                spare
+            }
+            None => Self { entries: Vec::with_capacity(capacity), ..Self::default() },
+        }
+    }
+
+    fn give_back(mut self) {
+        if self.entries.capacity() == 0 {
+            return;
+        }
+        self.entries.clear();
+        self.events.clear();
+        self.events_at.clear();
+        self.runs.clear();
+        self.last_step.clear();
+        let mut spare = SPARE.lock();
+        if spare.len() < SPARE_BUFFERS {
+            spare.push(self);
+        }
+    }
+}
 
 /// One recorded event.
 #[derive(Debug)]
 enum Entry {
-    /// Boxed: an event is three times the size of the other entries, and every entry
-    /// would be copied at that size.
-    Event(Box<Event>),
+    /// An event kept whole, by its place in `Storage::events`: an event is three times the
+    /// size of the other entries, and every entry would be copied at that size.
+    Event,
     /// A one-task step began: `SuperstepStarted` naming `node` alone.
     StepStarted { run: u32, step: u64, node: u32, at: Tick },
     /// `TaskFinished`, timed by two readings.
@@ -141,15 +183,15 @@ enum Entry {
 /// [`EventBatch::into_events`]: that work is done by whoever asks, where it is asked.
 #[derive(Debug, Default)]
 pub struct EventBatch {
-    entries: Vec<Entry>,
-    runs: Vec<Arc<RunContext>>,
-    /// Per context in `runs`, the index of its last compact step start or task end: where
-    /// the run stands, for [`LiveRuns`](crate::LiveRuns), without a pass over the batch.
-    last_step: Vec<u32>,
-    /// The indices of the entries kept as events.
-    events_at: Vec<u32>,
-    /// The index in `runs` of the context used last (most entries are the same run's).
+    storage: Storage,
+    /// The index in `runs` of the run recorded last (most entries are the same run's).
     last_run: u32,
+}
+
+impl Drop for EventBatch {
+    fn drop(&mut self) {
+        std::mem::take(&mut self.storage).give_back();
+    }
 }
 
 impl EventBatch {
@@ -160,14 +202,7 @@ impl EventBatch {
 
     /// An empty batch with room for `capacity` events.
     pub fn with_capacity(capacity: usize) -> Self {
-        let entries = match SPARE.lock().pop() {
-            Some(mut spare) => {
-                spare.reserve(capacity);
-                spare
-            }
-            None => Vec::with_capacity(capacity),
-        };
-        Self { entries, ..Self::default() }
+        Self { storage: Storage::spare(capacity), last_run: 0 }
     }
 
     /// A batch of these events.
@@ -181,41 +216,46 @@ impl EventBatch {
 
     /// How many events it holds.
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.storage.entries.len()
     }
 
     /// Whether it holds none.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.storage.entries.is_empty()
     }
 
     /// Whether the last event is a run's end (`RunFinished`).
     pub fn ends_a_run(&self) -> bool {
-        matches!(self.entries.last(), Some(Entry::Event(event)) if matches!(event.kind, EventKind::RunFinished { .. }))
+        matches!(self.storage.entries.last(), Some(Entry::Event))
+            && matches!(self.storage.events.last(), Some(Event { kind: EventKind::RunFinished { .. }, .. }))
     }
 
     /// Adds an event. A first attempt's `TaskFinished` right after its one-task step's
     /// `SuperstepStarted` replaces it, as in [`push_task_finished`](Self::push_task_finished).
     pub fn push_event(&mut self, event: Event) {
-        if let Some(Entry::Event(last)) = self.entries.last()
+        let storage = &mut self.storage;
+        if let (Some(Entry::Event), Some(last)) = (storage.entries.last(), storage.events.last())
             && starts_lone_task_of(last, &event)
         {
-            self.entries.pop();
-            self.events_at.pop();
+            storage.entries.pop();
+            storage.events.pop();
+            storage.events_at.pop();
         }
-        self.events_at.push(self.next_index());
-        self.entries.push(Entry::Event(Box::new(event)));
+        let index = self.next_index();
+        self.storage.events_at.push(index);
+        self.storage.events.push(event);
+        self.storage.entries.push(Entry::Event);
     }
 
     fn next_index(&self) -> u32 {
-        u32::try_from(self.entries.len()).unwrap_or(u32::MAX)
+        u32::try_from(self.storage.entries.len()).unwrap_or(u32::MAX)
     }
 
     /// Adds the start of step `step` of `run`, whose one task runs node `node`, at `at`.
-    pub fn push_step_started(&mut self, run: &Arc<RunContext>, step: u64, node: u32, at: Tick) {
+    pub fn push_step_started(&mut self, run: &RunContext, step: u64, node: u32, at: Tick) {
         let run = self.run_index(run);
-        self.last_step[run as usize] = self.next_index();
-        self.entries.push(Entry::StepStarted { run, step, node, at });
+        self.storage.last_step[run as usize] = self.next_index();
+        self.storage.entries.push(Entry::StepStarted { run, step, node, at });
     }
 
     /// Adds the end of attempt `attempt` of node `node`'s task in step `step` of `run`, which
@@ -224,7 +264,7 @@ impl EventBatch {
     /// [`EventCallback::batches`](crate::EventCallback::batches)).
     pub fn push_task_finished(
         &mut self,
-        run: &Arc<RunContext>,
+        run: &RunContext,
         (step, node, attempt): (u64, u32, u32),
         (started, ended): (Tick, Tick),
         error: Option<String>,
@@ -232,36 +272,37 @@ impl EventBatch {
         let run = self.run_index(run);
         if attempt == 1
             && let Some(Entry::StepStarted { run: start_run, step: start_step, node: start_node, .. }) =
-                self.entries.last()
+                self.storage.entries.last()
             && (*start_run, *start_step, *start_node) == (run, step, node)
         {
-            self.entries.truncate(self.entries.len() - 1);
+            self.storage.entries.truncate(self.storage.entries.len() - 1);
         }
-        self.last_step[run as usize] = self.next_index();
+        self.storage.last_step[run as usize] = self.next_index();
         let error = error.map(String::into_boxed_str);
-        self.entries.push(Entry::TaskFinished { run, step, node, attempt, started, ended, error });
+        self.storage.entries.push(Entry::TaskFinished { run, step, node, attempt, started, ended, error });
     }
 
     /// Adds the routing decision after step `step` of `run`: node `from`'s conditional edge
     /// chose label number `label` (see [`NodeNames::label_index`]), which leads to node
     /// `target`.
-    pub fn push_routed(&mut self, run: &Arc<RunContext>, step: u64, (from, label, target): (u32, u32, u32), at: Tick) {
+    pub fn push_routed(&mut self, run: &RunContext, step: u64, (from, label, target): (u32, u32, u32), at: Tick) {
         let run = self.run_index(run);
-        self.entries.push(Entry::Routed { run, step, from, label, target, at });
+        self.storage.entries.push(Entry::Routed { run, step, from, label, target, at });
     }
 
-    fn run_index(&mut self, run: &Arc<RunContext>) -> u32 {
-        if let Some(last) = self.runs.get(self.last_run as usize)
-            && Arc::ptr_eq(last, run)
+    fn run_index(&mut self, run: &RunContext) -> u32 {
+        let runs = &mut self.storage.runs;
+        if let Some(last) = runs.get(self.last_run as usize)
+            && last.ids.run_id == run.ids.run_id
         {
             return self.last_run;
         }
-        let index = match self.runs.iter().position(|known| Arc::ptr_eq(known, run)) {
+        let index = match runs.iter().position(|known| known.ids.run_id == run.ids.run_id) {
             Some(index) => index,
             None => {
-                self.runs.push(Arc::clone(run));
-                self.last_step.push(u32::MAX);
-                self.runs.len() - 1
+                runs.push(run.clone());
+                self.storage.last_step.push(u32::MAX);
+                self.storage.runs.len() - 1
             }
         };
         self.last_run = u32::try_from(index).unwrap_or(u32::MAX);
@@ -270,46 +311,59 @@ impl EventBatch {
 
     /// The events, built one by one.
     pub fn events(&self) -> impl Iterator<Item = Event> + '_ {
-        self.entries.iter().map(|entry| match entry {
+        let mut kept = self.storage.events.iter();
+        // Each kept-event entry was pushed with its event, in order.
+        self.storage.entries.iter().filter_map(move |entry| match entry {
+            Entry::Event => kept.next().cloned(),
             Entry::TaskFinished { error, .. } => self.build(entry, error.as_deref().map(str::to_owned)),
             entry => self.build(entry, None),
         })
     }
 
     /// The events, built.
-    pub fn into_events(mut self) -> Vec<Event> {
-        let mut entries = std::mem::take(&mut self.entries);
-        let events = entries
-            .drain(..)
-            .map(|entry| match entry {
-                Entry::Event(event) => *event,
-                mut entry => {
-                    let error = match &mut entry {
-                        Entry::TaskFinished { error, .. } => error.take().map(String::from),
-                        _ => None,
-                    };
-                    self.build(&entry, error)
-                }
-            })
-            .collect();
-        let mut spare = SPARE.lock();
-        if spare.len() < SPARE_BUFFERS {
-            spare.push(entries);
-        }
+    pub fn into_events(self) -> Vec<Event> {
+        let mut events = Vec::with_capacity(self.len());
+        self.append_to(&mut events);
         events
     }
 
-    /// The event `entry` stands for; `error` is a failed task's error.
-    fn build(&self, entry: &Entry, error: Option<String>) -> Event {
-        match entry {
-            Entry::Event(event) => (**event).clone(),
+    /// Builds the events at the end of `events`: a sink that keeps a buffer of its own
+    /// allocates nothing per batch.
+    pub fn append_to(mut self, events: &mut Vec<Event>) {
+        events.reserve(self.len());
+        let mut entries = std::mem::take(&mut self.storage.entries);
+        let mut kept = std::mem::take(&mut self.storage.events);
+        let mut kept_iter = kept.drain(..);
+        let built = entries.drain(..).filter_map(|entry| match entry {
+            Entry::Event => kept_iter.next(),
+            mut entry => {
+                let error = match &mut entry {
+                    Entry::TaskFinished { error, .. } => error.take().map(String::from),
+                    _ => None,
+                };
+                self.build(&entry, error)
+            }
+        });
+        events.extend(built);
+        drop(kept_iter);
+        // The emptied buffers go back with the rest of the storage when `self` drops.
+        self.storage.entries = entries;
+        self.storage.events = kept;
+    }
+
+    /// The event a compact `entry` stands for (`None` for a kept event); `error` is a failed
+    /// task's error.
+    fn build(&self, entry: &Entry, error: Option<String>) -> Option<Event> {
+        let runs = &self.storage.runs;
+        Some(match entry {
+            Entry::Event => return None,
             Entry::StepStarted { run, step, node, at } => {
-                let run = &self.runs[*run as usize];
+                let run = &runs[*run as usize];
                 let kind = EventKind::SuperstepStarted { step: *step, nodes: run.names.lone_or_unknown(*node) };
                 Event::at(run.ids, run.clock.wall_time(*at), kind)
             }
             Entry::TaskFinished { run, step, node, attempt, started, ended, .. } => {
-                let run = &self.runs[*run as usize];
+                let run = &runs[*run as usize];
                 let kind = EventKind::TaskFinished {
                     step: *step,
                     node: run.names.name_or_unknown(*node),
@@ -320,7 +374,7 @@ impl EventBatch {
                 Event::at(run.ids, run.clock.wall_time(*ended), kind)
             }
             Entry::Routed { run, step, from, label, target, at } => {
-                let run = &self.runs[*run as usize];
+                let run = &runs[*run as usize];
                 let kind = EventKind::Routed {
                     step: *step,
                     from: run.names.name_or_unknown(*from),
@@ -329,21 +383,18 @@ impl EventBatch {
                 };
                 Event::at(run.ids, run.clock.wall_time(*at), kind)
             }
-        }
+        })
     }
 
     /// The events kept as they are, with their places in the batch, in order.
     pub(crate) fn kept_events(&self) -> impl Iterator<Item = (u32, &Event)> + '_ {
-        self.events_at.iter().filter_map(|&index| match self.entries.get(index as usize) {
-            Some(Entry::Event(event)) => Some((index, &**event)),
-            _ => None,
-        })
+        self.storage.events_at.iter().copied().zip(&self.storage.events)
     }
 
     /// Per run with compact steps in the batch, where its last one says it stands.
     pub(crate) fn last_steps(&self) -> impl Iterator<Item = LastStep<'_>> + '_ {
-        self.runs.iter().zip(&self.last_step).filter_map(|(run, &index)| {
-            let (step, node, ended) = match self.entries.get(index as usize)? {
+        self.storage.runs.iter().zip(&self.storage.last_step).filter_map(|(run, &index)| {
+            let (step, node, ended) = match self.storage.entries.get(index as usize)? {
                 Entry::StepStarted { step, node, .. } => (*step, *node, false),
                 Entry::TaskFinished { step, node, .. } => (*step, *node, true),
                 _ => return None,
@@ -383,10 +434,10 @@ mod tests {
     use super::*;
     use crate::RunId;
 
-    fn context(names: &[&str]) -> Arc<RunContext> {
+    fn context(names: &[&str]) -> RunContext {
         let labels = names.iter().map(|_| vec![vec![Arc::from("next"), Arc::from("done")]]);
         let names = Arc::new(NodeNames::new(names.iter().map(|name| Arc::from(*name))).with_labels(labels));
-        Arc::new(RunContext::new(RunIds::root(RunId::new()), RunClock::new(), names))
+        RunContext::new(RunIds::root(RunId::new()), RunClock::new(), names)
     }
 
     #[test]

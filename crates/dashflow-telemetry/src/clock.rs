@@ -26,6 +26,16 @@ impl Tick {
         Self(clock().raw())
     }
 
+    /// The reading as a number, to keep it in an atomic.
+    pub fn raw(self) -> u64 {
+        self.0
+    }
+
+    /// A reading [`raw`](Self::raw) gave.
+    pub fn from_raw(raw: u64) -> Self {
+        Self(raw)
+    }
+
     /// The time from `self` to `later` (zero if `later` is not later).
     pub fn until(self, later: Tick) -> Duration {
         clock().delta(self.0, later.0)

@@ -512,13 +512,19 @@ impl Writer {
                     }
                     Command::Batch(events) => {
                         self.counters.queued.fetch_sub(events.len(), Ordering::Relaxed);
-                        for event in events.into_events() {
-                            if STORED.covers(&event.kind) {
-                                batch.push(event);
-                                if batch.len() >= self.max_batch {
-                                    self.write(&mut batch);
-                                }
-                            }
+                        // Built straight into the writer's own buffer: nothing allocated per
+                        // batch (see `EventBatch::append_to`).
+                        let start = batch.len();
+                        events.append_to(&mut batch);
+                        if !batch[start..].iter().all(|event| STORED.covers(&event.kind)) {
+                            let mut index = 0;
+                            batch.retain(|event| {
+                                index += 1;
+                                index <= start || STORED.covers(&event.kind)
+                            });
+                        }
+                        if batch.len() >= self.max_batch {
+                            self.write(&mut batch);
                         }
                     }
                     Command::Events(events) => {

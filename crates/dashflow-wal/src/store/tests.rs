@@ -323,7 +323,7 @@ fn a_compact_batch_is_built_on_the_writer_and_stored_like_the_events_it_stands_f
     let run = root();
     let labels = [vec![vec![Arc::from("next")]], vec![]];
     let names = Arc::new(NodeNames::new(["a", "b"].map(Arc::from)).with_labels(labels));
-    let context = Arc::new(RunContext::new(run, RunClock::new(), names));
+    let context = RunContext::new(run, RunClock::new(), names);
     let events = whole_run(run, "g", 0);
     let mut batch = EventBatch::new();
     batch.push_event(events[0].clone());
