@@ -634,11 +634,14 @@ mod micros {
 /// A map keyed by data of the writer's own runs (step numbers, node names, run ids), hashed
 /// with a fast non-cryptographic hash: building traces hashes a key or two per event, and
 /// SipHash's protection against crafted collisions buys nothing for these keys.
-type FastMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<FxHasher>>;
+pub(crate) type FastMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<FxHasher>>;
+
+/// A set hashed like [`FastMap`].
+pub(crate) type FastSet<K> = std::collections::HashSet<K, std::hash::BuildHasherDefault<FxHasher>>;
 
 /// The multiply-rotate hash of rustc (`FxHasher`).
 #[derive(Default)]
-struct FxHasher(u64);
+pub(crate) struct FxHasher(u64);
 
 impl FxHasher {
     const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;

@@ -1,7 +1,6 @@
 //! The event store's trace persistence: the writer thread builds a trace per run from the
 //! events it writes anyway, and persists it when the run finishes.
 
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::time::SystemTime;
@@ -9,7 +8,7 @@ use std::time::SystemTime;
 use dashflow_telemetry::{Event, EventKind, RunId};
 
 use super::Counters;
-use crate::trace::{ExecutionTrace, TraceCollector};
+use crate::trace::{ExecutionTrace, FastSet, TraceCollector};
 use crate::trace_files::{TraceConfig, TraceRetention, apply_trace_retention, write_trace};
 
 /// The trace half of the writer thread.
@@ -26,7 +25,7 @@ pub(super) struct TraceSink {
     /// warning for every run.
     warned: bool,
     /// Runs in progress that are not traced (they started while the writer was behind).
-    skipped: HashSet<RunId>,
+    skipped: FastSet<RunId>,
 }
 
 impl TraceSink {
@@ -43,7 +42,7 @@ impl TraceSink {
             retention_every: config.retention_every.max(1),
             since_retention: 0,
             warned: false,
-            skipped: HashSet::new(),
+            skipped: FastSet::default(),
         })
     }
 
