@@ -171,11 +171,12 @@ enum Entry {
     /// size of the other entries, and every entry would be copied at that size.
     Event,
     /// A one-task step began: `SuperstepStarted` naming `node` alone.
-    StepStarted { run: u32, step: u64, node: u32, at: Tick },
-    /// `TaskFinished`, timed by two readings.
-    TaskFinished { run: u32, step: u64, node: u32, attempt: u32, started: Tick, ended: Tick, error: Option<Box<str>> },
+    StepStarted { run: u32, node: u32, step: u32, at: Tick },
+    /// A successful attempt's `TaskFinished`: when it ended, and how many clock ticks it
+    /// took (failed attempts, and attempts too long for the count, are kept as events).
+    TaskFinished { run: u32, node: u32, step: u32, attempt: u32, ended: Tick, took: u32 },
     /// `Routed` from one node to another.
-    Routed { run: u32, step: u64, from: u32, label: u32, target: u32, at: Tick },
+    Routed { run: u32, step: u32, from: u32, label: u32, target: u32, at: Tick },
 }
 
 /// Events of a run (and of the subgraph runs it started) in the order they happened, for the
@@ -253,9 +254,13 @@ impl EventBatch {
 
     /// Adds the start of step `step` of `run`, whose one task runs node `node`, at `at`.
     pub fn push_step_started(&mut self, run: &RunContext, step: u64, node: u32, at: Tick) {
+        let Ok(step) = u32::try_from(step) else {
+            let kind = EventKind::SuperstepStarted { step, nodes: run.names.lone_or_unknown(node) };
+            return self.push_event(Event::at(run.ids, run.clock.wall_time(at), kind));
+        };
         let run = self.run_index(run);
         self.storage.last_step[run as usize] = self.next_index();
-        self.storage.entries.push(Entry::StepStarted { run, step, node, at });
+        self.storage.entries.push(Entry::StepStarted { run, node, step, at });
     }
 
     /// Adds the end of attempt `attempt` of node `node`'s task in step `step` of `run`, which
@@ -269,23 +274,43 @@ impl EventBatch {
         (started, ended): (Tick, Tick),
         error: Option<String>,
     ) {
-        let run = self.run_index(run);
-        if attempt == 1
-            && let Some(Entry::StepStarted { run: start_run, step: start_step, node: start_node, .. }) =
-                self.storage.entries.last()
-            && (*start_run, *start_step, *start_node) == (run, step, node)
-        {
+        let took = ended.raw().checked_sub(started.raw()).and_then(|took| u32::try_from(took).ok());
+        let short_step = u32::try_from(step).ok();
+        if attempt == 1 && short_step.is_some_and(|step| self.ends_lone_start(run, step, node)) {
             self.storage.entries.truncate(self.storage.entries.len() - 1);
         }
+        let (Some(step), Some(took), None) = (short_step, took, &error) else {
+            let duration = started.until(ended);
+            let kind =
+                EventKind::TaskFinished { step, node: run.names.name_or_unknown(node), attempt, duration, error };
+            return self.push_event(Event::at(run.ids, run.clock.wall_time(ended), kind));
+        };
+        let run = self.run_index(run);
         self.storage.last_step[run as usize] = self.next_index();
-        let error = error.map(String::into_boxed_str);
-        self.storage.entries.push(Entry::TaskFinished { run, step, node, attempt, started, ended, error });
+        self.storage.entries.push(Entry::TaskFinished { run, node, step, attempt, ended, took });
+    }
+
+    /// Whether the last entry is the compact start of step `step` of `run`, whose one task
+    /// runs node `node`.
+    fn ends_lone_start(&mut self, run: &RunContext, step: u32, node: u32) -> bool {
+        let run = self.run_index(run);
+        matches!(self.storage.entries.last(), Some(Entry::StepStarted { run: r, node: n, step: s, .. })
+            if (*r, *n, *s) == (run, node, step))
     }
 
     /// Adds the routing decision after step `step` of `run`: node `from`'s conditional edge
     /// chose label number `label` (see [`NodeNames::label_index`]), which leads to node
     /// `target`.
     pub fn push_routed(&mut self, run: &RunContext, step: u64, (from, label, target): (u32, u32, u32), at: Tick) {
+        let Ok(step) = u32::try_from(step) else {
+            let kind = EventKind::Routed {
+                step,
+                from: run.names.name_or_unknown(from),
+                label: run.names.label(label).cloned().unwrap_or_else(|| Arc::from("?")),
+                target: run.names.name_or_unknown(target),
+            };
+            return self.push_event(Event::at(run.ids, run.clock.wall_time(at), kind));
+        };
         let run = self.run_index(run);
         self.storage.entries.push(Entry::Routed { run, step, from, label, target, at });
     }
@@ -315,8 +340,7 @@ impl EventBatch {
         // Each kept-event entry was pushed with its event, in order.
         self.storage.entries.iter().filter_map(move |entry| match entry {
             Entry::Event => kept.next().cloned(),
-            Entry::TaskFinished { error, .. } => self.build(entry, error.as_deref().map(str::to_owned)),
-            entry => self.build(entry, None),
+            entry => self.build(entry),
         })
     }
 
@@ -336,13 +360,7 @@ impl EventBatch {
         let mut kept_iter = kept.drain(..);
         let built = entries.drain(..).filter_map(|entry| match entry {
             Entry::Event => kept_iter.next(),
-            mut entry => {
-                let error = match &mut entry {
-                    Entry::TaskFinished { error, .. } => error.take().map(String::from),
-                    _ => None,
-                };
-                self.build(&entry, error)
-            }
+            entry => self.build(&entry),
         });
         events.extend(built);
         drop(kept_iter);
@@ -351,32 +369,33 @@ impl EventBatch {
         self.storage.events = kept;
     }
 
-    /// The event a compact `entry` stands for (`None` for a kept event); `error` is a failed
-    /// task's error.
-    fn build(&self, entry: &Entry, error: Option<String>) -> Option<Event> {
+    /// The event a compact `entry` stands for (`None` for a kept event).
+    fn build(&self, entry: &Entry) -> Option<Event> {
         let runs = &self.storage.runs;
         Some(match entry {
             Entry::Event => return None,
             Entry::StepStarted { run, step, node, at } => {
                 let run = &runs[*run as usize];
-                let kind = EventKind::SuperstepStarted { step: *step, nodes: run.names.lone_or_unknown(*node) };
+                let kind =
+                    EventKind::SuperstepStarted { step: u64::from(*step), nodes: run.names.lone_or_unknown(*node) };
                 Event::at(run.ids, run.clock.wall_time(*at), kind)
             }
-            Entry::TaskFinished { run, step, node, attempt, started, ended, .. } => {
+            Entry::TaskFinished { run, node, step, attempt, ended, took } => {
                 let run = &runs[*run as usize];
+                let started = Tick::from_raw(ended.raw() - u64::from(*took));
                 let kind = EventKind::TaskFinished {
-                    step: *step,
+                    step: u64::from(*step),
                     node: run.names.name_or_unknown(*node),
                     attempt: *attempt,
                     duration: started.until(*ended),
-                    error,
+                    error: None,
                 };
                 Event::at(run.ids, run.clock.wall_time(*ended), kind)
             }
             Entry::Routed { run, step, from, label, target, at } => {
                 let run = &runs[*run as usize];
                 let kind = EventKind::Routed {
-                    step: *step,
+                    step: u64::from(*step),
                     from: run.names.name_or_unknown(*from),
                     label: run.names.label(*label).cloned().unwrap_or_else(|| Arc::from("?")),
                     target: run.names.name_or_unknown(*target),
@@ -395,8 +414,8 @@ impl EventBatch {
     pub(crate) fn last_steps(&self) -> impl Iterator<Item = LastStep<'_>> + '_ {
         self.storage.runs.iter().zip(&self.storage.last_step).filter_map(|(run, &index)| {
             let (step, node, ended) = match self.storage.entries.get(index as usize)? {
-                Entry::StepStarted { step, node, .. } => (*step, *node, false),
-                Entry::TaskFinished { step, node, .. } => (*step, *node, true),
+                Entry::StepStarted { step, node, .. } => (u64::from(*step), *node, false),
+                Entry::TaskFinished { step, node, .. } => (u64::from(*step), *node, true),
                 _ => return None,
             };
             Some(LastStep { index, run: &run.ids, step, nodes: run.names.lone(node)?, ended })
@@ -476,7 +495,27 @@ mod tests {
 
     #[test]
     fn entries_stay_small_so_recording_one_copies_little() {
-        assert!(std::mem::size_of::<Entry>() <= 64, "{} bytes", std::mem::size_of::<Entry>());
+        // Half a cache line: entries cross from the run's core to the writer's.
+        assert!(std::mem::size_of::<Entry>() <= 32, "{} bytes", std::mem::size_of::<Entry>());
+    }
+
+    #[test]
+    fn ends_that_do_not_fit_an_entry_are_kept_as_events_and_still_replace_their_start() {
+        let run = context(&["a"]);
+        let start = Tick::from_raw(1_000);
+        let long = Tick::from_raw(1_000 + u64::from(u32::MAX) + 1);
+        let mut batch = EventBatch::new();
+        batch.push_step_started(&run, 1, 0, start);
+        batch.push_task_finished(&run, (1, 0, 1), (start, long), None);
+        batch.push_step_started(&run, u64::from(u32::MAX) + 7, 0, long);
+        batch.push_task_finished(&run, (u64::from(u32::MAX) + 7, 0, 1), (long, long), None);
+        let events = batch.into_events();
+        let kinds: Vec<String> = events.iter().map(|event| format!("{:?}", event.kind)).collect();
+        assert_eq!(events.len(), 2, "{kinds:?}");
+        assert!(
+            matches!(&events[0].kind, EventKind::TaskFinished { step: 1, duration, .. } if *duration == start.until(long))
+        );
+        assert!(matches!(events[1].kind, EventKind::TaskFinished { step, .. } if step == u64::from(u32::MAX) + 7));
     }
 
     #[test]
