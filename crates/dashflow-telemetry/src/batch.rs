@@ -121,7 +121,8 @@ impl RunContext {
 /// of the run's thread, made the two threads contend for that arena's lock (a futex wake-up
 /// per run). So nothing a batch allocates is freed where it is emptied: its buffers come back
 /// here, at most [`SPARE_BUFFERS`] of them.
-static SPARE: parking_lot::Mutex<Vec<Storage>> = parking_lot::Mutex::new(Vec::new());
+static SPARE: parking_lot::Mutex<std::collections::VecDeque<Storage>> =
+    parking_lot::Mutex::new(std::collections::VecDeque::new());
 const SPARE_BUFFERS: usize = 64;
 
 /// A batch's buffers.
@@ -139,7 +140,7 @@ struct Storage {
 
 impl Storage {
     fn spare(capacity: usize) -> Self {
-        match SPARE.lock().pop() {
+        match SPARE.lock().pop_front() {
             Some(mut spare) => {
                 spare.entries.reserve(capacity);
                 spare
@@ -159,7 +160,7 @@ impl Storage {
         self.last_step.clear();
         let mut spare = SPARE.lock();
         if spare.len() < SPARE_BUFFERS {
-            spare.push(self);
+            spare.push_back(self);
         }
     }
 }
@@ -173,11 +174,17 @@ enum Entry {
     /// A one-task step began: `SuperstepStarted` naming `node` alone.
     StepStarted { run: u32, node: u32, step: u32, at: Tick },
     /// A successful attempt's `TaskFinished`: when it ended, and how many clock ticks it
-    /// took (failed attempts, and attempts too long for the count, are kept as events).
-    TaskFinished { run: u32, node: u32, step: u32, attempt: u32, ended: Tick, took: u32 },
+    /// took (failed attempts, and attempts too long for the count, are kept as events); with
+    /// `route`, also the `Routed` decision the node's conditional edge made right after
+    /// (label and target; [`NO_ROUTE`] for none): most steps of a loop then send one entry
+    /// across cores, not two.
+    TaskFinished { run: u16, attempt: u16, node: u32, step: u32, took: u32, ended: Tick, route: [u16; 2] },
     /// `Routed` from one node to another.
     Routed { run: u32, step: u32, from: u32, label: u32, target: u32, at: Tick },
 }
+
+/// The `route` of a [`Entry::TaskFinished`] that carries no routing decision.
+const NO_ROUTE: [u16; 2] = [u16::MAX, u16::MAX];
 
 /// Events of a run (and of the subgraph runs it started) in the order they happened, for the
 /// sinks that take batches. Turn them into [`Event`]s with [`EventBatch::events`] or
@@ -215,7 +222,8 @@ impl EventBatch {
         batch
     }
 
-    /// How many events it holds.
+    /// How many entries it holds: an event each, or two for a task's end that carries the
+    /// routing decision made right after it.
     pub fn len(&self) -> usize {
         self.storage.entries.len()
     }
@@ -279,15 +287,19 @@ impl EventBatch {
         if attempt == 1 && short_step.is_some_and(|step| self.ends_lone_start(run, step, node)) {
             self.storage.entries.truncate(self.storage.entries.len() - 1);
         }
-        let (Some(step), Some(took), None) = (short_step, took, &error) else {
+        let index = self.run_index(run);
+        let (Some(step), Some(took), Ok(short_run), Ok(short_attempt), None) =
+            (short_step, took, u16::try_from(index), u16::try_from(attempt), &error)
+        else {
             let duration = started.until(ended);
             let kind =
                 EventKind::TaskFinished { step, node: run.names.name_or_unknown(node), attempt, duration, error };
             return self.push_event(Event::at(run.ids, run.clock.wall_time(ended), kind));
         };
-        let run = self.run_index(run);
-        self.storage.last_step[run as usize] = self.next_index();
-        self.storage.entries.push(Entry::TaskFinished { run, node, step, attempt, ended, took });
+        self.storage.last_step[index as usize] = self.next_index();
+        let entry =
+            Entry::TaskFinished { run: short_run, attempt: short_attempt, node, step, took, ended, route: NO_ROUTE };
+        self.storage.entries.push(entry);
     }
 
     /// Whether the last entry is the compact start of step `step` of `run`, whose one task
@@ -312,6 +324,16 @@ impl EventBatch {
             return self.push_event(Event::at(run.ids, run.clock.wall_time(at), kind));
         };
         let run = self.run_index(run);
+        // Right after its node's task ended, the decision rides on that entry.
+        if let Some(Entry::TaskFinished { run: r, node, step: s, route, .. }) = self.storage.entries.last_mut()
+            && u32::from(*r) == run
+            && (*node, *s, *route) == (from, step, NO_ROUTE)
+            && let (Ok(label), Ok(target)) = (u16::try_from(label), u16::try_from(target))
+            && [label, target] != NO_ROUTE
+        {
+            *route = [label, target];
+            return;
+        }
         self.storage.entries.push(Entry::Routed { run, step, from, label, target, at });
     }
 
@@ -338,15 +360,19 @@ impl EventBatch {
     pub fn events(&self) -> impl Iterator<Item = Event> + '_ {
         let mut kept = self.storage.events.iter();
         // Each kept-event entry was pushed with its event, in order.
-        self.storage.entries.iter().filter_map(move |entry| match entry {
-            Entry::Event => kept.next().cloned(),
-            entry => self.build(entry),
-        })
+        self.storage
+            .entries
+            .iter()
+            .flat_map(move |entry| match entry {
+                Entry::Event => [kept.next().cloned(), None],
+                entry => self.build(entry),
+            })
+            .flatten()
     }
 
     /// The events, built.
     pub fn into_events(self) -> Vec<Event> {
-        let mut events = Vec::with_capacity(self.len());
+        let mut events = Vec::with_capacity(self.len() + self.len() / 2);
         self.append_to(&mut events);
         events
     }
@@ -354,43 +380,54 @@ impl EventBatch {
     /// Builds the events at the end of `events`: a sink that keeps a buffer of its own
     /// allocates nothing per batch.
     pub fn append_to(mut self, events: &mut Vec<Event>) {
-        events.reserve(self.len());
+        events.reserve(self.len() + self.len() / 2);
         let mut entries = std::mem::take(&mut self.storage.entries);
         let mut kept = std::mem::take(&mut self.storage.events);
         let mut kept_iter = kept.drain(..);
-        let built = entries.drain(..).filter_map(|entry| match entry {
-            Entry::Event => kept_iter.next(),
+        let built = entries.drain(..).flat_map(|entry| match entry {
+            Entry::Event => [kept_iter.next(), None],
             entry => self.build(&entry),
         });
-        events.extend(built);
+        events.extend(built.flatten());
         drop(kept_iter);
         // The emptied buffers go back with the rest of the storage when `self` drops.
         self.storage.entries = entries;
         self.storage.events = kept;
     }
 
-    /// The event a compact `entry` stands for (`None` for a kept event).
-    fn build(&self, entry: &Entry) -> Option<Event> {
+    /// The events a compact `entry` stands for (none for a kept event).
+    fn build(&self, entry: &Entry) -> [Option<Event>; 2] {
         let runs = &self.storage.runs;
-        Some(match entry {
-            Entry::Event => return None,
+        let event = match entry {
+            Entry::Event => return [None, None],
             Entry::StepStarted { run, step, node, at } => {
                 let run = &runs[*run as usize];
                 let kind =
                     EventKind::SuperstepStarted { step: u64::from(*step), nodes: run.names.lone_or_unknown(*node) };
                 Event::at(run.ids, run.clock.wall_time(*at), kind)
             }
-            Entry::TaskFinished { run, node, step, attempt, ended, took } => {
-                let run = &runs[*run as usize];
+            Entry::TaskFinished { run, attempt, node, step, took, ended, route } => {
+                let run = &runs[usize::from(*run)];
                 let started = Tick::from_raw(ended.raw() - u64::from(*took));
+                let at = run.clock.wall_time(*ended);
                 let kind = EventKind::TaskFinished {
                     step: u64::from(*step),
                     node: run.names.name_or_unknown(*node),
-                    attempt: *attempt,
+                    attempt: u32::from(*attempt),
                     duration: started.until(*ended),
                     error: None,
                 };
-                Event::at(run.ids, run.clock.wall_time(*ended), kind)
+                let routed = (*route != NO_ROUTE).then(|| {
+                    let [label, target] = *route;
+                    let kind = EventKind::Routed {
+                        step: u64::from(*step),
+                        from: run.names.name_or_unknown(*node),
+                        label: run.names.label(u32::from(label)).cloned().unwrap_or_else(|| Arc::from("?")),
+                        target: run.names.name_or_unknown(u32::from(target)),
+                    };
+                    Event::at(run.ids, at, kind)
+                });
+                return [Some(Event::at(run.ids, at, kind)), routed];
             }
             Entry::Routed { run, step, from, label, target, at } => {
                 let run = &runs[*run as usize];
@@ -402,7 +439,8 @@ impl EventBatch {
                 };
                 Event::at(run.ids, run.clock.wall_time(*at), kind)
             }
-        })
+        };
+        [Some(event), None]
     }
 
     /// The events kept as they are, with their places in the batch, in order.
@@ -516,6 +554,36 @@ mod tests {
             matches!(&events[0].kind, EventKind::TaskFinished { step: 1, duration, .. } if *duration == start.until(long))
         );
         assert!(matches!(events[1].kind, EventKind::TaskFinished { step, .. } if step == u64::from(u32::MAX) + 7));
+    }
+
+    #[test]
+    fn a_routing_decision_right_after_its_nodes_task_ends_rides_on_that_entry() {
+        let run = context(&["a", "b"]);
+        let (t0, t1) = (Tick::now(), Tick::now());
+        let next = run.names().label_index(0, 0, 0).unwrap();
+        let mut batch = EventBatch::new();
+        batch.push_task_finished(&run, (1, 0, 1), (t0, t1), None);
+        batch.push_routed(&run, 1, (0, next, 1), t1);
+        assert_eq!(batch.len(), 1, "one entry for the end and the decision");
+        // Not right after the end of its own node's task in the same step: entries of its own.
+        batch.push_routed(&run, 1, (0, next, 0), t1);
+        batch.push_task_finished(&run, (2, 1, 1), (t0, t1), None);
+        batch.push_routed(&run, 2, (0, next, 1), t1);
+        batch.push_routed(&run, 3, (1, next, 0), t1);
+        assert_eq!(batch.len(), 5);
+        let described: Vec<String> = batch
+            .into_events()
+            .iter()
+            .map(|event| match &event.kind {
+                EventKind::TaskFinished { step, node, .. } => format!("end {step} {node}"),
+                EventKind::Routed { step, from, label, target } => format!("route {step} {from} {label} {target}"),
+                other => format!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            described,
+            ["end 1 a", "route 1 a next b", "route 1 a next a", "end 2 b", "route 2 a next b", "route 3 b next a"]
+        );
     }
 
     #[test]
