@@ -423,7 +423,9 @@ impl EventCallback for EventStore {
         }
     }
 
-    /// See [`STORED`].
+    /// Everything but `TaskStarted` and `SuperstepFinished`: a `TaskFinished` carries its
+    /// duration (so its start), and `SuperstepStarted` names the tasks a step starts, so
+    /// those two would only double the events a step hands over.
     fn interest(&self) -> Interest {
         STORED
     }
