@@ -286,3 +286,60 @@ async fn a_waiting_run_hands_over_a_one_task_steps_start_built_from_its_compact_
     run.await.unwrap().unwrap();
     assert!(live.snapshot().is_empty());
 }
+
+#[tokio::test]
+async fn a_failed_task_and_a_parallel_step_reach_a_batching_sink_alone_as_whole_events() {
+    // `a` runs alone and fails after `b` and `c`, a parallel step whose tasks end on the
+    // runtime's workers, recorded their ends into the same buffer.
+    let mut graph = StateGraph::<Trail>::named("fails");
+    graph
+        .add_node("b", log("b"))
+        .add_node("c", log("c"))
+        .add_node("a", |_: Arc<Trail>| async { Err::<TrailUpdate, _>(dashflow_graph::NodeError::msg("boom")) })
+        .add_edge(START, "b")
+        .add_edge(START, "c")
+        .add_edge("b", "a")
+        .add_edge("c", "a")
+        .add_edge("a", END);
+    let batches = Batches::default();
+    let app = graph.compile().unwrap().with_callback(batches.clone());
+    app.invoke(Trail::default(), RunConfig::new()).await.unwrap_err();
+
+    let mut heard = batches.described();
+    // The parallel tasks end in either order.
+    heard[2..4].sort();
+    assert_eq!(
+        heard,
+        [
+            "run fails",
+            "step 1 [\"b\", \"c\"]",
+            "finish 1 b #1",
+            "finish 1 c #1",
+            "fail 2 a #1: boom",
+            "failed after 2: node `a` failed at step 2 after 1 attempt(s) (Failed): boom",
+        ]
+    );
+}
+
+#[tokio::test]
+async fn an_events_stream_hears_every_event_while_live_runs_still_follows_the_run() {
+    use futures::StreamExt;
+
+    let live = Arc::new(dashflow_telemetry::LiveRuns::new());
+    let app = counting_loop().compile().unwrap().with_shared_callback(Arc::clone(&live) as Arc<dyn EventCallback>);
+    let config = RunConfig::new().stream_modes([dashflow_executor::StreamMode::Events]);
+    let mut stream = app.stream(Trail::default(), config);
+    let mut streamed = Vec::new();
+    while let Some(item) = stream.next().await {
+        if let dashflow_executor::StreamEvent::Event(event) = item.unwrap() {
+            if !matches!(event.kind, EventKind::GraphDefined { .. }) {
+                streamed.push(describe(&event.kind));
+            }
+        }
+    }
+    // Nothing is folded or held back for a stream: every start, end and decision.
+    assert_eq!(streamed.iter().filter(|event| event.starts_with("step ") && !event.ends_with("done")).count(), 3);
+    assert_eq!(streamed.iter().filter(|event| event.starts_with("route ")).count(), 3);
+    assert_eq!(streamed.iter().filter(|event| event.starts_with("finish ")).count(), 3);
+    assert!(live.snapshot().is_empty(), "the finished run left the live view");
+}
