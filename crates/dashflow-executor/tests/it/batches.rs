@@ -331,10 +331,10 @@ async fn an_events_stream_hears_every_event_while_live_runs_still_follows_the_ru
     let mut stream = app.stream(Trail::default(), config);
     let mut streamed = Vec::new();
     while let Some(item) = stream.next().await {
-        if let dashflow_executor::StreamEvent::Event(event) = item.unwrap() {
-            if !matches!(event.kind, EventKind::GraphDefined { .. }) {
-                streamed.push(describe(&event.kind));
-            }
+        if let dashflow_executor::StreamEvent::Event(event) = item.unwrap()
+            && !matches!(event.kind, EventKind::GraphDefined { .. })
+        {
+            streamed.push(describe(&event.kind));
         }
     }
     // Nothing is folded or held back for a stream: every start, end and decision.
