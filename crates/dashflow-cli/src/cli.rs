@@ -32,7 +32,8 @@ pub enum Command {
     /// List runs or show one run as a timeline.
     #[command(subcommand)]
     Runs(RunsCommand),
-    /// Follow new events as graphs write them, one line per event (Ctrl-C to stop).
+    /// Follow new events as graphs write them, one line per event (Ctrl-C to stop), and a
+    /// line for each followed run found abandoned.
     Tail(TailArgs),
     /// Show a thread's checkpoints.
     #[command(subcommand)]

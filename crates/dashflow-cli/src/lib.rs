@@ -19,7 +19,8 @@
 //! never finished, and its process is gone (killed, crashed, or the machine restarted), so
 //! `runs list --status running` answers "what is running now?" and `--status abandoned`
 //! lists the runs that died; `runs show` names the process and the time of the run's last
-//! event. The WAL records which process executes each run (on Linux); a run that cannot be
+//! event; `tail` prints a line when a run it followed is found abandoned (checked about once a
+//! second while idle, and before `--exit-when-idle` exits; not with `--json`). The WAL records which process executes each run (on Linux); a run that cannot be
 //! checked (written by an older DashFlow, on another host, or outside Linux) stays `running`.
 //!
 //! `threads history` reads a checkpoint database (SQLite or PostgreSQL) and shows records, not

@@ -3,11 +3,11 @@
 use std::collections::HashMap;
 use std::io::{self, Write};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Result;
 use dashflow_telemetry::{Event, EventKind, InterruptReason, RunId};
-use dashflow_wal::{Position, Wal};
+use dashflow_wal::{Position, RunStatus, Wal};
 
 use crate::cli::TailArgs;
 use crate::render;
@@ -17,6 +17,8 @@ use crate::time::format_utc_millis;
 const BATCH: usize = 1024;
 /// Characters of a custom value or error shown on a line.
 const EXCERPT: usize = 100;
+/// How often, while idle, the runs seen and not finished are checked for a dead process.
+const ABANDONED_CHECK: Duration = Duration::from_secs(1);
 
 pub(crate) fn run(wal: &Wal, args: &TailArgs, out: &mut dyn Write) -> Result<()> {
     let from = if args.from_start { Position::START } else { wal.end() };
@@ -28,6 +30,7 @@ pub(crate) fn run(wal: &Wal, args: &TailArgs, out: &mut dyn Write) -> Result<()>
         let _ = writeln!(io::stderr(), "following {what} in {} (Ctrl-C stops)", wal.dir().display());
     }
     let mut graphs = GraphNames::default();
+    let mut open = OpenRuns::default();
     let mut printed = 0u64;
     if args.max_events == Some(0) {
         return Ok(());
@@ -40,6 +43,7 @@ pub(crate) fn run(wal: &Wal, args: &TailArgs, out: &mut dyn Write) -> Result<()>
             if args.graph.as_deref().is_some_and(|wanted| graph.as_deref() != Some(wanted)) {
                 continue;
             }
+            open.saw(event, graph.as_ref());
             if args.json {
                 writeln!(out, "{}", serde_json::to_string(event)?)?;
             } else {
@@ -53,6 +57,14 @@ pub(crate) fn run(wal: &Wal, args: &TailArgs, out: &mut dyn Write) -> Result<()>
         }
         out.flush()?;
         if caught_up {
+            // A run whose process died never writes its end: say so once it is certain (in
+            // the text form only; `--json` stays one event per line).
+            if !args.json && (args.exit_when_idle || open.due()) {
+                for (run_id, graph) in open.abandoned(wal)? {
+                    writeln!(out, "{}", abandoned_line(run_id, graph.as_deref()))?;
+                }
+                out.flush()?;
+            }
             if args.exit_when_idle {
                 return Ok(());
             }
@@ -61,6 +73,59 @@ pub(crate) fn run(wal: &Wal, args: &TailArgs, out: &mut dyn Write) -> Result<()>
             std::thread::sleep(Duration::from_millis(args.interval_ms));
         }
     }
+}
+
+/// The runs seen and not finished, checked now and then for a process that died.
+#[derive(Debug)]
+struct OpenRuns {
+    runs: HashMap<RunId, Option<Arc<str>>>,
+    checked: Instant,
+}
+
+impl Default for OpenRuns {
+    fn default() -> Self {
+        Self { runs: HashMap::new(), checked: Instant::now() }
+    }
+}
+
+impl OpenRuns {
+    fn saw(&mut self, event: &Event, graph: Option<&Arc<str>>) {
+        if matches!(event.kind, EventKind::RunFinished { .. }) {
+            self.runs.remove(&event.run.run_id);
+        } else {
+            self.runs.entry(event.run.run_id).or_insert_with(|| graph.cloned());
+        }
+    }
+
+    /// Whether a check is due.
+    fn due(&self) -> bool {
+        !self.runs.is_empty() && self.checked.elapsed() >= ABANDONED_CHECK
+    }
+
+    /// The runs the index now calls abandoned, which are no longer followed.
+    fn abandoned(&mut self, wal: &Wal) -> Result<Vec<(RunId, Option<Arc<str>>)>> {
+        self.checked = Instant::now();
+        let mut gone = Vec::new();
+        for (&run_id, graph) in &self.runs {
+            if wal.run(run_id)?.is_some_and(|run| run.status == RunStatus::Abandoned) {
+                gone.push((run_id, graph.clone()));
+            }
+        }
+        for (run_id, _) in &gone {
+            self.runs.remove(run_id);
+        }
+        gone.sort_by_key(|(run_id, _)| *run_id);
+        Ok(gone)
+    }
+}
+
+/// The line that says a run was abandoned, stamped with the time it was noticed.
+fn abandoned_line(run_id: RunId, graph: Option<&str>) -> String {
+    format!(
+        "{}  {run_id}  {}  run abandoned: its process died before the run finished",
+        format_utc_millis(SystemTime::now()),
+        graph.unwrap_or("?")
+    )
 }
 
 /// The graph of each run seen, learned from its first events or asked of the index (for a

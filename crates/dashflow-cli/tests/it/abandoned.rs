@@ -1,6 +1,7 @@
 //! A run whose process is killed with SIGKILL before it finishes: while the process lives the
 //! run is `running`; once it is dead, `runs list` shows it `abandoned` (and `--status running`
-//! no longer lists it), and `runs show` says that its process died and when its last event was.
+//! no longer lists it), `runs show` says that its process died and when its last event was, and
+//! `tail` says the run was abandoned.
 //!
 //! The test binary is its own child: with [`CHILD_HOME`] set, the test runs a graph whose only
 //! node reports the run on stdout and then waits forever, writing to that home's WAL; the
@@ -45,6 +46,9 @@ fn a_run_whose_process_was_killed_is_abandoned_not_running() {
     let text = show.ok();
     assert!(text.contains("status    running\n"), "{text}");
     assert!(text.contains(&format!("process   pid {pid} on ")) && !text.contains("(gone)"), "{text}");
+    let tail = home.dashflow(&["tail", "--from-start", "--exit-when-idle"]);
+    let text = tail.ok();
+    assert!(text.contains(&id) && !text.contains("abandoned"), "{text}");
 
     // SIGKILL: no destructor, flush or `RunFinished` runs in the child.
     child.kill().unwrap();
@@ -63,6 +67,18 @@ fn a_run_whose_process_was_killed_is_abandoned_not_running() {
     assert!(text.contains("last seen ") && text.contains("(the last event, "), "{text}");
     let wait = text.lines().find(|line| line.contains(" wait ")).expect(text);
     assert!(wait.ends_with("never finished: its process died"), "{text}");
+
+    // `tail` says so once, after the run's last event.
+    let tail = home.dashflow(&["tail", "--from-start", "--exit-when-idle"]);
+    let text = tail.ok();
+    let last = text.lines().last().expect(text);
+    assert!(
+        last.contains(&id) && last.ends_with("stuck  run abandoned: its process died before the run finished"),
+        "{text}"
+    );
+    assert_eq!(text.matches("abandoned").count(), 1, "{text}");
+    let json = home.dashflow(&["tail", "--from-start", "--exit-when-idle", "--json"]);
+    assert!(!json.ok().contains("abandoned"), "JSON stays one event per line");
 
     let out = home.dashflow(&["runs", "list", "--status", "abandoned", "--json"]);
     let json: serde_json::Value = serde_json::from_str(out.ok()).unwrap();
