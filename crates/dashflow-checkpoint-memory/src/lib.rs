@@ -311,6 +311,16 @@ impl Checkpointer for MemoryCheckpointer {
         Ok(self.delete_before_sync(thread_id, namespace, keep_from))
     }
 
+    async fn delete_namespace(&self, thread_id: &str, namespace: &str) -> Result<u64> {
+        let mut store = self.store.lock();
+        let Some(thread) = store.threads.get_mut(thread_id) else { return Ok(0) };
+        let removed = thread.namespaces.remove(namespace).map_or(0, |namespace| namespace.checkpoints.len());
+        if thread.namespaces.is_empty() {
+            store.threads.remove(thread_id);
+        }
+        Ok(u64::try_from(removed).unwrap_or(u64::MAX))
+    }
+
     async fn delete_idle_threads(&self, cutoff_ms: i64) -> Result<Vec<String>> {
         Ok(self.delete_idle_threads_sync(cutoff_ms))
     }

@@ -261,6 +261,7 @@ const LIST: &str = "list checkpoints";
 const DELETE_THREAD: &str = "delete a thread";
 const COPY_THREAD: &str = "copy a thread";
 const DELETE_BEFORE: &str = "delete old checkpoints";
+const DELETE_NAMESPACE: &str = "delete a namespace";
 const DELETE_IDLE: &str = "delete idle threads";
 
 #[async_trait]
@@ -468,6 +469,27 @@ impl Checkpointer for PostgresCheckpointer {
                     .await
                     .map(|done| done.rows_affected())
                     .map_err(Error::statement(DELETE_BEFORE))
+            })
+            .await
+            .map_err(Into::into)
+    }
+
+    async fn delete_namespace(&self, thread_id: &str, namespace: &str) -> Result<u64> {
+        if thread_id.contains('\0') || namespace.contains('\0') {
+            return Ok(0);
+        }
+        // One statement, so all or nothing; retried only when certainly rolled back, so that
+        // the count stays true.
+        self.retry
+            .run(DELETE_NAMESPACE, Idempotence::Once, |_| async move {
+                let mut conn = self.acquire(DELETE_NAMESPACE).await?;
+                sqlx::query(sql::DELETE_NAMESPACE)
+                    .bind(thread_id)
+                    .bind(namespace)
+                    .execute(&mut *conn)
+                    .await
+                    .map(|done| done.rows_affected())
+                    .map_err(Error::statement(DELETE_NAMESPACE))
             })
             .await
             .map_err(Into::into)

@@ -167,6 +167,13 @@ WITH checkpoints AS (DELETE FROM dashflow_checkpoints WHERE thread_id = $1),
      writes AS (DELETE FROM dashflow_checkpoint_writes WHERE thread_id = $1)
 DELETE FROM dashflow_checkpoint_heads WHERE thread_id = $1";
 
+/// Deletes namespace `$2` of thread `$1`: checkpoints, pending writes and head; the count is
+/// the checkpoints'.
+pub(crate) const DELETE_NAMESPACE: &str = "
+WITH writes AS (DELETE FROM dashflow_checkpoint_writes WHERE thread_id = $1 AND namespace = $2),
+     head AS (DELETE FROM dashflow_checkpoint_heads WHERE thread_id = $1 AND namespace = $2)
+DELETE FROM dashflow_checkpoints WHERE thread_id = $1 AND namespace = $2";
+
 /// Copies heads, checkpoints and pending writes of thread `$1` into thread `$2` in one
 /// statement, so from one snapshot of `$1`; returns how many heads and checkpoints it copied.
 /// The caller made sure `$2` has no heads (so no checkpoints); writes stored there without a

@@ -335,6 +335,10 @@ impl Checkpointer for TestCheckpointer {
         self.checkpointer.delete_before(thread_id, namespace, keep_from).await
     }
 
+    async fn delete_namespace(&self, thread_id: &str, namespace: &str) -> Result<u64> {
+        self.checkpointer.delete_namespace(thread_id, namespace).await
+    }
+
     async fn delete_idle_threads(&self, cutoff_ms: i64) -> Result<Vec<String>> {
         self.checkpointer.delete_idle_threads(cutoff_ms).await
     }

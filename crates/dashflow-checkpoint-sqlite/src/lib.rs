@@ -266,6 +266,11 @@ impl Checkpointer for SqliteCheckpointer {
             .await?)
     }
 
+    async fn delete_namespace(&self, thread_id: &str, namespace: &str) -> Result<u64> {
+        let (thread_id, namespace) = (thread_id.to_owned(), namespace.to_owned());
+        Ok(self.worker.call(move |connection| ops::delete_namespace(connection, &thread_id, &namespace)).await?)
+    }
+
     async fn delete_idle_threads(&self, cutoff_ms: i64) -> Result<Vec<String>> {
         Ok(self.worker.call(move |connection| ops::delete_idle_threads(connection, cutoff_ms)).await?)
     }

@@ -407,6 +407,22 @@ pub(crate) fn delete_before(
     Ok(u64::try_from(deleted).unwrap_or(u64::MAX))
 }
 
+/// Deletes one namespace of a thread: checkpoints, pending writes and head.
+pub(crate) fn delete_namespace(connection: &mut Connection, thread_id: &str, namespace: &str) -> Result<u64> {
+    let transaction = immediate(connection)?;
+    let deleted = transaction
+        .prepare_cached("DELETE FROM checkpoints WHERE thread_id = ?1 AND namespace = ?2")?
+        .execute([thread_id, namespace])?;
+    for sql in [
+        "DELETE FROM pending_writes WHERE thread_id = ?1 AND namespace = ?2",
+        "DELETE FROM heads WHERE thread_id = ?1 AND namespace = ?2",
+    ] {
+        transaction.prepare_cached(sql)?.execute([thread_id, namespace])?;
+    }
+    transaction.commit()?;
+    Ok(u64::try_from(deleted).unwrap_or(u64::MAX))
+}
+
 /// Deletes every thread whose newest checkpoint was created before `cutoff_ms`; the newest
 /// time of each namespace is kept in `heads`, so this scans heads, not checkpoints.
 pub(crate) fn delete_idle_threads(connection: &mut Connection, cutoff_ms: i64) -> Result<Vec<String>> {

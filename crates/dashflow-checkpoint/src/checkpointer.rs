@@ -83,6 +83,15 @@ pub trait Checkpointer: Send + Sync + fmt::Debug + 'static {
         Err(crate::CheckpointError::NotSupported { operation: "rewrite_as_snapshot" })
     }
 
+    /// Deletes one namespace of a thread: its checkpoints, pending writes and head; returns
+    /// how many checkpoints went. Retention calls it for the namespaces of subgraph runs that
+    /// no kept checkpoint of their parent can reach. Backends that cannot do it keep the
+    /// default, and retention then keeps those namespaces' newest checkpoints instead.
+    async fn delete_namespace(&self, thread_id: &str, namespace: &str) -> Result<u64> {
+        let _ = (thread_id, namespace);
+        Err(crate::CheckpointError::NotSupported { operation: "delete_namespace" })
+    }
+
     /// Deletes every thread whose newest checkpoint was created before `cutoff_ms`
     /// (milliseconds since the Unix epoch); returns their ids.
     async fn delete_idle_threads(&self, cutoff_ms: i64) -> Result<Vec<String>>;

@@ -10,6 +10,7 @@ pub mod concurrency;
 pub mod copy_thread;
 pub mod delete_before;
 pub mod delete_idle_threads;
+pub mod delete_namespace;
 pub mod delete_thread;
 pub mod ids;
 pub mod list;
@@ -79,6 +80,8 @@ cases! {
     delete_before::keeps_keep_from_and_newer,
     delete_before::other_namespaces_and_threads_are_untouched,
     delete_before::unknown_thread_deletes_nothing,
+    delete_namespace::removes_one_namespace_and_nothing_else,
+    delete_namespace::unknown_namespace_deletes_nothing,
     put_batch::stores_a_chain_in_order,
     put_batch::stops_at_the_first_conflict_keeping_what_came_before,
     rewrite_as_snapshot::turns_a_delta_into_a_snapshot_in_place,

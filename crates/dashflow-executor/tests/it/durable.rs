@@ -631,6 +631,66 @@ async fn pruning_on_a_backend_that_cannot_rewrite_keeps_what_the_chains_need() {
     assert_eq!(history[4].state.count, 36);
 }
 
+/// `sub` (a two-node subgraph that counts) around its own conditional edge, ten times.
+fn looping_through_a_subgraph(checkpointer: Arc<dyn Checkpointer>) -> CompiledGraph<Trail> {
+    let mut inner = StateGraph::<Trail>::named("inner");
+    inner
+        .add_node("one", crate::common::tick)
+        .add_node("two", |_: Arc<Trail>| async { Ok(TrailUpdate::default().log(strings(&["two"]))) })
+        .add_edge(START, "one")
+        .add_edge("one", "two")
+        .add_edge("two", END);
+    let mut graph = StateGraph::<Trail>::named("outer");
+    graph.add_node("sub", inner.compile().unwrap()).add_edge(START, "sub").add_conditional_edges(
+        "sub",
+        |state: &Trail| if state.count < 10 { "again" } else { "done" },
+        [("again", "sub"), ("done", END)],
+    );
+    graph.compile().unwrap().with_shared_checkpointer(checkpointer)
+}
+
+/// The subgraph namespaces of `thread` that hold checkpoints, and how many in all.
+async fn subgraph_namespaces(checkpointer: &Arc<dyn Checkpointer>, thread: &str) -> (Vec<String>, usize) {
+    let records = checkpointer.list(thread, &ListOptions::new()).await.unwrap();
+    let mut namespaces: Vec<String> =
+        records.iter().filter(|record| !record.namespace.is_empty()).map(|r| r.namespace.clone()).collect();
+    namespaces.sort();
+    namespaces.dedup();
+    let count = records.iter().filter(|record| !record.namespace.is_empty()).count();
+    (namespaces, count)
+}
+
+#[tokio::test]
+async fn pruning_drops_the_subgraph_runs_of_deleted_steps_and_keeps_those_of_kept_ones() {
+    let checkpointer = memory();
+    let app = looping_through_a_subgraph(Arc::clone(&checkpointer));
+    let config = RunConfig::thread("nested").durability(Durability::Sync);
+    app.invoke(Trail::default(), config.clone()).await.unwrap();
+    let (namespaces, _) = subgraph_namespaces(&checkpointer, "nested").await;
+    assert_eq!(namespaces.len(), 10, "one subgraph run per step: {namespaces:?}");
+
+    app.prune_thread("nested", 3).await.unwrap();
+    let history = app.get_state_history(&config, None).await.unwrap();
+    let counts: Vec<u64> = history.iter().map(|snapshot| snapshot.state.count).collect();
+    assert_eq!(counts, [10, 9, 8]);
+    // The oldest kept checkpoint ends step 8: the subgraph runs of steps 9 and 10 started
+    // from kept checkpoints and stay whole; those of steps 1-8 started from deleted ones.
+    let (kept, kept_checkpoints) = subgraph_namespaces(&checkpointer, "nested").await;
+    assert_eq!(kept.len(), 2, "{kept:?}");
+    let parents: Vec<String> = history.iter().map(|snapshot| snapshot.checkpoint_id.to_string()).collect();
+    for namespace in &kept {
+        let run = checkpointer.list("nested", &ListOptions::new().namespace(namespace)).await.unwrap();
+        assert_eq!(run.len(), 3, "a whole subgraph run (input and two steps) in {namespace}");
+        let started_from = run[0].metadata.get("parent_checkpoint").and_then(|id| id.as_str()).unwrap();
+        assert!(parents.iter().any(|parent| parent == started_from), "{namespace} started from a deleted step");
+    }
+    assert_eq!(kept_checkpoints, 6);
+
+    // The thread still continues from its head, through its subgraph once more.
+    let more = app.invoke_update(TrailUpdate::default(), config.clone()).await.unwrap();
+    assert_eq!(more.state.count, 11);
+}
+
 #[tokio::test]
 async fn idle_threads_are_deleted_after_their_time_to_live() {
     let checkpointer = memory();
