@@ -3,16 +3,14 @@
 use std::any::Any;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::time::Duration;
-
-use parking_lot::Mutex;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use dashflow_graph::{NodeId, RunScope, TaskId};
 use dashflow_telemetry::clock::{RunClock, Tick};
-use dashflow_telemetry::{Event, EventBatch, EventCallback, EventKind, Interest, NodeNames, RunContext, RunIds};
+use dashflow_telemetry::{Event, EventCallback, EventKind, Interest, NodeNames, RunContext, RunIds};
 use futures::future::BoxFuture;
 
+use crate::batcher::{Batcher, same_sinks, split_batching};
 use crate::config::{StreamMode, StreamModes};
 use crate::stream::CustomValue;
 
@@ -43,7 +41,7 @@ pub(crate) struct EventHub {
     /// The run, its clock and its graph's node names, for the batcher's compact entries.
     context: RunContext,
     /// Which of a step's common events only the batcher wants: those are recorded as
-    /// compact entries instead of built (see [`EventBatch`]).
+    /// compact entries instead of built (see [`EventBatch`](dashflow_telemetry::EventBatch)).
     compact: Compact,
     /// The start of this run's current one-task step, not recorded yet (see
     /// [`EventHub::step_started`]).
@@ -370,105 +368,6 @@ impl EventHub {
 
 fn node_index(node: NodeId) -> u32 {
     u32::try_from(node.index()).unwrap_or(u32::MAX)
-}
-
-type Sinks = Vec<Arc<dyn EventCallback>>;
-
-/// Splits callbacks into those that take batches and the others.
-fn split_batching(callbacks: Sinks) -> (Sinks, Sinks) {
-    callbacks.into_iter().partition(|callback| callback.batches())
-}
-
-fn same_sinks(a: &[Arc<dyn EventCallback>], b: &[Arc<dyn EventCallback>]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).all(|(a, b)| Arc::ptr_eq(a, b))
-}
-
-/// A run's events for the callbacks that take them in batches (see
-/// [`EventCallback::batches`]).
-///
-/// Handing each event to each sink costs a call, and for a shared sink a lock every run
-/// takes; here an event costs a push under a lock only this run (its tasks, its subgraph
-/// runs) takes, and a step's common events are a few numbers, not built events (see
-/// [`EventBatch`]). The buffer goes to the sinks, in order, when the run waits, ends, or has
-/// buffered [`Batcher::CAPACITY`] events or held one for [`Batcher::MAX_DELAY`]; whatever is
-/// left when the run is dropped goes then.
-pub(crate) struct Batcher {
-    sinks: Vec<Arc<dyn EventCallback>>,
-    /// What any of the sinks wants.
-    interest: Interest,
-    buffer: Mutex<Buffer>,
-    /// Set while the run's future waits: events then go out as they come.
-    waiting: AtomicBool,
-}
-
-#[derive(Default)]
-struct Buffer {
-    batch: EventBatch,
-    /// When the first buffered event happened.
-    since: Option<Tick>,
-}
-
-impl Batcher {
-    /// Events buffered before they go out: a tight loop of short steps hands over about once
-    /// per sixty steps, and a running run holds a few kilobytes.
-    const CAPACITY: usize = 64;
-    /// The longest an event waits in the buffer while the run keeps going without waiting.
-    const MAX_DELAY: Duration = Duration::from_millis(50);
-
-    fn new(sinks: Vec<Arc<dyn EventCallback>>) -> Option<Self> {
-        if sinks.is_empty() {
-            return None;
-        }
-        let interest = sinks.iter().fold(Interest::NONE, |interest, sink| interest.union(sink.interest()));
-        Some(Self { sinks, interest, buffer: Mutex::new(Buffer::default()), waiting: AtomicBool::new(false) })
-    }
-
-    /// Records an event that happened at `at` with `push`, and hands the buffer over if it
-    /// is due.
-    #[inline]
-    fn record(&self, at: Tick, push: impl FnOnce(&mut EventBatch)) {
-        let mut buffer = self.buffer.lock();
-        if buffer.batch.is_empty() {
-            buffer.batch = EventBatch::with_capacity(Self::CAPACITY);
-            buffer.since = Some(at);
-        }
-        push(&mut buffer.batch);
-        let len = buffer.batch.len();
-        // The age is checked every eighth event: turning readings into a duration is dearer
-        // than the rest of a push.
-        let due = len >= Self::CAPACITY
-            || self.waiting.load(Ordering::Relaxed)
-            || buffer.batch.ends_a_run()
-            || (len.is_multiple_of(8) && buffer.since.is_some_and(|since| since.until(at) >= Self::MAX_DELAY));
-        if due {
-            self.deliver(std::mem::take(&mut buffer.batch));
-        }
-    }
-
-    /// Hands over what is buffered.
-    fn flush(&self) {
-        let mut buffer = self.buffer.lock();
-        if !buffer.batch.is_empty() {
-            self.deliver(std::mem::take(&mut buffer.batch));
-        }
-    }
-
-    /// Under the buffer's lock, so that batches of a run reach each sink in order. The
-    /// sinks do no I/O and never block here (see `EventCallback::batches`).
-    fn deliver(&self, batch: EventBatch) {
-        if let Some((last, others)) = self.sinks.split_last() {
-            for sink in others {
-                sink.on_batch(&batch);
-            }
-            last.take_batch(batch);
-        }
-    }
-}
-
-impl Drop for Batcher {
-    fn drop(&mut self) {
-        self.flush();
-    }
 }
 
 /// The executor's side of every `NodeContext` of one run, and what its tasks share.

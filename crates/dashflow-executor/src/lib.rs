@@ -40,6 +40,7 @@
 //!
 //! [`Scheduler`]: dashflow_scheduler::Scheduler
 
+mod batcher;
 mod compiled;
 mod config;
 mod durable;
