@@ -10,7 +10,7 @@ use dashflow_graph::{
     Goto, Graph, GraphNode, GraphState, MergeableState, NodeId, NodeName, NodeOutput, Route, Send as SendTask, Target,
     TaskId,
 };
-use dashflow_telemetry::{EventKind, InterruptReason, RunIds, RunOutcome};
+use dashflow_telemetry::{Event, EventKind, InterruptReason, RunIds, RunOutcome};
 use std::collections::HashMap;
 use tokio::sync::oneshot;
 use tracing::{Instrument, Level};
@@ -251,17 +251,9 @@ struct Routing<S> {
     scheduled: Vec<bool>,
     /// Per join, which predecessors finished since the join last fired.
     join_seen: Vec<Vec<bool>>,
-    /// Routing decisions of this step, for observers; filled only when the run is observed.
-    events: Vec<Decision>,
-}
-
-/// One routing decision: a conditional edge of `from` (`None`: of `START`) chose `label`,
-/// which leads to `target`.
-struct Decision {
-    step: u64,
-    from: Option<NodeId>,
-    label: Arc<str>,
-    target: Target,
+    /// Routing decisions of this step for the stream, which callbacks have already heard;
+    /// filled only when the run is streamed.
+    events: Vec<Event>,
 }
 
 /// What the current step's tasks produced; buffers reused from step to step.
@@ -313,7 +305,7 @@ impl<S: GraphState> Loop<S> {
         match start {
             None => {
                 self.send_values().await;
-                let observer = self.params.hub.routing().then_some(&*self.params.hub);
+                let observer = self.params.hub.routing().then_some((&*self.params.hub, self.params.ids));
                 self.routing.route(&self.params.inner.graph, &self.state, 0, observer, None, Vec::new())?;
                 self.emit_routing_events().await;
                 self.advance_frontier();
@@ -603,7 +595,7 @@ impl<S: GraphState> Loop<S> {
             self.send_values().await;
         }
         let graph = &self.params.inner.graph;
-        let observer = self.params.hub.routing().then_some(&*self.params.hub);
+        let observer = self.params.hub.routing().then_some((&*self.params.hub, self.params.ids));
         for done in &mut self.results.done {
             let gotos = std::mem::take(&mut done.gotos);
             self.routing.route(graph, &self.state, self.step, observer, Some(done.node), gotos)?;
@@ -653,27 +645,11 @@ impl<S: GraphState> Loop<S> {
         Ok(())
     }
 
-    /// Sends the routing decisions `route` recorded.
+    /// Sends the routing decisions `route` kept for the stream (the buffer is kept for the
+    /// next step).
     async fn emit_routing_events(&mut self) {
-        // One reading for the step's decisions, and the buffer kept for the next step.
-        let at = Tick::now();
-        let graph = &self.params.inner.graph;
-        for Decision { step, from, label, target } in self.routing.events.drain(..) {
-            let target = match target {
-                Target::Node(id) => Some(id),
-                Target::End => None,
-            };
-            let names = |node: Option<NodeId>, otherwise: &str| match node {
-                Some(id) => graph.node(id).name.clone(),
-                None => Arc::from(otherwise),
-            };
-            let decision = (from, label, target);
-            let event = self.params.hub.routed(self.params.ids, step, decision, at, |from, target| {
-                (names(from, dashflow_graph::START), names(target, dashflow_graph::END))
-            });
-            if let Some(event) = event {
-                self.params.hub.stream(event).await;
-            }
+        for event in self.routing.events.drain(..) {
+            self.params.hub.stream(event).await;
         }
     }
 
@@ -829,7 +805,7 @@ impl<S: GraphState> Routing<S> {
         graph: &Graph<S>,
         state: &S,
         step: u64,
-        observer: Option<&EventHub>,
+        observer: Option<(&EventHub, RunIds)>,
         from: Option<NodeId>,
         gotos: Vec<Goto<S>>,
     ) -> Result<(), Error> {
@@ -854,15 +830,28 @@ impl<S: GraphState> Routing<S> {
                                 known: conditional.labels().collect::<Vec<_>>().join(", "),
                             });
                         };
-                        if let Some(hub) = observer {
-                            // A decision between two nodes only batching sinks want is
-                            // recorded now; others are built after the step's routing.
+                        if let Some((hub, run_ids)) = observer {
+                            // Heard as it is made, in decision order: as a compact entry when
+                            // only batching sinks want it, else built (and kept for the stream
+                            // if it wants it too).
                             let recorded = match (from, target) {
                                 (Some(from), Target::Node(to)) => hub.record_route(step, from, (edge, position), to),
                                 _ => false,
                             };
                             if !recorded {
-                                self.events.push(Decision { step, from, label: label.clone(), target });
+                                let to = match target {
+                                    Target::Node(id) => Some(id),
+                                    Target::End => None,
+                                };
+                                let name = |node: Option<NodeId>, otherwise: &str| match node {
+                                    Some(id) => graph.node(id).name.clone(),
+                                    None => Arc::from(otherwise),
+                                };
+                                let decision = (from, label.clone(), to);
+                                let built = hub.routed(run_ids, step, decision, Tick::now(), |from, to| {
+                                    (name(from, dashflow_graph::START), name(to, dashflow_graph::END))
+                                });
+                                self.events.extend(built);
                             }
                         }
                         self.schedule(target);

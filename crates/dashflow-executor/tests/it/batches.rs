@@ -343,3 +343,24 @@ async fn an_events_stream_hears_every_event_while_live_runs_still_follows_the_ru
     assert_eq!(streamed.iter().filter(|event| event.starts_with("finish ")).count(), 3);
     assert!(live.snapshot().is_empty(), "the finished run left the live view");
 }
+
+#[tokio::test]
+async fn a_steps_routing_decisions_reach_a_batching_sink_in_decision_order() {
+    // `b` decides for the end (built as an event) before `c` decides for `d` (a compact
+    // entry): the sink hears them in that order.
+    let mut graph = StateGraph::<Trail>::named("decisions");
+    graph
+        .add_node("b", log("b"))
+        .add_node("c", log("c"))
+        .add_node("d", log("d"))
+        .add_edge(START, "b")
+        .add_edge(START, "c")
+        .add_conditional_edges("b", |_: &Trail| "stop", [("stop", END)])
+        .add_conditional_edges("c", |_: &Trail| "go", [("go", "d")])
+        .add_edge("d", END);
+    let batches = Batches::default();
+    let app = graph.compile().unwrap().with_callback(batches.clone());
+    app.invoke(Trail::default(), RunConfig::new()).await.unwrap();
+    let routes: Vec<String> = batches.described().into_iter().filter(|event| event.starts_with("route")).collect();
+    assert_eq!(routes, ["route 1 b -stop-> __end__", "route 1 c -go-> d"]);
+}
