@@ -323,6 +323,8 @@ pub trait EventCallback: Send + Sync + 'static {
     /// - The `SuperstepStarted` of a step of one task may be left out when that task's first
     ///   attempt's `TaskFinished` follows it in the same batch: the end says what the start
     ///   did (the step, the node, and with its duration, when it began).
+    /// - A `Routed` decision made right after its node's task ended may carry that
+    ///   `TaskFinished`'s time (the two are recorded together).
     fn batches(&self) -> bool {
         false
     }
