@@ -37,8 +37,8 @@ pub(crate) struct EventHub {
     stream_custom: bool,
     /// What anyone listens to: the callbacks' interests, or everything for an `Events` stream.
     interest: Interest,
-    clock: RunClock,
-    /// The run, its clock and its graph's node names, for the batcher's compact entries.
+    /// The run, the clock that stamps its events, and its graph's node names (which the
+    /// batcher's compact entries refer to).
     context: RunContext,
     /// Which of a step's common events only the batcher wants: those are recorded as
     /// compact entries instead of built (see [`EventBatch`](dashflow_telemetry::EventBatch)).
@@ -99,7 +99,6 @@ impl EventHub {
             ends: batched.tasks_finished && !direct.tasks_finished,
             routes: batched.routing && !direct.routing,
         };
-        let clock = RunClock::new();
         Self {
             callbacks,
             interests,
@@ -108,8 +107,7 @@ impl EventHub {
             stream_events,
             stream_custom,
             interest: direct.union(batched),
-            clock,
-            context: RunContext::new(ids, clock, Arc::clone(names)),
+            context: RunContext::new(ids, RunClock::new(), Arc::clone(names)),
             compact,
             lone_start: LoneStart::default(),
         }
@@ -197,7 +195,7 @@ impl EventHub {
         if !self.interest.covers(&kind) {
             return None;
         }
-        let event = Event::at(run, self.clock.wall_time(at), kind);
+        let event = Event::at(run, self.context.clock().wall_time(at), kind);
         let batcher = self.batcher.as_ref().filter(|batcher| batcher.interest.covers(&event.kind));
         if batcher.is_some() {
             self.settle_start();
@@ -351,7 +349,7 @@ impl EventHub {
         // Callbacks hear custom values as events. The stream reports each one once, as
         // `StreamEvent::Custom` when that mode is on, and never again as an `Events` item.
         if self.interest.custom {
-            let at = self.clock.wall_time(Tick::now());
+            let at = self.context.clock().wall_time(Tick::now());
             let event = Event::at(run, at, EventKind::Custom { step: task.step, node: task.node.clone(), value });
             for (callback, interest) in self.callbacks.iter().zip(&self.interests) {
                 if interest.custom {

@@ -110,6 +110,11 @@ impl RunContext {
         &self.ids
     }
 
+    /// The clock its readings come from.
+    pub fn clock(&self) -> &RunClock {
+        &self.clock
+    }
+
     /// Its graph's names.
     pub fn names(&self) -> &Arc<NodeNames> {
         &self.names

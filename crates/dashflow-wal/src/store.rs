@@ -30,7 +30,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError, TrySendError};
+use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
@@ -322,14 +322,19 @@ impl EventStore {
     /// is dropped and counted in [`StoreStats::dropped`].
     pub fn send_batch(&self, events: Vec<Event>) {
         let count = events.len();
-        if count == 0 {
-            return;
+        if count > 0 {
+            self.enqueue(count, Command::Events(events));
         }
+    }
+
+    /// Queues `command`, which carries `count` events, for the writer; when the queue cannot
+    /// take them all, drops them and counts them in [`StoreStats::dropped`]. Never blocks.
+    fn enqueue(&self, count: usize, command: Command) {
         if !self.reserve(count) {
             self.counters.dropped.fetch_add(count as u64, Ordering::Relaxed);
             return;
         }
-        match self.sender.try_send(Command::Events(events)) {
+        match self.sender.try_send(command) {
             Ok(()) => self.ring(),
             Err(_) => {
                 self.counters.queued.fetch_sub(count, Ordering::Relaxed);
@@ -379,17 +384,7 @@ impl EventCallback for EventStore {
 
     /// Hot path: a non-blocking send, no I/O.
     fn take_event(&self, event: Event) {
-        if !self.reserve(1) {
-            self.counters.dropped.fetch_add(1, Ordering::Relaxed);
-            return;
-        }
-        match self.sender.try_send(Command::Event(event)) {
-            Ok(()) => self.ring(),
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
-                self.counters.queued.fetch_sub(1, Ordering::Relaxed);
-                self.counters.dropped.fetch_add(1, Ordering::Relaxed);
-            }
-        }
+        self.enqueue(1, Command::Event(event));
     }
 
     /// Runs hand their events over in batches (see [`EventCallback::batches`]): one message
@@ -407,19 +402,8 @@ impl EventCallback for EventStore {
     /// writer as it is and its events are built there, off the run's thread.
     fn take_batch(&self, batch: EventBatch) {
         let count = batch.len();
-        if count == 0 {
-            return;
-        }
-        if !self.reserve(count) {
-            self.counters.dropped.fetch_add(count as u64, Ordering::Relaxed);
-            return;
-        }
-        match self.sender.try_send(Command::Batch(batch)) {
-            Ok(()) => self.ring(),
-            Err(_) => {
-                self.counters.queued.fetch_sub(count, Ordering::Relaxed);
-                self.counters.dropped.fetch_add(count as u64, Ordering::Relaxed);
-            }
+        if count > 0 {
+            self.enqueue(count, Command::Batch(batch));
         }
     }
 

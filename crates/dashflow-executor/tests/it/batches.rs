@@ -5,8 +5,11 @@
 use std::sync::{Arc, Mutex};
 
 use dashflow_executor::{CompileExt, RunConfig};
+use dashflow_graph::NodeError;
 use dashflow_graph::{END, START, StateGraph};
 use dashflow_telemetry::{Event, EventBatch, EventCallback, EventKind, Interest};
+use futures::FutureExt;
+use futures::future::BoxFuture;
 use tokio::sync::oneshot;
 
 use crate::common::{Recorder, Trail, TrailUpdate, describe, log};
@@ -116,23 +119,40 @@ async fn a_batching_sink_gets_the_events_a_one_by_one_sink_gets_with_one_task_st
     assert_eq!(ends(batches.events()), ends(recorder.events()));
 }
 
-#[tokio::test]
-async fn a_batching_sink_has_heard_the_step_a_waiting_node_runs_in() {
+type NodeFuture = BoxFuture<'static, Result<TrailUpdate, NodeError>>;
+
+/// A node that runs once: it says it entered on the returned receiver, waits for the
+/// returned sender's signal, and logs `slow`.
+fn gated() -> (impl Fn(Arc<Trail>) -> NodeFuture + Send + Sync + 'static, oneshot::Receiver<()>, oneshot::Sender<()>) {
     let (entered_tx, entered) = oneshot::channel::<()>();
     let (release, release_rx) = oneshot::channel::<()>();
     let gate = Arc::new(Mutex::new(Some((entered_tx, release_rx))));
+    let node = move |_: Arc<Trail>| {
+        let gate = gate.lock().unwrap().take();
+        async move {
+            let (entered, release) = gate.expect("the gated node runs once");
+            entered.send(()).unwrap();
+            release.await.unwrap();
+            Ok(TrailUpdate::default().log(vec!["slow".to_owned()]))
+        }
+        .boxed()
+    };
+    (node, entered, release)
+}
+
+/// Runs `counting_loop` once with `sink` as its only callback.
+async fn run_counting_loop_with(sink: impl EventCallback) {
+    let app = counting_loop().compile().unwrap().with_callback(sink);
+    app.invoke(Trail::default(), RunConfig::new()).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_batching_sink_has_heard_the_step_a_waiting_node_runs_in() {
+    let (slow, entered, release) = gated();
     let mut graph = StateGraph::<Trail>::named("waits");
     graph
         .add_node("quick", log("quick"))
-        .add_node("slow", move |_: Arc<Trail>| {
-            let gate = gate.lock().unwrap().take();
-            async move {
-                let (entered, release) = gate.expect("`slow` runs once");
-                entered.send(()).unwrap();
-                release.await.unwrap();
-                Ok(TrailUpdate::default().log(vec!["slow".to_owned()]))
-            }
-        })
+        .add_node("slow", slow)
         .add_edge(START, "quick")
         .add_edge("quick", "slow")
         .add_edge("slow", END);
@@ -202,21 +222,9 @@ async fn a_batching_sink_alone_gets_compact_entries_that_build_the_events_a_one_
     // Alone, the batching sink's steps, task ends and routing decisions are recorded as
     // compact entries; next to a one-by-one sink that wants them too, they would be built.
     let batches = Batches::default();
-    counting_loop()
-        .compile()
-        .unwrap()
-        .with_callback(batches.clone())
-        .invoke(Trail::default(), RunConfig::new())
-        .await
-        .unwrap();
+    run_counting_loop_with(batches.clone()).await;
     let one_by_one = OneByOne::default();
-    counting_loop()
-        .compile()
-        .unwrap()
-        .with_callback(one_by_one.clone())
-        .invoke(Trail::default(), RunConfig::new())
-        .await
-        .unwrap();
+    run_counting_loop_with(one_by_one.clone()).await;
 
     let heard = one_by_one.0.described();
     assert_eq!(
@@ -255,22 +263,9 @@ async fn a_waiting_run_hands_over_a_one_task_steps_start_built_from_its_compact_
     // The same as `a_batching_sink_has_heard_the_step_a_waiting_node_runs_in`, through the
     // compact start (no one-by-one sink wants steps here either): the live view of a run
     // waiting in a node names that node.
-    let (entered_tx, entered) = oneshot::channel::<()>();
-    let (release, release_rx) = oneshot::channel::<()>();
-    let gate = Arc::new(Mutex::new(Some((entered_tx, release_rx))));
+    let (slow, entered, release) = gated();
     let mut graph = StateGraph::<Trail>::named("live");
-    graph
-        .add_node("slow", move |_: Arc<Trail>| {
-            let gate = gate.lock().unwrap().take();
-            async move {
-                let (entered, release) = gate.expect("`slow` runs once");
-                entered.send(()).unwrap();
-                release.await.unwrap();
-                Ok(TrailUpdate::default())
-            }
-        })
-        .add_edge(START, "slow")
-        .add_edge("slow", END);
+    graph.add_node("slow", slow).add_edge(START, "slow").add_edge("slow", END);
     let live = Arc::new(dashflow_telemetry::LiveRuns::new());
     let app = graph.compile().unwrap().with_shared_callback(Arc::clone(&live) as Arc<dyn EventCallback>);
     let run = tokio::spawn(async move { app.invoke(Trail::default(), RunConfig::new()).await });
