@@ -148,7 +148,7 @@ pub use retention::RetentionReport;
 pub use runs::{ParseRunStatusError, RunFilter, RunStatus, RunSummary};
 pub use segment::{Position, ReadStep, RecordReader, segment_file_name};
 pub use storage::{OsStorage, Storage};
-pub use store::{EventStore, StoreConfig, StoreStats};
+pub use store::{EventStore, FailureReport, StoreConfig, StoreStats};
 pub use trace::{
     ExecutionTrace, TraceAttempt, TraceBuilder, TraceCollector, TraceInterrupt, TraceRoute, TraceStatus, TraceTask,
 };

@@ -23,6 +23,8 @@
 //! after the events and then writes the trace file ([`TraceConfig`]): trace persistence
 //! costs the executor nothing beyond the events it sends anyway.
 
+mod exit;
+mod report;
 mod traces;
 mod wake;
 
@@ -33,10 +35,12 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use dashflow_telemetry::{Event, EventBatch, EventCallback, Interest, RunId};
 
+use self::exit::ExitLink;
+pub use self::report::FailureReport;
 use self::traces::TraceSink;
 use self::wake::{Doorbell, Idle, Wait};
 use crate::config::{FsyncPolicy, WalConfig};
@@ -66,6 +70,9 @@ pub struct StoreConfig {
     /// [`EventStore::global`] uses [`TraceConfig::from_env`] instead: files under the working
     /// directory or `DASHFLOW_TRACE_DIR`, records in the WAL, nothing with `DASHFLOW_TRACE=0`.
     pub traces: TraceConfig,
+    /// Where a log that cannot be written is reported, once. Default
+    /// [`FailureReport::Tracing`]; [`EventStore::global`] uses [`FailureReport::Stderr`].
+    pub report: FailureReport,
 }
 
 impl Default for StoreConfig {
@@ -75,6 +82,7 @@ impl Default for StoreConfig {
             capacity: 64 * 1024,
             max_batch: 4096,
             traces: TraceConfig::off(),
+            report: FailureReport::default(),
         }
     }
 }
@@ -104,6 +112,12 @@ impl StoreConfig {
     /// Sets [`traces`](Self::traces).
     pub fn traces(mut self, traces: TraceConfig) -> Self {
         self.traces = traces;
+        self
+    }
+
+    /// Sets [`report`](Self::report).
+    pub fn report(mut self, report: FailureReport) -> Self {
+        self.report = report;
         self
     }
 }
@@ -165,6 +179,21 @@ enum Command {
 ///
 /// Use [`EventStore::global`] for the one store of the process (what the `dashflow` facade
 /// wires in), or [`EventStore::open`] for a store of your own (tests, tools).
+///
+/// # At exit
+///
+/// Every store still open when the process exits (it returns from `main`, calls
+/// `std::process::exit`, or is a test binary whose harness ends) writes and syncs what it was
+/// handed before the process ends, waiting at most [`EventStore::EXIT_FLUSH_LIMIT`] for a
+/// slow disk: no call is needed for a finished run to be recorded. A process killed by a
+/// signal or aborted loses what was still queued, as any crash does (at most the last few
+/// milliseconds of events while the process is busy).
+///
+/// # When the log cannot be written
+///
+/// Runs never fail because of the log. A WAL that cannot be written (a failed write or fsync,
+/// or an unwritable trace directory) is reported once where [`StoreConfig::report`] says,
+/// and the events that could not be written are counted in [`StoreStats::failed`].
 pub struct EventStore {
     dir: PathBuf,
     traces_dir: Option<PathBuf>,
@@ -173,6 +202,9 @@ pub struct EventStore {
     capacity: usize,
     /// How a hand-over tells the writer there is work, without waking it each time.
     doorbell: Arc<Doorbell>,
+    /// What the flush at exit reaches this store through; held here so it lives as long as
+    /// the store.
+    exit: Arc<ExitLink>,
     writer: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -185,6 +217,11 @@ impl fmt::Debug for EventStore {
 static GLOBAL: OnceLock<Mutex<HashMap<PathBuf, Arc<EventStore>>>> = OnceLock::new();
 
 impl EventStore {
+    /// The longest the flush at process exit waits for the stores' writers, all together: a
+    /// stuck disk must not hang the process's exit. What is still queued when it runs out is
+    /// lost, and reported.
+    pub const EXIT_FLUSH_LIMIT: Duration = exit::EXIT_FLUSH_LIMIT;
+
     /// Opens the WAL in `dir` (recovering it, on the calling thread, so errors show here) and
     /// starts the background writer, which persists traces as [`StoreConfig::traces`] says
     /// (and applies trace file retention first thing).
@@ -194,12 +231,13 @@ impl EventStore {
                 detail: "StoreConfig capacity and max_batch must be at least 1".into(),
             });
         }
-        let traces = TraceSink::new(config.traces);
+        let traces = TraceSink::new(config.traces, config.report.clone());
         let traces_dir = traces.as_ref().and_then(|sink| sink.dir().map(Path::to_owned));
         let wal = Wal::open(dir.as_ref(), config.wal)?;
         let (sender, receiver) = mpsc::sync_channel(config.capacity);
         let counters = Arc::new(Counters::default());
         let doorbell = Arc::new(Doorbell::new());
+        let exit = Arc::new(ExitLink::new(dir.as_ref().to_owned(), Arc::clone(&doorbell), config.report.clone()));
         let writer = Writer {
             wal,
             receiver,
@@ -208,6 +246,9 @@ impl EventStore {
             max_batch: config.max_batch,
             capacity: config.capacity,
             error: None,
+            reported: false,
+            exit: WriterExit(Arc::clone(&exit)),
+            served: 0,
             traces,
         };
         let handle = std::thread::Builder::new()
@@ -215,6 +256,7 @@ impl EventStore {
             .spawn(move || writer.run())
             .map_err(|e| WalError::io("start the writer thread for", dir.as_ref(), e))?;
         doorbell.attach(handle.thread().clone());
+        exit::register(&exit);
         Ok(Self {
             dir: dir.as_ref().to_owned(),
             traces_dir,
@@ -222,6 +264,7 @@ impl EventStore {
             counters,
             capacity: config.capacity,
             doorbell,
+            exit,
             writer: Mutex::new(Some(handle)),
         })
     }
@@ -234,15 +277,20 @@ impl EventStore {
     /// `DASHFLOW_TRACE` turns them off. When the working directory cannot be read, traces go
     /// to the WAL only.
     ///
-    /// Stores are kept per directory for the life of the process and never dropped, so call
-    /// [`flush`](Self::flush) before exiting to be sure queued events are written.
+    /// Stores are kept per directory for the life of the process and never dropped; they
+    /// write what is queued when the process exits (see [At exit](Self#at-exit)), so no
+    /// flush is needed. Failures are reported once on standard error
+    /// ([`FailureReport::Stderr`]): a store that cannot be opened when first asked for, and a
+    /// write, fsync or trace file that fails later. The error is returned as well, and a
+    /// later call tries to open the store again (reporting nothing more).
     pub fn global() -> Result<Option<Arc<EventStore>>> {
         Self::global_from(|name| std::env::var_os(name))
     }
 
     /// [`global`](Self::global) reading variables through `var`.
     pub fn global_from(var: impl Fn(&str) -> Option<std::ffi::OsString>) -> Result<Option<Arc<EventStore>>> {
-        let Some(dir) = home::wal_dir_from(&var)? else { return Ok(None) };
+        let dir = home::wal_dir_from(&var).inspect_err(|error| report_open_failure(None, error))?;
+        let Some(dir) = dir else { return Ok(None) };
         let mut stores = GLOBAL.get_or_init(Default::default).lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some(store) = stores.get(&dir) {
             return Ok(Some(Arc::clone(store)));
@@ -251,7 +299,7 @@ impl EventStore {
             tracing::warn!(%error, "no trace files: their directory is unknown; set DASHFLOW_TRACE_DIR");
             TraceConfig::wal_only()
         });
-        let mut config = StoreConfig::default().traces(traces);
+        let mut config = StoreConfig::default().traces(traces).report(FailureReport::Stderr);
         match fsync_from_env(&var) {
             Ok(Some(policy)) => config.wal = config.wal.fsync(policy),
             Ok(None) => {}
@@ -260,7 +308,13 @@ impl EventStore {
                 "ignoring DASHFLOW_WAL_FSYNC: use `always`, `never` or a number of milliseconds between syncs"
             ),
         }
-        let store = Arc::new(Self::open(&dir, config)?);
+        let store = match Self::open(&dir, config) {
+            Ok(store) => Arc::new(store),
+            Err(error) => {
+                report_open_failure(Some(&dir), &error);
+                return Err(error);
+            }
+        };
         stores.insert(dir, Arc::clone(&store));
         Ok(Some(store))
     }
@@ -286,6 +340,15 @@ impl EventStore {
     /// a flush promises); they are counted in [`StoreStats::traces_failed`].
     pub fn flush(&self) -> Result<()> {
         self.request(Command::Flush)
+    }
+
+    /// Like [`flush`](Self::flush), but waits at most `limit`, and reports failures where
+    /// [`StoreConfig::report`] says instead of returning them: the barrier for a program that
+    /// wants its log written now and must not fail or hang because the log is broken.
+    ///
+    /// Returns `false` when the writer did not finish in time (a stuck disk) or has stopped.
+    pub fn flush_within(&self, limit: Duration) -> bool {
+        self.exit.flush_until(Instant::now() + limit) == exit::ExitFlush::Flushed
     }
 
     /// Counters of written, dropped and failed events.
@@ -429,6 +492,18 @@ impl Drop for EventStore {
     }
 }
 
+/// Reports on standard error that the process's store for `dir` (`None`: no directory could
+/// be found) cannot be opened, the first time only.
+fn report_open_failure(dir: Option<&Path>, error: &WalError) {
+    static REPORTED: Mutex<Vec<Option<PathBuf>>> = Mutex::new(Vec::new());
+    let mut reported = REPORTED.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let dir = dir.map(Path::to_owned);
+    if !reported.contains(&dir) {
+        reported.push(dir);
+        FailureReport::Stderr.emit(&report::cannot_open(error));
+    }
+}
+
 /// The fsync policy `DASHFLOW_WAL_FSYNC` asks for: `always`, `never` or a number of
 /// milliseconds between syncs; `Ok(None)` when unset, `Err` with the value when unreadable.
 fn fsync_from_env(
@@ -457,8 +532,31 @@ struct Writer {
     capacity: usize,
     /// The first write error since the last flush.
     error: Option<WalError>,
+    /// Whether a failure to write was reported ([`StoreConfig::report`]): once per store.
+    reported: bool,
+    /// Tells the flush at exit when this writer stops.
+    exit: WriterExit,
+    /// The last flush request of the [`ExitLink`] served.
+    served: u64,
     /// Trace persistence, `None` when it is off.
     traces: Option<TraceSink>,
+}
+
+/// The writer's end of its [`ExitLink`]: dropped when the writer stops, however it stops, so
+/// that the flush at exit never waits for a writer that is gone.
+struct WriterExit(Arc<ExitLink>);
+
+impl Drop for WriterExit {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.report.emit(&format!(
+                "dashflow: the event log's writer for `{}` stopped (it panicked, a bug in DashFlow); later events \
+                 are not recorded",
+                self.0.dir.display()
+            ));
+        }
+        self.0.writer_gone();
+    }
 }
 
 impl Writer {
@@ -469,6 +567,12 @@ impl Writer {
         let mut batch = Vec::with_capacity(self.max_batch);
         let mut idle = Idle::default();
         loop {
+            if self.exit.0.requested() > self.served {
+                if !self.flush_for_exit(&mut batch) {
+                    return;
+                }
+                idle = Idle::default();
+            }
             // Takes whatever is queued; with nothing queued, writes what it holds and looks
             // again a little later (see `wake`): hand-overs do not wake it one by one.
             let first = match self.receiver.try_recv() {
@@ -479,8 +583,8 @@ impl Writer {
                     if wait == Wait::Sleep {
                         self.sync_before_sleep();
                     }
-                    let queued = &self.counters.queued;
-                    self.doorbell.wait(wait, || queued.load(Ordering::Relaxed) > 0);
+                    let (queued, exit, served) = (&self.counters.queued, &self.exit.0, self.served);
+                    self.doorbell.wait(wait, || queued.load(Ordering::Relaxed) > 0 || exit.requested() > served);
                     continue;
                 }
                 Err(TryRecvError::Disconnected) => break,
@@ -488,62 +592,89 @@ impl Writer {
             idle = Idle::default();
             let mut next = Some(first);
             while let Some(command) = next.take() {
-                match command {
-                    Command::Event(event) => {
-                        self.counters.queued.fetch_sub(1, Ordering::Relaxed);
-                        batch.push(event);
-                        if batch.len() >= self.max_batch {
-                            self.write(&mut batch);
-                        }
-                    }
-                    Command::Batch(events) => {
-                        self.counters.queued.fetch_sub(events.len(), Ordering::Relaxed);
-                        // Built straight into the writer's own buffer: nothing allocated per
-                        // batch (see `EventBatch::append_to`).
-                        let start = batch.len();
-                        events.append_to(&mut batch);
-                        if !batch[start..].iter().all(|event| STORED.covers(&event.kind)) {
-                            let mut index = 0;
-                            batch.retain(|event| {
-                                index += 1;
-                                index <= start || STORED.covers(&event.kind)
-                            });
-                        }
-                        if batch.len() >= self.max_batch {
-                            self.write(&mut batch);
-                        }
-                    }
-                    Command::Events(events) => {
-                        self.counters.queued.fetch_sub(events.len(), Ordering::Relaxed);
-                        if batch.is_empty() && events.len() <= self.max_batch {
-                            // Reuse the burst's buffer rather than copy it.
-                            batch = events;
-                        } else {
-                            for event in events {
-                                batch.push(event);
-                                if batch.len() >= self.max_batch {
-                                    self.write(&mut batch);
-                                }
-                            }
-                        }
-                        if batch.len() >= self.max_batch {
-                            self.write(&mut batch);
-                        }
-                    }
-                    Command::Flush(reply) => {
-                        self.write(&mut batch);
-                        let _ = reply.send(self.sync());
-                    }
-                    Command::Shutdown(reply) => {
-                        self.write(&mut batch);
-                        let _ = reply.send(self.sync());
-                        return;
-                    }
+                if !self.handle(command, &mut batch) {
+                    return;
                 }
-                next = self.receiver.try_recv().ok();
+                // A flush at exit goes first: the process is ending.
+                if self.exit.0.requested() == self.served {
+                    next = self.receiver.try_recv().ok();
+                }
             }
         }
+        // Every sender is gone (the store was dropped without a shutdown): write what is held.
         self.write(&mut batch);
+    }
+
+    /// Takes one command; `false` when it says to stop.
+    fn handle(&mut self, command: Command, batch: &mut Vec<Event>) -> bool {
+        match command {
+            Command::Event(event) => {
+                self.counters.queued.fetch_sub(1, Ordering::Relaxed);
+                batch.push(event);
+            }
+            Command::Batch(events) => {
+                self.counters.queued.fetch_sub(events.len(), Ordering::Relaxed);
+                // Built straight into the writer's own buffer: nothing allocated per batch
+                // (see `EventBatch::append_to`).
+                let start = batch.len();
+                events.append_to(batch);
+                if !batch[start..].iter().all(|event| STORED.covers(&event.kind)) {
+                    let mut index = 0;
+                    batch.retain(|event| {
+                        index += 1;
+                        index <= start || STORED.covers(&event.kind)
+                    });
+                }
+            }
+            Command::Events(events) => {
+                self.counters.queued.fetch_sub(events.len(), Ordering::Relaxed);
+                if batch.is_empty() && events.len() <= self.max_batch {
+                    // Reuse the burst's buffer rather than copy it.
+                    *batch = events;
+                } else {
+                    for event in events {
+                        batch.push(event);
+                        if batch.len() >= self.max_batch {
+                            self.write(batch);
+                        }
+                    }
+                }
+            }
+            Command::Flush(reply) => {
+                self.write(batch);
+                let _ = reply.send(self.sync());
+                return true;
+            }
+            Command::Shutdown(reply) => {
+                self.write(batch);
+                let _ = reply.send(self.sync());
+                return false;
+            }
+        }
+        if batch.len() >= self.max_batch {
+            self.write(batch);
+        }
+        true
+    }
+
+    /// For the flush at exit (or [`EventStore::flush_within`]): writes everything queued,
+    /// syncs, and says so. `false` when a shutdown was among the queued commands.
+    fn flush_for_exit(&mut self, batch: &mut Vec<Event>) -> bool {
+        // Read before draining: whatever was handed over before this request is drained.
+        let request = self.exit.0.requested();
+        while let Ok(command) = self.receiver.try_recv() {
+            if !self.handle(command, batch) {
+                return false;
+            }
+        }
+        self.write(batch);
+        // A failure is reported where it happens; `flush` callers still get it.
+        if let Err(error) = self.sync() {
+            self.error.get_or_insert(error);
+        }
+        self.served = request;
+        self.exit.0.served(request);
+        true
     }
 
     /// Before sleeping until the next hand-over: syncs what the interval policy would sync
@@ -552,10 +683,19 @@ impl Writer {
         if matches!(self.wal.config().fsync, FsyncPolicy::Interval(_))
             && self.wal.poisoned().is_none()
             && let Err(error) = self.wal.sync()
-            && self.error.is_none()
         {
-            tracing::warn!(%error, "cannot sync the WAL");
-            self.error = Some(error);
+            self.failed(&error);
+            self.error.get_or_insert(error);
+        }
+    }
+
+    /// Reports that the log cannot be written, the first time; later failures go to debug
+    /// logging, so a broken disk does not flood the output.
+    fn failed(&mut self, error: &WalError) {
+        if std::mem::replace(&mut self.reported, true) {
+            tracing::debug!(%error, "cannot write events to the WAL");
+        } else {
+            self.exit.0.report.emit(&report::cannot_write(self.wal.dir(), error));
         }
     }
 
@@ -576,6 +716,7 @@ impl Writer {
             records.extend(finished.iter().map(Record::Trace));
         }
         let mut failed_in_wal: Vec<RunId> = Vec::new();
+        let mut failure = None;
         match self.wal.append_records(&records) {
             Ok(appended) => {
                 self.counters.written.fetch_add(count, Ordering::Relaxed);
@@ -594,13 +735,16 @@ impl Writer {
                 if traces_in_wal {
                     failed_in_wal.extend(finished.iter().map(|trace| trace.run.run_id));
                 }
-                if self.error.is_none() {
-                    tracing::warn!(%error, "cannot write events to the WAL");
-                    self.error = Some(error);
-                }
+                failure = Some(error);
             }
         }
         drop(records);
+        if let Some(error) = failure {
+            // A poisoned WAL refuses every batch with the error that poisoned it, which was
+            // reported when it happened.
+            self.failed(&error);
+            self.error.get_or_insert(error);
+        }
         if let Some(traces) = &mut self.traces {
             traces.persist(&finished, &failed_in_wal, &self.counters);
         }
@@ -615,7 +759,10 @@ impl Writer {
         if let Some(poisoned) = self.wal.poisoned() {
             return Err(poisoned);
         }
-        if self.wal.config().fsync == FsyncPolicy::Never { Ok(()) } else { self.wal.sync() }
+        if self.wal.config().fsync == FsyncPolicy::Never {
+            return Ok(());
+        }
+        self.wal.sync().inspect_err(|error| self.failed(error))
     }
 }
 

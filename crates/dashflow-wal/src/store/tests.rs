@@ -345,3 +345,127 @@ fn a_compact_batch_is_built_on_the_writer_and_stored_like_the_events_it_stands_f
     let wal = reopen(dir.path());
     assert_eq!(wal.run_events(run.run_id).unwrap(), expected);
 }
+
+/// A report destination that keeps every line.
+fn collecting() -> (FailureReport, Arc<Mutex<Vec<String>>>) {
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&lines);
+    (FailureReport::Callback(Arc::new(move |line: &str| sink.lock().unwrap().push(line.to_owned()))), lines)
+}
+
+/// A disk that is full: every write fails after writing half its bytes.
+#[derive(Debug)]
+struct FullDisk;
+
+impl Storage for FullDisk {
+    fn append(&self, file: &mut File, buf: &[u8]) -> io::Result<()> {
+        file.write_all(&buf[..buf.len() / 2])?;
+        Err(io::Error::new(io::ErrorKind::StorageFull, "no space left on device"))
+    }
+}
+
+#[test]
+fn the_flush_at_exit_writes_what_every_open_store_still_holds() {
+    let (one, two) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let stores = [EventStore::open(one.path(), config()).unwrap(), EventStore::open(two.path(), config()).unwrap()];
+    let runs = [root(), root()];
+    for (store, run) in stores.iter().zip(runs) {
+        store.send_batch(whole_run(run, "g", 20));
+    }
+    // What the `atexit` handler runs; no `flush` of either store.
+    exit::flush_all(Duration::from_secs(60));
+    for (dir, run) in [one.path(), two.path()].into_iter().zip(runs) {
+        let wal = reopen(dir);
+        assert_eq!(wal.run_events(run.run_id).unwrap(), whole_run_events_of(&wal, run));
+        assert_eq!(wal.run_events(run.run_id).unwrap().len(), 22);
+        assert_eq!(wal.run(run.run_id).unwrap().unwrap().status, RunStatus::Completed);
+    }
+    // The writers go on after it: a store that outlives a flush at exit keeps working.
+    let late = root();
+    stores[0].send_batch(whole_run(late, "g", 1));
+    assert!(stores[0].flush_within(Duration::from_secs(60)));
+    assert_eq!(reopen(one.path()).run_events(late.run_id).unwrap().len(), 3);
+}
+
+#[test]
+fn the_flush_at_exit_does_not_wait_for_a_writer_that_is_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EventStore::open(dir.path(), config()).unwrap();
+    let link = Arc::clone(&store.exit);
+    store.close().unwrap();
+    // A deadlock would return `TimedOut`, a minute later.
+    assert_eq!(link.flush_until(Instant::now() + Duration::from_secs(60)), exit::ExitFlush::WriterGone);
+}
+
+#[test]
+fn the_flush_at_exit_gives_up_on_a_stuck_disk_at_its_deadline_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let (entered_tx, entered) = channel();
+    let (release, release_rx) = channel();
+    let gate = Arc::new(Gate { entered: Mutex::new(entered_tx), release: Mutex::new(release_rx) });
+    let (report, lines) = collecting();
+    let wal = WalConfig::default().retention(Retention::KEEP_ALL).storage(gate);
+    let store = EventStore::open(dir.path(), config().wal(wal).report(report)).unwrap();
+    store.on_event(&task(root(), 1, "n"));
+    // The writer is inside the append and cannot come out before the release below.
+    entered.recv().unwrap();
+    exit::flush_all(Duration::from_millis(10));
+    let lines = lines.lock().unwrap().clone();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].contains(&dir.path().display().to_string()) && lines[0].contains("did not finish writing"));
+    assert!(!store.flush_within(Duration::from_millis(10)), "still stuck");
+    release.send(()).unwrap();
+    store.close().unwrap();
+}
+
+#[test]
+fn a_log_that_cannot_be_written_is_reported_once_and_flush_still_returns_the_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let (report, lines) = collecting();
+    let wal = WalConfig::default().retention(Retention::KEEP_ALL).storage(Arc::new(FullDisk));
+    let store = EventStore::open(dir.path(), config().wal(wal).report(report)).unwrap();
+    for _ in 0..3 {
+        store.send_batch(whole_run(root(), "g", 2));
+        assert!(store.flush_within(Duration::from_secs(60)), "a broken disk is not a stuck one");
+        assert!(matches!(store.flush(), Err(WalError::Poisoned { action: "write", .. })));
+    }
+    let lines = lines.lock().unwrap().clone();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(!lines[0].contains('\n'));
+    for needed in [dir.path().display().to_string(), "no space left on device".into(), "DASHFLOW_WAL=0".into()] {
+        assert!(lines[0].contains(&needed), "{needed:?} missing from {:?}", lines[0]);
+    }
+    assert_eq!(store.stats().failed, 12);
+}
+
+#[test]
+fn trace_files_that_cannot_be_written_are_reported_once() {
+    let dir = tempfile::tempdir().unwrap();
+    // A trace directory under a regular file fails for every user, root included.
+    let file = dir.path().join("file");
+    std::fs::write(&file, b"").unwrap();
+    let (report, lines) = collecting();
+    let traces = TraceConfig::files_in(file.join("sub"));
+    let store = EventStore::open(dir.path().join("wal"), config().traces(traces).report(report)).unwrap();
+    for _ in 0..3 {
+        store.send_batch(whole_run(root(), "g", 2));
+        store.flush().unwrap();
+    }
+    let lines = lines.lock().unwrap().clone();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].contains(&file.display().to_string()) && lines[0].contains("DASHFLOW_TRACE=0"), "{lines:?}");
+    assert_eq!((store.stats().written, store.stats().traces_failed), (12, 3));
+}
+
+#[test]
+fn a_report_names_each_cause_once() {
+    #[derive(Debug, thiserror::Error)]
+    #[error("outer quoting its cause: {0}")]
+    struct Quoting(#[source] io::Error);
+    #[derive(Debug, thiserror::Error)]
+    #[error("outer leaving its cause to source()")]
+    struct Leaving(#[source] io::Error);
+    let cause = || io::Error::other("Not a directory");
+    assert_eq!(report::one_line(&Quoting(cause())), "outer quoting its cause: Not a directory");
+    assert_eq!(report::one_line(&Leaving(cause())), "outer leaving its cause to source(): Not a directory");
+}

@@ -8,6 +8,7 @@ use std::time::SystemTime;
 use dashflow_telemetry::{Event, EventKind, RunId};
 
 use super::Counters;
+use super::report::{FailureReport, one_line};
 use crate::trace::{ExecutionTrace, FastSet, TraceCollector};
 use crate::trace_files::{TraceConfig, TraceRetention, apply_trace_retention, write_trace};
 
@@ -21,8 +22,10 @@ pub(super) struct TraceSink {
     retention_every: u64,
     /// Files written since the last retention pass.
     since_retention: u64,
-    /// Whether a failed file write was reported; a broken directory would otherwise log a
-    /// warning for every run.
+    /// Where the first failed file write is reported.
+    report: FailureReport,
+    /// Whether a failed file write was reported; a broken directory would otherwise report
+    /// every run.
     warned: bool,
     /// Runs in progress that are not traced (they started while the writer was behind).
     skipped: FastSet<RunId>,
@@ -30,7 +33,7 @@ pub(super) struct TraceSink {
 
 impl TraceSink {
     /// The sink `config` asks for, `None` when traces go nowhere.
-    pub(super) fn new(config: TraceConfig) -> Option<Self> {
+    pub(super) fn new(config: TraceConfig, report: FailureReport) -> Option<Self> {
         if !config.is_on() {
             return None;
         }
@@ -41,6 +44,7 @@ impl TraceSink {
             retention: config.retention,
             retention_every: config.retention_every.max(1),
             since_retention: 0,
+            report,
             warned: false,
             skipped: FastSet::default(),
         })
@@ -95,7 +99,13 @@ impl TraceSink {
                     Err(error) => {
                         ok = false;
                         if !std::mem::replace(&mut self.warned, true) {
-                            tracing::warn!(%error, "cannot write trace files; further failures are logged at debug level");
+                            self.report.emit(&format!(
+                                "dashflow: cannot write trace files in `{}`: {}; runs and their events are \
+                                 recorded all the same; set DASHFLOW_TRACE_DIR to a writable directory, or \
+                                 DASHFLOW_TRACE=0 to turn traces off",
+                                dir.display(),
+                                one_line(&error)
+                            ));
                         } else {
                             tracing::debug!(%error, "cannot write a trace file");
                         }
