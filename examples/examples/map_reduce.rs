@@ -77,8 +77,6 @@ async fn main() -> anyhow::Result<()> {
         result.state.docs.len(),
         result.duration
     );
-    // The write-ahead log is written in the background: let it finish before exiting.
-    dashflow::flush_observers()?;
     Ok(())
 }
 

@@ -226,8 +226,6 @@ async fn main() -> anyhow::Result<()> {
         }
         _ => anyhow::bail!("usage: quickstart [approve ID | reject ID | history ID | --mermaid]"),
     }
-    // The write-ahead log is written in the background: let it finish before exiting.
-    dashflow::flush_observers()?;
     Ok(())
 }
 

@@ -130,7 +130,5 @@ async fn main() -> anyhow::Result<()> {
             }
         }
     }
-    // The write-ahead log is written in the background: let it finish before exiting.
-    dashflow::flush_observers()?;
     Ok(())
 }

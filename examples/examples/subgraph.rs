@@ -141,7 +141,5 @@ async fn main() -> anyhow::Result<()> {
     let result = events.result().await?;
     println!("\n{}\n", result.state.text);
     println!("parent nodes: {}", result.nodes_executed().collect::<Vec<_>>().join(", "));
-    // The write-ahead log is written in the background: let it finish before exiting.
-    dashflow::flush_observers()?;
     Ok(())
 }

@@ -15,16 +15,24 @@ use dashflow_wal::EventStore;
 ///   running nodes (`dashflow::live_runs()`).
 /// - The process's write-ahead log ([`EventStore::global`]): every event, written by a
 ///   background thread under `$DASHFLOW_HOME/wal` (default `~/.dashflow/wal`), which the
-///   `dashflow` CLI reads. Call [`flush_observers`] before the process exits.
-///
+///   `dashflow` CLI reads. Nothing needs calling before the process exits: when `main`
+///   returns, `std::process::exit` is called or a test binary ends, the log writes what it
+///   still holds (waiting at most [`EventStore::EXIT_FLUSH_LIMIT`] for a stuck disk), so
+///   no finished run reads `abandoned`. [`flush_observers`] is there for a program that
+///   wants its runs readable by another process before then.
 /// - Execution traces: one JSON file per finished run under `./.dashflow/traces/` (or
 ///   `$DASHFLOW_TRACE_DIR/.dashflow/traces/`) and in the WAL, written by the same background
 ///   thread.
 ///
 /// `DASHFLOW_WAL=0` turns the write-ahead log (and with it the traces) off, `DASHFLOW_TRACE=0`
 /// the traces alone. A graph compiled through `dashflow::executor::CompileExt` has no
-/// observers at all. A WAL that cannot be opened (an unwritable home, say) is reported once
-/// through `tracing` and the graph runs without it.
+/// observers at all.
+///
+/// A log that cannot be written never fails a run or the program: a WAL that cannot be
+/// opened (an unwritable home, say), or a write, fsync or trace file that fails later, is
+/// reported once, in one line on standard error (whatever logging the program set up) that
+/// names the path, the cause and the fix (or `DASHFLOW_WAL=0` to silence it), and the runs
+/// go on without it.
 pub trait CompileExt<S: GraphState> {
     /// Validates the graph, makes it runnable and attaches the default observers.
     fn compile(self) -> Result<CompiledGraph<S>, Error>;
@@ -81,25 +89,28 @@ fn shared_store() -> Option<Arc<dyn EventCallback>> {
     SINK.get_or_init(|| wal_store().map(|store| store as Arc<dyn EventCallback>)).clone()
 }
 
-/// The process's event store, or `None` when the WAL is off or cannot be opened.
+/// The process's event store, once asked for: `None` when the WAL is off or cannot be
+/// opened. Asked once, so a broken home is tried (and reported) once.
+static STORE: OnceLock<Option<Arc<EventStore>>> = OnceLock::new();
+
+/// The process's event store, or `None` when the WAL is off or cannot be opened (which the
+/// store reported on stderr).
 fn wal_store() -> Option<Arc<EventStore>> {
-    match EventStore::global() {
-        Ok(store) => store,
-        Err(error) => {
-            static WARNED: std::sync::Once = std::sync::Once::new();
-            WARNED.call_once(|| tracing::warn!(%error, "DashFlow runs without its write-ahead log"));
-            None
-        }
-    }
+    STORE.get_or_init(|| EventStore::global().ok().flatten()).clone()
 }
 
-/// Blocks until the events of every finished run so far are in the write-ahead log; call it
-/// before the process exits (the log's writer runs in the background). A run still going
-/// hands its events over as it waits and when it ends.
-pub fn flush_observers() -> Result<(), dashflow_wal::WalError> {
-    match EventStore::global()? {
-        Some(store) => store.flush(),
-        None => Ok(()),
+/// Waits until the events of every run that finished so far are in the write-ahead log, so
+/// that another process (`dashflow runs list`, say) reads them now. A run still going hands
+/// its events over as it waits and when it ends.
+///
+/// Never needed for correctness: the log writes what it holds when the process exits. It
+/// never fails and never hangs: it waits at most [`EventStore::EXIT_FLUSH_LIMIT`], and a log
+/// that cannot be written was reported once on standard error (a program whose work is done
+/// must not fail because its log is broken). To get the error itself, call
+/// [`EventStore::flush`] on `dashflow::wal::EventStore::global()`.
+pub fn flush_observers() {
+    if let Some(Some(store)) = STORE.get() {
+        store.flush_within(EventStore::EXIT_FLUSH_LIMIT);
     }
 }
 

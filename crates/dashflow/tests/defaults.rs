@@ -63,7 +63,7 @@ fn concurrent_runs_all_reach_the_log_whole() -> Result<(), Failed> {
         });
         futures::future::join_all(runs).await.into_iter().map(Result::unwrap).collect::<Vec<_>>()
     });
-    dashflow::flush_observers()?;
+    dashflow::flush_observers();
     let store = dashflow::wal::EventStore::global()?.ok_or("the log is on")?;
     if store.stats().dropped > 0 {
         return Err(format!("the queue dropped events of 8 short runs: {:?}", store.stats()).into());
@@ -125,7 +125,7 @@ fn a_run_waiting_in_a_node_is_live_there_and_in_the_log() -> Result<(), Failed> 
         return Err(format!("live view: step {} running {running:?}", waiting.step).into());
     }
     // Handed to the log when the run began to wait: a follower sees the step.
-    dashflow::flush_observers()?;
+    dashflow::flush_observers();
     let events = wal().run_events(waiting.run.run_id)?;
     let started = events.iter().any(|event| matches!(&event.kind, EventKind::SuperstepStarted { step: 2, nodes } if nodes.len() == 1 && &*nodes[0] == "slow"));
     if !started {
