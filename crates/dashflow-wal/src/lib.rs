@@ -19,7 +19,10 @@
 //!   [`Wal::compact`] rewrites sealed segments without the remains of removed runs.
 //! - **[`EventStore`]**: the [`EventCallback`](dashflow_telemetry::EventCallback) that feeds it.
 //!   `on_event` clones the event into a bounded queue and returns; a background thread writes
-//!   batches. One store per process ([`EventStore::global`]), opened on first use.
+//!   batches. One store per process ([`EventStore::global`]), opened on first use. Every
+//!   open store writes what it still holds when the process exits (`atexit`, bounded by
+//!   [`EventStore::EXIT_FLUSH_LIMIT`]); a log that cannot be written is reported once
+//!   ([`FailureReport`]) and fails no run.
 //! - **Traces.** The store's background thread also builds one [`ExecutionTrace`] per run
 //!   ([`TraceBuilder`]: tasks in order with every attempt's duration and error, routing
 //!   decisions, status, the error or interrupt) and, when the run finishes (failed and
