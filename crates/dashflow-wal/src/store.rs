@@ -37,7 +37,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
-use dashflow_telemetry::{Event, EventBatch, EventCallback, Interest, RunId};
+use dashflow_telemetry::{Event, EventBatch, EventCallback, EventKind, Interest, RunId};
 
 use self::exit::ExitLink;
 pub use self::report::FailureReport;
@@ -129,7 +129,9 @@ pub struct StoreStats {
     /// Events written to the WAL.
     pub written: u64,
     /// Events dropped because the queue was full (the writer fell behind) or the store had
-    /// shut down.
+    /// shut down. A run's start and end are not dropped for a full queue: they are queued
+    /// beyond its capacity, so a run that finished reads finished, with the events between
+    /// missing.
     pub dropped: u64,
     /// Events lost because writing them failed (see [`EventStore::flush`] for the error).
     pub failed: u64,
@@ -391,10 +393,11 @@ impl EventStore {
     }
 
     /// Queues `command`, which carries `count` events, for the writer; when the queue cannot
-    /// take them all, drops them and counts them in [`StoreStats::dropped`]. Never blocks.
+    /// take them all, drops them but the starts and ends of runs ([`overflow`](Self::overflow))
+    /// and counts them in [`StoreStats::dropped`]. Never blocks.
     fn enqueue(&self, count: usize, command: Command) {
         if !self.reserve(count) {
-            self.counters.dropped.fetch_add(count as u64, Ordering::Relaxed);
+            self.overflow(count, command);
             return;
         }
         match self.sender.try_send(command) {
@@ -402,6 +405,34 @@ impl EventStore {
             Err(_) => {
                 self.counters.queued.fetch_sub(count, Ordering::Relaxed);
                 self.counters.dropped.fetch_add(count as u64, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// The queue is full: drops `command`'s `count` events except the starts and ends of
+    /// runs, which are queued beyond the capacity (at most two per run), so that a run that
+    /// finished reads `completed` (or `failed`) rather than `abandoned` for want of its last
+    /// event. Only here, with the writer behind, are a batch's events built on the run's
+    /// thread; what that costs slows the producers a little, which is what a backlog needs.
+    fn overflow(&self, count: usize, command: Command) {
+        let bound = |event: &Event| matches!(event.kind, EventKind::RunStarted { .. } | EventKind::RunFinished { .. });
+        let kept: Vec<Event> = match command {
+            Command::Event(event) if bound(&event) => vec![event],
+            Command::Events(events) => events.into_iter().filter(bound).collect(),
+            Command::Batch(batch) => batch.events().filter(bound).collect(),
+            _ => Vec::new(),
+        };
+        let kept_count = kept.len();
+        self.counters.dropped.fetch_add(count.saturating_sub(kept_count) as u64, Ordering::Relaxed);
+        if kept_count == 0 {
+            return;
+        }
+        self.counters.queued.fetch_add(kept_count, Ordering::Relaxed);
+        match self.sender.try_send(Command::Events(kept)) {
+            Ok(()) => self.ring(),
+            Err(_) => {
+                self.counters.queued.fetch_sub(kept_count, Ordering::Relaxed);
+                self.counters.dropped.fetch_add(kept_count as u64, Ordering::Relaxed);
             }
         }
     }

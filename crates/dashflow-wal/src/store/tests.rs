@@ -469,3 +469,38 @@ fn a_report_names_each_cause_once() {
     assert_eq!(report::one_line(&Quoting(cause())), "outer quoting its cause: Not a directory");
     assert_eq!(report::one_line(&Leaving(cause())), "outer leaving its cause to source(): Not a directory");
 }
+
+#[test]
+fn a_full_queue_keeps_the_start_and_end_of_the_runs_it_drops() {
+    let dir = tempfile::tempdir().unwrap();
+    let (entered_tx, entered) = channel();
+    let (release, release_rx) = channel();
+    let gate = Arc::new(Gate { entered: Mutex::new(entered_tx), release: Mutex::new(release_rx) });
+    let wal = WalConfig::default().retention(Retention::KEEP_ALL).storage(gate);
+    let store = EventStore::open(dir.path(), config().wal(wal).capacity(4).max_batch(64)).unwrap();
+    store.on_event(&task(root(), 1, "n"));
+    // The writer holds that event inside the gate; no run of 12 events fits in the queue.
+    entered.recv().unwrap();
+    let runs = [root(), root(), root()];
+    for run in runs {
+        store.send_batch(whole_run(run, "g", 10));
+    }
+    // One event alone is dropped too, unless it starts or ends a run.
+    store.on_event(&task(runs[0], 11, "n"));
+    assert_eq!(store.stats().dropped, 3 * 10 + 1);
+    // One go-ahead per append: the event in the gate, then the kept events, in one batch or
+    // a few.
+    for _ in 0..8 {
+        release.send(()).unwrap();
+    }
+    store.flush().unwrap();
+    let wal = reopen(dir.path());
+    for run in runs {
+        let kinds: Vec<_> = wal.run_events(run.run_id).unwrap().into_iter().map(|event| event.kind).collect();
+        assert!(matches!(kinds.as_slice(), [EventKind::RunStarted { .. }, EventKind::RunFinished { .. }]), "{kinds:?}");
+        let summary = wal.run(run.run_id).unwrap().unwrap();
+        assert_eq!((summary.status, summary.steps), (RunStatus::Completed, 10));
+    }
+    assert_eq!(store.stats().written, 1 + 3 * 2);
+    drop(release);
+}
