@@ -31,6 +31,9 @@ pub(crate) struct ExitLink {
     pub(super) dir: PathBuf,
     pub(super) doorbell: Arc<Doorbell>,
     pub(super) report: FailureReport,
+    /// The process whose writer thread serves this link: a child made by `fork` inherits
+    /// the link and the `atexit` handler, but not the thread.
+    pid: u32,
     /// Flushes asked for, counted; the writer looks at it each time round its loop.
     requested: AtomicU64,
     state: Mutex<ExitState>,
@@ -62,6 +65,7 @@ impl ExitLink {
             dir,
             doorbell,
             report,
+            pid: std::process::id(),
             requested: AtomicU64::new(0),
             state: Mutex::new(ExitState::default()),
             changed: Condvar::new(),
@@ -137,7 +141,8 @@ pub(crate) fn flush_all(limit: Duration) {
     // meanwhile never waits for a disk.
     let links: Vec<Arc<ExitLink>> = {
         let links = LINKS.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        links.iter().filter_map(Weak::upgrade).collect()
+        let pid = std::process::id();
+        links.iter().filter_map(Weak::upgrade).filter(|link| link.pid == pid).collect()
     };
     for link in links {
         if link.flush_until(deadline) == ExitFlush::TimedOut {
