@@ -11,11 +11,11 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::process::{Command, Output};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 use dashflow::prelude::*;
-use dashflow::telemetry::{EventCallback, Interest, RunId};
-use dashflow::wal::{EventStore, RunFilter, RunStatus, StoreConfig, Wal, WalConfig};
+use dashflow::telemetry::{EventCallback, Interest, RunId, RunIds};
+use dashflow::wal::{EventStore, FailureReport, RunFilter, RunStatus, Storage, StoreConfig, Wal, WalConfig};
 use libtest_mimic::{Arguments, Failed, Trial};
 
 /// Set, to the scenario's name, in the program under test.
@@ -47,6 +47,19 @@ impl EventCallback for Emitted {
 
     fn batches(&self) -> bool {
         true
+    }
+}
+
+/// A disk whose writes never return.
+#[derive(Debug)]
+struct StuckDisk;
+
+impl Storage for StuckDisk {
+    fn append(&self, _file: &mut std::fs::File, _buf: &[u8]) -> std::io::Result<()> {
+        loop {
+            // Woken when the store wants its writer: still stuck.
+            std::thread::park();
+        }
     }
 }
 
@@ -202,6 +215,20 @@ fn child(scenario: &str) {
             dashflow::flush_observers();
             println!("completed {}", emitted.runs.lock().unwrap().len());
         }
+        // Returns from `main` holding a store of its own, opened first, whose disk never
+        // finishes a write: the process still exits, and the process's store is written.
+        "stuck" => {
+            static STUCK: OnceLock<EventStore> = OnceLock::new();
+            let config = StoreConfig::default()
+                .wal(WalConfig::default().storage(Arc::new(StuckDisk)))
+                .report(FailureReport::Stderr);
+            let stuck = STUCK.get_or_init(|| EventStore::open("../stuck", config).unwrap());
+            let run = RunIds::root(RunId::new());
+            stuck.on_event(&Event::now(run, EventKind::RunStarted { graph: "stuck".into(), thread_id: None }));
+            let emitted = emitted_sink();
+            runtime().block_on(workload(&emitted));
+            report(&emitted);
+        }
         other => panic!("unknown scenario {other}"),
     }
 }
@@ -240,15 +267,25 @@ fn said<'a>(output: &'a Output, word: &str) -> Vec<&'a str> {
 /// Runs of one [`workload`]: 1,100 short, 8 long and 100 parallel ones.
 const WORKLOAD_RUNS: usize = 1208;
 
-/// Runs `scenario`, which runs `workloads` workloads, and checks the log: every run the
-/// program finished is `completed` with exactly the events it emitted. Returns the log.
+/// Runs `scenario`, which runs `workloads` workloads and succeeds with nothing on stderr,
+/// and checks the log: every run the program finished is `completed` with exactly the events
+/// it emitted. Returns the log.
 fn every_finished_run_is_in_the_log_whole(scenario: &str, workloads: usize) -> Result<Wal, Failed> {
+    every_finished_run_is_in_the_log_whole_and(scenario, workloads, |stderr| stderr.trim().is_empty())
+}
+
+/// [`every_finished_run_is_in_the_log_whole`] with what stderr must hold.
+fn every_finished_run_is_in_the_log_whole_and(
+    scenario: &str,
+    workloads: usize,
+    stderr_ok: impl Fn(&str) -> bool,
+) -> Result<Wal, Failed> {
     let dir = tempfile::tempdir()?;
     let home = dir.path().join("home");
     let output = run_child(scenario, dir.path(), &home, Some(&dir.path().join("traces")));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    if !output.status.success() || !stderr.trim().is_empty() {
-        return Err(format!("the program failed ({}): {stderr}", output.status).into());
+    if !output.status.success() || !stderr_ok(&stderr) {
+        return Err(format!("the program failed ({}) or said: {stderr}", output.status).into());
     }
     let emitted: HashMap<RunId, usize> = said(&output, "emitted")
         .into_iter()
@@ -315,6 +352,19 @@ fn runs_of_a_test_binary_are_all_completed_with_every_event_when_its_harness_end
     every_finished_run_is_in_the_log_whole("harness", 3).map(drop)
 }
 
+fn a_stuck_disk_delays_the_exit_by_the_limit_only_and_is_reported_once() -> Result<(), Failed> {
+    // The docs promise this bound.
+    if EventStore::EXIT_FLUSH_LIMIT != std::time::Duration::from_secs(5) {
+        return Err(format!("the limit is {:?}, the docs say 5 s", EventStore::EXIT_FLUSH_LIMIT).into());
+    }
+    // A hang here is the failure this guards against.
+    every_finished_run_is_in_the_log_whole_and("stuck", 1, |stderr| {
+        let lines: Vec<&str> = stderr.lines().collect();
+        lines.len() == 1 && lines[0].contains("`../stuck` did not finish writing within 5 s")
+    })
+    .map(drop)
+}
+
 fn an_unwritable_home_is_reported_once_and_the_program_still_succeeds() -> Result<(), Failed> {
     let dir = tempfile::tempdir()?;
     // A home under a regular file cannot be created, by root either.
@@ -372,6 +422,10 @@ fn main() {
         Trial::test(
             "runs_of_a_test_binary_are_all_completed_with_every_event_when_its_harness_ends",
             runs_of_a_test_binary_are_all_completed_with_every_event_when_its_harness_ends,
+        ),
+        Trial::test(
+            "a_stuck_disk_delays_the_exit_by_the_limit_only_and_is_reported_once",
+            a_stuck_disk_delays_the_exit_by_the_limit_only_and_is_reported_once,
         ),
         Trial::test(
             "an_unwritable_home_is_reported_once_and_the_program_still_succeeds",

@@ -100,8 +100,19 @@ impl ExitLink {
     /// Asks the writer to drain and sync, and waits until it did, it is gone, or `deadline`.
     /// Several callers at once each wait for a drain that began after their request.
     pub(crate) fn flush_until(&self, deadline: Instant) -> ExitFlush {
+        let request = self.request();
+        self.wait(request, deadline)
+    }
+
+    /// Asks the writer to drain and sync; returns the request to [`wait`](Self::wait) for.
+    fn request(&self) -> u64 {
         let request = self.requested.fetch_add(1, Ordering::AcqRel) + 1;
         self.doorbell.wake();
+        request
+    }
+
+    /// Waits until the writer served `request`, it is gone, or `deadline`.
+    fn wait(&self, request: u64, deadline: Instant) -> ExitFlush {
         let mut state = self.state();
         loop {
             if state.served >= request {
@@ -134,7 +145,8 @@ pub(crate) fn register(link: &Arc<ExitLink>) {
     links.push(Arc::downgrade(link));
 }
 
-/// Flushes every live store, all within `limit`; reports the stores that did not finish.
+/// Flushes every live store of this process, all at once and within `limit`; reports the
+/// stores that did not finish.
 pub(crate) fn flush_all(limit: Duration) {
     let deadline = Instant::now() + limit;
     // Taken out under the lock and flushed without it: a store opening on another thread
@@ -144,8 +156,11 @@ pub(crate) fn flush_all(limit: Duration) {
         let pid = std::process::id();
         links.iter().filter_map(Weak::upgrade).filter(|link| link.pid == pid).collect()
     };
-    for link in links {
-        if link.flush_until(deadline) == ExitFlush::TimedOut {
+    // Every writer is asked first, so they all write at once and one stuck disk does not
+    // use up the others' time.
+    let requests: Vec<u64> = links.iter().map(|link| link.request()).collect();
+    for (link, request) in links.iter().zip(requests) {
+        if link.wait(request, deadline) == ExitFlush::TimedOut {
             link.report.emit(&format!(
                 "dashflow: the event log in `{}` did not finish writing within {} s of the process's exit \
                  (a stuck disk?); the events still queued are lost",
