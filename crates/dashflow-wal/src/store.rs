@@ -188,8 +188,9 @@ enum Command {
 /// `std::process::exit`, or is a test binary whose harness ends) writes and syncs what it was
 /// handed before the process ends, waiting at most [`EventStore::EXIT_FLUSH_LIMIT`] for a
 /// slow disk: no call is needed for a finished run to be recorded. A process killed by a
-/// signal or aborted loses what was still queued, as any crash does (at most the last few
-/// milliseconds of events while the process is busy).
+/// signal or aborted loses what was still queued, as any crash does (the events of the last
+/// few tens of milliseconds). Dropping or closing a store writes what it holds too, but
+/// without a time limit.
 ///
 /// # When the log cannot be written
 ///

@@ -204,6 +204,8 @@ fn the_global_store_is_one_per_directory() {
     assert!(Arc::ptr_eq(&first, &second));
     assert_eq!(first.dir(), home.path().join("wal"));
     assert_eq!(first.traces_dir(), Some(home.path().join(".dashflow/traces").as_path()));
+    // Nobody sees the process's store's errors: it reports on stderr, whatever logging is set up.
+    assert!(matches!(first.exit.report, FailureReport::Stderr), "{:?}", first.exit.report);
     let run = root();
     first.on_event(&started(run, "g", None));
     first.flush().unwrap();
