@@ -17,6 +17,7 @@ use dashflow::prelude::*;
 use dashflow::telemetry::{EventCallback, Interest, RunId, RunIds};
 use dashflow::wal::{EventStore, FailureReport, RunFilter, RunStatus, Storage, StoreConfig, Wal, WalConfig};
 use libtest_mimic::{Arguments, Failed, Trial};
+use tempfile::TempDir;
 
 /// Set, to the scenario's name, in the program under test.
 const CHILD: &str = "DASHFLOW_EXIT_TEST_CHILD";
@@ -144,27 +145,46 @@ fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
 }
 
-/// A run that waits forever in its node, started on `runtime` (a one-thread runtime: once
-/// the node says it entered, its run has gone on to wait, handing its events over, before
-/// this looks); returns once it waits there.
+/// Says when a run's task `fast` has ended, as the log's sink sees it: fed from the same
+/// hand-over of the run's events.
+struct FastEnded(std::sync::atomic::AtomicBool);
+
+impl EventCallback for FastEnded {
+    fn on_event(&self, event: &Event) {
+        if matches!(&event.kind, EventKind::TaskFinished { node, .. } if &**node == "fast") {
+            self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    fn batches(&self) -> bool {
+        true
+    }
+}
+
+/// A run cut short inside a parallel step: `fast` has finished, `wait` waits forever. Started
+/// on `runtime`, a one-thread runtime driven here only until the log has been handed the
+/// end of `fast`.
 fn start_stuck_run(runtime: &tokio::runtime::Runtime) -> RunId {
-    let (entered_tx, entered) = tokio::sync::oneshot::channel::<()>();
-    let entered_tx = Mutex::new(Some(entered_tx));
     let mut graph = StateGraph::<Count>::named("stuck");
     graph
-        .add_node("wait", move |_: Arc<Count>| {
-            let entered = entered_tx.lock().unwrap().take();
-            async move {
-                entered.unwrap().send(()).unwrap();
-                futures::future::pending::<()>().await;
-                Ok(CountUpdate::default())
-            }
+        .add_node("fast", |_: Arc<Count>| async { Ok(CountUpdate::default().n(1_u64)) })
+        .add_node("wait", |_: Arc<Count>| async {
+            futures::future::pending::<()>().await;
+            Ok(CountUpdate::default())
         })
-        .add_edge(START, "wait")
+        .add_parallel_edges(START, ["fast", "wait"])
+        .add_edge("fast", END)
         .add_edge("wait", END);
-    let app = graph.compile().unwrap();
+    let ended = Arc::new(FastEnded(std::sync::atomic::AtomicBool::new(false)));
+    let app = graph.compile().unwrap().with_shared_callback(Arc::clone(&ended) as Arc<dyn EventCallback>);
     runtime.spawn(async move { app.invoke(Count::default(), RunConfig::new()).await });
-    runtime.block_on(entered).unwrap();
+    // Each turn lets the run's tasks go on until they all wait; no clock involved.
+    let mut turns = 0;
+    while !ended.0.load(std::sync::atomic::Ordering::SeqCst) {
+        runtime.block_on(tokio::task::yield_now());
+        turns += 1;
+        assert!(turns < 100_000, "`fast` never ended");
+    }
     let live = dashflow::live_runs();
     live.iter().find(|run| &*run.graph == "stuck").unwrap().run.run_id
 }
@@ -269,8 +289,8 @@ const WORKLOAD_RUNS: usize = 1208;
 
 /// Runs `scenario`, which runs `workloads` workloads and succeeds with nothing on stderr,
 /// and checks the log: every run the program finished is `completed` with exactly the events
-/// it emitted. Returns the log.
-fn every_finished_run_is_in_the_log_whole(scenario: &str, workloads: usize) -> Result<Wal, Failed> {
+/// it emitted. Returns the log, and the directory that holds it.
+fn every_finished_run_is_in_the_log_whole(scenario: &str, workloads: usize) -> Result<(TempDir, Wal), Failed> {
     every_finished_run_is_in_the_log_whole_and(scenario, workloads, |stderr| stderr.trim().is_empty())
 }
 
@@ -279,7 +299,7 @@ fn every_finished_run_is_in_the_log_whole_and(
     scenario: &str,
     workloads: usize,
     stderr_ok: impl Fn(&str) -> bool,
-) -> Result<Wal, Failed> {
+) -> Result<(TempDir, Wal), Failed> {
     let dir = tempfile::tempdir()?;
     let home = dir.path().join("home");
     let output = run_child(scenario, dir.path(), &home, Some(&dir.path().join("traces")));
@@ -326,7 +346,7 @@ fn every_finished_run_is_in_the_log_whole_and(
     if listed != emitted.len() + unfinished.len() {
         return Err(format!("{listed} runs in the log, {} run", emitted.len() + unfinished.len()).into());
     }
-    Ok(wal)
+    Ok((dir, wal))
 }
 
 fn runs_finished_before_main_returns_are_all_completed_with_every_event() -> Result<(), Failed> {
@@ -334,16 +354,28 @@ fn runs_finished_before_main_returns_are_all_completed_with_every_event() -> Res
 }
 
 fn runs_finished_before_process_exit_are_all_completed_and_a_run_cut_short_is_abandoned() -> Result<(), Failed> {
-    // The child printed which run was still waiting; checked here, the rest above.
-    let wal = every_finished_run_is_in_the_log_whole("exit", 1)?;
+    let (_dir, wal) = every_finished_run_is_in_the_log_whole("exit", 1)?;
+    // The run cut short inside its parallel step: abandoned, not completed, with the step's
+    // start and the end of the task that finished in it.
     let cut_short: Vec<_> = wal
         .list_runs(&RunFilter::all())?
         .into_iter()
         .filter(|summary| summary.graph.as_deref() == Some("stuck"))
-        .map(|summary| summary.status)
         .collect();
-    if cut_short != [RunStatus::Abandoned] {
-        return Err(format!("the run cut short by the exit reads {cut_short:?}").into());
+    let [summary] = cut_short.as_slice() else {
+        return Err(format!("{} runs cut short in the log", cut_short.len()).into());
+    };
+    if summary.status != RunStatus::Abandoned {
+        return Err(format!("the run cut short by the exit reads {:?}", summary.status).into());
+    }
+    let events = wal.run_events(summary.ids.run_id)?;
+    let step_started = events
+        .iter()
+        .any(|event| matches!(&event.kind, EventKind::SuperstepStarted { step: 1, nodes } if nodes.len() == 2));
+    let fast_ended =
+        events.iter().any(|event| matches!(&event.kind, EventKind::TaskFinished { node, .. } if &**node == "fast"));
+    if !(step_started && fast_ended) {
+        return Err(format!("the run cut short lacks its step or its finished task: {events:?}").into());
     }
     Ok(())
 }
