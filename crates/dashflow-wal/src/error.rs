@@ -23,12 +23,14 @@ pub enum WalError {
         #[source]
         source: io::Error,
     },
-    /// A record in a sealed segment (or before the tail of the last one) is damaged.
+    /// The record asked for is damaged ([`Wal::trace`](crate::Wal::trace) reads one record
+    /// at a position the index gave).
     ///
-    /// The WAL never skips such a record: it is not a torn write but lost data.
+    /// Reads of many records skip damage instead and report it
+    /// ([`Wal::damage`](crate::Wal::damage)).
     #[error(
         "WAL segment `{}` is damaged at byte {offset}: {damage}; run `dashflow wal verify` to list all \
-         damage, then restore the segment from a backup or move it away",
+         damage and `dashflow wal repair` to set it aside",
         segment.display()
     )]
     Corrupt {
@@ -149,6 +151,15 @@ pub enum WalError {
         /// The deserializer's error.
         #[source]
         source: serde_json::Error,
+    },
+    /// The WAL was opened read-only ([`Wal::open_read_only`](crate::Wal::open_read_only)) and
+    /// the operation would change it.
+    #[error("cannot {operation} the WAL in `{}`: it was opened read-only; open it with `Wal::open` to change it", dir.display())]
+    ReadOnly {
+        /// What was refused (`append to`, `compact`, `repair`, ...).
+        operation: &'static str,
+        /// The WAL directory.
+        dir: PathBuf,
     },
     /// The event store's background writer has stopped.
     #[error("the event store's background writer has stopped (it panicked or the store was closed); open a new store")]

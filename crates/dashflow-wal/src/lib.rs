@@ -110,6 +110,7 @@
 
 mod compact;
 mod config;
+mod damage;
 mod error;
 mod follow;
 mod frame;
@@ -131,6 +132,7 @@ mod testing;
 
 pub use compact::CompactReport;
 pub use config::{FsyncPolicy, Retention, WalConfig};
+pub use damage::{DamagedRange, QUARANTINE_DIR};
 pub use error::{Result, WalError};
 pub use follow::Follower;
 pub use frame::{DEFAULT_MAX_RECORD_SIZE, Damage, Decoded, HEADER_LEN, decode as decode_frame, encode as encode_frame};
@@ -156,4 +158,4 @@ pub use trace_files::{
     TraceConfig, TraceFile, TraceRetention, TraceRetentionReport, apply_trace_retention, list_traces, read_trace,
     trace_file_name, write_trace,
 };
-pub use wal::{DamagedRecord, RecordLocation, RecoveryReport, TornTail, TraceRecords, VerifyReport, Wal};
+pub use wal::{RecordLocation, RecoveryReport, RepairReport, TornTail, TraceRecords, VerifyReport, Wal, verify_dir};

@@ -180,7 +180,7 @@ fn verify_reports_a_healthy_wal_as_clean() {
     // Four runs of four events, each appended in one batch with its process record.
     assert_eq!(report.records, 16 + process_records(4));
     assert_eq!(report.segments, wal.end().segment);
-    assert!(report.index_up_to_date);
+    assert_eq!(report.index_up_to_date, Some(true));
 }
 
 #[test]
@@ -205,10 +205,12 @@ fn verify_reports_a_torn_tail_and_a_sealed_checksum_mismatch_with_segment_and_of
         (seg1.as_path(), sealed_record.offset, false)
     );
     assert!(matches!(sealed.damage, Damage::Checksum { .. }));
-    assert_eq!(sealed.unreadable_bytes, 0);
+    // Exactly the damaged record: its frame boundaries and the next frame are intact.
+    let sealed_len = positions[2].offset - sealed_record.offset;
+    assert_eq!((sealed.len, sealed.records), (sealed_len, Some(1)));
     assert_eq!((tail.offset, tail.torn_tail, tail.damage), (last.offset, true, Damage::ZeroLength));
-    assert_eq!(tail.unreadable_bytes, 40);
-    assert!(report.index_up_to_date);
+    assert_eq!(tail.len, 40);
+    assert_eq!(report.index_up_to_date, Some(true));
     assert!(!report.is_clean());
 }
 
