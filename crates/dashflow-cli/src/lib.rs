@@ -72,13 +72,14 @@ pub use cli::{
 pub fn run(cli: &Cli, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
     let home = cli.home.as_deref();
     match &cli.command {
-        Command::Runs(RunsCommand::List(args)) => commands::runs_list::run(&store::open(home)?, args, out)?,
-        Command::Runs(RunsCommand::Show(args)) => commands::runs_show::run(&store::open(home)?, args, out)?,
-        Command::Tail(args) => commands::tail::run(&store::open(home)?, args, out)?,
+        Command::Runs(RunsCommand::List(args)) => store::read(home, |wal| commands::runs_list::run(wal, args, out))?,
+        Command::Runs(RunsCommand::Show(args)) => store::read(home, |wal| commands::runs_show::run(wal, args, out))?,
+        Command::Tail(args) => store::read(home, |wal| commands::tail::run(wal, args, out))?,
         Command::Threads(ThreadsCommand::History(args)) => commands::threads::run(args, out)?,
-        Command::Graph(args) => commands::graph::run(&store::open(home)?, args, out)?,
+        Command::Graph(args) => store::read(home, |wal| commands::graph::run(wal, args, out))?,
         Command::Wal(WalCommand::Verify) => return commands::wal::verify(home, out),
         Command::Wal(WalCommand::Compact) => return commands::wal::compact(home, out),
+        Command::Wal(WalCommand::Repair) => return commands::wal::repair(home, out),
     }
     Ok(ExitCode::SUCCESS)
 }

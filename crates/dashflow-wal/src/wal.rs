@@ -327,8 +327,13 @@ impl Wal {
     }
 
     /// The position after the last record this writer knows of.
+    ///
+    /// For a read-only WAL, the end of the intact records when it was opened.
     pub fn end(&self) -> Position {
-        self.active.as_ref().map_or(Position::START, |a| Position::new(a.seq, a.len))
+        match &self.active {
+            Some(active) => Position::new(active.seq, active.len),
+            None => self.indexed.unwrap_or(Position::START),
+        }
     }
 
     /// The first write or sync error, if one poisoned this writer.

@@ -271,3 +271,33 @@ fn an_intact_binary_record_that_does_not_decode_is_a_decode_error() {
     assert_eq!(report.undecodable.len(), 1);
     assert_eq!(report.undecodable[0].offset, offset);
 }
+
+#[test]
+fn a_read_only_wal_reads_everything_and_refuses_every_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut writer = open(dir.path());
+    let run = root();
+    let events = whole_run(run, "g", 2);
+    writer.append(&events).unwrap();
+    let mut reader = Wal::open_read_only(dir.path(), config()).unwrap();
+    assert_eq!(reader.end(), writer.end());
+    assert_eq!(reader.run_events(run.run_id).unwrap(), events);
+    assert_eq!(reader.list_runs(&RunFilter::all()).unwrap().len(), 1);
+    let refused = |result: Result<(), WalError>| matches!(result, Err(WalError::ReadOnly { .. }));
+    assert!(refused(reader.append(&events).map(drop)));
+    assert!(refused(reader.compact().map(drop)));
+    assert!(refused(reader.repair().map(drop)));
+    assert!(refused(reader.apply_retention(SystemTime::now()).map(drop)));
+    // The writer is not disturbed.
+    writer.append(&[task(run, 9, "later")]).unwrap();
+    assert_eq!(all_events(&reader).len(), events.len() + 1);
+}
+
+#[test]
+fn a_read_only_open_of_a_missing_directory_fails_and_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("wal");
+    let error = Wal::open_read_only(&missing, config()).unwrap_err();
+    assert!(error.to_string().contains(&missing.display().to_string()), "{error}");
+    assert!(!missing.exists());
+}
