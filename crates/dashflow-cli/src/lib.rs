@@ -7,13 +7,18 @@
 //! dashflow tail [--graph G] [--from-start] # follow new events live; Ctrl-C stops
 //! dashflow threads history THREAD --db .dashflow/app.db      # or --db postgres://...
 //! dashflow graph RUN_ID [--format mermaid|json]
-//! dashflow wal verify                      # exit code 1 when a record is damaged
+//! dashflow wal verify                      # only reads; exit code 1 when anything is damaged
+//! dashflow wal repair                      # sets damage aside, keeps every intact record
 //! dashflow wal compact
 //! ```
 //!
 //! Runs, timelines, `tail` and `graph` read the write-ahead log in `<home>/wal`, where the
 //! home is `--home`, else `$DASHFLOW_HOME`, else `~/.dashflow` (see `dashflow_wal` for the
-//! variables). The CLI opens it with retention off, so looking never deletes history.
+//! variables). The CLI opens it with retention off, so looking never deletes history, and
+//! these reading commands open it read-only: they change no segment, and skip damaged bytes
+//! with a warning line on stderr naming the segment and offset. `wal verify` changes no file
+//! at all; `wal repair` copies damaged ranges into `<home>/wal/quarantine/`, rewrites the
+//! segments without them and rebuilds the run index.
 //!
 //! A run's status is `running`, `completed`, `failed`, `interrupted`, or `abandoned`: started,
 //! never finished, and its process is gone (killed, crashed, or the machine restarted), so

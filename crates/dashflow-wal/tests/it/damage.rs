@@ -504,3 +504,63 @@ proptest! {
         prop_assert_eq!(all_events(&wal).iter().map(step_of).collect::<Vec<_>>(), expected);
     }
 }
+
+#[test]
+fn a_repair_by_another_writer_never_loses_what_a_running_writer_appends_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = root();
+    let mut a = Wal::open(dir.path(), config()).unwrap();
+    let positions = a.append(&(0..5).map(|step| task(run, step, "a")).collect::<Vec<_>>()).unwrap();
+    let path = segment(dir.path(), 1);
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[positions[1].offset as usize + 10] ^= 0x01;
+    std::fs::write(&path, bytes).unwrap();
+    // `b` seals `a`'s segment, then rewrites it: `a` must not append to the old file.
+    let mut b = Wal::open(dir.path(), config()).unwrap();
+    let report = b.repair().unwrap();
+    assert_eq!((report.damaged.len(), report.segments_rewritten), (1, 1), "{report:?}");
+    a.append(&[task(run, 5, "a")]).unwrap();
+    b.append(&[task(run, 6, "b")]).unwrap();
+    drop((a, b));
+    let wal = open(dir.path());
+    assert_eq!(all_events(&wal).iter().map(step_of).collect::<Vec<_>>(), [0, 2, 3, 4, 5, 6]);
+    assert!(wal.verify().unwrap().is_clean());
+}
+
+#[test]
+fn repair_discards_the_rewrite_an_interrupted_repair_left_and_keeps_the_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, events, _) = fixture(dir.path());
+    let leftover = dir.path().join(format!("{}.repair", segment_file_name(1)));
+    std::fs::write(&leftover, b"half a rewrite").unwrap();
+    let mut wal = Wal::open(dir.path(), small()).unwrap();
+    assert!(wal.repair().unwrap().is_clean());
+    assert!(!leftover.exists());
+    assert_eq!(all_events(&wal).len(), events.len());
+}
+
+#[test]
+fn retention_never_removes_quarantine_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, _, positions) = fixture(dir.path());
+    let (at, _) = positions[1];
+    let path = segment(dir.path(), at.segment);
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[at.offset as usize + 3] ^= 0x10;
+    std::fs::write(&path, bytes).unwrap();
+    remove_index(dir.path());
+    drop(Wal::open(dir.path(), small()).unwrap());
+    let copies = snapshot(&dir.path().join(QUARANTINE_DIR));
+    assert_eq!(copies.len(), 1);
+    let mut wal = Wal::open(dir.path(), small().retention(dashflow_wal::Retention::new(None, Some(1)))).unwrap();
+    wal.apply_retention(std::time::SystemTime::now()).unwrap();
+    assert_eq!(segment_count(dir.path()), 1, "retention removed every sealed segment");
+    assert_eq!(snapshot(&dir.path().join(QUARANTINE_DIR)), copies);
+}
+
+fn segment_count(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().ends_with(".wal"))
+        .count()
+}
