@@ -210,31 +210,34 @@ impl<R: Read + Seek> RecordReader<R> {
     /// The file was shorter than its length said (it shrank while being read): report the
     /// truncation instead of an I/O error.
     fn short_read(&mut self, error: io::Error, offset: u64, damage: Damage) -> io::Result<ReadStep<'_>> {
-        if error.kind() == io::ErrorKind::UnexpectedEof {
-            self.lost = true;
-            self.offset = self.len;
-            Ok(ReadStep::Damaged { offset, len: self.len.saturating_sub(offset), damage, records: None, to_end: true })
-        } else {
-            Err(error)
-        }
+        if error.kind() == io::ErrorKind::UnexpectedEof { Ok(self.damaged_to_end(offset, damage)) } else { Err(error) }
     }
 
     /// Finds the first intact frame after the damaged one at `offset` and moves there.
     fn damaged(&mut self, offset: u64, damage: Damage) -> io::Result<ReadStep<'_>> {
+        // A short read means the file shrank under the reader, which then no longer knows
+        // where its source stands: it reports the rest as damaged and stops.
         let next = match self.find_frame(offset + 1) {
             Ok(next) => next,
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => None,
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(self.damaged_to_end(offset, damage)),
             Err(e) => return Err(e),
         };
         let end = next.unwrap_or(self.len);
         let records = match self.count_records(offset, end) {
             Ok(records) => records,
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => None,
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(self.damaged_to_end(offset, damage)),
             Err(e) => return Err(e),
         };
         self.offset = end;
         self.lost = next.is_none();
         Ok(ReadStep::Damaged { offset, len: end - offset, damage, records, to_end: next.is_none() })
+    }
+
+    /// Everything from `offset` on is damaged; the reader stops.
+    fn damaged_to_end(&mut self, offset: u64, damage: Damage) -> ReadStep<'static> {
+        self.lost = true;
+        self.offset = self.len;
+        ReadStep::Damaged { offset, len: self.len.saturating_sub(offset), damage, records: None, to_end: true }
     }
 
     fn seek_to(&mut self, at: u64) -> io::Result<()> {
