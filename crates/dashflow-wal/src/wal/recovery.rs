@@ -36,7 +36,8 @@ pub struct RecoveryReport {
     /// ever appended after damaged bytes; this is its sequence number.
     pub new_segment: Option<u64>,
     /// The index was rebuilt from the segments: it was new, unreadable, of another schema
-    /// version, or ahead of the segments (after a machine crash with a lax fsync policy).
+    /// version, ahead of the segments (after a machine crash with a lax fsync policy), or a
+    /// writer found damage in the last segment where the index had seen intact records.
     pub rebuilt: bool,
 }
 
@@ -60,7 +61,8 @@ enum Replayed {
     /// The index now covers every record; the log ends at `end`.
     Done { end: Option<Position>, report: RecoveryReport, last_damaged: bool },
     /// The index's high-water mark lies past the end of the intact records (after cutting a
-    /// torn tail that the index had already seen, if `truncated`).
+    /// torn tail that the index had already seen, if `truncated`), or the index has seen
+    /// records that are damaged now.
     IndexAhead { truncated: Option<TornTail> },
 }
 
@@ -85,25 +87,32 @@ impl Wal {
         let storage = &*self.config.storage;
         let access = self.access;
         let from = self.index.high_water()?;
-        let (end, mut report, last_damaged) =
-            match replay(&self.dir, &mut self.index, from, check, max, storage, access)? {
-                Replayed::Done { end, report, last_damaged } => (end, report, last_damaged),
-                Replayed::IndexAhead { truncated } => {
-                    tracing::warn!(dir = %self.dir.display(), "the WAL index is ahead of the segments; rebuilding it");
-                    self.index.clear()?;
-                    match replay(&self.dir, &mut self.index, None, check, max, storage, access)? {
-                        Replayed::Done { end, mut report, last_damaged } => {
-                            report.rebuilt = true;
-                            report.truncated = report.truncated.or(truncated);
-                            (end, report, last_damaged)
-                        }
-                        // From the start there is no high-water mark to be ahead of.
-                        Replayed::IndexAhead { .. } => {
-                            return Err(WalError::MissingSegment { segment: self.dir.clone() });
-                        }
+        let (end, mut report, last_damaged) = match replay(
+            &self.dir,
+            &mut self.index,
+            from,
+            check,
+            max,
+            storage,
+            access,
+        )? {
+            Replayed::Done { end, report, last_damaged } => (end, report, last_damaged),
+            Replayed::IndexAhead { truncated } => {
+                tracing::warn!(dir = %self.dir.display(), "the WAL index does not match the segments; rebuilding it");
+                self.index.clear()?;
+                match replay(&self.dir, &mut self.index, None, check, max, storage, access)? {
+                    Replayed::Done { end, mut report, last_damaged } => {
+                        report.rebuilt = true;
+                        report.truncated = report.truncated.or(truncated);
+                        (end, report, last_damaged)
+                    }
+                    // From the start there is no high-water mark to be ahead of.
+                    Replayed::IndexAhead { .. } => {
+                        return Err(WalError::MissingSegment { segment: self.dir.clone() });
                     }
                 }
-            };
+            }
+        };
         if let Some(torn) = &report.truncated {
             tracing::warn!(
                 segment = %torn.segment.display(), offset = torn.offset, bytes = torn.bytes, damage = %torn.damage,
@@ -227,6 +236,13 @@ fn replay(
                     let mut range = DamagedRange::new(path.clone(), (offset, bytes, damage, records));
                     if access == Access::Write {
                         range.quarantined = Some(quarantine(dir, seq, offset, bytes, storage)?);
+                    }
+                    if offset < indexed && access == Access::Write {
+                        // The index may have counted records that are damaged now: rebuilt,
+                        // it holds what the segments hold. Once: the writer then seals this
+                        // segment, and later opens do not read it again. (A reader leaves the
+                        // index as it is, or every read-only open would rebuild it.)
+                        return Ok(Replayed::IndexAhead { truncated: None });
                     }
                     report.damaged.push(range);
                     last_damaged |= is_last;

@@ -564,3 +564,27 @@ fn segment_count(dir: &Path) -> usize {
         .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().ends_with(".wal"))
         .count()
 }
+
+#[test]
+fn a_writer_that_finds_damage_the_index_had_seen_rebuilds_the_index_to_match_the_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = root();
+    let events = whole_run(run, "g", 4);
+    let positions = open(dir.path()).append(&events).unwrap();
+    let path = segment(dir.path(), 1);
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[positions[2].offset as usize + 12] ^= 0x01;
+    std::fs::write(&path, bytes).unwrap();
+    // A reader reports the damage and leaves the index alone.
+    let reader = Wal::open_read_only(dir.path(), config()).unwrap();
+    assert!(!reader.recovery().rebuilt && reader.recovery().damaged.len() == 1);
+    assert_eq!(reader.run(run.run_id).unwrap().unwrap().events, events.len() as u64);
+    drop(reader);
+    let wal = open(dir.path());
+    assert!(wal.recovery().rebuilt, "{:?}", wal.recovery());
+    assert_eq!(wal.recovery().damaged.len(), 1, "{:?}", wal.recovery());
+    assert_eq!(wal.run(run.run_id).unwrap().unwrap().events, events.len() as u64 - 1);
+    drop(wal);
+    // Once: the damaged segment is sealed now.
+    assert!(!open(dir.path()).recovery().rebuilt);
+}
