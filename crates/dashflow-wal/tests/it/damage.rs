@@ -588,3 +588,35 @@ fn a_writer_that_finds_damage_the_index_had_seen_rebuilds_the_index_to_match_the
     // Once: the damaged segment is sealed now.
     assert!(!open(dir.path()).recovery().rebuilt);
 }
+
+#[test]
+fn a_damaged_trace_record_is_one_error_item_and_the_traces_after_it_are_read() {
+    use dashflow_telemetry::RunOutcome;
+    use dashflow_wal::ExecutionTrace;
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut wal = Wal::open(dir.path(), config().segment_size(1500)).unwrap();
+    let mut traced = Vec::new();
+    for _ in 0..4 {
+        let run = root();
+        let events = [started(run, "g", None), finished(run, RunOutcome::Completed, 0, None)];
+        wal.append(&events).unwrap();
+        let at = wal.append_trace(&ExecutionTrace::from_events(&events).unwrap()).unwrap();
+        traced.push((run, at));
+    }
+    let (victim, at) = traced[1];
+    let path = segment(dir.path(), at.segment);
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[at.offset as usize + 40] ^= 0x01;
+    std::fs::write(&path, bytes).unwrap();
+    let items: Vec<_> = wal.traces(Position::START).collect();
+    assert_eq!(items.len(), 4, "{items:?}");
+    assert!(
+        matches!(&items[1], Err(WalError::Corrupt { segment, offset, .. }) if *segment == path && *offset == at.offset),
+        "{items:?}"
+    );
+    let read: Vec<_> = items.iter().filter_map(|item| item.as_ref().ok()).map(|(_, trace)| trace.run.run_id).collect();
+    assert_eq!(read, [traced[0].0.run_id, traced[2].0.run_id, traced[3].0.run_id]);
+    // The run's own trace, read through the index, names the damage.
+    assert!(matches!(wal.trace(victim.run_id), Err(WalError::Corrupt { .. })));
+}
