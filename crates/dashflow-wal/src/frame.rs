@@ -7,10 +7,11 @@
 //! There is no per-frame sync marker. After damage, a reader finds the next frame by trying
 //! each byte offset ([`RecordReader`](crate::RecordReader)): a false match needs a length in
 //! bounds and a CRC32C of the bytes behind it that matches by chance (one in 2^32 per
-//! plausible offset), which a marker would make only slightly rarer while costing bytes in
-//! every record and a second on-disk format. The price is the search's cost over large
-//! damaged regions (see docs/dev/open-work.md); a payload built to contain a whole valid
-//! frame could be taken for a record, but only if damage hits the record that holds it.
+//! plausible offset). A marker would make false matches rarer still and the search cheaper,
+//! but costs bytes in every record and a second on-disk format that readers must keep
+//! telling apart from this one. The price is the search's cost over large damaged regions
+//! (see docs/dev/open-work.md); and a payload built to contain a whole valid frame could be
+//! taken for a record, but only if damage hits the record that holds it.
 
 use std::fmt;
 
