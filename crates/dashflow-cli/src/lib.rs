@@ -15,7 +15,8 @@
 //! Runs, timelines, `tail` and `graph` read the write-ahead log in `<home>/wal`, where the
 //! home is `--home`, else `$DASHFLOW_HOME`, else `~/.dashflow` (see `dashflow_wal` for the
 //! variables). The CLI opens it with retention off, so looking never deletes history, and
-//! these reading commands open it read-only: they change no segment, and skip damaged bytes
+//! these reading commands open it read-only: they change no segment (nor any other file while
+//! the run index is up to date; a stale index, a cache, is brought up to date), and skip damaged bytes
 //! with a warning line on stderr naming the segment and offset. `wal verify` changes no file
 //! at all; `wal repair` copies damaged ranges into `<home>/wal/quarantine/`, rewrites the
 //! segments without them and rebuilds the run index.

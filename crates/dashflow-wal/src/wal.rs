@@ -109,7 +109,7 @@ pub(crate) enum Access {
     /// Appends, cuts torn tails, quarantines damage, compacts, repairs, applies retention.
     Write,
     /// Reads only: no segment or quarantine file is created, changed or removed. The index,
-    /// a cache of the segments, is still brought up to date.
+    /// a cache of the segments, is still brought up to date when it is behind.
     ReadOnly,
 }
 
@@ -221,7 +221,9 @@ impl Wal {
     /// the next writer to cut, damage is skipped and reported ([`RecoveryReport::damaged`],
     /// [`Wal::damage`]) but not copied, an interrupted compaction is left for the next writer
     /// to finish, and retention is not applied. The run index, a cache of the segments, is
-    /// brought up to date (created if missing). Appending, compacting and repairing return
+    /// brought up to date when it is behind them (created if missing, rebuilt if it counts
+    /// records a segment no longer holds); an index that is up to date is only read, so the
+    /// directory is left exactly as it was. Appending, compacting and repairing return
     /// [`WalError::ReadOnly`].
     pub fn open_read_only(dir: impl AsRef<Path>, config: WalConfig) -> Result<Self> {
         config.validate()?;

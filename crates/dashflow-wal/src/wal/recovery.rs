@@ -249,8 +249,12 @@ fn replay(
                 }
             }
         }
-        index.apply(batch.iter().map(|(at, record)| (*at, record)), Position::new(seq, good_end))?;
-        end = Some(Position::new(seq, good_end));
+        let segment_end = Position::new(seq, good_end);
+        // Nothing new: no write, so a reader of an up-to-date index changes no file.
+        if !batch.is_empty() || from != Some(segment_end) {
+            index.apply(batch.iter().map(|(at, record)| (*at, record)), segment_end)?;
+        }
+        end = Some(segment_end);
     }
     Ok(Replayed::Done { end, report, last_damaged })
 }

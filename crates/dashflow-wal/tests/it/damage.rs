@@ -145,7 +145,7 @@ fn check_one(fixture_dir: &Path, events: &[Event], positions: &[(Position, u64)]
     // Verify reads only, names the damage, and never says clean.
     let before = snapshot(dir);
     let report = verify_dir(dir, &small()).unwrap();
-    assert_eq!(snapshot(dir), before, "{case}: verify changed a file");
+    assert!(snapshot(dir) == before, "{case}: verify changed a file");
     assert!(!report.is_clean(), "{case}: {report:?}");
     assert_eq!(report.damaged.len(), 1, "{case}: {report:?}");
     let range = report.damaged[0].clone();
@@ -161,13 +161,20 @@ fn check_one(fixture_dir: &Path, events: &[Event], positions: &[(Position, u64)]
         assert_eq!((skipped[0].offset, skipped[0].len), (range.offset, range.len), "{case}");
     }
 
-    // A read-only open changes no segment and no quarantine file, and reads around the damage.
+    // A read-only open changes no segment and no quarantine file, and reads around the damage;
+    // with the index up to date it changes no file at all.
     let before = segments_and_quarantine(dir);
+    let everything = snapshot(dir);
     let mut reader = Wal::open_read_only(dir, small()).unwrap();
     assert_eq!(all_events(&reader).iter().map(step_of).collect::<Vec<_>>(), expected, "{case}");
     assert!(matches!(reader.append(&[task(root(), 0, "x")]), Err(WalError::ReadOnly { .. })), "{case}");
     drop(reader);
-    assert_eq!(segments_and_quarantine(dir), before, "{case}: a read-only open changed a file");
+    assert!(segments_and_quarantine(dir) == before, "{case}: a read-only open changed a file");
+    // A last segment now shorter than the index's mark makes the reader rebuild the index.
+    let shorter = at.segment == last_segment && (is_torn_tail || matches!(kind, Kind::Cut));
+    if !shorter {
+        assert!(snapshot(dir) == everything, "{case}: a read-only open changed the index");
+    }
 
     // A writer keeps every intact record, keeps the damaged bytes aside and goes on.
     let damaged_bytes = bytes[range.offset as usize..(range.offset + range.len) as usize].to_vec();
@@ -319,11 +326,11 @@ fn quarantine_files_are_never_removed_and_a_second_open_adds_no_copy() {
     // A rebuild meets the same damage again: the same copy stands for it.
     remove_index(dir.path());
     drop(Wal::open(dir.path(), small()).unwrap());
-    assert_eq!(snapshot(&quarantine), first);
+    assert!(snapshot(&quarantine) == first);
     let mut wal = open(dir.path());
     wal.repair().unwrap();
     wal.compact().unwrap();
-    assert_eq!(snapshot(&quarantine), first, "repair and compaction keep the copies");
+    assert!(snapshot(&quarantine) == first, "repair and compaction keep the copies");
     let name = first.keys().next().unwrap().file_name().unwrap().to_string_lossy().into_owned();
     assert!(name.starts_with(&segment_file_name(last)), "{name}");
 }
@@ -433,7 +440,7 @@ fn verify_of_a_directory_without_an_index_or_lock_file_creates_neither() {
     std::fs::write(&path, bytes).unwrap();
     let before = snapshot(dir.path());
     let report = verify_dir(dir.path(), &small()).unwrap();
-    assert_eq!(snapshot(dir.path()), before);
+    assert!(snapshot(dir.path()) == before);
     assert_eq!(report.damaged.len(), 1);
     assert_eq!(report.index_up_to_date, Some(false));
 }
@@ -445,7 +452,7 @@ fn verify_leaves_a_live_writers_index_files_alone() {
     wal.append(&whole_run(root(), "g", 3)).unwrap();
     let before = snapshot(dir.path());
     let report = verify_dir(dir.path(), &small()).unwrap();
-    assert_eq!(snapshot(dir.path()), before);
+    assert!(snapshot(dir.path()) == before);
     assert!(report.is_clean(), "{report:?}");
     assert_ne!(report.index_up_to_date, Some(false), "{report:?}");
 }
@@ -555,7 +562,7 @@ fn retention_never_removes_quarantine_files() {
     let mut wal = Wal::open(dir.path(), small().retention(dashflow_wal::Retention::new(None, Some(1)))).unwrap();
     wal.apply_retention(std::time::SystemTime::now()).unwrap();
     assert_eq!(segment_count(dir.path()), 1, "retention removed every sealed segment");
-    assert_eq!(snapshot(&dir.path().join(QUARANTINE_DIR)), copies);
+    assert!(snapshot(&dir.path().join(QUARANTINE_DIR)) == copies);
 }
 
 fn segment_count(dir: &Path) -> usize {
