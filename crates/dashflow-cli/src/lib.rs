@@ -105,29 +105,10 @@ pub fn main() -> ExitCode {
         // A reader that went away (`dashflow tail | head`) is not a failure of the command.
         Err(error) if is_broken_pipe(&error) => ExitCode::SUCCESS,
         Err(error) => {
-            let _ = writeln!(io::stderr(), "error: {}", describe(&error));
+            let _ = writeln!(io::stderr(), "error: {error:#}");
             ExitCode::FAILURE
         }
     }
-}
-
-/// The error and its causes on one line, like `{:#}`, leaving out a cause that its parent's
-/// message already quotes (sqlx and the OS error of an I/O failure otherwise appear twice).
-fn describe(error: &anyhow::Error) -> String {
-    let mut message = String::new();
-    let mut previous = String::new();
-    for cause in error.chain() {
-        let text = cause.to_string();
-        if !previous.is_empty() && previous.contains(&text) {
-            continue;
-        }
-        if !message.is_empty() {
-            message.push_str(": ");
-        }
-        message.push_str(&text);
-        previous = text;
-    }
-    message
 }
 
 fn is_broken_pipe(error: &anyhow::Error) -> bool {

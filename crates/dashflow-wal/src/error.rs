@@ -13,7 +13,7 @@ use crate::frame::Damage;
 #[non_exhaustive]
 pub enum WalError {
     /// A file system operation failed.
-    #[error("cannot {action} `{}`: {source}; check that the path exists, is writable and the disk has space", path.display())]
+    #[error("cannot {action} `{}` (check that the path exists, is writable and the disk has space)", path.display())]
     Io {
         /// What was being done (`create`, `read`, `truncate`, ...).
         action: &'static str,
@@ -47,8 +47,8 @@ pub enum WalError {
     /// write the segment may end in a partial record; appending more would build on data that
     /// may not exist. Reopening the WAL recovers: the torn tail is cut and appends work again.
     #[error(
-        "the WAL stopped accepting writes because `{action}` of `{}` failed: {source}; records after the \
-         last successful sync may be lost; fix the disk and reopen the WAL",
+        "the WAL stopped accepting writes because `{action}` of `{}` failed (records after the \
+         last successful sync may be lost; fix the disk and reopen the WAL)",
         path.display()
     )]
     Poisoned {
@@ -72,7 +72,7 @@ pub enum WalError {
         max: u32,
     },
     /// An event could not be serialized.
-    #[error("cannot encode an event for the WAL: {source}")]
+    #[error("cannot encode an event for the WAL")]
     Encode {
         /// The serializer's error.
         #[source]
@@ -80,8 +80,8 @@ pub enum WalError {
     },
     /// A record's checksum is valid but its payload cannot be decoded as an event.
     #[error(
-        "the record at byte {offset} of `{}` is intact but cannot be decoded: {source}; it was probably \
-         written by another DashFlow version, read it with that version",
+        "the record at byte {offset} of `{}` is intact but cannot be decoded (it was probably \
+         written by another DashFlow version, read it with that version)",
         segment.display()
     )]
     Decode {
@@ -95,8 +95,8 @@ pub enum WalError {
     },
     /// The SQLite run index failed.
     #[error(
-        "the WAL run index failed: {source}; the index is derived from the segments, so deleting \
-         `index.sqlite` (or `Wal::rebuild_index`) rebuilds it"
+        "the WAL run index failed (the index is derived from the segments, so deleting \
+         `index.sqlite` (or `Wal::rebuild_index`) rebuilds it)"
     )]
     Index {
         /// SQLite's error.
@@ -141,8 +141,8 @@ pub enum WalError {
     },
     /// A trace file is not a readable trace.
     #[error(
-        "the trace file `{}` cannot be read as a trace: {source}; it was cut short by a crash or written by \
-         another DashFlow version; the run's trace record in the WAL (`Wal::trace`) or its events remain",
+        "the trace file `{}` cannot be read as a trace (it was cut short by a crash or written by \
+         another DashFlow version; the run's trace record in the WAL (`Wal::trace`) or its events remain)",
         path.display()
     )]
     BadTrace {

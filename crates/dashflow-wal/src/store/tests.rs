@@ -185,7 +185,7 @@ fn a_failed_fsync_is_reported_by_flush_and_by_every_later_flush() {
     store.on_event(&started(run, "g", None));
     let error = store.flush().unwrap_err();
     assert!(matches!(error, WalError::Poisoned { action: "fsync", .. }), "{error}");
-    assert!(error.to_string().contains("disk on fire"));
+    assert!(dashflow_telemetry::Report(&error).to_string().contains("disk on fire"), "{error}");
     store.on_event(&task(run, 1, "n"));
     assert!(matches!(store.flush().unwrap_err(), WalError::Poisoned { .. }));
     assert!(matches!(store.flush().unwrap_err(), WalError::Poisoned { .. }), "even with nothing new to write");
