@@ -29,8 +29,8 @@ pub enum WalError {
     /// Reads of many records skip damage instead and report it
     /// ([`Wal::damage`](crate::Wal::damage)).
     #[error(
-        "WAL segment `{}` is damaged at byte {offset}: {damage}; run `dashflow wal verify` to list all \
-         damage and `dashflow wal repair` to set it aside",
+        "WAL segment `{}` is damaged at byte {offset}: {damage} (run `dashflow wal verify` to list all \
+         damage and `dashflow wal repair` to set it aside)",
         segment.display()
     )]
     Corrupt {
@@ -154,7 +154,7 @@ pub enum WalError {
     },
     /// The WAL was opened read-only ([`Wal::open_read_only`](crate::Wal::open_read_only)) and
     /// the operation would change it.
-    #[error("cannot {operation} the WAL in `{}`: it was opened read-only; open it with `Wal::open` to change it", dir.display())]
+    #[error("cannot {operation} the WAL in `{}`: it was opened read-only (open it with `Wal::open` to change it)", dir.display())]
     ReadOnly {
         /// What was refused (`append to`, `compact`, `repair`, ...).
         operation: &'static str,
