@@ -11,7 +11,7 @@ use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{Connection, PgConnection, PgPool, Postgres, Row};
 
-use crate::error::Error;
+use crate::error::{Error, Sqlx};
 use crate::migrate;
 use crate::retry::{Idempotence, RetryPolicy};
 use crate::sql;
@@ -20,6 +20,9 @@ use crate::sql;
 /// calls the chain corrupt. The executor writes a snapshot every few deltas, so real chains
 /// are short; the bound only stops a cycle of parent ids from looping.
 const MAX_CHAIN: i32 = 100_000;
+
+/// How long [`PostgresCheckpointer::connect`] waits for a server that does not answer.
+pub const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Checkpoints in PostgreSQL, shared by every process and host that connects to the same
 /// database and schema.
@@ -47,19 +50,32 @@ impl PostgresCheckpointer {
     ///
     /// Options the URL cannot express (pool size, `search_path`, `application_name`) are set
     /// through [`PostgresCheckpointer::connect_with`] or [`PostgresCheckpointer::from_pool`].
-    /// A server that does not answer is retried for sqlx's acquire timeout (30 seconds by
-    /// default; choose another with `PgPoolOptions::acquire_timeout` and `from_pool`), then
-    /// reported as a retryable `Unavailable`. The same timeout bounds every later call while
-    /// the server is down.
+    /// The first connection is made once, directly: a refused connection, an unknown host
+    /// or a rejected password fails at once with the server's or the system's reason, as a
+    /// retryable `Unavailable` for a server that is down. A server that does not answer at
+    /// all fails after [`CONNECT_TIMEOUT`]. Later calls wait for a connection up to the
+    /// pool's acquire timeout (sqlx's default, 30 seconds; choose another with
+    /// `PgPoolOptions::acquire_timeout` and `from_pool`).
     pub async fn connect(url: &str) -> Result<Self> {
-        let options: PgConnectOptions = url.parse().map_err(|source| Error::Connect { source })?;
+        let options: PgConnectOptions =
+            url.parse().map_err(|source| Error::Connect { target: "the URL".to_owned(), source: Sqlx(source) })?;
         Self::connect_with(options).await
     }
 
     /// Connects with `options` and a default pool, and migrates the schema.
     pub async fn connect_with(options: PgConnectOptions) -> Result<Self> {
-        let pool = PgPoolOptions::new().connect_with(options).await.map_err(|source| Error::Connect { source })?;
-        Self::from_pool(pool).await
+        // The pool retries a failing first connection for its whole acquire timeout and then
+        // reports only that it timed out; one direct attempt reports the reason at once.
+        let first = tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&options))
+            .await
+            .map_err(|_| Error::ConnectTimeout { host: options.get_host().to_owned(), after: CONNECT_TIMEOUT })?
+            .map_err(|source| Error::Connect {
+                target: format!("{}:{}", options.get_host(), options.get_port()),
+                source: Sqlx(source),
+            })?;
+        // The pool opens its own connections; this one only proved the server reachable.
+        let _closed = first.close().await;
+        Self::from_pool(PgPoolOptions::new().connect_lazy_with(options)).await
     }
 
     /// Uses `pool` (shared with the application if it likes) and migrates the schema.

@@ -7,11 +7,23 @@ use dashflow_checkpoint::CheckpointError;
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum Error {
     /// The URL does not parse, or the first connection failed.
-    #[error("cannot connect to PostgreSQL")]
+    #[error("cannot connect to PostgreSQL at `{target}`")]
     Connect {
+        /// Host and port, or `the URL` when it does not parse.
+        target: String,
         /// sqlx's error.
         #[source]
-        source: sqlx::Error,
+        source: Sqlx,
+    },
+    /// The server did not answer the first connection in time.
+    #[error(
+        "cannot connect to PostgreSQL at `{host}`: no answer within {after:?}; check the host and port, and that no firewall drops the packets"
+    )]
+    ConnectTimeout {
+        /// The host connected to.
+        host: String,
+        /// How long the connection was given.
+        after: std::time::Duration,
     },
     /// No connection could be had from the pool, or no transaction begun on it: nothing
     /// reached the database.
@@ -21,7 +33,7 @@ pub(crate) enum Error {
         operation: &'static str,
         /// sqlx's error.
         #[source]
-        source: sqlx::Error,
+        source: Sqlx,
     },
     /// A statement inside a transaction failed before `COMMIT` was sent: the transaction
     /// does not commit, so nothing it did took effect.
@@ -31,7 +43,7 @@ pub(crate) enum Error {
         operation: &'static str,
         /// sqlx's error.
         #[source]
-        source: sqlx::Error,
+        source: Sqlx,
     },
     /// A statement that commits on its own, or a `COMMIT`, failed: if the connection broke,
     /// whether it took effect is unknown.
@@ -41,7 +53,7 @@ pub(crate) enum Error {
         operation: &'static str,
         /// sqlx's error.
         #[source]
-        source: sqlx::Error,
+        source: Sqlx,
     },
     /// The head moved: another writer owns the thread.
     #[error("thread `{thread_id}` (namespace `{namespace}`) moved on: expected head {expected}, found {actual}")]
@@ -87,6 +99,31 @@ pub(crate) enum Error {
         /// The newest version this build has.
         known: i64,
     },
+}
+
+/// An sqlx error as a cause. sqlx quotes its own source in its message (`error communicating
+/// with database: Connection refused`), so this cause continues the chain below that source,
+/// and a report names each cause once.
+#[derive(Debug)]
+pub(crate) struct Sqlx(pub(crate) sqlx::Error);
+
+impl From<sqlx::Error> for Sqlx {
+    fn from(error: sqlx::Error) -> Self {
+        Self(error)
+    }
+}
+
+impl std::fmt::Display for Sqlx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for Sqlx {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        let inner = std::error::Error::source(&self.0)?;
+        if self.0.to_string().contains(&inner.to_string()) { inner.source() } else { Some(inner) }
+    }
 }
 
 /// What a failure means for trying again.
@@ -172,28 +209,29 @@ pub(crate) fn classify_sqlx(error: &sqlx::Error, may_have_committed: bool) -> Cl
 impl Error {
     /// Wraps an sqlx error from a statement of `operation`.
     pub(crate) fn statement(operation: &'static str) -> impl FnOnce(sqlx::Error) -> Self {
-        move |source| Self::Statement { operation, source }
+        move |source| Self::Statement { operation, source: Sqlx(source) }
     }
 
     /// Wraps an sqlx error from acquiring a connection (or beginning a transaction) for
     /// `operation`.
     pub(crate) fn acquire(operation: &'static str) -> impl FnOnce(sqlx::Error) -> Self {
-        move |source| Self::Acquire { operation, source }
+        move |source| Self::Acquire { operation, source: Sqlx(source) }
     }
 
     /// Wraps an sqlx error from a statement inside a transaction of `operation`, before its
     /// `COMMIT`.
     pub(crate) fn uncommitted(operation: &'static str) -> impl FnOnce(sqlx::Error) -> Self {
-        move |source| Self::Uncommitted { operation, source }
+        move |source| Self::Uncommitted { operation, source: Sqlx(source) }
     }
 
     /// What this failure means for the caller.
     pub(crate) fn class(&self) -> Class {
         match self {
-            Self::Connect { source } | Self::Acquire { source, .. } | Self::Uncommitted { source, .. } => {
-                classify_sqlx(source, false)
+            Self::Connect { source, .. } | Self::Acquire { source, .. } | Self::Uncommitted { source, .. } => {
+                classify_sqlx(&source.0, false)
             }
-            Self::Statement { source, .. } => classify_sqlx(source, true),
+            Self::Statement { source, .. } => classify_sqlx(&source.0, true),
+            Self::ConnectTimeout { .. } => Class::Transient(Retry::Later),
             Self::Corrupt { .. } => Class::Corrupt,
             Self::Nul { .. } | Self::Json { .. } => Class::Encode,
             Self::Conflict { .. } | Self::SchemaTooNew { .. } => Class::Permanent,
@@ -212,7 +250,7 @@ impl Error {
     pub(crate) fn sqlstate(&self) -> Option<String> {
         match self {
             Self::Acquire { source, .. } | Self::Uncommitted { source, .. } | Self::Statement { source, .. } => {
-                match source {
+                match &source.0 {
                     sqlx::Error::Database(database) => database.code().map(|code| code.into_owned()),
                     _ => None,
                 }
@@ -224,8 +262,8 @@ impl Error {
     /// The violated constraint of a database error, if this is one.
     pub(crate) fn constraint(&self) -> Option<&str> {
         match self {
-            Self::Uncommitted { source: sqlx::Error::Database(database), .. }
-            | Self::Statement { source: sqlx::Error::Database(database), .. } => database.constraint(),
+            Self::Uncommitted { source: Sqlx(sqlx::Error::Database(database)), .. }
+            | Self::Statement { source: Sqlx(sqlx::Error::Database(database)), .. } => database.constraint(),
             _ => None,
         }
     }
@@ -252,12 +290,8 @@ fn report(error: &(dyn std::error::Error + 'static)) -> String {
     let mut out = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        // sqlx repeats its source in its own message; say each thing once.
-        if !out.ends_with(&cause_text) {
-            out.push_str(": ");
-            out.push_str(&cause_text);
-        }
+        out.push_str(": ");
+        out.push_str(&cause.to_string());
         source = cause.source();
     }
     out

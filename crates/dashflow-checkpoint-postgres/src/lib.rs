@@ -96,4 +96,4 @@ mod sql;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use checkpointer::PostgresCheckpointer;
+pub use checkpointer::{CONNECT_TIMEOUT, PostgresCheckpointer};

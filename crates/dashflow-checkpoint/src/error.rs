@@ -42,7 +42,7 @@ pub enum CheckpointError {
         detail: String,
     },
     /// The storage is unreachable or refused the operation.
-    #[error("checkpoint storage unavailable ({}): {source}", if *.retryable { "retryable" } else { "not retryable" })]
+    #[error("checkpoint storage unavailable ({})", if *.retryable { "retryable" } else { "not retryable" })]
     Unavailable {
         /// Whether trying again may succeed (a dropped connection, a busy database).
         retryable: bool,

@@ -40,7 +40,7 @@ pub enum Command {
     Threads(ThreadsCommand),
     /// Print the graph a run used, as Mermaid or JSON.
     Graph(GraphArgs),
-    /// Check or compact the write-ahead log.
+    /// Check, repair or compact the write-ahead log.
     #[command(subcommand)]
     Wal(WalCommand),
 }
@@ -175,9 +175,14 @@ pub enum GraphFormat {
 /// `dashflow wal ...`.
 #[derive(Debug, Subcommand)]
 pub enum WalCommand {
-    /// Read every segment and report each damaged record with its segment and byte offset;
-    /// exit code 1 when anything is damaged.
+    /// Read every segment and report each damaged range with its segment, byte offset and
+    /// size; exit code 1 when anything is damaged. Only reads: no file is changed, created or
+    /// removed.
     Verify,
+    /// Make a damaged log read clean again, keeping every intact record: copy each damaged
+    /// range into `<home>/wal/quarantine/`, rewrite the segments without it, and rebuild the
+    /// run index. Run it while no graph is writing and no `tail` is following.
+    Repair,
     /// Rewrite the sealed segments without the records of runs whose start retention removed,
     /// merging small segments. Run it while no graph is writing.
     Compact,

@@ -7,13 +7,19 @@
 //! dashflow tail [--graph G] [--from-start] # follow new events live; Ctrl-C stops
 //! dashflow threads history THREAD --db .dashflow/app.db      # or --db postgres://...
 //! dashflow graph RUN_ID [--format mermaid|json]
-//! dashflow wal verify                      # exit code 1 when a record is damaged
+//! dashflow wal verify                      # only reads; exit code 1 when anything is damaged
+//! dashflow wal repair                      # sets damage aside, keeps every intact record
 //! dashflow wal compact
 //! ```
 //!
 //! Runs, timelines, `tail` and `graph` read the write-ahead log in `<home>/wal`, where the
 //! home is `--home`, else `$DASHFLOW_HOME`, else `~/.dashflow` (see `dashflow_wal` for the
-//! variables). The CLI opens it with retention off, so looking never deletes history.
+//! variables). The CLI opens it with retention off, so looking never deletes history, and
+//! these reading commands open it read-only: they change no segment (nor any other file while
+//! the run index is up to date; a stale index, a cache, is brought up to date), and skip damaged bytes
+//! with a warning line on stderr naming the segment and offset. `wal verify` changes no file
+//! at all; `wal repair` copies damaged ranges into `<home>/wal/quarantine/`, rewrites the
+//! segments without them and rebuilds the run index.
 //!
 //! A run's status is `running`, `completed`, `failed`, `interrupted`, or `abandoned`: started,
 //! never finished, and its process is gone (killed, crashed, or the machine restarted), so
@@ -72,13 +78,14 @@ pub use cli::{
 pub fn run(cli: &Cli, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
     let home = cli.home.as_deref();
     match &cli.command {
-        Command::Runs(RunsCommand::List(args)) => commands::runs_list::run(&store::open(home)?, args, out)?,
-        Command::Runs(RunsCommand::Show(args)) => commands::runs_show::run(&store::open(home)?, args, out)?,
-        Command::Tail(args) => commands::tail::run(&store::open(home)?, args, out)?,
+        Command::Runs(RunsCommand::List(args)) => store::read(home, |wal| commands::runs_list::run(wal, args, out))?,
+        Command::Runs(RunsCommand::Show(args)) => store::read(home, |wal| commands::runs_show::run(wal, args, out))?,
+        Command::Tail(args) => store::read(home, |wal| commands::tail::run(wal, args, out))?,
         Command::Threads(ThreadsCommand::History(args)) => commands::threads::run(args, out)?,
-        Command::Graph(args) => commands::graph::run(&store::open(home)?, args, out)?,
+        Command::Graph(args) => store::read(home, |wal| commands::graph::run(wal, args, out))?,
         Command::Wal(WalCommand::Verify) => return commands::wal::verify(home, out),
         Command::Wal(WalCommand::Compact) => return commands::wal::compact(home, out),
+        Command::Wal(WalCommand::Repair) => return commands::wal::repair(home, out),
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -98,29 +105,10 @@ pub fn main() -> ExitCode {
         // A reader that went away (`dashflow tail | head`) is not a failure of the command.
         Err(error) if is_broken_pipe(&error) => ExitCode::SUCCESS,
         Err(error) => {
-            let _ = writeln!(io::stderr(), "error: {}", describe(&error));
+            let _ = writeln!(io::stderr(), "error: {error:#}");
             ExitCode::FAILURE
         }
     }
-}
-
-/// The error and its causes on one line, like `{:#}`, leaving out a cause that its parent's
-/// message already quotes (sqlx and the OS error of an I/O failure otherwise appear twice).
-fn describe(error: &anyhow::Error) -> String {
-    let mut message = String::new();
-    let mut previous = String::new();
-    for cause in error.chain() {
-        let text = cause.to_string();
-        if !previous.is_empty() && previous.contains(&text) {
-            continue;
-        }
-        if !message.is_empty() {
-            message.push_str(": ");
-        }
-        message.push_str(&text);
-        previous = text;
-    }
-    message
 }
 
 fn is_broken_pipe(error: &anyhow::Error) -> bool {

@@ -1,11 +1,12 @@
 //! Finding and opening the WAL, and resolving the run ids people type.
 
 use std::fmt::Write as _;
+use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use dashflow_telemetry::RunId;
-use dashflow_wal::{Retention, RunFilter, RunSummary, Wal, WalConfig};
+use dashflow_wal::{DamagedRange, Retention, RunFilter, RunSummary, Wal, WalConfig};
 
 use crate::time::format_utc;
 
@@ -25,18 +26,62 @@ pub(crate) fn wal_dir(home: Option<&Path>) -> Result<PathBuf> {
     Ok(dashflow_wal::wal_dir(&home))
 }
 
-/// Opens the WAL of `home` for reading (and for `wal compact`).
+/// The WAL directory of `home`, which must exist.
 ///
 /// A missing directory is an error rather than a new empty WAL: a mistyped `--home` must not
-/// look like a store with no runs. Retention is off, so looking never deletes history; the
-/// processes that write the WAL apply theirs.
-pub(crate) fn open(home: Option<&Path>) -> Result<Wal> {
+/// look like a store with no runs.
+pub(crate) fn existing_wal_dir(home: Option<&Path>) -> Result<PathBuf> {
     let dir = wal_dir(home)?;
     if !dir.is_dir() {
         bail!("no DashFlow store at {}: run a graph with DASHFLOW_WAL unset, or pass --home", dir.display());
     }
-    let config = WalConfig::default().retention(Retention::KEEP_ALL);
-    Wal::open(&dir, config).with_context(|| format!("cannot open the DashFlow store at {}", dir.display()))
+    Ok(dir)
+}
+
+/// The configuration the CLI opens the WAL with: retention off, so looking (or compacting,
+/// or repairing) never deletes history; the processes that write the WAL apply theirs.
+pub(crate) fn config() -> WalConfig {
+    WalConfig::default().retention(Retention::KEEP_ALL)
+}
+
+/// Opens the WAL of `home` for reading only, runs `f` on it, and warns on stderr about every
+/// damaged range the open or `f`'s reads skipped.
+///
+/// Reading never changes a segment: a torn tail is left for the next writer to cut and
+/// damage is skipped, not set aside (`wal repair` does that).
+pub(crate) fn read<T>(home: Option<&Path>, f: impl FnOnce(&Wal) -> Result<T>) -> Result<T> {
+    let dir = existing_wal_dir(home)?;
+    let wal = Wal::open_read_only(&dir, config())
+        .with_context(|| format!("cannot open the DashFlow store at {}", dir.display()))?;
+    let found_on_open = wal.damage();
+    warn_damage(&found_on_open);
+    let result = f(&wal);
+    let found_reading: Vec<DamagedRange> =
+        wal.damage().into_iter().filter(|range| !found_on_open.contains(range)).collect();
+    warn_damage(&found_reading);
+    result
+}
+
+/// Opens the WAL of `home` for writing (`wal compact`, `wal repair`).
+pub(crate) fn open_for_writing(home: Option<&Path>) -> Result<Wal> {
+    let dir = existing_wal_dir(home)?;
+    Wal::open(&dir, config()).with_context(|| format!("cannot open the DashFlow store at {}", dir.display()))
+}
+
+/// One warning line on stderr per damaged range.
+pub(crate) fn warn_damage(damage: &[DamagedRange]) {
+    let mut stderr = io::stderr().lock();
+    for range in damage {
+        let _ = if range.torn_tail {
+            writeln!(stderr, "warning: the WAL ends in a torn write, skipped (the next writer cuts it): {range}")
+        } else {
+            writeln!(
+                stderr,
+                "warning: skipped damaged bytes in the WAL: {range}; `dashflow wal verify` lists all damage, \
+                 `dashflow wal repair` sets it aside"
+            )
+        };
+    }
 }
 
 /// The run that `text` names: a whole run id, or a prefix of exactly one (in any case).

@@ -17,7 +17,7 @@ pub enum Error {
     #[error(transparent)]
     Graph(#[from] GraphError),
     /// A node failed on its last allowed attempt (error, timeout or panic).
-    #[error("node `{node}` failed at step {step} after {attempts} attempt(s) ({kind:?}): {source}")]
+    #[error("node `{node}` failed at step {step} after {attempts} attempt(s) ({kind:?})")]
     NodeFailed {
         /// The node.
         node: NodeName,
@@ -95,7 +95,7 @@ pub enum Error {
         first: NodeName,
     },
     /// Storing or loading a checkpoint failed.
-    #[error("checkpoint storage failed: {0}")]
+    #[error("checkpoint storage failed")]
     Checkpoint(#[source] dashflow_checkpoint::CheckpointError),
     /// Another run advanced the thread first: one writer per thread.
     #[error("thread `{thread_id}` is busy: another run wrote it first; retry when that run has finished")]

@@ -10,7 +10,7 @@ use dashflow_graph::{
     Goto, Graph, GraphNode, GraphState, MergeableState, NodeId, NodeName, NodeOutput, Route, Send as SendTask, Target,
     TaskId,
 };
-use dashflow_telemetry::{Event, EventKind, InterruptReason, RunIds, RunOutcome};
+use dashflow_telemetry::{Event, EventKind, InterruptReason, Report, RunIds, RunOutcome};
 use std::collections::HashMap;
 use tokio::sync::oneshot;
 use tracing::{Instrument, Level};
@@ -284,7 +284,7 @@ impl<S: GraphState> Loop<S> {
         let (outcome, error) = match &result {
             Ok(RunStatus::Completed) => (RunOutcome::Completed, None),
             Ok(_) => (RunOutcome::Interrupted, None),
-            Err(error) => (RunOutcome::Failed, Some(error.to_string())),
+            Err(error) => (RunOutcome::Failed, Some(Report(error).to_string())),
         };
         let duration = started.until(Tick::now());
         let kind = EventKind::RunFinished { outcome, steps: self.step, duration, error };

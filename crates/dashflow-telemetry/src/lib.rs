@@ -36,12 +36,14 @@ mod event;
 mod ids;
 mod live;
 mod metrics_sink;
+mod report;
 
 pub use batch::{EventBatch, NodeNames, RunContext};
 pub use event::{Event, EventCallback, EventKind, Interest, InterruptReason, RunOutcome};
 pub use ids::{RunId, RunIds};
 pub use live::{LiveRun, LiveRuns};
 pub use metrics_sink::MetricsCallback;
+pub use report::Report;
 
 #[cfg(test)]
 mod tests;

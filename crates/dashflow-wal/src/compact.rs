@@ -41,6 +41,11 @@ pub struct CompactReport {
     pub bytes_before: u64,
     /// Bytes after.
     pub bytes_after: u64,
+    /// Damaged ranges met in the sealed segments: copied into the quarantine directory
+    /// before the rewrite, and left out of it.
+    pub damaged_ranges: u64,
+    /// Their bytes.
+    pub damaged_bytes: u64,
 }
 
 /// One output segment being written.
@@ -52,15 +57,17 @@ struct Output {
 
 impl Wal {
     /// Rewrites the sealed segments: drops the records of runs whose start retention removed
-    /// (the runs the index marks `partial`) and merges small segments. The active segment is
-    /// left alone. The index is rebuilt afterwards.
+    /// (the runs the index marks `partial`) and merges small segments. Damaged ranges are
+    /// copied into the quarantine directory and left out. The active segment is left alone.
+    /// The index is rebuilt afterwards.
     ///
     /// Readers that are in the middle of reading a sealed segment may see it replaced; run
     /// compaction when nobody is reading (the CLI's `wal compact` is such a moment).
     pub fn compact(&mut self) -> Result<CompactReport> {
+        self.check_writable("compact")?;
         let _guard = self.lock_dir()?;
         let report = self.prepare_compaction()?;
-        if report.segments_after != report.segments_before || report.records_dropped > 0 {
+        if report.segments_after != report.segments_before || report.records_dropped > 0 || report.damaged_ranges > 0 {
             finish_interrupted(&self.dir, &*self.config.storage)?;
             self.index.clear()?;
             self.catch_up(Check::FromHighWater)?;
@@ -87,7 +94,7 @@ impl Wal {
         std::fs::create_dir(&tmp).map_err(|e| WalError::io("create", &tmp, e))?;
 
         let outputs = self.rewrite(sealed, &tmp, &mut report)?;
-        if report.records_dropped == 0 && outputs.len() == sealed.len() {
+        if report.records_dropped == 0 && report.damaged_ranges == 0 && outputs.len() == sealed.len() {
             // Nothing to gain: keep the segments as they are.
             drop(outputs);
             remove_dir_if_exists(&tmp)?;
@@ -126,8 +133,12 @@ impl Wal {
                 let payload = match reader.next_record().map_err(|e| WalError::io("read", &path, e))? {
                     ReadStep::Record { payload, .. } => payload,
                     ReadStep::End => break,
-                    ReadStep::Damaged { offset, damage } => {
-                        return Err(WalError::Corrupt { segment: path, offset, damage });
+                    ReadStep::Damaged { offset, len, .. } => {
+                        // Kept aside before the segment holding it is replaced.
+                        crate::damage::quarantine(&self.dir, seq, offset, len, &*self.config.storage)?;
+                        report.damaged_ranges += 1;
+                        report.damaged_bytes += len;
+                        continue;
                     }
                 };
                 // Records this version cannot read are kept: never drop what is not understood.
@@ -172,6 +183,11 @@ impl Wal {
         }
         Ok(outputs)
     }
+}
+
+/// Whether a compaction was interrupted (its work directory exists).
+pub(crate) fn is_interrupted(dir: &Path) -> bool {
+    dir.join(TMP_DIR).is_dir()
 }
 
 /// Completes a committed compaction (one whose `PLAN` exists) or discards an uncommitted one.

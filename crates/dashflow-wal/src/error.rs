@@ -13,7 +13,7 @@ use crate::frame::Damage;
 #[non_exhaustive]
 pub enum WalError {
     /// A file system operation failed.
-    #[error("cannot {action} `{}`: {source}; check that the path exists, is writable and the disk has space", path.display())]
+    #[error("cannot {action} `{}` (check that the path exists, is writable and the disk has space)", path.display())]
     Io {
         /// What was being done (`create`, `read`, `truncate`, ...).
         action: &'static str,
@@ -23,12 +23,14 @@ pub enum WalError {
         #[source]
         source: io::Error,
     },
-    /// A record in a sealed segment (or before the tail of the last one) is damaged.
+    /// The record asked for is damaged ([`Wal::trace`](crate::Wal::trace) reads one record
+    /// at a position the index gave).
     ///
-    /// The WAL never skips such a record: it is not a torn write but lost data.
+    /// Reads of many records skip damage instead and report it
+    /// ([`Wal::damage`](crate::Wal::damage)).
     #[error(
-        "WAL segment `{}` is damaged at byte {offset}: {damage}; run `dashflow wal verify` to list all \
-         damage, then restore the segment from a backup or move it away",
+        "WAL segment `{}` is damaged at byte {offset}: {damage} (run `dashflow wal verify` to list all \
+         damage and `dashflow wal repair` to set it aside)",
         segment.display()
     )]
     Corrupt {
@@ -45,8 +47,8 @@ pub enum WalError {
     /// write the segment may end in a partial record; appending more would build on data that
     /// may not exist. Reopening the WAL recovers: the torn tail is cut and appends work again.
     #[error(
-        "the WAL stopped accepting writes because `{action}` of `{}` failed: {source}; records after the \
-         last successful sync may be lost; fix the disk and reopen the WAL",
+        "the WAL stopped accepting writes because `{action}` of `{}` failed (records after the \
+         last successful sync may be lost; fix the disk and reopen the WAL)",
         path.display()
     )]
     Poisoned {
@@ -70,7 +72,7 @@ pub enum WalError {
         max: u32,
     },
     /// An event could not be serialized.
-    #[error("cannot encode an event for the WAL: {source}")]
+    #[error("cannot encode an event for the WAL")]
     Encode {
         /// The serializer's error.
         #[source]
@@ -78,8 +80,8 @@ pub enum WalError {
     },
     /// A record's checksum is valid but its payload cannot be decoded as an event.
     #[error(
-        "the record at byte {offset} of `{}` is intact but cannot be decoded: {source}; it was probably \
-         written by another DashFlow version, read it with that version",
+        "the record at byte {offset} of `{}` is intact but cannot be decoded (it was probably \
+         written by another DashFlow version, read it with that version)",
         segment.display()
     )]
     Decode {
@@ -93,8 +95,8 @@ pub enum WalError {
     },
     /// The SQLite run index failed.
     #[error(
-        "the WAL run index failed: {source}; the index is derived from the segments, so deleting \
-         `index.sqlite` (or `Wal::rebuild_index`) rebuilds it"
+        "the WAL run index failed (the index is derived from the segments, so deleting \
+         `index.sqlite` (or `Wal::rebuild_index`) rebuilds it)"
     )]
     Index {
         /// SQLite's error.
@@ -139,8 +141,8 @@ pub enum WalError {
     },
     /// A trace file is not a readable trace.
     #[error(
-        "the trace file `{}` cannot be read as a trace: {source}; it was cut short by a crash or written by \
-         another DashFlow version; the run's trace record in the WAL (`Wal::trace`) or its events remain",
+        "the trace file `{}` cannot be read as a trace (it was cut short by a crash or written by \
+         another DashFlow version; the run's trace record in the WAL (`Wal::trace`) or its events remain)",
         path.display()
     )]
     BadTrace {
@@ -149,6 +151,15 @@ pub enum WalError {
         /// The deserializer's error.
         #[source]
         source: serde_json::Error,
+    },
+    /// The WAL was opened read-only ([`Wal::open_read_only`](crate::Wal::open_read_only)) and
+    /// the operation would change it.
+    #[error("cannot {operation} the WAL in `{}`: it was opened read-only (open it with `Wal::open` to change it)", dir.display())]
+    ReadOnly {
+        /// What was refused (`append to`, `compact`, `repair`, ...).
+        operation: &'static str,
+        /// The WAL directory.
+        dir: PathBuf,
     },
     /// The event store's background writer has stopped.
     #[error("the event store's background writer has stopped (it panicked or the store was closed); open a new store")]

@@ -4,8 +4,8 @@ use std::path::{Path, PathBuf};
 
 use dashflow_telemetry::Event;
 
+use crate::damage::DamagedRange;
 use crate::error::{Result, WalError};
-use crate::frame::Damage;
 use crate::record::{decode_event, is_known_non_event};
 use crate::segment::{Position, ReadStep, list_segments, open_reader, record_end, segment_path};
 
@@ -16,6 +16,8 @@ use crate::segment::{Position, ReadStep, list_segments, open_reader, record_end,
 /// segment is not returned until it is complete. Trace records are stepped over (read them with
 /// [`Wal::traces`](crate::Wal::traces)), and so are process records (the index reads them);
 /// records of kinds this version does not know, or cannot decode, are skipped and counted.
+/// Damaged bytes are skipped too (the records after them are read) and reported by
+/// [`take_damage`](Self::take_damage).
 ///
 /// ```
 /// use dashflow_telemetry::{Event, EventKind, RunId, RunIds};
@@ -37,12 +39,13 @@ pub struct Follower {
     position: Position,
     max_record_size: u32,
     skipped: u64,
+    damage: Vec<DamagedRange>,
 }
 
 impl Follower {
     /// Follows the WAL in `dir` from `from`.
     pub fn new(dir: impl AsRef<Path>, from: Position, max_record_size: u32) -> Self {
-        Self { dir: dir.as_ref().to_owned(), position: from, max_record_size, skipped: 0 }
+        Self { dir: dir.as_ref().to_owned(), position: from, max_record_size, skipped: 0, damage: Vec::new() }
     }
 
     /// Where the next record will be read from.
@@ -55,10 +58,17 @@ impl Follower {
         self.skipped
     }
 
+    /// The damaged ranges skipped since the last call, each reported once.
+    pub fn take_damage(&mut self) -> Vec<DamagedRange> {
+        std::mem::take(&mut self.damage)
+    }
+
     /// Returns up to `max` records appended since the last call, with their positions.
     ///
     /// When retention removed the segment the follower was in, it goes on with the oldest
-    /// segment left. Damage other than an incomplete last record is an error.
+    /// segment left. Damage is skipped and kept for [`take_damage`](Self::take_damage),
+    /// except bytes at the end of the last segment with nothing intact after them: a record
+    /// still being written, read again at the next call.
     pub fn poll(&mut self, max: usize) -> Result<Vec<(Position, Event)>> {
         let mut out = Vec::new();
         while out.len() < max {
@@ -91,14 +101,13 @@ impl Follower {
                         self.position = Position::new(seq, record_end(offset, payload));
                     }
                     ReadStep::End => break,
-                    ReadStep::Damaged { offset, damage } => {
-                        let intact_after = matches!(damage, Damage::Checksum { .. })
-                            && matches!(reader.next_record(), Ok(ReadStep::Record { .. }));
-                        if next.is_some() || intact_after {
-                            return Err(WalError::Corrupt { segment: path, offset, damage });
+                    ReadStep::Damaged { offset, len, damage, records, to_end } => {
+                        if to_end && next.is_none() {
+                            // A record still being written (or a torn tail the next writer cuts).
+                            return Ok(out);
                         }
-                        // A record still being written (or a torn tail the next writer cuts).
-                        return Ok(out);
+                        self.damage.push(DamagedRange::new(path.clone(), (offset, len, damage, records)));
+                        self.position = Position::new(seq, offset + len);
                     }
                 }
             }

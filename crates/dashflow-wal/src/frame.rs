@@ -3,6 +3,15 @@
 //! A zero length is never written (the WAL has no empty records), so an all-zero header, which
 //! is what preallocated or zero-filled space looks like, is damage rather than an empty record
 //! whose CRC happens to be zero too.
+//!
+//! There is no per-frame sync marker. After damage, a reader finds the next frame by trying
+//! each byte offset ([`RecordReader`](crate::RecordReader)): a false match needs a length in
+//! bounds and a CRC32C of the bytes behind it that matches by chance (one in 2^32 per
+//! plausible offset). A marker would make false matches rarer still and the search cheaper,
+//! but costs bytes in every record and a second on-disk format that readers must keep
+//! telling apart from this one. The price is the search's cost over large damaged regions
+//! (see docs/dev/open-work.md); and a payload built to contain a whole valid frame could be
+//! taken for a record, but only if damage hits the record that holds it.
 
 use std::fmt;
 

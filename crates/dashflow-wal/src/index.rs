@@ -247,6 +247,32 @@ impl<'e> RunDelta<'e> {
 }
 
 /// The run index of one WAL directory.
+/// The high-water mark of the index in `dir`, read without creating or changing any file:
+/// `Some(None)` when there is no index (or it has no mark), `None` when it cannot be read that
+/// way (a writer has uncheckpointed commits in SQLite's `-wal` file, or the file is not a
+/// readable index of this version).
+pub(crate) fn read_high_water(dir: &Path) -> Option<Option<Position>> {
+    let path = dir.join(INDEX_FILE);
+    if !path.exists() {
+        return Some(None);
+    }
+    // An immutable open reads the main file only and writes nothing, not even `-shm`; it is
+    // exact only when no commit waits in the `-wal` file.
+    let wal_file = PathBuf::from(format!("{}-wal", path.display()));
+    if std::fs::metadata(&wal_file).is_ok_and(|meta| meta.len() > 0) {
+        return None;
+    }
+    let escaped = path.display().to_string().replace('%', "%25").replace('?', "%3f").replace('#', "%23");
+    let uri = format!("file:{escaped}?immutable=1");
+    let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_URI;
+    let conn = Connection::open_with_flags(uri, flags).ok()?;
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |row| row.get(0)).ok()?;
+    if version != SCHEMA_VERSION {
+        return None;
+    }
+    Index { conn }.high_water().ok()
+}
+
 #[derive(Debug)]
 pub(crate) struct Index {
     conn: Connection,

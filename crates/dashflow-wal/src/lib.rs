@@ -7,10 +7,20 @@
 //!   and rotated at a size limit. The fsync policy ([`FsyncPolicy`]) is configurable. Event
 //!   payloads use a compact binary layout ([`TAG_EVENT_BIN`]); the JSON event records of
 //!   earlier versions ([`TAG_EVENT_JSON`]) are still read.
-//! - **Recovery.** On open, a torn tail of the last segment (a short header or payload, a bad
-//!   checksum, zero-filled space) is cut at the last intact record. Damage in a sealed segment,
-//!   or before intact data, is [`WalError::Corrupt`] naming the file and byte offset: it is
-//!   never skipped. A failed write or fsync poisons the writer ([`WalError::Poisoned`]).
+//! - **Recovery.** The log never loses a valid record to damage. On open, only a torn tail
+//!   is cut: damaged bytes at the end of the last segment (a short header or payload, a bad
+//!   checksum, zero-filled space) with no intact frame after them. Any other damage, in any
+//!   segment and at any byte (a length, a checksum, a payload, the first frame), keeps every
+//!   intact record before and after it: the reader resynchronises on the next intact frame
+//!   (a length in bounds and a matching CRC32C), the damaged bytes are copied into
+//!   `quarantine/` (never deleted; a torn tail too, before it is cut), and the loss is
+//!   reported as a [`DamagedRange`] (segment, offset, bytes, records where the frame
+//!   boundaries tell) through [`RecoveryReport::damaged`], [`Wal::damage`],
+//!   [`Follower::take_damage`] and [`verify_dir`]. Damage in the last segment makes the writer
+//!   go on in a new segment: nothing is appended after damage. [`verify_dir`] and
+//!   [`Wal::open_read_only`] change no segment; [`Wal::repair`] rewrites the damaged segments
+//!   without their (quarantined) damage and rebuilds the index. A failed write or fsync
+//!   poisons the writer ([`WalError::Poisoned`]).
 //! - **Index.** An SQLite database (WAL journal mode) of runs: ids, graph, thread, status,
 //!   start, end, duration, error, steps and the segment positions of the first and last record.
 //!   It is derived from the segments, rebuilt when missing or unreadable, and reconciled on open
@@ -42,7 +52,8 @@
 //!   or pid namespace, and platforms other than Linux, where no process is recorded.
 //! - **Reading**: [`Wal::list_runs`], [`Wal::run_events`], [`Wal::trace`], [`Wal::traces`],
 //!   [`read_trace`] and [`list_traces`] (trace files), [`Follower`] (tail from any process),
-//!   [`Wal::verify`].
+//!   [`Wal::verify`] and [`verify_dir`] (which needs no open WAL), all through
+//!   [`Wal::open_read_only`] too.
 //!
 //! ```
 //! use dashflow_telemetry::{Event, EventCallback, EventKind, RunId, RunIds, RunOutcome};
@@ -97,8 +108,10 @@
 //! # Files in the WAL directory
 //!
 //! `*.wal` segments, `index.sqlite` (plus SQLite's `-wal`/`-shm` files), `LOCK` (taken by
-//! writers for each batch, so several processes can share one directory), and `compact.tmp/`
-//! while a compaction runs.
+//! writers for each batch, so several processes can share one directory), `compact.tmp/`
+//! while a compaction runs, `*.wal.repair` while [`Wal::repair`] rewrites a segment, and
+//! `quarantine/` ([`QUARANTINE_DIR`]): one `{segment}.at-{offset}.len-{bytes}.damaged` file per
+//! damaged range a writer set aside, which nothing in DashFlow deletes.
 //!
 //! # Trace files
 //!
@@ -113,6 +126,7 @@
 
 mod compact;
 mod config;
+mod damage;
 mod error;
 mod follow;
 mod frame;
@@ -134,6 +148,7 @@ mod testing;
 
 pub use compact::CompactReport;
 pub use config::{FsyncPolicy, Retention, WalConfig};
+pub use damage::{DamagedRange, QUARANTINE_DIR};
 pub use error::{Result, WalError};
 pub use follow::Follower;
 pub use frame::{DEFAULT_MAX_RECORD_SIZE, Damage, Decoded, HEADER_LEN, decode as decode_frame, encode as encode_frame};
@@ -159,4 +174,4 @@ pub use trace_files::{
     TraceConfig, TraceFile, TraceRetention, TraceRetentionReport, apply_trace_retention, list_traces, read_trace,
     trace_file_name, write_trace,
 };
-pub use wal::{DamagedRecord, RecordLocation, RecoveryReport, TornTail, TraceRecords, VerifyReport, Wal};
+pub use wal::{RecordLocation, RecoveryReport, RepairReport, TornTail, TraceRecords, VerifyReport, Wal, verify_dir};

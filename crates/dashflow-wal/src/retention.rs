@@ -31,6 +31,7 @@ impl Wal {
     /// Runs on open and whenever a segment is sealed; call it to apply retention at other
     /// times (tests pass a `now` of their choosing).
     pub fn apply_retention(&mut self, now: SystemTime) -> Result<RetentionReport> {
+        self.check_writable("apply retention to")?;
         let _guard = self.lock_dir()?;
         self.apply_retention_locked(now)
     }

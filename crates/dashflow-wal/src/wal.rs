@@ -14,18 +14,20 @@
 
 mod read;
 mod recovery;
+mod repair;
 mod traces;
 
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
 
 use dashflow_telemetry::{Event, EventKind, RunId};
 
 use crate::config::{FsyncPolicy, WalConfig};
+use crate::damage::DamagedRange;
 use crate::error::{Result, WalError};
 use crate::frame::HEADER_LEN;
 use crate::index::{Entry, Index};
@@ -36,9 +38,10 @@ use crate::record::{
 use crate::segment::{Position, file_len, segment_path};
 use crate::trace::ExecutionTrace;
 
-pub use self::read::{DamagedRecord, RecordLocation, VerifyReport};
+pub use self::read::{RecordLocation, VerifyReport, verify_dir};
 pub(crate) use self::recovery::Check;
 pub use self::recovery::{RecoveryReport, TornTail};
+pub use self::repair::RepairReport;
 pub use self::traces::TraceRecords;
 
 /// The lock file that serializes writers of one WAL directory.
@@ -47,10 +50,16 @@ pub(crate) const LOCK_FILE: &str = "LOCK";
 /// The write-ahead log of run events in one directory.
 ///
 /// Opening recovers: an interrupted compaction is finished, every record of the last segment
-/// is checked and a torn tail is cut at the last intact record, and records the index has not
-/// seen are indexed (see [`RecoveryReport`]). Damage anywhere else is an error naming the
-/// segment and byte offset. Sealed segments are not read on open (that would make opening
-/// cost as much as the whole history); reads and [`Wal::verify`] check them.
+/// is checked, and records the index has not seen are indexed (see [`RecoveryReport`]). Only
+/// a torn tail is cut: damaged bytes at the end of the last segment with no intact frame after
+/// them. Any other damage, in any segment read, keeps every intact record before and after it
+/// (the reader resynchronises on the next intact frame), its bytes are copied into the
+/// `quarantine/` directory, and it is reported ([`RecoveryReport::damaged`], [`Wal::damage`]).
+/// When the last segment holds such damage, appends go on in a new segment. Sealed segments
+/// are not read on open (that would make opening cost as much as the whole history); reads
+/// skip and report their damage, [`Wal::verify`] lists it and [`Wal::repair`] sets it aside.
+///
+/// [`Wal::open_read_only`] opens for reading only: it never changes a segment.
 ///
 /// ```
 /// use dashflow_telemetry::{Event, EventKind, RunId, RunIds};
@@ -70,7 +79,9 @@ pub(crate) const LOCK_FILE: &str = "LOCK";
 pub struct Wal {
     pub(crate) dir: PathBuf,
     pub(crate) config: WalConfig,
-    lock: Arc<File>,
+    pub(crate) access: Access,
+    /// The directory's lock file; `None` for a read-only open of a directory that has none.
+    lock: Option<Arc<File>>,
     pub(crate) index: Index,
     /// The segment appends go to; `None` until the first segment exists.
     active: Option<Active>,
@@ -88,6 +99,18 @@ pub struct Wal {
     /// This process, named in a process record after the events of every batch that starts
     /// runs; `None` where it cannot be known, and then no record is written.
     pub(crate) process: Option<ProcessIdentity>,
+    /// Damage that reads met since the WAL was opened.
+    pub(crate) seen: Mutex<Vec<DamagedRange>>,
+}
+
+/// Whether a [`Wal`] may change the segments.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Access {
+    /// Appends, cuts torn tails, quarantines damage, compacts, repairs, applies retention.
+    Write,
+    /// Reads only: no segment or quarantine file is created, changed or removed. The index,
+    /// a cache of the segments, is still brought up to date when it is behind.
+    ReadOnly,
 }
 
 #[derive(Debug)]
@@ -142,19 +165,23 @@ struct Encoded<'a> {
 }
 
 /// Holds the directory lock until dropped.
-pub(crate) struct DirLock(Arc<File>);
+pub(crate) struct DirLock(Option<Arc<File>>);
 
 impl DirLock {
-    fn acquire(file: &Arc<File>, dir: &Path) -> Result<Self> {
-        file.lock().map_err(|e| WalError::io("lock", dir.join(LOCK_FILE), e))?;
-        Ok(Self(Arc::clone(file)))
+    fn acquire(file: Option<&Arc<File>>, dir: &Path) -> Result<Self> {
+        if let Some(file) = file {
+            file.lock().map_err(|e| WalError::io("lock", dir.join(LOCK_FILE), e))?;
+        }
+        Ok(Self(file.map(Arc::clone)))
     }
 }
 
 impl Drop for DirLock {
     fn drop(&mut self) {
         // Closing the file would release the lock too; an unlock error leaves nothing to do.
-        let _ = self.0.unlock();
+        if let Some(file) = &self.0 {
+            let _ = file.unlock();
+        }
     }
 }
 
@@ -172,13 +199,62 @@ impl Wal {
             .open(&lock_path)
             .map_err(|e| WalError::io("create", &lock_path, e))?;
         let lock = Arc::new(lock);
-        let _guard = DirLock::acquire(&lock, &dir)?;
+        let _guard = DirLock::acquire(Some(&lock), &dir)?;
 
         let compaction_finished = crate::compact::finish_interrupted(&dir, &*config.storage)?;
         let index = Index::open(&dir)?;
-        let mut wal = Self {
+        let mut wal = Self::new(dir, config, Access::Write, Some(lock), index);
+        if compaction_finished {
+            // Compaction moved records; the index's positions are stale.
+            wal.index.clear()?;
+        }
+        wal.recovery = wal.catch_up(Check::WholeLastSegment)?;
+        wal.forget_missing_segments()?;
+        wal.retain(SystemTime::now());
+        Ok(wal)
+    }
+
+    /// Opens the existing WAL in `dir` for reading only, as the CLI's `runs`, `tail` and
+    /// `graph` commands do.
+    ///
+    /// No segment or quarantine file is created, changed or removed: a torn tail is left for
+    /// the next writer to cut, damage is skipped and reported ([`RecoveryReport::damaged`],
+    /// [`Wal::damage`]) but not copied, an interrupted compaction is left for the next writer
+    /// to finish, and retention is not applied. The run index, a cache of the segments, is
+    /// brought up to date when it is behind them (created if missing, rebuilt if it counts
+    /// records a segment no longer holds); an index that is up to date is only read, so the
+    /// directory is left exactly as it was. Appending, compacting and repairing return
+    /// [`WalError::ReadOnly`].
+    pub fn open_read_only(dir: impl AsRef<Path>, config: WalConfig) -> Result<Self> {
+        config.validate()?;
+        let dir = dir.as_ref().to_owned();
+        if !dir.is_dir() {
+            let missing = io::Error::new(io::ErrorKind::NotFound, "no such directory");
+            return Err(WalError::io("open", dir, missing));
+        }
+        let lock_path = dir.join(LOCK_FILE);
+        // Writers create the lock file; without one, no writer has ever opened the directory.
+        let lock = match OpenOptions::new().read(true).open(&lock_path) {
+            Ok(file) => Some(Arc::new(file)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(WalError::io("open", &lock_path, e)),
+        };
+        let _guard = DirLock::acquire(lock.as_ref(), &dir)?;
+        if crate::compact::is_interrupted(&dir) {
+            tracing::warn!(dir = %dir.display(), "a WAL compaction was interrupted; the next writer to open the WAL finishes it");
+        }
+        let index = Index::open(&dir)?;
+        let mut wal = Self::new(dir, config, Access::ReadOnly, lock, index);
+        wal.recovery = wal.catch_up(Check::WholeLastSegment)?;
+        wal.forget_missing_segments()?;
+        Ok(wal)
+    }
+
+    fn new(dir: PathBuf, config: WalConfig, access: Access, lock: Option<Arc<File>>, index: Index) -> Self {
+        Self {
             dir,
             config,
+            access,
             lock,
             index,
             active: None,
@@ -190,15 +266,51 @@ impl Wal {
             scratch: Vec::new(),
             schemas: SchemaCache::default(),
             process: ProcessIdentity::current(),
-        };
-        if compaction_finished {
-            // Compaction moved records; the index's positions are stale.
-            wal.index.clear()?;
+            seen: Mutex::new(Vec::new()),
         }
-        wal.recovery = wal.catch_up(Check::WholeLastSegment)?;
-        wal.forget_missing_segments()?;
-        wal.retain(SystemTime::now());
-        Ok(wal)
+    }
+
+    /// Every damaged range this WAL knows of: what opening found ([`RecoveryReport::damaged`]
+    /// and a cut torn tail) and what reads met since, in the order found, each once.
+    ///
+    /// Damage in sealed segments that nothing has read yet is not here: [`Wal::verify`] reads
+    /// every segment.
+    pub fn damage(&self) -> Vec<DamagedRange> {
+        let mut all = Vec::new();
+        if let Some(torn) = &self.recovery.truncated {
+            let mut range = DamagedRange::new(torn.segment.clone(), (torn.offset, torn.bytes, torn.damage, None));
+            range.torn_tail = true;
+            range.quarantined.clone_from(&torn.quarantined);
+            all.push(range);
+        }
+        all.extend(self.recovery.damaged.iter().cloned());
+        let seen = self.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for range in seen.iter() {
+            if !all.iter().any(|r| r.segment == range.segment && r.offset == range.offset) {
+                all.push(range.clone());
+            }
+        }
+        all
+    }
+
+    /// Notes damage a read met (and skipped).
+    pub(crate) fn note_damage(&self, range: DamagedRange) {
+        tracing::warn!(
+            segment = %range.segment.display(), offset = range.offset, bytes = range.len, damage = %range.damage,
+            "skipped damaged bytes in the WAL"
+        );
+        let mut seen = self.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !seen.iter().any(|r| r.segment == range.segment && r.offset == range.offset) {
+            seen.push(range);
+        }
+    }
+
+    /// [`WalError::ReadOnly`] for a WAL opened with [`Wal::open_read_only`].
+    pub(crate) fn check_writable(&self, operation: &'static str) -> Result<()> {
+        match self.access {
+            Access::Write => Ok(()),
+            Access::ReadOnly => Err(WalError::ReadOnly { operation, dir: self.dir.clone() }),
+        }
     }
 
     /// The WAL's directory.
@@ -217,8 +329,13 @@ impl Wal {
     }
 
     /// The position after the last record this writer knows of.
+    ///
+    /// For a read-only WAL, the end of the intact records when it was opened.
     pub fn end(&self) -> Position {
-        self.active.as_ref().map_or(Position::START, |a| Position::new(a.seq, a.len))
+        match &self.active {
+            Some(active) => Position::new(active.seq, active.len),
+            None => self.indexed.unwrap_or(Position::START),
+        }
     }
 
     /// The first write or sync error, if one poisoned this writer.
@@ -261,6 +378,7 @@ impl Wal {
     /// events; an event that cannot be encoded fails the batch. The positions returned are
     /// those of the given records.
     pub(crate) fn append_records(&mut self, records: &[Record<'_>]) -> Result<Appended> {
+        self.check_writable("append to")?;
         if let Some(poison) = &self.poison {
             return Err(poison.error());
         }
@@ -279,7 +397,7 @@ impl Wal {
             if encoded.frames.is_empty() {
                 return Ok(Appended { positions: Vec::new(), skipped: encoded.skipped });
             }
-            let _guard = DirLock::acquire(&self.lock, &self.dir)?;
+            let _guard = DirLock::acquire(self.lock.as_ref(), &self.dir)?;
             let mut positions = self.append_locked(&buf, &encoded.frames, &encoded.entries)?;
             // The process records come last.
             positions.truncate(positions.len() - encoded.processes);
@@ -306,7 +424,7 @@ impl Wal {
 
     /// Rebuilds the index from the segments.
     pub fn rebuild_index(&mut self) -> Result<RecoveryReport> {
-        let _guard = DirLock::acquire(&self.lock, &self.dir)?;
+        let _guard = DirLock::acquire(self.lock.as_ref(), &self.dir)?;
         self.index.clear()?;
         let report = self.catch_up(Check::WholeLastSegment)?;
         self.forget_missing_segments()?;
@@ -322,7 +440,7 @@ impl Wal {
     }
 
     pub(crate) fn lock_dir(&self) -> Result<DirLock> {
-        DirLock::acquire(&self.lock, &self.dir)
+        DirLock::acquire(self.lock.as_ref(), &self.dir)
     }
 
     /// Frames every record into `buf`.
@@ -482,7 +600,7 @@ impl Wal {
     }
 
     /// Creates segment `seq` and makes it the active one.
-    fn create_segment(&mut self, seq: u64) -> Result<()> {
+    pub(crate) fn create_segment(&mut self, seq: u64) -> Result<()> {
         let path = segment_path(&self.dir, seq);
         let file = OpenOptions::new()
             .create_new(true)

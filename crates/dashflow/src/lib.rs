@@ -44,7 +44,7 @@ pub use dashflow_graph::{
     Command, END, GraphError, GraphSchema, GraphState, MergeableState, Message, MessageLike, NodeContext, NodeError,
     NodeErrorKind, NodeOptions, RetryPolicy, Role, START, Send, StateGraph, reducers,
 };
-pub use dashflow_telemetry::{Event, EventCallback, EventKind, RunId, RunIds, RunOutcome};
+pub use dashflow_telemetry::{Event, EventCallback, EventKind, Report, RunId, RunIds, RunOutcome};
 pub use defaults::{CompileExt, flush_observers, live_runs, with_default_observers};
 
 /// Everything a typical graph needs: `use dashflow::prelude::*;`.

@@ -8,7 +8,7 @@ pub(crate) static METRICS: AtomicBool = AtomicBool::new(false);
 
 /// The Prometheus endpoint could not be started.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot serve Prometheus metrics on {addr}: {source}")]
+#[error("cannot serve Prometheus metrics on {addr}")]
 pub struct PrometheusError {
     addr: SocketAddr,
     #[source]

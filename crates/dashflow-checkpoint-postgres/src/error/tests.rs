@@ -32,9 +32,9 @@ fn a_broken_connection_is_in_doubt_but_a_failed_acquire_is_not() {
     assert_eq!(classify_sqlx(&io(), false), Class::Transient(Retry::RolledBack));
     assert_eq!(classify_sqlx(&sqlx::Error::PoolTimedOut, false), Class::Transient(Retry::Later));
     assert_eq!(classify_sqlx(&sqlx::Error::Protocol("garbage".into()), true), Class::Transient(Retry::InDoubt));
-    let in_transaction = Error::Uncommitted { operation: "copy a thread", source: io() };
+    let in_transaction = Error::Uncommitted { operation: "copy a thread", source: io().into() };
     assert_eq!(in_transaction.retry(), Retry::RolledBack);
-    let autocommit = Error::Statement { operation: "put a checkpoint", source: io() };
+    let autocommit = Error::Statement { operation: "put a checkpoint", source: io().into() };
     assert_eq!(autocommit.retry(), Retry::InDoubt);
 }
 
@@ -47,7 +47,7 @@ fn a_closed_pool_and_bad_configuration_are_permanent() {
 #[test]
 fn decode_failures_are_corrupt() {
     let decode = sqlx::Error::ColumnDecode { index: "blob".into(), source: "not bytes".into() };
-    let error = CheckpointError::from(Error::Statement { operation: "load a checkpoint", source: decode });
+    let error = CheckpointError::from(Error::Statement { operation: "load a checkpoint", source: decode.into() });
     assert!(
         matches!(error, CheckpointError::Corrupt { ref detail } if detail.contains("load a checkpoint")),
         "{error:?}"
@@ -58,11 +58,13 @@ fn decode_failures_are_corrupt() {
 
 #[test]
 fn transient_errors_become_retryable_unavailable_and_permanent_ones_do_not() {
-    let timed_out =
-        CheckpointError::from(Error::Acquire { operation: "list checkpoints", source: sqlx::Error::PoolTimedOut });
+    let timed_out = CheckpointError::from(Error::Acquire {
+        operation: "list checkpoints",
+        source: sqlx::Error::PoolTimedOut.into(),
+    });
     assert!(timed_out.is_retryable());
     let closed =
-        CheckpointError::from(Error::Acquire { operation: "list checkpoints", source: sqlx::Error::PoolClosed });
+        CheckpointError::from(Error::Acquire { operation: "list checkpoints", source: sqlx::Error::PoolClosed.into() });
     assert!(matches!(closed, CheckpointError::Unavailable { retryable: false, .. }));
     let too_new = CheckpointError::from(Error::SchemaTooNew { found: 9, known: 1 });
     assert!(matches!(too_new, CheckpointError::Unavailable { retryable: false, .. }));

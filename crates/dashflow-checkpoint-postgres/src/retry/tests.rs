@@ -6,10 +6,10 @@ use super::*;
 fn transient(in_doubt: bool) -> Error {
     if in_doubt {
         let source = sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
-        Error::Statement { operation: "test", source }
+        Error::Statement { operation: "test", source: source.into() }
     } else {
         let source = sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
-        Error::Acquire { operation: "test", source }
+        Error::Acquire { operation: "test", source: source.into() }
     }
 }
 
@@ -62,7 +62,7 @@ async fn a_pool_timeout_is_returned_at_once_because_the_pool_already_waited() {
     let result: Result<(), Error> = quick(5)
         .run("test", Idempotence::Idempotent, |_| {
             tries.set(tries.get() + 1);
-            async { Err(Error::Acquire { operation: "test", source: sqlx::Error::PoolTimedOut }) }
+            async { Err(Error::Acquire { operation: "test", source: sqlx::Error::PoolTimedOut.into() }) }
         })
         .await;
     assert_eq!(result.unwrap_err().retry(), Retry::Later);

@@ -41,7 +41,8 @@ async fn a_schema_migrated_by_a_newer_build_is_refused() {
         .unwrap();
     let error = PostgresCheckpointer::from_pool(db.pool().await).await.unwrap_err();
     assert!(matches!(error, CheckpointError::Unavailable { retryable: false, .. }), "{error}");
-    assert!(error.to_string().contains("999"), "{error}");
+    let cause = std::error::Error::source(&error).map(ToString::to_string).unwrap_or_default();
+    assert!(cause.contains("999"), "{error}: {cause}");
 }
 
 #[tokio::test]

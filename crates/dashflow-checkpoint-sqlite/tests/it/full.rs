@@ -27,7 +27,8 @@ async fn a_full_database_fails_puts_cleanly_and_recovers_when_space_returns() {
     let (stored, failed, error) = fill(&checkpointer).await;
     assert!(stored.len() >= 5, "only {} puts fitted into 64 KiB", stored.len());
     assert!(matches!(error, CheckpointError::Unavailable { retryable: false, .. }), "{error}");
-    assert!(error.to_string().contains("full"), "the error must say the database is full: {error}");
+    let cause = std::error::Error::source(&error).map(ToString::to_string).unwrap_or_default();
+    assert!(cause.contains("full"), "the error must say the database is full: {error}: {cause}");
 
     // Nothing of the failed put is visible, and every earlier checkpoint loads byte-exact.
     assert!(checkpointer.load("t", "", Some(&failed.checkpoint_id)).await.unwrap().is_none());

@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::io::{self, Write};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -11,6 +12,7 @@ use dashflow_wal::{Position, RunStatus, Wal};
 
 use crate::cli::TailArgs;
 use crate::render;
+use crate::store;
 use crate::time::format_utc_millis;
 
 /// Records read per poll; a smaller batch than this means the follower has caught up.
@@ -31,12 +33,23 @@ pub(crate) fn run(wal: &Wal, args: &TailArgs, out: &mut dyn Write) -> Result<()>
     }
     let mut graphs = GraphNames::default();
     let mut open = OpenRuns::default();
+    // Damage the open found was reported already; the follower meets it again from the start.
+    let mut reported: Vec<(PathBuf, u64)> = wal.damage().into_iter().map(|r| (r.segment, r.offset)).collect();
     let mut printed = 0u64;
     if args.max_events == Some(0) {
         return Ok(());
     }
     loop {
         let batch = follower.poll(BATCH)?;
+        let damage: Vec<_> = follower
+            .take_damage()
+            .into_iter()
+            .filter(|range| {
+                !reported.iter().any(|(segment, offset)| *segment == range.segment && *offset == range.offset)
+            })
+            .collect();
+        reported.extend(damage.iter().map(|range| (range.segment.clone(), range.offset)));
+        store::warn_damage(&damage);
         let caught_up = batch.len() < BATCH;
         for (_, event) in &batch {
             let graph = graphs.of(wal, event)?;

@@ -12,16 +12,11 @@ use dashflow_checkpoint::{CheckpointRecord, Checkpointer, ListOptions};
 use dashflow_checkpoint_postgres::PostgresCheckpointer;
 use dashflow_checkpoint_sqlite::SqliteCheckpointer;
 use serde_json::{Value, json};
-use sqlx::Connection as _;
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions};
+use sqlx::postgres::PgConnectOptions;
 
 use crate::cli::HistoryArgs;
 use crate::render::{self, Table};
 use crate::time::{format_rfc3339, format_utc};
-
-/// How long to wait for a PostgreSQL connection: a command line tool should say the server
-/// is unreachable sooner than a pool's default 30 seconds.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Where the checkpoints are.
 #[derive(Debug, PartialEq, Eq)]
@@ -120,24 +115,7 @@ async fn open(database: &Database, schema: Option<&str>) -> Result<Box<dyn Check
             if let Some(schema) = schema {
                 options = options.options([("search_path", schema)]);
             }
-            // One connection first: a pool that cannot connect reports only that it timed
-            // out, while this says why (refused, no such database, bad password).
-            let probe = match tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&options)).await {
-                Ok(connected) => connected.context("cannot connect to the PostgreSQL server of --db")?,
-                Err(_) => bail!(
-                    "cannot connect to the PostgreSQL server of --db: no answer within {} seconds",
-                    CONNECT_TIMEOUT.as_secs()
-                ),
-            };
-            // Closing it politely is a courtesy; the command does not depend on it.
-            let _ = probe.close().await;
-            let pool = PgPoolOptions::new()
-                .max_connections(1)
-                .acquire_timeout(CONNECT_TIMEOUT)
-                .connect_with(options)
-                .await
-                .context("cannot connect to the PostgreSQL server of --db")?;
-            Box::new(PostgresCheckpointer::from_pool(pool).await.context("cannot open the PostgreSQL checkpoints")?)
+            Box::new(PostgresCheckpointer::connect_with(options).await.context("cannot open the checkpoints of --db")?)
         }
     })
 }

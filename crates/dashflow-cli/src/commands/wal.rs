@@ -1,31 +1,21 @@
-//! `dashflow wal verify` and `dashflow wal compact`.
+//! `dashflow wal verify`, `dashflow wal repair` and `dashflow wal compact`.
 
 use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
-use anyhow::Result;
-use dashflow_wal::{VerifyReport, WalError};
+use anyhow::{Context, Result};
+use dashflow_wal::{DamagedRange, RepairReport, VerifyReport};
 
 use crate::render;
 use crate::store;
 
-/// Reads every segment; exit code 1 when any record is damaged or undecodable.
+/// Reads every segment without changing, creating or removing any file; exit code 1 when
+/// anything is damaged or undecodable.
 pub(crate) fn verify(home: Option<&Path>, out: &mut dyn Write) -> Result<ExitCode> {
-    let wal = match store::open(home) {
-        Ok(wal) => wal,
-        // Opening reads the last segment whole; damage there (rather than a torn tail, which
-        // opening cuts) stops it. That is a finding of `verify`, not a failure to run it.
-        Err(error) => match error.downcast_ref::<WalError>() {
-            Some(WalError::Corrupt { segment, offset, damage }) => {
-                writeln!(out, "damaged: {} at byte {offset}: {damage}", segment.display())?;
-                writeln!(out, "the WAL cannot be opened until this segment is restored or moved away")?;
-                return Ok(ExitCode::FAILURE);
-            }
-            _ => return Err(error),
-        },
-    };
-    let report = wal.verify()?;
+    let dir = store::existing_wal_dir(home)?;
+    let report = dashflow_wal::verify_dir(&dir, &store::config())
+        .with_context(|| format!("cannot verify the DashFlow store at {}", dir.display()))?;
     write_report(&report, out)?;
     Ok(if report.is_clean() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
@@ -33,18 +23,13 @@ pub(crate) fn verify(home: Option<&Path>, out: &mut dyn Write) -> Result<ExitCod
 fn write_report(report: &VerifyReport, out: &mut dyn Write) -> Result<()> {
     writeln!(
         out,
-        "checked {} segment(s), {} record(s), {}",
+        "checked {} segment(s), {} intact record(s), {}",
         report.segments,
         report.records,
         render::bytes(report.bytes)
     )?;
-    for damaged in &report.damaged {
-        let what = if damaged.torn_tail { "torn tail (cut on the next open)" } else { "damaged" };
-        write!(out, "{what}: {} at byte {}: {}", damaged.segment.display(), damaged.offset, damaged.damage)?;
-        if damaged.unreadable_bytes > 0 {
-            write!(out, " ({} unreadable to the end of the segment)", render::bytes(damaged.unreadable_bytes))?;
-        }
-        writeln!(out)?;
+    for range in &report.damaged {
+        write_range(range, out)?;
     }
     for record in &report.undecodable {
         writeln!(
@@ -54,22 +39,93 @@ fn write_report(report: &VerifyReport, out: &mut dyn Write) -> Result<()> {
             record.offset
         )?;
     }
-    if !report.index_up_to_date {
+    if report.index_up_to_date == Some(false) {
         writeln!(out, "the run index is behind the segments; the next writer catches it up")?;
     }
     if report.is_clean() {
         writeln!(out, "ok: no damage found")?;
-    } else {
-        let count = report.damaged.len() + report.undecodable.len();
-        writeln!(out, "{count} damaged record(s): restore the named segments from a backup or move them away")?;
+        return Ok(());
+    }
+    if !report.damaged.is_empty() {
+        writeln!(
+            out,
+            "{} damaged range(s), {}: every intact record around them is still read; `dashflow wal repair` \
+             sets them aside (copies in {}/) and rewrites the segments",
+            report.damaged.len(),
+            render::bytes(report.damaged_bytes()),
+            dashflow_wal::QUARANTINE_DIR,
+        )?;
+    }
+    if !report.undecodable.is_empty() {
+        writeln!(
+            out,
+            "{} undecodable record(s): read them with the DashFlow version that wrote them",
+            report.undecodable.len()
+        )?;
     }
     Ok(())
 }
 
+/// `damaged: <segment> at byte <offset>: <size>, <records>: <what>`.
+fn write_range(range: &DamagedRange, out: &mut dyn Write) -> Result<()> {
+    let what = if range.torn_tail { "torn tail (cut by the next writer)" } else { "damaged" };
+    let records = match range.records {
+        Some(1) => "1 record".to_owned(),
+        Some(n) => format!("{n} records"),
+        None => "an unknown number of records".to_owned(),
+    };
+    write!(
+        out,
+        "{what}: {} at byte {}: {} ({} bytes), {records}: {}",
+        range.segment.display(),
+        range.offset,
+        render::bytes(range.len),
+        range.len,
+        range.damage
+    )?;
+    if let Some(copy) = &range.quarantined {
+        write!(out, "; kept in {}", copy.display())?;
+    }
+    writeln!(out)?;
+    Ok(())
+}
+
+/// Sets every damaged range aside, rewrites the segments without it and rebuilds the index.
+pub(crate) fn repair(home: Option<&Path>, out: &mut dyn Write) -> Result<ExitCode> {
+    let mut wal = store::open_for_writing(home)?;
+    let report =
+        wal.repair().with_context(|| format!("cannot repair the DashFlow store at {}", wal.dir().display()))?;
+    write_repair(&report, out)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn write_repair(report: &RepairReport, out: &mut dyn Write) -> Result<()> {
+    for range in &report.damaged {
+        write_range(range, out)?;
+    }
+    if report.is_clean() {
+        writeln!(out, "nothing to repair: no damage found; {} intact record(s) indexed", report.records)?;
+        return Ok(());
+    }
+    if let Some(seq) = report.new_segment {
+        writeln!(out, "started segment {} for new records", dashflow_wal::segment_file_name(seq))?;
+    }
+    writeln!(
+        out,
+        "repaired: set {} damaged range(s) aside, rewrote {} segment(s) without {}, rebuilt the index \
+         from {} intact record(s)",
+        report.damaged.len(),
+        report.segments_rewritten,
+        render::bytes(report.bytes_removed),
+        report.records,
+    )?;
+    Ok(())
+}
+
 pub(crate) fn compact(home: Option<&Path>, out: &mut dyn Write) -> Result<ExitCode> {
-    let mut wal = store::open(home)?;
+    let mut wal = store::open_for_writing(home)?;
     let report = wal.compact()?;
-    if report.segments_before == report.segments_after && report.records_dropped == 0 {
+    if report.segments_before == report.segments_after && report.records_dropped == 0 && report.damaged_ranges == 0 {
         writeln!(
             out,
             "nothing to compact: {} sealed segment(s), {}",
@@ -87,6 +143,15 @@ pub(crate) fn compact(home: Option<&Path>, out: &mut dyn Write) -> Result<ExitCo
             render::bytes(report.bytes_before),
             render::bytes(report.bytes_after),
         )?;
+        if report.damaged_ranges > 0 {
+            writeln!(
+                out,
+                "set {} damaged range(s) aside ({}) in {}/",
+                report.damaged_ranges,
+                render::bytes(report.damaged_bytes),
+                dashflow_wal::QUARANTINE_DIR
+            )?;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

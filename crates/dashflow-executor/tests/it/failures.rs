@@ -133,8 +133,10 @@ async fn a_node_error_fails_the_run_naming_node_and_step_with_the_source_downcas
     // The standard error chain shows the node's error too. Only by message: `source()` yields
     // the `Arc` that shares it, so a downcast must go through the `source` field as above.
     assert_eq!(error.source().unwrap().to_string(), "quota exceeded for acme");
+    // The run's own message names node and step; a report adds the node's error once.
+    assert_eq!(error.to_string(), "node `charge` failed at step 2 after 1 attempt(s) (Failed)");
     assert_eq!(
-        error.to_string(),
+        dashflow_telemetry::Report(&error).to_string(),
         "node `charge` failed at step 2 after 1 attempt(s) (Failed): quota exceeded for acme"
     );
 }

@@ -133,7 +133,8 @@ async fn a_timed_out_node_without_retry_fails_the_run_with_a_timeout_naming_the_
         }
         other => panic!("expected NodeFailed, got {other:?}"),
     }
-    assert!(error.to_string().contains("timed out after 5s"), "{error}");
+    let report = dashflow_telemetry::Report(&error).to_string();
+    assert!(report.contains("timed out after 5s"), "{report}");
 }
 
 #[tokio::test(start_paused = true)]

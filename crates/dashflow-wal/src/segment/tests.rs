@@ -20,7 +20,9 @@ fn read_all(bytes: &[u8], max: u32) -> Vec<String> {
                 steps.push(format!("{offset}:{}", String::from_utf8_lossy(payload)));
             }
             ReadStep::End => return steps,
-            ReadStep::Damaged { offset, damage } => steps.push(format!("{offset}:{damage:?}")),
+            ReadStep::Damaged { offset, len, damage, records, to_end } => {
+                steps.push(format!("{offset}+{len}:{damage:?}:{records:?}:{to_end}"));
+            }
         }
     }
 }
@@ -81,16 +83,72 @@ fn the_reader_goes_on_after_a_checksum_mismatch() {
     bytes[9 + HEADER_LEN] ^= 0x01;
     let steps = read_all(&bytes, DEFAULT_MAX_RECORD_SIZE);
     assert_eq!(steps.len(), 3);
-    assert!(steps[1].starts_with("9:Checksum"), "{steps:?}");
+    assert!(steps[1].starts_with("9+10:Checksum"), "{steps:?}");
+    assert!(steps[1].ends_with(":Some(1):false"), "{steps:?}");
     assert_eq!(steps[2], "19:ccc");
 }
 
 #[test]
-fn the_reader_stops_after_damage_that_loses_the_frame_boundary() {
+fn the_reader_resynchronises_after_damage_that_loses_the_frame_boundary() {
     let mut bytes = frames(&[b"a", b"bb"]);
     bytes.extend_from_slice(&[0; 16]);
     bytes.extend(frames(&[b"after zeros"]));
-    assert_eq!(read_all(&bytes, DEFAULT_MAX_RECORD_SIZE), ["0:a", "9:bb", "19:ZeroLength"]);
+    assert_eq!(
+        read_all(&bytes, DEFAULT_MAX_RECORD_SIZE),
+        ["0:a", "9:bb", "19+16:ZeroLength:None:false", "35:after zeros"]
+    );
+}
+
+#[test]
+fn a_flipped_length_bit_loses_only_its_record_and_counts_it() {
+    for bit in 0..32 {
+        let mut bytes = frames(&[b"first", b"second record", b"third"]);
+        let at = 13 + bit / 8;
+        bytes[at] ^= 1 << (bit % 8);
+        let steps = read_all(&bytes, 1024);
+        assert_eq!(steps.len(), 3, "bit {bit}: {steps:?}");
+        assert_eq!(steps[0], "0:first", "bit {bit}");
+        assert!(steps[1].starts_with("13+21:"), "bit {bit}: {steps:?}");
+        // The payload still matches the stored checksum: exactly one record was lost.
+        assert!(steps[1].ends_with(":Some(1):false"), "bit {bit}: {steps:?}");
+        assert_eq!(steps[2], "34:third", "bit {bit}");
+    }
+}
+
+#[test]
+fn damage_with_nothing_intact_after_it_runs_to_the_end() {
+    let mut bytes = frames(&[b"a", b"bb"]);
+    let len = bytes.len();
+    bytes[len - 1] ^= 0x01;
+    let steps = read_all(&bytes, DEFAULT_MAX_RECORD_SIZE);
+    assert_eq!(steps.len(), 2, "{steps:?}");
+    assert!(steps[1].starts_with("9+10:Checksum") && steps[1].ends_with(":Some(1):true"), "{steps:?}");
+}
+
+#[test]
+fn a_frame_inside_a_damaged_payload_is_found_only_if_its_checksum_matches() {
+    // A payload that holds bytes looking like a header with a plausible length but a wrong
+    // checksum: the reader does not stop there.
+    let mut inner = 4u32.to_le_bytes().to_vec();
+    inner.extend_from_slice(&0xDEAD_BEEFu32.to_le_bytes());
+    inner.extend_from_slice(b"abcd");
+    let mut bytes = frames(&[b"a", &inner, b"after"]);
+    bytes[9] ^= 0x80; // the second frame's length
+    let steps = read_all(&bytes, 1024);
+    assert_eq!(steps[2], format!("{}:after", 9 + HEADER_LEN + inner.len()), "{steps:?}");
+    assert_eq!(steps.len(), 3, "{steps:?}");
+}
+
+#[test]
+fn a_cut_inside_a_record_loses_only_that_record() {
+    let bytes = frames(&[b"one", b"the second record", b"three"]);
+    // Bytes 20..25 of the second record's payload are gone.
+    let cut: Vec<u8> = [&bytes[..20], &bytes[25..]].concat();
+    let steps = read_all(&cut, 1024);
+    assert_eq!(steps.len(), 3, "{steps:?}");
+    assert_eq!(steps[0], "0:one");
+    assert!(steps[1].starts_with("11+20:"), "{steps:?}");
+    assert_eq!(steps[2], "31:three");
 }
 
 #[test]

@@ -4,6 +4,8 @@
 use std::fmt;
 use std::sync::Arc;
 
+use dashflow_telemetry::Report;
+
 /// Where an [`EventStore`](super::EventStore) reports that events cannot be written (the WAL
 /// cannot be opened, a write or an fsync failed, trace files cannot be written).
 ///
@@ -54,20 +56,10 @@ impl FailureReport {
 pub(crate) const HINT: &str =
     "runs go on without it; set DASHFLOW_HOME to a writable directory, or DASHFLOW_WAL=0 to turn the log off";
 
-/// `error` and its causes on one line, each cause once: a message that already quotes its
-/// source is not followed by it again.
+/// `error` and its causes on one line, outermost first, as every DashFlow error prints
+/// ([`Report`]: an error's own message leaves its cause to `source`).
 pub(crate) fn one_line(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut line = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !line.contains(&text) {
-            line.push_str(": ");
-            line.push_str(&text);
-        }
-        source = cause.source();
-    }
-    line.replace('\n', " ")
+    Report(error).to_string().replace('\n', " ")
 }
 
 /// The report of a log that cannot be opened.

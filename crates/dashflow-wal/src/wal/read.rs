@@ -1,19 +1,23 @@
 //! Reading: runs from the index, a run's events from the segments, and verification.
 
-use std::path::PathBuf;
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::path::{Path, PathBuf};
 
 use dashflow_telemetry::{Event, RunId};
 
-use super::Wal;
+use super::{LOCK_FILE, Wal};
+use crate::config::WalConfig;
+use crate::damage::DamagedRange;
 use crate::error::{Result, WalError};
 use crate::follow::Follower;
-use crate::frame::Damage;
+use crate::index::read_high_water;
 use crate::process::ProcessIdentity;
 use crate::record::{decode_event, decode_payload};
 use crate::runs::{RunFilter, RunSummary};
 use crate::segment::{Position, ReadStep, list_segments, open_reader, record_end, segment_path};
 
-/// What [`Wal::verify`] found.
+/// What [`Wal::verify`] and [`verify_dir`] found.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct VerifyReport {
@@ -23,12 +27,13 @@ pub struct VerifyReport {
     pub records: u64,
     /// Bytes of all segments.
     pub bytes: u64,
-    /// Every damaged record, in log order.
-    pub damaged: Vec<DamagedRecord>,
+    /// Every damaged range, in log order.
+    pub damaged: Vec<DamagedRange>,
     /// Intact records whose payload cannot be decoded by this version.
     pub undecodable: Vec<RecordLocation>,
-    /// Whether the index has seen every intact record.
-    pub index_up_to_date: bool,
+    /// Whether the index has seen every intact record; `None` when that cannot be told
+    /// without writing (a writer has the index open, or there is no index).
+    pub index_up_to_date: Option<bool>,
 }
 
 impl VerifyReport {
@@ -36,25 +41,94 @@ impl VerifyReport {
     pub fn is_clean(&self) -> bool {
         self.damaged.is_empty() && self.undecodable.is_empty()
     }
+
+    /// Bytes in damaged ranges.
+    pub fn damaged_bytes(&self) -> u64 {
+        self.damaged.iter().map(|range| range.len).sum()
+    }
 }
 
-/// A damaged record found by [`Wal::verify`].
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct DamagedRecord {
-    /// The segment file.
-    pub segment: PathBuf,
-    /// Byte offset of the damaged record's header.
-    pub offset: u64,
-    /// What is wrong.
-    pub damage: Damage,
-    /// The damage is a torn write at the end of the last segment, which the next open cuts.
-    /// Any other damage is lost data.
-    pub torn_tail: bool,
-    /// Bytes from the damaged record to the end of the segment that could not be read.
-    /// Only a checksum mismatch leaves the frame boundary intact, so reading goes on after it;
-    /// any other damage makes the rest of the segment unreadable.
-    pub unreadable_bytes: u64,
+/// Reads every segment of the WAL in `dir` and reports each damaged range and undecodable
+/// record, without creating, changing or removing any file (`dashflow wal verify`).
+///
+/// It waits for a writer's append in progress (through the directory's lock file, when there
+/// is one), so a record being written is not reported as a torn tail.
+pub fn verify_dir(dir: impl AsRef<Path>, config: &WalConfig) -> Result<VerifyReport> {
+    config.validate()?;
+    let dir = dir.as_ref();
+    if !dir.is_dir() {
+        return Err(WalError::io("open", dir, io::Error::new(io::ErrorKind::NotFound, "no such directory")));
+    }
+    let lock_path = dir.join(LOCK_FILE);
+    let lock = match OpenOptions::new().read(true).open(&lock_path) {
+        Ok(file) => Some(file),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+        Err(e) => return Err(WalError::io("open", &lock_path, e)),
+    };
+    let _guard = lock.as_ref().map(|file| LockGuard::acquire(file, &lock_path)).transpose()?;
+    let (mut report, end) = verify_segments(dir, config.max_record_size)?;
+    report.index_up_to_date = read_high_water(dir).map(|hw| up_to_date(hw, end, report.records));
+    Ok(report)
+}
+
+/// Holds a lock on an already open lock file.
+struct LockGuard<'a>(&'a File);
+
+impl<'a> LockGuard<'a> {
+    fn acquire(file: &'a File, path: &Path) -> Result<Self> {
+        file.lock().map_err(|e| WalError::io("lock", path, e))?;
+        Ok(Self(file))
+    }
+}
+
+impl Drop for LockGuard<'_> {
+    fn drop(&mut self) {
+        // Closing the file would release the lock too; an unlock error leaves nothing to do.
+        let _ = self.0.unlock();
+    }
+}
+
+fn up_to_date(high_water: Option<Position>, end: Option<Position>, records: u64) -> bool {
+    high_water == end || (end.is_none() && records == 0)
+}
+
+/// Reads every segment; returns the report (without the index's state) and where the intact
+/// records end.
+fn verify_segments(dir: &Path, max_record_size: u32) -> Result<(VerifyReport, Option<Position>)> {
+    let mut report = VerifyReport::default();
+    let segments = list_segments(dir)?;
+    let mut end = None;
+    for (i, &seq) in segments.iter().enumerate() {
+        let path = segment_path(dir, seq);
+        let Some((mut reader, len)) = open_reader(dir, seq, 0, max_record_size)? else {
+            return Err(WalError::MissingSegment { segment: path });
+        };
+        report.segments += 1;
+        report.bytes += len;
+        let is_last = i + 1 == segments.len();
+        let mut intact_end = len;
+        loop {
+            match reader.next_record().map_err(|e| WalError::io("read", &path, e))? {
+                ReadStep::Record { offset, payload } => {
+                    report.records += 1;
+                    if decode_payload(payload).is_err() {
+                        report.undecodable.push(RecordLocation { segment: path.clone(), offset });
+                    }
+                }
+                ReadStep::End => break,
+                ReadStep::Damaged { offset, len: bytes, damage, records, to_end } => {
+                    let mut range = DamagedRange::new(path.clone(), (offset, bytes, damage, records));
+                    range.torn_tail = is_last && to_end;
+                    if range.torn_tail {
+                        intact_end = offset;
+                    }
+                    report.damaged.push(range);
+                }
+            }
+        }
+        end = Some(Position::new(seq, intact_end));
+    }
+    Ok((report, end))
 }
 
 /// Where a record is.
@@ -93,7 +167,8 @@ impl Wal {
     ///
     /// Reads the segment range between the run's first and last record (from the index), so
     /// the cost grows with everything written while the run was going on. Damage in that
-    /// range is an error, never skipped.
+    /// range is skipped: the records around it are read, and the damage is logged and added
+    /// to [`Wal::damage`].
     pub fn run_events(&self, run_id: RunId) -> Result<Vec<Event>> {
         let run = self.index.get(run_id)?.ok_or(WalError::RunNotFound { run_id })?;
         let mut events = Vec::new();
@@ -111,72 +186,23 @@ impl Wal {
         Follower::new(&self.dir, from, self.config.max_record_size)
     }
 
-    /// Reads every segment and reports each damaged or undecodable record, without changing
-    /// anything.
+    /// Reads every segment and reports each damaged range and undecodable record, without
+    /// changing anything (see [`verify_dir`], which needs no open WAL).
     pub fn verify(&self) -> Result<VerifyReport> {
         let _guard = self.lock_dir()?;
-        let mut report = VerifyReport::default();
-        let segments = list_segments(&self.dir)?;
-        let mut end = None;
-        for (i, &seq) in segments.iter().enumerate() {
-            let path = segment_path(&self.dir, seq);
-            let Some((mut reader, len)) = open_reader(&self.dir, seq, 0, self.config.max_record_size)? else {
-                return Err(WalError::MissingSegment { segment: path });
-            };
-            report.segments += 1;
-            report.bytes += len;
-            let first_damage = report.damaged.len();
-            // Whether the step right after this segment's first damage was an intact record:
-            // recovery treats the first damage as corruption then, and as a torn tail otherwise.
-            let mut intact_after_first_damage = None;
-            loop {
-                let step = reader.next_record().map_err(|e| WalError::io("read", &path, e))?;
-                if report.damaged.len() == first_damage + 1 && intact_after_first_damage.is_none() {
-                    intact_after_first_damage = Some(matches!(step, ReadStep::Record { .. }));
-                }
-                match step {
-                    ReadStep::Record { offset, payload } => {
-                        report.records += 1;
-                        if decode_payload(payload).is_err() {
-                            report.undecodable.push(RecordLocation { segment: path.clone(), offset });
-                        }
-                    }
-                    ReadStep::End => break,
-                    ReadStep::Damaged { offset, damage } => {
-                        let unreadable_bytes =
-                            if matches!(damage, Damage::Checksum { .. }) { 0 } else { len.saturating_sub(offset) };
-                        report.damaged.push(DamagedRecord {
-                            segment: path.clone(),
-                            offset,
-                            damage,
-                            torn_tail: false,
-                            unreadable_bytes,
-                        });
-                    }
-                }
-            }
-            let mut intact_end = len;
-            let is_last = i + 1 == segments.len();
-            if is_last
-                && intact_after_first_damage != Some(true)
-                && let Some(torn) = report.damaged.get_mut(first_damage)
-            {
-                torn.torn_tail = true;
-                intact_end = torn.offset;
-            }
-            end = Some(Position::new(seq, intact_end));
-        }
-        report.index_up_to_date = self.index.high_water()? == end || (end.is_none() && report.records == 0);
+        let (mut report, end) = verify_segments(&self.dir, self.config.max_record_size)?;
+        report.index_up_to_date = Some(up_to_date(self.index.high_water()?, end, report.records));
         Ok(report)
     }
 
-    /// Calls `f` with every event from `first` through `last` (inclusive), in log order.
+    /// Calls `f` with every event from `first` through `last` (inclusive), in log order,
+    /// skipping damage.
     fn scan(&self, first: Position, last: Position, mut f: impl FnMut(Event)) -> Result<()> {
         let segments = list_segments(&self.dir)?;
         if !segments.contains(&first.segment) {
             return Err(WalError::MissingSegment { segment: segment_path(&self.dir, first.segment) });
         }
-        for seq in segments.into_iter().filter(|&seq| seq >= first.segment && seq <= last.segment) {
+        for seq in segments.iter().copied().filter(|&seq| seq >= first.segment && seq <= last.segment) {
             let start = if seq == first.segment { first.offset } else { 0 };
             let path = segment_path(&self.dir, seq);
             let Some((mut reader, _)) = open_reader(&self.dir, seq, start, self.config.max_record_size)? else {
@@ -198,8 +224,13 @@ impl Wal {
                         }
                     }
                     ReadStep::End => break,
-                    ReadStep::Damaged { offset, damage } => {
-                        return Err(WalError::Corrupt { segment: path, offset, damage });
+                    ReadStep::Damaged { offset, len, damage, records, to_end } => {
+                        if seq == last.segment && offset > last.offset {
+                            break;
+                        }
+                        let mut range = DamagedRange::new(path.clone(), (offset, len, damage, records));
+                        range.torn_tail = to_end && segments.last() == Some(&seq);
+                        self.note_damage(range);
                     }
                 }
             }

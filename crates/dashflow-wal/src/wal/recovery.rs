@@ -1,9 +1,11 @@
-//! Recovery: cutting a torn tail and bringing the index up to the segments.
+//! Recovery: cutting a torn tail, setting damage aside, and bringing the index up to the
+//! segments.
 
 use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
 
-use super::Wal;
+use super::{Access, Wal};
+use crate::damage::{DamagedRange, quarantine};
 use crate::error::{Result, WalError};
 use crate::frame::Damage;
 use crate::index::Index;
@@ -25,8 +27,17 @@ pub struct RecoveryReport {
     pub undecodable: u64,
     /// The torn tail cut from the last segment, if there was one.
     pub truncated: Option<TornTail>,
+    /// Damage found in the segments read, in log order: every range other than a torn tail
+    /// that was cut (a read-only open lists an uncut torn tail here too, with
+    /// [`DamagedRange::torn_tail`] set). The records around each range were read and indexed;
+    /// a writer copied each range into the quarantine directory first.
+    pub damaged: Vec<DamagedRange>,
+    /// Damage in the last segment made the writer start a new segment, so that nothing is
+    /// ever appended after damaged bytes; this is its sequence number.
+    pub new_segment: Option<u64>,
     /// The index was rebuilt from the segments: it was new, unreadable, of another schema
-    /// version, or ahead of the segments (after a machine crash with a lax fsync policy).
+    /// version, ahead of the segments (after a machine crash with a lax fsync policy), or a
+    /// writer found damage in the last segment where the index had seen intact records.
     pub rebuilt: bool,
 }
 
@@ -42,13 +53,16 @@ pub struct TornTail {
     pub bytes: u64,
     /// What the first cut record looked like.
     pub damage: Damage,
+    /// The copy of the cut bytes in the quarantine directory.
+    pub quarantined: Option<PathBuf>,
 }
 
 enum Replayed {
     /// The index now covers every record; the log ends at `end`.
-    Done { end: Option<Position>, report: RecoveryReport },
+    Done { end: Option<Position>, report: RecoveryReport, last_damaged: bool },
     /// The index's high-water mark lies past the end of the intact records (after cutting a
-    /// torn tail that the index had already seen, if `truncated`).
+    /// torn tail that the index had already seen, if `truncated`), or the index has seen
+    /// records that are damaged now.
     IndexAhead { truncated: Option<TornTail> },
 }
 
@@ -71,20 +85,31 @@ impl Wal {
     pub(crate) fn catch_up(&mut self, check: Check) -> Result<RecoveryReport> {
         let max = self.config.max_record_size;
         let storage = &*self.config.storage;
+        let access = self.access;
         let from = self.index.high_water()?;
-        let (end, report) = match replay(&self.dir, &mut self.index, from, check, max, storage)? {
-            Replayed::Done { end, report } => (end, report),
+        let (end, mut report, last_damaged) = match replay(
+            &self.dir,
+            &mut self.index,
+            from,
+            check,
+            max,
+            storage,
+            access,
+        )? {
+            Replayed::Done { end, report, last_damaged } => (end, report, last_damaged),
             Replayed::IndexAhead { truncated } => {
-                tracing::warn!(dir = %self.dir.display(), "the WAL index is ahead of the segments; rebuilding it");
+                tracing::warn!(dir = %self.dir.display(), "the WAL index does not match the segments; rebuilding it");
                 self.index.clear()?;
-                match replay(&self.dir, &mut self.index, None, check, max, storage)? {
-                    Replayed::Done { end, mut report } => {
+                match replay(&self.dir, &mut self.index, None, check, max, storage, access)? {
+                    Replayed::Done { end, mut report, last_damaged } => {
                         report.rebuilt = true;
                         report.truncated = report.truncated.or(truncated);
-                        (end, report)
+                        (end, report, last_damaged)
                     }
                     // From the start there is no high-water mark to be ahead of.
-                    Replayed::IndexAhead { .. } => return Err(WalError::MissingSegment { segment: self.dir.clone() }),
+                    Replayed::IndexAhead { .. } => {
+                        return Err(WalError::MissingSegment { segment: self.dir.clone() });
+                    }
                 }
             }
         };
@@ -94,7 +119,27 @@ impl Wal {
                 "cut a torn tail from the WAL"
             );
         }
+        for range in &report.damaged {
+            tracing::warn!(
+                segment = %range.segment.display(), offset = range.offset, bytes = range.len, records = ?range.records,
+                damage = %range.damage, quarantined = ?range.quarantined,
+                "damaged bytes in the WAL; the records around them were kept"
+            );
+        }
+        if access == Access::ReadOnly {
+            self.indexed = end;
+            return Ok(report);
+        }
         self.set_active(end)?;
+        if last_damaged && let Some(end) = end {
+            // Never append after damage: the damaged segment is sealed as it is.
+            let seq = end.segment + 1;
+            self.create_segment(seq)?;
+            let start = Position::new(seq, 0);
+            self.index.apply(std::iter::empty::<(Position, &crate::record::Indexed)>(), start)?;
+            self.indexed = Some(start);
+            report.new_segment = Some(seq);
+        }
         Ok(report)
     }
 
@@ -108,7 +153,8 @@ impl Wal {
     }
 }
 
-/// Replays the records from `from` (the start when `None`) into `index`.
+/// Replays the records from `from` (the start when `None`) into `index`, skipping damage (a
+/// writer copies it into the quarantine directory) and cutting a torn tail (a writer only).
 fn replay(
     dir: &Path,
     index: &mut Index,
@@ -116,6 +162,7 @@ fn replay(
     check: Check,
     max_record_size: u32,
     storage: &dyn Storage,
+    access: Access,
 ) -> Result<Replayed> {
     let segments = list_segments(dir)?;
     let (first, high_water) = match from {
@@ -127,6 +174,7 @@ fn replay(
     };
     let mut report = RecoveryReport { rebuilt: from.is_none() && !segments.is_empty(), ..Default::default() };
     let mut end = None;
+    let mut last_damaged = false;
     for (i, &seq) in segments.iter().enumerate().skip(first) {
         let is_last = i + 1 == segments.len();
         // Records before `indexed` are in the index already; they are only checked.
@@ -160,17 +208,22 @@ fn replay(
                     }
                 }
                 ReadStep::End => break,
-                ReadStep::Damaged { offset, damage } => {
-                    // A writer only appends, so damage can be a torn write only at the very
-                    // end of the last segment. An intact record after a bad checksum proves
-                    // the damage is in the middle of the data.
-                    let intact_after = matches!(damage, Damage::Checksum { .. })
-                        && matches!(reader.next_record(), Ok(ReadStep::Record { .. }));
-                    if !is_last || intact_after {
-                        return Err(WalError::Corrupt { segment: path, offset, damage });
+                // A writer only appends, so damage can be a torn write only at the very end of
+                // the last segment, with nothing intact after it.
+                ReadStep::Damaged { offset, len: bytes, damage, to_end: true, .. } if is_last => {
+                    if access == Access::ReadOnly {
+                        let mut range = DamagedRange::new(path.clone(), (offset, bytes, damage, None));
+                        range.torn_tail = true;
+                        report.damaged.push(range);
+                        if offset < indexed {
+                            return Ok(Replayed::IndexAhead { truncated: None });
+                        }
+                        good_end = offset;
+                        break;
                     }
+                    let quarantined = Some(quarantine(dir, seq, offset, bytes, storage)?);
                     truncate(&path, offset, storage)?;
-                    let torn = TornTail { segment: path.clone(), offset, bytes: len - offset, damage };
+                    let torn = TornTail { segment: path.clone(), offset, bytes, damage, quarantined };
                     if offset < indexed {
                         // The index has seen records that are gone now.
                         return Ok(Replayed::IndexAhead { truncated: Some(torn) });
@@ -179,12 +232,31 @@ fn replay(
                     good_end = offset;
                     break;
                 }
+                ReadStep::Damaged { offset, len: bytes, damage, records, .. } => {
+                    let mut range = DamagedRange::new(path.clone(), (offset, bytes, damage, records));
+                    if access == Access::Write {
+                        range.quarantined = Some(quarantine(dir, seq, offset, bytes, storage)?);
+                    }
+                    if offset < indexed && access == Access::Write {
+                        // The index may have counted records that are damaged now: rebuilt,
+                        // it holds what the segments hold. Once: the writer then seals this
+                        // segment, and later opens do not read it again. (A reader leaves the
+                        // index as it is, or every read-only open would rebuild it.)
+                        return Ok(Replayed::IndexAhead { truncated: None });
+                    }
+                    report.damaged.push(range);
+                    last_damaged |= is_last;
+                }
             }
         }
-        index.apply(batch.iter().map(|(at, record)| (*at, record)), Position::new(seq, good_end))?;
-        end = Some(Position::new(seq, good_end));
+        let segment_end = Position::new(seq, good_end);
+        // Nothing new: no write, so a reader of an up-to-date index changes no file.
+        if !batch.is_empty() || from != Some(segment_end) {
+            index.apply(batch.iter().map(|(at, record)| (*at, record)), segment_end)?;
+        }
+        end = Some(segment_end);
     }
-    Ok(Replayed::Done { end, report })
+    Ok(Replayed::Done { end, report, last_damaged })
 }
 
 /// Cuts `path` to `len` bytes and makes that durable before anything is appended after it.

@@ -9,13 +9,14 @@ use dashflow_telemetry::RunId;
 
 use super::Wal;
 use crate::error::{Result, WalError};
-use crate::frame::Damage;
 use crate::record::{Payload, decode_payload, is_trace};
 use crate::segment::{Position, ReadStep, RecordReader, list_segments, open_reader, segment_path};
 use crate::trace::ExecutionTrace;
 
 impl Wal {
     /// The trace of run `run_id` from its trace record, found through the index.
+    ///
+    /// [`WalError::Corrupt`] when that record is damaged.
     ///
     /// `Ok(None)` when the run has no trace record: it is still running (or its process died),
     /// or it ran with trace persistence off. [`WalError::RunNotFound`] when the index does not
@@ -36,7 +37,7 @@ impl Wal {
                 }
                 Err(source) => Err(WalError::Decode { segment: path, offset, source }),
             },
-            ReadStep::Damaged { offset, damage } => Err(WalError::Corrupt { segment: path, offset, damage }),
+            ReadStep::Damaged { offset, damage, .. } => Err(WalError::Corrupt { segment: path, offset, damage }),
             ReadStep::End => Ok(None),
         }
     }
@@ -46,8 +47,9 @@ impl Wal {
     ///
     /// The iterator reads the segments that exist when it is created, takes no lock, and
     /// stops at a record still being written at the end of the last one. A record that does
-    /// not decode is an `Err` item and reading goes on after it; damage is an `Err` item that
-    /// ends the iteration.
+    /// not decode is an `Err` item and reading goes on after it; so is damaged bytes' range
+    /// ([`WalError::Corrupt`] naming segment and offset), after which reading goes on with
+    /// the next intact record.
     ///
     /// ```
     /// use std::time::Duration;
@@ -150,14 +152,13 @@ impl Current {
                 }
             }
             ReadStep::End => Step::SegmentEnd,
-            ReadStep::Damaged { offset, damage } => {
-                let intact_after = matches!(damage, Damage::Checksum { .. })
-                    && matches!(self.reader.next_record(), Ok(ReadStep::Record { .. }));
-                if self.is_last && !intact_after {
+            ReadStep::Damaged { offset, damage, to_end, .. } => {
+                if self.is_last && to_end {
                     // A record still being written (or a torn tail the next writer cuts).
                     return Step::SegmentEnd;
                 }
-                Step::Failed(WalError::Corrupt { segment: self.path.clone(), offset, damage }, true)
+                // The reader goes on after the damage: report it and keep reading.
+                Step::Failed(WalError::Corrupt { segment: self.path.clone(), offset, damage }, false)
             }
         }
     }

@@ -4,7 +4,7 @@
 use std::io::Cursor;
 use std::path::Path;
 
-use dashflow_wal::{Damage, ReadStep, RecordReader, Wal, WalError};
+use dashflow_wal::{Damage, ReadStep, RecordReader, Wal};
 
 use crate::common::*;
 
@@ -63,20 +63,24 @@ fn a_truncated_header_is_a_torn_tail() {
 }
 
 #[test]
-fn a_length_above_the_maximum_record_size_in_a_sealed_segment_is_corruption() {
+fn a_length_above_the_maximum_record_size_in_a_sealed_segment_is_set_aside_and_reported() {
     let dir = tempfile::tempdir().unwrap();
-    let (_, _, len) = one_run(dir.path());
+    let (run, events, len) = one_run(dir.path());
     // A length of 2 KiB, with 2 KiB of bytes behind it, against a maximum of 1 KiB.
     let mut hostile = header(2048, 0);
     hostile.extend_from_slice(&[7; 2048]);
     append_bytes(&segment(dir.path(), 1), &hostile);
     std::fs::write(segment(dir.path(), 2), b"").unwrap();
     remove_index(dir.path());
-    let error = Wal::open(dir.path(), config().max_record_size(1024)).unwrap_err();
-    assert!(
-        matches!(error, WalError::Corrupt { offset, damage: Damage::TooLarge { len: 2048, max: 1024 }, .. } if offset == len),
-        "{error}"
-    );
+    let wal = Wal::open(dir.path(), config().max_record_size(1024)).unwrap();
+    let damaged = &wal.recovery().damaged;
+    assert_eq!(damaged.len(), 1, "{damaged:?}");
+    let range = &damaged[0];
+    assert_eq!((range.offset, range.len, range.torn_tail), (len, hostile.len() as u64, false));
+    assert!(matches!(range.damage, Damage::TooLarge { len: 2048, max: 1024 }), "{range:?}");
+    let copy = range.quarantined.as_ref().expect("a writer keeps the bytes aside");
+    assert_eq!(std::fs::read(copy).unwrap(), hostile);
+    assert_eq!(wal.run_events(run.run_id).unwrap(), events);
 }
 
 #[test]

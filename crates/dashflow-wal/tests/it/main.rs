@@ -1,5 +1,5 @@
 //! Integration tests of dashflow-wal through its public API, including the reliability cases
-//! R6, R7, R8, R10, R11 and R12 of RELIABILITY.md.
+//! R6, R7, R8, R10, R11, R12 and R24 of RELIABILITY.md.
 
 #![allow(
     clippy::unwrap_used,
@@ -9,6 +9,7 @@
 
 mod common;
 mod compaction;
+mod damage;
 mod fuzz;
 mod hostile_lengths;
 mod poison;

@@ -180,7 +180,7 @@ fn verify_reports_a_healthy_wal_as_clean() {
     // Four runs of four events, each appended in one batch with its process record.
     assert_eq!(report.records, 16 + process_records(4));
     assert_eq!(report.segments, wal.end().segment);
-    assert!(report.index_up_to_date);
+    assert_eq!(report.index_up_to_date, Some(true));
 }
 
 #[test]
@@ -205,10 +205,12 @@ fn verify_reports_a_torn_tail_and_a_sealed_checksum_mismatch_with_segment_and_of
         (seg1.as_path(), sealed_record.offset, false)
     );
     assert!(matches!(sealed.damage, Damage::Checksum { .. }));
-    assert_eq!(sealed.unreadable_bytes, 0);
+    // Exactly the damaged record: its frame boundaries and the next frame are intact.
+    let sealed_len = positions[2].offset - sealed_record.offset;
+    assert_eq!((sealed.len, sealed.records), (sealed_len, Some(1)));
     assert_eq!((tail.offset, tail.torn_tail, tail.damage), (last.offset, true, Damage::ZeroLength));
-    assert_eq!(tail.unreadable_bytes, 40);
-    assert!(report.index_up_to_date);
+    assert_eq!(tail.len, 40);
+    assert_eq!(report.index_up_to_date, Some(true));
     assert!(!report.is_clean());
 }
 
@@ -268,4 +270,34 @@ fn an_intact_binary_record_that_does_not_decode_is_a_decode_error() {
     let report = wal.verify().unwrap();
     assert_eq!(report.undecodable.len(), 1);
     assert_eq!(report.undecodable[0].offset, offset);
+}
+
+#[test]
+fn a_read_only_wal_reads_everything_and_refuses_every_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut writer = open(dir.path());
+    let run = root();
+    let events = whole_run(run, "g", 2);
+    writer.append(&events).unwrap();
+    let mut reader = Wal::open_read_only(dir.path(), config()).unwrap();
+    assert_eq!(reader.end(), writer.end());
+    assert_eq!(reader.run_events(run.run_id).unwrap(), events);
+    assert_eq!(reader.list_runs(&RunFilter::all()).unwrap().len(), 1);
+    let refused = |result: Result<(), WalError>| matches!(result, Err(WalError::ReadOnly { .. }));
+    assert!(refused(reader.append(&events).map(drop)));
+    assert!(refused(reader.compact().map(drop)));
+    assert!(refused(reader.repair().map(drop)));
+    assert!(refused(reader.apply_retention(SystemTime::now()).map(drop)));
+    // The writer is not disturbed.
+    writer.append(&[task(run, 9, "later")]).unwrap();
+    assert_eq!(all_events(&reader).len(), events.len() + 1);
+}
+
+#[test]
+fn a_read_only_open_of_a_missing_directory_fails_and_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("wal");
+    let error = Wal::open_read_only(&missing, config()).unwrap_err();
+    assert!(error.to_string().contains(&missing.display().to_string()), "{error}");
+    assert!(!missing.exists());
 }
