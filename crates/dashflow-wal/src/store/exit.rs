@@ -6,9 +6,9 @@
 //! first store opened registers a C `atexit` handler. It asks every live store's writer to
 //! drain its queue and sync, and waits at most [`EXIT_FLUSH_LIMIT`] in all: a stuck disk must
 //! not hang the process's exit. It waits on a mutex and a condition variable only (no
-//! channel, no thread handle, nothing that needs the exiting thread's thread-locals, which
-//! are already destroyed when `atexit` handlers run), and a writer that is gone (its store
-//! closed, or its thread ended) answers at once.
+//! channel, no parking of its own, nothing that needs the exiting thread's thread-locals,
+//! which are already destroyed when `atexit` handlers run), and a writer that is gone (its
+//! store closed, or its thread ended) answers at once.
 //!
 //! Nothing runs on a signal that kills the process (SIGKILL, an unhandled SIGINT) or on an
 //! abort: the events still queued then are lost, as a crash loses them.
