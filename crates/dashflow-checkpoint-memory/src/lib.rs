@@ -103,9 +103,9 @@ impl Namespace {
                 break;
             };
             if chain.len() > self.checkpoints.len() {
-                return Err(CheckpointError::Corrupt {
-                    detail: format!("the parent links of checkpoint {id} of thread `{thread_id}` form a cycle"),
-                });
+                return Err(CheckpointError::corrupt(format!(
+                    "the parent links of checkpoint {id} of thread `{thread_id}` form a cycle"
+                )));
             }
             chain.push(parent.clone());
             record = parent;
@@ -123,6 +123,34 @@ impl MemoryCheckpointer {
     /// An empty store.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Calls `alter` on the stored blob of checkpoint `id` (or, with `write_id`, of that
+    /// pending write after it), in place; returns whether the blob exists. For tests that
+    /// damage stored bytes, as the conformance suite's integrity checks do.
+    #[doc(hidden)]
+    pub fn alter_stored_blob(
+        &self,
+        thread_id: &str,
+        namespace: &str,
+        id: &CheckpointId,
+        write_id: Option<&str>,
+        alter: impl FnOnce(&mut Vec<u8>),
+    ) -> bool {
+        let mut store = self.store.lock();
+        let Some(namespace) = store.threads.get_mut(thread_id).and_then(|thread| thread.namespaces.get_mut(namespace))
+        else {
+            return false;
+        };
+        let blob = match write_id {
+            None => namespace.checkpoints.get_mut(id).map(|record| &mut record.blob),
+            Some(write_id) => namespace
+                .writes
+                .get_mut(id)
+                .and_then(|writes| writes.iter_mut().find(|write| write.task_id == write_id))
+                .map(|write| &mut write.blob),
+        };
+        blob.map(alter).is_some()
     }
 
     fn put_sync(&self, record: CheckpointRecord, expected_head: Option<&CheckpointId>) -> Result<()> {

@@ -373,7 +373,7 @@ async fn prepare<S: GraphState>(
             let loaded = target.ok_or_else(not_found)?;
             durable = durable.continuing(&loaded);
             let (mut state, position) = rebuild::<S>(&loaded)?;
-            let mut restored = Restored::<S>::decode(&loaded.pending_writes)?;
+            let mut restored = Restored::<S>::decode(&loaded)?;
             let step_start = step_start_of(&loaded)?;
             if let Some(update) = command.update {
                 state.apply(update.clone());

@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use dashflow_checkpoint::{
-    CheckpointError, CheckpointId, CheckpointKind, CheckpointRecord, Checkpointer, Codec, LoadedCheckpoint, Metadata,
-    PendingWrite, now_ms, open, seal,
+    BlobLocation, CheckpointError, CheckpointId, CheckpointKind, CheckpointRecord, Checkpointer, Codec,
+    LoadedCheckpoint, Metadata, PendingWrite, now_ms, open, seal,
 };
 use dashflow_graph::GraphState;
 use dashflow_telemetry::{EventKind, RunIds};
@@ -71,11 +71,16 @@ impl<S: GraphState> Default for Restored<S> {
 }
 
 impl<S: GraphState> Restored<S> {
-    pub(crate) fn decode(writes: &[PendingWrite]) -> Result<Self, Error> {
+    /// Decodes the pending writes of `loaded`'s head.
+    pub(crate) fn decode(loaded: &LoadedCheckpoint) -> Result<Self, Error> {
         let mut restored = Self::default();
-        for write in writes {
+        let Some(head) = loaded.head() else { return Ok(restored) };
+        for write in &loaded.pending_writes {
             let Some((task_id, kind)) = split_write_id(&write.task_id) else { continue };
-            let decoded: StoredWrite<S, S::Update> = open(&write.blob, S::SCHEMA_HASH).map_err(Error::Checkpoint)?;
+            let at =
+                || BlobLocation::pending_write(&head.thread_id, &head.namespace, &head.checkpoint_id, &write.task_id);
+            let decoded: StoredWrite<S, S::Update> =
+                open(&write.blob, S::SCHEMA_HASH).map_err(|error| Error::Checkpoint(error.at(at)))?;
             match (kind, decoded) {
                 (OUTPUT, output @ StoredWrite::Output { .. }) => {
                     restored.outputs.insert(task_id.to_owned(), output);
@@ -87,9 +92,8 @@ impl<S: GraphState> Restored<S> {
                     restored.resumes.insert(task_id.to_owned(), values);
                 }
                 _ => {
-                    return Err(Error::Checkpoint(CheckpointError::Corrupt {
-                        detail: format!("pending write `{}` does not hold what its id says", write.task_id),
-                    }));
+                    let error = CheckpointError::corrupt("the pending write does not hold what its id says");
+                    return Err(Error::Checkpoint(error.at(at)));
                 }
             }
         }
@@ -100,31 +104,44 @@ impl<S: GraphState> Restored<S> {
 /// Rebuilds the state and position of the last record of `loaded`: the snapshot first, then
 /// every delta applied in order.
 pub(crate) fn rebuild<S: GraphState>(loaded: &LoadedCheckpoint) -> Result<(S, Position<S>), Error> {
-    let corrupt = |detail: &str| Error::Checkpoint(CheckpointError::Corrupt { detail: detail.to_owned() });
     let mut records = loaded.chain.iter();
-    let first = records.next().ok_or_else(|| corrupt("the checkpoint chain is empty"))?;
+    let first =
+        records.next().ok_or_else(|| Error::Checkpoint(CheckpointError::corrupt("the checkpoint chain is empty")))?;
     if first.kind != CheckpointKind::Snapshot {
-        return Err(corrupt("the checkpoint chain does not start with a snapshot"));
+        let error = CheckpointError::corrupt("the checkpoint chain does not start with a snapshot");
+        return Err(Error::Checkpoint(error.at(|| location(first))));
     }
     let Snapshot { mut state, mut position } =
-        open::<Snapshot<S>>(&first.blob, S::SCHEMA_HASH).map_err(Error::Checkpoint)?;
+        open::<Snapshot<S>>(&first.blob, S::SCHEMA_HASH).map_err(|error| located(error, first))?;
     for record in records {
         match record.kind {
             CheckpointKind::Delta => {
-                let delta: Delta<S, S::Update> = open(&record.blob, S::SCHEMA_HASH).map_err(Error::Checkpoint)?;
+                let delta: Delta<S, S::Update> =
+                    open(&record.blob, S::SCHEMA_HASH).map_err(|error| located(error, record))?;
                 if let Some(update) = delta.update {
                     state.apply(update);
                 }
                 position = delta.position;
             }
             CheckpointKind::Snapshot => {
-                let snapshot: Snapshot<S> = open(&record.blob, S::SCHEMA_HASH).map_err(Error::Checkpoint)?;
+                let snapshot: Snapshot<S> =
+                    open(&record.blob, S::SCHEMA_HASH).map_err(|error| located(error, record))?;
                 state = snapshot.state;
                 position = snapshot.position;
             }
         }
     }
     Ok((state, position))
+}
+
+/// Where `record`'s blob is stored, for errors about it.
+pub(crate) fn location(record: &CheckpointRecord) -> BlobLocation {
+    BlobLocation::checkpoint(&record.thread_id, &record.namespace, &record.checkpoint_id)
+}
+
+/// `error`, about the blob of `record`, as the executor's error.
+pub(crate) fn located(error: CheckpointError, record: &CheckpointRecord) -> Error {
+    Error::Checkpoint(error.at(|| location(record)))
 }
 
 /// What a subgraph run started from a durable run needs to checkpoint under it.

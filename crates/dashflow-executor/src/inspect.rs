@@ -389,7 +389,7 @@ fn awaits_answer(write: &PendingWrite) -> bool {
 
 fn snapshot_of<S: GraphState>(loaded: &LoadedCheckpoint) -> Result<StateSnapshot<S>, Error> {
     let (state, position) = rebuild::<S>(loaded)?;
-    let restored = Restored::<S>::decode(&loaded.pending_writes)?;
+    let restored = Restored::<S>::decode(loaded)?;
     let record =
         loaded.head().ok_or_else(|| Error::ThreadNotFound { thread_id: String::new(), checkpoint_id: None })?;
     let tasks = tasks_of(&position, &restored.interrupts);

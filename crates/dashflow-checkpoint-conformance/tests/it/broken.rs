@@ -1,10 +1,13 @@
 //! Wrappers of the memory backend that each break one rule of the contract.
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use dashflow_checkpoint::{
     CheckpointId, CheckpointKind, CheckpointRecord, Checkpointer, ListOptions, LoadedCheckpoint, PendingWrite, Result,
 };
 use dashflow_checkpoint_memory::MemoryCheckpointer;
+use tokio::sync::Mutex;
 
 /// The one rule a [`Broken`] checkpointer breaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,6 +30,8 @@ pub(crate) enum Fault {
     DeletesKeepFromToo,
     /// Marks a rewritten checkpoint a snapshot but keeps its old blob.
     RewritesTheKindOnly,
+    /// Serves every blob as it was first put, hiding later changes of the stored bytes.
+    ServesBlobsAsFirstPut,
 }
 
 /// The memory backend with one [`Fault`].
@@ -34,11 +39,17 @@ pub(crate) enum Fault {
 pub(crate) struct Broken {
     inner: MemoryCheckpointer,
     fault: Fault,
+    first_put: Mutex<HashMap<CheckpointId, Vec<u8>>>,
 }
 
 impl Broken {
     pub(crate) fn new(fault: Fault) -> Self {
-        Self { inner: MemoryCheckpointer::new(), fault }
+        Self { inner: MemoryCheckpointer::new(), fault, first_put: Mutex::default() }
+    }
+
+    /// The memory backend's testing hook, for the integrity checks.
+    pub(crate) fn hook(&self) -> MemoryCheckpointer {
+        self.inner.clone()
     }
 
     async fn namespace_oldest_first(&self, thread_id: &str, namespace: &str) -> Result<Vec<CheckpointRecord>> {
@@ -63,6 +74,10 @@ impl Checkpointer for Broken {
                 if record.blob.len() > LARGE {
                     record.blob.pop();
                 }
+                self.inner.put(record, expected_head).await
+            }
+            Fault::ServesBlobsAsFirstPut => {
+                self.first_put.lock().await.insert(record.checkpoint_id.clone(), record.blob.clone());
                 self.inner.put(record, expected_head).await
             }
             _ => self.inner.put(record, expected_head).await,
@@ -94,7 +109,15 @@ impl Checkpointer for Broken {
         namespace: &str,
         id: Option<&CheckpointId>,
     ) -> Result<Option<LoadedCheckpoint>> {
-        let Some(honest) = self.inner.load(thread_id, namespace, id).await? else { return Ok(None) };
+        let Some(mut honest) = self.inner.load(thread_id, namespace, id).await? else { return Ok(None) };
+        if self.fault == Fault::ServesBlobsAsFirstPut {
+            let first_put = self.first_put.lock().await;
+            for record in &mut honest.chain {
+                if let Some(blob) = first_put.get(&record.checkpoint_id) {
+                    record.blob.clone_from(blob);
+                }
+            }
+        }
         if self.fault != Fault::ChainsByIdOrder {
             return Ok(Some(honest));
         }

@@ -13,6 +13,7 @@ mod durable;
 mod edges;
 mod events;
 mod failures;
+mod integrity;
 mod limits;
 mod reducers;
 mod send;
