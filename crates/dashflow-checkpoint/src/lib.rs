@@ -35,6 +35,7 @@ mod codec;
 mod error;
 mod id;
 mod record;
+pub mod shape;
 
 pub use checkpointer::Checkpointer;
 pub use codec::{Codec, FORMAT_VERSION, MAGIC, Sealed, open, seal, unseal};

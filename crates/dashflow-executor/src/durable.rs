@@ -18,6 +18,7 @@ use crate::hub::EventHub;
 use crate::payload::{
     Delta, DeltaRef, INTERRUPT, OUTPUT, Position, RESUME, Snapshot, SnapshotRef, StoredWrite, split_write_id, write_id,
 };
+use crate::schema::{Fingerprint, schema_of};
 use crate::{Durability, Error};
 
 /// How a compiled graph checkpoints: where, in which format, how long delta chains may grow.
@@ -75,12 +76,13 @@ impl<S: GraphState> Restored<S> {
     pub(crate) fn decode(loaded: &LoadedCheckpoint) -> Result<Self, Error> {
         let mut restored = Self::default();
         let Some(head) = loaded.head() else { return Ok(restored) };
+        let fingerprint = schema_of::<S>().fingerprint;
         for write in &loaded.pending_writes {
             let Some((task_id, kind)) = split_write_id(&write.task_id) else { continue };
             let at =
                 || BlobLocation::pending_write(&head.thread_id, &head.namespace, &head.checkpoint_id, &write.task_id);
             let decoded: StoredWrite<S, S::Update> =
-                open(&write.blob, S::SCHEMA_HASH).map_err(|error| Error::Checkpoint(error.at(at)))?;
+                open(&write.blob, fingerprint).map_err(|error| Error::Checkpoint(error.at(at)))?;
             match (kind, decoded) {
                 (OUTPUT, output @ StoredWrite::Output { .. }) => {
                     restored.outputs.insert(task_id.to_owned(), output);
@@ -111,21 +113,21 @@ pub(crate) fn rebuild<S: GraphState>(loaded: &LoadedCheckpoint) -> Result<(S, Po
         let error = CheckpointError::corrupt("the checkpoint chain does not start with a snapshot");
         return Err(Error::Checkpoint(error.at(|| location(first))));
     }
+    let fingerprint = schema_of::<S>().fingerprint;
     let Snapshot { mut state, mut position } =
-        open::<Snapshot<S>>(&first.blob, S::SCHEMA_HASH).map_err(|error| located(error, first))?;
+        open::<Snapshot<S>>(&first.blob, fingerprint).map_err(|error| located(error, first))?;
     for record in records {
         match record.kind {
             CheckpointKind::Delta => {
                 let delta: Delta<S, S::Update> =
-                    open(&record.blob, S::SCHEMA_HASH).map_err(|error| located(error, record))?;
+                    open(&record.blob, fingerprint).map_err(|error| located(error, record))?;
                 if let Some(update) = delta.update {
                     state.apply(update);
                 }
                 position = delta.position;
             }
             CheckpointKind::Snapshot => {
-                let snapshot: Snapshot<S> =
-                    open(&record.blob, S::SCHEMA_HASH).map_err(|error| located(error, record))?;
+                let snapshot: Snapshot<S> = open(&record.blob, fingerprint).map_err(|error| located(error, record))?;
                 state = snapshot.state;
                 position = snapshot.position;
             }
@@ -179,6 +181,8 @@ pub(crate) struct Durable {
     writer: Option<AsyncWriter>,
     /// Who hears `CheckpointCommitted`, when anyone listens.
     observer: Option<CommitObserver>,
+    /// The state's schema fingerprint, looked up once.
+    fingerprint: Fingerprint,
 }
 
 /// Where `CheckpointCommitted` events go: the run's hub, under the run's ids.
@@ -242,6 +246,7 @@ impl Durable {
             tags: Metadata::new(),
             writer: None,
             observer: None,
+            fingerprint: Fingerprint::default(),
         }
     }
 
@@ -316,13 +321,15 @@ impl Durable {
         let snapshot = update.is_none() && matches!(source, Source::Input | Source::Exit) || self.wants_snapshot();
         let codec = self.settings.codec;
         let (kind, blob) = if snapshot {
-            let blob = seal(codec, S::SCHEMA_HASH, &SnapshotRef { state, position }).map_err(Error::Checkpoint)?;
+            let blob =
+                seal(codec, self.fingerprint.of::<S>(), &SnapshotRef { state, position }).map_err(Error::Checkpoint)?;
             self.last_snapshot_bytes = blob.len();
             self.deltas_since_snapshot = 0;
             self.delta_bytes_since_snapshot = 0;
             (CheckpointKind::Snapshot, blob)
         } else {
-            let blob = seal(codec, S::SCHEMA_HASH, &DeltaRef { update, position }).map_err(Error::Checkpoint)?;
+            let blob =
+                seal(codec, self.fingerprint.of::<S>(), &DeltaRef { update, position }).map_err(Error::Checkpoint)?;
             self.deltas_since_snapshot += 1;
             self.delta_bytes_since_snapshot += blob.len();
             (CheckpointKind::Delta, blob)
@@ -417,7 +424,7 @@ impl Durable {
 
     /// Seals `value` with this run's codec and `S`'s schema hash.
     pub(crate) fn seal<S: GraphState, T: serde::Serialize + ?Sized>(&self, value: &T) -> Result<Vec<u8>, Error> {
-        seal(self.settings.codec, S::SCHEMA_HASH, value).map_err(Error::Checkpoint)
+        seal(self.settings.codec, self.fingerprint.of::<S>(), value).map_err(Error::Checkpoint)
     }
 
     /// Encodes one pending write of task `task_id`.
@@ -428,7 +435,7 @@ impl Durable {
         kind: &str,
         write: &StoredWrite<S, S::Update>,
     ) -> Result<PendingWrite, Error> {
-        let blob = seal(self.settings.codec, S::SCHEMA_HASH, write).map_err(Error::Checkpoint)?;
+        let blob = seal(self.settings.codec, self.fingerprint.of::<S>(), write).map_err(Error::Checkpoint)?;
         Ok(PendingWrite { task_id: write_id(task_id, kind), node: node.to_owned(), blob })
     }
 

@@ -10,6 +10,7 @@ use dashflow_graph::{GraphState, MergeableState, TaskId};
 use crate::durable::{CheckpointSettings, Durable, Nesting, Restored, Source, checkpoint_error, rebuild};
 use crate::payload::{INTERRUPT, OUTPUT, Position, RESUME, split_write_id};
 use crate::run::position_after;
+use crate::schema::schema_of;
 use crate::subgraph::{PARENT_CHECKPOINT, STEP_START, find_run, metadata_id, step_start_of, unfinished};
 use crate::{CompiledGraph, Durability, Error, RunConfig};
 
@@ -361,13 +362,13 @@ impl Namespace<'_> {
     fn compose<T: MergeableState>(&self, composed: Option<&[u8]>, update: T::Update) -> Result<Vec<u8>, Error> {
         let update = match composed {
             Some(blob) => {
-                let mut composed: T::Update = open(blob, T::SCHEMA_HASH).map_err(Error::Checkpoint)?;
+                let mut composed: T::Update = open(blob, schema_of::<T>().fingerprint).map_err(Error::Checkpoint)?;
                 T::merge(&mut composed, update);
                 composed
             }
             None => update,
         };
-        seal(self.settings.codec, T::SCHEMA_HASH, &update).map_err(Error::Checkpoint)
+        seal(self.settings.codec, schema_of::<T>().fingerprint, &update).map_err(Error::Checkpoint)
     }
 }
 

@@ -51,6 +51,7 @@ mod payload;
 mod result;
 mod retention;
 mod run;
+mod schema;
 mod stream;
 mod subgraph;
 mod task;

@@ -394,7 +394,10 @@ impl<S: GraphState> Loop<S> {
         }
         self.routing.join_seen = position.join_seen;
         if let (Some(composed), Some(_)) = (&position.composed, self.params.compose) {
-            self.composed = Some(dashflow_checkpoint::open(composed, S::SCHEMA_HASH).map_err(Error::Checkpoint)?);
+            self.composed = Some(
+                dashflow_checkpoint::open(composed, crate::schema::schema_of::<S>().fingerprint)
+                    .map_err(Error::Checkpoint)?,
+            );
         }
         self.step = position.step;
         for task in position.frontier {

@@ -12,6 +12,7 @@ mod context;
 mod durable;
 mod edges;
 mod events;
+mod evolution;
 mod failures;
 mod integrity;
 mod limits;
