@@ -60,6 +60,8 @@ pub struct MemoryCheckpointer {
 #[derive(Default)]
 struct Store {
     threads: HashMap<String, Thread>,
+    /// State schemas by fingerprint.
+    schemas: HashMap<u64, Vec<u8>>,
 }
 
 #[derive(Clone, Default)]
@@ -351,6 +353,15 @@ impl Checkpointer for MemoryCheckpointer {
 
     async fn delete_idle_threads(&self, cutoff_ms: i64) -> Result<Vec<String>> {
         Ok(self.delete_idle_threads_sync(cutoff_ms))
+    }
+
+    async fn put_schema(&self, fingerprint: u64, schema: Vec<u8>) -> Result<()> {
+        self.store.lock().schemas.entry(fingerprint).or_insert(schema);
+        Ok(())
+    }
+
+    async fn get_schema(&self, fingerprint: u64) -> Result<Option<Vec<u8>>> {
+        Ok(self.store.lock().schemas.get(&fingerprint).cloned())
     }
 
     async fn rewrite_as_snapshot(

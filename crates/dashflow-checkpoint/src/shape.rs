@@ -18,8 +18,11 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+mod diff;
 mod tracer;
+mod value;
 
+pub use diff::{Change, ChangeKind};
 pub use tracer::SchemaBuilder;
 
 #[cfg(test)]

@@ -20,6 +20,7 @@ pub mod put;
 pub mod put_batch;
 pub mod put_writes;
 pub mod rewrite_as_snapshot;
+pub mod schemas;
 
 /// Names each check `group/name` after its module and function.
 macro_rules! cases {
@@ -97,6 +98,8 @@ cases! {
     concurrency::one_winner_per_expected_head,
     concurrency::one_winner_on_an_empty_thread,
     concurrency::distinct_threads_all_succeed,
+    schemas::round_trip_by_fingerprint,
+    schemas::first_put_stays,
 }
 
 /// The integrity checks, which change stored bytes through the backend's [`crate::Tamper`].

@@ -32,6 +32,8 @@ pub(crate) enum Fault {
     RewritesTheKindOnly,
     /// Serves every blob as it was first put, hiding later changes of the stored bytes.
     ServesBlobsAsFirstPut,
+    /// Replaces a stored schema when the same fingerprint is stored again.
+    ReplacesSchemas,
 }
 
 /// The memory backend with one [`Fault`].
@@ -40,11 +42,12 @@ pub(crate) struct Broken {
     inner: MemoryCheckpointer,
     fault: Fault,
     first_put: Mutex<HashMap<CheckpointId, Vec<u8>>>,
+    replaced: Mutex<HashMap<u64, Vec<u8>>>,
 }
 
 impl Broken {
     pub(crate) fn new(fault: Fault) -> Self {
-        Self { inner: MemoryCheckpointer::new(), fault, first_put: Mutex::default() }
+        Self { inner: MemoryCheckpointer::new(), fault, first_put: Mutex::default(), replaced: Mutex::default() }
     }
 
     /// The memory backend's testing hook, for the integrity checks.
@@ -162,6 +165,24 @@ impl Checkpointer for Broken {
 
     async fn delete_idle_threads(&self, cutoff_ms: i64) -> Result<Vec<String>> {
         self.inner.delete_idle_threads(cutoff_ms).await
+    }
+
+    async fn put_schema(&self, fingerprint: u64, schema: Vec<u8>) -> Result<()> {
+        match self.fault {
+            // Keeps the last schema stored for a fingerprint instead of the first.
+            Fault::ReplacesSchemas => {
+                self.replaced.lock().await.insert(fingerprint, schema);
+                Ok(())
+            }
+            _ => self.inner.put_schema(fingerprint, schema).await,
+        }
+    }
+
+    async fn get_schema(&self, fingerprint: u64) -> Result<Option<Vec<u8>>> {
+        match self.fault {
+            Fault::ReplacesSchemas => Ok(self.replaced.lock().await.get(&fingerprint).cloned()),
+            _ => self.inner.get_schema(fingerprint).await,
+        }
     }
 
     async fn rewrite_as_snapshot(

@@ -180,6 +180,11 @@ async fn integrity_failures(fault: Fault) -> BTreeMap<String, String> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replacing_schemas_fails_the_schema_check() {
+    assert_fails(Fault::ReplacesSchemas, &["schemas/first_put_stays"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_honest_wrapper_passes_the_integrity_checks() {
     let failed = integrity_failures(Fault::Honest).await;
     assert!(failed.is_empty(), "the honest wrapper failed: {failed:#?}");

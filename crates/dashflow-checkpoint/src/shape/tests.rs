@@ -32,7 +32,7 @@ mod v1 {
         pub(super) tag: String,
     }
 
-    #[derive(Deserialize)]
+    #[derive(Debug, PartialEq, Deserialize)]
     pub(super) enum Outcome {
         Done,
         Failed { reason: String },
@@ -256,4 +256,129 @@ fn several_roots_share_their_types() {
     let item = schema.names.iter().position(|name| name == "Item").unwrap();
     assert_eq!(schema.roots[1], Shape::Seq(Box::new(Shape::Named(item))));
     assert_eq!(schema.names.iter().filter(|name| *name == "Item").count(), 1);
+}
+
+mod v2 {
+    use std::collections::HashMap;
+
+    use serde::{Deserialize, Serialize};
+
+    #[derive(Debug, PartialEq, Deserialize)]
+    pub(super) struct State {
+        pub(super) items: Vec<Item>,
+        pub(super) last: Option<super::v1::Outcome>,
+        pub(super) scores: HashMap<String, u32>,
+        pub(super) note: Option<String>,
+        #[serde(default)]
+        pub(super) retries: u32,
+    }
+
+    #[derive(Debug, PartialEq, Deserialize, Serialize)]
+    pub(super) struct Item {
+        pub(super) name: String,
+        pub(super) urgent: Option<bool>,
+        pub(super) tag: String,
+        #[serde(default)]
+        pub(super) weight: u8,
+    }
+}
+
+mod v1_out {
+    use std::collections::HashMap;
+
+    use serde::Serialize;
+
+    #[derive(Serialize)]
+    pub(super) struct State {
+        pub(super) items: Vec<Item>,
+        pub(super) last: Option<Outcome>,
+        pub(super) scores: HashMap<String, u32>,
+    }
+
+    #[derive(Serialize)]
+    pub(super) struct Item {
+        pub(super) name: String,
+        pub(super) tag: String,
+    }
+
+    #[derive(Serialize)]
+    pub(super) enum Outcome {
+        #[allow(dead_code, reason = "the variant index matters")]
+        Done,
+        Failed {
+            reason: String,
+        },
+    }
+}
+
+fn v1_value() -> v1_out::State {
+    v1_out::State {
+        items: vec![
+            v1_out::Item { name: "refund".into(), tag: "billing".into() },
+            v1_out::Item { name: "reply".into(), tag: "mail".into() },
+        ],
+        last: Some(v1_out::Outcome::Failed { reason: "card declined".into() }),
+        scores: [("urgency".to_owned(), 3)].into_iter().collect(),
+    }
+}
+
+#[test]
+fn a_payload_read_by_its_recorded_shape_fills_added_fields_with_their_defaults() {
+    let old = schema_of::<v1::State>();
+    for codec in [crate::Codec::Bincode, crate::Codec::Json] {
+        let blob = crate::seal(codec, old.fingerprint(), &v1_value()).unwrap();
+        let sealed = crate::unseal(&blob).unwrap();
+        let value = old.decode_value(0, codec, sealed.payload).unwrap();
+        let state: v2::State = serde_json::from_value(value).unwrap();
+        assert_eq!(state.items[1], v2::Item { name: "reply".into(), urgent: None, tag: "mail".into(), weight: 0 });
+        assert_eq!(state.scores["urgency"], 3);
+        assert!(matches!(&state.last, Some(v1::Outcome::Failed { reason }) if reason == "card declined"));
+        assert_eq!((state.note, state.retries), (None, 0));
+    }
+}
+
+#[test]
+fn added_fields_are_the_only_compatible_changes() {
+    let old = schema_of::<v1::State>();
+    let changes = schema_of::<v2::State>().changes_since(&old, 0);
+    let described: Vec<String> = changes.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        described,
+        [
+            "field `items[].urgent` was added (an `Option`)",
+            "field `items[].weight` was added",
+            "field `note` was added (an `Option`)",
+            "field `retries` was added",
+        ]
+    );
+    assert!(changes.iter().all(Change::is_compatible));
+
+    let described = |changes: Vec<Change>| changes.iter().map(ToString::to_string).collect::<Vec<_>>();
+    let swapped = schema_of::<swapped::State>().changes_since(&old, 0);
+    assert_eq!(
+        described(swapped),
+        ["the fields of `items[]` were reordered: name, tag in the checkpoint, tag, name in the state type"]
+    );
+    let variant = schema_of::<variant_changed::State>().changes_since(&old, 0);
+    assert_eq!(described(variant), ["field `last::Failed.code` was added"]);
+    let map = schema_of::<map_changed::State>().changes_since(&old, 0);
+    assert_eq!(described(map), ["field `scores<value>`: u32 in the checkpoint, u64 in the state type"]);
+    assert!(!map_changed_is_compatible());
+}
+
+fn map_changed_is_compatible() -> bool {
+    schema_of::<map_changed::State>().changes_since(&schema_of::<v1::State>(), 0).iter().all(Change::is_compatible)
+}
+
+#[test]
+fn reducer_changes_are_named() {
+    let old = Schema::builder().root::<v1::State>().unwrap().finish("items:append;last:overwrite");
+    let new = Schema::builder().root::<v1::State>().unwrap().finish("items:overwrite;last:overwrite");
+    let changes = new.changes_since(&old, 0);
+    assert_eq!(changes.len(), 1);
+    assert_eq!(
+        changes[0].to_string(),
+        "field `items`: reducer `append` in the checkpoint, `overwrite` in the state type"
+    );
+    assert!(!changes[0].is_compatible());
 }
