@@ -1,12 +1,12 @@
 //! Checkpointing a run: writing each superstep's delta (or a snapshot), pending writes of a
 //! step that did not complete, and rebuilding state from a stored chain.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use dashflow_checkpoint::{
     BlobLocation, CheckpointError, CheckpointId, CheckpointKind, CheckpointRecord, Checkpointer, Codec,
-    LoadedCheckpoint, Metadata, PendingWrite, now_ms, open, seal,
+    LoadedCheckpoint, Metadata, PendingWrite, now_ms, seal, unseal,
 };
 use dashflow_graph::GraphState;
 use dashflow_telemetry::{EventKind, RunIds};
@@ -14,11 +14,10 @@ use parking_lot::Mutex;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::evolve::{Migrations, Reader, foreign};
 use crate::hub::EventHub;
-use crate::payload::{
-    Delta, DeltaRef, INTERRUPT, OUTPUT, Position, RESUME, Snapshot, SnapshotRef, StoredWrite, split_write_id, write_id,
-};
-use crate::schema::{Fingerprint, schema_of};
+use crate::payload::{DeltaRef, Position, RESUME, SnapshotRef, StoredWrite, write_id};
+use crate::schema::{Fingerprint, StateSchema, schema_of};
 use crate::{Durability, Error};
 
 /// How a compiled graph checkpoints: where, in which format, how long delta chains may grow.
@@ -28,6 +27,38 @@ pub(crate) struct CheckpointSettings {
     pub(crate) codec: Codec,
     /// Most deltas between two snapshots, bounding the replay work of a load.
     pub(crate) max_chain: u32,
+    /// Functions from older state types, for threads they wrote.
+    pub(crate) migrations: Migrations,
+    /// Fingerprints whose schema this process stored (or found unsupported) already.
+    pub(crate) stored_schemas: Arc<Mutex<HashSet<u64>>>,
+}
+
+impl CheckpointSettings {
+    /// Settings for `checkpointer`, with the defaults for the rest.
+    pub(crate) fn new(checkpointer: Arc<dyn Checkpointer>) -> Self {
+        Self {
+            checkpointer,
+            codec: Codec::default(),
+            max_chain: 1000,
+            migrations: Migrations::default(),
+            stored_schemas: Arc::default(),
+        }
+    }
+
+    /// Stores `schema` in the database once per process, before the first blob that carries
+    /// its fingerprint, so that a later build whose state changed can read the blob.
+    async fn store_schema(&self, schema: &StateSchema) -> Result<(), Error> {
+        let Some(encoded) = &schema.encoded else { return Ok(()) };
+        if self.stored_schemas.lock().contains(&schema.fingerprint) {
+            return Ok(());
+        }
+        match self.checkpointer.put_schema(schema.fingerprint, encoded.clone()).await {
+            Ok(()) | Err(CheckpointError::NotSupported { .. }) => {}
+            Err(error) => return Err(checkpoint_error(error)),
+        }
+        self.stored_schemas.lock().insert(schema.fingerprint);
+        Ok(())
+    }
 }
 
 /// Why a checkpoint was written, stored in its metadata under `source`.
@@ -73,77 +104,24 @@ impl<S: GraphState> Default for Restored<S> {
 
 impl<S: GraphState> Restored<S> {
     /// Decodes the pending writes of `loaded`'s head.
-    pub(crate) fn decode(loaded: &LoadedCheckpoint) -> Result<Self, Error> {
-        let mut restored = Self::default();
-        let Some(head) = loaded.head() else { return Ok(restored) };
-        let fingerprint = schema_of::<S>().fingerprint;
-        for write in &loaded.pending_writes {
-            let Some((task_id, kind)) = split_write_id(&write.task_id) else { continue };
-            let at =
-                || BlobLocation::pending_write(&head.thread_id, &head.namespace, &head.checkpoint_id, &write.task_id);
-            let decoded: StoredWrite<S, S::Update> =
-                open(&write.blob, fingerprint).map_err(|error| Error::Checkpoint(error.at(at)))?;
-            match (kind, decoded) {
-                (OUTPUT, output @ StoredWrite::Output { .. }) => {
-                    restored.outputs.insert(task_id.to_owned(), output);
-                }
-                (INTERRUPT, StoredWrite::Interrupt { value }) => {
-                    restored.interrupts.insert(task_id.to_owned(), value);
-                }
-                (RESUME, StoredWrite::Resume { values }) => {
-                    restored.resumes.insert(task_id.to_owned(), values);
-                }
-                _ => {
-                    let error = CheckpointError::corrupt("the pending write does not hold what its id says");
-                    return Err(Error::Checkpoint(error.at(at)));
-                }
-            }
-        }
-        Ok(restored)
+    pub(crate) async fn decode(settings: &CheckpointSettings, loaded: &LoadedCheckpoint) -> Result<Self, Error> {
+        Reader::<S>::for_loaded(settings, loaded).await?.restored(loaded)
     }
 }
 
 /// Rebuilds the state and position of the last record of `loaded`: the snapshot first, then
-/// every delta applied in order.
-pub(crate) fn rebuild<S: GraphState>(loaded: &LoadedCheckpoint) -> Result<(S, Position<S>), Error> {
-    let mut records = loaded.chain.iter();
-    let first =
-        records.next().ok_or_else(|| Error::Checkpoint(CheckpointError::corrupt("the checkpoint chain is empty")))?;
-    if first.kind != CheckpointKind::Snapshot {
-        let error = CheckpointError::corrupt("the checkpoint chain does not start with a snapshot");
-        return Err(Error::Checkpoint(error.at(|| location(first))));
-    }
-    let fingerprint = schema_of::<S>().fingerprint;
-    let Snapshot { mut state, mut position } =
-        open::<Snapshot<S>>(&first.blob, fingerprint).map_err(|error| located(error, first))?;
-    for record in records {
-        match record.kind {
-            CheckpointKind::Delta => {
-                let delta: Delta<S, S::Update> =
-                    open(&record.blob, fingerprint).map_err(|error| located(error, record))?;
-                if let Some(update) = delta.update {
-                    state.apply(update);
-                }
-                position = delta.position;
-            }
-            CheckpointKind::Snapshot => {
-                let snapshot: Snapshot<S> = open(&record.blob, fingerprint).map_err(|error| located(error, record))?;
-                state = snapshot.state;
-                position = snapshot.position;
-            }
-        }
-    }
-    Ok((state, position))
+/// every delta applied in order; blobs of older shapes of the state are read as `S` when
+/// they can be (see `evolve`).
+pub(crate) async fn rebuild<S: GraphState>(
+    settings: &CheckpointSettings,
+    loaded: &LoadedCheckpoint,
+) -> Result<(S, Position<S>), Error> {
+    Reader::<S>::for_loaded(settings, loaded).await?.rebuild(loaded, Some(settings.codec))
 }
 
 /// Where `record`'s blob is stored, for errors about it.
 pub(crate) fn location(record: &CheckpointRecord) -> BlobLocation {
     BlobLocation::checkpoint(&record.thread_id, &record.namespace, &record.checkpoint_id)
-}
-
-/// `error`, about the blob of `record`, as the executor's error.
-pub(crate) fn located(error: CheckpointError, record: &CheckpointRecord) -> Error {
-    Error::Checkpoint(error.at(|| location(record)))
 }
 
 /// What a subgraph run started from a durable run needs to checkpoint under it.
@@ -183,6 +161,11 @@ pub(crate) struct Durable {
     observer: Option<CommitObserver>,
     /// The state's schema fingerprint, looked up once.
     fingerprint: Fingerprint,
+    /// Whether the state's schema is known to be in the database.
+    schema_stored: bool,
+    /// The fingerprints of the chain this run continues: if any is not the state's, the next
+    /// checkpoint is a snapshot, so the chain is of one shape again.
+    continued: Vec<u64>,
 }
 
 /// Where `CheckpointCommitted` events go: the run's hub, under the run's ids.
@@ -247,6 +230,8 @@ impl Durable {
             writer: None,
             observer: None,
             fingerprint: Fingerprint::default(),
+            schema_stored: false,
+            continued: Vec::new(),
         }
     }
 
@@ -272,6 +257,12 @@ impl Durable {
     /// Continues the snapshot bookkeeping of the chain a run starts from, so that a run
     /// continuing a thread writes deltas, not a fresh snapshot of a state that is on disk.
     pub(crate) fn continuing(mut self, chain: &LoadedCheckpoint) -> Self {
+        self.continued = chain
+            .chain
+            .iter()
+            .filter_map(|record| unseal(&record.blob).ok())
+            .map(|sealed| sealed.fingerprint)
+            .collect();
         let mut records = chain.chain.iter();
         if let Some(snapshot) = records.next() {
             self.last_snapshot_bytes = snapshot.blob.len();
@@ -318,12 +309,16 @@ impl Durable {
         update: Option<&S::Update>,
         position: &Position<S>,
     ) -> Result<CheckpointId, Error> {
-        let snapshot = update.is_none() && matches!(source, Source::Input | Source::Exit) || self.wants_snapshot();
+        let foreign = foreign::<S>(&self.continued);
+        let snapshot =
+            update.is_none() && matches!(source, Source::Input | Source::Exit) || self.wants_snapshot() || foreign;
         let codec = self.settings.codec;
+        self.store_schema::<S>().await?;
         let (kind, blob) = if snapshot {
             let blob =
                 seal(codec, self.fingerprint.of::<S>(), &SnapshotRef { state, position }).map_err(Error::Checkpoint)?;
             self.last_snapshot_bytes = blob.len();
+            self.continued.clear();
             self.deltas_since_snapshot = 0;
             self.delta_bytes_since_snapshot = 0;
             (CheckpointKind::Snapshot, blob)
@@ -396,6 +391,12 @@ impl Durable {
     /// queued checkpoint (the writes refer to the head).
     pub(crate) async fn put_writes(&mut self, writes: Vec<PendingWrite>) -> Result<(), Error> {
         self.flush().await?;
+        if !self.schema_stored
+            && let Some(schema) = self.fingerprint.schema()
+        {
+            self.settings.store_schema(&schema).await?;
+            self.schema_stored = true;
+        }
         let Some(head) = self.parent.clone() else { return Ok(()) };
         self.settings
             .checkpointer
@@ -437,6 +438,15 @@ impl Durable {
     ) -> Result<PendingWrite, Error> {
         let blob = seal(self.settings.codec, self.fingerprint.of::<S>(), write).map_err(Error::Checkpoint)?;
         Ok(PendingWrite { task_id: write_id(task_id, kind), node: node.to_owned(), blob })
+    }
+
+    /// Stores `S`'s schema before the first blob of it is written.
+    async fn store_schema<S: GraphState>(&mut self) -> Result<(), Error> {
+        if !self.schema_stored {
+            self.settings.store_schema(&schema_of::<S>()).await?;
+            self.schema_stored = true;
+        }
+        Ok(())
     }
 
     /// The first failure of a background write so far, without waiting.

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use dashflow_checkpoint::{CheckpointId, ListOptions, LoadedCheckpoint, Metadata, PendingWrite, open, seal};
 use dashflow_graph::{GraphState, MergeableState, TaskId};
 
-use crate::durable::{CheckpointSettings, Durable, Nesting, Restored, Source, checkpoint_error, rebuild};
+use crate::durable::{CheckpointSettings, Durable, Nesting, Source, checkpoint_error, rebuild};
+use crate::evolve::Reader;
 use crate::payload::{INTERRUPT, OUTPUT, Position, RESUME, split_write_id};
 use crate::run::position_after;
 use crate::schema::schema_of;
@@ -122,7 +123,7 @@ impl<S: GraphState> CompiledGraph<S> {
     ) -> Result<CheckpointId, Error> {
         let at = self.namespace(config, "", "update_state")?;
         let base = at.base(config.checkpoint_id.as_ref()).await?;
-        let (mut state, position) = rebuild::<S>(&base.loaded)?;
+        let (mut state, position) = rebuild::<S>(at.settings, &base.loaded).await?;
         state.apply(update.clone());
         let Some(name) = as_node else {
             return at.write(&base, &state, &update, &position, Pending::Keep).await;
@@ -213,7 +214,7 @@ impl<S: GraphState> CompiledGraph<S> {
                 namespace: namespace.to_owned(),
             });
         }
-        let (mut state, mut position) = rebuild::<C>(&base.loaded)?;
+        let (mut state, mut position) = rebuild::<C>(at.settings, &base.loaded).await?;
         state.apply(update.clone());
         position.composed = Some(at.compose::<C>(position.composed.as_deref(), update.clone())?);
         at.write(&base, &state, &update, &position, Pending::Keep).await
@@ -263,7 +264,7 @@ impl Namespace<'_> {
     /// The snapshot of `loaded`, with the namespace of the unfinished subgraph run under each
     /// of its tasks.
     async fn snapshot<T: GraphState>(&self, loaded: &LoadedCheckpoint) -> Result<StateSnapshot<T>, Error> {
-        let mut snapshot = snapshot_of::<T>(loaded)?;
+        let mut snapshot = snapshot_of::<T>(self.settings, loaded).await?;
         if snapshot.tasks.is_empty() {
             return Ok(snapshot);
         }
@@ -300,7 +301,7 @@ impl Namespace<'_> {
         for record in records {
             let id = Some(&record.checkpoint_id);
             let loaded = self.load(id).await?.ok_or_else(|| self.not_found(id))?;
-            history.push(snapshot_of(&loaded)?);
+            history.push(snapshot_of(self.settings, &loaded).await?);
         }
         Ok(history)
     }
@@ -388,9 +389,13 @@ fn awaits_answer(write: &PendingWrite) -> bool {
     matches!(split_write_id(&write.task_id), Some((_, INTERRUPT | RESUME)))
 }
 
-fn snapshot_of<S: GraphState>(loaded: &LoadedCheckpoint) -> Result<StateSnapshot<S>, Error> {
-    let (state, position) = rebuild::<S>(loaded)?;
-    let restored = Restored::<S>::decode(loaded)?;
+async fn snapshot_of<S: GraphState>(
+    settings: &CheckpointSettings,
+    loaded: &LoadedCheckpoint,
+) -> Result<StateSnapshot<S>, Error> {
+    let reader = Reader::<S>::for_loaded(settings, loaded).await?;
+    let (state, position) = reader.rebuild(loaded, Some(settings.codec))?;
+    let restored = reader.restored(loaded)?;
     let record =
         loaded.head().ok_or_else(|| Error::ThreadNotFound { thread_id: String::new(), checkpoint_id: None })?;
     let tasks = tasks_of(&position, &restored.interrupts);

@@ -45,6 +45,7 @@ mod compiled;
 mod config;
 mod durable;
 mod error;
+mod evolve;
 mod hub;
 mod inspect;
 mod payload;

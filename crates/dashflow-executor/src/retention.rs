@@ -88,7 +88,7 @@ impl<S: GraphState> CompiledGraph<S> {
             if first.checkpoint_id >= cut {
                 continue;
             }
-            let (state, position) = rebuild::<S>(&loaded)?;
+            let (state, position) = rebuild::<S>(settings, &loaded).await?;
             let blob =
                 seal(settings.codec, schema_of::<S>().fingerprint, &SnapshotRef { state: &state, position: &position })
                     .map_err(Error::Checkpoint)?;

@@ -23,10 +23,10 @@ pub(crate) struct StateSchema {
     pub(crate) fingerprint: u64,
     /// The traced shapes (roots: state, update, snapshot, delta, pending write); `None` when
     /// the state could not be traced, and its fingerprint is then its declaration's.
-    #[allow(dead_code, reason = "read when a blob of another shape is met")]
     pub(crate) schema: Option<Schema>,
+    /// `schema` as stored in the database (JSON), when traced.
+    pub(crate) encoded: Option<Vec<u8>>,
     /// Why tracing failed, for messages.
-    #[allow(dead_code, reason = "read when a blob of another shape is met")]
     pub(crate) untraced: Option<TraceError>,
 }
 
@@ -40,7 +40,12 @@ impl StateSchema {
             .and_then(|builder| builder.root::<StoredWrite<S, S::Update>>())
             .map(|builder| builder.finish(S::REDUCERS));
         match traced {
-            Ok(schema) => Self { fingerprint: schema.fingerprint(), schema: Some(schema), untraced: None },
+            Ok(schema) => Self {
+                fingerprint: schema.fingerprint(),
+                encoded: serde_json::to_vec(&schema).ok(),
+                schema: Some(schema),
+                untraced: None,
+            },
             Err(error) => {
                 // The declaration stands in for the shape: stable across builds, though blind
                 // to nested types.
@@ -52,7 +57,7 @@ impl StateSchema {
                 let fingerprint = text.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
                     (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
                 });
-                Self { fingerprint, schema: None, untraced: Some(error) }
+                Self { fingerprint, schema: None, encoded: None, untraced: Some(error) }
             }
         }
     }
@@ -67,14 +72,19 @@ pub(crate) fn schema_of<S: GraphState>() -> Arc<StateSchema> {
 
 /// `S`'s fingerprint, remembered after the first lookup: for code that seals many blobs.
 #[derive(Debug, Default)]
-pub(crate) struct Fingerprint(OnceLock<(TypeId, u64)>);
+pub(crate) struct Fingerprint(OnceLock<(TypeId, Arc<StateSchema>)>);
 
 impl Fingerprint {
     pub(crate) fn of<S: GraphState>(&self) -> u64 {
         match self.0.get() {
-            Some((type_id, fingerprint)) if *type_id == TypeId::of::<S>() => *fingerprint,
+            Some((type_id, schema)) if *type_id == TypeId::of::<S>() => schema.fingerprint,
             Some(_) => schema_of::<S>().fingerprint,
-            None => self.0.get_or_init(|| (TypeId::of::<S>(), schema_of::<S>().fingerprint)).1,
+            None => self.0.get_or_init(|| (TypeId::of::<S>(), schema_of::<S>())).1.fingerprint,
         }
+    }
+
+    /// The schema looked up first, if any.
+    pub(crate) fn schema(&self) -> Option<Arc<StateSchema>> {
+        self.0.get().map(|(_, schema)| Arc::clone(schema))
     }
 }

@@ -193,8 +193,8 @@ async fn nested_start<S: GraphState>(
         return Ok((Some(durable), Start::Fresh(input)));
     };
     let mut durable = durable.continuing(&loaded);
-    let (state, position) = rebuild::<S>(&loaded)?;
-    let mut restored = Restored::<S>::decode(&loaded)?;
+    let (state, position) = rebuild::<S>(&nesting.settings, &loaded).await?;
+    let mut restored = Restored::<S>::decode(&nesting.settings, &loaded).await?;
     // The newest answer the parent task was given is for the child's pending interrupts.
     let answer = (0..).map_while(|index| ctx.scope().resume_value(ctx.task_id(), index)).last();
     if let Some(answer) = answer {

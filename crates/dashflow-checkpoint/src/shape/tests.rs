@@ -382,3 +382,54 @@ fn reducer_changes_are_named() {
     );
     assert!(!changes[0].is_compatible());
 }
+
+/// Accepts only strings that look like an RFC 3339 time, as a timestamp type would.
+fn rfc3339<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    if text.len() >= 20 && text.ends_with('Z') { Ok(text) } else { Err(serde::de::Error::custom("not a time")) }
+}
+
+/// Accepts only JSON text, as the executor's interrupt values are stored.
+fn json_text<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<serde_json::Value, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    serde_json::from_str(&text).map_err(serde::de::Error::custom)
+}
+
+#[derive(Deserialize)]
+struct Checked {
+    #[serde(deserialize_with = "rfc3339")]
+    at: String,
+    #[serde(deserialize_with = "json_text")]
+    payload: serde_json::Value,
+    id: [u8; 16],
+}
+
+#[test]
+fn values_a_deserialize_checks_are_found_by_trying_candidates() {
+    let schema = schema_of::<Checked>();
+    let TypeShape::Struct(fields) = &schema.types[0] else { panic!("{schema:?}") };
+    let shapes: Vec<&Shape> = fields.iter().map(|(_, shape)| shape).collect();
+    assert_eq!(shapes[..2], [&Shape::Str, &Shape::Str]);
+    assert_eq!(shapes[2], &Shape::Tuple(vec![Shape::U8; 16]));
+}
+
+#[derive(Deserialize)]
+enum Outer {
+    First { items: Vec<Inner> },
+    Second(u8),
+    Third,
+}
+
+#[derive(Deserialize)]
+enum Inner {
+    A,
+    B(String),
+}
+
+#[test]
+fn enums_nested_in_a_collection_of_a_variant_are_explored_whole() {
+    let schema = schema_of::<Outer>();
+    let inner = schema.names.iter().position(|name| name == "Inner").unwrap();
+    let TypeShape::Enum(variants) = &schema.types[inner] else { panic!() };
+    assert_eq!(variants[1].1, Variant::Newtype(Shape::Str));
+}

@@ -8,6 +8,11 @@
 //! of every reachable enum is known. A type met again inside itself (recursion) is recorded by
 //! reference and then built as a plain placeholder value: empty sequences and maps, `None`,
 //! and for enums a unit variant when one is known.
+//!
+//! Placeholders of primitives are zero and empty at first. A `Deserialize` that checks its
+//! value (a timestamp parsed from a string, JSON text, a 16-byte id) fails the pass; the last
+//! primitive handed out then takes its next candidate (an RFC 3339 time, `null`, a nil UUID,
+//! 16 zero bytes, ...) and the pass runs again.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -21,6 +26,22 @@ const MAX_DEPTH: usize = 200;
 
 /// Passes over one root before giving up on finding all enum variants.
 const MAX_PASSES: usize = 4096;
+
+/// Strings a checking `Deserialize` may accept, tried in turn.
+const STRINGS: &[&str] = &[
+    "",
+    "null",
+    "1970-01-01T00:00:00Z",
+    "00000000-0000-0000-0000-000000000000",
+    "0",
+    "a",
+    "1970-01-01",
+    "00:00:00",
+    "http://localhost/",
+];
+
+/// Byte buffers a checking `Deserialize` may accept, by length, tried in turn.
+const BYTE_LENGTHS: &[usize] = &[0, 16, 32, 8, 4, 12, 20, 64];
 
 /// What is known of a named type.
 #[derive(Clone, Debug)]
@@ -45,6 +66,11 @@ pub struct SchemaBuilder {
     /// How deep each enum is nested in placeholder building, to pick ever later variants.
     enum_nesting: HashMap<usize, usize>,
     depth: usize,
+    /// Primitives handed out in this pass, and the candidate each ordinal gets.
+    leaves: usize,
+    choices: HashMap<usize, usize>,
+    /// The last primitive handed out and how many candidates it has.
+    last_leaf: Option<(usize, usize)>,
 }
 
 /// A failed trace, as the deserializer's error.
@@ -76,7 +102,18 @@ impl SchemaBuilder {
             self.enum_nesting.clear();
             self.value_only = 0;
             self.depth = 0;
-            T::deserialize(Tracer { builder: &mut self, out: &mut shape }).map_err(|fail| failed(fail.0))?;
+            self.leaves = 0;
+            self.last_leaf = None;
+            if let Err(fail) = T::deserialize(Tracer { builder: &mut self, out: &mut shape }) {
+                // A primitive's value was refused: try its next candidate.
+                match self.last_leaf {
+                    Some((leaf, candidates)) if self.choices.get(&leaf).copied().unwrap_or(0) + 1 < candidates => {
+                        *self.choices.entry(leaf).or_default() += 1;
+                        continue;
+                    }
+                    _ => return Err(failed(fail.0)),
+                }
+            }
             let incomplete = self.incomplete(&shape);
             if incomplete.is_empty() {
                 self.roots.push(shape);
@@ -167,7 +204,12 @@ impl SchemaBuilder {
     /// Whether type `index` reaches a type still missing something (so it must be explored
     /// again rather than built as a placeholder).
     fn needs_visit(&self, index: usize) -> bool {
-        self.reachable(&Shape::Named(index)).into_iter().any(|index| match &self.slots[index] {
+        self.reaches_incomplete(&Shape::Named(index))
+    }
+
+    /// Whether `shape` reaches a type still missing something.
+    fn reaches_incomplete(&self, shape: &Shape) -> bool {
+        self.reachable(shape).into_iter().any(|index| match &self.slots[index] {
             Slot::Plain(shape) => shape.is_none(),
             Slot::Enum(variants) => variants.iter().any(|(_, variant)| variant.is_none()),
         })
@@ -213,6 +255,15 @@ struct Tracer<'a> {
 }
 
 impl Tracer<'_> {
+    /// The candidate the next primitive takes, of `candidates`.
+    fn leaf(&mut self, candidates: usize) -> usize {
+        let builder = &mut *self.builder;
+        let ordinal = builder.leaves;
+        builder.leaves += 1;
+        builder.last_leaf = Some((ordinal, candidates));
+        builder.choices.get(&ordinal).copied().unwrap_or(0).min(candidates - 1)
+    }
+
     fn record(&mut self, shape: Shape) {
         if self.builder.value_only == 0 {
             *self.out = shape;
@@ -244,9 +295,11 @@ impl Tracer<'_> {
 }
 
 macro_rules! primitive {
-    ($($method:ident => $shape:ident, $visit:ident($($value:expr)?);)*) => {
+    ($($method:ident => $shape:ident, $visit:ident($t:ident => $($value:expr)?);)*) => {
         $(fn $method<V: Visitor<'de>>(mut self, visitor: V) -> Result<V::Value, Fail> {
             self.record(Shape::$shape);
+            let $t = &mut self;
+            let _ = &$t;
             visitor.$visit($($value)?)
         })*
     };
@@ -256,25 +309,25 @@ impl<'de> de::Deserializer<'de> for Tracer<'_> {
     type Error = Fail;
 
     primitive! {
-        deserialize_bool => Bool, visit_bool(false);
-        deserialize_i8 => I8, visit_i8(0);
-        deserialize_i16 => I16, visit_i16(0);
-        deserialize_i32 => I32, visit_i32(0);
-        deserialize_i64 => I64, visit_i64(0);
-        deserialize_i128 => I128, visit_i128(0);
-        deserialize_u8 => U8, visit_u8(0);
-        deserialize_u16 => U16, visit_u16(0);
-        deserialize_u32 => U32, visit_u32(0);
-        deserialize_u64 => U64, visit_u64(0);
-        deserialize_u128 => U128, visit_u128(0);
-        deserialize_f32 => F32, visit_f32(0.0);
-        deserialize_f64 => F64, visit_f64(0.0);
-        deserialize_char => Char, visit_char('A');
-        deserialize_str => Str, visit_str("");
-        deserialize_string => Str, visit_string(String::new());
-        deserialize_bytes => Bytes, visit_bytes(&[]);
-        deserialize_byte_buf => Bytes, visit_byte_buf(Vec::new());
-        deserialize_unit => Unit, visit_unit();
+        deserialize_bool => Bool, visit_bool(t => t.leaf(2) == 1);
+        deserialize_i8 => I8, visit_i8(t => t.leaf(2) as i8);
+        deserialize_i16 => I16, visit_i16(t => t.leaf(2) as i16);
+        deserialize_i32 => I32, visit_i32(t => t.leaf(2) as i32);
+        deserialize_i64 => I64, visit_i64(t => t.leaf(2) as i64);
+        deserialize_i128 => I128, visit_i128(t => t.leaf(2) as i128);
+        deserialize_u8 => U8, visit_u8(t => t.leaf(2) as u8);
+        deserialize_u16 => U16, visit_u16(t => t.leaf(2) as u16);
+        deserialize_u32 => U32, visit_u32(t => t.leaf(2) as u32);
+        deserialize_u64 => U64, visit_u64(t => t.leaf(2) as u64);
+        deserialize_u128 => U128, visit_u128(t => t.leaf(2) as u128);
+        deserialize_f32 => F32, visit_f32(t => t.leaf(2) as f32);
+        deserialize_f64 => F64, visit_f64(t => t.leaf(2) as f64);
+        deserialize_char => Char, visit_char(t => if t.leaf(2) == 0 { 'A' } else { '0' });
+        deserialize_str => Str, visit_str(t => STRINGS[t.leaf(STRINGS.len())]);
+        deserialize_string => Str, visit_string(t => STRINGS[t.leaf(STRINGS.len())].to_owned());
+        deserialize_bytes => Bytes, visit_bytes(t => &vec![0; BYTE_LENGTHS[t.leaf(BYTE_LENGTHS.len())]]);
+        deserialize_byte_buf => Bytes, visit_byte_buf(t => vec![0; BYTE_LENGTHS[t.leaf(BYTE_LENGTHS.len())]]);
+        deserialize_unit => Unit, visit_unit(t =>);
     }
 
     fn deserialize_any<V: Visitor<'de>>(mut self, visitor: V) -> Result<V::Value, Fail> {
@@ -435,9 +488,7 @@ impl<'de> de::Deserializer<'de> for Tracer<'_> {
                     variant.as_ref().is_some_and(|variant| {
                         let mut reaches = false;
                         TypeShape::Enum(vec![(String::new(), variant.clone())]).children(&mut |child| {
-                            if let Shape::Named(inner) = child {
-                                reaches |= self.builder.needs_visit(*inner);
-                            }
+                            reaches |= self.builder.reaches_incomplete(child);
                         });
                         reaches
                     })
