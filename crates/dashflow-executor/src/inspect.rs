@@ -151,7 +151,7 @@ impl<S: GraphState> CompiledGraph<S> {
     /// the parent's thread and was written with the parent's checkpointer (the child graph
     /// needs none of its own), while the parent knows its nodes only as functions, not the
     /// state type a subgraph node runs on. A wrong `C` is a
-    /// `CheckpointError::VersionMismatch` (every blob carries its state's schema hash), never
+    /// `CheckpointError::VersionMismatch` (every blob carries its state's schema fingerprint), never
     /// garbage; an unknown namespace is [`Error::SubgraphNotFound`].
     ///
     /// `RunConfig::checkpoint_id`, when set, names a checkpoint of that namespace (one of
