@@ -46,20 +46,22 @@ impl StateSchema {
                 schema: Some(schema),
                 untraced: None,
             },
-            Err(error) => {
-                // The declaration stands in for the shape: stable across builds, though blind
-                // to nested types.
-                let declaration = match S::DECLARATION {
-                    "" => std::any::type_name::<S>(),
-                    declared => declared,
-                };
-                let text = format!("untraced;{declaration};{}", S::REDUCERS);
-                let fingerprint = text.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
-                    (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
-                });
-                Self { fingerprint, schema: None, encoded: None, untraced: Some(error) }
-            }
+            Err(error) => Self::untraced::<S>(error),
         }
+    }
+
+    /// A state whose shape cannot be traced: its declaration stands in for the shape, stable
+    /// across builds, though blind to nested types.
+    fn untraced<S: GraphState>(error: TraceError) -> Self {
+        let declaration = match S::DECLARATION {
+            "" => std::any::type_name::<S>(),
+            declared => declared,
+        };
+        let text = format!("untraced;{declaration};{}", S::REDUCERS);
+        let fingerprint = text
+            .bytes()
+            .fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3));
+        Self { fingerprint, schema: None, encoded: None, untraced: Some(error) }
     }
 }
 
@@ -67,7 +69,17 @@ impl StateSchema {
 pub(crate) fn schema_of<S: GraphState>() -> Arc<StateSchema> {
     static SCHEMAS: OnceLock<Mutex<HashMap<TypeId, Arc<StateSchema>>>> = OnceLock::new();
     let mut schemas = SCHEMAS.get_or_init(Mutex::default).lock();
-    Arc::clone(schemas.entry(TypeId::of::<S>()).or_insert_with(|| Arc::new(StateSchema::trace::<S>())))
+    Arc::clone(schemas.entry(TypeId::of::<S>()).or_insert_with(|| {
+        // A `Deserialize` that panics on a placeholder value makes the state untraceable, not
+        // the run fail.
+        let traced = std::panic::catch_unwind(std::panic::AssertUnwindSafe(StateSchema::trace::<S>));
+        Arc::new(traced.unwrap_or_else(|_| {
+            StateSchema::untraced::<S>(TraceError {
+                type_name: std::any::type_name::<S>().to_owned(),
+                detail: "its `Deserialize` panicked on a placeholder value".to_owned(),
+            })
+        }))
+    }))
 }
 
 /// `S`'s fingerprint, remembered after the first lookup: for code that seals many blobs.

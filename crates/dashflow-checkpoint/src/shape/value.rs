@@ -26,18 +26,35 @@ impl Schema {
             Codec::Json => serde_json::from_slice(payload).map_err(|error| CheckpointError::corrupt(error.to_string())),
             Codec::Bincode => {
                 let seed = ShapeSeed { schema: self, shape };
-                // A bounded limit: lengths read from the payload never allocate past it.
-                let config = bincode::config::standard().with_limit::<{ 1 << 32 }>();
-                match bincode::serde::seed_decode_from_slice(seed, payload, config) {
-                    Ok((value, read)) if read == payload.len() => Ok(value),
-                    Ok((_, read)) => Err(CheckpointError::corrupt(format!(
-                        "{} trailing bytes after the value read by its recorded shape",
-                        payload.len() - read
-                    ))),
-                    Err(error) => Err(CheckpointError::corrupt(format!("cannot read by its recorded shape: {error}"))),
+                // Lengths read from the payload must not allocate more than a generous multiple
+                // of it; bincode's limit is a const generic, so the smallest bucket that holds it.
+                let limit = payload.len().saturating_mul(16).saturating_add(4096);
+                macro_rules! with_limit {
+                    ($($bucket:literal),*) => {
+                        $(if limit <= $bucket {
+                            let config = bincode::config::standard().with_limit::<$bucket>();
+                            return finish(bincode::serde::seed_decode_from_slice(seed, payload, config), payload.len());
+                        })*
+                    };
                 }
+                with_limit!(65536, 1048576, 16777216, 268435456, 4294967296);
+                Err(CheckpointError::corrupt(format!(
+                    "a payload of {} bytes is larger than a checkpoint may be",
+                    payload.len()
+                )))
             }
         }
+    }
+}
+
+fn finish(result: Result<(Value, usize), bincode::error::DecodeError>, len: usize) -> Result<Value, CheckpointError> {
+    match result {
+        Ok((value, read)) if read == len => Ok(value),
+        Ok((_, read)) => Err(CheckpointError::corrupt(format!(
+            "{} trailing bytes after the value read by its recorded shape",
+            len - read
+        ))),
+        Err(error) => Err(CheckpointError::corrupt(format!("cannot read by its recorded shape: {error}"))),
     }
 }
 
