@@ -63,6 +63,15 @@ pub enum CheckpointError {
         /// The operation.
         operation: &'static str,
     },
+    /// The shape of a type could not be traced from its `Deserialize` (see `shape`): it needs a
+    /// self-describing format, or checks its values beyond what tracing can give it.
+    #[error("cannot trace the shape of `{type_name}`: {detail}")]
+    Untraceable {
+        /// The type traced.
+        type_name: String,
+        /// Why.
+        detail: String,
+    },
     /// A value could not be encoded.
     #[error("cannot encode checkpoint data: {detail}")]
     Encode {

@@ -11,7 +11,7 @@
 //! Types whose `Deserialize` asks for a self-describing format (`deserialize_any`:
 //! `serde_json::Value`, untagged or internally tagged enums, flattened fields) are recorded as
 //! [`Shape::Opaque`] where the placeholder satisfies them (`serde_json::Value` does), and fail
-//! the trace otherwise ([`TraceError`]).
+//! the trace otherwise ([`crate::CheckpointError::Untraceable`]).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -124,16 +124,6 @@ pub struct Schema {
     /// Facts about the roots that their shape does not show but readers rely on (the
     /// reducers of a state's fields), part of the fingerprint.
     pub notes: String,
-}
-
-/// Why a type's shape could not be traced.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("cannot trace the shape of `{type_name}`: {detail}")]
-pub struct TraceError {
-    /// The root type.
-    pub type_name: String,
-    /// Why.
-    pub detail: String,
 }
 
 impl Schema {

@@ -173,7 +173,11 @@ impl<S: GraphState> Reader<S> {
     async fn stored_schema(&self, settings: &CheckpointSettings, fingerprint: u64) -> Result<Arc<Schema>, String> {
         let written = format!("written by another shape of the state (schema {fingerprint:016x})");
         let Some(ours) = &self.ours.schema else {
-            let reason = self.ours.untraced.as_ref().map_or_else(String::new, |error| format!(": {}", error.detail));
+            let reason = match &self.ours.untraced {
+                Some(CheckpointError::Untraceable { detail, .. }) => format!(": {detail}"),
+                Some(other) => format!(": {other}"),
+                None => String::new(),
+            };
             return Err(format!(
                 "{written}; the current state type's shape cannot be traced{reason}, so only checkpoints of the \
                  same declaration can be read; {MIGRATION_HINT}"

@@ -10,7 +10,8 @@ use std::any::TypeId;
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
-use dashflow_checkpoint::shape::{Schema, TraceError};
+use dashflow_checkpoint::CheckpointError;
+use dashflow_checkpoint::shape::Schema;
 use dashflow_graph::GraphState;
 use parking_lot::Mutex;
 
@@ -27,7 +28,7 @@ pub(crate) struct StateSchema {
     /// `schema` as stored in the database (JSON), when traced.
     pub(crate) encoded: Option<Vec<u8>>,
     /// Why tracing failed, for messages.
-    pub(crate) untraced: Option<TraceError>,
+    pub(crate) untraced: Option<CheckpointError>,
 }
 
 impl StateSchema {
@@ -52,7 +53,7 @@ impl StateSchema {
 
     /// A state whose shape cannot be traced: its declaration stands in for the shape, stable
     /// across builds, though blind to nested types.
-    fn untraced<S: GraphState>(error: TraceError) -> Self {
+    fn untraced<S: GraphState>(error: CheckpointError) -> Self {
         let declaration = match S::DECLARATION {
             "" => std::any::type_name::<S>(),
             declared => declared,
@@ -74,7 +75,7 @@ pub(crate) fn schema_of<S: GraphState>() -> Arc<StateSchema> {
         // the run fail.
         let traced = std::panic::catch_unwind(std::panic::AssertUnwindSafe(StateSchema::trace::<S>));
         Arc::new(traced.unwrap_or_else(|_| {
-            StateSchema::untraced::<S>(TraceError {
+            StateSchema::untraced::<S>(CheckpointError::Untraceable {
                 type_name: std::any::type_name::<S>().to_owned(),
                 detail: "its `Deserialize` panicked on a placeholder value".to_owned(),
             })

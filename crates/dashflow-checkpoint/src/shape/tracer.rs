@@ -19,7 +19,8 @@ use std::fmt;
 
 use serde::de::{self, DeserializeOwned, DeserializeSeed, EnumAccess, MapAccess, SeqAccess, VariantAccess, Visitor};
 
-use super::{Schema, Shape, TraceError, TypeShape, Variant};
+use super::{Schema, Shape, TypeShape, Variant};
+use crate::CheckpointError;
 
 /// Nesting deeper than this fails the trace instead of the stack.
 const MAX_DEPTH: usize = 200;
@@ -93,8 +94,9 @@ impl de::Error for Fail {
 
 impl SchemaBuilder {
     /// Traces `T` as the next root.
-    pub fn root<T: DeserializeOwned>(mut self) -> Result<Self, TraceError> {
-        let failed = |detail: String| TraceError { type_name: std::any::type_name::<T>().to_owned(), detail };
+    pub fn root<T: DeserializeOwned>(mut self) -> Result<Self, CheckpointError> {
+        let failed =
+            |detail: String| CheckpointError::Untraceable { type_name: std::any::type_name::<T>().to_owned(), detail };
         let mut progress = self.explored();
         for _ in 0..MAX_PASSES {
             let mut shape = Shape::Unit;
