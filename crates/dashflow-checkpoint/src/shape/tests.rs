@@ -433,3 +433,36 @@ fn enums_nested_in_a_collection_of_a_variant_are_explored_whole() {
     let TypeShape::Enum(variants) = &schema.types[inner] else { panic!() };
     assert_eq!(variants[1].1, Variant::Newtype(Shape::Str));
 }
+
+/// Deterministic noise: xorshift64*.
+fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut state = seed | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state >> 12;
+            state ^= state << 25;
+            state ^= state >> 27;
+            state.wrapping_mul(0x2545_f491_4f6c_dd1d).to_be_bytes()[0]
+        })
+        .collect()
+}
+
+#[test]
+fn any_payload_with_a_valid_checksum_reads_as_a_value_or_an_error_never_a_panic() {
+    let schema = Schema::builder().root::<v1::State>().unwrap().root::<Tree>().unwrap().finish("");
+    for seed in 0..3000_u64 {
+        let payload = noise(seed, (seed % 97) as usize);
+        for codec in [crate::Codec::Bincode, crate::Codec::Json] {
+            for root in 0..2 {
+                // Either outcome is fine; a panic or a huge allocation is not.
+                let _ = schema.decode_value(root, codec, &payload);
+            }
+        }
+        let mut blob = crate::seal(crate::Codec::Bincode, 1, &()).unwrap();
+        blob.truncate(14);
+        blob.extend_from_slice(&payload);
+        let checksum = crc32c::crc32c(&blob);
+        blob.extend_from_slice(&checksum.to_le_bytes());
+        let _ = crate::open::<(String, Vec<u64>, Option<BTreeMap<String, u8>>)>(&blob, 1);
+    }
+}
