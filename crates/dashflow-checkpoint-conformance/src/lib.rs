@@ -18,7 +18,7 @@
 //! // [[test]] name = "conformance", harness = false
 //! use std::sync::Arc;
 //!
-//! use dashflow_checkpoint::Checkpointer;
+//! use dashflow_checkpoint::{CheckpointId, Checkpointer};
 //! # #[derive(Debug, Default)] struct MyCheckpointer;
 //! # #[async_trait::async_trait] impl Checkpointer for MyCheckpointer {
 //! #   async fn put(&self, _: dashflow_checkpoint::CheckpointRecord, _: Option<&dashflow_checkpoint::CheckpointId>) -> dashflow_checkpoint::Result<()> { Ok(()) }
@@ -42,6 +42,10 @@
 //! A single check can also be called directly, e.g. from a `#[tokio::test]`:
 //! `checks::put::conflict_when_head_moved(Arc::new(my_checkpointer)).await?`.
 //!
+//! The integrity checks ([`checks::integrity`]) change stored bytes behind the backend's back,
+//! which only the backend's harness can do: it implements [`Tamper`] (a raw SQL `UPDATE`, the
+//! memory backend's testing hook) and runs [`integrity_trials`] besides [`trials`].
+//!
 //! The suite is shown to fail: this crate's own tests run it against deliberately broken
 //! wrappers of the memory backend (one ignores the expected head, one lists oldest first,
 //! one builds chains by id order, ...) and assert that the matching checks fail.
@@ -51,7 +55,7 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use dashflow_checkpoint::Checkpointer;
+use dashflow_checkpoint::{CheckpointId, Checkpointer};
 use futures::future::BoxFuture;
 use libtest_mimic::{Arguments, Conclusion, Failed, Trial};
 
@@ -97,6 +101,100 @@ impl std::fmt::Debug for Case {
     }
 }
 
+/// A backend harness's way to change bytes of a stored blob in place, behind the
+/// checkpointer's back, as a disk or an operator could: for the integrity checks.
+#[async_trait::async_trait]
+pub trait Tamper: Send + Sync + 'static {
+    /// XORs byte `offset` of the stored blob of checkpoint `id` with `mask`.
+    async fn alter_checkpoint_blob(
+        &self,
+        thread_id: &str,
+        namespace: &str,
+        id: &CheckpointId,
+        offset: usize,
+        mask: u8,
+    ) -> std::result::Result<(), String>;
+
+    /// XORs byte `offset` of the stored blob of pending write `write_id` after checkpoint
+    /// `id` with `mask`.
+    async fn alter_write_blob(
+        &self,
+        thread_id: &str,
+        namespace: &str,
+        id: &CheckpointId,
+        write_id: &str,
+        offset: usize,
+        mask: u8,
+    ) -> std::result::Result<(), String>;
+}
+
+/// A check that needs the backend's [`Tamper`] besides its checkpointer.
+#[derive(Clone, Copy)]
+pub struct TamperCase {
+    group: &'static str,
+    name: &'static str,
+    check: TamperCheck,
+}
+
+/// The function of a [`TamperCase`].
+type TamperCheck = fn(Arc<dyn Checkpointer>, Arc<dyn Tamper>) -> BoxFuture<'static, Result<()>>;
+
+impl TamperCase {
+    /// `group/name`, e.g. `integrity/changed_pending_write_byte_is_corrupt_naming_the_write`.
+    pub fn path(&self) -> String {
+        format!("{}/{}", self.group, self.name)
+    }
+
+    /// Runs the check against `checkpointer` (fresh and empty), changing its stored bytes
+    /// through `tamper`.
+    pub async fn run(&self, checkpointer: Arc<dyn Checkpointer>, tamper: Arc<dyn Tamper>) -> Result<()> {
+        (self.check)(checkpointer, tamper).await
+    }
+}
+
+impl std::fmt::Debug for TamperCase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("TamperCase").field(&self.path()).finish()
+    }
+}
+
+/// Every check that needs a [`Tamper`].
+pub fn tamper_cases() -> &'static [TamperCase] {
+    checks::TAMPER_CASES
+}
+
+/// One trial per [`tamper_cases`] case, named `{backend}/{group}/{case}`, each on a fresh
+/// checkpointer and the harness's [`Tamper`] for it, as [`trials`] runs the others.
+pub fn integrity_trials<F, Fut>(backend: &str, factory: F) -> Vec<Trial>
+where
+    F: Fn() -> Fut + Send + Sync + Clone + 'static,
+    Fut: Future<Output = (Arc<dyn Checkpointer>, Arc<dyn Tamper>)>,
+{
+    tamper_cases()
+        .iter()
+        .map(|case| {
+            let (case, factory) = (*case, factory.clone());
+            Trial::test(format!("{backend}/{}", case.path()), move || {
+                let runtime = runtime()?;
+                runtime
+                    .block_on(async {
+                        let (checkpointer, tamper) = factory().await;
+                        case.run(checkpointer, tamper).await
+                    })
+                    .map_err(|error| Failed::from(error.report()))
+            })
+        })
+        .collect()
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Failed> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|source| Failed::from(Error::Runtime { source }.report()))
+}
+
 /// Every case of the suite, grouped by operation.
 pub fn cases() -> &'static [Case] {
     checks::CASES
@@ -126,10 +224,8 @@ where
 /// PostgreSQL URL in the environment), so the report lists every case as skipped instead of
 /// passing nothing silently.
 pub fn ignored_trials(backend: &str) -> Vec<Trial> {
-    cases()
-        .iter()
-        .map(|case| Trial::test(format!("{backend}/{}", case.path()), || Ok(())).with_ignored_flag(true))
-        .collect()
+    let paths = cases().iter().map(Case::path).chain(tamper_cases().iter().map(TamperCase::path));
+    paths.map(|path| Trial::test(format!("{backend}/{path}"), || Ok(())).with_ignored_flag(true)).collect()
 }
 
 fn run_trial<F, Fut>(case: Case, factory: F) -> Result<(), Failed>
@@ -137,11 +233,7 @@ where
     F: Fn() -> Fut,
     Fut: Future<Output = Arc<dyn Checkpointer>>,
 {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|source| Failed::from(Error::Runtime { source }.report()))?;
+    let runtime = runtime()?;
     runtime.block_on(async { case.run(factory().await).await }).map_err(|error| Failed::from(error.report()))
 }
 

@@ -60,6 +60,8 @@ pub struct MemoryCheckpointer {
 #[derive(Default)]
 struct Store {
     threads: HashMap<String, Thread>,
+    /// State schemas by fingerprint.
+    schemas: HashMap<u64, Vec<u8>>,
 }
 
 #[derive(Clone, Default)]
@@ -103,9 +105,9 @@ impl Namespace {
                 break;
             };
             if chain.len() > self.checkpoints.len() {
-                return Err(CheckpointError::Corrupt {
-                    detail: format!("the parent links of checkpoint {id} of thread `{thread_id}` form a cycle"),
-                });
+                return Err(CheckpointError::corrupt(format!(
+                    "the parent links of checkpoint {id} of thread `{thread_id}` form a cycle"
+                )));
             }
             chain.push(parent.clone());
             record = parent;
@@ -123,6 +125,34 @@ impl MemoryCheckpointer {
     /// An empty store.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Calls `alter` on the stored blob of checkpoint `id` (or, with `write_id`, of that
+    /// pending write after it), in place; returns whether the blob exists. For tests that
+    /// damage stored bytes, as the conformance suite's integrity checks do.
+    #[doc(hidden)]
+    pub fn alter_stored_blob(
+        &self,
+        thread_id: &str,
+        namespace: &str,
+        id: &CheckpointId,
+        write_id: Option<&str>,
+        alter: impl FnOnce(&mut Vec<u8>),
+    ) -> bool {
+        let mut store = self.store.lock();
+        let Some(namespace) = store.threads.get_mut(thread_id).and_then(|thread| thread.namespaces.get_mut(namespace))
+        else {
+            return false;
+        };
+        let blob = match write_id {
+            None => namespace.checkpoints.get_mut(id).map(|record| &mut record.blob),
+            Some(write_id) => namespace
+                .writes
+                .get_mut(id)
+                .and_then(|writes| writes.iter_mut().find(|write| write.task_id == write_id))
+                .map(|write| &mut write.blob),
+        };
+        blob.map(alter).is_some()
     }
 
     fn put_sync(&self, record: CheckpointRecord, expected_head: Option<&CheckpointId>) -> Result<()> {
@@ -323,6 +353,15 @@ impl Checkpointer for MemoryCheckpointer {
 
     async fn delete_idle_threads(&self, cutoff_ms: i64) -> Result<Vec<String>> {
         Ok(self.delete_idle_threads_sync(cutoff_ms))
+    }
+
+    async fn put_schema(&self, fingerprint: u64, schema: Vec<u8>) -> Result<()> {
+        self.store.lock().schemas.entry(fingerprint).or_insert(schema);
+        Ok(())
+    }
+
+    async fn get_schema(&self, fingerprint: u64) -> Result<Option<Vec<u8>>> {
+        Ok(self.store.lock().schemas.get(&fingerprint).cloned())
     }
 
     async fn rewrite_as_snapshot(

@@ -279,6 +279,8 @@ const COPY_THREAD: &str = "copy a thread";
 const DELETE_BEFORE: &str = "delete old checkpoints";
 const DELETE_NAMESPACE: &str = "delete a namespace";
 const DELETE_IDLE: &str = "delete idle threads";
+const PUT_SCHEMA: &str = "store a state schema";
+const GET_SCHEMA: &str = "read a state schema";
 
 #[async_trait]
 impl Checkpointer for PostgresCheckpointer {
@@ -506,6 +508,41 @@ impl Checkpointer for PostgresCheckpointer {
                     .await
                     .map(|done| done.rows_affected())
                     .map_err(Error::statement(DELETE_NAMESPACE))
+            })
+            .await
+            .map_err(Into::into)
+    }
+
+    async fn put_schema(&self, fingerprint: u64, schema: Vec<u8>) -> Result<()> {
+        let schema = &schema;
+        // Inserting a schema that is there already changes nothing: safe to retry.
+        self.retry
+            .run(PUT_SCHEMA, Idempotence::Idempotent, |_| async move {
+                let mut conn = self.acquire(PUT_SCHEMA).await?;
+                sqlx::query(
+                    "INSERT INTO dashflow_state_schemas (fingerprint, schema) VALUES ($1, $2) \
+                     ON CONFLICT (fingerprint) DO NOTHING",
+                )
+                .bind(fingerprint.cast_signed())
+                .bind(schema)
+                .execute(&mut *conn)
+                .await
+                .map(drop)
+                .map_err(Error::statement(PUT_SCHEMA))
+            })
+            .await
+            .map_err(Into::into)
+    }
+
+    async fn get_schema(&self, fingerprint: u64) -> Result<Option<Vec<u8>>> {
+        self.retry
+            .run(GET_SCHEMA, Idempotence::Idempotent, |_| async move {
+                let mut conn = self.acquire(GET_SCHEMA).await?;
+                sqlx::query_scalar("SELECT schema FROM dashflow_state_schemas WHERE fingerprint = $1")
+                    .bind(fingerprint.cast_signed())
+                    .fetch_optional(&mut *conn)
+                    .await
+                    .map_err(Error::statement(GET_SCHEMA))
             })
             .await
             .map_err(Into::into)

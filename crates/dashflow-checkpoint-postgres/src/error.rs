@@ -278,7 +278,7 @@ impl From<Error> for CheckpointError {
             error => match error.class() {
                 Class::Transient(_) => CheckpointError::unavailable(true, error),
                 Class::Permanent => CheckpointError::unavailable(false, error),
-                Class::Corrupt => CheckpointError::Corrupt { detail: report(&error) },
+                Class::Corrupt => CheckpointError::corrupt(report(&error)),
                 Class::Encode => CheckpointError::Encode { detail: report(&error) },
             },
         }

@@ -26,11 +26,13 @@ struct Migration {
 }
 
 /// The migrations, oldest first; versions increase by one.
-const MIGRATIONS: &[Migration] =
-    &[Migration { version: 1, name: "initial schema", sql: include_str!("../migrations/0001_initial.sql") }];
+const MIGRATIONS: &[Migration] = &[
+    Migration { version: 1, name: "initial schema", sql: include_str!("../migrations/0001_initial.sql") },
+    Migration { version: 2, name: "state schemas", sql: include_str!("../migrations/0002_state_schemas.sql") },
+];
 
 /// The schema version this build writes.
-pub(crate) const LATEST: i64 = 1;
+pub(crate) const LATEST: i64 = 2;
 
 /// The first key of the advisory lock that serializes migrations of one schema (the second
 /// is a hash of the schema name). `DFMG` in ASCII.

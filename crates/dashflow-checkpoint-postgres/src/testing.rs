@@ -342,4 +342,12 @@ impl Checkpointer for TestCheckpointer {
     async fn delete_idle_threads(&self, cutoff_ms: i64) -> Result<Vec<String>> {
         self.checkpointer.delete_idle_threads(cutoff_ms).await
     }
+
+    async fn put_schema(&self, fingerprint: u64, schema: Vec<u8>) -> Result<()> {
+        self.checkpointer.put_schema(fingerprint, schema).await
+    }
+
+    async fn get_schema(&self, fingerprint: u64) -> Result<Option<Vec<u8>>> {
+        self.checkpointer.get_schema(fingerprint).await
+    }
 }

@@ -7,8 +7,66 @@
 
 use std::sync::Arc;
 
-use dashflow_checkpoint::Checkpointer;
+use async_trait::async_trait;
+use dashflow_checkpoint::{CheckpointId, Checkpointer};
+use dashflow_checkpoint_conformance::Tamper;
 use dashflow_checkpoint_postgres::testing::TestDatabase;
+use sqlx::PgPool;
+
+/// Changes stored bytes with a raw SQL `UPDATE` on the checkpointer's own pool.
+struct RawSql(PgPool);
+
+impl RawSql {
+    async fn alter(&self, sql: &'static str, key: &[&str], offset: usize, mask: u8) -> Result<(), String> {
+        let offset = i32::try_from(offset).map_err(|error| error.to_string())?;
+        let mut query = sqlx::query(sql).bind(offset).bind(i32::from(mask));
+        for value in key {
+            query = query.bind(*value);
+        }
+        let changed = query.execute(&self.0).await.map_err(|error| error.to_string())?.rows_affected();
+        if changed == 1 { Ok(()) } else { Err(format!("{changed} rows changed for {key:?}")) }
+    }
+}
+
+#[async_trait]
+impl Tamper for RawSql {
+    async fn alter_checkpoint_blob(
+        &self,
+        thread: &str,
+        ns: &str,
+        id: &CheckpointId,
+        offset: usize,
+        mask: u8,
+    ) -> Result<(), String> {
+        self.alter(
+            "UPDATE dashflow_checkpoints SET blob = set_byte(blob, $1, get_byte(blob, $1) # $2) \
+             WHERE thread_id = $3 AND namespace = $4 AND checkpoint_id = $5",
+            &[thread, ns, id.as_str()],
+            offset,
+            mask,
+        )
+        .await
+    }
+
+    async fn alter_write_blob(
+        &self,
+        thread: &str,
+        ns: &str,
+        id: &CheckpointId,
+        write_id: &str,
+        offset: usize,
+        mask: u8,
+    ) -> Result<(), String> {
+        self.alter(
+            "UPDATE dashflow_checkpoint_writes SET blob = set_byte(blob, $1, get_byte(blob, $1) # $2) \
+             WHERE thread_id = $3 AND namespace = $4 AND checkpoint_id = $5 AND task_id = $6",
+            &[thread, ns, id.as_str(), write_id],
+            offset,
+            mask,
+        )
+        .await
+    }
+}
 
 fn main() {
     // One probe up front: skip the whole suite (or fail, when required) if there is no server.
@@ -17,11 +75,19 @@ fn main() {
     drop(probe);
     drop(runtime);
 
-    let trials = dashflow_checkpoint_conformance::trials("postgres", || async {
+    let mut trials = dashflow_checkpoint_conformance::trials("postgres", || async {
         let database = TestDatabase::from_env("postgres conformance trial")
             .await
             .expect("the server answered the probe but not this trial");
         Arc::new(database.into_checkpointer().await) as Arc<dyn Checkpointer>
     });
+    trials.extend(dashflow_checkpoint_conformance::integrity_trials("postgres", || async {
+        let database = TestDatabase::from_env("postgres conformance trial")
+            .await
+            .expect("the server answered the probe but not this trial");
+        let checkpointer = database.into_checkpointer().await;
+        let tamper = RawSql(checkpointer.pool().clone());
+        (Arc::new(checkpointer) as Arc<dyn Checkpointer>, Arc::new(tamper) as Arc<dyn Tamper>)
+    }));
     dashflow_checkpoint_conformance::run(trials).exit();
 }

@@ -108,12 +108,12 @@ impl From<Error> for CheckpointError {
                 }
                 Some(ErrorCode::DiskFull) => Self::unavailable(false, Error::Full(sqlite)),
                 Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => {
-                    Self::Corrupt { detail: format!("the SQLite database is damaged or not a database: {sqlite}") }
+                    Self::corrupt(format!("the SQLite database is damaged or not a database: {sqlite}"))
                 }
                 _ => Self::unavailable(false, Error::Sqlite(sqlite)),
             },
-            error @ (Error::Json { .. } | Error::BadValue { .. }) => Self::Corrupt { detail: chain(&error) },
-            error @ Error::NewerSchema { .. } => Self::VersionMismatch { detail: chain(&error) },
+            error @ (Error::Json { .. } | Error::BadValue { .. }) => Self::corrupt(chain(&error)),
+            error @ Error::NewerSchema { .. } => Self::version_mismatch(chain(&error)),
             error @ Error::Busy(_) => Self::unavailable(true, error),
             error => Self::unavailable(false, error),
         }

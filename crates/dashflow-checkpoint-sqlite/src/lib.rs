@@ -274,4 +274,12 @@ impl Checkpointer for SqliteCheckpointer {
     async fn delete_idle_threads(&self, cutoff_ms: i64) -> Result<Vec<String>> {
         Ok(self.worker.call(move |connection| ops::delete_idle_threads(connection, cutoff_ms)).await?)
     }
+
+    async fn put_schema(&self, fingerprint: u64, schema: Vec<u8>) -> Result<()> {
+        Ok(self.worker.call(move |connection| ops::put_schema(connection, fingerprint, &schema)).await?)
+    }
+
+    async fn get_schema(&self, fingerprint: u64) -> Result<Option<Vec<u8>>> {
+        Ok(self.worker.call(move |connection| ops::get_schema(connection, fingerprint)).await?)
+    }
 }

@@ -438,6 +438,22 @@ pub(crate) fn delete_idle_threads(connection: &mut Connection, cutoff_ms: i64) -
     Ok(idle)
 }
 
+/// Stores a state schema unless its fingerprint has one.
+pub(crate) fn put_schema(connection: &mut Connection, fingerprint: u64, schema: &[u8]) -> Result<()> {
+    connection
+        .prepare_cached("INSERT OR IGNORE INTO schemas (fingerprint, schema) VALUES (?1, ?2)")?
+        .execute(params![fingerprint.cast_signed(), schema])?;
+    Ok(())
+}
+
+/// The state schema stored for a fingerprint.
+pub(crate) fn get_schema(connection: &mut Connection, fingerprint: u64) -> Result<Option<Vec<u8>>> {
+    Ok(connection
+        .prepare_cached("SELECT schema FROM schemas WHERE fingerprint = ?1")?
+        .query_row([fingerprint.cast_signed()], |row| row.get(0))
+        .optional()?)
+}
+
 /// The database's size in bytes: pages in use or free, including pages still in the log.
 pub(crate) fn database_bytes(connection: &mut Connection) -> Result<u64> {
     let pages: i64 = connection.query_row("PRAGMA page_count", [], |row| row.get(0))?;

@@ -58,8 +58,17 @@ CREATE TABLE heads (
 ) WITHOUT ROWID;
 ";
 
+/// Version 2: the state schemas blobs were written with, by fingerprint (a `u64` stored as
+/// the `i64` of the same bits), so that a changed state type can read older threads.
+const V2: &str = "
+CREATE TABLE schemas (
+    fingerprint INTEGER PRIMARY KEY,
+    schema      BLOB    NOT NULL
+);
+";
+
 /// Every migration, oldest first; the schema version is the number applied.
-pub(crate) const MIGRATIONS: &[&str] = &[V1];
+pub(crate) const MIGRATIONS: &[&str] = &[V1, V2];
 
 /// The schema version this build creates.
 pub(crate) const VERSION: usize = MIGRATIONS.len();

@@ -92,6 +92,23 @@ pub trait Checkpointer: Send + Sync + fmt::Debug + 'static {
         Err(crate::CheckpointError::NotSupported { operation: "delete_namespace" })
     }
 
+    /// Stores `schema`, the encoded shape of the state type whose blobs carry `fingerprint`, so
+    /// that a later build whose state type changed can read those blobs (see
+    /// `dashflow_checkpoint::shape`). A fingerprint names one schema: storing it again is a
+    /// no-op. Schemas belong to the database, not to a thread, and are never deleted. Backends
+    /// that cannot store them keep the default, and a changed state type then cannot read old
+    /// threads (a `VersionMismatch` that says so).
+    async fn put_schema(&self, fingerprint: u64, schema: Vec<u8>) -> Result<()> {
+        let _ = (fingerprint, schema);
+        Err(crate::CheckpointError::NotSupported { operation: "put_schema" })
+    }
+
+    /// The schema stored for `fingerprint` by [`Checkpointer::put_schema`], if any.
+    async fn get_schema(&self, fingerprint: u64) -> Result<Option<Vec<u8>>> {
+        let _ = fingerprint;
+        Err(crate::CheckpointError::NotSupported { operation: "get_schema" })
+    }
+
     /// Deletes every thread whose newest checkpoint was created before `cutoff_ms`
     /// (milliseconds since the Unix epoch); returns their ids.
     async fn delete_idle_threads(&self, cutoff_ms: i64) -> Result<Vec<String>>;

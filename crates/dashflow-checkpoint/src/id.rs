@@ -52,7 +52,7 @@ impl FromStr for CheckpointId {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match ulid::Ulid::from_string(s) {
             Ok(id) => Ok(Self(id.to_string())),
-            Err(error) => Err(CheckpointError::Corrupt { detail: format!("`{s}` is not a checkpoint id: {error}") }),
+            Err(error) => Err(CheckpointError::corrupt(format!("`{s}` is not a checkpoint id: {error}"))),
         }
     }
 }

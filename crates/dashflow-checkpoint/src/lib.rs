@@ -5,8 +5,15 @@
 //! (`dashflow-checkpoint-memory`, `-sqlite`, `-postgres`) implement [`Checkpointer`] over
 //! bytes and never see graph or state types; the executor decides what goes into a blob
 //! (a whole state or one step's update) and seals it with [`seal`], which prefixes the codec,
-//! format version and the state schema's hash so that a blob written by another schema is
-//! reported as [`CheckpointError::VersionMismatch`] instead of decoding into garbage.
+//! format version and the state schema's fingerprint, and appends a CRC32C of the whole blob.
+//! [`open`] checks all of it before decoding: a changed byte anywhere is
+//! [`CheckpointError::Corrupt`], a blob written by another schema
+//! [`CheckpointError::VersionMismatch`], never garbage. [`CheckpointRecord::verify`] and
+//! [`LoadedCheckpoint::verify`] check stored blobs without decoding them, and name the thread,
+//! checkpoint and pending write in the error ([`BlobLocation`]).
+//!
+//! Backends never check blobs: they store and return bytes. The executor opens every blob it
+//! uses, and names where it came from, so every backend gets the same checks once.
 //!
 //! ```
 //! use dashflow_checkpoint::{open, seal, CheckpointError, Codec};
@@ -14,6 +21,10 @@
 //! let blob = seal(Codec::Bincode, 0xfeed, &vec![1u32, 2, 3])?;
 //! assert_eq!(open::<Vec<u32>>(&blob, 0xfeed)?, vec![1, 2, 3]);
 //! assert!(matches!(open::<Vec<u32>>(&blob, 0xbeef), Err(CheckpointError::VersionMismatch { .. })));
+//!
+//! let mut damaged = blob.clone();
+//! damaged[16] ^= 1;
+//! assert!(matches!(open::<Vec<u32>>(&damaged, 0xfeed), Err(CheckpointError::Corrupt { .. })));
 //! # Ok::<(), CheckpointError>(())
 //! ```
 //!
@@ -24,10 +35,11 @@ mod codec;
 mod error;
 mod id;
 mod record;
+pub mod shape;
 
 pub use checkpointer::Checkpointer;
-pub use codec::{Codec, FORMAT_VERSION, MAGIC, open, seal};
-pub use error::{CheckpointError, Result};
+pub use codec::{Codec, FORMAT_VERSION, MAGIC, Sealed, open, seal, unseal};
+pub use error::{BlobLocation, CheckpointError, Result};
 pub use id::CheckpointId;
 pub use record::{CheckpointKind, CheckpointRecord, ListOptions, LoadedCheckpoint, Metadata, PendingWrite};
 

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::CheckpointId;
+use crate::{BlobLocation, CheckpointError, CheckpointId, unseal};
 
 /// Whether a record's blob holds a whole state or one step's update.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -87,10 +87,38 @@ pub struct LoadedCheckpoint {
     pub pending_writes: Vec<PendingWrite>,
 }
 
+impl CheckpointRecord {
+    /// Where this record's blob is stored, for errors about it.
+    pub fn location(&self) -> BlobLocation {
+        BlobLocation::checkpoint(&self.thread_id, &self.namespace, &self.checkpoint_id)
+    }
+
+    /// Checks that the blob is a whole, unchanged DashFlow blob (see [`crate::unseal`]); a
+    /// changed byte is `Corrupt` naming this record's thread and checkpoint.
+    pub fn verify(&self) -> Result<(), CheckpointError> {
+        unseal(&self.blob).map(drop).map_err(|error| error.at(|| self.location()))
+    }
+}
+
 impl LoadedCheckpoint {
     /// The requested checkpoint (the chain's last record).
     pub fn head(&self) -> Option<&CheckpointRecord> {
         self.chain.last()
+    }
+
+    /// Checks every blob, the chain's and the pending writes' (see [`crate::unseal`]); the
+    /// first changed byte found is `Corrupt` naming its thread, checkpoint and pending write.
+    pub fn verify(&self) -> Result<(), CheckpointError> {
+        self.chain.iter().try_for_each(CheckpointRecord::verify)?;
+        let Some(head) = self.head() else { return Ok(()) };
+        for write in &self.pending_writes {
+            unseal(&write.blob).map_err(|error| {
+                error.at(|| {
+                    BlobLocation::pending_write(&head.thread_id, &head.namespace, &head.checkpoint_id, &write.task_id)
+                })
+            })?;
+        }
+        Ok(())
     }
 }
 

@@ -15,9 +15,13 @@ fn a_blob_of_another_schema_is_a_version_mismatch() {
 }
 
 #[test]
-fn a_blob_of_another_format_version_is_a_version_mismatch() {
+fn a_blob_of_a_newer_format_version_is_a_version_mismatch() {
+    // A whole blob of a later release: its checksum covers its version byte.
     let mut blob = seal(Codec::Bincode, 1, &5u8).unwrap();
+    blob.truncate(blob.len() - 4);
     blob[4] = FORMAT_VERSION + 1;
+    let checksum = crc32c::crc32c(&blob);
+    blob.extend_from_slice(&checksum.to_le_bytes());
     assert!(matches!(open::<u8>(&blob, 1), Err(CheckpointError::VersionMismatch { .. })));
 }
 
@@ -37,13 +41,87 @@ fn a_damaged_payload_is_corrupt_not_garbage() {
     assert!(matches!(open::<u8>(&blob, 1), Err(CheckpointError::Corrupt { .. })));
 }
 
+/// Seals `value` after its encoding was replaced by `payload`, with a valid checksum: what
+/// a buggy or hostile writer could store.
+fn reseal(codec: Codec, payload: &[u8]) -> Vec<u8> {
+    let mut blob = seal(codec, 1, &()).unwrap();
+    blob.truncate(14);
+    blob.extend_from_slice(payload);
+    let checksum = crc32c::crc32c(&blob);
+    blob.extend_from_slice(&checksum.to_le_bytes());
+    blob
+}
+
 #[test]
 fn a_huge_length_prefix_is_rejected_without_allocating_it() {
-    // A Vec length prefix claiming u64::MAX / 2 elements in a 20-byte blob.
-    let mut blob = seal(Codec::Bincode, 1, &0u8).unwrap();
-    blob.truncate(14);
-    blob.extend_from_slice(&[0xfd, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f]);
+    // A Vec length prefix claiming u64::MAX / 2 elements in a 23-byte blob.
+    let blob = reseal(Codec::Bincode, &[0xfd, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f]);
     assert!(matches!(open::<Vec<u64>>(&blob, 1), Err(CheckpointError::Corrupt { .. })));
+}
+
+#[test]
+fn a_changed_byte_at_any_offset_is_corrupt_never_a_value() {
+    let value = ("the ticket says refund".to_owned(), vec![1u32, 2, 3], Some(7u8));
+    for codec in [Codec::Bincode, Codec::Json] {
+        let blob = seal(codec, 0xfeed, &value).unwrap();
+        for offset in 0..blob.len() {
+            for mask in [0x01, 0x80, 0xff] {
+                let mut damaged = blob.clone();
+                damaged[offset] ^= mask;
+                match open::<(String, Vec<u32>, Option<u8>)>(&damaged, 0xfeed) {
+                    Err(CheckpointError::Corrupt { .. }) => {}
+                    other => panic!("{codec:?}, byte {offset} ^ {mask:#x}: {other:?}"),
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn a_cut_or_extended_blob_is_corrupt() {
+    let blob = seal(Codec::Bincode, 3, &vec![5u64; 10]).unwrap();
+    for len in 0..blob.len() {
+        assert!(matches!(open::<Vec<u64>>(&blob[..len], 3), Err(CheckpointError::Corrupt { .. })), "cut at {len}");
+    }
+    let mut longer = blob.clone();
+    longer.push(0);
+    assert!(matches!(open::<Vec<u64>>(&longer, 3), Err(CheckpointError::Corrupt { .. })));
+}
+
+#[test]
+fn a_blob_of_the_previous_format_version_is_a_version_mismatch_naming_it() {
+    // Version 2: magic, version, codec, schema hash, payload; no checksum.
+    let mut blob = MAGIC.to_vec();
+    blob.extend_from_slice(&[2, Codec::Bincode.id()]);
+    blob.extend_from_slice(&1u64.to_le_bytes());
+    blob.push(5);
+    let error = open::<u8>(&blob, 1).unwrap_err();
+    assert!(matches!(error, CheckpointError::VersionMismatch { .. }), "{error}");
+    assert!(error.to_string().contains("version 2"), "{error}");
+}
+
+#[test]
+fn a_changed_version_byte_is_corrupt_not_an_older_version() {
+    let mut blob = seal(Codec::Bincode, 1, &5u8).unwrap();
+    blob[4] = FORMAT_VERSION - 1;
+    assert!(matches!(open::<u8>(&blob, 1), Err(CheckpointError::Corrupt { .. })));
+}
+
+#[test]
+fn errors_name_the_blob_they_are_about() {
+    let mut blob = seal(Codec::Json, 1, &5u8).unwrap();
+    blob[16] ^= 1;
+    let id = CheckpointId::new();
+    let error = open::<u8>(&blob, 1).unwrap_err().at(|| BlobLocation::pending_write("t-1", "ns", &id, "1:a:0#output"));
+    let location = error.location().unwrap();
+    assert_eq!((location.thread_id.as_str(), &location.checkpoint_id), ("t-1", &id));
+    let message = error.to_string();
+    assert!(message.contains(&format!("checkpoint {id} of thread `t-1` (namespace `ns`)")), "{message}");
+    assert!(message.contains("pending write `1:a:0#output`"), "{message}");
+    // A location once set is kept.
+    let other = CheckpointId::new();
+    let again = error.at(|| BlobLocation::checkpoint("t-2", "", &other));
+    assert_eq!(again.location().unwrap().thread_id, "t-1");
 }
 
 #[test]

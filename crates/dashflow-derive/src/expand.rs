@@ -61,36 +61,37 @@ pub(crate) fn derive(input: &DeriveInput) -> syn::Result<TokenStream> {
     errors.finish()?;
 
     let krate = graph_crate();
-    let expanded =
-        if container.whole { expand_whole(input, &krate) } else { expand_fields(input, &container, &fields, &krate) };
-    let hash = schema_hash(input, container.whole, &fields);
-    let name = &input.ident;
-    let (impl_generics, ty_generics, where_clause) = input.generics.split_for_impl();
-    Ok(quote! {
-        #expanded
-
-        #[automatically_derived]
-        impl #impl_generics #krate::SchemaHash for #name #ty_generics #where_clause {
-            const SCHEMA_HASH: u64 = #hash;
-        }
-    })
+    let described = describe_state(input, container.whole, &fields);
+    let expanded = if container.whole {
+        expand_whole(input, &krate, &described)
+    } else {
+        expand_fields(input, &container, &fields, &krate, &described)
+    };
+    Ok(expanded)
 }
 
-/// A fingerprint of the state's shape: its name, and each field's name, type and reducer, in
-/// order. Checkpoints carry it, so a blob written by another shape of the state is refused
-/// instead of decoded. Docs and other attributes do not count.
-fn schema_hash(input: &DeriveInput, whole: bool, fields: &[Field<'_>]) -> u64 {
-    let mut shape = format!("{}{};whole={whole}", input.ident, input.generics.to_token_stream());
+/// `GraphState::REDUCERS` and `GraphState::DECLARATION`: how each field folds updates (part of
+/// the checkpoint fingerprint, since a stored update means something else under another
+/// reducer), and the declaration as written (the fingerprint of a state whose shape cannot be
+/// traced). Docs and other attributes do not count.
+fn describe_state(input: &DeriveInput, whole: bool, fields: &[Field<'_>]) -> TokenStream {
+    let mut reducers = Vec::new();
+    let mut declaration = format!("{}{}", input.ident, input.generics.to_token_stream());
     for field in fields {
         let reducer = match &field.reducer {
+            _ if whole => "whole".to_owned(),
             Reducer::Overwrite => "overwrite".to_owned(),
             Reducer::Builtin { function, .. } => (*function).to_owned(),
             Reducer::With(path) => path.to_token_stream().to_string(),
         };
-        shape.push_str(&format!(";{}:{}:{reducer}", field.name(), field.ty.to_token_stream()));
+        reducers.push(format!("{}:{reducer}", field.name()));
+        declaration.push_str(&format!(";{}:{}:{reducer}", field.name(), field.ty.to_token_stream()));
     }
-    // FNV-1a: stable across compilers and releases, unlike `std`'s hasher.
-    shape.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3))
+    let reducers = reducers.join(";");
+    quote! {
+        const REDUCERS: &'static str = #reducers;
+        const DECLARATION: &'static str = #declaration;
+    }
 }
 
 /// The named fields of `input`, or an error pointing at an input that has none.
@@ -147,7 +148,7 @@ fn state_bounds(krate: &TokenStream) -> TokenStream {
 }
 
 /// `#[graph_state(whole)]`: the update is a whole new state, as with `whole_state!`.
-fn expand_whole(input: &DeriveInput, krate: &TokenStream) -> TokenStream {
+fn expand_whole(input: &DeriveInput, krate: &TokenStream, described: &TokenStream) -> TokenStream {
     let name = &input.ident;
     let (_, ty_generics, _) = input.generics.split_for_impl();
     let mut generics = input.generics.clone();
@@ -160,6 +161,8 @@ fn expand_whole(input: &DeriveInput, krate: &TokenStream) -> TokenStream {
         #[automatically_derived]
         impl #impl_generics #krate::GraphState for #name #ty_generics #where_clause {
             type Update = Self;
+
+            #described
 
             fn apply(&mut self, update: Self::Update) {
                 *self = update;
@@ -183,7 +186,13 @@ fn expand_whole(input: &DeriveInput, krate: &TokenStream) -> TokenStream {
 }
 
 /// The default mode: an update struct with one `Option` per field.
-fn expand_fields(input: &DeriveInput, container: &Container, fields: &[Field<'_>], krate: &TokenStream) -> TokenStream {
+fn expand_fields(
+    input: &DeriveInput,
+    container: &Container,
+    fields: &[Field<'_>],
+    krate: &TokenStream,
+    described: &TokenStream,
+) -> TokenStream {
     let name = &input.ident;
     let update = container.update.clone().unwrap_or_else(|| format_ident!("{}Update", name));
     let generics = &input.generics;
@@ -294,6 +303,8 @@ fn expand_fields(input: &DeriveInput, container: &Container, fields: &[Field<'_>
         #[automatically_derived]
         impl #trait_impl_generics #krate::GraphState for #name #ty_generics #trait_where_clause {
             type Update = #update #ty_generics;
+
+            #described
 
             fn apply(&mut self, #update_param: Self::Update) {
                 #(#applies)*

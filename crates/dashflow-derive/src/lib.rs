@@ -12,7 +12,10 @@
 //! - `impl GraphState for State` (`apply` folds each set field with its reducer) and
 //!   `impl MergeableState for State` (`merge` combines two updates as if applied in order;
 //!   `for_each_overwrite` names the overwrite fields an update sets, which the executor reports
-//!   as conflicts when parallel tasks both set one).
+//!   as conflicts when parallel tasks both set one), with `GraphState::REDUCERS` (each field's
+//!   reducer, part of the checkpoint fingerprint: a stored update means something else under
+//!   another reducer) and `GraphState::DECLARATION` (the declaration as written, the
+//!   fingerprint of a state whose shape cannot be traced).
 //!
 //! # Example
 //!

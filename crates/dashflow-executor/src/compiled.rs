@@ -121,7 +121,7 @@ impl<S: GraphState> CompiledGraph<S> {
         Self { inner: Arc::new(inner) }
     }
 
-    fn configure(self, change: impl FnOnce(&mut Inner<S>)) -> Self {
+    pub(crate) fn configure(self, change: impl FnOnce(&mut Inner<S>)) -> Self {
         let mut inner = Arc::unwrap_or_clone(self.inner);
         change(&mut inner);
         Self { inner: Arc::new(inner) }
@@ -162,9 +162,12 @@ impl<S: GraphState> CompiledGraph<S> {
     /// Like [`CompiledGraph::with_checkpointer`], for a checkpointer shared with other graphs.
     pub fn with_shared_checkpointer(self, checkpointer: Arc<dyn Checkpointer>) -> Self {
         self.configure(|inner| {
-            let (codec, max_chain) =
-                inner.checkpoints.as_ref().map_or((Codec::default(), 1000), |s| (s.codec, s.max_chain));
-            inner.checkpoints = Some(CheckpointSettings { checkpointer, codec, max_chain });
+            let mut settings = CheckpointSettings::new(checkpointer);
+            if let Some(old) = &inner.checkpoints {
+                (settings.codec, settings.max_chain) = (old.codec, old.max_chain);
+                settings.migrations = Arc::clone(&old.migrations);
+            }
+            inner.checkpoints = Some(settings);
         })
     }
 
@@ -365,15 +368,15 @@ async fn prepare<S: GraphState>(
         Begin::Update(update) => {
             let loaded = target.ok_or_else(not_found)?;
             durable = durable.continuing(&loaded);
-            let (mut state, _) = rebuild::<S>(&loaded)?;
+            let (mut state, _) = rebuild::<S>(settings, &loaded).await?;
             state.apply(update.clone());
             Start::Updated { state: Arc::new(state), update }
         }
         Begin::Resume(command) => {
             let loaded = target.ok_or_else(not_found)?;
             durable = durable.continuing(&loaded);
-            let (mut state, position) = rebuild::<S>(&loaded)?;
-            let mut restored = Restored::<S>::decode(&loaded.pending_writes)?;
+            let (mut state, position) = rebuild::<S>(settings, &loaded).await?;
+            let mut restored = Restored::<S>::decode(settings, &loaded).await?;
             let step_start = step_start_of(&loaded)?;
             if let Some(update) = command.update {
                 state.apply(update.clone());

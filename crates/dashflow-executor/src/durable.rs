@@ -1,12 +1,12 @@
 //! Checkpointing a run: writing each superstep's delta (or a snapshot), pending writes of a
 //! step that did not complete, and rebuilding state from a stored chain.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use dashflow_checkpoint::{
-    CheckpointError, CheckpointId, CheckpointKind, CheckpointRecord, Checkpointer, Codec, LoadedCheckpoint, Metadata,
-    PendingWrite, now_ms, open, seal,
+    BlobLocation, CheckpointError, CheckpointId, CheckpointKind, CheckpointRecord, Checkpointer, Codec,
+    LoadedCheckpoint, Metadata, PendingWrite, now_ms, seal, unseal,
 };
 use dashflow_graph::GraphState;
 use dashflow_telemetry::{EventKind, RunIds};
@@ -14,10 +14,10 @@ use parking_lot::Mutex;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::evolve::{Migrations, Reader, foreign};
 use crate::hub::EventHub;
-use crate::payload::{
-    Delta, DeltaRef, INTERRUPT, OUTPUT, Position, RESUME, Snapshot, SnapshotRef, StoredWrite, split_write_id, write_id,
-};
+use crate::payload::{DeltaRef, Position, RESUME, SnapshotRef, StoredWrite, write_id};
+use crate::schema::{Fingerprint, StateSchema, schema_of};
 use crate::{Durability, Error};
 
 /// How a compiled graph checkpoints: where, in which format, how long delta chains may grow.
@@ -27,6 +27,38 @@ pub(crate) struct CheckpointSettings {
     pub(crate) codec: Codec,
     /// Most deltas between two snapshots, bounding the replay work of a load.
     pub(crate) max_chain: u32,
+    /// Functions from older state types, for threads they wrote.
+    pub(crate) migrations: Migrations,
+    /// Fingerprints whose schema this process stored (or found unsupported) already.
+    pub(crate) stored_schemas: Arc<Mutex<HashSet<u64>>>,
+}
+
+impl CheckpointSettings {
+    /// Settings for `checkpointer`, with the defaults for the rest.
+    pub(crate) fn new(checkpointer: Arc<dyn Checkpointer>) -> Self {
+        Self {
+            checkpointer,
+            codec: Codec::default(),
+            max_chain: 1000,
+            migrations: Migrations::default(),
+            stored_schemas: Arc::default(),
+        }
+    }
+
+    /// Stores `schema` in the database once per process, before the first blob that carries
+    /// its fingerprint, so that a later build whose state changed can read the blob.
+    async fn store_schema(&self, schema: &StateSchema) -> Result<(), Error> {
+        let Some(encoded) = &schema.encoded else { return Ok(()) };
+        if self.stored_schemas.lock().contains(&schema.fingerprint) {
+            return Ok(());
+        }
+        match self.checkpointer.put_schema(schema.fingerprint, encoded.clone()).await {
+            Ok(()) | Err(CheckpointError::NotSupported { .. }) => {}
+            Err(error) => return Err(checkpoint_error(error)),
+        }
+        self.stored_schemas.lock().insert(schema.fingerprint);
+        Ok(())
+    }
 }
 
 /// Why a checkpoint was written, stored in its metadata under `source`.
@@ -71,60 +103,25 @@ impl<S: GraphState> Default for Restored<S> {
 }
 
 impl<S: GraphState> Restored<S> {
-    pub(crate) fn decode(writes: &[PendingWrite]) -> Result<Self, Error> {
-        let mut restored = Self::default();
-        for write in writes {
-            let Some((task_id, kind)) = split_write_id(&write.task_id) else { continue };
-            let decoded: StoredWrite<S, S::Update> = open(&write.blob, S::SCHEMA_HASH).map_err(Error::Checkpoint)?;
-            match (kind, decoded) {
-                (OUTPUT, output @ StoredWrite::Output { .. }) => {
-                    restored.outputs.insert(task_id.to_owned(), output);
-                }
-                (INTERRUPT, StoredWrite::Interrupt { value }) => {
-                    restored.interrupts.insert(task_id.to_owned(), value);
-                }
-                (RESUME, StoredWrite::Resume { values }) => {
-                    restored.resumes.insert(task_id.to_owned(), values);
-                }
-                _ => {
-                    return Err(Error::Checkpoint(CheckpointError::Corrupt {
-                        detail: format!("pending write `{}` does not hold what its id says", write.task_id),
-                    }));
-                }
-            }
-        }
-        Ok(restored)
+    /// Decodes the pending writes of `loaded`'s head.
+    pub(crate) async fn decode(settings: &CheckpointSettings, loaded: &LoadedCheckpoint) -> Result<Self, Error> {
+        Reader::<S>::for_loaded(settings, loaded).await?.restored(loaded)
     }
 }
 
 /// Rebuilds the state and position of the last record of `loaded`: the snapshot first, then
-/// every delta applied in order.
-pub(crate) fn rebuild<S: GraphState>(loaded: &LoadedCheckpoint) -> Result<(S, Position<S>), Error> {
-    let corrupt = |detail: &str| Error::Checkpoint(CheckpointError::Corrupt { detail: detail.to_owned() });
-    let mut records = loaded.chain.iter();
-    let first = records.next().ok_or_else(|| corrupt("the checkpoint chain is empty"))?;
-    if first.kind != CheckpointKind::Snapshot {
-        return Err(corrupt("the checkpoint chain does not start with a snapshot"));
-    }
-    let Snapshot { mut state, mut position } =
-        open::<Snapshot<S>>(&first.blob, S::SCHEMA_HASH).map_err(Error::Checkpoint)?;
-    for record in records {
-        match record.kind {
-            CheckpointKind::Delta => {
-                let delta: Delta<S, S::Update> = open(&record.blob, S::SCHEMA_HASH).map_err(Error::Checkpoint)?;
-                if let Some(update) = delta.update {
-                    state.apply(update);
-                }
-                position = delta.position;
-            }
-            CheckpointKind::Snapshot => {
-                let snapshot: Snapshot<S> = open(&record.blob, S::SCHEMA_HASH).map_err(Error::Checkpoint)?;
-                state = snapshot.state;
-                position = snapshot.position;
-            }
-        }
-    }
-    Ok((state, position))
+/// every delta applied in order; blobs of older shapes of the state are read as `S` when
+/// they can be (see `evolve`).
+pub(crate) async fn rebuild<S: GraphState>(
+    settings: &CheckpointSettings,
+    loaded: &LoadedCheckpoint,
+) -> Result<(S, Position<S>), Error> {
+    Reader::<S>::for_loaded(settings, loaded).await?.rebuild(loaded, Some(settings.codec))
+}
+
+/// Where `record`'s blob is stored, for errors about it.
+pub(crate) fn location(record: &CheckpointRecord) -> BlobLocation {
+    BlobLocation::checkpoint(&record.thread_id, &record.namespace, &record.checkpoint_id)
 }
 
 /// What a subgraph run started from a durable run needs to checkpoint under it.
@@ -162,6 +159,13 @@ pub(crate) struct Durable {
     writer: Option<AsyncWriter>,
     /// Who hears `CheckpointCommitted`, when anyone listens.
     observer: Option<CommitObserver>,
+    /// The state's schema fingerprint, looked up once.
+    fingerprint: Fingerprint,
+    /// Whether the state's schema is known to be in the database.
+    schema_stored: bool,
+    /// The fingerprints of the chain this run continues: if any is not the state's, the next
+    /// checkpoint is a snapshot, so the chain is of one shape again.
+    continued: Vec<u64>,
 }
 
 /// Where `CheckpointCommitted` events go: the run's hub, under the run's ids.
@@ -225,6 +229,9 @@ impl Durable {
             tags: Metadata::new(),
             writer: None,
             observer: None,
+            fingerprint: Fingerprint::default(),
+            schema_stored: false,
+            continued: Vec::new(),
         }
     }
 
@@ -250,6 +257,12 @@ impl Durable {
     /// Continues the snapshot bookkeeping of the chain a run starts from, so that a run
     /// continuing a thread writes deltas, not a fresh snapshot of a state that is on disk.
     pub(crate) fn continuing(mut self, chain: &LoadedCheckpoint) -> Self {
+        self.continued = chain
+            .chain
+            .iter()
+            .filter_map(|record| unseal(&record.blob).ok())
+            .map(|sealed| sealed.fingerprint)
+            .collect();
         let mut records = chain.chain.iter();
         if let Some(snapshot) = records.next() {
             self.last_snapshot_bytes = snapshot.blob.len();
@@ -296,16 +309,22 @@ impl Durable {
         update: Option<&S::Update>,
         position: &Position<S>,
     ) -> Result<CheckpointId, Error> {
-        let snapshot = update.is_none() && matches!(source, Source::Input | Source::Exit) || self.wants_snapshot();
+        let foreign = foreign::<S>(&self.continued);
+        let snapshot =
+            update.is_none() && matches!(source, Source::Input | Source::Exit) || self.wants_snapshot() || foreign;
         let codec = self.settings.codec;
+        self.store_schema::<S>().await?;
         let (kind, blob) = if snapshot {
-            let blob = seal(codec, S::SCHEMA_HASH, &SnapshotRef { state, position }).map_err(Error::Checkpoint)?;
+            let blob =
+                seal(codec, self.fingerprint.of::<S>(), &SnapshotRef { state, position }).map_err(Error::Checkpoint)?;
             self.last_snapshot_bytes = blob.len();
+            self.continued.clear();
             self.deltas_since_snapshot = 0;
             self.delta_bytes_since_snapshot = 0;
             (CheckpointKind::Snapshot, blob)
         } else {
-            let blob = seal(codec, S::SCHEMA_HASH, &DeltaRef { update, position }).map_err(Error::Checkpoint)?;
+            let blob =
+                seal(codec, self.fingerprint.of::<S>(), &DeltaRef { update, position }).map_err(Error::Checkpoint)?;
             self.deltas_since_snapshot += 1;
             self.delta_bytes_since_snapshot += blob.len();
             (CheckpointKind::Delta, blob)
@@ -372,6 +391,12 @@ impl Durable {
     /// queued checkpoint (the writes refer to the head).
     pub(crate) async fn put_writes(&mut self, writes: Vec<PendingWrite>) -> Result<(), Error> {
         self.flush().await?;
+        if !self.schema_stored
+            && let Some(schema) = self.fingerprint.schema()
+        {
+            self.settings.store_schema(&schema).await?;
+            self.schema_stored = true;
+        }
         let Some(head) = self.parent.clone() else { return Ok(()) };
         self.settings
             .checkpointer
@@ -400,7 +425,7 @@ impl Durable {
 
     /// Seals `value` with this run's codec and `S`'s schema hash.
     pub(crate) fn seal<S: GraphState, T: serde::Serialize + ?Sized>(&self, value: &T) -> Result<Vec<u8>, Error> {
-        seal(self.settings.codec, S::SCHEMA_HASH, value).map_err(Error::Checkpoint)
+        seal(self.settings.codec, self.fingerprint.of::<S>(), value).map_err(Error::Checkpoint)
     }
 
     /// Encodes one pending write of task `task_id`.
@@ -411,8 +436,17 @@ impl Durable {
         kind: &str,
         write: &StoredWrite<S, S::Update>,
     ) -> Result<PendingWrite, Error> {
-        let blob = seal(self.settings.codec, S::SCHEMA_HASH, write).map_err(Error::Checkpoint)?;
+        let blob = seal(self.settings.codec, self.fingerprint.of::<S>(), write).map_err(Error::Checkpoint)?;
         Ok(PendingWrite { task_id: write_id(task_id, kind), node: node.to_owned(), blob })
+    }
+
+    /// Stores `S`'s schema before the first blob of it is written.
+    async fn store_schema<S: GraphState>(&mut self) -> Result<(), Error> {
+        if !self.schema_stored {
+            self.settings.store_schema(&schema_of::<S>()).await?;
+            self.schema_stored = true;
+        }
+        Ok(())
     }
 
     /// The first failure of a background write so far, without waiting.

@@ -7,9 +7,11 @@ use std::sync::Arc;
 use dashflow_checkpoint::{CheckpointId, ListOptions, LoadedCheckpoint, Metadata, PendingWrite, open, seal};
 use dashflow_graph::{GraphState, MergeableState, TaskId};
 
-use crate::durable::{CheckpointSettings, Durable, Nesting, Restored, Source, checkpoint_error, rebuild};
+use crate::durable::{CheckpointSettings, Durable, Nesting, Source, checkpoint_error, rebuild};
+use crate::evolve::Reader;
 use crate::payload::{INTERRUPT, OUTPUT, Position, RESUME, split_write_id};
 use crate::run::position_after;
+use crate::schema::schema_of;
 use crate::subgraph::{PARENT_CHECKPOINT, STEP_START, find_run, metadata_id, step_start_of, unfinished};
 use crate::{CompiledGraph, Durability, Error, RunConfig};
 
@@ -121,7 +123,7 @@ impl<S: GraphState> CompiledGraph<S> {
     ) -> Result<CheckpointId, Error> {
         let at = self.namespace(config, "", "update_state")?;
         let base = at.base(config.checkpoint_id.as_ref()).await?;
-        let (mut state, position) = rebuild::<S>(&base.loaded)?;
+        let (mut state, position) = rebuild::<S>(at.settings, &base.loaded).await?;
         state.apply(update.clone());
         let Some(name) = as_node else {
             return at.write(&base, &state, &update, &position, Pending::Keep).await;
@@ -149,7 +151,7 @@ impl<S: GraphState> CompiledGraph<S> {
     /// the parent's thread and was written with the parent's checkpointer (the child graph
     /// needs none of its own), while the parent knows its nodes only as functions, not the
     /// state type a subgraph node runs on. A wrong `C` is a
-    /// `CheckpointError::VersionMismatch` (every blob carries its state's schema hash), never
+    /// `CheckpointError::VersionMismatch` (every blob carries its state's schema fingerprint), never
     /// garbage; an unknown namespace is [`Error::SubgraphNotFound`].
     ///
     /// `RunConfig::checkpoint_id`, when set, names a checkpoint of that namespace (one of
@@ -212,7 +214,7 @@ impl<S: GraphState> CompiledGraph<S> {
                 namespace: namespace.to_owned(),
             });
         }
-        let (mut state, mut position) = rebuild::<C>(&base.loaded)?;
+        let (mut state, mut position) = rebuild::<C>(at.settings, &base.loaded).await?;
         state.apply(update.clone());
         position.composed = Some(at.compose::<C>(position.composed.as_deref(), update.clone())?);
         at.write(&base, &state, &update, &position, Pending::Keep).await
@@ -262,7 +264,7 @@ impl Namespace<'_> {
     /// The snapshot of `loaded`, with the namespace of the unfinished subgraph run under each
     /// of its tasks.
     async fn snapshot<T: GraphState>(&self, loaded: &LoadedCheckpoint) -> Result<StateSnapshot<T>, Error> {
-        let mut snapshot = snapshot_of::<T>(loaded)?;
+        let mut snapshot = snapshot_of::<T>(self.settings, loaded).await?;
         if snapshot.tasks.is_empty() {
             return Ok(snapshot);
         }
@@ -299,7 +301,7 @@ impl Namespace<'_> {
         for record in records {
             let id = Some(&record.checkpoint_id);
             let loaded = self.load(id).await?.ok_or_else(|| self.not_found(id))?;
-            history.push(snapshot_of(&loaded)?);
+            history.push(snapshot_of(self.settings, &loaded).await?);
         }
         Ok(history)
     }
@@ -361,13 +363,13 @@ impl Namespace<'_> {
     fn compose<T: MergeableState>(&self, composed: Option<&[u8]>, update: T::Update) -> Result<Vec<u8>, Error> {
         let update = match composed {
             Some(blob) => {
-                let mut composed: T::Update = open(blob, T::SCHEMA_HASH).map_err(Error::Checkpoint)?;
+                let mut composed: T::Update = open(blob, schema_of::<T>().fingerprint).map_err(Error::Checkpoint)?;
                 T::merge(&mut composed, update);
                 composed
             }
             None => update,
         };
-        seal(self.settings.codec, T::SCHEMA_HASH, &update).map_err(Error::Checkpoint)
+        seal(self.settings.codec, schema_of::<T>().fingerprint, &update).map_err(Error::Checkpoint)
     }
 }
 
@@ -387,9 +389,13 @@ fn awaits_answer(write: &PendingWrite) -> bool {
     matches!(split_write_id(&write.task_id), Some((_, INTERRUPT | RESUME)))
 }
 
-fn snapshot_of<S: GraphState>(loaded: &LoadedCheckpoint) -> Result<StateSnapshot<S>, Error> {
-    let (state, position) = rebuild::<S>(loaded)?;
-    let restored = Restored::<S>::decode(&loaded.pending_writes)?;
+async fn snapshot_of<S: GraphState>(
+    settings: &CheckpointSettings,
+    loaded: &LoadedCheckpoint,
+) -> Result<StateSnapshot<S>, Error> {
+    let reader = Reader::<S>::for_loaded(settings, loaded).await?;
+    let (state, position) = reader.rebuild(loaded, Some(settings.codec))?;
+    let restored = reader.restored(loaded)?;
     let record =
         loaded.head().ok_or_else(|| Error::ThreadNotFound { thread_id: String::new(), checkpoint_id: None })?;
     let tasks = tasks_of(&position, &restored.interrupts);

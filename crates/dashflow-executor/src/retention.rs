@@ -8,6 +8,7 @@ use dashflow_graph::GraphState;
 
 use crate::durable::{checkpoint_error, rebuild};
 use crate::payload::SnapshotRef;
+use crate::schema::schema_of;
 use crate::{CompiledGraph, Error};
 
 /// Checkpoints read per page while looking for subgraph namespaces.
@@ -87,9 +88,10 @@ impl<S: GraphState> CompiledGraph<S> {
             if first.checkpoint_id >= cut {
                 continue;
             }
-            let (state, position) = rebuild::<S>(&loaded)?;
-            let blob = seal(settings.codec, S::SCHEMA_HASH, &SnapshotRef { state: &state, position: &position })
-                .map_err(Error::Checkpoint)?;
+            let (state, position) = rebuild::<S>(settings, &loaded).await?;
+            let blob =
+                seal(settings.codec, schema_of::<S>().fingerprint, &SnapshotRef { state: &state, position: &position })
+                    .map_err(Error::Checkpoint)?;
             match checkpointer.rewrite_as_snapshot(thread_id, "", &record.checkpoint_id, blob).await {
                 Ok(()) => {}
                 Err(CheckpointError::NotSupported { .. }) => keep_from = keep_from.min(first.checkpoint_id.clone()),

@@ -382,9 +382,10 @@ impl<S: GraphState> Loop<S> {
     fn restore(&mut self, position: Position<S>) -> Result<(), Error> {
         let graph = &self.params.inner.graph;
         let foreign = |detail: String| {
-            Error::Checkpoint(CheckpointError::VersionMismatch {
-                detail: format!("{detail}; the checkpoint was written by another version of graph `{}`", graph.name()),
-            })
+            Error::Checkpoint(CheckpointError::version_mismatch(format!(
+                "{detail}; the checkpoint was written by another version of graph `{}`",
+                graph.name()
+            )))
         };
         if position.join_seen.len() != self.routing.join_seen.len()
             || position.join_seen.iter().zip(&self.routing.join_seen).any(|(stored, ours)| stored.len() != ours.len())
@@ -393,7 +394,10 @@ impl<S: GraphState> Loop<S> {
         }
         self.routing.join_seen = position.join_seen;
         if let (Some(composed), Some(_)) = (&position.composed, self.params.compose) {
-            self.composed = Some(dashflow_checkpoint::open(composed, S::SCHEMA_HASH).map_err(Error::Checkpoint)?);
+            self.composed = Some(
+                dashflow_checkpoint::open(composed, crate::schema::schema_of::<S>().fingerprint)
+                    .map_err(Error::Checkpoint)?,
+            );
         }
         self.step = position.step;
         for task in position.frontier {

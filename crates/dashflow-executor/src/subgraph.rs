@@ -193,8 +193,8 @@ async fn nested_start<S: GraphState>(
         return Ok((Some(durable), Start::Fresh(input)));
     };
     let mut durable = durable.continuing(&loaded);
-    let (state, position) = rebuild::<S>(&loaded)?;
-    let mut restored = Restored::<S>::decode(&loaded.pending_writes)?;
+    let (state, position) = rebuild::<S>(&nesting.settings, &loaded).await?;
+    let mut restored = Restored::<S>::decode(&nesting.settings, &loaded).await?;
     // The newest answer the parent task was given is for the child's pending interrupts.
     let answer = (0..).map_while(|index| ctx.scope().resume_value(ctx.task_id(), index)).last();
     if let Some(answer) = answer {
@@ -320,8 +320,9 @@ pub(crate) fn metadata_id(record: &CheckpointRecord, key: &str) -> Result<Option
     let Some(value) = record.metadata.get(key) else { return Ok(None) };
     match value.as_str().map(str::parse::<CheckpointId>) {
         Some(Ok(id)) => Ok(Some(id)),
-        _ => Err(Error::Checkpoint(CheckpointError::Corrupt {
-            detail: format!("metadata `{key}` of checkpoint {} is not a checkpoint id: {value}", record.checkpoint_id),
-        })),
+        _ => Err(Error::Checkpoint(CheckpointError::corrupt(format!(
+            "metadata `{key}` of checkpoint {} is not a checkpoint id: {value}",
+            record.checkpoint_id
+        )))),
     }
 }

@@ -68,7 +68,7 @@ pub use node::{IntoNode, Node, NodeFuture, NodeName, NodeOptions, NodeOutput, ma
 pub use node_error::{Interrupt, NodeError, NodeErrorKind};
 pub use retry::RetryPolicy;
 pub use schema::{EdgeKind, EdgeSchema, GraphSchema, NodeSchema};
-pub use state::{GraphState, MergeableState, SchemaHash, fnv1a};
+pub use state::{GraphState, MergeableState};
 
 /// The virtual node every run starts from: `add_edge(START, "first")`.
 pub const START: &str = "__start__";

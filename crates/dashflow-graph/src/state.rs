@@ -11,35 +11,30 @@ use serde::de::DeserializeOwned;
 ///
 /// Usually derived with `#[derive(GraphState)]`, which generates an update struct with one
 /// `Option` per field and the per-field reducers named by `#[reduce(...)]` attributes.
-pub trait GraphState: SchemaHash + Clone + Send + Sync + Serialize + DeserializeOwned + 'static {
+///
+/// Checkpoints store states and updates with a fingerprint of their whole shape, which the
+/// executor traces from their `Deserialize` implementations (nested types included; nothing
+/// extra to derive). What the shape does not show is how updates fold into the state: a
+/// stored update means something else under another reducer. [`GraphState::REDUCERS`] says
+/// it, and is part of the fingerprint.
+pub trait GraphState: Clone + Send + Sync + Serialize + DeserializeOwned + 'static {
     /// A partial change to the state, as returned by one node.
     type Update: Clone + Send + Sync + Serialize + DeserializeOwned + 'static;
 
+    /// How each field folds updates, as `field:reducer` entries separated by `;` (`log:append;
+    /// count:add;note:overwrite`). `#[derive(GraphState)]` fills it in; a hand-written state
+    /// whose `apply` changes meaning should change it, so that checkpoints written before are
+    /// refused instead of replayed with the new meaning.
+    const REDUCERS: &'static str = "";
+
+    /// The state's declaration as written (`Name;field:Type;...`): the fingerprint of a state
+    /// whose shape cannot be traced (a field whose `Deserialize` needs a self-describing
+    /// format it cannot be given). `#[derive(GraphState)]` fills it in; empty for others, whose
+    /// type name then stands in.
+    const DECLARATION: &'static str = "";
+
     /// Folds `update` into the state using each field's reducer.
     fn apply(&mut self, update: Self::Update);
-}
-
-/// A fingerprint of a state type's shape, stored in every checkpoint blob so that a blob
-/// written by another shape of the state is refused instead of decoded into garbage.
-///
-/// `#[derive(GraphState)]` implements it from the type's name and each field's name, type and
-/// reducer. For a hand-written state, pick any constant and change it whenever the serialized
-/// shape changes; [`whole_state!`](crate::whole_state) derives one from the type's name.
-pub trait SchemaHash {
-    /// The fingerprint.
-    const SCHEMA_HASH: u64;
-}
-
-/// FNV-1a of `text`: a hash that is the same on every compiler and release.
-pub const fn fnv1a(text: &str) -> u64 {
-    let bytes = text.as_bytes();
-    let mut hash = 0xcbf2_9ce4_8422_2325_u64;
-    let mut index = 0;
-    while index < bytes.len() {
-        hash = (hash ^ bytes[index] as u64).wrapping_mul(0x0100_0000_01b3);
-        index += 1;
-    }
-    hash
 }
 
 /// A state whose updates can be combined, which graphs with parallel steps need.
@@ -83,13 +78,12 @@ macro_rules! whole_state {
         impl $crate::GraphState for $ty {
             type Update = $ty;
 
+            const REDUCERS: &'static str = "<whole state>:overwrite";
+            const DECLARATION: &'static str = concat!("whole_state:", stringify!($ty));
+
             fn apply(&mut self, update: Self::Update) {
                 *self = update;
             }
-        }
-
-        impl $crate::SchemaHash for $ty {
-            const SCHEMA_HASH: u64 = $crate::fnv1a(concat!("whole_state:", stringify!($ty)));
         }
 
         impl $crate::MergeableState for $ty {

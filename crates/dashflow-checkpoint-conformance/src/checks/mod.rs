@@ -3,7 +3,7 @@
 
 use futures::FutureExt as _;
 
-use crate::Case;
+use crate::{Case, TamperCase};
 
 pub mod blob;
 pub mod concurrency;
@@ -13,12 +13,14 @@ pub mod delete_idle_threads;
 pub mod delete_namespace;
 pub mod delete_thread;
 pub mod ids;
+pub mod integrity;
 pub mod list;
 pub mod load;
 pub mod put;
 pub mod put_batch;
 pub mod put_writes;
 pub mod rewrite_as_snapshot;
+pub mod schemas;
 
 /// Names each check `group/name` after its module and function.
 macro_rules! cases {
@@ -96,4 +98,24 @@ cases! {
     concurrency::one_winner_per_expected_head,
     concurrency::one_winner_on_an_empty_thread,
     concurrency::distinct_threads_all_succeed,
+    schemas::round_trip_by_fingerprint,
+    schemas::first_put_stays,
 }
+
+/// The integrity checks, which change stored bytes through the backend's [`crate::Tamper`].
+pub(crate) static TAMPER_CASES: &[TamperCase] = &[
+    TamperCase {
+        group: "integrity",
+        name: "changed_checkpoint_byte_is_corrupt_naming_thread_and_checkpoint",
+        check: |checkpointer, tamper| {
+            integrity::changed_checkpoint_byte_is_corrupt_naming_thread_and_checkpoint(checkpointer, tamper).boxed()
+        },
+    },
+    TamperCase {
+        group: "integrity",
+        name: "changed_pending_write_byte_is_corrupt_naming_the_write",
+        check: |checkpointer, tamper| {
+            integrity::changed_pending_write_byte_is_corrupt_naming_the_write(checkpointer, tamper).boxed()
+        },
+    },
+];

@@ -1,10 +1,13 @@
 //! Wrappers of the memory backend that each break one rule of the contract.
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use dashflow_checkpoint::{
     CheckpointId, CheckpointKind, CheckpointRecord, Checkpointer, ListOptions, LoadedCheckpoint, PendingWrite, Result,
 };
 use dashflow_checkpoint_memory::MemoryCheckpointer;
+use tokio::sync::Mutex;
 
 /// The one rule a [`Broken`] checkpointer breaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,6 +30,10 @@ pub(crate) enum Fault {
     DeletesKeepFromToo,
     /// Marks a rewritten checkpoint a snapshot but keeps its old blob.
     RewritesTheKindOnly,
+    /// Serves every blob as it was first put, hiding later changes of the stored bytes.
+    ServesBlobsAsFirstPut,
+    /// Replaces a stored schema when the same fingerprint is stored again.
+    ReplacesSchemas,
 }
 
 /// The memory backend with one [`Fault`].
@@ -34,11 +41,18 @@ pub(crate) enum Fault {
 pub(crate) struct Broken {
     inner: MemoryCheckpointer,
     fault: Fault,
+    first_put: Mutex<HashMap<CheckpointId, Vec<u8>>>,
+    replaced: Mutex<HashMap<u64, Vec<u8>>>,
 }
 
 impl Broken {
     pub(crate) fn new(fault: Fault) -> Self {
-        Self { inner: MemoryCheckpointer::new(), fault }
+        Self { inner: MemoryCheckpointer::new(), fault, first_put: Mutex::default(), replaced: Mutex::default() }
+    }
+
+    /// The memory backend's testing hook, for the integrity checks.
+    pub(crate) fn hook(&self) -> MemoryCheckpointer {
+        self.inner.clone()
     }
 
     async fn namespace_oldest_first(&self, thread_id: &str, namespace: &str) -> Result<Vec<CheckpointRecord>> {
@@ -63,6 +77,10 @@ impl Checkpointer for Broken {
                 if record.blob.len() > LARGE {
                     record.blob.pop();
                 }
+                self.inner.put(record, expected_head).await
+            }
+            Fault::ServesBlobsAsFirstPut => {
+                self.first_put.lock().await.insert(record.checkpoint_id.clone(), record.blob.clone());
                 self.inner.put(record, expected_head).await
             }
             _ => self.inner.put(record, expected_head).await,
@@ -94,7 +112,15 @@ impl Checkpointer for Broken {
         namespace: &str,
         id: Option<&CheckpointId>,
     ) -> Result<Option<LoadedCheckpoint>> {
-        let Some(honest) = self.inner.load(thread_id, namespace, id).await? else { return Ok(None) };
+        let Some(mut honest) = self.inner.load(thread_id, namespace, id).await? else { return Ok(None) };
+        if self.fault == Fault::ServesBlobsAsFirstPut {
+            let first_put = self.first_put.lock().await;
+            for record in &mut honest.chain {
+                if let Some(blob) = first_put.get(&record.checkpoint_id) {
+                    record.blob.clone_from(blob);
+                }
+            }
+        }
         if self.fault != Fault::ChainsByIdOrder {
             return Ok(Some(honest));
         }
@@ -139,6 +165,24 @@ impl Checkpointer for Broken {
 
     async fn delete_idle_threads(&self, cutoff_ms: i64) -> Result<Vec<String>> {
         self.inner.delete_idle_threads(cutoff_ms).await
+    }
+
+    async fn put_schema(&self, fingerprint: u64, schema: Vec<u8>) -> Result<()> {
+        match self.fault {
+            // Keeps the last schema stored for a fingerprint instead of the first.
+            Fault::ReplacesSchemas => {
+                self.replaced.lock().await.insert(fingerprint, schema);
+                Ok(())
+            }
+            _ => self.inner.put_schema(fingerprint, schema).await,
+        }
+    }
+
+    async fn get_schema(&self, fingerprint: u64) -> Result<Option<Vec<u8>>> {
+        match self.fault {
+            Fault::ReplacesSchemas => Ok(self.replaced.lock().await.get(&fingerprint).cloned()),
+            _ => self.inner.get_schema(fingerprint).await,
+        }
     }
 
     async fn rewrite_as_snapshot(

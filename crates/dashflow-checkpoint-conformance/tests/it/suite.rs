@@ -1,8 +1,10 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use dashflow_checkpoint::CheckpointId;
 use dashflow_checkpoint::Checkpointer;
-use dashflow_checkpoint_conformance::cases;
+use dashflow_checkpoint_conformance::{Tamper, cases, tamper_cases};
+use dashflow_checkpoint_memory::MemoryCheckpointer;
 
 use crate::broken::{Broken, Fault};
 
@@ -128,6 +130,71 @@ fn trials_are_named_backend_group_case() {
 #[test]
 fn ignored_trials_name_every_case_and_are_ignored() {
     let trials = dashflow_checkpoint_conformance::ignored_trials("absent");
-    assert_eq!(trials.len(), cases().len());
+    assert_eq!(trials.len(), cases().len() + tamper_cases().len());
     assert!(trials.iter().all(|trial| trial.has_ignored_flag() && trial.name().starts_with("absent/")));
+}
+
+/// Changes stored bytes of a [`Broken`] checkpointer through the memory backend's hook.
+struct Hook(MemoryCheckpointer);
+
+#[async_trait::async_trait]
+impl Tamper for Hook {
+    async fn alter_checkpoint_blob(
+        &self,
+        thread: &str,
+        ns: &str,
+        id: &CheckpointId,
+        offset: usize,
+        mask: u8,
+    ) -> Result<(), String> {
+        let found = self.0.alter_stored_blob(thread, ns, id, None, |blob| blob[offset] ^= mask);
+        if found { Ok(()) } else { Err(format!("no checkpoint {id}")) }
+    }
+
+    async fn alter_write_blob(
+        &self,
+        thread: &str,
+        ns: &str,
+        id: &CheckpointId,
+        write_id: &str,
+        offset: usize,
+        mask: u8,
+    ) -> Result<(), String> {
+        let found = self.0.alter_stored_blob(thread, ns, id, Some(write_id), |blob| blob[offset] ^= mask);
+        if found { Ok(()) } else { Err(format!("no write {write_id}")) }
+    }
+}
+
+/// Runs every integrity case against a fresh checkpointer with `fault`; returns the failed
+/// cases' paths with their reports.
+async fn integrity_failures(fault: Fault) -> BTreeMap<String, String> {
+    let mut failed = BTreeMap::new();
+    for case in tamper_cases() {
+        let broken = Broken::new(fault);
+        let hook: Arc<dyn Tamper> = Arc::new(Hook(broken.hook()));
+        if let Err(error) = case.run(Arc::new(broken), hook).await {
+            failed.insert(case.path(), error.report());
+        }
+    }
+    failed
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replacing_schemas_fails_the_schema_check() {
+    assert_fails(Fault::ReplacesSchemas, &["schemas/first_put_stays"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_honest_wrapper_passes_the_integrity_checks() {
+    let failed = integrity_failures(Fault::Honest).await;
+    assert!(failed.is_empty(), "the honest wrapper failed: {failed:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serving_blobs_as_first_put_fails_the_checkpoint_integrity_check() {
+    let failed = integrity_failures(Fault::ServesBlobsAsFirstPut).await;
+    let report = failed
+        .get("integrity/changed_checkpoint_byte_is_corrupt_naming_thread_and_checkpoint")
+        .unwrap_or_else(|| panic!("the integrity check passed a backend that hides changed bytes: {failed:#?}"));
+    assert!(report.contains("verified as whole"), "unhelpful report: {report}");
 }

@@ -49,7 +49,7 @@ fn decode_failures_are_corrupt() {
     let decode = sqlx::Error::ColumnDecode { index: "blob".into(), source: "not bytes".into() };
     let error = CheckpointError::from(Error::Statement { operation: "load a checkpoint", source: decode.into() });
     assert!(
-        matches!(error, CheckpointError::Corrupt { ref detail } if detail.contains("load a checkpoint")),
+        matches!(error, CheckpointError::Corrupt { ref detail, .. } if detail.contains("load a checkpoint")),
         "{error:?}"
     );
     let error = CheckpointError::from(Error::Corrupt { detail: "kind `x`".into() });

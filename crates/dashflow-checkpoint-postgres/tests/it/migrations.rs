@@ -63,7 +63,8 @@ async fn the_tables_live_in_the_first_schema_of_the_search_path() {
             "dashflow_checkpoint_heads",
             "dashflow_checkpoint_writes",
             "dashflow_checkpoints",
-            "dashflow_schema_migrations"
+            "dashflow_schema_migrations",
+            "dashflow_state_schemas"
         ]
     );
 }

@@ -34,10 +34,10 @@ async fn checkpoints_persist_across_reopening_and_migration_is_idempotent() {
     }
     let raw = rusqlite::Connection::open(&path).unwrap();
     let version: i64 = raw.query_row("PRAGMA user_version", [], |row| row.get(0)).unwrap();
-    assert_eq!(version, 1, "reopening must not re-run or skip migrations");
+    assert_eq!(version, 2, "reopening must not re-run or skip migrations");
     let tables: i64 =
         raw.query_row("SELECT count(*) FROM sqlite_schema WHERE type = 'table'", [], |row| row.get(0)).unwrap();
-    assert_eq!(tables, 3, "checkpoints, pending_writes and heads, once each");
+    assert_eq!(tables, 4, "checkpoints, pending_writes, heads and schemas, once each");
 }
 
 #[tokio::test]
