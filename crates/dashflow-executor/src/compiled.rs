@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use dashflow_checkpoint::{Checkpointer, Codec};
+use dashflow_checkpoint::{Checkpointer, Codec, PendingWrite};
 use dashflow_graph::{
     Command, Graph, GraphError, GraphSchema, GraphState, MergeableState, RetryPolicy, Route, StateGraph,
 };
@@ -14,6 +14,7 @@ use tokio::sync::mpsc;
 
 use crate::durable::{CheckpointSettings, Durable, Restored, Source, checkpoint_error, rebuild};
 use crate::hub::{EventHub, UntypedSink};
+use crate::payload::{OUTPUT, split_write_id};
 use crate::run::{MergeFn, RunParams, Start, execute, merge_parallel, merge_single};
 use crate::stream::{RunStream, StreamSender};
 use crate::subgraph::{STEP_START, step_start_of};
@@ -306,6 +307,11 @@ fn mark_nodes<S: GraphState, I>(
     }
 }
 
+/// Whether a pending write holds a finished task's result.
+fn is_output(write: &PendingWrite) -> bool {
+    split_write_id(&write.task_id).is_some_and(|(_, kind)| kind == OUTPUT)
+}
+
 /// Resolves where a run starts and how it is checkpointed: loads the thread's checkpoint
 /// when resuming, forking or updating, and applies a resume command's update and answers.
 async fn prepare<S: GraphState>(
@@ -352,6 +358,7 @@ async fn prepare<S: GraphState>(
         return Err(not_found());
     }
     let target_id = target.as_ref().and_then(|loaded| loaded.head()).map(|record| record.checkpoint_id.clone());
+    let forked = target_id != head_id;
     let mut durable = Durable::new(
         settings.clone(),
         Arc::clone(thread_id),
@@ -374,6 +381,12 @@ async fn prepare<S: GraphState>(
             durable = durable.continuing(&loaded);
             let (mut state, position) = rebuild::<S>(&loaded)?;
             let mut restored = Restored::<S>::decode(&loaded.pending_writes)?;
+            // Results stored after a past checkpoint are those of the run that went on from
+            // it: a run forked from there (time travel) runs its tasks again, as LangGraph
+            // replays do; only a resume of the head reuses them.
+            if forked {
+                restored.outputs.clear();
+            }
             let step_start = step_start_of(&loaded)?;
             if let Some(update) = command.update {
                 state.apply(update.clone());
@@ -381,6 +394,11 @@ async fn prepare<S: GraphState>(
                 durable.tag(STEP_START, step_start.as_ref());
                 durable.commit(Source::Update, &state, Some(&update), &position).await?;
                 durable.tag(STEP_START, None);
+                // The step's stored results and interrupts move to the edit, so that a crash
+                // after it reuses what this run reuses.
+                let carried =
+                    loaded.pending_writes.iter().filter(|write| !forked || !is_output(write)).cloned().collect();
+                durable.put_writes(carried).await?;
             }
             if let Some(answer) = command.resume {
                 durable.answer_interrupts(&mut restored, &answer).await?;

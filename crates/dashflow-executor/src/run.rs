@@ -18,7 +18,7 @@ use tracing::{Instrument, Level};
 use dashflow_checkpoint::{CheckpointError, CheckpointId, PendingWrite};
 
 use crate::compiled::Inner;
-use crate::durable::{Durable, Restored, Source};
+use crate::durable::{Durable, Restored, Source, TaskWriter};
 use crate::hub::{EventHub, ExecScope};
 use crate::payload::{INTERRUPT, OUTPUT, Position, StoredGoto, StoredTask, StoredWrite};
 use crate::stream::{StreamEvent, StreamSender};
@@ -529,6 +529,13 @@ impl<S: GraphState> Loop<S> {
         self.results.done.clear();
         let timed = interest.tasks() || self.params.stream.is_some();
         let restored = std::mem::take(&mut self.restored.outputs);
+        // In a durable step of several tasks, each task stores its result as it finishes; a
+        // lone task's result is stored by the step's checkpoint.
+        let writer = match &mut self.durable {
+            Some(durable) if frontier.len() > 1 => durable.task_writer(),
+            _ => None,
+        };
+        let stored_by_tasks = writer.is_some();
         execute_tasks(
             &self.params.inner,
             &self.scope,
@@ -537,23 +544,23 @@ impl<S: GraphState> Loop<S> {
             &frontier,
             (timed, step_started),
             restored,
+            writer,
             &mut self.results,
         )
         .await;
         // Siblings have all finished by now; the first failure in frontier order fails the step.
         if let Some(error) = self.results.first_error.take() {
-            let writes = self.pending_writes(&frontier)?;
+            let writes = if stored_by_tasks { Vec::new() } else { self.pending_writes(&frontier)? };
             self.results.interrupts.clear();
             if let Some(durable) = &mut self.durable
                 && durable.durability() != Durability::Exit
-                && !writes.is_empty()
             {
                 durable.put_writes(writes).await?;
             }
             return Err(error);
         }
         if !self.results.interrupts.is_empty() {
-            let writes = self.pending_writes(&frontier)?;
+            let writes = if stored_by_tasks { Vec::new() } else { self.pending_writes(&frontier)? };
             let (_, node, value) = self.results.interrupts.swap_remove(0);
             self.results.interrupts.clear();
             let node = self.params.inner.graph.node(node).name.clone();
@@ -612,8 +619,9 @@ impl<S: GraphState> Loop<S> {
         Ok(Flow::Continue)
     }
 
-    /// The pending writes of a step that did not complete: the results of its finished
-    /// tasks and the values of its interrupts, so a resume re-runs only what must run again.
+    /// The pending writes of a step that did not complete and whose tasks did not store them
+    /// (a lone task's, or any under `Exit` durability): the results of its finished tasks and
+    /// the values of its interrupts, so a resume re-runs only what must run again.
     fn pending_writes(&self, frontier: &[PendingTask<S>]) -> Result<Vec<PendingWrite>, Error> {
         let Some(durable) = &self.durable else { return Ok(Vec::new()) };
         let graph = &self.params.inner.graph;
@@ -699,7 +707,8 @@ fn restored_goto<S>(goto: StoredGoto<S>) -> Goto<S> {
 
 /// Runs the frontier's tasks (a lone task inline on this task, several through the
 /// scheduler) and records their outcomes in frontier order. Tasks whose output a resumed
-/// step already stored are not run again.
+/// step already stored are not run again; with a `writer`, every other task stores its
+/// result (or interrupt) as soon as it finishes, while its siblings still run.
 #[allow(clippy::too_many_arguments, reason = "the loop's disjoint parts, borrowed separately")]
 async fn execute_tasks<S: GraphState>(
     inner: &Arc<Inner<S>>,
@@ -709,6 +718,7 @@ async fn execute_tasks<S: GraphState>(
     frontier: &[PendingTask<S>],
     (timed, step_started): (bool, Option<Tick>),
     mut restored: HashMap<String, StoredWrite<S, S::Update>>,
+    writer: Option<Arc<TaskWriter>>,
     results: &mut StepResults<S>,
 ) {
     let graph = &inner.graph;
@@ -720,7 +730,7 @@ async fn execute_tasks<S: GraphState>(
         let input = task.input.clone().unwrap_or_else(|| Arc::clone(state));
         let task_id = task_id(node, step, 0);
         let outcome = run_any(scope, inner, (task.node, node), task_id, input, timed, step_started).await;
-        results.record(0, task.node, node, step, Some(outcome));
+        results.record(0, task.node, node, step, Some((outcome, None)));
         return;
     }
     let mut receivers = Vec::with_capacity(frontier.len());
@@ -735,9 +745,16 @@ async fn execute_tasks<S: GraphState>(
         let input = task.input.clone().unwrap_or_else(|| Arc::clone(state));
         let scope = Arc::clone(scope);
         let owned_inner = Arc::clone(inner);
+        let writer = writer.clone();
         inner.scheduler.spawn(Box::pin(async move {
             let node = owned_inner.graph.node(node_id);
-            let _ = tx.send(run_any(&scope, &owned_inner, (node_id, node), task_id, input, timed, None).await);
+            let key = writer.as_ref().map(|_| task_id.to_string());
+            let outcome = run_any(&scope, &owned_inner, (node_id, node), task_id, input, timed, None).await;
+            let stored = match (&writer, key) {
+                (Some(writer), Some(key)) => store_result(writer, &key, &node.name, &outcome).await.err(),
+                _ => None,
+            };
+            let _ = tx.send((outcome, stored));
         }));
         receivers.push(Ok(rx));
     }
@@ -755,18 +772,50 @@ async fn execute_tasks<S: GraphState>(
     }
 }
 
+/// Stores what a finished task produced: its update and routing, or its interrupt. A failed
+/// task stores nothing: it runs again on resume.
+async fn store_result<S: GraphState>(
+    writer: &TaskWriter,
+    task_id: &str,
+    node: &str,
+    outcome: &TaskOutcome<S>,
+) -> Result<(), Error> {
+    let (update, gotos) = match &outcome.result {
+        Ok(NodeOutput::Update(update)) => (Some(update), Vec::new()),
+        Ok(NodeOutput::Command(command)) => (command.update.as_ref(), command.goto.iter().map(stored_goto).collect()),
+        Err(error) => {
+            let Some(interrupt) = error.interrupt() else { return Ok(()) };
+            let write: StoredWrite<S, &S::Update> = StoredWrite::Interrupt { value: interrupt.value.clone() };
+            return writer.store(task_id, node, INTERRUPT, &write).await;
+        }
+    };
+    let write: StoredWrite<S, &S::Update> = StoredWrite::Output { update, gotos };
+    writer.store(task_id, node, OUTPUT, &write).await
+}
+
 fn task_id<S: GraphState>(node: &GraphNode<S>, step: u64, index: usize) -> TaskId {
     TaskId { step, node: node.name.clone(), index: u32::try_from(index).unwrap_or(u32::MAX) }
 }
 
 impl<S: GraphState> StepResults<S> {
     /// Files one task's outcome: its update and routing, an interrupt, or the step's first
-    /// error. `None` is a task the scheduler dropped.
-    fn record(&mut self, index: u32, id: NodeId, node: &GraphNode<S>, step: u64, outcome: Option<TaskOutcome<S>>) {
-        let Some(outcome) = outcome else {
+    /// error, and the failure to store its result, if any. `None` is a task the scheduler
+    /// dropped.
+    fn record(
+        &mut self,
+        index: u32,
+        id: NodeId,
+        node: &GraphNode<S>,
+        step: u64,
+        outcome: Option<(TaskOutcome<S>, Option<Error>)>,
+    ) {
+        let Some((outcome, store_error)) = outcome else {
             self.first_error.get_or_insert(Error::TaskLost { node: node.name.clone(), step });
             return;
         };
+        if let Some(error) = store_error {
+            self.first_error.get_or_insert(error);
+        }
         self.nodes.push(NodeRun {
             node: node.name.clone(),
             step,

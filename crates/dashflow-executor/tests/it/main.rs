@@ -20,3 +20,4 @@ mod sequential;
 mod stream;
 mod subgraph;
 mod subgraph_state;
+mod task_writes;
