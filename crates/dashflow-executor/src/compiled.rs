@@ -5,9 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dashflow_checkpoint::{Checkpointer, Codec, PendingWrite};
-use dashflow_graph::{
-    Command, Graph, GraphError, GraphSchema, GraphState, MergeableState, RetryPolicy, Route, StateGraph,
-};
+use dashflow_graph::{Command, Graph, GraphSchema, GraphState, MergeableState, RetryPolicy, Route, StateGraph};
 use dashflow_scheduler::{Scheduler, TokioScheduler};
 use dashflow_telemetry::{EventCallback, NodeNames, RunIds};
 use tokio::sync::mpsc;
@@ -31,8 +29,6 @@ pub(crate) struct Inner<S: GraphState> {
     /// Per node: pause before it runs / after it ran.
     pub(crate) interrupt_before: Vec<bool>,
     pub(crate) interrupt_after: Vec<bool>,
-    /// A setting that named an unknown node, reported by every run.
-    pub(crate) setting_error: Option<GraphError>,
     /// The graph's schema as JSON, made once and shared by every run's `GraphDefined` event.
     pub(crate) schema_json: Arc<serde_json::Value>,
     /// The node names by index, each also as the node list of a superstep that runs it
@@ -54,7 +50,6 @@ impl<S: GraphState> Clone for Inner<S> {
             checkpoints: self.checkpoints.clone(),
             interrupt_before: self.interrupt_before.clone(),
             interrupt_after: self.interrupt_after.clone(),
-            setting_error: self.setting_error.clone(),
             schema_json: Arc::clone(&self.schema_json),
             names: Arc::clone(&self.names),
             has_subgraphs: self.has_subgraphs,
@@ -114,7 +109,6 @@ impl<S: GraphState> CompiledGraph<S> {
             checkpoints: None,
             interrupt_before: vec![false; nodes],
             interrupt_after: vec![false; nodes],
-            setting_error: None,
             schema_json,
             names,
             has_subgraphs,
@@ -190,22 +184,29 @@ impl<S: GraphState> CompiledGraph<S> {
         })
     }
 
-    /// Pauses runs before any of `nodes` runs; `resume` continues. Needs a checkpointer.
-    pub fn interrupt_before<I>(self, nodes: I) -> Self
+    /// Pauses runs before any of `nodes` runs; `resume` continues. Runs need a checkpointer
+    /// and a thread (else they fail as they start, with `NoCheckpointer` or `ThreadRequired`).
+    ///
+    /// A name the graph does not have is an `UnknownInterruptNode` error here, not a pause that
+    /// never comes.
+    pub fn interrupt_before<I>(self, nodes: I) -> Result<Self, Error>
     where
         I: IntoIterator,
         I::Item: AsRef<str>,
     {
-        self.configure(|inner| mark_nodes(inner, nodes, "interrupt_before", |inner| &mut inner.interrupt_before))
+        let ids = node_ids(&self.inner.graph, nodes, "interrupt_before")?;
+        Ok(self.configure(|inner| ids.iter().for_each(|&id| inner.interrupt_before[id] = true)))
     }
 
-    /// Pauses runs after any of `nodes` ran; `resume` continues. Needs a checkpointer.
-    pub fn interrupt_after<I>(self, nodes: I) -> Self
+    /// Pauses runs after any of `nodes` ran; `resume` continues. Needs a checkpointer and a
+    /// thread, and checks the names, as [`CompiledGraph::interrupt_before`] does.
+    pub fn interrupt_after<I>(self, nodes: I) -> Result<Self, Error>
     where
         I: IntoIterator,
         I::Item: AsRef<str>,
     {
-        self.configure(|inner| mark_nodes(inner, nodes, "interrupt_after", |inner| &mut inner.interrupt_after))
+        let ids = node_ids(&self.inner.graph, nodes, "interrupt_after")?;
+        Ok(self.configure(|inner| ids.iter().for_each(|&id| inner.interrupt_after[id] = true)))
     }
 
     /// The checkpointer, if any.
@@ -287,23 +288,35 @@ pub(crate) enum Begin<S: GraphState> {
     Resume(Command<S>),
 }
 
-fn mark_nodes<S: GraphState, I>(
-    inner: &mut Inner<S>,
-    nodes: I,
-    setting: &'static str,
-    flags: impl Fn(&mut Inner<S>) -> &mut Vec<bool>,
-) where
+/// The indices of the nodes named `nodes`, for `setting`; an unknown name is an error.
+fn node_ids<S: GraphState, I>(graph: &Graph<S>, nodes: I, setting: &'static str) -> Result<Vec<usize>, Error>
+where
     I: IntoIterator,
     I::Item: AsRef<str>,
 {
-    for name in nodes {
-        match inner.graph.node_id(name.as_ref()) {
-            Some(id) => flags(inner)[id.index()] = true,
-            None => {
-                let node = name.as_ref().into();
-                inner.setting_error.get_or_insert(GraphError::UnknownNodeInSetting { node, setting });
-            }
+    nodes
+        .into_iter()
+        .map(|name| {
+            graph.node_id(name.as_ref()).map(|id| id.index()).ok_or_else(|| Error::UnknownInterruptNode {
+                setting,
+                node: name.as_ref().to_owned(),
+                graph: graph.name().to_string(),
+                known: graph.nodes().iter().map(|node| &*node.name).collect::<Vec<_>>().join(", "),
+            })
+        })
+        .collect()
+}
+
+/// Where a thread without a pending interrupt stands, for `NothingToResume`.
+fn standing(loaded: &dashflow_checkpoint::LoadedCheckpoint) -> String {
+    match loaded.head() {
+        Some(record) if !record.next_nodes.is_empty() => {
+            format!(
+                "it stopped before {} by a failure, a crash or interrupt_before/after",
+                record.next_nodes.join(", ")
+            )
         }
+        _ => "its last run finished".to_owned(),
     }
 }
 
@@ -320,9 +333,6 @@ async fn prepare<S: GraphState>(
     begin: Begin<S>,
     ids: RunIds,
 ) -> Result<(Option<Durable>, Start<S>), Error> {
-    if let Some(error) = &inner.setting_error {
-        return Err(error.clone().into());
-    }
     let interrupts = inner.interrupt_before.iter().chain(&inner.interrupt_after).any(|flag| *flag);
     let operation = match &begin {
         Begin::Fresh(_) if interrupts => Some("interrupt_before/interrupt_after"),
@@ -336,9 +346,11 @@ async fn prepare<S: GraphState>(
             (None, Begin::Fresh(input)) => return Ok((None, Start::Fresh(Arc::new(input)))),
             (operation, _) => return Err(Error::NoCheckpointer { operation: operation.unwrap_or("this run") }),
         },
-        (Some(_), None) => match (operation, begin) {
-            (None, Begin::Fresh(input)) => return Ok((None, Start::Fresh(Arc::new(input)))),
-            (operation, _) => return Err(Error::NoThread { operation: operation.unwrap_or("this run") }),
+        // Like LangGraph, which refuses a checkpointed run without a `thread_id`: a run that
+        // stores nothing could never be resumed or inspected.
+        (Some(_), None) => match operation {
+            Some(operation @ ("resume" | "invoke_update")) => return Err(Error::NoThread { operation }),
+            _ => return Err(Error::ThreadRequired { graph: inner.graph.name().to_string() }),
         },
     };
     let checkpointer = &settings.checkpointer;
@@ -401,6 +413,9 @@ async fn prepare<S: GraphState>(
                 durable.put_writes(carried).await?;
             }
             if let Some(answer) = command.resume {
+                if restored.interrupts.is_empty() {
+                    return Err(Error::NothingToResume { thread_id: thread_id.to_string(), state: standing(&loaded) });
+                }
                 durable.answer_interrupts(&mut restored, &answer).await?;
             }
             Start::Restored { state: Arc::new(state), position, restored, step_start }

@@ -560,6 +560,13 @@ impl<S: GraphState> Loop<S> {
             return Err(error);
         }
         if !self.results.interrupts.is_empty() {
+            if self.durable.is_none() {
+                // Nothing would store the pause: a silent stop could never be resumed.
+                let (_, node, _) = self.results.interrupts.swap_remove(0);
+                self.results.interrupts.clear();
+                let node = self.params.inner.graph.node(node).name.clone();
+                return Err(Error::InterruptNotCheckpointed { node, step: self.step });
+            }
             let writes = if stored_by_tasks { Vec::new() } else { self.pending_writes(&frontier)? };
             let (_, node, value) = self.results.interrupts.swap_remove(0);
             self.results.interrupts.clear();

@@ -160,7 +160,8 @@ fn r13_trial() -> Trial {
                 .compile()
                 .map_err(|e| e.to_string())?
                 .with_checkpointer(SqliteCheckpointer::open(&db).await.map_err(|e| e.to_string())?)
-                .interrupt_before(["work"]);
+                .interrupt_before(["work"])
+                .map_err(|e| e.to_string())?;
             app.invoke(Work::default(), RunConfig::thread(CONTENDED)).await.map_err(|e| e.to_string())?;
             Ok::<_, String>(())
         })?;
