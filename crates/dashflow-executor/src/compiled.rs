@@ -15,7 +15,7 @@ use crate::hub::{EventHub, UntypedSink};
 use crate::payload::{OUTPUT, split_write_id};
 use crate::run::{MergeFn, RunParams, Start, execute, merge_parallel, merge_single};
 use crate::stream::{RunStream, StreamSender};
-use crate::subgraph::{STEP_START, step_start_of};
+use crate::subgraph::{STEP_START, resumed_step, step_start_of};
 use crate::{Error, ExecutionResult, RunConfig};
 
 /// What every run of one compiled graph shares.
@@ -399,11 +399,11 @@ async fn prepare<S: GraphState>(
             if forked {
                 restored.outputs.clear();
             }
-            let step_start = step_start_of(&loaded)?;
+            let step_start = resumed_step(&loaded, forked)?;
             if let Some(update) = command.update {
                 state.apply(update.clone());
                 // The step restarts from the edit: its subgraph runs still belong to it.
-                durable.tag(STEP_START, step_start.as_ref());
+                durable.tag(STEP_START, step_start_of(&loaded)?.as_ref());
                 durable.commit(Source::Update, &state, Some(&update), &position).await?;
                 durable.tag(STEP_START, None);
                 // The step's stored results and interrupts move to the edit, so that a crash

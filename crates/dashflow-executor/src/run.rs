@@ -22,7 +22,7 @@ use crate::durable::{Durable, Restored, Source, TaskWriter};
 use crate::hub::{EventHub, ExecScope};
 use crate::payload::{INTERRUPT, OUTPUT, Position, StoredGoto, StoredTask, StoredWrite};
 use crate::stream::{StreamEvent, StreamSender};
-use crate::subgraph::{STEP_START, StepStarts};
+use crate::subgraph::{ResumedStep, STEP_START, StepStarts};
 use crate::task::{TaskOutcome, run_any};
 use crate::{Durability, Error, NodeRun, RunConfig, RunStatus, StreamMode};
 
@@ -116,8 +116,8 @@ pub(crate) enum Start<S: GraphState> {
     /// input checkpoint stores just the update.
     Updated { state: Arc<S>, update: S::Update },
     /// From a stored checkpoint: its state, its position, the step's pending writes, and the
-    /// parent checkpoint its subgraph runs started under (`subgraph::step_start_of`).
-    Restored { state: Arc<S>, position: Position<S>, restored: Restored<S>, step_start: Option<CheckpointId> },
+    /// parent checkpoint its subgraph runs started under (`subgraph::resumed_step`).
+    Restored { state: Arc<S>, position: Position<S>, restored: Restored<S>, step_start: Option<ResumedStep> },
 }
 
 /// What a finished run hands back to its entry point.

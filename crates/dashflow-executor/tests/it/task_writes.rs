@@ -24,12 +24,22 @@ struct Watching {
     inner: MemoryCheckpointer,
     stored: mpsc::UnboundedSender<String>,
     all: parking_lot::Mutex<Vec<String>>,
+    /// A checkpoint (namespace, step) whose put never returns, once: where a run "dies".
+    stall: parking_lot::Mutex<Option<(&'static str, i64)>>,
+    stalled: Notify,
 }
 
 impl Watching {
     fn new() -> (Arc<Self>, mpsc::UnboundedReceiver<String>) {
         let (stored, rx) = mpsc::unbounded_channel();
-        (Arc::new(Self { inner: MemoryCheckpointer::new(), stored, all: parking_lot::Mutex::default() }), rx)
+        let watching = Self {
+            inner: MemoryCheckpointer::new(),
+            stored,
+            all: parking_lot::Mutex::default(),
+            stall: parking_lot::Mutex::default(),
+            stalled: Notify::new(),
+        };
+        (Arc::new(watching), rx)
     }
 
     /// The ids of every pending write stored so far, in order, repeats included.
@@ -41,6 +51,19 @@ impl Watching {
 #[async_trait]
 impl Checkpointer for Watching {
     async fn put(&self, record: CheckpointRecord, expected: Option<&CheckpointId>) -> Result<(), CheckpointError> {
+        let at = (record.namespace.as_str(), record.step);
+        let stall = {
+            let mut stall = self.stall.lock();
+            let hit = stall.is_some_and(|(namespace, step)| (namespace, step) == at);
+            if hit {
+                *stall = None;
+            }
+            hit
+        };
+        if stall {
+            self.stalled.notify_one();
+            std::future::pending::<()>().await;
+        }
         self.inner.put(record, expected).await
     }
     async fn put_writes(
@@ -295,4 +318,38 @@ async fn a_run_forked_from_before_a_parallel_step_runs_its_tasks_again() {
     let forked = app.resume(Command::new(), config.checkpoint_id(input.checkpoint_id.clone())).await.unwrap();
     assert_eq!(forked.state.log, strings(&["quick", "slow", "join"]));
     assert_eq!(ledger.sorted(), strings(&["join", "join", "quick", "quick", "slow", "slow"]));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_subgraph_run_that_finished_before_its_parent_stored_it_is_not_run_again() {
+    let (watching, _rx) = Watching::new();
+    let ledger = Ledger::default();
+    let logged = |name: &'static str| {
+        let ledger = ledger.clone();
+        move |_: Arc<Trail>| {
+            ledger.push(name);
+            std::future::ready(Ok(TrailUpdate::default().log(vec![name.to_owned()])))
+        }
+    };
+    let mut child = StateGraph::<Trail>::named("child");
+    child.add_node("a", logged("a")).add_node("b", logged("b"));
+    child.add_edge(START, "a").add_edge("a", "b").add_edge("b", END);
+    let mut parent = StateGraph::<Trail>::named("parent");
+    parent.add_node("sub", child.compile().unwrap()).add_node("after", logged("after"));
+    parent.add_edge(START, "sub").add_edge("sub", "after").add_edge("after", END);
+    let app = parent.compile().unwrap().with_shared_checkpointer(watching.clone());
+    let config = RunConfig::thread("finished-child").durability(Durability::Sync);
+
+    // The run "dies" as it stores its step 1: the subgraph run had finished and was stored.
+    *watching.stall.lock() = Some(("", 1));
+    let run = app.invoke(Trail::default(), config.clone());
+    tokio::select! {
+        _ = run => panic!("the run cannot finish while its checkpoint stalls"),
+        () = watching.stalled.notified() => {}
+    }
+    assert_eq!(ledger.entries(), strings(&["a", "b"]));
+
+    let done = app.resume(Command::new(), config).await.unwrap();
+    assert_eq!(done.state.log, strings(&["a", "b", "after"]));
+    assert_eq!(ledger.entries(), strings(&["a", "b", "after"]), "the finished subgraph run gave its result");
 }
