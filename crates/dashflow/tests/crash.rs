@@ -7,8 +7,10 @@
 //! The `fanout` trials kill inside a parallel step of unequal tasks (two instant ones, one
 //! that yields for a while, one that waits for the parent's word), at every moment the child
 //! reports (each node effect, each checkpoint and each task result stored, under `Sync` and
-//! `Async`), also inside a subgraph's parallel step. Before resuming, the parent reads what the
-//! checkpointer stored: no task whose result was stored at the kill may run again.
+//! `Async`), also inside a subgraph's parallel step, on SQLite and on PostgreSQL (a schema of
+//! the trial's own on the server `DASHFLOW_TEST_POSTGRES_URL` names; a skip line without it).
+//! Before resuming, the parent reads what the checkpointer stored: no task whose result was
+//! stored at the kill may run again.
 //!
 //! The test binary is its own child: with `DASHFLOW_CRASH_CHILD` set it runs one phase of the
 //! workflow and exits (or is killed); otherwise it runs the trials.
@@ -25,6 +27,7 @@ use async_trait::async_trait;
 use dashflow::checkpoint::{CheckpointRecord, ListOptions, LoadedCheckpoint, PendingWrite};
 use dashflow::prelude::*;
 use dashflow::{CheckpointId, Checkpointer};
+use dashflow_checkpoint_postgres::testing::TestDatabase;
 use libtest_mimic::{Arguments, Failed, Trial};
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, GraphState)]
@@ -428,10 +431,10 @@ fn fanout(shape: Shape, ledger: &Arc<PathBuf>) -> anyhow::Result<StateGraph<Work
     Ok(graph)
 }
 
-/// The SQLite checkpointer, telling the parent on stdout about each checkpoint and each
+/// The child's checkpointer, telling the parent on stdout about each checkpoint and each
 /// pending write once it is committed.
 #[derive(Debug)]
-struct Announcing(SqliteCheckpointer);
+struct Announcing(Arc<dyn Checkpointer>);
 
 #[async_trait]
 impl Checkpointer for Announcing {
@@ -528,7 +531,17 @@ fn fanout_main(phase: &str) -> anyhow::Result<()> {
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     runtime.block_on(async {
-        let checkpointer = Announcing(SqliteCheckpointer::open(&db).await?);
+        let checkpointer: Arc<dyn Checkpointer> = match std::env::var("DASHFLOW_CRASH_PG_SCHEMA") {
+            // The parent's test schema on the test server, as another process sees it.
+            Ok(schema) => {
+                let url = std::env::var("DASHFLOW_TEST_POSTGRES_URL")?;
+                let options: sqlx::postgres::PgConnectOptions = url.parse()?;
+                let options = options.options([("search_path", schema.as_str())]);
+                Arc::new(dashflow_checkpoint_postgres::PostgresCheckpointer::connect_with(options).await?)
+            }
+            Err(_) => Arc::new(SqliteCheckpointer::open(&db).await?),
+        };
+        let checkpointer = Announcing(checkpointer);
         let app = fanout(shape, &ledger)?.compile()?.with_checkpointer(checkpointer);
         let config = RunConfig::thread(FAN_THREAD).durability(durability);
         let result = match phase {
@@ -572,11 +585,15 @@ struct Drive {
 fn drive(
     phase: &str,
     dir: &Path,
-    (shape, durability): (Shape, Durability),
+    (shape, durability, schema): (Shape, Durability, Option<&str>),
     kill: Kill,
     stored: &HashSet<String>,
 ) -> Result<Drive, Failed> {
-    let mut child = Process::new(std::env::current_exe().map_err(|e| e.to_string())?)
+    let mut child = Process::new(std::env::current_exe().map_err(|e| e.to_string())?);
+    if let Some(schema) = schema {
+        child.env("DASHFLOW_CRASH_PG_SCHEMA", schema);
+    }
+    let mut child = child
         .env("DASHFLOW_CRASH_CHILD", phase)
         .env("DASHFLOW_CRASH_DB", dir.join("checkpoints.db"))
         .env("DASHFLOW_CRASH_LEDGER", dir.join("ledger.txt"))
@@ -655,10 +672,16 @@ struct Stored {
 }
 
 impl Stored {
-    fn read(dir: &Path) -> Result<Self, Failed> {
+    /// Reads the SQLite database in `dir`, or the PostgreSQL test schema `database`.
+    fn read(dir: &Path, database: Option<&TestDatabase>) -> Result<Self, Failed> {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
         runtime.block_on(async {
-            let db = SqliteCheckpointer::open(dir.join("checkpoints.db")).await.map_err(|e| e.to_string())?;
+            let db: Arc<dyn Checkpointer> = match database {
+                Some(database) => Arc::new(database.checkpointer().await),
+                None => {
+                    Arc::new(SqliteCheckpointer::open(dir.join("checkpoints.db")).await.map_err(|e| e.to_string())?)
+                }
+            };
             let (mut committed, mut outputs) = (HashMap::new(), HashMap::new());
             for namespace in ["", SUB_NAMESPACE] {
                 let loaded = db.load(FAN_THREAD, namespace, None).await.map_err(|e| e.to_string())?;
@@ -700,20 +723,42 @@ fn fan_ledger(dir: &Path) -> Vec<(String, String)> {
         .collect()
 }
 
-fn fanout_trial(shape: Shape, durability: Durability, kill: Kill, expected: String) -> Trial {
+/// Where the `fanout` trials store checkpoints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Backend {
+    Sqlite,
+    /// A schema of the trial's own on the server `DASHFLOW_TEST_POSTGRES_URL` names.
+    Postgres,
+}
+
+fn fanout_trial(backend: Backend, shape: Shape, durability: Durability, kill: Kill, expected: String) -> Trial {
     let point = match kill {
         Kill::AtLine(n) => format!("kill_at_line_{n:02}"),
         _ => "kill_with_fast_tasks_stored_and_slow_running".to_owned(),
     };
-    let name = format!("r1/fanout/{}/{durability:?}/{point}", shape.name()).to_lowercase();
-    Trial::test(name, move || {
+    let prefix = if backend == Backend::Postgres { "r1/fanout-postgres" } else { "r1/fanout" };
+    let name = format!("{prefix}/{}/{durability:?}/{point}", shape.name()).to_lowercase();
+    Trial::test(name.clone(), move || {
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-        let modes = (shape, durability);
+        // The schema lives as long as the trial; without a server the trial says so and passes
+        // (`DASHFLOW_TEST_POSTGRES_REQUIRED=1` makes that a failure).
+        let database = match backend {
+            Backend::Sqlite => None,
+            Backend::Postgres => {
+                let runtime =
+                    tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+                match runtime.block_on(TestDatabase::from_env(&name)) {
+                    Some(database) => Some(database),
+                    None => return Ok(()),
+                }
+            }
+        };
+        let modes = (shape, durability, database.as_ref().map(TestDatabase::schema));
         let first = drive("fanout-run", dir.path(), modes, kill, &HashSet::new())?;
         if !first.killed {
             return Err(format!("the child finished ({}) instead of dying at {kill:?}", first.status).into());
         }
-        let stored = Stored::read(dir.path())?;
+        let stored = Stored::read(dir.path(), database.as_ref())?;
         let before: Vec<(String, String)> = fan_ledger(dir.path());
         let fan_namespace = shape.namespace("fast_a");
         let resumed = drive("fanout-resume", dir.path(), modes, Kill::Never, &stored.outputs[fan_namespace])?;
@@ -770,7 +815,7 @@ fn fanout_trial(shape: Shape, durability: Durability, kill: Kill, expected: Stri
 /// The uninterrupted `fanout` run of `shape`: its final state and how many lines it prints.
 fn fanout_reference(shape: Shape, durability: Durability) -> (String, usize) {
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let run = drive("fanout-run", dir.path(), (shape, durability), Kill::Never, &HashSet::new())
+    let run = drive("fanout-run", dir.path(), (shape, durability, None), Kill::Never, &HashSet::new())
         .expect("the reference fanout child");
     assert!(run.status.success(), "the uninterrupted fanout run failed: {}", run.status);
     let state = run.lines.last().and_then(|line| line.strip_prefix("state ")).expect("a final state").to_owned();
@@ -781,11 +826,16 @@ fn fanout_trials() -> Vec<Trial> {
     let mut trials = Vec::new();
     for shape in [Shape::Flat, Shape::Nested] {
         for durability in [Durability::Sync, Durability::Async] {
+            // The final state does not depend on the backend, nor the lines the child prints.
             let (expected, lines) = fanout_reference(shape, durability);
-            trials.push(fanout_trial(shape, durability, Kill::InsteadOfRelease, expected.clone()));
-            // Every moment the child reports, but the last (the final state).
-            for line in 1..lines {
-                trials.push(fanout_trial(shape, durability, Kill::AtLine(line), expected.clone()));
+            for backend in [Backend::Sqlite, Backend::Postgres] {
+                trials.push(fanout_trial(backend, shape, durability, Kill::InsteadOfRelease, expected.clone()));
+                // Every moment the child reports, but the last (the final state); every other
+                // one on the shared PostgreSQL server, where each trial sets up a schema.
+                let step = if backend == Backend::Postgres { 2 } else { 1 };
+                for line in (1..lines).step_by(step) {
+                    trials.push(fanout_trial(backend, shape, durability, Kill::AtLine(line), expected.clone()));
+                }
             }
         }
     }
