@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use crate::durable::{CheckpointSettings, Durable, Restored, Source, checkpoint_error, rebuild};
 use crate::hub::{EventHub, UntypedSink};
 use crate::payload::{OUTPUT, split_write_id};
-use crate::run::{MergeFn, RunParams, Start, execute, merge_parallel, merge_single};
+use crate::run::{MergeFn, Resumed, RunParams, Start, execute, merge_parallel, merge_single};
 use crate::stream::{RunStream, StreamSender};
 use crate::subgraph::{STEP_START, resumed_step, step_start_of};
 use crate::{Error, ExecutionResult, RunConfig};
@@ -307,6 +307,43 @@ where
         .collect()
 }
 
+/// Where a run resuming from `loaded` starts: its state and position, the step's stored
+/// writes (outputs only when not `forked`), after the command's update and answer.
+async fn resume_from<S: GraphState>(
+    durable: &mut Durable,
+    loaded: &dashflow_checkpoint::LoadedCheckpoint,
+    command: Command<S>,
+    forked: bool,
+) -> Result<Start<S>, Error> {
+    let (mut state, position) = rebuild::<S>(loaded)?;
+    let mut restored = Restored::<S>::decode(&loaded.pending_writes)?;
+    // Results stored after a past checkpoint are those of the run that went on from it: a
+    // run forked from there (time travel) runs its tasks again, as LangGraph replays do; only
+    // a resume of the head reuses them.
+    if forked {
+        restored.outputs.clear();
+    }
+    let step_start = resumed_step(loaded, forked)?;
+    if let Some(update) = command.update {
+        state.apply(update.clone());
+        // The step restarts from the edit: its subgraph runs still belong to it.
+        durable.tag(STEP_START, step_start_of(loaded)?.as_ref());
+        durable.commit(Source::Update, &state, Some(&update), &position).await?;
+        durable.tag(STEP_START, None);
+        // The step's stored results and interrupts move to the edit, so that a crash after it
+        // reuses what this run reuses.
+        let carried = loaded.pending_writes.iter().filter(|write| !forked || !is_output(write)).cloned().collect();
+        durable.put_writes(carried).await?;
+    }
+    if let Some(answer) = command.resume {
+        if restored.interrupts.is_empty() {
+            return Err(Error::NothingToResume { thread_id: durable.thread_id.to_string(), state: standing(loaded) });
+        }
+        durable.answer_interrupts(&mut restored, &answer).await?;
+    }
+    Ok(Start::Restored(Box::new(Resumed { state: Arc::new(state), position, restored, step_start })))
+}
+
 /// Where a thread without a pending interrupt stands, for `NothingToResume`.
 fn standing(loaded: &dashflow_checkpoint::LoadedCheckpoint) -> String {
     match loaded.head() {
@@ -391,34 +428,8 @@ async fn prepare<S: GraphState>(
         Begin::Resume(command) => {
             let loaded = target.ok_or_else(not_found)?;
             durable = durable.continuing(&loaded);
-            let (mut state, position) = rebuild::<S>(&loaded)?;
-            let mut restored = Restored::<S>::decode(&loaded.pending_writes)?;
-            // Results stored after a past checkpoint are those of the run that went on from
-            // it: a run forked from there (time travel) runs its tasks again, as LangGraph
-            // replays do; only a resume of the head reuses them.
-            if forked {
-                restored.outputs.clear();
-            }
-            let step_start = resumed_step(&loaded, forked)?;
-            if let Some(update) = command.update {
-                state.apply(update.clone());
-                // The step restarts from the edit: its subgraph runs still belong to it.
-                durable.tag(STEP_START, step_start_of(&loaded)?.as_ref());
-                durable.commit(Source::Update, &state, Some(&update), &position).await?;
-                durable.tag(STEP_START, None);
-                // The step's stored results and interrupts move to the edit, so that a crash
-                // after it reuses what this run reuses.
-                let carried =
-                    loaded.pending_writes.iter().filter(|write| !forked || !is_output(write)).cloned().collect();
-                durable.put_writes(carried).await?;
-            }
-            if let Some(answer) = command.resume {
-                if restored.interrupts.is_empty() {
-                    return Err(Error::NothingToResume { thread_id: thread_id.to_string(), state: standing(&loaded) });
-                }
-                durable.answer_interrupts(&mut restored, &answer).await?;
-            }
-            Start::Restored { state: Arc::new(state), position, restored, step_start }
+            // Boxed: a resume is rare, and its state would otherwise enlarge every run's future.
+            Box::pin(resume_from(&mut durable, &loaded, command, forked)).await?
         }
     };
     Ok((Some(durable), start))

@@ -107,17 +107,26 @@ pub(crate) struct RunParams<S: GraphState> {
     pub(crate) durable: Option<Durable>,
 }
 
-/// Where a run begins. Made once per run, so the size of the restored variant does not matter.
-#[allow(clippy::large_enum_variant, reason = "built once per run and consumed at once")]
+/// Where a run begins.
 pub(crate) enum Start<S: GraphState> {
     /// From `START`, with this state.
     Fresh(Arc<S>),
     /// From `START`, with the thread's state after `update` (already applied to `state`); the
     /// input checkpoint stores just the update.
     Updated { state: Arc<S>, update: S::Update },
-    /// From a stored checkpoint: its state, its position, the step's pending writes, and the
-    /// parent checkpoint its subgraph runs started under (`subgraph::resumed_step`).
-    Restored { state: Arc<S>, position: Position<S>, restored: Restored<S>, step_start: Option<ResumedStep> },
+    /// From a stored checkpoint. Boxed: resumes are rare, and a large `Start` makes every
+    /// run's future larger and costlier to move.
+    Restored(Box<Resumed<S>>),
+}
+
+/// A run continuing from a stored checkpoint: its state, its position, the step's pending
+/// writes, and the parent checkpoint its subgraph runs started under
+/// (`subgraph::resumed_step`).
+pub(crate) struct Resumed<S: GraphState> {
+    pub(crate) state: Arc<S>,
+    pub(crate) position: Position<S>,
+    pub(crate) restored: Restored<S>,
+    pub(crate) step_start: Option<ResumedStep>,
 }
 
 /// What a finished run hands back to its entry point.
@@ -167,7 +176,8 @@ pub(crate) async fn execute<S: GraphState>(mut params: RunParams<S>, start: Star
     let (state, start_position, restored, input_update, step_start) = match start {
         Start::Fresh(state) => (state, None, Restored::default(), None, None),
         Start::Updated { state, update } => (state, None, Restored::default(), Some(update), None),
-        Start::Restored { state, position, restored, step_start } => {
+        Start::Restored(resumed) => {
+            let Resumed { state, position, restored, step_start } = *resumed;
             (state, Some(position), restored, None, step_start)
         }
     };
@@ -737,7 +747,7 @@ async fn execute_tasks<S: GraphState>(
         let input = task.input.clone().unwrap_or_else(|| Arc::clone(state));
         let task_id = task_id(node, step, 0);
         let outcome = run_any(scope, inner, (task.node, node), task_id, input, timed, step_started).await;
-        results.record(0, task.node, node, step, Some((outcome, None)));
+        results.record(0, task.node, node, step, Some(outcome));
         return;
     }
     let mut receivers = Vec::with_capacity(frontier.len());
@@ -768,7 +778,14 @@ async fn execute_tasks<S: GraphState>(
     for ((index, task), receiver) in frontier.iter().enumerate().zip(receivers) {
         let index = u32::try_from(index).unwrap_or(u32::MAX);
         match receiver {
-            Ok(rx) => results.record(index, task.node, graph.node(task.node), step, rx.await.ok()),
+            Ok(rx) => {
+                let (outcome, store_error) = rx.await.ok().unzip();
+                results.record(index, task.node, graph.node(task.node), step, outcome);
+                // A result that could not be stored fails the step: a crash now would re-run it.
+                if let Some(error) = store_error.flatten() {
+                    results.first_error.get_or_insert(error);
+                }
+            }
             Err((update, gotos)) => results.done.push(Done {
                 index,
                 node: task.node,
@@ -806,23 +823,12 @@ fn task_id<S: GraphState>(node: &GraphNode<S>, step: u64, index: usize) -> TaskI
 
 impl<S: GraphState> StepResults<S> {
     /// Files one task's outcome: its update and routing, an interrupt, or the step's first
-    /// error, and the failure to store its result, if any. `None` is a task the scheduler
-    /// dropped.
-    fn record(
-        &mut self,
-        index: u32,
-        id: NodeId,
-        node: &GraphNode<S>,
-        step: u64,
-        outcome: Option<(TaskOutcome<S>, Option<Error>)>,
-    ) {
-        let Some((outcome, store_error)) = outcome else {
+    /// error. `None` is a task the scheduler dropped.
+    fn record(&mut self, index: u32, id: NodeId, node: &GraphNode<S>, step: u64, outcome: Option<TaskOutcome<S>>) {
+        let Some(outcome) = outcome else {
             self.first_error.get_or_insert(Error::TaskLost { node: node.name.clone(), step });
             return;
         };
-        if let Some(error) = store_error {
-            self.first_error.get_or_insert(error);
-        }
         self.nodes.push(NodeRun {
             node: node.name.clone(),
             step,

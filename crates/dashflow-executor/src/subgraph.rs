@@ -15,7 +15,7 @@ use parking_lot::Mutex;
 
 use crate::durable::{Durable, Nesting, Restored, checkpoint_error, rebuild};
 use crate::hub::{EventHub, ExecScope};
-use crate::run::{RunOutput, RunParams, Start, execute, merge_parallel};
+use crate::run::{Resumed, RunOutput, RunParams, Start, execute, merge_parallel};
 use crate::{CompiledGraph, Durability, Error, RunConfig, RunStatus, StreamModes};
 
 /// Metadata of every checkpoint of a subgraph run: the parent checkpoint its parent task's
@@ -205,7 +205,8 @@ async fn nested_start<S: GraphState>(
         durable.answer_interrupts(&mut restored, &answer).await?;
     }
     let step_start = resumed_step(&loaded, false)?;
-    Ok((Some(durable), Start::Restored { state: Arc::new(state), position, restored, step_start }))
+    let resumed = Resumed { state: Arc::new(state), position, restored, step_start };
+    Ok((Some(durable), Start::Restored(Box::new(resumed))))
 }
 
 /// Whether a run stopped at this checkpoint before its end (paused, or failed).
