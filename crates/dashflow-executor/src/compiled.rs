@@ -148,8 +148,9 @@ impl<S: GraphState> CompiledGraph<S> {
         self.configure(|inner| inner.retry = Some(policy))
     }
 
-    /// Checkpoints every run that has a thread id into `checkpointer`, making runs durable,
-    /// resumable and inspectable (`get_state`, `get_state_history`, time travel).
+    /// Checkpoints every run into `checkpointer`, making runs durable, resumable and
+    /// inspectable (`get_state`, `get_state_history`, time travel). Each run then needs a
+    /// thread (`RunConfig::thread`); one without fails as it starts with `ThreadRequired`.
     pub fn with_checkpointer(self, checkpointer: impl Checkpointer) -> Self {
         self.with_shared_checkpointer(Arc::new(checkpointer))
     }
@@ -324,6 +325,10 @@ async fn resume_from<S: GraphState>(
         restored.outputs.clear();
     }
     let step_start = resumed_step(loaded, forked)?;
+    // Refused before anything is written: a half-applied command would be worse.
+    if command.resume.is_some() && restored.interrupts.is_empty() {
+        return Err(Error::NothingToResume { thread_id: durable.thread_id.to_string(), state: standing(loaded) });
+    }
     if let Some(update) = command.update {
         state.apply(update.clone());
         // The step restarts from the edit: its subgraph runs still belong to it.
@@ -336,9 +341,6 @@ async fn resume_from<S: GraphState>(
         durable.put_writes(carried).await?;
     }
     if let Some(answer) = command.resume {
-        if restored.interrupts.is_empty() {
-            return Err(Error::NothingToResume { thread_id: durable.thread_id.to_string(), state: standing(loaded) });
-        }
         durable.answer_interrupts(&mut restored, &answer).await?;
     }
     Ok(Start::Restored(Box::new(Resumed { state: Arc::new(state), position, restored, step_start })))
@@ -452,8 +454,10 @@ impl<S: MergeableState> CompiledGraph<S> {
 
     /// Continues the thread's run from its latest checkpoint (or `RunConfig::checkpoint_id`):
     /// after an interrupt, a crash or a failure. `Command::resume(value)` answers a pending
-    /// `NodeContext::interrupt`; a command's update is applied first; `Command::new()` just
-    /// continues. Tasks whose results were stored are not run again.
+    /// `NodeContext::interrupt` (a thread with none is `NothingToResume`, and nothing is
+    /// written); a command's update is applied first; `Command::new()` just continues. Tasks
+    /// whose results were stored are not run again, unless the run is a fork from a past
+    /// checkpoint, which runs the step afresh.
     pub async fn resume(&self, command: Command<S>, config: RunConfig) -> Result<ExecutionResult<S>, Error> {
         self.launch(Begin::Resume(command), config, merge_parallel::<S>, true, false).result().await
     }

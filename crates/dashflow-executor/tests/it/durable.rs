@@ -265,6 +265,11 @@ async fn a_resume_value_for_a_thread_that_is_not_paused_by_an_interrupt_is_refus
     assert!(matches!(&error, Error::NothingToResume { thread_id, .. } if thread_id == "finished"), "{error}");
     assert!(error.to_string().contains("Command::new()"), "{error}");
 
+    // A command that also edits the state is refused before the edit is stored.
+    let command = Command::resume("yes").with_update(TrailUpdate::default().note("edited"));
+    let error = app.resume(command, config.clone()).await.unwrap_err();
+    assert!(matches!(&error, Error::NothingToResume { .. }), "{error}");
+
     // A thread paused before a node, where no node asked anything.
     let paused = draft_then_send(&ledger).interrupt_before(["send"]).unwrap();
     let config = RunConfig::thread("paused-before");
