@@ -335,7 +335,16 @@ impl<S: GraphState> Loop<S> {
             if let Some(error) = self.durable.as_ref().and_then(Durable::background_error) {
                 return Err(error);
             }
-            if let (Some(starts), Some(durable)) = (&self.scope.step_starts, &self.durable) {
+            if let (Some(starts), Some(durable)) = (&self.scope.step_starts, &mut self.durable) {
+                // A subgraph run checkpoints under this step's start through a writer of its
+                // own: under `Async` that start must be committed first, or a crash could keep
+                // the subgraph's progress and lose the checkpoint it belongs to.
+                let graph = &self.params.inner.graph;
+                if durable.durability() == Durability::Async
+                    && self.frontier.iter().any(|task| graph.node(task.node).node.is_subgraph())
+                {
+                    durable.flush().await?;
+                }
                 starts.begin(durable);
             }
             self.step += 1;

@@ -353,3 +353,34 @@ async fn a_subgraph_run_that_finished_before_its_parent_stored_it_is_not_run_aga
     assert_eq!(done.state.log, strings(&["a", "b", "after"]));
     assert_eq!(ledger.entries(), strings(&["a", "b", "after"]), "the finished subgraph run gave its result");
 }
+
+#[tokio::test(start_paused = true)]
+async fn under_async_durability_a_subgraph_starts_only_once_its_step_start_is_committed() {
+    let (watching, _rx) = Watching::new();
+    let ledger = Ledger::default();
+    let logged = |name: &'static str| {
+        let ledger = ledger.clone();
+        move |_: Arc<Trail>| {
+            ledger.push(name);
+            std::future::ready(Ok(TrailUpdate::default().log(vec![name.to_owned()])))
+        }
+    };
+    let mut child = StateGraph::<Trail>::named("child");
+    child.add_node("inner", logged("inner")).add_edge(START, "inner").add_edge("inner", END);
+    let mut parent = StateGraph::<Trail>::named("parent");
+    parent.add_node("prepare", logged("prepare")).add_node("sub", child.compile().unwrap());
+    parent.add_edge(START, "prepare").add_edge("prepare", "sub").add_edge("sub", END);
+    let app = parent.compile().unwrap().with_shared_checkpointer(watching.clone());
+    let config = RunConfig::thread("ordered").durability(Durability::Async);
+
+    // The checkpoint of step 1, which step 2 (the subgraph's) starts from, is never committed:
+    // the subgraph must not run, or its checkpoints would outlive the one they belong to.
+    *watching.stall.lock() = Some(("", 1));
+    let stalled = tokio::time::timeout(Duration::from_secs(3600), app.invoke(Trail::default(), config.clone())).await;
+    assert!(stalled.is_err(), "the run waits for its checkpoint");
+    assert_eq!(ledger.entries(), strings(&["prepare"]));
+    assert!(watching.load("ordered", "2:sub:0", None).await.unwrap().is_none(), "the subgraph stored nothing");
+
+    let done = app.resume(Command::new(), config).await.unwrap();
+    assert_eq!(done.state.log, strings(&["prepare", "inner"]));
+}
