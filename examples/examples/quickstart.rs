@@ -189,7 +189,7 @@ async fn triage() -> anyhow::Result<CompiledGraph<Ticket>> {
         .add_conditional_edges("review", after_review, [("approved", "send"), ("redraft", "draft"), ("give_up", END)])
         .add_edge("send", END);
     // A person approves every reply: runs pause before `send` until resumed.
-    Ok(graph.compile()?.with_checkpointer(SqliteCheckpointer::open(DATABASE).await?).interrupt_before(["send"]))
+    Ok(graph.compile()?.with_checkpointer(SqliteCheckpointer::open(DATABASE).await?).interrupt_before(["send"])?)
 }
 
 #[tokio::main]

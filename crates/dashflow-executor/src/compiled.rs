@@ -4,19 +4,18 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use dashflow_checkpoint::{Checkpointer, Codec};
-use dashflow_graph::{
-    Command, Graph, GraphError, GraphSchema, GraphState, MergeableState, RetryPolicy, Route, StateGraph,
-};
+use dashflow_checkpoint::{Checkpointer, Codec, PendingWrite};
+use dashflow_graph::{Command, Graph, GraphSchema, GraphState, MergeableState, RetryPolicy, Route, StateGraph};
 use dashflow_scheduler::{Scheduler, TokioScheduler};
 use dashflow_telemetry::{EventCallback, NodeNames, RunIds};
 use tokio::sync::mpsc;
 
 use crate::durable::{CheckpointSettings, Durable, Restored, Source, checkpoint_error, rebuild};
 use crate::hub::{EventHub, UntypedSink};
-use crate::run::{MergeFn, RunParams, Start, execute, merge_parallel, merge_single};
+use crate::payload::{OUTPUT, split_write_id};
+use crate::run::{MergeFn, Resumed, RunParams, Start, execute, merge_parallel, merge_single};
 use crate::stream::{RunStream, StreamSender};
-use crate::subgraph::{STEP_START, step_start_of};
+use crate::subgraph::{STEP_START, resumed_step, step_start_of};
 use crate::{Error, ExecutionResult, RunConfig};
 
 /// What every run of one compiled graph shares.
@@ -30,8 +29,6 @@ pub(crate) struct Inner<S: GraphState> {
     /// Per node: pause before it runs / after it ran.
     pub(crate) interrupt_before: Vec<bool>,
     pub(crate) interrupt_after: Vec<bool>,
-    /// A setting that named an unknown node, reported by every run.
-    pub(crate) setting_error: Option<GraphError>,
     /// The graph's schema as JSON, made once and shared by every run's `GraphDefined` event.
     pub(crate) schema_json: Arc<serde_json::Value>,
     /// The node names by index, each also as the node list of a superstep that runs it
@@ -53,7 +50,6 @@ impl<S: GraphState> Clone for Inner<S> {
             checkpoints: self.checkpoints.clone(),
             interrupt_before: self.interrupt_before.clone(),
             interrupt_after: self.interrupt_after.clone(),
-            setting_error: self.setting_error.clone(),
             schema_json: Arc::clone(&self.schema_json),
             names: Arc::clone(&self.names),
             has_subgraphs: self.has_subgraphs,
@@ -113,7 +109,6 @@ impl<S: GraphState> CompiledGraph<S> {
             checkpoints: None,
             interrupt_before: vec![false; nodes],
             interrupt_after: vec![false; nodes],
-            setting_error: None,
             schema_json,
             names,
             has_subgraphs,
@@ -153,8 +148,9 @@ impl<S: GraphState> CompiledGraph<S> {
         self.configure(|inner| inner.retry = Some(policy))
     }
 
-    /// Checkpoints every run that has a thread id into `checkpointer`, making runs durable,
-    /// resumable and inspectable (`get_state`, `get_state_history`, time travel).
+    /// Checkpoints every run into `checkpointer`, making runs durable, resumable and
+    /// inspectable (`get_state`, `get_state_history`, time travel). Each run then needs a
+    /// thread (`RunConfig::thread`); one without fails as it starts with `ThreadRequired`.
     pub fn with_checkpointer(self, checkpointer: impl Checkpointer) -> Self {
         self.with_shared_checkpointer(Arc::new(checkpointer))
     }
@@ -192,22 +188,29 @@ impl<S: GraphState> CompiledGraph<S> {
         })
     }
 
-    /// Pauses runs before any of `nodes` runs; `resume` continues. Needs a checkpointer.
-    pub fn interrupt_before<I>(self, nodes: I) -> Self
+    /// Pauses runs before any of `nodes` runs; `resume` continues. Runs need a checkpointer
+    /// and a thread (else they fail as they start, with `NoCheckpointer` or `ThreadRequired`).
+    ///
+    /// A name the graph does not have is an `UnknownInterruptNode` error here, not a pause that
+    /// never comes.
+    pub fn interrupt_before<I>(self, nodes: I) -> Result<Self, Error>
     where
         I: IntoIterator,
         I::Item: AsRef<str>,
     {
-        self.configure(|inner| mark_nodes(inner, nodes, "interrupt_before", |inner| &mut inner.interrupt_before))
+        let ids = node_ids(&self.inner.graph, nodes, "interrupt_before")?;
+        Ok(self.configure(|inner| ids.iter().for_each(|&id| inner.interrupt_before[id] = true)))
     }
 
-    /// Pauses runs after any of `nodes` ran; `resume` continues. Needs a checkpointer.
-    pub fn interrupt_after<I>(self, nodes: I) -> Self
+    /// Pauses runs after any of `nodes` ran; `resume` continues. Needs a checkpointer and a
+    /// thread, and checks the names, as [`CompiledGraph::interrupt_before`] does.
+    pub fn interrupt_after<I>(self, nodes: I) -> Result<Self, Error>
     where
         I: IntoIterator,
         I::Item: AsRef<str>,
     {
-        self.configure(|inner| mark_nodes(inner, nodes, "interrupt_after", |inner| &mut inner.interrupt_after))
+        let ids = node_ids(&self.inner.graph, nodes, "interrupt_after")?;
+        Ok(self.configure(|inner| ids.iter().for_each(|&id| inner.interrupt_after[id] = true)))
     }
 
     /// The checkpointer, if any.
@@ -289,24 +292,80 @@ pub(crate) enum Begin<S: GraphState> {
     Resume(Command<S>),
 }
 
-fn mark_nodes<S: GraphState, I>(
-    inner: &mut Inner<S>,
-    nodes: I,
-    setting: &'static str,
-    flags: impl Fn(&mut Inner<S>) -> &mut Vec<bool>,
-) where
+/// The indices of the nodes named `nodes`, for `setting`; an unknown name is an error.
+fn node_ids<S: GraphState, I>(graph: &Graph<S>, nodes: I, setting: &'static str) -> Result<Vec<usize>, Error>
+where
     I: IntoIterator,
     I::Item: AsRef<str>,
 {
-    for name in nodes {
-        match inner.graph.node_id(name.as_ref()) {
-            Some(id) => flags(inner)[id.index()] = true,
-            None => {
-                let node = name.as_ref().into();
-                inner.setting_error.get_or_insert(GraphError::UnknownNodeInSetting { node, setting });
-            }
-        }
+    nodes
+        .into_iter()
+        .map(|name| {
+            graph.node_id(name.as_ref()).map(|id| id.index()).ok_or_else(|| Error::UnknownInterruptNode {
+                setting,
+                node: name.as_ref().to_owned(),
+                graph: graph.name().to_string(),
+                known: graph.nodes().iter().map(|node| &*node.name).collect::<Vec<_>>().join(", "),
+            })
+        })
+        .collect()
+}
+
+/// Where a run resuming from `loaded` starts: its state and position, the step's stored
+/// writes (outputs only when not `forked`), after the command's update and answer.
+async fn resume_from<S: GraphState>(
+    settings: &CheckpointSettings,
+    durable: &mut Durable,
+    loaded: &dashflow_checkpoint::LoadedCheckpoint,
+    command: Command<S>,
+    forked: bool,
+) -> Result<Start<S>, Error> {
+    let (mut state, position) = rebuild::<S>(settings, loaded).await?;
+    let mut restored = Restored::<S>::decode(settings, loaded).await?;
+    // Results stored after a past checkpoint are those of the run that went on from it: a
+    // run forked from there (time travel) runs its tasks again, as LangGraph replays do; only
+    // a resume of the head reuses them.
+    if forked {
+        restored.outputs.clear();
     }
+    let step_start = resumed_step(loaded, forked)?;
+    // Refused before anything is written: a half-applied command would be worse.
+    if command.resume.is_some() && restored.interrupts.is_empty() {
+        return Err(Error::NothingToResume { thread_id: durable.thread_id.to_string(), state: standing(loaded) });
+    }
+    if let Some(update) = command.update {
+        state.apply(update.clone());
+        // The step restarts from the edit: its subgraph runs still belong to it.
+        durable.tag(STEP_START, step_start_of(loaded)?.as_ref());
+        durable.commit(Source::Update, &state, Some(&update), &position).await?;
+        durable.tag(STEP_START, None);
+        // The step's stored results and interrupts move to the edit, so that a crash after it
+        // reuses what this run reuses.
+        let carried = loaded.pending_writes.iter().filter(|write| !forked || !is_output(write)).cloned().collect();
+        durable.put_writes(carried).await?;
+    }
+    if let Some(answer) = command.resume {
+        durable.answer_interrupts(&mut restored, &answer).await?;
+    }
+    Ok(Start::Restored(Box::new(Resumed { state: Arc::new(state), position, restored, step_start })))
+}
+
+/// Where a thread without a pending interrupt stands, for `NothingToResume`.
+fn standing(loaded: &dashflow_checkpoint::LoadedCheckpoint) -> String {
+    match loaded.head() {
+        Some(record) if !record.next_nodes.is_empty() => {
+            format!(
+                "it stopped before {} by a failure, a crash or interrupt_before/after",
+                record.next_nodes.join(", ")
+            )
+        }
+        _ => "its last run finished".to_owned(),
+    }
+}
+
+/// Whether a pending write holds a finished task's result.
+fn is_output(write: &PendingWrite) -> bool {
+    split_write_id(&write.task_id).is_some_and(|(_, kind)| kind == OUTPUT)
 }
 
 /// Resolves where a run starts and how it is checkpointed: loads the thread's checkpoint
@@ -317,9 +376,6 @@ async fn prepare<S: GraphState>(
     begin: Begin<S>,
     ids: RunIds,
 ) -> Result<(Option<Durable>, Start<S>), Error> {
-    if let Some(error) = &inner.setting_error {
-        return Err(error.clone().into());
-    }
     let interrupts = inner.interrupt_before.iter().chain(&inner.interrupt_after).any(|flag| *flag);
     let operation = match &begin {
         Begin::Fresh(_) if interrupts => Some("interrupt_before/interrupt_after"),
@@ -333,9 +389,11 @@ async fn prepare<S: GraphState>(
             (None, Begin::Fresh(input)) => return Ok((None, Start::Fresh(Arc::new(input)))),
             (operation, _) => return Err(Error::NoCheckpointer { operation: operation.unwrap_or("this run") }),
         },
-        (Some(_), None) => match (operation, begin) {
-            (None, Begin::Fresh(input)) => return Ok((None, Start::Fresh(Arc::new(input)))),
-            (operation, _) => return Err(Error::NoThread { operation: operation.unwrap_or("this run") }),
+        // Like LangGraph, which refuses a checkpointed run without a `thread_id`: a run that
+        // stores nothing could never be resumed or inspected.
+        (Some(_), None) => match operation {
+            Some(operation @ ("resume" | "invoke_update")) => return Err(Error::NoThread { operation }),
+            _ => return Err(Error::ThreadRequired { graph: inner.graph.name().to_string() }),
         },
     };
     let checkpointer = &settings.checkpointer;
@@ -355,6 +413,7 @@ async fn prepare<S: GraphState>(
         return Err(not_found());
     }
     let target_id = target.as_ref().and_then(|loaded| loaded.head()).map(|record| record.checkpoint_id.clone());
+    let forked = target_id != head_id;
     let mut durable = Durable::new(
         settings.clone(),
         Arc::clone(thread_id),
@@ -375,20 +434,8 @@ async fn prepare<S: GraphState>(
         Begin::Resume(command) => {
             let loaded = target.ok_or_else(not_found)?;
             durable = durable.continuing(&loaded);
-            let (mut state, position) = rebuild::<S>(settings, &loaded).await?;
-            let mut restored = Restored::<S>::decode(settings, &loaded).await?;
-            let step_start = step_start_of(&loaded)?;
-            if let Some(update) = command.update {
-                state.apply(update.clone());
-                // The step restarts from the edit: its subgraph runs still belong to it.
-                durable.tag(STEP_START, step_start.as_ref());
-                durable.commit(Source::Update, &state, Some(&update), &position).await?;
-                durable.tag(STEP_START, None);
-            }
-            if let Some(answer) = command.resume {
-                durable.answer_interrupts(&mut restored, &answer).await?;
-            }
-            Start::Restored { state: Arc::new(state), position, restored, step_start }
+            // Boxed: a resume is rare, and its state would otherwise enlarge every run's future.
+            Box::pin(resume_from(settings, &mut durable, &loaded, command, forked)).await?
         }
     };
     Ok((Some(durable), start))
@@ -411,8 +458,10 @@ impl<S: MergeableState> CompiledGraph<S> {
 
     /// Continues the thread's run from its latest checkpoint (or `RunConfig::checkpoint_id`):
     /// after an interrupt, a crash or a failure. `Command::resume(value)` answers a pending
-    /// `NodeContext::interrupt`; a command's update is applied first; `Command::new()` just
-    /// continues. Tasks whose results were stored are not run again.
+    /// `NodeContext::interrupt` (a thread with none is `NothingToResume`, and nothing is
+    /// written); a command's update is applied first; `Command::new()` just continues. Tasks
+    /// whose results were stored are not run again, unless the run is a fork from a past
+    /// checkpoint, which runs the step afresh.
     pub async fn resume(&self, command: Command<S>, config: RunConfig) -> Result<ExecutionResult<S>, Error> {
         self.launch(Begin::Resume(command), config, merge_parallel::<S>, true, false).result().await
     }

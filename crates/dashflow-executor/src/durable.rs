@@ -1,5 +1,6 @@
-//! Checkpointing a run: writing each superstep's delta (or a snapshot), pending writes of a
-//! step that did not complete, and rebuilding state from a stored chain.
+//! Checkpointing a run: writing each superstep's delta (or a snapshot), the result of each
+//! task of a parallel step as it finishes (pending writes), and rebuilding state from a stored
+//! chain.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -376,7 +377,10 @@ impl Durable {
     fn async_writer(&mut self) -> &mut AsyncWriter {
         let checkpointer = Arc::clone(&self.settings.checkpointer);
         let observer = self.observer.clone();
-        self.writer.get_or_insert_with(|| AsyncWriter::start(checkpointer, observer))
+        let (thread_id, namespace) = (&self.thread_id, &self.namespace);
+        self.writer.get_or_insert_with(|| {
+            AsyncWriter::start(checkpointer, observer, (Arc::clone(thread_id), namespace.clone()))
+        })
     }
 
     /// Waits until every checkpoint queued so far is committed; reports the first failure.
@@ -390,6 +394,9 @@ impl Durable {
     /// Stores the outputs of tasks that finished in a step that did not complete, after every
     /// queued checkpoint (the writes refer to the head).
     pub(crate) async fn put_writes(&mut self, writes: Vec<PendingWrite>) -> Result<(), Error> {
+        if writes.is_empty() {
+            return Ok(());
+        }
         self.flush().await?;
         if !self.schema_stored
             && let Some(schema) = self.fingerprint.schema()
@@ -436,8 +443,36 @@ impl Durable {
         kind: &str,
         write: &StoredWrite<S, S::Update>,
     ) -> Result<PendingWrite, Error> {
-        let blob = seal(self.settings.codec, self.fingerprint.of::<S>(), write).map_err(Error::Checkpoint)?;
-        Ok(PendingWrite { task_id: write_id(task_id, kind), node: node.to_owned(), blob })
+        encode_write::<S, _>(self.settings.codec, self.fingerprint.of::<S>(), task_id, node, kind, write)
+    }
+
+    /// What the tasks of the next step use to store their results as they finish, so that a
+    /// crash, a failure or a pause re-runs only the tasks that had not finished. `None` under
+    /// `Exit` durability (nothing is stored before the run exits) and before the run's first
+    /// checkpoint (the writes would belong to none). Stores the state's schema first, as
+    /// before any blob of it.
+    pub(crate) async fn task_writer<S: GraphState>(&mut self) -> Result<Option<Arc<TaskWriter>>, Error> {
+        if self.durability == Durability::Exit {
+            return Ok(None);
+        }
+        let Some(checkpoint) = self.parent.clone() else { return Ok(None) };
+        self.store_schema::<S>().await?;
+        let queue = match self.durability {
+            Durability::Async => {
+                let writer = self.async_writer();
+                Some((writer.tx.clone(), Arc::clone(&writer.failure)))
+            }
+            _ => None,
+        };
+        Ok(Some(Arc::new(TaskWriter {
+            checkpointer: Arc::clone(&self.settings.checkpointer),
+            codec: self.settings.codec,
+            fingerprint: self.fingerprint.of::<S>(),
+            thread_id: Arc::clone(&self.thread_id),
+            namespace: self.namespace.clone(),
+            checkpoint,
+            queue,
+        })))
     }
 
     /// Stores `S`'s schema before the first blob of it is written.
@@ -455,43 +490,150 @@ impl Durable {
     }
 }
 
+/// Encodes one pending write of task `task_id`, whose update may be borrowed (`U` is then
+/// `&S::Update`, which encodes as the update itself).
+fn encode_write<S: GraphState, U: serde::Serialize>(
+    codec: Codec,
+    fingerprint: u64,
+    task_id: &str,
+    node: &str,
+    kind: &str,
+    write: &StoredWrite<S, U>,
+) -> Result<PendingWrite, Error> {
+    let blob = seal(codec, fingerprint, write).map_err(Error::Checkpoint)?;
+    Ok(PendingWrite { task_id: write_id(task_id, kind), node: node.to_owned(), blob })
+}
+
+/// Stores the results of one step's tasks as each finishes, after the checkpoint the step
+/// started from: at once under `Sync` (on the task's own thread, while its siblings run), or
+/// through the run's `Async` writer, queued behind that checkpoint.
+pub(crate) struct TaskWriter {
+    checkpointer: Arc<dyn Checkpointer>,
+    codec: Codec,
+    /// The state's schema fingerprint, stored in the database before this writer was made.
+    fingerprint: u64,
+    thread_id: Arc<str>,
+    namespace: String,
+    checkpoint: CheckpointId,
+    /// The `Async` writer's queue and where it reports a failure.
+    queue: Option<(mpsc::Sender<Queued>, Failure)>,
+}
+
+impl TaskWriter {
+    /// Encodes and stores one write of task `task_id`; returns once it is committed (`Sync`)
+    /// or queued (`Async`).
+    pub(crate) async fn store<S: GraphState, U: serde::Serialize>(
+        &self,
+        task_id: &str,
+        node: &str,
+        kind: &str,
+        write: &StoredWrite<S, U>,
+    ) -> Result<(), Error> {
+        let write = encode_write::<S, U>(self.codec, self.fingerprint, task_id, node, kind, write)?;
+        match &self.queue {
+            None => self
+                .checkpointer
+                .put_writes(&self.thread_id, &self.namespace, &self.checkpoint, vec![write])
+                .await
+                .map_err(checkpoint_error),
+            Some((tx, failure)) => {
+                let queued = Queued::Writes { checkpoint: self.checkpoint.clone(), writes: vec![write] };
+                if tx.send(queued).await.is_err() {
+                    // The writer stopped after a failure; report it.
+                    return Err(failure.lock().clone().unwrap_or(Error::CheckpointWriterStopped));
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// What the `Async` writer commits, in the order it was queued.
+enum Queued {
+    /// A checkpoint and the head it expects.
+    Checkpoint(CheckpointRecord, Option<CheckpointId>),
+    /// Results of tasks of the step after `checkpoint`.
+    Writes { checkpoint: CheckpointId, writes: Vec<PendingWrite> },
+}
+
+/// Where the `Async` writer keeps its first failure.
+type Failure = Arc<Mutex<Option<Error>>>;
+
 /// `Async` durability: a task that commits queued checkpoints in order while the run goes on.
 struct AsyncWriter {
-    tx: mpsc::Sender<(CheckpointRecord, Option<CheckpointId>)>,
+    tx: mpsc::Sender<Queued>,
     task: JoinHandle<()>,
-    failure: Arc<Mutex<Option<Error>>>,
+    failure: Failure,
+}
+
+/// Commits a batch of checkpoints and reports each to `observer`.
+async fn commit_batch(
+    checkpointer: &dyn Checkpointer,
+    observer: Option<&CommitObserver>,
+    batch: Vec<(CheckpointRecord, Option<CheckpointId>)>,
+) -> Result<(), CheckpointError> {
+    let committed: Vec<Committed> = match observer {
+        Some(_) => batch.iter().map(|(record, _)| Committed::of(record)).collect(),
+        None => Vec::new(),
+    };
+    checkpointer.put_batch(batch).await?;
+    if let Some(observer) = observer {
+        for commit in committed {
+            observer.committed(commit).await;
+        }
+    }
+    Ok(())
 }
 
 impl AsyncWriter {
     /// Checkpoints queued but not yet committed; a full queue makes the run wait.
     const QUEUE: usize = 256;
 
-    fn start(checkpointer: Arc<dyn Checkpointer>, observer: Option<CommitObserver>) -> Self {
-        let (tx, mut rx) = mpsc::channel::<(CheckpointRecord, Option<CheckpointId>)>(Self::QUEUE);
+    fn start(
+        checkpointer: Arc<dyn Checkpointer>,
+        observer: Option<CommitObserver>,
+        (thread_id, namespace): (Arc<str>, String),
+    ) -> Self {
+        let (tx, mut rx) = mpsc::channel::<Queued>(Self::QUEUE);
         let failure = Arc::new(Mutex::new(None));
         let failed = Arc::clone(&failure);
         let task = tokio::spawn(async move {
+            let mut queued = Vec::new();
             while let Some(first) = rx.recv().await {
-                // Everything queued meanwhile goes in one batch: one transaction, not one each.
-                let mut batch = vec![first];
-                while batch.len() < Self::QUEUE {
+                // Everything queued meanwhile is committed together: consecutive checkpoints
+                // in one batch (one transaction, not one each), consecutive writes after one
+                // checkpoint in one call, in the order they were queued.
+                queued.push(first);
+                while queued.len() < Self::QUEUE {
                     match rx.try_recv() {
-                        Ok(next) => batch.push(next),
+                        Ok(next) => queued.push(next),
                         Err(_) => break,
                     }
                 }
-                let committed: Vec<Committed> = match &observer {
-                    Some(_) => batch.iter().map(|(record, _)| Committed::of(record)).collect(),
-                    None => Vec::new(),
-                };
-                if let Err(error) = checkpointer.put_batch(batch).await {
-                    *failed.lock() = Some(checkpoint_error(error));
-                    // Later records chain onto the failed one; writing them would fork history.
-                    return;
-                }
-                if let Some(observer) = &observer {
-                    for commit in committed {
-                        observer.committed(commit).await;
+                let mut items = queued.drain(..).peekable();
+                while let Some(item) = items.next() {
+                    let result = match item {
+                        Queued::Checkpoint(record, expected) => {
+                            let mut batch = vec![(record, expected)];
+                            while let Some(Queued::Checkpoint(record, expected)) =
+                                items.next_if(|item| matches!(item, Queued::Checkpoint(..)))
+                            {
+                                batch.push((record, expected));
+                            }
+                            commit_batch(&*checkpointer, observer.as_ref(), batch).await
+                        }
+                        Queued::Writes { checkpoint, mut writes } => {
+                            let same = |item: &Queued| matches!(item, Queued::Writes { checkpoint: next, .. } if *next == checkpoint);
+                            while let Some(Queued::Writes { writes: more, .. }) = items.next_if(same) {
+                                writes.extend(more);
+                            }
+                            checkpointer.put_writes(&thread_id, &namespace, &checkpoint, writes).await
+                        }
+                    };
+                    if let Err(error) = result {
+                        *failed.lock() = Some(checkpoint_error(error));
+                        // Later records chain onto the failed one; writing them would fork history.
+                        return;
                     }
                 }
             }
@@ -503,7 +645,7 @@ impl AsyncWriter {
         if let Some(error) = self.error() {
             return Err(error);
         }
-        if self.tx.send((record, expected)).await.is_err() {
+        if self.tx.send(Queued::Checkpoint(record, expected)).await.is_err() {
             // The writer stopped after a failure; report it.
             return Err(self.error().unwrap_or(Error::CheckpointWriterStopped));
         }

@@ -118,8 +118,58 @@ pub enum Error {
         /// The operation.
         operation: &'static str,
     },
+    /// A graph with a checkpointer was run without a thread: nothing would be checkpointed,
+    /// so nothing could be resumed or inspected.
+    #[error(
+        "graph `{graph}` has a checkpointer, so every run needs a thread to checkpoint under: pass \
+         RunConfig::thread(id) (a new id starts a new thread)"
+    )]
+    ThreadRequired {
+        /// The graph.
+        graph: String,
+    },
+    /// A node called `NodeContext::interrupt` in a run that is not checkpointed, so the pause
+    /// could never be resumed.
+    #[error(
+        "node `{node}` called ctx.interrupt in step {step}, but the run is not checkpointed, so no resume could \
+         continue it: attach a checkpointer with CompiledGraph::with_checkpointer and run with RunConfig::thread(id)"
+    )]
+    InterruptNotCheckpointed {
+        /// The interrupting node.
+        node: NodeName,
+        /// The superstep.
+        step: u64,
+    },
+    /// `interrupt_before` or `interrupt_after` named a node the graph does not have.
+    #[error("{setting} names node `{node}`, which graph `{graph}` does not have: use one of its nodes ({known})")]
+    UnknownInterruptNode {
+        /// `interrupt_before` or `interrupt_after`.
+        setting: &'static str,
+        /// The name given.
+        node: String,
+        /// The graph.
+        graph: String,
+        /// The graph's nodes, comma-separated.
+        known: String,
+    },
+    /// `Command::resume(value)` was sent to a thread with no pending `NodeContext::interrupt`:
+    /// no node would read the value.
+    #[error(
+        "thread `{thread_id}` has no pending interrupt to answer with a resume value ({state}): continue it with \
+         Command::new() (Command::update changes its state first), or start a new run with invoke"
+    )]
+    NothingToResume {
+        /// The thread.
+        thread_id: String,
+        /// Where the thread stands, in words.
+        state: String,
+    },
     /// The thread (or the checkpoint asked for) has no checkpoint.
-    #[error("thread `{thread_id}` has no checkpoint{}", checkpoint_id.as_ref().map(|id| format!(" {id}")).unwrap_or_default())]
+    #[error(
+        "thread `{thread_id}` has no checkpoint{}: check the thread id (and checkpoint id), or start the thread \
+         with invoke",
+        checkpoint_id.as_ref().map(|id| format!(" {id}")).unwrap_or_default()
+    )]
     ThreadNotFound {
         /// The thread.
         thread_id: String,
@@ -168,7 +218,8 @@ impl Error {
             Self::NodeFailed { node, .. }
             | Self::UnknownLabel { node, .. }
             | Self::UnknownTarget { node, .. }
-            | Self::TaskLost { node, .. } => Some(node),
+            | Self::TaskLost { node, .. }
+            | Self::InterruptNotCheckpointed { node, .. } => Some(node),
             Self::StateConflict { second, .. } => Some(second),
             _ => None,
         }

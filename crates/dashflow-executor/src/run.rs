@@ -18,11 +18,11 @@ use tracing::{Instrument, Level};
 use dashflow_checkpoint::{CheckpointError, CheckpointId, PendingWrite};
 
 use crate::compiled::Inner;
-use crate::durable::{Durable, Restored, Source};
+use crate::durable::{Durable, Restored, Source, TaskWriter};
 use crate::hub::{EventHub, ExecScope};
 use crate::payload::{INTERRUPT, OUTPUT, Position, StoredGoto, StoredTask, StoredWrite};
 use crate::stream::{StreamEvent, StreamSender};
-use crate::subgraph::{STEP_START, StepStarts};
+use crate::subgraph::{ResumedStep, STEP_START, StepStarts};
 use crate::task::{TaskOutcome, run_any};
 use crate::{Durability, Error, NodeRun, RunConfig, RunStatus, StreamMode};
 
@@ -107,17 +107,26 @@ pub(crate) struct RunParams<S: GraphState> {
     pub(crate) durable: Option<Durable>,
 }
 
-/// Where a run begins. Made once per run, so the size of the restored variant does not matter.
-#[allow(clippy::large_enum_variant, reason = "built once per run and consumed at once")]
+/// Where a run begins.
 pub(crate) enum Start<S: GraphState> {
     /// From `START`, with this state.
     Fresh(Arc<S>),
     /// From `START`, with the thread's state after `update` (already applied to `state`); the
     /// input checkpoint stores just the update.
     Updated { state: Arc<S>, update: S::Update },
-    /// From a stored checkpoint: its state, its position, the step's pending writes, and the
-    /// parent checkpoint its subgraph runs started under (`subgraph::step_start_of`).
-    Restored { state: Arc<S>, position: Position<S>, restored: Restored<S>, step_start: Option<CheckpointId> },
+    /// From a stored checkpoint. Boxed: resumes are rare, and a large `Start` makes every
+    /// run's future larger and costlier to move.
+    Restored(Box<Resumed<S>>),
+}
+
+/// A run continuing from a stored checkpoint: its state, its position, the step's pending
+/// writes, and the parent checkpoint its subgraph runs started under
+/// (`subgraph::resumed_step`).
+pub(crate) struct Resumed<S: GraphState> {
+    pub(crate) state: Arc<S>,
+    pub(crate) position: Position<S>,
+    pub(crate) restored: Restored<S>,
+    pub(crate) step_start: Option<ResumedStep>,
 }
 
 /// What a finished run hands back to its entry point.
@@ -167,7 +176,8 @@ pub(crate) async fn execute<S: GraphState>(mut params: RunParams<S>, start: Star
     let (state, start_position, restored, input_update, step_start) = match start {
         Start::Fresh(state) => (state, None, Restored::default(), None, None),
         Start::Updated { state, update } => (state, None, Restored::default(), Some(update), None),
-        Start::Restored { state, position, restored, step_start } => {
+        Start::Restored(resumed) => {
+            let Resumed { state, position, restored, step_start } = *resumed;
             (state, Some(position), restored, None, step_start)
         }
     };
@@ -325,7 +335,16 @@ impl<S: GraphState> Loop<S> {
             if let Some(error) = self.durable.as_ref().and_then(Durable::background_error) {
                 return Err(error);
             }
-            if let (Some(starts), Some(durable)) = (&self.scope.step_starts, &self.durable) {
+            if let (Some(starts), Some(durable)) = (&self.scope.step_starts, &mut self.durable) {
+                // A subgraph run checkpoints under this step's start through a writer of its
+                // own: under `Async` that start must be committed first, or a crash could keep
+                // the subgraph's progress and lose the checkpoint it belongs to.
+                let graph = &self.params.inner.graph;
+                if durable.durability() == Durability::Async
+                    && self.frontier.iter().any(|task| graph.node(task.node).node.is_subgraph())
+                {
+                    durable.flush().await?;
+                }
                 starts.begin(durable);
             }
             self.step += 1;
@@ -533,6 +552,13 @@ impl<S: GraphState> Loop<S> {
         self.results.done.clear();
         let timed = interest.tasks() || self.params.stream.is_some();
         let restored = std::mem::take(&mut self.restored.outputs);
+        // In a durable step of several tasks, each task stores its result as it finishes; a
+        // lone task's result is stored by the step's checkpoint.
+        let writer = match &mut self.durable {
+            Some(durable) if frontier.len() > 1 => durable.task_writer::<S>().await?,
+            _ => None,
+        };
+        let stored_by_tasks = writer.is_some();
         execute_tasks(
             &self.params.inner,
             &self.scope,
@@ -541,23 +567,30 @@ impl<S: GraphState> Loop<S> {
             &frontier,
             (timed, step_started),
             restored,
+            writer,
             &mut self.results,
         )
         .await;
         // Siblings have all finished by now; the first failure in frontier order fails the step.
         if let Some(error) = self.results.first_error.take() {
-            let writes = self.pending_writes(&frontier)?;
+            let writes = if stored_by_tasks { Vec::new() } else { self.pending_writes(&frontier)? };
             self.results.interrupts.clear();
             if let Some(durable) = &mut self.durable
                 && durable.durability() != Durability::Exit
-                && !writes.is_empty()
             {
                 durable.put_writes(writes).await?;
             }
             return Err(error);
         }
         if !self.results.interrupts.is_empty() {
-            let writes = self.pending_writes(&frontier)?;
+            if self.durable.is_none() {
+                // Nothing would store the pause: a silent stop could never be resumed.
+                let (_, node, _) = self.results.interrupts.swap_remove(0);
+                self.results.interrupts.clear();
+                let node = self.params.inner.graph.node(node).name.clone();
+                return Err(Error::InterruptNotCheckpointed { node, step: self.step });
+            }
+            let writes = if stored_by_tasks { Vec::new() } else { self.pending_writes(&frontier)? };
             let (_, node, value) = self.results.interrupts.swap_remove(0);
             self.results.interrupts.clear();
             let node = self.params.inner.graph.node(node).name.clone();
@@ -616,8 +649,9 @@ impl<S: GraphState> Loop<S> {
         Ok(Flow::Continue)
     }
 
-    /// The pending writes of a step that did not complete: the results of its finished
-    /// tasks and the values of its interrupts, so a resume re-runs only what must run again.
+    /// The pending writes of a step that did not complete and whose tasks did not store them
+    /// (a lone task's, or any under `Exit` durability): the results of its finished tasks and
+    /// the values of its interrupts, so a resume re-runs only what must run again.
     fn pending_writes(&self, frontier: &[PendingTask<S>]) -> Result<Vec<PendingWrite>, Error> {
         let Some(durable) = &self.durable else { return Ok(Vec::new()) };
         let graph = &self.params.inner.graph;
@@ -703,7 +737,8 @@ fn restored_goto<S>(goto: StoredGoto<S>) -> Goto<S> {
 
 /// Runs the frontier's tasks (a lone task inline on this task, several through the
 /// scheduler) and records their outcomes in frontier order. Tasks whose output a resumed
-/// step already stored are not run again.
+/// step already stored are not run again; with a `writer`, every other task stores its
+/// result (or interrupt) as soon as it finishes, while its siblings still run.
 #[allow(clippy::too_many_arguments, reason = "the loop's disjoint parts, borrowed separately")]
 async fn execute_tasks<S: GraphState>(
     inner: &Arc<Inner<S>>,
@@ -713,6 +748,7 @@ async fn execute_tasks<S: GraphState>(
     frontier: &[PendingTask<S>],
     (timed, step_started): (bool, Option<Tick>),
     mut restored: HashMap<String, StoredWrite<S, S::Update>>,
+    writer: Option<Arc<TaskWriter>>,
     results: &mut StepResults<S>,
 ) {
     let graph = &inner.graph;
@@ -739,16 +775,30 @@ async fn execute_tasks<S: GraphState>(
         let input = task.input.clone().unwrap_or_else(|| Arc::clone(state));
         let scope = Arc::clone(scope);
         let owned_inner = Arc::clone(inner);
+        let writer = writer.clone();
         inner.scheduler.spawn(Box::pin(async move {
             let node = owned_inner.graph.node(node_id);
-            let _ = tx.send(run_any(&scope, &owned_inner, (node_id, node), task_id, input, timed, None).await);
+            let key = writer.as_ref().map(|_| task_id.to_string());
+            let outcome = run_any(&scope, &owned_inner, (node_id, node), task_id, input, timed, None).await;
+            let stored = match (&writer, key) {
+                (Some(writer), Some(key)) => store_result(writer, &key, &node.name, &outcome).await.err(),
+                _ => None,
+            };
+            let _ = tx.send((outcome, stored));
         }));
         receivers.push(Ok(rx));
     }
     for ((index, task), receiver) in frontier.iter().enumerate().zip(receivers) {
         let index = u32::try_from(index).unwrap_or(u32::MAX);
         match receiver {
-            Ok(rx) => results.record(index, task.node, graph.node(task.node), step, rx.await.ok()),
+            Ok(rx) => {
+                let (outcome, store_error) = rx.await.ok().unzip();
+                results.record(index, task.node, graph.node(task.node), step, outcome);
+                // A result that could not be stored fails the step: a crash now would re-run it.
+                if let Some(error) = store_error.flatten() {
+                    results.first_error.get_or_insert(error);
+                }
+            }
             Err((update, gotos)) => results.done.push(Done {
                 index,
                 node: task.node,
@@ -757,6 +807,27 @@ async fn execute_tasks<S: GraphState>(
             }),
         }
     }
+}
+
+/// Stores what a finished task produced: its update and routing, or its interrupt. A failed
+/// task stores nothing: it runs again on resume.
+async fn store_result<S: GraphState>(
+    writer: &TaskWriter,
+    task_id: &str,
+    node: &str,
+    outcome: &TaskOutcome<S>,
+) -> Result<(), Error> {
+    let (update, gotos) = match &outcome.result {
+        Ok(NodeOutput::Update(update)) => (Some(update), Vec::new()),
+        Ok(NodeOutput::Command(command)) => (command.update.as_ref(), command.goto.iter().map(stored_goto).collect()),
+        Err(error) => {
+            let Some(interrupt) = error.interrupt() else { return Ok(()) };
+            let write: StoredWrite<S, &S::Update> = StoredWrite::Interrupt { value: interrupt.value.clone() };
+            return writer.store(task_id, node, INTERRUPT, &write).await;
+        }
+    };
+    let write: StoredWrite<S, &S::Update> = StoredWrite::Output { update, gotos };
+    writer.store(task_id, node, OUTPUT, &write).await
 }
 
 fn task_id<S: GraphState>(node: &GraphNode<S>, step: u64, index: usize) -> TaskId {

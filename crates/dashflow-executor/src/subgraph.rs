@@ -15,7 +15,7 @@ use parking_lot::Mutex;
 
 use crate::durable::{Durable, Nesting, Restored, checkpoint_error, rebuild};
 use crate::hub::{EventHub, ExecScope};
-use crate::run::{RunOutput, RunParams, Start, execute, merge_parallel};
+use crate::run::{Resumed, RunOutput, RunParams, Start, execute, merge_parallel};
 use crate::{CompiledGraph, Durability, Error, RunConfig, RunStatus, StreamModes};
 
 /// Metadata of every checkpoint of a subgraph run: the parent checkpoint its parent task's
@@ -175,7 +175,11 @@ async fn nested_start<S: GraphState>(
     // runs under it; a step this run started has none to look for.
     let search = step.as_ref().is_some_and(|step| step.inherited);
     let found = find_run(checkpointer, thread_id, &namespace, parent, search).await?;
-    let continued = found.run.filter(unfinished);
+    // A finished run gives its task's result when the parent resumes the step it ran in (a
+    // crash after the run's end, before the parent stored the result); after an edit or a
+    // fork the task runs afresh on the state it now reads.
+    let reuse_finished = step.as_ref().is_some_and(|step| step.reuse_finished);
+    let continued = found.run.filter(|run| reuse_finished || unfinished(run));
     // A continued run chains onto its own last checkpoint (forking the namespace when that
     // is not the head), a new one onto the head; either way the put expects the head.
     let lineage = continued.as_ref().and_then(LoadedCheckpoint::head).map(|record| record.checkpoint_id.clone());
@@ -200,8 +204,9 @@ async fn nested_start<S: GraphState>(
     if let Some(answer) = answer {
         durable.answer_interrupts(&mut restored, &answer).await?;
     }
-    let step_start = step_start_of(&loaded)?;
-    Ok((Some(durable), Start::Restored { state: Arc::new(state), position, restored, step_start }))
+    let step_start = resumed_step(&loaded, false)?;
+    let resumed = Resumed { state: Arc::new(state), position, restored, step_start };
+    Ok((Some(durable), Start::Restored(Box::new(resumed))))
 }
 
 /// Whether a run stopped at this checkpoint before its end (paused, or failed).
@@ -222,7 +227,15 @@ pub(crate) struct StepStarts {
 struct StepStartsState {
     current: Option<StepStart>,
     /// What the first step of a run continued from a checkpoint starts under, until it starts.
-    resumed: Option<CheckpointId>,
+    resumed: Option<ResumedStep>,
+}
+
+/// The step a run continues from a stored checkpoint: the parent checkpoint its subgraph runs
+/// started under, and whether their finished runs give their tasks' results.
+#[derive(Clone, Debug)]
+pub(crate) struct ResumedStep {
+    checkpoint: CheckpointId,
+    reuse_finished: bool,
 }
 
 /// The parent checkpoint one step starts under.
@@ -232,12 +245,15 @@ pub(crate) struct StepStart {
     /// Whether runs before this one may have started subgraph runs under it: true only for
     /// the step a run continues from a stored checkpoint.
     pub(crate) inherited: bool,
+    /// Whether a subgraph run that finished under it gives its task's result instead of
+    /// running again: only in a step resumed as it was left (no edit since, no fork).
+    pub(crate) reuse_finished: bool,
 }
 
 impl StepStarts {
     /// For a run whose first step starts under `resumed` (a run continued from a checkpoint),
     /// or under the checkpoint the run writes first.
-    pub(crate) fn new(resumed: Option<CheckpointId>) -> Self {
+    pub(crate) fn new(resumed: Option<ResumedStep>) -> Self {
         Self { state: Mutex::new(StepStartsState { current: None, resumed }) }
     }
 
@@ -245,14 +261,16 @@ impl StepStarts {
     pub(crate) fn begin(&self, durable: &Durable) {
         let mut state = self.state.lock();
         let start = match state.resumed.take() {
-            Some(checkpoint) => StepStart { checkpoint, inherited: true },
+            Some(resumed) => {
+                StepStart { checkpoint: resumed.checkpoint, inherited: true, reuse_finished: resumed.reuse_finished }
+            }
             None => match (durable.durability(), durable.head()) {
                 (Durability::Sync | Durability::Async, Some(head)) => {
-                    StepStart { checkpoint: head.clone(), inherited: false }
+                    StepStart { checkpoint: head.clone(), inherited: false, reuse_finished: false }
                 }
                 // Under `Exit` durability no checkpoint stores the step's start (unless the
                 // step pauses, and then it is written later): the step gets a name of its own.
-                _ => StepStart { checkpoint: CheckpointId::new(), inherited: false },
+                _ => StepStart { checkpoint: CheckpointId::new(), inherited: false, reuse_finished: false },
             },
         };
         state.current = Some(start);
@@ -313,6 +331,16 @@ pub(crate) fn step_start_of(loaded: &LoadedCheckpoint) -> Result<Option<Checkpoi
         Some(id) => Ok(Some(id)),
         None => Ok(Some(record.checkpoint_id.clone())),
     }
+}
+
+/// The step a run continuing from `loaded` resumes: the parent checkpoint it starts under
+/// ([`step_start_of`]), and whether its finished subgraph runs give their tasks' results: not
+/// when `loaded` is an edit (`update_state` drops finished tasks' results, which read the old
+/// state) nor in a `forked` run, which runs its steps again.
+pub(crate) fn resumed_step(loaded: &LoadedCheckpoint, forked: bool) -> Result<Option<ResumedStep>, Error> {
+    let edited = loaded.head().and_then(|record| record.metadata.get("source")).and_then(serde_json::Value::as_str)
+        == Some("update");
+    Ok(step_start_of(loaded)?.map(|checkpoint| ResumedStep { checkpoint, reuse_finished: !forked && !edited }))
 }
 
 /// The checkpoint id stored under `key` in `record`'s metadata.

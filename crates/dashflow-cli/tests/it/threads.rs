@@ -12,7 +12,7 @@ use crate::common::{Home, Ticket, block_on, dashflow, observed, support_graph, t
 /// Runs the support graph on thread `ticket-7`, pausing before `answer`, then resumes it.
 /// Returns the ids of the two runs.
 async fn checkpointed_runs(app: CompiledGraph<Ticket>) -> (RunId, RunId) {
-    let app = app.interrupt_before(["answer"]);
+    let app = app.interrupt_before(["answer"]).unwrap();
     let (paused, resumed) = (RunId::new(), RunId::new());
     let result = app.invoke(ticket("refund for march"), RunConfig::thread("ticket-7").run_id(paused)).await.unwrap();
     assert!(matches!(result.status, dashflow::RunStatus::Interrupted { .. }));

@@ -94,7 +94,7 @@ fn draft_then_send(ledger: &Ledger) -> CompiledGraph<Trail> {
 #[tokio::test]
 async fn interrupt_before_pauses_and_resume_continues_without_stopping_again() {
     let ledger = Ledger::default();
-    let app = draft_then_send(&ledger).interrupt_before(["send"]);
+    let app = draft_then_send(&ledger).interrupt_before(["send"]).unwrap();
     let config = RunConfig::thread("approve-1");
 
     let paused = app.invoke(Trail::default(), config.clone()).await.unwrap();
@@ -115,7 +115,8 @@ async fn pauses_between_steps_under_exit_durability_store_the_one_checkpoint_a_r
     for before in [true, false] {
         let ledger = Ledger::default();
         let app = draft_then_send(&ledger);
-        let app = if before { app.interrupt_before(["send"]) } else { app.interrupt_after(["draft"]) };
+        let app =
+            if before { app.interrupt_before(["send"]).unwrap() } else { app.interrupt_after(["draft"]).unwrap() };
         let config = RunConfig::thread("exit-pause").durability(Durability::Exit);
 
         app.invoke(Trail::default(), config.clone()).await.unwrap();
@@ -134,7 +135,7 @@ async fn pauses_between_steps_under_exit_durability_store_the_one_checkpoint_a_r
 #[tokio::test]
 async fn interrupt_after_pauses_once_the_node_ran() {
     let ledger = Ledger::default();
-    let app = draft_then_send(&ledger).interrupt_after(["draft"]);
+    let app = draft_then_send(&ledger).interrupt_after(["draft"]).unwrap();
     let config = RunConfig::thread("after-1");
     let paused = app.invoke(Trail::default(), config.clone()).await.unwrap();
     assert_eq!(paused.status, RunStatus::Interrupted { node: "draft".into(), value: None });
@@ -180,21 +181,106 @@ async fn a_node_interrupt_returns_the_resume_value_when_the_run_continues() {
 async fn interrupts_without_a_checkpointer_are_refused_up_front() {
     let mut graph = StateGraph::<Trail>::new();
     graph.add_node("a", crate::common::tick).add_edge(START, "a").add_edge("a", END);
-    let app = graph.compile().unwrap().interrupt_before(["a"]);
+    let app = graph.compile().unwrap().interrupt_before(["a"]).unwrap();
     let error = app.invoke(Trail::default(), RunConfig::thread("t")).await.unwrap_err();
     assert!(matches!(error, Error::NoCheckpointer { .. }), "{error}");
     let app = app.with_shared_checkpointer(memory());
     let error = app.invoke(Trail::default(), RunConfig::new()).await.unwrap_err();
-    assert!(matches!(error, Error::NoThread { .. }), "{error}");
+    assert!(matches!(error, Error::ThreadRequired { .. }), "{error}");
+}
+
+#[test]
+fn an_interrupt_setting_naming_an_unknown_node_fails_where_it_is_set() {
+    let mut graph = StateGraph::<Trail>::named("drafting");
+    graph.add_node("a", crate::common::tick).add_node("b", crate::common::tick);
+    graph.add_edge(START, "a").add_edge("a", "b").add_edge("b", END);
+    let app = graph.compile().unwrap();
+    for (setting, error) in [
+        ("interrupt_before", app.clone().interrupt_before(["a", "ghost"]).unwrap_err()),
+        ("interrupt_after", app.clone().interrupt_after(["ghost"]).unwrap_err()),
+    ] {
+        match &error {
+            Error::UnknownInterruptNode { setting: named, node, graph, known } => {
+                assert_eq!(
+                    (*named, node.as_str(), graph.as_str(), known.as_str()),
+                    (setting, "ghost", "drafting", "a, b")
+                );
+            }
+            other => panic!("expected UnknownInterruptNode, got {other}"),
+        }
+        let message = error.to_string();
+        for part in [setting, "`ghost`", "`drafting`", "(a, b)"] {
+            assert!(message.contains(part), "{message} lacks {part}");
+        }
+    }
 }
 
 #[tokio::test]
-async fn an_interrupt_setting_naming_an_unknown_node_is_a_typed_error() {
-    let mut graph = StateGraph::<Trail>::new();
+async fn a_checkpointed_graph_run_without_a_thread_is_refused_naming_the_fix() {
+    let mut graph = StateGraph::<Trail>::named("counter");
     graph.add_node("a", crate::common::tick).add_edge(START, "a").add_edge("a", END);
-    let app = graph.compile().unwrap().with_shared_checkpointer(memory()).interrupt_before(["ghost"]);
-    let error = app.invoke(Trail::default(), RunConfig::thread("t")).await.unwrap_err();
-    assert!(error.to_string().contains("ghost"), "{error}");
+    let app = graph.compile().unwrap().with_shared_checkpointer(memory());
+    let error = app.invoke(Trail::default(), RunConfig::new()).await.unwrap_err();
+    assert!(matches!(&error, Error::ThreadRequired { graph } if graph == "counter"), "{error}");
+    assert!(error.to_string().contains("RunConfig::thread(id)"), "{error}");
+    let streamed = app.stream(Trail::default(), RunConfig::new()).result().await.unwrap_err();
+    assert!(matches!(streamed, Error::ThreadRequired { .. }), "{streamed}");
+    let error = app.resume(Command::new(), RunConfig::new()).await.unwrap_err();
+    assert!(matches!(error, Error::NoThread { operation: "resume" }), "{error}");
+}
+
+#[tokio::test]
+async fn ctx_interrupt_in_a_run_that_is_not_checkpointed_is_an_error_naming_the_node() {
+    let mut graph = StateGraph::<Trail>::new();
+    graph
+        .add_node("ask", |_: Arc<Trail>, ctx: NodeContext| async move {
+            ctx.interrupt(json!("approve?"))?;
+            Ok(TrailUpdate::default())
+        })
+        .add_edge(START, "ask")
+        .add_edge("ask", END);
+    let app = graph.compile().unwrap();
+    for config in [RunConfig::new(), RunConfig::thread("no-checkpointer")] {
+        let error = app.invoke(Trail::default(), config).await.unwrap_err();
+        assert!(matches!(&error, Error::InterruptNotCheckpointed { node, step: 1 } if &**node == "ask"), "{error}");
+        assert!(error.to_string().contains("with_checkpointer"), "{error}");
+    }
+}
+
+#[tokio::test]
+async fn a_resume_value_for_a_thread_that_is_not_paused_by_an_interrupt_is_refused() {
+    let ledger = Ledger::default();
+    let app = draft_then_send(&ledger);
+    let config = RunConfig::thread("finished");
+
+    // A thread that does not exist.
+    let error = app.resume(Command::resume("yes"), config.clone()).await.unwrap_err();
+    assert!(matches!(&error, Error::ThreadNotFound { thread_id, .. } if thread_id == "finished"), "{error}");
+    assert!(error.to_string().contains("invoke"), "{error}");
+
+    // A thread whose run finished.
+    app.invoke(Trail::default(), config.clone()).await.unwrap();
+    let head = app.get_state(&config).await.unwrap().unwrap().checkpoint_id;
+    let error = app.resume(Command::resume("yes"), config.clone()).await.unwrap_err();
+    assert!(matches!(&error, Error::NothingToResume { thread_id, .. } if thread_id == "finished"), "{error}");
+    assert!(error.to_string().contains("Command::new()"), "{error}");
+
+    // A command that also edits the state is refused before the edit is stored.
+    let command = Command::resume("yes").with_update(TrailUpdate::default().note("edited"));
+    let error = app.resume(command, config.clone()).await.unwrap_err();
+    assert!(matches!(&error, Error::NothingToResume { .. }), "{error}");
+
+    // A thread paused before a node, where no node asked anything.
+    let paused = draft_then_send(&ledger).interrupt_before(["send"]).unwrap();
+    let config = RunConfig::thread("paused-before");
+    paused.invoke(Trail::default(), config.clone()).await.unwrap();
+    let error = paused.resume(Command::resume("yes"), config.clone()).await.unwrap_err();
+    assert!(matches!(&error, Error::NothingToResume { state, .. } if state.contains("send")), "{error}");
+    // The refused resumes stored nothing and ran nothing; the paused thread still continues.
+    assert_eq!(app.get_state(&RunConfig::thread("finished")).await.unwrap().unwrap().checkpoint_id, head);
+    let done = paused.resume(Command::new(), config).await.unwrap();
+    assert_eq!(done.state.log, strings(&["draft", "send"]));
+    assert_eq!(ledger.entries(), strings(&["draft", "send", "draft", "send"]));
 }
 
 /// A chain a -> b -> c -> d where `c` fails while `fail` is set.
@@ -495,7 +581,7 @@ async fn two_runs_resuming_one_thread_at_once_let_exactly_one_advance() {
         })
         .add_edge(START, "work")
         .add_edge("work", END);
-    let app = graph.compile().unwrap().with_shared_checkpointer(memory()).interrupt_before(["work"]);
+    let app = graph.compile().unwrap().with_shared_checkpointer(memory()).interrupt_before(["work"]).unwrap();
     let config = RunConfig::thread("r13").durability(Durability::Sync);
     app.invoke(Trail::default(), config.clone()).await.unwrap();
     armed.store(true, Ordering::SeqCst);

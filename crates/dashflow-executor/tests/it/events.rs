@@ -220,7 +220,7 @@ async fn pauses_before_and_after_a_node_are_reported_with_their_reason() {
     for (before, expected) in [(true, "interrupted 1 before b"), (false, "interrupted 1 after a")] {
         let recorder = Recorder::default();
         let app = a_then_b("pause").with_callback(recorder.clone());
-        let app = if before { app.interrupt_before(["b"]) } else { app.interrupt_after(["a"]) };
+        let app = if before { app.interrupt_before(["b"]).unwrap() } else { app.interrupt_after(["a"]).unwrap() };
         app.invoke(Trail::default(), RunConfig::thread("p")).await.unwrap();
         let interrupts: Vec<String> =
             recorder.described().into_iter().filter(|line| line.starts_with("interrupted 1 ")).collect();

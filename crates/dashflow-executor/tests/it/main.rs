@@ -22,3 +22,4 @@ mod sequential;
 mod stream;
 mod subgraph;
 mod subgraph_state;
+mod task_writes;

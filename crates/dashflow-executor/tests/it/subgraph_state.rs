@@ -581,7 +581,7 @@ async fn get_state_names_no_subgraph_run_of_an_earlier_run_of_the_thread() {
     for durability in [Durability::Sync, Durability::Async] {
         let (ledger, checkpointer) = (Ledger::default(), memory());
         let app = reviewing(&ledger, Arc::clone(&checkpointer));
-        let stopping = reviewing(&ledger, checkpointer).interrupt_before(["review"]);
+        let stopping = reviewing(&ledger, checkpointer).interrupt_before(["review"]).unwrap();
         let config = RunConfig::thread(format!("earlier-{durability:?}")).durability(durability);
         app.invoke(topic("rust"), config.clone()).await.unwrap();
         let before_review = stopping.invoke(topic("go"), config.clone()).await.unwrap();
