@@ -14,16 +14,16 @@ pub(crate) enum Error {
     Checkpoint(#[from] CheckpointError),
     /// SQLite refused a statement.
     #[error("SQLite refused the operation")]
-    Sqlite(#[from] rusqlite::Error),
+    Sqlite(#[from] Sqlite),
     /// Another connection holds the lock longer than the busy timeout.
     #[error("the database is locked by another connection (SQLITE_BUSY); nothing was written, retry")]
-    Busy(#[source] rusqlite::Error),
+    Busy(#[source] Sqlite),
     /// The disk or the database's size limit is full.
     #[error(
-        "the database or disk is full (SQLITE_FULL); nothing was written; free disk space or raise the \
-         database's size limit, then retry"
+        "SQLite ran out of space (nothing was written; free disk space or raise the database's size \
+         limit, then retry)"
     )]
-    Full(#[source] rusqlite::Error),
+    Full(#[source] Sqlite),
     /// The database file's directory could not be created.
     #[error("cannot create the directory {path}")]
     CreateDir {
@@ -70,6 +70,50 @@ pub(crate) enum Error {
     },
 }
 
+/// A failure of the database named `database`: the cause of every `Unavailable` this backend
+/// returns, so that the report says which file failed.
+#[derive(Debug, thiserror::Error)]
+#[error("SQLite database {database} failed")]
+pub(crate) struct InDatabase {
+    /// The file's path in backticks, or `in memory`.
+    pub(crate) database: String,
+    /// What failed.
+    #[source]
+    pub(crate) source: std::sync::Arc<dyn std::error::Error + Send + Sync + 'static>,
+}
+
+/// A SQLite error as a cause. SQLite's own error code, rusqlite's source, only repeats the
+/// message with its number, so the chain ends here and a report names the cause once.
+#[derive(Debug)]
+pub(crate) struct Sqlite(pub(crate) rusqlite::Error);
+
+impl From<rusqlite::Error> for Sqlite {
+    fn from(error: rusqlite::Error) -> Self {
+        Self(error)
+    }
+}
+
+impl From<rusqlite::Error> for Error {
+    fn from(error: rusqlite::Error) -> Self {
+        Self::Sqlite(Sqlite(error))
+    }
+}
+
+impl std::fmt::Display for Sqlite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for Sqlite {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match &self.0 {
+            rusqlite::Error::SqliteFailure(..) => None,
+            other => std::error::Error::source(other),
+        }
+    }
+}
+
 /// `Result` with the backend's [`Error`].
 pub(crate) type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -90,7 +134,7 @@ impl Error {
     pub(crate) fn is_busy(&self) -> bool {
         match self {
             Self::Busy(_) => true,
-            Self::Sqlite(sqlite) => {
+            Self::Sqlite(Sqlite(sqlite)) => {
                 matches!(sqlite.sqlite_error_code(), Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked))
             }
             _ => false,
@@ -102,13 +146,13 @@ impl From<Error> for CheckpointError {
     fn from(error: Error) -> Self {
         match error {
             Error::Checkpoint(error) => error,
-            Error::Sqlite(sqlite) => match sqlite.sqlite_error_code() {
+            Error::Sqlite(sqlite) => match sqlite.0.sqlite_error_code() {
                 Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
                     Self::unavailable(true, Error::Busy(sqlite))
                 }
                 Some(ErrorCode::DiskFull) => Self::unavailable(false, Error::Full(sqlite)),
                 Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => {
-                    Self::corrupt(format!("the SQLite database is damaged or not a database: {sqlite}"))
+                    Self::corrupt(format!("the SQLite database is damaged or not a database: {}", sqlite.0))
                 }
                 _ => Self::unavailable(false, Error::Sqlite(sqlite)),
             },

@@ -58,11 +58,12 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use dashflow_checkpoint::{
-    CheckpointId, CheckpointRecord, Checkpointer, ListOptions, LoadedCheckpoint, PendingWrite, Result,
+    CheckpointError, CheckpointId, CheckpointRecord, Checkpointer, ListOptions, LoadedCheckpoint, PendingWrite, Result,
 };
 
 mod error;
@@ -149,7 +150,9 @@ impl SqliteCheckpointer {
         let path = path.as_ref().to_owned();
         let target = path.clone();
         let busy_timeout = options.busy_timeout;
-        let worker = Worker::start(move || schema::open(Some(&target), &options), busy_timeout).await?;
+        let worker = Worker::start(move || schema::open(Some(&target), &options), busy_timeout)
+            .await
+            .map_err(|error| located(Some(&path), error))?;
         Ok(Self { worker, path: Some(path) })
     }
 
@@ -168,18 +171,40 @@ impl SqliteCheckpointer {
 
     /// The database's size in bytes (pages in use or free, counting pages still in the WAL).
     pub async fn database_bytes(&self) -> Result<u64> {
-        Ok(self.worker.call(ops::database_bytes).await?)
+        self.worker.call(ops::database_bytes).await.map_err(|error| self.located(error))
     }
 
     /// Sets or lifts (`None`) the cap on the database's size, e.g. after freeing space.
     pub async fn set_max_size(&self, max_size_bytes: Option<u64>) -> Result<()> {
-        Ok(self.worker.call(move |connection| schema::set_max_size(connection, max_size_bytes)).await?)
+        self.worker
+            .call(move |connection| schema::set_max_size(connection, max_size_bytes))
+            .await
+            .map_err(|error| self.located(error))
     }
 
     /// Closes the connection after the operations already started, and waits until it is
     /// closed (dropping the checkpointer closes it too, without waiting).
     pub async fn close(self) {
         self.worker.close().await;
+    }
+}
+
+impl SqliteCheckpointer {
+    /// The checkpoint error for `error`, naming this database when it is unavailable.
+    fn located(&self, error: error::Error) -> CheckpointError {
+        located(self.path.as_deref(), error)
+    }
+}
+
+/// The checkpoint error for `error`, naming the database at `path` (in memory for `None`)
+/// when it is unavailable: the other kinds say what they are about themselves.
+fn located(path: Option<&Path>, error: error::Error) -> CheckpointError {
+    match CheckpointError::from(error) {
+        CheckpointError::Unavailable { retryable, source } => {
+            let database = path.map_or_else(|| "in memory".to_owned(), |path| format!("`{}`", path.display()));
+            CheckpointError::Unavailable { retryable, source: Arc::new(error::InDatabase { database, source }) }
+        }
+        other => other,
     }
 }
 
@@ -193,13 +218,19 @@ impl fmt::Debug for SqliteCheckpointer {
 impl Checkpointer for SqliteCheckpointer {
     async fn put(&self, record: CheckpointRecord, expected_head: Option<&CheckpointId>) -> Result<()> {
         let expected = expected_head.map(|id| id.as_str().to_owned());
-        Ok(self.worker.call_inline(move |connection| ops::put(connection, &record, expected.as_deref())).await?)
+        self.worker
+            .call_inline(move |connection| ops::put(connection, &record, expected.as_deref()))
+            .await
+            .map_err(|error| self.located(error))
     }
 
     async fn put_batch(&self, records: Vec<(CheckpointRecord, Option<CheckpointId>)>) -> Result<()> {
         let records: Vec<_> =
             records.into_iter().map(|(record, expected)| (record, expected.map(|id| id.as_str().to_owned()))).collect();
-        Ok(self.worker.call_inline(move |connection| ops::put_batch(connection, &records)).await?)
+        self.worker
+            .call_inline(move |connection| ops::put_batch(connection, &records))
+            .await
+            .map_err(|error| self.located(error))
     }
 
     async fn put_writes(
@@ -211,10 +242,10 @@ impl Checkpointer for SqliteCheckpointer {
     ) -> Result<()> {
         let (thread_id, namespace, checkpoint_id) =
             (thread_id.to_owned(), namespace.to_owned(), checkpoint_id.as_str().to_owned());
-        Ok(self
-            .worker
+        self.worker
             .call(move |connection| ops::put_writes(connection, &thread_id, &namespace, &checkpoint_id, &writes))
-            .await?)
+            .await
+            .map_err(|error| self.located(error))
     }
 
     async fn load(
@@ -225,22 +256,34 @@ impl Checkpointer for SqliteCheckpointer {
     ) -> Result<Option<LoadedCheckpoint>> {
         let (thread_id, namespace) = (thread_id.to_owned(), namespace.to_owned());
         let id = id.map(|id| id.as_str().to_owned());
-        Ok(self.worker.call(move |connection| ops::load(connection, &thread_id, &namespace, id.as_deref())).await?)
+        self.worker
+            .call(move |connection| ops::load(connection, &thread_id, &namespace, id.as_deref()))
+            .await
+            .map_err(|error| self.located(error))
     }
 
     async fn list(&self, thread_id: &str, options: &ListOptions) -> Result<Vec<CheckpointRecord>> {
         let (thread_id, options) = (thread_id.to_owned(), options.clone());
-        Ok(self.worker.call(move |connection| ops::list(connection, &thread_id, &options)).await?)
+        self.worker
+            .call(move |connection| ops::list(connection, &thread_id, &options))
+            .await
+            .map_err(|error| self.located(error))
     }
 
     async fn delete_thread(&self, thread_id: &str) -> Result<()> {
         let thread_id = thread_id.to_owned();
-        Ok(self.worker.call(move |connection| ops::delete_thread(connection, &thread_id)).await?)
+        self.worker
+            .call(move |connection| ops::delete_thread(connection, &thread_id))
+            .await
+            .map_err(|error| self.located(error))
     }
 
     async fn copy_thread(&self, from: &str, to: &str) -> Result<()> {
         let (from, to) = (from.to_owned(), to.to_owned());
-        Ok(self.worker.call(move |connection| ops::copy_thread(connection, &from, &to)).await?)
+        self.worker
+            .call(move |connection| ops::copy_thread(connection, &from, &to))
+            .await
+            .map_err(|error| self.located(error))
     }
 
     async fn rewrite_as_snapshot(
@@ -251,35 +294,47 @@ impl Checkpointer for SqliteCheckpointer {
         blob: Vec<u8>,
     ) -> Result<()> {
         let (thread_id, namespace, id) = (thread_id.to_owned(), namespace.to_owned(), id.as_str().to_owned());
-        Ok(self
-            .worker
+        self.worker
             .call(move |connection| ops::rewrite_as_snapshot(connection, &thread_id, &namespace, &id, &blob))
-            .await?)
+            .await
+            .map_err(|error| self.located(error))
     }
 
     async fn delete_before(&self, thread_id: &str, namespace: &str, keep_from: &CheckpointId) -> Result<u64> {
         let (thread_id, namespace, keep_from) =
             (thread_id.to_owned(), namespace.to_owned(), keep_from.as_str().to_owned());
-        Ok(self
-            .worker
+        self.worker
             .call(move |connection| ops::delete_before(connection, &thread_id, &namespace, &keep_from))
-            .await?)
+            .await
+            .map_err(|error| self.located(error))
     }
 
     async fn delete_namespace(&self, thread_id: &str, namespace: &str) -> Result<u64> {
         let (thread_id, namespace) = (thread_id.to_owned(), namespace.to_owned());
-        Ok(self.worker.call(move |connection| ops::delete_namespace(connection, &thread_id, &namespace)).await?)
+        self.worker
+            .call(move |connection| ops::delete_namespace(connection, &thread_id, &namespace))
+            .await
+            .map_err(|error| self.located(error))
     }
 
     async fn delete_idle_threads(&self, cutoff_ms: i64) -> Result<Vec<String>> {
-        Ok(self.worker.call(move |connection| ops::delete_idle_threads(connection, cutoff_ms)).await?)
+        self.worker
+            .call(move |connection| ops::delete_idle_threads(connection, cutoff_ms))
+            .await
+            .map_err(|error| self.located(error))
     }
 
     async fn put_schema(&self, fingerprint: u64, schema: Vec<u8>) -> Result<()> {
-        Ok(self.worker.call(move |connection| ops::put_schema(connection, fingerprint, &schema)).await?)
+        self.worker
+            .call(move |connection| ops::put_schema(connection, fingerprint, &schema))
+            .await
+            .map_err(|error| self.located(error))
     }
 
     async fn get_schema(&self, fingerprint: u64) -> Result<Option<Vec<u8>>> {
-        Ok(self.worker.call(move |connection| ops::get_schema(connection, fingerprint)).await?)
+        self.worker
+            .call(move |connection| ops::get_schema(connection, fingerprint))
+            .await
+            .map_err(|error| self.located(error))
     }
 }

@@ -58,20 +58,29 @@ pub(crate) fn put(connection: &mut Connection, record: &CheckpointRecord, expect
 pub(crate) fn put_batch(connection: &mut Connection, records: &[(CheckpointRecord, Option<String>)]) -> Result<()> {
     let mut transaction = immediate(connection)?;
     let mut failure = None;
-    for (record, expected) in records {
+    for (index, (record, expected)) in records.iter().enumerate() {
         // A savepoint per record: a failed record leaves no half (a moved head without it).
         let savepoint = transaction.savepoint()?;
         match put_in(&savepoint, record, expected.as_deref()) {
             Ok(()) => savepoint.commit()?,
             Err(error) => {
                 drop(savepoint);
-                failure = Some(error);
+                failure = Some((index, error));
                 break;
             }
         }
     }
+    let Some((failed, error)) = failure else { return Ok(transaction.commit()?) };
+    if transaction.is_autocommit() {
+        // SQLite rolled the whole transaction back (as a full disk or database makes it do),
+        // taking the records before the failed one along: store them again on their own, and
+        // report the failure itself, not the commit of a transaction that is gone.
+        drop(transaction);
+        put_batch(connection, &records[..failed])?;
+        return Err(error);
+    }
     transaction.commit()?;
-    failure.map_or(Ok(()), Err)
+    Err(error)
 }
 
 /// The statements of one put, inside the caller's transaction.

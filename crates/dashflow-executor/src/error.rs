@@ -94,9 +94,10 @@ pub enum Error {
         /// The first task's node.
         first: NodeName,
     },
-    /// Storing or loading a checkpoint failed.
-    #[error("checkpoint storage failed")]
-    Checkpoint(#[source] dashflow_checkpoint::CheckpointError),
+    /// Storing or loading a checkpoint failed. The checkpoint error says where (thread,
+    /// checkpoint, database) and why.
+    #[error(transparent)]
+    Checkpoint(dashflow_checkpoint::CheckpointError),
     /// Another run advanced the thread first: one writer per thread.
     #[error("thread `{thread_id}` is busy: another run wrote it first; retry when that run has finished")]
     ThreadBusy {

@@ -4,8 +4,8 @@ use std::error::Error as StdError;
 use std::fmt;
 
 /// An error and every cause below it on one line, outermost first:
-/// `checkpoint storage failed: checkpoint storage unavailable (retryable): cannot connect to
-/// PostgreSQL at `127.0.0.1:5433`: ... : Connection refused (os error 111)`.
+/// `checkpoint storage unavailable (retryable): cannot connect to PostgreSQL at
+/// `127.0.0.1:5433`: error communicating with database: Connection refused (os error 111)`.
 ///
 /// Every DashFlow error follows one convention: its own message says what failed and where
 /// (path, thread, checkpoint, node), and leaves the cause to [`source`](StdError::source), so

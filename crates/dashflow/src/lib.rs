@@ -22,7 +22,7 @@ pub use dashflow_checkpoint_memory::MemoryCheckpointer;
 #[cfg(feature = "postgres")]
 pub use dashflow_checkpoint_postgres::PostgresCheckpointer;
 #[cfg(feature = "sqlite")]
-pub use dashflow_checkpoint_sqlite::SqliteCheckpointer;
+pub use dashflow_checkpoint_sqlite::{SqliteCheckpointer, SqliteOptions};
 pub use dashflow_executor as executor;
 pub use dashflow_graph as graph;
 pub use dashflow_scheduler as scheduler;

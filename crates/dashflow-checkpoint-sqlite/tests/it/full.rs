@@ -19,6 +19,43 @@ async fn fill(checkpointer: &SqliteCheckpointer) -> (Vec<CheckpointRecord>, Chec
     panic!("1,000 puts of 2 KiB never filled a database capped at 64 KiB");
 }
 
+/// The error and its causes on one line.
+fn report(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(next) = cause {
+        text = format!("{text}: {next}");
+        cause = next.source();
+    }
+    text
+}
+
+#[tokio::test]
+async fn a_batch_that_fills_the_database_keeps_the_records_before_the_failed_one_and_names_the_cause() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = SqliteOptions::new().max_size_bytes(64 * 1024);
+    let checkpointer = SqliteCheckpointer::open_with(dir.path().join("batch.db"), options).await.unwrap();
+    let mut batch: Vec<CheckpointRecord> = Vec::new();
+    for _ in 0..200 {
+        batch.push(record("t", batch.last(), 2048));
+    }
+    let puts = batch.iter().enumerate().map(|(index, record)| {
+        (record.clone(), index.checked_sub(1).map(|before| batch[before].checkpoint_id.clone()))
+    });
+    let error = checkpointer.put_batch(puts.collect()).await.unwrap_err();
+    // SQLite rolls a transaction back whole when the database fills: the cause is still the
+    // full database, never the commit of a transaction that is gone.
+    let report = report(&error);
+    assert!(report.contains("SQLite ran out of space"), "{report}");
+    assert!(!report.contains("no transaction is active"), "{report}");
+    let mut listed = checkpointer.list("t", &ListOptions::new()).await.unwrap();
+    listed.reverse();
+    assert!(listed.len() >= 5, "only {} records fitted", listed.len());
+    assert_eq!(listed, batch[..listed.len()], "the records before the failed one, in order, byte-exact");
+    let head = checkpointer.load("t", "", None).await.unwrap().unwrap();
+    assert_eq!(head.head().unwrap().checkpoint_id, listed.last().unwrap().checkpoint_id);
+}
+
 #[tokio::test]
 async fn a_full_database_fails_puts_cleanly_and_recovers_when_space_returns() {
     let dir = tempfile::tempdir().unwrap();
@@ -27,8 +64,9 @@ async fn a_full_database_fails_puts_cleanly_and_recovers_when_space_returns() {
     let (stored, failed, error) = fill(&checkpointer).await;
     assert!(stored.len() >= 5, "only {} puts fitted into 64 KiB", stored.len());
     assert!(matches!(error, CheckpointError::Unavailable { retryable: false, .. }), "{error}");
-    let cause = std::error::Error::source(&error).map(ToString::to_string).unwrap_or_default();
-    assert!(cause.contains("full"), "the error must say the database is full: {error}: {cause}");
+    let report = report(&error);
+    assert!(report.contains("SQLite ran out of space"), "the error must say the database is full: {report}");
+    assert_eq!(report.matches("database or disk is full").count(), 1, "SQLite's own words, once: {report}");
 
     // Nothing of the failed put is visible, and every earlier checkpoint loads byte-exact.
     assert!(checkpointer.load("t", "", Some(&failed.checkpoint_id)).await.unwrap().is_none());
