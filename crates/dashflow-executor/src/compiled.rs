@@ -322,6 +322,8 @@ async fn resume_from<S: GraphState>(
 ) -> Result<Start<S>, Error> {
     let (mut state, position) = rebuild::<S>(settings, loaded).await?;
     let mut restored = Restored::<S>::decode(settings, loaded).await?;
+    // The resumed step's tasks store their results before this run writes a checkpoint.
+    durable.store_schema::<S>().await?;
     // Results stored after a past checkpoint are those of the run that went on from it: a
     // run forked from there (time travel) runs its tasks again, as LangGraph replays do; only
     // a resume of the head reuses them.

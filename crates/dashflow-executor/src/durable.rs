@@ -449,14 +449,13 @@ impl Durable {
     /// What the tasks of the next step use to store their results as they finish, so that a
     /// crash, a failure or a pause re-runs only the tasks that had not finished. `None` under
     /// `Exit` durability (nothing is stored before the run exits) and before the run's first
-    /// checkpoint (the writes would belong to none). Stores the state's schema first, as
-    /// before any blob of it.
-    pub(crate) async fn task_writer<S: GraphState>(&mut self) -> Result<Option<Arc<TaskWriter>>, Error> {
+    /// checkpoint (the writes would belong to none). The state's schema is in the database by
+    /// then: stored by this run's first checkpoint, or when it resumed (`store_schema`).
+    pub(crate) fn task_writer<S: GraphState>(&mut self) -> Option<Arc<TaskWriter>> {
         if self.durability == Durability::Exit {
-            return Ok(None);
+            return None;
         }
-        let Some(checkpoint) = self.parent.clone() else { return Ok(None) };
-        self.store_schema::<S>().await?;
+        let checkpoint = self.parent.clone()?;
         let queue = match self.durability {
             Durability::Async => {
                 let writer = self.async_writer();
@@ -464,7 +463,7 @@ impl Durable {
             }
             _ => None,
         };
-        Ok(Some(Arc::new(TaskWriter {
+        Some(Arc::new(TaskWriter {
             checkpointer: Arc::clone(&self.settings.checkpointer),
             codec: self.settings.codec,
             fingerprint: self.fingerprint.of::<S>(),
@@ -472,11 +471,11 @@ impl Durable {
             namespace: self.namespace.clone(),
             checkpoint,
             queue,
-        })))
+        }))
     }
 
     /// Stores `S`'s schema before the first blob of it is written.
-    async fn store_schema<S: GraphState>(&mut self) -> Result<(), Error> {
+    pub(crate) async fn store_schema<S: GraphState>(&mut self) -> Result<(), Error> {
         if !self.schema_stored {
             self.settings.store_schema(&schema_of::<S>()).await?;
             self.schema_stored = true;

@@ -555,7 +555,7 @@ impl<S: GraphState> Loop<S> {
         // In a durable step of several tasks, each task stores its result as it finishes; a
         // lone task's result is stored by the step's checkpoint.
         let writer = match &mut self.durable {
-            Some(durable) if frontier.len() > 1 => durable.task_writer::<S>().await?,
+            Some(durable) if frontier.len() > 1 => durable.task_writer::<S>(),
             _ => None,
         };
         let stored_by_tasks = writer.is_some();

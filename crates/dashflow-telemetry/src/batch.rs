@@ -238,6 +238,13 @@ impl EventBatch {
         self.storage.entries.is_empty()
     }
 
+    /// The events it keeps whole, in order, without building the compact ones: every kind but
+    /// a one-task step's start, a successful task's end and a routing decision (run starts
+    /// and ends among them).
+    pub fn whole_events(&self) -> impl Iterator<Item = &Event> + '_ {
+        self.storage.events.iter()
+    }
+
     /// Whether the last event is a run's end (`RunFinished`).
     pub fn ends_a_run(&self) -> bool {
         matches!(self.storage.entries.last(), Some(Entry::Event))

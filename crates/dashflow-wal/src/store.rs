@@ -413,14 +413,15 @@ impl EventStore {
     /// The queue is full: drops `command`'s `count` events except the starts and ends of
     /// runs, which are queued beyond the capacity (at most two per run), so that a run that
     /// finished reads `completed` (or `failed`) rather than `abandoned` for want of its last
-    /// event. Only here, with the writer behind, are a batch's events built on the run's
-    /// thread; what that costs slows the producers a little, which is what a backlog needs.
+    /// event. Tight loops meet a full queue often, so this looks only at the events a batch
+    /// keeps whole and builds none of its compact entries.
     fn overflow(&self, count: usize, command: Command) {
         let bound = |event: &Event| matches!(event.kind, EventKind::RunStarted { .. } | EventKind::RunFinished { .. });
         let kept: Vec<Event> = match command {
             Command::Event(event) if bound(&event) => vec![event],
             Command::Events(events) => events.into_iter().filter(bound).collect(),
-            Command::Batch(batch) => batch.events().filter(bound).collect(),
+            // Run starts and ends are never compact entries: no compact entry is built here.
+            Command::Batch(batch) => batch.whole_events().filter(|event| bound(event)).cloned().collect(),
             _ => Vec::new(),
         };
         let kept_count = kept.len();
