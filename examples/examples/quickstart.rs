@@ -206,6 +206,9 @@ async fn main() -> anyhow::Result<()> {
                 show(app.stream(ticket, config)).await?;
             }
         }
+        ["approve" | "reject", id] if !waits_for_approval(&app, id).await? => {
+            anyhow::bail!("{id} is not waiting for approval: run the quickstart first, or it was decided already");
+        }
         ["approve", id] => {
             println!("== {id}: approved");
             show(app.resume_stream(Command::new(), config(id))).await?;
@@ -227,6 +230,12 @@ async fn main() -> anyhow::Result<()> {
         _ => anyhow::bail!("usage: quickstart [approve ID | reject ID | history ID | --mermaid]"),
     }
     Ok(())
+}
+
+/// Whether ticket `id`'s run is paused before `send`.
+async fn waits_for_approval(app: &CompiledGraph<Ticket>, id: &str) -> anyhow::Result<bool> {
+    let snapshot = app.get_state(&config(id)).await?;
+    Ok(snapshot.is_some_and(|snapshot| snapshot.next.iter().any(|node| node == "send")))
 }
 
 /// One thread per ticket; streams what nodes change, what they report while they work, and
