@@ -10,7 +10,7 @@ use dashflow_scheduler::{Scheduler, TokioScheduler};
 use dashflow_telemetry::{EventCallback, NodeNames, RunIds};
 use tokio::sync::mpsc;
 
-use crate::durable::{CheckpointSettings, Durable, Restored, Source, checkpoint_error, rebuild};
+use crate::durable::{CheckpointFormat, CheckpointSettings, Durable, Restored, Source, checkpoint_error, rebuild};
 use crate::hub::{EventHub, UntypedSink};
 use crate::payload::{OUTPUT, split_write_id};
 use crate::run::{MergeFn, Resumed, RunParams, Start, execute, merge_parallel, merge_single};
@@ -26,6 +26,9 @@ pub(crate) struct Inner<S: GraphState> {
     pub(crate) node_timeout: Option<Duration>,
     pub(crate) retry: Option<RetryPolicy>,
     pub(crate) checkpoints: Option<CheckpointSettings>,
+    /// How checkpoints are written, kept apart from the checkpointer so that settings made
+    /// before it is attached still count.
+    pub(crate) format: CheckpointFormat,
     /// Per node: pause before it runs / after it ran.
     pub(crate) interrupt_before: Vec<bool>,
     pub(crate) interrupt_after: Vec<bool>,
@@ -39,6 +42,16 @@ pub(crate) struct Inner<S: GraphState> {
     pub(crate) has_subgraphs: bool,
 }
 
+impl<S: GraphState> Inner<S> {
+    /// Changes how checkpoints are written, whether the checkpointer is attached yet or not.
+    pub(crate) fn set_format(&mut self, change: impl FnOnce(&mut CheckpointFormat)) {
+        change(&mut self.format);
+        if let Some(settings) = &mut self.checkpoints {
+            settings.apply(&self.format);
+        }
+    }
+}
+
 impl<S: GraphState> Clone for Inner<S> {
     fn clone(&self) -> Self {
         Self {
@@ -48,6 +61,7 @@ impl<S: GraphState> Clone for Inner<S> {
             node_timeout: self.node_timeout,
             retry: self.retry.clone(),
             checkpoints: self.checkpoints.clone(),
+            format: self.format.clone(),
             interrupt_before: self.interrupt_before.clone(),
             interrupt_after: self.interrupt_after.clone(),
             schema_json: Arc::clone(&self.schema_json),
@@ -107,6 +121,7 @@ impl<S: GraphState> CompiledGraph<S> {
             node_timeout: None,
             retry: None,
             checkpoints: None,
+            format: CheckpointFormat::default(),
             interrupt_before: vec![false; nodes],
             interrupt_after: vec![false; nodes],
             schema_json,
@@ -157,35 +172,20 @@ impl<S: GraphState> CompiledGraph<S> {
 
     /// Like [`CompiledGraph::with_checkpointer`], for a checkpointer shared with other graphs.
     pub fn with_shared_checkpointer(self, checkpointer: Arc<dyn Checkpointer>) -> Self {
-        self.configure(|inner| {
-            let mut settings = CheckpointSettings::new(checkpointer);
-            if let Some(old) = &inner.checkpoints {
-                (settings.codec, settings.max_chain) = (old.codec, old.max_chain);
-                settings.migrations = Arc::clone(&old.migrations);
-            }
-            inner.checkpoints = Some(settings);
-        })
+        self.configure(|inner| inner.checkpoints = Some(CheckpointSettings::with_format(checkpointer, &inner.format)))
     }
 
-    /// Encodes checkpoints with `codec` (bincode by default; JSON is readable by any tool).
-    /// Set it after `with_checkpointer`.
+    /// Encodes checkpoints with `codec` (bincode by default; JSON is readable by any tool),
+    /// set before or after the checkpointer.
     pub fn with_codec(self, codec: Codec) -> Self {
-        self.configure(|inner| {
-            if let Some(settings) = &mut inner.checkpoints {
-                settings.codec = codec;
-            }
-        })
+        self.configure(|inner| inner.set_format(|format| format.codec = codec))
     }
 
     /// Writes a full snapshot after at most `deltas` delta checkpoints (default 1000), bounding
     /// the replay work of a load. Snapshots are also written whenever the deltas since the
-    /// last one outweigh it. Set it after `with_checkpointer`.
+    /// last one outweigh it. Set before or after the checkpointer.
     pub fn with_max_delta_chain(self, deltas: u32) -> Self {
-        self.configure(|inner| {
-            if let Some(settings) = &mut inner.checkpoints {
-                settings.max_chain = deltas.max(1);
-            }
-        })
+        self.configure(|inner| inner.set_format(|format| format.max_chain = deltas.max(1)))
     }
 
     /// Pauses runs before any of `nodes` runs; `resume` continues. Runs need a checkpointer

@@ -34,16 +34,39 @@ pub(crate) struct CheckpointSettings {
     pub(crate) stored_schemas: Arc<Mutex<HashSet<u64>>>,
 }
 
+/// How checkpoints are written, set on the compiled graph before or after its checkpointer.
+#[derive(Clone, Debug)]
+pub(crate) struct CheckpointFormat {
+    pub(crate) codec: Codec,
+    pub(crate) max_chain: u32,
+    pub(crate) migrations: Migrations,
+}
+
+impl Default for CheckpointFormat {
+    fn default() -> Self {
+        Self { codec: Codec::default(), max_chain: 1000, migrations: Migrations::default() }
+    }
+}
+
 impl CheckpointSettings {
-    /// Settings for `checkpointer`, with the defaults for the rest.
-    pub(crate) fn new(checkpointer: Arc<dyn Checkpointer>) -> Self {
-        Self {
+    /// Settings for `checkpointer` writing as `format` says.
+    pub(crate) fn with_format(checkpointer: Arc<dyn Checkpointer>, format: &CheckpointFormat) -> Self {
+        let mut settings = Self {
             checkpointer,
             codec: Codec::default(),
             max_chain: 1000,
             migrations: Migrations::default(),
             stored_schemas: Arc::default(),
-        }
+        };
+        settings.apply(format);
+        settings
+    }
+
+    /// Writes as `format` says from now on.
+    pub(crate) fn apply(&mut self, format: &CheckpointFormat) {
+        self.codec = format.codec;
+        self.max_chain = format.max_chain.max(1);
+        self.migrations = Arc::clone(&format.migrations);
     }
 
     /// Stores `schema` in the database once per process, before the first blob that carries

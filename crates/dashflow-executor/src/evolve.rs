@@ -100,7 +100,7 @@ impl<S: GraphState> CompiledGraph<S> {
     /// pending `Send` tasks. Paused runs stay paused and their interrupts still wait for their
     /// answer; tasks that had finished in an unfinished step run again, since their results
     /// are of the old update type. The next checkpoint written is a full snapshot of the new
-    /// type. Set it after `with_checkpointer`; register one per older type.
+    /// type. Set before or after the checkpointer; register one per older type.
     ///
     /// Keep `Old` as it was (its fields, their types and reducers; its name may change):
     /// checkpoints are matched to it by the fingerprint of its shape. Adding a field that has
@@ -108,11 +108,11 @@ impl<S: GraphState> CompiledGraph<S> {
     pub fn with_migration<Old: GraphState>(self, migrate: impl Fn(Old) -> S + Send + Sync + 'static) -> Self {
         let migration: Arc<dyn Any + Send + Sync> = Arc::new(Migration::<S>::new(migrate));
         self.configure(|inner| {
-            if let Some(settings) = &mut inner.checkpoints {
-                let mut migrations = settings.migrations.as_ref().clone();
+            inner.set_format(|format| {
+                let mut migrations = format.migrations.as_ref().clone();
                 migrations.push(migration);
-                settings.migrations = Arc::new(migrations);
-            }
+                format.migrations = Arc::new(migrations);
+            });
         })
     }
 }

@@ -929,3 +929,44 @@ async fn a_subgraph_that_fails_after_a_resume_that_edited_its_parent_is_continue
         assert_eq!(ledger.entries().iter().filter(|entry| *entry == "prepare").count(), 1, "{durability:?}");
     }
 }
+
+/// START -> a -> b -> c -> END, each appending its name.
+fn three_steps() -> StateGraph<Trail> {
+    let mut graph = StateGraph::<Trail>::new();
+    graph
+        .add_node("a", crate::common::log("a"))
+        .add_node("b", crate::common::log("b"))
+        .add_node("c", crate::common::log("c"))
+        .add_edge(START, "a")
+        .add_edge("a", "b")
+        .add_edge("b", "c")
+        .add_edge("c", END);
+    graph
+}
+
+#[tokio::test]
+async fn checkpoint_settings_made_before_the_checkpointer_still_count() {
+    for codec_first in [true, false] {
+        let checkpointer = Arc::new(MemoryCheckpointer::new());
+        let app = three_steps().compile().unwrap();
+        let shared: Arc<dyn Checkpointer> = checkpointer.clone();
+        let app = if codec_first {
+            app.with_codec(dashflow_checkpoint::Codec::Json).with_max_delta_chain(1).with_shared_checkpointer(shared)
+        } else {
+            app.with_shared_checkpointer(shared).with_codec(dashflow_checkpoint::Codec::Json).with_max_delta_chain(1)
+        };
+        app.invoke(Trail::default(), RunConfig::thread("t")).await.unwrap();
+        let records = checkpointer.list("t", &ListOptions::new()).await.unwrap();
+        assert_eq!(records.len(), 4, "input and three steps");
+        for record in &records {
+            let sealed = dashflow_checkpoint::unseal(&record.blob).unwrap();
+            assert_eq!(sealed.codec, dashflow_checkpoint::Codec::Json, "codec first: {codec_first}");
+        }
+        // A chain of at most one delta: every other checkpoint is a snapshot.
+        let kinds: Vec<CheckpointKind> = records.iter().rev().map(|record| record.kind).collect();
+        assert!(
+            kinds.windows(2).all(|pair| pair != [CheckpointKind::Delta, CheckpointKind::Delta]),
+            "codec first: {codec_first}: {kinds:?}"
+        );
+    }
+}
