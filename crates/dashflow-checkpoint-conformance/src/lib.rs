@@ -18,7 +18,7 @@
 //! // [[test]] name = "conformance", harness = false
 //! use std::sync::Arc;
 //!
-//! use dashflow_checkpoint::{CheckpointId, Checkpointer};
+//! use dashflow_checkpoint::{BlobLocation, Checkpointer};
 //! # #[derive(Debug, Default)] struct MyCheckpointer;
 //! # #[async_trait::async_trait] impl Checkpointer for MyCheckpointer {
 //! #   async fn put(&self, _: dashflow_checkpoint::CheckpointRecord, _: Option<&dashflow_checkpoint::CheckpointId>) -> dashflow_checkpoint::Result<()> { Ok(()) }
@@ -55,7 +55,7 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use dashflow_checkpoint::{CheckpointId, Checkpointer};
+use dashflow_checkpoint::{BlobLocation, Checkpointer};
 use futures::future::BoxFuture;
 use libtest_mimic::{Arguments, Conclusion, Failed, Trial};
 
@@ -105,27 +105,9 @@ impl std::fmt::Debug for Case {
 /// checkpointer's back, as a disk or an operator could: for the integrity checks.
 #[async_trait::async_trait]
 pub trait Tamper: Send + Sync + 'static {
-    /// XORs byte `offset` of the stored blob of checkpoint `id` with `mask`.
-    async fn alter_checkpoint_blob(
-        &self,
-        thread_id: &str,
-        namespace: &str,
-        id: &CheckpointId,
-        offset: usize,
-        mask: u8,
-    ) -> std::result::Result<(), String>;
-
-    /// XORs byte `offset` of the stored blob of pending write `write_id` after checkpoint
-    /// `id` with `mask`.
-    async fn alter_write_blob(
-        &self,
-        thread_id: &str,
-        namespace: &str,
-        id: &CheckpointId,
-        write_id: &str,
-        offset: usize,
-        mask: u8,
-    ) -> std::result::Result<(), String>;
+    /// XORs byte `offset` of the stored blob `at` (a checkpoint's, or a pending write's when
+    /// `at.write_id` is set) with `mask`.
+    async fn alter_blob(&self, at: &BlobLocation, offset: usize, mask: u8) -> std::result::Result<(), String>;
 }
 
 /// A check that needs the backend's [`Tamper`] besides its checkpointer.

@@ -3,25 +3,19 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use dashflow_checkpoint::{CheckpointId, Checkpointer};
+use dashflow_checkpoint::{BlobLocation, Checkpointer};
 use dashflow_checkpoint_conformance::Tamper;
 use dashflow_checkpoint_memory::MemoryCheckpointer;
 
 /// Changes stored bytes through the memory backend's testing hook.
 struct Hook(MemoryCheckpointer);
 
-impl Hook {
-    fn alter(
-        &self,
-        thread: &str,
-        ns: &str,
-        id: &CheckpointId,
-        write: Option<&str>,
-        offset: usize,
-        mask: u8,
-    ) -> Result<(), String> {
+#[async_trait]
+impl Tamper for Hook {
+    async fn alter_blob(&self, at: &BlobLocation, offset: usize, mask: u8) -> Result<(), String> {
         let mut in_range = false;
-        let found = self.0.alter_stored_blob(thread, ns, id, write, |blob| {
+        let (id, write) = (&at.checkpoint_id, at.write_id.as_deref());
+        let found = self.0.alter_stored_blob(&at.thread_id, &at.namespace, id, write, |blob| {
             if let Some(byte) = blob.get_mut(offset) {
                 *byte ^= mask;
                 in_range = true;
@@ -29,35 +23,9 @@ impl Hook {
         });
         match (found, in_range) {
             (true, true) => Ok(()),
-            (false, _) => Err(format!("no blob stored for checkpoint {id} write {write:?}")),
+            (false, _) => Err(format!("no blob stored for {at}")),
             (true, false) => Err(format!("offset {offset} is past the blob's end")),
         }
-    }
-}
-
-#[async_trait]
-impl Tamper for Hook {
-    async fn alter_checkpoint_blob(
-        &self,
-        thread: &str,
-        ns: &str,
-        id: &CheckpointId,
-        offset: usize,
-        mask: u8,
-    ) -> Result<(), String> {
-        self.alter(thread, ns, id, None, offset, mask)
-    }
-
-    async fn alter_write_blob(
-        &self,
-        thread: &str,
-        ns: &str,
-        id: &CheckpointId,
-        write_id: &str,
-        offset: usize,
-        mask: u8,
-    ) -> Result<(), String> {
-        self.alter(thread, ns, id, Some(write_id), offset, mask)
     }
 }
 

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use dashflow_checkpoint::{CheckpointId, Checkpointer};
+use dashflow_checkpoint::{BlobLocation, Checkpointer};
 use dashflow_checkpoint_conformance::Tamper;
 use dashflow_checkpoint_postgres::testing::TestDatabase;
 use sqlx::PgPool;
@@ -30,41 +30,30 @@ impl RawSql {
 
 #[async_trait]
 impl Tamper for RawSql {
-    async fn alter_checkpoint_blob(
-        &self,
-        thread: &str,
-        ns: &str,
-        id: &CheckpointId,
-        offset: usize,
-        mask: u8,
-    ) -> Result<(), String> {
-        self.alter(
-            "UPDATE dashflow_checkpoints SET blob = set_byte(blob, $1, get_byte(blob, $1) # $2) \
-             WHERE thread_id = $3 AND namespace = $4 AND checkpoint_id = $5",
-            &[thread, ns, id.as_str()],
-            offset,
-            mask,
-        )
-        .await
-    }
-
-    async fn alter_write_blob(
-        &self,
-        thread: &str,
-        ns: &str,
-        id: &CheckpointId,
-        write_id: &str,
-        offset: usize,
-        mask: u8,
-    ) -> Result<(), String> {
-        self.alter(
-            "UPDATE dashflow_checkpoint_writes SET blob = set_byte(blob, $1, get_byte(blob, $1) # $2) \
-             WHERE thread_id = $3 AND namespace = $4 AND checkpoint_id = $5 AND task_id = $6",
-            &[thread, ns, id.as_str(), write_id],
-            offset,
-            mask,
-        )
-        .await
+    async fn alter_blob(&self, at: &BlobLocation, offset: usize, mask: u8) -> Result<(), String> {
+        let checkpoint = [at.thread_id.as_str(), at.namespace.as_str(), at.checkpoint_id.as_str()];
+        match &at.write_id {
+            None => {
+                self.alter(
+                    "UPDATE dashflow_checkpoints SET blob = set_byte(blob, $1, get_byte(blob, $1) # $2) \
+                     WHERE thread_id = $3 AND namespace = $4 AND checkpoint_id = $5",
+                    &checkpoint,
+                    offset,
+                    mask,
+                )
+                .await
+            }
+            Some(write_id) => {
+                self.alter(
+                    "UPDATE dashflow_checkpoint_writes SET blob = set_byte(blob, $1, get_byte(blob, $1) # $2) \
+                     WHERE thread_id = $3 AND namespace = $4 AND checkpoint_id = $5 AND task_id = $6",
+                    &[checkpoint.as_slice(), &[write_id.as_str()]].concat(),
+                    offset,
+                    mask,
+                )
+                .await
+            }
+        }
     }
 }
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_trait::async_trait;
-use dashflow_checkpoint::{CheckpointId, Checkpointer};
+use dashflow_checkpoint::{BlobLocation, Checkpointer};
 use dashflow_checkpoint_conformance::Tamper;
 use dashflow_checkpoint_sqlite::SqliteCheckpointer;
 use rusqlite::{Connection, OptionalExtension};
@@ -34,41 +34,26 @@ impl RawSql {
 
 #[async_trait]
 impl Tamper for RawSql {
-    async fn alter_checkpoint_blob(
-        &self,
-        thread: &str,
-        ns: &str,
-        id: &CheckpointId,
-        offset: usize,
-        mask: u8,
-    ) -> Result<(), String> {
-        self.alter(
-            "SELECT blob FROM checkpoints WHERE thread_id = ?1 AND namespace = ?2 AND checkpoint_id = ?3",
-            "UPDATE checkpoints SET blob = ?1 WHERE thread_id = ?2 AND namespace = ?3 AND checkpoint_id = ?4",
-            &[thread, ns, id.as_str()],
-            offset,
-            mask,
-        )
-    }
-
-    async fn alter_write_blob(
-        &self,
-        thread: &str,
-        ns: &str,
-        id: &CheckpointId,
-        write_id: &str,
-        offset: usize,
-        mask: u8,
-    ) -> Result<(), String> {
-        self.alter(
-            "SELECT blob FROM pending_writes \
-             WHERE thread_id = ?1 AND namespace = ?2 AND checkpoint_id = ?3 AND task_id = ?4",
-            "UPDATE pending_writes SET blob = ?1 \
-             WHERE thread_id = ?2 AND namespace = ?3 AND checkpoint_id = ?4 AND task_id = ?5",
-            &[thread, ns, id.as_str(), write_id],
-            offset,
-            mask,
-        )
+    async fn alter_blob(&self, at: &BlobLocation, offset: usize, mask: u8) -> Result<(), String> {
+        let checkpoint = [at.thread_id.as_str(), at.namespace.as_str(), at.checkpoint_id.as_str()];
+        match &at.write_id {
+            None => self.alter(
+                "SELECT blob FROM checkpoints WHERE thread_id = ?1 AND namespace = ?2 AND checkpoint_id = ?3",
+                "UPDATE checkpoints SET blob = ?1 WHERE thread_id = ?2 AND namespace = ?3 AND checkpoint_id = ?4",
+                &checkpoint,
+                offset,
+                mask,
+            ),
+            Some(write_id) => self.alter(
+                "SELECT blob FROM pending_writes \
+                 WHERE thread_id = ?1 AND namespace = ?2 AND checkpoint_id = ?3 AND task_id = ?4",
+                "UPDATE pending_writes SET blob = ?1 \
+                 WHERE thread_id = ?2 AND namespace = ?3 AND checkpoint_id = ?4 AND task_id = ?5",
+                &[checkpoint.as_slice(), &[write_id.as_str()]].concat(),
+                offset,
+                mask,
+            ),
+        }
     }
 }
 

@@ -58,6 +58,15 @@ async fn sealed_line(cp: &dyn Checkpointer) -> Result<Vec<CheckpointRecord>> {
     Ok(vec![first, second])
 }
 
+/// XORs byte `offset` of the stored blob `at` with `mask` through the harness; `what` says
+/// which change this is, for the error.
+async fn flip(tamper: &dyn Tamper, at: &BlobLocation, offset: usize, mask: u8, what: &str) -> Result<()> {
+    tamper
+        .alter_blob(at, offset, mask)
+        .await
+        .map_err(|detail| contract(format!("{what}: the harness failed: {detail}")))
+}
+
 /// A changed byte in a checkpoint's blob (header, middle or end; snapshot or delta; bincode or
 /// JSON) is `Corrupt` naming thread and checkpoint through `load` by id, `load` of the head
 /// and `list`; `open` never returns a value; changed back, the blob verifies again.
@@ -71,10 +80,7 @@ pub async fn changed_checkpoint_byte_is_corrupt_naming_thread_and_checkpoint(
         let at = target.location();
         for offset in offsets(target.blob.len()) {
             let what = |path: &str| format!("byte {offset} of {} changed, read through {path}", label(target));
-            tamper
-                .alter_checkpoint_blob("t", "ns", &target.checkpoint_id, offset, 0x20)
-                .await
-                .map_err(|detail| contract(format!("{}: the harness failed: {detail}", what("the harness"))))?;
+            flip(tamper.as_ref(), &at, offset, 0x20, &what("the harness")).await?;
             let by_id = load_some(cp, "t", "ns", Some(&records[1].checkpoint_id)).await?;
             ensure_corrupt_at(by_id.verify(), &at, &what("load by id"))?;
             let head = load_some(cp, "t", "ns", None).await?;
@@ -92,10 +98,7 @@ pub async fn changed_checkpoint_byte_is_corrupt_naming_thread_and_checkpoint(
                 "{}: `open` did not refuse the changed blob as Corrupt",
                 what("list")
             );
-            tamper
-                .alter_checkpoint_blob("t", "ns", &target.checkpoint_id, offset, 0x20)
-                .await
-                .map_err(|detail| contract(format!("{}: the harness failed: {detail}", what("the harness"))))?;
+            flip(tamper.as_ref(), &at, offset, 0x20, &what("the harness")).await?;
             let restored = load_some(cp, "t", "ns", None).await?;
             restored.verify().context(|| format!("{}, then changed back: verify", what("load")))?;
         }
@@ -124,16 +127,10 @@ pub async fn changed_pending_write_byte_is_corrupt_naming_the_write(
     let at = BlobLocation::pending_write("t", "ns", &head.checkpoint_id, &target.task_id);
     for offset in offsets(target.blob.len()) {
         let what = format!("byte {offset} of pending write `{}` changed", target.task_id);
-        tamper
-            .alter_write_blob("t", "ns", &head.checkpoint_id, &target.task_id, offset, 0x01)
-            .await
-            .map_err(|detail| contract(format!("{what}: the harness failed: {detail}")))?;
+        flip(tamper.as_ref(), &at, offset, 0x01, &what).await?;
         let loaded = load_some(cp, "t", "ns", None).await?;
         ensure_corrupt_at(loaded.verify(), &at, &what)?;
-        tamper
-            .alter_write_blob("t", "ns", &head.checkpoint_id, &target.task_id, offset, 0x01)
-            .await
-            .map_err(|detail| contract(format!("{what}: the harness failed: {detail}")))?;
+        flip(tamper.as_ref(), &at, offset, 0x01, &what).await?;
         load_some(cp, "t", "ns", None).await?.verify().context(|| format!("{what}, then changed back: verify"))?;
     }
     Ok(())

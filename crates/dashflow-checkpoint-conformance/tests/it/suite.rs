@@ -1,7 +1,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use dashflow_checkpoint::CheckpointId;
+use dashflow_checkpoint::BlobLocation;
 use dashflow_checkpoint::Checkpointer;
 use dashflow_checkpoint_conformance::{Tamper, cases, tamper_cases};
 use dashflow_checkpoint_memory::MemoryCheckpointer;
@@ -139,29 +139,10 @@ struct Hook(MemoryCheckpointer);
 
 #[async_trait::async_trait]
 impl Tamper for Hook {
-    async fn alter_checkpoint_blob(
-        &self,
-        thread: &str,
-        ns: &str,
-        id: &CheckpointId,
-        offset: usize,
-        mask: u8,
-    ) -> Result<(), String> {
-        let found = self.0.alter_stored_blob(thread, ns, id, None, |blob| blob[offset] ^= mask);
-        if found { Ok(()) } else { Err(format!("no checkpoint {id}")) }
-    }
-
-    async fn alter_write_blob(
-        &self,
-        thread: &str,
-        ns: &str,
-        id: &CheckpointId,
-        write_id: &str,
-        offset: usize,
-        mask: u8,
-    ) -> Result<(), String> {
-        let found = self.0.alter_stored_blob(thread, ns, id, Some(write_id), |blob| blob[offset] ^= mask);
-        if found { Ok(()) } else { Err(format!("no write {write_id}")) }
+    async fn alter_blob(&self, at: &BlobLocation, offset: usize, mask: u8) -> Result<(), String> {
+        let (id, write) = (&at.checkpoint_id, at.write_id.as_deref());
+        let found = self.0.alter_stored_blob(&at.thread_id, &at.namespace, id, write, |blob| blob[offset] ^= mask);
+        if found { Ok(()) } else { Err(format!("no blob stored for {at}")) }
     }
 }
 
