@@ -131,7 +131,7 @@ fn check(what: &str, got: u64, expected: u64) -> Result<(), String> {
 fn compile<S: GraphState>(graph: StateGraph<S>, telemetry: Telemetry) -> CompiledGraph<S> {
     let compiled = match telemetry {
         Telemetry::Defaults => graph.compile(),
-        Telemetry::Off => dashflow::executor::CompileExt::compile(graph),
+        Telemetry::Off => graph.build().map(CompiledGraph::new).map_err(dashflow::Error::from),
     };
     match compiled {
         Ok(app) => app,

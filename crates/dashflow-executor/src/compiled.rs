@@ -5,13 +5,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dashflow_checkpoint::{Checkpointer, Codec, PendingWrite};
-use dashflow_graph::{Command, Graph, GraphSchema, GraphState, MergeableState, RetryPolicy, Route, StateGraph};
+use dashflow_graph::{Command, Graph, GraphSchema, GraphState, MergeableState, RetryPolicy, Route};
 use dashflow_scheduler::{Scheduler, TokioScheduler};
 use dashflow_telemetry::{EventCallback, NodeNames, RunIds};
 use tokio::sync::mpsc;
 
 use crate::durable::{CheckpointFormat, CheckpointSettings, Durable, Restored, Source, checkpoint_error, rebuild};
 use crate::hub::{EventHub, UntypedSink};
+use crate::observer::Observer;
 use crate::payload::{OUTPUT, split_write_id};
 use crate::run::{MergeFn, Resumed, RunParams, Start, execute, merge_parallel, merge_single};
 use crate::stream::{RunStream, StreamSender};
@@ -22,7 +23,8 @@ use crate::{Error, ExecutionResult, RunConfig};
 pub(crate) struct Inner<S: GraphState> {
     pub(crate) graph: Arc<Graph<S>>,
     pub(crate) scheduler: Arc<dyn Scheduler>,
-    pub(crate) callbacks: Vec<Arc<dyn EventCallback>>,
+    /// Where every run's events go, defaults first.
+    pub(crate) observers: Vec<Observer>,
     pub(crate) node_timeout: Option<Duration>,
     pub(crate) retry: Option<RetryPolicy>,
     pub(crate) checkpoints: Option<CheckpointSettings>,
@@ -43,6 +45,11 @@ pub(crate) struct Inner<S: GraphState> {
 }
 
 impl<S: GraphState> Inner<S> {
+    /// The observers' sinks, in order.
+    pub(crate) fn sinks(&self) -> Vec<Arc<dyn EventCallback>> {
+        self.observers.iter().map(|observer| Arc::clone(observer.sink())).collect()
+    }
+
     /// Changes how checkpoints are written, whether the checkpointer is attached yet or not.
     pub(crate) fn set_format(&mut self, change: impl FnOnce(&mut CheckpointFormat)) {
         change(&mut self.format);
@@ -57,7 +64,7 @@ impl<S: GraphState> Clone for Inner<S> {
         Self {
             graph: Arc::clone(&self.graph),
             scheduler: Arc::clone(&self.scheduler),
-            callbacks: self.callbacks.clone(),
+            observers: self.observers.clone(),
             node_timeout: self.node_timeout,
             retry: self.retry.clone(),
             checkpoints: self.checkpoints.clone(),
@@ -85,20 +92,10 @@ impl<S: GraphState> Clone for CompiledGraph<S> {
     }
 }
 
-/// Adds `compile()` to [`StateGraph`].
-pub trait CompileExt<S: GraphState> {
-    /// Validates the graph and makes it runnable with the default tokio scheduler.
-    fn compile(self) -> Result<CompiledGraph<S>, Error>;
-}
-
-impl<S: GraphState> CompileExt<S> for StateGraph<S> {
-    fn compile(self) -> Result<CompiledGraph<S>, Error> {
-        Ok(CompiledGraph::new(self.build()?))
-    }
-}
-
 impl<S: GraphState> CompiledGraph<S> {
-    /// Wraps a validated graph.
+    /// Makes a validated graph (`StateGraph::build`) runnable, on the tokio scheduler and with
+    /// no observers: `CompiledGraph::new(graph.build()?)`. The `dashflow` facade's `compile()`
+    /// does the same and attaches its default observers.
     pub fn new(graph: Graph<S>) -> Self {
         dashflow_telemetry::clock::warm_up();
         let nodes = graph.node_count();
@@ -117,7 +114,7 @@ impl<S: GraphState> CompiledGraph<S> {
         let inner = Inner {
             graph: Arc::new(graph),
             scheduler: Arc::new(TokioScheduler),
-            callbacks: Vec::new(),
+            observers: Vec::new(),
             node_timeout: None,
             retry: None,
             checkpoints: None,
@@ -150,7 +147,30 @@ impl<S: GraphState> CompiledGraph<S> {
     /// Like [`CompiledGraph::with_callback`], for a sink shared with other graphs: a subgraph
     /// whose parent has the same sink reports each event to it once, not twice.
     pub fn with_shared_callback(self, callback: Arc<dyn EventCallback>) -> Self {
-        self.configure(|inner| inner.callbacks.push(callback))
+        self.configure(|inner| inner.observers.push(Observer::new(callback, false)))
+    }
+
+    /// Attaches `callback` as a default observer: one the graph has without its user asking,
+    /// listed by [`CompiledGraph::observers`] and removed by
+    /// [`CompiledGraph::without_default_observers`]. Shared like
+    /// [`CompiledGraph::with_shared_callback`].
+    pub fn with_default_observer(self, callback: Arc<dyn EventCallback>) -> Self {
+        self.configure(|inner| {
+            let defaults = inner.observers.iter().take_while(|observer| observer.is_default()).count();
+            inner.observers.insert(defaults, Observer::new(callback, true));
+        })
+    }
+
+    /// The sinks every run's events go to, default observers first; a run's own
+    /// (`RunConfig::with_callback`) are not listed.
+    pub fn observers(&self) -> &[Observer] {
+        &self.inner.observers
+    }
+
+    /// The graph without its default observers (those `compile()` attached): its runs reach
+    /// only the sinks added with `with_callback`, and write no event log.
+    pub fn without_default_observers(self) -> Self {
+        self.configure(|inner| inner.observers.retain(|observer| !observer.is_default()))
     }
 
     /// Cancels any node attempt that runs longer than `timeout`, unless the node sets its own.
@@ -259,7 +279,8 @@ impl<S: GraphState> CompiledGraph<S> {
         } else {
             (None, None)
         };
-        let callbacks: Vec<_> = self.inner.callbacks.iter().chain(&config.callbacks).map(Arc::clone).collect();
+        let graph_sinks = self.inner.observers.iter().map(Observer::sink);
+        let callbacks: Vec<_> = graph_sinks.chain(&config.callbacks).map(Arc::clone).collect();
         let sink =
             stream.as_ref().map(|s: &StreamSender<S>| Arc::new(StreamSender(s.0.clone())) as Arc<dyn UntypedSink>);
         let hub = Arc::new(EventHub::new(callbacks, sink, config.stream_modes, (ids, &self.inner.names)));
@@ -485,7 +506,7 @@ impl<S: GraphState> fmt::Debug for CompiledGraph<S> {
         f.debug_struct("CompiledGraph")
             .field("graph", &self.inner.graph)
             .field("scheduler", &self.inner.scheduler)
-            .field("callbacks", &self.inner.callbacks.len())
+            .field("observers", &self.inner.observers)
             .field("node_timeout", &self.inner.node_timeout)
             .field("retry", &self.inner.retry)
             .finish()

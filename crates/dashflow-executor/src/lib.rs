@@ -7,7 +7,7 @@
 //!
 //! ```
 //! use std::sync::Arc;
-//! use dashflow_executor::{CompileExt, RunConfig};
+//! use dashflow_executor::{CompiledGraph, RunConfig};
 //! use dashflow_graph::{GraphState, NodeError, StateGraph, END, START};
 //!
 //! #[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize, GraphState)]
@@ -29,7 +29,7 @@
 //!     .add_parallel_edges(START, ["left", "right"])
 //!     .add_edge("left", END)
 //!     .add_edge("right", END);
-//! let app = graph.compile()?;
+//! let app = CompiledGraph::new(graph.build()?);
 //! let result = app.invoke(Tally::default(), RunConfig::new()).await?;
 //! assert_eq!(result.state.total, 2);
 //! # Ok(())
@@ -48,6 +48,7 @@ mod error;
 mod evolve;
 mod hub;
 mod inspect;
+mod observer;
 mod payload;
 mod result;
 mod retention;
@@ -57,10 +58,11 @@ mod stream;
 mod subgraph;
 mod task;
 
-pub use compiled::{CompileExt, CompiledGraph};
+pub use compiled::CompiledGraph;
 pub use config::{Durability, RunConfig, StreamMode, StreamModes};
 pub use error::{Error, Result};
 pub use inspect::{SnapshotTask, StateSnapshot};
+pub use observer::Observer;
 pub use result::{ExecutionResult, NodeRun, RunStatus};
 pub use stream::{CustomValue, RunStream, StreamEvent};
 pub use subgraph::{Subgraph, SubgraphMarker};

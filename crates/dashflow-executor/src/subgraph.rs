@@ -114,8 +114,8 @@ impl<S: MergeableState> CompiledGraph<S> {
         let parent = ctx.scope().as_any().downcast_ref::<ExecScope>();
         let ids = ctx.run().child(RunId::new());
         let hub = match parent {
-            Some(scope) => scope.hub.nested(&self.inner.callbacks, (ids, &self.inner.names)),
-            None => EventHub::new(self.inner.callbacks.clone(), None, StreamModes::NONE, (ids, &self.inner.names)),
+            Some(scope) => scope.hub.nested(&self.inner.sinks(), (ids, &self.inner.names)),
+            None => EventHub::new(self.inner.sinks(), None, StreamModes::NONE, (ids, &self.inner.names)),
         };
         let mut config = RunConfig::new();
         config.thread_id = ctx.thread_id().map(Arc::from);

@@ -286,6 +286,12 @@ pub trait EventCallback: Send + Sync + 'static {
     /// Receives one event.
     fn on_event(&self, event: &Event);
 
+    /// What this sink is, for listings such as the executor's `CompiledGraph::observers`:
+    /// its type's name unless it says more (where it writes, say).
+    fn name(&self) -> std::borrow::Cow<'_, str> {
+        std::borrow::Cow::Borrowed(std::any::type_name::<Self>())
+    }
+
     /// Which events this sink needs (all by default). The executor builds an event only when
     /// some sink needs it, so a narrow interest makes observed runs cheaper.
     fn interest(&self) -> Interest {

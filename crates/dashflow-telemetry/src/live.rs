@@ -129,6 +129,10 @@ impl EventCallback for LiveRuns {
         Self::apply(&mut self.runs.lock(), event);
     }
 
+    fn name(&self) -> std::borrow::Cow<'_, str> {
+        std::borrow::Cow::Borrowed("live runs")
+    }
+
     /// Runs and supersteps are enough: a step's nodes are the ones running.
     fn interest(&self) -> Interest {
         Interest { runs: true, steps_started: true, ..Interest::NONE }
@@ -162,6 +166,10 @@ impl EventCallback for LiveRuns {
 impl EventCallback for Arc<LiveRuns> {
     fn on_event(&self, event: &Event) {
         LiveRuns::on_event(self, event);
+    }
+
+    fn name(&self) -> std::borrow::Cow<'_, str> {
+        LiveRuns::name(self)
     }
 
     fn interest(&self) -> Interest {

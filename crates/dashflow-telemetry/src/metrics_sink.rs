@@ -36,6 +36,10 @@ impl MetricsCallback {
 }
 
 impl EventCallback for MetricsCallback {
+    fn name(&self) -> std::borrow::Cow<'_, str> {
+        std::borrow::Cow::Borrowed("metrics")
+    }
+
     fn on_event(&self, event: &Event) {
         match &event.kind {
             EventKind::RunStarted { graph, .. } => {

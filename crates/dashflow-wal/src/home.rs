@@ -1,7 +1,7 @@
 //! Where the WAL and the trace files live, and whether they are on, from the environment.
 //!
-//! Every function has a `_from` twin that reads variables through a closure, so tests (and
-//! embedders with their own configuration source) need not touch the process environment.
+//! Each public function reads the process environment through a crate-private `_from` twin
+//! that takes variables from a closure, so tests need not touch the environment.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -16,11 +16,15 @@ pub const WAL_VAR: &str = "DASHFLOW_WAL";
 pub const WAL_DIR: &str = "wal";
 /// `0`, `false`, `off` or `no` (any case) turns trace persistence off.
 pub const TRACE_VAR: &str = "DASHFLOW_TRACE";
-/// The base directory of trace files (default: the working directory); traces go to
-/// `$DASHFLOW_TRACE_DIR/.dashflow/traces/`.
+/// The base directory of trace files; traces go to `$DASHFLOW_TRACE_DIR/.dashflow/traces/`.
+/// Unset, trace files are written only into a working directory that has a `.dashflow/`
+/// directory already (a project that asked for local traces).
 pub const TRACE_DIR_VAR: &str = "DASHFLOW_TRACE_DIR";
 /// The trace files' directory inside their base directory.
 pub const TRACES_DIR: &str = ".dashflow/traces";
+/// A project's own DashFlow directory: its presence in the working directory asks for
+/// trace files there.
+const PROJECT_DIR: &str = ".dashflow";
 
 /// The DashFlow home: `DASHFLOW_HOME` if set and not empty, else `$HOME/.dashflow`.
 pub fn home_dir() -> Result<PathBuf> {
@@ -28,7 +32,7 @@ pub fn home_dir() -> Result<PathBuf> {
 }
 
 /// [`home_dir`] reading variables through `var`.
-pub fn home_dir_from(var: impl Fn(&str) -> Option<OsString>) -> Result<PathBuf> {
+pub(crate) fn home_dir_from(var: impl Fn(&str) -> Option<OsString>) -> Result<PathBuf> {
     let non_empty = |name: &str| var(name).filter(|value| !value.is_empty());
     if let Some(home) = non_empty(HOME_VAR) {
         return Ok(PathBuf::from(home));
@@ -42,7 +46,7 @@ pub fn wal_enabled() -> bool {
 }
 
 /// [`wal_enabled`] reading variables through `var`.
-pub fn wal_enabled_from(var: impl Fn(&str) -> Option<OsString>) -> bool {
+pub(crate) fn wal_enabled_from(var: impl Fn(&str) -> Option<OsString>) -> bool {
     !var(WAL_VAR).is_some_and(|value| is_off(&value))
 }
 
@@ -53,7 +57,7 @@ pub fn trace_enabled() -> bool {
 }
 
 /// [`trace_enabled`] reading variables through `var`.
-pub fn trace_enabled_from(var: impl Fn(&str) -> Option<OsString>) -> bool {
+pub(crate) fn trace_enabled_from(var: impl Fn(&str) -> Option<OsString>) -> bool {
     !var(TRACE_VAR).is_some_and(|value| is_off(&value))
 }
 
@@ -75,7 +79,7 @@ pub fn wal_dir_from_env() -> Result<Option<PathBuf>> {
 }
 
 /// [`wal_dir_from_env`] reading variables through `var`.
-pub fn wal_dir_from(var: impl Fn(&str) -> Option<OsString>) -> Result<Option<PathBuf>> {
+pub(crate) fn wal_dir_from(var: impl Fn(&str) -> Option<OsString>) -> Result<Option<PathBuf>> {
     if !wal_enabled_from(&var) {
         return Ok(None);
     }
@@ -87,19 +91,28 @@ pub fn traces_dir(base: &Path) -> PathBuf {
     base.join(TRACES_DIR)
 }
 
-/// The base directory of trace files: `DASHFLOW_TRACE_DIR` if set and not empty, else the
-/// working directory.
-pub fn trace_base_dir() -> Result<PathBuf> {
+/// The base directory of trace files, `None` when no trace files are written (the traces
+/// are still in the WAL, where `dashflow runs show --json` prints them):
+/// `DASHFLOW_TRACE_DIR` if set and not empty, else the working directory if it has a
+/// `.dashflow/` directory, else none. A run never creates `.dashflow/` in the working
+/// directory by itself.
+pub fn trace_base_dir() -> Result<Option<PathBuf>> {
     trace_base_dir_from(|name| std::env::var_os(name))
 }
 
 /// [`trace_base_dir`] reading variables through `var` (the working directory is still the
 /// process's).
-pub fn trace_base_dir_from(var: impl Fn(&str) -> Option<OsString>) -> Result<PathBuf> {
-    match var(TRACE_DIR_VAR).filter(|value| !value.is_empty()) {
-        Some(base) => Ok(PathBuf::from(base)),
-        None => std::env::current_dir().map_err(|e| WalError::io("read the working directory", ".", e)),
+pub(crate) fn trace_base_dir_from(var: impl Fn(&str) -> Option<OsString>) -> Result<Option<PathBuf>> {
+    if let Some(base) = var(TRACE_DIR_VAR).filter(|value| !value.is_empty()) {
+        return Ok(Some(PathBuf::from(base)));
     }
+    let cwd = std::env::current_dir().map_err(|e| WalError::io("read the working directory", ".", e))?;
+    Ok(project_base(cwd))
+}
+
+/// `dir` when it holds a project's `.dashflow/` directory.
+fn project_base(dir: PathBuf) -> Option<PathBuf> {
+    dir.join(PROJECT_DIR).is_dir().then_some(dir)
 }
 
 /// The trace files' directory the environment asks for, or `None` when `DASHFLOW_TRACE`
@@ -109,11 +122,11 @@ pub fn traces_dir_from_env() -> Result<Option<PathBuf>> {
 }
 
 /// [`traces_dir_from_env`] reading variables through `var`.
-pub fn traces_dir_from(var: impl Fn(&str) -> Option<OsString>) -> Result<Option<PathBuf>> {
+pub(crate) fn traces_dir_from(var: impl Fn(&str) -> Option<OsString>) -> Result<Option<PathBuf>> {
     if !trace_enabled_from(&var) {
         return Ok(None);
     }
-    trace_base_dir_from(var).map(|base| Some(traces_dir(&base)))
+    Ok(trace_base_dir_from(var)?.map(|base| traces_dir(&base)))
 }
 
 #[cfg(test)]

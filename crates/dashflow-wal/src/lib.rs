@@ -37,8 +37,9 @@
 //!   ([`TraceBuilder`]: tasks in order with every attempt's duration and error, routing
 //!   decisions, status, the error or interrupt) and, when the run finishes (failed and
 //!   interrupted runs included), appends it to the WAL as a trace record
-//!   ([`TAG_TRACE_JSON`]) and writes it atomically to `{base}/.dashflow/traces/{run_id}.json`
-//!   ([`TraceConfig`], retention by count and age: [`TraceRetention`]). A run that never
+//!   ([`TAG_TRACE_JSON`]) and, where trace files are asked for, writes it atomically to
+//!   `{base}/.dashflow/traces/{run_id}.json` ([`TraceConfig`], retention by count and age:
+//!   [`TraceRetention`]). A run that never
 //!   finishes (its process died) has no trace.
 //! - **Runs whose process died.** A batch that starts runs is followed by a process record
 //!   ([`TAG_PROCESS`], [`ProcessRecord`]) naming the appending process, which executes them:
@@ -61,8 +62,9 @@
 //! use std::time::Duration;
 //!
 //! let dir = tempfile::tempdir()?;
-//! // The global store writes traces to `./.dashflow/traces` (or `$DASHFLOW_TRACE_DIR/...`);
-//! // a store opened by hand persists them where its configuration says.
+//! // The global store writes trace files only where asked (`DASHFLOW_TRACE_DIR`, or a working
+//! // directory with a `.dashflow/`); a store opened by hand persists them where its
+//! // configuration says.
 //! let config = StoreConfig::default().traces(TraceConfig::files_in(dir.path()));
 //! let store = EventStore::open(dir.path().join("wal"), config)?;
 //!
@@ -97,13 +99,13 @@
 //! | `HOME` | Used for the default home when `DASHFLOW_HOME` is unset. |
 //! | `DASHFLOW_WAL` | `0`, `false`, `off` or `no` (any case) turns the WAL off: [`EventStore::global`] returns `None`. |
 //! | `DASHFLOW_TRACE` | `0`, `false`, `off` or `no` (any case) turns trace persistence off: no trace files and no trace records in the WAL. Events still go to the WAL unless `DASHFLOW_WAL` is off. |
-//! | `DASHFLOW_TRACE_DIR` | The base directory of trace files, which go to `$DASHFLOW_TRACE_DIR/.dashflow/traces/`. Default: the working directory when the store opens, so traces land next to a project's `.dashflow/` checkpoints. |
+//! | `DASHFLOW_TRACE_DIR` | The base directory of trace files, which go to `$DASHFLOW_TRACE_DIR/.dashflow/traces/`. Unset, trace files go to the working directory only when it has a `.dashflow/` directory (a project that keeps its checkpoints there); otherwise traces are only in the WAL (`dashflow runs show --json` prints them). |
 //!
-//! [`EventStore::global`] (what the `dashflow` facade wires in) reads them all, and takes the
-//! working directory for trace files when it opens. [`Wal::open`] and [`EventStore::open`]
+//! [`EventStore::global`] (what the `dashflow` facade wires in) reads them all, and looks at
+//! the working directory for trace files when it opens. [`Wal::open`] and [`EventStore::open`]
 //! take their directory and configuration explicitly and read no variable
 //! ([`StoreConfig::traces`] is off unless set; [`TraceConfig::from_env`] gives the global
-//! store's). Every reader has a `_from` twin that takes the variables through a closure.
+//! store's).
 //!
 //! # Files in the WAL directory
 //!
@@ -153,9 +155,8 @@ pub use error::{Result, WalError};
 pub use follow::Follower;
 pub use frame::{DEFAULT_MAX_RECORD_SIZE, Damage, Decoded, HEADER_LEN, decode as decode_frame, encode as encode_frame};
 pub use home::{
-    HOME_VAR, TRACE_DIR_VAR, TRACE_VAR, TRACES_DIR, WAL_DIR, WAL_VAR, home_dir, home_dir_from, trace_base_dir,
-    trace_base_dir_from, trace_enabled, trace_enabled_from, traces_dir, traces_dir_from, traces_dir_from_env, wal_dir,
-    wal_dir_from, wal_dir_from_env, wal_enabled, wal_enabled_from,
+    HOME_VAR, TRACE_DIR_VAR, TRACE_VAR, TRACES_DIR, WAL_DIR, WAL_VAR, home_dir, trace_base_dir, trace_enabled,
+    traces_dir, traces_dir_from_env, wal_dir, wal_dir_from_env, wal_enabled,
 };
 pub use process::ProcessIdentity;
 pub use record::{

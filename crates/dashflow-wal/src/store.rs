@@ -275,10 +275,10 @@ impl EventStore {
     /// The process's store for the WAL the environment names (see the crate docs for the
     /// variables), opened on first use; `None` when `DASHFLOW_WAL` turns the WAL off.
     ///
-    /// Its traces follow [`TraceConfig::from_env`], read when it opens: files under the
-    /// working directory (or `DASHFLOW_TRACE_DIR`) and records in the WAL, unless
-    /// `DASHFLOW_TRACE` turns them off. When the working directory cannot be read, traces go
-    /// to the WAL only.
+    /// Its traces follow [`TraceConfig::from_env`], read when it opens: records in the WAL,
+    /// and files under `DASHFLOW_TRACE_DIR` or a working directory that has a `.dashflow/`
+    /// directory, unless `DASHFLOW_TRACE` turns them off. When the working directory cannot
+    /// be read, traces go to the WAL only.
     ///
     /// Stores are kept per directory for the life of the process and never dropped; they
     /// write what is queued when the process exits (see [At exit](Self#at-exit)), so no
@@ -473,6 +473,11 @@ impl EventStore {
 }
 
 impl EventCallback for EventStore {
+    /// Names the log's directory: where a graph's runs are written.
+    fn name(&self) -> std::borrow::Cow<'_, str> {
+        std::borrow::Cow::Owned(format!("event log in {}", self.dir.display()))
+    }
+
     fn on_event(&self, event: &Event) {
         // Shared names are `Arc`s: the clone is a few reference counts.
         self.take_event(event.clone());

@@ -100,8 +100,8 @@ impl TraceConfig {
     }
 
     /// What the environment asks for: nothing when `DASHFLOW_TRACE` is `0`, `false`, `off` or
-    /// `no`; otherwise files under `DASHFLOW_TRACE_DIR` (default: the working directory) and
-    /// trace records in the WAL.
+    /// `no`; otherwise trace records in the WAL, and files under `DASHFLOW_TRACE_DIR` (or the
+    /// working directory when it has a `.dashflow/` directory; else no files).
     pub fn from_env() -> Result<Self> {
         Self::from_env_with(|name| std::env::var_os(name))
     }
@@ -111,7 +111,7 @@ impl TraceConfig {
         if !home::trace_enabled_from(&var) {
             return Ok(Self::off());
         }
-        home::trace_base_dir_from(var).map(Self::files_in)
+        Ok(home::trace_base_dir_from(var)?.map_or_else(Self::wal_only, Self::files_in))
     }
 
     /// Sets [`wal`](Self::wal).

@@ -1,15 +1,17 @@
 //! What `compile()` attaches by default: observability that is on unless turned off.
 
-use dashflow_executor::{CompiledGraph, Error};
-use dashflow_graph::{GraphState, StateGraph};
+use std::borrow::Cow;
 use std::sync::{Arc, OnceLock};
 
-use dashflow_telemetry::{EventCallback, LiveRuns};
+use dashflow_executor::{CompiledGraph, Error};
+use dashflow_graph::{GraphState, StateGraph};
+use dashflow_telemetry::{Event, EventBatch, EventCallback, Interest, LiveRuns};
 use dashflow_wal::EventStore;
 
-/// `compile()` for the golden path: validates the graph (see
-/// [`dashflow_executor::CompileExt`]) and attaches the default observers, so every run is
-/// visible without any setup:
+/// `compile()`: validates the graph, makes it runnable and attaches the default observers,
+/// so every run is visible without any setup. The compiled graph lists them
+/// ([`CompiledGraph::observers`], each [`is_default`](dashflow_executor::Observer::is_default))
+/// and drops them on request ([`CompiledGraph::without_default_observers`]):
 ///
 /// - [`LiveRuns::global`]: the runs in progress in this process, with their current step and
 ///   running nodes (`dashflow::live_runs()`).
@@ -20,13 +22,15 @@ use dashflow_wal::EventStore;
 ///   still holds (waiting at most [`EventStore::EXIT_FLUSH_LIMIT`] for a stuck disk), so
 ///   no finished run reads `abandoned`. [`flush_observers`] is there for a program that
 ///   wants its runs readable by another process before then.
-/// - Execution traces: one JSON file per finished run under `./.dashflow/traces/` (or
-///   `$DASHFLOW_TRACE_DIR/.dashflow/traces/`) and in the WAL, written by the same background
+/// - Execution traces: one per finished run in the WAL (`dashflow runs show --json` prints
+///   it) and, where asked for, as a JSON file under `$DASHFLOW_TRACE_DIR/.dashflow/traces/`
+///   or `./.dashflow/traces/` when the working directory has a `.dashflow/` (no run creates
+///   one in the working directory by itself), written by the same background
 ///   thread.
 ///
 /// `DASHFLOW_WAL=0` turns the write-ahead log (and with it the traces) off, `DASHFLOW_TRACE=0`
-/// the traces alone. A graph compiled through `dashflow::executor::CompileExt` has no
-/// observers at all.
+/// the traces alone. `CompiledGraph::new(graph.build()?)` makes a graph with no observers at
+/// all, as `without_default_observers` leaves it.
 ///
 /// A log that cannot be written never fails a run or the program: a WAL that cannot be
 /// opened (an unwritable home, say), or a write, fsync or trace file that fails later, is
@@ -40,19 +44,19 @@ pub trait CompileExt<S: GraphState> {
 
 impl<S: GraphState> CompileExt<S> for StateGraph<S> {
     fn compile(self) -> Result<CompiledGraph<S>, Error> {
-        let app = dashflow_executor::CompileExt::compile(self)?;
-        Ok(with_default_observers(app))
+        Ok(with_default_observers(CompiledGraph::new(self.build()?)))
     }
 }
 
-/// Attaches the default observers to `app`, unless the environment turns them off.
+/// Attaches the default observers to `app` (as [`CompileExt::compile`] does), unless the
+/// environment turns them off.
 pub fn with_default_observers<S: GraphState>(app: CompiledGraph<S>) -> CompiledGraph<S> {
-    let mut app = app.with_shared_callback(live_runs_sink());
+    let mut app = app.with_default_observer(live_runs_sink());
     if metrics_enabled() {
-        app = app.with_shared_callback(metrics_sink());
+        app = app.with_default_observer(metrics_sink());
     }
     match shared_store() {
-        Some(store) => app.with_shared_callback(store),
+        Some(store) => app.with_default_observer(store),
         None => app,
     }
 }
@@ -81,12 +85,65 @@ fn live_runs_sink() -> Arc<dyn EventCallback> {
     Arc::clone(SINK.get_or_init(|| Arc::new(LiveRuns::global())))
 }
 
-/// The process's WAL store as a callback, one `Arc` for every graph, so that graphs nested in
-/// each other share it (and each event is written once). It takes each run's events in
-/// batches ([`EventCallback::batches`]).
+/// The process's event log as a callback, one `Arc` for every graph, so that graphs nested in
+/// each other share it (and each event is written once); `None` when `DASHFLOW_WAL` turns
+/// the log off.
 fn shared_store() -> Option<Arc<dyn EventCallback>> {
     static SINK: OnceLock<Option<Arc<dyn EventCallback>>> = OnceLock::new();
-    SINK.get_or_init(|| wal_store().map(|store| store as Arc<dyn EventCallback>)).clone()
+    SINK.get_or_init(|| {
+        let name = match dashflow_wal::wal_dir_from_env() {
+            Ok(None) => return None,
+            Ok(Some(dir)) => format!("event log in {}", dir.display()),
+            Err(error) => format!("event log ({error})"),
+        };
+        Some(Arc::new(ProcessLog { name }) as Arc<dyn EventCallback>)
+    })
+    .clone()
+}
+
+/// The process's event store, opened when the first run starts rather than at `compile()`:
+/// a graph whose default observers are removed, or that never runs, leaves no file behind.
+/// It takes each run's events in batches ([`EventCallback::batches`]).
+struct ProcessLog {
+    name: String,
+}
+
+impl EventCallback for ProcessLog {
+    fn name(&self) -> Cow<'_, str> {
+        Cow::Borrowed(&self.name)
+    }
+
+    fn interest(&self) -> Interest {
+        wal_store().map_or(Interest::NONE, |store| store.interest())
+    }
+
+    fn batches(&self) -> bool {
+        wal_store().is_some_and(|store| store.batches())
+    }
+
+    fn on_event(&self, event: &Event) {
+        if let Some(store) = wal_store() {
+            store.on_event(event);
+        }
+    }
+
+    fn take_event(&self, event: Event) {
+        if let Some(store) = wal_store() {
+            store.take_event(event);
+        }
+    }
+
+    fn on_batch(&self, batch: &EventBatch) {
+        if let Some(store) = wal_store() {
+            store.on_batch(batch);
+        }
+    }
+
+    fn take_batch(&self, batch: EventBatch) {
+        if let Some(store) = wal_store() {
+            store.take_batch(batch);
+        }
+    }
 }
 
 /// The process's event store, once asked for: `None` when the WAL is off or cannot be
@@ -95,8 +152,8 @@ static STORE: OnceLock<Option<Arc<EventStore>>> = OnceLock::new();
 
 /// The process's event store, or `None` when the WAL is off or cannot be opened (which the
 /// store reported on stderr).
-fn wal_store() -> Option<Arc<EventStore>> {
-    STORE.get_or_init(|| EventStore::global().ok().flatten()).clone()
+fn wal_store() -> Option<&'static Arc<EventStore>> {
+    STORE.get_or_init(|| EventStore::global().ok().flatten()).as_ref()
 }
 
 /// Waits until the events of every run that finished so far are in the write-ahead log, so

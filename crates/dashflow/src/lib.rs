@@ -37,7 +37,7 @@ mod metrics;
 pub use metrics::{PrometheusError, serve_prometheus};
 
 pub use dashflow_executor::{
-    CompiledGraph, CustomValue, Durability, Error, ExecutionResult, NodeRun, RunConfig, RunStatus, RunStream,
+    CompiledGraph, CustomValue, Durability, Error, ExecutionResult, NodeRun, Observer, RunConfig, RunStatus, RunStream,
     SnapshotTask, StateSnapshot, StreamEvent, StreamMode, StreamModes, Subgraph,
 };
 pub use dashflow_graph::{

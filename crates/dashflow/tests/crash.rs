@@ -172,6 +172,7 @@ fn r13_trial() -> Trial {
             Process::new(std::env::current_exe().map_err(|e| e.to_string())?)
                 .env("DASHFLOW_CRASH_CHILD", "contend")
                 .env("DASHFLOW_CRASH_DB", &db)
+                .env("DASHFLOW_HOME", db.with_extension("home"))
                 .env("DASHFLOW_TRACE", "0")
                 .stdin(std::process::Stdio::piped())
                 .stdout(std::process::Stdio::piped())
@@ -248,6 +249,7 @@ fn spawn_child(phase: &str, dir: &Path, crash_at: Option<&str>) -> Result<(ExitS
         .env("DASHFLOW_CRASH_CHILD", phase)
         .env("DASHFLOW_CRASH_DB", dir.join("checkpoints.db"))
         .env("DASHFLOW_CRASH_LEDGER", dir.join("ledger.txt"))
+        .env("DASHFLOW_HOME", dir.join("home"))
         .env("DASHFLOW_TRACE", "0");
     if let Some(spec) = crash_at {
         child.env("DASHFLOW_CRASH_AT", spec);

@@ -3,7 +3,8 @@
 //! included, and `live_runs()` names the step a run waits in.
 //!
 //! Without the libtest harness: `main` runs the trials in a child process whose
-//! `DASHFLOW_HOME` and `DASHFLOW_TRACE_DIR` point at a directory of its own.
+//! `DASHFLOW_HOME` points at a directory of its own and whose working directory is an empty
+//! one, with no `DASHFLOW_TRACE_DIR`.
 #![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used, reason = "a test harness, outside `#[test]`")]
 
 use std::sync::Mutex;
@@ -30,7 +31,18 @@ fn counting(rounds: u64) -> CompiledGraph<Count> {
             move |state: &Count| if state.n < rounds { "again" } else { "done" },
             [("again", "inc"), ("done", END)],
         );
-    graph.compile().unwrap()
+    both_crates_in_scope::compile(graph)
+}
+
+/// Everything of the facade and of the executor in scope at once: `compile()` still means one
+/// method (this would not build if the executor had a `compile` of its own).
+mod both_crates_in_scope {
+    use dashflow::executor::*;
+    use dashflow::prelude::*;
+
+    pub(super) fn compile(graph: StateGraph<super::Count>) -> CompiledGraph<super::Count> {
+        graph.compile().unwrap()
+    }
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -137,19 +149,103 @@ fn a_run_waiting_in_a_node_is_live_there_and_in_the_log() -> Result<(), Failed> 
     Ok(())
 }
 
+fn compile_lists_its_default_observers_and_drops_them_on_request() -> Result<(), Failed> {
+    let app = counting(1);
+    let home = std::env::var_os("DASHFLOW_HOME").unwrap();
+    let log = format!("event log in {}", std::path::Path::new(&home).join("wal").display());
+    let names: Vec<(String, bool)> =
+        app.observers().iter().map(|observer| (observer.name().into_owned(), observer.is_default())).collect();
+    if names != [("live runs".to_owned(), true), (log.clone(), true)] {
+        return Err(format!("default observers: {names:?}").into());
+    }
+    let seen = Arc::new(Mutex::new(0_usize));
+    let counter = Arc::clone(&seen);
+    let mine = app.with_callback(move |_: &Event| *counter.lock().unwrap() += 1).without_default_observers();
+    if mine.observers().len() != 1 || mine.observers()[0].is_default() {
+        return Err(format!("after without_default_observers: {:?}", mine.observers()).into());
+    }
+    let run = runtime().block_on(mine.invoke(Count::default(), RunConfig::new()))?;
+    dashflow::flush_observers();
+    if wal().run(run.run_id)?.is_some() {
+        return Err("a graph without default observers logged its run".into());
+    }
+    if dashflow::live_runs().iter().any(|live| live.run.run_id == run.run_id) {
+        return Err("a graph without default observers is in live_runs".into());
+    }
+    if *seen.lock().unwrap() == 0 {
+        return Err("the graph's own callback heard nothing".into());
+    }
+    Ok(())
+}
+
+fn runs_write_nothing_into_the_working_directory_and_keep_their_trace_in_the_log() -> Result<(), Failed> {
+    let run = runtime().block_on(counting(3).invoke(Count::default(), RunConfig::new()))?;
+    dashflow::flush_observers();
+    let cwd = std::env::current_dir()?;
+    let written: Vec<_> =
+        std::fs::read_dir(&cwd)?.map(|entry| entry.map(|entry| entry.file_name())).collect::<Result<_, _>>()?;
+    if !written.is_empty() {
+        return Err(format!("a run wrote into the working directory {}: {written:?}", cwd.display()).into());
+    }
+    let trace = wal().trace(run.run_id)?.ok_or("the run's trace is in the log")?;
+    if trace.tasks.len() != 3 {
+        return Err(format!("the trace has {} tasks, not 3", trace.tasks.len()).into());
+    }
+    Ok(())
+}
+
 /// Set in the child process that runs the trials.
 const CHILD: &str = "DASHFLOW_DEFAULTS_TEST_CHILD";
 
+/// Set (to a home that must stay empty) in the child process that checks that a graph run
+/// without its default observers touches no file.
+const QUIET_CHILD: &str = "DASHFLOW_DEFAULTS_TEST_QUIET";
+
+/// In a process of its own (the log opens once per process): a graph compiled, stripped of
+/// its default observers and run, and one compiled and never run, create no home.
+fn without_default_observers_no_file_is_ever_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let status = std::process::Command::new(std::env::current_exe().unwrap())
+        .current_dir(dir.path())
+        .env(QUIET_CHILD, "1")
+        .env("DASHFLOW_HOME", &home)
+        .env_remove("DASHFLOW_TRACE_DIR")
+        .env_remove("DASHFLOW_WAL")
+        .status()
+        .unwrap();
+    assert!(status.success(), "the quiet child failed: {status}");
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|entry| entry.unwrap().file_name()).collect();
+    assert!(left.is_empty(), "a graph without default observers wrote {left:?}");
+}
+
+fn quiet_child() {
+    let never_run = counting(1);
+    assert!(never_run.observers().iter().any(|observer| observer.name().starts_with("event log in ")));
+    let app = counting(3).without_default_observers();
+    let result = runtime().block_on(app.invoke(Count::default(), RunConfig::new())).unwrap();
+    assert_eq!(result.state.n, 3);
+    dashflow::flush_observers();
+}
+
 fn main() {
+    if std::env::var_os(QUIET_CHILD).is_some() {
+        quiet_child();
+        return;
+    }
     if std::env::var_os(CHILD).is_none() {
+        without_default_observers_no_file_is_ever_written();
         // The parent: runs this binary again with a home of its own (the event store reads
         // the environment once, and setting it in-process would need `unsafe`).
         let dir = tempfile::tempdir().unwrap();
+        let work = dir.path().join("work");
+        std::fs::create_dir(&work).unwrap();
         let status = std::process::Command::new(std::env::current_exe().unwrap())
             .args(std::env::args_os().skip(1))
+            .current_dir(&work)
             .env(CHILD, "1")
-            .env("DASHFLOW_HOME", dir.path())
-            .env("DASHFLOW_TRACE_DIR", dir.path())
+            .env("DASHFLOW_HOME", dir.path().join("home"))
+            .env_remove("DASHFLOW_TRACE_DIR")
             .env_remove("DASHFLOW_WAL")
             .env_remove("DASHFLOW_TRACE")
             .status()
@@ -163,6 +259,14 @@ fn main() {
         Trial::test(
             "a_run_waiting_in_a_node_is_live_there_and_in_the_log",
             a_run_waiting_in_a_node_is_live_there_and_in_the_log,
+        ),
+        Trial::test(
+            "compile_lists_its_default_observers_and_drops_them_on_request",
+            compile_lists_its_default_observers_and_drops_them_on_request,
+        ),
+        Trial::test(
+            "runs_write_nothing_into_the_working_directory_and_keep_their_trace_in_the_log",
+            runs_write_nothing_into_the_working_directory_and_keep_their_trace_in_the_log,
         ),
     ];
     libtest_mimic::run(&args, trials).exit();

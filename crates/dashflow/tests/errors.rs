@@ -5,7 +5,6 @@
 
 use std::error::Error as StdError;
 
-use dashflow::executor::CompileExt as _;
 use dashflow::prelude::{Deserialize, GraphState, NodeError, RunConfig, START, Serialize, StateGraph};
 use dashflow::{PostgresCheckpointer, Report, SqliteCheckpointer};
 
@@ -74,7 +73,7 @@ async fn a_failed_node_names_the_node_and_its_own_error_once() {
         })
         .add_edge(START, "charge")
         .add_edge("charge", dashflow::END);
-    let app = graph.compile().unwrap();
+    let app = dashflow::CompiledGraph::new(graph.build().unwrap());
     let error = app.invoke(Counter::default(), RunConfig::default()).await.unwrap_err();
     let report = assert_names_once(&error, "node `charge` failed", &["card declined by the issuer"]);
     assert!(report.starts_with("node `charge` failed at step"), "{report}");
@@ -103,7 +102,7 @@ async fn a_checkpoint_write_that_fails_under_a_run_names_the_database_and_the_ca
         })
         .add_edge(START, "write")
         .add_edge("write", dashflow::END);
-    let app = graph.compile().unwrap().with_checkpointer(checkpointer);
+    let app = dashflow::CompiledGraph::new(graph.build().unwrap()).with_checkpointer(checkpointer);
     let error = app.invoke(Notes::default(), RunConfig::thread("t-full")).await.unwrap_err();
     assert!(matches!(error, dashflow::Error::Checkpoint(_)), "{error:?}");
     assert_names_once(&error, &format!("`{}`", path.display()), &["database or disk is full"]);

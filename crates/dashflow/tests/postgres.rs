@@ -83,7 +83,7 @@ async fn app(server: &Arc<TestServer>, ledger: &Ledger, outage: Outage) -> Compi
         .unwrap();
     let checkpointer = PostgresCheckpointer::from_pool(pool).await.unwrap();
     // Without the default observers: nothing here needs a WAL or traces.
-    dashflow::executor::CompileExt::compile(chain(server, ledger, outage)).unwrap().with_checkpointer(checkpointer)
+    CompiledGraph::new(chain(server, ledger, outage).build().unwrap()).with_checkpointer(checkpointer)
 }
 
 /// The final state of a run without outage, on a thread of its own.

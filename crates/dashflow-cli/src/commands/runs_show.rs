@@ -121,10 +121,14 @@ pub(crate) fn run(wal: &Wal, args: &ShowArgs, out: &mut dyn Write) -> Result<()>
         .rev()
         .collect();
     if args.json {
+        // The trace record of a finished run: every trace is readable here, whether or not
+        // trace files were written.
+        let trace = wal.trace(run.ids.run_id)?;
         let value = json!({
             "run": run_json(&run),
             "timeline": entries.iter().map(entry_json).collect::<Vec<_>>(),
             "subgraph_runs": children.iter().map(run_json).collect::<Vec<_>>(),
+            "trace": trace,
         });
         writeln!(out, "{}", serde_json::to_string_pretty(&value)?)?;
         return Ok(());

@@ -14,7 +14,6 @@ use std::sync::Arc;
 use std::sync::mpsc::RecvTimeoutError;
 use std::time::Duration;
 
-use dashflow::executor::CompileExt as _;
 use dashflow::{END, NodeContext, NodeError, RunConfig, RunId, START, StateGraph};
 use dashflow_wal::{EventStore, StoreConfig, TraceConfig};
 
@@ -162,7 +161,7 @@ fn run_forever(home: &Path) -> ! {
         })
         .add_edge(START, "wait")
         .add_edge("wait", END);
-    let app = observed(graph.compile().unwrap(), &store);
+    let app = observed(dashflow::CompiledGraph::new(graph.build().unwrap()), &store);
     let result = block_on(app.invoke(ticket("never answered"), RunConfig::thread("t-stuck")));
     panic!("the run was to wait until killed, but ended: {result:?}");
 }

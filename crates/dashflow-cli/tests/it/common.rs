@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 
-use dashflow::executor::CompileExt as _;
 use dashflow::{CompiledGraph, END, Event, EventCallback, GraphState, NodeError, RunConfig, RunId, START, StateGraph};
 use dashflow_wal::{EventStore, StoreConfig, TraceConfig, WalConfig};
 use serde::{Deserialize, Serialize};
@@ -138,21 +137,21 @@ pub(crate) fn support_graph() -> CompiledGraph<Ticket> {
         .add_edge("billing", "answer")
         .add_edge("answer", END);
     // The executor's compile: the facade's would also write to the process's own home.
-    graph.compile().unwrap()
+    dashflow::CompiledGraph::new(graph.build().unwrap())
 }
 
 /// A one-node graph of another name, to filter by.
 pub(crate) fn echo_graph() -> CompiledGraph<Ticket> {
     let mut graph = StateGraph::<Ticket>::named("echo");
     graph.add_node("answer", answer).add_edge(START, "answer").add_edge("answer", END);
-    graph.compile().unwrap()
+    dashflow::CompiledGraph::new(graph.build().unwrap())
 }
 
 /// A graph whose one node is the echo graph: its run has a subgraph run.
 pub(crate) fn nesting_graph() -> CompiledGraph<Ticket> {
     let mut graph = StateGraph::<Ticket>::named("outer");
     graph.add_node("inner", echo_graph()).add_edge(START, "inner").add_edge("inner", END);
-    graph.compile().unwrap()
+    dashflow::CompiledGraph::new(graph.build().unwrap())
 }
 
 /// Sends the graph's events to `store`.

@@ -142,6 +142,33 @@ fn runs_show_json_lists_tasks_and_routing_decisions() {
 }
 
 #[test]
+fn runs_show_json_carries_the_runs_trace_from_the_log_without_trace_files() {
+    let home = Home::new();
+    // Traces in the log only, as the process's store keeps them unless trace files are asked for.
+    let store = std::sync::Arc::new(
+        dashflow_wal::EventStore::open(
+            home.wal_dir(),
+            StoreConfig::default().traces(dashflow_wal::TraceConfig::wal_only()),
+        )
+        .unwrap(),
+    );
+    let app = observed(crate::common::support_graph(), &store);
+    let run = RunId::new();
+    block_on(app.invoke(ticket("how do I export?"), RunConfig::thread("t-9").run_id(run))).unwrap();
+    store.flush().unwrap();
+    assert_eq!(store.traces_dir(), None);
+
+    let out = home.dashflow(&["runs", "show", &run.to_string(), "--json"]);
+    let json: serde_json::Value = serde_json::from_str(out.ok()).unwrap();
+    let trace = &json["trace"];
+    assert_eq!(trace["run"]["run_id"], run.to_string(), "{trace}");
+    assert_eq!(trace["status"], "completed", "{trace}");
+    let nodes: Vec<&str> =
+        trace["tasks"].as_array().unwrap().iter().map(|task| task["node"].as_str().unwrap()).collect();
+    assert_eq!(nodes, ["classify", "answer"], "{trace}");
+}
+
+#[test]
 fn runs_show_of_a_subgraph_run_names_its_parent_and_the_parent_lists_it() {
     let home = Home::new();
     let store = home.store(StoreConfig::default());

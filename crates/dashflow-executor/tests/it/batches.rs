@@ -4,7 +4,8 @@
 
 use std::sync::{Arc, Mutex};
 
-use dashflow_executor::{CompileExt, RunConfig};
+use crate::common::Compiled;
+use dashflow_executor::RunConfig;
 use dashflow_graph::NodeError;
 use dashflow_graph::{END, START, StateGraph};
 use dashflow_telemetry::{Event, EventBatch, EventCallback, EventKind, Interest};
@@ -88,7 +89,7 @@ fn diamond() -> StateGraph<Trail> {
 #[tokio::test]
 async fn a_batching_sink_gets_the_events_a_one_by_one_sink_gets_with_one_task_steps_folded() {
     let (batches, one_by_one) = (Batches::default(), OneByOne::default());
-    let app = diamond().compile().unwrap().with_callback(batches.clone()).with_callback(one_by_one.clone());
+    let app = diamond().compiled().unwrap().with_callback(batches.clone()).with_callback(one_by_one.clone());
     app.invoke(Trail::default(), RunConfig::new()).await.unwrap();
 
     let recorder = one_by_one.0;
@@ -142,7 +143,7 @@ fn gated() -> (impl Fn(Arc<Trail>) -> NodeFuture + Send + Sync + 'static, onesho
 
 /// Runs `counting_loop` once with `sink` as its only callback.
 async fn run_counting_loop_with(sink: impl EventCallback) {
-    let app = counting_loop().compile().unwrap().with_callback(sink);
+    let app = counting_loop().compiled().unwrap().with_callback(sink);
     app.invoke(Trail::default(), RunConfig::new()).await.unwrap();
 }
 
@@ -157,7 +158,7 @@ async fn a_batching_sink_has_heard_the_step_a_waiting_node_runs_in() {
         .add_edge("quick", "slow")
         .add_edge("slow", END);
     let batches = Batches::default();
-    let app = graph.compile().unwrap().with_callback(batches.clone());
+    let app = graph.compiled().unwrap().with_callback(batches.clone());
     let run = tokio::spawn(async move { app.invoke(Trail::default(), RunConfig::new()).await });
 
     entered.await.unwrap();
@@ -177,7 +178,7 @@ async fn a_run_and_its_subgraph_runs_share_one_buffer_and_each_event_arrives_onc
     let batches: Arc<dyn EventCallback> = Arc::new(recorded.clone());
     let mut inner = StateGraph::<Trail>::named("inner");
     inner.add_node("x", log("x")).add_node("y", log("y")).add_edge(START, "x").add_edge("x", "y").add_edge("y", END);
-    let inner = inner.compile().unwrap().with_shared_callback(Arc::clone(&batches));
+    let inner = inner.compiled().unwrap().with_shared_callback(Arc::clone(&batches));
     let mut outer = StateGraph::<Trail>::named("outer");
     outer
         .add_node("before", log("before"))
@@ -185,7 +186,7 @@ async fn a_run_and_its_subgraph_runs_share_one_buffer_and_each_event_arrives_onc
         .add_edge(START, "before")
         .add_edge("before", "sub")
         .add_edge("sub", END);
-    let app = outer.compile().unwrap().with_shared_callback(Arc::clone(&batches));
+    let app = outer.compiled().unwrap().with_shared_callback(Arc::clone(&batches));
     app.invoke(Trail::default(), RunConfig::new()).await.unwrap();
 
     assert_eq!(
@@ -267,7 +268,7 @@ async fn a_waiting_run_hands_over_a_one_task_steps_start_built_from_its_compact_
     let mut graph = StateGraph::<Trail>::named("live");
     graph.add_node("slow", slow).add_edge(START, "slow").add_edge("slow", END);
     let live = Arc::new(dashflow_telemetry::LiveRuns::new());
-    let app = graph.compile().unwrap().with_shared_callback(Arc::clone(&live) as Arc<dyn EventCallback>);
+    let app = graph.compiled().unwrap().with_shared_callback(Arc::clone(&live) as Arc<dyn EventCallback>);
     let run = tokio::spawn(async move { app.invoke(Trail::default(), RunConfig::new()).await });
 
     entered.await.unwrap();
@@ -297,7 +298,7 @@ async fn a_failed_task_and_a_parallel_step_reach_a_batching_sink_alone_as_whole_
         .add_edge("c", "a")
         .add_edge("a", END);
     let batches = Batches::default();
-    let app = graph.compile().unwrap().with_callback(batches.clone());
+    let app = graph.compiled().unwrap().with_callback(batches.clone());
     app.invoke(Trail::default(), RunConfig::new()).await.unwrap_err();
 
     let mut heard = batches.described();
@@ -321,7 +322,7 @@ async fn an_events_stream_hears_every_event_while_live_runs_still_follows_the_ru
     use futures::StreamExt;
 
     let live = Arc::new(dashflow_telemetry::LiveRuns::new());
-    let app = counting_loop().compile().unwrap().with_shared_callback(Arc::clone(&live) as Arc<dyn EventCallback>);
+    let app = counting_loop().compiled().unwrap().with_shared_callback(Arc::clone(&live) as Arc<dyn EventCallback>);
     let config = RunConfig::new().stream_modes([dashflow_executor::StreamMode::Events]);
     let mut stream = app.stream(Trail::default(), config);
     let mut streamed = Vec::new();
@@ -354,7 +355,7 @@ async fn a_steps_routing_decisions_reach_a_batching_sink_in_decision_order() {
         .add_conditional_edges("c", |_: &Trail| "go", [("go", "d")])
         .add_edge("d", END);
     let batches = Batches::default();
-    let app = graph.compile().unwrap().with_callback(batches.clone());
+    let app = graph.compiled().unwrap().with_callback(batches.clone());
     app.invoke(Trail::default(), RunConfig::new()).await.unwrap();
     let routes: Vec<String> = batches.described().into_iter().filter(|event| event.starts_with("route")).collect();
     assert_eq!(routes, ["route 1 b -stop-> __end__", "route 1 c -go-> d"]);

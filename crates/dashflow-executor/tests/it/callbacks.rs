@@ -2,7 +2,8 @@
 
 use std::sync::Arc;
 
-use dashflow_executor::{CompileExt, CompiledGraph, RunConfig};
+use crate::common::Compiled;
+use dashflow_executor::{CompiledGraph, RunConfig};
 use dashflow_graph::{END, NodeContext, NodeError, START, StateGraph};
 use dashflow_telemetry::{Event, EventKind, RunOutcome};
 use serde_json::json;
@@ -20,7 +21,7 @@ fn greeter() -> CompiledGraph<Trail> {
         .add_edge(START, "greet")
         .add_edge("greet", "bye")
         .add_edge("bye", END);
-    graph.compile().unwrap()
+    graph.compiled().unwrap()
 }
 
 #[tokio::test]
@@ -75,7 +76,7 @@ async fn callbacks_hear_how_a_failed_run_ended() {
         .add_node("oops", |_: Arc<Trail>| async move { Err::<TrailUpdate, _>(NodeError::msg("oops")) })
         .add_edge(START, "oops")
         .add_edge("oops", END);
-    let app = graph.compile().unwrap().with_callback(recorder.clone());
+    let app = graph.compiled().unwrap().with_callback(recorder.clone());
     app.invoke(Trail::default(), RunConfig::new()).await.unwrap_err();
 
     let described = recorder.described();
@@ -98,11 +99,9 @@ async fn every_run_first_describes_its_graph_with_the_schema_of_nodes_and_edges(
         .add_node("only", crate::common::tick)
         .add_edge(dashflow_graph::START, "only")
         .add_edge("only", dashflow_graph::END);
-    let app = dashflow_executor::CompileExt::compile(graph).unwrap().with_callback(
-        move |event: &dashflow_telemetry::Event| {
-            seen.lock().unwrap().push(event.kind.clone());
-        },
-    );
+    let app = graph.compiled().unwrap().with_callback(move |event: &dashflow_telemetry::Event| {
+        seen.lock().unwrap().push(event.kind.clone());
+    });
     app.invoke(crate::common::Trail::default(), dashflow_executor::RunConfig::new()).await.unwrap();
     let events = events.lock().unwrap();
     let dashflow_telemetry::EventKind::GraphDefined { graph, schema } = &events[0] else {

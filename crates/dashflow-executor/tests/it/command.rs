@@ -2,7 +2,8 @@
 
 use std::sync::Arc;
 
-use dashflow_executor::{CompileExt, Error, RunConfig};
+use crate::common::Compiled;
+use dashflow_executor::{Error, RunConfig};
 use dashflow_graph::{Command, END, START, Send, StateGraph};
 
 use crate::common::{Trail, TrailUpdate, log, strings, trace};
@@ -19,7 +20,7 @@ async fn command_update_and_goto_applies_the_update_and_runs_only_the_target() {
         .add_edge(START, "decide")
         .add_edge("a", END)
         .add_edge("b", END);
-    let result = graph.compile().unwrap().invoke(Trail::default(), RunConfig::new()).await.unwrap();
+    let result = graph.compiled().unwrap().invoke(Trail::default(), RunConfig::new()).await.unwrap();
 
     assert_eq!(result.state.log, ["decide", "b"]);
     assert_eq!(trace(&result), [(1, "decide".into()), (2, "b".into())]);
@@ -35,7 +36,7 @@ async fn command_goto_end_applies_the_update_and_stops() {
         .add_node("never", log("never"))
         .add_edge(START, "finish")
         .add_edge("never", END);
-    let result = graph.compile().unwrap().invoke(Trail::default(), RunConfig::new()).await.unwrap();
+    let result = graph.compiled().unwrap().invoke(Trail::default(), RunConfig::new()).await.unwrap();
 
     assert_eq!(result.state.note, "finished");
     assert!(result.state.log.is_empty());
@@ -46,7 +47,7 @@ async fn command_goto_end_applies_the_update_and_stops() {
 async fn command_goto_an_unknown_node_is_an_unknown_target_error() {
     let mut graph = StateGraph::<Trail>::new();
     graph.add_node("lost", |_: Arc<Trail>| async move { Ok(Command::goto("nowhere")) }).add_edge(START, "lost");
-    let error = graph.compile().unwrap().invoke(Trail::default(), RunConfig::new()).await.unwrap_err();
+    let error = graph.compiled().unwrap().invoke(Trail::default(), RunConfig::new()).await.unwrap_err();
 
     match &error {
         Error::UnknownTarget { node, target } => {
@@ -72,7 +73,7 @@ async fn command_with_sends_runs_one_task_per_send_with_its_own_input() {
         .add_edge(START, "dispatch")
         .add_edge("work", END);
     let input = Trail { note: "shared".into(), ..Trail::default() };
-    let result = graph.compile().unwrap().invoke(input, RunConfig::new()).await.unwrap();
+    let result = graph.compiled().unwrap().invoke(input, RunConfig::new()).await.unwrap();
 
     assert_eq!(result.state.log, ["work on first (count 0)", "work on second (count 0)"]);
     assert_eq!(result.state.note, "shared");
@@ -92,7 +93,7 @@ async fn a_node_without_static_edges_can_route_only_by_command() {
             })
         })
         .add_edge(START, "loop");
-    let result = graph.compile().unwrap().invoke(Trail::default(), RunConfig::new()).await.unwrap();
+    let result = graph.compiled().unwrap().invoke(Trail::default(), RunConfig::new()).await.unwrap();
 
     assert_eq!(result.state.count, 3);
     assert_eq!(result.steps, 4);
@@ -110,7 +111,7 @@ async fn command_targets_are_added_to_the_node_static_edges() {
         .add_edge("a", "b")
         .add_edge("b", END)
         .add_edge("c", END);
-    let result = graph.compile().unwrap().invoke(Trail::default(), RunConfig::new()).await.unwrap();
+    let result = graph.compiled().unwrap().invoke(Trail::default(), RunConfig::new()).await.unwrap();
 
     // Static edges first, then the command's targets.
     assert_eq!(result.state.log, ["b", "c"]);
@@ -127,7 +128,7 @@ async fn a_command_without_update_or_goto_leaves_the_state_and_follows_static_ed
         .add_edge("noop", "next")
         .add_edge("next", END);
     let input = Trail { note: "kept".into(), ..Trail::default() };
-    let result = graph.compile().unwrap().invoke(input, RunConfig::new()).await.unwrap();
+    let result = graph.compiled().unwrap().invoke(input, RunConfig::new()).await.unwrap();
 
     assert_eq!(result.state.note, "kept");
     assert_eq!(result.state.log, ["next"]);

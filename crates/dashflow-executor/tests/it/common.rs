@@ -172,3 +172,15 @@ pub(crate) async fn drain<S: GraphState>(
     }
     (events, result)
 }
+
+/// Validates a graph and wraps it, with no observers: the executor's own way to compile
+/// (the facade's `compile()` is this plus its default observers).
+pub(crate) trait Compiled<S: GraphState> {
+    fn compiled(self) -> Result<dashflow_executor::CompiledGraph<S>, Error>;
+}
+
+impl<S: GraphState> Compiled<S> for dashflow_graph::StateGraph<S> {
+    fn compiled(self) -> Result<dashflow_executor::CompiledGraph<S>, Error> {
+        Ok(dashflow_executor::CompiledGraph::new(self.build()?))
+    }
+}

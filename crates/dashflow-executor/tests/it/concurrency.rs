@@ -3,7 +3,8 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use dashflow_executor::{CompileExt, CompiledGraph, Error, ExecutionResult, RunConfig, RunStream};
+use crate::common::Compiled;
+use dashflow_executor::{CompiledGraph, Error, ExecutionResult, RunConfig, RunStream};
 use dashflow_graph::{END, START, StateGraph};
 
 use crate::common::{Trail, TrailUpdate};
@@ -46,7 +47,7 @@ async fn one_compiled_graph_serves_two_hundred_concurrent_runs_without_crossing_
         .add_parallel_edges(START, ["a", "b"])
         .add_join(["a", "b"], "c")
         .add_edge("c", END);
-    let app = graph.compile().unwrap();
+    let app = graph.compiled().unwrap();
 
     let runs: Vec<_> = (0..200)
         .map(|index| {

@@ -2,7 +2,8 @@
 
 use std::sync::{Arc, Mutex};
 
-use dashflow_executor::{CompileExt, RunConfig};
+use crate::common::Compiled;
+use dashflow_executor::RunConfig;
 use dashflow_graph::{END, NodeContext, START, StateGraph, TaskId};
 use dashflow_telemetry::{RunId, RunIds};
 
@@ -53,7 +54,7 @@ async fn node_context_reports_step_attempt_task_thread_and_an_idempotency_key() 
         .add_parallel_edges("first", ["x", "y"])
         .add_edge("x", END)
         .add_edge("y", END);
-    let result = graph.compile().unwrap().invoke(Trail::default(), RunConfig::thread("thread-7")).await.unwrap();
+    let result = graph.compiled().unwrap().invoke(Trail::default(), RunConfig::thread("thread-7")).await.unwrap();
 
     let mut seen = sightings.lock().unwrap().clone();
     seen.sort_by_key(|seen| (seen.task.step, seen.task.index));
@@ -77,7 +78,7 @@ async fn without_a_thread_the_idempotency_key_names_the_run() {
     let mut graph = StateGraph::<Trail>::new();
     graph.add_node("only", observer(&sightings)).add_edge(START, "only").add_edge("only", END);
     let run_id = RunId::new();
-    let result = graph.compile().unwrap().invoke(Trail::default(), RunConfig::new().run_id(run_id)).await.unwrap();
+    let result = graph.compiled().unwrap().invoke(Trail::default(), RunConfig::new().run_id(run_id)).await.unwrap();
 
     assert_eq!(result.run_id, run_id);
     let seen = sightings.lock().unwrap()[0].clone();

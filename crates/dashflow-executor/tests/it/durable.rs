@@ -4,13 +4,14 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
+use crate::common::Compiled;
 use async_trait::async_trait;
 use dashflow_checkpoint::{
     CheckpointError, CheckpointId, CheckpointKind, CheckpointRecord, Checkpointer, ListOptions, LoadedCheckpoint,
     PendingWrite,
 };
 use dashflow_checkpoint_memory::MemoryCheckpointer;
-use dashflow_executor::{CompileExt, CompiledGraph, Durability, Error, RunConfig, RunStatus};
+use dashflow_executor::{CompiledGraph, Durability, Error, RunConfig, RunStatus};
 use dashflow_graph::{Command, END, GraphState, NodeContext, NodeError, START, StateGraph};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -58,7 +59,7 @@ fn fan_out_with_flaky(
         .add_parallel_edges(START, ["a", "b", "flaky"])
         .add_join(["a", "b", "flaky"], "join")
         .add_edge("join", END);
-    graph.compile().unwrap().with_shared_checkpointer(checkpointer)
+    graph.compiled().unwrap().with_shared_checkpointer(checkpointer)
 }
 
 #[tokio::test]
@@ -88,7 +89,7 @@ fn draft_then_send(ledger: &Ledger) -> CompiledGraph<Trail> {
         .add_edge(START, "draft")
         .add_edge("draft", "send")
         .add_edge("send", END);
-    graph.compile().unwrap().with_shared_checkpointer(memory())
+    graph.compiled().unwrap().with_shared_checkpointer(memory())
 }
 
 #[tokio::test]
@@ -159,7 +160,7 @@ async fn a_node_interrupt_returns_the_resume_value_when_the_run_continues() {
         })
         .add_edge(START, "review")
         .add_edge("review", END);
-    let app = graph.compile().unwrap().with_shared_checkpointer(memory());
+    let app = graph.compiled().unwrap().with_shared_checkpointer(memory());
     let config = RunConfig::thread("hitl-1");
 
     let paused = app.invoke(Trail::default(), config.clone()).await.unwrap();
@@ -181,7 +182,7 @@ async fn a_node_interrupt_returns_the_resume_value_when_the_run_continues() {
 async fn interrupts_without_a_checkpointer_are_refused_up_front() {
     let mut graph = StateGraph::<Trail>::new();
     graph.add_node("a", crate::common::tick).add_edge(START, "a").add_edge("a", END);
-    let app = graph.compile().unwrap().interrupt_before(["a"]).unwrap();
+    let app = graph.compiled().unwrap().interrupt_before(["a"]).unwrap();
     let error = app.invoke(Trail::default(), RunConfig::thread("t")).await.unwrap_err();
     assert!(matches!(error, Error::NoCheckpointer { .. }), "{error}");
     let app = app.with_shared_checkpointer(memory());
@@ -194,7 +195,7 @@ fn an_interrupt_setting_naming_an_unknown_node_fails_where_it_is_set() {
     let mut graph = StateGraph::<Trail>::named("drafting");
     graph.add_node("a", crate::common::tick).add_node("b", crate::common::tick);
     graph.add_edge(START, "a").add_edge("a", "b").add_edge("b", END);
-    let app = graph.compile().unwrap();
+    let app = graph.compiled().unwrap();
     for (setting, error) in [
         ("interrupt_before", app.clone().interrupt_before(["a", "ghost"]).unwrap_err()),
         ("interrupt_after", app.clone().interrupt_after(["ghost"]).unwrap_err()),
@@ -219,7 +220,7 @@ fn an_interrupt_setting_naming_an_unknown_node_fails_where_it_is_set() {
 async fn a_checkpointed_graph_run_without_a_thread_is_refused_naming_the_fix() {
     let mut graph = StateGraph::<Trail>::named("counter");
     graph.add_node("a", crate::common::tick).add_edge(START, "a").add_edge("a", END);
-    let app = graph.compile().unwrap().with_shared_checkpointer(memory());
+    let app = graph.compiled().unwrap().with_shared_checkpointer(memory());
     let error = app.invoke(Trail::default(), RunConfig::new()).await.unwrap_err();
     assert!(matches!(&error, Error::ThreadRequired { graph } if graph == "counter"), "{error}");
     assert!(error.to_string().contains("RunConfig::thread(id)"), "{error}");
@@ -239,7 +240,7 @@ async fn ctx_interrupt_in_a_run_that_is_not_checkpointed_is_an_error_naming_the_
         })
         .add_edge(START, "ask")
         .add_edge("ask", END);
-    let app = graph.compile().unwrap();
+    let app = graph.compiled().unwrap();
     for config in [RunConfig::new(), RunConfig::thread("no-checkpointer")] {
         let error = app.invoke(Trail::default(), config).await.unwrap_err();
         assert!(matches!(&error, Error::InterruptNotCheckpointed { node, step: 1 } if &**node == "ask"), "{error}");
@@ -306,7 +307,7 @@ fn chain_failing_at_c(fail: &Arc<AtomicBool>, checkpointer: Arc<dyn Checkpointer
         .add_edge("b", "c")
         .add_edge("c", "d")
         .add_edge("d", END);
-    graph.compile().unwrap().with_shared_checkpointer(checkpointer)
+    graph.compiled().unwrap().with_shared_checkpointer(checkpointer)
 }
 
 #[tokio::test]
@@ -372,7 +373,7 @@ async fn history_lists_every_checkpoint_newest_first_and_time_travel_forks_from_
 async fn invoke_update_continues_a_thread_with_new_input() {
     let mut graph = StateGraph::<Trail>::new();
     graph.add_node("count", crate::common::tick).add_edge(START, "count").add_edge("count", END);
-    let app = graph.compile().unwrap().with_shared_checkpointer(memory());
+    let app = graph.compiled().unwrap().with_shared_checkpointer(memory());
     let config = RunConfig::thread("chat");
     app.invoke(Trail::default(), config.clone()).await.unwrap();
     let second = app.invoke_update(TrailUpdate::default().log(vec!["hello".to_owned()]), config.clone()).await.unwrap();
@@ -388,7 +389,7 @@ async fn a_recursion_limit_stop_can_resume_with_a_higher_limit() {
         |state: &Trail| if state.count < 40 { "again" } else { "done" },
         [("again", "inc"), ("done", END)],
     );
-    let app = graph.compile().unwrap().with_shared_checkpointer(memory());
+    let app = graph.compiled().unwrap().with_shared_checkpointer(memory());
     let config = RunConfig::thread("r16").durability(Durability::Sync);
     let error = app.invoke(Trail::default(), config.clone()).await.unwrap_err();
     assert!(matches!(error, Error::RecursionLimit { limit: 25 }), "{error}");
@@ -408,7 +409,7 @@ async fn a_checkpoint_of_another_state_schema_is_a_version_mismatch() {
     let checkpointer = memory();
     let mut graph = StateGraph::<Trail>::new();
     graph.add_node("a", crate::common::tick).add_edge(START, "a").add_edge("a", END);
-    let app = graph.compile().unwrap().with_shared_checkpointer(Arc::clone(&checkpointer));
+    let app = graph.compiled().unwrap().with_shared_checkpointer(Arc::clone(&checkpointer));
     app.invoke(Trail::default(), RunConfig::thread("shared")).await.unwrap();
 
     let mut other = StateGraph::<Other>::new();
@@ -416,7 +417,7 @@ async fn a_checkpoint_of_another_state_schema_is_a_version_mismatch() {
         .add_node("a", |_: Arc<Other>| async { Ok(OtherUpdate::default().total(1)) })
         .add_edge(START, "a")
         .add_edge("a", END);
-    let other = other.compile().unwrap().with_shared_checkpointer(checkpointer);
+    let other = other.compiled().unwrap().with_shared_checkpointer(checkpointer);
     let error = other.get_state(&RunConfig::thread("shared")).await.unwrap_err();
     assert!(matches!(error, Error::Checkpoint(CheckpointError::VersionMismatch { .. })), "{error}");
     let error = other.resume(Command::new(), RunConfig::thread("shared")).await.unwrap_err();
@@ -441,7 +442,7 @@ async fn a_corrupted_blob_is_a_corruption_error_not_garbage_state() {
     checkpointer.put(record, None).await.unwrap();
     let mut graph = StateGraph::<Trail>::new();
     graph.add_node("a", crate::common::tick).add_edge(START, "a").add_edge("a", END);
-    let app = graph.compile().unwrap().with_shared_checkpointer(checkpointer);
+    let app = graph.compiled().unwrap().with_shared_checkpointer(checkpointer);
     let error = app.get_state(&RunConfig::thread("bad")).await.unwrap_err();
     assert!(
         matches!(error, Error::Checkpoint(CheckpointError::Corrupt { .. } | CheckpointError::VersionMismatch { .. })),
@@ -531,7 +532,7 @@ async fn a_large_state_growing_by_small_items_writes_bytes_proportional_to_the_i
             |s: &Trail| if s.count < 200 { "again" } else { "done" },
             [("again", "grow"), ("done", END)],
         );
-    let app = graph.compile().unwrap().with_shared_checkpointer(Arc::clone(&counting) as Arc<dyn Checkpointer>);
+    let app = graph.compiled().unwrap().with_shared_checkpointer(Arc::clone(&counting) as Arc<dyn Checkpointer>);
     // About 1 MB of state to begin with.
     let big = Trail { log: (0..10_000).map(|i| format!("{i:0>96}")).collect(), ..Trail::default() };
     let config = RunConfig::thread("big").durability(Durability::Sync).recursion_limit(500);
@@ -581,7 +582,7 @@ async fn two_runs_resuming_one_thread_at_once_let_exactly_one_advance() {
         })
         .add_edge(START, "work")
         .add_edge("work", END);
-    let app = graph.compile().unwrap().with_shared_checkpointer(memory()).interrupt_before(["work"]).unwrap();
+    let app = graph.compiled().unwrap().with_shared_checkpointer(memory()).interrupt_before(["work"]).unwrap();
     let config = RunConfig::thread("r13").durability(Durability::Sync);
     app.invoke(Trail::default(), config.clone()).await.unwrap();
     armed.store(true, Ordering::SeqCst);
@@ -611,7 +612,7 @@ async fn a_thousand_concurrent_threads_on_one_graph_keep_their_histories_apart()
         .add_edge(START, "first")
         .add_edge("first", "second")
         .add_edge("second", END);
-    let app = graph.compile().unwrap().with_shared_checkpointer(memory());
+    let app = graph.compiled().unwrap().with_shared_checkpointer(memory());
     let runs = (0..1000).map(|i| {
         let app = app.clone();
         tokio::spawn(async move {
@@ -654,7 +655,7 @@ async fn dropping_a_run_mid_step_leaves_no_half_written_checkpoint_and_the_threa
         .add_edge(START, "a")
         .add_edge("a", "slow")
         .add_edge("slow", END);
-    let app = graph.compile().unwrap().with_shared_checkpointer(memory());
+    let app = graph.compiled().unwrap().with_shared_checkpointer(memory());
     let config = RunConfig::thread("r19").durability(Durability::Sync);
     let run = app.invoke(Trail::default(), config.clone());
     tokio::select! {
@@ -678,7 +679,7 @@ fn counting_loop(checkpointer: Arc<dyn Checkpointer>) -> CompiledGraph<Trail> {
         |state: &Trail| if state.count < 40 { "again" } else { "done" },
         [("again", "inc"), ("done", END)],
     );
-    graph.compile().unwrap().with_shared_checkpointer(checkpointer)
+    graph.compiled().unwrap().with_shared_checkpointer(checkpointer)
 }
 
 fn padded() -> Trail {
@@ -727,12 +728,12 @@ fn looping_through_a_subgraph(checkpointer: Arc<dyn Checkpointer>) -> CompiledGr
         .add_edge("one", "two")
         .add_edge("two", END);
     let mut graph = StateGraph::<Trail>::named("outer");
-    graph.add_node("sub", inner.compile().unwrap()).add_edge(START, "sub").add_conditional_edges(
+    graph.add_node("sub", inner.compiled().unwrap()).add_edge(START, "sub").add_conditional_edges(
         "sub",
         |state: &Trail| if state.count < 10 { "again" } else { "done" },
         [("again", "sub"), ("done", END)],
     );
-    graph.compile().unwrap().with_shared_checkpointer(checkpointer)
+    graph.compiled().unwrap().with_shared_checkpointer(checkpointer)
 }
 
 /// The subgraph namespaces of `thread` that hold checkpoints, and how many in all.
@@ -823,7 +824,7 @@ fn child_graph(ledger: &Ledger, fail: &Arc<AtomicBool>) -> CompiledGraph<Trail> 
         .add_edge("prepare", "ask")
         .add_edge("ask", "finish")
         .add_edge("finish", END);
-    child.compile().unwrap()
+    child.compiled().unwrap()
 }
 
 fn parent_graph(
@@ -840,7 +841,7 @@ fn parent_graph(
         .add_edge("intro", "plan")
         .add_edge("plan", "outro")
         .add_edge("outro", END);
-    parent.compile().unwrap().with_shared_checkpointer(checkpointer)
+    parent.compiled().unwrap().with_shared_checkpointer(checkpointer)
 }
 
 #[tokio::test]
@@ -948,7 +949,7 @@ fn three_steps() -> StateGraph<Trail> {
 async fn checkpoint_settings_made_before_the_checkpointer_still_count() {
     for codec_first in [true, false] {
         let checkpointer = Arc::new(MemoryCheckpointer::new());
-        let app = three_steps().compile().unwrap();
+        let app = three_steps().compiled().unwrap();
         let shared: Arc<dyn Checkpointer> = checkpointer.clone();
         let app = if codec_first {
             app.with_codec(dashflow_checkpoint::Codec::Json).with_max_delta_chain(1).with_shared_checkpointer(shared)

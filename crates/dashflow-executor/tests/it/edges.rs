@@ -2,7 +2,8 @@
 
 use std::sync::Arc;
 
-use dashflow_executor::{CompileExt, Error, RunConfig};
+use crate::common::Compiled;
+use dashflow_executor::{Error, RunConfig};
 use dashflow_graph::{END, START, StateGraph};
 
 use crate::common::{Trail, TrailUpdate, log, saw, strings, tick, trace};
@@ -18,7 +19,7 @@ async fn direct_edges_run_one_node_per_superstep_in_order() {
         .add_edge("a", "b")
         .add_edge("b", "c")
         .add_edge("c", END);
-    let result = graph.compile().unwrap().invoke(Trail::default(), RunConfig::new()).await.unwrap();
+    let result = graph.compiled().unwrap().invoke(Trail::default(), RunConfig::new()).await.unwrap();
 
     assert_eq!(result.state.log, ["a", "b", "c"]);
     assert_eq!(result.steps, 3);
@@ -39,7 +40,7 @@ async fn parallel_edges_run_their_targets_in_one_superstep_on_the_same_snapshot(
         .add_edge("x", END)
         .add_edge("y", END)
         .add_edge("z", END);
-    let result = graph.compile().unwrap().invoke(Trail::default(), RunConfig::new()).await.unwrap();
+    let result = graph.compiled().unwrap().invoke(Trail::default(), RunConfig::new()).await.unwrap();
 
     // All three read the state after `fork` (one entry), and merge in frontier order.
     assert_eq!(result.state.log, ["fork", "x:1", "y:1", "z:1"]);
@@ -57,7 +58,7 @@ async fn parallel_edges_from_start_fan_out_in_the_first_superstep() {
         .add_edge("x", END)
         .add_edge("y", END);
     let input = Trail { log: strings(&["input"]), ..Trail::default() };
-    let result = graph.compile().unwrap().invoke(input, RunConfig::new()).await.unwrap();
+    let result = graph.compiled().unwrap().invoke(input, RunConfig::new()).await.unwrap();
 
     assert_eq!(result.state.log, ["input", "x:1", "y:1"]);
     assert_eq!(result.steps, 1);
@@ -74,7 +75,7 @@ async fn a_node_reached_by_two_edges_in_one_superstep_runs_once() {
         .add_edge("a", "c")
         .add_edge("b", "c")
         .add_edge("c", END);
-    let result = graph.compile().unwrap().invoke(Trail::default(), RunConfig::new()).await.unwrap();
+    let result = graph.compiled().unwrap().invoke(Trail::default(), RunConfig::new()).await.unwrap();
 
     assert_eq!(result.state.log, ["a", "b", "c:2"]);
     assert_eq!(trace(&result), [(1, "a".into()), (1, "b".into()), (2, "c".into())]);
@@ -94,7 +95,7 @@ async fn join_waits_across_supersteps_for_branches_of_different_lengths() {
         .add_edge("long2", "long3")
         .add_join(["short", "long3"], "merge")
         .add_edge("merge", END);
-    let result = graph.compile().unwrap().invoke(Trail::default(), RunConfig::new()).await.unwrap();
+    let result = graph.compiled().unwrap().invoke(Trail::default(), RunConfig::new()).await.unwrap();
 
     // `short` finished in step 1, but `merge` waited for `long3` (step 3) and ran once.
     assert_eq!(result.state.log, ["short", "long1", "long2", "long3", "merge:4"]);
@@ -122,7 +123,7 @@ async fn join_fires_again_each_time_a_loop_completes_all_its_predecessors() {
             |state: &Trail| if state.count < 3 { "again" } else { "done" },
             [("again", "fan"), ("done", END)],
         );
-    let result = graph.compile().unwrap().invoke(Trail::default(), RunConfig::new()).await.unwrap();
+    let result = graph.compiled().unwrap().invoke(Trail::default(), RunConfig::new()).await.unwrap();
 
     assert_eq!(result.state.count, 3);
     let gathers: Vec<u64> = result.nodes.iter().filter(|run| &*run.node == "gather").map(|run| run.step).collect();
@@ -147,7 +148,7 @@ async fn conditional_edge_follows_the_single_label_the_router_returns() {
         )
         .add_edge("big", END)
         .add_edge("small", END);
-    let app = graph.compile().unwrap();
+    let app = graph.compiled().unwrap();
 
     let small = app.invoke(Trail { count: 1, ..Trail::default() }, RunConfig::new()).await.unwrap();
     assert_eq!(small.state.log, ["check", "small"]);
@@ -168,7 +169,7 @@ async fn conditional_router_reads_the_state_after_the_step_update() {
             [("go", "went"), ("stop", END)],
         )
         .add_edge("went", END);
-    let result = graph.compile().unwrap().invoke(Trail::default(), RunConfig::new()).await.unwrap();
+    let result = graph.compiled().unwrap().invoke(Trail::default(), RunConfig::new()).await.unwrap();
 
     assert_eq!(result.state.log, ["went"]);
 }
@@ -187,7 +188,7 @@ async fn conditional_edge_with_several_labels_runs_every_mapped_target_in_parall
         .add_edge("x", END)
         .add_edge("y", END)
         .add_edge("z", END);
-    let result = graph.compile().unwrap().invoke(Trail::default(), RunConfig::new()).await.unwrap();
+    let result = graph.compiled().unwrap().invoke(Trail::default(), RunConfig::new()).await.unwrap();
 
     // Frontier order is the order of the labels.
     assert_eq!(result.state.log, ["pick", "z:1", "x:1"]);
@@ -207,7 +208,7 @@ async fn conditional_label_mapped_to_end_stops_only_that_branch() {
             [("stop", END), ("go", "more")],
         )
         .add_edge("more", END);
-    let app = graph.compile().unwrap();
+    let app = graph.compiled().unwrap();
 
     let stopped = app.invoke(Trail::default(), RunConfig::new()).await.unwrap();
     assert_eq!(stopped.state.log, ["pick"]);
@@ -229,7 +230,7 @@ async fn unknown_router_label_at_run_time_is_an_error_naming_node_and_label() {
         .add_conditional_edges("check", |state: &Trail| format!("label-{}", state.count), [("a", "a"), ("b", "b")])
         .add_edge("a", END)
         .add_edge("b", END);
-    let error = graph.compile().unwrap().invoke(Trail::default(), RunConfig::new()).await.unwrap_err();
+    let error = graph.compiled().unwrap().invoke(Trail::default(), RunConfig::new()).await.unwrap_err();
 
     match &error {
         Error::UnknownLabel { node, label, known } => {
@@ -257,7 +258,7 @@ async fn conditional_edge_from_start_picks_the_first_node() {
         )
         .add_edge("fast", END)
         .add_edge("slow", END);
-    let app = graph.compile().unwrap();
+    let app = graph.compiled().unwrap();
 
     let hurried = app.invoke(Trail { note: "hurry".into(), ..Trail::default() }, RunConfig::new()).await.unwrap();
     assert_eq!(hurried.state.log, ["fast"]);
@@ -278,7 +279,7 @@ async fn a_conditional_edge_from_start_to_end_runs_no_superstep() {
         )
         .add_edge("work", END);
     let input = Trail { note: "untouched".into(), ..Trail::default() };
-    let result = graph.compile().unwrap().invoke(input.clone(), RunConfig::new()).await.unwrap();
+    let result = graph.compiled().unwrap().invoke(input.clone(), RunConfig::new()).await.unwrap();
 
     assert_eq!(result.state, input);
     assert_eq!(result.steps, 0);

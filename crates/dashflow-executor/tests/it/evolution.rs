@@ -5,9 +5,10 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::common::Compiled;
 use dashflow_checkpoint::{CheckpointError, CheckpointId, Checkpointer, Codec};
 use dashflow_checkpoint_sqlite::SqliteCheckpointer;
-use dashflow_executor::{CompileExt, CompiledGraph, Error, RunConfig};
+use dashflow_executor::{CompiledGraph, Error, RunConfig};
 use dashflow_graph::{Command, END, GraphState, MergeableState, NodeError, START, StateGraph};
 
 /// The state the old threads were written with.
@@ -115,7 +116,7 @@ fn graph<S: MergeableState>(checkpointer: Arc<dyn Checkpointer>, codec: Codec, u
         })
         .add_edge(START, "write")
         .add_edge("write", END);
-    graph.compile().unwrap().with_shared_checkpointer(checkpointer).with_codec(codec)
+    graph.compiled().unwrap().with_shared_checkpointer(checkpointer).with_codec(codec)
 }
 
 async fn sqlite(path: &Path) -> Arc<dyn Checkpointer> {
@@ -284,7 +285,7 @@ fn ticket_graph<S: MergeableState>(
         .add_parallel_edges("first", ["second", "ask"])
         .add_join(["second", "ask"], "finish")
         .add_edge("finish", END);
-    graph.compile().unwrap().with_shared_checkpointer(checkpointer).with_codec(codec)
+    graph.compiled().unwrap().with_shared_checkpointer(checkpointer).with_codec(codec)
 }
 
 fn r1_update(node: &str, answer: Option<&str>) -> r1::TicketUpdate {

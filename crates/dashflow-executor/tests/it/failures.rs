@@ -3,7 +3,8 @@
 use std::error::Error as _;
 use std::sync::Arc;
 
-use dashflow_executor::{CompileExt, CompiledGraph, Error, RunConfig};
+use crate::common::Compiled;
+use dashflow_executor::{CompiledGraph, Error, RunConfig};
 use dashflow_graph::{END, NodeError, NodeErrorKind, NodeOptions, RetryPolicy, START, StateGraph};
 
 use crate::common::{Ledger, Trail, TrailUpdate, log, strings};
@@ -44,7 +45,7 @@ fn exploding(ledger: &Ledger, options: NodeOptions) -> CompiledGraph<Trail> {
         .add_edge("left", END)
         .add_edge("boom", END)
         .add_edge("right", END);
-    graph.compile().unwrap()
+    graph.compiled().unwrap()
 }
 
 #[tokio::test]
@@ -91,7 +92,7 @@ async fn a_panic_in_a_lone_inline_task_is_caught_too() {
         })
         .add_edge(START, "solo")
         .add_edge("solo", END);
-    let error = graph.compile().unwrap().invoke(Trail::default(), RunConfig::new()).await.unwrap_err();
+    let error = graph.compiled().unwrap().invoke(Trail::default(), RunConfig::new()).await.unwrap_err();
 
     match error {
         Error::NodeFailed { node, kind: NodeErrorKind::Panicked, source, .. } => {
@@ -123,7 +124,7 @@ async fn a_node_error_fails_the_run_naming_node_and_step_with_the_source_downcas
         .add_edge("prepare", "charge")
         .add_edge("charge", END);
     let input = Trail { note: "acme".into(), ..Trail::default() };
-    let error = graph.compile().unwrap().invoke(input, RunConfig::new()).await.unwrap_err();
+    let error = graph.compiled().unwrap().invoke(input, RunConfig::new()).await.unwrap_err();
 
     let Error::NodeFailed { node, step, attempts, kind, source } = &error else {
         panic!("expected NodeFailed, got {error:?}");
@@ -164,7 +165,7 @@ async fn when_two_parallel_tasks_fail_the_first_in_frontier_order_is_reported_af
         .add_edge("first", END)
         .add_edge("second", END)
         .add_edge("fine", END);
-    let error = graph.compile().unwrap().invoke(Trail::default(), RunConfig::new()).await.unwrap_err();
+    let error = graph.compiled().unwrap().invoke(Trail::default(), RunConfig::new()).await.unwrap_err();
 
     assert!(matches!(&error, Error::NodeFailed { node, .. } if &**node == "first"), "{error:?}");
     assert_eq!(ledger.sorted(), ["fine", "first", "second"]);
@@ -182,7 +183,7 @@ async fn two_parallel_writers_of_an_overwrite_field_are_a_state_conflict_naming_
         .add_edge("writer_a", END)
         .add_edge("quiet", END)
         .add_edge("writer_b", END);
-    let error = graph.compile().unwrap().invoke(Trail::default(), RunConfig::new()).await.unwrap_err();
+    let error = graph.compiled().unwrap().invoke(Trail::default(), RunConfig::new()).await.unwrap_err();
 
     match &error {
         Error::StateConflict { field, first, second, step } => {
@@ -205,7 +206,7 @@ async fn one_writer_of_an_overwrite_field_among_parallel_tasks_is_no_conflict() 
         .add_parallel_edges(START, ["writer", "other"])
         .add_edge("writer", END)
         .add_edge("other", END);
-    let result = graph.compile().unwrap().invoke(Trail::default(), RunConfig::new()).await.unwrap();
+    let result = graph.compiled().unwrap().invoke(Trail::default(), RunConfig::new()).await.unwrap();
 
     assert_eq!(result.state.note, "set");
     assert_eq!(result.state.log, ["w", "other"]);
@@ -221,7 +222,7 @@ async fn overwrites_in_successive_supersteps_are_no_conflict_and_the_last_wins()
         .add_edge(START, "one")
         .add_edge("one", "two")
         .add_edge("two", END);
-    let result = graph.compile().unwrap().invoke(Trail::default(), RunConfig::new()).await.unwrap();
+    let result = graph.compiled().unwrap().invoke(Trail::default(), RunConfig::new()).await.unwrap();
 
     assert_eq!(result.state.note, "two");
 }

@@ -5,9 +5,10 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::common::Compiled;
 use dashflow_checkpoint::{CheckpointError, CheckpointId, Checkpointer, Codec, ListOptions};
 use dashflow_checkpoint_sqlite::SqliteCheckpointer;
-use dashflow_executor::{CompileExt, CompiledGraph, Error, RunConfig, RunStatus};
+use dashflow_executor::{CompiledGraph, Error, RunConfig, RunStatus};
 use dashflow_graph::{Command, END, NodeContext, NodeError, START, StateGraph};
 use serde_json::json;
 
@@ -77,7 +78,7 @@ fn noting(checkpointer: Arc<dyn Checkpointer>, codec: Codec) -> CompiledGraph<Tr
         .add_node("note", |_: Arc<Trail>| async { Ok(TrailUpdate::default().note("refund".to_owned())) })
         .add_edge(START, "note")
         .add_edge("note", END);
-    graph.compile().unwrap().with_shared_checkpointer(checkpointer).with_codec(codec)
+    graph.compiled().unwrap().with_shared_checkpointer(checkpointer).with_codec(codec)
 }
 
 #[tokio::test]
@@ -124,7 +125,7 @@ async fn every_changed_byte_of_a_pending_write_is_corrupt_naming_the_write() {
         })
         .add_edge(START, "ask")
         .add_edge("ask", END);
-    let app = graph.compile().unwrap().with_shared_checkpointer(Arc::clone(&checkpointer));
+    let app = graph.compiled().unwrap().with_shared_checkpointer(Arc::clone(&checkpointer));
     let config = RunConfig::thread("ticket-8");
     let paused = app.invoke(Trail::default(), config.clone()).await.unwrap();
     assert!(matches!(paused.status, RunStatus::Interrupted { .. }));

@@ -4,7 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use dashflow_executor::{CompileExt, CompiledGraph, Error, RunConfig};
+use crate::common::Compiled;
+use dashflow_executor::{CompiledGraph, Error, RunConfig};
 use dashflow_graph::{END, NodeContext, NodeError, NodeErrorKind, NodeOptions, RetryPolicy, START, StateGraph};
 
 use crate::common::{Ledger, Recorder, Trail, TrailUpdate, log, strings, tick};
@@ -17,7 +18,7 @@ fn counting_loop(until: u64) -> CompiledGraph<Trail> {
         move |state: &Trail| if state.count < until { "again" } else { "done" },
         [("again", "spin"), ("done", END)],
     );
-    graph.compile().unwrap()
+    graph.compiled().unwrap()
 }
 
 #[tokio::test]
@@ -32,7 +33,7 @@ async fn a_loop_without_exit_stops_at_the_default_recursion_limit_of_25() {
         })
         .add_edge(START, "forever")
         .add_edge("forever", "forever");
-    let error = graph.compile().unwrap().invoke(Trail::default(), RunConfig::new()).await.unwrap_err();
+    let error = graph.compiled().unwrap().invoke(Trail::default(), RunConfig::new()).await.unwrap_err();
 
     assert!(matches!(error, Error::RecursionLimit { limit: 25 }), "{error:?}");
     assert!(error.to_string().contains("recursion limit of 25"), "{error}");
@@ -86,7 +87,7 @@ async fn a_timed_out_attempt_is_cancelled_and_retried_and_its_late_result_never_
     ));
     let mut graph = StateGraph::<Trail>::new();
     graph.add_node_with("slow", hangs_first(&finished), options).add_edge(START, "slow").add_edge("slow", END);
-    let app = graph.compile().unwrap().with_callback(recorder.clone());
+    let app = graph.compiled().unwrap().with_callback(recorder.clone());
     let result = app.invoke(Trail::default(), RunConfig::new()).await.unwrap();
 
     assert_eq!(result.state.log, ["attempt 2"]);
@@ -125,7 +126,7 @@ async fn a_timed_out_node_without_retry_fails_the_run_with_a_timeout_naming_the_
         .add_edge(START, "first")
         .add_edge("first", "stuck")
         .add_edge("stuck", END);
-    let error = graph.compile().unwrap().invoke(Trail::default(), RunConfig::new()).await.unwrap_err();
+    let error = graph.compiled().unwrap().invoke(Trail::default(), RunConfig::new()).await.unwrap_err();
 
     match &error {
         Error::NodeFailed { node, step, attempts, kind, .. } => {
@@ -147,7 +148,7 @@ async fn the_graph_node_timeout_applies_to_nodes_without_their_own() {
         })
         .add_edge(START, "stuck")
         .add_edge("stuck", END);
-    let app = graph.compile().unwrap().with_node_timeout(Duration::from_secs(2));
+    let app = graph.compiled().unwrap().with_node_timeout(Duration::from_secs(2));
     let error = app.invoke(Trail::default(), RunConfig::new()).await.unwrap_err();
 
     assert!(
@@ -169,7 +170,7 @@ async fn a_run_over_its_timeout_fails_with_run_timeout_naming_the_step() {
         .add_edge("first", "stuck")
         .add_edge("stuck", END);
     let config = RunConfig::new().timeout(Duration::from_secs(30));
-    let error = graph.compile().unwrap().invoke(Trail::default(), config).await.unwrap_err();
+    let error = graph.compiled().unwrap().invoke(Trail::default(), config).await.unwrap_err();
 
     match error {
         Error::RunTimeout { timeout, step } => assert_eq!((timeout, step), (Duration::from_secs(30), 2)),
@@ -204,7 +205,7 @@ fn flaky_graph(failures: u32, fail: fn() -> NodeError, policy: RetryPolicy) -> C
         .add_node_with("flaky", fails_first(failures, fail), NodeOptions::new().retry(policy))
         .add_edge(START, "flaky")
         .add_edge("flaky", END);
-    graph.compile().unwrap()
+    graph.compiled().unwrap()
 }
 
 #[tokio::test(start_paused = true)]
@@ -288,7 +289,7 @@ async fn retry_on_retries_only_the_errors_its_predicate_accepts() {
 async fn the_graph_retry_policy_applies_to_nodes_without_their_own() {
     let mut graph = StateGraph::<Trail>::new();
     graph.add_node("flaky", fails_first(1, || NodeError::msg("once"))).add_edge(START, "flaky").add_edge("flaky", END);
-    let app = graph.compile().unwrap().with_retry_policy(RetryPolicy::new(2));
+    let app = graph.compiled().unwrap().with_retry_policy(RetryPolicy::new(2));
     let result = app.invoke(Trail::default(), RunConfig::new()).await.unwrap();
 
     assert_eq!(result.state.log, strings(&["succeeded on attempt 2"]));
@@ -306,7 +307,7 @@ async fn a_node_own_retry_policy_overrides_the_graph_policy() {
         )
         .add_edge(START, "flaky")
         .add_edge("flaky", END);
-    let app = graph.compile().unwrap().with_retry_policy(RetryPolicy::new(5));
+    let app = graph.compiled().unwrap().with_retry_policy(RetryPolicy::new(5));
     let error = app.invoke(Trail::default(), RunConfig::new()).await.unwrap_err();
 
     assert!(matches!(error, Error::NodeFailed { attempts: 1, .. }), "{error:?}");

@@ -3,7 +3,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use dashflow_executor::{CompileExt, RunConfig};
+use crate::common::Compiled;
+use dashflow_executor::RunConfig;
 use dashflow_graph::{END, GraphState, Message, NodeError, START, StateGraph};
 use serde::{Deserialize, Serialize};
 
@@ -48,7 +49,7 @@ async fn fan_out(input: Fields, updates: Vec<FieldsUpdate>) -> Fields {
         graph.add_edge(name.as_str(), END);
     }
     graph.add_parallel_edges(START, names.iter().map(String::as_str));
-    let result = graph.compile().unwrap().invoke(input, RunConfig::new()).await.unwrap();
+    let result = graph.compiled().unwrap().invoke(input, RunConfig::new()).await.unwrap();
     assert_eq!(result.steps, 1, "every branch should run in the first superstep");
     result.state
 }

@@ -2,7 +2,8 @@
 
 use std::sync::Arc;
 
-use dashflow_executor::{CompileExt, Error, RunConfig};
+use crate::common::Compiled;
+use dashflow_executor::{Error, RunConfig};
 use dashflow_graph::{END, GraphState, NodeError, START, Send, StateGraph};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
@@ -69,7 +70,7 @@ async fn send_edges_map_each_item_to_a_task_and_merge_results_in_frontier_order(
         .add_send_edges("plan", per_item, ["work"])
         .add_edge("work", "reduce")
         .add_edge("reduce", END);
-    let result = graph.compile().unwrap().invoke(batch(&items), RunConfig::new()).await.unwrap();
+    let result = graph.compiled().unwrap().invoke(batch(&items), RunConfig::new()).await.unwrap();
 
     assert_eq!(completed.entries(), ["d", "c", "b", "a"]);
     assert_eq!(result.state.results, ["A:0", "B:0", "C:0", "D:0", "reduced 4"]);
@@ -93,7 +94,7 @@ async fn send_edges_from_start_run_the_tasks_in_the_first_superstep() {
         })
         .add_send_edges(START, per_item, ["work"])
         .add_edge("work", END);
-    let result = graph.compile().unwrap().invoke(batch(&["x", "y", "z"]), RunConfig::new()).await.unwrap();
+    let result = graph.compiled().unwrap().invoke(batch(&["x", "y", "z"]), RunConfig::new()).await.unwrap();
 
     assert_eq!(result.state.results, ["x", "y", "z"]);
     assert_eq!(result.steps, 1);
@@ -109,7 +110,7 @@ async fn a_send_router_returning_no_tasks_ends_the_branch() {
         .add_edge(START, "plan")
         .add_send_edges("plan", per_item, ["work"])
         .add_edge("work", END);
-    let result = graph.compile().unwrap().invoke(Batch::default(), RunConfig::new()).await.unwrap();
+    let result = graph.compiled().unwrap().invoke(Batch::default(), RunConfig::new()).await.unwrap();
 
     assert_eq!(result.steps, 1);
     assert!(result.state.results.is_empty());
@@ -125,7 +126,7 @@ async fn a_send_to_a_node_that_does_not_exist_is_an_unknown_target_error() {
         // The declared targets are valid; the router sends elsewhere at run time.
         .add_send_edges("plan", |_: &Batch| vec![Send::new("ghost", Batch::default())], ["work"])
         .add_edge("work", END);
-    let error = graph.compile().unwrap().invoke(Batch::default(), RunConfig::new()).await.unwrap_err();
+    let error = graph.compiled().unwrap().invoke(Batch::default(), RunConfig::new()).await.unwrap_err();
 
     match error {
         Error::UnknownTarget { node, target } => {

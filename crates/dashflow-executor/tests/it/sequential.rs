@@ -3,7 +3,8 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use dashflow_executor::{CompileExt, CompiledGraph, Error, RunConfig, StreamEvent, StreamMode};
+use crate::common::Compiled;
+use dashflow_executor::{CompiledGraph, Error, RunConfig, StreamEvent, StreamMode};
 use dashflow_graph::{END, GraphState, NodeError, START, StateGraph};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -36,7 +37,7 @@ async fn invoke_sequential_runs_a_whole_state_graph_with_a_loop() {
         )
         .add_edge("shout", END);
     let input = Doc { text: "essay:".into(), edits: 0 };
-    let result = graph.compile().unwrap().invoke_sequential(input, RunConfig::new()).await.unwrap();
+    let result = graph.compiled().unwrap().invoke_sequential(input, RunConfig::new()).await.unwrap();
 
     assert_eq!(result.state, Doc { text: "ESSAY: DRAFT DRAFT".into(), edits: 3 });
     assert_eq!(result.nodes_executed().collect::<Vec<_>>(), ["draft", "draft", "shout"]);
@@ -62,7 +63,7 @@ async fn invoke_sequential_refuses_a_parallel_step_before_running_it() {
         .add_parallel_edges("start", ["a", "b"])
         .add_edge("a", END)
         .add_edge("b", END);
-    let error = graph.compile().unwrap().invoke_sequential(Doc::default(), RunConfig::new()).await.unwrap_err();
+    let error = graph.compiled().unwrap().invoke_sequential(Doc::default(), RunConfig::new()).await.unwrap_err();
 
     match error {
         Error::ParallelStepInSequentialRun { step, count, first } => {
@@ -82,7 +83,7 @@ async fn invoke_on_a_whole_state_graph_reports_two_parallel_writers_as_a_conflic
         .add_parallel_edges(START, ["a", "b"])
         .add_edge("a", END)
         .add_edge("b", END);
-    let error = graph.compile().unwrap().invoke(Doc::default(), RunConfig::new()).await.unwrap_err();
+    let error = graph.compiled().unwrap().invoke(Doc::default(), RunConfig::new()).await.unwrap_err();
 
     assert!(
         matches!(&error, Error::StateConflict { field: "<whole state>", first, second, step: 1 } if &**first == "a" && &**second == "b"),
@@ -148,7 +149,7 @@ fn chain(len: u32) -> CompiledGraph<Counted> {
         }
     }
     graph.add_edge(START, "n0").add_edge(format!("n{}", len - 1), END);
-    graph.compile().unwrap()
+    graph.compiled().unwrap()
 }
 
 #[tokio::test]

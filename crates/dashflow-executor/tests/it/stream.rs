@@ -3,7 +3,8 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use dashflow_executor::{CompileExt, CompiledGraph, Error, RunConfig, StreamEvent, StreamMode};
+use crate::common::Compiled;
+use dashflow_executor::{CompiledGraph, Error, RunConfig, StreamEvent, StreamMode};
 use dashflow_graph::{END, NodeContext, NodeError, START, StateGraph};
 use dashflow_telemetry::{EventKind, RunIds, RunOutcome};
 use futures::StreamExt;
@@ -20,7 +21,7 @@ fn two_steps() -> CompiledGraph<Trail> {
         .add_edge(START, "a")
         .add_conditional_edges("a", |_: &Trail| "next", [("next", "b"), ("stop", END)])
         .add_edge("b", END);
-    graph.compile().unwrap()
+    graph.compiled().unwrap()
 }
 
 #[tokio::test]
@@ -51,7 +52,7 @@ async fn updates_mode_yields_each_node_update_as_the_node_returned_it() {
         .add_join(["x", "y"], "z")
         .add_edge("z", END);
     let config = RunConfig::new().stream_modes([StreamMode::Updates]);
-    let (events, result) = drain(graph.compile().unwrap().stream(Trail::default(), config)).await;
+    let (events, result) = drain(graph.compiled().unwrap().stream(Trail::default(), config)).await;
 
     let updates: Vec<(u64, String, TrailUpdate)> = events
         .into_iter()
@@ -109,7 +110,7 @@ async fn events_mode_reports_a_route_to_end_with_the_end_target() {
     let mut graph = StateGraph::<Trail>::new();
     graph.add_node("a", log("a")).add_edge(START, "a").add_conditional_edges("a", |_: &Trail| "stop", [("stop", END)]);
     let config = RunConfig::new().stream_modes([StreamMode::Events]);
-    let (events, _) = drain(graph.compile().unwrap().stream(Trail::default(), config)).await;
+    let (events, _) = drain(graph.compiled().unwrap().stream(Trail::default(), config)).await;
 
     let routes: Vec<String> = events.iter().map(render).filter(|line| line.starts_with("route")).collect();
     assert_eq!(routes, [format!("route 1 a -stop-> {END}")]);
@@ -138,7 +139,7 @@ async fn custom_values_arrive_in_emit_order_before_the_task_update() {
     let mut graph = StateGraph::<Trail>::new();
     graph.add_node("talk", chatty("talk", &["one", "two", "three"])).add_edge(START, "talk").add_edge("talk", END);
     let config = RunConfig::new().stream_modes([StreamMode::Custom, StreamMode::Updates]);
-    let (events, result) = drain(graph.compile().unwrap().stream(Trail::default(), config)).await;
+    let (events, result) = drain(graph.compiled().unwrap().stream(Trail::default(), config)).await;
 
     let rendered: Vec<String> = events.iter().map(render).collect();
     assert_eq!(
@@ -164,7 +165,7 @@ async fn custom_values_of_parallel_tasks_keep_each_task_order() {
         .add_edge("left", END)
         .add_edge("right", END);
     let config = RunConfig::new().stream_modes([StreamMode::Custom, StreamMode::Updates]).stream_capacity(1);
-    let (events, _) = drain(graph.compile().unwrap().stream(Trail::default(), config)).await;
+    let (events, _) = drain(graph.compiled().unwrap().stream(Trail::default(), config)).await;
 
     let rendered: Vec<String> = events.iter().map(render).collect();
     for node in ["left", "right"] {
@@ -188,7 +189,7 @@ async fn several_modes_at_once_share_one_stream_in_the_order_things_happen() {
         StreamMode::Events,
         StreamMode::Custom,
     ]);
-    let (events, result) = drain(graph.compile().unwrap().stream(Trail::default(), config)).await;
+    let (events, result) = drain(graph.compiled().unwrap().stream(Trail::default(), config)).await;
     result.unwrap();
 
     let rendered: Vec<String> = events.iter().map(render).collect();
@@ -239,7 +240,7 @@ async fn a_failing_run_yields_its_error_as_the_last_item_and_result_returns_it_t
         .add_edge("fine", "broken")
         .add_edge("broken", END);
     let config = RunConfig::new().stream_modes([StreamMode::Updates, StreamMode::Events]);
-    let mut stream = graph.compile().unwrap().stream(Trail::default(), config);
+    let mut stream = graph.compiled().unwrap().stream(Trail::default(), config);
 
     let mut items = Vec::new();
     while let Some(item) = stream.next().await {
@@ -296,7 +297,7 @@ async fn events_mode_alone_carries_no_custom_values_while_callbacks_still_hear_t
     let mut graph = StateGraph::<Trail>::new();
     graph.add_node("talk", chatty("talk", &["hi"])).add_edge(START, "talk").add_edge("talk", END);
     let config = RunConfig::new().stream_modes([StreamMode::Events]).callback(recorder.clone());
-    let (events, _) = drain(graph.compile().unwrap().stream(Trail::default(), config)).await;
+    let (events, _) = drain(graph.compiled().unwrap().stream(Trail::default(), config)).await;
 
     let rendered: Vec<String> = events.iter().map(render).collect();
     assert!(rendered.iter().all(|line| !line.contains("custom")), "{rendered:?}");
@@ -323,7 +324,7 @@ fn counted_loop(steps: u64, executed: &Arc<AtomicUsize>) -> CompiledGraph<Trail>
             move |state: &Trail| if state.count < steps { "again" } else { "done" },
             [("again", "step"), ("done", END)],
         );
-    graph.compile().unwrap()
+    graph.compiled().unwrap()
 }
 
 #[tokio::test]
@@ -362,7 +363,7 @@ async fn an_unknown_label_at_start_ends_the_stream_with_the_error_after_the_inpu
         .add_conditional_edges(START, |_: &Trail| "nope".to_owned(), [("a", "a")])
         .add_edge("a", END);
     let config = RunConfig::new().stream_modes([StreamMode::Values]);
-    let (events, result) = drain(graph.compile().unwrap().stream(Trail::default(), config)).await;
+    let (events, result) = drain(graph.compiled().unwrap().stream(Trail::default(), config)).await;
 
     assert_eq!(events.iter().map(render).collect::<Vec<_>>(), ["values 0 Trail { log: [], count: 0, note: \"\" }"]);
     let error = result.unwrap_err();

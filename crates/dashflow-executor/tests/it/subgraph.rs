@@ -2,7 +2,8 @@
 
 use std::sync::{Arc, Mutex};
 
-use dashflow_executor::{CompileExt, CompiledGraph, Error, RunConfig, StreamEvent, StreamMode, Subgraph};
+use crate::common::Compiled;
+use dashflow_executor::{CompiledGraph, Error, RunConfig, StreamEvent, StreamMode, Subgraph};
 use dashflow_graph::{END, GraphState, NodeContext, NodeError, START, StateGraph};
 use dashflow_telemetry::{EventKind, RunIds};
 use serde::{Deserialize, Serialize};
@@ -22,7 +23,7 @@ fn child() -> CompiledGraph<Trail> {
         .add_edge(START, "inner1")
         .add_edge("inner1", "inner2")
         .add_edge("inner2", END);
-    graph.compile().unwrap()
+    graph.compiled().unwrap()
 }
 
 /// `START -> before -> sub -> after -> END`.
@@ -36,7 +37,7 @@ fn parent_of(sub: CompiledGraph<Trail>) -> CompiledGraph<Trail> {
         .add_edge("before", "sub")
         .add_edge("sub", "after")
         .add_edge("after", END);
-    graph.compile().unwrap()
+    graph.compiled().unwrap()
 }
 
 #[tokio::test]
@@ -66,7 +67,7 @@ async fn a_same_state_subgraph_that_changes_nothing_leaves_the_parent_state_alon
     graph.add_node("skip", |_: Arc<Trail>| async move { Ok(TrailUpdate::default()) });
     graph.add_conditional_edges(START, |_: &Trail| "end", [("end", END), ("skip", "skip")]).add_edge("skip", END);
     let input = Trail { note: "kept".into(), ..Trail::default() };
-    let result = parent_of(graph.compile().unwrap()).invoke(input, RunConfig::new()).await.unwrap();
+    let result = parent_of(graph.compiled().unwrap()).invoke(input, RunConfig::new()).await.unwrap();
 
     assert_eq!(result.state.log, ["before", "after"]);
     assert_eq!(result.state.note, "kept");
@@ -98,7 +99,7 @@ fn summing_child() -> CompiledGraph<Sums> {
         .add_parallel_edges(START, ["sum_even", "sum_odd"])
         .add_edge("sum_even", END)
         .add_edge("sum_odd", END);
-    graph.compile().unwrap()
+    graph.compiled().unwrap()
 }
 
 #[tokio::test]
@@ -111,7 +112,7 @@ async fn a_mapped_subgraph_runs_with_its_own_state_type_and_maps_the_result_back
     let mut graph = StateGraph::<Trail>::new();
     graph.add_node("sum", sub).add_edge(START, "sum").add_edge("sum", END);
     let input = Trail { count: 4, ..Trail::default() };
-    let result = graph.compile().unwrap().invoke(input, RunConfig::new()).await.unwrap();
+    let result = graph.compiled().unwrap().invoke(input, RunConfig::new()).await.unwrap();
 
     assert_eq!(result.state.note, "total 10 from even+odd");
     assert_eq!(result.state.count, 4);
@@ -132,11 +133,11 @@ async fn a_subgraph_run_is_nested_one_level_under_the_parent_run() {
     let mut outer = StateGraph::<Trail>::new();
     outer
         .add_node("outer", record("outer"))
-        .add_node("sub", inner.compile().unwrap())
+        .add_node("sub", inner.compiled().unwrap())
         .add_edge(START, "outer")
         .add_edge("outer", "sub")
         .add_edge("sub", END);
-    let result = outer.compile().unwrap().invoke(Trail::default(), RunConfig::new()).await.unwrap();
+    let result = outer.compiled().unwrap().invoke(Trail::default(), RunConfig::new()).await.unwrap();
 
     let seen = seen.lock().unwrap().clone();
     let [(outer_name, outer_ids), (inner_name, inner_ids)] = seen.as_slice() else {
@@ -163,13 +164,13 @@ async fn subgraphs_nest_two_levels_deep_with_one_root() {
             })
             .add_edge(START, "deepest")
             .add_edge("deepest", END);
-        graph.compile().unwrap()
+        graph.compiled().unwrap()
     };
     let mut middle = StateGraph::<Trail>::new();
     middle.add_node("level2", deepest).add_edge(START, "level2").add_edge("level2", END);
     let mut top = StateGraph::<Trail>::new();
-    top.add_node("level1", middle.compile().unwrap()).add_edge(START, "level1").add_edge("level1", END);
-    let result = top.compile().unwrap().invoke(Trail::default(), RunConfig::new()).await.unwrap();
+    top.add_node("level1", middle.compiled().unwrap()).add_edge(START, "level1").add_edge("level1", END);
+    let result = top.compiled().unwrap().invoke(Trail::default(), RunConfig::new()).await.unwrap();
 
     assert_eq!(result.state.log, ["deepest"]);
     let ids = seen.lock().unwrap()[0];
@@ -190,7 +191,7 @@ async fn events_and_custom_values_of_a_child_run_reach_the_parent_stream_and_cal
         .add_edge("speak", END);
     let recorder = Recorder::default();
     let config = RunConfig::new().stream_modes([StreamMode::Events, StreamMode::Custom]).callback(recorder.clone());
-    let (events, result) = drain(parent_of(inner.compile().unwrap()).stream(Trail::default(), config)).await;
+    let (events, result) = drain(parent_of(inner.compiled().unwrap()).stream(Trail::default(), config)).await;
     let result = result.unwrap();
     let root = RunIds::root(result.run_id);
 
@@ -261,7 +262,7 @@ async fn a_failing_child_fails_the_parent_node_with_the_child_error_as_source() 
         .add_node("inner_fail", |_: Arc<Trail>| async move { Err::<TrailUpdate, _>(NodeError::msg("child broke")) })
         .add_edge(START, "inner_fail")
         .add_edge("inner_fail", END);
-    let app = parent_of(inner.compile().unwrap());
+    let app = parent_of(inner.compiled().unwrap());
     let error = app.invoke(Trail::default(), RunConfig::new()).await.unwrap_err();
 
     let Error::NodeFailed { node, step, source, .. } = &error else { panic!("expected NodeFailed, got {error:?}") };
@@ -281,14 +282,14 @@ fn spinning_child(until: u64) -> CompiledGraph<Trail> {
         move |state: &Trail| if state.count < until { "again" } else { "done" },
         [("again", "spin"), ("done", END)],
     );
-    graph.compile().unwrap()
+    graph.compiled().unwrap()
 }
 
 #[tokio::test]
 async fn a_subgraph_runs_under_the_recursion_limit_of_the_run_that_started_it() {
     let mut graph = StateGraph::<Trail>::new();
     graph.add_node("sub", spinning_child(30)).add_edge(START, "sub").add_edge("sub", END);
-    let app = graph.compile().unwrap();
+    let app = graph.compiled().unwrap();
 
     let error = app.invoke(Trail::default(), RunConfig::new()).await.unwrap_err();
     let Error::NodeFailed { node, source, .. } = &error else { panic!("expected NodeFailed, got {error:?}") };

@@ -4,10 +4,11 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use crate::common::Compiled;
 use dashflow_checkpoint::{CheckpointError, Checkpointer};
 use dashflow_checkpoint_memory::MemoryCheckpointer;
 use dashflow_executor::{
-    CompileExt, CompiledGraph, Durability, Error, RunConfig, RunStatus, SnapshotTask, StateSnapshot, Subgraph,
+    CompiledGraph, Durability, Error, RunConfig, RunStatus, SnapshotTask, StateSnapshot, Subgraph,
 };
 use dashflow_graph::{Command, END, GraphState, NodeContext, NodeError, START, StateGraph};
 use serde::{Deserialize, Serialize};
@@ -57,7 +58,7 @@ fn drafting(ledger: &Ledger) -> CompiledGraph<Draft> {
         .add_edge("prepare", "ask")
         .add_edge("ask", "finish")
         .add_edge("finish", END);
-    graph.compile().unwrap()
+    graph.compiled().unwrap()
 }
 
 /// Drafting as a node of a `Trail` graph: the topic comes from `note`, the steps go to `log`.
@@ -80,7 +81,7 @@ fn reviewing(ledger: &Ledger, checkpointer: Arc<dyn Checkpointer>) -> CompiledGr
         .add_edge("intro", "review")
         .add_edge("review", "outro")
         .add_edge("outro", END);
-    graph.compile().unwrap().with_shared_checkpointer(checkpointer)
+    graph.compiled().unwrap().with_shared_checkpointer(checkpointer)
 }
 
 fn rust_topic() -> Trail {
@@ -158,12 +159,12 @@ async fn only_tasks_with_an_unfinished_subgraph_run_name_a_namespace() {
     graph
         .add_node("plain", |_: Arc<Trail>| async { Ok(TrailUpdate::default().count(1_u64)) })
         .add_node("review", draft_node(&ledger))
-        .add_node("tally", tally.compile().unwrap())
+        .add_node("tally", tally.compiled().unwrap())
         .add_parallel_edges(START, ["plain", "review", "tally"])
         .add_edge("plain", END)
         .add_edge("review", END)
         .add_edge("tally", END);
-    let app = graph.compile().unwrap().with_shared_checkpointer(memory());
+    let app = graph.compiled().unwrap().with_shared_checkpointer(memory());
     let config = RunConfig::thread("fan-out-1").durability(Durability::Sync);
     app.invoke(rust_topic(), config.clone()).await.unwrap();
 
@@ -235,11 +236,11 @@ async fn an_edit_of_a_paused_same_state_subgraph_reaches_the_parent_with_the_sub
     let mut parent = StateGraph::<Trail>::named("parent");
     parent
         .add_node("intro", |_: Arc<Trail>| async { Ok(TrailUpdate::default().log(strings(&["intro"]))) })
-        .add_node("plan", child.compile().unwrap())
+        .add_node("plan", child.compiled().unwrap())
         .add_edge(START, "intro")
         .add_edge("intro", "plan")
         .add_edge("plan", END);
-    let app = parent.compile().unwrap().with_shared_checkpointer(memory());
+    let app = parent.compiled().unwrap().with_shared_checkpointer(memory());
     let config = RunConfig::thread("same-state-edit");
     app.invoke(Trail::default(), config.clone()).await.unwrap();
 
@@ -283,7 +284,7 @@ async fn update_state_without_as_node_keeps_a_pending_interrupt_and_with_as_node
         .add_edge(START, "review")
         .add_edge("review", "send")
         .add_edge("send", END);
-    let app = graph.compile().unwrap().with_shared_checkpointer(memory());
+    let app = graph.compiled().unwrap().with_shared_checkpointer(memory());
 
     let config = RunConfig::thread("keep");
     app.invoke(Trail { note: "draft".into(), ..Trail::default() }, config.clone()).await.unwrap();
@@ -323,14 +324,14 @@ fn nested(ledger: &Ledger, checkpointer: Arc<dyn Checkpointer>) -> CompiledGraph
     top.add_node(
         "plan",
         Subgraph::mapped(
-            outline.compile().unwrap(),
+            outline.compiled().unwrap(),
             |trail: &Trail| Outline { topic: trail.note.clone(), ..Outline::default() },
             |outline: Outline| TrailUpdate::default().log(outline.sections),
         ),
     )
     .add_edge(START, "plan")
     .add_edge("plan", END);
-    top.compile().unwrap().with_shared_checkpointer(checkpointer)
+    top.compiled().unwrap().with_shared_checkpointer(checkpointer)
 }
 
 #[tokio::test]
@@ -641,7 +642,7 @@ async fn a_subgraph_run_left_paused_by_a_failed_step_is_not_continued_by_the_nex
             .add_parallel_edges(START, ["review", "check"])
             .add_edge("review", END)
             .add_edge("check", END);
-        let app = graph.compile().unwrap().with_shared_checkpointer(memory());
+        let app = graph.compiled().unwrap().with_shared_checkpointer(memory());
         let config = RunConfig::thread(format!("failed-step-{durability:?}")).durability(durability);
         assert_eq!(app.invoke(topic("rust"), config.clone()).await.unwrap().status, asks_about("rust"));
 

@@ -6,12 +6,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use crate::common::Compiled;
 use async_trait::async_trait;
 use dashflow_checkpoint::{
     CheckpointError, CheckpointId, CheckpointRecord, Checkpointer, ListOptions, LoadedCheckpoint, PendingWrite,
 };
 use dashflow_checkpoint_memory::MemoryCheckpointer;
-use dashflow_executor::{CompileExt, CompiledGraph, Durability, RunConfig, RunStatus};
+use dashflow_executor::{CompiledGraph, Durability, RunConfig, RunStatus};
 use dashflow_graph::{Command, END, NodeContext, NodeError, START, StateGraph};
 use serde_json::json;
 use tokio::sync::{Notify, mpsc};
@@ -152,7 +153,7 @@ fn quick_and_slow(ledger: &Ledger, gate: &Gate, checkpointer: Arc<dyn Checkpoint
         .add_parallel_edges(START, ["quick", "slow"])
         .add_join(["quick", "slow"], "join")
         .add_edge("join", END);
-    graph.compile().unwrap().with_shared_checkpointer(checkpointer)
+    graph.compiled().unwrap().with_shared_checkpointer(checkpointer)
 }
 
 #[tokio::test(start_paused = true)]
@@ -239,7 +240,7 @@ async fn a_failed_parallel_step_stores_each_finished_sibling_once_and_the_resume
         .add_join(["a", "b", "flaky"], "join")
         .add_node("join", logged("join"))
         .add_edge("join", END);
-    let app = graph.compile().unwrap().with_shared_checkpointer(watching.clone());
+    let app = graph.compiled().unwrap().with_shared_checkpointer(watching.clone());
     let config = RunConfig::thread("failed-step").durability(Durability::Sync);
 
     app.invoke(Trail::default(), config.clone()).await.unwrap_err();
@@ -281,7 +282,7 @@ async fn an_interrupt_in_a_parallel_step_is_stored_as_soon_as_it_is_raised() {
             .add_parallel_edges(START, ["asker", "slow"])
             .add_edge("asker", END)
             .add_edge("slow", END);
-        let app = graph.compile().unwrap().with_shared_checkpointer(watching.clone());
+        let app = graph.compiled().unwrap().with_shared_checkpointer(watching.clone());
         let config = RunConfig::thread("asking").durability(durability);
         let run = tokio::spawn({
             let (app, config) = (app.clone(), config.clone());
@@ -335,9 +336,9 @@ async fn a_subgraph_run_that_finished_before_its_parent_stored_it_is_not_run_aga
     child.add_node("a", logged("a")).add_node("b", logged("b"));
     child.add_edge(START, "a").add_edge("a", "b").add_edge("b", END);
     let mut parent = StateGraph::<Trail>::named("parent");
-    parent.add_node("sub", child.compile().unwrap()).add_node("after", logged("after"));
+    parent.add_node("sub", child.compiled().unwrap()).add_node("after", logged("after"));
     parent.add_edge(START, "sub").add_edge("sub", "after").add_edge("after", END);
-    let app = parent.compile().unwrap().with_shared_checkpointer(watching.clone());
+    let app = parent.compiled().unwrap().with_shared_checkpointer(watching.clone());
     let config = RunConfig::thread("finished-child").durability(Durability::Sync);
 
     // The run "dies" as it stores its step 1: the subgraph run had finished and was stored.
@@ -368,9 +369,9 @@ async fn under_async_durability_a_subgraph_starts_only_once_its_step_start_is_co
     let mut child = StateGraph::<Trail>::named("child");
     child.add_node("inner", logged("inner")).add_edge(START, "inner").add_edge("inner", END);
     let mut parent = StateGraph::<Trail>::named("parent");
-    parent.add_node("prepare", logged("prepare")).add_node("sub", child.compile().unwrap());
+    parent.add_node("prepare", logged("prepare")).add_node("sub", child.compiled().unwrap());
     parent.add_edge(START, "prepare").add_edge("prepare", "sub").add_edge("sub", END);
-    let app = parent.compile().unwrap().with_shared_checkpointer(watching.clone());
+    let app = parent.compiled().unwrap().with_shared_checkpointer(watching.clone());
     let config = RunConfig::thread("ordered").durability(Durability::Async);
 
     // The checkpoint of step 1, which step 2 (the subgraph's) starts from, is never committed:

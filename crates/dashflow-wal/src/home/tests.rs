@@ -57,10 +57,27 @@ fn trace_persistence_is_on_unless_dashflow_trace_turns_it_off() {
 }
 
 #[test]
-fn trace_files_go_under_dashflow_trace_dir_else_the_working_directory() {
+fn trace_files_go_under_dashflow_trace_dir() {
     let vars = [("DASHFLOW_TRACE_DIR", "/srv/app")];
     assert_eq!(traces_dir_from(env(&vars)).unwrap(), Some(PathBuf::from("/srv/app/.dashflow/traces")));
-    let cwd = std::env::current_dir().unwrap();
-    assert_eq!(traces_dir_from(env(&[])).unwrap(), Some(cwd.join(".dashflow/traces")));
     assert_eq!(traces_dir_from(env(&[("DASHFLOW_TRACE", "0"), ("DASHFLOW_TRACE_DIR", "/srv/app")])).unwrap(), None);
+}
+
+#[test]
+fn a_directory_is_a_trace_base_only_when_it_has_a_dot_dashflow_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    assert_eq!(project_base(dir.path().to_path_buf()), None, "no .dashflow/: no trace files");
+    std::fs::write(dir.path().join(".dashflow"), b"").unwrap();
+    assert_eq!(project_base(dir.path().to_path_buf()), None, "a file named .dashflow is not a project's directory");
+    std::fs::remove_file(dir.path().join(".dashflow")).unwrap();
+    std::fs::create_dir(dir.path().join(".dashflow")).unwrap();
+    assert_eq!(project_base(dir.path().to_path_buf()), Some(dir.path().to_path_buf()));
+}
+
+#[test]
+fn the_working_directory_gets_trace_files_only_if_it_asked_for_them() {
+    // This crate's directory (the tests' working directory) has no `.dashflow/`.
+    let cwd = std::env::current_dir().unwrap();
+    let expected = cwd.join(".dashflow").is_dir().then(|| cwd.join(".dashflow/traces"));
+    assert_eq!(traces_dir_from(env(&[])).unwrap(), expected);
 }

@@ -131,12 +131,14 @@ fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<OsString> 
 }
 
 #[test]
-fn the_environment_puts_trace_files_under_dashflow_trace_dir_or_the_working_directory() {
+fn the_environment_puts_trace_files_under_dashflow_trace_dir_else_only_in_the_wal() {
     let config = TraceConfig::from_env_with(env(&[("DASHFLOW_TRACE_DIR", "/srv/app")])).unwrap();
     assert_eq!(config.traces_dir(), Some(PathBuf::from("/srv/app/.dashflow/traces")));
     assert!(config.wal);
+    // The tests' working directory (this crate's) has no `.dashflow/`: no files, the WAL only.
+    assert!(!std::env::current_dir().unwrap().join(".dashflow").exists());
     let config = TraceConfig::from_env_with(env(&[("DASHFLOW_TRACE_DIR", "")])).unwrap();
-    assert_eq!(config.base_dir, Some(std::env::current_dir().unwrap()));
+    assert_eq!(config, TraceConfig::wal_only());
 }
 
 #[test]
