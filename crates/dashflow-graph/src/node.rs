@@ -99,6 +99,16 @@ impl<S: GraphState> fmt::Debug for Node<S> {
 ///
 /// `M` is a marker that tells the shapes apart (the way axum tells handlers apart); callers
 /// never name it.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a node of a graph over `{S}`",
+    label = "not a node of this graph",
+    note = "a node is an async fn or closure taking `Arc<{S}>`, or `(Arc<{S}>, NodeContext)`, and returning \
+            `Result<update, NodeError>` (the update type `#[derive(GraphState)]` made) or \
+            `Result<Command<{S}>, NodeError>`; or a `Node<{S}>` or a compiled subgraph (`Subgraph`)",
+    note = "take the state as `Arc<{S}>`, not `&{S}` or `{S}`, and return its update (`Ok(update)`), not the state",
+    note = "the node's future must be `Send + 'static`: hold no `Rc`, `RefCell` borrow or std `MutexGuard` across an \
+            `.await`, and borrow nothing from outside it (move clones in, `async move`)"
+)]
 pub trait IntoNode<S: GraphState, M>: Send + Sync + 'static {
     /// The type-erased node.
     fn into_node(self) -> Node<S>;

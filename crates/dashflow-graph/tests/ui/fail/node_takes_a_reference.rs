@@ -1,0 +1,15 @@
+use dashflow_graph::{GraphState, NodeError, StateGraph};
+
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize, GraphState)]
+struct Chat {
+    text: String,
+}
+
+async fn reply(state: &Chat) -> Result<ChatUpdate, NodeError> {
+    Ok(ChatUpdate::default().text(state.text.clone()))
+}
+
+fn main() {
+    let mut graph = StateGraph::<Chat>::new();
+    graph.add_node("reply", reply);
+}
