@@ -1,5 +1,6 @@
 //! Per-run configuration.
 
+use std::any::Any;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -124,6 +125,8 @@ pub struct RunConfig {
     pub tags: Vec<Arc<str>>,
     /// Event sinks for this run only, in addition to the graph's.
     pub callbacks: Vec<Arc<dyn EventCallback>>,
+    /// What the run's nodes read through `NodeContext::context` (see [`RunConfig::context`]).
+    pub context: Option<Arc<dyn Any + Send + Sync>>,
 }
 
 impl RunConfig {
@@ -140,6 +143,7 @@ impl RunConfig {
             timeout: None,
             tags: Vec::new(),
             callbacks: Vec::new(),
+            context: None,
         }
     }
 
@@ -207,6 +211,22 @@ impl RunConfig {
         self.callbacks.push(Arc::new(callback));
         self
     }
+
+    /// Gives the run's nodes `context` to read, by type, through `NodeContext::context` (like
+    /// LangGraph's runtime context): a database pool, a client, the user the run acts for.
+    /// Subgraph runs see it too. It is not checkpointed: pass it again to `resume` or
+    /// `invoke_update` a thread.
+    ///
+    /// ```
+    /// # use dashflow_executor::RunConfig;
+    /// struct Caller { user_id: u64 }
+    /// let config = RunConfig::thread("t-1").context(Caller { user_id: 42 });
+    /// assert!(config.context.is_some());
+    /// ```
+    pub fn context<C: Any + Send + Sync>(mut self, context: C) -> Self {
+        self.context = Some(Arc::new(context));
+        self
+    }
 }
 
 impl Default for RunConfig {
@@ -228,6 +248,7 @@ impl fmt::Debug for RunConfig {
             .field("timeout", &self.timeout)
             .field("tags", &self.tags)
             .field("callbacks", &self.callbacks.len())
+            .field("context", &self.context.is_some())
             .finish()
     }
 }

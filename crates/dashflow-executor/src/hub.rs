@@ -382,6 +382,8 @@ pub(crate) struct ExecScope {
     /// The parent checkpoint the current step started from, for its subgraph runs; only
     /// for durable runs of graphs with subgraph nodes.
     pub(crate) step_starts: Option<crate::subgraph::StepStarts>,
+    /// What the run's nodes read through `NodeContext::context`.
+    pub(crate) context: Option<Arc<dyn Any + Send + Sync>>,
 }
 
 impl RunScope for ExecScope {
@@ -409,5 +411,9 @@ impl RunScope for ExecScope {
 
     fn as_any(&self) -> &dyn Any {
         self
+    }
+
+    fn context(&self) -> Option<&(dyn Any + Send + Sync)> {
+        self.context.as_deref()
     }
 }

@@ -191,6 +191,7 @@ pub(crate) async fn execute<S: GraphState>(mut params: RunParams<S>, start: Star
         resumes: restored.resumes.clone(),
         nesting: durable.as_ref().map(Durable::nesting),
         step_starts,
+        context: params.config.context.clone(),
     });
     let graph = &params.inner.graph;
     let run = Loop {

@@ -122,6 +122,7 @@ impl<S: MergeableState> CompiledGraph<S> {
         // A child counts its own supersteps, under the limit its parent run was given.
         if let Some(scope) = parent {
             config.recursion_limit = scope.recursion_limit;
+            config.context.clone_from(&scope.context);
         }
         let (durable, start) = match (parent.and_then(|scope| scope.nesting.as_ref()), &config.thread_id) {
             (Some(nesting), Some(thread_id)) => {

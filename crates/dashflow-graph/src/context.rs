@@ -30,6 +30,12 @@ pub trait RunScope: Send + Sync + 'static {
 
     /// The concrete scope, for runtimes that nest runs (subgraphs).
     fn as_any(&self) -> &dyn Any;
+
+    /// The run's context: the value its configuration carries for nodes to read (none by
+    /// default).
+    fn context(&self) -> Option<&(dyn Any + Send + Sync)> {
+        None
+    }
 }
 
 /// Identifies one task of a run: the superstep, the node and the task's place in the frontier.
@@ -73,7 +79,15 @@ impl NodeContext {
     /// step 1, attempt 1, a fresh run id, and custom values discarded.
     pub fn detached(node: impl Into<NodeName>) -> Self {
         let task = TaskId { step: 1, node: node.into(), index: 0 };
-        Self::new(task, 1, RunIds::root(RunId::new()), Arc::new(DetachedScope))
+        Self::new(task, 1, RunIds::root(RunId::new()), Arc::new(DetachedScope { context: None }))
+    }
+
+    /// [`detached`](Self::detached), with a run context for the node to read
+    /// ([`context`](Self::context)); a real run's comes from its configuration.
+    pub fn detached_with_context<C: Any + Send + Sync>(node: impl Into<NodeName>, context: C) -> Self {
+        let task = TaskId { step: 1, node: node.into(), index: 0 };
+        let scope = DetachedScope { context: Some(Box::new(context)) };
+        Self::new(task, 1, RunIds::root(RunId::new()), Arc::new(scope))
     }
 
     /// The node this task runs.
@@ -152,6 +166,36 @@ impl NodeContext {
         }
     }
 
+    /// The run's context of type `C`, if the run was given one (`RunConfig::context` in the
+    /// executor): what every node of one run shares and no checkpoint stores, such as a
+    /// database handle, a client or the user the run acts for. Subgraph runs see their
+    /// parent's. `None` when the run has no context or one of another type.
+    ///
+    /// ```
+    /// # use dashflow_graph::NodeContext;
+    /// struct User { id: u64 }
+    /// let ctx = NodeContext::detached_with_context("greet", User { id: 7 });
+    /// assert_eq!(ctx.context::<User>().map(|user| user.id), Some(7));
+    /// assert!(ctx.context::<String>().is_none());
+    /// ```
+    pub fn context<C: Any>(&self) -> Option<&C> {
+        self.scope.context()?.downcast_ref::<C>()
+    }
+
+    /// [`context`](Self::context), or a permanent error naming the type the node needs and
+    /// how to pass it: for a node that cannot work without it.
+    pub fn require_context<C: Any>(&self) -> Result<&C, NodeError> {
+        self.context::<C>().ok_or_else(|| {
+            NodeError::permanent_msg(format!(
+                "node `{}` needs a run context of type `{}`, and this run has {}: pass one with \
+                 `RunConfig::context(...)`",
+                self.task.node,
+                std::any::type_name::<C>(),
+                if self.scope.context().is_some() { "one of another type" } else { "none" },
+            ))
+        })
+    }
+
     /// The runtime's scope; for runtimes that nest runs.
     pub fn scope(&self) -> &Arc<dyn RunScope> {
         &self.scope
@@ -181,7 +225,9 @@ impl fmt::Debug for NodeContext {
     }
 }
 
-struct DetachedScope;
+struct DetachedScope {
+    context: Option<Box<dyn Any + Send + Sync>>,
+}
 
 impl RunScope for DetachedScope {
     fn custom_enabled(&self) -> bool {
@@ -202,5 +248,9 @@ impl RunScope for DetachedScope {
 
     fn as_any(&self) -> &dyn Any {
         self
+    }
+
+    fn context(&self) -> Option<&(dyn Any + Send + Sync)> {
+        self.context.as_deref()
     }
 }

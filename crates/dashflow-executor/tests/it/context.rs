@@ -86,3 +86,62 @@ async fn without_a_thread_the_idempotency_key_names_the_run() {
     assert_eq!(seen.key, format!("{run_id}/1:only:0"));
     assert_eq!(seen.run, RunIds::root(run_id));
 }
+
+/// What the tests pass as a run's context: who the run acts for.
+struct Caller {
+    user: &'static str,
+}
+
+/// A node that writes the caller's name, read from the run's context.
+fn greeter(_: Arc<Trail>, ctx: NodeContext) -> std::future::Ready<Result<TrailUpdate, dashflow_graph::NodeError>> {
+    std::future::ready(
+        ctx.require_context::<Caller>()
+            .map(|caller| TrailUpdate::default().log(vec![format!("hello {}", caller.user)])),
+    )
+}
+
+#[tokio::test]
+async fn nodes_read_their_runs_own_context_even_in_parallel_and_in_subgraphs() {
+    let mut child = StateGraph::<Trail>::new();
+    child.add_node("inner", greeter).add_edge(START, "inner").add_edge("inner", END);
+    let child = child.compiled().unwrap();
+    let mut graph = StateGraph::<Trail>::new();
+    graph
+        .add_node("left", greeter)
+        .add_node("right", greeter)
+        .add_node("nested", child)
+        .add_parallel_edges(START, ["left", "right"])
+        .add_edge("left", "nested")
+        .add_edge("right", "nested")
+        .add_edge("nested", END);
+    let app = graph.compiled().unwrap();
+    // Two concurrent runs of one graph, each with its own caller.
+    let (ann, bob) = tokio::join!(
+        app.invoke(Trail::default(), RunConfig::new().context(Caller { user: "ann" })),
+        app.invoke(Trail::default(), RunConfig::new().context(Caller { user: "bob" })),
+    );
+    assert_eq!(ann.unwrap().state.log, ["hello ann", "hello ann", "hello ann"]);
+    assert_eq!(bob.unwrap().state.log, ["hello bob", "hello bob", "hello bob"]);
+}
+
+#[tokio::test]
+async fn a_node_that_needs_a_context_the_run_lacks_fails_naming_the_type() {
+    let mut graph = StateGraph::<Trail>::new();
+    graph.add_node("greet", greeter).add_edge(START, "greet").add_edge("greet", END);
+    let app = graph.compiled().unwrap();
+    for (config, has) in [(RunConfig::new(), "none"), (RunConfig::new().context(7_u32), "one of another type")] {
+        let error = app.invoke(Trail::default(), config).await.unwrap_err();
+        let message = dashflow_telemetry::Report(&error).to_string();
+        assert!(message.contains("node `greet` needs a run context of type"), "{message}");
+        assert!(message.contains("Caller"), "{message}");
+        assert!(message.contains(&format!("this run has {has}")), "{message}");
+        assert!(message.contains("RunConfig::context"), "{message}");
+    }
+}
+
+#[test]
+fn a_detached_context_carries_a_context_for_unit_tests_of_nodes() {
+    let ctx = NodeContext::detached_with_context("greet", Caller { user: "cy" });
+    assert_eq!(ctx.context::<Caller>().map(|caller| caller.user), Some("cy"));
+    assert!(NodeContext::detached("greet").context::<Caller>().is_none());
+}
