@@ -6,7 +6,8 @@
 //!
 //! - `StateUpdate`, with the struct's visibility and generics and one `Option<T>` per field
 //!   (`None` leaves the field alone), deriving `Clone`, `Default`, `Serialize`, `Deserialize`
-//!   and, unless overridden, `Debug`;
+//!   and, unless overridden, `Debug`, which shows only the fields an update sets
+//!   (`StateUpdate { findings: ["late"] }`);
 //! - on `StateUpdate`, one builder method per field, named after it and taking
 //!   `impl Into<T>`, and `is_empty()`;
 //! - `impl GraphState for State` (`apply` folds each set field with its reducer) and

@@ -148,7 +148,7 @@ async fn custom_values_arrive_in_emit_order_before_the_task_update() {
             "custom 1 talk \"one\"",
             "custom 1 talk \"two\"",
             "custom 1 talk \"three\"",
-            "update 1 talk TrailUpdate { log: Some([\"talk\"]), count: None, note: None }",
+            "update 1 talk TrailUpdate { log: [\"talk\"] }",
         ]
     );
     let StreamEvent::Custom(custom) = &events[0] else { unreachable!("checked above") };
@@ -203,7 +203,7 @@ async fn several_modes_at_once_share_one_stream_in_the_order_things_happen() {
             // A custom value is reported once, as a custom item, even with events on.
             "custom 1 talk \"hi\"",
             "finish 1 talk #1",
-            "update 1 talk TrailUpdate { log: Some([\"talk\"]), count: None, note: None }",
+            "update 1 talk TrailUpdate { log: [\"talk\"] }",
             "step 1 done",
             "values 1 Trail { log: [\"talk\"], count: 0, note: \"\" }",
             "completed after 1",

@@ -456,8 +456,27 @@ fn update_derive_replaces_the_default_debug() {
 
     let mut plain = Plain::default();
     plain.apply(PlainUpdate::default().value(4_u8));
-    assert_eq!(format!("{:?}", PlainUpdate::default().value(1_u8)), "PlainUpdate { value: Some(1) }");
     assert_eq!(plain.value, 4);
+}
+
+/// Two fields, so that an unset one has something to be left out next to.
+#[derive(Clone, Default, Serialize, Deserialize, GraphState)]
+struct Pair<T: Clone + Default + Send + Sync + 'static> {
+    left: T,
+    #[reduce(append)]
+    right: Vec<String>,
+}
+
+#[test]
+fn an_updates_debug_shows_only_the_fields_it_sets() {
+    assert_eq!(format!("{:?}", PlainUpdate::default().value(1_u8)), "PlainUpdate { value: 1 }");
+    assert_eq!(format!("{:?}", PlainUpdate::default()), "PlainUpdate");
+    let update = PairUpdate::<u8>::default().right(vec!["r".to_owned()]);
+    assert_eq!(format!("{update:?}"), r#"PairUpdate { right: ["r"] }"#);
+    let update = PairUpdate::<u8>::default().left(3_u8).right(vec![]);
+    assert_eq!(format!("{update:?}"), "PairUpdate { left: 3, right: [] }");
+    // `update_derive(Debug, PartialEq)` gets the same `Debug`.
+    assert_eq!(format!("{:?}", ResearchUpdate::default()), "ResearchUpdate");
 }
 
 #[test]
