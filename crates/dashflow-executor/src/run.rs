@@ -493,6 +493,10 @@ impl<S: GraphState> Loop<S> {
             };
             self.params.hub.emit(self.params.ids, kind).await;
         }
+        if let Some(stream) = &self.params.stream {
+            let paused = StreamEvent::Interrupted { step: self.step, node: node.clone(), value: value.clone() };
+            stream.send(paused).await;
+        }
         RunStatus::Interrupted { node, value }
     }
 

@@ -51,6 +51,18 @@ pub enum StreamEvent<S: GraphState> {
     Event(Event),
     /// `StreamMode::Custom`: a value a node wrote while running.
     Custom(CustomValue),
+    /// The run paused (in every mode, as the stream's last item): before or after `node`
+    /// (`interrupt_before`/`interrupt_after`, no value), or because `node` called
+    /// `NodeContext::interrupt` with `value`. Answer it with `resume`.
+    Interrupted {
+        /// The last superstep the run finished before it paused (as in
+        /// `EventKind::Interrupted`): a node that interrupts itself in step 2 pauses after 1.
+        step: u64,
+        /// The node that paused it.
+        node: NodeName,
+        /// What the node asked (`NodeContext::interrupt`), if it asked.
+        value: Option<serde_json::Value>,
+    },
 }
 
 impl<S: GraphState> Clone for StreamEvent<S> {
@@ -62,6 +74,9 @@ impl<S: GraphState> Clone for StreamEvent<S> {
             }
             Self::Event(event) => Self::Event(event.clone()),
             Self::Custom(custom) => Self::Custom(custom.clone()),
+            Self::Interrupted { step, node, value } => {
+                Self::Interrupted { step: *step, node: node.clone(), value: value.clone() }
+            }
         }
     }
 }
@@ -79,6 +94,9 @@ where
             }
             Self::Event(event) => f.debug_tuple("Event").field(event).finish(),
             Self::Custom(custom) => f.debug_tuple("Custom").field(custom).finish(),
+            Self::Interrupted { step, node, value } => {
+                f.debug_struct("Interrupted").field("step", step).field("node", node).field("value", value).finish()
+            }
         }
     }
 }
@@ -94,6 +112,8 @@ where
             Self::Updates { step, node, update } => write!(f, "[step {step}] {node}: {update:?}"),
             Self::Event(event) => write!(f, "event: {:?}", event.kind),
             Self::Custom(custom) => write!(f, "[step {}] {} says: {}", custom.step, custom.node, custom.value),
+            Self::Interrupted { step, node, value: Some(value) } => write!(f, "[step {step}] {node} asks: {value}"),
+            Self::Interrupted { step, node, value: None } => write!(f, "[step {step}] paused at {node}"),
         }
     }
 }

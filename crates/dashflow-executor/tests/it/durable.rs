@@ -971,3 +971,48 @@ async fn checkpoint_settings_made_before_the_checkpointer_still_count() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_pause_ends_the_stream_with_an_interrupted_item_in_every_mode() {
+    use dashflow_executor::{StreamEvent, StreamMode};
+    use futures::StreamExt;
+    let mut graph = StateGraph::<Trail>::new();
+    graph
+        .add_node("draft", |_: Arc<Trail>| async { Ok(TrailUpdate::default().log(vec!["draft".to_owned()])) })
+        .add_node("review", |_: Arc<Trail>, ctx: NodeContext| async move {
+            let answer = ctx.interrupt(json!({ "question": "send it?" }))?;
+            Ok(TrailUpdate::default().note(answer.as_str().unwrap_or_default()))
+        })
+        .add_edge(START, "draft")
+        .add_edge("draft", "review")
+        .add_edge("review", END);
+    let app = graph.compiled().unwrap().with_shared_checkpointer(memory());
+    for (thread, mode) in [("p-upd", StreamMode::Updates), ("p-val", StreamMode::Values), ("p-cus", StreamMode::Custom)]
+    {
+        let items: Vec<_> =
+            app.stream(Trail::default(), RunConfig::thread(thread).stream_modes([mode])).collect().await;
+        match items.last() {
+            Some(Ok(StreamEvent::Interrupted { step: 1, node, value: Some(value) })) => {
+                assert_eq!(&**node, "review");
+                assert_eq!(value, &json!({ "question": "send it?" }));
+            }
+            other => panic!("{mode:?}: the stream ended with {other:?}"),
+        }
+    }
+    // A pause before a node carries no value, and a run that does not pause sends none.
+    let before = app.clone().interrupt_before(["review"]).unwrap();
+    let items: Vec<_> = before
+        .stream(Trail::default(), RunConfig::thread("p-before").stream_modes([StreamMode::Updates]))
+        .collect()
+        .await;
+    assert!(
+        matches!(items.last(), Some(Ok(StreamEvent::Interrupted { node, value: None, .. })) if &**node == "review"),
+        "{items:?}"
+    );
+    let resumed: Vec<_> = app
+        .resume_stream(Command::resume("yes"), RunConfig::thread("p-upd").stream_modes([StreamMode::Updates]))
+        .collect()
+        .await;
+    assert!(!resumed.iter().any(|item| matches!(item, Ok(StreamEvent::Interrupted { .. }))), "{resumed:?}");
+    assert!(!resumed.is_empty());
+}
