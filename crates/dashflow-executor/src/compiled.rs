@@ -147,7 +147,7 @@ impl<S: GraphState> CompiledGraph<S> {
     /// Like [`CompiledGraph::with_callback`], for a sink shared with other graphs: a subgraph
     /// whose parent has the same sink reports each event to it once, not twice.
     pub fn with_shared_callback(self, callback: Arc<dyn EventCallback>) -> Self {
-        self.configure(|inner| inner.observers.push(Observer::new(callback, false)))
+        self.configure(|inner| inner.observers.push(Observer::chosen(callback)))
     }
 
     /// Attaches `callback` as a default observer: one the graph has without its user asking,
@@ -157,7 +157,7 @@ impl<S: GraphState> CompiledGraph<S> {
     pub fn with_default_observer(self, callback: Arc<dyn EventCallback>) -> Self {
         self.configure(|inner| {
             let defaults = inner.observers.iter().take_while(|observer| observer.is_default()).count();
-            inner.observers.insert(defaults, Observer::new(callback, true));
+            inner.observers.insert(defaults, Observer::default_one(callback));
         })
     }
 
@@ -261,19 +261,19 @@ impl<S: GraphState> CompiledGraph<S> {
     /// Runs to the end without merging: for states whose updates cannot be combined (a
     /// superstep with several tasks is an error naming them).
     pub async fn invoke_sequential(&self, input: S, config: RunConfig) -> Result<ExecutionResult<S>, Error> {
-        self.launch(Begin::Fresh(input), config, merge_single::<S>, false, false).result().await
+        self.launch(Begin::Fresh(input), config, Merging::sequential(), Output::Result).result().await
     }
 
     pub(crate) fn launch(
         &self,
         begin: Begin<S>,
         config: RunConfig,
-        merge: MergeFn<S>,
-        parallel_allowed: bool,
-        streaming: bool,
+        merging: Merging<S>,
+        output: Output,
     ) -> RunStream<S> {
+        let Merging { merge, parallel_allowed } = merging;
         let ids = RunIds::root(config.run_id.unwrap_or_default());
-        let (stream, events) = if streaming && !config.stream_modes.is_empty() {
+        let (stream, events) = if output == Output::Stream && !config.stream_modes.is_empty() {
             let (tx, rx) = mpsc::channel(config.stream_capacity.max(1));
             (Some(StreamSender(tx)), Some(rx))
         } else {
@@ -301,6 +301,36 @@ impl<S: GraphState> CompiledGraph<S> {
         });
         RunStream::new(events, driver)
     }
+}
+
+/// How a run merges the updates of a step.
+pub(crate) struct Merging<S: GraphState> {
+    merge: MergeFn<S>,
+    /// Whether a step may run several tasks.
+    parallel_allowed: bool,
+}
+
+impl<S: GraphState> Merging<S> {
+    /// One task per step (`invoke_sequential`): updates that cannot be combined.
+    fn sequential() -> Self {
+        Self { merge: merge_single::<S>, parallel_allowed: false }
+    }
+}
+
+impl<S: MergeableState> Merging<S> {
+    /// Any number of tasks per step, their updates merged in frontier order.
+    fn parallel() -> Self {
+        Self { merge: merge_parallel::<S>, parallel_allowed: true }
+    }
+}
+
+/// What a launched run gives its caller.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Output {
+    /// Its result only (`invoke`, `resume`): no stream is built.
+    Result,
+    /// A stream of what `RunConfig::stream_modes` asks for.
+    Stream,
 }
 
 /// How a run begins.
@@ -471,12 +501,12 @@ impl<S: MergeableState> CompiledGraph<S> {
     /// drained to its result. With a checkpointer and `RunConfig::thread`, the run is
     /// checkpointed and continues the thread's history.
     pub async fn invoke(&self, input: S, config: RunConfig) -> Result<ExecutionResult<S>, Error> {
-        self.launch(Begin::Fresh(input), config, merge_parallel::<S>, true, false).result().await
+        self.launch(Begin::Fresh(input), config, Merging::parallel(), Output::Result).result().await
     }
 
     /// Runs while the returned stream is polled, yielding what `config.stream_modes` asks for.
     pub fn stream(&self, input: S, config: RunConfig) -> RunStream<S> {
-        self.launch(Begin::Fresh(input), config, merge_parallel::<S>, true, true)
+        self.launch(Begin::Fresh(input), config, Merging::parallel(), Output::Stream)
     }
 
     /// Continues the thread's run from its latest checkpoint (or `RunConfig::checkpoint_id`):
@@ -486,18 +516,18 @@ impl<S: MergeableState> CompiledGraph<S> {
     /// whose results were stored are not run again, unless the run is a fork from a past
     /// checkpoint, which runs the step afresh.
     pub async fn resume(&self, command: Command<S>, config: RunConfig) -> Result<ExecutionResult<S>, Error> {
-        self.launch(Begin::Resume(command), config, merge_parallel::<S>, true, false).result().await
+        self.launch(Begin::Resume(command), config, Merging::parallel(), Output::Result).result().await
     }
 
     /// [`CompiledGraph::resume`], streamed.
     pub fn resume_stream(&self, command: Command<S>, config: RunConfig) -> RunStream<S> {
-        self.launch(Begin::Resume(command), config, merge_parallel::<S>, true, true)
+        self.launch(Begin::Resume(command), config, Merging::parallel(), Output::Stream)
     }
 
     /// Starts a new run of the thread from `START`, on the thread's state with `update`
     /// applied: how a conversation continues with the next message.
     pub async fn invoke_update(&self, update: S::Update, config: RunConfig) -> Result<ExecutionResult<S>, Error> {
-        self.launch(Begin::Update(update), config, merge_parallel::<S>, true, false).result().await
+        self.launch(Begin::Update(update), config, Merging::parallel(), Output::Result).result().await
     }
 }
 

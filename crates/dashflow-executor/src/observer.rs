@@ -20,8 +20,14 @@ pub struct Observer {
 }
 
 impl Observer {
-    pub(crate) fn new(sink: Arc<dyn EventCallback>, default: bool) -> Self {
-        Self { sink, default }
+    /// An observer the graph's user attached.
+    pub(crate) fn chosen(sink: Arc<dyn EventCallback>) -> Self {
+        Self { sink, default: false }
+    }
+
+    /// An observer the graph got by default.
+    pub(crate) fn default_one(sink: Arc<dyn EventCallback>) -> Self {
+        Self { sink, default: true }
     }
 
     /// What the sink is ([`EventCallback::name`]): `live runs`, `event log in /home/…`, a type name.

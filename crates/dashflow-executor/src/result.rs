@@ -24,6 +24,7 @@ pub enum RunStatus {
 
 /// One task execution, in the order tasks finished their supersteps.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct NodeRun {
     /// The node.
     pub node: NodeName,

@@ -16,6 +16,7 @@ use crate::{Error, ExecutionResult};
 
 /// A value a node wrote through `NodeContext::emit`.
 #[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub struct CustomValue {
     /// The run of the writing node (a subgraph's run for nested nodes).
     pub run: RunIds,

@@ -65,7 +65,7 @@ impl<P: GraphState, C: GraphState> fmt::Debug for Subgraph<P, C> {
 impl<P: GraphState, C: MergeableState> IntoNode<P, SubgraphMarker> for Subgraph<P, C> {
     fn into_node(self) -> Node<P> {
         let Self { child, input, output } = self;
-        Node::from_boxed(false, move |state: Arc<P>, ctx: NodeContext| {
+        Node::from_boxed(move |state: Arc<P>, ctx: NodeContext| {
             let child = child.clone();
             let child_input = Arc::new(input(&state));
             let output = Arc::clone(&output);
@@ -81,7 +81,7 @@ impl<P: GraphState, C: MergeableState> IntoNode<P, SubgraphMarker> for Subgraph<
 
 impl<S: MergeableState> IntoNode<S, SubgraphMarker> for CompiledGraph<S> {
     fn into_node(self) -> Node<S> {
-        Node::from_boxed(false, move |state: Arc<S>, ctx: NodeContext| {
+        Node::from_boxed(move |state: Arc<S>, ctx: NodeContext| {
             let child = self.clone();
             async move {
                 let run = child.run_nested(state, &ctx, true).await?;

@@ -46,12 +46,8 @@ impl<S> ConditionalRoute<S> {
         (self.router)(state)
     }
 
-    /// The target of `label`, with the label as the mapping spells it.
-    pub fn resolve(&self, label: &str) -> Option<(&NodeName, Target)> {
-        self.resolve_at(label).map(|(_, known, target)| (known, target))
-    }
-
-    /// [`resolve`](Self::resolve), with the label's place among [`labels`](Self::labels).
+    /// The target of `label`, with the label as the mapping spells it and its place among
+    /// [`labels`](Self::labels).
     pub fn resolve_at(&self, label: &str) -> Option<(usize, &NodeName, Target)> {
         self.mapping
             .iter()

@@ -38,6 +38,7 @@ impl fmt::Display for Role {
 
 /// A chat message, for conversational state with `#[reduce(messages)]`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Message {
     /// Stable id; a later message with the same id replaces this one.
     pub id: Option<String>,

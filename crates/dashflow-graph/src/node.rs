@@ -43,13 +43,18 @@ pub struct Node<S: GraphState> {
 }
 
 impl<S: GraphState> Node<S> {
-    /// A node from a function that returns a boxed future. `routes_itself` says whether the
-    /// node may return a [`Command`] (so validation cannot know where it goes).
-    pub fn from_boxed(
-        routes_itself: bool,
-        run: impl Fn(Arc<S>, NodeContext) -> NodeFuture<S> + Send + Sync + 'static,
-    ) -> Self {
-        Self { run: Arc::new(run), routes_itself, subgraph: false }
+    /// A node from a function that returns a boxed future, returning updates (see
+    /// [`Node::routing`] for one that may return a [`Command`]).
+    pub fn from_boxed(run: impl Fn(Arc<S>, NodeContext) -> NodeFuture<S> + Send + Sync + 'static) -> Self {
+        Self { run: Arc::new(run), routes_itself: false, subgraph: false }
+    }
+
+    /// Marks the node as one that may return a [`Command`], so validation cannot know where
+    /// it goes.
+    #[must_use]
+    pub fn routing(mut self) -> Self {
+        self.routes_itself = true;
+        self
     }
 
     /// Marks the node as one that runs a graph inside the run that calls it (a subgraph). The
@@ -140,7 +145,7 @@ where
     Fut: Future<Output = Result<S::Update, NodeError>> + Send + 'static,
 {
     fn into_node(self) -> Node<S> {
-        Node::from_boxed(false, move |state, _ctx| self(state).map(|r| r.map(NodeOutput::Update)).boxed())
+        Node::from_boxed(move |state, _ctx| self(state).map(|r| r.map(NodeOutput::Update)).boxed())
     }
 }
 
@@ -151,7 +156,7 @@ where
     Fut: Future<Output = Result<S::Update, NodeError>> + Send + 'static,
 {
     fn into_node(self) -> Node<S> {
-        Node::from_boxed(false, move |state, ctx| self(state, ctx).map(|r| r.map(NodeOutput::Update)).boxed())
+        Node::from_boxed(move |state, ctx| self(state, ctx).map(|r| r.map(NodeOutput::Update)).boxed())
     }
 }
 
@@ -162,7 +167,7 @@ where
     Fut: Future<Output = Result<Command<S>, NodeError>> + Send + 'static,
 {
     fn into_node(self) -> Node<S> {
-        Node::from_boxed(true, move |state, _ctx| self(state).map(|r| r.map(NodeOutput::Command)).boxed())
+        Node::from_boxed(move |state, _ctx| self(state).map(|r| r.map(NodeOutput::Command)).boxed()).routing()
     }
 }
 
@@ -173,7 +178,7 @@ where
     Fut: Future<Output = Result<Command<S>, NodeError>> + Send + 'static,
 {
     fn into_node(self) -> Node<S> {
-        Node::from_boxed(true, move |state, ctx| self(state, ctx).map(|r| r.map(NodeOutput::Command)).boxed())
+        Node::from_boxed(move |state, ctx| self(state, ctx).map(|r| r.map(NodeOutput::Command)).boxed()).routing()
     }
 }
 
@@ -185,6 +190,7 @@ impl<S: GraphState> IntoNode<S, markers::Ready> for Node<S> {
 
 /// Per-node limits: a timeout per attempt and a retry policy.
 #[derive(Clone, Debug, Default)]
+#[non_exhaustive]
 pub struct NodeOptions {
     /// Cancels an attempt that runs longer than this.
     pub timeout: Option<Duration>,

@@ -12,6 +12,7 @@ use crate::{Event, EventBatch, EventCallback, EventKind, Interest, RunIds};
 
 /// One run in progress.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct LiveRun {
     /// The run's place in the execution stack.
     pub run: RunIds,

@@ -170,11 +170,6 @@ impl WalError {
     pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
         Self::Io { action, path: path.into(), source }
     }
-
-    /// Whether this error reports damaged data (as opposed to an I/O or usage problem).
-    pub fn is_corruption(&self) -> bool {
-        matches!(self, Self::Corrupt { .. } | Self::Decode { .. })
-    }
 }
 
 /// `Result` with [`WalError`] as the default error.

@@ -149,9 +149,9 @@ fn a_loop_with_a_conditional_exit_builds_and_resolves_its_labels() {
     let conditional = only_conditional(&graph.node(id(&graph, "write")).routes);
     let labels: Vec<&str> = conditional.labels().collect();
     assert_eq!(labels, ["more", "done"]);
-    assert_eq!(conditional.resolve("more").map(|(_, t)| t), Some(node(&graph, "write")));
-    assert_eq!(conditional.resolve("done").map(|(_, t)| t), Some(Target::End));
-    assert!(conditional.resolve("unknown").is_none());
+    assert_eq!(conditional.resolve_at("more").map(|(_, _, t)| t), Some(node(&graph, "write")));
+    assert_eq!(conditional.resolve_at("done").map(|(_, _, t)| t), Some(Target::End));
+    assert!(conditional.resolve_at("unknown").is_none());
     assert_eq!(conditional.route(&Doc::default()), Labels::One("more".into()));
     let long = Doc { text: "long enough".to_owned() };
     assert_eq!(conditional.route(&long), Labels::One("done".into()));
@@ -168,7 +168,8 @@ fn a_router_may_choose_several_labels() {
     let graph = graph.build().unwrap();
     let conditional = only_conditional(&graph.node(id(&graph, "a")).routes);
     let chosen = conditional.route(&Doc::default());
-    let targets: Vec<Option<Target>> = chosen.iter().map(|label| conditional.resolve(label).map(|(_, t)| t)).collect();
+    let targets: Vec<Option<Target>> =
+        chosen.iter().map(|label| conditional.resolve_at(label).map(|(_, _, t)| t)).collect();
     assert_eq!(targets, [Some(node(&graph, "b")), Some(node(&graph, "c"))]);
 }
 
@@ -178,7 +179,7 @@ fn a_conditional_edge_may_leave_start() {
     graph.add_conditional_edges(START, |_: &Doc| "a", ["a", "b"]).add_edge("a", END).add_edge("b", END);
     let graph = graph.build().unwrap();
     let conditional = only_conditional(graph.start_routes());
-    assert_eq!(conditional.resolve("b").map(|(_, t)| t), Some(node(&graph, "b")));
+    assert_eq!(conditional.resolve_at("b").map(|(_, _, t)| t), Some(node(&graph, "b")));
 }
 
 #[test]

@@ -133,6 +133,7 @@ fn verify_segments(dir: &Path, max_record_size: u32) -> Result<(VerifyReport, Op
 
 /// Where a record is.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RecordLocation {
     /// The segment file.
     pub segment: PathBuf,
