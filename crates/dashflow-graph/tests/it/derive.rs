@@ -475,6 +475,9 @@ fn an_updates_debug_shows_only_the_fields_it_sets() {
     assert_eq!(format!("{update:?}"), r#"PairUpdate { right: ["r"] }"#);
     let update = PairUpdate::<u8>::default().left(3_u8).right(vec![]);
     assert_eq!(format!("{update:?}"), "PairUpdate { left: 3, right: [] }");
+    let mut pair = Pair::<u8>::default();
+    pair.apply(update);
+    assert_eq!(pair.left, 3);
     // `update_derive(Debug, PartialEq)` gets the same `Debug`.
     assert_eq!(format!("{:?}", ResearchUpdate::default()), "ResearchUpdate");
 }
