@@ -5,8 +5,8 @@
 //! - **Segments.** Events are appended as framed records (`length u32 LE | CRC32C u32 LE |
 //!   payload`) to segment files named by sequence number (`00000000000000000001.wal`), sealed
 //!   and rotated at a size limit. The fsync policy ([`FsyncPolicy`]) is configurable. Event
-//!   payloads use a compact binary layout ([`TAG_EVENT_BIN`]); the JSON event records of
-//!   earlier versions ([`TAG_EVENT_JSON`]) are still read.
+//!   payloads use a compact binary layout (tag `TAG_EVENT_BIN`); the JSON event records of
+//!   earlier versions (tag `TAG_EVENT_JSON`) are still read.
 //! - **Recovery.** The log never loses a valid record to damage. On open, only a torn tail
 //!   is cut: damaged bytes at the end of the last segment (a short header or payload, a bad
 //!   checksum, zero-filled space) with no intact frame after them. Any other damage, in any
@@ -37,12 +37,12 @@
 //!   ([`TraceBuilder`]: tasks in order with every attempt's duration and error, routing
 //!   decisions, status, the error or interrupt) and, when the run finishes (failed and
 //!   interrupted runs included), appends it to the WAL as a trace record
-//!   ([`TAG_TRACE_JSON`]) and, where trace files are asked for, writes it atomically to
+//!   (tag `TAG_TRACE_JSON`) and, where trace files are asked for, writes it atomically to
 //!   `{base}/.dashflow/traces/{run_id}.json` ([`TraceConfig`], retention by count and age:
 //!   [`TraceRetention`]). A run that never
 //!   finishes (its process died) has no trace.
 //! - **Runs whose process died.** A batch that starts runs is followed by a process record
-//!   ([`TAG_PROCESS`], [`ProcessRecord`]) naming the appending process, which executes them:
+//!   (tag `TAG_PROCESS`) naming the appending process, which executes them:
 //!   its pid, start time since boot, boot id, pid namespace and host ([`ProcessIdentity`]).
 //!   It costs the hot path nothing: the store's background thread writes it with the batch.
 //!   When [`Wal::list_runs`] or [`Wal::run`] find a run `running` whose process is
@@ -153,19 +153,15 @@ pub use config::{FsyncPolicy, Retention, WalConfig};
 pub use damage::{DamagedRange, QUARANTINE_DIR};
 pub use error::{Result, WalError};
 pub use follow::Follower;
-pub use frame::{DEFAULT_MAX_RECORD_SIZE, Damage, Decoded, HEADER_LEN, decode as decode_frame, encode as encode_frame};
+pub use frame::{DEFAULT_MAX_RECORD_SIZE, Damage};
 pub use home::{
     HOME_VAR, TRACE_DIR_VAR, TRACE_VAR, TRACES_DIR, WAL_DIR, WAL_VAR, home_dir, trace_base_dir, trace_enabled,
     traces_dir, traces_dir_from_env, wal_dir, wal_dir_from_env, wal_enabled,
 };
 pub use process::ProcessIdentity;
-pub use record::{
-    Payload, ProcessRecord, TAG_EVENT_BIN, TAG_EVENT_JSON, TAG_PROCESS, TAG_TRACE_JSON, decode_payload, encode_event,
-    encode_event_json, encode_process, encode_trace,
-};
 pub use retention::RetentionReport;
 pub use runs::{ParseRunStatusError, RunFilter, RunStatus, RunSummary};
-pub use segment::{Position, ReadStep, RecordReader, segment_file_name};
+pub use segment::{Position, segment_file_name};
 pub use storage::{OsStorage, Storage};
 pub use store::{EventStore, FailureReport, StoreConfig, StoreStats};
 pub use trace::{
@@ -176,3 +172,15 @@ pub use trace_files::{
     trace_file_name, write_trace,
 };
 pub use wal::{RecordLocation, RecoveryReport, RepairReport, TornTail, TraceRecords, VerifyReport, Wal, verify_dir};
+
+/// The log's on-disk codecs and its segment reader: for this crate's own tests and fuzzing,
+/// not a supported API (the record layout is the WAL's to change).
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::frame::{Decoded, HEADER_LEN, decode as decode_frame, encode as encode_frame};
+    pub use crate::record::{
+        Payload, ProcessRecord, TAG_EVENT_BIN, TAG_EVENT_JSON, TAG_PROCESS, TAG_TRACE_JSON, decode_payload,
+        encode_event, encode_event_json, encode_process, encode_trace,
+    };
+    pub use crate::segment::{ReadStep, RecordReader};
+}

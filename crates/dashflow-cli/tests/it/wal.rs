@@ -6,7 +6,9 @@ use std::fs::OpenOptions;
 use std::io::{Cursor, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use dashflow_wal::{HEADER_LEN, QUARANTINE_DIR, ReadStep, RecordReader, segment_file_name};
+use dashflow_wal::__private::{HEADER_LEN, ReadStep, RecordReader};
+use dashflow_wal::QUARANTINE_DIR;
+use dashflow_wal::segment_file_name;
 
 use crate::common::{Home, record_runs, record_runs_with, small_segments};
 

@@ -49,7 +49,9 @@ fn positions_point_at_each_record_in_order() {
     // The batch started a run: a record naming this process follows the events.
     if let Some(process) = ProcessIdentity::current() {
         let ReadStep::Record { payload, .. } = reader.next_record().unwrap() else { panic!("process record expected") };
-        let Ok(crate::Payload::Process(record)) = crate::decode_payload(payload) else { panic!("a process record") };
+        let Ok(crate::record::Payload::Process(record)) = crate::record::decode_payload(payload) else {
+            panic!("a process record")
+        };
         assert_eq!(record, ProcessRecord::new(process, vec![events[0].run.run_id]));
     }
     assert_eq!(reader.next_record().unwrap(), ReadStep::End);
@@ -316,7 +318,7 @@ mod abandoned {
         let mut reader = RecordReader::new(Cursor::new(&bytes), 0, bytes.len() as u64, 400);
         let mut process_records = 0;
         while let ReadStep::Record { payload, .. } = reader.next_record().unwrap() {
-            process_records += usize::from(payload[0] == crate::TAG_PROCESS);
+            process_records += usize::from(payload[0] == crate::record::TAG_PROCESS);
         }
         assert!(process_records > 1, "{process_records} process records");
         assert!(wal.verify().unwrap().is_clean());

@@ -4,7 +4,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use dashflow_telemetry::{Event, EventKind, RunId, RunIds, RunOutcome};
-use dashflow_wal::{Position, Retention, Wal, WalConfig, encode_event, encode_frame, segment_file_name};
+use dashflow_wal::__private::{encode_event, encode_frame};
+use dashflow_wal::segment_file_name;
+use dashflow_wal::{Position, Retention, Wal, WalConfig};
 
 pub(crate) fn root() -> RunIds {
     RunIds::root(RunId::new())

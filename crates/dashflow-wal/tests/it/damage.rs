@@ -8,9 +8,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use dashflow_telemetry::{Event, EventKind, RunIds};
-use dashflow_wal::{
-    DamagedRange, Position, QUARANTINE_DIR, RunFilter, Wal, WalConfig, WalError, segment_file_name, verify_dir,
-};
+use dashflow_wal::segment_file_name;
+use dashflow_wal::{DamagedRange, Position, QUARANTINE_DIR, RunFilter, Wal, WalConfig, WalError, verify_dir};
 use proptest::prelude::*;
 
 use crate::common::*;

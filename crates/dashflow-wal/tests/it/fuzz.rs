@@ -3,7 +3,8 @@
 
 use std::io::Cursor;
 
-use dashflow_wal::{Decoded, Position, ReadStep, RecordReader, Wal, decode_frame, decode_payload};
+use dashflow_wal::__private::{Decoded, ReadStep, RecordReader, decode_frame, decode_payload};
+use dashflow_wal::{Position, Wal};
 use proptest::prelude::*;
 
 use crate::common::*;
@@ -17,7 +18,7 @@ fn hostile_bytes() -> impl Strategy<Value = Vec<u8>> {
         prop::collection::vec(any::<u8>(), 0..64),
         prop::collection::vec(any::<u8>(), 1..200).prop_map(|payload| {
             let mut out = Vec::new();
-            dashflow_wal::encode_frame(&payload, &mut out);
+            dashflow_wal::__private::encode_frame(&payload, &mut out);
             out
         }),
         (any::<u32>(), any::<u32>()).prop_map(|(len, crc)| [len.to_le_bytes(), crc.to_le_bytes()].concat()),
@@ -27,7 +28,10 @@ fn hostile_bytes() -> impl Strategy<Value = Vec<u8>> {
         // plausible tags, flags, ids and lengths.
         prop::collection::vec(any::<u8>(), 0..120).prop_map(|body| {
             let mut out = Vec::new();
-            dashflow_wal::encode_frame(&[&[dashflow_wal::TAG_EVENT_BIN][..], &body].concat(), &mut out);
+            dashflow_wal::__private::encode_frame(
+                &[&[dashflow_wal::__private::TAG_EVENT_BIN][..], &body].concat(),
+                &mut out,
+            );
             out
         }),
     ];
@@ -46,7 +50,7 @@ fn mutated_binary_record() -> impl Strategy<Value = Vec<u8>> {
                 error,
             };
             let mut payload = Vec::new();
-            dashflow_wal::encode_event(&dashflow_telemetry::Event::now(root(), kind), &mut payload).unwrap();
+            dashflow_wal::__private::encode_event(&dashflow_telemetry::Event::now(root(), kind), &mut payload).unwrap();
             payload
         });
     (

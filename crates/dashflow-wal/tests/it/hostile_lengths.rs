@@ -4,7 +4,8 @@
 use std::io::Cursor;
 use std::path::Path;
 
-use dashflow_wal::{Damage, ReadStep, RecordReader, Wal};
+use dashflow_wal::__private::{ReadStep, RecordReader};
+use dashflow_wal::{Damage, Wal};
 
 use crate::common::*;
 

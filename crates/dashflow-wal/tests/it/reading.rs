@@ -3,7 +3,8 @@
 use std::time::{Duration, SystemTime};
 
 use dashflow_telemetry::RunOutcome;
-use dashflow_wal::{Damage, Follower, Position, RunFilter, RunStatus, TAG_EVENT_JSON, Wal, WalError, encode_frame};
+use dashflow_wal::__private::{TAG_EVENT_JSON, encode_frame};
+use dashflow_wal::{Damage, Follower, Position, RunFilter, RunStatus, Wal, WalError};
 
 use crate::common::*;
 
@@ -219,7 +220,7 @@ fn json_frames(events: &[dashflow_telemetry::Event]) -> Vec<u8> {
     let mut out = Vec::new();
     for event in events {
         let mut payload = Vec::new();
-        dashflow_wal::encode_event_json(event, &mut payload).unwrap();
+        dashflow_wal::__private::encode_event_json(event, &mut payload).unwrap();
         encode_frame(&payload, &mut out);
     }
     out
@@ -263,7 +264,7 @@ fn an_intact_binary_record_that_does_not_decode_is_a_decode_error() {
     open(dir.path()).append(&[started(run, "g", None)]).unwrap();
     let offset = std::fs::metadata(segment(dir.path(), 1)).unwrap().len();
     let mut garbage = Vec::new();
-    encode_frame(&[dashflow_wal::TAG_EVENT_BIN, 0, 1, 2], &mut garbage);
+    encode_frame(&[dashflow_wal::__private::TAG_EVENT_BIN, 0, 1, 2], &mut garbage);
     append_bytes(&segment(dir.path(), 1), &garbage);
     let wal = open(dir.path());
     assert_eq!(wal.recovery().undecodable, 1);
