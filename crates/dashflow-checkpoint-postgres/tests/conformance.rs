@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use dashflow_checkpoint::{BlobLocation, Checkpointer};
-use dashflow_checkpoint_conformance::Tamper;
+use dashflow_checkpoint_conformance::{Capabilities, Tamper};
 use dashflow_checkpoint_postgres::testing::TestDatabase;
 use sqlx::PgPool;
 
@@ -64,7 +64,7 @@ fn main() {
     drop(probe);
     drop(runtime);
 
-    let mut trials = dashflow_checkpoint_conformance::trials("postgres", || async {
+    let mut trials = dashflow_checkpoint_conformance::trials("postgres", Capabilities::all(), || async {
         let database = TestDatabase::from_env("postgres conformance trial")
             .await
             .expect("the server answered the probe but not this trial");

@@ -64,6 +64,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use dashflow_checkpoint::{
     CheckpointError, CheckpointId, CheckpointRecord, Checkpointer, ListOptions, LoadedCheckpoint, PendingWrite, Result,
+    ThreadListOptions, ThreadSummary,
 };
 
 mod error;
@@ -320,6 +321,14 @@ impl Checkpointer for SqliteCheckpointer {
     async fn delete_idle_threads(&self, cutoff_ms: i64) -> Result<Vec<String>> {
         self.worker
             .call(move |connection| ops::delete_idle_threads(connection, cutoff_ms))
+            .await
+            .map_err(|error| self.located(error))
+    }
+
+    async fn list_threads(&self, options: &ThreadListOptions) -> Result<Vec<ThreadSummary>> {
+        let options = options.clone();
+        self.worker
+            .call(move |connection| ops::list_threads(connection, &options))
             .await
             .map_err(|error| self.located(error))
     }
