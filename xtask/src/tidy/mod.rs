@@ -43,6 +43,12 @@ impl fmt::Display for Finding {
     }
 }
 
+/// A compiled pattern of this module.
+#[allow(clippy::expect_used, reason = "the patterns are constants, every one exercised by the unit tests")]
+fn pattern(pattern: &str) -> Regex {
+    Regex::new(pattern).expect("a valid pattern")
+}
+
 /// A text file of the workspace: its path relative to the root, and its content.
 pub(crate) struct Source {
     pub(crate) path: String,
@@ -171,8 +177,9 @@ pub(crate) fn split_comment(line: &str) -> (&str, Option<&str>) {
 /// Paths in prose: a run of path characters with a `/` or a root-level doc name, ending in an
 /// extension of a file kept in the repository.
 static PATH: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?:^|[^A-Za-z0-9_./:<>{}*$~-])((?:[A-Za-z0-9_.-]+/)+[A-Za-z0-9_.-]+\.(?:rs|md|toml|sql|py|sh|yml|yaml)|[A-Z][A-Z0-9_]+\.md)\b")
-        .expect("a valid pattern")
+    pattern(
+        r"(?:^|[^A-Za-z0-9_./:<>{}*$~-])((?:[A-Za-z0-9_.-]+/)+[A-Za-z0-9_.-]+\.(?:rs|md|toml|sql|py|sh|yml|yaml)|[A-Z][A-Z0-9_]+\.md)\b",
+    )
 });
 
 /// The first rule: every file `text` (from `source`) names exists. A path starting at a
@@ -214,24 +221,20 @@ fn exists(path: &str, files: &BTreeSet<String>) -> bool {
 /// A variable read in code: `var("X")`, `var_os("X")`, `option_env!("X")`, and any string
 /// literal that is a `DASHFLOW_` name (read through a constant).
 static READ: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(concat!(
+    pattern(concat!(
         r#"\b(?:var|var_os|option_env!|remove_var|set_var)\s*\(\s*"([A-Za-z_][A-Za-z0-9_]*)""#,
         r#"|_VAR\s*:\s*&(?:'static\s+)?str\s*=\s*"([A-Za-z_][A-Za-z0-9_]*)""#,
         r#"|"(DASHFLOW_[A-Z0-9_]+)""#,
     ))
-    .expect("a valid pattern")
 });
 
 /// A variable a program sets for a child process it starts, by name or through a constant.
-static SET: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r#"\b(?:env|set_var)\s*\(\s*(?:"([A-Za-z_][A-Za-z0-9_]*)"|([A-Z][A-Z0-9_]*)\s*,)"#)
-        .expect("a valid pattern")
-});
+static SET: LazyLock<Regex> =
+    LazyLock::new(|| pattern(r#"\b(?:env|set_var)\s*\(\s*(?:"([A-Za-z_][A-Za-z0-9_]*)"|([A-Z][A-Z0-9_]*)\s*,)"#));
 
 /// A string constant: `const CHILD: &str = "DASHFLOW_EXIT_TEST_CHILD";`.
-static CONSTANT: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r#"const\s+([A-Z][A-Z0-9_]*)\s*:\s*&(?:'static\s+)?str\s*=\s*"([^"]*)""#).expect("a valid pattern")
-});
+static CONSTANT: LazyLock<Regex> =
+    LazyLock::new(|| pattern(r#"const\s+([A-Z][A-Z0-9_]*)\s*:\s*&(?:'static\s+)?str\s*=\s*"([^"]*)""#));
 
 /// The variables a test file sets for its child processes.
 fn set_for_children(text: &str) -> BTreeSet<&str> {
@@ -249,8 +252,7 @@ fn set_for_children(text: &str) -> BTreeSet<&str> {
 }
 
 /// A variable listed in configuration.md: the first cell of a table row.
-static LISTED: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^\|\s*`([A-Z][A-Z0-9_]*)`\s*\|").expect("a valid pattern"));
+static LISTED: LazyLock<Regex> = LazyLock::new(|| pattern(r"^\|\s*`([A-Z][A-Z0-9_]*)`\s*\|"));
 
 /// Variables the toolchain or the operating system sets for programs, not configuration.
 const NOT_CONFIGURATION: &[&str] = &["CARGO", "CARGO_MANIFEST_DIR", "CARGO_PKG_VERSION", "CARGO_TARGET_TMPDIR", "PATH"];
@@ -313,26 +315,23 @@ pub(crate) fn environment(rust: &[Source], configuration: &Source) -> Vec<Findin
 /// Figures of a measurement: durations below a millisecond, fractional milliseconds, rates,
 /// ratios of speed and percentages next to words of speed.
 static FIGURE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(concat!(
+    pattern(concat!(
         r"(?i)\d[\d,.]*\s*(?:µs|us|ns|nanoseconds?|microseconds?)\b",
         r"|\d+\.\d+\s*(?:ms|milliseconds?)\b",
         r"|\d[\d,.]*\s*[km]?\s*(?:ops|runs|records|puts|inserts|events|writes|requests|steps)?\s*(?:/s|/sec|per second)\b",
         r"|\d[\d,.]*\s*(?:[kmg]i?b|bytes)/s\b",
         r"|\d+(?:\.\d+)?\s*(?:x|×)\s*(?:faster|slower|quicker|the speed|as fast|as slow|more|less|fewer|speedup)",
     ))
-    .expect("a valid pattern")
 });
 
 /// A percentage, a figure when its comment speaks of speed or cost.
-static PERCENT: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\d+(?:\.\d+)?\s*%").expect("a valid pattern"));
-static SPEED: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)faster|slower|speed|overhead|reduc|improv|cheaper|throughput|latency|costs? ")
-        .expect("a valid pattern")
-});
+static PERCENT: LazyLock<Regex> = LazyLock::new(|| pattern(r"\d+(?:\.\d+)?\s*%"));
+static SPEED: LazyLock<Regex> =
+    LazyLock::new(|| pattern(r"(?i)faster|slower|speed|overhead|reduc|improv|cheaper|throughput|latency|costs? "));
 
 /// A code span in a comment (`850µs` in the doc of a formatter shows output, not a
 /// measurement).
-static CODE_SPAN: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"`[^`]*`").expect("a valid pattern"));
+static CODE_SPAN: LazyLock<Regex> = LazyLock::new(|| pattern(r"`[^`]*`"));
 
 /// Code whose subject is figures: the benchmark report (its comments name targets and test
 /// fixtures) and this check's own examples.
