@@ -73,6 +73,9 @@ pub struct ListArgs {
     /// Only runs of this thread.
     #[arg(long, value_name = "THREAD")]
     pub thread: Option<String>,
+    /// Only runs tagged this (`RunConfig::tag`).
+    #[arg(long, value_name = "TAG")]
+    pub tag: Option<String>,
     /// Only runs started since then: a duration back from now (30m, 2h, 7d, 1h30m) or a UTC
     /// timestamp (2025-01-31, 2025-01-31T08:00:00Z).
     #[arg(long, value_name = "WHEN", value_parser = parse_since)]
