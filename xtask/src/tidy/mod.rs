@@ -6,7 +6,7 @@
 //!   `ARCHITECTURE.md`, `docs/**/*.md`, crate READMEs) and the doc comments of the code.
 //! - Every environment variable the code reads is listed in `docs/configuration.md`, and every
 //!   variable listed there is read somewhere.
-//! - No code comment carries a measured figure (a duration below a millisecond, a fractional
+//! - No code comment (Rust, or a TOML manifest's) carries a measured figure (a duration below a millisecond, a fractional
 //!   millisecond, a rate per second, "3x faster", a percentage of speed): figures belong in
 //!   `docs/benchmarks.md` and commit messages.
 
@@ -61,6 +61,8 @@ pub(crate) struct Workspace {
     pub(crate) files: BTreeSet<String>,
     pub(crate) markdown: Vec<Source>,
     pub(crate) rust: Vec<Source>,
+    /// Manifests and other TOML files, whose `#` comments the figures rule reads too.
+    pub(crate) toml: Vec<Source>,
     /// `docs/configuration.md`.
     pub(crate) configuration: Source,
 }
@@ -92,6 +94,9 @@ pub(crate) fn check(workspace: &Workspace) -> Vec<Finding> {
         findings.extend(missing_files(source, &docs, &workspace.files));
         findings.extend(figures_in_comments(source));
     }
+    for source in &workspace.toml {
+        findings.extend(figures_in_comments(source));
+    }
     findings.extend(environment(&workspace.rust, &workspace.configuration));
     findings
 }
@@ -104,11 +109,13 @@ impl Workspace {
             files: paths.iter().cloned().collect(),
             markdown: Vec::new(),
             rust: Vec::new(),
+            toml: Vec::new(),
             configuration: Source { path: CONFIGURATION.to_owned(), text: String::new() },
         };
         for path in paths {
             let is_markdown = path.ends_with(".md");
-            if !is_markdown && !path.ends_with(".rs") {
+            let is_toml = path.ends_with(".toml");
+            if !is_markdown && !is_toml && !path.ends_with(".rs") {
                 continue;
             }
             let text = std::fs::read_to_string(root.join(&path)).with_context(|| format!("cannot read {path}"))?;
@@ -116,7 +123,13 @@ impl Workspace {
             if source.path == CONFIGURATION {
                 workspace.configuration = Source { path: source.path.clone(), text: source.text.clone() };
             }
-            if is_markdown { workspace.markdown.push(source) } else { workspace.rust.push(source) }
+            if is_markdown {
+                workspace.markdown.push(source);
+            } else if is_toml {
+                workspace.toml.push(source);
+            } else {
+                workspace.rust.push(source);
+            }
         }
         if workspace.configuration.text.is_empty() {
             bail!("{CONFIGURATION} is missing or empty");
@@ -172,6 +185,19 @@ pub(crate) fn split_comment(line: &str) -> (&str, Option<&str>) {
         index += 1;
     }
     (line, None)
+}
+
+/// The comment of a TOML line: from a `#` outside a string.
+fn toml_comment(line: &str) -> Option<&str> {
+    let mut in_string = false;
+    for (index, c) in line.char_indices() {
+        match c {
+            '"' => in_string = !in_string,
+            '#' if !in_string => return Some(&line[index..]),
+            _ => {}
+        }
+    }
+    None
 }
 
 /// Paths in prose: a run of path characters with a `/` or a root-level doc name, ending in an
@@ -344,7 +370,8 @@ pub(crate) fn figures_in_comments(source: &Source) -> Vec<Finding> {
         return findings;
     }
     for (number, line) in source.text.lines().enumerate() {
-        let (_, Some(comment)) = split_comment(line) else { continue };
+        let comment = if source.path.ends_with(".toml") { toml_comment(line) } else { split_comment(line).1 };
+        let Some(comment) = comment else { continue };
         let comment = CODE_SPAN.replace_all(comment, "``");
         let comment = comment.as_ref();
         let percent = PERCENT.find(comment).filter(|_| SPEED.is_match(comment));
