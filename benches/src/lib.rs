@@ -1,4 +1,4 @@
-//! The benchmark workloads of `shared/BENCHMARKS.md`, built once and shared by the criterion
+//! The benchmark workloads of the shared benchmark brief, built once and shared by the criterion
 //! benches (and by anyone who wants to profile them).
 //!
 //! - B1 `chain100`: 100 nodes in a line, each adds 1 to a counter.

@@ -2,6 +2,8 @@
 //!
 //! - `ci`: everything CI checks, in order, stopping at the first failure.
 //! - `lint`: the crate layering check from `cargo metadata`.
+//! - `tidy`: docs name existing files, configuration.md lists the environment, no figures in
+//!   code comments.
 //! - `bench`: the benchmark workloads, optionally side by side with LangGraph.
 #![allow(clippy::print_stdout, reason = "xtask reports to the terminal")]
 
@@ -9,6 +11,7 @@ mod bench;
 mod ci;
 mod lint;
 mod process;
+mod tidy;
 mod workspace;
 
 use std::process::ExitCode;
@@ -19,10 +22,13 @@ const USAGE: &str = "\
 usage: cargo xtask <command> [flags]
 
 commands:
-  ci      fmt check, clippy, tests, doc build and the layering check, in that order
-            --skip fmt,clippy,tests,doc,lint   skip the named steps
+  ci      fmt check, tidy, clippy, the facade's feature combinations, tests, doc build and the
+          layering check, in that order
+            --skip fmt,tidy,clippy,features,tests,doc,lint   skip the named steps
             --no-nextest                       run tests with `cargo test` even if nextest is installed
   lint    check the crate layering rules against `cargo metadata`
+  tidy    check that docs name existing files, docs/configuration.md lists every environment
+          variable the code reads (and no other), and no code comment carries a measured figure
   bench   run the benchmark workloads and print a table
             --quick                            short criterion run
             --compare langgraph                also run the same graphs in LangGraph (Python venv)
@@ -50,6 +56,10 @@ fn run(args: Vec<String>) -> Result<()> {
         "lint" => {
             reject_flags(command, flags)?;
             lint::run()
+        }
+        "tidy" => {
+            reject_flags(command, flags)?;
+            tidy::run()
         }
         "bench" => bench::run(&bench::Options::parse(flags)?),
         "help" | "--help" | "-h" => {

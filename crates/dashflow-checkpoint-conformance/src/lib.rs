@@ -32,7 +32,9 @@
 //! # }
 //!
 //! fn main() {
-//!     let trials = dashflow_checkpoint_conformance::trials("mine", || async {
+//!     // MyCheckpointer keeps the default (`NotSupported`) of every optional operation.
+//!     let capabilities = dashflow_checkpoint_conformance::Capabilities::none();
+//!     let trials = dashflow_checkpoint_conformance::trials("mine", capabilities, || async {
 //!         Arc::new(MyCheckpointer::default()) as Arc<dyn Checkpointer>
 //!     });
 //!     dashflow_checkpoint_conformance::run(trials).exit();
@@ -41,6 +43,11 @@
 //!
 //! A single check can also be called directly, e.g. from a `#[tokio::test]`:
 //! `checks::put::conflict_when_head_moved(Arc::new(my_checkpointer)).await?`.
+//!
+//! Some operations of the trait are optional ([`Capability`]: `rewrite_as_snapshot`,
+//! `delete_namespace`, schemas, `list_threads`). A backend declares the ones it implements
+//! ([`Capabilities`]); the trials of the others are ignored, each naming what the backend
+//! lacks, so a report never shows a missing operation as a pass.
 //!
 //! The integrity checks ([`checks::integrity`]) change stored bytes behind the backend's back,
 //! which only the backend's harness can do: it implements [`Tamper`] (a raw SQL `UPDATE`, the
@@ -57,7 +64,7 @@ use std::sync::Arc;
 
 use dashflow_checkpoint::{BlobLocation, Checkpointer};
 use futures::future::BoxFuture;
-use libtest_mimic::{Arguments, Conclusion, Failed, Trial};
+use libtest_mimic::{Arguments, Completion, Conclusion, Failed, Trial};
 
 pub mod checks;
 mod error;
@@ -65,11 +72,93 @@ mod fixture;
 
 pub use error::{Error, Result};
 
-/// One check of the contract: a group (`put`, `list`, ...), a name, and the check itself.
+/// An optional operation of [`Checkpointer`]: one whose default body fails with
+/// `NotSupported`, which a backend may keep. A backend declares what it has in
+/// [`Capabilities`]; the trials of a missing one are ignored, with the reason, never passed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Capability {
+    /// `rewrite_as_snapshot`, which retention folds delta chains with.
+    RewriteAsSnapshot,
+    /// `delete_namespace`, which retention drops unreachable subgraph namespaces with.
+    DeleteNamespace,
+    /// `put_schema` and `get_schema`, which let a changed state type read older threads.
+    Schemas,
+    /// `list_threads`.
+    ListThreads,
+}
+
+impl Capability {
+    /// Every capability.
+    pub const ALL: [Capability; 4] = [Self::RewriteAsSnapshot, Self::DeleteNamespace, Self::Schemas, Self::ListThreads];
+
+    /// The operation's name, as in `NotSupported`.
+    pub fn operation(self) -> &'static str {
+        match self {
+            Self::RewriteAsSnapshot => "rewrite_as_snapshot",
+            Self::DeleteNamespace => "delete_namespace",
+            Self::Schemas => "put_schema/get_schema",
+            Self::ListThreads => "list_threads",
+        }
+    }
+
+    fn bit(self) -> u8 {
+        match self {
+            Self::RewriteAsSnapshot => 1,
+            Self::DeleteNamespace => 2,
+            Self::Schemas => 4,
+            Self::ListThreads => 8,
+        }
+    }
+}
+
+/// The optional operations a backend implements (object_store's harness takes such flags).
+///
+/// ```
+/// use dashflow_checkpoint_conformance::{Capabilities, Capability};
+///
+/// let caps = Capabilities::all().without(Capability::ListThreads);
+/// assert!(caps.has(Capability::Schemas) && !caps.has(Capability::ListThreads));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Capabilities(u8);
+
+impl Capabilities {
+    /// Every optional operation.
+    pub fn all() -> Self {
+        Capability::ALL.into_iter().fold(Self::none(), Self::with)
+    }
+
+    /// Only the required operations.
+    pub fn none() -> Self {
+        Self(0)
+    }
+
+    /// These, and `capability`.
+    #[must_use]
+    pub fn with(self, capability: Capability) -> Self {
+        Self(self.0 | capability.bit())
+    }
+
+    /// These, without `capability`.
+    #[must_use]
+    pub fn without(self, capability: Capability) -> Self {
+        Self(self.0 & !capability.bit())
+    }
+
+    /// Whether `capability` is among these.
+    pub fn has(self, capability: Capability) -> bool {
+        self.0 & capability.bit() != 0
+    }
+}
+
+/// One check of the contract: a group (`put`, `list`, ...), a name, the optional operations
+/// it needs, and the check itself.
 #[derive(Clone, Copy)]
 pub struct Case {
     group: &'static str,
     name: &'static str,
+    needs: &'static [Capability],
     check: fn(Arc<dyn Checkpointer>) -> BoxFuture<'static, Result<()>>,
 }
 
@@ -87,6 +176,11 @@ impl Case {
     /// `group/name`, e.g. `put/conflict_when_head_moved`.
     pub fn path(&self) -> String {
         format!("{}/{}", self.group, self.name)
+    }
+
+    /// The optional operations the check exercises.
+    pub fn needs(&self) -> &'static [Capability] {
+        self.needs
     }
 
     /// Runs the check against `checkpointer`, which should be fresh and empty.
@@ -187,8 +281,10 @@ pub fn cases() -> &'static [Case] {
 /// Each trial builds its own multi-threaded tokio runtime (two workers), awaits `factory` on
 /// it for a fresh, empty checkpointer, and runs the case; trials never share a checkpointer,
 /// so they may run in parallel. A factory that cannot set up (say, no database) may panic:
-/// the trial fails with the panic message.
-pub fn trials<F, Fut>(backend: &str, factory: F) -> Vec<Trial>
+/// the trial fails with the panic message. A case that needs an operation missing from
+/// `capabilities` is an ignored trial saying which; a declared operation that answers
+/// `NotSupported` fails its trials.
+pub fn trials<F, Fut>(backend: &str, capabilities: Capabilities, factory: F) -> Vec<Trial>
 where
     F: Fn() -> Fut + Send + Sync + Clone + 'static,
     Fut: Future<Output = Arc<dyn Checkpointer>>,
@@ -197,9 +293,21 @@ where
         .iter()
         .map(|case| {
             let (case, factory) = (*case, factory.clone());
-            Trial::test(format!("{backend}/{}", case.path()), move || run_trial(case, factory))
+            let name = format!("{backend}/{}", case.path());
+            match case.needs.iter().find(|capability| !capabilities.has(**capability)) {
+                Some(missing) => lacking(name, backend, *missing),
+                None => Trial::test(name, move || run_trial(case, factory)),
+            }
         })
         .collect()
+}
+
+/// An ignored trial for a case whose operation the backend does not implement.
+fn lacking(name: String, backend: &str, missing: Capability) -> Trial {
+    let reason = format!("{backend} does not implement {}", missing.operation());
+    Trial::ignorable_test(name, move || Ok(Completion::ignored_with(reason)))
+        .with_kind(format!("lacks {}", missing.operation()))
+        .with_ignored_flag(true)
 }
 
 /// The same trials, all marked ignored: for a backend whose server is absent (say, no

@@ -47,7 +47,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use dashflow_checkpoint::{
     CheckpointError, CheckpointId, CheckpointKind, CheckpointRecord, Checkpointer, ListOptions, LoadedCheckpoint,
-    PendingWrite, Result,
+    PendingWrite, Result, ThreadListOptions, ThreadSummary,
 };
 use parking_lot::Mutex;
 
@@ -85,6 +85,21 @@ impl Thread {
 
     fn newest_created_at_ms(&self) -> Option<i64> {
         self.namespaces.values().flat_map(|namespace| namespace.checkpoints.values()).map(|r| r.created_at_ms).max()
+    }
+
+    /// The thread as `list_threads` shows it; `None` without a head in the root namespace.
+    fn summary(&self, thread_id: &str) -> Option<ThreadSummary> {
+        let root = self.namespaces.get("")?;
+        let head = root.checkpoints.get(root.head.as_ref()?)?;
+        let checkpoints = u64::try_from(root.checkpoints.len()).unwrap_or(u64::MAX);
+        Some(ThreadSummary::new(
+            thread_id.to_owned(),
+            self.newest_created_at_ms()?,
+            head.checkpoint_id.clone(),
+            head.step,
+            head.metadata.clone(),
+            checkpoints,
+        ))
     }
 
     fn retarget(&mut self, thread_id: &str) {
@@ -353,6 +368,20 @@ impl Checkpointer for MemoryCheckpointer {
 
     async fn delete_idle_threads(&self, cutoff_ms: i64) -> Result<Vec<String>> {
         Ok(self.delete_idle_threads_sync(cutoff_ms))
+    }
+
+    async fn list_threads(&self, options: &ThreadListOptions) -> Result<Vec<ThreadSummary>> {
+        let summaries = {
+            let store = self.store.lock();
+            let wanted = |id: &String| options.prefix.as_ref().is_none_or(|prefix| id.starts_with(prefix.as_str()));
+            store
+                .threads
+                .iter()
+                .filter(|(id, _)| wanted(id))
+                .filter_map(|(id, thread)| thread.summary(id))
+                .collect::<Vec<_>>()
+        };
+        Ok(options.apply(summaries))
     }
 
     async fn put_schema(&self, fingerprint: u64, schema: Vec<u8>) -> Result<()> {

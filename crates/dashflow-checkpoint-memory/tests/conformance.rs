@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use dashflow_checkpoint::{BlobLocation, Checkpointer};
-use dashflow_checkpoint_conformance::Tamper;
+use dashflow_checkpoint_conformance::{Capabilities, Tamper};
 use dashflow_checkpoint_memory::MemoryCheckpointer;
 
 /// Changes stored bytes through the memory backend's testing hook.
@@ -30,7 +30,7 @@ impl Tamper for Hook {
 }
 
 fn main() {
-    let mut trials = dashflow_checkpoint_conformance::trials("memory", || async {
+    let mut trials = dashflow_checkpoint_conformance::trials("memory", Capabilities::all(), || async {
         Arc::new(MemoryCheckpointer::new()) as Arc<dyn Checkpointer>
     });
     trials.extend(dashflow_checkpoint_conformance::integrity_trials("memory", || async {

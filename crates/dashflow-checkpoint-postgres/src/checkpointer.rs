@@ -4,8 +4,8 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use dashflow_checkpoint::{
-    CheckpointId, CheckpointKind, CheckpointRecord, Checkpointer, ListOptions, LoadedCheckpoint, Metadata,
-    PendingWrite, Result,
+    CheckpointError, CheckpointId, CheckpointKind, CheckpointRecord, Checkpointer, ListOptions, LoadedCheckpoint,
+    Metadata, PendingWrite, Result, ThreadListOptions, ThreadSummary,
 };
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
@@ -279,6 +279,8 @@ const COPY_THREAD: &str = "copy a thread";
 const DELETE_BEFORE: &str = "delete old checkpoints";
 const DELETE_NAMESPACE: &str = "delete a namespace";
 const DELETE_IDLE: &str = "delete idle threads";
+const REWRITE: &str = "rewrite a checkpoint as a snapshot";
+const LIST_THREADS: &str = "list threads";
 const PUT_SCHEMA: &str = "store a state schema";
 const GET_SCHEMA: &str = "read a state schema";
 
@@ -513,6 +515,68 @@ impl Checkpointer for PostgresCheckpointer {
             .map_err(Into::into)
     }
 
+    async fn rewrite_as_snapshot(
+        &self,
+        thread_id: &str,
+        namespace: &str,
+        id: &CheckpointId,
+        blob: Vec<u8>,
+    ) -> Result<()> {
+        let not_found = || CheckpointError::NotFound { what: format!("checkpoint {id} of thread `{thread_id}`") };
+        if thread_id.contains('\0') || namespace.contains('\0') {
+            return Err(not_found());
+        }
+        let blob = &blob;
+        // Writing the same snapshot again changes nothing: safe to retry.
+        let changed = self
+            .retry
+            .run(REWRITE, Idempotence::Idempotent, |_| async move {
+                let mut conn = self.acquire(REWRITE).await?;
+                sqlx::query(sql::REWRITE_AS_SNAPSHOT)
+                    .bind(thread_id)
+                    .bind(namespace)
+                    .bind(id.as_str())
+                    .bind(blob.as_slice())
+                    .execute(&mut *conn)
+                    .await
+                    .map(|done| done.rows_affected())
+                    .map_err(Error::statement(REWRITE))
+            })
+            .await?;
+        if changed == 0 { Err(not_found()) } else { Ok(()) }
+    }
+
+    async fn list_threads(&self, options: &ThreadListOptions) -> Result<Vec<ThreadSummary>> {
+        if options.prefix.as_deref().is_some_and(|prefix| prefix.contains('\0')) {
+            return Ok(Vec::new());
+        }
+        let metadata = serde_json::to_string(&options.metadata)
+            .map_err(|source| Error::Json { what: "the metadata filter", source })?;
+        let limit = options.limit.map(|limit| i64::try_from(limit).unwrap_or(i64::MAX));
+        // A cursor's thread id with NUL sorts after every stored id of its time; cutting it at
+        // the NUL keeps the order for stored ids, which cannot hold NUL.
+        let after_id = options.after.as_ref().map(|cursor| cursor.thread_id().split('\0').next().unwrap_or_default());
+        let (metadata, after_id) = (&metadata, &after_id);
+        let rows = self
+            .retry
+            .run(LIST_THREADS, Idempotence::Idempotent, |_| async move {
+                let mut conn = self.acquire(LIST_THREADS).await?;
+                sqlx::query(sql::LIST_THREADS)
+                    .bind(options.prefix.as_deref())
+                    .bind(options.updated_since_ms)
+                    .bind(options.updated_before_ms)
+                    .bind(options.after.as_ref().map(|cursor| cursor.updated_at_ms()))
+                    .bind(*after_id)
+                    .bind(metadata)
+                    .bind(limit)
+                    .fetch_all(&mut *conn)
+                    .await
+                    .map_err(Error::statement(LIST_THREADS))
+            })
+            .await?;
+        rows.iter().map(|row| thread_from_row(row).map_err(Into::into)).collect()
+    }
+
     async fn put_schema(&self, fingerprint: u64, schema: Vec<u8>) -> Result<()> {
         let schema = &schema;
         // Inserting a schema that is there already changes nothing: safe to retry.
@@ -640,6 +704,26 @@ fn loaded_from_rows(thread_id: &str, rows: &[PgRow]) -> Result<Option<LoadedChec
         }
     }
     Ok(Some(LoadedCheckpoint { chain, pending_writes }))
+}
+
+/// Reads a thread from a row of `sql::LIST_THREADS`.
+fn thread_from_row(row: &PgRow) -> Result<ThreadSummary, Error> {
+    let thread_id: String = column(row, "thread_id", LIST_THREADS)?;
+    let checkpoint_id: String = column(row, "checkpoint_id", LIST_THREADS)?;
+    let metadata: String = column(row, "metadata", LIST_THREADS)?;
+    let checkpoints: i64 = column(row, "checkpoints", LIST_THREADS)?;
+    let corrupt = |detail: String| Error::Corrupt {
+        detail: format!("checkpoint {checkpoint_id} of thread `{thread_id}` (namespace ``): {detail}"),
+    };
+    Ok(ThreadSummary::new(
+        thread_id.clone(),
+        column(row, "updated_at_ms", LIST_THREADS)?,
+        checkpoint_id.parse::<CheckpointId>().map_err(|error| corrupt(error.to_string()))?,
+        column(row, "step", LIST_THREADS)?,
+        serde_json::from_str::<Metadata>(&metadata)
+            .map_err(|error| corrupt(format!("metadata is not a JSON object: {error}")))?,
+        u64::try_from(checkpoints).unwrap_or(0),
+    ))
 }
 
 fn pending_writes_from_row(row: &PgRow) -> Result<Vec<PendingWrite>, Error> {

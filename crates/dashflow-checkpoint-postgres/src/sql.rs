@@ -95,7 +95,7 @@ DO UPDATE SET node = excluded.node, blob = excluded.blob";
 /// (depth 0) carries its pending writes as three arrays in stored order. Rows come oldest
 /// first. The parent is looked up in a `LATERAL ... LIMIT 1` that the planner cannot flatten,
 /// so each step is one primary-key probe whatever the table statistics say (as a plain join
-/// on a fresh table it scanned the whole thread per step: 15x slower at 2,000 records).
+/// on a fresh table it scanned the whole thread per step).
 pub(crate) const LOAD: &str = concat!(
     "
 WITH RECURSIVE chain AS (
@@ -224,3 +224,37 @@ WHERE h.newest_created_at_ms < $1
       SELECT 1 FROM dashflow_checkpoint_heads n
       WHERE n.thread_id = h.thread_id AND n.newest_created_at_ms >= $1)
 ORDER BY h.thread_id";
+
+/// Turns checkpoint `$3` of thread `$1`, namespace `$2` into a snapshot with blob `$4`, in
+/// place; zero rows when there is no such checkpoint.
+pub(crate) const REWRITE_AS_SNAPSHOT: &str = "
+UPDATE dashflow_checkpoints SET kind = 'snapshot', blob = $4
+WHERE thread_id = $1 AND namespace = $2 AND checkpoint_id = $3";
+
+/// Threads with a head in the root namespace, newest first (by the newest
+/// `newest_created_at_ms` of their namespaces, then by id, descending): only ids starting with
+/// `$1`, updated at or after `$2` and before `$3`, after the cursor (`$4`, `$5`), whose head's
+/// metadata has every entry of `$6` (matched as `LIST` does), at most `$7` (all when NULL).
+/// Each comes with its head's id, step and metadata and the root namespace's checkpoint count.
+pub(crate) const LIST_THREADS: &str = "
+WITH threads AS (
+    SELECT h.thread_id, max(h.newest_created_at_ms) AS updated_at_ms
+    FROM dashflow_checkpoint_heads h
+    WHERE $1::text IS NULL OR left(h.thread_id, length($1)) = $1
+    GROUP BY h.thread_id
+)
+SELECT t.thread_id, t.updated_at_ms, c.checkpoint_id, c.step, c.metadata::text AS metadata,
+       (SELECT count(*) FROM dashflow_checkpoints n
+        WHERE n.thread_id = t.thread_id AND n.namespace = '') AS checkpoints
+FROM threads t
+JOIN dashflow_checkpoint_heads r ON r.thread_id = t.thread_id AND r.namespace = ''
+JOIN dashflow_checkpoints c ON c.thread_id = t.thread_id AND c.namespace = '' AND c.checkpoint_id = r.head_id
+WHERE ($2::bigint IS NULL OR t.updated_at_ms >= $2)
+  AND ($3::bigint IS NULL OR t.updated_at_ms < $3)
+  AND ($4::bigint IS NULL OR t.updated_at_ms < $4 OR (t.updated_at_ms = $4 AND t.thread_id < $5::text))
+  AND c.metadata @> $6::jsonb
+  AND NOT EXISTS (
+      SELECT 1 FROM jsonb_each($6::jsonb) AS f(key, value)
+      WHERE c.metadata -> f.key IS DISTINCT FROM f.value)
+ORDER BY t.updated_at_ms DESC, t.thread_id DESC
+LIMIT $7";

@@ -38,6 +38,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use dashflow_checkpoint::{
     CheckpointId, CheckpointRecord, Checkpointer, ListOptions, LoadedCheckpoint, PendingWrite, Result,
+    ThreadListOptions, ThreadSummary,
 };
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{AssertSqlSafe, Connection as _, PgConnection, PgPool};
@@ -349,5 +350,23 @@ impl Checkpointer for TestCheckpointer {
 
     async fn get_schema(&self, fingerprint: u64) -> Result<Option<Vec<u8>>> {
         self.checkpointer.get_schema(fingerprint).await
+    }
+
+    async fn put_batch(&self, records: Vec<(CheckpointRecord, Option<CheckpointId>)>) -> Result<()> {
+        self.checkpointer.put_batch(records).await
+    }
+
+    async fn rewrite_as_snapshot(
+        &self,
+        thread_id: &str,
+        namespace: &str,
+        id: &CheckpointId,
+        blob: Vec<u8>,
+    ) -> Result<()> {
+        self.checkpointer.rewrite_as_snapshot(thread_id, namespace, id, blob).await
+    }
+
+    async fn list_threads(&self, options: &ThreadListOptions) -> Result<Vec<ThreadSummary>> {
+        self.checkpointer.list_threads(options).await
     }
 }

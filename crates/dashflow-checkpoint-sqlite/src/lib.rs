@@ -8,14 +8,15 @@
 //! one thread exactly one wins and the other gets `CheckpointError::Conflict`.
 //!
 //! SQLite is driven through rusqlite (bundled SQLite, no system library needed): measured on
-//! the reference machine, one-row autocommit inserts ran at ~90,000/s through rusqlite and
-//! 3,600-9,500/s through sqlx's SQLite driver. The connection belongs to a dedicated worker
+//! the reference machine, one-row autocommit inserts ran many times faster through
+//! rusqlite than through sqlx's SQLite driver, which makes a worker-thread round trip per
+//! statement. The connection belongs to a dedicated worker
 //! thread fed by a channel, which runs reads and anything that must wait for another
 //! process's lock, so those never block the async runtime. Puts run inline on the caller's
 //! thread when the connection is free and the write lock can be had at once: a put is a few
-//! writes into the page cache (~20 µs), and handing it to the thread and waking the caller
-//! back cost more than that on a virtual machine (measured: `Sync` checkpoints from ~12,000/s
-//! to ~24,000/s). A second thread copies the write-ahead log into the database (a WAL
+//! writes into the page cache, and handing it to the thread and waking the caller back cost
+//! more than that on a virtual machine (inline puts made `Sync` checkpoints markedly faster
+//! there). A second thread copies the write-ahead log into the database (a WAL
 //! checkpoint, with its fsyncs) in the background, once per 1,000 pages of log, so puts do
 //! not wait for the disk. New files use 1 KiB pages: a put
 //! rewrites whole pages into the log, and small pages keep that proportional to a small delta
@@ -64,6 +65,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use dashflow_checkpoint::{
     CheckpointError, CheckpointId, CheckpointRecord, Checkpointer, ListOptions, LoadedCheckpoint, PendingWrite, Result,
+    ThreadListOptions, ThreadSummary,
 };
 
 mod error;
@@ -320,6 +322,14 @@ impl Checkpointer for SqliteCheckpointer {
     async fn delete_idle_threads(&self, cutoff_ms: i64) -> Result<Vec<String>> {
         self.worker
             .call(move |connection| ops::delete_idle_threads(connection, cutoff_ms))
+            .await
+            .map_err(|error| self.located(error))
+    }
+
+    async fn list_threads(&self, options: &ThreadListOptions) -> Result<Vec<ThreadSummary>> {
+        let options = options.clone();
+        self.worker
+            .call(move |connection| ops::list_threads(connection, &options))
             .await
             .map_err(|error| self.located(error))
     }

@@ -9,7 +9,7 @@ use std::collections::HashSet;
 
 use dashflow_checkpoint::{
     CheckpointError, CheckpointId, CheckpointKind, CheckpointRecord, ListOptions, LoadedCheckpoint, Metadata,
-    PendingWrite,
+    PendingWrite, ThreadListOptions, ThreadSummary,
 };
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehavior, params};
 
@@ -445,6 +445,75 @@ pub(crate) fn delete_idle_threads(connection: &mut Connection, cutoff_ms: i64) -
     }
     transaction.commit()?;
     Ok(idle)
+}
+
+/// Threads with a head in the root namespace, newest first (by the newest time in `heads`,
+/// then by id, descending). Prefix, times and cursor go into SQL; metadata is compared in Rust
+/// with JSON equality, as `list` does, and the scan stops once `limit` threads passed.
+pub(crate) fn list_threads(connection: &mut Connection, options: &ThreadListOptions) -> Result<Vec<ThreadSummary>> {
+    let limit = options.limit.unwrap_or(usize::MAX);
+    let mut threads = Vec::new();
+    if limit == 0 {
+        return Ok(threads);
+    }
+    let sql_limit = match options.limit {
+        Some(limit) if options.metadata.is_empty() => i64::try_from(limit).unwrap_or(i64::MAX),
+        _ => -1,
+    };
+    let transaction = connection.transaction()?;
+    let mut select = transaction.prepare_cached(
+        "SELECT t.thread_id, t.updated, c.checkpoint_id, c.step, c.metadata,
+                (SELECT count(*) FROM checkpoints n WHERE n.thread_id = t.thread_id AND n.namespace = '')
+         FROM (SELECT thread_id, max(newest_ms) AS updated FROM heads
+               WHERE ?1 IS NULL OR substr(thread_id, 1, length(?1)) = ?1
+               GROUP BY thread_id) AS t
+         JOIN heads r ON r.thread_id = t.thread_id AND r.namespace = ''
+         JOIN checkpoints c ON c.thread_id = t.thread_id AND c.namespace = '' AND c.checkpoint_id = r.head
+         WHERE (?2 IS NULL OR t.updated >= ?2)
+           AND (?3 IS NULL OR t.updated < ?3)
+           AND (?4 IS NULL OR t.updated < ?4 OR (t.updated = ?4 AND t.thread_id < ?5))
+         ORDER BY t.updated DESC, t.thread_id DESC
+         LIMIT ?6",
+    )?;
+    let after = options.after.as_ref();
+    let mut rows = select.query(params![
+        options.prefix,
+        options.updated_since_ms,
+        options.updated_before_ms,
+        after.map(|cursor| cursor.updated_at_ms()),
+        after.map(|cursor| cursor.thread_id()),
+        sql_limit
+    ])?;
+    while let Some(row) = rows.next()? {
+        let checkpoint_id: String = row.get(2)?;
+        let metadata: String = row.get(4)?;
+        let metadata = serde_json::from_str::<Metadata>(&metadata).map_err(|source| Error::Json {
+            column: "metadata",
+            checkpoint_id: checkpoint_id.clone(),
+            source,
+        })?;
+        let checkpoint_id = checkpoint_id.parse::<CheckpointId>().map_err(|error| Error::BadValue {
+            column: "checkpoint_id",
+            checkpoint_id: checkpoint_id.clone(),
+            detail: error.to_string(),
+        })?;
+        let count: i64 = row.get(5)?;
+        let thread = ThreadSummary::new(
+            row.get(0)?,
+            row.get(1)?,
+            checkpoint_id,
+            row.get(3)?,
+            metadata,
+            u64::try_from(count).unwrap_or(0),
+        );
+        if options.matches(&thread) {
+            threads.push(thread);
+            if threads.len() >= limit {
+                break;
+            }
+        }
+    }
+    Ok(threads)
 }
 
 /// Stores a state schema unless its fingerprint has one.

@@ -10,7 +10,7 @@
 //!
 //! Puts may instead run inline, on the caller's thread, when the connection is free and no
 //! other process holds the write lock ([`Worker::call_inline`]): a put is a few writes into
-//! the page cache (about 20 µs), while handing it to the thread and waking the caller back
+//! the page cache, while handing it to the thread and waking the caller back
 //! cost two thread wake-ups, which on a virtual machine took longer than the put itself.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_trait::async_trait;
 use dashflow_checkpoint::{BlobLocation, Checkpointer};
-use dashflow_checkpoint_conformance::Tamper;
+use dashflow_checkpoint_conformance::{Capabilities, Tamper};
 use dashflow_checkpoint_sqlite::SqliteCheckpointer;
 use rusqlite::{Connection, OptionalExtension};
 
@@ -69,7 +69,7 @@ fn main() {
         }
     };
     let plain = fresh.clone();
-    let mut trials = dashflow_checkpoint_conformance::trials("sqlite", move || {
+    let mut trials = dashflow_checkpoint_conformance::trials("sqlite", Capabilities::all(), move || {
         let fresh = plain();
         async move { fresh.await.0 }
     });

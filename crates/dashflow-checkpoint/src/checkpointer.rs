@@ -4,7 +4,10 @@ use std::fmt;
 
 use async_trait::async_trait;
 
-use crate::{CheckpointId, CheckpointRecord, ListOptions, LoadedCheckpoint, PendingWrite, Result};
+use crate::{
+    CheckpointId, CheckpointRecord, ListOptions, LoadedCheckpoint, PendingWrite, Result, ThreadListOptions,
+    ThreadSummary,
+};
 
 /// Durable storage of checkpoints, over bytes.
 ///
@@ -112,4 +115,91 @@ pub trait Checkpointer: Send + Sync + fmt::Debug + 'static {
     /// Deletes every thread whose newest checkpoint was created before `cutoff_ms`
     /// (milliseconds since the Unix epoch); returns their ids.
     async fn delete_idle_threads(&self, cutoff_ms: i64) -> Result<Vec<String>>;
+
+    /// The threads that have a checkpoint in their root namespace, newest first, filtered and
+    /// paged by `options` (see [`ThreadListOptions`]). Backends that cannot list threads keep
+    /// the default, which fails with `NotSupported`: an empty list would claim there are none.
+    async fn list_threads(&self, options: &ThreadListOptions) -> Result<Vec<ThreadSummary>> {
+        let _ = options;
+        Err(crate::CheckpointError::NotSupported { operation: "list_threads" })
+    }
+}
+
+/// A shared checkpointer is a checkpointer: `Arc<SqliteCheckpointer>` (or
+/// `Arc<dyn Checkpointer>`) goes wherever one is taken, and every call reaches the shared one,
+/// its own overrides of the optional operations included.
+#[async_trait]
+impl<T: Checkpointer + ?Sized> Checkpointer for std::sync::Arc<T> {
+    async fn put(&self, record: CheckpointRecord, expected_head: Option<&CheckpointId>) -> Result<()> {
+        (**self).put(record, expected_head).await
+    }
+
+    async fn put_batch(&self, records: Vec<(CheckpointRecord, Option<CheckpointId>)>) -> Result<()> {
+        (**self).put_batch(records).await
+    }
+
+    async fn put_writes(
+        &self,
+        thread_id: &str,
+        namespace: &str,
+        checkpoint_id: &CheckpointId,
+        writes: Vec<PendingWrite>,
+    ) -> Result<()> {
+        (**self).put_writes(thread_id, namespace, checkpoint_id, writes).await
+    }
+
+    async fn load(
+        &self,
+        thread_id: &str,
+        namespace: &str,
+        id: Option<&CheckpointId>,
+    ) -> Result<Option<LoadedCheckpoint>> {
+        (**self).load(thread_id, namespace, id).await
+    }
+
+    async fn list(&self, thread_id: &str, options: &ListOptions) -> Result<Vec<CheckpointRecord>> {
+        (**self).list(thread_id, options).await
+    }
+
+    async fn delete_thread(&self, thread_id: &str) -> Result<()> {
+        (**self).delete_thread(thread_id).await
+    }
+
+    async fn copy_thread(&self, from: &str, to: &str) -> Result<()> {
+        (**self).copy_thread(from, to).await
+    }
+
+    async fn delete_before(&self, thread_id: &str, namespace: &str, keep_from: &CheckpointId) -> Result<u64> {
+        (**self).delete_before(thread_id, namespace, keep_from).await
+    }
+
+    async fn rewrite_as_snapshot(
+        &self,
+        thread_id: &str,
+        namespace: &str,
+        id: &CheckpointId,
+        blob: Vec<u8>,
+    ) -> Result<()> {
+        (**self).rewrite_as_snapshot(thread_id, namespace, id, blob).await
+    }
+
+    async fn delete_namespace(&self, thread_id: &str, namespace: &str) -> Result<u64> {
+        (**self).delete_namespace(thread_id, namespace).await
+    }
+
+    async fn put_schema(&self, fingerprint: u64, schema: Vec<u8>) -> Result<()> {
+        (**self).put_schema(fingerprint, schema).await
+    }
+
+    async fn get_schema(&self, fingerprint: u64) -> Result<Option<Vec<u8>>> {
+        (**self).get_schema(fingerprint).await
+    }
+
+    async fn delete_idle_threads(&self, cutoff_ms: i64) -> Result<Vec<String>> {
+        (**self).delete_idle_threads(cutoff_ms).await
+    }
+
+    async fn list_threads(&self, options: &ThreadListOptions) -> Result<Vec<ThreadSummary>> {
+        (**self).list_threads(options).await
+    }
 }

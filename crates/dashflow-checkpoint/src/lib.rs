@@ -36,12 +36,14 @@ mod error;
 mod id;
 mod record;
 pub mod shape;
+mod threads;
 
 pub use checkpointer::Checkpointer;
 pub use codec::{Codec, FORMAT_VERSION, MAGIC, Sealed, open, seal, unseal};
 pub use error::{BlobLocation, CheckpointError, Result};
 pub use id::CheckpointId;
 pub use record::{CheckpointKind, CheckpointRecord, ListOptions, LoadedCheckpoint, Metadata, PendingWrite};
+pub use threads::{BadThreadCursor, ThreadCursor, ThreadListOptions, ThreadSummary};
 
 /// Milliseconds since the Unix epoch, for `created_at_ms`.
 pub fn now_ms() -> i64 {

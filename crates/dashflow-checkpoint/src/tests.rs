@@ -156,3 +156,119 @@ fn list_options_filter_by_namespace_before_and_metadata() {
     assert!(!ListOptions::new().metadata("source", "input").matches(&record));
     assert!(!ListOptions::new().namespace("child").matches(&record));
 }
+
+/// A checkpointer that stores nothing and counts the calls that reach it, overriding two of
+/// the optional operations.
+#[derive(Debug, Default)]
+struct Counting {
+    calls: std::sync::atomic::AtomicUsize,
+}
+
+impl Counting {
+    fn called(&self) -> Result<()> {
+        self.calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl Checkpointer for Counting {
+    async fn put(&self, _: CheckpointRecord, _: Option<&CheckpointId>) -> Result<()> {
+        self.called()
+    }
+    async fn put_writes(&self, _: &str, _: &str, _: &CheckpointId, _: Vec<PendingWrite>) -> Result<()> {
+        self.called()
+    }
+    async fn load(&self, _: &str, _: &str, _: Option<&CheckpointId>) -> Result<Option<LoadedCheckpoint>> {
+        self.called().map(|()| None)
+    }
+    async fn list(&self, _: &str, _: &ListOptions) -> Result<Vec<CheckpointRecord>> {
+        self.called().map(|()| Vec::new())
+    }
+    async fn delete_thread(&self, _: &str) -> Result<()> {
+        self.called()
+    }
+    async fn copy_thread(&self, _: &str, _: &str) -> Result<()> {
+        self.called()
+    }
+    async fn delete_before(&self, _: &str, _: &str, _: &CheckpointId) -> Result<u64> {
+        self.called().map(|()| 0)
+    }
+    async fn delete_idle_threads(&self, _: i64) -> Result<Vec<String>> {
+        self.called().map(|()| Vec::new())
+    }
+    async fn rewrite_as_snapshot(&self, _: &str, _: &str, _: &CheckpointId, _: Vec<u8>) -> Result<()> {
+        self.called()
+    }
+    async fn list_threads(&self, _: &ThreadListOptions) -> Result<Vec<ThreadSummary>> {
+        self.called().map(|()| Vec::new())
+    }
+}
+
+/// Calls every operation once through `checkpointer`.
+async fn call_everything(checkpointer: &impl Checkpointer) -> Vec<Result<(), CheckpointError>> {
+    let id = CheckpointId::new();
+    vec![
+        checkpointer.put_batch(Vec::new()).await,
+        checkpointer.put_writes("t", "", &id, Vec::new()).await,
+        checkpointer.load("t", "", None).await.map(drop),
+        checkpointer.list("t", &ListOptions::new()).await.map(drop),
+        checkpointer.delete_thread("t").await,
+        checkpointer.copy_thread("t", "u").await,
+        checkpointer.delete_before("t", "", &id).await.map(drop),
+        checkpointer.delete_idle_threads(0).await.map(drop),
+        checkpointer.rewrite_as_snapshot("t", "", &id, Vec::new()).await,
+        checkpointer.delete_namespace("t", "child").await.map(drop),
+        checkpointer.put_schema(1, Vec::new()).await,
+        checkpointer.get_schema(1).await.map(drop),
+        checkpointer.list_threads(&ThreadListOptions::new()).await.map(drop),
+    ]
+}
+
+#[tokio::test]
+async fn an_arc_forwards_every_operation_to_the_shared_checkpointer_overrides_included() {
+    let shared = std::sync::Arc::new(Counting::default());
+    let as_dyn: std::sync::Arc<dyn Checkpointer> = shared.clone();
+    for results in [call_everything(&shared).await, call_everything(&as_dyn).await] {
+        let unsupported: Vec<_> = results
+            .iter()
+            .filter_map(|result| match result {
+                Err(CheckpointError::NotSupported { operation }) => Some(*operation),
+                _ => None,
+            })
+            .collect();
+        // The three operations `Counting` keeps the default of stay unsupported; the two it
+        // overrides reach it through the `Arc`.
+        assert_eq!(unsupported, ["delete_namespace", "put_schema", "get_schema"]);
+    }
+    // put_batch of nothing calls nothing: 9 counted calls per pass, two passes.
+    assert_eq!(shared.calls.load(std::sync::atomic::Ordering::Relaxed), 18);
+}
+
+#[test]
+fn thread_list_options_filter_order_and_page() {
+    let summary = |id: &str, at: i64, source: &str| {
+        let metadata = Metadata::from([("source".to_owned(), serde_json::json!(source))]);
+        ThreadSummary::new(id.to_owned(), at, CheckpointId::new(), 1, metadata, 2)
+    };
+    let threads = vec![
+        summary("a-1", 10, "input"),
+        summary("a-2", 30, "loop"),
+        summary("b-1", 20, "loop"),
+        summary("a-3", 30, "loop"),
+    ];
+    let ids = |options: &ThreadListOptions| -> Vec<String> {
+        options.apply(threads.clone()).into_iter().map(|thread| thread.thread_id).collect()
+    };
+    assert_eq!(ids(&ThreadListOptions::new()), ["a-3", "a-2", "b-1", "a-1"]);
+    assert_eq!(ids(&ThreadListOptions::new().prefix("a-")), ["a-3", "a-2", "a-1"]);
+    assert_eq!(ids(&ThreadListOptions::new().updated_since_ms(20).updated_before_ms(30)), ["b-1"]);
+    assert_eq!(ids(&ThreadListOptions::new().metadata("source", "loop").limit(2)), ["a-3", "a-2"]);
+    let first = ThreadListOptions::new().limit(2).apply(threads.clone());
+    let next = ThreadListOptions::new().limit(2).after(first[1].cursor());
+    assert_eq!(ids(&next), ["b-1", "a-1"]);
+    let cursor: ThreadCursor = first[1].cursor().to_string().parse().unwrap();
+    assert_eq!(cursor, first[1].cursor());
+    assert!("no-colon".parse::<ThreadCursor>().unwrap_err().to_string().contains("updated_at_ms"));
+    assert!("x:t".parse::<ThreadCursor>().is_err());
+}

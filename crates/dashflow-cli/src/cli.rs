@@ -35,7 +35,7 @@ pub enum Command {
     /// Follow new events as graphs write them, one line per event (Ctrl-C to stop), and a
     /// line for each followed run found abandoned.
     Tail(TailArgs),
-    /// Show a thread's checkpoints.
+    /// List threads, or show a thread's checkpoints.
     #[command(subcommand)]
     Threads(ThreadsCommand),
     /// Print the graph a run used, as Mermaid or JSON.
@@ -73,6 +73,9 @@ pub struct ListArgs {
     /// Only runs of this thread.
     #[arg(long, value_name = "THREAD")]
     pub thread: Option<String>,
+    /// Only runs tagged this (`RunConfig::tag`).
+    #[arg(long, value_name = "TAG")]
+    pub tag: Option<String>,
     /// Only runs started since then: a duration back from now (30m, 2h, 7d, 1h30m) or a UTC
     /// timestamp (2025-01-31, 2025-01-31T08:00:00Z).
     #[arg(long, value_name = "WHEN", value_parser = parse_since)]
@@ -122,6 +125,10 @@ pub struct TailArgs {
 /// `dashflow threads ...`.
 #[derive(Debug, Subcommand)]
 pub enum ThreadsCommand {
+    /// List threads, most recently updated first: id, latest checkpoint, its step and
+    /// source, the number of checkpoints and the time of the last update. A full page ends
+    /// with the `--after` value of the next one.
+    List(ThreadsListArgs),
     /// List a thread's checkpoints, newest first: id, parent, step, kind, source, next nodes,
     /// blob size and time. States are not decoded (the CLI does not know their types).
     History(HistoryArgs),
@@ -133,14 +140,9 @@ pub struct HistoryArgs {
     /// The thread's id.
     #[arg(value_name = "THREAD")]
     pub thread: String,
-    /// The checkpoint database: a SQLite file (`path` or `sqlite://path`) or a PostgreSQL URL
-    /// (`postgres://user:password@host/db`, `?options=-csearch_path%3Dschema` selects a
-    /// schema).
-    #[arg(long, value_name = "URL")]
-    pub db: String,
-    /// For PostgreSQL: the schema holding the checkpoint tables (sets `search_path`).
-    #[arg(long, value_name = "SCHEMA")]
-    pub schema: Option<String>,
+    /// Where the checkpoints are.
+    #[command(flatten)]
+    pub database: DatabaseArgs,
     /// Only this namespace (`""` is the top-level graph; subgraphs have their own).
     #[arg(long, value_name = "NS")]
     pub namespace: Option<String>,
@@ -150,6 +152,57 @@ pub struct HistoryArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Where the checkpoints are, for the `threads` commands.
+#[derive(Debug, Args)]
+pub struct DatabaseArgs {
+    /// The checkpoint database: a SQLite file (`path` or `sqlite://path`) or a PostgreSQL URL
+    /// (`postgres://user:password@host/db`, `?options=-csearch_path%3Dschema` selects a
+    /// schema).
+    #[arg(long, value_name = "URL")]
+    pub db: String,
+    /// For PostgreSQL: the schema holding the checkpoint tables (sets `search_path`).
+    #[arg(long, value_name = "SCHEMA")]
+    pub schema: Option<String>,
+}
+
+/// `dashflow threads list`.
+#[derive(Debug, Args)]
+pub struct ThreadsListArgs {
+    /// Where the checkpoints are.
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// Only threads whose id starts with this.
+    #[arg(long, value_name = "TEXT")]
+    pub prefix: Option<String>,
+    /// Only threads updated since then: a duration back from now (30m, 2h, 7d) or a UTC
+    /// timestamp (2025-01-31, 2025-01-31T08:00:00Z).
+    #[arg(long, value_name = "WHEN", value_parser = parse_since)]
+    pub since: Option<SystemTime>,
+    /// Only threads last updated before then (same forms as --since).
+    #[arg(long, value_name = "WHEN", value_parser = parse_since)]
+    pub before: Option<SystemTime>,
+    /// Only threads whose latest checkpoint's metadata has KEY = VALUE (VALUE is read as
+    /// JSON when it parses, as a string otherwise: `step=3`, `source=loop`); repeatable.
+    #[arg(long = "metadata", value_name = "KEY=VALUE", value_parser = parse_metadata)]
+    pub metadata: Vec<(String, serde_json::Value)>,
+    /// Only threads after this position: the cursor a full page printed last.
+    #[arg(long, value_name = "CURSOR")]
+    pub after: Option<dashflow_checkpoint::ThreadCursor>,
+    /// At most this many threads (0 for all).
+    #[arg(long, value_name = "N", default_value_t = 50)]
+    pub limit: usize,
+    /// Print JSON instead of a table: `{"threads": [...], "next": cursor or null}`.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_metadata(text: &str) -> Result<(String, serde_json::Value), String> {
+    let (key, value) =
+        text.split_once('=').ok_or_else(|| format!("`{text}` is not KEY=VALUE (e.g. source=loop or step=3)"))?;
+    let value = serde_json::from_str(value).unwrap_or_else(|_| serde_json::Value::String(value.to_owned()));
+    Ok((key.to_owned(), value))
 }
 
 /// `dashflow graph`.

@@ -5,4 +5,5 @@ pub(crate) mod runs_list;
 pub(crate) mod runs_show;
 pub(crate) mod tail;
 pub(crate) mod threads;
+pub(crate) mod threads_list;
 pub(crate) mod wal;

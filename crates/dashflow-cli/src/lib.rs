@@ -67,8 +67,8 @@ use std::process::ExitCode;
 use clap::Parser;
 
 pub use cli::{
-    Cli, Command, GraphArgs, GraphFormat, HistoryArgs, ListArgs, RunsCommand, ShowArgs, TailArgs, ThreadsCommand,
-    WalCommand,
+    Cli, Command, DatabaseArgs, GraphArgs, GraphFormat, HistoryArgs, ListArgs, RunsCommand, ShowArgs, TailArgs,
+    ThreadsCommand, ThreadsListArgs, WalCommand,
 };
 
 /// Runs the command `cli` describes, writing its output to `out`.
@@ -82,6 +82,7 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
         Command::Runs(RunsCommand::Show(args)) => store::read(home, |wal| commands::runs_show::run(wal, args, out))?,
         Command::Tail(args) => store::read(home, |wal| commands::tail::run(wal, args, out))?,
         Command::Threads(ThreadsCommand::History(args)) => commands::threads::run(args, out)?,
+        Command::Threads(ThreadsCommand::List(args)) => commands::threads_list::run(args, out)?,
         Command::Graph(args) => store::read(home, |wal| commands::graph::run(wal, args, out))?,
         Command::Wal(WalCommand::Verify) => return commands::wal::verify(home, out),
         Command::Wal(WalCommand::Compact) => return commands::wal::compact(home, out),

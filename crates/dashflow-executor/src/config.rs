@@ -121,7 +121,8 @@ pub struct RunConfig {
     pub stream_capacity: usize,
     /// Limit on the whole run's wall time.
     pub timeout: Option<Duration>,
-    /// Free-form labels, carried into events and traces.
+    /// Free-form labels, carried on the run's `RunStarted` event into its trace and the run
+    /// index (`dashflow runs list --tag`).
     pub tags: Vec<Arc<str>>,
     /// Event sinks for this run only, in addition to the graph's.
     pub callbacks: Vec<Arc<dyn EventCallback>>,
@@ -200,7 +201,7 @@ impl RunConfig {
         self
     }
 
-    /// Adds a tag.
+    /// Adds a tag (see [`RunConfig::tags`]).
     pub fn tag(mut self, tag: impl Into<Arc<str>>) -> Self {
         self.tags.push(tag.into());
         self

@@ -284,7 +284,11 @@ impl<S: GraphState> Loop<S> {
         let graph_name = Arc::clone(self.params.inner.graph.name());
         let schema = Arc::clone(&self.params.inner.schema_json);
         self.params.hub.emit(self.params.ids, EventKind::GraphDefined { graph: Arc::clone(&graph_name), schema }).await;
-        let kind = EventKind::RunStarted { graph: graph_name, thread_id: self.params.config.thread_id.clone() };
+        let kind = EventKind::RunStarted {
+            graph: graph_name,
+            thread_id: self.params.config.thread_id.clone(),
+            tags: self.params.config.tags.clone(),
+        };
         self.params.hub.emit(self.params.ids, kind).await;
         let mut result = self.steps(start, input_update).await;
         // Even a failed run returns only once its queued checkpoints are committed.

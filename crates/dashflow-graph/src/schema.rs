@@ -110,18 +110,25 @@ impl GraphSchema {
     }
 }
 
-/// A Mermaid-safe identifier: plain names stay readable; names with spaces or punctuation, and
-/// names Mermaid reserves (`end`, `graph`, ...), are prefixed and escaped.
+/// A Mermaid-safe identifier, distinct for distinct names: plain names stay readable; names
+/// with spaces or punctuation, names Mermaid reserves (`end`, `graph`, ...) and names that
+/// start with the escape prefix `n_` are escaped: `n_`, then each letter or digit as itself,
+/// `_` as `__` and any other character as `_{hex}_`. An escaped id decodes back to one name,
+/// and a plain one never starts with `n_`, so no two nodes share an id.
 fn mermaid_id(name: &str) -> String {
     const RESERVED: [&str; 8] = ["end", "graph", "subgraph", "flowchart", "style", "class", "click", "default"];
-    let plain = name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-    if name == START || name == END || (plain && !RESERVED.contains(&name.to_ascii_lowercase().as_str())) {
+    let plain = name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !name.starts_with("n_")
+        && !RESERVED.contains(&name.to_ascii_lowercase().as_str());
+    if name == START || name == END || plain {
         return name.to_owned();
     }
     let mut id = String::from("n_");
     for c in name.chars() {
-        if c.is_ascii_alphanumeric() || c == '_' {
+        if c.is_ascii_alphanumeric() {
             id.push(c);
+        } else if c == '_' {
+            id.push_str("__");
         } else {
             let _ = write!(id, "_{:x}_", u32::from(c));
         }

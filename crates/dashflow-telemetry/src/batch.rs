@@ -514,7 +514,10 @@ mod tests {
         let run = context(&["a", "b"]);
         let (t0, t1) = (Tick::now(), Tick::now());
         let mut batch = EventBatch::new();
-        batch.push_event(Event::now(*run.ids(), EventKind::RunStarted { graph: "g".into(), thread_id: None }));
+        batch.push_event(Event::now(
+            *run.ids(),
+            EventKind::RunStarted { graph: "g".into(), thread_id: None, tags: Vec::new() },
+        ));
         batch.push_step_started(&run, 1, 0, t0);
         let next = run.names().label_index(0, 0, 0).unwrap();
         assert_eq!(run.names().label_index(1, 0, 1).map(|index| &**run.names().label(index).unwrap()), Some("done"));

@@ -86,6 +86,9 @@ pub enum EventKind {
         graph: Arc<str>,
         /// The thread the run belongs to, if any.
         thread_id: Option<Arc<str>>,
+        /// The run's tags (`RunConfig::tag`), in the order given; empty for most runs.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        tags: Vec<Arc<str>>,
     },
     /// The shape of the graph a run is about to use, sent before its `RunStarted`: nodes and
     /// edges as a serialized `GraphSchema`, shared by every run of one compiled graph (the

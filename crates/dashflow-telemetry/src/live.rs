@@ -84,7 +84,7 @@ impl LiveRuns {
     /// Applies one event to the registry.
     fn apply(runs: &mut Runs, event: &Event) {
         match &event.kind {
-            EventKind::RunStarted { graph, thread_id } => {
+            EventKind::RunStarted { graph, thread_id, .. } => {
                 runs.insert(
                     event.run.run_id,
                     LiveRun {

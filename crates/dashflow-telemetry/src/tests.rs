@@ -12,7 +12,10 @@ fn live_runs_follow_a_run_from_start_to_finish() {
     let live = LiveRuns::new();
     let run = RunIds::root(RunId::new());
     let node: Arc<str> = Arc::from("fetch");
-    live.on_event(&event(run, EventKind::RunStarted { graph: "g".into(), thread_id: Some("t".into()) }));
+    live.on_event(&event(
+        run,
+        EventKind::RunStarted { graph: "g".into(), thread_id: Some("t".into()), tags: Vec::new() },
+    ));
     live.on_event(&event(run, EventKind::SuperstepStarted { step: 3, nodes: Arc::from([Arc::clone(&node)]) }));
     let snapshot = live.snapshot();
     assert_eq!(snapshot.len(), 1);
@@ -38,7 +41,7 @@ fn running(live: &LiveRuns) -> Vec<(u64, Vec<String>)> {
 fn live_runs_read_batches_where_one_task_steps_show_only_as_their_task_ends() {
     let live = LiveRuns::new();
     let (run, other) = (RunIds::root(RunId::new()), RunIds::root(RunId::new()));
-    let start = |run| event(run, EventKind::RunStarted { graph: "g".into(), thread_id: None });
+    let start = |run| event(run, EventKind::RunStarted { graph: "g".into(), thread_id: None, tags: Vec::new() });
     let routed = EventKind::Routed { step: 2, from: "b".into(), label: "again".into(), target: "a".into() };
     live.on_batch(&EventBatch::from_events(vec![
         start(run),
@@ -72,7 +75,7 @@ fn metrics_callback_counts_runs_and_tasks_per_graph_and_node() {
     metrics::with_local_recorder(&recorder, || {
         let sink = MetricsCallback::new();
         let run = RunIds::root(RunId::new());
-        sink.on_event(&event(run, EventKind::RunStarted { graph: "triage".into(), thread_id: None }));
+        sink.on_event(&event(run, EventKind::RunStarted { graph: "triage".into(), thread_id: None, tags: Vec::new() }));
         for error in [None, Some("boom".to_owned())] {
             let kind =
                 EventKind::TaskFinished { step: 1, node: "fetch".into(), attempt: 1, duration: Duration::ZERO, error };

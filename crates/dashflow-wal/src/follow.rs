@@ -29,7 +29,7 @@ use crate::segment::{Position, ReadStep, list_segments, open_reader, record_end,
 /// assert!(follower.poll(100)?.is_empty());
 ///
 /// let run = RunIds::root(RunId::new());
-/// wal.append(&[Event::now(run, EventKind::RunStarted { graph: "g".into(), thread_id: None })])?;
+/// wal.append(&[Event::now(run, EventKind::RunStarted { graph: "g".into(), thread_id: None, tags: Vec::new() })])?;
 /// assert_eq!(follower.poll(100)?.len(), 1);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```

@@ -31,7 +31,7 @@ use crate::segment::Position;
 pub(crate) const INDEX_FILE: &str = "index.sqlite";
 
 /// Bumped whenever the schema changes; an index of another version is dropped and rebuilt.
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
 const SCHEMA: &str = "
 CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
@@ -57,7 +57,8 @@ CREATE TABLE runs (
     trace_segment INTEGER,
     trace_offset  INTEGER,
     last_at_ms    INTEGER,
-    process       INTEGER
+    process       INTEGER,
+    tags          TEXT
 );
 CREATE INDEX runs_by_start ON runs (started_at_ms);
 CREATE INDEX runs_by_thread ON runs (thread_id, started_at_ms);
@@ -86,10 +87,11 @@ CREATE TABLE processes (
 const UPSERT_RUN: &str = "
 INSERT INTO runs (run_id, parent_run_id, root_run_id, depth, graph, thread_id, status, started_at_ms,
                   ended_at_ms, duration_ms, error, steps, events, partial, first_segment, first_offset,
-                  last_segment, last_offset, last_at_ms)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, COALESCE(?7, 'running'), ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)
+                  last_segment, last_offset, last_at_ms, tags)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, COALESCE(?7, 'running'), ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)
 ON CONFLICT (run_id) DO UPDATE SET
     graph = COALESCE(excluded.graph, graph),
+    tags = COALESCE(excluded.tags, tags),
     thread_id = COALESCE(excluded.thread_id, thread_id),
     status = COALESCE(?7, status),
     started_at_ms = COALESCE(excluded.started_at_ms, started_at_ms),
@@ -119,7 +121,7 @@ SELECT r.run_id, r.parent_run_id, r.root_run_id, r.depth, r.graph, r.thread_id,
        CASE WHEN r.status = 'running' AND p.gone = 1 THEN 'abandoned' ELSE r.status END,
        r.started_at_ms, r.ended_at_ms, r.duration_ms, r.error, r.steps, r.events, r.partial, r.first_segment,
        r.first_offset, r.last_segment, r.last_offset, r.trace_segment, r.trace_offset, r.last_at_ms,
-       p.pid, p.start_ticks, p.boot_id, p.pid_namespace, p.host
+       p.pid, p.start_ticks, p.boot_id, p.pid_namespace, p.host, r.tags
 FROM runs r LEFT JOIN processes p ON p.id = r.process";
 
 /// The process row of an identity, created if new.
@@ -187,6 +189,8 @@ struct RunDelta<'e> {
     saw_start: bool,
     graph: Option<&'e str>,
     thread_id: Option<&'e str>,
+    /// The run's tags as a JSON array, when its start has any.
+    tags: Option<String>,
     started_at_ms: Option<i64>,
     last_at_ms: i64,
     status: Option<&'static str>,
@@ -206,6 +210,7 @@ impl<'e> RunDelta<'e> {
             saw_start: false,
             graph: None,
             thread_id: None,
+            tags: None,
             started_at_ms: None,
             last_at_ms: i64::MIN,
             status: None,
@@ -220,10 +225,12 @@ impl<'e> RunDelta<'e> {
         self.events += 1;
         self.last_at_ms = self.last_at_ms.max(at_ms);
         match &event.kind {
-            EventKind::RunStarted { graph, thread_id } => {
+            EventKind::RunStarted { graph, thread_id, tags } => {
                 self.saw_start = true;
                 self.graph = Some(&**graph);
                 self.thread_id = thread_id.as_deref();
+                // A list of strings always serializes.
+                self.tags = (!tags.is_empty()).then(|| serde_json::to_string(tags).unwrap_or_default());
                 self.started_at_ms = Some(at_ms);
                 self.status = Some(RunStatus::Running.as_str());
                 (self.ended_at_ms, self.duration_ms, self.error) = (None, None, None);
@@ -403,6 +410,7 @@ impl Index {
                     to_sql(delta.last.segment),
                     to_sql(delta.last.offset),
                     delta.last_at_ms,
+                    delta.tags,
                 ])?;
             }
             let mut upsert = tx.prepare_cached(UPSERT_SEGMENT)?;
@@ -500,6 +508,10 @@ impl Index {
         if let Some(thread_id) = &filter.thread_id {
             conditions.push("r.thread_id = ?");
             values.push(Value::Text(thread_id.clone()));
+        }
+        if let Some(tag) = &filter.tag {
+            conditions.push("EXISTS (SELECT 1 FROM json_each(r.tags) WHERE json_each.value = ?)");
+            values.push(Value::Text(tag.clone()));
         }
         if let Some(since) = filter.since {
             conditions.push("r.started_at_ms >= ?");
@@ -626,6 +638,11 @@ fn read_row(row: &Row<'_>) -> Result<RunSummary> {
             .map(|(segment, offset)| Position { segment: from_sql(segment), offset: from_sql(offset) }),
         last_event_at: row.get::<_, Option<i64>>(20)?.map(ms_to_system_time),
         process: read_process(row, 21)?,
+        tags: match row.get::<_, Option<String>>(26)? {
+            // The index wrote it from a list of strings; anything else reads as no tags.
+            Some(tags) => serde_json::from_str(&tags).unwrap_or_default(),
+            None => Vec::new(),
+        },
     })
 }
 

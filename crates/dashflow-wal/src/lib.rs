@@ -70,7 +70,7 @@
 //!
 //! // The executor calls this for every event of every run.
 //! let run = RunIds::root(RunId::new());
-//! store.on_event(&Event::now(run, EventKind::RunStarted { graph: "triage".into(), thread_id: None }));
+//! store.on_event(&Event::now(run, EventKind::RunStarted { graph: "triage".into(), thread_id: None, tags: Vec::new() }));
 //! store.on_event(&Event::now(run, EventKind::RunFinished {
 //!     outcome: RunOutcome::Completed, steps: 3, duration: Duration::from_millis(12), error: None,
 //! }));

@@ -94,6 +94,8 @@ pub struct RunSummary {
     pub graph: Option<String>,
     /// The thread, if the run had one.
     pub thread_id: Option<String>,
+    /// The run's tags (`RunConfig::tag`), in the order given.
+    pub tags: Vec<String>,
     /// Where the run stands.
     pub status: RunStatus,
     /// When the run started.
@@ -139,6 +141,8 @@ pub struct RunFilter {
     pub thread_id: Option<String>,
     /// Only runs started at or after this time.
     pub since: Option<SystemTime>,
+    /// Only runs with this tag.
+    pub tag: Option<String>,
     /// Only runs of this execution stack (the root run and its subgraph runs).
     pub root_run_id: Option<RunId>,
     /// Only runs whose id starts with this prefix, in any case (ids print as uppercase
@@ -157,6 +161,12 @@ impl RunFilter {
     /// Only runs with `status`.
     pub fn status(mut self, status: RunStatus) -> Self {
         self.status = Some(status);
+        self
+    }
+
+    /// Only runs tagged `tag`.
+    pub fn tag(mut self, tag: impl Into<String>) -> Self {
+        self.tag = Some(tag.into());
         self
     }
 

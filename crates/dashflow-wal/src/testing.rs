@@ -9,7 +9,7 @@ pub(crate) fn root() -> RunIds {
 }
 
 pub(crate) fn started(run: RunIds, graph: &str, thread: Option<&str>) -> Event {
-    Event::now(run, EventKind::RunStarted { graph: graph.into(), thread_id: thread.map(Into::into) })
+    Event::now(run, EventKind::RunStarted { graph: graph.into(), thread_id: thread.map(Into::into), tags: Vec::new() })
 }
 
 pub(crate) fn task(run: RunIds, step: u64, node: &str) -> Event {

@@ -101,6 +101,9 @@ pub struct ExecutionTrace {
     pub graph: Option<String>,
     /// The thread the run belongs to, if any.
     pub thread_id: Option<String>,
+    /// The run's tags (`RunConfig::tag`), in the order given.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
     /// How the run ended.
     pub status: TraceStatus,
     /// When the run started.
@@ -236,7 +239,7 @@ pub struct TraceInterrupt {
 ///
 /// let run = RunIds::root(RunId::new());
 /// let mut builder = TraceBuilder::new(run);
-/// builder.push(&Event::now(run, EventKind::RunStarted { graph: "triage".into(), thread_id: None }));
+/// builder.push(&Event::now(run, EventKind::RunStarted { graph: "triage".into(), thread_id: None, tags: Vec::new() }));
 /// builder.push(&Event::now(run, EventKind::TaskFinished {
 ///     step: 1, node: "classify".into(), attempt: 1, duration: Duration::from_millis(5), error: None,
 /// }));
@@ -298,9 +301,10 @@ impl TraceBuilder {
             EventKind::GraphDefined { graph, .. } => {
                 self.trace.graph.get_or_insert_with(|| graph.to_string());
             }
-            EventKind::RunStarted { graph, thread_id } => {
+            EventKind::RunStarted { graph, thread_id, tags } => {
                 self.trace.graph = Some(graph.to_string());
                 self.trace.thread_id = thread_id.as_deref().map(str::to_owned);
+                self.trace.tags = tags.iter().map(ToString::to_string).collect();
                 self.trace.started_at = Some(at);
             }
             EventKind::RunFinished { outcome, steps, duration, error } => {
@@ -562,6 +566,7 @@ fn empty_trace(run: RunIds) -> ExecutionTrace {
         run,
         graph: None,
         thread_id: None,
+        tags: Vec::new(),
         status: TraceStatus::Running,
         started_at: None,
         ended_at: None,

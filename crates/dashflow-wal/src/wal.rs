@@ -68,7 +68,7 @@ pub(crate) const LOCK_FILE: &str = "LOCK";
 /// let dir = tempfile::tempdir()?;
 /// let mut wal = Wal::open(dir.path(), WalConfig::default())?;
 /// let run = RunIds::root(RunId::new());
-/// wal.append(&[Event::now(run, EventKind::RunStarted { graph: "triage".into(), thread_id: None })])?;
+/// wal.append(&[Event::now(run, EventKind::RunStarted { graph: "triage".into(), thread_id: None, tags: Vec::new() })])?;
 ///
 /// let runs = wal.list_runs(&RunFilter::all().graph("triage"))?;
 /// assert_eq!(runs[0].ids.run_id, run.run_id);

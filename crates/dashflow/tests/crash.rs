@@ -1,4 +1,5 @@
-//! R1 and R13 (across processes) of `shared/RELIABILITY.md`. R1: a child process runs a multi-step graph with a fan-out and is
+//! R1 and R13 (across processes) of the shared reliability requirements. R1: a child process
+//! runs a multi-step graph with a fan-out and is
 //! killed with SIGKILL at a chosen moment (one trial per seed); a new process resumes the
 //! thread from the SQLite checkpoints. The final state must equal the uninterrupted run's, and
 //! a ledger of node side effects (keyed by each task's idempotency key) shows that no task of

@@ -244,7 +244,10 @@ fn child(scenario: &str) {
                 .report(FailureReport::Stderr);
             let stuck = STUCK.get_or_init(|| EventStore::open("../stuck", config).unwrap());
             let run = RunIds::root(RunId::new());
-            stuck.on_event(&Event::now(run, EventKind::RunStarted { graph: "stuck".into(), thread_id: None }));
+            stuck.on_event(&Event::now(
+                run,
+                EventKind::RunStarted { graph: "stuck".into(), thread_id: None, tags: Vec::new() },
+            ));
             let emitted = emitted_sink();
             runtime().block_on(workload(&emitted));
             report(&emitted);

@@ -1,4 +1,4 @@
-//! `cargo xtask bench`: runs the criterion workloads (BENCHMARKS.md), prints their medians
+//! `cargo xtask bench`: runs the criterion workloads (the shared benchmark brief), prints their medians
 //! against the targets (and B4's checkpoints per second and database bytes per step, and the
 //! large-state workload's bytes per step), and optionally compares them with the same graphs in
 //! LangGraph.

@@ -5,7 +5,7 @@ use super::bencher::Measurement;
 use super::langgraph::LangGraphResults;
 use super::metrics::Metrics;
 
-/// Targets from BENCHMARKS.md, in µs per invoke. B1 has 20 µs with telemetry off and twice that
+/// Targets from the shared benchmark brief, in µs per invoke. B1 has 20 µs with telemetry off and twice that
 /// with telemetry at its defaults; B3 has 200 µs either way.
 const TARGETS_US: &[(&str, f64)] = &[
     ("b1_chain100", 40.0),
@@ -21,7 +21,7 @@ fn target_us(benchmark_id: &str) -> Option<f64> {
 /// B4's workload id; its variants are `b4_chain100_sqlite` (`Async`) and `/sync`.
 const B4: &str = "b4_chain100_sqlite";
 
-/// B4's targets from BENCHMARKS.md: checkpoints per second (at least) in `Async` durability
+/// B4's targets from the shared benchmark brief: checkpoints per second (at least) in `Async` durability
 /// (`b4_chain100_sqlite`) and in `Sync` (ids with `/sync`), with or without telemetry.
 const B4_CHECKPOINTS_PER_S_ASYNC: f64 = 50_000.0;
 const B4_CHECKPOINTS_PER_S_SYNC: f64 = 20_000.0;
@@ -29,7 +29,7 @@ const B4_CHECKPOINTS_PER_S_SYNC: f64 = 20_000.0;
 /// The suffix of the benchmarks that run without observers.
 const TELEMETRY_OFF: &str = "/telemetry_off";
 
-/// B4's target from BENCHMARKS.md: database bytes per step (at most), in any durability.
+/// B4's target from the shared benchmark brief: database bytes per step (at most), in any durability.
 const B4_DB_BYTES_PER_STEP_TARGET: f64 = 300.0;
 
 /// The large-state workload's id in the `metric` lines.
@@ -85,7 +85,7 @@ fn wrap_cells(cells: impl Iterator<Item = String>) -> String {
     cells.map(|cell| format!(" {cell} ")).collect::<Vec<_>>().join("|")
 }
 
-/// DashFlow's medians against the targets of BENCHMARKS.md.
+/// DashFlow's medians against the targets of the shared benchmark brief.
 pub(crate) fn targets_table(measurements: &[Measurement]) -> Table {
     let rows = measurements
         .iter()

@@ -1,5 +1,6 @@
 //! `cargo xtask ci`: every check CI runs, in order, stopping at the first failure.
 
+mod features;
 #[cfg(test)]
 mod tests;
 
@@ -7,25 +8,29 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use crate::{lint, process, workspace};
+use crate::{lint, process, tidy, workspace};
 
 /// One check of the CI run, in the order they run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Step {
     Fmt,
+    Tidy,
     Clippy,
+    Features,
     Tests,
     Doc,
     Lint,
 }
 
 impl Step {
-    const ALL: [Step; 5] = [Step::Fmt, Step::Clippy, Step::Tests, Step::Doc, Step::Lint];
+    const ALL: [Step; 7] = [Step::Fmt, Step::Tidy, Step::Clippy, Step::Features, Step::Tests, Step::Doc, Step::Lint];
 
     fn name(self) -> &'static str {
         match self {
             Step::Fmt => "fmt",
+            Step::Tidy => "tidy",
             Step::Clippy => "clippy",
+            Step::Features => "features",
             Step::Tests => "tests",
             Step::Doc => "doc",
             Step::Lint => "lint",
@@ -35,7 +40,9 @@ impl Step {
     fn description(self) -> &'static str {
         match self {
             Step::Fmt => "formatting (cargo fmt --check)",
+            Step::Tidy => "docs name existing files, configuration.md lists the environment, no figures in comments",
             Step::Clippy => "clippy, warnings denied",
+            Step::Features => "the facade builds with no features, each feature alone, and all",
             Step::Tests => "tests, then doc tests",
             Step::Doc => "doc build, warnings denied",
             Step::Lint => "crate layering (cargo xtask lint)",
@@ -106,6 +113,8 @@ pub(crate) fn run(options: &Options) -> Result<()> {
 fn run_step(step: Step, options: &Options) -> Result<()> {
     match step {
         Step::Fmt => process::run(workspace::cargo().args(["fmt", "--all", "--", "--check"])),
+        Step::Tidy => tidy::run(),
+        Step::Features => features::run(),
         Step::Clippy => process::run(workspace::cargo().args([
             "clippy",
             "--workspace",

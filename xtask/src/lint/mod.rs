@@ -1,4 +1,4 @@
-//! `cargo xtask lint`: checks the crate layering rules (DESIGN.md section 1) against the
+//! `cargo xtask lint`: checks the crate layering rules (the design brief, section 1) against the
 //! dependencies each workspace member declares.
 //!
 //! Internal crates are the workspace members whose name starts with `dashflow`. Normal and build

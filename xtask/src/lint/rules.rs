@@ -1,4 +1,4 @@
-//! The layering rules of DESIGN.md section 1, one line per crate.
+//! The layering rules of the design brief (section 1), one line per crate.
 
 /// Which internal crates a crate may depend on (normal and build dependencies).
 #[derive(Debug)]

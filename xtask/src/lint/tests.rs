@@ -16,7 +16,7 @@ fn normal(names: &[&'static str]) -> Vec<(&'static str, DependencyKind)> {
     names.iter().map(|name| (*name, DependencyKind::Normal)).collect()
 }
 
-/// The workspace as DESIGN.md draws it, with every crate depending on all it may.
+/// The workspace as the design brief draws it, with every crate depending on all it may.
 fn compliant_workspace() -> Vec<Package> {
     vec![
         package("dashflow-checkpoint", &normal(&["serde", "thiserror"])),

@@ -3,7 +3,7 @@
 
 use futures::FutureExt as _;
 
-use crate::{Case, TamperCase};
+use crate::{Capability, Case, TamperCase};
 
 pub mod blob;
 pub mod concurrency;
@@ -15,6 +15,7 @@ pub mod delete_thread;
 pub mod ids;
 pub mod integrity;
 pub mod list;
+pub mod list_threads;
 pub mod load;
 pub mod put;
 pub mod put_batch;
@@ -22,13 +23,15 @@ pub mod put_writes;
 pub mod rewrite_as_snapshot;
 pub mod schemas;
 
-/// Names each check `group/name` after its module and function.
+/// Names each check `group/name` after its module and function; `[Capability, ...]` before
+/// a check names the optional operations it needs.
 macro_rules! cases {
-    ($($group:ident :: $name:ident),* $(,)?) => {
+    ($($([$($needs:ident),+])? $group:ident :: $name:ident),* $(,)?) => {
         pub(crate) static CASES: &[Case] = &[
             $(Case {
                 group: stringify!($group),
                 name: stringify!($name),
+                needs: &[$($(Capability::$needs),+)?],
                 check: |checkpointer| $group::$name(checkpointer).boxed(),
             }),*
         ];
@@ -82,12 +85,12 @@ cases! {
     delete_before::keeps_keep_from_and_newer,
     delete_before::other_namespaces_and_threads_are_untouched,
     delete_before::unknown_thread_deletes_nothing,
-    delete_namespace::removes_one_namespace_and_nothing_else,
-    delete_namespace::unknown_namespace_deletes_nothing,
+    [DeleteNamespace] delete_namespace::removes_one_namespace_and_nothing_else,
+    [DeleteNamespace] delete_namespace::unknown_namespace_deletes_nothing,
     put_batch::stores_a_chain_in_order,
     put_batch::stops_at_the_first_conflict_keeping_what_came_before,
-    rewrite_as_snapshot::turns_a_delta_into_a_snapshot_in_place,
-    rewrite_as_snapshot::unknown_checkpoint_is_not_found,
+    [RewriteAsSnapshot] rewrite_as_snapshot::turns_a_delta_into_a_snapshot_in_place,
+    [RewriteAsSnapshot] rewrite_as_snapshot::unknown_checkpoint_is_not_found,
     delete_idle_threads::by_cutoff,
     delete_idle_threads::none_when_all_are_fresh,
     blob::byte_exact,
@@ -98,8 +101,13 @@ cases! {
     concurrency::one_winner_per_expected_head,
     concurrency::one_winner_on_an_empty_thread,
     concurrency::distinct_threads_all_succeed,
-    schemas::round_trip_by_fingerprint,
-    schemas::first_put_stays,
+    [Schemas] schemas::round_trip_by_fingerprint,
+    [Schemas] schemas::first_put_stays,
+    [ListThreads] list_threads::newest_first_with_the_head_of_the_root_namespace,
+    [ListThreads] list_threads::the_latest_checkpoint_is_the_head_after_a_fork,
+    [ListThreads] list_threads::filters_by_prefix_time_and_metadata,
+    [ListThreads] list_threads::pages_by_cursor_and_limit,
+    [ListThreads, DeleteNamespace] list_threads::deleted_threads_are_not_listed,
 }
 
 /// The integrity checks, which change stored bytes through the backend's [`crate::Tamper`].

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use dashflow_checkpoint::{
     CheckpointId, CheckpointKind, CheckpointRecord, Checkpointer, ListOptions, LoadedCheckpoint, PendingWrite, Result,
+    ThreadListOptions, ThreadSummary,
 };
 use dashflow_checkpoint_memory::MemoryCheckpointer;
 use tokio::sync::Mutex;
@@ -34,6 +35,11 @@ pub(crate) enum Fault {
     ServesBlobsAsFirstPut,
     /// Replaces a stored schema when the same fingerprint is stored again.
     ReplacesSchemas,
+    /// Keeps the default of every optional operation (`NotSupported`) while its harness
+    /// declares them all.
+    LacksOptionalOperations,
+    /// Lists threads oldest first.
+    ListsThreadsOldestFirst,
 }
 
 /// The memory backend with one [`Fault`].
@@ -48,6 +54,14 @@ pub(crate) struct Broken {
 impl Broken {
     pub(crate) fn new(fault: Fault) -> Self {
         Self { inner: MemoryCheckpointer::new(), fault, first_put: Mutex::default(), replaced: Mutex::default() }
+    }
+
+    /// `NotSupported` for an optional `operation` under [`Fault::LacksOptionalOperations`].
+    fn lacking(&self, operation: &'static str) -> Result<()> {
+        if self.fault == Fault::LacksOptionalOperations {
+            return Err(dashflow_checkpoint::CheckpointError::NotSupported { operation });
+        }
+        Ok(())
     }
 
     /// The memory backend's testing hook, for the integrity checks.
@@ -167,7 +181,30 @@ impl Checkpointer for Broken {
         self.inner.delete_idle_threads(cutoff_ms).await
     }
 
+    async fn delete_namespace(&self, thread_id: &str, namespace: &str) -> Result<u64> {
+        self.lacking("delete_namespace")?;
+        self.inner.delete_namespace(thread_id, namespace).await
+    }
+
+    async fn list_threads(&self, options: &ThreadListOptions) -> Result<Vec<ThreadSummary>> {
+        self.lacking("list_threads")?;
+        if self.fault != Fault::ListsThreadsOldestFirst {
+            return self.inner.list_threads(options).await;
+        }
+        let mut unpaged = options.clone();
+        (unpaged.limit, unpaged.after) = (None, None);
+        let mut threads = self.inner.list_threads(&unpaged).await?;
+        threads.reverse();
+        if let Some(after) = &options.after {
+            let start = threads.iter().position(|thread| thread.cursor() == *after).map_or(0, |at| at + 1);
+            threads.drain(..start);
+        }
+        threads.truncate(options.limit.unwrap_or(usize::MAX));
+        Ok(threads)
+    }
+
     async fn put_schema(&self, fingerprint: u64, schema: Vec<u8>) -> Result<()> {
+        self.lacking("put_schema")?;
         match self.fault {
             // Keeps the last schema stored for a fingerprint instead of the first.
             Fault::ReplacesSchemas => {
@@ -179,6 +216,7 @@ impl Checkpointer for Broken {
     }
 
     async fn get_schema(&self, fingerprint: u64) -> Result<Option<Vec<u8>>> {
+        self.lacking("get_schema")?;
         match self.fault {
             Fault::ReplacesSchemas => Ok(self.replaced.lock().await.get(&fingerprint).cloned()),
             _ => self.inner.get_schema(fingerprint).await,
@@ -192,6 +230,7 @@ impl Checkpointer for Broken {
         id: &CheckpointId,
         blob: Vec<u8>,
     ) -> Result<()> {
+        self.lacking("rewrite_as_snapshot")?;
         let blob = if self.fault == Fault::RewritesTheKindOnly {
             let loaded = self.inner.load(thread_id, namespace, Some(id)).await?;
             loaded.and_then(|loaded| loaded.head().map(|record| record.blob.clone())).unwrap_or(blob)

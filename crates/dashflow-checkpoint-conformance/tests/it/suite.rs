@@ -3,7 +3,7 @@ use std::sync::Arc;
 
 use dashflow_checkpoint::BlobLocation;
 use dashflow_checkpoint::Checkpointer;
-use dashflow_checkpoint_conformance::{Tamper, cases, tamper_cases};
+use dashflow_checkpoint_conformance::{Capabilities, Capability, Tamper, cases, tamper_cases};
 use dashflow_checkpoint_memory::MemoryCheckpointer;
 
 use crate::broken::{Broken, Fault};
@@ -113,9 +113,54 @@ async fn rewriting_only_the_kind_fails_the_rewrite_check() {
     assert_fails(Fault::RewritesTheKindOnly, &["rewrite_as_snapshot/turns_a_delta_into_a_snapshot_in_place"]).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lacking_a_declared_operation_fails_its_checks_instead_of_passing_them() {
+    let needing: Vec<String> = cases().iter().filter(|case| !case.needs().is_empty()).map(|case| case.path()).collect();
+    assert!(needing.len() >= 11, "the optional operations have too few checks: {needing:?}");
+    let needing: Vec<&str> = needing.iter().map(String::as_str).collect();
+    let failed = assert_fails(Fault::LacksOptionalOperations, &needing).await;
+    let report = &failed["rewrite_as_snapshot/turns_a_delta_into_a_snapshot_in_place"];
+    assert!(report.contains("not supported"), "unhelpful report: {report}");
+    // Checks of the required operations do not depend on the optional ones.
+    assert_eq!(failed.len(), needing.len(), "{failed:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listing_threads_oldest_first_fails_the_thread_listing_checks() {
+    assert_fails(
+        Fault::ListsThreadsOldestFirst,
+        &["list_threads/newest_first_with_the_head_of_the_root_namespace", "list_threads/pages_by_cursor_and_limit"],
+    )
+    .await;
+}
+
+#[test]
+fn a_missing_capability_makes_its_trials_ignored_with_the_reason() {
+    let capabilities = Capabilities::all().without(Capability::DeleteNamespace);
+    let trials = dashflow_checkpoint_conformance::trials("partial", capabilities, || async {
+        Arc::new(Broken::new(Fault::Honest)) as Arc<dyn Checkpointer>
+    });
+    let ignored: Vec<&str> = trials.iter().filter(|trial| trial.has_ignored_flag()).map(|trial| trial.name()).collect();
+    assert_eq!(
+        ignored,
+        [
+            "partial/delete_namespace/removes_one_namespace_and_nothing_else",
+            "partial/delete_namespace/unknown_namespace_deletes_nothing",
+            "partial/list_threads/deleted_threads_are_not_listed",
+        ]
+    );
+    let lacking = trials.iter().find(|trial| trial.has_ignored_flag()).map(|trial| trial.kind());
+    assert_eq!(lacking, Some("lacks delete_namespace"));
+    let none = dashflow_checkpoint_conformance::trials("bare", Capabilities::none(), || async {
+        Arc::new(Broken::new(Fault::Honest)) as Arc<dyn Checkpointer>
+    });
+    let ignored = none.iter().filter(|trial| trial.has_ignored_flag()).count();
+    assert_eq!(ignored, cases().iter().filter(|case| !case.needs().is_empty()).count());
+}
+
 #[test]
 fn trials_are_named_backend_group_case() {
-    let trials = dashflow_checkpoint_conformance::trials("mock", || async {
+    let trials = dashflow_checkpoint_conformance::trials("mock", Capabilities::all(), || async {
         Arc::new(Broken::new(Fault::Honest)) as Arc<dyn Checkpointer>
     });
     assert_eq!(trials.len(), cases().len());

@@ -29,6 +29,9 @@ pub(crate) fn run(wal: &Wal, args: &ListArgs, out: &mut dyn Write) -> Result<()>
     if let Some(since) = args.since {
         filter = filter.since(since);
     }
+    if let Some(tag) = &args.tag {
+        filter = filter.tag(tag);
+    }
     if args.limit > 0 {
         filter = filter.limit(args.limit);
     }
@@ -72,6 +75,7 @@ pub(crate) fn run_json(run: &RunSummary) -> Value {
         "depth": run.ids.depth,
         "graph": run.graph,
         "thread_id": run.thread_id,
+        "tags": run.tags,
         "status": run.status.as_str(),
         "started_at": run.started_at.map(format_rfc3339),
         "ended_at": run.ended_at.map(format_rfc3339),

@@ -162,6 +162,9 @@ fn write_header(run: &RunSummary, duration: Option<String>, out: &mut dyn Write)
     field("run", &run.ids.run_id.to_string())?;
     field("graph", run.graph.as_deref().unwrap_or("?"))?;
     field("thread", run.thread_id.as_deref().unwrap_or("-"))?;
+    if !run.tags.is_empty() {
+        field("tags", &run.tags.join(", "))?;
+    }
     match run.status {
         RunStatus::Abandoned => field("status", "abandoned: its process died before the run finished")?,
         status => field("status", status.as_str())?,

@@ -14,7 +14,7 @@ use dashflow_checkpoint_sqlite::SqliteCheckpointer;
 use serde_json::{Value, json};
 use sqlx::postgres::PgConnectOptions;
 
-use crate::cli::HistoryArgs;
+use crate::cli::{DatabaseArgs, HistoryArgs};
 use crate::render::{self, Table};
 use crate::time::{format_rfc3339, format_utc};
 
@@ -37,7 +37,8 @@ impl Database {
     }
 }
 
-pub(crate) fn run(args: &HistoryArgs, out: &mut dyn Write) -> Result<()> {
+/// The database `args` names, checked, and a runtime to reach it on.
+pub(crate) fn database(args: &DatabaseArgs) -> Result<(Database, tokio::runtime::Runtime)> {
     let database = Database::parse(&args.db);
     if args.schema.is_some() && matches!(database, Database::Sqlite(_)) {
         bail!("--schema applies to PostgreSQL only, and `{}` is a SQLite database", args.db);
@@ -46,8 +47,13 @@ pub(crate) fn run(args: &HistoryArgs, out: &mut dyn Write) -> Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime for the checkpoint database")?;
+    Ok((database, runtime))
+}
+
+pub(crate) fn run(args: &HistoryArgs, out: &mut dyn Write) -> Result<()> {
+    let (database, runtime) = database(&args.database)?;
     let records = runtime.block_on(async {
-        let checkpointer = open(&database, args.schema.as_deref()).await?;
+        let checkpointer = open(&database, args.database.schema.as_deref()).await?;
         let mut options = ListOptions::new();
         if let Some(namespace) = &args.namespace {
             options = options.namespace(namespace);
@@ -99,7 +105,7 @@ pub(crate) fn run(args: &HistoryArgs, out: &mut dyn Write) -> Result<()> {
     Ok(())
 }
 
-async fn open(database: &Database, schema: Option<&str>) -> Result<Box<dyn Checkpointer>> {
+pub(crate) async fn open(database: &Database, schema: Option<&str>) -> Result<Box<dyn Checkpointer>> {
     Ok(match database {
         Database::Sqlite(path) => {
             // Opening would create a missing file: a mistyped path must not look like an
@@ -120,7 +126,7 @@ async fn open(database: &Database, schema: Option<&str>) -> Result<Box<dyn Check
     })
 }
 
-fn describe(database: &Database) -> String {
+pub(crate) fn describe(database: &Database) -> String {
     match database {
         Database::Sqlite(path) => path.display().to_string(),
         Database::Postgres(_) => "the PostgreSQL database".to_owned(),
@@ -128,9 +134,13 @@ fn describe(database: &Database) -> String {
 }
 
 fn created_at(record: &CheckpointRecord) -> std::time::SystemTime {
-    let magnitude = Duration::from_millis(record.created_at_ms.unsigned_abs());
-    let at =
-        if record.created_at_ms >= 0 { UNIX_EPOCH.checked_add(magnitude) } else { UNIX_EPOCH.checked_sub(magnitude) };
+    at_ms(record.created_at_ms)
+}
+
+/// Milliseconds since the Unix epoch as a time.
+pub(crate) fn at_ms(ms: i64) -> std::time::SystemTime {
+    let magnitude = Duration::from_millis(ms.unsigned_abs());
+    let at = if ms >= 0 { UNIX_EPOCH.checked_add(magnitude) } else { UNIX_EPOCH.checked_sub(magnitude) };
     at.unwrap_or(UNIX_EPOCH)
 }
 

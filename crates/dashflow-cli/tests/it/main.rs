@@ -14,4 +14,5 @@ mod graph;
 mod runs;
 mod tail;
 mod threads;
+mod threads_list;
 mod wal;

@@ -193,3 +193,39 @@ fn runs_show_of_a_subgraph_run_names_its_parent_and_the_parent_lists_it() {
     let list = home.dashflow(&["runs", "list"]);
     assert!(list.ok().lines().any(|line| line.starts_with(&inner) && line.contains("↳ echo")), "{}", list.stdout);
 }
+
+#[test]
+fn runs_list_filters_by_tag_and_tags_reach_the_index_the_trace_and_runs_show() {
+    let home = Home::new();
+    let store = home.store(StoreConfig::default());
+    let app = observed(crate::common::support_graph(), &store);
+    let (tagged, plain) = (RunId::new(), RunId::new());
+    block_on(async {
+        let config = RunConfig::thread("t-9").run_id(tagged).tag("nightly").tag("eu-west");
+        app.invoke(ticket("refund for march"), config).await.unwrap();
+        app.invoke(ticket("refund for april"), RunConfig::thread("t-9").run_id(plain).tag("eu-west")).await.unwrap();
+    });
+    store.flush().unwrap();
+
+    let ids = |args: &[&str]| -> Vec<String> {
+        let mut all = vec!["runs", "list"];
+        all.extend_from_slice(args);
+        let out = home.dashflow(&all);
+        out.ok().lines().skip(1).map(|line| line.split_whitespace().next().unwrap().to_owned()).collect()
+    };
+    assert_eq!(ids(&["--tag", "nightly"]), [tagged.to_string()]);
+    assert_eq!(ids(&["--tag", "eu-west"]).len(), 2);
+    assert_eq!(home.dashflow(&["runs", "list", "--tag", "night"]).ok(), "no runs match\n", "tags match whole");
+
+    let out = home.dashflow(&["runs", "list", "--tag", "nightly", "--json"]);
+    let listed: serde_json::Value = serde_json::from_str(out.ok()).unwrap();
+    assert_eq!(listed[0]["tags"], serde_json::json!(["nightly", "eu-west"]), "in the order given");
+
+    let out = home.dashflow(&["runs", "show", &tagged.to_string()]);
+    assert!(out.ok().lines().any(|line| line == "tags      nightly, eu-west"), "{}", out.stdout);
+
+    let wal = dashflow_wal::Wal::open_read_only(home.wal_dir(), dashflow_wal::WalConfig::default()).unwrap();
+    let trace = wal.trace(tagged).unwrap().expect("the tagged run's trace");
+    assert_eq!(trace.tags, ["nightly", "eu-west"]);
+    assert!(wal.trace(plain).unwrap().expect("the plain run's trace").tags == ["eu-west"]);
+}

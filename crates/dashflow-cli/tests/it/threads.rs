@@ -128,8 +128,7 @@ fn threads_history_reads_postgres_when_a_server_is_configured() {
             return;
         };
         let checkpointer = Arc::new(database.checkpointer().await);
-        let shared: Arc<dyn Checkpointer> = checkpointer.clone();
-        checkpointed_runs(support_graph().with_shared_checkpointer(shared)).await;
+        checkpointed_runs(support_graph().with_checkpointer(checkpointer.clone())).await;
         let records = checkpointer.list("ticket-7", &Default::default()).await.unwrap();
         let url = std::env::var(dashflow_checkpoint_postgres::testing::URL_VAR).unwrap();
 

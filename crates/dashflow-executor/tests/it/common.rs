@@ -101,7 +101,7 @@ impl EventCallback for Recorder {
 /// A one-line rendering of an event, without its timings, for comparing whole sequences.
 pub(crate) fn describe(kind: &EventKind) -> String {
     match kind {
-        EventKind::RunStarted { graph, thread_id } => match thread_id {
+        EventKind::RunStarted { graph, thread_id, .. } => match thread_id {
             Some(thread) => format!("run {graph} on {thread}"),
             None => format!("run {graph}"),
         },

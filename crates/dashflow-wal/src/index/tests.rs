@@ -251,3 +251,29 @@ fn run_status_parses_what_it_prints() {
     let error = "done".parse::<RunStatus>().unwrap_err().to_string();
     assert!(error.contains("running, abandoned, completed, failed or interrupted"), "{error}");
 }
+
+#[test]
+fn tags_of_a_start_are_kept_across_batches_and_filter_whole() {
+    let (_dir, mut index) = open();
+    let (tagged, plain) = (root(), root());
+    let tagged_start = Event::now(
+        tagged,
+        EventKind::RunStarted { graph: "g".into(), thread_id: None, tags: vec!["nightly".into(), "eu".into()] },
+    );
+    // The start and the end in separate batches: the end's upsert keeps the tags.
+    apply(&mut index, &[tagged_start]);
+    apply(&mut index, &[finished(tagged, RunOutcome::Completed, 1, None)]);
+    apply(&mut index, &whole_run(plain, "g", 1));
+    let ids = |filter: RunFilter| -> Vec<RunId> {
+        index.list(&filter).unwrap().into_iter().map(|run| run.ids.run_id).collect()
+    };
+    assert_eq!(ids(RunFilter::all().tag("nightly")), [tagged.run_id]);
+    assert_eq!(ids(RunFilter::all().tag("eu")), [tagged.run_id]);
+    assert!(ids(RunFilter::all().tag("night")).is_empty());
+    assert_eq!(ids(RunFilter::all()).len(), 2);
+    let listed = index.list(&RunFilter::all().tag("eu")).unwrap();
+    assert_eq!(listed[0].tags, ["nightly", "eu"]);
+    assert_eq!(listed[0].status, RunStatus::Completed);
+    let untagged = index.list(&RunFilter::all()).unwrap().into_iter().find(|run| run.ids.run_id == plain.run_id);
+    assert_eq!(untagged.map(|run| run.tags), Some(Vec::new()));
+}

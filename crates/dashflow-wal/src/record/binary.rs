@@ -9,7 +9,8 @@
 //! [root u128 LE]      if bit 1
 //! depth               varint
 //! at                  seconds since the Unix epoch (varint), nanoseconds (varint)
-//! kind u8             0 GraphDefined .. 10 Interrupted (the constants below), then its fields:
+//! kind u8             0 GraphDefined .. 11 RunStarted with tags (the constants below), then its
+//!                     fields:
 //!   string            varint length, UTF-8 bytes
 //!   option            u8 0 (none) or 1, then the value
 //!   duration          seconds (varint), nanoseconds (varint)
@@ -41,6 +42,9 @@ const ROUTED: u8 = 7;
 const CUSTOM: u8 = 8;
 const CHECKPOINT_COMMITTED: u8 = 9;
 const INTERRUPTED: u8 = 10;
+/// `RunStarted` with tags: its fields, then the tags as a count and strings. A run without
+/// tags is written as [`RUN_STARTED`], as before tags existed.
+const RUN_STARTED_TAGGED: u8 = 11;
 
 /// Appends the binary body of `event` to `out`. `false` (with `out` unchanged) for an event
 /// this layout cannot hold: a time before the Unix epoch or an event kind newer than it. The
@@ -72,10 +76,16 @@ pub(super) fn encode(event: &Event, out: &mut Vec<u8>, cache: &mut SchemaCache) 
             string(out, graph);
             cache.write(schema, out);
         }
-        EventKind::RunStarted { graph, thread_id } => {
-            out.push(RUN_STARTED);
+        EventKind::RunStarted { graph, thread_id, tags } => {
+            out.push(if tags.is_empty() { RUN_STARTED } else { RUN_STARTED_TAGGED });
             string(out, graph);
             option(out, thread_id.as_deref(), string);
+            if !tags.is_empty() {
+                varint(out, tags.len() as u64);
+                for tag in tags {
+                    string(out, tag);
+                }
+            }
         }
         EventKind::RunFinished { outcome, steps, duration: d, error } => {
             let outcome = match outcome {
@@ -242,7 +252,20 @@ pub(super) fn decode(body: &[u8]) -> Result<Event, Malformed> {
     let at = UNIX_EPOCH.checked_add(r.duration()?).ok_or(Malformed("time out of range"))?;
     let kind = match r.byte()? {
         GRAPH_DEFINED => EventKind::GraphDefined { graph: r.string()?, schema: Arc::new(r.json()?) },
-        RUN_STARTED => EventKind::RunStarted { graph: r.string()?, thread_id: r.option(Reader::string)? },
+        RUN_STARTED => {
+            EventKind::RunStarted { graph: r.string()?, thread_id: r.option(Reader::string)?, tags: Vec::new() }
+        }
+        RUN_STARTED_TAGGED => {
+            let (graph, thread_id) = (r.string()?, r.option(Reader::string)?);
+            let count = r.varint()?;
+            // Each tag takes at least its length byte: a count beyond the body is malformed,
+            // not an allocation.
+            if count > r.rest.len() as u64 {
+                return Err(Malformed("tag count beyond the body"));
+            }
+            let tags = (0..count).map(|_| r.string()).collect::<Result<_, _>>()?;
+            EventKind::RunStarted { graph, thread_id, tags }
+        }
         RUN_FINISHED => {
             let outcome = match r.byte()? {
                 0 => RunOutcome::Completed,

@@ -12,8 +12,9 @@ fn every_kind() -> Vec<EventKind> {
             graph: "g".into(),
             schema: Arc::new(json!({"nodes": ["a", "b"], "edges": [[1, 2]]})),
         },
-        EventKind::RunStarted { graph: "triage".into(), thread_id: None },
-        EventKind::RunStarted { graph: "triage".into(), thread_id: Some("thread-é".into()) },
+        EventKind::RunStarted { graph: "triage".into(), thread_id: None, tags: Vec::new() },
+        EventKind::RunStarted { graph: "triage".into(), thread_id: Some("thread-é".into()), tags: Vec::new() },
+        EventKind::RunStarted { graph: "triage".into(), thread_id: None, tags: vec!["prod".into(), "user:é".into()] },
         EventKind::RunFinished { outcome: RunOutcome::Completed, steps: 3, duration: Duration::new(1, 5), error: None },
         EventKind::RunFinished {
             outcome: RunOutcome::Failed,

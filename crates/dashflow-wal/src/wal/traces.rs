@@ -60,7 +60,7 @@ impl Wal {
     /// let mut wal = Wal::open(dir.path(), WalConfig::default())?;
     /// let run = RunIds::root(RunId::new());
     /// let events = [
-    ///     Event::now(run, EventKind::RunStarted { graph: "g".into(), thread_id: None }),
+    ///     Event::now(run, EventKind::RunStarted { graph: "g".into(), thread_id: None, tags: Vec::new() }),
     ///     Event::now(run, EventKind::RunFinished {
     ///         outcome: RunOutcome::Completed, steps: 0, duration: Duration::ZERO, error: None,
     ///     }),

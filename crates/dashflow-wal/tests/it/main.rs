@@ -1,5 +1,5 @@
 //! Integration tests of dashflow-wal through its public API, including the reliability cases
-//! R6, R7, R8, R10, R11, R12 and R24 of RELIABILITY.md.
+//! R6, R7, R8, R10, R11, R12 and R24 of the shared reliability requirements.
 
 #![allow(
     clippy::unwrap_used,
