@@ -38,7 +38,7 @@ pub const LARGE_STATE_NODES: usize = 100;
 /// B4: B1 with `checkpointer` attached; each run with a thread id checkpoints every
 /// superstep.
 pub fn chain100_checkpointed(telemetry: Telemetry, checkpointer: Arc<dyn Checkpointer>) -> CompiledGraph<Counter> {
-    chain100(telemetry).with_shared_checkpointer(checkpointer)
+    chain100(telemetry).with_checkpointer(checkpointer)
 }
 
 /// Opens (creating it) the SQLite database at `path`.
@@ -198,7 +198,7 @@ pub fn large_state_chain(probe: &Probe) -> CompiledGraph<Document> {
     }
     graph.add_edge(names[LARGE_STATE_NODES - 1].as_str(), END);
     let checkpointer: Arc<dyn Checkpointer> = probe.checkpointer.clone();
-    compile(graph, Telemetry::Defaults).with_shared_checkpointer(checkpointer)
+    compile(graph, Telemetry::Defaults).with_checkpointer(checkpointer)
 }
 
 /// What the large-state workload wrote.

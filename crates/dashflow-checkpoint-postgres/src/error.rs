@@ -276,8 +276,8 @@ impl From<Error> for CheckpointError {
                 CheckpointError::Conflict { thread_id, namespace, expected, actual }
             }
             error => match error.class() {
-                Class::Transient(_) => CheckpointError::unavailable(true, error),
-                Class::Permanent => CheckpointError::unavailable(false, error),
+                Class::Transient(_) => CheckpointError::transient(error),
+                Class::Permanent => CheckpointError::permanent(error),
                 Class::Corrupt => CheckpointError::corrupt(report(&error)),
                 Class::Encode => CheckpointError::Encode { detail: report(&error) },
             },

@@ -147,19 +147,17 @@ impl From<Error> for CheckpointError {
         match error {
             Error::Checkpoint(error) => error,
             Error::Sqlite(sqlite) => match sqlite.0.sqlite_error_code() {
-                Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
-                    Self::unavailable(true, Error::Busy(sqlite))
-                }
-                Some(ErrorCode::DiskFull) => Self::unavailable(false, Error::Full(sqlite)),
+                Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => Self::transient(Error::Busy(sqlite)),
+                Some(ErrorCode::DiskFull) => Self::permanent(Error::Full(sqlite)),
                 Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => {
                     Self::corrupt(format!("the SQLite database is damaged or not a database: {}", sqlite.0))
                 }
-                _ => Self::unavailable(false, Error::Sqlite(sqlite)),
+                _ => Self::permanent(Error::Sqlite(sqlite)),
             },
             error @ (Error::Json { .. } | Error::BadValue { .. }) => Self::corrupt(chain(&error)),
             error @ Error::NewerSchema { .. } => Self::version_mismatch(chain(&error)),
-            error @ Error::Busy(_) => Self::unavailable(true, error),
-            error => Self::unavailable(false, error),
+            error @ Error::Busy(_) => Self::transient(error),
+            error => Self::permanent(error),
         }
     }
 }

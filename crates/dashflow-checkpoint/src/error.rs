@@ -160,9 +160,16 @@ impl CheckpointError {
         }
     }
 
-    /// Wraps a backend error as `Unavailable`.
-    pub fn unavailable(retryable: bool, source: impl StdError + Send + Sync + 'static) -> Self {
-        Self::Unavailable { retryable, source: Arc::new(source) }
+    /// Wraps a backend error as an `Unavailable` that retrying may cure (a lock held
+    /// elsewhere, a dropped connection).
+    pub fn transient(source: impl StdError + Send + Sync + 'static) -> Self {
+        Self::Unavailable { retryable: true, source: Arc::new(source) }
+    }
+
+    /// Wraps a backend error as an `Unavailable` that retrying will not cure (a full disk,
+    /// bad credentials).
+    pub fn permanent(source: impl StdError + Send + Sync + 'static) -> Self {
+        Self::Unavailable { retryable: false, source: Arc::new(source) }
     }
 
     /// Whether retrying the same operation may succeed.

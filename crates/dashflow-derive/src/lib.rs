@@ -24,7 +24,7 @@
 //! // Not compiled here: a proc-macro crate cannot use its own derive, and the traits it
 //! // implements live in dashflow-graph, which depends on this crate. dashflow-graph's
 //! // integration tests (`tests/it/derive.rs`) compile states like this one.
-//! use dashflow::graph::{GraphState, Message};
+//! use dashflow::{GraphState, Message};
 //! use serde::{Deserialize, Serialize};
 //!
 //! #[derive(Clone, Debug, Default, Serialize, Deserialize, GraphState)]

@@ -17,7 +17,7 @@ pub(crate) fn graph_crate() -> TokenStream {
 /// A direct `dashflow-graph` dependency is preferred over the `dashflow` facade: a crate of this
 /// workspace may list the facade as a dev-dependency (for its tests) while its library code
 /// depends on `dashflow-graph` only, and `proc-macro-crate` cannot tell the two kinds of
-/// dependency apart. A user who depends on the facade alone gets `::dashflow::graph`.
+/// dependency apart. A user who depends on the facade alone gets `::dashflow::__private::graph`.
 fn resolve(graph: Option<FoundCrate>, facade: Option<FoundCrate>) -> TokenStream {
     match graph {
         // Inside dashflow-graph itself, `lib.rs` declares `extern crate self as dashflow_graph`,
@@ -33,9 +33,9 @@ fn resolve(graph: Option<FoundCrate>, facade: Option<FoundCrate>) -> TokenStream
     match facade {
         // Inside the facade this needs `extern crate self as dashflow`; its doctests and
         // integration tests work either way.
-        Some(FoundCrate::Itself) => quote!(::dashflow::graph),
+        Some(FoundCrate::Itself) => quote!(::dashflow::__private::graph),
         Some(FoundCrate::Name(name)) => match ident(&name) {
-            Some(ident) => quote!(::#ident::graph),
+            Some(ident) => quote!(::#ident::__private::graph),
             None => quote!(::dashflow_graph),
         },
         // Neither found (e.g. a build without Cargo): the crate's own name is the best guess.

@@ -186,12 +186,11 @@ impl<S: GraphState> CompiledGraph<S> {
     /// Checkpoints every run into `checkpointer`, making runs durable, resumable and
     /// inspectable (`get_state`, `get_state_history`, time travel). Each run then needs a
     /// thread (`RunConfig::thread`); one without fails as it starts with `ThreadRequired`.
+    ///
+    /// A checkpointer shared with other graphs is passed as an `Arc` (`Arc<T>` and
+    /// `Arc<dyn Checkpointer>` are checkpointers themselves).
     pub fn with_checkpointer(self, checkpointer: impl Checkpointer) -> Self {
-        self.with_shared_checkpointer(Arc::new(checkpointer))
-    }
-
-    /// Like [`CompiledGraph::with_checkpointer`], for a checkpointer shared with other graphs.
-    pub fn with_shared_checkpointer(self, checkpointer: Arc<dyn Checkpointer>) -> Self {
+        let checkpointer: Arc<dyn Checkpointer> = Arc::new(checkpointer);
         self.configure(|inner| inner.checkpoints = Some(CheckpointSettings::with_format(checkpointer, &inner.format)))
     }
 

@@ -2,9 +2,12 @@
 //!
 //! ## Crates
 //!
-//! The facade re-exports the golden path; each layer is also usable alone:
-//! [`graph`] (state, nodes, edges, validation), [`executor`] (the run loop),
-//! [`scheduler`] (where tasks run) and [`telemetry`] (events).
+//! The facade re-exports what a program needs: the builder, the compiled graph and its
+//! configuration at the top level, and three small modules for going further:
+//! [`checkpoint`] (the contract a store implements, and its records), [`telemetry`] (events
+//! and their sinks) and [`wal`] (the run log and its store). Each layer is also a crate of its
+//! own (`dashflow-graph`, `dashflow-executor`, `dashflow-scheduler`, ...) for code that needs
+//! more.
 //!
 //! ## Feature flags
 //!
@@ -16,18 +19,49 @@
 //!
 //! [`MemoryCheckpointer`] is always available.
 
-pub use dashflow_checkpoint as checkpoint;
 pub use dashflow_checkpoint::{CheckpointError, CheckpointId, Checkpointer, Codec};
 pub use dashflow_checkpoint_memory::MemoryCheckpointer;
 #[cfg(feature = "postgres")]
 pub use dashflow_checkpoint_postgres::PostgresCheckpointer;
 #[cfg(feature = "sqlite")]
 pub use dashflow_checkpoint_sqlite::{SqliteCheckpointer, SqliteOptions};
-pub use dashflow_executor as executor;
-pub use dashflow_graph as graph;
-pub use dashflow_scheduler as scheduler;
-pub use dashflow_telemetry as telemetry;
-pub use dashflow_wal as wal;
+pub use dashflow_scheduler::{Scheduler, TokioScheduler};
+
+/// The checkpoint contract: implement [`Checkpointer`](checkpoint::Checkpointer) for a store of
+/// your own, or read what a store holds.
+pub mod checkpoint {
+    pub use dashflow_checkpoint::{
+        BadThreadCursor, BlobLocation, CheckpointError, CheckpointId, CheckpointKind, CheckpointRecord, Checkpointer,
+        Codec, ListOptions, LoadedCheckpoint, Metadata, PendingWrite, Result, ThreadCursor, ThreadListOptions,
+        ThreadSummary,
+    };
+}
+
+/// Events, and the sinks that receive them: implement
+/// [`EventCallback`](telemetry::EventCallback) for one of your own.
+pub mod telemetry {
+    pub use dashflow_telemetry::{
+        Event, EventBatch, EventCallback, EventKind, Interest, InterruptReason, LiveRun, LiveRuns, MetricsCallback,
+        Report, RunId, RunIds, RunOutcome,
+    };
+}
+
+/// The run log that `compile()`'s default observers write, and what reads it back: the
+/// process's store ([`EventStore::global`](wal::EventStore::global)), a store of your own,
+/// and [`Wal`](wal::Wal) for listing runs, their events and traces.
+pub mod wal {
+    pub use dashflow_wal::{
+        DamagedRange, EventStore, ExecutionTrace, FailureReport, Follower, FsyncPolicy, OsStorage, Retention,
+        RunFilter, RunStatus, RunSummary, Storage, StoreConfig, StoreStats, TraceConfig, TraceStatus, Wal, WalConfig,
+        WalError, home_dir,
+    };
+}
+
+#[doc(hidden)]
+pub mod __private {
+    //! What `#[derive(GraphState)]` names when a crate depends on the facade alone.
+    pub use dashflow_graph as graph;
+}
 
 mod defaults;
 #[cfg(feature = "prometheus")]

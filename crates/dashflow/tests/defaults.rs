@@ -37,8 +37,8 @@ fn counting(rounds: u64) -> CompiledGraph<Count> {
 /// Everything of the facade and of the executor in scope at once: `compile()` still means one
 /// method (this would not build if the executor had a `compile` of its own).
 mod both_crates_in_scope {
-    use dashflow::executor::*;
     use dashflow::prelude::*;
+    use dashflow_executor::*;
 
     pub(super) fn compile(graph: StateGraph<super::Count>) -> CompiledGraph<super::Count> {
         graph.compile().unwrap()

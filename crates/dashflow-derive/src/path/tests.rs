@@ -22,15 +22,15 @@ fn a_direct_dependency_is_named_as_renamed_even_next_to_the_facade() {
 }
 
 #[test]
-fn facade_users_reach_the_graph_crate_through_its_graph_module() {
-    assert_eq!(resolved(None, name("dashflow")), "::dashflow::graph");
-    assert_eq!(resolved(None, name("df")), "::df::graph");
-    assert_eq!(resolved(None, Some(FoundCrate::Itself)), "::dashflow::graph");
+fn facade_users_reach_the_graph_crate_through_its_private_module() {
+    assert_eq!(resolved(None, name("dashflow")), "::dashflow::__private::graph");
+    assert_eq!(resolved(None, name("df")), "::df::__private::graph");
+    assert_eq!(resolved(None, Some(FoundCrate::Itself)), "::dashflow::__private::graph");
 }
 
 #[test]
 fn unusable_or_missing_names_fall_back_to_the_crate_name() {
     assert_eq!(resolved(None, None), "::dashflow_graph");
     assert_eq!(resolved(None, name("not an ident")), "::dashflow_graph");
-    assert_eq!(resolved(name("9lives"), name("dashflow")), "::dashflow::graph");
+    assert_eq!(resolved(name("9lives"), name("dashflow")), "::dashflow::__private::graph");
 }

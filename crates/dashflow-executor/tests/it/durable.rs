@@ -59,7 +59,7 @@ fn fan_out_with_flaky(
         .add_parallel_edges(START, ["a", "b", "flaky"])
         .add_join(["a", "b", "flaky"], "join")
         .add_edge("join", END);
-    graph.compiled().unwrap().with_shared_checkpointer(checkpointer)
+    graph.compiled().unwrap().with_checkpointer(checkpointer)
 }
 
 #[tokio::test]
@@ -89,7 +89,7 @@ fn draft_then_send(ledger: &Ledger) -> CompiledGraph<Trail> {
         .add_edge(START, "draft")
         .add_edge("draft", "send")
         .add_edge("send", END);
-    graph.compiled().unwrap().with_shared_checkpointer(memory())
+    graph.compiled().unwrap().with_checkpointer(memory())
 }
 
 #[tokio::test]
@@ -160,7 +160,7 @@ async fn a_node_interrupt_returns_the_resume_value_when_the_run_continues() {
         })
         .add_edge(START, "review")
         .add_edge("review", END);
-    let app = graph.compiled().unwrap().with_shared_checkpointer(memory());
+    let app = graph.compiled().unwrap().with_checkpointer(memory());
     let config = RunConfig::thread("hitl-1");
 
     let paused = app.invoke(Trail::default(), config.clone()).await.unwrap();
@@ -185,7 +185,7 @@ async fn interrupts_without_a_checkpointer_are_refused_up_front() {
     let app = graph.compiled().unwrap().interrupt_before(["a"]).unwrap();
     let error = app.invoke(Trail::default(), RunConfig::thread("t")).await.unwrap_err();
     assert!(matches!(error, Error::NoCheckpointer { .. }), "{error}");
-    let app = app.with_shared_checkpointer(memory());
+    let app = app.with_checkpointer(memory());
     let error = app.invoke(Trail::default(), RunConfig::new()).await.unwrap_err();
     assert!(matches!(error, Error::ThreadRequired { .. }), "{error}");
 }
@@ -220,7 +220,7 @@ fn an_interrupt_setting_naming_an_unknown_node_fails_where_it_is_set() {
 async fn a_checkpointed_graph_run_without_a_thread_is_refused_naming_the_fix() {
     let mut graph = StateGraph::<Trail>::named("counter");
     graph.add_node("a", crate::common::tick).add_edge(START, "a").add_edge("a", END);
-    let app = graph.compiled().unwrap().with_shared_checkpointer(memory());
+    let app = graph.compiled().unwrap().with_checkpointer(memory());
     let error = app.invoke(Trail::default(), RunConfig::new()).await.unwrap_err();
     assert!(matches!(&error, Error::ThreadRequired { graph } if graph == "counter"), "{error}");
     assert!(error.to_string().contains("RunConfig::thread(id)"), "{error}");
@@ -307,7 +307,7 @@ fn chain_failing_at_c(fail: &Arc<AtomicBool>, checkpointer: Arc<dyn Checkpointer
         .add_edge("b", "c")
         .add_edge("c", "d")
         .add_edge("d", END);
-    graph.compiled().unwrap().with_shared_checkpointer(checkpointer)
+    graph.compiled().unwrap().with_checkpointer(checkpointer)
 }
 
 #[tokio::test]
@@ -373,7 +373,7 @@ async fn history_lists_every_checkpoint_newest_first_and_time_travel_forks_from_
 async fn invoke_update_continues_a_thread_with_new_input() {
     let mut graph = StateGraph::<Trail>::new();
     graph.add_node("count", crate::common::tick).add_edge(START, "count").add_edge("count", END);
-    let app = graph.compiled().unwrap().with_shared_checkpointer(memory());
+    let app = graph.compiled().unwrap().with_checkpointer(memory());
     let config = RunConfig::thread("chat");
     app.invoke(Trail::default(), config.clone()).await.unwrap();
     let second = app.invoke_update(TrailUpdate::default().log(vec!["hello".to_owned()]), config.clone()).await.unwrap();
@@ -389,7 +389,7 @@ async fn a_recursion_limit_stop_can_resume_with_a_higher_limit() {
         |state: &Trail| if state.count < 40 { "again" } else { "done" },
         [("again", "inc"), ("done", END)],
     );
-    let app = graph.compiled().unwrap().with_shared_checkpointer(memory());
+    let app = graph.compiled().unwrap().with_checkpointer(memory());
     let config = RunConfig::thread("r16").durability(Durability::Sync);
     let error = app.invoke(Trail::default(), config.clone()).await.unwrap_err();
     assert!(matches!(error, Error::RecursionLimit { limit: 25 }), "{error}");
@@ -409,7 +409,7 @@ async fn a_checkpoint_of_another_state_schema_is_a_version_mismatch() {
     let checkpointer = memory();
     let mut graph = StateGraph::<Trail>::new();
     graph.add_node("a", crate::common::tick).add_edge(START, "a").add_edge("a", END);
-    let app = graph.compiled().unwrap().with_shared_checkpointer(Arc::clone(&checkpointer));
+    let app = graph.compiled().unwrap().with_checkpointer(Arc::clone(&checkpointer));
     app.invoke(Trail::default(), RunConfig::thread("shared")).await.unwrap();
 
     let mut other = StateGraph::<Other>::new();
@@ -417,7 +417,7 @@ async fn a_checkpoint_of_another_state_schema_is_a_version_mismatch() {
         .add_node("a", |_: Arc<Other>| async { Ok(OtherUpdate::default().total(1)) })
         .add_edge(START, "a")
         .add_edge("a", END);
-    let other = other.compiled().unwrap().with_shared_checkpointer(checkpointer);
+    let other = other.compiled().unwrap().with_checkpointer(checkpointer);
     let error = other.get_state(&RunConfig::thread("shared")).await.unwrap_err();
     assert!(matches!(error, Error::Checkpoint(CheckpointError::VersionMismatch { .. })), "{error}");
     let error = other.resume(Command::new(), RunConfig::thread("shared")).await.unwrap_err();
@@ -442,7 +442,7 @@ async fn a_corrupted_blob_is_a_corruption_error_not_garbage_state() {
     checkpointer.put(record, None).await.unwrap();
     let mut graph = StateGraph::<Trail>::new();
     graph.add_node("a", crate::common::tick).add_edge(START, "a").add_edge("a", END);
-    let app = graph.compiled().unwrap().with_shared_checkpointer(checkpointer);
+    let app = graph.compiled().unwrap().with_checkpointer(checkpointer);
     let error = app.get_state(&RunConfig::thread("bad")).await.unwrap_err();
     assert!(
         matches!(error, Error::Checkpoint(CheckpointError::Corrupt { .. } | CheckpointError::VersionMismatch { .. })),
@@ -532,7 +532,7 @@ async fn a_large_state_growing_by_small_items_writes_bytes_proportional_to_the_i
             |s: &Trail| if s.count < 200 { "again" } else { "done" },
             [("again", "grow"), ("done", END)],
         );
-    let app = graph.compiled().unwrap().with_shared_checkpointer(Arc::clone(&counting) as Arc<dyn Checkpointer>);
+    let app = graph.compiled().unwrap().with_checkpointer(Arc::clone(&counting) as Arc<dyn Checkpointer>);
     // About 1 MB of state to begin with.
     let big = Trail { log: (0..10_000).map(|i| format!("{i:0>96}")).collect(), ..Trail::default() };
     let config = RunConfig::thread("big").durability(Durability::Sync).recursion_limit(500);
@@ -582,7 +582,7 @@ async fn two_runs_resuming_one_thread_at_once_let_exactly_one_advance() {
         })
         .add_edge(START, "work")
         .add_edge("work", END);
-    let app = graph.compiled().unwrap().with_shared_checkpointer(memory()).interrupt_before(["work"]).unwrap();
+    let app = graph.compiled().unwrap().with_checkpointer(memory()).interrupt_before(["work"]).unwrap();
     let config = RunConfig::thread("r13").durability(Durability::Sync);
     app.invoke(Trail::default(), config.clone()).await.unwrap();
     armed.store(true, Ordering::SeqCst);
@@ -612,7 +612,7 @@ async fn a_thousand_concurrent_threads_on_one_graph_keep_their_histories_apart()
         .add_edge(START, "first")
         .add_edge("first", "second")
         .add_edge("second", END);
-    let app = graph.compiled().unwrap().with_shared_checkpointer(memory());
+    let app = graph.compiled().unwrap().with_checkpointer(memory());
     let runs = (0..1000).map(|i| {
         let app = app.clone();
         tokio::spawn(async move {
@@ -655,7 +655,7 @@ async fn dropping_a_run_mid_step_leaves_no_half_written_checkpoint_and_the_threa
         .add_edge(START, "a")
         .add_edge("a", "slow")
         .add_edge("slow", END);
-    let app = graph.compiled().unwrap().with_shared_checkpointer(memory());
+    let app = graph.compiled().unwrap().with_checkpointer(memory());
     let config = RunConfig::thread("r19").durability(Durability::Sync);
     let run = app.invoke(Trail::default(), config.clone());
     tokio::select! {
@@ -679,7 +679,7 @@ fn counting_loop(checkpointer: Arc<dyn Checkpointer>) -> CompiledGraph<Trail> {
         |state: &Trail| if state.count < 40 { "again" } else { "done" },
         [("again", "inc"), ("done", END)],
     );
-    graph.compiled().unwrap().with_shared_checkpointer(checkpointer)
+    graph.compiled().unwrap().with_checkpointer(checkpointer)
 }
 
 fn padded() -> Trail {
@@ -733,7 +733,7 @@ fn looping_through_a_subgraph(checkpointer: Arc<dyn Checkpointer>) -> CompiledGr
         |state: &Trail| if state.count < 10 { "again" } else { "done" },
         [("again", "sub"), ("done", END)],
     );
-    graph.compiled().unwrap().with_shared_checkpointer(checkpointer)
+    graph.compiled().unwrap().with_checkpointer(checkpointer)
 }
 
 /// The subgraph namespaces of `thread` that hold checkpoints, and how many in all.
@@ -841,7 +841,7 @@ fn parent_graph(
         .add_edge("intro", "plan")
         .add_edge("plan", "outro")
         .add_edge("outro", END);
-    parent.compiled().unwrap().with_shared_checkpointer(checkpointer)
+    parent.compiled().unwrap().with_checkpointer(checkpointer)
 }
 
 #[tokio::test]
@@ -952,9 +952,9 @@ async fn checkpoint_settings_made_before_the_checkpointer_still_count() {
         let app = three_steps().compiled().unwrap();
         let shared: Arc<dyn Checkpointer> = checkpointer.clone();
         let app = if codec_first {
-            app.with_codec(dashflow_checkpoint::Codec::Json).with_max_delta_chain(1).with_shared_checkpointer(shared)
+            app.with_codec(dashflow_checkpoint::Codec::Json).with_max_delta_chain(1).with_checkpointer(shared)
         } else {
-            app.with_shared_checkpointer(shared).with_codec(dashflow_checkpoint::Codec::Json).with_max_delta_chain(1)
+            app.with_checkpointer(shared).with_codec(dashflow_checkpoint::Codec::Json).with_max_delta_chain(1)
         };
         app.invoke(Trail::default(), RunConfig::thread("t")).await.unwrap();
         let records = checkpointer.list("t", &ListOptions::new()).await.unwrap();
@@ -986,7 +986,7 @@ async fn a_pause_ends_the_stream_with_an_interrupted_item_in_every_mode() {
         .add_edge(START, "draft")
         .add_edge("draft", "review")
         .add_edge("review", END);
-    let app = graph.compiled().unwrap().with_shared_checkpointer(memory());
+    let app = graph.compiled().unwrap().with_checkpointer(memory());
     for (thread, mode) in [("p-upd", StreamMode::Updates), ("p-val", StreamMode::Values), ("p-cus", StreamMode::Custom)]
     {
         let items: Vec<_> =

@@ -142,7 +142,7 @@ fn memory() -> Arc<dyn Checkpointer> {
 fn a_then_b(name: &str) -> CompiledGraph<Trail> {
     let mut graph = StateGraph::<Trail>::named(name);
     graph.add_node("a", log("a")).add_node("b", log("b")).add_edge(START, "a").add_edge("a", "b").add_edge("b", END);
-    graph.compiled().unwrap().with_shared_checkpointer(memory())
+    graph.compiled().unwrap().with_checkpointer(memory())
 }
 
 /// The run-level part of what a recorder heard: checkpoints (by step; whether one is a
@@ -195,7 +195,7 @@ async fn every_committed_checkpoint_is_reported_with_the_id_history_shows_in_bot
 #[tokio::test]
 async fn a_node_interrupt_is_reported_with_its_value_after_what_resuming_needs_is_stored() {
     let recorder = Recorder::default();
-    let app = approval().compiled().unwrap().with_shared_checkpointer(memory()).with_callback(recorder.clone());
+    let app = approval().compiled().unwrap().with_checkpointer(memory()).with_callback(recorder.clone());
     let config = RunConfig::thread("ask");
     let paused = app.invoke(Trail::default(), config.clone()).await.unwrap();
     assert!(matches!(paused.status, RunStatus::Interrupted { .. }));
@@ -232,7 +232,7 @@ async fn pauses_before_and_after_a_node_are_reported_with_their_reason() {
 #[tokio::test]
 async fn exit_durability_reports_the_one_checkpoint_it_writes_at_the_pause() {
     let recorder = Recorder::default();
-    let app = approval().compiled().unwrap().with_shared_checkpointer(memory());
+    let app = approval().compiled().unwrap().with_checkpointer(memory());
     let config = RunConfig::thread("exit").durability(Durability::Exit).callback(recorder.clone());
     app.invoke(Trail::default(), config).await.unwrap();
     assert_eq!(

@@ -116,7 +116,7 @@ fn graph<S: MergeableState>(checkpointer: Arc<dyn Checkpointer>, codec: Codec, u
         })
         .add_edge(START, "write")
         .add_edge("write", END);
-    graph.compiled().unwrap().with_shared_checkpointer(checkpointer).with_codec(codec)
+    graph.compiled().unwrap().with_checkpointer(checkpointer).with_codec(codec)
 }
 
 async fn sqlite(path: &Path) -> Arc<dyn Checkpointer> {
@@ -285,7 +285,7 @@ fn ticket_graph<S: MergeableState>(
         .add_parallel_edges("first", ["second", "ask"])
         .add_join(["second", "ask"], "finish")
         .add_edge("finish", END);
-    graph.compiled().unwrap().with_shared_checkpointer(checkpointer).with_codec(codec)
+    graph.compiled().unwrap().with_checkpointer(checkpointer).with_codec(codec)
 }
 
 fn r1_update(node: &str, answer: Option<&str>) -> r1::TicketUpdate {

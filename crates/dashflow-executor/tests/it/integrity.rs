@@ -78,7 +78,7 @@ fn noting(checkpointer: Arc<dyn Checkpointer>, codec: Codec) -> CompiledGraph<Tr
         .add_node("note", |_: Arc<Trail>| async { Ok(TrailUpdate::default().note("refund".to_owned())) })
         .add_edge(START, "note")
         .add_edge("note", END);
-    graph.compiled().unwrap().with_shared_checkpointer(checkpointer).with_codec(codec)
+    graph.compiled().unwrap().with_checkpointer(checkpointer).with_codec(codec)
 }
 
 #[tokio::test]
@@ -125,7 +125,7 @@ async fn every_changed_byte_of_a_pending_write_is_corrupt_naming_the_write() {
         })
         .add_edge(START, "ask")
         .add_edge("ask", END);
-    let app = graph.compiled().unwrap().with_shared_checkpointer(Arc::clone(&checkpointer));
+    let app = graph.compiled().unwrap().with_checkpointer(Arc::clone(&checkpointer));
     let config = RunConfig::thread("ticket-8");
     let paused = app.invoke(Trail::default(), config.clone()).await.unwrap();
     assert!(matches!(paused.status, RunStatus::Interrupted { .. }));

@@ -81,7 +81,7 @@ fn reviewing(ledger: &Ledger, checkpointer: Arc<dyn Checkpointer>) -> CompiledGr
         .add_edge("intro", "review")
         .add_edge("review", "outro")
         .add_edge("outro", END);
-    graph.compiled().unwrap().with_shared_checkpointer(checkpointer)
+    graph.compiled().unwrap().with_checkpointer(checkpointer)
 }
 
 fn rust_topic() -> Trail {
@@ -164,7 +164,7 @@ async fn only_tasks_with_an_unfinished_subgraph_run_name_a_namespace() {
         .add_edge("plain", END)
         .add_edge("review", END)
         .add_edge("tally", END);
-    let app = graph.compiled().unwrap().with_shared_checkpointer(memory());
+    let app = graph.compiled().unwrap().with_checkpointer(memory());
     let config = RunConfig::thread("fan-out-1").durability(Durability::Sync);
     app.invoke(rust_topic(), config.clone()).await.unwrap();
 
@@ -240,7 +240,7 @@ async fn an_edit_of_a_paused_same_state_subgraph_reaches_the_parent_with_the_sub
         .add_edge(START, "intro")
         .add_edge("intro", "plan")
         .add_edge("plan", END);
-    let app = parent.compiled().unwrap().with_shared_checkpointer(memory());
+    let app = parent.compiled().unwrap().with_checkpointer(memory());
     let config = RunConfig::thread("same-state-edit");
     app.invoke(Trail::default(), config.clone()).await.unwrap();
 
@@ -284,7 +284,7 @@ async fn update_state_without_as_node_keeps_a_pending_interrupt_and_with_as_node
         .add_edge(START, "review")
         .add_edge("review", "send")
         .add_edge("send", END);
-    let app = graph.compiled().unwrap().with_shared_checkpointer(memory());
+    let app = graph.compiled().unwrap().with_checkpointer(memory());
 
     let config = RunConfig::thread("keep");
     app.invoke(Trail { note: "draft".into(), ..Trail::default() }, config.clone()).await.unwrap();
@@ -331,7 +331,7 @@ fn nested(ledger: &Ledger, checkpointer: Arc<dyn Checkpointer>) -> CompiledGraph
     )
     .add_edge(START, "plan")
     .add_edge("plan", END);
-    top.compiled().unwrap().with_shared_checkpointer(checkpointer)
+    top.compiled().unwrap().with_checkpointer(checkpointer)
 }
 
 #[tokio::test]
@@ -642,7 +642,7 @@ async fn a_subgraph_run_left_paused_by_a_failed_step_is_not_continued_by_the_nex
             .add_parallel_edges(START, ["review", "check"])
             .add_edge("review", END)
             .add_edge("check", END);
-        let app = graph.compiled().unwrap().with_shared_checkpointer(memory());
+        let app = graph.compiled().unwrap().with_checkpointer(memory());
         let config = RunConfig::thread(format!("failed-step-{durability:?}")).durability(durability);
         assert_eq!(app.invoke(topic("rust"), config.clone()).await.unwrap().status, asks_about("rust"));
 

@@ -153,7 +153,7 @@ fn quick_and_slow(ledger: &Ledger, gate: &Gate, checkpointer: Arc<dyn Checkpoint
         .add_parallel_edges(START, ["quick", "slow"])
         .add_join(["quick", "slow"], "join")
         .add_edge("join", END);
-    graph.compiled().unwrap().with_shared_checkpointer(checkpointer)
+    graph.compiled().unwrap().with_checkpointer(checkpointer)
 }
 
 #[tokio::test(start_paused = true)]
@@ -240,7 +240,7 @@ async fn a_failed_parallel_step_stores_each_finished_sibling_once_and_the_resume
         .add_join(["a", "b", "flaky"], "join")
         .add_node("join", logged("join"))
         .add_edge("join", END);
-    let app = graph.compiled().unwrap().with_shared_checkpointer(watching.clone());
+    let app = graph.compiled().unwrap().with_checkpointer(watching.clone());
     let config = RunConfig::thread("failed-step").durability(Durability::Sync);
 
     app.invoke(Trail::default(), config.clone()).await.unwrap_err();
@@ -282,7 +282,7 @@ async fn an_interrupt_in_a_parallel_step_is_stored_as_soon_as_it_is_raised() {
             .add_parallel_edges(START, ["asker", "slow"])
             .add_edge("asker", END)
             .add_edge("slow", END);
-        let app = graph.compiled().unwrap().with_shared_checkpointer(watching.clone());
+        let app = graph.compiled().unwrap().with_checkpointer(watching.clone());
         let config = RunConfig::thread("asking").durability(durability);
         let run = tokio::spawn({
             let (app, config) = (app.clone(), config.clone());
@@ -338,7 +338,7 @@ async fn a_subgraph_run_that_finished_before_its_parent_stored_it_is_not_run_aga
     let mut parent = StateGraph::<Trail>::named("parent");
     parent.add_node("sub", child.compiled().unwrap()).add_node("after", logged("after"));
     parent.add_edge(START, "sub").add_edge("sub", "after").add_edge("after", END);
-    let app = parent.compiled().unwrap().with_shared_checkpointer(watching.clone());
+    let app = parent.compiled().unwrap().with_checkpointer(watching.clone());
     let config = RunConfig::thread("finished-child").durability(Durability::Sync);
 
     // The run "dies" as it stores its step 1: the subgraph run had finished and was stored.
@@ -371,7 +371,7 @@ async fn under_async_durability_a_subgraph_starts_only_once_its_step_start_is_co
     let mut parent = StateGraph::<Trail>::named("parent");
     parent.add_node("prepare", logged("prepare")).add_node("sub", child.compiled().unwrap());
     parent.add_edge(START, "prepare").add_edge("prepare", "sub").add_edge("sub", END);
-    let app = parent.compiled().unwrap().with_shared_checkpointer(watching.clone());
+    let app = parent.compiled().unwrap().with_checkpointer(watching.clone());
     let config = RunConfig::thread("ordered").durability(Durability::Async);
 
     // The checkpoint of step 1, which step 2 (the subgraph's) starts from, is never committed:
