@@ -83,7 +83,7 @@
 //! # Paths
 //!
 //! Generated code names the graph crate as `::dashflow_graph` (or its renamed name) when the
-//! deriving crate depends on `dashflow-graph`, and otherwise as `::dashflow::graph` through the
+//! deriving crate depends on `dashflow-graph`, and otherwise as `::dashflow::__private::graph` through the
 //! facade, so users of either never add a dependency for the derive's sake. Serde is reached
 //! through the graph crate's re-export, so deriving needs no `serde` dependency either (the
 //! state's own `Serialize`/`Deserialize` derives still do).
