@@ -24,6 +24,7 @@
 //! costs the executor nothing beyond the events it sends anyway.
 
 mod exit;
+mod fold;
 mod report;
 mod traces;
 mod wake;
@@ -126,7 +127,8 @@ impl StoreConfig {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct StoreStats {
-    /// Events written to the WAL.
+    /// Events written to the WAL. A one-task step's start is stored in its task's end and
+    /// not counted (see the `fold` module).
     pub written: u64,
     /// Events dropped because the queue was full (the writer fell behind) or the store had
     /// shut down. A run's start and end are not dropped for a full queue: they are queued
@@ -736,6 +738,7 @@ impl Writer {
         if batch.is_empty() {
             return;
         }
+        fold::fold_lone_starts(batch);
         let count = batch.len() as u64;
         // Events wait behind this batch: start no new traces until the writer catches up.
         let backlogged = batch.len() + self.counters.queued.load(Ordering::Relaxed) > self.capacity / 4;
