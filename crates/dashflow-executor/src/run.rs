@@ -11,6 +11,8 @@ use dashflow_graph::{
     TaskId,
 };
 use dashflow_telemetry::{Event, EventKind, InterruptReason, Report, RunIds, RunOutcome};
+use futures::FutureExt;
+use futures::future::{AbortHandle, Abortable};
 use std::collections::HashMap;
 use tokio::sync::oneshot;
 use tracing::{Instrument, Level};
@@ -764,6 +766,8 @@ async fn execute_tasks<S: GraphState>(
         return;
     }
     let mut receivers = Vec::with_capacity(frontier.len());
+    // Dropping this future (the run was dropped) cancels the tasks it spawned.
+    let mut spawned = CancelOnDrop(Vec::with_capacity(frontier.len()));
     for (index, task) in frontier.iter().enumerate() {
         let node_id = task.node;
         let task_id = task_id(graph.node(node_id), step, index);
@@ -776,16 +780,22 @@ async fn execute_tasks<S: GraphState>(
         let scope = Arc::clone(scope);
         let owned_inner = Arc::clone(inner);
         let writer = writer.clone();
-        inner.scheduler.spawn(Box::pin(async move {
-            let node = owned_inner.graph.node(node_id);
-            let key = writer.as_ref().map(|_| task_id.to_string());
-            let outcome = run_any(&scope, &owned_inner, (node_id, node), task_id, input, timed, None).await;
-            let stored = match (&writer, key) {
-                (Some(writer), Some(key)) => store_result(writer, &key, &node.name, &outcome).await.err(),
-                _ => None,
-            };
-            let _ = tx.send((outcome, stored));
-        }));
+        let (handle, registration) = AbortHandle::new_pair();
+        spawned.0.push(handle);
+        let task = Abortable::new(
+            async move {
+                let node = owned_inner.graph.node(node_id);
+                let key = writer.as_ref().map(|_| task_id.to_string());
+                let outcome = run_any(&scope, &owned_inner, (node_id, node), task_id, input, timed, None).await;
+                let stored = match (&writer, key) {
+                    (Some(writer), Some(key)) => store_result(writer, &key, &node.name, &outcome).await.err(),
+                    _ => None,
+                };
+                let _ = tx.send((outcome, stored));
+            },
+            registration,
+        );
+        inner.scheduler.spawn(Box::pin(task.map(drop)));
         receivers.push(Ok(rx));
     }
     for ((index, task), receiver) in frontier.iter().enumerate().zip(receivers) {
@@ -805,6 +815,19 @@ async fn execute_tasks<S: GraphState>(
                 update,
                 gotos: gotos.into_iter().map(restored_goto).collect(),
             }),
+        }
+    }
+    // Every spawned task has finished: nothing to cancel.
+    spawned.0.clear();
+}
+
+/// The tasks a step spawned, cancelled when the step's future is dropped before they end.
+struct CancelOnDrop(Vec<AbortHandle>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        for handle in &self.0 {
+            handle.abort();
         }
     }
 }
