@@ -16,7 +16,7 @@ use crate::compiled::Inner;
 use crate::durable::TaskWriter;
 use crate::hub::ExecScope;
 use crate::payload::{INTERRUPT, OUTPUT, StoredGoto, StoredWrite};
-use crate::task::{TaskOutcome, run_any};
+use crate::task::{TaskOutcome, run_task};
 use crate::{Error, NodeRun};
 
 /// A task that finished: its update and where it wants to go.
@@ -76,7 +76,7 @@ pub(super) async fn execute_tasks<S: GraphState>(
         let node = graph.node(task.node);
         let input = task.input.clone().unwrap_or_else(|| Arc::clone(state));
         let task_id = task_id(node, step, 0);
-        let outcome = run_any(scope, inner, (task.node, node), task_id, input, timed, step_started).await;
+        let outcome = run_task(scope, inner, (task.node, node), task_id, input, timed, step_started).await;
         results.record(0, task.node, node, step, Some(outcome));
         return;
     }
@@ -101,7 +101,7 @@ pub(super) async fn execute_tasks<S: GraphState>(
             async move {
                 let node = owned_inner.graph.node(node_id);
                 let key = writer.as_ref().map(|_| task_id.to_string());
-                let outcome = run_any(&scope, &owned_inner, (node_id, node), task_id, input, timed, None).await;
+                let outcome = run_task(&scope, &owned_inner, (node_id, node), task_id, input, timed, None).await;
                 let stored = match (&writer, key) {
                     (Some(writer), Some(key)) => store_result(writer, &key, &node.name, &outcome).await.err(),
                     _ => None,
