@@ -1,6 +1,7 @@
 //! The default observers end to end, through `dashflow::CompileExt::compile`: the process's
 //! write-ahead log under `DASHFLOW_HOME` gets every event of every run, concurrent runs
-//! included, and `live_runs()` names the step a run waits in.
+//! included (a thousand at once whose nodes work 10 µs each lose none), and `live_runs()`
+//! names the step a run waits in.
 //!
 //! Without the libtest harness: `main` runs the trials in a child process whose
 //! `DASHFLOW_HOME` and `DASHFLOW_TRACE_DIR` point at a directory of its own.
@@ -8,6 +9,7 @@
 
 use std::sync::Mutex;
 
+use dashflow::RunOutcome;
 use dashflow::prelude::*;
 use dashflow::wal::{RunStatus, Wal, WalConfig};
 use libtest_mimic::{Arguments, Failed, Trial};
@@ -91,6 +93,74 @@ fn concurrent_runs_all_reach_the_log_whole() -> Result<(), Failed> {
     Ok(())
 }
 
+/// Nodes of the chain `a_thousand_concurrent_runs_of_10_us_nodes_lose_no_event` runs.
+const CHAIN: u64 = 10;
+
+/// Busy for at least 10 µs, as a node that does a little work is.
+fn work_10_us() {
+    let started = std::time::Instant::now();
+    while started.elapsed() < std::time::Duration::from_micros(10) {
+        std::hint::spin_loop();
+    }
+}
+
+fn a_thousand_concurrent_runs_of_10_us_nodes_lose_no_event() -> Result<(), Failed> {
+    let mut graph = StateGraph::<Count>::named("busy_chain");
+    let names: Vec<String> = (0..CHAIN).map(|i| format!("n{i}")).collect();
+    for name in &names {
+        graph.add_node(name.as_str(), |_: Arc<Count>| async {
+            work_10_us();
+            Ok(CountUpdate::default().n(1_u64))
+        });
+    }
+    graph.add_edge(START, names[0].as_str()).add_edge(names[names.len() - 1].as_str(), END);
+    for pair in names.windows(2) {
+        graph.add_edge(pair[0].as_str(), pair[1].as_str());
+    }
+    let app = graph.compile().unwrap();
+    let runtime = runtime();
+    let ids = runtime.block_on(async {
+        let runs: Vec<_> = (0..1_000)
+            .map(|_| {
+                let app = app.clone();
+                tokio::spawn(async move { app.invoke(Count::default(), RunConfig::new()).await })
+            })
+            .collect();
+        let mut ids = Vec::with_capacity(runs.len());
+        for run in runs {
+            let result = run.await.unwrap().unwrap();
+            assert_eq!(result.state.n, CHAIN);
+            ids.push(result.run_id);
+        }
+        ids
+    });
+    dashflow::flush_observers();
+    let store = dashflow::wal::EventStore::global()?.ok_or("the log is on")?;
+    if store.stats().dropped > 0 {
+        return Err(format!("events dropped: {:?}", store.stats()).into());
+    }
+    let wal = wal();
+    for id in ids {
+        let events = wal.run_events(id)?;
+        let count = |wanted: fn(&EventKind) -> bool| events.iter().filter(|event| wanted(&event.kind)).count();
+        let ends: Vec<u64> = events
+            .iter()
+            .filter_map(|event| match event.kind {
+                EventKind::TaskFinished { step, attempt: 1, error: None, .. } => Some(step),
+                _ => None,
+            })
+            .collect();
+        let whole = count(|kind| matches!(kind, EventKind::GraphDefined { .. })) == 1
+            && count(|kind| matches!(kind, EventKind::RunStarted { .. })) == 1
+            && count(|kind| matches!(kind, EventKind::RunFinished { outcome: RunOutcome::Completed, .. })) == 1
+            && ends == (1..=CHAIN).collect::<Vec<_>>();
+        if !whole {
+            return Err(format!("run {id} lost events: {events:#?}").into());
+        }
+    }
+    Ok(())
+}
+
 fn a_run_waiting_in_a_node_is_live_there_and_in_the_log() -> Result<(), Failed> {
     let (entered_tx, entered) = oneshot::channel::<()>();
     let (release, release_rx) = oneshot::channel::<()>();
@@ -160,6 +230,10 @@ fn main() {
     let args = Arguments::from_args();
     let trials = vec![
         Trial::test("concurrent_runs_all_reach_the_log_whole", concurrent_runs_all_reach_the_log_whole),
+        Trial::test(
+            "a_thousand_concurrent_runs_of_10_us_nodes_lose_no_event",
+            a_thousand_concurrent_runs_of_10_us_nodes_lose_no_event,
+        ),
         Trial::test(
             "a_run_waiting_in_a_node_is_live_there_and_in_the_log",
             a_run_waiting_in_a_node_is_live_there_and_in_the_log,
