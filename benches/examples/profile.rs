@@ -14,8 +14,8 @@
 use dashflow::{Durability, RunConfig};
 use dashflow_benches::durable::{Threads, chain100_checkpointed, open_sqlite};
 use dashflow_benches::{
-    CONCURRENT_RUNS, Counter, Fanout, Telemetry, chain10_in_memory, chain100, chain100_config, concurrent_runs, fanout16,
-    loop1000, loop1000_config,
+    CONCURRENT_RUNS, Counter, Fanout, Telemetry, chain10_in_memory, chain100, chain100_config, concurrent_runs,
+    fanout16, loop1000, loop1000_config,
 };
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -412,8 +412,7 @@ mod tests {
 
     /// The `Async` checkpoint writer reports from its own thread while the run goes on: a
     /// report that is held up just before it records must not change which node any step
-    /// start names. (The start of a one-task step used to be held back in atomics, and such
-    /// a report could pair step 1 with step 2's node.)
+    /// start names, nor lose a start.
     #[test]
     fn a_report_from_another_thread_during_a_lone_step_keeps_each_start_with_its_node() {
         let kept = Arc::new(Kept::default());

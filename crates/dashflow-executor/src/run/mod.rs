@@ -1,11 +1,11 @@
-//! A run: the loop that drives it from step to step ([`r#loop`], LangGraph's `_loop.py`),
-//! the routing algorithm that picks each next frontier ([`algo`], `_algo.py`), and the
-//! step runner that runs a frontier's tasks ([`runner`], `_runner.py`). Every entry point
+//! A run: the loop that drives it from step to step (`loop.rs`, LangGraph's `_loop.py`),
+//! the routing algorithm that picks each next frontier (`algo.rs`, `_algo.py`), and the
+//! step runner that runs a frontier's tasks (`runner.rs`, `_runner.py`). Every entry point
 //! (`invoke`, `invoke_sequential`, `stream`, subgraph nodes) drives a run through here.
 //!
-//! Only the loop reports events (through the run's hub): routing returns its decisions, the
-//! step runner its tasks' outcomes, and a task's own start and end go through the hub as
-//! well.
+//! Events enter through one place, the run's hub: the loop reports the run, its steps and
+//! the routing decisions (which routing returns rather than records), and the task runner
+//! (`task.rs`) each attempt's start and end; routing and the step runner report nothing.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -4,7 +4,7 @@
 //! loop of one-task steps the start says nothing the end does not (the step, the node, and
 //! with the end's duration, when it began), so the log stores a first attempt's end that
 //! directly follows its one-task step's start in place of both. Readers of the log
-//! (`runs show`, traces, `LiveRuns` rebuilt from it) take an end without a start as both.
+//! (`runs show`, the traces) take an end without a start as both.
 
 use dashflow_telemetry::{Event, EventKind};
 
