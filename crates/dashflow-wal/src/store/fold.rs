@@ -6,24 +6,23 @@
 //! directly follows its one-task step's start in place of both. Readers of the log
 //! (`runs show`, the traces) take an end without a start as both.
 
+use std::sync::Arc;
+
 use dashflow_telemetry::{Event, EventKind};
 
 /// Drops from `events` each `SuperstepStarted` of a one-task step that the first attempt's
 /// `TaskFinished` of its task directly follows.
 pub(super) fn fold_lone_starts(events: &mut Vec<Event>) {
-    if !events.windows(2).any(|pair| starts_lone_task_of(&pair[0], &pair[1])) {
-        return;
+    // In place, one pass: `kept` events stay, in order, at the front.
+    let mut kept = 0;
+    for index in 0..events.len() {
+        let folded = events.get(index + 1).is_some_and(|next| starts_lone_task_of(&events[index], next));
+        if !folded {
+            events.swap(kept, index);
+            kept += 1;
+        }
     }
-    let mut index = 0;
-    let mut keep = Vec::with_capacity(events.len());
-    for pair in events.windows(2) {
-        keep.push(!starts_lone_task_of(&pair[0], &pair[1]));
-    }
-    keep.push(true);
-    events.retain(|_| {
-        index += 1;
-        keep[index - 1]
-    });
+    events.truncate(kept);
 }
 
 /// Whether `start` is the `SuperstepStarted` of a step of one task that `end` (its first
@@ -33,14 +32,18 @@ fn starts_lone_task_of(start: &Event, end: &Event) -> bool {
         (
             EventKind::SuperstepStarted { step, nodes },
             EventKind::TaskFinished { step: ended, node, attempt: 1, .. },
-        ) => start.run.run_id == end.run.run_id && step == ended && matches!(&**nodes, [only] if only == node),
+        ) => {
+            // Names come from one table: the same `Arc` unless an event was built elsewhere.
+            step == ended
+                && matches!(&**nodes, [only] if Arc::ptr_eq(only, node) || only == node)
+                && start.run.run_id == end.run.run_id
+        }
         _ => false,
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
     use std::time::Duration;
 
     use dashflow_telemetry::{RunId, RunIds};
