@@ -127,8 +127,8 @@ impl StoreConfig {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct StoreStats {
-    /// Events written to the WAL. A one-task step's start is stored in its task's end and
-    /// not counted (see the `fold` module).
+    /// Events written to the WAL. A one-task step's start that its task's end follows in the
+    /// same hand-over is stored in that end and not counted (see the `fold` module).
     pub written: u64,
     /// Events dropped because the queue was full (the writer fell behind) or the store had
     /// shut down. A run's start and end are not dropped for a full queue: they are queued
@@ -660,9 +660,11 @@ impl Writer {
                         index <= start || STORED.covers(&event.kind)
                     });
                 }
+                fold::fold_lone_starts(batch, start);
             }
-            Command::Events(events) => {
+            Command::Events(mut events) => {
                 self.counters.queued.fetch_sub(events.len(), Ordering::Relaxed);
+                fold::fold_lone_starts(&mut events, 0);
                 if batch.is_empty() && events.len() <= self.max_batch {
                     // Reuse the burst's buffer rather than copy it.
                     *batch = events;
@@ -738,7 +740,6 @@ impl Writer {
         if batch.is_empty() {
             return;
         }
-        fold::fold_lone_starts(batch);
         let count = batch.len() as u64;
         // Events wait behind this batch: start no new traces until the writer catches up.
         let backlogged = batch.len() + self.counters.queued.load(Ordering::Relaxed) > self.capacity / 4;

@@ -73,8 +73,8 @@ fn concurrent_runs_all_reach_the_log_whole() -> Result<(), Failed> {
     let wal = wal();
     for id in ids {
         let events = wal.run_events(id)?;
-        // 50 steps: an end each, a decision after each, one run end; each step's start is
-        // folded into its one task's end.
+        // 50 steps: an end each, a decision after each, one run end (the log stores most
+        // steps' starts in their one task's end: these counts leave starts aside).
         if kinds(&events) != (50, 50, 1) {
             return Err(format!("run {id}: {:?}", kinds(&events)).into());
         }

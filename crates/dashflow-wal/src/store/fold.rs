@@ -3,19 +3,20 @@
 //! Every sink hears a step's `SuperstepStarted` and its tasks' `TaskFinished`. In a tight
 //! loop of one-task steps the start says nothing the end does not (the step, the node, and
 //! with the end's duration, when it began), so the log stores a first attempt's end that
-//! directly follows its one-task step's start in place of both. Readers of the log
+//! directly follows its one-task step's start, in the same hand-over (a run's batch), in
+//! place of both. Readers of the log
 //! (`runs show`, the traces) take an end without a start as both.
 
 use std::sync::Arc;
 
 use dashflow_telemetry::{Event, EventKind};
 
-/// Drops from `events` each `SuperstepStarted` of a one-task step that the first attempt's
-/// `TaskFinished` of its task directly follows.
-pub(super) fn fold_lone_starts(events: &mut Vec<Event>) {
+/// Drops from `events[from..]` each `SuperstepStarted` of a one-task step that the first
+/// attempt's `TaskFinished` of its task directly follows there.
+pub(super) fn fold_lone_starts(events: &mut Vec<Event>, from: usize) {
     // In place, one pass: `kept` events stay, in order, at the front.
-    let mut kept = 0;
-    for index in 0..events.len() {
+    let mut kept = from;
+    for index in from..events.len() {
         let folded = events.get(index + 1).is_some_and(|next| starts_lone_task_of(&events[index], next));
         if !folded {
             events.swap(kept, index);
@@ -94,7 +95,7 @@ mod tests {
             end(run, 8, "a", 1),
             start(run, 9, &["a"]),
         ];
-        fold_lone_starts(&mut events);
+        fold_lone_starts(&mut events, 0);
         let expected = [
             "end 1 a #1",
             "start 2 a",
@@ -113,5 +114,10 @@ mod tests {
             "start 9 a",
         ];
         assert_eq!(described(&events), expected);
+
+        // Only within a hand-over: a start that ends the previous one stays.
+        let mut across = vec![start(run, 9, &["a"]), end(run, 9, "a", 1)];
+        fold_lone_starts(&mut across, 1);
+        assert_eq!(described(&across), ["start 9 a", "end 9 a #1"]);
     }
 }
