@@ -1,6 +1,8 @@
 //! Criterion benches of workloads B1-B4 (µs per invoke), each with the default observers and
 //! with none (`/telemetry_off`); B4 (B1 checkpointed into SQLite) in `Async` durability
-//! (`b4_chain100_sqlite`) and in `Sync` (`b4_chain100_sqlite/sync`). Run through
+//! (`b4_chain100_sqlite`) and in `Sync` (`b4_chain100_sqlite/sync`); B1 and B3 in graph-flow
+//! (`/graph_flow`, see `peer/graph_flow.rs`); C1, 1,000 concurrent 10-node runs with the
+//! memory checkpointer (`c1_concurrent1000`, µs per 1,000 runs). Run through
 //! `cargo xtask bench`.
 //!
 //! Before timing, this prints what B4 and the large-state workload store, measured in fixed
@@ -16,14 +18,18 @@ use std::fmt::Display;
 use std::hint::black_box;
 use std::path::Path;
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use dashflow::{Durability, RunConfig};
 use dashflow_benches::durable::{
     LargeStateStorage, Storage, Threads, b4_storage, chain100_checkpointed, large_state_storage, open_sqlite,
 };
 use dashflow_benches::{
-    Counter, Fanout, Telemetry, chain100, chain100_config, fanout16, loop1000, loop1000_config, verify_workloads,
+    CONCURRENT_RUNS, Counter, Fanout, Telemetry, chain10_in_memory, chain100, chain100_config, concurrent_runs,
+    fanout16, loop1000, loop1000_config, verify_workloads,
 };
+
+#[path = "peer/graph_flow.rs"]
+mod graph_flow;
 
 /// B4 invokes of the fixed run that measures database bytes per step.
 const B4_STORAGE_INVOKES: u64 = 200;
@@ -76,6 +82,43 @@ fn workloads(c: &mut Criterion) {
                 let result = app.invoke(Counter::default(), loop1000_config()).await;
                 black_box(result.map(|r| r.state.counter))
             })
+        });
+    }
+}
+
+/// B1 and B3 in graph-flow, in the same run as DashFlow's.
+fn peer_workloads(c: &mut Criterion) {
+    let rt = runtime();
+    let chain = graph_flow::chain100();
+    let looped = graph_flow::loop1000();
+    let counted =
+        rt.block_on(async { (graph_flow::invoke(&chain, "n0").await, graph_flow::invoke(&looped, "inc").await) });
+    if counted != (100, 1000) {
+        panic!("graph-flow's B1 and B3 counted {counted:?}, not (100, 1000): timing them would mislead");
+    }
+    c.bench_function("b1_chain100/graph_flow", |b| {
+        b.to_async(&rt).iter(|| async { black_box(graph_flow::invoke(&chain, "n0").await) })
+    });
+    c.bench_function("b3_loop1000/graph_flow", |b| {
+        b.to_async(&rt).iter(|| async { black_box(graph_flow::invoke(&looped, "inc").await) })
+    });
+}
+
+/// C1: 1,000 runs at once, each on a new thread of a new memory checkpointer per iteration
+/// (so the checkpointer does not grow from one iteration to the next).
+fn concurrent_workloads(c: &mut Criterion) {
+    let rt = runtime();
+    for (suffix, telemetry) in TELEMETRY {
+        let threads = Threads::new();
+        c.bench_function(&format!("c1_concurrent1000{suffix}"), |b| {
+            b.to_async(&rt).iter_batched(
+                || chain10_in_memory(telemetry),
+                |app| {
+                    let threads = &threads;
+                    async move { black_box(concurrent_runs(&app, CONCURRENT_RUNS, threads).await) }
+                },
+                BatchSize::PerIteration,
+            )
         });
     }
 }
@@ -157,11 +200,17 @@ fn or_panic<T, E: Display>(result: Result<T, E>, what: &str) -> T {
     }
 }
 
-criterion_group!(benches, workloads);
+criterion_group!(benches, workloads, peer_workloads);
+criterion_group! {
+    name = concurrent;
+    // One iteration is 1,000 runs (tens of milliseconds): 20 samples fit `--quick`'s 2 s.
+    config = Criterion::default().sample_size(20);
+    targets = concurrent_workloads
+}
 criterion_group! {
     name = durable;
     // One B4 invoke takes milliseconds: 20 samples (210 invokes) fit `--quick`'s 2 s.
     config = Criterion::default().sample_size(20);
     targets = durable_workloads
 }
-criterion_main!(benches, durable);
+criterion_main!(benches, concurrent, durable);

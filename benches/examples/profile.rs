@@ -6,13 +6,17 @@
 //! perf record -g target/release/examples/profile b1 20000
 //! ```
 //!
-//! Arguments: the workload (`b1`, `b2`, `b3`, or `b4` and `b4sync` for B4 in `Async` and
-//! `Sync` durability, on a database in a temporary directory), how many invokes (default
-//! 1000), and `off` to run without the default observers.
+//! Arguments: the workload (`b1`, `b2`, `b3`, `b4` and `b4sync` for B4 in `Async` and
+//! `Sync` durability, on a database in a temporary directory, or `c1` for rounds of 1,000
+//! concurrent runs), how many invokes (rounds for `c1`; default 1000), and `off` to run
+//! without the default observers.
 
 use dashflow::{Durability, RunConfig};
 use dashflow_benches::durable::{Threads, chain100_checkpointed, open_sqlite};
-use dashflow_benches::{Counter, Fanout, Telemetry, chain100, chain100_config, fanout16, loop1000, loop1000_config};
+use dashflow_benches::{
+    CONCURRENT_RUNS, Counter, Fanout, Telemetry, chain10_in_memory, chain100, chain100_config, concurrent_runs,
+    fanout16, loop1000, loop1000_config,
+};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
@@ -57,7 +61,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     app.invoke(Counter::default(), threads.next_config(durability)).await?;
                 }
             }
-            other => return Err(format!("unknown workload `{other}`: use b1, b2, b3, b4 or b4sync").into()),
+            "c1" => {
+                let threads = Threads::new();
+                started = std::time::Instant::now();
+                for _ in 0..invokes {
+                    let app = chain10_in_memory(telemetry);
+                    concurrent_runs(&app, CONCURRENT_RUNS, &threads).await?;
+                }
+            }
+            other => return Err(format!("unknown workload `{other}`: use b1, b2, b3, b4, b4sync or c1").into()),
         }
         Ok::<_, Box<dyn std::error::Error>>(())
     })?;

@@ -7,6 +7,8 @@
 //! - B3 `loop1000`: one node adds 1 and loops back to itself while the counter is below 1000.
 //! - B4 `chain100_sqlite`: B1 checkpointed into a SQLite file, a new thread per invoke (see
 //!   [`durable`], which also has the large-state workload).
+//! - C1 `concurrent1000`: 1,000 runs at once of a 10-node chain with the memory checkpointer,
+//!   each on a new thread ([`concurrent_runs`]); reported in runs per second.
 
 use std::sync::Arc;
 
@@ -48,8 +50,46 @@ pub enum Telemetry {
 
 /// B1: 100 nodes in a line.
 pub fn chain100(telemetry: Telemetry) -> CompiledGraph<Counter> {
-    let mut graph = StateGraph::<Counter>::named("chain100");
-    let names: Vec<String> = (0..100).map(|i| format!("n{i}")).collect();
+    chain("chain100", 100, telemetry)
+}
+
+/// Runs of C1 started at once.
+pub const CONCURRENT_RUNS: usize = 1_000;
+
+/// Nodes of C1's chain.
+pub const CONCURRENT_NODES: usize = 10;
+
+/// C1's graph: 10 nodes in a line, checkpointed into a new [`MemoryCheckpointer`].
+pub fn chain10_in_memory(telemetry: Telemetry) -> CompiledGraph<Counter> {
+    chain("chain10", CONCURRENT_NODES, telemetry).with_checkpointer(dashflow::MemoryCheckpointer::new())
+}
+
+/// C1: starts `runs` runs of `app` (a 10-node chain) at once, each on a new thread of
+/// `threads`, and waits for all of them; checks that each counted to 10.
+pub async fn concurrent_runs(
+    app: &CompiledGraph<Counter>,
+    runs: usize,
+    threads: &durable::Threads,
+) -> Result<(), String> {
+    let handles: Vec<_> = (0..runs)
+        .map(|_| {
+            let app = app.clone();
+            let config = RunConfig::thread(threads.next_id()).recursion_limit(CONCURRENT_NODES as u32);
+            tokio::spawn(async move { app.invoke(Counter::default(), config).await })
+        })
+        .collect();
+    for handle in handles {
+        let result = handle.await.map_err(|e| format!("C1: a run's task failed: {e}"))?;
+        let result = result.map_err(|e| format!("C1: {e}"))?;
+        check("C1 counter", result.state.counter, CONCURRENT_NODES as u64)?;
+    }
+    Ok(())
+}
+
+/// `nodes` nodes in a line, each adding 1 to the counter.
+fn chain(name: &str, nodes: usize, telemetry: Telemetry) -> CompiledGraph<Counter> {
+    let mut graph = StateGraph::<Counter>::named(name);
+    let names: Vec<String> = (0..nodes).map(|i| format!("n{i}")).collect();
     for name in &names {
         graph.add_node(name.as_str(), increment);
     }
@@ -57,7 +97,7 @@ pub fn chain100(telemetry: Telemetry) -> CompiledGraph<Counter> {
     for pair in names.windows(2) {
         graph.add_edge(pair[0].as_str(), pair[1].as_str());
     }
-    graph.add_edge(names[99].as_str(), END);
+    graph.add_edge(names[nodes - 1].as_str(), END);
     compile(graph, telemetry)
 }
 
@@ -121,7 +161,8 @@ pub async fn verify_workloads() -> Result<(), String> {
         .invoke(Counter::default(), loop1000_config())
         .await
         .map_err(|e| format!("B3: {e}"))?;
-    check("B3 counter", b3.state.counter, 1000)
+    check("B3 counter", b3.state.counter, 1000)?;
+    concurrent_runs(&chain10_in_memory(Telemetry::Defaults), CONCURRENT_RUNS, &durable::Threads::new()).await
 }
 
 fn check(what: &str, got: u64, expected: u64) -> Result<(), String> {

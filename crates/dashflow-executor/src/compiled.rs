@@ -498,7 +498,8 @@ impl<S: MergeableState> CompiledGraph<S> {
     ///
     /// The same loop as [`CompiledGraph::stream`] with no stream modes: `invoke` is a stream
     /// drained to its result. With a checkpointer and `RunConfig::thread`, the run is
-    /// checkpointed and continues the thread's history.
+    /// checkpointed and continues the thread's history. Dropping the future cancels the run,
+    /// as dropping a stream does.
     pub async fn invoke(&self, input: S, config: RunConfig) -> Result<ExecutionResult<S>, Error> {
         self.launch(Begin::Fresh(input), config, Merging::parallel(), Output::Result).result().await
     }

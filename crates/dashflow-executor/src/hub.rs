@@ -3,7 +3,7 @@
 use std::any::Any;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 
 use dashflow_graph::{NodeId, RunScope, TaskId};
 use dashflow_telemetry::clock::{RunClock, Tick};
@@ -43,21 +43,6 @@ pub(crate) struct EventHub {
     /// Which of a step's common events only the batcher wants: those are recorded as
     /// compact entries instead of built (see [`EventBatch`](dashflow_telemetry::EventBatch)).
     compact: Compact,
-    /// The start of this run's current one-task step, not recorded yet (see
-    /// [`EventHub::step_started`]).
-    lone_start: LoneStart,
-}
-
-/// A one-task step's start, held back: its task's end usually comes next and says all the
-/// start would have, so the start is recorded only if anything else comes first (an event,
-/// the run waiting, a subgraph run starting). Atomics, not a lock: holding it back must
-/// cost less than recording it.
-#[derive(Default)]
-struct LoneStart {
-    /// The step, 0 when none is held (steps count from 1).
-    step: AtomicU64,
-    node: AtomicU32,
-    at: AtomicU64,
 }
 
 /// The events a run records compactly (see [`EventHub::compact`]).
@@ -109,7 +94,6 @@ impl EventHub {
             interest: direct.union(batched),
             context: RunContext::new(ids, RunClock::new(), Arc::clone(names)),
             compact,
-            lone_start: LoneStart::default(),
         }
     }
 
@@ -127,8 +111,6 @@ impl EventHub {
             parents.filter(|parent| !child_callbacks.iter().any(|child| Arc::ptr_eq(child, parent))).collect();
         let callbacks: Vec<_> = child_callbacks.iter().chain(inherited).map(Arc::clone).collect();
         let (batching, callbacks) = split_batching(callbacks);
-        // The child runs inside the parent's current step: that step's start goes first.
-        self.settle_start();
         let batcher = match &self.batcher {
             // The usual case: the child's events join the parent's in one buffer, in order.
             Some(parent) if same_sinks(&parent.sinks, &batching) => Some(Arc::clone(parent)),
@@ -147,7 +129,6 @@ impl EventHub {
     /// The run's future returned `Pending`: batching sinks get what is buffered now, and
     /// events come to them at once until [`EventHub::run_resumes`].
     pub(crate) fn run_waits(&self) {
-        self.settle_start();
         if let Some(batcher) = &self.batcher {
             batcher.waiting.store(true, Ordering::Relaxed);
             batcher.flush();
@@ -197,9 +178,6 @@ impl EventHub {
         }
         let event = Event::at(run, self.context.clock().wall_time(at), kind);
         let batcher = self.batcher.as_ref().filter(|batcher| batcher.interest.covers(&event.kind));
-        if batcher.is_some() {
-            self.settle_start();
-        }
         // The last callback that wants the event takes it, unless the stream or the batching
         // sinks need it too.
         let last = match self.stream_events || batcher.is_some() {
@@ -214,6 +192,10 @@ impl EventHub {
             if interest.covers(&event.kind) {
                 callback.on_event(&event);
             }
+        }
+        #[cfg(test)]
+        if batcher.is_some() {
+            tests::before_record();
         }
         match batcher {
             Some(batcher) if self.stream_events => {
@@ -238,43 +220,10 @@ impl EventHub {
         at: Tick,
     ) -> Option<Event> {
         if let (Some(batcher), Some(node), true) = (&self.batcher, lone, self.compact.starts) {
-            if self.compact.ends && step > 0 {
-                self.settle_start();
-                self.lone_start.node.store(node_index(node), Ordering::Relaxed);
-                self.lone_start.at.store(at.raw(), Ordering::Relaxed);
-                self.lone_start.step.store(step, Ordering::Release);
-            } else {
-                batcher.record(at, |batch| batch.push_step_started(&self.context, step, node_index(node), at));
-            }
+            batcher.record(at, |batch| batch.push_step_started(&self.context, step, node_index(node), at));
             return None;
         }
         self.notify(run, EventKind::SuperstepStarted { step, nodes: Arc::clone(nodes) }, at)
-    }
-
-    /// Records the held-back step start, if any, unless `ended` (step, node, attempt) is its
-    /// task's first attempt's end, which stands for it.
-    #[inline]
-    fn settle_start_unless(&self, ended: Option<(u64, u32, u32)>) {
-        let step = self.lone_start.step.swap(0, Ordering::AcqRel);
-        if step == 0 {
-            return;
-        }
-        let node = self.lone_start.node.load(Ordering::Relaxed);
-        if ended == Some((step, node, 1)) {
-            return;
-        }
-        if let Some(batcher) = &self.batcher {
-            let at = Tick::from_raw(self.lone_start.at.load(Ordering::Relaxed));
-            batcher.record(at, |batch| batch.push_step_started(&self.context, step, node, at));
-        }
-    }
-
-    /// Records the held-back step start, if any: something else is about to be recorded.
-    #[inline]
-    fn settle_start(&self) {
-        if self.lone_start.step.load(Ordering::Relaxed) != 0 {
-            self.settle_start_unless(None);
-        }
     }
 
     /// Reports that attempt `attempt` of node `node`'s task (named `name`) in step `step`
@@ -288,7 +237,6 @@ impl EventHub {
     ) -> Option<Event> {
         if let (Some(batcher), true) = (&self.batcher, self.compact.ends) {
             let task = (step, node_index(node), attempt);
-            self.settle_start_unless(Some(task));
             batcher.record(ended, |batch| batch.push_task_finished(&self.context, task, (started, ended), error));
             return None;
         }
@@ -309,7 +257,6 @@ impl EventHub {
     ) -> bool {
         let (Some(batcher), true) = (&self.batcher, self.compact.routes) else { return false };
         let Some(label) = self.context.names().label_index(node_index(from), edge, position) else { return false };
-        self.settle_start();
         let at = Tick::now();
         let route = (node_index(from), label, node_index(target));
         batcher.record(at, |batch| batch.push_routed(&self.context, step, route, at));
@@ -357,7 +304,6 @@ impl EventHub {
                 }
             }
             if let Some(batcher) = self.batcher.as_ref().filter(|batcher| batcher.interest.custom) {
-                self.settle_start();
                 batcher.record(Tick::now(), |batch| batch.push_event(event));
             }
         }
@@ -415,5 +361,126 @@ impl RunScope for ExecScope {
 
     fn context(&self) -> Option<&(dyn Any + Send + Sync)> {
         self.context.as_deref()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+    use std::sync::mpsc;
+
+    use dashflow_telemetry::{EventBatch, RunId};
+    use parking_lot::Mutex;
+
+    use super::*;
+
+    thread_local! {
+        /// Runs on this thread when it is about to record an event for the batching sinks.
+        static BEFORE_RECORD: RefCell<Option<Box<dyn FnMut()>>> = RefCell::new(None);
+    }
+
+    pub(super) fn before_record() {
+        BEFORE_RECORD.with(|hook| {
+            if let Some(hook) = hook.borrow_mut().as_mut() {
+                hook();
+            }
+        });
+    }
+
+    #[derive(Clone, serde::Serialize, serde::Deserialize)]
+    struct Unit;
+    dashflow_graph::whole_state!(Unit);
+
+    /// The ids of nodes `a` and `b` of a graph that has them in that order.
+    fn two_node_ids() -> (NodeId, NodeId) {
+        let mut graph = dashflow_graph::StateGraph::<Unit>::new();
+        graph.add_node("a", |_: Arc<Unit>| async { Ok(Unit) }).add_node("b", |_: Arc<Unit>| async { Ok(Unit) });
+        graph.add_edge(dashflow_graph::START, "a").add_edge("a", "b").add_edge("b", dashflow_graph::END);
+        let graph = graph.build().expect("a valid graph");
+        (graph.node_id("a").unwrap(), graph.node_id("b").unwrap())
+    }
+
+    /// A batching sink that keeps every event.
+    #[derive(Default)]
+    struct Kept(Mutex<Vec<Event>>);
+
+    impl EventCallback for Kept {
+        fn on_event(&self, event: &Event) {
+            self.0.lock().push(event.clone());
+        }
+        fn batches(&self) -> bool {
+            true
+        }
+        fn on_batch(&self, batch: &EventBatch) {
+            self.0.lock().extend(batch.events());
+        }
+    }
+
+    /// The `Async` checkpoint writer reports from its own thread while the run goes on: a
+    /// report that is held up just before it records must not change which node any step
+    /// start names, nor lose a start.
+    #[test]
+    fn a_report_from_another_thread_during_a_lone_step_keeps_each_start_with_its_node() {
+        let kept = Arc::new(Kept::default());
+        let names = Arc::new(NodeNames::new(["a", "b"].map(Arc::<str>::from)));
+        let run = RunIds::root(RunId::new());
+        let hub = Arc::new(EventHub::new(
+            vec![Arc::clone(&kept) as Arc<dyn EventCallback>],
+            None,
+            StreamModes::default(),
+            (run, &names),
+        ));
+        let (a, b) = two_node_ids();
+        let lone = |index: u32| Arc::clone(names.lone(index).unwrap());
+        hub.step_started(run, 1, (&lone(0), Some(a)), Tick::now());
+
+        let (paused_tx, paused) = mpsc::channel::<()>();
+        let (go, go_rx) = mpsc::channel::<()>();
+        let writer = std::thread::spawn({
+            let hub = Arc::clone(&hub);
+            move || {
+                BEFORE_RECORD.with(|hook| {
+                    *hook.borrow_mut() = Some(Box::new(move || {
+                        paused_tx.send(()).unwrap();
+                        go_rx.recv().unwrap();
+                    }));
+                });
+                let kind =
+                    EventKind::CheckpointCommitted { step: 0, checkpoint_id: "c0".into(), snapshot: true, bytes: 1 };
+                hub.notify(run, kind, Tick::now());
+            }
+        });
+        // The report is under way; the run finishes step 1 and starts step 2 meanwhile.
+        paused.recv().unwrap();
+        let (started, ended) = (Tick::now(), Tick::now());
+        hub.task_finished(run, (1, a, &names.name(0).unwrap().clone(), 1), (started, ended), None);
+        hub.step_started(run, 2, (&lone(1), Some(b)), Tick::now());
+        go.send(()).unwrap();
+        writer.join().unwrap();
+        hub.task_finished(run, (2, b, &names.name(1).unwrap().clone(), 1), (started, ended), None);
+        hub.run_waits();
+
+        let events = kept.0.lock();
+        let starts: Vec<(u64, String)> = events
+            .iter()
+            .filter_map(|event| match &event.kind {
+                EventKind::SuperstepStarted { step, nodes } => Some((*step, nodes.join(","))),
+                _ => None,
+            })
+            .collect();
+        let node_of = |step: u64| if step == 1 { "a" } else { "b" };
+        for (step, nodes) in &starts {
+            assert_eq!(nodes, node_of(*step), "step {step}'s start names another step's node: {events:#?}");
+        }
+        assert_eq!(starts, [(1, "a".to_owned()), (2, "b".to_owned())], "every start is heard: {events:#?}");
+        let ends: Vec<(u64, String)> = events
+            .iter()
+            .filter_map(|event| match &event.kind {
+                EventKind::TaskFinished { step, node, .. } => Some((*step, node.to_string())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(ends, [(1, "a".to_owned()), (2, "b".to_owned())]);
+        assert!(events.iter().any(|event| matches!(event.kind, EventKind::CheckpointCommitted { .. })));
     }
 }

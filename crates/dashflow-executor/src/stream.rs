@@ -151,7 +151,9 @@ type Driver<S> = BoxFuture<'static, Result<ExecutionResult<S>, Error>>;
 ///
 /// The run advances only while the stream is polled: the consumer's task drives it, nothing
 /// is spawned for the run itself, and a consumer that stops reading stops the run once the
-/// buffer (`RunConfig::stream_capacity`) is full. Dropping the stream cancels the run.
+/// buffer (`RunConfig::stream_capacity`) is full. Dropping the stream cancels the run: every
+/// task of it, those of a parallel step running on the scheduler too, is dropped at its next
+/// await and never resumes.
 /// A failed run yields its error as the last item. [`RunStream::result`] drains the rest and
 /// returns the final result.
 pub struct RunStream<S: GraphState> {

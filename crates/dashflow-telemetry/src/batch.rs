@@ -121,15 +121,6 @@ impl RunContext {
     }
 }
 
-/// Emptied batch buffers, for the next batches. A batch is filled on a run's thread and
-/// emptied on a sink's (the WAL's writer); freeing its memory there, into the allocator arena
-/// of the run's thread, made the two threads contend for that arena's lock (a futex wake-up
-/// per run). So nothing a batch allocates is freed where it is emptied: its buffers come back
-/// here, at most [`SPARE_BUFFERS`] of them.
-static SPARE: parking_lot::Mutex<std::collections::VecDeque<Storage>> =
-    parking_lot::Mutex::new(std::collections::VecDeque::new());
-const SPARE_BUFFERS: usize = 64;
-
 /// A batch's buffers.
 #[derive(Debug, Default)]
 struct Storage {
@@ -141,33 +132,6 @@ struct Storage {
     /// Per run in `runs`, the index of its last compact step start or task end: where the
     /// run stands, for [`LiveRuns`](crate::LiveRuns), without a pass over the batch.
     last_step: Vec<u32>,
-}
-
-impl Storage {
-    fn spare(capacity: usize) -> Self {
-        match SPARE.lock().pop_front() {
-            Some(mut spare) => {
-                spare.entries.reserve(capacity);
-                spare
-            }
-            None => Self { entries: Vec::with_capacity(capacity), ..Self::default() },
-        }
-    }
-
-    fn give_back(mut self) {
-        if self.entries.capacity() == 0 {
-            return;
-        }
-        self.entries.clear();
-        self.events.clear();
-        self.events_at.clear();
-        self.runs.clear();
-        self.last_step.clear();
-        let mut spare = SPARE.lock();
-        if spare.len() < SPARE_BUFFERS {
-            spare.push_back(self);
-        }
-    }
 }
 
 /// One recorded event.
@@ -201,12 +165,6 @@ pub struct EventBatch {
     last_run: u32,
 }
 
-impl Drop for EventBatch {
-    fn drop(&mut self) {
-        std::mem::take(&mut self.storage).give_back();
-    }
-}
-
 impl EventBatch {
     /// An empty batch.
     pub fn new() -> Self {
@@ -215,7 +173,7 @@ impl EventBatch {
 
     /// An empty batch with room for `capacity` events.
     pub fn with_capacity(capacity: usize) -> Self {
-        Self { storage: Storage::spare(capacity), last_run: 0 }
+        Self { storage: Storage { entries: Vec::with_capacity(capacity), ..Storage::default() }, last_run: 0 }
     }
 
     /// A batch of these events.
@@ -251,17 +209,8 @@ impl EventBatch {
             && matches!(self.storage.events.last(), Some(Event { kind: EventKind::RunFinished { .. }, .. }))
     }
 
-    /// Adds an event. A first attempt's `TaskFinished` right after its one-task step's
-    /// `SuperstepStarted` replaces it, as in [`push_task_finished`](Self::push_task_finished).
+    /// Adds an event.
     pub fn push_event(&mut self, event: Event) {
-        let storage = &mut self.storage;
-        if let (Some(Entry::Event), Some(last)) = (storage.entries.last(), storage.events.last())
-            && starts_lone_task_of(last, &event)
-        {
-            storage.entries.pop();
-            storage.events.pop();
-            storage.events_at.pop();
-        }
         let index = self.next_index();
         self.storage.events_at.push(index);
         self.storage.events.push(event);
@@ -284,9 +233,7 @@ impl EventBatch {
     }
 
     /// Adds the end of attempt `attempt` of node `node`'s task in step `step` of `run`, which
-    /// ran from `started` to `ended`, with its error if it failed. The end of a first attempt
-    /// right after its one-task step's start replaces that start (see
-    /// [`EventCallback::batches`](crate::EventCallback::batches)).
+    /// ran from `started` to `ended`, with its error if it failed.
     pub fn push_task_finished(
         &mut self,
         run: &RunContext,
@@ -296,9 +243,6 @@ impl EventBatch {
     ) {
         let took = ended.raw().checked_sub(started.raw()).and_then(|took| u32::try_from(took).ok());
         let short_step = u32::try_from(step).ok();
-        if attempt == 1 && short_step.is_some_and(|step| self.ends_lone_start(run, step, node)) {
-            self.storage.entries.truncate(self.storage.entries.len() - 1);
-        }
         let index = self.run_index(run);
         let (Some(step), Some(took), Ok(short_run), Ok(short_attempt), None) =
             (short_step, took, u16::try_from(index), u16::try_from(attempt), &error)
@@ -312,14 +256,6 @@ impl EventBatch {
         let entry =
             Entry::TaskFinished { run: short_run, attempt: short_attempt, node, step, took, ended, route: NO_ROUTE };
         self.storage.entries.push(entry);
-    }
-
-    /// Whether the last entry is the compact start of step `step` of `run`, whose one task
-    /// runs node `node`.
-    fn ends_lone_start(&mut self, run: &RunContext, step: u32, node: u32) -> bool {
-        let run = self.run_index(run);
-        matches!(self.storage.entries.last(), Some(Entry::StepStarted { run: r, node: n, step: s, .. })
-            if (*r, *n, *s) == (run, node, step))
     }
 
     /// Adds the routing decision after step `step` of `run`: node `from`'s conditional edge
@@ -393,18 +329,13 @@ impl EventBatch {
     /// allocates nothing per batch.
     pub fn append_to(mut self, events: &mut Vec<Event>) {
         events.reserve(self.len() + self.len() / 2);
-        let mut entries = std::mem::take(&mut self.storage.entries);
-        let mut kept = std::mem::take(&mut self.storage.events);
-        let mut kept_iter = kept.drain(..);
-        let built = entries.drain(..).flat_map(|entry| match entry {
-            Entry::Event => [kept_iter.next(), None],
-            entry => self.build(&entry),
+        let entries = std::mem::take(&mut self.storage.entries);
+        let mut kept = std::mem::take(&mut self.storage.events).into_iter();
+        let built = entries.iter().flat_map(|entry| match entry {
+            Entry::Event => [kept.next(), None],
+            entry => self.build(entry),
         });
         events.extend(built.flatten());
-        drop(kept_iter);
-        // The emptied buffers go back with the rest of the storage when `self` drops.
-        self.storage.entries = entries;
-        self.storage.events = kept;
     }
 
     /// The events a compact `entry` stands for (none for a kept event).
@@ -484,18 +415,6 @@ pub(crate) struct LastStep<'a> {
     pub(crate) ended: bool,
 }
 
-/// Whether `start` is the `SuperstepStarted` of a step of one task that `end` (its first
-/// attempt's `TaskFinished`) ends, in the same run.
-fn starts_lone_task_of(start: &Event, end: &Event) -> bool {
-    match (&start.kind, &end.kind) {
-        (
-            EventKind::SuperstepStarted { step, nodes },
-            EventKind::TaskFinished { step: ended, node, attempt: 1, .. },
-        ) => start.run.run_id == end.run.run_id && step == ended && matches!(&**nodes, [only] if only == node),
-        _ => false,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -553,7 +472,7 @@ mod tests {
     }
 
     #[test]
-    fn ends_that_do_not_fit_an_entry_are_kept_as_events_and_still_replace_their_start() {
+    fn ends_that_do_not_fit_an_entry_are_kept_as_events_after_their_start() {
         let run = context(&["a"]);
         let start = Tick::from_raw(1_000);
         let long = Tick::from_raw(1_000 + u64::from(u32::MAX) + 1);
@@ -564,11 +483,13 @@ mod tests {
         batch.push_task_finished(&run, (u64::from(u32::MAX) + 7, 0, 1), (long, long), None);
         let events = batch.into_events();
         let kinds: Vec<String> = events.iter().map(|event| format!("{:?}", event.kind)).collect();
-        assert_eq!(events.len(), 2, "{kinds:?}");
+        assert_eq!(events.len(), 4, "{kinds:?}");
+        assert!(matches!(&events[0].kind, EventKind::SuperstepStarted { step: 1, .. }));
         assert!(
-            matches!(&events[0].kind, EventKind::TaskFinished { step: 1, duration, .. } if *duration == start.until(long))
+            matches!(&events[1].kind, EventKind::TaskFinished { step: 1, duration, .. } if *duration == start.until(long))
         );
-        assert!(matches!(events[1].kind, EventKind::TaskFinished { step, .. } if step == u64::from(u32::MAX) + 7));
+        assert!(matches!(events[2].kind, EventKind::SuperstepStarted { step, .. } if step == u64::from(u32::MAX) + 7));
+        assert!(matches!(events[3].kind, EventKind::TaskFinished { step, .. } if step == u64::from(u32::MAX) + 7));
     }
 
     #[test]
@@ -602,23 +523,26 @@ mod tests {
     }
 
     #[test]
-    fn a_first_attempts_end_replaces_its_lone_steps_start_and_nothing_else_does() {
-        let (run, other) = (context(&["a", "b"]), context(&["a", "b"]));
+    fn every_sink_sees_a_lone_steps_start_before_its_tasks_end() {
+        let run = context(&["a", "b"]);
         let t = Tick::now();
-        let ends = |batch: EventBatch| -> Vec<String> {
-            batch.into_events().iter().map(|event| format!("{:?}", std::mem::discriminant(&event.kind))).collect()
-        };
-        let mut folded = EventBatch::new();
-        folded.push_step_started(&run, 1, 0, t);
-        folded.push_task_finished(&run, (1, 0, 1), (t, t), None);
-        assert_eq!(folded.len(), 1);
-
-        for (step, node, attempt, by) in [(2, 0, 1, &run), (1, 1, 1, &run), (1, 0, 2, &run), (1, 0, 1, &other)] {
-            let mut kept = EventBatch::new();
-            kept.push_step_started(&run, 1, 0, t);
-            kept.push_task_finished(by, (step, node, attempt), (t, t), None);
-            assert_eq!(kept.len(), 2, "step {step}, node {node}, attempt {attempt}");
-            assert_eq!(ends(kept).len(), 2);
-        }
+        let mut batch = EventBatch::new();
+        batch.push_step_started(&run, 1, 0, t);
+        batch.push_task_finished(&run, (1, 0, 1), (t, t), None);
+        assert_eq!(batch.len(), 2, "a batch folds nothing: that is a storage detail of whoever stores it");
+        let kinds: Vec<EventKind> = batch.into_events().into_iter().map(|event| event.kind).collect();
+        assert_eq!(
+            kinds,
+            [
+                EventKind::SuperstepStarted { step: 1, nodes: Arc::from([Arc::from("a")]) },
+                EventKind::TaskFinished {
+                    step: 1,
+                    node: "a".into(),
+                    attempt: 1,
+                    duration: Duration::ZERO,
+                    error: None
+                },
+            ]
+        );
     }
 }

@@ -324,14 +324,12 @@ pub trait EventCallback: Send + Sync + 'static {
     /// Batches are handed over under a lock of the run's buffer (that keeps them in order):
     /// take them without blocking or I/O, as [`on_event`](Self::on_event) should.
     ///
-    /// What a batching sink must accept:
+    /// A batching sink sees the same events, in the same order, as one that takes them one by
+    /// one. What it must accept besides:
     /// - A batch holds events of one run and of the subgraph runs it started, each run's in
     ///   order; batches of one run arrive in order. Batches of different runs interleave.
     /// - A batch may hold events outside [`interest`](Self::interest) (another batching
     ///   sink of the run wanted them): skip those.
-    /// - The `SuperstepStarted` of a step of one task may be left out when that task's first
-    ///   attempt's `TaskFinished` follows it in the same batch: the end says what the start
-    ///   did (the step, the node, and with its duration, when it began).
     /// - A `Routed` decision made right after its node's task ended may carry that
     ///   `TaskFinished`'s time (the two are recorded together).
     fn batches(&self) -> bool {

@@ -24,6 +24,7 @@
 //! costs the executor nothing beyond the events it sends anyway.
 
 mod exit;
+mod fold;
 mod report;
 mod traces;
 mod wake;
@@ -126,7 +127,8 @@ impl StoreConfig {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct StoreStats {
-    /// Events written to the WAL.
+    /// Events written to the WAL. A one-task step's start that its task's end follows in the
+    /// same hand-over is stored in that end and not counted (see the `fold` module).
     pub written: u64,
     /// Events dropped because the queue was full (the writer fell behind) or the store had
     /// shut down. A run's start and end are not dropped for a full queue: they are queued
@@ -663,9 +665,11 @@ impl Writer {
                         index <= start || STORED.covers(&event.kind)
                     });
                 }
+                fold::fold_lone_starts(batch, start);
             }
-            Command::Events(events) => {
+            Command::Events(mut events) => {
                 self.counters.queued.fetch_sub(events.len(), Ordering::Relaxed);
+                fold::fold_lone_starts(&mut events, 0);
                 if batch.is_empty() && events.len() <= self.max_batch {
                     // Reuse the burst's buffer rather than copy it.
                     *batch = events;

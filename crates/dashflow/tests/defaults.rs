@@ -1,6 +1,7 @@
 //! The default observers end to end, through `dashflow::CompileExt::compile`: the process's
 //! write-ahead log under `DASHFLOW_HOME` gets every event of every run, concurrent runs
-//! included, and `live_runs()` names the step a run waits in.
+//! included (a thousand at once whose nodes each work for ten microseconds lose none), and `live_runs()`
+//! names the step a run waits in.
 //!
 //! Without the libtest harness: `main` runs the trials in a child process whose
 //! `DASHFLOW_HOME` points at a directory of its own and whose working directory is an empty
@@ -9,6 +10,7 @@
 
 use std::sync::Mutex;
 
+use dashflow::RunOutcome;
 use dashflow::prelude::*;
 use dashflow::wal::{RunStatus, Wal, WalConfig};
 use libtest_mimic::{Arguments, Failed, Trial};
@@ -38,6 +40,7 @@ fn counting(rounds: u64) -> CompiledGraph<Count> {
 /// method (this would not build if the executor had a `compile` of its own).
 mod both_crates_in_scope {
     use dashflow::prelude::*;
+    #[allow(unused_imports, reason = "in scope only to show that `compile()` stays unambiguous")]
     use dashflow_executor::*;
 
     pub(super) fn compile(graph: StateGraph<super::Count>) -> CompiledGraph<super::Count> {
@@ -83,8 +86,8 @@ fn concurrent_runs_all_reach_the_log_whole() -> Result<(), Failed> {
     let wal = wal();
     for id in ids {
         let events = wal.run_events(id)?;
-        // 50 steps: an end each, a decision after each, one run end; each step's start is
-        // folded into its one task's end.
+        // 50 steps: an end each, a decision after each, one run end (the log stores most
+        // steps' starts in their one task's end: these counts leave starts aside).
         if kinds(&events) != (50, 50, 1) {
             return Err(format!("run {id}: {:?}", kinds(&events)).into());
         }
@@ -99,6 +102,74 @@ fn concurrent_runs_all_reach_the_log_whole() -> Result<(), Failed> {
     // (The other trial's run may be live meanwhile: only these runs are checked.)
     if dashflow::live_runs().iter().any(|run| &*run.graph == "counting") {
         return Err("finished runs are still live".into());
+    }
+    Ok(())
+}
+
+/// Nodes of the chain `a_thousand_concurrent_runs_of_10_us_nodes_lose_no_event` runs.
+const CHAIN: u64 = 10;
+
+/// Busy for at least ten microseconds, as a node that does a little work is.
+fn work_10_us() {
+    let started = std::time::Instant::now();
+    while started.elapsed() < std::time::Duration::from_micros(10) {
+        std::hint::spin_loop();
+    }
+}
+
+fn a_thousand_concurrent_runs_of_10_us_nodes_lose_no_event() -> Result<(), Failed> {
+    let mut graph = StateGraph::<Count>::named("busy_chain");
+    let names: Vec<String> = (0..CHAIN).map(|i| format!("n{i}")).collect();
+    for name in &names {
+        graph.add_node(name.as_str(), |_: Arc<Count>| async {
+            work_10_us();
+            Ok(CountUpdate::default().n(1_u64))
+        });
+    }
+    graph.add_edge(START, names[0].as_str()).add_edge(names[names.len() - 1].as_str(), END);
+    for pair in names.windows(2) {
+        graph.add_edge(pair[0].as_str(), pair[1].as_str());
+    }
+    let app = graph.compile().unwrap();
+    let runtime = runtime();
+    let ids = runtime.block_on(async {
+        let runs: Vec<_> = (0..1_000)
+            .map(|_| {
+                let app = app.clone();
+                tokio::spawn(async move { app.invoke(Count::default(), RunConfig::new()).await })
+            })
+            .collect();
+        let mut ids = Vec::with_capacity(runs.len());
+        for run in runs {
+            let result = run.await.unwrap().unwrap();
+            assert_eq!(result.state.n, CHAIN);
+            ids.push(result.run_id);
+        }
+        ids
+    });
+    dashflow::flush_observers();
+    let store = dashflow::wal::EventStore::global()?.ok_or("the log is on")?;
+    if store.stats().dropped > 0 {
+        return Err(format!("events dropped: {:?}", store.stats()).into());
+    }
+    let wal = wal();
+    for id in ids {
+        let events = wal.run_events(id)?;
+        let count = |wanted: fn(&EventKind) -> bool| events.iter().filter(|event| wanted(&event.kind)).count();
+        let ends: Vec<u64> = events
+            .iter()
+            .filter_map(|event| match event.kind {
+                EventKind::TaskFinished { step, attempt: 1, error: None, .. } => Some(step),
+                _ => None,
+            })
+            .collect();
+        let whole = count(|kind| matches!(kind, EventKind::GraphDefined { .. })) == 1
+            && count(|kind| matches!(kind, EventKind::RunStarted { .. })) == 1
+            && count(|kind| matches!(kind, EventKind::RunFinished { outcome: RunOutcome::Completed, .. })) == 1
+            && ends == (1..=CHAIN).collect::<Vec<_>>();
+        if !whole {
+            return Err(format!("run {id} lost events: {events:#?}").into());
+        }
     }
     Ok(())
 }
@@ -256,6 +327,10 @@ fn main() {
     let args = Arguments::from_args();
     let trials = vec![
         Trial::test("concurrent_runs_all_reach_the_log_whole", concurrent_runs_all_reach_the_log_whole),
+        Trial::test(
+            "a_thousand_concurrent_runs_of_10_us_nodes_lose_no_event",
+            a_thousand_concurrent_runs_of_10_us_nodes_lose_no_event,
+        ),
         Trial::test(
             "a_run_waiting_in_a_node_is_live_there_and_in_the_log",
             a_run_waiting_in_a_node_is_live_there_and_in_the_log,

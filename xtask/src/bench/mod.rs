@@ -1,7 +1,7 @@
 //! `cargo xtask bench`: runs the criterion workloads (the shared benchmark brief), prints their medians
 //! against the targets (and B4's checkpoints per second and database bytes per step, and the
-//! large-state workload's bytes per step), and optionally compares them with the same graphs in
-//! LangGraph.
+//! large-state workload's bytes per step), B1 and B3 against graph-flow (measured in the same
+//! run), C1's runs per second, and optionally compares them with the same graphs in LangGraph.
 
 mod bencher;
 mod doc;
@@ -85,6 +85,16 @@ pub(crate) fn run(options: &Options) -> Result<()> {
             "\nB4 with SQLite: checkpoints per second (checkpoints per invoke over the median) and database bytes per step:\n\n{b4}"
         );
     }
+    let peer = report::peer_table(&measurements).map(|table| table.render());
+    if let Some(peer) = &peer {
+        println!(
+            "\nB1 and B3: the default observers against none, and against graph-flow 0.8.1 in the same run:\n\n{peer}"
+        );
+    }
+    let concurrent = report::concurrent_table(&measurements).map(|table| table.render());
+    if let Some(concurrent) = &concurrent {
+        println!("\nC1, 1,000 concurrent 10-node runs with the memory checkpointer, runs per second:\n\n{concurrent}");
+    }
     let large_state = report::large_state_table(&metrics).map(|table| table.render());
     if let Some(large_state) = &large_state {
         println!(
@@ -114,6 +124,8 @@ pub(crate) fn run(options: &Options) -> Result<()> {
         versions = Some(format!("Python {}, LangGraph {}", langgraph.python_version, langgraph.langgraph_version));
     }
     tables.push(targets);
+    tables.extend(peer);
+    tables.extend(concurrent);
     tables.extend(b4);
     tables.extend(large_state);
 

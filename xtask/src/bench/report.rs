@@ -32,6 +32,27 @@ const TELEMETRY_OFF: &str = "/telemetry_off";
 /// B4's target from the shared benchmark brief: database bytes per step (at most), in any durability.
 const B4_DB_BYTES_PER_STEP_TARGET: f64 = 300.0;
 
+/// The suffix of the Rust peer's benchmarks (graph-flow), run in the same process as ours.
+const PEER: &str = "/graph_flow";
+
+/// The workloads compared with the peer, with their issue-10 target: DashFlow with the
+/// default observers at most this many times its time with none.
+const PEER_WORKLOADS: [&str; 2] = ["b1_chain100", "b3_loop1000"];
+const DEFAULTS_OVER_OFF_MAX: f64 = 1.5;
+
+/// The concurrent workload: `CONCURRENT_RUNS` runs per iteration, at least
+/// `CONCURRENT_RUNS_PER_S` runs per second with the defaults, within
+/// `CONCURRENT_OFF_OVER_DEFAULTS_MAX` of telemetry off.
+const CONCURRENT: &str = "c1_concurrent1000";
+const CONCURRENT_RUNS: f64 = 1_000.0;
+const CONCURRENT_RUNS_PER_S: f64 = 20_000.0;
+const CONCURRENT_OFF_OVER_DEFAULTS_MAX: f64 = 2.0;
+
+/// Whether a measurement is the peer's rather than DashFlow's.
+pub(crate) fn is_peer(measurement: &Measurement) -> bool {
+    measurement.id.ends_with(PEER)
+}
+
 /// The large-state workload's id in the `metric` lines.
 const LARGE_STATE: &str = "large_state_sqlite";
 
@@ -89,6 +110,7 @@ fn wrap_cells(cells: impl Iterator<Item = String>) -> String {
 pub(crate) fn targets_table(measurements: &[Measurement]) -> Table {
     let rows = measurements
         .iter()
+        .filter(|measurement| !is_peer(measurement) && measurement.workload() != CONCURRENT)
         .map(|measurement| {
             let target = target_us(&measurement.id);
             vec![
@@ -115,6 +137,7 @@ pub(crate) fn targets_table(measurements: &[Measurement]) -> Table {
 pub(crate) fn comparison_table(measurements: &[Measurement], langgraph: &LangGraphResults) -> Table {
     let mut rows: Vec<Vec<String>> = measurements
         .iter()
+        .filter(|measurement| !is_peer(measurement) && measurement.workload() != CONCURRENT)
         .map(|measurement| comparison_row(measurement, langgraph_median_us(langgraph, measurement)))
         .collect();
     let unmatched_langgraph = langgraph.medians_us.iter().filter(|(workload, _)| {
@@ -231,6 +254,82 @@ pub(crate) fn b4_table(measurements: &[Measurement], metrics: &Metrics) -> Optio
         ],
         rows,
     })
+}
+
+/// B1 and B3 with the default observers against telemetry off (at most 1.5x) and against
+/// graph-flow measured in the same run (faster). `None` without the peer's results.
+pub(crate) fn peer_table(measurements: &[Measurement]) -> Option<Table> {
+    let median = |id: &str| measurements.iter().find(|measurement| measurement.id == id).map(Measurement::median_us);
+    let rows: Vec<Vec<String>> = PEER_WORKLOADS
+        .iter()
+        .filter_map(|workload| {
+            let peer = median(&format!("{workload}{PEER}"))?;
+            let defaults = median(workload);
+            let off = median(&format!("{workload}{TELEMETRY_OFF}"));
+            let over_off = defaults.zip(off).map(|(defaults, off)| defaults / off);
+            Some(vec![
+                (*workload).to_owned(),
+                defaults.map_or_else(|| "-".to_owned(), format_us),
+                off.map_or_else(|| "-".to_owned(), format_us),
+                over_off.map_or_else(|| "-".to_owned(), format_ratio_2),
+                verdict(over_off, |ratio| ratio <= DEFAULTS_OVER_OFF_MAX),
+                format_us(peer),
+                verdict(defaults, |defaults| defaults < peer),
+            ])
+        })
+        .collect();
+    (!rows.is_empty()).then(|| Table {
+        columns: vec![
+            ("workload", Align::Left),
+            ("defaults µs", Align::Right),
+            ("off µs", Align::Right),
+            ("defaults / off", Align::Right),
+            ("<= 1.5x", Align::Left),
+            ("graph-flow µs", Align::Right),
+            ("faster", Align::Left),
+        ],
+        rows,
+    })
+}
+
+/// C1: runs per second with the default observers and with none; the defaults must reach
+/// 20,000 runs/s and stay within 2x of off. `None` without C1's results.
+pub(crate) fn concurrent_table(measurements: &[Measurement]) -> Option<Table> {
+    let runs_per_s = |id: &str| {
+        measurements
+            .iter()
+            .find(|measurement| measurement.id == id && measurement.median_ns > 0.0)
+            .map(|measurement| CONCURRENT_RUNS * 1e9 / measurement.median_ns)
+    };
+    let defaults = runs_per_s(CONCURRENT);
+    let off = runs_per_s(&format!("{CONCURRENT}{TELEMETRY_OFF}"));
+    if defaults.is_none() && off.is_none() {
+        return None;
+    }
+    let off_over_defaults = defaults.zip(off).map(|(defaults, off)| off / defaults);
+    Some(Table {
+        columns: vec![
+            ("workload", Align::Left),
+            ("defaults runs/s", Align::Right),
+            (">= 20,000", Align::Left),
+            ("off runs/s", Align::Right),
+            ("off / defaults", Align::Right),
+            ("<= 2x", Align::Left),
+        ],
+        rows: vec![vec![
+            CONCURRENT.to_owned(),
+            format_optional(defaults),
+            verdict(defaults, |defaults| defaults >= CONCURRENT_RUNS_PER_S),
+            format_optional(off),
+            off_over_defaults.map_or_else(|| "-".to_owned(), format_ratio_2),
+            verdict(off_over_defaults, |ratio| ratio <= CONCURRENT_OFF_OVER_DEFAULTS_MAX),
+        ]],
+    })
+}
+
+/// A ratio near its target, with two decimals: `1.46x`.
+fn format_ratio_2(ratio: f64) -> String {
+    format!("{ratio:.2}x")
 }
 
 /// The large-state workload: what a step of a ~1 MB state costs in the database, within a run

@@ -269,3 +269,36 @@ fn b4_without_telemetry_uses_the_figures_and_targets_of_its_durability() {
     assert!(row(&times, "b4_chain100_sqlite/sync/telemetry_off").contains("202,000"), "{times}");
     assert_eq!(times.lines().count(), 4, "{times}");
 }
+
+#[test]
+fn the_peer_table_compares_defaults_with_off_and_with_graph_flow() {
+    let measurements = [
+        measurement("b1_chain100", 20_000.0),
+        measurement("b1_chain100/telemetry_off", 15_000.0),
+        measurement("b1_chain100/graph_flow", 21_000.0),
+        measurement("b3_loop1000", 300_000.0),
+        measurement("b3_loop1000/telemetry_off", 150_000.0),
+        measurement("b3_loop1000/graph_flow", 225_000.0),
+    ];
+    let table = super::report::peer_table(&measurements).unwrap().render();
+    let row = |id: &str| table.lines().find(|line| line.starts_with(&format!("| {id} "))).unwrap().to_owned();
+    let (b1, b3) = (row("b1_chain100"), row("b3_loop1000"));
+    let b1: Vec<&str> = b1.split('|').map(str::trim).collect();
+    assert_eq!(b1[1..8], ["b1_chain100", "20.0", "15.0", "1.33x", "yes", "21.0", "yes"], "{table}");
+    let b3: Vec<&str> = b3.split('|').map(str::trim).collect();
+    assert_eq!(b3[1..8], ["b3_loop1000", "300", "150", "2.00x", "NO", "225", "NO"], "{table}");
+    // The peer's figures are not DashFlow's: no rows of their own among the targets.
+    assert!(!targets_table(&measurements).render().contains("graph_flow"));
+    assert!(super::report::peer_table(&measurements[..2]).is_none());
+}
+
+#[test]
+fn the_concurrent_table_gives_runs_per_second_and_the_ratio_to_off() {
+    let measurements =
+        [measurement("c1_concurrent1000", 40_000_000.0), measurement("c1_concurrent1000/telemetry_off", 25_000_000.0)];
+    let table = super::report::concurrent_table(&measurements).unwrap().render();
+    let cells: Vec<&str> = table.lines().nth(2).unwrap().split('|').map(str::trim).collect();
+    assert_eq!(cells[1..7], ["c1_concurrent1000", "25,000", "yes", "40,000", "1.60x", "yes"], "{table}");
+    assert!(!targets_table(&measurements).render().contains("c1_"));
+    assert!(super::report::concurrent_table(&[measurement("b1_chain100", 1.0)]).is_none());
+}

@@ -20,10 +20,12 @@ pub(crate) enum Step {
     Tests,
     Doc,
     Lint,
+    Loom,
 }
 
 impl Step {
-    const ALL: [Step; 7] = [Step::Fmt, Step::Tidy, Step::Clippy, Step::Features, Step::Tests, Step::Doc, Step::Lint];
+    const ALL: [Step; 8] =
+        [Step::Fmt, Step::Tidy, Step::Clippy, Step::Features, Step::Tests, Step::Doc, Step::Lint, Step::Loom];
 
     fn name(self) -> &'static str {
         match self {
@@ -34,6 +36,7 @@ impl Step {
             Step::Tests => "tests",
             Step::Doc => "doc",
             Step::Lint => "lint",
+            Step::Loom => "loom",
         }
     }
 
@@ -46,6 +49,7 @@ impl Step {
             Step::Tests => "tests, then doc tests",
             Step::Doc => "doc build, warnings denied",
             Step::Lint => "crate layering (cargo xtask lint)",
+            Step::Loom => "the WAL writer's wake-up protocol, model-checked (--cfg loom)",
         }
     }
 
@@ -132,7 +136,19 @@ fn run_step(step: Step, options: &Options) -> Result<()> {
             "--all-features",
         ])),
         Step::Lint => lint::run(),
+        Step::Loom => run_loom(),
     }
+}
+
+/// The loom models (`loom_` tests of dashflow-wal), built with `--cfg loom` in a target
+/// directory of their own so that they do not invalidate the workspace's build.
+fn run_loom() -> Result<()> {
+    process::run(
+        workspace::cargo()
+            .env("RUSTFLAGS", "--cfg loom")
+            .env("CARGO_TARGET_DIR", workspace::root().join("target").join("loom"))
+            .args(["test", "-p", "dashflow-wal", "--release", "--lib", "loom"]),
+    )
 }
 
 /// Runs the test suite with nextest when it is installed, then the doc tests, which nextest

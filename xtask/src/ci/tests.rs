@@ -16,7 +16,7 @@ fn skip_takes_a_comma_separated_list_in_either_spelling() -> anyhow::Result<()> 
     let spaced = Options::parse(&flags(&["--skip", "fmt,clippy"]))?;
     let joined = Options::parse(&flags(&["--skip=fmt,clippy"]))?;
     assert_eq!(spaced, joined);
-    assert_eq!(spaced.steps_to_run(), vec![Step::Tidy, Step::Features, Step::Tests, Step::Doc, Step::Lint]);
+    assert_eq!(spaced.steps_to_run(), vec![Step::Tidy, Step::Features, Step::Tests, Step::Doc, Step::Lint, Step::Loom]);
     Ok(())
 }
 

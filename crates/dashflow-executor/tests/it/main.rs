@@ -5,6 +5,7 @@
 
 mod batches;
 mod callbacks;
+mod cancel;
 mod command;
 mod common;
 mod concurrency;

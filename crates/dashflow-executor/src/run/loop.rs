@@ -1,158 +1,23 @@
-//! The superstep loop: every entry point (`invoke`, `invoke_sequential`, `stream`, subgraph
-//! nodes) drives a run through here.
+//! The loop: drives a run from step to step (interrupts, limits, checkpoints, the stream)
+//! and reports its events through the run's hub.
 
 use std::sync::Arc;
-use std::time::Duration;
 
+use dashflow_checkpoint::{CheckpointError, PendingWrite};
+use dashflow_graph::{GraphState, NodeId, NodeName, Target};
 use dashflow_telemetry::clock::Tick;
-
-use dashflow_graph::{
-    Goto, Graph, GraphNode, GraphState, MergeableState, NodeId, NodeName, NodeOutput, Route, Send as SendTask, Target,
-    TaskId,
-};
-use dashflow_telemetry::{Event, EventKind, InterruptReason, Report, RunIds, RunOutcome};
-use std::collections::HashMap;
-use tokio::sync::oneshot;
+use dashflow_telemetry::{Event, EventKind, InterruptReason, Report, RunOutcome};
 use tracing::{Instrument, Level};
 
-use dashflow_checkpoint::{CheckpointError, CheckpointId, PendingWrite};
-
-use crate::compiled::Inner;
-use crate::durable::{Durable, Restored, Source, TaskWriter};
-use crate::hub::{EventHub, ExecScope};
-use crate::payload::{INTERRUPT, OUTPUT, Position, StoredGoto, StoredTask, StoredWrite};
-use crate::stream::{StreamEvent, StreamSender};
-use crate::subgraph::{ResumedStep, STEP_START, StepStarts};
-use crate::task::{TaskOutcome, run_any};
-use crate::{Durability, Error, NodeRun, RunConfig, RunStatus, StreamMode};
-
-/// Folds a later update into an earlier one (`MergeableState::merge`).
-pub(crate) type ComposeFn<S> = fn(&mut <S as GraphState>::Update, <S as GraphState>::Update);
-
-/// The updates of one superstep, in frontier order, tagged with the node that wrote each.
-type StepUpdates<S> = Vec<(NodeId, <S as GraphState>::Update)>;
-
-/// Combines the updates of one superstep in frontier order, draining them.
-pub(crate) type MergeFn<S> =
-    fn(&mut StepUpdates<S>, &Graph<S>, u64) -> Result<Option<<S as GraphState>::Update>, Error>;
-
-/// Merges the updates of parallel tasks; two writers of one overwrite field are an error.
-pub(crate) fn merge_parallel<S: MergeableState>(
-    updates: &mut StepUpdates<S>,
-    graph: &Graph<S>,
-    step: u64,
-) -> Result<Option<S::Update>, Error> {
-    if updates.len() <= 1 {
-        return Ok(updates.pop().map(|(_, update)| update));
-    }
-    check_overwrite_conflicts::<S>(updates, graph, step)?;
-    let mut updates = updates.drain(..);
-    let Some((_, mut merged)) = updates.next() else { return Ok(None) };
-    for (_, update) in updates {
-        S::merge(&mut merged, update);
-    }
-    Ok(Some(merged))
-}
-
-fn check_overwrite_conflicts<S: MergeableState>(
-    updates: &StepUpdates<S>,
-    graph: &Graph<S>,
-    step: u64,
-) -> Result<(), Error> {
-    let mut writers: Vec<(&'static str, NodeId)> = Vec::new();
-    let mut conflict = None;
-    for (node, update) in updates {
-        S::for_each_overwrite(update, |field| {
-            if conflict.is_some() {
-                return;
-            }
-            match writers.iter().find(|(written, _)| *written == field) {
-                Some(&(_, first)) => conflict = Some((field, first, *node)),
-                None => writers.push((field, *node)),
-            }
-        });
-    }
-    match conflict {
-        Some((field, first, second)) => Err(Error::StateConflict {
-            field,
-            first: graph.node(first).name.clone(),
-            second: graph.node(second).name.clone(),
-            step,
-        }),
-        None => Ok(()),
-    }
-}
-
-/// Takes the only update of a step; `invoke_sequential` refuses parallel steps before they run.
-pub(crate) fn merge_single<S: GraphState>(
-    updates: &mut StepUpdates<S>,
-    _graph: &Graph<S>,
-    _step: u64,
-) -> Result<Option<S::Update>, Error> {
-    Ok(updates.pop().map(|(_, update)| update))
-}
-
-/// Everything one run needs besides its input.
-pub(crate) struct RunParams<S: GraphState> {
-    pub(crate) inner: Arc<Inner<S>>,
-    pub(crate) config: RunConfig,
-    pub(crate) ids: RunIds,
-    pub(crate) hub: Arc<EventHub>,
-    pub(crate) stream: Option<StreamSender<S>>,
-    pub(crate) merge: MergeFn<S>,
-    pub(crate) parallel_allowed: bool,
-    /// Whether to fold every step's update into one (for a subgraph node's result).
-    pub(crate) compose: Option<ComposeFn<S>>,
-    /// Checkpointing of this run, when the graph has a checkpointer and the run a thread.
-    pub(crate) durable: Option<Durable>,
-}
-
-/// Where a run begins.
-pub(crate) enum Start<S: GraphState> {
-    /// From `START`, with this state.
-    Fresh(Arc<S>),
-    /// From `START`, with the thread's state after `update` (already applied to `state`); the
-    /// input checkpoint stores just the update.
-    Updated { state: Arc<S>, update: S::Update },
-    /// From a stored checkpoint. Boxed: resumes are rare, and a large `Start` makes every
-    /// run's future larger and costlier to move.
-    Restored(Box<Resumed<S>>),
-}
-
-/// A run continuing from a stored checkpoint: its state, its position, the step's pending
-/// writes, and the parent checkpoint its subgraph runs started under
-/// (`subgraph::resumed_step`).
-pub(crate) struct Resumed<S: GraphState> {
-    pub(crate) state: Arc<S>,
-    pub(crate) position: Position<S>,
-    pub(crate) restored: Restored<S>,
-    pub(crate) step_start: Option<ResumedStep>,
-}
-
-/// What a finished run hands back to its entry point.
-pub(crate) struct RunOutput<S: GraphState> {
-    pub(crate) state: Arc<S>,
-    pub(crate) status: RunStatus,
-    pub(crate) composed: Option<S::Update>,
-    pub(crate) steps: u64,
-    pub(crate) nodes: Vec<NodeRun>,
-    pub(crate) checkpoint_id: Option<CheckpointId>,
-    pub(crate) duration: Duration,
-}
-
-struct PendingTask<S> {
-    node: NodeId,
-    /// A `Send`'s own input; `None` reads the shared state.
-    input: Option<Arc<S>>,
-}
-
-/// A task that finished: its update and where it wants to go.
-struct Done<S: GraphState> {
-    index: u32,
-    node: NodeId,
-    update: Option<S::Update>,
-    gotos: Vec<Goto<S>>,
-}
+use super::algo::{Decision, PendingTask, Routing};
+use super::runner::{StepResults, execute_tasks, stored_goto, task_id};
+use super::{Resumed, RunOutput, RunParams, Start, node_index};
+use crate::durable::{Durable, Restored, Source};
+use crate::hub::ExecScope;
+use crate::payload::{INTERRUPT, OUTPUT, Position, StoredTask, StoredWrite};
+use crate::stream::StreamEvent;
+use crate::subgraph::{STEP_START, StepStarts};
+use crate::{Durability, Error, RunStatus, StreamMode};
 
 /// How a superstep ended.
 enum Flow {
@@ -199,12 +64,9 @@ pub(crate) async fn execute<S: GraphState>(mut params: RunParams<S>, start: Star
         step: 0,
         steps_this_run: 0,
         frontier: Vec::new(),
-        routing: Routing {
-            next: Vec::new(),
-            scheduled: vec![false; graph.node_count()],
-            join_seen: graph.joins().iter().map(|join| vec![false; join.predecessors.len()]).collect(),
-            events: Vec::new(),
-        },
+        routing: Routing::new(graph),
+        decisions: Vec::new(),
+        routed: Vec::new(),
         results: StepResults {
             updates: Vec::new(),
             done: Vec::new(),
@@ -245,6 +107,11 @@ struct Loop<S: GraphState> {
     steps_this_run: u32,
     frontier: Vec<PendingTask<S>>,
     routing: Routing<S>,
+    /// The current step's routing decisions, reported once it is routed.
+    decisions: Vec<Decision>,
+    /// Routing decisions of this step for the stream, which callbacks have already heard;
+    /// filled only when the run is streamed.
+    routed: Vec<Event>,
     results: StepResults<S>,
     composed: Option<S::Update>,
     scope: Arc<ExecScope>,
@@ -253,29 +120,6 @@ struct Loop<S: GraphState> {
     restored: Restored<S>,
     /// A resumed run does not stop again before the nodes it stopped before.
     skip_interrupt_before: bool,
-}
-
-/// Where the run goes next: the next frontier under construction, and join progress.
-struct Routing<S> {
-    next: Vec<PendingTask<S>>,
-    /// Which nodes `next` already holds, so a node reached twice runs once.
-    scheduled: Vec<bool>,
-    /// Per join, which predecessors finished since the join last fired.
-    join_seen: Vec<Vec<bool>>,
-    /// Routing decisions of this step for the stream, which callbacks have already heard;
-    /// filled only when the run is streamed.
-    events: Vec<Event>,
-}
-
-/// What the current step's tasks produced; buffers reused from step to step.
-struct StepResults<S: GraphState> {
-    updates: StepUpdates<S>,
-    done: Vec<Done<S>>,
-    first_error: Option<Error>,
-    /// Tasks that paused with `interrupt`: frontier index, node, value.
-    interrupts: Vec<(u32, NodeId, serde_json::Value)>,
-    /// Every task execution of the run, in order.
-    nodes: Vec<NodeRun>,
 }
 
 impl<S: GraphState> Loop<S> {
@@ -320,10 +164,11 @@ impl<S: GraphState> Loop<S> {
         match start {
             None => {
                 self.send_values().await;
-                let observer = self.params.hub.routing().then_some((&*self.params.hub, self.params.ids));
-                self.routing.route(&self.params.inner.graph, &self.state, 0, observer, None, Vec::new())?;
-                self.emit_routing_events().await;
-                self.advance_frontier();
+                let decisions = self.params.hub.routing().then_some(&mut self.decisions);
+                let routed = self.routing.route(&self.params.inner.graph, &self.state, None, Vec::new(), decisions);
+                self.report_decisions().await;
+                routed?;
+                self.routing.advance(&mut self.frontier);
                 self.commit(Source::Input, input_update.as_ref()).await?;
             }
             Some(position) => self.restore(position)?,
@@ -641,15 +486,20 @@ impl<S: GraphState> Loop<S> {
             self.send_values().await;
         }
         let graph = &self.params.inner.graph;
-        let observer = self.params.hub.routing().then_some((&*self.params.hub, self.params.ids));
+        let mut decisions = self.params.hub.routing().then_some(&mut self.decisions);
+        let mut routed = Ok(());
         for done in &mut self.results.done {
             let gotos = std::mem::take(&mut done.gotos);
-            self.routing.route(graph, &self.state, self.step, observer, Some(done.node), gotos)?;
+            routed = self.routing.route(graph, &self.state, Some(done.node), gotos, decisions.as_deref_mut());
+            if routed.is_err() {
+                break;
+            }
         }
-        if !self.routing.events.is_empty() {
-            self.emit_routing_events().await;
+        if !self.decisions.is_empty() {
+            self.report_decisions().await;
         }
-        self.advance_frontier();
+        routed?;
+        self.routing.advance(&mut self.frontier);
         // Reuse the old frontier's allocation for the next step's routing.
         let mut recycled = frontier;
         recycled.clear();
@@ -692,21 +542,36 @@ impl<S: GraphState> Loop<S> {
         Ok(())
     }
 
-    /// Sends the routing decisions `route` kept for the stream (the buffer is kept for the
-    /// next step).
-    async fn emit_routing_events(&mut self) {
-        for event in self.routing.events.drain(..) {
+    /// Reports the routing decisions of the step just routed, in the order made: as compact
+    /// entries when only batching sinks want them, else built (and sent to the stream if it
+    /// wants them too). Empties `decisions`.
+    async fn report_decisions(&mut self) {
+        let hub = &self.params.hub;
+        let graph = &self.params.inner.graph;
+        for decision in self.decisions.drain(..) {
+            let Decision { from, edge, position, target } = decision;
+            if let (Some(from), Target::Node(to)) = (from, target)
+                && hub.record_route(self.step, from, (edge, position), to)
+            {
+                continue;
+            }
+            let Some(label) = decision.label(graph) else { continue };
+            let to = match target {
+                Target::Node(id) => Some(id),
+                Target::End => None,
+            };
+            let name = |node: Option<NodeId>, otherwise: &str| match node {
+                Some(id) => graph.node(id).name.clone(),
+                None => Arc::from(otherwise),
+            };
+            let built = hub.routed(self.params.ids, self.step, (from, label.clone(), to), Tick::now(), |from, to| {
+                (name(from, dashflow_graph::START), name(to, dashflow_graph::END))
+            });
+            self.routed.extend(built);
+        }
+        for event in self.routed.drain(..) {
             self.params.hub.stream(event).await;
         }
-    }
-
-    /// Makes the routed tasks the frontier and clears the dedup marks.
-    fn advance_frontier(&mut self) {
-        for task in &self.routing.next {
-            self.routing.scheduled[task.node.index()] = false;
-        }
-        std::mem::swap(&mut self.frontier, &mut self.routing.next);
-        self.routing.next.clear();
     }
 
     async fn send_values(&self) {
@@ -728,291 +593,4 @@ impl<S: GraphState> Loop<S> {
             }
         }
     }
-}
-
-fn stored_goto<S>(goto: &Goto<S>) -> StoredGoto<S> {
-    match goto {
-        Goto::Node(node) => StoredGoto::Node(node.clone()),
-        Goto::Send(send) => StoredGoto::Send(send.node.clone(), Arc::clone(&send.input)),
-    }
-}
-
-fn restored_goto<S>(goto: StoredGoto<S>) -> Goto<S> {
-    match goto {
-        StoredGoto::Node(node) => Goto::Node(node),
-        StoredGoto::Send(node, input) => Goto::Send(SendTask { node, input }),
-    }
-}
-
-/// Runs the frontier's tasks (a lone task inline on this task, several through the
-/// scheduler) and records their outcomes in frontier order. Tasks whose output a resumed
-/// step already stored are not run again; with a `writer`, every other task stores its
-/// result (or interrupt) as soon as it finishes, while its siblings still run.
-#[allow(clippy::too_many_arguments, reason = "the loop's disjoint parts, borrowed separately")]
-async fn execute_tasks<S: GraphState>(
-    inner: &Arc<Inner<S>>,
-    scope: &Arc<ExecScope>,
-    state: &Arc<S>,
-    step: u64,
-    frontier: &[PendingTask<S>],
-    (timed, step_started): (bool, Option<Tick>),
-    mut restored: HashMap<String, StoredWrite<S, S::Update>>,
-    writer: Option<Arc<TaskWriter>>,
-    results: &mut StepResults<S>,
-) {
-    let graph = &inner.graph;
-    if restored.is_empty()
-        && let [task] = frontier
-        && inner.scheduler.runs_single_tasks_inline()
-    {
-        let node = graph.node(task.node);
-        let input = task.input.clone().unwrap_or_else(|| Arc::clone(state));
-        let task_id = task_id(node, step, 0);
-        let outcome = run_any(scope, inner, (task.node, node), task_id, input, timed, step_started).await;
-        results.record(0, task.node, node, step, Some(outcome));
-        return;
-    }
-    let mut receivers = Vec::with_capacity(frontier.len());
-    for (index, task) in frontier.iter().enumerate() {
-        let node_id = task.node;
-        let task_id = task_id(graph.node(node_id), step, index);
-        if let Some(StoredWrite::Output { update, gotos }) = restored.remove(&task_id.to_string()) {
-            receivers.push(Err((update, gotos)));
-            continue;
-        }
-        let (tx, rx) = oneshot::channel();
-        let input = task.input.clone().unwrap_or_else(|| Arc::clone(state));
-        let scope = Arc::clone(scope);
-        let owned_inner = Arc::clone(inner);
-        let writer = writer.clone();
-        inner.scheduler.spawn(Box::pin(async move {
-            let node = owned_inner.graph.node(node_id);
-            let key = writer.as_ref().map(|_| task_id.to_string());
-            let outcome = run_any(&scope, &owned_inner, (node_id, node), task_id, input, timed, None).await;
-            let stored = match (&writer, key) {
-                (Some(writer), Some(key)) => store_result(writer, &key, &node.name, &outcome).await.err(),
-                _ => None,
-            };
-            let _ = tx.send((outcome, stored));
-        }));
-        receivers.push(Ok(rx));
-    }
-    for ((index, task), receiver) in frontier.iter().enumerate().zip(receivers) {
-        let index = u32::try_from(index).unwrap_or(u32::MAX);
-        match receiver {
-            Ok(rx) => {
-                let (outcome, store_error) = rx.await.ok().unzip();
-                results.record(index, task.node, graph.node(task.node), step, outcome);
-                // A result that could not be stored fails the step: a crash now would re-run it.
-                if let Some(error) = store_error.flatten() {
-                    results.first_error.get_or_insert(error);
-                }
-            }
-            Err((update, gotos)) => results.done.push(Done {
-                index,
-                node: task.node,
-                update,
-                gotos: gotos.into_iter().map(restored_goto).collect(),
-            }),
-        }
-    }
-}
-
-/// Stores what a finished task produced: its update and routing, or its interrupt. A failed
-/// task stores nothing: it runs again on resume.
-async fn store_result<S: GraphState>(
-    writer: &TaskWriter,
-    task_id: &str,
-    node: &str,
-    outcome: &TaskOutcome<S>,
-) -> Result<(), Error> {
-    let (update, gotos) = match &outcome.result {
-        Ok(NodeOutput::Update(update)) => (Some(update), Vec::new()),
-        Ok(NodeOutput::Command(command)) => (command.update.as_ref(), command.goto.iter().map(stored_goto).collect()),
-        Err(error) => {
-            let Some(interrupt) = error.interrupt() else { return Ok(()) };
-            let write: StoredWrite<S, &S::Update> = StoredWrite::Interrupt { value: interrupt.value.clone() };
-            return writer.store(task_id, node, INTERRUPT, &write).await;
-        }
-    };
-    let write: StoredWrite<S, &S::Update> = StoredWrite::Output { update, gotos };
-    writer.store(task_id, node, OUTPUT, &write).await
-}
-
-fn task_id<S: GraphState>(node: &GraphNode<S>, step: u64, index: usize) -> TaskId {
-    TaskId { step, node: node.name.clone(), index: u32::try_from(index).unwrap_or(u32::MAX) }
-}
-
-impl<S: GraphState> StepResults<S> {
-    /// Files one task's outcome: its update and routing, an interrupt, or the step's first
-    /// error. `None` is a task the scheduler dropped.
-    fn record(&mut self, index: u32, id: NodeId, node: &GraphNode<S>, step: u64, outcome: Option<TaskOutcome<S>>) {
-        let Some(outcome) = outcome else {
-            self.first_error.get_or_insert(Error::TaskLost { node: node.name.clone(), step });
-            return;
-        };
-        self.nodes.push(NodeRun {
-            node: node.name.clone(),
-            step,
-            attempts: outcome.attempts,
-            duration: outcome.duration,
-        });
-        match outcome.result {
-            Ok(NodeOutput::Update(update)) => {
-                self.done.push(Done { index, node: id, update: Some(update), gotos: Vec::new() });
-            }
-            Ok(NodeOutput::Command(command)) => {
-                self.done.push(Done { index, node: id, update: command.update, gotos: command.goto });
-            }
-            Err(error) => {
-                if let Some(interrupt) = error.interrupt() {
-                    self.interrupts.push((index, id, interrupt.value.clone()));
-                    return;
-                }
-                self.first_error.get_or_insert_with(|| Error::NodeFailed {
-                    node: node.name.clone(),
-                    step,
-                    attempts: outcome.attempts,
-                    kind: error.kind(),
-                    source: error.into_shared(),
-                });
-            }
-        }
-    }
-}
-
-impl<S: GraphState> Routing<S> {
-    /// Adds to `next` where the run goes after `from` (or after `START`). Synchronous, so the
-    /// common case pays for no future.
-    fn route(
-        &mut self,
-        graph: &Graph<S>,
-        state: &S,
-        step: u64,
-        observer: Option<(&EventHub, RunIds)>,
-        from: Option<NodeId>,
-        gotos: Vec<Goto<S>>,
-    ) -> Result<(), Error> {
-        let start_name: NodeName;
-        let (from_name, routes) = match from {
-            Some(id) => (&graph.node(id).name, graph.node(id).routes.as_slice()),
-            None => {
-                start_name = dashflow_graph::START.into();
-                (&start_name, graph.start_routes())
-            }
-        };
-        for (edge, route) in routes.iter().enumerate() {
-            match route {
-                Route::Direct(target) => self.schedule(*target),
-                Route::Conditional(conditional) => {
-                    let labels = conditional.route(state);
-                    for label in labels.iter() {
-                        let Some((position, label, target)) = conditional.resolve_at(label) else {
-                            return Err(Error::UnknownLabel {
-                                node: from_name.clone(),
-                                label: label.to_owned(),
-                                known: conditional.labels().collect::<Vec<_>>().join(", "),
-                            });
-                        };
-                        if let Some((hub, run_ids)) = observer {
-                            // Heard as it is made, in decision order: as a compact entry when
-                            // only batching sinks want it, else built (and kept for the stream
-                            // if it wants it too).
-                            let recorded = match (from, target) {
-                                (Some(from), Target::Node(to)) => hub.record_route(step, from, (edge, position), to),
-                                _ => false,
-                            };
-                            if !recorded {
-                                let to = match target {
-                                    Target::Node(id) => Some(id),
-                                    Target::End => None,
-                                };
-                                let name = |node: Option<NodeId>, otherwise: &str| match node {
-                                    Some(id) => graph.node(id).name.clone(),
-                                    None => Arc::from(otherwise),
-                                };
-                                let decision = (from, label.clone(), to);
-                                let built = hub.routed(run_ids, step, decision, Tick::now(), |from, to| {
-                                    (name(from, dashflow_graph::START), name(to, dashflow_graph::END))
-                                });
-                                self.events.extend(built);
-                            }
-                        }
-                        self.schedule(target);
-                    }
-                }
-                Route::Send(router) => {
-                    for send in router(state) {
-                        self.schedule_send(graph, from_name, send)?;
-                    }
-                }
-            }
-        }
-        for goto in gotos {
-            match goto {
-                Goto::Node(name) => match graph.target(&name) {
-                    Some(target) => self.schedule(target),
-                    None => return Err(Error::UnknownTarget { node: from_name.clone(), target: name.to_string() }),
-                },
-                Goto::Send(send) => self.schedule_send(graph, from_name, send)?,
-            }
-        }
-        if let Some(id) = from {
-            for &(join, position) in &graph.node(id).joins {
-                let seen = &mut self.join_seen[join];
-                seen[position] = true;
-                if seen.iter().all(|done| *done) {
-                    seen.fill(false);
-                    self.schedule(Target::Node(graph.joins()[join].target));
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn schedule(&mut self, target: Target) {
-        if let Target::Node(id) = target
-            && !self.scheduled[id.index()]
-        {
-            self.scheduled[id.index()] = true;
-            self.next.push(PendingTask { node: id, input: None });
-        }
-    }
-
-    fn schedule_send(&mut self, graph: &Graph<S>, from: &NodeName, send: SendTask<S>) -> Result<(), Error> {
-        match graph.node_id(&send.node) {
-            Some(id) => {
-                self.next.push(PendingTask { node: id, input: Some(send.input) });
-                Ok(())
-            }
-            None => Err(Error::UnknownTarget { node: from.clone(), target: send.node.to_string() }),
-        }
-    }
-}
-
-/// Where a run goes after `node` wrote to `state`, as if it had just finished: the next
-/// frontier and join progress of a position. For `update_state(as_node)`.
-pub(crate) fn position_after<S: GraphState>(
-    graph: &Graph<S>,
-    state: &S,
-    node: NodeId,
-    position: Position<S>,
-) -> Result<Position<S>, Error> {
-    let mut routing = Routing {
-        next: Vec::new(),
-        scheduled: vec![false; graph.node_count()],
-        join_seen: position.join_seen,
-        events: Vec::new(),
-    };
-    routing.route(graph, state, position.step, None, Some(node), Vec::new())?;
-    let frontier = routing
-        .next
-        .into_iter()
-        .map(|task| StoredTask { node: graph.node(task.node).name.clone(), input: task.input })
-        .collect();
-    Ok(Position { step: position.step, frontier, join_seen: routing.join_seen, composed: position.composed })
-}
-
-fn node_index(node: NodeId) -> u32 {
-    u32::try_from(node.index()).unwrap_or(u32::MAX)
 }

@@ -1,0 +1,211 @@
+//! The step runner: runs a frontier's tasks (a lone task inline, several on the scheduler,
+//! cancelled with the step) and files their outcomes in frontier order.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use dashflow_graph::{Goto, GraphNode, GraphState, NodeId, NodeOutput, Send as SendTask, TaskId};
+use dashflow_telemetry::clock::Tick;
+use futures::FutureExt;
+use futures::future::{AbortHandle, Abortable};
+use tokio::sync::oneshot;
+
+use super::StepUpdates;
+use super::algo::PendingTask;
+use crate::compiled::Inner;
+use crate::durable::TaskWriter;
+use crate::hub::ExecScope;
+use crate::payload::{INTERRUPT, OUTPUT, StoredGoto, StoredWrite};
+use crate::task::{TaskOutcome, run_task};
+use crate::{Error, NodeRun};
+
+/// A task that finished: its update and where it wants to go.
+pub(super) struct Done<S: GraphState> {
+    pub(super) index: u32,
+    pub(super) node: NodeId,
+    pub(super) update: Option<S::Update>,
+    pub(super) gotos: Vec<Goto<S>>,
+}
+
+/// What the current step's tasks produced; buffers reused from step to step.
+pub(super) struct StepResults<S: GraphState> {
+    pub(super) updates: StepUpdates<S>,
+    pub(super) done: Vec<Done<S>>,
+    pub(super) first_error: Option<Error>,
+    /// Tasks that paused with `interrupt`: frontier index, node, value.
+    pub(super) interrupts: Vec<(u32, NodeId, serde_json::Value)>,
+    /// Every task execution of the run, in order.
+    pub(super) nodes: Vec<NodeRun>,
+}
+
+pub(super) fn stored_goto<S>(goto: &Goto<S>) -> StoredGoto<S> {
+    match goto {
+        Goto::Node(node) => StoredGoto::Node(node.clone()),
+        Goto::Send(send) => StoredGoto::Send(send.node.clone(), Arc::clone(&send.input)),
+    }
+}
+
+fn restored_goto<S>(goto: StoredGoto<S>) -> Goto<S> {
+    match goto {
+        StoredGoto::Node(node) => Goto::Node(node),
+        StoredGoto::Send(node, input) => Goto::Send(SendTask { node, input }),
+    }
+}
+
+/// Runs the frontier's tasks (a lone task inline on this task, several through the
+/// scheduler) and records their outcomes in frontier order. Tasks whose output a resumed
+/// step already stored are not run again; with a `writer`, every other task stores its
+/// result (or interrupt) as soon as it finishes, while its siblings still run.
+#[allow(clippy::too_many_arguments, reason = "the loop's disjoint parts, borrowed separately")]
+pub(super) async fn execute_tasks<S: GraphState>(
+    inner: &Arc<Inner<S>>,
+    scope: &Arc<ExecScope>,
+    state: &Arc<S>,
+    step: u64,
+    frontier: &[PendingTask<S>],
+    (timed, step_started): (bool, Option<Tick>),
+    mut restored: HashMap<String, StoredWrite<S, S::Update>>,
+    writer: Option<Arc<TaskWriter>>,
+    results: &mut StepResults<S>,
+) {
+    let graph = &inner.graph;
+    if restored.is_empty()
+        && let [task] = frontier
+        && inner.scheduler.runs_single_tasks_inline()
+    {
+        let node = graph.node(task.node);
+        let input = task.input.clone().unwrap_or_else(|| Arc::clone(state));
+        let task_id = task_id(node, step, 0);
+        let outcome = run_task(scope, inner, (task.node, node), task_id, input, timed, step_started).await;
+        results.record(0, task.node, node, step, Some(outcome));
+        return;
+    }
+    let mut receivers = Vec::with_capacity(frontier.len());
+    // Dropping this future (the run was dropped) cancels the tasks it spawned.
+    let mut spawned = CancelOnDrop(Vec::with_capacity(frontier.len()));
+    for (index, task) in frontier.iter().enumerate() {
+        let node_id = task.node;
+        let task_id = task_id(graph.node(node_id), step, index);
+        if let Some(StoredWrite::Output { update, gotos }) = restored.remove(&task_id.to_string()) {
+            receivers.push(Err((update, gotos)));
+            continue;
+        }
+        let (tx, rx) = oneshot::channel();
+        let input = task.input.clone().unwrap_or_else(|| Arc::clone(state));
+        let scope = Arc::clone(scope);
+        let owned_inner = Arc::clone(inner);
+        let writer = writer.clone();
+        let (handle, registration) = AbortHandle::new_pair();
+        spawned.0.push(handle);
+        let task = Abortable::new(
+            async move {
+                let node = owned_inner.graph.node(node_id);
+                let key = writer.as_ref().map(|_| task_id.to_string());
+                let outcome = run_task(&scope, &owned_inner, (node_id, node), task_id, input, timed, None).await;
+                let stored = match (&writer, key) {
+                    (Some(writer), Some(key)) => store_result(writer, &key, &node.name, &outcome).await.err(),
+                    _ => None,
+                };
+                let _ = tx.send((outcome, stored));
+            },
+            registration,
+        );
+        inner.scheduler.spawn(Box::pin(task.map(drop)));
+        receivers.push(Ok(rx));
+    }
+    for ((index, task), receiver) in frontier.iter().enumerate().zip(receivers) {
+        let index = u32::try_from(index).unwrap_or(u32::MAX);
+        match receiver {
+            Ok(rx) => {
+                let (outcome, store_error) = rx.await.ok().unzip();
+                results.record(index, task.node, graph.node(task.node), step, outcome);
+                // A result that could not be stored fails the step: a crash now would re-run it.
+                if let Some(error) = store_error.flatten() {
+                    results.first_error.get_or_insert(error);
+                }
+            }
+            Err((update, gotos)) => results.done.push(Done {
+                index,
+                node: task.node,
+                update,
+                gotos: gotos.into_iter().map(restored_goto).collect(),
+            }),
+        }
+    }
+    // Every spawned task has finished: nothing to cancel.
+    spawned.0.clear();
+}
+
+/// The tasks a step spawned, cancelled when the step's future is dropped before they end.
+struct CancelOnDrop(Vec<AbortHandle>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        for handle in &self.0 {
+            handle.abort();
+        }
+    }
+}
+
+/// Stores what a finished task produced: its update and routing, or its interrupt. A failed
+/// task stores nothing: it runs again on resume.
+async fn store_result<S: GraphState>(
+    writer: &TaskWriter,
+    task_id: &str,
+    node: &str,
+    outcome: &TaskOutcome<S>,
+) -> Result<(), Error> {
+    let (update, gotos) = match &outcome.result {
+        Ok(NodeOutput::Update(update)) => (Some(update), Vec::new()),
+        Ok(NodeOutput::Command(command)) => (command.update.as_ref(), command.goto.iter().map(stored_goto).collect()),
+        Err(error) => {
+            let Some(interrupt) = error.interrupt() else { return Ok(()) };
+            let write: StoredWrite<S, &S::Update> = StoredWrite::Interrupt { value: interrupt.value.clone() };
+            return writer.store(task_id, node, INTERRUPT, &write).await;
+        }
+    };
+    let write: StoredWrite<S, &S::Update> = StoredWrite::Output { update, gotos };
+    writer.store(task_id, node, OUTPUT, &write).await
+}
+
+pub(super) fn task_id<S: GraphState>(node: &GraphNode<S>, step: u64, index: usize) -> TaskId {
+    TaskId { step, node: node.name.clone(), index: u32::try_from(index).unwrap_or(u32::MAX) }
+}
+
+impl<S: GraphState> StepResults<S> {
+    /// Files one task's outcome: its update and routing, an interrupt, or the step's first
+    /// error. `None` is a task the scheduler dropped.
+    fn record(&mut self, index: u32, id: NodeId, node: &GraphNode<S>, step: u64, outcome: Option<TaskOutcome<S>>) {
+        let Some(outcome) = outcome else {
+            self.first_error.get_or_insert(Error::TaskLost { node: node.name.clone(), step });
+            return;
+        };
+        self.nodes.push(NodeRun {
+            node: node.name.clone(),
+            step,
+            attempts: outcome.attempts,
+            duration: outcome.duration,
+        });
+        match outcome.result {
+            Ok(NodeOutput::Update(update)) => {
+                self.done.push(Done { index, node: id, update: Some(update), gotos: Vec::new() });
+            }
+            Ok(NodeOutput::Command(command)) => {
+                self.done.push(Done { index, node: id, update: command.update, gotos: command.goto });
+            }
+            Err(error) => {
+                if let Some(interrupt) = error.interrupt() {
+                    self.interrupts.push((index, id, interrupt.value.clone()));
+                    return;
+                }
+                self.first_error.get_or_insert_with(|| Error::NodeFailed {
+                    node: node.name.clone(),
+                    step,
+                    attempts: outcome.attempts,
+                    kind: error.kind(),
+                    source: error.into_shared(),
+                });
+            }
+        }
+    }
+}

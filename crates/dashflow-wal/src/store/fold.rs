@@ -1,0 +1,123 @@
+//! How the store keeps a one-task step: by its task's end alone.
+//!
+//! Every sink hears a step's `SuperstepStarted` and its tasks' `TaskFinished`. In a tight
+//! loop of one-task steps the start says nothing the end does not (the step, the node, and
+//! with the end's duration, when it began), so the log stores a first attempt's end that
+//! directly follows its one-task step's start, in the same hand-over (a run's batch), in
+//! place of both. Readers of the log
+//! (`runs show`, the traces) take an end without a start as both.
+
+use std::sync::Arc;
+
+use dashflow_telemetry::{Event, EventKind};
+
+/// Drops from `events[from..]` each `SuperstepStarted` of a one-task step that the first
+/// attempt's `TaskFinished` of its task directly follows there.
+pub(super) fn fold_lone_starts(events: &mut Vec<Event>, from: usize) {
+    // In place, one pass: `kept` events stay, in order, at the front.
+    let mut kept = from;
+    for index in from..events.len() {
+        let folded = events.get(index + 1).is_some_and(|next| starts_lone_task_of(&events[index], next));
+        if !folded {
+            events.swap(kept, index);
+            kept += 1;
+        }
+    }
+    events.truncate(kept);
+}
+
+/// Whether `start` is the `SuperstepStarted` of a step of one task that `end` (its first
+/// attempt's `TaskFinished`) ends, in the same run.
+fn starts_lone_task_of(start: &Event, end: &Event) -> bool {
+    match (&start.kind, &end.kind) {
+        (
+            EventKind::SuperstepStarted { step, nodes },
+            EventKind::TaskFinished { step: ended, node, attempt: 1, .. },
+        ) => {
+            // Names come from one table: the same `Arc` unless an event was built elsewhere.
+            step == ended
+                && matches!(&**nodes, [only] if Arc::ptr_eq(only, node) || only == node)
+                && start.run.run_id == end.run.run_id
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use dashflow_telemetry::{RunId, RunIds};
+
+    use super::*;
+
+    fn start(run: RunIds, step: u64, nodes: &[&str]) -> Event {
+        let nodes: Arc<[Arc<str>]> = nodes.iter().map(|node| Arc::from(*node)).collect();
+        Event::now(run, EventKind::SuperstepStarted { step, nodes })
+    }
+
+    fn end(run: RunIds, step: u64, node: &str, attempt: u32) -> Event {
+        let kind = EventKind::TaskFinished { step, node: node.into(), attempt, duration: Duration::ZERO, error: None };
+        Event::now(run, kind)
+    }
+
+    fn described(events: &[Event]) -> Vec<String> {
+        events
+            .iter()
+            .map(|event| match &event.kind {
+                EventKind::SuperstepStarted { step, nodes } => format!("start {step} {}", nodes.join(",")),
+                EventKind::TaskFinished { step, node, attempt, .. } => format!("end {step} {node} #{attempt}"),
+                other => format!("{other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_first_attempts_end_right_after_its_lone_steps_start_is_stored_alone() {
+        let (run, other) = (RunIds::root(RunId::new()), RunIds::root(RunId::new()));
+        let mut events = vec![
+            start(run, 1, &["a"]),
+            end(run, 1, "a", 1),
+            // Not folded: another step, another node, a retry, another run, several tasks,
+            // something between.
+            start(run, 2, &["a"]),
+            end(run, 3, "a", 1),
+            start(run, 4, &["a"]),
+            end(run, 4, "b", 1),
+            start(run, 5, &["a"]),
+            end(run, 5, "a", 2),
+            start(run, 6, &["a"]),
+            end(other, 6, "a", 1),
+            start(run, 7, &["a", "b"]),
+            end(run, 7, "a", 1),
+            start(run, 8, &["a"]),
+            start(other, 1, &["a"]),
+            end(run, 8, "a", 1),
+            start(run, 9, &["a"]),
+        ];
+        fold_lone_starts(&mut events, 0);
+        let expected = [
+            "end 1 a #1",
+            "start 2 a",
+            "end 3 a #1",
+            "start 4 a",
+            "end 4 b #1",
+            "start 5 a",
+            "end 5 a #2",
+            "start 6 a",
+            "end 6 a #1",
+            "start 7 a,b",
+            "end 7 a #1",
+            "start 8 a",
+            "start 1 a",
+            "end 8 a #1",
+            "start 9 a",
+        ];
+        assert_eq!(described(&events), expected);
+
+        // Only within a hand-over: a start that ends the previous one stays.
+        let mut across = vec![start(run, 9, &["a"]), end(run, 9, "a", 1)];
+        fold_lone_starts(&mut across, 1);
+        assert_eq!(described(&across), ["start 9 a", "end 9 a #1"]);
+    }
+}
