@@ -5,9 +5,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dashflow_checkpoint::{Checkpointer, Codec, PendingWrite};
-use dashflow_graph::{Command, Graph, GraphSchema, GraphState, MergeableState, RetryPolicy, Route};
+use dashflow_graph::__private::Route;
+use dashflow_graph::{Command, Graph, GraphSchema, GraphState, MergeableState, RetryPolicy};
 use dashflow_scheduler::{Scheduler, TokioScheduler};
-use dashflow_telemetry::{EventCallback, NodeNames, RunIds};
+use dashflow_telemetry::__private::NodeNames;
+use dashflow_telemetry::{EventCallback, RunIds};
 use tokio::sync::mpsc;
 
 use crate::durable::{CheckpointFormat, CheckpointSettings, Durable, Restored, Source, checkpoint_error, rebuild};

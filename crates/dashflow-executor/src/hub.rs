@@ -5,9 +5,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use dashflow_graph::{NodeId, RunScope, TaskId};
+use dashflow_graph::__private::{NodeId, RunScope};
+use dashflow_graph::TaskId;
+use dashflow_telemetry::__private::{NodeNames, RunContext};
 use dashflow_telemetry::clock::{RunClock, Tick};
-use dashflow_telemetry::{Event, EventCallback, EventKind, Interest, NodeNames, RunContext, RunIds};
+use dashflow_telemetry::{Event, EventCallback, EventKind, Interest, RunIds};
 use futures::future::BoxFuture;
 
 use crate::batcher::{Batcher, same_sinks, split_batching};

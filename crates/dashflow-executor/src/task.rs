@@ -7,9 +7,8 @@ use std::time::Duration;
 
 use dashflow_telemetry::clock::Tick;
 
-use dashflow_graph::{
-    GraphNode, GraphState, NodeContext, NodeError, NodeErrorKind, NodeId, NodeOutput, RetryPolicy, RunScope, TaskId,
-};
+use dashflow_graph::__private::{GraphNode, NodeId, RunScope};
+use dashflow_graph::{GraphState, NodeContext, NodeError, NodeErrorKind, NodeOutput, RetryPolicy, TaskId};
 use dashflow_telemetry::{Event, EventKind};
 use futures::FutureExt;
 use tracing::{Instrument, Level};

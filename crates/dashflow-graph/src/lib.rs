@@ -59,10 +59,10 @@ mod state;
 
 pub use builder::StateGraph;
 pub use command::{Command, Goto, Send};
-pub use context::{NodeContext, RunScope, TaskId};
+pub use context::{NodeContext, TaskId};
 pub use dashflow_derive::GraphState;
 pub use error::{GraphError, Result};
-pub use graph::{ConditionalRoute, Graph, GraphNode, Join, NodeId, Route, Target};
+pub use graph::Graph;
 pub use message::{Message, MessageLike, Role};
 pub use node::{IntoNode, Node, NodeFuture, NodeName, NodeOptions, NodeOutput, markers};
 pub use node_error::{Interrupt, NodeError, NodeErrorKind};
@@ -78,7 +78,10 @@ pub const END: &str = "__end__";
 
 #[doc(hidden)]
 pub mod __private {
-    //! Re-exports for generated code; not public API.
+    //! What the derive's generated code and the executor use: the indexed form of a graph and
+    //! the runtime side of a node's context. Not public API.
+    pub use crate::context::RunScope;
+    pub use crate::graph::{ConditionalRoute, GraphNode, Join, NodeId, Route, Target};
     pub use serde;
 }
 

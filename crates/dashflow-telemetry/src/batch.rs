@@ -222,6 +222,7 @@ impl EventBatch {
     }
 
     /// Adds the start of step `step` of `run`, whose one task runs node `node`, at `at`.
+    #[doc(hidden)]
     pub fn push_step_started(&mut self, run: &RunContext, step: u64, node: u32, at: Tick) {
         let Ok(step) = u32::try_from(step) else {
             let kind = EventKind::SuperstepStarted { step, nodes: run.names.lone_or_unknown(node) };
@@ -234,6 +235,7 @@ impl EventBatch {
 
     /// Adds the end of attempt `attempt` of node `node`'s task in step `step` of `run`, which
     /// ran from `started` to `ended`, with its error if it failed.
+    #[doc(hidden)]
     pub fn push_task_finished(
         &mut self,
         run: &RunContext,
@@ -261,6 +263,7 @@ impl EventBatch {
     /// Adds the routing decision after step `step` of `run`: node `from`'s conditional edge
     /// chose label number `label` (see [`NodeNames::label_index`]), which leads to node
     /// `target`.
+    #[doc(hidden)]
     pub fn push_routed(&mut self, run: &RunContext, step: u64, (from, label, target): (u32, u32, u32), at: Tick) {
         let Ok(step) = u32::try_from(step) else {
             let kind = EventKind::Routed {

@@ -38,7 +38,7 @@ mod live;
 mod metrics_sink;
 mod report;
 
-pub use batch::{EventBatch, NodeNames, RunContext};
+pub use batch::EventBatch;
 pub use event::{Event, EventCallback, EventKind, Interest, InterruptReason, RunOutcome};
 pub use ids::{RunId, RunIds};
 pub use live::{LiveRun, LiveRuns};
@@ -47,3 +47,10 @@ pub use report::Report;
 
 #[cfg(test)]
 mod tests;
+
+/// What the executor records a run's compact events with: node names by index and a run's
+/// clock and ids. Not public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::batch::{NodeNames, RunContext};
+}

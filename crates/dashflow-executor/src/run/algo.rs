@@ -4,7 +4,8 @@
 
 use std::sync::Arc;
 
-use dashflow_graph::{Goto, Graph, GraphState, NodeId, NodeName, Route, Send as SendTask, Target};
+use dashflow_graph::__private::{NodeId, Route, Target};
+use dashflow_graph::{Goto, Graph, GraphState, NodeName, Send as SendTask};
 
 use crate::Error;
 

@@ -4,7 +4,8 @@
 use std::sync::Arc;
 
 use dashflow_checkpoint::{CheckpointError, PendingWrite};
-use dashflow_graph::{GraphState, NodeId, NodeName, Target};
+use dashflow_graph::__private::{NodeId, Target};
+use dashflow_graph::{GraphState, NodeName};
 use dashflow_telemetry::clock::Tick;
 use dashflow_telemetry::{Event, EventKind, InterruptReason, Report, RunOutcome};
 use tracing::{Instrument, Level};

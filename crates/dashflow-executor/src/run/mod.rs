@@ -11,7 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dashflow_checkpoint::CheckpointId;
-use dashflow_graph::{Graph, GraphState, MergeableState, NodeId};
+use dashflow_graph::__private::NodeId;
+use dashflow_graph::{Graph, GraphState, MergeableState};
 use dashflow_telemetry::RunIds;
 
 use crate::compiled::Inner;

@@ -4,7 +4,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use dashflow_graph::{Goto, GraphNode, GraphState, NodeId, NodeOutput, Send as SendTask, TaskId};
+use dashflow_graph::__private::{GraphNode, NodeId};
+use dashflow_graph::{Goto, GraphState, NodeOutput, Send as SendTask, TaskId};
 use dashflow_telemetry::clock::Tick;
 use futures::FutureExt;
 use futures::future::{AbortHandle, Abortable};

@@ -3,10 +3,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use dashflow_graph::__private::{ConditionalRoute, Join, NodeId, Route, Target};
 use dashflow_graph::route::Labels;
 use dashflow_graph::{
-    ConditionalRoute, END, Graph, Join, NodeContext, NodeId, NodeOptions, NodeOutput, RetryPolicy, Route, START,
-    Send as SendTask, StateGraph, Target,
+    END, Graph, NodeContext, NodeOptions, NodeOutput, RetryPolicy, START, Send as SendTask, StateGraph,
 };
 
 use crate::support::{Doc, graph_with, jump};

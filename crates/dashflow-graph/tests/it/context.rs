@@ -3,7 +3,8 @@
 use std::any::Any;
 use std::sync::{Arc, Mutex};
 
-use dashflow_graph::{NodeContext, RunScope, TaskId};
+use dashflow_graph::__private::RunScope;
+use dashflow_graph::{NodeContext, TaskId};
 use dashflow_telemetry::{RunId, RunIds};
 use futures::future::BoxFuture;
 

@@ -317,8 +317,8 @@ fn a_writer_behind_skips_the_traces_of_runs_starting_meanwhile_and_keeps_every_e
 
 #[test]
 fn a_compact_batch_is_built_on_the_writer_and_stored_like_the_events_it_stands_for() {
+    use dashflow_telemetry::__private::{NodeNames, RunContext};
     use dashflow_telemetry::clock::{RunClock, Tick};
-    use dashflow_telemetry::{NodeNames, RunContext};
 
     let dir = tempfile::tempdir().unwrap();
     let store = EventStore::open(dir.path(), config()).unwrap();
