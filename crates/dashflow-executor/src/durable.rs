@@ -1,6 +1,19 @@
 //! Checkpointing a run: writing each superstep's delta (or a snapshot), the result of each
 //! task of a parallel step as it finishes (pending writes), and rebuilding state from a stored
 //! chain.
+//!
+//! The loop's `commit_step` is where a superstep becomes final and is checkpointed. In a step
+//! of several tasks (under `Sync` and `Async`), each task stores its result, or its
+//! interrupt, as a pending write after the step's starting checkpoint as soon as it finishes,
+//! from the task itself while its siblings run (`TaskWriter`): committed before the task
+//! reports back under `Sync`, queued behind that checkpoint on the `Async` writer. So a kill,
+//! a failure or a pause re-runs only the tasks that had not finished; the step's checkpoint
+//! does not store them again, and a lone task's step has only its checkpoint. A resume of the
+//! head reuses the stored results; a run forked from a past checkpoint runs the step again.
+//! Under `Exit` nothing is stored before the run exits or pauses. Under `Async`, a step that
+//! runs subgraph nodes starts only once its starting checkpoint is committed: the subgraph
+//! runs write through writers of their own and name that checkpoint. Task ids
+//! (`step:node:index`) are stable across re-runs and give nodes an idempotency key.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;

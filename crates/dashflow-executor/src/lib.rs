@@ -38,6 +38,26 @@
 //!
 //! This crate has no feature flags.
 //!
+//! # Where things are
+//!
+//! - `compiled.rs`: [`CompiledGraph`], its settings, and how a run is launched (fresh, from
+//!   an update, resumed); `observer.rs` the observers it lists; `config.rs` [`RunConfig`].
+//! - `run/`: one run, split as LangGraph splits its pregel loop: `loop.rs` drives it step by
+//!   step and is the one place its events are reported; `algo.rs` the routing algorithm (next
+//!   frontier, joins, `Send`, `Command` gotos; pure, unit-tested without a hub); `runner.rs`
+//!   runs a frontier's tasks (a lone one inline, several on the scheduler, all dropped with
+//!   the run); `task.rs` the one task runner (attempts, timeout, backoff, panics caught).
+//! - `stream.rs`: [`RunStream`], which drives the run as it is polled; `hub.rs` fans events out
+//!   to sinks and the stream; `batcher.rs` the buffer of batching sinks (one per run and its
+//!   subgraph runs, handed over when the run waits, ends or fills).
+//! - `subgraph.rs`: compiled graphs as nodes, and where a subgraph run under a durable parent
+//!   starts (its own namespace per parent task id, tied to the parent checkpoint its step
+//!   started from).
+//! - `durable.rs` writes checkpoints (see its module docs for what is stored when);
+//!   `payload.rs` is what blobs hold; `schema.rs` traces a state type's schema once;
+//!   `evolve.rs` reads blobs of older shapes and migrations; `inspect.rs` is `get_state`,
+//!   history and `update_state` (and their subgraph forms); `retention.rs` prunes threads.
+//!
 //! [`Scheduler`]: dashflow_scheduler::Scheduler
 
 mod batcher;
