@@ -119,7 +119,7 @@ impl PostgresCheckpointer {
         expected_head: Option<&CheckpointId>,
     ) -> Result<()> {
         let values = PutValues::new(record)?;
-        put_on(conn, record, &values, expected_head, false).await.map_err(Into::into)
+        put_on(conn, record, &values, expected_head, Try::First).await.map_err(Into::into)
     }
 
     async fn acquire(&self, operation: &'static str) -> Result<PoolConnection<Postgres>, Error> {
@@ -159,14 +159,22 @@ fn spell(id: Option<&str>) -> String {
 
 const PUT: &str = "put a checkpoint";
 
-/// One try of a put. `resolving` is set on retries: a conflict whose cause is this very
-/// record, stored by an earlier try whose commit was not acknowledged, is then a success.
+/// Which try of a put this is.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Try {
+    First,
+    /// A retry: a conflict whose cause is this very record, stored by an earlier try whose
+    /// commit was not acknowledged, is then a success.
+    Again,
+}
+
+/// One try of a put.
 async fn put_on(
     conn: &mut PgConnection,
     record: &CheckpointRecord,
     values: &PutValues,
     expected: Option<&CheckpointId>,
-    resolving: bool,
+    attempt: Try,
 ) -> Result<(), Error> {
     let query = sqlx::query(if expected.is_some() { sql::PUT_EXPECTING } else { sql::PUT_FIRST })
         .bind(&record.thread_id)
@@ -207,7 +215,7 @@ async fn put_on(
         );
         expected.map(|id| id.as_str().to_owned())
     } else {
-        if resolving && stored_record(conn, record).await?.as_ref() == Some(record) {
+        if attempt == Try::Again && stored_record(conn, record).await?.as_ref() == Some(record) {
             return Ok(());
         }
         sqlx::query_scalar(sql::HEAD)
@@ -289,12 +297,13 @@ impl Checkpointer for PostgresCheckpointer {
     async fn put(&self, record: CheckpointRecord, expected_head: Option<&CheckpointId>) -> Result<()> {
         let values = PutValues::new(&record)?;
         let (record, values) = (&record, &values);
-        // Idempotent through `resolving`: a retry after an unacknowledged commit finds its
+        // Idempotent through `Try::Again`: a retry after an unacknowledged commit finds its
         // own record and succeeds instead of reporting a conflict with itself.
         self.retry
             .run(PUT, Idempotence::Idempotent, |attempt| async move {
                 let mut conn = self.acquire(PUT).await?;
-                put_on(&mut conn, record, values, expected_head, attempt > 1).await
+                put_on(&mut conn, record, values, expected_head, if attempt > 1 { Try::Again } else { Try::First })
+                    .await
             })
             .await
             .map_err(Into::into)

@@ -177,9 +177,18 @@ pub(crate) fn classify_sqlstate(code: &str) -> Class {
     }
 }
 
-/// Classifies an sqlx error; `may_have_committed` is false when the failed work certainly did
-/// not commit (getting a connection, or a statement inside a transaction before `COMMIT`).
-pub(crate) fn classify_sqlx(error: &sqlx::Error, may_have_committed: bool) -> Class {
+/// Whether failed work may have committed before the error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Commit {
+    /// It certainly did not (getting a connection, a statement inside a transaction before
+    /// `COMMIT`).
+    Impossible,
+    /// It may have: a broken connection leaves the outcome in doubt.
+    Possible,
+}
+
+/// Classifies an sqlx error of work that `commit` says may or may not have committed.
+pub(crate) fn classify_sqlx(error: &sqlx::Error, commit: Commit) -> Class {
     let class = match error {
         sqlx::Error::Database(database) => match database.code() {
             Some(code) => classify_sqlstate(&code),
@@ -201,7 +210,7 @@ pub(crate) fn classify_sqlx(error: &sqlx::Error, may_have_committed: bool) -> Cl
         _ => Class::Permanent,
     };
     match class {
-        Class::Transient(Retry::InDoubt) if !may_have_committed => Class::Transient(Retry::RolledBack),
+        Class::Transient(Retry::InDoubt) if commit == Commit::Impossible => Class::Transient(Retry::RolledBack),
         class => class,
     }
 }
@@ -228,9 +237,9 @@ impl Error {
     pub(crate) fn class(&self) -> Class {
         match self {
             Self::Connect { source, .. } | Self::Acquire { source, .. } | Self::Uncommitted { source, .. } => {
-                classify_sqlx(&source.0, false)
+                classify_sqlx(&source.0, Commit::Impossible)
             }
-            Self::Statement { source, .. } => classify_sqlx(&source.0, true),
+            Self::Statement { source, .. } => classify_sqlx(&source.0, Commit::Possible),
             Self::ConnectTimeout { .. } => Class::Transient(Retry::Later),
             Self::Corrupt { .. } => Class::Corrupt,
             Self::Nul { .. } | Self::Json { .. } => Class::Encode,

@@ -28,10 +28,13 @@ fn sqlstates_map_to_what_a_caller_can_do() {
 #[test]
 fn a_broken_connection_is_in_doubt_but_a_failed_acquire_is_not() {
     let io = || sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::UnexpectedEof));
-    assert_eq!(classify_sqlx(&io(), true), Class::Transient(Retry::InDoubt));
-    assert_eq!(classify_sqlx(&io(), false), Class::Transient(Retry::RolledBack));
-    assert_eq!(classify_sqlx(&sqlx::Error::PoolTimedOut, false), Class::Transient(Retry::Later));
-    assert_eq!(classify_sqlx(&sqlx::Error::Protocol("garbage".into()), true), Class::Transient(Retry::InDoubt));
+    assert_eq!(classify_sqlx(&io(), Commit::Possible), Class::Transient(Retry::InDoubt));
+    assert_eq!(classify_sqlx(&io(), Commit::Impossible), Class::Transient(Retry::RolledBack));
+    assert_eq!(classify_sqlx(&sqlx::Error::PoolTimedOut, Commit::Impossible), Class::Transient(Retry::Later));
+    assert_eq!(
+        classify_sqlx(&sqlx::Error::Protocol("garbage".into()), Commit::Possible),
+        Class::Transient(Retry::InDoubt)
+    );
     let in_transaction = Error::Uncommitted { operation: "copy a thread", source: io().into() };
     assert_eq!(in_transaction.retry(), Retry::RolledBack);
     let autocommit = Error::Statement { operation: "put a checkpoint", source: io().into() };
@@ -40,8 +43,8 @@ fn a_broken_connection_is_in_doubt_but_a_failed_acquire_is_not() {
 
 #[test]
 fn a_closed_pool_and_bad_configuration_are_permanent() {
-    assert_eq!(classify_sqlx(&sqlx::Error::PoolClosed, false), Class::Permanent);
-    assert_eq!(classify_sqlx(&sqlx::Error::Configuration("bad url".into()), false), Class::Permanent);
+    assert_eq!(classify_sqlx(&sqlx::Error::PoolClosed, Commit::Impossible), Class::Permanent);
+    assert_eq!(classify_sqlx(&sqlx::Error::Configuration("bad url".into()), Commit::Impossible), Class::Permanent);
 }
 
 #[test]
