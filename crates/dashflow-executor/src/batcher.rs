@@ -64,19 +64,30 @@ impl Batcher {
     /// is due.
     #[inline]
     pub(crate) fn record(&self, at: Tick, push: impl FnOnce(&mut EventBatch)) {
+        self.record_reading(|batch| {
+            push(batch);
+            Some(at)
+        });
+    }
+
+    /// Records an event with `push`, which returns when it happened, or `None` if it added no
+    /// entry (a routing decision riding on its task's end); hands the buffer over if due.
+    #[inline]
+    pub(crate) fn record_reading(&self, push: impl FnOnce(&mut EventBatch) -> Option<Tick>) {
         let mut buffer = self.buffer.lock();
         if buffer.batch.is_empty() {
             buffer.batch = EventBatch::with_capacity(Self::CAPACITY);
-            buffer.since = Some(at);
+            buffer.since = None;
         }
-        push(&mut buffer.batch);
+        let Some(at) = push(&mut buffer.batch) else { return };
+        let since = *buffer.since.get_or_insert(at);
         let len = buffer.batch.len();
         // The age is checked every eighth event: turning readings into a duration is dearer
         // than the rest of a push.
         let due = len >= Self::CAPACITY
             || self.waiting.load(Ordering::Relaxed)
             || buffer.batch.ends_a_run()
-            || (len.is_multiple_of(8) && buffer.since.is_some_and(|since| since.until(at) >= Self::MAX_DELAY));
+            || (len.is_multiple_of(8) && since.until(at) >= Self::MAX_DELAY);
         if due {
             self.deliver(std::mem::take(&mut buffer.batch));
         }

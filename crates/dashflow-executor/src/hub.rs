@@ -259,9 +259,8 @@ impl EventHub {
     ) -> bool {
         let (Some(batcher), true) = (&self.batcher, self.compact.routes) else { return false };
         let Some(label) = self.context.names().label_index(node_index(from), edge, position) else { return false };
-        let at = Tick::now();
         let route = (node_index(from), label, node_index(target));
-        batcher.record(at, |batch| batch.push_routed(&self.context, step, route, at));
+        batcher.record_reading(|batch| batch.push_routed_reading(&self.context, step, route, Tick::now));
         true
     }
 

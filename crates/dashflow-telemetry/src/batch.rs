@@ -264,7 +264,21 @@ impl EventBatch {
     /// chose label number `label` (see [`NodeNames::label_index`]), which leads to node
     /// `target`.
     #[doc(hidden)]
-    pub fn push_routed(&mut self, run: &RunContext, step: u64, (from, label, target): (u32, u32, u32), at: Tick) {
+    pub fn push_routed(&mut self, run: &RunContext, step: u64, route: (u32, u32, u32), at: Tick) {
+        self.push_routed_reading(run, step, route, || at);
+    }
+
+    /// [`push_routed`](Self::push_routed), reading the clock (`now`) only if the decision
+    /// needs an entry of its own: right after its node's task ended it rides on that entry
+    /// and takes its time. Returns the reading, if one was taken.
+    #[doc(hidden)]
+    pub fn push_routed_reading(
+        &mut self,
+        run: &RunContext,
+        step: u64,
+        (from, label, target): (u32, u32, u32),
+        now: impl FnOnce() -> Tick,
+    ) -> Option<Tick> {
         let Ok(step) = u32::try_from(step) else {
             let kind = EventKind::Routed {
                 step,
@@ -272,10 +286,11 @@ impl EventBatch {
                 label: run.names.label(label).cloned().unwrap_or_else(|| Arc::from("?")),
                 target: run.names.name_or_unknown(target),
             };
-            return self.push_event(Event::at(run.ids, run.clock.wall_time(at), kind));
+            let at = now();
+            self.push_event(Event::at(run.ids, run.clock.wall_time(at), kind));
+            return Some(at);
         };
         let run = self.run_index(run);
-        // Right after its node's task ended, the decision rides on that entry.
         if let Some(Entry::TaskFinished { run: r, node, step: s, route, .. }) = self.storage.entries.last_mut()
             && u32::from(*r) == run
             && (*node, *s, *route) == (from, step, NO_ROUTE)
@@ -283,9 +298,11 @@ impl EventBatch {
             && [label, target] != NO_ROUTE
         {
             *route = [label, target];
-            return;
+            return None;
         }
+        let at = now();
         self.storage.entries.push(Entry::Routed { run, step, from, label, target, at });
+        Some(at)
     }
 
     fn run_index(&mut self, run: &RunContext) -> u32 {
@@ -502,10 +519,10 @@ mod tests {
         let next = run.names().label_index(0, 0, 0).unwrap();
         let mut batch = EventBatch::new();
         batch.push_task_finished(&run, (1, 0, 1), (t0, t1), None);
-        batch.push_routed(&run, 1, (0, next, 1), t1);
-        assert_eq!(batch.len(), 1, "one entry for the end and the decision");
+        let read = batch.push_routed_reading(&run, 1, (0, next, 1), || panic!("a riding decision reads no clock"));
+        assert_eq!((batch.len(), read), (1, None), "one entry for the end and the decision");
         // Not right after the end of its own node's task in the same step: entries of its own.
-        batch.push_routed(&run, 1, (0, next, 0), t1);
+        assert_eq!(batch.push_routed_reading(&run, 1, (0, next, 0), || t1), Some(t1));
         batch.push_task_finished(&run, (2, 1, 1), (t0, t1), None);
         batch.push_routed(&run, 2, (0, next, 1), t1);
         batch.push_routed(&run, 3, (1, next, 0), t1);
