@@ -33,14 +33,14 @@
 //!   open store writes what it still holds when the process exits (`atexit`, bounded by
 //!   [`EventStore::EXIT_FLUSH_LIMIT`]); a log that cannot be written is reported once
 //!   ([`FailureReport`]) and fails no run.
-//! - **Traces.** The store's background thread also builds one [`ExecutionTrace`] per run
-//!   ([`TraceBuilder`]: tasks in order with every attempt's duration and error, routing
-//!   decisions, status, the error or interrupt) and, when the run finishes (failed and
-//!   interrupted runs included), appends it to the WAL as a trace record
-//!   (tag `TAG_TRACE_JSON`) and, where trace files are asked for, writes it atomically to
-//!   `{base}/.dashflow/traces/{run_id}.json` ([`TraceConfig`], retention by count and age:
-//!   [`TraceRetention`]). A run that never
-//!   finishes (its process died) has no trace.
+//! - **Traces.** An [`ExecutionTrace`] ([`TraceBuilder`]: tasks in order with every
+//!   attempt's duration and error, routing decisions, status, the error or interrupt) is a
+//!   function of a run's events: [`Wal::trace`] builds it from them when asked. Where trace
+//!   files are asked for ([`TraceConfig`]), the store's background thread also builds each
+//!   finished run's trace (failed and interrupted runs included), appends it to the WAL as a
+//!   trace record (tag `TAG_TRACE_JSON`) and writes it atomically to
+//!   `{base}/.dashflow/traces/{run_id}.json` (retention by count and age: [`TraceRetention`]).
+//!   A run that never finishes (its process died) has no trace.
 //! - **Runs whose process died.** A batch that starts runs is followed by a process record
 //!   (tag `TAG_PROCESS`) naming the appending process, which executes them:
 //!   its pid, start time since boot, boot id, pid namespace and host ([`ProcessIdentity`]).
@@ -98,7 +98,7 @@
 //! | `DASHFLOW_HOME` | The DashFlow home directory; the WAL lives in `$DASHFLOW_HOME/wal/`. Default `$HOME/.dashflow`. |
 //! | `HOME` | Used for the default home when `DASHFLOW_HOME` is unset. |
 //! | `DASHFLOW_WAL` | `0`, `false`, `off` or `no` (any case) turns the WAL off: [`EventStore::global`] returns `None`. |
-//! | `DASHFLOW_TRACE` | `0`, `false`, `off` or `no` (any case) turns trace persistence off: no trace files and no trace records in the WAL. Events still go to the WAL unless `DASHFLOW_WAL` is off. |
+//! | `DASHFLOW_TRACE` | `0`, `false`, `off` or `no` (any case) turns trace files off (and their records in the WAL) even where `DASHFLOW_TRACE_DIR` or a `.dashflow/` asks for them. Events still go to the WAL unless `DASHFLOW_WAL` is off, and [`Wal::trace`] still builds a run's trace from them. |
 //! | `DASHFLOW_TRACE_DIR` | The base directory of trace files, which go to `$DASHFLOW_TRACE_DIR/.dashflow/traces/`. Unset, trace files go to the working directory only when it has a `.dashflow/` directory (a project that keeps its checkpoints there); otherwise traces are only in the WAL (`dashflow runs show --json` prints them). |
 //!
 //! [`EventStore::global`] (what the `dashflow` facade wires in) reads them all, and looks at

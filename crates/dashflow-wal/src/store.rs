@@ -277,9 +277,10 @@ impl EventStore {
     /// The process's store for the WAL the environment names (see the crate docs for the
     /// variables), opened on first use; `None` when `DASHFLOW_WAL` turns the WAL off.
     ///
-    /// Its traces follow [`TraceConfig::from_env`], read when it opens: records in the WAL,
-    /// and files under `DASHFLOW_TRACE_DIR` or a working directory that has a `.dashflow/`
-    /// directory, unless `DASHFLOW_TRACE` turns them off. When the working directory cannot
+    /// Its traces follow [`TraceConfig::from_env`], read when it opens: files (and their
+    /// records in the WAL) under `DASHFLOW_TRACE_DIR` or a working directory that has a
+    /// `.dashflow/` directory, unless `DASHFLOW_TRACE` turns them off; otherwise none, and
+    /// [`Wal::trace`](crate::Wal::trace) builds a run's trace from its events. When the working directory cannot
     /// be read, traces go to the WAL only.
     ///
     /// Stores are kept per directory for the life of the process and never dropped; they

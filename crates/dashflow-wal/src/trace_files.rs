@@ -55,8 +55,9 @@ impl Default for TraceRetention {
 /// Where an [`EventStore`](crate::EventStore) persists the trace of each run that finishes.
 ///
 /// The process's store ([`EventStore::global`](crate::EventStore::global)) takes
-/// [`TraceConfig::from_env`] when it opens: trace files under the working directory (or
-/// `DASHFLOW_TRACE_DIR`), trace records in the WAL, nothing at all with `DASHFLOW_TRACE=0`.
+/// [`TraceConfig::from_env`] when it opens: trace files (and their records in the WAL) where
+/// asked for, otherwise nothing, as with `DASHFLOW_TRACE=0` (a run's trace is then built
+/// from its events when read).
 /// A store opened with [`EventStore::open`](crate::EventStore::open) takes
 /// [`StoreConfig::traces`](crate::StoreConfig::traces), [`off`](Self::off) by default.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -99,9 +100,11 @@ impl TraceConfig {
         Self { wal: false, ..Self::wal_only() }
     }
 
-    /// What the environment asks for: nothing when `DASHFLOW_TRACE` is `0`, `false`, `off` or
-    /// `no`; otherwise trace records in the WAL, and files under `DASHFLOW_TRACE_DIR` (or the
-    /// working directory when it has a `.dashflow/` directory; else no files).
+    /// What the environment asks for: trace files (and their records in the WAL) under
+    /// `DASHFLOW_TRACE_DIR`, or the working directory when it has a `.dashflow/` directory;
+    /// otherwise, or when `DASHFLOW_TRACE` is `0`, `false`, `off` or `no`, nothing: the store
+    /// then builds no traces, and [`Wal::trace`](crate::Wal::trace) builds a run's trace from
+    /// its events when asked.
     pub fn from_env() -> Result<Self> {
         Self::from_env_with(|name| std::env::var_os(name))
     }
@@ -111,7 +114,7 @@ impl TraceConfig {
         if !home::trace_enabled_from(&var) {
             return Ok(Self::off());
         }
-        Ok(home::trace_base_dir_from(var)?.map_or_else(Self::wal_only, Self::files_in))
+        Ok(home::trace_base_dir_from(var)?.map_or_else(Self::off, Self::files_in))
     }
 
     /// Sets [`wal`](Self::wal).

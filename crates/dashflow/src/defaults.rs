@@ -22,11 +22,11 @@ use dashflow_wal::EventStore;
 ///   still holds (waiting at most [`EventStore::EXIT_FLUSH_LIMIT`] for a stuck disk), so
 ///   no finished run reads `abandoned`. [`flush_observers`] is there for a program that
 ///   wants its runs readable by another process before then.
-/// - Execution traces: one per finished run in the WAL (`dashflow runs show --json` prints
-///   it) and, where asked for, as a JSON file under `$DASHFLOW_TRACE_DIR/.dashflow/traces/`
-///   or `./.dashflow/traces/` when the working directory has a `.dashflow/` (no run creates
-///   one in the working directory by itself), written by the same background
-///   thread.
+/// - Execution traces: built from a run's events when read (`dashflow runs show --json`
+///   prints each finished run's), and, where asked for, written by the same background
+///   thread as a JSON file under `$DASHFLOW_TRACE_DIR/.dashflow/traces/` or
+///   `./.dashflow/traces/` when the working directory has a `.dashflow/` (no run creates one
+///   in the working directory by itself).
 ///
 /// `DASHFLOW_WAL=0` turns the write-ahead log (and with it the traces) off, `DASHFLOW_TRACE=0`
 /// the traces alone. `CompiledGraph::new(graph.build()?)` makes a graph with no observers at

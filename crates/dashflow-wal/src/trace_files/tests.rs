@@ -131,14 +131,15 @@ fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<OsString> 
 }
 
 #[test]
-fn the_environment_puts_trace_files_under_dashflow_trace_dir_else_only_in_the_wal() {
+fn the_environment_puts_trace_files_under_dashflow_trace_dir_else_builds_no_traces() {
     let config = TraceConfig::from_env_with(env(&[("DASHFLOW_TRACE_DIR", "/srv/app")])).unwrap();
     assert_eq!(config.traces_dir(), Some(PathBuf::from("/srv/app/.dashflow/traces")));
     assert!(config.wal);
-    // The tests' working directory (this crate's) has no `.dashflow/`: no files, the WAL only.
+    // The tests' working directory (this crate's) has no `.dashflow/`: no files, and no trace
+    // records either (a run's trace is built from its events when read).
     assert!(!std::env::current_dir().unwrap().join(".dashflow").exists());
     let config = TraceConfig::from_env_with(env(&[("DASHFLOW_TRACE_DIR", "")])).unwrap();
-    assert_eq!(config, TraceConfig::wal_only());
+    assert_eq!(config, TraceConfig::off());
 }
 
 #[test]
@@ -148,5 +149,6 @@ fn dashflow_trace_off_turns_files_and_records_off() {
         assert_eq!(config, TraceConfig::off(), "{off}");
         assert!(!config.is_on());
     }
-    assert!(TraceConfig::from_env_with(env(&[("DASHFLOW_TRACE", "1")])).unwrap().is_on());
+    let on = TraceConfig::from_env_with(env(&[("DASHFLOW_TRACE", "1"), ("DASHFLOW_TRACE_DIR", "/x")])).unwrap();
+    assert!(on.is_on());
 }

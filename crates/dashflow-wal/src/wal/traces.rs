@@ -11,19 +11,24 @@ use super::Wal;
 use crate::error::{Result, WalError};
 use crate::record::{Payload, decode_payload, is_trace};
 use crate::segment::{Position, ReadStep, RecordReader, list_segments, open_reader, segment_path};
-use crate::trace::ExecutionTrace;
+use crate::trace::{ExecutionTrace, TraceBuilder};
 
 impl Wal {
-    /// The trace of run `run_id` from its trace record, found through the index.
+    /// The trace of run `run_id`: its trace record, found through the index, or, for a run
+    /// logged without one (the process's store writes trace records only next to trace
+    /// files), the trace built from the run's events, which hold everything a trace says.
     ///
     /// [`WalError::Corrupt`] when that record is damaged.
     ///
-    /// `Ok(None)` when the run has no trace record: it is still running (or its process died),
-    /// or it ran with trace persistence off. [`WalError::RunNotFound`] when the index does not
-    /// know the run.
+    /// `Ok(None)` when the run has not finished: it is still running, or its process died.
+    /// [`WalError::RunNotFound`] when the index does not know the run.
     pub fn trace(&self, run_id: RunId) -> Result<Option<ExecutionTrace>> {
         let run = self.index.get(run_id)?.ok_or(WalError::RunNotFound { run_id })?;
-        let Some(at) = run.trace else { return Ok(None) };
+        let Some(at) = run.trace else {
+            let mut builder = TraceBuilder::new(run.ids);
+            self.run_events(run_id)?.iter().for_each(|event| builder.push(event));
+            return Ok(builder.finish());
+        };
         let path = segment_path(&self.dir, at.segment);
         let Some((mut reader, _)) = open_reader(&self.dir, at.segment, at.offset, self.config.max_record_size)? else {
             return Err(WalError::MissingSegment { segment: path });
