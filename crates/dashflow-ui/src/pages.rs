@@ -85,9 +85,9 @@ fn nonempty(value: &Option<String>) -> Option<&str> {
 pub(crate) fn runs_filter(query: &RunsQuery) -> Result<RunFilter, String> {
     let mut filter = RunFilter::all();
     if let Some(status) = nonempty(&query.status) {
-        let status: RunStatus = status.parse().map_err(|_| {
-            format!("`{status}` is not a run status: use one of {}", STATUSES.join(", "))
-        })?;
+        let status: RunStatus = status
+            .parse()
+            .map_err(|_| format!("`{status}` is not a run status: use one of {}", STATUSES.join(", ")))?;
         filter = filter.status(status);
     }
     if let Some(graph) = nonempty(&query.graph) {

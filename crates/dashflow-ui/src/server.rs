@@ -22,7 +22,9 @@ use futures::Stream;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::pages::{self, Content, HISTORY_PAGE, RunQuery, RunView, RunsQuery, THREADS_PAGE, ThreadQuery, ThreadView, ThreadsQuery};
+use crate::pages::{
+    self, Content, HISTORY_PAGE, RunQuery, RunView, RunsQuery, THREADS_PAGE, ThreadQuery, ThreadView, ThreadsQuery,
+};
 use crate::util::{encode, same_secret};
 use crate::{Shared, UiGraph};
 
@@ -106,11 +108,10 @@ async fn guard(State((shared, loopback)): State<(Shared_, bool)>, request: Reque
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.strip_prefix("Bearer "));
-    let cookie = request.headers().get_all(header::COOKIE).iter().filter_map(|value| value.to_str().ok()).find_map(
-        |cookies| {
+    let cookie =
+        request.headers().get_all(header::COOKIE).iter().filter_map(|value| value.to_str().ok()).find_map(|cookies| {
             cookies.split(';').find_map(|pair| pair.trim().strip_prefix(TOKEN_COOKIE)?.strip_prefix('='))
-        },
-    );
+        });
     if bearer.or(cookie).is_some_and(|given| same_secret(given, &token)) {
         return next.run(request).await;
     }
@@ -139,7 +140,8 @@ fn decode(text: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        let escaped = match (bytes[i], bytes.get(i + 1).copied().and_then(hex), bytes.get(i + 2).copied().and_then(hex)) {
+        let escaped = match (bytes[i], bytes.get(i + 1).copied().and_then(hex), bytes.get(i + 2).copied().and_then(hex))
+        {
             (b'%', Some(high), Some(low)) => u8::try_from(high * 16 + low).ok(),
             _ => None,
         };
@@ -336,7 +338,10 @@ async fn thread(
     let find = |id: &str| history.iter().find(|record| record.checkpoint_id.to_string() == id);
     let selected_record = match query.at.as_deref().filter(|at| !at.is_empty()) {
         Some(at) => Some(find(at).ok_or_else(|| {
-            PageError(StatusCode::NOT_FOUND, format!("thread `{thread}` has no checkpoint `{at}` among its newest {HISTORY_PAGE}"))
+            PageError(
+                StatusCode::NOT_FOUND,
+                format!("thread `{thread}` has no checkpoint `{at}` among its newest {HISTORY_PAGE}"),
+            )
         })?),
         None => history.first(),
     };
@@ -347,7 +352,10 @@ async fn thread(
     let compared = match (query.a.as_deref(), query.b.as_deref()) {
         (Some(a), Some(b)) if !a.is_empty() && !b.is_empty() => {
             let (Some(ra), Some(rb)) = (find(a), find(b)) else {
-                return Err(PageError(StatusCode::NOT_FOUND, format!("thread `{thread}` has no checkpoint `{a}` or `{b}`")));
+                return Err(PageError(
+                    StatusCode::NOT_FOUND,
+                    format!("thread `{thread}` has no checkpoint `{a}` or `{b}`"),
+                ));
             };
             let (ca, cb) = (content(graph.as_ref(), &thread, ra).await, content(graph.as_ref(), &thread, rb).await);
             Some((a.to_owned(), b.to_owned(), pages::compare(&ca, &cb)))
@@ -396,14 +404,19 @@ fn check_csrf(shared: &Shared, given: &str) -> Result<(), PageError> {
     if same_secret(given, &shared.csrf) {
         Ok(())
     } else {
-        Err(PageError(StatusCode::FORBIDDEN, "the form's CSRF token is wrong: reload the page and try again".to_owned()))
+        Err(PageError(
+            StatusCode::FORBIDDEN,
+            "the form's CSRF token is wrong: reload the page and try again".to_owned(),
+        ))
     }
 }
 
 fn registered(shared: &Shared, name: &str) -> Result<Arc<dyn UiGraph>, PageError> {
-    shared.graphs.get(name).cloned().ok_or_else(|| {
-        PageError(StatusCode::NOT_FOUND, format!("no graph `{name}` is registered with this viewer"))
-    })
+    shared
+        .graphs
+        .get(name)
+        .cloned()
+        .ok_or_else(|| PageError(StatusCode::NOT_FOUND, format!("no graph `{name}` is registered with this viewer")))
 }
 
 fn note(shared: &Shared, thread: &str, text: String) {
@@ -422,12 +435,13 @@ async fn resume(
 ) -> Result<Response, PageError> {
     check_csrf(&shared, &form.csrf)?;
     let graph = registered(&shared, &form.graph)?;
-    let value = match form.value.trim() {
-        "" => None,
-        text => Some(serde_json::from_str::<Value>(text).map_err(|error| {
-            PageError(StatusCode::BAD_REQUEST, format!("the resume value is not JSON: {error}"))
-        })?),
-    };
+    let value =
+        match form.value.trim() {
+            "" => None,
+            text => Some(serde_json::from_str::<Value>(text).map_err(|error| {
+                PageError(StatusCode::BAD_REQUEST, format!("the resume value is not JSON: {error}"))
+            })?),
+        };
     note(&shared, &thread, "Resuming…".to_owned());
     // The run goes on after the answer: its page and this thread's follow it live.
     let task_shared = Arc::clone(&shared);
@@ -449,9 +463,8 @@ async fn update(
 ) -> Result<Response, PageError> {
     check_csrf(&shared, &form.csrf)?;
     let graph = registered(&shared, &form.graph)?;
-    let update: Value = serde_json::from_str(form.update.trim()).map_err(|error| {
-        PageError(StatusCode::BAD_REQUEST, format!("the update is not JSON: {error}"))
-    })?;
+    let update: Value = serde_json::from_str(form.update.trim())
+        .map_err(|error| PageError(StatusCode::BAD_REQUEST, format!("the update is not JSON: {error}")))?;
     let as_node = Some(form.as_node.trim()).filter(|node| !node.is_empty());
     let checkpoint = Some(form.checkpoint.trim()).filter(|id| !id.is_empty());
     let text = match graph.update_state(&thread, checkpoint, update, as_node).await {
@@ -478,7 +491,8 @@ fn wal_version(dir: &Path) -> u64 {
             .and_then(|at| at.duration_since(SystemTime::UNIX_EPOCH).ok())
             .map_or(0, |since| since.as_nanos() as u64);
         let name = entry.file_name();
-        let name_hash = name.as_encoded_bytes().iter().fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(*b)));
+        let name_hash =
+            name.as_encoded_bytes().iter().fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(*b)));
         version = version.wrapping_add(name_hash ^ metadata.len().rotate_left(17) ^ modified.rotate_left(33));
     }
     version
