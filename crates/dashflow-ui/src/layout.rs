@@ -80,16 +80,16 @@ pub fn draw(schema: &GraphSchema, picture: &GraphPicture) -> Markup {
             @for (from, to, label) in &edges {
                 @let (a, b) = (&placed[*from], &placed[*to]);
                 @let taken = picture.taken.contains(&(a.name.clone(), b.name.clone()));
-                @let path = if b.layer > a.layer {
-                    format!("M {} {} L {} {}", a.x, a.y + NODE_H / 2, b.x, b.y - NODE_H / 2)
+                @let side = a.x.max(b.x) + NODE_W / 2 + 30;
+                @let (path, label_x) = if b.layer > a.layer {
+                    (format!("M {} {} L {} {}", a.x, a.y + NODE_H / 2, b.x, b.y - NODE_H / 2), (a.x + b.x) / 2 + 6)
                 } else {
-                    let side = a.x.max(b.x) + NODE_W / 2 + 30;
-                    format!("M {} {} C {side} {} {side} {} {} {}", a.x + NODE_W / 2, a.y, a.y, b.y, b.x + NODE_W / 2, b.y)
+                    (format!("M {} {} C {side} {} {side} {} {} {}", a.x + NODE_W / 2, a.y, a.y, b.y, b.x + NODE_W / 2, b.y), side - 4)
                 };
                 g.edge.taken[taken] {
                     path d=(path) marker-end="url(#arrow)" {}
                     @if let Some(label) = label {
-                        text.label x=((a.x + b.x) / 2 + 6) y=((a.y + b.y) / 2) { (label) }
+                        text.label x=(label_x) y=((a.y + b.y) / 2) { (label) }
                     }
                 }
             }

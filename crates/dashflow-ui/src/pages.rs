@@ -257,12 +257,14 @@ pub(crate) fn run_page(view: &RunView<'_>, query: &RunQuery) -> Markup {
         html! {
             h1 { "Run " code { (run_id) } }
             div #live {
+                div.overview {
+                div {
                 table.summary {
                     tr { th { "Graph" } td { (run.graph.as_deref().unwrap_or("-")) } }
                     tr { th { "Thread" } td { @match &run.thread_id { Some(thread) => a href=(format!("/threads/{}", encode(thread))) { (thread) }, None => "-" } } }
                     tr { th { "Status" } td { span #run-status class=(status_class(status)) { (status) } } }
                     tr { th { "Started (UTC)" } td { (run.started_at.map(format_time).unwrap_or_default()) } }
-                    tr { th { "Duration" } td { (run.duration.map(format_duration).unwrap_or_default()) } }
+                    tr { th { "Duration" } td { (trace.duration.or(run.duration).map(format_duration).unwrap_or_default()) } }
                     tr { th { "Steps" } td { (run.steps) } }
                     tr { th { "Events" } td { (run.events) } }
                     @if !run.tags.is_empty() { tr { th { "Tags" } td { (run.tags.join(", ")) } } }
@@ -278,10 +280,14 @@ pub(crate) fn run_page(view: &RunView<'_>, query: &RunQuery) -> Markup {
                     }
                     tr { th { "Trace" } td { a href=(format!("/runs/{run_id}/trace.json")) { "trace.json" } } }
                 }
-                h2 { "Graph" }
+                }
+                div {
+                h2.first { "Graph" }
                 @match view.schema {
                     Some(schema) => div.picture { (draw(schema, &picture(schema, trace))) },
                     None => p { "The WAL has no graph definition for this run (removed by retention, or written by an older DashFlow)." },
+                }
+                }
                 }
                 h2 { "Timeline" }
                 @if trace.tasks.len() > TIMELINE_PAGE {
