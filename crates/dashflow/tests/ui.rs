@@ -17,7 +17,7 @@ use std::sync::{Arc, LazyLock, Mutex, OnceLock};
 use std::time::Duration;
 
 use dashflow::prelude::*;
-use dashflow::ui::{Bind, ServeGraph, TIMELINE_PAGE, Viewer};
+use dashflow::ui::{Bind, EVENTS_PAGE, ServeGraph, TIMELINE_PAGE, Viewer};
 use dashflow::wal::{EventStore, StoreConfig, TraceConfig};
 use dashflow::{Codec, EventCallback, SqliteCheckpointer};
 use fantoccini::{Client, ClientBuilder, Locator};
@@ -292,6 +292,12 @@ async fn http(base: &str, method: &str, path: &str, form: Option<&str>) -> (u16,
 }
 
 fn http_blocking(base: &str, method: &str, path: &str, form: Option<&str>) -> (u16, String) {
+    let (status, _, body) = exchange(base, method, path, form);
+    (status, body)
+}
+
+/// Status, header block and body of one request.
+fn exchange(base: &str, method: &str, path: &str, form: Option<&str>) -> (u16, String, String) {
     let addr: SocketAddr = base.trim_start_matches("http://").parse().unwrap();
     let mut stream = TcpStream::connect(addr).unwrap();
     let body = form.unwrap_or("");
@@ -304,7 +310,8 @@ fn http_blocking(base: &str, method: &str, path: &str, form: Option<&str>) -> (u
     let mut response = String::new();
     stream.read_to_string(&mut response).unwrap();
     let status = response.split_whitespace().nth(1).unwrap().parse().unwrap();
-    (status, response.split_once("\r\n\r\n").map(|(_, body)| body.to_owned()).unwrap_or_default())
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    (status, head.to_ascii_lowercase(), body.to_owned())
 }
 
 // ----- the trials -----
@@ -551,6 +558,7 @@ async fn a_long_run_pages_its_timeline() {
     assert_eq!(page.matches("<tr class=\"task").count(), TIMELINE_PAGE, "one page of the timeline");
     assert!(page.contains(&format!("of {STEPS}")), "the pager names the total");
     assert!(page.contains("<tr class=\"total\"><td>tick</td><td class=\"num\">10000</td>"), "summed per node");
+    assert_eq!(page.matches("<tr class=\"event\"").count(), EVENTS_PAGE, "one page of the events");
     let (_, last) = http(&url, "GET", &format!("/runs/{}?from={}", result.run_id, STEPS as usize - 1), None).await;
     assert_eq!(last.matches("<tr class=\"task").count(), 1, "the last page");
 }
