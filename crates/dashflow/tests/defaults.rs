@@ -38,6 +38,7 @@ fn counting(rounds: u64) -> CompiledGraph<Count> {
 /// method (this would not build if the executor had a `compile` of its own).
 mod both_crates_in_scope {
     use dashflow::prelude::*;
+    #[allow(unused_imports, reason = "in scope to collide with the prelude, not to be used")]
     use dashflow_executor::*;
 
     pub(super) fn compile(graph: StateGraph<super::Count>) -> CompiledGraph<super::Count> {
