@@ -71,7 +71,7 @@ fn runs_page(c: &mut Criterion) {
         let bind = or_panic(Bind::new(SocketAddr::from(([127, 0, 0, 1], 0)), false, None), "bind");
         let listener = or_panic(bind.listen().await, "listen");
         let addr = listener.local_addr();
-        tokio::spawn(Viewer::new(&wal_dir).serve(listener, std::future::pending()));
+        tokio::spawn(or_panic(Viewer::new(&wal_dir), "viewer").serve(listener, std::future::pending()));
         addr
     });
     let page = String::from_utf8_lossy(&get_body(addr, "/")).into_owned();

@@ -22,7 +22,7 @@
 //! # async fn demo() -> Result<(), dashflow_ui::UiError> {
 //! use dashflow_ui::{Bind, Viewer};
 //!
-//! let viewer = Viewer::new("/home/me/.dashflow/wal");
+//! let viewer = Viewer::new("/home/me/.dashflow/wal")?;
 //! let bind = Bind::new("127.0.0.1:7878".parse().unwrap(), false, None)?;
 //! let listener = bind.listen().await?;
 //! viewer.serve(listener, std::future::pending()).await
@@ -250,17 +250,8 @@ impl std::fmt::Debug for Viewer {
 
 impl Viewer {
     /// A viewer of the WAL in `wal_dir` (`<home>/wal`), with no checkpoints and no graphs.
-    ///
-    /// # Panics
-    ///
-    /// Never: a failing random source leaves the CSRF token as a process-unique value, and
-    /// [`Viewer::try_new`] reports it instead.
-    pub fn new(wal_dir: impl AsRef<Path>) -> Self {
-        Self::try_new(wal_dir).unwrap_or_else(|_| Self::build(PathBuf::new(), util::fallback_token()))
-    }
-
-    /// [`Viewer::new`], failing when the OS's random source does.
-    pub fn try_new(wal_dir: impl AsRef<Path>) -> Result<Self, UiError> {
+    /// Fails only when the OS's random source, which gives the CSRF token, does.
+    pub fn new(wal_dir: impl AsRef<Path>) -> Result<Self, UiError> {
         Ok(Self::build(wal_dir.as_ref().to_owned(), util::random_token()?))
     }
 

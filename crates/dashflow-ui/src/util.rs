@@ -1,7 +1,6 @@
 //! Small helpers: URL encoding, tokens, times and durations as text.
 
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::UiError;
@@ -28,13 +27,6 @@ pub(crate) fn random_token() -> Result<String, UiError> {
         let _ = write!(out, "{byte:02x}");
         out
     }))
-}
-
-/// A token unique to this process and viewer, for when the random source fails.
-pub(crate) fn fallback_token() -> String {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos();
-    format!("{nanos:x}{:x}{:x}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
 }
 
 /// Compares two strings in time independent of where they differ.

@@ -28,7 +28,7 @@ pub use dashflow_checkpoint_postgres::PostgresCheckpointer;
 pub use dashflow_checkpoint_sqlite::{SqliteCheckpointer, SqliteOptions};
 pub use dashflow_scheduler::{Scheduler, TokioScheduler};
 
-/// The checkpoint contract: implement [`Checkpointer`](checkpoint::Checkpointer) for a store of
+/// The checkpoint contract: implement [`Checkpointer`] for a store of
 /// your own, or read what a store holds.
 pub mod checkpoint {
     pub use dashflow_checkpoint::{
@@ -39,7 +39,7 @@ pub mod checkpoint {
 }
 
 /// Events, and the sinks that receive them: implement
-/// [`EventCallback`](telemetry::EventCallback) for one of your own.
+/// [`EventCallback`] for one of your own.
 pub mod telemetry {
     pub use dashflow_telemetry::{
         Event, EventBatch, EventCallback, EventKind, Interest, InterruptReason, LiveRun, LiveRuns, MetricsCallback,

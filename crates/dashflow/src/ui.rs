@@ -142,7 +142,7 @@ where
 pub fn viewer(graphs: impl IntoIterator<Item = Arc<dyn UiGraph>>) -> Result<Viewer, UiError> {
     let home = dashflow_wal::home_dir()
         .map_err(|error| UiError::Bind(format!("cannot find the DashFlow home for the viewer: {error}")))?;
-    let viewer = Viewer::try_new(dashflow_wal::wal_dir(&home))?;
+    let viewer = Viewer::new(dashflow_wal::wal_dir(&home))?;
     Ok(graphs.into_iter().fold(viewer, Viewer::graph))
 }
 

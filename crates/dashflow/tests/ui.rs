@@ -325,7 +325,7 @@ async fn filled() -> (Home, CompiledGraph<Ticket>, String) {
     app.invoke(ticket("how do I export?"), RunConfig::thread("t-3").tag("faq")).await.unwrap();
     home.flush();
     // Standalone, as `dashflow ui` serves it: no graph registered.
-    let viewer = Viewer::new(home.wal_dir()).checkpointer(Arc::clone(app.checkpointer().unwrap()));
+    let viewer = Viewer::new(home.wal_dir()).unwrap().checkpointer(Arc::clone(app.checkpointer().unwrap()));
     let url = serve(viewer).await;
     (home, app, url)
 }
@@ -406,7 +406,7 @@ async fn markup_in_names_thread_ids_and_states_never_runs(client: Client) {
     let thread = format!("t{evil}");
     app.invoke(ticket(evil), RunConfig::thread(thread.as_str()).tag(evil)).await.unwrap();
     home.flush();
-    let viewer = Viewer::new(home.wal_dir()).graph(app.ui());
+    let viewer = Viewer::new(home.wal_dir()).unwrap().graph(app.ui());
     let url = serve(viewer).await;
     client.goto(&format!("{url}/")).await.unwrap();
     wait_for(&client, "tr.run").await;
@@ -444,7 +444,7 @@ async fn a_live_run_is_followed_to_its_end(client: Client) {
         .add_edge(START, "wait")
         .add_edge("wait", END);
     let app = home.compile(graph, false).await;
-    let url = serve(Viewer::new(home.wal_dir())).await;
+    let url = serve(Viewer::new(home.wal_dir()).unwrap()).await;
     std::fs::create_dir_all(home.wal_dir()).unwrap();
     let run =
         tokio::spawn(async move { app.invoke(ticket("slow"), RunConfig::new()).await.map(|result| result.status) });
@@ -467,7 +467,7 @@ async fn paused() -> (Home, CompiledGraph<Ticket>, String) {
     let result = app.invoke(ticket("refund for march"), RunConfig::thread("ticket-1")).await.unwrap();
     assert!(matches!(result.status, RunStatus::Interrupted { .. }));
     home.flush();
-    let url = serve(Viewer::new(home.wal_dir()).graph(app.ui())).await;
+    let url = serve(Viewer::new(home.wal_dir()).unwrap().graph(app.ui())).await;
     (home, app, url)
 }
 
@@ -552,7 +552,7 @@ async fn a_long_run_pages_its_timeline() {
     let result = app.invoke(Ticket::default(), RunConfig::new().recursion_limit(STEPS + 1)).await.unwrap();
     assert_eq!(result.steps, u64::from(STEPS));
     home.flush();
-    let url = serve(Viewer::new(home.wal_dir())).await;
+    let url = serve(Viewer::new(home.wal_dir()).unwrap()).await;
     let (status, page) = http(&url, "GET", &format!("/runs/{}", result.run_id), None).await;
     assert_eq!(status, 200);
     assert_eq!(page.matches("<tr class=\"task").count(), TIMELINE_PAGE, "one page of the timeline");
@@ -561,6 +561,37 @@ async fn a_long_run_pages_its_timeline() {
     assert_eq!(page.matches("<tr class=\"event\"").count(), EVENTS_PAGE, "one page of the events");
     let (_, last) = http(&url, "GET", &format!("/runs/{}?from={}", result.run_id, STEPS as usize - 1), None).await;
     assert_eq!(last.matches("<tr class=\"task").count(), 1, "the last page");
+}
+
+async fn a_retried_task_shows_its_attempts() {
+    let home = Home::new();
+    let calls = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let mut graph = StateGraph::<Ticket>::named("flaky");
+    let retry = RetryPolicy::new(2).backoff(Duration::from_millis(1), 1.0, Duration::from_millis(1));
+    graph
+        .add_node_with(
+            "call",
+            move |_: Arc<Ticket>| {
+                let calls = Arc::clone(&calls);
+                async move {
+                    match calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) {
+                        0 => Err(NodeError::msg("the service hung up")),
+                        _ => Ok(TicketUpdate::default().reply("answered")),
+                    }
+                }
+            },
+            NodeOptions::default().retry(retry),
+        )
+        .add_edge(START, "call")
+        .add_edge("call", END);
+    let app = home.compile(graph, false).await;
+    let result = app.invoke(Ticket::default(), RunConfig::new()).await.unwrap();
+    home.flush();
+    let url = serve(Viewer::new(home.wal_dir()).unwrap()).await;
+    let (status, page) = http(&url, "GET", &format!("/runs/{}", result.run_id), None).await;
+    assert_eq!(status, 200);
+    let row = page.split("<tr class=\"task").nth(1).unwrap().split("</tr>").next().unwrap().to_owned();
+    assert!(row.contains("2 (1 retried)"), "the task's attempts: {row}");
 }
 
 fn main() {
@@ -586,6 +617,7 @@ fn main() {
             actions_need_the_csrf_token_and_a_registered_graph,
         ),
         http_trial("http/a_long_run_pages_its_timeline", a_long_run_pages_its_timeline),
+        http_trial("http/a_retried_task_shows_its_attempts", a_retried_task_shows_its_attempts),
     ];
     libtest_mimic::run(&args, trials).exit();
 }

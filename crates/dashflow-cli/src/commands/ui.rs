@@ -28,7 +28,7 @@ pub(crate) fn run(home: Option<&Path>, args: &UiArgs, out: &mut dyn Write) -> Re
         .build()
         .context("cannot start the async runtime for the viewer")?;
     runtime.block_on(async {
-        let mut viewer = Viewer::try_new(&wal_dir)?;
+        let mut viewer = Viewer::new(&wal_dir)?;
         if let Some(database) = &database {
             let checkpointer = threads::open(database, args.schema.as_deref()).await?;
             viewer = viewer.checkpointer(Arc::from(checkpointer));

@@ -14,9 +14,9 @@ use dashflow_wal::StoreConfig;
 use crate::common::{Home, block_on, command, dashflow, observed, record_runs, support_graph, ticket};
 
 /// A `dashflow ui` child process, killed when dropped.
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    url: String,
+    pub(crate) url: String,
 }
 
 impl Drop for Server {
@@ -26,7 +26,7 @@ impl Drop for Server {
     }
 }
 
-fn serve(home: &Home, extra: &[&str]) -> Server {
+pub(crate) fn serve(home: &Home, extra: &[&str]) -> Server {
     let home_arg = home.path().display().to_string();
     let mut args = vec!["--home", home_arg.as_str(), "ui", "--bind", "127.0.0.1:0"];
     args.extend_from_slice(extra);
@@ -38,7 +38,7 @@ fn serve(home: &Home, extra: &[&str]) -> Server {
 }
 
 /// A GET of `path` with `host` as the Host header: status and body.
-fn get(url: &str, path: &str, host: Option<&str>, headers: &[(&str, &str)]) -> (u16, String) {
+pub(crate) fn get(url: &str, path: &str, host: Option<&str>, headers: &[(&str, &str)]) -> (u16, String) {
     let authority = url.trim_start_matches("http://").split('/').next().unwrap().to_owned();
     let mut stream = TcpStream::connect(&authority).unwrap();
     let mut request = format!("GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n", host.unwrap_or(&authority));
