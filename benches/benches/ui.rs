@@ -71,7 +71,8 @@ fn runs_page(c: &mut Criterion) {
         let bind = or_panic(Bind::new(SocketAddr::from(([127, 0, 0, 1], 0)), false, None), "bind");
         let listener = or_panic(bind.listen().await, "listen");
         let addr = listener.local_addr();
-        tokio::spawn(or_panic(Viewer::new(&wal_dir), "viewer").serve(listener, std::future::pending()));
+        let viewer = or_panic(Viewer::new(&wal_dir), "viewer");
+        tokio::spawn(viewer.serve(listener, std::future::pending()));
         addr
     });
     let page = String::from_utf8_lossy(&get_body(addr, "/")).into_owned();
@@ -79,6 +80,14 @@ fn runs_page(c: &mut Criterion) {
     assert_eq!(rows, dashflow::ui::RUNS_PAGE_DEFAULT, "the page lists a page of the 100,000 runs");
     c.bench_function("ui_runs_page_100k", |b| b.iter(|| get(addr, "/")));
     c.bench_function("ui_runs_page_100k/filtered", |b| b.iter(|| get(addr, "/?status=failed&graph=triage")));
+    // Where the page's time goes: opening the WAL read-only, and the index query.
+    let config = || WalConfig::default().retention(dashflow::wal::Retention::KEEP_ALL);
+    c.bench_function("ui_runs_page_100k/open_read_only", |b| {
+        b.iter(|| or_panic(Wal::open_read_only(&wal_dir, config()), "open"))
+    });
+    let wal = or_panic(Wal::open_read_only(&wal_dir, config()), "open");
+    let filter = dashflow::wal::RunFilter::all().limit(dashflow::ui::RUNS_PAGE_DEFAULT);
+    c.bench_function("ui_runs_page_100k/list_runs", |b| b.iter(|| or_panic(wal.list_runs(&filter), "list")));
 }
 
 criterion_group!(benches, runs_page);
