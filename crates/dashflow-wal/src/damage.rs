@@ -37,7 +37,7 @@ pub struct DamagedRange {
     /// What the frame at `offset` looked like.
     pub damage: Damage,
     /// How many records were lost, when the damaged bytes still show their frame boundaries
-    /// (see [`ReadStep::Damaged`](crate::ReadStep::Damaged)); `None` when they do not.
+    /// (see `ReadStep::Damaged`); `None` when they do not.
     pub records: Option<u64>,
     /// The damage is a torn write at the end of the last segment (nothing intact after it),
     /// which a writer's open cuts. Any other damage is lost data in the middle of the log.

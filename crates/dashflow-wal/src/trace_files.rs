@@ -66,7 +66,7 @@ pub struct TraceConfig {
     /// writes no files.
     pub base_dir: Option<PathBuf>,
     /// Whether each trace is also appended to the WAL as a trace record (tag
-    /// [`TAG_TRACE_JSON`](crate::TAG_TRACE_JSON)), so [`Wal::trace`](crate::Wal::trace) can
+    /// `TAG_TRACE_JSON`), so [`Wal::trace`](crate::Wal::trace) can
     /// read it back from any machine that has the WAL.
     pub wal: bool,
     /// Which trace files to keep.

@@ -359,7 +359,7 @@ impl Wal {
     }
 
     /// Appends the trace of a finished run as a trace record (tag
-    /// [`TAG_TRACE_JSON`](crate::TAG_TRACE_JSON)) and notes its position in the run's index
+    /// `TAG_TRACE_JSON`) and notes its position in the run's index
     /// entry; returns where the record starts. The [`EventStore`](crate::EventStore) does this
     /// for every run it sees finish, in the batch of the run's last events.
     pub fn append_trace(&mut self, trace: &ExecutionTrace) -> Result<Position> {
