@@ -7,6 +7,7 @@
 //! cargo run --release --example quickstart -- approve T-1001       # send the reply of T-1001
 //! cargo run --release --example quickstart -- reject T-1003        # close T-1003 without sending
 //! cargo run --release --example quickstart -- history T-1001       # the thread's checkpoints
+//! cargo run --release --example quickstart -- ui                   # the web viewer: approve in a browser
 //! cargo run --release --example quickstart -- --mermaid            # print the graph as Mermaid
 //! ```
 //!
@@ -19,6 +20,7 @@
 
 use dashflow::EventKind;
 use dashflow::prelude::*;
+use dashflow::ui::ServeGraph;
 use dashflow_examples::support::{self, AccountStatus};
 
 /// Drafts the reviewer asks for before giving up and leaving the ticket to a person.
@@ -172,6 +174,9 @@ fn after_review(ticket: &Ticket) -> &'static str {
 /// Where the quickstart keeps its checkpoints.
 const DATABASE: &str = ".dashflow/quickstart.db";
 
+/// Where `quickstart -- ui` serves the viewer (loopback only).
+const UI_PORT: u16 = 7878;
+
 async fn triage() -> anyhow::Result<CompiledGraph<Ticket>> {
     let mut graph = StateGraph::<Ticket>::named("triage");
     graph
@@ -227,7 +232,14 @@ async fn main() -> anyhow::Result<()> {
                 );
             }
         }
-        _ => anyhow::bail!("usage: quickstart [approve ID | reject ID | history ID | --mermaid]"),
+        ["ui"] => {
+            // The viewer for this program's graph: states decoded as `Ticket`, and a person can
+            // resume (approve) a paused ticket or update its state from the browser.
+            let addr = std::net::SocketAddr::from(([127, 0, 0, 1], UI_PORT));
+            println!("viewer: http://{addr}/threads (Ctrl-C to stop)");
+            dashflow::ui::serve(addr, [app.ui()]).await?;
+        }
+        _ => anyhow::bail!("usage: quickstart [approve ID | reject ID | history ID | ui | --mermaid]"),
     }
     Ok(())
 }

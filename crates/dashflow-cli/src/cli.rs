@@ -43,6 +43,33 @@ pub enum Command {
     /// Check, repair or compact the write-ahead log.
     #[command(subcommand)]
     Wal(WalCommand),
+    /// Serve a web viewer of the runs, their timelines and graphs, and the threads of a
+    /// checkpoint database, on 127.0.0.1 (Ctrl-C to stop). It reads only.
+    Ui(UiArgs),
+}
+
+/// `dashflow ui`.
+#[derive(Debug, Args)]
+pub struct UiArgs {
+    /// The checkpoint database whose threads to show: a SQLite file (`path` or `sqlite://path`)
+    /// or a PostgreSQL URL. Without it the viewer shows runs only.
+    #[arg(long, value_name = "URL")]
+    pub db: Option<String>,
+    /// For PostgreSQL: the schema holding the checkpoint tables (sets `search_path`).
+    #[arg(long, value_name = "SCHEMA")]
+    pub schema: Option<String>,
+    /// The address to listen on; port 0 picks a free one. An address other than loopback
+    /// needs --allow-remote and a token.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7878")]
+    pub bind: std::net::SocketAddr,
+    /// Allow binding an address other than loopback (anyone who can reach it and has the
+    /// token sees every run and state).
+    #[arg(long)]
+    pub allow_remote: bool,
+    /// The access token every request to a remote viewer must carry (at least 16
+    /// characters); the printed URL includes it.
+    #[arg(long, value_name = "TOKEN", env = "DASHFLOW_UI_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
 }
 
 /// `dashflow runs ...`.

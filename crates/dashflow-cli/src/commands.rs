@@ -6,4 +6,5 @@ pub(crate) mod runs_show;
 pub(crate) mod tail;
 pub(crate) mod threads;
 pub(crate) mod threads_list;
+pub(crate) mod ui;
 pub(crate) mod wal;

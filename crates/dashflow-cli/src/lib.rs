@@ -10,6 +10,7 @@
 //! dashflow wal verify                      # only reads; exit code 1 when anything is damaged
 //! dashflow wal repair                      # sets damage aside, keeps every intact record
 //! dashflow wal compact
+//! dashflow ui --db .dashflow/app.db       # a web viewer on http://127.0.0.1:7878/
 //! ```
 //!
 //! Runs, timelines, `tail` and `graph` read the write-ahead log in `<home>/wal`, where the
@@ -31,6 +32,11 @@
 //!
 //! `threads history` reads a checkpoint database (SQLite or PostgreSQL) and shows records, not
 //! states: it does not know the graphs' state types.
+//!
+//! `ui` serves the same over HTTP as web pages (the `dashflow-ui` crate): runs with filters and
+//! live updates, a run's timeline, graph and events, and threads with their checkpoints (a
+//! payload decoded where its codec is JSON). It binds 127.0.0.1 unless `--allow-remote` and a
+//! token are given, and only reads.
 //!
 //! Exit codes: 0 success; 1 failure (an error such as a missing store or an unknown run id,
 //! or damage found by `wal verify`); 2 a usage error. Errors go to stderr as one sentence that
@@ -68,7 +74,7 @@ use clap::Parser;
 
 pub use cli::{
     Cli, Command, DatabaseArgs, GraphArgs, GraphFormat, HistoryArgs, ListArgs, RunsCommand, ShowArgs, TailArgs,
-    ThreadsCommand, ThreadsListArgs, WalCommand,
+    ThreadsCommand, ThreadsListArgs, UiArgs, WalCommand,
 };
 
 /// Runs the command `cli` describes, writing its output to `out`.
@@ -87,6 +93,7 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
         Command::Wal(WalCommand::Verify) => return commands::wal::verify(home, out),
         Command::Wal(WalCommand::Compact) => return commands::wal::compact(home, out),
         Command::Wal(WalCommand::Repair) => return commands::wal::repair(home, out),
+        Command::Ui(args) => commands::ui::run(home, args, out)?,
     }
     Ok(ExitCode::SUCCESS)
 }

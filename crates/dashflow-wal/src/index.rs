@@ -535,7 +535,10 @@ impl Index {
             sql.push_str(" WHERE ");
             sql.push_str(&conditions.join(" AND "));
         }
-        sql.push_str(" ORDER BY r.started_at_ms IS NULL, r.started_at_ms DESC, r.run_id DESC");
+        // SQLite sorts NULL below every value, so runs without a start come last in DESC
+        // order; a leading `started_at_ms IS NULL` key would keep `runs_by_start` from serving
+        // the order, and a LIMITed page would sort the whole table.
+        sql.push_str(" ORDER BY r.started_at_ms DESC, r.run_id DESC");
         if let Some(limit) = filter.limit {
             sql.push_str(" LIMIT ?");
             values.push(Value::Integer(i64::try_from(limit).unwrap_or(i64::MAX)));

@@ -16,6 +16,7 @@
 //!   switching is one line: `.with_checkpointer(PostgresCheckpointer::connect(url).await?)`.
 //! - `all-backends`: every checkpoint backend (for CI).
 //! - `prometheus`: `serve_prometheus`, run and node metrics on a scrape endpoint.
+//! - `ui`: `ui::serve`, the web viewer of runs and threads, served for your own graphs.
 //!
 //! [`MemoryCheckpointer`] is always available.
 
@@ -66,6 +67,8 @@ pub mod __private {
 mod defaults;
 #[cfg(feature = "prometheus")]
 mod metrics;
+#[cfg(feature = "ui")]
+pub mod ui;
 
 #[cfg(feature = "prometheus")]
 pub use metrics::{PrometheusError, serve_prometheus};

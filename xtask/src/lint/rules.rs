@@ -49,6 +49,11 @@ pub(crate) const RULES: &[Rule] = &[
         "the executor never names the WAL or a concrete backend; the facade wires those in",
     ),
     only("dashflow-wal", &[TELEMETRY], "the WAL is an event sink"),
+    only(
+        "dashflow-ui",
+        &[CHECKPOINT, GRAPH, TELEMETRY, "dashflow-wal"],
+        "the viewer reads stores; typed graphs reach it through its UiGraph trait, implemented by the facade",
+    ),
     everything("dashflow", "the facade wires the defaults together"),
     everything("dashflow-cli", "the CLI is an application"),
     everything("dashflow-examples", "examples are applications"),

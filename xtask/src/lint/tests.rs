@@ -38,6 +38,10 @@ fn compliant_workspace() -> Vec<Package> {
             ]),
         ),
         package("dashflow-wal", &normal(&["dashflow-telemetry"])),
+        package(
+            "dashflow-ui",
+            &normal(&["dashflow-checkpoint", "dashflow-graph", "dashflow-telemetry", "dashflow-wal"]),
+        ),
         package("dashflow", &normal(&["dashflow-executor", "dashflow-wal", "dashflow-checkpoint-sqlite"])),
         package("dashflow-cli", &normal(&["dashflow", "dashflow-wal"])),
         package("dashflow-benches", &normal(&["dashflow", "dashflow-checkpoint-sqlite"])),
@@ -110,6 +114,18 @@ fn the_executor_may_not_name_the_wal_or_a_backend() {
     assert_eq!(
         forbidden_pairs(&check(&packages, RULES)),
         vec![("dashflow-executor", "dashflow-wal"), ("dashflow-executor", "dashflow-checkpoint-sqlite")]
+    );
+}
+
+#[test]
+fn the_viewer_may_not_name_the_executor_or_a_backend() {
+    let packages = with(
+        compliant_workspace(),
+        package("dashflow-ui", &normal(&["dashflow-wal", "dashflow-executor", "dashflow-checkpoint-sqlite"])),
+    );
+    assert_eq!(
+        forbidden_pairs(&check(&packages, RULES)),
+        vec![("dashflow-ui", "dashflow-executor"), ("dashflow-ui", "dashflow-checkpoint-sqlite")]
     );
 }
 

@@ -59,6 +59,15 @@ fn a_run_whose_process_was_killed_is_abandoned_not_running() {
     assert_eq!(home.dashflow(&["runs", "list", "--status", "running"]).ok(), "no runs match\n");
     assert_eq!(listed(&home, &["--status", "abandoned"]), vec![id.clone()]);
 
+    // The web viewer marks it too.
+    let server = crate::ui::serve(&home, &[]);
+    let (status, page) = crate::ui::get(&server.url, "/?status=abandoned", None, &[]);
+    assert_eq!(status, 200);
+    assert!(page.contains(&id) && page.contains("data-status=\"abandoned\""), "{page}");
+    let (_, page) = crate::ui::get(&server.url, &format!("/runs/{id}"), None, &[]);
+    assert!(page.contains("the process running it is gone"), "{page}");
+    drop(server);
+
     let show = home.dashflow(&["runs", "show", &id]);
     let text = show.ok();
     assert!(text.contains("status    abandoned: its process died before the run finished\n"), "{text}");

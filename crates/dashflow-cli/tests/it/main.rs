@@ -15,4 +15,5 @@ mod runs;
 mod tail;
 mod threads;
 mod threads_list;
+mod ui;
 mod wal;

@@ -31,6 +31,20 @@ fn list_runs_filters_by_status_graph_thread_and_since_newest_first() {
 }
 
 #[test]
+fn a_run_whose_start_was_lost_lists_after_every_started_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut wal = open(dir.path());
+    let (lost, old, new) = (root(), root(), root());
+    wal.append(&[finished(lost, RunOutcome::Completed, 1, None)]).unwrap();
+    let mut old_start = started(old, "g", None);
+    old_start.at = SystemTime::now() - Duration::from_secs(60);
+    wal.append(&[old_start, started(new, "g", None)]).unwrap();
+    let ids = |filter: RunFilter| wal.list_runs(&filter).unwrap().into_iter().map(|r| r.ids.run_id).collect::<Vec<_>>();
+    assert_eq!(ids(RunFilter::all()), vec![new.run_id, old.run_id, lost.run_id]);
+    assert_eq!(ids(RunFilter::all().limit(2)), vec![new.run_id, old.run_id]);
+}
+
+#[test]
 fn run_events_returns_one_runs_events_in_order_among_interleaved_runs_across_segments() {
     let dir = tempfile::tempdir().unwrap();
     let mut wal = Wal::open(dir.path(), config().segment_size(300)).unwrap();
