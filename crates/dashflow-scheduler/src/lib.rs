@@ -3,8 +3,10 @@
 //! The executor turns each task of a superstep into a `'static` future and hands it to a
 //! [`Scheduler`]. The trait is deliberately tiny and object-safe, so a compiled graph can hold
 //! an `Arc<dyn Scheduler>` chosen at run time: the default [`TokioScheduler`] spawns each
-//! task onto the ambient tokio runtime; a work-stealing pool for CPU-heavy or blocking nodes
-//! implements the same trait.
+//! task onto the ambient tokio runtime; [`WorkStealingPool`], a fixed set of threads that
+//! steal work from each other, implements the same trait for tasks that compute for long
+//! stretches between awaits. The executor does not yet choose between them per node: a compiled
+//! graph runs every task on the one scheduler it holds.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -26,6 +28,12 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+
+mod error;
+mod pool;
+
+pub use error::BuildError;
+pub use pool::{PoolBuilder, PoolCounters, PoolStats, WorkStealingPool};
 
 /// A unit of work: one task of a superstep, already wrapped so that it reports its own result.
 pub type Task = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
