@@ -64,7 +64,7 @@ pub use dashflow_derive::GraphState;
 pub use error::{GraphError, Result};
 pub use graph::Graph;
 pub use message::{Message, MessageLike, Role};
-pub use node::{IntoNode, Node, NodeFuture, NodeName, NodeOptions, NodeOutput, markers};
+pub use node::{IntoNode, Node, NodeFuture, NodeName, NodeOptions, NodeOutput, Placement, markers};
 pub use node_error::{Interrupt, NodeError, NodeErrorKind};
 pub use retry::RetryPolicy;
 pub use schema::{EdgeKind, EdgeSchema, GraphSchema, NodeSchema};

@@ -196,6 +196,24 @@ pub struct NodeOptions {
     pub timeout: Option<Duration>,
     /// Retries failed attempts; without one a failure fails the run.
     pub retry: Option<RetryPolicy>,
+    /// Where the node runs: on the async runtime (the default), on a CPU pool, or on a thread
+    /// that may block.
+    pub placement: Placement,
+}
+
+/// Where a node's tasks run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Placement {
+    /// On the async runtime, with the graph's scheduler; a lone task runs inline. For nodes
+    /// that mostly await.
+    #[default]
+    Async,
+    /// On the process's work-stealing pool of CPU threads, never on the runtime's threads:
+    /// for nodes that compute for a while (parsing, scoring), so they do not stall other runs.
+    CpuBound,
+    /// On a thread that may block (synchronous I/O, FFI), never on the runtime's threads.
+    Blocking,
 }
 
 impl NodeOptions {
@@ -213,6 +231,18 @@ impl NodeOptions {
     /// Retries failed attempts with `policy`.
     pub fn retry(mut self, policy: RetryPolicy) -> Self {
         self.retry = Some(policy);
+        self
+    }
+
+    /// Runs the node on the CPU pool ([`Placement::CpuBound`]).
+    pub fn cpu_bound(mut self) -> Self {
+        self.placement = Placement::CpuBound;
+        self
+    }
+
+    /// Runs the node on a thread that may block ([`Placement::Blocking`]).
+    pub fn blocking(mut self) -> Self {
+        self.placement = Placement::Blocking;
         self
     }
 }

@@ -73,5 +73,36 @@ impl Scheduler for TokioScheduler {
     }
 }
 
+/// Runs each task on a thread that may block: tokio's blocking pool when a runtime is
+/// current (the task is driven there with the runtime entered, so its timers and channels
+/// work), else a thread of its own with a runtime of its own (a task whose thread or runtime
+/// cannot be made is dropped, which the executor reports as a lost task). Never inline:
+/// blocking the caller's thread is what it exists to avoid.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct BlockingScheduler;
+
+impl Scheduler for BlockingScheduler {
+    fn spawn(&self, task: Task) {
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => {
+                let driver = handle.clone();
+                drop(handle.spawn_blocking(move || driver.block_on(task)));
+            }
+            Err(_) => {
+                let thread = std::thread::Builder::new().name("dashflow-blocking".into()).spawn(move || {
+                    if let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                        runtime.block_on(task);
+                    }
+                });
+                drop(thread);
+            }
+        }
+    }
+
+    fn runs_single_tasks_inline(&self) -> bool {
+        false
+    }
+}
+
 #[cfg(test)]
 mod tests;

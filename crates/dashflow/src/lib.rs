@@ -26,7 +26,7 @@ pub use dashflow_checkpoint_memory::MemoryCheckpointer;
 pub use dashflow_checkpoint_postgres::PostgresCheckpointer;
 #[cfg(feature = "sqlite")]
 pub use dashflow_checkpoint_sqlite::{SqliteCheckpointer, SqliteOptions};
-pub use dashflow_scheduler::{Scheduler, TokioScheduler};
+pub use dashflow_scheduler::{BlockingScheduler, Scheduler, TokioScheduler, WorkStealingPool};
 
 /// The checkpoint contract: implement [`Checkpointer`] for a store of
 /// your own, or read what a store holds.
@@ -79,7 +79,7 @@ pub use dashflow_executor::{
 };
 pub use dashflow_graph::{
     Command, END, GraphError, GraphSchema, GraphState, MergeableState, Message, MessageLike, NodeContext, NodeError,
-    NodeErrorKind, NodeOptions, RetryPolicy, Role, START, Send, StateGraph, reducers,
+    NodeErrorKind, NodeOptions, Placement, RetryPolicy, Role, START, Send, StateGraph, reducers,
 };
 pub use dashflow_telemetry::{Event, EventCallback, EventKind, Report, RunId, RunIds, RunOutcome};
 pub use defaults::{CompileExt, flush_observers, live_runs, with_default_observers};

@@ -1,11 +1,13 @@
-//! The step runner: runs a frontier's tasks (a lone task inline, several on the scheduler,
-//! cancelled with the step) and files their outcomes in frontier order.
+//! The step runner: runs a frontier's tasks (a lone async task inline, several on the
+//! scheduler, CPU-bound and blocking ones always on their own threads, all cancelled with
+//! the step) and files their outcomes in frontier order.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use dashflow_graph::__private::{GraphNode, NodeId};
-use dashflow_graph::{Goto, GraphState, NodeOutput, Send as SendTask, TaskId};
+use dashflow_graph::{Goto, GraphState, NodeOutput, Placement, Send as SendTask, TaskId};
+use dashflow_scheduler::{BlockingScheduler, Scheduler, WorkStealingPool};
 use dashflow_telemetry::clock::Tick;
 use futures::FutureExt;
 use futures::future::{AbortHandle, Abortable};
@@ -72,6 +74,7 @@ pub(super) async fn execute_tasks<S: GraphState>(
     let graph = &inner.graph;
     if restored.is_empty()
         && let [task] = frontier
+        && graph.node(task.node).options.placement == Placement::Async
         && inner.scheduler.runs_single_tasks_inline()
     {
         let node = graph.node(task.node);
@@ -111,7 +114,7 @@ pub(super) async fn execute_tasks<S: GraphState>(
             },
             registration,
         );
-        inner.scheduler.spawn(Box::pin(task.map(drop)));
+        scheduler_for(inner, graph.node(node_id).options.placement).spawn(Box::pin(task.map(drop)));
         receivers.push(Ok(rx));
     }
     for ((index, task), receiver) in frontier.iter().enumerate().zip(receivers) {
@@ -135,6 +138,16 @@ pub(super) async fn execute_tasks<S: GraphState>(
     }
     // Every spawned task has finished: nothing to cancel.
     spawned.0.clear();
+}
+
+/// Where a task of a node placed at `placement` runs: the graph's scheduler for async nodes,
+/// the process's CPU pool, or a thread that may block.
+fn scheduler_for<S: GraphState>(inner: &Inner<S>, placement: Placement) -> &dyn Scheduler {
+    match placement {
+        Placement::CpuBound => WorkStealingPool::global(),
+        Placement::Blocking => &BlockingScheduler,
+        _ => &*inner.scheduler,
+    }
 }
 
 /// The tasks a step spawned, cancelled when the step's future is dropped before they end.
