@@ -153,7 +153,7 @@ fn a_new_crate_without_a_rule_is_reported() {
 
 #[test]
 fn only_workspace_members_count_as_internal_crates() {
-    // A crates.io package that happens to share our prefix is a third-party dependency.
+    // A registry package that happens to share our prefix is a third-party dependency.
     let packages =
         with(compliant_workspace(), package("dashflow-wal", &normal(&["dashflow-unrelated-registry-crate"])));
     assert_eq!(check(&packages, RULES), vec![]);

@@ -10,6 +10,18 @@ use dashflow_telemetry::{Event, EventCallback, EventKind};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
+/// A node that logs `name` and records each execution in `ledger`.
+pub(crate) fn recorded(
+    name: &'static str,
+    ledger: &Ledger,
+) -> impl Fn(Arc<Trail>) -> ReadyNode + Send + Sync + 'static {
+    let ledger = ledger.clone();
+    move |_| {
+        ledger.push(name);
+        std::future::ready(Ok(TrailUpdate::default().log(vec![name.to_owned()])))
+    }
+}
+
 /// The state most tests use: a log of what ran, a counter, and one overwrite field.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, GraphState)]
 #[graph_state(update_derive(Debug, PartialEq))]

@@ -16,22 +16,10 @@ use dashflow_graph::{Command, END, GraphState, NodeContext, NodeError, START, St
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::common::{Ledger, Trail, TrailUpdate, strings};
+use crate::common::{Ledger, Trail, TrailUpdate, recorded, strings};
 
 fn memory() -> Arc<dyn Checkpointer> {
     Arc::new(MemoryCheckpointer::new())
-}
-
-/// A node that logs `name` and records each execution in `ledger`.
-fn recorded(
-    name: &'static str,
-    ledger: &Ledger,
-) -> impl Fn(Arc<Trail>) -> std::future::Ready<Result<TrailUpdate, NodeError>> + Send + Sync + 'static {
-    let ledger = ledger.clone();
-    move |_| {
-        ledger.push(name);
-        std::future::ready(Ok(TrailUpdate::default().log(vec![name.to_owned()])))
-    }
 }
 
 /// START -> {a, b, flaky} -> join -> END; `flaky` fails while `fail` is set.

@@ -17,7 +17,7 @@ use dashflow_graph::{Command, END, NodeContext, NodeError, START, StateGraph};
 use serde_json::json;
 use tokio::sync::{Notify, mpsc};
 
-use crate::common::{Ledger, Trail, TrailUpdate, strings};
+use crate::common::{Ledger, Trail, TrailUpdate, recorded, strings};
 
 /// A memory checkpointer that reports the id of every pending write once it is stored.
 #[derive(Debug)]
@@ -217,13 +217,7 @@ async fn a_failed_parallel_step_stores_each_finished_sibling_once_and_the_resume
     let fail = Arc::new(AtomicBool::new(true));
     let mut graph = StateGraph::<Trail>::new();
     let flaky_fail = Arc::clone(&fail);
-    let logged = |name: &'static str| {
-        let ledger = ledger.clone();
-        move |_: Arc<Trail>| {
-            ledger.push(name);
-            std::future::ready(Ok(TrailUpdate::default().log(vec![name.to_owned()])))
-        }
-    };
+    let logged = |name: &'static str| recorded(name, &ledger);
     graph
         .add_node("a", logged("a"))
         .add_node("b", logged("b"))
@@ -325,13 +319,7 @@ async fn a_run_forked_from_before_a_parallel_step_runs_its_tasks_again() {
 async fn a_subgraph_run_that_finished_before_its_parent_stored_it_is_not_run_again() {
     let (watching, _rx) = Watching::new();
     let ledger = Ledger::default();
-    let logged = |name: &'static str| {
-        let ledger = ledger.clone();
-        move |_: Arc<Trail>| {
-            ledger.push(name);
-            std::future::ready(Ok(TrailUpdate::default().log(vec![name.to_owned()])))
-        }
-    };
+    let logged = |name: &'static str| recorded(name, &ledger);
     let mut child = StateGraph::<Trail>::named("child");
     child.add_node("a", logged("a")).add_node("b", logged("b"));
     child.add_edge(START, "a").add_edge("a", "b").add_edge("b", END);
@@ -359,13 +347,7 @@ async fn a_subgraph_run_that_finished_before_its_parent_stored_it_is_not_run_aga
 async fn under_async_durability_a_subgraph_starts_only_once_its_step_start_is_committed() {
     let (watching, _rx) = Watching::new();
     let ledger = Ledger::default();
-    let logged = |name: &'static str| {
-        let ledger = ledger.clone();
-        move |_: Arc<Trail>| {
-            ledger.push(name);
-            std::future::ready(Ok(TrailUpdate::default().log(vec![name.to_owned()])))
-        }
-    };
+    let logged = |name: &'static str| recorded(name, &ledger);
     let mut child = StateGraph::<Trail>::named("child");
     child.add_node("inner", logged("inner")).add_edge(START, "inner").add_edge("inner", END);
     let mut parent = StateGraph::<Trail>::named("parent");
