@@ -292,7 +292,7 @@ mod loom_tests {
 
     #[test]
     fn loom_one_thread_never_sleeps_on_a_queued_task() {
-        model(1, 2, 0, None);
+        model(1, 2, 0, Some(3));
     }
 
     #[test]
