@@ -37,7 +37,8 @@ type Job = Runnable<Meta>;
 /// counted in [`PoolStats::panicked`]; its thread goes on running other tasks.
 ///
 /// [`PoolBuilder`] sets the number of threads, their names and stack size, and on Linux their
-/// niceness, so that a saturated CPU still favours the threads running the async runtime.
+/// niceness: set above that of the threads running the async runtime, a saturated CPU goes
+/// to those threads first.
 ///
 /// Dropping the pool stops its threads and joins them (a task still running is awaited to the
 /// end of its current poll); tasks that never got to run are dropped and counted in
