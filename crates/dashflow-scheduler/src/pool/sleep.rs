@@ -1,6 +1,6 @@
 //! How an idle pool thread goes to sleep and how new work wakes one, without lost wake-ups.
 //!
-//! The rule is tokio's (`runtime/scheduler/multi_thread/idle.rs`): a spawn wakes one sleeping
+//! The rule is tokio's (the idle logic of its multi-thread scheduler): a spawn wakes one sleeping
 //! thread only when no thread is searching for work, and the last searcher to find work hands
 //! the search on. A thread on its way to sleep registers as a sleeper, stops searching, then
 //! looks once more; a spawn pushes its task, then reads the searching count. Both sides fence
