@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dashflow_checkpoint::{Checkpointer, Codec, PendingWrite};
-use dashflow_graph::__private::Route;
+use dashflow_graph::__private::{CancelSignal, Route};
 use dashflow_graph::{Command, Graph, GraphSchema, GraphState, MergeableState, RetryPolicy};
 use dashflow_scheduler::{Scheduler, TokioScheduler};
 use dashflow_telemetry::__private::NodeNames;
@@ -288,7 +288,9 @@ impl<S: GraphState> CompiledGraph<S> {
         let inner = Arc::clone(&self.inner);
         let driver = Box::pin(async move {
             let (durable, start) = prepare(&inner, &config, begin, ids).await?;
-            let params = RunParams { inner, config, ids, hub, stream, merge, parallel_allowed, compose: None, durable };
+            let cancel = CancelSignal::new();
+            let params =
+                RunParams { inner, config, ids, hub, stream, merge, parallel_allowed, compose: None, durable, cancel };
             let output = execute(params, start).await?;
             Ok(ExecutionResult {
                 state: Arc::unwrap_or_clone(output.state),
