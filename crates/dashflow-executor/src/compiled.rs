@@ -136,7 +136,10 @@ impl<S: GraphState> CompiledGraph<S> {
         Self { inner: Arc::new(inner) }
     }
 
-    /// Runs parallel tasks on `scheduler` instead of as tokio tasks.
+    /// Runs tasks of async nodes on `scheduler`. With the default (tokio's), they are polled
+    /// on their run's own task, several at once in a fan-out; a scheduler that keeps work off
+    /// its caller (`runs_single_tasks_inline` false, as the work-stealing pool) gets every
+    /// one of them, lone tasks included. CPU-bound and blocking nodes keep their placement.
     pub fn with_scheduler(self, scheduler: impl Scheduler) -> Self {
         self.configure(|inner| inner.scheduler = Arc::new(scheduler))
     }
@@ -175,7 +178,8 @@ impl<S: GraphState> CompiledGraph<S> {
         self.configure(|inner| inner.observers.retain(|observer| !observer.is_default()))
     }
 
-    /// Cancels any node attempt that runs longer than `timeout`, unless the node sets its own.
+    /// Cancels any node attempt that runs longer than `timeout`, unless the node sets its own
+    /// (see [`NodeOptions::timeout`](dashflow_graph::NodeOptions::timeout)).
     pub fn with_node_timeout(self, timeout: Duration) -> Self {
         self.configure(|inner| inner.node_timeout = Some(timeout))
     }

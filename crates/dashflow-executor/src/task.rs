@@ -179,7 +179,8 @@ async fn with_timeout<S: GraphState>(
         // Dropping the future on timeout cancels the node: a late result cannot arrive.
         Some((limit, at)) => match tokio::time::timeout_at(at, call).await {
             Ok(_) if Instant::now() >= at => {
-                let message = format!("node `{node}` finished after its timeout of {limit:?}; its result was discarded");
+                let message =
+                    format!("node `{node}` finished after its timeout of {limit:?}; its result was discarded");
                 return Err(NodeError::msg(message).with_kind(NodeErrorKind::Timeout));
             }
             Ok(result) => result,

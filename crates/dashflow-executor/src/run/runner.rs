@@ -9,9 +9,9 @@ use dashflow_graph::__private::{GraphNode, NodeId};
 use dashflow_graph::{Goto, GraphState, NodeOutput, Placement, Send as SendTask, TaskId};
 use dashflow_scheduler::{BlockingScheduler, Scheduler, WorkStealingPool};
 use dashflow_telemetry::clock::Tick;
+use futures::future::{AbortHandle, Abortable};
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
-use futures::future::{AbortHandle, Abortable};
 use tokio::sync::oneshot;
 
 use super::StepUpdates;

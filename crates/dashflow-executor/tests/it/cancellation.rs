@@ -55,9 +55,10 @@ fn graph_with<M>(
     let mut graph = StateGraph::<Trail>::new();
     graph.add_node_with("node", node, options).add_edge("node", END);
     match seat {
-        Seat::FanOut => {
-            graph.add_node("sibling", log("sibling")).add_parallel_edges(START, ["node", "sibling"]).add_edge("sibling", END)
-        }
+        Seat::FanOut => graph
+            .add_node("sibling", log("sibling"))
+            .add_parallel_edges(START, ["node", "sibling"])
+            .add_edge("sibling", END),
         _ => graph.add_edge(START, "node"),
     };
     graph.compiled().unwrap()
@@ -190,7 +191,10 @@ fn off_the_runtime(options: NodeOptions) -> (CompiledGraph<Trail>, Reports) {
     let (started_tx, started) = mpsc::unbounded_channel();
     let (stopped_tx, stopped) = mpsc::unbounded_channel();
     let mut graph = StateGraph::<Trail>::new();
-    graph.add_node_with("node", reporting(started_tx, stopped_tx), options).add_edge(START, "node").add_edge("node", END);
+    graph
+        .add_node_with("node", reporting(started_tx, stopped_tx), options)
+        .add_edge(START, "node")
+        .add_edge("node", END);
     (graph.compiled().unwrap(), Reports { started, stopped })
 }
 
@@ -256,7 +260,10 @@ async fn next(resolved: &mut mpsc::UnboundedReceiver<&'static str>) -> Option<&'
 async fn cancelled_resolves_when_the_attempt_times_out_and_when_the_run_is_dropped() {
     let (tx, mut resolved) = mpsc::unbounded_channel();
     let mut graph = StateGraph::<Trail>::new();
-    graph.add_node_with("node", watched(tx), NodeOptions::new().timeout(TIMEOUT)).add_edge(START, "node").add_edge("node", END);
+    graph
+        .add_node_with("node", watched(tx), NodeOptions::new().timeout(TIMEOUT))
+        .add_edge(START, "node")
+        .add_edge("node", END);
     let error = graph.compiled().unwrap().invoke(Trail::default(), RunConfig::new()).await.unwrap_err();
     assert_timed_out(Seat::Lone, &error);
     assert_eq!(next(&mut resolved).await, Some("started"));
@@ -291,7 +298,10 @@ async fn a_subgraph_node_is_told_when_its_parent_node_times_out() {
         .add_edge("inner", END);
     let child = child.compiled().unwrap();
     let mut parent = StateGraph::<Trail>::named("parent");
-    parent.add_node_with("node", child, NodeOptions::new().timeout(TIMEOUT)).add_edge(START, "node").add_edge("node", END);
+    parent
+        .add_node_with("node", child, NodeOptions::new().timeout(TIMEOUT))
+        .add_edge(START, "node")
+        .add_edge("node", END);
     let error = parent.compiled().unwrap().invoke(Trail::default(), RunConfig::new()).await.unwrap_err();
 
     assert_timed_out(Seat::Lone, &error);

@@ -70,7 +70,10 @@ async fn a_mixed_step_polls_its_async_tasks_on_the_runs_task_and_spawns_the_othe
         match node.as_bytes()[0] {
             b'a' => assert_eq!(seat.task, Some(run_task), "async {node} did not run on the run's task: {seat:?}"),
             b'c' => {
-                assert!(seat.thread.as_deref().is_some_and(|t| t.starts_with("dashflow-global-pool")), "{node}: {seat:?}");
+                assert!(
+                    seat.thread.as_deref().is_some_and(|t| t.starts_with("dashflow-global-pool")),
+                    "{node}: {seat:?}"
+                );
             }
             _ => {
                 assert_ne!(seat.task, Some(run_task), "blocking {node} ran on the run's task");
