@@ -9,8 +9,8 @@
 //! Arguments: the workload (`b1`, `b2`, `b3`, `b4` and `b4sync` for B4 in `Async` and
 //! `Sync` durability, on a database in a temporary directory, `c1` for rounds of 1,000
 //! concurrent runs, or `b2cpu` and `b2cpu_bound` for B2 with branches that compute for
-//! 50 µs, as async or as CPU-bound nodes), how many invokes (rounds for `c1`; default 1000), and `off` to run
-//! without the default observers.
+//! `FANOUT_CPU_WORK` without awaiting, as async or as CPU-bound nodes), how many invokes
+//! (rounds for `c1`; default 1000), and `off` to run without the default observers.
 
 use dashflow::{Durability, Placement, RunConfig};
 use dashflow_benches::durable::{Threads, chain100_checkpointed, open_sqlite};
