@@ -213,9 +213,9 @@ impl NodeContext {
         })
     }
 
-    /// Whether this attempt should stop: its timeout passed, or its run was cancelled (the
-    /// `invoke` future or the stream was dropped, the run timed out, or a run this one is
-    /// nested in was cancelled or passed its node's timeout).
+    /// Whether this attempt should stop: its timeout passed, or its run was cancelled (its
+    /// `invoke` future or stream was dropped, or it ended with an error, a run timeout among
+    /// them), or a run this one is nested in was cancelled or passed its node's timeout.
     ///
     /// Nothing can stop a node between two awaits, so a long computation asks this between
     /// chunks of work and returns early (any result it returns after its timeout is discarded

@@ -282,6 +282,29 @@ async fn cancelled_resolves_when_the_attempt_times_out_and_when_the_run_is_dropp
     assert_eq!(next(&mut resolved).await, Some("cancelled"), "after the run was dropped");
 }
 
+#[tokio::test]
+async fn cancelled_resolves_when_a_later_step_fails_the_run() {
+    // `watch` finishes at once but leaves a watcher holding its context; `fail` fails step 2.
+    let (tx, mut resolved) = mpsc::unbounded_channel();
+    let mut graph = StateGraph::<Trail>::new();
+    graph
+        .add_node("watch", move |_: Arc<Trail>, ctx: NodeContext| {
+            let report = tx.clone();
+            tokio::spawn(async move {
+                ctx.cancelled().await;
+                let _ = report.send(if ctx.is_cancelled() { "cancelled" } else { "resolved uncancelled" });
+            });
+            std::future::ready(Ok(TrailUpdate::default()))
+        })
+        .add_node("fail", |_: Arc<Trail>| std::future::ready(Err::<TrailUpdate, _>(NodeError::msg("step 2 fails"))))
+        .add_edge(START, "watch")
+        .add_edge("watch", "fail")
+        .add_edge("fail", END);
+    let error = graph.compiled().unwrap().invoke(Trail::default(), RunConfig::new()).await.unwrap_err();
+    assert!(matches!(&error, Error::NodeFailed { node, step: 2, .. } if &**node == "fail"), "{error:?}");
+    assert_eq!(next(&mut resolved).await, Some("cancelled"));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_subgraph_node_is_told_when_its_parent_node_times_out() {
     let told = Ledger::default();
