@@ -25,6 +25,9 @@ use crate::{Error, ExecutionResult, RunConfig};
 pub(crate) struct Inner<S: GraphState> {
     pub(crate) graph: Arc<Graph<S>>,
     pub(crate) scheduler: Arc<dyn Scheduler>,
+    /// Whether a step's async tasks are polled together on the run's own task: with the
+    /// default scheduler, not with one the user chose (`with_scheduler`), which gets them.
+    pub(crate) polls_fan_outs: bool,
     /// Where every run's events go, defaults first.
     pub(crate) observers: Vec<Observer>,
     pub(crate) node_timeout: Option<Duration>,
@@ -66,6 +69,7 @@ impl<S: GraphState> Clone for Inner<S> {
         Self {
             graph: Arc::clone(&self.graph),
             scheduler: Arc::clone(&self.scheduler),
+            polls_fan_outs: self.polls_fan_outs,
             observers: self.observers.clone(),
             node_timeout: self.node_timeout,
             retry: self.retry.clone(),
@@ -116,6 +120,7 @@ impl<S: GraphState> CompiledGraph<S> {
         let inner = Inner {
             graph: Arc::new(graph),
             scheduler: Arc::new(TokioScheduler),
+            polls_fan_outs: true,
             observers: Vec::new(),
             node_timeout: None,
             retry: None,
@@ -136,12 +141,21 @@ impl<S: GraphState> CompiledGraph<S> {
         Self { inner: Arc::new(inner) }
     }
 
-    /// Runs tasks of async nodes on `scheduler`. With the default (tokio's), they are polled
-    /// on their run's own task, several at once in a fan-out; a scheduler that keeps work off
-    /// its caller (`runs_single_tasks_inline` false, as the work-stealing pool) gets every
-    /// one of them, lone tasks included. CPU-bound and blocking nodes keep their placement.
+    /// Spawns the tasks of async nodes on `scheduler`: every task of a step of several, and a
+    /// lone one too unless the scheduler runs single tasks inline
+    /// ([`Scheduler::runs_single_tasks_inline`]; the work-stealing pool does not). Without a
+    /// scheduler of its own, a graph polls a step's async tasks together on the run's own
+    /// task and spawns none; `with_scheduler(TokioScheduler)` spawns each as a tokio task
+    /// instead, so that a fan-out of async nodes that compute between awaits runs in parallel
+    /// on a multi-thread runtime (marking those nodes `cpu_bound` is usually better). CPU-bound
+    /// and blocking nodes keep their placement either way.
+    ///
+    /// [`Scheduler::runs_single_tasks_inline`]: dashflow_scheduler::Scheduler::runs_single_tasks_inline
     pub fn with_scheduler(self, scheduler: impl Scheduler) -> Self {
-        self.configure(|inner| inner.scheduler = Arc::new(scheduler))
+        self.configure(|inner| {
+            inner.scheduler = Arc::new(scheduler);
+            inner.polls_fan_outs = false;
+        })
     }
 
     /// Sends every run's events to `callback` too.

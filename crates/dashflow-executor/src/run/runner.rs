@@ -58,10 +58,11 @@ fn restored_goto<S>(goto: StoredGoto<S>) -> Goto<S> {
 
 /// Runs the frontier's tasks and records their outcomes in frontier order.
 ///
-/// Async tasks run on this task when the graph's scheduler allows it (tokio's does): a lone
-/// one is awaited directly, several are polled together, so a fan-out costs no spawn, no
-/// channel and no cross-thread wake per task. CPU-bound and blocking tasks, and every task of
-/// a scheduler that keeps work off the caller, are spawned; a mixed step runs both at once.
+/// Async tasks run on this task: a lone one is awaited directly (unless the graph's
+/// scheduler keeps work off its caller), several are polled together (unless the graph was
+/// given a scheduler of its own), so a fan-out costs no spawn, no channel and no cross-thread
+/// wake per task. CPU-bound and blocking tasks, and async ones the graph's scheduler takes,
+/// are spawned; a mixed step runs both at once.
 /// Tasks whose output a resumed step already stored are not run again; with a `writer`,
 /// every other task stores its result (or interrupt) as soon as it finishes, while its
 /// siblings still run.
@@ -78,11 +79,10 @@ pub(super) async fn execute_tasks<S: GraphState>(
     results: &mut StepResults<S>,
 ) {
     let graph = &inner.graph;
-    let polls_async = inner.scheduler.runs_single_tasks_inline();
     if restored.is_empty()
         && let [task] = frontier
         && graph.node(task.node).options.placement == Placement::Async
-        && polls_async
+        && inner.scheduler.runs_single_tasks_inline()
     {
         let node = graph.node(task.node);
         let input = task.input.clone().unwrap_or_else(|| Arc::clone(state));
@@ -106,7 +106,7 @@ pub(super) async fn execute_tasks<S: GraphState>(
         }
         let input = task.input.clone().unwrap_or_else(|| Arc::clone(state));
         let placement = node.options.placement;
-        if placement == Placement::Async && polls_async {
+        if placement == Placement::Async && inner.polls_fan_outs {
             let writer = writer.as_deref();
             polled.push(async move {
                 let key = writer.map(|_| task_id.to_string());

@@ -2,6 +2,7 @@
 //! CPU-bound and blocking tasks still run on their own threads, a mixed step runs both at
 //! once, and updates merge in frontier order whatever finished first.
 
+use std::collections::HashSet;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -9,7 +10,7 @@ use std::time::Duration;
 use crate::common::Compiled;
 use dashflow_executor::{Error, RunConfig};
 use dashflow_graph::{END, NodeError, NodeOptions, START, StateGraph};
-use dashflow_scheduler::WorkStealingPool;
+use dashflow_scheduler::{TokioScheduler, WorkStealingPool};
 
 use crate::common::{Ledger, Trail, TrailUpdate, strings};
 
@@ -83,22 +84,36 @@ async fn a_mixed_step_polls_its_async_tasks_on_the_runs_task_and_spawns_the_othe
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_scheduler_that_keeps_work_off_the_caller_still_gets_every_async_task() {
-    let pool = WorkStealingPool::builder().threads(2).thread_name("fanout-test-pool").build().unwrap();
-    let seats = Seats::default();
+/// `START -> [a, b, c] -> END`, recording where each ran.
+fn three_async(seats: &Seats) -> StateGraph<Trail> {
     let mut graph = StateGraph::<Trail>::new();
     graph.add_parallel_edges(START, ["a", "b", "c"]);
     for name in ["a", "b", "c"] {
-        graph.add_node(name, seated(name, &seats)).add_edge(name, END);
+        graph.add_node(name, seated(name, seats)).add_edge(name, END);
     }
-    let app = graph.compiled().unwrap().with_scheduler(pool);
-    let result = app.invoke(Trail::default(), RunConfig::new()).await.unwrap();
+    graph
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graph_given_a_scheduler_spawns_every_async_task_of_a_fan_out_there() {
+    let pool = WorkStealingPool::builder().threads(2).thread_name("fanout-test-pool").build().unwrap();
+    let seats = Seats::default();
+    let app = three_async(&seats).compiled().unwrap().with_scheduler(pool);
+    let result = app.invoke(Trail::default(), RunConfig::new()).await.unwrap();
     assert_eq!(result.state.log, ["a", "b", "c"]);
     for (node, seat) in seats.lock().unwrap().iter() {
         assert!(seat.thread.as_deref().is_some_and(|t| t.starts_with("fanout-test-pool")), "{node}: {seat:?}");
     }
+
+    // Tokio's scheduler, chosen explicitly: one tokio task per async task, as before polling.
+    let seats = Seats::default();
+    let app = three_async(&seats).compiled().unwrap().with_scheduler(TokioScheduler);
+    let run = tokio::spawn(async move { (tokio::task::id(), app.invoke(Trail::default(), RunConfig::new()).await) });
+    let (run_task, result) = run.await.unwrap();
+    assert_eq!(result.unwrap().state.log, ["a", "b", "c"]);
+    let tasks: HashSet<_> = seats.lock().unwrap().iter().map(|(_, seat)| seat.task).collect();
+    assert_eq!(tasks.len(), 3, "each task of the fan-out is a tokio task of its own: {tasks:?}");
+    assert!(!tasks.contains(&Some(run_task)) && !tasks.contains(&None), "{tasks:?}");
 }
 
 #[tokio::test]
