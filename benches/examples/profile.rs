@@ -7,15 +7,16 @@
 //! ```
 //!
 //! Arguments: the workload (`b1`, `b2`, `b3`, `b4` and `b4sync` for B4 in `Async` and
-//! `Sync` durability, on a database in a temporary directory, or `c1` for rounds of 1,000
-//! concurrent runs), how many invokes (rounds for `c1`; default 1000), and `off` to run
-//! without the default observers.
+//! `Sync` durability, on a database in a temporary directory, `c1` for rounds of 1,000
+//! concurrent runs, or `b2cpu` and `b2cpu_bound` for B2 with branches that compute for
+//! `FANOUT_CPU_WORK` without awaiting, as async or as CPU-bound nodes), how many invokes
+//! (rounds for `c1`; default 1000), and `off` to run without the default observers.
 
-use dashflow::{Durability, RunConfig};
+use dashflow::{Durability, Placement, RunConfig};
 use dashflow_benches::durable::{Threads, chain100_checkpointed, open_sqlite};
 use dashflow_benches::{
     CONCURRENT_RUNS, Counter, Fanout, Telemetry, chain10_in_memory, chain100, chain100_config, concurrent_runs,
-    fanout16, loop1000, loop1000_config,
+    fanout16, fanout16_cpu, loop1000, loop1000_config,
 };
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -39,6 +40,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
             "b2" => {
                 let app = fanout16(telemetry);
+                started = std::time::Instant::now();
+                for _ in 0..invokes {
+                    app.invoke(Fanout::default(), RunConfig::new()).await?;
+                }
+            }
+            "b2cpu" | "b2cpu_bound" => {
+                let placement = if workload == "b2cpu" { Placement::Async } else { Placement::CpuBound };
+                let app = fanout16_cpu(telemetry, placement);
                 started = std::time::Instant::now();
                 for _ in 0..invokes {
                     app.invoke(Fanout::default(), RunConfig::new()).await?;
@@ -69,7 +78,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     concurrent_runs(&app, CONCURRENT_RUNS, &threads).await?;
                 }
             }
-            other => return Err(format!("unknown workload `{other}`: use b1, b2, b3, b4, b4sync or c1").into()),
+            other => {
+                let known = "b1, b2, b2cpu, b2cpu_bound, b3, b4, b4sync or c1";
+                return Err(format!("unknown workload `{other}`: use {known}").into());
+            }
         }
         Ok::<_, Box<dyn std::error::Error>>(())
     })?;

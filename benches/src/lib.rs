@@ -12,6 +12,7 @@
 
 use std::sync::Arc;
 
+use dashflow::Placement;
 use dashflow::prelude::*;
 
 pub mod durable;
@@ -111,6 +112,39 @@ pub fn fanout16(telemetry: Telemetry) -> CompiledGraph<Fanout> {
             name.as_str(),
             move |_: Arc<Fanout>| async move { Ok(FanoutUpdate::default().items(vec![index])) },
         );
+    }
+    graph.add_node("join", |state: Arc<Fanout>| async move {
+        Ok(FanoutUpdate::default().total(state.items.iter().sum::<u64>()))
+    });
+    graph
+        .add_edge(START, "split")
+        .add_parallel_edges("split", branches.iter().map(String::as_str))
+        .add_join(branches.iter().map(String::as_str), "join")
+        .add_edge("join", END);
+    compile(graph, telemetry)
+}
+
+/// How long each branch of [`fanout16_cpu`] computes.
+pub const FANOUT_CPU_WORK: std::time::Duration = std::time::Duration::from_micros(50);
+
+/// B2 with branches that compute for [`FANOUT_CPU_WORK`] without awaiting: async nodes (polled
+/// on the run's own task, so one after another) or, with `placement`, CPU-bound ones (on the
+/// work-stealing pool, in parallel). For the rule of "Where a node runs" in the guide.
+pub fn fanout16_cpu(telemetry: Telemetry, placement: Placement) -> CompiledGraph<Fanout> {
+    let mut graph = StateGraph::<Fanout>::named("fanout16_cpu");
+    graph.add_node("split", |_: Arc<Fanout>| async { Ok(FanoutUpdate::default()) });
+    let branches: Vec<String> = (0..16).map(|i| format!("branch{i}")).collect();
+    let mut options = NodeOptions::new();
+    options.placement = placement;
+    for (index, name) in (0u64..).zip(&branches) {
+        let branch = move |_: Arc<Fanout>| async move {
+            let started = std::time::Instant::now();
+            while started.elapsed() < FANOUT_CPU_WORK {
+                std::hint::spin_loop();
+            }
+            Ok(FanoutUpdate::default().items(vec![index]))
+        };
+        graph.add_node_with(name.as_str(), branch, options.clone());
     }
     graph.add_node("join", |state: Arc<Fanout>| async move {
         Ok(FanoutUpdate::default().total(state.items.iter().sum::<u64>()))

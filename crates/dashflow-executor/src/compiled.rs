@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dashflow_checkpoint::{Checkpointer, Codec, PendingWrite};
-use dashflow_graph::__private::Route;
+use dashflow_graph::__private::{CancelSignal, Route};
 use dashflow_graph::{Command, Graph, GraphSchema, GraphState, MergeableState, RetryPolicy};
 use dashflow_scheduler::{Scheduler, TokioScheduler};
 use dashflow_telemetry::__private::NodeNames;
@@ -25,6 +25,9 @@ use crate::{Error, ExecutionResult, RunConfig};
 pub(crate) struct Inner<S: GraphState> {
     pub(crate) graph: Arc<Graph<S>>,
     pub(crate) scheduler: Arc<dyn Scheduler>,
+    /// Whether a step's async tasks are polled together on the run's own task: with the
+    /// default scheduler, not with one the user chose (`with_scheduler`), which gets them.
+    pub(crate) polls_fan_outs: bool,
     /// Where every run's events go, defaults first.
     pub(crate) observers: Vec<Observer>,
     pub(crate) node_timeout: Option<Duration>,
@@ -66,6 +69,7 @@ impl<S: GraphState> Clone for Inner<S> {
         Self {
             graph: Arc::clone(&self.graph),
             scheduler: Arc::clone(&self.scheduler),
+            polls_fan_outs: self.polls_fan_outs,
             observers: self.observers.clone(),
             node_timeout: self.node_timeout,
             retry: self.retry.clone(),
@@ -116,6 +120,7 @@ impl<S: GraphState> CompiledGraph<S> {
         let inner = Inner {
             graph: Arc::new(graph),
             scheduler: Arc::new(TokioScheduler),
+            polls_fan_outs: true,
             observers: Vec::new(),
             node_timeout: None,
             retry: None,
@@ -136,9 +141,21 @@ impl<S: GraphState> CompiledGraph<S> {
         Self { inner: Arc::new(inner) }
     }
 
-    /// Runs parallel tasks on `scheduler` instead of as tokio tasks.
+    /// Spawns the tasks of async nodes on `scheduler`: every task of a step of several, and a
+    /// lone one too unless the scheduler runs single tasks inline
+    /// ([`Scheduler::runs_single_tasks_inline`]; the work-stealing pool does not). Without a
+    /// scheduler of its own, a graph polls a step's async tasks together on the run's own
+    /// task and spawns none; `with_scheduler(TokioScheduler)` spawns each as a tokio task
+    /// instead, so that a fan-out of async nodes that compute between awaits runs in parallel
+    /// on a multi-thread runtime (marking those nodes `cpu_bound` is usually better). CPU-bound
+    /// and blocking nodes keep their placement either way.
+    ///
+    /// [`Scheduler::runs_single_tasks_inline`]: dashflow_scheduler::Scheduler::runs_single_tasks_inline
     pub fn with_scheduler(self, scheduler: impl Scheduler) -> Self {
-        self.configure(|inner| inner.scheduler = Arc::new(scheduler))
+        self.configure(|inner| {
+            inner.scheduler = Arc::new(scheduler);
+            inner.polls_fan_outs = false;
+        })
     }
 
     /// Sends every run's events to `callback` too.
@@ -175,7 +192,8 @@ impl<S: GraphState> CompiledGraph<S> {
         self.configure(|inner| inner.observers.retain(|observer| !observer.is_default()))
     }
 
-    /// Cancels any node attempt that runs longer than `timeout`, unless the node sets its own.
+    /// Cancels any node attempt that runs longer than `timeout`, unless the node sets its own
+    /// (see [`NodeOptions::timeout`](dashflow_graph::NodeOptions::timeout)).
     pub fn with_node_timeout(self, timeout: Duration) -> Self {
         self.configure(|inner| inner.node_timeout = Some(timeout))
     }
@@ -288,7 +306,9 @@ impl<S: GraphState> CompiledGraph<S> {
         let inner = Arc::clone(&self.inner);
         let driver = Box::pin(async move {
             let (durable, start) = prepare(&inner, &config, begin, ids).await?;
-            let params = RunParams { inner, config, ids, hub, stream, merge, parallel_allowed, compose: None, durable };
+            let cancel = CancelSignal::new();
+            let params =
+                RunParams { inner, config, ids, hub, stream, merge, parallel_allowed, compose: None, durable, cancel };
             let output = execute(params, start).await?;
             Ok(ExecutionResult {
                 state: Arc::unwrap_or_clone(output.state),

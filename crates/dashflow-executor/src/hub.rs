@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use dashflow_graph::__private::{NodeId, RunScope};
+use dashflow_graph::__private::{CancelSignal, NodeId, RunScope};
 use dashflow_graph::TaskId;
 use dashflow_telemetry::__private::{NodeNames, RunContext};
 use dashflow_telemetry::clock::{RunClock, Tick};
@@ -331,6 +331,8 @@ pub(crate) struct ExecScope {
     pub(crate) step_starts: Option<crate::subgraph::StepStarts>,
     /// What the run's nodes read through `NodeContext::context`.
     pub(crate) context: Option<Arc<dyn Any + Send + Sync>>,
+    /// What the run's nodes read through `NodeContext::is_cancelled`.
+    pub(crate) cancel: CancelSignal,
 }
 
 impl RunScope for ExecScope {
@@ -362,6 +364,10 @@ impl RunScope for ExecScope {
 
     fn context(&self) -> Option<&(dyn Any + Send + Sync)> {
         self.context.as_deref()
+    }
+
+    fn cancellation(&self) -> Option<&CancelSignal> {
+        Some(&self.cancel)
     }
 }
 

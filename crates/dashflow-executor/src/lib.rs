@@ -1,7 +1,8 @@
 //! The DashFlow executor: `CompiledGraph<S>` and the superstep loop behind every run.
 //!
 //! A run proceeds in supersteps. The frontier's tasks all read the same state snapshot and
-//! run concurrently (a lone task runs inline, several go to the [`Scheduler`]); their
+//! run concurrently (async tasks polled together on the run's own task, CPU-bound and
+//! blocking ones on threads of their own, or every task on a custom [`Scheduler`]); their
 //! updates merge in frontier order, then the edges of the finished nodes give the next
 //! frontier. `invoke`, `invoke_sequential`, `stream` and subgraph nodes all drive this one loop.
 //!
@@ -45,8 +46,9 @@
 //! - `run/`: one run, split as LangGraph splits its pregel loop: `loop.rs` drives it step by
 //!   step and is the one place its events are reported; `algo.rs` the routing algorithm (next
 //!   frontier, joins, `Send`, `Command` gotos; pure, unit-tested without a hub); `runner.rs`
-//!   runs a frontier's tasks (a lone one inline, several on the scheduler, all dropped with
-//!   the run); `task.rs` the one task runner (attempts, timeout, backoff, panics caught).
+//!   runs a frontier's tasks (async ones polled on the run's task, the others spawned, all
+//!   dropped with the run); `task.rs` the one task runner (attempts, timeouts whose late
+//!   results are discarded, backoff, panics caught).
 //! - `stream.rs`: [`RunStream`], which drives the run as it is polled; `hub.rs` fans events out
 //!   to sinks and the stream; `batcher.rs` the buffer of batching sinks (one per run and its
 //!   subgraph runs, handed over when the run waits, ends or fills).

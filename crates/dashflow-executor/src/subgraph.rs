@@ -6,6 +6,7 @@ use std::sync::Arc;
 use dashflow_checkpoint::{
     CheckpointError, CheckpointId, CheckpointRecord, Checkpointer, ListOptions, LoadedCheckpoint,
 };
+use dashflow_graph::__private::CancelSignal;
 use dashflow_graph::{
     Command, GraphState, Interrupt, IntoNode, MergeableState, Node, NodeContext, NodeError, NodeErrorKind, NodeOutput,
 };
@@ -141,6 +142,7 @@ impl<S: MergeableState> CompiledGraph<S> {
             parallel_allowed: true,
             compose: compose.then_some(S::merge as fn(&mut S::Update, S::Update)),
             durable,
+            cancel: CancelSignal::nested(ctx),
         };
         let output = execute(params, start).await.map_err(NodeError::new)?;
         match &output.status {

@@ -11,6 +11,7 @@ use dashflow_graph::__private::{GraphNode, NodeId, RunScope};
 use dashflow_graph::{GraphState, NodeContext, NodeError, NodeErrorKind, NodeOutput, RetryPolicy, TaskId};
 use dashflow_telemetry::{Event, EventKind};
 use futures::FutureExt;
+use tokio::time::Instant;
 use tracing::{Instrument, Level};
 
 use crate::compiled::Inner;
@@ -97,17 +98,26 @@ async fn run_attempt<S: GraphState>(
     if let Some(event) = started.and_then(|at| report_started(scope, node, step, attempt, at)) {
         scope.hub.stream(event).await;
     }
-    let ctx = NodeContext::new(task, attempt, scope.run, Arc::clone(scope) as Arc<dyn RunScope>);
-    // Unwinding out of a node is caught here so that one panicking task fails alone; the
-    // node's future is dropped afterwards and never polled again.
-    let call = AssertUnwindSafe(node.node.call(input, ctx)).catch_unwind();
-    let debug = tracing::enabled!(Level::DEBUG);
-    let result = if timeout.is_none() && !debug {
-        call.await.unwrap_or_else(|payload| Err(panicked(&node.name, payload.as_ref())))
-    } else {
-        // Boxed: the timer and the span stay out of the future of an attempt that has neither.
-        let span = debug.then(|| tracing::debug_span!("dashflow.node", node = %node.name, step, attempt));
-        Box::pin(with_timeout(call, timeout, span, &node.name)).await
+    let deadline = timeout.map(|limit| (limit, Instant::now() + limit));
+    let ctx = NodeContext::new(task, attempt, scope.run, Arc::clone(scope) as Arc<dyn RunScope>)
+        .with_deadline(deadline.map(|(_, at)| at));
+    // Unwinding out of a node is caught here so that one panicking task fails alone, whether
+    // it panics making its future or polling it; the future is dropped afterwards and never
+    // polled again.
+    let result = match std::panic::catch_unwind(AssertUnwindSafe(|| node.node.call(input, ctx))) {
+        Err(payload) => Err(panicked(&node.name, payload.as_ref())),
+        Ok(call) => {
+            let call = AssertUnwindSafe(call).catch_unwind();
+            let debug = tracing::enabled!(Level::DEBUG);
+            if deadline.is_none() && !debug {
+                call.await.unwrap_or_else(|payload| Err(panicked(&node.name, payload.as_ref())))
+            } else {
+                // Boxed: the timer and the span stay out of the future of an attempt that has
+                // neither.
+                let span = debug.then(|| tracing::debug_span!("dashflow.node", node = %node.name, step, attempt));
+                Box::pin(with_timeout(call, deadline, span, &node.name)).await
+            }
+        }
     };
     let ended = started.map(|_| Tick::now());
     if let Some(event) =
@@ -151,17 +161,28 @@ fn report_finished<S: GraphState>(
     scope.hub.task_finished(scope.run, (step, id, &node.name, attempt), span, error)
 }
 
+/// Runs `call` until `deadline` (the limit and the instant it ends), inside `span`.
+///
+/// A result that arrives after the deadline is a timeout, never a success: a node that
+/// computes past its deadline without awaiting returns from the very poll in which the timer
+/// would have fired (tokio's `timeout` polls its future before its timer), so the deadline
+/// is compared again once the result is ready, and a late result is discarded.
 async fn with_timeout<S: GraphState>(
     call: impl Future<Output = std::thread::Result<Result<NodeOutput<S>, NodeError>>>,
-    timeout: Option<Duration>,
+    deadline: Option<(Duration, Instant)>,
     span: Option<tracing::Span>,
     node: &str,
 ) -> Result<NodeOutput<S>, NodeError> {
     let call = call.instrument(span.unwrap_or_else(tracing::Span::none));
-    let result = match timeout {
+    let result = match deadline {
         None => call.await,
         // Dropping the future on timeout cancels the node: a late result cannot arrive.
-        Some(limit) => match tokio::time::timeout(limit, call).await {
+        Some((limit, at)) => match tokio::time::timeout_at(at, call).await {
+            Ok(_) if Instant::now() >= at => {
+                let message =
+                    format!("node `{node}` finished after its timeout of {limit:?}; its result was discarded");
+                return Err(NodeError::msg(message).with_kind(NodeErrorKind::Timeout));
+            }
             Ok(result) => result,
             Err(_) => return Err(timed_out(node, limit)),
         },

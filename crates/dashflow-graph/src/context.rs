@@ -7,7 +7,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use dashflow_telemetry::{RunId, RunIds};
 use futures::future::BoxFuture;
+use tokio::time::Instant;
 
+use crate::cancel::{CancelSignal, passed};
 use crate::{Interrupt, NodeError, NodeErrorKind, NodeName};
 
 /// The runtime side of a [`NodeContext`], implemented by the executor.
@@ -34,6 +36,11 @@ pub trait RunScope: Send + Sync + 'static {
     /// The run's context: the value its configuration carries for nodes to read (none by
     /// default).
     fn context(&self) -> Option<&(dyn Any + Send + Sync)> {
+        None
+    }
+
+    /// The run's cancellation signal, if the runtime can cancel runs (none by default).
+    fn cancellation(&self) -> Option<&CancelSignal> {
         None
     }
 }
@@ -67,12 +74,22 @@ pub struct NodeContext {
     scope: Arc<dyn RunScope>,
     /// How many times this task called `interrupt`, to match calls with resume values.
     interrupts: AtomicU32,
+    /// When the attempt times out, if it has a timeout.
+    deadline: Option<Instant>,
 }
 
 impl NodeContext {
     /// A context for `task`; called by the executor.
     pub fn new(task: TaskId, attempt: u32, run: RunIds, scope: Arc<dyn RunScope>) -> Self {
-        Self { task, attempt, run, scope, interrupts: AtomicU32::new(0) }
+        Self { task, attempt, run, scope, interrupts: AtomicU32::new(0), deadline: None }
+    }
+
+    /// The context of an attempt that times out at `deadline`; called by the executor.
+    #[doc(hidden)]
+    #[must_use]
+    pub fn with_deadline(mut self, deadline: Option<Instant>) -> Self {
+        self.deadline = deadline;
+        self
     }
 
     /// A context outside any run, for calling a node function directly in a unit test:
@@ -196,6 +213,53 @@ impl NodeContext {
         })
     }
 
+    /// Whether this attempt should stop: its timeout passed, or its run was cancelled (its
+    /// `invoke` future or stream was dropped, or it ended with an error, a run timeout among
+    /// them), or a run this one is nested in was cancelled or passed its node's timeout.
+    ///
+    /// Nothing can stop a node between two awaits, so a long computation asks this between
+    /// chunks of work and returns early (any result it returns after its timeout is discarded
+    /// as a timeout). A cheap check: an atomic flag per level of nesting, and the clock when
+    /// the attempt has a timeout. Each attempt of a retried task gets a fresh context: a retry
+    /// after a timeout starts uncancelled.
+    ///
+    /// ```
+    /// # use dashflow_graph::{NodeContext, NodeError};
+    /// fn crunch(items: &[u64], ctx: &NodeContext) -> Result<u64, NodeError> {
+    ///     let mut sum = 0;
+    ///     for chunk in items.chunks(1024) {
+    ///         if ctx.is_cancelled() {
+    ///             return Err(NodeError::msg("stopped: cancelled or out of time"));
+    ///         }
+    ///         sum += chunk.iter().sum::<u64>();
+    ///     }
+    ///     Ok(sum)
+    /// }
+    /// assert_eq!(crunch(&[1, 2, 3], &NodeContext::detached("crunch")).unwrap(), 6);
+    /// ```
+    pub fn is_cancelled(&self) -> bool {
+        self.deadline.is_some_and(passed) || self.scope.cancellation().is_some_and(CancelSignal::is_cancelled)
+    }
+
+    /// Resolves once [`is_cancelled`](Self::is_cancelled) holds; never, for a context that
+    /// cannot be cancelled (a [`detached`](Self::detached) one). For racing work that does not
+    /// watch the run itself, such as a thread the node waits on. Waiting on a timeout needs
+    /// a tokio runtime with its timers, as every node has.
+    pub async fn cancelled(&self) {
+        match self.scope.cancellation() {
+            Some(signal) => signal.cancelled(self.deadline).await,
+            None => match self.deadline {
+                Some(deadline) => tokio::time::sleep_until(deadline).await,
+                None => std::future::pending().await,
+            },
+        }
+    }
+
+    /// When this attempt times out, if it has a timeout.
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+
     /// The runtime's scope; for runtimes that nest runs.
     pub fn scope(&self) -> &Arc<dyn RunScope> {
         &self.scope
@@ -210,6 +274,7 @@ impl Clone for NodeContext {
             run: self.run,
             scope: Arc::clone(&self.scope),
             interrupts: AtomicU32::new(self.interrupts.load(Ordering::Relaxed)),
+            deadline: self.deadline,
         }
     }
 }

@@ -44,6 +44,7 @@
 extern crate self as dashflow_graph;
 
 mod builder;
+mod cancel;
 mod command;
 mod context;
 mod error;
@@ -80,6 +81,7 @@ pub const END: &str = "__end__";
 pub mod __private {
     //! What the derive's generated code and the executor use: the indexed form of a graph and
     //! the runtime side of a node's context. Not public API.
+    pub use crate::cancel::CancelSignal;
     pub use crate::context::RunScope;
     pub use crate::graph::{ConditionalRoute, GraphNode, Join, NodeId, Route, Target};
     pub use serde;

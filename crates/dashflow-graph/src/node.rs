@@ -192,7 +192,7 @@ impl<S: GraphState> IntoNode<S, markers::Ready> for Node<S> {
 #[derive(Clone, Debug, Default)]
 #[non_exhaustive]
 pub struct NodeOptions {
-    /// Cancels an attempt that runs longer than this.
+    /// Cancels an attempt that runs longer than this (see [`NodeOptions::timeout`]).
     pub timeout: Option<Duration>,
     /// Retries failed attempts; without one a failure fails the run.
     pub retry: Option<RetryPolicy>,
@@ -205,8 +205,10 @@ pub struct NodeOptions {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Placement {
-    /// On the async runtime, with the graph's scheduler; a lone task runs inline. For nodes
-    /// that mostly await.
+    /// On the async runtime: polled on its run's own task (with the other async tasks of its
+    /// step, when there are several), or on the graph's scheduler if that keeps work off the
+    /// caller. For nodes that mostly await: a node that computes for long between awaits
+    /// holds up its siblings and its run, and should be [`CpuBound`](Placement::CpuBound).
     #[default]
     Async,
     /// On the process's work-stealing pool of CPU threads, never on the runtime's threads:
@@ -222,7 +224,10 @@ impl NodeOptions {
         Self::default()
     }
 
-    /// Cancels an attempt after `timeout`.
+    /// Cancels an attempt after `timeout`: its future is dropped, and a result that arrives
+    /// later (from a node that computed past its deadline without awaiting) is discarded: the
+    /// attempt is a timeout either way, never a success. A computation that cannot await
+    /// stops early by asking [`NodeContext::is_cancelled`](crate::NodeContext::is_cancelled).
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self

@@ -58,7 +58,11 @@ pub(crate) async fn execute<S: GraphState>(mut params: RunParams<S>, start: Star
         nesting: durable.as_ref().map(Durable::nesting),
         step_starts,
         context: params.config.context.clone(),
+        cancel: std::mem::take(&mut params.cancel),
     });
+    // Tells tasks still running when the run ends without completing (it was dropped, failed
+    // or timed out) to stop: CPU-bound and blocking ones may be running on other threads.
+    let mut cancel_unless_done = CancelUnlessDone(Some(Arc::clone(&scope)));
     let graph = &params.inner.graph;
     let run = Loop {
         state,
@@ -86,7 +90,7 @@ pub(crate) async fn execute<S: GraphState>(mut params: RunParams<S>, start: Star
     let mut run = std::pin::pin!(run.run(start_position, input_update).instrument(span));
     // Whenever the run waits (a node's I/O, a checkpoint write, a slow stream reader), its
     // batching sinks get what it buffered, so they are current while it waits.
-    std::future::poll_fn(|cx| {
+    let output = std::future::poll_fn(|cx| {
         hub.run_resumes();
         let poll = run.as_mut().poll(cx);
         if poll.is_pending() {
@@ -94,7 +98,23 @@ pub(crate) async fn execute<S: GraphState>(mut params: RunParams<S>, start: Star
         }
         poll
     })
-    .await
+    .await;
+    if output.is_ok() {
+        // Every task of a run that returns `Ok` has finished: nothing to tell.
+        cancel_unless_done.0 = None;
+    }
+    output
+}
+
+/// Cancels the run's signal when dropped, unless emptied first.
+struct CancelUnlessDone(Option<Arc<ExecScope>>);
+
+impl Drop for CancelUnlessDone {
+    fn drop(&mut self) {
+        if let Some(scope) = &self.0 {
+            scope.cancel.cancel();
+        }
+    }
 }
 
 /// One run's mutable progress. Split into parts so that the hot path can borrow the graph

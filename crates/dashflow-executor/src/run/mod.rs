@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dashflow_checkpoint::CheckpointId;
-use dashflow_graph::__private::NodeId;
+use dashflow_graph::__private::{CancelSignal, NodeId};
 use dashflow_graph::{Graph, GraphState, MergeableState};
 use dashflow_telemetry::RunIds;
 
@@ -109,6 +109,8 @@ pub(crate) struct RunParams<S: GraphState> {
     pub(crate) compose: Option<ComposeFn<S>>,
     /// Checkpointing of this run, when the graph has a checkpointer and the run a thread.
     pub(crate) durable: Option<Durable>,
+    /// Tells the run's nodes to stop; set when the run is dropped or fails.
+    pub(crate) cancel: CancelSignal,
 }
 
 /// Where a run begins.

@@ -1,6 +1,6 @@
-//! The step runner: runs a frontier's tasks (a lone async task inline, several on the
-//! scheduler, CPU-bound and blocking ones always on their own threads, all cancelled with
-//! the step) and files their outcomes in frontier order.
+//! The step runner: runs a frontier's tasks (async ones polled on the run's own task,
+//! CPU-bound and blocking ones always on their own threads, all cancelled with the step) and
+//! files their outcomes in frontier order.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -9,8 +9,9 @@ use dashflow_graph::__private::{GraphNode, NodeId};
 use dashflow_graph::{Goto, GraphState, NodeOutput, Placement, Send as SendTask, TaskId};
 use dashflow_scheduler::{BlockingScheduler, Scheduler, WorkStealingPool};
 use dashflow_telemetry::clock::Tick;
-use futures::FutureExt;
 use futures::future::{AbortHandle, Abortable};
+use futures::stream::FuturesUnordered;
+use futures::{FutureExt, StreamExt};
 use tokio::sync::oneshot;
 
 use super::StepUpdates;
@@ -55,10 +56,16 @@ fn restored_goto<S>(goto: StoredGoto<S>) -> Goto<S> {
     }
 }
 
-/// Runs the frontier's tasks (a lone task inline on this task, several through the
-/// scheduler) and records their outcomes in frontier order. Tasks whose output a resumed
-/// step already stored are not run again; with a `writer`, every other task stores its
-/// result (or interrupt) as soon as it finishes, while its siblings still run.
+/// Runs the frontier's tasks and records their outcomes in frontier order.
+///
+/// Async tasks run on this task: a lone one is awaited directly (unless the graph's
+/// scheduler keeps work off its caller), several are polled together (unless the graph was
+/// given a scheduler of its own), so a fan-out costs no spawn, no channel and no cross-thread
+/// wake per task. CPU-bound and blocking tasks, and async ones the graph's scheduler takes,
+/// are spawned; a mixed step runs both at once.
+/// Tasks whose output a resumed step already stored are not run again; with a `writer`,
+/// every other task stores its result (or interrupt) as soon as it finishes, while its
+/// siblings still run.
 #[allow(clippy::too_many_arguments, reason = "the loop's disjoint parts, borrowed separately")]
 pub(super) async fn execute_tasks<S: GraphState>(
     inner: &Arc<Inner<S>>,
@@ -84,18 +91,36 @@ pub(super) async fn execute_tasks<S: GraphState>(
         results.record(0, task.node, node, step, Some(outcome));
         return;
     }
-    let mut receivers = Vec::with_capacity(frontier.len());
-    // Dropping this future (the run was dropped) cancels the tasks it spawned.
-    let mut spawned = CancelOnDrop(Vec::with_capacity(frontier.len()));
+    let mut slots: Vec<Slot<S>> = Vec::with_capacity(frontier.len());
+    let mut polled = FuturesUnordered::new();
+    // Dropping this future (the run was dropped) cancels the tasks it spawned; the polled
+    // ones are dropped with it.
+    let mut spawned = CancelOnDrop(Vec::new());
     for (index, task) in frontier.iter().enumerate() {
         let node_id = task.node;
-        let task_id = task_id(graph.node(node_id), step, index);
+        let node = graph.node(node_id);
+        let task_id = task_id(node, step, index);
         if let Some(StoredWrite::Output { update, gotos }) = restored.remove(&task_id.to_string()) {
-            receivers.push(Err((update, gotos)));
+            slots.push(Slot::Restored(update, gotos));
+            continue;
+        }
+        let input = task.input.clone().unwrap_or_else(|| Arc::clone(state));
+        let placement = node.options.placement;
+        if placement == Placement::Async && inner.polls_fan_outs {
+            let writer = writer.as_deref();
+            polled.push(async move {
+                let key = writer.map(|_| task_id.to_string());
+                let outcome = run_task(scope, inner, (node_id, node), task_id, input, timed, None).await;
+                let stored = match (writer, key) {
+                    (Some(writer), Some(key)) => store_result(writer, &key, &node.name, &outcome).await.err(),
+                    _ => None,
+                };
+                (index, outcome, stored)
+            });
+            slots.push(Slot::Finished(None));
             continue;
         }
         let (tx, rx) = oneshot::channel();
-        let input = task.input.clone().unwrap_or_else(|| Arc::clone(state));
         let scope = Arc::clone(scope);
         let owned_inner = Arc::clone(inner);
         let writer = writer.clone();
@@ -114,30 +139,43 @@ pub(super) async fn execute_tasks<S: GraphState>(
             },
             registration,
         );
-        scheduler_for(inner, graph.node(node_id).options.placement).spawn(Box::pin(task.map(drop)));
-        receivers.push(Ok(rx));
+        scheduler_for(inner, placement).spawn(Box::pin(task.map(drop)));
+        slots.push(Slot::Spawned(rx));
     }
-    for ((index, task), receiver) in frontier.iter().enumerate().zip(receivers) {
+    while let Some((index, outcome, stored)) = polled.next().await {
+        slots[index] = Slot::Finished(Some((outcome, stored)));
+    }
+    for ((index, task), slot) in frontier.iter().enumerate().zip(slots) {
         let index = u32::try_from(index).unwrap_or(u32::MAX);
-        match receiver {
-            Ok(rx) => {
-                let (outcome, store_error) = rx.await.ok().unzip();
-                results.record(index, task.node, graph.node(task.node), step, outcome);
-                // A result that could not be stored fails the step: a crash now would re-run it.
-                if let Some(error) = store_error.flatten() {
-                    results.first_error.get_or_insert(error);
-                }
+        let finished = match slot {
+            Slot::Spawned(rx) => rx.await.ok(),
+            Slot::Finished(finished) => finished,
+            Slot::Restored(update, gotos) => {
+                let gotos = gotos.into_iter().map(restored_goto).collect();
+                results.done.push(Done { index, node: task.node, update, gotos });
+                continue;
             }
-            Err((update, gotos)) => results.done.push(Done {
-                index,
-                node: task.node,
-                update,
-                gotos: gotos.into_iter().map(restored_goto).collect(),
-            }),
+        };
+        let (outcome, store_error) = finished.unzip();
+        results.record(index, task.node, graph.node(task.node), step, outcome);
+        // A result that could not be stored fails the step: a crash now would re-run it.
+        if let Some(error) = store_error.flatten() {
+            results.first_error.get_or_insert(error);
         }
     }
     // Every spawned task has finished: nothing to cancel.
     spawned.0.clear();
+}
+
+/// Where one task of a step stands until the step files it.
+enum Slot<S: GraphState> {
+    /// Spawned; its outcome and any error storing it arrive here (or the channel closes, if
+    /// its scheduler dropped it).
+    Spawned(oneshot::Receiver<(TaskOutcome<S>, Option<Error>)>),
+    /// Polled on the step's task: its outcome once finished.
+    Finished(Option<(TaskOutcome<S>, Option<Error>)>),
+    /// Its output, stored before a resume: not run again.
+    Restored(Option<S::Update>, Vec<StoredGoto<S>>),
 }
 
 /// Where a task of a node placed at `placement` runs: the graph's scheduler for async nodes,

@@ -226,3 +226,31 @@ async fn overwrites_in_successive_supersteps_are_no_conflict_and_the_last_wins()
 
     assert_eq!(result.state.note, "two");
 }
+
+/// A node whose closure panics before it makes its future.
+fn panics_making_its_future(_: Arc<Trail>) -> std::future::Ready<Result<TrailUpdate, NodeError>> {
+    panic!("no future today")
+}
+
+#[tokio::test]
+async fn a_panic_before_a_node_makes_its_future_is_caught_alone_and_in_a_fan_out() {
+    for siblings in [&[][..], &["left", "right"][..]] {
+        let mut graph = StateGraph::<Trail>::new();
+        graph.add_node("early", panics_making_its_future).add_edge("early", END);
+        let mut starts = vec!["early"];
+        for &sibling in siblings {
+            graph.add_node(sibling, log(sibling)).add_edge(sibling, END);
+            starts.push(sibling);
+        }
+        graph.add_parallel_edges(START, starts);
+        let error = graph.compiled().unwrap().invoke(Trail::default(), RunConfig::new()).await.unwrap_err();
+
+        match error {
+            Error::NodeFailed { node, kind: NodeErrorKind::Panicked, source, .. } => {
+                assert_eq!(&*node, "early");
+                assert!(source.to_string().contains("no future today"), "{source}");
+            }
+            other => panic!("{siblings:?}: expected a panic, got {other:?}"),
+        }
+    }
+}

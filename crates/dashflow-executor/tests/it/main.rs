@@ -6,6 +6,7 @@
 mod batches;
 mod callbacks;
 mod cancel;
+mod cancellation;
 mod command;
 mod common;
 mod concurrency;
@@ -15,6 +16,7 @@ mod edges;
 mod events;
 mod evolution;
 mod failures;
+mod fanout;
 mod integrity;
 mod limits;
 mod placement;
