@@ -121,6 +121,7 @@ fn main() -> anyhow::Result<()> {
             [("without .cpu_bound()", NodeOptions::new()), ("with .cpu_bound()   ", NodeOptions::new().cpu_bound())]
         {
             let report = run(runtime, options, TASKS, WORK)?;
+            anyhow::ensure!(report.total == (1..=TASKS).map(|item| item * 2).sum::<u64>(), "a score went missing");
             let at = |q: f64| report.lateness[((report.lateness.len() - 1) as f64 * q) as usize];
             println!(
                 "  {label}: done in {:>4} ms; the ticker woke {:.1} ms late at the median, {:.1} ms at worst; ran on {}",
