@@ -5,7 +5,9 @@
 //! Each cell of the grid (workload, runtime, route) runs in a process of its own, so that
 //! threads, CPU time and pools started by one route (the global pool, rayon's) never count
 //! against another. The parent calibrates the spin loop once and passes it to every cell, so
-//! every cell does the same work.
+//! every cell does the same work. The ticker's idle baseline is paired with the bursts: after
+//! each burst, the ticker runs alone for as long as the burst took, so that both see the same
+//! load from the rest of the machine.
 //!
 //! ```text
 //! cargo bench -p dashflow-benches --bench cpu -- [--quick] [--only b7|b7s|b7n]
@@ -18,13 +20,11 @@ use dashflow_benches::cpu::{
     Flavor, PeakThreads, Route, Ticker, Workload, burst, calibrate, cores, cpu_time, quantile,
 };
 
-/// Bursts per cell, and the ticker's idle window before them.
+/// Bursts per cell, after warm-up bursts that are not measured.
 const RUNS: usize = 30;
-const IDLE: Duration = Duration::from_secs(1);
 const WARM_UP: usize = 2;
 /// The same for `--quick`.
 const QUICK_RUNS: usize = 5;
-const QUICK_IDLE: Duration = Duration::from_millis(200);
 const QUICK_WARM_UP: usize = 1;
 
 fn main() {
@@ -47,7 +47,7 @@ fn grid(args: &[String]) -> Result<(), String> {
         Some(at) => Some(args.get(at + 1).ok_or("`--only` needs a workload: b7, b7s or b7n")?.parse()?),
         None => None,
     };
-    let (runs, idle, warm_up) = if quick { (QUICK_RUNS, QUICK_IDLE, QUICK_WARM_UP) } else { (RUNS, IDLE, WARM_UP) };
+    let (runs, warm_up) = if quick { (QUICK_RUNS, QUICK_WARM_UP) } else { (RUNS, WARM_UP) };
     let exe = std::env::current_exe().map_err(|e| format!("cannot find this benchmark's executable: {e}"))?;
     metric("b7", "load_before", load_average()?);
     let ns_per_iteration = calibrate(20);
@@ -59,7 +59,6 @@ fn grid(args: &[String]) -> Result<(), String> {
                 let output = Command::new(&exe)
                     .args(["--cell", &workload.to_string(), &route.to_string(), &flavor.to_string()])
                     .args(["--runs", &runs.to_string(), "--warm-up", &warm_up.to_string()])
-                    .args(["--idle-ms", &idle.as_millis().to_string()])
                     .args(["--ns-per-iteration", &ns_per_iteration.to_string()])
                     .output()
                     .map_err(|e| format!("cannot start the cell {workload}/{flavor}/{route}: {e}"))?;
@@ -85,12 +84,11 @@ struct Cell {
     flavor: Flavor,
     runs: usize,
     warm_up: usize,
-    idle: Duration,
     ns_per_iteration: f64,
 }
 
 impl Cell {
-    /// `WORKLOAD ROUTE RUNTIME --runs N --warm-up N --idle-ms N --ns-per-iteration X`.
+    /// `WORKLOAD ROUTE RUNTIME --runs N --warm-up N --ns-per-iteration X`.
     fn parse(args: &[String]) -> Result<Cell, String> {
         let [workload, route, flavor, rest @ ..] = args else {
             return Err("`--cell` needs a workload, a route and a runtime".to_owned());
@@ -109,7 +107,6 @@ impl Cell {
             flavor: flavor.parse()?,
             runs: number("--runs")?.max(1.0) as usize,
             warm_up: number("--warm-up")? as usize,
-            idle: Duration::from_millis(number("--idle-ms")? as u64),
             ns_per_iteration: number("--ns-per-iteration")?,
         })
     }
@@ -119,20 +116,17 @@ impl Cell {
         let app = self.workload.graph(self.route);
         let input = self.workload.input(self.ns_per_iteration);
 
-        let idle = runtime.block_on(async {
-            let ticker = Ticker::start();
-            tokio::time::sleep(self.idle).await;
-            ticker.stop().await
-        })?;
         for _ in 0..self.warm_up {
             runtime.block_on(burst(&app, self.workload, input.clone()))?;
         }
 
         let peak = PeakThreads::start()?;
-        let cpu_before = cpu_time()?;
+        let mut cpu = Duration::ZERO;
         let mut makespans = Vec::with_capacity(self.runs);
         let mut lateness = Vec::new();
+        let mut idle = Vec::new();
         for _ in 0..self.runs {
+            let cpu_before = cpu_time()?;
             let (makespan, ticks) = runtime.block_on(async {
                 let ticker = Ticker::start();
                 let (app, input, workload) = (app.clone(), input.clone(), self.workload);
@@ -144,10 +138,15 @@ impl Cell {
                 let makespan = started.elapsed();
                 Ok::<_, String>((makespan, ticker.stop().await?))
             })?;
+            cpu += cpu_time()?.saturating_sub(cpu_before);
             makespans.push(makespan);
             lateness.extend(ticks);
+            idle.extend(runtime.block_on(async {
+                let ticker = Ticker::start();
+                tokio::time::sleep(makespan).await;
+                ticker.stop().await
+            })?);
         }
-        let cpu = cpu_time()?.saturating_sub(cpu_before);
         let peak_threads = peak.stop()?;
         self.report(&makespans, &lateness, &idle, cpu, peak_threads);
         Ok(())
