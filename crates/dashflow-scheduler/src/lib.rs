@@ -5,8 +5,34 @@
 //! an `Arc<dyn Scheduler>` chosen at run time: the default [`TokioScheduler`] spawns each
 //! task onto the ambient tokio runtime; [`WorkStealingPool`], a fixed set of threads that
 //! steal work from each other, implements the same trait for tasks that compute for long
-//! stretches between awaits. The executor does not yet choose between them per node: a compiled
-//! graph runs every task on the one scheduler it holds.
+//! stretches between awaits, and [`BlockingScheduler`] runs tasks on threads that may block.
+//! The executor picks per node by its placement: async nodes on the scheduler the compiled
+//! graph holds, CPU-bound nodes on [`WorkStealingPool::global`], blocking ones on
+//! [`BlockingScheduler`].
+//!
+//! A pool of your own is sized and tuned through [`WorkStealingPool::builder`]: thread count,
+//! names, stack size, and on Linux the threads' niceness, so that the kernel favours the async
+//! runtime's threads over CPU-heavy tasks when both want the CPU. [`PoolStats`] counts what the pool
+//! did (spawned, injected, stolen, parked, panicked, lost). How idle threads sleep and wake
+//! follows tokio's one-searcher rule and is model-checked with loom (`RUSTFLAGS="--cfg loom"
+//! cargo test -p dashflow-scheduler --release --lib loom`, run by `cargo xtask ci`).
+//!
+//! ```
+//! use dashflow_scheduler::WorkStealingPool;
+//!
+//! let builder = WorkStealingPool::builder().threads(2).thread_name("crunch").stack_size(8 << 20);
+//! // Linux only: the lowest priority (lowering priority needs no privilege).
+//! #[cfg(target_os = "linux")]
+//! let builder = builder.niceness(19);
+//! let pool = builder.build()?;
+//! let (tx, rx) = std::sync::mpsc::channel();
+//! pool.spawn(async move {
+//!     let _ = tx.send(6 * 7);
+//! });
+//! assert_eq!(rx.recv()?, 42);
+//! assert_eq!(pool.stats().spawned, 1);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 //!
 //! ```
 //! use std::sync::Arc;

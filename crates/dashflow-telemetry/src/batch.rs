@@ -10,9 +10,10 @@
 //! are kept as they are.
 
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use crate::clock::{RunClock, Tick};
-use crate::{Event, EventKind, RunIds};
+use crate::{Event, EventKind, Interest, RunIds};
 
 /// One graph's node names by node index, and each as a one-node list (what a one-task step's
 /// `SuperstepStarted` names), built once per compiled graph.
@@ -24,6 +25,9 @@ pub struct NodeNames {
     labels: Box<[Arc<str>]>,
     /// Per node and edge, the number of the edge's first label.
     first_label: Box<[Box<[u32]>]>,
+    /// What an index out of range reads as (`?`), alone and as a one-node list.
+    unknown: Arc<str>,
+    unknown_lone: Arc<[Arc<str>]>,
 }
 
 impl NodeNames {
@@ -35,7 +39,9 @@ impl NodeNames {
     pub fn new(names: impl IntoIterator<Item = Arc<str>>) -> Self {
         let names: Box<[Arc<str>]> = names.into_iter().map(|name| Arc::from(&*name)).collect();
         let lone = names.iter().map(|name| Arc::from([Arc::clone(name)])).collect();
-        Self { names, lone, labels: Box::default(), first_label: Box::default() }
+        let unknown: Arc<str> = Arc::from("?");
+        let unknown_lone = Arc::from([Arc::clone(&unknown)]);
+        Self { names, lone, labels: Box::default(), first_label: Box::default(), unknown, unknown_lone }
     }
 
     /// Adds the labels of the graph's conditional edges: per node (in index order), per
@@ -80,12 +86,16 @@ impl NodeNames {
         self.lone.get(index as usize)
     }
 
-    fn name_or_unknown(&self, index: u32) -> Arc<str> {
-        self.name(index).cloned().unwrap_or_else(|| Arc::from("?"))
+    fn name_or_unknown(&self, index: u32) -> &Arc<str> {
+        self.name(index).unwrap_or(&self.unknown)
     }
 
-    fn lone_or_unknown(&self, index: u32) -> Arc<[Arc<str>]> {
-        self.lone(index).cloned().unwrap_or_else(|| Arc::from([Arc::from("?")]))
+    fn lone_or_unknown(&self, index: u32) -> &Arc<[Arc<str>]> {
+        self.lone(index).unwrap_or(&self.unknown_lone)
+    }
+
+    fn label_or_unknown(&self, index: u32) -> &Arc<str> {
+        self.label(index).unwrap_or(&self.unknown)
     }
 }
 
@@ -154,6 +164,103 @@ enum Entry {
 
 /// The `route` of a [`Entry::TaskFinished`] that carries no routing decision.
 const NO_ROUTE: [u16; 2] = [u16::MAX, u16::MAX];
+
+/// An event of a batch where it lies ([`EventBatch::refs`]): a whole event, or one of the
+/// kinds a batch records as a few numbers, with what it refers to borrowed. Reading it costs
+/// no allocation and no reference count; [`to_event`](Self::to_event) builds the event.
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum EventRef<'a> {
+    /// An event the batch keeps whole.
+    Whole(&'a Event),
+    /// [`EventKind::SuperstepStarted`] of a step of one task.
+    StepStarted {
+        /// The run.
+        run: &'a RunIds,
+        /// When it happened.
+        at: SystemTime,
+        /// The step.
+        step: u64,
+        /// Its one node, as a one-node list.
+        nodes: &'a Arc<[Arc<str>]>,
+    },
+    /// [`EventKind::TaskFinished`] of an attempt that succeeded.
+    TaskFinished {
+        /// The run.
+        run: &'a RunIds,
+        /// When it happened.
+        at: SystemTime,
+        /// The step.
+        step: u64,
+        /// The task's node.
+        node: &'a Arc<str>,
+        /// The attempt, from 1.
+        attempt: u32,
+        /// How long the attempt took.
+        duration: Duration,
+    },
+    /// [`EventKind::Routed`].
+    Routed {
+        /// The run.
+        run: &'a RunIds,
+        /// When it happened.
+        at: SystemTime,
+        /// The step.
+        step: u64,
+        /// The node whose conditional edge decided.
+        from: &'a Arc<str>,
+        /// The label it chose.
+        label: &'a Arc<str>,
+        /// The node the label leads to.
+        target: &'a Arc<str>,
+    },
+}
+
+impl Interest {
+    /// Whether a sink with this interest wants `event` ([`covers`](Self::covers) without
+    /// building it).
+    pub fn covers_ref(self, event: &EventRef<'_>) -> bool {
+        match event {
+            EventRef::Whole(event) => self.covers(&event.kind),
+            EventRef::StepStarted { .. } => self.steps_started,
+            EventRef::TaskFinished { .. } => self.tasks_finished,
+            EventRef::Routed { .. } => self.routing,
+        }
+    }
+}
+
+impl EventRef<'_> {
+    /// The run the event belongs to.
+    pub fn run(&self) -> &RunIds {
+        match self {
+            Self::Whole(event) => &event.run,
+            Self::StepStarted { run, .. } | Self::TaskFinished { run, .. } | Self::Routed { run, .. } => run,
+        }
+    }
+
+    /// When it happened.
+    pub fn at(&self) -> SystemTime {
+        match *self {
+            Self::Whole(event) => event.at,
+            Self::StepStarted { at, .. } | Self::TaskFinished { at, .. } | Self::Routed { at, .. } => at,
+        }
+    }
+
+    /// The event, built.
+    pub fn to_event(&self) -> Event {
+        let kind = match *self {
+            Self::Whole(event) => return event.clone(),
+            Self::StepStarted { step, nodes, .. } => EventKind::SuperstepStarted { step, nodes: Arc::clone(nodes) },
+            Self::TaskFinished { step, node, attempt, duration, .. } => {
+                EventKind::TaskFinished { step, node: Arc::clone(node), attempt, duration, error: None }
+            }
+            Self::Routed { step, from, label, target, .. } => {
+                EventKind::Routed { step, from: Arc::clone(from), label: Arc::clone(label), target: Arc::clone(target) }
+            }
+        };
+        Event::at(*self.run(), self.at(), kind)
+    }
+}
 
 /// Events of a run (and of the subgraph runs it started) in the order they happened, for the
 /// sinks that take batches. Turn them into [`Event`]s with [`EventBatch::events`] or
@@ -225,7 +332,7 @@ impl EventBatch {
     #[doc(hidden)]
     pub fn push_step_started(&mut self, run: &RunContext, step: u64, node: u32, at: Tick) {
         let Ok(step) = u32::try_from(step) else {
-            let kind = EventKind::SuperstepStarted { step, nodes: run.names.lone_or_unknown(node) };
+            let kind = EventKind::SuperstepStarted { step, nodes: Arc::clone(run.names.lone_or_unknown(node)) };
             return self.push_event(Event::at(run.ids, run.clock.wall_time(at), kind));
         };
         let run = self.run_index(run);
@@ -250,8 +357,8 @@ impl EventBatch {
             (short_step, took, u16::try_from(index), u16::try_from(attempt), &error)
         else {
             let duration = started.until(ended);
-            let kind =
-                EventKind::TaskFinished { step, node: run.names.name_or_unknown(node), attempt, duration, error };
+            let node = Arc::clone(run.names.name_or_unknown(node));
+            let kind = EventKind::TaskFinished { step, node, attempt, duration, error };
             return self.push_event(Event::at(run.ids, run.clock.wall_time(ended), kind));
         };
         self.storage.last_step[index as usize] = self.next_index();
@@ -282,9 +389,9 @@ impl EventBatch {
         let Ok(step) = u32::try_from(step) else {
             let kind = EventKind::Routed {
                 step,
-                from: run.names.name_or_unknown(from),
-                label: run.names.label(label).cloned().unwrap_or_else(|| Arc::from("?")),
-                target: run.names.name_or_unknown(target),
+                from: Arc::clone(run.names.name_or_unknown(from)),
+                label: Arc::clone(run.names.label_or_unknown(label)),
+                target: Arc::clone(run.names.name_or_unknown(target)),
             };
             let at = now();
             self.push_event(Event::at(run.ids, run.clock.wall_time(at), kind));
@@ -326,16 +433,13 @@ impl EventBatch {
 
     /// The events, built one by one.
     pub fn events(&self) -> impl Iterator<Item = Event> + '_ {
-        let mut kept = self.storage.events.iter();
-        // Each kept-event entry was pushed with its event, in order.
-        self.storage
-            .entries
-            .iter()
-            .flat_map(move |entry| match entry {
-                Entry::Event => [kept.next().cloned(), None],
-                entry => self.build(entry),
-            })
-            .flatten()
+        self.refs().map(|event| event.to_event())
+    }
+
+    /// The events where they lie, in order, without building any: for a sink that encodes
+    /// them (a log, an export), which then copies only what it writes.
+    pub fn refs(&self) -> Refs<'_> {
+        Refs { batch: self, entries: self.storage.entries.iter(), kept: self.storage.events.iter(), routed: None }
     }
 
     /// The events, built.
@@ -346,61 +450,54 @@ impl EventBatch {
     }
 
     /// Builds the events at the end of `events`: a sink that keeps a buffer of its own
-    /// allocates nothing per batch.
+    /// allocates nothing per batch. Events kept whole move there without a copy.
     pub fn append_to(mut self, events: &mut Vec<Event>) {
         events.reserve(self.len() + self.len() / 2);
         let entries = std::mem::take(&mut self.storage.entries);
         let mut kept = std::mem::take(&mut self.storage.events).into_iter();
-        let built = entries.iter().flat_map(|entry| match entry {
-            Entry::Event => [kept.next(), None],
-            entry => self.build(entry),
-        });
-        events.extend(built.flatten());
+        for entry in &entries {
+            match entry {
+                Entry::Event => events.extend(kept.next()),
+                entry => events.extend(self.entry_refs(entry).iter().flatten().map(EventRef::to_event)),
+            }
+        }
     }
 
     /// The events a compact `entry` stands for (none for a kept event).
-    fn build(&self, entry: &Entry) -> [Option<Event>; 2] {
+    fn entry_refs(&self, entry: &Entry) -> [Option<EventRef<'_>>; 2] {
         let runs = &self.storage.runs;
-        let event = match entry {
+        let event = match *entry {
             Entry::Event => return [None, None],
             Entry::StepStarted { run, step, node, at } => {
-                let run = &runs[*run as usize];
-                let kind =
-                    EventKind::SuperstepStarted { step: u64::from(*step), nodes: run.names.lone_or_unknown(*node) };
-                Event::at(run.ids, run.clock.wall_time(*at), kind)
+                let run = &runs[run as usize];
+                let (ids, at) = (&run.ids, run.clock.wall_time(at));
+                EventRef::StepStarted { run: ids, at, step: u64::from(step), nodes: run.names.lone_or_unknown(node) }
             }
             Entry::TaskFinished { run, attempt, node, step, took, ended, route } => {
-                let run = &runs[usize::from(*run)];
-                let started = Tick::from_raw(ended.raw() - u64::from(*took));
-                let at = run.clock.wall_time(*ended);
-                let kind = EventKind::TaskFinished {
-                    step: u64::from(*step),
-                    node: run.names.name_or_unknown(*node),
-                    attempt: u32::from(*attempt),
-                    duration: started.until(*ended),
-                    error: None,
-                };
-                let routed = (*route != NO_ROUTE).then(|| {
-                    let [label, target] = *route;
-                    let kind = EventKind::Routed {
-                        step: u64::from(*step),
-                        from: run.names.name_or_unknown(*node),
-                        label: run.names.label(u32::from(label)).cloned().unwrap_or_else(|| Arc::from("?")),
-                        target: run.names.name_or_unknown(u32::from(target)),
-                    };
-                    Event::at(run.ids, at, kind)
+                let run = &runs[usize::from(run)];
+                let started = Tick::from_raw(ended.raw() - u64::from(took));
+                let (ids, at, step) = (&run.ids, run.clock.wall_time(ended), u64::from(step));
+                let from = run.names.name_or_unknown(node);
+                let routed = (route != NO_ROUTE).then(|| {
+                    let [label, target] = route;
+                    let label = run.names.label_or_unknown(u32::from(label));
+                    let target = run.names.name_or_unknown(u32::from(target));
+                    EventRef::Routed { run: ids, at, step, from, label, target }
                 });
-                return [Some(Event::at(run.ids, at, kind)), routed];
+                let duration = started.until(ended);
+                let attempt = u32::from(attempt);
+                return [Some(EventRef::TaskFinished { run: ids, at, step, node: from, attempt, duration }), routed];
             }
             Entry::Routed { run, step, from, label, target, at } => {
-                let run = &runs[*run as usize];
-                let kind = EventKind::Routed {
-                    step: u64::from(*step),
-                    from: run.names.name_or_unknown(*from),
-                    label: run.names.label(*label).cloned().unwrap_or_else(|| Arc::from("?")),
-                    target: run.names.name_or_unknown(*target),
-                };
-                Event::at(run.ids, run.clock.wall_time(*at), kind)
+                let run = &runs[run as usize];
+                EventRef::Routed {
+                    run: &run.ids,
+                    at: run.clock.wall_time(at),
+                    step: u64::from(step),
+                    from: run.names.name_or_unknown(from),
+                    label: run.names.label_or_unknown(label),
+                    target: run.names.name_or_unknown(target),
+                }
             }
         };
         [Some(event), None]
@@ -421,6 +518,45 @@ impl EventBatch {
             };
             Some(LastStep { index, run: &run.ids, step, nodes: run.names.lone(node)?, ended })
         })
+    }
+}
+
+/// The events of a batch where they lie ([`EventBatch::refs`]).
+#[derive(Debug)]
+pub struct Refs<'a> {
+    batch: &'a EventBatch,
+    entries: std::slice::Iter<'a, Entry>,
+    /// Each kept-event entry was pushed with its event, in order.
+    kept: std::slice::Iter<'a, Event>,
+    /// The routing decision that rode on the task end returned last.
+    routed: Option<EventRef<'a>>,
+}
+
+impl<'a> Iterator for Refs<'a> {
+    type Item = EventRef<'a>;
+
+    fn next(&mut self) -> Option<EventRef<'a>> {
+        if let Some(routed) = self.routed.take() {
+            return Some(routed);
+        }
+        loop {
+            match self.entries.next()? {
+                Entry::Event => match self.kept.next() {
+                    Some(event) => return Some(EventRef::Whole(event)),
+                    None => continue,
+                },
+                entry => {
+                    let [event, routed] = self.batch.entry_refs(entry);
+                    self.routed = routed;
+                    return event;
+                }
+            }
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let left = self.entries.len();
+        (left + usize::from(self.routed.is_some()), Some(2 * left + usize::from(self.routed.is_some())))
     }
 }
 
@@ -564,5 +700,44 @@ mod tests {
                 },
             ]
         );
+    }
+
+    #[test]
+    fn refs_read_every_event_where_it_lies_as_the_built_events_say() {
+        let run = context(&["a", "b"]);
+        let (t0, t1) = (Tick::now(), Tick::now());
+        let next = run.names().label_index(0, 0, 0).unwrap();
+        let mut batch = EventBatch::new();
+        batch.push_event(Event::now(*run.ids(), EventKind::TaskStarted { step: 1, node: "a".into(), attempt: 1 }));
+        batch.push_step_started(&run, 1, 0, t0);
+        batch.push_task_finished(&run, (1, 0, 1), (t0, t1), None);
+        batch.push_routed(&run, 1, (0, next, 1), t1);
+        batch.push_routed(&run, 2, (1, next, 9), t1);
+        let refs: Vec<EventRef<'_>> = batch.refs().collect();
+        assert!(matches!(refs[0], EventRef::Whole(_)));
+        assert!(
+            matches!(refs[3], EventRef::Routed { target, .. } if &**target == "b"),
+            "the riding decision follows its end"
+        );
+        assert!(matches!(refs[4], EventRef::Routed { target, .. } if &**target == "?"), "an unknown node reads as `?`");
+        assert_eq!(refs.iter().map(EventRef::to_event).collect::<Vec<_>>(), batch.events().collect::<Vec<_>>());
+        let only = |field: fn(&mut Interest)| {
+            let mut interest = Interest::NONE;
+            field(&mut interest);
+            interest
+        };
+        let interests = [
+            Interest::ALL,
+            Interest::NONE,
+            only(|i| i.steps_started = true),
+            only(|i| i.tasks_started = true),
+            only(|i| i.tasks_finished = true),
+            only(|i| i.routing = true),
+        ];
+        for interest in interests {
+            for event in &refs {
+                assert_eq!(interest.covers_ref(event), interest.covers(&event.to_event().kind), "{event:?}");
+            }
+        }
     }
 }

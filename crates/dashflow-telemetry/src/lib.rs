@@ -38,7 +38,7 @@ mod live;
 mod metrics_sink;
 mod report;
 
-pub use batch::EventBatch;
+pub use batch::{EventBatch, EventRef, Refs};
 pub use event::{Event, EventCallback, EventKind, Interest, InterruptReason, RunOutcome};
 pub use ids::{RunId, RunIds};
 pub use live::{LiveRun, LiveRuns};

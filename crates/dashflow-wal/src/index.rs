@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use dashflow_telemetry::{Event, EventKind, RunId, RunIds};
+use dashflow_telemetry::{Event, EventKind, EventRef, RunId, RunIds};
 use rusqlite::types::Value;
 use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, params, params_from_iter};
 
@@ -148,7 +148,7 @@ const SET_TRACE: &str = "UPDATE runs SET trace_segment = ?2, trace_offset = ?3 W
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Entry<'e> {
     /// A run event.
-    Event(&'e Event),
+    Event(EventRef<'e>),
     /// The trace record of a run.
     Trace(RunId),
     /// The process executing some runs.
@@ -157,14 +157,14 @@ pub(crate) enum Entry<'e> {
 
 impl<'e> From<&'e Event> for Entry<'e> {
     fn from(event: &'e Event) -> Self {
-        Self::Event(event)
+        Self::Event(EventRef::Whole(event))
     }
 }
 
 impl<'e> From<&'e crate::record::Indexed> for Entry<'e> {
     fn from(record: &'e crate::record::Indexed) -> Self {
         match record {
-            crate::record::Indexed::Event(event) => Self::Event(event),
+            crate::record::Indexed::Event(event) => Self::Event(EventRef::Whole(event)),
             crate::record::Indexed::Trace(run_id) => Self::Trace(*run_id),
             crate::record::Indexed::Process(record) => Self::Process(record),
         }
@@ -220,10 +220,24 @@ impl<'e> RunDelta<'e> {
         }
     }
 
-    fn add(&mut self, at: Position, at_ms: i64, event: &'e Event) {
+    fn add(&mut self, at: Position, at_ms: i64, event: EventRef<'e>) {
         self.last = at;
         self.events += 1;
         self.last_at_ms = self.last_at_ms.max(at_ms);
+        let event = match event {
+            EventRef::Whole(event) => event,
+            EventRef::StepStarted { step, .. }
+            | EventRef::TaskFinished { step, .. }
+            | EventRef::Routed { step, .. } => {
+                self.steps = self.steps.max(step);
+                return;
+            }
+            // A kind a batch may record compactly one day.
+            other => {
+                self.steps = self.steps.max(step_of(&other.to_event().kind).unwrap_or(0));
+                return;
+            }
+        };
         match &event.kind {
             EventKind::RunStarted { graph, thread_id, tags } => {
                 self.saw_start = true;
@@ -242,14 +256,21 @@ impl<'e> RunDelta<'e> {
                 self.error = error.as_deref();
                 self.steps = self.steps.max(*steps);
             }
-            EventKind::SuperstepStarted { step, .. }
-            | EventKind::SuperstepFinished { step, .. }
-            | EventKind::TaskStarted { step, .. }
-            | EventKind::TaskFinished { step, .. }
-            | EventKind::Routed { step, .. }
-            | EventKind::Custom { step, .. } => self.steps = self.steps.max(*step),
-            _ => {}
+            kind => self.steps = self.steps.max(step_of(kind).unwrap_or(0)),
         }
+    }
+}
+
+/// The step an event of a step belongs to.
+fn step_of(kind: &EventKind) -> Option<u64> {
+    match kind {
+        EventKind::SuperstepStarted { step, .. }
+        | EventKind::SuperstepFinished { step, .. }
+        | EventKind::TaskStarted { step, .. }
+        | EventKind::TaskFinished { step, .. }
+        | EventKind::Routed { step, .. }
+        | EventKind::Custom { step, .. } => Some(*step),
+        _ => None,
     }
 }
 
@@ -367,13 +388,14 @@ impl Index {
                     continue;
                 }
             };
-            let at_ms = system_time_to_ms(event.at);
-            let same_as_last = runs.last().is_some_and(|last| last.ids.run_id == event.run.run_id);
+            let at_ms = system_time_to_ms(event.at());
+            let run = event.run();
+            let same_as_last = runs.last().is_some_and(|last| last.ids.run_id == run.run_id);
             let index = if same_as_last {
                 runs.len() - 1
             } else {
-                *run_index.entry(event.run.run_id).or_insert_with(|| {
-                    runs.push(RunDelta::new(event.run, at));
+                *run_index.entry(run.run_id).or_insert_with(|| {
+                    runs.push(RunDelta::new(*run, at));
                     runs.len() - 1
                 })
             };

@@ -14,7 +14,7 @@ mod process;
 
 pub(crate) use binary::SchemaCache;
 
-use dashflow_telemetry::{Event, RunId, RunIds};
+use dashflow_telemetry::{Event, EventRef, RunId, RunIds};
 use serde::Deserialize;
 
 use crate::error::{Result, WalError};
@@ -75,6 +75,20 @@ impl ProcessRecord {
 /// newer than this layout), [`encode_event_json`]'s.
 pub fn encode_event(event: &Event, out: &mut Vec<u8>) -> Result<()> {
     encode_event_cached(event, out, &mut SchemaCache::default())
+}
+
+/// [`encode_event`] for an event of a batch as it lies there (the same bytes, without
+/// building it), reusing the text of a graph schema encoded just before.
+pub(crate) fn encode_event_ref(event: &EventRef<'_>, out: &mut Vec<u8>, cache: &mut SchemaCache) -> Result<()> {
+    out.push(TAG_EVENT_BIN);
+    if binary::encode_ref(event, out, cache) {
+        return Ok(());
+    }
+    out.pop();
+    match event {
+        EventRef::Whole(event) => encode_event_json(event, out),
+        event => encode_event_json(&event.to_event(), out),
+    }
 }
 
 /// [`encode_event`], reusing the text of a graph schema encoded just before.

@@ -38,7 +38,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
-use dashflow_telemetry::{Event, EventBatch, EventCallback, EventKind, Interest, RunId};
+use dashflow_telemetry::{Event, EventBatch, EventCallback, EventKind, EventRef, Interest, RunId};
 
 use self::exit::ExitLink;
 pub use self::report::FailureReport;
@@ -503,7 +503,8 @@ impl EventCallback for EventStore {
     }
 
     /// The usual way in: the store is the last batching sink, so the batch moves to the
-    /// writer as it is and its events are built there, off the run's thread.
+    /// writer as it is, which encodes its events where they lie ([`EventBatch::refs`]): off
+    /// the run's thread, and without building them unless traces are built too.
     fn take_batch(&self, batch: EventBatch) {
         let count = batch.len();
         if count > 0 {
@@ -605,7 +606,7 @@ impl Writer {
         if let Some(traces) = &mut self.traces {
             traces.retain(SystemTime::now());
         }
-        let mut batch = Vec::with_capacity(self.max_batch);
+        let mut batch = Pending::default();
         let mut idle = Idle::default();
         loop {
             if self.exit.0.requested() > self.served {
@@ -647,41 +648,29 @@ impl Writer {
     }
 
     /// Takes one command; `false` when it says to stop.
-    fn handle(&mut self, command: Command, batch: &mut Vec<Event>) -> bool {
+    fn handle(&mut self, command: Command, batch: &mut Pending) -> bool {
         match command {
             Command::Event(event) => {
                 self.counters.queued.fetch_sub(1, Ordering::Relaxed);
-                batch.push(event);
+                batch.push_event(event);
             }
             Command::Batch(events) => {
                 self.counters.queued.fetch_sub(events.len(), Ordering::Relaxed);
-                // Built straight into the writer's own buffer: nothing allocated per batch
-                // (see `EventBatch::append_to`).
-                let start = batch.len();
-                events.append_to(batch);
-                if !batch[start..].iter().all(|event| STORED.covers(&event.kind)) {
-                    let mut index = 0;
-                    batch.retain(|event| {
-                        index += 1;
-                        index <= start || STORED.covers(&event.kind)
-                    });
+                if self.traces.is_some() {
+                    // Traces are built from events: build them once, here.
+                    let mut built = events.into_events();
+                    built.retain(|event| STORED.covers(&event.kind));
+                    fold::fold_lone_starts(&mut built, 0, whole);
+                    batch.push_events(built);
+                } else {
+                    // Written as they lie in the batch (`Pending::records`): no event built.
+                    batch.push_batch(events);
                 }
-                fold::fold_lone_starts(batch, start);
             }
             Command::Events(mut events) => {
                 self.counters.queued.fetch_sub(events.len(), Ordering::Relaxed);
-                fold::fold_lone_starts(&mut events, 0);
-                if batch.is_empty() && events.len() <= self.max_batch {
-                    // Reuse the burst's buffer rather than copy it.
-                    *batch = events;
-                } else {
-                    for event in events {
-                        batch.push(event);
-                        if batch.len() >= self.max_batch {
-                            self.write(batch);
-                        }
-                    }
-                }
+                fold::fold_lone_starts(&mut events, 0, whole);
+                batch.push_events(events);
             }
             Command::Flush(reply) => {
                 self.write(batch);
@@ -694,7 +683,7 @@ impl Writer {
                 return false;
             }
         }
-        if batch.len() >= self.max_batch {
+        if batch.len >= self.max_batch {
             self.write(batch);
         }
         true
@@ -702,7 +691,7 @@ impl Writer {
 
     /// For the flush at exit (or [`EventStore::flush_within`]): writes everything queued,
     /// syncs, and says so. `false` when a shutdown was among the queued commands.
-    fn flush_for_exit(&mut self, batch: &mut Vec<Event>) -> bool {
+    fn flush_for_exit(&mut self, batch: &mut Pending) -> bool {
         // Read before draining: whatever was handed over before this request is drained.
         let request = self.exit.0.requested();
         while let Ok(command) = self.receiver.try_recv() {
@@ -742,19 +731,23 @@ impl Writer {
         }
     }
 
-    fn write(&mut self, batch: &mut Vec<Event>) {
+    fn write(&mut self, batch: &mut Pending) {
         if batch.is_empty() {
             return;
         }
-        let count = batch.len() as u64;
         // Events wait behind this batch: start no new traces until the writer catches up.
-        let backlogged = batch.len() + self.counters.queued.load(Ordering::Relaxed) > self.capacity / 4;
+        let backlogged = batch.len + self.counters.queued.load(Ordering::Relaxed) > self.capacity / 4;
         let counters = &self.counters;
-        let finished =
-            self.traces.as_mut().map(|traces| traces.collect(batch, backlogged, counters)).unwrap_or_default();
+        let mut finished = Vec::new();
+        if let Some(traces) = &mut self.traces {
+            for events in batch.events() {
+                finished.extend(traces.collect(events, backlogged, counters));
+            }
+        }
         let traces_in_wal = self.traces.as_ref().is_some_and(TraceSink::in_wal);
         // The traces go after the events, so a trace record follows its run's `RunFinished`.
-        let mut records: Vec<Record<'_>> = batch.iter().map(Record::Event).collect();
+        let mut records = batch.records();
+        let count = records.len() as u64;
         if traces_in_wal {
             records.extend(finished.iter().map(Record::Trace));
         }
@@ -807,6 +800,87 @@ impl Writer {
         }
         self.wal.sync().inspect_err(|error| self.failed(error))
     }
+}
+
+/// What the writer holds between writes, in the order it was handed over.
+#[derive(Default)]
+struct Pending {
+    held: Vec<Held>,
+    /// Events held; a run's batch counts its entries.
+    len: usize,
+}
+
+enum Held {
+    /// Events handed over as events, their lone starts folded.
+    Events(Vec<Event>),
+    /// A run's batch, written as it lies (see [`Pending::records`]).
+    Batch(EventBatch),
+}
+
+impl Pending {
+    fn is_empty(&self) -> bool {
+        self.held.is_empty()
+    }
+
+    fn push_event(&mut self, event: Event) {
+        self.len += 1;
+        if let Some(Held::Events(events)) = self.held.last_mut() {
+            events.push(event);
+        } else {
+            self.held.push(Held::Events(vec![event]));
+        }
+    }
+
+    fn push_events(&mut self, events: Vec<Event>) {
+        if !events.is_empty() {
+            self.len += events.len();
+            self.held.push(Held::Events(events));
+        }
+    }
+
+    fn push_batch(&mut self, batch: EventBatch) {
+        self.len += batch.len();
+        self.held.push(Held::Batch(batch));
+    }
+
+    /// The events held as events (all of them while traces are built).
+    fn events(&self) -> impl Iterator<Item = &[Event]> + '_ {
+        self.held.iter().filter_map(|held| match held {
+            Held::Events(events) => Some(&events[..]),
+            Held::Batch(_) => None,
+        })
+    }
+
+    /// The records to append, in order: a batch's events read where they lie, those the store
+    /// keeps, a one-task step's start folded into its task's end (see `fold`).
+    fn records(&self) -> Vec<Record<'_>> {
+        let mut records = Vec::with_capacity(self.len);
+        for held in &self.held {
+            match held {
+                Held::Events(events) => {
+                    records.extend(events.iter().map(|event| Record::Event(EventRef::Whole(event))))
+                }
+                Held::Batch(batch) => {
+                    let start = records.len();
+                    records.extend(batch.refs().filter(|event| STORED.covers_ref(event)).map(Record::Event));
+                    fold::fold_lone_starts(&mut records, start, |record| match record {
+                        Record::Event(event) => Some(*event),
+                        _ => None,
+                    });
+                }
+            }
+        }
+        records
+    }
+
+    fn clear(&mut self) {
+        self.held.clear();
+        self.len = 0;
+    }
+}
+
+fn whole(event: &Event) -> Option<EventRef<'_>> {
+    Some(EventRef::Whole(event))
 }
 
 #[cfg(test)]

@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
 
-use dashflow_telemetry::{Event, EventKind, RunId};
+use dashflow_telemetry::{Event, EventKind, EventRef, RunId};
 
 use crate::config::{FsyncPolicy, WalConfig};
 use crate::damage::DamagedRange;
@@ -33,7 +33,7 @@ use crate::frame::HEADER_LEN;
 use crate::index::{Entry, Index};
 use crate::process::ProcessIdentity;
 use crate::record::{
-    ProcessRecord, SchemaCache, encode_event_cached, encode_process, encode_trace, process_record_capacity,
+    ProcessRecord, SchemaCache, encode_event_ref, encode_process, encode_trace, process_record_capacity,
 };
 use crate::segment::{Position, file_len, segment_path};
 use crate::trace::ExecutionTrace;
@@ -138,7 +138,7 @@ impl Poison {
 /// One record to append.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Record<'a> {
-    Event(&'a Event),
+    Event(EventRef<'a>),
     Trace(&'a ExecutionTrace),
     Process(&'a ProcessRecord),
 }
@@ -354,7 +354,7 @@ impl Wal {
     /// [`WalError::Index`] error means the records are in the segments but not yet in the
     /// index; the next append (or open) indexes them.
     pub fn append(&mut self, events: &[Event]) -> Result<Vec<Position>> {
-        let records: Vec<Record<'_>> = events.iter().map(Record::Event).collect();
+        let records: Vec<Record<'_>> = events.iter().map(|event| Record::Event(EventRef::Whole(event))).collect();
         self.append_records(&records).map(|appended| appended.positions)
     }
 
@@ -455,7 +455,7 @@ impl Wal {
             let start = buf.len();
             let framed = self.encode_one(record, buf, schemas);
             match (framed, record) {
-                (Ok(()), Record::Event(event)) => encoded.entries.push(Entry::Event(event)),
+                (Ok(()), Record::Event(event)) => encoded.entries.push(Entry::Event(*event)),
                 (Ok(()), Record::Trace(trace)) => encoded.entries.push(Entry::Trace(trace.run.run_id)),
                 (Ok(()), Record::Process(process)) => {
                     encoded.entries.push(Entry::Process(process));
@@ -486,7 +486,7 @@ impl Wal {
         let start = buf.len();
         buf.extend_from_slice(&[0; HEADER_LEN]);
         match record {
-            Record::Event(event) => encode_event_cached(event, buf, schemas)?,
+            Record::Event(event) => encode_event_ref(event, buf, schemas)?,
             Record::Trace(trace) => encode_trace(trace, buf)?,
             Record::Process(process) => encode_process(process, buf),
         }
@@ -508,7 +508,9 @@ impl Wal {
         let started: Vec<RunId> = records
             .iter()
             .filter_map(|record| match record {
-                Record::Event(Event { run, kind: EventKind::RunStarted { .. }, .. }) => Some(run.run_id),
+                Record::Event(EventRef::Whole(Event { run, kind: EventKind::RunStarted { .. }, .. })) => {
+                    Some(run.run_id)
+                }
                 _ => None,
             })
             .collect();

@@ -38,6 +38,22 @@ pub mod checkpoint {
     };
 }
 
+/// Where tasks run: the schedulers, and the work-stealing pool's builder, counters and
+/// errors, for a pool of your own.
+///
+/// ```
+/// use dashflow::scheduler::{BuildError, PoolBuilder, WorkStealingPool};
+///
+/// let err = WorkStealingPool::builder().stack_size(PoolBuilder::MIN_STACK_SIZE - 1).build().unwrap_err();
+/// assert!(matches!(err, BuildError::StackTooSmall { .. }));
+/// ```
+pub mod scheduler {
+    pub use dashflow_scheduler::{
+        BlockingScheduler, BuildError, PoolBuilder, PoolCounters, PoolStats, Scheduler, Task, TokioScheduler,
+        WorkStealingPool,
+    };
+}
+
 /// Events, and the sinks that receive them: implement
 /// [`EventCallback`] for one of your own.
 pub mod telemetry {

@@ -261,7 +261,8 @@ where
         || find_program(&["chromium", "chromium-browser", "google-chrome"]).is_none();
     let ignored = missing && !required;
     if ignored {
-        println!("{name}: skipped: chromium or chromedriver is not installed (set {REQUIRED_VAR}=1 to fail instead)");
+        // Standard error: a test runner lists trials from standard output.
+        eprintln!("{name}: skipped: chromium or chromedriver is not installed (set {REQUIRED_VAR}=1 to fail instead)");
     }
     Trial::test(name, move || {
         let _turn = TURN.lock().unwrap_or_else(std::sync::PoisonError::into_inner);

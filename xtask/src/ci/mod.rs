@@ -49,7 +49,7 @@ impl Step {
             Step::Tests => "tests, then doc tests",
             Step::Doc => "doc build, warnings denied",
             Step::Lint => "crate layering (cargo xtask lint)",
-            Step::Loom => "the WAL writer's wake-up protocol, model-checked (--cfg loom)",
+            Step::Loom => "the WAL writer's and the work-stealing pool's wake-up protocols, model-checked (--cfg loom)",
         }
     }
 
@@ -140,14 +140,15 @@ fn run_step(step: Step, options: &Options) -> Result<()> {
     }
 }
 
-/// The loom models (`loom_` tests of dashflow-wal), built with `--cfg loom` in a target
-/// directory of their own so that they do not invalidate the workspace's build.
+/// The loom models (`loom_` tests of dashflow-wal and dashflow-scheduler), built with
+/// `--cfg loom` in a target directory of their own so that they do not invalidate the
+/// workspace's build.
 fn run_loom() -> Result<()> {
     process::run(
         workspace::cargo()
             .env("RUSTFLAGS", "--cfg loom")
             .env("CARGO_TARGET_DIR", workspace::root().join("target").join("loom"))
-            .args(["test", "-p", "dashflow-wal", "--release", "--lib", "loom"]),
+            .args(["test", "-p", "dashflow-wal", "-p", "dashflow-scheduler", "--release", "--lib", "loom"]),
     )
 }
 

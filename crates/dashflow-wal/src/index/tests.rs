@@ -186,10 +186,10 @@ fn a_process_record_names_the_process_of_its_runs_and_goes_when_they_go() {
     let later_records = ProcessRecord::new(other.clone(), vec![later.run_id]);
     let (a, b, c) = (started(first, "g", None), started(second, "g", None), started(later, "g", None));
     let entries = [
-        (Position::new(1, 0), Entry::Event(&a)),
-        (Position::new(1, 10), Entry::Event(&b)),
+        (Position::new(1, 0), Entry::from(&a)),
+        (Position::new(1, 10), Entry::from(&b)),
         (Position::new(1, 20), Entry::Process(&first_records)),
-        (Position::new(2, 0), Entry::Event(&c)),
+        (Position::new(2, 0), Entry::from(&c)),
         (Position::new(2, 10), Entry::Process(&later_records)),
     ];
     index.apply(entries, Position::new(2, 20)).unwrap();

@@ -26,7 +26,7 @@
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
-use dashflow_telemetry::{Event, EventKind, InterruptReason, RunId, RunIds, RunOutcome};
+use dashflow_telemetry::{Event, EventKind, EventRef, InterruptReason, RunId, RunIds, RunOutcome};
 
 const PARENT: u8 = 1;
 const ROOT: u8 = 2;
@@ -51,8 +51,46 @@ const RUN_STARTED_TAGGED: u8 = 11;
 /// caller then writes the event as JSON.
 pub(super) fn encode(event: &Event, out: &mut Vec<u8>, cache: &mut SchemaCache) -> bool {
     let start = out.len();
-    let Ok(since_epoch) = event.at.duration_since(UNIX_EPOCH) else { return false };
-    let run = &event.run;
+    if !head(&event.run, event.at, out) {
+        return false;
+    }
+    if kind(&event.kind, out, cache) {
+        return true;
+    }
+    out.truncate(start);
+    false
+}
+
+/// [`encode`] for an event of a batch as it lies there: the same bytes, without building
+/// the event.
+pub(super) fn encode_ref(event: &EventRef<'_>, out: &mut Vec<u8>, cache: &mut SchemaCache) -> bool {
+    let start = out.len();
+    if !head(event.run(), event.at(), out) {
+        return false;
+    }
+    match *event {
+        EventRef::Whole(event) => {
+            if !kind(&event.kind, out, cache) {
+                out.truncate(start);
+                return false;
+            }
+        }
+        EventRef::StepStarted { step, nodes, .. } => superstep_started(out, step, nodes),
+        EventRef::TaskFinished { step, node, attempt, duration, .. } => {
+            task_finished(out, (step, node, attempt), duration, None);
+        }
+        EventRef::Routed { step, from, label, target, .. } => routed(out, step, [from, label, target]),
+        _ => {
+            out.truncate(start);
+            return false;
+        }
+    }
+    true
+}
+
+/// The ids and the time; `false` (with `out` unchanged) for a time before the Unix epoch.
+fn head(run: &RunIds, at: std::time::SystemTime, out: &mut Vec<u8>) -> bool {
+    let Ok(since_epoch) = at.duration_since(UNIX_EPOCH) else { return false };
     let mut flags = 0;
     if run.parent_run_id.is_some() {
         flags |= PARENT;
@@ -70,7 +108,13 @@ pub(super) fn encode(event: &Event, out: &mut Vec<u8>, cache: &mut SchemaCache) 
     }
     varint(out, u64::from(run.depth));
     duration(out, since_epoch);
-    match &event.kind {
+    true
+}
+
+/// The kind byte and its fields; `false` for a kind this layout cannot hold (the caller
+/// restores `out`).
+fn kind(kind: &EventKind, out: &mut Vec<u8>, cache: &mut SchemaCache) -> bool {
+    match kind {
         EventKind::GraphDefined { graph, schema } => {
             out.push(GRAPH_DEFINED);
             string(out, graph);
@@ -92,10 +136,7 @@ pub(super) fn encode(event: &Event, out: &mut Vec<u8>, cache: &mut SchemaCache) 
                 RunOutcome::Completed => 0,
                 RunOutcome::Failed => 1,
                 RunOutcome::Interrupted => 2,
-                _ => {
-                    out.truncate(start);
-                    return false;
-                }
+                _ => return false,
             };
             out.push(RUN_FINISHED);
             out.push(outcome);
@@ -103,14 +144,7 @@ pub(super) fn encode(event: &Event, out: &mut Vec<u8>, cache: &mut SchemaCache) 
             duration(out, *d);
             option(out, error.as_deref(), string);
         }
-        EventKind::SuperstepStarted { step, nodes } => {
-            out.push(SUPERSTEP_STARTED);
-            varint(out, *step);
-            varint(out, nodes.len() as u64);
-            for node in nodes.iter() {
-                string(out, node);
-            }
-        }
+        EventKind::SuperstepStarted { step, nodes } => superstep_started(out, *step, nodes),
         EventKind::SuperstepFinished { step, duration: d } => {
             out.push(SUPERSTEP_FINISHED);
             varint(out, *step);
@@ -123,20 +157,9 @@ pub(super) fn encode(event: &Event, out: &mut Vec<u8>, cache: &mut SchemaCache) 
             varint(out, u64::from(*attempt));
         }
         EventKind::TaskFinished { step, node, attempt, duration: d, error } => {
-            out.push(TASK_FINISHED);
-            varint(out, *step);
-            string(out, node);
-            varint(out, u64::from(*attempt));
-            duration(out, *d);
-            option(out, error.as_deref(), string);
+            task_finished(out, (*step, node, *attempt), *d, error.as_deref());
         }
-        EventKind::Routed { step, from, label, target } => {
-            out.push(ROUTED);
-            varint(out, *step);
-            string(out, from);
-            string(out, label);
-            string(out, target);
-        }
+        EventKind::Routed { step, from, label, target } => routed(out, *step, [from, label, target]),
         EventKind::Custom { step, node, value } => {
             out.push(CUSTOM);
             varint(out, *step);
@@ -155,10 +178,7 @@ pub(super) fn encode(event: &Event, out: &mut Vec<u8>, cache: &mut SchemaCache) 
                 InterruptReason::Before => 0,
                 InterruptReason::After => 1,
                 InterruptReason::Node => 2,
-                _ => {
-                    out.truncate(start);
-                    return false;
-                }
+                _ => return false,
             };
             out.push(INTERRUPTED);
             varint(out, *step);
@@ -166,12 +186,35 @@ pub(super) fn encode(event: &Event, out: &mut Vec<u8>, cache: &mut SchemaCache) 
             out.push(reason);
             option(out, value.as_deref(), json);
         }
-        _ => {
-            out.truncate(start);
-            return false;
-        }
+        _ => return false,
     }
     true
+}
+
+fn superstep_started(out: &mut Vec<u8>, step: u64, nodes: &[Arc<str>]) {
+    out.push(SUPERSTEP_STARTED);
+    varint(out, step);
+    varint(out, nodes.len() as u64);
+    for node in nodes {
+        string(out, node);
+    }
+}
+
+fn task_finished(out: &mut Vec<u8>, (step, node, attempt): (u64, &str, u32), d: Duration, error: Option<&str>) {
+    out.push(TASK_FINISHED);
+    varint(out, step);
+    string(out, node);
+    varint(out, u64::from(attempt));
+    duration(out, d);
+    option(out, error, string);
+}
+
+fn routed(out: &mut Vec<u8>, step: u64, [from, label, target]: [&str; 3]) {
+    out.push(ROUTED);
+    varint(out, step);
+    string(out, from);
+    string(out, label);
+    string(out, target);
 }
 
 pub(super) fn varint(out: &mut Vec<u8>, mut value: u64) {

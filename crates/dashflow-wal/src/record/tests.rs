@@ -1,7 +1,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use dashflow_telemetry::{Event, EventKind, InterruptReason, RunId, RunIds, RunOutcome};
+use dashflow_telemetry::{Event, EventKind, EventRef, InterruptReason, RunId, RunIds, RunOutcome};
 use serde_json::json;
 
 use super::*;
@@ -233,4 +233,43 @@ fn the_runs_a_process_record_can_name_fit_in_the_maximum_record_size() {
         assert!(payload.len() <= max as usize, "{} bytes for at most {max}", payload.len());
     }
     assert_eq!(process_record_capacity(&process, 10), 1, "at least one, refused when framed");
+}
+
+#[test]
+fn an_event_read_where_it_lies_in_a_batch_encodes_to_the_bytes_of_the_built_event() {
+    use dashflow_telemetry::__private::{NodeNames, RunContext};
+    use dashflow_telemetry::EventBatch;
+    use dashflow_telemetry::clock::{RunClock, Tick};
+
+    let parent = RunIds::root(RunId::new());
+    let labels = [vec![vec![Arc::from("next"), Arc::from("done")]], vec![]];
+    let names = Arc::new(NodeNames::new(["a", "b"].map(Arc::from)).with_labels(labels));
+    let mut batch = EventBatch::new();
+    // A root run and a subgraph run (parent and root in the header), and an unknown node.
+    for run in [parent, parent.child(RunId::new())] {
+        let context = RunContext::new(run, RunClock::new(), Arc::clone(&names));
+        let (t0, t1) = (Tick::now(), Tick::now());
+        batch.push_event(Event::now(
+            run,
+            EventKind::RunStarted { graph: "g".into(), thread_id: None, tags: Vec::new() },
+        ));
+        batch.push_step_started(&context, 1, 0, t0);
+        batch.push_task_finished(&context, (1, 0, 1), (t0, t1), None);
+        batch.push_routed(&context, 1, (0, 1, 1), t1);
+        batch.push_routed(&context, 2, (1, 0, 0), t1);
+        batch.push_step_started(&context, 3, 7, t1);
+        batch.push_task_finished(&context, (3, 1, 2), (t0, t1), Some("boom".into()));
+    }
+    let refs: Vec<EventRef<'_>> = batch.refs().collect();
+    assert_eq!(refs.len(), 14);
+    assert!(refs.iter().any(|event| matches!(event, EventRef::Routed { .. })));
+    let mut cache = SchemaCache::default();
+    for event in &refs {
+        let built = event.to_event();
+        let (mut read, mut fresh) = (Vec::new(), Vec::new());
+        encode_event_ref(event, &mut read, &mut cache).unwrap();
+        encode_event(&built, &mut fresh).unwrap();
+        assert_eq!(read, fresh, "{built:?}");
+        assert_eq!(decode_event(&read).unwrap(), Some(built));
+    }
 }

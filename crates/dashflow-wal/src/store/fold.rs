@@ -9,37 +9,64 @@
 
 use std::sync::Arc;
 
-use dashflow_telemetry::{Event, EventKind};
+use dashflow_telemetry::{EventKind, EventRef, RunId};
 
-/// Drops from `events[from..]` each `SuperstepStarted` of a one-task step that the first
-/// attempt's `TaskFinished` of its task directly follows there.
-pub(super) fn fold_lone_starts(events: &mut Vec<Event>, from: usize) {
-    // In place, one pass: `kept` events stay, in order, at the front.
+/// Drops from `items[from..]` each `SuperstepStarted` of a one-task step that the first
+/// attempt's `TaskFinished` of its task directly follows there; `event` reads an item's
+/// event (`None` for an item that is not one).
+pub(super) fn fold_lone_starts<T>(items: &mut Vec<T>, from: usize, event: impl Fn(&T) -> Option<EventRef<'_>>) {
+    // In place, one pass: `kept` items stay, in order, at the front.
     let mut kept = from;
-    for index in from..events.len() {
-        let folded = events.get(index + 1).is_some_and(|next| starts_lone_task_of(&events[index], next));
+    for index in from..items.len() {
+        let folded = items.get(index + 1).is_some_and(|next| match (event(&items[index]), event(next)) {
+            (Some(start), Some(end)) => starts_lone_task_of(&start, &end),
+            _ => false,
+        });
         if !folded {
-            events.swap(kept, index);
+            items.swap(kept, index);
             kept += 1;
         }
     }
-    events.truncate(kept);
+    items.truncate(kept);
 }
 
 /// Whether `start` is the `SuperstepStarted` of a step of one task that `end` (its first
 /// attempt's `TaskFinished`) ends, in the same run.
-fn starts_lone_task_of(start: &Event, end: &Event) -> bool {
-    match (&start.kind, &end.kind) {
-        (
-            EventKind::SuperstepStarted { step, nodes },
-            EventKind::TaskFinished { step: ended, node, attempt: 1, .. },
-        ) => {
-            // Names come from one table: the same `Arc` unless an event was built elsewhere.
-            step == ended
-                && matches!(&**nodes, [only] if Arc::ptr_eq(only, node) || only == node)
-                && start.run.run_id == end.run.run_id
+fn starts_lone_task_of(start: &EventRef<'_>, end: &EventRef<'_>) -> bool {
+    match (lone_start(start), first_end(end)) {
+        // Names come from one table: the same `Arc` unless an event was built elsewhere.
+        (Some((run, step, only)), Some((ended_run, ended, node))) => {
+            step == ended && run == ended_run && (Arc::ptr_eq(only, node) || only == node)
         }
         _ => false,
+    }
+}
+
+/// The run, step and node of a one-task step's start.
+fn lone_start<'a>(event: &EventRef<'a>) -> Option<(RunId, u64, &'a Arc<str>)> {
+    let (run, step, nodes) = match *event {
+        EventRef::StepStarted { run, step, nodes, .. } => (run, step, nodes),
+        EventRef::Whole(whole) => match &whole.kind {
+            EventKind::SuperstepStarted { step, nodes } => (&whole.run, *step, nodes),
+            _ => return None,
+        },
+        _ => return None,
+    };
+    match &**nodes {
+        [only] => Some((run.run_id, step, only)),
+        _ => None,
+    }
+}
+
+/// The run, step and node of a first attempt's end.
+fn first_end<'a>(event: &EventRef<'a>) -> Option<(RunId, u64, &'a Arc<str>)> {
+    match *event {
+        EventRef::TaskFinished { run, step, node, attempt: 1, .. } => Some((run.run_id, step, node)),
+        EventRef::Whole(whole) => match &whole.kind {
+            EventKind::TaskFinished { step, node, attempt: 1, .. } => Some((whole.run.run_id, *step, node)),
+            _ => None,
+        },
+        _ => None,
     }
 }
 
@@ -47,9 +74,13 @@ fn starts_lone_task_of(start: &Event, end: &Event) -> bool {
 mod tests {
     use std::time::Duration;
 
-    use dashflow_telemetry::{RunId, RunIds};
+    use dashflow_telemetry::{Event, RunIds};
 
     use super::*;
+
+    fn whole(event: &Event) -> Option<EventRef<'_>> {
+        Some(EventRef::Whole(event))
+    }
 
     fn start(run: RunIds, step: u64, nodes: &[&str]) -> Event {
         let nodes: Arc<[Arc<str>]> = nodes.iter().map(|node| Arc::from(*node)).collect();
@@ -95,7 +126,7 @@ mod tests {
             end(run, 8, "a", 1),
             start(run, 9, &["a"]),
         ];
-        fold_lone_starts(&mut events, 0);
+        fold_lone_starts(&mut events, 0, whole);
         let expected = [
             "end 1 a #1",
             "start 2 a",
@@ -117,7 +148,7 @@ mod tests {
 
         // Only within a hand-over: a start that ends the previous one stays.
         let mut across = vec![start(run, 9, &["a"]), end(run, 9, "a", 1)];
-        fold_lone_starts(&mut across, 1);
+        fold_lone_starts(&mut across, 1, whole);
         assert_eq!(described(&across), ["start 9 a", "end 9 a #1"]);
     }
 }

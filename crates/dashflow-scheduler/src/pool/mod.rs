@@ -4,18 +4,21 @@ use std::cell::RefCell;
 use std::future::Future;
 use std::num::NonZeroUsize;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering, fence};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock, mpsc};
 use std::thread::{self, JoinHandle};
-use std::{fmt, iter};
+use std::{fmt, io, iter};
 
 use async_task::{Runnable, ScheduleInfo, WithInfo};
 use crossbeam_deque::{Injector, Steal, Stealer, Worker};
-use crossbeam_utils::Backoff;
-use crossbeam_utils::sync::{Parker, Unparker};
 use tokio::runtime::Handle;
 
+use self::sleep::{Queues, Sleep};
+use self::sync::{AtomicBool, Parker};
 use crate::{BuildError, Scheduler, Task};
+
+mod sleep;
+mod sync;
 
 /// The runtime a task was spawned from, entered around each of its polls.
 type Meta = Option<Handle>;
@@ -32,6 +35,10 @@ type Job = Runnable<Meta>;
 /// runtime current at [`spawn`](Self::spawn) time, if any, is entered around each poll, so
 /// `tokio::time` and `tokio::sync` work inside tasks. A task that panics is dropped and
 /// counted in [`PoolStats::panicked`]; its thread goes on running other tasks.
+///
+/// [`PoolBuilder`] sets the number of threads, their names and stack size, and on Linux their
+/// niceness: set above that of the threads running the async runtime, a saturated CPU goes
+/// to those threads first.
 ///
 /// Dropping the pool stops its threads and joins them (a task still running is awaited to the
 /// end of its current poll); tasks that never got to run are dropped and counted in
@@ -59,6 +66,8 @@ pub struct WorkStealingPool {
 pub struct PoolBuilder {
     threads: Option<usize>,
     name: String,
+    stack_size: Option<usize>,
+    niceness: Option<i32>,
 }
 
 /// A snapshot of a pool's counters.
@@ -67,6 +76,10 @@ pub struct PoolBuilder {
 pub struct PoolStats {
     /// Tasks handed to [`WorkStealingPool::spawn`].
     pub spawned: u64,
+    /// Times a task was queued on the shared injector rather than on a pool thread's own
+    /// deque: spawns and wakes from outside the pool, and tasks that yielded (a task that
+    /// wakes itself goes behind the others).
+    pub injected: u64,
     /// Times a thread took a task from another thread's deque.
     pub stolen: u64,
     /// Times a thread went to sleep for lack of work.
@@ -87,9 +100,12 @@ pub struct PoolStats {
 #[derive(Clone)]
 pub struct PoolCounters(Arc<Counters>);
 
+/// The statistics are plain atomics, read racily: the sleep protocol never reads them. The
+/// shutdown flag is part of that protocol, so it comes from the shim that loom can replace.
 #[derive(Default)]
 struct Counters {
     spawned: AtomicU64,
+    injected: AtomicU64,
     stolen: AtomicU64,
     parked: AtomicU64,
     panicked: AtomicU64,
@@ -98,17 +114,25 @@ struct Counters {
     shut_down: AtomicBool,
 }
 
+impl Counters {
+    fn set_idle(&self, idle: usize) {
+        self.idle.store(idle, Ordering::SeqCst);
+    }
+
+    fn count_park(&self) {
+        self.parked.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 struct Shared {
     injector: Injector<Job>,
     stealers: Vec<Stealer<Job>>,
-    unparkers: Vec<Unparker>,
-    /// Indices of threads that are parked or about to park; a notifier pops one to wake it.
-    sleepers: Mutex<Vec<usize>>,
-    /// Threads looking for work outside their own deque. A spawn wakes a sleeper only when
-    /// this is zero: a searcher either finds the new task or, on its way to sleep, sees it.
-    searching: AtomicUsize,
+    sleep: Sleep,
     counters: Arc<Counters>,
 }
+
+/// The nice values Linux accepts: higher is nicer, that is, a lower priority.
+const NICENESS: std::ops::RangeInclusive<i32> = -20..=19;
 
 /// The pool thread's own deque, reachable by the schedule function when a task is woken on
 /// one of its pool's threads.
@@ -124,7 +148,7 @@ thread_local! {
 impl WorkStealingPool {
     /// Settings for a new pool: one thread per available core, threads named `dashflow-pool-N`.
     pub fn builder() -> PoolBuilder {
-        PoolBuilder { threads: None, name: "dashflow-pool".to_owned() }
+        PoolBuilder { threads: None, name: "dashflow-pool".to_owned(), stack_size: None, niceness: None }
     }
 
     /// The process-wide pool, started on first use with one thread per available core.
@@ -180,6 +204,7 @@ impl PoolCounters {
         let c = &self.0;
         PoolStats {
             spawned: c.spawned.load(Ordering::Relaxed),
+            injected: c.injected.load(Ordering::Relaxed),
             stolen: c.stolen.load(Ordering::Relaxed),
             parked: c.parked.load(Ordering::Relaxed),
             panicked: c.panicked.load(Ordering::Relaxed),
@@ -197,6 +222,11 @@ impl fmt::Debug for PoolCounters {
 }
 
 impl PoolBuilder {
+    /// The smallest stack [`stack_size`](Self::stack_size) accepts: room for the pool's own
+    /// loop, a task's poll and the tokio context around it, so that a setting too small is an
+    /// error at build time rather than a stack overflow that aborts the process.
+    pub const MIN_STACK_SIZE: usize = 64 * 1024;
+
     /// How many threads to run (default: the available parallelism).
     pub fn threads(mut self, threads: usize) -> Self {
         self.threads = Some(threads);
@@ -209,42 +239,125 @@ impl PoolBuilder {
         self
     }
 
+    /// The size in bytes of each thread's stack (default: the standard library's, which
+    /// `RUST_MIN_STACK` sets), for tasks that recurse deeply. At least
+    /// [`MIN_STACK_SIZE`](Self::MIN_STACK_SIZE).
+    pub fn stack_size(mut self, bytes: usize) -> Self {
+        self.stack_size = Some(bytes);
+        self
+    }
+
+    /// Linux only: the nice value of each thread, from -20 (highest priority) to 19 (lowest;
+    /// default: the niceness of the thread that builds the pool, which its threads inherit).
+    ///
+    /// A pool of CPU-heavy tasks set above the process's niceness leaves the CPU to the async
+    /// runtime's threads when both want it, so the graph's loop, checkpoint writes and
+    /// heartbeats keep their pace. Each thread sets its own niceness (`setpriority` on its
+    /// thread id) before [`build`](Self::build) returns. A value below the inherited one
+    /// raises priority, which Linux allows only with `CAP_SYS_NICE` or an `RLIMIT_NICE` that
+    /// covers it; without either, `build` fails rather than run the pool at a priority other
+    /// than the one asked for. On other platforms `build` fails with
+    /// [`BuildError::NicenessUnsupported`].
+    pub fn niceness(mut self, nice: i32) -> Self {
+        self.niceness = Some(nice);
+        self
+    }
+
     /// Starts the threads.
     ///
     /// # Errors
     ///
-    /// [`BuildError::ZeroThreads`] if `threads(0)` was set, [`BuildError::Spawn`] if the
-    /// operating system refuses a thread (the threads already started are stopped).
+    /// [`BuildError::ZeroThreads`] if `threads(0)` was set, [`BuildError::StackTooSmall`] for a
+    /// stack below [`MIN_STACK_SIZE`](Self::MIN_STACK_SIZE), [`BuildError::NicenessOutOfRange`]
+    /// or [`BuildError::NicenessUnsupported`] for a niceness Linux would not take or on another
+    /// platform, [`BuildError::Niceness`] if the operating system refuses a thread's niceness,
+    /// and [`BuildError::Spawn`] if it refuses a thread. On an error the threads already
+    /// started are stopped.
     pub fn build(self) -> Result<WorkStealingPool, BuildError> {
         let n = match self.threads {
             Some(0) => return Err(BuildError::ZeroThreads),
             Some(n) => n,
             None => thread::available_parallelism().map_or(1, NonZeroUsize::get),
         };
+        if let Some(requested) = self.stack_size
+            && requested < Self::MIN_STACK_SIZE
+        {
+            return Err(BuildError::StackTooSmall { requested, minimum: Self::MIN_STACK_SIZE });
+        }
+        if let Some(requested) = self.niceness {
+            if !cfg!(target_os = "linux") {
+                return Err(BuildError::NicenessUnsupported);
+            }
+            if !NICENESS.contains(&requested) {
+                return Err(BuildError::NicenessOutOfRange { requested });
+            }
+        }
         let workers: Vec<Worker<Job>> = iter::repeat_with(Worker::new_lifo).take(n).collect();
         let parkers: Vec<Parker> = iter::repeat_with(Parker::new).take(n).collect();
+        let counters = Arc::<Counters>::default();
+        let unparkers = parkers.iter().map(|p| p.unparker().clone()).collect();
         let shared = Arc::new(Shared {
             injector: Injector::new(),
             stealers: workers.iter().map(Worker::stealer).collect(),
-            unparkers: parkers.iter().map(|p| p.unparker().clone()).collect(),
-            sleepers: Mutex::new(Vec::with_capacity(n)),
-            searching: AtomicUsize::new(0),
-            counters: Arc::default(),
+            sleep: Sleep::new(unparkers, Arc::clone(&counters)),
+            counters,
         });
         let mut pool = WorkStealingPool { shared, threads: Vec::with_capacity(n) };
+        // Each thread reports whether it took its niceness before `build` returns.
+        let (ready_tx, ready_rx) = mpsc::channel::<Result<(), (usize, io::Error)>>();
         for (index, (worker, parker)) in workers.into_iter().zip(parkers).enumerate() {
             let name = format!("{}-{index}", self.name);
             let shared = Arc::clone(&pool.shared);
-            let spawned =
-                thread::Builder::new().name(name.clone()).spawn(move || run_worker(&shared, index, worker, &parker));
+            let niceness = self.niceness;
+            let ready = ready_tx.clone();
+            let mut builder = thread::Builder::new().name(name.clone());
+            if let Some(bytes) = self.stack_size {
+                builder = builder.stack_size(bytes);
+            }
+            let spawned = builder.spawn(move || {
+                if let Some(nice) = niceness {
+                    let set = set_niceness(nice);
+                    let failed = set.is_err();
+                    // `build` waits for this report; if it has gone, so has the pool.
+                    let _ = ready.send(set.map_err(|source| (index, source)));
+                    if failed {
+                        return;
+                    }
+                }
+                drop(ready);
+                run_worker(&shared, index, worker, &parker);
+            });
             match spawned {
                 Ok(handle) => pool.threads.push(handle),
                 // Dropping `pool` stops and joins the threads already started.
                 Err(source) => return Err(BuildError::Spawn { name, source }),
             }
         }
+        drop(ready_tx);
+        if let Some(requested) = self.niceness {
+            // Every thread reports once: nothing before its report can unwind.
+            for report in ready_rx.iter().take(n) {
+                if let Err((index, source)) = report {
+                    let name = format!("{}-{index}", self.name);
+                    return Err(BuildError::Niceness { name, requested, source });
+                }
+            }
+        }
         Ok(pool)
     }
+}
+
+/// Sets the calling thread's nice value: on Linux, niceness is per thread.
+#[cfg(target_os = "linux")]
+fn set_niceness(nice: i32) -> io::Result<()> {
+    let me = rustix::thread::gettid();
+    rustix::process::setpriority_process(Some(me), nice).map_err(io::Error::from)
+}
+
+/// `build` refuses a niceness before starting any thread on other platforms.
+#[cfg(not(target_os = "linux"))]
+fn set_niceness(_nice: i32) -> io::Result<()> {
+    Err(io::ErrorKind::Unsupported.into())
 }
 
 impl Scheduler for WorkStealingPool {
@@ -265,10 +378,7 @@ impl fmt::Debug for WorkStealingPool {
 
 impl Drop for WorkStealingPool {
     fn drop(&mut self) {
-        self.shared.counters.shut_down.store(true, Ordering::SeqCst);
-        for unparker in &self.shared.unparkers {
-            unparker.unpark();
-        }
+        self.shared.sleep.shut_down();
         let me = thread::current().id();
         for handle in self.threads.drain(..) {
             // A pool dropped from one of its own tasks cannot join the thread running it; that
@@ -285,7 +395,7 @@ impl Drop for WorkStealingPool {
 
 impl Shared {
     fn schedule(&self, job: Job, info: ScheduleInfo) {
-        if self.counters.shut_down.load(Ordering::SeqCst) {
+        if self.sleep.is_shut_down() {
             self.counters.lost.fetch_add(1, Ordering::Relaxed);
             drop(job);
             return;
@@ -304,38 +414,15 @@ impl Shared {
             })
         };
         if let Some(job) = job {
+            self.counters.injected.fetch_add(1, Ordering::Relaxed);
             self.injector.push(job);
             // Shutdown may have drained the injector between the check above and the push.
-            if self.counters.shut_down.load(Ordering::SeqCst) {
+            if self.sleep.is_shut_down() {
                 self.drain_injector();
                 return;
             }
         }
-        self.notify_one();
-    }
-
-    /// Wakes one sleeping thread, unless a thread is already searching for work.
-    fn notify_one(&self) {
-        fence(Ordering::SeqCst);
-        if self.searching.load(Ordering::SeqCst) != 0 {
-            return;
-        }
-        let mut sleepers = self.sleepers.lock().unwrap_or_else(PoisonError::into_inner);
-        if self.searching.load(Ordering::SeqCst) != 0 {
-            return;
-        }
-        if let Some(index) = sleepers.pop() {
-            // Counted as searching from now on, so other spawns do not wake a second thread
-            // for the same work; the woken thread takes the count over.
-            self.searching.fetch_add(1, Ordering::SeqCst);
-            self.counters.idle.store(sleepers.len(), Ordering::SeqCst);
-            drop(sleepers);
-            self.unparkers[index].unpark();
-        }
-    }
-
-    fn has_work(&self) -> bool {
-        !self.injector.is_empty() || self.stealers.iter().any(|s| !s.is_empty())
+        self.sleep.notify_one();
     }
 
     fn drain_injector(&self) {
@@ -349,10 +436,6 @@ impl Shared {
                 Steal::Empty => break,
             }
         }
-    }
-
-    fn shut_down(&self) -> bool {
-        self.counters.shut_down.load(Ordering::SeqCst)
     }
 
     /// One pass over the injector and the other threads' deques, starting at a random thread.
@@ -381,13 +464,35 @@ impl Shared {
             }
         }
     }
+}
+
+/// One pool thread's access to the queues, for the sleep protocol's worker loop.
+struct PoolThread<'a> {
+    shared: &'a Shared,
+    index: usize,
+}
+
+impl Queues for PoolThread<'_> {
+    type Job = Job;
+
+    fn pop_local(&self) -> Option<Job> {
+        LOCAL.with(|local| local.borrow().as_ref().and_then(|local| local.worker.pop()))
+    }
+
+    fn steal(&self) -> Option<Job> {
+        LOCAL.with(|local| local.borrow().as_ref().and_then(|local| self.shared.steal(self.index, &local.worker)))
+    }
+
+    fn has_work(&self) -> bool {
+        !self.shared.injector.is_empty() || self.shared.stealers.iter().any(|s| !s.is_empty())
+    }
 
     fn run(&self, job: Job) {
         // Cloning the handle (a reference count) lets the guard outlive the borrow of `job`.
         let handle = job.metadata().clone();
         let _entered = handle.as_ref().map(Handle::enter);
         if catch_unwind(AssertUnwindSafe(|| job.run())).is_err() {
-            self.counters.panicked.fetch_add(1, Ordering::Relaxed);
+            self.shared.counters.panicked.fetch_add(1, Ordering::Relaxed);
         }
     }
 }
@@ -396,64 +501,7 @@ fn run_worker(shared: &Arc<Shared>, index: usize, worker: Worker<Job>, parker: &
     LOCAL.with(|local| {
         *local.borrow_mut() = Some(Local { pool: Arc::as_ptr(shared), worker });
     });
-    let pop_local = || LOCAL.with(|l| l.borrow().as_ref().and_then(|l| l.worker.pop()));
-    let mut searching = false;
-    'work: while !shared.shut_down() {
-        let mut job = pop_local();
-        if job.is_none() {
-            if !searching {
-                searching = true;
-                shared.searching.fetch_add(1, Ordering::SeqCst);
-            }
-            let backoff = Backoff::new();
-            job = loop {
-                let found = LOCAL.with(|l| l.borrow().as_ref().and_then(|l| shared.steal(index, &l.worker)));
-                if found.is_some() || backoff.is_completed() || shared.shut_down() {
-                    break found;
-                }
-                backoff.snooze();
-            };
-        }
-        if let Some(job) = job {
-            if searching {
-                searching = false;
-                // The last searcher to find work hands the search on, in case more is queued.
-                if shared.searching.fetch_sub(1, Ordering::SeqCst) == 1 {
-                    shared.notify_one();
-                }
-            }
-            shared.run(job);
-            continue;
-        }
-
-        // Going to sleep: register as a sleeper first, then stop searching, then look once
-        // more. A spawn that saw this thread searching is seen by that last look; a spawn after
-        // it finds this thread among the sleepers.
-        {
-            let mut sleepers = shared.sleepers.lock().unwrap_or_else(PoisonError::into_inner);
-            sleepers.push(index);
-            shared.counters.idle.store(sleepers.len(), Ordering::SeqCst);
-        }
-        shared.searching.fetch_sub(1, Ordering::SeqCst);
-        fence(Ordering::SeqCst);
-        if shared.has_work() || shared.shut_down() {
-            let mut sleepers = shared.sleepers.lock().unwrap_or_else(PoisonError::into_inner);
-            if let Some(at) = sleepers.iter().position(|&i| i == index) {
-                sleepers.swap_remove(at);
-                shared.counters.idle.store(sleepers.len(), Ordering::SeqCst);
-                drop(sleepers);
-                searching = true;
-                shared.searching.fetch_add(1, Ordering::SeqCst);
-                continue 'work;
-            }
-            // A notifier already took this thread off the list and will unpark it: the
-            // park below returns at once, with this thread counted as searching.
-        }
-        shared.counters.parked.fetch_add(1, Ordering::Relaxed);
-        parker.park();
-        // Woken by a notifier, which counted this thread as searching, or by shutdown.
-        searching = true;
-    }
+    sleep::run_worker(&PoolThread { shared, index }, &shared.sleep, index, parker);
     // Tasks left on this thread's deque never run.
     // Taken out of the thread-local first: dropping a task may wake another, and the wake
     // must not find the cell borrowed.
