@@ -159,11 +159,18 @@ pub enum Route {
     Rayon,
     /// The default route: `WorkStealingPool::global()`.
     Pool,
+    /// A pool of the same size whose threads run at niceness [`POOL_NICENESS`], below the
+    /// runtime's threads ([`NicePool`]).
+    PoolNice,
 }
+
+/// The niceness of [`Route::PoolNice`]'s threads: a lower priority than the runtime's (0),
+/// which any process may ask for.
+pub const POOL_NICENESS: i32 = 10;
 
 impl Route {
     /// Every route, in report order.
-    pub const ALL: [Route; 4] = [Route::Tokio, Route::SpawnBlocking, Route::Rayon, Route::Pool];
+    pub const ALL: [Route; 5] = [Route::Tokio, Route::SpawnBlocking, Route::Rayon, Route::Pool, Route::PoolNice];
 
     /// `graph` with its CPU-bound nodes on this route.
     fn apply<S: GraphState>(self, graph: CompiledGraph<S>) -> CompiledGraph<S> {
@@ -173,6 +180,7 @@ impl Route {
             Route::Rayon => graph.with_scheduler_for(Placement::CpuBound, RayonScheduler),
             // What `.cpu_bound()` gets with nothing else said.
             Route::Pool => graph,
+            Route::PoolNice => graph.with_scheduler_for(Placement::CpuBound, NicePool),
         }
     }
 }
@@ -184,6 +192,7 @@ impl fmt::Display for Route {
             Route::SpawnBlocking => "spawn_blocking",
             Route::Rayon => "rayon",
             Route::Pool => "pool",
+            Route::PoolNice => "pool_nice",
         })
     }
 }
@@ -192,10 +201,9 @@ impl FromStr for Route {
     type Err = String;
 
     fn from_str(name: &str) -> Result<Self, String> {
-        Route::ALL
-            .into_iter()
-            .find(|route| route.to_string() == name)
-            .ok_or_else(|| format!("unknown route `{name}`; the routes are tokio, spawn_blocking, rayon and pool"))
+        Route::ALL.into_iter().find(|route| route.to_string() == name).ok_or_else(|| {
+            format!("unknown route `{name}`; the routes are tokio, spawn_blocking, rayon, pool and pool_nice")
+        })
     }
 }
 
@@ -369,6 +377,35 @@ impl Scheduler for RayonScheduler {
             async_task::Builder::new().metadata(Handle::try_current().ok()).spawn(move |_| task, schedule);
         task.detach();
         runnable.schedule();
+    }
+
+    fn runs_single_tasks_inline(&self) -> bool {
+        false
+    }
+}
+
+/// The process's one pool for [`Route::PoolNice`], shared by every graph that uses it (B7n's
+/// outer and inner graphs), started on first use like `WorkStealingPool::global()`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NicePool;
+
+impl NicePool {
+    fn pool() -> &'static dashflow::WorkStealingPool {
+        static POOL: std::sync::OnceLock<dashflow::WorkStealingPool> = std::sync::OnceLock::new();
+        POOL.get_or_init(|| {
+            let pool = dashflow::WorkStealingPool::builder()
+                .threads(cores())
+                .thread_name("b7-nice-pool")
+                .niceness(POOL_NICENESS)
+                .build();
+            pool.unwrap_or_else(|error| panic!("cannot start B7's nice pool: {error}"))
+        })
+    }
+}
+
+impl Scheduler for NicePool {
+    fn spawn(&self, task: Pin<Box<dyn Future<Output = ()> + Send + 'static>>) {
+        Self::pool().spawn(task);
     }
 
     fn runs_single_tasks_inline(&self) -> bool {

@@ -14,7 +14,7 @@ use crate::{process, workspace};
 
 const WORKLOADS: [&str; 3] = ["b7", "b7s", "b7n"];
 const FLAVORS: [&str; 2] = ["multi_thread", "current_thread"];
-const ROUTES: [&str; 4] = ["tokio", "spawn_blocking", "rayon", "pool"];
+const ROUTES: [&str; 5] = ["tokio", "spawn_blocking", "rayon", "pool", "pool_nice"];
 const POOL: &str = "pool";
 
 /// The pool's B7 efficiency must reach this on both runtimes.
