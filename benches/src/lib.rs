@@ -9,12 +9,14 @@
 //!   [`durable`], which also has the large-state workload).
 //! - C1 `concurrent1000`: 1,000 runs at once of a 10-node chain with the memory checkpointer,
 //!   each on a new thread ([`concurrent_runs`]); reported in runs per second.
+//! - B7, B7s, B7n: CPU-bound fan-outs on each route for CPU-bound nodes (see [`cpu`]).
 
 use std::sync::Arc;
 
 use dashflow::Placement;
 use dashflow::prelude::*;
 
+pub mod cpu;
 pub mod durable;
 
 /// State of B1 and B3.

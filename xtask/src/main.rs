@@ -29,8 +29,9 @@ commands:
   lint    check the crate layering rules against `cargo metadata`
   tidy    check that docs name existing files, docs/configuration.md lists every environment
           variable the code reads (and no other), and no code comment carries a measured figure
-  bench   run the benchmark workloads and print a table
-            --quick                            short criterion run
+  bench   run the benchmark workloads and print a table, then B7 and its decision
+            --quick                            short criterion run, fewer B7 runs
+            --only b7|criterion                run one of the two suites
             --compare langgraph                also run the same graphs in LangGraph (Python venv)
             --write-doc                        write the table to docs/benchmarks.md
   help    print this message

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use dashflow_checkpoint::{Checkpointer, Codec, PendingWrite};
 use dashflow_graph::__private::{CancelSignal, Route};
-use dashflow_graph::{Command, Graph, GraphSchema, GraphState, MergeableState, RetryPolicy};
+use dashflow_graph::{Command, Graph, GraphSchema, GraphState, MergeableState, Placement, RetryPolicy};
 use dashflow_scheduler::{Scheduler, TokioScheduler};
 use dashflow_telemetry::__private::NodeNames;
 use dashflow_telemetry::{EventCallback, RunIds};
@@ -28,6 +28,10 @@ pub(crate) struct Inner<S: GraphState> {
     /// Whether a step's async tasks are polled together on the run's own task: with the
     /// default scheduler, not with one the user chose (`with_scheduler`), which gets them.
     pub(crate) polls_fan_outs: bool,
+    /// Where CPU-bound and blocking nodes run when the graph chose (`with_scheduler_for`);
+    /// `None` is the process's default for that placement, started only when first used.
+    pub(crate) cpu_scheduler: Option<Arc<dyn Scheduler>>,
+    pub(crate) blocking_scheduler: Option<Arc<dyn Scheduler>>,
     /// Where every run's events go, defaults first.
     pub(crate) observers: Vec<Observer>,
     pub(crate) node_timeout: Option<Duration>,
@@ -70,6 +74,8 @@ impl<S: GraphState> Clone for Inner<S> {
             graph: Arc::clone(&self.graph),
             scheduler: Arc::clone(&self.scheduler),
             polls_fan_outs: self.polls_fan_outs,
+            cpu_scheduler: self.cpu_scheduler.clone(),
+            blocking_scheduler: self.blocking_scheduler.clone(),
             observers: self.observers.clone(),
             node_timeout: self.node_timeout,
             retry: self.retry.clone(),
@@ -121,6 +127,8 @@ impl<S: GraphState> CompiledGraph<S> {
             graph: Arc::new(graph),
             scheduler: Arc::new(TokioScheduler),
             polls_fan_outs: true,
+            cpu_scheduler: None,
+            blocking_scheduler: None,
             observers: Vec::new(),
             node_timeout: None,
             retry: None,
@@ -152,9 +160,53 @@ impl<S: GraphState> CompiledGraph<S> {
     ///
     /// [`Scheduler::runs_single_tasks_inline`]: dashflow_scheduler::Scheduler::runs_single_tasks_inline
     pub fn with_scheduler(self, scheduler: impl Scheduler) -> Self {
-        self.configure(|inner| {
-            inner.scheduler = Arc::new(scheduler);
-            inner.polls_fan_outs = false;
+        self.with_scheduler_for(Placement::Async, scheduler)
+    }
+
+    /// Runs the tasks of nodes placed at `placement` on `scheduler`, in every run of this
+    /// graph (a graph used as a subgraph keeps its own choice).
+    ///
+    /// By default CPU-bound nodes run on the process's `WorkStealingPool::global()` and
+    /// blocking ones on a `BlockingScheduler`; this replaces either with, say, a sized and
+    /// named pool of the application's own. A CPU-bound or blocking task is never run inline,
+    /// whatever its scheduler.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use dashflow_executor::{CompiledGraph, RunConfig};
+    /// use dashflow_graph::{GraphState, NodeError, NodeOptions, Placement, StateGraph, END, START};
+    /// use dashflow_scheduler::WorkStealingPool;
+    ///
+    /// #[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize, GraphState)]
+    /// struct Doc {
+    ///     thread: String,
+    /// }
+    ///
+    /// async fn parse(_: Arc<Doc>) -> Result<DocUpdate, NodeError> {
+    ///     let thread = std::thread::current().name().unwrap_or_default().to_owned();
+    ///     Ok(DocUpdate::default().thread(thread))
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut graph = StateGraph::<Doc>::new();
+    /// graph.add_node_with("parse", parse, NodeOptions::new().cpu_bound()).add_edge(START, "parse").add_edge("parse", END);
+    /// let pool = WorkStealingPool::builder().threads(2).thread_name("parser").build()?;
+    /// let app = CompiledGraph::new(graph.build()?).with_scheduler_for(Placement::CpuBound, pool);
+    /// let done = app.invoke(Doc::default(), RunConfig::new()).await?;
+    /// assert!(done.state.thread.starts_with("parser-"));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn with_scheduler_for(self, placement: Placement, scheduler: impl Scheduler) -> Self {
+        let scheduler: Arc<dyn Scheduler> = Arc::new(scheduler);
+        self.configure(|inner| match placement {
+            Placement::CpuBound => inner.cpu_scheduler = Some(scheduler),
+            Placement::Blocking => inner.blocking_scheduler = Some(scheduler),
+            _ => {
+                inner.scheduler = scheduler;
+                inner.polls_fan_outs = false;
+            }
         })
     }
 
@@ -558,6 +610,8 @@ impl<S: GraphState> fmt::Debug for CompiledGraph<S> {
         f.debug_struct("CompiledGraph")
             .field("graph", &self.inner.graph)
             .field("scheduler", &self.inner.scheduler)
+            .field("cpu_scheduler", &self.inner.cpu_scheduler)
+            .field("blocking_scheduler", &self.inner.blocking_scheduler)
             .field("observers", &self.inner.observers)
             .field("node_timeout", &self.inner.node_timeout)
             .field("retry", &self.inner.retry)

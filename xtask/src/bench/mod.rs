@@ -2,8 +2,10 @@
 //! against the targets (and B4's checkpoints per second and database bytes per step, and the
 //! large-state workload's bytes per step), B1 and B3 against graph-flow (measured in the same
 //! run), C1's runs per second, and optionally compares them with the same graphs in LangGraph.
+//! Then B7 (`cpu.rs`): CPU-bound fan-outs on each route, and the rule that decides the pool.
 
 mod bencher;
+mod cpu;
 mod doc;
 mod langgraph;
 mod metrics;
@@ -29,6 +31,17 @@ pub(crate) struct Options {
     quick: bool,
     compare_langgraph: bool,
     write_doc: bool,
+    /// `--only`: one suite instead of both.
+    only: Option<Suite>,
+}
+
+/// The two halves of the benchmarks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Suite {
+    /// The criterion workloads (B1-B4, C1, the large state) and the LangGraph comparison.
+    Criterion,
+    /// B7, B7s and B7n.
+    Cpu,
 }
 
 impl Options {
@@ -39,6 +52,14 @@ impl Options {
             match flag.as_str() {
                 "--quick" => options.quick = true,
                 "--write-doc" => options.write_doc = true,
+                "--only" => {
+                    let suite = flags.next().context("`--only` needs a suite: `--only b7` or `--only criterion`")?;
+                    options.only = Some(match suite.as_str() {
+                        "b7" => Suite::Cpu,
+                        "criterion" => Suite::Criterion,
+                        other => bail!("unknown suite `{other}` for `--only`; the suites are b7 and criterion"),
+                    });
+                }
                 "--compare" => {
                     let baseline = flags.next().context("`--compare` needs a baseline: `--compare langgraph`")?;
                     options.set_baseline(baseline)?;
@@ -49,7 +70,17 @@ impl Options {
                 },
             }
         }
+        if options.only.is_some() && options.write_doc {
+            bail!("`--write-doc` rewrites the whole comparison in docs/benchmarks.md: run it without `--only`");
+        }
+        if options.only == Some(Suite::Cpu) && options.compare_langgraph {
+            bail!("`--compare langgraph` compares the criterion workloads, which `--only b7` skips");
+        }
         Ok(options)
+    }
+
+    fn runs(&self, suite: Suite) -> bool {
+        self.only.is_none_or(|only| only == suite)
     }
 
     fn set_baseline(&mut self, baseline: &str) -> Result<()> {
@@ -76,6 +107,33 @@ impl Options {
 }
 
 pub(crate) fn run(options: &Options) -> Result<()> {
+    let mut tables = Vec::new();
+    let mut versions = None;
+    if options.runs(Suite::Criterion) {
+        versions = run_criterion_suite(options, &mut tables)?;
+    }
+    if options.runs(Suite::Cpu) {
+        let metrics = cpu::run(options.quick)?;
+        if let Some(table) = cpu::table(&metrics) {
+            let table = table.render();
+            println!("\nB7, B7s and B7n: CPU-bound fan-outs on each route and runtime:\n\n{table}");
+            tables.push(table);
+        }
+        let decision = cpu::decide(&metrics).render();
+        println!("\nB7's rule for the work-stealing pool:\n\n{decision}");
+        tables.push(decision);
+    }
+
+    if options.write_doc {
+        let machine = doc::Machine::describe_current()?;
+        doc::write(&doc::section(&options.command_line(), &machine, versions.as_deref(), &tables))?;
+    }
+    Ok(())
+}
+
+/// The criterion workloads and, if asked, LangGraph's: prints their tables and adds them to
+/// `tables`. Returns the Python and LangGraph versions when compared.
+fn run_criterion_suite(options: &Options, tables: &mut Vec<String>) -> Result<Option<String>> {
     let (measurements, metrics) = run_criterion(options.quick)?;
     let targets = report::targets_table(&measurements).render();
     println!("\nDashFlow, median per invoke:\n\n{targets}");
@@ -103,7 +161,6 @@ pub(crate) fn run(options: &Options) -> Result<()> {
         );
     }
 
-    let mut tables = Vec::new();
     let mut versions = None;
     if options.compare_langgraph {
         let langgraph = langgraph::run(options.quick)?;
@@ -128,12 +185,7 @@ pub(crate) fn run(options: &Options) -> Result<()> {
     tables.extend(concurrent);
     tables.extend(b4);
     tables.extend(large_state);
-
-    if options.write_doc {
-        let machine = doc::Machine::describe_current()?;
-        doc::write(&doc::section(&options.command_line(), &machine, versions.as_deref(), &tables))?;
-    }
-    Ok(())
+    Ok(versions)
 }
 
 /// Runs the criterion workloads, echoing their output, and returns the parsed medians and the

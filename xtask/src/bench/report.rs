@@ -57,7 +57,7 @@ pub(crate) fn is_peer(measurement: &Measurement) -> bool {
 const LARGE_STATE: &str = "large_state_sqlite";
 
 #[derive(Debug, Clone, Copy)]
-enum Align {
+pub(crate) enum Align {
     Left,
     Right,
 }
@@ -70,6 +70,10 @@ pub(crate) struct Table {
 }
 
 impl Table {
+    pub(crate) fn new(columns: Vec<(&'static str, Align)>, rows: Vec<Vec<String>>) -> Table {
+        Table { columns, rows }
+    }
+
     pub(crate) fn render(&self) -> String {
         let widths = self.column_widths();
         let header: Vec<String> = self.columns.iter().map(|(name, _)| (*name).to_owned()).collect();

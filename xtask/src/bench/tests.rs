@@ -1,7 +1,7 @@
 use std::collections::BTreeMap;
 
-use super::Options;
 use super::bencher::{self, Measurement};
+use super::cpu::{decide, table as b7_table};
 use super::doc::replace_section;
 use super::langgraph::{LangGraphResults, parse_report};
 use super::metrics::{self, Metrics};
@@ -9,6 +9,7 @@ use super::report::{
     b4_comparison_table, b4_table, comparison_table, format_ratio, format_us, large_state_table, targets_table,
     with_thousands,
 };
+use super::{Options, Suite};
 
 fn flags(words: &[&str]) -> Vec<String> {
     words.iter().map(|word| (*word).to_owned()).collect()
@@ -137,6 +138,126 @@ fn bench_flags_are_parsed() -> anyhow::Result<()> {
     assert!(Options::parse(&flags(&["--compare=pydantic"])).is_err());
     assert!(Options::parse(&flags(&["--fast"])).is_err());
     Ok(())
+}
+
+#[test]
+fn only_runs_one_suite_and_refuses_what_it_would_skip() -> anyhow::Result<()> {
+    assert_eq!(Options::parse(&flags(&["--only", "b7", "--quick"]))?.only, Some(Suite::Cpu));
+    assert_eq!(Options::parse(&flags(&["--only", "criterion"]))?.only, Some(Suite::Criterion));
+    assert_eq!(Options::parse(&flags(&[]))?.only, None);
+    let unknown = Options::parse(&flags(&["--only", "b9"])).unwrap_err().to_string();
+    assert!(unknown.contains("b9") && unknown.contains("b7"), "{unknown}");
+    assert!(Options::parse(&flags(&["--only"])).is_err());
+    // The doc section holds both suites' tables: a partial run would drop the other's.
+    assert!(Options::parse(&flags(&["--only", "b7", "--write-doc"])).is_err());
+    assert!(Options::parse(&flags(&["--only", "b7", "--compare", "langgraph"])).is_err());
+    Ok(())
+}
+
+/// B7 figures of one run: `cells` lists (workload, runtime, route, figure, value).
+fn b7_metrics(cells: &[(&str, &str, &str, &str, f64)]) -> Metrics {
+    let mut metrics = Metrics::default();
+    metrics.insert("b7", "cores", 2.0);
+    for (workload, flavor, route, name, value) in cells {
+        metrics.insert(&format!("{workload}/{flavor}/{route}"), name, *value);
+    }
+    metrics
+}
+
+/// A run where the pool meets every condition: efficient, the ticker kept on time where
+/// tokio's is late, B7s as fast as the other routes.
+fn pool_that_wins() -> Vec<(&'static str, &'static str, &'static str, &'static str, f64)> {
+    let mut cells = Vec::new();
+    for flavor in ["multi_thread", "current_thread"] {
+        for (route, efficiency, tick, makespan) in [
+            ("tokio", 0.95, 30.0, 70.0),
+            ("spawn_blocking", 0.8, 1.5, 80.0),
+            ("rayon", 0.93, 1.1, 68.0),
+            ("pool", 0.94, 1.2, 67.0),
+        ] {
+            cells.extend([
+                ("b7", flavor, route, "efficiency", efficiency),
+                ("b7", flavor, route, "makespan_p50_ms", makespan),
+                ("b7", flavor, route, "tick_p99_ms", tick),
+                ("b7", flavor, route, "idle_p99_ms", 1.0),
+                ("b7s", flavor, route, "makespan_p50_ms", 30.0),
+            ]);
+        }
+    }
+    cells
+}
+
+#[test]
+fn b7_keeps_the_pool_when_it_meets_every_condition() {
+    let decision = decide(&b7_metrics(&pool_that_wins()));
+    assert!(decision.keeps_pool(), "{}", decision.render());
+    assert!(decision.render().contains("Decision: keep"), "{}", decision.render());
+    // The fastest route that keeps the ticker on time; tokio is faster on neither.
+    assert_eq!(decision.winners, vec![("multi_thread", Some("pool")), ("current_thread", Some("pool"))]);
+}
+
+#[test]
+fn b7_drops_the_pool_below_the_efficiency_bar_on_either_runtime() {
+    let mut cells = pool_that_wins();
+    cells.push(("b7", "current_thread", "pool", "efficiency", 0.85));
+    let decision = decide(&b7_metrics(&cells));
+    assert!(!decision.keeps_pool());
+    let failed: Vec<&str> = decision.checks.iter().filter(|c| c.met != Some(true)).map(|c| c.what.as_str()).collect();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert!(failed[0].starts_with("current_thread") && failed[0].contains("0.850"), "{failed:?}");
+    assert!(decision.render().contains("does not meet the rule"), "{}", decision.render());
+}
+
+#[test]
+fn b7_asks_the_pool_to_keep_the_ticker_on_time_only_where_tokio_does_not() {
+    // The pool lets the ticker slip to 3x idle: a failure where tokio slips too...
+    let mut cells = pool_that_wins();
+    cells.push(("b7", "multi_thread", "pool", "tick_p99_ms", 3.0));
+    assert!(!decide(&b7_metrics(&cells)).keeps_pool());
+    // ...but not where tokio keeps it on time.
+    cells.push(("b7", "multi_thread", "tokio", "tick_p99_ms", 1.5));
+    let decision = decide(&b7_metrics(&cells));
+    assert!(decision.keeps_pool(), "{}", decision.render());
+    // The pool is not among the routes that keep the ticker on time there: rayon is the
+    // fastest of them, ahead of tokio.
+    assert_eq!(decision.winners[0], ("multi_thread", Some("rayon")));
+}
+
+#[test]
+fn b7_needs_the_pool_no_worse_than_spawn_blocking_and_rayon_on_b7s() {
+    let mut cells = pool_that_wins();
+    // Within the slack for noise:
+    cells.push(("b7s", "multi_thread", "pool", "makespan_p50_ms", 32.0));
+    assert!(decide(&b7_metrics(&cells)).keeps_pool());
+    // Beyond it:
+    cells.push(("b7s", "multi_thread", "pool", "makespan_p50_ms", 40.0));
+    let decision = decide(&b7_metrics(&cells));
+    assert!(!decision.keeps_pool());
+    assert_eq!(decision.checks.iter().filter(|c| c.met == Some(false)).count(), 2, "{}", decision.render());
+}
+
+#[test]
+fn b7_counts_a_figure_it_lacks_as_unmet() {
+    let cells: Vec<_> = pool_that_wins().into_iter().filter(|cell| cell.1 != "current_thread").collect();
+    let decision = decide(&b7_metrics(&cells));
+    assert!(!decision.keeps_pool());
+    assert!(
+        decision.checks.iter().any(|c| c.met.is_none() && c.what.contains("not measured")),
+        "{}",
+        decision.render()
+    );
+    assert_eq!(decision.winners[1], ("current_thread", None));
+}
+
+#[test]
+fn b7_table_has_a_row_per_cell_measured() {
+    let table = b7_table(&b7_metrics(&pool_that_wins())).map(|table| table.render()).unwrap_or_default();
+    assert_eq!(table.lines().filter(|line| line.starts_with("| b7 ")).count(), 8, "{table}");
+    assert!(
+        table.lines().any(|line| line.contains("current_thread") && line.contains("pool") && line.contains("0.940")),
+        "{table}"
+    );
+    assert!(b7_table(&Metrics::default()).is_none());
 }
 
 const B4_OUTPUT: &str = "\

@@ -178,12 +178,12 @@ enum Slot<S: GraphState> {
     Restored(Option<S::Update>, Vec<StoredGoto<S>>),
 }
 
-/// Where a task of a node placed at `placement` runs: the graph's scheduler for async nodes,
-/// the process's CPU pool, or a thread that may block.
+/// Where a task of a node placed at `placement` runs: the scheduler the graph chose for that
+/// placement, else the process's CPU pool or a thread that may block.
 fn scheduler_for<S: GraphState>(inner: &Inner<S>, placement: Placement) -> &dyn Scheduler {
     match placement {
-        Placement::CpuBound => WorkStealingPool::global(),
-        Placement::Blocking => &BlockingScheduler,
+        Placement::CpuBound => inner.cpu_scheduler.as_deref().unwrap_or_else(|| WorkStealingPool::global()),
+        Placement::Blocking => inner.blocking_scheduler.as_deref().unwrap_or(&BlockingScheduler),
         _ => &*inner.scheduler,
     }
 }

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use crate::common::Compiled;
 use dashflow_executor::RunConfig;
-use dashflow_graph::{END, NodeError, NodeOptions, START, StateGraph};
+use dashflow_graph::{END, NodeError, NodeOptions, Placement, START, StateGraph};
+use dashflow_scheduler::{TokioScheduler, WorkStealingPool};
 
 use crate::common::{Trail, TrailUpdate};
 
@@ -101,4 +102,65 @@ async fn a_lone_cpu_bound_node_never_runs_inline_on_the_runtime() {
 #[tokio::test]
 async fn a_lone_blocking_node_never_runs_inline_on_the_runtime() {
     a_lone_node_leaves_the_runtime_free(NodeOptions::new().blocking()).await;
+}
+
+/// A CPU-bound node, a blocking one and an async pair in parallel after them, each recording
+/// its thread.
+fn one_node_of_each_placement(threads: &Threads) -> StateGraph<Trail> {
+    let mut graph = StateGraph::<Trail>::new();
+    graph
+        .add_node_with("crunch", recording("crunch", threads), NodeOptions::new().cpu_bound())
+        .add_node_with("legacy", recording("legacy", threads), NodeOptions::new().blocking())
+        .add_node("plain_a", recording("plain_a", threads))
+        .add_node("plain_b", recording("plain_b", threads))
+        .add_edge(START, "crunch")
+        .add_edge("crunch", "legacy")
+        .add_parallel_edges("legacy", ["plain_a", "plain_b"])
+        .add_edge("plain_a", END)
+        .add_edge("plain_b", END);
+    graph
+}
+
+#[tokio::test]
+async fn a_graph_runs_each_placement_on_the_scheduler_it_was_given_for_it() {
+    let threads = Threads::default();
+    let pool = |name: &str| WorkStealingPool::builder().threads(1).thread_name(name).build().unwrap();
+    let app = one_node_of_each_placement(&threads)
+        .compiled()
+        .unwrap()
+        .with_scheduler_for(Placement::CpuBound, pool("cpu-of-graph"))
+        .with_scheduler_for(Placement::Blocking, pool("blocking-of-graph"))
+        .with_scheduler_for(Placement::Async, pool("async-of-graph"));
+    let result = app.invoke(Trail::default(), RunConfig::new()).await.unwrap();
+    assert_eq!(result.state.log.len(), 4);
+
+    for (node, _, name) in threads.lock().unwrap().iter() {
+        let expected = match *node {
+            "crunch" => "cpu-of-graph-0",
+            "legacy" => "blocking-of-graph-0",
+            "plain_a" | "plain_b" => "async-of-graph-0",
+            other => panic!("unexpected node {other}"),
+        };
+        assert_eq!(name.as_deref(), Some(expected), "{node}");
+    }
+}
+
+#[tokio::test]
+async fn cpu_bound_nodes_given_the_tokio_scheduler_run_on_the_runtime_and_the_others_keep_their_routes() {
+    let threads = Threads::default();
+    let app = one_node_of_each_placement(&threads)
+        .compiled()
+        .unwrap()
+        .with_scheduler_for(Placement::CpuBound, TokioScheduler);
+    app.invoke(Trail::default(), RunConfig::new()).await.unwrap();
+
+    let runtime_thread = std::thread::current().id();
+    for (node, thread, name) in threads.lock().unwrap().iter() {
+        match *node {
+            // The test's current-thread runtime runs every tokio task on its own thread.
+            "crunch" | "plain_a" | "plain_b" => assert_eq!(*thread, runtime_thread, "{node} ran on {name:?}"),
+            "legacy" => assert_ne!(*thread, runtime_thread, "the blocking node ran on the runtime's thread"),
+            other => panic!("unexpected node {other}"),
+        }
+    }
 }
