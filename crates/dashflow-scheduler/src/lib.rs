@@ -6,9 +6,10 @@
 //! task onto the ambient tokio runtime; [`WorkStealingPool`], a fixed set of threads that
 //! steal work from each other, implements the same trait for tasks that compute for long
 //! stretches between awaits, and [`BlockingScheduler`] runs tasks on threads that may block.
-//! The executor picks per node by its placement: async nodes on the scheduler the compiled
-//! graph holds, CPU-bound nodes on [`WorkStealingPool::global`], blocking ones on
-//! [`BlockingScheduler`].
+//! The executor picks per node by its placement: a step's async tasks are polled together
+//! on the run's own task unless the compiled graph was given a scheduler for them; CPU-bound
+//! nodes go to [`WorkStealingPool::global`] and blocking ones to [`BlockingScheduler`], unless
+//! the graph was given others (`CompiledGraph::with_scheduler_for`).
 //!
 //! A pool of your own is sized and tuned through [`WorkStealingPool::builder`]: thread count,
 //! names, stack size, and on Linux the threads' niceness, so that the kernel favours the async
