@@ -154,8 +154,9 @@ impl Stream for Events {
                 Poll::Ready(Some(Err(Error::Consume { stream: this.stream.clone(), reason: error.to_string() })))
             }
             Poll::Ready(Some(Ok(message))) => {
-                let sequence = message.info().map(|info| info.stream_sequence).unwrap_or(0);
-                Poll::Ready(Some(wire::decode(sequence, &message.payload)))
+                let (sequence, pending) =
+                    message.info().map(|info| (info.stream_sequence, info.pending)).unwrap_or((0, 0));
+                Poll::Ready(Some(wire::decode(sequence, pending, &message.payload)))
             }
         }
     }

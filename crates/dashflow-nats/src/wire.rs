@@ -279,6 +279,9 @@ pub(crate) fn encode(publisher: &Publisher, seq: u64, graph: &Arc<str>, event: &
 pub struct Received {
     /// Its position in the stream (JetStream's stream sequence): where to replay from.
     pub stream_sequence: u64,
+    /// Messages after this one that the consumer had yet to deliver when it sent this one:
+    /// 0 means the reader has caught up with the stream (for now).
+    pub pending: u64,
     /// Who published it.
     pub publisher: Publisher,
     /// Its number among its run's events from this publisher, from 1.
@@ -290,7 +293,7 @@ pub struct Received {
 }
 
 /// Decodes one message's payload.
-pub(crate) fn decode(stream_sequence: u64, payload: &[u8]) -> Result<Received> {
+pub(crate) fn decode(stream_sequence: u64, pending: u64, payload: &[u8]) -> Result<Received> {
     let bad = |reason: String| Error::BadMessage { stream_sequence, reason };
     let Version { v } = serde_json::from_slice(payload).map_err(|error| bad(error.to_string()))?;
     if v != SCHEMA_VERSION {
@@ -308,6 +311,7 @@ pub(crate) fn decode(stream_sequence: u64, payload: &[u8]) -> Result<Received> {
     let kind = message.event.into_kind().map_err(bad)?;
     Ok(Received {
         stream_sequence,
+        pending,
         publisher: message.publisher,
         seq: message.seq,
         graph: message.graph,

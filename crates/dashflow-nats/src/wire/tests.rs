@@ -48,7 +48,7 @@ fn every_event_kind_round_trips_through_the_schema() {
     for (n, kind) in kinds.into_iter().enumerate() {
         let event = Event::at(run, at, kind);
         let bytes = encode(&publisher(), n as u64 + 1, &Arc::from("g"), &event).unwrap();
-        let received = decode(7, &bytes).unwrap();
+        let received = decode(7, 0, &bytes).unwrap();
         assert_eq!(received.event, event);
         assert_eq!((received.stream_sequence, received.seq, &*received.graph), (7, n as u64 + 1, "g"));
         assert_eq!(received.publisher, publisher());
@@ -64,15 +64,15 @@ fn the_documented_example_message_decodes() {
         "event":{{"type":"task_finished","step":2,"node":"billing","attempt":1,"duration_ns":1834000,"error":null}},
         "added_later":true}}"#
     );
-    let received = decode(1, text.as_bytes()).unwrap();
+    let received = decode(1, 0, text.as_bytes()).unwrap();
     assert!(matches!(received.event.kind, EventKind::TaskFinished { step: 2, attempt: 1, .. }));
     assert_eq!(received.event.run, RunIds::root(run));
 }
 
 #[test]
 fn another_schema_version_or_a_foreign_message_is_refused_by_name() {
-    let error = decode(5, br#"{"v":2}"#).unwrap_err();
+    let error = decode(5, 0, br#"{"v":2}"#).unwrap_err();
     assert!(error.to_string().contains("schema version 2"), "{error}");
-    let error = decode(6, b"hello").unwrap_err();
+    let error = decode(6, 0, b"hello").unwrap_err();
     assert!(error.to_string().contains("message 6"), "{error}");
 }
