@@ -104,13 +104,24 @@ impl NatsConsumer {
         Ok(Self { js, stream: stream.to_owned(), prefix: prefix.to_owned() })
     }
 
+    /// Creates the stream when it does not exist yet, as a [`NatsSink`](crate::NatsSink)
+    /// would, so that a consumer started before any publisher can wait for them. [`follow`](
+    /// Self::follow) alone never creates anything (a missing stream is an error).
+    pub async fn ensure_stream(&self) -> Result<()> {
+        crate::open_stream(&self.js, &self.stream, &self.prefix).await
+    }
+
     /// The events `follow` selects, in stream order, live: the stream waits for new events
     /// once it has delivered the stored ones. Reconnects by itself. Each run's events arrive
     /// in the order the run emitted them, except after a publisher re-sent some (see
     /// [`NatsSink`](crate::NatsSink)): their [`Received::seq`] restores it.
     pub async fn follow(&self, follow: Follow) -> Result<Events> {
         let consume = |reason: String| Error::Consume { stream: self.stream.clone(), reason };
-        let stream = self.js.get_stream(&self.stream).await.map_err(|error| consume(error.to_string()))?;
+        let stream = self
+            .js
+            .get_stream(&self.stream)
+            .await
+            .map_err(|error| consume(format!("{error} (a stream exists once a publisher has started with it)")))?;
         let deliver_policy = match follow.start {
             StartAt::Beginning => DeliverPolicy::All,
             StartAt::Sequence(start_sequence) => DeliverPolicy::ByStartSequence { start_sequence },

@@ -93,7 +93,8 @@ impl NatsBuilder {
         self
     }
 
-    /// Connects, creates the stream when missing, starts the publisher's thread, and hands
+    /// Connects (blocking the calling thread until connected, at most five seconds), creates
+    /// the stream when missing, starts the publisher's thread, and hands
     /// back the sink and the guard that stops the thread (publishing what it holds, for at
     /// most [`NatsGuard::STOP_LIMIT`]) when dropped. Fails when the server cannot be reached
     /// or JetStream refuses the stream; once started, the publisher reconnects by itself.
@@ -102,36 +103,62 @@ impl NatsBuilder {
             return Err(Error::InvalidConfig("capacity, max_in_flight and pending_limit must be at least 1".into()));
         }
         crate::check_prefix(&self.prefix)?;
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(Error::Start)?;
-        let client = runtime.block_on(crate::connect(&self.url, "dashflow publisher"))?;
-        // The context spawns its acknowledgement task on the runtime it is built in.
-        let js = {
-            let _entered = runtime.enter();
-            jetstream::ContextBuilder::new().timeout(self.ack_timeout).build(client)
-        };
-        runtime.block_on(crate::open_stream(&js, &self.stream, &self.prefix))?;
         let publisher =
             Publisher { id: ulid::Ulid::new().to_string(), name: self.name.clone().unwrap_or_else(default_name) };
         let (sender, receiver) = mpsc::channel(self.capacity);
         let counters = Arc::new(Counters::default());
-        let worker = Worker {
-            js,
-            receiver,
-            counters: Arc::clone(&counters),
-            publisher: publisher.clone(),
-            prefix: self.prefix.clone(),
-            interest: self.interest,
-            runs: HashMap::new(),
-            next_id: 0,
-            in_flight: VecDeque::new(),
-            resend: VecDeque::new(),
-            max_in_flight: self.max_in_flight,
-            pending_limit: self.pending_limit,
-        };
+        let (started, is_started) = std_mpsc::sync_channel(1);
+        let settings = self.clone();
+        let worker_counters = Arc::clone(&counters);
+        let worker_publisher = publisher.clone();
+        // Everything async happens on the publisher's own thread and runtime, so `start` works
+        // the same from inside an async runtime and outside one.
         let handle = std::thread::Builder::new()
             .name("dashflow-nats".into())
-            .spawn(move || runtime.block_on(worker.run()))
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                    Ok(runtime) => runtime,
+                    Err(error) => {
+                        let _ = started.send(Err(Error::Start(error)));
+                        return;
+                    }
+                };
+                let js = runtime.block_on(async {
+                    let client = crate::connect(&settings.url, "dashflow publisher").await?;
+                    let js = jetstream::ContextBuilder::new().timeout(settings.ack_timeout).build(client);
+                    crate::open_stream(&js, &settings.stream, &settings.prefix).await?;
+                    Ok::<_, Error>(js)
+                });
+                let js = match js {
+                    Ok(js) => js,
+                    Err(error) => {
+                        let _ = started.send(Err(error));
+                        return;
+                    }
+                };
+                let _ = started.send(Ok(()));
+                let worker = Worker {
+                    js,
+                    receiver,
+                    counters: worker_counters,
+                    publisher: worker_publisher,
+                    prefix: settings.prefix,
+                    interest: settings.interest,
+                    runs: HashMap::new(),
+                    next_id: 0,
+                    in_flight: VecDeque::new(),
+                    resend: VecDeque::new(),
+                    max_in_flight: settings.max_in_flight,
+                    pending_limit: settings.pending_limit,
+                };
+                runtime.block_on(worker.run());
+            })
             .map_err(Error::Start)?;
+        let outcome = is_started.recv().unwrap_or(Err(Error::Stopped));
+        if let Err(error) = outcome {
+            let _ = handle.join();
+            return Err(error);
+        }
         let shared = Arc::new(Shared { sender, counters, interest: self.interest, publisher });
         let guard = NatsGuard { shared: Arc::clone(&shared), handle: Mutex::new(Some(handle)) };
         Ok((NatsSink { shared }, guard))
@@ -237,8 +264,8 @@ impl NatsSink {
     }
 
     /// Blocks until every event handed over before this call is acknowledged by JetStream,
-    /// waiting at most `limit` (then [`Error::Unacknowledged`]). Do not call it from inside
-    /// an async runtime's worker thread.
+    /// waiting at most `limit` (then [`Error::Unacknowledged`]). It blocks the calling thread:
+    /// from async code, call it through `spawn_blocking`.
     pub fn flush(&self, limit: Duration) -> Result<()> {
         request(&self.shared, |reply| Command::Flush(limit, reply), limit)
     }
@@ -267,9 +294,24 @@ fn request(
     command: impl FnOnce(std_mpsc::SyncSender<Result<()>>) -> Command,
     limit: Duration,
 ) -> Result<()> {
+    let deadline = std::time::Instant::now() + limit;
     let (reply, response) = std_mpsc::sync_channel(1);
-    // Waits for room in the queue: the caller asked to wait, unlike a run.
-    shared.sender.blocking_send(command(reply)).map_err(|_| Error::Stopped)?;
+    let mut command = command(reply);
+    // Waits for room in the queue (the caller asked to wait, unlike a run), without needing
+    // to be outside an async runtime.
+    loop {
+        match shared.sender.try_send(command) {
+            Ok(()) => break,
+            Err(TrySendError::Closed(_)) => return Err(Error::Stopped),
+            Err(TrySendError::Full(back)) => {
+                if std::time::Instant::now() >= deadline {
+                    return Err(Error::Unacknowledged { unacknowledged: 0 });
+                }
+                command = back;
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+    }
     // The worker answers within `limit`; a little more covers its last acknowledgement.
     response.recv_timeout(limit + Duration::from_secs(5)).map_err(|_| Error::Stopped)?
 }

@@ -40,6 +40,14 @@ fn publish(url: &str) -> (String, String, RunId, RunId) {
     (stream, prefix, ok, failed)
 }
 
+/// Deletes a test's stream, so that runs of the suite leave none on the server.
+fn delete_stream(url: &str, stream: &str) {
+    block_on(async {
+        let client = async_nats::connect(url).await.unwrap();
+        async_nats::jetstream::new(client).delete_stream(stream).await.unwrap();
+    });
+}
+
 #[test]
 fn tail_nats_replays_the_stream_naming_each_publisher() {
     let Some(url) = nats_url("tail_nats_replays_the_stream_naming_each_publisher") else { return };
@@ -59,6 +67,7 @@ fn tail_nats_replays_the_stream_naming_each_publisher() {
     assert!(of(failed).last().unwrap().contains("run failed"), "{text}");
     // Nothing was written to the home: the stream is the source.
     assert!(!home.wal_dir().exists());
+    delete_stream(&url, &stream);
 }
 
 #[test]
@@ -89,6 +98,7 @@ fn tail_nats_replays_from_a_point_and_filters_by_run() {
     let seqs: Vec<u64> = events.iter().map(|event| event["seq"].as_u64().unwrap()).collect();
     assert_eq!(seqs, (1..=events.len() as u64).collect::<Vec<_>>());
     assert!(all.iter().any(|event| event["event"]["run"]["run_id"] == ok.to_string().as_str()));
+    delete_stream(&url, &stream);
 }
 
 #[test]

@@ -55,6 +55,10 @@ fn main() {
             "an_unreachable_server_is_a_typed_error_naming_the_url",
             an_unreachable_server_is_a_typed_error_naming_the_url,
         ),
+        trial(
+            "a_sink_started_and_dropped_inside_async_code_publishes",
+            a_sink_started_and_dropped_inside_async_code_publishes,
+        ),
     ];
     libtest_mimic::run(&Arguments::from_args(), trials).exit();
 }
@@ -183,6 +187,13 @@ async fn stored(url: &str, stream: &str) -> Result<u64, Failed> {
     Ok(stream.info().await?.state.messages)
 }
 
+/// Deletes a test's stream from the machine's server, so that runs of the suite leave none.
+async fn delete_stream(url: &str, stream: &str) -> Result<(), Failed> {
+    let client = async_nats::connect(url).await?;
+    async_nats::jetstream::new(client).delete_stream(stream).await?;
+    Ok(())
+}
+
 /// Flushes off the runtime (a flush blocks).
 fn flush(sink: &NatsSink) -> Result<(), Failed> {
     sink.flush(Duration::from_secs(30)).map_err(|error| format!("flush: {error}").into())
@@ -220,6 +231,7 @@ fn concurrent_runs_arrive_complete_and_in_order_per_run() -> Result<(), Failed> 
     assert_eq!(sink.stats().acknowledged, received.len() as u64);
     assert_eq!(sink.stats().dropped, 0);
     guard.shutdown(Duration::from_secs(10))?;
+    rt.block_on(delete_stream(&url, &stream))?;
     Ok(())
 }
 
@@ -261,6 +273,7 @@ fn a_consumer_starting_late_replays_from_the_start_or_a_chosen_point() -> Result
     let expected = recorder.runs()[&second].len();
     let one = rt.block_on(read(&url, &stream, &prefix, Follow::all().graph("late").run(second), expected))?;
     assert!(one.iter().all(|event| event.event.run.run_id == second));
+    rt.block_on(delete_stream(&url, &stream))?;
     Ok(())
 }
 
@@ -300,6 +313,7 @@ fn two_publishing_processes_are_told_apart() -> Result<(), Failed> {
         assert_eq!(events.iter().map(|event| &event.publisher.id).collect::<HashSet<_>>().len(), 1);
     }
     drop(guard);
+    runtime().block_on(delete_stream(&url, &stream))?;
     Ok(())
 }
 
@@ -416,9 +430,14 @@ fn a_server_restarted_mid_run_loses_nothing_acknowledged_and_the_run_never_waits
         async move { app.invoke(Job::default(), RunConfig::new()).await }
     });
     rt.block_on(async { tokio::time::timeout(Duration::from_secs(20), has_entered.recv()).await })?.unwrap();
-    flush(&sink)?;
-    let acknowledged_before = sink.stats().acknowledged;
-    assert!(acknowledged_before > 0);
+    // The run hands its first events over when the gate makes it wait, just after telling
+    // us it entered: flush until they are acknowledged (each flush is a round trip to the
+    // publisher's thread), for at most 20 s.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while sink.stats().acknowledged == 0 {
+        assert!(std::time::Instant::now() < deadline, "the run's first events were never acknowledged");
+        flush(&sink)?;
+    }
 
     server.kill();
     // The server is gone: the run goes on and finishes (bounded: a run waiting on the stream
@@ -506,5 +525,25 @@ fn an_unreachable_server_is_a_typed_error_naming_the_url() -> Result<(), Failed>
     assert!(error.to_string().contains(&url), "{error}");
     let error = NatsSink::builder(&url).subject_prefix("bad.>").start().unwrap_err();
     assert!(error.to_string().contains("subject prefix"), "{error}");
+    Ok(())
+}
+
+fn a_sink_started_and_dropped_inside_async_code_publishes() -> Result<(), Failed> {
+    let Some(url) = server_url("a_sink_started_and_dropped_inside_async_code_publishes")? else { return Ok(()) };
+    let (stream, prefix) = unique_stream("async");
+    let recorder = Recorder::default();
+    let rt = runtime();
+    let stats = rt.block_on(async {
+        let (sink, guard) = NatsSink::builder(&url).stream(&stream).subject_prefix(&prefix).start()?;
+        let app = job_graph("inside").with_callback(sink.clone()).with_callback(recorder.clone());
+        app.invoke(Job::default(), RunConfig::new()).await.unwrap();
+        // Dropping the guard in async code publishes what is left and stops the thread.
+        drop(guard);
+        Ok::<_, Failed>(sink.stats())
+    })?;
+    assert_eq!(stats.acknowledged, recorder.total() as u64, "{stats:?}");
+    let received = rt.block_on(read(&url, &stream, &prefix, Follow::all(), recorder.total()))?;
+    assert_eq!(received.len(), recorder.total());
+    rt.block_on(delete_stream(&url, &stream))?;
     Ok(())
 }
