@@ -221,7 +221,7 @@ async fn main() -> anyhow::Result<()> {
             }
         }
         ["publish", url] => {
-            // Every event of the triage runs goes to the stream `DASHFLOW_EVENTS`, published
+            // Every event of the triage runs goes to the stream `dashflow-events`, published
             // from the sink's own thread; the guard publishes what is left when `main` ends.
             let (sink, _guard) = NatsSink::builder(*url).start()?;
             let app = app.with_callback(sink.clone());

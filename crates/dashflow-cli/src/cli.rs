@@ -153,7 +153,7 @@ pub struct TailArgs {
     #[arg(long, value_name = "URL")]
     pub nats: Option<String>,
     /// With `--nats`: the stream's name.
-    #[arg(long, value_name = "NAME", default_value = "DASHFLOW_EVENTS", requires = "nats")]
+    #[arg(long, value_name = "NAME", default_value = "dashflow-events", requires = "nats")]
     pub stream: String,
     /// With `--nats`: the first tokens of the stream's subjects.
     #[arg(long, value_name = "PREFIX", default_value = "dashflow.events", requires = "nats")]

@@ -89,7 +89,7 @@ pub struct NatsConsumer {
 }
 
 impl NatsConsumer {
-    /// Connects to the server at `url`, reading the stream `DASHFLOW_EVENTS` (subjects
+    /// Connects to the server at `url`, reading the stream `dashflow-events` (subjects
     /// `dashflow.events.>`).
     pub async fn connect(url: &str) -> Result<Self> {
         Self::connect_to(url, crate::DEFAULT_STREAM, crate::DEFAULT_PREFIX).await

@@ -4,7 +4,7 @@
 //! [`NatsSink`] is an event sink that publishes every event of every run it hears to a
 //! JetStream stream, one JSON message per event ([`wire`] documents the schema, version 1),
 //! on the subject `{prefix}.{graph}.{run id}` (default prefix `dashflow.events`, stream
-//! `DASHFLOW_EVENTS`, created when missing). JetStream acknowledges each one; what is not
+//! `dashflow-events`, created when missing). JetStream acknowledges each one; what is not
 //! acknowledged is sent again with the same message id (stored once). Runs are never slowed:
 //! when the server is away for longer than the buffers cover, new events are dropped and
 //! counted (see [`NatsSink`] for the policy).
@@ -38,7 +38,7 @@ pub use publisher::{DEFAULT_INTEREST, NatsBuilder, NatsGuard, NatsSink, NatsStat
 pub use wire::{Publisher, Received, SCHEMA_VERSION};
 
 /// The stream a sink publishes to unless told otherwise.
-pub const DEFAULT_STREAM: &str = "DASHFLOW_EVENTS";
+pub const DEFAULT_STREAM: &str = "dashflow-events";
 /// The first tokens of every subject unless told otherwise.
 pub const DEFAULT_PREFIX: &str = "dashflow.events";
 

@@ -40,7 +40,7 @@ pub struct NatsBuilder {
 
 impl NatsBuilder {
     /// The JetStream stream to publish to; created (subjects `{prefix}.>`) when missing.
-    /// Default `DASHFLOW_EVENTS`.
+    /// Default `dashflow-events`.
     pub fn stream(mut self, name: impl Into<String>) -> Self {
         self.stream = name.into();
         self
