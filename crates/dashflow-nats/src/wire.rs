@@ -14,7 +14,7 @@
 //! ```
 //!
 //! - `v`: the schema version. A consumer refuses other versions by name
-//!   ([`Error::UnknownVersion`](crate::Error::UnknownVersion)); fields may be added within a
+//!   ([`Error::UnknownVersion`]); fields may be added within a
 //!   version, so a consumer ignores fields it does not know.
 //! - `publisher`: which sink published it: `id` is unique per sink (a ULID made when it starts),
 //!   `name` says where it runs (`{pid}@{host}` unless set).
