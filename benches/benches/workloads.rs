@@ -2,8 +2,11 @@
 //! with none (`/telemetry_off`); B4 (B1 checkpointed into SQLite) in `Async` durability
 //! (`b4_chain100_sqlite`) and in `Sync` (`b4_chain100_sqlite/sync`); B1 and B3 in graph-flow
 //! (`/graph_flow`, see `peer/graph_flow.rs`); C1, 1,000 concurrent 10-node runs with the
-//! memory checkpointer (`c1_concurrent1000`, µs per 1,000 runs). Run through
-//! `cargo xtask bench`.
+//! memory checkpointer (`c1_concurrent1000`, µs per 1,000 runs); B1 and B3 with no default
+//! observers but one exporter: the OpenTelemetry sink exporting to an exporter that discards
+//! the spans (`/otel`: what a run and the sink's thread cost, without a collector), and the
+//! NATS sink publishing to the server `DASHFLOW_BENCH_NATS_URL` names (`/nats`; skipped when
+//! unset). Run through `cargo xtask bench`.
 //!
 //! Before timing, this prints what B4 and the large-state workload store, measured in fixed
 //! runs on new databases (with the default observers), as lines `cargo xtask bench` reads:
@@ -200,7 +203,79 @@ fn or_panic<T, E: Display>(result: Result<T, E>, what: &str) -> T {
     }
 }
 
-criterion_group!(benches, workloads, peer_workloads);
+/// The OpenTelemetry rows' exporter: spans are built and handed over, then dropped.
+#[derive(Debug)]
+struct Discard;
+
+impl dashflow::otel::opentelemetry_sdk::trace::SpanExporter for Discard {
+    async fn export(
+        &self,
+        batch: Vec<dashflow::otel::opentelemetry_sdk::trace::SpanData>,
+    ) -> dashflow::otel::opentelemetry_sdk::error::OTelSdkResult {
+        black_box(batch);
+        Ok(())
+    }
+}
+
+/// The stream of the NATS rows, kept to its newest 100,000 events.
+const BENCH_STREAM: &str = "dashflow-bench";
+
+/// B1 and B3 with one exporter attached and no default observers: compare with
+/// `/telemetry_off`.
+fn exporter_workloads(c: &mut Criterion) {
+    let rt = runtime();
+    let (otel, _otel_guard) =
+        or_panic(dashflow::otel::OtelSink::builder().start_with_exporter(|| Ok(Discard)), "the OpenTelemetry sink");
+    let mut sinks: Vec<(&str, std::sync::Arc<dyn dashflow::EventCallback>)> = vec![("otel", std::sync::Arc::new(otel))];
+    let mut guards = Vec::new();
+    match std::env::var("DASHFLOW_BENCH_NATS_URL") {
+        Ok(url) if !url.trim().is_empty() => {
+            or_panic(rt.block_on(limited_stream(&url)), "the NATS bench stream");
+            let (nats, guard) = or_panic(
+                dashflow::nats::NatsSink::builder(url).stream(BENCH_STREAM).subject_prefix("dashflow.bench").start(),
+                "the NATS sink",
+            );
+            sinks.push(("nats", std::sync::Arc::new(nats)));
+            guards.push(guard);
+        }
+        _ => skip("b1_chain100/nats and b3_loop1000/nats: DASHFLOW_BENCH_NATS_URL is not set"),
+    }
+    for (suffix, sink) in sinks {
+        let app = chain100(Telemetry::Off).with_shared_callback(std::sync::Arc::clone(&sink));
+        c.bench_function(&format!("b1_chain100/{suffix}"), |b| {
+            b.to_async(&rt).iter(|| async {
+                let result = app.invoke(Counter::default(), chain100_config()).await;
+                black_box(result.map(|r| r.state.counter))
+            })
+        });
+        let app = loop1000(Telemetry::Off).with_shared_callback(sink);
+        c.bench_function(&format!("b3_loop1000/{suffix}"), |b| {
+            b.to_async(&rt).iter(|| async {
+                let result = app.invoke(Counter::default(), loop1000_config()).await;
+                black_box(result.map(|r| r.state.counter))
+            })
+        });
+    }
+}
+
+/// Creates the NATS rows' stream, holding at most the newest 100,000 events, unless it exists.
+async fn limited_stream(url: &str) -> Result<(), String> {
+    let client = async_nats::connect(url).await.map_err(|error| error.to_string())?;
+    let config = async_nats::jetstream::stream::Config {
+        name: BENCH_STREAM.to_owned(),
+        subjects: vec!["dashflow.bench.>".to_owned()],
+        max_messages: 100_000,
+        ..Default::default()
+    };
+    async_nats::jetstream::new(client).get_or_create_stream(config).await.map(drop).map_err(|error| error.to_string())
+}
+
+#[allow(clippy::print_stdout, reason = "`cargo xtask bench` shows what was skipped")]
+fn skip(what: &str) {
+    println!("skipped {what}");
+}
+
+criterion_group!(benches, workloads, peer_workloads, exporter_workloads);
 criterion_group! {
     name = concurrent;
     // One iteration is 1,000 runs (tens of milliseconds): 20 samples fit `--quick`'s 2 s.

@@ -11,6 +11,14 @@
 //! cargo run --release --example quickstart -- --mermaid            # print the graph as Mermaid
 //! ```
 //!
+//! Following runs from another process, through NATS JetStream (a server with `-js`):
+//!
+//! ```text
+//! cargo run --release --example quickstart -- tail nats://127.0.0.1:4222     # one terminal
+//! cargo run --release --example quickstart -- publish nats://127.0.0.1:4222  # another
+//! dashflow tail --nats nats://127.0.0.1:4222 --from-start                    # or the CLI
+//! ```
+//!
 //! Every run is checkpointed to SQLite in `.dashflow/quickstart.db`, so a paused ticket can be
 //! approved by a later process, a day later.
 //!
@@ -19,6 +27,7 @@
 #![allow(clippy::print_stdout, reason = "examples print their results")]
 
 use dashflow::EventKind;
+use dashflow::nats::{Follow, NatsConsumer, NatsSink, StartAt};
 use dashflow::prelude::*;
 use dashflow::ui::ServeGraph;
 use dashflow_examples::support::{self, AccountStatus};
@@ -211,6 +220,30 @@ async fn main() -> anyhow::Result<()> {
                 show(app.stream(ticket, config)).await?;
             }
         }
+        ["publish", url] => {
+            // Every event of the triage runs goes to the stream `dashflow-events`, published
+            // from the sink's own thread; the guard publishes what is left when `main` ends.
+            let (sink, _guard) = NatsSink::builder(*url).start()?;
+            let app = app.with_callback(sink.clone());
+            for ticket in sample_tickets() {
+                println!("== {} from {}: {:?}", ticket.id, ticket.customer, ticket.text);
+                let config = config(&ticket.id);
+                show(app.stream(ticket, config)).await?;
+            }
+            println!("published as {}: {:?}", sink.publisher().name, sink.stats());
+        }
+        ["tail", url] => {
+            // Another process (or host): the triage runs' events as they are published.
+            let consumer = NatsConsumer::connect(url).await?;
+            // Started before any publisher: make the stream, so there is something to follow.
+            consumer.ensure_stream().await?;
+            let mut events = consumer.follow(Follow::all().graph("triage").start_at(StartAt::New)).await?;
+            println!("following triage runs on {url} (Ctrl-C to stop)");
+            while let Some(received) = events.next().await {
+                let received = received?;
+                println!("{} {} {:?}", received.publisher.name, received.event.run.run_id, received.event.kind);
+            }
+        }
         ["approve" | "reject", id] if !waits_for_approval(&app, id).await? => {
             anyhow::bail!("{id} is not waiting for approval: run the quickstart first, or it was decided already");
         }
@@ -239,7 +272,9 @@ async fn main() -> anyhow::Result<()> {
             println!("viewer: http://{addr}/threads (Ctrl-C to stop)");
             dashflow::ui::serve(addr, [app.ui()]).await?;
         }
-        _ => anyhow::bail!("usage: quickstart [approve ID | reject ID | history ID | ui | --mermaid]"),
+        _ => anyhow::bail!(
+            "usage: quickstart [approve ID | reject ID | history ID | ui | publish NATS_URL | tail NATS_URL | --mermaid]"
+        ),
     }
     Ok(())
 }

@@ -147,6 +147,23 @@ pub struct TailArgs {
     /// Print each event as one line of JSON.
     #[arg(long)]
     pub json: bool,
+    /// Follow the NATS JetStream stream at this URL (`nats://127.0.0.1:4222`), where runs of
+    /// every publishing host arrive, instead of this host's WAL. Each line names the
+    /// publisher (`{pid}@{host}`).
+    #[arg(long, value_name = "URL")]
+    pub nats: Option<String>,
+    /// With `--nats`: the stream's name.
+    #[arg(long, value_name = "NAME", default_value = "dashflow-events", requires = "nats")]
+    pub stream: String,
+    /// With `--nats`: the first tokens of the stream's subjects.
+    #[arg(long, value_name = "PREFIX", default_value = "dashflow.events", requires = "nats")]
+    pub subject_prefix: String,
+    /// With `--nats`: replay from this message of the stream (the `seq` of `--json` lines).
+    #[arg(long, value_name = "SEQ", requires = "nats", conflicts_with = "from_start")]
+    pub from_seq: Option<u64>,
+    /// With `--nats`: only this run (its full id).
+    #[arg(long, value_name = "RUN_ID", requires = "nats")]
+    pub run: Option<String>,
 }
 
 /// `dashflow threads ...`.

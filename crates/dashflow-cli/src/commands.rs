@@ -4,6 +4,7 @@ pub(crate) mod graph;
 pub(crate) mod runs_list;
 pub(crate) mod runs_show;
 pub(crate) mod tail;
+pub(crate) mod tail_nats;
 pub(crate) mod threads;
 pub(crate) mod threads_list;
 pub(crate) mod ui;

@@ -17,6 +17,9 @@
 //! - `all-backends`: every checkpoint backend (for CI).
 //! - `prometheus`: `serve_prometheus`, run and node metrics on a scrape endpoint.
 //! - `ui`: `ui::serve`, the web viewer of runs and threads, served for your own graphs.
+//! - `otel`: `otel::OtelSink`, runs, supersteps and tasks as OpenTelemetry spans over OTLP.
+//! - `nats`: `nats::NatsSink`, run events on a NATS JetStream stream, and `nats::NatsConsumer`
+//!   to follow them from any host.
 //!
 //! [`MemoryCheckpointer`] is always available.
 
@@ -83,6 +86,10 @@ pub mod __private {
 mod defaults;
 #[cfg(feature = "prometheus")]
 mod metrics;
+#[cfg(feature = "nats")]
+pub mod nats;
+#[cfg(feature = "otel")]
+pub mod otel;
 #[cfg(feature = "ui")]
 pub mod ui;
 

@@ -49,6 +49,8 @@ pub(crate) const RULES: &[Rule] = &[
         "the executor never names the WAL or a concrete backend; the facade wires those in",
     ),
     only("dashflow-wal", &[TELEMETRY], "the WAL is an event sink"),
+    only("dashflow-otel", &[TELEMETRY], "the OpenTelemetry exporter is an event sink"),
+    only("dashflow-nats", &[TELEMETRY], "the NATS publisher is an event sink; its consumer reads events back"),
     only(
         "dashflow-ui",
         &[CHECKPOINT, GRAPH, TELEMETRY, "dashflow-wal"],

@@ -38,6 +38,8 @@ fn compliant_workspace() -> Vec<Package> {
             ]),
         ),
         package("dashflow-wal", &normal(&["dashflow-telemetry"])),
+        package("dashflow-otel", &normal(&["dashflow-telemetry", "opentelemetry"])),
+        package("dashflow-nats", &normal(&["dashflow-telemetry", "async-nats"])),
         package(
             "dashflow-ui",
             &normal(&["dashflow-checkpoint", "dashflow-graph", "dashflow-telemetry", "dashflow-wal"]),
@@ -64,6 +66,15 @@ fn forbidden_pairs(violations: &[Violation]) -> Vec<(&str, &str)> {
             Violation::NoRule { .. } => None,
         })
         .collect()
+}
+
+#[test]
+fn an_event_exporter_that_names_the_executor_is_reported() {
+    let packages =
+        with(compliant_workspace(), package("dashflow-nats", &normal(&["dashflow-telemetry", "dashflow-executor"])));
+    assert_eq!(forbidden_pairs(&check(&packages, RULES)), vec![("dashflow-nats", "dashflow-executor")]);
+    let packages = with(compliant_workspace(), package("dashflow-otel", &normal(&["dashflow-wal"])));
+    assert_eq!(forbidden_pairs(&check(&packages, RULES)), vec![("dashflow-otel", "dashflow-wal")]);
 }
 
 #[test]

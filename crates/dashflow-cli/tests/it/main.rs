@@ -13,6 +13,7 @@ mod errors;
 mod graph;
 mod runs;
 mod tail;
+mod tail_nats;
 mod threads;
 mod threads_list;
 mod ui;

@@ -1,0 +1,615 @@
+//! The publishing sink: a bounded queue to a thread of its own, which publishes each event to
+//! JetStream and waits for its acknowledgement.
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc as std_mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, context::PublishAckFuture};
+use bytes::Bytes;
+use dashflow_telemetry::{Event, EventBatch, EventCallback, EventKind, Interest, RunId};
+use tokio::sync::mpsc::{self, error::TryRecvError, error::TrySendError};
+use tokio::time::Instant;
+
+use crate::error::{Error, Result};
+use crate::wire::{self, Publisher};
+
+/// The events published unless [`NatsBuilder::interest`] says otherwise: all but task starts
+/// and step ends (as the run log keeps): a task's end carries its duration, and a step's
+/// start names its tasks.
+pub const DEFAULT_INTEREST: Interest = Interest { tasks_started: false, steps_finished: false, ..Interest::ALL };
+
+/// Sets up a [`NatsSink`]; see [`NatsSink::builder`].
+#[derive(Clone, Debug)]
+#[must_use]
+pub struct NatsBuilder {
+    url: String,
+    stream: String,
+    prefix: String,
+    capacity: usize,
+    pending_limit: usize,
+    max_in_flight: usize,
+    name: Option<String>,
+    interest: Interest,
+    ack_timeout: Duration,
+}
+
+impl NatsBuilder {
+    /// The JetStream stream to publish to; created (subjects `{prefix}.>`) when missing.
+    /// Default `dashflow-events`.
+    pub fn stream(mut self, name: impl Into<String>) -> Self {
+        self.stream = name.into();
+        self
+    }
+
+    /// The first tokens of every subject: events go to `{prefix}.{graph}.{run id}`. Default
+    /// `dashflow.events`.
+    pub fn subject_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// Hand-overs (a run's batch of events, or one event) the queue holds before new ones are
+    /// dropped and counted. Default 4,096.
+    pub fn capacity(mut self, capacity: usize) -> Self {
+        self.capacity = capacity;
+        self
+    }
+
+    /// Events published and not yet acknowledged (waiting for JetStream, or kept to re-send
+    /// while the server is away) that the publisher holds before it stops taking hand-overs
+    /// from the queue. Default 65,536.
+    pub fn pending_limit(mut self, events: usize) -> Self {
+        self.pending_limit = events;
+        self
+    }
+
+    /// Publishes sent before the publisher waits for the oldest acknowledgement. Default 256.
+    pub fn max_in_flight(mut self, publishes: usize) -> Self {
+        self.max_in_flight = publishes;
+        self
+    }
+
+    /// The publisher's name in every message (`publisher.name`). Default `{pid}@{host}`.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Which events to publish. Default [`DEFAULT_INTEREST`].
+    pub fn interest(mut self, interest: Interest) -> Self {
+        self.interest = interest;
+        self
+    }
+
+    /// How long a publish waits for JetStream's acknowledgement before it is sent again.
+    /// Default five seconds.
+    pub fn ack_timeout(mut self, timeout: Duration) -> Self {
+        self.ack_timeout = timeout;
+        self
+    }
+
+    /// Connects (blocking the calling thread until connected, at most five seconds), creates
+    /// the stream when missing, starts the publisher's thread, and hands
+    /// back the sink and the guard that stops the thread (publishing what it holds, for at
+    /// most [`NatsGuard::STOP_LIMIT`]) when dropped. Fails when the server cannot be reached
+    /// or JetStream refuses the stream; once started, the publisher reconnects by itself.
+    pub fn start(self) -> Result<(NatsSink, NatsGuard)> {
+        if self.capacity == 0 || self.max_in_flight == 0 || self.pending_limit == 0 {
+            return Err(Error::InvalidConfig("capacity, max_in_flight and pending_limit must be at least 1".into()));
+        }
+        crate::check_prefix(&self.prefix)?;
+        let publisher =
+            Publisher { id: ulid::Ulid::new().to_string(), name: self.name.clone().unwrap_or_else(default_name) };
+        let (sender, receiver) = mpsc::channel(self.capacity);
+        let counters = Arc::new(Counters::default());
+        let (started, is_started) = std_mpsc::sync_channel(1);
+        let settings = self.clone();
+        let worker_counters = Arc::clone(&counters);
+        let worker_publisher = publisher.clone();
+        // Everything async happens on the publisher's own thread and runtime, so `start` works
+        // the same from inside an async runtime and outside one.
+        let handle = std::thread::Builder::new()
+            .name("dashflow-nats".into())
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                    Ok(runtime) => runtime,
+                    Err(error) => {
+                        let _ = started.send(Err(Error::Start(error)));
+                        return;
+                    }
+                };
+                let js = runtime.block_on(async {
+                    let client = crate::connect(&settings.url, "dashflow publisher").await?;
+                    let js = jetstream::ContextBuilder::new().timeout(settings.ack_timeout).build(client);
+                    crate::open_stream(&js, &settings.stream, &settings.prefix).await?;
+                    Ok::<_, Error>(js)
+                });
+                let js = match js {
+                    Ok(js) => js,
+                    Err(error) => {
+                        let _ = started.send(Err(error));
+                        return;
+                    }
+                };
+                let _ = started.send(Ok(()));
+                let worker = Worker {
+                    js,
+                    receiver,
+                    counters: worker_counters,
+                    publisher: worker_publisher,
+                    prefix: settings.prefix,
+                    interest: settings.interest,
+                    runs: HashMap::new(),
+                    next_id: 0,
+                    in_flight: VecDeque::new(),
+                    resend: VecDeque::new(),
+                    max_in_flight: settings.max_in_flight,
+                    pending_limit: settings.pending_limit,
+                };
+                runtime.block_on(worker.run());
+            })
+            .map_err(Error::Start)?;
+        let outcome = is_started.recv().unwrap_or(Err(Error::Stopped));
+        if let Err(error) = outcome {
+            let _ = handle.join();
+            return Err(error);
+        }
+        let shared = Arc::new(Shared { sender, counters, interest: self.interest, publisher });
+        let guard = NatsGuard { shared: Arc::clone(&shared), handle: Mutex::new(Some(handle)) };
+        Ok((NatsSink { shared }, guard))
+    }
+}
+
+fn default_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|host| host.trim().to_owned());
+    format!("{}@{}", std::process::id(), host.unwrap_or_else(|_| "localhost".to_owned()))
+}
+
+/// Counters of a [`NatsSink`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct NatsStats {
+    /// Events JetStream acknowledged (stored in the stream).
+    pub acknowledged: u64,
+    /// Events dropped because the queue was full (the server was away or slow for longer
+    /// than the buffers cover) or the publisher had stopped.
+    pub dropped: u64,
+    /// Publishes sent again after a failure or a missing acknowledgement (each is stored
+    /// once: the stream drops duplicates by message id).
+    pub resent: u64,
+    /// Events given up when the publisher stopped before JetStream acknowledged them.
+    pub lost: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    acknowledged: AtomicU64,
+    dropped: AtomicU64,
+    resent: AtomicU64,
+    lost: AtomicU64,
+    warned: AtomicBool,
+}
+
+enum Command {
+    Event(Event),
+    Events(Vec<Event>),
+    Batch(EventBatch),
+    Flush(Duration, std_mpsc::SyncSender<Result<()>>),
+    Shutdown(Duration, std_mpsc::SyncSender<Result<()>>),
+}
+
+struct Shared {
+    sender: mpsc::Sender<Command>,
+    counters: Arc<Counters>,
+    interest: Interest,
+    publisher: Publisher,
+}
+
+/// Run events on a NATS JetStream stream: an [`EventCallback`] that publishes every event of
+/// every run it hears, as JSON of a versioned schema ([`crate::wire`]), to the subject
+/// `{prefix}.{graph}.{run id}`, and counts JetStream's acknowledgements.
+///
+/// # Backpressure: drop and count, never block the run
+///
+/// Runs hand their events over (in batches, see [`EventCallback::batches`]) to a bounded
+/// queue without blocking and without I/O. The publisher's thread (`dashflow-nats`) takes
+/// them, publishes up to [`max_in_flight`](NatsBuilder::max_in_flight) at a time and waits
+/// for each acknowledgement; a publish that fails or is not acknowledged in time is sent
+/// again, with the same message id, until it is, so a server restart loses nothing the
+/// publisher still holds and stores nothing twice. While the server is away the publisher
+/// holds up to [`pending_limit`](NatsBuilder::pending_limit) events, then stops taking from
+/// the queue; once the queue is full too, new hand-overs are dropped and counted
+/// ([`NatsStats::dropped`]). A run is never slowed by the stream.
+///
+/// Cheap to clone (the clones share the queue).
+#[derive(Clone)]
+pub struct NatsSink {
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for NatsSink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NatsSink")
+            .field("publisher", &self.shared.publisher)
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+impl NatsSink {
+    /// Settings for a sink publishing to the server at `url` (`nats://127.0.0.1:4222`); then
+    /// [`NatsBuilder::start`].
+    pub fn builder(url: impl Into<String>) -> NatsBuilder {
+        NatsBuilder {
+            url: url.into(),
+            stream: crate::DEFAULT_STREAM.to_owned(),
+            prefix: crate::DEFAULT_PREFIX.to_owned(),
+            capacity: 4096,
+            pending_limit: 64 * 1024,
+            max_in_flight: 256,
+            name: None,
+            interest: DEFAULT_INTEREST,
+            ack_timeout: Duration::from_secs(5),
+        }
+    }
+
+    /// Who this sink publishes as.
+    pub fn publisher(&self) -> &Publisher {
+        &self.shared.publisher
+    }
+
+    /// Blocks until every event handed over before this call is acknowledged by JetStream,
+    /// waiting at most `limit` (then [`Error::Unacknowledged`]). It blocks the calling thread:
+    /// from async code, call it through `spawn_blocking`.
+    pub fn flush(&self, limit: Duration) -> Result<()> {
+        request(&self.shared, |reply| Command::Flush(limit, reply), limit)
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> NatsStats {
+        let counters = &self.shared.counters;
+        NatsStats {
+            acknowledged: counters.acknowledged.load(Ordering::Relaxed),
+            dropped: counters.dropped.load(Ordering::Relaxed),
+            resent: counters.resent.load(Ordering::Relaxed),
+            lost: counters.lost.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Queues `command` (`count` events) without blocking; drops and counts it when full.
+    fn enqueue(&self, count: usize, command: Command) {
+        if let Err(TrySendError::Full(_) | TrySendError::Closed(_)) = self.shared.sender.try_send(command) {
+            self.shared.counters.dropped.fetch_add(count as u64, Ordering::Relaxed);
+        }
+    }
+}
+
+fn request(
+    shared: &Shared,
+    command: impl FnOnce(std_mpsc::SyncSender<Result<()>>) -> Command,
+    limit: Duration,
+) -> Result<()> {
+    let deadline = std::time::Instant::now() + limit;
+    let (reply, response) = std_mpsc::sync_channel(1);
+    let mut command = command(reply);
+    // Waits for room in the queue (the caller asked to wait, unlike a run), without needing
+    // to be outside an async runtime.
+    loop {
+        match shared.sender.try_send(command) {
+            Ok(()) => break,
+            Err(TrySendError::Closed(_)) => return Err(Error::Stopped),
+            Err(TrySendError::Full(back)) => {
+                if std::time::Instant::now() >= deadline {
+                    return Err(Error::Unacknowledged { unacknowledged: 0 });
+                }
+                command = back;
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+    }
+    // The worker answers within `limit`; a little more covers its last acknowledgement.
+    response.recv_timeout(limit + Duration::from_secs(5)).map_err(|_| Error::Stopped)?
+}
+
+impl EventCallback for NatsSink {
+    fn name(&self) -> std::borrow::Cow<'_, str> {
+        std::borrow::Cow::Borrowed("NATS JetStream publisher")
+    }
+
+    fn on_event(&self, event: &Event) {
+        self.enqueue(1, Command::Event(event.clone()));
+    }
+
+    fn take_event(&self, event: Event) {
+        self.enqueue(1, Command::Event(event));
+    }
+
+    fn batches(&self) -> bool {
+        true
+    }
+
+    fn on_batch(&self, batch: &EventBatch) {
+        let interest = self.shared.interest;
+        let events: Vec<Event> = batch.events().filter(|event| interest.covers(&event.kind)).collect();
+        if !events.is_empty() {
+            self.enqueue(events.len(), Command::Events(events));
+        }
+    }
+
+    /// The batch moves to the publisher's thread as it is; its events are built there.
+    fn take_batch(&self, batch: EventBatch) {
+        let count = batch.len();
+        if count > 0 {
+            self.enqueue(count, Command::Batch(batch));
+        }
+    }
+
+    fn interest(&self) -> Interest {
+        self.shared.interest
+    }
+}
+
+/// Stops the publisher's thread when dropped, after publishing what it holds (for at most
+/// [`STOP_LIMIT`](Self::STOP_LIMIT); what is still unacknowledged then is counted in
+/// [`NatsStats::lost`]). Keep it alive as long as runs publish (for the life of `main`).
+pub struct NatsGuard {
+    shared: Arc<Shared>,
+    handle: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl fmt::Debug for NatsGuard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NatsGuard").finish_non_exhaustive()
+    }
+}
+
+impl NatsGuard {
+    /// The longest dropping the guard waits for JetStream to acknowledge what is left.
+    pub const STOP_LIMIT: Duration = Duration::from_secs(10);
+
+    /// Stops the thread now, waiting at most `limit`; fails with [`Error::Unacknowledged`]
+    /// when events were given up.
+    pub fn shutdown(self, limit: Duration) -> Result<()> {
+        self.stop(limit)
+    }
+
+    fn stop(&self, limit: Duration) -> Result<()> {
+        let handle = self.handle.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+        let Some(handle) = handle else { return Ok(()) };
+        let result = request(&self.shared, |reply| Command::Shutdown(limit, reply), limit);
+        let _ = handle.join();
+        result
+    }
+}
+
+impl Drop for NatsGuard {
+    fn drop(&mut self) {
+        if let Err(error) = self.stop(Self::STOP_LIMIT) {
+            tracing::warn!(%error, "the NATS publisher did not stop cleanly");
+        }
+    }
+}
+
+/// One event on its way: kept until JetStream acknowledges it.
+struct Pending {
+    subject: String,
+    payload: Bytes,
+    id: String,
+    ack: Option<PublishAckFuture>,
+}
+
+struct RunState {
+    graph: Arc<str>,
+    subject: String,
+    seq: u64,
+}
+
+struct Worker {
+    js: jetstream::Context,
+    receiver: mpsc::Receiver<Command>,
+    counters: Arc<Counters>,
+    publisher: Publisher,
+    prefix: String,
+    interest: Interest,
+    runs: HashMap<RunId, RunState>,
+    next_id: u64,
+    /// Sent, waiting for their acknowledgement, oldest first.
+    in_flight: VecDeque<Pending>,
+    /// Failed or unacknowledged, to send again in order (before anything newer).
+    resend: VecDeque<Pending>,
+    max_in_flight: usize,
+    pending_limit: usize,
+}
+
+/// How long the worker tries to re-send before it looks at its queue again.
+const RESEND_SLICE: Duration = Duration::from_millis(200);
+
+impl Worker {
+    async fn run(mut self) {
+        loop {
+            let command = if self.pending() == 0 {
+                match self.receiver.recv().await {
+                    Some(command) => command,
+                    None => break,
+                }
+            } else if self.pending() >= self.pending_limit {
+                // Full: let the queue take the strain (and drop) while the server is away.
+                self.settle(Instant::now() + RESEND_SLICE).await;
+                continue;
+            } else {
+                match self.receiver.try_recv() {
+                    Ok(command) => command,
+                    Err(TryRecvError::Empty) => {
+                        self.settle(Instant::now() + RESEND_SLICE).await;
+                        continue;
+                    }
+                    Err(TryRecvError::Disconnected) => break,
+                }
+            };
+            match command {
+                Command::Event(event) => self.publish(&event).await,
+                Command::Events(events) => {
+                    for event in &events {
+                        self.publish(event).await;
+                    }
+                }
+                Command::Batch(batch) => {
+                    for event in batch.into_events() {
+                        if self.interest.covers(&event.kind) {
+                            self.publish(&event).await;
+                        }
+                    }
+                }
+                Command::Flush(limit, reply) => {
+                    self.settle(Instant::now() + limit).await;
+                    let _ = reply.send(self.outcome());
+                }
+                Command::Shutdown(limit, reply) => {
+                    self.settle(Instant::now() + limit).await;
+                    let result = self.outcome();
+                    self.give_up();
+                    let _ = reply.send(result);
+                    return;
+                }
+            }
+        }
+        self.settle(Instant::now() + NatsGuard::STOP_LIMIT).await;
+        self.give_up();
+    }
+
+    fn pending(&self) -> usize {
+        self.in_flight.len() + self.resend.len()
+    }
+
+    fn outcome(&self) -> Result<()> {
+        match self.pending() {
+            0 => Ok(()),
+            n => Err(Error::Unacknowledged { unacknowledged: n as u64 }),
+        }
+    }
+
+    fn give_up(&mut self) {
+        let lost = self.pending() as u64;
+        self.counters.lost.fetch_add(lost, Ordering::Relaxed);
+        self.in_flight.clear();
+        self.resend.clear();
+    }
+
+    /// Encodes `event` with its run's next sequence number and sends it.
+    async fn publish(&mut self, event: &Event) {
+        let run_id = event.run.run_id;
+        let state = self.runs.entry(run_id).or_insert_with(|| RunState {
+            graph: Arc::from("?"),
+            subject: subject(&self.prefix, "?", run_id),
+            seq: 0,
+        });
+        if let EventKind::RunStarted { graph, .. } | EventKind::GraphDefined { graph, .. } = &event.kind {
+            state.subject = subject(&self.prefix, graph, run_id);
+            state.graph = Arc::clone(graph);
+        }
+        state.seq += 1;
+        let Some(payload) = wire::encode(&self.publisher, state.seq, &state.graph, event) else { return };
+        let subject = state.subject.clone();
+        if matches!(event.kind, EventKind::RunFinished { .. }) {
+            self.runs.remove(&run_id);
+        }
+        self.next_id += 1;
+        let pending = Pending {
+            subject,
+            payload: Bytes::from(payload),
+            id: format!("{}-{}", self.publisher.id, self.next_id),
+            ack: None,
+        };
+        if !self.resend.is_empty() {
+            // Keep the order: nothing newer goes out before what waits to be sent again.
+            self.resend.push_back(pending);
+            return;
+        }
+        self.send(pending).await;
+        while self.in_flight.len() >= self.max_in_flight {
+            self.settle_oldest().await;
+        }
+    }
+
+    /// Sends `pending`; on failure keeps it to send again.
+    async fn send(&mut self, mut pending: Pending) {
+        let message =
+            jetstream::message::PublishMessage::build().payload(pending.payload.clone()).message_id(&pending.id);
+        match self.js.send_publish(pending.subject.clone(), message).await {
+            Ok(ack) => {
+                pending.ack = Some(ack);
+                self.in_flight.push_back(pending);
+            }
+            Err(error) => {
+                self.warn_once(&error);
+                self.resend.push_back(pending);
+            }
+        }
+    }
+
+    /// Waits for the oldest acknowledgement; an error or a timeout keeps the event to send
+    /// again.
+    async fn settle_oldest(&mut self) {
+        let Some(mut pending) = self.in_flight.pop_front() else { return };
+        let Some(ack) = pending.ack.take() else { return };
+        match ack.await {
+            Ok(_) => {
+                self.counters.acknowledged.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(error) => {
+                self.warn_once(&error);
+                self.resend.push_back(pending);
+            }
+        }
+    }
+
+    /// Settles everything in flight, then sends again what failed, one at a time, until
+    /// nothing is pending or `deadline` passes.
+    async fn settle(&mut self, deadline: Instant) {
+        while !self.in_flight.is_empty() {
+            self.settle_oldest().await;
+        }
+        let mut backoff = Duration::from_millis(20);
+        while let Some(mut pending) = self.resend.pop_front() {
+            if Instant::now() >= deadline {
+                self.resend.push_front(pending);
+                return;
+            }
+            self.counters.resent.fetch_add(1, Ordering::Relaxed);
+            let message =
+                jetstream::message::PublishMessage::build().payload(pending.payload.clone()).message_id(&pending.id);
+            let acked = match self.js.send_publish(pending.subject.clone(), message).await {
+                Ok(ack) => tokio::time::timeout_at(deadline, ack).await.map(|ack| ack.is_ok()).unwrap_or(false),
+                Err(_) => false,
+            };
+            if acked {
+                self.counters.acknowledged.fetch_add(1, Ordering::Relaxed);
+                backoff = Duration::from_millis(20);
+            } else {
+                pending.ack = None;
+                self.resend.push_front(pending);
+                // The server is away: wait a little before trying again (the client
+                // reconnects meanwhile).
+                tokio::time::sleep_until((Instant::now() + backoff).min(deadline)).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+            }
+        }
+    }
+
+    fn warn_once(&self, error: &dyn std::fmt::Display) {
+        if !self.counters.warned.swap(true, Ordering::Relaxed) {
+            tracing::warn!(%error, "publishing to NATS failed; events are kept and sent again (later failures are only counted)");
+        }
+    }
+}
+
+/// `{prefix}.{graph}.{run id}`, the graph's name made a valid subject token: characters other
+/// than ASCII letters, digits, `-` and `_` become `_`.
+pub(crate) fn subject(prefix: &str, graph: &str, run_id: RunId) -> String {
+    format!("{prefix}.{}.{run_id}", crate::subject_token(graph))
+}
