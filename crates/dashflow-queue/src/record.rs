@@ -267,7 +267,6 @@ pub struct Lease {
 
 /// A run a worker claimed, with everything needed to run it.
 #[derive(Clone, Debug, PartialEq)]
-#[non_exhaustive]
 pub struct ClaimedRun {
     /// The lease.
     pub lease: Lease,
@@ -487,7 +486,6 @@ impl WorkerState {
 
 /// A registered worker.
 #[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
 pub struct WorkerRecord {
     /// What it registered.
     pub info: WorkerInfo,
@@ -501,7 +499,6 @@ pub struct WorkerRecord {
 
 /// One run as stored.
 #[derive(Clone, Debug, PartialEq)]
-#[non_exhaustive]
 pub struct RunRecord {
     /// Its id.
     pub run_id: String,
@@ -578,7 +575,6 @@ impl RunFilter {
 
 /// How many runs of one queue and priority are in one state.
 #[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
 pub struct QueueStat {
     /// The queue.
     pub queue: String,

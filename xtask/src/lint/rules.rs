@@ -33,6 +33,8 @@ const DERIVE: &str = "dashflow-derive";
 const GRAPH: &str = "dashflow-graph";
 const SCHEDULER: &str = "dashflow-scheduler";
 const TELEMETRY: &str = "dashflow-telemetry";
+const QUEUE: &str = "dashflow-queue";
+const EXECUTOR: &str = "dashflow-executor";
 
 /// Adding a crate to the workspace means adding its line here.
 pub(crate) const RULES: &[Rule] = &[
@@ -49,6 +51,17 @@ pub(crate) const RULES: &[Rule] = &[
         "the executor never names the WAL or a concrete backend; the facade wires those in",
     ),
     only("dashflow-wal", &[TELEMETRY], "the WAL is an event sink"),
+    only(QUEUE, &[CHECKPOINT], "the run-queue trait crate knows checkpoints (fenced writers), nothing of graphs"),
+    only(
+        "dashflow-queue-*",
+        &[QUEUE, CHECKPOINT, "dashflow-checkpoint-postgres"],
+        "a queue backend depends on the queue trait and the checkpoint backend of its own engine, whose writes it fences",
+    ),
+    only(
+        "dashflow-worker",
+        &[EXECUTOR, QUEUE, CHECKPOINT, TELEMETRY, GRAPH],
+        "the worker drives the executor over the queue trait and never names a backend",
+    ),
     only(
         "dashflow-ui",
         &[CHECKPOINT, GRAPH, TELEMETRY, "dashflow-wal"],
