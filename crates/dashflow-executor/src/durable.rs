@@ -380,7 +380,9 @@ impl Durable {
         let mut metadata = self.tags.clone();
         metadata.insert("source".into(), source.as_str().into());
         metadata.insert("step".into(), position.step.into());
-        if matches!(source, Source::Input) {
+        // A retried distributed run finds its own input or update by run id, and does not
+        // apply it twice.
+        if matches!(source, Source::Input | Source::Update) {
             metadata.insert("run_id".into(), self.run_id.clone().into());
         }
         let record = CheckpointRecord {

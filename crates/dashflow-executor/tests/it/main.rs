@@ -17,6 +17,7 @@ mod evolution;
 mod failures;
 mod integrity;
 mod limits;
+mod per_run;
 mod placement;
 mod reducers;
 mod send;
