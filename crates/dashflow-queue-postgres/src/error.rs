@@ -33,7 +33,10 @@ pub(crate) fn corrupt(detail: impl Into<String>) -> QueueError {
 /// Refuses text PostgreSQL cannot store.
 pub(crate) fn ensure_text(value: &str, what: &'static str) -> Result<(), QueueError> {
     if value.contains('\0') {
-        return Err(QueueError::Invalid { what, detail: "contains a NUL character, which PostgreSQL cannot store".into() });
+        return Err(QueueError::Invalid {
+            what,
+            detail: "contains a NUL character, which PostgreSQL cannot store".into(),
+        });
     }
     Ok(())
 }

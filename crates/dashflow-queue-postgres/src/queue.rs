@@ -168,12 +168,9 @@ fn lease_lost(lease: &Lease, why: &str) -> QueueError {
 #[async_trait]
 impl RunQueue for PostgresRunQueue {
     async fn submit(&self, run: NewRun) -> Result<RunState> {
-        for (value, what) in [
-            (&run.run_id, "run id"),
-            (&run.thread_id, "thread id"),
-            (&run.queue, "queue"),
-            (&run.tenant, "tenant"),
-        ] {
+        for (value, what) in
+            [(&run.run_id, "run id"), (&run.thread_id, "thread id"), (&run.queue, "queue"), (&run.tenant, "tenant")]
+        {
             ensure_text(value, what)?;
         }
         if run.thread_id.is_empty() {
@@ -470,14 +467,13 @@ impl RunQueue for PostgresRunQueue {
             tracing::info!(workers = ?report.workers_stopped, runs = ?report.runs, "swept dead workers");
         }
         // Apart, so that a race with a submit (a unique violation) cannot undo the reclaim.
-        report.promoted = sqlx::query(sql::PROMOTE_ALL)
-            .execute(&mut *conn)
-            .await
-            .map(|done| done.rows_affected())
-            .unwrap_or_else(|error| {
-                tracing::debug!(%error, "promoting pending runs failed; the next sweep tries again");
-                0
-            });
+        report.promoted =
+            sqlx::query(sql::PROMOTE_ALL).execute(&mut *conn).await.map(|done| done.rows_affected()).unwrap_or_else(
+                |error| {
+                    tracing::debug!(%error, "promoting pending runs failed; the next sweep tries again");
+                    0
+                },
+            );
         Ok(report)
     }
 

@@ -106,7 +106,8 @@ pub(crate) const CANCEL_WAITING: &str = "UPDATE dashflow_runs SET state = 'cance
         error = 'cancelled before it ran'
     WHERE run_id = $1 AND state IN ('pending', 'queued')";
 
-pub(crate) const CANCEL_RUNNING: &str = "UPDATE dashflow_runs SET cancel_requested_at = coalesce(cancel_requested_at, now())
+pub(crate) const CANCEL_RUNNING: &str =
+    "UPDATE dashflow_runs SET cancel_requested_at = coalesce(cancel_requested_at, now())
     WHERE run_id = $1 AND state = 'running'";
 
 pub(crate) const TRY_SWEEP_LOCK: &str = "SELECT pg_try_advisory_xact_lock($1, hashtext(current_schema()))";

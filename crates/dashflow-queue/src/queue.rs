@@ -42,8 +42,13 @@ pub trait RunQueue: Send + Sync + fmt::Debug + 'static {
 
     /// Claims up to `limit` queued runs of `queues` whose graph is among `graphs`, highest
     /// priority first and fair across tenants; each claim bumps its thread's fence epoch.
-    async fn claim(&self, worker_id: &str, queues: &[String], graphs: &[GraphKey], limit: usize)
-    -> Result<Vec<ClaimedRun>>;
+    async fn claim(
+        &self,
+        worker_id: &str,
+        queues: &[String],
+        graphs: &[GraphKey],
+        limit: usize,
+    ) -> Result<Vec<ClaimedRun>>;
 
     /// Ends a run held under `lease`; `LeaseLost` (and nothing changed) when the lease moved on.
     /// Promotes the thread's oldest pending run.

@@ -440,15 +440,7 @@ impl WorkerInfo {
         graph_keys: Vec<GraphKey>,
         slots: i32,
     ) -> Self {
-        Self {
-            worker_id: worker_id.into(),
-            host: host.into(),
-            pid,
-            version: String::new(),
-            queues,
-            graph_keys,
-            slots,
-        }
+        Self { worker_id: worker_id.into(), host: host.into(), pid, version: String::new(), queues, graph_keys, slots }
     }
 
     /// Sets the program version it reports.

@@ -96,7 +96,10 @@ async fn a_worker_claims_only_graphs_it_has() {
     let Some((_db, queue)) = queue("a_worker_claims_only_graphs_it_has").await else { return };
     worker(&queue, "w").await;
     let other = dashflow_queue::GraphKey::new("g", "v2", 7);
-    queue.submit(dashflow_queue::NewRun::new(other.clone(), "t", dashflow_queue::RunKind::Invoke, vec![])).await.unwrap();
+    queue
+        .submit(dashflow_queue::NewRun::new(other.clone(), "t", dashflow_queue::RunKind::Invoke, vec![]))
+        .await
+        .unwrap();
     assert!(queue.claim("w", &["default".to_owned()], &[key()], 8).await.unwrap().is_empty());
     assert_eq!(queue.list(&RunFilter::new().state(RunState::Queued)).await.unwrap().len(), 1);
 }
