@@ -14,10 +14,10 @@ use std::process::{Child, Command as Process, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context as _, Result, ensure};
+use anyhow::{Context as _, Result, bail, ensure};
 use dashflow_checkpoint::{Checkpointer, ListOptions};
 use dashflow_checkpoint_postgres::PostgresCheckpointer;
-use dashflow_checkpoint_postgres::testing::TestDatabase;
+use dashflow_checkpoint_postgres::testing::{TestDatabase, TestServer};
 use dashflow_executor::CompiledGraph;
 use dashflow_graph::{END, GraphState, NodeContext, NodeError, START, StateGraph};
 use dashflow_queue::{RunQueue, RunState, Timings};
@@ -122,6 +122,11 @@ fn child() -> Result<()> {
         var("DASHFLOW_WORKER_VERSION")?,
     );
     let hang_marker = std::env::var("DASHFLOW_WORKER_HANG").ok().map(PathBuf::from);
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .init();
     let env = Arc::new(Env { ledger: PathBuf::from(ledger), hang_marker });
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     runtime.block_on(async {
@@ -141,7 +146,9 @@ fn child() -> Result<()> {
 
 /// One trial's world: a schema, a ledger, and the worker processes it started.
 struct Cluster {
-    db: TestDatabase,
+    db: Option<TestDatabase>,
+    server: Option<TestServer>,
+    schema: String,
     url: String,
     dir: tempfile::TempDir,
     workers: Vec<Child>,
@@ -152,8 +159,34 @@ impl Cluster {
     async fn new(test: &str) -> Option<Self> {
         let db = TestDatabase::from_env(test).await?;
         let url = std::env::var(dashflow_checkpoint_postgres::testing::URL_VAR).unwrap();
-        let queue = Arc::new(queue_at(&url, db.schema()).await.unwrap());
-        Some(Self { db, url, dir: tempfile::tempdir().unwrap(), workers: Vec::new(), queue })
+        let schema = db.schema().to_owned();
+        let queue = Arc::new(queue_at(&url, &schema).await.unwrap());
+        Some(Self {
+            db: Some(db),
+            server: None,
+            schema,
+            url,
+            dir: tempfile::tempdir().unwrap(),
+            workers: Vec::new(),
+            queue,
+        })
+    }
+
+    /// A cluster on a PostgreSQL server of its own, which the test may pause.
+    async fn on_private_server(test: &str) -> Option<Self> {
+        let server = TestServer::create(test).await?;
+        let url = server.url();
+        let schema = "public".to_owned();
+        let queue = Arc::new(queue_at(&url, &schema).await.unwrap());
+        Some(Self {
+            db: None,
+            server: Some(server),
+            schema,
+            url,
+            dir: tempfile::tempdir().unwrap(),
+            workers: Vec::new(),
+            queue,
+        })
     }
 
     fn ledger(&self) -> PathBuf {
@@ -166,7 +199,7 @@ impl Cluster {
         process
             .env("DASHFLOW_WORKER_CHILD", "1")
             .env("DASHFLOW_WORKER_URL", &self.url)
-            .env("DASHFLOW_WORKER_SCHEMA", self.db.schema())
+            .env("DASHFLOW_WORKER_SCHEMA", &self.schema)
             .env("DASHFLOW_WORKER_LEDGER", self.ledger())
             .env("DASHFLOW_WORKER_VERSION", version)
             .env("DASHFLOW_HOME", self.dir.path().join("home"))
@@ -184,6 +217,15 @@ impl Cluster {
     fn kill(&mut self, index: usize) {
         let _ = self.workers[index].kill();
         let _ = self.workers[index].wait();
+    }
+
+    fn signal(&self, index: usize, signal: &str) {
+        let pid = self.workers[index].id().to_string();
+        let _ = Process::new("kill").args([signal, &pid]).status();
+    }
+
+    fn worker_log(&self, index: usize) -> String {
+        std::fs::read_to_string(self.dir.path().join(format!("worker-{index}.log"))).unwrap_or_default()
     }
 
     fn terminate(&mut self, index: usize) {
@@ -479,13 +521,83 @@ async fn terminated_connections_lose_no_step(test: &'static str) -> Result<()> {
     }
     for _ in 0..5 {
         tokio::time::sleep(Duration::from_millis(150)).await;
-        cluster.db.terminate_connections().await;
+        cluster.db.as_ref().context("a shared-server cluster")?.terminate_connections().await;
     }
     // The parent's own pool lost its connections too; it reconnects on use.
     for run_id in &runs {
         let log = cluster.final_log(&graph, run_id).await.with_context(|| cluster.worker_logs())?;
         ensure!(log == golden(), "run {run_id}: final state {log:?}");
     }
+    cluster.check_history(&threads).await
+}
+
+/// A slow-but-alive worker (SIGSTOP past its lease): its run is taken over; when it wakes, it
+/// learns it lost the lease, and none of its late writes lands.
+async fn a_paused_worker_is_fenced_when_it_wakes(test: &'static str) -> Result<()> {
+    let Some(mut cluster) = Cluster::new(test).await else { return Ok(()) };
+    let env = Arc::new(Env { ledger: cluster.ledger(), hang_marker: None });
+    let graph = registered(&env, "v1");
+    let slow = cluster.start_worker("v1", false);
+    cluster.until_ledger("the worker to start", |lines| lines.iter().any(|l| l.starts_with("worker "))).await?;
+    let (run_id, _) = cluster.client().submit(&graph, RunRequest::invoke(Work::default()).thread("t")).await?;
+    cluster.until_ledger("a task to start", |lines| lines.iter().any(|l| l.starts_with("start t/"))).await?;
+    cluster.signal(slow, "-STOP");
+    cluster.start_worker("v1", false);
+    let log = cluster.final_log(&graph, &run_id).await.with_context(|| cluster.worker_logs())?;
+    let run = cluster.queue.get(&run_id).await?.context("run")?;
+    ensure!(run.attempt >= 2, "the run was not taken over (attempt {})", run.attempt);
+    cluster.signal(slow, "-CONT");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !(cluster.worker_log(slow).contains("lease lost")
+        || cluster.worker_log(slow).contains("sweeper stopped this worker"))
+    {
+        ensure!(tokio::time::Instant::now() < deadline, "the woken worker never noticed:\n{}", cluster.worker_logs());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    ensure!(log == golden(), "final state {log:?}");
+    cluster.check_history(&["t".to_owned()]).await?;
+    // After waking it works normally again.
+    let (next, _) = cluster.client().submit(&graph, RunRequest::invoke(Work::default()).thread("t2")).await?;
+    ensure!(cluster.final_log(&graph, &next).await? == golden());
+    Ok(())
+}
+
+/// The database paused for twice the lease: every worker fences itself (stops its runs), then
+/// releases them when the database answers; the sweeper does not reclaim everything at once;
+/// every run finishes and the history checker passes.
+async fn a_paused_database_makes_workers_fence_themselves(test: &'static str) -> Result<()> {
+    let Some(mut cluster) = Cluster::on_private_server(test).await else { return Ok(()) };
+    let env = Arc::new(Env { ledger: cluster.ledger(), hang_marker: None });
+    let graph = registered(&env, "v1");
+    let first = cluster.start_worker("v1", false);
+    cluster.start_worker("v1", false);
+    let client = cluster.client();
+    let threads: Vec<String> = (0..8).map(|n| format!("t{n}")).collect();
+    let mut runs = Vec::new();
+    for thread in &threads {
+        runs.push(client.submit(&graph, RunRequest::invoke(Work::default()).thread(thread.as_str())).await?.0);
+    }
+    cluster
+        .until_ledger("tasks to start", |lines| lines.iter().filter(|l| l.starts_with("start ")).count() >= 6)
+        .await?;
+    let server = cluster.server.as_ref().context("a private server")?;
+    server.pause();
+    // Twice the lease (1.5 s in the workers' short timings): they must fence themselves.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !cluster.worker_log(first).contains("cannot heartbeat before the lease ends") {
+        if tokio::time::Instant::now() >= deadline {
+            server.resume();
+            bail!("the worker never fenced itself:\n{}", cluster.worker_logs());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    server.resume();
+    for run_id in &runs {
+        let log = cluster.final_log(&graph, run_id).await.with_context(|| cluster.worker_logs())?;
+        ensure!(log == golden(), "run {run_id}: final state {log:?}");
+    }
+    ensure!(cluster.worker_log(first).contains("releasing the runs stopped while fenced"), "{}", cluster.worker_logs());
     cluster.check_history(&threads).await
 }
 
@@ -507,6 +619,10 @@ fn main() -> Result<()> {
         trial("a_worker_never_runs_another_graph_version", |t| Box::pin(a_worker_never_runs_another_graph_version(t))),
         trial("cancel_stops_a_running_run", |t| Box::pin(cancel_stops_a_running_run(t))),
         trial("terminated_connections_lose_no_step", |t| Box::pin(terminated_connections_lose_no_step(t))),
+        trial("a_paused_worker_is_fenced_when_it_wakes", |t| Box::pin(a_paused_worker_is_fenced_when_it_wakes(t))),
+        trial("a_paused_database_makes_workers_fence_themselves", |t| {
+            Box::pin(a_paused_database_makes_workers_fence_themselves(t))
+        }),
     ];
     libtest_mimic::run(&args, trials).exit()
 }
