@@ -19,7 +19,7 @@ fn workers_list_and_queue_stats_show_the_queue_and_warn_of_graphs_no_worker_has(
         for (key, thread) in [(&have, "a"), (&have, "b"), (&lack, "c")] {
             queue.submit(NewRun::new(key.clone(), thread, RunKind::Invoke, Vec::new())).await.unwrap();
         }
-        queue.claim("w-1", &["default".into()], &[have.clone()], 1).await.unwrap();
+        queue.claim("w-1", &["default".into()], std::slice::from_ref(&have), 1).await.unwrap();
         let url = std::env::var(dashflow_checkpoint_postgres::testing::URL_VAR).unwrap();
         let schema = database.schema();
 
