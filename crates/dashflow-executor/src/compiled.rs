@@ -412,6 +412,7 @@ async fn resume_from<S: GraphState>(
     }
     if let Some(answer) = command.resume {
         durable.answer_interrupts(&mut restored, &answer).await?;
+        durable.tag_run();
     }
     Ok(Start::Restored(Box::new(Resumed { state: Arc::new(state), position, restored, step_start })))
 }

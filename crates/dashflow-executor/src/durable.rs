@@ -320,6 +320,14 @@ impl Durable {
         };
     }
 
+    /// Names this run in the metadata of every checkpoint it writes from now on (`run_id`):
+    /// a run that answered an interrupt marks what it went on to write, so that a retry of
+    /// the same run (a distributed takeover) sees the answer was used and does not answer
+    /// again.
+    pub(crate) fn tag_run(&mut self) {
+        self.tags.insert("run_id".to_owned(), self.run_id.clone().into());
+    }
+
     /// The last checkpoint this run wrote (or continued from).
     pub(crate) fn head(&self) -> Option<&CheckpointId> {
         self.parent.as_ref()

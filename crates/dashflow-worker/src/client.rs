@@ -67,7 +67,9 @@ impl<S: MergeableState> RunRequest<S> {
     /// Continues the thread, answering its pending interrupt with `answer`
     /// (`CompiledGraph::resume` with `Command::resume`).
     pub fn resume(answer: impl Into<serde_json::Value>) -> Self {
-        Self::new(Payload::Resume { answer: Some(answer.into()), update: None }, RunKind::Resume)
+        // A `Value` always serializes.
+        let answer = serde_json::to_string(&answer.into()).unwrap_or_default();
+        Self::new(Payload::Resume { answer: Some(answer), update: None }, RunKind::Resume)
     }
 
     /// Continues the thread without an answer (after a crash, a failure or

@@ -20,7 +20,11 @@ use crate::WorkerError;
 pub(crate) enum Payload<S: GraphState> {
     Invoke(S),
     Update(S::Update),
-    Resume { answer: Option<serde_json::Value>, update: Option<S::Update> },
+    /// The answer as JSON text: bincode cannot carry a `serde_json::Value` itself.
+    Resume {
+        answer: Option<String>,
+        update: Option<S::Update>,
+    },
 }
 
 /// A compiled graph under a name and version: what a worker runs and a client submits to.
@@ -101,9 +105,12 @@ pub trait RunnableGraph: Send + Sync + 'static {
     async fn execute(&self, run: &ClaimedRun, checkpointer: Arc<dyn Checkpointer>) -> RunEnd;
 }
 
-/// Whether the thread has a checkpoint of `source` written by run `run_id`.
-async fn applied(checkpointer: &dyn Checkpointer, thread_id: &str, run_id: RunId, source: &str) -> bool {
-    let options = ListOptions::new().metadata("run_id", run_id.to_string()).metadata("source", source).limit(1);
+/// Whether the thread has a checkpoint written by run `run_id` (of `source`, when given).
+async fn applied(checkpointer: &dyn Checkpointer, thread_id: &str, run_id: RunId, source: Option<&str>) -> bool {
+    let mut options = ListOptions::new().metadata("run_id", run_id.to_string()).limit(1);
+    if let Some(source) = source {
+        options = options.metadata("source", source);
+    }
     checkpointer.list(thread_id, &options).await.is_ok_and(|found| !found.is_empty())
 }
 
@@ -163,27 +170,36 @@ impl<S: MergeableState> RunnableGraph for RegisteredGraph<S> {
         let app = &self.app;
         let result = match payload {
             // A retried run whose input is stored continues from the thread's checkpoint.
-            Payload::Invoke(_) | Payload::Update(_) if applied(&*checkpointer, thread, run_id, "input").await => {
+            Payload::Invoke(_) | Payload::Update(_) if applied(&*checkpointer, thread, run_id, Some("input")).await => {
                 app.resume(Command::new(), config).await
             }
             Payload::Invoke(input) => app.invoke(input, config).await,
             Payload::Update(update) => app.invoke_update(update, config).await,
             Payload::Resume { answer, update } => {
                 let update = match update {
-                    Some(_) if applied(&*checkpointer, thread, run_id, "update").await => None,
+                    Some(_) if applied(&*checkpointer, thread, run_id, Some("update")).await => None,
                     update => update,
                 };
-                let mut command = answer.map_or_else(Command::new, Command::resume);
+                let answer = match answer.map(|text| serde_json::from_str::<serde_json::Value>(&text)).transpose() {
+                    Ok(answer) => answer,
+                    Err(error) => {
+                        let error = format!("the resume answer is not JSON: {error}");
+                        return RunEnd::Finished(Finish::failed(error, None));
+                    }
+                };
+                // An earlier attempt that answered and went on marked its checkpoints with
+                // the run id: the answer is not given twice.
+                let answered = answer.is_some()
+                    && (applied(&*checkpointer, thread, run_id, Some("loop")).await
+                        || applied(&*checkpointer, thread, run_id, Some("exit")).await);
+                let mut command = match answer {
+                    Some(answer) if !answered => Command::resume(answer),
+                    _ => Command::new(),
+                };
                 if let Some(update) = update {
                     command = command.with_update(update);
                 }
-                match app.resume(command, config.clone()).await {
-                    // The answer was applied by an earlier attempt, which went on from there.
-                    Err(RunError::NothingToResume { .. }) if run.attempt > 1 => {
-                        app.resume(Command::new(), config).await
-                    }
-                    other => other,
-                }
+                app.resume(command, config).await
             }
         };
         ended(result)

@@ -69,3 +69,26 @@ async fn updates_and_resumed_updates_carry_their_run_id() {
     app.resume(command, RunConfig::thread("t").run_id(resuming)).await.unwrap();
     assert_eq!(checkpointer.list("t", &by(resuming, "update")).await.unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn a_run_that_answers_an_interrupt_names_itself_on_what_it_writes_next() {
+    let mut graph = StateGraph::<Trail>::new();
+    graph
+        .add_node("ask", |_: Arc<Trail>, ctx: dashflow_graph::NodeContext| async move {
+            let answer = ctx.interrupt("name?")?;
+            Ok::<_, dashflow_graph::NodeError>(TrailUpdate::default().log(vec![answer.to_string()]))
+        })
+        .add_edge(START, "ask")
+        .add_edge("ask", END);
+    let app = graph.compiled().unwrap().with_checkpointer(MemoryCheckpointer::new());
+    app.invoke(Trail::default(), RunConfig::thread("t").durability(Durability::Sync)).await.unwrap();
+    let answering = RunId::new();
+    let config = RunConfig::thread("t").durability(Durability::Sync).run_id(answering);
+    app.resume(dashflow_graph::Command::resume("ada"), config).await.unwrap();
+    let checkpointer = app.checkpointer().unwrap();
+    let named = checkpointer
+        .list("t", &ListOptions::new().metadata("run_id", answering.to_string()).metadata("source", "loop"))
+        .await
+        .unwrap();
+    assert_eq!(named.len(), 1, "the step the answer completed names the run");
+}
