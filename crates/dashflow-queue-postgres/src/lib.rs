@@ -41,6 +41,7 @@
 
 mod error;
 mod guard;
+mod listen;
 mod migrate;
 mod queue;
 mod sql;

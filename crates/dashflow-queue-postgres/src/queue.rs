@@ -8,7 +8,8 @@ use dashflow_checkpoint::Checkpointer;
 use dashflow_checkpoint_postgres::PostgresCheckpointer;
 use dashflow_queue::{
     ClaimedRun, Finish, GraphKey, HeartbeatReply, Lease, Multitask, NewRun, Priority, QueueError, QueueStat, Result,
-    RunFilter, RunKind, RunQueue, RunRecord, RunState, SweepReport, Timings, WorkerInfo, WorkerRecord, WorkerState,
+    RunFilter, RunKind, RunQueue, RunRecord, RunState, SweepReport, Timings, Wakeups, WorkerInfo, WorkerRecord,
+    WorkerState,
 };
 use sqlx::postgres::PgRow;
 use sqlx::{Connection, PgConnection, PgPool, Postgres, Row};
@@ -560,5 +561,15 @@ impl RunQueue for PostgresRunQueue {
 
     fn checkpointer(&self) -> Arc<dyn Checkpointer> {
         Arc::new(self.checkpointer.clone())
+    }
+
+    async fn wakeups(&self) -> Result<Option<Box<dyn Wakeups>>> {
+        const LISTEN: &str = "listen for wake-ups";
+        let mut conn = self.conn(LISTEN).await?;
+        let schema: String =
+            sqlx::query_scalar(sql::SCHEMA).fetch_one(&mut *conn).await.map_err(unavailable(LISTEN))?;
+        drop(conn);
+        let wakeups = crate::listen::listen(self.pool(), schema).await.map_err(unavailable(LISTEN))?;
+        Ok(Some(Box::new(wakeups)))
     }
 }

@@ -29,6 +29,7 @@ pub(crate) const INSERT_RUN: &str = "INSERT INTO dashflow_runs
     (run_id, queue, graph_key, thread_id, tenant, priority, vtime, state, kind, input, config, max_attempts)
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::jsonb, $12)";
 
+pub(crate) const SCHEMA: &str = "SELECT coalesce(current_schema(), '')";
 pub(crate) const WAKE: &str = "SELECT pg_notify('dashflow_wake', current_schema())";
 pub(crate) const DONE: &str = "SELECT pg_notify('dashflow_done', $1)";
 

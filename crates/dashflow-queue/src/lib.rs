@@ -30,7 +30,7 @@ mod queue;
 mod record;
 
 pub use error::{QueueError, Result};
-pub use queue::RunQueue;
+pub use queue::{RunQueue, Wake, Wakeups};
 pub use record::{
     ClaimedRun, Finish, GraphKey, HeartbeatReply, Lease, Multitask, NewRun, Priority, QueueStat, RunFilter, RunKind,
     RunRecord, RunState, SweepReport, Timings, WorkerInfo, WorkerRecord, WorkerState, new_run_id,

@@ -84,6 +84,34 @@ pub trait RunQueue: Send + Sync + fmt::Debug + 'static {
 
     /// The checkpointer the queue's runs write through, unfenced: for reading results.
     fn checkpointer(&self) -> Arc<dyn Checkpointer>;
+
+    /// A stream of wake-ups: hints that work was queued or a run finished, so that workers
+    /// and waiters need not wait for their next poll. Wake-ups can be missed (a reconnect
+    /// loses those sent meanwhile, which [`Wake::Missed`] reports), so callers keep polling.
+    /// `None` (the default): this queue has none, poll only.
+    async fn wakeups(&self) -> Result<Option<Box<dyn Wakeups>>> {
+        Ok(None)
+    }
+}
+
+/// What a [`Wakeups`] stream reports.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Wake {
+    /// Runs were queued (submitted, released, promoted or swept back): claim.
+    Work,
+    /// Run `0` ended.
+    Done(String),
+    /// Wake-ups may have been lost (the listener reconnected): check everything again.
+    Missed,
+}
+
+/// Wake-ups from a queue (see [`RunQueue::wakeups`]).
+#[async_trait]
+pub trait Wakeups: Send + fmt::Debug {
+    /// The next wake-up; `None` when there will be no more (poll only from then on).
+    /// Cancel-safe: dropping the future loses nothing.
+    async fn next(&mut self) -> Option<Wake>;
 }
 
 /// A shared queue is a queue.
@@ -153,5 +181,9 @@ impl<T: RunQueue + ?Sized> RunQueue for Arc<T> {
 
     fn checkpointer(&self) -> Arc<dyn Checkpointer> {
         (**self).checkpointer()
+    }
+
+    async fn wakeups(&self) -> Result<Option<Box<dyn Wakeups>>> {
+        (**self).wakeups().await
     }
 }

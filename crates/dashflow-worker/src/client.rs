@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use dashflow_executor::{Durability, RunConfig, StateSnapshot};
 use dashflow_graph::MergeableState;
-use dashflow_queue::{Multitask, NewRun, Priority, RunKind, RunQueue, RunRecord, RunState};
+use dashflow_queue::{Multitask, NewRun, Priority, RunKind, RunQueue, RunRecord, RunState, Wake};
 
 use crate::registry::{Payload, RegisteredGraph};
 use crate::{Result, WorkerError};
@@ -151,9 +151,10 @@ pub struct Finished<S> {
 }
 
 impl Client {
-    /// A client of `queue`; `wait` polls every 100 ms.
+    /// A client of `queue`. `wait` listens for the queue's wake-ups and polls every second
+    /// besides, for those it misses.
     pub fn new(queue: Arc<dyn RunQueue>) -> Self {
-        Self { queue, poll: Duration::from_millis(100) }
+        Self { queue, poll: Duration::from_secs(1) }
     }
 
     /// Polls every `poll` while waiting.
@@ -204,6 +205,8 @@ impl Client {
     /// `timeout`.
     pub async fn wait(&self, run_id: &str, timeout: Duration) -> Result<RunRecord> {
         let deadline = tokio::time::Instant::now() + timeout;
+        // Wake-ups make waiting prompt; the poll is the guarantee when one is missed.
+        let mut wakeups = self.queue.wakeups().await.ok().flatten();
         loop {
             let run = self
                 .queue
@@ -213,10 +216,27 @@ impl Client {
             if run.state.is_terminal() {
                 return Ok(run);
             }
-            if tokio::time::Instant::now() >= deadline {
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
                 return Err(WorkerError::Timeout { run_id: run_id.to_owned(), after: timeout, state: run.state });
             }
-            tokio::time::sleep(self.poll).await;
+            let until = (now + self.poll).min(deadline);
+            loop {
+                let wake = async {
+                    match &mut wakeups {
+                        Some(wakeups) => wakeups.next().await,
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    () = tokio::time::sleep_until(until) => break,
+                    wake = wake => match wake {
+                        Some(Wake::Done(done)) if done != run_id => {}
+                        Some(_) => break,
+                        None => wakeups = None,
+                    },
+                }
+            }
         }
     }
 

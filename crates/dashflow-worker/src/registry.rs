@@ -161,6 +161,8 @@ impl<S: MergeableState> RunnableGraph for RegisteredGraph<S> {
             .run_id(run_id)
             .durability(durability(&run.config))
             .checkpointer(Arc::clone(&checkpointer))
+            // The run log and `dashflow runs list` then tell attempts and their workers apart.
+            .tag(format!("worker={}", lease.worker_id))
             .tag(format!("attempt={}", run.attempt))
             .tag(format!("epoch={}", lease.epoch));
         if let Some(limit) = run.config.get("recursion_limit").and_then(serde_json::Value::as_u64) {

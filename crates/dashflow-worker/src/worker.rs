@@ -9,7 +9,9 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use dashflow_graph::MergeableState;
-use dashflow_queue::{ClaimedRun, Finish, GraphKey, Lease, QueueError, RunQueue, RunState, Timings, WorkerInfo};
+use dashflow_queue::{
+    ClaimedRun, Finish, GraphKey, Lease, QueueError, RunQueue, RunState, Timings, Wake, Wakeups, WorkerInfo,
+};
 use tokio::sync::Notify;
 use tokio::task::{AbortHandle, JoinHandle};
 use tokio::time::Instant;
@@ -213,6 +215,14 @@ pub async fn shutdown_signal() {
     }
 }
 
+/// The next wake-up, or never when there are none.
+async fn next_wake(wakeups: &mut Option<Box<dyn Wakeups>>) -> Option<Wake> {
+    match wakeups {
+        Some(wakeups) => wakeups.next().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// `every`, give or take a fifth, so that workers started together do not act in lockstep.
 fn jittered(every: Duration) -> Duration {
     every.mul_f64(0.8 + 0.4 * fastrand::f64())
@@ -254,25 +264,42 @@ impl Worker {
         let heartbeat = tokio::spawn(Arc::clone(shared).heartbeats());
         let sweeper = tokio::spawn(Arc::clone(shared).sweeps());
         tokio::pin!(shutdown);
-        loop {
-            let free = self.slots.saturating_sub(lock(&shared.held).len());
-            let wait = if free == 0 || shared.fenced.load(Ordering::SeqCst) {
+        let mut wakeups = match shared.queue.wakeups().await {
+            Ok(wakeups) => wakeups,
+            Err(error) => {
+                tracing::info!(error = %dashflow_telemetry::Report(&error), "no wake-ups from the queue; polling only");
                 None
+            }
+        };
+        'claiming: loop {
+            let free = self.slots.saturating_sub(lock(&shared.held).len());
+            let idle = if free == 0 || shared.fenced.load(Ordering::SeqCst) {
+                false
             } else {
                 match shared.claim(free.min(8)).await {
+                    // A full batch: there may be more.
                     Ok(claimed) if claimed == free.min(8) => continue,
-                    Ok(_) => Some(jittered(shared.timings.poll)),
+                    Ok(_) => true,
                     Err(error) => {
                         tracing::warn!(error = %dashflow_telemetry::Report(&error), "claiming runs failed");
-                        Some(jittered(shared.timings.poll))
+                        true
                     }
                 }
             };
-            let pause = wait.unwrap_or(shared.timings.poll);
-            tokio::select! {
-                () = &mut shutdown => break,
-                () = shared.slot_freed.notified(), if wait.is_none() => {}
-                () = tokio::time::sleep(pause) => {}
+            // Idle: wait for the poll, or a wake-up that says work was queued. Full: for a
+            // slot to free up.
+            let until = Instant::now() + if idle { jittered(shared.timings.poll) } else { shared.timings.poll };
+            loop {
+                tokio::select! {
+                    () = &mut shutdown => break 'claiming,
+                    () = shared.slot_freed.notified(), if !idle => break,
+                    () = tokio::time::sleep_until(until) => break,
+                    wake = next_wake(&mut wakeups), if idle => match wake {
+                        Some(Wake::Done(_)) => {}
+                        Some(_) => break,
+                        None => wakeups = None,
+                    },
+                }
             }
         }
         self.drain(heartbeat, sweeper).await

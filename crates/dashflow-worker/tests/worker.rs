@@ -247,3 +247,33 @@ impl RunQueue for NoQueue {
         unreachable!()
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wake_ups_start_and_report_runs_without_waiting_for_a_poll() {
+    let Some((_db, queue)) = setup("wake_ups_start_and_report_runs_without_waiting_for_a_poll").await else { return };
+    let executions = Arc::new(Mutex::new(Vec::new()));
+    let graph = RegisteredGraph::new("chat", "v1", chat(&executions));
+    // Polls far apart: only wake-ups can make the worker claim and the client return in time.
+    let hour = Duration::from_secs(3600);
+    let worker = Worker::builder(Arc::clone(&queue) as Arc<dyn RunQueue>)
+        .graph(graph.clone())
+        .timings(Timings::short().poll(hour))
+        .build()
+        .unwrap();
+    let counters = worker.counters();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move { worker.run(async move { drop(stopped.await) }).await.unwrap() });
+    // The worker went idle after its first (empty) claim.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while queue.workers().await.unwrap().is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "the worker never registered");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let client = Client::new(Arc::clone(&queue) as Arc<dyn RunQueue>).with_poll_interval(hour);
+    let (run_id, _) = client.submit(&graph, RunRequest::invoke(Chat::default()).thread("c")).await.unwrap();
+    let run = client.wait(&run_id, Duration::from_secs(30)).await.unwrap();
+    assert_eq!(run.state, RunState::Interrupted);
+    assert_eq!(WorkerCounters::get(&counters.claimed), 1);
+    drop(stop);
+    task.await.unwrap();
+}

@@ -135,3 +135,39 @@ async fn the_sweeper_requeues_the_runs_of_a_worker_whose_session_is_gone() {
     assert!(!reply.alive);
     assert_eq!(reply.lost, vec![claimed.lease.run_id.clone()]);
 }
+
+#[tokio::test]
+async fn claims_are_fair_across_tenants_and_strict_across_priorities() {
+    let Some((_db, queue)) = queue("claims_are_fair_across_tenants_and_strict_across_priorities").await else { return };
+    worker(&queue, "w").await;
+    for n in 0..100 {
+        queue.submit(run(&format!("a{n}")).tenant("a")).await.unwrap();
+    }
+    for n in 0..5 {
+        queue.submit(run(&format!("b{n}")).tenant("b")).await.unwrap();
+    }
+    let urgent = run("urgent").tenant("a").priority(dashflow_queue::Priority::High);
+    queue.submit(urgent.clone()).await.unwrap();
+
+    let mut order = Vec::new();
+    for _ in 0..11 {
+        order.push(claim_one(&queue, "w").await.lease.thread_id);
+    }
+    assert_eq!(order[0], "urgent", "a higher priority is claimed first: {order:?}");
+    let b = order.iter().filter(|thread| thread.starts_with('b')).count();
+    assert_eq!(b, 5, "tenant b's 5 runs interleave with tenant a's 100: {order:?}");
+}
+
+#[tokio::test]
+async fn wakeups_report_queued_work_and_finished_runs() {
+    let Some((_db, queue)) = queue("wakeups_report_queued_work_and_finished_runs").await else { return };
+    let mut wakeups = queue.wakeups().await.unwrap().expect("PostgreSQL has wake-ups");
+    let within = std::time::Duration::from_secs(30);
+    worker(&queue, "w").await;
+    queue.submit(run("t")).await.unwrap();
+    assert_eq!(tokio::time::timeout(within, wakeups.next()).await.unwrap(), Some(dashflow_queue::Wake::Work));
+    let claimed = claim_one(&queue, "w").await;
+    queue.finish(&claimed.lease, Finish::new(RunState::Completed, None)).await.unwrap();
+    let done = dashflow_queue::Wake::Done(claimed.lease.run_id.clone());
+    assert_eq!(tokio::time::timeout(within, wakeups.next()).await.unwrap(), Some(done));
+}
