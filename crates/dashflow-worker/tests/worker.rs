@@ -92,10 +92,11 @@ async fn invoke_resume_and_update_runs_go_through_the_queue() {
     assert_eq!(paused.run.state, RunState::Interrupted);
     assert_eq!(paused.state.unwrap().state.log, ["name=ada", "reply", "again"]);
 
-    assert_eq!(WorkerCounters::get(&counters.claimed), 3);
-    assert_eq!(WorkerCounters::get(&counters.finished), 3);
+    // Stopped first: a run's counter moves just after its finish commits.
     drop(stop);
     task.await.unwrap();
+    assert_eq!(WorkerCounters::get(&counters.claimed), 3);
+    assert_eq!(WorkerCounters::get(&counters.finished), 3);
     let workers = queue.workers().await.unwrap();
     assert_eq!(workers[0].state, dashflow_queue::WorkerState::Stopped);
 }
@@ -273,7 +274,33 @@ async fn wake_ups_start_and_report_runs_without_waiting_for_a_poll() {
     let (run_id, _) = client.submit(&graph, RunRequest::invoke(Chat::default()).thread("c")).await.unwrap();
     let run = client.wait(&run_id, Duration::from_secs(30)).await.unwrap();
     assert_eq!(run.state, RunState::Interrupted);
-    assert_eq!(WorkerCounters::get(&counters.claimed), 1);
     drop(stop);
     task.await.unwrap();
+    assert_eq!(WorkerCounters::get(&counters.claimed), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_counters_reach_the_metrics_facade() {
+    let Some((_db, queue)) = setup("worker_counters_reach_the_metrics_facade").await else { return };
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let handle = recorder.handle();
+    // The process's only recorder: this test's binary installs none elsewhere.
+    metrics::set_global_recorder(recorder).expect("no other recorder in this test process");
+    let executions = Arc::new(Mutex::new(Vec::new()));
+    let graph = RegisteredGraph::new("chat", "v1", chat(&executions));
+    let (stop, task, _) = start_worker(&queue, graph.clone());
+    let client = Client::new(Arc::clone(&queue) as Arc<dyn RunQueue>).with_poll_interval(Duration::from_millis(20));
+    let (run_id, _) = client.submit(&graph, RunRequest::invoke(Chat::default()).thread("c")).await.unwrap();
+    client.wait(&run_id, Duration::from_secs(30)).await.unwrap();
+    drop(stop);
+    task.await.unwrap();
+    let text = handle.render();
+    // At least this test's run: other tests of this binary may run workers meanwhile.
+    for name in ["dashflow_runs_claimed_total", "dashflow_runs_finished_total"] {
+        let value = text
+            .lines()
+            .find_map(|line| line.strip_prefix(name)?.trim().parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("no `{name}` in:\n{text}"));
+        assert!(value >= 1.0, "{name} is {value}");
+    }
 }
