@@ -1,4 +1,4 @@
--- The run queue (SCALEOUT.md section 2.3). Ownership is a row plus a fence epoch, never a
+-- The run queue (docs/distributed.md). Ownership is a row plus a fence epoch, never a
 -- held lock or transaction, so nothing pins the xmin horizon across a run.
 CREATE TABLE dashflow_runs (
     run_id           text COLLATE "C" PRIMARY KEY,

@@ -14,7 +14,7 @@
 //! # }
 //! ```
 //!
-//! # How it works (SCALEOUT.md part 2)
+//! # How it works (docs/distributed.md)
 //!
 //! - **Tables** (migrations in `dashflow_queue_migrations`, apart from the checkpoint
 //!   backend's): `dashflow_runs` (one row per run; a partial unique index allows one queued or

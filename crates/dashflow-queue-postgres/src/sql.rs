@@ -1,4 +1,4 @@
-//! The queue's statements (SCALEOUT.md section 2.4).
+//! The queue's statements (docs/distributed.md).
 
 /// Serializes a thread's submit, finish, release and cancel: `DFTH`, then `hashtext(thread)`.
 pub(crate) const THREAD_LOCK: i32 = 0x4446_5448;

@@ -1,4 +1,4 @@
-//! Scale-out with real worker processes on the CI PostgreSQL (R23 and SCALEOUT.md's test plan).
+//! Scale-out with real worker processes on the CI PostgreSQL (R23; docs/distributed.md).
 //!
 //! The test binary is its own worker: with `DASHFLOW_WORKER_CHILD=1` it runs one [`Worker`]
 //! against the schema the parent names, until SIGTERM (or SIGKILL). Every node appends a line

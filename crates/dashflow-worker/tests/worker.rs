@@ -1,5 +1,5 @@
 //! A worker in the test's own process: invoke, resume and update runs through the queue, the
-//! idempotence of retried attempts (SCALEOUT.md F3, F4, F20), counters, and the client.
+//! idempotence of retried attempts (docs/distributed.md, Takeover), counters, and the client.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 
