@@ -27,6 +27,8 @@ const QUICK_CRITERION_FLAGS: [&str; 4] = ["--warm-up-time", "1", "--measurement-
 #[derive(Debug, Default, PartialEq, Eq)]
 pub(crate) struct Options {
     quick: bool,
+    /// Run B8 (the PostgreSQL queue with worker processes) instead of the criterion workloads.
+    b8: bool,
     compare_langgraph: bool,
     write_doc: bool,
 }
@@ -38,6 +40,7 @@ impl Options {
         while let Some(flag) = flags.next() {
             match flag.as_str() {
                 "--quick" => options.quick = true,
+                "--b8" => options.b8 = true,
                 "--write-doc" => options.write_doc = true,
                 "--compare" => {
                     let baseline = flags.next().context("`--compare` needs a baseline: `--compare langgraph`")?;
@@ -76,6 +79,9 @@ impl Options {
 }
 
 pub(crate) fn run(options: &Options) -> Result<()> {
+    if options.b8 {
+        return run_b8(options.quick);
+    }
     let (measurements, metrics) = run_criterion(options.quick)?;
     let targets = report::targets_table(&measurements).render();
     println!("\nDashFlow, median per invoke:\n\n{targets}");
@@ -158,6 +164,22 @@ fn run_criterion(quick: bool) -> Result<(Vec<Measurement>, Metrics)> {
         bail!("`cargo bench` printed no results in bencher format (`test NAME ... bench: N ns/iter`)");
     }
     Ok((measurements, metrics::parse(&output)))
+}
+
+/// B8: the run queue with worker processes, on the PostgreSQL of `DASHFLOW_TEST_POSTGRES_URL`.
+fn run_b8(quick: bool) -> Result<()> {
+    let mut command = workspace::cargo();
+    command.args(["bench", "-p", "dashflow-benches", "--bench", "b8", "--"]);
+    if quick {
+        command.arg("--quick");
+    }
+    println!("==> B8: runs through the PostgreSQL queue\n$ {}", process::display(&command));
+    let output = echo_and_capture_stdout(&mut command)?;
+    match report::b8_table(&metrics::parse(&output)) {
+        Some(table) => println!("\n{}", table.render()),
+        None => println!("\nB8 did not run (see its output above)"),
+    }
+    Ok(())
 }
 
 /// Runs `command`, passing its stdout through line by line so progress stays visible, and
