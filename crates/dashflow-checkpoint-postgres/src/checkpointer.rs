@@ -1,6 +1,7 @@
 //! [`PostgresCheckpointer`]: the [`Checkpointer`] trait over an sqlx pool.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use dashflow_checkpoint::{
@@ -12,6 +13,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{Connection, PgConnection, PgPool, Postgres, Row};
 
 use crate::error::{Error, Sqlx};
+use crate::guard::{Rejected, WriteGuard};
 use crate::migrate;
 use crate::retry::{Idempotence, RetryPolicy};
 use crate::sql;
@@ -42,6 +44,8 @@ pub const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(
 pub struct PostgresCheckpointer {
     pool: PgPool,
     retry: RetryPolicy,
+    /// Checked inside the transaction of every write (see [`PostgresCheckpointer::guarded`]).
+    guard: Option<Arc<dyn WriteGuard>>,
 }
 
 impl PostgresCheckpointer {
@@ -82,7 +86,22 @@ impl PostgresCheckpointer {
     pub async fn from_pool(pool: PgPool) -> Result<Self> {
         let retry = RetryPolicy::default();
         migrate::migrate(&pool, &retry).await?;
-        Ok(Self { pool, retry })
+        Ok(Self { pool, retry, guard: None })
+    }
+
+    /// A checkpointer on the same pool whose every write (put, batch, pending writes,
+    /// snapshot rewrites, deletions of old checkpoints and namespaces) first runs `guard` in
+    /// the write's own transaction; a [`Rejected::Fenced`] is a `Conflict` and stores
+    /// nothing. Replaces any guard this one had. The run queue hands such a checkpointer, guarded
+    /// by the lease's fence epoch, to each run a worker holds.
+    #[must_use]
+    pub fn guarded(&self, guard: Arc<dyn WriteGuard>) -> Self {
+        Self { pool: self.pool.clone(), retry: self.retry, guard: Some(guard) }
+    }
+
+    /// The guard every write checks, if any.
+    pub fn guard(&self) -> Option<&Arc<dyn WriteGuard>> {
+        self.guard.as_ref()
     }
 
     /// Tries each operation at most `attempts` times in all (at least once; 5 by default).
@@ -158,6 +177,25 @@ fn spell(id: Option<&str>) -> String {
 }
 
 const PUT: &str = "put a checkpoint";
+const PUT_BATCH: &str = "put checkpoints";
+
+/// Runs `guard` on the write's transaction; a refusal is a `Conflict` on the namespace.
+async fn check_guard(
+    guard: &dyn WriteGuard,
+    conn: &mut PgConnection,
+    thread_id: &str,
+    namespace: &str,
+    operation: &'static str,
+) -> Result<(), Error> {
+    match guard.check(conn, thread_id).await {
+        Ok(()) => Ok(()),
+        Err(Rejected::Fenced { expected, actual }) => {
+            tracing::debug!(thread_id, %expected, %actual, operation, "a write guard refused a write");
+            Err(Error::Conflict { thread_id: thread_id.to_owned(), namespace: namespace.to_owned(), expected, actual })
+        }
+        Err(Rejected::Database(source)) => Err(Error::uncommitted(operation)(source)),
+    }
+}
 
 /// Which try of a put this is.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -299,11 +337,64 @@ impl Checkpointer for PostgresCheckpointer {
         let (record, values) = (&record, &values);
         // Idempotent through `Try::Again`: a retry after an unacknowledged commit finds its
         // own record and succeeds instead of reporting a conflict with itself.
+        if let Some(guard) = &self.guard {
+            let guard = &**guard;
+            return self
+                .retry
+                .run(PUT, Idempotence::Idempotent, |attempt| async move {
+                    let mut conn = self.acquire(PUT).await?;
+                    // An earlier try may have committed without an acknowledgement: that is
+                    // a success, found before the guard, which may have moved on since.
+                    if attempt > 1 && stored_record(&mut conn, record).await?.as_ref() == Some(record) {
+                        return Ok(());
+                    }
+                    let mut tx = conn.begin().await.map_err(Error::acquire(PUT))?;
+                    check_guard(guard, &mut tx, &record.thread_id, &record.namespace, PUT).await?;
+                    put_on(&mut tx, record, values, expected_head, Try::First).await?;
+                    tx.commit().await.map_err(Error::statement(PUT))
+                })
+                .await
+                .map_err(Into::into);
+        }
         self.retry
             .run(PUT, Idempotence::Idempotent, |attempt| async move {
                 let mut conn = self.acquire(PUT).await?;
                 put_on(&mut conn, record, values, expected_head, if attempt > 1 { Try::Again } else { Try::First })
                     .await
+            })
+            .await
+            .map_err(Into::into)
+    }
+
+    async fn put_batch(&self, records: Vec<(CheckpointRecord, Option<CheckpointId>)>) -> Result<()> {
+        // Unguarded, each put commits alone, as the trait's default does; guarded, the batch
+        // is one transaction behind one check of the guard.
+        let Some(guard) = &self.guard else {
+            for (record, expected) in records {
+                self.put(record, expected.as_ref()).await?;
+            }
+            return Ok(());
+        };
+        let Some((last, _)) = records.last() else { return Ok(()) };
+        let values = records.iter().map(|(record, _)| PutValues::new(record)).collect::<Result<Vec<_>, _>>()?;
+        let (guard, records, values) = (&**guard, &records, &values);
+        self.retry
+            .run(PUT_BATCH, Idempotence::Idempotent, |attempt| async move {
+                let mut conn = self.acquire(PUT_BATCH).await?;
+                // All or nothing: the last record stored means the whole batch committed.
+                if attempt > 1 && stored_record(&mut conn, last).await?.as_ref() == Some(last) {
+                    return Ok(());
+                }
+                let mut tx = conn.begin().await.map_err(Error::acquire(PUT_BATCH))?;
+                let mut checked: Vec<&str> = Vec::new();
+                for ((record, expected), values) in records.iter().zip(values) {
+                    if !checked.contains(&record.thread_id.as_str()) {
+                        check_guard(guard, &mut tx, &record.thread_id, &record.namespace, PUT_BATCH).await?;
+                        checked.push(&record.thread_id);
+                    }
+                    put_on(&mut tx, record, values, expected.as_ref(), Try::First).await?;
+                }
+                tx.commit().await.map_err(Error::statement(PUT_BATCH))
             })
             .await
             .map_err(Into::into)
@@ -344,6 +435,21 @@ impl Checkpointer for PostgresCheckpointer {
         self.retry
             .run(PUT_WRITES, Idempotence::Idempotent, |_| async move {
                 let mut conn = self.acquire(PUT_WRITES).await?;
+                if let Some(guard) = &self.guard {
+                    let mut tx = conn.begin().await.map_err(Error::acquire(PUT_WRITES))?;
+                    check_guard(&**guard, &mut tx, thread_id, namespace, PUT_WRITES).await?;
+                    sqlx::query(sql::PUT_WRITES)
+                        .bind(thread_id)
+                        .bind(namespace)
+                        .bind(checkpoint_id.as_str())
+                        .bind(task_ids)
+                        .bind(nodes)
+                        .bind(blobs)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(Error::uncommitted(PUT_WRITES))?;
+                    return tx.commit().await.map_err(Error::statement(PUT_WRITES));
+                }
                 sqlx::query(sql::PUT_WRITES)
                     .bind(thread_id)
                     .bind(namespace)
@@ -490,14 +596,20 @@ impl Checkpointer for PostgresCheckpointer {
         self.retry
             .run(DELETE_BEFORE, Idempotence::Once, |_| async move {
                 let mut conn = self.acquire(DELETE_BEFORE).await?;
-                sqlx::query(sql::DELETE_BEFORE)
+                let mut tx = conn.begin().await.map_err(Error::acquire(DELETE_BEFORE))?;
+                if let Some(guard) = &self.guard {
+                    check_guard(&**guard, &mut tx, thread_id, namespace, DELETE_BEFORE).await?;
+                }
+                let deleted = sqlx::query(sql::DELETE_BEFORE)
                     .bind(thread_id)
                     .bind(namespace)
                     .bind(keep_from.as_str())
-                    .execute(&mut *conn)
+                    .execute(&mut *tx)
                     .await
                     .map(|done| done.rows_affected())
-                    .map_err(Error::statement(DELETE_BEFORE))
+                    .map_err(Error::uncommitted(DELETE_BEFORE))?;
+                tx.commit().await.map_err(Error::statement(DELETE_BEFORE))?;
+                Ok(deleted)
             })
             .await
             .map_err(Into::into)
@@ -512,13 +624,19 @@ impl Checkpointer for PostgresCheckpointer {
         self.retry
             .run(DELETE_NAMESPACE, Idempotence::Once, |_| async move {
                 let mut conn = self.acquire(DELETE_NAMESPACE).await?;
-                sqlx::query(sql::DELETE_NAMESPACE)
+                let mut tx = conn.begin().await.map_err(Error::acquire(DELETE_NAMESPACE))?;
+                if let Some(guard) = &self.guard {
+                    check_guard(&**guard, &mut tx, thread_id, namespace, DELETE_NAMESPACE).await?;
+                }
+                let deleted = sqlx::query(sql::DELETE_NAMESPACE)
                     .bind(thread_id)
                     .bind(namespace)
-                    .execute(&mut *conn)
+                    .execute(&mut *tx)
                     .await
                     .map(|done| done.rows_affected())
-                    .map_err(Error::statement(DELETE_NAMESPACE))
+                    .map_err(Error::uncommitted(DELETE_NAMESPACE))?;
+                tx.commit().await.map_err(Error::statement(DELETE_NAMESPACE))?;
+                Ok(deleted)
             })
             .await
             .map_err(Into::into)
@@ -541,15 +659,21 @@ impl Checkpointer for PostgresCheckpointer {
             .retry
             .run(REWRITE, Idempotence::Idempotent, |_| async move {
                 let mut conn = self.acquire(REWRITE).await?;
-                sqlx::query(sql::REWRITE_AS_SNAPSHOT)
+                let mut tx = conn.begin().await.map_err(Error::acquire(REWRITE))?;
+                if let Some(guard) = &self.guard {
+                    check_guard(&**guard, &mut tx, thread_id, namespace, REWRITE).await?;
+                }
+                let changed = sqlx::query(sql::REWRITE_AS_SNAPSHOT)
                     .bind(thread_id)
                     .bind(namespace)
                     .bind(id.as_str())
                     .bind(blob.as_slice())
-                    .execute(&mut *conn)
+                    .execute(&mut *tx)
                     .await
                     .map(|done| done.rows_affected())
-                    .map_err(Error::statement(REWRITE))
+                    .map_err(Error::uncommitted(REWRITE))?;
+                tx.commit().await.map_err(Error::statement(REWRITE))?;
+                Ok(changed)
             })
             .await?;
         if changed == 0 { Err(not_found()) } else { Ok(()) }

@@ -65,6 +65,16 @@
 //! racing them lands either before (and is deleted or copied whole) or after (and conflicts
 //! or starts afresh), never half-way.
 //!
+//! # Guarded writes
+//!
+//! [`PostgresCheckpointer::guarded`] gives a checkpointer whose every write (put, batch of
+//! puts, pending writes, and retention's rewrites and deletions) first runs a [`WriteGuard`]
+//! inside the write's own transaction. The run queue uses it as a fence: a worker that lost
+//! its lease on a thread gets `CheckpointError::Conflict` naming the epochs, and stores
+//! nothing. A retried put whose earlier try committed without acknowledgement recognizes its
+//! own record before it checks the guard, so a lost acknowledgement is never reported as a
+//! fenced write.
+//!
 //! # Failures and retries
 //!
 //! A killed connection, a server restart, a deadlock or a serialization failure is retried a
@@ -90,6 +100,7 @@
 
 mod checkpointer;
 mod error;
+mod guard;
 mod migrate;
 mod retry;
 mod sql;
@@ -97,3 +108,4 @@ mod sql;
 pub mod testing;
 
 pub use checkpointer::{CONNECT_TIMEOUT, PostgresCheckpointer};
+pub use guard::{Rejected, WriteGuard};

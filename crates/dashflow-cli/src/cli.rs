@@ -43,9 +43,46 @@ pub enum Command {
     /// Check, repair or compact the write-ahead log.
     #[command(subcommand)]
     Wal(WalCommand),
+    /// Show the worker processes of a PostgreSQL run queue.
+    #[command(subcommand)]
+    Workers(WorkersCommand),
+    /// Show the run queue of a PostgreSQL database.
+    #[command(subcommand)]
+    Queue(QueueCommand),
     /// Serve a web viewer of the runs, their timelines and graphs, and the threads of a
     /// checkpoint database, on 127.0.0.1 (Ctrl-C to stop). It reads only.
     Ui(UiArgs),
+}
+
+/// `dashflow workers ...`.
+#[derive(Debug, Subcommand)]
+pub enum WorkersCommand {
+    /// List registered workers, live ones first: id, host, pid, version, queues, slots, runs
+    /// held, time since the last heartbeat (database time) and state (live, stale,
+    /// draining, stopped).
+    List(QueueArgs),
+}
+
+/// `dashflow queue ...`.
+#[derive(Debug, Subcommand)]
+pub enum QueueCommand {
+    /// Count runs per queue, priority and state, with how long the oldest queued run has
+    /// waited, and the runs each running worker holds.
+    Stats(QueueArgs),
+}
+
+/// Where the run queue is.
+#[derive(Debug, Args)]
+pub struct QueueArgs {
+    /// The PostgreSQL database holding the run queue (`postgres://user:password@host/db`).
+    #[arg(long, value_name = "URL")]
+    pub db: String,
+    /// The schema holding the queue's tables (sets `search_path`).
+    #[arg(long, value_name = "SCHEMA")]
+    pub schema: Option<String>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `dashflow ui`.

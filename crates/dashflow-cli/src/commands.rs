@@ -1,6 +1,7 @@
 //! One module per command. Each takes its parsed arguments and writes to `out`.
 
 pub(crate) mod graph;
+pub(crate) mod queue;
 pub(crate) mod runs_list;
 pub(crate) mod runs_show;
 pub(crate) mod tail;

@@ -73,8 +73,8 @@ use std::process::ExitCode;
 use clap::Parser;
 
 pub use cli::{
-    Cli, Command, DatabaseArgs, GraphArgs, GraphFormat, HistoryArgs, ListArgs, RunsCommand, ShowArgs, TailArgs,
-    ThreadsCommand, ThreadsListArgs, UiArgs, WalCommand,
+    Cli, Command, DatabaseArgs, GraphArgs, GraphFormat, HistoryArgs, ListArgs, QueueArgs, QueueCommand, RunsCommand,
+    ShowArgs, TailArgs, ThreadsCommand, ThreadsListArgs, UiArgs, WalCommand, WorkersCommand,
 };
 
 /// Runs the command `cli` describes, writing its output to `out`.
@@ -95,6 +95,8 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
         Command::Wal(WalCommand::Compact) => return commands::wal::compact(home, out),
         Command::Wal(WalCommand::Repair) => return commands::wal::repair(home, out),
         Command::Ui(args) => commands::ui::run(home, args, out)?,
+        Command::Workers(WorkersCommand::List(args)) => commands::queue::workers(args, out)?,
+        Command::Queue(QueueCommand::Stats(args)) => commands::queue::stats(args, out)?,
     }
     Ok(ExitCode::SUCCESS)
 }

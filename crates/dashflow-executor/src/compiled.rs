@@ -304,6 +304,18 @@ impl<S: GraphState> CompiledGraph<S> {
         Ok(self.configure(|inner| ids.iter().for_each(|&id| inner.interrupt_after[id] = true)))
     }
 
+    /// The fingerprint of the state type's schema, which every blob of this graph's
+    /// checkpoints carries (`dashflow_checkpoint::seal`): equal fingerprints read each
+    /// other's blobs. A distributed client seals a run's input with it.
+    pub fn state_fingerprint(&self) -> u64 {
+        crate::schema::schema_of::<S>().fingerprint
+    }
+
+    /// The codec checkpoints are written with.
+    pub fn codec(&self) -> Codec {
+        self.inner.format.codec
+    }
+
     /// The checkpointer, if any.
     pub fn checkpointer(&self) -> Option<&Arc<dyn Checkpointer>> {
         self.inner.checkpoints.as_ref().map(|settings| &settings.checkpointer)
@@ -472,6 +484,7 @@ async fn resume_from<S: GraphState>(
     }
     if let Some(answer) = command.resume {
         durable.answer_interrupts(&mut restored, &answer).await?;
+        durable.tag_run();
     }
     Ok(Start::Restored(Box::new(Resumed { state: Arc::new(state), position, restored, step_start })))
 }
@@ -509,7 +522,9 @@ async fn prepare<S: GraphState>(
         Begin::Update(_) => Some("invoke_update"),
         Begin::Resume(_) => Some("resume"),
     };
-    let (settings, thread_id) = match (&inner.checkpoints, &config.thread_id) {
+    // A per-run checkpointer writes with the graph's format.
+    let per_run = config.checkpointer.as_ref().map(|cp| CheckpointSettings::with_format(Arc::clone(cp), &inner.format));
+    let (settings, thread_id) = match (per_run.as_ref().or(inner.checkpoints.as_ref()), &config.thread_id) {
         (Some(settings), Some(thread_id)) => (settings, thread_id),
         (None, _) => match (operation, begin) {
             (None, Begin::Fresh(input)) => return Ok((None, Start::Fresh(Arc::new(input)))),

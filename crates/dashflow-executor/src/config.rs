@@ -5,7 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use dashflow_checkpoint::CheckpointId;
+use dashflow_checkpoint::{CheckpointId, Checkpointer};
 use dashflow_telemetry::{EventCallback, RunId};
 
 /// When a run's checkpoints must be durable, once a checkpointer is attached.
@@ -128,6 +128,9 @@ pub struct RunConfig {
     pub callbacks: Vec<Arc<dyn EventCallback>>,
     /// What the run's nodes read through `NodeContext::context` (see [`RunConfig::context`]).
     pub context: Option<Arc<dyn Any + Send + Sync>>,
+    /// Where this run checkpoints instead of the graph's checkpointer (see
+    /// [`RunConfig::checkpointer`]).
+    pub checkpointer: Option<Arc<dyn Checkpointer>>,
 }
 
 impl RunConfig {
@@ -145,6 +148,7 @@ impl RunConfig {
             tags: Vec::new(),
             callbacks: Vec::new(),
             context: None,
+            checkpointer: None,
         }
     }
 
@@ -230,6 +234,17 @@ impl RunConfig {
     }
 }
 
+impl RunConfig {
+    /// Checkpoints this run (its subgraph runs included) into `checkpointer` instead of the
+    /// graph's, with the graph's codec and snapshot settings; a graph without a checkpointer
+    /// becomes durable for this run. A distributed worker gives each run it holds a
+    /// checkpointer fenced by the run's lease this way, so a former owner can never write.
+    pub fn checkpointer(mut self, checkpointer: Arc<dyn Checkpointer>) -> Self {
+        self.checkpointer = Some(checkpointer);
+        self
+    }
+}
+
 impl Default for RunConfig {
     fn default() -> Self {
         Self::new()
@@ -250,6 +265,7 @@ impl fmt::Debug for RunConfig {
             .field("tags", &self.tags)
             .field("callbacks", &self.callbacks.len())
             .field("context", &self.context.is_some())
+            .field("checkpointer", &self.checkpointer)
             .finish()
     }
 }

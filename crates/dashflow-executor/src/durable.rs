@@ -320,6 +320,14 @@ impl Durable {
         };
     }
 
+    /// Names this run in the metadata of every checkpoint it writes from now on (`run_id`):
+    /// a run that answered an interrupt marks what it went on to write, so that a retry of
+    /// the same run (a distributed takeover) sees the answer was used and does not answer
+    /// again.
+    pub(crate) fn tag_run(&mut self) {
+        self.tags.insert("run_id".to_owned(), self.run_id.clone().into());
+    }
+
     /// The last checkpoint this run wrote (or continued from).
     pub(crate) fn head(&self) -> Option<&CheckpointId> {
         self.parent.as_ref()
@@ -380,7 +388,9 @@ impl Durable {
         let mut metadata = self.tags.clone();
         metadata.insert("source".into(), source.as_str().into());
         metadata.insert("step".into(), position.step.into());
-        if matches!(source, Source::Input) {
+        // A retried distributed run finds its own input or update by run id, and does not
+        // apply it twice.
+        if matches!(source, Source::Input | Source::Update) {
             metadata.insert("run_id".into(), self.run_id.clone().into());
         }
         let record = CheckpointRecord {

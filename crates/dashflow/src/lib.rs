@@ -93,6 +93,23 @@ pub mod otel;
 #[cfg(feature = "ui")]
 pub mod ui;
 
+/// Scale-out (feature `distributed`): worker processes on any host claim runs from a
+/// PostgreSQL run queue, run them with the ordinary loop, and checkpoint through a
+/// checkpointer fenced by their lease; [`Client`](distributed::Client) submits and waits.
+/// The guide's section 19 walks through it.
+#[cfg(feature = "distributed")]
+pub mod distributed {
+    pub use dashflow_queue::{
+        GraphKey, Multitask, Priority, QueueError, RunFilter, RunKind, RunQueue, RunRecord, RunState, Timings,
+        WorkerRecord, WorkerState,
+    };
+    pub use dashflow_queue_postgres::PostgresRunQueue;
+    pub use dashflow_worker::{
+        Client, Finished, RegisteredGraph, RunRequest, Worker, WorkerBuilder, WorkerCounters, WorkerError,
+        shutdown_signal,
+    };
+}
+
 #[cfg(feature = "prometheus")]
 pub use metrics::{PrometheusError, serve_prometheus};
 

@@ -29,6 +29,8 @@ const QUICK_CRITERION_FLAGS: [&str; 4] = ["--warm-up-time", "1", "--measurement-
 #[derive(Debug, Default, PartialEq, Eq)]
 pub(crate) struct Options {
     quick: bool,
+    /// Run B8 (the PostgreSQL queue with worker processes) instead of the criterion workloads.
+    b8: bool,
     compare_langgraph: bool,
     write_doc: bool,
     /// `--only`: one suite instead of both.
@@ -51,6 +53,7 @@ impl Options {
         while let Some(flag) = flags.next() {
             match flag.as_str() {
                 "--quick" => options.quick = true,
+                "--b8" => options.b8 = true,
                 "--write-doc" => options.write_doc = true,
                 "--only" => {
                     let suite = flags.next().context("`--only` needs a suite: `--only b7` or `--only criterion`")?;
@@ -107,6 +110,9 @@ impl Options {
 }
 
 pub(crate) fn run(options: &Options) -> Result<()> {
+    if options.b8 {
+        return run_b8(options.quick);
+    }
     let mut tables = Vec::new();
     let mut versions = None;
     if options.runs(Suite::Criterion) {
@@ -210,6 +216,22 @@ fn run_criterion(quick: bool) -> Result<(Vec<Measurement>, Metrics)> {
         bail!("`cargo bench` printed no results in bencher format (`test NAME ... bench: N ns/iter`)");
     }
     Ok((measurements, metrics::parse(&output)))
+}
+
+/// B8: the run queue with worker processes, on the PostgreSQL of `DASHFLOW_TEST_POSTGRES_URL`.
+fn run_b8(quick: bool) -> Result<()> {
+    let mut command = workspace::cargo();
+    command.args(["bench", "-p", "dashflow-benches", "--bench", "b8", "--"]);
+    if quick {
+        command.arg("--quick");
+    }
+    println!("==> B8: runs through the PostgreSQL queue\n$ {}", process::display(&command));
+    let output = echo_and_capture_stdout(&mut command)?;
+    match report::b8_table(&metrics::parse(&output)) {
+        Some(table) => println!("\n{}", table.render()),
+        None => println!("\nB8 did not run (see its output above)"),
+    }
+    Ok(())
 }
 
 /// Runs `command`, passing its stdout through line by line so progress stays visible, and

@@ -33,6 +33,8 @@ const DERIVE: &str = "dashflow-derive";
 const GRAPH: &str = "dashflow-graph";
 const SCHEDULER: &str = "dashflow-scheduler";
 const TELEMETRY: &str = "dashflow-telemetry";
+const QUEUE: &str = "dashflow-queue";
+const EXECUTOR: &str = "dashflow-executor";
 
 /// Adding a crate to the workspace means adding its line here.
 pub(crate) const RULES: &[Rule] = &[
@@ -51,6 +53,17 @@ pub(crate) const RULES: &[Rule] = &[
     only("dashflow-wal", &[TELEMETRY], "the WAL is an event sink"),
     only("dashflow-otel", &[TELEMETRY], "the OpenTelemetry exporter is an event sink"),
     only("dashflow-nats", &[TELEMETRY], "the NATS publisher is an event sink; its consumer reads events back"),
+    only(QUEUE, &[CHECKPOINT], "the run-queue trait crate knows checkpoints (fenced writers), nothing of graphs"),
+    only(
+        "dashflow-queue-*",
+        &[QUEUE, CHECKPOINT, "dashflow-checkpoint-postgres"],
+        "a queue backend depends on the queue trait and the checkpoint backend of its own engine, whose writes it fences",
+    ),
+    only(
+        "dashflow-worker",
+        &[EXECUTOR, QUEUE, CHECKPOINT, TELEMETRY, GRAPH],
+        "the worker drives the executor over the queue trait and never names a backend",
+    ),
     only(
         "dashflow-ui",
         &[CHECKPOINT, GRAPH, TELEMETRY, "dashflow-wal"],

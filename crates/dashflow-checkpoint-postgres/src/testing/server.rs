@@ -162,6 +162,46 @@ impl TestServer {
         }
     }
 
+    /// Freezes the server (SIGSTOP to the postmaster and every process it started), as a
+    /// stalled host or a long pause would: connections stay open and statements hang, nothing
+    /// is refused. [`TestServer::resume`] thaws it.
+    ///
+    /// # Panics
+    ///
+    /// When the server's processes cannot be found or signalled.
+    pub fn pause(&self) {
+        self.signal_all("-STOP");
+    }
+
+    /// Thaws a server frozen by [`TestServer::pause`].
+    ///
+    /// # Panics
+    ///
+    /// When the server's processes cannot be found or signalled.
+    pub fn resume(&self) {
+        self.signal_all("-CONT");
+    }
+
+    /// Sends `signal` to the postmaster and its children, by process id.
+    fn signal_all(&self, signal: &str) {
+        let pid_file = std::fs::read_to_string(self.data().join("postmaster.pid"))
+            .unwrap_or_else(|error| panic!("the test server has no postmaster.pid: {error}"));
+        let postmaster = pid_file.lines().next().unwrap_or_default().trim().to_owned();
+        let mut pids = vec![postmaster.clone()];
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+            // `pid (comm) state ppid ...`; the command name may hold spaces, so split after it.
+            let parent = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1));
+            if parent == Some(postmaster.as_str()) {
+                pids.push(entry.file_name().to_string_lossy().into_owned());
+            }
+        }
+        let status = Command::new("kill").arg(signal).args(&pids).status();
+        if !status.is_ok_and(|status| status.success()) {
+            panic!("cannot send {signal} to the test server's processes {pids:?}");
+        }
+    }
+
     /// [`TestServer::stop`], then [`TestServer::start`]: a restart with a real window in
     /// which the server is down.
     pub async fn restart(&self) {

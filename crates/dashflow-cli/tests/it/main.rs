@@ -11,6 +11,7 @@ mod abandoned;
 mod common;
 mod errors;
 mod graph;
+mod queue;
 mod runs;
 mod tail;
 mod tail_nats;

@@ -19,6 +19,7 @@ mod failures;
 mod fanout;
 mod integrity;
 mod limits;
+mod per_run;
 mod placement;
 mod reducers;
 mod send;

@@ -1,0 +1,292 @@
+//! B8: runs through the PostgreSQL run queue with 1, 2 and 4 worker processes on this machine,
+//! against the same runs in one process without the queue; and the time from SIGKILLing a
+//! worker to its run's completion elsewhere. Run by `cargo xtask bench --b8`; needs
+//! `DASHFLOW_TEST_POSTGRES_URL` (prints a skip line without it).
+//!
+//! Prints `metric ID NAME VALUE` lines: for `b8_workers1`, `b8_workers2`, `b8_workers4` and
+//! `b8_in_process`, `runs_per_sec`; for the worker rounds also `p50_ms` and `p99_ms` (submit to
+//! finish, database time), `xact_per_run` (committed transactions of the database, heartbeats
+//! and polls included) and `db_cpu_ms_per_run` (CPU time of every `postgres` process of the
+//! machine); for `b8_takeover`, `median_s` and `max_s`.
+//!
+//! The benchmark binary is also the worker: with `--b8-worker URL SCHEMA` it runs one.
+
+#![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used, reason = "a benchmark program")]
+
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dashflow::distributed::{
+    Client, PostgresRunQueue, RegisteredGraph, RunQueue, RunRequest, RunState, Worker, WorkerState,
+};
+use dashflow::prelude::*;
+use dashflow::{CompiledGraph, Durability, PostgresCheckpointer};
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{AssertSqlSafe, Connection, PgConnection};
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, GraphState)]
+struct Counter {
+    #[reduce(add)]
+    counter: u64,
+}
+
+/// Ten nodes in a line; each adds 1, or sleeps first when `slow` (for the takeover).
+fn chain(name: &str, slow: bool) -> CompiledGraph<Counter> {
+    let mut graph = StateGraph::<Counter>::named(name);
+    let names: Vec<String> = (0..10).map(|i| format!("n{i}")).collect();
+    for node in &names {
+        graph.add_node(node.as_str(), move |_: Arc<Counter>| async move {
+            if slow {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+            Ok(CounterUpdate::default().counter(1u64))
+        });
+    }
+    graph.add_edge(START, names[0].as_str());
+    for pair in names.windows(2) {
+        graph.add_edge(pair[0].as_str(), pair[1].as_str());
+    }
+    graph.add_edge(names[9].as_str(), END);
+    // No observers: B8 measures the queue and the checkpoints, as B4 does the database.
+    CompiledGraph::new(graph.build().unwrap())
+}
+
+fn graphs() -> (RegisteredGraph<Counter>, RegisteredGraph<Counter>) {
+    (
+        RegisteredGraph::new("b8", "v1", chain("b8", false)),
+        RegisteredGraph::new("b8_slow", "v1", chain("b8_slow", true)),
+    )
+}
+
+fn options(url: &str, schema: &str) -> PgConnectOptions {
+    url.parse::<PgConnectOptions>().unwrap().options([("search_path", schema)])
+}
+
+async fn queue(url: &str, schema: &str) -> PostgresRunQueue {
+    let checkpointer = PostgresCheckpointer::connect_with(options(url, schema)).await.unwrap();
+    PostgresRunQueue::new(checkpointer).await.unwrap()
+}
+
+fn child(url: &str, schema: &str) {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let queue: Arc<dyn RunQueue> = Arc::new(queue(url, schema).await);
+        let (fast, slow) = graphs();
+        let worker =
+            Worker::builder(queue).graph(fast).graph(slow).slots(8).grace(Duration::from_secs(5)).build().unwrap();
+        worker.run(dashflow::distributed::shutdown_signal()).await.unwrap();
+    });
+}
+
+/// Worker processes, killed when dropped (a failed round must not leave them running).
+struct Workers(Vec<Child>);
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn spawn_workers(url: &str, schema: &str, count: usize) -> Vec<Child> {
+    (0..count)
+        .map(|_| {
+            Command::new(std::env::current_exe().unwrap())
+                .args(["--b8-worker", url, schema])
+                .env("DASHFLOW_WAL", "0")
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect()
+}
+
+fn stop(mut workers: Workers) {
+    for worker in &mut workers.0 {
+        let _ = Command::new("kill").args(["-TERM", &worker.id().to_string()]).status();
+        let _ = worker.wait();
+    }
+}
+
+async fn wait_live(queue: &PostgresRunQueue, count: usize) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while queue.workers().await.unwrap().iter().filter(|w| w.state == WorkerState::Live).count() < count {
+        assert!(Instant::now() < deadline, "the workers did not register");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// CPU seconds so far of every `postgres` process on this machine.
+fn postgres_cpu() -> f64 {
+    let ticks = 100.0; // USER_HZ on Linux
+    let mut total = 0u64;
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+        let Some((head, rest)) = stat.rsplit_once(')') else { continue };
+        if !head.ends_with("(postgres") {
+            continue;
+        }
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        // After `)`: state is field 0, utime 11, stime 12.
+        let cpu = fields.get(11).and_then(|u| u.parse::<u64>().ok()).unwrap_or(0)
+            + fields.get(12).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0);
+        total += cpu;
+    }
+    total as f64 / ticks
+}
+
+async fn commits(admin: &mut PgConnection) -> i64 {
+    sqlx::query_scalar("SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()")
+        .fetch_one(&mut *admin)
+        .await
+        .unwrap()
+}
+
+async fn round(url: &str, schema: &str, workers: usize, runs: usize, admin: &mut PgConnection) {
+    let id = format!("b8_workers{workers}");
+    let children = Workers(spawn_workers(url, schema, workers));
+    let queue = Arc::new(queue(url, schema).await);
+    wait_live(&queue, workers).await;
+    let (fast, _) = graphs();
+    let client = Client::new(Arc::clone(&queue) as Arc<dyn RunQueue>);
+    // pg_stat counters are flushed by backends when they go idle; give them a moment.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (xact_before, cpu_before) = (commits(admin).await, postgres_cpu());
+    let started = Instant::now();
+    let mut submitters = Vec::new();
+    for part in 0..8 {
+        let (client, fast, id) = (client.clone(), fast.clone(), id.clone());
+        submitters.push(tokio::spawn(async move {
+            for n in (part..runs).step_by(8) {
+                let request =
+                    RunRequest::invoke(Counter::default()).thread(format!("{id}-{n}")).durability(Durability::Sync);
+                client.submit(&fast, request).await.unwrap();
+            }
+        }));
+    }
+    for submitter in submitters {
+        submitter.await.unwrap();
+    }
+    loop {
+        let done: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM dashflow_runs WHERE thread_id LIKE $1 AND state = 'completed'")
+                .bind(format!("{id}-%"))
+                .fetch_one(&mut *admin)
+                .await
+                .unwrap();
+        if done as usize >= runs {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(600), "{id}: runs did not finish");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let cpu = postgres_cpu() - cpu_before;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let xact = commits(admin).await - xact_before;
+    let (p50, p99): (f64, f64) = sqlx::query_as(
+        "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY ms), percentile_cont(0.99) WITHIN GROUP (ORDER BY ms)
+         FROM (SELECT extract(epoch FROM finished_at - created_at) * 1000 AS ms FROM dashflow_runs
+               WHERE thread_id LIKE $1) AS latencies",
+    )
+    .bind(format!("{id}-%"))
+    .fetch_one(&mut *admin)
+    .await
+    .unwrap();
+    stop(children);
+    println!("metric {id} runs_per_sec {:.1}", runs as f64 / elapsed);
+    println!("metric {id} p50_ms {p50:.1}");
+    println!("metric {id} p99_ms {p99:.1}");
+    println!("metric {id} xact_per_run {:.2}", xact as f64 / runs as f64);
+    println!("metric {id} db_cpu_ms_per_run {:.3}", cpu * 1000.0 / runs as f64);
+}
+
+async fn in_process(url: &str, schema: &str, runs: usize) {
+    let checkpointer = PostgresCheckpointer::connect_with(options(url, schema)).await.unwrap();
+    let app = chain("b8", false).with_checkpointer(checkpointer);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for part in 0..32 {
+        let app = app.clone();
+        tasks.push(tokio::spawn(async move {
+            for n in (part..runs).step_by(32) {
+                let config = RunConfig::thread(format!("b8_in_process-{n}")).durability(Durability::Sync);
+                let result = app.invoke(Counter::default(), config).await.unwrap();
+                assert_eq!(result.state.counter, 10);
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    println!("metric b8_in_process runs_per_sec {:.1}", runs as f64 / started.elapsed().as_secs_f64());
+}
+
+/// SIGKILL the worker holding a slow run; time until another worker finished it.
+async fn takeover(url: &str, schema: &str, rounds: usize) {
+    let mut children = Workers(spawn_workers(url, schema, 2));
+    let queue = Arc::new(queue(url, schema).await);
+    wait_live(&queue, 2).await;
+    let (_, slow) = graphs();
+    let client = Client::new(Arc::clone(&queue) as Arc<dyn RunQueue>).with_poll_interval(Duration::from_millis(20));
+    let mut times = Vec::new();
+    for round in 0..rounds {
+        let request = RunRequest::invoke(Counter::default()).thread(format!("b8_takeover-{round}"));
+        let (run_id, _) = client.submit(&slow, request).await.unwrap();
+        let owner = loop {
+            let run = queue.get(&run_id).await.unwrap().unwrap();
+            if run.state == RunState::Running {
+                break run.worker_id.unwrap();
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        tokio::time::sleep(Duration::from_millis(900)).await;
+        let pid = queue.workers().await.unwrap().into_iter().find(|w| w.info.worker_id == owner).unwrap().info.pid;
+        let index = children.0.iter().position(|c| c.id() as i32 == pid).unwrap();
+        let mut victim = children.0.remove(index);
+        let killed = Instant::now();
+        victim.kill().unwrap();
+        victim.wait().unwrap();
+        let run = client.wait(&run_id, Duration::from_secs(120)).await.unwrap();
+        assert_eq!(run.state, RunState::Completed);
+        times.push(killed.elapsed().as_secs_f64());
+        children.0.extend(spawn_workers(url, schema, 1));
+        wait_live(&queue, 2).await;
+    }
+    stop(children);
+    times.sort_by(f64::total_cmp);
+    println!("metric b8_takeover median_s {:.2}", times[times.len() / 2]);
+    println!("metric b8_takeover max_s {:.2}", times[times.len() - 1]);
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(at) = args.iter().position(|arg| arg == "--b8-worker") {
+        child(&args[at + 1], &args[at + 2]);
+        return;
+    }
+    let Ok(url) = std::env::var("DASHFLOW_TEST_POSTGRES_URL") else {
+        println!("skipped B8: DASHFLOW_TEST_POSTGRES_URL is not set (a PostgreSQL URL to run the queue on)");
+        return;
+    };
+    let quick = std::env::args().any(|arg| arg == "--quick");
+    let runs = if quick { 300 } else { 2_000 };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let schema = format!("dashflow_b8_{}", std::process::id());
+        let mut admin = PgConnection::connect(&url).await.unwrap();
+        sqlx::raw_sql(AssertSqlSafe(format!("CREATE SCHEMA {schema}; SET search_path TO {schema}")))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        for workers in [1, 2, 4] {
+            round(&url, &schema, workers, runs, &mut admin).await;
+        }
+        in_process(&url, &schema, runs).await;
+        takeover(&url, &schema, if quick { 1 } else { 3 }).await;
+        sqlx::raw_sql(AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE"))).execute(&mut admin).await.unwrap();
+    });
+}

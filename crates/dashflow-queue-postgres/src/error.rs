@@ -1,0 +1,42 @@
+//! sqlx errors as [`QueueError`]s.
+
+use std::sync::Arc;
+
+use dashflow_queue::QueueError;
+
+/// Wraps sqlx's error for `operation`; connection losses, server shutdowns, deadlocks,
+/// serialization failures and pool timeouts may succeed when tried again.
+pub(crate) fn unavailable(operation: &'static str) -> impl FnOnce(sqlx::Error) -> QueueError {
+    move |source| {
+        let retryable = retryable(&source);
+        QueueError::Unavailable { operation, retryable, source: Arc::new(source) }
+    }
+}
+
+fn retryable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Protocol(_) => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            // Connection exceptions, operator intervention (shutdown, terminated backend),
+            // serialization failure, deadlock, lock timeout.
+            code.starts_with("08") || code.starts_with("57") || code == "40001" || code == "40P01" || code == "55P03"
+        }),
+        _ => false,
+    }
+}
+
+/// A stored value that does not decode.
+pub(crate) fn corrupt(detail: impl Into<String>) -> QueueError {
+    QueueError::Corrupt { detail: detail.into() }
+}
+
+/// Refuses text PostgreSQL cannot store.
+pub(crate) fn ensure_text(value: &str, what: &'static str) -> Result<(), QueueError> {
+    if value.contains('\0') {
+        return Err(QueueError::Invalid {
+            what,
+            detail: "contains a NUL character, which PostgreSQL cannot store".into(),
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,50 @@
+//! DashFlow's run queue on PostgreSQL: [`PostgresRunQueue`] implements
+//! [`dashflow_queue::RunQueue`] in the database that holds the checkpoints, so that the queue,
+//! the leases and the fences share one source of truth and one transaction.
+//!
+//! ```no_run
+//! use dashflow_queue::{GraphKey, NewRun, RunKind, RunQueue};
+//! use dashflow_queue_postgres::PostgresRunQueue;
+//!
+//! # async fn example() -> dashflow_queue::Result<()> {
+//! let queue = PostgresRunQueue::connect("postgres://dashflow@db.internal/dashflow").await?;
+//! let key = GraphKey::new("support", "v3", 0x1234);
+//! queue.submit(NewRun::new(key, "ticket-42", RunKind::Invoke, b"sealed input".to_vec())).await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # How it works (docs/distributed.md)
+//!
+//! - **Tables** (migrations in `dashflow_queue_migrations`, apart from the checkpoint
+//!   backend's): `dashflow_runs` (one row per run; a partial unique index allows one queued or
+//!   running run per thread), `dashflow_thread_fences` (the fence epoch of each thread),
+//!   `dashflow_workers` (one narrow row per worker, updated by its heartbeats) and
+//!   `dashflow_tenant_clocks` (fair share across tenants).
+//! - **Claim**: one statement selects queued runs `FOR UPDATE SKIP LOCKED` (priority first,
+//!   then the tenant-fair start tag), bumps each thread's fence epoch and marks them running.
+//!   No transaction or lock is held while a run runs.
+//! - **Fence**: [`LeaseGuard`] checks, inside the transaction of every checkpoint write of a
+//!   run, that the thread's epoch is still the lease's (`FOR SHARE`); finish and release check
+//!   it in their own statement. A former owner can never commit again.
+//! - **Heartbeat**: per worker, on a connection of its own that also holds a session advisory
+//!   lock; lease expiry is computed by the database (`now()`), never by a worker's clock.
+//! - **Sweep**: one sweeper at a time (a transaction advisory lock) stops workers whose lease
+//!   expired relative to the freshest heartbeat of the fleet (so a paused database does not
+//!   reclaim everything at once), or whose heartbeat session vanished and who missed two
+//!   beats (a killed process); their runs are queued again with a bumped epoch, or failed after
+//!   `max_attempts`, or cancelled when a cancel was asked.
+//! - **Wake-ups**: `NOTIFY dashflow_wake` on submit, release and promotion, `dashflow_done` on
+//!   finish, never from a checkpoint transaction; workers poll as well.
+//!
+//! This crate has no feature flags.
+
+mod error;
+mod guard;
+mod listen;
+mod migrate;
+mod queue;
+mod sql;
+
+pub use guard::LeaseGuard;
+pub use queue::PostgresRunQueue;

@@ -1,0 +1,184 @@
+//! The queue's statements (docs/distributed.md).
+
+/// Serializes a thread's submit, finish, release and cancel: `DFTH`, then `hashtext(thread)`.
+pub(crate) const THREAD_LOCK: i32 = 0x4446_5448;
+/// A worker's session lock on its heartbeat connection: `DFWK`, then the worker's `lock_key`.
+pub(crate) const WORKER_LOCK: i32 = 0x4446_574b;
+/// One sweeper at a time per schema: `DFSW`, then `hashtext(current_schema())`.
+pub(crate) const SWEEP_LOCK: i32 = 0x4446_5357;
+
+pub(crate) const LOCK_THREAD: &str = "SELECT pg_advisory_xact_lock($1, hashtext($2))";
+
+/// What a submit finds: the run if it exists, the thread's active run, whether runs wait.
+pub(crate) const SUBMIT_PROBE: &str = "SELECT
+    (SELECT state FROM dashflow_runs WHERE run_id = $1) AS existing,
+    (SELECT run_id FROM dashflow_runs WHERE thread_id = $2 AND state IN ('queued', 'running') LIMIT 1) AS active,
+    EXISTS (SELECT 1 FROM dashflow_runs WHERE thread_id = $2 AND state = 'pending') AS waiting";
+
+/// A tenant's next start tag: its clock plus its share, never below the queue's smallest
+/// queued tag, so an idle tenant banks no credit.
+pub(crate) const NEXT_VTIME: &str = "
+WITH floor AS (
+    SELECT coalesce((SELECT vtime FROM dashflow_runs WHERE state = 'queued' AND queue = $1 AND priority = $2
+                     ORDER BY vtime LIMIT 1), 0) AS v)
+INSERT INTO dashflow_tenant_clocks AS c (queue, priority, tenant, vtime) SELECT $1, $2, $3, v FROM floor
+ON CONFLICT (queue, priority, tenant) DO UPDATE SET vtime = greatest(c.vtime + 1000 / c.weight, excluded.vtime)
+RETURNING vtime";
+
+pub(crate) const INSERT_RUN: &str = "INSERT INTO dashflow_runs
+    (run_id, queue, graph_key, thread_id, tenant, priority, vtime, state, kind, input, config, max_attempts)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::jsonb, $12)";
+
+pub(crate) const SCHEMA: &str = "SELECT coalesce(current_schema(), '')";
+pub(crate) const WAKE: &str = "SELECT pg_notify('dashflow_wake', current_schema())";
+pub(crate) const DONE: &str = "SELECT pg_notify('dashflow_done', $1)";
+
+pub(crate) const REGISTER: &str = "INSERT INTO dashflow_workers
+    (worker_id, host, pid, version, queues, graph_keys, slots, lock_key, lease_expires_at)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, hashtext(current_schema() || '/' || $1), now() + make_interval(secs => 60))
+    ON CONFLICT (worker_id) DO UPDATE SET host = excluded.host, pid = excluded.pid, version = excluded.version,
+        queues = excluded.queues, graph_keys = excluded.graph_keys, slots = excluded.slots, running = 0,
+        heartbeat_at = now(), lease_expires_at = excluded.lease_expires_at, draining = false, stopped_at = NULL";
+
+pub(crate) const TAKE_WORKER_LOCK: &str =
+    "SELECT pg_try_advisory_lock($1, lock_key) FROM dashflow_workers WHERE worker_id = $2";
+
+pub(crate) const STOP_WORKER: &str =
+    "UPDATE dashflow_workers SET stopped_at = now(), running = 0 WHERE worker_id = $1 AND stopped_at IS NULL";
+
+/// Renews the lease in database time and answers, per run the worker holds, whether it still
+/// holds it and whether a cancel was asked.
+pub(crate) const HEARTBEAT: &str = "
+WITH me AS (
+    UPDATE dashflow_workers SET heartbeat_at = now(), lease_expires_at = now() + make_interval(secs => $2),
+           running = cardinality($3::text[])
+    WHERE worker_id = $1 AND stopped_at IS NULL RETURNING worker_id)
+SELECT h.run_id, (r.run_id IS NOT NULL) AS held, (r.cancel_requested_at IS NOT NULL) AS cancel,
+       (SELECT count(*) FROM me) AS alive
+FROM unnest($3::text[], $4::bigint[]) AS h(run_id, epoch)
+LEFT JOIN dashflow_runs r ON r.run_id = h.run_id AND r.lease_epoch = h.epoch
+                         AND r.state = 'running' AND r.worker_id = $1
+UNION ALL
+SELECT NULL, false, false, (SELECT count(*) FROM me) WHERE cardinality($3::text[]) = 0";
+
+/// Claims a batch (distinct threads, thanks to `dashflow_runs_one_active`) and bumps each
+/// thread's fence epoch in the same statement.
+pub(crate) const CLAIM: &str = "
+WITH next AS (
+    SELECT run_id, thread_id FROM dashflow_runs
+    WHERE state = 'queued' AND queue = ANY($2) AND graph_key = ANY($3) AND run_at <= now()
+      AND EXISTS (SELECT 1 FROM dashflow_workers WHERE worker_id = $1 AND stopped_at IS NULL AND NOT draining)
+    ORDER BY priority, vtime, run_id
+    LIMIT $4 FOR UPDATE SKIP LOCKED
+), fence AS (
+    INSERT INTO dashflow_thread_fences AS f (thread_id, epoch) SELECT thread_id, 1 FROM next
+    ON CONFLICT (thread_id) DO UPDATE SET epoch = f.epoch + 1
+    RETURNING thread_id, epoch
+)
+UPDATE dashflow_runs r SET state = 'running', worker_id = $1, lease_epoch = fence.epoch,
+       attempt = r.attempt + 1, started_at = coalesce(r.started_at, now()), error = NULL
+FROM next JOIN fence USING (thread_id)
+WHERE r.run_id = next.run_id
+RETURNING r.run_id, r.thread_id, r.lease_epoch, r.graph_key, r.kind, r.input, r.config::text AS config,
+          r.attempt, r.queue, r.tenant";
+
+/// Ends a run, fenced: only while the lease's epoch is the thread's and the run is running.
+pub(crate) const FINISH: &str = "UPDATE dashflow_runs SET state = $3, finished_at = now(), checkpoint_id = $4,
+        error = $5, cancel_requested_at = NULL
+    WHERE run_id = $1 AND lease_epoch = $2 AND state = 'running'
+      AND EXISTS (SELECT 1 FROM dashflow_thread_fences f WHERE f.thread_id = $6 AND f.epoch = $2)";
+
+/// Puts a held run back, fenced, without charging the attempt.
+pub(crate) const RELEASE: &str = "UPDATE dashflow_runs SET state = 'queued', worker_id = NULL, run_at = now(),
+        attempt = greatest(attempt - 1, 0), error = $3
+    WHERE run_id = $1 AND lease_epoch = $2 AND state = 'running'
+      AND EXISTS (SELECT 1 FROM dashflow_thread_fences f WHERE f.thread_id = $4 AND f.epoch = $2)";
+
+pub(crate) const BUMP_FENCE: &str =
+    "UPDATE dashflow_thread_fences SET epoch = epoch + 1 WHERE thread_id = $1 AND epoch = $2";
+
+/// Promotes the thread's oldest pending run, if it has no active one.
+pub(crate) const PROMOTE: &str = "UPDATE dashflow_runs SET state = 'queued' WHERE run_id = (
+    SELECT run_id FROM dashflow_runs p WHERE p.thread_id = $1 AND p.state = 'pending'
+      AND NOT EXISTS (SELECT 1 FROM dashflow_runs a WHERE a.thread_id = $1 AND a.state IN ('queued', 'running'))
+    ORDER BY created_at, run_id LIMIT 1)";
+
+pub(crate) const CANCEL_WAITING: &str = "UPDATE dashflow_runs SET state = 'cancelled', finished_at = now(),
+        error = 'cancelled before it ran'
+    WHERE run_id = $1 AND state IN ('pending', 'queued')";
+
+pub(crate) const CANCEL_RUNNING: &str =
+    "UPDATE dashflow_runs SET cancel_requested_at = coalesce(cancel_requested_at, now())
+    WHERE run_id = $1 AND state = 'running'";
+
+pub(crate) const TRY_SWEEP_LOCK: &str = "SELECT pg_try_advisory_xact_lock($1, hashtext(current_schema()))";
+
+/// Stops dead workers and re-queues their runs with a bumped fence. Dead: its lease expired
+/// relative to the live fleet (a paused database makes every lease look old at once), or its
+/// heartbeat session is gone and it missed two beats (a killed process closes its socket).
+pub(crate) const SWEEP: &str = "
+WITH newest AS (SELECT max(heartbeat_at) AS t FROM dashflow_workers WHERE stopped_at IS NULL),
+dead AS (
+    SELECT w.worker_id FROM dashflow_workers w, newest
+    WHERE w.stopped_at IS NULL AND (
+          (w.lease_expires_at < now() AND w.heartbeat_at < newest.t - make_interval(secs => $1))
+       OR (w.heartbeat_at < now() - make_interval(secs => 2 * $2)
+           AND NOT EXISTS (SELECT 1 FROM pg_locks l
+                           WHERE l.locktype = 'advisory' AND l.classid = $3::int4::oid
+                             AND l.objid = w.lock_key::oid AND l.objsubid = 2 AND l.granted
+                             AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()))))),
+stopped AS (UPDATE dashflow_workers SET stopped_at = now(), running = 0
+            WHERE worker_id IN (SELECT worker_id FROM dead) RETURNING worker_id),
+orphans AS (SELECT run_id, thread_id FROM dashflow_runs
+            WHERE state = 'running' AND worker_id IN (SELECT worker_id FROM stopped) FOR UPDATE SKIP LOCKED),
+fenced AS (UPDATE dashflow_thread_fences f SET epoch = f.epoch + 1 FROM orphans o
+           WHERE f.thread_id = o.thread_id RETURNING f.thread_id),
+moved AS (
+    UPDATE dashflow_runs r SET
+        state = CASE WHEN r.cancel_requested_at IS NOT NULL THEN 'cancelled'
+                     WHEN r.attempt >= r.max_attempts THEN 'failed' ELSE 'queued' END,
+        finished_at = CASE WHEN r.cancel_requested_at IS NOT NULL OR r.attempt >= r.max_attempts
+                           THEN now() END,
+        run_at = now() + least(power(2, greatest(r.attempt - 1, 0)), 300) * (0.5 + random() / 2) * $4 * interval '1 second',
+        worker_id = NULL,
+        error = 'worker ' || r.worker_id || ' stopped heart-beating during attempt ' || r.attempt
+    FROM orphans o WHERE r.run_id = o.run_id AND r.state = 'running'
+    RETURNING r.run_id, r.state)
+SELECT 'worker' AS what, worker_id AS id, NULL AS state FROM stopped
+UNION ALL SELECT 'run', run_id, state FROM moved";
+
+/// Promotes, per thread without an active run, its oldest pending run (repairs a promotion a
+/// finish missed).
+pub(crate) const PROMOTE_ALL: &str = "UPDATE dashflow_runs SET state = 'queued' WHERE run_id IN (
+    SELECT DISTINCT ON (p.thread_id) p.run_id FROM dashflow_runs p
+    WHERE p.state = 'pending'
+      AND NOT EXISTS (SELECT 1 FROM dashflow_runs a WHERE a.thread_id = p.thread_id AND a.state IN ('queued', 'running'))
+    ORDER BY p.thread_id, p.created_at, p.run_id)";
+
+macro_rules! run_columns {
+    () => {
+        "run_id, queue, graph_key, thread_id, tenant, priority, state, kind, attempt, worker_id, lease_epoch,
+         cancel_requested_at IS NOT NULL AS cancel_requested, checkpoint_id, error,
+         (extract(epoch FROM created_at) * 1000)::bigint AS created_at_ms,
+         (extract(epoch FROM started_at) * 1000)::bigint AS started_at_ms,
+         (extract(epoch FROM finished_at) * 1000)::bigint AS finished_at_ms"
+    };
+}
+
+pub(crate) const GET: &str = concat!("SELECT ", run_columns!(), " FROM dashflow_runs WHERE run_id = $1");
+
+pub(crate) const LIST: &str = concat!(
+    "SELECT ",
+    run_columns!(),
+    " FROM dashflow_runs WHERE ($1::text IS NULL OR state = $1) AND ($2::text IS NULL OR thread_id = $2)
+      ORDER BY created_at DESC, run_id DESC LIMIT $3"
+);
+
+pub(crate) const STATS: &str = "SELECT queue, priority, state, count(*) AS count,
+    (extract(epoch FROM (now() - min(created_at) FILTER (WHERE state = 'queued'))) * 1000)::bigint AS oldest_wait_ms
+    FROM dashflow_runs GROUP BY queue, priority, state ORDER BY queue, priority, state";
+
+pub(crate) const WORKERS: &str = "SELECT worker_id, host, pid, version, queues, graph_keys, slots, running, draining,
+    stopped_at IS NOT NULL AS stopped, lease_expires_at < now() AS expired,
+    (extract(epoch FROM (now() - heartbeat_at)) * 1000)::bigint AS heartbeat_age_ms
+    FROM dashflow_workers ORDER BY stopped_at IS NOT NULL, started_at DESC";

@@ -1,0 +1,99 @@
+//! The fence: a former owner's late writes are `Conflict` and store nothing.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use dashflow_checkpoint::{CheckpointError, Checkpointer, PendingWrite};
+use dashflow_queue::RunQueue;
+
+use crate::support::{claim_one, queue, record, run, worker};
+
+#[tokio::test]
+async fn a_former_owners_put_and_pending_write_are_conflicts_and_store_nothing() {
+    let Some((_db, queue)) = queue("a_former_owners_put_and_pending_write_are_conflicts_and_store_nothing").await
+    else {
+        return;
+    };
+    worker(&queue, "w1").await;
+    worker(&queue, "w2").await;
+    queue.submit(run("t")).await.unwrap();
+    let old = claim_one(&queue, "w1").await;
+    let old_cp = queue.fenced_checkpointer(&old.lease);
+    let first = record("t", None, -1, "old");
+    old_cp.put(first.clone(), None).await.unwrap();
+
+    // The owner changes: released (epoch + 1), claimed by another worker (epoch + 1).
+    queue.release(&old.lease, "test").await.unwrap();
+    let new = claim_one(&queue, "w2").await;
+    assert_eq!(new.lease.epoch, old.lease.epoch + 2);
+    let new_cp = queue.fenced_checkpointer(&new.lease);
+
+    let late = record("t", Some(&first.checkpoint_id), 0, "old");
+    let error = old_cp.put(late, Some(&first.checkpoint_id)).await.unwrap_err();
+    match &error {
+        CheckpointError::Conflict { expected, actual, .. } => {
+            assert_eq!(expected, &format!("lease epoch {}", old.lease.epoch));
+            assert_eq!(actual, &format!("epoch {}", new.lease.epoch));
+        }
+        other => panic!("expected a Conflict, got {other:?}"),
+    }
+    let write = PendingWrite { task_id: "0:a:0/output".into(), node: "a".into(), blob: b"w".to_vec() };
+    let error = old_cp.put_writes("t", "", &first.checkpoint_id, vec![write]).await.unwrap_err();
+    assert!(error.is_conflict(), "{error:?}");
+    let batch = vec![(record("t", Some(&first.checkpoint_id), 0, "old"), Some(first.checkpoint_id.clone()))];
+    assert!(old_cp.put_batch(batch).await.unwrap_err().is_conflict());
+
+    // Nothing of the late writes is stored; the new owner continues from the same head.
+    let loaded = new_cp.load("t", "", None).await.unwrap().unwrap();
+    assert_eq!(loaded.head().unwrap().checkpoint_id, first.checkpoint_id);
+    assert!(loaded.pending_writes.is_empty());
+    new_cp.put(record("t", Some(&first.checkpoint_id), 0, "new"), Some(&first.checkpoint_id)).await.unwrap();
+
+    // The old lease can neither finish nor release.
+    let finish = dashflow_queue::Finish::new(dashflow_queue::RunState::Completed, None);
+    assert!(matches!(queue.finish(&old.lease, finish).await, Err(dashflow_queue::QueueError::LeaseLost { .. })));
+    assert!(matches!(queue.release(&old.lease, "late").await, Err(dashflow_queue::QueueError::LeaseLost { .. })));
+}
+
+#[tokio::test]
+async fn a_steal_during_a_stream_of_puts_lets_no_old_put_commit_after_it() {
+    let Some((_db, queue)) = queue("a_steal_during_a_stream_of_puts_lets_no_old_put_commit_after_it").await else {
+        return;
+    };
+    let queue = Arc::new(queue);
+    worker(&queue, "w1").await;
+    worker(&queue, "w2").await;
+    queue.submit(run("t")).await.unwrap();
+    let old = claim_one(&queue, "w1").await;
+    let old_cp = queue.fenced_checkpointer(&old.lease);
+    let first = record("t", None, -1, "old");
+    old_cp.put(first.clone(), None).await.unwrap();
+
+    // The old owner writes as fast as it can, each put expecting its own last one.
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+    let writer = tokio::spawn(async move {
+        let mut head = first.checkpoint_id.clone();
+        let mut started = Some(started_tx);
+        for step in 0.. {
+            let next = record("t", Some(&head), step, "old");
+            let id = next.checkpoint_id.clone();
+            if let Err(error) = old_cp.put(next, Some(&head)).await {
+                return error;
+            }
+            head = id;
+            if step == 3 {
+                let _ = started.take().map(|tx| tx.send(()));
+            }
+        }
+        unreachable!()
+    });
+    started_rx.await.unwrap();
+    queue.release(&old.lease, "steal").await.unwrap();
+    let new = claim_one(&queue, "w2").await;
+    let new_cp = queue.fenced_checkpointer(&new.lease);
+    // The head the new owner sees after the steal; no old put may land on top of it.
+    let head = new_cp.load("t", "", None).await.unwrap().unwrap().head().unwrap().checkpoint_id.clone();
+    let error = tokio::time::timeout(Duration::from_secs(30), writer).await.unwrap().unwrap();
+    assert!(error.is_conflict(), "the old owner must stop on a Conflict, got {error:?}");
+    new_cp.put(record("t", Some(&head), 1000, "new"), Some(&head)).await.unwrap();
+}

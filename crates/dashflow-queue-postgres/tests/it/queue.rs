@@ -1,0 +1,173 @@
+//! Submit, claim, finish, cancel, one active run per thread, sweep.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use dashflow_queue::{Finish, Multitask, QueueError, RunFilter, RunQueue, RunState, Timings};
+
+use crate::support::{claim_one, key, queue, run, worker};
+
+#[tokio::test]
+async fn concurrent_claimers_never_claim_one_run_twice() {
+    let Some((_db, queue)) = queue("concurrent_claimers_never_claim_one_run_twice").await else { return };
+    let queue = Arc::new(queue);
+    for n in 0..40 {
+        queue.submit(run(&format!("t{n}"))).await.unwrap();
+    }
+    let mut claimers = Vec::new();
+    for w in 0..8 {
+        let queue = Arc::clone(&queue);
+        claimers.push(tokio::spawn(async move {
+            let id = format!("w{w}");
+            worker(&queue, &id).await;
+            let mut mine = Vec::new();
+            loop {
+                let batch = queue.claim(&id, &["default".to_owned()], &[key()], 3).await.unwrap();
+                if batch.is_empty() {
+                    return mine;
+                }
+                mine.extend(batch.into_iter().map(|claimed| claimed.lease.run_id));
+            }
+        }));
+    }
+    let mut seen = HashSet::new();
+    for claimer in claimers {
+        for run_id in claimer.await.unwrap() {
+            assert!(seen.insert(run_id.clone()), "run {run_id} was claimed twice");
+        }
+    }
+    assert_eq!(seen.len(), 40);
+}
+
+#[tokio::test]
+async fn a_busy_thread_rejects_or_enqueues_and_the_finish_promotes_the_next() {
+    let Some((_db, queue)) = queue("a_busy_thread_rejects_or_enqueues_and_the_finish_promotes_the_next").await else {
+        return;
+    };
+    worker(&queue, "w").await;
+    let first = run("t");
+    assert_eq!(queue.submit(first.clone()).await.unwrap(), RunState::Queued);
+    // The same run again is the same run.
+    assert_eq!(queue.submit(first.clone()).await.unwrap(), RunState::Queued);
+    match queue.submit(run("t")).await {
+        Err(QueueError::ThreadBusy { thread_id, active_run }) => {
+            assert_eq!(thread_id, "t");
+            assert_eq!(active_run, first.run_id);
+        }
+        other => panic!("expected ThreadBusy, got {other:?}"),
+    }
+    let second = run("t").multitask(Multitask::Enqueue);
+    assert_eq!(queue.submit(second.clone()).await.unwrap(), RunState::Pending);
+
+    let claimed = claim_one(&queue, "w").await;
+    assert_eq!(claimed.lease.run_id, first.run_id);
+    // Pending runs are not claimable while the first runs.
+    assert!(queue.claim("w", &["default".to_owned()], &[key()], 8).await.unwrap().is_empty());
+    queue.finish(&claimed.lease, Finish::new(RunState::Completed, Some("c1".into()))).await.unwrap();
+    let done = queue.get(&first.run_id).await.unwrap().unwrap();
+    assert_eq!((done.state, done.checkpoint_id.as_deref()), (RunState::Completed, Some("c1")));
+    assert_eq!(queue.get(&second.run_id).await.unwrap().unwrap().state, RunState::Queued);
+    assert_eq!(claim_one(&queue, "w").await.lease.run_id, second.run_id);
+}
+
+#[tokio::test]
+async fn cancel_ends_a_queued_run_at_once_and_asks_a_running_ones_worker() {
+    let Some((_db, queue)) = queue("cancel_ends_a_queued_run_at_once_and_asks_a_running_ones_worker").await else {
+        return;
+    };
+    worker(&queue, "w").await;
+    let queued = run("a");
+    queue.submit(queued.clone()).await.unwrap();
+    assert_eq!(queue.cancel(&queued.run_id).await.unwrap(), RunState::Cancelled);
+    assert!(queue.claim("w", &["default".to_owned()], &[key()], 8).await.unwrap().is_empty());
+
+    let running = run("b");
+    queue.submit(running.clone()).await.unwrap();
+    let claimed = claim_one(&queue, "w").await;
+    assert_eq!(queue.cancel(&running.run_id).await.unwrap(), RunState::Running);
+    let reply = queue.heartbeat("w", std::slice::from_ref(&claimed.lease), &Timings::short()).await.unwrap();
+    assert!(reply.alive);
+    assert_eq!(reply.cancel, vec![running.run_id.clone()]);
+    assert!(reply.lost.is_empty());
+}
+
+#[tokio::test]
+async fn a_worker_claims_only_graphs_it_has() {
+    let Some((_db, queue)) = queue("a_worker_claims_only_graphs_it_has").await else { return };
+    worker(&queue, "w").await;
+    let other = dashflow_queue::GraphKey::new("g", "v2", 7);
+    queue
+        .submit(dashflow_queue::NewRun::new(other.clone(), "t", dashflow_queue::RunKind::Invoke, vec![]))
+        .await
+        .unwrap();
+    assert!(queue.claim("w", &["default".to_owned()], &[key()], 8).await.unwrap().is_empty());
+    assert_eq!(queue.list(&RunFilter::new().state(RunState::Queued)).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn the_sweeper_requeues_the_runs_of_a_worker_whose_session_is_gone() {
+    let Some((_db, queue)) = queue("the_sweeper_requeues_the_runs_of_a_worker_whose_session_is_gone").await else {
+        return;
+    };
+    let timings = Timings::short();
+    worker(&queue, "dead").await;
+    worker(&queue, "alive").await;
+    queue.submit(run("t")).await.unwrap();
+    let claimed = claim_one(&queue, "dead").await;
+    // The dead worker beat once, on a session it then lost (as a killed process does).
+    queue.heartbeat("dead", std::slice::from_ref(&claimed.lease), &timings).await.unwrap();
+    queue.close_heartbeat_session("dead").await;
+    // A live worker keeps beating; the sweep comes once the dead one missed two beats.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    let report = loop {
+        queue.heartbeat("alive", &[], &timings).await.unwrap();
+        let report = queue.sweep(&timings).await.unwrap();
+        if !report.workers_stopped.is_empty() {
+            break report;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the sweeper never stopped the dead worker");
+        tokio::time::sleep(timings.heartbeat).await;
+    };
+    assert_eq!(report.workers_stopped, vec!["dead".to_owned()]);
+    assert_eq!(report.runs, vec![(claimed.lease.run_id.clone(), RunState::Queued)]);
+    // Its heartbeat now says it was reaped and holds nothing.
+    let reply = queue.heartbeat("dead", std::slice::from_ref(&claimed.lease), &timings).await.unwrap();
+    assert!(!reply.alive);
+    assert_eq!(reply.lost, vec![claimed.lease.run_id.clone()]);
+}
+
+#[tokio::test]
+async fn claims_are_fair_across_tenants_and_strict_across_priorities() {
+    let Some((_db, queue)) = queue("claims_are_fair_across_tenants_and_strict_across_priorities").await else { return };
+    worker(&queue, "w").await;
+    for n in 0..100 {
+        queue.submit(run(&format!("a{n}")).tenant("a")).await.unwrap();
+    }
+    for n in 0..5 {
+        queue.submit(run(&format!("b{n}")).tenant("b")).await.unwrap();
+    }
+    let urgent = run("urgent").tenant("a").priority(dashflow_queue::Priority::High);
+    queue.submit(urgent.clone()).await.unwrap();
+
+    let mut order = Vec::new();
+    for _ in 0..11 {
+        order.push(claim_one(&queue, "w").await.lease.thread_id);
+    }
+    assert_eq!(order[0], "urgent", "a higher priority is claimed first: {order:?}");
+    let b = order.iter().filter(|thread| thread.starts_with('b')).count();
+    assert_eq!(b, 5, "tenant b's 5 runs interleave with tenant a's 100: {order:?}");
+}
+
+#[tokio::test]
+async fn wakeups_report_queued_work_and_finished_runs() {
+    let Some((_db, queue)) = queue("wakeups_report_queued_work_and_finished_runs").await else { return };
+    let mut wakeups = queue.wakeups().await.unwrap().expect("PostgreSQL has wake-ups");
+    let within = std::time::Duration::from_secs(30);
+    worker(&queue, "w").await;
+    queue.submit(run("t")).await.unwrap();
+    assert_eq!(tokio::time::timeout(within, wakeups.next()).await.unwrap(), Some(dashflow_queue::Wake::Work));
+    let claimed = claim_one(&queue, "w").await;
+    queue.finish(&claimed.lease, Finish::new(RunState::Completed, None)).await.unwrap();
+    let done = dashflow_queue::Wake::Done(claimed.lease.run_id.clone());
+    assert_eq!(tokio::time::timeout(within, wakeups.next()).await.unwrap(), Some(done));
+}

@@ -1,0 +1,189 @@
+//! The `RunQueue` trait every queue backend implements.
+
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use dashflow_checkpoint::Checkpointer;
+
+use crate::{
+    ClaimedRun, Finish, GraphKey, HeartbeatReply, Lease, NewRun, QueueStat, Result, RunFilter, RunRecord, RunState,
+    SweepReport, Timings, WorkerInfo, WorkerRecord,
+};
+
+/// A durable queue of runs shared by worker processes, with leases and fences.
+///
+/// Object-safe: workers and clients hold an `Arc<dyn RunQueue>`. The contract:
+///
+/// - A queued run is claimed by at most one worker at a time; each claim increases the
+///   thread's fence epoch and hands it out in the [`Lease`].
+/// - Every change of owner (claim, sweep, release) increases the epoch, and every write made
+///   under a lease (checkpoint puts and pending writes through
+///   [`RunQueue::fenced_checkpointer`], [`RunQueue::finish`], [`RunQueue::release`]) checks it
+///   in its own transaction: a former owner's late write is refused and stores nothing.
+/// - A thread has at most one queued or running run.
+/// - Lease times are the storage's own clock, never a worker's.
+#[async_trait]
+pub trait RunQueue: Send + Sync + fmt::Debug + 'static {
+    /// Stores `run` as queued (or pending behind its thread's active run, with
+    /// `Multitask::Enqueue`) and returns which; `ThreadBusy` when its thread is busy and the
+    /// run asked to reject.
+    async fn submit(&self, run: NewRun) -> Result<RunState>;
+
+    /// Registers a worker (or registers it again after the sweeper reaped it).
+    async fn register_worker(&self, worker: &WorkerInfo) -> Result<()>;
+
+    /// Marks a worker stopped, after it released or finished its runs.
+    async fn stop_worker(&self, worker_id: &str) -> Result<()>;
+
+    /// Renews the worker's lease for `timings.lease` and reports which of `runs` it still holds
+    /// and which were asked to cancel.
+    async fn heartbeat(&self, worker_id: &str, runs: &[Lease], timings: &Timings) -> Result<HeartbeatReply>;
+
+    /// Claims up to `limit` queued runs of `queues` whose graph is among `graphs`, highest
+    /// priority first and fair across tenants; each claim bumps its thread's fence epoch.
+    async fn claim(
+        &self,
+        worker_id: &str,
+        queues: &[String],
+        graphs: &[GraphKey],
+        limit: usize,
+    ) -> Result<Vec<ClaimedRun>>;
+
+    /// Ends a run held under `lease`; `LeaseLost` (and nothing changed) when the lease moved on.
+    /// Promotes the thread's oldest pending run.
+    async fn finish(&self, lease: &Lease, finish: Finish) -> Result<()>;
+
+    /// Gives a held run back to the queue (shutdown, self-fencing) without charging the
+    /// attempt; bumps the fence epoch. `LeaseLost` when the lease moved on already.
+    async fn release(&self, lease: &Lease, reason: &str) -> Result<()>;
+
+    /// Cancels a run: a pending or queued one at once, a running one by asking its worker
+    /// (the state it is in afterwards is returned). A finished run is left as it is.
+    async fn cancel(&self, run_id: &str) -> Result<RunState>;
+
+    /// Stops workers whose lease expired (or whose session vanished and who missed two
+    /// heartbeats) and re-queues their runs with a bumped epoch; at most one sweeper at a time.
+    async fn sweep(&self, timings: &Timings) -> Result<SweepReport>;
+
+    /// The run `run_id`.
+    async fn get(&self, run_id: &str) -> Result<Option<RunRecord>>;
+
+    /// Runs, newest first.
+    async fn list(&self, filter: &RunFilter) -> Result<Vec<RunRecord>>;
+
+    /// Run counts per queue, priority and state.
+    async fn stats(&self) -> Result<Vec<QueueStat>>;
+
+    /// Registered workers, stopped ones included.
+    async fn workers(&self) -> Result<Vec<WorkerRecord>>;
+
+    /// A checkpointer whose every write checks `lease`'s fence epoch in its own transaction;
+    /// the only checkpointer a worker gives the run it holds.
+    fn fenced_checkpointer(&self, lease: &Lease) -> Arc<dyn Checkpointer>;
+
+    /// The checkpointer the queue's runs write through, unfenced: for reading results.
+    fn checkpointer(&self) -> Arc<dyn Checkpointer>;
+
+    /// A stream of wake-ups: hints that work was queued or a run finished, so that workers
+    /// and waiters need not wait for their next poll. Wake-ups can be missed (a reconnect
+    /// loses those sent meanwhile, which [`Wake::Missed`] reports), so callers keep polling.
+    /// `None` (the default): this queue has none, poll only.
+    async fn wakeups(&self) -> Result<Option<Box<dyn Wakeups>>> {
+        Ok(None)
+    }
+}
+
+/// What a [`Wakeups`] stream reports.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Wake {
+    /// Runs were queued (submitted, released, promoted or swept back): claim.
+    Work,
+    /// Run `0` ended.
+    Done(String),
+    /// Wake-ups may have been lost (the listener reconnected): check everything again.
+    Missed,
+}
+
+/// Wake-ups from a queue (see [`RunQueue::wakeups`]).
+#[async_trait]
+pub trait Wakeups: Send + fmt::Debug {
+    /// The next wake-up; `None` when there will be no more (poll only from then on).
+    /// Cancel-safe: dropping the future loses nothing.
+    async fn next(&mut self) -> Option<Wake>;
+}
+
+/// A shared queue is a queue.
+#[async_trait]
+impl<T: RunQueue + ?Sized> RunQueue for Arc<T> {
+    async fn submit(&self, run: NewRun) -> Result<RunState> {
+        (**self).submit(run).await
+    }
+
+    async fn register_worker(&self, worker: &WorkerInfo) -> Result<()> {
+        (**self).register_worker(worker).await
+    }
+
+    async fn stop_worker(&self, worker_id: &str) -> Result<()> {
+        (**self).stop_worker(worker_id).await
+    }
+
+    async fn heartbeat(&self, worker_id: &str, runs: &[Lease], timings: &Timings) -> Result<HeartbeatReply> {
+        (**self).heartbeat(worker_id, runs, timings).await
+    }
+
+    async fn claim(
+        &self,
+        worker_id: &str,
+        queues: &[String],
+        graphs: &[GraphKey],
+        limit: usize,
+    ) -> Result<Vec<ClaimedRun>> {
+        (**self).claim(worker_id, queues, graphs, limit).await
+    }
+
+    async fn finish(&self, lease: &Lease, finish: Finish) -> Result<()> {
+        (**self).finish(lease, finish).await
+    }
+
+    async fn release(&self, lease: &Lease, reason: &str) -> Result<()> {
+        (**self).release(lease, reason).await
+    }
+
+    async fn cancel(&self, run_id: &str) -> Result<RunState> {
+        (**self).cancel(run_id).await
+    }
+
+    async fn sweep(&self, timings: &Timings) -> Result<SweepReport> {
+        (**self).sweep(timings).await
+    }
+
+    async fn get(&self, run_id: &str) -> Result<Option<RunRecord>> {
+        (**self).get(run_id).await
+    }
+
+    async fn list(&self, filter: &RunFilter) -> Result<Vec<RunRecord>> {
+        (**self).list(filter).await
+    }
+
+    async fn stats(&self) -> Result<Vec<QueueStat>> {
+        (**self).stats().await
+    }
+
+    async fn workers(&self) -> Result<Vec<WorkerRecord>> {
+        (**self).workers().await
+    }
+
+    fn fenced_checkpointer(&self, lease: &Lease) -> Arc<dyn Checkpointer> {
+        (**self).fenced_checkpointer(lease)
+    }
+
+    fn checkpointer(&self) -> Arc<dyn Checkpointer> {
+        (**self).checkpointer()
+    }
+
+    async fn wakeups(&self) -> Result<Option<Box<dyn Wakeups>>> {
+        (**self).wakeups().await
+    }
+}

@@ -1,0 +1,28 @@
+//! DashFlow's scale-out runtime: [`Worker`] processes on any host claim runs from a shared
+//! [`RunQueue`](dashflow_queue::RunQueue), run them with the ordinary superstep loop, and
+//! checkpoint through a checkpointer fenced by their lease; [`Client`] submits runs and waits
+//! for them from any process.
+//!
+//! Every worker registers the same compiled graphs ([`RegisteredGraph`]: name, version, and a
+//! hash of the graph's shape and state schema), and claims only runs whose graph it has.
+//! While it runs, a worker heartbeats (its lease is renewed in database time), sweeps (stops
+//! workers that stopped heart-beating and re-queues their runs with a bumped fence epoch), and
+//! stops every run of its own if it cannot heartbeat before its lease would end
+//! (self-fencing). A run taken over by another worker continues from the thread's last
+//! checkpoint and the stored results of its finished tasks: only unfinished tasks run again,
+//! and the run's input, update or resume answer is applied once.
+//!
+//! The worker never names a queue backend: the application passes one
+//! (`dashflow_queue_postgres::PostgresRunQueue`). docs/guide.md has a walk-through.
+//!
+//! This crate has no feature flags.
+
+mod client;
+mod error;
+mod registry;
+mod worker;
+
+pub use client::{Client, Finished, RunRequest};
+pub use error::{Result, WorkerError};
+pub use registry::{RegisteredGraph, RunEnd, RunnableGraph};
+pub use worker::{Worker, WorkerBuilder, WorkerCounters, shutdown_signal};

@@ -1,0 +1,524 @@
+//! [`Worker`]: claims runs from a [`RunQueue`], runs them with the checkpointer fenced by
+//! their lease, heartbeats, sweeps, fences itself when the database is out of reach, and
+//! stops gracefully.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use dashflow_graph::MergeableState;
+use dashflow_queue::{
+    ClaimedRun, Finish, GraphKey, Lease, QueueError, RunQueue, RunState, Timings, Wake, Wakeups, WorkerInfo,
+};
+use tokio::sync::Notify;
+use tokio::task::{AbortHandle, JoinHandle};
+use tokio::time::Instant;
+
+use crate::registry::{RegisteredGraph, RunEnd, RunnableGraph};
+use crate::{Result, WorkerError};
+
+/// What a worker did, counted since it started. Also reported through the `metrics` facade
+/// (`dashflow_runs_claimed_total`, `dashflow_lease_lost_total`, ...; docs/guide.md lists them).
+#[derive(Debug, Default)]
+#[non_exhaustive]
+pub struct WorkerCounters {
+    /// Runs claimed.
+    pub claimed: AtomicU64,
+    /// Runs finished (completed, interrupted, failed or cancelled) by this worker.
+    pub finished: AtomicU64,
+    /// Runs whose lease this worker lost: fenced writes, or finishes refused.
+    pub lease_lost: AtomicU64,
+    /// Runs given back to the queue (shutdown, self-fencing, an unavailable database).
+    pub released: AtomicU64,
+    /// Runs cancelled at a client's request.
+    pub cancelled: AtomicU64,
+    /// Heartbeats that failed or timed out.
+    pub heartbeat_failures: AtomicU64,
+    /// Times this worker stopped its runs because it could not heartbeat in time.
+    pub self_fenced: AtomicU64,
+    /// Runs of dead workers this worker's sweeps put back in the queue.
+    pub rescued: AtomicU64,
+}
+
+impl WorkerCounters {
+    fn add(&self, counter: &AtomicU64, name: &'static str, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+        metrics::counter!(name).increment(n);
+    }
+
+    /// The current value of `counter`.
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+}
+
+/// Builds a [`Worker`].
+pub struct WorkerBuilder {
+    queue: Arc<dyn RunQueue>,
+    graphs: Vec<Arc<dyn RunnableGraph>>,
+    names: Vec<String>,
+    slots: usize,
+    queues: Vec<String>,
+    timings: Timings,
+    worker_id: Option<String>,
+    grace: Duration,
+    version: String,
+}
+
+impl WorkerBuilder {
+    /// Runs `graph`'s runs.
+    pub fn graph<S: MergeableState>(mut self, graph: RegisteredGraph<S>) -> Self {
+        self.names.push(graph.key().name().to_owned());
+        self.graphs.push(Arc::new(graph));
+        self
+    }
+
+    /// Runs at most `slots` runs at once (8 by default, at least 1).
+    pub fn slots(mut self, slots: usize) -> Self {
+        self.slots = slots.max(1);
+        self
+    }
+
+    /// Claims from `queue` (only `default` when never called).
+    pub fn queue(mut self, queue: impl Into<String>) -> Self {
+        self.queues.push(queue.into());
+        self
+    }
+
+    /// Heartbeat, lease, sweep and poll intervals (`Timings::default()`).
+    pub fn timings(mut self, timings: Timings) -> Self {
+        self.timings = timings;
+        self
+    }
+
+    /// Registers under `worker_id` (host, process id and a random suffix by default).
+    pub fn worker_id(mut self, worker_id: impl Into<String>) -> Self {
+        self.worker_id = Some(worker_id.into());
+        self
+    }
+
+    /// On shutdown, waits up to `grace` for running runs before releasing them (30 s).
+    pub fn grace(mut self, grace: Duration) -> Self {
+        self.grace = grace;
+        self
+    }
+
+    /// The program version the worker reports (`dashflow workers list`).
+    pub fn version(mut self, version: impl Into<String>) -> Self {
+        self.version = version.into();
+        self
+    }
+
+    /// The worker; `NoGraphs` without a graph, `DuplicateGraph` for a name given twice.
+    pub fn build(mut self) -> Result<Worker> {
+        if self.graphs.is_empty() {
+            return Err(WorkerError::NoGraphs);
+        }
+        let mut names = self.names.clone();
+        names.sort();
+        if let Some(pair) = names.windows(2).find(|pair| pair[0] == pair[1]) {
+            return Err(WorkerError::DuplicateGraph { name: pair[0].clone() });
+        }
+        if self.queues.is_empty() {
+            self.queues.push("default".to_owned());
+        }
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|name| name.trim().to_owned())
+            .ok()
+            .filter(|name| !name.is_empty())
+            .unwrap_or_else(|| "localhost".to_owned());
+        let pid = std::process::id();
+        let worker_id = self.worker_id.unwrap_or_else(|| format!("{host}-{pid}-{:08x}", fastrand::u32(..)));
+        let info = WorkerInfo::new(
+            worker_id,
+            host,
+            i32::try_from(pid).unwrap_or(i32::MAX),
+            self.queues,
+            self.graphs.iter().map(|graph| graph.key().clone()).collect(),
+            i32::try_from(self.slots).unwrap_or(i32::MAX),
+        )
+        .version(self.version);
+        Ok(Worker {
+            shared: Arc::new(Shared {
+                queue: self.queue,
+                graphs: self.graphs.into_iter().map(|graph| (graph.key().clone(), graph)).collect(),
+                info,
+                timings: self.timings,
+                held: Mutex::default(),
+                dropped: Mutex::default(),
+                slot_freed: Notify::new(),
+                fenced: AtomicBool::new(false),
+                counters: Arc::default(),
+            }),
+            slots: self.slots,
+            grace: self.grace,
+        })
+    }
+}
+
+/// A worker process's runtime: claims runs of its graphs, runs them, heartbeats, sweeps.
+///
+/// ```no_run
+/// # use std::sync::Arc;
+/// # use dashflow_worker::{RegisteredGraph, Worker, shutdown_signal};
+/// # async fn example<S: dashflow_graph::MergeableState>(
+/// #     queue: Arc<dyn dashflow_queue::RunQueue>, app: dashflow_executor::CompiledGraph<S>,
+/// # ) -> dashflow_worker::Result<()> {
+/// let worker = Worker::builder(queue).graph(RegisteredGraph::new("support", "v3", app)).slots(8).build()?;
+/// worker.run(shutdown_signal()).await?;
+/// # Ok(())
+/// # }
+/// ```
+pub struct Worker {
+    shared: Arc<Shared>,
+    slots: usize,
+    grace: Duration,
+}
+
+struct Shared {
+    queue: Arc<dyn RunQueue>,
+    graphs: HashMap<GraphKey, Arc<dyn RunnableGraph>>,
+    info: WorkerInfo,
+    timings: Timings,
+    /// The runs this worker holds.
+    held: Mutex<HashMap<String, Held>>,
+    /// Leases of runs stopped by self-fencing, released once the database answers.
+    dropped: Mutex<Vec<Lease>>,
+    slot_freed: Notify,
+    /// Set while the worker cannot heartbeat: it claims nothing and runs nothing.
+    fenced: AtomicBool,
+    counters: Arc<WorkerCounters>,
+}
+
+struct Held {
+    lease: Lease,
+    abort: Option<AbortHandle>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Resolves on SIGTERM or SIGINT (Ctrl-C): pass it to [`Worker::run`] for a graceful stop.
+pub async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => drop(signal.recv().await),
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        () = terminate => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+/// The next wake-up, or never when there are none.
+async fn next_wake(wakeups: &mut Option<Box<dyn Wakeups>>) -> Option<Wake> {
+    match wakeups {
+        Some(wakeups) => wakeups.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// `every`, give or take a fifth, so that workers started together do not act in lockstep.
+fn jittered(every: Duration) -> Duration {
+    every.mul_f64(0.8 + 0.4 * fastrand::f64())
+}
+
+impl Worker {
+    /// A worker on `queue`; add graphs, then `build`.
+    pub fn builder(queue: Arc<dyn RunQueue>) -> WorkerBuilder {
+        WorkerBuilder {
+            queue,
+            graphs: Vec::new(),
+            names: Vec::new(),
+            slots: 8,
+            queues: Vec::new(),
+            timings: Timings::default(),
+            worker_id: None,
+            grace: Duration::from_secs(30),
+            version: String::new(),
+        }
+    }
+
+    /// The id it registers under.
+    pub fn id(&self) -> &str {
+        &self.shared.info.worker_id
+    }
+
+    /// Its counters, readable while it runs.
+    pub fn counters(&self) -> Arc<WorkerCounters> {
+        Arc::clone(&self.shared.counters)
+    }
+
+    /// Registers, then claims and runs until `shutdown` resolves; then stops claiming, keeps
+    /// heart-beating while running runs finish within the grace period, releases what is
+    /// left (without charging the attempt) and deregisters.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<()> {
+        let shared = &self.shared;
+        shared.queue.register_worker(&shared.info).await?;
+        tracing::info!(worker_id = %shared.info.worker_id, graphs = ?shared.info.graph_keys, "worker started");
+        let heartbeat = tokio::spawn(Arc::clone(shared).heartbeats());
+        let sweeper = tokio::spawn(Arc::clone(shared).sweeps());
+        tokio::pin!(shutdown);
+        let mut wakeups = match shared.queue.wakeups().await {
+            Ok(wakeups) => wakeups,
+            Err(error) => {
+                tracing::info!(error = %dashflow_telemetry::Report(&error), "no wake-ups from the queue; polling only");
+                None
+            }
+        };
+        'claiming: loop {
+            let free = self.slots.saturating_sub(lock(&shared.held).len());
+            let idle = if free == 0 || shared.fenced.load(Ordering::SeqCst) {
+                false
+            } else {
+                match shared.claim(free.min(8)).await {
+                    // A full batch: there may be more.
+                    Ok(claimed) if claimed == free.min(8) => continue,
+                    Ok(_) => true,
+                    Err(error) => {
+                        tracing::warn!(error = %dashflow_telemetry::Report(&error), "claiming runs failed");
+                        true
+                    }
+                }
+            };
+            // Idle: wait for the poll, or a wake-up that says work was queued. Full: for a
+            // slot to free up.
+            let until = Instant::now() + if idle { jittered(shared.timings.poll) } else { shared.timings.poll };
+            loop {
+                tokio::select! {
+                    () = &mut shutdown => break 'claiming,
+                    () = shared.slot_freed.notified(), if !idle => break,
+                    () = tokio::time::sleep_until(until) => break,
+                    wake = next_wake(&mut wakeups), if idle => match wake {
+                        Some(Wake::Done(_)) => {}
+                        Some(_) => break,
+                        None => wakeups = None,
+                    },
+                }
+            }
+        }
+        self.drain(heartbeat, sweeper).await
+    }
+
+    async fn drain(&self, heartbeat: JoinHandle<()>, sweeper: JoinHandle<()>) -> Result<()> {
+        let shared = &self.shared;
+        sweeper.abort();
+        tracing::info!(worker_id = %shared.info.worker_id, "worker stopping: no more claims");
+        let deadline = Instant::now() + self.grace;
+        while !lock(&shared.held).is_empty() {
+            tokio::select! {
+                () = shared.slot_freed.notified() => {}
+                () = tokio::time::sleep_until(deadline) => break,
+            }
+        }
+        let left: Vec<Held> = lock(&shared.held).drain().map(|(_, held)| held).collect();
+        for held in left {
+            if let Some(abort) = held.abort {
+                abort.abort();
+            }
+            shared.release(&held.lease, "the worker shut down before the run finished").await;
+        }
+        heartbeat.abort();
+        let dropped = std::mem::take(&mut *lock(&shared.dropped));
+        for lease in dropped {
+            shared.release(&lease, "the worker shut down while fenced").await;
+        }
+        shared.queue.stop_worker(&shared.info.worker_id).await?;
+        tracing::info!(worker_id = %shared.info.worker_id, "worker stopped");
+        Ok(())
+    }
+}
+
+impl Shared {
+    /// Claims up to `limit` runs and starts them; returns how many.
+    async fn claim(self: &Arc<Self>, limit: usize) -> Result<usize, QueueError> {
+        let keys: Vec<GraphKey> = self.graphs.keys().cloned().collect();
+        let claimed = self.queue.claim(&self.info.worker_id, &self.info.queues, &keys, limit).await?;
+        let count = claimed.len();
+        self.counters.add(&self.counters.claimed, "dashflow_runs_claimed_total", count as u64);
+        for run in claimed {
+            self.start(run);
+        }
+        Ok(count)
+    }
+
+    fn start(self: &Arc<Self>, run: ClaimedRun) {
+        let lease = run.lease.clone();
+        let Some(graph) = self.graphs.get(&run.graph_key).cloned() else {
+            // The claim filters by key, so this is a queue that ignored the filter.
+            tracing::error!(run_id = %lease.run_id, key = %run.graph_key, "claimed a run of a graph this worker lacks");
+            return;
+        };
+        lock(&self.held).insert(lease.run_id.clone(), Held { lease: lease.clone(), abort: None });
+        let shared = Arc::clone(self);
+        let task = tokio::spawn(async move {
+            tracing::debug!(run_id = %run.lease.run_id, epoch = run.lease.epoch, attempt = run.attempt, "run claimed");
+            let checkpointer = shared.queue.fenced_checkpointer(&run.lease);
+            let end = graph.execute(&run, checkpointer).await;
+            shared.end(&run.lease, end).await;
+            lock(&shared.held).remove(&run.lease.run_id);
+            shared.slot_freed.notify_one();
+        });
+        if let Some(held) = lock(&self.held).get_mut(&lease.run_id) {
+            held.abort = Some(task.abort_handle());
+        }
+    }
+
+    /// Reports a run's end to the queue, retrying while the database is unavailable (the run
+    /// stays held, so heartbeats and self-fencing still cover it).
+    async fn end(&self, lease: &Lease, end: RunEnd) {
+        let mut pause = self.timings.heartbeat / 4;
+        loop {
+            let outcome = match &end {
+                RunEnd::Finished(finish) => self.queue.finish(lease, finish.clone()).await,
+                RunEnd::Unavailable(why) => self.queue.release(lease, why).await,
+            };
+            match outcome {
+                Ok(()) => {
+                    let counter = match &end {
+                        RunEnd::Finished(_) => (&self.counters.finished, "dashflow_runs_finished_total"),
+                        RunEnd::Unavailable(_) => (&self.counters.released, "dashflow_runs_released_total"),
+                    };
+                    self.counters.add(counter.0, counter.1, 1);
+                    return;
+                }
+                Err(QueueError::LeaseLost { .. }) => {
+                    tracing::info!(run_id = %lease.run_id, epoch = lease.epoch, "lease lost: another worker owns the run");
+                    self.counters.add(&self.counters.lease_lost, "dashflow_lease_lost_total", 1);
+                    return;
+                }
+                Err(error) if error.is_retryable() => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(self.timings.heartbeat);
+                }
+                Err(error) => {
+                    tracing::error!(run_id = %lease.run_id, error = %dashflow_telemetry::Report(&error), "cannot end a run");
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn release(&self, lease: &Lease, why: &str) {
+        match self.queue.release(lease, why).await {
+            Ok(()) => self.counters.add(&self.counters.released, "dashflow_runs_released_total", 1),
+            Err(QueueError::LeaseLost { .. }) => {}
+            Err(error) => {
+                tracing::warn!(run_id = %lease.run_id, error = %dashflow_telemetry::Report(&error), "cannot release a run; the sweeper will");
+            }
+        }
+    }
+
+    /// Stops run `run_id` at its next await and forgets it.
+    fn stop(&self, run_id: &str) -> Option<Lease> {
+        let held = lock(&self.held).remove(run_id)?;
+        if let Some(abort) = held.abort {
+            abort.abort();
+        }
+        self.slot_freed.notify_one();
+        Some(held.lease)
+    }
+
+    async fn heartbeats(self: Arc<Self>) {
+        let timings = self.timings;
+        // The instant the last successful heartbeat was sent: the database's lease runs from
+        // its commit, later, so a local deadline counted from here falls first.
+        let mut last_ok = Instant::now();
+        let fence_after = timings.lease.saturating_sub(timings.self_fence_margin);
+        loop {
+            tokio::time::sleep(timings.heartbeat).await;
+            let leases: Vec<Lease> = lock(&self.held).values().map(|held| held.lease.clone()).collect();
+            let sent = Instant::now();
+            let limit = fence_after.saturating_sub(sent - last_ok).max(timings.heartbeat);
+            match tokio::time::timeout(limit, self.queue.heartbeat(&self.info.worker_id, &leases, &timings)).await {
+                Ok(Ok(reply)) => {
+                    last_ok = sent;
+                    if self.fenced.swap(false, Ordering::SeqCst) {
+                        tracing::info!(worker_id = %self.info.worker_id, "database reachable again: releasing the runs stopped while fenced");
+                    }
+                    let dropped = std::mem::take(&mut *lock(&self.dropped));
+                    for lease in dropped {
+                        self.release(&lease, "its worker lost the database for too long").await;
+                    }
+                    if !reply.alive {
+                        tracing::warn!(worker_id = %self.info.worker_id, "the sweeper stopped this worker; dropping its runs and registering again");
+                        let runs: Vec<String> = lock(&self.held).keys().cloned().collect();
+                        for run_id in runs {
+                            if self.stop(&run_id).is_some() {
+                                self.counters.add(&self.counters.lease_lost, "dashflow_lease_lost_total", 1);
+                            }
+                        }
+                        if let Err(error) = self.queue.register_worker(&self.info).await {
+                            tracing::warn!(error = %dashflow_telemetry::Report(&error), "registering again failed");
+                        }
+                        continue;
+                    }
+                    for run_id in &reply.lost {
+                        if self.stop(run_id).is_some() {
+                            tracing::info!(%run_id, "lease lost: the run was taken over; stopped it");
+                            self.counters.add(&self.counters.lease_lost, "dashflow_lease_lost_total", 1);
+                        }
+                    }
+                    for run_id in &reply.cancel {
+                        if let Some(lease) = self.stop(run_id) {
+                            let finish = Finish::new(RunState::Cancelled, None);
+                            match self.queue.finish(&lease, finish).await {
+                                Ok(()) => {
+                                    self.counters.add(&self.counters.cancelled, "dashflow_runs_cancelled_total", 1)
+                                }
+                                Err(error) => {
+                                    tracing::warn!(%run_id, error = %dashflow_telemetry::Report(&error), "cannot finish a cancelled run")
+                                }
+                            }
+                        }
+                    }
+                }
+                failed => {
+                    self.counters.add(&self.counters.heartbeat_failures, "dashflow_heartbeat_failures_total", 1);
+                    if let Ok(Err(error)) = &failed {
+                        tracing::warn!(error = %dashflow_telemetry::Report(error), "heartbeat failed");
+                    }
+                    if last_ok.elapsed() >= fence_after && !self.fenced.swap(true, Ordering::SeqCst) {
+                        self.self_fence();
+                    }
+                }
+            }
+        }
+    }
+
+    /// Stops every run before the lease can expire: whoever takes them over is then the only
+    /// writer, even if this worker's writes were not fenced.
+    fn self_fence(&self) {
+        let runs: Vec<String> = lock(&self.held).keys().cloned().collect();
+        tracing::warn!(worker_id = %self.info.worker_id, runs = runs.len(), "cannot heartbeat before the lease ends: stopping every run");
+        self.counters.add(&self.counters.self_fenced, "dashflow_self_fenced_total", 1);
+        for run_id in runs {
+            if let Some(lease) = self.stop(&run_id) {
+                lock(&self.dropped).push(lease);
+            }
+        }
+    }
+
+    async fn sweeps(self: Arc<Self>) {
+        loop {
+            tokio::time::sleep(jittered(self.timings.sweep)).await;
+            if self.fenced.load(Ordering::SeqCst) {
+                continue;
+            }
+            match self.queue.sweep(&self.timings).await {
+                Ok(report) => {
+                    let rescued = report.runs.len() as u64;
+                    if rescued > 0 {
+                        self.counters.add(&self.counters.rescued, "dashflow_runs_rescued_total", rescued);
+                    }
+                }
+                Err(error) => tracing::debug!(error = %dashflow_telemetry::Report(&error), "sweep failed"),
+            }
+        }
+    }
+}

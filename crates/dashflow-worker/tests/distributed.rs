@@ -1,0 +1,628 @@
+//! Scale-out with real worker processes on the CI PostgreSQL (R23; docs/distributed.md).
+//!
+//! The test binary is its own worker: with `DASHFLOW_WORKER_CHILD=1` it runs one [`Worker`]
+//! against the schema the parent names, until SIGTERM (or SIGKILL). Every node appends a line
+//! to a shared ledger file (`O_APPEND`, one short line per execution), which the parent reads
+//! together with each thread's checkpoint chain after the trial.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout, reason = "tests")]
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command as Process, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, bail, ensure};
+use dashflow_checkpoint::{Checkpointer, ListOptions};
+use dashflow_checkpoint_postgres::PostgresCheckpointer;
+use dashflow_checkpoint_postgres::testing::{TestDatabase, TestServer};
+use dashflow_executor::CompiledGraph;
+use dashflow_graph::{END, GraphState, NodeContext, NodeError, START, StateGraph};
+use dashflow_queue::{RunQueue, RunState, Timings};
+use dashflow_queue_postgres::PostgresRunQueue;
+use dashflow_worker::{Client, RegisteredGraph, RunRequest, Worker};
+use libtest_mimic::{Arguments, Failed, Trial};
+use serde::{Deserialize, Serialize};
+use sqlx::postgres::PgConnectOptions;
+
+/// The state: what ran, in merge order.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, GraphState)]
+struct Work {
+    #[reduce(append)]
+    log: Vec<String>,
+    #[reduce(add)]
+    count: u64,
+}
+
+/// What every run must end with, whoever ran it and however often it was taken over.
+fn golden() -> Vec<String> {
+    ["split", "a", "b", "c", "merge", "polish1", "polish2"].map(String::from).to_vec()
+}
+
+struct Env {
+    ledger: PathBuf,
+    /// A marker file: while it is absent, node `c` hangs (the first worker to reach it is
+    /// killed there), and creates it.
+    hang_marker: Option<PathBuf>,
+}
+
+type NodeFuture = std::pin::Pin<Box<dyn Future<Output = Result<WorkUpdate, NodeError>> + Send>>;
+type TrialFuture = std::pin::Pin<Box<dyn Future<Output = Result<()>>>>;
+
+fn append(ledger: &Path, line: &str) {
+    let mut file = std::fs::OpenOptions::new().create(true).append(true).open(ledger).unwrap();
+    file.write_all(format!("{line}\n").as_bytes()).unwrap();
+}
+
+fn node(name: &'static str, env: &Arc<Env>) -> impl Fn(Arc<Work>, NodeContext) -> NodeFuture + Send + Sync + 'static {
+    let env = Arc::clone(env);
+    move |_, ctx| {
+        let env = Arc::clone(&env);
+        Box::pin(async move {
+            let key = ctx.idempotency_key();
+            append(&env.ledger, &format!("start {key} {} {}", std::process::id(), dashflow_checkpoint::now_ms()));
+            if name == "c"
+                && let Some(marker) = &env.hang_marker
+                && !marker.exists()
+            {
+                std::fs::write(marker, b"").unwrap();
+                append(&env.ledger, &format!("hang {key} {}", std::process::id()));
+                std::future::pending::<()>().await;
+            }
+            // Work that takes a while, so that kills land inside supersteps.
+            tokio::time::sleep(Duration::from_millis(5 + fastrand::u64(..40))).await;
+            append(&env.ledger, &format!("done {key} {} {}", std::process::id(), dashflow_checkpoint::now_ms()));
+            Ok(WorkUpdate::default().log(vec![name.to_owned()]).count(1u64))
+        })
+    }
+}
+
+fn graph(env: &Arc<Env>) -> CompiledGraph<Work> {
+    let mut graph = StateGraph::<Work>::new();
+    graph
+        .add_node("split", node("split", env))
+        .add_node("a", node("a", env))
+        .add_node("b", node("b", env))
+        .add_node("c", node("c", env))
+        .add_node("merge", node("merge", env))
+        .add_node("polish1", node("polish1", env))
+        .add_node("polish2", node("polish2", env))
+        .add_edge(START, "split")
+        .add_parallel_edges("split", ["a", "b", "c"])
+        .add_join(["a", "b", "c"], "merge")
+        .add_edge("merge", "polish1")
+        .add_edge("polish1", "polish2")
+        .add_edge("polish2", END);
+    CompiledGraph::new(graph.build().unwrap())
+}
+
+fn registered(env: &Arc<Env>, version: &str) -> RegisteredGraph<Work> {
+    RegisteredGraph::new("work", version, graph(env))
+}
+
+fn connect_options(url: &str, schema: &str) -> PgConnectOptions {
+    let options: PgConnectOptions = url.parse().unwrap();
+    options.options([("search_path", schema)]).application_name(schema)
+}
+
+async fn queue_at(url: &str, schema: &str) -> Result<PostgresRunQueue> {
+    let checkpointer = PostgresCheckpointer::connect_with(connect_options(url, schema)).await?;
+    Ok(PostgresRunQueue::new(checkpointer).await?)
+}
+
+/// The child: one worker until SIGTERM.
+fn child() -> Result<()> {
+    let var = |name: &str| std::env::var(name).with_context(|| format!("{name} is not set"));
+    let (url, schema, ledger, version) = (
+        var("DASHFLOW_WORKER_URL")?,
+        var("DASHFLOW_WORKER_SCHEMA")?,
+        var("DASHFLOW_WORKER_LEDGER")?,
+        var("DASHFLOW_WORKER_VERSION")?,
+    );
+    let hang_marker = std::env::var("DASHFLOW_WORKER_HANG").ok().map(PathBuf::from);
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .init();
+    let env = Arc::new(Env { ledger: PathBuf::from(ledger), hang_marker });
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    runtime.block_on(async {
+        let queue: Arc<dyn RunQueue> = Arc::new(queue_at(&url, &schema).await?);
+        let worker = Worker::builder(queue)
+            .graph(registered(&env, &version))
+            .slots(4)
+            .timings(Timings::short())
+            .grace(Duration::from_secs(5))
+            .build()?;
+        append(&env.ledger, &format!("worker {} {}", worker.id(), std::process::id()));
+        worker.run(dashflow_worker::shutdown_signal()).await?;
+        append(&env.ledger, &format!("stopped {}", std::process::id()));
+        Ok(())
+    })
+}
+
+/// One trial's world: a schema, a ledger, and the worker processes it started.
+struct Cluster {
+    db: Option<TestDatabase>,
+    server: Option<TestServer>,
+    schema: String,
+    url: String,
+    dir: tempfile::TempDir,
+    workers: Vec<Child>,
+    queue: Arc<PostgresRunQueue>,
+}
+
+impl Cluster {
+    async fn new(test: &str) -> Option<Self> {
+        let db = TestDatabase::from_env(test).await?;
+        let url = std::env::var(dashflow_checkpoint_postgres::testing::URL_VAR).unwrap();
+        let schema = db.schema().to_owned();
+        let queue = Arc::new(queue_at(&url, &schema).await.unwrap());
+        Some(Self {
+            db: Some(db),
+            server: None,
+            schema,
+            url,
+            dir: tempfile::tempdir().unwrap(),
+            workers: Vec::new(),
+            queue,
+        })
+    }
+
+    /// A cluster on a PostgreSQL server of its own, which the test may pause.
+    async fn on_private_server(test: &str) -> Option<Self> {
+        let server = TestServer::create(test).await?;
+        let url = server.url();
+        let schema = "public".to_owned();
+        let queue = Arc::new(queue_at(&url, &schema).await.unwrap());
+        Some(Self {
+            db: None,
+            server: Some(server),
+            schema,
+            url,
+            dir: tempfile::tempdir().unwrap(),
+            workers: Vec::new(),
+            queue,
+        })
+    }
+
+    fn ledger(&self) -> PathBuf {
+        self.dir.path().join("ledger")
+    }
+
+    fn start_worker(&mut self, version: &str, hang: bool) -> usize {
+        let log = std::fs::File::create(self.dir.path().join(format!("worker-{}.log", self.workers.len()))).unwrap();
+        let mut process = Process::new(std::env::current_exe().unwrap());
+        process
+            .env("DASHFLOW_WORKER_CHILD", "1")
+            .env("DASHFLOW_WORKER_URL", &self.url)
+            .env("DASHFLOW_WORKER_SCHEMA", &self.schema)
+            .env("DASHFLOW_WORKER_LEDGER", self.ledger())
+            .env("DASHFLOW_WORKER_VERSION", version)
+            .env("DASHFLOW_HOME", self.dir.path().join("home"))
+            .env("DASHFLOW_WAL", "0")
+            .env("RUST_LOG", "dashflow_worker=debug,dashflow_queue_postgres=info")
+            .stdout(Stdio::null())
+            .stderr(log);
+        if hang {
+            process.env("DASHFLOW_WORKER_HANG", self.dir.path().join("hang-marker"));
+        }
+        self.workers.push(process.spawn().unwrap());
+        self.workers.len() - 1
+    }
+
+    fn kill(&mut self, index: usize) {
+        let _ = self.workers[index].kill();
+        let _ = self.workers[index].wait();
+    }
+
+    fn signal(&self, index: usize, signal: &str) {
+        let pid = self.workers[index].id().to_string();
+        let _ = Process::new("kill").args([signal, &pid]).status();
+    }
+
+    fn worker_log(&self, index: usize) -> String {
+        std::fs::read_to_string(self.dir.path().join(format!("worker-{index}.log"))).unwrap_or_default()
+    }
+
+    fn terminate(&mut self, index: usize) {
+        let pid = self.workers[index].id().to_string();
+        let _ = Process::new("kill").args(["-TERM", &pid]).status();
+    }
+
+    fn ledger_lines(&self) -> Vec<String> {
+        std::fs::read_to_string(self.ledger()).unwrap_or_default().lines().map(str::to_owned).collect()
+    }
+
+    /// Waits (bounded) until `ready` holds of the ledger.
+    async fn until_ledger(&self, what: &str, ready: impl Fn(&[String]) -> bool) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while !ready(&self.ledger_lines()) {
+            ensure!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(())
+    }
+
+    fn client(&self) -> Client {
+        Client::new(Arc::clone(&self.queue) as Arc<dyn RunQueue>).with_poll_interval(Duration::from_millis(50))
+    }
+
+    /// Checks every thread's checkpoint chain: one parent chain, consecutive steps, the input
+    /// stored once; and the final state is the golden one.
+    async fn check_history(&self, threads: &[String]) -> Result<()> {
+        let checkpointer = self.queue.checkpointer();
+        for thread in threads {
+            let mut records = checkpointer.list(thread, &ListOptions::new().namespace("")).await?;
+            records.reverse();
+            ensure!(!records.is_empty(), "thread {thread} has no checkpoints");
+            for pair in records.windows(2) {
+                ensure!(
+                    pair[1].parent_id.as_ref() == Some(&pair[0].checkpoint_id),
+                    "thread {thread}: checkpoint {} does not continue {} (a fork or a lost step)",
+                    pair[1].checkpoint_id,
+                    pair[0].checkpoint_id
+                );
+                ensure!(
+                    pair[1].step == pair[0].step + 1,
+                    "thread {thread}: steps {} then {}",
+                    pair[0].step,
+                    pair[1].step
+                );
+            }
+            let inputs = records.iter().filter(|r| r.metadata.get("source") == Some(&"input".into())).count();
+            ensure!(inputs == 1, "thread {thread}: its input was stored {inputs} times");
+        }
+        Ok(())
+    }
+
+    async fn final_log(&self, graph: &RegisteredGraph<Work>, run_id: &str) -> Result<Vec<String>> {
+        let finished = self.client().wait_for_state(graph, run_id, Duration::from_secs(60)).await?;
+        ensure!(
+            finished.run.state == RunState::Completed,
+            "run {run_id} ended {:?}: {:?}",
+            finished.run.state,
+            finished.run.error
+        );
+        Ok(finished.state.context("a completed run has a state")?.state.log)
+    }
+
+    fn worker_logs(&self) -> String {
+        let mut out = String::new();
+        for index in 0..self.workers.len() {
+            let log = std::fs::read_to_string(self.dir.path().join(format!("worker-{index}.log"))).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(30).collect();
+            out.push_str(&format!(
+                "--- worker {index} ---\n{}\n",
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            ));
+        }
+        out
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for worker in &mut self.workers {
+            let _ = worker.kill();
+            let _ = worker.wait();
+        }
+    }
+}
+
+/// The pid of a worker with a task started and not finished (the latest such start).
+fn open_task_pid(lines: &[String]) -> Option<u32> {
+    let mut open: Vec<(String, String)> = Vec::new();
+    for line in lines {
+        let parts: Vec<&str> = line.split(' ').collect();
+        match parts.first() {
+            Some(&"start") => open.push((parts[1].to_owned(), parts[2].to_owned())),
+            Some(&"done") => open.retain(|(key, pid)| !(key == parts[1] && pid == parts[2])),
+            _ => {}
+        }
+    }
+    open.last().and_then(|(_, pid)| pid.parse().ok())
+}
+
+/// Executions of each (thread, task) key in the ledger.
+fn executions(lines: &[String]) -> HashMap<String, usize> {
+    let mut counts = HashMap::new();
+    for line in lines {
+        if let Some(rest) = line.strip_prefix("start ") {
+            let key = rest.split(' ').next().unwrap_or_default().to_owned();
+            *counts.entry(key).or_default() += 1;
+        }
+    }
+    counts
+}
+
+fn trial(name: &'static str, body: fn(&'static str) -> TrialFuture) -> Trial {
+    Trial::test(name, move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        runtime.block_on(body(name)).map_err(|error| Failed::from(format!("{error:#}")))
+    })
+}
+
+/// A worker SIGKILLed while one task of a parallel step hangs: the next worker re-runs only
+/// that task, from the step's checkpoint and its siblings' stored results.
+async fn takeover_reruns_only_the_unfinished_task(test: &'static str) -> Result<()> {
+    let Some(mut cluster) = Cluster::new(test).await else { return Ok(()) };
+    let env = Arc::new(Env { ledger: cluster.ledger(), hang_marker: None });
+    let graph = registered(&env, "v1");
+    let first = cluster.start_worker("v1", true);
+    let (run_id, _) = cluster.client().submit(&graph, RunRequest::invoke(Work::default()).thread("t")).await?;
+    cluster.until_ledger("c to hang", |lines| lines.iter().any(|l| l.starts_with("hang "))).await?;
+    // a and b finished; wait until both results are stored before the kill.
+    let checkpointer = cluster.queue.checkpointer();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let loaded = checkpointer.load("t", "", None).await?.context("the thread has checkpoints")?;
+        if loaded.pending_writes.len() >= 2 {
+            break;
+        }
+        ensure!(tokio::time::Instant::now() < deadline, "a's and b's results were never stored");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    cluster.kill(first);
+    cluster.start_worker("v1", true);
+    let log = cluster.final_log(&graph, &run_id).await.with_context(|| cluster.worker_logs())?;
+    ensure!(log == golden(), "final state {log:?}");
+    let counts = executions(&cluster.ledger_lines());
+    for (key, count) in &counts {
+        let expected = if key.contains(":c:") { 2 } else { 1 };
+        ensure!(*count == expected, "{key} ran {count} times, expected {expected}; ledger: {counts:?}");
+    }
+    let run = cluster.queue.get(&run_id).await?.context("the run exists")?;
+    ensure!(run.attempt == 2, "the run took {} attempts", run.attempt);
+    cluster.check_history(&["t".to_owned()]).await
+}
+
+/// R23 over seeds: three workers, runs submitted, a random worker SIGKILLed at seeded random
+/// times and restarted; every run completes with the golden state, no committed step is lost
+/// or duplicated, and no input is applied twice.
+async fn killed_workers_lose_no_step_over_seeds(test: &'static str) -> Result<()> {
+    for seed in 0..3u64 {
+        killed_workers_seed(test, seed).await.with_context(|| format!("seed {seed}"))?;
+    }
+    Ok(())
+}
+
+async fn killed_workers_seed(test: &'static str, seed: u64) -> Result<()> {
+    let Some(mut cluster) = Cluster::new(test).await else { return Ok(()) };
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let env = Arc::new(Env { ledger: cluster.ledger(), hang_marker: None });
+    let graph = registered(&env, "v1");
+    for _ in 0..3 {
+        cluster.start_worker("v1", false);
+    }
+    let client = cluster.client();
+    let threads: Vec<String> = (0..20).map(|n| format!("t{n}")).collect();
+    let mut runs = Vec::new();
+    for thread in &threads {
+        runs.push(client.submit(&graph, RunRequest::invoke(Work::default()).thread(thread.as_str())).await?.0);
+    }
+    // Each kill waits for a seeded number of task starts, then kills the worker of a task
+    // that started and has not finished: always in the middle of a superstep.
+    let mut starts = 0;
+    for _ in 0..3 {
+        starts += 4 + rng.usize(..20);
+        let wanted = starts;
+        cluster
+            .until_ledger("tasks to start", |lines| lines.iter().filter(|l| l.starts_with("start ")).count() >= wanted)
+            .await?;
+        let pid = open_task_pid(&cluster.ledger_lines()).context("no task in flight to kill")?;
+        let victim = cluster.workers.iter().position(|w| w.id() == pid).context("the pid is a worker")?;
+        cluster.kill(victim);
+        cluster.start_worker("v1", false);
+    }
+    for run_id in &runs {
+        let log = cluster.final_log(&graph, run_id).await.with_context(|| cluster.worker_logs())?;
+        ensure!(log == golden(), "run {run_id}: final state {log:?}");
+    }
+    cluster.check_history(&threads).await?;
+    let mut taken_over = 0;
+    for run_id in &runs {
+        taken_over += usize::from(cluster.queue.get(run_id).await?.context("run")?.attempt > 1);
+    }
+    ensure!(taken_over >= 3, "only {taken_over} runs were taken over by another worker");
+    let reruns: usize = executions(&cluster.ledger_lines()).values().map(|n| n - 1).sum();
+    println!("seed {seed}: {taken_over} runs taken over, {reruns} task executions repeated");
+    // A task whose step was committed before it started again was re-run wrongly.
+    let checkpointer = cluster.queue.checkpointer();
+    let lines = cluster.ledger_lines();
+    for thread in &threads {
+        let records = checkpointer.list(thread, &ListOptions::new().namespace("")).await?;
+        let committed: BTreeMap<i64, i64> = records.iter().map(|r| (r.step, r.created_at_ms)).collect();
+        for line in lines.iter().filter(|l| l.starts_with(&format!("start {thread}/"))) {
+            let parts: Vec<&str> = line.split(' ').collect();
+            let (key, at) = (parts[1], parts[3].parse::<i64>()?);
+            let step: i64 =
+                key.split('/').nth(1).and_then(|task| task.split(':').next()).context("task id")?.parse()?;
+            if let Some(&done) = committed.get(&step) {
+                ensure!(at <= done, "{key} started at {at}, after its step was committed at {done}");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// SIGTERM: the worker stops claiming, lets its runs finish within the grace period (heart-
+/// beating meanwhile), and deregisters.
+async fn sigterm_finishes_running_runs_and_deregisters(test: &'static str) -> Result<()> {
+    let Some(mut cluster) = Cluster::new(test).await else { return Ok(()) };
+    let env = Arc::new(Env { ledger: cluster.ledger(), hang_marker: None });
+    let graph = registered(&env, "v1");
+    let worker = cluster.start_worker("v1", false);
+    let (run_id, _) = cluster.client().submit(&graph, RunRequest::invoke(Work::default()).thread("t")).await?;
+    cluster.until_ledger("the run to start", |lines| lines.iter().any(|l| l.starts_with("start t/"))).await?;
+    cluster.terminate(worker);
+    let status = tokio::task::spawn_blocking(move || {
+        let status = cluster.workers[worker].wait();
+        (cluster, status)
+    });
+    let (cluster, status) = tokio::time::timeout(Duration::from_secs(30), status).await??;
+    ensure!(status?.success(), "the worker did not exit cleanly");
+    let run = cluster.queue.get(&run_id).await?.context("run")?;
+    ensure!(run.state == RunState::Completed, "run ended {:?} ({:?})", run.state, run.error);
+    let workers = cluster.queue.workers().await?;
+    ensure!(workers.iter().all(|w| w.state == dashflow_queue::WorkerState::Stopped), "workers: {workers:?}");
+    Ok(())
+}
+
+/// A worker refuses a graph it does not have: runs of another version stay queued until a
+/// worker of that version comes.
+async fn a_worker_never_runs_another_graph_version(test: &'static str) -> Result<()> {
+    let Some(mut cluster) = Cluster::new(test).await else { return Ok(()) };
+    let env = Arc::new(Env { ledger: cluster.ledger(), hang_marker: None });
+    let (v1, v2) = (registered(&env, "v1"), registered(&env, "v2"));
+    cluster.start_worker("v1", false);
+    let client = cluster.client();
+    let (old, _) = client.submit(&v1, RunRequest::invoke(Work::default()).thread("old")).await?;
+    let (new, _) = client.submit(&v2, RunRequest::invoke(Work::default()).thread("new")).await?;
+    ensure!(cluster.final_log(&v1, &old).await? == golden());
+    ensure!(cluster.queue.get(&new).await?.context("run")?.state == RunState::Queued, "a v1 worker ran a v2 run");
+    cluster.start_worker("v2", false);
+    ensure!(cluster.final_log(&v2, &new).await? == golden());
+    Ok(())
+}
+
+/// Cancel while running: the worker stops the run at its next heartbeat and ends it
+/// `cancelled`; a queued run is cancelled at once.
+async fn cancel_stops_a_running_run(test: &'static str) -> Result<()> {
+    let Some(mut cluster) = Cluster::new(test).await else { return Ok(()) };
+    let env = Arc::new(Env { ledger: cluster.ledger(), hang_marker: None });
+    let graph = registered(&env, "v1");
+    cluster.start_worker("v1", true);
+    let client = cluster.client();
+    let (run_id, _) = client.submit(&graph, RunRequest::invoke(Work::default()).thread("t")).await?;
+    cluster.until_ledger("c to hang", |lines| lines.iter().any(|l| l.starts_with("hang "))).await?;
+    ensure!(client.cancel(&run_id).await? == RunState::Running);
+    let run = client.wait(&run_id, Duration::from_secs(30)).await?;
+    ensure!(run.state == RunState::Cancelled, "run ended {:?}", run.state);
+    Ok(())
+}
+
+/// `pg_terminate_backend` on every connection of the workers, again and again: runs finish
+/// with the golden state and the history checker passes.
+async fn terminated_connections_lose_no_step(test: &'static str) -> Result<()> {
+    let Some(mut cluster) = Cluster::new(test).await else { return Ok(()) };
+    let env = Arc::new(Env { ledger: cluster.ledger(), hang_marker: None });
+    let graph = registered(&env, "v1");
+    cluster.start_worker("v1", false);
+    cluster.start_worker("v1", false);
+    let client = cluster.client();
+    let threads: Vec<String> = (0..6).map(|n| format!("t{n}")).collect();
+    let mut runs = Vec::new();
+    for thread in &threads {
+        runs.push(client.submit(&graph, RunRequest::invoke(Work::default()).thread(thread.as_str())).await?.0);
+    }
+    for _ in 0..5 {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        cluster.db.as_ref().context("a shared-server cluster")?.terminate_connections().await;
+    }
+    // The parent's own pool lost its connections too; it reconnects on use.
+    for run_id in &runs {
+        let log = cluster.final_log(&graph, run_id).await.with_context(|| cluster.worker_logs())?;
+        ensure!(log == golden(), "run {run_id}: final state {log:?}");
+    }
+    cluster.check_history(&threads).await
+}
+
+/// A slow-but-alive worker (SIGSTOP past its lease): its run is taken over; when it wakes, it
+/// learns it lost the lease, and none of its late writes lands.
+async fn a_paused_worker_is_fenced_when_it_wakes(test: &'static str) -> Result<()> {
+    let Some(mut cluster) = Cluster::new(test).await else { return Ok(()) };
+    let env = Arc::new(Env { ledger: cluster.ledger(), hang_marker: None });
+    let graph = registered(&env, "v1");
+    let slow = cluster.start_worker("v1", false);
+    cluster.until_ledger("the worker to start", |lines| lines.iter().any(|l| l.starts_with("worker "))).await?;
+    let (run_id, _) = cluster.client().submit(&graph, RunRequest::invoke(Work::default()).thread("t")).await?;
+    cluster.until_ledger("a task to start", |lines| lines.iter().any(|l| l.starts_with("start t/"))).await?;
+    cluster.signal(slow, "-STOP");
+    cluster.start_worker("v1", false);
+    let log = cluster.final_log(&graph, &run_id).await.with_context(|| cluster.worker_logs())?;
+    let run = cluster.queue.get(&run_id).await?.context("run")?;
+    ensure!(run.attempt >= 2, "the run was not taken over (attempt {})", run.attempt);
+    cluster.signal(slow, "-CONT");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !(cluster.worker_log(slow).contains("lease lost")
+        || cluster.worker_log(slow).contains("sweeper stopped this worker"))
+    {
+        ensure!(tokio::time::Instant::now() < deadline, "the woken worker never noticed:\n{}", cluster.worker_logs());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    ensure!(log == golden(), "final state {log:?}");
+    cluster.check_history(&["t".to_owned()]).await?;
+    // After waking it works normally again.
+    let (next, _) = cluster.client().submit(&graph, RunRequest::invoke(Work::default()).thread("t2")).await?;
+    ensure!(cluster.final_log(&graph, &next).await? == golden());
+    Ok(())
+}
+
+/// The database paused for twice the lease: every worker fences itself (stops its runs), then
+/// releases them when the database answers; the sweeper does not reclaim everything at once;
+/// every run finishes and the history checker passes.
+async fn a_paused_database_makes_workers_fence_themselves(test: &'static str) -> Result<()> {
+    let Some(mut cluster) = Cluster::on_private_server(test).await else { return Ok(()) };
+    let env = Arc::new(Env { ledger: cluster.ledger(), hang_marker: None });
+    let graph = registered(&env, "v1");
+    let first = cluster.start_worker("v1", false);
+    cluster.start_worker("v1", false);
+    let client = cluster.client();
+    let threads: Vec<String> = (0..8).map(|n| format!("t{n}")).collect();
+    let mut runs = Vec::new();
+    for thread in &threads {
+        runs.push(client.submit(&graph, RunRequest::invoke(Work::default()).thread(thread.as_str())).await?.0);
+    }
+    cluster
+        .until_ledger("tasks to start", |lines| lines.iter().filter(|l| l.starts_with("start ")).count() >= 6)
+        .await?;
+    let server = cluster.server.as_ref().context("a private server")?;
+    server.pause();
+    // Twice the lease (1.5 s in the workers' short timings): they must fence themselves.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !cluster.worker_log(first).contains("cannot heartbeat before the lease ends") {
+        if tokio::time::Instant::now() >= deadline {
+            server.resume();
+            bail!("the worker never fenced itself:\n{}", cluster.worker_logs());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    server.resume();
+    for run_id in &runs {
+        let log = cluster.final_log(&graph, run_id).await.with_context(|| cluster.worker_logs())?;
+        ensure!(log == golden(), "run {run_id}: final state {log:?}");
+    }
+    ensure!(cluster.worker_log(first).contains("releasing the runs stopped while fenced"), "{}", cluster.worker_logs());
+    cluster.check_history(&threads).await
+}
+
+fn main() -> Result<()> {
+    if std::env::var("DASHFLOW_WORKER_CHILD").is_ok() {
+        if let Err(error) = child() {
+            eprintln!("worker child failed: {error:#}");
+            std::process::exit(1);
+        }
+        return Ok(());
+    }
+    let args = Arguments::from_args();
+    let trials = vec![
+        trial("takeover_reruns_only_the_unfinished_task", |t| Box::pin(takeover_reruns_only_the_unfinished_task(t))),
+        trial("killed_workers_lose_no_step_over_seeds", |t| Box::pin(killed_workers_lose_no_step_over_seeds(t))),
+        trial("sigterm_finishes_running_runs_and_deregisters", |t| {
+            Box::pin(sigterm_finishes_running_runs_and_deregisters(t))
+        }),
+        trial("a_worker_never_runs_another_graph_version", |t| Box::pin(a_worker_never_runs_another_graph_version(t))),
+        trial("cancel_stops_a_running_run", |t| Box::pin(cancel_stops_a_running_run(t))),
+        trial("terminated_connections_lose_no_step", |t| Box::pin(terminated_connections_lose_no_step(t))),
+        trial("a_paused_worker_is_fenced_when_it_wakes", |t| Box::pin(a_paused_worker_is_fenced_when_it_wakes(t))),
+        trial("a_paused_database_makes_workers_fence_themselves", |t| {
+            Box::pin(a_paused_database_makes_workers_fence_themselves(t))
+        }),
+    ];
+    libtest_mimic::run(&args, trials).exit()
+}

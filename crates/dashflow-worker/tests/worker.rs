@@ -1,0 +1,306 @@
+//! A worker in the test's own process: invoke, resume and update runs through the queue, the
+//! idempotence of retried attempts (docs/distributed.md, Takeover), counters, and the client.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use dashflow_checkpoint_postgres::testing::TestDatabase;
+use dashflow_executor::CompiledGraph;
+use dashflow_graph::{END, GraphState, NodeContext, NodeError, START, StateGraph};
+use dashflow_queue::{Multitask, RunQueue, RunState, Timings};
+use dashflow_queue_postgres::PostgresRunQueue;
+use dashflow_worker::{Client, RegisteredGraph, RunRequest, RunnableGraph, Worker, WorkerCounters};
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, GraphState)]
+struct Chat {
+    #[reduce(append)]
+    log: Vec<String>,
+}
+
+/// START -> ask (interrupts for an answer) -> reply -> END; every execution is counted.
+fn chat(executions: &Arc<Mutex<Vec<String>>>) -> CompiledGraph<Chat> {
+    let mut graph = StateGraph::<Chat>::new();
+    let (ask_log, reply_log) = (Arc::clone(executions), Arc::clone(executions));
+    graph
+        .add_node("ask", move |_: Arc<Chat>, ctx: NodeContext| {
+            let log = Arc::clone(&ask_log);
+            async move {
+                log.lock().unwrap().push("ask".to_owned());
+                let answer = ctx.interrupt("your name?")?;
+                Ok::<_, NodeError>(ChatUpdate::default().log(vec![format!("name={}", answer.as_str().unwrap_or("?"))]))
+            }
+        })
+        .add_node("reply", move |_: Arc<Chat>| {
+            let log = Arc::clone(&reply_log);
+            async move {
+                log.lock().unwrap().push("reply".to_owned());
+                Ok::<_, NodeError>(ChatUpdate::default().log(vec!["reply".to_owned()]))
+            }
+        })
+        .add_edge(START, "ask")
+        .add_edge("ask", "reply")
+        .add_edge("reply", END);
+    CompiledGraph::new(graph.build().unwrap())
+}
+
+async fn setup(test: &str) -> Option<(TestDatabase, Arc<PostgresRunQueue>)> {
+    let db = TestDatabase::from_env(test).await?;
+    let queue = Arc::new(PostgresRunQueue::new(db.checkpointer().await).await.unwrap());
+    Some((db, queue))
+}
+
+/// Starts a worker of `graph` on `queue` in this process; stopping the returned sender stops it.
+fn start_worker(
+    queue: &Arc<PostgresRunQueue>,
+    graph: RegisteredGraph<Chat>,
+) -> (tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>, Arc<WorkerCounters>) {
+    let worker =
+        Worker::builder(Arc::clone(queue) as Arc<dyn RunQueue>).graph(graph).timings(Timings::short()).build().unwrap();
+    let counters = worker.counters();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        worker.run(async move { drop(stopped.await) }).await.unwrap();
+    });
+    (stop, task, counters)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invoke_resume_and_update_runs_go_through_the_queue() {
+    let Some((_db, queue)) = setup("invoke_resume_and_update_runs_go_through_the_queue").await else { return };
+    let executions = Arc::new(Mutex::new(Vec::new()));
+    let graph = RegisteredGraph::new("chat", "v1", chat(&executions));
+    let (stop, task, counters) = start_worker(&queue, graph.clone());
+    let client = Client::new(Arc::clone(&queue) as Arc<dyn RunQueue>).with_poll_interval(Duration::from_millis(20));
+    let wait = Duration::from_secs(30);
+
+    let (first, _) = client.submit(&graph, RunRequest::invoke(Chat::default()).thread("c")).await.unwrap();
+    let paused = client.wait_for_state(&graph, &first, wait).await.unwrap();
+    assert_eq!(paused.run.state, RunState::Interrupted);
+    assert_eq!(paused.state.unwrap().interrupts.len(), 1);
+
+    let (answer, _) = client.submit(&graph, RunRequest::resume("ada").thread("c")).await.unwrap();
+    let done = client.wait_for_state(&graph, &answer, wait).await.unwrap();
+    assert_eq!(done.run.state, RunState::Completed);
+    assert_eq!(done.state.unwrap().state.log, ["name=ada", "reply"]);
+
+    let update = ChatUpdate::default().log(vec!["again".to_owned()]);
+    let (again, _) = client.submit(&graph, RunRequest::update(update).thread("c")).await.unwrap();
+    let paused = client.wait_for_state(&graph, &again, wait).await.unwrap();
+    assert_eq!(paused.run.state, RunState::Interrupted);
+    assert_eq!(paused.state.unwrap().state.log, ["name=ada", "reply", "again"]);
+
+    // Stopped first: a run's counter moves just after its finish commits.
+    drop(stop);
+    task.await.unwrap();
+    assert_eq!(WorkerCounters::get(&counters.claimed), 3);
+    assert_eq!(WorkerCounters::get(&counters.finished), 3);
+    let workers = queue.workers().await.unwrap();
+    assert_eq!(workers[0].state, dashflow_queue::WorkerState::Stopped);
+}
+
+/// Runs one claimed run of `graph` to its end by hand, as a worker would, and returns its end.
+async fn attempt(
+    queue: &PostgresRunQueue,
+    graph: &RegisteredGraph<Chat>,
+) -> (dashflow_worker::RunEnd, dashflow_queue::Lease) {
+    let claimed = queue.claim("w", &["default".to_owned()], std::slice::from_ref(graph.key()), 1).await.unwrap();
+    let run = claimed.into_iter().next().expect("a run to claim");
+    let end = graph.execute(&run, queue.fenced_checkpointer(&run.lease)).await;
+    (end, run.lease)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_attempt_applies_its_input_and_answer_once() {
+    let Some((_db, queue)) = setup("a_retried_attempt_applies_its_input_and_answer_once").await else { return };
+    let info = dashflow_queue::WorkerInfo::new("w", "h", 1, vec!["default".to_owned()], Vec::new(), 1);
+    queue.register_worker(&info).await.unwrap();
+    let executions = Arc::new(Mutex::new(Vec::new()));
+    let graph = RegisteredGraph::new("chat", "v1", chat(&executions));
+    let client = Client::new(Arc::clone(&queue) as Arc<dyn RunQueue>);
+
+    // Attempt 1 runs the invoke to its interrupt and "dies" before finishing (F3): released.
+    let (run_id, _) = client.submit(&graph, RunRequest::invoke(Chat::default()).thread("c")).await.unwrap();
+    let (_, lease) = attempt(&queue, &graph).await;
+    queue.release(&lease, "died").await.unwrap();
+    // Attempt 2 finds the run's input stored and continues: no second input checkpoint.
+    let (end, lease) = attempt(&queue, &graph).await;
+    let dashflow_worker::RunEnd::Finished(finish) = end else { panic!("{end:?}") };
+    assert_eq!(finish.state, RunState::Interrupted);
+    queue.finish(&lease, finish).await.unwrap();
+    let inputs = queue
+        .checkpointer()
+        .list("c", &dashflow_checkpoint::ListOptions::new().metadata("source", "input"))
+        .await
+        .unwrap();
+    assert_eq!(inputs.len(), 1, "the input was stored {} times", inputs.len());
+    let _ = run_id;
+
+    // The answer: attempt 1 applies it and runs to the end, then dies before finishing.
+    client.submit(&graph, RunRequest::resume("ada").thread("c")).await.unwrap();
+    let (_, lease) = attempt(&queue, &graph).await;
+    queue.release(&lease, "died").await.unwrap();
+    let replies = executions.lock().unwrap().iter().filter(|name| *name == "reply").count();
+    assert_eq!(replies, 1);
+    // Attempt 2 must not answer again (the interrupt is gone) nor run anything again.
+    let (end, _) = attempt(&queue, &graph).await;
+    let dashflow_worker::RunEnd::Finished(finish) = end else { panic!("{end:?}") };
+    assert_eq!(finish.state, RunState::Completed, "{finish:?}");
+    let replies = executions.lock().unwrap().iter().filter(|name| *name == "reply").count();
+    assert_eq!(replies, 1, "the retried attempt ran `reply` again");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enqueued_runs_of_one_thread_run_in_order_one_at_a_time() {
+    let Some((_db, queue)) = setup("enqueued_runs_of_one_thread_run_in_order_one_at_a_time").await else { return };
+    let executions = Arc::new(Mutex::new(Vec::new()));
+    let graph = RegisteredGraph::new("chat", "v1", chat(&executions));
+    let client = Client::new(Arc::clone(&queue) as Arc<dyn RunQueue>).with_poll_interval(Duration::from_millis(20));
+    let (first, _) = client.submit(&graph, RunRequest::invoke(Chat::default()).thread("c")).await.unwrap();
+    let request = RunRequest::resume("bob").thread("c").multitask(Multitask::Enqueue);
+    let (second, state) = client.submit(&graph, request).await.unwrap();
+    assert_eq!(state, RunState::Pending);
+    let busy = client.submit(&graph, RunRequest::resume("eve").thread("c")).await.unwrap_err();
+    assert!(matches!(busy, dashflow_worker::WorkerError::Queue(dashflow_queue::QueueError::ThreadBusy { .. })));
+    let (stop, task, _) = start_worker(&queue, graph.clone());
+    let wait = Duration::from_secs(30);
+    assert_eq!(client.wait(&first, wait).await.unwrap().state, RunState::Interrupted);
+    let done = client.wait_for_state(&graph, &second, wait).await.unwrap();
+    assert_eq!(done.state.unwrap().state.log, ["name=bob", "reply"]);
+    drop(stop);
+    task.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_worker_needs_graphs_with_distinct_names() {
+    let queue: Arc<dyn RunQueue> = Arc::new(NoQueue);
+    assert!(matches!(Worker::builder(Arc::clone(&queue)).build(), Err(dashflow_worker::WorkerError::NoGraphs)));
+    let executions = Arc::new(Mutex::new(Vec::new()));
+    let (v1, v2) =
+        (RegisteredGraph::new("chat", "v1", chat(&executions)), RegisteredGraph::new("chat", "v2", chat(&executions)));
+    assert_ne!(v1.key(), v2.key());
+    let twice = Worker::builder(queue).graph(v1).graph(v2).build();
+    assert!(matches!(twice, Err(dashflow_worker::WorkerError::DuplicateGraph { name }) if name == "chat"));
+}
+
+/// A queue that is never reached: for checks that fail before any call.
+#[derive(Debug)]
+struct NoQueue;
+
+#[async_trait::async_trait]
+impl RunQueue for NoQueue {
+    async fn submit(&self, _: dashflow_queue::NewRun) -> dashflow_queue::Result<RunState> {
+        unreachable!()
+    }
+    async fn register_worker(&self, _: &dashflow_queue::WorkerInfo) -> dashflow_queue::Result<()> {
+        unreachable!()
+    }
+    async fn stop_worker(&self, _: &str) -> dashflow_queue::Result<()> {
+        unreachable!()
+    }
+    async fn heartbeat(
+        &self,
+        _: &str,
+        _: &[dashflow_queue::Lease],
+        _: &Timings,
+    ) -> dashflow_queue::Result<dashflow_queue::HeartbeatReply> {
+        unreachable!()
+    }
+    async fn claim(
+        &self,
+        _: &str,
+        _: &[String],
+        _: &[dashflow_queue::GraphKey],
+        _: usize,
+    ) -> dashflow_queue::Result<Vec<dashflow_queue::ClaimedRun>> {
+        unreachable!()
+    }
+    async fn finish(&self, _: &dashflow_queue::Lease, _: dashflow_queue::Finish) -> dashflow_queue::Result<()> {
+        unreachable!()
+    }
+    async fn release(&self, _: &dashflow_queue::Lease, _: &str) -> dashflow_queue::Result<()> {
+        unreachable!()
+    }
+    async fn cancel(&self, _: &str) -> dashflow_queue::Result<RunState> {
+        unreachable!()
+    }
+    async fn sweep(&self, _: &Timings) -> dashflow_queue::Result<dashflow_queue::SweepReport> {
+        unreachable!()
+    }
+    async fn get(&self, _: &str) -> dashflow_queue::Result<Option<dashflow_queue::RunRecord>> {
+        unreachable!()
+    }
+    async fn list(&self, _: &dashflow_queue::RunFilter) -> dashflow_queue::Result<Vec<dashflow_queue::RunRecord>> {
+        unreachable!()
+    }
+    async fn stats(&self) -> dashflow_queue::Result<Vec<dashflow_queue::QueueStat>> {
+        unreachable!()
+    }
+    async fn workers(&self) -> dashflow_queue::Result<Vec<dashflow_queue::WorkerRecord>> {
+        unreachable!()
+    }
+    fn fenced_checkpointer(&self, _: &dashflow_queue::Lease) -> Arc<dyn dashflow_checkpoint::Checkpointer> {
+        unreachable!()
+    }
+    fn checkpointer(&self) -> Arc<dyn dashflow_checkpoint::Checkpointer> {
+        unreachable!()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wake_ups_start_and_report_runs_without_waiting_for_a_poll() {
+    let Some((_db, queue)) = setup("wake_ups_start_and_report_runs_without_waiting_for_a_poll").await else { return };
+    let executions = Arc::new(Mutex::new(Vec::new()));
+    let graph = RegisteredGraph::new("chat", "v1", chat(&executions));
+    // Polls far apart: only wake-ups can make the worker claim and the client return in time.
+    let hour = Duration::from_secs(3600);
+    let worker = Worker::builder(Arc::clone(&queue) as Arc<dyn RunQueue>)
+        .graph(graph.clone())
+        .timings(Timings::short().poll(hour))
+        .build()
+        .unwrap();
+    let counters = worker.counters();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move { worker.run(async move { drop(stopped.await) }).await.unwrap() });
+    // The worker went idle after its first (empty) claim.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while queue.workers().await.unwrap().is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "the worker never registered");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let client = Client::new(Arc::clone(&queue) as Arc<dyn RunQueue>).with_poll_interval(hour);
+    let (run_id, _) = client.submit(&graph, RunRequest::invoke(Chat::default()).thread("c")).await.unwrap();
+    let run = client.wait(&run_id, Duration::from_secs(30)).await.unwrap();
+    assert_eq!(run.state, RunState::Interrupted);
+    drop(stop);
+    task.await.unwrap();
+    assert_eq!(WorkerCounters::get(&counters.claimed), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_counters_reach_the_metrics_facade() {
+    let Some((_db, queue)) = setup("worker_counters_reach_the_metrics_facade").await else { return };
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let handle = recorder.handle();
+    // The process's only recorder: this test's binary installs none elsewhere.
+    metrics::set_global_recorder(recorder).expect("no other recorder in this test process");
+    let executions = Arc::new(Mutex::new(Vec::new()));
+    let graph = RegisteredGraph::new("chat", "v1", chat(&executions));
+    let (stop, task, _) = start_worker(&queue, graph.clone());
+    let client = Client::new(Arc::clone(&queue) as Arc<dyn RunQueue>).with_poll_interval(Duration::from_millis(20));
+    let (run_id, _) = client.submit(&graph, RunRequest::invoke(Chat::default()).thread("c")).await.unwrap();
+    client.wait(&run_id, Duration::from_secs(30)).await.unwrap();
+    drop(stop);
+    task.await.unwrap();
+    let text = handle.render();
+    // At least this test's run: other tests of this binary may run workers meanwhile.
+    for name in ["dashflow_runs_claimed_total", "dashflow_runs_finished_total"] {
+        let value = text
+            .lines()
+            .find_map(|line| line.strip_prefix(name)?.trim().parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("no `{name}` in:\n{text}"));
+        assert!(value >= 1.0, "{name} is {value}");
+    }
+}
