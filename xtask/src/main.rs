@@ -32,6 +32,8 @@ commands:
   bench   run the benchmark workloads and print a table, then B7 and its decision
             --quick                            short criterion run, fewer B7 runs
             --only b7|criterion                run one of the two suites
+            --sweeps N                         run B7's grid N times; its table and rule use medians
+            --b8                               run B8 (the PostgreSQL queue) instead
             --compare langgraph                also run the same graphs in LangGraph (Python venv)
             --write-doc                        write the table to docs/benchmarks.md
   help    print this message

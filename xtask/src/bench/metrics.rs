@@ -26,6 +26,30 @@ impl Metrics {
     pub(crate) fn insert(&mut self, id: &str, name: &str, value: f64) {
         self.values.entry(id.to_owned()).or_default().insert(name.to_owned(), value);
     }
+
+    /// Each figure's median over the runs that reported it (the mean of the middle two for an
+    /// even count).
+    pub(crate) fn median(runs: &[Metrics]) -> Metrics {
+        let mut gathered: BTreeMap<(&str, &str), Vec<f64>> = BTreeMap::new();
+        for run in runs {
+            for (id, figures) in &run.values {
+                for (name, value) in figures {
+                    gathered.entry((id, name)).or_default().push(*value);
+                }
+            }
+        }
+        let mut median = Metrics::default();
+        for ((id, name), mut values) in gathered {
+            values.sort_by(f64::total_cmp);
+            let middle = values.len() / 2;
+            let value = match values.len() % 2 {
+                1 => values[middle],
+                _ => (values[middle - 1] + values[middle]) / 2.0,
+            };
+            median.insert(id, name, value);
+        }
+        median
+    }
 }
 
 impl From<BTreeMap<String, BTreeMap<String, f64>>> for Metrics {

@@ -35,6 +35,10 @@ pub(crate) struct Options {
     write_doc: bool,
     /// `--only`: one suite instead of both.
     only: Option<Suite>,
+    /// `--sweeps N`: B7's grid runs N times and its table and rule use each figure's median
+    /// (one sweep when unset). A single sweep's efficiency moves by a few percent from run to
+    /// run, about the rule's own margin.
+    sweeps: Option<usize>,
 }
 
 /// The two halves of the benchmarks.
@@ -55,6 +59,13 @@ impl Options {
                 "--quick" => options.quick = true,
                 "--b8" => options.b8 = true,
                 "--write-doc" => options.write_doc = true,
+                "--sweeps" => {
+                    let count = flags.next().context("`--sweeps` needs a count: `--sweeps 5`")?;
+                    match count.parse::<usize>() {
+                        Ok(count) if count > 0 => options.sweeps = Some(count),
+                        _ => bail!("`--sweeps` takes a whole number of sweeps of at least 1, not `{count}`"),
+                    }
+                }
                 "--only" => {
                     let suite = flags.next().context("`--only` needs a suite: `--only b7` or `--only criterion`")?;
                     options.only = Some(match suite.as_str() {
@@ -75,6 +86,9 @@ impl Options {
         }
         if options.only.is_some() && options.write_doc {
             bail!("`--write-doc` rewrites the whole comparison in docs/benchmarks.md: run it without `--only`");
+        }
+        if options.sweeps.is_some() && !options.runs(Suite::Cpu) {
+            bail!("`--sweeps` repeats B7's grid, which `--only criterion` skips");
         }
         if options.only == Some(Suite::Cpu) && options.compare_langgraph {
             bail!("`--compare langgraph` compares the criterion workloads, which `--only b7` skips");
@@ -105,6 +119,9 @@ impl Options {
         if self.compare_langgraph {
             line.push_str(" --compare langgraph");
         }
+        if let Some(sweeps) = self.sweeps {
+            line.push_str(&format!(" --sweeps {sweeps}"));
+        }
         line
     }
 }
@@ -119,10 +136,21 @@ pub(crate) fn run(options: &Options) -> Result<()> {
         versions = run_criterion_suite(options, &mut tables)?;
     }
     if options.runs(Suite::Cpu) {
-        let metrics = cpu::run(options.quick)?;
+        let sweeps = options.sweeps.unwrap_or(1);
+        let mut each = Vec::with_capacity(sweeps);
+        for sweep in 1..=sweeps {
+            let metrics = cpu::run(options.quick)?;
+            if sweeps > 1 {
+                let verdict = if cpu::decide(&metrics).keeps_pool() { "met" } else { "not met" };
+                println!("\nB7 sweep {sweep} of {sweeps}: the rule is {verdict} on this sweep's figures alone");
+            }
+            each.push(metrics);
+        }
+        let metrics = Metrics::median(&each);
         if let Some(table) = cpu::table(&metrics) {
             let table = table.render();
-            println!("\nB7, B7s and B7n: CPU-bound fan-outs on each route and runtime:\n\n{table}");
+            let over = if sweeps > 1 { format!(" (each figure the median of {sweeps} sweeps)") } else { String::new() };
+            println!("\nB7, B7s and B7n: CPU-bound fan-outs on each route and runtime{over}:\n\n{table}");
             tables.push(table);
         }
         let decision = cpu::decide(&metrics).render();

@@ -154,6 +154,42 @@ fn only_runs_one_suite_and_refuses_what_it_would_skip() -> anyhow::Result<()> {
     Ok(())
 }
 
+#[test]
+fn sweeps_take_a_positive_count_and_need_b7() -> anyhow::Result<()> {
+    let options = Options::parse(&flags(&["--only", "b7", "--sweeps", "5"]))?;
+    assert_eq!(options.sweeps, Some(5));
+    assert_eq!(options.command_line(), "cargo xtask bench --sweeps 5");
+    assert_eq!(Options::parse(&flags(&[]))?.sweeps, None);
+    for bad in ["0", "-1", "many"] {
+        let error = Options::parse(&flags(&["--sweeps", bad])).unwrap_err().to_string();
+        assert!(error.contains(bad) && error.contains("at least 1"), "{error}");
+    }
+    assert!(Options::parse(&flags(&["--sweeps"])).is_err());
+    assert!(Options::parse(&flags(&["--only", "criterion", "--sweeps", "3"])).is_err());
+    Ok(())
+}
+
+#[test]
+fn the_median_of_sweeps_takes_each_figure_on_its_own() {
+    let sweep = |efficiency: f64, tick: f64| {
+        let mut metrics = Metrics::default();
+        metrics.insert("b7/multi_thread/pool", "efficiency", efficiency);
+        metrics.insert("b7/multi_thread/pool", "tick_p99_ms", tick);
+        metrics
+    };
+    let mut lone = sweep(0.5, 1.0);
+    lone.insert("b7s/multi_thread/pool", "makespan_p50_ms", 40.0);
+    // The figures' middles come from different sweeps; a figure one sweep lacks is the
+    // median of those that have it.
+    let median = Metrics::median(&[sweep(0.95, 9.0), lone, sweep(0.91, 2.0)]);
+    assert_eq!(median.get("b7/multi_thread/pool", "efficiency"), Some(0.91));
+    assert_eq!(median.get("b7/multi_thread/pool", "tick_p99_ms"), Some(2.0));
+    assert_eq!(median.get("b7s/multi_thread/pool", "makespan_p50_ms"), Some(40.0));
+    let even = Metrics::median(&[sweep(0.8, 1.0), sweep(0.9, 3.0)]);
+    assert_eq!(even.get("b7/multi_thread/pool", "tick_p99_ms"), Some(2.0));
+    assert_eq!(Metrics::median(&[]), Metrics::default());
+}
+
 /// B7 figures of one run: `cells` lists (workload, runtime, route, figure, value).
 fn b7_metrics(cells: &[(&str, &str, &str, &str, f64)]) -> Metrics {
     let mut metrics = Metrics::default();
