@@ -11,7 +11,7 @@
 //!   person can resume a paused run, update a thread's state as a node would, and fork a
 //!   thread from an older checkpoint.
 //!
-//! Security: the viewer binds loopback unless [`Bind::new`] is given `allow_remote` and an
+//! Security: the viewer binds loopback unless [`Bind::new`] is given [`Reach::AllowRemote`] and an
 //! access token; requests to a loopback viewer must name a loopback host (no DNS rebinding);
 //! requests to a remote one must carry the token. Actions are `POST`s that must carry the
 //! viewer's CSRF token. Every page is built with templates that escape every value, and is
@@ -20,10 +20,10 @@
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), dashflow_ui::UiError> {
-//! use dashflow_ui::{Bind, Viewer};
+//! use dashflow_ui::{Bind, Reach, Viewer};
 //!
 //! let viewer = Viewer::new("/home/me/.dashflow/wal")?;
-//! let bind = Bind::new("127.0.0.1:7878".parse().unwrap(), false, None)?;
+//! let bind = Bind::new("127.0.0.1:7878".parse().unwrap(), Reach::LoopbackOnly, None)?;
 //! let listener = bind.listen().await?;
 //! viewer.serve(listener, std::future::pending()).await
 //! # }
@@ -83,11 +83,21 @@ pub struct Bind {
 /// The least characters of an access token for a remote viewer.
 pub const MIN_TOKEN_LEN: usize = 16;
 
+/// Whether the viewer may listen on an address other than loopback.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reach {
+    /// Loopback addresses only: other processes of this machine.
+    LoopbackOnly,
+    /// Any address, with an access token (the viewer shows states and can resume runs).
+    AllowRemote,
+}
+
 impl Bind {
-    /// `addr` if it is loopback; otherwise only with `allow_remote` and a `token` of at least
-    /// [`MIN_TOKEN_LEN`] characters, which every request must then carry (`?token=` once,
-    /// which sets a cookie, or an `Authorization: Bearer` header).
-    pub fn new(addr: SocketAddr, allow_remote: bool, token: Option<String>) -> Result<Self, UiError> {
+    /// `addr` if it is loopback; otherwise only with [`Reach::AllowRemote`] and a `token` of
+    /// at least [`MIN_TOKEN_LEN`] characters, which every request must then carry (`?token=`
+    /// once, which sets a cookie, or an `Authorization: Bearer` header). A token given for a
+    /// loopback address is required all the same.
+    pub fn new(addr: SocketAddr, reach: Reach, token: Option<String>) -> Result<Self, UiError> {
         let token = token.filter(|token| !token.is_empty());
         if let Some(token) = &token
             && token.chars().count() < MIN_TOKEN_LEN
@@ -100,7 +110,7 @@ impl Bind {
         if addr.ip().is_loopback() {
             return Ok(Self { addr, token });
         }
-        if !allow_remote {
+        if reach == Reach::LoopbackOnly {
             return Err(UiError::Bind(format!(
                 "{addr} is not a loopback address: the viewer shows states and can resume runs, so binding \
                  another address needs --allow-remote and an access token (--token or DASHFLOW_UI_TOKEN)"
@@ -333,5 +343,26 @@ impl Viewer {
             .with_graceful_shutdown(shutdown)
             .await
             .map_err(|source| UiError::Io { addr: listener.addr.to_string(), source })
+    }
+}
+
+#[cfg(test)]
+mod bind_tests {
+    use super::*;
+
+    #[test]
+    fn bind_takes_loopback_always_and_another_address_only_when_allowed_with_a_token() {
+        let loopback: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let other: SocketAddr = "0.0.0.0:0".parse().unwrap();
+        let token = || Some("a-token-of-enough-length".to_owned());
+        assert!(Bind::new(loopback, Reach::LoopbackOnly, None).is_ok());
+        assert_eq!(Bind::new(loopback, Reach::LoopbackOnly, token()).unwrap().token, token());
+        let refused = Bind::new(other, Reach::LoopbackOnly, token()).unwrap_err().to_string();
+        assert!(refused.contains("--allow-remote"), "{refused}");
+        let tokenless = Bind::new(other, Reach::AllowRemote, None).unwrap_err().to_string();
+        assert!(tokenless.contains("access token"), "{tokenless}");
+        let short = Bind::new(other, Reach::AllowRemote, Some("short".to_owned())).unwrap_err().to_string();
+        assert!(short.contains(&MIN_TOKEN_LEN.to_string()), "{short}");
+        assert_eq!(Bind::new(other, Reach::AllowRemote, token()).unwrap().addr(), other);
     }
 }

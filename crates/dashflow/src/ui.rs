@@ -25,8 +25,8 @@ use dashflow_checkpoint::{CheckpointId, Checkpointer};
 use dashflow_executor::{CompiledGraph, RunConfig, RunStatus};
 use dashflow_graph::{Command, GraphSchema, GraphState, MergeableState};
 pub use dashflow_ui::{
-    ActionError, Bind, Change, EVENTS_PAGE, Listener, MIN_TOKEN_LEN, RUNS_PAGE_DEFAULT, RUNS_PAGE_MAX, StateView,
-    THREADS_PAGE, TIMELINE_PAGE, UiError, UiGraph, Viewer, diff,
+    ActionError, Bind, Change, EVENTS_PAGE, Listener, MIN_TOKEN_LEN, RUNS_PAGE_DEFAULT, RUNS_PAGE_MAX, Reach,
+    StateView, THREADS_PAGE, TIMELINE_PAGE, UiError, UiGraph, Viewer, diff,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -150,6 +150,6 @@ pub fn viewer(graphs: impl IntoIterator<Item = Arc<dyn UiGraph>>) -> Result<View
 /// [`Viewer::serve`] for anything else), until the process ends or serving fails.
 pub async fn serve(addr: SocketAddr, graphs: impl IntoIterator<Item = Arc<dyn UiGraph>>) -> Result<(), UiError> {
     let viewer = viewer(graphs)?;
-    let listener = Bind::new(addr, false, None)?.listen().await?;
+    let listener = Bind::new(addr, Reach::LoopbackOnly, None)?.listen().await?;
     viewer.serve(listener, std::future::pending()).await
 }
