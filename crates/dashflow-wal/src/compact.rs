@@ -149,6 +149,16 @@ impl Wal {
                         }
                         started.contains(&event.run.run_id)
                     }
+                    // A run block holds events of one run, its start among them if it has it.
+                    Ok(Payload::Events(events)) => match events.first() {
+                        Some(first) => {
+                            if events.iter().any(|event| matches!(event.kind, EventKind::RunStarted { .. })) {
+                                started.insert(first.run.run_id);
+                            }
+                            started.contains(&first.run.run_id)
+                        }
+                        None => true,
+                    },
                     // It follows its runs' starts: kept while one of them is.
                     Ok(Payload::Process(record)) => record.runs.iter().any(|run| started.contains(run)),
                     Ok(_) | Err(_) => true,

@@ -6,7 +6,7 @@ use dashflow_telemetry::Event;
 
 use crate::damage::DamagedRange;
 use crate::error::{Result, WalError};
-use crate::record::{decode_event, is_known_non_event};
+use crate::record::{decode_events, is_known_non_event};
 use crate::segment::{Position, ReadStep, list_segments, open_reader, record_end, segment_path};
 
 /// Reads the records appended to a WAL directory from a position on, as they arrive.
@@ -63,7 +63,9 @@ impl Follower {
         std::mem::take(&mut self.damage)
     }
 
-    /// Returns up to `max` records appended since the last call, with their positions.
+    /// Returns the events of up to `max` records appended since the last call, with their
+    /// records' positions (a run block's events share one; the last block read may take the
+    /// count past `max`).
     ///
     /// When retention removed the segment the follower was in, it goes on with the oldest
     /// segment left. Damage is skipped and kept for [`take_damage`](Self::take_damage),
@@ -91,12 +93,15 @@ impl Follower {
                 }
                 match reader.next_record().map_err(|e| WalError::io("read", &path, e))? {
                     ReadStep::Record { offset, payload } => {
-                        match decode_event(payload) {
-                            Ok(Some(event)) => out.push((Position::new(seq, offset), event)),
+                        match decode_events(payload) {
+                            // A run block's events share its position.
+                            Ok(events) if !events.is_empty() => {
+                                out.extend(events.into_iter().map(|event| (Position::new(seq, offset), event)));
+                            }
                             // Traces are read with `Wal::traces`, process records through the
                             // index; they are not unknown.
-                            Ok(None) if is_known_non_event(payload) => {}
-                            Ok(None) | Err(_) => self.skipped += 1,
+                            Ok(_) if is_known_non_event(payload) => {}
+                            Ok(_) | Err(_) => self.skipped += 1,
                         }
                         self.position = Position::new(seq, record_end(offset, payload));
                     }

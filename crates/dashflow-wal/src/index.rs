@@ -161,13 +161,17 @@ impl<'e> From<&'e Event> for Entry<'e> {
     }
 }
 
-impl<'e> From<&'e crate::record::Indexed> for Entry<'e> {
-    fn from(record: &'e crate::record::Indexed) -> Self {
-        match record {
-            crate::record::Indexed::Event(event) => Self::Event(EventRef::Whole(event)),
-            crate::record::Indexed::Trace(run_id) => Self::Trace(*run_id),
-            crate::record::Indexed::Process(record) => Self::Process(record),
-        }
+impl crate::record::Indexed {
+    /// What the record tells the index: one entry, or one per event of a run block.
+    pub(crate) fn entries(&self) -> impl Iterator<Item = Entry<'_>> + '_ {
+        use crate::record::Indexed;
+        let (events, single) = match self {
+            Indexed::Event(event) => (&[][..], Some(Entry::Event(EventRef::Whole(event)))),
+            Indexed::Events(events) => (&events[..], None),
+            Indexed::Trace(run_id) => (&[][..], Some(Entry::Trace(*run_id))),
+            Indexed::Process(record) => (&[][..], Some(Entry::Process(record))),
+        };
+        single.into_iter().chain(events.iter().map(|event| Entry::Event(EventRef::Whole(event))))
     }
 }
 

@@ -5,8 +5,12 @@
 //! - **Segments.** Events are appended as framed records (`length u32 LE | CRC32C u32 LE |
 //!   payload`) to segment files named by sequence number (`00000000000000000001.wal`), sealed
 //!   and rotated at a size limit. The fsync policy ([`FsyncPolicy`]) is configurable. Event
-//!   payloads use a compact binary layout (tag `TAG_EVENT_BIN`); the JSON event records of
-//!   earlier versions (tag `TAG_EVENT_JSON`) are still read.
+//!   payloads use a compact binary layout (tag `TAG_EVENT_BIN`); the [`EventStore`] writes
+//!   a run's consecutive events in a batch as one run block (tag `TAG_RUN_EVENTS`: the ids,
+//!   base time and checksum once, each event's time as a delta, at most 16 KiB), so damage to
+//!   a block loses that block's events and nothing around it. The JSON event records of
+//!   earlier versions (tag `TAG_EVENT_JSON`) are still read; [`Wal::append`] writes a record
+//!   per event.
 //! - **Recovery.** The log never loses a valid record to damage. On open, only a torn tail
 //!   is cut: damaged bytes at the end of the last segment (a short header or payload, a bad
 //!   checksum, zero-filled space) with no intact frame after them. Any other damage, in any
@@ -179,8 +183,8 @@ pub use wal::{RecordLocation, RecoveryReport, RepairReport, TornTail, TraceRecor
 pub mod __private {
     pub use crate::frame::{Decoded, HEADER_LEN, decode as decode_frame, encode as encode_frame};
     pub use crate::record::{
-        Payload, ProcessRecord, TAG_EVENT_BIN, TAG_EVENT_JSON, TAG_PROCESS, TAG_TRACE_JSON, decode_payload,
-        encode_event, encode_event_json, encode_process, encode_trace,
+        Payload, ProcessRecord, TAG_EVENT_BIN, TAG_EVENT_JSON, TAG_PROCESS, TAG_RUN_EVENTS, TAG_TRACE_JSON,
+        decode_payload, encode_event, encode_event_json, encode_process, encode_trace,
     };
     pub use crate::segment::{ReadStep, RecordReader};
 }

@@ -5,7 +5,10 @@
 //! versions wrote, still read, and still written for an event the binary layout cannot hold),
 //! tag [`TAG_TRACE_JSON`] the [`ExecutionTrace`] of a finished run as JSON (appended after the
 //! run's events), tag [`TAG_PROCESS`] the process that executes the runs started in the same
-//! batch ([`ProcessRecord`], binary, appended after the batch's events and traces). A reader
+//! batch ([`ProcessRecord`], binary, appended after the batch's events and traces), tag
+//! [`TAG_RUN_EVENTS`] consecutive events of one run in one record (what the WAL's writer
+//! appends for a run's events in a batch: the ids, the time and the frame's checksum once
+//! for all of them). A reader
 //! skips records with a tag it does not know, so a newer DashFlow can add record kinds that an
 //! older CLI still steps over.
 
@@ -35,12 +38,23 @@ pub const TAG_EVENT_BIN: u8 = 3;
 /// ([`RunStatus::Abandoned`](crate::RunStatus::Abandoned)).
 pub const TAG_PROCESS: u8 = 4;
 
+/// Tag of a record holding consecutive events of one run, in the binary layout with the
+/// run's ids and a base time once and each event's time as a delta (see the `binary`
+/// module's docs).
+pub const TAG_RUN_EVENTS: u8 = 5;
+
+/// The most bytes a run block grows to before the writer starts another (or the maximum
+/// record size, if smaller): damage to a block loses every event in it, so blocks stay small.
+pub(crate) const RUN_BLOCK_LIMIT: usize = 16 * 1024;
+
 /// What a record holds.
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Payload {
     /// A run event.
     Event(Box<Event>),
+    /// Consecutive events of one run, in order (a run block, [`TAG_RUN_EVENTS`]).
+    Events(Vec<Event>),
     /// The trace of a finished run.
     Trace(Box<ExecutionTrace>),
     /// The process that executes some runs.
@@ -91,6 +105,52 @@ pub(crate) fn encode_event_ref(event: &EventRef<'_>, out: &mut Vec<u8>, cache: &
     }
 }
 
+/// Appends a run block of `events` (all of one run, non-empty) to `out` as long as it stays
+/// within `limit` bytes: tag [`TAG_RUN_EVENTS`] and the block's body. Returns how many events
+/// went in: 0 when the first cannot open a block (its time is before the Unix epoch, or its
+/// kind is newer than the binary layout), and `out` is then unchanged; the caller writes that
+/// event on its own and goes on with the next.
+pub(crate) fn encode_run_block(
+    events: &[EventRef<'_>],
+    limit: usize,
+    out: &mut Vec<u8>,
+    cache: &mut SchemaCache,
+) -> usize {
+    let Some(first) = events.first() else { return 0 };
+    let start = out.len();
+    out.push(TAG_RUN_EVENTS);
+    if !binary::block_head(first, out) {
+        out.truncate(start);
+        return 0;
+    }
+    let count_at = out.len() - 4;
+    let mut previous = first.at();
+    let mut count = 0u32;
+    for event in events {
+        let before = out.len();
+        if !binary::block_event(event, previous, out, cache) {
+            break;
+        }
+        // The first event always goes in: one event larger than the limit is a block of one,
+        // which the frame refuses if it exceeds the maximum record size.
+        if count > 0 && out.len() - start > limit {
+            out.truncate(before);
+            break;
+        }
+        previous = event.at();
+        count += 1;
+        if count == u32::MAX {
+            break;
+        }
+    }
+    if count == 0 {
+        out.truncate(start);
+    } else {
+        binary::block_count(out, count_at, count);
+    }
+    count as usize
+}
+
 /// [`encode_event`], reusing the text of a graph schema encoded just before.
 pub(crate) fn encode_event_cached(event: &Event, out: &mut Vec<u8>, cache: &mut SchemaCache) -> Result<()> {
     out.push(TAG_EVENT_BIN);
@@ -128,6 +188,13 @@ fn decode_process(body: &[u8]) -> Result<Option<ProcessRecord>, serde_json::Erro
     })
 }
 
+/// Decodes a run block's body, as [`decode_binary`] does an event's.
+fn decode_block(body: &[u8]) -> Result<Vec<Event>, serde_json::Error> {
+    binary::decode_block(body).map_err(|binary::Malformed(what)| {
+        <serde_json::Error as serde::de::Error>::custom(format_args!("malformed run block record: {what}"))
+    })
+}
+
 /// Decodes a binary event body; a malformed one is reported as a (custom) JSON error, the
 /// error type of every record decoder here.
 fn decode_binary(body: &[u8]) -> Result<Event, serde_json::Error> {
@@ -147,6 +214,7 @@ pub fn decode_payload(payload: &[u8]) -> Result<Payload, serde_json::Error> {
     match payload.split_first() {
         Some((&TAG_EVENT_JSON, body)) => serde_json::from_slice(body).map(|e| Payload::Event(Box::new(e))),
         Some((&TAG_EVENT_BIN, body)) => decode_binary(body).map(|e| Payload::Event(Box::new(e))),
+        Some((&TAG_RUN_EVENTS, body)) => decode_block(body).map(Payload::Events),
         Some((&TAG_TRACE_JSON, body)) => serde_json::from_slice(body).map(|t| Payload::Trace(Box::new(t))),
         Some((&TAG_PROCESS, body)) => {
             decode_process(body).map(|record| record.map_or(Payload::Unknown { tag: TAG_PROCESS }, Payload::Process))
@@ -157,14 +225,25 @@ pub fn decode_payload(payload: &[u8]) -> Result<Payload, serde_json::Error> {
     }
 }
 
-/// The event a record holds, `None` for a record of another kind. Only event bodies are
-/// parsed: a reader of events is never stopped by a trace it does not need.
-pub(crate) fn decode_event(payload: &[u8]) -> Result<Option<Event>, serde_json::Error> {
+/// The events a record holds, in order: one for an event record, several for a run block,
+/// none for a record of another kind. Only event bodies are parsed: a reader of events is
+/// never stopped by a trace it does not need.
+pub(crate) fn decode_events(payload: &[u8]) -> Result<Vec<Event>, serde_json::Error> {
     match payload.split_first() {
-        Some((&TAG_EVENT_JSON, body)) => serde_json::from_slice(body).map(Some),
-        Some((&TAG_EVENT_BIN, body)) => decode_binary(body).map(Some),
-        _ => Ok(None),
+        Some((&TAG_EVENT_JSON, body)) => serde_json::from_slice(body).map(|event| vec![event]),
+        Some((&TAG_EVENT_BIN, body)) => decode_binary(body).map(|event| vec![event]),
+        Some((&TAG_RUN_EVENTS, body)) => decode_block(body),
+        _ => Ok(Vec::new()),
     }
+}
+
+/// The one event a record of a single event holds (tests of single-event records).
+#[cfg(test)]
+pub(crate) fn decode_event(payload: &[u8]) -> Result<Option<Event>, serde_json::Error> {
+    decode_events(payload).map(|mut events| {
+        assert!(events.len() <= 1, "a run block where one event was expected");
+        events.pop()
+    })
 }
 
 /// Whether a record holds a trace (readers of events step over it without counting it as
@@ -184,6 +263,8 @@ pub(crate) fn is_known_non_event(payload: &[u8]) -> bool {
 #[derive(Debug)]
 pub(crate) enum Indexed {
     Event(Event),
+    /// A run block's events.
+    Events(Vec<Event>),
     Trace(RunId),
     Process(ProcessRecord),
 }
@@ -199,6 +280,7 @@ pub(crate) fn decode_indexed(payload: &[u8]) -> Result<Option<Indexed>, serde_js
     match payload.split_first() {
         Some((&TAG_EVENT_JSON, body)) => serde_json::from_slice(body).map(|e| Some(Indexed::Event(e))),
         Some((&TAG_EVENT_BIN, body)) => decode_binary(body).map(|e| Some(Indexed::Event(e))),
+        Some((&TAG_RUN_EVENTS, body)) => decode_block(body).map(|events| Some(Indexed::Events(events))),
         Some((&TAG_TRACE_JSON, body)) => {
             serde_json::from_slice::<TraceHead>(body).map(|head| Some(Indexed::Trace(head.run.run_id)))
         }

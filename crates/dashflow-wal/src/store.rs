@@ -48,7 +48,7 @@ use crate::config::{FsyncPolicy, WalConfig};
 use crate::error::{Result, WalError};
 use crate::home;
 use crate::trace_files::TraceConfig;
-use crate::wal::{Record, Wal};
+use crate::wal::{Framing, Record, Wal};
 
 /// Configuration of an [`EventStore`].
 #[derive(Clone, Debug)]
@@ -753,7 +753,7 @@ impl Writer {
         }
         let mut failed_in_wal: Vec<RunId> = Vec::new();
         let mut failure = None;
-        match self.wal.append_records(&records) {
+        match self.wal.append_records(&records, Framing::RunBlocks) {
             Ok(appended) => {
                 self.counters.written.fetch_add(count, Ordering::Relaxed);
                 for (run_id, error) in appended.skipped {

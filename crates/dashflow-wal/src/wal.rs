@@ -33,7 +33,8 @@ use crate::frame::HEADER_LEN;
 use crate::index::{Entry, Index};
 use crate::process::ProcessIdentity;
 use crate::record::{
-    ProcessRecord, SchemaCache, encode_event_ref, encode_process, encode_trace, process_record_capacity,
+    ProcessRecord, RUN_BLOCK_LIMIT, SchemaCache, encode_event_ref, encode_process, encode_run_block, encode_trace,
+    process_record_capacity,
 };
 use crate::segment::{Position, file_len, segment_path};
 use crate::trace::ExecutionTrace;
@@ -143,6 +144,16 @@ pub(crate) enum Record<'a> {
     Process(&'a ProcessRecord),
 }
 
+/// How an append frames consecutive events of one run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Framing {
+    /// A record per event: [`Wal::append`], whose callers address each event's record.
+    EachEvent,
+    /// Consecutive events of one run share a run block: the [`EventStore`](crate::EventStore)'s
+    /// batches, written with one header, base time and checksum per run.
+    RunBlocks,
+}
+
 /// What an append of records did.
 #[derive(Debug)]
 pub(crate) struct Appended {
@@ -154,14 +165,15 @@ pub(crate) struct Appended {
 
 /// The frames of a batch, encoded.
 struct Encoded<'a> {
-    /// Each appended record's byte range in the buffer.
+    /// Each frame's byte range in the buffer.
     frames: Vec<Range<usize>>,
-    /// What each appended record tells the index.
-    entries: Vec<Entry<'a>>,
+    /// What each framed record tells the index, with the frame holding it: a run block's
+    /// events share their frame.
+    entries: Vec<(usize, Entry<'a>)>,
+    /// For each given record that was framed, its frame, in order.
+    framed: Vec<usize>,
     /// Traces left out of the batch, with why.
     skipped: Vec<(RunId, WalError)>,
-    /// Process records framed, the last frames of the batch.
-    processes: usize,
 }
 
 /// Holds the directory lock until dropped.
@@ -355,7 +367,7 @@ impl Wal {
     /// index; the next append (or open) indexes them.
     pub fn append(&mut self, events: &[Event]) -> Result<Vec<Position>> {
         let records: Vec<Record<'_>> = events.iter().map(|event| Record::Event(EventRef::Whole(event))).collect();
-        self.append_records(&records).map(|appended| appended.positions)
+        self.append_records(&records, Framing::EachEvent).map(|appended| appended.positions)
     }
 
     /// Appends the trace of a finished run as a trace record (tag
@@ -363,7 +375,7 @@ impl Wal {
     /// entry; returns where the record starts. The [`EventStore`](crate::EventStore) does this
     /// for every run it sees finish, in the batch of the run's last events.
     pub fn append_trace(&mut self, trace: &ExecutionTrace) -> Result<Position> {
-        let Appended { positions, skipped } = self.append_records(&[Record::Trace(trace)])?;
+        let Appended { positions, skipped } = self.append_records(&[Record::Trace(trace)], Framing::EachEvent)?;
         match (positions.first(), skipped.into_iter().next()) {
             (_, Some((_, error))) => Err(error),
             (Some(&position), None) => Ok(position),
@@ -377,7 +389,7 @@ impl Wal {
     /// maximum record size) is left out and returned with its error instead of failing the
     /// events; an event that cannot be encoded fails the batch. The positions returned are
     /// those of the given records.
-    pub(crate) fn append_records(&mut self, records: &[Record<'_>]) -> Result<Appended> {
+    pub(crate) fn append_records(&mut self, records: &[Record<'_>], framing: Framing) -> Result<Appended> {
         self.check_writable("append to")?;
         if let Some(poison) = &self.poison {
             return Err(poison.error());
@@ -386,21 +398,21 @@ impl Wal {
             return Ok(Appended { positions: Vec::new(), skipped: Vec::new() });
         }
         let processes = self.process_records(records);
-        let mut all: Vec<Record<'_>> = records.to_vec();
-        all.extend(processes.iter().map(Record::Process));
         // Encode before taking the lock: other writers wait only for the I/O.
         let mut buf = std::mem::take(&mut self.scratch);
         let mut schemas = std::mem::take(&mut self.schemas);
-        let encoded = self.encode(&all, &mut buf, &mut schemas);
+        // The process records come last, after the records given.
+        let given = records.len();
+        let all = records.iter().cloned().chain(processes.iter().map(Record::Process));
+        let encoded = self.encode(all, framing, &mut buf, &mut schemas);
         self.schemas = schemas;
         let result = encoded.and_then(|encoded| {
             if encoded.frames.is_empty() {
                 return Ok(Appended { positions: Vec::new(), skipped: encoded.skipped });
             }
             let _guard = DirLock::acquire(self.lock.as_ref(), &self.dir)?;
-            let mut positions = self.append_locked(&buf, &encoded.frames, &encoded.entries)?;
-            // The process records come last.
-            positions.truncate(positions.len() - encoded.processes);
+            let frames = self.append_locked(&buf, &encoded.frames, &encoded.entries)?;
+            let positions = encoded.framed.iter().take(given).map(|&frame| frames[frame]).collect();
             Ok(Appended { positions, skipped: encoded.skipped })
         });
         buf.clear();
@@ -443,62 +455,117 @@ impl Wal {
         DirLock::acquire(self.lock.as_ref(), &self.dir)
     }
 
-    /// Frames every record into `buf`.
-    fn encode<'a>(&self, records: &[Record<'a>], buf: &mut Vec<u8>, schemas: &mut SchemaCache) -> Result<Encoded<'a>> {
+    /// Frames every record into `buf`. With [`Framing::RunBlocks`], consecutive events of one
+    /// run go into one run block ([`TAG_RUN_EVENTS`](crate::record::TAG_RUN_EVENTS)), as many
+    /// as fit in [`RUN_BLOCK_LIMIT`] bytes; an event that cannot open or join a block gets a
+    /// record of its own.
+    fn encode<'a>(
+        &self,
+        records: impl Iterator<Item = Record<'a>>,
+        framing: Framing,
+        buf: &mut Vec<u8>,
+        schemas: &mut SchemaCache,
+    ) -> Result<Encoded<'a>> {
+        let records: Vec<Record<'a>> = records.collect();
         let mut encoded = Encoded {
             frames: Vec::with_capacity(records.len()),
             entries: Vec::with_capacity(records.len()),
+            framed: Vec::with_capacity(records.len()),
             skipped: Vec::new(),
-            processes: 0,
         };
-        for record in records {
+        let block_limit = RUN_BLOCK_LIMIT.min(self.config.max_record_size as usize);
+        let mut events: Vec<EventRef<'a>> = Vec::new();
+        let mut next = 0;
+        while next < records.len() {
             let start = buf.len();
-            let framed = self.encode_one(record, buf, schemas);
-            match (framed, record) {
-                (Ok(()), Record::Event(event)) => encoded.entries.push(Entry::Event(*event)),
-                (Ok(()), Record::Trace(trace)) => encoded.entries.push(Entry::Trace(trace.run.run_id)),
-                (Ok(()), Record::Process(process)) => {
-                    encoded.entries.push(Entry::Process(process));
-                    encoded.processes += 1;
+            if let (Record::Event(first), Framing::RunBlocks) = (records[next], framing) {
+                // The run's events from here on, up to the next record of another kind or run.
+                events.clear();
+                events.extend(records[next..].iter().map_while(|record| match record {
+                    Record::Event(event) if event.run() == first.run() => Some(*event),
+                    _ => None,
+                }));
+                if events.len() > 1 {
+                    let count = self.frame(buf, |buf| Ok(encode_run_block(&events, block_limit, buf, schemas)))?;
+                    // A block of one is a plain record, a few bytes shorter.
+                    if count == 1 {
+                        buf.truncate(start);
+                    }
+                    if count > 1 {
+                        let frame = encoded.frames.len();
+                        encoded.frames.push(start..buf.len());
+                        encoded.entries.extend(events[..count].iter().map(|event| (frame, Entry::Event(*event))));
+                        encoded.framed.extend(std::iter::repeat_n(frame, count));
+                        next += count;
+                        continue;
+                    }
                 }
+            }
+            let record = &records[next];
+            next += 1;
+            let framed = self.frame(buf, |buf| match record {
+                Record::Event(event) => encode_event_ref(event, buf, schemas),
+                Record::Trace(trace) => encode_trace(trace, buf),
+                Record::Process(process) => {
+                    encode_process(process, buf);
+                    Ok(())
+                }
+            });
+            let frame = encoded.frames.len();
+            match (framed, record) {
+                (Ok(()), Record::Event(event)) => encoded.entries.push((frame, Entry::Event(*event))),
+                (Ok(()), Record::Trace(trace)) => encoded.entries.push((frame, Entry::Trace(trace.run.run_id))),
+                (Ok(()), Record::Process(process)) => encoded.entries.push((frame, Entry::Process(process))),
                 (Err(error), Record::Event(_)) => return Err(error),
                 // Only with a tiny maximum record size; the runs then read `running` forever, as
                 // runs did before process records existed.
                 (Err(error), Record::Process(_)) => {
-                    buf.truncate(start);
                     tracing::warn!(%error, "cannot name this process in the WAL; its runs will not be seen to die");
                     continue;
                 }
                 (Err(error), Record::Trace(trace)) => {
-                    buf.truncate(start);
                     encoded.skipped.push((trace.run.run_id, error));
                     continue;
                 }
             }
             encoded.frames.push(start..buf.len());
+            encoded.framed.push(frame);
         }
         Ok(encoded)
     }
 
-    /// Appends one frame (header and payload) to `buf`.
-    fn encode_one(&self, record: &Record<'_>, buf: &mut Vec<u8>, schemas: &mut SchemaCache) -> Result<()> {
+    /// Appends one frame to `buf`: the header, then the payload `encode` writes, which must
+    /// be within the maximum record size. On an error `buf` is as it was, and so it is when
+    /// `encode` writes nothing (a run block that could not start: `encode` returns 0).
+    fn frame<T: Default + PartialEq>(
+        &self,
+        buf: &mut Vec<u8>,
+        encode: impl FnOnce(&mut Vec<u8>) -> Result<T>,
+    ) -> Result<T> {
         let max = self.config.max_record_size;
         let start = buf.len();
         buf.extend_from_slice(&[0; HEADER_LEN]);
-        match record {
-            Record::Event(event) => encode_event_ref(event, buf, schemas)?,
-            Record::Trace(trace) => encode_trace(trace, buf)?,
-            Record::Process(process) => encode_process(process, buf),
-        }
+        let written = match encode(buf) {
+            Ok(written) if written == T::default() && buf.len() == start + HEADER_LEN => {
+                buf.truncate(start);
+                return Ok(written);
+            }
+            Ok(written) => written,
+            Err(error) => {
+                buf.truncate(start);
+                return Err(error);
+            }
+        };
         let size = buf.len() - start - HEADER_LEN;
         let len = u32::try_from(size).ok().filter(|&len| len <= max);
         let Some(len) = len else {
+            buf.truncate(start);
             return Err(WalError::RecordTooLarge { size, max });
         };
         let (header, payload) = buf[start..].split_at_mut(HEADER_LEN);
         header[..4].copy_from_slice(&len.to_le_bytes());
         header[4..].copy_from_slice(&crc32c::crc32c(payload).to_le_bytes());
-        Ok(())
+        Ok(written)
     }
 
     /// The process records of the runs `records` start: this process executes them. As many
@@ -518,7 +585,12 @@ impl Wal {
         started.chunks(per_record).map(|runs| ProcessRecord::new(process.clone(), runs.to_vec())).collect()
     }
 
-    fn append_locked(&mut self, buf: &[u8], frames: &[Range<usize>], entries: &[Entry<'_>]) -> Result<Vec<Position>> {
+    fn append_locked(
+        &mut self,
+        buf: &[u8],
+        frames: &[Range<usize>],
+        entries: &[(usize, Entry<'_>)],
+    ) -> Result<Vec<Position>> {
         if !self.in_sync()? {
             self.catch_up(Check::FromHighWater)?;
         }
@@ -534,7 +606,7 @@ impl Wal {
             self.sync_active()?;
         }
         let end = self.end();
-        self.index.apply(positions.iter().copied().zip(entries.iter().copied()), end)?;
+        self.index.apply(entries.iter().map(|&(frame, entry)| (positions[frame], entry)), end)?;
         self.indexed = Some(end);
         if sealed {
             self.retain(SystemTime::now());

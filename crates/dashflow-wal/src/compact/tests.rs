@@ -86,3 +86,48 @@ fn an_unreadable_plan_is_an_error_that_names_the_plan() {
     let error = Wal::open(dir.path(), config()).unwrap_err();
     assert!(matches!(&error, WalError::BadCompactionPlan { path } if path.ends_with("compact.tmp/PLAN")), "{error}");
 }
+
+#[test]
+fn compaction_drops_the_run_blocks_of_a_run_whose_start_is_gone_and_keeps_the_others() {
+    use crate::wal::{Framing, Record};
+    use dashflow_telemetry::EventRef;
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut all = Vec::new();
+    {
+        let mut wal = Wal::open(dir.path(), config()).unwrap();
+        wal.process = Some(some_process());
+        for _ in 0..6 {
+            // Each run in two batches, as a run longer than one hand-over is: two blocks.
+            let events = whole_run(root(), "g", 4);
+            for half in events.chunks(3) {
+                let records: Vec<Record<'_>> = half.iter().map(|event| Record::Event(EventRef::Whole(event))).collect();
+                wal.append_records(&records, Framing::RunBlocks).unwrap();
+            }
+            all.extend(events);
+        }
+    }
+    let segments = crate::segment::list_segments(dir.path()).unwrap();
+    assert!(segments.len() > 3, "{segments:?}");
+    // Retention took the first segment: the run whose start was there lost it.
+    std::fs::remove_file(segment_path(dir.path(), 1)).unwrap();
+    let before = events_in(dir.path());
+    let mut wal = Wal::open(dir.path(), config()).unwrap();
+    let cut: Vec<_> =
+        wal.list_runs(&RunFilter::all()).unwrap().into_iter().filter(|r| r.partial).map(|r| r.ids.run_id).collect();
+    assert_eq!(cut.len(), 1, "one run lost its start");
+    let report = wal.compact().unwrap();
+    assert!(report.records_dropped > 0, "{report:?}");
+    drop(wal);
+    let expected: Vec<_> = before.into_iter().filter(|event| !cut.contains(&event.run.run_id)).collect();
+    assert_eq!(events_in(dir.path()), expected);
+    // Every run that kept its start kept all of its events.
+    let kept_start: Vec<_> = expected
+        .iter()
+        .filter(|event| matches!(event.kind, dashflow_telemetry::EventKind::RunStarted { .. }))
+        .map(|event| event.run.run_id)
+        .collect();
+    assert!(kept_start.len() >= 4, "{kept_start:?}");
+    let complete: Vec<_> = all.into_iter().filter(|event| kept_start.contains(&event.run.run_id)).collect();
+    assert_eq!(complete, expected);
+}

@@ -20,6 +20,16 @@
 //!   JSON value        a string holding the value as JSON text
 //! ```
 //!
+//! A run block ([`TAG_RUN_EVENTS`](super::TAG_RUN_EVENTS)) holds consecutive events of one
+//! run: the ids and the first event's time once, then each event as the nanoseconds since the
+//! one before it (varint) and its kind byte and fields, to the end of the body:
+//!
+//! ```text
+//! flags, run_id, [parent], [root], depth, at      as above, once
+//! count u32 LE                                    how many events follow, at least one
+//! (delta, kind u8, fields) x count                delta: nanoseconds after the previous event
+//! ```
+//!
 //! The body must be consumed exactly; anything else (a short body, trailing bytes, an unknown
 //! kind, a bad string, an out-of-range number) is a decode error, never a panic.
 
@@ -68,24 +78,66 @@ pub(super) fn encode_ref(event: &EventRef<'_>, out: &mut Vec<u8>, cache: &mut Sc
     if !head(event.run(), event.at(), out) {
         return false;
     }
+    if kind_ref(event, out, cache) {
+        return true;
+    }
+    out.truncate(start);
+    false
+}
+
+/// The kind byte and fields of an event where it lies; `false` for a kind this layout cannot
+/// hold (the caller restores `out`).
+fn kind_ref(event: &EventRef<'_>, out: &mut Vec<u8>, cache: &mut SchemaCache) -> bool {
     match *event {
-        EventRef::Whole(event) => {
-            if !kind(&event.kind, out, cache) {
-                out.truncate(start);
-                return false;
-            }
-        }
+        EventRef::Whole(event) => return kind(&event.kind, out, cache),
         EventRef::StepStarted { step, nodes, .. } => superstep_started(out, step, nodes),
         EventRef::TaskFinished { step, node, attempt, duration, .. } => {
             task_finished(out, (step, node, attempt), duration, None);
         }
         EventRef::Routed { step, from, label, target, .. } => routed(out, step, [from, label, target]),
-        _ => {
-            out.truncate(start);
-            return false;
-        }
+        _ => return false,
     }
     true
+}
+
+/// Starts the body of a run block ([`TAG_RUN_EVENTS`](super::TAG_RUN_EVENTS)) whose first
+/// event is `first`: the run's ids and the first event's time, once for the whole block.
+/// `false` (with `out` unchanged) for a time before the Unix epoch.
+pub(super) fn block_head(first: &EventRef<'_>, out: &mut Vec<u8>) -> bool {
+    if !head(first.run(), first.at(), out) {
+        return false;
+    }
+    // The count, written by `block_count` once the block is complete.
+    out.extend_from_slice(&[0; 4]);
+    true
+}
+
+/// Writes a block's event count in the four bytes `block_head` left at `count_at`.
+pub(super) fn block_count(out: &mut [u8], count_at: usize, count: u32) {
+    out[count_at..count_at + 4].copy_from_slice(&count.to_le_bytes());
+}
+
+/// Appends `event` to a run block whose previous event happened at `previous`: its time as
+/// nanoseconds after that, then its kind and fields. `false` (with `out` unchanged) for an
+/// event that cannot go in the block: a kind this layout cannot hold, or a time before
+/// `previous` (or too far after it for the delta).
+pub(super) fn block_event(
+    event: &EventRef<'_>,
+    previous: std::time::SystemTime,
+    out: &mut Vec<u8>,
+    cache: &mut SchemaCache,
+) -> bool {
+    let Some(delta) = event.at().duration_since(previous).ok().and_then(|delta| u64::try_from(delta.as_nanos()).ok())
+    else {
+        return false;
+    };
+    let start = out.len();
+    varint(out, delta);
+    if kind_ref(event, out, cache) {
+        return true;
+    }
+    out.truncate(start);
+    false
 }
 
 /// The ids and the time; `false` (with `out` unchanged) for a time before the Unix epoch.
@@ -284,89 +336,38 @@ pub(super) struct Malformed(pub(super) &'static str);
 /// Decodes a binary body written by [`encode`].
 pub(super) fn decode(body: &[u8]) -> Result<Event, Malformed> {
     let mut r = Reader { rest: body };
-    let flags = r.byte()?;
-    if flags & !(PARENT | ROOT) != 0 {
-        return Err(Malformed("unknown flags"));
-    }
-    let run_id = r.run_id()?;
-    let parent_run_id = if flags & PARENT != 0 { Some(r.run_id()?) } else { None };
-    let root_run_id = if flags & ROOT != 0 { r.run_id()? } else { run_id };
-    let depth = u32::try_from(r.varint()?).map_err(|_| Malformed("depth out of range"))?;
+    let run = r.run_ids()?;
     let at = UNIX_EPOCH.checked_add(r.duration()?).ok_or(Malformed("time out of range"))?;
-    let kind = match r.byte()? {
-        GRAPH_DEFINED => EventKind::GraphDefined { graph: r.string()?, schema: Arc::new(r.json()?) },
-        RUN_STARTED => {
-            EventKind::RunStarted { graph: r.string()?, thread_id: r.option(Reader::string)?, tags: Vec::new() }
-        }
-        RUN_STARTED_TAGGED => {
-            let (graph, thread_id) = (r.string()?, r.option(Reader::string)?);
-            let count = r.varint()?;
-            // Each tag takes at least its length byte: a count beyond the body is malformed,
-            // not an allocation.
-            if count > r.rest.len() as u64 {
-                return Err(Malformed("tag count beyond the body"));
-            }
-            let tags = (0..count).map(|_| r.string()).collect::<Result<_, _>>()?;
-            EventKind::RunStarted { graph, thread_id, tags }
-        }
-        RUN_FINISHED => {
-            let outcome = match r.byte()? {
-                0 => RunOutcome::Completed,
-                1 => RunOutcome::Failed,
-                2 => RunOutcome::Interrupted,
-                _ => return Err(Malformed("unknown run outcome")),
-            };
-            EventKind::RunFinished {
-                outcome,
-                steps: r.varint()?,
-                duration: r.duration()?,
-                error: r.option(|r| r.string().map(|s| s.to_string()))?,
-            }
-        }
-        SUPERSTEP_STARTED => {
-            let step = r.varint()?;
-            let count = r.varint()?;
-            // Each node takes at least one byte: a count beyond the body is a lie.
-            if count > r.rest.len() as u64 {
-                return Err(Malformed("node count beyond the record"));
-            }
-            let nodes = (0..count).map(|_| r.string()).collect::<Result<_, _>>()?;
-            EventKind::SuperstepStarted { step, nodes }
-        }
-        SUPERSTEP_FINISHED => EventKind::SuperstepFinished { step: r.varint()?, duration: r.duration()? },
-        TASK_STARTED => EventKind::TaskStarted { step: r.varint()?, node: r.string()?, attempt: r.attempt()? },
-        TASK_FINISHED => EventKind::TaskFinished {
-            step: r.varint()?,
-            node: r.string()?,
-            attempt: r.attempt()?,
-            duration: r.duration()?,
-            error: r.option(|r| r.string().map(|s| s.to_string()))?,
-        },
-        ROUTED => EventKind::Routed { step: r.varint()?, from: r.string()?, label: r.string()?, target: r.string()? },
-        CUSTOM => EventKind::Custom { step: r.varint()?, node: r.string()?, value: r.json()? },
-        CHECKPOINT_COMMITTED => EventKind::CheckpointCommitted {
-            step: r.varint()?,
-            checkpoint_id: r.string()?,
-            snapshot: r.bool()?,
-            bytes: r.varint()?,
-        },
-        INTERRUPTED => EventKind::Interrupted {
-            step: r.varint()?,
-            node: r.string()?,
-            reason: match r.byte()? {
-                0 => InterruptReason::Before,
-                1 => InterruptReason::After,
-                2 => InterruptReason::Node,
-                _ => return Err(Malformed("unknown interrupt reason")),
-            },
-            value: r.option(|r| r.json().map(Arc::new))?,
-        },
-        _ => return Err(Malformed("unknown event kind")),
-    };
+    let kind = r.kind()?;
     if !r.rest.is_empty() {
         return Err(Malformed("trailing bytes"));
     }
-    Ok(Event { run: RunIds { run_id, parent_run_id, root_run_id, depth }, at, kind })
+    Ok(Event { run, at, kind })
+}
+
+/// Decodes the body of a run block written by [`block_head`] and [`block_event`]: every
+/// event in it, in order. A block holds at least one event; anything but whole events up to
+/// the last byte is malformed.
+pub(super) fn decode_block(body: &[u8]) -> Result<Vec<Event>, Malformed> {
+    let mut r = Reader { rest: body };
+    let run = r.run_ids()?;
+    let mut at = UNIX_EPOCH.checked_add(r.duration()?).ok_or(Malformed("time out of range"))?;
+    let count = u32::from_le_bytes(r.take(4)?.try_into().map_err(|_| Malformed("record ends early"))?);
+    // Each event takes at least two bytes: a count beyond the body is malformed, not an
+    // allocation.
+    if count == 0 || u64::from(count) > r.rest.len() as u64 / 2 {
+        return Err(Malformed("event count out of range"));
+    }
+    let mut events = Vec::with_capacity(count as usize);
+    for _ in 0..count {
+        let delta = Duration::from_nanos(r.varint()?);
+        at = at.checked_add(delta).ok_or(Malformed("time out of range"))?;
+        events.push(Event { run, at, kind: r.kind()? });
+    }
+    if !r.rest.is_empty() {
+        return Err(Malformed("trailing bytes"));
+    }
+    Ok(events)
 }
 
 pub(super) struct Reader<'a> {
@@ -374,6 +375,97 @@ pub(super) struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
+    /// The ids at the head of an event body or a run block.
+    fn run_ids(&mut self) -> Result<RunIds, Malformed> {
+        let flags = self.byte()?;
+        if flags & !(PARENT | ROOT) != 0 {
+            return Err(Malformed("unknown flags"));
+        }
+        let run_id = self.run_id()?;
+        let parent_run_id = if flags & PARENT != 0 { Some(self.run_id()?) } else { None };
+        let root_run_id = if flags & ROOT != 0 { self.run_id()? } else { run_id };
+        let depth = u32::try_from(self.varint()?).map_err(|_| Malformed("depth out of range"))?;
+        Ok(RunIds { run_id, parent_run_id, root_run_id, depth })
+    }
+
+    /// An event's kind byte and fields.
+    fn kind(&mut self) -> Result<EventKind, Malformed> {
+        let r = self;
+        let kind = match r.byte()? {
+            GRAPH_DEFINED => EventKind::GraphDefined { graph: r.string()?, schema: Arc::new(r.json()?) },
+            RUN_STARTED => {
+                EventKind::RunStarted { graph: r.string()?, thread_id: r.option(Reader::string)?, tags: Vec::new() }
+            }
+            RUN_STARTED_TAGGED => {
+                let (graph, thread_id) = (r.string()?, r.option(Reader::string)?);
+                let count = r.varint()?;
+                // Each tag takes at least its length byte: a count beyond the body is malformed,
+                // not an allocation.
+                if count > r.rest.len() as u64 {
+                    return Err(Malformed("tag count beyond the body"));
+                }
+                let tags = (0..count).map(|_| r.string()).collect::<Result<_, _>>()?;
+                EventKind::RunStarted { graph, thread_id, tags }
+            }
+            RUN_FINISHED => {
+                let outcome = match r.byte()? {
+                    0 => RunOutcome::Completed,
+                    1 => RunOutcome::Failed,
+                    2 => RunOutcome::Interrupted,
+                    _ => return Err(Malformed("unknown run outcome")),
+                };
+                EventKind::RunFinished {
+                    outcome,
+                    steps: r.varint()?,
+                    duration: r.duration()?,
+                    error: r.option(|r| r.string().map(|s| s.to_string()))?,
+                }
+            }
+            SUPERSTEP_STARTED => {
+                let step = r.varint()?;
+                let count = r.varint()?;
+                // Each node takes at least one byte: a count beyond the body is a lie.
+                if count > r.rest.len() as u64 {
+                    return Err(Malformed("node count beyond the record"));
+                }
+                let nodes = (0..count).map(|_| r.string()).collect::<Result<_, _>>()?;
+                EventKind::SuperstepStarted { step, nodes }
+            }
+            SUPERSTEP_FINISHED => EventKind::SuperstepFinished { step: r.varint()?, duration: r.duration()? },
+            TASK_STARTED => EventKind::TaskStarted { step: r.varint()?, node: r.string()?, attempt: r.attempt()? },
+            TASK_FINISHED => EventKind::TaskFinished {
+                step: r.varint()?,
+                node: r.string()?,
+                attempt: r.attempt()?,
+                duration: r.duration()?,
+                error: r.option(|r| r.string().map(|s| s.to_string()))?,
+            },
+            ROUTED => {
+                EventKind::Routed { step: r.varint()?, from: r.string()?, label: r.string()?, target: r.string()? }
+            }
+            CUSTOM => EventKind::Custom { step: r.varint()?, node: r.string()?, value: r.json()? },
+            CHECKPOINT_COMMITTED => EventKind::CheckpointCommitted {
+                step: r.varint()?,
+                checkpoint_id: r.string()?,
+                snapshot: r.bool()?,
+                bytes: r.varint()?,
+            },
+            INTERRUPTED => EventKind::Interrupted {
+                step: r.varint()?,
+                node: r.string()?,
+                reason: match r.byte()? {
+                    0 => InterruptReason::Before,
+                    1 => InterruptReason::After,
+                    2 => InterruptReason::Node,
+                    _ => return Err(Malformed("unknown interrupt reason")),
+                },
+                value: r.option(|r| r.json().map(Arc::new))?,
+            },
+            _ => return Err(Malformed("unknown event kind")),
+        };
+        Ok(kind)
+    }
+
     fn take(&mut self, n: usize) -> Result<&'a [u8], Malformed> {
         if n > self.rest.len() {
             return Err(Malformed("record ends early"));

@@ -351,6 +351,21 @@ fn a_compact_batch_is_stored_like_the_events_it_stands_for_without_building_them
     store.take_batch(batch);
     store.flush().unwrap();
     assert_eq!(store.stats().written, 5);
+    // The run's events went into the log in run blocks: the entries, on the run's clock, in
+    // one (the whole events here were stamped by the system clock, and a block starts again
+    // where a time goes back).
+    let bytes = std::fs::read(crate::segment::segment_path(dir.path(), 1)).unwrap();
+    let mut reader = crate::segment::RecordReader::new(io::Cursor::new(&bytes), 0, bytes.len() as u64, 1 << 20);
+    let (mut read, mut largest_block) = (Vec::new(), 0);
+    while let crate::segment::ReadStep::Record { payload, .. } = reader.next_record().unwrap() {
+        let events = crate::record::decode_events(payload).unwrap();
+        if payload[0] == crate::record::TAG_RUN_EVENTS {
+            largest_block = largest_block.max(events.len());
+        }
+        read.extend(events);
+    }
+    assert_eq!(read, expected);
+    assert!(largest_block >= 3, "the two task ends and the routing decision share a block: {largest_block}");
     let mut wal = reopen(dir.path());
     assert_eq!(wal.run_events(run.run_id).unwrap(), expected);
     // The index learned from the entries what it learns from the events they stand for.

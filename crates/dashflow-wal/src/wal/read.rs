@@ -13,7 +13,7 @@ use crate::error::{Result, WalError};
 use crate::follow::Follower;
 use crate::index::read_high_water;
 use crate::process::ProcessIdentity;
-use crate::record::{decode_event, decode_payload};
+use crate::record::{decode_events, decode_payload};
 use crate::runs::{RunFilter, RunSummary};
 use crate::segment::{Position, ReadStep, list_segments, open_reader, record_end, segment_path};
 
@@ -215,9 +215,8 @@ impl Wal {
                         if seq == last.segment && offset > last.offset {
                             break;
                         }
-                        match decode_event(payload) {
-                            Ok(Some(event)) => f(event),
-                            Ok(None) => {}
+                        match decode_events(payload) {
+                            Ok(events) => events.into_iter().for_each(&mut f),
                             Err(source) => return Err(WalError::Decode { segment: path, offset, source }),
                         }
                         if seq == last.segment && record_end(offset, payload) > last.offset {

@@ -136,7 +136,7 @@ impl Wal {
             let seq = end.segment + 1;
             self.create_segment(seq)?;
             let start = Position::new(seq, 0);
-            self.index.apply(std::iter::empty::<(Position, &crate::record::Indexed)>(), start)?;
+            self.index.apply(std::iter::empty::<(Position, crate::index::Entry<'_>)>(), start)?;
             self.indexed = Some(start);
             report.new_segment = Some(seq);
         }
@@ -203,7 +203,10 @@ fn replay(
                         Err(_) => report.undecodable += 1,
                     }
                     if batch.len() >= REPLAY_BATCH {
-                        index.apply(batch.iter().map(|(at, record)| (*at, record)), Position::new(seq, good_end))?;
+                        index.apply(
+                            batch.iter().flat_map(|(at, record)| record.entries().map(|entry| (*at, entry))),
+                            Position::new(seq, good_end),
+                        )?;
                         batch.clear();
                     }
                 }
@@ -252,7 +255,8 @@ fn replay(
         let segment_end = Position::new(seq, good_end);
         // Nothing new: no write, so a reader of an up-to-date index changes no file.
         if !batch.is_empty() || from != Some(segment_end) {
-            index.apply(batch.iter().map(|(at, record)| (*at, record)), segment_end)?;
+            index
+                .apply(batch.iter().flat_map(|(at, record)| record.entries().map(|entry| (*at, entry))), segment_end)?;
         }
         end = Some(segment_end);
     }

@@ -324,3 +324,188 @@ mod abandoned {
         assert!(wal.verify().unwrap().is_clean());
     }
 }
+
+mod run_blocks {
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use dashflow_telemetry::{Event, EventRef};
+
+    use super::*;
+    use crate::record::{Payload, RUN_BLOCK_LIMIT, TAG_RUN_EVENTS, decode_events, decode_payload};
+    use crate::testing::finished;
+
+    /// Appends `events` as the event store does: consecutive events of a run in one block.
+    fn append_blocks(wal: &mut Wal, events: &[Event]) -> Vec<Position> {
+        let records: Vec<Record<'_>> = events.iter().map(|event| Record::Event(EventRef::Whole(event))).collect();
+        wal.append_records(&records, Framing::RunBlocks).unwrap().positions
+    }
+
+    /// Every record of segment `seq`: its offset and payload.
+    fn records_of(dir: &Path, seq: u64) -> Vec<(u64, Vec<u8>)> {
+        let bytes = segment_bytes(dir, seq);
+        let mut reader = RecordReader::new(Cursor::new(&bytes), 0, bytes.len() as u64, 1 << 20);
+        let mut records = Vec::new();
+        while let ReadStep::Record { offset, payload } = reader.next_record().unwrap() {
+            records.push((offset, payload.to_vec()));
+        }
+        records
+    }
+
+    fn read_all(wal: &Wal) -> Vec<Event> {
+        wal.follow(Position::START).poll(usize::MAX).unwrap().into_iter().map(|(_, event)| event).collect()
+    }
+
+    fn at(event: Event, nanos_after_epoch: u64) -> Event {
+        Event { at: UNIX_EPOCH + Duration::from_nanos(nanos_after_epoch), ..event }
+    }
+
+    #[test]
+    fn a_runs_consecutive_events_share_one_record_and_read_back_exactly() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut wal = Wal::open(dir.path(), config()).unwrap();
+        wal.process = None;
+        let (a, b) = (root(), root());
+        let base = 1_700_000_000_123_456_789;
+        // Times one nanosecond apart, a second apart, and equal: deltas of every size.
+        let events = vec![
+            at(started(a, "g", Some("t")), base),
+            at(task(a, 1, "x"), base + 1),
+            at(task(a, 2, "y"), base + 1_000_000_001),
+            at(started(b, "g", None), base + 1_000_000_001),
+            at(task(b, 1, "x"), base + 1_000_000_002),
+            at(finished(a, dashflow_telemetry::RunOutcome::Completed, 2, None), base + 3_000_000_000),
+        ];
+        let positions = append_blocks(&mut wal, &events);
+        let records = records_of(dir.path(), 1);
+        // A's first three, B's two, then A's last on its own (a block of one is a plain record).
+        assert_eq!(records.len(), 3, "{records:?}");
+        assert_eq!(records[0].1[0], TAG_RUN_EVENTS);
+        assert_eq!(records[1].1[0], TAG_RUN_EVENTS);
+        assert_ne!(records[2].1[0], TAG_RUN_EVENTS);
+        assert_eq!(decode_events(&records[0].1).unwrap(), events[..3]);
+        assert!(matches!(decode_payload(&records[1].1).unwrap(), Payload::Events(read) if read == events[3..5]));
+        // Each event's position is its record's.
+        let offsets: Vec<u64> = positions.iter().map(|position| position.offset).collect();
+        let starts: Vec<u64> = records.iter().map(|(offset, _)| *offset).collect();
+        assert_eq!(offsets, [starts[0], starts[0], starts[0], starts[1], starts[1], starts[2]]);
+        assert_eq!(read_all(&wal), events);
+        assert_eq!(wal.run_events(a.run_id).unwrap(), [&events[..3], &events[5..]].concat());
+        // The index learned from the block what a rebuild from the segments learns.
+        let (run_a, run_b) = (wal.run(a.run_id).unwrap().unwrap(), wal.run(b.run_id).unwrap().unwrap());
+        assert_eq!((run_a.events, run_a.steps, run_b.events), (4, 2, 2));
+        let report = wal.rebuild_index().unwrap();
+        assert_eq!(report.replayed, 3);
+        assert_eq!(wal.run(a.run_id).unwrap().unwrap(), run_a);
+        assert_eq!(wal.run(b.run_id).unwrap().unwrap(), run_b);
+    }
+
+    #[test]
+    fn an_event_earlier_than_the_one_before_it_starts_the_next_block() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut wal = Wal::open(dir.path(), config()).unwrap();
+        wal.process = None;
+        let run = root();
+        let base = 1_700_000_000_000_000_000;
+        let events =
+            vec![at(task(run, 1, "x"), base + 50), at(task(run, 2, "x"), base + 60), at(task(run, 3, "x"), base + 10)];
+        append_blocks(&mut wal, &events);
+        assert_eq!(records_of(dir.path(), 1).len(), 2);
+        assert_eq!(read_all(&wal), events);
+    }
+
+    #[test]
+    fn a_block_stops_growing_at_its_size_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut wal = Wal::open(dir.path(), config()).unwrap();
+        wal.process = None;
+        let run = root();
+        let name = "n".repeat(100);
+        let events: Vec<Event> = (0..1_000).map(|step| task(run, step, &name)).collect();
+        append_blocks(&mut wal, &events);
+        let records = records_of(dir.path(), 1);
+        assert!(records.len() > 1, "{} records", records.len());
+        for (_, payload) in &records {
+            assert!(payload.len() <= RUN_BLOCK_LIMIT, "a block of {} bytes", payload.len());
+        }
+        assert_eq!(read_all(&wal), events);
+    }
+
+    #[test]
+    fn a_changed_byte_inside_a_block_loses_that_block_and_nothing_around_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut wal = Wal::open(dir.path(), config()).unwrap();
+        wal.process = None;
+        let (a, b, c) = (root(), root(), root());
+        let events: Vec<Event> =
+            [a, b, c].iter().flat_map(|&run| (1..=4).map(move |step| task(run, step, "n"))).collect();
+        append_blocks(&mut wal, &events);
+        drop(wal);
+        let records = records_of(dir.path(), 1);
+        assert_eq!(records.len(), 3);
+        // A byte in the middle of B's block, past its ids and base time.
+        let (offset, payload) = &records[1];
+        let path = segment_path(dir.path(), 1);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[(*offset as usize) + crate::frame::HEADER_LEN + payload.len() / 2 + 8] ^= 0x10;
+        std::fs::write(&path, bytes).unwrap();
+        let report = crate::verify_dir(dir.path(), &config()).unwrap();
+        assert_eq!(report.damaged.len(), 1, "{report:?}");
+        assert_eq!(report.damaged[0].offset, *offset);
+        let wal = Wal::open_read_only(dir.path(), config()).unwrap();
+        let read = read_all(&wal);
+        assert_eq!(read, [&events[..4], &events[8..]].concat());
+    }
+
+    #[test]
+    fn a_block_body_changed_anywhere_or_cut_anywhere_is_an_error_or_other_events_never_a_panic() {
+        let run = root();
+        let base = 1_700_000_000_000_000_000;
+        let events = [
+            at(started(run, "g", Some("t")), base),
+            at(task(run, 1, "x"), base + 7),
+            at(finished(run, dashflow_telemetry::RunOutcome::Failed, 1, Some("boom")), base + 9),
+        ];
+        let refs: Vec<EventRef<'_>> = events.iter().map(EventRef::Whole).collect();
+        let mut payload = Vec::new();
+        let count = crate::record::encode_run_block(&refs, RUN_BLOCK_LIMIT, &mut payload, &mut SchemaCache::default());
+        assert_eq!(count, 3);
+        assert_eq!(decode_events(&payload).unwrap(), events);
+        for len in 1..payload.len() {
+            assert!(decode_events(&payload[..len]).is_err(), "a prefix of {len} bytes decoded");
+        }
+        let mut longer = payload.clone();
+        longer.push(0);
+        assert!(decode_events(&longer).is_err(), "a trailing byte decoded");
+        for index in 1..payload.len() {
+            for flip in [0x01, 0x80, 0xff] {
+                let mut changed = payload.clone();
+                changed[index] ^= flip;
+                if let Ok(read) = decode_events(&changed) {
+                    assert_ne!(read, events, "byte {index} changed by {flip:#x} read back the same events");
+                }
+            }
+        }
+        // The tag alone, and ids without a first event.
+        assert!(decode_events(&[TAG_RUN_EVENTS]).is_err());
+        assert!(decode_events(&payload[..1 + 1 + 16 + 1]).is_err());
+        // The count follows the tag, flags, run id, depth, and the base time (five bytes of
+        // seconds, one of nanoseconds): zero, one more, and more than the body could hold.
+        let count_at = 1 + 1 + 16 + 1 + 5 + 1;
+        assert_eq!(payload[count_at..count_at + 4], 3u32.to_le_bytes());
+        for count in [0, 4, u32::MAX] {
+            let mut changed = payload.clone();
+            changed[count_at..count_at + 4].copy_from_slice(&count.to_le_bytes());
+            assert!(decode_events(&changed).is_err(), "a count of {count} decoded");
+        }
+        // An event before the Unix epoch cannot open a block: nothing is written.
+        let before_epoch = Event { at: UNIX_EPOCH - Duration::from_secs(1), ..task(run, 1, "x") };
+        let mut out = vec![7];
+        let count = crate::record::encode_run_block(
+            &[EventRef::Whole(&before_epoch), refs[1]],
+            RUN_BLOCK_LIMIT,
+            &mut out,
+            &mut SchemaCache::default(),
+        );
+        assert_eq!((count, out), (0, vec![7]));
+    }
+}

@@ -403,10 +403,12 @@ fn an_event_store_goes_on_logging_after_another_process_finds_damage() {
     let wal_dir = dir.path().join("wal");
     let store = EventStore::open(&wal_dir, StoreConfig::default()).unwrap();
     let run = root();
+    // Flushed one by one, so that each event is a record of its own (a batch's events of one
+    // run would share a run block, and the damage below would take all of them).
     for step in 0..5 {
         store.on_event(&task(run, step, "s"));
+        store.flush().unwrap();
     }
-    store.flush().unwrap();
     let path = segment(&wal_dir, 1);
     let mut bytes = std::fs::read(&path).unwrap();
     let middle = bytes.len() / 2;
