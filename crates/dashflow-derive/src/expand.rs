@@ -61,7 +61,7 @@ pub(crate) fn derive(input: &DeriveInput) -> syn::Result<TokenStream> {
     errors.finish()?;
 
     let krate = graph_crate();
-    let described = describe_state(input, container.whole, &fields);
+    let described = describe_state(input, &container, &fields);
     let expanded = if container.whole {
         expand_whole(input, &krate, &described)
     } else {
@@ -74,12 +74,12 @@ pub(crate) fn derive(input: &DeriveInput) -> syn::Result<TokenStream> {
 /// the checkpoint fingerprint, since a stored update means something else under another
 /// reducer), and the declaration as written (the fingerprint of a state whose shape cannot be
 /// traced). Docs and other attributes do not count.
-fn describe_state(input: &DeriveInput, whole: bool, fields: &[Field<'_>]) -> TokenStream {
+fn describe_state(input: &DeriveInput, container: &attr::Container, fields: &[Field<'_>]) -> TokenStream {
     let mut reducers = Vec::new();
     let mut declaration = format!("{}{}", input.ident, input.generics.to_token_stream());
     for field in fields {
         let reducer = match &field.reducer {
-            _ if whole => "whole".to_owned(),
+            _ if container.whole => "whole".to_owned(),
             Reducer::Overwrite => "overwrite".to_owned(),
             Reducer::Builtin { function, .. } => (*function).to_owned(),
             Reducer::With(path) => path.to_token_stream().to_string(),

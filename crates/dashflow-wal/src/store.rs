@@ -445,8 +445,7 @@ impl EventStore {
     /// Tells the writer events are queued: a wake-up only when it sleeps with nothing to do,
     /// or when the queue fills up while it waits for its next look.
     fn ring(&self) {
-        let backlogged = self.counters.queued.load(Ordering::Relaxed) > self.capacity / 4;
-        self.doorbell.ring(backlogged);
+        self.doorbell.ring(Backlog::of(self.counters.queued.load(Ordering::Relaxed), self.capacity));
     }
 
     /// Reserves room for `count` events in the queue.
@@ -736,12 +735,12 @@ impl Writer {
             return;
         }
         // Events wait behind this batch: start no new traces until the writer catches up.
-        let backlogged = batch.len + self.counters.queued.load(Ordering::Relaxed) > self.capacity / 4;
+        let backlog = Backlog::of(batch.len + self.counters.queued.load(Ordering::Relaxed), self.capacity);
         let counters = &self.counters;
         let mut finished = Vec::new();
         if let Some(traces) = &mut self.traces {
             for events in batch.events() {
-                finished.extend(traces.collect(events, backlogged, counters));
+                finished.extend(traces.collect(events, backlog, counters));
             }
         }
         let traces_in_wal = self.traces.as_ref().is_some_and(TraceSink::in_wal);
@@ -799,6 +798,20 @@ impl Writer {
             return Ok(());
         }
         self.wal.sync().inspect_err(|error| self.failed(error))
+    }
+}
+
+/// Whether events wait for the writer beyond a quarter of the queue's capacity: the writer
+/// is then woken at once, and starts no new traces until it catches up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Backlog {
+    Behind,
+    KeepingUp,
+}
+
+impl Backlog {
+    fn of(waiting: usize, capacity: usize) -> Self {
+        if waiting > capacity / 4 { Backlog::Behind } else { Backlog::KeepingUp }
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::SystemTime;
 
 use dashflow_telemetry::{Event, EventKind, RunId};
 
-use super::Counters;
+use super::{Backlog, Counters};
 use super::report::{FailureReport, one_line};
 use crate::trace::{ExecutionTrace, FastSet, TraceCollector};
 use crate::trace_files::{TraceConfig, TraceRetention, apply_trace_retention, write_trace};
@@ -61,10 +61,10 @@ impl TraceSink {
     }
 
     /// Feeds a batch of events to the runs' builders; returns the traces of the runs that
-    /// finished in it. With `backlogged`, runs that start in the batch are not traced (see
+    /// finished in it. With [`Backlog::Behind`], runs that start in the batch are not traced (see
     /// [`StoreStats::traces_skipped`](super::StoreStats::traces_skipped)); runs already
     /// traced go on.
-    pub(super) fn collect(&mut self, batch: &[Event], backlogged: bool, counters: &Counters) -> Vec<ExecutionTrace> {
+    pub(super) fn collect(&mut self, batch: &[Event], backlog: Backlog, counters: &Counters) -> Vec<ExecutionTrace> {
         let mut finished = Vec::new();
         for event in batch {
             let run_id = event.run.run_id;
@@ -75,7 +75,7 @@ impl TraceSink {
                     }
                     continue;
                 }
-                if backlogged {
+                if backlog == Backlog::Behind {
                     counters.traces_skipped.fetch_add(1, Ordering::Relaxed);
                     if !matches!(event.kind, EventKind::RunFinished { .. }) {
                         self.skipped.insert(run_id);

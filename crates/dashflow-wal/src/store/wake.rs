@@ -12,6 +12,7 @@
 use std::time::{Duration, Instant};
 
 use self::sync::{AtomicU8, Ordering, Slot, fence, thread};
+use super::Backlog;
 
 /// What the doorbell is built of: the standard library's atomics and parking, or loom's, so
 /// that the wake-up protocol is model-checked (`RUSTFLAGS="--cfg loom" cargo test -p
@@ -105,14 +106,14 @@ impl Doorbell {
     }
 
     /// After queueing events: wakes the writer if it sleeps, or if it pauses while the queue
-    /// is `backlogged`; otherwise costs one fence and one load.
-    pub(super) fn ring(&self, backlogged: bool) {
+    /// is [`Backlog::Behind`]; otherwise costs one fence and one load.
+    pub(super) fn ring(&self, backlog: Backlog) {
         // Pairs with the fence in `sleep`: either the writer sees the queued events before it
         // parks, or this sees that it sleeps.
         fence(Ordering::SeqCst);
         let wake = match self.state.load(Ordering::Relaxed) {
             WORKING => false,
-            PAUSED => backlogged,
+            PAUSED => backlog == Backlog::Behind,
             _ => true,
         };
         if wake && self.state.swap(WORKING, Ordering::AcqRel) != WORKING {
@@ -222,22 +223,22 @@ mod tests {
         };
         bell.attach(writer.thread().clone());
         queued.store(true, Ordering::SeqCst);
-        bell.ring(false);
+        bell.ring(Backlog::KeepingUp);
         writer.join().unwrap();
     }
 
     #[test]
     fn a_ring_leaves_a_working_or_pausing_writer_alone_unless_backlogged() {
         let bell = Doorbell::new();
-        bell.ring(true);
+        bell.ring(Backlog::Behind);
         assert_eq!(bell.state.load(Ordering::SeqCst), WORKING);
         bell.state.store(PAUSED, Ordering::SeqCst);
-        bell.ring(false);
+        bell.ring(Backlog::KeepingUp);
         assert_eq!(bell.state.load(Ordering::SeqCst), PAUSED, "a quiet hand-over waits for the writer's next look");
-        bell.ring(true);
+        bell.ring(Backlog::Behind);
         assert_eq!(bell.state.load(Ordering::SeqCst), WORKING, "a backlog wakes it");
         bell.state.store(ASLEEP, Ordering::SeqCst);
-        bell.ring(false);
+        bell.ring(Backlog::KeepingUp);
         assert_eq!(bell.state.load(Ordering::SeqCst), WORKING);
     }
 }
@@ -269,7 +270,7 @@ mod loom_tests {
         }
     }
 
-    fn model(producers: usize, waits: &'static [Wait], backlogged: bool) {
+    fn model(producers: usize, waits: &'static [Wait], backlog: Backlog) {
         let mut builder = loom::model::Builder::new();
         // Every interleaving with one producer; with two, those of up to three preemptions
         // (the full space takes too long for CI, and lost wake-ups need only one or two).
@@ -293,7 +294,7 @@ mod loom_tests {
                     let (bell, queued) = (Arc::clone(&bell), Arc::clone(&queued));
                     thread::spawn(move || {
                         queued.fetch_add(1, Ordering::Relaxed);
-                        bell.ring(backlogged);
+                        bell.ring(backlog);
                     })
                 })
                 .collect();
@@ -308,16 +309,16 @@ mod loom_tests {
 
     #[test]
     fn loom_a_ring_never_leaves_a_sleeping_writer_asleep_on_a_queued_event() {
-        model(1, &[Wait::Sleep], false);
+        model(1, &[Wait::Sleep], Backlog::KeepingUp);
     }
 
     #[test]
     fn loom_two_producers_and_a_writer_that_pauses_then_sleeps() {
-        model(2, PAUSE_THEN_SLEEP, false);
+        model(2, PAUSE_THEN_SLEEP, Backlog::KeepingUp);
     }
 
     #[test]
     fn loom_a_backlogged_ring_wakes_a_pausing_writer() {
-        model(1, PAUSE_THEN_SLEEP, true);
+        model(1, PAUSE_THEN_SLEEP, Backlog::Behind);
     }
 }
