@@ -68,7 +68,8 @@ fn runs_page(c: &mut Criterion) {
     fill(&wal_dir);
     let rt = or_panic(tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build(), "runtime");
     let addr = rt.block_on(async {
-        let bind = or_panic(Bind::new(SocketAddr::from(([127, 0, 0, 1], 0)), dashflow::ui::Reach::LoopbackOnly, None), "bind");
+        let bind =
+            or_panic(Bind::new(SocketAddr::from(([127, 0, 0, 1], 0)), dashflow::ui::Reach::LoopbackOnly, None), "bind");
         let listener = or_panic(bind.listen().await, "listen");
         let addr = listener.local_addr();
         let viewer = or_panic(Viewer::new(&wal_dir), "viewer");

@@ -120,7 +120,11 @@ impl Home {
 
 /// A viewer served on a free loopback port for the rest of the process.
 async fn serve(viewer: Viewer) -> String {
-    let listener = Bind::new("127.0.0.1:0".parse().unwrap(), dashflow::ui::Reach::LoopbackOnly, None).unwrap().listen().await.unwrap();
+    let listener = Bind::new("127.0.0.1:0".parse().unwrap(), dashflow::ui::Reach::LoopbackOnly, None)
+        .unwrap()
+        .listen()
+        .await
+        .unwrap();
     let url = listener.url();
     tokio::spawn(viewer.serve(listener, std::future::pending()));
     url.trim_end_matches('/').to_owned()

@@ -13,7 +13,11 @@ use crate::store;
 
 pub(crate) fn run(home: Option<&Path>, args: &UiArgs, out: &mut dyn Write) -> Result<()> {
     let wal_dir = store::existing_wal_dir(home)?;
-    let bind = Bind::new(args.bind, if args.allow_remote { Reach::AllowRemote } else { Reach::LoopbackOnly }, args.token.clone())?;
+    let bind = Bind::new(
+        args.bind,
+        if args.allow_remote { Reach::AllowRemote } else { Reach::LoopbackOnly },
+        args.token.clone(),
+    )?;
     if args.schema.is_some() && args.db.is_none() {
         anyhow::bail!("--schema needs --db: it names the schema of a PostgreSQL checkpoint database");
     }

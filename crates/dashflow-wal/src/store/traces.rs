@@ -7,8 +7,8 @@ use std::time::SystemTime;
 
 use dashflow_telemetry::{Event, EventKind, RunId};
 
-use super::{Backlog, Counters};
 use super::report::{FailureReport, one_line};
+use super::{Backlog, Counters};
 use crate::trace::{ExecutionTrace, FastSet, TraceCollector};
 use crate::trace_files::{TraceConfig, TraceRetention, apply_trace_retention, write_trace};
 
