@@ -18,7 +18,7 @@ use crate::observer::Observer;
 use crate::payload::{OUTPUT, split_write_id};
 use crate::run::{MergeFn, Resumed, RunParams, Start, execute, merge_parallel, merge_single};
 use crate::stream::{RunStream, StreamSender};
-use crate::subgraph::{STEP_START, resumed_step, step_start_of};
+use crate::subgraph::{Continuing, STEP_START, resumed_step, step_start_of};
 use crate::{Error, ExecutionResult, RunConfig};
 
 /// What every run of one compiled graph shares.
@@ -448,13 +448,13 @@ where
 }
 
 /// Where a run resuming from `loaded` starts: its state and position, the step's stored
-/// writes (outputs only when not `forked`), after the command's update and answer.
+/// writes (outputs only when it continues the head), after the command's update and answer.
 async fn resume_from<S: GraphState>(
     settings: &CheckpointSettings,
     durable: &mut Durable,
     loaded: &dashflow_checkpoint::LoadedCheckpoint,
     command: Command<S>,
-    forked: bool,
+    from: Continuing,
 ) -> Result<Start<S>, Error> {
     let (mut state, position) = rebuild::<S>(settings, loaded).await?;
     let mut restored = Restored::<S>::decode(settings, loaded).await?;
@@ -463,10 +463,10 @@ async fn resume_from<S: GraphState>(
     // Results stored after a past checkpoint are those of the run that went on from it: a
     // run forked from there (time travel) runs its tasks again, as LangGraph replays do; only
     // a resume of the head reuses them.
-    if forked {
+    if from == Continuing::Fork {
         restored.outputs.clear();
     }
-    let step_start = resumed_step(loaded, forked)?;
+    let step_start = resumed_step(loaded, from)?;
     // Refused before anything is written: a half-applied command would be worse.
     if command.resume.is_some() && restored.interrupts.is_empty() {
         return Err(Error::NothingToResume { thread_id: durable.thread_id.to_string(), state: standing(loaded) });
@@ -479,7 +479,12 @@ async fn resume_from<S: GraphState>(
         durable.tag(STEP_START, None);
         // The step's stored results and interrupts move to the edit, so that a crash after it
         // reuses what this run reuses.
-        let carried = loaded.pending_writes.iter().filter(|write| !forked || !is_output(write)).cloned().collect();
+        let carried = loaded
+            .pending_writes
+            .iter()
+            .filter(|write| from == Continuing::Head || !is_output(write))
+            .cloned()
+            .collect();
         durable.put_writes(carried).await?;
     }
     if let Some(answer) = command.resume {
@@ -554,7 +559,7 @@ async fn prepare<S: GraphState>(
         return Err(not_found());
     }
     let target_id = target.as_ref().and_then(|loaded| loaded.head()).map(|record| record.checkpoint_id.clone());
-    let forked = target_id != head_id;
+    let from = if target_id == head_id { Continuing::Head } else { Continuing::Fork };
     let mut durable = Durable::new(
         settings.clone(),
         Arc::clone(thread_id),
@@ -576,7 +581,7 @@ async fn prepare<S: GraphState>(
             let loaded = target.ok_or_else(not_found)?;
             durable = durable.continuing(&loaded);
             // Boxed: a resume is rare, and its state would otherwise enlarge every run's future.
-            Box::pin(resume_from(settings, &mut durable, &loaded, command, forked)).await?
+            Box::pin(resume_from(settings, &mut durable, &loaded, command, from)).await?
         }
     };
     Ok((Some(durable), start))

@@ -12,7 +12,7 @@ use crate::evolve::Reader;
 use crate::payload::{INTERRUPT, OUTPUT, Position, RESUME, split_write_id};
 use crate::run::position_after;
 use crate::schema::schema_of;
-use crate::subgraph::{PARENT_CHECKPOINT, STEP_START, find_run, metadata_id, step_start_of, unfinished};
+use crate::subgraph::{Lookup, PARENT_CHECKPOINT, STEP_START, find_run, metadata_id, step_start_of, unfinished};
 use crate::{CompiledGraph, Durability, Error, RunConfig};
 
 /// A thread's state at one checkpoint.
@@ -281,7 +281,8 @@ impl Namespace<'_> {
             let namespace = nesting.child_namespace(&task.id);
             // The same test a re-run task applies before it continues its subgraph run.
             let checkpointer = &*self.settings.checkpointer;
-            let found = find_run(checkpointer, self.thread_id, &namespace, step_start.as_ref(), true).await?;
+            let found =
+                find_run(checkpointer, self.thread_id, &namespace, step_start.as_ref(), Lookup::BehindHead).await?;
             if let Some(run) = found.run.filter(unfinished) {
                 task.subgraph_checkpoint_id = run.head().map(|record| record.checkpoint_id.clone());
                 task.subgraph = Some(namespace);

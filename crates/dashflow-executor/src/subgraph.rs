@@ -71,7 +71,7 @@ impl<P: GraphState, C: MergeableState> IntoNode<P, SubgraphMarker> for Subgraph<
             let child_input = Arc::new(input(&state));
             let output = Arc::clone(&output);
             async move {
-                let run = child.run_nested(child_input, &ctx, false).await?;
+                let run = child.run_nested(child_input, &ctx, Updates::Discard).await?;
                 Ok(NodeOutput::Update(output(Arc::unwrap_or_clone(run.state))))
             }
             .boxed()
@@ -85,7 +85,7 @@ impl<S: MergeableState> IntoNode<S, SubgraphMarker> for CompiledGraph<S> {
         Node::from_boxed(move |state: Arc<S>, ctx: NodeContext| {
             let child = self.clone();
             async move {
-                let run = child.run_nested(state, &ctx, true).await?;
+                let run = child.run_nested(state, &ctx, Updates::Compose).await?;
                 Ok(match run.composed {
                     Some(update) => NodeOutput::Update(update),
                     // The child routed straight to END: nothing to apply.
@@ -96,6 +96,16 @@ impl<S: MergeableState> IntoNode<S, SubgraphMarker> for CompiledGraph<S> {
         })
         .subgraph()
     }
+}
+
+/// What a subgraph run does with its steps' updates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Updates {
+    /// Only its final state counts (a subgraph on a state of its own, mapped in and out).
+    Discard,
+    /// They are composed into one update its parent applies (a subgraph on its parent's
+    /// state).
+    Compose,
 }
 
 impl<S: MergeableState> CompiledGraph<S> {
@@ -111,7 +121,7 @@ impl<S: MergeableState> CompiledGraph<S> {
     /// interrupt; a run of the same task id from anywhere else (the thread run again from
     /// `START`, a fork) starts a fresh child run. A child that pauses pauses its parent: the
     /// node fails with the child's interrupt.
-    async fn run_nested(&self, input: Arc<S>, ctx: &NodeContext, compose: bool) -> Result<RunOutput<S>, NodeError> {
+    async fn run_nested(&self, input: Arc<S>, ctx: &NodeContext, updates: Updates) -> Result<RunOutput<S>, NodeError> {
         let parent = ctx.scope().as_any().downcast_ref::<ExecScope>();
         let ids = ctx.run().child(RunId::new());
         let hub = match parent {
@@ -140,7 +150,7 @@ impl<S: MergeableState> CompiledGraph<S> {
             stream: None,
             merge: merge_parallel::<S>,
             parallel_allowed: true,
-            compose: compose.then_some(S::merge as fn(&mut S::Update, S::Update)),
+            compose: (updates == Updates::Compose).then_some(S::merge as fn(&mut S::Update, S::Update)),
             durable,
             cancel: CancelSignal::nested(ctx),
         };
@@ -176,8 +186,8 @@ async fn nested_start<S: GraphState>(
     let parent = step.as_ref().map(|step| &step.checkpoint);
     // Only the step a parent run continued from a checkpoint can have runs of earlier parent
     // runs under it; a step this run started has none to look for.
-    let search = step.as_ref().is_some_and(|step| step.inherited);
-    let found = find_run(checkpointer, thread_id, &namespace, parent, search).await?;
+    let lookup = if step.as_ref().is_some_and(|step| step.inherited) { Lookup::BehindHead } else { Lookup::Head };
+    let found = find_run(checkpointer, thread_id, &namespace, parent, lookup).await?;
     // A finished run gives its task's result when the parent resumes the step it ran in (a
     // crash after the run's end, before the parent stored the result); after an edit or a
     // fork the task runs afresh on the state it now reads.
@@ -207,7 +217,7 @@ async fn nested_start<S: GraphState>(
     if let Some(answer) = answer {
         durable.answer_interrupts(&mut restored, &answer).await?;
     }
-    let step_start = resumed_step(&loaded, false)?;
+    let step_start = resumed_step(&loaded, Continuing::Head)?;
     let resumed = Resumed { state: Arc::new(state), position, restored, step_start };
     Ok((Some(durable), Start::Restored(Box::new(resumed))))
 }
@@ -291,15 +301,24 @@ pub(crate) struct FoundRun {
     pub(crate) head: Option<CheckpointId>,
 }
 
+/// How far [`find_run`] looks for a subgraph run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Lookup {
+    /// The namespace's head only.
+    Head,
+    /// The head, then older runs behind it (a fork of the parent from before later runs of
+    /// the same task).
+    BehindHead,
+}
+
 /// Finds the latest checkpoint of the subgraph run in `namespace` started under parent
-/// checkpoint `parent`: the namespace's head in the common case; with `search`, also an older
-/// run behind the head (a fork of the parent from before later runs of the same task).
+/// checkpoint `parent`, looking as far as `lookup` says.
 pub(crate) async fn find_run(
     checkpointer: &dyn Checkpointer,
     thread_id: &str,
     namespace: &str,
     parent: Option<&CheckpointId>,
-    search: bool,
+    lookup: Lookup,
 ) -> Result<FoundRun, Error> {
     let head = checkpointer.load(thread_id, namespace, None).await.map_err(checkpoint_error)?;
     let head_id = head.as_ref().and_then(LoadedCheckpoint::head).map(|record| record.checkpoint_id.clone());
@@ -308,7 +327,7 @@ pub(crate) async fn find_run(
     if head.head().is_some_and(|record| started_under(record, parent)) {
         return Ok(FoundRun { run: Some(head), head: head_id });
     }
-    if !search {
+    if lookup == Lookup::Head {
         return Ok(FoundRun { run: None, head: head_id });
     }
     let options = ListOptions::new().namespace(namespace).metadata(PARENT_CHECKPOINT, parent.as_str()).limit(1);
@@ -336,14 +355,24 @@ pub(crate) fn step_start_of(loaded: &LoadedCheckpoint) -> Result<Option<Checkpoi
     }
 }
 
+/// Where a run that continues from a checkpoint continues.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Continuing {
+    /// From the thread's head: a resume.
+    Head,
+    /// From an older checkpoint: a fork (time travel), which runs its steps again.
+    Fork,
+}
+
 /// The step a run continuing from `loaded` resumes: the parent checkpoint it starts under
 /// ([`step_start_of`]), and whether its finished subgraph runs give their tasks' results: not
 /// when `loaded` is an edit (`update_state` drops finished tasks' results, which read the old
-/// state) nor in a `forked` run, which runs its steps again.
-pub(crate) fn resumed_step(loaded: &LoadedCheckpoint, forked: bool) -> Result<Option<ResumedStep>, Error> {
+/// state) nor in a fork, which runs its steps again.
+pub(crate) fn resumed_step(loaded: &LoadedCheckpoint, from: Continuing) -> Result<Option<ResumedStep>, Error> {
     let edited = loaded.head().and_then(|record| record.metadata.get("source")).and_then(serde_json::Value::as_str)
         == Some("update");
-    Ok(step_start_of(loaded)?.map(|checkpoint| ResumedStep { checkpoint, reuse_finished: !forked && !edited }))
+    let reuse_finished = from == Continuing::Head && !edited;
+    Ok(step_start_of(loaded)?.map(|checkpoint| ResumedStep { checkpoint, reuse_finished }))
 }
 
 /// The checkpoint id stored under `key` in `record`'s metadata.

@@ -26,24 +26,44 @@ pub(crate) struct TaskOutcome<S: GraphState> {
     pub(crate) duration: Option<Duration>,
 }
 
+/// Whether a task's attempts are timed: the clock read once when each attempt starts and
+/// once when it ends, for the attempts' durations, the task's, and the times of its events.
+/// Untimed (nobody listens for task events), nothing is read.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Timing {
+    Untimed,
+    /// `step_started`: the step's start reading, which a lone task's first start reuses.
+    Timed {
+        step_started: Option<Tick>,
+    },
+}
+
+impl Timing {
+    /// The timing of one task of a step of several: its start is a reading of its own.
+    pub(crate) fn of_one_of_several(self) -> Self {
+        match self {
+            Timing::Untimed => Timing::Untimed,
+            Timing::Timed { .. } => Timing::Timed { step_started: None },
+        }
+    }
+}
+
 /// Runs one task: its attempts (one unless a retry policy asks for more), each with its
-/// timeout, panics caught, and with `timed`, its start and end reported through the run's
-/// hub. The one task runner: a lone task inline and the tasks of a parallel step on the
-/// scheduler both run here.
-///
-/// With `timed`, the clock is read once when each attempt starts and once when it ends
-/// (a lone task's first start is `now`, its step's start reading); those readings give the
-/// attempts' durations, the task's, and the times of its events. Untimed, nothing is read.
+/// timeout, panics caught, and when timed, its start and end reported through the run's hub.
+/// The one task runner: a lone task inline and the tasks of a parallel step on the scheduler
+/// both run here.
 pub(crate) async fn run_task<S: GraphState>(
     scope: &Arc<ExecScope>,
     inner: &Inner<S>,
     (id, node): (NodeId, &GraphNode<S>),
     task: TaskId,
     input: Arc<S>,
-    timed: bool,
-    now: Option<Tick>,
+    timing: Timing,
 ) -> TaskOutcome<S> {
-    let started = timed.then(|| now.unwrap_or_else(Tick::now));
+    let started = match timing {
+        Timing::Untimed => None,
+        Timing::Timed { step_started } => Some(step_started.unwrap_or_else(Tick::now)),
+    };
     let timeout = node.options.timeout.or(inner.node_timeout);
     match node.options.retry.as_ref().or(inner.retry.as_ref()) {
         None => {

@@ -100,22 +100,24 @@ impl LiveRuns {
             EventKind::RunFinished { .. } => {
                 runs.remove(&event.run.run_id);
             }
-            EventKind::SuperstepStarted { step, nodes } => Self::advance(runs, &event.run, *step, nodes, false),
+            EventKind::SuperstepStarted { step, nodes } => {
+                Self::advance(runs, &event.run, *step, nodes, Seen::StepStart)
+            }
             EventKind::TaskFinished { step, node, .. }
                 if runs.get(&event.run.run_id).is_some_and(|live| *step > live.step) =>
             {
-                Self::advance(runs, &event.run, *step, &Arc::from([Arc::clone(node)]), true);
+                Self::advance(runs, &event.run, *step, &Arc::from([Arc::clone(node)]), Seen::TaskEnd);
             }
             _ => {}
         }
     }
 
-    /// Records that `run` stands at `step` running `nodes`. A task's end (`ended`) moves a
-    /// run only to a later step: in a batch a step of one task may show only as its task's
+    /// Records that `run` stands at `step` running `nodes`, as `seen` shows. A task's end moves
+    /// a run only to a later step: in a batch a step of one task may show only as its task's
     /// end (see `EventCallback::batches`).
-    fn advance(runs: &mut Runs, run: &RunIds, step: u64, nodes: &Arc<[Arc<str>]>, ended: bool) {
+    fn advance(runs: &mut Runs, run: &RunIds, step: u64, nodes: &Arc<[Arc<str>]>, seen: Seen) {
         if let Some(live) = runs.get_mut(&run.run_id)
-            && (!ended || step > live.step)
+            && (seen == Seen::StepStart || step > live.step)
         {
             live.step = step;
             live.running = Arc::clone(nodes);
@@ -158,10 +160,20 @@ impl EventCallback for LiveRuns {
         }
         for last in batch.last_steps() {
             if !later.iter().any(|&(run, index)| run == last.run.run_id && index > last.index) {
-                Self::advance(&mut runs, last.run, last.step, last.nodes, last.ended);
+                let seen = if last.ended { Seen::TaskEnd } else { Seen::StepStart };
+                Self::advance(&mut runs, last.run, last.step, last.nodes, seen);
             }
         }
     }
+}
+
+/// What showed a run at a step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Seen {
+    /// The step's start.
+    StepStart,
+    /// The end of one of its tasks.
+    TaskEnd,
 }
 
 impl EventCallback for Arc<LiveRuns> {

@@ -26,12 +26,10 @@ const MAX_TICK_OVER_IDLE: f64 = 2.0;
 const NO_WORSE_SLACK: f64 = 1.1;
 
 /// Runs the `cpu` bench, echoing its output, and returns its figures.
-pub(crate) fn run(quick: bool) -> Result<Metrics> {
+pub(crate) fn run(length: super::Length) -> Result<Metrics> {
     let mut command = workspace::cargo();
     command.args(["bench", "-p", "dashflow-benches", "--bench", "cpu", "--"]);
-    if quick {
-        command.arg("--quick");
-    }
+    command.args(length.flag());
     println!("==> DashFlow: B7, B7s and B7n (CPU-bound fan-outs on each route)\n$ {}", process::display(&command));
     let output = super::echo_and_capture_stdout(&mut command)?;
     let metrics = metrics::parse(&output);

@@ -31,14 +31,12 @@ impl LangGraphResults {
 }
 
 /// Makes the venv if needed, installs the pinned requirements, and runs the script.
-pub(crate) fn run(quick: bool) -> Result<LangGraphResults> {
+pub(crate) fn run(length: super::Length) -> Result<LangGraphResults> {
     let python = prepare_venv()?;
     println!("\n==> LangGraph: running {SCRIPT}");
     let mut command = Command::new(&python);
     command.current_dir(workspace::root()).arg(SCRIPT);
-    if quick {
-        command.arg("--quick");
-    }
+    command.args(length.flag());
     parse_report(&process::stdout_of(&mut command)?)
 }
 

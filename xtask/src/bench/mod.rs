@@ -25,10 +25,25 @@ use crate::{process, workspace};
 /// Criterion flags for `--quick`: enough samples to see the order of magnitude.
 const QUICK_CRITERION_FLAGS: [&str; 4] = ["--warm-up-time", "1", "--measurement-time", "2"];
 
+/// How long the benches run: `--quick` for the order of magnitude.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum Length {
+    #[default]
+    Full,
+    Quick,
+}
+
+impl Length {
+    /// The flag that asks a bench binary for this length, if any.
+    fn flag(self) -> Option<&'static str> {
+        (self == Length::Quick).then_some("--quick")
+    }
+}
+
 /// The flags of `cargo xtask bench`.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub(crate) struct Options {
-    quick: bool,
+    length: Length,
     /// Run B8 (the PostgreSQL queue with worker processes) instead of the criterion workloads.
     b8: bool,
     compare_langgraph: bool,
@@ -56,7 +71,7 @@ impl Options {
         let mut flags = flags.iter();
         while let Some(flag) = flags.next() {
             match flag.as_str() {
-                "--quick" => options.quick = true,
+                "--quick" => options.length = Length::Quick,
                 "--b8" => options.b8 = true,
                 "--write-doc" => options.write_doc = true,
                 "--sweeps" => {
@@ -113,7 +128,7 @@ impl Options {
     /// The command line these options came from, for the doc.
     fn command_line(&self) -> String {
         let mut line = "cargo xtask bench".to_owned();
-        if self.quick {
+        if self.length == Length::Quick {
             line.push_str(" --quick");
         }
         if self.compare_langgraph {
@@ -128,7 +143,7 @@ impl Options {
 
 pub(crate) fn run(options: &Options) -> Result<()> {
     if options.b8 {
-        return run_b8(options.quick);
+        return run_b8(options.length);
     }
     let mut tables = Vec::new();
     let mut versions = None;
@@ -139,7 +154,7 @@ pub(crate) fn run(options: &Options) -> Result<()> {
         let sweeps = options.sweeps.unwrap_or(1);
         let mut each = Vec::with_capacity(sweeps);
         for sweep in 1..=sweeps {
-            let metrics = cpu::run(options.quick)?;
+            let metrics = cpu::run(options.length)?;
             if sweeps > 1 {
                 let verdict = if cpu::decide(&metrics).keeps_pool() { "met" } else { "not met" };
                 println!("\nB7 sweep {sweep} of {sweeps}: the rule is {verdict} on this sweep's figures alone");
@@ -168,7 +183,7 @@ pub(crate) fn run(options: &Options) -> Result<()> {
 /// The criterion workloads and, if asked, LangGraph's: prints their tables and adds them to
 /// `tables`. Returns the Python and LangGraph versions when compared.
 fn run_criterion_suite(options: &Options, tables: &mut Vec<String>) -> Result<Option<String>> {
-    let (measurements, metrics) = run_criterion(options.quick)?;
+    let (measurements, metrics) = run_criterion(options.length)?;
     let targets = report::targets_table(&measurements).render();
     println!("\nDashFlow, median per invoke:\n\n{targets}");
     let b4 = report::b4_table(&measurements, &metrics).map(|table| table.render());
@@ -197,7 +212,7 @@ fn run_criterion_suite(options: &Options, tables: &mut Vec<String>) -> Result<Op
 
     let mut versions = None;
     if options.compare_langgraph {
-        let langgraph = langgraph::run(options.quick)?;
+        let langgraph = langgraph::run(options.length)?;
         let comparison = report::comparison_table(&measurements, &langgraph).render();
         println!(
             "\nDashFlow vs LangGraph {} (Python {}), median per invoke:\n\n{comparison}",
@@ -224,7 +239,7 @@ fn run_criterion_suite(options: &Options, tables: &mut Vec<String>) -> Result<Op
 
 /// Runs the criterion workloads, echoing their output, and returns the parsed medians and the
 /// `metric` lines.
-fn run_criterion(quick: bool) -> Result<(Vec<Measurement>, Metrics)> {
+fn run_criterion(length: Length) -> Result<(Vec<Measurement>, Metrics)> {
     let mut command = workspace::cargo();
     command.args(["bench", "-p", "dashflow-benches", "--bench", "workloads", "--", "--output-format", "bencher"]);
     // The default observers log every benchmark run: keep that log out of the user's home,
@@ -236,7 +251,7 @@ fn run_criterion(quick: bool) -> Result<(Vec<Measurement>, Metrics)> {
         std::fs::remove_dir_all(&home)?;
     }
     command.env("DASHFLOW_HOME", &home).env_remove("DASHFLOW_TRACE_DIR");
-    if quick {
+    if length == Length::Quick {
         command.args(QUICK_CRITERION_FLAGS);
     }
     println!("==> DashFlow: criterion workloads\n$ {}", process::display(&command));
@@ -249,12 +264,10 @@ fn run_criterion(quick: bool) -> Result<(Vec<Measurement>, Metrics)> {
 }
 
 /// B8: the run queue with worker processes, on the PostgreSQL of `DASHFLOW_TEST_POSTGRES_URL`.
-fn run_b8(quick: bool) -> Result<()> {
+fn run_b8(length: Length) -> Result<()> {
     let mut command = workspace::cargo();
     command.args(["bench", "-p", "dashflow-benches", "--bench", "b8", "--"]);
-    if quick {
-        command.arg("--quick");
-    }
+    command.args(length.flag());
     println!("==> B8: runs through the PostgreSQL queue\n$ {}", process::display(&command));
     let output = echo_and_capture_stdout(&mut command)?;
     match report::b8_table(&metrics::parse(&output)) {

@@ -18,6 +18,7 @@ use crate::hub::ExecScope;
 use crate::payload::{INTERRUPT, OUTPUT, Position, StoredTask, StoredWrite};
 use crate::stream::StreamEvent;
 use crate::subgraph::{STEP_START, StepStarts};
+use crate::task::Timing;
 use crate::{Durability, Error, RunStatus, StreamMode};
 
 /// How a superstep ended.
@@ -157,7 +158,7 @@ impl<S: GraphState> Loop<S> {
         self.params.hub.emit(self.params.ids, kind).await;
         let mut result = self.steps(start, input_update).await;
         // Even a failed run returns only once its queued checkpoints are committed.
-        let flushed = self.finish_durable(matches!(result, Ok(RunStatus::Completed))).await;
+        let flushed = self.finish_durable(&result).await;
         if let (Ok(_), Err(error)) = (&result, flushed) {
             result = Err(error);
         }
@@ -328,12 +329,12 @@ impl<S: GraphState> Loop<S> {
         Ok(())
     }
 
-    /// At the end of a run: the final checkpoint for `Exit` durability, then waits until
-    /// every checkpoint is committed.
-    async fn finish_durable(&mut self, completed: bool) -> Result<(), Error> {
+    /// At the end of a run that came to `result`: the final checkpoint for `Exit` durability
+    /// if it completed, then waits until every checkpoint is committed.
+    async fn finish_durable(&mut self, result: &Result<RunStatus, Error>) -> Result<(), Error> {
         let position = self.position();
         let Some(durable) = &mut self.durable else { return Ok(()) };
-        if completed && durable.durability() == Durability::Exit {
+        if matches!(result, Ok(RunStatus::Completed)) && durable.durability() == Durability::Exit {
             durable.commit(Source::Exit, &*self.state, None, &position).await?;
         }
         durable.flush().await
@@ -425,7 +426,10 @@ impl<S: GraphState> Loop<S> {
             }
         }
         self.results.done.clear();
-        let timed = interest.tasks() || self.params.stream.is_some();
+        let timing = match interest.tasks() || self.params.stream.is_some() {
+            true => Timing::Timed { step_started },
+            false => Timing::Untimed,
+        };
         let restored = std::mem::take(&mut self.restored.outputs);
         // In a durable step of several tasks, each task stores its result as it finishes; a
         // lone task's result is stored by the step's checkpoint.
@@ -440,7 +444,7 @@ impl<S: GraphState> Loop<S> {
             &self.state,
             self.step,
             &frontier,
-            (timed, step_started),
+            timing,
             restored,
             writer,
             &mut self.results,

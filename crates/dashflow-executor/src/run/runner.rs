@@ -8,7 +8,6 @@ use std::sync::Arc;
 use dashflow_graph::__private::{GraphNode, NodeId};
 use dashflow_graph::{Goto, GraphState, NodeOutput, Placement, Send as SendTask, TaskId};
 use dashflow_scheduler::{BlockingScheduler, Scheduler, WorkStealingPool};
-use dashflow_telemetry::clock::Tick;
 use futures::future::{AbortHandle, Abortable};
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
@@ -20,7 +19,7 @@ use crate::compiled::Inner;
 use crate::durable::TaskWriter;
 use crate::hub::ExecScope;
 use crate::payload::{INTERRUPT, OUTPUT, StoredGoto, StoredWrite};
-use crate::task::{TaskOutcome, run_task};
+use crate::task::{TaskOutcome, Timing, run_task};
 use crate::{Error, NodeRun};
 
 /// A task that finished: its update and where it wants to go.
@@ -73,7 +72,7 @@ pub(super) async fn execute_tasks<S: GraphState>(
     state: &Arc<S>,
     step: u64,
     frontier: &[PendingTask<S>],
-    (timed, step_started): (bool, Option<Tick>),
+    timing: Timing,
     mut restored: HashMap<String, StoredWrite<S, S::Update>>,
     writer: Option<Arc<TaskWriter>>,
     results: &mut StepResults<S>,
@@ -87,7 +86,7 @@ pub(super) async fn execute_tasks<S: GraphState>(
         let node = graph.node(task.node);
         let input = task.input.clone().unwrap_or_else(|| Arc::clone(state));
         let task_id = task_id(node, step, 0);
-        let outcome = run_task(scope, inner, (task.node, node), task_id, input, timed, step_started).await;
+        let outcome = run_task(scope, inner, (task.node, node), task_id, input, timing).await;
         results.record(0, task.node, node, step, Some(outcome));
         return;
     }
@@ -110,7 +109,7 @@ pub(super) async fn execute_tasks<S: GraphState>(
             let writer = writer.as_deref();
             polled.push(async move {
                 let key = writer.map(|_| task_id.to_string());
-                let outcome = run_task(scope, inner, (node_id, node), task_id, input, timed, None).await;
+                let outcome = run_task(scope, inner, (node_id, node), task_id, input, timing.of_one_of_several()).await;
                 let stored = match (writer, key) {
                     (Some(writer), Some(key)) => store_result(writer, &key, &node.name, &outcome).await.err(),
                     _ => None,
@@ -130,7 +129,8 @@ pub(super) async fn execute_tasks<S: GraphState>(
             async move {
                 let node = owned_inner.graph.node(node_id);
                 let key = writer.as_ref().map(|_| task_id.to_string());
-                let outcome = run_task(&scope, &owned_inner, (node_id, node), task_id, input, timed, None).await;
+                let outcome =
+                    run_task(&scope, &owned_inner, (node_id, node), task_id, input, timing.of_one_of_several()).await;
                 let stored = match (&writer, key) {
                     (Some(writer), Some(key)) => store_result(writer, &key, &node.name, &outcome).await.err(),
                     _ => None,
