@@ -46,6 +46,10 @@ pub struct PostgresCheckpointer {
     retry: RetryPolicy,
     /// Checked inside every write (see [`PostgresCheckpointer::guarded`]).
     guard: Option<WriteGuard>,
+    /// Fingerprints of the state schemas this pool stored, shared by clones and guarded
+    /// checkpointers: a schema is never deleted, so storing it again is a wasted round trip
+    /// (a worker's every run gets a checkpointer of its own, whose executor stores it again).
+    stored_schemas: Arc<std::sync::Mutex<std::collections::HashSet<u64>>>,
 }
 
 impl PostgresCheckpointer {
@@ -86,7 +90,7 @@ impl PostgresCheckpointer {
     pub async fn from_pool(pool: PgPool) -> Result<Self> {
         let retry = RetryPolicy::default();
         migrate::migrate(&pool, &retry).await?;
-        Ok(Self { pool, retry, guard: None })
+        Ok(Self { pool, retry, guard: None, stored_schemas: Arc::default() })
     }
 
     /// A checkpointer on the same pool whose every write (put, batch, pending writes,
@@ -97,7 +101,12 @@ impl PostgresCheckpointer {
     /// fence epoch, to each run a worker holds.
     #[must_use]
     pub fn guarded(&self, guard: WriteGuard) -> Self {
-        Self { pool: self.pool.clone(), retry: self.retry, guard: Some(guard) }
+        Self {
+            pool: self.pool.clone(),
+            retry: self.retry,
+            guard: Some(guard),
+            stored_schemas: Arc::clone(&self.stored_schemas),
+        }
     }
 
     /// The guard every write checks, if any.
@@ -744,6 +753,10 @@ impl Checkpointer for PostgresCheckpointer {
     }
 
     async fn put_schema(&self, fingerprint: u64, schema: Vec<u8>) -> Result<()> {
+        let stored = || self.stored_schemas.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if stored().contains(&fingerprint) {
+            return Ok(());
+        }
         let schema = &schema;
         // Inserting a schema that is there already changes nothing: safe to retry.
         self.retry
@@ -760,8 +773,9 @@ impl Checkpointer for PostgresCheckpointer {
                 .map(drop)
                 .map_err(Error::statement(PUT_SCHEMA))
             })
-            .await
-            .map_err(Into::into)
+            .await?;
+        stored().insert(fingerprint);
+        Ok(())
     }
 
     async fn get_schema(&self, fingerprint: u64) -> Result<Option<Vec<u8>>> {

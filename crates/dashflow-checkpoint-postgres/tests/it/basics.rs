@@ -427,3 +427,21 @@ async fn a_closed_pool_is_unavailable_and_not_retryable() {
     let error = checkpointer.list("t", &ListOptions::new()).await.unwrap_err();
     assert!(matches!(error, CheckpointError::Unavailable { retryable: false, .. }), "{error}");
 }
+
+#[tokio::test]
+async fn a_schema_stored_through_a_pool_is_not_sent_again_by_its_checkpointers() {
+    let db = database!("a_schema_stored_through_a_pool_is_not_sent_again_by_its_checkpointers");
+    let checkpointer = db.checkpointer().await;
+    checkpointer.put_schema(7, b"shape".to_vec()).await.unwrap();
+    assert_eq!(checkpointer.get_schema(7).await.unwrap().as_deref(), Some(&b"shape"[..]));
+
+    // A guarded checkpointer derived from it (a worker makes one per run) shares what it
+    // stored: with the pool closed, storing the same schema again needs no database, while a
+    // new one does.
+    let fence = dashflow_checkpoint_postgres::FenceTable::new("no_such_table", "thread_id", "epoch");
+    let per_run = checkpointer.guarded(dashflow_checkpoint_postgres::WriteGuard::new(&fence, "t", 1));
+    checkpointer.pool().close().await;
+    per_run.put_schema(7, b"shape".to_vec()).await.unwrap();
+    let error = per_run.put_schema(8, b"other".to_vec()).await.unwrap_err();
+    assert!(matches!(error, CheckpointError::Unavailable { .. }), "{error:?}");
+}
