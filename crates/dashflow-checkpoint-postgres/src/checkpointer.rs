@@ -137,9 +137,9 @@ impl PostgresCheckpointer {
     /// caller's connection or open transaction: a distributed worker commits a checkpoint and
     /// the enqueueing of the next work together this way.
     ///
-    /// Nothing is retried, the caller owns the transaction. A `Conflict` because the head
-    /// moved leaves the transaction usable; a `Conflict` because the id is already stored,
-    /// and any other error, abort it. At `REPEATABLE READ` or `SERIALIZABLE`
+    /// Nothing is retried, the caller owns the transaction. A `Conflict` (the head moved, or
+    /// the id is stored already) stores nothing and leaves the transaction usable; any other
+    /// error aborts it. At `REPEATABLE READ` or `SERIALIZABLE`
     /// a lost race surfaces as a retryable serialization failure instead of a `Conflict`;
     /// either way at most one writer advances the head.
     pub async fn put_in(

@@ -445,3 +445,40 @@ async fn a_schema_stored_through_a_pool_is_not_sent_again_by_its_checkpointers()
     let error = per_run.put_schema(8, b"other".to_vec()).await.unwrap_err();
     assert!(matches!(error, CheckpointError::Unavailable { .. }), "{error:?}");
 }
+
+#[tokio::test]
+async fn a_refused_put_in_a_callers_transaction_stores_nothing_and_leaves_it_usable() {
+    let db = database!("a_refused_put_in_a_callers_transaction_stores_nothing_and_leaves_it_usable");
+    let checkpointer = db.checkpointer().await;
+    let first = record("tx", "", None, CheckpointKind::Snapshot);
+    let second = record("tx", "", Some(&first), CheckpointKind::Delta);
+    let mut tx = checkpointer.pool().begin().await.unwrap();
+    dashflow_checkpoint_postgres::PostgresCheckpointer::put_in(&mut tx, &first, None).await.unwrap();
+    dashflow_checkpoint_postgres::PostgresCheckpointer::put_in(&mut tx, &second, Some(&first.checkpoint_id))
+        .await
+        .unwrap();
+
+    // A stale expected head, then an id stored already: both refused, neither aborts.
+    let stale = record("tx", "", Some(&first), CheckpointKind::Delta);
+    let error = dashflow_checkpoint_postgres::PostgresCheckpointer::put_in(&mut tx, &stale, Some(&first.checkpoint_id))
+        .await
+        .unwrap_err();
+    assert!(error.is_conflict(), "{error:?}");
+    let mut again = first.clone();
+    again.parent_id = Some(second.checkpoint_id.clone());
+    let error =
+        dashflow_checkpoint_postgres::PostgresCheckpointer::put_in(&mut tx, &again, Some(&second.checkpoint_id))
+            .await
+            .unwrap_err();
+    assert!(error.is_conflict(), "{error:?}");
+
+    let third = record("tx", "", Some(&second), CheckpointKind::Delta);
+    dashflow_checkpoint_postgres::PostgresCheckpointer::put_in(&mut tx, &third, Some(&second.checkpoint_id))
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let listed = checkpointer.list("tx", &ListOptions::new()).await.unwrap();
+    assert_eq!(listed, vec![third.clone(), second, first]);
+    let head = checkpointer.load("tx", "", None).await.unwrap().unwrap();
+    assert_eq!(head.head(), Some(&third));
+}
