@@ -3,18 +3,26 @@
 //! worker to its run's completion elsewhere. Run by `cargo xtask bench --b8`; needs
 //! `DASHFLOW_TEST_POSTGRES_URL` (prints a skip line without it).
 //!
-//! Prints `metric ID NAME VALUE` lines: for `b8_workers1`, `b8_workers2`, `b8_workers4` and
-//! `b8_in_process`, `runs_per_sec`; for the worker rounds also `p50_ms` and `p99_ms` (submit to
-//! finish, database time), `xact_per_run` (committed transactions of the database, heartbeats
-//! and polls included) and `db_cpu_ms_per_run` (CPU time of every `postgres` process of the
-//! machine); for `b8_takeover`, `median_s` and `max_s`.
+//! Prints `metric ID NAME VALUE` lines: for `b8_workers1`, `b8_workers2`, `b8_workers4`,
+//! `b8_async_workers2` (two workers, `Async` checkpoints) and `b8_in_process`, `runs_per_sec`;
+//! for the worker rounds also `p50_ms` and `p99_ms` (submit to finish, database time),
+//! `xact_per_run` (committed transactions of the database: heartbeats, polls and any other
+//! client of the same database included), `db_cpu_ms_per_run` (CPU time of every `postgres`
+//! process of the machine) and `statements_per_run` (round trips to the database of the
+//! submitting client and the workers while the round ran, counted in the client from sqlx's
+//! statement events plus one `BEGIN` per transaction; unlike the two before, other load on the
+//! machine does not change it), split into `submit_statements_per_run` and
+//! `worker_statements_per_run`; for `b8_in_process`, `statements_per_run`; for `b8_takeover`,
+//! `median_s` and `max_s`.
 //!
 //! The benchmark binary is also the worker: with `--b8-worker URL SCHEMA` it runs one.
 
 #![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used, reason = "a benchmark program")]
 
+use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use dashflow::distributed::{
@@ -24,6 +32,58 @@ use dashflow::prelude::*;
 use dashflow::{CompiledGraph, Durability, PostgresCheckpointer};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
+use tracing_subscriber::layer::{Context, SubscriberExt};
+
+/// Round trips this process made to the database: every statement sqlx reports as an event,
+/// plus one `BEGIN` per transaction, which sqlx sends without an event (counted through the
+/// transaction's end, `COMMIT` or `ROLLBACK`, which has one).
+static STATEMENTS: AtomicU64 = AtomicU64::new(0);
+
+/// Whether an event's `summary` is a transaction's end.
+struct EndsTransaction(bool);
+
+impl tracing::field::Visit for EndsTransaction {
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        if field.name() == "summary" {
+            self.0 = value.starts_with("COMMIT") || value.starts_with("ROLLBACK");
+        }
+    }
+
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "summary" {
+            let text = format!("{value:?}");
+            let text = text.trim_start_matches('"');
+            self.0 = text.starts_with("COMMIT") || text.starts_with("ROLLBACK");
+        }
+    }
+}
+
+/// Counts sqlx's statement events and nothing else.
+struct CountStatements;
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for CountStatements {
+    fn register_callsite(&self, metadata: &'static tracing::Metadata<'static>) -> tracing::subscriber::Interest {
+        if metadata.target() == "sqlx::query" {
+            tracing::subscriber::Interest::always()
+        } else {
+            tracing::subscriber::Interest::never()
+        }
+    }
+
+    fn enabled(&self, metadata: &tracing::Metadata<'_>, _: Context<'_, S>) -> bool {
+        metadata.target() == "sqlx::query"
+    }
+
+    fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
+        let mut ends = EndsTransaction(false);
+        event.record(&mut ends);
+        STATEMENTS.fetch_add(if ends.0 { 2 } else { 1 }, Ordering::Relaxed);
+    }
+}
+
+fn count_statements() {
+    tracing::subscriber::set_global_default(tracing_subscriber::registry().with(CountStatements)).unwrap();
+}
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, GraphState)]
 struct Counter {
@@ -69,8 +129,19 @@ async fn queue(url: &str, schema: &str) -> PostgresRunQueue {
 }
 
 fn child(url: &str, schema: &str) {
+    count_statements();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     runtime.block_on(async {
+        // SIGUSR1 asks for the statement count so far, before the worker registers (the
+        // signal's default action would end the process).
+        let mut usr1 = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1()).unwrap();
+        tokio::spawn(async move {
+            while usr1.recv().await.is_some() {
+                let mut out = std::io::stdout().lock();
+                let _ = writeln!(out, "statements {}", STATEMENTS.load(Ordering::Relaxed));
+                let _ = out.flush();
+            }
+        });
         let queue: Arc<dyn RunQueue> = Arc::new(queue(url, schema).await);
         let (fast, slow) = graphs();
         let worker =
@@ -81,6 +152,45 @@ fn child(url: &str, schema: &str) {
 
 /// Worker processes, killed when dropped (a failed round must not leave them running).
 struct Workers(Vec<Child>);
+
+/// The statement counts each worker reported (one list per worker, in order).
+type Reports = Arc<Mutex<Vec<Vec<u64>>>>;
+
+/// Reads the `statements N` lines of each worker's stdout.
+fn collect_reports(children: &mut [Child]) -> Reports {
+    let reports: Reports = Arc::new(Mutex::new(vec![Vec::new(); children.len()]));
+    for (index, child) in children.iter_mut().enumerate() {
+        let stdout = child.stdout.take().unwrap();
+        let reports = Arc::clone(&reports);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(n) = line.strip_prefix("statements ").and_then(|n| n.parse().ok()) {
+                    reports.lock().unwrap()[index].push(n);
+                }
+            }
+        });
+    }
+    reports
+}
+
+/// Asks every worker for its statement count and returns their sum.
+async fn worker_statements(children: &[Child], reports: &Reports) -> u64 {
+    let seen: Vec<usize> = reports.lock().unwrap().iter().map(Vec::len).collect();
+    for child in children {
+        Command::new("kill").args(["-USR1", &child.id().to_string()]).status().unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        {
+            let reports = reports.lock().unwrap();
+            if reports.iter().zip(&seen).all(|(got, before)| got.len() > *before) {
+                return reports.iter().map(|got| got.last().copied().unwrap_or(0)).sum();
+            }
+        }
+        assert!(Instant::now() < deadline, "the workers did not report their statement counts");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
 
 impl Drop for Workers {
     fn drop(&mut self) {
@@ -97,7 +207,7 @@ fn spawn_workers(url: &str, schema: &str, count: usize) -> Vec<Child> {
             Command::new(std::env::current_exe().unwrap())
                 .args(["--b8-worker", url, schema])
                 .env("DASHFLOW_WAL", "0")
-                .stdout(Stdio::null())
+                .stdout(Stdio::piped())
                 .spawn()
                 .unwrap()
         })
@@ -145,9 +255,13 @@ async fn commits(admin: &mut PgConnection) -> i64 {
         .unwrap()
 }
 
-async fn round(url: &str, schema: &str, workers: usize, runs: usize, admin: &mut PgConnection) {
-    let id = format!("b8_workers{workers}");
-    let children = Workers(spawn_workers(url, schema, workers));
+async fn round(url: &str, schema: &str, workers: usize, durability: Durability, runs: usize, admin: &mut PgConnection) {
+    let id = match durability {
+        Durability::Sync => format!("b8_workers{workers}"),
+        _ => format!("b8_async_workers{workers}"),
+    };
+    let mut children = Workers(spawn_workers(url, schema, workers));
+    let reports = collect_reports(&mut children.0);
     let queue = Arc::new(queue(url, schema).await);
     wait_live(&queue, workers).await;
     let (fast, _) = graphs();
@@ -155,14 +269,15 @@ async fn round(url: &str, schema: &str, workers: usize, runs: usize, admin: &mut
     // pg_stat counters are flushed by backends when they go idle; give them a moment.
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let (xact_before, cpu_before) = (commits(admin).await, postgres_cpu());
+    let workers_before = worker_statements(&children.0, &reports).await;
+    let submit_before = STATEMENTS.load(Ordering::Relaxed);
     let started = Instant::now();
     let mut submitters = Vec::new();
     for part in 0..8 {
         let (client, fast, id) = (client.clone(), fast.clone(), id.clone());
         submitters.push(tokio::spawn(async move {
             for n in (part..runs).step_by(8) {
-                let request =
-                    RunRequest::invoke(Counter::default()).thread(format!("{id}-{n}")).durability(Durability::Sync);
+                let request = RunRequest::invoke(Counter::default()).thread(format!("{id}-{n}")).durability(durability);
                 client.submit(&fast, request).await.unwrap();
             }
         }));
@@ -170,6 +285,7 @@ async fn round(url: &str, schema: &str, workers: usize, runs: usize, admin: &mut
     for submitter in submitters {
         submitter.await.unwrap();
     }
+    let submit_statements = STATEMENTS.load(Ordering::Relaxed) - submit_before;
     loop {
         let done: i64 =
             sqlx::query_scalar("SELECT count(*) FROM dashflow_runs WHERE thread_id LIKE $1 AND state = 'completed'")
@@ -185,6 +301,7 @@ async fn round(url: &str, schema: &str, workers: usize, runs: usize, admin: &mut
     }
     let elapsed = started.elapsed().as_secs_f64();
     let cpu = postgres_cpu() - cpu_before;
+    let worker_statements = worker_statements(&children.0, &reports).await - workers_before;
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let xact = commits(admin).await - xact_before;
     let (p50, p99): (f64, f64) = sqlx::query_as(
@@ -202,11 +319,16 @@ async fn round(url: &str, schema: &str, workers: usize, runs: usize, admin: &mut
     println!("metric {id} p99_ms {p99:.1}");
     println!("metric {id} xact_per_run {:.2}", xact as f64 / runs as f64);
     println!("metric {id} db_cpu_ms_per_run {:.3}", cpu * 1000.0 / runs as f64);
+    let per_run = |n: u64| n as f64 / runs as f64;
+    println!("metric {id} statements_per_run {:.2}", per_run(submit_statements + worker_statements));
+    println!("metric {id} submit_statements_per_run {:.2}", per_run(submit_statements));
+    println!("metric {id} worker_statements_per_run {:.2}", per_run(worker_statements));
 }
 
 async fn in_process(url: &str, schema: &str, runs: usize) {
     let checkpointer = PostgresCheckpointer::connect_with(options(url, schema)).await.unwrap();
     let app = chain("b8", false).with_checkpointer(checkpointer);
+    let before = STATEMENTS.load(Ordering::Relaxed);
     let started = Instant::now();
     let mut tasks = Vec::new();
     for part in 0..32 {
@@ -223,6 +345,8 @@ async fn in_process(url: &str, schema: &str, runs: usize) {
         task.await.unwrap();
     }
     println!("metric b8_in_process runs_per_sec {:.1}", runs as f64 / started.elapsed().as_secs_f64());
+    let statements = STATEMENTS.load(Ordering::Relaxed) - before;
+    println!("metric b8_in_process statements_per_run {:.2}", statements as f64 / runs as f64);
 }
 
 /// SIGKILL the worker holding a slow run; time until another worker finished it.
@@ -272,6 +396,7 @@ fn main() {
         println!("skipped B8: DASHFLOW_TEST_POSTGRES_URL is not set (a PostgreSQL URL to run the queue on)");
         return;
     };
+    count_statements();
     let quick = std::env::args().any(|arg| arg == "--quick");
     let runs = if quick { 300 } else { 2_000 };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
@@ -282,11 +407,23 @@ fn main() {
             .execute(&mut admin)
             .await
             .unwrap();
-        for workers in [1, 2, 4] {
-            round(&url, &schema, workers, runs, &mut admin).await;
+        // `--only-workers N` (repeatable): just those rounds, without the takeover (for a quick look).
+        let only: Vec<usize> = args
+            .windows(2)
+            .filter(|pair| pair[0] == "--only-workers")
+            .filter_map(|pair| pair[1].parse().ok())
+            .collect();
+        let rounds = if only.is_empty() { vec![1, 2, 4] } else { only.clone() };
+        for workers in rounds {
+            round(&url, &schema, workers, Durability::Sync, runs, &mut admin).await;
         }
+        // `Async` checkpoints: written while the next step runs, still fenced, and the run
+        // finishes only once they are committed.
+        round(&url, &schema, 2, Durability::Async, runs, &mut admin).await;
         in_process(&url, &schema, runs).await;
-        takeover(&url, &schema, if quick { 1 } else { 3 }).await;
+        if only.is_empty() {
+            takeover(&url, &schema, if quick { 1 } else { 3 }).await;
+        }
         sqlx::raw_sql(AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE"))).execute(&mut admin).await.unwrap();
     });
 }

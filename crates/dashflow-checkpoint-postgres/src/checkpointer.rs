@@ -13,10 +13,10 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{Connection, PgConnection, PgPool, Postgres, Row};
 
 use crate::error::{Error, Sqlx};
-use crate::guard::{Rejected, WriteGuard};
+use crate::guard::WriteGuard;
 use crate::migrate;
 use crate::retry::{Idempotence, RetryPolicy};
-use crate::sql;
+use crate::sql::{self, Writes};
 
 /// How many records `load` follows back from a checkpoint looking for its snapshot before it
 /// calls the chain corrupt. The executor writes a snapshot every few deltas, so real chains
@@ -44,8 +44,12 @@ pub const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(
 pub struct PostgresCheckpointer {
     pool: PgPool,
     retry: RetryPolicy,
-    /// Checked inside the transaction of every write (see [`PostgresCheckpointer::guarded`]).
-    guard: Option<Arc<dyn WriteGuard>>,
+    /// Checked inside every write (see [`PostgresCheckpointer::guarded`]).
+    guard: Option<WriteGuard>,
+    /// Fingerprints of the state schemas this pool stored, shared by clones and guarded
+    /// checkpointers: a schema is never deleted, so storing it again is a wasted round trip
+    /// (a worker's every run gets a checkpointer of its own, whose executor stores it again).
+    stored_schemas: Arc<std::sync::Mutex<std::collections::HashSet<u64>>>,
 }
 
 impl PostgresCheckpointer {
@@ -86,21 +90,27 @@ impl PostgresCheckpointer {
     pub async fn from_pool(pool: PgPool) -> Result<Self> {
         let retry = RetryPolicy::default();
         migrate::migrate(&pool, &retry).await?;
-        Ok(Self { pool, retry, guard: None })
+        Ok(Self { pool, retry, guard: None, stored_schemas: Arc::default() })
     }
 
     /// A checkpointer on the same pool whose every write (put, batch, pending writes,
-    /// snapshot rewrites, deletions of old checkpoints and namespaces) first runs `guard` in
-    /// the write's own transaction; a [`Rejected::Fenced`] is a `Conflict` and stores
-    /// nothing. Replaces any guard this one had. The run queue hands such a checkpointer, guarded
-    /// by the lease's fence epoch, to each run a worker holds.
+    /// snapshot rewrites, deletions of old checkpoints and namespaces) checks `guard`'s fence
+    /// epoch in the write's own statement, still one round trip; a write whose epoch is not the
+    /// thread's, or that goes to another thread, is a `Conflict` and stores nothing. Replaces
+    /// any guard this one had. The run queue hands such a checkpointer, guarded by the lease's
+    /// fence epoch, to each run a worker holds.
     #[must_use]
-    pub fn guarded(&self, guard: Arc<dyn WriteGuard>) -> Self {
-        Self { pool: self.pool.clone(), retry: self.retry, guard: Some(guard) }
+    pub fn guarded(&self, guard: WriteGuard) -> Self {
+        Self {
+            pool: self.pool.clone(),
+            retry: self.retry,
+            guard: Some(guard),
+            stored_schemas: Arc::clone(&self.stored_schemas),
+        }
     }
 
     /// The guard every write checks, if any.
-    pub fn guard(&self) -> Option<&Arc<dyn WriteGuard>> {
+    pub fn guard(&self) -> Option<&WriteGuard> {
         self.guard.as_ref()
     }
 
@@ -127,9 +137,9 @@ impl PostgresCheckpointer {
     /// caller's connection or open transaction: a distributed worker commits a checkpoint and
     /// the enqueueing of the next work together this way.
     ///
-    /// Nothing is retried, the caller owns the transaction. A `Conflict` because the head
-    /// moved leaves the transaction usable; a `Conflict` because the id is already stored,
-    /// and any other error, abort it. At `REPEATABLE READ` or `SERIALIZABLE`
+    /// Nothing is retried, the caller owns the transaction. A `Conflict` (the head moved, or
+    /// the id is stored already) stores nothing and leaves the transaction usable; any other
+    /// error aborts it. At `REPEATABLE READ` or `SERIALIZABLE`
     /// a lost race surfaces as a retryable serialization failure instead of a `Conflict`;
     /// either way at most one writer advances the head.
     pub async fn put_in(
@@ -138,12 +148,81 @@ impl PostgresCheckpointer {
         expected_head: Option<&CheckpointId>,
     ) -> Result<()> {
         let values = PutValues::new(record)?;
-        put_on(conn, record, &values, expected_head, Try::First).await.map_err(Into::into)
+        put_on(conn, Fenced::not(), record, &values, expected_head, Try::First).await?.into_result().map_err(Into::into)
     }
 
     async fn acquire(&self, operation: &'static str) -> Result<PoolConnection<Postgres>, Error> {
         self.pool.acquire().await.map_err(Error::acquire(operation))
     }
+
+    /// How this checkpointer's writes to `thread_id` are fenced; a write to another thread
+    /// than the guard's is refused here, without a round trip.
+    fn fenced(&self, thread_id: &str, namespace: &str) -> Result<Fenced<'_>, Error> {
+        match &self.guard {
+            None => Ok(Fenced::not()),
+            Some(guard) if guard.thread_id() != thread_id => Err(Error::Conflict {
+                thread_id: thread_id.to_owned(),
+                namespace: namespace.to_owned(),
+                expected: format!("a lease on thread `{}`", guard.thread_id()),
+                actual: format!("a write to thread `{thread_id}`"),
+            }),
+            Some(guard) => Ok(Fenced { writes: &guard.table().writes, epoch: Some(guard.epoch()) }),
+        }
+    }
+}
+
+/// The write statements a call uses and the epoch it binds as their last parameter: unguarded,
+/// or fenced by the checkpointer's [`WriteGuard`].
+#[derive(Clone, Copy)]
+struct Fenced<'a> {
+    writes: &'a Writes,
+    epoch: Option<i64>,
+}
+
+impl Fenced<'_> {
+    /// Unguarded writes.
+    fn not() -> Fenced<'static> {
+        Fenced { writes: &sql::UNGUARDED, epoch: None }
+    }
+
+    /// Binds the epoch, when fenced, after the statement's own parameters.
+    fn bind<'q>(
+        self,
+        query: sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>,
+    ) -> sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments> {
+        match self.epoch {
+            Some(epoch) => query.bind(epoch),
+            None => query,
+        }
+    }
+
+    /// Whether the epoch a write found (`found`) let it through; a `Conflict` naming both when
+    /// not. Unguarded writes always pass.
+    fn check(self, found: Option<i64>, thread_id: &str, namespace: &str) -> Result<(), Error> {
+        match self.epoch {
+            Some(epoch) if found != Some(epoch) => {
+                let actual = found.map_or_else(|| "no fence".to_owned(), |found| format!("epoch {found}"));
+                tracing::debug!(thread_id, namespace, epoch, %actual, "a fenced write was refused");
+                Err(Error::Conflict {
+                    thread_id: thread_id.to_owned(),
+                    namespace: namespace.to_owned(),
+                    expected: format!("lease epoch {epoch}"),
+                    actual,
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// What a write statement of [`Writes`] reports: the fence epoch it found and the rows it
+/// changed.
+async fn written(
+    query: sqlx::query::Query<'_, Postgres, sqlx::postgres::PgArguments>,
+    conn: &mut PgConnection,
+) -> Result<(Option<i64>, i64), sqlx::Error> {
+    let row = query.fetch_one(conn).await?;
+    Ok((row.try_get("fence")?, row.try_get("changed")?))
 }
 
 /// The encoded columns of a record, computed once for every try of a put.
@@ -179,24 +258,6 @@ fn spell(id: Option<&str>) -> String {
 const PUT: &str = "put a checkpoint";
 const PUT_BATCH: &str = "put checkpoints";
 
-/// Runs `guard` on the write's transaction; a refusal is a `Conflict` on the namespace.
-async fn check_guard(
-    guard: &dyn WriteGuard,
-    conn: &mut PgConnection,
-    thread_id: &str,
-    namespace: &str,
-    operation: &'static str,
-) -> Result<(), Error> {
-    match guard.check(conn, thread_id).await {
-        Ok(()) => Ok(()),
-        Err(Rejected::Fenced { expected, actual }) => {
-            tracing::debug!(thread_id, %expected, %actual, operation, "a write guard refused a write");
-            Err(Error::Conflict { thread_id: thread_id.to_owned(), namespace: namespace.to_owned(), expected, actual })
-        }
-        Err(Rejected::Database(source)) => Err(Error::uncommitted(operation)(source)),
-    }
-}
-
 /// Which try of a put this is.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Try {
@@ -206,15 +267,39 @@ enum Try {
     Again,
 }
 
-/// One try of a put.
+/// How a put that reached the database ended.
+enum Put {
+    Stored,
+    /// Refused with a `Conflict` (the head moved, the id is stored, or the fence moved):
+    /// nothing was stored, and an open transaction is still usable.
+    Refused(Error),
+}
+
+impl Put {
+    fn into_result(self) -> Result<(), Error> {
+        match self {
+            Self::Stored => Ok(()),
+            Self::Refused(error) => Err(error),
+        }
+    }
+}
+
+/// A statement of [`Writes`], sharing its text (sqlx prepares it once per connection).
+fn write_query<'q>(sql: &Arc<str>) -> sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments> {
+    sqlx::query(sqlx::AssertSqlSafe(Arc::clone(sql)))
+}
+
+/// One try of a put: one statement, fenced or not, that moves the head and stores the record.
 async fn put_on(
     conn: &mut PgConnection,
+    fenced: Fenced<'_>,
     record: &CheckpointRecord,
     values: &PutValues,
     expected: Option<&CheckpointId>,
     attempt: Try,
-) -> Result<(), Error> {
-    let query = sqlx::query(if expected.is_some() { sql::PUT_EXPECTING } else { sql::PUT_FIRST })
+) -> Result<Put, Error> {
+    let statement = if expected.is_some() { &fenced.writes.put_expecting } else { &fenced.writes.put_first };
+    let query = write_query(statement)
         .bind(&record.thread_id)
         .bind(&record.namespace)
         .bind(record.checkpoint_id.as_str())
@@ -229,48 +314,55 @@ async fn put_on(
         Some(expected) => query.bind(expected.as_str()),
         None => query.bind(sql::THREAD_LOCK),
     };
-    let duplicate = match query.execute(&mut *conn).await.map_err(Error::statement(PUT)) {
-        Ok(done) if done.rows_affected() == 1 => return Ok(()),
-        Ok(_) => false,
-        // The head matched but the id is stored already: the statement rolled back whole.
+    let (fence, changed) = match written(fenced.bind(query), conn).await.map_err(Error::statement(PUT)) {
+        Ok(written) => written,
+        // The id is stored, though the statement's `NOT EXISTS` did not see it (committed
+        // meanwhile by a writer that moved no head this put waited for). The statement rolled
+        // back whole, and aborted a caller's transaction: nothing is read back here.
         Err(error)
             if error.sqlstate().as_deref() == Some("23505")
                 && error.constraint() == Some("dashflow_checkpoints_pkey") =>
         {
-            true
+            tracing::debug!(
+                thread_id = %record.thread_id,
+                checkpoint_id = %record.checkpoint_id,
+                "refused a put of a checkpoint id that is already stored"
+            );
+            return Err(Error::Conflict {
+                thread_id: record.thread_id.clone(),
+                namespace: record.namespace.clone(),
+                expected: spell(expected.map(CheckpointId::as_str)),
+                actual: format!("checkpoint {} stored already", record.checkpoint_id),
+            });
         }
         Err(error) => return Err(error),
     };
-
-    // Zero rows (the head was not `expected`) or a duplicate id: nothing was written.
-    let actual = if duplicate {
-        // The head matched (the statement got as far as the insert), so it is `expected`. Not
-        // read back: inside a caller's transaction the failed statement aborted it.
-        tracing::debug!(
-            thread_id = %record.thread_id,
-            checkpoint_id = %record.checkpoint_id,
-            "refused a put of a checkpoint id that is already stored"
-        );
-        expected.map(|id| id.as_str().to_owned())
-    } else {
-        if attempt == Try::Again && stored_record(conn, record).await?.as_ref() == Some(record) {
-            return Ok(());
-        }
-        sqlx::query_scalar(sql::HEAD)
-            .bind(&record.thread_id)
-            .bind(&record.namespace)
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(Error::statement(PUT))?
-    };
-    // A stored checkpoint is never overwritten: the same id twice means two writers, a
-    // `Conflict` like the other backends report.
-    Err(Error::Conflict {
+    if changed == 1 {
+        return Ok(Put::Stored);
+    }
+    // Nothing was written. An earlier try whose commit was not acknowledged may have stored
+    // this very record: that is a success, whatever the fence or the head say now.
+    if attempt == Try::Again && stored_record(conn, record).await?.as_ref() == Some(record) {
+        return Ok(Put::Stored);
+    }
+    if let Err(fenced_out) = fenced.check(fence, &record.thread_id, &record.namespace) {
+        return Ok(Put::Refused(fenced_out));
+    }
+    // The head was not `expected`, or the id is stored already (a stored checkpoint is never
+    // overwritten: the same id twice means two writers). Read after the fact, on the slow
+    // path only: the statement's own snapshot may predate the put that moved the head.
+    let actual: Option<String> = sqlx::query_scalar(sql::HEAD)
+        .bind(&record.thread_id)
+        .bind(&record.namespace)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(Error::statement(PUT))?;
+    Ok(Put::Refused(Error::Conflict {
         thread_id: record.thread_id.clone(),
         namespace: record.namespace.clone(),
         expected: spell(expected.map(CheckpointId::as_str)),
         actual: spell(actual.as_deref()),
-    })
+    }))
 }
 
 /// The stored record with `record`'s thread, namespace and id, if any.
@@ -333,66 +425,48 @@ const GET_SCHEMA: &str = "read a state schema";
 #[async_trait]
 impl Checkpointer for PostgresCheckpointer {
     async fn put(&self, record: CheckpointRecord, expected_head: Option<&CheckpointId>) -> Result<()> {
+        let fenced = self.fenced(&record.thread_id, &record.namespace)?;
         let values = PutValues::new(&record)?;
         let (record, values) = (&record, &values);
         // Idempotent through `Try::Again`: a retry after an unacknowledged commit finds its
         // own record and succeeds instead of reporting a conflict with itself.
-        if let Some(guard) = &self.guard {
-            let guard = &**guard;
-            return self
-                .retry
-                .run(PUT, Idempotence::Idempotent, |attempt| async move {
-                    let mut conn = self.acquire(PUT).await?;
-                    // An earlier try may have committed without an acknowledgement: that is
-                    // a success, found before the guard, which may have moved on since.
-                    if attempt > 1 && stored_record(&mut conn, record).await?.as_ref() == Some(record) {
-                        return Ok(());
-                    }
-                    let mut tx = conn.begin().await.map_err(Error::acquire(PUT))?;
-                    check_guard(guard, &mut tx, &record.thread_id, &record.namespace, PUT).await?;
-                    put_on(&mut tx, record, values, expected_head, Try::First).await?;
-                    tx.commit().await.map_err(Error::statement(PUT))
-                })
-                .await
-                .map_err(Into::into);
-        }
         self.retry
             .run(PUT, Idempotence::Idempotent, |attempt| async move {
                 let mut conn = self.acquire(PUT).await?;
-                put_on(&mut conn, record, values, expected_head, if attempt > 1 { Try::Again } else { Try::First })
-                    .await
+                let attempt = if attempt > 1 { Try::Again } else { Try::First };
+                put_on(&mut conn, fenced, record, values, expected_head, attempt).await?.into_result()
             })
             .await
             .map_err(Into::into)
     }
 
     async fn put_batch(&self, records: Vec<(CheckpointRecord, Option<CheckpointId>)>) -> Result<()> {
-        // Unguarded, each put commits alone, as the trait's default does; guarded, the batch
-        // is one transaction behind one check of the guard.
-        let Some(guard) = &self.guard else {
-            for (record, expected) in records {
-                self.put(record, expected.as_ref()).await?;
-            }
+        // One transaction, one commit. A refused put stops the batch and commits the puts
+        // before it, as the trait asks; a fenced batch holds the fence (`FOR SHARE`) from its
+        // first put to its commit, so only its first put can find the epoch moved.
+        if records.is_empty() {
             return Ok(());
-        };
-        let Some((last, _)) = records.last() else { return Ok(()) };
+        }
+        let fenced = records
+            .iter()
+            .map(|(record, _)| self.fenced(&record.thread_id, &record.namespace))
+            .collect::<Result<Vec<_>, _>>()?;
         let values = records.iter().map(|(record, _)| PutValues::new(record)).collect::<Result<Vec<_>, _>>()?;
-        let (guard, records, values) = (&**guard, &records, &values);
+        let (fenced, records, values) = (&fenced, &records, &values);
         self.retry
             .run(PUT_BATCH, Idempotence::Idempotent, |attempt| async move {
                 let mut conn = self.acquire(PUT_BATCH).await?;
-                // All or nothing: the last record stored means the whole batch committed.
-                if attempt > 1 && stored_record(&mut conn, last).await?.as_ref() == Some(last) {
-                    return Ok(());
-                }
+                // A retry may follow a commit that was not acknowledged: each put then finds its
+                // own record, and the batch goes on after it.
+                let attempt = if attempt > 1 { Try::Again } else { Try::First };
                 let mut tx = conn.begin().await.map_err(Error::acquire(PUT_BATCH))?;
-                let mut checked: Vec<&str> = Vec::new();
-                for ((record, expected), values) in records.iter().zip(values) {
-                    if !checked.contains(&record.thread_id.as_str()) {
-                        check_guard(guard, &mut tx, &record.thread_id, &record.namespace, PUT_BATCH).await?;
-                        checked.push(&record.thread_id);
+                for (((record, expected), values), fenced) in records.iter().zip(values).zip(fenced) {
+                    if let Put::Refused(error) =
+                        put_on(&mut tx, *fenced, record, values, expected.as_ref(), attempt).await?
+                    {
+                        tx.commit().await.map_err(Error::statement(PUT_BATCH))?;
+                        return Err(error);
                     }
-                    put_on(&mut tx, record, values, expected.as_ref(), Try::First).await?;
                 }
                 tx.commit().await.map_err(Error::statement(PUT_BATCH))
             })
@@ -412,6 +486,7 @@ impl Checkpointer for PostgresCheckpointer {
         }
         ensure_text(thread_id, "the thread id")?;
         ensure_text(namespace, "the namespace")?;
+        let fenced = self.fenced(thread_id, namespace)?;
         // One row per task: the last write of a task wins, in the place of its first.
         let mut slots: HashMap<&str, usize> = HashMap::with_capacity(writes.len());
         let mut unique: Vec<&PendingWrite> = Vec::with_capacity(writes.len());
@@ -435,32 +510,15 @@ impl Checkpointer for PostgresCheckpointer {
         self.retry
             .run(PUT_WRITES, Idempotence::Idempotent, |_| async move {
                 let mut conn = self.acquire(PUT_WRITES).await?;
-                if let Some(guard) = &self.guard {
-                    let mut tx = conn.begin().await.map_err(Error::acquire(PUT_WRITES))?;
-                    check_guard(&**guard, &mut tx, thread_id, namespace, PUT_WRITES).await?;
-                    sqlx::query(sql::PUT_WRITES)
-                        .bind(thread_id)
-                        .bind(namespace)
-                        .bind(checkpoint_id.as_str())
-                        .bind(task_ids)
-                        .bind(nodes)
-                        .bind(blobs)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(Error::uncommitted(PUT_WRITES))?;
-                    return tx.commit().await.map_err(Error::statement(PUT_WRITES));
-                }
-                sqlx::query(sql::PUT_WRITES)
+                let query = write_query(&fenced.writes.put_writes)
                     .bind(thread_id)
                     .bind(namespace)
                     .bind(checkpoint_id.as_str())
                     .bind(task_ids)
                     .bind(nodes)
-                    .bind(blobs)
-                    .execute(&mut *conn)
-                    .await
-                    .map(drop)
-                    .map_err(Error::statement(PUT_WRITES))
+                    .bind(blobs);
+                let (fence, _) = written(fenced.bind(query), &mut conn).await.map_err(Error::statement(PUT_WRITES))?;
+                fenced.check(fence, thread_id, namespace)
             })
             .await
             .map_err(Into::into)
@@ -592,54 +650,43 @@ impl Checkpointer for PostgresCheckpointer {
         if thread_id.contains('\0') || namespace.contains('\0') {
             return Ok(0);
         }
-        // Retried only when certainly rolled back, so that the count stays true.
-        self.retry
+        let fenced = self.fenced(thread_id, namespace)?;
+        // One statement, so all or nothing; retried only when certainly rolled back, so that
+        // the count stays true.
+        let deleted = self
+            .retry
             .run(DELETE_BEFORE, Idempotence::Once, |_| async move {
                 let mut conn = self.acquire(DELETE_BEFORE).await?;
-                let mut tx = conn.begin().await.map_err(Error::acquire(DELETE_BEFORE))?;
-                if let Some(guard) = &self.guard {
-                    check_guard(&**guard, &mut tx, thread_id, namespace, DELETE_BEFORE).await?;
-                }
-                let deleted = sqlx::query(sql::DELETE_BEFORE)
-                    .bind(thread_id)
-                    .bind(namespace)
-                    .bind(keep_from.as_str())
-                    .execute(&mut *tx)
-                    .await
-                    .map(|done| done.rows_affected())
-                    .map_err(Error::uncommitted(DELETE_BEFORE))?;
-                tx.commit().await.map_err(Error::statement(DELETE_BEFORE))?;
+                let query =
+                    write_query(&fenced.writes.delete_before).bind(thread_id).bind(namespace).bind(keep_from.as_str());
+                let (fence, deleted) =
+                    written(fenced.bind(query), &mut conn).await.map_err(Error::statement(DELETE_BEFORE))?;
+                fenced.check(fence, thread_id, namespace)?;
                 Ok(deleted)
             })
-            .await
-            .map_err(Into::into)
+            .await?;
+        Ok(u64::try_from(deleted).unwrap_or(0))
     }
 
     async fn delete_namespace(&self, thread_id: &str, namespace: &str) -> Result<u64> {
         if thread_id.contains('\0') || namespace.contains('\0') {
             return Ok(0);
         }
+        let fenced = self.fenced(thread_id, namespace)?;
         // One statement, so all or nothing; retried only when certainly rolled back, so that
         // the count stays true.
-        self.retry
+        let deleted = self
+            .retry
             .run(DELETE_NAMESPACE, Idempotence::Once, |_| async move {
                 let mut conn = self.acquire(DELETE_NAMESPACE).await?;
-                let mut tx = conn.begin().await.map_err(Error::acquire(DELETE_NAMESPACE))?;
-                if let Some(guard) = &self.guard {
-                    check_guard(&**guard, &mut tx, thread_id, namespace, DELETE_NAMESPACE).await?;
-                }
-                let deleted = sqlx::query(sql::DELETE_NAMESPACE)
-                    .bind(thread_id)
-                    .bind(namespace)
-                    .execute(&mut *tx)
-                    .await
-                    .map(|done| done.rows_affected())
-                    .map_err(Error::uncommitted(DELETE_NAMESPACE))?;
-                tx.commit().await.map_err(Error::statement(DELETE_NAMESPACE))?;
+                let query = write_query(&fenced.writes.delete_namespace).bind(thread_id).bind(namespace);
+                let (fence, deleted) =
+                    written(fenced.bind(query), &mut conn).await.map_err(Error::statement(DELETE_NAMESPACE))?;
+                fenced.check(fence, thread_id, namespace)?;
                 Ok(deleted)
             })
-            .await
-            .map_err(Into::into)
+            .await?;
+        Ok(u64::try_from(deleted).unwrap_or(0))
     }
 
     async fn rewrite_as_snapshot(
@@ -653,26 +700,21 @@ impl Checkpointer for PostgresCheckpointer {
         if thread_id.contains('\0') || namespace.contains('\0') {
             return Err(not_found());
         }
+        let fenced = self.fenced(thread_id, namespace)?;
         let blob = &blob;
         // Writing the same snapshot again changes nothing: safe to retry.
         let changed = self
             .retry
             .run(REWRITE, Idempotence::Idempotent, |_| async move {
                 let mut conn = self.acquire(REWRITE).await?;
-                let mut tx = conn.begin().await.map_err(Error::acquire(REWRITE))?;
-                if let Some(guard) = &self.guard {
-                    check_guard(&**guard, &mut tx, thread_id, namespace, REWRITE).await?;
-                }
-                let changed = sqlx::query(sql::REWRITE_AS_SNAPSHOT)
+                let query = write_query(&fenced.writes.rewrite_as_snapshot)
                     .bind(thread_id)
                     .bind(namespace)
                     .bind(id.as_str())
-                    .bind(blob.as_slice())
-                    .execute(&mut *tx)
-                    .await
-                    .map(|done| done.rows_affected())
-                    .map_err(Error::uncommitted(REWRITE))?;
-                tx.commit().await.map_err(Error::statement(REWRITE))?;
+                    .bind(blob.as_slice());
+                let (fence, changed) =
+                    written(fenced.bind(query), &mut conn).await.map_err(Error::statement(REWRITE))?;
+                fenced.check(fence, thread_id, namespace)?;
                 Ok(changed)
             })
             .await?;
@@ -711,6 +753,10 @@ impl Checkpointer for PostgresCheckpointer {
     }
 
     async fn put_schema(&self, fingerprint: u64, schema: Vec<u8>) -> Result<()> {
+        let stored = || self.stored_schemas.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if stored().contains(&fingerprint) {
+            return Ok(());
+        }
         let schema = &schema;
         // Inserting a schema that is there already changes nothing: safe to retry.
         self.retry
@@ -727,8 +773,9 @@ impl Checkpointer for PostgresCheckpointer {
                 .map(drop)
                 .map_err(Error::statement(PUT_SCHEMA))
             })
-            .await
-            .map_err(Into::into)
+            .await?;
+        stored().insert(fingerprint);
+        Ok(())
     }
 
     async fn get_schema(&self, fingerprint: u64) -> Result<Option<Vec<u8>>> {

@@ -68,12 +68,14 @@
 //! # Guarded writes
 //!
 //! [`PostgresCheckpointer::guarded`] gives a checkpointer whose every write (put, batch of
-//! puts, pending writes, and retention's rewrites and deletions) first runs a [`WriteGuard`]
-//! inside the write's own transaction. The run queue uses it as a fence: a worker that lost
-//! its lease on a thread gets `CheckpointError::Conflict` naming the epochs, and stores
-//! nothing. A retried put whose earlier try committed without acknowledgement recognizes its
-//! own record before it checks the guard, so a lost acknowledgement is never reported as a
-//! fenced write.
+//! puts, pending writes, and retention's rewrites and deletions) checks a [`WriteGuard`]: a
+//! fence epoch per thread, kept in a table the caller names ([`FenceTable`]). The check is part
+//! of the write's own statement (a `FOR SHARE` read of the epoch in a CTE that gates the
+//! write), so a guarded put is one round trip like an unguarded one. The run queue uses it as
+//! a fence: a worker that lost its lease on a thread gets `CheckpointError::Conflict` naming
+//! the epochs, and stores nothing. A retried put whose earlier try committed without
+//! acknowledgement recognizes its own record before it looks at the fence, so a lost
+//! acknowledgement is never reported as a fenced write.
 //!
 //! # Failures and retries
 //!
@@ -108,4 +110,4 @@ mod sql;
 pub mod testing;
 
 pub use checkpointer::{CONNECT_TIMEOUT, PostgresCheckpointer};
-pub use guard::{Rejected, WriteGuard};
+pub use guard::{FenceTable, WriteGuard};

@@ -1,6 +1,8 @@
-//! The statements the checkpointer runs. Every one is a static string checked at run time
-//! (no `query!` macros, so building needs no database), prepared once per connection by
-//! sqlx's statement cache.
+//! The statements the checkpointer runs: strings checked at run time (no `query!` macros, so
+//! building needs no database), prepared once per connection by sqlx's statement cache. Most
+//! are constants; the writes are built once per fence table (see [`Writes`]).
+
+use std::sync::{Arc, LazyLock};
 
 /// The first key of the advisory locks on threads (the second is `hashtext(thread_id)`).
 /// `DFCP` in ASCII. A put into a namespace without a head takes it shared, so it runs
@@ -8,37 +10,192 @@
 /// namespace can appear in the thread while they work.
 pub(crate) const THREAD_LOCK: i32 = 0x4446_4350;
 
-/// Puts a record expecting head `$11`: moves the head and inserts the record in one
-/// statement, hence one implicit transaction. Concurrent writers queue on the head row's lock;
-/// when the first commits, PostgreSQL re-evaluates the others' `head_id = $11` against the new
-/// row, which fails, so they insert nothing and report zero rows.
-pub(crate) const PUT_EXPECTING: &str = "
-WITH moved AS (
+/// The statements that write a thread, in one of two forms: unguarded, or fenced by a table
+/// of epochs ([`crate::FenceTable`]). A fenced statement reads the thread's epoch `FOR SHARE`
+/// in a `fence` CTE and writes only where it equals the writer's (the statement's last
+/// parameter), so the check and the write are one statement, one round trip and one implicit
+/// transaction: whoever moves the epoch waits for a write in flight, and a write that starts
+/// later reads the new epoch and stores nothing. Every statement returns one row: `fence`, the
+/// epoch it found (NULL unguarded or when the thread has none), and `changed`, the rows the
+/// write itself stored or deleted.
+#[derive(Debug)]
+pub(crate) struct Writes {
+    /// Puts a record expecting head `$11` (see [`Writes::new`]).
+    pub(crate) put_expecting: Arc<str>,
+    /// Puts a record into a namespace expected to be empty; `$11` is [`THREAD_LOCK`].
+    pub(crate) put_first: Arc<str>,
+    /// Stores pending writes `($4, $5, $6)` = (task ids, nodes, blobs) of checkpoint `$3`, in
+    /// order; a task id stored before keeps its place and takes the new node and blob.
+    pub(crate) put_writes: Arc<str>,
+    /// Deletes the checkpoints of thread `$1`, namespace `$2` with ids below `$3`, and their
+    /// pending writes; never the head (after a fork its id may be below `$3`), as in the other
+    /// backends. `changed` counts the checkpoints.
+    pub(crate) delete_before: Arc<str>,
+    /// Deletes namespace `$2` of thread `$1`: checkpoints, pending writes and head; `changed`
+    /// counts the checkpoints.
+    pub(crate) delete_namespace: Arc<str>,
+    /// Turns checkpoint `$3` of thread `$1`, namespace `$2` into a snapshot with blob `$4`, in
+    /// place; `changed` is 0 when there is no such checkpoint.
+    pub(crate) rewrite_as_snapshot: Arc<str>,
+}
+
+/// How one statement is fenced: the CTE that reads the epoch, the condition each of its
+/// writes adds, and the epoch it reports.
+struct Fencing {
+    cte: String,
+    ok: String,
+    found: &'static str,
+}
+
+impl Fencing {
+    /// `lookup` reads the epoch (`$1` is the thread id); `epoch` numbers the writer's parameter.
+    fn new(lookup: Option<&str>, epoch: usize) -> Self {
+        match lookup {
+            Some(lookup) => Self {
+                cte: format!("fence AS MATERIALIZED ({lookup}),"),
+                ok: format!("(SELECT epoch FROM fence) = ${epoch}"),
+                found: "(SELECT epoch FROM fence)",
+            },
+            None => Self { cte: String::new(), ok: "true".to_owned(), found: "NULL::bigint" },
+        }
+    }
+}
+
+impl Writes {
+    /// The statements, fenced by `lookup` (a `SELECT` of one `epoch` column for thread `$1`
+    /// that locks the row it reads) or unguarded.
+    ///
+    /// A put moves the head and inserts the record in one statement. Concurrent writers queue
+    /// on the head row's lock; when the first commits, PostgreSQL re-evaluates the others'
+    /// `head_id = $11` against the new row, which fails, so they insert nothing. A put of an id
+    /// already stored in the namespace moves nothing either (the `NOT EXISTS`), so it leaves
+    /// an open transaction usable instead of aborting it with a unique violation. The first
+    /// put into a namespace creates the head row with `ON CONFLICT DO NOTHING`, so of two
+    /// concurrent first puts exactly one inserts it; it takes the thread's advisory lock
+    /// shared, so it runs alongside other puts but never during a delete or copy of the thread.
+    pub(crate) fn new(lookup: Option<&str>) -> Self {
+        let put = Fencing::new(lookup, 12);
+        let insert_record = "INSERT INTO dashflow_checkpoints
+        (thread_id, namespace, checkpoint_id, parent_id, step, kind, blob, metadata, next_nodes, created_at_ms)
+    SELECT $1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9::jsonb, $10
+    WHERE EXISTS (SELECT 1 FROM moved)
+    RETURNING 1";
+        let absent = "NOT EXISTS (SELECT 1 FROM dashflow_checkpoints c
+          WHERE c.thread_id = $1 AND c.namespace = $2 AND c.checkpoint_id = $3)";
+        let put_expecting = format!(
+            "
+WITH {cte} moved AS (
     UPDATE dashflow_checkpoint_heads
     SET head_id = $3, newest_created_at_ms = greatest(newest_created_at_ms, $10)
-    WHERE thread_id = $1 AND namespace = $2 AND head_id = $11
+    WHERE thread_id = $1 AND namespace = $2 AND head_id = $11 AND {ok}
+      AND {absent}
     RETURNING 1
+), stored AS (
+    {insert_record}
 )
-INSERT INTO dashflow_checkpoints
-    (thread_id, namespace, checkpoint_id, parent_id, step, kind, blob, metadata, next_nodes, created_at_ms)
-SELECT $1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9::jsonb, $10
-WHERE EXISTS (SELECT 1 FROM moved)";
-
-/// Puts a record into a namespace expected to be empty: the head row is created with
-/// `ON CONFLICT DO NOTHING`, so of two concurrent first puts exactly one inserts it. `$11` is
-/// [`THREAD_LOCK`], taken shared (see there).
-pub(crate) const PUT_FIRST: &str = "
-WITH moved AS (
+SELECT {found} AS fence, (SELECT count(*) FROM stored) AS changed",
+            cte = put.cte,
+            ok = put.ok,
+            found = put.found,
+        );
+        let put_first = format!(
+            "
+WITH {cte} moved AS (
     INSERT INTO dashflow_checkpoint_heads (thread_id, namespace, head_id, newest_created_at_ms)
     SELECT $1, $2, $3, $10
     FROM (SELECT pg_advisory_xact_lock_shared($11, hashtext($1))) AS thread_lock
+    WHERE {ok}
+      AND {absent}
     ON CONFLICT (thread_id, namespace) DO NOTHING
     RETURNING 1
+), stored AS (
+    {insert_record}
 )
-INSERT INTO dashflow_checkpoints
-    (thread_id, namespace, checkpoint_id, parent_id, step, kind, blob, metadata, next_nodes, created_at_ms)
-SELECT $1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9::jsonb, $10
-WHERE EXISTS (SELECT 1 FROM moved)";
+SELECT {found} AS fence, (SELECT count(*) FROM stored) AS changed",
+            cte = put.cte,
+            ok = put.ok,
+            found = put.found,
+        );
+        let writes = Fencing::new(lookup, 7);
+        let put_writes = format!(
+            "
+WITH {cte} stored AS (
+    INSERT INTO dashflow_checkpoint_writes (thread_id, namespace, checkpoint_id, task_id, node, blob)
+    SELECT $1, $2, $3, w.task_id, w.node, w.blob
+    FROM unnest($4::text[], $5::text[], $6::bytea[]) WITH ORDINALITY AS w(task_id, node, blob, ord)
+    WHERE {ok}
+    ORDER BY w.ord
+    ON CONFLICT (thread_id, namespace, checkpoint_id, task_id)
+    DO UPDATE SET node = excluded.node, blob = excluded.blob
+    RETURNING 1
+)
+SELECT {found} AS fence, (SELECT count(*) FROM stored) AS changed",
+            cte = writes.cte,
+            ok = writes.ok,
+            found = writes.found,
+        );
+        let before = Fencing::new(lookup, 4);
+        let delete_before = format!(
+            "
+WITH {cte} head AS (
+    SELECT head_id FROM dashflow_checkpoint_heads WHERE thread_id = $1 AND namespace = $2
+), writes AS (
+    DELETE FROM dashflow_checkpoint_writes
+    WHERE thread_id = $1 AND namespace = $2 AND checkpoint_id < $3
+      AND checkpoint_id IS DISTINCT FROM (SELECT head_id FROM head) AND {ok}
+), deleted AS (
+    DELETE FROM dashflow_checkpoints
+    WHERE thread_id = $1 AND namespace = $2 AND checkpoint_id < $3
+      AND checkpoint_id IS DISTINCT FROM (SELECT head_id FROM head) AND {ok}
+    RETURNING 1
+)
+SELECT {found} AS fence, (SELECT count(*) FROM deleted) AS changed",
+            cte = before.cte,
+            ok = before.ok,
+            found = before.found,
+        );
+        let namespace = Fencing::new(lookup, 3);
+        let delete_namespace = format!(
+            "
+WITH {cte} writes AS (
+    DELETE FROM dashflow_checkpoint_writes WHERE thread_id = $1 AND namespace = $2 AND {ok}
+), head AS (
+    DELETE FROM dashflow_checkpoint_heads WHERE thread_id = $1 AND namespace = $2 AND {ok}
+), deleted AS (
+    DELETE FROM dashflow_checkpoints WHERE thread_id = $1 AND namespace = $2 AND {ok}
+    RETURNING 1
+)
+SELECT {found} AS fence, (SELECT count(*) FROM deleted) AS changed",
+            cte = namespace.cte,
+            ok = namespace.ok,
+            found = namespace.found,
+        );
+        let rewrite = Fencing::new(lookup, 5);
+        let rewrite_as_snapshot = format!(
+            "
+WITH {cte} rewritten AS (
+    UPDATE dashflow_checkpoints SET kind = 'snapshot', blob = $4
+    WHERE thread_id = $1 AND namespace = $2 AND checkpoint_id = $3 AND {ok}
+    RETURNING 1
+)
+SELECT {found} AS fence, (SELECT count(*) FROM rewritten) AS changed",
+            cte = rewrite.cte,
+            ok = rewrite.ok,
+            found = rewrite.found,
+        );
+        Self {
+            put_expecting: put_expecting.into(),
+            put_first: put_first.into(),
+            put_writes: put_writes.into(),
+            delete_before: delete_before.into(),
+            delete_namespace: delete_namespace.into(),
+            rewrite_as_snapshot: rewrite_as_snapshot.into(),
+        }
+    }
+}
+
+/// The unguarded writes, built once per process.
+pub(crate) static UNGUARDED: LazyLock<Writes> = LazyLock::new(|| Writes::new(None));
 
 /// The head of a namespace.
 pub(crate) const HEAD: &str = "SELECT head_id FROM dashflow_checkpoint_heads WHERE thread_id = $1 AND namespace = $2";
@@ -75,16 +232,6 @@ pub(crate) const RECORD: &str = concat!(
     record_columns!("c"),
     " FROM dashflow_checkpoints c WHERE c.thread_id = $1 AND c.namespace = $2 AND c.checkpoint_id = $3"
 );
-
-/// Stores pending writes `($4, $5, $6)` = (task ids, nodes, blobs) of a checkpoint, in order;
-/// a task id stored before keeps its place and takes the new node and blob.
-pub(crate) const PUT_WRITES: &str = "
-INSERT INTO dashflow_checkpoint_writes (thread_id, namespace, checkpoint_id, task_id, node, blob)
-SELECT $1, $2, $3, w.task_id, w.node, w.blob
-FROM unnest($4::text[], $5::text[], $6::bytea[]) WITH ORDINALITY AS w(task_id, node, blob, ord)
-ORDER BY w.ord
-ON CONFLICT (thread_id, namespace, checkpoint_id, task_id)
-DO UPDATE SET node = excluded.node, blob = excluded.blob";
 
 /// The chain of checkpoint `$3` (the head when NULL) of thread `$1`, namespace `$2`: the
 /// record, then its parents up to and including the nearest snapshot, at most `$4` deep. A
@@ -167,13 +314,6 @@ WITH checkpoints AS (DELETE FROM dashflow_checkpoints WHERE thread_id = $1),
      writes AS (DELETE FROM dashflow_checkpoint_writes WHERE thread_id = $1)
 DELETE FROM dashflow_checkpoint_heads WHERE thread_id = $1";
 
-/// Deletes namespace `$2` of thread `$1`: checkpoints, pending writes and head; the count is
-/// the checkpoints'.
-pub(crate) const DELETE_NAMESPACE: &str = "
-WITH writes AS (DELETE FROM dashflow_checkpoint_writes WHERE thread_id = $1 AND namespace = $2),
-     head AS (DELETE FROM dashflow_checkpoint_heads WHERE thread_id = $1 AND namespace = $2)
-DELETE FROM dashflow_checkpoints WHERE thread_id = $1 AND namespace = $2";
-
 /// Copies heads, checkpoints and pending writes of thread `$1` into thread `$2` in one
 /// statement, so from one snapshot of `$1`; returns how many heads and checkpoints it copied.
 /// The caller made sure `$2` has no heads (so no checkpoints); writes stored there without a
@@ -199,21 +339,6 @@ WITH heads AS (
 )
 SELECT (SELECT count(*) FROM heads) AS heads, (SELECT count(*) FROM checkpoints) AS checkpoints";
 
-/// Deletes the checkpoints of thread `$1`, namespace `$2` with ids below `$3`, and their
-/// pending writes; never the head (after a fork its id may be below `$3`), as in the other
-/// backends. Reports the number of checkpoints deleted.
-pub(crate) const DELETE_BEFORE: &str = "
-WITH head AS (
-    SELECT head_id FROM dashflow_checkpoint_heads WHERE thread_id = $1 AND namespace = $2
-), writes AS (
-    DELETE FROM dashflow_checkpoint_writes
-    WHERE thread_id = $1 AND namespace = $2 AND checkpoint_id < $3
-      AND checkpoint_id IS DISTINCT FROM (SELECT head_id FROM head)
-)
-DELETE FROM dashflow_checkpoints
-WHERE thread_id = $1 AND namespace = $2 AND checkpoint_id < $3
-  AND checkpoint_id IS DISTINCT FROM (SELECT head_id FROM head)";
-
 /// Threads whose newest checkpoint was created before `$1`, in id order: the index on
 /// `newest_created_at_ms` finds namespaces idle since then, and a thread qualifies when none
 /// of its namespaces is newer.
@@ -224,12 +349,6 @@ WHERE h.newest_created_at_ms < $1
       SELECT 1 FROM dashflow_checkpoint_heads n
       WHERE n.thread_id = h.thread_id AND n.newest_created_at_ms >= $1)
 ORDER BY h.thread_id";
-
-/// Turns checkpoint `$3` of thread `$1`, namespace `$2` into a snapshot with blob `$4`, in
-/// place; zero rows when there is no such checkpoint.
-pub(crate) const REWRITE_AS_SNAPSHOT: &str = "
-UPDATE dashflow_checkpoints SET kind = 'snapshot', blob = $4
-WHERE thread_id = $1 AND namespace = $2 AND checkpoint_id = $3";
 
 /// Threads with a head in the root namespace, newest first (by the newest
 /// `newest_created_at_ms` of their namespaces, then by id, descending): only ids starting with

@@ -21,12 +21,16 @@
 //!   running run per thread), `dashflow_thread_fences` (the fence epoch of each thread),
 //!   `dashflow_workers` (one narrow row per worker, updated by its heartbeats) and
 //!   `dashflow_tenant_clocks` (fair share across tenants).
+//! - **Submit**: one round trip, to a function of the queue's schema (`dashflow_submit_run`)
+//!   whose statements run under the thread's advisory lock.
 //! - **Claim**: one statement selects queued runs `FOR UPDATE SKIP LOCKED` (priority first,
 //!   then the tenant-fair start tag), bumps each thread's fence epoch and marks them running.
 //!   No transaction or lock is held while a run runs.
-//! - **Fence**: [`LeaseGuard`] checks, inside the transaction of every checkpoint write of a
-//!   run, that the thread's epoch is still the lease's (`FOR SHARE`); finish and release check
-//!   it in their own statement. A former owner can never commit again.
+//! - **Fence**: [`LeaseGuard`] makes every checkpoint write of a run check, in the write's own
+//!   statement, that the thread's epoch is still the lease's (`FOR SHARE`); finish and release
+//!   check it in their own statement. A former owner can never commit again.
+//! - **Finish**: one round trip (`dashflow_finish_run`): the fenced end, the promotion of the
+//!   thread's next pending run, and the notifications.
 //! - **Heartbeat**: per worker, on a connection of its own that also holds a session advisory
 //!   lock; lease expiry is computed by the database (`now()`), never by a worker's clock.
 //! - **Sweep**: one sweeper at a time (a transaction advisory lock) stops workers whose lease

@@ -157,6 +157,7 @@ fn claimed_from_row(row: &PgRow, worker_id: &str) -> Result<ClaimedRun> {
         input: input.unwrap_or_default(),
         config: serde_json::from_str(&config).map_err(|error| corrupt(format!("run config: {error}")))?,
         attempt: column(row, "attempt")?,
+        first_claim: column(row, "first_claim")?,
         queue: column(row, "queue")?,
         tenant: column(row, "tenant")?,
     })
@@ -182,64 +183,28 @@ impl RunQueue for PostgresRunQueue {
             detail: format!("cannot be written as JSON: {error}"),
         })?;
         let mut conn = self.conn(SUBMIT).await?;
-        let mut tx = conn.begin().await.map_err(unavailable(SUBMIT))?;
-        sqlx::query(sql::LOCK_THREAD)
-            .bind(sql::THREAD_LOCK)
-            .bind(&run.thread_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable(SUBMIT))?;
-        let probe = sqlx::query(sql::SUBMIT_PROBE)
-            .bind(&run.run_id)
-            .bind(&run.thread_id)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(unavailable(SUBMIT))?;
-        // The same run submitted twice is submitted once.
-        if let Some(existing) = column::<Option<String>>(&probe, "existing")? {
-            return parse_state(&existing);
-        }
-        let active: Option<String> = column(&probe, "active")?;
-        let waiting: bool = column(&probe, "waiting")?;
-        let state = match (active, run.multitask) {
-            (Some(active_run), Multitask::Reject) => {
-                return Err(QueueError::ThreadBusy { thread_id: run.thread_id, active_run });
-            }
-            (Some(_), _) => RunState::Pending,
-            // Runs waiting on a thread with no active run are promoted by the sweeper; a new
-            // one queues behind them to keep their order.
-            (None, _) if waiting => RunState::Pending,
-            (None, _) => RunState::Queued,
-        };
-        let priority = run.priority.level();
-        let vtime: i64 = sqlx::query_scalar(sql::NEXT_VTIME)
-            .bind(&run.queue)
-            .bind(priority)
-            .bind(&run.tenant)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(unavailable(SUBMIT))?;
-        sqlx::query(sql::INSERT_RUN)
+        // One round trip: the function takes the thread's lock and does the rest in the server.
+        let row = sqlx::query(sql::SUBMIT)
             .bind(&run.run_id)
             .bind(&run.queue)
             .bind(run.graph_key.as_str())
             .bind(&run.thread_id)
             .bind(&run.tenant)
-            .bind(priority)
-            .bind(vtime)
-            .bind(state.as_str())
+            .bind(run.priority.level())
             .bind(run.kind.as_str())
             .bind(&run.input)
             .bind(&config)
             .bind(run.max_attempts)
-            .execute(&mut *tx)
+            .bind(run.multitask == Multitask::Enqueue)
+            .bind(sql::THREAD_LOCK)
+            .fetch_one(&mut *conn)
             .await
             .map_err(unavailable(SUBMIT))?;
-        if state == RunState::Queued {
-            sqlx::query(sql::WAKE).execute(&mut *tx).await.map_err(unavailable(SUBMIT))?;
+        match column::<String>(&row, "outcome")?.as_str() {
+            "busy" => Err(QueueError::ThreadBusy { thread_id: run.thread_id, active_run: column(&row, "active_run")? }),
+            // `existing`: the same run submitted twice is submitted once.
+            _ => parse_state(&column::<String>(&row, "run_state")?),
         }
-        tx.commit().await.map_err(unavailable(SUBMIT))?;
-        Ok(state)
     }
 
     async fn register_worker(&self, worker: &WorkerInfo) -> Result<()> {
@@ -329,37 +294,23 @@ impl RunQueue for PostgresRunQueue {
             });
         }
         let mut conn = self.conn(FINISH).await?;
-        let mut tx = conn.begin().await.map_err(unavailable(FINISH))?;
-        sqlx::query(sql::LOCK_THREAD)
-            .bind(sql::THREAD_LOCK)
-            .bind(&lease.thread_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable(FINISH))?;
-        let done = sqlx::query(sql::FINISH)
+        // One round trip: fenced end, promotion of the next pending run and notifications.
+        let finished: bool = sqlx::query_scalar(sql::FINISH)
             .bind(&lease.run_id)
             .bind(lease.epoch)
             .bind(finish.state.as_str())
             .bind(finish.checkpoint_id.as_deref())
             .bind(finish.error.as_deref())
             .bind(&lease.thread_id)
-            .execute(&mut *tx)
+            .bind(sql::THREAD_LOCK)
+            .fetch_one(&mut *conn)
             .await
             .map_err(unavailable(FINISH))?;
-        if done.rows_affected() == 0 {
-            return Err(lease_lost(lease, "the run was claimed, swept, released or cancelled since"));
+        if finished {
+            Ok(())
+        } else {
+            Err(lease_lost(lease, "the run was claimed, swept, released or cancelled since"))
         }
-        let promoted = sqlx::query(sql::PROMOTE)
-            .bind(&lease.thread_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable(FINISH))?
-            .rows_affected();
-        sqlx::query(sql::DONE).bind(&lease.run_id).execute(&mut *tx).await.map_err(unavailable(FINISH))?;
-        if promoted > 0 {
-            sqlx::query(sql::WAKE).execute(&mut *tx).await.map_err(unavailable(FINISH))?;
-        }
-        tx.commit().await.map_err(unavailable(FINISH))
     }
 
     async fn release(&self, lease: &Lease, reason: &str) -> Result<()> {
@@ -556,7 +507,7 @@ impl RunQueue for PostgresRunQueue {
 
     fn fenced_checkpointer(&self, lease: &Lease) -> Arc<dyn Checkpointer> {
         let guard = LeaseGuard { thread_id: lease.thread_id.clone(), epoch: lease.epoch };
-        Arc::new(self.checkpointer.guarded(Arc::new(guard)))
+        Arc::new(self.checkpointer.guarded(guard.write_guard()))
     }
 
     fn checkpointer(&self) -> Arc<dyn Checkpointer> {

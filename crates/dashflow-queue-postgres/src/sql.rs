@@ -9,25 +9,9 @@ pub(crate) const SWEEP_LOCK: i32 = 0x4446_5357;
 
 pub(crate) const LOCK_THREAD: &str = "SELECT pg_advisory_xact_lock($1, hashtext($2))";
 
-/// What a submit finds: the run if it exists, the thread's active run, whether runs wait.
-pub(crate) const SUBMIT_PROBE: &str = "SELECT
-    (SELECT state FROM dashflow_runs WHERE run_id = $1) AS existing,
-    (SELECT run_id FROM dashflow_runs WHERE thread_id = $2 AND state IN ('queued', 'running') LIMIT 1) AS active,
-    EXISTS (SELECT 1 FROM dashflow_runs WHERE thread_id = $2 AND state = 'pending') AS waiting";
-
-/// A tenant's next start tag: its clock plus its share, never below the queue's smallest
-/// queued tag, so an idle tenant banks no credit.
-pub(crate) const NEXT_VTIME: &str = "
-WITH floor AS (
-    SELECT coalesce((SELECT vtime FROM dashflow_runs WHERE state = 'queued' AND queue = $1 AND priority = $2
-                     ORDER BY vtime LIMIT 1), 0) AS v)
-INSERT INTO dashflow_tenant_clocks AS c (queue, priority, tenant, vtime) SELECT $1, $2, $3, v FROM floor
-ON CONFLICT (queue, priority, tenant) DO UPDATE SET vtime = greatest(c.vtime + 1000 / c.weight, excluded.vtime)
-RETURNING vtime";
-
-pub(crate) const INSERT_RUN: &str = "INSERT INTO dashflow_runs
-    (run_id, queue, graph_key, thread_id, tenant, priority, vtime, state, kind, input, config, max_attempts)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::jsonb, $12)";
+/// Submits a run in one round trip (migration 2's `dashflow_submit_run`): `outcome`,
+/// `run_state`, `active_run`.
+pub(crate) const SUBMIT: &str = "SELECT outcome, run_state, active_run FROM dashflow_submit_run($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10, $11, $12)";
 
 pub(crate) const SCHEMA: &str = "SELECT coalesce(current_schema(), '')";
 pub(crate) const WAKE: &str = "SELECT pg_notify('dashflow_wake', current_schema())";
@@ -62,10 +46,11 @@ UNION ALL
 SELECT NULL, false, false, (SELECT count(*) FROM me) WHERE cardinality($3::text[]) = 0";
 
 /// Claims a batch (distinct threads, thanks to `dashflow_runs_one_active`) and bumps each
-/// thread's fence epoch in the same statement.
+/// thread's fence epoch in the same statement. `first_claim`: no claim started the run before,
+/// so nothing of it can be stored.
 pub(crate) const CLAIM: &str = "
 WITH next AS (
-    SELECT run_id, thread_id FROM dashflow_runs
+    SELECT run_id, thread_id, started_at IS NULL AS first_claim FROM dashflow_runs
     WHERE state = 'queued' AND queue = ANY($2) AND graph_key = ANY($3) AND run_at <= now()
       AND EXISTS (SELECT 1 FROM dashflow_workers WHERE worker_id = $1 AND stopped_at IS NULL AND NOT draining)
     ORDER BY priority, vtime, run_id
@@ -80,13 +65,11 @@ UPDATE dashflow_runs r SET state = 'running', worker_id = $1, lease_epoch = fenc
 FROM next JOIN fence USING (thread_id)
 WHERE r.run_id = next.run_id
 RETURNING r.run_id, r.thread_id, r.lease_epoch, r.graph_key, r.kind, r.input, r.config::text AS config,
-          r.attempt, r.queue, r.tenant";
+          r.attempt, next.first_claim, r.queue, r.tenant";
 
-/// Ends a run, fenced: only while the lease's epoch is the thread's and the run is running.
-pub(crate) const FINISH: &str = "UPDATE dashflow_runs SET state = $3, finished_at = now(), checkpoint_id = $4,
-        error = $5, cancel_requested_at = NULL
-    WHERE run_id = $1 AND lease_epoch = $2 AND state = 'running'
-      AND EXISTS (SELECT 1 FROM dashflow_thread_fences f WHERE f.thread_id = $6 AND f.epoch = $2)";
+/// Ends a run in one round trip (migration 2's `dashflow_finish_run`): fenced, then promotes
+/// the thread's next pending run and notifies; false when the lease was lost.
+pub(crate) const FINISH: &str = "SELECT dashflow_finish_run($1, $2, $3, $4, $5, $6, $7)";
 
 /// Puts a held run back, fenced, without charging the attempt.
 pub(crate) const RELEASE: &str = "UPDATE dashflow_runs SET state = 'queued', worker_id = NULL, run_at = now(),

@@ -7,7 +7,8 @@
 //! finishes it. Ownership is a [`Lease`]: the run, its thread, the worker and a **fence
 //! epoch** that every change of owner (claim, sweep, release) increases. Every checkpoint a
 //! run writes goes through [`RunQueue::fenced_checkpointer`], whose writes check the epoch in
-//! their own transaction, so a paused or partitioned former owner can never commit again.
+//! their own transaction (on PostgreSQL, their own statement), so a paused or partitioned
+//! former owner can never commit again.
 //!
 //! This crate depends on the checkpoint trait alone; `dashflow-queue-postgres` implements it
 //! on PostgreSQL, and `dashflow-worker` drives it (the worker runtime and the typed client).

@@ -280,6 +280,10 @@ pub struct ClaimedRun {
     pub config: serde_json::Value,
     /// 1 for the first claim, more after workers died holding it.
     pub attempt: i32,
+    /// No claim started the run before: nothing of it can be stored yet, so the worker need
+    /// not look for what an earlier attempt wrote. (`attempt` cannot tell: a release gives the
+    /// attempt back.)
+    pub first_claim: bool,
     /// The queue.
     pub queue: String,
     /// The tenant.

@@ -170,16 +170,20 @@ impl<S: MergeableState> RunnableGraph for RegisteredGraph<S> {
         }
         let thread = lease.thread_id.as_str();
         let app = &self.app;
+        // A run no claim started before has stored nothing: no need to look.
+        let retried = !run.first_claim;
         let result = match payload {
             // A retried run whose input is stored continues from the thread's checkpoint.
-            Payload::Invoke(_) | Payload::Update(_) if applied(&*checkpointer, thread, run_id, Some("input")).await => {
+            Payload::Invoke(_) | Payload::Update(_)
+                if retried && applied(&*checkpointer, thread, run_id, Some("input")).await =>
+            {
                 app.resume(Command::new(), config).await
             }
             Payload::Invoke(input) => app.invoke(input, config).await,
             Payload::Update(update) => app.invoke_update(update, config).await,
             Payload::Resume { answer, update } => {
                 let update = match update {
-                    Some(_) if applied(&*checkpointer, thread, run_id, Some("update")).await => None,
+                    Some(_) if retried && applied(&*checkpointer, thread, run_id, Some("update")).await => None,
                     update => update,
                 };
                 let answer = match answer.map(|text| serde_json::from_str::<serde_json::Value>(&text)).transpose() {
@@ -192,6 +196,7 @@ impl<S: MergeableState> RunnableGraph for RegisteredGraph<S> {
                 // An earlier attempt that answered and went on marked its checkpoints with
                 // the run id: the answer is not given twice.
                 let answered = answer.is_some()
+                    && retried
                     && (applied(&*checkpointer, thread, run_id, Some("loop")).await
                         || applied(&*checkpointer, thread, run_id, Some("exit")).await);
                 let mut command = match answer {

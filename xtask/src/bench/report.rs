@@ -445,28 +445,35 @@ pub(crate) fn with_thousands(value: u64) -> String {
     grouped
 }
 
-/// B8: runs through the PostgreSQL queue with 1, 2 and 4 worker processes against the same
-/// runs in one process without the queue, and the takeover time. `None` if B8 did not run.
+/// B8: runs through the PostgreSQL queue with 1, 2 and 4 worker processes (`Sync` checkpoints,
+/// and 2 workers with `Async` ones) against the same runs in one process without the queue,
+/// and the takeover time. `None` if B8 did not run.
 pub(crate) fn b8_table(metrics: &Metrics) -> Option<Table> {
     if !metrics.has("b8_workers1") && !metrics.has("b8_in_process") {
         return None;
     }
     let figure = |id: &str, name: &str| metrics.get(id, name).map_or_else(|| "-".to_owned(), format_number);
-    let mut rows: Vec<Vec<String>> =
-        [("b8_workers1", "1 worker"), ("b8_workers2", "2 workers"), ("b8_workers4", "4 workers")]
-            .iter()
-            .map(|(id, label)| {
-                vec![
-                    (*label).to_owned(),
-                    figure(id, "runs_per_sec"),
-                    verdict(metrics.get(id, "runs_per_sec"), |runs| runs >= 500.0),
-                    figure(id, "p50_ms"),
-                    figure(id, "p99_ms"),
-                    figure(id, "xact_per_run"),
-                    figure(id, "db_cpu_ms_per_run"),
-                ]
-            })
-            .collect();
+    let mut rows: Vec<Vec<String>> = [
+        ("b8_workers1", "1 worker"),
+        ("b8_workers2", "2 workers"),
+        ("b8_workers4", "4 workers"),
+        ("b8_async_workers2", "2 workers, Async"),
+    ]
+    .iter()
+    .filter(|(id, _)| *id != "b8_async_workers2" || metrics.has(id))
+    .map(|(id, label)| {
+        vec![
+            (*label).to_owned(),
+            figure(id, "runs_per_sec"),
+            verdict(metrics.get(id, "runs_per_sec"), |runs| runs >= 500.0),
+            figure(id, "p50_ms"),
+            figure(id, "p99_ms"),
+            figure(id, "statements_per_run"),
+            figure(id, "xact_per_run"),
+            figure(id, "db_cpu_ms_per_run"),
+        ]
+    })
+    .collect();
     let dash = || "-".to_owned();
     rows.push(vec![
         "one process, no queue".to_owned(),
@@ -474,6 +481,7 @@ pub(crate) fn b8_table(metrics: &Metrics) -> Option<Table> {
         dash(),
         dash(),
         dash(),
+        figure("b8_in_process", "statements_per_run"),
         dash(),
         dash(),
     ]);
@@ -489,6 +497,7 @@ pub(crate) fn b8_table(metrics: &Metrics) -> Option<Table> {
         dash(),
         dash(),
         dash(),
+        dash(),
     ]);
     Some(Table {
         columns: vec![
@@ -497,6 +506,7 @@ pub(crate) fn b8_table(metrics: &Metrics) -> Option<Table> {
             (">= 500", Align::Left),
             ("p50 ms", Align::Right),
             ("p99 ms", Align::Right),
+            ("statements/run", Align::Right),
             ("commits/run", Align::Right),
             ("db CPU ms/run", Align::Right),
         ],

@@ -427,3 +427,58 @@ async fn a_closed_pool_is_unavailable_and_not_retryable() {
     let error = checkpointer.list("t", &ListOptions::new()).await.unwrap_err();
     assert!(matches!(error, CheckpointError::Unavailable { retryable: false, .. }), "{error}");
 }
+
+#[tokio::test]
+async fn a_schema_stored_through_a_pool_is_not_sent_again_by_its_checkpointers() {
+    let db = database!("a_schema_stored_through_a_pool_is_not_sent_again_by_its_checkpointers");
+    let checkpointer = db.checkpointer().await;
+    checkpointer.put_schema(7, b"shape".to_vec()).await.unwrap();
+    assert_eq!(checkpointer.get_schema(7).await.unwrap().as_deref(), Some(&b"shape"[..]));
+
+    // A guarded checkpointer derived from it (a worker makes one per run) shares what it
+    // stored: with the pool closed, storing the same schema again needs no database, while a
+    // new one does.
+    let fence = dashflow_checkpoint_postgres::FenceTable::new("no_such_table", "thread_id", "epoch");
+    let per_run = checkpointer.guarded(dashflow_checkpoint_postgres::WriteGuard::new(&fence, "t", 1));
+    checkpointer.pool().close().await;
+    per_run.put_schema(7, b"shape".to_vec()).await.unwrap();
+    let error = per_run.put_schema(8, b"other".to_vec()).await.unwrap_err();
+    assert!(matches!(error, CheckpointError::Unavailable { .. }), "{error:?}");
+}
+
+#[tokio::test]
+async fn a_refused_put_in_a_callers_transaction_stores_nothing_and_leaves_it_usable() {
+    let db = database!("a_refused_put_in_a_callers_transaction_stores_nothing_and_leaves_it_usable");
+    let checkpointer = db.checkpointer().await;
+    let first = record("tx", "", None, CheckpointKind::Snapshot);
+    let second = record("tx", "", Some(&first), CheckpointKind::Delta);
+    let mut tx = checkpointer.pool().begin().await.unwrap();
+    dashflow_checkpoint_postgres::PostgresCheckpointer::put_in(&mut tx, &first, None).await.unwrap();
+    dashflow_checkpoint_postgres::PostgresCheckpointer::put_in(&mut tx, &second, Some(&first.checkpoint_id))
+        .await
+        .unwrap();
+
+    // A stale expected head, then an id stored already: both refused, neither aborts.
+    let stale = record("tx", "", Some(&first), CheckpointKind::Delta);
+    let error = dashflow_checkpoint_postgres::PostgresCheckpointer::put_in(&mut tx, &stale, Some(&first.checkpoint_id))
+        .await
+        .unwrap_err();
+    assert!(error.is_conflict(), "{error:?}");
+    let mut again = first.clone();
+    again.parent_id = Some(second.checkpoint_id.clone());
+    let error =
+        dashflow_checkpoint_postgres::PostgresCheckpointer::put_in(&mut tx, &again, Some(&second.checkpoint_id))
+            .await
+            .unwrap_err();
+    assert!(error.is_conflict(), "{error:?}");
+
+    let third = record("tx", "", Some(&second), CheckpointKind::Delta);
+    dashflow_checkpoint_postgres::PostgresCheckpointer::put_in(&mut tx, &third, Some(&second.checkpoint_id))
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let listed = checkpointer.list("tx", &ListOptions::new()).await.unwrap();
+    assert_eq!(listed, vec![third.clone(), second, first]);
+    let head = checkpointer.load("tx", "", None).await.unwrap().unwrap();
+    assert_eq!(head.head(), Some(&third));
+}

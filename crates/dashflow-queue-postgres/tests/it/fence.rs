@@ -97,3 +97,70 @@ async fn a_steal_during_a_stream_of_puts_lets_no_old_put_commit_after_it() {
     assert!(error.is_conflict(), "the old owner must stop on a Conflict, got {error:?}");
     new_cp.put(record("t", Some(&head), 1000, "new"), Some(&head)).await.unwrap();
 }
+
+#[tokio::test]
+async fn a_put_waiting_on_a_takeover_in_flight_reads_the_new_epoch_and_stores_nothing() {
+    let Some((_db, queue)) =
+        queue("a_put_waiting_on_a_takeover_in_flight_reads_the_new_epoch_and_stores_nothing").await
+    else {
+        return;
+    };
+    worker(&queue, "w1").await;
+    queue.submit(run("t")).await.unwrap();
+    let old = claim_one(&queue, "w1").await;
+    let old_cp = queue.fenced_checkpointer(&old.lease);
+    let first = record("t", None, -1, "old");
+    old_cp.put(first.clone(), None).await.unwrap();
+
+    // A takeover in flight: its transaction moved the epoch and has not committed yet.
+    let mut takeover = queue.pool().begin().await.unwrap();
+    let takeover_pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()").fetch_one(&mut *takeover).await.unwrap();
+    sqlx::query("UPDATE dashflow_thread_fences SET epoch = epoch + 1 WHERE thread_id = 't'")
+        .execute(&mut *takeover)
+        .await
+        .unwrap();
+
+    // The former owner's put starts now, so its statement's snapshot still holds the old epoch;
+    // its `FOR SHARE` read of the fence waits for the takeover.
+    let late = record("t", Some(&first.checkpoint_id), 0, "old");
+    let put = tokio::spawn({
+        let (old_cp, head) = (Arc::clone(&old_cp), first.checkpoint_id.clone());
+        async move { old_cp.put(late, Some(&head)).await }
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let blocked: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY (pg_blocking_pids(pid))")
+                .bind(takeover_pid)
+                .fetch_one(queue.pool())
+                .await
+                .unwrap();
+        if blocked > 0 {
+            break;
+        }
+        assert!(!put.is_finished(), "the put finished before the takeover committed: {:?}", put.await);
+        assert!(std::time::Instant::now() < deadline, "the put never waited for the takeover's fence");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    takeover.commit().await.unwrap();
+
+    // It read the epoch the takeover committed, not its snapshot's: a Conflict, nothing stored.
+    match put.await.unwrap() {
+        Err(CheckpointError::Conflict { expected, actual, .. }) => {
+            assert_eq!(expected, format!("lease epoch {}", old.lease.epoch));
+            assert_eq!(actual, format!("epoch {}", old.lease.epoch + 1));
+        }
+        other => panic!("expected a Conflict, got {other:?}"),
+    }
+    let stored = queue.checkpointer().list("t", &dashflow_checkpoint::ListOptions::new()).await.unwrap();
+    assert_eq!(stored.len(), 1, "only the first checkpoint is stored: {stored:?}");
+    assert_eq!(stored[0].checkpoint_id, first.checkpoint_id);
+    let head = queue.checkpointer().load("t", "", None).await.unwrap().unwrap();
+    assert_eq!(head.head().unwrap().checkpoint_id, first.checkpoint_id);
+
+    // A lease is for its own thread only: a write elsewhere is refused before it is sent.
+    let elsewhere = record("u", None, -1, "old");
+    let error = old_cp.put(elsewhere, None).await.unwrap_err();
+    assert!(error.is_conflict(), "{error:?}");
+    assert!(queue.checkpointer().load("u", "", None).await.unwrap().is_none());
+}
