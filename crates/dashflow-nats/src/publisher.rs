@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, context::PublishAckFuture};
 use bytes::Bytes;
-use dashflow_telemetry::{Event, EventBatch, EventCallback, EventKind, Interest, RunId};
+use dashflow_telemetry::{BatchItem, Event, EventBatch, EventCallback, EventKind, Interest, RunId, StateDelta};
 use tokio::sync::mpsc::{self, error::TryRecvError, error::TrySendError};
 use tokio::time::Instant;
 
@@ -80,9 +80,22 @@ impl NatsBuilder {
         self
     }
 
-    /// Which events to publish. Default [`DEFAULT_INTEREST`].
+    /// Which events to publish. Default [`DEFAULT_INTEREST`]. Its `deltas` flag is
+    /// [`state_deltas`](Self::state_deltas)'s, whichever is set last.
     pub fn interest(mut self, interest: Interest) -> Self {
         self.interest = interest;
+        self
+    }
+
+    /// Also publishes each run's state deltas: the state it starts from and each superstep's
+    /// merged update, as JSON on the run's subject (schema version 2, see [`crate::wire`]),
+    /// so that a consumer can rebuild a thread's state without the checkpoint database
+    /// ([`Follow::state_deltas`](crate::Follow::state_deltas)). Off by default: each observed
+    /// run then copies every step's merged update once, and the publisher's thread encodes
+    /// it. A value that cannot be written as JSON fails no run: it is counted
+    /// ([`NatsStats::unencodable`]) and published as the reason.
+    pub fn state_deltas(mut self) -> Self {
+        self.interest.deltas = true;
         self
     }
 
@@ -184,6 +197,9 @@ pub struct NatsStats {
     pub resent: u64,
     /// Events given up when the publisher stopped before JetStream acknowledged them.
     pub lost: u64,
+    /// State deltas whose state or update could not be written as JSON (published with the
+    /// reason instead of the value; see [`NatsBuilder::state_deltas`]).
+    pub unencodable: u64,
 }
 
 #[derive(Debug, Default)]
@@ -192,12 +208,21 @@ struct Counters {
     dropped: AtomicU64,
     resent: AtomicU64,
     lost: AtomicU64,
+    unencodable: AtomicU64,
     warned: AtomicBool,
+    warned_unencodable: AtomicBool,
+}
+
+/// What a borrowed batch hands over: its events built, its deltas shared.
+enum Item {
+    Event(Event),
+    Delta(StateDelta),
 }
 
 enum Command {
     Event(Event),
-    Events(Vec<Event>),
+    Delta(StateDelta),
+    Items(Vec<Item>),
     Batch(EventBatch),
     Flush(Duration, std_mpsc::SyncSender<Result<()>>),
     Shutdown(Duration, std_mpsc::SyncSender<Result<()>>),
@@ -278,6 +303,7 @@ impl NatsSink {
             dropped: counters.dropped.load(Ordering::Relaxed),
             resent: counters.resent.load(Ordering::Relaxed),
             lost: counters.lost.load(Ordering::Relaxed),
+            unencodable: counters.unencodable.load(Ordering::Relaxed),
         }
     }
 
@@ -335,10 +361,21 @@ impl EventCallback for NatsSink {
 
     fn on_batch(&self, batch: &EventBatch) {
         let interest = self.shared.interest;
-        let events: Vec<Event> = batch.events().filter(|event| interest.covers(&event.kind)).collect();
-        if !events.is_empty() {
-            self.enqueue(events.len(), Command::Events(events));
+        let items: Vec<Item> = batch
+            .items()
+            .filter_map(|item| match item {
+                BatchItem::Event(event) if interest.covers_ref(&event) => Some(Item::Event(event.to_event())),
+                BatchItem::Delta(delta) if interest.deltas => Some(Item::Delta(delta.clone())),
+                _ => None,
+            })
+            .collect();
+        if !items.is_empty() {
+            self.enqueue(items.len(), Command::Items(items));
         }
+    }
+
+    fn on_delta(&self, delta: &StateDelta) {
+        self.enqueue(1, Command::Delta(delta.clone()));
     }
 
     /// The batch moves to the publisher's thread as it is; its events are built there.
@@ -453,15 +490,23 @@ impl Worker {
             };
             match command {
                 Command::Event(event) => self.publish(&event).await,
-                Command::Events(events) => {
-                    for event in &events {
-                        self.publish(event).await;
+                Command::Delta(delta) => self.publish_delta(&delta).await,
+                Command::Items(items) => {
+                    for item in &items {
+                        match item {
+                            Item::Event(event) => self.publish(event).await,
+                            Item::Delta(delta) => self.publish_delta(delta).await,
+                        }
                     }
                 }
                 Command::Batch(batch) => {
-                    for event in batch.into_events() {
-                        if self.interest.covers(&event.kind) {
-                            self.publish(&event).await;
+                    for item in batch.items() {
+                        match item {
+                            BatchItem::Event(event) if self.interest.covers_ref(&event) => {
+                                self.publish(&event.to_event()).await;
+                            }
+                            BatchItem::Delta(delta) if self.interest.deltas => self.publish_delta(delta).await,
+                            _ => {}
                         }
                     }
                 }
@@ -503,21 +548,41 @@ impl Worker {
     /// Encodes `event` with its run's next sequence number and sends it.
     async fn publish(&mut self, event: &Event) {
         let run_id = event.run.run_id;
-        let state = self.runs.entry(run_id).or_insert_with(|| RunState {
-            graph: Arc::from("?"),
-            subject: subject(&self.prefix, "?", run_id),
-            seq: 0,
-        });
+        let state = run_state(&mut self.runs, &self.prefix, run_id);
         if let EventKind::RunStarted { graph, .. } | EventKind::GraphDefined { graph, .. } = &event.kind {
             state.subject = subject(&self.prefix, graph, run_id);
             state.graph = Arc::clone(graph);
         }
+        // A number is used only by a message that is sent: a consumer takes a missing one
+        // for a lost message.
+        let Some(payload) = wire::encode(&self.publisher, state.seq + 1, &state.graph, event) else { return };
         state.seq += 1;
-        let Some(payload) = wire::encode(&self.publisher, state.seq, &state.graph, event) else { return };
         let subject = state.subject.clone();
         if matches!(event.kind, EventKind::RunFinished { .. }) {
             self.runs.remove(&run_id);
         }
+        self.send_new(subject, payload).await;
+    }
+
+    /// Encodes `delta` (its state or update becomes JSON here) with its run's next sequence
+    /// number and sends it.
+    async fn publish_delta(&mut self, delta: &StateDelta) {
+        let state = run_state(&mut self.runs, &self.prefix, delta.run.run_id);
+        let (payload, error) = wire::encode_delta(&self.publisher, state.seq + 1, &state.graph, delta);
+        let Some(payload) = payload else { return };
+        state.seq += 1;
+        let subject = state.subject.clone();
+        if let Some(error) = error {
+            self.counters.unencodable.fetch_add(1, Ordering::Relaxed);
+            if !self.counters.warned_unencodable.swap(true, Ordering::Relaxed) {
+                tracing::warn!(%error, "a state delta cannot be written as JSON; it is published without its value (later ones are only counted)");
+            }
+        }
+        self.send_new(subject, payload).await;
+    }
+
+    /// Sends a new message, after whatever waits to be sent again.
+    async fn send_new(&mut self, subject: String, payload: Vec<u8>) {
         self.next_id += 1;
         let pending = Pending {
             subject,
@@ -606,6 +671,15 @@ impl Worker {
             tracing::warn!(%error, "publishing to NATS failed; events are kept and sent again (later failures are only counted)");
         }
     }
+}
+
+/// What the publisher knows of `run_id`, from its first message on.
+fn run_state<'a>(runs: &'a mut HashMap<RunId, RunState>, prefix: &str, run_id: RunId) -> &'a mut RunState {
+    runs.entry(run_id).or_insert_with(|| RunState {
+        graph: Arc::from("?"),
+        subject: subject(prefix, "?", run_id),
+        seq: 0,
+    })
 }
 
 /// `{prefix}.{graph}.{run id}`, the graph's name made a valid subject token: characters other

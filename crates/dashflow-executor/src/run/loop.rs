@@ -7,7 +7,7 @@ use dashflow_checkpoint::{CheckpointError, PendingWrite};
 use dashflow_graph::__private::{NodeId, Target};
 use dashflow_graph::{GraphState, NodeName};
 use dashflow_telemetry::clock::Tick;
-use dashflow_telemetry::{Event, EventKind, InterruptReason, Report, RunOutcome};
+use dashflow_telemetry::{DeltaKind, Event, EventKind, InterruptReason, Report, RunOutcome};
 use tracing::{Instrument, Level};
 
 use super::algo::{Decision, PendingTask, Routing};
@@ -193,6 +193,12 @@ impl<S: GraphState> Loop<S> {
                 self.commit(Source::Input, input_update.as_ref()).await?;
             }
             Some(position) => self.restore(position)?,
+        }
+        if self.params.hub.deltas() {
+            // Shared, not copied: the state is copied at the next apply only if a sink still
+            // holds it then.
+            let state: Arc<S> = Arc::clone(&self.state);
+            self.params.hub.delta(self.params.ids, self.step, DeltaKind::Snapshot, state);
         }
         let deadline = self.params.config.timeout.map(|timeout| (timeout, tokio::time::Instant::now() + timeout));
         while !self.frontier.is_empty() {
@@ -485,6 +491,8 @@ impl<S: GraphState> Loop<S> {
         // A delta checkpoint stores the merged update; keep it past `apply` only when needed.
         let keep = self.durable.as_ref().is_some_and(|durable| durable.durability() != Durability::Exit);
         let delta = if keep { merged.clone() } else { None };
+        // Sinks that ask for deltas get their own copy, encoded wherever they encode it.
+        let shared = if self.params.hub.deltas() { merged.clone() } else { None };
         if let Some(merged) = merged {
             if let Some(compose) = self.params.compose {
                 match &mut self.composed {
@@ -493,6 +501,9 @@ impl<S: GraphState> Loop<S> {
                 }
             }
             Arc::make_mut(&mut self.state).apply(merged);
+        }
+        if let Some(update) = shared {
+            self.params.hub.delta(self.params.ids, self.step, DeltaKind::Update, Arc::new(update));
         }
         if let Some(started) = step_started
             && interest.steps_finished
