@@ -165,6 +165,16 @@ impl NatsConsumer {
         crate::open_stream(&self.js, &self.stream, &self.prefix).await
     }
 
+    /// The stream sequence of the last message the stream holds, 0 when it holds none: a
+    /// reader that wants what is stored now reads until [`Received::pending`] is 0, and
+    /// need not wait at all when this is 0.
+    pub async fn last_sequence(&self) -> Result<u64> {
+        let consume = |reason: String| Error::Consume { stream: self.stream.clone(), reason };
+        let mut stream = self.js.get_stream(&self.stream).await.map_err(|error| consume(error.to_string()))?;
+        let info = stream.info().await.map_err(|error| consume(error.to_string()))?;
+        Ok(info.state.last_sequence)
+    }
+
     /// The events `follow` selects, live: the stream waits for new events once it has
     /// delivered the stored ones. Reconnects by itself. Runs interleave in stream order;
     /// each run's messages come in the order the run emitted them (their [`Received::seq`]),
