@@ -498,7 +498,8 @@ fn with_the_server_away_a_full_queue_drops_and_counts_and_runs_finish() -> Resul
     let (sink, guard) = NatsSink::builder(&url)
         .stream(&stream)
         .subject_prefix(&prefix)
-        .capacity(2)
+        // Events: a few hand-overs' worth.
+        .capacity(64)
         .pending_limit(4)
         .ack_timeout(Duration::from_secs(1))
         .start()?;
