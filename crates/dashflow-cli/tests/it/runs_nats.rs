@@ -132,9 +132,21 @@ fn runs_show_nats_shows_the_timeline_runs_show_shows_from_the_wal() {
     }
     // The text, by a prefix of the id.
     let failed = recorded.failed.to_string();
-    let ambiguous = home.dashflow(&[&["runs", "show", &failed[..20]][..], &nats].concat());
+    let listed = json(&home, &[&["runs", "list", "--json"][..], &nats].concat());
+    let others: Vec<String> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|run| run["run_id"].as_str().unwrap().to_owned())
+        .filter(|id| *id != failed)
+        .collect();
+    let shared = |prefix: &str| others.iter().any(|id| id.starts_with(prefix));
+    let unique = (1..=failed.len()).map(|len| &failed[..len]).find(|prefix| !shared(prefix)).unwrap();
+    let common = failed.chars().zip(recorded.completed.to_string().chars()).take_while(|(a, b)| a == b).count();
+    assert!(common > 0, "ids made a moment apart share their first characters");
+    let ambiguous = home.dashflow(&[&["runs", "show", &failed[..common]][..], &nats].concat());
     assert!(ambiguous.failed().contains("is ambiguous"), "{}", ambiguous.stderr);
-    let out = home.dashflow(&[&["runs", "show", &failed[..25]][..], &nats].concat());
+    let out = home.dashflow(&[&["runs", "show", unique][..], &nats].concat());
     let text = out.ok();
     assert!(text.contains("status    failed"), "{text}");
     assert!(text.contains(&format!("publisher {}@", std::process::id())), "{text}");
