@@ -44,7 +44,7 @@
 //!
 //! A publisher asked for them sends, on the run's subject and in its `seq` order, the state the
 //! run starts from and each superstep's merged update (see
-//! [`StateDelta`](dashflow_telemetry::StateDelta)):
+//! [`StateDelta`]):
 //!
 //! ```json
 //! {
