@@ -106,6 +106,20 @@ pub(crate) async fn execute<S: GraphState>(mut params: RunParams<S>, start: Star
     output
 }
 
+/// Hands the sinks that ask for deltas their own copy of step `step`'s merged update (they
+/// encode it wherever they encode). Out of line: most runs never come here, and their step
+/// should not carry its code.
+#[cold]
+#[inline(never)]
+fn share_update<U: Clone + Send + Sync + serde::Serialize + 'static>(
+    hub: &crate::hub::EventHub,
+    run: dashflow_telemetry::RunIds,
+    step: u64,
+    update: &U,
+) {
+    hub.delta(run, step, DeltaKind::Update, Arc::new(update.clone()));
+}
+
 /// Cancels the run's signal when dropped, unless emptied first.
 struct CancelUnlessDone(Option<Arc<ExecScope>>);
 
@@ -491,9 +505,10 @@ impl<S: GraphState> Loop<S> {
         // A delta checkpoint stores the merged update; keep it past `apply` only when needed.
         let keep = self.durable.as_ref().is_some_and(|durable| durable.durability() != Durability::Exit);
         let delta = if keep { merged.clone() } else { None };
-        // Sinks that ask for deltas get their own copy, encoded wherever they encode it.
-        let shared = if self.params.hub.deltas() { merged.clone() } else { None };
         if let Some(merged) = merged {
+            if self.params.hub.deltas() {
+                share_update(&self.params.hub, self.params.ids, self.step, &merged);
+            }
             if let Some(compose) = self.params.compose {
                 match &mut self.composed {
                     Some(composed) => compose(composed, merged.clone()),
@@ -501,9 +516,6 @@ impl<S: GraphState> Loop<S> {
                 }
             }
             Arc::make_mut(&mut self.state).apply(merged);
-        }
-        if let Some(update) = shared {
-            self.params.hub.delta(self.params.ids, self.step, DeltaKind::Update, Arc::new(update));
         }
         if let Some(started) = step_started
             && interest.steps_finished
