@@ -241,7 +241,9 @@ async fn main() -> anyhow::Result<()> {
             println!("following triage runs on {url} (Ctrl-C to stop)");
             while let Some(received) = events.next().await {
                 let received = received?;
-                println!("{} {} {:?}", received.publisher.name, received.event.run.run_id, received.event.kind);
+                if let Some(event) = received.event() {
+                    println!("{} {} {:?}", received.publisher.name, received.run.run_id, event.kind);
+                }
             }
         }
         ["approve" | "reject", id] if !waits_for_approval(&app, id).await? => {

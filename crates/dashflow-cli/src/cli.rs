@@ -150,6 +150,17 @@ pub struct ListArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Read the NATS JetStream stream at this URL (`nats://127.0.0.1:4222`), where runs of
+    /// every publishing host arrive, instead of this host's WAL: from its start up to what it
+    /// holds now. Runs not finished there are `running` (a stream cannot tell abandoned ones).
+    #[arg(long, value_name = "URL")]
+    pub nats: Option<String>,
+    /// With `--nats`: the stream's name.
+    #[arg(long, value_name = "NAME", default_value = "dashflow-events", requires = "nats")]
+    pub stream: String,
+    /// With `--nats`: the first tokens of the stream's subjects.
+    #[arg(long, value_name = "PREFIX", default_value = "dashflow.events", requires = "nats")]
+    pub subject_prefix: String,
 }
 
 /// `dashflow runs show`.
@@ -161,6 +172,17 @@ pub struct ShowArgs {
     /// Print JSON instead of a timeline.
     #[arg(long)]
     pub json: bool,
+    /// Read the NATS JetStream stream at this URL (`nats://127.0.0.1:4222`), where runs of
+    /// every publishing host arrive, instead of this host's WAL: from its start up to what it
+    /// holds now. Runs not finished there are `running` (a stream cannot tell abandoned ones).
+    #[arg(long, value_name = "URL")]
+    pub nats: Option<String>,
+    /// With `--nats`: the stream's name.
+    #[arg(long, value_name = "NAME", default_value = "dashflow-events", requires = "nats")]
+    pub stream: String,
+    /// With `--nats`: the first tokens of the stream's subjects.
+    #[arg(long, value_name = "PREFIX", default_value = "dashflow.events", requires = "nats")]
+    pub subject_prefix: String,
 }
 
 /// `dashflow tail`.

@@ -3,6 +3,7 @@
 pub(crate) mod graph;
 pub(crate) mod queue;
 pub(crate) mod runs_list;
+pub(crate) mod runs_nats;
 pub(crate) mod runs_show;
 pub(crate) mod tail;
 pub(crate) mod tail_nats;

@@ -5,6 +5,8 @@
 //! dashflow runs list [--status S] [--graph G] [--thread T] [--since 2h] [--limit N] [--json]
 //! dashflow runs show RUN_ID [--json]       # a timeline; any unique prefix of the id works
 //! dashflow tail [--graph G] [--from-start] # follow new events live; Ctrl-C stops
+//! dashflow runs list --nats nats://127.0.0.1:4222   # runs of every publishing host
+//! dashflow runs show RUN_ID --nats nats://127.0.0.1:4222
 //! dashflow threads history THREAD --db .dashflow/app.db      # or --db postgres://...
 //! dashflow graph RUN_ID [--format mermaid|json]
 //! dashflow wal verify                      # only reads; exit code 1 when anything is damaged
@@ -84,6 +86,8 @@ pub use cli::{
 pub fn run(cli: &Cli, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
     let home = cli.home.as_deref();
     match &cli.command {
+        Command::Runs(RunsCommand::List(args)) if args.nats.is_some() => commands::runs_nats::list(args, out)?,
+        Command::Runs(RunsCommand::Show(args)) if args.nats.is_some() => commands::runs_nats::show(args, out)?,
         Command::Runs(RunsCommand::List(args)) => store::read(home, |wal| commands::runs_list::run(wal, args, out))?,
         Command::Runs(RunsCommand::Show(args)) => store::read(home, |wal| commands::runs_show::run(wal, args, out))?,
         Command::Tail(args) if args.nats.is_some() => commands::tail_nats::run(args, out)?,

@@ -9,7 +9,7 @@ use dashflow_graph::__private::{CancelSignal, NodeId, RunScope};
 use dashflow_graph::TaskId;
 use dashflow_telemetry::__private::{NodeNames, RunContext};
 use dashflow_telemetry::clock::{RunClock, Tick};
-use dashflow_telemetry::{Event, EventCallback, EventKind, Interest, RunIds};
+use dashflow_telemetry::{DeltaKind, Event, EventCallback, EventKind, Interest, RunIds, StateDelta, StateJson};
 use futures::future::BoxFuture;
 
 use crate::batcher::{Batcher, same_sinks, split_batching};
@@ -154,6 +154,27 @@ impl EventHub {
     /// Whether anyone wants routing decisions.
     pub(crate) fn routing(&self) -> bool {
         self.interest.routing
+    }
+
+    /// Whether any sink asks for state deltas.
+    pub(crate) fn deltas(&self) -> bool {
+        self.interest.deltas
+    }
+
+    /// Hands the sinks that ask for deltas the run's state at `step` or a step's merged
+    /// update (see [`StateDelta`]). Callers check [`EventHub::deltas`] first, so that a run
+    /// nobody asks deltas of copies no update.
+    pub(crate) fn delta(&self, run: RunIds, step: u64, kind: DeltaKind, value: Arc<dyn StateJson>) {
+        let at = Tick::now();
+        let delta = StateDelta::new(run, self.context.clock().wall_time(at), step, kind, value);
+        for (callback, interest) in self.callbacks.iter().zip(&self.interests) {
+            if interest.deltas {
+                callback.on_delta(&delta);
+            }
+        }
+        if let Some(batcher) = self.batcher.as_ref().filter(|batcher| batcher.interest.deltas) {
+            batcher.record(at, |batch| batch.push_delta(delta));
+        }
     }
 
     pub(crate) fn custom_enabled(&self) -> bool {

@@ -32,7 +32,7 @@ pub enum Error {
         /// Why.
         reason: String,
     },
-    /// A message of the stream is not an event of schema version 1.
+    /// A message of the stream is not a DashFlow message of a version this crate reads.
     #[error("message {stream_sequence} of the stream is not a DashFlow event: {reason}")]
     BadMessage {
         /// Its position in the stream.
@@ -40,9 +40,18 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// A state delta could not be read as the type asked for, or its publisher could not
+    /// write it.
+    #[error("the state delta of step {step} cannot be read: {reason}")]
+    BadDelta {
+        /// The step it belongs to.
+        step: u64,
+        /// Why.
+        reason: String,
+    },
     /// A message was written with a schema version this crate does not read.
     #[error(
-        "message {stream_sequence} of the stream has schema version {version}; this reader knows version {known}: upgrade the reader",
+        "message {stream_sequence} of the stream has schema version {version}; this reader knows versions 1 to {known}: upgrade the reader",
         known = crate::SCHEMA_VERSION
     )]
     UnknownVersion {

@@ -11,7 +11,14 @@
 //!
 //! [`NatsConsumer`] reads them back as typed [`Event`](dashflow_telemetry::Event)s, live or
 //! replayed from any point of the stream, with the publisher that sent each (a ULID per sink
-//! and a `{pid}@{host}` name), so runs of many processes on one stream are told apart.
+//! and a `{pid}@{host}` name), so runs of many processes on one stream are told apart. Each
+//! run's messages come in the order the run emitted them, within a reorder window; a message
+//! that never comes is reported as a gap.
+//!
+//! With [`NatsBuilder::state_deltas`] the sink also publishes each run's starting state and
+//! each superstep's merged update, which a consumer that asks ([`Follow::state_deltas`])
+//! reads as [`Delta`]s, so that it can rebuild a thread's state without the checkpoint
+//! database.
 //!
 //! ```no_run
 //! # fn main() -> Result<(), dashflow_nats::Error> {
@@ -35,7 +42,7 @@ pub mod wire;
 pub use consumer::{Events, Follow, NatsConsumer, StartAt};
 pub use error::{Error, Result};
 pub use publisher::{DEFAULT_INTEREST, NatsBuilder, NatsGuard, NatsSink, NatsStats};
-pub use wire::{Publisher, Received, SCHEMA_VERSION};
+pub use wire::{Delta, Item, Publisher, Received, SCHEMA_VERSION};
 
 /// The stream a sink publishes to unless told otherwise.
 pub const DEFAULT_STREAM: &str = "dashflow-events";

@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, context::PublishAckFuture};
 use bytes::Bytes;
-use dashflow_telemetry::{Event, EventBatch, EventCallback, EventKind, Interest, RunId};
-use tokio::sync::mpsc::{self, error::TryRecvError, error::TrySendError};
+use dashflow_telemetry::{BatchItem, Event, EventBatch, EventCallback, EventKind, Interest, RunId, StateDelta};
+use tokio::sync::mpsc::{self, error::TryRecvError};
 use tokio::time::Instant;
 
 use crate::error::{Error, Result};
@@ -53,10 +53,11 @@ impl NatsBuilder {
         self
     }
 
-    /// Hand-overs (a run's batch of events, or one event) the queue holds before new ones are
-    /// dropped and counted. Default 4,096.
-    pub fn capacity(mut self, capacity: usize) -> Self {
-        self.capacity = capacity;
+    /// Events (and state deltas) the queue to the publisher's thread holds before new
+    /// hand-overs (a run's batch, or one event) are dropped and counted; a hand-over larger
+    /// than the whole queue is dropped. Default 65,536.
+    pub fn capacity(mut self, events: usize) -> Self {
+        self.capacity = events;
         self
     }
 
@@ -80,9 +81,22 @@ impl NatsBuilder {
         self
     }
 
-    /// Which events to publish. Default [`DEFAULT_INTEREST`].
+    /// Which events to publish. Default [`DEFAULT_INTEREST`]. Its `deltas` flag is
+    /// [`state_deltas`](Self::state_deltas)'s, whichever is set last.
     pub fn interest(mut self, interest: Interest) -> Self {
         self.interest = interest;
+        self
+    }
+
+    /// Also publishes each run's state deltas: the state it starts from and each superstep's
+    /// merged update, as JSON on the run's subject (schema version 2, see [`crate::wire`]),
+    /// so that a consumer can rebuild a thread's state without the checkpoint database
+    /// ([`Follow::state_deltas`](crate::Follow::state_deltas)). Off by default: each observed
+    /// run then copies every step's merged update once, and the publisher's thread encodes
+    /// it. A value that cannot be written as JSON fails no run: it is counted
+    /// ([`NatsStats::unencodable`]) and published as the reason.
+    pub fn state_deltas(mut self) -> Self {
+        self.interest.deltas = true;
         self
     }
 
@@ -105,7 +119,9 @@ impl NatsBuilder {
         crate::check_prefix(&self.prefix)?;
         let publisher =
             Publisher { id: ulid::Ulid::new().to_string(), name: self.name.clone().unwrap_or_else(default_name) };
-        let (sender, receiver) = mpsc::channel(self.capacity);
+        // Unbounded as a channel, bounded in events by `Counters::queued` (a hand-over that
+        // would pass `capacity` is dropped), so flushes and shutdowns always get through.
+        let (sender, receiver) = mpsc::unbounded_channel();
         let counters = Arc::new(Counters::default());
         let (started, is_started) = std_mpsc::sync_channel(1);
         let settings = self.clone();
@@ -145,6 +161,8 @@ impl NatsBuilder {
                     prefix: settings.prefix,
                     interest: settings.interest,
                     runs: HashMap::new(),
+                    used: 0,
+                    max_runs: MAX_RUNS,
                     next_id: 0,
                     in_flight: VecDeque::new(),
                     resend: VecDeque::new(),
@@ -159,7 +177,7 @@ impl NatsBuilder {
             let _ = handle.join();
             return Err(error);
         }
-        let shared = Arc::new(Shared { sender, counters, interest: self.interest, publisher });
+        let shared = Arc::new(Shared { sender, capacity: self.capacity, counters, interest: self.interest, publisher });
         let guard = NatsGuard { shared: Arc::clone(&shared), handle: Mutex::new(Some(handle)) };
         Ok((NatsSink { shared }, guard))
     }
@@ -184,6 +202,9 @@ pub struct NatsStats {
     pub resent: u64,
     /// Events given up when the publisher stopped before JetStream acknowledged them.
     pub lost: u64,
+    /// State deltas whose state or update could not be written as JSON (published with the
+    /// reason instead of the value; see [`NatsBuilder::state_deltas`]).
+    pub unencodable: u64,
 }
 
 #[derive(Debug, Default)]
@@ -192,19 +213,31 @@ struct Counters {
     dropped: AtomicU64,
     resent: AtomicU64,
     lost: AtomicU64,
+    unencodable: AtomicU64,
+    /// Events handed over and not yet taken by the publisher's thread.
+    queued: AtomicUsize,
     warned: AtomicBool,
+    warned_unencodable: AtomicBool,
+}
+
+/// What a borrowed batch hands over: its events built, its deltas shared.
+enum Item {
+    Event(Event),
+    Delta(StateDelta),
 }
 
 enum Command {
     Event(Event),
-    Events(Vec<Event>),
+    Delta(StateDelta),
+    Items(Vec<Item>),
     Batch(EventBatch),
     Flush(Duration, std_mpsc::SyncSender<Result<()>>),
     Shutdown(Duration, std_mpsc::SyncSender<Result<()>>),
 }
 
 struct Shared {
-    sender: mpsc::Sender<Command>,
+    sender: mpsc::UnboundedSender<Command>,
+    capacity: usize,
     counters: Arc<Counters>,
     interest: Interest,
     publisher: Publisher,
@@ -216,8 +249,8 @@ struct Shared {
 ///
 /// # Backpressure: drop and count, never block the run
 ///
-/// Runs hand their events over (in batches, see [`EventCallback::batches`]) to a bounded
-/// queue without blocking and without I/O. The publisher's thread (`dashflow-nats`) takes
+/// Runs hand their events over (in batches, see [`EventCallback::batches`]) to a queue
+/// bounded in events ([`capacity`](NatsBuilder::capacity)) without blocking and without I/O. The publisher's thread (`dashflow-nats`) takes
 /// them, publishes up to [`max_in_flight`](NatsBuilder::max_in_flight) at a time and waits
 /// for each acknowledgement; a publish that fails or is not acknowledged in time is sent
 /// again, with the same message id, until it is, so a server restart loses nothing the
@@ -249,7 +282,7 @@ impl NatsSink {
             url: url.into(),
             stream: crate::DEFAULT_STREAM.to_owned(),
             prefix: crate::DEFAULT_PREFIX.to_owned(),
-            capacity: 4096,
+            capacity: 64 * 1024,
             pending_limit: 64 * 1024,
             max_in_flight: 256,
             name: None,
@@ -278,15 +311,33 @@ impl NatsSink {
             dropped: counters.dropped.load(Ordering::Relaxed),
             resent: counters.resent.load(Ordering::Relaxed),
             lost: counters.lost.load(Ordering::Relaxed),
+            unencodable: counters.unencodable.load(Ordering::Relaxed),
         }
     }
 
-    /// Queues `command` (`count` events) without blocking; drops and counts it when full.
+    /// Queues `command` (`count` events) without blocking; drops and counts it when the
+    /// queue would hold more than its capacity of events.
     fn enqueue(&self, count: usize, command: Command) {
-        if let Err(TrySendError::Full(_) | TrySendError::Closed(_)) = self.shared.sender.try_send(command) {
-            self.shared.counters.dropped.fetch_add(count as u64, Ordering::Relaxed);
+        let counters = &self.shared.counters;
+        if take_room(&counters.queued, count, self.shared.capacity) {
+            if self.shared.sender.send(command).is_ok() {
+                return;
+            }
+            counters.queued.fetch_sub(count, Ordering::Relaxed);
         }
+        counters.dropped.fetch_add(count as u64, Ordering::Relaxed);
     }
+}
+
+/// Counts `count` more events in `queued` if they fit under `capacity`; `false` (and nothing
+/// counted) if not.
+fn take_room(queued: &AtomicUsize, count: usize, capacity: usize) -> bool {
+    let before = queued.fetch_add(count, Ordering::Relaxed);
+    if before.saturating_add(count) <= capacity {
+        return true;
+    }
+    queued.fetch_sub(count, Ordering::Relaxed);
+    false
 }
 
 fn request(
@@ -294,24 +345,8 @@ fn request(
     command: impl FnOnce(std_mpsc::SyncSender<Result<()>>) -> Command,
     limit: Duration,
 ) -> Result<()> {
-    let deadline = std::time::Instant::now() + limit;
     let (reply, response) = std_mpsc::sync_channel(1);
-    let mut command = command(reply);
-    // Waits for room in the queue (the caller asked to wait, unlike a run), without needing
-    // to be outside an async runtime.
-    loop {
-        match shared.sender.try_send(command) {
-            Ok(()) => break,
-            Err(TrySendError::Closed(_)) => return Err(Error::Stopped),
-            Err(TrySendError::Full(back)) => {
-                if std::time::Instant::now() >= deadline {
-                    return Err(Error::Unacknowledged { unacknowledged: 0 });
-                }
-                command = back;
-                std::thread::sleep(Duration::from_millis(1));
-            }
-        }
-    }
+    shared.sender.send(command(reply)).map_err(|_| Error::Stopped)?;
     // The worker answers within `limit`; a little more covers its last acknowledgement.
     response.recv_timeout(limit + Duration::from_secs(5)).map_err(|_| Error::Stopped)?
 }
@@ -335,10 +370,21 @@ impl EventCallback for NatsSink {
 
     fn on_batch(&self, batch: &EventBatch) {
         let interest = self.shared.interest;
-        let events: Vec<Event> = batch.events().filter(|event| interest.covers(&event.kind)).collect();
-        if !events.is_empty() {
-            self.enqueue(events.len(), Command::Events(events));
+        let items: Vec<Item> = batch
+            .items()
+            .filter_map(|item| match item {
+                BatchItem::Event(event) if interest.covers_ref(&event) => Some(Item::Event(event.to_event())),
+                BatchItem::Delta(delta) if interest.deltas => Some(Item::Delta(delta.clone())),
+                _ => None,
+            })
+            .collect();
+        if !items.is_empty() {
+            self.enqueue(items.len(), Command::Items(items));
         }
+    }
+
+    fn on_delta(&self, delta: &StateDelta) {
+        self.enqueue(1, Command::Delta(delta.clone()));
     }
 
     /// The batch moves to the publisher's thread as it is; its events are built there.
@@ -407,16 +453,27 @@ struct RunState {
     graph: Arc<str>,
     subject: String,
     seq: u64,
+    /// When the publisher last sent for it, in messages: which runs to forget first.
+    last_used: u64,
 }
+
+/// Runs whose numbering the publisher keeps at once. A run's entry goes with its
+/// `RunFinished`; a run that never sends one (its future was dropped) would keep it for ever,
+/// so past this many the quarter sent for least recently are forgotten. A forgotten run that
+/// goes on numbers its messages from 1 again.
+const MAX_RUNS: usize = 64 * 1024;
 
 struct Worker {
     js: jetstream::Context,
-    receiver: mpsc::Receiver<Command>,
+    receiver: mpsc::UnboundedReceiver<Command>,
     counters: Arc<Counters>,
     publisher: Publisher,
     prefix: String,
     interest: Interest,
     runs: HashMap<RunId, RunState>,
+    /// Messages taken so far: the clock of `RunState::last_used`.
+    used: u64,
+    max_runs: usize,
     next_id: u64,
     /// Sent, waiting for their acknowledgement, oldest first.
     in_flight: VecDeque<Pending>,
@@ -451,17 +508,32 @@ impl Worker {
                     Err(TryRecvError::Disconnected) => break,
                 }
             };
+            let taken = match &command {
+                Command::Event(_) | Command::Delta(_) => 1,
+                Command::Items(items) => items.len(),
+                Command::Batch(batch) => batch.len(),
+                Command::Flush(..) | Command::Shutdown(..) => 0,
+            };
+            self.counters.queued.fetch_sub(taken, Ordering::Relaxed);
             match command {
                 Command::Event(event) => self.publish(&event).await,
-                Command::Events(events) => {
-                    for event in &events {
-                        self.publish(event).await;
+                Command::Delta(delta) => self.publish_delta(&delta).await,
+                Command::Items(items) => {
+                    for item in &items {
+                        match item {
+                            Item::Event(event) => self.publish(event).await,
+                            Item::Delta(delta) => self.publish_delta(delta).await,
+                        }
                     }
                 }
                 Command::Batch(batch) => {
-                    for event in batch.into_events() {
-                        if self.interest.covers(&event.kind) {
-                            self.publish(&event).await;
+                    for item in batch.items() {
+                        match item {
+                            BatchItem::Event(event) if self.interest.covers_ref(&event) => {
+                                self.publish(&event.to_event()).await;
+                            }
+                            BatchItem::Delta(delta) if self.interest.deltas => self.publish_delta(delta).await,
+                            _ => {}
                         }
                     }
                 }
@@ -503,21 +575,43 @@ impl Worker {
     /// Encodes `event` with its run's next sequence number and sends it.
     async fn publish(&mut self, event: &Event) {
         let run_id = event.run.run_id;
-        let state = self.runs.entry(run_id).or_insert_with(|| RunState {
-            graph: Arc::from("?"),
-            subject: subject(&self.prefix, "?", run_id),
-            seq: 0,
-        });
+        self.used += 1;
+        let state = run_state(&mut self.runs, (&self.prefix, self.max_runs), run_id, self.used);
         if let EventKind::RunStarted { graph, .. } | EventKind::GraphDefined { graph, .. } = &event.kind {
             state.subject = subject(&self.prefix, graph, run_id);
             state.graph = Arc::clone(graph);
         }
+        // A number is used only by a message that is sent: a consumer takes a missing one
+        // for a lost message.
+        let Some(payload) = wire::encode(&self.publisher, state.seq + 1, &state.graph, event) else { return };
         state.seq += 1;
-        let Some(payload) = wire::encode(&self.publisher, state.seq, &state.graph, event) else { return };
         let subject = state.subject.clone();
         if matches!(event.kind, EventKind::RunFinished { .. }) {
             self.runs.remove(&run_id);
         }
+        self.send_new(subject, payload).await;
+    }
+
+    /// Encodes `delta` (its state or update becomes JSON here) with its run's next sequence
+    /// number and sends it.
+    async fn publish_delta(&mut self, delta: &StateDelta) {
+        self.used += 1;
+        let state = run_state(&mut self.runs, (&self.prefix, self.max_runs), delta.run.run_id, self.used);
+        let (payload, error) = wire::encode_delta(&self.publisher, state.seq + 1, &state.graph, delta);
+        let Some(payload) = payload else { return };
+        state.seq += 1;
+        let subject = state.subject.clone();
+        if let Some(error) = error {
+            self.counters.unencodable.fetch_add(1, Ordering::Relaxed);
+            if !self.counters.warned_unencodable.swap(true, Ordering::Relaxed) {
+                tracing::warn!(%error, "a state delta cannot be written as JSON; it is published without its value (later ones are only counted)");
+            }
+        }
+        self.send_new(subject, payload).await;
+    }
+
+    /// Sends a new message, after whatever waits to be sent again.
+    async fn send_new(&mut self, subject: String, payload: Vec<u8>) {
         self.next_id += 1;
         let pending = Pending {
             subject,
@@ -608,8 +702,74 @@ impl Worker {
     }
 }
 
+/// What the publisher knows of `run_id`, from its first message on, marked used at `now`;
+/// makes room first when `max` runs are known (see [`MAX_RUNS`]).
+fn run_state<'a>(
+    runs: &'a mut HashMap<RunId, RunState>,
+    (prefix, max): (&str, usize),
+    run_id: RunId,
+    now: u64,
+) -> &'a mut RunState {
+    if runs.len() >= max && !runs.contains_key(&run_id) {
+        forget_least_recent(runs);
+    }
+    let state = runs.entry(run_id).or_insert_with(|| RunState {
+        graph: Arc::from("?"),
+        subject: subject(prefix, "?", run_id),
+        seq: 0,
+        last_used: now,
+    });
+    state.last_used = now;
+    state
+}
+
+/// Forgets the quarter of `runs` used least recently (at least one).
+fn forget_least_recent(runs: &mut HashMap<RunId, RunState>) {
+    let mut used: Vec<u64> = runs.values().map(|run| run.last_used).collect();
+    if used.is_empty() {
+        return;
+    }
+    let count = (used.len() / 4).max(1);
+    let (_, &mut threshold, _) = used.select_nth_unstable(count - 1);
+    runs.retain(|_, run| run.last_used > threshold);
+}
+
 /// `{prefix}.{graph}.{run id}`, the graph's name made a valid subject token: characters other
 /// than ASCII letters, digits, `-` and `_` become `_`.
 pub(crate) fn subject(prefix: &str, graph: &str, run_id: RunId) -> String {
     format!("{prefix}.{}.{run_id}", crate::subject_token(graph))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use super::*;
+
+    #[test]
+    fn past_the_run_bound_the_runs_used_least_recently_are_forgotten() {
+        let mut runs = HashMap::new();
+        let ids: Vec<RunId> = (0..4).map(|_| RunId::new()).collect();
+        for (n, id) in ids.iter().enumerate() {
+            run_state(&mut runs, ("p", 4), *id, n as u64 + 1).seq = 7;
+        }
+        // The first run is used again: the second is now the least recent.
+        run_state(&mut runs, ("p", 4), ids[0], 5);
+        let fifth = RunId::new();
+        assert_eq!(run_state(&mut runs, ("p", 4), fifth, 6).seq, 0);
+        assert_eq!(runs.len(), 4);
+        assert!(!runs.contains_key(&ids[1]), "the least recently used run is forgotten");
+        assert!(ids.iter().filter(|id| **id != ids[1]).all(|id| runs[id].seq == 7), "the others keep their numbers");
+    }
+
+    #[test]
+    fn the_queue_counts_events_and_refuses_a_hand_over_past_its_capacity() {
+        let queued = AtomicUsize::new(0);
+        assert!(take_room(&queued, 60, 100));
+        assert!(!take_room(&queued, 41, 100), "60 + 41 events would pass 100");
+        assert_eq!(queued.load(Ordering::Relaxed), 60, "a refused hand-over counts nothing");
+        assert!(take_room(&queued, 40, 100));
+        assert!(!take_room(&queued, 1, 100));
+        assert!(!take_room(&AtomicUsize::new(0), 101, 100), "a hand-over larger than the queue");
+    }
 }

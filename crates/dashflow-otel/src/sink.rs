@@ -29,6 +29,7 @@ const INTEREST: Interest = Interest {
     routing: true,
     custom: false,
     checkpoints: true,
+    deltas: false,
 };
 
 /// Sets up an [`OtelSink`]; see [`OtelSink::builder`].

@@ -92,6 +92,9 @@ struct OpenRun {
     current_step: Option<u64>,
     /// An attempt that failed in a step, for the step's status when the run ends before it.
     failed_step: Option<(u64, Arc<str>)>,
+    /// When the maker last heard of it, in events taken: which runs to end first when too
+    /// many are open.
+    last_heard: u64,
 }
 
 struct OpenStep {
@@ -105,12 +108,26 @@ struct OpenStep {
 pub(crate) struct SpanMaker {
     runs: HashMap<RunId, OpenRun>,
     scope: InstrumentationScope,
+    /// Events taken so far: the clock of `OpenRun::last_heard`.
+    heard: u64,
+    /// Runs kept open at most (see [`SpanMaker::MAX_OPEN_RUNS`]).
+    max_open: usize,
 }
 
 impl SpanMaker {
+    /// Runs kept open at once. A run's span ends with its `RunFinished`; a run that never
+    /// sends one (its future was dropped) would be kept for ever, so past this many the
+    /// quarter heard from least recently are ended `unfinished` and exported (their later
+    /// events are ignored).
+    pub(crate) const MAX_OPEN_RUNS: usize = 16_384;
+
     pub(crate) fn new() -> Self {
+        Self::with_max_open(Self::MAX_OPEN_RUNS)
+    }
+
+    pub(crate) fn with_max_open(max_open: usize) -> Self {
         let scope = InstrumentationScope::builder("dashflow").with_version(env!("CARGO_PKG_VERSION")).build();
-        Self { runs: HashMap::new(), scope }
+        Self { runs: HashMap::new(), scope, heard: 0, max_open: max_open.max(1) }
     }
 
     /// Runs started and not yet ended.
@@ -122,8 +139,15 @@ impl SpanMaker {
     /// Takes one event; pushes the spans it ends onto `out`.
     pub(crate) fn push(&mut self, event: &Event, out: &mut Vec<SpanData>) {
         let run_id = event.run.run_id;
+        self.heard += 1;
+        if let Some(run) = self.runs.get_mut(&run_id) {
+            run.last_heard = self.heard;
+        }
         match &event.kind {
             EventKind::RunStarted { graph, thread_id, tags } => {
+                if self.runs.len() >= self.max_open {
+                    self.finish_least_recent(event.at, out);
+                }
                 self.start_run(event, graph, thread_id.as_deref(), tags)
             }
             EventKind::SuperstepStarted { step, nodes } => {
@@ -238,6 +262,21 @@ impl SpanMaker {
         }
     }
 
+    /// Ends the quarter of the open runs heard from least recently at `at`, marked
+    /// `unfinished` (see [`SpanMaker::MAX_OPEN_RUNS`]).
+    fn finish_least_recent(&mut self, at: SystemTime, out: &mut Vec<SpanData>) {
+        let mut heard: Vec<u64> = self.runs.values().map(|run| run.last_heard).collect();
+        let count = (heard.len() / 4).max(1).min(heard.len());
+        let (_, &mut threshold, _) = heard.select_nth_unstable(count - 1);
+        let ended: Vec<RunId> =
+            self.runs.iter().filter(|(_, run)| run.last_heard <= threshold).map(|(id, _)| *id).collect();
+        for run_id in ended {
+            if let Some(run) = self.runs.remove(&run_id) {
+                self.finish_run(run_id, run, at.max(SystemTime::UNIX_EPOCH), Ending::Unfinished, out);
+            }
+        }
+    }
+
     /// Ends every run still open at `at`, marked `unfinished` (the exporter is stopping).
     pub(crate) fn finish_all(&mut self, at: SystemTime, out: &mut Vec<SpanData>) {
         let runs: Vec<(RunId, OpenRun)> = self.runs.drain().collect();
@@ -295,6 +334,7 @@ impl SpanMaker {
                 steps: HashMap::new(),
                 current_step: None,
                 failed_step: None,
+                last_heard: self.heard,
             },
         );
     }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crate::clock::{RunClock, Tick};
-use crate::{Event, EventKind, Interest, RunIds};
+use crate::{Event, EventKind, Interest, RunIds, StateDelta};
 
 /// One graph's node names by node index, and each as a one-node list (what a one-task step's
 /// `SuperstepStarted` names), built once per compiled graph.
@@ -138,6 +138,8 @@ struct Storage {
     /// The events kept whole, in order, and where each is among the entries.
     events: Vec<Event>,
     events_at: Vec<u32>,
+    /// The state deltas, in order (see [`Interest::deltas`]).
+    deltas: Vec<StateDelta>,
     runs: Vec<RunContext>,
     /// Per run in `runs`, the index of its last compact step start or task end: where the
     /// run stands, for [`LiveRuns`](crate::LiveRuns), without a pass over the batch.
@@ -150,6 +152,9 @@ enum Entry {
     /// An event kept whole, by its place in `Storage::events`: an event is three times the
     /// size of the other entries, and every entry would be copied at that size.
     Event,
+    /// A state delta, by its place in `Storage::deltas`: not an event, so [`EventBatch::refs`]
+    /// and the events built skip it.
+    Delta,
     /// A one-task step began: `SuperstepStarted` naming `node` alone.
     StepStarted { run: u32, node: u32, step: u32, at: Tick },
     /// A successful attempt's `TaskFinished`: when it ended, and how many clock ticks it
@@ -293,7 +298,7 @@ impl EventBatch {
     }
 
     /// How many entries it holds: an event each, or two for a task's end that carries the
-    /// routing decision made right after it.
+    /// routing decision made right after it, and a state delta each.
     pub fn len(&self) -> usize {
         self.storage.entries.len()
     }
@@ -314,6 +319,19 @@ impl EventBatch {
     pub fn ends_a_run(&self) -> bool {
         matches!(self.storage.entries.last(), Some(Entry::Event))
             && matches!(self.storage.events.last(), Some(Event { kind: EventKind::RunFinished { .. }, .. }))
+    }
+
+    /// The state deltas it holds, in order, for a sink that asks for them
+    /// ([`Interest::deltas`]); [`items`](Self::items) gives them in order among the events.
+    pub fn deltas(&self) -> impl Iterator<Item = &StateDelta> + '_ {
+        self.storage.deltas.iter()
+    }
+
+    /// Adds a state delta (not an event: [`events`](Self::events) and [`refs`](Self::refs)
+    /// skip it).
+    pub fn push_delta(&mut self, delta: StateDelta) {
+        self.storage.deltas.push(delta);
+        self.storage.entries.push(Entry::Delta);
     }
 
     /// Adds an event.
@@ -437,9 +455,21 @@ impl EventBatch {
     }
 
     /// The events where they lie, in order, without building any: for a sink that encodes
-    /// them (a log, an export), which then copies only what it writes.
+    /// them (a log, an export), which then copies only what it writes. State deltas are
+    /// skipped ([`items`](Self::items) has them).
     pub fn refs(&self) -> Refs<'_> {
-        Refs { batch: self, entries: self.storage.entries.iter(), kept: self.storage.events.iter(), routed: None }
+        Refs { items: self.items() }
+    }
+
+    /// The events where they lie and the state deltas, in the order the run recorded them.
+    pub fn items(&self) -> Items<'_> {
+        Items {
+            batch: self,
+            entries: self.storage.entries.iter(),
+            kept: self.storage.events.iter(),
+            deltas: self.storage.deltas.iter(),
+            routed: None,
+        }
     }
 
     /// The events, built.
@@ -458,6 +488,7 @@ impl EventBatch {
         for entry in &entries {
             match entry {
                 Entry::Event => events.extend(kept.next()),
+                Entry::Delta => {}
                 entry => events.extend(self.entry_refs(entry).iter().flatten().map(EventRef::to_event)),
             }
         }
@@ -467,7 +498,7 @@ impl EventBatch {
     fn entry_refs(&self, entry: &Entry) -> [Option<EventRef<'_>>; 2] {
         let runs = &self.storage.runs;
         let event = match *entry {
-            Entry::Event => return [None, None],
+            Entry::Event | Entry::Delta => return [None, None],
             Entry::StepStarted { run, step, node, at } => {
                 let run = &runs[run as usize];
                 let (ids, at) = (&run.ids, run.clock.wall_time(at));
@@ -524,31 +555,69 @@ impl EventBatch {
 /// The events of a batch where they lie ([`EventBatch::refs`]).
 #[derive(Debug)]
 pub struct Refs<'a> {
-    batch: &'a EventBatch,
-    entries: std::slice::Iter<'a, Entry>,
-    /// Each kept-event entry was pushed with its event, in order.
-    kept: std::slice::Iter<'a, Event>,
-    /// The routing decision that rode on the task end returned last.
-    routed: Option<EventRef<'a>>,
+    items: Items<'a>,
 }
 
 impl<'a> Iterator for Refs<'a> {
     type Item = EventRef<'a>;
 
     fn next(&mut self) -> Option<EventRef<'a>> {
+        loop {
+            if let BatchItem::Event(event) = self.items.next()? {
+                return Some(event);
+            }
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (0, self.items.size_hint().1)
+    }
+}
+
+/// One item of a batch ([`EventBatch::items`]): an event where it lies, or a state delta.
+#[derive(Clone, Copy, Debug)]
+#[non_exhaustive]
+pub enum BatchItem<'a> {
+    /// An event.
+    Event(EventRef<'a>),
+    /// A state delta (see [`Interest::deltas`]).
+    Delta(&'a StateDelta),
+}
+
+/// The events and state deltas of a batch, in order ([`EventBatch::items`]).
+#[derive(Debug)]
+pub struct Items<'a> {
+    batch: &'a EventBatch,
+    entries: std::slice::Iter<'a, Entry>,
+    /// Each kept-event entry was pushed with its event, in order.
+    kept: std::slice::Iter<'a, Event>,
+    /// Each delta entry was pushed with its delta, in order.
+    deltas: std::slice::Iter<'a, StateDelta>,
+    /// The routing decision that rode on the task end returned last.
+    routed: Option<EventRef<'a>>,
+}
+
+impl<'a> Iterator for Items<'a> {
+    type Item = BatchItem<'a>;
+
+    fn next(&mut self) -> Option<BatchItem<'a>> {
         if let Some(routed) = self.routed.take() {
-            return Some(routed);
+            return Some(BatchItem::Event(routed));
         }
         loop {
             match self.entries.next()? {
                 Entry::Event => match self.kept.next() {
-                    Some(event) => return Some(EventRef::Whole(event)),
+                    Some(event) => return Some(BatchItem::Event(EventRef::Whole(event))),
+                    None => continue,
+                },
+                Entry::Delta => match self.deltas.next() {
+                    Some(delta) => return Some(BatchItem::Delta(delta)),
                     None => continue,
                 },
                 entry => {
                     let [event, routed] = self.batch.entry_refs(entry);
                     self.routed = routed;
-                    return event;
+                    return event.map(BatchItem::Event);
                 }
             }
         }
@@ -619,6 +688,32 @@ mod tests {
         assert!(built.iter().all(|event| event.run == *run.ids()));
         assert!(built[1].at <= built[2].at, "times follow the readings");
         assert!(t0.until(t1) < Duration::from_secs(60));
+    }
+
+    #[test]
+    fn deltas_keep_their_place_among_the_events_and_are_no_events() {
+        let run = context(&["a"]);
+        let t = Tick::now();
+        let mut batch = EventBatch::new();
+        batch.push_step_started(&run, 1, 0, t);
+        batch.push_task_finished(&run, (1, 0, 1), (t, t), None);
+        let delta = StateDelta::new(*run.ids(), SystemTime::now(), 1, crate::DeltaKind::Update, Arc::new(vec![1, 2]));
+        batch.push_delta(delta);
+        batch.push_event(Event::now(*run.ids(), EventKind::SuperstepFinished { step: 1, duration: Duration::ZERO }));
+        let order: Vec<String> = batch
+            .items()
+            .map(|item| match item {
+                BatchItem::Event(event) => format!("{:?}", std::mem::discriminant(&event.to_event().kind)),
+                BatchItem::Delta(delta) => format!("delta {} {}", delta.step, delta.to_json().unwrap()),
+            })
+            .collect();
+        assert_eq!(order.len(), 4);
+        assert_eq!(order[2], "delta 1 [1,2]", "{order:?}");
+        assert_eq!(batch.refs().count(), 3, "refs skip the delta");
+        assert_eq!(batch.deltas().count(), 1);
+        let events = batch.into_events();
+        assert_eq!(events.len(), 3);
+        assert!(matches!(events[2].kind, EventKind::SuperstepFinished { step: 1, .. }), "{events:?}");
     }
 
     #[test]

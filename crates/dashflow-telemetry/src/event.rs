@@ -4,7 +4,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
-use crate::{EventBatch, RunIds};
+use crate::{EventBatch, RunIds, StateDelta};
 
 /// One thing that happened during a run.
 ///
@@ -218,10 +218,16 @@ pub struct Interest {
     pub custom: bool,
     /// `CheckpointCommitted`.
     pub checkpoints: bool,
+    /// State deltas ([`StateDelta`], through [`EventCallback::on_delta`]): the state each run
+    /// starts from and each superstep's merged update. They are no events: [`Interest::ALL`]
+    /// leaves them out, and a run whose sinks do not ask builds none. A sink that asks makes
+    /// every observed run copy each step's merged update once (the copy is shared, never
+    /// encoded on the run's thread).
+    pub deltas: bool,
 }
 
 impl Interest {
-    /// Every event.
+    /// Every event (state deltas, which are no events, not included: add `deltas: true`).
     pub const ALL: Self = Self {
         runs: true,
         steps_started: true,
@@ -231,6 +237,7 @@ impl Interest {
         routing: true,
         custom: true,
         checkpoints: true,
+        deltas: false,
     };
     /// No event.
     pub const NONE: Self = Self {
@@ -242,6 +249,7 @@ impl Interest {
         routing: false,
         custom: false,
         checkpoints: false,
+        deltas: false,
     };
 
     /// Both sets together.
@@ -255,6 +263,7 @@ impl Interest {
             routing: self.routing || other.routing,
             custom: self.custom || other.custom,
             checkpoints: self.checkpoints || other.checkpoints,
+            deltas: self.deltas || other.deltas,
         }
     }
 
@@ -337,12 +346,29 @@ pub trait EventCallback: Send + Sync + 'static {
     }
 
     /// Receives a batch of events (see [`batches`](Self::batches)). The default builds each
-    /// event the sink is interested in and passes it to [`on_event`](Self::on_event).
+    /// event the sink is interested in and passes it to [`on_event`](Self::on_event), and, if
+    /// it asks for deltas, each delta to [`on_delta`](Self::on_delta), in the batch's order.
     fn on_batch(&self, batch: &EventBatch) {
         let interest = self.interest();
-        for event in batch.events().filter(|event| interest.covers(&event.kind)) {
-            self.on_event(&event);
+        for item in batch.items() {
+            match item {
+                crate::BatchItem::Event(event) if interest.covers_ref(&event) => self.on_event(&event.to_event()),
+                crate::BatchItem::Delta(delta) if interest.deltas => self.on_delta(delta),
+                _ => {}
+            }
         }
+    }
+
+    /// Receives a state delta: the state a run starts from or a superstep's merged update
+    /// (see [`StateDelta`]). Called only for a sink whose [`interest`](Self::interest) asks
+    /// for deltas; the default ignores it. A batching sink gets them inside its batches
+    /// instead, in order among the events ([`EventBatch::items`]), and a batch may hold
+    /// deltas another sink asked for: skip them unless this sink asks too.
+    ///
+    /// It runs on the run's thread, as [`on_event`](Self::on_event) does: keep the delta (a
+    /// clone is a reference count) and encode it elsewhere.
+    fn on_delta(&self, delta: &StateDelta) {
+        let _ = delta;
     }
 
     /// Receives a batch nobody needs afterwards, by value (see

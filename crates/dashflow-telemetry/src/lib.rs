@@ -32,13 +32,15 @@
 
 mod batch;
 pub mod clock;
+mod delta;
 mod event;
 mod ids;
 mod live;
 mod metrics_sink;
 mod report;
 
-pub use batch::{EventBatch, EventRef, Refs};
+pub use batch::{BatchItem, EventBatch, EventRef, Items, Refs};
+pub use delta::{DeltaKind, StateDelta, StateJson};
 pub use event::{Event, EventCallback, EventKind, Interest, InterruptReason, RunOutcome};
 pub use ids::{RunId, RunIds};
 pub use live::{LiveRun, LiveRuns};

@@ -61,8 +61,8 @@ pub mod scheduler {
 /// [`EventCallback`] for one of your own.
 pub mod telemetry {
     pub use dashflow_telemetry::{
-        Event, EventBatch, EventCallback, EventKind, Interest, InterruptReason, LiveRun, LiveRuns, MetricsCallback,
-        Report, RunId, RunIds, RunOutcome,
+        BatchItem, DeltaKind, Event, EventBatch, EventCallback, EventKind, Interest, InterruptReason, LiveRun,
+        LiveRuns, MetricsCallback, Report, RunId, RunIds, RunOutcome, StateDelta, StateJson,
     };
 }
 

@@ -1,6 +1,8 @@
 //! Run events on a NATS JetStream stream (feature `nats`): [`NatsSink`] publishes every event
-//! of the runs it hears (JSON, schema version 1: [`wire`]), and [`NatsConsumer`] follows the
-//! stream from any host, live or from any point, as typed events.
+//! of the runs it hears (JSON, schema version 2: [`wire`]), and with
+//! [`NatsBuilder::state_deltas`] each run's starting state and merged updates; [`NatsConsumer`]
+//! follows the stream from any host, live or from any point, as typed events and deltas, each
+//! run's in order.
 //!
 //! ```no_run
 //! # async fn demo(app: dashflow::CompiledGraph<MyState>) -> Result<(), Box<dyn std::error::Error>> {
@@ -16,6 +18,6 @@
 //! ```
 
 pub use dashflow_nats::{
-    DEFAULT_INTEREST, DEFAULT_PREFIX, DEFAULT_STREAM, Error, Events, Follow, NatsBuilder, NatsConsumer, NatsGuard,
-    NatsSink, NatsStats, Publisher, Received, SCHEMA_VERSION, StartAt, subject_token, wire,
+    DEFAULT_INTEREST, DEFAULT_PREFIX, DEFAULT_STREAM, Delta, Error, Events, Follow, Item, NatsBuilder, NatsConsumer,
+    NatsGuard, NatsSink, NatsStats, Publisher, Received, SCHEMA_VERSION, StartAt, subject_token, wire,
 };

@@ -138,7 +138,7 @@ pub(crate) fn run(wal: &Wal, args: &ShowArgs, out: &mut dyn Write) -> Result<()>
         EventKind::RunFinished { duration, .. } => Some(render::duration(duration)),
         _ => None,
     });
-    write_header(&run, duration.or_else(|| run.duration.map(indexed_duration)), out)?;
+    write_header(&Header::of(&run, duration.or_else(|| run.duration.map(indexed_duration))), out)?;
     writeln!(out)?;
     write_timeline(&entries, run.status, out)?;
     if !children.is_empty() {
@@ -157,11 +157,53 @@ pub(crate) fn run(wal: &Wal, args: &ShowArgs, out: &mut dyn Write) -> Result<()>
     Ok(())
 }
 
-fn write_header(run: &RunSummary, duration: Option<String>, out: &mut dyn Write) -> Result<()> {
+/// What the header of `runs show` says, from the WAL's index or from a stream.
+pub(crate) struct Header<'a> {
+    pub(crate) ids: dashflow_telemetry::RunIds,
+    pub(crate) graph: Option<&'a str>,
+    pub(crate) thread_id: Option<&'a str>,
+    pub(crate) tags: &'a [String],
+    pub(crate) status: RunStatus,
+    pub(crate) started_at: Option<SystemTime>,
+    pub(crate) duration: Option<String>,
+    pub(crate) steps: u64,
+    pub(crate) error: Option<&'a str>,
+    /// Which process runs it (`pid N on HOST`), shown while it runs.
+    pub(crate) process: Option<String>,
+    /// Which process published it, for a run read from a stream: shown always.
+    pub(crate) publisher: Option<String>,
+    pub(crate) last_event_at: Option<SystemTime>,
+    /// Why the timeline may be incomplete, if it may.
+    pub(crate) partial: Option<&'static str>,
+}
+
+impl<'a> Header<'a> {
+    fn of(run: &'a RunSummary, duration: Option<String>) -> Self {
+        Self {
+            ids: run.ids,
+            graph: run.graph.as_deref(),
+            thread_id: run.thread_id.as_deref(),
+            tags: &run.tags,
+            status: run.status,
+            started_at: run.started_at,
+            duration,
+            steps: run.steps,
+            error: run.error.as_deref(),
+            process: run.process.as_ref().map(|process| format!("pid {} on {}", process.pid, process.host)),
+            publisher: None,
+            last_event_at: run.last_event_at,
+            partial: run.partial.then_some(
+                "the WAL lacks the run's start (removed by retention, or never written); the timeline may be incomplete",
+            ),
+        }
+    }
+}
+
+pub(crate) fn write_header(run: &Header<'_>, out: &mut dyn Write) -> Result<()> {
     let mut field = |name: &str, value: &str| writeln!(out, "{name:<9} {value}");
     field("run", &run.ids.run_id.to_string())?;
-    field("graph", run.graph.as_deref().unwrap_or("?"))?;
-    field("thread", run.thread_id.as_deref().unwrap_or("-"))?;
+    field("graph", run.graph.unwrap_or("?"))?;
+    field("thread", run.thread_id.unwrap_or("-"))?;
     if !run.tags.is_empty() {
         field("tags", &run.tags.join(", "))?;
     }
@@ -170,28 +212,28 @@ fn write_header(run: &RunSummary, duration: Option<String>, out: &mut dyn Write)
         status => field("status", status.as_str())?,
     }
     field("started", &run.started_at.map_or_else(|| "-".to_owned(), |at| format!("{} UTC", format_utc(at))))?;
-    field("duration", &render::or_dash(duration))?;
+    field("duration", &render::or_dash(run.duration.clone()))?;
     field("steps", &run.steps.to_string())?;
     if let Some(parent) = run.ids.parent_run_id {
         field("parent", &format!("{parent} (root {}, depth {})", run.ids.root_run_id, run.ids.depth))?;
     }
-    if let Some(error) = &run.error {
+    if let Some(error) = run.error {
         field("error", error)?;
+    }
+    if let Some(publisher) = &run.publisher {
+        field("publisher", publisher)?;
     }
     if matches!(run.status, RunStatus::Running | RunStatus::Abandoned) {
         if let Some(process) = &run.process {
             let gone = if run.status == RunStatus::Abandoned { " (gone)" } else { "" };
-            field("process", &format!("pid {} on {}{gone}", process.pid, process.host))?;
+            field("process", &format!("{process}{gone}"))?;
         }
         if let Some(last) = run.last_event_at {
             field("last seen", &last_seen(last, run.started_at))?;
         }
     }
-    if run.partial {
-        field(
-            "note",
-            "the WAL lacks the run's start (removed by retention, or never written); the timeline may be incomplete",
-        )?;
+    if let Some(partial) = run.partial {
+        field("note", partial)?;
     }
     Ok(())
 }
@@ -208,7 +250,7 @@ fn last_seen(last: SystemTime, started: Option<SystemTime>) -> String {
     }
 }
 
-fn write_timeline(entries: &[Entry], status: RunStatus, out: &mut dyn Write) -> Result<()> {
+pub(crate) fn write_timeline(entries: &[Entry], status: RunStatus, out: &mut dyn Write) -> Result<()> {
     let tasks = || entries.iter().filter_map(|entry| if let Entry::Task(task) = entry { Some(task) } else { None });
     if entries.is_empty() {
         writeln!(out, "no tasks recorded")?;
@@ -264,7 +306,7 @@ fn write_timeline(entries: &[Entry], status: RunStatus, out: &mut dyn Write) -> 
     Ok(())
 }
 
-fn entry_json(entry: &Entry) -> Value {
+pub(crate) fn entry_json(entry: &Entry) -> Value {
     match entry {
         Entry::Task(task) => json!({
             "type": "task",

@@ -5,7 +5,7 @@ use std::io::{self, Write};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use dashflow_nats::{Follow, NatsConsumer, Received, StartAt};
+use dashflow_nats::{Follow, Item, NatsConsumer, Received, StartAt};
 use dashflow_telemetry::RunId;
 use futures::StreamExt;
 
@@ -58,7 +58,17 @@ async fn follow(url: &str, args: &TailArgs, out: &mut dyn Write) -> Result<()> {
         if args.json {
             writeln!(out, "{}", json_line(&received)?)?;
         } else {
-            writeln!(out, "{}  ({})", line(&received.event, Some(&received.graph)), received.publisher.name)?;
+            match &received.item {
+                Item::Event(event) => {
+                    writeln!(out, "{}  ({})", line(event, Some(&received.graph)), received.publisher.name)?;
+                }
+                Item::Gap { count } => writeln!(
+                    out,
+                    "run {}: {count} message(s) from seq {} never arrived  ({})",
+                    received.run.run_id, received.seq, received.publisher.name
+                )?,
+                _ => continue,
+            }
         }
         out.flush()?;
         printed += 1;
@@ -69,13 +79,15 @@ async fn follow(url: &str, args: &TailArgs, out: &mut dyn Write) -> Result<()> {
 }
 
 /// One received event as JSON: where it is in the stream, who sent it, its run's sequence
-/// number, its graph, and the event as `tail --json` prints WAL events.
+/// number, its graph, and the event as `tail --json` prints WAL events; for messages that
+/// never arrived, `event` is null and `gap` says how many (from `seq`).
 fn json_line(received: &Received) -> Result<String> {
     Ok(serde_json::to_string(&serde_json::json!({
         "stream_sequence": received.stream_sequence,
         "publisher": received.publisher,
         "seq": received.seq,
         "graph": received.graph,
-        "event": received.event,
+        "event": received.event(),
+        "gap": match received.item { Item::Gap { count } => Some(count), _ => None },
     }))?)
 }

@@ -13,6 +13,7 @@ mod errors;
 mod graph;
 mod queue;
 mod runs;
+mod runs_nats;
 mod tail;
 mod tail_nats;
 mod threads;

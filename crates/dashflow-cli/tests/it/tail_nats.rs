@@ -10,7 +10,7 @@ use dashflow::{RunConfig, RunId};
 
 use crate::common::{Home, block_on, support_graph, ticket};
 
-fn nats_url(test: &str) -> Option<String> {
+pub(crate) fn nats_url(test: &str) -> Option<String> {
     match std::env::var("DASHFLOW_TEST_NATS_URL") {
         Ok(url) if !url.trim().is_empty() => Some(url),
         _ => {
@@ -41,7 +41,7 @@ fn publish(url: &str) -> (String, String, RunId, RunId) {
 }
 
 /// Deletes a test's stream, so that runs of the suite leave none on the server.
-fn delete_stream(url: &str, stream: &str) {
+pub(crate) fn delete_stream(url: &str, stream: &str) {
     block_on(async {
         let client = async_nats::connect(url).await.unwrap();
         async_nats::jetstream::new(client).delete_stream(stream).await.unwrap();

@@ -7,7 +7,7 @@ use dashflow_checkpoint::{CheckpointError, PendingWrite};
 use dashflow_graph::__private::{NodeId, Target};
 use dashflow_graph::{GraphState, NodeName};
 use dashflow_telemetry::clock::Tick;
-use dashflow_telemetry::{Event, EventKind, InterruptReason, Report, RunOutcome};
+use dashflow_telemetry::{DeltaKind, Event, EventKind, InterruptReason, Report, RunOutcome};
 use tracing::{Instrument, Level};
 
 use super::algo::{Decision, PendingTask, Routing};
@@ -107,6 +107,20 @@ pub(crate) async fn execute<S: GraphState>(mut params: RunParams<S>, start: Star
     output
 }
 
+/// Hands the sinks that ask for deltas their own copy of step `step`'s merged update (they
+/// encode it wherever they encode). Out of line: most runs never come here, and their step
+/// should not carry its code.
+#[cold]
+#[inline(never)]
+fn share_update<U: Clone + Send + Sync + serde::Serialize + 'static>(
+    hub: &crate::hub::EventHub,
+    run: dashflow_telemetry::RunIds,
+    step: u64,
+    update: &U,
+) {
+    hub.delta(run, step, DeltaKind::Update, Arc::new(update.clone()));
+}
+
 /// Cancels the run's signal when dropped, unless emptied first.
 struct CancelUnlessDone(Option<Arc<ExecScope>>);
 
@@ -194,6 +208,12 @@ impl<S: GraphState> Loop<S> {
                 self.commit(Source::Input, input_update.as_ref()).await?;
             }
             Some(position) => self.restore(position)?,
+        }
+        if self.params.hub.deltas() {
+            // Shared, not copied: the state is copied at the next apply only if a sink still
+            // holds it then.
+            let state: Arc<S> = Arc::clone(&self.state);
+            self.params.hub.delta(self.params.ids, self.step, DeltaKind::Snapshot, state);
         }
         let deadline = self.params.config.timeout.map(|timeout| (timeout, tokio::time::Instant::now() + timeout));
         while !self.frontier.is_empty() {
@@ -490,6 +510,9 @@ impl<S: GraphState> Loop<S> {
         let keep = self.durable.as_ref().is_some_and(|durable| durable.durability() != Durability::Exit);
         let delta = if keep { merged.clone() } else { None };
         if let Some(merged) = merged {
+            if self.params.hub.deltas() {
+                share_update(&self.params.hub, self.params.ids, self.step, &merged);
+            }
             if let Some(compose) = self.params.compose {
                 match &mut self.composed {
                     Some(composed) => compose(composed, merged.clone()),

@@ -11,6 +11,7 @@ mod command;
 mod common;
 mod concurrency;
 mod context;
+mod deltas;
 mod durable;
 mod edges;
 mod events;

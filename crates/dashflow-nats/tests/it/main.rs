@@ -17,8 +17,8 @@ use std::time::Duration;
 
 use dashflow_executor::{CompiledGraph, RunConfig};
 use dashflow_graph::{END, GraphState, NodeError, START, StateGraph};
-use dashflow_nats::{DEFAULT_INTEREST, Follow, NatsConsumer, NatsSink, Received, StartAt};
-use dashflow_telemetry::{Event, EventCallback, EventKind, Interest, RunId};
+use dashflow_nats::{DEFAULT_INTEREST, Follow, Item, NatsConsumer, NatsSink, Received, StartAt};
+use dashflow_telemetry::{DeltaKind, Event, EventCallback, EventKind, Interest, RunId};
 use futures::StreamExt;
 use libtest_mimic::{Arguments, Failed, Trial};
 use serde::{Deserialize, Serialize};
@@ -58,6 +58,18 @@ fn main() {
         trial(
             "a_sink_started_and_dropped_inside_async_code_publishes",
             a_sink_started_and_dropped_inside_async_code_publishes,
+        ),
+        trial(
+            "a_consumer_rebuilds_a_threads_state_from_the_deltas_alone",
+            a_consumer_rebuilds_a_threads_state_from_the_deltas_alone,
+        ),
+        trial(
+            "a_state_that_cannot_be_written_as_json_fails_no_run_and_is_counted",
+            a_state_that_cannot_be_written_as_json_fails_no_run_and_is_counted,
+        ),
+        trial(
+            "messages_stored_out_of_order_come_in_seq_order_and_a_missing_one_as_a_gap",
+            messages_stored_out_of_order_come_in_seq_order_and_a_missing_one_as_a_gap,
         ),
     ];
     libtest_mimic::run(&Arguments::from_args(), trials).exit();
@@ -175,7 +187,7 @@ async fn read(url: &str, stream: &str, prefix: &str, follow: Follow, count: usiz
 fn by_run(received: &[Received]) -> BTreeMap<RunId, Vec<&Received>> {
     let mut runs: BTreeMap<RunId, Vec<&Received>> = BTreeMap::new();
     for event in received {
-        runs.entry(event.event.run.run_id).or_default().push(event);
+        runs.entry(event.run.run_id).or_default().push(event);
     }
     runs
 }
@@ -224,7 +236,7 @@ fn concurrent_runs_arrive_complete_and_in_order_per_run() -> Result<(), Failed> 
         let events = &got[run];
         let seqs: Vec<u64> = events.iter().map(|event| event.seq).collect();
         assert_eq!(seqs, (1..=kinds.len() as u64).collect::<Vec<_>>(), "run {run}: in order, none missing");
-        let got_kinds: Vec<&EventKind> = events.iter().map(|event| &event.event.kind).collect();
+        let got_kinds: Vec<&EventKind> = events.iter().map(|event| &event.event().unwrap().kind).collect();
         assert_eq!(got_kinds, kinds.iter().collect::<Vec<_>>(), "run {run}");
         assert!(events.iter().all(|event| &*event.graph == "jobs" && event.publisher == *sink.publisher()));
     }
@@ -254,7 +266,7 @@ fn a_consumer_starting_late_replays_from_the_start_or_a_chosen_point() -> Result
     // The publisher is gone; a consumer that starts now still gets every event.
     let total = recorder.total();
     let all = rt.block_on(read(&url, &stream, &prefix, Follow::all().start_at(StartAt::Beginning), total))?;
-    assert!(matches!(all[0].event.kind, EventKind::GraphDefined { .. } | EventKind::RunStarted { .. }));
+    assert!(matches!(all[0].event().unwrap().kind, EventKind::GraphDefined { .. } | EventKind::RunStarted { .. }));
     assert_eq!(
         all.iter().map(|event| event.stream_sequence).collect::<Vec<_>>(),
         (1..=total as u64).collect::<Vec<_>>()
@@ -268,11 +280,11 @@ fn a_consumer_starting_late_replays_from_the_start_or_a_chosen_point() -> Result
     // One run only.
     let second = all
         .iter()
-        .find_map(|e| matches!(e.event.kind, EventKind::RunStarted { .. }).then_some(e.event.run.run_id))
+        .find_map(|e| matches!(e.event().unwrap().kind, EventKind::RunStarted { .. }).then_some(e.run.run_id))
         .unwrap();
     let expected = recorder.runs()[&second].len();
     let one = rt.block_on(read(&url, &stream, &prefix, Follow::all().graph("late").run(second), expected))?;
-    assert!(one.iter().all(|event| event.event.run.run_id == second));
+    assert!(one.iter().all(|event| event.run.run_id == second));
     rt.block_on(delete_stream(&url, &stream))?;
     Ok(())
 }
@@ -486,7 +498,8 @@ fn with_the_server_away_a_full_queue_drops_and_counts_and_runs_finish() -> Resul
     let (sink, guard) = NatsSink::builder(&url)
         .stream(&stream)
         .subject_prefix(&prefix)
-        .capacity(2)
+        // Events: a few hand-overs' worth.
+        .capacity(64)
         .pending_limit(4)
         .ack_timeout(Duration::from_secs(1))
         .start()?;
@@ -509,7 +522,7 @@ fn with_the_server_away_a_full_queue_drops_and_counts_and_runs_finish() -> Resul
     assert!(stats.acknowledged > 0 && stats.lost == 0, "{stats:?}");
     let received = rt.block_on(read(&url, &stream, &prefix, Follow::all(), stats.acknowledged as usize))?;
     // Whatever was kept arrived once: the stream holds exactly what was acknowledged.
-    let distinct: HashSet<(RunId, u64)> = received.iter().map(|event| (event.event.run.run_id, event.seq)).collect();
+    let distinct: HashSet<(RunId, u64)> = received.iter().map(|event| (event.run.run_id, event.seq)).collect();
     assert_eq!(distinct.len(), received.len());
     assert_eq!(rt.block_on(stored(&url, &stream))?, stats.acknowledged);
     assert!(received.len() < recorder.total());
@@ -544,6 +557,229 @@ fn a_sink_started_and_dropped_inside_async_code_publishes() -> Result<(), Failed
     assert_eq!(stats.acknowledged, recorder.total() as u64, "{stats:?}");
     let received = rt.block_on(read(&url, &stream, &prefix, Follow::all(), recorder.total()))?;
     assert_eq!(received.len(), recorder.total());
+    rt.block_on(delete_stream(&url, &stream))?;
+    Ok(())
+}
+
+/// A thread's state with a reducer of each common kind.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, GraphState)]
+struct Ledger {
+    #[reduce(append)]
+    log: Vec<String>,
+    #[reduce(add)]
+    total: u64,
+    note: String,
+}
+
+type LedgerReady = std::future::Ready<Result<LedgerUpdate, NodeError>>;
+
+fn entry(name: &'static str, amount: u64) -> impl Fn(Arc<Ledger>) -> LedgerReady + Send + Sync + 'static {
+    move |_| std::future::ready(Ok(LedgerUpdate::default().log(vec![name.to_owned()]).total(amount)))
+}
+
+fn a_consumer_rebuilds_a_threads_state_from_the_deltas_alone() -> Result<(), Failed> {
+    let Some(url) = server_url("a_consumer_rebuilds_a_threads_state_from_the_deltas_alone")? else { return Ok(()) };
+    let (stream, prefix) = unique_stream("deltas");
+    let (sink, guard) = NatsSink::builder(&url).stream(&stream).subject_prefix(&prefix).state_deltas().start()?;
+    // open -> (debit, credit) in parallel -> close, paused before `close`: two runs of one
+    // thread, the second resuming from a checkpoint.
+    let mut graph = StateGraph::<Ledger>::named("ledger");
+    graph
+        .add_node("open", |_: Arc<Ledger>| {
+            std::future::ready(Ok::<_, NodeError>(LedgerUpdate::default().note("opened".to_owned())))
+        })
+        .add_node("debit", entry("debit", 5))
+        .add_node("credit", entry("credit", 7))
+        .add_node("close", entry("close", 100))
+        .add_edge(START, "open")
+        .add_parallel_edges("open", ["debit", "credit"])
+        .add_join(["debit", "credit"], "close")
+        .add_edge("close", END);
+    let app = CompiledGraph::new(graph.build().unwrap())
+        .with_checkpointer(dashflow_checkpoint_memory::MemoryCheckpointer::new())
+        .interrupt_before(["close"])
+        .unwrap()
+        .with_callback(sink.clone());
+    let config = RunConfig::thread("ledger-1");
+    let rt = runtime();
+    let input = Ledger { log: vec!["input".into()], ..Ledger::default() };
+    let expected = rt.block_on(async {
+        app.invoke(input, config.clone()).await.unwrap();
+        app.resume(dashflow_graph::Command::new(), config.clone()).await.unwrap();
+        app.get_state(&config).await.unwrap().unwrap().state
+    });
+    assert_eq!(expected.total, 112, "the run went through every node");
+    flush(&sink)?;
+    let total = sink.stats().acknowledged as usize;
+
+    // From the stream alone: which runs belong to the thread, then their deltas in order.
+    let received = rt.block_on(read(&url, &stream, &prefix, Follow::all().state_deltas(), total))?;
+    let mut thread_runs = HashSet::new();
+    let mut state: Option<Ledger> = None;
+    let mut kinds = Vec::new();
+    for message in &received {
+        match &message.item {
+            Item::Event(Event { kind: EventKind::RunStarted { thread_id: Some(thread), .. }, .. })
+                if &**thread == "ledger-1" =>
+            {
+                thread_runs.insert(message.run.run_id);
+            }
+            Item::Delta(delta) if thread_runs.contains(&message.run.run_id) => {
+                kinds.push((delta.kind, delta.step));
+                match delta.kind {
+                    DeltaKind::Snapshot => state = Some(delta.decode()?),
+                    _ => state.as_mut().ok_or("an update before any snapshot")?.apply(delta.decode()?),
+                }
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(thread_runs.len(), 2);
+    assert_eq!(
+        kinds,
+        [
+            (DeltaKind::Snapshot, 0),
+            (DeltaKind::Update, 1),
+            (DeltaKind::Update, 2),
+            (DeltaKind::Snapshot, 2),
+            (DeltaKind::Update, 3)
+        ],
+        "each run's starting state, then one update per step"
+    );
+    assert_eq!(state.as_ref(), Some(&expected), "the state rebuilt from the stream is the checkpointer's");
+    // A consumer that does not ask for deltas never sees one.
+    let events = received.iter().filter(|message| message.event().is_some()).count();
+    let plain = rt.block_on(read(&url, &stream, &prefix, Follow::all(), events))?;
+    assert!(plain.iter().all(|message| message.delta().is_none()));
+    assert_eq!(sink.stats().unencodable, 0);
+    guard.shutdown(Duration::from_secs(10))?;
+    rt.block_on(delete_stream(&url, &stream))?;
+    Ok(())
+}
+
+/// A value whose `Serialize` refuses human-readable formats such as JSON (binary ones, a
+/// checkpoint's, take it).
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+struct BinaryOnly(u32);
+
+impl Serialize for BinaryOnly {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        if serializer.is_human_readable() {
+            return Err(serde::ser::Error::custom("BinaryOnly has no JSON form"));
+        }
+        serializer.serialize_u32(self.0)
+    }
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, GraphState)]
+struct Opaque {
+    value: BinaryOnly,
+}
+
+fn a_state_that_cannot_be_written_as_json_fails_no_run_and_is_counted() -> Result<(), Failed> {
+    let Some(url) = server_url("a_state_that_cannot_be_written_as_json_fails_no_run_and_is_counted")? else {
+        return Ok(());
+    };
+    let (stream, prefix) = unique_stream("opaque");
+    let (sink, guard) = NatsSink::builder(&url).stream(&stream).subject_prefix(&prefix).state_deltas().start()?;
+    let mut graph = StateGraph::<Opaque>::named("opaque");
+    graph
+        .add_node("set", |_: Arc<Opaque>| {
+            std::future::ready(Ok::<_, NodeError>(OpaqueUpdate::default().value(BinaryOnly(7))))
+        })
+        .add_edge(START, "set")
+        .add_edge("set", END);
+    let app = CompiledGraph::new(graph.build().unwrap()).with_callback(sink.clone());
+    let rt = runtime();
+    let result = rt.block_on(app.invoke(Opaque::default(), RunConfig::new())).unwrap();
+    assert_eq!(result.state.value, BinaryOnly(7), "the run finished");
+    flush(&sink)?;
+    assert_eq!(sink.stats().unencodable, 2, "the starting state and the one update");
+    let total = sink.stats().acknowledged as usize;
+    let received = rt.block_on(read(&url, &stream, &prefix, Follow::all().state_deltas(), total))?;
+    let deltas: Vec<_> = received.iter().filter_map(Received::delta).collect();
+    assert_eq!(deltas.len(), 2);
+    for delta in deltas {
+        let reason = delta.value.as_ref().unwrap_err();
+        assert!(reason.contains("BinaryOnly has no JSON form"), "{reason}");
+    }
+    let seqs: Vec<u64> = received.iter().map(|message| message.seq).collect();
+    assert_eq!(seqs, (1..=total as u64).collect::<Vec<_>>(), "no number skipped");
+    guard.shutdown(Duration::from_secs(10))?;
+    rt.block_on(delete_stream(&url, &stream))?;
+    Ok(())
+}
+
+/// A version-1 event message of `run` with `seq`, as a publisher writes it.
+fn raw_event(run: RunId, seq: u64) -> String {
+    format!(
+        r#"{{"v":1,"publisher":{{"id":"P1","name":"1@test"}},"seq":{seq},"graph":"raw",
+        "run":{{"id":"{run}","parent":null,"root":"{run}","depth":0}},"at_ns":{seq},
+        "event":{{"type":"task_started","step":{seq},"node":"n","attempt":1}}}}"#
+    )
+}
+
+fn messages_stored_out_of_order_come_in_seq_order_and_a_missing_one_as_a_gap() -> Result<(), Failed> {
+    let Some(url) = server_url("messages_stored_out_of_order_come_in_seq_order_and_a_missing_one_as_a_gap")? else {
+        return Ok(());
+    };
+    let (stream, prefix) = unique_stream("reorder");
+    let rt = runtime();
+    let (resent, lost, crowded) = (RunId::new(), RunId::new(), RunId::new());
+    // As a publisher's re-send stores them: `resent`'s 3 after its 4; `lost`'s 3 never;
+    // `crowded`'s 2 never, with more after it than a small window holds.
+    let order = [
+        (resent, 1),
+        (lost, 1),
+        (resent, 2),
+        (resent, 4),
+        (lost, 2),
+        (lost, 4),
+        (resent, 3),
+        (resent, 5),
+        (lost, 5),
+        (crowded, 1),
+        (crowded, 3),
+        (crowded, 4),
+        (crowded, 5),
+    ];
+    rt.block_on(async {
+        let consumer = NatsConsumer::connect_to(&url, &stream, &prefix).await?;
+        consumer.ensure_stream().await?;
+        let js = async_nats::jetstream::new(async_nats::connect(&url).await?);
+        for (run, seq) in order {
+            js.publish(format!("{prefix}.raw.{run}"), raw_event(run, seq).into()).await?.await?;
+        }
+        Ok::<_, Failed>(())
+    })?;
+    let show = |messages: &[Received], run: RunId| -> Vec<String> {
+        messages
+            .iter()
+            .filter(|message| message.run.run_id == run)
+            .map(|message| match &message.item {
+                Item::Gap { count } => format!("gap {}+{count}", message.seq),
+                _ => message.seq.to_string(),
+            })
+            .collect()
+    };
+    // A short wait: the lost message's gap is reported once it has not come in time.
+    let follow = Follow::all().reorder_wait(Duration::from_millis(200));
+    let received = rt.block_on(read(&url, &stream, &prefix, follow, order.len() + 2))?;
+    assert_eq!(show(&received, resent), ["1", "2", "3", "4", "5"]);
+    assert_eq!(show(&received, lost), ["1", "2", "gap 3+1", "4", "5"]);
+    // A window of two: the gap is reported when a third message waits, not after the wait.
+    let follow = Follow::all().graph("raw").reorder_window(2).reorder_wait(Duration::from_secs(3600));
+    let crowded_only = rt.block_on(async {
+        let consumer = NatsConsumer::connect_to(&url, &stream, &prefix).await?;
+        let mut events = consumer.follow(follow.run(crowded)).await?;
+        let mut got = Vec::new();
+        while got.len() < 5 {
+            let next = tokio::time::timeout(Duration::from_secs(30), events.next()).await;
+            got.push(next.map_err(|_| format!("only {got:?} within 30 s"))?.ok_or("the stream ended")??);
+        }
+        Ok::<_, Failed>(got)
+    })?;
+    assert_eq!(show(&crowded_only, crowded), ["1", "gap 2+1", "3", "4", "5"]);
     rt.block_on(delete_stream(&url, &stream))?;
     Ok(())
 }

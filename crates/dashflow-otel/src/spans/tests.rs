@@ -157,3 +157,29 @@ fn a_trace_parent_tag_round_trips_and_bad_ones_are_refused_with_the_reason() {
     }
     assert!(trace_parent_tag(&SpanContext::NONE).is_err());
 }
+
+#[test]
+fn past_the_open_run_bound_the_runs_heard_from_least_recently_end_unfinished() {
+    let mut maker = SpanMaker::with_max_open(4);
+    let mut out = Vec::new();
+    let runs: Vec<RunIds> = (0..4).map(|_| RunIds::root(RunId::new())).collect();
+    for (n, run) in runs.iter().enumerate() {
+        maker.push(&started(*run, n as u64, Vec::new()), &mut out);
+    }
+    // The first run is heard from again: the second is now the quietest.
+    maker.push(&step(runs[0], 10, 1), &mut out);
+    assert_eq!((maker.open_runs(), out.len()), (4, 0));
+    let fifth = RunIds::root(RunId::new());
+    maker.push(&started(fifth, 20, Vec::new()), &mut out);
+    assert_eq!(maker.open_runs(), 4, "one ended to make room, the new one opened");
+    let run_spans = named(&out, "dashflow.run");
+    assert_eq!(run_spans.len(), 1);
+    let id = run_spans[0].attributes.iter().find(|kv| kv.key.as_str() == "dashflow.run.id").unwrap();
+    assert_eq!(id.value.as_str(), runs[1].run_id.to_string());
+    let outcome = run_spans[0].attributes.iter().find(|kv| kv.key.as_str() == "dashflow.run.outcome").unwrap();
+    assert_eq!(outcome.value.as_str(), "unfinished");
+    // The ended run's later events are ignored; the others go on.
+    maker.push(&finished(runs[1], 30), &mut out);
+    maker.push(&finished(runs[0], 31), &mut out);
+    assert_eq!(named(&out, "dashflow.run").len(), 2);
+}
