@@ -39,12 +39,16 @@
 //!
 //! This crate has no feature flags.
 
+mod admin;
 mod error;
+mod events;
 mod guard;
 mod listen;
 mod migrate;
 mod queue;
 mod sql;
 
+pub use admin::{QueueHealth, TableHealth, XminHorizon};
+pub use events::PgRunStreams;
 pub use guard::LeaseGuard;
 pub use queue::PostgresRunQueue;

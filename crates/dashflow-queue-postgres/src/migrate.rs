@@ -15,11 +15,13 @@ struct Migration {
     sql: &'static str,
 }
 
-const MIGRATIONS: &[Migration] =
-    &[Migration { version: 1, name: "run queue", sql: include_str!("../migrations/0001_initial.sql") }];
+const MIGRATIONS: &[Migration] = &[
+    Migration { version: 1, name: "run queue", sql: include_str!("../migrations/0001_initial.sql") },
+    Migration { version: 2, name: "run event streams", sql: include_str!("../migrations/0002_run_events.sql") },
+];
 
 /// The schema version this build writes.
-pub(crate) const LATEST: i64 = 1;
+pub(crate) const LATEST: i64 = 2;
 
 /// `DFQM` in ASCII; the second key is a hash of the schema name.
 const MIGRATION_LOCK: i32 = 0x4446_514d;

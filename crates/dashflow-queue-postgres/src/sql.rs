@@ -52,14 +52,15 @@ pub(crate) const HEARTBEAT: &str = "
 WITH me AS (
     UPDATE dashflow_workers SET heartbeat_at = now(), lease_expires_at = now() + make_interval(secs => $2),
            running = cardinality($3::text[])
-    WHERE worker_id = $1 AND stopped_at IS NULL RETURNING worker_id)
+    WHERE worker_id = $1 AND stopped_at IS NULL RETURNING worker_id, draining)
 SELECT h.run_id, (r.run_id IS NOT NULL) AS held, (r.cancel_requested_at IS NOT NULL) AS cancel,
-       (SELECT count(*) FROM me) AS alive
+       (SELECT count(*) FROM me) AS alive, coalesce((SELECT bool_or(draining) FROM me), false) AS draining
 FROM unnest($3::text[], $4::bigint[]) AS h(run_id, epoch)
 LEFT JOIN dashflow_runs r ON r.run_id = h.run_id AND r.lease_epoch = h.epoch
                          AND r.state = 'running' AND r.worker_id = $1
 UNION ALL
-SELECT NULL, false, false, (SELECT count(*) FROM me) WHERE cardinality($3::text[]) = 0";
+SELECT NULL, false, false, (SELECT count(*) FROM me), coalesce((SELECT bool_or(draining) FROM me), false)
+WHERE cardinality($3::text[]) = 0";
 
 /// Claims a batch (distinct threads, thanks to `dashflow_runs_one_active`) and bumps each
 /// thread's fence epoch in the same statement.

@@ -28,6 +28,7 @@
 mod error;
 mod queue;
 mod record;
+mod stream;
 
 pub use error::{QueueError, Result};
 pub use queue::{RunQueue, Wake, Wakeups};
@@ -35,3 +36,4 @@ pub use record::{
     ClaimedRun, Finish, GraphKey, HeartbeatReply, Lease, Multitask, NewRun, Priority, QueueStat, RunFilter, RunKind,
     RunRecord, RunState, SweepReport, Timings, WorkerInfo, WorkerRecord, WorkerState, new_run_id,
 };
+pub use stream::{RunStreams, StreamEntry, StreamItem};

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use dashflow_checkpoint::Checkpointer;
 
 use crate::{
-    ClaimedRun, Finish, GraphKey, HeartbeatReply, Lease, NewRun, QueueStat, Result, RunFilter, RunRecord, RunState,
+    ClaimedRun, RunStreams, Finish, GraphKey, HeartbeatReply, Lease, NewRun, QueueStat, Result, RunFilter, RunRecord, RunState,
     SweepReport, Timings, WorkerInfo, WorkerRecord,
 };
 
@@ -92,6 +92,12 @@ pub trait RunQueue: Send + Sync + fmt::Debug + 'static {
     async fn wakeups(&self) -> Result<Option<Box<dyn Wakeups>>> {
         Ok(None)
     }
+
+    /// The event streams of this queue's runs, which owners append to and any process can
+    /// follow; `None` (the default): this queue keeps none.
+    fn streams(&self) -> Option<Arc<dyn RunStreams>> {
+        None
+    }
 }
 
 /// What a [`Wakeups`] stream reports.
@@ -104,6 +110,8 @@ pub enum Wake {
     Done(String),
     /// Wake-ups may have been lost (the listener reconnected): check everything again.
     Missed,
+    /// Items were appended to the event stream of run `0` ([`RunStreams`]).
+    Events(String),
 }
 
 /// Wake-ups from a queue (see [`RunQueue::wakeups`]).
@@ -185,5 +193,9 @@ impl<T: RunQueue + ?Sized> RunQueue for Arc<T> {
 
     async fn wakeups(&self) -> Result<Option<Box<dyn Wakeups>>> {
         (**self).wakeups().await
+    }
+
+    fn streams(&self) -> Option<Arc<dyn RunStreams>> {
+        (**self).streams()
     }
 }

@@ -38,6 +38,9 @@ pub enum WorkerError {
         /// The name.
         name: String,
     },
+    /// The run queue keeps no event streams, so runs cannot be followed.
+    #[error("this run queue keeps no run event streams; follow runs on a queue that does (PostgreSQL)")]
+    NoStreams,
     /// A worker needs at least one graph.
     #[error("a worker needs at least one graph: call WorkerBuilder::graph")]
     NoGraphs,

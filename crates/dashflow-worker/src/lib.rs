@@ -20,9 +20,11 @@
 mod client;
 mod error;
 mod registry;
+mod stream;
 mod worker;
 
 pub use client::{Client, Finished, RunRequest};
 pub use error::{Result, WorkerError};
 pub use registry::{RegisteredGraph, RunEnd, RunnableGraph};
+pub use stream::{RunEvent, RunEventSink, RunEvents, Streamed};
 pub use worker::{Worker, WorkerBuilder, WorkerCounters, shutdown_signal};

@@ -10,13 +10,15 @@ use std::time::Duration;
 
 use dashflow_graph::MergeableState;
 use dashflow_queue::{
-    ClaimedRun, Finish, GraphKey, Lease, QueueError, RunQueue, RunState, Timings, Wake, Wakeups, WorkerInfo,
+    ClaimedRun, Finish, GraphKey, Lease, QueueError, RunQueue, RunState, RunStreams, Timings, Wake, Wakeups,
+    WorkerInfo,
 };
-use tokio::sync::Notify;
+use tokio::sync::{Notify, oneshot};
 use tokio::task::{AbortHandle, JoinHandle};
 use tokio::time::Instant;
 
 use crate::registry::{RegisteredGraph, RunEnd, RunnableGraph};
+use crate::stream;
 use crate::{Result, WorkerError};
 
 /// What a worker did, counted since it started. Also reported through the `metrics` facade
@@ -65,6 +67,8 @@ pub struct WorkerBuilder {
     worker_id: Option<String>,
     grace: Duration,
     version: String,
+    event_streams: bool,
+    event_retention: Duration,
 }
 
 impl WorkerBuilder {
@@ -105,6 +109,20 @@ impl WorkerBuilder {
         self
     }
 
+    /// Keeps no event streams of the runs it holds, whatever their submitters asked: nobody
+    /// can follow them (`Client::follow`), and runs write nothing but their checkpoints.
+    pub fn without_event_streams(mut self) -> Self {
+        self.event_streams = false;
+        self
+    }
+
+    /// How long the event streams of ended runs are kept for late followers before the
+    /// sweeper deletes them (10 minutes).
+    pub fn event_retention(mut self, retention: Duration) -> Self {
+        self.event_retention = retention;
+        self
+    }
+
     /// The program version the worker reports (`dashflow workers list`).
     pub fn version(mut self, version: impl Into<String>) -> Self {
         self.version = version.into();
@@ -140,8 +158,12 @@ impl WorkerBuilder {
             i32::try_from(self.slots).unwrap_or(i32::MAX),
         )
         .version(self.version);
+        let streams = if self.event_streams { self.queue.streams() } else { None };
         Ok(Worker {
             shared: Arc::new(Shared {
+                streams,
+                event_retention: self.event_retention,
+                drain: Notify::new(),
                 queue: self.queue,
                 graphs: self.graphs.into_iter().map(|graph| (graph.key().clone(), graph)).collect(),
                 info,
@@ -179,6 +201,11 @@ pub struct Worker {
 
 struct Shared {
     queue: Arc<dyn RunQueue>,
+    /// Where held runs' events go, unless streams are off.
+    streams: Option<Arc<dyn RunStreams>>,
+    event_retention: Duration,
+    /// Notified (with a stored permit) when the queue asks this worker to drain.
+    drain: Notify,
     graphs: HashMap<GraphKey, Arc<dyn RunnableGraph>>,
     info: WorkerInfo,
     timings: Timings,
@@ -241,6 +268,8 @@ impl Worker {
             worker_id: None,
             grace: Duration::from_secs(30),
             version: String::new(),
+            event_streams: true,
+            event_retention: Duration::from_secs(600),
         }
     }
 
@@ -292,6 +321,10 @@ impl Worker {
             loop {
                 tokio::select! {
                     () = &mut shutdown => break 'claiming,
+                    () = shared.drain.notified() => {
+                        tracing::info!(worker_id = %shared.info.worker_id, "asked to drain: stopping as on SIGTERM");
+                        break 'claiming;
+                    }
                     () = shared.slot_freed.notified(), if !idle => break,
                     () = tokio::time::sleep_until(until) => break,
                     wake = next_wake(&mut wakeups), if idle => match wake {
@@ -356,10 +389,27 @@ impl Shared {
         };
         lock(&self.held).insert(lease.run_id.clone(), Held { lease: lease.clone(), abort: None });
         let shared = Arc::clone(self);
+        let streamed = run.config.get("event_stream").and_then(serde_json::Value::as_bool) != Some(false);
+        let streams = self.streams.clone().filter(|_| streamed);
         let task = tokio::spawn(async move {
             tracing::debug!(run_id = %run.lease.run_id, epoch = run.lease.epoch, attempt = run.attempt, "run claimed");
             let checkpointer = shared.queue.fenced_checkpointer(&run.lease);
-            let end = graph.execute(&run, checkpointer).await;
+            let end = match streams {
+                Some(streams) => {
+                    let (sink, writer) = stream::attach(streams, run.lease.clone(), run.attempt);
+                    let (ended, ended_rx) = oneshot::channel();
+                    let running = async {
+                        let end = graph.execute(&run, checkpointer, Some(sink)).await;
+                        let _ = ended.send(());
+                        end
+                    };
+                    // The stream is complete before the run is finished in the queue, so a
+                    // follower that sees the run over has every event to read.
+                    let (end, ()) = tokio::join!(running, writer.write_until(ended_rx));
+                    end
+                }
+                None => graph.execute(&run, checkpointer, None).await,
+            };
             shared.end(&run.lease, end).await;
             lock(&shared.held).remove(&run.lease.run_id);
             shared.slot_freed.notify_one();
@@ -445,6 +495,9 @@ impl Shared {
                     for lease in dropped {
                         self.release(&lease, "its worker lost the database for too long").await;
                     }
+                    if reply.draining {
+                        self.drain.notify_one();
+                    }
                     if !reply.alive {
                         tracing::warn!(worker_id = %self.info.worker_id, "the sweeper stopped this worker; dropping its runs and registering again");
                         let runs: Vec<String> = lock(&self.held).keys().cloned().collect();
@@ -515,6 +568,13 @@ impl Shared {
                     let rescued = report.runs.len() as u64;
                     if rescued > 0 {
                         self.counters.add(&self.counters.rescued, "dashflow_runs_rescued_total", rescued);
+                    }
+                    // One sweeper at a time trims, the one that held the sweep lock.
+                    if report.swept
+                        && let Some(streams) = &self.streams
+                        && let Err(error) = streams.trim(self.event_retention).await
+                    {
+                        tracing::debug!(error = %dashflow_telemetry::Report(&error), "trimming event streams failed");
                     }
                 }
                 Err(error) => tracing::debug!(error = %dashflow_telemetry::Report(&error), "sweep failed"),

@@ -108,7 +108,7 @@ async fn attempt(
 ) -> (dashflow_worker::RunEnd, dashflow_queue::Lease) {
     let claimed = queue.claim("w", &["default".to_owned()], std::slice::from_ref(graph.key()), 1).await.unwrap();
     let run = claimed.into_iter().next().expect("a run to claim");
-    let end = graph.execute(&run, queue.fenced_checkpointer(&run.lease)).await;
+    let end = graph.execute(&run, queue.fenced_checkpointer(&run.lease), None).await;
     (end, run.lease)
 }
 
