@@ -5,4 +5,5 @@
 
 mod fence;
 mod queue;
+mod stream;
 mod support;
