@@ -22,7 +22,8 @@ use dashflow_executor::CompiledGraph;
 use dashflow_graph::{END, GraphState, NodeContext, NodeError, START, StateGraph};
 use dashflow_queue::{RunQueue, RunState, Timings};
 use dashflow_queue_postgres::PostgresRunQueue;
-use dashflow_worker::{Client, RegisteredGraph, RunRequest, Worker};
+use dashflow_telemetry::EventKind;
+use dashflow_worker::{Client, RegisteredGraph, RunEvent, RunEvents, RunRequest, Worker};
 use libtest_mimic::{Arguments, Failed, Trial};
 use serde::{Deserialize, Serialize};
 use sqlx::postgres::PgConnectOptions;
@@ -46,6 +47,8 @@ struct Env {
     /// A marker file: while it is absent, node `c` hangs (the first worker to reach it is
     /// killed there), and creates it.
     hang_marker: Option<PathBuf>,
+    /// A directory of gates: each node waits until a file named after it exists there.
+    gates: Option<PathBuf>,
 }
 
 type NodeFuture = std::pin::Pin<Box<dyn Future<Output = Result<WorkUpdate, NodeError>> + Send>>;
@@ -63,6 +66,12 @@ fn node(name: &'static str, env: &Arc<Env>) -> impl Fn(Arc<Work>, NodeContext) -
         Box::pin(async move {
             let key = ctx.idempotency_key();
             append(&env.ledger, &format!("start {key} {} {}", std::process::id(), dashflow_checkpoint::now_ms()));
+            if let Some(gates) = &env.gates {
+                // The node's own barrier, which the test opens.
+                while !gates.join(name).exists() {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
             if name == "c"
                 && let Some(marker) = &env.hang_marker
                 && !marker.exists()
@@ -122,12 +131,13 @@ fn child() -> Result<()> {
         var("DASHFLOW_WORKER_VERSION")?,
     );
     let hang_marker = std::env::var("DASHFLOW_WORKER_HANG").ok().map(PathBuf::from);
+    let gates = std::env::var("DASHFLOW_WORKER_GATES").ok().map(PathBuf::from);
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_writer(std::io::stderr)
         .with_ansi(false)
         .init();
-    let env = Arc::new(Env { ledger: PathBuf::from(ledger), hang_marker });
+    let env = Arc::new(Env { ledger: PathBuf::from(ledger), hang_marker, gates });
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     runtime.block_on(async {
         let queue: Arc<dyn RunQueue> = Arc::new(queue_at(&url, &schema).await?);
@@ -194,11 +204,18 @@ impl Cluster {
     }
 
     fn start_worker(&mut self, version: &str, hang: bool) -> usize {
+        let hang_marker = self.dir.path().join("hang-marker");
+        let extra: Vec<(&str, &Path)> = if hang { vec![("DASHFLOW_WORKER_HANG", &hang_marker)] } else { Vec::new() };
+        self.start_worker_with(version, &self.url.clone(), &extra)
+    }
+
+    /// A worker connecting to `url`, with extra environment variables.
+    fn start_worker_with(&mut self, version: &str, url: &str, extra: &[(&str, &Path)]) -> usize {
         let log = std::fs::File::create(self.dir.path().join(format!("worker-{}.log", self.workers.len()))).unwrap();
         let mut process = Process::new(std::env::current_exe().unwrap());
         process
             .env("DASHFLOW_WORKER_CHILD", "1")
-            .env("DASHFLOW_WORKER_URL", &self.url)
+            .env("DASHFLOW_WORKER_URL", url)
             .env("DASHFLOW_WORKER_SCHEMA", &self.schema)
             .env("DASHFLOW_WORKER_LEDGER", self.ledger())
             .env("DASHFLOW_WORKER_VERSION", version)
@@ -207,8 +224,8 @@ impl Cluster {
             .env("RUST_LOG", "dashflow_worker=debug,dashflow_queue_postgres=info")
             .stdout(Stdio::null())
             .stderr(log);
-        if hang {
-            process.env("DASHFLOW_WORKER_HANG", self.dir.path().join("hang-marker"));
+        for (name, value) in extra {
+            process.env(name, value);
         }
         self.workers.push(process.spawn().unwrap());
         self.workers.len() - 1
@@ -350,7 +367,7 @@ fn trial(name: &'static str, body: fn(&'static str) -> TrialFuture) -> Trial {
 /// that task, from the step's checkpoint and its siblings' stored results.
 async fn takeover_reruns_only_the_unfinished_task(test: &'static str) -> Result<()> {
     let Some(mut cluster) = Cluster::new(test).await else { return Ok(()) };
-    let env = Arc::new(Env { ledger: cluster.ledger(), hang_marker: None });
+    let env = Arc::new(Env { ledger: cluster.ledger(), hang_marker: None, gates: None });
     let graph = registered(&env, "v1");
     let first = cluster.start_worker("v1", true);
     let (run_id, _) = cluster.client().submit(&graph, RunRequest::invoke(Work::default()).thread("t")).await?;
@@ -393,7 +410,7 @@ async fn killed_workers_lose_no_step_over_seeds(test: &'static str) -> Result<()
 async fn killed_workers_seed(test: &'static str, seed: u64) -> Result<()> {
     let Some(mut cluster) = Cluster::new(test).await else { return Ok(()) };
     let mut rng = fastrand::Rng::with_seed(seed);
-    let env = Arc::new(Env { ledger: cluster.ledger(), hang_marker: None });
+    let env = Arc::new(Env { ledger: cluster.ledger(), hang_marker: None, gates: None });
     let graph = registered(&env, "v1");
     for _ in 0..3 {
         cluster.start_worker("v1", false);
@@ -453,7 +470,7 @@ async fn killed_workers_seed(test: &'static str, seed: u64) -> Result<()> {
 /// beating meanwhile), and deregisters.
 async fn sigterm_finishes_running_runs_and_deregisters(test: &'static str) -> Result<()> {
     let Some(mut cluster) = Cluster::new(test).await else { return Ok(()) };
-    let env = Arc::new(Env { ledger: cluster.ledger(), hang_marker: None });
+    let env = Arc::new(Env { ledger: cluster.ledger(), hang_marker: None, gates: None });
     let graph = registered(&env, "v1");
     let worker = cluster.start_worker("v1", false);
     let (run_id, _) = cluster.client().submit(&graph, RunRequest::invoke(Work::default()).thread("t")).await?;
@@ -476,7 +493,7 @@ async fn sigterm_finishes_running_runs_and_deregisters(test: &'static str) -> Re
 /// worker of that version comes.
 async fn a_worker_never_runs_another_graph_version(test: &'static str) -> Result<()> {
     let Some(mut cluster) = Cluster::new(test).await else { return Ok(()) };
-    let env = Arc::new(Env { ledger: cluster.ledger(), hang_marker: None });
+    let env = Arc::new(Env { ledger: cluster.ledger(), hang_marker: None, gates: None });
     let (v1, v2) = (registered(&env, "v1"), registered(&env, "v2"));
     cluster.start_worker("v1", false);
     let client = cluster.client();
@@ -493,7 +510,7 @@ async fn a_worker_never_runs_another_graph_version(test: &'static str) -> Result
 /// `cancelled`; a queued run is cancelled at once.
 async fn cancel_stops_a_running_run(test: &'static str) -> Result<()> {
     let Some(mut cluster) = Cluster::new(test).await else { return Ok(()) };
-    let env = Arc::new(Env { ledger: cluster.ledger(), hang_marker: None });
+    let env = Arc::new(Env { ledger: cluster.ledger(), hang_marker: None, gates: None });
     let graph = registered(&env, "v1");
     cluster.start_worker("v1", true);
     let client = cluster.client();
@@ -509,7 +526,7 @@ async fn cancel_stops_a_running_run(test: &'static str) -> Result<()> {
 /// with the golden state and the history checker passes.
 async fn terminated_connections_lose_no_step(test: &'static str) -> Result<()> {
     let Some(mut cluster) = Cluster::new(test).await else { return Ok(()) };
-    let env = Arc::new(Env { ledger: cluster.ledger(), hang_marker: None });
+    let env = Arc::new(Env { ledger: cluster.ledger(), hang_marker: None, gates: None });
     let graph = registered(&env, "v1");
     cluster.start_worker("v1", false);
     cluster.start_worker("v1", false);
@@ -535,7 +552,7 @@ async fn terminated_connections_lose_no_step(test: &'static str) -> Result<()> {
 /// learns it lost the lease, and none of its late writes lands.
 async fn a_paused_worker_is_fenced_when_it_wakes(test: &'static str) -> Result<()> {
     let Some(mut cluster) = Cluster::new(test).await else { return Ok(()) };
-    let env = Arc::new(Env { ledger: cluster.ledger(), hang_marker: None });
+    let env = Arc::new(Env { ledger: cluster.ledger(), hang_marker: None, gates: None });
     let graph = registered(&env, "v1");
     let slow = cluster.start_worker("v1", false);
     cluster.until_ledger("the worker to start", |lines| lines.iter().any(|l| l.starts_with("worker "))).await?;
@@ -567,7 +584,7 @@ async fn a_paused_worker_is_fenced_when_it_wakes(test: &'static str) -> Result<(
 /// every run finishes and the history checker passes.
 async fn a_paused_database_makes_workers_fence_themselves(test: &'static str) -> Result<()> {
     let Some(mut cluster) = Cluster::on_private_server(test).await else { return Ok(()) };
-    let env = Arc::new(Env { ledger: cluster.ledger(), hang_marker: None });
+    let env = Arc::new(Env { ledger: cluster.ledger(), hang_marker: None, gates: None });
     let graph = registered(&env, "v1");
     let first = cluster.start_worker("v1", false);
     cluster.start_worker("v1", false);
@@ -601,6 +618,143 @@ async fn a_paused_database_makes_workers_fence_themselves(test: &'static str) ->
     cluster.check_history(&threads).await
 }
 
+/// Opens node `name`'s gate.
+fn open_gate(gates: &Path, name: &str) {
+    std::fs::write(gates.join(name), b"").unwrap();
+}
+
+/// The node a task event names, with its kind.
+fn task_event(event: &RunEvent) -> Option<(&'static str, &str)> {
+    match &event.event()?.kind {
+        EventKind::TaskStarted { node, .. } => Some(("started", node)),
+        EventKind::TaskFinished { node, .. } => Some(("finished", node)),
+        _ => None,
+    }
+}
+
+/// Reads `events` into `seen` until `ready` holds of what was seen (bounded).
+async fn follow_until(
+    events: &mut RunEvents,
+    seen: &mut Vec<RunEvent>,
+    what: &str,
+    ready: impl Fn(&[RunEvent]) -> bool,
+) -> Result<()> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !ready(seen) {
+        let next = tokio::time::timeout_at(deadline, events.next()).await;
+        match next.with_context(|| format!("timed out following the run, waiting for {what}"))?? {
+            Some(event) => seen.push(event),
+            None => bail!("the run's stream ended before {what}"),
+        }
+    }
+    Ok(())
+}
+
+/// Reads `events` to their end (bounded).
+async fn follow_to_end(events: &mut RunEvents, seen: &mut Vec<RunEvent>) -> Result<()> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while let Some(event) = tokio::time::timeout_at(deadline, events.next()).await.context("the stream never ended")?? {
+        seen.push(event);
+    }
+    Ok(())
+}
+
+/// Another process follows a run live while its nodes wait at barriers; a follower that
+/// re-attaches after item N gets exactly the items after N; the worker is SIGKILLed in the
+/// middle of a parallel step and the worker that takes over continues the same stream: no
+/// number twice, no gap, and the step it runs again is marked as a re-run, so that the steps
+/// a follower counts are each step once.
+async fn a_followed_run_streams_live_and_continues_across_a_takeover(test: &'static str) -> Result<()> {
+    let Some(mut cluster) = Cluster::new(test).await else { return Ok(()) };
+    let gates = cluster.dir.path().join("gates");
+    std::fs::create_dir(&gates)?;
+    let env = Arc::new(Env { ledger: cluster.ledger(), hang_marker: None, gates: Some(gates.clone()) });
+    let graph = registered(&env, "v1");
+    let url = cluster.url.clone();
+    let first = cluster.start_worker_with("v1", &url, &[("DASHFLOW_WORKER_GATES", &gates)]);
+    let client = cluster.client();
+    let (run_id, _) = client.submit(&graph, RunRequest::invoke(Work::default()).thread("t")).await?;
+    let mut events = client.follow(&run_id)?;
+    let mut seen = Vec::new();
+
+    // split waits at its gate: its start reaches this process while the run is running.
+    follow_until(&mut events, &mut seen, "split to start", |seen| {
+        seen.iter().any(|e| task_event(e) == Some(("started", "split")))
+    })
+    .await?;
+    let run = cluster.queue.get(&run_id).await?.context("run")?;
+    ensure!(run.state == RunState::Running, "the run is {} while split waits at its gate", run.state);
+    ensure!(
+        !seen.iter().any(|e| task_event(e) == Some(("finished", "split"))),
+        "split finished before its gate opened"
+    );
+    let reattach_after = seen.last().context("an event")?.seq;
+
+    // split, a and b finish; c waits at its gate, where its worker is killed.
+    for name in ["split", "a", "b"] {
+        open_gate(&gates, name);
+    }
+    follow_until(&mut events, &mut seen, "a, b to finish and c to start", |seen| {
+        ["a", "b"].iter().all(|node| seen.iter().any(|e| task_event(e) == Some(("finished", node))))
+            && seen.iter().any(|e| task_event(e) == Some(("started", "c")))
+    })
+    .await?;
+    let checkpointer = cluster.queue.checkpointer();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while checkpointer.load("t", "", None).await?.context("the thread has checkpoints")?.pending_writes.len() < 2 {
+        ensure!(tokio::time::Instant::now() < deadline, "a's and b's results were never stored");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // A second follower re-attaches mid-run and reads on, concurrently, to the end.
+    let mut reattached = client.follow_from(&run_id, reattach_after)?;
+    let second = tokio::spawn(async move {
+        let mut seen = Vec::new();
+        follow_to_end(&mut reattached, &mut seen).await.map(|()| seen)
+    });
+    cluster.kill(first);
+    for name in ["c", "merge", "polish1", "polish2"] {
+        open_gate(&gates, name);
+    }
+    cluster.start_worker_with("v1", &url, &[("DASHFLOW_WORKER_GATES", &gates)]);
+    follow_to_end(&mut events, &mut seen).await.with_context(|| cluster.worker_logs())?;
+    ensure!(cluster.final_log(&graph, &run_id).await? == golden());
+    cluster.check_history(&["t".to_owned()]).await?;
+
+    let seqs: Vec<i64> = seen.iter().map(|e| e.seq).collect();
+    ensure!(seqs == (1..=seen.len() as i64).collect::<Vec<_>>(), "not numbered 1, 2, 3, ...: {seqs:?}");
+    ensure!(seen.windows(2).all(|pair| pair[0].epoch <= pair[1].epoch), "an earlier attempt's item after a later one");
+    let attempts: Vec<i32> = seen.iter().map(|e| e.attempt).collect();
+    ensure!(attempts.first() == Some(&1) && attempts.last() == Some(&2), "attempts {attempts:?}");
+    // Each step counted once: the repeated step is marked.
+    let steps: Vec<u64> = seen
+        .iter()
+        .filter(|e| !e.rerun)
+        .filter_map(|e| match &e.event()?.kind {
+            EventKind::SuperstepStarted { step, .. } if e.event()?.run.depth == 0 => Some(*step),
+            _ => None,
+        })
+        .collect();
+    ensure!(steps == [1, 2, 3, 4, 5], "steps a follower counts as new: {steps:?}");
+    let retried: Vec<(&str, &str, bool)> = seen
+        .iter()
+        .filter(|e| e.attempt == 2)
+        .filter_map(|e| task_event(e).map(|(what, node)| (what, node, e.rerun)))
+        .filter(|(what, _, _)| *what == "started")
+        .collect();
+    ensure!(
+        retried == [("started", "c", true), ("started", "merge", false), ("started", "polish1", false), ("started", "polish2", false)],
+        "tasks the second attempt started: {retried:?}"
+    );
+    ensure!(
+        matches!(seen.last().and_then(RunEvent::event).map(|e| &e.kind), Some(EventKind::RunFinished { .. })),
+        "the stream does not end with the run's end"
+    );
+    let rest = second.await??;
+    let expected: Vec<_> = seen.iter().filter(|e| e.seq > reattach_after).cloned().collect();
+    ensure!(rest == expected, "a re-attached follower read {} items, expected the {} after {reattach_after}", rest.len(), expected.len());
+    Ok(())
+}
+
 fn main() -> Result<()> {
     if std::env::var("DASHFLOW_WORKER_CHILD").is_ok() {
         if let Err(error) = child() {
@@ -620,6 +774,9 @@ fn main() -> Result<()> {
         trial("cancel_stops_a_running_run", |t| Box::pin(cancel_stops_a_running_run(t))),
         trial("terminated_connections_lose_no_step", |t| Box::pin(terminated_connections_lose_no_step(t))),
         trial("a_paused_worker_is_fenced_when_it_wakes", |t| Box::pin(a_paused_worker_is_fenced_when_it_wakes(t))),
+        trial("a_followed_run_streams_live_and_continues_across_a_takeover", |t| {
+            Box::pin(a_followed_run_streams_live_and_continues_across_a_takeover(t))
+        }),
         trial("a_paused_database_makes_workers_fence_themselves", |t| {
             Box::pin(a_paused_database_makes_workers_fence_themselves(t))
         }),
