@@ -114,8 +114,7 @@ impl PostgresRunQueue {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        let oldest =
-            sqlx::query(OLDEST_XMIN).fetch_optional(&mut *conn).await.map_err(unavailable(HEALTH_OP))?;
+        let oldest = sqlx::query(OLDEST_XMIN).fetch_optional(&mut *conn).await.map_err(unavailable(HEALTH_OP))?;
         let column = |name: &str| corrupt(format!("column `{name}` of the xmin horizon"));
         let oldest_xmin = oldest
             .map(|row| {

@@ -8,8 +8,8 @@ use dashflow_checkpoint::Checkpointer;
 use dashflow_checkpoint_postgres::PostgresCheckpointer;
 use dashflow_queue::{
     ClaimedRun, Finish, GraphKey, HeartbeatReply, Lease, Multitask, NewRun, Priority, QueueError, QueueStat, Result,
-    RunFilter, RunKind, RunQueue, RunRecord, RunState, RunStreams, SweepReport, Timings, Wakeups, WorkerInfo, WorkerRecord,
-    WorkerState,
+    RunFilter, RunKind, RunQueue, RunRecord, RunState, RunStreams, SweepReport, Timings, Wakeups, WorkerInfo,
+    WorkerRecord, WorkerState,
 };
 use sqlx::postgres::PgRow;
 use sqlx::{Connection, PgConnection, PgPool, Postgres, Row};

@@ -7,8 +7,8 @@ use async_trait::async_trait;
 use dashflow_checkpoint::Checkpointer;
 
 use crate::{
-    ClaimedRun, RunStreams, Finish, GraphKey, HeartbeatReply, Lease, NewRun, QueueStat, Result, RunFilter, RunRecord, RunState,
-    SweepReport, Timings, WorkerInfo, WorkerRecord,
+    ClaimedRun, Finish, GraphKey, HeartbeatReply, Lease, NewRun, QueueStat, Result, RunFilter, RunRecord, RunState,
+    RunStreams, SweepReport, Timings, WorkerInfo, WorkerRecord,
 };
 
 /// A durable queue of runs shared by worker processes, with leases and fences.

@@ -104,8 +104,12 @@ pub trait RunnableGraph: Send + Sync + 'static {
     /// and telling `events` (the run's event stream, when the worker keeps one) what happens.
     /// A retried run (a takeover) continues from the thread's checkpoints and never applies its
     /// input, update or resume answer twice.
-    async fn execute(&self, run: &ClaimedRun, checkpointer: Arc<dyn Checkpointer>, events: Option<RunEventSink>)
-    -> RunEnd;
+    async fn execute(
+        &self,
+        run: &ClaimedRun,
+        checkpointer: Arc<dyn Checkpointer>,
+        events: Option<RunEventSink>,
+    ) -> RunEnd;
 }
 
 /// Whether the thread has a checkpoint written by run `run_id` (of `source`, when given).

@@ -10,8 +10,7 @@ use std::time::Duration;
 
 use dashflow_graph::MergeableState;
 use dashflow_queue::{
-    ClaimedRun, Finish, GraphKey, Lease, QueueError, RunQueue, RunState, RunStreams, Timings, Wake, Wakeups,
-    WorkerInfo,
+    ClaimedRun, Finish, GraphKey, Lease, QueueError, RunQueue, RunState, RunStreams, Timings, Wake, Wakeups, WorkerInfo,
 };
 use tokio::sync::{Notify, oneshot};
 use tokio::task::{AbortHandle, JoinHandle};

@@ -141,13 +141,35 @@ fn child() -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     runtime.block_on(async {
         let queue: Arc<dyn RunQueue> = Arc::new(queue_at(&url, &schema).await?);
+        // A slower heartbeat for tests that need a worker to be slow to notice a reclaim.
+        let timings = match std::env::var("DASHFLOW_WORKER_HEARTBEAT_MS") {
+            Ok(ms) => {
+                let every = Duration::from_millis(ms.parse()?);
+                Timings::short().heartbeat(every).lease(every * 4).self_fence_margin(every / 2)
+            }
+            Err(_) => Timings::short(),
+        };
         let worker = Worker::builder(queue)
             .graph(registered(&env, &version))
             .slots(4)
-            .timings(Timings::short())
+            .timings(timings)
             .grace(Duration::from_secs(5))
             .build()?;
         append(&env.ledger, &format!("worker {} {}", worker.id(), std::process::id()));
+        // The ledger learns when this worker fences itself, with the time.
+        let counters = worker.counters();
+        let ledger = env.ledger.clone();
+        tokio::spawn(async move {
+            let mut fenced = 0;
+            loop {
+                let now = dashflow_worker::WorkerCounters::get(&counters.self_fenced);
+                if now > fenced {
+                    fenced = now;
+                    append(&ledger, &format!("self-fenced {} {}", std::process::id(), dashflow_checkpoint::now_ms()));
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        });
         worker.run(dashflow_worker::shutdown_signal()).await?;
         append(&env.ledger, &format!("stopped {}", std::process::id()));
         Ok(())
@@ -262,6 +284,25 @@ impl Cluster {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         Ok(())
+    }
+
+    /// Waits (bounded) until worker `worker_id` has heart-beat once: its lease is then a
+    /// heartbeat's (registering grants a longer one), and its heartbeat session holds its lock.
+    async fn until_heart_beat(&self, worker_id: &str) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let beat: bool = sqlx::query_scalar(
+                "SELECT lease_expires_at < now() + make_interval(secs => 30) FROM dashflow_workers WHERE worker_id = $1",
+            )
+            .bind(worker_id)
+            .fetch_one(self.queue.pool())
+            .await?;
+            if beat {
+                return Ok(());
+            }
+            ensure!(tokio::time::Instant::now() < deadline, "worker {worker_id} never heart-beat");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     fn client(&self) -> Client {
@@ -653,7 +694,9 @@ async fn follow_until(
 /// Reads `events` to their end (bounded).
 async fn follow_to_end(events: &mut RunEvents, seen: &mut Vec<RunEvent>) -> Result<()> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while let Some(event) = tokio::time::timeout_at(deadline, events.next()).await.context("the stream never ended")?? {
+    while let Some(event) =
+        tokio::time::timeout_at(deadline, events.next()).await.context("the stream never ended")??
+    {
         seen.push(event);
     }
     Ok(())
@@ -742,7 +785,13 @@ async fn a_followed_run_streams_live_and_continues_across_a_takeover(test: &'sta
         .filter(|(what, _, _)| *what == "started")
         .collect();
     ensure!(
-        retried == [("started", "c", true), ("started", "merge", false), ("started", "polish1", false), ("started", "polish2", false)],
+        retried
+            == [
+                ("started", "c", true),
+                ("started", "merge", false),
+                ("started", "polish1", false),
+                ("started", "polish2", false)
+            ],
         "tasks the second attempt started: {retried:?}"
     );
     ensure!(
@@ -751,7 +800,261 @@ async fn a_followed_run_streams_live_and_continues_across_a_takeover(test: &'sta
     );
     let rest = second.await??;
     let expected: Vec<_> = seen.iter().filter(|e| e.seq > reattach_after).cloned().collect();
-    ensure!(rest == expected, "a re-attached follower read {} items, expected the {} after {reattach_after}", rest.len(), expected.len());
+    ensure!(
+        rest == expected,
+        "a re-attached follower read {} items, expected the {} after {reattach_after}",
+        rest.len(),
+        expected.len()
+    );
+    Ok(())
+}
+
+/// D2, a forced double claim: right after the live owner's heartbeat session is cut, a
+/// sweeper with a lease and heartbeat of 0 takes it for dead and re-queues its run (the wrong
+/// reclaim a sweeper bug or a manual edit could make). The former owner finishes its task and
+/// tries to commit: its writes are fenced and its finish refused; the new owner re-runs only
+/// that task; the checker finds one chain.
+async fn a_forced_double_claim_lets_only_the_new_owner_commit(test: &'static str) -> Result<()> {
+    let Some(mut cluster) = Cluster::new(test).await else { return Ok(()) };
+    let gates = cluster.dir.path().join("gates");
+    std::fs::create_dir(&gates)?;
+    let env = Arc::new(Env { ledger: cluster.ledger(), hang_marker: None, gates: Some(gates.clone()) });
+    let graph = registered(&env, "v1");
+    let url = cluster.url.clone();
+    let heartbeat = PathBuf::from("2000");
+    // A slow heartbeat: the owner finishes its task long before it could learn of the reclaim.
+    let old = cluster.start_worker_with(
+        "v1",
+        &url,
+        &[("DASHFLOW_WORKER_GATES", &gates), ("DASHFLOW_WORKER_HEARTBEAT_MS", &heartbeat)],
+    );
+    let (run_id, _) = cluster.client().submit(&graph, RunRequest::invoke(Work::default()).thread("t")).await?;
+    for name in ["split", "b", "c"] {
+        open_gate(&gates, name);
+    }
+    cluster
+        .until_ledger("b and c to finish while a waits", |lines| {
+            ["done t/2:b:", "done t/2:c:", "start t/2:a:"].iter().all(|p| lines.iter().any(|l| l.starts_with(p)))
+        })
+        .await?;
+    let checkpointer = cluster.queue.checkpointer();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while checkpointer.load("t", "", None).await?.context("the thread has checkpoints")?.pending_writes.len() < 2 {
+        ensure!(tokio::time::Instant::now() < deadline, "b's and c's results were never stored");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let before = cluster.queue.get(&run_id).await?.context("run")?;
+    let owner = before.worker_id.clone().context("a running run has a worker")?;
+    cluster.until_heart_beat(&owner).await?;
+    // Cut the owner's heartbeat session, and sweep with L = 0 before it reconnects.
+    let zero = Timings::short().lease(Duration::ZERO).heartbeat(Duration::ZERO);
+    let mut admin = cluster.db.as_ref().context("a shared-server cluster")?.admin().await;
+    let mut reclaimed = false;
+    let mut cuts = 0;
+    for _ in 0..50 {
+        cuts += 1;
+        sqlx::query(
+            "SELECT pg_terminate_backend(l.pid) FROM pg_locks l
+             JOIN dashflow_workers w ON l.objid = w.lock_key::oid
+             WHERE l.locktype = 'advisory' AND l.classid = x'4446574b'::int::oid AND l.objsubid = 2
+               AND w.worker_id = $1 AND l.granted",
+        )
+        .bind(&owner)
+        .execute(&mut admin)
+        .await?;
+        let report = cluster.queue.sweep(&zero).await?;
+        if report.runs.iter().any(|(id, state)| *id == run_id && *state == RunState::Queued) {
+            reclaimed = true;
+            break;
+        }
+    }
+    ensure!(reclaimed, "the forced sweep never re-queued the live worker's run");
+    println!("the forced sweep re-queued the live worker's run after {cuts} cut(s) of its heartbeat session");
+    // The former owner finishes a and tries to commit the step under its old epoch.
+    open_gate(&gates, "a");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !cluster.worker_log(old).contains("lease lost: another worker owns the run") {
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "the former owner's commit was not refused:\n{}",
+            cluster.worker_logs()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for name in ["merge", "polish1", "polish2"] {
+        open_gate(&gates, name);
+    }
+    cluster.start_worker_with("v1", &url, &[("DASHFLOW_WORKER_GATES", &gates)]);
+    let log = cluster.final_log(&graph, &run_id).await.with_context(|| cluster.worker_logs())?;
+    ensure!(log == golden(), "final state {log:?}");
+    cluster.check_history(&["t".to_owned()]).await?;
+    let run = cluster.queue.get(&run_id).await?.context("run")?;
+    ensure!(run.attempt == 2 && run.worker_id.as_deref() != Some(owner.as_str()), "run {run:?}");
+    let old_pid = cluster.workers[old].id().to_string();
+    let lines = cluster.ledger_lines();
+    ensure!(
+        lines.iter().any(|l| l.starts_with("done t/2:a:") && l.split(' ').nth(2) == Some(old_pid.as_str())),
+        "the former owner never finished a"
+    );
+    ensure!(
+        !lines.iter().any(|l| l.starts_with("start t/3:") && l.split(' ').nth(2) == Some(old_pid.as_str())),
+        "the former owner committed step 2 and went on"
+    );
+    let counts = executions(&lines);
+    for (key, count) in &counts {
+        let expected = if key.contains(":a:") { 2 } else { 1 };
+        ensure!(*count == expected, "{key} ran {count} times, expected {expected}; ledger: {counts:?}");
+    }
+    Ok(())
+}
+
+/// A TCP proxy between one worker and PostgreSQL that forwards bytes until it is cut, then
+/// holds them without forwarding or closing anything (a partition: no reset, just silence),
+/// until it heals.
+struct Partition {
+    port: u16,
+    cut: tokio::sync::watch::Sender<bool>,
+}
+
+impl Partition {
+    async fn start(upstream: String) -> Result<Self> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let port = listener.local_addr()?.port();
+        let (cut, open) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else { continue };
+                let (from_client, to_client) = client.into_split();
+                let (from_server, to_server) = server.into_split();
+                tokio::spawn(Self::pump(from_client, to_server, open.clone()));
+                tokio::spawn(Self::pump(from_server, to_client, open.clone()));
+            }
+        });
+        Ok(Self { port, cut })
+    }
+
+    async fn pump(
+        mut from: tokio::net::tcp::OwnedReadHalf,
+        mut to: tokio::net::tcp::OwnedWriteHalf,
+        mut cut: tokio::sync::watch::Receiver<bool>,
+    ) {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let mut buffer = vec![0; 16 * 1024];
+        loop {
+            if cut.wait_for(|cut| !*cut).await.is_err() {
+                return;
+            }
+            let read = match from.read(&mut buffer).await {
+                Ok(0) | Err(_) => return,
+                Ok(read) => read,
+            };
+            // Bytes read as the link is cut are held until it heals.
+            if cut.wait_for(|cut| !*cut).await.is_err() || to.write_all(&buffer[..read]).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// `url` with its host and port replaced by this proxy's.
+    fn url(&self, url: &str) -> String {
+        let (scheme, rest) = url.split_once("://").unwrap_or(("postgres", url));
+        let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+        let user = authority.rsplit_once('@').map(|(user, _)| format!("{user}@")).unwrap_or_default();
+        format!("{scheme}://{user}127.0.0.1:{}/{path}", self.port)
+    }
+
+    fn upstream(url: &str) -> String {
+        let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+        let authority = rest.split('/').next().unwrap_or(rest);
+        let host = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+        if host.contains(':') { host.to_owned() } else { format!("{host}:5432") }
+    }
+}
+
+/// D6, a partition: one worker's connections to PostgreSQL go through a proxy that goes
+/// silent (no reset) while the worker holds runs. The cut-off worker fences itself before its
+/// lease expires, another worker takes its runs over and finishes them, and when the link
+/// heals the former owner comes back without having written anything more.
+async fn a_partitioned_worker_fences_itself_before_its_lease_ends(test: &'static str) -> Result<()> {
+    let Some(mut cluster) = Cluster::new(test).await else { return Ok(()) };
+    let gates = cluster.dir.path().join("gates");
+    std::fs::create_dir(&gates)?;
+    let env = Arc::new(Env { ledger: cluster.ledger(), hang_marker: None, gates: Some(gates.clone()) });
+    let graph = registered(&env, "v1");
+    let partition = Partition::start(Partition::upstream(&cluster.url)).await?;
+    let cut_off = cluster.start_worker_with("v1", &partition.url(&cluster.url), &[("DASHFLOW_WORKER_GATES", &gates)]);
+    let client = cluster.client();
+    let threads = ["t1".to_owned(), "t2".to_owned()];
+    let mut runs = Vec::new();
+    for thread in &threads {
+        runs.push(client.submit(&graph, RunRequest::invoke(Work::default()).thread(thread.as_str())).await?.0);
+    }
+    let cut_pid = cluster.workers[cut_off].id().to_string();
+    cluster
+        .until_ledger("both runs to start on the worker behind the proxy", |lines| {
+            threads.iter().all(|t| lines.iter().any(|l| l.starts_with(&format!("start {t}/1:split"))))
+        })
+        .await?;
+    let url = cluster.url.clone();
+    let rescuer = cluster.start_worker_with("v1", &url, &[("DASHFLOW_WORKER_GATES", &gates)]);
+    let rescuer_pid = cluster.workers[rescuer].id().to_string();
+    cluster
+        .until_ledger("the second worker to start", |lines| {
+            lines.iter().any(|l| l.starts_with("worker ") && l.ends_with(&format!(" {rescuer_pid}")))
+        })
+        .await?;
+    let owner = cluster.queue.get(&runs[0]).await?.context("run")?.worker_id.context("held")?;
+    // Its lease comes from a heartbeat through the proxy (registering grants a longer one).
+    cluster.until_heart_beat(&owner).await?;
+    partition.cut.send(true)?;
+    cluster
+        .until_ledger("the cut-off worker to fence itself", |lines| {
+            lines.iter().any(|l| l.starts_with(&format!("self-fenced {cut_pid} ")))
+        })
+        .await
+        .with_context(|| cluster.worker_logs())?;
+    for name in ["split", "a", "b", "c", "merge", "polish1", "polish2"] {
+        open_gate(&gates, name);
+    }
+    for run_id in &runs {
+        let log = cluster.final_log(&graph, run_id).await.with_context(|| cluster.worker_logs())?;
+        ensure!(log == golden(), "run {run_id}: final state {log:?}");
+        let run = cluster.queue.get(run_id).await?.context("run")?;
+        ensure!(run.attempt == 2 && run.worker_id.as_deref() != Some(owner.as_str()), "run {run:?}");
+    }
+    // It fenced itself before the lease its last heartbeat got ran out (read before the link
+    // heals and it registers again; both clocks are this machine's: the database's `now()`
+    // and the worker's wall clock).
+    let fenced_at: i64 = cluster
+        .ledger_lines()
+        .iter()
+        .find_map(|l| l.strip_prefix(&format!("self-fenced {cut_pid} ")).and_then(|at| at.parse().ok()))
+        .context("the self-fence line")?;
+    let lease_end: i64 = sqlx::query_scalar(
+        "SELECT (extract(epoch FROM lease_expires_at) * 1000)::bigint FROM dashflow_workers WHERE worker_id = $1",
+    )
+    .bind(&owner)
+    .fetch_one(cluster.queue.pool())
+    .await?;
+    ensure!(fenced_at < lease_end, "fenced itself at {fenced_at}, after its lease ended at {lease_end}");
+    println!("the cut-off worker fenced itself {} ms before its lease ended", lease_end - fenced_at);
+    // Healed: the former owner hears the database again; what it held is someone else's.
+    partition.cut.send(false)?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !cluster.worker_log(cut_off).contains("database reachable again") {
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "the healed worker never came back:\n{}",
+            cluster.worker_logs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    cluster.check_history(&threads).await?;
+    let lines = cluster.ledger_lines();
+    ensure!(
+        !lines.iter().any(|l| l.starts_with("done ") && l.split(' ').nth(2) == Some(cut_pid.as_str())),
+        "the cut-off worker finished a task"
+    );
     Ok(())
 }
 
@@ -776,6 +1079,12 @@ fn main() -> Result<()> {
         trial("a_paused_worker_is_fenced_when_it_wakes", |t| Box::pin(a_paused_worker_is_fenced_when_it_wakes(t))),
         trial("a_followed_run_streams_live_and_continues_across_a_takeover", |t| {
             Box::pin(a_followed_run_streams_live_and_continues_across_a_takeover(t))
+        }),
+        trial("a_forced_double_claim_lets_only_the_new_owner_commit", |t| {
+            Box::pin(a_forced_double_claim_lets_only_the_new_owner_commit(t))
+        }),
+        trial("a_partitioned_worker_fences_itself_before_its_lease_ends", |t| {
+            Box::pin(a_partitioned_worker_fences_itself_before_its_lease_ends(t))
         }),
         trial("a_paused_database_makes_workers_fence_themselves", |t| {
             Box::pin(a_paused_database_makes_workers_fence_themselves(t))

@@ -50,7 +50,9 @@ const XMIN_WARN_OPEN_MS: i64 = 5 * 60 * 1000;
 
 pub(crate) fn drain(args: &DrainArgs, out: &mut dyn Write) -> Result<()> {
     let (queue, runtime) = open(&args.queue)?;
-    runtime.block_on(queue.drain_worker(&args.worker)).with_context(|| format!("cannot drain worker {}", args.worker))?;
+    runtime
+        .block_on(queue.drain_worker(&args.worker))
+        .with_context(|| format!("cannot drain worker {}", args.worker))?;
     if args.queue.json {
         writeln!(out, "{}", json!({ "worker_id": args.worker, "state": "draining" }))?;
     } else {
@@ -148,9 +150,10 @@ pub(crate) fn stats(args: &QueueArgs, out: &mut dyn Write) -> Result<()> {
                 })
             })
             .collect();
-        let oldest_xmin = health.oldest_xmin.as_ref().map(|xmin| {
-            json!({ "holder": xmin.holder, "age": xmin.age, "open_ms": xmin.open_ms })
-        });
+        let oldest_xmin = health
+            .oldest_xmin
+            .as_ref()
+            .map(|xmin| json!({ "holder": xmin.holder, "age": xmin.age, "open_ms": xmin.open_ms }));
         let report = json!({ "runs": runs, "tables": tables, "oldest_xmin": oldest_xmin });
         writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
         return Ok(());

@@ -111,7 +111,8 @@ fn describe(item: &StreamItem) -> String {
     let Some((kind, body)) = payload.get("kind").and_then(Value::as_object).and_then(|kind| kind.iter().next()) else {
         return render::excerpt(&payload.to_string(), 100);
     };
-    let field = |name: &str| body.get(name).map(|value| value.as_str().map_or_else(|| value.to_string(), str::to_owned));
+    let field =
+        |name: &str| body.get(name).map(|value| value.as_str().map_or_else(|| value.to_string(), str::to_owned));
     let mut line = kind.clone();
     for name in ["step", "node", "label", "target", "outcome", "error"] {
         if let Some(value) = field(name).filter(|value| value != "null") {
@@ -126,7 +127,9 @@ pub(crate) fn show(args: &ShowArgs, out: &mut dyn Write) -> Result<()> {
     let (queue, runtime) = open_at(url, args.schema.as_deref(), "--postgres")?;
     let (run, items) = runtime.block_on(async {
         let run = queue.get(&args.run).await.context("cannot read the run")?;
-        let Some(run) = run else { bail!("no run {} in the queue (give its full id; `runs list --postgres` lists them)", args.run) };
+        let Some(run) = run else {
+            bail!("no run {} in the queue (give its full id; `runs list --postgres` lists them)", args.run)
+        };
         // The stream's end: its length first, then its last items.
         let streams = queue.streams().context("this queue keeps no event streams")?;
         let mut items = Vec::new();
@@ -155,7 +158,13 @@ pub(crate) fn show(args: &ShowArgs, out: &mut dyn Write) -> Result<()> {
     writeln!(out, "run       {}", run.run_id)?;
     writeln!(out, "graph     {}", run.graph_key)?;
     writeln!(out, "thread    {}", run.thread_id)?;
-    writeln!(out, "queue     {} (priority {}, tenant {})", run.queue, run.priority.level(), render::or_dash(Some(&run.tenant).filter(|t| !t.is_empty())))?;
+    writeln!(
+        out,
+        "queue     {} (priority {}, tenant {})",
+        run.queue,
+        run.priority.level(),
+        render::or_dash(Some(&run.tenant).filter(|t| !t.is_empty()))
+    )?;
     writeln!(out, "kind      {}", run.kind)?;
     let cancel = if run.cancel_requested && run.state == RunState::Running { " (cancel requested)" } else { "" };
     writeln!(out, "state     {}{cancel}", run.state)?;

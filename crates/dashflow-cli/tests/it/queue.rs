@@ -70,8 +70,10 @@ fn runs_list_show_and_cancel_over_the_queue_show_workers_attempts_and_queue_late
         let key = GraphKey::new("support", "v1", 1);
         let info = WorkerInfo::new("w-1", "host-a", 42, vec!["default".into()], vec![key.clone()], 4);
         queue.register_worker(&info).await.unwrap();
-        let runs: Vec<NewRun> =
-            ["done", "busy", "waiting"].iter().map(|t| NewRun::new(key.clone(), *t, RunKind::Invoke, Vec::new())).collect();
+        let runs: Vec<NewRun> = ["done", "busy", "waiting"]
+            .iter()
+            .map(|t| NewRun::new(key.clone(), *t, RunKind::Invoke, Vec::new()))
+            .collect();
         for run in &runs {
             queue.submit(run.clone()).await.unwrap();
         }
@@ -92,7 +94,11 @@ fn runs_list_show_and_cancel_over_the_queue_show_workers_attempts_and_queue_late
         let out = dashflow(&["runs", "list", "--postgres", &url, "--schema", schema]);
         let stdout = out.ok();
         let header: Vec<&str> = stdout.lines().next().unwrap().split_whitespace().collect();
-        assert_eq!(&header[..8], ["RUN", "GRAPH", "THREAD", "STATE", "WORKER", "ATTEMPT", "EPOCH", "QUEUED"], "{stdout}");
+        assert_eq!(
+            &header[..8],
+            ["RUN", "GRAPH", "THREAD", "STATE", "WORKER", "ATTEMPT", "EPOCH", "QUEUED"],
+            "{stdout}"
+        );
         let row = |thread: &str| -> Vec<String> {
             let line = stdout.lines().find(|line| line.split_whitespace().nth(2) == Some(thread)).unwrap();
             line.split_whitespace().map(str::to_owned).collect()
@@ -169,10 +175,8 @@ fn workers_drain_lets_a_worker_finish_its_run_and_claim_no_more() {
         let schema = database.schema();
         let out = dashflow(&["workers", "drain", "drained", "--postgres", &url, "--schema", schema]);
         assert!(out.ok().contains("worker drained is draining"), "{out:?}");
-        let drained_at: f64 = sqlx::query_scalar("SELECT extract(epoch FROM now())::float8")
-            .fetch_one(queue.pool())
-            .await
-            .unwrap();
+        let drained_at: f64 =
+            sqlx::query_scalar("SELECT extract(epoch FROM now())::float8").fetch_one(queue.pool()).await.unwrap();
         let (later, _) = client.submit(&graph, RunRequest::invoke(Ticket::default()).thread("later")).await.unwrap();
         let out = dashflow(&["workers", "list", "--db", &url, "--schema", schema]);
         assert!(out.ok().lines().nth(1).unwrap().ends_with("draining"), "{out:?}");
@@ -216,7 +220,11 @@ fn queue_stats_reports_dead_rows_and_the_oldest_xmin() {
         // Twenty dead rows (too few for autovacuum to remove them first), reported at once,
         // of thirty: more than a fifth.
         let mut conn = database.admin().await;
-        sqlx::query("SELECT set_config('search_path', $1, false)").bind(database.schema()).execute(&mut conn).await.unwrap();
+        sqlx::query("SELECT set_config('search_path', $1, false)")
+            .bind(database.schema())
+            .execute(&mut conn)
+            .await
+            .unwrap();
         sqlx::query("DELETE FROM dashflow_runs WHERE run_id IN (SELECT run_id FROM dashflow_runs LIMIT 20)")
             .execute(&mut conn)
             .await
@@ -229,12 +237,11 @@ fn queue_stats_reports_dead_rows_and_the_oldest_xmin() {
         for _ in 0..3 {
             sqlx::query("SELECT txid_current()").execute(&mut conn).await.unwrap();
         }
-        let held_age: i64 = sqlx::query_scalar(
-            "SELECT age(backend_xmin)::bigint FROM pg_stat_activity WHERE pid = pg_backend_pid()",
-        )
-        .fetch_one(&mut holder)
-        .await
-        .unwrap();
+        let held_age: i64 =
+            sqlx::query_scalar("SELECT age(backend_xmin)::bigint FROM pg_stat_activity WHERE pid = pg_backend_pid()")
+                .fetch_one(&mut holder)
+                .await
+                .unwrap();
         let url = std::env::var(dashflow_checkpoint_postgres::testing::URL_VAR).unwrap();
         let schema = database.schema();
 
@@ -246,7 +253,9 @@ fn queue_stats_reports_dead_rows_and_the_oldest_xmin() {
         // this session's, reported at once.
         assert_eq!(runs_row[2], "20", "{stdout}");
         assert!(
-            stdout.lines().any(|line| line.starts_with("warning: ") && line.contains("% of dashflow_runs's rows are dead")),
+            stdout
+                .lines()
+                .any(|line| line.starts_with("warning: ") && line.contains("% of dashflow_runs's rows are dead")),
             "{stdout}"
         );
         let xmin = stdout.lines().find(|line| line.starts_with("oldest xmin: ")).unwrap();
