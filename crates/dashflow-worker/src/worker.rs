@@ -12,6 +12,7 @@ use dashflow_graph::MergeableState;
 use dashflow_queue::{
     ClaimedRun, Finish, GraphKey, Lease, QueueError, RunQueue, RunState, RunStreams, Timings, Wake, Wakeups, WorkerInfo,
 };
+use tokio::runtime::Handle;
 use tokio::sync::{Notify, oneshot};
 use tokio::task::{AbortHandle, JoinHandle};
 use tokio::time::Instant;
@@ -254,6 +255,47 @@ fn jittered(every: Duration) -> Duration {
     every.mul_f64(0.8 + 0.4 * fastrand::f64())
 }
 
+/// The thread that heart-beats, on a current-thread runtime of its own: nodes that block or
+/// saturate the worker's runtime (CPU-bound work left on it, blocking calls) cannot delay the
+/// heartbeat, so a busy worker keeps its lease.
+struct HeartbeatThread {
+    stop: oneshot::Sender<()>,
+    exited: oneshot::Receiver<()>,
+}
+
+impl HeartbeatThread {
+    fn start(shared: Arc<Shared>) -> Result<Self> {
+        let main = Handle::current();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let (exit, exited) = oneshot::channel();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(WorkerError::HeartbeatThread)?;
+        std::thread::Builder::new()
+            .name("dashflow-heartbeat".to_owned())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    tokio::select! {
+                        () = shared.heartbeats(main) => {}
+                        _ = stopped => {}
+                    }
+                });
+                // The runtime (and the heartbeat connection's socket with it) goes first.
+                drop(runtime);
+                let _ = exit.send(());
+            })
+            .map_err(WorkerError::HeartbeatThread)?;
+        Ok(Self { stop, exited })
+    }
+
+    /// Stops heart-beating and waits until the thread has stopped.
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.exited.await;
+    }
+}
+
 impl Worker {
     /// A worker on `queue`; add graphs, then `build`.
     pub fn builder(queue: Arc<dyn RunQueue>) -> WorkerBuilder {
@@ -289,7 +331,7 @@ impl Worker {
         let shared = &self.shared;
         shared.queue.register_worker(&shared.info).await?;
         tracing::info!(worker_id = %shared.info.worker_id, graphs = ?shared.info.graph_keys, "worker started");
-        let heartbeat = tokio::spawn(Arc::clone(shared).heartbeats());
+        let heartbeat = HeartbeatThread::start(Arc::clone(shared))?;
         let sweeper = tokio::spawn(Arc::clone(shared).sweeps());
         tokio::pin!(shutdown);
         let mut wakeups = match shared.queue.wakeups().await {
@@ -337,7 +379,7 @@ impl Worker {
         self.drain(heartbeat, sweeper).await
     }
 
-    async fn drain(&self, heartbeat: JoinHandle<()>, sweeper: JoinHandle<()>) -> Result<()> {
+    async fn drain(&self, heartbeat: HeartbeatThread, sweeper: JoinHandle<()>) -> Result<()> {
         let shared = &self.shared;
         sweeper.abort();
         tracing::info!(worker_id = %shared.info.worker_id, "worker stopping: no more claims");
@@ -355,7 +397,8 @@ impl Worker {
             }
             shared.release(&held.lease, "the worker shut down before the run finished").await;
         }
-        heartbeat.abort();
+        // Stopped before the worker deregisters: a heartbeat after it would register it again.
+        heartbeat.stop().await;
         let dropped = std::mem::take(&mut *lock(&shared.dropped));
         for lease in dropped {
             shared.release(&lease, "the worker shut down while fenced").await;
@@ -473,7 +516,12 @@ impl Shared {
         Some(held.lease)
     }
 
-    async fn heartbeats(self: Arc<Self>) {
+    /// Heart-beats until dropped. Runs on the heartbeat thread's own runtime: only the
+    /// heartbeat itself (on the queue's dedicated connection) and local bookkeeping happen
+    /// here; anything that needs the shared pool (releases, finishes, registering again) is
+    /// handed to the worker's runtime `main`, so that a busy pool or busy runtime cannot hold
+    /// a heartbeat back.
+    async fn heartbeats(self: Arc<Self>, main: Handle) {
         let timings = self.timings;
         // The instant the last successful heartbeat was sent: the database's lease runs from
         // its commit, later, so a local deadline counted from here falls first.
@@ -491,8 +539,13 @@ impl Shared {
                         tracing::info!(worker_id = %self.info.worker_id, "database reachable again: releasing the runs stopped while fenced");
                     }
                     let dropped = std::mem::take(&mut *lock(&self.dropped));
-                    for lease in dropped {
-                        self.release(&lease, "its worker lost the database for too long").await;
+                    if !dropped.is_empty() {
+                        let shared = Arc::clone(&self);
+                        main.spawn(async move {
+                            for lease in dropped {
+                                shared.release(&lease, "its worker lost the database for too long").await;
+                            }
+                        });
                     }
                     if reply.draining {
                         self.drain.notify_one();
@@ -505,9 +558,12 @@ impl Shared {
                                 self.counters.add(&self.counters.lease_lost, "dashflow_lease_lost_total", 1);
                             }
                         }
-                        if let Err(error) = self.queue.register_worker(&self.info).await {
-                            tracing::warn!(error = %dashflow_telemetry::Report(&error), "registering again failed");
-                        }
+                        let shared = Arc::clone(&self);
+                        main.spawn(async move {
+                            if let Err(error) = shared.queue.register_worker(&shared.info).await {
+                                tracing::warn!(error = %dashflow_telemetry::Report(&error), "registering again failed");
+                            }
+                        });
                         continue;
                     }
                     for run_id in &reply.lost {
@@ -518,15 +574,20 @@ impl Shared {
                     }
                     for run_id in &reply.cancel {
                         if let Some(lease) = self.stop(run_id) {
-                            let finish = Finish::new(RunState::Cancelled, None);
-                            match self.queue.finish(&lease, finish).await {
-                                Ok(()) => {
-                                    self.counters.add(&self.counters.cancelled, "dashflow_runs_cancelled_total", 1)
+                            let shared = Arc::clone(&self);
+                            main.spawn(async move {
+                                let finish = Finish::new(RunState::Cancelled, None);
+                                match shared.queue.finish(&lease, finish).await {
+                                    Ok(()) => shared.counters.add(
+                                        &shared.counters.cancelled,
+                                        "dashflow_runs_cancelled_total",
+                                        1,
+                                    ),
+                                    Err(error) => {
+                                        tracing::warn!(run_id = %lease.run_id, error = %dashflow_telemetry::Report(&error), "cannot finish a cancelled run")
+                                    }
                                 }
-                                Err(error) => {
-                                    tracing::warn!(%run_id, error = %dashflow_telemetry::Report(&error), "cannot finish a cancelled run")
-                                }
-                            }
+                            });
                         }
                     }
                 }

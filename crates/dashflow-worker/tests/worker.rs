@@ -304,3 +304,72 @@ async fn worker_counters_reach_the_metrics_facade() {
         assert!(value >= 1.0, "{name} is {value}");
     }
 }
+
+/// A node that blocks its worker's runtime (a current-thread runtime: the node holds its only
+/// thread) for three leases: the worker's heartbeats run on a thread with a runtime of their
+/// own, so the worker keeps its lease, the sweeper (judging it against a fresh worker) finds
+/// nothing dead, and the run ends in its first attempt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_whose_runtime_is_blocked_by_a_node_keeps_its_lease() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let test = "a_worker_whose_runtime_is_blocked_by_a_node_keeps_its_lease";
+    let Some((db, queue)) = setup(test).await else { return };
+    let timings = Timings::short();
+    let (started, done) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
+    let mut graph = StateGraph::<Chat>::new();
+    let (node_started, node_done) = (Arc::clone(&started), Arc::clone(&done));
+    graph
+        .add_node("block", move |_: Arc<Chat>| {
+            let (started, done) = (Arc::clone(&node_started), Arc::clone(&node_done));
+            async move {
+                started.store(true, Ordering::SeqCst);
+                // Blocks the thread, as a CPU-bound node left on the runtime does.
+                std::thread::sleep(timings.lease * 3);
+                done.store(true, Ordering::SeqCst);
+                Ok::<_, NodeError>(ChatUpdate::default().log(vec!["blocked".to_owned()]))
+            }
+        })
+        .add_edge(START, "block")
+        .add_edge("block", END);
+    let graph = RegisteredGraph::new("block", "v1", CompiledGraph::new(graph.build().unwrap()));
+    let options = db.connect_options();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (counters_sent, counters) = std::sync::mpsc::channel();
+    let worker_graph = graph.clone();
+    let worker = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async move {
+            let checkpointer = dashflow_checkpoint_postgres::PostgresCheckpointer::connect_with(options).await.unwrap();
+            let queue = Arc::new(PostgresRunQueue::new(checkpointer).await.unwrap());
+            let worker =
+                Worker::builder(queue).graph(worker_graph).worker_id("blocked").timings(timings).build().unwrap();
+            counters_sent.send(worker.counters()).unwrap();
+            worker.run(async move { drop(stopped.await) }).await.unwrap();
+        });
+    });
+    let counters = tokio::task::spawn_blocking(move || counters.recv().unwrap()).await.unwrap();
+    let fresh = dashflow_queue::WorkerInfo::new("fresh", "localhost", 1, vec!["default".to_owned()], Vec::new(), 1);
+    queue.register_worker(&fresh).await.unwrap();
+    let client = Client::new(Arc::clone(&queue) as Arc<dyn RunQueue>).with_poll_interval(Duration::from_millis(20));
+    let (run_id, _) = client.submit(&graph, RunRequest::invoke(Chat::default()).thread("t")).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !started.load(Ordering::SeqCst) {
+        assert!(tokio::time::Instant::now() < deadline, "the node never started");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut sweeps = 0;
+    while !done.load(Ordering::SeqCst) {
+        queue.heartbeat("fresh", &[], &timings).await.unwrap();
+        let report = queue.sweep(&timings).await.unwrap();
+        assert!(report.workers_stopped.is_empty(), "the sweeper took the blocked worker for dead: {report:?}");
+        sweeps += 1;
+        tokio::time::sleep(timings.heartbeat / 2).await;
+    }
+    assert!(sweeps > 1, "the node did not block long enough to be swept");
+    let run = client.wait(&run_id, Duration::from_secs(30)).await.unwrap();
+    assert_eq!((run.state, run.attempt), (RunState::Completed, 1), "{run:?}");
+    assert_eq!(WorkerCounters::get(&counters.self_fenced), 0);
+    assert_eq!(WorkerCounters::get(&counters.lease_lost), 0);
+    drop(stop);
+    tokio::task::spawn_blocking(move || worker.join().unwrap()).await.unwrap();
+}
