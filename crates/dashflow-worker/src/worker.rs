@@ -268,10 +268,8 @@ impl HeartbeatThread {
         let main = Handle::current();
         let (stop, stopped) = oneshot::channel::<()>();
         let (exit, exited) = oneshot::channel();
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(WorkerError::HeartbeatThread)?;
+        let runtime =
+            tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(WorkerError::HeartbeatThread)?;
         std::thread::Builder::new()
             .name("dashflow-heartbeat".to_owned())
             .spawn(move || {

@@ -286,17 +286,16 @@ impl Cluster {
         Ok(())
     }
 
-    /// Waits (bounded) until worker `worker_id` has heart-beat once: its lease is then a
-    /// heartbeat's (registering grants a longer one), and its heartbeat session holds its lock.
+    /// Waits (bounded) until worker `worker_id` has heart-beat once: it then has a lease, and
+    /// its heartbeat session holds its lock.
     async fn until_heart_beat(&self, worker_id: &str) -> Result<()> {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
-            let beat: bool = sqlx::query_scalar(
-                "SELECT lease_expires_at < now() + make_interval(secs => 30) FROM dashflow_workers WHERE worker_id = $1",
-            )
-            .bind(worker_id)
-            .fetch_one(self.queue.pool())
-            .await?;
+            let beat: bool =
+                sqlx::query_scalar("SELECT heartbeat_at > started_at FROM dashflow_workers WHERE worker_id = $1")
+                    .bind(worker_id)
+                    .fetch_one(self.queue.pool())
+                    .await?;
             if beat {
                 return Ok(());
             }
@@ -1004,7 +1003,7 @@ async fn a_partitioned_worker_fences_itself_before_its_lease_ends(test: &'static
         })
         .await?;
     let owner = cluster.queue.get(&runs[0]).await?.context("run")?.worker_id.context("held")?;
-    // Its lease comes from a heartbeat through the proxy (registering grants a longer one).
+    // Its lease comes from a heartbeat through the proxy.
     cluster.until_heart_beat(&owner).await?;
     partition.cut.send(true)?;
     cluster
