@@ -133,7 +133,7 @@ fn runs_list_show_and_cancel_over_the_queue_show_workers_attempts_and_queue_late
         assert_eq!(queue.get(waiting_id).await.unwrap().unwrap().state, RunState::Cancelled);
         assert!(cancel(&busy.lease.run_id).ok().contains("cancel requested"));
         let reply = queue.heartbeat("w-1", std::slice::from_ref(&busy.lease), &Timings::default()).await.unwrap();
-        assert_eq!(reply.cancel, [busy.lease.run_id.clone()], "the worker is asked to stop the run");
+        assert_eq!(reply.cancel, std::slice::from_ref(&busy.lease.run_id), "the worker is asked to stop the run");
         assert!(cancel(&done.lease.run_id).ok().contains("already completed"));
     });
 }
