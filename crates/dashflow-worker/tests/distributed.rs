@@ -227,12 +227,15 @@ impl Cluster {
 
     fn start_worker(&mut self, version: &str, hang: bool) -> usize {
         let hang_marker = self.dir.path().join("hang-marker");
-        let extra: Vec<(&str, &Path)> = if hang { vec![("DASHFLOW_WORKER_HANG", &hang_marker)] } else { Vec::new() };
-        self.start_worker_with(version, &self.url.clone(), &extra)
+        self.start_worker_with(version, &self.url.clone(), |process| {
+            if hang {
+                process.env("DASHFLOW_WORKER_HANG", &hang_marker);
+            }
+        })
     }
 
-    /// A worker connecting to `url`, with extra environment variables.
-    fn start_worker_with(&mut self, version: &str, url: &str, extra: &[(&str, &Path)]) -> usize {
+    /// A worker connecting to `url`, its command adjusted by `adjust` (more variables).
+    fn start_worker_with(&mut self, version: &str, url: &str, adjust: impl FnOnce(&mut Process)) -> usize {
         let log = std::fs::File::create(self.dir.path().join(format!("worker-{}.log", self.workers.len()))).unwrap();
         let mut process = Process::new(std::env::current_exe().unwrap());
         process
@@ -246,9 +249,7 @@ impl Cluster {
             .env("RUST_LOG", "dashflow_worker=debug,dashflow_queue_postgres=info")
             .stdout(Stdio::null())
             .stderr(log);
-        for (name, value) in extra {
-            process.env(name, value);
-        }
+        adjust(&mut process);
         self.workers.push(process.spawn().unwrap());
         self.workers.len() - 1
     }
@@ -658,6 +659,11 @@ async fn a_paused_database_makes_workers_fence_themselves(test: &'static str) ->
     cluster.check_history(&threads).await
 }
 
+/// Makes a worker's nodes wait at the gates in `gates`.
+fn gated(process: &mut Process, gates: &Path) {
+    process.env("DASHFLOW_WORKER_GATES", gates);
+}
+
 /// Opens node `name`'s gate.
 fn open_gate(gates: &Path, name: &str) {
     std::fs::write(gates.join(name), b"").unwrap();
@@ -713,7 +719,7 @@ async fn a_followed_run_streams_live_and_continues_across_a_takeover(test: &'sta
     let env = Arc::new(Env { ledger: cluster.ledger(), hang_marker: None, gates: Some(gates.clone()) });
     let graph = registered(&env, "v1");
     let url = cluster.url.clone();
-    let first = cluster.start_worker_with("v1", &url, &[("DASHFLOW_WORKER_GATES", &gates)]);
+    let first = cluster.start_worker_with("v1", &url, |process| gated(process, &gates));
     let client = cluster.client();
     let (run_id, _) = client.submit(&graph, RunRequest::invoke(Work::default()).thread("t")).await?;
     let mut events = client.follow(&run_id)?;
@@ -757,7 +763,7 @@ async fn a_followed_run_streams_live_and_continues_across_a_takeover(test: &'sta
     for name in ["c", "merge", "polish1", "polish2"] {
         open_gate(&gates, name);
     }
-    cluster.start_worker_with("v1", &url, &[("DASHFLOW_WORKER_GATES", &gates)]);
+    cluster.start_worker_with("v1", &url, |process| gated(process, &gates));
     follow_to_end(&mut events, &mut seen).await.with_context(|| cluster.worker_logs())?;
     ensure!(cluster.final_log(&graph, &run_id).await? == golden());
     cluster.check_history(&["t".to_owned()]).await?;
@@ -820,13 +826,11 @@ async fn a_forced_double_claim_lets_only_the_new_owner_commit(test: &'static str
     let env = Arc::new(Env { ledger: cluster.ledger(), hang_marker: None, gates: Some(gates.clone()) });
     let graph = registered(&env, "v1");
     let url = cluster.url.clone();
-    let heartbeat = PathBuf::from("2000");
     // A slow heartbeat: the owner finishes its task long before it could learn of the reclaim.
-    let old = cluster.start_worker_with(
-        "v1",
-        &url,
-        &[("DASHFLOW_WORKER_GATES", &gates), ("DASHFLOW_WORKER_HEARTBEAT_MS", &heartbeat)],
-    );
+    let old = cluster.start_worker_with("v1", &url, |process| {
+        gated(process, &gates);
+        process.env("DASHFLOW_WORKER_HEARTBEAT_MS", "2000");
+    });
     let (run_id, _) = cluster.client().submit(&graph, RunRequest::invoke(Work::default()).thread("t")).await?;
     for name in ["split", "b", "c"] {
         open_gate(&gates, name);
@@ -883,7 +887,7 @@ async fn a_forced_double_claim_lets_only_the_new_owner_commit(test: &'static str
     for name in ["merge", "polish1", "polish2"] {
         open_gate(&gates, name);
     }
-    cluster.start_worker_with("v1", &url, &[("DASHFLOW_WORKER_GATES", &gates)]);
+    cluster.start_worker_with("v1", &url, |process| gated(process, &gates));
     let log = cluster.final_log(&graph, &run_id).await.with_context(|| cluster.worker_logs())?;
     ensure!(log == golden(), "final state {log:?}");
     cluster.check_history(&["t".to_owned()]).await?;
@@ -981,7 +985,7 @@ async fn a_partitioned_worker_fences_itself_before_its_lease_ends(test: &'static
     let env = Arc::new(Env { ledger: cluster.ledger(), hang_marker: None, gates: Some(gates.clone()) });
     let graph = registered(&env, "v1");
     let partition = Partition::start(Partition::upstream(&cluster.url)).await?;
-    let cut_off = cluster.start_worker_with("v1", &partition.url(&cluster.url), &[("DASHFLOW_WORKER_GATES", &gates)]);
+    let cut_off = cluster.start_worker_with("v1", &partition.url(&cluster.url), |process| gated(process, &gates));
     let client = cluster.client();
     let threads = ["t1".to_owned(), "t2".to_owned()];
     let mut runs = Vec::new();
@@ -995,7 +999,7 @@ async fn a_partitioned_worker_fences_itself_before_its_lease_ends(test: &'static
         })
         .await?;
     let url = cluster.url.clone();
-    let rescuer = cluster.start_worker_with("v1", &url, &[("DASHFLOW_WORKER_GATES", &gates)]);
+    let rescuer = cluster.start_worker_with("v1", &url, |process| gated(process, &gates));
     let rescuer_pid = cluster.workers[rescuer].id().to_string();
     cluster
         .until_ledger("the second worker to start", |lines| {
