@@ -373,3 +373,54 @@ async fn a_worker_whose_runtime_is_blocked_by_a_node_keeps_its_lease() {
     drop(stop);
     tokio::task::spawn_blocking(move || worker.join().unwrap()).await.unwrap();
 }
+
+/// A follower in another task reads what a node emits through its context, in the run's
+/// stream of events, which ends with the run; a run submitted without an event stream leaves
+/// nothing to follow.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_followed_run_carries_the_values_its_nodes_emit() {
+    use dashflow_telemetry::EventKind;
+    use dashflow_worker::Streamed;
+    let Some((_db, queue)) = setup("a_followed_run_carries_the_values_its_nodes_emit").await else { return };
+    let mut graph = StateGraph::<Chat>::new();
+    graph
+        .add_node("talk", |_: Arc<Chat>, ctx: NodeContext| async move {
+            for token in ["hel", "lo"] {
+                ctx.emit(serde_json::json!({ "token": token })).await;
+            }
+            Ok::<_, NodeError>(ChatUpdate::default().log(vec!["hello".to_owned()]))
+        })
+        .add_edge(START, "talk")
+        .add_edge("talk", END);
+    let graph = RegisteredGraph::new("talk", "v1", CompiledGraph::new(graph.build().unwrap()));
+    let (stop, task, _) = start_worker(&queue, graph.clone());
+    let client = Client::new(Arc::clone(&queue) as Arc<dyn RunQueue>).with_poll_interval(Duration::from_millis(20));
+
+    let (run_id, _) = client.submit(&graph, RunRequest::invoke(Chat::default()).thread("a")).await.unwrap();
+    let mut events = client.follow(&run_id).unwrap();
+    let mut items = Vec::new();
+    while let Some(item) = tokio::time::timeout(Duration::from_secs(30), events.next()).await.unwrap().unwrap() {
+        items.push(item);
+    }
+    let tokens: Vec<serde_json::Value> = items
+        .iter()
+        .filter_map(|item| match &item.item {
+            Streamed::Event(event) => match &event.kind {
+                EventKind::Custom { node, value, .. } if &**node == "talk" => Some(value["token"].clone()),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect();
+    assert_eq!(tokens, ["hel", "lo"]);
+    let last = items.last().and_then(dashflow_worker::RunEvent::event).map(|event| &event.kind);
+    assert!(matches!(last, Some(EventKind::RunFinished { .. })), "{items:?}");
+    assert_eq!(events.last_seq(), items.len() as i64);
+
+    let quiet = RunRequest::invoke(Chat::default()).thread("b").without_event_stream();
+    let (quiet, _) = client.submit(&graph, quiet).await.unwrap();
+    assert_eq!(client.wait(&quiet, Duration::from_secs(30)).await.unwrap().state, RunState::Completed);
+    assert!(client.follow(&quiet).unwrap().next().await.unwrap().is_none(), "a run without a stream streamed");
+    drop(stop);
+    task.await.unwrap();
+}
