@@ -413,6 +413,10 @@ async fn a_followed_run_carries_the_values_its_nodes_emit() {
         })
         .collect();
     assert_eq!(tokens, ["hel", "lo"]);
+    assert!(
+        !items.iter().any(|item| matches!(item.event().map(|e| &e.kind), Some(EventKind::GraphDefined { .. }))),
+        "the graph's shape went into the run's stream"
+    );
     let last = items.last().and_then(dashflow_worker::RunEvent::event).map(|event| &event.kind);
     assert!(matches!(last, Some(EventKind::RunFinished { .. })), "{items:?}");
     assert_eq!(events.last_seq(), items.len() as i64);
@@ -423,4 +427,56 @@ async fn a_followed_run_carries_the_values_its_nodes_emit() {
     assert!(client.follow(&quiet).unwrap().next().await.unwrap().is_none(), "a run without a stream streamed");
     drop(stop);
     task.await.unwrap();
+}
+
+/// A node that emits far more values than the sink buffers, without ever yielding to the
+/// worker's runtime (its only thread): the run does not wait for its stream; the values the
+/// buffer could not hold are counted in a `lost` note of the stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_that_outpaces_its_stream_goes_on_and_the_stream_counts_what_it_lost() {
+    use dashflow_telemetry::EventKind;
+    use dashflow_worker::Streamed;
+    const VALUES: usize = 10_000;
+    let test = "a_run_that_outpaces_its_stream_goes_on_and_the_stream_counts_what_it_lost";
+    let Some((db, queue)) = setup(test).await else { return };
+    let mut graph = StateGraph::<Chat>::new();
+    graph
+        .add_node("chatty", |_: Arc<Chat>, ctx: NodeContext| async move {
+            for n in 0..VALUES {
+                ctx.emit(serde_json::json!(n)).await;
+            }
+            Ok::<_, NodeError>(ChatUpdate::default().log(vec!["said".to_owned()]))
+        })
+        .add_edge(START, "chatty")
+        .add_edge("chatty", END);
+    let graph = RegisteredGraph::new("chatty", "v1", CompiledGraph::new(graph.build().unwrap()));
+    let options = db.connect_options();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let worker_graph = graph.clone();
+    // A current-thread runtime: the stream's writer cannot run while the node emits.
+    let worker = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async move {
+            let checkpointer = dashflow_checkpoint_postgres::PostgresCheckpointer::connect_with(options).await.unwrap();
+            let queue = Arc::new(PostgresRunQueue::new(checkpointer).await.unwrap());
+            let worker = Worker::builder(queue).graph(worker_graph).timings(Timings::short()).build().unwrap();
+            worker.run(async move { drop(stopped.await) }).await.unwrap();
+        });
+    });
+    let client = Client::new(Arc::clone(&queue) as Arc<dyn RunQueue>).with_poll_interval(Duration::from_millis(20));
+    let (run_id, _) = client.submit(&graph, RunRequest::invoke(Chat::default()).thread("t")).await.unwrap();
+    assert_eq!(client.wait(&run_id, Duration::from_secs(60)).await.unwrap().state, RunState::Completed);
+    let mut events = client.follow(&run_id).unwrap();
+    let (mut values, mut lost) = (0, 0);
+    while let Some(item) = events.next().await.unwrap() {
+        match &item.item {
+            Streamed::Event(event) if matches!(event.kind, EventKind::Custom { .. }) => values += 1,
+            Streamed::Lost(count) => lost += *count as usize,
+            _ => {}
+        }
+    }
+    assert!(lost > 0 && values < VALUES, "{values} values streamed, {lost} lost");
+    assert!(values + lost >= VALUES, "{values} values streamed and {lost} lost of {VALUES}");
+    drop(stop);
+    tokio::task::spawn_blocking(move || worker.join().unwrap()).await.unwrap();
 }
