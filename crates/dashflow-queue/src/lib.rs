@@ -9,6 +9,10 @@
 //! run writes goes through [`RunQueue::fenced_checkpointer`], whose writes check the epoch in
 //! their own transaction, so a paused or partitioned former owner can never commit again.
 //!
+//! A queue may also keep each run's events in a stream ([`RunStreams`], through
+//! [`RunQueue::streams`]): the run's owner appends them under the same fence, numbered across
+//! takeovers, and any process follows the run live and re-attaches from a number.
+//!
 //! This crate depends on the checkpoint trait alone; `dashflow-queue-postgres` implements it
 //! on PostgreSQL, and `dashflow-worker` drives it (the worker runtime and the typed client).
 //!

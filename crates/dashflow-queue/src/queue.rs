@@ -37,7 +37,10 @@ pub trait RunQueue: Send + Sync + fmt::Debug + 'static {
     async fn stop_worker(&self, worker_id: &str) -> Result<()>;
 
     /// Renews the worker's lease for `timings.lease` and reports which of `runs` it still holds
-    /// and which were asked to cancel.
+    /// and which were asked to cancel, and whether the worker was asked to drain.
+    ///
+    /// Workers call it from a thread with a runtime of its own (so that busy nodes cannot
+    /// delay it): it must not depend on running on the runtime the queue was created on.
     async fn heartbeat(&self, worker_id: &str, runs: &[Lease], timings: &Timings) -> Result<HeartbeatReply>;
 
     /// Claims up to `limit` queued runs of `queues` whose graph is among `graphs`, highest
