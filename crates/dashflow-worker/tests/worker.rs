@@ -480,3 +480,51 @@ async fn a_run_that_outpaces_its_stream_goes_on_and_the_stream_counts_what_it_lo
     drop(stop);
     tokio::task::spawn_blocking(move || worker.join().unwrap()).await.unwrap();
 }
+
+/// Streams are kept for `event_retention` after their run ends, then the sweeping worker
+/// deletes them; a worker built without event streams keeps none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ended_runs_streams_are_trimmed_after_the_retention_and_a_worker_can_keep_none() {
+    let test = "ended_runs_streams_are_trimmed_after_the_retention_and_a_worker_can_keep_none";
+    let Some((_db, queue)) = setup(test).await else { return };
+    let executions = Arc::new(Mutex::new(Vec::new()));
+    let graph = RegisteredGraph::new("chat", "v1", chat(&executions));
+    let client = Client::new(Arc::clone(&queue) as Arc<dyn RunQueue>).with_poll_interval(Duration::from_millis(20));
+    let streams = queue.streams().unwrap();
+    let run_with = |worker: Worker| {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        (stop, tokio::spawn(async move { worker.run(async move { drop(stopped.await) }).await.unwrap() }))
+    };
+
+    let keeps_none = Worker::builder(Arc::clone(&queue) as Arc<dyn RunQueue>)
+        .graph(graph.clone())
+        .timings(Timings::short())
+        .without_event_streams()
+        .build()
+        .unwrap();
+    let (stop, task) = run_with(keeps_none);
+    let (quiet, _) = client.submit(&graph, RunRequest::invoke(Chat::default()).thread("quiet")).await.unwrap();
+    assert_eq!(client.wait(&quiet, Duration::from_secs(30)).await.unwrap().state, RunState::Interrupted);
+    assert!(streams.read(&quiet, 0, 10).await.unwrap().is_empty(), "a worker without streams streamed");
+    drop(stop);
+    task.await.unwrap();
+
+    let trims = Worker::builder(Arc::clone(&queue) as Arc<dyn RunQueue>)
+        .graph(graph.clone())
+        .timings(Timings::short())
+        .event_retention(Duration::from_secs(3))
+        .build()
+        .unwrap();
+    let (stop, task) = run_with(trims);
+    let (run_id, _) = client.submit(&graph, RunRequest::invoke(Chat::default()).thread("loud")).await.unwrap();
+    assert_eq!(client.wait(&run_id, Duration::from_secs(30)).await.unwrap().state, RunState::Interrupted);
+    // Kept within the retention, then deleted by a sweep.
+    assert!(!streams.read(&run_id, 0, 100).await.unwrap().is_empty(), "the run streamed nothing");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !streams.read(&run_id, 0, 100).await.unwrap().is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "the ended run's stream was never trimmed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(stop);
+    task.await.unwrap();
+}
