@@ -43,6 +43,9 @@ pub(crate) fn open_at(
 
 /// A dead-row share above which `queue stats` warns: vacuum is behind.
 const DEAD_WARN_PERCENT: f64 = 20.0;
+/// ... when the table has at least this many dead rows: autovacuum leaves small tables alone
+/// until dozens of rows are dead, which costs nothing.
+const DEAD_WARN_ROWS: i64 = 1000;
 /// A snapshot older than this many transactions makes `queue stats` warn.
 const XMIN_WARN_AGE: i64 = 100_000;
 /// A transaction open this long makes `queue stats` warn, however few transactions passed.
@@ -195,12 +198,17 @@ pub(crate) fn stats(args: &QueueArgs, out: &mut dyn Write) -> Result<()> {
         )?,
         None => writeln!(out, "oldest xmin: none held")?,
     }
-    for table in health.tables.iter().filter(|table| table.dead_percent() > DEAD_WARN_PERCENT) {
+    for table in health
+        .tables
+        .iter()
+        .filter(|table| table.dead_percent() > DEAD_WARN_PERCENT && table.dead_tuples >= DEAD_WARN_ROWS)
+    {
         writeln!(
             out,
-            "warning: {:.0}% of {}'s rows are dead: vacuum is behind (is a long transaction holding the oldest xmin?)",
-            table.dead_percent(),
-            table.table
+            "warning: {} rows of {} ({:.0}%) are dead: vacuum is behind (is a long transaction holding the oldest xmin?)",
+            table.dead_tuples,
+            table.table,
+            table.dead_percent()
         )?;
     }
     if let Some(xmin) = health
