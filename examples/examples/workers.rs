@@ -10,7 +10,9 @@
 //! cargo run --example workers -- worker postgres://...      # as many as you like
 //! cargo run --example workers -- submit postgres://... 20   # submit 20 runs and wait for them
 //! dashflow workers list --db postgres://...                  # who is alive, what each runs
-//! dashflow queue stats --db postgres://...                   # runs per state
+//! dashflow queue stats --db postgres://...                   # runs per state, dead rows, oldest xmin
+//! dashflow runs list --postgres postgres://...               # each run's worker, attempt, queue latency
+//! dashflow runs show RUN_ID --postgres postgres://...        # one run and the end of its event stream
 //! ```
 
 #![allow(clippy::print_stdout, reason = "examples print their results")]

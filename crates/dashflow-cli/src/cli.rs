@@ -61,13 +61,31 @@ pub enum WorkersCommand {
     /// held, time since the last heartbeat (database time) and state (live, stale,
     /// draining, stopped).
     List(QueueArgs),
+    /// Drain a worker: it claims no more runs, and at its next heartbeat it stops as on
+    /// SIGTERM (finishes the runs it holds within its grace period, gives back the rest,
+    /// deregisters).
+    Drain(DrainArgs),
+}
+
+/// `dashflow workers drain`.
+#[derive(Debug, Args)]
+pub struct DrainArgs {
+    /// The worker's id, as `workers list` shows it.
+    #[arg(value_name = "WORKER")]
+    pub worker: String,
+    /// Where the run queue is.
+    #[command(flatten)]
+    pub queue: QueueArgs,
 }
 
 /// `dashflow queue ...`.
 #[derive(Debug, Subcommand)]
 pub enum QueueCommand {
     /// Count runs per queue, priority and state, with how long the oldest queued run has
-    /// waited, and the runs each running worker holds.
+    /// waited; then the live and dead rows of the queue's tables and the oldest snapshot
+    /// held on the server (a long transaction anywhere keeps vacuum from removing dead rows,
+    /// and the queue slows down); warnings for graphs no live worker has, for tables with
+    /// many dead rows and for old snapshots.
     Stats(QueueArgs),
 }
 
@@ -75,7 +93,7 @@ pub enum QueueCommand {
 #[derive(Debug, Args)]
 pub struct QueueArgs {
     /// The PostgreSQL database holding the run queue (`postgres://user:password@host/db`).
-    #[arg(long, value_name = "URL")]
+    #[arg(long, visible_alias = "postgres", value_name = "URL")]
     pub db: String,
     /// The schema holding the queue's tables (sets `search_path`).
     #[arg(long, value_name = "SCHEMA")]
@@ -118,6 +136,31 @@ pub enum RunsCommand {
     /// Show one run: its summary, then every task in order with its duration as a bar,
     /// errors in place and the routing decisions between steps.
     Show(ShowArgs),
+    /// Cancel a run of a PostgreSQL run queue: a queued or pending run at once, a running
+    /// one at its worker's next heartbeat (the worker stops it and ends it `cancelled`).
+    Cancel(CancelArgs),
+}
+
+/// `dashflow runs cancel`.
+#[derive(Debug, Args)]
+pub struct CancelArgs {
+    /// The run's id.
+    #[arg(value_name = "RUN_ID")]
+    pub run: String,
+    /// Where the run queue is.
+    #[command(flatten)]
+    pub queue: QueueOnly,
+}
+
+/// A PostgreSQL run queue, for commands that read the run log otherwise.
+#[derive(Debug, Args)]
+pub struct QueueOnly {
+    /// The PostgreSQL database holding the run queue (`postgres://user:password@host/db`).
+    #[arg(long, value_name = "URL")]
+    pub postgres: String,
+    /// The schema holding the queue's tables (sets `search_path`).
+    #[arg(long, value_name = "SCHEMA")]
+    pub schema: Option<String>,
 }
 
 /// `dashflow runs list`.
@@ -161,12 +204,24 @@ pub struct ListArgs {
     /// With `--nats`: the first tokens of the stream's subjects.
     #[arg(long, value_name = "PREFIX", default_value = "dashflow.events", requires = "nats")]
     pub subject_prefix: String,
+    /// List the runs of the PostgreSQL run queue at this URL instead of this host's run log:
+    /// state, the worker that holds (or last held) each run, its attempt and fence epoch,
+    /// how long it waited in the queue before its first claim, and its age.
+    #[arg(long, value_name = "URL", conflicts_with_all = ["status", "graph", "tag", "since", "nats"])]
+    pub postgres: Option<String>,
+    /// With --postgres: the schema holding the queue's tables (sets `search_path`).
+    #[arg(long, value_name = "SCHEMA", requires = "postgres")]
+    pub schema: Option<String>,
+    /// With --postgres: only runs in this state (pending, queued, running, completed,
+    /// interrupted, failed or cancelled).
+    #[arg(long, value_name = "STATE", requires = "postgres", value_parser = parse_run_state)]
+    pub state: Option<dashflow_queue::RunState>,
 }
 
 /// `dashflow runs show`.
 #[derive(Debug, Args)]
 pub struct ShowArgs {
-    /// The run's id, or any prefix of it that names one run.
+    /// The run's id, or any prefix of it that names one run (the full id with --postgres).
     #[arg(value_name = "RUN_ID")]
     pub run: String,
     /// Print JSON instead of a timeline.
@@ -183,6 +238,19 @@ pub struct ShowArgs {
     /// With `--nats`: the first tokens of the stream's subjects.
     #[arg(long, value_name = "PREFIX", default_value = "dashflow.events", requires = "nats")]
     pub subject_prefix: String,
+    /// Show the run as the PostgreSQL run queue at this URL has it: its row (state, worker,
+    /// attempt, epoch, times, error) and the last items of its event stream.
+    #[arg(long, value_name = "URL", conflicts_with = "nats")]
+    pub postgres: Option<String>,
+    /// With --postgres: the schema holding the queue's tables (sets `search_path`).
+    #[arg(long, value_name = "SCHEMA", requires = "postgres")]
+    pub schema: Option<String>,
+}
+
+fn parse_run_state(text: &str) -> Result<dashflow_queue::RunState, String> {
+    dashflow_queue::RunState::parse(text).ok_or_else(|| {
+        format!("`{text}` is not a run state: pending, queued, running, completed, interrupted, failed or cancelled")
+    })
 }
 
 /// `dashflow tail`.

@@ -2,6 +2,7 @@
 
 pub(crate) mod graph;
 pub(crate) mod queue;
+pub(crate) mod queue_runs;
 pub(crate) mod runs_list;
 pub(crate) mod runs_nats;
 pub(crate) mod runs_show;

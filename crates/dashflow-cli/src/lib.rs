@@ -4,6 +4,11 @@
 //! ```text
 //! dashflow runs list [--status S] [--graph G] [--thread T] [--since 2h] [--limit N] [--json]
 //! dashflow runs show RUN_ID [--json]       # a timeline; any unique prefix of the id works
+//! dashflow runs list --postgres URL        # the runs of a PostgreSQL run queue, with their workers
+//! dashflow runs show RUN_ID --postgres URL # a queued run's row and the end of its event stream
+//! dashflow runs cancel RUN_ID --postgres URL
+//! dashflow workers list --db URL           # the workers of a run queue; `workers drain WORKER` stops one
+//! dashflow queue stats --db URL            # counts, dead rows and the oldest snapshot
 //! dashflow tail [--graph G] [--from-start] # follow new events live; Ctrl-C stops
 //! dashflow runs list --nats nats://127.0.0.1:4222   # runs of every publishing host
 //! dashflow runs show RUN_ID --nats nats://127.0.0.1:4222
@@ -75,8 +80,9 @@ use std::process::ExitCode;
 use clap::Parser;
 
 pub use cli::{
-    Cli, Command, DatabaseArgs, GraphArgs, GraphFormat, HistoryArgs, ListArgs, QueueArgs, QueueCommand, RunsCommand,
-    ShowArgs, TailArgs, ThreadsCommand, ThreadsListArgs, UiArgs, WalCommand, WorkersCommand,
+    CancelArgs, Cli, Command, DatabaseArgs, DrainArgs, GraphArgs, GraphFormat, HistoryArgs, ListArgs, QueueArgs,
+    QueueCommand, QueueOnly, RunsCommand, ShowArgs, TailArgs, ThreadsCommand, ThreadsListArgs, UiArgs, WalCommand,
+    WorkersCommand,
 };
 
 /// Runs the command `cli` describes, writing its output to `out`.
@@ -88,8 +94,11 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
     match &cli.command {
         Command::Runs(RunsCommand::List(args)) if args.nats.is_some() => commands::runs_nats::list(args, out)?,
         Command::Runs(RunsCommand::Show(args)) if args.nats.is_some() => commands::runs_nats::show(args, out)?,
+        Command::Runs(RunsCommand::List(args)) if args.postgres.is_some() => commands::queue_runs::list(args, out)?,
+        Command::Runs(RunsCommand::Show(args)) if args.postgres.is_some() => commands::queue_runs::show(args, out)?,
         Command::Runs(RunsCommand::List(args)) => store::read(home, |wal| commands::runs_list::run(wal, args, out))?,
         Command::Runs(RunsCommand::Show(args)) => store::read(home, |wal| commands::runs_show::run(wal, args, out))?,
+        Command::Runs(RunsCommand::Cancel(args)) => commands::queue_runs::cancel(args, out)?,
         Command::Tail(args) if args.nats.is_some() => commands::tail_nats::run(args, out)?,
         Command::Tail(args) => store::read(home, |wal| commands::tail::run(wal, args, out))?,
         Command::Threads(ThreadsCommand::History(args)) => commands::threads::run(args, out)?,
@@ -100,6 +109,7 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
         Command::Wal(WalCommand::Repair) => return commands::wal::repair(home, out),
         Command::Ui(args) => commands::ui::run(home, args, out)?,
         Command::Workers(WorkersCommand::List(args)) => commands::queue::workers(args, out)?,
+        Command::Workers(WorkersCommand::Drain(args)) => commands::queue::drain(args, out)?,
         Command::Queue(QueueCommand::Stats(args)) => commands::queue::stats(args, out)?,
     }
     Ok(ExitCode::SUCCESS)

@@ -39,16 +39,28 @@
 //!   beats (a killed process); their runs are queued again with a bumped epoch, or failed after
 //!   `max_attempts`, or cancelled when a cancel was asked.
 //! - **Wake-ups**: `NOTIFY dashflow_wake` on submit, release and promotion, `dashflow_done` on
-//!   finish, never from a checkpoint transaction; workers poll as well.
+//!   finish, `dashflow_events` on an append to a run's stream, never from a checkpoint
+//!   transaction; workers and followers poll as well.
+//! - **Event streams** ([`PgRunStreams`], the queue's `streams()`): `dashflow_run_events`
+//!   (unlogged), appended under the thread's fence and numbered from the stream itself, so a
+//!   takeover continues the numbering and a former owner's append stores nothing; trimmed
+//!   after the run ends.
+//! - **Operations**: [`PostgresRunQueue::drain_worker`] (the worker stops claiming and stops
+//!   once its runs are done) and [`PostgresRunQueue::health`] (dead rows of the queue's
+//!   tables, the oldest snapshot held on the server), which `dashflow queue stats` shows.
 //!
 //! This crate has no feature flags.
 
+mod admin;
 mod error;
+mod events;
 mod guard;
 mod listen;
 mod migrate;
 mod queue;
 mod sql;
 
+pub use admin::{QueueHealth, TableHealth, XminHorizon};
+pub use events::PgRunStreams;
 pub use guard::LeaseGuard;
 pub use queue::PostgresRunQueue;

@@ -22,10 +22,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "submit and finish in one round trip",
         sql: include_str!("../migrations/0002_round_trips.sql"),
     },
+    Migration { version: 3, name: "run event streams", sql: include_str!("../migrations/0003_run_events.sql") },
 ];
 
 /// The schema version this build writes.
-pub(crate) const LATEST: i64 = 2;
+pub(crate) const LATEST: i64 = 3;
 
 /// `DFQM` in ASCII; the second key is a hash of the schema name.
 const MIGRATION_LOCK: i32 = 0x4446_514d;

@@ -8,13 +8,14 @@ use dashflow_checkpoint::Checkpointer;
 use dashflow_checkpoint_postgres::PostgresCheckpointer;
 use dashflow_queue::{
     ClaimedRun, Finish, GraphKey, HeartbeatReply, Lease, Multitask, NewRun, Priority, QueueError, QueueStat, Result,
-    RunFilter, RunKind, RunQueue, RunRecord, RunState, SweepReport, Timings, Wakeups, WorkerInfo, WorkerRecord,
-    WorkerState,
+    RunFilter, RunKind, RunQueue, RunRecord, RunState, RunStreams, SweepReport, Timings, Wakeups, WorkerInfo,
+    WorkerRecord, WorkerState,
 };
 use sqlx::postgres::PgRow;
 use sqlx::{Connection, PgConnection, PgPool, Postgres, Row};
 
 use crate::error::{corrupt, ensure_text, unavailable};
+use crate::events::PgRunStreams;
 use crate::guard::LeaseGuard;
 use crate::{migrate, sql};
 
@@ -253,6 +254,7 @@ impl RunQueue for PostgresRunQueue {
         let mut reply = HeartbeatReply::default();
         for row in &rows {
             reply.alive = column::<i64>(row, "alive")? > 0;
+            reply.draining = column(row, "draining")?;
             let Some(run_id) = column::<Option<String>>(row, "run_id")? else { continue };
             if !column::<bool>(row, "held")? {
                 reply.lost.push(run_id);
@@ -522,5 +524,9 @@ impl RunQueue for PostgresRunQueue {
         drop(conn);
         let wakeups = crate::listen::listen(self.pool(), schema).await.map_err(unavailable(LISTEN))?;
         Ok(Some(Box::new(wakeups)))
+    }
+
+    fn streams(&self) -> Option<Arc<dyn RunStreams>> {
+        Some(Arc::new(PgRunStreams::new(self.pool().clone())))
     }
 }

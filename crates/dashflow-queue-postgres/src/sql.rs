@@ -17,9 +17,13 @@ pub(crate) const SCHEMA: &str = "SELECT coalesce(current_schema(), '')";
 pub(crate) const WAKE: &str = "SELECT pg_notify('dashflow_wake', current_schema())";
 pub(crate) const DONE: &str = "SELECT pg_notify('dashflow_done', $1)";
 
+/// Registering grants no lease of its own (the first heartbeat does): until then the sweeper
+/// judges the worker by its registration time against the fleet's freshest heartbeat, so a
+/// worker that freezes before its first heartbeat, its session lock already taken, is not
+/// left holding runs for long.
 pub(crate) const REGISTER: &str = "INSERT INTO dashflow_workers
     (worker_id, host, pid, version, queues, graph_keys, slots, lock_key, lease_expires_at)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, hashtext(current_schema() || '/' || $1), now() + make_interval(secs => 60))
+    VALUES ($1, $2, $3, $4, $5, $6, $7, hashtext(current_schema() || '/' || $1), now())
     ON CONFLICT (worker_id) DO UPDATE SET host = excluded.host, pid = excluded.pid, version = excluded.version,
         queues = excluded.queues, graph_keys = excluded.graph_keys, slots = excluded.slots, running = 0,
         heartbeat_at = now(), lease_expires_at = excluded.lease_expires_at, draining = false, stopped_at = NULL";
@@ -36,14 +40,15 @@ pub(crate) const HEARTBEAT: &str = "
 WITH me AS (
     UPDATE dashflow_workers SET heartbeat_at = now(), lease_expires_at = now() + make_interval(secs => $2),
            running = cardinality($3::text[])
-    WHERE worker_id = $1 AND stopped_at IS NULL RETURNING worker_id)
+    WHERE worker_id = $1 AND stopped_at IS NULL RETURNING worker_id, draining)
 SELECT h.run_id, (r.run_id IS NOT NULL) AS held, (r.cancel_requested_at IS NOT NULL) AS cancel,
-       (SELECT count(*) FROM me) AS alive
+       (SELECT count(*) FROM me) AS alive, coalesce((SELECT bool_or(draining) FROM me), false) AS draining
 FROM unnest($3::text[], $4::bigint[]) AS h(run_id, epoch)
 LEFT JOIN dashflow_runs r ON r.run_id = h.run_id AND r.lease_epoch = h.epoch
                          AND r.state = 'running' AND r.worker_id = $1
 UNION ALL
-SELECT NULL, false, false, (SELECT count(*) FROM me) WHERE cardinality($3::text[]) = 0";
+SELECT NULL, false, false, (SELECT count(*) FROM me), coalesce((SELECT bool_or(draining) FROM me), false)
+WHERE cardinality($3::text[]) = 0";
 
 /// Claims a batch (distinct threads, thanks to `dashflow_runs_one_active`) and bumps each
 /// thread's fence epoch in the same statement. `first_claim`: no claim started the run before,
@@ -162,6 +167,6 @@ pub(crate) const STATS: &str = "SELECT queue, priority, state, count(*) AS count
     FROM dashflow_runs GROUP BY queue, priority, state ORDER BY queue, priority, state";
 
 pub(crate) const WORKERS: &str = "SELECT worker_id, host, pid, version, queues, graph_keys, slots, running, draining,
-    stopped_at IS NOT NULL AS stopped, lease_expires_at < now() AS expired,
+    stopped_at IS NOT NULL AS stopped, lease_expires_at < now() AND heartbeat_at > started_at AS expired,
     (extract(epoch FROM (now() - heartbeat_at)) * 1000)::bigint AS heartbeat_age_ms
     FROM dashflow_workers ORDER BY stopped_at IS NOT NULL, started_at DESC";

@@ -10,6 +10,10 @@
 //! their own transaction (on PostgreSQL, their own statement), so a paused or partitioned
 //! former owner can never commit again.
 //!
+//! A queue may also keep each run's events in a stream ([`RunStreams`], through
+//! [`RunQueue::streams`]): the run's owner appends them under the same fence, numbered across
+//! takeovers, and any process follows the run live and re-attaches from a number.
+//!
 //! This crate depends on the checkpoint trait alone; `dashflow-queue-postgres` implements it
 //! on PostgreSQL, and `dashflow-worker` drives it (the worker runtime and the typed client).
 //!
@@ -29,6 +33,7 @@
 mod error;
 mod queue;
 mod record;
+mod stream;
 
 pub use error::{QueueError, Result};
 pub use queue::{RunQueue, Wake, Wakeups};
@@ -36,3 +41,4 @@ pub use record::{
     ClaimedRun, Finish, GraphKey, HeartbeatReply, Lease, Multitask, NewRun, Priority, QueueStat, RunFilter, RunKind,
     RunRecord, RunState, SweepReport, Timings, WorkerInfo, WorkerRecord, WorkerState, new_run_id,
 };
+pub use stream::{RunStreams, StreamEntry, StreamItem};

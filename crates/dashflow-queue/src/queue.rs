@@ -8,7 +8,7 @@ use dashflow_checkpoint::Checkpointer;
 
 use crate::{
     ClaimedRun, Finish, GraphKey, HeartbeatReply, Lease, NewRun, QueueStat, Result, RunFilter, RunRecord, RunState,
-    SweepReport, Timings, WorkerInfo, WorkerRecord,
+    RunStreams, SweepReport, Timings, WorkerInfo, WorkerRecord,
 };
 
 /// A durable queue of runs shared by worker processes, with leases and fences.
@@ -37,7 +37,10 @@ pub trait RunQueue: Send + Sync + fmt::Debug + 'static {
     async fn stop_worker(&self, worker_id: &str) -> Result<()>;
 
     /// Renews the worker's lease for `timings.lease` and reports which of `runs` it still holds
-    /// and which were asked to cancel.
+    /// and which were asked to cancel, and whether the worker was asked to drain.
+    ///
+    /// Workers call it from a thread with a runtime of its own (so that busy nodes cannot
+    /// delay it): it must not depend on running on the runtime the queue was created on.
     async fn heartbeat(&self, worker_id: &str, runs: &[Lease], timings: &Timings) -> Result<HeartbeatReply>;
 
     /// Claims up to `limit` queued runs of `queues` whose graph is among `graphs`, highest
@@ -92,6 +95,12 @@ pub trait RunQueue: Send + Sync + fmt::Debug + 'static {
     async fn wakeups(&self) -> Result<Option<Box<dyn Wakeups>>> {
         Ok(None)
     }
+
+    /// The event streams of this queue's runs, which owners append to and any process can
+    /// follow; `None` (the default): this queue keeps none.
+    fn streams(&self) -> Option<Arc<dyn RunStreams>> {
+        None
+    }
 }
 
 /// What a [`Wakeups`] stream reports.
@@ -104,6 +113,8 @@ pub enum Wake {
     Done(String),
     /// Wake-ups may have been lost (the listener reconnected): check everything again.
     Missed,
+    /// Items were appended to the event stream of run `0` ([`RunStreams`]).
+    Events(String),
 }
 
 /// Wake-ups from a queue (see [`RunQueue::wakeups`]).
@@ -185,5 +196,9 @@ impl<T: RunQueue + ?Sized> RunQueue for Arc<T> {
 
     async fn wakeups(&self) -> Result<Option<Box<dyn Wakeups>>> {
         (**self).wakeups().await
+    }
+
+    fn streams(&self) -> Option<Arc<dyn RunStreams>> {
+        (**self).streams()
     }
 }

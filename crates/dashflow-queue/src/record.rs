@@ -325,6 +325,9 @@ pub struct HeartbeatReply {
     pub lost: Vec<String>,
     /// Runs it holds whose cancellation was requested.
     pub cancel: Vec<String>,
+    /// Whether it was asked to drain (`dashflow workers drain`): claim nothing more, finish
+    /// the runs it holds, then stop, as on SIGTERM.
+    pub draining: bool,
 }
 
 /// How long heartbeats and leases last. Leases are computed in database time.

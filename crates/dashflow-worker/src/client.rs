@@ -8,6 +8,7 @@ use dashflow_graph::MergeableState;
 use dashflow_queue::{Multitask, NewRun, Priority, RunKind, RunQueue, RunRecord, RunState, Wake};
 
 use crate::registry::{Payload, RegisteredGraph};
+use crate::stream::RunEvents;
 use crate::{Result, WorkerError};
 
 /// A run to submit: invoke, update or resume one thread of a registered graph.
@@ -24,6 +25,7 @@ pub struct RunRequest<S: MergeableState> {
     durability: Durability,
     recursion_limit: Option<u32>,
     max_attempts: i32,
+    event_stream: bool,
 }
 
 impl<S: MergeableState> std::fmt::Debug for Payload<S> {
@@ -50,6 +52,7 @@ impl<S: MergeableState> RunRequest<S> {
             durability: Durability::Sync,
             recursion_limit: None,
             max_attempts: 5,
+            event_stream: true,
         }
     }
 
@@ -131,6 +134,14 @@ impl<S: MergeableState> RunRequest<S> {
         self.max_attempts = attempts.max(1);
         self
     }
+
+    /// Keeps no event stream of this run: nobody can [`follow`](Client::follow) it, and its
+    /// worker writes nothing but its checkpoints (streams cost a write a tenth of a second
+    /// while the run emits events).
+    pub fn without_event_stream(mut self) -> Self {
+        self.event_stream = false;
+        self
+    }
 }
 
 /// Submits runs to a queue and follows them. Cheap to clone.
@@ -185,6 +196,9 @@ impl Client {
         let mut config = serde_json::json!({ "durability": durability });
         if let Some(limit) = request.recursion_limit {
             config["recursion_limit"] = limit.into();
+        }
+        if !request.event_stream {
+            config["event_stream"] = false.into();
         }
         let mut run = NewRun::new(graph.key().clone(), request.thread_id, request.kind, input)
             .queue(request.queue)
@@ -260,6 +274,19 @@ impl Client {
         let state =
             app.get_state(&config).await.map_err(|source| WorkerError::Result { run_id: run_id.to_owned(), source })?;
         Ok(Finished { run, state })
+    }
+
+    /// Follows run `run_id`'s events from its first, live, from any process: the events its
+    /// worker's run emits (tasks, steps, checkpoints, custom values written by nodes), in
+    /// order, across takeovers. Ends once the run is over and every event was read.
+    pub fn follow(&self, run_id: &str) -> Result<RunEvents> {
+        self.follow_from(run_id, 0)
+    }
+
+    /// Follows run `run_id`'s events after item `after_seq` (a [`RunEvent::seq`](crate::RunEvent::seq) seen
+    /// before): re-attaching yields exactly the items not yet seen.
+    pub fn follow_from(&self, run_id: &str, after_seq: i64) -> Result<RunEvents> {
+        RunEvents::new(Arc::clone(&self.queue), run_id, after_seq, self.poll)
     }
 
     /// Cancels run `run_id`: a queued or pending one at once, a running one at its worker's

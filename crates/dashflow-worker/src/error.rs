@@ -38,6 +38,12 @@ pub enum WorkerError {
         /// The name.
         name: String,
     },
+    /// The run queue keeps no event streams, so runs cannot be followed.
+    #[error("this run queue keeps no run event streams; follow runs on a queue that does (PostgreSQL)")]
+    NoStreams,
+    /// The worker's heartbeat thread (or its runtime) could not be started.
+    #[error("cannot start the worker's heartbeat thread")]
+    HeartbeatThread(#[source] std::io::Error),
     /// A worker needs at least one graph.
     #[error("a worker needs at least one graph: call WorkerBuilder::graph")]
     NoGraphs,

@@ -12,6 +12,11 @@
 //! checkpoint and the stored results of its finished tasks: only unfinished tasks run again,
 //! and the run's input, update or resume answer is applied once.
 //!
+//! A worker also appends each run's events to the queue's stream of the run (when the queue
+//! keeps streams), so that [`Client::follow`] can follow the run live from any process, across
+//! takeovers. Its heartbeats run on a thread with a runtime of their own, so nodes that keep
+//! its runtime busy do not cost it its lease.
+//!
 //! The worker never names a queue backend: the application passes one
 //! (`dashflow_queue_postgres::PostgresRunQueue`). docs/guide.md has a walk-through.
 //!
@@ -20,9 +25,11 @@
 mod client;
 mod error;
 mod registry;
+mod stream;
 mod worker;
 
 pub use client::{Client, Finished, RunRequest};
 pub use error::{Result, WorkerError};
 pub use registry::{RegisteredGraph, RunEnd, RunnableGraph};
+pub use stream::{RunEvent, RunEventSink, RunEvents, Streamed};
 pub use worker::{Worker, WorkerBuilder, WorkerCounters, shutdown_signal};

@@ -12,6 +12,7 @@ use dashflow_telemetry::{Report, RunId};
 use serde::{Deserialize, Serialize};
 
 use crate::WorkerError;
+use crate::stream::RunEventSink;
 
 /// What a queued run carries, sealed with the graph's codec and state fingerprint, so that a
 /// worker whose state type differs refuses it (`VersionMismatch`) instead of misreading it.
@@ -99,10 +100,16 @@ pub trait RunnableGraph: Send + Sync + 'static {
     /// The key the graph's runs carry.
     fn key(&self) -> &GraphKey;
 
-    /// Runs `run` to its end, checkpointing through `checkpointer` (fenced by the run's lease).
+    /// Runs `run` to its end, checkpointing through `checkpointer` (fenced by the run's lease)
+    /// and telling `events` (the run's event stream, when the worker keeps one) what happens.
     /// A retried run (a takeover) continues from the thread's checkpoints and never applies its
     /// input, update or resume answer twice.
-    async fn execute(&self, run: &ClaimedRun, checkpointer: Arc<dyn Checkpointer>) -> RunEnd;
+    async fn execute(
+        &self,
+        run: &ClaimedRun,
+        checkpointer: Arc<dyn Checkpointer>,
+        events: Option<RunEventSink>,
+    ) -> RunEnd;
 }
 
 /// Whether the thread has a checkpoint written by run `run_id` (of `source`, when given).
@@ -147,7 +154,12 @@ impl<S: MergeableState> RunnableGraph for RegisteredGraph<S> {
         &self.key
     }
 
-    async fn execute(&self, run: &ClaimedRun, checkpointer: Arc<dyn Checkpointer>) -> RunEnd {
+    async fn execute(
+        &self,
+        run: &ClaimedRun,
+        checkpointer: Arc<dyn Checkpointer>,
+        events: Option<RunEventSink>,
+    ) -> RunEnd {
         let lease = &run.lease;
         let Ok(run_id) = lease.run_id.parse::<RunId>() else {
             let error = format!("run id `{}` is not a ULID; submit runs through the client", lease.run_id);
@@ -165,6 +177,9 @@ impl<S: MergeableState> RunnableGraph for RegisteredGraph<S> {
             .tag(format!("worker={}", lease.worker_id))
             .tag(format!("attempt={}", run.attempt))
             .tag(format!("epoch={}", lease.epoch));
+        if let Some(sink) = events {
+            config = config.callback(sink);
+        }
         if let Some(limit) = run.config.get("recursion_limit").and_then(serde_json::Value::as_u64) {
             config = config.recursion_limit(u32::try_from(limit).unwrap_or(u32::MAX));
         }

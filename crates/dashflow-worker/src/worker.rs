@@ -10,13 +10,15 @@ use std::time::Duration;
 
 use dashflow_graph::MergeableState;
 use dashflow_queue::{
-    ClaimedRun, Finish, GraphKey, Lease, QueueError, RunQueue, RunState, Timings, Wake, Wakeups, WorkerInfo,
+    ClaimedRun, Finish, GraphKey, Lease, QueueError, RunQueue, RunState, RunStreams, Timings, Wake, Wakeups, WorkerInfo,
 };
-use tokio::sync::Notify;
+use tokio::runtime::Handle;
+use tokio::sync::{Notify, oneshot};
 use tokio::task::{AbortHandle, JoinHandle};
 use tokio::time::Instant;
 
 use crate::registry::{RegisteredGraph, RunEnd, RunnableGraph};
+use crate::stream;
 use crate::{Result, WorkerError};
 
 /// What a worker did, counted since it started. Also reported through the `metrics` facade
@@ -65,6 +67,8 @@ pub struct WorkerBuilder {
     worker_id: Option<String>,
     grace: Duration,
     version: String,
+    event_streams: bool,
+    event_retention: Duration,
 }
 
 impl WorkerBuilder {
@@ -105,6 +109,20 @@ impl WorkerBuilder {
         self
     }
 
+    /// Keeps no event streams of the runs it holds, whatever their submitters asked: nobody
+    /// can follow them (`Client::follow`), and runs write nothing but their checkpoints.
+    pub fn without_event_streams(mut self) -> Self {
+        self.event_streams = false;
+        self
+    }
+
+    /// How long the event streams of ended runs are kept for late followers before the
+    /// sweeper deletes them (10 minutes).
+    pub fn event_retention(mut self, retention: Duration) -> Self {
+        self.event_retention = retention;
+        self
+    }
+
     /// The program version the worker reports (`dashflow workers list`).
     pub fn version(mut self, version: impl Into<String>) -> Self {
         self.version = version.into();
@@ -140,8 +158,12 @@ impl WorkerBuilder {
             i32::try_from(self.slots).unwrap_or(i32::MAX),
         )
         .version(self.version);
+        let streams = if self.event_streams { self.queue.streams() } else { None };
         Ok(Worker {
             shared: Arc::new(Shared {
+                streams,
+                event_retention: self.event_retention,
+                drain: Notify::new(),
                 queue: self.queue,
                 graphs: self.graphs.into_iter().map(|graph| (graph.key().clone(), graph)).collect(),
                 info,
@@ -179,6 +201,11 @@ pub struct Worker {
 
 struct Shared {
     queue: Arc<dyn RunQueue>,
+    /// Where held runs' events go, unless streams are off.
+    streams: Option<Arc<dyn RunStreams>>,
+    event_retention: Duration,
+    /// Notified (with a stored permit) when the queue asks this worker to drain.
+    drain: Notify,
     graphs: HashMap<GraphKey, Arc<dyn RunnableGraph>>,
     info: WorkerInfo,
     timings: Timings,
@@ -228,6 +255,45 @@ fn jittered(every: Duration) -> Duration {
     every.mul_f64(0.8 + 0.4 * fastrand::f64())
 }
 
+/// The thread that heart-beats, on a current-thread runtime of its own: nodes that block or
+/// saturate the worker's runtime (CPU-bound work left on it, blocking calls) cannot delay the
+/// heartbeat, so a busy worker keeps its lease.
+struct HeartbeatThread {
+    stop: oneshot::Sender<()>,
+    exited: oneshot::Receiver<()>,
+}
+
+impl HeartbeatThread {
+    fn start(shared: Arc<Shared>) -> Result<Self> {
+        let main = Handle::current();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let (exit, exited) = oneshot::channel();
+        let runtime =
+            tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(WorkerError::HeartbeatThread)?;
+        std::thread::Builder::new()
+            .name("dashflow-heartbeat".to_owned())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    tokio::select! {
+                        () = shared.heartbeats(main) => {}
+                        _ = stopped => {}
+                    }
+                });
+                // The runtime (and the heartbeat connection's socket with it) goes first.
+                drop(runtime);
+                let _ = exit.send(());
+            })
+            .map_err(WorkerError::HeartbeatThread)?;
+        Ok(Self { stop, exited })
+    }
+
+    /// Stops heart-beating and waits until the thread has stopped.
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.exited.await;
+    }
+}
+
 impl Worker {
     /// A worker on `queue`; add graphs, then `build`.
     pub fn builder(queue: Arc<dyn RunQueue>) -> WorkerBuilder {
@@ -241,6 +307,8 @@ impl Worker {
             worker_id: None,
             grace: Duration::from_secs(30),
             version: String::new(),
+            event_streams: true,
+            event_retention: Duration::from_secs(600),
         }
     }
 
@@ -261,7 +329,7 @@ impl Worker {
         let shared = &self.shared;
         shared.queue.register_worker(&shared.info).await?;
         tracing::info!(worker_id = %shared.info.worker_id, graphs = ?shared.info.graph_keys, "worker started");
-        let heartbeat = tokio::spawn(Arc::clone(shared).heartbeats());
+        let heartbeat = HeartbeatThread::start(Arc::clone(shared))?;
         let sweeper = tokio::spawn(Arc::clone(shared).sweeps());
         tokio::pin!(shutdown);
         let mut wakeups = match shared.queue.wakeups().await {
@@ -292,6 +360,10 @@ impl Worker {
             loop {
                 tokio::select! {
                     () = &mut shutdown => break 'claiming,
+                    () = shared.drain.notified() => {
+                        tracing::info!(worker_id = %shared.info.worker_id, "asked to drain: stopping as on SIGTERM");
+                        break 'claiming;
+                    }
                     () = shared.slot_freed.notified(), if !idle => break,
                     () = tokio::time::sleep_until(until) => break,
                     wake = next_wake(&mut wakeups), if idle => match wake {
@@ -305,7 +377,7 @@ impl Worker {
         self.drain(heartbeat, sweeper).await
     }
 
-    async fn drain(&self, heartbeat: JoinHandle<()>, sweeper: JoinHandle<()>) -> Result<()> {
+    async fn drain(&self, heartbeat: HeartbeatThread, sweeper: JoinHandle<()>) -> Result<()> {
         let shared = &self.shared;
         sweeper.abort();
         tracing::info!(worker_id = %shared.info.worker_id, "worker stopping: no more claims");
@@ -323,7 +395,8 @@ impl Worker {
             }
             shared.release(&held.lease, "the worker shut down before the run finished").await;
         }
-        heartbeat.abort();
+        // Stopped before the worker deregisters: a heartbeat after it would register it again.
+        heartbeat.stop().await;
         let dropped = std::mem::take(&mut *lock(&shared.dropped));
         for lease in dropped {
             shared.release(&lease, "the worker shut down while fenced").await;
@@ -356,10 +429,27 @@ impl Shared {
         };
         lock(&self.held).insert(lease.run_id.clone(), Held { lease: lease.clone(), abort: None });
         let shared = Arc::clone(self);
+        let streamed = run.config.get("event_stream").and_then(serde_json::Value::as_bool) != Some(false);
+        let streams = self.streams.clone().filter(|_| streamed);
         let task = tokio::spawn(async move {
             tracing::debug!(run_id = %run.lease.run_id, epoch = run.lease.epoch, attempt = run.attempt, "run claimed");
             let checkpointer = shared.queue.fenced_checkpointer(&run.lease);
-            let end = graph.execute(&run, checkpointer).await;
+            let end = match streams {
+                Some(streams) => {
+                    let (sink, writer) = stream::attach(streams, run.lease.clone(), run.attempt);
+                    let (ended, ended_rx) = oneshot::channel();
+                    let running = async {
+                        let end = graph.execute(&run, checkpointer, Some(sink)).await;
+                        let _ = ended.send(());
+                        end
+                    };
+                    // The stream is complete before the run is finished in the queue, so a
+                    // follower that sees the run over has every event to read.
+                    let (end, ()) = tokio::join!(running, writer.write_until(ended_rx));
+                    end
+                }
+                None => graph.execute(&run, checkpointer, None).await,
+            };
             shared.end(&run.lease, end).await;
             lock(&shared.held).remove(&run.lease.run_id);
             shared.slot_freed.notify_one();
@@ -424,7 +514,12 @@ impl Shared {
         Some(held.lease)
     }
 
-    async fn heartbeats(self: Arc<Self>) {
+    /// Heart-beats until dropped. Runs on the heartbeat thread's own runtime: only the
+    /// heartbeat itself (on the queue's dedicated connection) and local bookkeeping happen
+    /// here; anything that needs the shared pool (releases, finishes, registering again) is
+    /// handed to the worker's runtime `main`, so that a busy pool or busy runtime cannot hold
+    /// a heartbeat back.
+    async fn heartbeats(self: Arc<Self>, main: Handle) {
         let timings = self.timings;
         // The instant the last successful heartbeat was sent: the database's lease runs from
         // its commit, later, so a local deadline counted from here falls first.
@@ -442,8 +537,16 @@ impl Shared {
                         tracing::info!(worker_id = %self.info.worker_id, "database reachable again: releasing the runs stopped while fenced");
                     }
                     let dropped = std::mem::take(&mut *lock(&self.dropped));
-                    for lease in dropped {
-                        self.release(&lease, "its worker lost the database for too long").await;
+                    if !dropped.is_empty() {
+                        let shared = Arc::clone(&self);
+                        main.spawn(async move {
+                            for lease in dropped {
+                                shared.release(&lease, "its worker lost the database for too long").await;
+                            }
+                        });
+                    }
+                    if reply.draining {
+                        self.drain.notify_one();
                     }
                     if !reply.alive {
                         tracing::warn!(worker_id = %self.info.worker_id, "the sweeper stopped this worker; dropping its runs and registering again");
@@ -453,9 +556,12 @@ impl Shared {
                                 self.counters.add(&self.counters.lease_lost, "dashflow_lease_lost_total", 1);
                             }
                         }
-                        if let Err(error) = self.queue.register_worker(&self.info).await {
-                            tracing::warn!(error = %dashflow_telemetry::Report(&error), "registering again failed");
-                        }
+                        let shared = Arc::clone(&self);
+                        main.spawn(async move {
+                            if let Err(error) = shared.queue.register_worker(&shared.info).await {
+                                tracing::warn!(error = %dashflow_telemetry::Report(&error), "registering again failed");
+                            }
+                        });
                         continue;
                     }
                     for run_id in &reply.lost {
@@ -466,15 +572,20 @@ impl Shared {
                     }
                     for run_id in &reply.cancel {
                         if let Some(lease) = self.stop(run_id) {
-                            let finish = Finish::new(RunState::Cancelled, None);
-                            match self.queue.finish(&lease, finish).await {
-                                Ok(()) => {
-                                    self.counters.add(&self.counters.cancelled, "dashflow_runs_cancelled_total", 1)
+                            let shared = Arc::clone(&self);
+                            main.spawn(async move {
+                                let finish = Finish::new(RunState::Cancelled, None);
+                                match shared.queue.finish(&lease, finish).await {
+                                    Ok(()) => shared.counters.add(
+                                        &shared.counters.cancelled,
+                                        "dashflow_runs_cancelled_total",
+                                        1,
+                                    ),
+                                    Err(error) => {
+                                        tracing::warn!(run_id = %lease.run_id, error = %dashflow_telemetry::Report(&error), "cannot finish a cancelled run")
+                                    }
                                 }
-                                Err(error) => {
-                                    tracing::warn!(%run_id, error = %dashflow_telemetry::Report(&error), "cannot finish a cancelled run")
-                                }
-                            }
+                            });
                         }
                     }
                 }
@@ -515,6 +626,13 @@ impl Shared {
                     let rescued = report.runs.len() as u64;
                     if rescued > 0 {
                         self.counters.add(&self.counters.rescued, "dashflow_runs_rescued_total", rescued);
+                    }
+                    // One sweeper at a time trims, the one that held the sweep lock.
+                    if report.swept
+                        && let Some(streams) = &self.streams
+                        && let Err(error) = streams.trim(self.event_retention).await
+                    {
+                        tracing::debug!(error = %dashflow_telemetry::Report(&error), "trimming event streams failed");
                     }
                 }
                 Err(error) => tracing::debug!(error = %dashflow_telemetry::Report(&error), "sweep failed"),

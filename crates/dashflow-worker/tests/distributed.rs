@@ -22,7 +22,8 @@ use dashflow_executor::CompiledGraph;
 use dashflow_graph::{END, GraphState, NodeContext, NodeError, START, StateGraph};
 use dashflow_queue::{RunQueue, RunState, Timings};
 use dashflow_queue_postgres::PostgresRunQueue;
-use dashflow_worker::{Client, RegisteredGraph, RunRequest, Worker};
+use dashflow_telemetry::EventKind;
+use dashflow_worker::{Client, RegisteredGraph, RunEvent, RunEvents, RunRequest, Worker};
 use libtest_mimic::{Arguments, Failed, Trial};
 use serde::{Deserialize, Serialize};
 use sqlx::postgres::PgConnectOptions;
@@ -46,6 +47,8 @@ struct Env {
     /// A marker file: while it is absent, node `c` hangs (the first worker to reach it is
     /// killed there), and creates it.
     hang_marker: Option<PathBuf>,
+    /// A directory of gates: each node waits until a file named after it exists there.
+    gates: Option<PathBuf>,
 }
 
 type NodeFuture = std::pin::Pin<Box<dyn Future<Output = Result<WorkUpdate, NodeError>> + Send>>;
@@ -63,6 +66,12 @@ fn node(name: &'static str, env: &Arc<Env>) -> impl Fn(Arc<Work>, NodeContext) -
         Box::pin(async move {
             let key = ctx.idempotency_key();
             append(&env.ledger, &format!("start {key} {} {}", std::process::id(), dashflow_checkpoint::now_ms()));
+            if let Some(gates) = &env.gates {
+                // The node's own barrier, which the test opens.
+                while !gates.join(name).exists() {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
             if name == "c"
                 && let Some(marker) = &env.hang_marker
                 && !marker.exists()
@@ -122,22 +131,45 @@ fn child() -> Result<()> {
         var("DASHFLOW_WORKER_VERSION")?,
     );
     let hang_marker = std::env::var("DASHFLOW_WORKER_HANG").ok().map(PathBuf::from);
+    let gates = std::env::var("DASHFLOW_WORKER_GATES").ok().map(PathBuf::from);
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_writer(std::io::stderr)
         .with_ansi(false)
         .init();
-    let env = Arc::new(Env { ledger: PathBuf::from(ledger), hang_marker });
+    let env = Arc::new(Env { ledger: PathBuf::from(ledger), hang_marker, gates });
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     runtime.block_on(async {
         let queue: Arc<dyn RunQueue> = Arc::new(queue_at(&url, &schema).await?);
+        // A slower heartbeat for tests that need a worker to be slow to notice a reclaim.
+        let timings = match std::env::var("DASHFLOW_WORKER_HEARTBEAT_MS") {
+            Ok(ms) => {
+                let every = Duration::from_millis(ms.parse()?);
+                Timings::short().heartbeat(every).lease(every * 4).self_fence_margin(every / 2)
+            }
+            Err(_) => Timings::short(),
+        };
         let worker = Worker::builder(queue)
             .graph(registered(&env, &version))
             .slots(4)
-            .timings(Timings::short())
+            .timings(timings)
             .grace(Duration::from_secs(5))
             .build()?;
         append(&env.ledger, &format!("worker {} {}", worker.id(), std::process::id()));
+        // The ledger learns when this worker fences itself, with the time.
+        let counters = worker.counters();
+        let ledger = env.ledger.clone();
+        tokio::spawn(async move {
+            let mut fenced = 0;
+            loop {
+                let now = dashflow_worker::WorkerCounters::get(&counters.self_fenced);
+                if now > fenced {
+                    fenced = now;
+                    append(&ledger, &format!("self-fenced {} {}", std::process::id(), dashflow_checkpoint::now_ms()));
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        });
         worker.run(dashflow_worker::shutdown_signal()).await?;
         append(&env.ledger, &format!("stopped {}", std::process::id()));
         Ok(())
@@ -194,11 +226,21 @@ impl Cluster {
     }
 
     fn start_worker(&mut self, version: &str, hang: bool) -> usize {
+        let hang_marker = self.dir.path().join("hang-marker");
+        self.start_worker_with(version, &self.url.clone(), |process| {
+            if hang {
+                process.env("DASHFLOW_WORKER_HANG", &hang_marker);
+            }
+        })
+    }
+
+    /// A worker connecting to `url`, its command adjusted by `adjust` (more variables).
+    fn start_worker_with(&mut self, version: &str, url: &str, adjust: impl FnOnce(&mut Process)) -> usize {
         let log = std::fs::File::create(self.dir.path().join(format!("worker-{}.log", self.workers.len()))).unwrap();
         let mut process = Process::new(std::env::current_exe().unwrap());
         process
             .env("DASHFLOW_WORKER_CHILD", "1")
-            .env("DASHFLOW_WORKER_URL", &self.url)
+            .env("DASHFLOW_WORKER_URL", url)
             .env("DASHFLOW_WORKER_SCHEMA", &self.schema)
             .env("DASHFLOW_WORKER_LEDGER", self.ledger())
             .env("DASHFLOW_WORKER_VERSION", version)
@@ -207,9 +249,7 @@ impl Cluster {
             .env("RUST_LOG", "dashflow_worker=debug,dashflow_queue_postgres=info")
             .stdout(Stdio::null())
             .stderr(log);
-        if hang {
-            process.env("DASHFLOW_WORKER_HANG", self.dir.path().join("hang-marker"));
-        }
+        adjust(&mut process);
         self.workers.push(process.spawn().unwrap());
         self.workers.len() - 1
     }
@@ -245,6 +285,24 @@ impl Cluster {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         Ok(())
+    }
+
+    /// Waits (bounded) until worker `worker_id` has heart-beat once: it then has a lease, and
+    /// its heartbeat session holds its lock.
+    async fn until_heart_beat(&self, worker_id: &str) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let beat: bool =
+                sqlx::query_scalar("SELECT heartbeat_at > started_at FROM dashflow_workers WHERE worker_id = $1")
+                    .bind(worker_id)
+                    .fetch_one(self.queue.pool())
+                    .await?;
+            if beat {
+                return Ok(());
+            }
+            ensure!(tokio::time::Instant::now() < deadline, "worker {worker_id} never heart-beat");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     fn client(&self) -> Client {
@@ -350,7 +408,7 @@ fn trial(name: &'static str, body: fn(&'static str) -> TrialFuture) -> Trial {
 /// that task, from the step's checkpoint and its siblings' stored results.
 async fn takeover_reruns_only_the_unfinished_task(test: &'static str) -> Result<()> {
     let Some(mut cluster) = Cluster::new(test).await else { return Ok(()) };
-    let env = Arc::new(Env { ledger: cluster.ledger(), hang_marker: None });
+    let env = Arc::new(Env { ledger: cluster.ledger(), hang_marker: None, gates: None });
     let graph = registered(&env, "v1");
     let first = cluster.start_worker("v1", true);
     let (run_id, _) = cluster.client().submit(&graph, RunRequest::invoke(Work::default()).thread("t")).await?;
@@ -393,7 +451,7 @@ async fn killed_workers_lose_no_step_over_seeds(test: &'static str) -> Result<()
 async fn killed_workers_seed(test: &'static str, seed: u64) -> Result<()> {
     let Some(mut cluster) = Cluster::new(test).await else { return Ok(()) };
     let mut rng = fastrand::Rng::with_seed(seed);
-    let env = Arc::new(Env { ledger: cluster.ledger(), hang_marker: None });
+    let env = Arc::new(Env { ledger: cluster.ledger(), hang_marker: None, gates: None });
     let graph = registered(&env, "v1");
     for _ in 0..3 {
         cluster.start_worker("v1", false);
@@ -453,7 +511,7 @@ async fn killed_workers_seed(test: &'static str, seed: u64) -> Result<()> {
 /// beating meanwhile), and deregisters.
 async fn sigterm_finishes_running_runs_and_deregisters(test: &'static str) -> Result<()> {
     let Some(mut cluster) = Cluster::new(test).await else { return Ok(()) };
-    let env = Arc::new(Env { ledger: cluster.ledger(), hang_marker: None });
+    let env = Arc::new(Env { ledger: cluster.ledger(), hang_marker: None, gates: None });
     let graph = registered(&env, "v1");
     let worker = cluster.start_worker("v1", false);
     let (run_id, _) = cluster.client().submit(&graph, RunRequest::invoke(Work::default()).thread("t")).await?;
@@ -476,7 +534,7 @@ async fn sigterm_finishes_running_runs_and_deregisters(test: &'static str) -> Re
 /// worker of that version comes.
 async fn a_worker_never_runs_another_graph_version(test: &'static str) -> Result<()> {
     let Some(mut cluster) = Cluster::new(test).await else { return Ok(()) };
-    let env = Arc::new(Env { ledger: cluster.ledger(), hang_marker: None });
+    let env = Arc::new(Env { ledger: cluster.ledger(), hang_marker: None, gates: None });
     let (v1, v2) = (registered(&env, "v1"), registered(&env, "v2"));
     cluster.start_worker("v1", false);
     let client = cluster.client();
@@ -493,7 +551,7 @@ async fn a_worker_never_runs_another_graph_version(test: &'static str) -> Result
 /// `cancelled`; a queued run is cancelled at once.
 async fn cancel_stops_a_running_run(test: &'static str) -> Result<()> {
     let Some(mut cluster) = Cluster::new(test).await else { return Ok(()) };
-    let env = Arc::new(Env { ledger: cluster.ledger(), hang_marker: None });
+    let env = Arc::new(Env { ledger: cluster.ledger(), hang_marker: None, gates: None });
     let graph = registered(&env, "v1");
     cluster.start_worker("v1", true);
     let client = cluster.client();
@@ -509,7 +567,7 @@ async fn cancel_stops_a_running_run(test: &'static str) -> Result<()> {
 /// with the golden state and the history checker passes.
 async fn terminated_connections_lose_no_step(test: &'static str) -> Result<()> {
     let Some(mut cluster) = Cluster::new(test).await else { return Ok(()) };
-    let env = Arc::new(Env { ledger: cluster.ledger(), hang_marker: None });
+    let env = Arc::new(Env { ledger: cluster.ledger(), hang_marker: None, gates: None });
     let graph = registered(&env, "v1");
     cluster.start_worker("v1", false);
     cluster.start_worker("v1", false);
@@ -535,7 +593,7 @@ async fn terminated_connections_lose_no_step(test: &'static str) -> Result<()> {
 /// learns it lost the lease, and none of its late writes lands.
 async fn a_paused_worker_is_fenced_when_it_wakes(test: &'static str) -> Result<()> {
     let Some(mut cluster) = Cluster::new(test).await else { return Ok(()) };
-    let env = Arc::new(Env { ledger: cluster.ledger(), hang_marker: None });
+    let env = Arc::new(Env { ledger: cluster.ledger(), hang_marker: None, gates: None });
     let graph = registered(&env, "v1");
     let slow = cluster.start_worker("v1", false);
     cluster.until_ledger("the worker to start", |lines| lines.iter().any(|l| l.starts_with("worker "))).await?;
@@ -567,7 +625,7 @@ async fn a_paused_worker_is_fenced_when_it_wakes(test: &'static str) -> Result<(
 /// every run finishes and the history checker passes.
 async fn a_paused_database_makes_workers_fence_themselves(test: &'static str) -> Result<()> {
     let Some(mut cluster) = Cluster::on_private_server(test).await else { return Ok(()) };
-    let env = Arc::new(Env { ledger: cluster.ledger(), hang_marker: None });
+    let env = Arc::new(Env { ledger: cluster.ledger(), hang_marker: None, gates: None });
     let graph = registered(&env, "v1");
     let first = cluster.start_worker("v1", false);
     cluster.start_worker("v1", false);
@@ -601,6 +659,408 @@ async fn a_paused_database_makes_workers_fence_themselves(test: &'static str) ->
     cluster.check_history(&threads).await
 }
 
+/// Makes a worker's nodes wait at the gates in `gates`.
+fn gated(process: &mut Process, gates: &Path) {
+    process.env("DASHFLOW_WORKER_GATES", gates);
+}
+
+/// Opens node `name`'s gate.
+fn open_gate(gates: &Path, name: &str) {
+    std::fs::write(gates.join(name), b"").unwrap();
+}
+
+/// The node a task event names, with its kind.
+fn task_event(event: &RunEvent) -> Option<(&'static str, &str)> {
+    match &event.event()?.kind {
+        EventKind::TaskStarted { node, .. } => Some(("started", node)),
+        EventKind::TaskFinished { node, .. } => Some(("finished", node)),
+        _ => None,
+    }
+}
+
+/// Reads `events` into `seen` until `ready` holds of what was seen (bounded).
+async fn follow_until(
+    events: &mut RunEvents,
+    seen: &mut Vec<RunEvent>,
+    what: &str,
+    ready: impl Fn(&[RunEvent]) -> bool,
+) -> Result<()> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !ready(seen) {
+        let next = tokio::time::timeout_at(deadline, events.next()).await;
+        match next.with_context(|| format!("timed out following the run, waiting for {what}"))?? {
+            Some(event) => seen.push(event),
+            None => bail!("the run's stream ended before {what}"),
+        }
+    }
+    Ok(())
+}
+
+/// Reads `events` to their end (bounded).
+async fn follow_to_end(events: &mut RunEvents, seen: &mut Vec<RunEvent>) -> Result<()> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while let Some(event) =
+        tokio::time::timeout_at(deadline, events.next()).await.context("the stream never ended")??
+    {
+        seen.push(event);
+    }
+    Ok(())
+}
+
+/// Another process follows a run live while its nodes wait at barriers; a follower that
+/// re-attaches after item N gets exactly the items after N; the worker is SIGKILLed in the
+/// middle of a parallel step and the worker that takes over continues the same stream: no
+/// number twice, no gap, and the step it runs again is marked as a re-run, so that the steps
+/// a follower counts are each step once.
+async fn a_followed_run_streams_live_and_continues_across_a_takeover(test: &'static str) -> Result<()> {
+    let Some(mut cluster) = Cluster::new(test).await else { return Ok(()) };
+    let gates = cluster.dir.path().join("gates");
+    std::fs::create_dir(&gates)?;
+    let env = Arc::new(Env { ledger: cluster.ledger(), hang_marker: None, gates: Some(gates.clone()) });
+    let graph = registered(&env, "v1");
+    let url = cluster.url.clone();
+    let first = cluster.start_worker_with("v1", &url, |process| gated(process, &gates));
+    let client = cluster.client();
+    let (run_id, _) = client.submit(&graph, RunRequest::invoke(Work::default()).thread("t")).await?;
+    let mut events = client.follow(&run_id)?;
+    let mut seen = Vec::new();
+
+    // split waits at its gate: its start reaches this process while the run is running.
+    follow_until(&mut events, &mut seen, "split to start", |seen| {
+        seen.iter().any(|e| task_event(e) == Some(("started", "split")))
+    })
+    .await?;
+    let run = cluster.queue.get(&run_id).await?.context("run")?;
+    ensure!(run.state == RunState::Running, "the run is {} while split waits at its gate", run.state);
+    ensure!(
+        !seen.iter().any(|e| task_event(e) == Some(("finished", "split"))),
+        "split finished before its gate opened"
+    );
+    let reattach_after = seen.last().context("an event")?.seq;
+
+    // split, a and b finish; c waits at its gate, where its worker is killed.
+    for name in ["split", "a", "b"] {
+        open_gate(&gates, name);
+    }
+    follow_until(&mut events, &mut seen, "a, b to finish and c to start", |seen| {
+        ["a", "b"].iter().all(|node| seen.iter().any(|e| task_event(e) == Some(("finished", node))))
+            && seen.iter().any(|e| task_event(e) == Some(("started", "c")))
+    })
+    .await?;
+    let checkpointer = cluster.queue.checkpointer();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while checkpointer.load("t", "", None).await?.context("the thread has checkpoints")?.pending_writes.len() < 2 {
+        ensure!(tokio::time::Instant::now() < deadline, "a's and b's results were never stored");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // A second follower re-attaches mid-run and reads on, concurrently, to the end.
+    let mut reattached = client.follow_from(&run_id, reattach_after)?;
+    let second = tokio::spawn(async move {
+        let mut seen = Vec::new();
+        follow_to_end(&mut reattached, &mut seen).await.map(|()| seen)
+    });
+    cluster.kill(first);
+    for name in ["c", "merge", "polish1", "polish2"] {
+        open_gate(&gates, name);
+    }
+    cluster.start_worker_with("v1", &url, |process| gated(process, &gates));
+    follow_to_end(&mut events, &mut seen).await.with_context(|| cluster.worker_logs())?;
+    ensure!(cluster.final_log(&graph, &run_id).await? == golden());
+    cluster.check_history(&["t".to_owned()]).await?;
+
+    let seqs: Vec<i64> = seen.iter().map(|e| e.seq).collect();
+    ensure!(seqs == (1..=seen.len() as i64).collect::<Vec<_>>(), "not numbered 1, 2, 3, ...: {seqs:?}");
+    ensure!(seen.windows(2).all(|pair| pair[0].epoch <= pair[1].epoch), "an earlier attempt's item after a later one");
+    let attempts: Vec<i32> = seen.iter().map(|e| e.attempt).collect();
+    ensure!(attempts.first() == Some(&1) && attempts.last() == Some(&2), "attempts {attempts:?}");
+    // Each step counted once: the repeated step is marked.
+    let steps: Vec<u64> = seen
+        .iter()
+        .filter(|e| !e.rerun)
+        .filter_map(|e| match &e.event()?.kind {
+            EventKind::SuperstepStarted { step, .. } if e.event()?.run.depth == 0 => Some(*step),
+            _ => None,
+        })
+        .collect();
+    ensure!(steps == [1, 2, 3, 4, 5], "steps a follower counts as new: {steps:?}");
+    let retried: Vec<(&str, &str, bool)> = seen
+        .iter()
+        .filter(|e| e.attempt == 2)
+        .filter_map(|e| task_event(e).map(|(what, node)| (what, node, e.rerun)))
+        .filter(|(what, _, _)| *what == "started")
+        .collect();
+    ensure!(
+        retried
+            == [
+                ("started", "c", true),
+                ("started", "merge", false),
+                ("started", "polish1", false),
+                ("started", "polish2", false)
+            ],
+        "tasks the second attempt started: {retried:?}"
+    );
+    ensure!(
+        matches!(seen.last().and_then(RunEvent::event).map(|e| &e.kind), Some(EventKind::RunFinished { .. })),
+        "the stream does not end with the run's end"
+    );
+    let rest = second.await??;
+    let expected: Vec<_> = seen.iter().filter(|e| e.seq > reattach_after).cloned().collect();
+    ensure!(
+        rest == expected,
+        "a re-attached follower read {} items, expected the {} after {reattach_after}",
+        rest.len(),
+        expected.len()
+    );
+    Ok(())
+}
+
+/// D2, a forced double claim: right after the live owner's heartbeat session is cut, a
+/// sweeper with a lease and heartbeat of 0 takes it for dead and re-queues its run (the wrong
+/// reclaim a sweeper bug or a manual edit could make). The former owner finishes its task and
+/// tries to commit: its writes are fenced and its finish refused; the new owner re-runs only
+/// that task; the checker finds one chain.
+async fn a_forced_double_claim_lets_only_the_new_owner_commit(test: &'static str) -> Result<()> {
+    let Some(mut cluster) = Cluster::new(test).await else { return Ok(()) };
+    let gates = cluster.dir.path().join("gates");
+    std::fs::create_dir(&gates)?;
+    let env = Arc::new(Env { ledger: cluster.ledger(), hang_marker: None, gates: Some(gates.clone()) });
+    let graph = registered(&env, "v1");
+    let url = cluster.url.clone();
+    // A slow heartbeat: the owner finishes its task long before it could learn of the reclaim.
+    let old = cluster.start_worker_with("v1", &url, |process| {
+        gated(process, &gates);
+        process.env("DASHFLOW_WORKER_HEARTBEAT_MS", "2000");
+    });
+    let (run_id, _) = cluster.client().submit(&graph, RunRequest::invoke(Work::default()).thread("t")).await?;
+    for name in ["split", "b", "c"] {
+        open_gate(&gates, name);
+    }
+    cluster
+        .until_ledger("b and c to finish while a waits", |lines| {
+            ["done t/2:b:", "done t/2:c:", "start t/2:a:"].iter().all(|p| lines.iter().any(|l| l.starts_with(p)))
+        })
+        .await?;
+    let checkpointer = cluster.queue.checkpointer();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while checkpointer.load("t", "", None).await?.context("the thread has checkpoints")?.pending_writes.len() < 2 {
+        ensure!(tokio::time::Instant::now() < deadline, "b's and c's results were never stored");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let before = cluster.queue.get(&run_id).await?.context("run")?;
+    let owner = before.worker_id.clone().context("a running run has a worker")?;
+    cluster.until_heart_beat(&owner).await?;
+    // Cut the owner's heartbeat session, and sweep with L = 0 before it reconnects.
+    let zero = Timings::short().lease(Duration::ZERO).heartbeat(Duration::ZERO);
+    let mut admin = cluster.db.as_ref().context("a shared-server cluster")?.admin().await;
+    let mut reclaimed = false;
+    let mut cuts = 0;
+    for _ in 0..50 {
+        cuts += 1;
+        sqlx::query(
+            "SELECT pg_terminate_backend(l.pid) FROM pg_locks l
+             JOIN dashflow_workers w ON l.objid = w.lock_key::oid
+             WHERE l.locktype = 'advisory' AND l.classid = x'4446574b'::int::oid AND l.objsubid = 2
+               AND w.worker_id = $1 AND l.granted",
+        )
+        .bind(&owner)
+        .execute(&mut admin)
+        .await?;
+        let report = cluster.queue.sweep(&zero).await?;
+        if report.runs.iter().any(|(id, state)| *id == run_id && *state == RunState::Queued) {
+            reclaimed = true;
+            break;
+        }
+    }
+    ensure!(reclaimed, "the forced sweep never re-queued the live worker's run");
+    println!("the forced sweep re-queued the live worker's run after {cuts} cut(s) of its heartbeat session");
+    // The former owner finishes a and tries to commit the step under its old epoch.
+    open_gate(&gates, "a");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !cluster.worker_log(old).contains("lease lost: another worker owns the run") {
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "the former owner's commit was not refused:\n{}",
+            cluster.worker_logs()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for name in ["merge", "polish1", "polish2"] {
+        open_gate(&gates, name);
+    }
+    cluster.start_worker_with("v1", &url, |process| gated(process, &gates));
+    let log = cluster.final_log(&graph, &run_id).await.with_context(|| cluster.worker_logs())?;
+    ensure!(log == golden(), "final state {log:?}");
+    cluster.check_history(&["t".to_owned()]).await?;
+    let run = cluster.queue.get(&run_id).await?.context("run")?;
+    ensure!(run.attempt == 2 && run.worker_id.as_deref() != Some(owner.as_str()), "run {run:?}");
+    let old_pid = cluster.workers[old].id().to_string();
+    let lines = cluster.ledger_lines();
+    ensure!(
+        lines.iter().any(|l| l.starts_with("done t/2:a:") && l.split(' ').nth(2) == Some(old_pid.as_str())),
+        "the former owner never finished a"
+    );
+    ensure!(
+        !lines.iter().any(|l| l.starts_with("start t/3:") && l.split(' ').nth(2) == Some(old_pid.as_str())),
+        "the former owner committed step 2 and went on"
+    );
+    let counts = executions(&lines);
+    for (key, count) in &counts {
+        let expected = if key.contains(":a:") { 2 } else { 1 };
+        ensure!(*count == expected, "{key} ran {count} times, expected {expected}; ledger: {counts:?}");
+    }
+    Ok(())
+}
+
+/// A TCP proxy between one worker and PostgreSQL that forwards bytes until it is cut, then
+/// holds them without forwarding or closing anything (a partition: no reset, just silence),
+/// until it heals.
+struct Partition {
+    port: u16,
+    cut: tokio::sync::watch::Sender<bool>,
+}
+
+impl Partition {
+    async fn start(upstream: String) -> Result<Self> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let port = listener.local_addr()?.port();
+        let (cut, open) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else { continue };
+                let (from_client, to_client) = client.into_split();
+                let (from_server, to_server) = server.into_split();
+                tokio::spawn(Self::pump(from_client, to_server, open.clone()));
+                tokio::spawn(Self::pump(from_server, to_client, open.clone()));
+            }
+        });
+        Ok(Self { port, cut })
+    }
+
+    async fn pump(
+        mut from: tokio::net::tcp::OwnedReadHalf,
+        mut to: tokio::net::tcp::OwnedWriteHalf,
+        mut cut: tokio::sync::watch::Receiver<bool>,
+    ) {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let mut buffer = vec![0; 16 * 1024];
+        loop {
+            if cut.wait_for(|cut| !*cut).await.is_err() {
+                return;
+            }
+            let read = match from.read(&mut buffer).await {
+                Ok(0) | Err(_) => return,
+                Ok(read) => read,
+            };
+            // Bytes read as the link is cut are held until it heals.
+            if cut.wait_for(|cut| !*cut).await.is_err() || to.write_all(&buffer[..read]).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// `url` with its host and port replaced by this proxy's.
+    fn url(&self, url: &str) -> String {
+        let (scheme, rest) = url.split_once("://").unwrap_or(("postgres", url));
+        let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+        let user = authority.rsplit_once('@').map(|(user, _)| format!("{user}@")).unwrap_or_default();
+        format!("{scheme}://{user}127.0.0.1:{}/{path}", self.port)
+    }
+
+    fn upstream(url: &str) -> String {
+        let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+        let authority = rest.split('/').next().unwrap_or(rest);
+        let host = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+        if host.contains(':') { host.to_owned() } else { format!("{host}:5432") }
+    }
+}
+
+/// D6, a partition: one worker's connections to PostgreSQL go through a proxy that goes
+/// silent (no reset) while the worker holds runs. The cut-off worker fences itself before its
+/// lease expires, another worker takes its runs over and finishes them, and when the link
+/// heals the former owner comes back without having written anything more.
+async fn a_partitioned_worker_fences_itself_before_its_lease_ends(test: &'static str) -> Result<()> {
+    let Some(mut cluster) = Cluster::new(test).await else { return Ok(()) };
+    let gates = cluster.dir.path().join("gates");
+    std::fs::create_dir(&gates)?;
+    let env = Arc::new(Env { ledger: cluster.ledger(), hang_marker: None, gates: Some(gates.clone()) });
+    let graph = registered(&env, "v1");
+    let partition = Partition::start(Partition::upstream(&cluster.url)).await?;
+    let cut_off = cluster.start_worker_with("v1", &partition.url(&cluster.url), |process| gated(process, &gates));
+    let client = cluster.client();
+    let threads = ["t1".to_owned(), "t2".to_owned()];
+    let mut runs = Vec::new();
+    for thread in &threads {
+        runs.push(client.submit(&graph, RunRequest::invoke(Work::default()).thread(thread.as_str())).await?.0);
+    }
+    let cut_pid = cluster.workers[cut_off].id().to_string();
+    cluster
+        .until_ledger("both runs to start on the worker behind the proxy", |lines| {
+            threads.iter().all(|t| lines.iter().any(|l| l.starts_with(&format!("start {t}/1:split"))))
+        })
+        .await?;
+    let url = cluster.url.clone();
+    let rescuer = cluster.start_worker_with("v1", &url, |process| gated(process, &gates));
+    let rescuer_pid = cluster.workers[rescuer].id().to_string();
+    cluster
+        .until_ledger("the second worker to start", |lines| {
+            lines.iter().any(|l| l.starts_with("worker ") && l.ends_with(&format!(" {rescuer_pid}")))
+        })
+        .await?;
+    let owner = cluster.queue.get(&runs[0]).await?.context("run")?.worker_id.context("held")?;
+    // Its lease comes from a heartbeat through the proxy.
+    cluster.until_heart_beat(&owner).await?;
+    partition.cut.send(true)?;
+    cluster
+        .until_ledger("the cut-off worker to fence itself", |lines| {
+            lines.iter().any(|l| l.starts_with(&format!("self-fenced {cut_pid} ")))
+        })
+        .await
+        .with_context(|| cluster.worker_logs())?;
+    for name in ["split", "a", "b", "c", "merge", "polish1", "polish2"] {
+        open_gate(&gates, name);
+    }
+    for run_id in &runs {
+        let log = cluster.final_log(&graph, run_id).await.with_context(|| cluster.worker_logs())?;
+        ensure!(log == golden(), "run {run_id}: final state {log:?}");
+        let run = cluster.queue.get(run_id).await?.context("run")?;
+        ensure!(run.attempt == 2 && run.worker_id.as_deref() != Some(owner.as_str()), "run {run:?}");
+    }
+    // It fenced itself before the lease its last heartbeat got ran out (read before the link
+    // heals and it registers again; both clocks are this machine's: the database's `now()`
+    // and the worker's wall clock).
+    let fenced_at: i64 = cluster
+        .ledger_lines()
+        .iter()
+        .find_map(|l| l.strip_prefix(&format!("self-fenced {cut_pid} ")).and_then(|at| at.parse().ok()))
+        .context("the self-fence line")?;
+    let lease_end: i64 = sqlx::query_scalar(
+        "SELECT (extract(epoch FROM lease_expires_at) * 1000)::bigint FROM dashflow_workers WHERE worker_id = $1",
+    )
+    .bind(&owner)
+    .fetch_one(cluster.queue.pool())
+    .await?;
+    ensure!(fenced_at < lease_end, "fenced itself at {fenced_at}, after its lease ended at {lease_end}");
+    println!("the cut-off worker fenced itself {} ms before its lease ended", lease_end - fenced_at);
+    // Healed: the former owner hears the database again; what it held is someone else's.
+    partition.cut.send(false)?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !cluster.worker_log(cut_off).contains("database reachable again") {
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "the healed worker never came back:\n{}",
+            cluster.worker_logs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    cluster.check_history(&threads).await?;
+    let lines = cluster.ledger_lines();
+    ensure!(
+        !lines.iter().any(|l| l.starts_with("done ") && l.split(' ').nth(2) == Some(cut_pid.as_str())),
+        "the cut-off worker finished a task"
+    );
+    Ok(())
+}
+
 fn main() -> Result<()> {
     if std::env::var("DASHFLOW_WORKER_CHILD").is_ok() {
         if let Err(error) = child() {
@@ -620,6 +1080,15 @@ fn main() -> Result<()> {
         trial("cancel_stops_a_running_run", |t| Box::pin(cancel_stops_a_running_run(t))),
         trial("terminated_connections_lose_no_step", |t| Box::pin(terminated_connections_lose_no_step(t))),
         trial("a_paused_worker_is_fenced_when_it_wakes", |t| Box::pin(a_paused_worker_is_fenced_when_it_wakes(t))),
+        trial("a_followed_run_streams_live_and_continues_across_a_takeover", |t| {
+            Box::pin(a_followed_run_streams_live_and_continues_across_a_takeover(t))
+        }),
+        trial("a_forced_double_claim_lets_only_the_new_owner_commit", |t| {
+            Box::pin(a_forced_double_claim_lets_only_the_new_owner_commit(t))
+        }),
+        trial("a_partitioned_worker_fences_itself_before_its_lease_ends", |t| {
+            Box::pin(a_partitioned_worker_fences_itself_before_its_lease_ends(t))
+        }),
         trial("a_paused_database_makes_workers_fence_themselves", |t| {
             Box::pin(a_paused_database_makes_workers_fence_themselves(t))
         }),

@@ -108,7 +108,7 @@ async fn attempt(
 ) -> (dashflow_worker::RunEnd, dashflow_queue::Lease) {
     let claimed = queue.claim("w", &["default".to_owned()], std::slice::from_ref(graph.key()), 1).await.unwrap();
     let run = claimed.into_iter().next().expect("a run to claim");
-    let end = graph.execute(&run, queue.fenced_checkpointer(&run.lease)).await;
+    let end = graph.execute(&run, queue.fenced_checkpointer(&run.lease), None).await;
     (end, run.lease)
 }
 
@@ -303,4 +303,228 @@ async fn worker_counters_reach_the_metrics_facade() {
             .unwrap_or_else(|| panic!("no `{name}` in:\n{text}"));
         assert!(value >= 1.0, "{name} is {value}");
     }
+}
+
+/// A node that blocks its worker's runtime (a current-thread runtime: the node holds its only
+/// thread) for three leases: the worker's heartbeats run on a thread with a runtime of their
+/// own, so the worker keeps its lease, the sweeper (judging it against a fresh worker) finds
+/// nothing dead, and the run ends in its first attempt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_whose_runtime_is_blocked_by_a_node_keeps_its_lease() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let test = "a_worker_whose_runtime_is_blocked_by_a_node_keeps_its_lease";
+    let Some((db, queue)) = setup(test).await else { return };
+    let timings = Timings::short();
+    let (started, done) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
+    let mut graph = StateGraph::<Chat>::new();
+    let (node_started, node_done) = (Arc::clone(&started), Arc::clone(&done));
+    graph
+        .add_node("block", move |_: Arc<Chat>| {
+            let (started, done) = (Arc::clone(&node_started), Arc::clone(&node_done));
+            async move {
+                started.store(true, Ordering::SeqCst);
+                // Blocks the thread, as a CPU-bound node left on the runtime does.
+                std::thread::sleep(timings.lease * 3);
+                done.store(true, Ordering::SeqCst);
+                Ok::<_, NodeError>(ChatUpdate::default().log(vec!["blocked".to_owned()]))
+            }
+        })
+        .add_edge(START, "block")
+        .add_edge("block", END);
+    let graph = RegisteredGraph::new("block", "v1", CompiledGraph::new(graph.build().unwrap()));
+    let options = db.connect_options();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (counters_sent, counters) = std::sync::mpsc::channel();
+    let worker_graph = graph.clone();
+    let worker = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async move {
+            let checkpointer = dashflow_checkpoint_postgres::PostgresCheckpointer::connect_with(options).await.unwrap();
+            let queue = Arc::new(PostgresRunQueue::new(checkpointer).await.unwrap());
+            let worker =
+                Worker::builder(queue).graph(worker_graph).worker_id("blocked").timings(timings).build().unwrap();
+            counters_sent.send(worker.counters()).unwrap();
+            worker.run(async move { drop(stopped.await) }).await.unwrap();
+        });
+    });
+    let counters = tokio::task::spawn_blocking(move || counters.recv().unwrap()).await.unwrap();
+    let fresh = dashflow_queue::WorkerInfo::new("fresh", "localhost", 1, vec!["default".to_owned()], Vec::new(), 1);
+    queue.register_worker(&fresh).await.unwrap();
+    let client = Client::new(Arc::clone(&queue) as Arc<dyn RunQueue>).with_poll_interval(Duration::from_millis(20));
+    let (run_id, _) = client.submit(&graph, RunRequest::invoke(Chat::default()).thread("t")).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !started.load(Ordering::SeqCst) {
+        assert!(tokio::time::Instant::now() < deadline, "the node never started");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut sweeps = 0;
+    while !done.load(Ordering::SeqCst) {
+        queue.heartbeat("fresh", &[], &timings).await.unwrap();
+        let report = queue.sweep(&timings).await.unwrap();
+        assert!(report.workers_stopped.is_empty(), "the sweeper took the blocked worker for dead: {report:?}");
+        sweeps += 1;
+        tokio::time::sleep(timings.heartbeat / 2).await;
+    }
+    assert!(sweeps > 1, "the node did not block long enough to be swept");
+    let run = client.wait(&run_id, Duration::from_secs(30)).await.unwrap();
+    assert_eq!((run.state, run.attempt), (RunState::Completed, 1), "{run:?}");
+    assert_eq!(WorkerCounters::get(&counters.self_fenced), 0);
+    assert_eq!(WorkerCounters::get(&counters.lease_lost), 0);
+    drop(stop);
+    tokio::task::spawn_blocking(move || worker.join().unwrap()).await.unwrap();
+}
+
+/// A follower in another task reads what a node emits through its context, in the run's
+/// stream of events, which ends with the run; a run submitted without an event stream leaves
+/// nothing to follow.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_followed_run_carries_the_values_its_nodes_emit() {
+    use dashflow_telemetry::EventKind;
+    use dashflow_worker::Streamed;
+    let Some((_db, queue)) = setup("a_followed_run_carries_the_values_its_nodes_emit").await else { return };
+    let mut graph = StateGraph::<Chat>::new();
+    graph
+        .add_node("talk", |_: Arc<Chat>, ctx: NodeContext| async move {
+            for token in ["hel", "lo"] {
+                ctx.emit(serde_json::json!({ "token": token })).await;
+            }
+            Ok::<_, NodeError>(ChatUpdate::default().log(vec!["hello".to_owned()]))
+        })
+        .add_edge(START, "talk")
+        .add_edge("talk", END);
+    let graph = RegisteredGraph::new("talk", "v1", CompiledGraph::new(graph.build().unwrap()));
+    let (stop, task, _) = start_worker(&queue, graph.clone());
+    let client = Client::new(Arc::clone(&queue) as Arc<dyn RunQueue>).with_poll_interval(Duration::from_millis(20));
+
+    let (run_id, _) = client.submit(&graph, RunRequest::invoke(Chat::default()).thread("a")).await.unwrap();
+    let mut events = client.follow(&run_id).unwrap();
+    let mut items = Vec::new();
+    while let Some(item) = tokio::time::timeout(Duration::from_secs(30), events.next()).await.unwrap().unwrap() {
+        items.push(item);
+    }
+    let tokens: Vec<serde_json::Value> = items
+        .iter()
+        .filter_map(|item| match &item.item {
+            Streamed::Event(event) => match &event.kind {
+                EventKind::Custom { node, value, .. } if &**node == "talk" => Some(value["token"].clone()),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect();
+    assert_eq!(tokens, ["hel", "lo"]);
+    assert!(
+        !items.iter().any(|item| matches!(item.event().map(|e| &e.kind), Some(EventKind::GraphDefined { .. }))),
+        "the graph's shape went into the run's stream"
+    );
+    let last = items.last().and_then(dashflow_worker::RunEvent::event).map(|event| &event.kind);
+    assert!(matches!(last, Some(EventKind::RunFinished { .. })), "{items:?}");
+    assert_eq!(events.last_seq(), items.len() as i64);
+
+    let quiet = RunRequest::invoke(Chat::default()).thread("b").without_event_stream();
+    let (quiet, _) = client.submit(&graph, quiet).await.unwrap();
+    assert_eq!(client.wait(&quiet, Duration::from_secs(30)).await.unwrap().state, RunState::Completed);
+    assert!(client.follow(&quiet).unwrap().next().await.unwrap().is_none(), "a run without a stream streamed");
+    drop(stop);
+    task.await.unwrap();
+}
+
+/// A node that emits far more values than the sink buffers, without ever yielding to the
+/// worker's runtime (its only thread): the run does not wait for its stream; the values the
+/// buffer could not hold are counted in a `lost` note of the stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_that_outpaces_its_stream_goes_on_and_the_stream_counts_what_it_lost() {
+    use dashflow_telemetry::EventKind;
+    use dashflow_worker::Streamed;
+    const VALUES: usize = 10_000;
+    let test = "a_run_that_outpaces_its_stream_goes_on_and_the_stream_counts_what_it_lost";
+    let Some((db, queue)) = setup(test).await else { return };
+    let mut graph = StateGraph::<Chat>::new();
+    graph
+        .add_node("chatty", |_: Arc<Chat>, ctx: NodeContext| async move {
+            for n in 0..VALUES {
+                ctx.emit(serde_json::json!(n)).await;
+            }
+            Ok::<_, NodeError>(ChatUpdate::default().log(vec!["said".to_owned()]))
+        })
+        .add_edge(START, "chatty")
+        .add_edge("chatty", END);
+    let graph = RegisteredGraph::new("chatty", "v1", CompiledGraph::new(graph.build().unwrap()));
+    let options = db.connect_options();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let worker_graph = graph.clone();
+    // A current-thread runtime: the stream's writer cannot run while the node emits.
+    let worker = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async move {
+            let checkpointer = dashflow_checkpoint_postgres::PostgresCheckpointer::connect_with(options).await.unwrap();
+            let queue = Arc::new(PostgresRunQueue::new(checkpointer).await.unwrap());
+            let worker = Worker::builder(queue).graph(worker_graph).timings(Timings::short()).build().unwrap();
+            worker.run(async move { drop(stopped.await) }).await.unwrap();
+        });
+    });
+    let client = Client::new(Arc::clone(&queue) as Arc<dyn RunQueue>).with_poll_interval(Duration::from_millis(20));
+    let (run_id, _) = client.submit(&graph, RunRequest::invoke(Chat::default()).thread("t")).await.unwrap();
+    assert_eq!(client.wait(&run_id, Duration::from_secs(60)).await.unwrap().state, RunState::Completed);
+    let mut events = client.follow(&run_id).unwrap();
+    let (mut values, mut lost) = (0, 0);
+    while let Some(item) = events.next().await.unwrap() {
+        match &item.item {
+            Streamed::Event(event) if matches!(event.kind, EventKind::Custom { .. }) => values += 1,
+            Streamed::Lost(count) => lost += *count as usize,
+            _ => {}
+        }
+    }
+    assert!(lost > 0 && values < VALUES, "{values} values streamed, {lost} lost");
+    assert!(values + lost >= VALUES, "{values} values streamed and {lost} lost of {VALUES}");
+    drop(stop);
+    tokio::task::spawn_blocking(move || worker.join().unwrap()).await.unwrap();
+}
+
+/// Streams are kept for `event_retention` after their run ends, then the sweeping worker
+/// deletes them; a worker built without event streams keeps none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ended_runs_streams_are_trimmed_after_the_retention_and_a_worker_can_keep_none() {
+    let test = "ended_runs_streams_are_trimmed_after_the_retention_and_a_worker_can_keep_none";
+    let Some((_db, queue)) = setup(test).await else { return };
+    let executions = Arc::new(Mutex::new(Vec::new()));
+    let graph = RegisteredGraph::new("chat", "v1", chat(&executions));
+    let client = Client::new(Arc::clone(&queue) as Arc<dyn RunQueue>).with_poll_interval(Duration::from_millis(20));
+    let streams = queue.streams().unwrap();
+    let run_with = |worker: Worker| {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        (stop, tokio::spawn(async move { worker.run(async move { drop(stopped.await) }).await.unwrap() }))
+    };
+
+    let keeps_none = Worker::builder(Arc::clone(&queue) as Arc<dyn RunQueue>)
+        .graph(graph.clone())
+        .timings(Timings::short())
+        .without_event_streams()
+        .build()
+        .unwrap();
+    let (stop, task) = run_with(keeps_none);
+    let (quiet, _) = client.submit(&graph, RunRequest::invoke(Chat::default()).thread("quiet")).await.unwrap();
+    assert_eq!(client.wait(&quiet, Duration::from_secs(30)).await.unwrap().state, RunState::Interrupted);
+    assert!(streams.read(&quiet, 0, 10).await.unwrap().is_empty(), "a worker without streams streamed");
+    drop(stop);
+    task.await.unwrap();
+
+    let trims = Worker::builder(Arc::clone(&queue) as Arc<dyn RunQueue>)
+        .graph(graph.clone())
+        .timings(Timings::short())
+        .event_retention(Duration::from_secs(3))
+        .build()
+        .unwrap();
+    let (stop, task) = run_with(trims);
+    let (run_id, _) = client.submit(&graph, RunRequest::invoke(Chat::default()).thread("loud")).await.unwrap();
+    assert_eq!(client.wait(&run_id, Duration::from_secs(30)).await.unwrap().state, RunState::Interrupted);
+    // Kept within the retention, then deleted by a sweep.
+    assert!(!streams.read(&run_id, 0, 100).await.unwrap().is_empty(), "the run streamed nothing");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !streams.read(&run_id, 0, 100).await.unwrap().is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "the ended run's stream was never trimmed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(stop);
+    task.await.unwrap();
 }

@@ -105,8 +105,8 @@ pub mod distributed {
     };
     pub use dashflow_queue_postgres::PostgresRunQueue;
     pub use dashflow_worker::{
-        Client, Finished, RegisteredGraph, RunRequest, Worker, WorkerBuilder, WorkerCounters, WorkerError,
-        shutdown_signal,
+        Client, Finished, RegisteredGraph, RunEvent, RunEvents, RunRequest, Streamed, Worker, WorkerBuilder,
+        WorkerCounters, WorkerError, shutdown_signal,
     };
 }
 

@@ -4,5 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 
 mod fence;
+mod lease;
 mod queue;
+mod stream;
 mod support;
