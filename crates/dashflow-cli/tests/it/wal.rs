@@ -143,7 +143,10 @@ fn a_flipped_length_bit_in_the_newest_segment_is_reported_by_verify_which_change
         let runs = record_runs(&home);
         let path = home.wal_dir().join(segment_file_name(1));
         let offsets = frame_offsets(&path);
-        let at = if frame == "first" { offsets[0] } else { offsets[offsets.len() / 2] };
+        // "middle": the second record, with intact ones on both sides and the echo run's
+        // (recorded last, in run blocks of its own) after it.
+        let at = if frame == "first" { offsets[0] } else { offsets[1] };
+        assert!(offsets.len() > 3, "{frame}: {offsets:?}");
         flip(&path, at + 1, 0x02);
 
         let before = snapshot(&home.wal_dir());
@@ -180,7 +183,9 @@ fn a_checksum_error_in_the_newest_segment_stops_neither_the_cli_nor_logging_and_
     let first = record_runs(&home);
     let path = home.wal_dir().join(segment_file_name(1));
     let offsets = frame_offsets(&path);
-    let at = offsets[offsets.len() / 2];
+    // The second record: intact ones on both sides, the echo run's (recorded last) after it.
+    let at = offsets[1];
+    assert!(offsets.len() > 3, "{offsets:?}");
     flip(&path, at + 5, 0x80);
     assert!(home.dashflow(&["runs", "list"]).ok().contains(&first.echo.to_string()));
 
