@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 
 use crate::cli::{ListArgs, ShowArgs};
 use crate::commands::runs_list::millis;
-use crate::commands::runs_show::{Header, entry_json, timeline, write_header, write_timeline};
+use crate::commands::runs_show::{Header, entry_json, timeline, write_children, write_header, write_timeline};
 use crate::render::{self, Table};
 use crate::time::{format_rfc3339, format_utc};
 
@@ -281,20 +281,10 @@ pub(crate) fn show(args: &ShowArgs, out: &mut dyn Write) -> Result<()> {
     write_header(&header, out)?;
     writeln!(out)?;
     write_timeline(&entries, run.status, out)?;
-    if !children.is_empty() {
-        writeln!(out, "\nsubgraph runs:")?;
-        let mut table = Table::new(&["RUN", "GRAPH", "STATUS", ">DURATION"]);
-        for child in &children {
-            table.row(vec![
-                child.ids.run_id.to_string(),
-                render::or_dash(child.graph.as_deref()),
-                child.status.to_string(),
-                render::or_dash(child.duration.map(render::duration)),
-            ]);
-        }
-        table.write(out)?;
-    }
-    Ok(())
+    let rows = children
+        .iter()
+        .map(|child| (child.ids.run_id, child.graph.as_deref(), child.status, child.duration.map(render::duration)));
+    write_children(rows, out)
 }
 
 /// The run `text` names among `runs`: a whole id, or a prefix of exactly one.

@@ -141,19 +141,29 @@ pub(crate) fn run(wal: &Wal, args: &ShowArgs, out: &mut dyn Write) -> Result<()>
     write_header(&Header::of(&run, duration.or_else(|| run.duration.map(indexed_duration))), out)?;
     writeln!(out)?;
     write_timeline(&entries, run.status, out)?;
-    if !children.is_empty() {
-        writeln!(out, "\nsubgraph runs:")?;
-        let mut table = Table::new(&["RUN", "GRAPH", "STATUS", ">DURATION"]);
-        for child in &children {
-            table.row(vec![
-                child.ids.run_id.to_string(),
-                render::or_dash(child.graph.as_deref()),
-                child.status.to_string(),
-                render::or_dash(child.duration.map(indexed_duration)),
-            ]);
-        }
-        table.write(out)?;
+    let rows = children.iter().map(|child| {
+        let duration = child.duration.map(indexed_duration);
+        (child.ids.run_id, child.graph.as_deref(), child.status, duration)
+    });
+    write_children(rows, out)
+}
+
+/// The table of a run's subgraph runs under its timeline (run, graph, status, duration);
+/// nothing for a run without any.
+pub(crate) fn write_children<'a>(
+    children: impl Iterator<Item = (dashflow_telemetry::RunId, Option<&'a str>, RunStatus, Option<String>)>,
+    out: &mut dyn Write,
+) -> Result<()> {
+    let mut children = children.peekable();
+    if children.peek().is_none() {
+        return Ok(());
     }
+    writeln!(out, "\nsubgraph runs:")?;
+    let mut table = Table::new(&["RUN", "GRAPH", "STATUS", ">DURATION"]);
+    for (run_id, graph, status, duration) in children {
+        table.row(vec![run_id.to_string(), render::or_dash(graph), status.to_string(), render::or_dash(duration)]);
+    }
+    table.write(out)?;
     Ok(())
 }
 
