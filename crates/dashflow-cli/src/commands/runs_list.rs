@@ -4,7 +4,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use anyhow::Result;
-use dashflow_wal::{RunFilter, RunSummary, Wal};
+use dashflow_wal::{RunFilter, RunStatus, RunSummary, Wal};
 use serde_json::{Value, json};
 
 use crate::cli::ListArgs;
@@ -47,15 +47,11 @@ pub(crate) fn run(wal: &Wal, args: &ListArgs, out: &mut dyn Write) -> Result<()>
     }
     let mut table = Table::new(&["RUN", "GRAPH", "THREAD", "STATUS", "STARTED (UTC)", ">DURATION", ">STEPS", "ERROR"]);
     for run in &runs {
-        // Subgraph runs are marked, so they are not mistaken for runs someone started.
-        let graph = run.graph.as_deref().unwrap_or("?");
-        let graph = if run.ids.depth > 0 { format!("↳ {graph}") } else { graph.to_owned() };
-        let status = if run.partial { format!("{} (partial)", run.status) } else { run.status.to_string() };
         table.row(vec![
             run.ids.run_id.to_string(),
-            graph,
+            graph_cell(run.graph.as_deref(), run.ids.depth),
             render::or_dash(run.thread_id.as_deref()),
-            status,
+            status_cell(run.status, run.partial),
             render::or_dash(run.started_at.map(format_utc)),
             render::or_dash(run.duration.map(indexed_duration)),
             run.steps.to_string(),
@@ -97,4 +93,16 @@ pub(crate) fn indexed_duration(d: Duration) -> String {
 /// A duration in (fractional) milliseconds, for JSON.
 pub(crate) fn millis(d: Duration) -> f64 {
     d.as_secs_f64() * 1_000.0
+}
+
+/// A run's graph in the runs table; subgraph runs are marked, so they are not mistaken for
+/// runs someone started.
+pub(crate) fn graph_cell(graph: Option<&str>, depth: u32) -> String {
+    let graph = graph.unwrap_or("?");
+    if depth > 0 { format!("↳ {graph}") } else { graph.to_owned() }
+}
+
+/// A run's status in the runs table, marked when its start is no longer in the log.
+pub(crate) fn status_cell(status: RunStatus, partial: bool) -> String {
+    if partial { format!("{status} (partial)") } else { status.to_string() }
 }

@@ -15,7 +15,7 @@ use futures::StreamExt;
 use serde_json::{Value, json};
 
 use crate::cli::{ListArgs, ShowArgs};
-use crate::commands::runs_list::millis;
+use crate::commands::runs_list::{graph_cell, millis, status_cell};
 use crate::commands::runs_show::{Header, entry_json, timeline, write_children, write_header, write_timeline};
 use crate::render::{self, Table};
 use crate::time::{format_rfc3339, format_utc};
@@ -213,14 +213,11 @@ pub(crate) fn list(args: &ListArgs, out: &mut dyn Write) -> Result<()> {
     let mut table =
         Table::new(&["RUN", "GRAPH", "THREAD", "STATUS", "STARTED (UTC)", ">DURATION", ">STEPS", "PUBLISHER", "ERROR"]);
     for run in &runs {
-        let graph = run.graph.as_deref().unwrap_or("?");
-        let graph = if run.ids.depth > 0 { format!("↳ {graph}") } else { graph.to_owned() };
-        let status = if run.partial { format!("{} (partial)", run.status) } else { run.status.to_string() };
         table.row(vec![
             run.ids.run_id.to_string(),
-            graph,
+            graph_cell(run.graph.as_deref(), run.ids.depth),
             render::or_dash(run.thread_id.as_deref()),
-            status,
+            status_cell(run.status, run.partial),
             render::or_dash(run.started_at.map(format_utc)),
             render::or_dash(run.duration.map(render::duration)),
             run.steps.to_string(),
