@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use dashflow_telemetry::__private::{Held, HeldStart, RunContext};
 use dashflow_telemetry::clock::Tick;
 use dashflow_telemetry::{EventBatch, EventCallback, Interest};
 use parking_lot::Mutex;
@@ -29,6 +30,11 @@ pub(crate) fn same_sinks(a: &[Arc<dyn EventCallback>], b: &[Arc<dyn EventCallbac
 /// [`EventBatch`]). The buffer goes to the sinks, in order, when the run waits, ends, or has
 /// buffered [`Batcher::CAPACITY`] events or held one for [`Batcher::MAX_DELAY`]; whatever is
 /// left when the run is dropped goes then.
+///
+/// The run that made the buffer (its owner) may also hold back one lone step's start without
+/// the lock ([`Batcher::hold_start`], [`HeldStart`]): its task's end then records both as one
+/// entry. Whoever records anything else first puts the held start in the buffer before it,
+/// under the lock, so every sink still hears the start before anything that followed it.
 pub(crate) struct Batcher {
     pub(crate) sinks: Vec<Arc<dyn EventCallback>>,
     /// What any of the sinks wants.
@@ -36,6 +42,9 @@ pub(crate) struct Batcher {
     buffer: Mutex<Buffer>,
     /// Set while the run's future waits: events then go out as they come.
     pub(crate) waiting: AtomicBool,
+    /// The run that made the buffer: the one whose starts are held back.
+    owner: RunContext,
+    held: HeldStart,
 }
 
 #[derive(Default)]
@@ -52,12 +61,42 @@ impl Batcher {
     /// The longest an event waits in the buffer while the run keeps going without waiting.
     const MAX_DELAY: Duration = Duration::from_millis(50);
 
-    pub(crate) fn new(sinks: Vec<Arc<dyn EventCallback>>) -> Option<Self> {
+    /// The buffer of the run `owner` for `sinks`, if there are any.
+    pub(crate) fn new(sinks: Vec<Arc<dyn EventCallback>>, owner: &RunContext) -> Option<Self> {
         if sinks.is_empty() {
             return None;
         }
         let interest = sinks.iter().fold(Interest::NONE, |interest, sink| interest.union(sink.interest()));
-        Some(Self { sinks, interest, buffer: Mutex::new(Buffer::default()), waiting: AtomicBool::new(false) })
+        Some(Self {
+            sinks,
+            interest,
+            buffer: Mutex::new(Buffer::default()),
+            waiting: AtomicBool::new(false),
+            owner: owner.clone(),
+            held: HeldStart::new(),
+        })
+    }
+
+    /// Holds back the owner's start of step `step`, whose one task runs node `node`, at `at`,
+    /// without taking the lock; `false` if it does not fit (a step number past `u32`), and the
+    /// caller records it instead.
+    ///
+    /// The caller is the owner run, and no start it held before may still be held unless its
+    /// task's end was recorded since (see [`EventHub`](crate::hub::EventHub)): the slot is then
+    /// empty and no thread that took a start from it is still reading its time.
+    pub(crate) fn hold_start(&self, step: u64, node: u32, at: Tick) -> bool {
+        self.held.hold(step, node, at)
+    }
+
+    /// Records the end of one of the owner's tasks with `push`, which gets the start the owner
+    /// held back, if it is still held, to record with the end (it must record it); hands the
+    /// buffer over if due.
+    #[inline]
+    pub(crate) fn record_end(&self, at: Tick, push: impl FnOnce(&mut EventBatch, Option<Held>)) {
+        self.locked(|batch, held| {
+            push(batch, held);
+            Some(at)
+        });
     }
 
     /// Records an event that happened at `at` with `push`, and hands the buffer over if it
@@ -74,12 +113,30 @@ impl Batcher {
     /// entry (a routing decision riding on its task's end); hands the buffer over if due.
     #[inline]
     pub(crate) fn record_reading(&self, push: impl FnOnce(&mut EventBatch) -> Option<Tick>) {
+        self.locked(|batch, held| {
+            if let Some(held) = held {
+                self.push_held(batch, held);
+            }
+            push(batch)
+        });
+    }
+
+    /// Puts a held-back start in the batch as an entry of its own.
+    pub(crate) fn push_held(&self, batch: &mut EventBatch, Held { step, node, at }: Held) {
+        batch.push_step_started(&self.owner, step, node, at);
+    }
+
+    /// Runs `push` under the lock with the start the owner held back, if any; `push` returns
+    /// when its event happened, or `None` if it added no entry.
+    #[inline]
+    fn locked(&self, push: impl FnOnce(&mut EventBatch, Option<Held>) -> Option<Tick>) {
         let mut buffer = self.buffer.lock();
         if buffer.batch.is_empty() {
             buffer.batch = EventBatch::with_capacity(Self::CAPACITY);
             buffer.since = None;
         }
-        let Some(at) = push(&mut buffer.batch) else { return };
+        let held = self.held.take();
+        let Some(at) = push(&mut buffer.batch, held) else { return };
         let since = *buffer.since.get_or_insert(at);
         let len = buffer.batch.len();
         // The age is checked every eighth event: turning readings into a duration is dearer
@@ -93,9 +150,12 @@ impl Batcher {
         }
     }
 
-    /// Hands over what is buffered.
+    /// Hands over what is buffered, a held-back start included.
     pub(crate) fn flush(&self) {
         let mut buffer = self.buffer.lock();
+        if let Some(held) = self.held.take() {
+            self.push_held(&mut buffer.batch, held);
+        }
         if !buffer.batch.is_empty() {
             self.deliver(std::mem::take(&mut buffer.batch));
         }
@@ -109,6 +169,20 @@ impl Batcher {
                 sink.on_batch(&batch);
             }
             last.take_batch(batch);
+        }
+    }
+}
+
+/// A run's batcher, and whether the run made it or shares its parent's.
+pub(crate) enum Owned<T> {
+    Made(T),
+    Shared(T),
+}
+
+impl<T> Owned<T> {
+    pub(crate) fn into_inner(self) -> T {
+        match self {
+            Self::Made(inner) | Self::Shared(inner) => inner,
         }
     }
 }

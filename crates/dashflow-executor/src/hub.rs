@@ -3,7 +3,7 @@
 use std::any::Any;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use dashflow_graph::__private::{CancelSignal, NodeId, RunScope};
 use dashflow_graph::TaskId;
@@ -12,7 +12,7 @@ use dashflow_telemetry::clock::{RunClock, Tick};
 use dashflow_telemetry::{DeltaKind, Event, EventCallback, EventKind, Interest, RunIds, StateDelta, StateJson};
 use futures::future::BoxFuture;
 
-use crate::batcher::{Batcher, same_sinks, split_batching};
+use crate::batcher::{Batcher, Owned, same_sinks, split_batching};
 use crate::config::{StreamMode, StreamModes};
 use crate::stream::CustomValue;
 
@@ -45,6 +45,14 @@ pub(crate) struct EventHub {
     /// Which of a step's common events only the batcher wants: those are recorded as
     /// compact entries instead of built (see [`EventBatch`](dashflow_telemetry::EventBatch)).
     compact: Compact,
+    /// Whether this run made the batcher, and so may hold back its lone steps' starts (see
+    /// [`Batcher::hold_start`]); its subgraph runs that share the batcher record theirs.
+    holds_starts: bool,
+    /// Whether no start this run held back can still be in the batcher's slot or being read
+    /// from it: set by each of its task ends, which take the slot under the lock; cleared by a
+    /// hold. A step whose task ended unrecorded (a cancelled run) records its successor's start
+    /// under the lock instead. Only the run's own steps and tasks touch it, one after another.
+    hold_settled: AtomicBool,
 }
 
 /// The events a run records compactly (see [`EventHub::compact`]).
@@ -66,17 +74,20 @@ impl EventHub {
         let stream_events = sink.is_some() && modes.contains(StreamMode::Events);
         let stream_custom = sink.is_some() && modes.contains(StreamMode::Custom);
         let (batching, callbacks) = split_batching(callbacks);
-        let batcher = Batcher::new(batching).map(Arc::new);
-        Self::with(callbacks, batcher, sink, (stream_events, stream_custom), (ids, names))
+        let context = RunContext::new(ids, RunClock::new(), Arc::clone(names));
+        let batcher = Batcher::new(batching, &context).map(|batcher| Owned::Made(Arc::new(batcher)));
+        Self::with(callbacks, batcher, sink, (stream_events, stream_custom), context)
     }
 
     fn with(
         callbacks: Vec<Arc<dyn EventCallback>>,
-        batcher: Option<Arc<Batcher>>,
+        batcher: Option<Owned<Arc<Batcher>>>,
         sink: Option<Arc<dyn UntypedSink>>,
         (stream_events, stream_custom): (bool, bool),
-        (ids, names): (RunIds, &Arc<NodeNames>),
+        context: RunContext,
     ) -> Self {
+        let owns_batcher = matches!(batcher, Some(Owned::Made(_)));
+        let batcher = batcher.map(Owned::into_inner);
         let interests: Vec<Interest> = callbacks.iter().map(|callback| callback.interest()).collect();
         let base = if stream_events { Interest::ALL } else { Interest::NONE };
         let direct = interests.iter().copied().fold(base, Interest::union);
@@ -94,8 +105,10 @@ impl EventHub {
             stream_events,
             stream_custom,
             interest: direct.union(batched),
-            context: RunContext::new(ids, RunClock::new(), Arc::clone(names)),
+            context,
             compact,
+            holds_starts: owns_batcher && compact.starts && compact.ends,
+            hold_settled: AtomicBool::new(true),
         }
     }
 
@@ -113,19 +126,20 @@ impl EventHub {
             parents.filter(|parent| !child_callbacks.iter().any(|child| Arc::ptr_eq(child, parent))).collect();
         let callbacks: Vec<_> = child_callbacks.iter().chain(inherited).map(Arc::clone).collect();
         let (batching, callbacks) = split_batching(callbacks);
+        let context = RunContext::new(ids, RunClock::new(), Arc::clone(names));
         let batcher = match &self.batcher {
             // The usual case: the child's events join the parent's in one buffer, in order.
-            Some(parent) if same_sinks(&parent.sinks, &batching) => Some(Arc::clone(parent)),
+            Some(parent) if same_sinks(&parent.sinks, &batching) => Some(Owned::Shared(Arc::clone(parent))),
             _ => {
                 // What the parent buffered goes first, so each sink hears the parent's
                 // events up to here before the child's.
                 if let Some(parent) = &self.batcher {
                     parent.flush();
                 }
-                Batcher::new(batching).map(Arc::new)
+                Batcher::new(batching, &context).map(|batcher| Owned::Made(Arc::new(batcher)))
             }
         };
-        Self::with(callbacks, batcher, self.sink.clone(), (self.stream_events, self.stream_custom), (ids, names))
+        Self::with(callbacks, batcher, self.sink.clone(), (self.stream_events, self.stream_custom), context)
     }
 
     /// The run's future returned `Pending`: batching sinks get what is buffered now, and
@@ -243,7 +257,16 @@ impl EventHub {
         at: Tick,
     ) -> Option<Event> {
         if let (Some(batcher), Some(node), true) = (&self.batcher, lone, self.compact.starts) {
-            batcher.record(at, |batch| batch.push_step_started(&self.context, step, node_index(node), at));
+            let node = node_index(node);
+            if self.holds_starts
+                && self.hold_settled.load(Ordering::Relaxed)
+                && !batcher.waiting.load(Ordering::Relaxed)
+                && batcher.hold_start(step, node, at)
+            {
+                self.hold_settled.store(false, Ordering::Relaxed);
+                return None;
+            }
+            batcher.record(at, |batch| batch.push_step_started(&self.context, step, node, at));
             return None;
         }
         self.notify(run, EventKind::SuperstepStarted { step, nodes: Arc::clone(nodes) }, at)
@@ -260,7 +283,21 @@ impl EventHub {
     ) -> Option<Event> {
         if let (Some(batcher), true) = (&self.batcher, self.compact.ends) {
             let task = (step, node_index(node), attempt);
-            batcher.record(ended, |batch| batch.push_task_finished(&self.context, task, (started, ended), error));
+            batcher.record_end(ended, |batch, held| match held {
+                // The start this end's step held back: one entry for both when they fit one.
+                Some(held) if (held.step, held.node) == (step, task.1) && held.at == started => {
+                    batch.push_lone_step(&self.context, task, (started, ended), error);
+                }
+                held => {
+                    if let Some(held) = held {
+                        batcher.push_held(batch, held);
+                    }
+                    batch.push_task_finished(&self.context, task, (started, ended), error);
+                }
+            });
+            if self.holds_starts {
+                self.hold_settled.store(true, Ordering::Relaxed);
+            }
             return None;
         }
         let kind =
@@ -442,6 +479,62 @@ mod tests {
         fn on_batch(&self, batch: &EventBatch) {
             self.0.lock().extend(batch.events());
         }
+    }
+
+    fn kinds(kept: &Kept) -> Vec<String> {
+        kept.0
+            .lock()
+            .iter()
+            .map(|event| match &event.kind {
+                EventKind::SuperstepStarted { step, nodes } => format!("start {step} {}", nodes.join(",")),
+                EventKind::TaskFinished { step, node, .. } => format!("end {step} {node}"),
+                EventKind::RunStarted { .. } => format!("run {}", event.run.run_id),
+                other => format!("{other:?}"),
+            })
+            .collect()
+    }
+
+    /// A lone step's start held back without the lock still reaches the sinks as soon as the
+    /// run waits, and before anything a subgraph run sharing the buffer records.
+    #[test]
+    fn a_held_back_start_goes_out_when_the_run_waits_and_before_a_subgraphs_events() {
+        let kept = Arc::new(Kept::default());
+        let names = Arc::new(NodeNames::new(["a", "b"].map(Arc::<str>::from)));
+        let run = RunIds::root(RunId::new());
+        let sinks = vec![Arc::clone(&kept) as Arc<dyn EventCallback>];
+        let hub = EventHub::new(sinks.clone(), None, StreamModes::default(), (run, &names));
+        let (a, b) = two_node_ids();
+        let lone = |index: u32| Arc::clone(names.lone(index).unwrap());
+        hub.step_started(run, 1, (&lone(0), Some(a)), Tick::now());
+        assert!(kinds(&kept).is_empty(), "held back while the run goes on");
+        hub.run_waits();
+        assert_eq!(kinds(&kept), ["start 1 a"], "out when the run waits");
+        hub.run_resumes();
+        let (started, ended) = (Tick::now(), Tick::now());
+        hub.task_finished(run, (1, a, &names.name(0).unwrap().clone(), 1), (started, ended), None);
+
+        // Step 2's node runs a subgraph whose events join the same buffer.
+        hub.step_started(run, 2, (&lone(1), Some(b)), Tick::now());
+        let child = RunIds::root(RunId::new());
+        let nested = hub.nested(&sinks, (child, &names));
+        let kind = EventKind::RunStarted { graph: "child".into(), thread_id: None, tags: Vec::new() };
+        nested.notify(child, kind, Tick::now());
+        nested.step_started(child, 1, (&lone(0), Some(a)), Tick::now());
+        nested.task_finished(child, (1, a, &names.name(0).unwrap().clone(), 1), (started, ended), None);
+        hub.task_finished(run, (2, b, &names.name(1).unwrap().clone(), 1), (started, ended), None);
+        hub.run_waits();
+        assert_eq!(
+            kinds(&kept),
+            [
+                "start 1 a".to_owned(),
+                "end 1 a".to_owned(),
+                "start 2 b".to_owned(),
+                format!("run {}", child.run_id),
+                "start 1 a".to_owned(),
+                "end 1 a".to_owned(),
+                "end 2 b".to_owned(),
+            ]
+        );
     }
 
     /// The `Async` checkpoint writer reports from its own thread while the run goes on: a

@@ -161,8 +161,18 @@ enum Entry {
     /// took (failed attempts, and attempts too long for the count, are kept as events); with
     /// `route`, also the `Routed` decision the node's conditional edge made right after
     /// (label and target; [`NO_ROUTE`] for none): most steps of a loop then send one entry
-    /// across cores, not two.
-    TaskFinished { run: u16, attempt: u16, node: u32, step: u32, took: u32, ended: Tick, route: [u16; 2] },
+    /// across cores, not two. With `opens_step`, the entry also stands for its one-task step's
+    /// start, at the attempt's start (see [`EventBatch::push_lone_step`]).
+    TaskFinished {
+        run: u16,
+        attempt: u16,
+        node: u32,
+        step: u32,
+        took: u32,
+        ended: Tick,
+        route: [u16; 2],
+        opens_step: bool,
+    },
     /// `Routed` from one node to another.
     Routed { run: u32, step: u32, from: u32, label: u32, target: u32, at: Tick },
 }
@@ -297,8 +307,9 @@ impl EventBatch {
         batch
     }
 
-    /// How many entries it holds: an event each, or two for a task's end that carries the
-    /// routing decision made right after it, and a state delta each.
+    /// How many entries it holds: an event each, except that one entry can stand for a
+    /// one-task step's start, its task's end and the routing decision made right after; and a
+    /// state delta each.
     pub fn len(&self) -> usize {
         self.storage.entries.len()
     }
@@ -364,24 +375,67 @@ impl EventBatch {
     pub fn push_task_finished(
         &mut self,
         run: &RunContext,
+        task: (u64, u32, u32),
+        span: (Tick, Tick),
+        error: Option<String>,
+    ) {
+        self.push_end(run, task, span, error, false);
+    }
+
+    /// Adds the start of step `step` of `run` and the end of its one task, attempt `attempt`
+    /// of node `node`, which started with the step at `started` and ended at `ended`: one entry
+    /// where both fit one (a first attempt that succeeded), else the two of
+    /// [`push_step_started`](Self::push_step_started) and
+    /// [`push_task_finished`](Self::push_task_finished).
+    #[doc(hidden)]
+    pub fn push_lone_step(
+        &mut self,
+        run: &RunContext,
         (step, node, attempt): (u64, u32, u32),
         (started, ended): (Tick, Tick),
         error: Option<String>,
     ) {
+        if attempt != 1 || error.is_some() {
+            self.push_step_started(run, step, node, started);
+            return self.push_task_finished(run, (step, node, attempt), (started, ended), error);
+        }
+        self.push_end(run, (step, node, attempt), (started, ended), error, true);
+    }
+
+    /// A task's end, which opens its step too if `opens_step` (a first attempt without error).
+    fn push_end(
+        &mut self,
+        run: &RunContext,
+        (step, node, attempt): (u64, u32, u32),
+        (started, ended): (Tick, Tick),
+        error: Option<String>,
+        opens_step: bool,
+    ) {
         let took = ended.raw().checked_sub(started.raw()).and_then(|took| u32::try_from(took).ok());
         let short_step = u32::try_from(step).ok();
         let index = self.run_index(run);
-        let (Some(step), Some(took), Ok(short_run), Ok(short_attempt), None) =
+        let (Some(short_step), Some(took), Ok(short_run), Ok(short_attempt), None) =
             (short_step, took, u16::try_from(index), u16::try_from(attempt), &error)
         else {
+            if opens_step {
+                self.push_step_started(run, step, node, started);
+            }
             let duration = started.until(ended);
             let node = Arc::clone(run.names.name_or_unknown(node));
             let kind = EventKind::TaskFinished { step, node, attempt, duration, error };
             return self.push_event(Event::at(run.ids, run.clock.wall_time(ended), kind));
         };
         self.storage.last_step[index as usize] = self.next_index();
-        let entry =
-            Entry::TaskFinished { run: short_run, attempt: short_attempt, node, step, took, ended, route: NO_ROUTE };
+        let entry = Entry::TaskFinished {
+            run: short_run,
+            attempt: short_attempt,
+            node,
+            step: short_step,
+            took,
+            ended,
+            route: NO_ROUTE,
+            opens_step,
+        };
         self.storage.entries.push(entry);
     }
 
@@ -468,7 +522,7 @@ impl EventBatch {
             entries: self.storage.entries.iter(),
             kept: self.storage.events.iter(),
             deltas: self.storage.deltas.iter(),
-            routed: None,
+            queued: [None, None],
         }
     }
 
@@ -494,21 +548,27 @@ impl EventBatch {
         }
     }
 
-    /// The events a compact `entry` stands for (none for a kept event).
-    fn entry_refs(&self, entry: &Entry) -> [Option<EventRef<'_>>; 2] {
+    /// The events a compact `entry` stands for, in order (none for a kept event).
+    fn entry_refs(&self, entry: &Entry) -> [Option<EventRef<'_>>; 3] {
         let runs = &self.storage.runs;
         let event = match *entry {
-            Entry::Event | Entry::Delta => return [None, None],
+            Entry::Event | Entry::Delta => return [None, None, None],
             Entry::StepStarted { run, step, node, at } => {
                 let run = &runs[run as usize];
                 let (ids, at) = (&run.ids, run.clock.wall_time(at));
                 EventRef::StepStarted { run: ids, at, step: u64::from(step), nodes: run.names.lone_or_unknown(node) }
             }
-            Entry::TaskFinished { run, attempt, node, step, took, ended, route } => {
+            Entry::TaskFinished { run, attempt, node, step, took, ended, route, opens_step } => {
                 let run = &runs[usize::from(run)];
                 let started = Tick::from_raw(ended.raw() - u64::from(took));
                 let (ids, at, step) = (&run.ids, run.clock.wall_time(ended), u64::from(step));
                 let from = run.names.name_or_unknown(node);
+                let opened = opens_step.then(|| EventRef::StepStarted {
+                    run: ids,
+                    at: run.clock.wall_time(started),
+                    step,
+                    nodes: run.names.lone_or_unknown(node),
+                });
                 let routed = (route != NO_ROUTE).then(|| {
                     let [label, target] = route;
                     let label = run.names.label_or_unknown(u32::from(label));
@@ -517,7 +577,11 @@ impl EventBatch {
                 });
                 let duration = started.until(ended);
                 let attempt = u32::from(attempt);
-                return [Some(EventRef::TaskFinished { run: ids, at, step, node: from, attempt, duration }), routed];
+                let ended = EventRef::TaskFinished { run: ids, at, step, node: from, attempt, duration };
+                return match opened {
+                    Some(opened) => [Some(opened), Some(ended), routed],
+                    None => [Some(ended), routed, None],
+                };
             }
             Entry::Routed { run, step, from, label, target, at } => {
                 let run = &runs[run as usize];
@@ -531,7 +595,7 @@ impl EventBatch {
                 }
             }
         };
-        [Some(event), None]
+        [Some(event), None, None]
     }
 
     /// The events kept as they are, with their places in the batch, in order.
@@ -593,16 +657,18 @@ pub struct Items<'a> {
     kept: std::slice::Iter<'a, Event>,
     /// Each delta entry was pushed with its delta, in order.
     deltas: std::slice::Iter<'a, StateDelta>,
-    /// The routing decision that rode on the task end returned last.
-    routed: Option<EventRef<'a>>,
+    /// The events the compact entry returned last stands for after the one returned (its
+    /// task's end, the routing decision that rode on it), in order.
+    queued: [Option<EventRef<'a>>; 2],
 }
 
 impl<'a> Iterator for Items<'a> {
     type Item = BatchItem<'a>;
 
     fn next(&mut self) -> Option<BatchItem<'a>> {
-        if let Some(routed) = self.routed.take() {
-            return Some(BatchItem::Event(routed));
+        if let Some(queued) = self.queued[0].take() {
+            self.queued.swap(0, 1);
+            return Some(BatchItem::Event(queued));
         }
         loop {
             match self.entries.next()? {
@@ -615,8 +681,8 @@ impl<'a> Iterator for Items<'a> {
                     None => continue,
                 },
                 entry => {
-                    let [event, routed] = self.batch.entry_refs(entry);
-                    self.routed = routed;
+                    let [event, then, last] = self.batch.entry_refs(entry);
+                    self.queued = [then, last];
                     return event.map(BatchItem::Event);
                 }
             }
@@ -625,7 +691,8 @@ impl<'a> Iterator for Items<'a> {
 
     fn size_hint(&self) -> (usize, Option<usize>) {
         let left = self.entries.len();
-        (left + usize::from(self.routed.is_some()), Some(2 * left + usize::from(self.routed.is_some())))
+        let queued = self.queued.iter().flatten().count();
+        (left + queued, Some(3 * left + queued))
     }
 }
 
@@ -795,6 +862,56 @@ mod tests {
                 },
             ]
         );
+    }
+
+    #[test]
+    fn a_lone_steps_start_and_first_attempts_end_share_one_entry_and_read_as_both_events() {
+        let run = context(&["a", "b"]);
+        let (t0, t1) = (Tick::from_raw(1_000), Tick::from_raw(5_000));
+        let next = run.names().label_index(0, 0, 0).unwrap();
+        let mut batch = EventBatch::new();
+        batch.push_lone_step(&run, (1, 0, 1), (t0, t1), None);
+        batch.push_routed(&run, 1, (0, next, 1), t1);
+        assert_eq!(batch.len(), 1, "start, end and decision in one entry");
+        // A retried attempt, a failure, and a step number too large for an entry: two entries
+        // or events, in the same order.
+        batch.push_lone_step(&run, (2, 1, 2), (t0, t1), None);
+        batch.push_lone_step(&run, (3, 0, 1), (t0, t1), Some("boom".to_owned()));
+        let huge = u64::from(u32::MAX) + 1;
+        batch.push_lone_step(&run, (huge, 1, 1), (t0, t1), None);
+        assert_eq!(batch.len(), 7);
+        let refs: Vec<Event> = batch.refs().map(|event| event.to_event()).collect();
+        let described: Vec<String> = batch
+            .into_events()
+            .iter()
+            .map(|event| match &event.kind {
+                EventKind::SuperstepStarted { step, nodes } => format!("start {step} {}", nodes.join(",")),
+                EventKind::TaskFinished { step, node, attempt, error, .. } => {
+                    format!("end {step} {node} {attempt} {error:?}")
+                }
+                EventKind::Routed { step, from, target, .. } => format!("route {step} {from} {target}"),
+                other => format!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            described,
+            [
+                "start 1 a",
+                "end 1 a 1 None",
+                "route 1 a b",
+                "start 2 b",
+                "end 2 b 2 None",
+                "start 3 a",
+                "end 3 a 1 Some(\"boom\")",
+                &format!("start {huge} b"),
+                &format!("end {huge} b 1 None"),
+            ]
+        );
+        assert_eq!(refs.len(), described.len(), "refs read the same events");
+        let (start, end) = (&refs[0], &refs[1]);
+        assert_eq!(start.at, run.clock().wall_time(t0), "the step starts when its task does");
+        assert_eq!(end.at, run.clock().wall_time(t1));
+        assert!(matches!(end.kind, EventKind::TaskFinished { duration, .. } if duration == t0.until(t1)));
     }
 
     #[test]

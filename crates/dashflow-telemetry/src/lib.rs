@@ -34,6 +34,7 @@ mod batch;
 pub mod clock;
 mod delta;
 mod event;
+mod held;
 mod ids;
 mod live;
 mod metrics_sink;
@@ -55,4 +56,5 @@ mod tests;
 #[doc(hidden)]
 pub mod __private {
     pub use crate::batch::{NodeNames, RunContext};
+    pub use crate::held::{Held, HeldStart};
 }

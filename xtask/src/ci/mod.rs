@@ -49,7 +49,9 @@ impl Step {
             Step::Tests => "tests, then doc tests",
             Step::Doc => "doc build, warnings denied",
             Step::Lint => "crate layering (cargo xtask lint)",
-            Step::Loom => "the WAL writer's and the work-stealing pool's wake-up protocols, model-checked (--cfg loom)",
+            Step::Loom => {
+                "the WAL writer's and the pool's wake-up protocols and the held-back step start, model-checked (--cfg loom)"
+            }
         }
     }
 
@@ -140,7 +142,7 @@ fn run_step(step: Step, options: &Options) -> Result<()> {
     }
 }
 
-/// The loom models (`loom_` tests of dashflow-wal and dashflow-scheduler), built with
+/// The loom models (`loom_` tests of dashflow-wal, dashflow-scheduler and dashflow-telemetry), built with
 /// `--cfg loom` in a target directory of their own so that they do not invalidate the
 /// workspace's build.
 fn run_loom() -> Result<()> {
@@ -148,7 +150,8 @@ fn run_loom() -> Result<()> {
         workspace::cargo()
             .env("RUSTFLAGS", "--cfg loom")
             .env("CARGO_TARGET_DIR", workspace::root().join("target").join("loom"))
-            .args(["test", "-p", "dashflow-wal", "-p", "dashflow-scheduler", "--release", "--lib", "loom"]),
+            .args(["test", "-p", "dashflow-wal", "-p", "dashflow-scheduler", "-p", "dashflow-telemetry"])
+            .args(["--release", "--lib", "loom"]),
     )
 }
 
