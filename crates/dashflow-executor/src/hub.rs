@@ -285,7 +285,9 @@ impl EventHub {
             let task = (step, node_index(node), attempt);
             batcher.record_end(ended, |batch, held| match held {
                 // The start this end's step held back: one entry for both when they fit one.
-                Some(held) if (held.step, held.node) == (step, task.1) && held.at == started => {
+                // Only the owner's own: a subgraph run sharing the batcher could have a step and
+                // node of the same numbers.
+                Some(held) if self.holds_starts && (held.step, held.node) == (step, task.1) && held.at == started => {
                     batch.push_lone_step(&self.context, task, (started, ended), error);
                 }
                 held => {
