@@ -310,11 +310,13 @@ impl EventBatch {
     /// How many entries it holds: an event each, except that one entry can stand for a
     /// one-task step's start, its task's end and the routing decision made right after; and a
     /// state delta each.
+    #[inline]
     pub fn len(&self) -> usize {
         self.storage.entries.len()
     }
 
     /// Whether it holds none.
+    #[inline]
     pub fn is_empty(&self) -> bool {
         self.storage.entries.is_empty()
     }
@@ -327,6 +329,7 @@ impl EventBatch {
     }
 
     /// Whether the last event is a run's end (`RunFinished`).
+    #[inline]
     pub fn ends_a_run(&self) -> bool {
         matches!(self.storage.entries.last(), Some(Entry::Event))
             && matches!(self.storage.events.last(), Some(Event { kind: EventKind::RunFinished { .. }, .. }))
@@ -353,12 +356,14 @@ impl EventBatch {
         self.storage.entries.push(Entry::Event);
     }
 
+    #[inline]
     fn next_index(&self) -> u32 {
         u32::try_from(self.storage.entries.len()).unwrap_or(u32::MAX)
     }
 
     /// Adds the start of step `step` of `run`, whose one task runs node `node`, at `at`.
     #[doc(hidden)]
+    #[inline]
     pub fn push_step_started(&mut self, run: &RunContext, step: u64, node: u32, at: Tick) {
         let Ok(step) = u32::try_from(step) else {
             let kind = EventKind::SuperstepStarted { step, nodes: Arc::clone(run.names.lone_or_unknown(node)) };
@@ -372,6 +377,7 @@ impl EventBatch {
     /// Adds the end of attempt `attempt` of node `node`'s task in step `step` of `run`, which
     /// ran from `started` to `ended`, with its error if it failed.
     #[doc(hidden)]
+    #[inline]
     pub fn push_task_finished(
         &mut self,
         run: &RunContext,
@@ -388,6 +394,7 @@ impl EventBatch {
     /// [`push_step_started`](Self::push_step_started) and
     /// [`push_task_finished`](Self::push_task_finished).
     #[doc(hidden)]
+    #[inline]
     pub fn push_lone_step(
         &mut self,
         run: &RunContext,
@@ -403,6 +410,7 @@ impl EventBatch {
     }
 
     /// A task's end, which opens its step too if `opens_step` (a first attempt without error).
+    #[inline]
     fn push_end(
         &mut self,
         run: &RunContext,
@@ -451,6 +459,7 @@ impl EventBatch {
     /// needs an entry of its own: right after its node's task ended it rides on that entry
     /// and takes its time. Returns the reading, if one was taken.
     #[doc(hidden)]
+    #[inline]
     pub fn push_routed_reading(
         &mut self,
         run: &RunContext,
@@ -484,6 +493,7 @@ impl EventBatch {
         Some(at)
     }
 
+    #[inline]
     fn run_index(&mut self, run: &RunContext) -> u32 {
         let runs = &mut self.storage.runs;
         if let Some(last) = runs.get(self.last_run as usize)

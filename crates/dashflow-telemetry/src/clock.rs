@@ -12,6 +12,7 @@ use std::time::{Duration, SystemTime};
 
 static CLOCK: OnceLock<quanta::Clock> = OnceLock::new();
 
+#[inline]
 fn clock() -> &'static quanta::Clock {
     CLOCK.get_or_init(quanta::Clock::new)
 }
@@ -22,21 +23,25 @@ pub struct Tick(u64);
 
 impl Tick {
     /// Reads the clock.
+    #[inline]
     pub fn now() -> Self {
         Self(clock().raw())
     }
 
     /// The reading as a number, to keep it in an atomic.
+    #[inline]
     pub fn raw(self) -> u64 {
         self.0
     }
 
     /// A reading [`raw`](Self::raw) gave.
+    #[inline]
     pub fn from_raw(raw: u64) -> Self {
         Self(raw)
     }
 
     /// The time from `self` to `later` (zero if `later` is not later).
+    #[inline]
     pub fn until(self, later: Tick) -> Duration {
         clock().delta(self.0, later.0)
     }

@@ -68,6 +68,7 @@ impl HeldStart {
     /// Holds the start of step `step`, whose one task runs node `node`, at `at`; `false` if
     /// the step number does not fit (the caller records the start instead). Only the owner
     /// calls it, and only when its earlier starts are settled (see the module docs).
+    #[inline]
     pub fn hold(&self, step: u64, node: u32, at: Tick) -> bool {
         let Ok(step) = u32::try_from(step) else { return false };
         let step_node = (u64::from(step) << 32) | u64::from(node);
@@ -80,6 +81,7 @@ impl HeldStart {
     }
 
     /// Takes the held start out, if there is one. Only under the buffer's lock.
+    #[inline]
     pub fn take(&self) -> Option<Held> {
         if self.step_node.load(Ordering::Relaxed) == Self::NONE {
             return None;
