@@ -20,13 +20,14 @@ use crate::clock::Tick;
 
 use self::sync::{AtomicU64, Ordering};
 
-/// The slot's atomics: the standard library's, or loom's for the models.
-#[cfg(not(loom))]
+/// The slot's atomics: the standard library's, or loom's for this crate's own models (other
+/// crates built with `--cfg loom` get the standard library's: loom is a dev-dependency here).
+#[cfg(not(all(loom, test)))]
 mod sync {
     pub(super) use std::sync::atomic::{AtomicU64, Ordering};
 }
 
-#[cfg(loom)]
+#[cfg(all(loom, test))]
 mod sync {
     pub(super) use loom::sync::atomic::{AtomicU64, Ordering};
 }
