@@ -23,7 +23,7 @@ use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, params, params_fro
 
 use crate::error::{Result, WalError};
 use crate::process::{Liveness, ProcessIdentity};
-use crate::record::ProcessRecord;
+use crate::record::{ProcessRecord, SchemaKey};
 use crate::runs::{RunFilter, RunStatus, RunSummary};
 use crate::segment::Position;
 
@@ -31,7 +31,7 @@ use crate::segment::Position;
 pub(crate) const INDEX_FILE: &str = "index.sqlite";
 
 /// Bumped whenever the schema changes; an index of another version is dropped and rebuilt.
-const SCHEMA_VERSION: i64 = 4;
+const SCHEMA_VERSION: i64 = 5;
 
 const SCHEMA: &str = "
 CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
@@ -72,6 +72,12 @@ CREATE TABLE segments (
     first_at_ms INTEGER NOT NULL,
     last_at_ms  INTEGER NOT NULL
 );
+CREATE TABLE schemas (
+    segment INTEGER NOT NULL,
+    key     BLOB NOT NULL,
+    offset  INTEGER NOT NULL,
+    PRIMARY KEY (segment, key)
+) WITHOUT ROWID;
 CREATE TABLE processes (
     id            INTEGER PRIMARY KEY,
     pid           INTEGER NOT NULL,
@@ -139,7 +145,11 @@ SELECT id, pid, start_ticks, boot_id, pid_namespace, host FROM processes p
 WHERE gone = 0 AND EXISTS (SELECT 1 FROM runs r WHERE r.process = p.id AND r.status = 'running')";
 
 const CLEAR: &str =
-    "BEGIN IMMEDIATE; DELETE FROM runs; DELETE FROM segments; DELETE FROM processes; DELETE FROM meta; COMMIT;";
+    "BEGIN IMMEDIATE; DELETE FROM runs; DELETE FROM segments; DELETE FROM schemas; DELETE FROM processes;
+    DELETE FROM meta; COMMIT;";
+
+/// Where a schema record is; the first one of a key in a segment stays.
+const INSERT_SCHEMA: &str = "INSERT OR IGNORE INTO schemas (segment, key, offset) VALUES (?1, ?2, ?3)";
 
 /// Where a run's trace record is; a run the index does not know (yet) is left alone.
 const SET_TRACE: &str = "UPDATE runs SET trace_segment = ?2, trace_offset = ?3 WHERE run_id = ?1";
@@ -153,6 +163,11 @@ pub(crate) enum Entry<'e> {
     Trace(RunId),
     /// The process executing some runs.
     Process(&'e ProcessRecord),
+    /// An event of a run that tells the index nothing but that it happened (a graph record
+    /// read back).
+    Mark(RunIds, SystemTime),
+    /// A schema record.
+    Schema(SchemaKey),
 }
 
 impl<'e> From<&'e Event> for Entry<'e> {
@@ -170,6 +185,8 @@ impl crate::record::Indexed {
             Indexed::Events(events) => (&events[..], None),
             Indexed::Trace(run_id) => (&[][..], Some(Entry::Trace(*run_id))),
             Indexed::Process(record) => (&[][..], Some(Entry::Process(record))),
+            Indexed::Graph(run, at) => (&[][..], Some(Entry::Mark(*run, *at))),
+            Indexed::Schema(key) => (&[][..], Some(Entry::Schema(*key))),
         };
         single.into_iter().chain(events.iter().map(|event| Entry::Event(EventRef::Whole(event))))
     }
@@ -224,10 +241,13 @@ impl<'e> RunDelta<'e> {
         }
     }
 
-    fn add(&mut self, at: Position, at_ms: i64, event: EventRef<'e>) {
+    /// Adds an event of the run recorded at `at`; `None` for one that tells nothing more
+    /// than that it happened.
+    fn add(&mut self, at: Position, at_ms: i64, event: Option<EventRef<'e>>) {
         self.last = at;
         self.events += 1;
         self.last_at_ms = self.last_at_ms.max(at_ms);
+        let Some(event) = event else { return };
         let event = match event {
             EventRef::Whole(event) => event,
             EventRef::StepStarted { step, .. }
@@ -347,7 +367,7 @@ impl Index {
             conn.execute_batch(&format!(
                 "BEGIN IMMEDIATE;
                  DROP TABLE IF EXISTS meta; DROP TABLE IF EXISTS runs; DROP TABLE IF EXISTS segments;
-                 DROP TABLE IF EXISTS processes;
+                 DROP TABLE IF EXISTS processes; DROP TABLE IF EXISTS schemas;
                  {SCHEMA}
                  PRAGMA user_version = {SCHEMA_VERSION};
                  COMMIT;"
@@ -380,9 +400,11 @@ impl Index {
         let mut segments: Vec<(u64, (u64, i64, i64))> = Vec::new();
         let mut traces: Vec<(RunId, Position)> = Vec::new();
         let mut processes: Vec<&ProcessRecord> = Vec::new();
+        let mut schemas: Vec<(Position, SchemaKey)> = Vec::new();
         for (at, entry) in entries {
-            let event = match entry.into() {
-                Entry::Event(event) => event,
+            let (run, event_at, event) = match entry.into() {
+                Entry::Event(event) => (*event.run(), event.at(), Some(event)),
+                Entry::Mark(run, event_at) => (run, event_at, None),
                 Entry::Trace(run_id) => {
                     traces.push((run_id, at));
                     continue;
@@ -391,15 +413,18 @@ impl Index {
                     processes.push(record);
                     continue;
                 }
+                Entry::Schema(key) => {
+                    schemas.push((at, key));
+                    continue;
+                }
             };
-            let at_ms = system_time_to_ms(event.at());
-            let run = event.run();
+            let at_ms = system_time_to_ms(event_at);
             let same_as_last = runs.last().is_some_and(|last| last.ids.run_id == run.run_id);
             let index = if same_as_last {
                 runs.len() - 1
             } else {
                 *run_index.entry(run.run_id).or_insert_with(|| {
-                    runs.push(RunDelta::new(*run, at));
+                    runs.push(RunDelta::new(run, at));
                     runs.len() - 1
                 })
             };
@@ -442,6 +467,10 @@ impl Index {
             let mut upsert = tx.prepare_cached(UPSERT_SEGMENT)?;
             for (segment, (records, first, last)) in &segments {
                 upsert.execute(params![to_sql(*segment), to_sql(*records), first, last])?;
+            }
+            let mut insert_schema = tx.prepare_cached(INSERT_SCHEMA)?;
+            for (at, key) in &schemas {
+                insert_schema.execute(params![to_sql(at.segment), &key.as_bytes()[..], to_sql(at.offset)])?;
             }
             // After the runs: a trace follows its run's events, often in the same batch.
             let mut set_trace = tx.prepare_cached(SET_TRACE)?;
@@ -493,9 +522,18 @@ impl Index {
         )?;
         tx.execute("UPDATE runs SET trace_segment = NULL, trace_offset = NULL WHERE trace_segment < ?1", [first_kept])?;
         tx.execute("DELETE FROM segments WHERE segment < ?1", [first_kept])?;
+        tx.execute("DELETE FROM schemas WHERE segment < ?1", [first_kept])?;
         tx.execute("DELETE FROM processes WHERE id NOT IN (SELECT process FROM runs WHERE process IS NOT NULL)", [])?;
         tx.commit()?;
         Ok(removed as u64)
+    }
+
+    /// Where the index saw the schema record of `key` in segment `segment`.
+    pub(crate) fn schema_offset(&self, segment: u64, key: SchemaKey) -> Result<Option<u64>> {
+        let mut stmt = self.conn.prepare_cached("SELECT offset FROM schemas WHERE segment = ?1 AND key = ?2")?;
+        let offset: Option<i64> =
+            stmt.query_row(params![to_sql(segment), &key.as_bytes()[..]], |row| row.get(0)).optional()?;
+        Ok(offset.map(from_sql))
     }
 
     /// The newest record time of every segment the index has seen records in.

@@ -142,6 +142,7 @@ mod process;
 mod record;
 mod retention;
 mod runs;
+mod schemas;
 mod segment;
 mod storage;
 mod store;
@@ -165,6 +166,7 @@ pub use home::{
 pub use process::ProcessIdentity;
 pub use retention::RetentionReport;
 pub use runs::{ParseRunStatusError, RunFilter, RunStatus, RunSummary};
+pub use schemas::MissingSchema;
 pub use segment::{Position, segment_file_name};
 pub use storage::{OsStorage, Storage};
 pub use store::{EventStore, FailureReport, StoreConfig, StoreStats};
@@ -183,8 +185,9 @@ pub use wal::{RecordLocation, RecoveryReport, RepairReport, TornTail, TraceRecor
 pub mod __private {
     pub use crate::frame::{Decoded, HEADER_LEN, decode as decode_frame, encode as encode_frame};
     pub use crate::record::{
-        Payload, ProcessRecord, TAG_EVENT_BIN, TAG_EVENT_JSON, TAG_PROCESS, TAG_RUN_EVENTS, TAG_TRACE_JSON,
-        decode_payload, encode_event, encode_event_json, encode_process, encode_trace,
+        GraphRecord, Payload, ProcessRecord, SchemaKey, SchemaRecord, TAG_EVENT_BIN, TAG_EVENT_JSON, TAG_GRAPH,
+        TAG_PROCESS, TAG_RUN_EVENTS, TAG_SCHEMA, TAG_TRACE_JSON, decode_payload, encode_event, encode_event_json,
+        encode_graph, encode_process, encode_schema, encode_trace,
     };
     pub use crate::segment::{ReadStep, RecordReader};
 }
