@@ -4,7 +4,9 @@
 //! can be deleted and rebuilt at any time. It stores a high-water mark, the position just past
 //! the last record it has seen, in the same transaction as the rows that record changed; a
 //! writer that crashed between appending to a segment and updating the index leaves the mark
-//! behind the segments, and the next writer replays the difference.
+//! behind the segments, and the next writer replays the difference. It also notes where each
+//! segment's schema records are, so a reader of one run's events finds the schema its graph
+//! record names without reading the segment from its start.
 //!
 //! The one thing not derived from the records is whether a run's process is gone: the
 //! `processes` table (filled from process records) keeps a `gone` flag, set by readers that
@@ -328,14 +330,15 @@ impl<'e> RunDelta<'e> {
         }
     }
 
-    /// The statement that writes this delta: the cheapest that says all of it.
-    fn statement(&self) -> &'static str {
+    /// The statement that writes this delta, the cheapest that says all of it: 0 for
+    /// [`UPSERT_STARTED`], 1 for [`UPSERT_FINISHED`], 2 for [`UPSERT_CONTINUED`].
+    fn statement(&self) -> usize {
         if self.saw_start {
-            UPSERT_STARTED
+            0
         } else if self.status.is_some() {
-            UPSERT_FINISHED
+            1
         } else {
-            UPSERT_CONTINUED
+            2
         }
     }
 }
@@ -524,10 +527,15 @@ impl Index {
                     None => late_traces.push((run_id, at)),
                 }
             }
+            // Prepared once per batch, not once per run: the cache hashes the text.
+            let mut upserts = [
+                tx.prepare_cached(UPSERT_STARTED)?,
+                tx.prepare_cached(UPSERT_FINISHED)?,
+                tx.prepare_cached(UPSERT_CONTINUED)?,
+            ];
             for delta in &runs {
-                let mut upsert = tx.prepare_cached(delta.statement())?;
                 let ids = &delta.ids;
-                upsert.execute(params![
+                upserts[delta.statement()].execute(params![
                     id_bytes(ids.run_id),
                     ids.parent_run_id.map(id_bytes),
                     (ids.root_run_id != ids.run_id).then(|| id_bytes(ids.root_run_id)),

@@ -137,6 +137,13 @@ fn write_repair(report: &RepairReport, out: &mut dyn Write) -> Result<()> {
         render::bytes(report.bytes_removed),
         report.records,
     )?;
+    if report.schemas_restored > 0 {
+        writeln!(
+            out,
+            "wrote back {} graph schema record(s) from other segments, so their runs keep their graph definitions",
+            report.schemas_restored
+        )?;
+    }
     Ok(())
 }
 

@@ -278,13 +278,52 @@ fn a_changed_byte_in_a_schema_record_costs_its_runs_only_their_graph_definition(
     assert_eq!((report.damaged[0].offset, report.damaged[0].records), (schema.offset, Some(1)));
     assert!(!report.is_clean());
 
-    // Repair sets the damage aside; the runs keep only their lost graph definition.
+    // Repair sets the damage aside and writes the schema back from a segment that holds it.
     let mut wal = open(dir.path());
     let repaired = wal.repair().unwrap();
-    assert_eq!(repaired.damaged.len(), 1);
+    assert_eq!((repaired.damaged.len(), repaired.schemas_restored), (1, 1));
     drop(wal);
-    assert_only_graph_definitions_lost(dir.path(), &written, &lost);
+    assert_only_graph_definitions_lost(dir.path(), &written, &[]);
     assert!(verify_dir(dir.path(), &config()).unwrap().is_clean());
+    assert_each_segment_holds_its_schemas_once(dir.path());
+}
+
+#[test]
+fn a_damaged_schema_record_no_other_segment_holds_costs_its_runs_their_graph_definition_for_good() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut written = fixture(dir.path(), 4 * 1024, 20);
+    // A graph that only one run in one segment uses.
+    let rare = schema("rare", 9);
+    let run = root();
+    let events = run_of(run, "rare", &rare, 1);
+    let mut wal = Wal::open(dir.path(), config().segment_size(4 * 1024)).unwrap();
+    wal.append(&events).unwrap();
+    written.push((run, events));
+    let seq = wal.end().segment;
+    // More runs after it, so its segment is sealed.
+    while wal.end().segment == seq {
+        let other = root();
+        let events = run_of(other, "b", &schema("b", 7), 2);
+        wal.append(&events).unwrap();
+        written.push((other, events));
+    }
+    drop(wal);
+    let stored = records(dir.path(), seq);
+    let rare_key = SchemaKey::of(serde_json::to_string(&*rare).unwrap().as_bytes());
+    let record = stored.iter().find(|s| s.tag == TAG_SCHEMA && key_of(s) == rare_key).unwrap();
+    let path = segment(dir.path(), seq);
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[(record.offset + record.len - 3) as usize] ^= 0x01;
+    std::fs::write(&path, &bytes).unwrap();
+    assert_only_graph_definitions_lost(dir.path(), &written, &[run]);
+
+    let mut wal = open(dir.path());
+    let repaired = wal.repair().unwrap();
+    assert_eq!((repaired.damaged.len(), repaired.schemas_restored), (1, 0));
+    drop(wal);
+    assert_only_graph_definitions_lost(dir.path(), &written, &[run]);
+    let report = verify_dir(dir.path(), &config()).unwrap();
+    assert!(report.is_clean() && report.missing_schemas.len() == 1, "{report:?}");
 }
 
 #[test]
