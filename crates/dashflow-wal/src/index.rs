@@ -166,11 +166,13 @@ SELECT r.run_id, r.parent_run_id, COALESCE(r.root_run_id, r.run_id), r.depth, r.
        p.pid, p.start_ticks, p.boot_id, p.pid_namespace, p.host, r.tags
 FROM runs r LEFT JOIN processes p ON p.id = r.process";
 
-/// The process row of an identity, created if new.
-const UPSERT_PROCESS: &str = "
-INSERT INTO processes (pid, start_ticks, boot_id, pid_namespace, host) VALUES (?1, ?2, ?3, ?4, ?5)
-ON CONFLICT (pid, start_ticks, boot_id, pid_namespace, host) DO UPDATE SET pid = excluded.pid
-RETURNING id";
+/// The process row of an identity. Every batch that starts runs names its process: looked up
+/// first, so a known process costs a read, not a write of its row.
+const FIND_PROCESS: &str = "SELECT id FROM processes WHERE pid = ?1 AND start_ticks = ?2 AND boot_id = ?3 AND pid_namespace = ?4 AND host = ?5";
+
+/// The process row of an identity not seen before.
+const INSERT_PROCESS: &str =
+    "INSERT INTO processes (pid, start_ticks, boot_id, pid_namespace, host) VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id";
 
 /// A run's process; a run the index does not know (yet) is left alone, like for traces.
 const SET_PROCESS: &str = "UPDATE runs SET process = ?2 WHERE run_id = ?1";
@@ -494,24 +496,28 @@ impl Index {
             let seg = &mut segments[index].1;
             *seg = (seg.0 + 1, seg.1.min(event_at), seg.2.max(event_at));
         }
-        let tx = self.conn.transaction()?;
+        // Immediate: the batch writes, so it waits for the write lock at its start (a read
+        // first would make another connection's write in between an error, not a wait).
+        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         {
             // Processes first: a run started in this batch gets its process in its own row's
             // write; others (their start was applied before) get it by an update.
-            let mut upsert_process = tx.prepare_cached(UPSERT_PROCESS)?;
+            let mut find_process = tx.prepare_cached(FIND_PROCESS)?;
+            let mut insert_process = tx.prepare_cached(INSERT_PROCESS)?;
             let mut late_processes = Vec::new();
             for record in &processes {
                 let process = &record.process;
-                let id: i64 = upsert_process.query_row(
-                    params![
-                        process.pid,
-                        to_sql(process.start_ticks),
-                        process.boot_id,
-                        to_sql(process.pid_namespace),
-                        process.host
-                    ],
-                    |row| row.get(0),
-                )?;
+                let identity = params![
+                    process.pid,
+                    to_sql(process.start_ticks),
+                    process.boot_id,
+                    to_sql(process.pid_namespace),
+                    process.host
+                ];
+                let id: i64 = match find_process.query_row(identity, |row| row.get(0)).optional()? {
+                    Some(id) => id,
+                    None => insert_process.query_row(identity, |row| row.get(0))?,
+                };
                 for run_id in &record.runs {
                     match run_index.get(run_id).map(|&index| &mut runs[index]) {
                         Some(delta) if delta.saw_start => delta.process = Some(id),

@@ -172,20 +172,25 @@ pub fn encode_graph(record: &GraphRecord, out: &mut Vec<u8>) -> bool {
 /// went in: 0 when the first cannot open a block (its time is before the Unix epoch, or its
 /// kind is newer than the binary layout), and `out` is then unchanged; the caller writes that
 /// event on its own and goes on with the next.
-pub(crate) fn encode_run_block(events: &[EventRef<'_>], limit: usize, out: &mut Vec<u8>) -> usize {
-    let Some(first) = events.first() else { return 0 };
+pub(crate) fn encode_run_block<'e>(
+    events: impl IntoIterator<Item = EventRef<'e>>,
+    limit: usize,
+    out: &mut Vec<u8>,
+) -> usize {
+    let mut events = events.into_iter();
+    let Some(first) = events.next() else { return 0 };
     let start = out.len();
     out.push(TAG_RUN_EVENTS);
-    if !binary::block_head(first, out) {
+    if !binary::block_head(&first, out) {
         out.truncate(start);
         return 0;
     }
     let count_at = out.len() - 4;
     let mut previous = first.at();
     let mut count = 0u32;
-    for event in events {
+    for event in std::iter::once(first).chain(events) {
         let before = out.len();
-        if !binary::block_event(event, previous, out) {
+        if !binary::block_event(&event, previous, out) {
             break;
         }
         // The first event always goes in: one event larger than the limit is a block of one,

@@ -480,8 +480,7 @@ impl Wal {
         let mut schemas = std::mem::take(&mut self.schemas);
         // The process records come last, after the records given.
         let given = records.len();
-        let all = records.iter().cloned().chain(processes.iter().map(Record::Process));
-        let encoded = self.encode(all, framing, &mut buf, &mut schemas);
+        let encoded = self.encode(records, &processes, framing, &mut buf, &mut schemas);
         self.schemas = schemas;
         let result = encoded.and_then(|encoded| {
             if encoded.frames.is_empty() {
@@ -540,34 +539,38 @@ impl Wal {
     /// are written, once per segment (see [`Wal::write_frames`]).
     fn encode<'a>(
         &self,
-        records: impl Iterator<Item = Record<'a>>,
+        given: &[Record<'a>],
+        processes: &'a [ProcessRecord],
         framing: Framing,
         buf: &mut Vec<u8>,
         schemas: &mut SchemaCache,
     ) -> Result<Encoded<'a>> {
-        let records: Vec<Record<'a>> = records.collect();
+        let total = given.len() + processes.len();
+        // The records given, then the process records.
+        let record_at = |index: usize| match given.get(index) {
+            Some(record) => *record,
+            None => Record::Process(&processes[index - given.len()]),
+        };
         let mut encoded = Encoded {
-            frames: Vec::with_capacity(records.len()),
-            entries: Vec::with_capacity(records.len()),
-            framed: Vec::with_capacity(records.len()),
+            frames: Vec::with_capacity(total),
+            entries: Vec::with_capacity(total),
+            framed: Vec::with_capacity(total),
             graphs: Vec::new(),
             skipped: Vec::new(),
         };
         let max_record_size = self.config.max_record_size;
         let block_limit = RUN_BLOCK_LIMIT.min(self.config.max_record_size as usize);
-        let mut events: Vec<EventRef<'a>> = Vec::new();
         let mut next = 0;
-        while next < records.len() {
+        while next < total {
             let start = buf.len();
-            if let (Record::Event(first), Framing::RunBlocks) = (records[next], framing) {
+            if let (Some(Record::Event(first)), Framing::RunBlocks) = (given.get(next), framing) {
                 // The run's events from here on, up to the next record of another kind or run.
-                events.clear();
-                events.extend(records[next..].iter().map_while(|record| match record {
+                let run = given[next..].iter().map_while(|record| match record {
                     Record::Event(event) if event.run() == first.run() => Some(*event),
                     _ => None,
-                }));
-                if events.len() > 1 {
-                    let count = self.frame(buf, |buf| Ok(encode_run_block(&events, block_limit, buf)))?;
+                });
+                if matches!(given.get(next + 1), Some(Record::Event(second)) if second.run() == first.run()) {
+                    let count = self.frame(buf, |buf| Ok(encode_run_block(run, block_limit, buf)))?;
                     // A block of one is a plain record, a few bytes shorter.
                     if count == 1 {
                         buf.truncate(start);
@@ -575,14 +578,17 @@ impl Wal {
                     if count > 1 {
                         let frame = encoded.frames.len();
                         encoded.frames.push(start..buf.len());
-                        encoded.entries.extend(events[..count].iter().map(|event| (frame, Entry::Event(*event))));
+                        encoded.entries.extend(given[next..next + count].iter().filter_map(|record| match record {
+                            Record::Event(event) => Some((frame, Entry::Event(*event))),
+                            _ => None,
+                        }));
                         encoded.framed.extend(std::iter::repeat_n(frame, count));
                         next += count;
                         continue;
                     }
                 }
             }
-            let record = &records[next];
+            let record = &record_at(next);
             next += 1;
             let framed = self.frame(buf, |buf| match record {
                 Record::Event(event) => encode_event_ref(event, buf, schemas, max_record_size),

@@ -467,7 +467,7 @@ mod run_blocks {
         ];
         let refs: Vec<EventRef<'_>> = events.iter().map(EventRef::Whole).collect();
         let mut payload = Vec::new();
-        let count = crate::record::encode_run_block(&refs, RUN_BLOCK_LIMIT, &mut payload);
+        let count = crate::record::encode_run_block(refs.iter().copied(), RUN_BLOCK_LIMIT, &mut payload);
         assert_eq!(count, 3);
         assert_eq!(decode_events(&payload).unwrap(), events);
         for len in 1..payload.len() {
@@ -501,7 +501,7 @@ mod run_blocks {
         let before_epoch = Event { at: UNIX_EPOCH - Duration::from_secs(1), ..task(run, 1, "x") };
         let mut out = vec![7];
         let count =
-            crate::record::encode_run_block(&[EventRef::Whole(&before_epoch), refs[1]], RUN_BLOCK_LIMIT, &mut out);
+            crate::record::encode_run_block([EventRef::Whole(&before_epoch), refs[1]], RUN_BLOCK_LIMIT, &mut out);
         assert_eq!((count, out), (0, vec![7]));
     }
 }
