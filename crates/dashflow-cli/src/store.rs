@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use dashflow_telemetry::RunId;
-use dashflow_wal::{DamagedRange, Retention, RunFilter, RunSummary, Wal, WalConfig};
+use dashflow_wal::{DamagedRange, MissingSchema, Retention, RunFilter, RunSummary, Wal, WalConfig};
 
 use crate::time::format_utc;
 
@@ -59,7 +59,16 @@ pub(crate) fn read<T>(home: Option<&Path>, f: impl FnOnce(&Wal) -> Result<T>) ->
     let found_reading: Vec<DamagedRange> =
         wal.damage().into_iter().filter(|range| !found_on_open.contains(range)).collect();
     warn_damage(&found_reading);
+    warn_missing_schemas(&wal.missing_schemas());
     result
+}
+
+/// One warning line on stderr per run whose graph definition a read could not resolve.
+pub(crate) fn warn_missing_schemas(missing: &[MissingSchema]) {
+    let mut stderr = io::stderr().lock();
+    for missing in missing {
+        let _ = writeln!(stderr, "warning: {missing}; the run's other events are read");
+    }
 }
 
 /// Opens the WAL of `home` for writing (`wal compact`, `wal repair`).

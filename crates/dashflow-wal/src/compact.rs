@@ -1,6 +1,12 @@
 //! Compaction: rewriting the sealed segments without the records of runs whose start
 //! retention removed (and the process records that only named such runs), packed into as few segments as the segment size allows.
 //!
+//! Schema records are not copied as they are: each output segment gets the schema record of
+//! a key just before its first graph record that names the key, so every output holds the
+//! schemas its runs need and no others. A schema is taken from any input that holds it
+//! intact (a key names one schema), so a graph record whose own segment lost its schema
+//! record to damage gets it back when another segment held the same schema.
+//!
 //! Crash safety: the new segments are written and synced in `compact.tmp/`, then a `PLAN`
 //! file naming the input segments is renamed into place; from then on the compaction is
 //! committed and [`finish_interrupted`] (run by every open) completes it. Output `i` takes the
@@ -8,7 +14,7 @@
 //! is replaced only while its output is still in `compact.tmp/`, which makes finishing
 //! idempotent. Before the `PLAN` exists, an interrupted compaction is simply discarded.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -17,7 +23,7 @@ use dashflow_telemetry::EventKind;
 
 use crate::error::{Result, WalError};
 use crate::frame;
-use crate::record::{Payload, decode_payload};
+use crate::record::{Payload, SchemaKey, decode_payload};
 use crate::segment::{ReadStep, list_segments, open_reader, segment_path};
 use crate::storage::Storage;
 use crate::wal::{Check, Wal};
@@ -33,10 +39,14 @@ pub struct CompactReport {
     pub segments_before: u64,
     /// Segments they were rewritten into (equal to `segments_before` when nothing changed).
     pub segments_after: u64,
-    /// Records kept.
+    /// Records kept, schema records aside.
     pub records_kept: u64,
-    /// Records dropped because their run's start is gone.
+    /// Records dropped because their run's start is gone, schema records aside.
     pub records_dropped: u64,
+    /// Schema records read from the sealed segments.
+    pub schemas_before: u64,
+    /// Schema records written: one per output segment and schema its kept runs name.
+    pub schemas_after: u64,
     /// Bytes of the sealed segments before.
     pub bytes_before: u64,
     /// Bytes after.
@@ -67,7 +77,11 @@ impl Wal {
         self.check_writable("compact")?;
         let _guard = self.lock_dir()?;
         let report = self.prepare_compaction()?;
-        if report.segments_after != report.segments_before || report.records_dropped > 0 || report.damaged_ranges > 0 {
+        if report.segments_after != report.segments_before
+            || report.records_dropped > 0
+            || report.damaged_ranges > 0
+            || report.schemas_after != report.schemas_before
+        {
             finish_interrupted(&self.dir, &*self.config.storage)?;
             self.index.clear()?;
             self.catch_up(Check::FromHighWater)?;
@@ -94,7 +108,11 @@ impl Wal {
         std::fs::create_dir(&tmp).map_err(|e| WalError::io("create", &tmp, e))?;
 
         let outputs = self.rewrite(sealed, &tmp, &mut report)?;
-        if report.records_dropped == 0 && report.damaged_ranges == 0 && outputs.len() == sealed.len() {
+        if report.records_dropped == 0
+            && report.damaged_ranges == 0
+            && outputs.len() == sealed.len()
+            && report.schemas_after == report.schemas_before
+        {
             // Nothing to gain: keep the segments as they are.
             drop(outputs);
             remove_dir_if_exists(&tmp)?;
@@ -123,6 +141,10 @@ impl Wal {
         let mut started = HashSet::new();
         let mut outputs: Vec<Output> = Vec::new();
         let mut frame_buf = Vec::new();
+        // Every intact schema met so far, framed, by key.
+        let mut schemas: HashMap<SchemaKey, Vec<u8>> = HashMap::new();
+        // The schemas the last output holds.
+        let mut in_output: HashSet<SchemaKey> = HashSet::new();
         for &seq in sealed {
             let path = segment_path(&self.dir, seq);
             let Some((mut reader, len)) = open_reader(&self.dir, seq, 0, self.config.max_record_size)? else {
@@ -142,9 +164,25 @@ impl Wal {
                     }
                 };
                 // Records this version cannot read are kept: never drop what is not understood.
+                let mut needs = None;
                 let keep = match decode_payload(payload) {
+                    Ok(Payload::Schema(record)) => {
+                        report.schemas_before += 1;
+                        schemas.entry(record.key).or_insert_with(|| {
+                            let mut framed = Vec::new();
+                            frame::encode(payload, &mut framed);
+                            framed
+                        });
+                        continue;
+                    }
+                    // A run's graph record comes just before its start: it starts the run.
+                    Ok(Payload::Graph(graph)) => {
+                        started.insert(graph.run.run_id);
+                        needs = Some(graph.key);
+                        true
+                    }
                     Ok(Payload::Event(event)) => {
-                        if matches!(event.kind, EventKind::RunStarted { .. }) {
+                        if matches!(event.kind, EventKind::RunStarted { .. } | EventKind::GraphDefined { .. }) {
                             started.insert(event.run.run_id);
                         }
                         started.contains(&event.run.run_id)
@@ -170,13 +208,18 @@ impl Wal {
                 report.records_kept += 1;
                 frame_buf.clear();
                 frame::encode(payload, &mut frame_buf);
+                // The schema record a graph record needs goes just before it, in its output.
+                let schema = needs.and_then(|key| schemas.get(&key).map(|framed| (key, framed)));
+                let needed = |in_output: &HashSet<SchemaKey>| schema.filter(|(key, _)| !in_output.contains(key));
+                let extra = needed(&in_output).map_or(0, |(_, framed)| framed.len() as u64);
                 let frame_len = frame_buf.len() as u64;
                 // Never more outputs than inputs: each output takes an input's name.
                 let rotate = match outputs.last() {
                     None => true,
-                    Some(out) => out.len > 0 && out.len + frame_len > self.config.segment_size,
+                    Some(out) => out.len > 0 && out.len + extra + frame_len > self.config.segment_size,
                 };
                 if rotate && outputs.len() < sealed.len() {
+                    in_output.clear();
                     let out_path = tmp.join(format!("{}.out", outputs.len()));
                     let file = OpenOptions::new()
                         .create_new(true)
@@ -186,6 +229,12 @@ impl Wal {
                     outputs.push(Output { path: out_path, writer: BufWriter::with_capacity(1 << 20, file), len: 0 });
                 }
                 if let Some(out) = outputs.last_mut() {
+                    if let Some((key, framed)) = needed(&in_output) {
+                        out.writer.write_all(framed).map_err(|e| WalError::io("write", &out.path, e))?;
+                        out.len += framed.len() as u64;
+                        in_output.insert(key);
+                        report.schemas_after += 1;
+                    }
                     out.writer.write_all(&frame_buf).map_err(|e| WalError::io("write", &out.path, e))?;
                     out.len += frame_len;
                 }

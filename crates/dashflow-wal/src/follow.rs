@@ -6,7 +6,8 @@ use dashflow_telemetry::Event;
 
 use crate::damage::DamagedRange;
 use crate::error::{Result, WalError};
-use crate::record::{decode_events, is_known_non_event};
+use crate::record::{Read, read_events};
+use crate::schemas::{MissingSchema, Resolver};
 use crate::segment::{Position, ReadStep, list_segments, open_reader, record_end, segment_path};
 
 /// Reads the records appended to a WAL directory from a position on, as they arrive.
@@ -17,7 +18,10 @@ use crate::segment::{Position, ReadStep, list_segments, open_reader, record_end,
 /// [`Wal::traces`](crate::Wal::traces)), and so are process records (the index reads them);
 /// records of kinds this version does not know, or cannot decode, are skipped and counted.
 /// Damaged bytes are skipped too (the records after them are read) and reported by
-/// [`take_damage`](Self::take_damage).
+/// [`take_damage`](Self::take_damage). A run's `GraphDefined` comes with its graph's schema,
+/// read from the schema record of its segment (which may lie before where the follower
+/// began); when that record is not intact, the event is left out and reported by
+/// [`take_missing_schemas`](Self::take_missing_schemas).
 ///
 /// ```
 /// use dashflow_telemetry::{Event, EventKind, RunId, RunIds};
@@ -40,12 +44,22 @@ pub struct Follower {
     max_record_size: u32,
     skipped: u64,
     damage: Vec<DamagedRange>,
+    schemas: Resolver,
+    missing: Vec<MissingSchema>,
 }
 
 impl Follower {
     /// Follows the WAL in `dir` from `from`.
     pub fn new(dir: impl AsRef<Path>, from: Position, max_record_size: u32) -> Self {
-        Self { dir: dir.as_ref().to_owned(), position: from, max_record_size, skipped: 0, damage: Vec::new() }
+        Self {
+            dir: dir.as_ref().to_owned(),
+            position: from,
+            max_record_size,
+            skipped: 0,
+            damage: Vec::new(),
+            schemas: Resolver::new(max_record_size),
+            missing: Vec::new(),
+        }
     }
 
     /// Where the next record will be read from.
@@ -61,6 +75,12 @@ impl Follower {
     /// The damaged ranges skipped since the last call, each reported once.
     pub fn take_damage(&mut self) -> Vec<DamagedRange> {
         std::mem::take(&mut self.damage)
+    }
+
+    /// The runs' graph definitions left out since the last call because their schema
+    /// records are not intact, each reported once.
+    pub fn take_missing_schemas(&mut self) -> Vec<MissingSchema> {
+        std::mem::take(&mut self.missing)
     }
 
     /// Returns the events of up to `max` records appended since the last call, with their
@@ -87,23 +107,40 @@ impl Follower {
                 continue;
             };
             let path = segment_path(&self.dir, seq);
+            self.schemas.enter(seq, self.position.offset);
             loop {
                 if out.len() >= max {
                     return Ok(out);
                 }
                 match reader.next_record().map_err(|e| WalError::io("read", &path, e))? {
                     ReadStep::Record { offset, payload } => {
-                        match decode_events(payload) {
+                        let end = record_end(offset, payload);
+                        match read_events(payload) {
                             // A run block's events share its position.
-                            Ok(events) if !events.is_empty() => {
+                            Ok(Read::Events(events)) => {
                                 out.extend(events.into_iter().map(|event| (Position::new(seq, offset), event)));
                             }
+                            Ok(Read::Graph(graph)) => {
+                                let damage = &mut self.damage;
+                                let resolved =
+                                    self.schemas.resolve(&self.dir, graph, offset, |_, _| Ok(None), &mut |range| {
+                                        damage.push(range);
+                                    })?;
+                                match resolved {
+                                    Ok(event) => out.push((Position::new(seq, offset), event)),
+                                    Err(missing) => {
+                                        tracing::warn!(%missing, "a run's graph definition is lost");
+                                        self.missing.push(missing);
+                                    }
+                                }
+                            }
+                            Ok(Read::Schema(record)) => self.schemas.learn(record),
                             // Traces are read with `Wal::traces`, process records through the
                             // index; they are not unknown.
-                            Ok(_) if is_known_non_event(payload) => {}
-                            Ok(_) | Err(_) => self.skipped += 1,
+                            Ok(Read::Other) => {}
+                            Ok(Read::Unknown) | Err(_) => self.skipped += 1,
                         }
-                        self.position = Position::new(seq, record_end(offset, payload));
+                        self.position = Position::new(seq, end);
                     }
                     ReadStep::End => break,
                     ReadStep::Damaged { offset, len, damage, records, to_end } => {

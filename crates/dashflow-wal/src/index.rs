@@ -4,7 +4,9 @@
 //! can be deleted and rebuilt at any time. It stores a high-water mark, the position just past
 //! the last record it has seen, in the same transaction as the rows that record changed; a
 //! writer that crashed between appending to a segment and updating the index leaves the mark
-//! behind the segments, and the next writer replays the difference.
+//! behind the segments, and the next writer replays the difference. It also notes where each
+//! segment's schema records are, so a reader of one run's events finds the schema its graph
+//! record names without reading the segment from its start.
 //!
 //! The one thing not derived from the records is whether a run's process is gone: the
 //! `processes` table (filled from process records) keeps a `gone` flag, set by readers that
@@ -23,7 +25,7 @@ use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, params, params_fro
 
 use crate::error::{Result, WalError};
 use crate::process::{Liveness, ProcessIdentity};
-use crate::record::ProcessRecord;
+use crate::record::{ProcessRecord, SchemaKey};
 use crate::runs::{RunFilter, RunStatus, RunSummary};
 use crate::segment::Position;
 
@@ -31,14 +33,19 @@ use crate::segment::Position;
 pub(crate) const INDEX_FILE: &str = "index.sqlite";
 
 /// Bumped whenever the schema changes; an index of another version is dropped and rebuilt.
-const SCHEMA_VERSION: i64 = 4;
+const SCHEMA_VERSION: i64 = 6;
 
+/// A run's row is written once per batch that has its events, so the writer pays for every
+/// B-tree a row is in: the runs table is keyed by the run id's bytes (no rowid table beside
+/// it), and the secondary indexes are only those the queries need, partial where most runs
+/// have no entry (a run without a thread, a root run, a run no longer running). Retention's
+/// deletes by segment scan the table: they run once per sealed segment, not per run.
 const SCHEMA: &str = "
 CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE runs (
-    run_id        TEXT PRIMARY KEY,
-    parent_run_id TEXT,
-    root_run_id   TEXT NOT NULL,
+    run_id        BLOB PRIMARY KEY,
+    parent_run_id BLOB,
+    root_run_id   BLOB,
     depth         INTEGER NOT NULL,
     graph         TEXT,
     thread_id     TEXT,
@@ -59,12 +66,11 @@ CREATE TABLE runs (
     last_at_ms    INTEGER,
     process       INTEGER,
     tags          TEXT
-);
+) WITHOUT ROWID;
 CREATE INDEX runs_by_start ON runs (started_at_ms);
-CREATE INDEX runs_by_thread ON runs (thread_id, started_at_ms);
+CREATE INDEX runs_by_thread ON runs (thread_id, started_at_ms) WHERE thread_id IS NOT NULL;
 CREATE INDEX runs_by_graph ON runs (graph, started_at_ms);
-CREATE INDEX runs_by_root ON runs (root_run_id);
-CREATE INDEX runs_by_last_segment ON runs (last_segment);
+CREATE INDEX runs_by_root ON runs (root_run_id) WHERE root_run_id IS NOT NULL;
 CREATE INDEX running_runs_by_process ON runs (process) WHERE status = 'running';
 CREATE TABLE segments (
     segment     INTEGER PRIMARY KEY,
@@ -72,6 +78,12 @@ CREATE TABLE segments (
     first_at_ms INTEGER NOT NULL,
     last_at_ms  INTEGER NOT NULL
 );
+CREATE TABLE schemas (
+    segment INTEGER NOT NULL,
+    key     BLOB NOT NULL,
+    offset  INTEGER NOT NULL,
+    PRIMARY KEY (segment, key)
+) WITHOUT ROWID;
 CREATE TABLE processes (
     id            INTEGER PRIMARY KEY,
     pid           INTEGER NOT NULL,
@@ -84,12 +96,34 @@ CREATE TABLE processes (
 );
 ";
 
-const UPSERT_RUN: &str = "
-INSERT INTO runs (run_id, parent_run_id, root_run_id, depth, graph, thread_id, status, started_at_ms,
+/// A run's row as one batch sees it; what happens when the row exists follows (one of the
+/// `ON CONFLICT` clauses below). A run the index has not seen is inserted whole.
+macro_rules! upsert_run {
+    ($on_conflict:literal) => {
+        concat!(
+            "INSERT INTO runs (run_id, parent_run_id, root_run_id, depth, graph, thread_id, status, started_at_ms,
                   ended_at_ms, duration_ms, error, steps, events, partial, first_segment, first_offset,
-                  last_segment, last_offset, last_at_ms, tags)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, COALESCE(?7, 'running'), ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)
+                  last_segment, last_offset, last_at_ms, tags, process, trace_segment, trace_offset)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, COALESCE(?7, 'running'), ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19,
+        ?20, ?21, ?22, ?23)
 ON CONFLICT (run_id) DO UPDATE SET
+    steps = MAX(steps, excluded.steps),
+    events = events + excluded.events,
+    partial = partial AND excluded.partial,
+    last_segment = excluded.last_segment,
+    last_offset = excluded.last_offset,
+    last_at_ms = MAX(COALESCE(last_at_ms, excluded.last_at_ms), excluded.last_at_ms),
+    trace_segment = COALESCE(excluded.trace_segment, trace_segment),
+    trace_offset = CASE WHEN excluded.trace_segment IS NULL THEN trace_offset ELSE excluded.trace_offset END",
+            $on_conflict
+        )
+    };
+}
+
+/// A batch with the run's start: everything it says. Rare for a row that exists (an event
+/// of the run came in an earlier batch, or a run started again), so its cost matters less.
+const UPSERT_STARTED: &str = upsert_run!(
+    ",
     graph = COALESCE(excluded.graph, graph),
     tags = COALESCE(excluded.tags, tags),
     thread_id = COALESCE(excluded.thread_id, thread_id),
@@ -98,13 +132,21 @@ ON CONFLICT (run_id) DO UPDATE SET
     ended_at_ms = CASE WHEN ?7 = 'running' THEN NULL ELSE COALESCE(excluded.ended_at_ms, ended_at_ms) END,
     duration_ms = CASE WHEN ?7 = 'running' THEN NULL ELSE COALESCE(excluded.duration_ms, duration_ms) END,
     error = CASE WHEN ?7 = 'running' THEN NULL ELSE COALESCE(excluded.error, error) END,
-    steps = MAX(steps, excluded.steps),
-    events = events + excluded.events,
-    partial = partial AND excluded.partial,
-    last_segment = excluded.last_segment,
-    last_offset = excluded.last_offset,
-    last_at_ms = MAX(COALESCE(last_at_ms, excluded.last_at_ms), excluded.last_at_ms)
-";
+    process = COALESCE(excluded.process, process)"
+);
+
+/// A batch with the run's end and not its start: the end, and no column of an index but the
+/// status (so only the index of running runs changes).
+const UPSERT_FINISHED: &str = upsert_run!(
+    ",
+    status = ?7,
+    ended_at_ms = excluded.ended_at_ms,
+    duration_ms = excluded.duration_ms,
+    error = excluded.error"
+);
+
+/// A batch with neither: counters and positions, no column of any index.
+const UPSERT_CONTINUED: &str = upsert_run!("");
 
 const UPSERT_SEGMENT: &str = "
 INSERT INTO segments (segment, records, first_at_ms, last_at_ms) VALUES (?1, ?2, ?3, ?4)
@@ -115,20 +157,22 @@ ON CONFLICT (segment) DO UPDATE SET
 ";
 
 /// A run with its status as readers see it: `running` becomes `abandoned` once its process is
-/// known to be gone.
+/// known to be gone. A root run's root id is its own.
 const SELECT_RUN: &str = "
-SELECT r.run_id, r.parent_run_id, r.root_run_id, r.depth, r.graph, r.thread_id,
+SELECT r.run_id, r.parent_run_id, COALESCE(r.root_run_id, r.run_id), r.depth, r.graph, r.thread_id,
        CASE WHEN r.status = 'running' AND p.gone = 1 THEN 'abandoned' ELSE r.status END,
        r.started_at_ms, r.ended_at_ms, r.duration_ms, r.error, r.steps, r.events, r.partial, r.first_segment,
        r.first_offset, r.last_segment, r.last_offset, r.trace_segment, r.trace_offset, r.last_at_ms,
        p.pid, p.start_ticks, p.boot_id, p.pid_namespace, p.host, r.tags
 FROM runs r LEFT JOIN processes p ON p.id = r.process";
 
-/// The process row of an identity, created if new.
-const UPSERT_PROCESS: &str = "
-INSERT INTO processes (pid, start_ticks, boot_id, pid_namespace, host) VALUES (?1, ?2, ?3, ?4, ?5)
-ON CONFLICT (pid, start_ticks, boot_id, pid_namespace, host) DO UPDATE SET pid = excluded.pid
-RETURNING id";
+/// The process row of an identity. Every batch that starts runs names its process: looked up
+/// first, so a known process costs a read, not a write of its row.
+const FIND_PROCESS: &str = "SELECT id FROM processes WHERE pid = ?1 AND start_ticks = ?2 AND boot_id = ?3 AND pid_namespace = ?4 AND host = ?5";
+
+/// The process row of an identity not seen before.
+const INSERT_PROCESS: &str =
+    "INSERT INTO processes (pid, start_ticks, boot_id, pid_namespace, host) VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id";
 
 /// A run's process; a run the index does not know (yet) is left alone, like for traces.
 const SET_PROCESS: &str = "UPDATE runs SET process = ?2 WHERE run_id = ?1";
@@ -139,7 +183,11 @@ SELECT id, pid, start_ticks, boot_id, pid_namespace, host FROM processes p
 WHERE gone = 0 AND EXISTS (SELECT 1 FROM runs r WHERE r.process = p.id AND r.status = 'running')";
 
 const CLEAR: &str =
-    "BEGIN IMMEDIATE; DELETE FROM runs; DELETE FROM segments; DELETE FROM processes; DELETE FROM meta; COMMIT;";
+    "BEGIN IMMEDIATE; DELETE FROM runs; DELETE FROM segments; DELETE FROM schemas; DELETE FROM processes;
+    DELETE FROM meta; COMMIT;";
+
+/// Where a schema record is; the first one of a key in a segment stays.
+const INSERT_SCHEMA: &str = "INSERT OR IGNORE INTO schemas (segment, key, offset) VALUES (?1, ?2, ?3)";
 
 /// Where a run's trace record is; a run the index does not know (yet) is left alone.
 const SET_TRACE: &str = "UPDATE runs SET trace_segment = ?2, trace_offset = ?3 WHERE run_id = ?1";
@@ -153,6 +201,11 @@ pub(crate) enum Entry<'e> {
     Trace(RunId),
     /// The process executing some runs.
     Process(&'e ProcessRecord),
+    /// An event of a run that tells the index nothing but that it happened (a graph record
+    /// read back).
+    Mark(RunIds, SystemTime),
+    /// A schema record.
+    Schema(SchemaKey),
 }
 
 impl<'e> From<&'e Event> for Entry<'e> {
@@ -170,6 +223,8 @@ impl crate::record::Indexed {
             Indexed::Events(events) => (&events[..], None),
             Indexed::Trace(run_id) => (&[][..], Some(Entry::Trace(*run_id))),
             Indexed::Process(record) => (&[][..], Some(Entry::Process(record))),
+            Indexed::Graph(run, at) => (&[][..], Some(Entry::Mark(*run, *at))),
+            Indexed::Schema(key) => (&[][..], Some(Entry::Schema(*key))),
         };
         single.into_iter().chain(events.iter().map(|event| Entry::Event(EventRef::Whole(event))))
     }
@@ -195,12 +250,18 @@ struct RunDelta<'e> {
     thread_id: Option<&'e str>,
     /// The run's tags as a JSON array, when its start has any.
     tags: Option<String>,
-    started_at_ms: Option<i64>,
-    last_at_ms: i64,
+    started_at: Option<SystemTime>,
+    /// The latest time of the run's events in the batch (times are turned into milliseconds
+    /// once per run, not per event).
+    last_at: SystemTime,
     status: Option<&'static str>,
-    ended_at_ms: Option<i64>,
+    ended_at: Option<SystemTime>,
     duration_ms: Option<i64>,
     error: Option<&'e str>,
+    /// The process a process record of the batch names for the run.
+    process: Option<i64>,
+    /// Where the run's trace record is, when the batch has it.
+    trace: Option<Position>,
 }
 
 impl<'e> RunDelta<'e> {
@@ -215,19 +276,26 @@ impl<'e> RunDelta<'e> {
             graph: None,
             thread_id: None,
             tags: None,
-            started_at_ms: None,
-            last_at_ms: i64::MIN,
+            started_at: None,
+            last_at: UNIX_EPOCH,
             status: None,
-            ended_at_ms: None,
+            ended_at: None,
             duration_ms: None,
             error: None,
+            process: None,
+            trace: None,
         }
     }
 
-    fn add(&mut self, at: Position, at_ms: i64, event: EventRef<'e>) {
+    /// Adds an event of the run recorded at `at`, which happened at `event_at`; `None` for
+    /// one that tells nothing more than that it happened.
+    fn add(&mut self, at: Position, event_at: SystemTime, event: Option<EventRef<'e>>) {
         self.last = at;
+        if self.events == 0 || event_at > self.last_at {
+            self.last_at = event_at;
+        }
         self.events += 1;
-        self.last_at_ms = self.last_at_ms.max(at_ms);
+        let Some(event) = event else { return };
         let event = match event {
             EventRef::Whole(event) => event,
             EventRef::StepStarted { step, .. }
@@ -249,18 +317,30 @@ impl<'e> RunDelta<'e> {
                 self.thread_id = thread_id.as_deref();
                 // A list of strings always serializes.
                 self.tags = (!tags.is_empty()).then(|| serde_json::to_string(tags).unwrap_or_default());
-                self.started_at_ms = Some(at_ms);
+                self.started_at = Some(event_at);
                 self.status = Some(RunStatus::Running.as_str());
-                (self.ended_at_ms, self.duration_ms, self.error) = (None, None, None);
+                (self.ended_at, self.duration_ms, self.error) = (None, None, None);
             }
             EventKind::RunFinished { outcome, steps, duration, error } => {
                 self.status = Some(RunStatus::of_outcome(*outcome));
-                self.ended_at_ms = Some(at_ms);
+                self.ended_at = Some(event_at);
                 self.duration_ms = Some(i64::try_from(duration.as_millis()).unwrap_or(i64::MAX));
                 self.error = error.as_deref();
                 self.steps = self.steps.max(*steps);
             }
             kind => self.steps = self.steps.max(step_of(kind).unwrap_or(0)),
+        }
+    }
+
+    /// The statement that writes this delta, the cheapest that says all of it: 0 for
+    /// [`UPSERT_STARTED`], 1 for [`UPSERT_FINISHED`], 2 for [`UPSERT_CONTINUED`].
+    fn statement(&self) -> usize {
+        if self.saw_start {
+            0
+        } else if self.status.is_some() {
+            1
+        } else {
+            2
         }
     }
 }
@@ -347,7 +427,7 @@ impl Index {
             conn.execute_batch(&format!(
                 "BEGIN IMMEDIATE;
                  DROP TABLE IF EXISTS meta; DROP TABLE IF EXISTS runs; DROP TABLE IF EXISTS segments;
-                 DROP TABLE IF EXISTS processes;
+                 DROP TABLE IF EXISTS processes; DROP TABLE IF EXISTS schemas;
                  {SCHEMA}
                  PRAGMA user_version = {SCHEMA_VERSION};
                  COMMIT;"
@@ -377,12 +457,15 @@ impl Index {
         // segments: the run of the previous record is checked before hashing the run id.
         let mut runs: Vec<RunDelta<'e>> = Vec::new();
         let mut run_index: HashMap<RunId, usize> = HashMap::new();
-        let mut segments: Vec<(u64, (u64, i64, i64))> = Vec::new();
+        // Per segment: records, earliest and latest time.
+        let mut segments: Vec<(u64, (u64, SystemTime, SystemTime))> = Vec::new();
         let mut traces: Vec<(RunId, Position)> = Vec::new();
         let mut processes: Vec<&ProcessRecord> = Vec::new();
+        let mut schemas: Vec<(Position, SchemaKey)> = Vec::new();
         for (at, entry) in entries {
-            let event = match entry.into() {
-                Entry::Event(event) => event,
+            let (run, event_at, event) = match entry.into() {
+                Entry::Event(event) => (*event.run(), event.at(), Some(event)),
+                Entry::Mark(run, event_at) => (run, event_at, None),
                 Entry::Trace(run_id) => {
                     traces.push((run_id, at));
                     continue;
@@ -391,41 +474,83 @@ impl Index {
                     processes.push(record);
                     continue;
                 }
+                Entry::Schema(key) => {
+                    schemas.push((at, key));
+                    continue;
+                }
             };
-            let at_ms = system_time_to_ms(event.at());
-            let run = event.run();
             let same_as_last = runs.last().is_some_and(|last| last.ids.run_id == run.run_id);
             let index = if same_as_last {
                 runs.len() - 1
             } else {
                 *run_index.entry(run.run_id).or_insert_with(|| {
-                    runs.push(RunDelta::new(*run, at));
+                    runs.push(RunDelta::new(run, at));
                     runs.len() - 1
                 })
             };
-            let run = &mut runs[index];
-            run.add(at, at_ms, event);
+            runs[index].add(at, event_at, event);
             let index = segments.iter().rposition(|(segment, _)| *segment == at.segment).unwrap_or_else(|| {
-                segments.push((at.segment, (0, at_ms, at_ms)));
+                segments.push((at.segment, (0, event_at, event_at)));
                 segments.len() - 1
             });
             let seg = &mut segments[index].1;
-            *seg = (seg.0 + 1, seg.1.min(at_ms), seg.2.max(at_ms));
+            *seg = (seg.0 + 1, seg.1.min(event_at), seg.2.max(event_at));
         }
-        let tx = self.conn.transaction()?;
+        // Immediate: the batch writes, so it waits for the write lock at its start (a read
+        // first would make another connection's write in between an error, not a wait).
+        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         {
-            let mut upsert = tx.prepare_cached(UPSERT_RUN)?;
+            // Processes first: a run started in this batch gets its process in its own row's
+            // write; others (their start was applied before) get it by an update.
+            let mut find_process = tx.prepare_cached(FIND_PROCESS)?;
+            let mut insert_process = tx.prepare_cached(INSERT_PROCESS)?;
+            let mut late_processes = Vec::new();
+            for record in &processes {
+                let process = &record.process;
+                let identity = params![
+                    process.pid,
+                    to_sql(process.start_ticks),
+                    process.boot_id,
+                    to_sql(process.pid_namespace),
+                    process.host
+                ];
+                let id: i64 = match find_process.query_row(identity, |row| row.get(0)).optional()? {
+                    Some(id) => id,
+                    None => insert_process.query_row(identity, |row| row.get(0))?,
+                };
+                for run_id in &record.runs {
+                    match run_index.get(run_id).map(|&index| &mut runs[index]) {
+                        Some(delta) if delta.saw_start => delta.process = Some(id),
+                        _ => late_processes.push((*run_id, id)),
+                    }
+                }
+            }
+            // A trace follows its run's events, mostly in the same batch.
+            let mut late_traces = Vec::new();
+            for &(run_id, at) in &traces {
+                match run_index.get(&run_id) {
+                    Some(&index) => runs[index].trace = Some(at),
+                    None => late_traces.push((run_id, at)),
+                }
+            }
+            // Prepared once per batch, not once per run: the cache hashes the text.
+            let mut upserts = [
+                tx.prepare_cached(UPSERT_STARTED)?,
+                tx.prepare_cached(UPSERT_FINISHED)?,
+                tx.prepare_cached(UPSERT_CONTINUED)?,
+            ];
             for delta in &runs {
-                upsert.execute(params![
-                    delta.ids.run_id.to_string(),
-                    delta.ids.parent_run_id.map(|id| id.to_string()),
-                    delta.ids.root_run_id.to_string(),
-                    delta.ids.depth,
+                let ids = &delta.ids;
+                upserts[delta.statement()].execute(params![
+                    id_bytes(ids.run_id),
+                    ids.parent_run_id.map(id_bytes),
+                    (ids.root_run_id != ids.run_id).then(|| id_bytes(ids.root_run_id)),
+                    ids.depth,
                     delta.graph,
                     delta.thread_id,
                     delta.status,
-                    delta.started_at_ms,
-                    delta.ended_at_ms,
+                    delta.started_at.map(system_time_to_ms),
+                    delta.ended_at.map(system_time_to_ms),
                     delta.duration_ms,
                     delta.error,
                     to_sql(delta.steps),
@@ -435,37 +560,35 @@ impl Index {
                     to_sql(delta.first.offset),
                     to_sql(delta.last.segment),
                     to_sql(delta.last.offset),
-                    delta.last_at_ms,
+                    system_time_to_ms(delta.last_at),
                     delta.tags,
+                    delta.process,
+                    delta.trace.map(|at| to_sql(at.segment)),
+                    delta.trace.map(|at| to_sql(at.offset)),
                 ])?;
+            }
+            // The processes and traces of runs whose rows were written before this batch; a run
+            // the index does not know (yet) is left alone.
+            let mut set_process = tx.prepare_cached(SET_PROCESS)?;
+            for (run_id, id) in &late_processes {
+                set_process.execute(params![id_bytes(*run_id), id])?;
+            }
+            let mut set_trace = tx.prepare_cached(SET_TRACE)?;
+            for (run_id, at) in &late_traces {
+                set_trace.execute(params![id_bytes(*run_id), to_sql(at.segment), to_sql(at.offset)])?;
             }
             let mut upsert = tx.prepare_cached(UPSERT_SEGMENT)?;
             for (segment, (records, first, last)) in &segments {
-                upsert.execute(params![to_sql(*segment), to_sql(*records), first, last])?;
+                upsert.execute(params![
+                    to_sql(*segment),
+                    to_sql(*records),
+                    system_time_to_ms(*first),
+                    system_time_to_ms(*last)
+                ])?;
             }
-            // After the runs: a trace follows its run's events, often in the same batch.
-            let mut set_trace = tx.prepare_cached(SET_TRACE)?;
-            for (run_id, at) in &traces {
-                set_trace.execute(params![run_id.to_string(), to_sql(at.segment), to_sql(at.offset)])?;
-            }
-            // After the runs too: a process record follows the starts of its runs.
-            let mut upsert_process = tx.prepare_cached(UPSERT_PROCESS)?;
-            let mut set_process = tx.prepare_cached(SET_PROCESS)?;
-            for record in &processes {
-                let process = &record.process;
-                let id: i64 = upsert_process.query_row(
-                    params![
-                        process.pid,
-                        to_sql(process.start_ticks),
-                        process.boot_id,
-                        to_sql(process.pid_namespace),
-                        process.host
-                    ],
-                    |row| row.get(0),
-                )?;
-                for run_id in &record.runs {
-                    set_process.execute(params![run_id.to_string(), id])?;
-                }
+            let mut insert_schema = tx.prepare_cached(INSERT_SCHEMA)?;
+            for (at, key) in &schemas {
+                insert_schema.execute(params![to_sql(at.segment), &key.as_bytes()[..], to_sql(at.offset)])?;
             }
             set_high_water(&tx, hw)?;
         }
@@ -493,9 +616,18 @@ impl Index {
         )?;
         tx.execute("UPDATE runs SET trace_segment = NULL, trace_offset = NULL WHERE trace_segment < ?1", [first_kept])?;
         tx.execute("DELETE FROM segments WHERE segment < ?1", [first_kept])?;
+        tx.execute("DELETE FROM schemas WHERE segment < ?1", [first_kept])?;
         tx.execute("DELETE FROM processes WHERE id NOT IN (SELECT process FROM runs WHERE process IS NOT NULL)", [])?;
         tx.commit()?;
         Ok(removed as u64)
+    }
+
+    /// Where the index saw the schema record of `key` in segment `segment`.
+    pub(crate) fn schema_offset(&self, segment: u64, key: SchemaKey) -> Result<Option<u64>> {
+        let mut stmt = self.conn.prepare_cached("SELECT offset FROM schemas WHERE segment = ?1 AND key = ?2")?;
+        let offset: Option<i64> =
+            stmt.query_row(params![to_sql(segment), &key.as_bytes()[..]], |row| row.get(0)).optional()?;
+        Ok(offset.map(from_sql))
     }
 
     /// The newest record time of every segment the index has seen records in.
@@ -509,66 +641,13 @@ impl Index {
     /// One run.
     pub(crate) fn get(&self, run_id: RunId) -> Result<Option<RunSummary>> {
         let mut stmt = self.conn.prepare_cached(&format!("{SELECT_RUN} WHERE r.run_id = ?1"))?;
-        let row = stmt.query_row([run_id.to_string()], |row| Ok(read_row(row))).optional()?;
+        let row = stmt.query_row([id_bytes(run_id)], |row| Ok(read_row(row))).optional()?;
         row.transpose()
     }
 
     /// Runs matching `filter`, newest first.
     pub(crate) fn list(&self, filter: &RunFilter) -> Result<Vec<RunSummary>> {
-        let mut conditions = Vec::new();
-        let mut values = Vec::new();
-        match filter.status {
-            None => {}
-            // Both are stored as `running`; the process tells them apart.
-            Some(RunStatus::Running) => conditions.push("r.status = 'running' AND p.gone IS NOT 1"),
-            Some(RunStatus::Abandoned) => conditions.push("r.status = 'running' AND p.gone = 1"),
-            Some(status) => {
-                conditions.push("r.status = ?");
-                values.push(Value::Text(status.as_str().to_owned()));
-            }
-        }
-        if let Some(graph) = &filter.graph {
-            conditions.push("r.graph = ?");
-            values.push(Value::Text(graph.clone()));
-        }
-        if let Some(thread_id) = &filter.thread_id {
-            conditions.push("r.thread_id = ?");
-            values.push(Value::Text(thread_id.clone()));
-        }
-        if let Some(tag) = &filter.tag {
-            conditions.push("EXISTS (SELECT 1 FROM json_each(r.tags) WHERE json_each.value = ?)");
-            values.push(Value::Text(tag.clone()));
-        }
-        if let Some(since) = filter.since {
-            conditions.push("r.started_at_ms >= ?");
-            values.push(Value::Integer(system_time_to_ms(since)));
-        }
-        if let Some(root) = filter.root_run_id {
-            conditions.push("r.root_run_id = ?");
-            values.push(Value::Text(root.to_string()));
-        }
-        if let Some(prefix) = &filter.run_id_prefix {
-            // A range on the primary key rather than LIKE, which would need escaping and
-            // could not use the index. Ids are ASCII, so every id with the prefix sorts
-            // before the prefix followed by the greatest character.
-            let low = prefix.to_ascii_uppercase();
-            let high = format!("{low}{}", char::MAX);
-            conditions.push("r.run_id >= ? AND r.run_id < ?");
-            values.extend([Value::Text(low), Value::Text(high)]);
-        }
-        let mut sql = SELECT_RUN.to_owned();
-        if !conditions.is_empty() {
-            sql.push_str(" WHERE ");
-            sql.push_str(&conditions.join(" AND "));
-        }
-        // SQLite sorts NULL below every value, so runs without a start come last in DESC
-        // order; a leading `started_at_ms IS NULL` key would keep `runs_by_start` from serving
-        // the order, and a LIMITed page would sort the whole table.
-        sql.push_str(" ORDER BY r.started_at_ms DESC, r.run_id DESC");
-        if let Some(limit) = filter.limit {
-            sql.push_str(" LIMIT ?");
-            values.push(Value::Integer(i64::try_from(limit).unwrap_or(i64::MAX)));
-        }
+        let (sql, values) = list_query(filter);
         let mut stmt = self.conn.prepare_cached(&sql)?;
         let rows = stmt.query_map(params_from_iter(values), |row| Ok(read_row(row)))?;
         let mut runs = Vec::new();
@@ -613,6 +692,71 @@ impl Index {
     }
 }
 
+/// The query of the runs matching `filter`, newest first, and its values.
+fn list_query(filter: &RunFilter) -> (String, Vec<Value>) {
+    let mut conditions = Vec::new();
+    let mut values = Vec::new();
+    match filter.status {
+        None => {}
+        // Both are stored as `running`; the process tells them apart.
+        Some(RunStatus::Running) => conditions.push("r.status = 'running' AND p.gone IS NOT 1"),
+        Some(RunStatus::Abandoned) => conditions.push("r.status = 'running' AND p.gone = 1"),
+        Some(status) => {
+            conditions.push("r.status = ?");
+            values.push(Value::Text(status.as_str().to_owned()));
+        }
+    }
+    if let Some(graph) = &filter.graph {
+        conditions.push("r.graph = ?");
+        values.push(Value::Text(graph.clone()));
+    }
+    if let Some(thread_id) = &filter.thread_id {
+        conditions.push("r.thread_id = ?");
+        values.push(Value::Text(thread_id.clone()));
+    }
+    if let Some(tag) = &filter.tag {
+        conditions.push("EXISTS (SELECT 1 FROM json_each(r.tags) WHERE json_each.value = ?)");
+        values.push(Value::Text(tag.clone()));
+    }
+    if let Some(since) = filter.since {
+        conditions.push("r.started_at_ms >= ?");
+        values.push(Value::Integer(system_time_to_ms(since)));
+    }
+    if let Some(root) = filter.root_run_id {
+        // A root run's own row holds no root id.
+        conditions.push("(r.root_run_id = ? OR (r.root_run_id IS NULL AND r.run_id = ?))");
+        values.extend([Value::Blob(id_bytes(root).to_vec()), Value::Blob(id_bytes(root).to_vec())]);
+    }
+    if let Some(prefix) = &filter.run_id_prefix {
+        // A range on the primary key: the ids whose text starts with the prefix.
+        match id_prefix_range(prefix) {
+            Some((low, Some(high))) => {
+                conditions.push("r.run_id >= ? AND r.run_id < ?");
+                values.extend([Value::Blob(low.to_vec()), Value::Blob(high.to_vec())]);
+            }
+            Some((low, None)) => {
+                conditions.push("r.run_id >= ?");
+                values.push(Value::Blob(low.to_vec()));
+            }
+            None => conditions.push("0"),
+        }
+    }
+    let mut sql = SELECT_RUN.to_owned();
+    if !conditions.is_empty() {
+        sql.push_str(" WHERE ");
+        sql.push_str(&conditions.join(" AND "));
+    }
+    // SQLite sorts NULL below every value, so runs without a start come last in DESC
+    // order; a leading `started_at_ms IS NULL` key would keep `runs_by_start` from serving
+    // the order, and a LIMITed page would sort the whole table.
+    sql.push_str(" ORDER BY r.started_at_ms DESC, r.run_id DESC");
+    if let Some(limit) = filter.limit {
+        sql.push_str(" LIMIT ?");
+        values.push(Value::Integer(i64::try_from(limit).unwrap_or(i64::MAX)));
+    }
+    (sql, values)
+}
+
 /// Reads a process identity from the five columns starting at `first` (pid, start ticks, boot
 /// id, pid namespace, host); `None` when they are null (a run without a process record).
 fn read_process(row: &Row<'_>, first: usize) -> rusqlite::Result<Option<ProcessIdentity>> {
@@ -635,14 +779,11 @@ fn set_high_water(conn: &Connection, hw: Position) -> Result<()> {
 
 /// Reads a `runs` row; the outer `Result` is SQLite's, the inner one the row's contents.
 fn read_row(row: &Row<'_>) -> Result<RunSummary> {
-    let run_id: String = row.get(0)?;
-    let parent: Option<String> = row.get(1)?;
-    let root: String = row.get(2)?;
     let status: String = row.get(6)?;
     let ids = RunIds {
-        run_id: parse_run_id(&run_id)?,
-        parent_run_id: parent.as_deref().map(parse_run_id).transpose()?,
-        root_run_id: parse_run_id(&root)?,
+        run_id: id_from_bytes(row.get(0)?),
+        parent_run_id: row.get::<_, Option<[u8; 16]>>(1)?.map(id_from_bytes),
+        root_run_id: id_from_bytes(row.get(2)?),
         depth: row.get(3)?,
     };
     let duration_ms: Option<i64> = row.get(9)?;
@@ -684,10 +825,46 @@ fn from_sql(value: i64) -> u64 {
     u64::try_from(value).unwrap_or(0)
 }
 
-fn parse_run_id(text: &str) -> Result<RunId> {
-    text.parse().map_err(|e| WalError::Index {
-        source: rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e)),
-    })
+/// A run id as the index stores it: its 16 bytes, big-endian, which sort as its text does.
+fn id_bytes(id: RunId) -> [u8; 16] {
+    id.to_u128().to_be_bytes()
+}
+
+fn id_from_bytes(bytes: [u8; 16]) -> RunId {
+    RunId::from_u128(u128::from_be_bytes(bytes))
+}
+
+/// The characters of a run id's text (a ULID in Crockford base32), by value.
+const ID_ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+/// Characters of a run id's text: 26 of 5 bits, the first of 3 (128 bits).
+const ID_TEXT_LEN: usize = 26;
+
+/// The stored ids whose text starts with `prefix` (in any case): from the first, up to the
+/// second (exclusive; `None`: to the last id). `None` when no id's text can start so: a
+/// character outside the alphabet, a first character above `7`, or too long.
+fn id_prefix_range(prefix: &str) -> Option<([u8; 16], Option<[u8; 16]>)> {
+    if prefix.len() > ID_TEXT_LEN {
+        return None;
+    }
+    let mut value: u128 = 0;
+    for (i, c) in prefix.bytes().enumerate() {
+        let digit = ID_ALPHABET.iter().position(|&a| a == c.to_ascii_uppercase())?;
+        if i == 0 && digit > 7 {
+            return None;
+        }
+        value = (value << 5) | digit as u128;
+    }
+    if prefix.is_empty() {
+        return Some(([0; 16], None));
+    }
+    // The prefix's bits are the top `3 + 5 * (len - 1)` of the id.
+    let bits = 3 + 5 * (prefix.len() as u32 - 1);
+    let shift = 128 - bits;
+    let low = value << shift;
+    // The next prefix of that length, unless this one is the last ("7ZZ…").
+    let last = u128::MAX >> shift;
+    let high = (value < last).then(|| ((value + 1) << shift).to_be_bytes());
+    Some((low.to_be_bytes(), high))
 }
 
 /// Milliseconds since the Unix epoch (negative before it).

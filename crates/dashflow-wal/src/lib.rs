@@ -8,9 +8,16 @@
 //!   payloads use a compact binary layout (tag `TAG_EVENT_BIN`); the [`EventStore`] writes
 //!   a run's consecutive events in a batch as one run block (tag `TAG_RUN_EVENTS`: the ids,
 //!   base time and checksum once, each event's time as a delta, at most 16 KiB), so damage to
-//!   a block loses that block's events and nothing around it. The JSON event records of
-//!   earlier versions (tag `TAG_EVENT_JSON`) are still read; [`Wal::append`] writes a record
-//!   per event.
+//!   a block loses that block's events and nothing around it. A run's `GraphDefined` (its
+//!   graph's whole schema, the same for every run of a graph) is a graph record (tag
+//!   `TAG_GRAPH`) naming the schema by key, a hash of its JSON text; the schema itself is a
+//!   schema record (tag `TAG_SCHEMA`) written once per segment, just before the first graph
+//!   record there that names it, so a segment read alone holds every schema its runs need.
+//!   Readers resolve a key within its segment and return `GraphDefined` whole; a schema
+//!   record that is not intact costs its runs only their graph definition, reported as a
+//!   [`MissingSchema`]. The JSON event records of earlier versions (tag `TAG_EVENT_JSON`),
+//!   and `GraphDefined` events with their schema inline, are still read; [`Wal::append`]
+//!   writes a record per event.
 //! - **Recovery.** The log never loses a valid record to damage. On open, only a torn tail
 //!   is cut: damaged bytes at the end of the last segment (a short header or payload, a bad
 //!   checksum, zero-filled space) with no intact frame after them. Any other damage, in any
@@ -23,12 +30,15 @@
 //!   [`Follower::take_damage`] and [`verify_dir`]. Damage in the last segment makes the writer
 //!   go on in a new segment: nothing is appended after damage. [`verify_dir`] and
 //!   [`Wal::open_read_only`] change no segment; [`Wal::repair`] rewrites the damaged segments
-//!   without their (quarantined) damage and rebuilds the index. A failed write or fsync
+//!   without their (quarantined) damage, writing back a schema record lost with it from
+//!   another segment that holds the same schema, and rebuilds the index. A failed write or fsync
 //!   poisons the writer ([`WalError::Poisoned`]).
 //! - **Index.** An SQLite database (WAL journal mode) of runs: ids, graph, thread, status,
-//!   start, end, duration, error, steps and the segment positions of the first and last record.
-//!   It is derived from the segments, rebuilt when missing or unreadable, and reconciled on open
-//!   through a high-water mark stored with it.
+//!   start, end, duration, error, steps and the segment positions of the first and last record,
+//!   and where each segment's schema records are. It is derived from the segments, rebuilt
+//!   when missing, unreadable or of another schema version, and reconciled on open through a
+//!   high-water mark stored with it. The writer updates it once per batch, so each run's row
+//!   is kept in few B-trees (the `index` module says which).
 //! - **Retention** by age and total size removes whole sealed segments ([`Retention`]);
 //!   [`Wal::compact`] rewrites sealed segments without the remains of removed runs.
 //! - **[`EventStore`]**: the [`EventCallback`](dashflow_telemetry::EventCallback) that feeds it.
@@ -142,6 +152,7 @@ mod process;
 mod record;
 mod retention;
 mod runs;
+mod schemas;
 mod segment;
 mod storage;
 mod store;
@@ -165,6 +176,7 @@ pub use home::{
 pub use process::ProcessIdentity;
 pub use retention::RetentionReport;
 pub use runs::{ParseRunStatusError, RunFilter, RunStatus, RunSummary};
+pub use schemas::MissingSchema;
 pub use segment::{Position, segment_file_name};
 pub use storage::{OsStorage, Storage};
 pub use store::{EventStore, FailureReport, StoreConfig, StoreStats};
@@ -183,8 +195,9 @@ pub use wal::{RecordLocation, RecoveryReport, RepairReport, TornTail, TraceRecor
 pub mod __private {
     pub use crate::frame::{Decoded, HEADER_LEN, decode as decode_frame, encode as encode_frame};
     pub use crate::record::{
-        Payload, ProcessRecord, TAG_EVENT_BIN, TAG_EVENT_JSON, TAG_PROCESS, TAG_RUN_EVENTS, TAG_TRACE_JSON,
-        decode_payload, encode_event, encode_event_json, encode_process, encode_trace,
+        GraphRecord, Payload, ProcessRecord, SchemaKey, SchemaRecord, TAG_EVENT_BIN, TAG_EVENT_JSON, TAG_GRAPH,
+        TAG_PROCESS, TAG_RUN_EVENTS, TAG_SCHEMA, TAG_TRACE_JSON, decode_payload, encode_event, encode_event_json,
+        encode_graph, encode_process, encode_schema, encode_trace,
     };
     pub use crate::segment::{ReadStep, RecordReader};
 }

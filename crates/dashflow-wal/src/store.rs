@@ -874,12 +874,11 @@ impl Pending {
                     records.extend(events.iter().map(|event| Record::Event(EventRef::Whole(event))))
                 }
                 Held::Batch(batch) => {
-                    let start = records.len();
-                    records.extend(batch.refs().filter(|event| STORED.covers_ref(event)).map(Record::Event));
-                    fold::fold_lone_starts(&mut records, start, |record| match record {
-                        Record::Event(event) => Some(*event),
-                        _ => None,
-                    });
+                    fold::push_folded(
+                        &mut records,
+                        batch.refs().filter(|event| STORED.covers_ref(event)),
+                        Record::Event,
+                    );
                 }
             }
         }

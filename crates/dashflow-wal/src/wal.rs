@@ -33,9 +33,10 @@ use crate::frame::HEADER_LEN;
 use crate::index::{Entry, Index};
 use crate::process::ProcessIdentity;
 use crate::record::{
-    ProcessRecord, RUN_BLOCK_LIMIT, SchemaCache, encode_event_ref, encode_process, encode_run_block, encode_trace,
-    process_record_capacity,
+    ProcessRecord, RUN_BLOCK_LIMIT, SchemaCache, SchemaKey, encode_event_ref, encode_process, encode_run_block,
+    encode_trace, process_record_capacity,
 };
+use crate::schemas::MissingSchema;
 use crate::segment::{Position, file_len, segment_path};
 use crate::trace::ExecutionTrace;
 
@@ -95,13 +96,15 @@ pub struct Wal {
     recovery: RecoveryReport,
     /// Reused encoding buffer.
     scratch: Vec<u8>,
-    /// The last graph schema encoded, reused by the next run of the same graph.
+    /// The graph schemas this writer stores, and which of them the active segment holds.
     schemas: SchemaCache,
     /// This process, named in a process record after the events of every batch that starts
     /// runs; `None` where it cannot be known, and then no record is written.
     pub(crate) process: Option<ProcessIdentity>,
     /// Damage that reads met since the WAL was opened.
     pub(crate) seen: Mutex<Vec<DamagedRange>>,
+    /// Graph definitions that reads could not resolve since the WAL was opened.
+    missing: Mutex<Vec<MissingSchema>>,
 }
 
 /// Whether a [`Wal`] may change the segments.
@@ -172,8 +175,65 @@ struct Encoded<'a> {
     entries: Vec<(usize, Entry<'a>)>,
     /// For each given record that was framed, its frame, in order.
     framed: Vec<usize>,
+    /// The graph records among the frames, with the schema key each names: the segment a
+    /// graph record goes to must hold that schema's record before it.
+    graphs: Vec<(usize, SchemaKey)>,
     /// Traces left out of the batch, with why.
     skipped: Vec<(RunId, WalError)>,
+}
+
+/// Where each record of a write went.
+struct Written {
+    /// Where each frame starts.
+    positions: Vec<Position>,
+    /// The schema records written ahead of graph records, and where.
+    schemas: Vec<(Position, SchemaKey)>,
+    /// Whether a segment was sealed.
+    sealed: bool,
+}
+
+/// Bytes gathered for one write to the active segment: a range of the encoded batch, or,
+/// once a schema record goes in between its frames, a copy (rare: once per segment and
+/// graph).
+#[derive(Debug, Default)]
+struct Chunk {
+    range: Range<usize>,
+    assembled: Option<Vec<u8>>,
+}
+
+impl Chunk {
+    fn len(&self) -> u64 {
+        match &self.assembled {
+            Some(bytes) => bytes.len() as u64,
+            None => self.range.len() as u64,
+        }
+    }
+
+    /// Adds the frame at `frame` of `buf`, which follows the previous one there.
+    fn push_frame(&mut self, buf: &[u8], frame: Range<usize>) {
+        match &mut self.assembled {
+            Some(bytes) => bytes.extend_from_slice(&buf[frame]),
+            None if self.range.is_empty() => self.range = frame,
+            None => self.range.end = frame.end,
+        }
+    }
+
+    /// Adds bytes from elsewhere.
+    fn push_bytes(&mut self, buf: &[u8], extra: &[u8]) {
+        let bytes = self.assembled.get_or_insert_with(|| buf[self.range.clone()].to_vec());
+        bytes.extend_from_slice(extra);
+    }
+
+    fn bytes<'b>(&'b self, buf: &'b [u8]) -> &'b [u8] {
+        match &self.assembled {
+            Some(bytes) => bytes,
+            None => &buf[self.range.clone()],
+        }
+    }
+
+    fn clear(&mut self) {
+        *self = Self::default();
+    }
 }
 
 /// Holds the directory lock until dropped.
@@ -279,6 +339,7 @@ impl Wal {
             schemas: SchemaCache::default(),
             process: ProcessIdentity::current(),
             seen: Mutex::new(Vec::new()),
+            missing: Mutex::new(Vec::new()),
         }
     }
 
@@ -314,6 +375,22 @@ impl Wal {
         let mut seen = self.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if !seen.iter().any(|r| r.segment == range.segment && r.offset == range.offset) {
             seen.push(range);
+        }
+    }
+
+    /// The runs' graph definitions that reads since the WAL was opened left out because the
+    /// schema records they name are not intact ([`Wal::run_events`]), in the order met, each
+    /// once. [`Wal::verify`] lists every one in the log.
+    pub fn missing_schemas(&self) -> Vec<MissingSchema> {
+        self.missing.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    /// Notes a graph definition a read could not resolve.
+    pub(crate) fn note_missing(&self, missing: MissingSchema) {
+        tracing::warn!(%missing, "a run's graph definition is lost");
+        let mut all = self.missing.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !all.iter().any(|m| m.segment == missing.segment && m.offset == missing.offset) {
+            all.push(missing);
         }
     }
 
@@ -403,15 +480,14 @@ impl Wal {
         let mut schemas = std::mem::take(&mut self.schemas);
         // The process records come last, after the records given.
         let given = records.len();
-        let all = records.iter().cloned().chain(processes.iter().map(Record::Process));
-        let encoded = self.encode(all, framing, &mut buf, &mut schemas);
+        let encoded = self.encode(records, &processes, framing, &mut buf, &mut schemas);
         self.schemas = schemas;
         let result = encoded.and_then(|encoded| {
             if encoded.frames.is_empty() {
                 return Ok(Appended { positions: Vec::new(), skipped: encoded.skipped });
             }
             let _guard = DirLock::acquire(self.lock.as_ref(), &self.dir)?;
-            let frames = self.append_locked(&buf, &encoded.frames, &encoded.entries)?;
+            let frames = self.append_locked(&buf, &encoded)?;
             let positions = encoded.framed.iter().take(given).map(|&frame| frames[frame]).collect();
             Ok(Appended { positions, skipped: encoded.skipped })
         });
@@ -458,35 +534,43 @@ impl Wal {
     /// Frames every record into `buf`. With [`Framing::RunBlocks`], consecutive events of one
     /// run go into one run block ([`TAG_RUN_EVENTS`](crate::record::TAG_RUN_EVENTS)), as many
     /// as fit in [`RUN_BLOCK_LIMIT`] bytes; an event that cannot open or join a block gets a
-    /// record of its own.
+    /// record of its own. A `GraphDefined` is a graph record naming its schema's key
+    /// ([`TAG_GRAPH`](crate::record::TAG_GRAPH)); the schema record goes in when the frames
+    /// are written, once per segment (see [`Wal::write_frames`]).
     fn encode<'a>(
         &self,
-        records: impl Iterator<Item = Record<'a>>,
+        given: &[Record<'a>],
+        processes: &'a [ProcessRecord],
         framing: Framing,
         buf: &mut Vec<u8>,
         schemas: &mut SchemaCache,
     ) -> Result<Encoded<'a>> {
-        let records: Vec<Record<'a>> = records.collect();
+        let total = given.len() + processes.len();
+        // The records given, then the process records.
+        let record_at = |index: usize| match given.get(index) {
+            Some(record) => *record,
+            None => Record::Process(&processes[index - given.len()]),
+        };
         let mut encoded = Encoded {
-            frames: Vec::with_capacity(records.len()),
-            entries: Vec::with_capacity(records.len()),
-            framed: Vec::with_capacity(records.len()),
+            frames: Vec::with_capacity(total),
+            entries: Vec::with_capacity(total),
+            framed: Vec::with_capacity(total),
+            graphs: Vec::new(),
             skipped: Vec::new(),
         };
+        let max_record_size = self.config.max_record_size;
         let block_limit = RUN_BLOCK_LIMIT.min(self.config.max_record_size as usize);
-        let mut events: Vec<EventRef<'a>> = Vec::new();
         let mut next = 0;
-        while next < records.len() {
+        while next < total {
             let start = buf.len();
-            if let (Record::Event(first), Framing::RunBlocks) = (records[next], framing) {
+            if let (Some(Record::Event(first)), Framing::RunBlocks) = (given.get(next), framing) {
                 // The run's events from here on, up to the next record of another kind or run.
-                events.clear();
-                events.extend(records[next..].iter().map_while(|record| match record {
+                let run = given[next..].iter().map_while(|record| match record {
                     Record::Event(event) if event.run() == first.run() => Some(*event),
                     _ => None,
-                }));
-                if events.len() > 1 {
-                    let count = self.frame(buf, |buf| Ok(encode_run_block(&events, block_limit, buf, schemas)))?;
+                });
+                if matches!(given.get(next + 1), Some(Record::Event(second)) if second.run() == first.run()) {
+                    let count = self.frame(buf, |buf| Ok(encode_run_block(run, block_limit, buf)))?;
                     // A block of one is a plain record, a few bytes shorter.
                     if count == 1 {
                         buf.truncate(start);
@@ -494,28 +578,34 @@ impl Wal {
                     if count > 1 {
                         let frame = encoded.frames.len();
                         encoded.frames.push(start..buf.len());
-                        encoded.entries.extend(events[..count].iter().map(|event| (frame, Entry::Event(*event))));
+                        encoded.entries.extend(given[next..next + count].iter().filter_map(|record| match record {
+                            Record::Event(event) => Some((frame, Entry::Event(*event))),
+                            _ => None,
+                        }));
                         encoded.framed.extend(std::iter::repeat_n(frame, count));
                         next += count;
                         continue;
                     }
                 }
             }
-            let record = &records[next];
+            let record = &record_at(next);
             next += 1;
             let framed = self.frame(buf, |buf| match record {
-                Record::Event(event) => encode_event_ref(event, buf, schemas),
-                Record::Trace(trace) => encode_trace(trace, buf),
+                Record::Event(event) => encode_event_ref(event, buf, schemas, max_record_size),
+                Record::Trace(trace) => encode_trace(trace, buf).map(|()| None),
                 Record::Process(process) => {
                     encode_process(process, buf);
-                    Ok(())
+                    Ok(None)
                 }
             });
             let frame = encoded.frames.len();
             match (framed, record) {
-                (Ok(()), Record::Event(event)) => encoded.entries.push((frame, Entry::Event(*event))),
-                (Ok(()), Record::Trace(trace)) => encoded.entries.push((frame, Entry::Trace(trace.run.run_id))),
-                (Ok(()), Record::Process(process)) => encoded.entries.push((frame, Entry::Process(process))),
+                (Ok(key), Record::Event(event)) => {
+                    encoded.graphs.extend(key.map(|key| (frame, key)));
+                    encoded.entries.push((frame, Entry::Event(*event)));
+                }
+                (Ok(_), Record::Trace(trace)) => encoded.entries.push((frame, Entry::Trace(trace.run.run_id))),
+                (Ok(_), Record::Process(process)) => encoded.entries.push((frame, Entry::Process(process))),
                 (Err(error), Record::Event(_)) => return Err(error),
                 // Only with a tiny maximum record size; the runs then read `running` forever, as
                 // runs did before process records existed.
@@ -585,17 +675,12 @@ impl Wal {
         started.chunks(per_record).map(|runs| ProcessRecord::new(process.clone(), runs.to_vec())).collect()
     }
 
-    fn append_locked(
-        &mut self,
-        buf: &[u8],
-        frames: &[Range<usize>],
-        entries: &[(usize, Entry<'_>)],
-    ) -> Result<Vec<Position>> {
+    fn append_locked(&mut self, buf: &[u8], encoded: &Encoded<'_>) -> Result<Vec<Position>> {
         if !self.in_sync()? {
             self.catch_up(Check::FromHighWater)?;
         }
-        let (positions, sealed) = self.write_frames(buf, frames)?;
-        self.unsynced += frames.len() as u64;
+        let Written { positions, schemas, sealed } = self.write_frames(buf, &encoded.frames, &encoded.graphs)?;
+        self.unsynced += (encoded.frames.len() + schemas.len()) as u64;
         let due = match self.config.fsync {
             FsyncPolicy::Always => true,
             FsyncPolicy::EveryN(n) => self.unsynced >= u64::from(n),
@@ -606,7 +691,8 @@ impl Wal {
             self.sync_active()?;
         }
         let end = self.end();
-        self.index.apply(entries.iter().map(|&(frame, entry)| (positions[frame], entry)), end)?;
+        let entries = encoded.entries.iter().map(|&(frame, entry)| (positions[frame], entry));
+        self.index.apply(entries.chain(schemas.iter().map(|&(at, key)| (at, Entry::Schema(key)))), end)?;
         self.indexed = Some(end);
         if sealed {
             self.retain(SystemTime::now());
@@ -625,52 +711,79 @@ impl Wal {
         Ok(len == active.len && file_len(&segment_path(&self.dir, active.seq + 1))?.is_none())
     }
 
-    /// Writes the frames, rotating segments as they fill up. Returns each record's position
-    /// and whether a segment was sealed.
-    fn write_frames(&mut self, buf: &[u8], frames: &[Range<usize>]) -> Result<(Vec<Position>, bool)> {
+    /// Writes the frames, rotating segments as they fill up, and ahead of each graph record
+    /// the schema record it names, unless the segment it goes to holds that already.
+    fn write_frames(&mut self, buf: &[u8], frames: &[Range<usize>], graphs: &[(usize, SchemaKey)]) -> Result<Written> {
         let segment_size = self.config.segment_size;
-        let mut positions = Vec::with_capacity(frames.len());
-        let mut sealed = false;
-        let mut next = 0;
-        while next < frames.len() {
-            let first_len = frames[next].len() as u64;
-            match &self.active {
-                None => self.create_segment(1)?,
-                Some(active) if active.len > 0 && active.len + first_len > segment_size => {
-                    let seq = active.seq + 1;
-                    self.seal_active()?;
-                    self.create_segment(seq)?;
-                    sealed = true;
-                }
-                Some(_) => {}
-            }
-            let storage = Arc::clone(&self.config.storage);
-            let Some(active) = self.active.as_mut() else {
-                // `create_segment` either set the active segment or returned an error.
-                continue;
-            };
-            // As many frames as fit; the first one always goes in (it may be larger than a
-            // whole segment).
-            let mut len = active.len;
-            let chunk_start = frames[next].start;
-            let mut chunk_end = chunk_start;
-            while let Some(frame) = frames.get(next) {
-                let frame_len = frame.len() as u64;
-                if chunk_end > chunk_start && len + frame_len > segment_size {
+        let mut written = Written { positions: Vec::with_capacity(frames.len()), schemas: Vec::new(), sealed: false };
+        let mut chunk = Chunk::default();
+        let mut graphs = graphs.iter().peekable();
+        for (index, frame) in frames.iter().enumerate() {
+            // The schema records this frame needs first (a graph record names one).
+            let mut needs: Option<SchemaKey> = None;
+            while let Some(&&(graph, key)) = graphs.peek() {
+                if graph > index {
                     break;
                 }
-                positions.push(Position::new(active.seq, len));
-                len += frame_len;
-                chunk_end = frame.end;
-                next += 1;
+                graphs.next();
+                if graph == index {
+                    needs = Some(key);
+                }
             }
-            if let Err(e) = storage.append(&mut active.file, &buf[chunk_start..chunk_end]) {
-                let path = active.path.clone();
-                return Err(self.poison("write", path, e));
+            let schema_frame = |this: &Self, seq: u64| {
+                needs
+                    .filter(|&key| !this.schemas.is_written(seq, key))
+                    .and_then(|key| this.schemas.frame(key).map(|frame| (key, Arc::clone(frame))))
+            };
+            let (seq, len) = match &self.active {
+                Some(active) => (active.seq, active.len + chunk.len()),
+                None => {
+                    self.create_segment(1)?;
+                    (1, 0)
+                }
+            };
+            let mut target = seq;
+            let mut schema = schema_frame(self, seq);
+            let extra = schema.as_ref().map_or(0, |(_, bytes)| bytes.len() as u64);
+            // The first frame of a segment always goes in (it may be larger than a whole
+            // segment), with its schema record.
+            if len > 0 && len + extra + frame.len() as u64 > segment_size {
+                self.write_chunk(buf, &mut chunk)?;
+                self.seal_active()?;
+                target = seq + 1;
+                self.create_segment(target)?;
+                written.sealed = true;
+                schema = schema_frame(self, target);
             }
-            active.len = len;
+            let base = self.active.as_ref().map_or(0, |active| active.len);
+            if let Some((key, bytes)) = schema {
+                written.schemas.push((Position::new(target, base + chunk.len()), key));
+                chunk.push_bytes(buf, &bytes);
+                self.schemas.mark_written(target, key);
+            }
+            written.positions.push(Position::new(target, base + chunk.len()));
+            chunk.push_frame(buf, frame.clone());
         }
-        Ok((positions, sealed))
+        self.write_chunk(buf, &mut chunk)?;
+        Ok(written)
+    }
+
+    /// Appends the bytes gathered for the active segment.
+    fn write_chunk(&mut self, buf: &[u8], chunk: &mut Chunk) -> Result<()> {
+        let bytes = chunk.bytes(buf);
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        let len = bytes.len() as u64;
+        let storage = Arc::clone(&self.config.storage);
+        let Some(active) = self.active.as_mut() else { return Ok(()) };
+        if let Err(e) = storage.append(&mut active.file, bytes) {
+            let path = active.path.clone();
+            return Err(self.poison("write", path, e));
+        }
+        active.len += len;
+        chunk.clear();
+        Ok(())
     }
 
     /// Creates segment `seq` and makes it the active one.

@@ -18,6 +18,15 @@ pub(crate) fn run(wal: &Wal, args: &GraphArgs, out: &mut dyn Write) -> Result<()
         EventKind::GraphDefined { schema, .. } => Some(schema),
         _ => None,
     }) else {
+        if let Some(missing) = wal.missing_schemas().into_iter().find(|missing| missing.run.run_id == run_id) {
+            bail!(
+                "run {run_id} has no readable graph definition: its graph record at byte {} of `{}` names a \
+                 schema that segment does not hold intact (damaged, or set aside by `dashflow wal repair`); \
+                 `dashflow wal verify` lists such runs",
+                missing.offset,
+                missing.segment.display()
+            );
+        }
         bail!(
             "run {run_id} has no graph definition in the WAL: its start was removed by retention, or it was \
              recorded by a DashFlow version that did not store graphs"

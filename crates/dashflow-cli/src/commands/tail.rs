@@ -50,6 +50,7 @@ pub(crate) fn run(wal: &Wal, args: &TailArgs, out: &mut dyn Write) -> Result<()>
             .collect();
         reported.extend(damage.iter().map(|range| (range.segment.clone(), range.offset)));
         store::warn_damage(&damage);
+        store::warn_missing_schemas(&follower.take_missing_schemas());
         let caught_up = batch.len() < BATCH;
         for (_, event) in &batch {
             let graph = graphs.of(wal, event)?;

@@ -39,10 +39,28 @@ fn write_report(report: &VerifyReport, out: &mut dyn Write) -> Result<()> {
             record.offset
         )?;
     }
+    for missing in &report.missing_schemas {
+        writeln!(
+            out,
+            "no graph definition: run {} (graph `{}`), graph record at byte {} of {}: the schema record it names \
+             is not intact in that segment",
+            missing.run.run_id,
+            missing.graph,
+            missing.offset,
+            missing.segment.display()
+        )?;
+    }
     if report.index_up_to_date == Some(false) {
         writeln!(out, "the run index is behind the segments; the next writer catches it up")?;
     }
     if report.is_clean() {
+        if !report.missing_schemas.is_empty() {
+            writeln!(
+                out,
+                "{} run(s) lost their graph definition to damage set aside earlier; their other events read",
+                report.missing_schemas.len()
+            )?;
+        }
         writeln!(out, "ok: no damage found")?;
         return Ok(());
     }
@@ -119,13 +137,24 @@ fn write_repair(report: &RepairReport, out: &mut dyn Write) -> Result<()> {
         render::bytes(report.bytes_removed),
         report.records,
     )?;
+    if report.schemas_restored > 0 {
+        writeln!(
+            out,
+            "wrote back {} graph schema record(s) from other segments, so their runs keep their graph definitions",
+            report.schemas_restored
+        )?;
+    }
     Ok(())
 }
 
 pub(crate) fn compact(home: Option<&Path>, out: &mut dyn Write) -> Result<ExitCode> {
     let mut wal = store::open_for_writing(home)?;
     let report = wal.compact()?;
-    if report.segments_before == report.segments_after && report.records_dropped == 0 && report.damaged_ranges == 0 {
+    if report.segments_before == report.segments_after
+        && report.records_dropped == 0
+        && report.damaged_ranges == 0
+        && report.schemas_before == report.schemas_after
+    {
         writeln!(
             out,
             "nothing to compact: {} sealed segment(s), {}",
@@ -143,6 +172,13 @@ pub(crate) fn compact(home: Option<&Path>, out: &mut dyn Write) -> Result<ExitCo
             render::bytes(report.bytes_before),
             render::bytes(report.bytes_after),
         )?;
+        if report.schemas_before != report.schemas_after {
+            writeln!(
+                out,
+                "graph schemas: {} record(s) where kept runs need them, from {}",
+                report.schemas_after, report.schemas_before
+            )?;
+        }
         if report.damaged_ranges > 0 {
             writeln!(
                 out,

@@ -62,12 +62,14 @@ fn reading_a_run_in_a_damaged_segment_skips_the_record_and_warns_naming_segment_
     let runs = record_runs_with(&home, small_segments());
     let damaged = flip_a_byte(&home, 1);
     let out = home.dashflow(&["runs", "show", &runs.completed.to_string()]);
-    // The first record is lost: the run block holding the graph's definition and the events
-    // the run handed over with it. The run's summary (from the index) is still shown.
+    // The first record is lost: the schema record of the run's graph, so the run reads
+    // without its graph definition. The run's summary (from the index) is still shown.
     let text = out.ok();
     assert!(text.contains("status    completed"), "{out:#?}");
     let warning = format!("warning: skipped damaged bytes in the WAL: `{}` at byte 0: ", damaged.display());
     assert!(out.stderr.contains(&warning), "{out:#?}");
+    let lost = format!("warning: the graph definition of run {} (graph `support`", runs.completed);
+    assert!(out.stderr.contains(&lost), "{out:#?}");
     assert!(home.dashflow(&["runs", "list"]).ok().contains(&runs.completed.to_string()));
 }
 

@@ -1,6 +1,6 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use dashflow_telemetry::{Event, RunOutcome};
+use dashflow_telemetry::{Event, EventKind, RunOutcome};
 
 use super::*;
 use crate::testing::{finished, root, started, task, whole_run};
@@ -276,4 +276,166 @@ fn tags_of_a_start_are_kept_across_batches_and_filter_whole() {
     assert_eq!(listed[0].status, RunStatus::Completed);
     let untagged = index.list(&RunFilter::all()).unwrap().into_iter().find(|run| run.ids.run_id == plain.run_id);
     assert_eq!(untagged.map(|run| run.tags), Some(Vec::new()));
+}
+
+#[test]
+fn a_run_written_over_three_batches_is_found_by_every_filter_with_what_each_batch_said() {
+    let (_dir, mut index) = open();
+    let run = root();
+    let child = run.child(dashflow_telemetry::RunId::new());
+    let mut start = started(run, "triage", Some("t-9"));
+    if let EventKind::RunStarted { tags, .. } = &mut start.kind {
+        tags.push("tier=gold".into());
+    }
+    index
+        .apply(
+            [(Position::new(1, 0), &start), (Position::new(1, 10), &started(child, "sub", None))],
+            Position::new(1, 20),
+        )
+        .unwrap();
+    index
+        .apply(
+            [(Position::new(1, 20), &task(run, 1, "a")), (Position::new(1, 30), &task(run, 2, "b"))],
+            Position::new(1, 40),
+        )
+        .unwrap();
+    index
+        .apply([(Position::new(2, 0), &finished(run, RunOutcome::Failed, 2, Some("boom")))], Position::new(2, 10))
+        .unwrap();
+    let summary = index.get(run.run_id).unwrap().unwrap();
+    assert_eq!(summary.status, RunStatus::Failed);
+    assert_eq!((summary.graph.as_deref(), summary.thread_id.as_deref()), (Some("triage"), Some("t-9")));
+    assert_eq!((summary.events, summary.steps, summary.error.as_deref()), (4, 2, Some("boom")));
+    assert_eq!(summary.tags, vec!["tier=gold".to_owned()]);
+    assert_eq!((summary.first, summary.last), (Position::new(1, 0), Position::new(2, 0)));
+    assert!(summary.started_at.is_some() && summary.ended_at.is_some() && summary.duration.is_some());
+    assert_eq!(summary.ids, run);
+    let ids =
+        |filter: RunFilter| -> Vec<_> { index.list(&filter).unwrap().into_iter().map(|r| r.ids.run_id).collect() };
+    for filter in [
+        RunFilter::all().graph("triage"),
+        RunFilter::all().thread_id("t-9"),
+        RunFilter::all().tag("tier=gold"),
+        RunFilter::all().status(RunStatus::Failed),
+        RunFilter::all().run_id_prefix(run.run_id.to_string()),
+        RunFilter::all().graph("triage").thread_id("t-9").status(RunStatus::Failed).since(UNIX_EPOCH),
+    ] {
+        assert_eq!(ids(filter.clone()), vec![run.run_id], "{filter:?}");
+    }
+    assert!(ids(RunFilter::all().status(RunStatus::Running)).contains(&child.run_id));
+    assert!(!ids(RunFilter::all().status(RunStatus::Running)).contains(&run.run_id));
+    let mut tree = ids(RunFilter::all().root_run_id(run.run_id));
+    tree.sort();
+    let mut expected = vec![run.run_id, child.run_id];
+    expected.sort();
+    assert_eq!(tree, expected);
+    assert_eq!(ids(RunFilter::all().root_run_id(child.run_id)), Vec::new(), "a child is not a root");
+    let child_summary = index.get(child.run_id).unwrap().unwrap();
+    assert_eq!(child_summary.ids, child);
+}
+
+#[test]
+fn a_process_or_trace_record_applied_after_its_runs_start_still_lands_on_the_run() {
+    let (_dir, mut index) = open();
+    let (run, unknown) = (root(), root());
+    let process = crate::testing::some_process();
+    apply(&mut index, &[started(run, "g", None)]);
+    // Alone in a later batch (a replay's chunk ended between them), and naming a run the
+    // index does not know, which is left alone.
+    let record = ProcessRecord::new(process.clone(), vec![run.run_id, unknown.run_id]);
+    index.apply([(Position::new(1, 100), Entry::Process(&record))], Position::new(1, 150)).unwrap();
+    assert_eq!(index.get(run.run_id).unwrap().unwrap().process, Some(process.clone()));
+    assert_eq!(index.get(unknown.run_id).unwrap(), None);
+    // With more of the run's events in the same batch: the row is written, then its process.
+    let other = root();
+    apply(&mut index, &[started(other, "g", None)]);
+    let record = ProcessRecord::new(process.clone(), vec![other.run_id]);
+    let step = task(other, 1, "n");
+    index
+        .apply(
+            [(Position::new(1, 200), Entry::from(&step)), (Position::new(1, 210), Entry::Process(&record))],
+            Position::new(1, 220),
+        )
+        .unwrap();
+    assert_eq!(index.get(other.run_id).unwrap().unwrap().process, Some(process));
+
+    let end = finished(run, RunOutcome::Completed, 0, None);
+    index
+        .apply(
+            [(Position::new(1, 300), Entry::from(&end)), (Position::new(1, 310), Entry::Trace(run.run_id))],
+            Position::new(1, 320),
+        )
+        .unwrap();
+    assert_eq!(index.get(run.run_id).unwrap().unwrap().trace, Some(Position::new(1, 310)));
+    index.apply([(Position::new(1, 400), Entry::Trace(other.run_id))], Position::new(1, 420)).unwrap();
+    assert_eq!(index.get(other.run_id).unwrap().unwrap().trace, Some(Position::new(1, 400)));
+    // A later batch without a trace keeps the one found.
+    index.apply([(Position::new(1, 500), &task(run, 2, "n"))], Position::new(1, 520)).unwrap();
+    assert_eq!(index.get(run.run_id).unwrap().unwrap().trace, Some(Position::new(1, 310)));
+}
+
+#[test]
+fn id_prefixes_select_exactly_the_ids_whose_text_starts_with_them() {
+    let ids: Vec<dashflow_telemetry::RunId> = [0u128, 1, u128::MAX, u128::MAX - 1, 1 << 127, (1 << 127) - 1]
+        .into_iter()
+        .map(dashflow_telemetry::RunId::from_u128)
+        .chain((0..40).map(|_| dashflow_telemetry::RunId::new()))
+        .collect();
+    let mut prefixes: Vec<String> =
+        vec![String::new(), "0".into(), "7".into(), "8".into(), "Z".into(), "I".into(), "u".into()];
+    for id in &ids {
+        let text = id.to_string();
+        for len in [1, 2, 5, 10, 25, 26] {
+            prefixes.push(text[..len].to_owned());
+            prefixes.push(text[..len].to_ascii_lowercase());
+        }
+        prefixes.push(format!("{text}0"));
+    }
+    prefixes.push(format!("7{}", "Z".repeat(25)));
+    for prefix in &prefixes {
+        let expected: Vec<bool> =
+            ids.iter().map(|id| id.to_string().starts_with(&prefix.to_ascii_uppercase())).collect();
+        let range = id_prefix_range(prefix);
+        let found: Vec<bool> = ids
+            .iter()
+            .map(|id| match range {
+                None => false,
+                Some((low, high)) => id_bytes(*id) >= low && high.is_none_or(|high| id_bytes(*id) < high),
+            })
+            .collect();
+        assert_eq!(found, expected, "prefix {prefix:?}");
+    }
+}
+
+/// How SQLite answers `filter`'s query: the plan's lines.
+fn plan(index: &Index, filter: &RunFilter) -> Vec<String> {
+    let (sql, values) = list_query(filter);
+    let mut stmt = index.conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+    stmt.query_map(params_from_iter(values), |row| row.get::<_, String>(3)).unwrap().map(Result::unwrap).collect()
+}
+
+#[test]
+fn every_filter_of_the_cli_and_the_viewer_is_answered_from_an_index() {
+    let (_dir, mut index) = open();
+    let run = root();
+    apply(&mut index, &whole_run(run, "g", 1));
+    let limited = |filter: RunFilter| filter.limit(50);
+    for filter in [
+        limited(RunFilter::all()),
+        limited(RunFilter::all().graph("g")),
+        limited(RunFilter::all().thread_id("t")),
+        RunFilter::all().root_run_id(run.run_id),
+        RunFilter::all().run_id_prefix("01AB").limit(11),
+        limited(RunFilter::all().since(UNIX_EPOCH)),
+    ] {
+        let plan = plan(&index, &filter);
+        // The runs table is never read whole: every `runs` step uses its key or an index.
+        for line in plan.iter().filter(|line| line.contains(" r ") || line.ends_with(" r")) {
+            assert!(line.contains("USING"), "{filter:?} reads the runs table whole: {plan:?}");
+        }
+        // Newest first comes from an index, not a sort of every match.
+        if filter.root_run_id.is_none() && filter.run_id_prefix.is_none() {
+            assert!(!plan.iter().any(|line| line.contains("TEMP B-TREE")), "{filter:?} sorts: {plan:?}");
+        }
+    }
 }

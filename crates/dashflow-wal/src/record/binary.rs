@@ -34,9 +34,11 @@
 //! kind, a bad string, an out-of-range number) is a decode error, never a panic.
 
 use std::sync::Arc;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use dashflow_telemetry::{Event, EventKind, EventRef, InterruptReason, RunId, RunIds, RunOutcome};
+
+use super::schema::{self, GraphRecord, SchemaKey};
 
 const PARENT: u8 = 1;
 const ROOT: u8 = 2;
@@ -59,12 +61,12 @@ const RUN_STARTED_TAGGED: u8 = 11;
 /// Appends the binary body of `event` to `out`. `false` (with `out` unchanged) for an event
 /// this layout cannot hold: a time before the Unix epoch or an event kind newer than it. The
 /// caller then writes the event as JSON.
-pub(super) fn encode(event: &Event, out: &mut Vec<u8>, cache: &mut SchemaCache) -> bool {
+pub(super) fn encode(event: &Event, out: &mut Vec<u8>) -> bool {
     let start = out.len();
     if !head(&event.run, event.at, out) {
         return false;
     }
-    if kind(&event.kind, out, cache) {
+    if kind(&event.kind, out) {
         return true;
     }
     out.truncate(start);
@@ -72,13 +74,13 @@ pub(super) fn encode(event: &Event, out: &mut Vec<u8>, cache: &mut SchemaCache) 
 }
 
 /// [`encode`] for an event of a batch as it lies there: the same bytes, without building
-/// the event.
-pub(super) fn encode_ref(event: &EventRef<'_>, out: &mut Vec<u8>, cache: &mut SchemaCache) -> bool {
+/// the event. `false` for a `GraphDefined`, which the writer stores as a graph record.
+pub(super) fn encode_ref(event: &EventRef<'_>, out: &mut Vec<u8>) -> bool {
     let start = out.len();
     if !head(event.run(), event.at(), out) {
         return false;
     }
-    if kind_ref(event, out, cache) {
+    if kind_ref(event, out) {
         return true;
     }
     out.truncate(start);
@@ -86,10 +88,12 @@ pub(super) fn encode_ref(event: &EventRef<'_>, out: &mut Vec<u8>, cache: &mut Sc
 }
 
 /// The kind byte and fields of an event where it lies; `false` for a kind this layout cannot
-/// hold (the caller restores `out`).
-fn kind_ref(event: &EventRef<'_>, out: &mut Vec<u8>, cache: &mut SchemaCache) -> bool {
+/// hold and for a `GraphDefined`, whose schema the writer stores once per segment (a graph
+/// record refers to it), never inline (the caller restores `out`).
+fn kind_ref(event: &EventRef<'_>, out: &mut Vec<u8>) -> bool {
     match *event {
-        EventRef::Whole(event) => return kind(&event.kind, out, cache),
+        EventRef::Whole(Event { kind: EventKind::GraphDefined { .. }, .. }) => return false,
+        EventRef::Whole(event) => return kind(&event.kind, out),
         EventRef::StepStarted { step, nodes, .. } => superstep_started(out, step, nodes),
         EventRef::TaskFinished { step, node, attempt, duration, .. } => {
             task_finished(out, (step, node, attempt), duration, None);
@@ -117,23 +121,40 @@ pub(super) fn block_count(out: &mut [u8], count_at: usize, count: u32) {
     out[count_at..count_at + 4].copy_from_slice(&count.to_le_bytes());
 }
 
+/// Appends the body of a graph record ([`TAG_GRAPH`](super::TAG_GRAPH)): the run's ids and
+/// the event's time, the graph's name and its schema's key. `false` (with `out` unchanged)
+/// for a time before the Unix epoch.
+pub(super) fn graph_record(run: &RunIds, at: SystemTime, graph: &str, key: SchemaKey, out: &mut Vec<u8>) -> bool {
+    if !head(run, at, out) {
+        return false;
+    }
+    string(out, graph);
+    out.extend_from_slice(key.as_bytes());
+    true
+}
+
+/// Decodes the body of a graph record written by [`graph_record`].
+pub(super) fn decode_graph(body: &[u8]) -> Result<GraphRecord, Malformed> {
+    let mut r = Reader { rest: body };
+    let run = r.run_ids()?;
+    let at = UNIX_EPOCH.checked_add(r.duration()?).ok_or(Malformed("time out of range"))?;
+    let graph = r.string()?;
+    let key = schema::read_key(r.rest)?;
+    Ok(GraphRecord { run, at, graph, key })
+}
+
 /// Appends `event` to a run block whose previous event happened at `previous`: its time as
 /// nanoseconds after that, then its kind and fields. `false` (with `out` unchanged) for an
 /// event that cannot go in the block: a kind this layout cannot hold, or a time before
 /// `previous` (or too far after it for the delta).
-pub(super) fn block_event(
-    event: &EventRef<'_>,
-    previous: std::time::SystemTime,
-    out: &mut Vec<u8>,
-    cache: &mut SchemaCache,
-) -> bool {
+pub(super) fn block_event(event: &EventRef<'_>, previous: std::time::SystemTime, out: &mut Vec<u8>) -> bool {
     let Some(delta) = event.at().duration_since(previous).ok().and_then(|delta| u64::try_from(delta.as_nanos()).ok())
     else {
         return false;
     };
     let start = out.len();
     varint(out, delta);
-    if kind_ref(event, out, cache) {
+    if kind_ref(event, out) {
         return true;
     }
     out.truncate(start);
@@ -141,7 +162,7 @@ pub(super) fn block_event(
 }
 
 /// The ids and the time; `false` (with `out` unchanged) for a time before the Unix epoch.
-fn head(run: &RunIds, at: std::time::SystemTime, out: &mut Vec<u8>) -> bool {
+fn head(run: &RunIds, at: SystemTime, out: &mut Vec<u8>) -> bool {
     let Ok(since_epoch) = at.duration_since(UNIX_EPOCH) else { return false };
     let mut flags = 0;
     if run.parent_run_id.is_some() {
@@ -165,12 +186,13 @@ fn head(run: &RunIds, at: std::time::SystemTime, out: &mut Vec<u8>) -> bool {
 
 /// The kind byte and its fields; `false` for a kind this layout cannot hold (the caller
 /// restores `out`).
-fn kind(kind: &EventKind, out: &mut Vec<u8>, cache: &mut SchemaCache) -> bool {
+fn kind(kind: &EventKind, out: &mut Vec<u8>) -> bool {
     match kind {
+        // Inline, as earlier versions wrote it: the writer stores a graph record instead.
         EventKind::GraphDefined { graph, schema } => {
             out.push(GRAPH_DEFINED);
             string(out, graph);
-            cache.write(schema, out);
+            json(out, schema);
         }
         EventKind::RunStarted { graph, thread_id, tags } => {
             out.push(if tags.is_empty() { RUN_STARTED } else { RUN_STARTED_TAGGED });
@@ -301,32 +323,6 @@ fn json(out: &mut Vec<u8>, value: &serde_json::Value) {
     // Serializing a `Value` cannot fail: its map keys are strings.
     let text = serde_json::to_string(value).unwrap_or_else(|_| "null".to_owned());
     string(out, &text);
-}
-
-/// The JSON text of the last graph schema encoded. Every run of one compiled graph sends the
-/// same shared schema (one `Arc`) in its `GraphDefined` event, so a writer serializes it once
-/// and copies the text for each later run.
-#[derive(Debug, Default)]
-pub(crate) struct SchemaCache {
-    last: Option<(Arc<serde_json::Value>, Vec<u8>)>,
-}
-
-impl SchemaCache {
-    fn write(&mut self, schema: &Arc<serde_json::Value>, out: &mut Vec<u8>) {
-        match &self.last {
-            Some((cached, text)) if Arc::ptr_eq(cached, schema) => {
-                varint(out, text.len() as u64);
-                out.extend_from_slice(text);
-            }
-            _ => {
-                // Serializing a `Value` cannot fail: its map keys are strings.
-                let text = serde_json::to_vec(&**schema).unwrap_or_else(|_| b"null".to_vec());
-                varint(out, text.len() as u64);
-                out.extend_from_slice(&text);
-                self.last = Some((Arc::clone(schema), text));
-            }
-        }
-    }
 }
 
 /// Why a binary body did not decode.

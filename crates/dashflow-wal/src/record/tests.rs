@@ -167,19 +167,121 @@ fn malformed_binary_fields_are_errors() {
 }
 
 #[test]
-fn a_cached_schema_is_written_as_its_own_text_for_each_graph() {
+fn a_schema_record_round_trips_and_is_keyed_by_a_hash_of_its_text() {
+    let schema = json!({"nodes": ["a", "b"], "edges": [["a", "b"]]});
+    let mut payload = Vec::new();
+    let key = encode_schema(&schema, &mut payload);
+    assert_eq!(payload[0], TAG_SCHEMA);
+    assert_eq!(key, SchemaKey::of(serde_json::to_string(&schema).unwrap().as_bytes()));
+    let Payload::Schema(record) = decode_payload(&payload).unwrap() else { panic!("not a schema record") };
+    assert_eq!((record.key, &*record.schema), (key, &schema));
+    assert!(matches!(decode_indexed(&payload).unwrap(), Some(Indexed::Schema(indexed)) if indexed == key));
+    // The same text, the same key; another text, another.
+    let mut again = Vec::new();
+    assert_eq!(encode_schema(&schema.clone(), &mut again), key);
+    assert_ne!(encode_schema(&json!({"nodes": ["a"]}), &mut Vec::new()), key);
+}
+
+#[test]
+fn a_schema_record_whose_text_no_longer_matches_its_key_is_an_error() {
+    let mut payload = Vec::new();
+    encode_schema(&json!({"nodes": ["a", "b"]}), &mut payload);
+    // A changed byte of the text (still JSON), of the key, a cut, an extension.
+    let text_at = payload.iter().position(|&b| b == b'a').unwrap();
+    for changed in [
+        {
+            let mut p = payload.clone();
+            p[text_at] = b'c';
+            p
+        },
+        {
+            let mut p = payload.clone();
+            p[3] ^= 1;
+            p
+        },
+        payload[..payload.len() - 1].to_vec(),
+        [&payload[..], b" "].concat(),
+        payload[..10].to_vec(),
+    ] {
+        assert!(decode_payload(&changed).is_err(), "{changed:?} decoded");
+        assert!(read_events(&changed).is_err());
+    }
+}
+
+#[test]
+fn a_graph_record_round_trips_and_names_its_schema_by_key() {
+    let schema = Arc::new(json!({"nodes": ["a"]}));
+    let key = encode_schema(&schema, &mut Vec::new());
+    for run in runs() {
+        let record = GraphRecord { run, at: UNIX_EPOCH + Duration::new(1_700_000_000, 5), graph: "g".into(), key };
+        let mut payload = Vec::new();
+        assert!(encode_graph(&record, &mut payload));
+        assert_eq!(payload[0], TAG_GRAPH);
+        assert!(matches!(decode_payload(&payload).unwrap(), Payload::Graph(decoded) if decoded == record));
+        assert!(matches!(read_events(&payload).unwrap(), Read::Graph(decoded) if decoded == record));
+        assert!(
+            matches!(decode_indexed(&payload).unwrap(), Some(Indexed::Graph(ids, at)) if ids == run && at == record.at)
+        );
+        let event = record.clone().into_event(Arc::clone(&schema));
+        assert_eq!(event.kind, EventKind::GraphDefined { graph: "g".into(), schema: Arc::clone(&schema) });
+        // Every cut and every extension is an error, never a panic.
+        for len in 1..payload.len() {
+            assert!(decode_payload(&payload[..len]).is_err(), "a prefix of {len} bytes decoded");
+        }
+        assert!(decode_payload(&[&payload[..], &[0]].concat()).is_err());
+    }
+    // Before the Unix epoch there is no graph record: nothing is written.
+    let record = GraphRecord { run: runs()[0], at: UNIX_EPOCH - Duration::from_secs(1), graph: "g".into(), key };
+    let mut out = vec![9];
+    assert!(!encode_graph(&record, &mut out));
+    assert_eq!(out, [9]);
+}
+
+#[test]
+fn the_writer_stores_a_graph_defined_as_a_graph_record_and_each_schema_once() {
     let run = RunIds::root(RunId::new());
     let first = Arc::new(json!({"nodes": ["a"]}));
+    let same = Arc::new(json!({"nodes": ["a"]}));
     let second = Arc::new(json!({"nodes": ["b", "c"]}));
     let mut cache = SchemaCache::default();
-    for schema in [&first, &first, &second, &first] {
+    let mut keys = Vec::new();
+    for schema in [&first, &first, &second, &same] {
         let event = Event::now(run, EventKind::GraphDefined { graph: "g".into(), schema: Arc::clone(schema) });
-        let (mut cached, mut fresh) = (Vec::new(), Vec::new());
-        encode_event_cached(&event, &mut cached, &mut cache).unwrap();
-        encode_event(&event, &mut fresh).unwrap();
-        assert_eq!(cached, fresh);
-        assert_eq!(decode_event(&cached).unwrap(), Some(event));
+        let mut payload = Vec::new();
+        let key = encode_event_ref(&EventRef::Whole(&event), &mut payload, &mut cache, u32::MAX).unwrap().unwrap();
+        let Payload::Graph(record) = decode_payload(&payload).unwrap() else { panic!("not a graph record") };
+        assert_eq!(record.key, key);
+        assert_eq!(record.into_event(Arc::clone(schema)), event);
+        // The framed schema record the cache holds for the key decodes to the schema.
+        let framed = cache.frame(key).unwrap();
+        let Payload::Schema(stored) = decode_payload(&framed[crate::frame::HEADER_LEN..]).unwrap() else {
+            panic!("not a schema record")
+        };
+        assert_eq!((stored.key, &stored.schema), (key, schema));
+        keys.push(key);
     }
+    // One key per distinct schema, whichever `Arc` holds it.
+    assert_eq!(keys[0], keys[1]);
+    assert_eq!(keys[0], keys[3]);
+    assert_ne!(keys[0], keys[2]);
+    // Which segment holds which key.
+    assert!(!cache.is_written(1, keys[0]));
+    cache.mark_written(1, keys[0]);
+    assert!(cache.is_written(1, keys[0]) && !cache.is_written(1, keys[2]) && !cache.is_written(2, keys[0]));
+    cache.mark_written(2, keys[2]);
+    assert!(!cache.is_written(1, keys[0]), "a new segment holds none of the old one's schemas");
+}
+
+#[test]
+fn a_schema_larger_than_the_maximum_record_size_has_no_record_and_its_runs_a_graph_record() {
+    let run = RunIds::root(RunId::new());
+    let schema = Arc::new(json!({"nodes": ["a".repeat(100)]}));
+    let mut cache = SchemaCache::default();
+    let event = Event::now(run, EventKind::GraphDefined { graph: "g".into(), schema });
+    let mut payload = Vec::new();
+    let key = encode_event_ref(&EventRef::Whole(&event), &mut payload, &mut cache, 64).unwrap().unwrap();
+    assert!(cache.frame(key).is_none());
+    assert!(matches!(decode_payload(&payload).unwrap(), Payload::Graph(_)));
 }
 
 fn process_record(runs: usize) -> ProcessRecord {
@@ -198,7 +300,7 @@ fn process_records_round_trip() {
         assert!(matches!(decode_indexed(&payload).unwrap(), Some(Indexed::Process(decoded)) if decoded == record));
         // Not an event, and not unknown to readers of events.
         assert_eq!(decode_event(&payload).unwrap(), None);
-        assert!(is_known_non_event(&payload));
+        assert!(matches!(read_events(&payload).unwrap(), Read::Other));
     }
 }
 
@@ -267,7 +369,7 @@ fn an_event_read_where_it_lies_in_a_batch_encodes_to_the_bytes_of_the_built_even
     for event in &refs {
         let built = event.to_event();
         let (mut read, mut fresh) = (Vec::new(), Vec::new());
-        encode_event_ref(event, &mut read, &mut cache).unwrap();
+        assert_eq!(encode_event_ref(event, &mut read, &mut cache, u32::MAX).unwrap(), None);
         encode_event(&built, &mut fresh).unwrap();
         assert_eq!(read, fresh, "{built:?}");
         assert_eq!(decode_event(&read).unwrap(), Some(built));

@@ -30,6 +30,29 @@ pub(super) fn fold_lone_starts<T>(items: &mut Vec<T>, from: usize, event: impl F
     items.truncate(kept);
 }
 
+/// Pushes `events` onto `out` as [`fold_lone_starts`] would leave them, in one pass: a lone
+/// step's start is held until the next event shows whether it is folded.
+pub(super) fn push_folded<'a, T>(
+    out: &mut Vec<T>,
+    events: impl Iterator<Item = EventRef<'a>>,
+    wrap: impl Fn(EventRef<'a>) -> T,
+) {
+    let mut held: Option<EventRef<'a>> = None;
+    for event in events {
+        if let Some(start) = held.take()
+            && !starts_lone_task_of(&start, &event)
+        {
+            out.push(wrap(start));
+        }
+        if lone_start(&event).is_some() {
+            held = Some(event);
+        } else {
+            out.push(wrap(event));
+        }
+    }
+    out.extend(held.map(wrap));
+}
+
 /// Whether `start` is the `SuperstepStarted` of a step of one task that `end` (its first
 /// attempt's `TaskFinished`) ends, in the same run.
 fn starts_lone_task_of(start: &EventRef<'_>, end: &EventRef<'_>) -> bool {
@@ -150,5 +173,34 @@ mod tests {
         let mut across = vec![start(run, 9, &["a"]), end(run, 9, "a", 1)];
         fold_lone_starts(&mut across, 1, whole);
         assert_eq!(described(&across), ["start 9 a", "end 9 a #1"]);
+    }
+
+    #[test]
+    fn folding_while_pushing_leaves_what_folding_in_place_leaves() {
+        let (run, other) = (RunIds::root(RunId::new()), RunIds::root(RunId::new()));
+        let pieces = [
+            vec![start(run, 1, &["a"]), end(run, 1, "a", 1)],
+            vec![start(run, 2, &["a"]), end(run, 3, "a", 1)],
+            vec![start(run, 5, &["a"]), end(run, 5, "a", 2)],
+            vec![start(run, 6, &["a"]), end(other, 6, "a", 1)],
+            vec![start(run, 7, &["a", "b"]), end(run, 7, "a", 1)],
+            vec![start(run, 8, &["a"]), start(run, 9, &["b"]), end(run, 9, "b", 1)],
+            vec![start(run, 10, &["a"])],
+            vec![end(run, 11, "a", 1)],
+        ];
+        // Every sequence of up to three pieces.
+        for a in 0..pieces.len() {
+            for b in 0..pieces.len() {
+                for c in 0..pieces.len() {
+                    let events: Vec<Event> =
+                        [&pieces[a], &pieces[b], &pieces[c]].into_iter().flatten().cloned().collect();
+                    let mut in_place = events.clone();
+                    fold_lone_starts(&mut in_place, 0, whole);
+                    let mut pushed: Vec<Event> = vec![start(other, 99, &["x"])];
+                    push_folded(&mut pushed, events.iter().map(EventRef::Whole), |event| event.to_event());
+                    assert_eq!(described(&pushed[1..]), described(&in_place), "{:?}", described(&events));
+                }
+            }
+        }
     }
 }

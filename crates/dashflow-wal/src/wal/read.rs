@@ -13,8 +13,9 @@ use crate::error::{Result, WalError};
 use crate::follow::Follower;
 use crate::index::read_high_water;
 use crate::process::ProcessIdentity;
-use crate::record::{decode_events, decode_payload};
+use crate::record::{Payload, Read, SchemaKey, decode_payload, is_schema, read_events};
 use crate::runs::{RunFilter, RunSummary};
+use crate::schemas::{MissingSchema, Resolver};
 use crate::segment::{Position, ReadStep, list_segments, open_reader, record_end, segment_path};
 
 /// What [`Wal::verify`] and [`verify_dir`] found.
@@ -31,13 +32,19 @@ pub struct VerifyReport {
     pub damaged: Vec<DamagedRange>,
     /// Intact records whose payload cannot be decoded by this version.
     pub undecodable: Vec<RecordLocation>,
+    /// Runs' graph definitions that cannot be read: their graph records name a schema that
+    /// their segment does not hold intact. Damage (reported in
+    /// [`damaged`](Self::damaged)) or a repair that set it aside took the schema record;
+    /// they do not make the log unclean by themselves.
+    pub missing_schemas: Vec<MissingSchema>,
     /// Whether the index has seen every intact record; `None` when that cannot be told
     /// without writing (a writer has the index open, or there is no index).
     pub index_up_to_date: Option<bool>,
 }
 
 impl VerifyReport {
-    /// Whether every record is intact and decodable.
+    /// Whether every record is intact and decodable ([`missing_schemas`](Self::missing_schemas)
+    /// aside: they are what earlier damage cost).
     pub fn is_clean(&self) -> bool {
         self.damaged.is_empty() && self.undecodable.is_empty()
     }
@@ -107,12 +114,24 @@ fn verify_segments(dir: &Path, max_record_size: u32) -> Result<(VerifyReport, Op
         report.bytes += len;
         let is_last = i + 1 == segments.len();
         let mut intact_end = len;
+        // The schemas this segment holds so far: a graph record names one before it.
+        let mut schemas: Vec<SchemaKey> = Vec::new();
         loop {
             match reader.next_record().map_err(|e| WalError::io("read", &path, e))? {
                 ReadStep::Record { offset, payload } => {
                     report.records += 1;
-                    if decode_payload(payload).is_err() {
-                        report.undecodable.push(RecordLocation { segment: path.clone(), offset });
+                    match decode_payload(payload) {
+                        Ok(Payload::Schema(record)) => schemas.push(record.key),
+                        Ok(Payload::Graph(graph)) if !schemas.contains(&graph.key) => {
+                            report.missing_schemas.push(MissingSchema {
+                                segment: path.clone(),
+                                offset,
+                                run: graph.run,
+                                graph: graph.graph.to_string(),
+                            });
+                        }
+                        Ok(_) => {}
+                        Err(_) => report.undecodable.push(RecordLocation { segment: path.clone(), offset }),
                     }
                 }
                 ReadStep::End => break,
@@ -169,7 +188,9 @@ impl Wal {
     /// Reads the segment range between the run's first and last record (from the index), so
     /// the cost grows with everything written while the run was going on. Damage in that
     /// range is skipped: the records around it are read, and the damage is logged and added
-    /// to [`Wal::damage`].
+    /// to [`Wal::damage`]. The run's `GraphDefined` comes with its graph's schema, read from
+    /// the schema record of its segment; when that record is not intact, the event is left
+    /// out, and the loss logged and added to [`Wal::missing_schemas`].
     pub fn run_events(&self, run_id: RunId) -> Result<Vec<Event>> {
         let run = self.index.get(run_id)?.ok_or(WalError::RunNotFound { run_id })?;
         let mut events = Vec::new();
@@ -203,20 +224,36 @@ impl Wal {
         if !segments.contains(&first.segment) {
             return Err(WalError::MissingSegment { segment: segment_path(&self.dir, first.segment) });
         }
+        let mut schemas = Resolver::new(self.config.max_record_size);
         for seq in segments.iter().copied().filter(|&seq| seq >= first.segment && seq <= last.segment) {
             let start = if seq == first.segment { first.offset } else { 0 };
             let path = segment_path(&self.dir, seq);
             let Some((mut reader, _)) = open_reader(&self.dir, seq, start, self.config.max_record_size)? else {
                 return Err(WalError::MissingSegment { segment: path });
             };
+            schemas.enter(seq, start);
             loop {
                 match reader.next_record().map_err(|e| WalError::io("read", &path, e))? {
                     ReadStep::Record { offset, payload } => {
                         if seq == last.segment && offset > last.offset {
                             break;
                         }
-                        match decode_events(payload) {
-                            Ok(events) => events.into_iter().for_each(&mut f),
+                        match read_events(payload) {
+                            Ok(Read::Events(events)) => events.into_iter().for_each(&mut f),
+                            Ok(Read::Graph(graph)) => {
+                                let hint = |seq, key| self.index.schema_offset(seq, key);
+                                match schemas.resolve(&self.dir, graph, offset, hint, &mut |range| {
+                                    self.note_damage(range);
+                                })? {
+                                    Ok(event) => f(event),
+                                    Err(missing) => self.note_missing(missing),
+                                }
+                            }
+                            Ok(Read::Schema(record)) => schemas.learn(record),
+                            // Another run's schema that does not decode holds no schema; it
+                            // does not stop this run's read.
+                            Ok(Read::Other | Read::Unknown) => {}
+                            Err(_) if is_schema(payload) => {}
                             Err(source) => return Err(WalError::Decode { segment: path, offset, source }),
                         }
                         if seq == last.segment && record_end(offset, payload) > last.offset {

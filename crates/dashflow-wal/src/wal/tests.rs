@@ -467,7 +467,7 @@ mod run_blocks {
         ];
         let refs: Vec<EventRef<'_>> = events.iter().map(EventRef::Whole).collect();
         let mut payload = Vec::new();
-        let count = crate::record::encode_run_block(&refs, RUN_BLOCK_LIMIT, &mut payload, &mut SchemaCache::default());
+        let count = crate::record::encode_run_block(refs.iter().copied(), RUN_BLOCK_LIMIT, &mut payload);
         assert_eq!(count, 3);
         assert_eq!(decode_events(&payload).unwrap(), events);
         for len in 1..payload.len() {
@@ -500,12 +500,97 @@ mod run_blocks {
         // An event before the Unix epoch cannot open a block: nothing is written.
         let before_epoch = Event { at: UNIX_EPOCH - Duration::from_secs(1), ..task(run, 1, "x") };
         let mut out = vec![7];
-        let count = crate::record::encode_run_block(
-            &[EventRef::Whole(&before_epoch), refs[1]],
-            RUN_BLOCK_LIMIT,
-            &mut out,
-            &mut SchemaCache::default(),
-        );
+        let count =
+            crate::record::encode_run_block([EventRef::Whole(&before_epoch), refs[1]], RUN_BLOCK_LIMIT, &mut out);
         assert_eq!((count, out), (0, vec![7]));
+    }
+}
+
+mod schemas {
+    use dashflow_telemetry::{Event, EventKind};
+    use serde_json::json;
+
+    use super::*;
+    use crate::record::{Payload, TAG_GRAPH, TAG_SCHEMA, decode_payload};
+
+    fn graph_defined(run: dashflow_telemetry::RunIds, schema: &Arc<serde_json::Value>) -> Event {
+        Event::now(run, EventKind::GraphDefined { graph: "g".into(), schema: Arc::clone(schema) })
+    }
+
+    /// Each record of segment `seq`: offset and payload.
+    fn records_of(dir: &Path, seq: u64) -> Vec<(u64, Vec<u8>)> {
+        let bytes = segment_bytes(dir, seq);
+        let mut reader = RecordReader::new(Cursor::new(&bytes), 0, bytes.len() as u64, u32::MAX);
+        let mut out = Vec::new();
+        while let ReadStep::Record { offset, payload } = reader.next_record().unwrap() {
+            out.push((offset, payload.to_vec()));
+        }
+        out
+    }
+
+    #[test]
+    fn a_schema_record_goes_with_the_first_graph_record_of_each_segment_even_across_a_rotation() {
+        let dir = tempfile::tempdir().unwrap();
+        let schema = Arc::new(json!({"nodes": (0..20).map(|i| format!("node-{i}")).collect::<Vec<_>>()}));
+        let mut wal = Wal::open(dir.path(), config().segment_size(700)).unwrap();
+        // Batches of several runs: rotations fall between a batch's records.
+        let mut positions = Vec::new();
+        for _ in 0..6 {
+            let mut batch = Vec::new();
+            for _ in 0..3 {
+                let run = root();
+                batch.push(graph_defined(run, &schema));
+                batch.extend(whole_run(run, "g", 1));
+            }
+            let at = wal.append(&batch).unwrap();
+            let graphs = batch.iter().zip(at).filter(|(e, _)| matches!(e.kind, EventKind::GraphDefined { .. }));
+            positions.extend(graphs.map(|(_, at)| at));
+        }
+        let segments = list_segments(dir.path()).unwrap();
+        assert!(segments.len() > 3, "{segments:?}");
+        for seq in segments {
+            let records = records_of(dir.path(), seq);
+            let tags: Vec<u8> = records.iter().map(|(_, payload)| payload[0]).collect();
+            let first_graph = tags.iter().position(|&tag| tag == TAG_GRAPH);
+            let schemas: Vec<usize> =
+                tags.iter().enumerate().filter(|&(_, &tag)| tag == TAG_SCHEMA).map(|(i, _)| i).collect();
+            match first_graph {
+                // Right before the first graph record, and only there.
+                Some(first) => assert_eq!(schemas, [first - 1], "segment {seq}: {tags:?}"),
+                None => assert!(schemas.is_empty(), "segment {seq}: {tags:?}"),
+            }
+            // The index notes where it is.
+            if let Some(&at) = schemas.first() {
+                let Payload::Schema(record) = decode_payload(&records[at].1).unwrap() else { panic!() };
+                assert_eq!(wal.index.schema_offset(seq, record.key).unwrap(), Some(records[at].0));
+            }
+        }
+        // The positions returned are those of the graph records, not of the schema records.
+        for at in positions {
+            let records = records_of(dir.path(), at.segment);
+            let (_, payload) = records.iter().find(|(offset, _)| *offset == at.offset).unwrap();
+            assert_eq!(payload[0], TAG_GRAPH);
+        }
+    }
+
+    #[test]
+    fn retention_and_a_cleared_index_forget_where_schema_records_were() {
+        let dir = tempfile::tempdir().unwrap();
+        let schema = Arc::new(json!({"nodes": ["a", "b"]}));
+        let mut wal = Wal::open(dir.path(), config().segment_size(200)).unwrap();
+        for _ in 0..4 {
+            let run = root();
+            wal.append(&[graph_defined(run, &schema), started(run, "g", None)]).unwrap();
+        }
+        let key = crate::record::SchemaKey::of(serde_json::to_string(&*schema).unwrap().as_bytes());
+        assert!(wal.index.schema_offset(1, key).unwrap().is_some());
+        wal.index.forget_segments_before(2).unwrap();
+        assert_eq!(wal.index.schema_offset(1, key).unwrap(), None);
+        assert!(wal.index.schema_offset(2, key).unwrap().is_some());
+        wal.index.clear().unwrap();
+        assert_eq!(wal.index.schema_offset(2, key).unwrap(), None);
+        // A rebuild reads them back from the segments.
+        wal.rebuild_index().unwrap();
+        assert!(wal.index.schema_offset(2, key).unwrap().is_some());
     }
 }

@@ -11,6 +11,14 @@ use crate::common::*;
 
 const MAX_RECORD: u32 = 4096;
 
+/// The tags of records with a binary body.
+const BINARY_TAGS: [u8; 4] = [
+    dashflow_wal::__private::TAG_EVENT_BIN,
+    dashflow_wal::__private::TAG_RUN_EVENTS,
+    dashflow_wal::__private::TAG_GRAPH,
+    dashflow_wal::__private::TAG_SCHEMA,
+];
+
 /// Bytes that are mostly garbage, sometimes with intact frames and plausible headers mixed in,
 /// so the reader gets past the first header often enough to be exercised.
 fn hostile_bytes() -> impl Strategy<Value = Vec<u8>> {
@@ -24,22 +32,35 @@ fn hostile_bytes() -> impl Strategy<Value = Vec<u8>> {
         (any::<u32>(), any::<u32>()).prop_map(|(len, crc)| [len.to_le_bytes(), crc.to_le_bytes()].concat()),
         (0u32..300, any::<u32>()).prop_map(|(len, crc)| [len.to_le_bytes(), crc.to_le_bytes()].concat()),
         Just(vec![0; 16]),
-        // Framed binary event records with a garbled body, so the binary decoder sees
-        // plausible tags, flags, ids and lengths.
-        prop::collection::vec(any::<u8>(), 0..120).prop_map(|body| {
-            let mut out = Vec::new();
-            dashflow_wal::__private::encode_frame(
-                &[&[dashflow_wal::__private::TAG_EVENT_BIN][..], &body].concat(),
-                &mut out,
-            );
-            out
-        }),
+        // Framed binary event, run block, graph and schema records with a garbled body, so
+        // the decoders see plausible tags, flags, ids and lengths.
+        (prop::sample::select(BINARY_TAGS.to_vec()), prop::collection::vec(any::<u8>(), 0..120)).prop_map(
+            |(tag, body)| {
+                let mut out = Vec::new();
+                dashflow_wal::__private::encode_frame(&[&[tag][..], &body].concat(), &mut out);
+                out
+            }
+        ),
     ];
     prop::collection::vec(chunk, 0..12).prop_map(|chunks| chunks.concat())
 }
 
-/// A real binary event record with some bytes changed, cut or added.
+/// A real binary event, graph or schema record with some bytes changed, cut or added.
 fn mutated_binary_record() -> impl Strategy<Value = Vec<u8>> {
+    let graph = (".{0,12}", any::<u64>()).prop_map(|(graph, secs)| {
+        let schema = serde_json::json!({ "nodes": [graph.clone()] });
+        let key = dashflow_wal::__private::encode_schema(&schema, &mut Vec::new());
+        let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs % (1 << 40));
+        let record = dashflow_wal::__private::GraphRecord::new(root(), at, graph.into(), key);
+        let mut payload = Vec::new();
+        assert!(dashflow_wal::__private::encode_graph(&record, &mut payload));
+        payload
+    });
+    let schema = ".{0,40}".prop_map(|name| {
+        let mut payload = Vec::new();
+        dashflow_wal::__private::encode_schema(&serde_json::json!({ "nodes": [name] }), &mut payload);
+        payload
+    });
     let event =
         (0u64..1000, ".{0,12}", prop::option::of(".{0,12}"), any::<u32>()).prop_map(|(step, node, error, attempt)| {
             let kind = dashflow_telemetry::EventKind::TaskFinished {
@@ -54,7 +75,7 @@ fn mutated_binary_record() -> impl Strategy<Value = Vec<u8>> {
             payload
         });
     (
-        event,
+        prop_oneof![event, graph, schema],
         prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..6),
         any::<prop::sample::Index>(),
         0usize..3,

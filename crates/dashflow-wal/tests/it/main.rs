@@ -16,6 +16,7 @@ mod poison;
 mod reading;
 mod reconcile;
 mod retention;
+mod schemas;
 mod shared_directory;
 mod torn_tail;
 mod traces;
