@@ -10,36 +10,109 @@
 //! `Sync` durability, on a database in a temporary directory, `c1` for rounds of 1,000
 //! concurrent runs, or `b2cpu` and `b2cpu_bound` for B2 with branches that compute for
 //! `FANOUT_CPU_WORK` without awaiting, as async or as CPU-bound nodes), how many invokes
-//! (rounds for `c1`; default 1000), and `off` to run without the default observers.
+//! (rounds for `c1`; default 1000), and the observers: `defaults` (the default), `off` (none),
+//! `otel` or `nats` (that exporter alone: the OpenTelemetry sink exporting to an exporter that
+//! discards the spans, or the NATS sink publishing to `DASHFLOW_BENCH_NATS_URL`), or
+//! `defaults+otel` and `defaults+nats` (the exporter after the default observers).
 
-use dashflow::{Durability, Placement, RunConfig};
+use std::sync::Arc;
+
+use dashflow::{CompiledGraph, Durability, EventCallback, GraphState, Placement, RunConfig};
 use dashflow_benches::durable::{Threads, chain100_checkpointed, open_sqlite};
 use dashflow_benches::{
     CONCURRENT_RUNS, Counter, Fanout, Telemetry, chain10_in_memory, chain100, chain100_config, concurrent_runs,
-    fanout16, fanout16_cpu, loop1000, loop1000_config,
+    exporters, fanout16, fanout16_cpu, loop1000, loop1000_config,
 };
+
+/// The observers a workload runs with: the default ones or none, and an exporter or none.
+struct Observers {
+    telemetry: Telemetry,
+    exporter: Option<Exporter>,
+}
+
+/// An exporter attached after the graph's other observers, with the guard that stops it.
+enum Exporter {
+    Otel(dashflow::otel::OtelSink, dashflow::otel::OtelGuard),
+    Nats(dashflow::nats::NatsSink, dashflow::nats::NatsGuard),
+}
+
+impl Observers {
+    fn parse(arg: Option<&str>) -> Result<Self, String> {
+        let (telemetry, exporter) = match arg.unwrap_or("defaults") {
+            "defaults" => (Telemetry::Defaults, None),
+            "off" => (Telemetry::Off, None),
+            "otel" => (Telemetry::Off, Some("otel")),
+            "nats" => (Telemetry::Off, Some("nats")),
+            "defaults+otel" => (Telemetry::Defaults, Some("otel")),
+            "defaults+nats" => (Telemetry::Defaults, Some("nats")),
+            other => {
+                return Err(format!(
+                    "unknown observers `{other}`: use defaults, off, otel, nats, defaults+otel or defaults+nats"
+                ));
+            }
+        };
+        let exporter = match exporter {
+            None => None,
+            Some("otel") => exporters::otel_sink().map(|(sink, guard)| Some(Exporter::Otel(sink, guard)))?,
+            Some(_) => {
+                let url = std::env::var("DASHFLOW_BENCH_NATS_URL")
+                    .map_err(|_| "the `nats` observers publish to DASHFLOW_BENCH_NATS_URL, which is not set")?;
+                exporters::nats_sink(&url).map(|(sink, guard)| Some(Exporter::Nats(sink, guard)))?
+            }
+        };
+        Ok(Self { telemetry, exporter })
+    }
+
+    /// `app` with the exporter, if any, after its other observers.
+    fn attach<S: GraphState>(&self, app: CompiledGraph<S>) -> CompiledGraph<S> {
+        let sink: Arc<dyn EventCallback> = match &self.exporter {
+            None => return app,
+            Some(Exporter::Otel(sink, _)) => Arc::new(sink.clone()),
+            Some(Exporter::Nats(sink, _)) => Arc::new(sink.clone()),
+        };
+        app.with_shared_callback(sink)
+    }
+
+    /// Waits for the exporter to finish what it was handed, and says how it went.
+    fn finish(self) -> Result<(), Box<dyn std::error::Error>> {
+        let limit = std::time::Duration::from_secs(60);
+        let started = std::time::Instant::now();
+        match self.exporter {
+            None => {}
+            Some(Exporter::Otel(sink, guard)) => {
+                sink.flush(limit)?;
+                eprintln!("otel flushed in {:?}: {:?}", started.elapsed(), sink.stats());
+                guard.shutdown()?;
+            }
+            Some(Exporter::Nats(sink, guard)) => {
+                sink.flush(limit)?;
+                eprintln!("nats flushed in {:?}: {:?}", started.elapsed(), sink.stats());
+                guard.shutdown(limit)?;
+            }
+        }
+        Ok(())
+    }
+}
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let workload = args.next().unwrap_or_else(|| "b1".to_owned());
     let invokes: usize = args.next().map(|n| n.parse()).transpose()?.unwrap_or(1000);
-    let telemetry = match args.next().as_deref() {
-        Some("off") => Telemetry::Off,
-        _ => Telemetry::Defaults,
-    };
+    let observers = Observers::parse(args.next().as_deref())?;
+    let telemetry = observers.telemetry;
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let mut started = std::time::Instant::now();
     runtime.block_on(async {
         match workload.as_str() {
             "b1" => {
-                let app = chain100(telemetry);
+                let app = observers.attach(chain100(telemetry));
                 started = std::time::Instant::now();
                 for _ in 0..invokes {
                     app.invoke(Counter::default(), chain100_config()).await?;
                 }
             }
             "b2" => {
-                let app = fanout16(telemetry);
+                let app = observers.attach(fanout16(telemetry));
                 started = std::time::Instant::now();
                 for _ in 0..invokes {
                     app.invoke(Fanout::default(), RunConfig::new()).await?;
@@ -47,14 +120,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
             "b2cpu" | "b2cpu_bound" => {
                 let placement = if workload == "b2cpu" { Placement::Async } else { Placement::CpuBound };
-                let app = fanout16_cpu(telemetry, placement);
+                let app = observers.attach(fanout16_cpu(telemetry, placement));
                 started = std::time::Instant::now();
                 for _ in 0..invokes {
                     app.invoke(Fanout::default(), RunConfig::new()).await?;
                 }
             }
             "b3" => {
-                let app = loop1000(telemetry);
+                let app = observers.attach(loop1000(telemetry));
                 started = std::time::Instant::now();
                 for _ in 0..invokes {
                     app.invoke(Counter::default(), loop1000_config()).await?;
@@ -63,7 +136,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "b4" | "b4sync" => {
                 let durability = if workload == "b4" { Durability::Async } else { Durability::Sync };
                 let dir = tempfile::tempdir()?;
-                let app = chain100_checkpointed(telemetry, open_sqlite(&dir.path().join("b4.db")).await?);
+                let app =
+                    observers.attach(chain100_checkpointed(telemetry, open_sqlite(&dir.path().join("b4.db")).await?));
                 let threads = Threads::new();
                 started = std::time::Instant::now();
                 for _ in 0..invokes {
@@ -74,7 +148,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 let threads = Threads::new();
                 started = std::time::Instant::now();
                 for _ in 0..invokes {
-                    let app = chain10_in_memory(telemetry);
+                    let app = observers.attach(chain10_in_memory(telemetry));
                     concurrent_runs(&app, CONCURRENT_RUNS, &threads).await?;
                 }
             }
@@ -95,6 +169,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Some(store) = dashflow::wal::EventStore::global()? {
         eprintln!("flushed in {:?}: {:?}", started.elapsed(), store.stats());
     }
+    observers.finish()?;
     print_thread_times();
     Ok(())
 }
