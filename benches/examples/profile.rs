@@ -74,21 +74,29 @@ impl Observers {
     }
 
     /// Waits for the exporter to finish what it was handed, and says how it went.
-    fn finish(self) -> Result<(), Box<dyn std::error::Error>> {
+    fn flush(&self) -> Result<(), Box<dyn std::error::Error>> {
         let limit = std::time::Duration::from_secs(60);
         let started = std::time::Instant::now();
-        match self.exporter {
+        match &self.exporter {
             None => {}
-            Some(Exporter::Otel(sink, guard)) => {
+            Some(Exporter::Otel(sink, _)) => {
                 sink.flush(limit)?;
                 eprintln!("otel flushed in {:?}: {:?}", started.elapsed(), sink.stats());
-                guard.shutdown()?;
             }
-            Some(Exporter::Nats(sink, guard)) => {
+            Some(Exporter::Nats(sink, _)) => {
                 sink.flush(limit)?;
                 eprintln!("nats flushed in {:?}: {:?}", started.elapsed(), sink.stats());
-                guard.shutdown(limit)?;
             }
+        }
+        Ok(())
+    }
+
+    /// Stops the exporter's thread.
+    fn stop(self) -> Result<(), Box<dyn std::error::Error>> {
+        match self.exporter {
+            None => {}
+            Some(Exporter::Otel(_, guard)) => guard.shutdown()?,
+            Some(Exporter::Nats(_, guard)) => guard.shutdown(std::time::Duration::from_secs(60))?,
         }
         Ok(())
     }
@@ -169,8 +177,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Some(store) = dashflow::wal::EventStore::global()? {
         eprintln!("flushed in {:?}: {:?}", started.elapsed(), store.stats());
     }
-    observers.finish()?;
+    observers.flush()?;
+    // Before the exporter's thread stops, so that its time is counted.
     print_thread_times();
+    observers.stop()?;
     Ok(())
 }
 

@@ -14,6 +14,10 @@
 //!    └─ dashflow.task     account, attempt 1
 //! ```
 //!
+//! A superstep's span runs from its start to the start of the next one (its tasks, the merge
+//! of their updates, its routing decisions and its checkpoint), and the last one to its run's
+//! end: a run records no event of its own for a step's end (see [`OtelSink`]'s costs).
+//!
 //! A subgraph's run is a child of the parent's superstep that ran it, in the same trace. A
 //! failed task attempt or run has status `Error` with the message, OpenTelemetry's
 //! `error.type` attribute and an `exception` event. Routing decisions are events on their

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
-use dashflow_telemetry::{Event, EventBatch, EventCallback, Interest};
+use dashflow_telemetry::{Event, EventBatch, EventCallback, EventRef, Interest};
 use opentelemetry::KeyValue;
 use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::Resource;
@@ -17,13 +17,16 @@ use opentelemetry_sdk::trace::{SpanData, SpanExporter};
 use crate::error::{Error, Result};
 use crate::spans::SpanMaker;
 
-/// The events the exporter turns into spans: runs, supersteps (start and end), the end of
-/// each task attempt (it carries its duration), routing decisions and checkpoints. Task
-/// starts and custom values are not needed.
+/// The events the exporter turns into spans: runs, superstep starts, the end of each task
+/// attempt (it carries its duration), routing decisions and checkpoints. A step ends where
+/// the next one of its run starts, or with its run, so step ends are not asked for: every
+/// step would record one on the run's thread, where a step's start, its task's end and its
+/// routing decision are recorded as a few numbers (see `EventBatch`). Task starts and custom
+/// values are not needed either.
 const INTEREST: Interest = Interest {
     runs: true,
     steps_started: true,
-    steps_finished: true,
+    steps_finished: false,
     tasks_started: false,
     tasks_finished: true,
     routing: true,
@@ -306,8 +309,11 @@ impl EventCallback for OtelSink {
         true
     }
 
+    /// Another sink takes the batch itself: the events this one wants are built here, on the
+    /// run's thread (only those).
     fn on_batch(&self, batch: &EventBatch) {
-        let events: Vec<Event> = batch.events().filter(|event| INTEREST.covers(&event.kind)).collect();
+        let events: Vec<Event> =
+            batch.refs().filter(|event| INTEREST.covers_ref(event)).map(|event| event.to_event()).collect();
         if !events.is_empty() {
             self.enqueue(Command::Events(events));
         }
@@ -418,11 +424,12 @@ impl<E: SpanExporter> Worker<E> {
                 },
             };
             match command {
-                Some(Command::Event(event)) => self.push(&event),
-                Some(Command::Events(events)) => events.iter().for_each(|event| self.push(event)),
+                Some(Command::Event(event)) => self.push(&EventRef::Whole(&event)),
+                Some(Command::Events(events)) => events.iter().for_each(|event| self.push(&EventRef::Whole(event))),
                 Some(Command::Batch(batch)) => {
-                    for event in batch.into_events() {
-                        if INTEREST.covers(&event.kind) {
+                    // Read where they lie: the common kinds are never built as events.
+                    for event in batch.refs() {
+                        if INTEREST.covers_ref(&event) {
                             self.push(&event);
                         }
                     }
@@ -445,7 +452,7 @@ impl<E: SpanExporter> Worker<E> {
         self.shutdown();
     }
 
-    fn push(&mut self, event: &Event) {
+    fn push(&mut self, event: &EventRef<'_>) {
         let before = self.ready.len();
         self.maker.push(event, &mut self.ready);
         if self.ready.len() > before && self.due.is_none() {
