@@ -45,13 +45,16 @@
 //!
 //! The sink obeys the contract of every sink: runs hand their events over in batches without
 //! blocking; the spans are built and exported by the sink's own thread, `dashflow-otel`, with
-//! a current-thread Tokio runtime of its own. A full queue drops hand-overs and counts them
+//! a current-thread Tokio runtime of its own. It asks for no event a run would record whole
+//! at every step, and a hand-over wakes its thread only when that thread has been idle for a
+//! while ([`OtelSink`] says what a run pays). A full queue drops hand-overs and counts them
 //! ([`OtelStats::dropped`]); a failed export counts its spans ([`OtelStats::failed`]) and is
 //! logged once. Keep the [`OtelGuard`]: dropping it exports what is left.
 //!
 //! This crate has no feature flags.
 
 mod error;
+mod idle;
 mod parent;
 mod sink;
 mod spans;

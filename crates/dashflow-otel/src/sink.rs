@@ -2,10 +2,10 @@
 //! exports them in batches.
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
+use std::thread::{JoinHandle, Thread};
 use std::time::{Duration, Instant, SystemTime};
 
 use dashflow_telemetry::{Event, EventBatch, EventCallback, EventRef, Interest};
@@ -15,6 +15,7 @@ use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::{SpanData, SpanExporter};
 
 use crate::error::{Error, Result};
+use crate::idle::{Idle, Wait, Waits};
 use crate::spans::SpanMaker;
 
 /// The events the exporter turns into spans: runs, superstep starts, the end of each task
@@ -45,6 +46,8 @@ pub struct OtelBuilder {
     max_batch: usize,
     export_interval: Duration,
     timeout: Duration,
+    /// How the thread waits when idle (shortened by tests).
+    waits: Waits,
 }
 
 impl Default for OtelBuilder {
@@ -56,6 +59,7 @@ impl Default for OtelBuilder {
             max_batch: 512,
             export_interval: Duration::from_secs(1),
             timeout: Duration::from_secs(10),
+            waits: Waits::default(),
         }
     }
 }
@@ -166,7 +170,8 @@ impl OtelBuilder {
                 return Err(Error::Stopped);
             }
         }
-        let shared = Arc::new(Shared { sender, counters });
+        let worker = handle.thread().clone();
+        let shared = Arc::new(Shared { sender, counters, capacity: self.capacity, worker });
         let guard = OtelGuard { shared: Arc::clone(&shared), handle: Mutex::new(Some(handle)) };
         Ok((OtelSink { shared }, guard))
     }
@@ -191,6 +196,8 @@ struct Counters {
     exported: AtomicU64,
     failed: AtomicU64,
     warned: AtomicBool,
+    /// Hand-overs queued and not yet taken by the thread.
+    queued: AtomicUsize,
 }
 
 enum Command {
@@ -204,6 +211,9 @@ enum Command {
 struct Shared {
     sender: SyncSender<Command>,
     counters: Arc<Counters>,
+    capacity: usize,
+    /// The exporter's thread: unparked to end a pause early (see `idle`).
+    worker: Thread,
 }
 
 /// Runs as OpenTelemetry spans: an [`EventCallback`] that exports each run as a span, each
@@ -215,6 +225,17 @@ struct Shared {
 /// queue, and a thread of its own (`dashflow-otel`) builds the spans and exports them. When
 /// the queue is full, new hand-overs are dropped and counted ([`OtelStats::dropped`]): a
 /// slow or unreachable collector costs spans, never the workload's latency or memory.
+///
+/// # What a run pays
+///
+/// It asks for no event a run records whole at every step: a step's start, its task's end
+/// and its routing decision are recorded as a few numbers, and a step's span ends where the
+/// next one starts (so step ends are not asked for). A hand-over is a push onto the queue:
+/// the thread, once it finds the queue empty, looks again after short pauses instead of
+/// waiting to be woken, so a hand-over costs the run no wake-up unless the thread has been
+/// idle for a second or a quarter of the queue is taken. When this sink is the last of a
+/// run's batching sinks it takes each batch as it is, and the events are built on its
+/// thread; otherwise it is lent the batch and builds the events it wants on the run's.
 ///
 /// Cheap to clone (the clones share the queue).
 #[derive(Clone)]
@@ -260,12 +281,21 @@ impl OtelSink {
         }
     }
 
-    /// Queues `command` without blocking; drops and counts it when the queue is full.
+    /// Queues `command` without blocking; drops and counts it when the queue is full. Wakes
+    /// nobody unless the thread sleeps on the queue, or pauses (see `idle`) while a quarter of
+    /// the queue is taken.
     fn enqueue(&self, command: Command) {
-        match self.shared.sender.try_send(command) {
-            Ok(()) => {}
+        let shared = &self.shared;
+        let queued = shared.counters.queued.fetch_add(1, Ordering::Relaxed) + 1;
+        match shared.sender.try_send(command) {
+            Ok(()) => {
+                if queued > shared.capacity / 4 {
+                    shared.worker.unpark();
+                }
+            }
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
-                self.shared.counters.dropped.fetch_add(1, Ordering::Relaxed);
+                shared.counters.queued.fetch_sub(1, Ordering::Relaxed);
+                shared.counters.dropped.fetch_add(1, Ordering::Relaxed);
             }
         }
     }
@@ -278,7 +308,11 @@ fn request(shared: &Shared, command: impl FnOnce(SyncSender<Result<()>>) -> Comm
     // Waits for room (the caller asked to wait, unlike a run), up to the limit.
     loop {
         match shared.sender.try_send(command) {
-            Ok(()) => break,
+            Ok(()) => {
+                // A pausing thread would see it only when its pause ends.
+                shared.worker.unpark();
+                break;
+            }
             Err(TrySendError::Disconnected(_)) => return Err(Error::Stopped),
             Err(TrySendError::Full(back)) => {
                 if Instant::now() >= deadline {
@@ -381,6 +415,7 @@ struct Worker<E> {
     interval: Duration,
     /// The first export error since the last flush.
     error: Option<Error>,
+    idle: Idle,
 }
 
 impl<E: SpanExporter> Worker<E> {
@@ -407,26 +442,38 @@ impl<E: SpanExporter> Worker<E> {
             max_batch: settings.max_batch,
             interval: settings.export_interval,
             error: None,
+            idle: Idle::new(settings.waits),
         }
     }
 
     fn run(mut self) {
         loop {
-            let command = match self.due {
-                Some(due) => match self.receiver.recv_timeout(due.saturating_duration_since(Instant::now())) {
-                    Ok(command) => Some(command),
-                    Err(RecvTimeoutError::Timeout) => None,
-                    Err(RecvTimeoutError::Disconnected) => break,
-                },
-                None => match self.receiver.recv() {
-                    Ok(command) => Some(command),
-                    Err(_) => break,
+            let command = match self.receiver.try_recv() {
+                Ok(command) => {
+                    self.idle.reset();
+                    Some(command)
+                }
+                Err(TryRecvError::Disconnected) => break,
+                Err(TryRecvError::Empty) => match self.wait() {
+                    Ok(Some(command)) => {
+                        self.idle.reset();
+                        Some(command)
+                    }
+                    Ok(None) => None,
+                    Err(()) => break,
                 },
             };
             match command {
-                Some(Command::Event(event)) => self.push(&EventRef::Whole(&event)),
-                Some(Command::Events(events)) => events.iter().for_each(|event| self.push(&EventRef::Whole(event))),
+                Some(Command::Event(event)) => {
+                    self.taken();
+                    self.push(&EventRef::Whole(&event));
+                }
+                Some(Command::Events(events)) => {
+                    self.taken();
+                    events.iter().for_each(|event| self.push(&EventRef::Whole(event)));
+                }
                 Some(Command::Batch(batch)) => {
+                    self.taken();
                     // Read where they lie: the common kinds are never built as events.
                     for event in batch.refs() {
                         if INTEREST.covers_ref(&event) {
@@ -443,13 +490,39 @@ impl<E: SpanExporter> Worker<E> {
                     let _ = reply.send(self.error.take().map_or(Ok(()), Err));
                     return;
                 }
-                None => self.export_all(),
+                None => {}
             }
             if self.due.is_some_and(|due| Instant::now() >= due) {
                 self.export_all();
             }
         }
         self.shutdown();
+    }
+
+    /// With the queue found empty: pauses (a hand-over wakes nobody) or, idle for long,
+    /// blocks on the queue until a command comes or spans are due. `Err` when every sender
+    /// is gone.
+    fn wait(&mut self) -> Result<Option<Command>, ()> {
+        let until_due = self.due.map(|due| due.saturating_duration_since(Instant::now()));
+        match self.idle.next() {
+            Wait::Pause(pause) => {
+                std::thread::park_timeout(until_due.map_or(pause, |due| due.min(pause)));
+                Ok(None)
+            }
+            Wait::Sleep => match until_due {
+                Some(until_due) => match self.receiver.recv_timeout(until_due) {
+                    Ok(command) => Ok(Some(command)),
+                    Err(RecvTimeoutError::Timeout) => Ok(None),
+                    Err(RecvTimeoutError::Disconnected) => Err(()),
+                },
+                None => self.receiver.recv().map(Some).map_err(|_| ()),
+            },
+        }
+    }
+
+    /// A hand-over left the queue.
+    fn taken(&self) {
+        self.counters.queued.fetch_sub(1, Ordering::Relaxed);
     }
 
     fn push(&mut self, event: &EventRef<'_>) {
@@ -498,3 +571,6 @@ impl<E: SpanExporter> Worker<E> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

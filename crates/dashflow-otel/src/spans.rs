@@ -473,18 +473,17 @@ impl OpenRun {
     /// Ends the open steps numbered below `step` at `at` (their successor started), exporting
     /// them when the run is sampled.
     fn end_steps_before(&mut self, step: u64, at: SystemTime, scope: &InstrumentationScope, out: &mut Vec<SpanData>) {
-        if !self.steps.iter().any(|open| open.step < step) {
-            return;
-        }
-        let (ended, open): (Vec<OpenStep>, Vec<OpenStep>) =
-            std::mem::take(&mut self.steps).into_iter().partition(|open| open.step < step);
-        self.steps = open;
-        if !self.context.is_sampled() {
-            return;
-        }
-        for open in ended {
-            let start = open.start;
-            out.push(self.step_span(open, (start, at.max(start)), Status::Unset, scope.clone()));
+        let mut index = 0;
+        while index < self.steps.len() {
+            if self.steps[index].step >= step {
+                index += 1;
+                continue;
+            }
+            let open = self.steps.remove(index);
+            if self.context.is_sampled() {
+                let start = open.start;
+                out.push(self.step_span(open, (start, at.max(start)), Status::Unset, scope.clone()));
+            }
         }
     }
 
