@@ -185,10 +185,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 /// CPU time per thread of this process (Linux, from `/proc`): how the work split between the
-/// runs' threads and the log's writer.
+/// runs' threads and the sinks' threads; and how often each thread was preempted (involuntary
+/// context switches), which counts the time a run lost to other threads wanting its core.
 fn print_thread_times() {
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return };
-    let mut by_name: Vec<(String, u64)> = Vec::new();
+    let mut by_name: Vec<(String, u64, u64)> = Vec::new();
     for task in tasks.flatten() {
         let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else { continue };
         // `pid (comm) state ...`: comm may hold spaces, so split at the last parenthesis.
@@ -197,13 +198,21 @@ fn print_thread_times() {
         // utime and stime are fields 14 and 15 of the line, 12 and 13 after the comm.
         let ticks =
             fields.get(11).zip(fields.get(12)).and_then(|(u, s)| Some(u.parse::<u64>().ok()? + s.parse::<u64>().ok()?));
+        let preempted = std::fs::read_to_string(task.path().join("status")).ok().and_then(|status| {
+            status.lines().find_map(|line| line.strip_prefix("nonvoluntary_ctxt_switches:")?.trim().parse::<u64>().ok())
+        });
         let name = stat[open + 1..close].to_owned();
-        match by_name.iter_mut().find(|(known, _)| *known == name) {
-            Some((_, total)) => *total += ticks.unwrap_or(0),
-            None => by_name.push((name, ticks.unwrap_or(0))),
+        match by_name.iter_mut().find(|(known, _, _)| *known == name) {
+            Some((_, total, switches)) => {
+                *total += ticks.unwrap_or(0);
+                *switches += preempted.unwrap_or(0);
+            }
+            None => by_name.push((name, ticks.unwrap_or(0), preempted.unwrap_or(0))),
         }
     }
     // Clock ticks are 10 ms on every Linux this runs on (`getconf CLK_TCK` is 100).
-    let times: Vec<String> = by_name.iter().map(|(name, ticks)| format!("{name} {} ms", ticks * 10)).collect();
+    let times: Vec<String> = by_name.iter().map(|(name, ticks, _)| format!("{name} {} ms", ticks * 10)).collect();
     eprintln!("CPU by thread: {}", times.join(", "));
+    let switches: Vec<String> = by_name.iter().map(|(name, _, switches)| format!("{name} {switches}")).collect();
+    eprintln!("preempted by thread: {}", switches.join(", "));
 }

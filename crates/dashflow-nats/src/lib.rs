@@ -36,6 +36,7 @@
 
 mod consumer;
 mod error;
+mod idle;
 mod publisher;
 pub mod wire;
 

@@ -12,10 +12,12 @@ use std::time::Duration;
 use async_nats::jetstream::{self, context::PublishAckFuture};
 use bytes::Bytes;
 use dashflow_telemetry::{BatchItem, Event, EventBatch, EventCallback, EventKind, Interest, RunId, StateDelta};
+use tokio::sync::Notify;
 use tokio::sync::mpsc::{self, error::TryRecvError};
 use tokio::time::Instant;
 
 use crate::error::{Error, Result};
+use crate::idle::{Idle, Wait, Waits};
 use crate::wire::{self, Publisher};
 
 /// The events published unless [`NatsBuilder::interest`] says otherwise: all but task starts
@@ -36,6 +38,8 @@ pub struct NatsBuilder {
     name: Option<String>,
     interest: Interest,
     ack_timeout: Duration,
+    /// How the publisher waits when idle (shortened by tests).
+    waits: Waits,
 }
 
 impl NatsBuilder {
@@ -123,6 +127,8 @@ impl NatsBuilder {
         // would pass `capacity` is dropped), so flushes and shutdowns always get through.
         let (sender, receiver) = mpsc::unbounded_channel();
         let counters = Arc::new(Counters::default());
+        let bell = Arc::new(Notify::new());
+        let worker_bell = Arc::clone(&bell);
         let (started, is_started) = std_mpsc::sync_channel(1);
         let settings = self.clone();
         let worker_counters = Arc::clone(&counters);
@@ -168,6 +174,8 @@ impl NatsBuilder {
                     resend: VecDeque::new(),
                     max_in_flight: settings.max_in_flight,
                     pending_limit: settings.pending_limit,
+                    bell: worker_bell,
+                    idle: Idle::new(settings.waits),
                 };
                 runtime.block_on(worker.run());
             })
@@ -177,7 +185,8 @@ impl NatsBuilder {
             let _ = handle.join();
             return Err(error);
         }
-        let shared = Arc::new(Shared { sender, capacity: self.capacity, counters, interest: self.interest, publisher });
+        let shared =
+            Arc::new(Shared { sender, capacity: self.capacity, counters, interest: self.interest, publisher, bell });
         let guard = NatsGuard { shared: Arc::clone(&shared), handle: Mutex::new(Some(handle)) };
         Ok((NatsSink { shared }, guard))
     }
@@ -241,6 +250,8 @@ struct Shared {
     counters: Arc<Counters>,
     interest: Interest,
     publisher: Publisher,
+    /// Ends the publisher's pause early (see `idle`): rung by requests and by a backlog.
+    bell: Arc<Notify>,
 }
 
 /// Run events on a NATS JetStream stream: an [`EventCallback`] that publishes every event of
@@ -258,6 +269,17 @@ struct Shared {
 /// holds up to [`pending_limit`](NatsBuilder::pending_limit) events, then stops taking from
 /// the queue; once the queue is full too, new hand-overs are dropped and counted
 /// ([`NatsStats::dropped`]). A run is never slowed by the stream.
+///
+/// # What a run pays
+///
+/// By default it asks for the events the run log keeps ([`DEFAULT_INTEREST`]), which a step
+/// records as a few numbers. A hand-over is a count and a push onto the queue: the
+/// publisher, once it finds the queue empty with nothing to acknowledge, looks again after
+/// short pauses instead of waiting to be woken, so a hand-over costs the run no wake-up
+/// unless the publisher has been idle for a second or a quarter of the queue is taken. When
+/// this sink is the last of a run's batching sinks it takes each batch as it is, and the
+/// events are built on its thread; otherwise it is lent the batch and builds the events it
+/// publishes on the run's.
 ///
 /// Cheap to clone (the clones share the queue).
 #[derive(Clone)]
@@ -288,6 +310,7 @@ impl NatsSink {
             name: None,
             interest: DEFAULT_INTEREST,
             ack_timeout: Duration::from_secs(5),
+            waits: Waits::default(),
         }
     }
 
@@ -316,11 +339,16 @@ impl NatsSink {
     }
 
     /// Queues `command` (`count` events) without blocking; drops and counts it when the
-    /// queue would hold more than its capacity of events.
+    /// queue would hold more than its capacity of events. Wakes nobody unless the publisher
+    /// sleeps on the queue, or pauses (see `idle`) while a quarter of the queue is taken.
     fn enqueue(&self, count: usize, command: Command) {
-        let counters = &self.shared.counters;
-        if take_room(&counters.queued, count, self.shared.capacity) {
-            if self.shared.sender.send(command).is_ok() {
+        let shared = &self.shared;
+        let counters = &shared.counters;
+        if take_room(&counters.queued, count, shared.capacity) {
+            if shared.sender.send(command).is_ok() {
+                if counters.queued.load(Ordering::Relaxed) > shared.capacity / 4 {
+                    shared.bell.notify_one();
+                }
                 return;
             }
             counters.queued.fetch_sub(count, Ordering::Relaxed);
@@ -347,6 +375,8 @@ fn request(
 ) -> Result<()> {
     let (reply, response) = std_mpsc::sync_channel(1);
     shared.sender.send(command(reply)).map_err(|_| Error::Stopped)?;
+    // A pausing publisher would see it only when its pause ends.
+    shared.bell.notify_one();
     // The worker answers within `limit`; a little more covers its last acknowledgement.
     response.recv_timeout(limit + Duration::from_secs(5)).map_err(|_| Error::Stopped)?
 }
@@ -481,6 +511,8 @@ struct Worker {
     resend: VecDeque<Pending>,
     max_in_flight: usize,
     pending_limit: usize,
+    bell: Arc<Notify>,
+    idle: Idle,
 }
 
 /// How long the worker tries to re-send before it looks at its queue again.
@@ -490,9 +522,28 @@ impl Worker {
     async fn run(mut self) {
         loop {
             let command = if self.pending() == 0 {
-                match self.receiver.recv().await {
-                    Some(command) => command,
-                    None => break,
+                match self.receiver.try_recv() {
+                    Ok(command) => {
+                        self.idle.reset();
+                        command
+                    }
+                    Err(TryRecvError::Disconnected) => break,
+                    Err(TryRecvError::Empty) => match self.idle.next() {
+                        Wait::Pause(pause) => {
+                            tokio::select! {
+                                () = tokio::time::sleep(pause) => {}
+                                () = self.bell.notified() => {}
+                            }
+                            continue;
+                        }
+                        Wait::Sleep => match self.receiver.recv().await {
+                            Some(command) => {
+                                self.idle.reset();
+                                command
+                            }
+                            None => break,
+                        },
+                    },
                 }
             } else if self.pending() >= self.pending_limit {
                 // Full: let the queue take the strain (and drop) while the server is away.
@@ -741,35 +792,4 @@ pub(crate) fn subject(prefix: &str, graph: &str, run_id: RunId) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::sync::atomic::AtomicUsize;
-
-    use super::*;
-
-    #[test]
-    fn past_the_run_bound_the_runs_used_least_recently_are_forgotten() {
-        let mut runs = HashMap::new();
-        let ids: Vec<RunId> = (0..4).map(|_| RunId::new()).collect();
-        for (n, id) in ids.iter().enumerate() {
-            run_state(&mut runs, ("p", 4), *id, n as u64 + 1).seq = 7;
-        }
-        // The first run is used again: the second is now the least recent.
-        run_state(&mut runs, ("p", 4), ids[0], 5);
-        let fifth = RunId::new();
-        assert_eq!(run_state(&mut runs, ("p", 4), fifth, 6).seq, 0);
-        assert_eq!(runs.len(), 4);
-        assert!(!runs.contains_key(&ids[1]), "the least recently used run is forgotten");
-        assert!(ids.iter().filter(|id| **id != ids[1]).all(|id| runs[id].seq == 7), "the others keep their numbers");
-    }
-
-    #[test]
-    fn the_queue_counts_events_and_refuses_a_hand_over_past_its_capacity() {
-        let queued = AtomicUsize::new(0);
-        assert!(take_room(&queued, 60, 100));
-        assert!(!take_room(&queued, 41, 100), "60 + 41 events would pass 100");
-        assert_eq!(queued.load(Ordering::Relaxed), 60, "a refused hand-over counts nothing");
-        assert!(take_room(&queued, 40, 100));
-        assert!(!take_room(&queued, 1, 100));
-        assert!(!take_room(&AtomicUsize::new(0), 101, 100), "a hand-over larger than the queue");
-    }
-}
+mod tests;
