@@ -713,12 +713,46 @@ impl Worker {
         }
     }
 
+    /// Waits for every acknowledgement in flight at once, until `deadline` at most: each has
+    /// its own timeout, so waiting for them one by one would take a timeout per publish the
+    /// server lost (a connection that died with publishes on it), past any flush's limit.
+    /// What is not acknowledged is kept, in order, to send again.
+    async fn settle_in_flight(&mut self, deadline: Instant) {
+        if self.in_flight.is_empty() {
+            return;
+        }
+        let mut in_flight: Vec<Pending> = self.in_flight.drain(..).collect();
+        let acks = in_flight.iter_mut().map(|pending| {
+            let ack = pending.ack.take();
+            async move {
+                match ack {
+                    Some(ack) => match tokio::time::timeout_at(deadline, ack).await {
+                        Ok(Ok(_)) => Ok(()),
+                        Ok(Err(error)) => Err(error.to_string()),
+                        Err(_) => Err("no acknowledgement before the deadline".to_owned()),
+                    },
+                    None => Err("never sent".to_owned()),
+                }
+            }
+        });
+        let outcomes = futures::future::join_all(acks).await;
+        for (pending, outcome) in in_flight.into_iter().zip(outcomes) {
+            match outcome {
+                Ok(()) => {
+                    self.counters.acknowledged.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(error) => {
+                    self.warn_once(&error);
+                    self.resend.push_back(pending);
+                }
+            }
+        }
+    }
+
     /// Settles everything in flight, then sends again what failed, one at a time, until
     /// nothing is pending or `deadline` passes.
     async fn settle(&mut self, deadline: Instant) {
-        while !self.in_flight.is_empty() {
-            self.settle_oldest().await;
-        }
+        self.settle_in_flight(deadline).await;
         let mut backoff = Duration::from_millis(20);
         while let Some(mut pending) = self.resend.pop_front() {
             if Instant::now() >= deadline {
