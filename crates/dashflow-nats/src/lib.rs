@@ -37,6 +37,7 @@
 mod consumer;
 mod error;
 mod idle;
+mod priority;
 mod publisher;
 pub mod wire;
 

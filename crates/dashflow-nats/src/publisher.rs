@@ -18,6 +18,7 @@ use tokio::time::Instant;
 
 use crate::error::{Error, Result};
 use crate::idle::{Idle, Wait, Waits};
+use crate::priority;
 use crate::wire::{self, Publisher};
 
 /// The events published unless [`NatsBuilder::interest`] says otherwise: all but task starts
@@ -40,6 +41,8 @@ pub struct NatsBuilder {
     ack_timeout: Duration,
     /// How the publisher waits when idle (shortened by tests).
     waits: Waits,
+    /// The publisher's thread's niceness, if asked for.
+    niceness: Option<i32>,
 }
 
 impl NatsBuilder {
@@ -111,6 +114,21 @@ impl NatsBuilder {
         self
     }
 
+    /// Linux only: the nice value of the publisher's thread, from -20 (highest priority) to
+    /// 19 (lowest; default: the niceness of the thread that calls `start`, which it inherits).
+    ///
+    /// Publishing is background work: set above the runs' niceness, the thread takes the CPU
+    /// time the runs leave when both want it, and a saturated publisher drops more events
+    /// (counted) instead of slowing the runs. On a machine other processes keep busy it then
+    /// gets little time at all, and a flush may run out of time. A value below the inherited
+    /// one raises priority, which Linux allows only with `CAP_SYS_NICE` or an `RLIMIT_NICE`
+    /// that covers it; `start` fails with [`Error::Niceness`] when the operating system
+    /// refuses, for a value outside -20..=19, and on other platforms.
+    pub fn niceness(mut self, nice: i32) -> Self {
+        self.niceness = Some(nice);
+        self
+    }
+
     /// Connects (blocking the calling thread until connected, at most five seconds), creates
     /// the stream when missing, starts the publisher's thread, and hands
     /// back the sink and the guard that stops the thread (publishing what it holds, for at
@@ -121,6 +139,9 @@ impl NatsBuilder {
             return Err(Error::InvalidConfig("capacity, max_in_flight and pending_limit must be at least 1".into()));
         }
         crate::check_prefix(&self.prefix)?;
+        if let Some(requested) = self.niceness {
+            priority::check(requested).map_err(|source| Error::Niceness { requested, source })?;
+        }
         let publisher =
             Publisher { id: ulid::Ulid::new().to_string(), name: self.name.clone().unwrap_or_else(default_name) };
         // Unbounded as a channel, bounded in events by `Counters::queued` (a hand-over that
@@ -138,6 +159,14 @@ impl NatsBuilder {
         let handle = std::thread::Builder::new()
             .name("dashflow-nats".into())
             .spawn(move || {
+                // First, so that threads the runtime starts (name lookups) inherit it.
+                if let Some(requested) = settings.niceness
+                    && let Err(source) = priority::set(requested)
+                {
+                    let _ = started.send(Err(Error::Niceness { requested, source }));
+                    return;
+                }
+                let thread_id = priority::thread_id();
                 let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
                     Ok(runtime) => runtime,
                     Err(error) => {
@@ -158,7 +187,7 @@ impl NatsBuilder {
                         return;
                     }
                 };
-                let _ = started.send(Ok(()));
+                let _ = started.send(Ok(thread_id));
                 let worker = Worker {
                     js,
                     receiver,
@@ -180,13 +209,22 @@ impl NatsBuilder {
                 runtime.block_on(worker.run());
             })
             .map_err(Error::Start)?;
-        let outcome = is_started.recv().unwrap_or(Err(Error::Stopped));
-        if let Err(error) = outcome {
-            let _ = handle.join();
-            return Err(error);
-        }
-        let shared =
-            Arc::new(Shared { sender, capacity: self.capacity, counters, interest: self.interest, publisher, bell });
+        let thread_id = match is_started.recv().unwrap_or(Err(Error::Stopped)) {
+            Ok(thread_id) => thread_id,
+            Err(error) => {
+                let _ = handle.join();
+                return Err(error);
+            }
+        };
+        let shared = Arc::new(Shared {
+            sender,
+            capacity: self.capacity,
+            counters,
+            interest: self.interest,
+            publisher,
+            bell,
+            thread_id,
+        });
         let guard = NatsGuard { shared: Arc::clone(&shared), handle: Mutex::new(Some(handle)) };
         Ok((NatsSink { shared }, guard))
     }
@@ -252,6 +290,8 @@ struct Shared {
     publisher: Publisher,
     /// Ends the publisher's pause early (see `idle`): rung by requests and by a backlog.
     bell: Arc<Notify>,
+    /// The publisher's thread's id in the operating system (Linux; 0 elsewhere).
+    thread_id: i32,
 }
 
 /// Run events on a NATS JetStream stream: an [`EventCallback`] that publishes every event of
@@ -291,6 +331,7 @@ impl fmt::Debug for NatsSink {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("NatsSink")
             .field("publisher", &self.shared.publisher)
+            .field("thread_id", &self.shared.thread_id)
             .field("stats", &self.stats())
             .finish_non_exhaustive()
     }
@@ -311,6 +352,7 @@ impl NatsSink {
             interest: DEFAULT_INTEREST,
             ack_timeout: Duration::from_secs(5),
             waits: Waits::default(),
+            niceness: None,
         }
     }
 

@@ -56,6 +56,7 @@
 mod error;
 mod idle;
 mod parent;
+mod priority;
 mod sink;
 mod spans;
 

@@ -45,7 +45,7 @@ mod wake {
 
     const AN_HOUR: Duration = Duration::from_secs(3600);
 
-    fn server_url(test: &str) -> Option<String> {
+    pub(super) fn server_url(test: &str) -> Option<String> {
         match std::env::var("DASHFLOW_TEST_NATS_URL") {
             Ok(url) if !url.trim().is_empty() => Some(url),
             _ => {
@@ -122,4 +122,38 @@ mod wake {
             assert_eq!(sink.stats().acknowledged, 2);
         });
     }
+}
+
+/// The nice value of thread `tid` of this process, or of the calling thread (`None`).
+#[cfg(target_os = "linux")]
+fn niceness(tid: Option<i32>) -> i32 {
+    let path = tid.map_or_else(|| "/proc/thread-self/stat".to_owned(), |tid| format!("/proc/self/task/{tid}/stat"));
+    let stat = std::fs::read_to_string(&path).unwrap();
+    // `tid (comm) state ...`: the nice value is the 19th field, the 17th after the comm.
+    let after_comm = &stat[stat.rfind(')').unwrap() + 1..];
+    after_comm.split_whitespace().nth(16).unwrap().parse().unwrap()
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn the_publishers_thread_runs_at_the_niceness_asked_for_and_otherwise_at_its_starters() {
+    let test = "the_publishers_thread_runs_at_the_niceness_asked_for_and_otherwise_at_its_starters";
+    let Some(url) = wake::server_url(test) else { return };
+    let starter = niceness(None);
+    let nicer = (starter + 10).min(19);
+    let (sink, guard) = NatsSink::builder(&url).niceness(nicer).start().unwrap();
+    assert_eq!(niceness(Some(sink.shared.thread_id)), nicer, "{sink:?}");
+    drop(guard);
+    let (sink, guard) = NatsSink::builder(&url).start().unwrap();
+    assert_eq!(niceness(Some(sink.shared.thread_id)), starter, "{sink:?}");
+    drop(guard);
+}
+
+#[test]
+fn a_niceness_linux_does_not_take_is_a_typed_error_naming_it() {
+    // Refused before connecting: nothing listens on port 1.
+    let error = NatsSink::builder("nats://127.0.0.1:1").niceness(-21).start().unwrap_err();
+    assert!(matches!(error, Error::Niceness { requested: -21, .. }), "{error:?}");
+    let report = format!("{error}: {}", std::error::Error::source(&error).unwrap());
+    assert!(report.contains("niceness -21") && report.contains("-20 to 19"), "{report}");
 }

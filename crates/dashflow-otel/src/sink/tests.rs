@@ -95,3 +95,35 @@ fn the_sink_asks_for_no_event_a_step_records_whole() {
     assert!(!interest.deltas);
     drop(guard);
 }
+
+/// The nice value of thread `tid` of this process (`task`), or of the calling thread (`None`).
+#[cfg(target_os = "linux")]
+fn niceness(tid: Option<i32>) -> i32 {
+    let path = tid.map_or_else(|| "/proc/thread-self/stat".to_owned(), |tid| format!("/proc/self/task/{tid}/stat"));
+    let stat = std::fs::read_to_string(&path).unwrap();
+    // `tid (comm) state ...`: the nice value is the 19th field, the 17th after the comm.
+    let after_comm = &stat[stat.rfind(')').unwrap() + 1..];
+    after_comm.split_whitespace().nth(16).unwrap().parse().unwrap()
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn the_exporters_thread_runs_at_the_niceness_asked_for_and_otherwise_at_its_starters() {
+    let starter = niceness(None);
+    let nicer = (starter + 10).min(19);
+    let builder = OtelBuilder::default().niceness(nicer);
+    let (sink, guard) = builder.start_with_exporter(|| Ok(Collect(mpsc::channel().0))).unwrap();
+    assert_eq!(niceness(Some(sink.shared.thread_id)), nicer, "{sink:?}");
+    drop(guard);
+    let (sink, guard) = OtelBuilder::default().start_with_exporter(|| Ok(Collect(mpsc::channel().0))).unwrap();
+    assert_eq!(niceness(Some(sink.shared.thread_id)), starter, "{sink:?}");
+    drop(guard);
+}
+
+#[test]
+fn a_niceness_linux_does_not_take_is_a_typed_error_naming_it() {
+    let error = OtelBuilder::default().niceness(20).start_with_exporter(|| Ok(Collect(mpsc::channel().0))).unwrap_err();
+    assert!(matches!(error, crate::Error::Niceness { requested: 20, .. }), "{error:?}");
+    let report = format!("{error}: {}", std::error::Error::source(&error).unwrap());
+    assert!(report.contains("niceness 20") && report.contains("-20 to 19"), "{report}");
+}
