@@ -1,5 +1,5 @@
 //! The exporters B1 and B3 are measured with, alone (the `/otel` and `/nats` rows of the
-//! criterion benches) or next to the default observers (`examples/profile.rs`).
+//! criterion benches) or next to the default observers (`benches/examples/profile.rs`).
 
 use std::hint::black_box;
 
