@@ -28,7 +28,7 @@ use dashflow_benches::durable::{
 };
 use dashflow_benches::{
     CONCURRENT_RUNS, Counter, Fanout, Telemetry, chain10_in_memory, chain100, chain100_config, concurrent_runs,
-    fanout16, loop1000, loop1000_config, verify_workloads,
+    exporters, fanout16, loop1000, loop1000_config, verify_workloads,
 };
 
 #[path = "peer/graph_flow.rs"]
@@ -203,38 +203,16 @@ fn or_panic<T, E: Display>(result: Result<T, E>, what: &str) -> T {
     }
 }
 
-/// The OpenTelemetry rows' exporter: spans are built and handed over, then dropped.
-#[derive(Debug)]
-struct Discard;
-
-impl dashflow::otel::opentelemetry_sdk::trace::SpanExporter for Discard {
-    async fn export(
-        &self,
-        batch: Vec<dashflow::otel::opentelemetry_sdk::trace::SpanData>,
-    ) -> dashflow::otel::opentelemetry_sdk::error::OTelSdkResult {
-        black_box(batch);
-        Ok(())
-    }
-}
-
-/// The stream of the NATS rows, kept to its newest 100,000 events.
-const BENCH_STREAM: &str = "dashflow-bench";
-
 /// B1 and B3 with one exporter attached and no default observers: compare with
 /// `/telemetry_off`.
 fn exporter_workloads(c: &mut Criterion) {
     let rt = runtime();
-    let (otel, _otel_guard) =
-        or_panic(dashflow::otel::OtelSink::builder().start_with_exporter(|| Ok(Discard)), "the OpenTelemetry sink");
+    let (otel, _otel_guard) = or_panic(exporters::otel_sink(), "the OpenTelemetry sink");
     let mut sinks: Vec<(&str, std::sync::Arc<dyn dashflow::EventCallback>)> = vec![("otel", std::sync::Arc::new(otel))];
     let mut guards = Vec::new();
     match std::env::var("DASHFLOW_BENCH_NATS_URL") {
         Ok(url) if !url.trim().is_empty() => {
-            or_panic(rt.block_on(limited_stream(&url)), "the NATS bench stream");
-            let (nats, guard) = or_panic(
-                dashflow::nats::NatsSink::builder(url).stream(BENCH_STREAM).subject_prefix("dashflow.bench").start(),
-                "the NATS sink",
-            );
+            let (nats, guard) = or_panic(exporters::nats_sink(&url), "the NATS sink");
             sinks.push(("nats", std::sync::Arc::new(nats)));
             guards.push(guard);
         }
@@ -256,18 +234,6 @@ fn exporter_workloads(c: &mut Criterion) {
             })
         });
     }
-}
-
-/// Creates the NATS rows' stream, holding at most the newest 100,000 events, unless it exists.
-async fn limited_stream(url: &str) -> Result<(), String> {
-    let client = async_nats::connect(url).await.map_err(|error| error.to_string())?;
-    let config = async_nats::jetstream::stream::Config {
-        name: BENCH_STREAM.to_owned(),
-        subjects: vec!["dashflow.bench.>".to_owned()],
-        max_messages: 100_000,
-        ..Default::default()
-    };
-    async_nats::jetstream::new(client).get_or_create_stream(config).await.map(drop).map_err(|error| error.to_string())
 }
 
 #[allow(clippy::print_stdout, reason = "`cargo xtask bench` shows what was skipped")]

@@ -10,36 +10,117 @@
 //! `Sync` durability, on a database in a temporary directory, `c1` for rounds of 1,000
 //! concurrent runs, or `b2cpu` and `b2cpu_bound` for B2 with branches that compute for
 //! `FANOUT_CPU_WORK` without awaiting, as async or as CPU-bound nodes), how many invokes
-//! (rounds for `c1`; default 1000), and `off` to run without the default observers.
+//! (rounds for `c1`; default 1000), and the observers: `defaults` (the default), `off` (none),
+//! `otel` or `nats` (that exporter alone: the OpenTelemetry sink exporting to an exporter that
+//! discards the spans, or the NATS sink publishing to `DASHFLOW_BENCH_NATS_URL`), or
+//! `defaults+otel` and `defaults+nats` (the exporter after the default observers).
 
-use dashflow::{Durability, Placement, RunConfig};
+use std::sync::Arc;
+
+use dashflow::{CompiledGraph, Durability, EventCallback, GraphState, Placement, RunConfig};
 use dashflow_benches::durable::{Threads, chain100_checkpointed, open_sqlite};
 use dashflow_benches::{
     CONCURRENT_RUNS, Counter, Fanout, Telemetry, chain10_in_memory, chain100, chain100_config, concurrent_runs,
-    fanout16, fanout16_cpu, loop1000, loop1000_config,
+    exporters, fanout16, fanout16_cpu, loop1000, loop1000_config,
 };
+
+/// The observers a workload runs with: the default ones or none, and an exporter or none.
+struct Observers {
+    telemetry: Telemetry,
+    exporter: Option<Exporter>,
+}
+
+/// An exporter attached after the graph's other observers, with the guard that stops it.
+enum Exporter {
+    Otel(dashflow::otel::OtelSink, dashflow::otel::OtelGuard),
+    Nats(dashflow::nats::NatsSink, dashflow::nats::NatsGuard),
+}
+
+impl Observers {
+    fn parse(arg: Option<&str>) -> Result<Self, String> {
+        let (telemetry, exporter) = match arg.unwrap_or("defaults") {
+            "defaults" => (Telemetry::Defaults, None),
+            "off" => (Telemetry::Off, None),
+            "otel" => (Telemetry::Off, Some("otel")),
+            "nats" => (Telemetry::Off, Some("nats")),
+            "defaults+otel" => (Telemetry::Defaults, Some("otel")),
+            "defaults+nats" => (Telemetry::Defaults, Some("nats")),
+            other => {
+                return Err(format!(
+                    "unknown observers `{other}`: use defaults, off, otel, nats, defaults+otel or defaults+nats"
+                ));
+            }
+        };
+        let exporter = match exporter {
+            None => None,
+            Some("otel") => exporters::otel_sink().map(|(sink, guard)| Some(Exporter::Otel(sink, guard)))?,
+            Some(_) => {
+                let url = std::env::var("DASHFLOW_BENCH_NATS_URL")
+                    .map_err(|_| "the `nats` observers publish to DASHFLOW_BENCH_NATS_URL, which is not set")?;
+                exporters::nats_sink(&url).map(|(sink, guard)| Some(Exporter::Nats(sink, guard)))?
+            }
+        };
+        Ok(Self { telemetry, exporter })
+    }
+
+    /// `app` with the exporter, if any, after its other observers.
+    fn attach<S: GraphState>(&self, app: CompiledGraph<S>) -> CompiledGraph<S> {
+        let sink: Arc<dyn EventCallback> = match &self.exporter {
+            None => return app,
+            Some(Exporter::Otel(sink, _)) => Arc::new(sink.clone()),
+            Some(Exporter::Nats(sink, _)) => Arc::new(sink.clone()),
+        };
+        app.with_shared_callback(sink)
+    }
+
+    /// Waits for the exporter to finish what it was handed, and says how it went.
+    fn flush(&self) -> Result<(), Box<dyn std::error::Error>> {
+        let limit = std::time::Duration::from_secs(60);
+        let started = std::time::Instant::now();
+        match &self.exporter {
+            None => {}
+            Some(Exporter::Otel(sink, _)) => {
+                sink.flush(limit)?;
+                eprintln!("otel flushed in {:?}: {:?}", started.elapsed(), sink.stats());
+            }
+            Some(Exporter::Nats(sink, _)) => {
+                sink.flush(limit)?;
+                eprintln!("nats flushed in {:?}: {:?}", started.elapsed(), sink.stats());
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops the exporter's thread.
+    fn stop(self) -> Result<(), Box<dyn std::error::Error>> {
+        match self.exporter {
+            None => {}
+            Some(Exporter::Otel(_, guard)) => guard.shutdown()?,
+            Some(Exporter::Nats(_, guard)) => guard.shutdown(std::time::Duration::from_secs(60))?,
+        }
+        Ok(())
+    }
+}
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let workload = args.next().unwrap_or_else(|| "b1".to_owned());
     let invokes: usize = args.next().map(|n| n.parse()).transpose()?.unwrap_or(1000);
-    let telemetry = match args.next().as_deref() {
-        Some("off") => Telemetry::Off,
-        _ => Telemetry::Defaults,
-    };
+    let observers = Observers::parse(args.next().as_deref())?;
+    let telemetry = observers.telemetry;
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let mut started = std::time::Instant::now();
     runtime.block_on(async {
         match workload.as_str() {
             "b1" => {
-                let app = chain100(telemetry);
+                let app = observers.attach(chain100(telemetry));
                 started = std::time::Instant::now();
                 for _ in 0..invokes {
                     app.invoke(Counter::default(), chain100_config()).await?;
                 }
             }
             "b2" => {
-                let app = fanout16(telemetry);
+                let app = observers.attach(fanout16(telemetry));
                 started = std::time::Instant::now();
                 for _ in 0..invokes {
                     app.invoke(Fanout::default(), RunConfig::new()).await?;
@@ -47,14 +128,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
             "b2cpu" | "b2cpu_bound" => {
                 let placement = if workload == "b2cpu" { Placement::Async } else { Placement::CpuBound };
-                let app = fanout16_cpu(telemetry, placement);
+                let app = observers.attach(fanout16_cpu(telemetry, placement));
                 started = std::time::Instant::now();
                 for _ in 0..invokes {
                     app.invoke(Fanout::default(), RunConfig::new()).await?;
                 }
             }
             "b3" => {
-                let app = loop1000(telemetry);
+                let app = observers.attach(loop1000(telemetry));
                 started = std::time::Instant::now();
                 for _ in 0..invokes {
                     app.invoke(Counter::default(), loop1000_config()).await?;
@@ -63,7 +144,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "b4" | "b4sync" => {
                 let durability = if workload == "b4" { Durability::Async } else { Durability::Sync };
                 let dir = tempfile::tempdir()?;
-                let app = chain100_checkpointed(telemetry, open_sqlite(&dir.path().join("b4.db")).await?);
+                let app =
+                    observers.attach(chain100_checkpointed(telemetry, open_sqlite(&dir.path().join("b4.db")).await?));
                 let threads = Threads::new();
                 started = std::time::Instant::now();
                 for _ in 0..invokes {
@@ -74,7 +156,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 let threads = Threads::new();
                 started = std::time::Instant::now();
                 for _ in 0..invokes {
-                    let app = chain10_in_memory(telemetry);
+                    let app = observers.attach(chain10_in_memory(telemetry));
                     concurrent_runs(&app, CONCURRENT_RUNS, &threads).await?;
                 }
             }
@@ -95,15 +177,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Some(store) = dashflow::wal::EventStore::global()? {
         eprintln!("flushed in {:?}: {:?}", started.elapsed(), store.stats());
     }
+    observers.flush()?;
+    // Before the exporter's thread stops, so that its time is counted.
     print_thread_times();
+    observers.stop()?;
     Ok(())
 }
 
 /// CPU time per thread of this process (Linux, from `/proc`): how the work split between the
-/// runs' threads and the log's writer.
+/// runs' threads and the sinks' threads; and how often each thread was preempted (involuntary
+/// context switches), which counts the time a run lost to other threads wanting its core.
 fn print_thread_times() {
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return };
-    let mut by_name: Vec<(String, u64)> = Vec::new();
+    let mut by_name: Vec<(String, u64, u64)> = Vec::new();
     for task in tasks.flatten() {
         let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else { continue };
         // `pid (comm) state ...`: comm may hold spaces, so split at the last parenthesis.
@@ -112,13 +198,21 @@ fn print_thread_times() {
         // utime and stime are fields 14 and 15 of the line, 12 and 13 after the comm.
         let ticks =
             fields.get(11).zip(fields.get(12)).and_then(|(u, s)| Some(u.parse::<u64>().ok()? + s.parse::<u64>().ok()?));
+        let preempted = std::fs::read_to_string(task.path().join("status")).ok().and_then(|status| {
+            status.lines().find_map(|line| line.strip_prefix("nonvoluntary_ctxt_switches:")?.trim().parse::<u64>().ok())
+        });
         let name = stat[open + 1..close].to_owned();
-        match by_name.iter_mut().find(|(known, _)| *known == name) {
-            Some((_, total)) => *total += ticks.unwrap_or(0),
-            None => by_name.push((name, ticks.unwrap_or(0))),
+        match by_name.iter_mut().find(|(known, _, _)| *known == name) {
+            Some((_, total, switches)) => {
+                *total += ticks.unwrap_or(0);
+                *switches += preempted.unwrap_or(0);
+            }
+            None => by_name.push((name, ticks.unwrap_or(0), preempted.unwrap_or(0))),
         }
     }
     // Clock ticks are 10 ms on every Linux this runs on (`getconf CLK_TCK` is 100).
-    let times: Vec<String> = by_name.iter().map(|(name, ticks)| format!("{name} {} ms", ticks * 10)).collect();
+    let times: Vec<String> = by_name.iter().map(|(name, ticks, _)| format!("{name} {} ms", ticks * 10)).collect();
     eprintln!("CPU by thread: {}", times.join(", "));
+    let switches: Vec<String> = by_name.iter().map(|(name, _, switches)| format!("{name} {switches}")).collect();
+    eprintln!("preempted by thread: {}", switches.join(", "));
 }

@@ -18,6 +18,7 @@ use dashflow::prelude::*;
 
 pub mod cpu;
 pub mod durable;
+pub mod exporters;
 
 /// State of B1 and B3.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, GraphState)]

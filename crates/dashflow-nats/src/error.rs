@@ -60,6 +60,17 @@ pub enum Error {
         /// The version it carries.
         version: u32,
     },
+    /// The publisher's thread could not run at the niceness asked for
+    /// ([`NatsBuilder::niceness`](crate::NatsBuilder::niceness)): outside -20..=19, refused by
+    /// the operating system (raising priority needs `CAP_SYS_NICE`), or not on Linux.
+    #[error("cannot run the NATS publisher's thread at niceness {requested}")]
+    Niceness {
+        /// The niceness asked for.
+        requested: i32,
+        /// Why not.
+        #[source]
+        source: std::io::Error,
+    },
     /// A setting is out of range or malformed.
     #[error("invalid NATS setting: {0}")]
     InvalidConfig(String),

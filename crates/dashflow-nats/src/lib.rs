@@ -36,6 +36,8 @@
 
 mod consumer;
 mod error;
+mod idle;
+mod priority;
 mod publisher;
 pub mod wire;
 

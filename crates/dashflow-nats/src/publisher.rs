@@ -12,10 +12,13 @@ use std::time::Duration;
 use async_nats::jetstream::{self, context::PublishAckFuture};
 use bytes::Bytes;
 use dashflow_telemetry::{BatchItem, Event, EventBatch, EventCallback, EventKind, Interest, RunId, StateDelta};
+use tokio::sync::Notify;
 use tokio::sync::mpsc::{self, error::TryRecvError};
 use tokio::time::Instant;
 
 use crate::error::{Error, Result};
+use crate::idle::{Idle, Wait, Waits};
+use crate::priority;
 use crate::wire::{self, Publisher};
 
 /// The events published unless [`NatsBuilder::interest`] says otherwise: all but task starts
@@ -36,6 +39,10 @@ pub struct NatsBuilder {
     name: Option<String>,
     interest: Interest,
     ack_timeout: Duration,
+    /// How the publisher waits when idle (shortened by tests).
+    waits: Waits,
+    /// The publisher's thread's niceness, if asked for.
+    niceness: Option<i32>,
 }
 
 impl NatsBuilder {
@@ -107,6 +114,21 @@ impl NatsBuilder {
         self
     }
 
+    /// Linux only: the nice value of the publisher's thread, from -20 (highest priority) to
+    /// 19 (lowest; default: the niceness of the thread that calls `start`, which it inherits).
+    ///
+    /// Publishing is background work: set above the runs' niceness, the thread takes the CPU
+    /// time the runs leave when both want it, and a saturated publisher drops more events
+    /// (counted) instead of slowing the runs. On a machine other processes keep busy it then
+    /// gets little time at all, and a flush may run out of time. A value below the inherited
+    /// one raises priority, which Linux allows only with `CAP_SYS_NICE` or an `RLIMIT_NICE`
+    /// that covers it; `start` fails with [`Error::Niceness`] when the operating system
+    /// refuses, for a value outside -20..=19, and on other platforms.
+    pub fn niceness(mut self, nice: i32) -> Self {
+        self.niceness = Some(nice);
+        self
+    }
+
     /// Connects (blocking the calling thread until connected, at most five seconds), creates
     /// the stream when missing, starts the publisher's thread, and hands
     /// back the sink and the guard that stops the thread (publishing what it holds, for at
@@ -117,12 +139,17 @@ impl NatsBuilder {
             return Err(Error::InvalidConfig("capacity, max_in_flight and pending_limit must be at least 1".into()));
         }
         crate::check_prefix(&self.prefix)?;
+        if let Some(requested) = self.niceness {
+            priority::check(requested).map_err(|source| Error::Niceness { requested, source })?;
+        }
         let publisher =
             Publisher { id: ulid::Ulid::new().to_string(), name: self.name.clone().unwrap_or_else(default_name) };
         // Unbounded as a channel, bounded in events by `Counters::queued` (a hand-over that
         // would pass `capacity` is dropped), so flushes and shutdowns always get through.
         let (sender, receiver) = mpsc::unbounded_channel();
         let counters = Arc::new(Counters::default());
+        let bell = Arc::new(Notify::new());
+        let worker_bell = Arc::clone(&bell);
         let (started, is_started) = std_mpsc::sync_channel(1);
         let settings = self.clone();
         let worker_counters = Arc::clone(&counters);
@@ -132,6 +159,14 @@ impl NatsBuilder {
         let handle = std::thread::Builder::new()
             .name("dashflow-nats".into())
             .spawn(move || {
+                // First, so that threads the runtime starts (name lookups) inherit it.
+                if let Some(requested) = settings.niceness
+                    && let Err(source) = priority::set(requested)
+                {
+                    let _ = started.send(Err(Error::Niceness { requested, source }));
+                    return;
+                }
+                let thread_id = priority::thread_id();
                 let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
                     Ok(runtime) => runtime,
                     Err(error) => {
@@ -152,7 +187,7 @@ impl NatsBuilder {
                         return;
                     }
                 };
-                let _ = started.send(Ok(()));
+                let _ = started.send(Ok(thread_id));
                 let worker = Worker {
                     js,
                     receiver,
@@ -168,16 +203,28 @@ impl NatsBuilder {
                     resend: VecDeque::new(),
                     max_in_flight: settings.max_in_flight,
                     pending_limit: settings.pending_limit,
+                    bell: worker_bell,
+                    idle: Idle::new(settings.waits),
                 };
                 runtime.block_on(worker.run());
             })
             .map_err(Error::Start)?;
-        let outcome = is_started.recv().unwrap_or(Err(Error::Stopped));
-        if let Err(error) = outcome {
-            let _ = handle.join();
-            return Err(error);
-        }
-        let shared = Arc::new(Shared { sender, capacity: self.capacity, counters, interest: self.interest, publisher });
+        let thread_id = match is_started.recv().unwrap_or(Err(Error::Stopped)) {
+            Ok(thread_id) => thread_id,
+            Err(error) => {
+                let _ = handle.join();
+                return Err(error);
+            }
+        };
+        let shared = Arc::new(Shared {
+            sender,
+            capacity: self.capacity,
+            counters,
+            interest: self.interest,
+            publisher,
+            bell,
+            thread_id,
+        });
         let guard = NatsGuard { shared: Arc::clone(&shared), handle: Mutex::new(Some(handle)) };
         Ok((NatsSink { shared }, guard))
     }
@@ -241,6 +288,10 @@ struct Shared {
     counters: Arc<Counters>,
     interest: Interest,
     publisher: Publisher,
+    /// Ends the publisher's pause early (see `idle`): rung by requests and by a backlog.
+    bell: Arc<Notify>,
+    /// The publisher's thread's id in the operating system (Linux; 0 elsewhere).
+    thread_id: i32,
 }
 
 /// Run events on a NATS JetStream stream: an [`EventCallback`] that publishes every event of
@@ -259,6 +310,17 @@ struct Shared {
 /// the queue; once the queue is full too, new hand-overs are dropped and counted
 /// ([`NatsStats::dropped`]). A run is never slowed by the stream.
 ///
+/// # What a run pays
+///
+/// By default it asks for the events the run log keeps ([`DEFAULT_INTEREST`]), which a step
+/// records as a few numbers. A hand-over is a count and a push onto the queue: the
+/// publisher, once it finds the queue empty with nothing to acknowledge, looks again after
+/// short pauses instead of waiting to be woken, so a hand-over costs the run no wake-up
+/// unless the publisher has been idle for a second or a quarter of the queue is taken. When
+/// this sink is the last of a run's batching sinks it takes each batch as it is, and the
+/// events are built on its thread; otherwise it is lent the batch and builds the events it
+/// publishes on the run's.
+///
 /// Cheap to clone (the clones share the queue).
 #[derive(Clone)]
 pub struct NatsSink {
@@ -269,6 +331,7 @@ impl fmt::Debug for NatsSink {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("NatsSink")
             .field("publisher", &self.shared.publisher)
+            .field("thread_id", &self.shared.thread_id)
             .field("stats", &self.stats())
             .finish_non_exhaustive()
     }
@@ -288,6 +351,8 @@ impl NatsSink {
             name: None,
             interest: DEFAULT_INTEREST,
             ack_timeout: Duration::from_secs(5),
+            waits: Waits::default(),
+            niceness: None,
         }
     }
 
@@ -316,11 +381,16 @@ impl NatsSink {
     }
 
     /// Queues `command` (`count` events) without blocking; drops and counts it when the
-    /// queue would hold more than its capacity of events.
+    /// queue would hold more than its capacity of events. Wakes nobody unless the publisher
+    /// sleeps on the queue, or pauses (see `idle`) while a quarter of the queue is taken.
     fn enqueue(&self, count: usize, command: Command) {
-        let counters = &self.shared.counters;
-        if take_room(&counters.queued, count, self.shared.capacity) {
-            if self.shared.sender.send(command).is_ok() {
+        let shared = &self.shared;
+        let counters = &shared.counters;
+        if take_room(&counters.queued, count, shared.capacity) {
+            if shared.sender.send(command).is_ok() {
+                if counters.queued.load(Ordering::Relaxed) > shared.capacity / 4 {
+                    shared.bell.notify_one();
+                }
                 return;
             }
             counters.queued.fetch_sub(count, Ordering::Relaxed);
@@ -347,6 +417,8 @@ fn request(
 ) -> Result<()> {
     let (reply, response) = std_mpsc::sync_channel(1);
     shared.sender.send(command(reply)).map_err(|_| Error::Stopped)?;
+    // A pausing publisher would see it only when its pause ends.
+    shared.bell.notify_one();
     // The worker answers within `limit`; a little more covers its last acknowledgement.
     response.recv_timeout(limit + Duration::from_secs(5)).map_err(|_| Error::Stopped)?
 }
@@ -481,6 +553,8 @@ struct Worker {
     resend: VecDeque<Pending>,
     max_in_flight: usize,
     pending_limit: usize,
+    bell: Arc<Notify>,
+    idle: Idle,
 }
 
 /// How long the worker tries to re-send before it looks at its queue again.
@@ -490,9 +564,28 @@ impl Worker {
     async fn run(mut self) {
         loop {
             let command = if self.pending() == 0 {
-                match self.receiver.recv().await {
-                    Some(command) => command,
-                    None => break,
+                match self.receiver.try_recv() {
+                    Ok(command) => {
+                        self.idle.reset();
+                        command
+                    }
+                    Err(TryRecvError::Disconnected) => break,
+                    Err(TryRecvError::Empty) => match self.idle.next() {
+                        Wait::Pause(pause) => {
+                            tokio::select! {
+                                () = tokio::time::sleep(pause) => {}
+                                () = self.bell.notified() => {}
+                            }
+                            continue;
+                        }
+                        Wait::Sleep => match self.receiver.recv().await {
+                            Some(command) => {
+                                self.idle.reset();
+                                command
+                            }
+                            None => break,
+                        },
+                    },
                 }
             } else if self.pending() >= self.pending_limit {
                 // Full: let the queue take the strain (and drop) while the server is away.
@@ -662,12 +755,46 @@ impl Worker {
         }
     }
 
+    /// Waits for every acknowledgement in flight at once, until `deadline` at most: each has
+    /// its own timeout, so waiting for them one by one would take a timeout per publish the
+    /// server lost (a connection that died with publishes on it), past any flush's limit.
+    /// What is not acknowledged is kept, in order, to send again.
+    async fn settle_in_flight(&mut self, deadline: Instant) {
+        if self.in_flight.is_empty() {
+            return;
+        }
+        let mut in_flight: Vec<Pending> = self.in_flight.drain(..).collect();
+        let acks = in_flight.iter_mut().map(|pending| {
+            let ack = pending.ack.take();
+            async move {
+                match ack {
+                    Some(ack) => match tokio::time::timeout_at(deadline, ack).await {
+                        Ok(Ok(_)) => Ok(()),
+                        Ok(Err(error)) => Err(error.to_string()),
+                        Err(_) => Err("no acknowledgement before the deadline".to_owned()),
+                    },
+                    None => Err("never sent".to_owned()),
+                }
+            }
+        });
+        let outcomes = futures::future::join_all(acks).await;
+        for (pending, outcome) in in_flight.into_iter().zip(outcomes) {
+            match outcome {
+                Ok(()) => {
+                    self.counters.acknowledged.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(error) => {
+                    self.warn_once(&error);
+                    self.resend.push_back(pending);
+                }
+            }
+        }
+    }
+
     /// Settles everything in flight, then sends again what failed, one at a time, until
     /// nothing is pending or `deadline` passes.
     async fn settle(&mut self, deadline: Instant) {
-        while !self.in_flight.is_empty() {
-            self.settle_oldest().await;
-        }
+        self.settle_in_flight(deadline).await;
         let mut backoff = Duration::from_millis(20);
         while let Some(mut pending) = self.resend.pop_front() {
             if Instant::now() >= deadline {
@@ -741,35 +868,4 @@ pub(crate) fn subject(prefix: &str, graph: &str, run_id: RunId) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::sync::atomic::AtomicUsize;
-
-    use super::*;
-
-    #[test]
-    fn past_the_run_bound_the_runs_used_least_recently_are_forgotten() {
-        let mut runs = HashMap::new();
-        let ids: Vec<RunId> = (0..4).map(|_| RunId::new()).collect();
-        for (n, id) in ids.iter().enumerate() {
-            run_state(&mut runs, ("p", 4), *id, n as u64 + 1).seq = 7;
-        }
-        // The first run is used again: the second is now the least recent.
-        run_state(&mut runs, ("p", 4), ids[0], 5);
-        let fifth = RunId::new();
-        assert_eq!(run_state(&mut runs, ("p", 4), fifth, 6).seq, 0);
-        assert_eq!(runs.len(), 4);
-        assert!(!runs.contains_key(&ids[1]), "the least recently used run is forgotten");
-        assert!(ids.iter().filter(|id| **id != ids[1]).all(|id| runs[id].seq == 7), "the others keep their numbers");
-    }
-
-    #[test]
-    fn the_queue_counts_events_and_refuses_a_hand_over_past_its_capacity() {
-        let queued = AtomicUsize::new(0);
-        assert!(take_room(&queued, 60, 100));
-        assert!(!take_room(&queued, 41, 100), "60 + 41 events would pass 100");
-        assert_eq!(queued.load(Ordering::Relaxed), 60, "a refused hand-over counts nothing");
-        assert!(take_room(&queued, 40, 100));
-        assert!(!take_room(&queued, 1, 100));
-        assert!(!take_room(&AtomicUsize::new(0), 101, 100), "a hand-over larger than the queue");
-    }
-}
+mod tests;

@@ -24,6 +24,17 @@ pub enum Error {
     /// The exporter's thread or its runtime could not be started.
     #[error("cannot start the OpenTelemetry exporter's thread")]
     Start(#[source] std::io::Error),
+    /// The exporter's thread could not run at the niceness asked for
+    /// ([`OtelBuilder::niceness`](crate::OtelBuilder::niceness)): outside -20..=19, refused
+    /// by the operating system (raising priority needs `CAP_SYS_NICE`), or not on Linux.
+    #[error("cannot run the OpenTelemetry exporter's thread at niceness {requested}")]
+    Niceness {
+        /// The niceness asked for.
+        requested: i32,
+        /// Why not.
+        #[source]
+        source: std::io::Error,
+    },
     /// A setting is out of range.
     #[error("invalid OpenTelemetry exporter setting: {0}")]
     InvalidConfig(&'static str),

@@ -14,6 +14,10 @@
 //!    └─ dashflow.task     account, attempt 1
 //! ```
 //!
+//! A superstep's span runs from its start to the start of the next one (its tasks, the merge
+//! of their updates, its routing decisions and its checkpoint), and the last one to its run's
+//! end: a run records no event of its own for a step's end (see [`OtelSink`]'s costs).
+//!
 //! A subgraph's run is a child of the parent's superstep that ran it, in the same trace. A
 //! failed task attempt or run has status `Error` with the message, OpenTelemetry's
 //! `error.type` attribute and an `exception` event. Routing decisions are events on their
@@ -41,14 +45,18 @@
 //!
 //! The sink obeys the contract of every sink: runs hand their events over in batches without
 //! blocking; the spans are built and exported by the sink's own thread, `dashflow-otel`, with
-//! a current-thread Tokio runtime of its own. A full queue drops hand-overs and counts them
+//! a current-thread Tokio runtime of its own. It asks for no event a run would record whole
+//! at every step, and a hand-over wakes its thread only when that thread has been idle for a
+//! while ([`OtelSink`] says what a run pays). A full queue drops hand-overs and counts them
 //! ([`OtelStats::dropped`]); a failed export counts its spans ([`OtelStats::failed`]) and is
 //! logged once. Keep the [`OtelGuard`]: dropping it exports what is left.
 //!
 //! This crate has no feature flags.
 
 mod error;
+mod idle;
 mod parent;
+mod priority;
 mod sink;
 mod spans;
 

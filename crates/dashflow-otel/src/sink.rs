@@ -2,28 +2,33 @@
 //! exports them in batches.
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
+use std::thread::{JoinHandle, Thread};
 use std::time::{Duration, Instant, SystemTime};
 
-use dashflow_telemetry::{Event, EventBatch, EventCallback, Interest};
+use dashflow_telemetry::{Event, EventBatch, EventCallback, EventRef, Interest};
 use opentelemetry::KeyValue;
 use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::{SpanData, SpanExporter};
 
 use crate::error::{Error, Result};
+use crate::idle::{Idle, Wait, Waits};
+use crate::priority;
 use crate::spans::SpanMaker;
 
-/// The events the exporter turns into spans: runs, supersteps (start and end), the end of
-/// each task attempt (it carries its duration), routing decisions and checkpoints. Task
-/// starts and custom values are not needed.
+/// The events the exporter turns into spans: runs, superstep starts, the end of each task
+/// attempt (it carries its duration), routing decisions and checkpoints. A step ends where
+/// the next one of its run starts, or with its run, so step ends are not asked for: every
+/// step would record one on the run's thread, where a step's start, its task's end and its
+/// routing decision are recorded as a few numbers (see `EventBatch`). Task starts and custom
+/// values are not needed either.
 const INTEREST: Interest = Interest {
     runs: true,
     steps_started: true,
-    steps_finished: true,
+    steps_finished: false,
     tasks_started: false,
     tasks_finished: true,
     routing: true,
@@ -42,6 +47,10 @@ pub struct OtelBuilder {
     max_batch: usize,
     export_interval: Duration,
     timeout: Duration,
+    /// How the thread waits when idle (shortened by tests).
+    waits: Waits,
+    /// The thread's niceness, if asked for.
+    niceness: Option<i32>,
 }
 
 impl Default for OtelBuilder {
@@ -53,6 +62,8 @@ impl Default for OtelBuilder {
             max_batch: 512,
             export_interval: Duration::from_secs(1),
             timeout: Duration::from_secs(10),
+            waits: Waits::default(),
+            niceness: None,
         }
     }
 }
@@ -97,6 +108,21 @@ impl OtelBuilder {
         self
     }
 
+    /// Linux only: the nice value of the exporter's thread, from -20 (highest priority) to 19
+    /// (lowest; default: the niceness of the thread that calls `start`, which it inherits).
+    ///
+    /// Span building is background work: set above the runs' niceness, the thread takes the
+    /// CPU time the runs leave when both want it, and a saturated exporter drops more spans
+    /// (counted) instead of slowing the runs. On a machine other processes keep busy it then
+    /// gets little time at all. A value below the inherited one raises priority, which Linux
+    /// allows only with `CAP_SYS_NICE` or an `RLIMIT_NICE` that covers it; `start` fails with
+    /// [`Error::Niceness`] when the operating system refuses, for a value outside -20..=19,
+    /// and on other platforms.
+    pub fn niceness(mut self, nice: i32) -> Self {
+        self.niceness = Some(nice);
+        self
+    }
+
     /// Starts the exporter's thread with the OTLP/gRPC exporter, and hands back the sink and
     /// the guard that stops the thread (exporting what it holds) when dropped.
     pub fn start(self) -> Result<(OtelSink, OtelGuard)> {
@@ -126,6 +152,9 @@ impl OtelBuilder {
         if self.capacity == 0 || self.max_batch == 0 {
             return Err(Error::InvalidConfig("capacity and max_batch must be at least 1"));
         }
+        if let Some(requested) = self.niceness {
+            priority::check(requested).map_err(|source| Error::Niceness { requested, source })?;
+        }
         let (sender, receiver) = mpsc::sync_channel(self.capacity);
         let counters = Arc::new(Counters::default());
         let (started, started_rx) = mpsc::sync_channel(1);
@@ -134,6 +163,14 @@ impl OtelBuilder {
         let handle = std::thread::Builder::new()
             .name("dashflow-otel".into())
             .spawn(move || {
+                // First, so that threads the runtime starts inherit it.
+                if let Some(requested) = settings.niceness
+                    && let Err(source) = priority::set(requested)
+                {
+                    let _ = started.send(Err(Error::Niceness { requested, source }));
+                    return;
+                }
+                let thread_id = priority::thread_id();
                 let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
                     Ok(runtime) => runtime,
                     Err(error) => {
@@ -148,12 +185,12 @@ impl OtelBuilder {
                         return;
                     }
                 };
-                let _ = started.send(Ok(()));
+                let _ = started.send(Ok(thread_id));
                 Worker::new(exporter, runtime, receiver, worker_counters, &settings).run();
             })
             .map_err(Error::Start)?;
-        match started_rx.recv() {
-            Ok(Ok(())) => {}
+        let thread_id = match started_rx.recv() {
+            Ok(Ok(thread_id)) => thread_id,
             Ok(Err(error)) => {
                 let _ = handle.join();
                 return Err(error);
@@ -162,8 +199,9 @@ impl OtelBuilder {
                 let _ = handle.join();
                 return Err(Error::Stopped);
             }
-        }
-        let shared = Arc::new(Shared { sender, counters });
+        };
+        let worker = handle.thread().clone();
+        let shared = Arc::new(Shared { sender, counters, capacity: self.capacity, worker, thread_id });
         let guard = OtelGuard { shared: Arc::clone(&shared), handle: Mutex::new(Some(handle)) };
         Ok((OtelSink { shared }, guard))
     }
@@ -188,6 +226,8 @@ struct Counters {
     exported: AtomicU64,
     failed: AtomicU64,
     warned: AtomicBool,
+    /// Hand-overs queued and not yet taken by the thread.
+    queued: AtomicUsize,
 }
 
 enum Command {
@@ -201,6 +241,11 @@ enum Command {
 struct Shared {
     sender: SyncSender<Command>,
     counters: Arc<Counters>,
+    capacity: usize,
+    /// The exporter's thread: unparked to end a pause early (see `idle`).
+    worker: Thread,
+    /// Its id in the operating system (Linux; 0 elsewhere).
+    thread_id: i32,
 }
 
 /// Runs as OpenTelemetry spans: an [`EventCallback`] that exports each run as a span, each
@@ -213,6 +258,17 @@ struct Shared {
 /// the queue is full, new hand-overs are dropped and counted ([`OtelStats::dropped`]): a
 /// slow or unreachable collector costs spans, never the workload's latency or memory.
 ///
+/// # What a run pays
+///
+/// It asks for no event a run records whole at every step: a step's start, its task's end
+/// and its routing decision are recorded as a few numbers, and a step's span ends where the
+/// next one starts (so step ends are not asked for). A hand-over is a push onto the queue:
+/// the thread, once it finds the queue empty, looks again after short pauses instead of
+/// waiting to be woken, so a hand-over costs the run no wake-up unless the thread has been
+/// idle for a second or a quarter of the queue is taken. When this sink is the last of a
+/// run's batching sinks it takes each batch as it is, and the events are built on its
+/// thread; otherwise it is lent the batch and builds the events it wants on the run's.
+///
 /// Cheap to clone (the clones share the queue).
 #[derive(Clone)]
 pub struct OtelSink {
@@ -221,7 +277,10 @@ pub struct OtelSink {
 
 impl fmt::Debug for OtelSink {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("OtelSink").field("stats", &self.stats()).finish_non_exhaustive()
+        f.debug_struct("OtelSink")
+            .field("thread_id", &self.shared.thread_id)
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
     }
 }
 
@@ -257,12 +316,21 @@ impl OtelSink {
         }
     }
 
-    /// Queues `command` without blocking; drops and counts it when the queue is full.
+    /// Queues `command` without blocking; drops and counts it when the queue is full. Wakes
+    /// nobody unless the thread sleeps on the queue, or pauses (see `idle`) while a quarter of
+    /// the queue is taken.
     fn enqueue(&self, command: Command) {
-        match self.shared.sender.try_send(command) {
-            Ok(()) => {}
+        let shared = &self.shared;
+        let queued = shared.counters.queued.fetch_add(1, Ordering::Relaxed) + 1;
+        match shared.sender.try_send(command) {
+            Ok(()) => {
+                if queued > shared.capacity / 4 {
+                    shared.worker.unpark();
+                }
+            }
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
-                self.shared.counters.dropped.fetch_add(1, Ordering::Relaxed);
+                shared.counters.queued.fetch_sub(1, Ordering::Relaxed);
+                shared.counters.dropped.fetch_add(1, Ordering::Relaxed);
             }
         }
     }
@@ -275,7 +343,11 @@ fn request(shared: &Shared, command: impl FnOnce(SyncSender<Result<()>>) -> Comm
     // Waits for room (the caller asked to wait, unlike a run), up to the limit.
     loop {
         match shared.sender.try_send(command) {
-            Ok(()) => break,
+            Ok(()) => {
+                // A pausing thread would see it only when its pause ends.
+                shared.worker.unpark();
+                break;
+            }
             Err(TrySendError::Disconnected(_)) => return Err(Error::Stopped),
             Err(TrySendError::Full(back)) => {
                 if Instant::now() >= deadline {
@@ -306,8 +378,11 @@ impl EventCallback for OtelSink {
         true
     }
 
+    /// Another sink takes the batch itself: the events this one wants are built here, on the
+    /// run's thread (only those).
     fn on_batch(&self, batch: &EventBatch) {
-        let events: Vec<Event> = batch.events().filter(|event| INTEREST.covers(&event.kind)).collect();
+        let events: Vec<Event> =
+            batch.refs().filter(|event| INTEREST.covers_ref(event)).map(|event| event.to_event()).collect();
         if !events.is_empty() {
             self.enqueue(Command::Events(events));
         }
@@ -375,6 +450,7 @@ struct Worker<E> {
     interval: Duration,
     /// The first export error since the last flush.
     error: Option<Error>,
+    idle: Idle,
 }
 
 impl<E: SpanExporter> Worker<E> {
@@ -401,28 +477,41 @@ impl<E: SpanExporter> Worker<E> {
             max_batch: settings.max_batch,
             interval: settings.export_interval,
             error: None,
+            idle: Idle::new(settings.waits),
         }
     }
 
     fn run(mut self) {
         loop {
-            let command = match self.due {
-                Some(due) => match self.receiver.recv_timeout(due.saturating_duration_since(Instant::now())) {
-                    Ok(command) => Some(command),
-                    Err(RecvTimeoutError::Timeout) => None,
-                    Err(RecvTimeoutError::Disconnected) => break,
-                },
-                None => match self.receiver.recv() {
-                    Ok(command) => Some(command),
-                    Err(_) => break,
+            let command = match self.receiver.try_recv() {
+                Ok(command) => {
+                    self.idle.reset();
+                    Some(command)
+                }
+                Err(TryRecvError::Disconnected) => break,
+                Err(TryRecvError::Empty) => match self.wait() {
+                    Ok(Some(command)) => {
+                        self.idle.reset();
+                        Some(command)
+                    }
+                    Ok(None) => None,
+                    Err(()) => break,
                 },
             };
             match command {
-                Some(Command::Event(event)) => self.push(&event),
-                Some(Command::Events(events)) => events.iter().for_each(|event| self.push(event)),
+                Some(Command::Event(event)) => {
+                    self.taken();
+                    self.push(&EventRef::Whole(&event));
+                }
+                Some(Command::Events(events)) => {
+                    self.taken();
+                    events.iter().for_each(|event| self.push(&EventRef::Whole(event)));
+                }
                 Some(Command::Batch(batch)) => {
-                    for event in batch.into_events() {
-                        if INTEREST.covers(&event.kind) {
+                    self.taken();
+                    // Read where they lie: the common kinds are never built as events.
+                    for event in batch.refs() {
+                        if INTEREST.covers_ref(&event) {
                             self.push(&event);
                         }
                     }
@@ -436,7 +525,7 @@ impl<E: SpanExporter> Worker<E> {
                     let _ = reply.send(self.error.take().map_or(Ok(()), Err));
                     return;
                 }
-                None => self.export_all(),
+                None => {}
             }
             if self.due.is_some_and(|due| Instant::now() >= due) {
                 self.export_all();
@@ -445,7 +534,33 @@ impl<E: SpanExporter> Worker<E> {
         self.shutdown();
     }
 
-    fn push(&mut self, event: &Event) {
+    /// With the queue found empty: pauses (a hand-over wakes nobody) or, idle for long,
+    /// blocks on the queue until a command comes or spans are due. `Err` when every sender
+    /// is gone.
+    fn wait(&mut self) -> Result<Option<Command>, ()> {
+        let until_due = self.due.map(|due| due.saturating_duration_since(Instant::now()));
+        match self.idle.next() {
+            Wait::Pause(pause) => {
+                std::thread::park_timeout(until_due.map_or(pause, |due| due.min(pause)));
+                Ok(None)
+            }
+            Wait::Sleep => match until_due {
+                Some(until_due) => match self.receiver.recv_timeout(until_due) {
+                    Ok(command) => Ok(Some(command)),
+                    Err(RecvTimeoutError::Timeout) => Ok(None),
+                    Err(RecvTimeoutError::Disconnected) => Err(()),
+                },
+                None => self.receiver.recv().map(Some).map_err(|_| ()),
+            },
+        }
+    }
+
+    /// A hand-over left the queue.
+    fn taken(&self) {
+        self.counters.queued.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    fn push(&mut self, event: &EventRef<'_>) {
         let before = self.ready.len();
         self.maker.push(event, &mut self.ready);
         if self.ready.len() > before && self.due.is_none() {
@@ -491,3 +606,6 @@ impl<E: SpanExporter> Worker<E> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

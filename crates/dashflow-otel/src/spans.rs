@@ -7,10 +7,11 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
-use dashflow_telemetry::{Event, EventKind, RunId, RunOutcome};
+use dashflow_telemetry::{Event, EventKind, EventRef, RunId, RunOutcome};
 use opentelemetry::trace::{SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState};
 use opentelemetry::{InstrumentationScope, KeyValue, Value};
 use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
@@ -84,10 +85,13 @@ struct OpenRun {
     parent: SpanId,
     parent_is_remote: bool,
     start: SystemTime,
+    /// The run's id as an attribute value, written once: every span of the run carries it.
+    id: Value,
     attributes: Vec<KeyValue>,
     events: Vec<opentelemetry::trace::Event>,
-    /// Open supersteps, by number (a failed step never reports its end; the run's end closes it).
-    steps: HashMap<u64, OpenStep>,
+    /// Open supersteps, oldest first: the one running, and those a failed or paused step
+    /// left (the run's end closes them).
+    steps: Vec<OpenStep>,
     /// The step whose tasks run now: where a subgraph run started by one of them hangs.
     current_step: Option<u64>,
     /// An attempt that failed in a step, for the step's status when the run ends before it.
@@ -98,15 +102,49 @@ struct OpenRun {
 }
 
 struct OpenStep {
+    step: u64,
     span: SpanId,
     start: SystemTime,
-    nodes: Vec<Arc<str>>,
+    nodes: Arc<[Arc<str>]>,
     events: Vec<opentelemetry::trace::Event>,
 }
 
+/// The end of one task attempt, as `TaskFinished` reports it.
+struct TaskEnd<'a> {
+    step: u64,
+    node: &'a Arc<str>,
+    attempt: u32,
+    duration: Duration,
+    error: Option<&'a str>,
+}
+
+/// Run ids end in 80 random bits: hashing them again (SipHash, per event) would only cost
+/// the exporter's thread time.
+#[derive(Default)]
+struct RunIdHasher(u64);
+
+impl Hasher for RunIdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*byte);
+        }
+    }
+
+    fn write_u128(&mut self, value: u128) {
+        // The low 64 bits of a ULID are random (and count up within a millisecond).
+        self.0 ^= value as u64;
+    }
+}
+
+type OpenRuns = HashMap<RunId, OpenRun, BuildHasherDefault<RunIdHasher>>;
+
 /// Turns events into finished spans, run by run.
 pub(crate) struct SpanMaker {
-    runs: HashMap<RunId, OpenRun>,
+    runs: OpenRuns,
     scope: InstrumentationScope,
     /// Events taken so far: the clock of `OpenRun::last_heard`.
     heard: u64,
@@ -127,7 +165,7 @@ impl SpanMaker {
 
     pub(crate) fn with_max_open(max_open: usize) -> Self {
         let scope = InstrumentationScope::builder("dashflow").with_version(env!("CARGO_PKG_VERSION")).build();
-        Self { runs: HashMap::new(), scope, heard: 0, max_open: max_open.max(1) }
+        Self { runs: OpenRuns::default(), scope, heard: 0, max_open: max_open.max(1) }
     }
 
     /// Runs started and not yet ended.
@@ -137,92 +175,48 @@ impl SpanMaker {
     }
 
     /// Takes one event; pushes the spans it ends onto `out`.
-    pub(crate) fn push(&mut self, event: &Event, out: &mut Vec<SpanData>) {
-        let run_id = event.run.run_id;
+    #[cfg(test)]
+    pub(crate) fn push_event(&mut self, event: &Event, out: &mut Vec<SpanData>) {
+        self.push(&EventRef::Whole(event), out);
+    }
+
+    /// Takes one event where it lies in its batch (the common kinds are read without being
+    /// built); pushes the spans it ends onto `out`.
+    pub(crate) fn push(&mut self, event: &EventRef<'_>, out: &mut Vec<SpanData>) {
         self.heard += 1;
-        if let Some(run) = self.runs.get_mut(&run_id) {
-            run.last_heard = self.heard;
+        match *event {
+            EventRef::Whole(event) => self.push_whole(event, out),
+            EventRef::StepStarted { run, at, step, nodes } => self.step_started(run.run_id, at, step, nodes, out),
+            EventRef::TaskFinished { run, at, step, node, attempt, duration } => {
+                self.task_finished(run.run_id, at, &TaskEnd { step, node, attempt, duration, error: None }, out);
+            }
+            EventRef::Routed { run, at, step, from, label, target } => {
+                self.routed(run.run_id, at, step, [from, label, target]);
+            }
+            _ => {}
         }
+    }
+
+    fn push_whole(&mut self, event: &Event, out: &mut Vec<SpanData>) {
+        let run_id = event.run.run_id;
         match &event.kind {
             EventKind::RunStarted { graph, thread_id, tags } => {
                 if self.runs.len() >= self.max_open {
                     self.finish_least_recent(event.at, out);
                 }
-                self.start_run(event, graph, thread_id.as_deref(), tags)
+                self.start_run(event, graph, thread_id.as_deref(), tags);
             }
-            EventKind::SuperstepStarted { step, nodes } => {
-                let Some(run) = self.runs.get_mut(&run_id) else { return };
-                run.current_step = Some(*step);
-                run.steps.insert(
-                    *step,
-                    OpenStep { span: new_span_id(), start: event.at, nodes: nodes.to_vec(), events: Vec::new() },
-                );
-            }
+            EventKind::SuperstepStarted { step, nodes } => self.step_started(run_id, event.at, *step, nodes, out),
             EventKind::TaskFinished { step, node, attempt, duration, error } => {
-                let scope = self.scope.clone();
-                let Some(run) = self.runs.get_mut(&run_id) else { return };
-                let start = event.at.checked_sub(*duration).unwrap_or(event.at);
-                let parent = run.step_or_open(*step, start, node);
-                let mut attributes = vec![
-                    KeyValue::new(attributes::RUN_ID, run_id.to_string()),
-                    KeyValue::new(attributes::SUPERSTEP, as_i64(*step)),
-                    KeyValue::new(attributes::NODE, node.to_string()),
-                    KeyValue::new(attributes::ATTEMPT, i64::from(*attempt)),
-                    KeyValue::new(attributes::TASK_OUTCOME, if error.is_some() { "error" } else { "ok" }),
-                ];
-                let (status, span_events) = match error {
-                    Some(error) => {
-                        run.failed_step = Some((*step, Arc::from(error.as_str())));
-                        attributes.push(KeyValue::new(attributes::ERROR_TYPE, OTHER_ERROR));
-                        (Status::error(error.clone()), vec![exception(event.at, error)])
-                    }
-                    None => (Status::Unset, Vec::new()),
-                };
-                if !run.context.is_sampled() {
-                    return;
-                }
-                let context = child_context(&run.context);
-                out.push(span(
-                    context,
-                    parent,
-                    false,
-                    TASK_SPAN,
-                    (start, event.at),
-                    attributes,
-                    span_events,
-                    status,
-                    scope,
-                ));
+                let task =
+                    TaskEnd { step: *step, node, attempt: *attempt, duration: *duration, error: error.as_deref() };
+                self.task_finished(run_id, event.at, &task, out);
             }
             EventKind::Routed { step, from, label, target } => {
-                let Some(run) = self.runs.get_mut(&run_id) else { return };
-                let routed = opentelemetry::trace::Event::new(
-                    events::ROUTED,
-                    event.at,
-                    vec![
-                        KeyValue::new("dashflow.route.from", from.to_string()),
-                        KeyValue::new("dashflow.route.label", label.to_string()),
-                        KeyValue::new("dashflow.route.target", target.to_string()),
-                    ],
-                    0,
-                );
-                match run.steps.get_mut(step) {
-                    Some(open) => open.events.push(routed),
-                    None => run.events.push(routed),
-                }
-            }
-            EventKind::SuperstepFinished { step, duration } => {
-                let scope = self.scope.clone();
-                let Some(run) = self.runs.get_mut(&run_id) else { return };
-                let Some(open) = run.steps.remove(step) else { return };
-                if !run.context.is_sampled() {
-                    return;
-                }
-                let start = event.at.checked_sub(*duration).map_or(open.start, |start| start.min(open.start));
-                out.push(run.step_span(run_id, *step, open, (start, event.at), Status::Unset, scope));
+                self.routed(run_id, event.at, *step, [from, label, target])
             }
             EventKind::CheckpointCommitted { step, checkpoint_id, snapshot, bytes } => {
-                let Some(run) = self.runs.get_mut(&run_id) else { return };
+                let Some(run) = self.heard_from(run_id) else { return };
                 run.events.push(opentelemetry::trace::Event::new(
                     events::CHECKPOINT,
                     event.at,
@@ -236,12 +230,12 @@ impl SpanMaker {
                 ));
             }
             EventKind::Interrupted { step, node, reason, .. } => {
-                let Some(run) = self.runs.get_mut(&run_id) else { return };
+                let Some(run) = self.heard_from(run_id) else { return };
                 run.events.push(opentelemetry::trace::Event::new(
                     events::INTERRUPTED,
                     event.at,
                     vec![
-                        KeyValue::new(attributes::NODE, node.to_string()),
+                        KeyValue::new(attributes::NODE, Arc::clone(node)),
                         KeyValue::new(attributes::SUPERSTEP, as_i64(*step)),
                         KeyValue::new("dashflow.interrupt.reason", reason.to_string()),
                     ],
@@ -250,15 +244,85 @@ impl SpanMaker {
             }
             EventKind::RunFinished { outcome, steps, error, .. } => {
                 let Some(run) = self.runs.remove(&run_id) else { return };
-                self.finish_run(
-                    run_id,
-                    run,
-                    event.at,
-                    Ending::Finished { outcome: *outcome, steps: *steps, error },
-                    out,
-                );
+                let ending = Ending::Finished { outcome: *outcome, steps: *steps, error };
+                self.finish_run(run, event.at, ending, out);
             }
             _ => {}
+        }
+    }
+
+    /// The open run `run_id`, marked heard from now.
+    fn heard_from(&mut self, run_id: RunId) -> Option<&mut OpenRun> {
+        let run = self.runs.get_mut(&run_id)?;
+        run.last_heard = self.heard;
+        Some(run)
+    }
+
+    /// Step `step` of the run started at `at` with the tasks of `nodes`. Steps of a run follow
+    /// one another, so its start is the end of the one before (which then reported its
+    /// routing decisions and its checkpoint): the exporter needs no event of its own for a
+    /// step's end, which the run would have to record at every step.
+    fn step_started(
+        &mut self,
+        run_id: RunId,
+        at: SystemTime,
+        step: u64,
+        nodes: &Arc<[Arc<str>]>,
+        out: &mut Vec<SpanData>,
+    ) {
+        let scope = &self.scope;
+        let Some(run) = self.runs.get_mut(&run_id) else { return };
+        run.last_heard = self.heard;
+        run.end_steps_before(u64::MAX, at, scope, out);
+        run.current_step = Some(step);
+        run.steps.push(OpenStep { step, span: new_span_id(), start: at, nodes: Arc::clone(nodes), events: Vec::new() });
+    }
+
+    fn task_finished(&mut self, run_id: RunId, at: SystemTime, task: &TaskEnd<'_>, out: &mut Vec<SpanData>) {
+        let scope = &self.scope;
+        let Some(run) = self.runs.get_mut(&run_id) else { return };
+        run.last_heard = self.heard;
+        let start = at.checked_sub(task.duration).unwrap_or(at);
+        let parent = run.step_or_open(task.step, start, task.node, scope, out);
+        if let Some(error) = task.error {
+            run.failed_step = Some((task.step, Arc::from(error)));
+        }
+        if !run.context.is_sampled() {
+            return;
+        }
+        let mut attributes = vec![
+            KeyValue::new(attributes::RUN_ID, run.id.clone()),
+            KeyValue::new(attributes::SUPERSTEP, as_i64(task.step)),
+            KeyValue::new(attributes::NODE, Arc::clone(task.node)),
+            KeyValue::new(attributes::ATTEMPT, i64::from(task.attempt)),
+            KeyValue::new(attributes::TASK_OUTCOME, if task.error.is_some() { "error" } else { "ok" }),
+        ];
+        let (status, span_events) = match task.error {
+            Some(error) => {
+                attributes.push(KeyValue::new(attributes::ERROR_TYPE, OTHER_ERROR));
+                (Status::error(error.to_owned()), vec![exception(at, error)])
+            }
+            None => (Status::Unset, Vec::new()),
+        };
+        let context = child_context(&run.context);
+        out.push(span(context, parent, false, TASK_SPAN, (start, at), attributes, span_events, status, scope.clone()));
+    }
+
+    fn routed(&mut self, run_id: RunId, at: SystemTime, step: u64, [from, label, target]: [&Arc<str>; 3]) {
+        let Some(run) = self.heard_from(run_id) else { return };
+        let routed = opentelemetry::trace::Event::new(
+            events::ROUTED,
+            at,
+            vec![
+                KeyValue::new("dashflow.route.from", Arc::clone(from)),
+                KeyValue::new("dashflow.route.label", Arc::clone(label)),
+                KeyValue::new("dashflow.route.target", Arc::clone(target)),
+            ],
+            0,
+        );
+        match run.steps.iter_mut().find(|open| open.step == step) {
+            Some(open) => open.events.push(routed),
+            None => run.events.push(routed),
         }
     }
 
@@ -272,16 +336,16 @@ impl SpanMaker {
             self.runs.iter().filter(|(_, run)| run.last_heard <= threshold).map(|(id, _)| *id).collect();
         for run_id in ended {
             if let Some(run) = self.runs.remove(&run_id) {
-                self.finish_run(run_id, run, at.max(SystemTime::UNIX_EPOCH), Ending::Unfinished, out);
+                self.finish_run(run, at.max(SystemTime::UNIX_EPOCH), Ending::Unfinished, out);
             }
         }
     }
 
     /// Ends every run still open at `at`, marked `unfinished` (the exporter is stopping).
     pub(crate) fn finish_all(&mut self, at: SystemTime, out: &mut Vec<SpanData>) {
-        let runs: Vec<(RunId, OpenRun)> = self.runs.drain().collect();
-        for (run_id, run) in runs {
-            self.finish_run(run_id, run, at.max(SystemTime::UNIX_EPOCH), Ending::Unfinished, out);
+        let runs: Vec<OpenRun> = self.runs.drain().map(|(_, run)| run).collect();
+        for run in runs {
+            self.finish_run(run, at.max(SystemTime::UNIX_EPOCH), Ending::Unfinished, out);
         }
     }
 
@@ -292,7 +356,10 @@ impl SpanMaker {
         let parent_run = ids.parent_run_id.and_then(|parent| self.runs.get(&parent));
         let (trace_id, flags, parent, parent_is_remote) = match parent_run {
             Some(parent) => {
-                let under = parent.current_step.and_then(|step| parent.steps.get(&step)).map(|step| step.span);
+                let under = parent
+                    .current_step
+                    .and_then(|step| parent.steps.iter().find(|open| open.step == step))
+                    .map(|step| step.span);
                 (
                     parent.context.trace_id(),
                     parent.context.trace_flags(),
@@ -306,9 +373,10 @@ impl SpanMaker {
             },
         };
         let context = SpanContext::new(trace_id, new_span_id(), flags, false, TraceState::default());
+        let id = Value::from(Arc::<str>::from(ids.run_id.to_string()));
         let mut attributes = vec![
-            KeyValue::new(attributes::GRAPH, graph.to_string()),
-            KeyValue::new(attributes::RUN_ID, ids.run_id.to_string()),
+            KeyValue::new(attributes::GRAPH, Arc::clone(graph)),
+            KeyValue::new(attributes::RUN_ID, id.clone()),
             KeyValue::new(attributes::ROOT_RUN_ID, ids.root_run_id.to_string()),
             KeyValue::new(attributes::DEPTH, i64::from(ids.depth)),
         ];
@@ -319,7 +387,7 @@ impl SpanMaker {
             attributes.push(KeyValue::new(attributes::THREAD_ID, thread_id.to_owned()));
         }
         if !tags.is_empty() {
-            let tags: Vec<opentelemetry::StringValue> = tags.iter().map(|tag| tag.to_string().into()).collect();
+            let tags: Vec<opentelemetry::StringValue> = tags.iter().map(|tag| Arc::clone(tag).into()).collect();
             attributes.push(KeyValue::new(attributes::TAGS, Value::Array(tags.into())));
         }
         self.runs.insert(
@@ -329,9 +397,10 @@ impl SpanMaker {
                 parent,
                 parent_is_remote,
                 start: event.at,
+                id,
                 attributes,
                 events: Vec::new(),
-                steps: HashMap::new(),
+                steps: Vec::new(),
                 current_step: None,
                 failed_step: None,
                 last_heard: self.heard,
@@ -339,25 +408,26 @@ impl SpanMaker {
         );
     }
 
-    fn finish_run(&self, run_id: RunId, mut run: OpenRun, at: SystemTime, ending: Ending<'_>, out: &mut Vec<SpanData>) {
+    fn finish_run(&self, mut run: OpenRun, at: SystemTime, ending: Ending<'_>, out: &mut Vec<SpanData>) {
         if !run.context.is_sampled() {
             return;
         }
-        // Steps that never reported their end (a failed step, a paused one, a stopped
+        // Steps still open (the last one, a failed or paused one, those of a stopped
         // exporter) end with the run; the one whose task failed carries the failure.
-        let mut steps: Vec<(u64, OpenStep)> = run.steps.drain().collect();
-        steps.sort_by_key(|(step, _)| *step);
-        for (step, open) in steps {
+        let mut steps = std::mem::take(&mut run.steps);
+        steps.sort_by_key(|open| open.step);
+        for open in steps {
             let status = match &run.failed_step {
                 Some((failed, error))
-                    if *failed == step && matches!(ending, Ending::Finished { outcome: RunOutcome::Failed, .. }) =>
+                    if *failed == open.step
+                        && matches!(ending, Ending::Finished { outcome: RunOutcome::Failed, .. }) =>
                 {
                     Status::error(error.to_string())
                 }
                 _ => Status::Unset,
             };
             let start = open.start;
-            out.push(run.step_span(run_id, step, open, (start, at.max(start)), status, self.scope.clone()));
+            out.push(run.step_span(open, (start, at.max(start)), status, self.scope.clone()));
         }
         let mut attributes = std::mem::take(&mut run.attributes);
         let mut span_events = std::mem::take(&mut run.events);
@@ -400,33 +470,54 @@ enum Ending<'a> {
 }
 
 impl OpenRun {
+    /// Ends the open steps numbered below `step` at `at` (their successor started), exporting
+    /// them when the run is sampled.
+    fn end_steps_before(&mut self, step: u64, at: SystemTime, scope: &InstrumentationScope, out: &mut Vec<SpanData>) {
+        let mut index = 0;
+        while index < self.steps.len() {
+            if self.steps[index].step >= step {
+                index += 1;
+                continue;
+            }
+            let open = self.steps.remove(index);
+            if self.context.is_sampled() {
+                let start = open.start;
+                out.push(self.step_span(open, (start, at.max(start)), Status::Unset, scope.clone()));
+            }
+        }
+    }
+
     /// The span of step `step`, opened now when its start was not seen (a sink that missed
-    /// it, or an event dropped on a full queue).
-    fn step_or_open(&mut self, step: u64, start: SystemTime, node: &Arc<str>) -> SpanId {
-        self.steps
-            .entry(step)
-            .or_insert_with(|| OpenStep {
-                span: new_span_id(),
-                start,
-                nodes: vec![Arc::clone(node)],
-                events: Vec::new(),
-            })
-            .span
+    /// it, or an event dropped on a full queue); that start ends the steps before it.
+    fn step_or_open(
+        &mut self,
+        step: u64,
+        start: SystemTime,
+        node: &Arc<str>,
+        scope: &InstrumentationScope,
+        out: &mut Vec<SpanData>,
+    ) -> SpanId {
+        if let Some(open) = self.steps.iter().find(|open| open.step == step) {
+            return open.span;
+        }
+        self.end_steps_before(step, start, scope, out);
+        let span = new_span_id();
+        let nodes = Arc::from([Arc::clone(node)]);
+        self.steps.push(OpenStep { step, span, start, nodes, events: Vec::new() });
+        span
     }
 
     fn step_span(
         &self,
-        run_id: RunId,
-        step: u64,
         open: OpenStep,
         (start, end): (SystemTime, SystemTime),
         status: Status,
         scope: InstrumentationScope,
     ) -> SpanData {
-        let nodes: Vec<opentelemetry::StringValue> = open.nodes.iter().map(|node| node.to_string().into()).collect();
+        let nodes: Vec<opentelemetry::StringValue> = open.nodes.iter().map(|node| Arc::clone(node).into()).collect();
         let attributes = vec![
-            KeyValue::new(attributes::RUN_ID, run_id.to_string()),
-            KeyValue::new(attributes::SUPERSTEP, as_i64(step)),
+            KeyValue::new(attributes::RUN_ID, self.id.clone()),
+            KeyValue::new(attributes::SUPERSTEP, as_i64(open.step)),
             KeyValue::new(attributes::NODES, Value::Array(nodes.into())),
         ];
         let context = SpanContext::new(

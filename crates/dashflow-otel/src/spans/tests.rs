@@ -59,7 +59,7 @@ fn a_task_span_starts_its_duration_before_its_end() {
     let mut maker = SpanMaker::new();
     let mut out = Vec::new();
     for event in [started(run, 0, Vec::new()), step(run, 1, 1), task(run, 10, 1, 4), finished(run, 12)] {
-        maker.push(&event, &mut out);
+        maker.push_event(&event, &mut out);
     }
     let task = named(&out, "dashflow.task")[0];
     assert_eq!((task.start_time, task.end_time), (at(6), at(10)));
@@ -87,7 +87,7 @@ fn a_subgraph_run_hangs_under_the_parents_running_superstep_in_its_trace() {
         task(parent, 6, 1, 5),
         finished(parent, 7),
     ] {
-        maker.push(&event, &mut out);
+        maker.push_event(&event, &mut out);
     }
     let runs = named(&out, "dashflow.run");
     let (child_run, parent_run) = (runs[0], runs[1]);
@@ -104,8 +104,8 @@ fn runs_still_open_when_the_exporter_stops_are_exported_unfinished() {
     let run = RunIds::root(RunId::new());
     let mut maker = SpanMaker::new();
     let mut out = Vec::new();
-    maker.push(&started(run, 0, Vec::new()), &mut out);
-    maker.push(&step(run, 1, 1), &mut out);
+    maker.push_event(&started(run, 0, Vec::new()), &mut out);
+    maker.push_event(&step(run, 1, 1), &mut out);
     assert!(out.is_empty(), "nothing ends before the run does");
     maker.finish_all(at(50), &mut out);
     let run_span = named(&out, "dashflow.run")[0];
@@ -128,7 +128,7 @@ fn a_run_whose_caller_is_not_sampled_exports_nothing() {
     let mut out = Vec::new();
     let tag: Arc<str> = trace_parent_tag(&caller).unwrap().into();
     for event in [started(run, 0, vec![tag]), step(run, 1, 1), task(run, 3, 1, 1), finished(run, 4)] {
-        maker.push(&event, &mut out);
+        maker.push_event(&event, &mut out);
     }
     assert!(out.is_empty(), "{out:?}");
 }
@@ -164,13 +164,13 @@ fn past_the_open_run_bound_the_runs_heard_from_least_recently_end_unfinished() {
     let mut out = Vec::new();
     let runs: Vec<RunIds> = (0..4).map(|_| RunIds::root(RunId::new())).collect();
     for (n, run) in runs.iter().enumerate() {
-        maker.push(&started(*run, n as u64, Vec::new()), &mut out);
+        maker.push_event(&started(*run, n as u64, Vec::new()), &mut out);
     }
     // The first run is heard from again: the second is now the quietest.
-    maker.push(&step(runs[0], 10, 1), &mut out);
+    maker.push_event(&step(runs[0], 10, 1), &mut out);
     assert_eq!((maker.open_runs(), out.len()), (4, 0));
     let fifth = RunIds::root(RunId::new());
-    maker.push(&started(fifth, 20, Vec::new()), &mut out);
+    maker.push_event(&started(fifth, 20, Vec::new()), &mut out);
     assert_eq!(maker.open_runs(), 4, "one ended to make room, the new one opened");
     let run_spans = named(&out, "dashflow.run");
     assert_eq!(run_spans.len(), 1);
@@ -179,7 +179,101 @@ fn past_the_open_run_bound_the_runs_heard_from_least_recently_end_unfinished() {
     let outcome = run_spans[0].attributes.iter().find(|kv| kv.key.as_str() == "dashflow.run.outcome").unwrap();
     assert_eq!(outcome.value.as_str(), "unfinished");
     // The ended run's later events are ignored; the others go on.
-    maker.push(&finished(runs[1], 30), &mut out);
-    maker.push(&finished(runs[0], 31), &mut out);
+    maker.push_event(&finished(runs[1], 30), &mut out);
+    maker.push_event(&finished(runs[0], 31), &mut out);
     assert_eq!(named(&out, "dashflow.run").len(), 2);
+}
+
+fn routed(run: RunIds, ms: u64, step: u64) -> Event {
+    Event::at(run, at(ms), EventKind::Routed { step, from: "n".into(), label: "again".into(), target: "n".into() })
+}
+
+#[test]
+fn a_step_ends_where_the_next_one_starts_and_carries_its_routing_decisions() {
+    let run = RunIds::root(RunId::new());
+    let mut maker = SpanMaker::new();
+    let mut out = Vec::new();
+    for event in [started(run, 0, Vec::new()), step(run, 1, 1), task(run, 3, 1, 2), routed(run, 4, 1)] {
+        maker.push_event(&event, &mut out);
+    }
+    assert!(named(&out, "dashflow.superstep").is_empty(), "a step is open until its successor starts");
+    maker.push_event(&step(run, 5, 2), &mut out);
+    let first = named(&out, "dashflow.superstep");
+    assert_eq!(first.len(), 1, "the second step's start ends the first");
+    assert_eq!((first[0].start_time, first[0].end_time), (at(1), at(5)));
+    let route = first[0].events.iter().find(|event| event.name == "dashflow.routed").unwrap();
+    assert_eq!(route.timestamp, at(4));
+    for event in [task(run, 7, 2, 2), finished(run, 9)] {
+        maker.push_event(&event, &mut out);
+    }
+    let steps = named(&out, "dashflow.superstep");
+    assert_eq!(steps.len(), 2);
+    assert_eq!((steps[1].start_time, steps[1].end_time), (at(5), at(9)), "the last step ends with its run");
+    assert!(steps.iter().all(|step| step.status == Status::Unset));
+    let run_span = named(&out, "dashflow.run")[0];
+    assert!(run_span.events.iter().all(|event| event.name != "dashflow.routed"), "the decision is its step's");
+}
+
+#[test]
+fn a_task_of_a_step_whose_start_was_lost_opens_it_and_ends_the_step_before() {
+    let run = RunIds::root(RunId::new());
+    let mut maker = SpanMaker::new();
+    let mut out = Vec::new();
+    // Step 2's start never arrives (a hand-over dropped on a full queue).
+    for event in [started(run, 0, Vec::new()), step(run, 1, 1), task(run, 3, 1, 2), task(run, 8, 2, 2)] {
+        maker.push_event(&event, &mut out);
+    }
+    let steps = named(&out, "dashflow.superstep");
+    assert_eq!(steps.len(), 1, "step 1 ended where step 2's task began");
+    assert_eq!((steps[0].start_time, steps[0].end_time), (at(1), at(6)));
+    maker.push_event(&finished(run, 9), &mut out);
+    let steps = named(&out, "dashflow.superstep");
+    assert_eq!((steps[1].start_time, steps[1].end_time), (at(6), at(9)));
+    let tasks = named(&out, "dashflow.task");
+    assert_eq!(tasks[1].parent_span_id, steps[1].span_context.span_id());
+}
+
+#[test]
+fn a_failed_run_marks_the_step_whose_task_failed_and_not_the_steps_before() {
+    let run = RunIds::root(RunId::new());
+    let failed_task = Event::at(
+        run,
+        at(7),
+        EventKind::TaskFinished {
+            step: 2,
+            node: "n".into(),
+            attempt: 1,
+            duration: Duration::from_millis(1),
+            error: Some("boom".to_owned()),
+        },
+    );
+    let failed_run = Event::at(
+        run,
+        at(8),
+        EventKind::RunFinished {
+            outcome: RunOutcome::Failed,
+            steps: 2,
+            duration: Duration::from_millis(8),
+            error: Some("boom".to_owned()),
+        },
+    );
+    let mut maker = SpanMaker::new();
+    let mut out = Vec::new();
+    for event in
+        [started(run, 0, Vec::new()), step(run, 1, 1), task(run, 3, 1, 2), step(run, 5, 2), failed_task, failed_run]
+    {
+        maker.push_event(&event, &mut out);
+    }
+    let steps = named(&out, "dashflow.superstep");
+    let status = |n: i64| {
+        let step = steps
+            .iter()
+            .find(|span| {
+                span.attributes.iter().any(|kv| kv.key.as_str() == "dashflow.superstep" && kv.value == n.into())
+            })
+            .unwrap();
+        step.status.clone()
+    };
+    assert_eq!(status(1), Status::Unset);
+    assert_eq!(status(2), Status::error("boom"));
 }

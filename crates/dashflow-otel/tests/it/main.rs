@@ -214,6 +214,62 @@ async fn a_run_with_a_parallel_step_a_retry_and_a_failure_exports_its_span_tree(
     assert!(service.contains("tickets-test"), "{service}");
 }
 
+/// `count` appends to the log and loops back to itself until the log holds three entries.
+fn loop_graph() -> CompiledGraph<Ticket> {
+    let mut graph = StateGraph::<Ticket>::named("loop");
+    graph.add_node("count", step("count")).add_edge(START, "count").add_conditional_edges(
+        "count",
+        |ticket: &Ticket| if ticket.log.len() < 3 { "again" } else { "done" },
+        [("again", "count"), ("done", END)],
+    );
+    CompiledGraph::new(graph.build().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_step_ends_where_the_next_starts_and_carries_its_routing_decision() {
+    // Alone, the sink takes each batch as it is; before another batching sink, it is lent
+    // the batch and builds the events it wants from it: the spans are the same.
+    for lent in [false, true] {
+        let (received, endpoint) = receiver().await;
+        let (sink, guard) = start(&endpoint);
+        let mut app = loop_graph().with_callback(sink.clone());
+        if lent {
+            app = app.with_callback(dashflow_telemetry::LiveRuns::new());
+        }
+        app.invoke(Ticket::default(), RunConfig::new()).await.unwrap();
+        flush(&sink).await;
+        tokio::task::spawn_blocking(move || drop(guard)).await.unwrap();
+
+        let spans = received.spans();
+        let run = spans.iter().find(|span| span.name == "dashflow.run").unwrap();
+        assert!(run.events.iter().all(|event| event.name != "dashflow.routed"), "lent: {lent}");
+        let mut steps: Vec<&Span> = spans.iter().filter(|span| span.name == "dashflow.superstep").collect();
+        steps.sort_by_key(|span| int(span, attributes::SUPERSTEP));
+        assert_eq!(steps.len(), 3, "lent: {lent}: {steps:#?}");
+        assert!(steps[0].start_time_unix_nano >= run.start_time_unix_nano);
+        for pair in steps.windows(2) {
+            assert_eq!(pair[0].end_time_unix_nano, pair[1].start_time_unix_nano, "lent: {lent}");
+        }
+        assert_eq!(steps[2].end_time_unix_nano, run.end_time_unix_nano, "the last step ends with the run");
+        let labels: Vec<String> = steps
+            .iter()
+            .map(|step| {
+                assert_eq!(step.parent_span_id, run.span_id);
+                let routed: Vec<_> = step.events.iter().filter(|event| event.name == "dashflow.routed").collect();
+                assert_eq!(routed.len(), 1, "lent: {lent}: {step:?}");
+                let label = routed[0].attributes.iter().find(|kv| kv.key == "dashflow.route.label").unwrap();
+                format!("{:?}", label.value.as_ref().unwrap().value.as_ref().unwrap())
+            })
+            .collect();
+        assert!(labels[0].contains("again") && labels[1].contains("again") && labels[2].contains("done"), "{labels:?}");
+        for task in spans.iter().filter(|span| span.name == "dashflow.task") {
+            let step = steps.iter().find(|step| step.span_id == task.parent_span_id).unwrap();
+            assert!(task.start_time_unix_nano >= step.start_time_unix_nano);
+            assert!(task.end_time_unix_nano <= step.end_time_unix_nano);
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_given_the_callers_span_joins_the_callers_trace() {
     let (received, endpoint) = receiver().await;
