@@ -491,7 +491,11 @@ fn main() {
     };
     count_statements();
     let quick = std::env::args().any(|arg| arg == "--quick");
-    let runs = if quick { 300 } else { 2_000 };
+    let runs = args
+        .windows(2)
+        .find(|pair| pair[0] == "--runs")
+        .and_then(|pair| pair[1].parse().ok())
+        .unwrap_or(if quick { 300 } else { 2_000 });
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     runtime.block_on(async {
         let schema = format!("dashflow_b8_{}", std::process::id());
@@ -506,17 +510,29 @@ fn main() {
             .filter(|pair| pair[0] == "--only-workers")
             .filter_map(|pair| pair[1].parse().ok())
             .collect();
-        let rounds = if only.is_empty() { vec![1, 2, 4] } else { only.clone() };
+        let in_process_only = args.iter().any(|arg| arg == "--only-in-process");
+        let rounds = match (in_process_only, only.is_empty()) {
+            (true, _) => vec![],
+            (false, true) => vec![1, 2, 4],
+            (false, false) => only.clone(),
+        };
+        // `--streams-off`: the rounds above without event streams; `--no-extra`: without the
+        // rounds below (for profiling one kind of round).
+        let streams = if args.iter().any(|arg| arg == "--streams-off") { Streams::Off } else { Streams::On };
         for workers in rounds {
-            round(&url, &schema, workers, (Durability::Sync, Streams::On), runs, &mut admin).await;
+            round(&url, &schema, workers, (Durability::Sync, streams), runs, &mut admin).await;
         }
-        // Without event streams: what streaming a run's events costs.
-        round(&url, &schema, 2, (Durability::Sync, Streams::Off), runs, &mut admin).await;
-        // `Async` checkpoints: written while the next step runs, still fenced, and the run
-        // finishes only once they are committed.
-        round(&url, &schema, 2, (Durability::Async, Streams::On), runs, &mut admin).await;
-        in_process(&url, &schema, runs, &mut admin).await;
-        if only.is_empty() {
+        if !in_process_only && !args.iter().any(|arg| arg == "--no-extra") {
+            // Without event streams: what streaming a run's events costs.
+            round(&url, &schema, 2, (Durability::Sync, Streams::Off), runs, &mut admin).await;
+            // `Async` checkpoints: written while the next step runs, still fenced, and the run
+            // finishes only once they are committed.
+            round(&url, &schema, 2, (Durability::Async, Streams::On), runs, &mut admin).await;
+            in_process(&url, &schema, runs, &mut admin).await;
+        }
+        if in_process_only {
+            in_process(&url, &schema, runs, &mut admin).await;
+        } else if only.is_empty() {
             takeover(&url, &schema, if quick { 1 } else { 3 }).await;
         }
         // `--keep-schema`: leave the tables for a look afterwards.

@@ -9,13 +9,20 @@ pub(crate) const SWEEP_LOCK: i32 = 0x4446_5357;
 
 pub(crate) const LOCK_THREAD: &str = "SELECT pg_advisory_xact_lock($1, hashtext($2))";
 
-/// Submits a run in one round trip (migration 2's `dashflow_submit_run`): `outcome`,
-/// `run_state`, `active_run`.
+/// Submits a run in one round trip (`dashflow_submit_run`, migration 4's version): `outcome`,
+/// `run_state`, `active_run`. It notifies no one: the caller sends [`WAKE`] after the commit
+/// when the run is queued.
 pub(crate) const SUBMIT: &str = "SELECT outcome, run_state, active_run FROM dashflow_submit_run($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10, $11, $12)";
 
 pub(crate) const SCHEMA: &str = "SELECT coalesce(current_schema(), '')";
+/// Wakes the workers of the schema. Like every notification, sent after the commit of what it
+/// announces, never inside a transaction that writes: PostgreSQL commits notifying
+/// transactions one at a time, each holding a lock of the whole database until its commit is
+/// on disk. Alone, it writes nothing durable, so its commit waits for no flush.
 pub(crate) const WAKE: &str = "SELECT pg_notify('dashflow_wake', current_schema())";
-pub(crate) const DONE: &str = "SELECT pg_notify('dashflow_done', $1)";
+/// Tells waiters that run `$1` ended; wakes the workers too when `$2` (a run was promoted).
+pub(crate) const DONE: &str =
+    "SELECT pg_notify('dashflow_done', $1), CASE WHEN $2 THEN pg_notify('dashflow_wake', current_schema()) END";
 
 /// Registering grants no lease of its own (the first heartbeat does): until then the sweeper
 /// judges the worker by its registration time against the fleet's freshest heartbeat, so a
@@ -72,9 +79,10 @@ WHERE r.run_id = next.run_id
 RETURNING r.run_id, r.thread_id, r.lease_epoch, r.graph_key, r.kind, r.input, r.config::text AS config,
           r.attempt, next.first_claim, r.queue, r.tenant";
 
-/// Ends a run in one round trip (migration 2's `dashflow_finish_run`): fenced, then promotes
-/// the thread's next pending run and notifies; false when the lease was lost.
-pub(crate) const FINISH: &str = "SELECT dashflow_finish_run($1, $2, $3, $4, $5, $6, $7)";
+/// Ends a run in one round trip (migration 4's `dashflow_end_run`): fenced, then promotes the
+/// thread's next pending run; `lost` when the lease was lost, else `ended` or `promoted`. The
+/// caller notifies ([`DONE`]) after the commit.
+pub(crate) const FINISH: &str = "SELECT dashflow_end_run($1, $2, $3, $4, $5, $6, $7)";
 
 /// Puts a held run back, fenced, without charging the attempt.
 pub(crate) const RELEASE: &str = "UPDATE dashflow_runs SET state = 'queued', worker_id = NULL, run_at = now(),
