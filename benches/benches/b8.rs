@@ -358,6 +358,7 @@ async fn round(
     for submitter in submitters {
         submitter.await.unwrap();
     }
+    let submitted_in = started.elapsed().as_secs_f64();
     let submit_statements = STATEMENTS.load(Ordering::Relaxed) - submit_before;
     loop {
         let done: i64 =
@@ -390,6 +391,7 @@ async fn round(
     .unwrap();
     stop(children);
     println!("metric {id} runs_per_sec {:.1}", runs as f64 / elapsed);
+    println!("metric {id} submits_per_sec {:.1}", runs as f64 / submitted_in);
     println!("metric {id} p50_ms {p50:.1}");
     println!("metric {id} p99_ms {p99:.1}");
     println!("metric {id} xact_per_run {:.2}", xact as f64 / runs as f64);

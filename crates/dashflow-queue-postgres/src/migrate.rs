@@ -25,8 +25,8 @@ const MIGRATIONS: &[Migration] = &[
     Migration { version: 3, name: "run event streams", sql: include_str!("../migrations/0003_run_events.sql") },
     Migration {
         version: 4,
-        name: "notifications after the commit",
-        sql: include_str!("../migrations/0004_notify_after_commit.sql"),
+        name: "submits and notifications that wait for no other commit",
+        sql: include_str!("../migrations/0004_submits_and_notifications.sql"),
     },
 ];
 

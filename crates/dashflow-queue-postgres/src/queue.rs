@@ -195,7 +195,18 @@ impl RunQueue for PostgresRunQueue {
             detail: format!("cannot be written as JSON: {error}"),
         })?;
         let mut conn = self.conn(SUBMIT).await?;
-        // One round trip: the function takes the thread's lock and does the rest in the server.
+        // The start tag first, in a transaction that holds the tenant's clock for moments; then
+        // the submit, under the thread's lock, in one round trip.
+        let vtime: Option<i64> = sqlx::query_scalar(sql::TICK)
+            .bind(&run.run_id)
+            .bind(&run.thread_id)
+            .bind(&run.queue)
+            .bind(run.priority.level())
+            .bind(&run.tenant)
+            .bind(run.multitask == Multitask::Enqueue)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(unavailable(SUBMIT))?;
         let row = sqlx::query(sql::SUBMIT)
             .bind(&run.run_id)
             .bind(&run.queue)
@@ -209,6 +220,7 @@ impl RunQueue for PostgresRunQueue {
             .bind(run.max_attempts)
             .bind(run.multitask == Multitask::Enqueue)
             .bind(sql::THREAD_LOCK)
+            .bind(vtime)
             .fetch_one(&mut *conn)
             .await
             .map_err(unavailable(SUBMIT))?;

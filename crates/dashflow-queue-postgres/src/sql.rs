@@ -9,10 +9,16 @@ pub(crate) const SWEEP_LOCK: i32 = 0x4446_5357;
 
 pub(crate) const LOCK_THREAD: &str = "SELECT pg_advisory_xact_lock($1, hashtext($2))";
 
-/// Submits a run in one round trip (`dashflow_submit_run`, migration 4's version): `outcome`,
+/// The start tag of a run about to be submitted (migration 4's `dashflow_tick_clock`): moves
+/// the tenant's clock in a transaction of its own that waits for no flush, so the clock's row
+/// is locked for moments, not until a submit is on disk. NULL when the run id is taken or the
+/// thread busy ([`SUBMIT`] says which).
+pub(crate) const TICK: &str = "SELECT dashflow_tick_clock($1, $2, $3, $4, $5, $6)";
+
+/// Submits a run with start tag `$13` (migration 4's `dashflow_submit_run`): `outcome`,
 /// `run_state`, `active_run`. It notifies no one: the caller sends [`WAKE`] after the commit
 /// when the run is queued.
-pub(crate) const SUBMIT: &str = "SELECT outcome, run_state, active_run FROM dashflow_submit_run($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10, $11, $12)";
+pub(crate) const SUBMIT: &str = "SELECT outcome, run_state, active_run FROM dashflow_submit_run($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10, $11, $12, $13)";
 
 pub(crate) const SCHEMA: &str = "SELECT coalesce(current_schema(), '')";
 /// Wakes the workers of the schema. Like every notification, sent after the commit of what it

@@ -208,3 +208,59 @@ async fn a_finish_that_promotes_a_pending_run_wakes_the_workers_after_its_done()
     assert_eq!(tokio::time::timeout(within, wakeups.next()).await.unwrap(), Some(done));
     assert_eq!(tokio::time::timeout(within, wakeups.next()).await.unwrap(), Some(dashflow_queue::Wake::Work));
 }
+
+#[tokio::test]
+async fn a_submit_in_flight_holds_back_no_other_submit_of_its_tenant() {
+    let test = "a_submit_in_flight_holds_back_no_other_submit_of_its_tenant";
+    let Some((db, queue)) = queue(test).await else { return };
+    worker(&queue, "w").await;
+    queue.submit(run("first")).await.unwrap();
+    // A submit of the same tenant stays uncommitted in another session, as a submit waiting
+    // for its commit to reach the disk would: it holds its thread and its run, not the clock.
+    let mut admin = db.admin().await;
+    let tag: Option<i64> =
+        sqlx::query_scalar("SELECT dashflow_tick_clock('in-flight', 'a', 'default', 2::smallint, '', false)")
+            .fetch_one(&mut admin)
+            .await
+            .unwrap();
+    assert!(tag.is_some());
+    sqlx::query("BEGIN").execute(&mut admin).await.unwrap();
+    sqlx::query(
+        "SELECT * FROM dashflow_submit_run('in-flight', 'default', 'g@v1', 'a', '', 2::smallint, 'invoke', NULL, '{}',
+                                           5, false, 0, $1)",
+    )
+    .bind(tag)
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    let other = tokio::time::timeout(std::time::Duration::from_secs(30), queue.submit(run("b")))
+        .await
+        .expect("the submit waited for another submit's commit");
+    assert_eq!(other.unwrap(), RunState::Queued);
+    sqlx::query("ROLLBACK").execute(&mut admin).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_submit_given_no_start_tag_moves_the_tenants_clock_itself() {
+    let test = "a_submit_given_no_start_tag_moves_the_tenants_clock_itself";
+    let Some((db, queue)) = queue(test).await else { return };
+    queue.submit(run("first")).await.unwrap();
+    let mut admin = db.admin().await;
+    let clock = "SELECT vtime FROM dashflow_tenant_clocks WHERE tenant = ''";
+    let before: i64 = sqlx::query_scalar(clock).fetch_one(&mut admin).await.unwrap();
+    // What a submit does when its tick found the thread busy and the thread was free again by
+    // the time it ran.
+    sqlx::query(
+        "SELECT * FROM dashflow_submit_run('untagged', 'default', 'g@v1', 'free', '', 2::smallint, 'invoke', NULL,
+                                           '{}', 5, false, 0, NULL)",
+    )
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    let after: i64 = sqlx::query_scalar(clock).fetch_one(&mut admin).await.unwrap();
+    let tag: i64 = sqlx::query_scalar("SELECT vtime FROM dashflow_runs WHERE run_id = 'untagged'")
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
+    assert_eq!((after, tag), (before + 1000, before + 1000));
+}

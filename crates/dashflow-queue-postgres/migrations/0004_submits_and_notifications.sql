@@ -1,22 +1,60 @@
--- Notifications leave the transactions that write (docs/distributed.md). PostgreSQL queues a
+-- Submits of one tenant no longer wait for each other's commits, and notifications leave the
+-- transactions that write (docs/distributed.md). PostgreSQL queues a
 -- transaction's NOTIFY at its commit under one lock of the whole database, held until the
 -- commit is flushed: every transaction that notifies commits one after another, each waiting
 -- for the one before to reach the disk. The client now sends the notification after the
 -- commit, in a transaction of its own that writes nothing durable and so waits for no flush.
 -- A wake-up lost between the two (the client died) is covered by the listeners' polling.
 
--- As migration 2's, without the notification: the caller wakes the workers when the run is
--- `queued`.
-CREATE OR REPLACE FUNCTION dashflow_submit_run(
+-- The tenant's clock moves in a transaction of its own before the submit, which commits without
+-- waiting for the disk (`synchronous_commit` off for it alone): the clock row is locked for as
+-- long as that takes, where inside the submit it was locked until the submit's commit reached
+-- the disk, and every submit of a tenant waited for the one before. A clock a crash set back
+-- gives a few runs the tags of runs before them, a fairness hint lost, never a run.
+-- Returns the start tag for run `p_run_id`: the tenant's clock plus its share, never below the
+-- queue's smallest queued tag, so an idle tenant banks no credit. NULL, and the clock
+-- untouched, when the run id is taken or the thread is busy and `p_enqueue` is false (the
+-- submit that follows says which).
+CREATE FUNCTION dashflow_tick_clock(
+    p_run_id text, p_thread_id text, p_queue text, p_priority smallint, p_tenant text, p_enqueue boolean)
+RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE
+    v_vtime bigint;
+BEGIN
+    PERFORM set_config('synchronous_commit', 'off', true);
+    IF EXISTS (SELECT 1 FROM dashflow_runs r WHERE r.run_id = p_run_id) THEN
+        RETURN NULL;
+    END IF;
+    IF NOT p_enqueue
+       AND EXISTS (SELECT 1 FROM dashflow_runs r WHERE r.thread_id = p_thread_id AND r.state IN ('queued', 'running')) THEN
+        RETURN NULL;
+    END IF;
+    WITH floor AS (
+        SELECT coalesce((SELECT q.vtime FROM dashflow_runs q
+                         WHERE q.state = 'queued' AND q.queue = p_queue AND q.priority = p_priority
+                         ORDER BY q.vtime LIMIT 1), 0) AS v)
+    INSERT INTO dashflow_tenant_clocks AS c (queue, priority, tenant, vtime)
+    SELECT p_queue, p_priority, p_tenant, v FROM floor
+    ON CONFLICT (queue, priority, tenant) DO UPDATE SET vtime = greatest(c.vtime + 1000 / c.weight, excluded.vtime)
+    RETURNING c.vtime INTO v_vtime;
+    RETURN v_vtime;
+END $$;
+
+-- Migration 2's submit, given the start tag `p_vtime` (from `dashflow_tick_clock`) and without
+-- the notification: the caller wakes the workers after the commit when the run is `queued`.
+-- With `p_vtime` NULL (the tick found the thread busy or the id taken, and that changed since)
+-- it moves the clock itself, as migration 2's did.
+DROP FUNCTION dashflow_submit_run(text, text, text, text, text, smallint, text, bytea, jsonb, int, boolean, int);
+CREATE FUNCTION dashflow_submit_run(
     p_run_id text, p_queue text, p_graph_key text, p_thread_id text, p_tenant text, p_priority smallint,
-    p_kind text, p_input bytea, p_config jsonb, p_max_attempts int, p_enqueue boolean, p_lock int)
+    p_kind text, p_input bytea, p_config jsonb, p_max_attempts int, p_enqueue boolean, p_lock int, p_vtime bigint)
 RETURNS TABLE (outcome text, run_state text, active_run text) LANGUAGE plpgsql AS $$
 #variable_conflict use_column
 DECLARE
     v_existing text;
     v_active text;
     v_state text;
-    v_vtime bigint;
+    v_vtime bigint := p_vtime;
 BEGIN
     PERFORM pg_advisory_xact_lock(p_lock, hashtext(p_thread_id));
     SELECT r.state INTO v_existing FROM dashflow_runs r WHERE r.run_id = p_run_id;
@@ -30,20 +68,24 @@ BEGIN
         RETURN QUERY SELECT 'busy'::text, NULL::text, v_active;
         RETURN;
     END IF;
+    -- Runs waiting on a thread with no active run are promoted by the sweeper; a new one
+    -- queues behind them to keep their order.
     IF v_active IS NOT NULL
        OR EXISTS (SELECT 1 FROM dashflow_runs r WHERE r.thread_id = p_thread_id AND r.state = 'pending') THEN
         v_state := 'pending';
     ELSE
         v_state := 'queued';
     END IF;
-    WITH floor AS (
-        SELECT coalesce((SELECT q.vtime FROM dashflow_runs q
-                         WHERE q.state = 'queued' AND q.queue = p_queue AND q.priority = p_priority
-                         ORDER BY q.vtime LIMIT 1), 0) AS v)
-    INSERT INTO dashflow_tenant_clocks AS c (queue, priority, tenant, vtime)
-    SELECT p_queue, p_priority, p_tenant, v FROM floor
-    ON CONFLICT (queue, priority, tenant) DO UPDATE SET vtime = greatest(c.vtime + 1000 / c.weight, excluded.vtime)
-    RETURNING c.vtime INTO v_vtime;
+    IF v_vtime IS NULL THEN
+        WITH floor AS (
+            SELECT coalesce((SELECT q.vtime FROM dashflow_runs q
+                             WHERE q.state = 'queued' AND q.queue = p_queue AND q.priority = p_priority
+                             ORDER BY q.vtime LIMIT 1), 0) AS v)
+        INSERT INTO dashflow_tenant_clocks AS c (queue, priority, tenant, vtime)
+        SELECT p_queue, p_priority, p_tenant, v FROM floor
+        ON CONFLICT (queue, priority, tenant) DO UPDATE SET vtime = greatest(c.vtime + 1000 / c.weight, excluded.vtime)
+        RETURNING c.vtime INTO v_vtime;
+    END IF;
     INSERT INTO dashflow_runs
         (run_id, queue, graph_key, thread_id, tenant, priority, vtime, state, kind, input, config, max_attempts)
     VALUES (p_run_id, p_queue, p_graph_key, p_thread_id, p_tenant, p_priority, v_vtime, v_state, p_kind, p_input,
