@@ -65,14 +65,24 @@ WHERE cardinality($3::text[]) = 0";
 
 /// Claims a batch (distinct threads, thanks to `dashflow_runs_one_active`) and bumps each
 /// thread's fence epoch in the same statement. `first_claim`: no claim started the run before,
-/// so nothing of it can be stored.
+/// so nothing of it can be stored. Each of the worker's queues is read in the order of its
+/// index (`dashflow_runs_claim`), up to the batch, and the queues' heads merged: the cost is
+/// the batch's, whatever the depth of the queue (a single scan over `queue = ANY(...)` sorted
+/// every queued run for each claim).
 pub(crate) const CLAIM: &str = "
 WITH next AS (
-    SELECT run_id, thread_id, started_at IS NULL AS first_claim FROM dashflow_runs
-    WHERE state = 'queued' AND queue = ANY($2) AND graph_key = ANY($3) AND run_at <= now()
-      AND EXISTS (SELECT 1 FROM dashflow_workers WHERE worker_id = $1 AND stopped_at IS NULL AND NOT draining)
-    ORDER BY priority, vtime, run_id
-    LIMIT $4 FOR UPDATE SKIP LOCKED
+    SELECT c.run_id, c.thread_id, c.first_claim
+    FROM unnest($2::text[]) AS q(queue)
+    CROSS JOIN LATERAL (
+        SELECT r.run_id, r.thread_id, r.started_at IS NULL AS first_claim, r.priority, r.vtime
+        FROM dashflow_runs r
+        WHERE r.state = 'queued' AND r.queue = q.queue AND r.graph_key = ANY($3) AND r.run_at <= now()
+          AND EXISTS (SELECT 1 FROM dashflow_workers WHERE worker_id = $1 AND stopped_at IS NULL AND NOT draining)
+        ORDER BY r.priority, r.vtime, r.run_id
+        LIMIT $4 FOR UPDATE SKIP LOCKED
+    ) c
+    ORDER BY c.priority, c.vtime, c.run_id
+    LIMIT $4
 ), fence AS (
     INSERT INTO dashflow_thread_fences AS f (thread_id, epoch) SELECT thread_id, 1 FROM next
     ON CONFLICT (thread_id) DO UPDATE SET epoch = f.epoch + 1
