@@ -3,17 +3,26 @@
 //! worker to its run's completion elsewhere. Run by `cargo xtask bench --b8`; needs
 //! `DASHFLOW_TEST_POSTGRES_URL` (prints a skip line without it).
 //!
-//! Prints `metric ID NAME VALUE` lines: for `b8_workers1`, `b8_workers2`, `b8_workers4`,
-//! `b8_async_workers2` (two workers, `Async` checkpoints) and `b8_in_process`, `runs_per_sec`;
-//! for the worker rounds also `p50_ms` and `p99_ms` (submit to finish, database time),
-//! `xact_per_run` (committed transactions of the database: heartbeats, polls and any other
-//! client of the same database included), `db_cpu_ms_per_run` (CPU time of every `postgres`
-//! process of the machine) and `statements_per_run` (round trips to the database of the
-//! submitting client and the workers while the round ran, counted in the client from sqlx's
-//! statement events plus one `BEGIN` per transaction; unlike the two before, other load on the
-//! machine does not change it), split into `submit_statements_per_run` and
-//! `worker_statements_per_run`; for `b8_in_process`, `statements_per_run`; for `b8_takeover`,
-//! `median_s` and `max_s`.
+//! Prints `metric ID NAME VALUE` lines. Rounds: `b8_workers1`, `b8_workers2`, `b8_workers4`
+//! (the defaults: `Sync` checkpoints, event streams on), `b8_nostream_workers2` (no event
+//! streams), `b8_async_workers2` (`Async` checkpoints) and `b8_in_process` (the same runs in
+//! this process, no queue). Per worker round: `runs_per_sec` (submit of the first to finish of
+//! the last), `submits_per_sec` (the submitting tasks alone), `p50_ms` and `p99_ms` (submit to
+//! finish, database time), `statements_per_run` (round trips of the submitting client and the
+//! workers, counted in the client from sqlx's statement events plus one `BEGIN` per
+//! transaction; other load does not change it), split into `submit_statements_per_run` and
+//! `worker_statements_per_run`; `xact_per_run` (transactions that wrote: transaction ids the
+//! server handed out, every client of the server included), `db_cpu_ms_per_run` (CPU time of
+//! the server's processes: its postmaster, its children and the children it reaped),
+//! `wal_bytes_per_run`, `worker_cpu_ms_per_run` and `client_cpu_ms_per_run` (this process).
+//! `b8_in_process` has `runs_per_sec`, `statements_per_run`, `xact_per_run`,
+//! `db_cpu_ms_per_run`, `wal_bytes_per_run` and `client_cpu_ms_per_run`; `b8_takeover`,
+//! `median_s` and `max_s`. CPU times move with other load on the machine; the counts do not.
+//!
+//! Flags after `--`: `--quick` (300 runs a round, one takeover), `--runs N`,
+//! `--only-workers N` (repeatable; no takeover), `--streams-off` (those rounds without
+//! streams), `--no-extra` (without the stream-less, `Async` and in-process rounds),
+//! `--only-in-process`, `--keep-schema`.
 //!
 //! The benchmark binary is also the worker: with `--b8-worker URL SCHEMA` it runs one.
 
