@@ -3,17 +3,26 @@
 //! worker to its run's completion elsewhere. Run by `cargo xtask bench --b8`; needs
 //! `DASHFLOW_TEST_POSTGRES_URL` (prints a skip line without it).
 //!
-//! Prints `metric ID NAME VALUE` lines: for `b8_workers1`, `b8_workers2`, `b8_workers4`,
-//! `b8_async_workers2` (two workers, `Async` checkpoints) and `b8_in_process`, `runs_per_sec`;
-//! for the worker rounds also `p50_ms` and `p99_ms` (submit to finish, database time),
-//! `xact_per_run` (committed transactions of the database: heartbeats, polls and any other
-//! client of the same database included), `db_cpu_ms_per_run` (CPU time of every `postgres`
-//! process of the machine) and `statements_per_run` (round trips to the database of the
-//! submitting client and the workers while the round ran, counted in the client from sqlx's
-//! statement events plus one `BEGIN` per transaction; unlike the two before, other load on the
-//! machine does not change it), split into `submit_statements_per_run` and
-//! `worker_statements_per_run`; for `b8_in_process`, `statements_per_run`; for `b8_takeover`,
-//! `median_s` and `max_s`.
+//! Prints `metric ID NAME VALUE` lines. Rounds: `b8_workers1`, `b8_workers2`, `b8_workers4`
+//! (the defaults: `Sync` checkpoints, event streams on), `b8_nostream_workers2` (no event
+//! streams), `b8_async_workers2` (`Async` checkpoints) and `b8_in_process` (the same runs in
+//! this process, no queue). Per worker round: `runs_per_sec` (submit of the first to finish of
+//! the last), `submits_per_sec` (the submitting tasks alone), `p50_ms` and `p99_ms` (submit to
+//! finish, database time), `statements_per_run` (round trips of the submitting client and the
+//! workers, counted in the client from sqlx's statement events plus one `BEGIN` per
+//! transaction; other load does not change it), split into `submit_statements_per_run` and
+//! `worker_statements_per_run`; `xact_per_run` (transactions that wrote: transaction ids the
+//! server handed out, every client of the server included), `db_cpu_ms_per_run` (CPU time of
+//! the server's processes: its postmaster, its children and the children it reaped),
+//! `wal_bytes_per_run`, `worker_cpu_ms_per_run` and `client_cpu_ms_per_run` (this process).
+//! `b8_in_process` has `runs_per_sec`, `statements_per_run`, `xact_per_run`,
+//! `db_cpu_ms_per_run`, `wal_bytes_per_run` and `client_cpu_ms_per_run`; `b8_takeover`,
+//! `median_s` and `max_s`. CPU times move with other load on the machine; the counts do not.
+//!
+//! Flags after `--`: `--quick` (300 runs a round, one takeover), `--runs N`,
+//! `--only-workers N` (repeatable; no takeover), `--streams-off` (those rounds without
+//! streams), `--no-extra` (without the stream-less, `Async` and in-process rounds),
+//! `--only-in-process`, `--keep-schema`.
 //!
 //! The benchmark binary is also the worker: with `--b8-worker URL SCHEMA` it runs one.
 
@@ -128,7 +137,7 @@ async fn queue(url: &str, schema: &str) -> PostgresRunQueue {
     PostgresRunQueue::new(checkpointer).await.unwrap()
 }
 
-fn child(url: &str, schema: &str) {
+fn child(url: &str, schema: &str, streams: Streams) {
     count_statements();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     runtime.block_on(async {
@@ -144,8 +153,11 @@ fn child(url: &str, schema: &str) {
         });
         let queue: Arc<dyn RunQueue> = Arc::new(queue(url, schema).await);
         let (fast, slow) = graphs();
-        let worker =
-            Worker::builder(queue).graph(fast).graph(slow).slots(8).grace(Duration::from_secs(5)).build().unwrap();
+        let mut builder = Worker::builder(queue).graph(fast).graph(slow).slots(8).grace(Duration::from_secs(5));
+        if streams == Streams::Off {
+            builder = builder.without_event_streams();
+        }
+        let worker = builder.build().unwrap();
         worker.run(dashflow::distributed::shutdown_signal()).await.unwrap();
     });
 }
@@ -201,11 +213,22 @@ impl Drop for Workers {
     }
 }
 
-fn spawn_workers(url: &str, schema: &str, count: usize) -> Vec<Child> {
+/// Whether runs stream their events to `dashflow_run_events` (the default) or not.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Streams {
+    On,
+    Off,
+}
+
+fn spawn_workers(url: &str, schema: &str, count: usize, streams: Streams) -> Vec<Child> {
+    let streams = match streams {
+        Streams::On => "streams",
+        Streams::Off => "no-streams",
+    };
     (0..count)
         .map(|_| {
             Command::new(std::env::current_exe().unwrap())
-                .args(["--b8-worker", url, schema])
+                .args(["--b8-worker", url, schema, streams])
                 .env("DASHFLOW_WAL", "0")
                 .stdout(Stdio::piped())
                 .spawn()
@@ -229,47 +252,102 @@ async fn wait_live(queue: &PostgresRunQueue, count: usize) {
     }
 }
 
-/// CPU seconds so far of every `postgres` process on this machine.
-fn postgres_cpu() -> f64 {
+/// CPU seconds so far of the database server: its postmaster, every live child of it and every
+/// child it reaped, found from the admin connection's backend (so another PostgreSQL server on
+/// the same machine is not counted). Every `postgres` process of the machine when the server is
+/// not on this machine's `/proc` (then other servers' work is counted too).
+async fn postgres_cpu(admin: &mut PgConnection) -> f64 {
     let ticks = 100.0; // USER_HZ on Linux
+    let backend: i32 = sqlx::query_scalar("SELECT pg_backend_pid()").fetch_one(&mut *admin).await.unwrap();
+    let postmaster =
+        proc_stat(backend as u32).and_then(|fields| fields.get(1).and_then(|ppid| ppid.parse::<u32>().ok()));
     let mut total = 0u64;
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
-        let Some((head, rest)) = stat.rsplit_once(')') else { continue };
-        if !head.ends_with("(postgres") {
-            continue;
+        let Some(pid) = entry.file_name().to_str().and_then(|name| name.parse::<u32>().ok()) else { continue };
+        let Some(fields) = proc_stat(pid) else { continue };
+        let field = |n: usize| fields.get(n).and_then(|value| value.parse::<u64>().ok()).unwrap_or(0);
+        // After `)`: state is field 0, ppid 1, utime 11, stime 12, cutime 13, cstime 14.
+        match postmaster {
+            Some(postmaster) if pid == postmaster => total += field(11) + field(12) + field(13) + field(14),
+            Some(postmaster) if fields.get(1).and_then(|ppid| ppid.parse::<u32>().ok()) == Some(postmaster) => {
+                total += field(11) + field(12);
+            }
+            Some(_) => {}
+            None if is_postgres(pid) => total += field(11) + field(12),
+            None => {}
         }
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        // After `)`: state is field 0, utime 11, stime 12.
-        let cpu = fields.get(11).and_then(|u| u.parse::<u64>().ok()).unwrap_or(0)
-            + fields.get(12).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0);
-        total += cpu;
     }
     total as f64 / ticks
 }
 
-async fn commits(admin: &mut PgConnection) -> i64 {
-    sqlx::query_scalar("SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()")
+/// CPU seconds so far of processes `pids` (user and system time).
+fn cpu_of(pids: impl IntoIterator<Item = u32>) -> f64 {
+    let ticks: u64 = pids
+        .into_iter()
+        .filter_map(proc_stat)
+        .map(|fields| {
+            let field = |n: usize| fields.get(n).and_then(|value| value.parse::<u64>().ok()).unwrap_or(0);
+            field(11) + field(12)
+        })
+        .sum();
+    ticks as f64 / 100.0
+}
+
+/// The fields of `/proc/PID/stat` after the command's `)`.
+fn proc_stat(pid: u32) -> Option<Vec<String>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    Some(rest.split_whitespace().map(str::to_owned).collect())
+}
+
+fn is_postgres(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| stat.rsplit_once(')').map(|(head, _)| head.ends_with("(postgres")))
+        .unwrap_or(false)
+}
+
+/// The server's WAL position, in bytes.
+async fn wal_lsn(admin: &mut PgConnection) -> i64 {
+    sqlx::query_scalar("SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint").fetch_one(&mut *admin).await.unwrap()
+}
+
+/// The server's next transaction id: the difference over a round counts the transactions that
+/// wrote (each flushes the WAL at its commit), the server's own and every client's. Unlike
+/// `pg_stat_database`'s commit counter, it is exact at once (backends report their counters
+/// up to seconds late).
+async fn write_transactions(admin: &mut PgConnection) -> i64 {
+    sqlx::query_scalar("SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint")
         .fetch_one(&mut *admin)
         .await
         .unwrap()
 }
 
-async fn round(url: &str, schema: &str, workers: usize, durability: Durability, runs: usize, admin: &mut PgConnection) {
-    let id = match durability {
-        Durability::Sync => format!("b8_workers{workers}"),
-        _ => format!("b8_async_workers{workers}"),
+async fn round(
+    url: &str,
+    schema: &str,
+    workers: usize,
+    (durability, streams): (Durability, Streams),
+    runs: usize,
+    admin: &mut PgConnection,
+) {
+    let id = match (durability, streams) {
+        (Durability::Sync, Streams::On) => format!("b8_workers{workers}"),
+        (Durability::Sync, Streams::Off) => format!("b8_nostream_workers{workers}"),
+        (_, Streams::On) => format!("b8_async_workers{workers}"),
+        (_, Streams::Off) => format!("b8_async_nostream_workers{workers}"),
     };
-    let mut children = Workers(spawn_workers(url, schema, workers));
+    let mut children = Workers(spawn_workers(url, schema, workers, streams));
     let reports = collect_reports(&mut children.0);
     let queue = Arc::new(queue(url, schema).await);
     wait_live(&queue, workers).await;
     let (fast, _) = graphs();
     let client = Client::new(Arc::clone(&queue) as Arc<dyn RunQueue>);
-    // pg_stat counters are flushed by backends when they go idle; give them a moment.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
-    let (xact_before, cpu_before) = (commits(admin).await, postgres_cpu());
+    let (xact_before, cpu_before, wal_before) =
+        (write_transactions(admin).await, postgres_cpu(admin).await, wal_lsn(admin).await);
     let workers_before = worker_statements(&children.0, &reports).await;
+    let pids: Vec<u32> = children.0.iter().map(Child::id).collect();
+    let (worker_cpu_before, client_cpu_before) = (cpu_of(pids.iter().copied()), cpu_of([std::process::id()]));
     let submit_before = STATEMENTS.load(Ordering::Relaxed);
     let started = Instant::now();
     let mut submitters = Vec::new();
@@ -277,7 +355,11 @@ async fn round(url: &str, schema: &str, workers: usize, durability: Durability, 
         let (client, fast, id) = (client.clone(), fast.clone(), id.clone());
         submitters.push(tokio::spawn(async move {
             for n in (part..runs).step_by(8) {
-                let request = RunRequest::invoke(Counter::default()).thread(format!("{id}-{n}")).durability(durability);
+                let mut request =
+                    RunRequest::invoke(Counter::default()).thread(format!("{id}-{n}")).durability(durability);
+                if streams == Streams::Off {
+                    request = request.without_event_stream();
+                }
                 client.submit(&fast, request).await.unwrap();
             }
         }));
@@ -285,6 +367,7 @@ async fn round(url: &str, schema: &str, workers: usize, durability: Durability, 
     for submitter in submitters {
         submitter.await.unwrap();
     }
+    let submitted_in = started.elapsed().as_secs_f64();
     let submit_statements = STATEMENTS.load(Ordering::Relaxed) - submit_before;
     loop {
         let done: i64 =
@@ -300,10 +383,12 @@ async fn round(url: &str, schema: &str, workers: usize, durability: Durability, 
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let elapsed = started.elapsed().as_secs_f64();
-    let cpu = postgres_cpu() - cpu_before;
+    let cpu = postgres_cpu(admin).await - cpu_before;
+    let wal = wal_lsn(admin).await - wal_before;
+    let worker_cpu = cpu_of(pids.iter().copied()) - worker_cpu_before;
+    let client_cpu = cpu_of([std::process::id()]) - client_cpu_before;
     let worker_statements = worker_statements(&children.0, &reports).await - workers_before;
-    tokio::time::sleep(Duration::from_millis(1100)).await;
-    let xact = commits(admin).await - xact_before;
+    let xact = write_transactions(admin).await - xact_before;
     let (p50, p99): (f64, f64) = sqlx::query_as(
         "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY ms), percentile_cont(0.99) WITHIN GROUP (ORDER BY ms)
          FROM (SELECT extract(epoch FROM finished_at - created_at) * 1000 AS ms FROM dashflow_runs
@@ -315,20 +400,27 @@ async fn round(url: &str, schema: &str, workers: usize, durability: Durability, 
     .unwrap();
     stop(children);
     println!("metric {id} runs_per_sec {:.1}", runs as f64 / elapsed);
+    println!("metric {id} submits_per_sec {:.1}", runs as f64 / submitted_in);
     println!("metric {id} p50_ms {p50:.1}");
     println!("metric {id} p99_ms {p99:.1}");
     println!("metric {id} xact_per_run {:.2}", xact as f64 / runs as f64);
     println!("metric {id} db_cpu_ms_per_run {:.3}", cpu * 1000.0 / runs as f64);
+    println!("metric {id} wal_bytes_per_run {:.0}", wal as f64 / runs as f64);
+    println!("metric {id} worker_cpu_ms_per_run {:.3}", worker_cpu * 1000.0 / runs as f64);
+    println!("metric {id} client_cpu_ms_per_run {:.3}", client_cpu * 1000.0 / runs as f64);
     let per_run = |n: u64| n as f64 / runs as f64;
     println!("metric {id} statements_per_run {:.2}", per_run(submit_statements + worker_statements));
     println!("metric {id} submit_statements_per_run {:.2}", per_run(submit_statements));
     println!("metric {id} worker_statements_per_run {:.2}", per_run(worker_statements));
 }
 
-async fn in_process(url: &str, schema: &str, runs: usize) {
+async fn in_process(url: &str, schema: &str, runs: usize, admin: &mut PgConnection) {
     let checkpointer = PostgresCheckpointer::connect_with(options(url, schema)).await.unwrap();
     let app = chain("b8", false).with_checkpointer(checkpointer);
+    let (xact_before, cpu_before, wal_before) =
+        (write_transactions(admin).await, postgres_cpu(admin).await, wal_lsn(admin).await);
     let before = STATEMENTS.load(Ordering::Relaxed);
+    let own_cpu_before = cpu_of([std::process::id()]);
     let started = Instant::now();
     let mut tasks = Vec::new();
     for part in 0..32 {
@@ -344,14 +436,24 @@ async fn in_process(url: &str, schema: &str, runs: usize) {
     for task in tasks {
         task.await.unwrap();
     }
-    println!("metric b8_in_process runs_per_sec {:.1}", runs as f64 / started.elapsed().as_secs_f64());
+    let elapsed = started.elapsed().as_secs_f64();
+    let own_cpu = cpu_of([std::process::id()]) - own_cpu_before;
     let statements = STATEMENTS.load(Ordering::Relaxed) - before;
-    println!("metric b8_in_process statements_per_run {:.2}", statements as f64 / runs as f64);
+    let cpu = postgres_cpu(admin).await - cpu_before;
+    let wal = wal_lsn(admin).await - wal_before;
+    let xact = write_transactions(admin).await - xact_before;
+    let per_run = |n: f64| n / runs as f64;
+    println!("metric b8_in_process runs_per_sec {:.1}", runs as f64 / elapsed);
+    println!("metric b8_in_process xact_per_run {:.2}", per_run(xact as f64));
+    println!("metric b8_in_process db_cpu_ms_per_run {:.3}", per_run(cpu * 1000.0));
+    println!("metric b8_in_process wal_bytes_per_run {:.0}", per_run(wal as f64));
+    println!("metric b8_in_process client_cpu_ms_per_run {:.3}", per_run(own_cpu * 1000.0));
+    println!("metric b8_in_process statements_per_run {:.2}", per_run(statements as f64));
 }
 
 /// SIGKILL the worker holding a slow run; time until another worker finished it.
 async fn takeover(url: &str, schema: &str, rounds: usize) {
-    let mut children = Workers(spawn_workers(url, schema, 2));
+    let mut children = Workers(spawn_workers(url, schema, 2, Streams::On));
     let queue = Arc::new(queue(url, schema).await);
     wait_live(&queue, 2).await;
     let (_, slow) = graphs();
@@ -377,7 +479,7 @@ async fn takeover(url: &str, schema: &str, rounds: usize) {
         let run = client.wait(&run_id, Duration::from_secs(120)).await.unwrap();
         assert_eq!(run.state, RunState::Completed);
         times.push(killed.elapsed().as_secs_f64());
-        children.0.extend(spawn_workers(url, schema, 1));
+        children.0.extend(spawn_workers(url, schema, 1, Streams::On));
         wait_live(&queue, 2).await;
     }
     stop(children);
@@ -389,7 +491,9 @@ async fn takeover(url: &str, schema: &str, rounds: usize) {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let Some(at) = args.iter().position(|arg| arg == "--b8-worker") {
-        child(&args[at + 1], &args[at + 2]);
+        let streams =
+            if args.get(at + 3).map(String::as_str) == Some("no-streams") { Streams::Off } else { Streams::On };
+        child(&args[at + 1], &args[at + 2], streams);
         return;
     }
     let Ok(url) = std::env::var("DASHFLOW_TEST_POSTGRES_URL") else {
@@ -398,7 +502,11 @@ fn main() {
     };
     count_statements();
     let quick = std::env::args().any(|arg| arg == "--quick");
-    let runs = if quick { 300 } else { 2_000 };
+    let runs = args
+        .windows(2)
+        .find(|pair| pair[0] == "--runs")
+        .and_then(|pair| pair[1].parse().ok())
+        .unwrap_or(if quick { 300 } else { 2_000 });
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     runtime.block_on(async {
         let schema = format!("dashflow_b8_{}", std::process::id());
@@ -413,17 +521,36 @@ fn main() {
             .filter(|pair| pair[0] == "--only-workers")
             .filter_map(|pair| pair[1].parse().ok())
             .collect();
-        let rounds = if only.is_empty() { vec![1, 2, 4] } else { only.clone() };
+        let in_process_only = args.iter().any(|arg| arg == "--only-in-process");
+        let rounds = match (in_process_only, only.is_empty()) {
+            (true, _) => vec![],
+            (false, true) => vec![1, 2, 4],
+            (false, false) => only.clone(),
+        };
+        // `--streams-off`: the rounds above without event streams; `--no-extra`: without the
+        // rounds below (for profiling one kind of round).
+        let streams = if args.iter().any(|arg| arg == "--streams-off") { Streams::Off } else { Streams::On };
         for workers in rounds {
-            round(&url, &schema, workers, Durability::Sync, runs, &mut admin).await;
+            round(&url, &schema, workers, (Durability::Sync, streams), runs, &mut admin).await;
         }
-        // `Async` checkpoints: written while the next step runs, still fenced, and the run
-        // finishes only once they are committed.
-        round(&url, &schema, 2, Durability::Async, runs, &mut admin).await;
-        in_process(&url, &schema, runs).await;
-        if only.is_empty() {
+        if !in_process_only && !args.iter().any(|arg| arg == "--no-extra") {
+            // Without event streams: what streaming a run's events costs.
+            round(&url, &schema, 2, (Durability::Sync, Streams::Off), runs, &mut admin).await;
+            // `Async` checkpoints: written while the next step runs, still fenced, and the run
+            // finishes only once they are committed.
+            round(&url, &schema, 2, (Durability::Async, Streams::On), runs, &mut admin).await;
+            in_process(&url, &schema, runs, &mut admin).await;
+        }
+        if in_process_only {
+            in_process(&url, &schema, runs, &mut admin).await;
+        } else if only.is_empty() {
             takeover(&url, &schema, if quick { 1 } else { 3 }).await;
         }
-        sqlx::raw_sql(AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE"))).execute(&mut admin).await.unwrap();
+        // `--keep-schema`: leave the tables for a look afterwards.
+        if args.iter().any(|arg| arg == "--keep-schema") {
+            println!("kept schema {schema}");
+        } else {
+            sqlx::raw_sql(AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE"))).execute(&mut admin).await.unwrap();
+        }
     });
 }

@@ -29,10 +29,11 @@ struct Migration {
 const MIGRATIONS: &[Migration] = &[
     Migration { version: 1, name: "initial schema", sql: include_str!("../migrations/0001_initial.sql") },
     Migration { version: 2, name: "state schemas", sql: include_str!("../migrations/0002_state_schemas.sql") },
+    Migration { version: 3, name: "cheaper puts", sql: include_str!("../migrations/0003_cheaper_puts.sql") },
 ];
 
 /// The schema version this build writes.
-pub(crate) const LATEST: i64 = 2;
+pub(crate) const LATEST: i64 = 3;
 
 /// The first key of the advisory lock that serializes migrations of one schema (the second
 /// is a hash of the schema name). `DFMG` in ASCII.

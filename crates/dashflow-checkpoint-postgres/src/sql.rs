@@ -339,9 +339,10 @@ WITH heads AS (
 )
 SELECT (SELECT count(*) FROM heads) AS heads, (SELECT count(*) FROM checkpoints) AS checkpoints";
 
-/// Threads whose newest checkpoint was created before `$1`, in id order: the index on
-/// `newest_created_at_ms` finds namespaces idle since then, and a thread qualifies when none
-/// of its namespaces is newer.
+/// Threads whose newest checkpoint was created before `$1`, in id order: namespaces idle since
+/// then, found by a scan of the heads (no index of `newest_created_at_ms`, so that a put's
+/// update of its head stays on the row's page), and a thread qualifies when none of its
+/// namespaces is newer.
 pub(crate) const IDLE_THREADS: &str = "
 SELECT DISTINCT h.thread_id FROM dashflow_checkpoint_heads h
 WHERE h.newest_created_at_ms < $1

@@ -12,14 +12,15 @@ use tokio::sync::mpsc;
 use crate::error::{corrupt, unavailable};
 
 /// Appends a batch after the run's last item, only while the thread's fence epoch is the
-/// lease's. The fence row is read `FOR SHARE`, as a checkpoint write's is: a change of owner
-/// waits for an append in flight, and an append after it stores nothing. The numbers come
-/// from the stream itself, so a new owner continues where the former one stopped.
+/// lease's: one statement, so one implicit transaction. The fence row is read `FOR SHARE`, as
+/// a checkpoint write's is: a change of owner waits for an append in flight, and an append
+/// after it stores nothing. The numbers come from the stream itself, so a new owner continues
+/// where the former one stopped. Payloads are stored as the text they are (`json`).
 const APPEND: &str = "
 WITH fence AS (SELECT epoch FROM dashflow_thread_fences WHERE thread_id = $2 AND epoch = $3 FOR SHARE),
 base AS (SELECT coalesce(max(seq), 0) AS last FROM dashflow_run_events WHERE run_id = $1)
 INSERT INTO dashflow_run_events (run_id, seq, epoch, attempt, step, payload)
-SELECT $1, base.last + e.n, $3, $4, e.step, e.payload::jsonb
+SELECT $1, base.last + e.n, $3, $4, e.step, e.payload::json
 FROM fence, base, unnest($5::bigint[], $6::text[]) WITH ORDINALITY AS e(step, payload, n)
 RETURNING seq";
 
@@ -31,12 +32,19 @@ SELECT e.seq, e.epoch, e.attempt, e.step, e.payload::text AS payload,
                            WHERE p.run_id = e.run_id AND p.epoch < e.epoch), false) AS rerun
 FROM dashflow_run_events e WHERE e.run_id = $1 AND e.seq > $2 ORDER BY e.seq LIMIT $3";
 
-/// Streams of runs that ended long enough ago, or whose run row is gone.
+/// Streams of runs that ended long enough ago, or whose run row is gone. It starts from the
+/// streams (runs still running or recently ended), never from the runs' whole history: one
+/// probe of `dashflow_runs` per stream.
 const TRIM: &str = "
 DELETE FROM dashflow_run_events e
-WHERE e.run_id IN (SELECT r.run_id FROM dashflow_runs r WHERE r.finished_at < now() - make_interval(secs => $1))
-   OR NOT EXISTS (SELECT 1 FROM dashflow_runs r WHERE r.run_id = e.run_id)";
+USING (SELECT s.run_id FROM (SELECT DISTINCT run_id FROM dashflow_run_events) s
+       WHERE NOT EXISTS (SELECT 1 FROM dashflow_runs r
+                         WHERE r.run_id = s.run_id
+                           AND (r.finished_at IS NULL OR r.finished_at >= now() - make_interval(secs => $1)))) ended
+WHERE e.run_id = ended.run_id";
 
+/// Sent after the append's commit, never inside it: PostgreSQL commits notifying transactions
+/// one at a time, each holding a lock of the whole database until its commit is on disk.
 const NOTIFY: &str = "SELECT pg_notify('dashflow_events', $1)";
 
 const APPEND_OP: &str = "append to a run's event stream";
@@ -73,7 +81,7 @@ impl RunStreams for PgRunStreams {
             // PostgreSQL's JSON cannot hold a NUL character, even escaped.
             payloads.push(text.replace("\\u0000", "\\ufffd"));
         }
-        let mut tx = self.pool.begin().await.map_err(unavailable(APPEND_OP))?;
+        let mut conn = self.pool.acquire().await.map_err(unavailable(APPEND_OP))?;
         let seqs: Vec<i64> = sqlx::query_scalar(APPEND)
             .bind(&lease.run_id)
             .bind(&lease.thread_id)
@@ -81,7 +89,7 @@ impl RunStreams for PgRunStreams {
             .bind(attempt)
             .bind(&steps)
             .bind(&payloads)
-            .fetch_all(&mut *tx)
+            .fetch_all(&mut *conn)
             .await
             .map_err(unavailable(APPEND_OP))?;
         let Some(&last) = seqs.iter().max() else {
@@ -91,9 +99,11 @@ impl RunStreams for PgRunStreams {
                 why: "the thread's fence epoch moved on: another worker owns the run's stream".into(),
             });
         };
-        // Once per batch, and the owner batches: NOTIFY serializes committing transactions.
-        sqlx::query(NOTIFY).bind(&lease.run_id).execute(&mut *tx).await.map_err(unavailable(APPEND_OP))?;
-        tx.commit().await.map_err(unavailable(APPEND_OP))?;
+        // Once per batch, and the owner batches. A lost notification is a hint lost: followers
+        // poll as well.
+        if let Err(error) = sqlx::query(NOTIFY).bind(&lease.run_id).execute(&mut *conn).await {
+            tracing::debug!(%error, run_id = %lease.run_id, "notifying followers failed; they poll");
+        }
         Ok(last)
     }
 

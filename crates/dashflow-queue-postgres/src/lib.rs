@@ -21,16 +21,19 @@
 //!   running run per thread), `dashflow_thread_fences` (the fence epoch of each thread),
 //!   `dashflow_workers` (one narrow row per worker, updated by its heartbeats) and
 //!   `dashflow_tenant_clocks` (fair share across tenants).
-//! - **Submit**: one round trip, to a function of the queue's schema (`dashflow_submit_run`)
-//!   whose statements run under the thread's advisory lock.
+//! - **Submit**: the run's start tag from the tenant's clock (`dashflow_tick_clock`, in a
+//!   transaction of its own that waits for no flush, so a tenant's submits never wait for
+//!   each other's commits), then one round trip to a function of the queue's schema
+//!   (`dashflow_submit_run`) whose statements run under the thread's advisory lock.
 //! - **Claim**: one statement selects queued runs `FOR UPDATE SKIP LOCKED` (priority first,
-//!   then the tenant-fair start tag), bumps each thread's fence epoch and marks them running.
+//!   then the tenant-fair start tag; each queue read in index order up to the batch, whatever
+//!   its depth), bumps each thread's fence epoch and marks them running.
 //!   No transaction or lock is held while a run runs.
 //! - **Fence**: [`LeaseGuard`] makes every checkpoint write of a run check, in the write's own
 //!   statement, that the thread's epoch is still the lease's (`FOR SHARE`); finish and release
 //!   check it in their own statement. A former owner can never commit again.
-//! - **Finish**: one round trip (`dashflow_finish_run`): the fenced end, the promotion of the
-//!   thread's next pending run, and the notifications.
+//! - **Finish**: one round trip (`dashflow_end_run`): the fenced end and the promotion of the
+//!   thread's next pending run.
 //! - **Heartbeat**: per worker, on a connection of its own that also holds a session advisory
 //!   lock; lease expiry is computed by the database (`now()`), never by a worker's clock.
 //! - **Sweep**: one sweeper at a time (a transaction advisory lock) stops workers whose lease
@@ -39,8 +42,10 @@
 //!   beats (a killed process); their runs are queued again with a bumped epoch, or failed after
 //!   `max_attempts`, or cancelled when a cancel was asked.
 //! - **Wake-ups**: `NOTIFY dashflow_wake` on submit, release and promotion, `dashflow_done` on
-//!   finish, `dashflow_events` on an append to a run's stream, never from a checkpoint
-//!   transaction; workers and followers poll as well.
+//!   finish, `dashflow_events` on an append to a run's stream, each sent after the commit of
+//!   what it announces and never inside a transaction that writes (PostgreSQL commits
+//!   notifying transactions one at a time, each holding a database-wide lock until its commit
+//!   is on disk); workers and followers poll as well, so a lost notification is a hint lost.
 //! - **Event streams** ([`PgRunStreams`], the queue's `streams()`): `dashflow_run_events`
 //!   (unlogged), appended under the thread's fence and numbered from the stream itself, so a
 //!   takeover continues the numbering and a former owner's append stores nothing; trimmed

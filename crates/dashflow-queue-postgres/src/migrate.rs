@@ -23,10 +23,15 @@ const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../migrations/0002_round_trips.sql"),
     },
     Migration { version: 3, name: "run event streams", sql: include_str!("../migrations/0003_run_events.sql") },
+    Migration {
+        version: 4,
+        name: "submits and notifications that wait for no other commit",
+        sql: include_str!("../migrations/0004_submits_and_notifications.sql"),
+    },
 ];
 
 /// The schema version this build writes.
-pub(crate) const LATEST: i64 = 3;
+pub(crate) const LATEST: i64 = 4;
 
 /// `DFQM` in ASCII; the second key is a hash of the schema name.
 const MIGRATION_LOCK: i32 = 0x4446_514d;

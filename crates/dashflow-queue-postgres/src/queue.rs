@@ -164,6 +164,17 @@ fn claimed_from_row(row: &PgRow, worker_id: &str) -> Result<ClaimedRun> {
     })
 }
 
+/// Sends notification `query` after the commit of what it announces. A failure loses a hint
+/// only (workers, waiters and followers poll as well), never what was committed.
+async fn notify_after_commit(
+    conn: &mut PgConnection,
+    query: sqlx::query::Query<'_, Postgres, sqlx::postgres::PgArguments>,
+) {
+    if let Err(error) = query.execute(conn).await {
+        tracing::debug!(%error, "a notification after a commit failed; listeners poll");
+    }
+}
+
 fn lease_lost(lease: &Lease, why: &str) -> QueueError {
     QueueError::LeaseLost { run_id: lease.run_id.clone(), epoch: lease.epoch, why: why.to_owned() }
 }
@@ -184,7 +195,18 @@ impl RunQueue for PostgresRunQueue {
             detail: format!("cannot be written as JSON: {error}"),
         })?;
         let mut conn = self.conn(SUBMIT).await?;
-        // One round trip: the function takes the thread's lock and does the rest in the server.
+        // The start tag first, in a transaction that holds the tenant's clock for moments; then
+        // the submit, under the thread's lock, in one round trip.
+        let vtime: Option<i64> = sqlx::query_scalar(sql::TICK)
+            .bind(&run.run_id)
+            .bind(&run.thread_id)
+            .bind(&run.queue)
+            .bind(run.priority.level())
+            .bind(&run.tenant)
+            .bind(run.multitask == Multitask::Enqueue)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(unavailable(SUBMIT))?;
         let row = sqlx::query(sql::SUBMIT)
             .bind(&run.run_id)
             .bind(&run.queue)
@@ -198,11 +220,19 @@ impl RunQueue for PostgresRunQueue {
             .bind(run.max_attempts)
             .bind(run.multitask == Multitask::Enqueue)
             .bind(sql::THREAD_LOCK)
+            .bind(vtime)
             .fetch_one(&mut *conn)
             .await
             .map_err(unavailable(SUBMIT))?;
         match column::<String>(&row, "outcome")?.as_str() {
             "busy" => Err(QueueError::ThreadBusy { thread_id: run.thread_id, active_run: column(&row, "active_run")? }),
+            "submitted" => {
+                let state = parse_state(&column::<String>(&row, "run_state")?)?;
+                if state == RunState::Queued {
+                    notify_after_commit(&mut conn, sqlx::query(sql::WAKE)).await;
+                }
+                Ok(state)
+            }
             // `existing`: the same run submitted twice is submitted once.
             _ => parse_state(&column::<String>(&row, "run_state")?),
         }
@@ -296,8 +326,9 @@ impl RunQueue for PostgresRunQueue {
             });
         }
         let mut conn = self.conn(FINISH).await?;
-        // One round trip: fenced end, promotion of the next pending run and notifications.
-        let finished: bool = sqlx::query_scalar(sql::FINISH)
+        // One round trip for the fenced end and the promotion of the next pending run, one
+        // after its commit for the notifications.
+        let ended: String = sqlx::query_scalar(sql::FINISH)
             .bind(&lease.run_id)
             .bind(lease.epoch)
             .bind(finish.state.as_str())
@@ -308,11 +339,11 @@ impl RunQueue for PostgresRunQueue {
             .fetch_one(&mut *conn)
             .await
             .map_err(unavailable(FINISH))?;
-        if finished {
-            Ok(())
-        } else {
-            Err(lease_lost(lease, "the run was claimed, swept, released or cancelled since"))
+        if ended == "lost" {
+            return Err(lease_lost(lease, "the run was claimed, swept, released or cancelled since"));
         }
+        notify_after_commit(&mut conn, sqlx::query(sql::DONE).bind(&lease.run_id).bind(ended == "promoted")).await;
+        Ok(())
     }
 
     async fn release(&self, lease: &Lease, reason: &str) -> Result<()> {
@@ -341,8 +372,9 @@ impl RunQueue for PostgresRunQueue {
             .execute(&mut *tx)
             .await
             .map_err(unavailable(RELEASE))?;
-        sqlx::query(sql::WAKE).execute(&mut *tx).await.map_err(unavailable(RELEASE))?;
-        tx.commit().await.map_err(unavailable(RELEASE))
+        tx.commit().await.map_err(unavailable(RELEASE))?;
+        notify_after_commit(&mut conn, sqlx::query(sql::WAKE)).await;
+        Ok(())
     }
 
     async fn cancel(&self, run_id: &str) -> Result<RunState> {
@@ -362,21 +394,22 @@ impl RunQueue for PostgresRunQueue {
             .map_err(unavailable(CANCEL))?;
         let waiting =
             sqlx::query(sql::CANCEL_WAITING).bind(run_id).execute(&mut *tx).await.map_err(unavailable(CANCEL))?;
-        if waiting.rows_affected() > 0 {
+        let ended = if waiting.rows_affected() > 0 {
             let promoted = sqlx::query(sql::PROMOTE)
                 .bind(&run.thread_id)
                 .execute(&mut *tx)
                 .await
                 .map_err(unavailable(CANCEL))?
                 .rows_affected();
-            sqlx::query(sql::DONE).bind(run_id).execute(&mut *tx).await.map_err(unavailable(CANCEL))?;
-            if promoted > 0 {
-                sqlx::query(sql::WAKE).execute(&mut *tx).await.map_err(unavailable(CANCEL))?;
-            }
+            Some(promoted > 0)
         } else {
             sqlx::query(sql::CANCEL_RUNNING).bind(run_id).execute(&mut *tx).await.map_err(unavailable(CANCEL))?;
-        }
+            None
+        };
         tx.commit().await.map_err(unavailable(CANCEL))?;
+        if let Some(promoted) = ended {
+            notify_after_commit(&mut conn, sqlx::query(sql::DONE).bind(run_id).bind(promoted)).await;
+        }
         Ok(self.get(run_id).await?.map_or(RunState::Cancelled, |run| run.state))
     }
 
@@ -413,10 +446,10 @@ impl RunQueue for PostgresRunQueue {
                 report.runs.push((id, parse_state(&column::<String>(row, "state")?)?));
             }
         }
-        if report.runs.iter().any(|(_, state)| *state == RunState::Queued) {
-            sqlx::query(sql::WAKE).execute(&mut *tx).await.map_err(unavailable(SWEEP))?;
-        }
         tx.commit().await.map_err(unavailable(SWEEP))?;
+        if report.runs.iter().any(|(_, state)| *state == RunState::Queued) {
+            notify_after_commit(&mut conn, sqlx::query(sql::WAKE)).await;
+        }
         if !report.workers_stopped.is_empty() {
             tracing::info!(workers = ?report.workers_stopped, runs = ?report.runs, "swept dead workers");
         }
@@ -428,6 +461,9 @@ impl RunQueue for PostgresRunQueue {
                     0
                 },
             );
+        if report.promoted > 0 {
+            notify_after_commit(&mut conn, sqlx::query(sql::WAKE)).await;
+        }
         Ok(report)
     }
 

@@ -9,13 +9,26 @@ pub(crate) const SWEEP_LOCK: i32 = 0x4446_5357;
 
 pub(crate) const LOCK_THREAD: &str = "SELECT pg_advisory_xact_lock($1, hashtext($2))";
 
-/// Submits a run in one round trip (migration 2's `dashflow_submit_run`): `outcome`,
-/// `run_state`, `active_run`.
-pub(crate) const SUBMIT: &str = "SELECT outcome, run_state, active_run FROM dashflow_submit_run($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10, $11, $12)";
+/// The start tag of a run about to be submitted (migration 4's `dashflow_tick_clock`): moves
+/// the tenant's clock in a transaction of its own that waits for no flush, so the clock's row
+/// is locked for moments, not until a submit is on disk. NULL when the run id is taken or the
+/// thread busy ([`SUBMIT`] says which).
+pub(crate) const TICK: &str = "SELECT dashflow_tick_clock($1, $2, $3, $4, $5, $6)";
+
+/// Submits a run with start tag `$13` (migration 4's `dashflow_submit_run`): `outcome`,
+/// `run_state`, `active_run`. It notifies no one: the caller sends [`WAKE`] after the commit
+/// when the run is queued.
+pub(crate) const SUBMIT: &str = "SELECT outcome, run_state, active_run FROM dashflow_submit_run($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10, $11, $12, $13)";
 
 pub(crate) const SCHEMA: &str = "SELECT coalesce(current_schema(), '')";
+/// Wakes the workers of the schema. Like every notification, sent after the commit of what it
+/// announces, never inside a transaction that writes: PostgreSQL commits notifying
+/// transactions one at a time, each holding a lock of the whole database until its commit is
+/// on disk. Alone, it writes nothing durable, so its commit waits for no flush.
 pub(crate) const WAKE: &str = "SELECT pg_notify('dashflow_wake', current_schema())";
-pub(crate) const DONE: &str = "SELECT pg_notify('dashflow_done', $1)";
+/// Tells waiters that run `$1` ended; wakes the workers too when `$2` (a run was promoted).
+pub(crate) const DONE: &str =
+    "SELECT pg_notify('dashflow_done', $1), CASE WHEN $2 THEN pg_notify('dashflow_wake', current_schema()) END";
 
 /// Registering grants no lease of its own (the first heartbeat does): until then the sweeper
 /// judges the worker by its registration time against the fleet's freshest heartbeat, so a
@@ -52,14 +65,24 @@ WHERE cardinality($3::text[]) = 0";
 
 /// Claims a batch (distinct threads, thanks to `dashflow_runs_one_active`) and bumps each
 /// thread's fence epoch in the same statement. `first_claim`: no claim started the run before,
-/// so nothing of it can be stored.
+/// so nothing of it can be stored. Each of the worker's queues is read in the order of its
+/// index (`dashflow_runs_claim`), up to the batch, and the queues' heads merged: the cost is
+/// the batch's, whatever the depth of the queue (a single scan over `queue = ANY(...)` sorted
+/// every queued run for each claim).
 pub(crate) const CLAIM: &str = "
 WITH next AS (
-    SELECT run_id, thread_id, started_at IS NULL AS first_claim FROM dashflow_runs
-    WHERE state = 'queued' AND queue = ANY($2) AND graph_key = ANY($3) AND run_at <= now()
-      AND EXISTS (SELECT 1 FROM dashflow_workers WHERE worker_id = $1 AND stopped_at IS NULL AND NOT draining)
-    ORDER BY priority, vtime, run_id
-    LIMIT $4 FOR UPDATE SKIP LOCKED
+    SELECT c.run_id, c.thread_id, c.first_claim
+    FROM unnest($2::text[]) AS q(queue)
+    CROSS JOIN LATERAL (
+        SELECT r.run_id, r.thread_id, r.started_at IS NULL AS first_claim, r.priority, r.vtime
+        FROM dashflow_runs r
+        WHERE r.state = 'queued' AND r.queue = q.queue AND r.graph_key = ANY($3) AND r.run_at <= now()
+          AND EXISTS (SELECT 1 FROM dashflow_workers WHERE worker_id = $1 AND stopped_at IS NULL AND NOT draining)
+        ORDER BY r.priority, r.vtime, r.run_id
+        LIMIT $4 FOR UPDATE SKIP LOCKED
+    ) c
+    ORDER BY c.priority, c.vtime, c.run_id
+    LIMIT $4
 ), fence AS (
     INSERT INTO dashflow_thread_fences AS f (thread_id, epoch) SELECT thread_id, 1 FROM next
     ON CONFLICT (thread_id) DO UPDATE SET epoch = f.epoch + 1
@@ -72,9 +95,10 @@ WHERE r.run_id = next.run_id
 RETURNING r.run_id, r.thread_id, r.lease_epoch, r.graph_key, r.kind, r.input, r.config::text AS config,
           r.attempt, next.first_claim, r.queue, r.tenant";
 
-/// Ends a run in one round trip (migration 2's `dashflow_finish_run`): fenced, then promotes
-/// the thread's next pending run and notifies; false when the lease was lost.
-pub(crate) const FINISH: &str = "SELECT dashflow_finish_run($1, $2, $3, $4, $5, $6, $7)";
+/// Ends a run in one round trip (migration 4's `dashflow_end_run`): fenced, then promotes the
+/// thread's next pending run; `lost` when the lease was lost, else `ended` or `promoted`. The
+/// caller notifies ([`DONE`]) after the commit.
+pub(crate) const FINISH: &str = "SELECT dashflow_end_run($1, $2, $3, $4, $5, $6, $7)";
 
 /// Puts a held run back, fenced, without charging the attempt.
 pub(crate) const RELEASE: &str = "UPDATE dashflow_runs SET state = 'queued', worker_id = NULL, run_at = now(),

@@ -446,21 +446,25 @@ pub(crate) fn with_thousands(value: u64) -> String {
 }
 
 /// B8: runs through the PostgreSQL queue with 1, 2 and 4 worker processes (`Sync` checkpoints,
-/// and 2 workers with `Async` ones) against the same runs in one process without the queue,
-/// and the takeover time. `None` if B8 did not run.
+/// and 2 workers without event streams and with `Async` checkpoints) against the same runs in
+/// one process without the queue, and the takeover time. Per run: the statements the processes
+/// sent, the transactions that wrote, the database server's CPU, the workers' CPU and the WAL
+/// written. `None` if B8 did not run.
 pub(crate) fn b8_table(metrics: &Metrics) -> Option<Table> {
     if !metrics.has("b8_workers1") && !metrics.has("b8_in_process") {
         return None;
     }
     let figure = |id: &str, name: &str| metrics.get(id, name).map_or_else(|| "-".to_owned(), format_number);
+    let wal = |id: &str| format_optional(metrics.get(id, "wal_bytes_per_run"));
     let mut rows: Vec<Vec<String>> = [
         ("b8_workers1", "1 worker"),
         ("b8_workers2", "2 workers"),
         ("b8_workers4", "4 workers"),
+        ("b8_nostream_workers2", "2 workers, no event streams"),
         ("b8_async_workers2", "2 workers, Async"),
     ]
     .iter()
-    .filter(|(id, _)| *id != "b8_async_workers2" || metrics.has(id))
+    .filter(|(id, _)| metrics.has(id) || ["b8_workers1", "b8_workers2", "b8_workers4"].contains(id))
     .map(|(id, label)| {
         vec![
             (*label).to_owned(),
@@ -471,6 +475,8 @@ pub(crate) fn b8_table(metrics: &Metrics) -> Option<Table> {
             figure(id, "statements_per_run"),
             figure(id, "xact_per_run"),
             figure(id, "db_cpu_ms_per_run"),
+            figure(id, "worker_cpu_ms_per_run"),
+            wal(id),
         ]
     })
     .collect();
@@ -482,23 +488,18 @@ pub(crate) fn b8_table(metrics: &Metrics) -> Option<Table> {
         dash(),
         dash(),
         figure("b8_in_process", "statements_per_run"),
-        dash(),
-        dash(),
+        figure("b8_in_process", "xact_per_run"),
+        figure("b8_in_process", "db_cpu_ms_per_run"),
+        figure("b8_in_process", "client_cpu_ms_per_run"),
+        wal("b8_in_process"),
     ]);
-    rows.push(vec![
-        format!(
-            "SIGKILL to done elsewhere: median {} s, max {} s",
-            figure("b8_takeover", "median_s"),
-            figure("b8_takeover", "max_s")
-        ),
-        dash(),
-        dash(),
-        dash(),
-        dash(),
-        dash(),
-        dash(),
-        dash(),
-    ]);
+    let mut takeover = vec![format!(
+        "SIGKILL to done elsewhere: median {} s, max {} s",
+        figure("b8_takeover", "median_s"),
+        figure("b8_takeover", "max_s")
+    )];
+    takeover.extend(std::iter::repeat_with(dash).take(9));
+    rows.push(takeover);
     Some(Table {
         columns: vec![
             ("B8, 10-step runs, Sync", Align::Left),
@@ -507,8 +508,10 @@ pub(crate) fn b8_table(metrics: &Metrics) -> Option<Table> {
             ("p50 ms", Align::Right),
             ("p99 ms", Align::Right),
             ("statements/run", Align::Right),
-            ("commits/run", Align::Right),
+            ("writing xacts/run", Align::Right),
             ("db CPU ms/run", Align::Right),
+            ("worker CPU ms/run", Align::Right),
+            ("WAL bytes/run", Align::Right),
         ],
         rows,
     })

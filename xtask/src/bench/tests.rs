@@ -463,13 +463,17 @@ fn the_concurrent_table_gives_runs_per_second_and_the_ratio_to_off() {
 #[test]
 fn b8_metrics_make_a_table_with_the_goal_verdict() {
     let output = "metric b8_workers1 runs_per_sec 620\nmetric b8_workers1 p50_ms 12.5\n\
-                  metric b8_workers1 statements_per_run 17.4\n\
+                  metric b8_workers1 statements_per_run 17.4\nmetric b8_workers1 wal_bytes_per_run 9876\n\
+                  metric b8_workers1 worker_cpu_ms_per_run 0.85\n\
                   metric b8_workers2 runs_per_sec 410\nmetric b8_in_process runs_per_sec 900\n\
+                  metric b8_nostream_workers2 runs_per_sec 455\n\
                   metric b8_takeover median_s 4.2\nmetric b8_takeover max_s 6.0\n";
     let table = super::report::b8_table(&metrics::parse(output)).expect("B8 ran").render();
     let row = |label: &str| table.lines().find(|line| line.contains(label)).unwrap_or_default().to_owned();
     assert!(row("1 worker").contains("620") && row("1 worker").contains("yes"), "{table}");
     assert!(row("1 worker").contains("17.4"), "{table}");
+    assert!(row("1 worker").contains("9,876") && row("1 worker").contains("0.850"), "{table}");
+    assert!(row("no event streams").contains("455"), "{table}");
     assert!(row("2 workers").contains("NO"), "{table}");
     assert!(!table.contains("Async"), "no Async row without its figures: {table}");
     assert!(row("one process").contains("900"), "{table}");

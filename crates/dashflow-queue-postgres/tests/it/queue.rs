@@ -171,3 +171,96 @@ async fn wakeups_report_queued_work_and_finished_runs() {
     let done = dashflow_queue::Wake::Done(claimed.lease.run_id.clone());
     assert_eq!(tokio::time::timeout(within, wakeups.next()).await.unwrap(), Some(done));
 }
+
+#[tokio::test]
+async fn notifications_follow_the_commit_so_a_notification_that_fails_undoes_nothing() {
+    let test = "notifications_follow_the_commit_so_a_notification_that_fails_undoes_nothing";
+    let Some((_db, queue)) = queue(test).await else { return };
+    let streams = queue.streams().expect("the PostgreSQL queue keeps streams");
+    worker(&queue, "w").await;
+    // `dashflow_done` and `dashflow_events` carry the run id, and PostgreSQL refuses a
+    // notification payload of 8,000 bytes or more: every notification about this run fails.
+    let mut long = run("t");
+    long.run_id = "r".repeat(9_000);
+    assert_eq!(queue.submit(long.clone()).await.unwrap(), RunState::Queued);
+    let claimed = claim_one(&queue, "w").await;
+    assert_eq!(claimed.lease.run_id, long.run_id);
+    let entry = dashflow_queue::StreamEntry::new(Some(1), serde_json::json!({ "step": 1 }));
+    assert_eq!(streams.append(&claimed.lease, 1, &[entry]).await.unwrap(), 1, "the append stands");
+    queue.finish(&claimed.lease, Finish::new(RunState::Completed, None)).await.unwrap();
+    let stored = queue.get(&long.run_id).await.unwrap().expect("the run is stored");
+    assert_eq!(stored.state, RunState::Completed, "the finish stands");
+    assert_eq!(streams.read(&long.run_id, 0, 10).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_finish_that_promotes_a_pending_run_wakes_the_workers_after_its_done() {
+    let test = "a_finish_that_promotes_a_pending_run_wakes_the_workers_after_its_done";
+    let Some((_db, queue)) = queue(test).await else { return };
+    worker(&queue, "w").await;
+    queue.submit(run("t")).await.unwrap();
+    let claimed = claim_one(&queue, "w").await;
+    assert_eq!(queue.submit(run("t").multitask(Multitask::Enqueue)).await.unwrap(), RunState::Pending);
+    let mut wakeups = queue.wakeups().await.unwrap().expect("PostgreSQL has wake-ups");
+    queue.finish(&claimed.lease, Finish::new(RunState::Completed, None)).await.unwrap();
+    let within = std::time::Duration::from_secs(30);
+    let done = dashflow_queue::Wake::Done(claimed.lease.run_id.clone());
+    assert_eq!(tokio::time::timeout(within, wakeups.next()).await.unwrap(), Some(done));
+    assert_eq!(tokio::time::timeout(within, wakeups.next()).await.unwrap(), Some(dashflow_queue::Wake::Work));
+}
+
+#[tokio::test]
+async fn a_submit_in_flight_holds_back_no_other_submit_of_its_tenant() {
+    let test = "a_submit_in_flight_holds_back_no_other_submit_of_its_tenant";
+    let Some((db, queue)) = queue(test).await else { return };
+    worker(&queue, "w").await;
+    queue.submit(run("first")).await.unwrap();
+    // A submit of the same tenant stays uncommitted in another session, as a submit waiting
+    // for its commit to reach the disk would: it holds its thread and its run, not the clock.
+    let mut admin = db.admin().await;
+    let tag: Option<i64> =
+        sqlx::query_scalar("SELECT dashflow_tick_clock('in-flight', 'a', 'default', 2::smallint, '', false)")
+            .fetch_one(&mut admin)
+            .await
+            .unwrap();
+    assert!(tag.is_some());
+    sqlx::query("BEGIN").execute(&mut admin).await.unwrap();
+    sqlx::query(
+        "SELECT * FROM dashflow_submit_run('in-flight', 'default', 'g@v1', 'a', '', 2::smallint, 'invoke', NULL, '{}',
+                                           5, false, 0, $1)",
+    )
+    .bind(tag)
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    let other = tokio::time::timeout(std::time::Duration::from_secs(30), queue.submit(run("b")))
+        .await
+        .expect("the submit waited for another submit's commit");
+    assert_eq!(other.unwrap(), RunState::Queued);
+    sqlx::query("ROLLBACK").execute(&mut admin).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_submit_given_no_start_tag_moves_the_tenants_clock_itself() {
+    let test = "a_submit_given_no_start_tag_moves_the_tenants_clock_itself";
+    let Some((db, queue)) = queue(test).await else { return };
+    queue.submit(run("first")).await.unwrap();
+    let mut admin = db.admin().await;
+    let clock = "SELECT vtime FROM dashflow_tenant_clocks WHERE tenant = ''";
+    let before: i64 = sqlx::query_scalar(clock).fetch_one(&mut admin).await.unwrap();
+    // What a submit does when its tick found the thread busy and the thread was free again by
+    // the time it ran.
+    sqlx::query(
+        "SELECT * FROM dashflow_submit_run('untagged', 'default', 'g@v1', 'free', '', 2::smallint, 'invoke', NULL,
+                                           '{}', 5, false, 0, NULL)",
+    )
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    let after: i64 = sqlx::query_scalar(clock).fetch_one(&mut admin).await.unwrap();
+    let tag: i64 = sqlx::query_scalar("SELECT vtime FROM dashflow_runs WHERE run_id = 'untagged'")
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
+    assert_eq!((after, tag), (before + 1000, before + 1000));
+}
