@@ -1,7 +1,7 @@
 //! The buffer of a run's events for the callbacks that take them in batches.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
 
 use dashflow_telemetry::__private::{Held, HeldStart, RunContext};
@@ -42,6 +42,8 @@ pub(crate) struct Batcher {
     buffer: Mutex<Buffer>,
     /// Set while the run's future waits: events then go out as they come.
     pub(crate) waiting: AtomicBool,
+    /// Bursts in progress ([`Batcher::burst`]): while any is, waiting hands nothing over.
+    bursts: AtomicU32,
     /// The run that made the buffer: the one whose starts are held back.
     owner: RunContext,
     held: HeldStart,
@@ -72,6 +74,7 @@ impl Batcher {
             interest,
             buffer: Mutex::new(Buffer::default()),
             waiting: AtomicBool::new(false),
+            bursts: AtomicU32::new(0),
             owner: owner.clone(),
             held: HeldStart::new(),
         })
@@ -142,12 +145,20 @@ impl Batcher {
         // The age is checked every eighth event: turning readings into a duration is dearer
         // than the rest of a push.
         let due = len >= Self::CAPACITY
-            || self.waiting.load(Ordering::Relaxed)
+            || (self.waiting.load(Ordering::Relaxed) && self.bursts.load(Ordering::Relaxed) == 0)
             || buffer.batch.ends_a_run()
             || (len.is_multiple_of(8) && since.until(at) >= Self::MAX_DELAY);
         if due {
             self.deliver(std::mem::take(&mut buffer.batch));
         }
+    }
+
+    /// Keeps a waiting run's events in the buffer until the guard drops, which hands them
+    /// over if the run still waits: events recorded together (the checkpoints of one
+    /// commit) go out as one batch, not a batch each.
+    pub(crate) fn burst(&self) -> Burst<'_> {
+        self.bursts.fetch_add(1, Ordering::Relaxed);
+        Burst(self)
     }
 
     /// Hands over what is buffered, a held-back start included.
@@ -169,6 +180,18 @@ impl Batcher {
                 sink.on_batch(&batch);
             }
             last.take_batch(batch);
+        }
+    }
+}
+
+/// A burst of events in progress (see [`Batcher::burst`]).
+pub(crate) struct Burst<'a>(&'a Batcher);
+
+impl Drop for Burst<'_> {
+    fn drop(&mut self) {
+        let batcher = self.0;
+        if batcher.bursts.fetch_sub(1, Ordering::Relaxed) == 1 && batcher.waiting.load(Ordering::Relaxed) {
+            batcher.flush();
         }
     }
 }

@@ -214,29 +214,37 @@ pub(crate) struct CommitObserver {
 
 impl CommitObserver {
     async fn committed(&self, commit: Committed) {
-        let kind = EventKind::CheckpointCommitted {
-            step: commit.step,
-            checkpoint_id: Arc::from(commit.id.as_str()),
-            snapshot: commit.kind == CheckpointKind::Snapshot,
-            bytes: commit.bytes,
-        };
-        self.hub.emit(self.run, kind).await;
+        self.hub.emit(self.run, commit.event()).await;
+    }
+
+    /// Reports the checkpoints of one commit together.
+    async fn committed_all(&self, commits: Vec<Committed>) {
+        self.hub.emit_all(self.run, commits.into_iter().map(Committed::event)).await;
     }
 }
 
 /// What a `CheckpointCommitted` event reports of a record, kept while the record is written.
 struct Committed {
     step: u64,
-    id: CheckpointId,
+    id: Arc<str>,
     kind: CheckpointKind,
     bytes: u64,
 }
 
 impl Committed {
+    fn event(self) -> EventKind {
+        EventKind::CheckpointCommitted {
+            step: self.step,
+            checkpoint_id: self.id,
+            snapshot: self.kind == CheckpointKind::Snapshot,
+            bytes: self.bytes,
+        }
+    }
+
     fn of(record: &CheckpointRecord) -> Self {
         Self {
             step: u64::try_from(record.step).unwrap_or(0),
-            id: record.checkpoint_id.clone(),
+            id: Arc::from(record.checkpoint_id.as_str()),
             kind: record.kind,
             bytes: record.blob.len() as u64,
         }
@@ -623,9 +631,7 @@ async fn commit_batch(
     };
     checkpointer.put_batch(batch).await?;
     if let Some(observer) = observer {
-        for commit in committed {
-            observer.committed(commit).await;
-        }
+        observer.committed_all(committed).await;
     }
     Ok(())
 }

@@ -206,6 +206,22 @@ impl EventHub {
         }
     }
 
+    /// Delivers events that happen together, now: batching sinks get them in one batch even
+    /// while the run waits.
+    pub(crate) async fn emit_all(&self, run: RunIds, kinds: impl IntoIterator<Item = EventKind>) {
+        let at = Tick::now();
+        let mut streamed = Vec::new();
+        {
+            let _burst = self.batcher.as_ref().map(|batcher| batcher.burst());
+            for kind in kinds {
+                streamed.extend(self.notify(run, kind, at));
+            }
+        }
+        for event in streamed {
+            self.stream(event).await;
+        }
+    }
+
     /// Hands an event to the callbacks that want it, and returns it if the stream wants it
     /// too (see [`EventHub::stream`]). Not `async`: a caller that is not streamed awaits
     /// nothing, and its future does not carry the event.
@@ -494,6 +510,50 @@ mod tests {
                 other => format!("{other:?}"),
             })
             .collect()
+    }
+
+    /// A batching sink that keeps the size of each batch it gets.
+    #[derive(Default)]
+    struct Sizes(Mutex<Vec<usize>>);
+
+    impl EventCallback for Sizes {
+        fn on_event(&self, _: &Event) {
+            panic!("a batching sink gets batches only");
+        }
+        fn batches(&self) -> bool {
+            true
+        }
+        fn on_batch(&self, batch: &EventBatch) {
+            self.0.lock().push(batch.len());
+        }
+    }
+
+    /// While the run waits, its events go out a batch each, except those recorded together
+    /// (the checkpoints of one commit), which go out as one batch.
+    #[tokio::test]
+    async fn events_recorded_together_while_the_run_waits_go_out_as_one_batch() {
+        let sizes = Arc::new(Sizes::default());
+        let names = Arc::new(NodeNames::new(["a"].map(Arc::<str>::from)));
+        let run = RunIds::root(RunId::new());
+        let sinks = vec![Arc::clone(&sizes) as Arc<dyn EventCallback>];
+        let hub = EventHub::new(sinks, None, StreamModes::default(), (run, &names));
+        let commit = |step: u64| EventKind::CheckpointCommitted {
+            step,
+            checkpoint_id: format!("c{step}").into(),
+            snapshot: false,
+            bytes: 1,
+        };
+        hub.run_waits();
+        hub.emit(run, commit(0)).await;
+        hub.emit_all(run, (1..=3).map(commit)).await;
+        hub.emit(run, commit(4)).await;
+        assert_eq!(*sizes.0.lock(), [1, 3, 1]);
+        // While the run goes on, they wait in the buffer with the rest.
+        hub.run_resumes();
+        hub.emit_all(run, (5..=6).map(commit)).await;
+        assert_eq!(*sizes.0.lock(), [1, 3, 1]);
+        hub.run_waits();
+        assert_eq!(*sizes.0.lock(), [1, 3, 1, 2]);
     }
 
     /// A lone step's start held back without the lock still reaches the sinks as soon as the
