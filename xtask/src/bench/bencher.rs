@@ -22,6 +22,29 @@ impl Measurement {
     }
 }
 
+/// Each benchmark's median over `rounds` (the mean of the middle two for an even count), in
+/// the order the benchmarks first appear.
+pub(crate) fn median(rounds: &[Vec<Measurement>]) -> Vec<Measurement> {
+    let mut ids: Vec<&str> = Vec::new();
+    for measurement in rounds.iter().flatten() {
+        if !ids.contains(&measurement.id.as_str()) {
+            ids.push(&measurement.id);
+        }
+    }
+    ids.into_iter()
+        .map(|id| {
+            let mut values: Vec<f64> = rounds.iter().flatten().filter(|m| m.id == id).map(|m| m.median_ns).collect();
+            values.sort_by(f64::total_cmp);
+            let middle = values.len() / 2;
+            let median_ns = match values.len() % 2 {
+                1 => values[middle],
+                _ => (values[middle - 1] + values[middle]) / 2.0,
+            };
+            Measurement { id: id.to_owned(), median_ns }
+        })
+        .collect()
+}
+
 /// Every bencher-format result line in `output`, in order; other lines are ignored.
 pub(crate) fn parse(output: &str) -> Vec<Measurement> {
     output.lines().filter_map(parse_line).collect()

@@ -54,6 +54,11 @@ pub(crate) struct Options {
     /// (one sweep when unset). A single sweep's efficiency moves by a few percent from run to
     /// run, about the rule's own margin.
     sweeps: Option<usize>,
+    /// `--rounds N`: the criterion workloads run N times and every table uses each
+    /// benchmark's median over the rounds (one round when unset). On a shared machine a
+    /// round's figures move with whatever else runs meanwhile; the median of rounds taken
+    /// minutes apart is less at the mercy of one burst.
+    rounds: Option<usize>,
 }
 
 /// The two halves of the benchmarks.
@@ -74,13 +79,8 @@ impl Options {
                 "--quick" => options.length = Length::Quick,
                 "--b8" => options.b8 = true,
                 "--write-doc" => options.write_doc = true,
-                "--sweeps" => {
-                    let count = flags.next().context("`--sweeps` needs a count: `--sweeps 5`")?;
-                    match count.parse::<usize>() {
-                        Ok(count) if count > 0 => options.sweeps = Some(count),
-                        _ => bail!("`--sweeps` takes a whole number of sweeps of at least 1, not `{count}`"),
-                    }
-                }
+                "--sweeps" => options.sweeps = Some(count(flags.next(), "sweeps")?),
+                "--rounds" => options.rounds = Some(count(flags.next(), "rounds")?),
                 "--only" => {
                     let suite = flags.next().context("`--only` needs a suite: `--only b7` or `--only criterion`")?;
                     options.only = Some(match suite.as_str() {
@@ -104,6 +104,9 @@ impl Options {
         }
         if options.sweeps.is_some() && !options.runs(Suite::Cpu) {
             bail!("`--sweeps` repeats B7's grid, which `--only criterion` skips");
+        }
+        if options.rounds.is_some() && !options.runs(Suite::Criterion) {
+            bail!("`--rounds` repeats the criterion workloads, which `--only b7` skips");
         }
         if options.only == Some(Suite::Cpu) && options.compare_langgraph {
             bail!("`--compare langgraph` compares the criterion workloads, which `--only b7` skips");
@@ -137,7 +140,19 @@ impl Options {
         if let Some(sweeps) = self.sweeps {
             line.push_str(&format!(" --sweeps {sweeps}"));
         }
+        if let Some(rounds) = self.rounds {
+            line.push_str(&format!(" --rounds {rounds}"));
+        }
         line
+    }
+}
+
+/// The count after `--{flag}`: a whole number of at least 1.
+fn count(value: Option<&String>, flag: &str) -> Result<usize> {
+    let value = value.with_context(|| format!("`--{flag}` needs a count: `--{flag} 3`"))?;
+    match value.parse::<usize>() {
+        Ok(count) if count > 0 => Ok(count),
+        _ => bail!("`--{flag}` takes a whole number of {flag} of at least 1, not `{value}`"),
     }
 }
 
@@ -183,7 +198,20 @@ pub(crate) fn run(options: &Options) -> Result<()> {
 /// The criterion workloads and, if asked, LangGraph's: prints their tables and adds them to
 /// `tables`. Returns the Python and LangGraph versions when compared.
 fn run_criterion_suite(options: &Options, tables: &mut Vec<String>) -> Result<Option<String>> {
-    let (measurements, metrics) = run_criterion(options.length)?;
+    let rounds = options.rounds.unwrap_or(1);
+    let (mut each, mut each_metrics) = (Vec::with_capacity(rounds), Vec::with_capacity(rounds));
+    for round in 1..=rounds {
+        if rounds > 1 {
+            println!("\n==> Round {round} of {rounds}");
+        }
+        let (measurements, metrics) = run_criterion(options.length)?;
+        each.push(measurements);
+        each_metrics.push(metrics);
+    }
+    let (measurements, metrics) = (bencher::median(&each), Metrics::median(&each_metrics));
+    if rounds > 1 {
+        println!("\nEach figure below is the median of {rounds} rounds.");
+    }
     let targets = report::targets_table(&measurements).render();
     println!("\nDashFlow, median per invoke:\n\n{targets}");
     let b4 = report::b4_table(&measurements, &metrics).map(|table| table.render());

@@ -170,6 +170,34 @@ fn sweeps_take_a_positive_count_and_need_b7() -> anyhow::Result<()> {
 }
 
 #[test]
+fn rounds_take_a_positive_count_and_need_the_criterion_workloads() -> anyhow::Result<()> {
+    let options = Options::parse(&flags(&["--quick", "--rounds", "3"]))?;
+    assert_eq!(options.rounds, Some(3));
+    assert_eq!(options.command_line(), "cargo xtask bench --quick --rounds 3");
+    assert_eq!(Options::parse(&flags(&["--only", "criterion", "--rounds", "2"]))?.rounds, Some(2));
+    for bad in ["0", "-1", "many"] {
+        let error = Options::parse(&flags(&["--rounds", bad])).unwrap_err().to_string();
+        assert!(error.contains(bad) && error.contains("at least 1"), "{error}");
+    }
+    assert!(Options::parse(&flags(&["--rounds"])).is_err());
+    assert!(Options::parse(&flags(&["--only", "b7", "--rounds", "3"])).is_err());
+    Ok(())
+}
+
+#[test]
+fn the_median_of_rounds_takes_each_benchmark_on_its_own_in_first_seen_order() {
+    let m = |id: &str, median_ns: f64| bencher::Measurement { id: id.to_owned(), median_ns };
+    let rounds = [
+        vec![m("b1", 30.0), m("b3", 300.0)],
+        vec![m("b1", 90.0), m("b3", 200.0), m("c1", 5.0)],
+        vec![m("b3", 400.0), m("b1", 40.0)],
+    ];
+    // b1: 30, 40, 90; b3: 200, 300, 400; c1 ran in one round only.
+    assert_eq!(bencher::median(&rounds), [m("b1", 40.0), m("b3", 300.0), m("c1", 5.0)]);
+    assert_eq!(bencher::median(&rounds[..2]), [m("b1", 60.0), m("b3", 250.0), m("c1", 5.0)]);
+}
+
+#[test]
 fn the_median_of_sweeps_takes_each_figure_on_its_own() {
     let sweep = |efficiency: f64, tick: f64| {
         let mut metrics = Metrics::default();
