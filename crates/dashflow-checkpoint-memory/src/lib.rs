@@ -64,6 +64,22 @@ struct Store {
     schemas: HashMap<u64, Vec<u8>>,
 }
 
+impl Store {
+    /// Runs `f` on the namespace, made if new. The names are copied only then: a write into a
+    /// known namespace, the common case, allocates nothing to find it.
+    fn in_namespace<R>(&mut self, thread_id: &str, namespace: &str, f: impl FnOnce(&mut Namespace) -> R) -> R {
+        let thread = match self.threads.get_mut(thread_id) {
+            Some(thread) => thread,
+            None => self.threads.entry(thread_id.to_owned()).or_default(),
+        };
+        let namespace = match thread.namespaces.get_mut(namespace) {
+            Some(namespace) => namespace,
+            None => thread.namespaces.entry(namespace.to_owned()).or_default(),
+        };
+        f(namespace)
+    }
+}
+
 #[derive(Clone, Default)]
 struct Thread {
     namespaces: BTreeMap<String, Namespace>,
@@ -185,13 +201,16 @@ impl MemoryCheckpointer {
                 actual: spell(head),
             });
         }
-        let namespace = store
-            .threads
-            .entry(record.thread_id.clone())
-            .or_default()
-            .namespaces
-            .entry(record.namespace.clone())
-            .or_default();
+        // As `Store::in_namespace` does, written out: the record moves in while its names
+        // are the keys looked up.
+        let thread = match store.threads.get_mut(&record.thread_id) {
+            Some(thread) => thread,
+            None => store.threads.entry(record.thread_id.clone()).or_default(),
+        };
+        let namespace = match thread.namespaces.get_mut(&record.namespace) {
+            Some(namespace) => namespace,
+            None => thread.namespaces.entry(record.namespace.clone()).or_default(),
+        };
         namespace.head = Some(record.checkpoint_id.clone());
         namespace.checkpoints.insert(record.checkpoint_id.clone(), record);
         Ok(())
@@ -205,23 +224,16 @@ impl MemoryCheckpointer {
         writes: Vec<PendingWrite>,
     ) {
         let mut store = self.store.lock();
-        let stored = store
-            .threads
-            .entry(thread_id.to_owned())
-            .or_default()
-            .namespaces
-            .entry(namespace.to_owned())
-            .or_default()
-            .writes
-            .entry(checkpoint_id.clone())
-            .or_default();
-        for write in writes {
-            // A task's later write replaces its earlier one in place, keeping the stored order.
-            match stored.iter_mut().find(|existing| existing.task_id == write.task_id) {
-                Some(existing) => *existing = write,
-                None => stored.push(write),
+        store.in_namespace(thread_id, namespace, |namespace| {
+            let stored = namespace.writes.entry(checkpoint_id.clone()).or_default();
+            for write in writes {
+                // A task's later write replaces its earlier one in place, keeping the stored order.
+                match stored.iter_mut().find(|existing| existing.task_id == write.task_id) {
+                    Some(existing) => *existing = write,
+                    None => stored.push(write),
+                }
             }
-        }
+        });
     }
 
     fn load_sync(
