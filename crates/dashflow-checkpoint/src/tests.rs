@@ -134,6 +134,27 @@ fn checkpoint_ids_increase_and_parse_back() {
 }
 
 #[test]
+fn checkpoint_ids_are_stored_as_their_26_characters_and_read_back_only_when_valid() {
+    let id = CheckpointId::new();
+    assert_eq!(id.as_str().len(), 26);
+    assert_eq!(id.to_string(), id.as_str());
+    assert_eq!(format!("{id:?}"), format!("CheckpointId({:?})", id.as_str()));
+    // JSON and the binary codec hold the characters as a string, as they always have.
+    let json = serde_json::to_string(&id).unwrap();
+    assert_eq!(json, format!("\"{id}\""));
+    assert_eq!(serde_json::from_str::<CheckpointId>(&json).unwrap(), id);
+    let config = bincode::config::standard();
+    let binary = bincode::serde::encode_to_vec(&id, config).unwrap();
+    assert_eq!(binary, bincode::serde::encode_to_vec(id.as_str(), config).unwrap());
+    let (decoded, _): (CheckpointId, usize) = bincode::serde::decode_from_slice(&binary, config).unwrap();
+    assert_eq!(decoded, id);
+    // A string that is no id is an error naming it, not an id.
+    let error = serde_json::from_str::<CheckpointId>("\"c1\"").unwrap_err().to_string();
+    assert!(error.contains("`c1` is not a checkpoint id"), "{error}");
+    assert!(serde_json::from_str::<CheckpointId>("7").is_err());
+}
+
+#[test]
 fn list_options_filter_by_namespace_before_and_metadata() {
     let older = CheckpointId::new();
     let newer = CheckpointId::new();
