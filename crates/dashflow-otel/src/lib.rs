@@ -54,7 +54,6 @@
 //! This crate has no feature flags.
 
 mod error;
-mod idle;
 mod parent;
 mod priority;
 mod sink;

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::{JoinHandle, Thread};
 use std::time::{Duration, Instant, SystemTime};
 
+use dashflow_telemetry::__private::{Idle, Wait, Waits};
 use dashflow_telemetry::{Event, EventBatch, EventCallback, EventRef, Interest};
 use opentelemetry::KeyValue;
 use opentelemetry_otlp::WithExportConfig;
@@ -15,7 +16,6 @@ use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::{SpanData, SpanExporter};
 
 use crate::error::{Error, Result};
-use crate::idle::{Idle, Wait, Waits};
 use crate::priority;
 use crate::spans::SpanMaker;
 
@@ -537,9 +537,14 @@ impl<E: SpanExporter> Worker<E> {
     /// With the queue found empty: pauses (a hand-over wakes nobody) or, idle for long,
     /// blocks on the queue until a command comes or spans are due. `Err` when every sender
     /// is gone.
+    ///
+    /// The schedule is the sinks' shared one (`Idle`). A pause ends early for a flush or a
+    /// shutdown, and for a hand-over that finds a quarter of the queue taken (see
+    /// `OtelSink::enqueue`); the queue itself is where the thread sleeps, so its own blocking
+    /// receive wakes it, where the run log's writer needs a doorbell.
     fn wait(&mut self) -> Result<Option<Command>, ()> {
         let until_due = self.due.map(|due| due.saturating_duration_since(Instant::now()));
-        match self.idle.next() {
+        match self.idle.next_wait() {
             Wait::Pause(pause) => {
                 std::thread::park_timeout(until_due.map_or(pause, |due| due.min(pause)));
                 Ok(None)

@@ -35,6 +35,7 @@ pub mod clock;
 mod delta;
 mod event;
 mod held;
+mod idle;
 mod ids;
 mod live;
 mod metrics_sink;
@@ -51,10 +52,11 @@ pub use report::Report;
 #[cfg(test)]
 mod tests;
 
-/// What the executor records a run's compact events with: node names by index and a run's
-/// clock and ids. Not public API.
+/// What the executor records a run's compact events with (node names by index, a run's clock
+/// and ids), and what the sinks share (how their threads wait when idle). Not public API.
 #[doc(hidden)]
 pub mod __private {
     pub use crate::batch::{NodeNames, RunContext};
     pub use crate::held::{Held, HeldStart};
+    pub use crate::idle::{Idle, Wait, Waits};
 }
