@@ -36,7 +36,6 @@
 
 mod consumer;
 mod error;
-mod priority;
 mod publisher;
 pub mod wire;
 

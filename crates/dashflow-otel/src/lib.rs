@@ -55,7 +55,6 @@
 
 mod error;
 mod parent;
-mod priority;
 mod sink;
 mod spans;
 
