@@ -40,6 +40,7 @@ mod ids;
 mod live;
 mod metrics_sink;
 mod report;
+mod run_map;
 
 pub use batch::{BatchItem, EventBatch, EventRef, Items, Refs};
 pub use delta::{DeltaKind, StateDelta, StateJson};
@@ -53,10 +54,12 @@ pub use report::Report;
 mod tests;
 
 /// What the executor records a run's compact events with (node names by index, a run's clock
-/// and ids), and what the sinks share (how their threads wait when idle). Not public API.
+/// and ids), and what the sinks share (how their threads wait when idle, maps keyed by run
+/// id). Not public API.
 #[doc(hidden)]
 pub mod __private {
     pub use crate::batch::{NodeNames, RunContext};
     pub use crate::held::{Held, HeldStart};
     pub use crate::idle::{Idle, Wait, Waits};
+    pub use crate::run_map::{RunIdHasher, RunIdMap};
 }
