@@ -36,8 +36,6 @@
 
 mod consumer;
 mod error;
-mod idle;
-mod priority;
 mod publisher;
 pub mod wire;
 

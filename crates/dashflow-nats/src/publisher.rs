@@ -11,14 +11,14 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, context::PublishAckFuture};
 use bytes::Bytes;
+use dashflow_scheduler::__private::niceness;
+use dashflow_telemetry::__private::{Idle, Wait, Waits};
 use dashflow_telemetry::{BatchItem, Event, EventBatch, EventCallback, EventKind, Interest, RunId, StateDelta};
 use tokio::sync::Notify;
 use tokio::sync::mpsc::{self, error::TryRecvError};
 use tokio::time::Instant;
 
 use crate::error::{Error, Result};
-use crate::idle::{Idle, Wait, Waits};
-use crate::priority;
 use crate::wire::{self, Publisher};
 
 /// The events published unless [`NatsBuilder::interest`] says otherwise: all but task starts
@@ -140,7 +140,7 @@ impl NatsBuilder {
         }
         crate::check_prefix(&self.prefix)?;
         if let Some(requested) = self.niceness {
-            priority::check(requested).map_err(|source| Error::Niceness { requested, source })?;
+            niceness::check(requested).map_err(|unfit| Error::Niceness { requested, source: unfit.into() })?;
         }
         let publisher =
             Publisher { id: ulid::Ulid::new().to_string(), name: self.name.clone().unwrap_or_else(default_name) };
@@ -161,12 +161,12 @@ impl NatsBuilder {
             .spawn(move || {
                 // First, so that threads the runtime starts (name lookups) inherit it.
                 if let Some(requested) = settings.niceness
-                    && let Err(source) = priority::set(requested)
+                    && let Err(source) = niceness::set(requested)
                 {
                     let _ = started.send(Err(Error::Niceness { requested, source }));
                     return;
                 }
-                let thread_id = priority::thread_id();
+                let thread_id = niceness::thread_id();
                 let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
                     Ok(runtime) => runtime,
                     Err(error) => {
@@ -554,6 +554,11 @@ struct Worker {
     max_in_flight: usize,
     pending_limit: usize,
     bell: Arc<Notify>,
+    /// How long to pause, once the queue is empty and nothing waits for an acknowledgement,
+    /// before awaiting the queue (the sinks' shared schedule): while the publisher pauses, a
+    /// hand-over wakes nobody, since waking it unparks the runtime's driver on the run's
+    /// thread. A pause ends early for a flush or a shutdown, and for a hand-over that finds a
+    /// quarter of the queue taken (see `NatsSink::enqueue`).
     idle: Idle,
 }
 
@@ -570,7 +575,7 @@ impl Worker {
                         command
                     }
                     Err(TryRecvError::Disconnected) => break,
-                    Err(TryRecvError::Empty) => match self.idle.next() {
+                    Err(TryRecvError::Empty) => match self.idle.next_wait() {
                         Wait::Pause(pause) => {
                             tokio::select! {
                                 () = tokio::time::sleep(pause) => {}

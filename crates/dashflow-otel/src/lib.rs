@@ -54,9 +54,7 @@
 //! This crate has no feature flags.
 
 mod error;
-mod idle;
 mod parent;
-mod priority;
 mod sink;
 mod spans;
 

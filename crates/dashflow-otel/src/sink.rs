@@ -8,6 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::{JoinHandle, Thread};
 use std::time::{Duration, Instant, SystemTime};
 
+use dashflow_scheduler::__private::niceness;
+use dashflow_telemetry::__private::{Idle, Wait, Waits};
 use dashflow_telemetry::{Event, EventBatch, EventCallback, EventRef, Interest};
 use opentelemetry::KeyValue;
 use opentelemetry_otlp::WithExportConfig;
@@ -15,8 +17,6 @@ use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::{SpanData, SpanExporter};
 
 use crate::error::{Error, Result};
-use crate::idle::{Idle, Wait, Waits};
-use crate::priority;
 use crate::spans::SpanMaker;
 
 /// The events the exporter turns into spans: runs, superstep starts, the end of each task
@@ -153,7 +153,7 @@ impl OtelBuilder {
             return Err(Error::InvalidConfig("capacity and max_batch must be at least 1"));
         }
         if let Some(requested) = self.niceness {
-            priority::check(requested).map_err(|source| Error::Niceness { requested, source })?;
+            niceness::check(requested).map_err(|unfit| Error::Niceness { requested, source: unfit.into() })?;
         }
         let (sender, receiver) = mpsc::sync_channel(self.capacity);
         let counters = Arc::new(Counters::default());
@@ -165,12 +165,12 @@ impl OtelBuilder {
             .spawn(move || {
                 // First, so that threads the runtime starts inherit it.
                 if let Some(requested) = settings.niceness
-                    && let Err(source) = priority::set(requested)
+                    && let Err(source) = niceness::set(requested)
                 {
                     let _ = started.send(Err(Error::Niceness { requested, source }));
                     return;
                 }
-                let thread_id = priority::thread_id();
+                let thread_id = niceness::thread_id();
                 let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
                     Ok(runtime) => runtime,
                     Err(error) => {
@@ -537,9 +537,14 @@ impl<E: SpanExporter> Worker<E> {
     /// With the queue found empty: pauses (a hand-over wakes nobody) or, idle for long,
     /// blocks on the queue until a command comes or spans are due. `Err` when every sender
     /// is gone.
+    ///
+    /// The schedule is the sinks' shared one (`Idle`). A pause ends early for a flush or a
+    /// shutdown, and for a hand-over that finds a quarter of the queue taken (see
+    /// `OtelSink::enqueue`); the queue itself is where the thread sleeps, so its own blocking
+    /// receive wakes it, where the run log's writer needs a doorbell.
     fn wait(&mut self) -> Result<Option<Command>, ()> {
         let until_due = self.due.map(|due| due.saturating_duration_since(Instant::now()));
-        match self.idle.next() {
+        match self.idle.next_wait() {
             Wait::Pause(pause) => {
                 std::thread::park_timeout(until_due.map_or(pause, |due| due.min(pause)));
                 Ok(None)

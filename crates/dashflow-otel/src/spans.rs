@@ -6,11 +6,10 @@
 //! supersteps) are kept, so that the spans ending inside them can name their parent.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use dashflow_telemetry::__private::RunIdMap;
 use dashflow_telemetry::{Event, EventKind, EventRef, RunId, RunOutcome};
 use opentelemetry::trace::{SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState};
 use opentelemetry::{InstrumentationScope, KeyValue, Value};
@@ -118,29 +117,7 @@ struct TaskEnd<'a> {
     error: Option<&'a str>,
 }
 
-/// Run ids end in 80 random bits: hashing them again (SipHash, per event) would only cost
-/// the exporter's thread time.
-#[derive(Default)]
-struct RunIdHasher(u64);
-
-impl Hasher for RunIdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for byte in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(*byte);
-        }
-    }
-
-    fn write_u128(&mut self, value: u128) {
-        // The low 64 bits of a ULID are random (and count up within a millisecond).
-        self.0 ^= value as u64;
-    }
-}
-
-type OpenRuns = HashMap<RunId, OpenRun, BuildHasherDefault<RunIdHasher>>;
+type OpenRuns = RunIdMap<OpenRun>;
 
 /// Turns events into finished spans, run by run.
 pub(crate) struct SpanMaker {

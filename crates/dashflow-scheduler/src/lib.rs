@@ -57,10 +57,21 @@ use std::future::Future;
 use std::pin::Pin;
 
 mod error;
+mod niceness;
 mod pool;
 
 pub use error::BuildError;
 pub use pool::{PoolBuilder, PoolCounters, PoolStats, WorkStealingPool};
+
+/// What other crates' background threads share with the pool's. Not public API.
+#[doc(hidden)]
+pub mod __private {
+    /// Setting a thread's niceness: the exporters' threads (`dashflow-otel`, `dashflow-nats`)
+    /// do it as the pool's threads do.
+    pub mod niceness {
+        pub use crate::niceness::{RANGE, Unfit, check, set, thread_id};
+    }
+}
 
 /// A unit of work: one task of a superstep, already wrapped so that it reports its own result.
 pub type Task = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;

@@ -35,10 +35,12 @@ pub mod clock;
 mod delta;
 mod event;
 mod held;
+mod idle;
 mod ids;
 mod live;
 mod metrics_sink;
 mod report;
+mod run_map;
 
 pub use batch::{BatchItem, EventBatch, EventRef, Items, Refs};
 pub use delta::{DeltaKind, StateDelta, StateJson};
@@ -51,10 +53,13 @@ pub use report::Report;
 #[cfg(test)]
 mod tests;
 
-/// What the executor records a run's compact events with: node names by index and a run's
-/// clock and ids. Not public API.
+/// What the executor records a run's compact events with (node names by index, a run's clock
+/// and ids), and what the sinks share (how their threads wait when idle, maps keyed by run
+/// id). Not public API.
 #[doc(hidden)]
 pub mod __private {
     pub use crate::batch::{NodeNames, RunContext};
     pub use crate::held::{Held, HeldStart};
+    pub use crate::idle::{Idle, Wait, Waits};
+    pub use crate::run_map::{RunIdHasher, RunIdMap};
 }

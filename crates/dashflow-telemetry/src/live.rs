@@ -1,13 +1,12 @@
 //! The runs in progress in this process, for live introspection.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
+use crate::run_map::RunIdMap;
 use crate::{Event, EventBatch, EventCallback, EventKind, Interest, RunIds};
 
 /// One run in progress.
@@ -37,27 +36,6 @@ pub struct LiveRun {
 #[derive(Debug, Default)]
 pub struct LiveRuns {
     runs: Mutex<Runs>,
-}
-
-/// Run ids end in 80 random bits: hashing them again would only cost time.
-#[derive(Default)]
-struct RunIdHasher(u64);
-
-impl Hasher for RunIdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for byte in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(*byte);
-        }
-    }
-
-    fn write_u128(&mut self, value: u128) {
-        // The low 64 bits of a ULID are random.
-        self.0 ^= value as u64;
-    }
 }
 
 impl LiveRuns {
@@ -125,7 +103,7 @@ impl LiveRuns {
     }
 }
 
-type Runs = HashMap<crate::RunId, LiveRun, BuildHasherDefault<RunIdHasher>>;
+type Runs = RunIdMap<LiveRun>;
 
 impl EventCallback for LiveRuns {
     fn on_event(&self, event: &Event) {

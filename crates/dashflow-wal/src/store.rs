@@ -38,12 +38,13 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
+use dashflow_telemetry::__private::{Idle, Wait};
 use dashflow_telemetry::{Event, EventBatch, EventCallback, EventKind, EventRef, Interest, RunId};
 
 use self::exit::ExitLink;
 pub use self::report::FailureReport;
 use self::traces::TraceSink;
-use self::wake::{Doorbell, Idle, Wait};
+use self::wake::Doorbell;
 use crate::config::{FsyncPolicy, WalConfig};
 use crate::error::{Result, WalError};
 use crate::home;
@@ -620,7 +621,7 @@ impl Writer {
                 Ok(command) => command,
                 Err(TryRecvError::Empty) => {
                     self.write(&mut batch);
-                    let wait = idle.next();
+                    let wait = idle.next_wait();
                     if wait == Wait::Sleep {
                         self.sync_before_sleep();
                     }

@@ -51,8 +51,16 @@ pub(crate) const RULES: &[Rule] = &[
         "the executor never names the WAL or a concrete backend; the facade wires those in",
     ),
     only("dashflow-wal", &[TELEMETRY], "the WAL is an event sink"),
-    only("dashflow-otel", &[TELEMETRY], "the OpenTelemetry exporter is an event sink"),
-    only("dashflow-nats", &[TELEMETRY], "the NATS publisher is an event sink; its consumer reads events back"),
+    only(
+        "dashflow-otel",
+        &[TELEMETRY, SCHEDULER],
+        "the OpenTelemetry exporter is an event sink; its thread's niceness is set the way the scheduler's pool sets its threads'",
+    ),
+    only(
+        "dashflow-nats",
+        &[TELEMETRY, SCHEDULER],
+        "the NATS publisher is an event sink (its consumer reads events back); its thread's niceness is set the way the scheduler's pool sets its threads'",
+    ),
     only(QUEUE, &[CHECKPOINT], "the run-queue trait crate knows checkpoints (fenced writers), nothing of graphs"),
     only(
         "dashflow-queue-*",

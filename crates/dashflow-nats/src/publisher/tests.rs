@@ -37,10 +37,10 @@ mod wake {
 
     use std::time::Duration;
 
+    use dashflow_telemetry::__private::Waits;
     use dashflow_telemetry::{Event, EventCallback, EventKind, RunId, RunIds, RunOutcome};
     use futures::StreamExt;
 
-    use crate::idle::Waits;
     use crate::{Follow, NatsConsumer, NatsSink};
 
     const AN_HOUR: Duration = Duration::from_secs(3600);

@@ -3,12 +3,12 @@
 use std::sync::mpsc;
 use std::time::Duration;
 
+use dashflow_telemetry::__private::Waits;
 use dashflow_telemetry::{Event, EventCallback, EventKind, RunId, RunIds, RunOutcome};
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{SpanData, SpanExporter};
 
 use super::OtelBuilder;
-use crate::idle::Waits;
 
 /// Hands every exported batch to the test.
 #[derive(Debug)]

@@ -15,7 +15,7 @@ use tokio::runtime::Handle;
 
 use self::sleep::{Queues, Sleep};
 use self::sync::{AtomicBool, Parker};
-use crate::{BuildError, Scheduler, Task};
+use crate::{BuildError, Scheduler, Task, niceness};
 
 mod sleep;
 mod sync;
@@ -130,9 +130,6 @@ struct Shared {
     sleep: Sleep,
     counters: Arc<Counters>,
 }
-
-/// The nice values Linux accepts: higher is nicer, that is, a lower priority.
-const NICENESS: std::ops::RangeInclusive<i32> = -20..=19;
 
 /// The pool thread's own deque, reachable by the schedule function when a task is woken on
 /// one of its pool's threads.
@@ -285,12 +282,10 @@ impl PoolBuilder {
             return Err(BuildError::StackTooSmall { requested, minimum: Self::MIN_STACK_SIZE });
         }
         if let Some(requested) = self.niceness {
-            if !cfg!(target_os = "linux") {
-                return Err(BuildError::NicenessUnsupported);
-            }
-            if !NICENESS.contains(&requested) {
-                return Err(BuildError::NicenessOutOfRange { requested });
-            }
+            niceness::check(requested).map_err(|unfit| match unfit {
+                niceness::Unfit::Unsupported => BuildError::NicenessUnsupported,
+                niceness::Unfit::OutOfRange => BuildError::NicenessOutOfRange { requested },
+            })?;
         }
         let workers: Vec<Worker<Job>> = iter::repeat_with(Worker::new_lifo).take(n).collect();
         let parkers: Vec<Parker> = iter::repeat_with(Parker::new).take(n).collect();
@@ -308,15 +303,15 @@ impl PoolBuilder {
         for (index, (worker, parker)) in workers.into_iter().zip(parkers).enumerate() {
             let name = format!("{}-{index}", self.name);
             let shared = Arc::clone(&pool.shared);
-            let niceness = self.niceness;
+            let asked = self.niceness;
             let ready = ready_tx.clone();
             let mut builder = thread::Builder::new().name(name.clone());
             if let Some(bytes) = self.stack_size {
                 builder = builder.stack_size(bytes);
             }
             let spawned = builder.spawn(move || {
-                if let Some(nice) = niceness {
-                    let set = set_niceness(nice);
+                if let Some(nice) = asked {
+                    let set = niceness::set(nice);
                     let failed = set.is_err();
                     // `build` waits for this report; if it has gone, so has the pool.
                     let _ = ready.send(set.map_err(|source| (index, source)));
@@ -345,19 +340,6 @@ impl PoolBuilder {
         }
         Ok(pool)
     }
-}
-
-/// Sets the calling thread's nice value: on Linux, niceness is per thread.
-#[cfg(target_os = "linux")]
-fn set_niceness(nice: i32) -> io::Result<()> {
-    let me = rustix::thread::gettid();
-    rustix::process::setpriority_process(Some(me), nice).map_err(io::Error::from)
-}
-
-/// `build` refuses a niceness before starting any thread on other platforms.
-#[cfg(not(target_os = "linux"))]
-fn set_niceness(_nice: i32) -> io::Result<()> {
-    Err(io::ErrorKind::Unsupported.into())
 }
 
 impl Scheduler for WorkStealingPool {

@@ -4,12 +4,20 @@
 //! it: on the reference machine that costs more than a whole run of a hundred short nodes.
 //! Runs hand their events over once per run (or per burst), so waking the writer for each
 //! would put that price on every run. Instead, once the queue is empty, the writer looks
-//! again after a pause that grows while nothing comes ([`Idle`]: 1 ms, doubling up to
-//! 32 ms), and sleeps until woken only after a second with nothing. A hand-over wakes it
-//! only then, or when the queue fills past a quarter of its capacity during a pause; flushes
-//! always wake it.
+//! again after a pause that grows while nothing comes (the sinks' shared schedule,
+//! `dashflow_telemetry`'s `Idle`: 1 ms, doubling up to 32 ms), and sleeps until woken only
+//! after a second with nothing. A hand-over wakes it only then, or when the queue fills past
+//! a quarter of its capacity during a pause; flushes always wake it.
+//!
+//! The schedule is shared; the doorbell is the writer's own. The other sinks sleep in their
+//! queue's blocking receive, which a hand-over wakes by itself; the writer parks, so a
+//! hand-over must know whether it pauses or sleeps, which the doorbell's state tells (the
+//! flush at exit, which does not come through the queue, wakes it the same way). The
+//! schedule's longest pause suits this queue too: the queue (64 Ki events) takes longer than
+//! that to fill in the tightest loops measured, and a backlogged hand-over wakes the writer
+//! anyway.
 
-use std::time::{Duration, Instant};
+use dashflow_telemetry::__private::Wait;
 
 use self::sync::{AtomicU8, Ordering, Slot, fence, thread};
 use super::Backlog;
@@ -64,15 +72,6 @@ mod sync {
         }
     }
 }
-
-/// The writer's first pause after finding the queue empty.
-const FIRST_PAUSE: Duration = Duration::from_millis(1);
-/// The longest pause: at most this long between a hand-over and its write while the
-/// process is busy. The queue (64 Ki events) takes longer than this to fill in the tightest
-/// loops measured, and a backlogged hand-over wakes the writer anyway.
-const LONGEST_PAUSE: Duration = Duration::from_millis(32);
-/// How long the queue stays empty before the writer sleeps until a hand-over wakes it.
-const SLEEP_AFTER: Duration = Duration::from_secs(1);
 
 const WORKING: u8 = 0;
 const PAUSED: u8 = 1;
@@ -154,59 +153,12 @@ impl Doorbell {
     }
 }
 
-/// What the writer does next with nothing queued.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Wait {
-    /// Look again after this long.
-    Pause(Duration),
-    /// Sleep until a hand-over or request wakes it.
-    Sleep,
-}
-
-/// How long the writer has found nothing to do.
-#[derive(Debug, Default)]
-pub(super) struct Idle {
-    since: Option<Instant>,
-    pause: Duration,
-}
-
-impl Idle {
-    /// The wait after finding the queue empty once more.
-    pub(super) fn next(&mut self) -> Wait {
-        self.next_at(Instant::now())
-    }
-
-    fn next_at(&mut self, now: Instant) -> Wait {
-        let since = *self.since.get_or_insert(now);
-        if now.saturating_duration_since(since) >= SLEEP_AFTER {
-            return Wait::Sleep;
-        }
-        self.pause = (self.pause * 2).clamp(FIRST_PAUSE, LONGEST_PAUSE);
-        Wait::Pause(self.pause)
-    }
-}
-
 #[cfg(all(test, not(loom)))]
 mod tests {
     use std::sync::Arc;
     use std::sync::atomic::AtomicBool;
 
     use super::*;
-
-    #[test]
-    fn pauses_grow_to_the_longest_then_the_writer_sleeps() {
-        let start = Instant::now();
-        let mut idle = Idle::default();
-        let pauses: Vec<Wait> = (0..8).map(|_| idle.next_at(start)).collect();
-        let millis = |ms| Wait::Pause(Duration::from_millis(ms));
-        assert_eq!(
-            pauses,
-            [millis(1), millis(2), millis(4), millis(8), millis(16), millis(32), millis(32), millis(32)]
-        );
-        assert_eq!(idle.next_at(start + SLEEP_AFTER), Wait::Sleep);
-        // Work resets it: the writer starts a fresh `Idle`.
-        assert_eq!(Idle::default().next_at(start + SLEEP_AFTER), millis(1));
-    }
 
     #[test]
     fn a_ring_wakes_a_sleeping_writer() {
@@ -250,6 +202,8 @@ mod tests {
 /// as a deadlock).
 #[cfg(all(test, loom))]
 mod loom_tests {
+    use std::time::Duration;
+
     use loom::sync::Arc;
     use loom::sync::atomic::AtomicUsize;
 
