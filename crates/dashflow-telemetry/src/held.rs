@@ -158,30 +158,36 @@ mod loom_tests {
         }
     }
 
-    /// The owner's task end: takes its own start back (or records whoever's is there first).
-    fn end(slot: &HeldStart, records: &Mutex<Vec<Record>>, step: u64) {
+    /// Records `record` under the lock as the batcher does: a held start goes first.
+    fn record(slot: &HeldStart, records: &Mutex<Vec<Record>>, record: Record) {
         let mut records = records.lock().unwrap();
         if let Some(held) = slot.take() {
             records.push(start(held));
         }
-        records.push(Record::End { step });
+        records.push(record);
+    }
+
+    /// The owner's task end: takes its own start back (or records whoever's is there first).
+    fn end(slot: &HeldStart, records: &Mutex<Vec<Record>>, step: u64) {
+        record(slot, records, Record::End { step });
+    }
+
+    type Shared = Arc<(HeldStart, Mutex<Vec<Record>>)>;
+
+    /// Another thread (the `Async` writer, a subgraph run) recording something of its own.
+    fn other_records(shared: &Shared) -> loom::thread::JoinHandle<()> {
+        let shared = Arc::clone(shared);
+        loom::thread::spawn(move || {
+            let (slot, records) = &*shared;
+            record(slot, records, Record::Other);
+        })
     }
 
     #[test]
     fn loom_a_recorder_between_holds_and_ends_never_reads_another_steps_start() {
         loom::model(|| {
-            let shared = Arc::new((HeldStart::new(), Mutex::new(Vec::new())));
-            let other = loom::thread::spawn({
-                let shared = Arc::clone(&shared);
-                move || {
-                    let (slot, records) = &*shared;
-                    let mut records = records.lock().unwrap();
-                    if let Some(held) = slot.take() {
-                        records.push(start(held));
-                    }
-                    records.push(Record::Other);
-                }
-            });
+            let shared: Shared = Arc::new((HeldStart::new(), Mutex::new(Vec::new())));
+            let other = other_records(&shared);
             let (slot, records) = &*shared;
             for step in 1..=2 {
                 assert!(slot.hold(step, step as u32, Tick::from_raw(10 * step)));
@@ -197,29 +203,13 @@ mod loom_tests {
     #[test]
     fn loom_a_start_whose_end_went_unrecorded_is_recorded_before_the_next_one() {
         loom::model(|| {
-            let shared = Arc::new((HeldStart::new(), Mutex::new(Vec::new())));
-            let other = loom::thread::spawn({
-                let shared = Arc::clone(&shared);
-                move || {
-                    let (slot, records) = &*shared;
-                    let mut records = records.lock().unwrap();
-                    if let Some(held) = slot.take() {
-                        records.push(start(held));
-                    }
-                    records.push(Record::Other);
-                }
-            });
+            let shared: Shared = Arc::new((HeldStart::new(), Mutex::new(Vec::new())));
+            let other = other_records(&shared);
             let (slot, records) = &*shared;
             // Step 1's task ends unrecorded: the owner is not settled, so step 2's start goes
             // under the lock, after whatever is still held.
             assert!(slot.hold(1, 1, Tick::from_raw(10)));
-            {
-                let mut records = records.lock().unwrap();
-                if let Some(held) = slot.take() {
-                    records.push(start(held));
-                }
-                records.push(Record::Start { step: 2, node: 2, at: 20 });
-            }
+            record(slot, records, Record::Start { step: 2, node: 2, at: 20 });
             end(slot, records, 2);
             other.join().unwrap();
             let mut records = records.lock().unwrap();
