@@ -34,13 +34,7 @@ pub(crate) fn median(rounds: &[Vec<Measurement>]) -> Vec<Measurement> {
     ids.into_iter()
         .map(|id| {
             let mut values: Vec<f64> = rounds.iter().flatten().filter(|m| m.id == id).map(|m| m.median_ns).collect();
-            values.sort_by(f64::total_cmp);
-            let middle = values.len() / 2;
-            let median_ns = match values.len() % 2 {
-                1 => values[middle],
-                _ => (values[middle - 1] + values[middle]) / 2.0,
-            };
-            Measurement { id: id.to_owned(), median_ns }
+            Measurement { id: id.to_owned(), median_ns: super::metrics::median_of(&mut values) }
         })
         .collect()
 }

@@ -40,13 +40,7 @@ impl Metrics {
         }
         let mut median = Metrics::default();
         for ((id, name), mut values) in gathered {
-            values.sort_by(f64::total_cmp);
-            let middle = values.len() / 2;
-            let value = match values.len() % 2 {
-                1 => values[middle],
-                _ => (values[middle - 1] + values[middle]) / 2.0,
-            };
-            median.insert(id, name, value);
+            median.insert(id, name, median_of(&mut values));
         }
         median
     }
@@ -76,4 +70,14 @@ fn parse_line(line: &str) -> Option<(&str, &str, f64)> {
     }
     let value: f64 = value.parse().ok()?;
     value.is_finite().then_some((id, name, value))
+}
+
+/// The median of `values` (the mean of the middle two for an even count); sorts them.
+pub(crate) fn median_of(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let middle = values.len() / 2;
+    match values.len() % 2 {
+        1 => values[middle],
+        _ => (values[middle - 1] + values[middle]) / 2.0,
+    }
 }
