@@ -166,40 +166,44 @@ impl TestServer {
     /// stalled host or a long pause would: connections stay open and statements hang, nothing
     /// is refused. [`TestServer::resume`] thaws it.
     ///
+    /// The postmaster stops first and the children are stopped only once it has: a stopped
+    /// postmaster forks no backend a scan could miss, and reaps no child, so no child's id
+    /// can pass to another process while it is being signalled. Returns once every process
+    /// of the server is stopped.
+    ///
     /// # Panics
     ///
-    /// When the server's processes cannot be found or signalled.
+    /// When the server's processes cannot be found, signalled or seen stopped.
     pub fn pause(&self) {
-        self.signal_all("-STOP");
+        let postmaster = self.postmaster();
+        signal(&[postmaster.as_str()], "-STOP", true);
+        wait_until_stopped(&[postmaster.clone()]);
+        let children = children_of(&postmaster);
+        // A child that exited meanwhile is a zombie now, not an error.
+        let ids: Vec<&str> = children.iter().map(String::as_str).collect();
+        signal(&ids, "-STOP", false);
+        wait_until_stopped(&children);
     }
 
-    /// Thaws a server frozen by [`TestServer::pause`].
+    /// Thaws a server frozen by [`TestServer::pause`]: the children first, while the stopped
+    /// postmaster still holds their ids, then the postmaster.
     ///
     /// # Panics
     ///
     /// When the server's processes cannot be found or signalled.
     pub fn resume(&self) {
-        self.signal_all("-CONT");
+        let postmaster = self.postmaster();
+        let children = children_of(&postmaster);
+        let ids: Vec<&str> = children.iter().map(String::as_str).collect();
+        signal(&ids, "-CONT", false);
+        signal(&[postmaster.as_str()], "-CONT", true);
     }
 
-    /// Sends `signal` to the postmaster and its children, by process id.
-    fn signal_all(&self, signal: &str) {
+    /// The postmaster's process id, from its pid file.
+    fn postmaster(&self) -> String {
         let pid_file = std::fs::read_to_string(self.data().join("postmaster.pid"))
             .unwrap_or_else(|error| panic!("the test server has no postmaster.pid: {error}"));
-        let postmaster = pid_file.lines().next().unwrap_or_default().trim().to_owned();
-        let mut pids = vec![postmaster.clone()];
-        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
-            // `pid (comm) state ppid ...`; the command name may hold spaces, so split after it.
-            let parent = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1));
-            if parent == Some(postmaster.as_str()) {
-                pids.push(entry.file_name().to_string_lossy().into_owned());
-            }
-        }
-        let status = Command::new("kill").arg(signal).args(&pids).status();
-        if !status.is_ok_and(|status| status.success()) {
-            panic!("cannot send {signal} to the test server's processes {pids:?}");
-        }
+        pid_file.lines().next().unwrap_or_default().trim().to_owned()
     }
 
     /// [`TestServer::stop`], then [`TestServer::start`]: a restart with a real window in
@@ -371,5 +375,61 @@ async fn run_blocking(command: Command) -> Result<(), String> {
     match tokio::task::spawn_blocking(move || run(command)).await {
         Ok(result) => result,
         Err(error) => Err(format!("the thread running the command failed: {error}")),
+    }
+}
+
+/// The ids of the processes whose parent is `parent`.
+fn children_of(parent: &str) -> Vec<String> {
+    let mut children = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some((_, fields)) = process_stat(&entry.path()) else { continue };
+        if fields.get(1).map(String::as_str) == Some(parent) {
+            children.push(entry.file_name().to_string_lossy().into_owned());
+        }
+    }
+    children
+}
+
+/// A process's state letter and the `stat` fields after it, or `None` when it is gone.
+fn process_stat(dir: &Path) -> Option<(char, Vec<String>)> {
+    let stat = std::fs::read_to_string(dir.join("stat")).ok()?;
+    // `pid (comm) state ppid ...`; the command name may hold spaces, so split after it.
+    let (_, rest) = stat.rsplit_once(')')?;
+    let fields: Vec<String> = rest.split_whitespace().map(str::to_owned).collect();
+    let state = fields.first()?.chars().next()?;
+    Some((state, fields))
+}
+
+/// Sends `signal` to processes `ids`; when `all_must_succeed` is false, ids that are gone
+/// are skipped (`kill` still signals the others).
+fn signal(ids: &[&str], signal: &str, all_must_succeed: bool) {
+    if ids.is_empty() {
+        return;
+    }
+    let status = Command::new("kill").arg(signal).args(ids).stderr(std::process::Stdio::null()).status();
+    match status {
+        Ok(status) if status.success() || !all_must_succeed => {}
+        _ => panic!("cannot send {signal} to the test server's processes {ids:?}"),
+    }
+}
+
+/// Returns once each of `ids` is stopped, a zombie or gone.
+fn wait_until_stopped(ids: &[String]) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let running: Vec<&String> = ids
+            .iter()
+            .filter(|id| {
+                process_stat(&Path::new("/proc").join(id))
+                    .is_some_and(|(state, _)| !matches!(state, 'T' | 't' | 'Z' | 'X'))
+            })
+            .collect();
+        if running.is_empty() {
+            return;
+        }
+        if std::time::Instant::now() >= deadline {
+            panic!("the test server's processes {running:?} did not stop within 10 s");
+        }
+        std::thread::yield_now();
     }
 }
