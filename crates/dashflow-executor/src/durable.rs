@@ -402,7 +402,7 @@ impl Durable {
             metadata.insert("run_id".into(), self.run_id.clone().into());
         }
         let record = CheckpointRecord {
-            thread_id: self.thread_id.to_string(),
+            thread_id: String::from(&*self.thread_id),
             namespace: self.namespace.clone(),
             checkpoint_id: id.clone(),
             parent_id: self.parent.clone(),
@@ -410,7 +410,7 @@ impl Durable {
             kind,
             blob,
             metadata,
-            next_nodes: position.frontier.iter().map(|task| task.node.to_string()).collect(),
+            next_nodes: position.frontier.iter().map(|task| String::from(&*task.node)).collect(),
             created_at_ms: now_ms(),
         };
         let expected = self.expected_head.replace(id.clone());

@@ -88,7 +88,9 @@ pub(crate) async fn execute<S: GraphState>(mut params: RunParams<S>, start: Star
         params,
     };
     let hub = Arc::clone(&run.params.hub);
-    let mut run = std::pin::pin!(run.run(start_position, input_update).instrument(span));
+    // Boxed: held inline, the loop's future would be copied whole into each future that
+    // awaits `execute`, and with it the run's.
+    let mut run = Box::pin(run.run(start_position, input_update).instrument(span));
     // Whenever the run waits (a node's I/O, a checkpoint write, a slow stream reader), its
     // batching sinks get what it buffered, so they are current while it waits.
     let output = std::future::poll_fn(|cx| {
