@@ -546,7 +546,10 @@ impl<S: GraphState> Loop<S> {
             }
         }
         if !self.decisions.is_empty() {
-            self.report_decisions().await;
+            self.record_decisions();
+            if !self.routed.is_empty() {
+                self.stream_routed().await;
+            }
         }
         routed?;
         self.routing.advance(&mut self.frontier);
@@ -596,6 +599,15 @@ impl<S: GraphState> Loop<S> {
     /// entries when only batching sinks want them, else built (and sent to the stream if it
     /// wants them too). Empties `decisions`.
     async fn report_decisions(&mut self) {
+        self.record_decisions();
+        if !self.routed.is_empty() {
+            self.stream_routed().await;
+        }
+    }
+
+    /// [`Loop::report_decisions`] up to the stream, without an await: a step whose decisions
+    /// are all compact entries does not pay for the future.
+    fn record_decisions(&mut self) {
         let hub = &self.params.hub;
         let graph = &self.params.inner.graph;
         for decision in self.decisions.drain(..) {
@@ -619,6 +631,10 @@ impl<S: GraphState> Loop<S> {
             });
             self.routed.extend(built);
         }
+    }
+
+    /// Sends the decisions [`Loop::record_decisions`] built to the stream.
+    async fn stream_routed(&mut self) {
         for event in self.routed.drain(..) {
             self.params.hub.stream(event).await;
         }
