@@ -177,7 +177,7 @@ impl TestServer {
     pub fn pause(&self) {
         let postmaster = self.postmaster();
         signal(&[postmaster.as_str()], "-STOP", true);
-        wait_until_stopped(&[postmaster.clone()]);
+        wait_until_stopped(std::slice::from_ref(&postmaster));
         let children = children_of(&postmaster);
         // A child that exited meanwhile is a zombie now, not an error.
         let ids: Vec<&str> = children.iter().map(String::as_str).collect();
