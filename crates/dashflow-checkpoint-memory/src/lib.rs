@@ -331,6 +331,10 @@ impl Checkpointer for MemoryCheckpointer {
         self.put_sync(record, expected_head)
     }
 
+    fn writes_without_io(&self) -> bool {
+        true
+    }
+
     async fn put_writes(
         &self,
         thread_id: &str,

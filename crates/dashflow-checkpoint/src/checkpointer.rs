@@ -112,6 +112,15 @@ pub trait Checkpointer: Send + Sync + fmt::Debug + 'static {
         Err(crate::CheckpointError::NotSupported { operation: "get_schema" })
     }
 
+    /// Whether a write ([`Checkpointer::put`], [`Checkpointer::put_writes`]) finishes without
+    /// I/O, as in an in-memory store. `Async` durability then writes on the run's own task,
+    /// in order, instead of handing each write to a writer task of the run's: for such a
+    /// backend the hand-over costs more than the write. Backends that wait on a disk or a
+    /// server keep the default, `false`.
+    fn writes_without_io(&self) -> bool {
+        false
+    }
+
     /// Deletes every thread whose newest checkpoint was created before `cutoff_ms`
     /// (milliseconds since the Unix epoch); returns their ids.
     async fn delete_idle_threads(&self, cutoff_ms: i64) -> Result<Vec<String>>;
@@ -136,6 +145,10 @@ impl<T: Checkpointer + ?Sized> Checkpointer for std::sync::Arc<T> {
 
     async fn put_batch(&self, records: Vec<(CheckpointRecord, Option<CheckpointId>)>) -> Result<()> {
         (**self).put_batch(records).await
+    }
+
+    fn writes_without_io(&self) -> bool {
+        (**self).writes_without_io()
     }
 
     async fn put_writes(

@@ -224,6 +224,9 @@ impl Checkpointer for Counting {
     async fn list_threads(&self, _: &ThreadListOptions) -> Result<Vec<ThreadSummary>> {
         self.called().map(|()| Vec::new())
     }
+    fn writes_without_io(&self) -> bool {
+        true
+    }
 }
 
 /// Calls every operation once through `checkpointer`.
@@ -264,6 +267,8 @@ async fn an_arc_forwards_every_operation_to_the_shared_checkpointer_overrides_in
     }
     // put_batch of nothing calls nothing: 9 counted calls per pass, two passes.
     assert_eq!(shared.calls.load(std::sync::atomic::Ordering::Relaxed), 18);
+    // A property the shared checkpointer overrides is its own through the `Arc` too.
+    assert!(shared.writes_without_io() && as_dyn.writes_without_io());
 }
 
 #[test]

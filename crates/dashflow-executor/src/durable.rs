@@ -416,7 +416,10 @@ impl Durable {
         let expected = self.expected_head.replace(id.clone());
         self.parent = Some(id.clone());
         match self.durability {
-            Durability::Async => self.async_writer().send(record, expected).await?,
+            // A write without I/O is cheaper done here than handed to a writer task.
+            Durability::Async if !self.settings.checkpointer.writes_without_io() => {
+                self.async_writer().send(record, expected).await?;
+            }
             _ => {
                 let committed = self.observer.as_ref().map(|_| Committed::of(&record));
                 self.settings.checkpointer.put(record, expected.as_ref()).await.map_err(checkpoint_error)?;
@@ -429,11 +432,12 @@ impl Durable {
     }
 
     fn async_writer(&mut self) -> &mut AsyncWriter {
-        let checkpointer = Arc::clone(&self.settings.checkpointer);
-        let observer = self.observer.clone();
+        // Borrowed, not cloned: only the first checkpoint of a run starts the writer.
+        let (settings, observer) = (&self.settings, &self.observer);
         let (thread_id, namespace) = (&self.thread_id, &self.namespace);
         self.writer.get_or_insert_with(|| {
-            AsyncWriter::start(checkpointer, observer, (Arc::clone(thread_id), namespace.clone()))
+            let ids = (Arc::clone(thread_id), namespace.clone());
+            AsyncWriter::start(Arc::clone(&settings.checkpointer), observer.clone(), ids)
         })
     }
 

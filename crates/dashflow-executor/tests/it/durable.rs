@@ -1004,3 +1004,40 @@ async fn a_pause_ends_the_stream_with_an_interrupted_item_in_every_mode() {
     assert!(!resumed.iter().any(|item| matches!(item, Ok(StreamEvent::Interrupted { .. }))), "{resumed:?}");
     assert!(!resumed.is_empty());
 }
+
+/// Under `Async` durability a backend whose writes need no I/O (the memory checkpointer) is
+/// written on the run's own task: each step's checkpoint is stored before the next step
+/// starts, so a node always finds every checkpoint before its step.
+#[tokio::test]
+async fn async_durability_writes_an_in_memory_backend_before_the_next_step() {
+    let checkpointer = Arc::new(MemoryCheckpointer::new());
+    assert!(checkpointer.writes_without_io());
+    let counted = |checkpointer: &Arc<MemoryCheckpointer>| {
+        let checkpointer = Arc::clone(checkpointer);
+        move |_: Arc<Trail>| {
+            let checkpointer = Arc::clone(&checkpointer);
+            async move {
+                let stored = checkpointer
+                    .list("in-order", &dashflow_checkpoint::ListOptions::new())
+                    .await
+                    .map_err(NodeError::new)?;
+                Ok::<_, NodeError>(TrailUpdate::default().log(vec![stored.len().to_string()]))
+            }
+        }
+    };
+    let mut graph = StateGraph::<Trail>::new();
+    graph
+        .add_node("a", counted(&checkpointer))
+        .add_node("b", counted(&checkpointer))
+        .add_node("c", counted(&checkpointer))
+        .add_edge(START, "a")
+        .add_edge("a", "b")
+        .add_edge("b", "c")
+        .add_edge("c", END);
+    let app = graph.compiled().unwrap().with_checkpointer(Arc::clone(&checkpointer) as Arc<dyn Checkpointer>);
+    let done = app.invoke(Trail::default(), RunConfig::thread("in-order").durability(Durability::Async)).await.unwrap();
+    // The input's checkpoint before `a`, then one more per step.
+    assert_eq!(done.state.log, strings(&["1", "2", "3"]));
+    let history = checkpointer.list("in-order", &dashflow_checkpoint::ListOptions::new()).await.unwrap();
+    assert_eq!(history.len(), 4);
+}
