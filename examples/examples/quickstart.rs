@@ -187,6 +187,11 @@ const DATABASE: &str = ".dashflow/quickstart.db";
 const UI_PORT: u16 = 7878;
 
 async fn triage() -> anyhow::Result<CompiledGraph<Ticket>> {
+    triage_at(DATABASE).await
+}
+
+/// The triage graph, checkpointed into the SQLite file `database`.
+async fn triage_at(database: &str) -> anyhow::Result<CompiledGraph<Ticket>> {
     let mut graph = StateGraph::<Ticket>::named("triage");
     graph
         .add_node("classify", classify)
@@ -203,7 +208,7 @@ async fn triage() -> anyhow::Result<CompiledGraph<Ticket>> {
         .add_conditional_edges("review", after_review, [("approved", "send"), ("redraft", "draft"), ("give_up", END)])
         .add_edge("send", END);
     // A person approves every reply: runs pause before `send` until resumed.
-    Ok(graph.compile()?.with_checkpointer(SqliteCheckpointer::open(DATABASE).await?).interrupt_before(["send"])?)
+    Ok(graph.compile()?.with_checkpointer(SqliteCheckpointer::open(database).await?).interrupt_before(["send"])?)
 }
 
 #[tokio::main]
@@ -224,26 +229,16 @@ async fn main() -> anyhow::Result<()> {
             // Every event of the triage runs goes to the stream `dashflow-events`, published
             // from the sink's own thread; the guard publishes what is left when `main` ends.
             let (sink, _guard) = NatsSink::builder(*url).start()?;
-            let app = app.with_callback(sink.clone());
-            for ticket in sample_tickets() {
-                println!("== {} from {}: {:?}", ticket.id, ticket.customer, ticket.text);
-                let config = config(&ticket.id);
-                show(app.stream(ticket, config)).await?;
-            }
+            publish(&app, &sink).await?;
             println!("published as {}: {:?}", sink.publisher().name, sink.stats());
         }
         ["tail", url] => {
             // Another process (or host): the triage runs' events as they are published.
             let consumer = NatsConsumer::connect(url).await?;
-            // Started before any publisher: make the stream, so there is something to follow.
-            consumer.ensure_stream().await?;
-            let mut events = consumer.follow(Follow::all().graph("triage").start_at(StartAt::New)).await?;
+            let mut lines = std::pin::pin!(follow_triage(&consumer).await?);
             println!("following triage runs on {url} (Ctrl-C to stop)");
-            while let Some(received) = events.next().await {
-                let received = received?;
-                if let Some(event) = received.event() {
-                    println!("{} {} {:?}", received.publisher.name, received.run.run_id, event.kind);
-                }
+            while let Some(line) = lines.next().await {
+                println!("{}", line?);
             }
         }
         ["approve" | "reject", id] if !waits_for_approval(&app, id).await? => {
@@ -279,6 +274,35 @@ async fn main() -> anyhow::Result<()> {
         ),
     }
     Ok(())
+}
+
+/// Triages the sample tickets with every event also going to `sink`.
+async fn publish(app: &CompiledGraph<Ticket>, sink: &NatsSink) -> anyhow::Result<()> {
+    let app = app.clone().with_callback(sink.clone());
+    for ticket in sample_tickets() {
+        println!("== {} from {}: {:?}", ticket.id, ticket.customer, ticket.text);
+        let config = config(&ticket.id);
+        show(app.stream(ticket, config)).await?;
+    }
+    Ok(())
+}
+
+/// The events of triage runs published to `consumer`'s stream from now on, a line each: the
+/// publisher, the run and the event.
+async fn follow_triage(
+    consumer: &NatsConsumer,
+) -> anyhow::Result<impl futures::Stream<Item = anyhow::Result<String>> + use<>> {
+    // Started before any publisher: make the stream, so there is something to follow.
+    consumer.ensure_stream().await?;
+    let events = consumer.follow(Follow::all().graph("triage").start_at(StartAt::New)).await?;
+    Ok(events.filter_map(|received| async move {
+        match received {
+            Err(error) => Some(Err(error.into())),
+            Ok(received) => received
+                .event()
+                .map(|event| Ok(format!("{} {} {:?}", received.publisher.name, received.run.run_id, event.kind))),
+        }
+    }))
 }
 
 /// Whether ticket `id`'s run is paused before `send`.
@@ -388,4 +412,74 @@ fn sample_tickets() -> Vec<Ticket> {
         ..Ticket::default()
     })
     .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    /// The machine's NATS server with JetStream, or `None` (printed) when the suite runs
+    /// without one; `DASHFLOW_TEST_NATS_REQUIRED=1` makes that a failure.
+    fn nats_url(test: &str) -> Option<String> {
+        match std::env::var("DASHFLOW_TEST_NATS_URL") {
+            Ok(url) if !url.trim().is_empty() => Some(url),
+            _ => {
+                assert!(
+                    std::env::var("DASHFLOW_TEST_NATS_REQUIRED").as_deref() != Ok("1"),
+                    "{test}: DASHFLOW_TEST_NATS_REQUIRED=1 but DASHFLOW_TEST_NATS_URL is not set"
+                );
+                eprintln!("skipped {test}: DASHFLOW_TEST_NATS_URL is not set (set it to a NATS server with JetStream)");
+                None
+            }
+        }
+    }
+
+    /// `quickstart -- publish` and `quickstart -- tail`, on a stream of the test's own: the
+    /// follower, started first, gets every triage run's events up to its end, each line
+    /// naming the publisher.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn publish_sends_every_triage_run_to_a_follower_started_before_it() {
+        let test = "publish_sends_every_triage_run_to_a_follower_started_before_it";
+        let Some(url) = nats_url(test) else { return };
+        let dir = tempfile::tempdir().unwrap();
+        let database = dir.path().join("quickstart.db");
+        let app = triage_at(database.to_str().unwrap()).await.unwrap();
+        let unique = format!("{}{}", std::process::id(), dashflow::RunId::new());
+        let (stream, prefix) = (format!("DFQUICK_{unique}"), format!("dfquick.{}", unique.to_lowercase()));
+        let consumer = NatsConsumer::connect_to(&url, &stream, &prefix).await.unwrap();
+        let mut lines = std::pin::pin!(follow_triage(&consumer).await.unwrap());
+
+        let (sink, guard) = NatsSink::builder(&url).stream(&stream).subject_prefix(&prefix).start().unwrap();
+        publish(&app, &sink).await.unwrap();
+        sink.flush(Duration::from_secs(30)).unwrap();
+        let stats = sink.stats();
+        assert!(stats.acknowledged > 0 && stats.dropped == 0 && stats.lost == 0, "{stats:?}");
+
+        // Each sample ticket's run pauses before `send`: its last event is its end.
+        let tickets = sample_tickets().len();
+        let mut ended = std::collections::BTreeSet::new();
+        let mut seen = Vec::new();
+        let follow = async {
+            while ended.len() < tickets {
+                let line = lines.next().await.expect("the follow ended").unwrap();
+                let mut words = line.split_whitespace();
+                let (publisher, run) = (words.next().unwrap_or_default(), words.next().unwrap_or_default());
+                assert_eq!(publisher, sink.publisher().name, "{line}");
+                if line.contains("RunFinished") {
+                    ended.insert(run.to_owned());
+                }
+                seen.push(line);
+            }
+        };
+        let followed = tokio::time::timeout(Duration::from_secs(30), follow).await;
+        assert!(followed.is_ok(), "the follower saw {} runs end in 30 s:\n{}", ended.len(), seen.join("\n"));
+        assert!(seen.iter().any(|line| line.contains("RunStarted")), "{}", seen.join("\n"));
+        assert!(seen.iter().any(|line| line.contains("\"billing\"")), "{}", seen.join("\n"));
+
+        guard.shutdown(Duration::from_secs(10)).unwrap();
+        let client = async_nats::connect(url.as_str()).await.unwrap();
+        async_nats::jetstream::new(client).delete_stream(&stream).await.unwrap();
+    }
 }
