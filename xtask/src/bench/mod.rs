@@ -226,6 +226,10 @@ fn run_criterion_suite(options: &Options, tables: &mut Vec<String>) -> Result<Op
             "\nB1 and B3: the default observers against none, and against graph-flow 0.8.1 in the same run:\n\n{peer}"
         );
     }
+    let exporters = report::exporters_table(&measurements).map(|table| table.render());
+    if let Some(exporters) = &exporters {
+        println!("\nB1 and B3 with one exporter and no default observer, against none:\n\n{exporters}");
+    }
     let concurrent = report::concurrent_table(&measurements).map(|table| table.render());
     if let Some(concurrent) = &concurrent {
         println!("\nC1, 1,000 concurrent 10-node runs with the memory checkpointer, runs per second:\n\n{concurrent}");
@@ -259,6 +263,7 @@ fn run_criterion_suite(options: &Options, tables: &mut Vec<String>) -> Result<Op
     }
     tables.push(targets);
     tables.extend(peer);
+    tables.extend(exporters);
     tables.extend(concurrent);
     tables.extend(b4);
     tables.extend(large_state);

@@ -296,6 +296,47 @@ pub(crate) fn peer_table(measurements: &[Measurement]) -> Option<Table> {
     })
 }
 
+/// The exporters' rows: a sink alone, after no default observer (issue 14: a sink keeps B1
+/// and B3 within the defaults' telemetry budget, at most 1.5x off).
+const EXPORTERS: [(&str, &str); 2] = [("/otel", "OpenTelemetry"), ("/nats", "NATS")];
+
+/// B1 and B3 with each exporter alone against telemetry off (at most 1.5x, the defaults'
+/// budget), with the defaults' own figure beside them. `None` without any exporter's results.
+pub(crate) fn exporters_table(measurements: &[Measurement]) -> Option<Table> {
+    let median = |id: &str| measurements.iter().find(|measurement| measurement.id == id).map(Measurement::median_us);
+    let rows: Vec<Vec<String>> = PEER_WORKLOADS
+        .iter()
+        .flat_map(|workload| EXPORTERS.iter().map(move |exporter| (workload, exporter)))
+        .filter_map(|(workload, (suffix, exporter))| {
+            let with_sink = median(&format!("{workload}{suffix}"))?;
+            let off = median(&format!("{workload}{TELEMETRY_OFF}"));
+            let defaults = median(workload);
+            let over_off = off.map(|off| with_sink / off);
+            Some(vec![
+                (*workload).to_owned(),
+                (*exporter).to_owned(),
+                format_us(with_sink),
+                off.map_or_else(|| "-".to_owned(), format_us),
+                over_off.map_or_else(|| "-".to_owned(), format_ratio_2),
+                verdict(over_off, |ratio| ratio <= DEFAULTS_OVER_OFF_MAX),
+                defaults.map_or_else(|| "-".to_owned(), format_us),
+            ])
+        })
+        .collect();
+    (!rows.is_empty()).then(|| Table {
+        columns: vec![
+            ("workload", Align::Left),
+            ("exporter", Align::Left),
+            ("exporter µs", Align::Right),
+            ("off µs", Align::Right),
+            ("exporter / off", Align::Right),
+            ("<= 1.5x", Align::Left),
+            ("defaults µs", Align::Right),
+        ],
+        rows,
+    })
+}
+
 /// C1: runs per second with the default observers and with none; the defaults must reach
 /// 20,000 runs/s and stay within 2x of off. `None` without C1's results.
 pub(crate) fn concurrent_table(measurements: &[Measurement]) -> Option<Table> {

@@ -478,6 +478,32 @@ fn the_peer_table_compares_defaults_with_off_and_with_graph_flow() {
 }
 
 #[test]
+fn the_exporters_table_holds_each_sink_alone_to_the_defaults_budget_over_off() {
+    let measurements = [
+        measurement("b1_chain100", 30_000.0),
+        measurement("b1_chain100/telemetry_off", 20_000.0),
+        measurement("b1_chain100/otel", 29_000.0),
+        measurement("b1_chain100/nats", 31_000.0),
+        measurement("b3_loop1000/telemetry_off", 200_000.0),
+        measurement("b3_loop1000/otel", 280_000.0),
+    ];
+    let table = super::report::exporters_table(&measurements).unwrap().render();
+    let cells = |workload: &str, exporter: &str| -> Vec<String> {
+        let line = table
+            .lines()
+            .find(|line| line.starts_with(&format!("| {workload} ")) && line.contains(&format!(" {exporter} ")))
+            .unwrap_or_else(|| panic!("no row for {workload} {exporter}:\n{table}"));
+        line.split('|').map(|cell| cell.trim().to_owned()).collect()
+    };
+    assert_eq!(cells("b1_chain100", "OpenTelemetry")[3..8], ["29.0", "20.0", "1.45x", "yes", "30.0"], "{table}");
+    assert_eq!(cells("b1_chain100", "NATS")[5..7], ["1.55x", "NO"], "{table}");
+    // Without the defaults' row the budget still applies; a sink not measured has no row.
+    assert_eq!(cells("b3_loop1000", "OpenTelemetry")[5..8], ["1.40x", "yes", "-"], "{table}");
+    assert!(!table.contains("| b3_loop1000 | NATS"), "{table}");
+    assert!(super::report::exporters_table(&measurements[..2]).is_none());
+}
+
+#[test]
 fn the_concurrent_table_gives_runs_per_second_and_the_ratio_to_off() {
     let measurements =
         [measurement("c1_concurrent1000", 40_000_000.0), measurement("c1_concurrent1000/telemetry_off", 25_000_000.0)];
