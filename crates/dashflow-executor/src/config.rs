@@ -15,7 +15,9 @@ pub enum Durability {
     /// Each superstep's checkpoint is committed before the next superstep starts.
     Sync,
     /// Checkpoints are written while the next superstep runs; the run does not return before
-    /// the last one is committed.
+    /// the last one is committed. A backend whose writes need no I/O
+    /// (`Checkpointer::writes_without_io`, the memory checkpointer) is written before the next
+    /// superstep instead, as under `Sync`: handing such a write over would cost more.
     #[default]
     Async,
     /// Only the final state is written, when the run exits.
