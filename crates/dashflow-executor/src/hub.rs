@@ -323,6 +323,61 @@ impl EventHub {
         self.notify(run, kind, ended)
     }
 
+    /// Whether the loop may hold a lone task's end back until its step is routed and record
+    /// both with [`EventHub::lone_task_routed`]: only batching sinks want task ends, as
+    /// compact entries.
+    pub(crate) fn holds_lone_ends(&self) -> bool {
+        self.batcher.is_some() && self.compact.ends
+    }
+
+    /// Records the successful end of a lone task (its first attempt, from `started` to
+    /// `ended`) that the loop held back until its step was routed, with the step's routing
+    /// decisions `routes` (see [`EventHub::compact_route`]) riding on it: one lock for both.
+    pub(crate) fn lone_task_routed(
+        &self,
+        (step, node): (u64, NodeId),
+        (started, ended): (Tick, Tick),
+        routes: &[(u32, u32, u32)],
+    ) {
+        let Some(batcher) = &self.batcher else { return };
+        let task = (step, node_index(node), 1);
+        batcher.record_end(ended, |batch, held| {
+            match held {
+                Some(held) if self.holds_starts && (held.step, held.node) == (step, task.1) && held.at == started => {
+                    batch.push_lone_step(&self.context, task, (started, ended), None);
+                }
+                held => {
+                    if let Some(held) = held {
+                        batcher.push_held(batch, held);
+                    }
+                    batch.push_task_finished(&self.context, task, (started, ended), None);
+                }
+            }
+            for route in routes {
+                batch.push_routed_reading(&self.context, step, *route, Tick::now);
+            }
+        });
+        if self.holds_starts {
+            self.hold_settled.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// The compact form (from, label number, target) of node `from`'s conditional edge `edge`
+    /// choosing its label number `position`, which leads to node `target`, if only batching
+    /// sinks want routing decisions and the label is known.
+    pub(crate) fn compact_route(
+        &self,
+        from: NodeId,
+        (edge, position): (usize, usize),
+        target: NodeId,
+    ) -> Option<(u32, u32, u32)> {
+        if self.batcher.is_none() || !self.compact.routes {
+            return None;
+        }
+        let label = self.context.names().label_index(node_index(from), edge, position)?;
+        Some((node_index(from), label, node_index(target)))
+    }
+
     /// Records, as a compact entry, that node `from`'s conditional edge chose `label`, leading
     /// to node `target`, if only batching sinks want routing decisions; `false` if the
     /// decision must go through [`EventHub::routed`] instead.
@@ -333,9 +388,9 @@ impl EventHub {
         (edge, position): (usize, usize),
         target: NodeId,
     ) -> bool {
-        let (Some(batcher), true) = (&self.batcher, self.compact.routes) else { return false };
-        let Some(label) = self.context.names().label_index(node_index(from), edge, position) else { return false };
-        let route = (node_index(from), label, node_index(target));
+        let (Some(batcher), Some(route)) = (&self.batcher, self.compact_route(from, (edge, position), target)) else {
+            return false;
+        };
         batcher.record_reading(|batch| batch.push_routed_reading(&self.context, step, route, Tick::now));
         true
     }

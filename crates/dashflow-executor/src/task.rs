@@ -24,6 +24,9 @@ pub(crate) struct TaskOutcome<S: GraphState> {
     /// Measured only when the run is observed or streamed: reading the clock twice per task
     /// would be a large share of an unobserved sequential step.
     pub(crate) duration: Option<Duration>,
+    /// The start and end readings of a successful attempt whose end was not reported
+    /// because the caller asked to record it itself ([`Timing::Timed`]'s `hold_end`).
+    pub(crate) held_end: Option<(Tick, Tick)>,
 }
 
 /// Whether a task's attempts are timed: the clock read once when each attempt starts and
@@ -33,8 +36,11 @@ pub(crate) struct TaskOutcome<S: GraphState> {
 pub(crate) enum Timing {
     Untimed,
     /// `step_started`: the step's start reading, which a lone task's first start reuses.
+    /// `hold_end`: a successful single attempt's end is left to the caller (the loop records
+    /// it with its step's routing), in [`TaskOutcome::held_end`].
     Timed {
         step_started: Option<Tick>,
+        hold_end: bool,
     },
 }
 
@@ -43,7 +49,7 @@ impl Timing {
     pub(crate) fn of_one_of_several(self) -> Self {
         match self {
             Timing::Untimed => Timing::Untimed,
-            Timing::Timed { .. } => Timing::Timed { step_started: None },
+            Timing::Timed { .. } => Timing::Timed { step_started: None, hold_end: false },
         }
     }
 }
@@ -60,17 +66,19 @@ pub(crate) async fn run_task<S: GraphState>(
     input: Arc<S>,
     timing: Timing,
 ) -> TaskOutcome<S> {
-    let started = match timing {
-        Timing::Untimed => None,
-        Timing::Timed { step_started } => Some(step_started.unwrap_or_else(Tick::now)),
+    let (started, hold_end) = match timing {
+        Timing::Untimed => (None, false),
+        Timing::Timed { step_started, hold_end } => (Some(step_started.unwrap_or_else(Tick::now)), hold_end),
     };
     let timeout = node.options.timeout.or(inner.node_timeout);
     match node.options.retry.as_ref().or(inner.retry.as_ref()) {
         None => {
             // One attempt: the input moves into it, no retry bookkeeping.
-            let (result, ended) = run_attempt(scope, (id, node), task, input, (1, started), timeout).await;
-            let duration = started.zip(ended).map(|(started, ended)| started.until(ended));
-            TaskOutcome { result, attempts: 1, duration }
+            let (result, ended) = run_attempt(scope, (id, node), task, input, (1, started), (timeout, hold_end)).await;
+            let span = started.zip(ended);
+            let duration = span.map(|(started, ended)| started.until(ended));
+            let held_end = span.filter(|_| hold_end && result.is_ok());
+            TaskOutcome { result, attempts: 1, duration, held_end }
         }
         // Boxed: the retry loop's future (with its backoff timer) stays out of every task's.
         Some(retry) => Box::pin(run_retried(scope, (id, node), task, input, started, (timeout, retry))).await,
@@ -89,8 +97,15 @@ async fn run_retried<S: GraphState>(
     let mut attempt = 1;
     let mut attempt_started = started;
     loop {
-        let (result, ended) =
-            run_attempt(scope, (id, node), task.clone(), Arc::clone(&input), (attempt, attempt_started), timeout).await;
+        let (result, ended) = run_attempt(
+            scope,
+            (id, node),
+            task.clone(),
+            Arc::clone(&input),
+            (attempt, attempt_started),
+            (timeout, false),
+        )
+        .await;
         match result {
             Err(error) if retry.should_retry(attempt, &error) => {
                 tokio::time::sleep(retry.delay_after(attempt, fastrand::f64())).await;
@@ -99,20 +114,21 @@ async fn run_retried<S: GraphState>(
             }
             result => {
                 let duration = started.zip(ended).map(|(started, ended)| started.until(ended));
-                return TaskOutcome { result, attempts: attempt, duration };
+                return TaskOutcome { result, attempts: attempt, duration, held_end: None };
             }
         }
     }
 }
 
 /// One attempt; with `started` (the clock reading of its start), also its end's reading.
+/// With `hold_end`, a successful end is not reported (see [`Timing::Timed`]).
 async fn run_attempt<S: GraphState>(
     scope: &Arc<ExecScope>,
     (id, node): (NodeId, &GraphNode<S>),
     task: TaskId,
     input: Arc<S>,
     (attempt, started): (u32, Option<Tick>),
-    timeout: Option<Duration>,
+    (timeout, hold_end): (Option<Duration>, bool),
 ) -> (Result<NodeOutput<S>, NodeError>, Option<Tick>) {
     let step = task.step;
     if let Some(event) = started.and_then(|at| report_started(scope, node, step, attempt, at)) {
@@ -140,6 +156,9 @@ async fn run_attempt<S: GraphState>(
         }
     };
     let ended = started.map(|_| Tick::now());
+    if hold_end && result.is_ok() {
+        return (result, ended);
+    }
     if let Some(event) =
         started.zip(ended).and_then(|span| report_finished(scope, (id, node), (step, attempt), span, &result))
     {

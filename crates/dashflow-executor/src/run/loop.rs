@@ -73,12 +73,14 @@ pub(crate) async fn execute<S: GraphState>(mut params: RunParams<S>, start: Star
         routing: Routing::new(graph),
         decisions: Vec::new(),
         routed: Vec::new(),
+        compact_routes: Vec::new(),
         results: StepResults {
             updates: Vec::new(),
             done: Vec::new(),
             first_error: None,
             interrupts: Vec::new(),
             nodes: Vec::new(),
+            held_end: None,
         },
         composed: None,
         scope,
@@ -150,6 +152,8 @@ struct Loop<S: GraphState> {
     /// Routing decisions of this step for the stream, which callbacks have already heard;
     /// filled only when the run is streamed.
     routed: Vec<Event>,
+    /// The compact forms of `decisions` riding on a held task end; reused from step to step.
+    compact_routes: Vec<(u32, u32, u32)>,
     results: StepResults<S>,
     composed: Option<S::Update>,
     scope: Arc<ExecScope>,
@@ -448,8 +452,15 @@ impl<S: GraphState> Loop<S> {
             }
         }
         self.results.done.clear();
+        // A lone task's end waits for its step's routing when nothing else is recorded in
+        // between (no stream, no deltas, no step ends): both then go in under one lock.
+        let hold_end = frontier.len() == 1
+            && self.params.stream.is_none()
+            && !interest.steps_finished
+            && !self.params.hub.deltas()
+            && self.params.hub.holds_lone_ends();
         let timing = match interest.tasks() || self.params.stream.is_some() {
-            true => Timing::Timed { step_started },
+            true => Timing::Timed { step_started, hold_end },
             false => Timing::Untimed,
         };
         let restored = std::mem::take(&mut self.restored.outputs);
@@ -507,7 +518,13 @@ impl<S: GraphState> Loop<S> {
             self.send_updates().await;
         }
         let graph = &self.params.inner.graph;
-        let merged = (self.params.merge)(&mut self.results.updates, graph, self.step)?;
+        let merged = match (self.params.merge)(&mut self.results.updates, graph, self.step) {
+            Ok(merged) => merged,
+            Err(error) => {
+                self.record_held_end(&[]);
+                return Err(error);
+            }
+        };
         // A delta checkpoint stores the merged update; keep it past `apply` only when needed.
         let keep = self.durable.as_ref().is_some_and(|durable| durable.durability() != Durability::Exit);
         let delta = if keep { merged.clone() } else { None };
@@ -545,7 +562,7 @@ impl<S: GraphState> Loop<S> {
                 break;
             }
         }
-        if !self.decisions.is_empty() {
+        if !self.decisions.is_empty() || self.results.held_end.is_some() {
             self.record_decisions();
             if !self.routed.is_empty() {
                 self.stream_routed().await;
@@ -608,6 +625,26 @@ impl<S: GraphState> Loop<S> {
     /// [`Loop::report_decisions`] up to the stream, without an await: a step whose decisions
     /// are all compact entries does not pay for the future.
     fn record_decisions(&mut self) {
+        if self.results.held_end.is_some() {
+            // The held end with every decision riding on it, when all are compact entries.
+            let (hub, routes) = (&self.params.hub, &mut self.compact_routes);
+            routes.clear();
+            let compact = self.decisions.iter().all(|decision| match (decision.from, decision.target) {
+                (Some(from), Target::Node(to)) => hub
+                    .compact_route(from, (decision.edge, decision.position), to)
+                    .map(|route| routes.push(route))
+                    .is_some(),
+                _ => false,
+            });
+            let routes = std::mem::take(&mut self.compact_routes);
+            if compact {
+                self.record_held_end(&routes);
+                self.decisions.clear();
+            } else {
+                self.record_held_end(&[]);
+            }
+            self.compact_routes = routes;
+        }
         let hub = &self.params.hub;
         let graph = &self.params.inner.graph;
         for decision in self.decisions.drain(..) {
@@ -630,6 +667,13 @@ impl<S: GraphState> Loop<S> {
                 (name(from, dashflow_graph::START), name(to, dashflow_graph::END))
             });
             self.routed.extend(built);
+        }
+    }
+
+    /// Records the lone task's end held back for its step's routing, if any, with `routes`.
+    fn record_held_end(&mut self, routes: &[(u32, u32, u32)]) {
+        if let Some((node, span)) = self.results.held_end.take() {
+            self.params.hub.lone_task_routed((self.step, node), span, routes);
         }
     }
 

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use dashflow_graph::__private::{GraphNode, NodeId};
 use dashflow_graph::{Goto, GraphState, NodeOutput, Placement, Send as SendTask, TaskId};
 use dashflow_scheduler::{BlockingScheduler, Scheduler, WorkStealingPool};
+use dashflow_telemetry::clock::Tick;
 use futures::future::{AbortHandle, Abortable};
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
@@ -39,6 +40,9 @@ pub(super) struct StepResults<S: GraphState> {
     pub(super) interrupts: Vec<(u32, NodeId, serde_json::Value)>,
     /// Every task execution of the run, in order.
     pub(super) nodes: Vec<NodeRun>,
+    /// A lone task's end the loop records itself, with its step's routing: the node and its
+    /// attempt's start and end readings (see `Timing::Timed`).
+    pub(super) held_end: Option<(NodeId, (Tick, Tick))>,
 }
 
 pub(super) fn stored_goto<S>(goto: &Goto<S>) -> StoredGoto<S> {
@@ -232,6 +236,9 @@ impl<S: GraphState> StepResults<S> {
             self.first_error.get_or_insert(Error::TaskLost { node: node.name.clone(), step });
             return;
         };
+        if let Some(span) = outcome.held_end {
+            self.held_end = Some((id, span));
+        }
         self.nodes.push(NodeRun {
             node: node.name.clone(),
             step,
