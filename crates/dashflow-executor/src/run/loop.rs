@@ -452,15 +452,17 @@ impl<S: GraphState> Loop<S> {
             }
         }
         self.results.done.clear();
-        // A lone task's end waits for its step's routing when nothing else is recorded in
-        // between (no stream, no deltas, no step ends): both then go in under one lock.
-        let hold_end = frontier.len() == 1
-            && self.params.stream.is_none()
-            && !interest.steps_finished
-            && !self.params.hub.deltas()
-            && self.params.hub.holds_lone_ends();
         let timing = match interest.tasks() || self.params.stream.is_some() {
-            true => Timing::Timed { step_started, hold_end },
+            // A lone task's end waits for its step's routing when nothing else is recorded
+            // in between (no stream, no deltas, no step ends): both then go in under one lock.
+            true => Timing::Timed {
+                step_started,
+                hold_end: frontier.len() == 1
+                    && self.params.stream.is_none()
+                    && !interest.steps_finished
+                    && !self.params.hub.deltas()
+                    && self.params.hub.holds_lone_ends(),
+            },
             false => Timing::Untimed,
         };
         let restored = std::mem::take(&mut self.restored.outputs);
