@@ -301,7 +301,8 @@ pub enum ThreadsCommand {
     /// with the `--after` value of the next one.
     List(ThreadsListArgs),
     /// List a thread's checkpoints, newest first: id, parent, step, kind, source, next nodes,
-    /// blob size and time. States are not decoded (the CLI does not know their types).
+    /// blob size and time. States are not decoded (the CLI does not know their types), but
+    /// each blob's checksum is checked: a damaged checkpoint is marked and named on stderr.
     History(HistoryArgs),
 }
 

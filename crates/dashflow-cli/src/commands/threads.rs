@@ -69,8 +69,32 @@ pub(crate) fn run(args: &HistoryArgs, out: &mut dyn Write) -> Result<()> {
     if records.is_empty() {
         bail!("thread `{}` has no checkpoints in {}", args.thread, describe(&database));
     }
+    // Each blob's checksum is checked: a damaged checkpoint is listed, marked, and named on
+    // stderr, since a run cannot resume from it or from a checkpoint after it in its chain.
+    let damage: Vec<Option<String>> =
+        records.iter().map(|record| record.verify().err().map(|error| error.to_string())).collect();
+    let mut stderr = std::io::stderr().lock();
+    for (record, damage) in records.iter().zip(&damage) {
+        if let Some(damage) = damage {
+            writeln!(
+                stderr,
+                "warning: checkpoint {} of thread `{}` is damaged: {damage}",
+                record.checkpoint_id, args.thread
+            )?;
+        }
+    }
     if args.json {
-        let records: Vec<Value> = records.iter().map(record_json).collect();
+        let records: Vec<Value> = records
+            .iter()
+            .zip(&damage)
+            .map(|(record, damage)| {
+                let mut json = record_json(record);
+                if let (Some(damage), Some(fields)) = (damage, json.as_object_mut()) {
+                    fields.insert("damaged".to_owned(), Value::String(damage.clone()));
+                }
+                json
+            })
+            .collect();
         writeln!(out, "{}", serde_json::to_string_pretty(&records)?)?;
         return Ok(());
     }
@@ -80,8 +104,12 @@ pub(crate) fn run(args: &HistoryArgs, out: &mut dyn Write) -> Result<()> {
         headers.push("NAMESPACE");
     }
     headers.extend([">STEP", "KIND", "SOURCE", ">BLOB", "CREATED (UTC)", "NEXT"]);
+    let damaged = damage.iter().any(Option::is_some);
+    if damaged {
+        headers.push("CHECKSUM");
+    }
     let mut table = Table::new(&headers);
-    for record in &records {
+    for (record, damage) in records.iter().zip(&damage) {
         let mut row = vec![record.checkpoint_id.to_string(), render::or_dash(record.parent_id.as_ref())];
         if namespaces {
             row.push(if record.namespace.is_empty() { "(top)".to_owned() } else { record.namespace.clone() });
@@ -99,6 +127,9 @@ pub(crate) fn run(args: &HistoryArgs, out: &mut dyn Write) -> Result<()> {
             format_utc(created_at(record)),
             next,
         ]);
+        if damaged {
+            row.push(if damage.is_some() { "DAMAGED".to_owned() } else { "ok".to_owned() });
+        }
         table.row(row);
     }
     table.write(out)?;

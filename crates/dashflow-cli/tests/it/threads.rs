@@ -69,6 +69,63 @@ fn threads_history_lists_checkpoints_newest_first_from_sqlite() {
 }
 
 #[test]
+fn threads_history_marks_a_checkpoint_whose_blob_changed_and_names_it_on_stderr() {
+    let home = Home::new();
+    let db = home.path().join("checkpoints.db");
+    fill_sqlite(&home, &db);
+    let records = block_on(async {
+        let checkpointer = SqliteCheckpointer::open(&db).await.unwrap();
+        checkpointer.list("ticket-7", &Default::default()).await.unwrap()
+    });
+    // One byte in the middle of an older checkpoint's blob, as bit rot would change it.
+    let damaged = &records[1];
+    {
+        let connection = rusqlite::Connection::open(&db).unwrap();
+        let mut blob: Vec<u8> = connection
+            .query_row(
+                "SELECT blob FROM checkpoints WHERE thread_id = 'ticket-7' AND checkpoint_id = ?1",
+                [damaged.checkpoint_id.to_string()],
+                |row| row.get(0),
+            )
+            .unwrap();
+        let middle = blob.len() / 2;
+        blob[middle] ^= 0x20;
+        let changed = connection
+            .execute(
+                "UPDATE checkpoints SET blob = ?1 WHERE thread_id = 'ticket-7' AND checkpoint_id = ?2",
+                rusqlite::params![blob, damaged.checkpoint_id.to_string()],
+            )
+            .unwrap();
+        assert_eq!(changed, 1);
+    }
+    let url = db.display().to_string();
+
+    let out = dashflow(&["threads", "history", "ticket-7", "--db", &url]);
+    let text = out.ok();
+    assert!(text.lines().next().unwrap().ends_with("CHECKSUM"), "{text}");
+    for (row, record) in rows(text).iter().zip(&records) {
+        let expected = if record.checkpoint_id == damaged.checkpoint_id { "DAMAGED" } else { "ok" };
+        assert_eq!(row.last().map(String::as_str), Some(expected), "{text}");
+    }
+    let warnings: Vec<&str> = out.stderr.lines().filter(|line| line.starts_with("warning: ")).collect();
+    assert_eq!(warnings.len(), 1, "{}", out.stderr);
+    assert!(
+        warnings[0].contains(&damaged.checkpoint_id.to_string()) && warnings[0].contains("ticket-7"),
+        "{}",
+        out.stderr
+    );
+
+    let json = dashflow(&["threads", "history", "ticket-7", "--db", &url, "--json"]);
+    let listed: Vec<serde_json::Value> = serde_json::from_str(json.ok()).unwrap();
+    let marked: Vec<&str> = listed
+        .iter()
+        .filter(|record| record.get("damaged").is_some())
+        .map(|record| record["checkpoint_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(marked, [damaged.checkpoint_id.to_string()]);
+}
+
+#[test]
 fn threads_history_json_has_every_record_field_but_the_state() {
     let home = Home::new();
     let db = home.path().join("checkpoints.db");
