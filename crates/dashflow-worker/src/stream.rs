@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use dashflow_queue::{Lease, QueueError, RunQueue, RunStreams, StreamEntry, StreamItem, Wake, Wakeups};
-use dashflow_telemetry::{Event, EventCallback, EventKind};
+use dashflow_telemetry::{Event, EventCallback, EventKind, RunId, RunIds};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
@@ -67,13 +67,46 @@ pub(crate) struct StreamWriter {
     attempt: i32,
     receive: mpsc::Receiver<Event>,
     lost: Arc<AtomicU64>,
+    /// The ids of the held run itself, which its stream's row carries: its events are stored
+    /// without them.
+    root: Option<RunIds>,
+}
+
+/// The ids of a queued run's top-level run (the executor's run id is the queue's).
+fn root_ids(run_id: &str) -> Option<RunIds> {
+    run_id.parse::<RunId>().ok().map(RunIds::root)
+}
+
+/// `event` as a stream item: without its run's ids when they are `root`'s, which the stream
+/// knows ([`restore_ids`] puts them back).
+fn compact(event: &Event, root: Option<&RunIds>) -> serde_json::Result<serde_json::Value> {
+    let mut payload = serde_json::to_value(event)?;
+    if root == Some(&event.run)
+        && let Some(fields) = payload.as_object_mut()
+    {
+        fields.remove("run");
+    }
+    Ok(payload)
+}
+
+/// Puts the ids of the followed run back into an event stored without them ([`compact`]);
+/// items stored with their ids, or not events at all, stay as they are.
+fn restore_ids(payload: &mut serde_json::Value, root: Option<&RunIds>) {
+    let (Some(root), Some(fields)) = (root, payload.as_object_mut()) else { return };
+    if fields.contains_key("kind") && !fields.contains_key("run") {
+        match serde_json::to_value(root) {
+            Ok(ids) => drop(fields.insert("run".to_owned(), ids)),
+            Err(error) => tracing::debug!(%error, "run ids do not serialize"),
+        }
+    }
 }
 
 /// A sink for the run `lease` holds and the writer that empties it.
 pub(crate) fn attach(streams: Arc<dyn RunStreams>, lease: Lease, attempt: i32) -> (RunEventSink, StreamWriter) {
     let (send, receive) = mpsc::channel(BUFFER);
     let lost = Arc::new(AtomicU64::new(0));
-    (RunEventSink { send, lost: Arc::clone(&lost) }, StreamWriter { streams, lease, attempt, receive, lost })
+    let root = root_ids(&lease.run_id);
+    (RunEventSink { send, lost: Arc::clone(&lost) }, StreamWriter { streams, lease, attempt, receive, lost, root })
 }
 
 /// The superstep of a top-level run's event; a subgraph's steps count apart.
@@ -155,7 +188,7 @@ impl StreamWriter {
             entries.push(StreamEntry::new(None, serde_json::json!({ "lost": lost })));
         }
         for event in events {
-            match serde_json::to_value(event) {
+            match compact(event, self.root.as_ref()) {
                 Ok(payload) => entries.push(StreamEntry::new(step_of(event), payload)),
                 Err(error) => tracing::debug!(%error, "a run event does not serialize; left out of its stream"),
             }
@@ -218,13 +251,16 @@ pub struct RunEvent {
 }
 
 impl RunEvent {
-    fn from_item(item: StreamItem) -> Self {
+    fn from_item(mut item: StreamItem, root: Option<&RunIds>) -> Self {
         let streamed = match item.payload.get("lost").and_then(serde_json::Value::as_u64) {
             Some(count) => Streamed::Lost(count),
-            None => match serde_json::from_value::<Event>(item.payload.clone()) {
-                Ok(event) => Streamed::Event(event),
-                Err(_) => Streamed::Other(item.payload),
-            },
+            None => {
+                restore_ids(&mut item.payload, root);
+                match serde_json::from_value::<Event>(item.payload.clone()) {
+                    Ok(event) => Streamed::Event(event),
+                    Err(_) => Streamed::Other(item.payload),
+                }
+            }
         };
         Self {
             seq: item.seq,
@@ -252,6 +288,8 @@ pub struct RunEvents {
     queue: Arc<dyn RunQueue>,
     streams: Arc<dyn RunStreams>,
     run_id: String,
+    /// The followed run's ids, which its stream stores once per row rather than per event.
+    root: Option<RunIds>,
     last_seq: i64,
     buffer: VecDeque<StreamItem>,
     wakeups: Option<Box<dyn Wakeups>>,
@@ -273,6 +311,7 @@ impl RunEvents {
             queue,
             streams,
             run_id: run_id.to_owned(),
+            root: root_ids(run_id),
             last_seq: after_seq.max(0),
             buffer: VecDeque::new(),
             wakeups: None,
@@ -293,7 +332,7 @@ impl RunEvents {
         loop {
             if let Some(item) = self.buffer.pop_front() {
                 self.last_seq = item.seq;
-                return Ok(Some(RunEvent::from_item(item)));
+                return Ok(Some(RunEvent::from_item(item, self.root.as_ref())));
             }
             if self.over {
                 return Ok(None);
