@@ -385,3 +385,6 @@ impl RunEvents {
         Ok(any)
     }
 }
+
+#[cfg(test)]
+mod tests;
