@@ -14,6 +14,18 @@ CREATE UNLOGGED TABLE dashflow_run_event_rows (
     CONSTRAINT dashflow_run_event_rows_pkey PRIMARY KEY (run_id, seq)
 );
 
+-- A row's items are one value of a few kilobytes, which PostgreSQL compresses: with lz4 where
+-- the server has it (PostgreSQL 14 and later, built with lz4), for less CPU than pglz and a
+-- little more space (docs/benchmarks.md); pglz otherwise.
+DO $$
+BEGIN
+    IF current_setting('server_version_num')::int >= 140000 THEN
+        EXECUTE 'ALTER TABLE dashflow_run_event_rows ALTER COLUMN payloads SET COMPRESSION lz4';
+    END IF;
+EXCEPTION WHEN feature_not_supported THEN
+    NULL;
+END $$;
+
 INSERT INTO dashflow_run_event_rows (run_id, seq, n_items, epoch, attempt, steps, at, payloads)
 SELECT run_id, seq, 1, epoch, attempt, ARRAY[step], at, json_build_array(payload)
 FROM dashflow_run_events;
