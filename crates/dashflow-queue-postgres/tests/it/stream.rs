@@ -168,6 +168,10 @@ async fn a_follow_from_the_middle_of_an_append_returns_exactly_the_items_after_i
     assert!(streams.read(&submitted.run_id, 8, 10).await.unwrap().is_empty());
     assert_eq!(streams.read(&submitted.run_id, -3, 2).await.unwrap(), all[..2].to_vec());
     assert!(streams.read(&submitted.run_id, i64::MAX, usize::MAX).await.unwrap().is_empty());
+    // Trimming counts items, not rows.
+    queue.finish(&claimed.lease, Finish::new(RunState::Completed, None)).await.unwrap();
+    assert_eq!(streams.trim(Duration::ZERO).await.unwrap(), 8);
+    assert!(streams.read(&submitted.run_id, 0, 100).await.unwrap().is_empty());
 }
 
 #[tokio::test]
