@@ -251,12 +251,13 @@ pub struct RunEvent {
 }
 
 impl RunEvent {
-    fn from_item(mut item: StreamItem, root: Option<&RunIds>) -> Self {
+    fn from_item(item: StreamItem, root: Option<&RunIds>) -> Self {
         let streamed = match item.payload.get("lost").and_then(serde_json::Value::as_u64) {
             Some(count) => Streamed::Lost(count),
             None => {
-                restore_ids(&mut item.payload, root);
-                match serde_json::from_value::<Event>(item.payload.clone()) {
+                let mut event = item.payload.clone();
+                restore_ids(&mut event, root);
+                match serde_json::from_value::<Event>(event) {
                     Ok(event) => Streamed::Event(event),
                     Err(_) => Streamed::Other(item.payload),
                 }

@@ -41,4 +41,7 @@ fn subgraph_events_and_items_stored_with_ids_keep_theirs() {
     assert_eq!(RunEvent::from_item(item(note), root.as_ref()).item, Streamed::Lost(4));
     let other = serde_json::json!({ "something": "new" });
     assert_eq!(RunEvent::from_item(item(other.clone()), root.as_ref()).item, Streamed::Other(other));
+    // An item of a newer worker that looks like an event but is none stays as it was stored.
+    let newer = serde_json::json!({ "kind": { "FromTheFuture": {} } });
+    assert_eq!(RunEvent::from_item(item(newer.clone()), root.as_ref()).item, Streamed::Other(newer));
 }
