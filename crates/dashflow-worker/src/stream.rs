@@ -19,8 +19,11 @@ use crate::{Result, WorkerError};
 const BUFFER: usize = 4096;
 /// Items per append.
 const BATCH: usize = 64;
-/// How long a batch gathers after its first event.
-const GATHER: Duration = Duration::from_millis(25);
+/// How long a batch gathers after its first event: as long as the pause between appends, so
+/// that a run that returns within it (a few quick steps) appends once, when it returns, and a
+/// longer one appends at an even pace. Each append costs a statement and a notification
+/// whatever it holds.
+const GATHER: Duration = Duration::from_millis(100);
 /// At least this long between two appends of one run, so that a chatty run notifies
 /// listeners at most ten times a second (each append notifies once).
 const APPEND_EVERY: Duration = Duration::from_millis(100);
