@@ -17,13 +17,16 @@ use crate::{Result, WorkerError};
 /// Events a run may have waiting for its writer; beyond it they are counted as lost (the
 /// stream says how many) instead of holding the run back or growing without bound.
 const BUFFER: usize = 4096;
-/// Items per append.
+/// A gathering batch this full is appended without waiting out its gathering time; one
+/// append holds up to four times as many.
 const BATCH: usize = 64;
 /// How long a batch gathers after its first event: as long as the pause between appends, so
 /// that a run that returns within it (a few quick steps) appends once, when it returns, and a
 /// longer one appends at an even pace. Each append costs a statement and a notification
 /// whatever it holds.
 const GATHER: Duration = Duration::from_millis(100);
+/// How often a gathering writer looks whether a batch is full.
+const CHECK: Duration = Duration::from_millis(25);
 /// At least this long between two appends of one run, so that a chatty run notifies
 /// listeners at most ten times a second (each append notifies once).
 const APPEND_EVERY: Duration = Duration::from_millis(100);
@@ -152,23 +155,23 @@ impl StreamWriter {
             if !over {
                 let now = Instant::now();
                 let until = last_append.map_or(now + GATHER, |at| (now + GATHER).max(at + APPEND_EVERY));
-                while batch.len() < BATCH {
+                // The batch's other events wait in the channel meanwhile: the writer wakes to
+                // look at how full it is every `CHECK`, not once per event.
+                loop {
                     tokio::select! {
                         biased;
-                        event = self.receive.recv() => match event {
-                            Some(event) => batch.push(event),
-                            None => { over = true; break }
-                        },
                         _ = &mut ended => { over = true; break }
-                        () = tokio::time::sleep_until(until) => break,
+                        () = tokio::time::sleep_until(until.min(Instant::now() + CHECK)) => {}
+                    }
+                    if Instant::now() >= until || batch.len() + self.receive.len() >= BATCH {
+                        break;
                     }
                 }
             }
-            if over {
-                // Every event of the run was sent before it returned.
-                while let Ok(event) = self.receive.try_recv() {
-                    batch.push(event);
-                }
+            // What waits, and once the run is over everything: every event of the run was
+            // sent before it returned.
+            while let Ok(event) = self.receive.try_recv() {
+                batch.push(event);
             }
             for chunk in batch.chunks(BATCH * 4) {
                 if !self.append(chunk).await {
