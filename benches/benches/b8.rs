@@ -14,7 +14,9 @@
 //! `worker_statements_per_run`; `xact_per_run` (transactions that wrote: transaction ids the
 //! server handed out, every client of the server included), `db_cpu_ms_per_run` (CPU time of
 //! the server's processes: its postmaster, its children and the children it reaped),
-//! `wal_bytes_per_run`, `worker_cpu_ms_per_run` and `client_cpu_ms_per_run` (this process).
+//! `wal_bytes_per_run`, `worker_cpu_ms_per_run` and `client_cpu_ms_per_run` (this process),
+//! `stream_rows_per_run` and `stream_items_per_run` (the rows of `dashflow_run_events` its
+//! runs' streams took, one per append, and the items they hold).
 //! `b8_in_process` has `runs_per_sec`, `statements_per_run`, `xact_per_run`,
 //! `db_cpu_ms_per_run`, `wal_bytes_per_run` and `client_cpu_ms_per_run`; `b8_takeover`,
 //! `median_s` and `max_s`. CPU times move with other load on the machine; the counts do not.
@@ -389,6 +391,15 @@ async fn round(
     let client_cpu = cpu_of([std::process::id()]) - client_cpu_before;
     let worker_statements = worker_statements(&children.0, &reports).await - workers_before;
     let xact = write_transactions(admin).await - xact_before;
+    // The owner appends a run's events before it finishes the run: its stream is complete.
+    let (stream_rows, stream_items): (i64, i64) = sqlx::query_as(
+        "SELECT count(*), coalesce(sum(e.n_items), 0)::bigint FROM dashflow_run_events e
+         JOIN dashflow_runs r ON r.run_id = e.run_id WHERE r.thread_id LIKE $1",
+    )
+    .bind(format!("{id}-%"))
+    .fetch_one(&mut *admin)
+    .await
+    .unwrap();
     let (p50, p99): (f64, f64) = sqlx::query_as(
         "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY ms), percentile_cont(0.99) WITHIN GROUP (ORDER BY ms)
          FROM (SELECT extract(epoch FROM finished_at - created_at) * 1000 AS ms FROM dashflow_runs
@@ -412,6 +423,8 @@ async fn round(
     println!("metric {id} statements_per_run {:.2}", per_run(submit_statements + worker_statements));
     println!("metric {id} submit_statements_per_run {:.2}", per_run(submit_statements));
     println!("metric {id} worker_statements_per_run {:.2}", per_run(worker_statements));
+    println!("metric {id} stream_rows_per_run {:.2}", stream_rows as f64 / runs as f64);
+    println!("metric {id} stream_items_per_run {:.2}", stream_items as f64 / runs as f64);
 }
 
 async fn in_process(url: &str, schema: &str, runs: usize, admin: &mut PgConnection) {

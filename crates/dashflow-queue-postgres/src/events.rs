@@ -11,37 +11,50 @@ use tokio::sync::mpsc;
 
 use crate::error::{corrupt, unavailable};
 
-/// Appends a batch after the run's last item, only while the thread's fence epoch is the
-/// lease's: one statement, so one implicit transaction. The fence row is read `FOR SHARE`, as
-/// a checkpoint write's is: a change of owner waits for an append in flight, and an append
-/// after it stores nothing. The numbers come from the stream itself, so a new owner continues
-/// where the former one stopped. Payloads are stored as the text they are (`json`).
+/// Appends a batch after the run's last item as one row, only while the thread's fence epoch
+/// is the lease's: one statement, so one implicit transaction. The fence row is read `FOR
+/// SHARE`, as a checkpoint write's is: a change of owner waits for an append in flight, and an
+/// append after it stores nothing. The numbers come from the stream itself (the last row's
+/// first number and count, read backwards through the key), so a new owner continues where the
+/// former one stopped. The items are one JSON array stored as the text it is (`json`); the
+/// run's ids are the row's columns.
 const APPEND: &str = "
-WITH fence AS (SELECT epoch FROM dashflow_thread_fences WHERE thread_id = $2 AND epoch = $3 FOR SHARE),
-base AS (SELECT coalesce(max(seq), 0) AS last FROM dashflow_run_events WHERE run_id = $1)
-INSERT INTO dashflow_run_events (run_id, seq, epoch, attempt, step, payload)
-SELECT $1, base.last + e.n, $3, $4, e.step, e.payload::json
-FROM fence, base, unnest($5::bigint[], $6::text[]) WITH ORDINALITY AS e(step, payload, n)
-RETURNING seq";
+WITH fence AS (SELECT epoch FROM dashflow_thread_fences WHERE thread_id = $2 AND epoch = $3 FOR SHARE)
+INSERT INTO dashflow_run_events (run_id, seq, n_items, epoch, attempt, steps, payloads)
+SELECT $1,
+       coalesce((SELECT l.seq + l.n_items FROM dashflow_run_events l WHERE l.run_id = $1 ORDER BY l.seq DESC LIMIT 1), 1),
+       cardinality($5::bigint[]), $3, $4, $5, $6::json
+FROM fence
+RETURNING seq + n_items - 1";
 
-/// Items after a number, each marked `rerun` when an earlier attempt had reached its step.
+/// The rows holding items `$2 ..= $3`: from the row that holds item `$2` (the last row starting
+/// at or before it) to the last row starting at or before `$3`. Each comes with the highest
+/// step an earlier attempt's items reached, which marks its items of that step or before as
+/// `rerun`.
 const READ: &str = "
-SELECT e.seq, e.epoch, e.attempt, e.step, e.payload::text AS payload,
+SELECT e.seq, e.n_items, e.epoch, e.attempt, e.steps, e.payloads::text AS payloads,
        (extract(epoch FROM e.at) * 1000)::bigint AS at_ms,
-       coalesce(e.step <= (SELECT max(p.step) FROM dashflow_run_events p
-                           WHERE p.run_id = e.run_id AND p.epoch < e.epoch), false) AS rerun
-FROM dashflow_run_events e WHERE e.run_id = $1 AND e.seq > $2 ORDER BY e.seq LIMIT $3";
+       (SELECT max(s.step) FROM dashflow_run_events p, unnest(p.steps) AS s(step)
+        WHERE p.run_id = e.run_id AND p.epoch < e.epoch) AS rerun_through
+FROM dashflow_run_events e
+WHERE e.run_id = $1
+  AND e.seq >= coalesce((SELECT max(f.seq) FROM dashflow_run_events f WHERE f.run_id = $1 AND f.seq <= $2), $2)
+  AND e.seq <= $3
+ORDER BY e.seq";
 
-/// Streams of runs that ended long enough ago, or whose run row is gone. It starts from the
-/// streams (runs still running or recently ended), never from the runs' whole history: one
-/// probe of `dashflow_runs` per stream.
+/// Streams of runs that ended long enough ago, or whose run row is gone; returns how many
+/// items went. It starts from the streams (runs still running or recently ended), never from
+/// the runs' whole history: one probe of `dashflow_runs` per stream.
 const TRIM: &str = "
-DELETE FROM dashflow_run_events e
-USING (SELECT s.run_id FROM (SELECT DISTINCT run_id FROM dashflow_run_events) s
-       WHERE NOT EXISTS (SELECT 1 FROM dashflow_runs r
-                         WHERE r.run_id = s.run_id
-                           AND (r.finished_at IS NULL OR r.finished_at >= now() - make_interval(secs => $1)))) ended
-WHERE e.run_id = ended.run_id";
+WITH gone AS (
+    DELETE FROM dashflow_run_events e
+    USING (SELECT s.run_id FROM (SELECT DISTINCT run_id FROM dashflow_run_events) s
+           WHERE NOT EXISTS (SELECT 1 FROM dashflow_runs r
+                             WHERE r.run_id = s.run_id
+                               AND (r.finished_at IS NULL OR r.finished_at >= now() - make_interval(secs => $1)))) ended
+    WHERE e.run_id = ended.run_id
+    RETURNING e.n_items)
+SELECT coalesce(sum(n_items), 0)::bigint FROM gone";
 
 /// Sent after the append's commit, never inside it: PostgreSQL commits notifying transactions
 /// one at a time, each holding a lock of the whole database until its commit is on disk.
@@ -72,27 +85,19 @@ impl RunStreams for PgRunStreams {
             return Ok(0);
         }
         let steps: Vec<Option<i64>> = entries.iter().map(|entry| entry.step).collect();
-        let mut payloads = Vec::with_capacity(entries.len());
-        for entry in entries {
-            let text = serde_json::to_string(&entry.payload).map_err(|error| QueueError::Invalid {
-                what: "stream entry",
-                detail: format!("cannot be written as JSON: {error}"),
-            })?;
-            // PostgreSQL's JSON cannot hold a NUL character, even escaped.
-            payloads.push(text.replace("\\u0000", "\\ufffd"));
-        }
+        let payloads = json_array(entries)?;
         let mut conn = self.pool.acquire().await.map_err(unavailable(APPEND_OP))?;
-        let seqs: Vec<i64> = sqlx::query_scalar(APPEND)
+        let last: Option<i64> = sqlx::query_scalar(APPEND)
             .bind(&lease.run_id)
             .bind(&lease.thread_id)
             .bind(lease.epoch)
             .bind(attempt)
             .bind(&steps)
             .bind(&payloads)
-            .fetch_all(&mut *conn)
+            .fetch_optional(&mut *conn)
             .await
             .map_err(unavailable(APPEND_OP))?;
-        let Some(&last) = seqs.iter().max() else {
+        let Some(last) = last else {
             return Err(QueueError::LeaseLost {
                 run_id: lease.run_id.clone(),
                 epoch: lease.epoch,
@@ -108,42 +113,68 @@ impl RunStreams for PgRunStreams {
     }
 
     async fn read(&self, run_id: &str, after_seq: i64, limit: usize) -> Result<Vec<StreamItem>> {
-        if run_id.contains('\0') {
+        if run_id.contains('\0') || limit == 0 {
             return Ok(Vec::new());
         }
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        // Items are numbered from 1: reading after a negative number reads from the start.
+        let after_seq = after_seq.max(0);
+        let first = after_seq.saturating_add(1);
+        let last = after_seq.saturating_add(i64::try_from(limit).unwrap_or(i64::MAX));
         let rows = sqlx::query(READ)
             .bind(run_id)
-            .bind(after_seq)
-            .bind(limit)
+            .bind(first)
+            .bind(last)
             .fetch_all(&self.pool)
             .await
             .map_err(unavailable(READ_OP))?;
-        rows.iter()
-            .map(|row| {
-                let get = |name: &str| corrupt(format!("column `{name}` of dashflow_run_events"));
-                let payload: String = row.try_get("payload").map_err(|_| get("payload"))?;
-                Ok(StreamItem {
-                    seq: row.try_get("seq").map_err(|_| get("seq"))?,
-                    epoch: row.try_get("epoch").map_err(|_| get("epoch"))?,
-                    attempt: row.try_get("attempt").map_err(|_| get("attempt"))?,
-                    step: row.try_get("step").map_err(|_| get("step"))?,
-                    rerun: row.try_get("rerun").map_err(|_| get("rerun"))?,
-                    at_ms: row.try_get("at_ms").map_err(|_| get("at_ms"))?,
-                    payload: serde_json::from_str(&payload)
-                        .map_err(|error| corrupt(format!("a stream item of run {run_id}: {error}")))?,
-                })
-            })
-            .collect()
+        let mut items = Vec::with_capacity(limit.min(256));
+        for row in &rows {
+            let get = |name: &str| corrupt(format!("column `{name}` of dashflow_run_events"));
+            let seq: i64 = row.try_get("seq").map_err(|_| get("seq"))?;
+            let count: i32 = row.try_get("n_items").map_err(|_| get("n_items"))?;
+            let epoch: i64 = row.try_get("epoch").map_err(|_| get("epoch"))?;
+            let attempt: i32 = row.try_get("attempt").map_err(|_| get("attempt"))?;
+            let at_ms: i64 = row.try_get("at_ms").map_err(|_| get("at_ms"))?;
+            let rerun_through: Option<i64> = row.try_get("rerun_through").map_err(|_| get("rerun_through"))?;
+            let steps: Vec<Option<i64>> = row.try_get("steps").map_err(|_| get("steps"))?;
+            let payloads: String = row.try_get("payloads").map_err(|_| get("payloads"))?;
+            let payloads: Vec<serde_json::Value> = serde_json::from_str(&payloads)
+                .map_err(|error| corrupt(format!("the stream items of run {run_id} from {seq}: {error}")))?;
+            if usize::try_from(count).ok() != Some(payloads.len()) || steps.len() != payloads.len() {
+                return Err(corrupt(format!(
+                    "the stream row of run {run_id} from item {seq} says {count} items but holds {} with {} steps",
+                    payloads.len(),
+                    steps.len()
+                )));
+            }
+            for ((item_seq, step), payload) in (seq..).zip(steps).zip(payloads) {
+                if item_seq < first {
+                    continue;
+                }
+                if items.len() == limit {
+                    return Ok(items);
+                }
+                items.push(StreamItem {
+                    seq: item_seq,
+                    epoch,
+                    attempt,
+                    step,
+                    rerun: step.zip(rerun_through).is_some_and(|(step, through)| step <= through),
+                    at_ms,
+                    payload,
+                });
+            }
+        }
+        Ok(items)
     }
 
     async fn trim(&self, ended_before: Duration) -> Result<u64> {
-        let done = sqlx::query(TRIM)
+        let items: i64 = sqlx::query_scalar(TRIM)
             .bind(ended_before.as_secs_f64())
-            .execute(&self.pool)
+            .fetch_one(&self.pool)
             .await
             .map_err(unavailable(TRIM_OP))?;
-        Ok(done.rows_affected())
+        Ok(u64::try_from(items).unwrap_or(0))
     }
 
     async fn wakeups(&self) -> Result<Option<Box<dyn Wakeups>>> {
@@ -173,6 +204,17 @@ impl RunStreams for PgRunStreams {
         });
         Ok(Some(Box::new(EventWakeups { received })))
     }
+}
+
+/// The entries' payloads as one JSON array, in order.
+fn json_array(entries: &[StreamEntry]) -> Result<String> {
+    let payloads: Vec<&serde_json::Value> = entries.iter().map(|entry| &entry.payload).collect();
+    let text = serde_json::to_string(&payloads).map_err(|error| QueueError::Invalid {
+        what: "stream entry",
+        detail: format!("cannot be written as JSON: {error}"),
+    })?;
+    // PostgreSQL's JSON cannot hold a NUL character, even escaped.
+    Ok(text.replace("\\u0000", "\\ufffd"))
 }
 
 #[derive(Debug)]

@@ -47,9 +47,9 @@
 //!   notifying transactions one at a time, each holding a database-wide lock until its commit
 //!   is on disk); workers and followers poll as well, so a lost notification is a hint lost.
 //! - **Event streams** ([`PgRunStreams`], the queue's `streams()`): `dashflow_run_events`
-//!   (unlogged), appended under the thread's fence and numbered from the stream itself, so a
-//!   takeover continues the numbering and a former owner's append stores nothing; trimmed
-//!   after the run ends.
+//!   (unlogged), one row per append holding its items as a JSON array, appended under the
+//!   thread's fence and numbered from the stream itself, so a takeover continues the
+//!   numbering and a former owner's append stores nothing; trimmed after the run ends.
 //! - **Operations**: [`PostgresRunQueue::drain_worker`] (the worker stops claiming and stops
 //!   once its runs are done) and [`PostgresRunQueue::health`] (dead rows of the queue's
 //!   tables, the oldest snapshot held on the server), which `dashflow queue stats` shows.

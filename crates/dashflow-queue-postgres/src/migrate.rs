@@ -28,10 +28,15 @@ const MIGRATIONS: &[Migration] = &[
         name: "submits and notifications that wait for no other commit",
         sql: include_str!("../migrations/0004_submits_and_notifications.sql"),
     },
+    Migration {
+        version: 5,
+        name: "event streams as one row per append",
+        sql: include_str!("../migrations/0005_event_rows_per_append.sql"),
+    },
 ];
 
 /// The schema version this build writes.
-pub(crate) const LATEST: i64 = 4;
+pub(crate) const LATEST: i64 = 5;
 
 /// `DFQM` in ASCII; the second key is a hash of the schema name.
 const MIGRATION_LOCK: i32 = 0x4446_514d;

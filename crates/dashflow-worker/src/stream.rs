@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use dashflow_queue::{Lease, QueueError, RunQueue, RunStreams, StreamEntry, StreamItem, Wake, Wakeups};
-use dashflow_telemetry::{Event, EventCallback, EventKind};
+use dashflow_telemetry::{Event, EventCallback, EventKind, RunId, RunIds};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
@@ -17,10 +17,16 @@ use crate::{Result, WorkerError};
 /// Events a run may have waiting for its writer; beyond it they are counted as lost (the
 /// stream says how many) instead of holding the run back or growing without bound.
 const BUFFER: usize = 4096;
-/// Items per append.
+/// A gathering batch this full is appended without waiting out its gathering time; one
+/// append holds up to four times as many.
 const BATCH: usize = 64;
-/// How long a batch gathers after its first event.
-const GATHER: Duration = Duration::from_millis(25);
+/// How long a batch gathers after its first event: as long as the pause between appends, so
+/// that a run that returns within it (a few quick steps) appends once, when it returns, and a
+/// longer one appends at an even pace. Each append costs a statement and a notification
+/// whatever it holds.
+const GATHER: Duration = Duration::from_millis(100);
+/// How often a gathering writer looks whether a batch is full.
+const CHECK: Duration = Duration::from_millis(25);
 /// At least this long between two appends of one run, so that a chatty run notifies
 /// listeners at most ten times a second (each append notifies once).
 const APPEND_EVERY: Duration = Duration::from_millis(100);
@@ -67,13 +73,46 @@ pub(crate) struct StreamWriter {
     attempt: i32,
     receive: mpsc::Receiver<Event>,
     lost: Arc<AtomicU64>,
+    /// The ids of the held run itself, which its stream's row carries: its events are stored
+    /// without them.
+    root: Option<RunIds>,
+}
+
+/// The ids of a queued run's top-level run (the executor's run id is the queue's).
+fn root_ids(run_id: &str) -> Option<RunIds> {
+    run_id.parse::<RunId>().ok().map(RunIds::root)
+}
+
+/// `event` as a stream item: without its run's ids when they are `root`'s, which the stream
+/// knows ([`restore_ids`] puts them back).
+fn compact(event: &Event, root: Option<&RunIds>) -> serde_json::Result<serde_json::Value> {
+    let mut payload = serde_json::to_value(event)?;
+    if root == Some(&event.run)
+        && let Some(fields) = payload.as_object_mut()
+    {
+        fields.remove("run");
+    }
+    Ok(payload)
+}
+
+/// Puts the ids of the followed run back into an event stored without them ([`compact`]);
+/// items stored with their ids, or not events at all, stay as they are.
+fn restore_ids(payload: &mut serde_json::Value, root: Option<&RunIds>) {
+    let (Some(root), Some(fields)) = (root, payload.as_object_mut()) else { return };
+    if fields.contains_key("kind") && !fields.contains_key("run") {
+        match serde_json::to_value(root) {
+            Ok(ids) => drop(fields.insert("run".to_owned(), ids)),
+            Err(error) => tracing::debug!(%error, "run ids do not serialize"),
+        }
+    }
 }
 
 /// A sink for the run `lease` holds and the writer that empties it.
 pub(crate) fn attach(streams: Arc<dyn RunStreams>, lease: Lease, attempt: i32) -> (RunEventSink, StreamWriter) {
     let (send, receive) = mpsc::channel(BUFFER);
     let lost = Arc::new(AtomicU64::new(0));
-    (RunEventSink { send, lost: Arc::clone(&lost) }, StreamWriter { streams, lease, attempt, receive, lost })
+    let root = root_ids(&lease.run_id);
+    (RunEventSink { send, lost: Arc::clone(&lost) }, StreamWriter { streams, lease, attempt, receive, lost, root })
 }
 
 /// The superstep of a top-level run's event; a subgraph's steps count apart.
@@ -116,23 +155,23 @@ impl StreamWriter {
             if !over {
                 let now = Instant::now();
                 let until = last_append.map_or(now + GATHER, |at| (now + GATHER).max(at + APPEND_EVERY));
-                while batch.len() < BATCH {
+                // The batch's other events wait in the channel meanwhile: the writer wakes to
+                // look at how full it is every `CHECK`, not once per event.
+                loop {
                     tokio::select! {
                         biased;
-                        event = self.receive.recv() => match event {
-                            Some(event) => batch.push(event),
-                            None => { over = true; break }
-                        },
                         _ = &mut ended => { over = true; break }
-                        () = tokio::time::sleep_until(until) => break,
+                        () = tokio::time::sleep_until(until.min(Instant::now() + CHECK)) => {}
+                    }
+                    if Instant::now() >= until || batch.len() + self.receive.len() >= BATCH {
+                        break;
                     }
                 }
             }
-            if over {
-                // Every event of the run was sent before it returned.
-                while let Ok(event) = self.receive.try_recv() {
-                    batch.push(event);
-                }
+            // What waits, and once the run is over everything: every event of the run was
+            // sent before it returned.
+            while let Ok(event) = self.receive.try_recv() {
+                batch.push(event);
             }
             for chunk in batch.chunks(BATCH * 4) {
                 if !self.append(chunk).await {
@@ -155,7 +194,7 @@ impl StreamWriter {
             entries.push(StreamEntry::new(None, serde_json::json!({ "lost": lost })));
         }
         for event in events {
-            match serde_json::to_value(event) {
+            match compact(event, self.root.as_ref()) {
                 Ok(payload) => entries.push(StreamEntry::new(step_of(event), payload)),
                 Err(error) => tracing::debug!(%error, "a run event does not serialize; left out of its stream"),
             }
@@ -218,13 +257,17 @@ pub struct RunEvent {
 }
 
 impl RunEvent {
-    fn from_item(item: StreamItem) -> Self {
+    fn from_item(item: StreamItem, root: Option<&RunIds>) -> Self {
         let streamed = match item.payload.get("lost").and_then(serde_json::Value::as_u64) {
             Some(count) => Streamed::Lost(count),
-            None => match serde_json::from_value::<Event>(item.payload.clone()) {
-                Ok(event) => Streamed::Event(event),
-                Err(_) => Streamed::Other(item.payload),
-            },
+            None => {
+                let mut event = item.payload.clone();
+                restore_ids(&mut event, root);
+                match serde_json::from_value::<Event>(event) {
+                    Ok(event) => Streamed::Event(event),
+                    Err(_) => Streamed::Other(item.payload),
+                }
+            }
         };
         Self {
             seq: item.seq,
@@ -252,6 +295,8 @@ pub struct RunEvents {
     queue: Arc<dyn RunQueue>,
     streams: Arc<dyn RunStreams>,
     run_id: String,
+    /// The followed run's ids, which its stream stores once per row rather than per event.
+    root: Option<RunIds>,
     last_seq: i64,
     buffer: VecDeque<StreamItem>,
     wakeups: Option<Box<dyn Wakeups>>,
@@ -273,6 +318,7 @@ impl RunEvents {
             queue,
             streams,
             run_id: run_id.to_owned(),
+            root: root_ids(run_id),
             last_seq: after_seq.max(0),
             buffer: VecDeque::new(),
             wakeups: None,
@@ -293,7 +339,7 @@ impl RunEvents {
         loop {
             if let Some(item) = self.buffer.pop_front() {
                 self.last_seq = item.seq;
-                return Ok(Some(RunEvent::from_item(item)));
+                return Ok(Some(RunEvent::from_item(item, self.root.as_ref())));
             }
             if self.over {
                 return Ok(None);
@@ -346,3 +392,6 @@ impl RunEvents {
         Ok(any)
     }
 }
+
+#[cfg(test)]
+mod tests;
