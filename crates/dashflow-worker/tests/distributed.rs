@@ -440,12 +440,28 @@ async fn takeover_reruns_only_the_unfinished_task(test: &'static str) -> Result<
 
 /// R23 over seeds: three workers, runs submitted, a random worker SIGKILLed at seeded random
 /// times and restarted; every run completes with the golden state, no committed step is lost
-/// or duplicated, and no input is applied twice.
+/// or duplicated, and no input is applied twice. Seeds 0 to 2, or those `KILL_SEEDS_VAR` names.
 async fn killed_workers_lose_no_step_over_seeds(test: &'static str) -> Result<()> {
-    for seed in 0..3u64 {
+    for seed in kill_seeds()? {
         killed_workers_seed(test, seed).await.with_context(|| format!("seed {seed}"))?;
     }
     Ok(())
+}
+
+/// The seeds of `killed_workers_lose_no_step_over_seeds`: a count (`20`, seeds 0 to 19) or a
+/// range (`100..600`, for a longer chaos run by hand). CI runs 20.
+const KILL_SEEDS_VAR: &str = "DASHFLOW_TEST_KILL_SEEDS";
+
+fn kill_seeds() -> Result<std::ops::Range<u64>> {
+    let Ok(text) = std::env::var(KILL_SEEDS_VAR) else { return Ok(0..3) };
+    let parsed = match text.trim().split_once("..") {
+        Some((from, to)) => from.trim().parse().ok().zip(to.trim().parse().ok()).map(|(from, to)| from..to),
+        None => text.trim().parse().ok().map(|count| 0..count),
+    };
+    match parsed {
+        Some(seeds) if !seeds.is_empty() => Ok(seeds),
+        _ => bail!("{KILL_SEEDS_VAR}={text:?}: give a count of seeds (20) or a range of them (100..600)"),
+    }
 }
 
 async fn killed_workers_seed(test: &'static str, seed: u64) -> Result<()> {
