@@ -342,19 +342,30 @@ impl EventHub {
         let Some(batcher) = &self.batcher else { return };
         let task = (step, node_index(node), 1);
         batcher.record_end(ended, |batch, held| {
-            match held {
+            let opens_step = match held {
                 Some(held) if self.holds_starts && (held.step, held.node) == (step, task.1) && held.at == started => {
-                    batch.push_lone_step(&self.context, task, (started, ended), None);
+                    true
                 }
                 held => {
                     if let Some(held) = held {
                         batcher.push_held(batch, held);
                     }
-                    batch.push_task_finished(&self.context, task, (started, ended), None);
+                    false
                 }
-            }
-            for route in routes {
-                batch.push_routed_reading(&self.context, step, *route, Tick::now);
+            };
+            match routes {
+                // The usual step: one decision, riding on the end's entry.
+                [route] => batch.push_end_routed(&self.context, (step, task.1), (started, ended), *route, opens_step),
+                routes => {
+                    if opens_step {
+                        batch.push_lone_step(&self.context, task, (started, ended), None);
+                    } else {
+                        batch.push_task_finished(&self.context, task, (started, ended), None);
+                    }
+                    for route in routes {
+                        batch.push_routed_reading(&self.context, step, *route, Tick::now);
+                    }
+                }
             }
         });
         if self.holds_starts {

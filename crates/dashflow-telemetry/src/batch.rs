@@ -409,6 +409,36 @@ impl EventBatch {
         self.push_end(run, (step, node, attempt), (started, ended), error, true);
     }
 
+    /// The successful end of the first attempt of node `node`'s task in step `step` of `run`
+    /// (opening its step too if `opens_step`, as [`push_lone_step`](Self::push_lone_step)
+    /// does), with the routing decision `route` that followed it riding on its entry: what
+    /// [`push_routed_reading`](Self::push_routed_reading) right after would make of it,
+    /// without looking the run up again.
+    #[doc(hidden)]
+    #[inline]
+    pub fn push_end_routed(
+        &mut self,
+        run: &RunContext,
+        (step, node): (u64, u32),
+        span: (Tick, Tick),
+        route: (u32, u32, u32),
+        opens_step: bool,
+    ) {
+        let before = self.storage.entries.len();
+        self.push_end(run, (step, node, 1), span, None, opens_step);
+        // Only onto the entry just pushed: an end too large for one is an event instead.
+        if self.storage.entries.len() == before + 1
+            && let Some(Entry::TaskFinished { node: ended, route: slot, .. }) = self.storage.entries.last_mut()
+            && (*ended, *slot) == (route.0, NO_ROUTE)
+            && let (Ok(label), Ok(target)) = (u16::try_from(route.1), u16::try_from(route.2))
+            && [label, target] != NO_ROUTE
+        {
+            *slot = [label, target];
+            return;
+        }
+        self.push_routed_reading(run, step, route, Tick::now);
+    }
+
     /// A task's end, which opens its step too if `opens_step` (a first attempt without error).
     #[inline]
     fn push_end(
@@ -847,6 +877,46 @@ mod tests {
         assert_eq!(
             described,
             ["end 1 a", "route 1 a next b", "route 1 a next a", "end 2 b", "route 2 a next b", "route 3 b next a"]
+        );
+    }
+
+    #[test]
+    fn an_end_pushed_with_its_routing_decision_is_one_entry_unless_it_is_kept_as_an_event() {
+        let run = context(&["a", "b"]);
+        let (t0, t1) = (Tick::now(), Tick::now());
+        let next = run.names().label_index(0, 0, 0).unwrap();
+        let mut batch = EventBatch::new();
+        batch.push_end_routed(&run, (1, 0), (t0, t1), (0, next, 1), true);
+        assert_eq!(batch.len(), 1, "start, end and decision in one entry");
+        batch.push_end_routed(&run, (2, 1), (t0, t1), (1, next, 0), false);
+        assert_eq!(batch.len(), 2);
+        // An end too long for an entry is an event; its decision then gets an entry of its own.
+        let long = Tick::from_raw(t1.raw() + u64::from(u32::MAX) + 1);
+        batch.push_end_routed(&run, (3, 0), (t1, long), (0, next, 1), false);
+        assert_eq!(batch.len(), 4);
+        let described: Vec<String> = batch
+            .into_events()
+            .iter()
+            .map(|event| match &event.kind {
+                EventKind::SuperstepStarted { step, nodes } => format!("step {step} {}", nodes[0]),
+                EventKind::TaskFinished { step, node, attempt, error, .. } => {
+                    format!("end {step} {node} #{attempt} {error:?}")
+                }
+                EventKind::Routed { step, from, label, target } => format!("route {step} {from} {label} {target}"),
+                other => format!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            described,
+            [
+                "step 1 a",
+                "end 1 a #1 None",
+                "route 1 a next b",
+                "end 2 b #1 None",
+                "route 2 b next a",
+                "end 3 a #1 None",
+                "route 3 a next b",
+            ]
         );
     }
 

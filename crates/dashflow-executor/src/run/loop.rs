@@ -628,6 +628,14 @@ impl<S: GraphState> Loop<S> {
     /// are all compact entries does not pay for the future.
     fn record_decisions(&mut self) {
         if self.results.held_end.is_some() {
+            // The usual step: one decision, a compact entry.
+            if let [Decision { from: Some(from), edge, position, target: Target::Node(to) }] = self.decisions[..]
+                && let Some(route) = self.params.hub.compact_route(from, (edge, position), to)
+            {
+                self.record_held_end(&[route]);
+                self.decisions.clear();
+                return;
+            }
             // The held end with every decision riding on it, when all are compact entries.
             let (hub, routes) = (&self.params.hub, &mut self.compact_routes);
             routes.clear();
