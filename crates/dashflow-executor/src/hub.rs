@@ -7,9 +7,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use dashflow_graph::__private::{CancelSignal, NodeId, RunScope};
 use dashflow_graph::TaskId;
-use dashflow_telemetry::__private::{NodeNames, RunContext};
+use dashflow_telemetry::__private::{Held, NodeNames, RunContext};
 use dashflow_telemetry::clock::{RunClock, Tick};
-use dashflow_telemetry::{DeltaKind, Event, EventCallback, EventKind, Interest, RunIds, StateDelta, StateJson};
+use dashflow_telemetry::{
+    DeltaKind, Event, EventBatch, EventCallback, EventKind, Interest, RunIds, StateDelta, StateJson,
+};
 use futures::future::BoxFuture;
 
 use crate::batcher::{Batcher, Owned, same_sinks, split_batching};
@@ -299,17 +301,11 @@ impl EventHub {
     ) -> Option<Event> {
         if let (Some(batcher), true) = (&self.batcher, self.compact.ends) {
             let task = (step, node_index(node), attempt);
-            batcher.record_end(ended, |batch, held| match held {
+            batcher.record_end(ended, |batch, held| {
                 // The start this end's step held back: one entry for both when they fit one.
-                // Only the owner's own: a subgraph run sharing the batcher could have a step and
-                // node of the same numbers.
-                Some(held) if self.holds_starts && (held.step, held.node) == (step, task.1) && held.at == started => {
+                if self.takes_held_start(batcher, batch, held, (step, task.1), started) {
                     batch.push_lone_step(&self.context, task, (started, ended), error);
-                }
-                held => {
-                    if let Some(held) = held {
-                        batcher.push_held(batch, held);
-                    }
+                } else {
                     batch.push_task_finished(&self.context, task, (started, ended), error);
                 }
             });
@@ -332,44 +328,49 @@ impl EventHub {
 
     /// Records the successful end of a lone task (its first attempt, from `started` to
     /// `ended`) that the loop held back until its step was routed, with the step's routing
-    /// decisions `routes` (see [`EventHub::compact_route`]) riding on it: one lock for both.
+    /// decision `route` (see [`EventHub::compact_route`]) riding on it: one lock for both.
     pub(crate) fn lone_task_routed(
         &self,
         (step, node): (u64, NodeId),
         (started, ended): (Tick, Tick),
-        routes: &[(u32, u32, u32)],
+        route: Option<(u32, u32, u32)>,
     ) {
         let Some(batcher) = &self.batcher else { return };
-        let task = (step, node_index(node), 1);
+        let node = node_index(node);
         batcher.record_end(ended, |batch, held| {
-            let opens_step = match held {
-                Some(held) if self.holds_starts && (held.step, held.node) == (step, task.1) && held.at == started => {
-                    true
-                }
-                held => {
-                    if let Some(held) = held {
-                        batcher.push_held(batch, held);
-                    }
-                    false
-                }
-            };
-            match routes {
-                // The usual step: one decision, riding on the end's entry.
-                [route] => batch.push_end_routed(&self.context, (step, task.1), (started, ended), *route, opens_step),
-                routes => {
-                    if opens_step {
-                        batch.push_lone_step(&self.context, task, (started, ended), None);
-                    } else {
-                        batch.push_task_finished(&self.context, task, (started, ended), None);
-                    }
-                    for route in routes {
-                        batch.push_routed_reading(&self.context, step, *route, Tick::now);
-                    }
-                }
+            let opens_step = self.takes_held_start(batcher, batch, held, (step, node), started);
+            match route {
+                Some(route) => batch.push_end_routed(&self.context, (step, node), (started, ended), route, opens_step),
+                None if opens_step => batch.push_lone_step(&self.context, (step, node, 1), (started, ended), None),
+                None => batch.push_task_finished(&self.context, (step, node, 1), (started, ended), None),
             }
         });
         if self.holds_starts {
             self.hold_settled.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether `held`, the start the owner held back, is that of the lone task of step
+    /// `step` running node `node` that started at `started`: its end then opens the step in
+    /// one entry. Any other held start goes into `batch` as an entry of its own first. Only
+    /// the owner's own: a subgraph run sharing the batcher could have a step and node of the
+    /// same numbers.
+    fn takes_held_start(
+        &self,
+        batcher: &Batcher,
+        batch: &mut EventBatch,
+        held: Option<Held>,
+        (step, node): (u64, u32),
+        started: Tick,
+    ) -> bool {
+        match held {
+            Some(held) if self.holds_starts && (held.step, held.node) == (step, node) && held.at == started => true,
+            held => {
+                if let Some(held) = held {
+                    batcher.push_held(batch, held);
+                }
+                false
+            }
         }
     }
 

@@ -30,6 +30,14 @@ fn fill_sqlite(home: &Home, db: &Path) -> (RunId, RunId) {
     runs
 }
 
+/// Thread `ticket-7`'s checkpoints in `db`, newest first.
+fn listed_sqlite(db: &Path) -> Vec<dashflow_checkpoint::CheckpointRecord> {
+    block_on(async {
+        let checkpointer = SqliteCheckpointer::open(db).await.unwrap();
+        checkpointer.list("ticket-7", &Default::default()).await.unwrap()
+    })
+}
+
 /// The checkpoint table's rows as (step, kind, source, next) after the header.
 fn rows(stdout: &str) -> Vec<Vec<String>> {
     stdout.lines().skip(1).map(|line| line.split_whitespace().map(str::to_owned).collect()).collect()
@@ -40,10 +48,7 @@ fn threads_history_lists_checkpoints_newest_first_from_sqlite() {
     let home = Home::new();
     let db = home.path().join("checkpoints.db");
     fill_sqlite(&home, &db);
-    let records = block_on(async {
-        let checkpointer = SqliteCheckpointer::open(&db).await.unwrap();
-        checkpointer.list("ticket-7", &Default::default()).await.unwrap()
-    });
+    let records = listed_sqlite(&db);
 
     for url in [db.display().to_string(), format!("sqlite://{}", db.display())] {
         let out = dashflow(&["threads", "history", "ticket-7", "--db", &url]);
@@ -73,10 +78,7 @@ fn threads_history_marks_a_checkpoint_whose_blob_changed_and_names_it_on_stderr(
     let home = Home::new();
     let db = home.path().join("checkpoints.db");
     fill_sqlite(&home, &db);
-    let records = block_on(async {
-        let checkpointer = SqliteCheckpointer::open(&db).await.unwrap();
-        checkpointer.list("ticket-7", &Default::default()).await.unwrap()
-    });
+    let records = listed_sqlite(&db);
     // One byte in the middle of an older checkpoint's blob, as bit rot would change it.
     let damaged = &records[1];
     {

@@ -73,7 +73,6 @@ pub(crate) async fn execute<S: GraphState>(mut params: RunParams<S>, start: Star
         routing: Routing::new(graph),
         decisions: Vec::new(),
         routed: Vec::new(),
-        compact_routes: Vec::new(),
         results: StepResults {
             updates: Vec::new(),
             done: Vec::new(),
@@ -152,8 +151,6 @@ struct Loop<S: GraphState> {
     /// Routing decisions of this step for the stream, which callbacks have already heard;
     /// filled only when the run is streamed.
     routed: Vec<Event>,
-    /// The compact forms of `decisions` riding on a held task end; reused from step to step.
-    compact_routes: Vec<(u32, u32, u32)>,
     results: StepResults<S>,
     composed: Option<S::Update>,
     scope: Arc<ExecScope>,
@@ -523,7 +520,7 @@ impl<S: GraphState> Loop<S> {
         let merged = match (self.params.merge)(&mut self.results.updates, graph, self.step) {
             Ok(merged) => merged,
             Err(error) => {
-                self.record_held_end(&[]);
+                self.record_held_end(None);
                 return Err(error);
             }
         };
@@ -628,32 +625,19 @@ impl<S: GraphState> Loop<S> {
     /// are all compact entries does not pay for the future.
     fn record_decisions(&mut self) {
         if self.results.held_end.is_some() {
-            // The usual step: one decision, a compact entry.
-            if let [Decision { from: Some(from), edge, position, target: Target::Node(to) }] = self.decisions[..]
-                && let Some(route) = self.params.hub.compact_route(from, (edge, position), to)
-            {
-                self.record_held_end(&[route]);
+            // The usual step, one decision as a compact entry, rides on the held end; any
+            // other goes in after it, as below.
+            let riding = match self.decisions[..] {
+                [Decision { from: Some(from), edge, position, target: Target::Node(to) }] => {
+                    self.params.hub.compact_route(from, (edge, position), to)
+                }
+                _ => None,
+            };
+            self.record_held_end(riding);
+            if riding.is_some() {
                 self.decisions.clear();
                 return;
             }
-            // The held end with every decision riding on it, when all are compact entries.
-            let (hub, routes) = (&self.params.hub, &mut self.compact_routes);
-            routes.clear();
-            let compact = self.decisions.iter().all(|decision| match (decision.from, decision.target) {
-                (Some(from), Target::Node(to)) => hub
-                    .compact_route(from, (decision.edge, decision.position), to)
-                    .map(|route| routes.push(route))
-                    .is_some(),
-                _ => false,
-            });
-            let routes = std::mem::take(&mut self.compact_routes);
-            if compact {
-                self.record_held_end(&routes);
-                self.decisions.clear();
-            } else {
-                self.record_held_end(&[]);
-            }
-            self.compact_routes = routes;
         }
         let hub = &self.params.hub;
         let graph = &self.params.inner.graph;
@@ -680,10 +664,11 @@ impl<S: GraphState> Loop<S> {
         }
     }
 
-    /// Records the lone task's end held back for its step's routing, if any, with `routes`.
-    fn record_held_end(&mut self, routes: &[(u32, u32, u32)]) {
+    /// Records the lone task's end held back for its step's routing, if any, with the
+    /// decision `route` riding on it.
+    fn record_held_end(&mut self, route: Option<(u32, u32, u32)>) {
         if let Some((node, span)) = self.results.held_end.take() {
-            self.params.hub.lone_task_routed((self.step, node), span, routes);
+            self.params.hub.lone_task_routed((self.step, node), span, route);
         }
     }
 
