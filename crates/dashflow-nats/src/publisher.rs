@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, context::PublishAckFuture};
 use bytes::Bytes;
-use dashflow_scheduler::__private::niceness;
+use dashflow_scheduler::__private::niceness::{self, Niceness};
 use dashflow_telemetry::__private::{Idle, Wait, Waits};
 use dashflow_telemetry::{BatchItem, Event, EventBatch, EventCallback, EventKind, Interest, RunId, StateDelta};
 use tokio::sync::Notify;
@@ -41,8 +41,8 @@ pub struct NatsBuilder {
     ack_timeout: Duration,
     /// How the publisher waits when idle (shortened by tests).
     waits: Waits,
-    /// The publisher's thread's niceness, if asked for.
-    niceness: Option<i32>,
+    /// The publisher's thread's niceness.
+    niceness: Niceness,
 }
 
 impl NatsBuilder {
@@ -115,17 +115,28 @@ impl NatsBuilder {
     }
 
     /// Linux only: the nice value of the publisher's thread, from -20 (highest priority) to
-    /// 19 (lowest; default: the niceness of the thread that calls `start`, which it inherits).
-    ///
-    /// Publishing is background work: set above the runs' niceness, the thread takes the CPU
-    /// time the runs leave when both want it, and a saturated publisher drops more events
-    /// (counted) instead of slowing the runs. On a machine other processes keep busy it then
-    /// gets little time at all, and a flush may run out of time. A value below the inherited
-    /// one raises priority, which Linux allows only with `CAP_SYS_NICE` or an `RLIMIT_NICE`
-    /// that covers it; `start` fails with [`Error::Niceness`] when the operating system
-    /// refuses, for a value outside -20..=19, and on other platforms.
+    /// 19 (lowest), instead of the default, ten steps nicer than the thread that calls `start`
+    /// (see [`nicer_by`](Self::nicer_by)). A value below the inherited one raises priority,
+    /// which Linux allows only with `CAP_SYS_NICE` or an `RLIMIT_NICE` that covers it; `start`
+    /// fails with [`Error::Niceness`] when the operating system refuses, for a value outside
+    /// -20..=19, and on other platforms.
     pub fn niceness(mut self, nice: i32) -> Self {
-        self.niceness = Some(nice);
+        self.niceness = Niceness::Exactly(nice);
+        self
+    }
+
+    /// Runs the publisher's thread `steps` nicer than the thread that calls `start`, at most
+    /// 19; by default ten (`nicer_by(0)` keeps the starter's niceness). Linux only: elsewhere
+    /// the thread keeps its starter's niceness, and this is never refused. Whichever of this
+    /// and [`niceness`](Self::niceness) is set last holds.
+    ///
+    /// Publishing is background work: nicer than the runs, the thread takes the CPU time the
+    /// runs leave when both want it, and a saturated publisher drops more events (counted)
+    /// instead of slowing the runs. On a machine other processes keep busy it then gets
+    /// little time at all, and a flush may run out of time: `nicer_by(0)` puts it level with
+    /// them.
+    pub fn nicer_by(mut self, steps: u8) -> Self {
+        self.niceness = Niceness::NicerBy(steps);
         self
     }
 
@@ -139,7 +150,7 @@ impl NatsBuilder {
             return Err(Error::InvalidConfig("capacity, max_in_flight and pending_limit must be at least 1".into()));
         }
         crate::check_prefix(&self.prefix)?;
-        if let Some(requested) = self.niceness {
+        if let Niceness::Exactly(requested) = self.niceness {
             niceness::check(requested).map_err(|unfit| Error::Niceness { requested, source: unfit.into() })?;
         }
         let publisher =
@@ -160,9 +171,7 @@ impl NatsBuilder {
             .name("dashflow-nats".into())
             .spawn(move || {
                 // First, so that threads the runtime starts (name lookups) inherit it.
-                if let Some(requested) = settings.niceness
-                    && let Err(source) = niceness::set(requested)
-                {
+                if let Err(niceness::Refused { requested, source }) = settings.niceness.apply() {
                     let _ = started.send(Err(Error::Niceness { requested, source }));
                     return;
                 }
@@ -352,7 +361,7 @@ impl NatsSink {
             interest: DEFAULT_INTEREST,
             ack_timeout: Duration::from_secs(5),
             waits: Waits::default(),
-            niceness: None,
+            niceness: Niceness::BACKGROUND,
         }
     }
 

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::{JoinHandle, Thread};
 use std::time::{Duration, Instant, SystemTime};
 
-use dashflow_scheduler::__private::niceness;
+use dashflow_scheduler::__private::niceness::{self, Niceness};
 use dashflow_telemetry::__private::{Idle, Wait, Waits};
 use dashflow_telemetry::{Event, EventBatch, EventCallback, EventRef, Interest};
 use opentelemetry::KeyValue;
@@ -49,8 +49,8 @@ pub struct OtelBuilder {
     timeout: Duration,
     /// How the thread waits when idle (shortened by tests).
     waits: Waits,
-    /// The thread's niceness, if asked for.
-    niceness: Option<i32>,
+    /// The thread's niceness.
+    niceness: Niceness,
 }
 
 impl Default for OtelBuilder {
@@ -63,7 +63,7 @@ impl Default for OtelBuilder {
             export_interval: Duration::from_secs(1),
             timeout: Duration::from_secs(10),
             waits: Waits::default(),
-            niceness: None,
+            niceness: Niceness::BACKGROUND,
         }
     }
 }
@@ -109,17 +109,27 @@ impl OtelBuilder {
     }
 
     /// Linux only: the nice value of the exporter's thread, from -20 (highest priority) to 19
-    /// (lowest; default: the niceness of the thread that calls `start`, which it inherits).
-    ///
-    /// Span building is background work: set above the runs' niceness, the thread takes the
-    /// CPU time the runs leave when both want it, and a saturated exporter drops more spans
-    /// (counted) instead of slowing the runs. On a machine other processes keep busy it then
-    /// gets little time at all. A value below the inherited one raises priority, which Linux
-    /// allows only with `CAP_SYS_NICE` or an `RLIMIT_NICE` that covers it; `start` fails with
-    /// [`Error::Niceness`] when the operating system refuses, for a value outside -20..=19,
-    /// and on other platforms.
+    /// (lowest), instead of the default, ten steps nicer than the thread that calls `start`
+    /// (see [`nicer_by`](Self::nicer_by)). A value below the inherited one raises priority,
+    /// which Linux allows only with `CAP_SYS_NICE` or an `RLIMIT_NICE` that covers it; `start`
+    /// fails with [`Error::Niceness`] when the operating system refuses, for a value outside
+    /// -20..=19, and on other platforms.
     pub fn niceness(mut self, nice: i32) -> Self {
-        self.niceness = Some(nice);
+        self.niceness = Niceness::Exactly(nice);
+        self
+    }
+
+    /// Runs the exporter's thread `steps` nicer than the thread that calls `start`, at most
+    /// 19; by default ten (`nicer_by(0)` keeps the starter's niceness). Linux only: elsewhere
+    /// the thread keeps its starter's niceness, and this is never refused. Whichever of this
+    /// and [`niceness`](Self::niceness) is set last holds.
+    ///
+    /// Span building is background work: nicer than the runs, the thread takes the CPU time
+    /// the runs leave when both want it, and a saturated exporter drops more spans (counted)
+    /// instead of slowing the runs. On a machine other processes keep busy it then gets
+    /// little time at all: `nicer_by(0)` puts it level with them.
+    pub fn nicer_by(mut self, steps: u8) -> Self {
+        self.niceness = Niceness::NicerBy(steps);
         self
     }
 
@@ -152,7 +162,7 @@ impl OtelBuilder {
         if self.capacity == 0 || self.max_batch == 0 {
             return Err(Error::InvalidConfig("capacity and max_batch must be at least 1"));
         }
-        if let Some(requested) = self.niceness {
+        if let Niceness::Exactly(requested) = self.niceness {
             niceness::check(requested).map_err(|unfit| Error::Niceness { requested, source: unfit.into() })?;
         }
         let (sender, receiver) = mpsc::sync_channel(self.capacity);
@@ -164,9 +174,7 @@ impl OtelBuilder {
             .name("dashflow-otel".into())
             .spawn(move || {
                 // First, so that threads the runtime starts inherit it.
-                if let Some(requested) = settings.niceness
-                    && let Err(source) = niceness::set(requested)
-                {
+                if let Err(niceness::Refused { requested, source }) = settings.niceness.apply() {
                     let _ = started.send(Err(Error::Niceness { requested, source }));
                     return;
                 }

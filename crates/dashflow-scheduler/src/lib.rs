@@ -69,7 +69,7 @@ pub mod __private {
     /// Setting a thread's niceness: the exporters' threads (`dashflow-otel`, `dashflow-nats`)
     /// do it as the pool's threads do.
     pub mod niceness {
-        pub use crate::niceness::{RANGE, Unfit, check, set, thread_id};
+        pub use crate::niceness::{Niceness, RANGE, Refused, Unfit, check, set, thread_id};
     }
 }
 

@@ -43,6 +43,57 @@ pub fn check(nice: i32) -> Result<(), Unfit> {
     Ok(())
 }
 
+/// The niceness a background thread asks for: a value of its own, or some steps nicer than
+/// the thread that starts it, whose niceness a new thread inherits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Niceness {
+    /// This nice value: see [`check`], and the operating system may refuse it.
+    Exactly(i32),
+    /// This many steps nicer than inherited, at most 19; never refused (a thread may always
+    /// lower its own priority), and nothing at all where a thread's niceness cannot be set.
+    NicerBy(u8),
+}
+
+/// Why the operating system refused a niceness: the value asked for, and its answer.
+#[derive(Debug)]
+pub struct Refused {
+    /// The nice value asked for.
+    pub requested: i32,
+    /// The operating system's answer.
+    pub source: io::Error,
+}
+
+impl Niceness {
+    /// What the exporters' threads ask for unless told otherwise: exporting is background
+    /// work, which takes the CPU time runs leave rather than competing with them for it.
+    pub const BACKGROUND: Self = Self::NicerBy(10);
+
+    /// Sets the calling thread's niceness to this.
+    pub fn apply(self) -> Result<(), Refused> {
+        match self {
+            Self::Exactly(requested) => set(requested).map_err(|source| Refused { requested, source }),
+            Self::NicerBy(steps) => nicer_by(steps),
+        }
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn nicer_by(steps: u8) -> Result<(), Refused> {
+    let own = |source| Refused { requested: i32::from(steps), source };
+    let inherited = rustix::process::getpriority_process(Some(rustix::thread::gettid()))
+        .map_err(|errno| own(io::Error::from(errno)))?;
+    let requested = inherited.saturating_add(i32::from(steps)).min(*RANGE.end());
+    if requested == inherited {
+        return Ok(());
+    }
+    set(requested).map_err(|source| Refused { requested, source })
+}
+
+#[cfg(not(target_os = "linux"))]
+fn nicer_by(_steps: u8) -> Result<(), Refused> {
+    Ok(())
+}
+
 /// Sets the calling thread's niceness (`setpriority` on its thread id).
 #[cfg(target_os = "linux")]
 pub fn set(nice: i32) -> io::Result<()> {

@@ -136,17 +136,20 @@ fn niceness(tid: Option<i32>) -> i32 {
 
 #[cfg(target_os = "linux")]
 #[test]
-fn the_publishers_thread_runs_at_the_niceness_asked_for_and_otherwise_at_its_starters() {
-    let test = "the_publishers_thread_runs_at_the_niceness_asked_for_and_otherwise_at_its_starters";
+fn the_publishers_thread_runs_ten_steps_nicer_than_its_starter_unless_told_otherwise() {
+    let test = "the_publishers_thread_runs_ten_steps_nicer_than_its_starter_unless_told_otherwise";
     let Some(url) = wake::server_url(test) else { return };
     let starter = niceness(None);
-    let nicer = (starter + 10).min(19);
-    let (sink, guard) = NatsSink::builder(&url).niceness(nicer).start().unwrap();
-    assert_eq!(niceness(Some(sink.shared.thread_id)), nicer, "{sink:?}");
-    drop(guard);
-    let (sink, guard) = NatsSink::builder(&url).start().unwrap();
-    assert_eq!(niceness(Some(sink.shared.thread_id)), starter, "{sink:?}");
-    drop(guard);
+    let started_at = |builder: NatsBuilder| {
+        let (sink, guard) = builder.start().unwrap();
+        let nice = niceness(Some(sink.shared.thread_id));
+        drop(guard);
+        nice
+    };
+    assert_eq!(started_at(NatsSink::builder(&url)), (starter + 10).min(19));
+    assert_eq!(started_at(NatsSink::builder(&url).nicer_by(3)), (starter + 3).min(19));
+    assert_eq!(started_at(NatsSink::builder(&url).niceness(19).nicer_by(0)), starter);
+    assert_eq!(started_at(NatsSink::builder(&url).nicer_by(0).niceness(19)), 19);
 }
 
 #[test]

@@ -108,16 +108,18 @@ fn niceness(tid: Option<i32>) -> i32 {
 
 #[cfg(target_os = "linux")]
 #[test]
-fn the_exporters_thread_runs_at_the_niceness_asked_for_and_otherwise_at_its_starters() {
+fn the_exporters_thread_runs_ten_steps_nicer_than_its_starter_unless_told_otherwise() {
     let starter = niceness(None);
-    let nicer = (starter + 10).min(19);
-    let builder = OtelBuilder::default().niceness(nicer);
-    let (sink, guard) = builder.start_with_exporter(|| Ok(Collect(mpsc::channel().0))).unwrap();
-    assert_eq!(niceness(Some(sink.shared.thread_id)), nicer, "{sink:?}");
-    drop(guard);
-    let (sink, guard) = OtelBuilder::default().start_with_exporter(|| Ok(Collect(mpsc::channel().0))).unwrap();
-    assert_eq!(niceness(Some(sink.shared.thread_id)), starter, "{sink:?}");
-    drop(guard);
+    let started_at = |builder: OtelBuilder| {
+        let (sink, guard) = builder.start_with_exporter(|| Ok(Collect(mpsc::channel().0))).unwrap();
+        let nice = niceness(Some(sink.shared.thread_id));
+        drop(guard);
+        nice
+    };
+    assert_eq!(started_at(OtelBuilder::default()), (starter + 10).min(19));
+    assert_eq!(started_at(OtelBuilder::default().nicer_by(3)), (starter + 3).min(19));
+    assert_eq!(started_at(OtelBuilder::default().niceness(19).nicer_by(0)), starter);
+    assert_eq!(started_at(OtelBuilder::default().nicer_by(0).niceness(19)), 19);
 }
 
 #[test]

@@ -22,7 +22,7 @@ fn refusals_become_io_errors_of_their_kind() {
 
 #[cfg(target_os = "linux")]
 mod linux {
-    use super::super::{check, set, thread_id};
+    use super::super::{Niceness, check, set, thread_id};
 
     /// The calling thread's nice value, as the kernel reports it.
     fn own_niceness() -> i32 {
@@ -48,5 +48,31 @@ mod linux {
         assert_eq!(set_to, 19);
         assert_ne!(id, thread_id());
         assert_eq!(own_niceness(), before);
+    }
+
+    /// The niceness a thread started at `start` takes with `niceness`.
+    fn started_at(start: i32, niceness: Niceness) -> i32 {
+        std::thread::spawn(move || {
+            set(start).unwrap();
+            // A thread inherits its starter's niceness.
+            std::thread::spawn(move || {
+                niceness.apply().unwrap();
+                own_niceness()
+            })
+            .join()
+            .unwrap()
+        })
+        .join()
+        .unwrap()
+    }
+
+    #[test]
+    fn nicer_by_steps_adds_to_the_inherited_niceness_up_to_the_end_of_the_range() {
+        // Lowering priority needs no privilege; raising it back may.
+        let start = own_niceness().max(0);
+        assert_eq!(started_at(start, Niceness::NicerBy(0)), start);
+        assert_eq!(started_at(start.max(5), Niceness::NicerBy(3)), (start.max(5) + 3).min(19));
+        assert_eq!(started_at(start.max(15), Niceness::NicerBy(10)), 19);
+        assert_eq!(started_at(start, Niceness::Exactly(19)), 19);
     }
 }
