@@ -494,6 +494,10 @@ impl RunScope for ExecScope {
         self.thread_id.as_deref()
     }
 
+    fn namespace(&self) -> &str {
+        self.nesting.as_ref().map_or("", |nesting| nesting.namespace.as_str())
+    }
+
     fn resume_value(&self, task: &TaskId, index: u32) -> Option<serde_json::Value> {
         if self.resumes.is_empty() {
             return None;

@@ -43,6 +43,12 @@ pub trait RunScope: Send + Sync + 'static {
     fn cancellation(&self) -> Option<&CancelSignal> {
         None
     }
+
+    /// Where a subgraph run's checkpoints live in its thread (its parent tasks' ids, outermost
+    /// first, joined by `|`); empty for a top-level run and for runs nobody checkpoints.
+    fn namespace(&self) -> &str {
+        ""
+    }
 }
 
 /// Identifies one task of a run: the superstep, the node and the task's place in the frontier.
@@ -137,13 +143,20 @@ impl NodeContext {
         self.scope.thread_id()
     }
 
-    /// A key that names this task across retries and resumes (thread, or run when there is
-    /// no thread, plus task id): pass it to outside services so that a repeated task does
-    /// not repeat its effect.
+    /// A key that names this task across retries and resumes: pass it to outside services so
+    /// that a repeated task does not repeat its effect.
+    ///
+    /// On a thread it is the thread and the task id (`thread-7/2:fetch:0`); in a subgraph run
+    /// the parent tasks' ids come between (`thread-7/3:review:0|2:fetch:0`), so the tasks of
+    /// two runs of one subgraph (a node in a loop, parallel `Send`s of it) never share a key.
+    /// Without a thread, or in a subgraph run nobody checkpoints (which cannot be resumed),
+    /// it is the run id and the task id.
     pub fn idempotency_key(&self) -> String {
+        let namespace = self.scope.namespace();
         match self.scope.thread_id() {
-            Some(thread) => format!("{thread}/{}", self.task),
-            None => format!("{}/{}", self.run.run_id, self.task),
+            Some(thread) if !namespace.is_empty() => format!("{thread}/{namespace}|{}", self.task),
+            Some(thread) if self.run.depth == 0 => format!("{thread}/{}", self.task),
+            _ => format!("{}/{}", self.run.run_id, self.task),
         }
     }
 

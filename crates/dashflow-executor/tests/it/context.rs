@@ -145,3 +145,72 @@ fn a_detached_context_carries_a_context_for_unit_tests_of_nodes() {
     assert_eq!(ctx.context::<Caller>().map(|caller| caller.user), Some("cy"));
     assert!(NodeContext::detached("greet").context::<Caller>().is_none());
 }
+
+/// `fetch` -> `one` and `two` in parallel, each the same subgraph, whose own first node is
+/// also called `fetch`: three tasks with the task id `1:fetch:0` in one thread.
+fn fetching_twice(sightings: &Sightings) -> dashflow_executor::CompiledGraph<Trail> {
+    let mut inner = StateGraph::<Trail>::named("inner");
+    inner.add_node("fetch", observer(sightings)).add_edge(START, "fetch").add_edge("fetch", END);
+    let inner = inner.compiled().unwrap();
+    let mut graph = StateGraph::<Trail>::new();
+    graph
+        .add_node("fetch", observer(sightings))
+        .add_node("one", inner.clone())
+        .add_node("two", inner)
+        .add_edge(START, "fetch")
+        .add_parallel_edges("fetch", ["one", "two"])
+        .add_edge("one", END)
+        .add_edge("two", END);
+    graph.compiled().unwrap()
+}
+
+#[tokio::test]
+async fn tasks_of_two_runs_of_one_subgraph_have_keys_of_their_own() {
+    let sightings = Sightings::default();
+    let checkpointer = Arc::new(dashflow_checkpoint_memory::MemoryCheckpointer::new());
+    let app = fetching_twice(&sightings).with_checkpointer(checkpointer);
+    app.invoke(Trail::default(), RunConfig::thread("t")).await.unwrap();
+    let mut keys: Vec<String> = sightings.lock().unwrap().iter().map(|seen| seen.key.clone()).collect();
+    keys.sort();
+    assert_eq!(keys, ["t/1:fetch:0", "t/2:one:0|1:fetch:0", "t/2:two:1|1:fetch:0"]);
+}
+
+#[tokio::test]
+async fn tasks_of_subgraph_runs_nobody_checkpoints_are_keyed_by_their_run() {
+    let sightings = Sightings::default();
+    fetching_twice(&sightings).invoke(Trail::default(), RunConfig::thread("t")).await.unwrap();
+    let seen = sightings.lock().unwrap().clone();
+    let (top, nested): (Vec<&Seen>, Vec<&Seen>) = seen.iter().partition(|seen| seen.run.depth == 0);
+    assert_eq!(top.iter().map(|seen| seen.key.as_str()).collect::<Vec<_>>(), ["t/1:fetch:0"]);
+    assert_eq!(nested.len(), 2);
+    for seen in &nested {
+        assert_eq!(seen.key, format!("{}/1:fetch:0", seen.run.run_id));
+    }
+    assert_ne!(nested[0].key, nested[1].key);
+}
+
+#[tokio::test]
+async fn a_subgraph_task_run_again_after_a_pause_keeps_its_key() {
+    let keys = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::clone(&keys);
+    let mut inner = StateGraph::<Trail>::named("inner");
+    inner
+        .add_node("ask", move |_: Arc<Trail>, ctx: NodeContext| {
+            seen.lock().unwrap().push(ctx.idempotency_key());
+            async move {
+                ctx.interrupt("go on?")?;
+                Ok::<_, dashflow_graph::NodeError>(TrailUpdate::default())
+            }
+        })
+        .add_edge(START, "ask")
+        .add_edge("ask", END);
+    let mut graph = StateGraph::<Trail>::new();
+    graph.add_node("sub", inner.compiled().unwrap()).add_edge(START, "sub").add_edge("sub", END);
+    let checkpointer = Arc::new(dashflow_checkpoint_memory::MemoryCheckpointer::new());
+    let app = graph.compiled().unwrap().with_checkpointer(checkpointer);
+    let paused = app.invoke(Trail::default(), RunConfig::thread("t")).await.unwrap();
+    assert!(matches!(paused.status, dashflow_executor::RunStatus::Interrupted { .. }), "{:?}", paused.status);
+    let done = app.resume(dashflow_graph::Command::resume("yes"), RunConfig::thread("t")).await.unwrap();
+    assert!(matches!(done.status, dashflow_executor::RunStatus::Completed), "{:?}", done.status);
+    assert_eq!(*keys.lock().unwrap(), ["t/1:sub:0|1:ask:0", "t/1:sub:0|1:ask:0"]);
+}
