@@ -24,6 +24,7 @@ pub struct RunRequest<S: MergeableState> {
     multitask: Multitask,
     durability: Durability,
     recursion_limit: Option<u32>,
+    timeout: Option<Duration>,
     max_attempts: i32,
     event_stream: bool,
 }
@@ -51,6 +52,7 @@ impl<S: MergeableState> RunRequest<S> {
             multitask: Multitask::Reject,
             durability: Durability::Sync,
             recursion_limit: None,
+            timeout: None,
             max_attempts: 5,
             event_stream: true,
         }
@@ -129,6 +131,15 @@ impl<S: MergeableState> RunRequest<S> {
         self
     }
 
+    /// Fails the run when an attempt takes longer than `timeout` on its worker
+    /// (`RunConfig::timeout`): the run ends `failed`, naming the limit and the step it was
+    /// in, and is not tried again. Each attempt (after a worker died) has the whole limit.
+    /// Milliseconds count; no limit by default.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
     /// Fails after `attempts` workers died holding it (5).
     pub fn max_attempts(mut self, attempts: i32) -> Self {
         self.max_attempts = attempts.max(1);
@@ -196,6 +207,9 @@ impl Client {
         let mut config = serde_json::json!({ "durability": durability });
         if let Some(limit) = request.recursion_limit {
             config["recursion_limit"] = limit.into();
+        }
+        if let Some(timeout) = request.timeout {
+            config["timeout_ms"] = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX).into();
         }
         if !request.event_stream {
             config["event_stream"] = false.into();

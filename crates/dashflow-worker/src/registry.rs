@@ -183,6 +183,9 @@ impl<S: MergeableState> RunnableGraph for RegisteredGraph<S> {
         if let Some(limit) = run.config.get("recursion_limit").and_then(serde_json::Value::as_u64) {
             config = config.recursion_limit(u32::try_from(limit).unwrap_or(u32::MAX));
         }
+        if let Some(ms) = run.config.get("timeout_ms").and_then(serde_json::Value::as_u64) {
+            config = config.timeout(std::time::Duration::from_millis(ms));
+        }
         let thread = lease.thread_id.as_str();
         let app = &self.app;
         // A run no claim started before has stored nothing: no need to look.

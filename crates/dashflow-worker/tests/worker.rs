@@ -305,6 +305,41 @@ async fn worker_counters_reach_the_metrics_facade() {
     }
 }
 
+/// A run submitted with a timeout fails when an attempt outlasts it, naming the limit, and is
+/// not tried again; the same graph within its limit completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_past_its_timeout_fails_naming_the_limit() {
+    let test = "a_run_past_its_timeout_fails_naming_the_limit";
+    let Some((_db, queue)) = setup(test).await else { return };
+    let mut graph = StateGraph::<Chat>::new();
+    graph
+        .add_node("wait", |chat: Arc<Chat>| async move {
+            // The first run on a thread waits far past its limit; the next does not.
+            if chat.log.is_empty() {
+                tokio::time::sleep(Duration::from_secs(60)).await;
+            }
+            Ok::<_, NodeError>(ChatUpdate::default().log(vec!["waited".to_owned()]))
+        })
+        .add_edge(START, "wait")
+        .add_edge("wait", END);
+    let graph = RegisteredGraph::new("wait", "v1", CompiledGraph::new(graph.build().unwrap()));
+    let (stop, task, _) = start_worker(&queue, graph.clone());
+    let client = Client::new(Arc::clone(&queue) as Arc<dyn RunQueue>).with_poll_interval(Duration::from_millis(20));
+    let limit = Duration::from_millis(300);
+    let request = RunRequest::invoke(Chat::default()).thread("slow").timeout(limit);
+    let (run_id, _) = client.submit(&graph, request).await.unwrap();
+    let run = client.wait(&run_id, Duration::from_secs(30)).await.unwrap();
+    assert_eq!((run.state, run.attempt), (RunState::Failed, 1), "{run:?}");
+    let error = run.error.clone().unwrap_or_default();
+    assert!(error.contains("exceeded its timeout of 300ms"), "{error}");
+    let within = RunRequest::invoke(Chat { log: vec!["seen".to_owned()] }).thread("quick").timeout(limit);
+    let (run_id, _) = client.submit(&graph, within).await.unwrap();
+    let run = client.wait(&run_id, Duration::from_secs(30)).await.unwrap();
+    assert_eq!(run.state, RunState::Completed, "{run:?}");
+    drop(stop);
+    task.await.unwrap();
+}
+
 /// A node that blocks its worker's runtime (a current-thread runtime: the node holds its only
 /// thread) for one and a half leases: the worker's heartbeats run on a thread with a runtime
 /// of their own, so the worker keeps its lease, the sweeper (judging it against a fresh worker)
