@@ -713,7 +713,9 @@ impl Stored {
     }
 }
 
-/// The ledger's entries as (task id, node), one per recorded effect.
+/// The ledger's entries as (task id, node), one per recorded effect. A key names the thread,
+/// then in the nested shape the subgraph's parent task (`2:sub:0|`), then the task: each shape
+/// has one run of the fan, so the task id alone tells its tasks apart.
 fn fan_ledger(dir: &Path) -> Vec<(String, String)> {
     std::fs::read_to_string(dir.join("ledger.txt"))
         .unwrap_or_default()
@@ -721,6 +723,7 @@ fn fan_ledger(dir: &Path) -> Vec<(String, String)> {
         .filter_map(|line| {
             let (key, node) = line.split_once(' ')?;
             let task = key.split_once('/')?.1;
+            let task = task.rsplit_once('|').map_or(task, |(_, task)| task);
             Some((task.to_owned(), node.to_owned()))
         })
         .collect()
