@@ -102,6 +102,7 @@ const HEARTBEAT: &str = "heartbeat";
 const CLAIM: &str = "claim runs";
 const FINISH: &str = "finish a run";
 const RELEASE: &str = "release a run";
+const GIVE_UP: &str = "give up a stuck run";
 const CANCEL: &str = "cancel a run";
 const SWEEP: &str = "sweep dead workers";
 const READ: &str = "read the run queue";
@@ -375,6 +376,52 @@ impl RunQueue for PostgresRunQueue {
         tx.commit().await.map_err(unavailable(RELEASE))?;
         notify_after_commit(&mut conn, sqlx::query(sql::WAKE)).await;
         Ok(())
+    }
+
+    async fn give_up(&self, lease: &Lease, reason: &str) -> Result<RunState> {
+        let mut conn = self.conn(GIVE_UP).await?;
+        let mut tx = conn.begin().await.map_err(unavailable(GIVE_UP))?;
+        sqlx::query(sql::LOCK_THREAD)
+            .bind(sql::THREAD_LOCK)
+            .bind(&lease.thread_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable(GIVE_UP))?;
+        let state: Option<String> = sqlx::query_scalar(sql::GIVE_UP)
+            .bind(&lease.run_id)
+            .bind(lease.epoch)
+            .bind(reason)
+            .bind(&lease.thread_id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(unavailable(GIVE_UP))?;
+        let Some(state) = state else {
+            return Err(lease_lost(lease, "the run was claimed, swept, released or cancelled since"));
+        };
+        let state = parse_state(&state)?;
+        sqlx::query(sql::BUMP_FENCE)
+            .bind(&lease.thread_id)
+            .bind(lease.epoch)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable(GIVE_UP))?;
+        let promoted = if state == RunState::Failed {
+            let promoted = sqlx::query(sql::PROMOTE)
+                .bind(&lease.thread_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable(GIVE_UP))?;
+            promoted.rows_affected() > 0
+        } else {
+            false
+        };
+        tx.commit().await.map_err(unavailable(GIVE_UP))?;
+        if state == RunState::Failed {
+            notify_after_commit(&mut conn, sqlx::query(sql::DONE).bind(&lease.run_id).bind(promoted)).await;
+        } else {
+            notify_after_commit(&mut conn, sqlx::query(sql::WAKE)).await;
+        }
+        Ok(state)
     }
 
     async fn cancel(&self, run_id: &str) -> Result<RunState> {

@@ -106,6 +106,16 @@ pub(crate) const RELEASE: &str = "UPDATE dashflow_runs SET state = 'queued', wor
     WHERE run_id = $1 AND lease_epoch = $2 AND state = 'running'
       AND EXISTS (SELECT 1 FROM dashflow_thread_fences f WHERE f.thread_id = $4 AND f.epoch = $2)";
 
+/// Gives a held run up, fenced, charging the attempt: queued again, or failed when it was the
+/// last.
+pub(crate) const GIVE_UP: &str = "UPDATE dashflow_runs SET
+        state = CASE WHEN attempt >= max_attempts THEN 'failed' ELSE 'queued' END,
+        finished_at = CASE WHEN attempt >= max_attempts THEN now() END,
+        worker_id = NULL, run_at = now(), error = $3
+    WHERE run_id = $1 AND lease_epoch = $2 AND state = 'running'
+      AND EXISTS (SELECT 1 FROM dashflow_thread_fences f WHERE f.thread_id = $4 AND f.epoch = $2)
+    RETURNING state";
+
 pub(crate) const BUMP_FENCE: &str =
     "UPDATE dashflow_thread_fences SET epoch = epoch + 1 WHERE thread_id = $1 AND epoch = $2";
 

@@ -61,6 +61,13 @@ pub trait RunQueue: Send + Sync + fmt::Debug + 'static {
     /// attempt; bumps the fence epoch. `LeaseLost` when the lease moved on already.
     async fn release(&self, lease: &Lease, reason: &str) -> Result<()>;
 
+    /// Gives up a held run whose attempt went wrong on its worker (a node stuck past the run's
+    /// timeout): back to the queue with the attempt charged, or `failed` when it was the last
+    /// (then the thread's oldest pending run is promoted); bumps the fence epoch, so nothing
+    /// the attempt writes later lands. Returns the state the run is in now; `LeaseLost` when
+    /// the lease moved on already.
+    async fn give_up(&self, lease: &Lease, reason: &str) -> Result<RunState>;
+
     /// Cancels a run: a pending or queued one at once, a running one by asking its worker
     /// (the state it is in afterwards is returned). A finished run is left as it is.
     async fn cancel(&self, run_id: &str) -> Result<RunState>;
@@ -160,6 +167,10 @@ impl<T: RunQueue + ?Sized> RunQueue for Arc<T> {
 
     async fn release(&self, lease: &Lease, reason: &str) -> Result<()> {
         (**self).release(lease, reason).await
+    }
+
+    async fn give_up(&self, lease: &Lease, reason: &str) -> Result<RunState> {
+        (**self).give_up(lease, reason).await
     }
 
     async fn cancel(&self, run_id: &str) -> Result<RunState> {

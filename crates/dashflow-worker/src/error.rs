@@ -44,6 +44,21 @@ pub enum WorkerError {
     /// The worker's heartbeat thread (or its runtime) could not be started.
     #[error("cannot start the worker's heartbeat thread")]
     HeartbeatThread(#[source] std::io::Error),
+    /// A run outlasted its timeout by the worker's `stuck_grace`: one of its nodes holds a
+    /// thread and never reaches an await where the timeout could stop it. The worker gave the
+    /// run up (see `WorkerBuilder::stuck_grace`) and stopped, since that thread is not coming
+    /// back.
+    #[error(
+        "run {run_id} was still running {after:?} past its timeout: a node holds its thread without awaiting; \
+         this worker gave the run up and stopped. Move blocking or CPU-bound work off the runtime \
+         (spawn_blocking, or the graph's scheduler), and start the worker again"
+    )]
+    StuckRun {
+        /// The run given up (the first, if several were).
+        run_id: String,
+        /// The grace past the timeout it was given.
+        after: std::time::Duration,
+    },
     /// A worker needs at least one graph.
     #[error("a worker needs at least one graph: call WorkerBuilder::graph")]
     NoGraphs,

@@ -42,6 +42,9 @@ pub struct WorkerCounters {
     pub self_fenced: AtomicU64,
     /// Runs of dead workers this worker's sweeps put back in the queue.
     pub rescued: AtomicU64,
+    /// Runs this worker gave up because they ran past their timeout and its stuck grace
+    /// ([`WorkerBuilder::stuck_grace`]).
+    pub stuck: AtomicU64,
 }
 
 impl WorkerCounters {
@@ -69,6 +72,7 @@ pub struct WorkerBuilder {
     version: String,
     event_streams: bool,
     event_retention: Duration,
+    stuck_grace: Duration,
 }
 
 impl WorkerBuilder {
@@ -123,6 +127,22 @@ impl WorkerBuilder {
         self
     }
 
+    /// How long past its timeout (`RunRequest::timeout`) a run may go on before the worker
+    /// takes it for stuck (30 s). A run's timeout stops it at its next await; one still
+    /// running this much later has a node that holds its thread without awaiting, which
+    /// nothing in the process can stop. The worker then gives the run up: back to the queue
+    /// with the attempt charged (`failed` when it was the last), its thread's fence bumped so
+    /// that nothing the stuck node writes later lands, and counted ([`WorkerCounters::stuck`],
+    /// `dashflow_runs_stuck_total`). It also stops claiming and stops as on SIGTERM, and
+    /// [`Worker::run`] returns [`WorkerError::StuckRun`]: the blocked thread is lost to the
+    /// process, so its supervisor should start a fresh one. Runs without a timeout are never
+    /// taken for stuck. The check runs on the heartbeat thread, at each heartbeat; giving the
+    /// run up needs a thread of the worker's runtime that the node does not hold.
+    pub fn stuck_grace(mut self, grace: Duration) -> Self {
+        self.stuck_grace = grace;
+        self
+    }
+
     /// The program version the worker reports (`dashflow workers list`).
     pub fn version(mut self, version: impl Into<String>) -> Self {
         self.version = version.into();
@@ -173,6 +193,8 @@ impl WorkerBuilder {
                 slot_freed: Notify::new(),
                 fenced: AtomicBool::new(false),
                 counters: Arc::default(),
+                stuck_grace: self.stuck_grace,
+                stuck: Mutex::default(),
             }),
             slots: self.slots,
             grace: self.grace,
@@ -217,11 +239,16 @@ struct Shared {
     /// Set while the worker cannot heartbeat: it claims nothing and runs nothing.
     fenced: AtomicBool,
     counters: Arc<WorkerCounters>,
+    stuck_grace: Duration,
+    /// The first run given up as stuck, which makes `run` end with `StuckRun`.
+    stuck: Mutex<Option<String>>,
 }
 
 struct Held {
     lease: Lease,
     abort: Option<AbortHandle>,
+    /// When the run counts as stuck: its timeout and the stuck grace after it was claimed.
+    stuck_at: Option<Instant>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -309,6 +336,7 @@ impl Worker {
             version: String::new(),
             event_streams: true,
             event_retention: Duration::from_secs(600),
+            stuck_grace: Duration::from_secs(30),
         }
     }
 
@@ -341,7 +369,7 @@ impl Worker {
         };
         'claiming: loop {
             let free = self.slots.saturating_sub(lock(&shared.held).len());
-            let idle = if free == 0 || shared.fenced.load(Ordering::SeqCst) {
+            let idle = if free == 0 || shared.fenced.load(Ordering::SeqCst) || lock(&shared.stuck).is_some() {
                 false
             } else {
                 match shared.claim(free.min(8)).await {
@@ -374,7 +402,11 @@ impl Worker {
                 }
             }
         }
-        self.drain(heartbeat, sweeper).await
+        self.drain(heartbeat, sweeper).await?;
+        match lock(&shared.stuck).take() {
+            Some(run_id) => Err(WorkerError::StuckRun { run_id, after: shared.stuck_grace }),
+            None => Ok(()),
+        }
     }
 
     async fn drain(&self, heartbeat: HeartbeatThread, sweeper: JoinHandle<()>) -> Result<()> {
@@ -412,6 +444,13 @@ impl Shared {
     async fn claim(self: &Arc<Self>, limit: usize) -> Result<usize, QueueError> {
         let keys: Vec<GraphKey> = self.graphs.keys().cloned().collect();
         let claimed = self.queue.claim(&self.info.worker_id, &self.info.queues, &keys, limit).await?;
+        // A run given up as stuck while this claim was on its way may be among these.
+        if lock(&self.stuck).is_some() {
+            for run in claimed {
+                self.release(&run.lease, "its worker is stopping: a run it held was stuck").await;
+            }
+            return Ok(0);
+        }
         let count = claimed.len();
         self.counters.add(&self.counters.claimed, "dashflow_runs_claimed_total", count as u64);
         for run in claimed {
@@ -427,7 +466,9 @@ impl Shared {
             tracing::error!(run_id = %lease.run_id, key = %run.graph_key, "claimed a run of a graph this worker lacks");
             return;
         };
-        lock(&self.held).insert(lease.run_id.clone(), Held { lease: lease.clone(), abort: None });
+        let timeout = run.config.get("timeout_ms").and_then(serde_json::Value::as_u64).map(Duration::from_millis);
+        let stuck_at = timeout.map(|timeout| Instant::now() + timeout + self.stuck_grace);
+        lock(&self.held).insert(lease.run_id.clone(), Held { lease: lease.clone(), abort: None, stuck_at });
         let shared = Arc::clone(self);
         let streamed = run.config.get("event_stream").and_then(serde_json::Value::as_bool) != Some(false);
         let streams = self.streams.clone().filter(|_| streamed);
@@ -527,6 +568,7 @@ impl Shared {
         let fence_after = timings.lease.saturating_sub(timings.self_fence_margin);
         loop {
             tokio::time::sleep(timings.heartbeat).await;
+            self.give_up_stuck(&main);
             let leases: Vec<Lease> = lock(&self.held).values().map(|held| held.lease.clone()).collect();
             let sent = Instant::now();
             let limit = fence_after.saturating_sub(sent - last_ok).max(timings.heartbeat);
@@ -599,6 +641,39 @@ impl Shared {
                     }
                 }
             }
+        }
+    }
+
+    /// Gives up the runs past their stuck time (see [`WorkerBuilder::stuck_grace`]) and asks
+    /// the worker to stop. Runs on the heartbeat thread; the queue is called from `main`.
+    fn give_up_stuck(self: &Arc<Self>, main: &Handle) {
+        let now = Instant::now();
+        let stuck: Vec<String> = lock(&self.held)
+            .iter()
+            .filter(|(_, held)| held.stuck_at.is_some_and(|at| at <= now))
+            .map(|(run_id, _)| run_id.clone())
+            .collect();
+        for run_id in stuck {
+            let Some(lease) = self.stop(&run_id) else { continue };
+            tracing::error!(%run_id, worker_id = %self.info.worker_id, grace = ?self.stuck_grace, "a run is stuck past its timeout: a node holds its thread; giving the run up and stopping this worker");
+            self.counters.add(&self.counters.stuck, "dashflow_runs_stuck_total", 1);
+            // Claims nothing more: the run goes back to the queue, and this worker stops.
+            lock(&self.stuck).get_or_insert_with(|| run_id.clone());
+            let shared = Arc::clone(self);
+            main.spawn(async move {
+                let reason = format!(
+                    "stuck: still running {:?} past its timeout on worker {}, which gave it up",
+                    shared.stuck_grace, shared.info.worker_id
+                );
+                match shared.queue.give_up(&lease, &reason).await {
+                    Ok(state) => tracing::info!(run_id = %lease.run_id, %state, "gave the stuck run up"),
+                    Err(QueueError::LeaseLost { .. }) => {}
+                    Err(error) => {
+                        tracing::warn!(run_id = %lease.run_id, error = %dashflow_telemetry::Report(&error), "cannot give the stuck run up; the sweeper will take it once this worker stops")
+                    }
+                }
+                shared.drain.notify_one();
+            });
         }
     }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 use dashflow_checkpoint_postgres::testing::TestDatabase;
 use dashflow_executor::CompiledGraph;
 use dashflow_graph::{END, GraphState, NodeContext, NodeError, START, StateGraph};
-use dashflow_queue::{Multitask, RunQueue, RunState, Timings};
+use dashflow_queue::{Multitask, RunQueue, RunRecord, RunState, Timings};
 use dashflow_queue_postgres::PostgresRunQueue;
 use dashflow_worker::{Client, RegisteredGraph, RunRequest, RunnableGraph, Worker, WorkerCounters};
 use serde::{Deserialize, Serialize};
@@ -223,6 +223,9 @@ impl RunQueue for NoQueue {
     async fn release(&self, _: &dashflow_queue::Lease, _: &str) -> dashflow_queue::Result<()> {
         unreachable!()
     }
+    async fn give_up(&self, _: &dashflow_queue::Lease, _: &str) -> dashflow_queue::Result<RunState> {
+        unreachable!()
+    }
     async fn cancel(&self, _: &str) -> dashflow_queue::Result<RunState> {
         unreachable!()
     }
@@ -338,6 +341,93 @@ async fn a_run_past_its_timeout_fails_naming_the_limit() {
     assert_eq!(run.state, RunState::Completed, "{run:?}");
     drop(stop);
     task.await.unwrap();
+}
+
+/// A node that holds its thread (no await) far past its run's timeout: the timeout cannot stop
+/// it, so once the stuck grace has passed too the worker gives the run up (back to the queue
+/// with the attempt charged, or failed on its last attempt, the thread's fence bumped), counts
+/// it, and stops with `StuckRun`. What the node would write when it returns does not land.
+async fn a_stuck_run_is_given_up(test: &str, max_attempts: i32) -> Option<(RunRecord, Option<String>)> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let (db, queue) = setup(test).await?;
+    let released = Arc::new(AtomicBool::new(false));
+    let node_released = Arc::clone(&released);
+    let mut graph = StateGraph::<Chat>::new();
+    graph
+        .add_node("hold", move |_: Arc<Chat>| {
+            let released = Arc::clone(&node_released);
+            async move {
+                // Holds its thread until the test lets it go, as a blocking call left on the
+                // runtime does.
+                while !released.load(Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Ok::<_, NodeError>(ChatUpdate::default().log(vec!["held".to_owned()]))
+            }
+        })
+        .add_edge(START, "hold")
+        .add_edge("hold", "after")
+        .add_node("after", |_: Arc<Chat>| async {
+            Ok::<_, NodeError>(ChatUpdate::default().log(vec!["after".to_owned()]))
+        })
+        .add_edge("after", END);
+    let graph = RegisteredGraph::new("hold", "v1", CompiledGraph::new(graph.build().unwrap()));
+    let grace = Duration::from_millis(300);
+    let worker = Worker::builder(Arc::clone(&queue) as Arc<dyn RunQueue>)
+        .graph(graph.clone())
+        .timings(Timings::short())
+        .stuck_grace(grace)
+        .build()
+        .unwrap();
+    let counters = worker.counters();
+    let worker_id = worker.id().to_owned();
+    let running = tokio::spawn(worker.run(std::future::pending()));
+    let client = Client::new(Arc::clone(&queue) as Arc<dyn RunQueue>).with_poll_interval(Duration::from_millis(20));
+    let request = RunRequest::invoke(Chat::default())
+        .thread("held")
+        .timeout(Duration::from_millis(200))
+        .max_attempts(max_attempts);
+    let (run_id, _) = client.submit(&graph, request).await.unwrap();
+    // The worker stops by itself, naming the run.
+    let stopped = tokio::time::timeout(Duration::from_secs(30), running).await.expect("the worker never stopped");
+    match stopped.unwrap() {
+        Err(dashflow_worker::WorkerError::StuckRun { run_id: stuck, after }) => {
+            assert_eq!((stuck.as_str(), after), (run_id.as_str(), grace));
+        }
+        other => panic!("the worker ended with {other:?}"),
+    }
+    assert_eq!(WorkerCounters::get(&counters.stuck), 1);
+    released.store(true, Ordering::SeqCst);
+    let run = queue.get(&run_id).await.unwrap().unwrap();
+    // The attempt's lease is fenced off: whatever it would write now is refused.
+    let lease = dashflow_queue::Lease {
+        run_id: run_id.clone(),
+        thread_id: "held".to_owned(),
+        worker_id,
+        epoch: run.lease_epoch.expect("the run was claimed"),
+    };
+    let config = dashflow_executor::RunConfig::thread("held").checkpointer(queue.fenced_checkpointer(&lease));
+    let late = graph.app().invoke(Chat::default(), config).await;
+    let late = late.err().map(|error| dashflow_telemetry::Report(&error).to_string());
+    drop(db);
+    Some((run, late))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_run_on_its_last_attempt_fails_and_its_worker_stops() {
+    let test = "a_stuck_run_on_its_last_attempt_fails_and_its_worker_stops";
+    let Some((run, late)) = a_stuck_run_is_given_up(test, 1).await else { return };
+    assert_eq!((run.state, run.attempt), (RunState::Failed, 1), "{run:?}");
+    assert!(run.error.as_deref().is_some_and(|error| error.starts_with("stuck:")), "{run:?}");
+    assert!(late.is_some(), "the given-up attempt could still write");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_run_with_attempts_left_is_queued_again_with_the_attempt_charged() {
+    let test = "a_stuck_run_with_attempts_left_is_queued_again_with_the_attempt_charged";
+    let Some((run, late)) = a_stuck_run_is_given_up(test, 2).await else { return };
+    assert_eq!((run.state, run.attempt, run.worker_id.as_deref()), (RunState::Queued, 1, None), "{run:?}");
+    assert!(late.is_some(), "the given-up attempt could still write");
 }
 
 /// A node that blocks its worker's runtime (a current-thread runtime: the node holds its only
