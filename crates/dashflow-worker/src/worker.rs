@@ -73,6 +73,7 @@ pub struct WorkerBuilder {
     event_streams: bool,
     event_retention: Duration,
     stuck_grace: Duration,
+    run_timeout: Option<Duration>,
 }
 
 impl WorkerBuilder {
@@ -143,6 +144,14 @@ impl WorkerBuilder {
         self
     }
 
+    /// The timeout of runs submitted without one (`RunRequest::timeout`); none by default.
+    /// With it, every run this worker holds is bounded, and a stuck one is given up (see
+    /// [`stuck_grace`](Self::stuck_grace)).
+    pub fn run_timeout(mut self, timeout: Duration) -> Self {
+        self.run_timeout = Some(timeout);
+        self
+    }
+
     /// The program version the worker reports (`dashflow workers list`).
     pub fn version(mut self, version: impl Into<String>) -> Self {
         self.version = version.into();
@@ -194,6 +203,7 @@ impl WorkerBuilder {
                 fenced: AtomicBool::new(false),
                 counters: Arc::default(),
                 stuck_grace: self.stuck_grace,
+                run_timeout: self.run_timeout,
                 stuck: Mutex::default(),
             }),
             slots: self.slots,
@@ -240,6 +250,8 @@ struct Shared {
     fenced: AtomicBool,
     counters: Arc<WorkerCounters>,
     stuck_grace: Duration,
+    /// The timeout of runs submitted without one.
+    run_timeout: Option<Duration>,
     /// The first run given up as stuck, which makes `run` end with `StuckRun`.
     stuck: Mutex<Option<String>>,
 }
@@ -337,6 +349,7 @@ impl Worker {
             event_streams: true,
             event_retention: Duration::from_secs(600),
             stuck_grace: Duration::from_secs(30),
+            run_timeout: None,
         }
     }
 
@@ -459,14 +472,19 @@ impl Shared {
         Ok(count)
     }
 
-    fn start(self: &Arc<Self>, run: ClaimedRun) {
+    fn start(self: &Arc<Self>, mut run: ClaimedRun) {
         let lease = run.lease.clone();
         let Some(graph) = self.graphs.get(&run.graph_key).cloned() else {
             // The claim filters by key, so this is a queue that ignored the filter.
             tracing::error!(run_id = %lease.run_id, key = %run.graph_key, "claimed a run of a graph this worker lacks");
             return;
         };
-        let timeout = run.config.get("timeout_ms").and_then(serde_json::Value::as_u64).map(Duration::from_millis);
+        let asked = run.config.get("timeout_ms").and_then(serde_json::Value::as_u64).map(Duration::from_millis);
+        let timeout = asked.or(self.run_timeout);
+        if let (None, Some(timeout), Some(config)) = (asked, timeout, run.config.as_object_mut()) {
+            // The graph runs the attempt with the limit its config names.
+            config.insert("timeout_ms".to_owned(), u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX).into());
+        }
         let stuck_at = timeout.map(|timeout| Instant::now() + timeout + self.stuck_grace);
         lock(&self.held).insert(lease.run_id.clone(), Held { lease: lease.clone(), abort: None, stuck_at });
         let shared = Arc::clone(self);

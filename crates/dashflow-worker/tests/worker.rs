@@ -309,7 +309,8 @@ async fn worker_counters_reach_the_metrics_facade() {
 }
 
 /// A run submitted with a timeout fails when an attempt outlasts it, naming the limit, and is
-/// not tried again; the same graph within its limit completes.
+/// not tried again; the same graph within its limit completes. A worker's own timeout bounds
+/// runs submitted without one, and gives way to a run's own.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_past_its_timeout_fails_naming_the_limit() {
     let test = "a_run_past_its_timeout_fails_naming_the_limit";
@@ -317,9 +318,12 @@ async fn a_run_past_its_timeout_fails_naming_the_limit() {
     let mut graph = StateGraph::<Chat>::new();
     graph
         .add_node("wait", |chat: Arc<Chat>| async move {
-            // The first run on a thread waits far past its limit; the next does not.
+            // A fresh thread waits far past any limit here, a `medium` one past the worker's
+            // own but well within the one its run asks for; others do not wait.
             if chat.log.is_empty() {
                 tokio::time::sleep(Duration::from_secs(60)).await;
+            } else if chat.log == ["medium"] {
+                tokio::time::sleep(Duration::from_millis(500)).await;
             }
             Ok::<_, NodeError>(ChatUpdate::default().log(vec!["waited".to_owned()]))
         })
@@ -341,6 +345,28 @@ async fn a_run_past_its_timeout_fails_naming_the_limit() {
     assert_eq!(run.state, RunState::Completed, "{run:?}");
     drop(stop);
     task.await.unwrap();
+
+    // A worker's own timeout bounds the runs submitted without one.
+    let worker = Worker::builder(Arc::clone(&queue) as Arc<dyn RunQueue>)
+        .graph(graph.clone())
+        .timings(Timings::short())
+        .run_timeout(Duration::from_millis(250))
+        .build()
+        .unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(worker.run(async move { drop(stopped.await) }));
+    let (run_id, _) = client.submit(&graph, RunRequest::invoke(Chat::default()).thread("unbounded")).await.unwrap();
+    let run = client.wait(&run_id, Duration::from_secs(30)).await.unwrap();
+    assert_eq!((run.state, run.attempt), (RunState::Failed, 1), "{run:?}");
+    let error = run.error.clone().unwrap_or_default();
+    assert!(error.contains("exceeded its timeout of 250ms"), "{error}");
+    // A run's own timeout holds over the worker's.
+    let asked =
+        RunRequest::invoke(Chat { log: vec!["medium".to_owned()] }).thread("asked").timeout(Duration::from_secs(20));
+    let (run_id, _) = client.submit(&graph, asked).await.unwrap();
+    assert_eq!(client.wait(&run_id, Duration::from_secs(30)).await.unwrap().state, RunState::Completed);
+    drop(stop);
+    task.await.unwrap().unwrap();
 }
 
 /// A node that holds its thread (no await) far past its run's timeout: the timeout cannot stop
