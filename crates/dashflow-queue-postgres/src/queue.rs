@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use dashflow_checkpoint::Checkpointer;
@@ -162,6 +163,7 @@ fn claimed_from_row(row: &PgRow, worker_id: &str) -> Result<ClaimedRun> {
         first_claim: column(row, "first_claim")?,
         queue: column(row, "queue")?,
         tenant: column(row, "tenant")?,
+        waited: Duration::from_millis(u64::try_from(column::<i64>(row, "waited_ms")?).unwrap_or(0)),
     })
 }
 

@@ -93,7 +93,8 @@ UPDATE dashflow_runs r SET state = 'running', worker_id = $1, lease_epoch = fenc
 FROM next JOIN fence USING (thread_id)
 WHERE r.run_id = next.run_id
 RETURNING r.run_id, r.thread_id, r.lease_epoch, r.graph_key, r.kind, r.input, r.config::text AS config,
-          r.attempt, next.first_claim, r.queue, r.tenant";
+          r.attempt, next.first_claim, r.queue, r.tenant,
+          greatest((extract(epoch FROM now() - r.run_at) * 1000)::bigint, 0) AS waited_ms";
 
 /// Ends a run in one round trip (migration 4's `dashflow_end_run`): fenced, then promotes the
 /// thread's next pending run; `lost` when the lease was lost, else `ended` or `promoted`. The

@@ -288,6 +288,10 @@ pub struct ClaimedRun {
     pub queue: String,
     /// The tenant.
     pub tenant: String,
+    /// How long the run could have been claimed before this claim took it, counted in the
+    /// database's time from when it was due (submitted, or put back after its backoff): time
+    /// spent waiting behind its thread's earlier run counts too.
+    pub waited: Duration,
 }
 
 /// How a worker ends a run it holds.

@@ -466,6 +466,9 @@ impl Shared {
         }
         let count = claimed.len();
         self.counters.add(&self.counters.claimed, "dashflow_runs_claimed_total", count as u64);
+        for run in &claimed {
+            metrics::histogram!("dashflow_queue_wait_seconds").record(run.waited.as_secs_f64());
+        }
         for run in claimed {
             self.start(run);
         }

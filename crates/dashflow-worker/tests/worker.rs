@@ -299,6 +299,12 @@ async fn worker_counters_reach_the_metrics_facade() {
     task.await.unwrap();
     let text = handle.render();
     // At least this test's run: other tests of this binary may run workers meanwhile.
+    // How long runs waited to be claimed, as a summary of seconds.
+    let waits = text
+        .lines()
+        .find_map(|line| line.strip_prefix("dashflow_queue_wait_seconds_count")?.trim().parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("no `dashflow_queue_wait_seconds` in:\n{text}"));
+    assert!(waits >= 1.0, "{waits} waits recorded");
     for name in ["dashflow_runs_claimed_total", "dashflow_runs_finished_total"] {
         let value = text
             .lines()

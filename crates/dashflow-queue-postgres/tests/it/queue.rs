@@ -264,3 +264,18 @@ async fn a_submit_given_no_start_tag_moves_the_tenants_clock_itself() {
         .unwrap();
     assert_eq!((after, tag), (before + 1000, before + 1000));
 }
+
+#[tokio::test]
+async fn a_claim_says_how_long_its_run_was_due() {
+    let Some((_db, queue)) = queue("a_claim_says_how_long_its_run_was_due").await else { return };
+    worker(&queue, "w1").await;
+    queue.submit(run("t")).await.unwrap();
+    // Due an hour ago, as a run submitted then and never claimed since would be.
+    sqlx::query("UPDATE dashflow_runs SET run_at = now() - interval '1 hour' WHERE thread_id = 't'")
+        .execute(queue.pool())
+        .await
+        .unwrap();
+    let claimed = claim_one(&queue, "w1").await;
+    let hour = std::time::Duration::from_secs(3600);
+    assert!(claimed.waited >= hour && claimed.waited < hour * 2, "{:?}", claimed.waited);
+}
