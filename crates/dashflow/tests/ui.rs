@@ -138,7 +138,7 @@ fn ticket(text: &str) -> Ticket {
 
 struct Browser {
     client: Client,
-    _driver: Child,
+    driver: Mutex<Child>,
     _profile: tempfile::TempDir,
 }
 
@@ -197,7 +197,19 @@ fn start_browser() -> Result<Browser, String> {
             ClientBuilder::new(connector).capabilities(capabilities).connect(&format!("http://127.0.0.1:{port}")).await
         })
         .map_err(|e| format!("cannot open a WebDriver session: {e}"))?;
-    Ok(Browser { client, _driver: child, _profile: profile })
+    Ok(Browser { client, driver: Mutex::new(child), _profile: profile })
+}
+
+/// Ends the browser session (chromedriver then quits chromium) and stops chromedriver: the
+/// process exits without dropping statics, so the browser would outlive the tests.
+fn close_browser() {
+    let Some(Ok(browser)) = BROWSER.get() else { return };
+    if let Err(error) = RUNTIME.block_on(browser.client.clone().close()) {
+        eprintln!("cannot end the browser session: {error}");
+    }
+    let mut driver = browser.driver.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _ = driver.kill();
+    let _ = driver.wait();
 }
 
 fn shots_dir() -> PathBuf {
@@ -624,5 +636,7 @@ fn main() {
         http_trial("http/a_long_run_pages_its_timeline", a_long_run_pages_its_timeline),
         http_trial("http/a_retried_task_shows_its_attempts", a_retried_task_shows_its_attempts),
     ];
-    libtest_mimic::run(&args, trials).exit();
+    let conclusion = libtest_mimic::run(&args, trials);
+    close_browser();
+    conclusion.exit();
 }
