@@ -167,6 +167,29 @@ fn claimed_from_row(row: &PgRow, worker_id: &str) -> Result<ClaimedRun> {
     })
 }
 
+/// Takes the thread's advisory lock for the rest of the transaction on `conn`: ends, releases
+/// and cancels of one thread's runs go one at a time.
+async fn lock_thread(conn: &mut PgConnection, thread_id: &str, operation: &'static str) -> Result<()> {
+    sqlx::query(sql::LOCK_THREAD)
+        .bind(sql::THREAD_LOCK)
+        .bind(thread_id)
+        .execute(conn)
+        .await
+        .map(drop)
+        .map_err(unavailable(operation))
+}
+
+/// Moves the thread's fence past `lease`'s epoch, so that nothing written under it lands.
+async fn bump_fence(conn: &mut PgConnection, lease: &Lease, operation: &'static str) -> Result<()> {
+    sqlx::query(sql::BUMP_FENCE)
+        .bind(&lease.thread_id)
+        .bind(lease.epoch)
+        .execute(conn)
+        .await
+        .map(drop)
+        .map_err(unavailable(operation))
+}
+
 /// Sends notification `query` after the commit of what it announces. A failure loses a hint
 /// only (workers, waiters and followers poll as well), never what was committed.
 async fn notify_after_commit(
@@ -352,12 +375,7 @@ impl RunQueue for PostgresRunQueue {
     async fn release(&self, lease: &Lease, reason: &str) -> Result<()> {
         let mut conn = self.conn(RELEASE).await?;
         let mut tx = conn.begin().await.map_err(unavailable(RELEASE))?;
-        sqlx::query(sql::LOCK_THREAD)
-            .bind(sql::THREAD_LOCK)
-            .bind(&lease.thread_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable(RELEASE))?;
+        lock_thread(&mut tx, &lease.thread_id, RELEASE).await?;
         let done = sqlx::query(sql::RELEASE)
             .bind(&lease.run_id)
             .bind(lease.epoch)
@@ -369,12 +387,7 @@ impl RunQueue for PostgresRunQueue {
         if done.rows_affected() == 0 {
             return Err(lease_lost(lease, "the run was claimed, swept or cancelled since"));
         }
-        sqlx::query(sql::BUMP_FENCE)
-            .bind(&lease.thread_id)
-            .bind(lease.epoch)
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable(RELEASE))?;
+        bump_fence(&mut tx, lease, RELEASE).await?;
         tx.commit().await.map_err(unavailable(RELEASE))?;
         notify_after_commit(&mut conn, sqlx::query(sql::WAKE)).await;
         Ok(())
@@ -383,12 +396,7 @@ impl RunQueue for PostgresRunQueue {
     async fn give_up(&self, lease: &Lease, reason: &str) -> Result<RunState> {
         let mut conn = self.conn(GIVE_UP).await?;
         let mut tx = conn.begin().await.map_err(unavailable(GIVE_UP))?;
-        sqlx::query(sql::LOCK_THREAD)
-            .bind(sql::THREAD_LOCK)
-            .bind(&lease.thread_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable(GIVE_UP))?;
+        lock_thread(&mut tx, &lease.thread_id, GIVE_UP).await?;
         let state: Option<String> = sqlx::query_scalar(sql::GIVE_UP)
             .bind(&lease.run_id)
             .bind(lease.epoch)
@@ -401,12 +409,7 @@ impl RunQueue for PostgresRunQueue {
             return Err(lease_lost(lease, "the run was claimed, swept, released or cancelled since"));
         };
         let state = parse_state(&state)?;
-        sqlx::query(sql::BUMP_FENCE)
-            .bind(&lease.thread_id)
-            .bind(lease.epoch)
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable(GIVE_UP))?;
+        bump_fence(&mut tx, lease, GIVE_UP).await?;
         let promoted = if state == RunState::Failed {
             let promoted = sqlx::query(sql::PROMOTE)
                 .bind(&lease.thread_id)
@@ -435,12 +438,7 @@ impl RunQueue for PostgresRunQueue {
         }
         let mut conn = self.conn(CANCEL).await?;
         let mut tx = conn.begin().await.map_err(unavailable(CANCEL))?;
-        sqlx::query(sql::LOCK_THREAD)
-            .bind(sql::THREAD_LOCK)
-            .bind(&run.thread_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable(CANCEL))?;
+        lock_thread(&mut tx, &run.thread_id, CANCEL).await?;
         let waiting =
             sqlx::query(sql::CANCEL_WAITING).bind(run_id).execute(&mut *tx).await.map_err(unavailable(CANCEL))?;
         let ended = if waiting.rows_affected() > 0 {
