@@ -14,8 +14,13 @@
 //! `otel` or `nats` (that exporter alone: the OpenTelemetry sink exporting to an exporter that
 //! discards the spans, or the NATS sink publishing to `DASHFLOW_BENCH_NATS_URL`), or
 //! `defaults+otel` and `defaults+nats` (the exporter after the default observers).
+//! `gf1` and `gf3` run B1 and B3 in graph-flow, the peer `cargo xtask bench` compares with
+//! (the observers do not apply to them).
 
 use std::sync::Arc;
+
+#[path = "../benches/peer/graph_flow.rs"]
+mod graph_flow;
 
 use dashflow::{CompiledGraph, Durability, EventCallback, GraphState, Placement, RunConfig};
 use dashflow_benches::durable::{Threads, chain100_checkpointed, open_sqlite};
@@ -160,8 +165,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     concurrent_runs(&app, CONCURRENT_RUNS, &threads).await?;
                 }
             }
+            "gf1" | "gf3" => {
+                let (graph, start, counted) = match workload.as_str() {
+                    "gf1" => (graph_flow::chain100(), "n0", 100),
+                    _ => (graph_flow::loop1000(), "inc", 1000),
+                };
+                started = std::time::Instant::now();
+                for _ in 0..invokes {
+                    let counter = graph_flow::invoke(&graph, start).await;
+                    if counter != counted {
+                        return Err(format!("graph-flow counted {counter}, not {counted}").into());
+                    }
+                }
+            }
             other => {
-                let known = "b1, b2, b2cpu, b2cpu_bound, b3, b4, b4sync or c1";
+                let known = "b1, b2, b2cpu, b2cpu_bound, b3, b4, b4sync, c1, gf1 or gf3";
                 return Err(format!("unknown workload `{other}`: use {known}").into());
             }
         }
@@ -184,35 +202,40 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-/// CPU time per thread of this process (Linux, from `/proc`): how the work split between the
-/// runs' threads and the sinks' threads; and how often each thread was preempted (involuntary
-/// context switches), which counts the time a run lost to other threads wanting its core.
+/// Per thread of this process (Linux, from `/proc`): time on a core, time spent runnable but
+/// waiting for one (another thread or process had it), and how often it gave its core up
+/// (blocked: a lock, a syscall, a page it waited for) or was made to (preempted). A run whose
+/// wall time exceeds its thread's time on a core plus its wait for one spent the rest blocked.
 fn print_thread_times() {
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return };
-    let mut by_name: Vec<(String, u64, u64)> = Vec::new();
+    // Name, nanoseconds on a core, nanoseconds waiting for one, blocked, preempted.
+    let mut by_name: Vec<(String, [u64; 4])> = Vec::new();
     for task in tasks.flatten() {
-        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else { continue };
-        // `pid (comm) state ...`: comm may hold spaces, so split at the last parenthesis.
-        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else { continue };
-        let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
-        // utime and stime are fields 14 and 15 of the line, 12 and 13 after the comm.
-        let ticks =
-            fields.get(11).zip(fields.get(12)).and_then(|(u, s)| Some(u.parse::<u64>().ok()? + s.parse::<u64>().ok()?));
-        let preempted = std::fs::read_to_string(task.path().join("status")).ok().and_then(|status| {
-            status.lines().find_map(|line| line.strip_prefix("nonvoluntary_ctxt_switches:")?.trim().parse::<u64>().ok())
-        });
-        let name = stat[open + 1..close].to_owned();
-        match by_name.iter_mut().find(|(known, _, _)| *known == name) {
-            Some((_, total, switches)) => {
-                *total += ticks.unwrap_or(0);
-                *switches += preempted.unwrap_or(0);
-            }
-            None => by_name.push((name, ticks.unwrap_or(0), preempted.unwrap_or(0))),
+        let Ok(comm) = std::fs::read_to_string(task.path().join("comm")) else { continue };
+        // `schedstat`: time on a core and time waiting to run, in nanoseconds, then slices.
+        let sched: Vec<u64> = std::fs::read_to_string(task.path().join("schedstat"))
+            .map(|text| text.split_whitespace().filter_map(|field| field.parse().ok()).collect())
+            .unwrap_or_default();
+        let status = std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
+        let switches =
+            |key: &str| status.lines().find_map(|line| line.strip_prefix(key)?.trim().parse::<u64>().ok()).unwrap_or(0);
+        let counts = [
+            sched.first().copied().unwrap_or(0),
+            sched.get(1).copied().unwrap_or(0),
+            switches("voluntary_ctxt_switches:"),
+            switches("nonvoluntary_ctxt_switches:"),
+        ];
+        let name = comm.trim().to_owned();
+        match by_name.iter_mut().find(|(known, _)| *known == name) {
+            Some((_, total)) => total.iter_mut().zip(counts).for_each(|(total, count)| *total += count),
+            None => by_name.push((name, counts)),
         }
     }
-    // Clock ticks are 10 ms on every Linux this runs on (`getconf CLK_TCK` is 100).
-    let times: Vec<String> = by_name.iter().map(|(name, ticks, _)| format!("{name} {} ms", ticks * 10)).collect();
-    eprintln!("CPU by thread: {}", times.join(", "));
-    let switches: Vec<String> = by_name.iter().map(|(name, _, switches)| format!("{name} {switches}")).collect();
-    eprintln!("preempted by thread: {}", switches.join(", "));
+    for (name, [on_cpu, waited, blocked, preempted]) in by_name {
+        eprintln!(
+            "thread {name}: on a core {} ms, waiting for one {} ms, blocked {blocked} times, preempted {preempted}",
+            on_cpu / 1_000_000,
+            waited / 1_000_000
+        );
+    }
 }
