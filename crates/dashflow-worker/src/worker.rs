@@ -45,6 +45,9 @@ pub struct WorkerCounters {
     /// Runs this worker gave up because they ran past their timeout and its stuck grace
     /// ([`WorkerBuilder::stuck_grace`]).
     pub stuck: AtomicU64,
+    /// Times this worker stopped heart-beating because its runtime could not give a stuck run
+    /// up (0 or 1).
+    pub abandoned: AtomicU64,
 }
 
 impl WorkerCounters {
@@ -138,7 +141,10 @@ impl WorkerBuilder {
     /// [`Worker::run`] returns [`WorkerError::StuckRun`]: the blocked thread is lost to the
     /// process, so its supervisor should start a fresh one. Runs without a timeout are never
     /// taken for stuck. The check runs on the heartbeat thread, at each heartbeat; giving the
-    /// run up needs a thread of the worker's runtime that the node does not hold.
+    /// run up runs on the worker's runtime. If that runtime has not done it within a lease (a
+    /// current-thread runtime whose only thread the node holds), the heartbeat thread stops
+    /// heart-beating for good ([`WorkerCounters::abandoned`]): the worker's lease ends, and
+    /// another worker's sweeper takes its runs over with their fences bumped.
     pub fn stuck_grace(mut self, grace: Duration) -> Self {
         self.stuck_grace = grace;
         self
@@ -205,6 +211,7 @@ impl WorkerBuilder {
                 stuck_grace: self.stuck_grace,
                 run_timeout: self.run_timeout,
                 stuck: Mutex::default(),
+                giving_up: Mutex::default(),
             }),
             slots: self.slots,
             grace: self.grace,
@@ -254,6 +261,9 @@ struct Shared {
     run_timeout: Option<Duration>,
     /// The first run given up as stuck, which makes `run` end with `StuckRun`.
     stuck: Mutex<Option<String>>,
+    /// Since when the worker's runtime has been asked to give stuck runs up without having
+    /// done so yet.
+    giving_up: Mutex<Option<Instant>>,
 }
 
 struct Held {
@@ -590,6 +600,10 @@ impl Shared {
         loop {
             tokio::time::sleep(timings.heartbeat).await;
             self.give_up_stuck(&main);
+            if lock(&self.giving_up).is_some_and(|since| since.elapsed() >= fence_after) {
+                self.abandon();
+                return;
+            }
             let leases: Vec<Lease> = lock(&self.held).values().map(|held| held.lease.clone()).collect();
             let sent = Instant::now();
             let limit = fence_after.saturating_sub(sent - last_ok).max(timings.heartbeat);
@@ -680,6 +694,7 @@ impl Shared {
             self.counters.add(&self.counters.stuck, "dashflow_runs_stuck_total", 1);
             // Claims nothing more: the run goes back to the queue, and this worker stops.
             lock(&self.stuck).get_or_insert_with(|| run_id.clone());
+            lock(&self.giving_up).get_or_insert(now);
             let shared = Arc::clone(self);
             main.spawn(async move {
                 let reason = format!(
@@ -693,8 +708,22 @@ impl Shared {
                         tracing::warn!(run_id = %lease.run_id, error = %dashflow_telemetry::Report(&error), "cannot give the stuck run up; the sweeper will take it once this worker stops")
                     }
                 }
+                *lock(&shared.giving_up) = None;
                 shared.drain.notify_one();
             });
+        }
+    }
+
+    /// Stops heart-beating for good, because the worker's runtime did not give a stuck run up
+    /// within a lease: a node holds the runtime's only thread. Without heartbeats the worker's
+    /// lease ends, and the sweeper of another worker takes its runs over with their fences
+    /// bumped; nothing this worker writes afterwards lands.
+    fn abandon(&self) {
+        let runs: Vec<String> = lock(&self.held).keys().cloned().collect();
+        tracing::error!(worker_id = %self.info.worker_id, runs = runs.len(), "the worker's runtime did not give its stuck run up within a lease (a node holds its thread): stopping heartbeats, so that other workers take its runs over");
+        self.counters.add(&self.counters.abandoned, "dashflow_workers_abandoned_total", 1);
+        for run_id in runs {
+            self.stop(&run_id);
         }
     }
 

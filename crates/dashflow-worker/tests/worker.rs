@@ -462,6 +462,103 @@ async fn a_stuck_run_with_attempts_left_is_queued_again_with_the_attempt_charged
     assert!(late.is_some(), "the given-up attempt could still write");
 }
 
+/// A stuck node on a current-thread runtime holds the runtime's only thread, so the worker
+/// cannot give the run up there: its heartbeat thread stops heart-beating instead, the lease
+/// ends, and another worker's sweeper takes the run over and finishes it in a second attempt.
+/// When the node finally returns, the first worker's late write is refused and it stops with
+/// `StuckRun`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_whose_runtime_cannot_give_a_stuck_run_up_stops_heartbeating_and_is_taken_over() {
+    use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+    let test = "a_worker_whose_runtime_cannot_give_a_stuck_run_up_stops_heartbeating_and_is_taken_over";
+    let Some((db, queue)) = setup(test).await else { return };
+    // A lease long enough that a loaded machine's slow heartbeat does not fence the worker.
+    let timings = Timings::short().lease(Duration::from_secs(4)).self_fence_margin(Duration::from_secs(1));
+    let (released, calls) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU32::new(0)));
+    let (node_released, node_calls) = (Arc::clone(&released), Arc::clone(&calls));
+    let mut graph = StateGraph::<Chat>::new();
+    graph
+        .add_node("hold", move |_: Arc<Chat>| {
+            let (released, calls) = (Arc::clone(&node_released), Arc::clone(&node_calls));
+            async move {
+                // The first call holds its thread until the test lets it go; later ones do not.
+                if calls.fetch_add(1, Ordering::SeqCst) == 0 {
+                    while !released.load(Ordering::SeqCst) {
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                }
+                Ok::<_, NodeError>(ChatUpdate::default().log(vec!["held".to_owned()]))
+            }
+        })
+        .add_node("after", |_: Arc<Chat>| async {
+            Ok::<_, NodeError>(ChatUpdate::default().log(vec!["after".to_owned()]))
+        })
+        .add_edge(START, "hold")
+        .add_edge("hold", "after")
+        .add_edge("after", END);
+    let graph = RegisteredGraph::new("hold", "v1", CompiledGraph::new(graph.build().unwrap()));
+    let options = db.connect_options();
+    let (counters_sent, counters) = std::sync::mpsc::channel();
+    let stuck_graph = graph.clone();
+    let stuck = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async move {
+            let checkpointer = dashflow_checkpoint_postgres::PostgresCheckpointer::connect_with(options).await.unwrap();
+            let queue = Arc::new(PostgresRunQueue::new(checkpointer).await.unwrap());
+            let worker = Worker::builder(queue)
+                .graph(stuck_graph)
+                .worker_id("stuck")
+                .timings(timings)
+                .stuck_grace(Duration::from_millis(300))
+                .build()
+                .unwrap();
+            counters_sent.send(worker.counters()).unwrap();
+            worker.run(std::future::pending()).await
+        })
+    });
+    let stuck_counters = tokio::task::spawn_blocking(move || counters.recv().unwrap()).await.unwrap();
+    let client = Client::new(Arc::clone(&queue) as Arc<dyn RunQueue>).with_poll_interval(Duration::from_millis(20));
+    let request =
+        RunRequest::invoke(Chat::default()).thread("held").timeout(Duration::from_millis(200)).max_attempts(2);
+    let (run_id, _) = client.submit(&graph, request).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while calls.load(Ordering::SeqCst) == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "the stuck worker never started the node");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Only now a second worker, so that the first attempt is the stuck worker's.
+    let rescuer = Worker::builder(Arc::clone(&queue) as Arc<dyn RunQueue>)
+        .graph(graph.clone())
+        .worker_id("rescuer")
+        .timings(timings)
+        .build()
+        .unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let rescuing = tokio::spawn(rescuer.run(async move { drop(stopped.await) }));
+    let done = client.wait_for_state(&graph, &run_id, Duration::from_secs(60)).await.unwrap();
+    assert_eq!(
+        (done.run.state, done.run.attempt, done.run.worker_id.as_deref()),
+        (RunState::Completed, 2, Some("rescuer")),
+        "{:?}",
+        done.run
+    );
+    assert_eq!(done.state.unwrap().state.log, ["held", "after"]);
+    assert_eq!(WorkerCounters::get(&stuck_counters.stuck), 1);
+    assert_eq!(WorkerCounters::get(&stuck_counters.abandoned), 1);
+    // The node returns at last: what the stuck attempt writes now is refused, and its worker
+    // stops, naming the run.
+    released.store(true, Ordering::SeqCst);
+    let ended = tokio::task::spawn_blocking(move || stuck.join().unwrap()).await.unwrap();
+    match ended {
+        Err(dashflow_worker::WorkerError::StuckRun { run_id: named, .. }) => assert_eq!(named, run_id),
+        other => panic!("the stuck worker ended with {other:?}"),
+    }
+    let after = client.wait_for_state(&graph, &run_id, Duration::from_secs(5)).await.unwrap();
+    assert_eq!(after.state.unwrap().state.log, ["held", "after"], "the stuck attempt's late write landed");
+    drop(stop);
+    rescuing.await.unwrap().unwrap();
+}
+
 /// A node that blocks its worker's runtime (a current-thread runtime: the node holds its only
 /// thread) for one and a half leases: the worker's heartbeats run on a thread with a runtime
 /// of their own, so the worker keeps its lease, the sweeper (judging it against a fresh worker)
