@@ -139,6 +139,24 @@ pub enum RunsCommand {
     /// Cancel a run of a PostgreSQL run queue: a queued or pending run at once, a running
     /// one at its worker's next heartbeat (the worker stops it and ends it `cancelled`).
     Cancel(CancelArgs),
+    /// Retry a failed or cancelled run of a PostgreSQL run queue: queued again under its own
+    /// id, it continues from its thread's last checkpoint and re-runs only what did not
+    /// finish. Only a thread's latest run can be retried.
+    Retry(RetryArgs),
+}
+
+/// `dashflow runs retry`.
+#[derive(Debug, Args)]
+pub struct RetryArgs {
+    /// The run's id.
+    #[arg(value_name = "RUN_ID")]
+    pub run: String,
+    /// How many more claims the run may take (a worker that dies holding it costs one).
+    #[arg(long, value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(i32).range(1..))]
+    pub attempts: i32,
+    /// Where the run queue is.
+    #[command(flatten)]
+    pub queue: QueueOnly,
 }
 
 /// `dashflow runs cancel`.

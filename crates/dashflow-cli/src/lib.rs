@@ -7,6 +7,7 @@
 //! dashflow runs list --postgres URL        # the runs of a PostgreSQL run queue, with their workers
 //! dashflow runs show RUN_ID --postgres URL # a queued run's row and the end of its event stream
 //! dashflow runs cancel RUN_ID --postgres URL
+//! dashflow runs retry RUN_ID --postgres URL  # a failed run again, from its last checkpoint
 //! dashflow workers list --db URL           # the workers of a run queue; `workers drain WORKER` stops one
 //! dashflow queue stats --db URL            # counts, dead rows and the oldest snapshot
 //! dashflow tail [--graph G] [--from-start] # follow new events live; Ctrl-C stops
@@ -99,6 +100,7 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
         Command::Runs(RunsCommand::List(args)) => store::read(home, |wal| commands::runs_list::run(wal, args, out))?,
         Command::Runs(RunsCommand::Show(args)) => store::read(home, |wal| commands::runs_show::run(wal, args, out))?,
         Command::Runs(RunsCommand::Cancel(args)) => commands::queue_runs::cancel(args, out)?,
+        Command::Runs(RunsCommand::Retry(args)) => commands::queue_runs::retry(args, out)?,
         Command::Tail(args) if args.nats.is_some() => commands::tail_nats::run(args, out)?,
         Command::Tail(args) => store::read(home, |wal| commands::tail::run(wal, args, out))?,
         Command::Threads(ThreadsCommand::History(args)) => commands::threads::run(args, out)?,

@@ -105,6 +105,7 @@ const FINISH: &str = "finish a run";
 const RELEASE: &str = "release a run";
 const GIVE_UP: &str = "give up a stuck run";
 const CANCEL: &str = "cancel a run";
+const RETRY: &str = "retry a run";
 const SWEEP: &str = "sweep dead workers";
 const READ: &str = "read the run queue";
 
@@ -458,6 +459,49 @@ impl RunQueue for PostgresRunQueue {
             notify_after_commit(&mut conn, sqlx::query(sql::DONE).bind(run_id).bind(promoted)).await;
         }
         Ok(self.get(run_id).await?.map_or(RunState::Cancelled, |run| run.state))
+    }
+
+    async fn retry(&self, run_id: &str, attempts: i32) -> Result<RunState> {
+        if attempts < 1 {
+            return Err(QueueError::Invalid {
+                what: "attempts",
+                detail: format!("{attempts}: a retried run needs at least one attempt"),
+            });
+        }
+        let Some(run) = self.get(run_id).await? else {
+            return Err(QueueError::NotFound { what: format!("run {run_id}") });
+        };
+        let not_retryable = |why: String| QueueError::NotRetryable { run_id: run_id.to_owned(), why };
+        if !matches!(run.state, RunState::Failed | RunState::Cancelled) {
+            return Err(not_retryable(format!("it is {}; only failed or cancelled runs are retried", run.state)));
+        }
+        let mut conn = self.conn(RETRY).await?;
+        let mut tx = conn.begin().await.map_err(unavailable(RETRY))?;
+        lock_thread(&mut tx, &run.thread_id, RETRY).await?;
+        let later: Option<String> = sqlx::query_scalar(sql::LATER_RUN)
+            .bind(run_id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(unavailable(RETRY))?;
+        if let Some(later) = later {
+            return Err(not_retryable(format!(
+                "run {later} came after it on thread `{}`, so the thread's checkpoint is no longer this run's; submit a new run instead",
+                run.thread_id
+            )));
+        }
+        let queued = sqlx::query(sql::RETRY)
+            .bind(run_id)
+            .bind(attempts)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable(RETRY))?
+            .rows_affected();
+        if queued == 0 {
+            return Err(not_retryable("it changed while it was being retried; look at it again".to_owned()));
+        }
+        tx.commit().await.map_err(unavailable(RETRY))?;
+        notify_after_commit(&mut conn, sqlx::query(sql::WAKE)).await;
+        Ok(RunState::Queued)
     }
 
     async fn sweep(&self, timings: &Timings) -> Result<SweepReport> {

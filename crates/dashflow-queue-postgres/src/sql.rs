@@ -134,6 +134,17 @@ pub(crate) const CANCEL_RUNNING: &str =
     "UPDATE dashflow_runs SET cancel_requested_at = coalesce(cancel_requested_at, now())
     WHERE run_id = $1 AND state = 'running'";
 
+/// The newest other run of run `$1`'s thread submitted at or after it, if any.
+pub(crate) const LATER_RUN: &str = "SELECT o.run_id FROM dashflow_runs r JOIN dashflow_runs o
+    ON o.thread_id = r.thread_id AND o.run_id <> r.run_id AND o.created_at >= r.created_at
+    WHERE r.run_id = $1 ORDER BY o.created_at DESC LIMIT 1";
+
+/// Queues failed or cancelled run `$1` again with `$2` more claims allowed, due now; its
+/// last error goes (the run log keeps the attempts' events).
+pub(crate) const RETRY: &str = "UPDATE dashflow_runs SET state = 'queued', max_attempts = attempt + $2,
+        run_at = now(), error = NULL, finished_at = NULL, cancel_requested_at = NULL
+    WHERE run_id = $1 AND state IN ('failed', 'cancelled')";
+
 pub(crate) const TRY_SWEEP_LOCK: &str = "SELECT pg_try_advisory_xact_lock($1, hashtext(current_schema()))";
 
 /// Stops dead workers and re-queues their runs with a bumped fence. Dead: its lease expired

@@ -39,6 +39,15 @@ pub enum QueueError {
         /// What the queue found instead.
         why: String,
     },
+    /// The run cannot be retried (see `RunQueue::retry`): it did not fail and was not
+    /// cancelled, or a later run moved its thread on.
+    #[error("run {run_id} cannot be retried: {why}")]
+    NotRetryable {
+        /// The run.
+        run_id: String,
+        /// Why not, and what to do instead.
+        why: String,
+    },
     /// A submitted or stored value is not acceptable (an empty thread id, a NUL character).
     #[error("invalid {what}: {detail}")]
     Invalid {

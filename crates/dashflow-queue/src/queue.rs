@@ -72,6 +72,16 @@ pub trait RunQueue: Send + Sync + fmt::Debug + 'static {
     /// (the state it is in afterwards is returned). A finished run is left as it is.
     async fn cancel(&self, run_id: &str) -> Result<RunState>;
 
+    /// Queues a failed or cancelled run again, with `attempts` more claims allowed. The run
+    /// keeps its id and what its attempts stored: a worker continues it from its thread's last
+    /// checkpoint, re-running only tasks without a stored result and applying its input (or
+    /// update, or resume answer) only if no attempt did. Only the thread's latest run can be
+    /// retried, and only while no run of the thread is active: a later run moved the thread
+    /// on, so its checkpoint is no longer this run's. Returns the state the run is in now
+    /// (`queued`). `NotRetryable` says why a run cannot be; `NotFound` when there is none;
+    /// `Invalid` for fewer than one attempt.
+    async fn retry(&self, run_id: &str, attempts: i32) -> Result<RunState>;
+
     /// Stops workers whose lease expired (or whose session vanished and who missed two
     /// heartbeats) and re-queues their runs with a bumped epoch; at most one sweeper at a time.
     async fn sweep(&self, timings: &Timings) -> Result<SweepReport>;
@@ -175,6 +185,10 @@ impl<T: RunQueue + ?Sized> RunQueue for Arc<T> {
 
     async fn cancel(&self, run_id: &str) -> Result<RunState> {
         (**self).cancel(run_id).await
+    }
+
+    async fn retry(&self, run_id: &str, attempts: i32) -> Result<RunState> {
+        (**self).retry(run_id, attempts).await
     }
 
     async fn sweep(&self, timings: &Timings) -> Result<SweepReport> {

@@ -308,4 +308,12 @@ impl Client {
     pub async fn cancel(&self, run_id: &str) -> Result<RunState> {
         Ok(self.queue.cancel(run_id).await?)
     }
+
+    /// Queues failed or cancelled run `run_id` again with `attempts` more claims allowed: it
+    /// continues from its thread's last checkpoint, re-running only what did not finish, and
+    /// applies its input (or update, or resume answer) only if no attempt did. Only a thread's
+    /// latest run can be retried (see `RunQueue::retry`).
+    pub async fn retry(&self, run_id: &str, attempts: i32) -> Result<RunState> {
+        Ok(self.queue.retry(run_id, attempts).await?)
+    }
 }

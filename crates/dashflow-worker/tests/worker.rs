@@ -229,6 +229,9 @@ impl RunQueue for NoQueue {
     async fn cancel(&self, _: &str) -> dashflow_queue::Result<RunState> {
         unreachable!()
     }
+    async fn retry(&self, _: &str, _: i32) -> dashflow_queue::Result<RunState> {
+        unreachable!()
+    }
     async fn sweep(&self, _: &Timings) -> dashflow_queue::Result<dashflow_queue::SweepReport> {
         unreachable!()
     }
@@ -460,6 +463,84 @@ async fn a_stuck_run_with_attempts_left_is_queued_again_with_the_attempt_charged
     let Some((run, late)) = a_stuck_run_is_given_up(test, 2).await else { return };
     assert_eq!((run.state, run.attempt, run.worker_id.as_deref()), (RunState::Queued, 1, None), "{run:?}");
     assert!(late.is_some(), "the given-up attempt could still write");
+}
+
+/// A run that failed on a node error, retried: it continues from its thread's last
+/// checkpoint, so the node that had finished is not run again and the input is applied once,
+/// and completes. A completed run, a run a later one followed on its thread, an unknown run
+/// and a retry without attempts are refused, each saying why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_run_retried_continues_from_its_last_checkpoint() {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    let test = "a_failed_run_retried_continues_from_its_last_checkpoint";
+    let Some((_db, queue)) = setup(test).await else { return };
+    let (firsts, seconds) = (Arc::new(AtomicU32::new(0)), Arc::new(AtomicU32::new(0)));
+    let (node_firsts, node_seconds) = (Arc::clone(&firsts), Arc::clone(&seconds));
+    let mut graph = StateGraph::<Chat>::new();
+    graph
+        .add_node("first", move |_: Arc<Chat>| {
+            let firsts = Arc::clone(&node_firsts);
+            async move {
+                firsts.fetch_add(1, Ordering::SeqCst);
+                Ok::<_, NodeError>(ChatUpdate::default().log(vec!["first".to_owned()]))
+            }
+        })
+        .add_node("second", move |_: Arc<Chat>| {
+            let seconds = Arc::clone(&node_seconds);
+            async move {
+                // Fails the first time, as a flaky service does.
+                if seconds.fetch_add(1, Ordering::SeqCst) == 0 {
+                    return Err(NodeError::msg("the service is down"));
+                }
+                Ok(ChatUpdate::default().log(vec!["second".to_owned()]))
+            }
+        })
+        .add_edge(START, "first")
+        .add_edge("first", "second")
+        .add_edge("second", END);
+    let graph = RegisteredGraph::new("flaky", "v1", CompiledGraph::new(graph.build().unwrap()));
+    let worker = Worker::builder(Arc::clone(&queue) as Arc<dyn RunQueue>)
+        .graph(graph.clone())
+        .timings(Timings::short())
+        .build()
+        .unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(worker.run(async move { drop(stopped.await) }));
+    let client = Client::new(Arc::clone(&queue) as Arc<dyn RunQueue>).with_poll_interval(Duration::from_millis(20));
+    let wait = Duration::from_secs(30);
+    let input = Chat { log: vec!["input".to_owned()] };
+    let (run_id, _) = client.submit(&graph, RunRequest::invoke(input).thread("flaky")).await.unwrap();
+    let failed = client.wait(&run_id, wait).await.unwrap();
+    assert_eq!((failed.state, failed.attempt), (RunState::Failed, 1), "{failed:?}");
+    assert!(failed.error.as_deref().is_some_and(|error| error.contains("the service is down")), "{failed:?}");
+
+    let refused = |result: dashflow_worker::Result<RunState>| match result {
+        Err(dashflow_worker::WorkerError::Queue(error)) => error.to_string(),
+        other => panic!("expected a refusal, got {other:?}"),
+    };
+    let none = refused(client.retry(&run_id, 0).await);
+    assert!(none.contains("at least one attempt"), "{none}");
+    assert_eq!(client.retry(&run_id, 2).await.unwrap(), RunState::Queued);
+    let done = client.wait_for_state(&graph, &run_id, wait).await.unwrap();
+    assert_eq!((done.run.state, done.run.attempt, done.run.error.as_deref()), (RunState::Completed, 2, None));
+    assert_eq!(done.state.unwrap().state.log, ["input", "first", "second"]);
+    assert_eq!((firsts.load(Ordering::SeqCst), seconds.load(Ordering::SeqCst)), (1, 2));
+
+    let completed = refused(client.retry(&run_id, 1).await);
+    assert!(completed.contains("it is completed; only failed or cancelled runs are retried"), "{completed}");
+    let unknown = refused(client.retry("01NOSUCHRUN", 1).await);
+    assert!(unknown.contains("run 01NOSUCHRUN was not found"), "{unknown}");
+    // A later run on the thread moves it on: the earlier run's checkpoint is no longer the
+    // thread's. (The earlier one waits in a queue no worker serves until it is cancelled.)
+    let parked = RunRequest::invoke(Chat::default()).thread("moved").queue("parked");
+    let (cancelled, _) = client.submit(&graph, parked).await.unwrap();
+    client.cancel(&cancelled).await.unwrap();
+    let (later, _) = client.submit(&graph, RunRequest::invoke(Chat::default()).thread("moved")).await.unwrap();
+    client.wait(&later, wait).await.unwrap();
+    let moved = refused(client.retry(&cancelled, 1).await);
+    assert!(moved.contains(&format!("run {later} came after it on thread `moved`")), "{moved}");
+    drop(stop);
+    running.await.unwrap().unwrap();
 }
 
 /// A stuck node on a current-thread runtime holds the runtime's only thread, so the worker

@@ -1,4 +1,4 @@
-//! `dashflow runs list|show|cancel --postgres URL`: the runs of a PostgreSQL run queue, which
+//! `dashflow runs list|show|cancel|retry --postgres URL`: the runs of a PostgreSQL run queue, which
 //! worker holds each, and their event streams.
 
 use std::io::Write;
@@ -8,7 +8,7 @@ use anyhow::{Context, Result, bail};
 use dashflow_queue::{RunFilter, RunQueue, RunRecord, RunState, StreamItem};
 use serde_json::{Value, json};
 
-use crate::cli::{CancelArgs, ListArgs, ShowArgs};
+use crate::cli::{CancelArgs, ListArgs, RetryArgs, ShowArgs};
 use crate::commands::queue::open_at;
 use crate::render::{self, Table};
 use crate::time::format_utc;
@@ -205,5 +205,20 @@ pub(crate) fn cancel(args: &CancelArgs, out: &mut dyn Write) -> Result<()> {
         finished => format!("already {finished}: nothing to cancel"),
     };
     writeln!(out, "run {}: {what}", args.run)?;
+    Ok(())
+}
+
+pub(crate) fn retry(args: &RetryArgs, out: &mut dyn Write) -> Result<()> {
+    let (queue, runtime) = open_at(&args.queue.postgres, args.queue.schema.as_deref(), "--postgres")?;
+    let state = runtime
+        .block_on(queue.retry(&args.run, args.attempts))
+        .with_context(|| format!("cannot retry run {}", args.run))?;
+    writeln!(
+        out,
+        "run {}: {state} again, with {} more attempt{}; it continues from its thread's last checkpoint",
+        args.run,
+        args.attempts,
+        if args.attempts == 1 { "" } else { "s" }
+    )?;
     Ok(())
 }

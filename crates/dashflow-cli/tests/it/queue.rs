@@ -62,7 +62,7 @@ fn workers_list_and_queue_stats_show_the_queue_and_warn_of_graphs_no_worker_has(
 }
 
 #[test]
-fn runs_list_show_and_cancel_over_the_queue_show_workers_attempts_and_queue_latency() {
+fn runs_list_show_cancel_and_retry_over_the_queue_show_workers_attempts_and_queue_latency() {
     block_on(async {
         let test = "runs_list_show_and_cancel_over_the_queue_show_workers_attempts_and_queue_latency";
         let Some(database) = TestDatabase::from_env(test).await else { return };
@@ -135,6 +135,19 @@ fn runs_list_show_and_cancel_over_the_queue_show_workers_attempts_and_queue_late
         let reply = queue.heartbeat("w-1", std::slice::from_ref(&busy.lease), &Timings::default()).await.unwrap();
         assert_eq!(reply.cancel, std::slice::from_ref(&busy.lease.run_id), "the worker is asked to stop the run");
         assert!(cancel(&done.lease.run_id).ok().contains("already completed"));
+
+        let retry = |run_id: &str, more: &[&str]| {
+            let mut args = vec!["runs", "retry", run_id, "--postgres", &url, "--schema", schema];
+            args.extend_from_slice(more);
+            dashflow(&args)
+        };
+        let out = retry(waiting_id, &["--attempts", "2"]);
+        assert!(out.ok().starts_with(&format!("run {waiting_id}: queued again, with 2 more attempts")), "{out:?}");
+        assert_eq!(queue.get(waiting_id).await.unwrap().unwrap().state, RunState::Queued);
+        let out = retry(&done.lease.run_id, &[]);
+        assert!(out.failed().contains("it is completed; only failed or cancelled runs are retried"), "{out:?}");
+        let none = retry(waiting_id, &["--attempts", "0"]);
+        assert!(none.code == 2 && none.stderr.contains("--attempts"), "no attempts is a usage error: {none:?}");
     });
 }
 
