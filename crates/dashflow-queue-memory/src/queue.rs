@@ -624,7 +624,7 @@ impl RunQueue for MemoryRunQueue {
             .filter(|run| filter.state.is_none_or(|wanted| run.record.state == wanted))
             .filter(|run| filter.thread_id.as_ref().is_none_or(|wanted| run.record.thread_id == *wanted))
             .collect();
-        runs.sort_unstable_by(|a, b| b.order.cmp(&a.order));
+        runs.sort_unstable_by_key(|run| std::cmp::Reverse(run.order));
         Ok(runs.into_iter().take(filter.limit.unwrap_or(100)).map(|run| run.record.clone()).collect())
     }
 
@@ -634,15 +634,16 @@ impl RunQueue for MemoryRunQueue {
         let mut groups: BTreeMap<(String, Priority, &'static str), QueueStat> = BTreeMap::new();
         for run in state.runs.values() {
             let record = &run.record;
-            let stat = groups.entry((record.queue.clone(), record.priority, record.state.as_str())).or_insert_with(|| {
-                QueueStat {
-                    queue: record.queue.clone(),
-                    priority: record.priority,
-                    state: record.state,
-                    count: 0,
-                    oldest_wait_ms: None,
-                }
-            });
+            let stat =
+                groups.entry((record.queue.clone(), record.priority, record.state.as_str())).or_insert_with(|| {
+                    QueueStat {
+                        queue: record.queue.clone(),
+                        priority: record.priority,
+                        state: record.state,
+                        count: 0,
+                        oldest_wait_ms: None,
+                    }
+                });
             stat.count += 1;
             if record.state == RunState::Queued {
                 let waited = now - record.created_at_ms;

@@ -30,7 +30,8 @@ pub async fn newest_first_filtered_by_state_thread_and_limit(t: TestQueue) -> Re
     };
     let all: Vec<String> = list(RunFilter::new()).await?.into_iter().map(|r| r.run_id).collect();
     ensure_eq!(all, [ids[2].clone(), ids[1].clone(), ids[0].clone()], "every run, newest first");
-    let queued: Vec<String> = list(RunFilter::new().state(RunState::Queued)).await?.into_iter().map(|r| r.run_id).collect();
+    let queued: Vec<String> =
+        list(RunFilter::new().state(RunState::Queued)).await?.into_iter().map(|r| r.run_id).collect();
     ensure_eq!(queued, [ids[2].clone(), ids[1].clone()], "queued runs");
     let of_b: Vec<String> = list(RunFilter::new().thread("b")).await?.into_iter().map(|r| r.run_id).collect();
     ensure_eq!(of_b, [ids[1].clone()], "runs of thread b");
@@ -67,8 +68,7 @@ pub async fn workers_are_listed_live_or_stopped(t: TestQueue) -> Result<()> {
     t.queue().heartbeat("live", &[], &timings()).await.context(|| "heartbeat".into())?;
     t.queue().stop_worker("gone").await.context(|| "stop worker".into())?;
     let workers = t.queue().workers().await.context(|| "workers".into())?;
-    let mut states: Vec<(String, WorkerState)> =
-        workers.iter().map(|w| (w.info.worker_id.clone(), w.state)).collect();
+    let mut states: Vec<(String, WorkerState)> = workers.iter().map(|w| (w.info.worker_id.clone(), w.state)).collect();
     states.sort_by(|a, b| a.0.cmp(&b.0));
     ensure_eq!(states, [("gone".to_owned(), WorkerState::Stopped), ("live".to_owned(), WorkerState::Live)], "workers");
     let live = workers.iter().find(|w| w.info.worker_id == "live");

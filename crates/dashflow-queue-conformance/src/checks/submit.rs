@@ -15,7 +15,11 @@ pub async fn a_run_on_a_free_thread_is_queued_as_submitted(t: TestQueue) -> Resu
     };
     let read = (&stored.run_id, &stored.queue, &stored.graph_key, &stored.thread_id, &stored.tenant);
     ensure_eq!(read, (&submitted.run_id, &"default".to_owned(), &key(), &"t".to_owned(), &"acme".to_owned()), "ids");
-    ensure_eq!((stored.priority, stored.state, stored.kind), (Priority::High, RunState::Queued, RunKind::Invoke), "run");
+    ensure_eq!(
+        (stored.priority, stored.state, stored.kind),
+        (Priority::High, RunState::Queued, RunKind::Invoke),
+        "run"
+    );
     ensure_eq!((stored.attempt, &stored.worker_id, stored.lease_epoch), (0, &None, None), "claims of a new run");
     ensure!(!stored.cancel_requested && stored.finished_at_ms.is_none(), "a new run is not over: {stored:?}");
     Ok(())

@@ -5,7 +5,9 @@ use dashflow_checkpoint::Checkpointer as _;
 use dashflow_queue::{Finish, Multitask, QueueError, RunState};
 
 use crate::error::{Context, ensure, ensure_eq, fail};
-use crate::fixture::{POLL, claim_one, claim_when_due, record, run, state_of, submit, sweep_until_stopped, timings, worker};
+use crate::fixture::{
+    POLL, claim_one, claim_when_due, record, run, state_of, submit, sweep_until_stopped, timings, worker,
+};
 use crate::{Result, TestQueue};
 
 /// A worker that stopped heart-beating is stopped a lease later, while one that beats is
@@ -26,7 +28,8 @@ pub async fn requeues_the_runs_of_a_worker_whose_lease_expired(t: TestQueue) -> 
     ensure_eq!(again.lease.run_id, submitted.run_id, "the run claimed after the sweep");
     ensure!(again.lease.epoch > claimed.lease.epoch, "the epoch after the sweep did not grow");
     ensure_eq!((again.attempt, again.first_claim), (2, false), "attempt after a lost attempt");
-    let reply = t.queue().heartbeat("dead", lease, &timings()).await.context(|| "the dead worker's heartbeat".into())?;
+    let reply =
+        t.queue().heartbeat("dead", lease, &timings()).await.context(|| "the dead worker's heartbeat".into())?;
     ensure_eq!((reply.alive, reply.lost), (false, vec![submitted.run_id.clone()]), "the reaped worker's heartbeat");
     let late = t.queue().fenced_checkpointer(&claimed.lease).put(record("t", None, -1, "dead"), None).await;
     ensure!(late.as_ref().is_err_and(|error| error.is_conflict()), "the dead worker's put: {late:?}");
@@ -70,7 +73,10 @@ pub async fn the_last_attempt_fails_and_the_next_pending_run_is_queued(t: TestQu
     let report = sweep_until_stopped(&t, "dead", "alive").await?;
     ensure_eq!(report.runs, [(submitted.run_id.clone(), RunState::Failed)], "runs the sweep moved");
     let stored = t.queue().get(&submitted.run_id).await.context(|| "get".into())?;
-    ensure!(stored.is_some_and(|r| r.error.is_some() && r.finished_at_ms.is_some()), "the failed run says why and when");
+    ensure!(
+        stored.is_some_and(|r| r.error.is_some() && r.finished_at_ms.is_some()),
+        "the failed run says why and when"
+    );
     ensure_eq!(state_of(&t, &pending.run_id).await?, RunState::Queued, "the pending run after the failure");
     Ok(())
 }

@@ -64,8 +64,13 @@ async fn claiming_held_runs_again_fails_the_exclusivity_checks() {
 async fn ignoring_priority_fails_the_priority_check_only() {
     let failed = assert_fails(Fault::IgnoresPriority, &["claim/highest_priority_first"]).await;
     // Stats show what is stored; every other check passes.
-    let others: Vec<&String> =
-        failed.keys().filter(|path| !["claim/highest_priority_first", "list/stats_count_runs_per_queue_priority_and_state"].contains(&path.as_str())).collect();
+    let others: Vec<&String> = failed
+        .keys()
+        .filter(|path| {
+            !["claim/highest_priority_first", "list/stats_count_runs_per_queue_priority_and_state"]
+                .contains(&path.as_str())
+        })
+        .collect();
     assert!(others.is_empty(), "{failed:#?}");
 }
 
