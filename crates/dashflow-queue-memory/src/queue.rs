@@ -546,14 +546,13 @@ impl RunQueue for MemoryRunQueue {
         // A lease counts as expired relative to the freshest heartbeat of the fleet, as on
         // PostgreSQL: a clock that jumps (a test's) cannot reclaim every worker at once.
         let newest = state.workers.values().filter(|worker| !worker.stopped).map(|worker| worker.heartbeat_at_ms).max();
-        let Some(newest) = newest else { return Ok(report) };
         let dead: Vec<String> = state
             .workers
             .iter()
             .filter(|(_, worker)| {
                 !worker.stopped
                     && worker.lease_expires_at_ms < now
-                    && worker.heartbeat_at_ms < newest.saturating_sub(lease_ms)
+                    && newest.is_some_and(|newest| worker.heartbeat_at_ms < newest.saturating_sub(lease_ms))
             })
             .map(|(id, _)| id.clone())
             .collect();
@@ -562,32 +561,39 @@ impl RunQueue for MemoryRunQueue {
                 worker.stopped = true;
                 worker.running = 0;
             }
-            let mut orphans: Vec<(u64, String, String)> = state
-                .runs
-                .values()
-                .filter(|run| run.record.state == RunState::Running && run.record.worker_id.as_ref() == Some(worker_id))
-                .map(|run| (run.order, run.record.run_id.clone(), run.record.thread_id.clone()))
-                .collect();
-            orphans.sort_unstable();
-            for (_, run_id, thread_id) in orphans {
-                state.bump_fence(&thread_id);
-                let Some(run) = state.runs.get_mut(&run_id) else { continue };
-                let attempt = run.record.attempt;
-                run.record.state = if run.record.cancel_requested {
-                    RunState::Cancelled
-                } else if attempt >= run.max_attempts {
-                    RunState::Failed
-                } else {
-                    RunState::Queued
-                };
-                if run.record.state.is_terminal() {
-                    run.record.finished_at_ms = Some(now);
-                }
-                run.run_at_ms = now.saturating_add(backoff_ms(attempt, timings));
-                run.record.worker_id = None;
-                run.record.error = Some(format!("worker {worker_id} stopped heart-beating during attempt {attempt}"));
-                report.runs.push((run_id, run.record.state));
+        }
+        // The runs of the workers just found dead, and any run still held by a worker stopped
+        // earlier (its release failed before it stopped): nothing else would ever free them.
+        let mut orphans: Vec<(u64, String, String, String)> = state
+            .runs
+            .values()
+            .filter(|run| run.record.state == RunState::Running)
+            .filter_map(|run| {
+                let worker_id = run.record.worker_id.as_ref()?;
+                let stopped = state.workers.get(worker_id).is_some_and(|worker| worker.stopped);
+                stopped.then(|| (run.order, run.record.run_id.clone(), run.record.thread_id.clone(), worker_id.clone()))
+            })
+            .collect();
+        orphans.sort_unstable();
+        for (_, run_id, thread_id, worker_id) in orphans {
+            let why = if dead.contains(&worker_id) { "stopped heart-beating" } else { "stopped while holding the run" };
+            state.bump_fence(&thread_id);
+            let Some(run) = state.runs.get_mut(&run_id) else { continue };
+            let attempt = run.record.attempt;
+            run.record.state = if run.record.cancel_requested {
+                RunState::Cancelled
+            } else if attempt >= run.max_attempts {
+                RunState::Failed
+            } else {
+                RunState::Queued
+            };
+            if run.record.state.is_terminal() {
+                run.record.finished_at_ms = Some(now);
             }
+            run.run_at_ms = now.saturating_add(backoff_ms(attempt, timings));
+            run.record.worker_id = None;
+            run.record.error = Some(format!("worker {worker_id} {why} during attempt {attempt}"));
+            report.runs.push((run_id, run.record.state));
         }
         report.workers_stopped = dead;
         // Each thread without an active run gets its oldest pending run queued (a run failed or

@@ -74,6 +74,7 @@ cases! {
     sweep::a_worker_that_beats_keeps_its_runs,
     sweep::the_last_attempt_fails_and_the_next_pending_run_is_queued,
     sweep::a_run_asked_to_cancel_is_cancelled,
+    sweep::requeues_the_runs_a_stopped_worker_still_held,
     list::get_of_an_unknown_run_is_none,
     list::newest_first_filtered_by_state_thread_and_limit,
     list::stats_count_runs_per_queue_priority_and_state,

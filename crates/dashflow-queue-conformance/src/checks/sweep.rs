@@ -96,3 +96,22 @@ pub async fn a_run_asked_to_cancel_is_cancelled(t: TestQueue) -> Result<()> {
     ensure_eq!(state_of(&t, &submitted.run_id).await?, RunState::Cancelled, "stored state");
     Ok(())
 }
+
+/// A worker that stopped while it still held a run (its release failed on the way out) has
+/// the run queued again by the next sweep, under a higher epoch, not left running forever.
+pub async fn requeues_the_runs_a_stopped_worker_still_held(t: TestQueue) -> Result<()> {
+    worker(&t, "stopped").await?;
+    worker(&t, "alive").await?;
+    let submitted = run("t");
+    submit(&t, submitted.clone()).await?;
+    let claimed = claim_one(&t, "stopped").await?;
+    t.queue().stop_worker("stopped").await.context(|| "stop worker".into())?;
+    let report = t.queue().sweep(&timings()).await.context(|| "sweep".into())?;
+    ensure_eq!(report.runs, [(submitted.run_id.clone(), RunState::Queued)], "runs the sweep moved");
+    let again = claim_when_due(&t, "alive").await?;
+    ensure_eq!(again.lease.run_id, submitted.run_id, "the run claimed after the sweep");
+    ensure!(again.lease.epoch > claimed.lease.epoch, "the epoch after the sweep did not grow");
+    let late = t.queue().fenced_checkpointer(&claimed.lease).put(record("t", None, -1, "stopped"), None).await;
+    ensure!(late.as_ref().is_err_and(|error| error.is_conflict()), "the stopped worker's put: {late:?}");
+    Ok(())
+}
