@@ -39,8 +39,9 @@
 //! - **Sweep**: one sweeper at a time (a transaction advisory lock) stops workers whose lease
 //!   expired relative to the freshest heartbeat of the fleet (so a paused database does not
 //!   reclaim everything at once), or whose heartbeat session vanished and who missed two
-//!   beats (a killed process); their runs are queued again with a bumped epoch, or failed after
-//!   `max_attempts`, or cancelled when a cancel was asked.
+//!   beats (a killed process); their runs, and runs a worker stopped earlier still holds, are
+//!   queued again with a bumped epoch, or failed after `max_attempts`, or cancelled when a
+//!   cancel was asked.
 //! - **Wake-ups**: `NOTIFY dashflow_wake` on submit, release and promotion, `dashflow_done` on
 //!   finish, `dashflow_events` on an append to a run's stream, each sent after the commit of
 //!   what it announces and never inside a transaction that writes (PostgreSQL commits

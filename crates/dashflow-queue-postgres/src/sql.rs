@@ -150,6 +150,9 @@ pub(crate) const TRY_SWEEP_LOCK: &str = "SELECT pg_try_advisory_xact_lock($1, ha
 /// Stops dead workers and re-queues their runs with a bumped fence. Dead: its lease expired
 /// relative to the live fleet (a paused database makes every lease look old at once), or its
 /// heartbeat session is gone and it missed two beats (a killed process closes its socket).
+/// Runs still held by a worker stopped earlier are re-queued too: one whose release failed
+/// before its worker stopped, or one an earlier sweep skipped because its row was locked (a
+/// finish or cancel in flight); the sweeper never looks at that worker again.
 pub(crate) const SWEEP: &str = "
 WITH newest AS (SELECT max(heartbeat_at) AS t FROM dashflow_workers WHERE stopped_at IS NULL),
 dead AS (
@@ -163,8 +166,12 @@ dead AS (
                              AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()))))),
 stopped AS (UPDATE dashflow_workers SET stopped_at = now(), running = 0
             WHERE worker_id IN (SELECT worker_id FROM dead) RETURNING worker_id),
-orphans AS (SELECT run_id, thread_id FROM dashflow_runs
-            WHERE state = 'running' AND worker_id IN (SELECT worker_id FROM stopped) FOR UPDATE SKIP LOCKED),
+orphans AS (SELECT r.run_id, r.thread_id FROM dashflow_runs r
+            WHERE r.state = 'running'
+              AND (r.worker_id IN (SELECT worker_id FROM stopped)
+                   OR EXISTS (SELECT 1 FROM dashflow_workers w
+                              WHERE w.worker_id = r.worker_id AND w.stopped_at IS NOT NULL))
+            FOR UPDATE OF r SKIP LOCKED),
 fenced AS (UPDATE dashflow_thread_fences f SET epoch = f.epoch + 1 FROM orphans o
            WHERE f.thread_id = o.thread_id RETURNING f.thread_id),
 moved AS (
@@ -175,7 +182,8 @@ moved AS (
                            THEN now() END,
         run_at = now() + least(power(2, greatest(r.attempt - 1, 0)), 300) * (0.5 + random() / 2) * $4 * interval '1 second',
         worker_id = NULL,
-        error = 'worker ' || r.worker_id || ' stopped heart-beating during attempt ' || r.attempt
+        error = 'worker ' || r.worker_id || CASE WHEN r.worker_id IN (SELECT worker_id FROM stopped)
+                THEN ' stopped heart-beating' ELSE ' stopped while holding the run' END || ' during attempt ' || r.attempt
     FROM orphans o WHERE r.run_id = o.run_id AND r.state = 'running'
     RETURNING r.run_id, r.state)
 SELECT 'worker' AS what, worker_id AS id, NULL AS state FROM stopped

@@ -33,7 +33,8 @@ pub trait RunQueue: Send + Sync + fmt::Debug + 'static {
     /// Registers a worker (or registers it again after the sweeper reaped it).
     async fn register_worker(&self, worker: &WorkerInfo) -> Result<()>;
 
-    /// Marks a worker stopped, after it released or finished its runs.
+    /// Marks a worker stopped, after it released or finished its runs; a run it still holds
+    /// (its release failed) is queued again by the next sweep.
     async fn stop_worker(&self, worker_id: &str) -> Result<()>;
 
     /// Renews the worker's lease for `timings.lease` and reports which of `runs` it still holds
@@ -83,7 +84,8 @@ pub trait RunQueue: Send + Sync + fmt::Debug + 'static {
     async fn retry(&self, run_id: &str, attempts: i32) -> Result<RunState>;
 
     /// Stops workers whose lease expired (or whose session vanished and who missed two
-    /// heartbeats) and re-queues their runs with a bumped epoch; at most one sweeper at a time.
+    /// heartbeats) and re-queues their runs, and any run a stopped worker still holds, with a
+    /// bumped epoch; at most one sweeper at a time.
     async fn sweep(&self, timings: &Timings) -> Result<SweepReport>;
 
     /// The run `run_id`.

@@ -63,6 +63,12 @@ pub(crate) const RULES: &[Rule] = &[
     ),
     only(QUEUE, &[CHECKPOINT], "the run-queue trait crate knows checkpoints (fenced writers), nothing of graphs"),
     only(
+        "dashflow-queue-memory",
+        &[QUEUE, CHECKPOINT, "dashflow-checkpoint-memory"],
+        "the memory queue fences writes into the memory checkpoint backend, and knows no other engine",
+    ),
+    only("dashflow-queue-conformance", &[QUEUE, CHECKPOINT], "the queue conformance suite tests the trait alone"),
+    only(
         "dashflow-queue-*",
         &[QUEUE, CHECKPOINT, "dashflow-checkpoint-postgres"],
         "a queue backend depends on the queue trait and the checkpoint backend of its own engine, whose writes it fences",

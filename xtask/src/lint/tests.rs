@@ -117,6 +117,29 @@ fn the_conformance_suite_may_not_depend_on_a_backend() {
 }
 
 #[test]
+fn the_memory_queue_may_not_name_another_engine_and_its_suite_no_backend() {
+    let mut packages = compliant_workspace();
+    for changed in [
+        package("dashflow-queue", &normal(&["dashflow-checkpoint"])),
+        package("dashflow-checkpoint-memory", &normal(&["dashflow-checkpoint"])),
+        package(
+            "dashflow-queue-memory",
+            &normal(&["dashflow-queue", "dashflow-checkpoint-memory", "dashflow-checkpoint-postgres"]),
+        ),
+        package("dashflow-queue-conformance", &normal(&["dashflow-queue", "dashflow-queue-memory"])),
+    ] {
+        packages = with(packages, changed);
+    }
+    assert_eq!(
+        forbidden_pairs(&check(&packages, RULES)),
+        vec![
+            ("dashflow-queue-memory", "dashflow-checkpoint-postgres"),
+            ("dashflow-queue-conformance", "dashflow-queue-memory"),
+        ]
+    );
+}
+
+#[test]
 fn the_executor_may_not_name_the_wal_or_a_backend() {
     let packages = with(
         compliant_workspace(),

@@ -279,3 +279,42 @@ async fn a_claim_says_how_long_its_run_was_due() {
     let hour = std::time::Duration::from_secs(3600);
     assert!(claimed.waited >= hour && claimed.waited < hour * 2, "{:?}", claimed.waited);
 }
+
+#[tokio::test]
+async fn a_run_a_sweep_skipped_under_a_row_lock_is_requeued_by_the_next_sweep() {
+    let test = "a_run_a_sweep_skipped_under_a_row_lock_is_requeued_by_the_next_sweep";
+    let Some((db, queue)) = queue(test).await else { return };
+    let timings = Timings::short().lease(std::time::Duration::from_millis(100));
+    worker(&queue, "dead").await;
+    worker(&queue, "alive").await;
+    let submitted = run("t");
+    queue.submit(submitted.clone()).await.unwrap();
+    let claimed = claim_one(&queue, "dead").await;
+    queue.heartbeat("dead", std::slice::from_ref(&claimed.lease), &timings).await.unwrap();
+    // Another session holds the run's row, as a finish or a cancel in flight does.
+    let mut session = db.admin().await;
+    sqlx::query("SELECT set_config('search_path', $1, false)").bind(db.schema()).execute(&mut session).await.unwrap();
+    sqlx::query("BEGIN").execute(&mut session).await.unwrap();
+    sqlx::query("SELECT 1 FROM dashflow_runs WHERE run_id = $1 FOR UPDATE")
+        .bind(&submitted.run_id)
+        .execute(&mut session)
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        queue.heartbeat("alive", &[], &timings).await.unwrap();
+        let report = queue.sweep(&timings).await.unwrap();
+        if report.workers_stopped.contains(&"dead".to_owned()) {
+            assert!(report.runs.is_empty(), "the locked run was skipped: {report:?}");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the sweeper never stopped the dead worker");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    sqlx::query("ROLLBACK").execute(&mut session).await.unwrap();
+    // The worker is stopped now; its run must not stay running for good.
+    let report = queue.sweep(&timings).await.unwrap();
+    assert_eq!(report.runs, [(submitted.run_id.clone(), RunState::Queued)]);
+    let stored = queue.get(&submitted.run_id).await.unwrap().unwrap();
+    assert!(stored.error.unwrap().contains("stopped while holding the run"));
+}

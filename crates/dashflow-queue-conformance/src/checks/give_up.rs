@@ -1,0 +1,52 @@
+//! `give_up`: a held run whose attempt went wrong is queued again, charged, or fails.
+
+use dashflow_queue::{Finish, Multitask, QueueError, RunState};
+
+use crate::error::{Context, ensure, ensure_eq, fail};
+use crate::fixture::{claim_one, run, state_of, submit, worker};
+use crate::{Result, TestQueue};
+
+/// A run given up with attempts left is queued again, its attempt counted.
+pub async fn requeues_charging_the_attempt(t: TestQueue) -> Result<()> {
+    worker(&t, "w").await?;
+    submit(&t, run("t").max_attempts(3)).await?;
+    let first = claim_one(&t, "w").await?;
+    let given = t.queue().give_up(&first.lease, "stuck").await.context(|| "give up".into())?;
+    ensure_eq!(given, RunState::Queued, "state of a run given up with attempts left");
+    let second = claim_one(&t, "w").await?;
+    ensure_eq!(second.attempt, 2, "attempt of the claim after a give-up");
+    ensure!(second.lease.epoch > first.lease.epoch + 1, "the give-up and the claim must each bump the epoch");
+    Ok(())
+}
+
+/// A run given up at its last attempt fails, and its thread's next pending run is queued.
+pub async fn the_last_attempt_fails_and_promotes_the_next(t: TestQueue) -> Result<()> {
+    worker(&t, "w").await?;
+    let submitted = run("t").max_attempts(1);
+    submit(&t, submitted.clone()).await?;
+    let pending = run("t").multitask(Multitask::Enqueue);
+    submit(&t, pending.clone()).await?;
+    let claimed = claim_one(&t, "w").await?;
+    let given = t.queue().give_up(&claimed.lease, "stuck past its timeout").await.context(|| "give up".into())?;
+    ensure_eq!(given, RunState::Failed, "state of a run given up at its last attempt");
+    let stored = t.queue().get(&submitted.run_id).await.context(|| "get".into())?;
+    ensure_eq!(stored.and_then(|r| r.error), Some("stuck past its timeout".to_owned()), "the failed run's error");
+    ensure_eq!(state_of(&t, &pending.run_id).await?, RunState::Queued, "the pending run after the failure");
+    // The failed run's lease is over.
+    match t.queue().finish(&claimed.lease, Finish::new(RunState::Completed, None)).await {
+        Err(QueueError::LeaseLost { .. }) => Ok(()),
+        other => fail!("a finish after giving up must be LeaseLost, got {other:?}"),
+    }
+}
+
+/// A give-up under a lease that moved on is `LeaseLost`.
+pub async fn with_a_lost_lease_is_lease_lost(t: TestQueue) -> Result<()> {
+    worker(&t, "w").await?;
+    submit(&t, run("t")).await?;
+    let claimed = claim_one(&t, "w").await?;
+    t.queue().release(&claimed.lease, "released").await.context(|| "release".into())?;
+    match t.queue().give_up(&claimed.lease, "late").await {
+        Err(QueueError::LeaseLost { .. }) => Ok(()),
+        other => fail!("giving up a released run must be LeaseLost, got {other:?}"),
+    }
+}
