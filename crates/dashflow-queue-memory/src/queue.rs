@@ -536,6 +536,51 @@ impl RunQueue for MemoryRunQueue {
         }
     }
 
+    async fn retry(&self, run_id: &str, attempts: i32) -> Result<RunState> {
+        if attempts < 1 {
+            return Err(QueueError::Invalid {
+                what: "attempts",
+                detail: format!("{attempts}: a retried run needs at least one attempt"),
+            });
+        }
+        let now = self.shared.now();
+        let mut state = self.shared.state.lock().await;
+        let not_retryable = |why: String| QueueError::NotRetryable { run_id: run_id.to_owned(), why };
+        let Some(run) = state.runs.get(run_id) else {
+            return Err(QueueError::NotFound { what: format!("run {run_id}") });
+        };
+        if !matches!(run.record.state, RunState::Failed | RunState::Cancelled) {
+            return Err(not_retryable(format!(
+                "it is {}; only failed or cancelled runs are retried",
+                run.record.state
+            )));
+        }
+        let (thread_id, order) = (run.record.thread_id.clone(), run.order);
+        let later = state
+            .runs
+            .values()
+            .filter(|other| other.record.thread_id == thread_id && other.order > order)
+            .max_by_key(|other| other.order);
+        if let Some(later) = later {
+            return Err(not_retryable(format!(
+                "run {} came after it on thread `{thread_id}`, so the thread's checkpoint is no longer this run's; submit a new run instead",
+                later.record.run_id
+            )));
+        }
+        let Some(run) = state.runs.get_mut(run_id) else {
+            return Err(QueueError::NotFound { what: format!("run {run_id}") });
+        };
+        run.record.state = RunState::Queued;
+        run.max_attempts = run.record.attempt.saturating_add(attempts);
+        run.run_at_ms = now;
+        run.record.error = None;
+        run.record.finished_at_ms = None;
+        run.record.cancel_requested = false;
+        drop(state);
+        self.shared.wake(Wake::Work);
+        Ok(RunState::Queued)
+    }
+
     async fn sweep(&self, timings: &Timings) -> Result<SweepReport> {
         let now = self.shared.now();
         let lease_ms = millis(timings.lease);

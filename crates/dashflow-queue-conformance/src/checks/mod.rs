@@ -13,6 +13,7 @@ pub mod give_up;
 pub mod heartbeat;
 pub mod list;
 pub mod release;
+pub mod retry;
 pub mod streams;
 pub mod submit;
 pub mod sweep;
@@ -62,6 +63,11 @@ cases! {
     cancel::a_pending_run_is_cancelled_and_the_others_keep_their_places,
     cancel::a_running_run_is_asked_through_its_workers_heartbeat,
     cancel::a_finished_run_stays_and_an_unknown_one_is_not_found,
+    retry::a_failed_run_is_queued_again_as_its_next_attempt,
+    retry::grants_exactly_the_attempts_asked_for,
+    retry::a_cancelled_run_is_queued_again,
+    retry::a_run_that_did_not_fail_is_refused,
+    retry::a_run_a_later_one_followed_is_refused,
     heartbeat::reports_the_runs_the_worker_lost,
     heartbeat::an_unknown_or_stopped_worker_is_not_alive,
     fence::the_owner_writes_through_its_fenced_checkpointer,

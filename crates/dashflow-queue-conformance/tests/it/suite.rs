@@ -88,6 +88,19 @@ async fn never_sweeping_fails_the_sweep_checks() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lax_retries_fail_the_retry_checks() {
+    assert_fails(
+        Fault::LaxRetries,
+        &[
+            "retry/grants_exactly_the_attempts_asked_for",
+            "retry/a_run_that_did_not_fail_is_refused",
+            "retry/a_run_a_later_one_followed_is_refused",
+        ],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lacking_a_declared_part_fails_its_checks_instead_of_passing_them() {
     let needing: Vec<String> = cases().iter().filter(|case| !case.needs().is_empty()).map(|case| case.path()).collect();
     assert!(needing.len() >= 5, "the optional parts have too few checks: {needing:?}");
