@@ -69,7 +69,7 @@ async fn main() -> anyhow::Result<()> {
     println!("{}\n", result.state.digest);
 
     for step in 1..=result.steps {
-        let tasks: Vec<&str> = result.nodes.iter().filter(|run| run.step == step).map(|run| &*run.node).collect();
+        let tasks: Vec<&str> = result.nodes.iter().filter(|run| run.step == step).map(|run| run.node).collect();
         println!("step {step}: {}", tasks.join(", "));
     }
     println!(

@@ -377,9 +377,9 @@ fn report(result: &ExecutionResult<Ticket>) {
     let mut totals: Vec<(&str, u32, std::time::Duration)> = Vec::new();
     for run in &result.nodes {
         let took = run.duration.unwrap_or_default();
-        match totals.iter_mut().find(|(node, ..)| *node == &*run.node) {
+        match totals.iter_mut().find(|(node, ..)| *node == run.node) {
             Some((_, runs, total)) => (*runs, *total) = (*runs + 1, *total + took),
-            None => totals.push((&run.node, 1, took)),
+            None => totals.push((run.node, 1, took)),
         }
     }
     let timings: Vec<String> = totals

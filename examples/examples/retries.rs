@@ -116,7 +116,7 @@ async fn main() -> anyhow::Result<()> {
         let app = quote_graph(RateService::scripted(replies))?;
         match app.invoke(Quote { usd: 100.0, ..Quote::default() }, RunConfig::new()).await {
             Ok(result) => {
-                let attempts = result.nodes.iter().find(|run| &*run.node == "fetch_rate").map_or(0, |run| run.attempts);
+                let attempts = result.nodes.iter().find(|run| run.node == "fetch_rate").map_or(0, |run| run.attempts);
                 println!("  ok: {} USD = {:.2} EUR, after {attempts} attempt(s)", result.state.usd, result.state.eur);
             }
             Err(error) => {

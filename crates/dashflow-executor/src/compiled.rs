@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use dashflow_checkpoint::{Checkpointer, Codec, PendingWrite};
 use dashflow_graph::__private::{CancelSignal, Route};
-use dashflow_graph::{Command, Graph, GraphSchema, GraphState, MergeableState, Placement, RetryPolicy};
+use dashflow_graph::{Command, Graph, GraphSchema, GraphState, MergeableState, NodeName, Placement, RetryPolicy};
 use dashflow_scheduler::{Scheduler, TokioScheduler};
 use dashflow_telemetry::__private::NodeNames;
 use dashflow_telemetry::{EventCallback, RunIds};
@@ -48,6 +48,8 @@ pub(crate) struct Inner<S: GraphState> {
     /// The node names by index, each also as the node list of a superstep that runs it
     /// alone (most steps of most graphs), shared by every run's events.
     pub(crate) names: Arc<NodeNames>,
+    /// The graph's own node names by index, which each run's [`NodeRuns`] reads from.
+    pub(crate) node_names: Arc<[NodeName]>,
     /// Whether a node runs a subgraph: durable runs then tell each step's tasks which
     /// checkpoint the step started from.
     pub(crate) has_subgraphs: bool,
@@ -85,6 +87,7 @@ impl<S: GraphState> Clone for Inner<S> {
             interrupt_after: self.interrupt_after.clone(),
             schema_json: Arc::clone(&self.schema_json),
             names: Arc::clone(&self.names),
+            node_names: Arc::clone(&self.node_names),
             has_subgraphs: self.has_subgraphs,
         }
     }
@@ -122,6 +125,7 @@ impl<S: GraphState> CompiledGraph<S> {
         });
         let names = NodeNames::new(graph.nodes().iter().map(|node| Arc::clone(&node.name))).with_labels(labels);
         let names = Arc::new(names);
+        let node_names = graph.nodes().iter().map(|node| Arc::clone(&node.name)).collect();
         let has_subgraphs = graph.nodes().iter().any(|node| node.node.is_subgraph());
         let inner = Inner {
             graph: Arc::new(graph),
@@ -138,6 +142,7 @@ impl<S: GraphState> CompiledGraph<S> {
             interrupt_after: vec![false; nodes],
             schema_json,
             names,
+            node_names,
             has_subgraphs,
         };
         Self { inner: Arc::new(inner) }

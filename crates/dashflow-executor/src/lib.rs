@@ -85,6 +85,6 @@ pub use config::{Durability, RunConfig, StreamMode, StreamModes};
 pub use error::{Error, Result};
 pub use inspect::{SnapshotTask, StateSnapshot};
 pub use observer::Observer;
-pub use result::{ExecutionResult, NodeRun, RunStatus};
+pub use result::{ExecutionResult, NodeRun, NodeRuns, NodeRunsIter, RunStatus};
 pub use stream::{CustomValue, RunStream, StreamEvent};
 pub use subgraph::{Subgraph, SubgraphMarker};

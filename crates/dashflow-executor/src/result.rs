@@ -1,5 +1,7 @@
 //! What a finished run returns.
 
+use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use dashflow_checkpoint::CheckpointId;
@@ -22,12 +24,13 @@ pub enum RunStatus {
     },
 }
 
-/// One task execution, in the order tasks finished their supersteps.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// One task execution, in the order tasks finished their supersteps (read from
+/// [`NodeRuns`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
-pub struct NodeRun {
+pub struct NodeRun<'a> {
     /// The node.
-    pub node: NodeName,
+    pub node: &'a str,
     /// The superstep.
     pub step: u64,
     /// Attempts made (above 1 after retries).
@@ -36,6 +39,114 @@ pub struct NodeRun {
     /// (an event callback or an `Events` stream), `None` otherwise.
     pub duration: Option<Duration>,
 }
+
+/// The task executions of a run, in order (frontier order within a superstep).
+///
+/// Kept compact while the run goes (each node by its place in the graph, not a copy of its
+/// shared name: a copy is an atomic increment, a large share of a short step); each
+/// [`NodeRun`] is made when read, borrowing its node's name from here.
+#[derive(Clone, Default)]
+pub struct NodeRuns {
+    names: Arc<[NodeName]>,
+    runs: Vec<CompactRun>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct CompactRun {
+    node: u32,
+    attempts: u32,
+    step: u64,
+    duration: Option<Duration>,
+}
+
+impl NodeRuns {
+    /// No executions yet, of a graph whose nodes, by index, are `names`.
+    pub(crate) fn new(names: Arc<[NodeName]>) -> Self {
+        Self { names, runs: Vec::new() }
+    }
+
+    /// Adds an execution of the node at `node` in the graph.
+    pub(crate) fn push(&mut self, node: u32, step: u64, attempts: u32, duration: Option<Duration>) {
+        self.runs.push(CompactRun { node, attempts, step, duration });
+    }
+
+    /// How many task executions.
+    pub fn len(&self) -> usize {
+        self.runs.len()
+    }
+
+    /// Whether no task ran.
+    pub fn is_empty(&self) -> bool {
+        self.runs.is_empty()
+    }
+
+    /// The `index`th execution.
+    pub fn get(&self, index: usize) -> Option<NodeRun<'_>> {
+        self.runs.get(index).map(|run| self.run(run))
+    }
+
+    /// Every execution, in order.
+    pub fn iter(&self) -> NodeRunsIter<'_> {
+        NodeRunsIter { runs: self, next: self.runs.iter() }
+    }
+
+    /// The executed nodes' names, in order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.runs.iter().map(|run| self.name(run.node))
+    }
+
+    fn name(&self, node: u32) -> &str {
+        &self.names[node as usize]
+    }
+
+    fn run(&self, run: &CompactRun) -> NodeRun<'_> {
+        // Every index pushed is a node of the graph whose names these are.
+        let node = self.name(run.node);
+        NodeRun { node, step: run.step, attempts: run.attempts, duration: run.duration }
+    }
+}
+
+impl fmt::Debug for NodeRuns {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+impl PartialEq for NodeRuns {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.iter().eq(other.iter())
+    }
+}
+
+impl<'a> IntoIterator for &'a NodeRuns {
+    type Item = NodeRun<'a>;
+    type IntoIter = NodeRunsIter<'a>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
+/// The executions of a [`NodeRuns`], in order.
+#[derive(Clone, Debug)]
+pub struct NodeRunsIter<'a> {
+    runs: &'a NodeRuns,
+    next: std::slice::Iter<'a, CompactRun>,
+}
+
+impl<'a> Iterator for NodeRunsIter<'a> {
+    type Item = NodeRun<'a>;
+
+    fn next(&mut self) -> Option<NodeRun<'a>> {
+        self.next.next().map(|run| self.runs.run(run))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.next.size_hint()
+    }
+}
+
+impl ExactSizeIterator for NodeRunsIter<'_> {}
 
 /// The outcome of a run.
 #[derive(Clone, Debug)]
@@ -50,7 +161,7 @@ pub struct ExecutionResult<S> {
     /// Supersteps executed.
     pub steps: u64,
     /// Task executions in order (frontier order within a superstep).
-    pub nodes: Vec<NodeRun>,
+    pub nodes: NodeRuns,
     /// The thread's checkpoint this run ended at, when it was checkpointed.
     pub checkpoint_id: Option<CheckpointId>,
     /// Wall time of the run.
@@ -60,6 +171,6 @@ pub struct ExecutionResult<S> {
 impl<S> ExecutionResult<S> {
     /// The names of executed nodes, in order.
     pub fn nodes_executed(&self) -> impl Iterator<Item = &str> {
-        self.nodes.iter().map(|run| &*run.node)
+        self.nodes.names()
     }
 }

@@ -54,6 +54,20 @@ impl Timing {
     }
 }
 
+/// Which task of its step an execution is: a [`TaskId`] without the node's name, which is
+/// copied (a reference count's atomic increment) only for a node that takes a context.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct TaskSlot {
+    pub(crate) step: u64,
+    pub(crate) index: u32,
+}
+
+impl TaskSlot {
+    pub(crate) fn id<S: GraphState>(self, node: &GraphNode<S>) -> TaskId {
+        TaskId { step: self.step, node: node.name.clone(), index: self.index }
+    }
+}
+
 /// Runs one task: its attempts (one unless a retry policy asks for more), each with its
 /// timeout, panics caught, and when timed, its start and end reported through the run's hub.
 /// The one task runner: a lone task inline and the tasks of a parallel step on the scheduler
@@ -62,7 +76,7 @@ pub(crate) async fn run_task<S: GraphState>(
     scope: &Arc<ExecScope>,
     inner: &Inner<S>,
     (id, node): (NodeId, &GraphNode<S>),
-    task: TaskId,
+    task: TaskSlot,
     input: Arc<S>,
     timing: Timing,
 ) -> TaskOutcome<S> {
@@ -89,7 +103,7 @@ pub(crate) async fn run_task<S: GraphState>(
 async fn run_retried<S: GraphState>(
     scope: &Arc<ExecScope>,
     (id, node): (NodeId, &GraphNode<S>),
-    task: TaskId,
+    task: TaskSlot,
     input: Arc<S>,
     started: Option<Tick>,
     (timeout, retry): (Option<Duration>, &RetryPolicy),
@@ -97,15 +111,9 @@ async fn run_retried<S: GraphState>(
     let mut attempt = 1;
     let mut attempt_started = started;
     loop {
-        let (result, ended) = run_attempt(
-            scope,
-            (id, node),
-            task.clone(),
-            Arc::clone(&input),
-            (attempt, attempt_started),
-            (timeout, false),
-        )
-        .await;
+        let (result, ended) =
+            run_attempt(scope, (id, node), task, Arc::clone(&input), (attempt, attempt_started), (timeout, false))
+                .await;
         match result {
             Err(error) if retry.should_retry(attempt, &error) => {
                 tokio::time::sleep(retry.delay_after(attempt, fastrand::f64())).await;
@@ -125,7 +133,7 @@ async fn run_retried<S: GraphState>(
 async fn run_attempt<S: GraphState>(
     scope: &Arc<ExecScope>,
     (id, node): (NodeId, &GraphNode<S>),
-    task: TaskId,
+    task: TaskSlot,
     input: Arc<S>,
     (attempt, started): (u32, Option<Tick>),
     (timeout, hold_end): (Option<Duration>, bool),
@@ -135,8 +143,10 @@ async fn run_attempt<S: GraphState>(
         scope.hub.stream(event).await;
     }
     let deadline = timeout.map(|limit| (limit, Instant::now() + limit));
-    let ctx = NodeContext::new(task, attempt, scope.run, Arc::clone(scope) as Arc<dyn RunScope>)
-        .with_deadline(deadline.map(|(_, at)| at));
+    let ctx = || {
+        NodeContext::new(task.id(node), attempt, scope.run, Arc::clone(scope) as Arc<dyn RunScope>)
+            .with_deadline(deadline.map(|(_, at)| at))
+    };
     // Unwinding out of a node is caught here so that one panicking task fails alone, whether
     // it panics making its future or polling it; the future is dropped afterwards and never
     // polled again.

@@ -33,11 +33,25 @@ impl<S: GraphState> fmt::Debug for NodeOutput<S> {
 /// The future a node returns, boxed so that nodes of every shape share one type.
 pub type NodeFuture<S> = BoxFuture<'static, Result<NodeOutput<S>, NodeError>>;
 
-type NodeFnBox<S> = dyn Fn(Arc<S>, NodeContext) -> NodeFuture<S> + Send + Sync;
+/// A node's function: of the state alone, or of the state and a context.
+enum NodeFn<S: GraphState> {
+    State(Arc<dyn Fn(Arc<S>) -> NodeFuture<S> + Send + Sync>),
+    Context(Arc<dyn Fn(Arc<S>, NodeContext) -> NodeFuture<S> + Send + Sync>),
+}
 
-/// A registered node: a type-erased async function of the state snapshot and the context.
+impl<S: GraphState> Clone for NodeFn<S> {
+    fn clone(&self) -> Self {
+        match self {
+            Self::State(run) => Self::State(Arc::clone(run)),
+            Self::Context(run) => Self::Context(Arc::clone(run)),
+        }
+    }
+}
+
+/// A registered node: a type-erased async function of the state snapshot and, if it takes
+/// one, the context.
 pub struct Node<S: GraphState> {
-    run: Arc<NodeFnBox<S>>,
+    run: NodeFn<S>,
     routes_itself: bool,
     subgraph: bool,
 }
@@ -46,7 +60,13 @@ impl<S: GraphState> Node<S> {
     /// A node from a function that returns a boxed future, returning updates (see
     /// [`Node::routing`] for one that may return a [`Command`]).
     pub fn from_boxed(run: impl Fn(Arc<S>, NodeContext) -> NodeFuture<S> + Send + Sync + 'static) -> Self {
-        Self { run: Arc::new(run), routes_itself: false, subgraph: false }
+        Self { run: NodeFn::Context(Arc::new(run)), routes_itself: false, subgraph: false }
+    }
+
+    /// A node from a function of the state alone that returns a boxed future: the executor
+    /// then makes no context for its calls.
+    pub fn from_boxed_state_fn(run: impl Fn(Arc<S>) -> NodeFuture<S> + Send + Sync + 'static) -> Self {
+        Self { run: NodeFn::State(Arc::new(run)), routes_itself: false, subgraph: false }
     }
 
     /// Marks the node as one that may return a [`Command`], so validation cannot know where
@@ -67,9 +87,18 @@ impl<S: GraphState> Node<S> {
         self
     }
 
-    /// Starts one execution of the node.
-    pub fn call(&self, state: Arc<S>, ctx: NodeContext) -> NodeFuture<S> {
-        (self.run)(state, ctx)
+    /// Starts one execution of the node; `ctx` makes its context, called only if the node
+    /// takes one.
+    pub fn call(&self, state: Arc<S>, ctx: impl FnOnce() -> NodeContext) -> NodeFuture<S> {
+        match &self.run {
+            NodeFn::State(run) => run(state),
+            NodeFn::Context(run) => run(state, ctx()),
+        }
+    }
+
+    /// Whether the node takes a [`NodeContext`].
+    pub fn takes_context(&self) -> bool {
+        matches!(self.run, NodeFn::Context(_))
     }
 
     /// Whether the node may route itself with a [`Command`].
@@ -85,7 +114,7 @@ impl<S: GraphState> Node<S> {
 
 impl<S: GraphState> Clone for Node<S> {
     fn clone(&self) -> Self {
-        Self { run: Arc::clone(&self.run), routes_itself: self.routes_itself, subgraph: self.subgraph }
+        Self { run: self.run.clone(), routes_itself: self.routes_itself, subgraph: self.subgraph }
     }
 }
 
@@ -145,7 +174,7 @@ where
     Fut: Future<Output = Result<S::Update, NodeError>> + Send + 'static,
 {
     fn into_node(self) -> Node<S> {
-        Node::from_boxed(move |state, _ctx| self(state).map(|r| r.map(NodeOutput::Update)).boxed())
+        Node::from_boxed_state_fn(move |state| self(state).map(|r| r.map(NodeOutput::Update)).boxed())
     }
 }
 
@@ -167,7 +196,7 @@ where
     Fut: Future<Output = Result<Command<S>, NodeError>> + Send + 'static,
 {
     fn into_node(self) -> Node<S> {
-        Node::from_boxed(move |state, _ctx| self(state).map(|r| r.map(NodeOutput::Command)).boxed()).routing()
+        Node::from_boxed_state_fn(move |state| self(state).map(|r| r.map(NodeOutput::Command)).boxed()).routing()
     }
 }
 

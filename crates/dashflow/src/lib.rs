@@ -114,8 +114,8 @@ pub mod distributed {
 pub use metrics::{PrometheusError, serve_prometheus};
 
 pub use dashflow_executor::{
-    CompiledGraph, CustomValue, Durability, Error, ExecutionResult, NodeRun, Observer, RunConfig, RunStatus, RunStream,
-    SnapshotTask, StateSnapshot, StreamEvent, StreamMode, StreamModes, Subgraph,
+    CompiledGraph, CustomValue, Durability, Error, ExecutionResult, NodeRun, NodeRuns, NodeRunsIter, Observer,
+    RunConfig, RunStatus, RunStream, SnapshotTask, StateSnapshot, StreamEvent, StreamMode, StreamModes, Subgraph,
 };
 pub use dashflow_graph::{
     Command, END, GraphError, GraphSchema, GraphState, MergeableState, Message, MessageLike, NodeContext, NodeError,

@@ -19,7 +19,7 @@ use crate::payload::{INTERRUPT, OUTPUT, Position, StoredTask, StoredWrite};
 use crate::stream::StreamEvent;
 use crate::subgraph::{STEP_START, StepStarts};
 use crate::task::Timing;
-use crate::{Durability, Error, RunStatus, StreamMode};
+use crate::{Durability, Error, NodeRuns, RunStatus, StreamMode};
 
 /// How a superstep ended.
 enum Flow {
@@ -78,7 +78,7 @@ pub(crate) async fn execute<S: GraphState>(mut params: RunParams<S>, start: Star
             done: Vec::new(),
             first_error: None,
             interrupts: Vec::new(),
-            nodes: Vec::new(),
+            nodes: NodeRuns::new(Arc::clone(&params.inner.node_names)),
             held_end: None,
         },
         composed: None,

@@ -21,7 +21,7 @@ use crate::hub::EventHub;
 use crate::payload::{Position, StoredTask};
 use crate::stream::StreamSender;
 use crate::subgraph::ResumedStep;
-use crate::{Error, NodeRun, RunConfig, RunStatus};
+use crate::{Error, NodeRuns, RunConfig, RunStatus};
 
 mod algo;
 mod r#loop;
@@ -141,7 +141,7 @@ pub(crate) struct RunOutput<S: GraphState> {
     pub(crate) status: RunStatus,
     pub(crate) composed: Option<S::Update>,
     pub(crate) steps: u64,
-    pub(crate) nodes: Vec<NodeRun>,
+    pub(crate) nodes: NodeRuns,
     pub(crate) checkpoint_id: Option<CheckpointId>,
     pub(crate) duration: Duration,
 }

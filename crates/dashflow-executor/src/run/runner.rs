@@ -14,14 +14,14 @@ use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
 use tokio::sync::oneshot;
 
-use super::StepUpdates;
 use super::algo::PendingTask;
+use super::{StepUpdates, node_index};
 use crate::compiled::Inner;
 use crate::durable::TaskWriter;
 use crate::hub::ExecScope;
 use crate::payload::{INTERRUPT, OUTPUT, StoredGoto, StoredWrite};
-use crate::task::{TaskOutcome, Timing, run_task};
-use crate::{Error, NodeRun};
+use crate::task::{TaskOutcome, TaskSlot, Timing, run_task};
+use crate::{Error, NodeRuns};
 
 /// A task that finished: its update and where it wants to go.
 pub(super) struct Done<S: GraphState> {
@@ -39,7 +39,7 @@ pub(super) struct StepResults<S: GraphState> {
     /// Tasks that paused with `interrupt`: frontier index, node, value.
     pub(super) interrupts: Vec<(u32, NodeId, serde_json::Value)>,
     /// Every task execution of the run, in order.
-    pub(super) nodes: Vec<NodeRun>,
+    pub(super) nodes: NodeRuns,
     /// A lone task's end the loop records itself, with its step's routing: the node and its
     /// attempt's start and end readings (see `Timing::Timed`).
     pub(super) held_end: Option<(NodeId, (Tick, Tick))>,
@@ -89,8 +89,8 @@ pub(super) async fn execute_tasks<S: GraphState>(
     {
         let node = graph.node(task.node);
         let input = task.input.clone().unwrap_or_else(|| Arc::clone(state));
-        let task_id = task_id(node, step, 0);
-        let outcome = run_task(scope, inner, (task.node, node), task_id, input, timing).await;
+        let slot = TaskSlot { step, index: 0 };
+        let outcome = run_task(scope, inner, (task.node, node), slot, input, timing).await;
         results.record(0, task.node, node, step, Some(outcome));
         return;
     }
@@ -102,8 +102,9 @@ pub(super) async fn execute_tasks<S: GraphState>(
     for (index, task) in frontier.iter().enumerate() {
         let node_id = task.node;
         let node = graph.node(node_id);
-        let task_id = task_id(node, step, index);
-        if let Some(StoredWrite::Output { update, gotos }) = restored.remove(&task_id.to_string()) {
+        let slot = TaskSlot { step, index: u32::try_from(index).unwrap_or(u32::MAX) };
+        let key = (writer.is_some() || !restored.is_empty()).then(|| slot.id(node).to_string());
+        if let Some(StoredWrite::Output { update, gotos }) = key.as_ref().and_then(|key| restored.remove(key)) {
             slots.push(Slot::Restored(update, gotos));
             continue;
         }
@@ -112,8 +113,7 @@ pub(super) async fn execute_tasks<S: GraphState>(
         if placement == Placement::Async && inner.polls_fan_outs {
             let writer = writer.as_deref();
             polled.push(async move {
-                let key = writer.map(|_| task_id.to_string());
-                let outcome = run_task(scope, inner, (node_id, node), task_id, input, timing.of_one_of_several()).await;
+                let outcome = run_task(scope, inner, (node_id, node), slot, input, timing.of_one_of_several()).await;
                 let stored = match (writer, key) {
                     (Some(writer), Some(key)) => store_result(writer, &key, &node.name, &outcome).await.err(),
                     _ => None,
@@ -132,9 +132,8 @@ pub(super) async fn execute_tasks<S: GraphState>(
         let task = Abortable::new(
             async move {
                 let node = owned_inner.graph.node(node_id);
-                let key = writer.as_ref().map(|_| task_id.to_string());
                 let outcome =
-                    run_task(&scope, &owned_inner, (node_id, node), task_id, input, timing.of_one_of_several()).await;
+                    run_task(&scope, &owned_inner, (node_id, node), slot, input, timing.of_one_of_several()).await;
                 let stored = match (&writer, key) {
                     (Some(writer), Some(key)) => store_result(writer, &key, &node.name, &outcome).await.err(),
                     _ => None,
@@ -239,12 +238,7 @@ impl<S: GraphState> StepResults<S> {
         if let Some(span) = outcome.held_end {
             self.held_end = Some((id, span));
         }
-        self.nodes.push(NodeRun {
-            node: node.name.clone(),
-            step,
-            attempts: outcome.attempts,
-            duration: outcome.duration,
-        });
+        self.nodes.push(node_index(id), step, outcome.attempts, outcome.duration);
         match outcome.result {
             Ok(NodeOutput::Update(update)) => {
                 self.done.push(Done { index, node: id, update: Some(update), gotos: Vec::new() });

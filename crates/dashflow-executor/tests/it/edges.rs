@@ -126,7 +126,7 @@ async fn join_fires_again_each_time_a_loop_completes_all_its_predecessors() {
     let result = graph.compiled().unwrap().invoke(Trail::default(), RunConfig::new()).await.unwrap();
 
     assert_eq!(result.state.count, 3);
-    let gathers: Vec<u64> = result.nodes.iter().filter(|run| &*run.node == "gather").map(|run| run.step).collect();
+    let gathers: Vec<u64> = result.nodes.iter().filter(|run| run.node == "gather").map(|run| run.step).collect();
     // Each round is fan, left+right, left2, gather: the join's marks reset after it fires, so
     // `right` finishing early in a later round does not fire it early.
     assert_eq!(gathers, [4, 8, 12]);

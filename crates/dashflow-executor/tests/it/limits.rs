@@ -92,7 +92,7 @@ async fn a_timed_out_attempt_is_cancelled_and_retried_and_its_late_result_never_
 
     assert_eq!(result.state.log, ["attempt 2"]);
     assert_eq!(result.state.count, 1);
-    assert_eq!(result.nodes[0].attempts, 2);
+    assert_eq!(result.nodes.get(0).unwrap().attempts, 2);
     let tasks: Vec<String> = recorder.described().into_iter().filter(|line| line.contains(" slow #")).collect();
     assert_eq!(
         tasks,
@@ -216,7 +216,7 @@ async fn a_node_failing_twice_succeeds_on_its_third_attempt_under_a_three_attemp
 
     assert_eq!(result.state.log, ["succeeded on attempt 3"]);
     assert_eq!(result.nodes.len(), 1);
-    assert_eq!(result.nodes[0].attempts, 3);
+    assert_eq!(result.nodes.get(0).unwrap().attempts, 3);
     let attempts: Vec<String> = recorder.described().into_iter().filter(|line| line.contains("flaky #")).collect();
     assert_eq!(
         attempts,
@@ -270,7 +270,7 @@ async fn retry_on_retries_only_the_errors_its_predicate_accepts() {
         .invoke(Trail::default(), RunConfig::new())
         .await
         .unwrap();
-    assert_eq!(result.nodes[0].attempts, 3);
+    assert_eq!(result.nodes.get(0).unwrap().attempts, 3);
 
     let error = flaky_graph(2, || NodeError::new(Malformed), policy())
         .invoke(Trail::default(), RunConfig::new())
@@ -293,7 +293,7 @@ async fn the_graph_retry_policy_applies_to_nodes_without_their_own() {
     let result = app.invoke(Trail::default(), RunConfig::new()).await.unwrap();
 
     assert_eq!(result.state.log, strings(&["succeeded on attempt 2"]));
-    assert_eq!(result.nodes[0].attempts, 2);
+    assert_eq!(result.nodes.get(0).unwrap().attempts, 2);
 }
 
 #[tokio::test(start_paused = true)]

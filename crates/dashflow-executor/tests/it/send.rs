@@ -76,7 +76,7 @@ async fn send_edges_map_each_item_to_a_task_and_merge_results_in_frontier_order(
     assert_eq!(result.state.results, ["A:0", "B:0", "C:0", "D:0", "reduced 4"]);
     // The reduce step ran once, after all the map tasks.
     assert_eq!(result.state.reductions, 1);
-    let work_steps: Vec<u64> = result.nodes.iter().filter(|run| &*run.node == "work").map(|run| run.step).collect();
+    let work_steps: Vec<u64> = result.nodes.iter().filter(|run| run.node == "work").map(|run| run.step).collect();
     assert_eq!(work_steps, [2, 2, 2, 2]);
     assert_eq!(trace(&result).last(), Some(&(3, "reduce".to_owned())));
     // The tasks' own inputs never leak into the shared state.

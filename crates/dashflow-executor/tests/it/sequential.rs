@@ -41,6 +41,17 @@ async fn invoke_sequential_runs_a_whole_state_graph_with_a_loop() {
 
     assert_eq!(result.state, Doc { text: "ESSAY: DRAFT DRAFT".into(), edits: 3 });
     assert_eq!(result.nodes_executed().collect::<Vec<_>>(), ["draft", "draft", "shout"]);
+    // Each execution read back with its node, step and attempts, in order, and no more.
+    let runs: Vec<(&str, u64, u32)> = result.nodes.iter().map(|run| (run.node, run.step, run.attempts)).collect();
+    assert_eq!(runs, [("draft", 1, 1), ("draft", 2, 1), ("shout", 3, 1)]);
+    assert_eq!((result.nodes.len(), result.nodes.iter().len()), (3, 3));
+    assert_eq!(result.nodes.get(2).map(|run| run.node), Some("shout"));
+    assert!(result.nodes.get(3).is_none() && !result.nodes.is_empty());
+    assert_eq!(
+        format!("{:?}", result.nodes.get(0).unwrap()),
+        format!("{:?}", (&result.nodes).into_iter().next().unwrap())
+    );
+    assert_eq!(result.nodes.clone(), result.nodes);
 }
 
 #[tokio::test]

@@ -269,9 +269,36 @@ async fn a_built_node_can_be_called_directly() {
     graph.add_edge(START, "a").add_edge("a", END);
     let graph = graph.build().unwrap();
     let doc = Arc::new(Doc { text: "hi".to_owned() });
-    let output = graph.node(id(&graph, "a")).node.call(doc, NodeContext::detached("a")).await.unwrap();
+    let output = graph.node(id(&graph, "a")).node.call(doc, || NodeContext::detached("a")).await.unwrap();
     match output {
         NodeOutput::Update(doc) => assert_eq!(doc.text, "hi"),
         NodeOutput::Command(_) => panic!("`step` returns an update"),
     }
+}
+
+/// A node of the state alone gets no context made for its calls; a node that takes one gets
+/// the one its caller makes.
+#[tokio::test]
+async fn only_nodes_that_take_a_context_get_one_made() {
+    use dashflow_graph::IntoNode;
+    let alone =
+        (|doc: Arc<Doc>| async move { Ok::<_, dashflow_graph::NodeError>(Doc { text: doc.text.clone() }) }).into_node();
+    let with = (|_: Arc<Doc>, ctx: NodeContext| async move {
+        Ok::<_, dashflow_graph::NodeError>(Doc { text: ctx.node().to_string() })
+    })
+    .into_node();
+    assert!(!alone.takes_context() && with.takes_context());
+    let doc = Arc::new(Doc { text: "hi".to_owned() });
+    let made = std::cell::Cell::new(0);
+    let context = || {
+        made.set(made.get() + 1);
+        NodeContext::detached("with")
+    };
+    let texts =
+        [alone.call(Arc::clone(&doc), context).await, with.call(doc, context).await].map(|output| match output {
+            Ok(NodeOutput::Update(update)) => update.text,
+            other => panic!("{other:?}"),
+        });
+    assert_eq!(texts, ["hi", "with"]);
+    assert_eq!(made.get(), 1, "the context was made for the node that takes one only");
 }
