@@ -666,8 +666,7 @@ impl RunQueue for MemoryRunQueue {
             }
             run.run_at_ms = now.saturating_add(backoff_ms(attempt, timings));
             run.record.worker_id = None;
-            let cancelled =
-                if run.record.cancel_requested { format!("{CANCELLED_AS_ASKED}; ") } else { String::new() };
+            let cancelled = if run.record.cancel_requested { format!("{CANCELLED_AS_ASKED}; ") } else { String::new() };
             run.record.error = Some(format!("{cancelled}worker {worker_id} {why} during attempt {attempt}"));
             report.runs.push((run_id, run.record.state));
         }
@@ -688,6 +687,9 @@ impl RunQueue for MemoryRunQueue {
             }
         }
         drop(state);
+        for (run_id, _) in report.runs.iter().filter(|(_, run_state)| run_state.is_terminal()) {
+            self.shared.wake(Wake::Done(run_id.clone()));
+        }
         if report.promoted > 0 || report.runs.iter().any(|(_, run_state)| *run_state == RunState::Queued) {
             self.shared.wake(Wake::Work);
         }

@@ -557,6 +557,11 @@ impl RunQueue for PostgresRunQueue {
         if report.runs.iter().any(|(_, state)| *state == RunState::Queued) {
             notify_after_commit(&mut conn, sqlx::query(sql::WAKE)).await;
         }
+        // Runs the sweep ended (failed, cancelled) are done, as after a finish; their threads'
+        // pending runs are promoted below, which wakes the workers.
+        for (run_id, _) in report.runs.iter().filter(|(_, state)| state.is_terminal()) {
+            notify_after_commit(&mut conn, sqlx::query(sql::DONE).bind(run_id).bind(false)).await;
+        }
         if !report.workers_stopped.is_empty() {
             tracing::info!(workers = ?report.workers_stopped, runs = ?report.runs, "swept dead workers");
         }

@@ -64,12 +64,17 @@ pub async fn a_run_asked_to_cancel_is_cancelled_with_attempts_left_or_not(t: Tes
         let claimed = claim_one(&t, "w").await?;
         t.queue().cancel(&submitted.run_id).await.context(|| "cancel".into())?;
         let given = t.queue().give_up(&claimed.lease, "stuck").await.context(|| "give up".into())?;
-        ensure_eq!(given, RunState::Cancelled, "state returned by giving up a run asked to cancel ({attempts} attempts)");
+        ensure_eq!(
+            given,
+            RunState::Cancelled,
+            "state returned by giving up a run asked to cancel ({attempts} attempts)"
+        );
         let stored = t.queue().get(&submitted.run_id).await.context(|| "get".into())?;
         let Some(stored) = stored else { fail!("the run given up is gone") };
         ensure_eq!(stored.state, RunState::Cancelled, "stored state of a run given up after a cancel");
         ensure!(
-            stored.finished_at_ms.is_some() && stored.error.as_deref().is_some_and(|error| error.contains("cancelled")),
+            stored.finished_at_ms.is_some()
+                && stored.error.as_deref().is_some_and(|error| error.contains("cancelled as asked")),
             "the cancelled run must say when it ended and that it was cancelled: {stored:?}"
         );
         ensure_eq!(state_of(&t, &pending.run_id).await?, RunState::Queued, "the pending run after the cancel");

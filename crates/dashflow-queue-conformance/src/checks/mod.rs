@@ -93,6 +93,7 @@ cases! {
     [Wakeups] wakeups::a_submit_wakes_for_work,
     [Wakeups] wakeups::a_finish_says_the_run_is_done,
     [Wakeups] wakeups::a_release_or_give_up_of_a_run_asked_to_cancel_says_it_is_done,
+    [Wakeups] wakeups::a_sweep_that_ends_a_run_says_it_is_done,
     [Streams] streams::numbered_without_gaps_across_a_takeover,
     [Streams] streams::a_read_after_any_item_returns_exactly_the_items_after_it,
     [Streams] streams::trim_deletes_only_the_streams_of_runs_that_ended,

@@ -53,7 +53,7 @@ pub async fn a_run_asked_to_cancel_is_cancelled_not_queued(t: TestQueue) -> Resu
     ensure_eq!(stored.state, RunState::Cancelled, "state of a released run whose cancel was requested");
     ensure!(stored.finished_at_ms.is_some(), "the cancelled run has no finish time: {stored:?}");
     ensure!(
-        stored.error.as_deref().is_some_and(|error| error.contains("cancelled")),
+        stored.error.as_deref().is_some_and(|error| error.contains("cancelled as asked")),
         "the cancelled run's error must say it was cancelled: {:?}",
         stored.error
     );

@@ -6,7 +6,7 @@ use std::time::Duration;
 use dashflow_queue::{Finish, RunState, Wake, Wakeups};
 
 use crate::error::{Context, ensure, fail};
-use crate::fixture::{claim_one, run, state_of, submit, worker};
+use crate::fixture::{claim_one, run, state_of, submit, sweep_until_stopped, timings, worker};
 use crate::{Result, TestQueue};
 
 /// How long a wake-up may take to arrive before the check gives up.
@@ -85,4 +85,20 @@ pub async fn a_release_or_give_up_of_a_run_asked_to_cancel_says_it_is_done(t: Te
     .await;
     ensure!(heard_all == Ok(true), "no `Done` wake-up for the cancelled runs {waiting:?}");
     Ok(())
+}
+
+/// A sweep that ends a run (here one asked to cancel, whose worker died) tells listeners the
+/// run ended, as a finish does.
+pub async fn a_sweep_that_ends_a_run_says_it_is_done(t: TestQueue) -> Result<()> {
+    worker(&t, "dead").await?;
+    worker(&t, "alive").await?;
+    submit(&t, run("t")).await?;
+    let claimed = claim_one(&t, "dead").await?;
+    let lease = std::slice::from_ref(&claimed.lease);
+    t.queue().heartbeat("dead", lease, &timings()).await.context(|| "heartbeat".into())?;
+    t.queue().cancel(&claimed.lease.run_id).await.context(|| "cancel".into())?;
+    let mut wakeups = listen(&t).await?;
+    sweep_until_stopped(&t, "dead", "alive").await?;
+    let run_id = claimed.lease.run_id.clone();
+    heard(&mut wakeups, "a sweep that cancelled the run", move |wake| *wake == Wake::Done(run_id.clone())).await
 }

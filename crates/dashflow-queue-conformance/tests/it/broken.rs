@@ -185,7 +185,8 @@ impl RunQueue for Broken {
         }
         if self.fault == Fault::RequeuesRunsAskedToCancel {
             // The sweeper hears of them, so only a release and a give-up miss them.
-            let asked: Vec<String> = self.asked.lock().unwrap_or_else(PoisonError::into_inner).iter().cloned().collect();
+            let asked: Vec<String> =
+                self.asked.lock().unwrap_or_else(PoisonError::into_inner).iter().cloned().collect();
             for run_id in asked {
                 self.inner.cancel(&run_id).await?;
             }

@@ -106,9 +106,11 @@ async fn requeueing_runs_asked_to_cancel_fails_the_release_and_give_up_cancel_ch
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sweeping_by_the_lease_alone_fails_the_check_of_the_lone_worker() {
-    let failed =
-        assert_fails(Fault::SweepsByLeaseAlone, &["sweep/a_lone_worker_whose_lease_expired_is_stopped_only_once_another_beats"])
-            .await;
+    let failed = assert_fails(
+        Fault::SweepsByLeaseAlone,
+        &["sweep/a_lone_worker_whose_lease_expired_is_stopped_only_once_another_beats"],
+    )
+    .await;
     let report = &failed["sweep/a_lone_worker_whose_lease_expired_is_stopped_only_once_another_beats"];
     assert!(report.contains("stopped a lone worker"), "unhelpful report: {report}");
 }
@@ -146,7 +148,8 @@ fn a_missing_capability_makes_its_trials_ignored_with_the_reason() {
         [
             "partial/wakeups/a_submit_wakes_for_work",
             "partial/wakeups/a_finish_says_the_run_is_done",
-            "partial/wakeups/a_release_or_give_up_of_a_run_asked_to_cancel_says_it_is_done"
+            "partial/wakeups/a_release_or_give_up_of_a_run_asked_to_cancel_says_it_is_done",
+            "partial/wakeups/a_sweep_that_ends_a_run_says_it_is_done"
         ]
     );
     let lacking = trials.iter().find(|trial| trial.has_ignored_flag()).map(|trial| trial.kind());
