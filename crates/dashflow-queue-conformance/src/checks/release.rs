@@ -59,7 +59,7 @@ pub async fn a_run_asked_to_cancel_is_cancelled_not_queued(t: TestQueue) -> Resu
     );
     ensure_eq!(state_of(&t, &pending.run_id).await?, RunState::Queued, "the pending run after the cancel");
     let next: Vec<String> = claim(&t, "w2", 8).await?.into_iter().map(|claimed| claimed.lease.run_id).collect();
-    ensure_eq!(next, [pending.run_id.clone()], "runs claimed after the release (the cancelled one must not be)");
+    ensure_eq!(next, vec![pending.run_id.clone()], "runs claimed after the release (the cancelled one must not be)");
     match t.queue().finish(&claimed.lease, Finish::new(RunState::Cancelled, None)).await {
         Err(QueueError::LeaseLost { .. }) => Ok(()),
         other => fail!("a finish after the release must be LeaseLost, got {other:?}"),
