@@ -79,7 +79,11 @@ pub async fn a_run_asked_to_cancel_is_cancelled_with_attempts_left_or_not(t: Tes
         );
         ensure_eq!(state_of(&t, &pending.run_id).await?, RunState::Queued, "the pending run after the cancel");
         let next: Vec<String> = claim(&t, "w", 8).await?.into_iter().map(|claimed| claimed.lease.run_id).collect();
-        ensure_eq!(next, vec![pending.run_id.clone()], "runs claimed after the give-up (the cancelled one must not be)");
+        ensure_eq!(
+            next,
+            vec![pending.run_id.clone()],
+            "runs claimed after the give-up (the cancelled one must not be)"
+        );
         let lease = &claimed.lease;
         match t.queue().finish(lease, Finish::new(RunState::Cancelled, None)).await {
             Err(QueueError::LeaseLost { .. }) => {}
