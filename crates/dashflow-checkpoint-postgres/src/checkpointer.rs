@@ -96,7 +96,10 @@ impl PostgresCheckpointer {
     /// A checkpointer on the same pool whose every write (put, batch, pending writes,
     /// snapshot rewrites, deletions of old checkpoints and namespaces) checks `guard`'s fence
     /// epoch in the write's own statement, still one round trip; a write whose epoch is not the
-    /// thread's, or that goes to another thread, is a `Conflict` and stores nothing. Replaces
+    /// thread's, or that goes to another thread, is a `Conflict` and stores nothing. Deleting
+    /// the guard's thread and copying into it check the epoch in their own transaction, a
+    /// `Conflict` too when it moved; deleting or copying into another thread, and deleting
+    /// idle threads, are `OutsideFence` and touch nothing. Replaces
     /// any guard this one had. The run queue hands such a checkpointer, guarded by the lease's
     /// fence epoch, to each run a worker holds.
     #[must_use]
@@ -155,6 +158,20 @@ impl PostgresCheckpointer {
         self.pool.acquire().await.map_err(Error::acquire(operation))
     }
 
+    /// How this checkpointer's deletion of or copy into thread `thread_id` is fenced; one of
+    /// another thread than the guard's is refused as `OutsideFence`: it is beyond what the
+    /// guard covers, and belongs to an unguarded checkpointer.
+    fn fenced_thread(&self, thread_id: &str, operation: &'static str) -> Result<Fenced<'_>, CheckpointError> {
+        match &self.guard {
+            Some(guard) if guard.thread_id() != thread_id => Err(CheckpointError::OutsideFence {
+                operation,
+                target: format!("thread `{thread_id}`"),
+                fenced_thread: guard.thread_id().to_owned(),
+            }),
+            _ => self.fenced(thread_id, "").map_err(Into::into),
+        }
+    }
+
     /// How this checkpointer's writes to `thread_id` are fenced; a write to another thread
     /// than the guard's is refused here, without a round trip.
     fn fenced(&self, thread_id: &str, namespace: &str) -> Result<Fenced<'_>, Error> {
@@ -194,6 +211,20 @@ impl Fenced<'_> {
             Some(epoch) => query.bind(epoch),
             None => query,
         }
+    }
+
+    /// In a transaction that writes thread `thread_id` as a whole (deletes it, copies into
+    /// it): reads the thread's epoch `FOR SHARE` and checks it, as a write statement's own
+    /// fence does, before the transaction takes the thread's locks; the epoch cannot move
+    /// until the transaction ends. Unguarded, it reads nothing.
+    async fn hold(self, conn: &mut PgConnection, thread_id: &str, operation: &'static str) -> Result<(), Error> {
+        let Some(lookup) = &self.writes.lookup else { return Ok(()) };
+        let found: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(Arc::clone(lookup)))
+            .bind(thread_id)
+            .fetch_optional(conn)
+            .await
+            .map_err(Error::uncommitted(operation))?;
+        self.check(found, thread_id, "")
     }
 
     /// Whether the epoch a write found (`found`) let it through; a `Conflict` naming both when
@@ -578,6 +609,7 @@ impl Checkpointer for PostgresCheckpointer {
     }
 
     async fn delete_thread(&self, thread_id: &str) -> Result<()> {
+        let fenced = self.fenced_thread(thread_id, "delete_thread")?;
         if thread_id.contains('\0') {
             return Ok(());
         }
@@ -586,6 +618,7 @@ impl Checkpointer for PostgresCheckpointer {
             .run(DELETE_THREAD, Idempotence::Idempotent, |_| async move {
                 let mut conn = self.acquire(DELETE_THREAD).await?;
                 let mut tx = conn.begin().await.map_err(Error::acquire(DELETE_THREAD))?;
+                fenced.hold(&mut tx, thread_id, DELETE_THREAD).await?;
                 lock_thread(&mut tx, thread_id, DELETE_THREAD).await?;
                 sqlx::query(sql::DELETE_THREAD)
                     .bind(thread_id)
@@ -598,7 +631,10 @@ impl Checkpointer for PostgresCheckpointer {
             .map_err(Into::into)
     }
 
+    /// Guarded, it copies into the guard's thread only, fenced like a put (the source is only
+    /// read, so it may be any thread).
     async fn copy_thread(&self, from: &str, to: &str) -> Result<()> {
+        let fenced = self.fenced_thread(to, "copy_thread")?;
         if from.contains('\0') {
             // Nothing with such an id can have been stored: copying nothing is done.
             return Ok(());
@@ -610,6 +646,7 @@ impl Checkpointer for PostgresCheckpointer {
             .run(COPY_THREAD, Idempotence::Once, |_| async move {
                 let mut conn = self.acquire(COPY_THREAD).await?;
                 let mut tx = conn.begin().await.map_err(Error::acquire(COPY_THREAD))?;
+                fenced.hold(&mut tx, to, COPY_THREAD).await?;
                 // The exclusive thread lock keeps first puts out of `to` until this commits;
                 // puts into existing namespaces need a head, and `to` has none.
                 sqlx::query(sql::LOCK_THREAD)
@@ -792,7 +829,16 @@ impl Checkpointer for PostgresCheckpointer {
             .map_err(Into::into)
     }
 
+    /// Guarded, it is refused (`OutsideFence`): it would delete threads the guard does not
+    /// cover.
     async fn delete_idle_threads(&self, cutoff_ms: i64) -> Result<Vec<String>> {
+        if let Some(guard) = &self.guard {
+            return Err(CheckpointError::OutsideFence {
+                operation: "delete_idle_threads",
+                target: "idle threads".to_owned(),
+                fenced_thread: guard.thread_id().to_owned(),
+            });
+        }
         let candidates: Vec<String> = self
             .retry
             .run(DELETE_IDLE, Idempotence::Idempotent, |_| async move {

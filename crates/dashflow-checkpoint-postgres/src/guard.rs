@@ -4,7 +4,8 @@
 //! The run queue (`dashflow-queue-postgres`) keeps one fence epoch per thread in a table of its
 //! own and describes that table as a [`FenceTable`]; a worker holding a lease gets a
 //! checkpointer guarded by the lease's epoch, and once another worker claimed the thread, every
-//! put, pending write and retention write of the former owner is a `Conflict`. The checkpoint
+//! put, pending write, retention write, deletion of the thread and copy into it of the former
+//! owner is a `Conflict`. The checkpoint
 //! crate learns the table's name from the queue, never its other tables.
 
 use std::fmt;

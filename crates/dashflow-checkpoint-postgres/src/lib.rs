@@ -73,7 +73,9 @@
 //! of the write's own statement (a `FOR SHARE` read of the epoch in a CTE that gates the
 //! write), so a guarded put is one round trip like an unguarded one. The run queue uses it as
 //! a fence: a worker that lost its lease on a thread gets `CheckpointError::Conflict` naming
-//! the epochs, and stores nothing. A retried put whose earlier try committed without
+//! the epochs, and stores nothing. Deleting the guard's thread and copying into it check the
+//! epoch in their own transaction; deleting or copying into another thread, and deleting idle
+//! threads, are `CheckpointError::OutsideFence`. A retried put whose earlier try committed without
 //! acknowledgement recognizes its own record before it looks at the fence, so a lost
 //! acknowledgement is never reported as a fenced write.
 //!

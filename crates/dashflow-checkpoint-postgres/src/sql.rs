@@ -37,6 +37,9 @@ pub(crate) struct Writes {
     /// Turns checkpoint `$3` of thread `$1`, namespace `$2` into a snapshot with blob `$4`, in
     /// place; `changed` is 0 when there is no such checkpoint.
     pub(crate) rewrite_as_snapshot: Arc<str>,
+    /// Reads thread `$1`'s epoch `FOR SHARE` (the fence table's lookup), for the writes of a
+    /// whole thread that take their locks in a transaction; `None` unguarded.
+    pub(crate) lookup: Option<Arc<str>>,
 }
 
 /// How one statement is fenced: the CTE that reads the epoch, the condition each of its
@@ -190,6 +193,7 @@ SELECT {found} AS fence, (SELECT count(*) FROM rewritten) AS changed",
             delete_before: delete_before.into(),
             delete_namespace: delete_namespace.into(),
             rewrite_as_snapshot: rewrite_as_snapshot.into(),
+            lookup: lookup.map(Arc::from),
         }
     }
 }

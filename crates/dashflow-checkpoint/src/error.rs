@@ -63,6 +63,23 @@ pub enum CheckpointError {
         /// The operation.
         operation: &'static str,
     },
+    /// The operation reaches beyond the one thread this checkpointer may write. A checkpointer
+    /// fenced by a lease (a run queue's `RunQueue::fenced_checkpointer`, a guarded PostgreSQL
+    /// checkpointer) writes only the lease's thread, each write checked against its fence;
+    /// deleting or copying into another thread, or deleting idle threads across the database,
+    /// is done through an unfenced checkpointer (the run queue's `RunQueue::checkpointer()`).
+    #[error(
+        "{operation} of {target} is not available through a checkpointer fenced to thread `{fenced_thread}`: \
+         it writes only that thread; use an unfenced checkpointer (a run queue's `RunQueue::checkpointer()`)"
+    )]
+    OutsideFence {
+        /// The operation, e.g. `delete_idle_threads`.
+        operation: &'static str,
+        /// What it would have written, e.g. ``thread `u` `` or `idle threads`.
+        target: String,
+        /// The thread the checkpointer's fence covers.
+        fenced_thread: String,
+    },
     /// The shape of a type could not be traced from its `Deserialize` (see `shape`): it needs a
     /// self-describing format, or checks its values beyond what tracing can give it.
     #[error("cannot trace the shape of `{type_name}`: {detail}")]
@@ -175,6 +192,12 @@ impl CheckpointError {
     /// Whether retrying the same operation may succeed.
     pub fn is_retryable(&self) -> bool {
         matches!(self, Self::Unavailable { retryable: true, .. })
+    }
+
+    /// Whether this is an `OutsideFence` (a fenced checkpointer asked to write beyond its
+    /// thread).
+    pub fn is_outside_fence(&self) -> bool {
+        matches!(self, Self::OutsideFence { .. })
     }
 
     /// Whether this is a `Conflict` (another writer owns the thread).

@@ -44,7 +44,9 @@
 //!
 //! The suite is shown to fail: this crate's own tests run it against deliberately broken
 //! wrappers of the memory queue (one ignores fences, one lets two workers claim the same run,
-//! one ignores priority, one never sweeps) and assert that the matching checks fail.
+//! one ignores priority, one never sweeps, one sweeps by the lease alone, one puts runs asked
+//! to cancel back in the queue when they are released or given up) and assert that the
+//! matching checks fail.
 //!
 //! This crate has no feature flags.
 

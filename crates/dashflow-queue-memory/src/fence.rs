@@ -13,10 +13,12 @@ use tokio::sync::MutexGuard;
 use crate::queue::{Shared, State};
 
 /// The queue's memory checkpointer, fenced by one lease: every write (put, batch, pending
-/// writes, snapshot rewrite, deletion of old checkpoints or of a namespace) checks that the
-/// thread's fence epoch is still the lease's while holding the queue's lock, and writes under
-/// that same lock, so no change of owner comes between the check and the write. A stale
-/// epoch, or a write to another thread, is a `Conflict` and stores nothing, as on PostgreSQL.
+/// writes, snapshot rewrite, deletion of old checkpoints, of a namespace or of the thread, a
+/// copy into the thread) checks that the thread's fence epoch is still the lease's while
+/// holding the queue's lock, and writes under that same lock, so no change of owner comes
+/// between the check and the write. A stale epoch, or a put or pending write to another
+/// thread, is a `Conflict` and stores nothing; deleting or copying into another thread, and
+/// deleting idle threads, is `OutsideFence`: as on PostgreSQL.
 pub(crate) struct FencedCheckpointer {
     shared: Arc<Shared>,
     thread_id: String,
@@ -32,6 +34,19 @@ impl std::fmt::Debug for FencedCheckpointer {
 impl FencedCheckpointer {
     pub(crate) fn new(shared: Arc<Shared>, lease: &Lease) -> Self {
         Self { shared, thread_id: lease.thread_id.clone(), epoch: lease.epoch }
+    }
+
+    /// Refuses a whole-thread operation on another thread than the lease's: it is beyond
+    /// what the lease fences, and belongs to the unfenced checkpointer.
+    fn within(&self, thread_id: &str, operation: &'static str) -> Result<()> {
+        if thread_id == self.thread_id {
+            return Ok(());
+        }
+        Err(CheckpointError::OutsideFence {
+            operation,
+            target: format!("thread `{thread_id}`"),
+            fenced_thread: self.thread_id.clone(),
+        })
     }
 
     /// The queue's lock, once the write to `thread_id`/`namespace` is found to be the lease
@@ -105,10 +120,16 @@ impl Checkpointer for FencedCheckpointer {
     }
 
     async fn delete_thread(&self, thread_id: &str) -> Result<()> {
+        self.within(thread_id, "delete_thread")?;
+        let _fenced = self.fence(thread_id, "").await?;
         self.shared.checkpointer.delete_thread(thread_id).await
     }
 
+    /// Copies into the lease's thread only, fenced like a put (the source is only read, so it
+    /// may be any thread); a copy into another thread is refused.
     async fn copy_thread(&self, from: &str, to: &str) -> Result<()> {
+        self.within(to, "copy_thread")?;
+        let _fenced = self.fence(to, "").await?;
         self.shared.checkpointer.copy_thread(from, to).await
     }
 
@@ -141,8 +162,12 @@ impl Checkpointer for FencedCheckpointer {
         self.shared.checkpointer.get_schema(fingerprint).await
     }
 
-    async fn delete_idle_threads(&self, cutoff_ms: i64) -> Result<Vec<String>> {
-        self.shared.checkpointer.delete_idle_threads(cutoff_ms).await
+    async fn delete_idle_threads(&self, _cutoff_ms: i64) -> Result<Vec<String>> {
+        Err(CheckpointError::OutsideFence {
+            operation: "delete_idle_threads",
+            target: "idle threads".to_owned(),
+            fenced_thread: self.thread_id.clone(),
+        })
     }
 
     async fn list_threads(&self, options: &ThreadListOptions) -> Result<Vec<ThreadSummary>> {

@@ -195,6 +195,10 @@ impl State {
     }
 }
 
+/// How the error of a run whose cancel was requested begins when a release, a give-up or the
+/// sweeper ends it, as on PostgreSQL.
+const CANCELLED_AS_ASKED: &str = "cancelled as asked";
+
 fn lease_lost(lease: &Lease, why: &str) -> QueueError {
     QueueError::LeaseLost { run_id: lease.run_id.clone(), epoch: lease.epoch, why: why.to_owned() }
 }
@@ -471,14 +475,28 @@ impl RunQueue for MemoryRunQueue {
         let Some(run) = state.held(lease) else {
             return Err(lease_lost(lease, "the run was claimed, swept or cancelled since"));
         };
-        run.record.state = RunState::Queued;
         run.record.worker_id = None;
-        run.record.attempt = (run.record.attempt - 1).max(0);
-        run.record.error = Some(reason.to_owned());
         run.run_at_ms = now;
+        // A run asked to cancel ends here: queued again, another worker would run it.
+        let cancelled = run.record.cancel_requested;
+        if cancelled {
+            run.record.state = RunState::Cancelled;
+            run.record.finished_at_ms = Some(now);
+            run.record.error = Some(format!("{CANCELLED_AS_ASKED}; its worker released it: {reason}"));
+        } else {
+            run.record.state = RunState::Queued;
+            run.record.attempt = (run.record.attempt - 1).max(0);
+            run.record.error = Some(reason.to_owned());
+        }
         state.bump_fence(&lease.thread_id);
+        let promoted = cancelled && state.promote(&lease.thread_id);
         drop(state);
-        self.shared.wake(Wake::Work);
+        if cancelled {
+            self.shared.wake(Wake::Done(lease.run_id.clone()));
+        }
+        if promoted || !cancelled {
+            self.shared.wake(Wake::Work);
+        }
         Ok(())
     }
 
@@ -488,11 +506,22 @@ impl RunQueue for MemoryRunQueue {
         let Some(run) = state.held(lease) else {
             return Err(lease_lost(lease, "the run was claimed, swept, released or cancelled since"));
         };
-        let ended = run.record.attempt >= run.max_attempts;
-        run.record.state = if ended { RunState::Failed } else { RunState::Queued };
+        let cancelled = run.record.cancel_requested;
+        let ended = cancelled || run.record.attempt >= run.max_attempts;
+        run.record.state = if cancelled {
+            RunState::Cancelled
+        } else if ended {
+            RunState::Failed
+        } else {
+            RunState::Queued
+        };
         run.record.finished_at_ms = ended.then_some(now);
         run.record.worker_id = None;
-        run.record.error = Some(reason.to_owned());
+        run.record.error = Some(if cancelled {
+            format!("{CANCELLED_AS_ASKED}; its worker gave it up: {reason}")
+        } else {
+            reason.to_owned()
+        });
         run.run_at_ms = now;
         let run_state = run.record.state;
         state.bump_fence(&lease.thread_id);
@@ -637,7 +666,8 @@ impl RunQueue for MemoryRunQueue {
             }
             run.run_at_ms = now.saturating_add(backoff_ms(attempt, timings));
             run.record.worker_id = None;
-            run.record.error = Some(format!("worker {worker_id} {why} during attempt {attempt}"));
+            let cancelled = if run.record.cancel_requested { format!("{CANCELLED_AS_ASKED}; ") } else { String::new() };
+            run.record.error = Some(format!("{cancelled}worker {worker_id} {why} during attempt {attempt}"));
             report.runs.push((run_id, run.record.state));
         }
         report.workers_stopped = dead;
@@ -657,6 +687,9 @@ impl RunQueue for MemoryRunQueue {
             }
         }
         drop(state);
+        for (run_id, _) in report.runs.iter().filter(|(_, run_state)| run_state.is_terminal()) {
+            self.shared.wake(Wake::Done(run_id.clone()));
+        }
         if report.promoted > 0 || report.runs.iter().any(|(_, run_state)| *run_state == RunState::Queued) {
             self.shared.wake(Wake::Work);
         }

@@ -202,6 +202,33 @@ async fn notify_after_commit(
     }
 }
 
+/// In a release's or give-up's transaction, once it left the run in `state`: a run that
+/// ended (cancelled, or failed at its last attempt) frees its thread, whose oldest pending run
+/// is promoted; whether one was.
+async fn promote_if_ended(
+    conn: &mut PgConnection,
+    lease: &Lease,
+    state: RunState,
+    operation: &'static str,
+) -> Result<bool> {
+    if !state.is_terminal() {
+        return Ok(false);
+    }
+    let promoted =
+        sqlx::query(sql::PROMOTE).bind(&lease.thread_id).execute(conn).await.map_err(unavailable(operation))?;
+    Ok(promoted.rows_affected() > 0)
+}
+
+/// After the commit of a release or give-up: an ended run is done (as a finish announces
+/// it), a run queued again is work.
+async fn announce(conn: &mut PgConnection, lease: &Lease, state: RunState, promoted: bool) {
+    if state.is_terminal() {
+        notify_after_commit(conn, sqlx::query(sql::DONE).bind(&lease.run_id).bind(promoted)).await;
+    } else {
+        notify_after_commit(conn, sqlx::query(sql::WAKE)).await;
+    }
+}
+
 fn lease_lost(lease: &Lease, why: &str) -> QueueError {
     QueueError::LeaseLost { run_id: lease.run_id.clone(), epoch: lease.epoch, why: why.to_owned() }
 }
@@ -377,20 +404,22 @@ impl RunQueue for PostgresRunQueue {
         let mut conn = self.conn(RELEASE).await?;
         let mut tx = conn.begin().await.map_err(unavailable(RELEASE))?;
         lock_thread(&mut tx, &lease.thread_id, RELEASE).await?;
-        let done = sqlx::query(sql::RELEASE)
+        let state: Option<String> = sqlx::query_scalar(sql::RELEASE)
             .bind(&lease.run_id)
             .bind(lease.epoch)
             .bind(reason)
             .bind(&lease.thread_id)
-            .execute(&mut *tx)
+            .fetch_optional(&mut *tx)
             .await
             .map_err(unavailable(RELEASE))?;
-        if done.rows_affected() == 0 {
+        let Some(state) = state else {
             return Err(lease_lost(lease, "the run was claimed, swept or cancelled since"));
-        }
+        };
+        let state = parse_state(&state)?;
         bump_fence(&mut tx, lease, RELEASE).await?;
+        let promoted = promote_if_ended(&mut tx, lease, state, RELEASE).await?;
         tx.commit().await.map_err(unavailable(RELEASE))?;
-        notify_after_commit(&mut conn, sqlx::query(sql::WAKE)).await;
+        announce(&mut conn, lease, state, promoted).await;
         Ok(())
     }
 
@@ -411,22 +440,9 @@ impl RunQueue for PostgresRunQueue {
         };
         let state = parse_state(&state)?;
         bump_fence(&mut tx, lease, GIVE_UP).await?;
-        let promoted = if state == RunState::Failed {
-            let promoted = sqlx::query(sql::PROMOTE)
-                .bind(&lease.thread_id)
-                .execute(&mut *tx)
-                .await
-                .map_err(unavailable(GIVE_UP))?;
-            promoted.rows_affected() > 0
-        } else {
-            false
-        };
+        let promoted = promote_if_ended(&mut tx, lease, state, GIVE_UP).await?;
         tx.commit().await.map_err(unavailable(GIVE_UP))?;
-        if state == RunState::Failed {
-            notify_after_commit(&mut conn, sqlx::query(sql::DONE).bind(&lease.run_id).bind(promoted)).await;
-        } else {
-            notify_after_commit(&mut conn, sqlx::query(sql::WAKE)).await;
-        }
+        announce(&mut conn, lease, state, promoted).await;
         Ok(state)
     }
 
@@ -540,6 +556,11 @@ impl RunQueue for PostgresRunQueue {
         tx.commit().await.map_err(unavailable(SWEEP))?;
         if report.runs.iter().any(|(_, state)| *state == RunState::Queued) {
             notify_after_commit(&mut conn, sqlx::query(sql::WAKE)).await;
+        }
+        // Runs the sweep ended (failed, cancelled) are done, as after a finish; their threads'
+        // pending runs are promoted below, which wakes the workers.
+        for (run_id, _) in report.runs.iter().filter(|(_, state)| state.is_terminal()) {
+            notify_after_commit(&mut conn, sqlx::query(sql::DONE).bind(run_id).bind(false)).await;
         }
         if !report.workers_stopped.is_empty() {
             tracing::info!(workers = ?report.workers_stopped, runs = ?report.runs, "swept dead workers");

@@ -101,18 +101,29 @@ RETURNING r.run_id, r.thread_id, r.lease_epoch, r.graph_key, r.kind, r.input, r.
 /// caller notifies ([`DONE`]) after the commit.
 pub(crate) const FINISH: &str = "SELECT dashflow_end_run($1, $2, $3, $4, $5, $6, $7)";
 
-/// Puts a held run back, fenced, without charging the attempt.
-pub(crate) const RELEASE: &str = "UPDATE dashflow_runs SET state = 'queued', worker_id = NULL, run_at = now(),
-        attempt = greatest(attempt - 1, 0), error = $3
+/// Puts a held run back, fenced, without charging the attempt; a run whose cancel was
+/// requested is cancelled instead (queued again, another worker would run it). Returns the
+/// state it is in now.
+pub(crate) const RELEASE: &str = "UPDATE dashflow_runs SET
+        state = CASE WHEN cancel_requested_at IS NOT NULL THEN 'cancelled' ELSE 'queued' END,
+        finished_at = CASE WHEN cancel_requested_at IS NOT NULL THEN now() END,
+        attempt = CASE WHEN cancel_requested_at IS NOT NULL THEN attempt ELSE greatest(attempt - 1, 0) END,
+        error = CASE WHEN cancel_requested_at IS NOT NULL THEN 'cancelled as asked; its worker released it: ' || $3
+                     ELSE $3 END,
+        worker_id = NULL, run_at = now()
     WHERE run_id = $1 AND lease_epoch = $2 AND state = 'running'
-      AND EXISTS (SELECT 1 FROM dashflow_thread_fences f WHERE f.thread_id = $4 AND f.epoch = $2)";
+      AND EXISTS (SELECT 1 FROM dashflow_thread_fences f WHERE f.thread_id = $4 AND f.epoch = $2)
+    RETURNING state";
 
-/// Gives a held run up, fenced, charging the attempt: queued again, or failed when it was the
-/// last.
+/// Gives a held run up, fenced, charging the attempt: cancelled when its cancel was
+/// requested, else queued again, or failed when it was the last.
 pub(crate) const GIVE_UP: &str = "UPDATE dashflow_runs SET
-        state = CASE WHEN attempt >= max_attempts THEN 'failed' ELSE 'queued' END,
-        finished_at = CASE WHEN attempt >= max_attempts THEN now() END,
-        worker_id = NULL, run_at = now(), error = $3
+        state = CASE WHEN cancel_requested_at IS NOT NULL THEN 'cancelled'
+                     WHEN attempt >= max_attempts THEN 'failed' ELSE 'queued' END,
+        finished_at = CASE WHEN cancel_requested_at IS NOT NULL OR attempt >= max_attempts THEN now() END,
+        error = CASE WHEN cancel_requested_at IS NOT NULL THEN 'cancelled as asked; its worker gave it up: ' || $3
+                     ELSE $3 END,
+        worker_id = NULL, run_at = now()
     WHERE run_id = $1 AND lease_epoch = $2 AND state = 'running'
       AND EXISTS (SELECT 1 FROM dashflow_thread_fences f WHERE f.thread_id = $4 AND f.epoch = $2)
     RETURNING state";
@@ -182,7 +193,8 @@ moved AS (
                            THEN now() END,
         run_at = now() + least(power(2, greatest(r.attempt - 1, 0)), 300) * (0.5 + random() / 2) * $4 * interval '1 second',
         worker_id = NULL,
-        error = 'worker ' || r.worker_id || CASE WHEN r.worker_id IN (SELECT worker_id FROM stopped)
+        error = CASE WHEN r.cancel_requested_at IS NOT NULL THEN 'cancelled as asked; ' ELSE '' END
+                || 'worker ' || r.worker_id || CASE WHEN r.worker_id IN (SELECT worker_id FROM stopped)
                 THEN ' stopped heart-beating' ELSE ' stopped while holding the run' END || ' during attempt ' || r.attempt
     FROM orphans o WHERE r.run_id = o.run_id AND r.state = 'running'
     RETURNING r.run_id, r.state)

@@ -17,10 +17,12 @@ use crate::{
 ///
 /// - A queued run is claimed by at most one worker at a time; each claim increases the
 ///   thread's fence epoch and hands it out in the [`Lease`].
-/// - Every change of owner (claim, sweep, release) increases the epoch, and every write made
-///   under a lease (checkpoint puts and pending writes through
-///   [`RunQueue::fenced_checkpointer`], [`RunQueue::finish`], [`RunQueue::release`]) checks it
-///   in its own transaction: a former owner's late write is refused and stores nothing.
+/// - Every change of owner (claim, sweep, release, give-up) increases the epoch, and every
+///   write made under a lease (checkpoint writes through [`RunQueue::fenced_checkpointer`],
+///   [`RunQueue::finish`], [`RunQueue::release`], [`RunQueue::give_up`]) checks it in its own
+///   transaction: a former owner's late write is refused and stores nothing.
+/// - A run whose cancel was requested never runs again: its worker finishes it `cancelled`,
+///   and a release, give-up or sweep ends it `cancelled` rather than queueing it.
 /// - A thread has at most one queued or running run.
 /// - Lease times are the storage's own clock, never a worker's.
 #[async_trait]
@@ -59,14 +61,19 @@ pub trait RunQueue: Send + Sync + fmt::Debug + 'static {
     async fn finish(&self, lease: &Lease, finish: Finish) -> Result<()>;
 
     /// Gives a held run back to the queue (shutdown, self-fencing) without charging the
-    /// attempt; bumps the fence epoch. `LeaseLost` when the lease moved on already.
+    /// attempt; bumps the fence epoch. A run whose cancel was requested is not queued again:
+    /// it ends `cancelled` (its error says it was cancelled, and why it was released), its
+    /// thread's oldest pending run is promoted, and waiters hear that it is done, as after
+    /// [`RunQueue::finish`]. `LeaseLost` when the lease moved on already.
     async fn release(&self, lease: &Lease, reason: &str) -> Result<()>;
 
     /// Gives up a held run whose attempt went wrong on its worker (a node stuck past the run's
-    /// timeout): back to the queue with the attempt charged, or `failed` when it was the last
-    /// (then the thread's oldest pending run is promoted); bumps the fence epoch, so nothing
-    /// the attempt writes later lands. Returns the state the run is in now; `LeaseLost` when
-    /// the lease moved on already.
+    /// timeout): back to the queue with the attempt charged, or `failed` when it was the last;
+    /// a run whose cancel was requested ends `cancelled` instead, whatever its attempts (its
+    /// error says it was cancelled, and why it was given up). A run that ended has its
+    /// thread's oldest pending run promoted. Bumps the fence epoch, so nothing the attempt
+    /// writes later lands. Returns the state the run is in now; `LeaseLost` when the lease
+    /// moved on already.
     async fn give_up(&self, lease: &Lease, reason: &str) -> Result<RunState>;
 
     /// Cancels a run: a pending or queued one at once, a running one by asking its worker
@@ -83,9 +90,25 @@ pub trait RunQueue: Send + Sync + fmt::Debug + 'static {
     /// `Invalid` for fewer than one attempt.
     async fn retry(&self, run_id: &str, attempts: i32) -> Result<RunState>;
 
-    /// Stops workers whose lease expired (or whose session vanished and who missed two
-    /// heartbeats) and re-queues their runs, and any run a stopped worker still holds, with a
-    /// bumped epoch; at most one sweeper at a time.
+    /// Stops dead workers and takes back their runs, and any run a stopped worker still
+    /// holds (its release failed), each with a bumped epoch; at most one sweeper at a time.
+    ///
+    /// A live (not stopped) worker is dead when either holds:
+    ///
+    /// - its lease expired and its last heartbeat (its registration, before its first one) is
+    ///   more than `timings.lease` older than the freshest heartbeat of the live workers. The
+    ///   lease is judged relative to the fleet, not to the clock alone: when the storage or
+    ///   the network stalls, every lease looks expired at once, and no worker is stopped
+    ///   until another one heart-beats again. A lone worker is therefore never stopped for
+    ///   its lease alone;
+    /// - its heartbeat session is gone (a killed process closed its connection) and its last
+    ///   heartbeat is more than two `timings.heartbeat` old. A queue without heartbeat
+    ///   sessions (the memory queue) has only the first rule.
+    ///
+    /// A run taken back ends `cancelled` when its cancel was requested, `failed` when its
+    /// attempt was its last, and is queued again otherwise, claimable after a backoff that
+    /// grows with its attempts. A thread left without an active run gets its oldest pending
+    /// run queued.
     async fn sweep(&self, timings: &Timings) -> Result<SweepReport>;
 
     /// The run `run_id`.
@@ -102,9 +125,21 @@ pub trait RunQueue: Send + Sync + fmt::Debug + 'static {
 
     /// A checkpointer whose every write checks `lease`'s fence epoch in its own transaction;
     /// the only checkpointer a worker gives the run it holds.
+    ///
+    /// It writes the lease's thread only. Puts, batches, pending writes and retention's
+    /// writes (`delete_before`, `rewrite_as_snapshot`, `delete_namespace`), deleting the
+    /// thread (`delete_thread`) and copying another thread into it (`copy_thread` whose
+    /// target is the lease's thread; the source is only read) are each a `Conflict` that
+    /// changes nothing once the fence moved past the lease's epoch. A put or pending write to
+    /// another thread is a `Conflict` too. Operations that reach beyond the lease's thread
+    /// (`delete_idle_threads`, deleting another thread, copying into another thread) are
+    /// `OutsideFence` and change nothing: make them through [`RunQueue::checkpointer`].
+    /// Reads (`load`, `list`, `list_threads`, `get_schema`) and `put_schema` (schemas belong
+    /// to the database, not to a thread) are not fenced.
     fn fenced_checkpointer(&self, lease: &Lease) -> Arc<dyn Checkpointer>;
 
-    /// The checkpointer the queue's runs write through, unfenced: for reading results.
+    /// The checkpointer the queue's runs write through, unfenced: for reading results, and
+    /// for what a fenced checkpointer refuses (other threads, idle threads).
     fn checkpointer(&self) -> Arc<dyn Checkpointer>;
 
     /// A stream of wake-ups: hints that work was queued or a run finished, so that workers

@@ -170,3 +170,81 @@ pub async fn a_takeover_during_a_stream_of_puts_lets_no_old_put_land_after_it(t:
     let next = record("t", Some(&head), 1_000, "new");
     new_cp.put(next, Some(&head)).await.context(|| "the new owner's put on the head it saw".into())
 }
+
+/// The owner may delete its thread and copy another thread into it; a former owner's delete
+/// of the thread, or copy into it, is a `Conflict` and changes nothing.
+pub async fn a_former_owners_delete_or_copy_of_its_thread_is_a_conflict_and_changes_nothing(
+    t: TestQueue,
+) -> Result<()> {
+    worker(&t, "w1").await?;
+    worker(&t, "w2").await?;
+    submit(&t, run("t")).await?;
+    let source = record("src", None, -1, "someone");
+    t.queue().checkpointer().put(source.clone(), None).await.context(|| "a put into thread src".into())?;
+    let old = claim_one(&t, "w1").await?;
+    let old_cp = t.queue().fenced_checkpointer(&old.lease);
+    let first = record("t", None, -1, "old");
+    old_cp.put(first.clone(), None).await.context(|| "the first owner's put".into())?;
+    t.queue().release(&old.lease, "test").await.context(|| "release".into())?;
+    let new = claim_one(&t, "w2").await?;
+    let new_cp = t.queue().fenced_checkpointer(&new.lease);
+    let head = |thread: &'static str| {
+        let t = t.clone();
+        async move {
+            let loaded = t.queue().checkpointer().load(thread, "", None).await.context(|| format!("load {thread}"))?;
+            Ok::<_, Error>(loaded.and_then(|loaded| loaded.head().map(|head| head.checkpoint_id.clone())))
+        }
+    };
+    match old_cp.delete_thread("t").await {
+        Err(error) if error.is_conflict() => {}
+        other => fail!("a former owner's delete_thread must be a Conflict, got {other:?}"),
+    }
+    ensure_eq!(head("t").await?, Some(first.checkpoint_id.clone()), "the head after the former owner's delete");
+    new_cp.delete_thread("t").await.context(|| "the owner's delete_thread".into())?;
+    ensure_eq!(head("t").await?, None, "the head after the owner's delete");
+    match old_cp.copy_thread("src", "t").await {
+        Err(error) if error.is_conflict() => {}
+        other => fail!("a former owner's copy_thread into its thread must be a Conflict, got {other:?}"),
+    }
+    ensure_eq!(head("t").await?, None, "the head after the former owner's copy");
+    new_cp.copy_thread("src", "t").await.context(|| "the owner's copy_thread into its thread".into())?;
+    ensure_eq!(head("t").await?, Some(source.checkpoint_id), "the head after the owner's copy");
+    Ok(())
+}
+
+/// What reaches beyond the lease's thread (deleting idle threads, deleting another thread,
+/// copying into another thread, its own included as the source) is `OutsideFence` through a
+/// fenced checkpointer, naming the unfenced one to use instead, and changes nothing.
+pub async fn operations_beyond_the_leases_thread_are_outside_fence_and_change_nothing(t: TestQueue) -> Result<()> {
+    worker(&t, "w").await?;
+    submit(&t, run("t")).await?;
+    let claimed = claim_one(&t, "w").await?;
+    let cp = t.queue().fenced_checkpointer(&claimed.lease);
+    cp.put(record("t", None, -1, "owner"), None).await.context(|| "the owner's put".into())?;
+    let other = record("u", None, -1, "someone");
+    t.queue().checkpointer().put(other.clone(), None).await.context(|| "a put into thread u".into())?;
+    let refused = [
+        ("delete_idle_threads", cp.delete_idle_threads(i64::MAX).await.map(drop)),
+        ("delete_thread of thread u", cp.delete_thread("u").await),
+        ("copy_thread from u into v", cp.copy_thread("u", "v").await),
+        ("copy_thread from t into v", cp.copy_thread("t", "v").await),
+    ];
+    for (operation, result) in refused {
+        match result {
+            Err(error) if error.is_outside_fence() => {
+                let message = error.to_string();
+                ensure!(
+                    message.contains("RunQueue::checkpointer()"),
+                    "{operation}'s refusal must say what to use instead: {message}"
+                );
+            }
+            other => fail!("{operation} through a fenced checkpointer must be OutsideFence, got {other:?}"),
+        }
+    }
+    let unfenced = t.queue().checkpointer();
+    for (thread, expected) in [("t", true), ("u", true), ("v", false)] {
+        let stored = unfenced.load(thread, "", None).await.context(|| format!("load {thread}"))?.is_some();
+        ensure_eq!(stored, expected, "whether thread {thread} has checkpoints after the refused operations");
+    }
+    Ok(())
+}

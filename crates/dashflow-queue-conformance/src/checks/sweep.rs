@@ -93,7 +93,13 @@ pub async fn a_run_asked_to_cancel_is_cancelled(t: TestQueue) -> Result<()> {
     t.queue().cancel(&submitted.run_id).await.context(|| "cancel".into())?;
     let report = sweep_until_stopped(&t, "dead", "alive").await?;
     ensure_eq!(report.runs, [(submitted.run_id.clone(), RunState::Cancelled)], "runs the sweep moved");
-    ensure_eq!(state_of(&t, &submitted.run_id).await?, RunState::Cancelled, "stored state");
+    let stored = t.queue().get(&submitted.run_id).await.context(|| "get".into())?;
+    ensure!(
+        stored.as_ref().is_some_and(|r| r.state == RunState::Cancelled
+            && r.finished_at_ms.is_some()
+            && r.error.as_deref().is_some_and(|error| error.contains("cancelled as asked"))),
+        "the swept run must be cancelled, say when it ended and that it was cancelled as asked: {stored:?}"
+    );
     Ok(())
 }
 
@@ -113,5 +119,34 @@ pub async fn requeues_the_runs_a_stopped_worker_still_held(t: TestQueue) -> Resu
     ensure!(again.lease.epoch > claimed.lease.epoch, "the epoch after the sweep did not grow");
     let late = t.queue().fenced_checkpointer(&claimed.lease).put(record("t", None, -1, "stopped"), None).await;
     ensure!(late.as_ref().is_err_and(|error| error.is_conflict()), "the stopped worker's put: {late:?}");
+    Ok(())
+}
+
+/// A lease is judged against the freshest heartbeat of the fleet, not against the clock
+/// alone (a stalled storage makes every lease look expired at once): a lone worker whose lease
+/// expired keeps its run, sweep after sweep, while no other worker heart-beats after it; once
+/// one does, more than a lease later, the lone worker is stopped and its run queued again.
+pub async fn a_lone_worker_whose_lease_expired_is_stopped_only_once_another_beats(t: TestQueue) -> Result<()> {
+    worker(&t, "lone").await?;
+    let submitted = run("t");
+    submit(&t, submitted.clone()).await?;
+    let claimed = claim_one(&t, "lone").await?;
+    let timings = timings();
+    let lease = std::slice::from_ref(&claimed.lease);
+    t.queue().heartbeat("lone", lease, &timings).await.context(|| "the lone worker's last heartbeat".into())?;
+    // Past two leases in all, nobody beating.
+    let polls = 2 * timings.lease.as_millis().div_ceil(POLL.as_millis()) + 1;
+    for _ in 0..polls {
+        t.pass(POLL).await;
+        let report = t.queue().sweep(&timings).await.context(|| "sweep".into())?;
+        ensure!(
+            report.workers_stopped.is_empty() && report.runs.is_empty(),
+            "the sweep stopped a lone worker while no worker beat after it: {report:?}"
+        );
+    }
+    ensure_eq!(state_of(&t, &submitted.run_id).await?, RunState::Running, "the lone worker's run");
+    worker(&t, "late").await?;
+    let report = sweep_until_stopped(&t, "lone", "late").await?;
+    ensure_eq!(report.runs, [(submitted.run_id.clone(), RunState::Queued)], "runs the sweep moved");
     Ok(())
 }

@@ -1,6 +1,6 @@
 //! Wrappers of the memory queue that each break one rule of the contract.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -30,7 +30,17 @@ pub(crate) enum Fault {
     LacksOptionalParts,
     /// Grants a retried run any number of attempts, and answers a refused retry with `queued`.
     LaxRetries,
+    /// Keeps the cancel requests of running runs to itself and tells heartbeats, readers and
+    /// the sweeper, but not a release or a give-up: those put the run back in the queue (or
+    /// fail it at its last attempt), as both queues did before.
+    RequeuesRunsAskedToCancel,
+    /// Judges leases by the clock alone: a worker of its own heart-beats before each sweep, so
+    /// a lone worker whose lease expired is stopped although nobody beat after it.
+    SweepsByLeaseAlone,
 }
+
+/// The worker [`Fault::SweepsByLeaseAlone`] heart-beats with.
+const GHOST: &str = "ghost";
 
 /// The memory queue with one [`Fault`].
 #[derive(Debug)]
@@ -41,17 +51,26 @@ pub(crate) struct Broken {
     claimed: Mutex<Vec<ClaimedRun>>,
     /// The priorities runs were submitted with, for [`Fault::IgnoresPriority`].
     priorities: Mutex<HashMap<String, Priority>>,
+    /// Running runs asked to cancel, for [`Fault::RequeuesRunsAskedToCancel`].
+    asked: Mutex<HashSet<String>>,
 }
 
 impl Broken {
     fn new(fault: Fault, inner: MemoryRunQueue) -> Self {
-        Self { inner, fault, claimed: Mutex::default(), priorities: Mutex::default() }
+        Self { inner, fault, claimed: Mutex::default(), priorities: Mutex::default(), asked: Mutex::default() }
+    }
+
+    fn asked(&self, run_id: &str) -> bool {
+        self.asked.lock().unwrap_or_else(PoisonError::into_inner).contains(run_id)
     }
 
     fn shown(&self, mut record: RunRecord) -> RunRecord {
         let priorities = self.priorities.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(priority) = priorities.get(&record.run_id) {
             record.priority = *priority;
+        }
+        if record.state == RunState::Running && self.asked(&record.run_id) {
+            record.cancel_requested = true;
         }
         record
     }
@@ -94,7 +113,14 @@ impl RunQueue for Broken {
     }
 
     async fn heartbeat(&self, worker_id: &str, runs: &[Lease], timings: &Timings) -> Result<HeartbeatReply> {
-        self.inner.heartbeat(worker_id, runs, timings).await
+        let mut reply = self.inner.heartbeat(worker_id, runs, timings).await?;
+        for lease in runs {
+            let run_id = &lease.run_id;
+            if self.asked(run_id) && !reply.lost.contains(run_id) && !reply.cancel.contains(run_id) {
+                reply.cancel.push(run_id.clone());
+            }
+        }
+        Ok(reply)
     }
 
     async fn claim(
@@ -132,6 +158,11 @@ impl RunQueue for Broken {
     }
 
     async fn cancel(&self, run_id: &str) -> Result<RunState> {
+        let running = self.inner.get(run_id).await?.is_some_and(|run| run.state == RunState::Running);
+        if self.fault == Fault::RequeuesRunsAskedToCancel && running {
+            self.asked.lock().unwrap_or_else(PoisonError::into_inner).insert(run_id.to_owned());
+            return Ok(RunState::Running);
+        }
         self.inner.cancel(run_id).await
     }
 
@@ -146,6 +177,20 @@ impl RunQueue for Broken {
     }
 
     async fn sweep(&self, timings: &Timings) -> Result<SweepReport> {
+        if self.fault == Fault::SweepsByLeaseAlone {
+            if !self.inner.workers().await?.iter().any(|worker| worker.info.worker_id == GHOST) {
+                self.inner.register_worker(&WorkerInfo::new(GHOST, "nowhere", 0, Vec::new(), Vec::new(), 0)).await?;
+            }
+            self.inner.heartbeat(GHOST, &[], timings).await?;
+        }
+        if self.fault == Fault::RequeuesRunsAskedToCancel {
+            // The sweeper hears of them, so only a release and a give-up miss them.
+            let asked: Vec<String> =
+                self.asked.lock().unwrap_or_else(PoisonError::into_inner).iter().cloned().collect();
+            for run_id in asked {
+                self.inner.cancel(&run_id).await?;
+            }
+        }
         if self.fault == Fault::NeverSweeps {
             let mut report = SweepReport::default();
             report.swept = true;

@@ -41,6 +41,8 @@ async fn ignoring_fences_fails_the_fence_checks() {
             "fence/a_former_owners_pending_write_is_a_conflict_and_stores_nothing",
             "fence/a_lease_writes_only_its_own_thread",
             "fence/a_takeover_during_a_stream_of_puts_lets_no_old_put_land_after_it",
+            "fence/a_former_owners_delete_or_copy_of_its_thread_is_a_conflict_and_changes_nothing",
+            "fence/operations_beyond_the_leases_thread_are_outside_fence_and_change_nothing",
             "sweep/requeues_the_runs_of_a_worker_whose_lease_expired",
         ],
     )
@@ -88,6 +90,32 @@ async fn never_sweeping_fails_the_sweep_checks() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requeueing_runs_asked_to_cancel_fails_the_release_and_give_up_cancel_checks_only() {
+    let expected = [
+        "release/a_run_asked_to_cancel_is_cancelled_not_queued",
+        "give_up/a_run_asked_to_cancel_is_cancelled_with_attempts_left_or_not",
+        "wakeups/a_release_or_give_up_of_a_run_asked_to_cancel_says_it_is_done",
+    ];
+    let failed = assert_fails(Fault::RequeuesRunsAskedToCancel, &expected).await;
+    // The cancel, heartbeat and sweep checks see cancel requests as before.
+    let others: Vec<&String> = failed.keys().filter(|path| !expected.contains(&path.as_str())).collect();
+    assert!(others.is_empty(), "{failed:#?}");
+    let report = &failed["release/a_run_asked_to_cancel_is_cancelled_not_queued"];
+    assert!(report.contains("expected Cancelled, got Queued"), "unhelpful report: {report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sweeping_by_the_lease_alone_fails_the_check_of_the_lone_worker() {
+    let failed = assert_fails(
+        Fault::SweepsByLeaseAlone,
+        &["sweep/a_lone_worker_whose_lease_expired_is_stopped_only_once_another_beats"],
+    )
+    .await;
+    let report = &failed["sweep/a_lone_worker_whose_lease_expired_is_stopped_only_once_another_beats"];
+    assert!(report.contains("stopped a lone worker"), "unhelpful report: {report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lax_retries_fail_the_retry_checks() {
     assert_fails(
         Fault::LaxRetries,
@@ -115,7 +143,15 @@ fn a_missing_capability_makes_its_trials_ignored_with_the_reason() {
     let capabilities = Capabilities::all().without(Capability::Wakeups);
     let trials = dashflow_queue_conformance::trials("partial", capabilities, || async { broken(Fault::Honest) });
     let ignored: Vec<&str> = trials.iter().filter(|trial| trial.has_ignored_flag()).map(|trial| trial.name()).collect();
-    assert_eq!(ignored, ["partial/wakeups/a_submit_wakes_for_work", "partial/wakeups/a_finish_says_the_run_is_done"]);
+    assert_eq!(
+        ignored,
+        [
+            "partial/wakeups/a_submit_wakes_for_work",
+            "partial/wakeups/a_finish_says_the_run_is_done",
+            "partial/wakeups/a_release_or_give_up_of_a_run_asked_to_cancel_says_it_is_done",
+            "partial/wakeups/a_sweep_that_ends_a_run_says_it_is_done"
+        ]
+    );
     let lacking = trials.iter().find(|trial| trial.has_ignored_flag()).map(|trial| trial.kind());
     assert_eq!(lacking, Some("lacks wakeups"));
     let none = dashflow_queue_conformance::trials("bare", Capabilities::none(), || async { broken(Fault::Honest) });
