@@ -22,9 +22,15 @@ fn a_project_outside_the_workspace_depends_on_the_facade_by_path() {
     std::fs::write(project.path().join("Cargo.toml"), manifest).unwrap();
     std::fs::copy(workspace.join("Cargo.lock"), project.path().join("Cargo.lock")).unwrap();
 
+    // Only this machine's platform: the lock file also names crates of other targets (wasm's),
+    // which a machine that never built for them has not downloaded.
+    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let version = Command::new(rustc).arg("-vV").output().unwrap();
+    let version = String::from_utf8_lossy(&version.stdout);
+    let host = version.lines().find_map(|line| line.strip_prefix("host: ")).expect("rustc -vV names its host");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let output = Command::new(cargo)
-        .args(["metadata", "--offline", "--format-version", "1"])
+        .args(["metadata", "--offline", "--format-version", "1", "--filter-platform", host])
         .current_dir(project.path())
         .output()
         .unwrap();
