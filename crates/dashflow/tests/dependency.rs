@@ -24,8 +24,7 @@ fn a_project_outside_the_workspace_depends_on_the_facade_by_path() {
 
     // Only this machine's platform: the lock file also names crates of other targets (wasm's),
     // which a machine that never built for them has not downloaded.
-    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
-    let version = Command::new(rustc).arg("-vV").output().unwrap();
+    let version = Command::new("rustc").arg("-vV").output().unwrap();
     let version = String::from_utf8_lossy(&version.stdout);
     let host = version.lines().find_map(|line| line.strip_prefix("host: ")).expect("rustc -vV names its host");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
