@@ -282,6 +282,11 @@ impl fmt::Debug for MemoryRunQueue {
 #[async_trait]
 impl RunQueue for MemoryRunQueue {
     async fn submit(&self, run: NewRun) -> Result<RunState> {
+        for (value, what) in
+            [(&run.run_id, "run id"), (&run.thread_id, "thread id"), (&run.queue, "queue"), (&run.tenant, "tenant")]
+        {
+            ensure_text(value, what)?;
+        }
         if run.thread_id.is_empty() {
             return Err(QueueError::Invalid { what: "thread id", detail: "a queued run needs a thread".into() });
         }
@@ -343,6 +348,7 @@ impl RunQueue for MemoryRunQueue {
     }
 
     async fn register_worker(&self, worker: &WorkerInfo) -> Result<()> {
+        ensure_text(&worker.worker_id, "worker id")?;
         let now = self.shared.now();
         let mut state = self.shared.state.lock().await;
         // Registering grants no lease of its own: the first heartbeat does.
@@ -797,4 +803,16 @@ impl Wakeups for MemoryWakeups {
             Err(broadcast::error::RecvError::Closed) => None,
         }
     }
+}
+
+/// Refuses what PostgreSQL cannot store, so that a program tested on this queue meets the
+/// same errors on the PostgreSQL one.
+fn ensure_text(value: &str, what: &'static str) -> Result<()> {
+    if value.contains('\0') {
+        return Err(QueueError::Invalid {
+            what,
+            detail: "contains a NUL character, which the PostgreSQL queue cannot store".into(),
+        });
+    }
+    Ok(())
 }

@@ -40,6 +40,7 @@ cases! {
     submit::a_busy_thread_rejects_with_thread_busy_naming_the_active_run,
     submit::enqueue_on_a_busy_thread_is_pending,
     submit::an_empty_thread_id_is_invalid,
+    submit::a_nul_character_in_an_id_is_invalid,
     claim::marks_the_run_running_under_the_worker_and_the_epoch,
     claim::a_claimed_run_is_not_claimed_again,
     claim::concurrent_claimers_never_claim_one_run_twice,

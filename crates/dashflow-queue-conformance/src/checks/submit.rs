@@ -1,9 +1,9 @@
 //! `submit`: queued, pending behind a busy thread, or refused.
 
-use dashflow_queue::{Multitask, Priority, QueueError, RunKind, RunState};
+use dashflow_queue::{Multitask, Priority, QueueError, RunFilter, RunKind, RunState, WorkerInfo};
 
 use crate::error::{Context, ensure, ensure_eq, fail};
-use crate::fixture::{key, run, submit};
+use crate::fixture::{key, queues, run, submit};
 use crate::{Result, TestQueue};
 
 /// A run on a free thread is queued, and `get` returns what was submitted.
@@ -63,5 +63,25 @@ pub async fn an_empty_thread_id_is_invalid(t: TestQueue) -> Result<()> {
     match t.queue().submit(run("")).await {
         Err(QueueError::Invalid { .. }) => Ok(()),
         other => fail!("a run with an empty thread id must be Invalid, got {other:?}"),
+    }
+}
+
+/// A NUL character in a run's id, thread, queue or tenant, or in a worker's id, is `Invalid`
+/// (PostgreSQL cannot store one), and nothing is stored.
+pub async fn a_nul_character_in_an_id_is_invalid(t: TestQueue) -> Result<()> {
+    let runs =
+        [run("t").run_id("run\0id"), run("thread\0id"), run("t").queue("queue\0name"), run("t").tenant("tenant\0name")];
+    for submitted in runs {
+        match t.queue().submit(submitted.clone()).await {
+            Err(QueueError::Invalid { .. }) => {}
+            other => fail!("a run with a NUL character must be Invalid, got {other:?} for {submitted:?}"),
+        }
+    }
+    let listed = t.queue().list(&RunFilter::new()).await.context(|| "list".into())?;
+    ensure!(listed.is_empty(), "refused runs were stored: {listed:?}");
+    let info = WorkerInfo::new("worker\0id", "host", 1, queues(), vec![key()], 1);
+    match t.queue().register_worker(&info).await {
+        Err(QueueError::Invalid { .. }) => Ok(()),
+        other => fail!("a worker id with a NUL character must be Invalid, got {other:?}"),
     }
 }
