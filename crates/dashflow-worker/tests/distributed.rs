@@ -49,6 +49,9 @@ struct Env {
     hang_marker: Option<PathBuf>,
     /// A directory of gates: each node waits until a file named after it exists there.
     gates: Option<PathBuf>,
+    /// A marker file: while it is absent, node `c` creates it and holds its thread (no await)
+    /// until the file `<marker>.release` exists, as a stuck blocking call does.
+    block_marker: Option<PathBuf>,
 }
 
 type NodeFuture = std::pin::Pin<Box<dyn Future<Output = Result<WorkUpdate, NodeError>> + Send>>;
@@ -79,6 +82,16 @@ fn node(name: &'static str, env: &Arc<Env>) -> impl Fn(Arc<Work>, NodeContext) -
                 std::fs::write(marker, b"").unwrap();
                 append(&env.ledger, &format!("hang {key} {}", std::process::id()));
                 std::future::pending::<()>().await;
+            }
+            if name == "c"
+                && let Some(marker) = &env.block_marker
+                && !marker.exists()
+            {
+                std::fs::write(marker, b"").unwrap();
+                append(&env.ledger, &format!("block {key} {}", std::process::id()));
+                while !marker.with_extension("release").exists() {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
             }
             // Work that takes a while, so that kills land inside supersteps.
             tokio::time::sleep(Duration::from_millis(5 + fastrand::u64(..40))).await;
@@ -137,7 +150,8 @@ fn child() -> Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(false)
         .init();
-    let env = Arc::new(Env { ledger: PathBuf::from(ledger), hang_marker, gates });
+    let block_marker = std::env::var("DASHFLOW_WORKER_BLOCK").ok().map(PathBuf::from);
+    let env = Arc::new(Env { ledger: PathBuf::from(ledger), hang_marker, gates, block_marker });
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     runtime.block_on(async {
         let queue: Arc<dyn RunQueue> = Arc::new(queue_at(&url, &schema).await?);
@@ -149,12 +163,11 @@ fn child() -> Result<()> {
             }
             Err(_) => Timings::short(),
         };
-        let worker = Worker::builder(queue)
-            .graph(registered(&env, &version))
-            .slots(4)
-            .timings(timings)
-            .grace(Duration::from_secs(5))
-            .build()?;
+        let mut worker = Worker::builder(queue).graph(registered(&env, &version)).slots(4).timings(timings);
+        if let Ok(ms) = std::env::var("DASHFLOW_WORKER_STUCK_GRACE_MS") {
+            worker = worker.stuck_grace(Duration::from_millis(ms.parse()?));
+        }
+        let worker = worker.grace(Duration::from_secs(5)).build()?;
         append(&env.ledger, &format!("worker {} {}", worker.id(), std::process::id()));
         // The ledger learns when this worker fences itself, with the time.
         let counters = worker.counters();
@@ -408,7 +421,7 @@ fn trial(name: &'static str, body: fn(&'static str) -> TrialFuture) -> Trial {
 /// that task, from the step's checkpoint and its siblings' stored results.
 async fn takeover_reruns_only_the_unfinished_task(test: &'static str) -> Result<()> {
     let Some(mut cluster) = Cluster::new(test).await else { return Ok(()) };
-    let env = Arc::new(Env { ledger: cluster.ledger(), hang_marker: None, gates: None });
+    let env = Arc::new(Env { ledger: cluster.ledger(), hang_marker: None, gates: None, block_marker: None });
     let graph = registered(&env, "v1");
     let first = cluster.start_worker("v1", true);
     let (run_id, _) = cluster.client().submit(&graph, RunRequest::invoke(Work::default()).thread("t")).await?;
@@ -467,7 +480,7 @@ fn kill_seeds() -> Result<std::ops::Range<u64>> {
 async fn killed_workers_seed(test: &'static str, seed: u64) -> Result<()> {
     let Some(mut cluster) = Cluster::new(test).await else { return Ok(()) };
     let mut rng = fastrand::Rng::with_seed(seed);
-    let env = Arc::new(Env { ledger: cluster.ledger(), hang_marker: None, gates: None });
+    let env = Arc::new(Env { ledger: cluster.ledger(), hang_marker: None, gates: None, block_marker: None });
     let graph = registered(&env, "v1");
     for _ in 0..3 {
         cluster.start_worker("v1", false);
@@ -527,7 +540,7 @@ async fn killed_workers_seed(test: &'static str, seed: u64) -> Result<()> {
 /// beating meanwhile), and deregisters.
 async fn sigterm_finishes_running_runs_and_deregisters(test: &'static str) -> Result<()> {
     let Some(mut cluster) = Cluster::new(test).await else { return Ok(()) };
-    let env = Arc::new(Env { ledger: cluster.ledger(), hang_marker: None, gates: None });
+    let env = Arc::new(Env { ledger: cluster.ledger(), hang_marker: None, gates: None, block_marker: None });
     let graph = registered(&env, "v1");
     let worker = cluster.start_worker("v1", false);
     let (run_id, _) = cluster.client().submit(&graph, RunRequest::invoke(Work::default()).thread("t")).await?;
@@ -550,7 +563,7 @@ async fn sigterm_finishes_running_runs_and_deregisters(test: &'static str) -> Re
 /// worker of that version comes.
 async fn a_worker_never_runs_another_graph_version(test: &'static str) -> Result<()> {
     let Some(mut cluster) = Cluster::new(test).await else { return Ok(()) };
-    let env = Arc::new(Env { ledger: cluster.ledger(), hang_marker: None, gates: None });
+    let env = Arc::new(Env { ledger: cluster.ledger(), hang_marker: None, gates: None, block_marker: None });
     let (v1, v2) = (registered(&env, "v1"), registered(&env, "v2"));
     cluster.start_worker("v1", false);
     let client = cluster.client();
@@ -567,7 +580,7 @@ async fn a_worker_never_runs_another_graph_version(test: &'static str) -> Result
 /// `cancelled`; a queued run is cancelled at once.
 async fn cancel_stops_a_running_run(test: &'static str) -> Result<()> {
     let Some(mut cluster) = Cluster::new(test).await else { return Ok(()) };
-    let env = Arc::new(Env { ledger: cluster.ledger(), hang_marker: None, gates: None });
+    let env = Arc::new(Env { ledger: cluster.ledger(), hang_marker: None, gates: None, block_marker: None });
     let graph = registered(&env, "v1");
     cluster.start_worker("v1", true);
     let client = cluster.client();
@@ -583,7 +596,7 @@ async fn cancel_stops_a_running_run(test: &'static str) -> Result<()> {
 /// with the golden state and the history checker passes.
 async fn terminated_connections_lose_no_step(test: &'static str) -> Result<()> {
     let Some(mut cluster) = Cluster::new(test).await else { return Ok(()) };
-    let env = Arc::new(Env { ledger: cluster.ledger(), hang_marker: None, gates: None });
+    let env = Arc::new(Env { ledger: cluster.ledger(), hang_marker: None, gates: None, block_marker: None });
     let graph = registered(&env, "v1");
     cluster.start_worker("v1", false);
     cluster.start_worker("v1", false);
@@ -609,7 +622,7 @@ async fn terminated_connections_lose_no_step(test: &'static str) -> Result<()> {
 /// learns it lost the lease, and none of its late writes lands.
 async fn a_paused_worker_is_fenced_when_it_wakes(test: &'static str) -> Result<()> {
     let Some(mut cluster) = Cluster::new(test).await else { return Ok(()) };
-    let env = Arc::new(Env { ledger: cluster.ledger(), hang_marker: None, gates: None });
+    let env = Arc::new(Env { ledger: cluster.ledger(), hang_marker: None, gates: None, block_marker: None });
     let graph = registered(&env, "v1");
     let slow = cluster.start_worker("v1", false);
     cluster.until_ledger("the worker to start", |lines| lines.iter().any(|l| l.starts_with("worker "))).await?;
@@ -641,7 +654,7 @@ async fn a_paused_worker_is_fenced_when_it_wakes(test: &'static str) -> Result<(
 /// every run finishes and the history checker passes.
 async fn a_paused_database_makes_workers_fence_themselves(test: &'static str) -> Result<()> {
     let Some(mut cluster) = Cluster::on_private_server(test).await else { return Ok(()) };
-    let env = Arc::new(Env { ledger: cluster.ledger(), hang_marker: None, gates: None });
+    let env = Arc::new(Env { ledger: cluster.ledger(), hang_marker: None, gates: None, block_marker: None });
     let graph = registered(&env, "v1");
     let first = cluster.start_worker("v1", false);
     cluster.start_worker("v1", false);
@@ -673,6 +686,61 @@ async fn a_paused_database_makes_workers_fence_themselves(test: &'static str) ->
     }
     ensure!(cluster.worker_log(first).contains("releasing the runs stopped while fenced"), "{}", cluster.worker_logs());
     cluster.check_history(&threads).await
+}
+
+/// A worker process whose node holds its thread (no await) past the run's timeout and the
+/// stuck grace: the worker gives the run up (its attempt charged, the fence bumped), stops,
+/// and its process exits with `StuckRun` once the node lets go; another worker process finishes
+/// the run in its second attempt, and the stuck task's work never lands.
+async fn a_stuck_worker_gives_its_run_up_and_another_finishes_it(test: &'static str) -> Result<()> {
+    let Some(mut cluster) = Cluster::new(test).await else { return Ok(()) };
+    let env = Arc::new(Env { ledger: cluster.ledger(), hang_marker: None, gates: None, block_marker: None });
+    let graph = registered(&env, "v1");
+    let marker = cluster.dir.path().join("block-marker");
+    let stuck = cluster.start_worker_with("v1", &cluster.url.clone(), |process| {
+        process.env("DASHFLOW_WORKER_BLOCK", &marker).env("DASHFLOW_WORKER_STUCK_GRACE_MS", "300");
+    });
+    let request = RunRequest::invoke(Work::default()).thread("t").timeout(Duration::from_secs(5));
+    let (run_id, _) = cluster.client().submit(&graph, request).await?;
+    cluster.until_ledger("c to block its thread", |lines| lines.iter().any(|l| l.starts_with("block "))).await?;
+    let rescuer = cluster.start_worker("v1", false);
+    let log = cluster.final_log(&graph, &run_id).await.with_context(|| cluster.worker_logs())?;
+    ensure!(log == golden(), "run {run_id}: final state {log:?}");
+    let run = cluster.queue.get(&run_id).await?.context("the run")?;
+    ensure!(run.attempt == 2, "the run took {} attempts: {run:?}", run.attempt);
+    ensure!(
+        cluster.worker_log(stuck).contains("a run is stuck past its timeout"),
+        "the stuck worker never gave its run up:\n{}",
+        cluster.worker_logs()
+    );
+    // The node lets go: the stuck worker's process ends, naming the run, and writes nothing.
+    std::fs::write(marker.with_extension("release"), b"")?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = cluster.workers[stuck].try_wait()? {
+            break status;
+        }
+        ensure!(tokio::time::Instant::now() < deadline, "the stuck worker never exited:\n{}", cluster.worker_logs());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    ensure!(!status.success(), "the stuck worker exited with {status}");
+    ensure!(cluster.worker_log(stuck).contains(&run_id), "{}", cluster.worker_logs());
+    let lines = cluster.ledger_lines();
+    let (key, pid) = lines
+        .iter()
+        .find_map(|line| {
+            let parts: Vec<&str> = line.strip_prefix("block ")?.split(' ').collect();
+            Some((parts.first()?.to_string(), parts.get(1)?.to_string()))
+        })
+        .context("the block line")?;
+    ensure!(
+        !lines
+            .iter()
+            .any(|line| *line == format!("done {key} {pid}") || line.starts_with(&format!("done {key} {pid} "))),
+        "the stuck task finished on the stuck worker"
+    );
+    ensure!(cluster.worker_log(rescuer).contains("worker started"), "{}", cluster.worker_logs());
+    cluster.check_history(&["t".to_owned()]).await
 }
 
 /// Makes a worker's nodes wait at the gates in `gates`.
@@ -732,7 +800,8 @@ async fn a_followed_run_streams_live_and_continues_across_a_takeover(test: &'sta
     let Some(mut cluster) = Cluster::new(test).await else { return Ok(()) };
     let gates = cluster.dir.path().join("gates");
     std::fs::create_dir(&gates)?;
-    let env = Arc::new(Env { ledger: cluster.ledger(), hang_marker: None, gates: Some(gates.clone()) });
+    let env =
+        Arc::new(Env { ledger: cluster.ledger(), hang_marker: None, gates: Some(gates.clone()), block_marker: None });
     let graph = registered(&env, "v1");
     let url = cluster.url.clone();
     let first = cluster.start_worker_with("v1", &url, |process| gated(process, &gates));
@@ -839,7 +908,8 @@ async fn a_forced_double_claim_lets_only_the_new_owner_commit(test: &'static str
     let Some(mut cluster) = Cluster::new(test).await else { return Ok(()) };
     let gates = cluster.dir.path().join("gates");
     std::fs::create_dir(&gates)?;
-    let env = Arc::new(Env { ledger: cluster.ledger(), hang_marker: None, gates: Some(gates.clone()) });
+    let env =
+        Arc::new(Env { ledger: cluster.ledger(), hang_marker: None, gates: Some(gates.clone()), block_marker: None });
     let graph = registered(&env, "v1");
     let url = cluster.url.clone();
     // A slow heartbeat: the owner finishes its task long before it could learn of the reclaim.
@@ -998,7 +1068,8 @@ async fn a_partitioned_worker_fences_itself_before_its_lease_ends(test: &'static
     let Some(mut cluster) = Cluster::new(test).await else { return Ok(()) };
     let gates = cluster.dir.path().join("gates");
     std::fs::create_dir(&gates)?;
-    let env = Arc::new(Env { ledger: cluster.ledger(), hang_marker: None, gates: Some(gates.clone()) });
+    let env =
+        Arc::new(Env { ledger: cluster.ledger(), hang_marker: None, gates: Some(gates.clone()), block_marker: None });
     let graph = registered(&env, "v1");
     let partition = Partition::start(Partition::upstream(&cluster.url)).await?;
     let cut_off = cluster.start_worker_with("v1", &partition.url(&cluster.url), |process| gated(process, &gates));
@@ -1107,6 +1178,9 @@ fn main() -> Result<()> {
         }),
         trial("a_paused_database_makes_workers_fence_themselves", |t| {
             Box::pin(a_paused_database_makes_workers_fence_themselves(t))
+        }),
+        trial("a_stuck_worker_gives_its_run_up_and_another_finishes_it", |t| {
+            Box::pin(a_stuck_worker_gives_its_run_up_and_another_finishes_it(t))
         }),
     ];
     libtest_mimic::run(&args, trials).exit()
