@@ -33,7 +33,7 @@ use crate::segment::Position;
 pub(crate) const INDEX_FILE: &str = "index.sqlite";
 
 /// Bumped whenever the schema changes; an index of another version is dropped and rebuilt.
-const SCHEMA_VERSION: i64 = 6;
+const SCHEMA_VERSION: i64 = 7;
 
 /// A run's row is written once per batch that has its events, so the writer pays for every
 /// B-tree a row is in: the runs table is keyed by the run id's bytes (no rowid table beside
@@ -52,7 +52,7 @@ CREATE TABLE runs (
     status        TEXT NOT NULL,
     started_at_ms INTEGER,
     ended_at_ms   INTEGER,
-    duration_ms   INTEGER,
+    duration_us   INTEGER,
     error         TEXT,
     steps         INTEGER NOT NULL,
     events        INTEGER NOT NULL,
@@ -102,7 +102,7 @@ macro_rules! upsert_run {
     ($on_conflict:literal) => {
         concat!(
             "INSERT INTO runs (run_id, parent_run_id, root_run_id, depth, graph, thread_id, status, started_at_ms,
-                  ended_at_ms, duration_ms, error, steps, events, partial, first_segment, first_offset,
+                  ended_at_ms, duration_us, error, steps, events, partial, first_segment, first_offset,
                   last_segment, last_offset, last_at_ms, tags, process, trace_segment, trace_offset)
 VALUES (?1, ?2, ?3, ?4, ?5, ?6, COALESCE(?7, 'running'), ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19,
         ?20, ?21, ?22, ?23)
@@ -130,7 +130,7 @@ const UPSERT_STARTED: &str = upsert_run!(
     status = COALESCE(?7, status),
     started_at_ms = COALESCE(excluded.started_at_ms, started_at_ms),
     ended_at_ms = CASE WHEN ?7 = 'running' THEN NULL ELSE COALESCE(excluded.ended_at_ms, ended_at_ms) END,
-    duration_ms = CASE WHEN ?7 = 'running' THEN NULL ELSE COALESCE(excluded.duration_ms, duration_ms) END,
+    duration_us = CASE WHEN ?7 = 'running' THEN NULL ELSE COALESCE(excluded.duration_us, duration_us) END,
     error = CASE WHEN ?7 = 'running' THEN NULL ELSE COALESCE(excluded.error, error) END,
     process = COALESCE(excluded.process, process)"
 );
@@ -141,7 +141,7 @@ const UPSERT_FINISHED: &str = upsert_run!(
     ",
     status = ?7,
     ended_at_ms = excluded.ended_at_ms,
-    duration_ms = excluded.duration_ms,
+    duration_us = excluded.duration_us,
     error = excluded.error"
 );
 
@@ -161,7 +161,7 @@ ON CONFLICT (segment) DO UPDATE SET
 const SELECT_RUN: &str = "
 SELECT r.run_id, r.parent_run_id, COALESCE(r.root_run_id, r.run_id), r.depth, r.graph, r.thread_id,
        CASE WHEN r.status = 'running' AND p.gone = 1 THEN 'abandoned' ELSE r.status END,
-       r.started_at_ms, r.ended_at_ms, r.duration_ms, r.error, r.steps, r.events, r.partial, r.first_segment,
+       r.started_at_ms, r.ended_at_ms, r.duration_us, r.error, r.steps, r.events, r.partial, r.first_segment,
        r.first_offset, r.last_segment, r.last_offset, r.trace_segment, r.trace_offset, r.last_at_ms,
        p.pid, p.start_ticks, p.boot_id, p.pid_namespace, p.host, r.tags
 FROM runs r LEFT JOIN processes p ON p.id = r.process";
@@ -256,7 +256,7 @@ struct RunDelta<'e> {
     last_at: SystemTime,
     status: Option<&'static str>,
     ended_at: Option<SystemTime>,
-    duration_ms: Option<i64>,
+    duration_us: Option<i64>,
     error: Option<&'e str>,
     /// The process a process record of the batch names for the run.
     process: Option<i64>,
@@ -280,7 +280,7 @@ impl<'e> RunDelta<'e> {
             last_at: UNIX_EPOCH,
             status: None,
             ended_at: None,
-            duration_ms: None,
+            duration_us: None,
             error: None,
             process: None,
             trace: None,
@@ -319,12 +319,12 @@ impl<'e> RunDelta<'e> {
                 self.tags = (!tags.is_empty()).then(|| serde_json::to_string(tags).unwrap_or_default());
                 self.started_at = Some(event_at);
                 self.status = Some(RunStatus::Running.as_str());
-                (self.ended_at, self.duration_ms, self.error) = (None, None, None);
+                (self.ended_at, self.duration_us, self.error) = (None, None, None);
             }
             EventKind::RunFinished { outcome, steps, duration, error } => {
                 self.status = Some(RunStatus::of_outcome(*outcome));
                 self.ended_at = Some(event_at);
-                self.duration_ms = Some(i64::try_from(duration.as_millis()).unwrap_or(i64::MAX));
+                self.duration_us = Some(i64::try_from(duration.as_micros()).unwrap_or(i64::MAX));
                 self.error = error.as_deref();
                 self.steps = self.steps.max(*steps);
             }
@@ -551,7 +551,7 @@ impl Index {
                     delta.status,
                     delta.started_at.map(system_time_to_ms),
                     delta.ended_at.map(system_time_to_ms),
-                    delta.duration_ms,
+                    delta.duration_us,
                     delta.error,
                     to_sql(delta.steps),
                     to_sql(delta.events),
@@ -786,7 +786,7 @@ fn read_row(row: &Row<'_>) -> Result<RunSummary> {
         root_run_id: id_from_bytes(row.get(2)?),
         depth: row.get(3)?,
     };
-    let duration_ms: Option<i64> = row.get(9)?;
+    let duration_us: Option<i64> = row.get(9)?;
     let trace_segment: Option<i64> = row.get(18)?;
     let trace_offset: Option<i64> = row.get(19)?;
     Ok(RunSummary {
@@ -796,7 +796,7 @@ fn read_row(row: &Row<'_>) -> Result<RunSummary> {
         status: status.parse().unwrap_or(RunStatus::Unknown),
         started_at: row.get::<_, Option<i64>>(7)?.map(ms_to_system_time),
         ended_at: row.get::<_, Option<i64>>(8)?.map(ms_to_system_time),
-        duration: duration_ms.map(|ms| Duration::from_millis(u64::try_from(ms).unwrap_or(0))),
+        duration: duration_us.map(|us| Duration::from_micros(u64::try_from(us).unwrap_or(0))),
         error: row.get(10)?,
         steps: from_sql(row.get(11)?),
         events: from_sql(row.get(12)?),

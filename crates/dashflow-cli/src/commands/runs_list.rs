@@ -85,9 +85,9 @@ pub(crate) fn run_json(run: &RunSummary) -> Value {
     })
 }
 
-/// A run's duration as the index keeps it, in whole milliseconds: zero means under one.
+/// A run's duration as the index keeps it, in whole microseconds: zero means under one.
 pub(crate) fn indexed_duration(d: Duration) -> String {
-    if d.is_zero() { "<1ms".to_owned() } else { render::duration(d) }
+    if d.is_zero() { "<1µs".to_owned() } else { render::duration(d) }
 }
 
 /// A duration in (fractional) milliseconds, for JSON.

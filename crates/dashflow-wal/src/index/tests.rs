@@ -59,6 +59,19 @@ fn a_finished_run_has_its_status_timings_error_and_steps() {
 }
 
 #[test]
+fn a_run_shorter_than_a_millisecond_keeps_its_duration_in_microseconds() {
+    let (_dir, mut index) = open();
+    let run = root();
+    let took = Duration::from_micros(412);
+    let finished = Event::now(
+        run,
+        EventKind::RunFinished { outcome: RunOutcome::Completed, steps: 1, duration: took, error: None },
+    );
+    apply(&mut index, &[started(run, "fast", None), task(run, 1, "a"), finished]);
+    assert_eq!(index.get(run.run_id).unwrap().unwrap().duration, Some(took));
+}
+
+#[test]
 fn a_run_seen_across_batches_keeps_its_first_position_and_adds_up_its_events() {
     let (_dir, mut index) = open();
     let run = root();
