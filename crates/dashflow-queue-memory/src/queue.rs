@@ -282,14 +282,7 @@ impl fmt::Debug for MemoryRunQueue {
 #[async_trait]
 impl RunQueue for MemoryRunQueue {
     async fn submit(&self, run: NewRun) -> Result<RunState> {
-        for (value, what) in
-            [(&run.run_id, "run id"), (&run.thread_id, "thread id"), (&run.queue, "queue"), (&run.tenant, "tenant")]
-        {
-            ensure_text(value, what)?;
-        }
-        if run.thread_id.is_empty() {
-            return Err(QueueError::Invalid { what: "thread id", detail: "a queued run needs a thread".into() });
-        }
+        run.validate()?;
         let now = self.shared.now();
         let mut state = self.shared.state.lock().await;
         // The same run submitted twice is submitted once.
@@ -348,7 +341,7 @@ impl RunQueue for MemoryRunQueue {
     }
 
     async fn register_worker(&self, worker: &WorkerInfo) -> Result<()> {
-        ensure_text(&worker.worker_id, "worker id")?;
+        worker.validate()?;
         let now = self.shared.now();
         let mut state = self.shared.state.lock().await;
         // Registering grants no lease of its own: the first heartbeat does.
@@ -572,24 +565,12 @@ impl RunQueue for MemoryRunQueue {
     }
 
     async fn retry(&self, run_id: &str, attempts: i32) -> Result<RunState> {
-        if attempts < 1 {
-            return Err(QueueError::Invalid {
-                what: "attempts",
-                detail: format!("{attempts}: a retried run needs at least one attempt"),
-            });
-        }
         let now = self.shared.now();
         let mut state = self.shared.state.lock().await;
-        let not_retryable = |why: String| QueueError::NotRetryable { run_id: run_id.to_owned(), why };
         let Some(run) = state.runs.get(run_id) else {
             return Err(QueueError::NotFound { what: format!("run {run_id}") });
         };
-        if !matches!(run.record.state, RunState::Failed | RunState::Cancelled) {
-            return Err(not_retryable(format!(
-                "it is {}; only failed or cancelled runs are retried",
-                run.record.state
-            )));
-        }
+        run.record.retryable(attempts)?;
         let (thread_id, order) = (run.record.thread_id.clone(), run.order);
         let later = state
             .runs
@@ -597,10 +578,7 @@ impl RunQueue for MemoryRunQueue {
             .filter(|other| other.record.thread_id == thread_id && other.order > order)
             .max_by_key(|other| other.order);
         if let Some(later) = later {
-            return Err(not_retryable(format!(
-                "run {} came after it on thread `{thread_id}`, so the thread's checkpoint is no longer this run's; submit a new run instead",
-                later.record.run_id
-            )));
+            return Err(QueueError::moved_on(run_id, &later.record.run_id, &thread_id));
         }
         let Some(run) = state.runs.get_mut(run_id) else {
             return Err(QueueError::NotFound { what: format!("run {run_id}") });
@@ -803,16 +781,4 @@ impl Wakeups for MemoryWakeups {
             Err(broadcast::error::RecvError::Closed) => None,
         }
     }
-}
-
-/// Refuses what PostgreSQL cannot store, so that a program tested on this queue meets the
-/// same errors on the PostgreSQL one.
-fn ensure_text(value: &str, what: &'static str) -> Result<()> {
-    if value.contains('\0') {
-        return Err(QueueError::Invalid {
-            what,
-            detail: "contains a NUL character, which the PostgreSQL queue cannot store".into(),
-        });
-    }
-    Ok(())
 }

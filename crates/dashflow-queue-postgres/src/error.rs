@@ -29,14 +29,3 @@ fn retryable(error: &sqlx::Error) -> bool {
 pub(crate) fn corrupt(detail: impl Into<String>) -> QueueError {
     QueueError::Corrupt { detail: detail.into() }
 }
-
-/// Refuses text PostgreSQL cannot store.
-pub(crate) fn ensure_text(value: &str, what: &'static str) -> Result<(), QueueError> {
-    if value.contains('\0') {
-        return Err(QueueError::Invalid {
-            what,
-            detail: "contains a NUL character, which PostgreSQL cannot store".into(),
-        });
-    }
-    Ok(())
-}

@@ -15,7 +15,7 @@ use dashflow_queue::{
 use sqlx::postgres::PgRow;
 use sqlx::{Connection, PgConnection, PgPool, Postgres, Row};
 
-use crate::error::{corrupt, ensure_text, unavailable};
+use crate::error::{corrupt, unavailable};
 use crate::events::PgRunStreams;
 use crate::guard::LeaseGuard;
 use crate::{migrate, sql};
@@ -236,14 +236,7 @@ fn lease_lost(lease: &Lease, why: &str) -> QueueError {
 #[async_trait]
 impl RunQueue for PostgresRunQueue {
     async fn submit(&self, run: NewRun) -> Result<RunState> {
-        for (value, what) in
-            [(&run.run_id, "run id"), (&run.thread_id, "thread id"), (&run.queue, "queue"), (&run.tenant, "tenant")]
-        {
-            ensure_text(value, what)?;
-        }
-        if run.thread_id.is_empty() {
-            return Err(QueueError::Invalid { what: "thread id", detail: "a queued run needs a thread".into() });
-        }
+        run.validate()?;
         let config = serde_json::to_string(&run.config).map_err(|error| QueueError::Invalid {
             what: "run config",
             detail: format!("cannot be written as JSON: {error}"),
@@ -293,7 +286,7 @@ impl RunQueue for PostgresRunQueue {
     }
 
     async fn register_worker(&self, worker: &WorkerInfo) -> Result<()> {
-        ensure_text(&worker.worker_id, "worker id")?;
+        worker.validate()?;
         let keys: Vec<&str> = worker.graph_keys.iter().map(GraphKey::as_str).collect();
         let mut conn = self.conn(REGISTER).await?;
         sqlx::query(sql::REGISTER)
@@ -478,19 +471,10 @@ impl RunQueue for PostgresRunQueue {
     }
 
     async fn retry(&self, run_id: &str, attempts: i32) -> Result<RunState> {
-        if attempts < 1 {
-            return Err(QueueError::Invalid {
-                what: "attempts",
-                detail: format!("{attempts}: a retried run needs at least one attempt"),
-            });
-        }
         let Some(run) = self.get(run_id).await? else {
             return Err(QueueError::NotFound { what: format!("run {run_id}") });
         };
-        let not_retryable = |why: String| QueueError::NotRetryable { run_id: run_id.to_owned(), why };
-        if !matches!(run.state, RunState::Failed | RunState::Cancelled) {
-            return Err(not_retryable(format!("it is {}; only failed or cancelled runs are retried", run.state)));
-        }
+        run.retryable(attempts)?;
         let mut conn = self.conn(RETRY).await?;
         let mut tx = conn.begin().await.map_err(unavailable(RETRY))?;
         lock_thread(&mut tx, &run.thread_id, RETRY).await?;
@@ -500,10 +484,7 @@ impl RunQueue for PostgresRunQueue {
             .await
             .map_err(unavailable(RETRY))?;
         if let Some(later) = later {
-            return Err(not_retryable(format!(
-                "run {later} came after it on thread `{}`, so the thread's checkpoint is no longer this run's; submit a new run instead",
-                run.thread_id
-            )));
+            return Err(QueueError::moved_on(run_id, &later, &run.thread_id));
         }
         let queued = sqlx::query(sql::RETRY)
             .bind(run_id)
@@ -513,7 +494,8 @@ impl RunQueue for PostgresRunQueue {
             .map_err(unavailable(RETRY))?
             .rows_affected();
         if queued == 0 {
-            return Err(not_retryable("it changed while it was being retried; look at it again".to_owned()));
+            let why = "it changed while it was being retried; look at it again".to_owned();
+            return Err(QueueError::NotRetryable { run_id: run_id.to_owned(), why });
         }
         tx.commit().await.map_err(unavailable(RETRY))?;
         notify_after_commit(&mut conn, sqlx::query(sql::WAKE)).await;

@@ -79,6 +79,16 @@ pub enum QueueError {
 }
 
 impl QueueError {
+    /// Run `run_id` cannot be retried: run `later` came after it on `thread_id`.
+    pub fn moved_on(run_id: &str, later: &str, thread_id: &str) -> Self {
+        Self::NotRetryable {
+            run_id: run_id.to_owned(),
+            why: format!(
+                "run {later} came after it on thread `{thread_id}`, so the thread's checkpoint is no longer this run's; submit a new run instead"
+            ),
+        }
+    }
+
     /// Whether trying the same operation again may succeed.
     pub fn is_retryable(&self) -> bool {
         matches!(self, Self::Unavailable { retryable: true, .. })

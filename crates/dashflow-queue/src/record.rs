@@ -1,5 +1,6 @@
 //! What a run queue stores and hands out.
 
+use crate::QueueError;
 use std::fmt;
 use std::time::Duration;
 
@@ -190,7 +191,33 @@ pub struct NewRun {
     pub multitask: Multitask,
 }
 
+/// Refuses text a queue cannot store: a NUL character (PostgreSQL refuses one, and the memory
+/// queue refuses it too, so that a program tested on it meets the same errors).
+fn storable(value: &str, what: &'static str) -> Result<(), QueueError> {
+    if value.contains('\0') {
+        return Err(QueueError::Invalid {
+            what,
+            detail: "contains a NUL character, which a run queue cannot store".into(),
+        });
+    }
+    Ok(())
+}
+
 impl NewRun {
+    /// `Invalid` when a queue must refuse this run: no thread, or text no queue can store.
+    /// Every backend's `submit` checks it first.
+    pub fn validate(&self) -> Result<(), QueueError> {
+        for (value, what) in
+            [(&self.run_id, "run id"), (&self.thread_id, "thread id"), (&self.queue, "queue"), (&self.tenant, "tenant")]
+        {
+            storable(value, what)?;
+        }
+        if self.thread_id.is_empty() {
+            return Err(QueueError::Invalid { what: "thread id", detail: "a queued run needs a thread".into() });
+        }
+        Ok(())
+    }
+
     /// A run of `graph_key` on `thread_id` with the defaults: a fresh id, queue `default`, no
     /// tenant, normal priority, 5 attempts, reject when the thread is busy.
     pub fn new(graph_key: GraphKey, thread_id: impl Into<String>, kind: RunKind, input: Vec<u8>) -> Self {
@@ -442,6 +469,12 @@ pub struct WorkerInfo {
 }
 
 impl WorkerInfo {
+    /// `Invalid` when a queue must refuse this worker (an id no queue can store). Every
+    /// backend's `register_worker` checks it first.
+    pub fn validate(&self) -> Result<(), QueueError> {
+        storable(&self.worker_id, "worker id")
+    }
+
     /// A worker with these facts.
     pub fn new(
         worker_id: impl Into<String>,
@@ -537,6 +570,28 @@ pub struct RunRecord {
     pub started_at_ms: Option<i64>,
     /// When it ended.
     pub finished_at_ms: Option<i64>,
+}
+
+impl RunRecord {
+    /// Whether this run may be retried with `attempts` more claims (see `RunQueue::retry`),
+    /// judged on the run alone: `Invalid` for fewer than one attempt, `NotRetryable` unless it
+    /// failed or was cancelled. The backend then checks that no later run moved its thread on
+    /// ([`QueueError::moved_on`]).
+    pub fn retryable(&self, attempts: i32) -> Result<(), QueueError> {
+        if attempts < 1 {
+            return Err(QueueError::Invalid {
+                what: "attempts",
+                detail: format!("{attempts}: a retried run needs at least one attempt"),
+            });
+        }
+        if !matches!(self.state, RunState::Failed | RunState::Cancelled) {
+            return Err(QueueError::NotRetryable {
+                run_id: self.run_id.clone(),
+                why: format!("it is {}; only failed or cancelled runs are retried", self.state),
+            });
+        }
+        Ok(())
+    }
 }
 
 /// Which runs `list` returns, newest first.

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use dashflow_checkpoint::{Checkpointer, ListOptions, PendingWrite};
+use dashflow_checkpoint::{CheckpointRecord, Checkpointer, ListOptions, PendingWrite};
 use dashflow_queue::ClaimedRun;
 
 use crate::error::{Context, Error, ensure, ensure_eq, fail};
@@ -22,6 +22,20 @@ async fn taken_over(t: &TestQueue) -> Result<(ClaimedRun, ClaimedRun)> {
     t.queue().release(&old.lease, "test").await.context(|| "release".into())?;
     let new = claim_one(t, "w2").await?;
     Ok((old, new))
+}
+
+/// Workers `w1` and `w2`, and thread `t`'s run claimed by `w1`, which has put the thread's
+/// first checkpoint through its fenced checkpointer: the lease, that checkpointer, the
+/// checkpoint.
+async fn first_owner_wrote(t: &TestQueue) -> Result<(ClaimedRun, Arc<dyn Checkpointer>, CheckpointRecord)> {
+    worker(t, "w1").await?;
+    worker(t, "w2").await?;
+    submit(t, run("t")).await?;
+    let old = claim_one(t, "w1").await?;
+    let old_cp = t.queue().fenced_checkpointer(&old.lease);
+    let first = record("t", None, -1, "old");
+    old_cp.put(first.clone(), None).await.context(|| "the first owner's put".into())?;
+    Ok((old, old_cp, first))
 }
 
 /// The owner writes through its fenced checkpointer, and the unfenced one reads it.
@@ -45,13 +59,7 @@ pub async fn the_owner_writes_through_its_fenced_checkpointer(t: TestQueue) -> R
 /// Once another worker owns the thread, a former owner's put is a `Conflict` and stores
 /// nothing; the new owner continues from the same head.
 pub async fn a_former_owners_put_is_a_conflict_and_stores_nothing(t: TestQueue) -> Result<()> {
-    worker(&t, "w1").await?;
-    worker(&t, "w2").await?;
-    submit(&t, run("t")).await?;
-    let old = claim_one(&t, "w1").await?;
-    let old_cp = t.queue().fenced_checkpointer(&old.lease);
-    let first = record("t", None, -1, "old");
-    old_cp.put(first.clone(), None).await.context(|| "the first owner's put".into())?;
+    let (old, old_cp, first) = first_owner_wrote(&t).await?;
     t.queue().release(&old.lease, "test").await.context(|| "release".into())?;
     let new = claim_one(&t, "w2").await?;
     let late = record("t", Some(&first.checkpoint_id), 0, "old");
@@ -74,13 +82,7 @@ pub async fn a_former_owners_put_is_a_conflict_and_stores_nothing(t: TestQueue) 
 
 /// Once another worker owns the thread, a former owner's pending write is a `Conflict`.
 pub async fn a_former_owners_pending_write_is_a_conflict_and_stores_nothing(t: TestQueue) -> Result<()> {
-    worker(&t, "w1").await?;
-    worker(&t, "w2").await?;
-    submit(&t, run("t")).await?;
-    let old = claim_one(&t, "w1").await?;
-    let old_cp = t.queue().fenced_checkpointer(&old.lease);
-    let first = record("t", None, -1, "old");
-    old_cp.put(first.clone(), None).await.context(|| "the first owner's put".into())?;
+    let (old, old_cp, first) = first_owner_wrote(&t).await?;
     t.queue().release(&old.lease, "test").await.context(|| "release".into())?;
     claim_one(&t, "w2").await?;
     match old_cp.put_writes("t", "", &first.checkpoint_id, vec![write("0:a:0")]).await {
@@ -126,13 +128,7 @@ pub async fn a_lease_writes_only_its_own_thread(t: TestQueue) -> Result<()> {
 /// A takeover in the middle of a former owner's stream of puts: once it is done, no put of
 /// the former owner lands, and the new owner's put on the head it sees succeeds.
 pub async fn a_takeover_during_a_stream_of_puts_lets_no_old_put_land_after_it(t: TestQueue) -> Result<()> {
-    worker(&t, "w1").await?;
-    worker(&t, "w2").await?;
-    submit(&t, run("t")).await?;
-    let old = claim_one(&t, "w1").await?;
-    let old_cp: Arc<dyn Checkpointer> = t.queue().fenced_checkpointer(&old.lease);
-    let first = record("t", None, -1, "old");
-    old_cp.put(first.clone(), None).await.context(|| "the first owner's put".into())?;
+    let (old, old_cp, first) = first_owner_wrote(&t).await?;
     let (started_tx, started_rx) = tokio::sync::oneshot::channel();
     let writer = tokio::spawn(async move {
         let mut head = first.checkpoint_id.clone();
@@ -176,15 +172,9 @@ pub async fn a_takeover_during_a_stream_of_puts_lets_no_old_put_land_after_it(t:
 pub async fn a_former_owners_delete_or_copy_of_its_thread_is_a_conflict_and_changes_nothing(
     t: TestQueue,
 ) -> Result<()> {
-    worker(&t, "w1").await?;
-    worker(&t, "w2").await?;
-    submit(&t, run("t")).await?;
+    let (old, old_cp, first) = first_owner_wrote(&t).await?;
     let source = record("src", None, -1, "someone");
     t.queue().checkpointer().put(source.clone(), None).await.context(|| "a put into thread src".into())?;
-    let old = claim_one(&t, "w1").await?;
-    let old_cp = t.queue().fenced_checkpointer(&old.lease);
-    let first = record("t", None, -1, "old");
-    old_cp.put(first.clone(), None).await.context(|| "the first owner's put".into())?;
     t.queue().release(&old.lease, "test").await.context(|| "release".into())?;
     let new = claim_one(&t, "w2").await?;
     let new_cp = t.queue().fenced_checkpointer(&new.lease);
