@@ -11,14 +11,14 @@ use dashflow_telemetry::{DeltaKind, Event, EventKind, InterruptReason, Report, R
 use tracing::{Instrument, Level};
 
 use super::algo::{Decision, PendingTask, Routing};
-use super::runner::{StepResults, execute_tasks, stored_goto, task_id};
+use super::runner::{StepResults, execute_tasks, stored_goto};
 use super::{Resumed, RunOutput, RunParams, Start, node_index};
 use crate::durable::{Durable, Restored, Source};
 use crate::hub::ExecScope;
 use crate::payload::{INTERRUPT, OUTPUT, Position, StoredTask, StoredWrite};
 use crate::stream::StreamEvent;
 use crate::subgraph::{STEP_START, StepStarts};
-use crate::task::Timing;
+use crate::task::{TaskSlot, Timing};
 use crate::{Durability, Error, NodeRuns, RunStatus, StreamMode};
 
 /// How a superstep ended.
@@ -583,7 +583,7 @@ impl<S: GraphState> Loop<S> {
     fn pending_writes(&self, frontier: &[PendingTask<S>]) -> Result<Vec<PendingWrite>, Error> {
         let Some(durable) = &self.durable else { return Ok(Vec::new()) };
         let graph = &self.params.inner.graph;
-        let task_id = |index: u32, node: NodeId| task_id(graph.node(node), self.step, index as usize).to_string();
+        let task_id = |index: u32, node: NodeId| TaskSlot { step: self.step, index }.id(graph.node(node)).to_string();
         let mut writes = Vec::new();
         for done in &self.results.done {
             let output: StoredWrite<S, S::Update> = StoredWrite::Output {

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use dashflow_graph::__private::{GraphNode, NodeId};
-use dashflow_graph::{Goto, GraphState, NodeOutput, Placement, Send as SendTask, TaskId};
+use dashflow_graph::{Goto, GraphState, NodeOutput, Placement, Send as SendTask};
 use dashflow_scheduler::{BlockingScheduler, Scheduler, WorkStealingPool};
 use dashflow_telemetry::clock::Tick;
 use futures::future::{AbortHandle, Abortable};
@@ -221,10 +221,6 @@ async fn store_result<S: GraphState>(
     };
     let write: StoredWrite<S, &S::Update> = StoredWrite::Output { update, gotos };
     writer.store(task_id, node, OUTPUT, &write).await
-}
-
-pub(super) fn task_id<S: GraphState>(node: &GraphNode<S>, step: u64, index: usize) -> TaskId {
-    TaskId { step, node: node.name.clone(), index: u32::try_from(index).unwrap_or(u32::MAX) }
 }
 
 impl<S: GraphState> StepResults<S> {
