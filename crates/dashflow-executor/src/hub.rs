@@ -265,6 +265,24 @@ impl EventHub {
         }
     }
 
+    /// Holds back the start of step `step`, at `at`, whose one task runs node `node`, when
+    /// only batching sinks want it and this run may hold it (see [`Batcher::hold_start`]);
+    /// `false` if the caller must report it through [`EventHub::step_started`]. The usual
+    /// step of a loop, without building the step's node list.
+    #[inline]
+    pub(crate) fn hold_lone_start(&self, step: u64, node: NodeId, at: Tick) -> bool {
+        let Some(batcher) = &self.batcher else { return false };
+        if self.holds_starts
+            && self.hold_settled.load(Ordering::Relaxed)
+            && !batcher.waiting.load(Ordering::Relaxed)
+            && batcher.hold_start(step, node_index(node), at)
+        {
+            self.hold_settled.store(false, Ordering::Relaxed);
+            return true;
+        }
+        false
+    }
+
     /// Reports that step `step` of `run` started at `at` with the tasks of `nodes`, which
     /// are node `lone`'s one task if `lone` is set (see [`EventHub::notify`]).
     pub(crate) fn step_started(
@@ -275,15 +293,10 @@ impl EventHub {
         at: Tick,
     ) -> Option<Event> {
         if let (Some(batcher), Some(node), true) = (&self.batcher, lone, self.compact.starts) {
-            let node = node_index(node);
-            if self.holds_starts
-                && self.hold_settled.load(Ordering::Relaxed)
-                && !batcher.waiting.load(Ordering::Relaxed)
-                && batcher.hold_start(step, node, at)
-            {
-                self.hold_settled.store(false, Ordering::Relaxed);
+            if self.hold_lone_start(step, node, at) {
                 return None;
             }
+            let node = node_index(node);
             batcher.record(at, |batch| batch.push_step_started(&self.context, step, node, at));
             return None;
         }
@@ -329,6 +342,7 @@ impl EventHub {
     /// Records the successful end of a lone task (its first attempt, from `started` to
     /// `ended`) that the loop held back until its step was routed, with the step's routing
     /// decision `route` (see [`EventHub::compact_route`]) riding on it: one lock for both.
+    #[inline]
     pub(crate) fn lone_task_routed(
         &self,
         (step, node): (u64, NodeId),

@@ -7,6 +7,7 @@ use std::time::Duration;
 use dashflow_checkpoint::CheckpointId;
 use dashflow_graph::NodeName;
 use dashflow_telemetry::RunId;
+use dashflow_telemetry::clock::Tick;
 
 /// How a run ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -56,7 +57,13 @@ struct CompactRun {
     node: u32,
     attempts: u32,
     step: u64,
-    duration: Option<Duration>,
+    /// The clock's ticks from start to end ([`CompactRun::UNTIMED`]: not measured), turned
+    /// into a duration only when read.
+    ticks: u64,
+}
+
+impl CompactRun {
+    const UNTIMED: u64 = u64::MAX;
 }
 
 impl NodeRuns {
@@ -65,9 +72,13 @@ impl NodeRuns {
         Self { names, runs: Vec::new() }
     }
 
-    /// Adds an execution of the node at `node` in the graph.
-    pub(crate) fn push(&mut self, node: u32, step: u64, attempts: u32, duration: Option<Duration>) {
-        self.runs.push(CompactRun { node, attempts, step, duration });
+    /// Adds an execution of the node at `node` in the graph, which ran from `span.0` to
+    /// `span.1` if it was timed.
+    pub(crate) fn push(&mut self, node: u32, step: u64, attempts: u32, span: Option<(Tick, Tick)>) {
+        let ticks = span.map_or(CompactRun::UNTIMED, |(start, end)| {
+            end.raw().saturating_sub(start.raw()).min(CompactRun::UNTIMED - 1)
+        });
+        self.runs.push(CompactRun { node, attempts, step, ticks });
     }
 
     /// How many task executions.
@@ -102,7 +113,8 @@ impl NodeRuns {
     fn run(&self, run: &CompactRun) -> NodeRun<'_> {
         // Every index pushed is a node of the graph whose names these are.
         let node = self.name(run.node);
-        NodeRun { node, step: run.step, attempts: run.attempts, duration: run.duration }
+        let duration = (run.ticks != CompactRun::UNTIMED).then(|| Tick::from_raw(0).until(Tick::from_raw(run.ticks)));
+        NodeRun { node, step: run.step, attempts: run.attempts, duration }
     }
 }
 

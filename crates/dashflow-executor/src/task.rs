@@ -21,9 +21,10 @@ use crate::hub::ExecScope;
 pub(crate) struct TaskOutcome<S: GraphState> {
     pub(crate) result: Result<NodeOutput<S>, NodeError>,
     pub(crate) attempts: u32,
-    /// Measured only when the run is observed or streamed: reading the clock twice per task
-    /// would be a large share of an unobserved sequential step.
-    pub(crate) duration: Option<Duration>,
+    /// The start and end readings of its attempts (backoff included): measured only when the
+    /// run is observed or streamed, since reading the clock for every task would be a large
+    /// share of an unobserved sequential step. A duration only when read (`NodeRun`).
+    pub(crate) span: Option<(Tick, Tick)>,
     /// The start and end readings of a successful attempt whose end was not reported
     /// because the caller asked to record it itself ([`Timing::Timed`]'s `hold_end`).
     pub(crate) held_end: Option<(Tick, Tick)>,
@@ -90,9 +91,8 @@ pub(crate) async fn run_task<S: GraphState>(
             // One attempt: the input moves into it, no retry bookkeeping.
             let (result, ended) = run_attempt(scope, (id, node), task, input, (1, started), (timeout, hold_end)).await;
             let span = started.zip(ended);
-            let duration = span.map(|(started, ended)| started.until(ended));
             let held_end = span.filter(|_| hold_end && result.is_ok());
-            TaskOutcome { result, attempts: 1, duration, held_end }
+            TaskOutcome { result, attempts: 1, span, held_end }
         }
         // Boxed: the retry loop's future (with its backoff timer) stays out of every task's.
         Some(retry) => Box::pin(run_retried(scope, (id, node), task, input, started, (timeout, retry))).await,
@@ -121,8 +121,7 @@ async fn run_retried<S: GraphState>(
                 attempt_started = started.map(|_| Tick::now());
             }
             result => {
-                let duration = started.zip(ended).map(|(started, ended)| started.until(ended));
-                return TaskOutcome { result, attempts: attempt, duration, held_end: None };
+                return TaskOutcome { result, attempts: attempt, span: started.zip(ended), held_end: None };
             }
         }
     }
@@ -139,7 +138,10 @@ async fn run_attempt<S: GraphState>(
     (timeout, hold_end): (Option<Duration>, bool),
 ) -> (Result<NodeOutput<S>, NodeError>, Option<Tick>) {
     let step = task.step;
-    if let Some(event) = started.and_then(|at| report_started(scope, node, step, attempt, at)) {
+    if let Some(event) = started
+        .filter(|_| scope.hub.interest().tasks_started)
+        .and_then(|at| report_started(scope, node, step, attempt, at))
+    {
         scope.hub.stream(event).await;
     }
     let deadline = timeout.map(|limit| (limit, Instant::now() + limit));

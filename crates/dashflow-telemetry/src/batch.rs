@@ -440,7 +440,7 @@ impl EventBatch {
     }
 
     /// A task's end, which opens its step too if `opens_step` (a first attempt without error).
-    #[inline]
+    #[inline(always)]
     fn push_end(
         &mut self,
         run: &RunContext,
@@ -523,14 +523,21 @@ impl EventBatch {
         Some(at)
     }
 
-    #[inline]
+    #[inline(always)]
     fn run_index(&mut self, run: &RunContext) -> u32 {
-        let runs = &mut self.storage.runs;
-        if let Some(last) = runs.get(self.last_run as usize)
+        if let Some(last) = self.storage.runs.get(self.last_run as usize)
             && last.ids.run_id == run.ids.run_id
         {
             return self.last_run;
         }
+        self.add_run(run)
+    }
+
+    /// [`run_index`](Self::run_index) of a run other than the last one recorded.
+    #[cold]
+    #[inline(never)]
+    fn add_run(&mut self, run: &RunContext) -> u32 {
+        let runs = &mut self.storage.runs;
         let index = match runs.iter().position(|known| known.ids.run_id == run.ids.run_id) {
             Some(index) => index,
             None => {

@@ -13,7 +13,8 @@
 //!   held before can still be in the slot or being read from it: after a task end of its own
 //!   took the slot under the lock (a taker that got the start before has then released the
 //!   lock, so it has finished reading the time).
-//! - [`HeldStart::take`] is called only under the buffer's lock.
+//! - [`HeldStart::take`] is called only under the buffer's lock, so takes never overlap: a
+//!   take is a load and a store, with no read-modify-write.
 //! - The time is stored before the step and node, which publish it (release / acquire).
 
 use crate::clock::Tick;
@@ -82,17 +83,24 @@ impl HeldStart {
     }
 
     /// Takes the held start out, if there is one. Only under the buffer's lock.
+    ///
+    /// A load and a store, not a swap: takers are serialised by the lock, and the owner
+    /// holds a start only into an empty slot that no taker is still reading (see the module
+    /// docs), so the one write that can race with a take is a hold into the empty slot the
+    /// take then sees as empty, or as that start.
     #[inline]
     pub fn take(&self) -> Option<Held> {
-        if self.step_node.load(Ordering::Relaxed) == Self::NONE {
+        let step_node = self.step_node.load(Ordering::Acquire);
+        if step_node == Self::NONE {
             return None;
         }
-        let step_node = self.step_node.swap(Self::NONE, Ordering::Acquire);
-        (step_node != Self::NONE).then(|| Held {
+        let at = Tick::from_raw(self.at.load(Ordering::Relaxed));
+        self.step_node.store(Self::NONE, Ordering::Relaxed);
+        Some(Held {
             step: step_node >> 32,
             // The low half is the node, by construction in `hold`.
             node: (step_node & u64::from(u32::MAX)) as u32,
-            at: Tick::from_raw(self.at.load(Ordering::Relaxed)),
+            at,
         })
     }
 }

@@ -86,6 +86,7 @@ pub(crate) async fn execute<S: GraphState>(mut params: RunParams<S>, start: Star
         durable,
         restored,
         skip_interrupt_before: start_position.is_some(),
+        next_start: None,
         params,
     };
     let hub = Arc::clone(&run.params.hub);
@@ -159,6 +160,9 @@ struct Loop<S: GraphState> {
     restored: Restored<S>,
     /// A resumed run does not stop again before the nodes it stopped before.
     skip_interrupt_before: bool,
+    /// The end reading of the lone task just recorded, which the next step's start takes
+    /// when nothing awaited in between (see `Loop::superstep`).
+    next_start: Option<Tick>,
 }
 
 impl<S: GraphState> Loop<S> {
@@ -417,7 +421,12 @@ impl<S: GraphState> Loop<S> {
 
     async fn superstep(&mut self) -> Result<Flow, Error> {
         let interest = self.params.hub.interest();
-        let step_started = (interest.steps_started || interest.steps_finished).then(Tick::now);
+        // A step that follows a recorded lone task's end without waiting starts at that end:
+        // one clock reading a step, and the loop's bookkeeping in between counts toward the
+        // next task.
+        let next_start = self.next_start.take();
+        let step_started =
+            (interest.steps_started || interest.steps_finished).then(|| next_start.unwrap_or_else(Tick::now));
         let frontier = std::mem::take(&mut self.frontier);
         let graph = &self.params.inner.graph;
         if frontier.len() > 1 && !self.params.parallel_allowed {
@@ -429,6 +438,7 @@ impl<S: GraphState> Loop<S> {
         }
         if let Some(at) = step_started
             && interest.steps_started
+            && !matches!(&*frontier, [task] if self.params.hub.hold_lone_start(self.step, task.node, at))
         {
             let many: Arc<[Arc<str>]>;
             let (nodes, lone) = match &*frontier {
@@ -564,6 +574,7 @@ impl<S: GraphState> Loop<S> {
         if !self.decisions.is_empty() || self.results.held_end.is_some() {
             self.record_decisions();
             if !self.routed.is_empty() {
+                self.next_start = None;
                 self.stream_routed().await;
             }
         }
@@ -623,6 +634,7 @@ impl<S: GraphState> Loop<S> {
 
     /// [`Loop::report_decisions`] up to the stream, without an await: a step whose decisions
     /// are all compact entries does not pay for the future.
+    #[inline]
     fn record_decisions(&mut self) {
         if self.results.held_end.is_some() {
             // The usual step, one decision as a compact entry, rides on the held end; any
@@ -639,6 +651,14 @@ impl<S: GraphState> Loop<S> {
                 return;
             }
         }
+        if !self.decisions.is_empty() {
+            self.record_other_decisions();
+        }
+    }
+
+    /// The decisions [`Loop::record_decisions`] records one by one, in the order made.
+    #[inline(never)]
+    fn record_other_decisions(&mut self) {
         let hub = &self.params.hub;
         let graph = &self.params.inner.graph;
         for decision in self.decisions.drain(..) {
@@ -669,6 +689,11 @@ impl<S: GraphState> Loop<S> {
     fn record_held_end(&mut self, route: Option<(u32, u32, u32)>) {
         if let Some((node, span)) = self.results.held_end.take() {
             self.params.hub.lone_task_routed((self.step, node), span, route);
+            // Nothing awaits between here and the next step's start unless a checkpoint is
+            // written: that start then takes this reading rather than one of its own.
+            if self.durable.is_none() {
+                self.next_start = Some(span.1);
+            }
         }
     }
 

@@ -234,7 +234,7 @@ impl<S: GraphState> StepResults<S> {
         if let Some(span) = outcome.held_end {
             self.held_end = Some((id, span));
         }
-        self.nodes.push(node_index(id), step, outcome.attempts, outcome.duration);
+        self.nodes.push(node_index(id), step, outcome.attempts, outcome.span);
         match outcome.result {
             Ok(NodeOutput::Update(update)) => {
                 self.done.push(Done { index, node: id, update: Some(update), gotos: Vec::new() });

@@ -261,6 +261,15 @@ async fn a_batching_sink_alone_gets_compact_entries_that_build_the_events_a_one_
             assert!(event.at.checked_sub(*duration).is_some_and(|began| began >= events[0].at));
         }
     }
+    // A step that follows a lone task's end without waiting starts at that end: one clock
+    // reading serves both.
+    let times = |wanted: fn(&EventKind) -> bool| -> Vec<_> {
+        events.iter().filter(|event| wanted(&event.kind)).map(|event| event.at).collect()
+    };
+    let starts = times(|kind| matches!(kind, EventKind::SuperstepStarted { .. }));
+    let ends = times(|kind| matches!(kind, EventKind::TaskFinished { .. }));
+    assert_eq!((starts.len(), ends.len()), (3, 3));
+    assert_eq!(starts[1..], ends[..2], "steps 2 and 3 start where the task before ended");
 }
 
 #[tokio::test]
