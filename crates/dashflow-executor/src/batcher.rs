@@ -58,8 +58,10 @@ struct Buffer {
 
 impl Batcher {
     /// Events buffered before they go out: a tight loop of short steps hands over about once
-    /// per sixty steps, and a running run holds a few kilobytes.
-    const CAPACITY: usize = 64;
+    /// per hundred and twenty steps (a run of a hundred steps once, at its end), and a running
+    /// run holds a few kilobytes. A hand-over (which may wake a sink's thread) costs the run
+    /// more than many steps' entries.
+    const CAPACITY: usize = 128;
     /// The longest an event waits in the buffer while the run keeps going without waiting.
     const MAX_DELAY: Duration = Duration::from_millis(50);
 
