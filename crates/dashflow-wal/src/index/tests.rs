@@ -185,6 +185,33 @@ fn forgetting_segments_removes_whole_runs_and_marks_cut_ones_partial() {
     assert_eq!(index.segment_stats().unwrap().iter().map(|s| s.segment).collect::<Vec<_>>(), vec![2]);
 }
 
+#[test]
+fn forgetting_again_changes_nothing_and_a_later_cut_still_forgets() {
+    let (_dir, mut index) = open();
+    let (first, second, third) = (root(), root(), root());
+    let entries = [
+        (Position::new(1, 0), started(first, "g", None)),
+        (Position::new(1, 10), finished(first, RunOutcome::Completed, 0, None)),
+        (Position::new(2, 0), started(second, "g", None)),
+        (Position::new(2, 10), finished(second, RunOutcome::Completed, 0, None)),
+        (Position::new(2, 20), started(third, "g", None)),
+        (Position::new(3, 0), finished(third, RunOutcome::Completed, 0, None)),
+    ];
+    index.apply(entries.iter().map(|(at, e)| (*at, e)), Position::new(3, 10)).unwrap();
+    assert_eq!(index.forget_segments_before(2).unwrap(), 1);
+    // Nothing older than segment 2 is left: the same cut again finds nothing to forget.
+    assert_eq!(index.forget_segments_before(2).unwrap(), 0);
+    assert!(index.get(second.run_id).unwrap().is_some());
+    assert!(!index.get(third.run_id).unwrap().unwrap().partial);
+    // A later cut still forgets what lay before it.
+    assert_eq!(index.forget_segments_before(3).unwrap(), 1);
+    assert_eq!(index.get(second.run_id).unwrap(), None);
+    let third = index.get(third.run_id).unwrap().unwrap();
+    assert!(third.partial);
+    assert_eq!(third.first, Position::new(3, 0));
+    assert_eq!(index.segment_stats().unwrap().iter().map(|s| s.segment).collect::<Vec<_>>(), vec![3]);
+}
+
 fn process_rows(index: &Index) -> i64 {
     index.conn.query_row("SELECT COUNT(*) FROM processes", [], |row| row.get(0)).unwrap()
 }
