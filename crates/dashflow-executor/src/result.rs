@@ -36,8 +36,10 @@ pub struct NodeRun<'a> {
     pub step: u64,
     /// Attempts made (above 1 after retries).
     pub attempts: u32,
-    /// Wall time, all attempts and backoff included; measured when the run is observed
-    /// (an event callback or an `Events` stream), `None` otherwise.
+    /// Wall time, all attempts and backoff included, from the task's start, which for the
+    /// one task of a step that followed the previous one without waiting is the previous
+    /// task's end (so it includes the run's routing in between); measured when the run is
+    /// observed (an event callback or an `Events` stream), `None` otherwise.
     pub duration: Option<Duration>,
 }
 

@@ -273,6 +273,31 @@ async fn a_batching_sink_alone_gets_compact_entries_that_build_the_events_a_one_
 }
 
 #[tokio::test]
+async fn each_node_runs_duration_is_its_task_ends_and_spans_from_the_previous_tasks_end() {
+    let batches = Batches::default();
+    let app = counting_loop().compiled().unwrap().with_callback(batches.clone());
+    let result = app.invoke(Trail::default(), RunConfig::new()).await.unwrap();
+    let durations: Vec<_> = result.nodes.iter().map(|run| run.duration).collect();
+    let events = batches.events();
+    let ends: Vec<_> = events
+        .iter()
+        .filter_map(|event| match &event.kind {
+            EventKind::TaskFinished { duration, .. } => Some((event.at, *duration)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(durations, ends.iter().map(|(_, duration)| Some(*duration)).collect::<Vec<_>>());
+    // Steps 2 and 3 began where the task before ended: each such task's start, its end less
+    // its duration, is that earlier end (to the nanoseconds the conversions round off).
+    for pair in ends.windows(2) {
+        let ((previous_end, _), (end, duration)) = (pair[0], pair[1]);
+        let start = end - duration;
+        let gap = start.duration_since(previous_end).unwrap_or_else(|error| error.duration());
+        assert!(gap <= std::time::Duration::from_nanos(5), "{gap:?} between a task's end and the next one's start");
+    }
+}
+
+#[tokio::test]
 async fn a_waiting_run_hands_over_a_one_task_steps_start_built_from_its_compact_entry() {
     // The same as `a_batching_sink_has_heard_the_step_a_waiting_node_runs_in`, through the
     // compact start (no one-by-one sink wants steps here either): the live view of a run
