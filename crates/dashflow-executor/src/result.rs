@@ -7,7 +7,7 @@ use std::time::Duration;
 use dashflow_checkpoint::CheckpointId;
 use dashflow_graph::NodeName;
 use dashflow_telemetry::RunId;
-use dashflow_telemetry::clock::Tick;
+use dashflow_telemetry::clock::{Tick, ticks_duration};
 
 /// How a run ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -77,9 +77,8 @@ impl NodeRuns {
     /// Adds an execution of the node at `node` in the graph, which ran from `span.0` to
     /// `span.1` if it was timed.
     pub(crate) fn push(&mut self, node: u32, step: u64, attempts: u32, span: Option<(Tick, Tick)>) {
-        let ticks = span.map_or(CompactRun::UNTIMED, |(start, end)| {
-            end.raw().saturating_sub(start.raw()).min(CompactRun::UNTIMED - 1)
-        });
+        let ticks =
+            span.map_or(CompactRun::UNTIMED, |(start, end)| start.ticks_until(end).min(CompactRun::UNTIMED - 1));
         self.runs.push(CompactRun { node, attempts, step, ticks });
     }
 
@@ -115,7 +114,7 @@ impl NodeRuns {
     fn run(&self, run: &CompactRun) -> NodeRun<'_> {
         // Every index pushed is a node of the graph whose names these are.
         let node = self.name(run.node);
-        let duration = (run.ticks != CompactRun::UNTIMED).then(|| Tick::from_raw(0).until(Tick::from_raw(run.ticks)));
+        let duration = (run.ticks != CompactRun::UNTIMED).then(|| ticks_duration(run.ticks));
         NodeRun { node, step: run.step, attempts: run.attempts, duration }
     }
 }

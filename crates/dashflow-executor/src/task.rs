@@ -138,10 +138,7 @@ async fn run_attempt<S: GraphState>(
     (timeout, hold_end): (Option<Duration>, bool),
 ) -> (Result<NodeOutput<S>, NodeError>, Option<Tick>) {
     let step = task.step;
-    if let Some(event) = started
-        .filter(|_| scope.hub.interest().tasks_started)
-        .and_then(|at| report_started(scope, node, step, attempt, at))
-    {
+    if let Some(event) = started.and_then(|at| report_started(scope, node, step, attempt, at)) {
         scope.hub.stream(event).await;
     }
     let deadline = timeout.map(|limit| (limit, Instant::now() + limit));
@@ -184,6 +181,7 @@ async fn run_attempt<S: GraphState>(
 /// future awaits only when it is streamed.
 ///
 /// [`EventHub::notify`]: crate::hub::EventHub::notify
+#[inline]
 fn report_started<S: GraphState>(
     scope: &ExecScope,
     node: &GraphNode<S>,

@@ -48,6 +48,19 @@ impl Tick {
     pub fn until(self, later: Tick) -> Duration {
         clock().delta(self.0, later.0)
     }
+
+    /// The clock's ticks from `self` to `later` (zero if `later` is not later): a duration
+    /// kept as a number, made one by [`ticks_duration`] when needed.
+    #[inline]
+    pub fn ticks_until(self, later: Tick) -> u64 {
+        later.0.saturating_sub(self.0)
+    }
+}
+
+/// A count of the clock's ticks ([`Tick::ticks_until`]) as a duration.
+#[inline]
+pub fn ticks_duration(ticks: u64) -> Duration {
+    clock().delta(0, ticks)
 }
 
 /// Calibrates the clock, once per process and in the background, so that the first observed
