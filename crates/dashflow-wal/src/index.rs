@@ -204,8 +204,53 @@ pub(crate) enum Entry<'e> {
     /// An event of a run that tells the index nothing but that it happened (a graph record
     /// read back).
     Mark(RunIds, SystemTime),
+    /// Events of a run that tell the index only how many there were, the latest step among
+    /// them and when they happened: a run block's compact step events, counted once.
+    Steps(StepEvents),
     /// A schema record.
     Schema(SchemaKey),
+}
+
+/// Events of one run's steps that the index counts together (see [`Entry::Steps`]).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct StepEvents {
+    pub(crate) run: RunIds,
+    pub(crate) events: u64,
+    pub(crate) last_step: u64,
+    /// When the earliest and the latest of them happened.
+    pub(crate) span: (SystemTime, SystemTime),
+}
+
+impl StepEvents {
+    /// The step events among a run block's `events` (all of one run): the compact kinds a
+    /// batch records, which tell the index nothing but their step and time; `None` if
+    /// there is none. The other events need entries of their own.
+    pub(crate) fn of<'r, 'e: 'r>(events: impl IntoIterator<Item = &'r EventRef<'e>>) -> Option<Self> {
+        let mut counted: Option<Self> = None;
+        for event in events {
+            let Some(step) = compact_step(event) else { continue };
+            let at = event.at();
+            match &mut counted {
+                Some(steps) => {
+                    steps.events += 1;
+                    steps.last_step = steps.last_step.max(step);
+                    steps.span = (steps.span.0.min(at), steps.span.1.max(at));
+                }
+                None => counted = Some(Self { run: *event.run(), events: 1, last_step: step, span: (at, at) }),
+            }
+        }
+        counted
+    }
+}
+
+/// The step of an event a batch records compactly, which is all the index reads of it.
+pub(crate) fn compact_step(event: &EventRef<'_>) -> Option<u64> {
+    match *event {
+        EventRef::StepStarted { step, .. } | EventRef::TaskFinished { step, .. } | EventRef::Routed { step, .. } => {
+            Some(step)
+        }
+        _ => None,
+    }
 }
 
 impl<'e> From<&'e Event> for Entry<'e> {
@@ -235,6 +280,13 @@ impl crate::record::Indexed {
 pub(crate) struct SegmentStats {
     pub(crate) segment: u64,
     pub(crate) last_at_ms: i64,
+}
+
+/// Events a batch's entry adds to a run: one (with what it says, if anything), or a count of
+/// step events and the latest step among them.
+enum Counted<'e> {
+    One(Option<EventRef<'e>>),
+    Steps(u64, u64),
 }
 
 /// The changes one batch of records makes to one run.
@@ -287,23 +339,38 @@ impl<'e> RunDelta<'e> {
         }
     }
 
-    /// Adds an event of the run recorded at `at`, which happened at `event_at`; `None` for
-    /// one that tells nothing more than that it happened.
-    fn add(&mut self, at: Position, event_at: SystemTime, event: Option<EventRef<'e>>) {
+    /// Adds events of the run recorded at `at`, the latest of which happened at `event_at`;
+    /// returns how many.
+    fn add(&mut self, at: Position, event_at: SystemTime, counted: Counted<'e>) -> u64 {
         self.last = at;
         if self.events == 0 || event_at > self.last_at {
             self.last_at = event_at;
         }
-        self.events += 1;
+        let event = match counted {
+            Counted::One(event) => {
+                self.events += 1;
+                event
+            }
+            Counted::Steps(events, last_step) => {
+                self.events += events;
+                self.steps = self.steps.max(last_step);
+                return events;
+            }
+        };
+        self.add_event(event_at, event);
+        1
+    }
+
+    /// What `event`, which happened at `event_at`, tells about the run; `None` for one that
+    /// tells nothing more than that it happened.
+    fn add_event(&mut self, event_at: SystemTime, event: Option<EventRef<'e>>) {
         let Some(event) = event else { return };
+        if let Some(step) = compact_step(&event) {
+            self.steps = self.steps.max(step);
+            return;
+        }
         let event = match event {
             EventRef::Whole(event) => event,
-            EventRef::StepStarted { step, .. }
-            | EventRef::TaskFinished { step, .. }
-            | EventRef::Routed { step, .. } => {
-                self.steps = self.steps.max(step);
-                return;
-            }
             // A kind a batch may record compactly one day.
             other => {
                 self.steps = self.steps.max(step_of(&other.to_event().kind).unwrap_or(0));
@@ -463,9 +530,13 @@ impl Index {
         let mut processes: Vec<&ProcessRecord> = Vec::new();
         let mut schemas: Vec<(Position, SchemaKey)> = Vec::new();
         for (at, entry) in entries {
-            let (run, event_at, event) = match entry.into() {
-                Entry::Event(event) => (*event.run(), event.at(), Some(event)),
-                Entry::Mark(run, event_at) => (run, event_at, None),
+            let (run, (first_at, last_at), counted) = match entry.into() {
+                Entry::Event(event) => {
+                    let event_at = event.at();
+                    (*event.run(), (event_at, event_at), Counted::One(Some(event)))
+                }
+                Entry::Mark(run, event_at) => (run, (event_at, event_at), Counted::One(None)),
+                Entry::Steps(steps) => (steps.run, steps.span, Counted::Steps(steps.events, steps.last_step)),
                 Entry::Trace(run_id) => {
                     traces.push((run_id, at));
                     continue;
@@ -488,13 +559,13 @@ impl Index {
                     runs.len() - 1
                 })
             };
-            runs[index].add(at, event_at, event);
+            let count = runs[index].add(at, last_at, counted);
             let index = segments.iter().rposition(|(segment, _)| *segment == at.segment).unwrap_or_else(|| {
-                segments.push((at.segment, (0, event_at, event_at)));
+                segments.push((at.segment, (0, first_at, last_at)));
                 segments.len() - 1
             });
             let seg = &mut segments[index].1;
-            *seg = (seg.0 + 1, seg.1.min(event_at), seg.2.max(event_at));
+            *seg = (seg.0 + count, seg.1.min(first_at), seg.2.max(last_at));
         }
         // Immediate: the batch writes, so it waits for the write lock at its start (a read
         // first would make another connection's write in between an error, not a wait).
@@ -646,6 +717,15 @@ impl Index {
         let mut stmt = self.conn.prepare_cached("SELECT segment, last_at_ms FROM segments ORDER BY segment")?;
         let rows =
             stmt.query_map([], |row| Ok(SegmentStats { segment: from_sql(row.get(0)?), last_at_ms: row.get(1)? }))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Every segment row: segment, records, earliest and latest time in milliseconds.
+    #[cfg(test)]
+    pub(crate) fn segment_rows(&self) -> Result<Vec<(i64, i64, i64, i64)>> {
+        let mut stmt =
+            self.conn.prepare("SELECT segment, records, first_at_ms, last_at_ms FROM segments ORDER BY segment")?;
+        let rows = stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 

@@ -5,9 +5,11 @@
 //! events are dropped and counted ([`StoreStats::dropped`]). Blocking would make a slow disk
 //! slow down every graph in the process, and an unbounded queue would turn it into memory
 //! growth; observability must not cost the workload its latency or its memory. The queue
-//! holds [`StoreConfig::capacity`] events (16 Ki by default, about 3 MB), events travel in it
-//! by value (no allocation per event), and the writer drains it far faster than runs fill it
-//! except in bursts.
+//! holds [`StoreConfig::capacity`] events (64 Ki by default), and events travel in it by value
+//! (no allocation per event). The writer keeps up with runs whose nodes take 10 µs or more,
+//! a thousand of them at once (the facade's `a_thousand_concurrent_runs_of_10_us_nodes_lose_no_event`);
+//! a tight loop of steps that do next to nothing (B1 in docs/benchmarks.md) can record events
+//! faster than one thread writes them, and then some are dropped.
 //!
 //! Handing events over does not wake the writer each time (a wake-up is a system call and
 //! an interrupt to another core, dearer than a short run): while the process is busy the
@@ -874,13 +876,7 @@ impl Pending {
                 Held::Events(events) => {
                     records.extend(events.iter().map(|event| Record::Event(EventRef::Whole(event))))
                 }
-                Held::Batch(batch) => {
-                    fold::push_folded(
-                        &mut records,
-                        batch.refs().filter(|event| STORED.covers_ref(event)),
-                        Record::Event,
-                    );
-                }
+                Held::Batch(batch) => push_folded_refs(&mut records, batch),
             }
         }
         records
@@ -890,6 +886,12 @@ impl Pending {
         self.held.clear();
         self.len = 0;
     }
+}
+
+/// Pushes the events of `batch` the store keeps onto `records`, where they lie, each lone
+/// step's start folded into its task's end (see `fold`).
+pub(crate) fn push_folded_refs<'a>(records: &mut Vec<Record<'a>>, batch: &'a EventBatch) {
+    fold::push_folded(records, batch.refs().filter(|event| STORED.covers_ref(event)), Record::Event);
 }
 
 fn whole(event: &Event) -> Option<EventRef<'_>> {

@@ -30,7 +30,7 @@ use crate::config::{FsyncPolicy, WalConfig};
 use crate::damage::DamagedRange;
 use crate::error::{Result, WalError};
 use crate::frame::HEADER_LEN;
-use crate::index::{Entry, Index};
+use crate::index::{Entry, Index, StepEvents, compact_step};
 use crate::process::ProcessIdentity;
 use crate::record::{
     ProcessRecord, RUN_BLOCK_LIMIT, SchemaCache, SchemaKey, encode_event_ref, encode_process, encode_run_block,
@@ -171,7 +171,7 @@ struct Encoded<'a> {
     /// Each frame's byte range in the buffer.
     frames: Vec<Range<usize>>,
     /// What each framed record tells the index, with the frame holding it: a run block's
-    /// events share their frame.
+    /// events share their frame, and its step events share one entry.
     entries: Vec<(usize, Entry<'a>)>,
     /// For each given record that was framed, its frame, in order.
     framed: Vec<usize>,
@@ -180,6 +180,20 @@ struct Encoded<'a> {
     graphs: Vec<(usize, SchemaKey)>,
     /// Traces left out of the batch, with why.
     skipped: Vec<(RunId, WalError)>,
+}
+
+/// What the events of a run block in `frame` tell the index: each event kept whole (the
+/// run's start and end among them) an entry of its own, the step events one entry that
+/// counts them, so the index reads a run's hundred steps as one.
+fn push_block_entries<'a>(events: &[Record<'a>], frame: usize, entries: &mut Vec<(usize, Entry<'a>)>) {
+    let events = || {
+        events.iter().filter_map(|record| match record {
+            Record::Event(event) => Some(event),
+            _ => None,
+        })
+    };
+    entries.extend(events().filter(|event| compact_step(event).is_none()).map(|event| (frame, Entry::Event(*event))));
+    entries.extend(StepEvents::of(events()).map(|steps| (frame, Entry::Steps(steps))));
 }
 
 /// Where each record of a write went.
@@ -578,10 +592,7 @@ impl Wal {
                     if count > 1 {
                         let frame = encoded.frames.len();
                         encoded.frames.push(start..buf.len());
-                        encoded.entries.extend(given[next..next + count].iter().filter_map(|record| match record {
-                            Record::Event(event) => Some((frame, Entry::Event(*event))),
-                            _ => None,
-                        }));
+                        push_block_entries(&given[next..next + count], frame, &mut encoded.entries);
                         encoded.framed.extend(std::iter::repeat_n(frame, count));
                         next += count;
                         continue;

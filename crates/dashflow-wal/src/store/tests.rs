@@ -528,3 +528,9 @@ fn a_full_queue_keeps_the_start_and_end_of_the_runs_it_drops() {
     assert_eq!(store.stats().written, 1 + 3 * 2);
     drop(release);
 }
+
+#[test]
+fn the_default_store_queues_64_ki_events_and_writes_4_096_a_batch() {
+    let config = StoreConfig::default();
+    assert_eq!((config.capacity, config.max_batch), (64 * 1024, 4096));
+}

@@ -504,6 +504,63 @@ mod run_blocks {
             crate::record::encode_run_block([EventRef::Whole(&before_epoch), refs[1]], RUN_BLOCK_LIMIT, &mut out);
         assert_eq!((count, out), (0, vec![7]));
     }
+
+    /// Appends a run's batch as the event store does: its events where they lie, each lone
+    /// step's start folded into its task's end.
+    fn append_batch(wal: &mut Wal, batch: &dashflow_telemetry::EventBatch) {
+        let mut records = Vec::new();
+        crate::store::push_folded_refs(&mut records, batch);
+        wal.append_records(&records, Framing::RunBlocks).unwrap();
+    }
+
+    #[test]
+    fn a_blocks_step_events_counted_at_once_index_what_a_rebuild_indexes() {
+        use dashflow_telemetry::__private::{NodeNames, RunContext};
+        use dashflow_telemetry::clock::{RunClock, Tick};
+
+        let dir = tempfile::tempdir().unwrap();
+        let mut wal = Wal::open(dir.path(), config()).unwrap();
+        wal.process = None;
+        let (run, other) = (root(), root());
+        let labels = [vec![vec![Arc::from("again")]], vec![]];
+        let names = Arc::new(NodeNames::new(["a", "b"].map(Arc::from)).with_labels(labels));
+        let context = RunContext::new(run, RunClock::new(), Arc::clone(&names));
+        let other_context = RunContext::new(other, RunClock::new(), names);
+        let ticks: Vec<Tick> = (0..8).map(|_| Tick::now()).collect();
+        let mut batch = dashflow_telemetry::EventBatch::new();
+        batch.push_event(started(run, "g", Some("t")));
+        // A lone step folded into its end with its routing decision, a start and end apart,
+        // a decision of its own, a step numbered lower than one before (a resumed thread's
+        // numbers are not the batch's order), a failed attempt kept whole, and another run's
+        // steps in between, which end the first block.
+        batch.push_end_routed(&context, (1, 0), (ticks[0], ticks[1]), (0, 0, 0), true);
+        batch.push_step_started(&context, 7, 1, ticks[1]);
+        batch.push_task_finished(&context, (7, 1, 1), (ticks[1], ticks[2]), None);
+        batch.push_routed(&context, 7, (0, 0, 1), ticks[2]);
+        batch.push_step_started(&other_context, 1, 0, ticks[2]);
+        batch.push_task_finished(&other_context, (1, 0, 1), (ticks[2], ticks[3]), None);
+        batch.push_step_started(&context, 3, 1, ticks[3]);
+        batch.push_task_finished(&context, (3, 1, 1), (ticks[3], ticks[4]), Some("boom".to_owned()));
+        batch.push_task_finished(&context, (3, 1, 2), (ticks[4], ticks[5]), None);
+        append_batch(&mut wal, &batch);
+        // Before its end says how many steps the run took, its step events tell.
+        assert_eq!(wal.run(run.run_id).unwrap().unwrap().steps, 7);
+        let mut end = dashflow_telemetry::EventBatch::new();
+        end.push_event(finished(run, dashflow_telemetry::RunOutcome::Completed, 7, None));
+        append_batch(&mut wal, &end);
+
+        let indexed = [wal.run(run.run_id).unwrap().unwrap(), wal.run(other.run_id).unwrap().unwrap()];
+        let segments = wal.index.segment_rows().unwrap();
+        // The run's start and end, two decisions and four task ends (a failed attempt and its
+        // retry among them), each lone step's start folded into its task's end.
+        assert_eq!((indexed[0].steps, indexed[0].events), (7, 8), "{indexed:?}");
+        assert_eq!((indexed[1].steps, indexed[1].events), (1, 1), "{indexed:?}");
+        assert_eq!(segments.iter().map(|row| row.1).sum::<i64>(), 9, "{segments:?}");
+        assert_eq!(wal.run_events(run.run_id).unwrap().len(), 8);
+        wal.rebuild_index().unwrap();
+        assert_eq!([wal.run(run.run_id).unwrap().unwrap(), wal.run(other.run_id).unwrap().unwrap()], indexed);
+        assert_eq!(wal.index.segment_rows().unwrap(), segments);
+    }
 }
 
 mod schemas {
