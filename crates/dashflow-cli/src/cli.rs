@@ -143,6 +143,32 @@ pub enum RunsCommand {
     /// id, it continues from its thread's last checkpoint and re-runs only what did not
     /// finish. Only a thread's latest run can be retried.
     Retry(RetryArgs),
+    /// Follow a run of a PostgreSQL run queue from another process: print its event stream
+    /// from the start (or after `--after`), then each item as its worker appends it, until the
+    /// run is over (completed, interrupted, failed or cancelled), whichever worker runs it.
+    Follow(FollowArgs),
+}
+
+/// `dashflow runs follow`.
+#[derive(Debug, Args)]
+pub struct FollowArgs {
+    /// The run's id.
+    #[arg(value_name = "RUN_ID")]
+    pub run: String,
+    /// Start after this item of the stream (a `SEQ` printed before), so that following again
+    /// prints only what was not seen.
+    #[arg(long, value_name = "SEQ", default_value_t = 0)]
+    pub after: i64,
+    /// Print each item as one line of JSON (`seq`, `attempt`, `epoch`, `rerun`, `item`), then
+    /// the run's end as `{"run_id": ..., "state": ..., "error": ...}`.
+    #[arg(long)]
+    pub json: bool,
+    /// How often to look for new items and for the run's end, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..))]
+    pub interval_ms: u64,
+    /// Where the run queue is.
+    #[command(flatten)]
+    pub queue: QueueOnly,
 }
 
 /// `dashflow runs retry`.

@@ -8,6 +8,7 @@
 //! dashflow runs show RUN_ID --postgres URL # a queued run's row and the end of its event stream
 //! dashflow runs cancel RUN_ID --postgres URL
 //! dashflow runs retry RUN_ID --postgres URL  # a failed run again, from its last checkpoint
+//! dashflow runs follow RUN_ID --postgres URL # its event stream as it grows, until it ends
 //! dashflow workers list --db URL           # the workers of a run queue; `workers drain WORKER` stops one
 //! dashflow queue stats --db URL            # counts, dead rows and the oldest snapshot
 //! dashflow tail [--graph G] [--from-start] # follow new events live; Ctrl-C stops
@@ -101,6 +102,7 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
         Command::Runs(RunsCommand::Show(args)) => store::read(home, |wal| commands::runs_show::run(wal, args, out))?,
         Command::Runs(RunsCommand::Cancel(args)) => commands::queue_runs::cancel(args, out)?,
         Command::Runs(RunsCommand::Retry(args)) => commands::queue_runs::retry(args, out)?,
+        Command::Runs(RunsCommand::Follow(args)) => commands::queue_runs::follow(args, out)?,
         Command::Tail(args) if args.nats.is_some() => commands::tail_nats::run(args, out)?,
         Command::Tail(args) => store::read(home, |wal| commands::tail::run(wal, args, out))?,
         Command::Threads(ThreadsCommand::History(args)) => commands::threads::run(args, out)?,

@@ -1,14 +1,14 @@
-//! `dashflow runs list|show|cancel|retry --postgres URL`: the runs of a PostgreSQL run queue, which
-//! worker holds each, and their event streams.
+//! `dashflow runs list|show|cancel|retry|follow --postgres URL`: the runs of a PostgreSQL run
+//! queue, which worker holds each, and their event streams.
 
 use std::io::Write;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
-use dashflow_queue::{RunFilter, RunQueue, RunRecord, RunState, StreamItem};
+use dashflow_queue::{RunFilter, RunQueue, RunRecord, RunState, StreamItem, Wake, Wakeups};
 use serde_json::{Value, json};
 
-use crate::cli::{CancelArgs, ListArgs, RetryArgs, ShowArgs};
+use crate::cli::{CancelArgs, FollowArgs, ListArgs, RetryArgs, ShowArgs};
 use crate::commands::queue::open_at;
 use crate::render::{self, Table};
 use crate::time::format_utc;
@@ -220,5 +220,99 @@ pub(crate) fn retry(args: &RetryArgs, out: &mut dyn Write) -> Result<()> {
         args.attempts,
         if args.attempts == 1 { "" } else { "s" }
     )?;
+    Ok(())
+}
+
+/// Items of a run's event stream read per round trip while following it.
+const FOLLOW_PAGE: usize = 1000;
+
+pub(crate) fn follow(args: &FollowArgs, out: &mut dyn Write) -> Result<()> {
+    let (queue, runtime) = open_at(&args.queue.postgres, args.queue.schema.as_deref(), "--postgres")?;
+    let streams = queue.streams().context("this queue keeps no event streams")?;
+    let missing = || format!("no run {} in the queue (give its full id; `runs list --postgres` lists them)", args.run);
+    let interval = Duration::from_millis(args.interval_ms);
+    let ended = runtime.block_on(async {
+        let run = queue.get(&args.run).await.context("cannot read the run")?.with_context(missing)?;
+        eprintln!("following run {} ({}); it ends when the run does", run.run_id, run.state);
+        // Listening before the first read, nothing appended after a read is missed: the
+        // stream's notifications announce items, the queue's the run's end. Without them (a
+        // queue that sends none, a lost listener) it looks every interval.
+        let mut appended = streams.wakeups().await.ok().flatten();
+        let mut ended = queue.wakeups().await.ok().flatten();
+        let mut after = args.after;
+        loop {
+            // The run's state before its items: items appended before it ended are read
+            // after, so the last round prints every one of them.
+            let run = queue.get(&args.run).await.context("cannot read the run")?.with_context(missing)?;
+            loop {
+                let page =
+                    streams.read(&args.run, after, FOLLOW_PAGE).await.context("cannot read the run's event stream")?;
+                for item in &page {
+                    write_item(item, args.json, out)?;
+                }
+                out.flush()?;
+                let Some(last) = page.last() else { break };
+                after = last.seq;
+                if page.len() < FOLLOW_PAGE {
+                    break;
+                }
+            }
+            if run.state.is_terminal() {
+                return anyhow::Ok(run);
+            }
+            let until = tokio::time::Instant::now() + interval;
+            loop {
+                tokio::select! {
+                    () = tokio::time::sleep_until(until) => break,
+                    wake = next_wake(&mut appended) => match wake {
+                        Some(wake) if concerns(&wake, &args.run) => break,
+                        Some(_) => {}
+                        None => appended = None,
+                    },
+                    wake = next_wake(&mut ended) => match wake {
+                        Some(wake) if concerns(&wake, &args.run) => break,
+                        Some(_) => {}
+                        None => ended = None,
+                    },
+                }
+            }
+        }
+    })?;
+    if args.json {
+        let end = json!({ "run_id": ended.run_id, "state": ended.state.as_str(), "error": ended.error });
+        writeln!(out, "{end}")?;
+    } else {
+        let error = ended.error.as_deref().map(|error| format!(": {error}")).unwrap_or_default();
+        writeln!(out, "run {}: {}{error}", ended.run_id, ended.state)?;
+    }
+    Ok(())
+}
+
+/// The next wake-up of `wakeups`; never, once there are none.
+async fn next_wake(wakeups: &mut Option<Box<dyn Wakeups>>) -> Option<Wake> {
+    match wakeups {
+        Some(wakeups) => wakeups.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Whether `wake` may mean news of run `run_id`: items appended to its stream, its end, or
+/// wake-ups that were lost.
+fn concerns(wake: &Wake, run_id: &str) -> bool {
+    match wake {
+        Wake::Events(run) | Wake::Done(run) => run == run_id,
+        Wake::Work => false,
+        _ => true,
+    }
+}
+
+fn write_item(item: &StreamItem, json: bool, out: &mut dyn Write) -> Result<()> {
+    if json {
+        let line = json!({ "seq": item.seq, "attempt": item.attempt, "epoch": item.epoch, "rerun": item.rerun, "item": item.payload });
+        writeln!(out, "{line}")?;
+    } else {
+        let rerun = if item.rerun { " (re-run after a takeover)" } else { "" };
+        writeln!(out, "{:>6}  #{}  {}{rerun}", item.seq, item.attempt, describe(item))?;
+    }
     Ok(())
 }

@@ -12,7 +12,7 @@ use dashflow_queue::{
 use dashflow_queue_postgres::PostgresRunQueue;
 use serde_json::json;
 
-use crate::common::{Ticket, TicketUpdate, block_on, dashflow};
+use crate::common::{Ticket, TicketUpdate, block_on, command, dashflow};
 
 #[test]
 fn workers_list_and_queue_stats_show_the_queue_and_warn_of_graphs_no_worker_has() {
@@ -293,5 +293,92 @@ fn queue_stats_reports_dead_rows_and_the_oldest_xmin() {
             warning.strip_prefix("warning: ").and_then(|rest| rest.split(' ').next()?.parse().ok()).unwrap_or(0);
         assert!(dead >= 1200, "{out:?}");
         sqlx::query("ROLLBACK").execute(&mut holder).await.unwrap();
+    });
+}
+
+/// Waits for `child` to exit by itself, at most `limit`; kills it past that.
+fn exit_within(child: &mut std::process::Child, limit: Duration) -> std::process::ExitStatus {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if std::time::Instant::now() >= deadline {
+            child.kill().unwrap();
+            panic!("`dashflow runs follow` did not end with its run within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn runs_follow_prints_a_running_runs_stream_as_it_grows_and_ends_with_the_run() {
+    use std::io::{BufRead, BufReader, Read};
+    use std::process::Stdio;
+
+    block_on(async {
+        let test = "runs_follow_prints_a_running_runs_stream_as_it_grows_and_ends_with_the_run";
+        let Some(database) = TestDatabase::from_env(test).await else { return };
+        let queue = PostgresRunQueue::new(database.checkpointer().await).await.unwrap();
+        let key = GraphKey::new("support", "v1", 1);
+        let info = WorkerInfo::new("w-1", "host-a", 42, vec!["default".into()], vec![key.clone()], 4);
+        queue.register_worker(&info).await.unwrap();
+        queue.submit(NewRun::new(key.clone(), "followed", RunKind::Invoke, Vec::new())).await.unwrap();
+        let claimed = queue.claim("w-1", &["default".into()], std::slice::from_ref(&key), 1).await.unwrap();
+        let run = &claimed[0];
+        let streams = queue.streams().unwrap();
+        let task = |step: i64, node: &str| {
+            StreamEntry::new(
+                Some(step),
+                json!({ "kind": { "TaskFinished": { "step": step, "node": node, "attempt": 1, "error": null } } }),
+            )
+        };
+        streams.append(&run.lease, run.attempt, &[task(1, "classify"), task(2, "draft")]).await.unwrap();
+        let url = std::env::var(dashflow_checkpoint_postgres::testing::URL_VAR).unwrap();
+        let schema = database.schema();
+        let run_id = run.lease.run_id.as_str();
+
+        // An interval far past the test's bound: the new item and the run's end reach the
+        // follower through the queue's notifications.
+        let mut child = command()
+            .args(["runs", "follow", run_id, "--postgres", &url, "--schema", schema, "--interval-ms", "600000"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut notice = String::new();
+        BufReader::new(child.stderr.take().unwrap()).read_line(&mut notice).unwrap();
+        assert_eq!(notice.trim(), format!("following run {run_id} (running); it ends when the run does"));
+        // What the stream held when it started, before anything more is appended.
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut first = [String::new(), String::new()];
+        for line in &mut first {
+            stdout.read_line(line).unwrap();
+        }
+        assert!(first[0].contains("TaskFinished step=1 node=classify"), "{first:?}");
+        assert!(first[1].contains("TaskFinished step=2 node=draft"), "{first:?}");
+
+        streams.append(&run.lease, run.attempt, &[task(3, "review")]).await.unwrap();
+        queue.finish(&run.lease, Finish::new(RunState::Completed, None)).await.unwrap();
+        let status = exit_within(&mut child, Duration::from_secs(30));
+        let mut rest = String::new();
+        stdout.read_to_string(&mut rest).unwrap();
+        assert!(status.success(), "{rest}");
+        let rest: Vec<&str> = rest.lines().collect();
+        assert_eq!(rest.len(), 2, "{rest:?}");
+        assert!(rest[0].contains("TaskFinished step=3 node=review"), "{rest:?}");
+        assert_eq!(rest[1], format!("run {run_id}: completed"));
+
+        // Following again after the items seen: only what was not, and the end, as JSON.
+        let out =
+            dashflow(&["runs", "follow", run_id, "--postgres", &url, "--schema", schema, "--after", "2", "--json"]);
+        let lines: Vec<serde_json::Value> = out.ok().lines().map(|line| serde_json::from_str(line).unwrap()).collect();
+        assert_eq!(lines.len(), 2, "{}", out.stdout);
+        assert_eq!((lines[0]["seq"].as_i64(), lines[0]["attempt"].as_i64()), (Some(3), Some(run.attempt.into())));
+        assert_eq!(lines[0]["item"]["kind"]["TaskFinished"]["node"], "review");
+        assert_eq!(lines[1], json!({ "run_id": run_id, "state": "completed", "error": null }));
+
+        let out = dashflow(&["runs", "follow", "01NOSUCHRUN", "--postgres", &url, "--schema", schema]);
+        assert!(out.failed().contains("no run 01NOSUCHRUN in the queue"), "{out:?}");
     });
 }
