@@ -85,8 +85,12 @@ impl Shared {
         self.clock.now_ms()
     }
 
-    /// A hint only: nobody listening is not an error.
+    /// A hint only: nobody listening is not an error. A run's end is news to its stream's
+    /// followers too.
     fn wake(&self, wake: Wake) {
+        if let Wake::Done(run_id) = &wake {
+            let _unheard = self.events.send(Wake::Done(run_id.clone()));
+        }
         let _unheard = self.wake.send(wake);
     }
 }

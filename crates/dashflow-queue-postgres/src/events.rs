@@ -179,7 +179,7 @@ impl RunStreams for PgRunStreams {
 
     async fn wakeups(&self) -> Result<Option<Box<dyn Wakeups>>> {
         let mut listener = PgListener::connect_with(&self.pool).await.map_err(unavailable(LISTEN_OP))?;
-        listener.listen("dashflow_events").await.map_err(unavailable(LISTEN_OP))?;
+        listener.listen_all(["dashflow_events", "dashflow_done"]).await.map_err(unavailable(LISTEN_OP))?;
         // Hints only: a burst beyond it is covered by the reader's polling.
         let (send, received) = mpsc::channel(64);
         tokio::spawn(async move {
@@ -189,6 +189,9 @@ impl RunStreams for PgRunStreams {
                     heard = listener.try_recv() => heard,
                 };
                 let wake = match heard {
+                    Ok(Some(notification)) if notification.channel() == "dashflow_done" => {
+                        Wake::Done(notification.payload().to_owned())
+                    }
                     Ok(Some(notification)) => Wake::Events(notification.payload().to_owned()),
                     Ok(None) => Wake::Missed,
                     Err(error) => {

@@ -73,7 +73,8 @@ pub trait RunStreams: Send + Sync + fmt::Debug + 'static {
     async fn trim(&self, ended_before: Duration) -> Result<u64>;
 
     /// Hints that items were appended ([`Wake::Events`](crate::Wake::Events) with the run
-    /// id); `None` (the default): poll only.
+    /// id) and that runs ended ([`Wake::Done`](crate::Wake::Done)), all a follower of a run's
+    /// stream waits for; `None` (the default): poll only.
     async fn wakeups(&self) -> Result<Option<Box<dyn Wakeups>>> {
         Ok(None)
     }

@@ -299,6 +299,7 @@ pub struct RunEvents {
     root: Option<RunIds>,
     last_seq: i64,
     buffer: VecDeque<StreamItem>,
+    /// The stream's notifications: items appended, runs ended.
     wakeups: Option<Box<dyn Wakeups>>,
     listening: bool,
     poll: Duration,
@@ -345,7 +346,8 @@ impl RunEvents {
                 return Ok(None);
             }
             if !self.listening {
-                // Listen before reading, so that nothing appended after the read is missed.
+                // Listen before reading, so that nothing appended after the read is missed,
+                // nor the run's end after its state is read.
                 self.listening = true;
                 self.wakeups = self.streams.wakeups().await.ok().flatten();
             }
@@ -366,17 +368,11 @@ impl RunEvents {
             }
             let until = Instant::now() + self.poll;
             loop {
-                let wake = async {
-                    match &mut self.wakeups {
-                        Some(wakeups) => wakeups.next().await,
-                        None => std::future::pending().await,
-                    }
-                };
                 tokio::select! {
                     () = tokio::time::sleep_until(until) => break,
-                    wake = wake => match wake {
-                        Some(Wake::Events(run_id)) if run_id != self.run_id => {}
-                        Some(_) => break,
+                    wake = next_wake(&mut self.wakeups) => match wake {
+                        Some(wake) if concerns(&wake, &self.run_id) => break,
+                        Some(_) => {}
                         None => self.wakeups = None,
                     },
                 }
@@ -390,6 +386,24 @@ impl RunEvents {
         let any = !items.is_empty();
         self.buffer.extend(items);
         Ok(any)
+    }
+}
+
+/// The next wake-up of `wakeups`; never, once there are none.
+async fn next_wake(wakeups: &mut Option<Box<dyn Wakeups>>) -> Option<Wake> {
+    match wakeups {
+        Some(wakeups) => wakeups.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Whether `wake` may be news of run `run_id`: items appended to its stream, its end, or
+/// wake-ups that were lost.
+fn concerns(wake: &Wake, run_id: &str) -> bool {
+    match wake {
+        Wake::Events(run) | Wake::Done(run) => run == run_id,
+        Wake::Work => false,
+        _ => true,
     }
 }
 

@@ -731,7 +731,9 @@ async fn a_followed_run_carries_the_values_its_nodes_emit() {
         .add_edge("talk", END);
     let graph = RegisteredGraph::new("talk", "v1", CompiledGraph::new(graph.build().unwrap()));
     let (stop, task, _) = start_worker(&queue, graph.clone());
-    let client = Client::new(Arc::clone(&queue) as Arc<dyn RunQueue>).with_poll_interval(Duration::from_millis(20));
+    // A poll far past the test's bound: the stream's items and the run's end reach the
+    // follower through the queue's notifications.
+    let client = Client::new(Arc::clone(&queue) as Arc<dyn RunQueue>).with_poll_interval(Duration::from_secs(600));
 
     let (run_id, _) = client.submit(&graph, RunRequest::invoke(Chat::default()).thread("a")).await.unwrap();
     let mut events = client.follow(&run_id).unwrap();

@@ -234,11 +234,10 @@ pub(crate) fn follow(args: &FollowArgs, out: &mut dyn Write) -> Result<()> {
     let ended = runtime.block_on(async {
         let run = queue.get(&args.run).await.context("cannot read the run")?.with_context(missing)?;
         eprintln!("following run {} ({}); it ends when the run does", run.run_id, run.state);
-        // Listening before the first read, nothing appended after a read is missed: the
-        // stream's notifications announce items, the queue's the run's end. Without them (a
-        // queue that sends none, a lost listener) it looks every interval.
-        let mut appended = streams.wakeups().await.ok().flatten();
-        let mut ended = queue.wakeups().await.ok().flatten();
+        // Listening before the first read, nothing appended after a read is missed, nor the
+        // run's end. Without notifications (a queue that sends none, a lost listener) it
+        // looks every interval.
+        let mut wakeups = streams.wakeups().await.ok().flatten();
         let mut after = args.after;
         loop {
             // The run's state before its items: items appended before it ended are read
@@ -264,15 +263,10 @@ pub(crate) fn follow(args: &FollowArgs, out: &mut dyn Write) -> Result<()> {
             loop {
                 tokio::select! {
                     () = tokio::time::sleep_until(until) => break,
-                    wake = next_wake(&mut appended) => match wake {
+                    wake = next_wake(&mut wakeups) => match wake {
                         Some(wake) if concerns(&wake, &args.run) => break,
                         Some(_) => {}
-                        None => appended = None,
-                    },
-                    wake = next_wake(&mut ended) => match wake {
-                        Some(wake) if concerns(&wake, &args.run) => break,
-                        Some(_) => {}
-                        None => ended = None,
+                        None => wakeups = None,
                     },
                 }
             }

@@ -98,4 +98,5 @@ cases! {
     [Streams] streams::numbered_without_gaps_across_a_takeover,
     [Streams] streams::a_read_after_any_item_returns_exactly_the_items_after_it,
     [Streams] streams::trim_deletes_only_the_streams_of_runs_that_ended,
+    [Streams, Wakeups] streams::wakeups_announce_appends_and_the_runs_end,
 }

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use dashflow_queue::{Finish, QueueError, RunState, RunStreams, StreamEntry};
+use dashflow_queue::{Finish, QueueError, RunState, RunStreams, StreamEntry, Wake};
 use serde_json::json;
 
 use crate::error::{Context, ensure, ensure_eq, fail};
@@ -89,5 +89,35 @@ pub async fn trim_deletes_only_the_streams_of_runs_that_ended(t: TestQueue) -> R
     ensure!(streams.read(&ended.lease.run_id, 0, 10).await.context(|| "read".into())?.is_empty(), "ended stream");
     let kept = streams.read(&running.lease.run_id, 0, 10).await.context(|| "read".into())?;
     ensure_eq!(kept.len(), 1, "items of the running run's stream after the trim");
+    Ok(())
+}
+
+/// The streams' wake-ups tell a follower what it waits for: items appended to a run's
+/// stream, and the run's end.
+pub async fn wakeups_announce_appends_and_the_runs_end(t: TestQueue) -> Result<()> {
+    let streams = streams(&t)?;
+    worker(&t, "w").await?;
+    let submitted = run("t");
+    submit(&t, submitted.clone()).await?;
+    let claimed = claim_one(&t, "w").await?;
+    let Some(mut wakeups) = streams.wakeups().await.context(|| "stream wake-ups".into())? else {
+        fail!("the queue declares wake-ups and streams, but its streams' `wakeups` is None")
+    };
+    let run_id = submitted.run_id.clone();
+    streams.append(&claimed.lease, 1, &entries(&[Some(1)], "a")).await.context(|| "append".into())?;
+    t.queue().finish(&claimed.lease, Finish::new(RunState::Completed, None)).await.context(|| "finish".into())?;
+    let (mut appended, mut ended) = (false, false);
+    let heard = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(wake) = wakeups.next().await {
+            appended |= wake == Wake::Events(run_id.clone());
+            ended |= wake == Wake::Done(run_id.clone());
+            if appended && ended {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    ensure!(heard == Ok(true), "the stream's wake-ups missed the append ({appended}) or the run's end ({ended})");
     Ok(())
 }
