@@ -6,10 +6,11 @@
 //! slow down every graph in the process, and an unbounded queue would turn it into memory
 //! growth; observability must not cost the workload its latency or its memory. The queue
 //! holds [`StoreConfig::capacity`] events (64 Ki by default), and events travel in it by value
-//! (no allocation per event). The writer keeps up with runs whose nodes take 10 µs or more,
-//! a thousand of them at once (the facade's `a_thousand_concurrent_runs_of_10_us_nodes_lose_no_event`);
-//! a tight loop of steps that do next to nothing (B1 in docs/benchmarks.md) can record events
-//! faster than one thread writes them, and then some are dropped.
+//! (no allocation per event). The writer keeps up with runs whose nodes do a little work, a
+//! thousand of them at once (the facade's test
+//! `a_thousand_concurrent_runs_of_10_us_nodes_lose_no_event`); a tight loop of steps that do
+//! next to nothing (B1 in docs/benchmarks.md) can record events faster than one thread writes
+//! them, and then some are dropped.
 //!
 //! Handing events over does not wake the writer each time (a wake-up is a system call and
 //! an interrupt to another core, dearer than a short run): while the process is busy the
