@@ -149,7 +149,8 @@ fn a_missing_capability_makes_its_trials_ignored_with_the_reason() {
             "partial/wakeups/a_submit_wakes_for_work",
             "partial/wakeups/a_finish_says_the_run_is_done",
             "partial/wakeups/a_release_or_give_up_of_a_run_asked_to_cancel_says_it_is_done",
-            "partial/wakeups/a_sweep_that_ends_a_run_says_it_is_done"
+            "partial/wakeups/a_sweep_that_ends_a_run_says_it_is_done",
+            "partial/streams/wakeups_announce_appends_and_the_runs_end"
         ]
     );
     let lacking = trials.iter().find(|trial| trial.has_ignored_flag()).map(|trial| trial.kind());
