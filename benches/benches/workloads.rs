@@ -64,12 +64,14 @@ fn workloads(c: &mut Criterion) {
     }
     for (suffix, telemetry) in TELEMETRY {
         let app = chain100(telemetry);
+        let log = LogKept::start(telemetry);
         c.bench_function(&format!("b1_chain100{suffix}"), |b| {
             b.to_async(&rt).iter(|| async {
                 let result = app.invoke(Counter::default(), chain100_config()).await;
                 black_box(result.map(|r| r.state.counter))
             })
         });
+        log.report("b1_chain100");
 
         let app = fanout16(telemetry);
         c.bench_function(&format!("b2_fanout16{suffix}"), |b| {
@@ -80,13 +82,53 @@ fn workloads(c: &mut Criterion) {
         });
 
         let app = loop1000(telemetry);
+        let log = LogKept::start(telemetry);
         c.bench_function(&format!("b3_loop1000{suffix}"), |b| {
             b.to_async(&rt).iter(|| async {
                 let result = app.invoke(Counter::default(), loop1000_config()).await;
                 black_box(result.map(|r| r.state.counter))
             })
         });
+        log.report("b3_loop1000");
     }
+}
+
+/// The default observers' event log over one benchmark: what share of the events recorded
+/// meanwhile it wrote. The log never blocks a run: a workload that records events faster than
+/// its writer thread writes them has the rest dropped and counted, and its time is that of a
+/// run whose log keeps only part of its events. `None` without the defaults or the log.
+struct LogKept(Option<(std::sync::Arc<dashflow::wal::EventStore>, dashflow::wal::StoreStats)>);
+
+impl LogKept {
+    fn start(telemetry: Telemetry) -> Self {
+        if telemetry != Telemetry::Defaults {
+            return Self(None);
+        }
+        dashflow::flush_observers();
+        let store = or_panic(dashflow::wal::EventStore::global(), "the default event log");
+        Self(store.map(|store| {
+            let stats = store.stats();
+            (store, stats)
+        }))
+    }
+
+    /// Prints `metric ID log_kept_percent P` once every event recorded is written or dropped.
+    fn report(self, id: &str) {
+        let Some((store, before)) = self.0 else { return };
+        dashflow::flush_observers();
+        let after = store.stats();
+        let written = after.written.saturating_sub(before.written);
+        let dropped = after.dropped.saturating_sub(before.dropped);
+        if let Some(percent) = kept_percent(written, dropped) {
+            metric(id, "log_kept_percent", percent);
+        }
+    }
+}
+
+/// The share of `written + dropped` events that were written, in percent; `None` for none.
+fn kept_percent(written: u64, dropped: u64) -> Option<f64> {
+    let recorded = written + dropped;
+    (recorded > 0).then(|| written as f64 * 100.0 / recorded as f64)
 }
 
 /// B1 and B3 in graph-flow, in the same run as DashFlow's.

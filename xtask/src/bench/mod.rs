@@ -220,7 +220,7 @@ fn run_criterion_suite(options: &Options, tables: &mut Vec<String>) -> Result<Op
             "\nB4 with SQLite: checkpoints per second (checkpoints per invoke over the median) and database bytes per step:\n\n{b4}"
         );
     }
-    let peer = report::peer_table(&measurements).map(|table| table.render());
+    let peer = report::peer_table(&measurements, &metrics).map(|table| table.render());
     if let Some(peer) = &peer {
         println!(
             "\nB1 and B3: the default observers against none, and against graph-flow 0.8.1 in the same run:\n\n{peer}"

@@ -261,8 +261,10 @@ pub(crate) fn b4_table(measurements: &[Measurement], metrics: &Metrics) -> Optio
 }
 
 /// B1 and B3 with the default observers against telemetry off (at most 1.5x) and against
-/// graph-flow measured in the same run (faster). `None` without the peer's results.
-pub(crate) fn peer_table(measurements: &[Measurement]) -> Option<Table> {
+/// graph-flow measured in the same run (faster), with the share of their events the default
+/// observers' log kept (its writer drops what it cannot keep up with, and the run does not
+/// wait for it). `None` without the peer's results.
+pub(crate) fn peer_table(measurements: &[Measurement], metrics: &Metrics) -> Option<Table> {
     let median = |id: &str| measurements.iter().find(|measurement| measurement.id == id).map(Measurement::median_us);
     let rows: Vec<Vec<String>> = PEER_WORKLOADS
         .iter()
@@ -279,6 +281,7 @@ pub(crate) fn peer_table(measurements: &[Measurement]) -> Option<Table> {
                 verdict(over_off, |ratio| ratio <= DEFAULTS_OVER_OFF_MAX),
                 format_us(peer),
                 verdict(defaults, |defaults| defaults < peer),
+                metrics.get(workload, "log_kept_percent").map_or_else(|| "-".to_owned(), |kept| format!("{kept:.0}%")),
             ])
         })
         .collect();
@@ -291,6 +294,7 @@ pub(crate) fn peer_table(measurements: &[Measurement]) -> Option<Table> {
             ("<= 1.5x", Align::Left),
             ("graph-flow µs", Align::Right),
             ("faster", Align::Left),
+            ("log kept", Align::Right),
         ],
         rows,
     })

@@ -465,16 +465,24 @@ fn the_peer_table_compares_defaults_with_off_and_with_graph_flow() {
         measurement("b3_loop1000/telemetry_off", 150_000.0),
         measurement("b3_loop1000/graph_flow", 225_000.0),
     ];
-    let table = super::report::peer_table(&measurements).unwrap().render();
-    let row = |id: &str| table.lines().find(|line| line.starts_with(&format!("| {id} "))).unwrap().to_owned();
-    let (b1, b3) = (row("b1_chain100"), row("b3_loop1000"));
+    // The log kept two thirds of B1's events and all of B3's; a run that printed no figure
+    // shows a dash.
+    let metrics =
+        metrics::parse("metric b1_chain100 log_kept_percent 66.4\nmetric b3_loop1000 log_kept_percent 100.0\n");
+    let table = super::report::peer_table(&measurements, &metrics).unwrap().render();
+    let row =
+        |table: &str, id: &str| table.lines().find(|line| line.starts_with(&format!("| {id} "))).unwrap().to_owned();
+    let (b1, b3) = (row(&table, "b1_chain100"), row(&table, "b3_loop1000"));
     let b1: Vec<&str> = b1.split('|').map(str::trim).collect();
-    assert_eq!(b1[1..8], ["b1_chain100", "20.0", "15.0", "1.33x", "yes", "21.0", "yes"], "{table}");
+    assert_eq!(b1[1..9], ["b1_chain100", "20.0", "15.0", "1.33x", "yes", "21.0", "yes", "66%"], "{table}");
     let b3: Vec<&str> = b3.split('|').map(str::trim).collect();
-    assert_eq!(b3[1..8], ["b3_loop1000", "300", "150", "2.00x", "NO", "225", "NO"], "{table}");
+    assert_eq!(b3[1..9], ["b3_loop1000", "300", "150", "2.00x", "NO", "225", "NO", "100%"], "{table}");
+    let without = super::report::peer_table(&measurements, &Metrics::default()).unwrap().render();
+    let cells: Vec<String> = row(&without, "b1_chain100").split('|').map(|cell| cell.trim().to_owned()).collect();
+    assert_eq!(cells[8], "-", "{without}");
     // The peer's figures are not DashFlow's: no rows of their own among the targets.
     assert!(!targets_table(&measurements).render().contains("graph_flow"));
-    assert!(super::report::peer_table(&measurements[..2]).is_none());
+    assert!(super::report::peer_table(&measurements[..2], &metrics).is_none());
 }
 
 #[test]
