@@ -71,6 +71,14 @@ impl<S: GraphState> Routing<S> {
         gotos: Vec<Goto<S>>,
         mut decisions: Option<&mut Vec<Decision>>,
     ) -> Result<(), Error> {
+        // The usual step of a chain: one plain edge out, no join to count, nothing sent.
+        if let (Some(id), true) = (from, gotos.is_empty()) {
+            let node = graph.node(id);
+            if let ([Route::Direct(target)], []) = (node.routes.as_slice(), node.joins.as_slice()) {
+                self.schedule(*target);
+                return Ok(());
+            }
+        }
         let start_name: NodeName;
         let (from_name, routes) = match from {
             Some(id) => (&graph.node(id).name, graph.node(id).routes.as_slice()),
@@ -273,6 +281,32 @@ mod tests {
         routing.route(&graph, &N(0), Some(b), Vec::new(), None).unwrap();
         assert_eq!(next(&graph, &routing), ["j"]);
         assert_eq!(routing.join_seen, [vec![false, false]], "progress starts over once the join fires");
+    }
+
+    #[test]
+    fn a_plain_edge_with_a_goto_or_a_join_beside_it_still_routes_them_all() {
+        let graph = graph(|g| {
+            add(g, &["a", "b", "next", "j"]);
+            g.add_edge(START, "a")
+                .add_edge(START, "b")
+                .add_edge("a", "next")
+                .add_edge("b", END)
+                .add_join(["a", "b"], "j")
+                .add_edge("next", END)
+                .add_edge("j", END);
+        });
+        let (a, b) = (id(&graph, "a"), id(&graph, "b"));
+        let mut routing = Routing::new(&graph);
+        routing.route(&graph, &N(0), Some(a), vec![Goto::Node("b".into())], None).unwrap();
+        assert_eq!(next(&graph, &routing), ["next", "b"], "the edge and the goto");
+        assert_eq!(routing.join_seen, [vec![true, false]], "`a` counted toward the join");
+        routing.route(&graph, &N(0), Some(b), Vec::new(), None).unwrap();
+        assert_eq!(next(&graph, &routing), ["next", "b", "j"], "`b`'s one edge ends, and the join fires");
+        let mut frontier = Vec::new();
+        routing.advance(&mut frontier);
+        let goto = vec![Goto::Node("a".into())];
+        routing.route(&graph, &N(0), Some(id(&graph, "next")), goto, None).unwrap();
+        assert_eq!(next(&graph, &routing), ["a"], "a node of one plain edge to the end, and a goto");
     }
 
     #[test]
