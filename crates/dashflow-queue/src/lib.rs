@@ -36,7 +36,7 @@ mod record;
 mod stream;
 
 pub use error::{QueueError, Result};
-pub use queue::{RunQueue, Wake, Wakeups};
+pub use queue::{RunQueue, Wake, Wakeups, next_wake};
 pub use record::{
     ClaimedRun, Finish, GraphKey, HeartbeatReply, Lease, Multitask, NewRun, Priority, QueueStat, RunFilter, RunKind,
     RunRecord, RunState, SweepReport, Timings, WorkerInfo, WorkerRecord, WorkerState, new_run_id,

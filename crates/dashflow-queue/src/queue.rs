@@ -171,6 +171,27 @@ pub enum Wake {
     Events(String),
 }
 
+impl Wake {
+    /// Whether this may be news to a follower of run `run_id`: items appended to its stream,
+    /// its end, or wake-ups that were lost.
+    pub fn may_concern(&self, run_id: &str) -> bool {
+        match self {
+            Self::Events(run) | Self::Done(run) => run == run_id,
+            Self::Work => false,
+            Self::Missed => true,
+        }
+    }
+}
+
+/// The next wake-up of `wakeups`; never, once there are none, so that a `select!` over it
+/// and a timer waits for the timer alone.
+pub async fn next_wake(wakeups: &mut Option<Box<dyn Wakeups>>) -> Option<Wake> {
+    match wakeups {
+        Some(wakeups) => wakeups.next().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Wake-ups from a queue (see [`RunQueue::wakeups`]).
 #[async_trait]
 pub trait Wakeups: Send + fmt::Debug {
@@ -262,5 +283,47 @@ impl<T: RunQueue + ?Sized> RunQueue for Arc<T> {
 
     fn streams(&self) -> Option<Arc<dyn RunStreams>> {
         (**self).streams()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::pin::pin;
+    use std::task::{Context, Poll, Waker};
+
+    use super::*;
+
+    #[test]
+    fn a_wake_concerns_a_follower_of_its_own_run_and_every_follower_after_a_loss() {
+        let run = "01RUN";
+        assert!(Wake::Events(run.into()).may_concern(run));
+        assert!(Wake::Done(run.into()).may_concern(run));
+        assert!(!Wake::Events("01OTHER".into()).may_concern(run));
+        assert!(!Wake::Done("01OTHER".into()).may_concern(run));
+        assert!(!Wake::Work.may_concern(run), "queued work is no news of a run");
+        assert!(Wake::Missed.may_concern(run), "after lost wake-ups anything may have happened");
+    }
+
+    /// Wake-ups that report `Work` whenever asked.
+    #[derive(Debug)]
+    struct Always;
+
+    #[async_trait]
+    impl Wakeups for Always {
+        async fn next(&mut self) -> Option<Wake> {
+            Some(Wake::Work)
+        }
+    }
+
+    fn poll_once(wakeups: &mut Option<Box<dyn Wakeups>>) -> Poll<Option<Wake>> {
+        let mut next = pin!(next_wake(wakeups));
+        next.as_mut().poll(&mut Context::from_waker(Waker::noop()))
+    }
+
+    #[test]
+    fn the_next_wake_is_the_listeners_and_never_comes_without_one() {
+        let mut listening: Option<Box<dyn Wakeups>> = Some(Box::new(Always));
+        assert_eq!(poll_once(&mut listening), Poll::Ready(Some(Wake::Work)));
+        assert_eq!(poll_once(&mut None), Poll::Pending);
     }
 }

@@ -250,15 +250,9 @@ impl Client {
             }
             let until = (now + self.poll).min(deadline);
             loop {
-                let wake = async {
-                    match &mut wakeups {
-                        Some(wakeups) => wakeups.next().await,
-                        None => std::future::pending().await,
-                    }
-                };
                 tokio::select! {
                     () = tokio::time::sleep_until(until) => break,
-                    wake = wake => match wake {
+                    wake = dashflow_queue::next_wake(&mut wakeups) => match wake {
                         Some(Wake::Done(done)) if done != run_id => {}
                         Some(_) => break,
                         None => wakeups = None,

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use dashflow_queue::{Lease, QueueError, RunQueue, RunStreams, StreamEntry, StreamItem, Wake, Wakeups};
+use dashflow_queue::{Lease, QueueError, RunQueue, RunStreams, StreamEntry, StreamItem, Wakeups, next_wake};
 use dashflow_telemetry::{Event, EventCallback, EventKind, RunId, RunIds};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -371,7 +371,7 @@ impl RunEvents {
                 tokio::select! {
                     () = tokio::time::sleep_until(until) => break,
                     wake = next_wake(&mut self.wakeups) => match wake {
-                        Some(wake) if concerns(&wake, &self.run_id) => break,
+                        Some(wake) if wake.may_concern(&self.run_id) => break,
                         Some(_) => {}
                         None => self.wakeups = None,
                     },
@@ -386,24 +386,6 @@ impl RunEvents {
         let any = !items.is_empty();
         self.buffer.extend(items);
         Ok(any)
-    }
-}
-
-/// The next wake-up of `wakeups`; never, once there are none.
-async fn next_wake(wakeups: &mut Option<Box<dyn Wakeups>>) -> Option<Wake> {
-    match wakeups {
-        Some(wakeups) => wakeups.next().await,
-        None => std::future::pending().await,
-    }
-}
-
-/// Whether `wake` may be news of run `run_id`: items appended to its stream, its end, or
-/// wake-ups that were lost.
-fn concerns(wake: &Wake, run_id: &str) -> bool {
-    match wake {
-        Wake::Events(run) | Wake::Done(run) => run == run_id,
-        Wake::Work => false,
-        _ => true,
     }
 }
 

@@ -5,7 +5,7 @@ use std::io::Write;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
-use dashflow_queue::{RunFilter, RunQueue, RunRecord, RunState, StreamItem, Wake, Wakeups};
+use dashflow_queue::{RunFilter, RunQueue, RunRecord, RunState, StreamItem, next_wake};
 use serde_json::{Value, json};
 
 use crate::cli::{CancelArgs, FollowArgs, ListArgs, RetryArgs, ShowArgs};
@@ -264,7 +264,7 @@ pub(crate) fn follow(args: &FollowArgs, out: &mut dyn Write) -> Result<()> {
                 tokio::select! {
                     () = tokio::time::sleep_until(until) => break,
                     wake = next_wake(&mut wakeups) => match wake {
-                        Some(wake) if concerns(&wake, &args.run) => break,
+                        Some(wake) if wake.may_concern(&args.run) => break,
                         Some(_) => {}
                         None => wakeups = None,
                     },
@@ -280,24 +280,6 @@ pub(crate) fn follow(args: &FollowArgs, out: &mut dyn Write) -> Result<()> {
         writeln!(out, "run {}: {}{error}", ended.run_id, ended.state)?;
     }
     Ok(())
-}
-
-/// The next wake-up of `wakeups`; never, once there are none.
-async fn next_wake(wakeups: &mut Option<Box<dyn Wakeups>>) -> Option<Wake> {
-    match wakeups {
-        Some(wakeups) => wakeups.next().await,
-        None => std::future::pending().await,
-    }
-}
-
-/// Whether `wake` may mean news of run `run_id`: items appended to its stream, its end, or
-/// wake-ups that were lost.
-fn concerns(wake: &Wake, run_id: &str) -> bool {
-    match wake {
-        Wake::Events(run) | Wake::Done(run) => run == run_id,
-        Wake::Work => false,
-        _ => true,
-    }
 }
 
 fn write_item(item: &StreamItem, json: bool, out: &mut dyn Write) -> Result<()> {
