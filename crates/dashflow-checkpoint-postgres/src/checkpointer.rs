@@ -13,6 +13,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{Connection, PgConnection, PgPool, Postgres, Row};
 
 use crate::error::{Error, Sqlx};
+use crate::group::{GroupCommit, PutJob, Reply};
 use crate::guard::WriteGuard;
 use crate::migrate;
 use crate::retry::{Idempotence, RetryPolicy};
@@ -50,6 +51,9 @@ pub struct PostgresCheckpointer {
     /// checkpointers: a schema is never deleted, so storing it again is a wasted round trip
     /// (a worker's every run gets a checkpointer of its own, whose executor stores it again).
     stored_schemas: Arc<std::sync::Mutex<std::collections::HashSet<u64>>>,
+    /// Stores the puts of this pool's concurrent writers a group at a time, shared by clones
+    /// and guarded checkpointers.
+    group: Arc<GroupCommit>,
 }
 
 impl PostgresCheckpointer {
@@ -90,7 +94,8 @@ impl PostgresCheckpointer {
     pub async fn from_pool(pool: PgPool) -> Result<Self> {
         let retry = RetryPolicy::default();
         migrate::migrate(&pool, &retry).await?;
-        Ok(Self { pool, retry, guard: None, stored_schemas: Arc::default() })
+        let group = Arc::new(GroupCommit::new(pool.clone()));
+        Ok(Self { pool, retry, guard: None, stored_schemas: Arc::default(), group })
     }
 
     /// A checkpointer on the same pool whose every write (put, batch, pending writes,
@@ -109,6 +114,7 @@ impl PostgresCheckpointer {
             retry: self.retry,
             guard: Some(guard),
             stored_schemas: Arc::clone(&self.stored_schemas),
+            group: Arc::clone(&self.group),
         }
     }
 
@@ -191,9 +197,9 @@ impl PostgresCheckpointer {
 /// The write statements a call uses and the epoch it binds as their last parameter: unguarded,
 /// or fenced by the checkpointer's [`WriteGuard`].
 #[derive(Clone, Copy)]
-struct Fenced<'a> {
-    writes: &'a Writes,
-    epoch: Option<i64>,
+pub(crate) struct Fenced<'a> {
+    pub(crate) writes: &'a Arc<Writes>,
+    pub(crate) epoch: Option<i64>,
 }
 
 impl Fenced<'_> {
@@ -257,9 +263,9 @@ async fn written(
 }
 
 /// The encoded columns of a record, computed once for every try of a put.
-struct PutValues {
-    metadata: String,
-    next_nodes: String,
+pub(crate) struct PutValues {
+    pub(crate) metadata: String,
+    pub(crate) next_nodes: String,
 }
 
 impl PutValues {
@@ -291,7 +297,7 @@ const PUT_BATCH: &str = "put checkpoints";
 
 /// Which try of a put this is.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Try {
+pub(crate) enum Try {
     First,
     /// A retry: a conflict whose cause is this very record, stored by an earlier try whose
     /// commit was not acknowledged, is then a success.
@@ -299,7 +305,7 @@ enum Try {
 }
 
 /// How a put that reached the database ended.
-enum Put {
+pub(crate) enum Put {
     Stored,
     /// Refused with a `Conflict` (the head moved, the id is stored, or the fence moved):
     /// nothing was stored, and an open transaction is still usable.
@@ -321,7 +327,7 @@ fn write_query<'q>(sql: &Arc<str>) -> sqlx::query::Query<'q, Postgres, sqlx::pos
 }
 
 /// One try of a put: one statement, fenced or not, that moves the head and stores the record.
-async fn put_on(
+pub(crate) async fn put_on(
     conn: &mut PgConnection,
     fenced: Fenced<'_>,
     record: &CheckpointRecord,
@@ -458,11 +464,28 @@ impl Checkpointer for PostgresCheckpointer {
     async fn put(&self, record: CheckpointRecord, expected_head: Option<&CheckpointId>) -> Result<()> {
         let fenced = self.fenced(&record.thread_id, &record.namespace)?;
         let values = PutValues::new(&record)?;
-        let (record, values) = (&record, &values);
+        // A put that expects a head shares a statement and a commit with the puts of other
+        // threads waiting meanwhile (see `group`); a namespace's first put takes the thread's
+        // advisory lock, so it goes alone.
+        let job = Arc::new(PutJob {
+            record,
+            values,
+            expected: expected_head.cloned(),
+            writes: Arc::clone(fenced.writes),
+            epoch: fenced.epoch,
+        });
+        let after = match expected_head {
+            Some(_) => match self.group.put(Arc::clone(&job)).await {
+                Reply::Done(result) => return result.map_err(Into::into),
+                Reply::Alone { after } => after,
+            },
+            None => None,
+        };
+        let (record, values) = (&job.record, &job.values);
         // Idempotent through `Try::Again`: a retry after an unacknowledged commit finds its
         // own record and succeeds instead of reporting a conflict with itself.
         self.retry
-            .run(PUT, Idempotence::Idempotent, |attempt| async move {
+            .run_after(after, PUT, Idempotence::Idempotent, |attempt| async move {
                 let mut conn = self.acquire(PUT).await?;
                 let attempt = if attempt > 1 { Try::Again } else { Try::First };
                 put_on(&mut conn, fenced, record, values, expected_head, attempt).await?.into_result()

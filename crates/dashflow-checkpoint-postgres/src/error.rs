@@ -88,6 +88,9 @@ pub(crate) enum Error {
         #[source]
         source: serde_json::Error,
     },
+    /// One failure of work done for several callers (a group of puts), as each caller sees it.
+    #[error(transparent)]
+    Shared(std::sync::Arc<Error>),
     /// The database was migrated by a newer build than this one.
     #[error(
         "the checkpoint schema is at version {found}, newer than the newest this build knows ({known}); \
@@ -244,6 +247,7 @@ impl Error {
             Self::Corrupt { .. } => Class::Corrupt,
             Self::Nul { .. } | Self::Json { .. } => Class::Encode,
             Self::Conflict { .. } | Self::SchemaTooNew { .. } => Class::Permanent,
+            Self::Shared(error) => error.class(),
         }
     }
 
@@ -264,6 +268,7 @@ impl Error {
                     _ => None,
                 }
             }
+            Self::Shared(error) => error.sqlstate(),
             _ => None,
         }
     }
@@ -273,6 +278,7 @@ impl Error {
         match self {
             Self::Uncommitted { source: Sqlx(sqlx::Error::Database(database)), .. }
             | Self::Statement { source: Sqlx(sqlx::Error::Database(database)), .. } => database.constraint(),
+            Self::Shared(error) => error.constraint(),
             _ => None,
         }
     }

@@ -11,7 +11,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use crate::sql::Writes;
+use crate::sql::{FenceLookup, Writes};
 
 /// A table that holds one fence epoch (a `bigint`) per thread, and the write statements
 /// fenced by it, built once. Cheap to clone.
@@ -27,13 +27,13 @@ impl FenceTable {
     /// created without quotes) and are resolved through the `search_path` like the
     /// checkpointer's own tables.
     pub fn new(table: &str, thread_column: &str, epoch_column: &str) -> Self {
-        let lookup = format!(
-            "SELECT {} AS epoch FROM {} WHERE {} = $1 FOR SHARE",
-            quote(epoch_column),
-            quote(table),
-            quote(thread_column)
+        let (table_name, thread, epoch) = (quote(table), quote(thread_column), quote(epoch_column));
+        let one = format!("SELECT {epoch} AS epoch FROM {table_name} WHERE {thread} = $1 FOR SHARE");
+        let many = format!(
+            "SELECT {thread} AS thread_id, {epoch} AS epoch FROM {table_name} WHERE {thread} = ANY ($1::text[]) FOR SHARE"
         );
-        Self { name: table.into(), writes: Arc::new(Writes::new(Some(&lookup))) }
+        let writes = Writes::new(Some(&FenceLookup { one: &one, many: &many }));
+        Self { name: table.into(), writes: Arc::new(writes) }
     }
 
     /// The table's name.

@@ -104,6 +104,7 @@
 
 mod checkpointer;
 mod error;
+mod group;
 mod guard;
 mod migrate;
 mod retry;

@@ -43,6 +43,22 @@ impl RetryPolicy {
         &self,
         operation: &'static str,
         idempotence: Idempotence,
+        attempt: F,
+    ) -> Result<T, Error>
+    where
+        F: FnMut(u32) -> Fut,
+        Fut: Future<Output = Result<T, Error>>,
+    {
+        self.run_after(None, operation, idempotence, attempt).await
+    }
+
+    /// As [`RetryPolicy::run`], when the operation's first try was made elsewhere and failed
+    /// with `first` (when `Some`): the next try is number 2, if the policy allows one.
+    pub(crate) async fn run_after<T, F, Fut>(
+        &self,
+        mut first: Option<Error>,
+        operation: &'static str,
+        idempotence: Idempotence,
         mut attempt: F,
     ) -> Result<T, Error>
     where
@@ -51,9 +67,12 @@ impl RetryPolicy {
     {
         let mut number = 1;
         loop {
-            let error = match attempt(number).await {
-                Ok(value) => return Ok(value),
-                Err(error) => error,
+            let error = match first.take() {
+                Some(error) => error,
+                None => match attempt(number).await {
+                    Ok(value) => return Ok(value),
+                    Err(error) => error,
+                },
             };
             let again = match error.retry() {
                 Retry::No => false,

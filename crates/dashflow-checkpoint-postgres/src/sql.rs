@@ -40,6 +40,20 @@ pub(crate) struct Writes {
     /// Reads thread `$1`'s epoch `FOR SHARE` (the fence table's lookup), for the writes of a
     /// whole thread that take their locks in a transaction; `None` unguarded.
     pub(crate) lookup: Option<Arc<str>>,
+    /// Puts records of several threads at once, each expecting its head, each fenced by its own
+    /// thread's epoch (see [`Writes::new`]): the columns of [`Writes::put_expecting`] as
+    /// arrays `$1` to `$11`, and the writers' epochs as `$12`. Returns the ordinal (from 1) of
+    /// each record it stored.
+    pub(crate) put_many: Arc<str>,
+}
+
+/// How a fence table is read: one thread's epoch (`$1` is its id), or several threads' with
+/// their ids (`$1` is an array of ids), both `FOR SHARE`.
+pub(crate) struct FenceLookup<'a> {
+    /// A `SELECT` of one `epoch` column.
+    pub(crate) one: &'a str,
+    /// A `SELECT` of `thread_id` and `epoch` columns.
+    pub(crate) many: &'a str,
 }
 
 /// How one statement is fenced: the CTE that reads the epoch, the condition each of its
@@ -65,8 +79,8 @@ impl Fencing {
 }
 
 impl Writes {
-    /// The statements, fenced by `lookup` (a `SELECT` of one `epoch` column for thread `$1`
-    /// that locks the row it reads) or unguarded.
+    /// The statements, fenced by `fence` (which reads epochs and locks the rows it reads) or
+    /// unguarded.
     ///
     /// A put moves the head and inserts the record in one statement. Concurrent writers queue
     /// on the head row's lock; when the first commits, PostgreSQL re-evaluates the others'
@@ -76,7 +90,13 @@ impl Writes {
     /// put into a namespace creates the head row with `ON CONFLICT DO NOTHING`, so of two
     /// concurrent first puts exactly one inserts it; it takes the thread's advisory lock
     /// shared, so it runs alongside other puts but never during a delete or copy of the thread.
-    pub(crate) fn new(lookup: Option<&str>) -> Self {
+    ///
+    /// `put_many` is `put_expecting` for several records of distinct threads or namespaces in
+    /// one statement (so one commit): each moves its own head only where that head is the one
+    /// it expects and, fenced, where its own thread's epoch is its writer's; the others store
+    /// nothing and leave the rest to be stored.
+    pub(crate) fn new(fence: Option<&FenceLookup<'_>>) -> Self {
+        let lookup = fence.map(|fence| fence.one);
         let put = Fencing::new(lookup, 12);
         let insert_record = "INSERT INTO dashflow_checkpoints
         (thread_id, namespace, checkpoint_id, parent_id, step, kind, blob, metadata, next_nodes, created_at_ms)
@@ -186,7 +206,40 @@ SELECT {found} AS fence, (SELECT count(*) FROM rewritten) AS changed",
             ok = rewrite.ok,
             found = rewrite.found,
         );
+        let (fence_cte, fence_join, fence_ok) = match fence {
+            Some(fence) => (
+                format!("fence AS MATERIALIZED ({}),", fence.many),
+                "JOIN fence ON fence.thread_id = v.thread_id",
+                "fence.epoch = v.epoch",
+            ),
+            None => (String::new(), "", "true"),
+        };
+        let put_many = format!(
+            "
+WITH v AS MATERIALIZED (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[],
+                         $7::bytea[], $8::text[], $9::text[], $10::bigint[], $11::text[], $12::bigint[])
+        WITH ORDINALITY AS v(thread_id, namespace, checkpoint_id, parent_id, step, kind, blob, metadata,
+                             next_nodes, created_at_ms, expected, epoch, ord)
+), {fence_cte} moved AS (
+    UPDATE dashflow_checkpoint_heads h
+    SET head_id = v.checkpoint_id, newest_created_at_ms = greatest(h.newest_created_at_ms, v.created_at_ms)
+    FROM v {fence_join}
+    WHERE h.thread_id = v.thread_id AND h.namespace = v.namespace AND h.head_id = v.expected AND {fence_ok}
+      AND NOT EXISTS (SELECT 1 FROM dashflow_checkpoints c
+          WHERE c.thread_id = v.thread_id AND c.namespace = v.namespace AND c.checkpoint_id = v.checkpoint_id)
+    RETURNING v.ord
+), stored AS (
+    INSERT INTO dashflow_checkpoints
+        (thread_id, namespace, checkpoint_id, parent_id, step, kind, blob, metadata, next_nodes, created_at_ms)
+    SELECT v.thread_id, v.namespace, v.checkpoint_id, v.parent_id, v.step, v.kind, v.blob, v.metadata::jsonb,
+           v.next_nodes::jsonb, v.created_at_ms
+    FROM v JOIN moved ON moved.ord = v.ord
+)
+SELECT ord FROM moved"
+        );
         Self {
+            put_many: put_many.into(),
             put_expecting: put_expecting.into(),
             put_first: put_first.into(),
             put_writes: put_writes.into(),
@@ -199,7 +252,7 @@ SELECT {found} AS fence, (SELECT count(*) FROM rewritten) AS changed",
 }
 
 /// The unguarded writes, built once per process.
-pub(crate) static UNGUARDED: LazyLock<Writes> = LazyLock::new(|| Writes::new(None));
+pub(crate) static UNGUARDED: LazyLock<Arc<Writes>> = LazyLock::new(|| Arc::new(Writes::new(None)));
 
 /// The head of a namespace.
 pub(crate) const HEAD: &str = "SELECT head_id FROM dashflow_checkpoint_heads WHERE thread_id = $1 AND namespace = $2";

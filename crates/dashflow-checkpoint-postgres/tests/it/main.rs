@@ -11,6 +11,7 @@
 mod basics;
 mod concurrency;
 mod faults;
+mod group;
 mod migrations;
 mod restart;
 mod support;
