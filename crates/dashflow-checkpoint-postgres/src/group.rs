@@ -125,6 +125,9 @@ async fn serve(pool: PgPool, mut queue: mpsc::UnboundedReceiver<Waiting>) {
                 None => return,
             }
         }
+        // The writers a group just answered are ready to run, and most will put again at
+        // once: let them, so that their puts join the next group instead of trailing it.
+        tokio::task::yield_now().await;
         while let Ok(next) = queue.try_recv() {
             waiting.push_back(next);
         }
