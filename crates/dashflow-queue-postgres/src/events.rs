@@ -1,6 +1,7 @@
 //! [`PgRunStreams`]: the event streams of runs in `dashflow_run_events`, appended by each
 //! run's owner under its fence, read by any process (docs/distributed.md).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -10,6 +11,7 @@ use sqlx::{PgPool, Row};
 use tokio::sync::mpsc;
 
 use crate::error::{corrupt, unavailable};
+use crate::notify::{Note, Notifier};
 
 /// Appends a batch after the run's last item as one row, only while the thread's fence epoch
 /// is the lease's: one statement, so one implicit transaction. The fence row is read `FOR
@@ -58,8 +60,6 @@ SELECT coalesce(sum(n_items), 0)::bigint FROM gone";
 
 /// Sent after the append's commit, never inside it: PostgreSQL commits notifying transactions
 /// one at a time, each holding a lock of the whole database until its commit is on disk.
-const NOTIFY: &str = "SELECT pg_notify('dashflow_events', $1)";
-
 const APPEND_OP: &str = "append to a run's event stream";
 const READ_OP: &str = "read a run's event stream";
 const TRIM_OP: &str = "trim ended runs' event streams";
@@ -70,11 +70,12 @@ const LISTEN_OP: &str = "listen for run events";
 #[derive(Clone, Debug)]
 pub struct PgRunStreams {
     pool: PgPool,
+    notifier: Arc<Notifier>,
 }
 
 impl PgRunStreams {
-    pub(crate) fn new(pool: PgPool) -> Self {
-        Self { pool }
+    pub(crate) fn new(pool: PgPool, notifier: Arc<Notifier>) -> Self {
+        Self { pool, notifier }
     }
 }
 
@@ -106,9 +107,8 @@ impl RunStreams for PgRunStreams {
         };
         // Once per batch, and the owner batches. A lost notification is a hint lost: followers
         // poll as well.
-        if let Err(error) = sqlx::query(NOTIFY).bind(&lease.run_id).execute(&mut *conn).await {
-            tracing::debug!(%error, run_id = %lease.run_id, "notifying followers failed; they poll");
-        }
+        drop(conn);
+        self.notifier.send(vec![Note::Events(lease.run_id.clone())]).await;
         Ok(last)
     }
 

@@ -63,6 +63,7 @@ mod events;
 mod guard;
 mod listen;
 mod migrate;
+mod notify;
 mod queue;
 mod sql;
 

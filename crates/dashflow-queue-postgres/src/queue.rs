@@ -18,6 +18,7 @@ use sqlx::{Connection, PgConnection, PgPool, Postgres, Row};
 use crate::error::{corrupt, unavailable};
 use crate::events::PgRunStreams;
 use crate::guard::LeaseGuard;
+use crate::notify::{Note, Notifier};
 use crate::{migrate, sql};
 
 /// The run queue in PostgreSQL, in the same database and schema as the checkpoints it fences.
@@ -31,6 +32,8 @@ pub struct PostgresRunQueue {
     checkpointer: PostgresCheckpointer,
     /// Dedicated heartbeat connections by worker id, taken out while in use.
     heartbeats: Arc<Mutex<HashMap<String, PgConnection>>>,
+    /// Sends the notifications of submits, finishes and appends together.
+    notifier: Arc<Notifier>,
 }
 
 impl PostgresRunQueue {
@@ -38,7 +41,8 @@ impl PostgresRunQueue {
     pub async fn new(checkpointer: PostgresCheckpointer) -> Result<Self> {
         let mut conn = checkpointer.pool().acquire().await.map_err(unavailable("migrate the run queue schema"))?;
         migrate::migrate(&mut conn).await?;
-        Ok(Self { checkpointer, heartbeats: Arc::default() })
+        let notifier = Notifier::new(checkpointer.pool().clone());
+        Ok(Self { checkpointer, heartbeats: Arc::default(), notifier })
     }
 
     /// Connects to `url`, migrates the checkpoint and queue schemas.
@@ -276,7 +280,8 @@ impl RunQueue for PostgresRunQueue {
             "submitted" => {
                 let state = parse_state(&column::<String>(&row, "run_state")?)?;
                 if state == RunState::Queued {
-                    notify_after_commit(&mut conn, sqlx::query(sql::WAKE)).await;
+                    drop(conn);
+                    self.notifier.send(vec![Note::Wake]).await;
                 }
                 Ok(state)
             }
@@ -389,7 +394,12 @@ impl RunQueue for PostgresRunQueue {
         if ended == "lost" {
             return Err(lease_lost(lease, "the run was claimed, swept, released or cancelled since"));
         }
-        notify_after_commit(&mut conn, sqlx::query(sql::DONE).bind(&lease.run_id).bind(ended == "promoted")).await;
+        drop(conn);
+        let mut notes = vec![Note::Done(lease.run_id.clone())];
+        if ended == "promoted" {
+            notes.push(Note::Wake);
+        }
+        self.notifier.send(notes).await;
         Ok(())
     }
 
@@ -657,6 +667,6 @@ impl RunQueue for PostgresRunQueue {
     }
 
     fn streams(&self) -> Option<Arc<dyn RunStreams>> {
-        Some(Arc::new(PgRunStreams::new(self.pool().clone())))
+        Some(Arc::new(PgRunStreams::new(self.pool().clone(), Arc::clone(&self.notifier))))
     }
 }

@@ -1,0 +1,254 @@
+//! Notifications of one pool sent together: what a submit, a finish and an append announce
+//! after their commits goes to the pool's notifier task, which sends every notification
+//! waiting in one statement (one round trip, one transaction that writes nothing durable)
+//! while the next ones queue behind it. A caller returns once its notification was sent, as
+//! before; a wake-up asked for several times while others wait is sent once.
+//!
+//! A notification is a hint: listeners poll as well, so one that fails is logged and lost,
+//! never what was committed.
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use sqlx::PgPool;
+use tokio::sync::{mpsc, oneshot};
+
+/// Sends every waiting notification, each as `pg_notify(channel, payload)`; a NULL payload is
+/// the schema's name (what `dashflow_wake` carries).
+const SEND: &str = "SELECT count(pg_notify(n.channel, coalesce(n.payload, current_schema())))::bigint
+FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS n(channel, payload, ord)";
+
+/// One notification.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Note {
+    /// `dashflow_wake`: work for the workers of the schema.
+    Wake,
+    /// `dashflow_done`: run `.0` ended.
+    Done(String),
+    /// `dashflow_events`: run `.0`'s stream grew.
+    Events(String),
+}
+
+impl Note {
+    fn channel(&self) -> &'static str {
+        match self {
+            Self::Wake => "dashflow_wake",
+            Self::Done(_) => "dashflow_done",
+            Self::Events(_) => "dashflow_events",
+        }
+    }
+
+    fn payload(&self) -> Option<&str> {
+        match self {
+            Self::Wake => None,
+            Self::Done(run_id) | Self::Events(run_id) => Some(run_id),
+        }
+    }
+}
+
+struct Waiting {
+    notes: Vec<Note>,
+    sent: oneshot::Sender<()>,
+}
+
+/// A pool's notifier: the sending end of its task's queue, the task started on first use
+/// (and again if the runtime it ran on shut down).
+pub(crate) struct Notifier {
+    pool: PgPool,
+    queue: Mutex<Option<mpsc::UnboundedSender<Waiting>>>,
+}
+
+impl std::fmt::Debug for Notifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Notifier").finish_non_exhaustive()
+    }
+}
+
+impl Notifier {
+    pub(crate) fn new(pool: PgPool) -> Arc<Self> {
+        Arc::new(Self { pool, queue: Mutex::new(None) })
+    }
+
+    /// Sends `notes` with the others waiting, and returns once they were sent (or failed).
+    /// Call it after the commit of what they announce, holding no pooled connection: the
+    /// notifier takes one of its own.
+    pub(crate) async fn send(&self, notes: Vec<Note>) {
+        let (sent, done) = oneshot::channel();
+        match self.enqueue(Waiting { notes, sent }) {
+            Ok(()) => {
+                let _sent_or_gone = done.await;
+            }
+            Err(waiting) => send_now(&self.pool, &[waiting]).await,
+        }
+    }
+
+    fn enqueue(&self, waiting: Waiting) -> Result<(), Waiting> {
+        let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+        let waiting = match queue.as_ref() {
+            Some(sender) => match sender.send(waiting) {
+                Ok(()) => return Ok(()),
+                Err(mpsc::error::SendError(waiting)) => waiting,
+            },
+            None => waiting,
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return Err(waiting) };
+        let (sender, receiver) = mpsc::unbounded_channel();
+        runtime.spawn(serve(self.pool.clone(), receiver));
+        let sent = sender.send(waiting).map_err(|mpsc::error::SendError(waiting)| waiting);
+        *queue = Some(sender);
+        sent
+    }
+}
+
+/// The task: sends the waiting notifications a statement at a time, until every sender is
+/// gone.
+async fn serve(pool: PgPool, mut queue: mpsc::UnboundedReceiver<Waiting>) {
+    while let Some(first) = queue.recv().await {
+        // Let the callers that are about to notify join this statement.
+        tokio::task::yield_now().await;
+        let mut waiting = vec![first];
+        while let Ok(next) = queue.try_recv() {
+            waiting.push(next);
+        }
+        send_now(&pool, &waiting).await;
+        for each in waiting {
+            let _gone = each.sent.send(());
+        }
+    }
+}
+
+/// Sends the notifications of `waiting` in one statement, each distinct one once.
+async fn send_now(pool: &PgPool, waiting: &[Waiting]) {
+    let mut notes: Vec<&Note> = Vec::new();
+    for note in waiting.iter().flat_map(|each| &each.notes) {
+        if !notes.contains(&note) {
+            notes.push(note);
+        }
+    }
+    if notes.is_empty() {
+        return;
+    }
+    let Ok(mut conn) = pool.acquire().await.inspect_err(|error| {
+        tracing::debug!(notifications = notes.len(), %error, "no connection to notify; listeners poll");
+    }) else {
+        return;
+    };
+    if notify(&mut conn, &notes).await.is_ok() || notes.len() == 1 {
+        return;
+    }
+    // One notification the server refuses (a payload too long) fails the statement: the
+    // others go one at a time, so that only that one is lost.
+    for note in notes {
+        let _logged = notify(&mut conn, &[note]).await;
+    }
+}
+
+async fn notify(conn: &mut sqlx::PgConnection, notes: &[&Note]) -> Result<(), sqlx::Error> {
+    let channels: Vec<&str> = notes.iter().map(|note| note.channel()).collect();
+    let payloads: Vec<Option<&str>> = notes.iter().map(|note| note.payload()).collect();
+    let sent = sqlx::query(SEND).bind(channels).bind(payloads).execute(conn).await.map(drop);
+    if let Err(error) = &sent {
+        tracing::debug!(notifications = notes.len(), %error, "notifications after a commit failed; listeners poll");
+    }
+    sent
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+    use std::pin::Pin;
+
+    use dashflow_checkpoint_postgres::testing::TestDatabase;
+    use sqlx::postgres::PgListener;
+
+    use super::*;
+
+    /// `(channel, payload)` of the next notification of this test: one whose payload starts
+    /// with `mine` (the test's schema: other tests notify the same database at the same time).
+    async fn next(listener: &mut PgListener, mine: &str) -> (String, String) {
+        let within = std::time::Duration::from_secs(30);
+        loop {
+            let notification = tokio::time::timeout(within, listener.recv()).await.unwrap().unwrap();
+            if notification.payload().starts_with(mine) {
+                return (notification.channel().to_owned(), notification.payload().to_owned());
+            }
+        }
+    }
+
+    fn pair(channel: &str, payload: &str) -> (String, String) {
+        (channel.to_owned(), payload.to_owned())
+    }
+
+    #[tokio::test]
+    async fn notifications_waiting_together_go_in_order_and_each_distinct_one_once() {
+        let test = "notifications_waiting_together_go_in_order_and_each_distinct_one_once";
+        let Some(db) = TestDatabase::from_env(test).await else { return };
+        let pool = db.pool().await;
+        let mut listener = PgListener::connect_with(&pool).await.unwrap();
+        listener.listen_all(["dashflow_wake", "dashflow_done", "dashflow_events"]).await.unwrap();
+        let notifier = Notifier::new(pool);
+        let schema = db.schema().to_owned();
+        let (a, b, after) = (format!("{schema}-a"), format!("{schema}-b"), format!("{schema}-after"));
+
+        // Polled once each before the notifier first runs (the current-thread runtime), so
+        // all four wait together.
+        let mut sends: Vec<Pin<Box<dyn Future<Output = ()> + '_>>> = vec![
+            Box::pin(notifier.send(vec![Note::Wake])),
+            Box::pin(notifier.send(vec![Note::Done(a.clone()), Note::Wake])),
+            Box::pin(notifier.send(vec![Note::Events(b.clone())])),
+            Box::pin(notifier.send(vec![Note::Wake, Note::Done(a.clone())])),
+        ];
+        for send in &mut sends {
+            assert!(futures_poll(send.as_mut()).is_pending());
+        }
+        futures_join(sends).await;
+        notifier.send(vec![Note::Done(after.clone())]).await;
+
+        assert_eq!(next(&mut listener, &schema).await, pair("dashflow_wake", &schema));
+        assert_eq!(next(&mut listener, &schema).await, pair("dashflow_done", &a));
+        assert_eq!(next(&mut listener, &schema).await, pair("dashflow_events", &b));
+        assert_eq!(
+            next(&mut listener, &schema).await,
+            pair("dashflow_done", &after),
+            "a repeated notification went twice"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_notification_the_server_refuses_loses_only_itself() {
+        let test = "a_notification_the_server_refuses_loses_only_itself";
+        let Some(db) = TestDatabase::from_env(test).await else { return };
+        let pool = db.pool().await;
+        let mut listener = PgListener::connect_with(&pool).await.unwrap();
+        listener.listen_all(["dashflow_done", "dashflow_events"]).await.unwrap();
+        let notifier = Notifier::new(pool);
+        let schema = db.schema().to_owned();
+        let (a, b) = (format!("{schema}-a"), format!("{schema}-b"));
+
+        // PostgreSQL refuses a payload of 8,000 bytes or more.
+        let long = "r".repeat(9_000);
+        let mut sends: Vec<Pin<Box<dyn Future<Output = ()> + '_>>> = vec![
+            Box::pin(notifier.send(vec![Note::Done(a.clone())])),
+            Box::pin(notifier.send(vec![Note::Done(long)])),
+            Box::pin(notifier.send(vec![Note::Events(b.clone())])),
+        ];
+        for send in &mut sends {
+            assert!(futures_poll(send.as_mut()).is_pending());
+        }
+        futures_join(sends).await;
+
+        assert_eq!(next(&mut listener, &schema).await, pair("dashflow_done", &a));
+        assert_eq!(next(&mut listener, &schema).await, pair("dashflow_events", &b));
+    }
+
+    /// Polls `future` once.
+    fn futures_poll(future: Pin<&mut (dyn Future<Output = ()> + '_)>) -> std::task::Poll<()> {
+        let waker = std::task::Waker::noop();
+        future.poll(&mut std::task::Context::from_waker(waker))
+    }
+
+    async fn futures_join(sends: Vec<Pin<Box<dyn Future<Output = ()> + '_>>>) {
+        for send in sends {
+            send.await;
+        }
+    }
+}
