@@ -47,6 +47,7 @@
 //!   what it announces and never inside a transaction that writes (PostgreSQL commits
 //!   notifying transactions one at a time, each holding a database-wide lock until its commit
 //!   is on disk); workers and followers poll as well, so a lost notification is a hint lost.
+//!   Those of submits, finishes and appends waiting at the same time go in one statement.
 //! - **Event streams** ([`PgRunStreams`], the queue's `streams()`): `dashflow_run_events`
 //!   (unlogged), one row per append holding its items as a JSON array, appended under the
 //!   thread's fence and numbered from the stream itself, so a takeover continues the
