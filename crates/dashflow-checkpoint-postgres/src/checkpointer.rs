@@ -464,9 +464,8 @@ impl Checkpointer for PostgresCheckpointer {
     async fn put(&self, record: CheckpointRecord, expected_head: Option<&CheckpointId>) -> Result<()> {
         let fenced = self.fenced(&record.thread_id, &record.namespace)?;
         let values = PutValues::new(&record)?;
-        // A put that expects a head shares a statement and a commit with the puts of other
-        // threads waiting meanwhile (see `group`); a namespace's first put takes the thread's
-        // advisory lock, so it goes alone.
+        // A put shares a statement and a commit with the puts of other threads waiting
+        // meanwhile (see `group`).
         let job = Arc::new(PutJob {
             record,
             values,
@@ -474,12 +473,9 @@ impl Checkpointer for PostgresCheckpointer {
             writes: Arc::clone(fenced.writes),
             epoch: fenced.epoch,
         });
-        let after = match expected_head {
-            Some(_) => match self.group.put(Arc::clone(&job)).await {
-                Reply::Done(result) => return result.map_err(Into::into),
-                Reply::Alone { after } => after,
-            },
-            None => None,
+        let after = match self.group.put(Arc::clone(&job)).await {
+            Reply::Done(result) => return result.map_err(Into::into),
+            Reply::Alone { after } => after,
         };
         let (record, values) = (&job.record, &job.values);
         // Idempotent through `Try::Again`: a retry after an unacknowledged commit finds its

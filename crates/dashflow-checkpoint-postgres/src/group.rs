@@ -1,9 +1,9 @@
 //! Group commit: puts of concurrent writers on one pool share a statement and a commit.
 //!
-//! A put that expects a head (every put of a run after its first) hands its record to the
-//! pool's committer task and waits. The task takes every put waiting, of distinct threads or
-//! namespaces, and stores them with one statement ([`Writes::put_many`]), one round trip and
-//! one commit, while the next puts queue behind it; a put returns once the statement that
+//! A put hands its record to the pool's committer task and waits. The task takes every put
+//! waiting, of distinct threads or namespaces, and stores them with one statement
+//! ([`Writes::put_many`] for puts that expect a head, [`Writes::put_first_many`] for the first
+//! puts of namespaces), one round trip and one commit, while the next puts queue behind it; a put returns once the statement that
 //! stored it committed, so a `Sync` run's checkpoint is as durable as before. Each record keeps
 //! its own checks (its expected head, its own thread's fence epoch), so one record refused
 //! never holds back the others.
@@ -23,7 +23,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::checkpointer::{Fenced, Put, PutValues, Try, put_on};
 use crate::error::{Error, Retry};
-use crate::sql::Writes;
+use crate::sql::{self, Writes};
 
 /// The most puts one statement carries.
 const MOST: usize = 64;
@@ -33,7 +33,7 @@ const MOST: usize = 64;
 pub(crate) struct PutJob {
     pub(crate) record: CheckpointRecord,
     pub(crate) values: PutValues,
-    /// The head the put expects; the task takes only puts that expect one.
+    /// The head the put expects, `None` for a namespace's first put.
     pub(crate) expected: Option<CheckpointId>,
     pub(crate) writes: Arc<Writes>,
     pub(crate) epoch: Option<i64>,
@@ -44,10 +44,12 @@ impl PutJob {
         Fenced { writes: &self.writes, epoch: self.epoch }
     }
 
-    /// Whether `self` and `other` may share a statement: the same statements (the same fence
-    /// table, or none), and not the same head, which only one of them could move.
+    /// Whether `self` and `other` may share a statement: the same statement (the same fence
+    /// table, or none; both first puts or neither), and not the same head, which only one of
+    /// them could move.
     fn fits_with(&self, other: &Self) -> bool {
         Arc::ptr_eq(&self.writes, &other.writes)
+            && self.expected.is_some() == other.expected.is_some()
             && (self.record.thread_id != other.record.thread_id || self.record.namespace != other.record.namespace)
     }
 }
@@ -212,7 +214,9 @@ const PUT_GROUP: &str = "put checkpoints of several threads";
 async fn put_many(conn: &mut sqlx::PgConnection, group: &[Waiting]) -> Result<Vec<i64>, Error> {
     let jobs = group.iter().map(|waiting| &*waiting.job);
     let column = |f: &dyn Fn(&PutJob) -> &str| jobs.clone().map(f).collect::<Vec<_>>();
-    let query = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(Arc::clone(&group[0].job.writes.put_many)))
+    let first = &group[0].job;
+    let statement = if first.expected.is_some() { &first.writes.put_many } else { &first.writes.put_first_many };
+    let query = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(Arc::clone(statement)))
         .bind(column(&|job| &job.record.thread_id))
         .bind(column(&|job| &job.record.namespace))
         .bind(column(&|job| job.record.checkpoint_id.as_str()))
@@ -225,6 +229,7 @@ async fn put_many(conn: &mut sqlx::PgConnection, group: &[Waiting]) -> Result<Ve
         .bind(jobs.clone().map(|job| job.record.created_at_ms).collect::<Vec<_>>())
         .bind(jobs.clone().map(|job| job.expected.as_ref().map(CheckpointId::as_str)).collect::<Vec<_>>())
         .bind(jobs.clone().map(|job| job.epoch).collect::<Vec<_>>());
+    let query = if first.expected.is_some() { query } else { query.bind(sql::THREAD_LOCK) };
     let mut stored = query.fetch_all(conn).await.map_err(Error::statement(PUT_GROUP))?;
     stored.sort_unstable();
     Ok(stored)
@@ -238,6 +243,10 @@ mod tests {
     use crate::guard::FenceTable;
 
     fn waiting(thread: &str, namespace: &str, writes: &Arc<Writes>) -> Waiting {
+        waiting_for(thread, namespace, writes, Some(CheckpointId::new()))
+    }
+
+    fn waiting_for(thread: &str, namespace: &str, writes: &Arc<Writes>, expected: Option<CheckpointId>) -> Waiting {
         let record = CheckpointRecord {
             thread_id: thread.into(),
             namespace: namespace.into(),
@@ -251,8 +260,7 @@ mod tests {
             created_at_ms: 0,
         };
         let values = PutValues { metadata: "{}".into(), next_nodes: "[]".into() };
-        let job =
-            PutJob { record, values, expected: Some(CheckpointId::new()), writes: Arc::clone(writes), epoch: None };
+        let job = PutJob { record, values, expected, writes: Arc::clone(writes), epoch: None };
         Waiting { job: Arc::new(job), reply: oneshot::channel().0 }
     }
 
@@ -268,7 +276,7 @@ mod tests {
     }
 
     #[test]
-    fn a_group_takes_one_put_per_head_and_per_fence_table_in_arrival_order() {
+    fn a_group_takes_one_put_per_head_per_fence_table_and_per_statement_in_arrival_order() {
         let unguarded = Arc::clone(&crate::sql::UNGUARDED);
         let fenced = Arc::clone(&FenceTable::new("fences", "thread_id", "epoch").writes);
         let mut queue: VecDeque<Waiting> = [
@@ -277,6 +285,7 @@ mod tests {
             waiting("a", "", &unguarded),
             waiting("a", "sub", &unguarded),
             waiting("c", "", &fenced),
+            waiting_for("e", "", &unguarded, None),
             waiting("d", "", &unguarded),
         ]
         .into();
@@ -287,6 +296,8 @@ mod tests {
         assert_eq!(heads(&second), [pair("a", "")], "the second put of a head waits for the next group");
         let third = take_group(&mut queue);
         assert_eq!(heads(&third), [pair("c", "")], "another fence table's puts are a group of their own");
+        let fourth = take_group(&mut queue);
+        assert_eq!(heads(&fourth), [pair("e", "")], "first puts are a group of their own");
         assert!(queue.is_empty());
     }
 

@@ -61,9 +61,10 @@
 //! is never overwritten: putting an id that exists is a `Conflict` too.
 //!
 //! Puts of concurrent writers on one pool share statements and commits (group commit): a put
-//! that expects a head waits, with the others waiting at the same time, for the pool's
-//! committer, which stores them all in one statement and one transaction; each record still
-//! moves only its own head, only where that head is the one it expects, and a put returns
+//! waits, with the others waiting at the same time, for the pool's committer, which stores
+//! them in one statement and one transaction (the first puts of namespaces in one, the others
+//! in another); each record still moves only its own head, only where that head is the one it
+//! expects (none for a first put), and a put returns
 //! once the commit that stored it is done. What a group does not store is put again alone, so
 //! a put reports exactly what it would alone. A worker running many runs makes fewer round
 //! trips and commits per step this way.

@@ -45,6 +45,9 @@ pub(crate) struct Writes {
     /// arrays `$1` to `$11`, and the writers' epochs as `$12`. Returns the ordinal (from 1) of
     /// each record it stored.
     pub(crate) put_many: Arc<str>,
+    /// Puts records into namespaces expected to be empty, as [`Writes::put_first`] does one,
+    /// several at once: the columns as in `put_many` (`$11` unused), `$13` is [`THREAD_LOCK`].
+    pub(crate) put_first_many: Arc<str>,
 }
 
 /// How a fence table is read: one thread's epoch (`$1` is its id), or several threads' with
@@ -214,32 +217,52 @@ SELECT {found} AS fence, (SELECT count(*) FROM rewritten) AS changed",
             ),
             None => (String::new(), "", "true"),
         };
-        let put_many = format!(
-            "
-WITH v AS MATERIALIZED (
+        let many_values = "v AS MATERIALIZED (
     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[],
                          $7::bytea[], $8::text[], $9::text[], $10::bigint[], $11::text[], $12::bigint[])
         WITH ORDINALITY AS v(thread_id, namespace, checkpoint_id, parent_id, step, kind, blob, metadata,
                              next_nodes, created_at_ms, expected, epoch, ord)
-), {fence_cte} moved AS (
+)";
+        let many_absent = "NOT EXISTS (SELECT 1 FROM dashflow_checkpoints c
+          WHERE c.thread_id = v.thread_id AND c.namespace = v.namespace AND c.checkpoint_id = v.checkpoint_id)";
+        let many_insert = "INSERT INTO dashflow_checkpoints
+        (thread_id, namespace, checkpoint_id, parent_id, step, kind, blob, metadata, next_nodes, created_at_ms)
+    SELECT v.thread_id, v.namespace, v.checkpoint_id, v.parent_id, v.step, v.kind, v.blob, v.metadata::jsonb,
+           v.next_nodes::jsonb, v.created_at_ms";
+        let put_first_many = format!(
+            "
+WITH {many_values}, {fence_cte} moved AS (
+    INSERT INTO dashflow_checkpoint_heads (thread_id, namespace, head_id, newest_created_at_ms)
+    SELECT v.thread_id, v.namespace, v.checkpoint_id, v.created_at_ms
+    FROM v {fence_join}
+    CROSS JOIN LATERAL (SELECT pg_advisory_xact_lock_shared($13, hashtext(v.thread_id))) AS thread_lock
+    WHERE {fence_ok} AND {many_absent}
+    ON CONFLICT (thread_id, namespace) DO NOTHING
+    RETURNING thread_id, namespace
+), stored AS (
+    {many_insert}
+    FROM v JOIN moved ON moved.thread_id = v.thread_id AND moved.namespace = v.namespace
+)
+SELECT v.ord FROM v JOIN moved ON moved.thread_id = v.thread_id AND moved.namespace = v.namespace"
+        );
+        let put_many = format!(
+            "
+WITH {many_values}, {fence_cte} moved AS (
     UPDATE dashflow_checkpoint_heads h
     SET head_id = v.checkpoint_id, newest_created_at_ms = greatest(h.newest_created_at_ms, v.created_at_ms)
     FROM v {fence_join}
     WHERE h.thread_id = v.thread_id AND h.namespace = v.namespace AND h.head_id = v.expected AND {fence_ok}
-      AND NOT EXISTS (SELECT 1 FROM dashflow_checkpoints c
-          WHERE c.thread_id = v.thread_id AND c.namespace = v.namespace AND c.checkpoint_id = v.checkpoint_id)
+      AND {many_absent}
     RETURNING v.ord
 ), stored AS (
-    INSERT INTO dashflow_checkpoints
-        (thread_id, namespace, checkpoint_id, parent_id, step, kind, blob, metadata, next_nodes, created_at_ms)
-    SELECT v.thread_id, v.namespace, v.checkpoint_id, v.parent_id, v.step, v.kind, v.blob, v.metadata::jsonb,
-           v.next_nodes::jsonb, v.created_at_ms
+    {many_insert}
     FROM v JOIN moved ON moved.ord = v.ord
 )
 SELECT ord FROM moved"
         );
         Self {
             put_many: put_many.into(),
+            put_first_many: put_first_many.into(),
             put_expecting: put_expecting.into(),
             put_first: put_first.into(),
             put_writes: put_writes.into(),

@@ -74,8 +74,46 @@ async fn puts_of_many_threads_waiting_together_share_one_commit() {
         let loaded = checkpointer.load(&next.thread_id, "", None).await.unwrap().unwrap();
         assert_eq!(loaded.head(), Some(next));
     }
-    // The firsts went one at a time: a namespace's first put takes the thread's lock alone.
+    // The firsts were put one after another, so each in a transaction of its own.
     assert_eq!(transactions(&mut admin, &firsts.iter().collect::<Vec<_>>()).await, 12);
+}
+
+#[tokio::test]
+async fn first_puts_waiting_together_share_one_commit_and_one_namespace_gets_one_head() {
+    let db = database!("first_puts_waiting_together_share_one_commit_and_one_namespace_gets_one_head");
+    let checkpointer = db.checkpointer().await;
+    let threads = threads(6);
+    let firsts: Vec<CheckpointRecord> =
+        threads.iter().map(|thread| record(thread, "", None, CheckpointKind::Snapshot)).collect();
+    // A second first put into thread 0's root namespace, and one into a namespace of its own.
+    let rival = record(&threads[0], "", None, CheckpointKind::Snapshot);
+    let nested = record(&threads[0], "child", None, CheckpointKind::Snapshot);
+    let mut puts: Vec<Pending<'_>> =
+        firsts.iter().map(|first| Box::pin(checkpointer.put(first.clone(), None)) as Pending<'_>).collect();
+    puts.push(Box::pin(checkpointer.put(rival.clone(), None)));
+    puts.push(Box::pin(checkpointer.put(nested.clone(), None)));
+    let results = together(puts).await;
+
+    for (index, result) in results.iter().enumerate().take(6) {
+        assert!(result.is_ok(), "first put {index}: {result:?}");
+    }
+    match &results[6] {
+        Err(CheckpointError::Conflict { expected, actual, .. }) => {
+            assert_eq!(expected, "none");
+            assert_eq!(actual, &firsts[0].checkpoint_id.to_string());
+        }
+        other => panic!("the second first put of one namespace: {other:?}"),
+    }
+    assert!(results[7].is_ok(), "a first put into another namespace of the thread: {:?}", results[7]);
+    let mut admin = db.admin().await;
+    let mut stored: Vec<&CheckpointRecord> = firsts.iter().collect();
+    stored.push(&nested);
+    assert_eq!(transactions(&mut admin, &stored).await, 1);
+    for first in &firsts {
+        let loaded = checkpointer.load(&first.thread_id, "", None).await.unwrap().unwrap();
+        assert_eq!(loaded.head(), Some(first));
+    }
+    assert_eq!(committed_head(&mut admin, &threads[0], "child").await.as_deref(), Some(nested.checkpoint_id.as_str()));
 }
 
 #[tokio::test]
