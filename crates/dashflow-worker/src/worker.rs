@@ -269,6 +269,9 @@ struct Shared {
 struct Held {
     lease: Lease,
     abort: Option<AbortHandle>,
+    /// The run returned and its end is being reported: a finish that committed makes the run
+    /// look lost to a heartbeat, and a lease truly lost shows in the report's own answer.
+    ending: bool,
     /// When the run counts as stuck: its timeout and the stuck grace after it was claimed.
     stuck_at: Option<Instant>,
 }
@@ -499,7 +502,8 @@ impl Shared {
             config.insert("timeout_ms".to_owned(), u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX).into());
         }
         let stuck_at = timeout.map(|timeout| Instant::now() + timeout + self.stuck_grace);
-        lock(&self.held).insert(lease.run_id.clone(), Held { lease: lease.clone(), abort: None, stuck_at });
+        lock(&self.held)
+            .insert(lease.run_id.clone(), Held { lease: lease.clone(), abort: None, stuck_at, ending: false });
         let shared = Arc::clone(self);
         let streamed = run.config.get("event_stream").and_then(serde_json::Value::as_bool) != Some(false);
         let streams = self.streams.clone().filter(|_| streamed);
@@ -522,6 +526,9 @@ impl Shared {
                 }
                 None => graph.execute(&run, checkpointer, None).await,
             };
+            if let Some(held) = lock(&shared.held).get_mut(&run.lease.run_id) {
+                held.ending = true;
+            }
             shared.end(&run.lease, end).await;
             lock(&shared.held).remove(&run.lease.run_id);
             shared.slot_freed.notify_one();
@@ -642,6 +649,9 @@ impl Shared {
                         continue;
                     }
                     for run_id in &reply.lost {
+                        if lock(&self.held).get(run_id).is_some_and(|held| held.ending) {
+                            continue;
+                        }
                         if self.stop(run_id).is_some() {
                             tracing::info!(%run_id, "lease lost: the run was taken over; stopped it");
                             self.counters.add(&self.counters.lease_lost, "dashflow_lease_lost_total", 1);

@@ -867,3 +867,110 @@ async fn ended_runs_streams_are_trimmed_after_the_retention_and_a_worker_can_kee
     drop(stop);
     task.await.unwrap();
 }
+
+/// The PostgreSQL queue, with a finish that returns only after two more heartbeats answered:
+/// a heartbeat then sees the run ended while its worker still holds it.
+#[derive(Debug)]
+struct SlowFinish {
+    inner: Arc<PostgresRunQueue>,
+    heartbeats: tokio::sync::watch::Sender<u64>,
+}
+
+#[async_trait::async_trait]
+impl RunQueue for SlowFinish {
+    async fn submit(&self, run: dashflow_queue::NewRun) -> dashflow_queue::Result<RunState> {
+        self.inner.submit(run).await
+    }
+    async fn register_worker(&self, worker: &dashflow_queue::WorkerInfo) -> dashflow_queue::Result<()> {
+        self.inner.register_worker(worker).await
+    }
+    async fn stop_worker(&self, worker_id: &str) -> dashflow_queue::Result<()> {
+        self.inner.stop_worker(worker_id).await
+    }
+    async fn heartbeat(
+        &self,
+        worker_id: &str,
+        held: &[dashflow_queue::Lease],
+        timings: &Timings,
+    ) -> dashflow_queue::Result<dashflow_queue::HeartbeatReply> {
+        let reply = self.inner.heartbeat(worker_id, held, timings).await;
+        self.heartbeats.send_modify(|count| *count += 1);
+        reply
+    }
+    async fn claim(
+        &self,
+        worker_id: &str,
+        queues: &[String],
+        keys: &[dashflow_queue::GraphKey],
+        limit: usize,
+    ) -> dashflow_queue::Result<Vec<dashflow_queue::ClaimedRun>> {
+        self.inner.claim(worker_id, queues, keys, limit).await
+    }
+    async fn finish(
+        &self,
+        lease: &dashflow_queue::Lease,
+        finish: dashflow_queue::Finish,
+    ) -> dashflow_queue::Result<()> {
+        let finished = self.inner.finish(lease, finish).await;
+        let after = *self.heartbeats.borrow() + 2;
+        let mut heartbeats = self.heartbeats.subscribe();
+        heartbeats.wait_for(|count| *count >= after).await.expect("the sender lives in self");
+        finished
+    }
+    async fn release(&self, lease: &dashflow_queue::Lease, why: &str) -> dashflow_queue::Result<()> {
+        self.inner.release(lease, why).await
+    }
+    async fn give_up(&self, lease: &dashflow_queue::Lease, why: &str) -> dashflow_queue::Result<RunState> {
+        self.inner.give_up(lease, why).await
+    }
+    async fn cancel(&self, run_id: &str) -> dashflow_queue::Result<RunState> {
+        self.inner.cancel(run_id).await
+    }
+    async fn retry(&self, run_id: &str, attempts: i32) -> dashflow_queue::Result<RunState> {
+        self.inner.retry(run_id, attempts).await
+    }
+    async fn sweep(&self, timings: &Timings) -> dashflow_queue::Result<dashflow_queue::SweepReport> {
+        self.inner.sweep(timings).await
+    }
+    async fn get(&self, run_id: &str) -> dashflow_queue::Result<Option<dashflow_queue::RunRecord>> {
+        self.inner.get(run_id).await
+    }
+    async fn list(&self, filter: &dashflow_queue::RunFilter) -> dashflow_queue::Result<Vec<dashflow_queue::RunRecord>> {
+        self.inner.list(filter).await
+    }
+    async fn stats(&self) -> dashflow_queue::Result<Vec<dashflow_queue::QueueStat>> {
+        self.inner.stats().await
+    }
+    async fn workers(&self) -> dashflow_queue::Result<Vec<dashflow_queue::WorkerRecord>> {
+        self.inner.workers().await
+    }
+    fn fenced_checkpointer(&self, lease: &dashflow_queue::Lease) -> Arc<dyn dashflow_checkpoint::Checkpointer> {
+        self.inner.fenced_checkpointer(lease)
+    }
+    fn checkpointer(&self) -> Arc<dyn dashflow_checkpoint::Checkpointer> {
+        self.inner.checkpointer()
+    }
+}
+
+/// A heartbeat that lands between a run's finish and its worker letting go of it sees the run
+/// ended: the run is not counted lost, nor stopped, and its finish is counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_heartbeat_while_a_finish_is_reported_takes_the_run_for_finished_not_lost() {
+    let test = "a_heartbeat_while_a_finish_is_reported_takes_the_run_for_finished_not_lost";
+    let Some((_db, inner)) = setup(test).await else { return };
+    let queue: Arc<dyn RunQueue> = Arc::new(SlowFinish { inner, heartbeats: tokio::sync::watch::channel(0).0 });
+    let executions = Arc::new(Mutex::new(Vec::new()));
+    let graph = RegisteredGraph::new("chat", "v1", chat(&executions));
+    let worker = Worker::builder(Arc::clone(&queue)).graph(graph.clone()).timings(Timings::short()).build().unwrap();
+    let counters = worker.counters();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move { worker.run(async move { drop(stopped.await) }).await.unwrap() });
+    let client = Client::new(Arc::clone(&queue)).with_poll_interval(Duration::from_millis(20));
+    let (run_id, _) = client.submit(&graph, RunRequest::invoke(Chat::default()).thread("c")).await.unwrap();
+    assert_eq!(client.wait(&run_id, Duration::from_secs(30)).await.unwrap().state, RunState::Interrupted);
+    drop(stop);
+    task.await.unwrap();
+    let read = |counter: &std::sync::atomic::AtomicU64| counter.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(read(&counters.finished), 1, "the finish was not counted");
+    assert_eq!(read(&counters.lease_lost), 0, "a finished run was counted lost");
+}
