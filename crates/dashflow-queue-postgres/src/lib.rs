@@ -67,6 +67,7 @@ mod migrate;
 mod notify;
 mod queue;
 mod sql;
+mod submit;
 
 pub use admin::{QueueHealth, TableHealth, XminHorizon};
 pub use events::PgRunStreams;
