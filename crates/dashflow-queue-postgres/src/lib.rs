@@ -24,7 +24,9 @@
 //! - **Submit**: the run's start tag from the tenant's clock (`dashflow_tick_clock`, in a
 //!   transaction of its own that waits for no flush, so a tenant's submits never wait for
 //!   each other's commits), then one round trip to a function of the queue's schema
-//!   (`dashflow_submit_run`) whose statements run under the thread's advisory lock.
+//!   (`dashflow_submit_run`) whose statements run under the thread's advisory lock. Submits
+//!   of other threads waiting at the same time go with it: their ticks in one statement, their
+//!   submits in another.
 //! - **Claim**: one statement selects queued runs `FOR UPDATE SKIP LOCKED` (priority first,
 //!   then the tenant-fair start tag; each queue read in index order up to the batch, whatever
 //!   its depth), bumps each thread's fence epoch and marks them running.
@@ -67,6 +69,7 @@ mod migrate;
 mod notify;
 mod queue;
 mod sql;
+mod submit;
 
 pub use admin::{QueueHealth, TableHealth, XminHorizon};
 pub use events::PgRunStreams;

@@ -8,9 +8,9 @@ use async_trait::async_trait;
 use dashflow_checkpoint::Checkpointer;
 use dashflow_checkpoint_postgres::PostgresCheckpointer;
 use dashflow_queue::{
-    ClaimedRun, Finish, GraphKey, HeartbeatReply, Lease, Multitask, NewRun, Priority, QueueError, QueueStat, Result,
-    RunFilter, RunKind, RunQueue, RunRecord, RunState, RunStreams, SweepReport, Timings, Wakeups, WorkerInfo,
-    WorkerRecord, WorkerState,
+    ClaimedRun, Finish, GraphKey, HeartbeatReply, Lease, NewRun, Priority, QueueError, QueueStat, Result, RunFilter,
+    RunKind, RunQueue, RunRecord, RunState, RunStreams, SweepReport, Timings, Wakeups, WorkerInfo, WorkerRecord,
+    WorkerState,
 };
 use sqlx::postgres::PgRow;
 use sqlx::{Connection, PgConnection, PgPool, Postgres, Row};
@@ -19,6 +19,7 @@ use crate::error::{corrupt, unavailable};
 use crate::events::PgRunStreams;
 use crate::guard::LeaseGuard;
 use crate::notify::{Note, Notifier};
+use crate::submit::{Reply as SubmitReply, SubmitJob, Submitter, submit_one};
 use crate::{migrate, sql};
 
 /// The run queue in PostgreSQL, in the same database and schema as the checkpoints it fences.
@@ -34,6 +35,8 @@ pub struct PostgresRunQueue {
     heartbeats: Arc<Mutex<HashMap<String, PgConnection>>>,
     /// Sends the notifications of submits, finishes and appends together.
     notifier: Arc<Notifier>,
+    /// Makes the submits of concurrent callers in groups.
+    submitter: Arc<Submitter>,
 }
 
 impl PostgresRunQueue {
@@ -42,7 +45,8 @@ impl PostgresRunQueue {
         let mut conn = checkpointer.pool().acquire().await.map_err(unavailable("migrate the run queue schema"))?;
         migrate::migrate(&mut conn).await?;
         let notifier = Notifier::new(checkpointer.pool().clone());
-        Ok(Self { checkpointer, heartbeats: Arc::default(), notifier })
+        let submitter = Submitter::new(checkpointer.pool().clone(), Arc::clone(&notifier));
+        Ok(Self { checkpointer, heartbeats: Arc::default(), notifier, submitter })
     }
 
     /// Connects to `url`, migrates the checkpoint and queue schemas.
@@ -245,49 +249,20 @@ impl RunQueue for PostgresRunQueue {
             what: "run config",
             detail: format!("cannot be written as JSON: {error}"),
         })?;
-        let mut conn = self.conn(SUBMIT).await?;
-        // The start tag first, in a transaction that holds the tenant's clock for moments; then
+        // Made with the submits of other threads waiting meanwhile (see `submit`), or alone:
+        // the start tag first, in a transaction that holds the tenant's clock for moments; then
         // the submit, under the thread's lock, in one round trip.
-        let vtime: Option<i64> = sqlx::query_scalar(sql::TICK)
-            .bind(&run.run_id)
-            .bind(&run.thread_id)
-            .bind(&run.queue)
-            .bind(run.priority.level())
-            .bind(&run.tenant)
-            .bind(run.multitask == Multitask::Enqueue)
-            .fetch_one(&mut *conn)
-            .await
-            .map_err(unavailable(SUBMIT))?;
-        let row = sqlx::query(sql::SUBMIT)
-            .bind(&run.run_id)
-            .bind(&run.queue)
-            .bind(run.graph_key.as_str())
-            .bind(&run.thread_id)
-            .bind(&run.tenant)
-            .bind(run.priority.level())
-            .bind(run.kind.as_str())
-            .bind(&run.input)
-            .bind(&config)
-            .bind(run.max_attempts)
-            .bind(run.multitask == Multitask::Enqueue)
-            .bind(sql::THREAD_LOCK)
-            .bind(vtime)
-            .fetch_one(&mut *conn)
-            .await
-            .map_err(unavailable(SUBMIT))?;
-        match column::<String>(&row, "outcome")?.as_str() {
-            "busy" => Err(QueueError::ThreadBusy { thread_id: run.thread_id, active_run: column(&row, "active_run")? }),
-            "submitted" => {
-                let state = parse_state(&column::<String>(&row, "run_state")?)?;
-                if state == RunState::Queued {
-                    drop(conn);
-                    self.notifier.send(vec![Note::Wake]).await;
-                }
-                Ok(state)
-            }
-            // `existing`: the same run submitted twice is submitted once.
-            _ => parse_state(&column::<String>(&row, "run_state")?),
+        let job = Arc::new(SubmitJob { run, config });
+        if let SubmitReply::Done(outcome) = self.submitter.submit(Arc::clone(&job)).await {
+            return outcome;
         }
+        let mut conn = self.conn(SUBMIT).await?;
+        let (state, queued) = submit_one(&mut conn, &job).await?;
+        if queued {
+            drop(conn);
+            self.notifier.send(vec![Note::Wake]).await;
+        }
+        Ok(state)
     }
 
     async fn register_worker(&self, worker: &WorkerInfo) -> Result<()> {

@@ -20,6 +20,28 @@ pub(crate) const TICK: &str = "SELECT dashflow_tick_clock($1, $2, $3, $4, $5, $6
 /// when the run is queued.
 pub(crate) const SUBMIT: &str = "SELECT outcome, run_state, active_run FROM dashflow_submit_run($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10, $11, $12, $13)";
 
+/// [`TICK`] for several runs in one statement (one transaction that waits for no flush): the
+/// columns as arrays `$1` to `$6`; a row per run, `ord` (from 1) and `vtime`. Each tick sees
+/// the ones before it.
+pub(crate) const TICK_MANY: &str = "
+SELECT t.ord, dashflow_tick_clock(t.run_id, t.thread_id, t.queue, t.priority, t.tenant, t.enqueue) AS vtime
+FROM unnest($1::text[], $2::text[], $3::text[], $4::smallint[], $5::text[], $6::boolean[])
+     WITH ORDINALITY AS t(run_id, thread_id, queue, priority, tenant, enqueue, ord)";
+
+/// [`SUBMIT`] for runs of distinct threads in one statement (one commit): the columns as
+/// arrays (`$12` the lock's first key, `$13` the start tags); a row per run, `ord` (from 1)
+/// and the submit's outcome. The runs are submitted in the order of their threads' lock keys,
+/// so two such statements take their locks in the same order.
+pub(crate) const SUBMIT_MANY: &str = "
+SELECT r.ord, s.outcome, s.run_state, s.active_run
+FROM (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::smallint[], $7::text[],
+                           $8::bytea[], $9::text[], $10::int[], $11::boolean[], $13::bigint[])
+          WITH ORDINALITY AS r(run_id, queue, graph_key, thread_id, tenant, priority, kind, input, config,
+                               max_attempts, enqueue, vtime, ord)
+      ORDER BY hashtext(r.thread_id), r.thread_id) AS r
+CROSS JOIN LATERAL dashflow_submit_run(r.run_id, r.queue, r.graph_key, r.thread_id, r.tenant, r.priority, r.kind,
+                                       r.input, r.config::jsonb, r.max_attempts, r.enqueue, $12, r.vtime) AS s";
+
 pub(crate) const SCHEMA: &str = "SELECT coalesce(current_schema(), '')";
 /// Wakes the workers of the schema. Like every notification, sent after the commit of what it
 /// announces, never inside a transaction that writes: PostgreSQL commits notifying

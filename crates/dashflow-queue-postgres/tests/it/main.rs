@@ -7,4 +7,5 @@ mod fence;
 mod lease;
 mod queue;
 mod stream;
+mod submit;
 mod support;
