@@ -15,11 +15,12 @@
 //! reports.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use dashflow_checkpoint::{CheckpointId, CheckpointRecord};
 use sqlx::PgPool;
-use tokio::sync::{mpsc, oneshot};
+
+use crate::gather::{self, Gatherer};
 
 use crate::checkpointer::{Fenced, Put, PutValues, Try, put_on};
 use crate::error::{Error, Retry};
@@ -44,13 +45,15 @@ impl PutJob {
         Fenced { writes: &self.writes, epoch: self.epoch }
     }
 
-    /// Whether `self` and `other` may share a statement: the same statement (the same fence
-    /// table, or none; both first puts or neither), and not the same head, which only one of
-    /// them could move.
-    fn fits_with(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.writes, &other.writes)
-            && self.expected.is_some() == other.expected.is_some()
-            && (self.record.thread_id != other.record.thread_id || self.record.namespace != other.record.namespace)
+    /// Whether `self` and `other` are for the same statement: the same fence table, or none;
+    /// both first puts or neither.
+    fn joins(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.writes, &other.writes) && self.expected.is_some() == other.expected.is_some()
+    }
+
+    /// Whether `self` and `other` move the same head, which only one put of a group could.
+    fn same_head(&self, other: &Self) -> bool {
+        self.record.thread_id == other.record.thread_id && self.record.namespace == other.record.namespace
     }
 }
 
@@ -65,98 +68,38 @@ pub(crate) enum Reply {
     Alone { after: Option<Error> },
 }
 
-struct Waiting {
-    job: Arc<PutJob>,
-    reply: oneshot::Sender<Reply>,
-}
+type Waiting = gather::Waiting<Arc<PutJob>, Reply>;
 
-/// A pool's committer: the sending end of its task's queue, the task started on first use
-/// (and again if the runtime it ran on shut down).
-pub(crate) struct GroupCommit {
-    pool: PgPool,
-    queue: Mutex<Option<mpsc::UnboundedSender<Waiting>>>,
-}
-
-impl std::fmt::Debug for GroupCommit {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GroupCommit").finish_non_exhaustive()
-    }
-}
+/// A pool's committer.
+#[derive(Debug)]
+pub(crate) struct GroupCommit(Gatherer<Arc<PutJob>, Reply>);
 
 impl GroupCommit {
     pub(crate) fn new(pool: PgPool) -> Self {
-        Self { pool, queue: Mutex::new(None) }
+        Self(Gatherer::new(take_group, move |group| {
+            let pool = pool.clone();
+            async move { store(&pool, group).await }
+        }))
     }
 
-    /// Hands `job` to the task and waits for its answer; `Alone` when the task is gone.
+    /// Hands `job` to the task and waits for its answer; `Alone` when the task is gone (a
+    /// task that stopped with the put unanswered stored nothing this put can know of: the put
+    /// goes on alone, as after a statement in doubt).
     pub(crate) async fn put(&self, job: Arc<PutJob>) -> Reply {
-        let (reply, answer) = oneshot::channel();
-        if self.send(Waiting { job, reply }).is_err() {
-            return Reply::Alone { after: None };
-        }
-        // A task that stopped with the put unanswered (its runtime shut down) stored nothing
-        // this put can know of: the put goes on alone, as after a statement in doubt.
-        answer.await.unwrap_or(Reply::Alone { after: None })
-    }
-
-    fn send(&self, waiting: Waiting) -> Result<(), ()> {
-        let mut queue = self.queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let waiting = match queue.as_ref() {
-            Some(sender) => match sender.send(waiting) {
-                Ok(()) => return Ok(()),
-                Err(mpsc::error::SendError(waiting)) => waiting,
-            },
-            None => waiting,
-        };
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return Err(()) };
-        let (sender, receiver) = mpsc::unbounded_channel();
-        runtime.spawn(serve(self.pool.clone(), receiver));
-        let sent = sender.send(waiting).map_err(|_| ());
-        *queue = Some(sender);
-        sent
+        self.0.call(job).await.unwrap_or(Reply::Alone { after: None })
     }
 }
 
-/// The task: stores the waiting puts a group at a time, until every sender is gone.
-async fn serve(pool: PgPool, mut queue: mpsc::UnboundedReceiver<Waiting>) {
-    let mut waiting = VecDeque::new();
-    loop {
-        if waiting.is_empty() {
-            match queue.recv().await {
-                Some(first) => waiting.push_back(first),
-                None => return,
-            }
-        }
-        // The writers a group just answered are ready to run, and most will put again at
-        // once: let them, so that their puts join the next group instead of trailing it.
-        tokio::task::yield_now().await;
-        while let Ok(next) = queue.try_recv() {
-            waiting.push_back(next);
-        }
-        let group = take_group(&mut waiting);
-        store(&pool, group).await;
-    }
-}
-
-/// The first waiting put and every later one that fits with all taken so far, up to [`MOST`],
-/// in arrival order; the rest keep their places for the next group.
+/// The first waiting put and every later one for the same statement (see
+/// [`PutJob::joins`]) and of another head, up to [`MOST`], in arrival order; the rest keep
+/// their places for the next group.
 fn take_group(waiting: &mut VecDeque<Waiting>) -> Vec<Waiting> {
-    let mut group: Vec<Waiting> = Vec::new();
-    let mut left = VecDeque::with_capacity(waiting.len());
-    while let Some(next) = waiting.pop_front() {
-        if group.len() < MOST && group.iter().all(|taken| taken.job.fits_with(&next.job)) {
-            group.push(next);
-        } else {
-            left.push_back(next);
-        }
-    }
-    *waiting = left;
-    group
+    gather::take_group(waiting, MOST, |first, next| first.job.joins(&next.job), |a, b| a.job.same_head(&b.job))
 }
 
 async fn store(pool: &PgPool, mut group: Vec<Waiting>) {
     // Puts whose caller stopped waiting (a dropped run) are not stored.
-    group.retain(|waiting| !waiting.reply.is_closed());
+    group.retain(|waiting| !waiting.abandoned());
     if group.is_empty() {
         return;
     }
@@ -176,7 +119,7 @@ async fn store(pool: &PgPool, mut group: Vec<Waiting>) {
                 Ok(Put::Refused(error)) => Reply::Done(Err(error)),
                 Err(error) => Reply::Alone { after: Some(error) },
             };
-        let _gone = lone.reply.send(reply);
+        lone.answer(reply);
         return;
     }
     match put_many(&mut conn, &group).await {
@@ -185,7 +128,7 @@ async fn store(pool: &PgPool, mut group: Vec<Waiting>) {
             for (ord, waiting) in (1_i64..).zip(group) {
                 let reply =
                     if stored.next_if_eq(&ord).is_some() { Reply::Done(Ok(())) } else { Reply::Alone { after: None } };
-                let _gone = waiting.reply.send(reply);
+                waiting.answer(reply);
             }
         }
         // A failure the server reports for the statement (a record stored meanwhile under the
@@ -203,7 +146,7 @@ async fn store(pool: &PgPool, mut group: Vec<Waiting>) {
 fn answer_all(group: Vec<Waiting>, mut reply: impl FnMut(&Waiting) -> Reply) {
     for waiting in group {
         let answer = reply(&waiting);
-        let _gone = waiting.reply.send(answer);
+        waiting.answer(answer);
     }
 }
 
@@ -261,7 +204,7 @@ mod tests {
         };
         let values = PutValues { metadata: "{}".into(), next_nodes: "[]".into() };
         let job = PutJob { record, values, expected, writes: Arc::clone(writes), epoch: None };
-        Waiting { job: Arc::new(job), reply: oneshot::channel().0 }
+        Waiting::new(Arc::new(job)).0
     }
 
     fn heads(group: &[Waiting]) -> Vec<(String, String)> {

@@ -113,6 +113,7 @@
 
 mod checkpointer;
 mod error;
+mod gather;
 mod group;
 mod guard;
 mod migrate;
@@ -122,4 +123,10 @@ mod sql;
 pub mod testing;
 
 pub use checkpointer::{CONNECT_TIMEOUT, PostgresCheckpointer};
+
+/// Plumbing the run queue's PostgreSQL crate shares with this one; not part of the API.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::gather::{Gatherer, Take, Unanswered, Waiting, take_group};
+}
 pub use guard::{FenceTable, WriteGuard};

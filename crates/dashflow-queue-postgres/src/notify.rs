@@ -7,10 +7,11 @@
 //! A notification is a hint: listeners poll as well, so one that fails is logged and lost,
 //! never what was committed.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::collections::VecDeque;
+use std::sync::Arc;
 
+use dashflow_checkpoint_postgres::__private::{self as gather, Gatherer, Unanswered};
 use sqlx::PgPool;
-use tokio::sync::{mpsc, oneshot};
 
 /// Sends every waiting notification, each as `pg_notify(channel, payload)`; a NULL payload is
 /// the schema's name (what `dashflow_wake` carries).
@@ -45,81 +46,49 @@ impl Note {
     }
 }
 
-struct Waiting {
-    notes: Vec<Note>,
-    sent: oneshot::Sender<()>,
-}
+type Waiting = gather::Waiting<Vec<Note>, ()>;
 
-/// A pool's notifier: the sending end of its task's queue, the task started on first use
-/// (and again if the runtime it ran on shut down).
+/// A pool's notifier.
+#[derive(Debug)]
 pub(crate) struct Notifier {
     pool: PgPool,
-    queue: Mutex<Option<mpsc::UnboundedSender<Waiting>>>,
-}
-
-impl std::fmt::Debug for Notifier {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Notifier").finish_non_exhaustive()
-    }
+    task: Gatherer<Vec<Note>, ()>,
 }
 
 impl Notifier {
     pub(crate) fn new(pool: PgPool) -> Arc<Self> {
-        Arc::new(Self { pool, queue: Mutex::new(None) })
+        let sending = pool.clone();
+        let task = Gatherer::new(take_all, move |waiting| {
+            let pool = sending.clone();
+            async move {
+                send_now(&pool, &waiting).await;
+                for each in waiting {
+                    each.answer(());
+                }
+            }
+        });
+        Arc::new(Self { pool, task })
     }
 
     /// Sends `notes` with the others waiting, and returns once they were sent (or failed).
     /// Call it after the commit of what they announce, holding no pooled connection: the
     /// notifier takes one of its own.
     pub(crate) async fn send(&self, notes: Vec<Note>) {
-        let (sent, done) = oneshot::channel();
-        match self.enqueue(Waiting { notes, sent }) {
-            Ok(()) => {
-                let _sent_or_gone = done.await;
-            }
-            Err(waiting) => send_now(&self.pool, &[waiting]).await,
+        if let Err(Unanswered::NoTask(notes)) = self.task.call(notes).await {
+            send_now(&self.pool, &[Waiting::new(notes).0]).await;
         }
-    }
-
-    fn enqueue(&self, waiting: Waiting) -> Result<(), Waiting> {
-        let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
-        let waiting = match queue.as_ref() {
-            Some(sender) => match sender.send(waiting) {
-                Ok(()) => return Ok(()),
-                Err(mpsc::error::SendError(waiting)) => waiting,
-            },
-            None => waiting,
-        };
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return Err(waiting) };
-        let (sender, receiver) = mpsc::unbounded_channel();
-        runtime.spawn(serve(self.pool.clone(), receiver));
-        let sent = sender.send(waiting).map_err(|mpsc::error::SendError(waiting)| waiting);
-        *queue = Some(sender);
-        sent
     }
 }
 
-/// The task: sends the waiting notifications a statement at a time, until every sender is
-/// gone.
-async fn serve(pool: PgPool, mut queue: mpsc::UnboundedReceiver<Waiting>) {
-    while let Some(first) = queue.recv().await {
-        // Let the callers that are about to notify join this statement.
-        tokio::task::yield_now().await;
-        let mut waiting = vec![first];
-        while let Ok(next) = queue.try_recv() {
-            waiting.push(next);
-        }
-        send_now(&pool, &waiting).await;
-        for each in waiting {
-            let _gone = each.sent.send(());
-        }
-    }
+/// Every notification waiting goes in one statement.
+fn take_all(waiting: &mut VecDeque<Waiting>) -> Vec<Waiting> {
+    waiting.drain(..).collect()
 }
 
 /// Sends the notifications of `waiting` in one statement, each distinct one once.
 async fn send_now(pool: &PgPool, waiting: &[Waiting]) {
     let mut notes: Vec<&Note> = Vec::new();
-    for note in waiting.iter().flat_map(|each| &each.notes) {
+    for note in waiting.iter().flat_map(|each| &each.job) {
         if !notes.contains(&note) {
             notes.push(note);
         }

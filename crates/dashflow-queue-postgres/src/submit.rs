@@ -11,12 +11,12 @@
 //! made by the task as a caller would make it.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
+use dashflow_checkpoint_postgres::__private::{self as gather, Gatherer};
 use dashflow_queue::{Multitask, NewRun, QueueError, Result, RunState};
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, PgPool, Row};
-use tokio::sync::{mpsc, oneshot};
 
 use crate::error::{corrupt, unavailable};
 use crate::notify::{Note, Notifier};
@@ -41,54 +41,23 @@ pub(crate) enum Reply {
     Alone,
 }
 
-struct Waiting {
-    job: Arc<SubmitJob>,
-    reply: oneshot::Sender<Reply>,
-}
+type Waiting = gather::Waiting<Arc<SubmitJob>, Reply>;
 
-/// A pool's submitter: the sending end of its task's queue, the task started on first use
-/// (and again if the runtime it ran on shut down).
-pub(crate) struct Submitter {
-    pool: PgPool,
-    notifier: Arc<Notifier>,
-    queue: Mutex<Option<mpsc::UnboundedSender<Waiting>>>,
-}
-
-impl std::fmt::Debug for Submitter {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Submitter").finish_non_exhaustive()
-    }
-}
+/// A pool's submitter.
+#[derive(Debug)]
+pub(crate) struct Submitter(Gatherer<Arc<SubmitJob>, Reply>);
 
 impl Submitter {
     pub(crate) fn new(pool: PgPool, notifier: Arc<Notifier>) -> Arc<Self> {
-        Arc::new(Self { pool, notifier, queue: Mutex::new(None) })
+        Arc::new(Self(Gatherer::new(take_group, move |group| {
+            let (pool, notifier) = (pool.clone(), Arc::clone(&notifier));
+            async move { submit_group(&pool, &notifier, group).await }
+        })))
     }
 
     /// Hands `job` to the task and waits for its answer; `Alone` when the task is gone.
     pub(crate) async fn submit(&self, job: Arc<SubmitJob>) -> Reply {
-        let (reply, answer) = oneshot::channel();
-        if self.enqueue(Waiting { job, reply }).is_err() {
-            return Reply::Alone;
-        }
-        answer.await.unwrap_or(Reply::Alone)
-    }
-
-    fn enqueue(&self, waiting: Waiting) -> std::result::Result<(), ()> {
-        let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
-        let waiting = match queue.as_ref() {
-            Some(sender) => match sender.send(waiting) {
-                Ok(()) => return Ok(()),
-                Err(mpsc::error::SendError(waiting)) => waiting,
-            },
-            None => waiting,
-        };
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return Err(()) };
-        let (sender, receiver) = mpsc::unbounded_channel();
-        runtime.spawn(serve(self.pool.clone(), Arc::clone(&self.notifier), receiver));
-        let sent = sender.send(waiting).map_err(|_| ());
-        *queue = Some(sender);
-        sent
+        self.0.call(job).await.unwrap_or(Reply::Alone)
     }
 }
 
@@ -147,45 +116,14 @@ fn outcome(run: &NewRun, row: &PgRow) -> Result<(RunState, bool)> {
     }
 }
 
-async fn serve(pool: PgPool, notifier: Arc<Notifier>, mut queue: mpsc::UnboundedReceiver<Waiting>) {
-    let mut waiting = VecDeque::new();
-    loop {
-        if waiting.is_empty() {
-            match queue.recv().await {
-                Some(first) => waiting.push_back(first),
-                None => return,
-            }
-        }
-        // The callers a group just answered are ready to run, and may submit again at once:
-        // let them, so that their submits join the next group.
-        tokio::task::yield_now().await;
-        while let Ok(next) = queue.try_recv() {
-            waiting.push_back(next);
-        }
-        let group = take_group(&mut waiting);
-        submit_group(&pool, &notifier, group).await;
-    }
-}
-
 /// The first waiting submit and every later one of another thread, up to [`MOST`], in arrival
 /// order; the rest keep their places (a thread's submits are made in the order they came).
 fn take_group(waiting: &mut VecDeque<Waiting>) -> Vec<Waiting> {
-    let mut group: Vec<Waiting> = Vec::new();
-    let mut left = VecDeque::with_capacity(waiting.len());
-    while let Some(next) = waiting.pop_front() {
-        let fits = group.len() < MOST && group.iter().all(|taken| taken.job.run.thread_id != next.job.run.thread_id);
-        if fits && left.iter().all(|held: &Waiting| held.job.run.thread_id != next.job.run.thread_id) {
-            group.push(next);
-        } else {
-            left.push_back(next);
-        }
-    }
-    *waiting = left;
-    group
+    gather::take_group(waiting, MOST, |_, _| true, |a, b| a.job.run.thread_id == b.job.run.thread_id)
 }
 
 async fn submit_group(pool: &PgPool, notifier: &Notifier, mut group: Vec<Waiting>) {
-    group.retain(|waiting| !waiting.reply.is_closed());
+    group.retain(|waiting| !waiting.abandoned());
     if group.is_empty() {
         return;
     }
@@ -217,7 +155,7 @@ async fn submit_group(pool: &PgPool, notifier: &Notifier, mut group: Vec<Waiting
 
 fn answer(replies: impl Iterator<Item = (Waiting, Reply)>) {
     for (waiting, reply) in replies {
-        let _gone = waiting.reply.send(reply);
+        waiting.answer(reply);
     }
 }
 
@@ -284,7 +222,7 @@ mod tests {
 
     fn waiting(thread: &str) -> Waiting {
         let run = NewRun::new(GraphKey::new("g", "v1", 7), thread, RunKind::Invoke, Vec::new());
-        Waiting { job: Arc::new(SubmitJob { run, config: "{}".into() }), reply: oneshot::channel().0 }
+        Waiting::new(Arc::new(SubmitJob { run, config: "{}".into() })).0
     }
 
     fn threads(group: &[Waiting]) -> Vec<&str> {
