@@ -25,6 +25,15 @@ fn retryable(error: &sqlx::Error) -> bool {
     }
 }
 
+/// Whether a statement that failed so may have committed: the server did not refuse it, or
+/// the connection was lost or the server stopped under it.
+pub(crate) fn in_doubt(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Database(db) => db.code().is_none_or(|code| code.starts_with("08") || code.starts_with("57")),
+        _ => true,
+    }
+}
+
 /// A stored value that does not decode.
 pub(crate) fn corrupt(detail: impl Into<String>) -> QueueError {
     QueueError::Corrupt { detail: detail.into() }

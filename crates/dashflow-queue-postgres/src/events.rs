@@ -1,16 +1,18 @@
 //! [`PgRunStreams`]: the event streams of runs in `dashflow_run_events`, appended by each
 //! run's owner under its fence, read by any process (docs/distributed.md).
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use dashflow_checkpoint_postgres::__private::{self as gather, Gatherer};
 use dashflow_queue::{Lease, QueueError, Result, RunStreams, StreamEntry, StreamItem, Wake, Wakeups};
 use sqlx::postgres::PgListener;
-use sqlx::{PgPool, Row};
+use sqlx::{PgConnection, PgPool, Row};
 use tokio::sync::mpsc;
 
-use crate::error::{corrupt, unavailable};
+use crate::error::{corrupt, in_doubt, unavailable};
 use crate::notify::{Note, Notifier};
 
 /// Appends a batch after the run's last item as one row, only while the thread's fence epoch
@@ -28,6 +30,26 @@ SELECT $1,
        cardinality($5::bigint[]), $3, $4, $5, $6::json
 FROM fence
 RETURNING seq + n_items - 1";
+
+/// [`APPEND`] for the batches of runs of distinct threads in one statement (one commit): the
+/// columns as arrays (each batch's steps as the text of an array); a row per batch stored,
+/// with its run and last number. The fence rows are read in the order of their threads.
+const APPEND_MANY: &str = "
+WITH a AS MATERIALIZED (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::int[], $5::text[], $6::text[])
+        AS a(run_id, thread_id, epoch, attempt, steps, payloads)),
+fence AS MATERIALIZED (
+    SELECT f.thread_id, f.epoch FROM dashflow_thread_fences f JOIN a ON f.thread_id = a.thread_id AND f.epoch = a.epoch
+    ORDER BY f.thread_id FOR SHARE OF f)
+INSERT INTO dashflow_run_events (run_id, seq, n_items, epoch, attempt, steps, payloads)
+SELECT a.run_id,
+       coalesce((SELECT l.seq + l.n_items FROM dashflow_run_events l WHERE l.run_id = a.run_id ORDER BY l.seq DESC LIMIT 1), 1),
+       cardinality(a.steps::bigint[]), a.epoch, a.attempt, a.steps::bigint[], a.payloads::json
+FROM a JOIN fence ON fence.thread_id = a.thread_id AND fence.epoch = a.epoch
+RETURNING run_id, seq + n_items - 1 AS last";
+
+/// The most batches one statement appends.
+const MOST: usize = 64;
 
 /// The rows holding items `$2 ..= $3`: from the row that holds item `$2` (the last row starting
 /// at or before it) to the last row starting at or before `$3`. Each comes with the highest
@@ -66,17 +88,151 @@ const TRIM_OP: &str = "trim ended runs' event streams";
 const LISTEN_OP: &str = "listen for run events";
 
 /// The run event streams of a [`PostgresRunQueue`](crate::PostgresRunQueue)'s database
-/// (its `streams()`).
+/// (its `streams()`). The appends of concurrent runs share statements: the pool's appender
+/// task stores every batch waiting (of distinct threads) with one statement and one commit,
+/// each under its own run's fence, and announces them together. A group the server refuses
+/// is appended again a batch at a time by the callers; one whose connection broke reports that
+/// failure to each append, as a lone append would.
 #[derive(Clone, Debug)]
 pub struct PgRunStreams {
     pool: PgPool,
     notifier: Arc<Notifier>,
+    appender: Arc<Gatherer<Arc<AppendJob>, Reply>>,
 }
+
+/// A batch to append.
+struct AppendJob {
+    lease: Lease,
+    attempt: i32,
+    steps: Vec<Option<i64>>,
+    payloads: String,
+}
+
+/// How the appender answers an append.
+enum Reply {
+    /// Made (and announced): the number of the batch's last item, or why not.
+    Done(Result<i64>),
+    /// Not made by the group: the caller appends alone.
+    Alone,
+}
+
+type Waiting = gather::Waiting<Arc<AppendJob>, Reply>;
 
 impl PgRunStreams {
     pub(crate) fn new(pool: PgPool, notifier: Arc<Notifier>) -> Self {
-        Self { pool, notifier }
+        let (appending, announcing) = (pool.clone(), Arc::clone(&notifier));
+        let appender = Gatherer::new(take_group, move |group| {
+            let (pool, notifier) = (appending.clone(), Arc::clone(&announcing));
+            async move { append_group(&pool, &notifier, group).await }
+        });
+        Self { pool, notifier, appender: Arc::new(appender) }
     }
+}
+
+fn lease_lost(lease: &Lease) -> QueueError {
+    QueueError::LeaseLost {
+        run_id: lease.run_id.clone(),
+        epoch: lease.epoch,
+        why: "the thread's fence epoch moved on: another worker owns the run's stream".into(),
+    }
+}
+
+/// Appends `job` alone on `conn`.
+async fn append_one(conn: &mut PgConnection, job: &AppendJob) -> Result<i64> {
+    let last: Option<i64> = sqlx::query_scalar(APPEND)
+        .bind(&job.lease.run_id)
+        .bind(&job.lease.thread_id)
+        .bind(job.lease.epoch)
+        .bind(job.attempt)
+        .bind(&job.steps)
+        .bind(&job.payloads)
+        .fetch_optional(conn)
+        .await
+        .map_err(unavailable(APPEND_OP))?;
+    last.ok_or_else(|| lease_lost(&job.lease))
+}
+
+/// The first waiting batch and every later one of another thread, up to [`MOST`], in arrival
+/// order; the rest keep their places (a run's batches are stored in the order they came).
+fn take_group(waiting: &mut VecDeque<Waiting>) -> Vec<Waiting> {
+    gather::take_group(waiting, MOST, |_, _| true, |a, b| a.job.lease.thread_id == b.job.lease.thread_id)
+}
+
+async fn append_group(pool: &PgPool, notifier: &Notifier, mut group: Vec<Waiting>) {
+    group.retain(|waiting| !waiting.abandoned());
+    if group.is_empty() {
+        return;
+    }
+    let Ok(mut conn) = pool.acquire().await else {
+        return group.into_iter().for_each(|waiting| waiting.answer(Reply::Alone));
+    };
+    let outcomes = if group.len() == 1 {
+        vec![append_one(&mut conn, &group[0].job).await]
+    } else {
+        match append_many(&mut conn, &group).await {
+            Ok(outcomes) => outcomes,
+            Err(error) if in_doubt(&error) => {
+                let error = unavailable(APPEND_OP)(error);
+                return group.into_iter().for_each(|waiting| waiting.answer(Reply::Done(Err(error.clone()))));
+            }
+            Err(error) => {
+                tracing::debug!(appends = group.len(), %error, "a group of appends failed; each is made alone");
+                return group.into_iter().for_each(|waiting| waiting.answer(Reply::Alone));
+            }
+        }
+    };
+    drop(conn);
+    // Once per batch, and the owner batches. A lost notification is a hint lost: followers
+    // poll as well.
+    let notes: Vec<Note> = group
+        .iter()
+        .zip(&outcomes)
+        .filter(|(_, outcome)| outcome.is_ok())
+        .map(|(waiting, _)| Note::Events(waiting.job.lease.run_id.clone()))
+        .collect();
+    if !notes.is_empty() {
+        notifier.send(notes).await;
+    }
+    for (waiting, outcome) in group.into_iter().zip(outcomes) {
+        waiting.answer(Reply::Done(outcome));
+    }
+}
+
+/// The batches of `group` in one statement: each one's last number, or a lost lease, in the
+/// group's order.
+async fn append_many(conn: &mut PgConnection, group: &[Waiting]) -> std::result::Result<Vec<Result<i64>>, sqlx::Error> {
+    let jobs: Vec<&AppendJob> = group.iter().map(|waiting| &*waiting.job).collect();
+    let steps: Vec<String> = jobs.iter().map(|job| array_text(&job.steps)).collect();
+    let rows = sqlx::query(APPEND_MANY)
+        .bind(jobs.iter().map(|job| job.lease.run_id.as_str()).collect::<Vec<_>>())
+        .bind(jobs.iter().map(|job| job.lease.thread_id.as_str()).collect::<Vec<_>>())
+        .bind(jobs.iter().map(|job| job.lease.epoch).collect::<Vec<_>>())
+        .bind(jobs.iter().map(|job| job.attempt).collect::<Vec<_>>())
+        .bind(&steps)
+        .bind(jobs.iter().map(|job| job.payloads.as_str()).collect::<Vec<_>>())
+        .fetch_all(conn)
+        .await?;
+    let mut stored = Vec::with_capacity(rows.len());
+    for row in &rows {
+        stored.push((row.try_get::<String, _>("run_id")?, row.try_get::<i64, _>("last")?));
+    }
+    Ok(jobs
+        .iter()
+        .map(|job| {
+            stored
+                .iter()
+                .find(|(run_id, _)| *run_id == job.lease.run_id)
+                .map(|(_, last)| *last)
+                .ok_or_else(|| lease_lost(&job.lease))
+        })
+        .collect())
+}
+
+/// `steps` as the text of a PostgreSQL array.
+fn array_text(steps: &[Option<i64>]) -> String {
+    let items: Vec<String> =
+        steps.iter().map(|step| step.map_or_else(|| "NULL".to_owned(), |step| step.to_string())).collect();
+    format!("{{{}}}", items.join(","))
 }
 
 #[async_trait]
@@ -86,27 +242,12 @@ impl RunStreams for PgRunStreams {
             return Ok(0);
         }
         let steps: Vec<Option<i64>> = entries.iter().map(|entry| entry.step).collect();
-        let payloads = json_array(entries)?;
+        let job = Arc::new(AppendJob { lease: lease.clone(), attempt, steps, payloads: json_array(entries)? });
+        if let Reply::Done(result) = self.appender.call(Arc::clone(&job)).await.unwrap_or(Reply::Alone) {
+            return result;
+        }
         let mut conn = self.pool.acquire().await.map_err(unavailable(APPEND_OP))?;
-        let last: Option<i64> = sqlx::query_scalar(APPEND)
-            .bind(&lease.run_id)
-            .bind(&lease.thread_id)
-            .bind(lease.epoch)
-            .bind(attempt)
-            .bind(&steps)
-            .bind(&payloads)
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(unavailable(APPEND_OP))?;
-        let Some(last) = last else {
-            return Err(QueueError::LeaseLost {
-                run_id: lease.run_id.clone(),
-                epoch: lease.epoch,
-                why: "the thread's fence epoch moved on: another worker owns the run's stream".into(),
-            });
-        };
-        // Once per batch, and the owner batches. A lost notification is a hint lost: followers
-        // poll as well.
+        let last = append_one(&mut conn, &job).await?;
         drop(conn);
         self.notifier.send(vec![Note::Events(lease.run_id.clone())]).await;
         Ok(last)

@@ -63,6 +63,7 @@
 mod admin;
 mod error;
 mod events;
+mod finish;
 mod guard;
 mod listen;
 mod migrate;

@@ -17,6 +17,7 @@ use sqlx::{Connection, PgConnection, PgPool, Postgres, Row};
 
 use crate::error::{corrupt, unavailable};
 use crate::events::PgRunStreams;
+use crate::finish::{FINISH, FinishJob, Finisher, Reply as FinishReply, finish_one};
 use crate::guard::LeaseGuard;
 use crate::notify::{Note, Notifier};
 use crate::submit::{Reply as SubmitReply, SubmitJob, Submitter, submit_one};
@@ -37,6 +38,10 @@ pub struct PostgresRunQueue {
     notifier: Arc<Notifier>,
     /// Makes the submits of concurrent callers in groups.
     submitter: Arc<Submitter>,
+    /// Makes the finishes of concurrent runs in groups.
+    finisher: Arc<Finisher>,
+    /// The runs' event streams, whose appends go in groups too.
+    streams: Arc<PgRunStreams>,
 }
 
 impl PostgresRunQueue {
@@ -46,7 +51,9 @@ impl PostgresRunQueue {
         migrate::migrate(&mut conn).await?;
         let notifier = Notifier::new(checkpointer.pool().clone());
         let submitter = Submitter::new(checkpointer.pool().clone(), Arc::clone(&notifier));
-        Ok(Self { checkpointer, heartbeats: Arc::default(), notifier, submitter })
+        let finisher = Arc::new(Finisher::new(checkpointer.pool().clone(), Arc::clone(&notifier)));
+        let streams = Arc::new(PgRunStreams::new(checkpointer.pool().clone(), Arc::clone(&notifier)));
+        Ok(Self { checkpointer, heartbeats: Arc::default(), notifier, submitter, finisher, streams })
     }
 
     /// Connects to `url`, migrates the checkpoint and queue schemas.
@@ -109,7 +116,6 @@ const REGISTER: &str = "register a worker";
 const STOP: &str = "stop a worker";
 const HEARTBEAT: &str = "heartbeat";
 const CLAIM: &str = "claim runs";
-const FINISH: &str = "finish a run";
 const RELEASE: &str = "release a run";
 const GIVE_UP: &str = "give up a stuck run";
 const CANCEL: &str = "cancel a run";
@@ -352,30 +358,18 @@ impl RunQueue for PostgresRunQueue {
                 detail: format!("`{}` is not a terminal state", finish.state),
             });
         }
+        let job = Arc::new(FinishJob { lease: lease.clone(), finish });
+        if let FinishReply::Done(result) = self.finisher.finish(Arc::clone(&job)).await {
+            return result;
+        }
         let mut conn = self.conn(FINISH).await?;
-        // One round trip for the fenced end and the promotion of the next pending run, one
-        // after its commit for the notifications.
-        let ended: String = sqlx::query_scalar(sql::FINISH)
-            .bind(&lease.run_id)
-            .bind(lease.epoch)
-            .bind(finish.state.as_str())
-            .bind(finish.checkpoint_id.as_deref())
-            .bind(finish.error.as_deref())
-            .bind(&lease.thread_id)
-            .bind(sql::THREAD_LOCK)
-            .fetch_one(&mut *conn)
-            .await
-            .map_err(unavailable(FINISH))?;
-        if ended == "lost" {
-            return Err(lease_lost(lease, "the run was claimed, swept, released or cancelled since"));
-        }
+        let ended = finish_one(&mut conn, &job).await?;
         drop(conn);
-        let mut notes = vec![Note::Done(lease.run_id.clone())];
-        if ended == "promoted" {
-            notes.push(Note::Wake);
+        let notes = ended.notes(&job);
+        if !notes.is_empty() {
+            self.notifier.send(notes).await;
         }
-        self.notifier.send(notes).await;
-        Ok(())
+        ended.result(&job)
     }
 
     async fn release(&self, lease: &Lease, reason: &str) -> Result<()> {
@@ -642,6 +636,6 @@ impl RunQueue for PostgresRunQueue {
     }
 
     fn streams(&self) -> Option<Arc<dyn RunStreams>> {
-        Some(Arc::new(PgRunStreams::new(self.pool().clone(), Arc::clone(&self.notifier))))
+        Some(Arc::clone(&self.streams) as Arc<dyn RunStreams>)
     }
 }

@@ -123,6 +123,15 @@ RETURNING r.run_id, r.thread_id, r.lease_epoch, r.graph_key, r.kind, r.input, r.
 /// caller notifies ([`DONE`]) after the commit.
 pub(crate) const FINISH: &str = "SELECT dashflow_end_run($1, $2, $3, $4, $5, $6, $7)";
 
+/// [`FINISH`] for runs of distinct threads in one statement (one commit): the columns as
+/// arrays (`$7` the lock's first key); a row per run, `ord` (from 1) and `ended`. The runs end
+/// in the order of their threads' lock keys, as [`SUBMIT_MANY`] submits them.
+pub(crate) const FINISH_MANY: &str = "
+SELECT f.ord, dashflow_end_run(f.run_id, f.epoch, f.state, f.checkpoint_id, f.error, f.thread_id, $7) AS ended
+FROM (SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[])
+          WITH ORDINALITY AS f(run_id, epoch, state, checkpoint_id, error, thread_id, ord)
+      ORDER BY hashtext(f.thread_id), f.thread_id) AS f";
+
 /// Puts a held run back, fenced, without charging the attempt; a run whose cancel was
 /// requested is cancelled instead (queued again, another worker would run it). Returns the
 /// state it is in now.

@@ -3,7 +3,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 
+mod append;
 mod fence;
+mod finish;
 mod lease;
 mod queue;
 mod stream;

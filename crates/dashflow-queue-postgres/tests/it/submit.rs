@@ -5,32 +5,13 @@
 //! the pool's submitter) before the submitter first runs, so the submits waiting together are
 //! exactly the ones the test made.
 
-use std::future::Future;
-use std::pin::Pin;
-
 use dashflow_queue::{Multitask, NewRun, QueueError, Result, RunQueue, RunState};
 use dashflow_queue_postgres::PostgresRunQueue;
 use sqlx::PgConnection;
 
-use crate::support::{claim_one, queue, run, worker};
+use crate::support::{Pending, claim_one, queue, run, together, worker};
 
-type Pending<'a> = Pin<Box<dyn Future<Output = Result<RunState>> + Send + 'a>>;
-
-/// Polls every submit once, so that all wait together, then waits for them all.
-async fn together(mut submits: Vec<Pending<'_>>) -> Vec<Result<RunState>> {
-    let waker = std::task::Waker::noop();
-    for submit in &mut submits {
-        let polled = submit.as_mut().poll(&mut std::task::Context::from_waker(waker));
-        assert!(polled.is_pending(), "a submit finished before its group was made");
-    }
-    let mut outcomes = Vec::new();
-    for submit in submits {
-        outcomes.push(submit.await);
-    }
-    outcomes
-}
-
-fn submit<'a>(queue: &'a PostgresRunQueue, run: &NewRun) -> Pending<'a> {
+fn submit<'a>(queue: &'a PostgresRunQueue, run: &NewRun) -> Pending<'a, Result<RunState>> {
     queue.submit(run.clone())
 }
 

@@ -1,5 +1,8 @@
 //! Shared helpers.
 
+use std::future::Future;
+use std::pin::Pin;
+
 use dashflow_checkpoint::{CheckpointId, CheckpointKind, CheckpointRecord, now_ms};
 use dashflow_checkpoint_postgres::testing::TestDatabase;
 use dashflow_queue::{ClaimedRun, GraphKey, NewRun, RunKind, RunQueue, WorkerInfo};
@@ -45,4 +48,28 @@ pub(crate) fn record(thread: &str, parent: Option<&CheckpointId>, step: i64, own
         next_nodes: Vec::new(),
         created_at_ms: now_ms(),
     }
+}
+
+/// A call of the queue, not yet polled.
+pub(crate) type Pending<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Polls every call once, so that all wait together for the pool's task (the tests run on the
+/// current-thread runtime: it has not run yet), then waits for them all, in order.
+pub(crate) async fn together<T>(mut calls: Vec<Pending<'_, T>>) -> Vec<T> {
+    let waker = std::task::Waker::noop();
+    for call in &mut calls {
+        let polled = call.as_mut().poll(&mut std::task::Context::from_waker(waker));
+        assert!(polled.is_pending(), "a call finished before its group was made");
+    }
+    let mut outcomes = Vec::new();
+    for call in calls {
+        outcomes.push(call.await);
+    }
+    outcomes
+}
+
+/// How many transactions wrote the rows of `table` whose `column` is one of `ids`.
+pub(crate) async fn transactions(conn: &mut sqlx::PgConnection, table: &str, column: &str, ids: &[&str]) -> i64 {
+    let query = format!("SELECT count(DISTINCT xmin::text) FROM {table} WHERE {column} = ANY ($1)");
+    sqlx::query_scalar(sqlx::AssertSqlSafe(query)).bind(ids).fetch_one(conn).await.unwrap()
 }
