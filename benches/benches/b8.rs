@@ -24,7 +24,9 @@
 //! Flags after `--`: `--quick` (300 runs a round, one takeover), `--runs N`,
 //! `--only-workers N` (repeatable; no takeover), `--streams-off` (those rounds without
 //! streams), `--no-extra` (without the stream-less, `Async` and in-process rounds),
-//! `--only-in-process`, `--keep-schema`.
+//! `--only-in-process`, `--keep-schema`, `--slots N` (runs each worker runs at once, and the
+//! in-process round's runs at once; 64 by default, so that one worker and the in-process
+//! round run as many at a time).
 //!
 //! The benchmark binary is also the worker: with `--b8-worker URL SCHEMA` it runs one.
 
@@ -32,7 +34,7 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -44,6 +46,9 @@ use dashflow::{CompiledGraph, Durability, PostgresCheckpointer};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
 use tracing_subscriber::layer::{Context, SubscriberExt};
+
+/// Runs at once in each worker process, and in the in-process round (`--slots N`).
+static SLOTS: AtomicUsize = AtomicUsize::new(64);
 
 /// Round trips this process made to the database: every statement sqlx reports as an event,
 /// plus one `BEGIN` per transaction, which sqlx sends without an event (counted through the
@@ -155,7 +160,7 @@ fn child(url: &str, schema: &str, streams: Streams) {
         });
         let queue: Arc<dyn RunQueue> = Arc::new(queue(url, schema).await);
         let (fast, slow) = graphs();
-        let mut builder = Worker::builder(queue).graph(fast).graph(slow).slots(8).grace(Duration::from_secs(5));
+        let mut builder = Worker::builder(queue).graph(fast).graph(slow).slots(SLOTS.load(Ordering::Relaxed)).grace(Duration::from_secs(5));
         if streams == Streams::Off {
             builder = builder.without_event_streams();
         }
@@ -230,7 +235,7 @@ fn spawn_workers(url: &str, schema: &str, count: usize, streams: Streams) -> Vec
     (0..count)
         .map(|_| {
             Command::new(std::env::current_exe().unwrap())
-                .args(["--b8-worker", url, schema, streams])
+                .args(["--b8-worker", url, schema, streams, &SLOTS.load(Ordering::Relaxed).to_string()])
                 .env("DASHFLOW_WAL", "0")
                 .stdout(Stdio::piped())
                 .spawn()
@@ -452,10 +457,11 @@ async fn in_process(url: &str, schema: &str, runs: usize, admin: &mut PgConnecti
     let own_cpu_before = cpu_of([std::process::id()]);
     let started = Instant::now();
     let mut tasks = Vec::new();
-    for part in 0..32 {
+    let at_once = SLOTS.load(Ordering::Relaxed);
+    for part in 0..at_once {
         let app = app.clone();
         tasks.push(tokio::spawn(async move {
-            for n in (part..runs).step_by(32) {
+            for n in (part..runs).step_by(at_once) {
                 let config = RunConfig::thread(format!("b8_in_process-{n}")).durability(Durability::Sync);
                 let result = app.invoke(Counter::default(), config).await.unwrap();
                 assert_eq!(result.state.counter, 10);
@@ -517,11 +523,18 @@ async fn takeover(url: &str, schema: &str, rounds: usize) {
     println!("metric b8_takeover max_s {:.2}", times[times.len() - 1]);
 }
 
+fn set_slots(arg: Option<&String>) {
+    if let Some(slots) = arg {
+        SLOTS.store(slots.parse().expect("--slots takes a number"), Ordering::Relaxed);
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let Some(at) = args.iter().position(|arg| arg == "--b8-worker") {
         let streams =
             if args.get(at + 3).map(String::as_str) == Some("no-streams") { Streams::Off } else { Streams::On };
+        set_slots(args.get(at + 4));
         child(&args[at + 1], &args[at + 2], streams);
         return;
     }
@@ -530,6 +543,7 @@ fn main() {
         return;
     };
     count_statements();
+    set_slots(args.windows(2).find(|pair| pair[0] == "--slots").map(|pair| &pair[1]));
     let quick = std::env::args().any(|arg| arg == "--quick");
     let runs = args
         .windows(2)
