@@ -160,7 +160,11 @@ fn child(url: &str, schema: &str, streams: Streams) {
         });
         let queue: Arc<dyn RunQueue> = Arc::new(queue(url, schema).await);
         let (fast, slow) = graphs();
-        let mut builder = Worker::builder(queue).graph(fast).graph(slow).slots(SLOTS.load(Ordering::Relaxed)).grace(Duration::from_secs(5));
+        let mut builder = Worker::builder(queue)
+            .graph(fast)
+            .graph(slow)
+            .slots(SLOTS.load(Ordering::Relaxed))
+            .grace(Duration::from_secs(5));
         if streams == Streams::Off {
             builder = builder.without_event_streams();
         }
