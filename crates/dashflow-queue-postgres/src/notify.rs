@@ -1,8 +1,14 @@
-//! Notifications of one pool sent together: what a submit, a finish and an append announce
-//! after their commits goes to the pool's notifier task, which sends every notification
-//! waiting in one statement (one round trip, one transaction that writes nothing durable)
-//! while the next ones queue behind it. A caller returns once its notification was sent, as
-//! before; a wake-up asked for several times while others wait is sent once.
+//! Notifications of one pool sent together: what the queue's writes (submits, finishes,
+//! appends, releases, give-ups, cancels, retries and sweeps) announce after their commits goes
+//! to the pool's notifier task, which sends every notification waiting in one statement (one
+//! round trip, one transaction that writes nothing durable) while the next ones queue behind
+//! it. A caller returns once its notification was sent; a wake-up asked for several times
+//! while others wait is sent once.
+//!
+//! A notification goes after the commit of what it announces, never inside a transaction that
+//! writes: PostgreSQL commits notifying transactions one at a time, each holding a lock of the
+//! whole database until its commit is on disk. Alone, it writes nothing durable, so its commit
+//! waits for no flush.
 //!
 //! A notification is a hint: listeners poll as well, so one that fails is logged and lost,
 //! never what was committed.

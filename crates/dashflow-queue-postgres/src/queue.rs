@@ -205,17 +205,6 @@ async fn bump_fence(conn: &mut PgConnection, lease: &Lease, operation: &'static 
         .map_err(unavailable(operation))
 }
 
-/// Sends notification `query` after the commit of what it announces. A failure loses a hint
-/// only (workers, waiters and followers poll as well), never what was committed.
-async fn notify_after_commit(
-    conn: &mut PgConnection,
-    query: sqlx::query::Query<'_, Postgres, sqlx::postgres::PgArguments>,
-) {
-    if let Err(error) = query.execute(conn).await {
-        tracing::debug!(%error, "a notification after a commit failed; listeners poll");
-    }
-}
-
 /// In a release's or give-up's transaction, once it left the run in `state`: a run that
 /// ended (cancelled, or failed at its last attempt) frees its thread, whose oldest pending run
 /// is promoted; whether one was.
@@ -233,13 +222,13 @@ async fn promote_if_ended(
     Ok(promoted.rows_affected() > 0)
 }
 
-/// After the commit of a release or give-up: an ended run is done (as a finish announces
-/// it), a run queued again is work.
-async fn announce(conn: &mut PgConnection, lease: &Lease, state: RunState, promoted: bool) {
-    if state.is_terminal() {
-        notify_after_commit(conn, sqlx::query(sql::DONE).bind(&lease.run_id).bind(promoted)).await;
-    } else {
-        notify_after_commit(conn, sqlx::query(sql::WAKE)).await;
+/// What a release or give-up announces after its commit: an ended run is done (as a finish
+/// announces it), a run queued again (or promoted) is work.
+fn announcement(lease: &Lease, state: RunState, promoted: bool) -> Vec<Note> {
+    match (state.is_terminal(), promoted) {
+        (true, false) => vec![Note::Done(lease.run_id.clone())],
+        (true, true) => vec![Note::Done(lease.run_id.clone()), Note::Wake],
+        (false, _) => vec![Note::Wake],
     }
 }
 
@@ -391,7 +380,8 @@ impl RunQueue for PostgresRunQueue {
         bump_fence(&mut tx, lease, RELEASE).await?;
         let promoted = promote_if_ended(&mut tx, lease, state, RELEASE).await?;
         tx.commit().await.map_err(unavailable(RELEASE))?;
-        announce(&mut conn, lease, state, promoted).await;
+        drop(conn);
+        self.notifier.send(announcement(lease, state, promoted)).await;
         Ok(())
     }
 
@@ -414,7 +404,8 @@ impl RunQueue for PostgresRunQueue {
         bump_fence(&mut tx, lease, GIVE_UP).await?;
         let promoted = promote_if_ended(&mut tx, lease, state, GIVE_UP).await?;
         tx.commit().await.map_err(unavailable(GIVE_UP))?;
-        announce(&mut conn, lease, state, promoted).await;
+        drop(conn);
+        self.notifier.send(announcement(lease, state, promoted)).await;
         Ok(state)
     }
 
@@ -443,8 +434,10 @@ impl RunQueue for PostgresRunQueue {
             None
         };
         tx.commit().await.map_err(unavailable(CANCEL))?;
+        drop(conn);
         if let Some(promoted) = ended {
-            notify_after_commit(&mut conn, sqlx::query(sql::DONE).bind(run_id).bind(promoted)).await;
+            let done = Note::Done(run_id.to_owned());
+            self.notifier.send(if promoted { vec![done, Note::Wake] } else { vec![done] }).await;
         }
         Ok(self.get(run_id).await?.map_or(RunState::Cancelled, |run| run.state))
     }
@@ -477,7 +470,8 @@ impl RunQueue for PostgresRunQueue {
             return Err(QueueError::NotRetryable { run_id: run_id.to_owned(), why });
         }
         tx.commit().await.map_err(unavailable(RETRY))?;
-        notify_after_commit(&mut conn, sqlx::query(sql::WAKE)).await;
+        drop(conn);
+        self.notifier.send(vec![Note::Wake]).await;
         Ok(RunState::Queued)
     }
 
@@ -515,13 +509,14 @@ impl RunQueue for PostgresRunQueue {
             }
         }
         tx.commit().await.map_err(unavailable(SWEEP))?;
+        let mut notes = Vec::new();
         if report.runs.iter().any(|(_, state)| *state == RunState::Queued) {
-            notify_after_commit(&mut conn, sqlx::query(sql::WAKE)).await;
+            notes.push(Note::Wake);
         }
         // Runs the sweep ended (failed, cancelled) are done, as after a finish; their threads'
         // pending runs are promoted below, which wakes the workers.
         for (run_id, _) in report.runs.iter().filter(|(_, state)| state.is_terminal()) {
-            notify_after_commit(&mut conn, sqlx::query(sql::DONE).bind(run_id).bind(false)).await;
+            notes.push(Note::Done(run_id.clone()));
         }
         if !report.workers_stopped.is_empty() {
             tracing::info!(workers = ?report.workers_stopped, runs = ?report.runs, "swept dead workers");
@@ -534,8 +529,12 @@ impl RunQueue for PostgresRunQueue {
                     0
                 },
             );
+        drop(conn);
         if report.promoted > 0 {
-            notify_after_commit(&mut conn, sqlx::query(sql::WAKE)).await;
+            notes.push(Note::Wake);
+        }
+        if !notes.is_empty() {
+            self.notifier.send(notes).await;
         }
         Ok(report)
     }

@@ -16,7 +16,7 @@ pub(crate) const LOCK_THREAD: &str = "SELECT pg_advisory_xact_lock($1, hashtext(
 pub(crate) const TICK: &str = "SELECT dashflow_tick_clock($1, $2, $3, $4, $5, $6)";
 
 /// Submits a run with start tag `$13` (migration 4's `dashflow_submit_run`): `outcome`,
-/// `run_state`, `active_run`. It notifies no one: the caller sends [`WAKE`] after the commit
+/// `run_state`, `active_run`. It notifies no one: the caller wakes the workers after the commit
 /// when the run is queued.
 pub(crate) const SUBMIT: &str = "SELECT outcome, run_state, active_run FROM dashflow_submit_run($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10, $11, $12, $13)";
 
@@ -43,15 +43,6 @@ CROSS JOIN LATERAL dashflow_submit_run(r.run_id, r.queue, r.graph_key, r.thread_
                                        r.input, r.config::jsonb, r.max_attempts, r.enqueue, $12, r.vtime) AS s";
 
 pub(crate) const SCHEMA: &str = "SELECT coalesce(current_schema(), '')";
-/// Wakes the workers of the schema. Like every notification, sent after the commit of what it
-/// announces, never inside a transaction that writes: PostgreSQL commits notifying
-/// transactions one at a time, each holding a lock of the whole database until its commit is
-/// on disk. Alone, it writes nothing durable, so its commit waits for no flush.
-pub(crate) const WAKE: &str = "SELECT pg_notify('dashflow_wake', current_schema())";
-/// Tells waiters that run `$1` ended; wakes the workers too when `$2` (a run was promoted).
-pub(crate) const DONE: &str =
-    "SELECT pg_notify('dashflow_done', $1), CASE WHEN $2 THEN pg_notify('dashflow_wake', current_schema()) END";
-
 /// Registering grants no lease of its own (the first heartbeat does): until then the sweeper
 /// judges the worker by its registration time against the fleet's freshest heartbeat, so a
 /// worker that freezes before its first heartbeat, its session lock already taken, is not
@@ -120,7 +111,7 @@ RETURNING r.run_id, r.thread_id, r.lease_epoch, r.graph_key, r.kind, r.input, r.
 
 /// Ends a run in one round trip (migration 4's `dashflow_end_run`): fenced, then promotes the
 /// thread's next pending run; `lost` when the lease was lost, else `ended` or `promoted`. The
-/// caller notifies ([`DONE`]) after the commit.
+/// caller announces it (`dashflow_done`) after the commit.
 pub(crate) const FINISH: &str = "SELECT dashflow_end_run($1, $2, $3, $4, $5, $6, $7)";
 
 /// [`FINISH`] for runs of distinct threads in one statement (one commit): the columns as
