@@ -326,6 +326,65 @@ fn write_query<'q>(sql: &Arc<str>) -> sqlx::query::Query<'q, Postgres, sqlx::pos
     sqlx::query(sqlx::AssertSqlSafe(Arc::clone(sql)))
 }
 
+/// What the one statement of a chain did.
+enum Chain {
+    /// Every record is stored.
+    Stored,
+    /// Nothing is stored (not a chain, a moved head or fence, an id stored before).
+    NotStored,
+    /// The statement failed: it may have committed.
+    InDoubt,
+}
+
+/// Puts `records` with one statement ([`Writes::put_chain`], or [`Writes::put_first_chain`]
+/// into an empty namespace) when they are a chain: two or more of one namespace, each after
+/// the first expecting the one before.
+async fn put_chain(
+    checkpointer: &PostgresCheckpointer,
+    fenced: Fenced<'_>,
+    records: &[(CheckpointRecord, Option<CheckpointId>)],
+    values: &[PutValues],
+) -> Chain {
+    let Some(((first, expected), rest)) = records.split_first() else { return Chain::NotStored };
+    let chained = !rest.is_empty()
+        && records.windows(2).all(|pair| {
+            let ((before, _), (after, expects)) = (&pair[0], &pair[1]);
+            after.thread_id == first.thread_id
+                && after.namespace == first.namespace
+                && expects.as_ref() == Some(&before.checkpoint_id)
+        });
+    if !chained {
+        return Chain::NotStored;
+    }
+    let Ok(mut conn) = checkpointer.acquire(PUT_BATCH).await else { return Chain::NotStored };
+    let column =
+        |f: &dyn Fn(&CheckpointRecord) -> &str| records.iter().map(|(record, _)| f(record)).collect::<Vec<_>>();
+    let statement = if expected.is_some() { &fenced.writes.put_chain } else { &fenced.writes.put_first_chain };
+    let query = write_query(statement)
+        .bind(&first.thread_id)
+        .bind(&first.namespace)
+        .bind(column(&|record| record.checkpoint_id.as_str()))
+        .bind(records.iter().map(|(record, _)| record.parent_id.as_ref().map(CheckpointId::as_str)).collect::<Vec<_>>())
+        .bind(records.iter().map(|(record, _)| record.step).collect::<Vec<_>>())
+        .bind(column(&|record| record.kind.as_str()))
+        .bind(records.iter().map(|(record, _)| record.blob.as_slice()).collect::<Vec<_>>())
+        .bind(values.iter().map(|values| values.metadata.as_str()).collect::<Vec<_>>())
+        .bind(values.iter().map(|values| values.next_nodes.as_str()).collect::<Vec<_>>())
+        .bind(records.iter().map(|(record, _)| record.created_at_ms).collect::<Vec<_>>());
+    let query = match expected {
+        Some(expected) => query.bind(expected.as_str()),
+        None => query.bind(sql::THREAD_LOCK),
+    };
+    match written(fenced.bind(query), &mut conn).await {
+        Ok((_, changed)) if usize::try_from(changed).ok() == Some(records.len()) => Chain::Stored,
+        Ok(_) => Chain::NotStored,
+        Err(error) => {
+            tracing::debug!(records = records.len(), %error, "a chain of puts failed; each put goes alone");
+            Chain::InDoubt
+        }
+    }
+}
+
 /// One try of a put: one statement, fenced or not, that moves the head and stores the record.
 pub(crate) async fn put_on(
     conn: &mut PgConnection,
@@ -490,25 +549,37 @@ impl Checkpointer for PostgresCheckpointer {
             .map_err(Into::into)
     }
 
-    async fn put_batch(&self, records: Vec<(CheckpointRecord, Option<CheckpointId>)>) -> Result<()> {
+    async fn put_batch(&self, mut records: Vec<(CheckpointRecord, Option<CheckpointId>)>) -> Result<()> {
         // One transaction, one commit. A refused put stops the batch and commits the puts
         // before it, as the trait asks; a fenced batch holds the fence (`FOR SHARE`) from its
         // first put to its commit, so only its first put can find the epoch moved.
-        if records.is_empty() {
-            return Ok(());
+        if records.len() <= 1 {
+            // A lone record (what an `Async` writer that keeps up hands over) is a put, and
+            // joins the puts of other runs waiting on this pool.
+            return match records.pop() {
+                Some((record, expected)) => self.put(record, expected.as_ref()).await,
+                None => Ok(()),
+            };
         }
         let fenced = records
             .iter()
             .map(|(record, _)| self.fenced(&record.thread_id, &record.namespace))
             .collect::<Result<Vec<_>, _>>()?;
         let values = records.iter().map(|(record, _)| PutValues::new(record)).collect::<Result<Vec<_>, _>>()?;
+        // A chain (what a run's `Async` writer hands over) goes in one statement; whatever it
+        // does not store goes the long way below, which reports what each put did.
+        let chain = match put_chain(self, fenced[0], &records, &values).await {
+            Chain::Stored => return Ok(()),
+            Chain::NotStored => Try::First,
+            Chain::InDoubt => Try::Again,
+        };
         let (fenced, records, values) = (&fenced, &records, &values);
         self.retry
             .run(PUT_BATCH, Idempotence::Idempotent, |attempt| async move {
                 let mut conn = self.acquire(PUT_BATCH).await?;
                 // A retry may follow a commit that was not acknowledged: each put then finds its
                 // own record, and the batch goes on after it.
-                let attempt = if attempt > 1 { Try::Again } else { Try::First };
+                let attempt = if attempt > 1 { Try::Again } else { chain };
                 let mut tx = conn.begin().await.map_err(Error::acquire(PUT_BATCH))?;
                 for (((record, expected), values), fenced) in records.iter().zip(values).zip(fenced) {
                     if let Put::Refused(error) =

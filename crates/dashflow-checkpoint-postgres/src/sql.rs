@@ -24,6 +24,14 @@ pub(crate) struct Writes {
     pub(crate) put_expecting: Arc<str>,
     /// Puts a record into a namespace expected to be empty; `$11` is [`THREAD_LOCK`].
     pub(crate) put_first: Arc<str>,
+    /// Puts a chain of records of one namespace (each the parent's successor, the first
+    /// expecting head `$11`) in one statement: the columns of [`Writes::put_expecting`] from
+    /// `$3` to `$10` as arrays in the chain's order; the head moves to the last record, and
+    /// all are stored or none. `changed` counts the records stored.
+    pub(crate) put_chain: Arc<str>,
+    /// [`Writes::put_chain`] into a namespace expected to be empty, as [`Writes::put_first`]
+    /// puts one record: `$11` is [`THREAD_LOCK`].
+    pub(crate) put_first_chain: Arc<str>,
     /// Stores pending writes `($4, $5, $6)` = (task ids, nodes, blobs) of checkpoint `$3`, in
     /// order; a task id stored before keeps its place and takes the new node and blob.
     pub(crate) put_writes: Arc<str>,
@@ -137,6 +145,53 @@ WITH {cte} moved AS (
 ), stored AS (
     {insert_record}
 )
+SELECT {found} AS fence, (SELECT count(*) FROM stored) AS changed",
+            cte = put.cte,
+            ok = put.ok,
+            found = put.found,
+        );
+        let chain_values = "v AS MATERIALIZED (
+    SELECT * FROM unnest($3::text[], $4::text[], $5::bigint[], $6::text[], $7::bytea[], $8::text[], $9::text[],
+                         $10::bigint[])
+        WITH ORDINALITY AS v(checkpoint_id, parent_id, step, kind, blob, metadata, next_nodes, created_at_ms, ord)
+)";
+        let chain_absent =
+            "NOT EXISTS (SELECT 1 FROM dashflow_checkpoints c JOIN v ON c.checkpoint_id = v.checkpoint_id
+                      WHERE c.thread_id = $1 AND c.namespace = $2)";
+        let chain_stored = "stored AS (
+    INSERT INTO dashflow_checkpoints
+        (thread_id, namespace, checkpoint_id, parent_id, step, kind, blob, metadata, next_nodes, created_at_ms)
+    SELECT $1, $2, v.checkpoint_id, v.parent_id, v.step, v.kind, v.blob, v.metadata::jsonb, v.next_nodes::jsonb,
+           v.created_at_ms
+    FROM v
+    WHERE EXISTS (SELECT 1 FROM moved)
+    ORDER BY v.ord
+    RETURNING 1
+)";
+        let put_first_chain = format!(
+            "
+WITH {cte} {chain_values}, moved AS (
+    INSERT INTO dashflow_checkpoint_heads (thread_id, namespace, head_id, newest_created_at_ms)
+    SELECT $1, $2, (SELECT v.checkpoint_id FROM v ORDER BY v.ord DESC LIMIT 1), (SELECT max(v.created_at_ms) FROM v)
+    FROM (SELECT pg_advisory_xact_lock_shared($11, hashtext($1))) AS thread_lock
+    WHERE {ok} AND {chain_absent}
+    ON CONFLICT (thread_id, namespace) DO NOTHING
+    RETURNING 1
+), {chain_stored}
+SELECT {found} AS fence, (SELECT count(*) FROM stored) AS changed",
+            cte = put.cte,
+            ok = put.ok,
+            found = put.found,
+        );
+        let put_chain = format!(
+            "
+WITH {cte} {chain_values}, moved AS (
+    UPDATE dashflow_checkpoint_heads
+    SET head_id = (SELECT v.checkpoint_id FROM v ORDER BY v.ord DESC LIMIT 1),
+        newest_created_at_ms = greatest(newest_created_at_ms, (SELECT max(v.created_at_ms) FROM v))
+    WHERE thread_id = $1 AND namespace = $2 AND head_id = $11 AND {ok} AND {chain_absent}
+    RETURNING 1
+), {chain_stored}
 SELECT {found} AS fence, (SELECT count(*) FROM stored) AS changed",
             cte = put.cte,
             ok = put.ok,
@@ -265,6 +320,8 @@ SELECT ord FROM moved"
             put_first_many: put_first_many.into(),
             put_expecting: put_expecting.into(),
             put_first: put_first.into(),
+            put_chain: put_chain.into(),
+            put_first_chain: put_first_chain.into(),
             put_writes: put_writes.into(),
             delete_before: delete_before.into(),
             delete_namespace: delete_namespace.into(),

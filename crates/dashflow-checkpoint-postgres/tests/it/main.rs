@@ -9,6 +9,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout, reason = "tests")]
 
 mod basics;
+mod chain;
 mod concurrency;
 mod faults;
 mod group;
