@@ -67,7 +67,10 @@
 //! expects (none for a first put), and a put returns
 //! once the commit that stored it is done. What a group does not store is put again alone, so
 //! a put reports exactly what it would alone. A worker running many runs makes fewer round
-//! trips and commits per step this way.
+//! trips and commits per step this way. A `put_batch` of one record is such a put; a batch
+//! that is a chain (records of one namespace, each expecting the one before: what an `Async`
+//! run's writer hands over) is stored by one statement, all or none, and what that statement
+//! does not store goes put by put in one transaction, reporting what each put did.
 //!
 //! Deleting a thread, copying into one and pruning idle ones lock the thread first: its head
 //! rows, and an advisory lock that a first put into a new namespace takes shared. A put
