@@ -385,15 +385,19 @@ impl RunQueue for MemoryRunQueue {
             reply.draining = worker.draining;
         }
         for lease in runs {
-            let held = state.runs.get(&lease.run_id).filter(|run| {
-                run.record.state == RunState::Running
-                    && run.record.lease_epoch == Some(lease.epoch)
-                    && run.record.worker_id.as_deref() == Some(worker_id)
+            let owned = state.runs.get(&lease.run_id).filter(|run| {
+                run.record.lease_epoch == Some(lease.epoch) && run.record.worker_id.as_deref() == Some(worker_id)
             });
-            match held {
-                None => reply.lost.push(lease.run_id.clone()),
-                Some(run) if run.record.cancel_requested => reply.cancel.push(lease.run_id.clone()),
-                Some(_) => {}
+            // A run that ended with the thread's fence still at the lease's epoch ended by its
+            // worker's own finish; every change of owner moves the fence.
+            let fence_kept = state.fences.get(&lease.thread_id) == Some(&lease.epoch);
+            match owned {
+                Some(run) if run.record.state == RunState::Running && run.record.cancel_requested => {
+                    reply.cancel.push(lease.run_id.clone());
+                }
+                Some(run) if run.record.state == RunState::Running => {}
+                Some(run) if run.record.state.is_terminal() && fence_kept => reply.ended.push(lease.run_id.clone()),
+                _ => reply.lost.push(lease.run_id.clone()),
             }
         }
         Ok(reply)

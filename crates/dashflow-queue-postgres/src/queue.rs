@@ -308,7 +308,9 @@ impl RunQueue for PostgresRunQueue {
             reply.alive = column::<i64>(row, "alive")? > 0;
             reply.draining = column(row, "draining")?;
             let Some(run_id) = column::<Option<String>>(row, "run_id")? else { continue };
-            if !column::<bool>(row, "held")? {
+            if column::<bool>(row, "ended")? {
+                reply.ended.push(run_id);
+            } else if !column::<bool>(row, "held")? {
                 reply.lost.push(run_id);
             } else if column::<bool>(row, "cancel")? {
                 reply.cancel.push(run_id);

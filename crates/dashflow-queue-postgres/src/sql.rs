@@ -61,19 +61,23 @@ pub(crate) const STOP_WORKER: &str =
     "UPDATE dashflow_workers SET stopped_at = now(), running = 0 WHERE worker_id = $1 AND stopped_at IS NULL";
 
 /// Renews the lease in database time and answers, per run the worker holds, whether it still
-/// holds it and whether a cancel was asked.
+/// holds it, whether it ended under that lease (a finish of its own: the thread's fence is
+/// still the lease's epoch, which every change of owner moves) and whether a cancel was asked.
 pub(crate) const HEARTBEAT: &str = "
 WITH me AS (
     UPDATE dashflow_workers SET heartbeat_at = now(), lease_expires_at = now() + make_interval(secs => $2),
            running = cardinality($3::text[])
     WHERE worker_id = $1 AND stopped_at IS NULL RETURNING worker_id, draining)
-SELECT h.run_id, (r.run_id IS NOT NULL) AS held, (r.cancel_requested_at IS NOT NULL) AS cancel,
+SELECT h.run_id, coalesce(r.state = 'running', false) AS held,
+       coalesce(r.state IN ('completed', 'interrupted', 'failed', 'cancelled')
+                AND EXISTS (SELECT 1 FROM dashflow_thread_fences f WHERE f.thread_id = r.thread_id AND f.epoch = h.epoch),
+                false) AS ended,
+       (r.cancel_requested_at IS NOT NULL) AS cancel,
        (SELECT count(*) FROM me) AS alive, coalesce((SELECT bool_or(draining) FROM me), false) AS draining
 FROM unnest($3::text[], $4::bigint[]) AS h(run_id, epoch)
-LEFT JOIN dashflow_runs r ON r.run_id = h.run_id AND r.lease_epoch = h.epoch
-                         AND r.state = 'running' AND r.worker_id = $1
+LEFT JOIN dashflow_runs r ON r.run_id = h.run_id AND r.lease_epoch = h.epoch AND r.worker_id = $1
 UNION ALL
-SELECT NULL, false, false, (SELECT count(*) FROM me), coalesce((SELECT bool_or(draining) FROM me), false)
+SELECT NULL, false, false, false, (SELECT count(*) FROM me), coalesce((SELECT bool_or(draining) FROM me), false)
 WHERE cardinality($3::text[]) = 0";
 
 /// Claims a batch (distinct threads, thanks to `dashflow_runs_one_active`) and bumps each

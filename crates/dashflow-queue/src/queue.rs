@@ -39,7 +39,8 @@ pub trait RunQueue: Send + Sync + fmt::Debug + 'static {
     /// (its release failed) is queued again by the next sweep.
     async fn stop_worker(&self, worker_id: &str) -> Result<()>;
 
-    /// Renews the worker's lease for `timings.lease` and reports which of `runs` it still holds
+    /// Renews the worker's lease for `timings.lease` and reports which of `runs` it no longer
+    /// holds (lost to another owner, or ended under its own lease by a finish that committed)
     /// and which were asked to cancel, and whether the worker was asked to drain.
     ///
     /// Workers call it from a thread with a runtime of its own (so that busy nodes cannot

@@ -352,8 +352,12 @@ pub struct HeartbeatReply {
     /// Whether the worker is still registered and not stopped; when `false`, the sweeper
     /// reaped it: it must drop every run and register again.
     pub alive: bool,
-    /// Runs the worker reported that it no longer holds: stop them at once.
+    /// Runs the worker reported that it no longer holds and did not end itself (released,
+    /// given up, swept, or claimed by another worker since): stop them at once.
     pub lost: Vec<String>,
+    /// Runs the worker reported that ended under the lease it reported (its own finish
+    /// committed, and nobody changed the run's owner since): nothing to stop, nothing lost.
+    pub ended: Vec<String>,
     /// Runs it holds whose cancellation was requested.
     pub cancel: Vec<String>,
     /// Whether it was asked to drain (`dashflow workers drain`): claim nothing more, finish

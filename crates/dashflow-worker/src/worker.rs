@@ -269,8 +269,9 @@ struct Shared {
 struct Held {
     lease: Lease,
     abort: Option<AbortHandle>,
-    /// The run returned and its end is being reported: a finish that committed makes the run
-    /// look lost to a heartbeat, and a lease truly lost shows in the report's own answer.
+    /// The run returned and its end is being reported: a heartbeat does not stop it (a lease
+    /// lost meanwhile shows in the report's own answer, and a finish that committed is
+    /// `HeartbeatReply::ended`, not lost).
     ending: bool,
     /// When the run counts as stuck: its timeout and the stuck grace after it was claimed.
     stuck_at: Option<Instant>,

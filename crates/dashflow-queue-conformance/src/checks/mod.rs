@@ -73,6 +73,7 @@ cases! {
     retry::a_run_a_later_one_followed_is_refused,
     heartbeat::reports_the_runs_the_worker_lost,
     heartbeat::an_unknown_or_stopped_worker_is_not_alive,
+    heartbeat::tells_runs_that_ended_under_their_lease_from_lost_ones,
     fence::the_owner_writes_through_its_fenced_checkpointer,
     fence::a_former_owners_put_is_a_conflict_and_stores_nothing,
     fence::a_former_owners_pending_write_is_a_conflict_and_stores_nothing,
