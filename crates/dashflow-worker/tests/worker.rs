@@ -974,3 +974,45 @@ async fn a_heartbeat_while_a_finish_is_reported_takes_the_run_for_finished_not_l
     assert_eq!(read(&counters.finished), 1, "the finish was not counted");
     assert_eq!(read(&counters.lease_lost), 0, "a finished run was counted lost");
 }
+
+/// A worker runs 8 runs at once unless told otherwise, and at least one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_has_eight_slots_by_default_and_at_least_one() {
+    let test = "a_worker_has_eight_slots_by_default_and_at_least_one";
+    let Some((_db, queue)) = setup(test).await else { return };
+    let executions = Arc::new(Mutex::new(Vec::new()));
+    let graph = RegisteredGraph::new("chat", "v1", chat(&executions));
+    let mut stops = Vec::new();
+    let mut tasks = Vec::new();
+    for (id, slots) in [("default", None), ("zero", Some(0))] {
+        let mut builder = Worker::builder(Arc::clone(&queue) as Arc<dyn RunQueue>)
+            .graph(graph.clone())
+            .worker_id(id)
+            .timings(Timings::short());
+        if let Some(slots) = slots {
+            builder = builder.slots(slots);
+        }
+        let worker = builder.build().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tasks.push(tokio::spawn(async move { worker.run(async move { drop(stopped.await) }).await.unwrap() }));
+        stops.push(stop);
+    }
+    // A worker registers before it claims: runs until both are listed, with no sleep.
+    let client = Client::new(Arc::clone(&queue) as Arc<dyn RunQueue>).with_poll_interval(Duration::from_millis(20));
+    for n in 0.. {
+        let thread = format!("t{n}");
+        let (run_id, _) = client.submit(&graph, RunRequest::invoke(Chat::default()).thread(thread)).await.unwrap();
+        client.wait(&run_id, Duration::from_secs(30)).await.unwrap();
+        let workers = queue.workers().await.unwrap();
+        if workers.len() == 2 {
+            let slots: std::collections::HashMap<String, i32> =
+                workers.iter().map(|worker| (worker.info.worker_id.clone(), worker.info.slots)).collect();
+            assert_eq!((slots["default"], slots["zero"]), (8, 1));
+            break;
+        }
+    }
+    drop(stops);
+    for task in tasks {
+        task.await.unwrap();
+    }
+}
