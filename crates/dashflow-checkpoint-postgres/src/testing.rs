@@ -1,5 +1,6 @@
-//! Test support (feature `testing`): a throwaway PostgreSQL schema per test, and a
-//! PostgreSQL server of a test's own for tests that stop or restart it.
+//! Test support (feature `testing`): a throwaway PostgreSQL schema per test, a PostgreSQL
+//! server of a test's own for tests that stop or restart it, and [`together`] for tests of
+//! work done in groups.
 //!
 //! Tests that need a server read its URL from `DASHFLOW_TEST_POSTGRES_URL` (e.g.
 //! `postgres://postgres@127.0.0.1:5432/test`). When it is unset, [`TestDatabase::from_env`]
@@ -369,4 +370,25 @@ impl Checkpointer for TestCheckpointer {
     async fn list_threads(&self, options: &ThreadListOptions) -> Result<Vec<ThreadSummary>> {
         self.checkpointer.list_threads(options).await
     }
+}
+
+/// Polls each of `calls` once, then waits for them all, in order: on a current-thread runtime
+/// every call hands its work to the pool's task (group commit, submits, finishes, appends,
+/// notifications) before that task first runs, so the work waiting together is exactly the
+/// test's.
+///
+/// # Panics
+///
+/// When a call finishes at its first poll: it did not wait for a group.
+pub async fn together<F: std::future::Future + ?Sized>(mut calls: Vec<std::pin::Pin<Box<F>>>) -> Vec<F::Output> {
+    let waker = std::task::Waker::noop();
+    for call in &mut calls {
+        let polled = call.as_mut().poll(&mut std::task::Context::from_waker(waker));
+        assert!(polled.is_pending(), "a call finished before its group was made");
+    }
+    let mut outcomes = Vec::with_capacity(calls.len());
+    for call in calls {
+        outcomes.push(call.await);
+    }
+    outcomes
 }

@@ -132,7 +132,7 @@ mod tests {
     use std::future::Future;
     use std::pin::Pin;
 
-    use dashflow_checkpoint_postgres::testing::TestDatabase;
+    use dashflow_checkpoint_postgres::testing::{TestDatabase, together};
     use sqlx::postgres::PgListener;
 
     use super::*;
@@ -166,16 +166,13 @@ mod tests {
 
         // Polled once each before the notifier first runs (the current-thread runtime), so
         // all four wait together.
-        let mut sends: Vec<Pin<Box<dyn Future<Output = ()> + '_>>> = vec![
+        let sends: Vec<Pin<Box<dyn Future<Output = ()> + '_>>> = vec![
             Box::pin(notifier.send(vec![Note::Wake])),
             Box::pin(notifier.send(vec![Note::Done(a.clone()), Note::Wake])),
             Box::pin(notifier.send(vec![Note::Events(b.clone())])),
             Box::pin(notifier.send(vec![Note::Wake, Note::Done(a.clone())])),
         ];
-        for send in &mut sends {
-            assert!(futures_poll(send.as_mut()).is_pending());
-        }
-        futures_join(sends).await;
+        together(sends).await;
         notifier.send(vec![Note::Done(after.clone())]).await;
 
         assert_eq!(next(&mut listener, &schema).await, pair("dashflow_wake", &schema));
@@ -201,29 +198,14 @@ mod tests {
 
         // PostgreSQL refuses a payload of 8,000 bytes or more.
         let long = "r".repeat(9_000);
-        let mut sends: Vec<Pin<Box<dyn Future<Output = ()> + '_>>> = vec![
+        let sends: Vec<Pin<Box<dyn Future<Output = ()> + '_>>> = vec![
             Box::pin(notifier.send(vec![Note::Done(a.clone())])),
             Box::pin(notifier.send(vec![Note::Done(long)])),
             Box::pin(notifier.send(vec![Note::Events(b.clone())])),
         ];
-        for send in &mut sends {
-            assert!(futures_poll(send.as_mut()).is_pending());
-        }
-        futures_join(sends).await;
+        together(sends).await;
 
         assert_eq!(next(&mut listener, &schema).await, pair("dashflow_done", &a));
         assert_eq!(next(&mut listener, &schema).await, pair("dashflow_events", &b));
-    }
-
-    /// Polls `future` once.
-    fn futures_poll(future: Pin<&mut (dyn Future<Output = ()> + '_)>) -> std::task::Poll<()> {
-        let waker = std::task::Waker::noop();
-        future.poll(&mut std::task::Context::from_waker(waker))
-    }
-
-    async fn futures_join(sends: Vec<Pin<Box<dyn Future<Output = ()> + '_>>>) {
-        for send in sends {
-            send.await;
-        }
     }
 }

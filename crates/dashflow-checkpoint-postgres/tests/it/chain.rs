@@ -4,6 +4,7 @@
 //! which joins the puts of other threads waiting on the pool (group commit).
 
 use dashflow_checkpoint::{CheckpointError, CheckpointId, CheckpointKind, CheckpointRecord, Checkpointer, ListOptions};
+use dashflow_checkpoint_postgres::testing::together;
 use dashflow_checkpoint_postgres::{FenceTable, WriteGuard};
 use sqlx::PgConnection;
 
@@ -155,11 +156,8 @@ async fn lone_records_of_several_threads_put_as_batches_together_share_one_commi
 
     // Polled once each before the pool's committer first runs (the current-thread runtime),
     // so all four wait together, as the `Async` writers of concurrent runs do.
-    let mut puts: Vec<_> = batches.iter().map(|batch| Box::pin(checkpointer.put_batch(batch.clone()))).collect();
-    for put in &mut puts {
-        assert!(futures::poll!(put.as_mut()).is_pending());
-    }
-    for result in futures::future::join_all(puts).await {
+    let puts: Vec<_> = batches.iter().map(|batch| Box::pin(checkpointer.put_batch(batch.clone()))).collect();
+    for result in together(puts).await {
         result.unwrap();
     }
 

@@ -9,21 +9,13 @@ use std::future::Future;
 use std::pin::Pin;
 
 use dashflow_checkpoint::{CheckpointError, CheckpointKind, CheckpointRecord, Checkpointer, Result};
+use dashflow_checkpoint_postgres::testing::together;
 use dashflow_checkpoint_postgres::{FenceTable, PostgresCheckpointer, WriteGuard};
 use sqlx::PgConnection;
 
 use crate::support::{committed_head, database, record};
 
 type Pending<'a> = Pin<Box<dyn Future<Output = Result<()>> + 'a>>;
-
-/// Polls every put once, so that all wait together, then waits for them all.
-async fn together(puts: Vec<Pending<'_>>) -> Vec<Result<()>> {
-    let mut puts = puts;
-    for put in &mut puts {
-        assert!(futures::poll!(put.as_mut()).is_pending(), "a put finished before its group was stored");
-    }
-    futures::future::join_all(puts).await
-}
 
 /// The first record of each of `threads`, put one at a time.
 async fn first_records(checkpointer: &PostgresCheckpointer, threads: &[String]) -> Vec<CheckpointRecord> {

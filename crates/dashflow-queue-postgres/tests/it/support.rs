@@ -5,6 +5,7 @@ use std::pin::Pin;
 
 use dashflow_checkpoint::{CheckpointId, CheckpointKind, CheckpointRecord, now_ms};
 use dashflow_checkpoint_postgres::testing::TestDatabase;
+pub(crate) use dashflow_checkpoint_postgres::testing::together;
 use dashflow_queue::{ClaimedRun, GraphKey, NewRun, RunKind, RunQueue, WorkerInfo};
 use dashflow_queue_postgres::PostgresRunQueue;
 
@@ -52,21 +53,6 @@ pub(crate) fn record(thread: &str, parent: Option<&CheckpointId>, step: i64, own
 
 /// A call of the queue, not yet polled.
 pub(crate) type Pending<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
-
-/// Polls every call once, so that all wait together for the pool's task (the tests run on the
-/// current-thread runtime: it has not run yet), then waits for them all, in order.
-pub(crate) async fn together<T>(mut calls: Vec<Pending<'_, T>>) -> Vec<T> {
-    let waker = std::task::Waker::noop();
-    for call in &mut calls {
-        let polled = call.as_mut().poll(&mut std::task::Context::from_waker(waker));
-        assert!(polled.is_pending(), "a call finished before its group was made");
-    }
-    let mut outcomes = Vec::new();
-    for call in calls {
-        outcomes.push(call.await);
-    }
-    outcomes
-}
 
 /// How many transactions wrote the rows of `table` whose `column` is one of `ids`.
 pub(crate) async fn transactions(conn: &mut sqlx::PgConnection, table: &str, column: &str, ids: &[&str]) -> i64 {
