@@ -54,6 +54,10 @@ pub struct PostgresCheckpointer {
     /// Stores the puts of this pool's concurrent writers a group at a time, shared by clones
     /// and guarded checkpointers.
     group: Arc<GroupCommit>,
+    /// Set while the guard's thread is known to have no checkpoint (its lease was granted on
+    /// a thread without one, and nothing was written since): the first load of its root
+    /// namespace answers without reading. Cleared by that load and by any write.
+    empty: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl PostgresCheckpointer {
@@ -95,7 +99,7 @@ impl PostgresCheckpointer {
         let retry = RetryPolicy::default();
         migrate::migrate(&pool, &retry).await?;
         let group = Arc::new(GroupCommit::new(pool.clone()));
-        Ok(Self { pool, retry, guard: None, stored_schemas: Arc::default(), group })
+        Ok(Self { pool, retry, guard: None, stored_schemas: Arc::default(), group, empty: None })
     }
 
     /// A checkpointer on the same pool whose every write (put, batch, pending writes,
@@ -115,6 +119,30 @@ impl PostgresCheckpointer {
             guard: Some(guard),
             stored_schemas: Arc::clone(&self.stored_schemas),
             group: Arc::clone(&self.group),
+            empty: None,
+        }
+    }
+
+    /// This guarded checkpointer, told that its guard's thread has no checkpoint: the first
+    /// load of its root namespace answers `None` without reading, until anything is written.
+    /// Only for a guard granted on a thread seen without a checkpoint, with no earlier owner
+    /// that could have written since (the run queue's first claim of a run): were one stored
+    /// after all, the run's first put, which expects no head, would be a `Conflict`.
+    pub(crate) fn assuming_an_empty_thread(mut self) -> Self {
+        if self.guard.is_some() {
+            self.empty = Some(Arc::new(std::sync::atomic::AtomicBool::new(true)));
+        }
+        self
+    }
+
+    /// Whether `thread_id` is the guard's thread and known to be empty; the answer is given
+    /// once.
+    fn known_empty(&self, thread_id: &str) -> bool {
+        match (&self.empty, &self.guard) {
+            (Some(empty), Some(guard)) if guard.thread_id() == thread_id => {
+                empty.swap(false, std::sync::atomic::Ordering::Relaxed)
+            }
+            _ => false,
         }
     }
 
@@ -181,6 +209,9 @@ impl PostgresCheckpointer {
     /// How this checkpointer's writes to `thread_id` are fenced; a write to another thread
     /// than the guard's is refused here, without a round trip.
     fn fenced(&self, thread_id: &str, namespace: &str) -> Result<Fenced<'_>, Error> {
+        if let Some(empty) = &self.empty {
+            empty.store(false, std::sync::atomic::Ordering::Relaxed);
+        }
         match &self.guard {
             None => Ok(Fenced::not()),
             Some(guard) if guard.thread_id() != thread_id => Err(Error::Conflict {
@@ -653,6 +684,9 @@ impl Checkpointer for PostgresCheckpointer {
     ) -> Result<Option<LoadedCheckpoint>> {
         if thread_id.contains('\0') || namespace.contains('\0') {
             // Nothing with such a key can have been stored.
+            return Ok(None);
+        }
+        if id.is_none() && namespace.is_empty() && self.known_empty(thread_id) {
             return Ok(None);
         }
         let rows = self

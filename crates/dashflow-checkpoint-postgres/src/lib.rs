@@ -131,5 +131,11 @@ pub use checkpointer::{CONNECT_TIMEOUT, PostgresCheckpointer};
 #[doc(hidden)]
 pub mod __private {
     pub use crate::gather::{Gatherer, Take, Unanswered, Waiting, take_group};
+
+    /// `checkpointer`, guarded, told that its guard's thread has no checkpoint (see
+    /// `PostgresCheckpointer::assuming_an_empty_thread`).
+    pub fn assuming_an_empty_thread(checkpointer: crate::PostgresCheckpointer) -> crate::PostgresCheckpointer {
+        checkpointer.assuming_an_empty_thread()
+    }
 }
 pub use guard::{FenceTable, WriteGuard};

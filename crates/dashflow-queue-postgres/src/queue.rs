@@ -1,11 +1,12 @@
 //! [`PostgresRunQueue`]: the [`RunQueue`] trait on PostgreSQL.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use dashflow_checkpoint::Checkpointer;
+use dashflow_checkpoint_postgres::__private::assuming_an_empty_thread;
 use dashflow_checkpoint_postgres::PostgresCheckpointer;
 use dashflow_queue::{
     ClaimedRun, Finish, GraphKey, HeartbeatReply, Lease, NewRun, Priority, QueueError, QueueStat, Result, RunFilter,
@@ -42,6 +43,10 @@ pub struct PostgresRunQueue {
     finisher: Arc<Finisher>,
     /// The runs' event streams, whose appends go in groups too.
     streams: Arc<PgRunStreams>,
+    /// Leases (run and epoch) this process claimed as a run's first claim on a thread without
+    /// a checkpoint, until their fenced checkpointer is made (it then reads no checkpoint at
+    /// the run's start) or the run is let go.
+    empty_threads: Arc<Mutex<HashSet<(String, i64)>>>,
 }
 
 impl PostgresRunQueue {
@@ -53,7 +58,21 @@ impl PostgresRunQueue {
         let submitter = Submitter::new(checkpointer.pool().clone(), Arc::clone(&notifier));
         let finisher = Arc::new(Finisher::new(checkpointer.pool().clone(), Arc::clone(&notifier)));
         let streams = Arc::new(PgRunStreams::new(checkpointer.pool().clone(), Arc::clone(&notifier)));
-        Ok(Self { checkpointer, heartbeats: Arc::default(), notifier, submitter, finisher, streams })
+        Ok(Self {
+            checkpointer,
+            heartbeats: Arc::default(),
+            notifier,
+            submitter,
+            finisher,
+            streams,
+            empty_threads: Arc::default(),
+        })
+    }
+
+    /// Whether `lease` was a first claim on a thread without a checkpoint; forgets it.
+    fn forget_empty_thread(&self, lease: &Lease) -> bool {
+        let mut empty = self.empty_threads.lock().unwrap_or_else(PoisonError::into_inner);
+        !empty.is_empty() && empty.remove(&(lease.run_id.clone(), lease.epoch))
     }
 
     /// Connects to `url`, migrates the checkpoint and queue schemas.
@@ -339,7 +358,17 @@ impl RunQueue for PostgresRunQueue {
             .fetch_all(&mut *conn)
             .await
             .map_err(unavailable(CLAIM))?;
-        rows.iter().map(|row| claimed_from_row(row, worker_id)).collect()
+        let claimed = rows.iter().map(|row| claimed_from_row(row, worker_id)).collect::<Result<Vec<_>>>()?;
+        let empty: Vec<(String, i64)> = rows
+            .iter()
+            .zip(&claimed)
+            .filter(|(row, _)| row.try_get::<bool, _>("empty_thread").unwrap_or(false))
+            .map(|(_, run)| (run.lease.run_id.clone(), run.lease.epoch))
+            .collect();
+        if !empty.is_empty() {
+            self.empty_threads.lock().unwrap_or_else(PoisonError::into_inner).extend(empty);
+        }
+        Ok(claimed)
     }
 
     async fn finish(&self, lease: &Lease, finish: Finish) -> Result<()> {
@@ -349,6 +378,7 @@ impl RunQueue for PostgresRunQueue {
                 detail: format!("`{}` is not a terminal state", finish.state),
             });
         }
+        self.forget_empty_thread(lease);
         let job = Arc::new(FinishJob { lease: lease.clone(), finish });
         if let FinishReply::Done(result) = self.finisher.finish(Arc::clone(&job)).await {
             return result;
@@ -364,6 +394,7 @@ impl RunQueue for PostgresRunQueue {
     }
 
     async fn release(&self, lease: &Lease, reason: &str) -> Result<()> {
+        self.forget_empty_thread(lease);
         let mut conn = self.conn(RELEASE).await?;
         let mut tx = conn.begin().await.map_err(unavailable(RELEASE))?;
         lock_thread(&mut tx, &lease.thread_id, RELEASE).await?;
@@ -388,6 +419,7 @@ impl RunQueue for PostgresRunQueue {
     }
 
     async fn give_up(&self, lease: &Lease, reason: &str) -> Result<RunState> {
+        self.forget_empty_thread(lease);
         let mut conn = self.conn(GIVE_UP).await?;
         let mut tx = conn.begin().await.map_err(unavailable(GIVE_UP))?;
         lock_thread(&mut tx, &lease.thread_id, GIVE_UP).await?;
@@ -619,7 +651,11 @@ impl RunQueue for PostgresRunQueue {
 
     fn fenced_checkpointer(&self, lease: &Lease) -> Arc<dyn Checkpointer> {
         let guard = LeaseGuard { thread_id: lease.thread_id.clone(), epoch: lease.epoch };
-        Arc::new(self.checkpointer.guarded(guard.write_guard()))
+        let checkpointer = self.checkpointer.guarded(guard.write_guard());
+        if self.forget_empty_thread(lease) {
+            return Arc::new(assuming_an_empty_thread(checkpointer));
+        }
+        Arc::new(checkpointer)
     }
 
     fn checkpointer(&self) -> Arc<dyn Checkpointer> {

@@ -82,7 +82,8 @@ WHERE cardinality($3::text[]) = 0";
 
 /// Claims a batch (distinct threads, thanks to `dashflow_runs_one_active`) and bumps each
 /// thread's fence epoch in the same statement. `first_claim`: no claim started the run before,
-/// so nothing of it can be stored. Each of the worker's queues is read in the order of its
+/// so nothing of it can be stored; `empty_thread`: a first claim on a thread without a
+/// checkpoint, whose run need not read one. Each of the worker's queues is read in the order of its
 /// index (`dashflow_runs_claim`), up to the batch, and the queues' heads merged: the cost is
 /// the batch's, whatever the depth of the queue (a single scan over `queue = ANY(...)` sorted
 /// every queued run for each claim).
@@ -111,7 +112,9 @@ FROM next JOIN fence USING (thread_id)
 WHERE r.run_id = next.run_id
 RETURNING r.run_id, r.thread_id, r.lease_epoch, r.graph_key, r.kind, r.input, r.config::text AS config,
           r.attempt, next.first_claim, r.queue, r.tenant,
-          greatest((extract(epoch FROM now() - r.run_at) * 1000)::bigint, 0) AS waited_ms";
+          greatest((extract(epoch FROM now() - r.run_at) * 1000)::bigint, 0) AS waited_ms,
+          next.first_claim AND NOT EXISTS (SELECT 1 FROM dashflow_checkpoint_heads h
+                                           WHERE h.thread_id = r.thread_id) AS empty_thread";
 
 /// Ends a run in one round trip (migration 4's `dashflow_end_run`): fenced, then promotes the
 /// thread's next pending run; `lost` when the lease was lost, else `ended` or `promoted`. The

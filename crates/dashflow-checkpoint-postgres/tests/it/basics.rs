@@ -482,3 +482,36 @@ async fn a_refused_put_in_a_callers_transaction_stores_nothing_and_leaves_it_usa
     let head = checkpointer.load("tx", "", None).await.unwrap().unwrap();
     assert_eq!(head.head(), Some(&third));
 }
+
+/// A guarded checkpointer told that its thread has no checkpoint answers the first load of the
+/// root namespace without reading (a record stored behind its back is not seen), and reads
+/// from then on, or as soon as it wrote.
+#[tokio::test]
+async fn a_checkpointer_told_its_thread_is_empty_skips_only_the_first_root_load() {
+    use dashflow_checkpoint_postgres::__private::assuming_an_empty_thread;
+    use dashflow_checkpoint_postgres::{FenceTable, WriteGuard};
+
+    let db = crate::support::database!("a_checkpointer_told_its_thread_is_empty_skips_only_the_first_root_load");
+    let checkpointer = db.checkpointer().await;
+    let mut admin = db.admin().await;
+    sqlx::raw_sql("CREATE TABLE fences (thread_id text PRIMARY KEY, epoch bigint NOT NULL); INSERT INTO fences VALUES ('t', 1), ('u', 1)")
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let fence = FenceTable::new("fences", "thread_id", "epoch");
+    let told = assuming_an_empty_thread(checkpointer.guarded(WriteGuard::new(&fence, "t", 1)));
+    let behind = crate::support::record("t", "", None, dashflow_checkpoint::CheckpointKind::Snapshot);
+    checkpointer.put(behind.clone(), None).await.unwrap();
+
+    assert!(told.load("t", "sub", None).await.unwrap().is_none(), "another namespace is read (and empty)");
+    assert!(told.load("t", "", None).await.unwrap().is_none(), "the first root load read the thread");
+    let loaded = told.load("t", "", None).await.unwrap().expect("the second load reads");
+    assert_eq!(loaded.head(), Some(&behind));
+
+    // A write ends the assumption before any load.
+    let writer = assuming_an_empty_thread(checkpointer.guarded(WriteGuard::new(&fence, "u", 1)));
+    let first = crate::support::record("u", "", None, dashflow_checkpoint::CheckpointKind::Snapshot);
+    writer.put(first.clone(), None).await.unwrap();
+    let loaded = writer.load("u", "", None).await.unwrap().expect("a load after a write reads");
+    assert_eq!(loaded.head(), Some(&first));
+}

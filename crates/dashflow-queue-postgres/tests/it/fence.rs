@@ -164,3 +164,37 @@ async fn a_put_waiting_on_a_takeover_in_flight_reads_the_new_epoch_and_stores_no
     assert!(error.is_conflict(), "{error:?}");
     assert!(queue.checkpointer().load("u", "", None).await.unwrap().is_none());
 }
+
+/// A run's first claim on a thread without a checkpoint gives a fenced checkpointer that does
+/// not read the thread at the run's start; a thread with checkpoints, or a run claimed again,
+/// is read.
+#[tokio::test]
+async fn only_a_first_claim_on_a_thread_without_checkpoints_skips_the_first_read() {
+    let test = "only_a_first_claim_on_a_thread_without_checkpoints_skips_the_first_read";
+    let Some((_db, queue)) = queue(test).await else { return };
+    worker(&queue, "w").await;
+    let plain = queue.checkpointer();
+    let old = record("old", None, -1, "before");
+    plain.put(old.clone(), None).await.unwrap();
+    queue.submit(run("old")).await.unwrap();
+    let on_old = claim_one(&queue, "w").await;
+    let loaded = queue.fenced_checkpointer(&on_old.lease).load("old", "", None).await.unwrap();
+    assert_eq!(loaded.and_then(|loaded| loaded.head().cloned()), Some(old), "a thread with a checkpoint is read");
+
+    queue.submit(run("new")).await.unwrap();
+    let on_new = claim_one(&queue, "w").await;
+    assert!(on_new.first_claim);
+    // Stored behind the claim's back: a first load that read would see it.
+    let behind = record("new", None, -1, "behind");
+    plain.put(behind.clone(), None).await.unwrap();
+    let fenced = queue.fenced_checkpointer(&on_new.lease);
+    assert!(fenced.load("new", "", None).await.unwrap().is_none(), "the first load read the new thread");
+    assert!(fenced.load("new", "", None).await.unwrap().is_some(), "the second load did not read");
+
+    // Claimed again (released, then its second claim): read.
+    queue.release(&on_new.lease, "test").await.unwrap();
+    let again = claim_one(&queue, "w").await;
+    assert!(!again.first_claim);
+    let loaded = queue.fenced_checkpointer(&again.lease).load("new", "", None).await.unwrap();
+    assert_eq!(loaded.and_then(|loaded| loaded.head().cloned()), Some(behind));
+}
