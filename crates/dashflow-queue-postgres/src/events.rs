@@ -12,7 +12,8 @@ use sqlx::postgres::PgListener;
 use sqlx::{PgConnection, PgPool, Row};
 use tokio::sync::mpsc;
 
-use crate::error::{corrupt, in_doubt, unavailable};
+use crate::error::{corrupt, unavailable};
+use crate::grouped;
 use crate::notify::{Note, Notifier};
 
 /// Appends a batch after the run's last item as one row, only while the thread's fence epoch
@@ -108,13 +109,8 @@ struct AppendJob {
     payloads: String,
 }
 
-/// How the appender answers an append.
-enum Reply {
-    /// Made (and announced): the number of the batch's last item, or why not.
-    Done(Result<i64>),
-    /// Not made by the group: the caller appends alone.
-    Alone,
-}
+/// How the appender answers an append: the number of the batch's last item, or why not.
+type Reply = grouped::Reply<i64>;
 
 type Waiting = gather::Waiting<Arc<AppendJob>, Reply>;
 
@@ -158,30 +154,18 @@ fn take_group(waiting: &mut VecDeque<Waiting>) -> Vec<Waiting> {
     gather::take_group(waiting, MOST, |_, _| true, |a, b| a.job.lease.thread_id == b.job.lease.thread_id)
 }
 
-async fn append_group(pool: &PgPool, notifier: &Notifier, mut group: Vec<Waiting>) {
-    group.retain(|waiting| !waiting.abandoned());
-    if group.is_empty() {
+async fn append_group(pool: &PgPool, notifier: &Notifier, group: Vec<Waiting>) {
+    let Some((group, outcomes)) = grouped::make(
+        pool,
+        APPEND_OP,
+        group,
+        async |conn, job: &Arc<AppendJob>| append_one(conn, job).await,
+        append_many,
+    )
+    .await
+    else {
         return;
-    }
-    let Ok(mut conn) = pool.acquire().await else {
-        return group.into_iter().for_each(|waiting| waiting.answer(Reply::Alone));
     };
-    let outcomes = if group.len() == 1 {
-        vec![append_one(&mut conn, &group[0].job).await]
-    } else {
-        match append_many(&mut conn, &group).await {
-            Ok(outcomes) => outcomes,
-            Err(error) if in_doubt(&error) => {
-                let error = unavailable(APPEND_OP)(error);
-                return group.into_iter().for_each(|waiting| waiting.answer(Reply::Done(Err(error.clone()))));
-            }
-            Err(error) => {
-                tracing::debug!(appends = group.len(), %error, "a group of appends failed; each is made alone");
-                return group.into_iter().for_each(|waiting| waiting.answer(Reply::Alone));
-            }
-        }
-    };
-    drop(conn);
     // Once per batch, and the owner batches. A lost notification is a hint lost: followers
     // poll as well.
     let notes: Vec<Note> = group

@@ -17,7 +17,8 @@ use dashflow_checkpoint_postgres::__private::{self as gather, Gatherer};
 use dashflow_queue::{Finish, Lease, QueueError, Result};
 use sqlx::{PgConnection, PgPool, Row};
 
-use crate::error::{corrupt, in_doubt, unavailable};
+use crate::error::{corrupt, unavailable};
+use crate::grouped;
 use crate::notify::{Note, Notifier};
 use crate::sql;
 
@@ -30,14 +31,6 @@ pub(crate) const FINISH: &str = "finish a run";
 pub(crate) struct FinishJob {
     pub(crate) lease: Lease,
     pub(crate) finish: Finish,
-}
-
-/// How the task answers a finish.
-pub(crate) enum Reply {
-    /// Made (and announced): the finish's result.
-    Done(Result<()>),
-    /// Not made by the group: the caller makes it alone.
-    Alone,
 }
 
 /// What a finish did.
@@ -85,6 +78,9 @@ impl Outcome {
 
 type Waiting = gather::Waiting<Arc<FinishJob>, Reply>;
 
+/// How the task answers a finish.
+pub(crate) type Reply = grouped::Reply<()>;
+
 /// A pool's finisher.
 #[derive(Debug)]
 pub(crate) struct Finisher(Gatherer<Arc<FinishJob>, Reply>);
@@ -126,30 +122,13 @@ fn take_group(waiting: &mut VecDeque<Waiting>) -> Vec<Waiting> {
     gather::take_group(waiting, MOST, |_, _| true, |a, b| a.job.lease.thread_id == b.job.lease.thread_id)
 }
 
-async fn finish_group(pool: &PgPool, notifier: &Notifier, mut group: Vec<Waiting>) {
-    group.retain(|waiting| !waiting.abandoned());
-    if group.is_empty() {
+async fn finish_group(pool: &PgPool, notifier: &Notifier, group: Vec<Waiting>) {
+    let Some((group, outcomes)) =
+        grouped::make(pool, FINISH, group, async |conn, job: &Arc<FinishJob>| finish_one(conn, job).await, finish_many)
+            .await
+    else {
         return;
-    }
-    let Ok(mut conn) = pool.acquire().await else {
-        return group.into_iter().for_each(|waiting| waiting.answer(Reply::Alone));
     };
-    let outcomes = if group.len() == 1 {
-        vec![finish_one(&mut conn, &group[0].job).await]
-    } else {
-        match finish_many(&mut conn, &group).await {
-            Ok(outcomes) => outcomes,
-            Err(error) if in_doubt(&error) => {
-                let error = unavailable(FINISH)(error);
-                return group.into_iter().for_each(|waiting| waiting.answer(Reply::Done(Err(error.clone()))));
-            }
-            Err(error) => {
-                tracing::debug!(finishes = group.len(), %error, "a group of finishes failed; each is made alone");
-                return group.into_iter().for_each(|waiting| waiting.answer(Reply::Alone));
-            }
-        }
-    };
-    drop(conn);
     let mut notes = Vec::new();
     for (waiting, outcome) in group.iter().zip(&outcomes) {
         if let Ok(ended) = outcome {

@@ -64,6 +64,7 @@ mod admin;
 mod error;
 mod events;
 mod finish;
+mod grouped;
 mod guard;
 mod listen;
 mod migrate;
