@@ -7,10 +7,9 @@
 use std::sync::Arc;
 
 use dashflow_queue::{ClaimedRun, QueueError, Result, RunQueue, RunStreams, StreamEntry};
-use dashflow_queue_postgres::PostgresRunQueue;
 use serde_json::json;
 
-use crate::support::{Pending, claim_one, queue, run, together, transactions, worker};
+use crate::support::{Pending, queue, running, together, transactions};
 
 fn entries(steps: &[Option<i64>], tag: &str) -> Vec<StreamEntry> {
     steps.iter().map(|step| StreamEntry::new(*step, json!({ "by": tag, "step": step }))).collect()
@@ -22,17 +21,6 @@ fn append<'a>(
     batch: &'a [StreamEntry],
 ) -> Pending<'a, Result<i64>> {
     streams.append(&claimed.lease, 1, batch)
-}
-
-/// Submits and claims a run on each of `threads` for worker `w`.
-async fn running(queue: &PostgresRunQueue, threads: &[&str]) -> Vec<ClaimedRun> {
-    worker(queue, "w").await;
-    let mut claimed = Vec::new();
-    for thread in threads {
-        queue.submit(run(thread)).await.unwrap();
-        claimed.push(claim_one(queue, "w").await);
-    }
-    claimed
 }
 
 #[tokio::test]

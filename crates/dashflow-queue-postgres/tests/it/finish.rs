@@ -8,21 +8,10 @@ use dashflow_queue::{ClaimedRun, Finish, Multitask, QueueError, Result, RunQueue
 use dashflow_queue_postgres::PostgresRunQueue;
 use sqlx::postgres::PgListener;
 
-use crate::support::{Pending, claim_one, queue, run, together, transactions, worker};
+use crate::support::{Pending, queue, run, running, together, transactions};
 
 fn finish<'a>(queue: &'a PostgresRunQueue, claimed: &'a ClaimedRun, how: Finish) -> Pending<'a, Result<()>> {
     queue.finish(&claimed.lease, how)
-}
-
-/// Submits and claims a run on each of `threads` for worker `w`.
-async fn running(queue: &PostgresRunQueue, threads: &[&str]) -> Vec<ClaimedRun> {
-    worker(queue, "w").await;
-    let mut claimed = Vec::new();
-    for thread in threads {
-        queue.submit(run(thread)).await.unwrap();
-        claimed.push(claim_one(queue, "w").await);
-    }
-    claimed
 }
 
 #[tokio::test]

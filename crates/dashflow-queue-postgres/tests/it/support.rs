@@ -59,3 +59,14 @@ pub(crate) async fn transactions(conn: &mut sqlx::PgConnection, table: &str, col
     let query = format!("SELECT count(DISTINCT xmin::text) FROM {table} WHERE {column} = ANY ($1)");
     sqlx::query_scalar(sqlx::AssertSqlSafe(query)).bind(ids).fetch_one(conn).await.unwrap()
 }
+
+/// Submits and claims a run on each of `threads` for worker `w`.
+pub(crate) async fn running(queue: &PostgresRunQueue, threads: &[&str]) -> Vec<ClaimedRun> {
+    worker(queue, "w").await;
+    let mut claimed = Vec::new();
+    for thread in threads {
+        queue.submit(run(thread)).await.unwrap();
+        claimed.push(claim_one(queue, "w").await);
+    }
+    claimed
+}
